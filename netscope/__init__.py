@@ -1,0 +1,40 @@
+"""netscope: see inside any PyTorch nn.Module.
+
+The public API is re-exported here lazily, so that importing ``netscope`` (and running
+``netscope --help``) does not import torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "summary": "netscope.api",
+    "Report": "netscope.report",
+    "check": "netscope.api",
+    "solve_input_size": "netscope.solver",
+    "audit_names": "netscope.naming",
+    "keys": "netscope.checkpoints",
+    "read_checkpoint": "netscope.checkpoints",
+    "diff": "netscope.remap",
+    "remap": "netscope.remap",
+    "load": "netscope.remap",
+    "NetscopeError": "netscope.errors",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str):
+    module_path = _EXPORTS.get(name)
+    if module_path is None:
+        raise AttributeError(f"module 'netscope' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module_path), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return __all__

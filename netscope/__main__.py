@@ -1,0 +1,3 @@
+from netscope.cli import entry_point
+
+entry_point()

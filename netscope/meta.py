@@ -1,0 +1,67 @@
+"""No-memory mode: parameters and buffers on the meta device, the rest of the model untouched."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from typing import Iterator
+
+
+@contextlib.contextmanager
+def empty_weights(enabled: bool = True) -> Iterator[None]:
+    """Build models inside this block with parameters and buffers re-homed to the meta device.
+
+    Unlike ``with torch.device("meta")``, ordinary tensors created in ``__init__`` stay on the CPU, so
+    constructors that compute values and call ``.tolist()`` (torchvision's regnet) still work. Same
+    idea as accelerate's ``init_empty_weights``; the patch lives only inside this block.
+    """
+    if not enabled:
+        yield
+        return
+    import torch
+    import torch.nn as nn
+
+    original_register_parameter = nn.Module.register_parameter
+    original_register_buffer = nn.Module.register_buffer
+
+    def register_parameter(module, name, param):
+        original_register_parameter(module, name, param)
+        if param is not None and param.device.type != "meta":
+            tensor = module._parameters[name]
+            kwargs = dict(tensor.__dict__)
+            kwargs["requires_grad"] = tensor.requires_grad
+            module._parameters[name] = type(tensor)(tensor.to("meta"), **kwargs)
+
+    def register_buffer(module, name, tensor, persistent=True):
+        original_register_buffer(module, name, tensor, persistent=persistent)
+        if tensor is not None and isinstance(tensor, torch.Tensor) and tensor.device.type != "meta":
+            module._buffers[name] = module._buffers[name].to("meta")
+
+    nn.Module.register_parameter = register_parameter
+    nn.Module.register_buffer = register_buffer
+    try:
+        yield
+    finally:
+        nn.Module.register_parameter = original_register_parameter
+        nn.Module.register_buffer = original_register_buffer
+
+
+def meta_copy(model):
+    """A structural copy of ``model`` whose parameters and buffers live on the meta device.
+
+    The user's model is not touched: every parameter and buffer is pre-seeded in deepcopy's memo
+    with a meta twin (tied tensors stay tied), so no real tensor data is copied or moved.
+    """
+    import torch
+    import torch.nn as nn
+
+    memo = {}
+    for tensor in list(model.parameters()) + list(model.buffers()):
+        if id(tensor) in memo:
+            continue
+        if isinstance(tensor, nn.Parameter):
+            twin = nn.Parameter(torch.empty_like(tensor, device="meta"), requires_grad=tensor.requires_grad)
+        else:
+            twin = torch.empty_like(tensor, device="meta")
+        memo[id(tensor)] = twin
+    return copy.deepcopy(model, memo)

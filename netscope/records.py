@@ -1,0 +1,127 @@
+"""The shared vocabulary: typed, frozen records that every analysis and renderer speaks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Mapping, Optional, Tuple, Union
+
+# A shape tree mirrors a module's inputs/outputs: a tuple of ints for a tensor, a list/tuple/dict of
+# shape trees for containers, and a short string (e.g. "int", "None") for anything that is not a tensor.
+Shape = Tuple[int, ...]
+ShapeTree = Union[Shape, list, dict, str]
+
+
+class Severity(str, Enum):
+    ERROR = "error"
+    WARNING = "warning"
+    INFO = "info"
+
+    def __str__(self) -> str:  # pragma: no cover - cosmetic
+        return self.value
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One thing an analysis noticed: what, where, and how to fix it."""
+
+    severity: Severity
+    code: str  # stable, machine-readable: "formula-mismatch", "unregistered-module", ...
+    message: str
+    fix: str = ""
+    layer: Optional[str] = None  # qualified module name, when the finding is about one module
+    call_index: Optional[int] = None  # LayerCall.index, when it is about one call
+
+    def to_dict(self) -> dict:
+        return {
+            "severity": self.severity.value,
+            "code": self.code,
+            "message": self.message,
+            "fix": self.fix,
+            "layer": self.layer,
+            "call_index": self.call_index,
+        }
+
+
+@dataclass(frozen=True)
+class LayerCall:
+    """One call of one module during the traced forward pass (a module called twice gives two)."""
+
+    index: int  # position in call order; 0 is the root module
+    name: str  # qualified name exactly as it prefixes state_dict keys ("" for the root)
+    class_name: str
+    depth: int  # 0 for the root
+    parent: Optional[int]  # index of the enclosing call
+    call_number: int  # 1 for this module's first call in the pass, 2 for its second, ...
+    input_shapes: ShapeTree
+    output_shapes: ShapeTree
+    own_params: int  # elements of parameters registered directly on this module
+    subtree_params: int  # elements of the unique parameters of this module and its descendants
+    trainable: str  # "yes", "no", "partial", or "" when the subtree holds no parameters
+    own_macs: int  # multiply-adds of operators that ran while this module was the innermost one
+    macs: int  # own_macs plus those of every call nested inside this one
+    output_bytes: int
+    is_leaf: bool  # the module has no child modules
+    hyperparams: Mapping[str, Any] = field(default_factory=dict)  # kernel_size, stride, padding, ...
+
+    @property
+    def is_repeat(self) -> bool:
+        return self.call_number > 1
+
+    @property
+    def display_name(self) -> str:
+        base = self.name or "(root)"
+        return f"{base} (call {self.call_number})" if self.is_repeat else base
+
+
+@dataclass(frozen=True)
+class Totals:
+    """Whole-model figures; parameters are counted once even when shared or tied."""
+
+    total_params: int
+    trainable_params: int
+    non_trainable_params: int
+    shared_params: int  # elements of parameters reachable under more than one name (counted once above)
+    shared_param_tensors: int  # how many parameter tensors have more than one name
+    uncalled_params: int  # elements in modules that did not run during the pass
+    buffer_elements: int
+    param_bytes: int
+    buffer_bytes: int
+    total_macs: int
+    input_bytes: int
+    activation_bytes: int  # sum of the outputs of leaf-module calls: a forward-pass estimate
+    peak_memory_bytes: Optional[int] = None  # measured on CUDA only
+
+    def to_dict(self) -> dict:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """How the pass was run."""
+
+    model: str
+    device: str
+    dtype: str
+    mode: str  # "eval" or "train"
+    input_shapes: ShapeTree
+    seconds: float
+
+    def to_dict(self) -> dict:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+@dataclass(frozen=True)
+class TensorMeta:
+    """A tensor described without its data: what checkpoint listings and remaps work from."""
+
+    shape: Shape
+    dtype: str  # torch dtype name without the "torch." prefix, e.g. "float32"
+    storage_id: Optional[str] = None  # equal for tensors sharing one storage, None when unknown
+
+    @property
+    def numel(self) -> int:
+        n = 1
+        for d in self.shape:
+            n *= d
+        return n

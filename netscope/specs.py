@@ -1,0 +1,240 @@
+"""Turn a model spec string into an ``nn.Module`` plus the dummy inputs it expects.
+
+Specs: a torchvision model name (``resnet50``), an import string (``pkg.module:factory``), a file
+(``path/to/file.py:ClassName``), or a prefixed source registered in ``SOURCES`` (``timm:...``,
+``hf:...``). Every failure is a :class:`ModelSpecError` that says what to do.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import importlib
+import importlib.util
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
+
+from netscope.errors import ModelSpecError, UsageError
+from netscope.inputs import InputSpec, TensorSpec
+
+DEFAULT_MODEL = "resnet50"
+
+
+@dataclass
+class ResolvedModel:
+    """A built model and how to feed it."""
+
+    module: Any  # torch.nn.Module (typed loosely so this file imports without torch)
+    label: str  # what the user asked for, for titles
+    inputs: InputSpec  # the default dummy input for this model
+    source: str = "torchvision"
+
+
+# prefix -> resolver(name, model_args, empty_weights) -> ResolvedModel; filled by netscope.sources
+SOURCES: Dict[str, Callable[[str, Mapping[str, Any], bool], ResolvedModel]] = {}
+
+
+def register_source(prefix: str):
+    """Register a resolver for specs of the form ``prefix:name``."""
+
+    def decorator(fn):
+        if prefix in SOURCES:
+            raise ValueError(f"model source {prefix!r} registered twice")
+        SOURCES[prefix] = fn
+        return fn
+
+    return decorator
+
+
+def parse_model_args(pairs: Optional[Sequence[str]]) -> Dict[str, Any]:
+    """``["num_classes=10", "dropout=0.1", "name=foo"]`` -> kwargs; values are Python literals or strings."""
+    kwargs: Dict[str, Any] = {}
+    for pair in pairs or ():
+        key, sep, raw = pair.partition("=")
+        key = key.strip()
+        if not sep or not key.isidentifier():
+            raise UsageError(
+                f"--model-arg {pair!r} is not KEY=VALUE with KEY a Python identifier; "
+                "write it like --model-arg num_classes=10"
+            )
+        try:
+            kwargs[key] = ast.literal_eval(raw)
+        except (ValueError, SyntaxError):
+            kwargs[key] = raw
+    return kwargs
+
+
+def resolve_model(spec: Optional[str], model_args: Optional[Mapping[str, Any]] = None,
+                  *, empty_weights: bool = False) -> ResolvedModel:
+    """Build the model a spec names. ``empty_weights`` puts parameters and buffers on the meta device."""
+    from netscope.sources import load_builtin_sources
+    from netscope.meta import empty_weights as empty_weights_ctx
+
+    load_builtin_sources()
+    spec = spec or DEFAULT_MODEL
+    model_args = dict(model_args or {})
+    prefix, sep, rest = spec.partition(":")
+    with empty_weights_ctx(enabled=empty_weights):
+        if sep and prefix in SOURCES:
+            return SOURCES[prefix](rest, model_args, empty_weights)
+        if sep and (prefix.endswith(".py") or os.sep in prefix or "/" in prefix):
+            return _from_file(prefix, rest, model_args, spec)
+        if sep:
+            return _from_import_string(prefix, rest, model_args, spec)
+        return _from_torchvision(spec, model_args)
+
+
+def _call_factory(factory: Callable, model_args: Mapping[str, Any], spec: str):
+    import torch.nn as nn
+
+    if isinstance(factory, nn.Module):
+        if model_args:
+            raise UsageError(f"{spec!r} is an already-built module instance; it takes no --model-arg")
+        return factory
+    if not callable(factory):
+        raise ModelSpecError(f"{spec!r} names a {type(factory).__name__}, not a class or function returning an nn.Module")
+    try:
+        model = factory(**model_args)
+    except TypeError as exc:
+        raise ModelSpecError(
+            f"calling {spec} with {dict(model_args)} failed: {exc}. Pass the constructor's required "
+            "arguments with --model-arg KEY=VALUE"
+        ) from exc
+    except Exception as exc:
+        raise ModelSpecError(f"the constructor of {spec} raised {type(exc).__name__}: {exc}") from exc
+    if not isinstance(model, nn.Module):
+        raise ModelSpecError(f"{spec} returned a {type(model).__name__}, not a torch.nn.Module")
+    return model
+
+
+def _from_import_string(module_path: str, attr: str, model_args, spec: str) -> ResolvedModel:
+    if not attr:
+        raise ModelSpecError(f"{spec!r} names no attribute after ':'; write it like package.module:ClassName")
+    try:
+        module = importlib.import_module(module_path)
+    except ImportError as exc:
+        raise ModelSpecError(
+            f"cannot import {module_path!r} from {spec!r} ({exc}). Check the spelling, that the package is "
+            "installed in this environment, or that the current directory is on PYTHONPATH"
+        ) from exc
+    except Exception as exc:
+        raise ModelSpecError(f"importing {module_path!r} raised {type(exc).__name__}: {exc}") from exc
+    factory = _get_attr_path(module, attr, spec)
+    model = _call_factory(factory, model_args, spec)
+    return ResolvedModel(model, spec, default_inputs_for(model), source="import")
+
+
+def _from_file(path: str, attr: str, model_args, spec: str) -> ResolvedModel:
+    if not os.path.isfile(path):
+        raise ModelSpecError(f"file {path!r} from {spec!r} does not exist; write it like path/to/model.py:ClassName")
+    if not attr:
+        raise ModelSpecError(f"{spec!r} names no class after ':'; write it like {path}:ClassName")
+    name = "_netscope_user_" + os.path.splitext(os.path.basename(path))[0].replace("-", "_")
+    module_spec = importlib.util.spec_from_file_location(name, os.path.abspath(path))
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[name] = module  # dataclasses and pickling look the module up by name
+    added_path = os.path.dirname(os.path.abspath(path))
+    sys.path.insert(0, added_path)  # let the file import its siblings
+    try:
+        module_spec.loader.exec_module(module)
+    except Exception as exc:
+        sys.modules.pop(name, None)
+        raise ModelSpecError(f"running {path} raised {type(exc).__name__}: {exc}") from exc
+    finally:
+        sys.path.remove(added_path)
+    factory = _get_attr_path(module, attr, spec)
+    model = _call_factory(factory, model_args, spec)
+    return ResolvedModel(model, spec, default_inputs_for(model), source="file")
+
+
+def _get_attr_path(module, attr: str, spec: str):
+    obj = module
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            candidates = [n for n in dir(obj) if not n.startswith("_")]
+            close = difflib.get_close_matches(part, candidates, n=3)
+            hint = f" Did you mean {', '.join(close)}?" if close else ""
+            raise ModelSpecError(f"{getattr(obj, '__name__', obj)!s} has no attribute {part!r} (from {spec!r}).{hint}")
+        obj = getattr(obj, part)
+    return obj
+
+
+def torchvision_model_names() -> List[str]:
+    import torchvision
+
+    return sorted(torchvision.models.list_models())
+
+
+def _from_torchvision(name: str, model_args) -> ResolvedModel:
+    import torchvision
+
+    names = torchvision_model_names()
+    if name not in names:
+        close = difflib.get_close_matches(name, names, n=5, cutoff=0.5)
+        hint = f" Closest torchvision names: {', '.join(close)}." if close else ""
+        raise ModelSpecError(
+            f"unknown model {name!r}: it is not a torchvision model name, and not an import string "
+            f"(package.module:factory) or a file (path/to/file.py:ClassName).{hint} "
+            "'python -c \"import torchvision; print(torchvision.models.list_models())\"' lists every name"
+        )
+    builder = torchvision.models.get_model_builder(name)
+    try:
+        model = builder(weights=None, **model_args)
+    except TypeError as exc:
+        raise ModelSpecError(f"torchvision's {name} does not accept {dict(model_args)}: {exc}") from exc
+    except Exception as exc:
+        raise ModelSpecError(f"building torchvision's {name} with {dict(model_args)} raised {type(exc).__name__}: {exc}") from exc
+    return ResolvedModel(model, name, torchvision_default_inputs(name, model), source="torchvision")
+
+
+def torchvision_default_inputs(name: str, model) -> InputSpec:
+    """The input a torchvision model is published for: its weights' crop size, its own image_size, or its family's."""
+    import torchvision
+
+    module_name = type(model).__module__
+    crop = _weights_crop_size(name)
+    if ".video." in module_name:
+        return InputSpec([TensorSpec((1, 3, 16, crop or 112, crop or 112))])
+    if ".optical_flow." in module_name:
+        return InputSpec([TensorSpec((1, 3, 224, 224)), TensorSpec((1, 3, 224, 224))])
+    if ".detection." in module_name:
+        return InputSpec([TensorSpec((3, 512, 512))], as_list=True)
+    size = getattr(model, "image_size", None)
+    if not isinstance(size, int):
+        size = crop or 224
+    return InputSpec([TensorSpec((1, 3, size, size))])
+
+
+def _weights_crop_size(name: str) -> Optional[int]:
+    import torchvision
+
+    try:
+        weights = torchvision.models.get_model_weights(name)
+    except Exception:
+        return None
+    default = getattr(weights, "DEFAULT", None)
+    transforms = getattr(default, "transforms", None)
+    crop = getattr(transforms, "keywords", {}).get("crop_size")
+    if isinstance(crop, (list, tuple)):
+        crop = crop[0]
+    return int(crop) if crop else None
+
+
+def default_inputs_for(model) -> InputSpec:
+    """A best guess for a user's model: an image-shaped input, sized from the first layer when possible."""
+    import torch.nn as nn
+
+    for module in model.modules():
+        if isinstance(module, (nn.Conv1d, nn.ConvTranspose1d)):
+            return InputSpec([TensorSpec((1, module.in_channels, 224))])
+        if isinstance(module, (nn.Conv3d, nn.ConvTranspose3d)):
+            return InputSpec([TensorSpec((1, module.in_channels, 16, 112, 112))])
+        if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+            return InputSpec([TensorSpec((1, module.in_channels, 224, 224))])
+        if isinstance(module, nn.Linear):
+            return InputSpec([TensorSpec((1, module.in_features))])
+        if isinstance(module, nn.Embedding):
+            return InputSpec([TensorSpec((1, 128), dtype="int64", high=module.num_embeddings)])
+    return InputSpec([TensorSpec((1, 3, 224, 224))])
