@@ -74,8 +74,11 @@ def parse_input(text: str) -> TensorSpec:
     high = 2
     if dtype and dtype not in FLOAT_DTYPES:
         high = 1000 if dtype not in ("bool", "uint8", "int8") else 2
-    items = [s for s in shape_part.replace("x", ",").replace("(", "").replace(")", "").split(",")]
-    items = [s.strip() for s in items if s.strip()]
+    shape_text = shape_part.strip().strip("()[]")
+    separator = "," if "," in shape_text else "x"  # 1,3,224,224 or 1x3x224x224
+    items = [s.strip() for s in shape_text.split(separator)]
+    if items and items[-1] == "":  # a trailing comma, as in a Python tuple
+        items.pop()
     if not items:
         raise InputSpecError(f"--input {text!r} has no dimensions; write the shape like 1,3,224,224")
     dims = []

@@ -48,3 +48,17 @@ def resolve_from_args(args: argparse.Namespace, *, empty_weights: bool = False):
     from netscope.specs import parse_model_args, resolve_model
 
     return resolve_model(args.model, parse_model_args(args.model_arg), empty_weights=empty_weights)
+
+
+def build_report(args: argparse.Namespace, *, checks: bool = True):
+    """Resolve the model and inputs the command line names and run the summary pass."""
+    from netscope.api import run_summary
+    from netscope.devices import resolve_device
+    from netscope.inputs import normalize_dtype, parse_inputs
+
+    inputs = parse_inputs(args.input)  # validate everything cheap before building the model
+    dtype = normalize_dtype(args.dtype)
+    device = resolve_device(args.device)
+    resolved = resolve_from_args(args, empty_weights=(device.type == "meta"))
+    return run_summary(resolved.module, inputs or resolved.inputs, device=device, dtype=dtype,
+                       mode="train" if args.train else "eval", label=resolved.label, owned=True, checks=checks)

@@ -1,0 +1,45 @@
+"""netscope summary: the layer-by-layer table and totals."""
+
+from __future__ import annotations
+
+import sys
+
+from netscope.commands.common import add_model_arguments, add_output_arguments, emit
+
+HELP = "layer-by-layer table of shapes, parameters and multiply-adds, plus totals (default model: resnet50)"
+
+
+def add_arguments(parser) -> None:
+    add_model_arguments(parser)
+    add_output_arguments(parser)
+    parser.add_argument("--depth", "-d", type=int, default=None, metavar="N",
+                        help="show rows down to this nesting depth (the whole tree is recorded regardless)")
+    parser.add_argument("--columns", "-c", default=None, metavar="COLS",
+                        help="comma-separated columns: layer,name,type,depth,input,output,params,own_params,"
+                        "trainable,macs,own_macs,kernel,stride,padding,dilation,check")
+    parser.add_argument("--html", default=None, metavar="FILE", help="also write a self-contained HTML report")
+    parser.add_argument("--quiet", "-q", action="store_true", help="no progress output on stderr")
+
+
+def run(args) -> int:
+    from netscope.commands.common import build_report
+    from netscope.render.columns import parse_columns
+    from netscope.render.rows import check_format
+
+    check_format(args.format, args.table_style)  # fail fast, before building the model
+    if args.columns is not None:
+        parse_columns(args.columns)
+    if args.depth is not None and args.depth < 0:
+        from netscope.errors import UsageError
+
+        raise UsageError(f"--depth must be 0 or more, got {args.depth}")
+    report = build_report(args)
+    emit(report.render(args.format, columns=args.columns, depth=args.depth, table_style=args.table_style), args)
+    if args.html:
+        from netscope.fileio import write_text_atomic
+        from netscope.render.html import report_html
+
+        write_text_atomic(args.html, report_html(report))
+        if not args.quiet:
+            sys.stderr.write(f"netscope: wrote {args.html}\n")
+    return 0

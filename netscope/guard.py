@@ -1,0 +1,55 @@
+"""Leave the user's model exactly as it was: mode flags, buffers, tensor slots, RNG and grad mode."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator
+
+import torch
+import torch.nn as nn
+
+
+@contextlib.contextmanager
+def preserved_model(model: nn.Module, *, train: bool) -> Iterator[None]:
+    """Run the block with ``model`` in train or eval mode and without autograd, then restore everything.
+
+    Restored: each submodule's ``training`` flag (not just the root's), the tensor objects in every
+    ``_parameters``/``_buffers`` slot, buffer values (BatchNorm running stats and
+    ``num_batches_tracked`` change in a train-mode pass), the global CPU and CUDA RNG states (dropout
+    draws from them) and grad mode; also when the block raises.
+    """
+    modules = list(model.modules())
+    flags = [(m, m.training) for m in modules]
+    slots = [(m, dict(m._parameters), dict(m._buffers)) for m in modules]
+    buffer_values = []
+    seen = set()
+    for buffer in model.buffers():
+        if id(buffer) in seen or buffer.device.type == "meta":
+            continue
+        seen.add(id(buffer))
+        buffer_values.append((buffer, buffer.detach().clone()))
+    cuda_devices = []
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        cuda_devices = list(range(torch.cuda.device_count()))
+    try:
+        with torch.random.fork_rng(devices=cuda_devices, enabled=True), torch.no_grad():
+            model.train(train)
+            yield
+    finally:
+        for module, flag in flags:
+            module.training = flag
+        for module, params, buffers in slots:
+            _restore_slots(module._parameters, params)
+            _restore_slots(module._buffers, buffers)
+        with torch.no_grad():
+            for buffer, value in buffer_values:
+                if buffer.shape == value.shape:
+                    buffer.copy_(value)
+
+
+def _restore_slots(current: dict, saved: dict) -> None:
+    """Put back the saved tensor objects if the forward pass reassigned, added or removed any."""
+    if current.keys() == saved.keys() and all(current[k] is v for k, v in saved.items()):
+        return
+    current.clear()
+    current.update(saved)

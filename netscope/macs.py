@@ -1,0 +1,65 @@
+"""Operator-level multiply-add counting.
+
+One registry keyed by aten op overload packet. It starts from PyTorch's own per-operator formulas
+(``torch.utils.flop_counter.flop_registry``, which counts 2 FLOPs per multiply-add) and adds the
+operators that registry lacks but real models hit (CPU flash attention, the fused
+``nn.MultiheadAttention`` fast path). Operators without an entry cost no multiply-adds
+(elementwise ops, reductions, views), the same convention torchvision's published ``_ops`` use.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Dict
+
+import torch
+from torch.utils import flop_counter
+
+aten = torch.ops.aten
+
+MacFormula = Callable[..., int]  # (*args, out_val=..., **kwargs) -> multiply-adds
+
+
+def _from_flops(flop_fn) -> MacFormula:
+    def macs(*args, out_val=None, **kwargs) -> int:
+        return int(flop_fn(*args, out_val=out_val, **kwargs)) // 2
+
+    return macs
+
+
+def _native_mha_macs(query, key, value, embed_dim, num_head, *args, out_val=None, **kwargs) -> int:
+    """``aten._native_multi_head_attention``: q/k/v projections, scores, weighted sum, output projection."""
+    batch, target_len = query.shape[0], query.shape[1]
+    source_len = key.shape[1]
+    projections = batch * target_len * embed_dim * embed_dim  # q
+    projections += 2 * batch * source_len * embed_dim * embed_dim  # k, v
+    attention = 2 * batch * target_len * source_len * embed_dim  # q @ k^T and attn @ v over all heads
+    output = batch * target_len * embed_dim * embed_dim
+    return projections + attention + output
+
+
+def build_registry() -> Dict[object, MacFormula]:
+    registry: Dict[object, MacFormula] = {op: _from_flops(fn) for op, fn in flop_counter.flop_registry.items()}
+
+    def add(op, fn):
+        if op in registry:
+            raise ValueError(f"multiply-add formula for {op} registered twice")
+        registry[op] = fn
+
+    flash = flop_counter.flop_registry.get(aten._scaled_dot_product_flash_attention)
+    cpu_flash = getattr(aten, "_scaled_dot_product_flash_attention_for_cpu", None)
+    if flash is not None and cpu_flash is not None and cpu_flash not in registry:
+        add(cpu_flash, _from_flops(flash))
+    if aten._native_multi_head_attention not in registry:
+        add(aten._native_multi_head_attention, _native_mha_macs)
+    return registry
+
+
+MAC_REGISTRY: Dict[object, MacFormula] = build_registry()
+
+
+def op_macs(func, args, kwargs, out) -> int:
+    """Multiply-adds of one aten call, 0 for operators without a formula."""
+    formula = MAC_REGISTRY.get(func._overloadpacket)
+    if formula is None:
+        return 0
+    return formula(*args, **kwargs, out_val=out)

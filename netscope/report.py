@@ -1,0 +1,173 @@
+"""The summary report: layer records, totals, run info and findings, with every rendering."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence
+
+from netscope.records import Finding, LayerCall, RunInfo, Totals
+from netscope.render.columns import COLUMNS, DEFAULT_COLUMNS, parse_columns
+from netscope.render.rows import check_format, render_rows
+from netscope.shapes import format_shape_tree
+from netscope.units import megabytes, si
+
+
+@dataclass(frozen=True)
+class Report:
+    """What ``netscope.summary`` returns. ``print(report)`` shows the table and totals."""
+
+    layers: List[LayerCall]
+    totals: Totals
+    run: RunInfo
+    checks: List[Any] = field(default_factory=list)  # netscope.checks.FormulaCheck records
+    findings: List[Finding] = field(default_factory=list)  # naming and other findings about the model
+    model_output: Any = None
+
+    # ---- rendering -------------------------------------------------------------------------
+    def __str__(self) -> str:
+        return self.render()
+
+    def render(self, fmt: str = "table", *, columns=None, depth: Optional[int] = None,
+               table_style: str = "simple") -> str:
+        """Text in ``table`` (tabulate style ``table_style``), ``markdown``, ``csv`` or ``json``."""
+        check_format(fmt, table_style)
+        if fmt == "json":
+            return json.dumps(self.to_dict(), indent=2)
+        keys = list(parse_columns(columns))
+        if columns is None and self.checks and "check" not in keys:
+            keys.append("check")
+        rows = self.rows(keys, depth=depth)
+        body = render_rows(rows, keys, fmt, headers={k: COLUMNS[k].title for k in keys},
+                           table_style=table_style, numeric=[k for k in keys if COLUMNS[k].numeric])
+        if fmt == "csv":
+            return body
+        return body + "\n\n" + self.totals_text(markdown=(fmt == "markdown"))
+
+    def rows(self, columns: Sequence[str] = DEFAULT_COLUMNS, *, depth: Optional[int] = None) -> List[Dict[str, Any]]:
+        ctx = {"check_status": self._check_status()}
+        return [{k: COLUMNS[k].value(call, ctx) for k in columns}
+                for call in self.layers if depth is None or call.depth <= depth]
+
+    def _check_status(self) -> Dict[int, str]:
+        status = {}
+        for check in self.checks:
+            text = check.status
+            warnings = len(getattr(check, "findings", ()) or ())
+            status[check.call_index] = f"{text} ({warnings} warn)" if warnings else text
+        return status
+
+    def totals_text(self, *, markdown: bool = False) -> str:
+        t = self.totals
+        lines = [
+            f"Total params: {t.total_params:,}"
+            + (f" ({t.shared_params:,} in {t.shared_param_tensors} shared tensor(s), counted once)" if t.shared_param_tensors else ""),
+            f"Trainable params: {t.trainable_params:,}",
+            f"Non-trainable params: {t.non_trainable_params:,}",
+        ]
+        if t.uncalled_params:
+            lines.append(f"Params in modules not called by this pass: {t.uncalled_params:,}")
+        lines += [
+            f"Total mult-adds: {si(t.total_macs)} ({t.total_macs:,})",
+            f"Input size: {megabytes(t.input_bytes)}",
+            f"Forward activations (leaf outputs, est.): {megabytes(t.activation_bytes)}",
+            f"Params size: {megabytes(t.param_bytes)}; buffers: {megabytes(t.buffer_bytes)} ({t.buffer_elements:,} elements)",
+            f"Estimated total size: {megabytes(t.input_bytes + t.activation_bytes + t.param_bytes + t.buffer_bytes)}",
+        ]
+        if t.peak_memory_bytes is not None:
+            lines.append(f"Measured CUDA peak memory of the pass: {megabytes(t.peak_memory_bytes)}")
+        r = self.run
+        lines.append(f"Run: {r.model} on {r.device}, {r.dtype}, {r.mode} mode, input {format_shape_tree(r.input_shapes)}, {r.seconds:.2f} s")
+        if self.findings:
+            lines.append(f"Naming findings: {len(self.findings)} (run 'netscope names' for details)")
+        warnings = self.check_warnings()
+        if warnings:
+            lines.append("")
+            lines.append(f"Formula checks: {len(warnings)} finding(s)")
+            lines += [f"  - {w}" for w in warnings]
+        return "\n".join(("- " + l if markdown and l and not l.startswith("  ") else l) for l in lines)
+
+    def check_warnings(self) -> List[str]:
+        out = []
+        for check in self.checks:
+            if check.status != "pass":
+                out.append(f"{check.layer} ({check.class_name}): {check.status}: expected {check.expected_shape}, observed {check.observed_shape}")
+            for finding in getattr(check, "findings", ()) or ():
+                out.append(f"{finding.layer or check.layer}: {finding.message}")
+        return out
+
+    # ---- data ------------------------------------------------------------------------------
+    def to_dict(self) -> Dict[str, Any]:
+        """A JSON-able dict: run, totals, one entry per layer call, checks and findings."""
+        return {
+            "run": _jsonable(self.run.to_dict()),
+            "totals": self.totals.to_dict(),
+            "layers": [_layer_dict(c) for c in self.layers],
+            "checks": [_jsonable(c.to_dict()) if hasattr(c, "to_dict") else str(c) for c in self.checks],
+            "findings": [f.to_dict() for f in self.findings],
+            "output": _jsonable(self.model_output),
+        }
+
+    def to_json(self, **kwargs) -> str:
+        return json.dumps(self.to_dict(), **kwargs)
+
+    def to_dataframe(self):
+        """pandas DataFrame, one row per module call; counts are integer columns."""
+        import pandas as pd
+
+        records = []
+        status = self._check_status()
+        for c in self.layers:
+            records.append({
+                "index": c.index, "name": c.name, "type": c.class_name, "depth": c.depth,
+                "parent": c.parent, "call_number": c.call_number,
+                "input_shape": format_shape_tree(c.input_shapes), "output_shape": format_shape_tree(c.output_shapes),
+                "own_params": c.own_params, "params": c.subtree_params, "trainable": c.trainable,
+                "own_macs": c.own_macs, "macs": c.macs, "output_bytes": c.output_bytes, "is_leaf": c.is_leaf,
+                "kernel_size": _plain(c.hyperparams.get("kernel_size")), "stride": _plain(c.hyperparams.get("stride")),
+                "padding": _plain(c.hyperparams.get("padding")), "dilation": _plain(c.hyperparams.get("dilation")),
+                "check": status.get(c.index),
+            })
+        frame = pd.DataFrame.from_records(records)
+        if not frame.empty:
+            frame = frame.astype({"index": "int64", "depth": "int64", "call_number": "int64", "own_params": "int64",
+                                  "params": "int64", "own_macs": "int64", "macs": "int64", "output_bytes": "int64",
+                                  "parent": "Int64"})
+        return frame
+
+    def _repr_html_(self) -> str:  # Jupyter; the full HTML report lives in netscope.render.html
+        try:
+            from netscope.render.html import notebook_html
+        except ImportError:
+            return "<pre>" + _escape(self.render()) + "</pre>"
+        return notebook_html(self)
+
+
+def _plain(value):
+    if isinstance(value, tuple):
+        return "x".join(str(v) for v in value)
+    return None if value is None else str(value)
+
+
+def _layer_dict(c: LayerCall) -> Dict[str, Any]:
+    return _jsonable({
+        "index": c.index, "name": c.name, "type": c.class_name, "depth": c.depth, "parent": c.parent,
+        "call_number": c.call_number, "input_shapes": c.input_shapes, "output_shapes": c.output_shapes,
+        "own_params": c.own_params, "params": c.subtree_params, "trainable": c.trainable,
+        "own_macs": c.own_macs, "macs": c.macs, "output_bytes": c.output_bytes, "is_leaf": c.is_leaf,
+        "hyperparams": dict(c.hyperparams),
+    })
+
+
+def _jsonable(value):
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if value is None or isinstance(value, (int, float, str, bool)):
+        return value
+    return str(value)
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

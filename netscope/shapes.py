@@ -1,0 +1,78 @@
+"""Shape trees: a module's inputs and outputs with every tensor replaced by its shape."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping
+
+import torch
+
+MAX_ITEMS = 64  # longer containers are cut, with a marker, so a report never explodes
+
+
+def shape_tree(value: Any):
+    """Tensor -> tuple of ints; list/tuple -> list; dict, namedtuple, dataclass, ModelOutput -> dict; else a type name."""
+    if isinstance(value, torch.Tensor):
+        return tuple(value.shape)
+    if isinstance(value, torch.Size):  # a tensor already reduced to its shape by shapes_only
+        return tuple(value)
+    if isinstance(value, tuple) and hasattr(value, "_fields"):
+        return {f: shape_tree(getattr(value, f)) for f in value._fields}
+    if isinstance(value, (list, tuple)):
+        items = [shape_tree(v) for v in value[:MAX_ITEMS]]
+        if len(value) > MAX_ITEMS:
+            items.append(f"... {len(value) - MAX_ITEMS} more")
+        return items
+    if isinstance(value, Mapping):
+        return {str(k): shape_tree(v) for k, v in list(value.items())[:MAX_ITEMS]}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: shape_tree(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if value is None:
+        return "None"
+    return type(value).__name__
+
+
+def shapes_only(value: Any):
+    """Like the value, with tensors replaced by ``torch.Size`` and every other leaf kept as it is."""
+    if isinstance(value, torch.Tensor):
+        return value.shape
+    if isinstance(value, tuple) and hasattr(value, "_fields"):
+        return type(value)(*(shapes_only(v) for v in value))
+    if isinstance(value, (list, tuple)):
+        return type(value)(shapes_only(v) for v in value) if type(value) in (list, tuple) else [shapes_only(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: shapes_only(v) for k, v in value.items()}
+    return value
+
+
+def tensor_bytes(value: Any) -> int:
+    """Bytes of every distinct tensor inside a nested value."""
+    seen = set()
+    total = 0
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, torch.Tensor):
+            if id(item) not in seen:
+                seen.add(id(item))
+                total += item.numel() * item.element_size()
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+        elif isinstance(item, Mapping):
+            stack.extend(item.values())
+        elif dataclasses.is_dataclass(item) and not isinstance(item, type):
+            stack.extend(getattr(item, f.name) for f in dataclasses.fields(item))
+    return total
+
+
+def format_shape_tree(tree) -> str:
+    """Readable text: ``[1, 64, 56, 56]``; ``([1, 10], [1, 5])``; ``{logits: [1, 2], hidden: [1, 8, 4]}``."""
+    if isinstance(tree, tuple):
+        return "[" + ", ".join(str(d) for d in tree) + "]"
+    if isinstance(tree, list):
+        if len(tree) == 1:
+            return format_shape_tree(tree[0])
+        return "(" + ", ".join(format_shape_tree(t) for t in tree) + ")"
+    if isinstance(tree, dict):
+        return "{" + ", ".join(f"{k}: {format_shape_tree(v)}" for k, v in tree.items()) + "}"
+    return str(tree)

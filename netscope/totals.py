@@ -1,0 +1,49 @@
+"""Whole-model totals: parameters counted once even when shared, buffers, bytes, multiply-adds."""
+
+from __future__ import annotations
+
+from typing import Dict, Optional
+
+import torch.nn as nn
+
+from netscope.records import Totals
+
+
+def compute_totals(model: nn.Module, calls, *, input_bytes: int, peak_memory_bytes: Optional[int] = None) -> Totals:
+    names_per_param: Dict[int, int] = {}
+    params = {}
+    for _, param in model.named_parameters(remove_duplicate=False):
+        names_per_param[id(param)] = names_per_param.get(id(param), 0) + 1
+        params[id(param)] = param
+    total = sum(p.numel() for p in params.values())
+    trainable = sum(p.numel() for p in params.values() if p.requires_grad)
+    shared = [p for key, p in params.items() if names_per_param[key] > 1]
+    called = {id(m) for m in _called_modules(model, calls)}
+    called_params = set()
+    for module in model.modules():
+        if id(module) in called:
+            called_params.update(id(p) for p in module._parameters.values() if p is not None)
+    uncalled = sum(p.numel() for key, p in params.items() if key not in called_params)
+    buffers = {id(b): b for b in model.buffers()}
+    return Totals(
+        total_params=total,
+        trainable_params=trainable,
+        non_trainable_params=total - trainable,
+        shared_params=sum(p.numel() for p in shared),
+        shared_param_tensors=len(shared),
+        uncalled_params=uncalled,
+        buffer_elements=sum(b.numel() for b in buffers.values()),
+        param_bytes=sum(p.numel() * p.element_size() for p in params.values()),
+        buffer_bytes=sum(b.numel() * b.element_size() for b in buffers.values()),
+        total_macs=calls[0].macs if calls else 0,
+        input_bytes=input_bytes,
+        activation_bytes=sum(c.output_bytes for c in calls if c.is_leaf),
+        peak_memory_bytes=peak_memory_bytes,
+    )
+
+
+def _called_modules(model: nn.Module, calls):
+    names = {c.name for c in calls}
+    for name, module in model.named_modules(remove_duplicate=False):
+        if name in names:
+            yield module

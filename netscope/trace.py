@@ -1,0 +1,288 @@
+"""One forward pass, recorded module call by module call, with operator-level multiply-adds.
+
+Forward pre/post hooks on every registered module keep a stack of open calls; a dispatch mode sees
+every aten operator and charges its multiply-adds (``netscope.macs``) to the innermost open call.
+Every hook is removed and the model restored (``netscope.guard``) whatever happens.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from netscope.errors import ForwardError
+from netscope.guard import preserved_model
+from netscope.macs import MAC_REGISTRY
+from netscope.records import LayerCall
+from netscope.shapes import format_shape_tree, shape_tree, shapes_only, tensor_bytes
+
+HYPERPARAMETERS = ("kernel_size", "stride", "padding", "dilation", "groups", "output_padding")
+FAILED = "(failed)"
+
+
+@dataclass
+class TraceResult:
+    """What one pass recorded. ``modules[i]``, ``call_values[i]`` and ``outputs[i]`` belong to ``calls[i]``."""
+
+    calls: List[LayerCall]
+    modules: List[nn.Module]
+    call_values: List[Tuple[tuple, dict]]
+    outputs: List[Any]
+    model_output: Any = None  # shape tree of the root's output
+    failed_index: Optional[int] = None
+    peak_memory_bytes: Optional[int] = None
+    seconds: float = 0.0
+
+
+class _OpenCall:
+    __slots__ = ("index", "module", "name", "parent", "depth", "call_number", "args", "kwargs",
+                 "output", "own_macs", "failed", "finished")
+
+    def __init__(self, index, module, name, parent, depth, call_number, args, kwargs):
+        self.index = index
+        self.module = module
+        self.name = name
+        self.parent = parent
+        self.depth = depth
+        self.call_number = call_number
+        self.args = args
+        self.kwargs = kwargs
+        self.output = None
+        self.own_macs = 0
+        self.failed = False
+        self.finished = False
+
+
+class _Recorder:
+    """Hook callbacks and the stack of open calls."""
+
+    def __init__(self, names: Dict[int, str]):
+        self.names = names
+        self.calls: List[_OpenCall] = []
+        self.stack: List[_OpenCall] = []
+        self.call_counts: Dict[int, int] = {}
+        self.outside_macs = 0
+
+    def pre_hook(self, module, args, kwargs):
+        key = id(module)
+        count = self.call_counts.get(key, 0) + 1
+        self.call_counts[key] = count
+        parent = self.stack[-1].index if self.stack else None
+        call = _OpenCall(len(self.calls), module, self.names[key], parent, len(self.stack), count,
+                         shapes_only(args), shapes_only(kwargs))
+        self.calls.append(call)
+        self.stack.append(call)
+        return None
+
+    def post_hook(self, module, args, kwargs, output):
+        # Pop up to and including this module's call; anything above it was left open by an exception
+        # the model caught itself.
+        while self.stack:
+            call = self.stack.pop()
+            if call.module is module:
+                break
+        else:  # pragma: no cover - a hook for a call we never opened
+            return None
+        if sys.exc_info()[1] is not None and output is None:
+            call.failed = True
+        else:
+            call.output = output
+            call.finished = True
+        return None
+
+    def add_macs(self, macs: int) -> None:
+        if self.stack:
+            self.stack[-1].own_macs += macs
+        else:
+            self.outside_macs += macs
+
+
+class _MacCounter(TorchDispatchMode):
+    def __init__(self, recorder: _Recorder):
+        super().__init__()
+        self.recorder = recorder
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        formula = MAC_REGISTRY.get(func._overloadpacket)
+        if formula is not None:
+            self.recorder.add_macs(formula(*args, **kwargs, out_val=out))
+        return out
+
+
+def trace(model: nn.Module, inputs, *, device=None, dtype=None, mode: str = "eval") -> TraceResult:
+    """Run ``model`` once on ``inputs`` and record every module call.
+
+    ``inputs``: a :class:`netscope.inputs.InputSpec` (built here on ``device``), or ``(args, kwargs)`` of
+    real tensors. ``device`` ``"meta"`` runs on a structural copy whose tensors live on the meta device;
+    the user's tensors are never touched. Otherwise the pass runs where the model already is.
+    """
+    from netscope.inputs import InputSpec
+    from netscope.meta import meta_copy
+
+    if mode not in ("eval", "train"):
+        raise ValueError(f"mode must be 'eval' or 'train', not {mode!r}")
+    if device is not None and str(device) == "meta" and not _all_on_meta(model):
+        model = meta_copy(model)
+    run_device = torch.device(device) if device is not None else model_device(model)
+    float_dtype = dtype or model_float_dtype(model)
+    if isinstance(inputs, InputSpec):
+        args, kwargs = inputs.build(run_device, float_dtype)
+    else:
+        args, kwargs = inputs
+    return _run(model, tuple(args), dict(kwargs), train=(mode == "train"), device=run_device)
+
+
+def _all_on_meta(model: nn.Module) -> bool:
+    tensors = list(model.parameters()) + list(model.buffers())
+    return bool(tensors) and all(t.device.type == "meta" for t in tensors)
+
+
+def model_device(model: nn.Module) -> torch.device:
+    for tensor in model.parameters():
+        return tensor.device
+    for tensor in model.buffers():
+        return tensor.device
+    return torch.device("cpu")
+
+
+def model_float_dtype(model: nn.Module) -> str:
+    for tensor in model.parameters():
+        if tensor.is_floating_point():
+            return str(tensor.dtype).removeprefix("torch.")
+    return "float32"
+
+
+def _run(model: nn.Module, args: tuple, kwargs: dict, *, train: bool, device: torch.device) -> TraceResult:
+    names = {}
+    for name, module in model.named_modules(remove_duplicate=False):
+        names.setdefault(id(module), name)
+    recorder = _Recorder(names)
+    handles = []
+    cuda = device.type == "cuda"
+    start = time.perf_counter()
+    baseline = None
+    error: Optional[BaseException] = None
+    output = None
+    try:
+        with preserved_model(model, train=train):
+            for module in {id(m): m for m in model.modules()}.values():
+                handles.append(module.register_forward_pre_hook(recorder.pre_hook, with_kwargs=True))
+                handles.append(module.register_forward_hook(recorder.post_hook, with_kwargs=True, always_call=True))
+            if cuda:
+                torch.cuda.synchronize(device)
+                baseline = torch.cuda.memory_allocated(device)
+                torch.cuda.reset_peak_memory_stats(device)
+            try:
+                with _MacCounter(recorder):
+                    output = model(*args, **kwargs)
+            except Exception as exc:  # the user's forward failed: report where, then re-raise as ForwardError
+                error = exc
+            if cuda:
+                torch.cuda.synchronize(device)
+    finally:
+        for handle in handles:
+            handle.remove()
+    peak = torch.cuda.max_memory_allocated(device) - baseline if cuda else None
+    result = _build_result(model, recorder, output, time.perf_counter() - start, peak)
+    if error is not None:
+        raise _forward_error(model, result, error) from error
+    return result
+
+
+def _build_result(model, recorder: _Recorder, output, seconds: float, peak) -> TraceResult:
+    param_cache: Dict[int, Tuple[int, int, str]] = {}
+    calls: List[LayerCall] = []
+    open_calls = recorder.calls
+    total_macs = [c.own_macs for c in open_calls]
+    for call in reversed(open_calls):  # children follow their parent: roll multiply-adds up in reverse
+        if call.parent is not None:
+            total_macs[call.parent] += total_macs[call.index]
+    if open_calls:
+        total_macs[0] += recorder.outside_macs
+    failed_index = None
+    for call in open_calls:
+        if not call.finished and failed_index is None or call.failed and failed_index is not None and call.parent == failed_index:
+            failed_index = call.index  # innermost call left unfinished
+    for call in open_calls:
+        module = call.module
+        own, subtree, trainable = param_cache.get(id(module)) or param_cache.setdefault(id(module), _param_counts(module))
+        output_tree = shape_tree(call.output) if call.finished else FAILED
+        calls.append(LayerCall(
+            index=call.index,
+            name=call.name,
+            class_name=type(module).__name__,
+            depth=call.depth,
+            parent=call.parent,
+            call_number=call.call_number,
+            input_shapes=[shape_tree(a) for a in call.args] + ([shape_tree(call.kwargs)] if call.kwargs else []),
+            output_shapes=output_tree,
+            own_params=own,
+            subtree_params=subtree,
+            trainable=trainable,
+            own_macs=call.own_macs + (recorder.outside_macs if call.index == 0 else 0),
+            macs=total_macs[call.index],
+            output_bytes=tensor_bytes(call.output) if call.finished else 0,
+            is_leaf=not module._modules,
+            hyperparams=_hyperparams(module),
+        ))
+    return TraceResult(
+        calls=calls,
+        modules=[c.module for c in open_calls],
+        call_values=[(c.args, c.kwargs) for c in open_calls],
+        outputs=[shapes_only(c.output) if c.finished else None for c in open_calls],
+        model_output=shape_tree(output) if output is not None else None,
+        failed_index=failed_index,
+        peak_memory_bytes=peak,
+        seconds=seconds,
+    )
+
+
+def _param_counts(module: nn.Module) -> Tuple[int, int, str]:
+    own = sum(p.numel() for p in module._parameters.values() if p is not None)
+    subtree = 0
+    flags = set()
+    for p in module.parameters():
+        subtree += p.numel()
+        flags.add(p.requires_grad)
+    trainable = "" if not flags else ("yes" if flags == {True} else "no" if flags == {False} else "partial")
+    return own, subtree, trainable
+
+
+def _hyperparams(module: nn.Module) -> Dict[str, Any]:
+    """kernel_size, stride, padding, ... of windowed layers (convolutions and pools)."""
+    values = {}
+    if not hasattr(module, "kernel_size"):
+        return values
+    for name in HYPERPARAMETERS:
+        value = getattr(module, name, None)
+        if value is not None and isinstance(value, (int, tuple, str)) and not isinstance(value, bool):
+            values[name] = value
+    return values
+
+
+def _forward_error(model, result: TraceResult, error: BaseException) -> ForwardError:
+    index = result.failed_index
+    if index is None or not result.calls:
+        where = f"the forward of {type(model).__name__} itself"
+        layer = ""
+    else:
+        call = result.calls[index]
+        layer = call.name
+        shapes = ", ".join(format_shape_tree(s) for s in call.input_shapes) or "no tensors"
+        where = f"layer {call.name or '(root)'} ({call.class_name}), called with input shape(s) {shapes}"
+    message = (
+        f"the model's forward pass failed in {where}: {type(error).__name__}: {error}. "
+        "Check the --input shape(s) against what this layer expects"
+    )
+    err = ForwardError(message, original=error, layer=layer)
+    err.partial = result
+    err.failed_index = index
+    return err

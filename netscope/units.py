@@ -1,0 +1,16 @@
+"""Human-readable numbers: 4.09 G multiply-adds, 97.49 MB."""
+
+from __future__ import annotations
+
+
+def si(value: float, unit: str = "") -> str:
+    """4089184256 -> '4.09 G'. Uses powers of 1000."""
+    for factor, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= factor:
+            return f"{value / factor:.2f} {prefix}{unit}"
+    return f"{value:g} {unit}".rstrip()
+
+
+def megabytes(nbytes: float) -> str:
+    """Bytes -> 'xx.xx MB' (10^6 bytes, the unit torchinfo prints)."""
+    return f"{nbytes / 1e6:,.2f} MB"
