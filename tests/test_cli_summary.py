@@ -1,0 +1,104 @@
+"""`netscope summary` on the command line: model specs, options, and one-paragraph errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from netscope.cli import main
+
+
+def run_cli(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_torchvision_name_with_model_args_and_input(capsys):
+    code, out, err = run_cli(capsys, "summary", "resnet18", "--model-arg", "num_classes=10", "--input", "1,3,32,32",
+                             "--device", "cpu", "--format", "json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["layers"][-1]["name"] == "fc" and data["layers"][-1]["output_shapes"] == [1, 10]
+    assert data["run"]["device"] == "cpu"
+
+
+def test_default_model_is_resnet50_on_meta(capsys):
+    code, out, err = run_cli(capsys, "summary", "--device", "meta", "--depth", "1")
+    assert code == 0, err
+    assert "Total params: 25,557,032" in out and "Total mult-adds: 4.09 G" in out
+
+
+def test_file_spec_and_import_spec(tmp_path, capsys, monkeypatch):
+    source = tmp_path / "mynet.py"
+    source.write_text(textwrap.dedent("""
+        import torch.nn as nn
+        class Net(nn.Module):
+            def __init__(self, width=4):
+                super().__init__()
+                self.fc = nn.Linear(8, width)
+            def forward(self, x):
+                return self.fc(x)
+    """))
+    code, out, err = run_cli(capsys, "summary", f"{source}:Net", "-a", "width=6", "--input", "2,8", "-f", "csv",
+                             "--device", "cpu")
+    assert code == 0, err
+    assert "Linear" in out and "[2, 6]" in out
+    monkeypatch.syspath_prepend(str(tmp_path))
+    code, out, err = run_cli(capsys, "summary", "mynet:Net", "--input", "2,8", "-f", "markdown", "--device", "cpu")
+    assert code == 0, err
+    assert out.startswith("| Layer")
+
+
+def test_integer_inputs_for_token_models(tmp_path, capsys, monkeypatch):
+    source = tmp_path / "tok.py"
+    source.write_text("import torch.nn as nn\nclass Tok(nn.Sequential):\n"
+                      "    def __init__(self):\n        super().__init__(nn.Embedding(1000, 4), nn.Linear(4, 2))\n")
+    code, out, err = run_cli(capsys, "summary", f"{source}:Tok", "--input", "1,16:int64", "--device", "cpu")
+    assert code == 0, err
+    assert "[1, 16, 2]" in out
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["summary", "resnet5O"], "resnet50"),  # closest names suggested
+    (["summary", "resnet18", "--input", "1,3,x"], "not a whole number"),
+    (["summary", "resnet18", "--input", "1,0,3"], "at least 1"),
+    (["summary", "resnet18", "--input", "100000,100000,100000"], "more than netscope will allocate"),
+    (["summary", "resnet18", "--device", "cuda:7"], "cuda"),
+    (["summary", "resnet18", "--device", "tpu"], "device"),
+    (["summary", "resnet18", "--columns", "layer,nope"], "unknown column"),
+    (["summary", "resnet18", "--table-style", "nope"], "table style"),
+    (["summary", "resnet18", "--dtype", "float7"], "unknown dtype"),
+    (["summary", "resnet18", "--model-arg", "=3"], "KEY=VALUE"),
+    (["summary", "resnet18", "--model-arg", "nonsense=3"], "nonsense"),
+    (["summary", "no_such_pkg.mod:Net"], "cannot import"),
+    (["summary", "missing_file.py:Net"], "does not exist"),
+])
+def test_user_mistakes_give_one_paragraph_and_exit_2(capsys, argv, needle):
+    code, out, err = run_cli(capsys, *argv)
+    assert code == 2
+    assert needle in err
+    assert "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_forward_failure_exits_3_with_the_layer(capsys):
+    code, out, err = run_cli(capsys, "summary", "resnet18", "--input", "1,1,64,64", "--device", "cpu")
+    assert code == 3
+    assert "conv1 (Conv2d)" in err and "Traceback" not in err
+
+
+def test_help_does_not_import_torch():
+    probe = "import sys; from netscope.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n" \
+            "print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "False"
+
+
+def test_python_dash_m_works():
+    result = subprocess.run([sys.executable, "-m", "netscope", "--version"], capture_output=True, text=True)
+    assert result.returncode == 0 and "netscope" in result.stdout

@@ -1,0 +1,191 @@
+"""The summary core: records, totals, operator-level multiply-adds, cross-checks with torchinfo."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torchvision
+
+import netscope
+from netscope.errors import ForwardError
+
+
+class TwoCalls(nn.Module):
+    """One Linear called twice, a tied output head, and a functional matmul in forward."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Embedding(50, 8)
+        self.block = nn.Linear(8, 8)
+        self.head = nn.Linear(8, 50, bias=False)
+        self.head.weight = self.embed.weight  # tied
+
+    def forward(self, ids):
+        x = self.embed(ids)
+        x = self.block(x)
+        x = self.block(x)
+        scores = x @ x.transpose(-1, -2)  # functional compute belongs to the root
+        return self.head(scores @ x)
+
+
+def test_resnet50_totals_match_torchvision_publication():
+    model = torchvision.models.resnet50(weights=None)
+    report = netscope.summary(model, (1, 3, 224, 224), device="meta")
+    assert report.totals.total_params == 25_557_032
+    assert "Total params: 25,557,032" in str(report)
+    assert "Total mult-adds: 4.09 G" in str(report)
+
+
+def test_rows_are_module_calls_with_state_dict_names():
+    model = torchvision.models.resnet18(weights=None)
+    report = netscope.summary(model, (2, 3, 64, 64))
+    names = [c.name for c in report.layers]
+    assert names[0] == ""
+    assert list(dict.fromkeys(names)) == [n for n, _ in model.named_modules()]  # first calls in definition order
+    relu_calls = [c.call_number for c in report.layers if c.name == "layer1.0.relu"]
+    assert relu_calls == [1, 2]  # BasicBlock applies its one ReLU twice: two rows
+    conv = next(c for c in report.layers if c.name == "layer1.0.conv1")
+    assert conv.input_shapes == [(2, 64, 16, 16)] and conv.output_shapes == (2, 64, 16, 16)
+    assert conv.hyperparams["kernel_size"] == (3, 3) and conv.hyperparams["stride"] == (1, 1)
+    # every parameterised module's own params equal its state_dict entries that are parameters
+    params = dict(model.named_parameters())
+    for call in (c for c in report.layers if not c.is_repeat):
+        prefix = call.name + "." if call.name else ""
+        own = sum(p.numel() for k, p in params.items() if k.startswith(prefix) and "." not in k[len(prefix):])
+        assert call.own_params == own, call.name
+
+
+def test_multiply_adds_are_per_operator_and_roll_up():
+    model = TwoCalls()
+    ids = torch.randint(0, 50, (1, 5))
+    report = netscope.summary(model, input_data=ids)
+    block_calls = [c for c in report.layers if c.name == "block"]
+    assert [c.call_number for c in block_calls] == [1, 2]
+    assert all(c.macs == 5 * 8 * 8 for c in block_calls)
+    head = next(c for c in report.layers if c.name == "head")
+    assert head.macs == 5 * 8 * 50
+    root = report.layers[0]
+    functional = 5 * 5 * 8 + 5 * 5 * 8  # x @ x^T and scores @ x
+    assert root.own_macs == functional
+    assert root.macs == functional + 2 * 5 * 8 * 8 + 5 * 8 * 50
+    assert report.totals.total_macs == root.macs
+
+
+def test_shared_parameters_counted_once():
+    model = TwoCalls()
+    report = netscope.summary(model, input_data=torch.randint(0, 50, (1, 5)))
+    unique = {id(p): p for p in model.parameters()}
+    assert report.totals.total_params == sum(p.numel() for p in unique.values()) == 50 * 8 + 8 * 8 + 8
+    assert report.totals.shared_param_tensors == 1 and report.totals.shared_params == 50 * 8
+    assert "shared" in str(report)
+
+
+def test_attention_compute_is_counted_where_torchinfo_misses_it():
+    torchinfo = pytest.importorskip("torchinfo")
+    model = torchvision.models.vit_b_16(weights=None).eval()
+    ours = netscope.summary(model, (1, 3, 224, 224), device="meta").totals.total_macs
+    theirs = torchinfo.summary(model, input_size=(1, 3, 224, 224), device="meta", verbose=0).total_mult_adds
+    published = torchvision.models.ViT_B_16_Weights.IMAGENET1K_V1.meta["_ops"] * 1e9
+    assert abs(ours - published) / published < 0.005
+    assert theirs < 0.9 * published  # the operator-level count is what makes the difference
+
+
+def test_cpu_and_meta_runs_agree():
+    model = torchvision.models.mobilenet_v3_small(weights=None)
+    cpu = netscope.summary(model, (1, 3, 96, 96))
+    meta = netscope.summary(model, (1, 3, 96, 96), device="meta")
+    assert [(c.name, c.output_shapes, c.macs, c.subtree_params) for c in cpu.layers] == \
+           [(c.name, c.output_shapes, c.macs, c.subtree_params) for c in meta.layers]
+    assert next(model.parameters()).device.type == "cpu"
+
+
+@pytest.mark.parametrize("builder", [torchvision.models.resnet18, torchvision.models.mobilenet_v2,
+                                     torchvision.models.squeezenet1_0])
+def test_layer_shapes_and_params_agree_with_torchinfo(builder):
+    torchinfo = pytest.importorskip("torchinfo")
+    model = builder(weights=None)
+    ours = netscope.summary(model, (1, 3, 64, 64))
+    theirs = torchinfo.summary(model, input_size=(1, 3, 64, 64), verbose=0, depth=100)
+    their_leaves = [(l.class_name, list(l.output_size), l.num_params) for l in theirs.summary_list if l.is_leaf_layer]
+    our_leaves = [(c.class_name, list(c.output_shapes), c.own_params) for c in ours.layers if c.is_leaf]
+    assert our_leaves == their_leaves
+    assert ours.totals.total_params == theirs.total_params
+
+
+def test_forward_failure_names_the_layer_and_keeps_the_original_error():
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.Flatten(), nn.Linear(10, 2))
+    with pytest.raises(ForwardError) as info:
+        netscope.summary(model, (1, 3, 8, 8))
+    err = info.value
+    assert err.layer == "2"
+    assert "Linear" in str(err) and "[1, 288]" in str(err)
+    assert isinstance(err.original, RuntimeError)
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
+
+
+def test_train_mode_pass_leaves_batchnorm_statistics_and_flags_alone():
+    model = torchvision.models.resnet18(weights=None)
+    model.layer1.eval()  # a mixed-mode model: the per-module flags must come back exactly
+    flags = [m.training for m in model.modules()]
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    rng = torch.get_rng_state()
+    report = netscope.summary(model, (2, 3, 32, 32), mode="train")
+    assert report.run.mode == "train"
+    assert [m.training for m in model.modules()] == flags
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, state[key]), key
+    assert torch.equal(torch.get_rng_state(), rng)
+    assert torch.is_grad_enabled()
+
+
+def test_report_data_views():
+    model = torchvision.models.resnet18(weights=None)
+    report = netscope.summary(model, (1, 3, 32, 32))
+    data = json.loads(json.dumps(report.to_dict()))
+    assert data["totals"]["total_params"] == report.totals.total_params
+    assert len(data["layers"]) == len(report.layers)
+    frame = report.to_dataframe()
+    assert len(frame) == len(report.layers)
+    assert str(frame["params"].dtype) == "int64" and str(frame["macs"].dtype) == "int64"
+    assert frame.loc[frame["name"] == "fc", "macs"].item() == 512 * 1000
+    # each parameter is registered on exactly one module here, so own params add up to the total
+    assert frame["own_params"].sum() == report.totals.total_params
+
+
+@pytest.mark.parametrize("fmt", ["table", "markdown", "csv", "json"])
+def test_every_format_renders(fmt):
+    report = netscope.summary(nn.Sequential(nn.Linear(4, 3), nn.ReLU()), (2, 4))
+    text = report.render(fmt)
+    if fmt == "json":
+        assert json.loads(text)["totals"]["total_params"] == 15
+    elif fmt == "csv":
+        assert text.splitlines()[0].startswith("layer,")
+        assert len(text.splitlines()) == 1 + 3
+    else:
+        assert "15" in text and "Linear" in text
+
+
+def test_depth_limits_rows_but_not_the_record():
+    report = netscope.summary(torchvision.models.resnet18(weights=None), (1, 3, 32, 32))
+    shallow = report.rows(depth=1)
+    assert len(shallow) == 1 + len(list(torchvision.models.resnet18(weights=None).children()))
+    assert len(report.layers) > len(shallow)
+
+
+def test_user_model_on_other_device_is_moved_back():
+    model = nn.Linear(3, 2)
+    report = netscope.summary(model, (1, 3), device="meta")
+    assert report.run.device == "meta"
+    assert model.weight.device.type == "cpu"
+
+
+def test_dtype_of_the_pass_drives_byte_counts_without_casting_the_model():
+    model = nn.Linear(100, 100)
+    fp32 = netscope.summary(model, (1, 100))
+    bf16 = netscope.summary(model, (1, 100), dtype="bfloat16")
+    assert bf16.totals.param_bytes * 2 == fp32.totals.param_bytes
+    assert model.weight.dtype == torch.float32
