@@ -72,6 +72,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return int(args._run(args) or 0)
     except NetscopeError as err:
         sys.stderr.write(f"netscope {args.command}: error: {err}\n")
+        diagnosis = getattr(err, "diagnosis", None)
+        if diagnosis is not None:
+            sys.stderr.write(diagnosis.render().rstrip("\n") + "\n")
         return err.exit_code
     except KeyboardInterrupt:
         sys.stderr.write("netscope: interrupted\n")
