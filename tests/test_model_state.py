@@ -1,0 +1,208 @@
+"""netscope never changes the user's model: every entry point, every kind of model, also on failure."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.modules.module as module_globals
+import torchvision
+
+import netscope
+from netscope.errors import NetscopeError
+
+HOOK_SLOTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks",
+              "_state_dict_hooks", "_state_dict_pre_hooks", "_load_state_dict_pre_hooks",
+              "_load_state_dict_post_hooks", "_forward_hooks_with_kwargs", "_forward_pre_hooks_with_kwargs",
+              "_forward_hooks_always_called")
+GLOBAL_HOOKS = ("_global_forward_hooks", "_global_forward_pre_hooks", "_global_backward_hooks",
+                "_global_backward_pre_hooks", "_global_module_registration_hooks",
+                "_global_parameter_registration_hooks", "_global_buffer_registration_hooks")
+
+
+def snapshot(model: nn.Module):
+    """Everything observable about a model and the global state netscope could touch."""
+    tensors = {}
+    for name, t in list(model.named_parameters(remove_duplicate=False)) + list(model.named_buffers(remove_duplicate=False)):
+        tensors[name] = (id(t), t.device, t.dtype, t.requires_grad, t.detach().clone() if t.device.type != "meta" else None)
+    return {
+        "tensors": tensors,
+        "training": [(name, m.training) for name, m in model.named_modules()],
+        "hooks": [(name, slot, list(getattr(m, slot).items()) if isinstance(getattr(m, slot, None), dict) else getattr(m, slot, None))
+                  for name, m in model.named_modules() for slot in HOOK_SLOTS],
+        "global_hooks": [(g, list(getattr(module_globals, g).items())) for g in GLOBAL_HOOKS],
+        "rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        "grad": torch.is_grad_enabled(),
+    }
+
+
+def assert_same(before, after):
+    assert before["tensors"].keys() == after["tensors"].keys()
+    for name, (ident, device, dtype, grad, value) in before["tensors"].items():
+        a_ident, a_device, a_dtype, a_grad, a_value = after["tensors"][name]
+        assert (ident, device, dtype, grad) == (a_ident, a_device, a_dtype, a_grad), name
+        if value is not None:
+            assert torch.equal(value.view(torch.uint8) if value.dtype.is_floating_point and value.numel() else value,
+                               a_value.view(torch.uint8) if a_value.dtype.is_floating_point and a_value.numel() else a_value), name
+    for key in ("training", "hooks", "global_hooks", "grad"):
+        assert before[key] == after[key], key
+    assert torch.equal(before["rng"], after["rng"])
+    if before["cuda_rng"] is not None:
+        assert all(torch.equal(a, b) for a, b in zip(before["cuda_rng"], after["cuda_rng"]))
+
+
+class Dropper(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(8, 8)
+        self.drop = nn.Dropout(0.5)
+        self.bn = nn.BatchNorm1d(8)
+
+    def forward(self, x):
+        return self.bn(self.drop(self.fc(x)))
+
+
+class Recurrent(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lstm = nn.LSTM(8, 16, batch_first=True, num_layers=2, dropout=0.1)
+        self.rnn = nn.RNN(16, 4, batch_first=True)
+
+    def forward(self, x):
+        out, _ = self.lstm(x)
+        return self.rnn(out)[0]
+
+
+class Attention(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.attn = nn.MultiheadAttention(8, 2, batch_first=True, dropout=0.1)
+        self.norm = nn.LayerNorm(8)
+
+    def forward(self, x):
+        return self.norm(self.attn(x, x, x)[0])
+
+
+class FailsHalfway(nn.Module):
+    """BatchNorm updates its statistics in train mode, then the forward raises."""
+
+    def __init__(self):
+        super().__init__()
+        self.bn = nn.BatchNorm1d(8)
+        self.fc = nn.Linear(8, 8)
+
+    def forward(self, x):
+        x = self.fc(self.bn(x))
+        torch.rand(3)  # consumes the global RNG before failing
+        raise ValueError("boom halfway")
+
+
+def with_user_hooks():
+    model = Dropper()
+    model.fc.register_forward_hook(lambda m, i, o: None)
+    model.register_forward_pre_hook(lambda m, i: None)
+    model.bn.register_full_backward_hook(lambda m, gi, go: None)
+    return model
+
+
+def frozen_resnet():
+    model = torchvision.models.resnet18(weights=None, num_classes=5)
+    model.layer1.requires_grad_(False)
+    model.layer2.eval()
+    return model
+
+
+MODELS = {
+    "batchnorm-resnet": (frozen_resnet, (2, 3, 32, 32)),
+    "dropout": (Dropper, (4, 8)),
+    "rnn-lstm": (Recurrent, (2, 5, 8)),
+    "multihead-attention": (Attention, (2, 5, 8)),
+    "user-hooks": (with_user_hooks, (4, 8)),
+    "fails-halfway": (FailsHalfway, (4, 8)),
+    "compiled": (lambda: torch.compile(Dropper()), (4, 8)),
+}
+
+
+def _optional(module_name, attr):
+    try:
+        return getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError):
+        return None
+
+
+def entry_points():
+    points = {
+        "summary-eval": lambda m, shape: netscope.summary(m, shape),
+        "summary-train": lambda m, shape: netscope.summary(m, shape, mode="train"),
+        "summary-meta": lambda m, shape: netscope.summary(m, shape, device="meta"),
+        "summary-bf16": lambda m, shape: netscope.summary(m, shape, dtype="bfloat16"),
+        "check": lambda m, shape: netscope.check(m, shape),
+    }
+    solve = _optional("netscope.solver", "solve_input_size")
+    if solve is not None:
+        from netscope.inputs import InputSpec, TensorSpec
+
+        points["solve"] = lambda m, shape: solve(m, InputSpec([TensorSpec(shape)]))
+    audit = _optional("netscope.naming", "audit_names")
+    if audit is not None:
+        points["names"] = lambda m, shape: audit(m)
+    return points
+
+
+ENTRY_POINTS = entry_points()
+
+
+@pytest.mark.parametrize("entry", sorted(ENTRY_POINTS))
+@pytest.mark.parametrize("model_name", sorted(MODELS))
+def test_entry_point_leaves_model_unchanged(model_name, entry):
+    builder, shape = MODELS[model_name]
+    torch.manual_seed(0)
+    model = builder()
+    model.train()  # the user's model is in train mode; netscope runs eval by default
+    before = snapshot(model)
+    try:
+        ENTRY_POINTS[entry](model, shape)
+    except NetscopeError:
+        pass  # FailsHalfway raises by design: state must still be intact
+    assert_same(before, snapshot(model))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_model_stays_on_its_device_and_rng_is_kept():
+    model = frozen_resnet().cuda()
+    before = snapshot(model)
+    report = netscope.summary(model, (2, 3, 32, 32), mode="train")
+    assert report.totals.peak_memory_bytes is not None and report.totals.peak_memory_bytes > 0
+    netscope.summary(model, (2, 3, 32, 32), device="cpu")
+    assert_same(before, snapshot(model))
+
+
+def test_failure_inside_forward_reports_layer_and_restores():
+    model = FailsHalfway().train()
+    before = snapshot(model)
+    with pytest.raises(NetscopeError) as info:
+        netscope.summary(model, (4, 8), mode="train")
+    assert "boom halfway" in str(info.value)
+    assert isinstance(info.value.original, ValueError)
+    assert_same(before, snapshot(model))
+
+
+def test_the_snapshot_notices_what_a_careless_tool_would_change():
+    model = Dropper().train()
+    before = snapshot(model)
+    model(torch.randn(4, 8))  # a plain train-mode forward: BN statistics and RNG move
+    with pytest.raises(AssertionError):
+        assert_same(before, snapshot(model))
+    model = Dropper()
+    before = snapshot(model)
+    model.fc.eval()
+    with pytest.raises(AssertionError):
+        assert_same(before, snapshot(model))
+    model = Dropper()
+    before = snapshot(model)
+    model.fc.register_forward_hook(lambda m, i, o: None)
+    with pytest.raises(AssertionError):
+        assert_same(before, snapshot(model))
