@@ -1,0 +1,53 @@
+"""The --input parser: exact results for valid text, a clear InputSpecError for anything else (fuzzed)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from netscope.errors import InputSpecError
+from netscope.inputs import InputSpec, TensorSpec, parse_input
+
+FUZZ = settings(max_examples=400, deadline=None, derandomize=True)
+
+
+@pytest.mark.parametrize("text,shape,dtype", [
+    ("1,3,224,224", (1, 3, 224, 224), None),
+    ("1x3x32x32", (1, 3, 32, 32), None),
+    ("(1, 3, 32, 32)", (1, 3, 32, 32), None),
+    ("[2,8]", (2, 8), None),
+    ("1,128:int64", (1, 128), "int64"),
+    ("4,16:fp16", (4, 16), "float16"),
+    ("5,", (5,), None),
+])
+def test_valid_shapes(text, shape, dtype):
+    spec = parse_input(text)
+    assert spec.shape == shape and spec.dtype == dtype
+
+
+@given(st.lists(st.integers(1, 64), min_size=1, max_size=5), st.sampled_from(["", ":int64", ":bfloat16", ":bool"]))
+@FUZZ
+def test_round_trip_of_well_formed_shapes(dims, suffix):
+    spec = parse_input(",".join(map(str, dims)) + suffix)
+    assert spec.shape == tuple(dims)
+
+
+@given(st.text(max_size=30))
+@FUZZ
+def test_arbitrary_text_parses_or_raises_input_spec_error(text):
+    try:
+        spec = parse_input(text)
+    except InputSpecError as err:
+        assert str(err) and "\n" not in str(err)
+    else:
+        assert all(isinstance(d, int) and d >= 1 for d in spec.shape)
+
+
+def test_integer_inputs_stay_within_their_range_and_do_not_touch_the_global_rng():
+    import torch
+
+    state = torch.get_rng_state()
+    args, kwargs = InputSpec([TensorSpec((4, 50), "int64", high=7)], {"mask": TensorSpec((4, 50), "bool")}).build("cpu")
+    assert args[0].dtype == torch.int64 and int(args[0].max()) < 7 and int(args[0].min()) >= 0
+    assert kwargs["mask"].all()
+    assert torch.equal(torch.get_rng_state(), state)
