@@ -30,6 +30,7 @@ def atomic_path(path: str, *, force: bool = True) -> Iterator[str]:
         yield tmp
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
+        os.chmod(tmp, _mode_for(path))
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -41,3 +42,12 @@ def write_text_atomic(path: str, text: str, *, force: bool = True) -> None:
     with atomic_path(path, force=force) as tmp:
         with open(tmp, "w", encoding="utf-8") as handle:
             handle.write(text)
+
+
+def _mode_for(path: str) -> int:
+    """The existing file's permissions when overwriting, else what the user's umask gives a new file."""
+    if os.path.exists(path):
+        return os.stat(path).st_mode & 0o7777
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask

@@ -1,0 +1,31 @@
+"""Dtype names and element sizes, without importing torch (headers are parsed in pure Python)."""
+
+from __future__ import annotations
+
+# safetensors header code -> torch dtype name (without "torch.")
+SAFETENSORS_DTYPES = {
+    "F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16",
+    "I64": "int64", "I32": "int32", "I16": "int16", "I8": "int8",
+    "U64": "uint64", "U32": "uint32", "U16": "uint16", "U8": "uint8",
+    "BOOL": "bool", "F8_E4M3": "float8_e4m3fn", "F8_E5M2": "float8_e5m2",
+    "F8_E8M0": "float8_e8m0fnu", "C64": "complex64", "C128": "complex128",
+}
+
+_ITEMSIZE = {
+    "float64": 8, "float32": 4, "float16": 2, "bfloat16": 2,
+    "int64": 8, "int32": 4, "int16": 2, "int8": 1,
+    "uint64": 8, "uint32": 4, "uint16": 2, "uint8": 1, "bool": 1,
+    "float8_e4m3fn": 1, "float8_e5m2": 1, "float8_e4m3fnuz": 1, "float8_e5m2fnuz": 1,
+    "float8_e8m0fnu": 1, "complex64": 8, "complex128": 16, "complex32": 4,
+    "qint8": 1, "quint8": 1, "qint32": 4,
+}
+
+
+def itemsize(dtype_name: str) -> int:
+    """Bytes per element of a dtype name; 0 when unknown (the size is then left out of totals)."""
+    return _ITEMSIZE.get(dtype_name, 0)
+
+
+def torch_dtype_name(dtype) -> str:
+    """``torch.float32`` -> ``"float32"``."""
+    return str(dtype).rpartition(".")[2]

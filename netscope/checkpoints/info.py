@@ -1,0 +1,62 @@
+"""The two records every checkpoint reader returns: a headers-only listing and a loaded checkpoint."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, Mapping, Tuple
+
+from netscope.records import TensorMeta
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """What a checkpoint holds, read from headers only: tensor bytes are never read."""
+
+    path: str
+    format: str  # "safetensors" | "torch" | "sharded-safetensors" | "sharded-torch" | "dcp"
+    layout: str  # human description: "plain state_dict", "Lightning {'state_dict': ...}", ...
+    state_dict_path: Tuple[Any, ...]  # keys into the container where the model tensors live; () at top level
+    tensors: Mapping[str, TensorMeta]  # key -> shape, dtype, storage id; in file order
+    other_entries: Mapping[str, str] = field(default_factory=dict)  # non-tensor entries, summarized
+    notes: Tuple[str, ...] = ()  # FSDP / per-rank / legacy-format remarks, each a full sentence
+
+    @property
+    def total_elements(self) -> int:
+        return sum(meta.numel for meta in self.tensors.values())
+
+    @property
+    def total_bytes(self) -> int:
+        """Bytes of tensor data, counting a storage shared by several keys once."""
+        from netscope.checkpoints.dtypes import itemsize
+
+        per_storage: Dict[Any, int] = {}
+        for key, meta in self.tensors.items():
+            storage = meta.storage_id if meta.storage_id is not None else ("key", key)
+            per_storage[storage] = max(per_storage.get(storage, 0), meta.numel * itemsize(meta.dtype))
+        return sum(per_storage.values())
+
+    def to_dict(self) -> dict:
+        return {
+            "path": self.path,
+            "format": self.format,
+            "layout": self.layout,
+            "state_dict_path": list(self.state_dict_path),
+            "tensors": {
+                key: {"shape": list(m.shape), "dtype": m.dtype, "storage_id": m.storage_id}
+                for key, m in self.tensors.items()
+            },
+            "other_entries": dict(self.other_entries),
+            "notes": list(self.notes),
+            "total_tensors": len(self.tensors),
+            "total_elements": self.total_elements,
+            "total_bytes": self.total_bytes,
+        }
+
+
+@dataclass
+class LoadedCheckpoint:
+    """A checkpoint in memory: the whole container plus the dict that holds the model tensors."""
+
+    info: CheckpointInfo
+    container: Any  # the whole loaded object (dict, ...), tensors on CPU
+    state_dict: dict  # the dict at info.state_dict_path; keeps `._metadata` when the source had it

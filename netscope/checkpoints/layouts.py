@@ -1,0 +1,239 @@
+"""Where the model tensors live inside a checkpoint container, and how to describe that layout."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Callable, Dict, Optional, Tuple
+
+from netscope.errors import CheckpointError
+from netscope.records import TensorMeta
+
+# Keys that commonly hold the model's state dict, most specific first (Lightning/mmengine/timm train
+# scripts use 'state_dict'; DeepSpeed 'module'; many research repos 'model' or 'net').
+STATE_DICT_KEYS = (
+    "state_dict", "model_state_dict", "model", "module", "net", "network", "params", "weights",
+    "state_dict_ema", "model_ema", "ema", "ema_state_dict", "generator", "student", "teacher",
+)
+# Keys that hold tensors which are not model weights: never chosen as the state dict by the fallback.
+NON_MODEL_KEYS = frozenset({
+    "optimizer", "optimizer_states", "optimizer_state_dict", "optim", "opt", "scheduler",
+    "lr_scheduler", "lr_schedulers", "scaler", "amp", "grad_scaler", "loops", "callbacks",
+})
+_MAX_DEPTH = 4
+
+
+def is_tensor_like(value: Any) -> bool:
+    """A torch.Tensor, or a TensorMeta standing in for one in headers-only views."""
+    if isinstance(value, TensorMeta):
+        return True
+    torch = _torch_if_loaded()
+    return torch is not None and isinstance(value, torch.Tensor)
+
+
+def _torch_if_loaded():
+    import sys
+
+    return sys.modules.get("torch")
+
+
+def count_tensors(value: Any, depth: int = 0) -> int:
+    """Tensors reachable through string-keyed mappings (what a state dict search can use)."""
+    if is_tensor_like(value):
+        return 1
+    if depth >= _MAX_DEPTH or not isinstance(value, Mapping):
+        return 0
+    return sum(count_tensors(v, depth + 1) for k, v in value.items() if isinstance(k, str))
+
+
+def _is_state_dict(mapping: Mapping) -> bool:
+    """String keys, some tensor values, and no nested mapping that holds tensors itself."""
+    if not all(isinstance(k, str) for k in mapping):
+        return False
+    has_tensor = False
+    for value in mapping.values():
+        if is_tensor_like(value):
+            has_tensor = True
+        elif isinstance(value, Mapping) and count_tensors(value):
+            return False
+    return has_tensor
+
+
+def _search(value: Any, depth: int) -> Optional[Tuple[Tuple[Any, ...], dict]]:
+    if not isinstance(value, Mapping) or depth > _MAX_DEPTH:
+        return None
+    if _is_state_dict(value):
+        return (), value
+    for key in STATE_DICT_KEYS:
+        if key in value:
+            found = _search(value[key], depth + 1)
+            if found is not None:
+                return (key,) + found[0], found[1]
+    best: Optional[Tuple[int, Tuple[Any, ...], dict]] = None
+    for key, sub in value.items():
+        if not isinstance(key, str) or key in NON_MODEL_KEYS or not isinstance(sub, Mapping):
+            continue
+        found = _search(sub, depth + 1)
+        if found is not None:
+            n = count_tensors(found[1])
+            if best is None or n > best[0]:
+                best = (n, (key,) + found[0], found[1])
+    return None if best is None else (best[1], best[2])
+
+
+def find_state_dict(container: Any) -> Tuple[Tuple[Any, ...], dict]:
+    """Locate the model tensors inside a loaded checkpoint: ``(keys into the container, the dict)``.
+
+    A plain state dict gives ``((), container)``; Lightning gives ``(("state_dict",), ...)``; nested
+    layouts (``{"model": {"state_dict": ...}}``) give the whole key path. Tensors and ``TensorMeta``
+    both count as tensors, so headers-only views can be searched too. An ``nn.Module`` saved whole
+    gives ``((), module.state_dict())``. An empty mapping is an empty state dict.
+    """
+    torch = _torch_if_loaded()
+    if torch is not None and isinstance(container, torch.nn.Module):
+        return (), container.state_dict()
+    if isinstance(container, Mapping) and len(container) == 0:
+        return (), container  # type: ignore[return-value]
+    found = _search(container, 0)
+    if found is None:
+        raise CheckpointError(
+            f"the checkpoint holds no model tensors (it is a {summarize_value(container)}); netscope looks "
+            "for a dict of tensors at the top level or under a key such as 'state_dict', 'model' or "
+            "'module'. Save the weights with torch.save(model.state_dict(), PATH) and try again."
+        )
+    return found
+
+
+def summarize_value(value: Any) -> str:
+    """A short description of one non-tensor entry: ``int 12``, ``dict (2 keys)``, ``str 'adam'``."""
+    if value is None:
+        return "None"
+    if hasattr(value, "netscope_summary"):
+        return value.netscope_summary
+    if isinstance(value, bool):
+        return f"bool {value}"
+    if isinstance(value, (int, float)):
+        return f"{type(value).__name__} {value!r}"
+    if isinstance(value, str):
+        text = value if len(value) <= 40 else value[:37] + "..."
+        return f"str {text!r}"
+    if isinstance(value, TensorMeta):
+        return f"tensor {value.dtype} {tuple(value.shape)}"
+    if is_tensor_like(value):
+        from netscope.checkpoints.dtypes import torch_dtype_name
+
+        return f"tensor {torch_dtype_name(value.dtype)} {tuple(value.shape)}"
+    if isinstance(value, Mapping):
+        n = len(value)
+        tensors = count_tensors(value)
+        extra = f", {tensors} tensors" if tensors else ""
+        return f"{type(value).__name__} ({n} key{'s' * (n != 1)}{extra})"
+    if isinstance(value, (list, tuple, set, frozenset)):
+        n = len(value)
+        return f"{type(value).__name__} ({n} item{'s' * (n != 1)})"
+    return type(value).__name__
+
+
+def other_entries(container: Any, path: Tuple[Any, ...]) -> Dict[str, str]:
+    """Every entry beside the state dict along its key path, summarized; dotted names for nested ones.
+
+    For a top-level state dict, its own non-tensor values (``_extra_state`` objects) are listed.
+    """
+    entries: Dict[str, str] = {}
+    if not isinstance(container, Mapping):
+        return entries
+    if not path:
+        for key, value in container.items():
+            if not is_tensor_like(value):
+                entries[str(key)] = summarize_value(value)
+        return entries
+    node: Any = container
+    prefix = ""
+    for key in path:
+        for sibling, value in node.items():
+            if sibling != key:
+                entries[f"{prefix}{sibling}"] = summarize_value(value)
+        node = node[key]
+        prefix = f"{prefix}{key}."
+    for key, value in node.items():
+        if not is_tensor_like(value):
+            entries[f"{prefix}{key}"] = summarize_value(value)
+    return entries
+
+
+# ---- layout descriptions: one describer per first key of the state-dict path ---------------------
+
+LayoutDescriber = Callable[[Mapping, Tuple[Any, ...]], str]
+LAYOUTS: Dict[Any, LayoutDescriber] = {}
+
+
+def register_layout(first_key: Any):
+    """Register how to describe containers whose state dict sits under ``first_key`` (() for top level)."""
+
+    def decorator(fn: LayoutDescriber) -> LayoutDescriber:
+        if first_key in LAYOUTS:
+            raise ValueError(f"layout for {first_key!r} registered twice")
+        LAYOUTS[first_key] = fn
+        return fn
+
+    return decorator
+
+
+def _shape(container: Mapping, path: Tuple[Any, ...], limit: int = 4) -> str:
+    keys = [path[0]] + [k for k in container if k != path[0]]
+    shown = ", ".join(f"{k!r}: ..." for k in keys[:limit])
+    more = ", ..." if len(keys) > limit else ""
+    inner = "".join(f"[{k!r}]" for k in path[1:])
+    return "{" + shown + more + "}" + (f" with the state dict at {path[0]!r}{inner}" if inner else "")
+
+
+@register_layout(())
+def _plain(container: Mapping, path: Tuple[Any, ...]) -> str:
+    return "plain state_dict" if len(container) else "empty state_dict"
+
+
+@register_layout("state_dict")
+def _state_dict_key(container: Mapping, path: Tuple[Any, ...]) -> str:
+    if "pytorch-lightning_version" in container or "lightning_version" in container or (
+        "global_step" in container and ("callbacks" in container or "loops" in container)
+    ):
+        return "Lightning " + _shape(container, path)
+    if "state_dict_ema" in container:
+        return "timm train checkpoint " + _shape(container, path)
+    if "meta" in container and isinstance(container.get("meta"), Mapping):
+        return "mmengine " + _shape(container, path)
+    return _shape(container, path)
+
+
+@register_layout("module")
+def _module_key(container: Mapping, path: Tuple[Any, ...]) -> str:
+    deepspeed = any(k in container for k in ("ds_version", "ds_config", "dp_world_size", "mp_world_size"))
+    return ("DeepSpeed " if deepspeed else "") + _shape(container, path)
+
+
+@register_layout("state_dict_ema")
+def _ema_key(container: Mapping, path: Tuple[Any, ...]) -> str:
+    return "timm EMA " + _shape(container, path)
+
+
+def describe_layout(container: Any, path: Tuple[Any, ...]) -> str:
+    """A one-line description of the container structure around the state dict."""
+    if not isinstance(container, Mapping):
+        return f"{type(container).__name__} object"
+    describer = LAYOUTS.get(path[0] if path else ())
+    return describer(container, path) if describer else _shape(container, path)
+
+
+def nested_from_flat(paths: Mapping[str, Tuple[Any, ...]], values: Mapping[str, Any]) -> dict:
+    """Rebuild a nested container from flattened keys and their key paths (used for DCP metadata)."""
+    root: dict = {}
+    for flat_key, value in values.items():
+        path = paths.get(flat_key, (flat_key,))
+        node = root
+        for key in path[:-1]:
+            node = node.setdefault(key, {})
+            if not isinstance(node, dict):
+                break
+        else:
+            node[path[-1]] = value
+    return root
+

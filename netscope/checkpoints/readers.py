@@ -1,0 +1,319 @@
+"""Format detection and one reader per format: ``inspect`` (headers only) and ``load`` (tensors on CPU)."""
+
+from __future__ import annotations
+
+import glob
+import os
+import struct
+import sys
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Tuple
+
+from netscope.checkpoints import dcp, safetensors_format, sharded, torch_format
+from netscope.checkpoints.distributed import distributed_notes
+from netscope.checkpoints.dtypes import torch_dtype_name
+from netscope.checkpoints.info import CheckpointInfo, LoadedCheckpoint
+from netscope.checkpoints.layouts import (
+    describe_layout,
+    find_state_dict,
+    is_tensor_like,
+    nested_from_flat,
+    other_entries,
+)
+from netscope.errors import CheckpointError
+from netscope.records import TensorMeta
+
+CHECKPOINT_EXTENSIONS = (".safetensors", ".pt", ".pth", ".bin", ".ckpt", ".tar")
+
+
+@dataclass(frozen=True)
+class Reader:
+    inspect: Callable[[str, bool], CheckpointInfo]  # (path, weights_only)
+    load: Callable[[str, bool, bool], LoadedCheckpoint]  # (path, weights_only, mmap)
+
+
+READERS: Dict[str, Reader] = {}
+
+
+def register_reader(fmt: str, reader: Reader) -> None:
+    if fmt in READERS:
+        raise ValueError(f"checkpoint reader for {fmt!r} registered twice")
+    READERS[fmt] = reader
+
+
+# ---- public entry points ---------------------------------------------------------------------------
+
+def inspect_checkpoint(path: str, *, weights_only: bool = True) -> CheckpointInfo:
+    """List a checkpoint's container structure and every tensor's key, shape and dtype.
+
+    Tensor bytes are never read (safetensors and DCP headers are parsed; torch files are memory-mapped
+    and their tensors never touched), except for legacy non-zip torch files, which say so in ``notes``.
+    """
+    fmt, resolved = detect_format(path)
+    return READERS[fmt].inspect(resolved, weights_only)
+
+
+def load_checkpoint(path: str, *, weights_only: bool = True, mmap: bool = True) -> LoadedCheckpoint:
+    """Load a checkpoint on CPU; ``weights_only=False`` allows arbitrary pickled objects (trusted files only)."""
+    fmt, resolved = detect_format(path)
+    return READERS[fmt].load(resolved, weights_only, mmap)
+
+
+# ---- detection ---------------------------------------------------------------------------------------
+
+def detect_format(path: str) -> Tuple[str, str]:
+    """``(format, path to read)`` from the file's content (extension only as a tie-breaker)."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise CheckpointError(f"no file or folder at {path}; check the path (and the current directory).")
+    if os.path.isdir(path):
+        return _detect_directory(path)
+    name = os.path.basename(path)
+    if name == dcp.METADATA_FILE and dcp.is_dcp_dir(os.path.dirname(os.path.abspath(path))):
+        return "dcp", os.path.dirname(os.path.abspath(path))
+    if name.endswith(".distcp"):
+        raise CheckpointError(
+            f"{path} is one data file of a torch.distributed.checkpoint directory; pass the directory that "
+            "holds it and its .metadata file instead."
+        )
+    size = os.path.getsize(path)
+    if size == 0:
+        raise CheckpointError(f"{path} is empty (0 bytes): the save was interrupted or the copy failed; save it again.")
+    with open(path, "rb") as handle:
+        head = handle.read(64)
+    if name.endswith(".json"):
+        return _sharded_format(path), path
+    if head.startswith(torch_format.ZIP_MAGIC):
+        return "torch", path
+    if _looks_like_safetensors(head, size):  # before the pickle check: a header length may start with 0x80
+        return "safetensors", path
+    if head[:1] == b"\x80":  # a pickle: legacy torch.save
+        return "torch", path
+    if name.endswith(".safetensors"):
+        safetensors_format.read_header(path)  # raises the precise reason
+    raise CheckpointError(f"{path} is not a checkpoint: {_describe_content(head)}. netscope reads torch.save "
+                          "files (.pt/.pth/.bin/.ckpt), .safetensors, sharded *.index.json and "
+                          "torch.distributed.checkpoint directories.")
+
+
+def _looks_like_safetensors(head: bytes, size: int) -> bool:
+    if len(head) < 10:
+        return False
+    (length,) = struct.unpack("<Q", head[:8])
+    return 0 < length <= size - 8 and head[8:9] == b"{"
+
+
+def _describe_content(head: bytes) -> str:
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return "its content is not a format netscope knows"
+    first = text.strip().splitlines()[0][:40] if text.strip() else ""
+    return f"it is a text file starting {first!r}"
+
+
+def _sharded_format(path: str) -> str:
+    shards, _ = sharded.read_index(path)
+    fmt = sharded.shard_format(shards)
+    if fmt == "sharded-mixed":
+        raise CheckpointError(f"{path} mixes .safetensors and torch shards; netscope expects one kind per index.")
+    return fmt
+
+
+def _detect_directory(path: str) -> Tuple[str, str]:
+    if dcp.is_dcp_dir(path):
+        return "dcp", path
+    indexes = sorted(glob.glob(os.path.join(path, "*.index.json")))
+    if len(indexes) == 1:
+        return _sharded_format(indexes[0]), indexes[0]
+    if len(indexes) > 1:
+        names = ", ".join(os.path.basename(i) for i in indexes)
+        raise CheckpointError(f"{path} holds several index files ({names}); pass the one you mean.")
+    files = sorted(f for f in os.listdir(path) if f.endswith(CHECKPOINT_EXTENSIONS)
+                   and os.path.isfile(os.path.join(path, f)))
+    if len(files) == 1:
+        return detect_format(os.path.join(path, files[0]))
+    if files:
+        raise CheckpointError(f"{path} is a folder with several checkpoint files ({', '.join(files[:6])}); "
+                              "pass the file you mean.")
+    raise CheckpointError(
+        f"{path} is a folder without a checkpoint: netscope expects a torch.distributed.checkpoint directory "
+        "(with a .metadata file), a *.index.json, or a single .safetensors/.pt/.pth/.bin file in it."
+    )
+
+
+# ---- shared helpers ------------------------------------------------------------------------------------
+
+def _tensor_metas(state: Dict[str, Any], prefix: str = "") -> "OrderedDict[str, TensorMeta]":
+    tensors = {k: v for k, v in state.items() if is_tensor_like(v) and isinstance(k, str)}
+    ids = torch_format.storage_ids(tensors, prefix)
+    return OrderedDict(
+        (k, TensorMeta(tuple(int(d) for d in v.shape), torch_dtype_name(v.dtype), ids[k]))
+        for k, v in tensors.items()
+    )
+
+
+def _info_from_container(path: str, fmt: str, container: Any, notes: List[str]) -> Tuple[CheckpointInfo, dict]:
+    try:
+        sd_path, state = find_state_dict(container)
+    except CheckpointError:
+        sd_path, state = (), {}
+        notes = notes + ["no model tensors found: the file holds no dict of tensors at the top level or under "
+                         "'state_dict', 'model', 'module' or a similar key."]
+    layout = describe_layout(container, sd_path)
+    torch = sys.modules.get("torch")
+    if state and torch is not None and isinstance(container, torch.nn.Module):
+        layout = f"whole {type(container).__name__} object pickled (state dict taken from it)"
+    tensors = _tensor_metas(state)
+    notes = notes + distributed_notes(path, tensors)
+    info = CheckpointInfo(path=path, format=fmt, layout=layout, state_dict_path=tuple(sd_path),
+                          tensors=tensors, other_entries=other_entries(container, sd_path),
+                          notes=tuple(notes))
+    return info, state
+
+
+# ---- torch.save files -------------------------------------------------------------------------------
+
+def _torch_inspect(path: str, weights_only: bool) -> CheckpointInfo:
+    container, notes = torch_format.load(path, weights_only=weights_only, mmap=True)
+    info, _ = _info_from_container(path, "torch", container, notes)
+    return info
+
+
+def _torch_load(path: str, weights_only: bool, mmap: bool) -> LoadedCheckpoint:
+    container, notes = torch_format.load(path, weights_only=weights_only, mmap=mmap)
+    info, state = _info_from_container(path, "torch", container, notes)
+    return LoadedCheckpoint(info=info, container=container, state_dict=state)
+
+
+register_reader("torch", Reader(_torch_inspect, _torch_load))
+
+
+# ---- safetensors ------------------------------------------------------------------------------------------
+
+def _safetensors_info(path: str, header) -> CheckpointInfo:
+    tensors, notes = safetensors_format.header_tensors(header)
+    entries = {"__metadata__." + k: f"str {v!r}" if len(v) <= 40 else f"str ({len(v)} chars)"
+               for k, v in safetensors_format.user_metadata(header).items()}
+    notes = notes + distributed_notes(path, tensors) + _hf_shard_note(path)
+    return CheckpointInfo(path=path, format="safetensors", layout="plain state_dict" if tensors else "empty state_dict",
+                          state_dict_path=(), tensors=tensors, other_entries=entries, notes=tuple(notes))
+
+
+def _hf_shard_note(path: str) -> List[str]:
+    import re
+
+    name = os.path.basename(path)
+    if re.search(r"-\d{5}-of-\d{5}\.", name):
+        return [f"{name} is one shard of a sharded checkpoint: pass its *.index.json (or the folder) to see "
+                "every tensor."]
+    return []
+
+
+def _safetensors_inspect(path: str, weights_only: bool) -> CheckpointInfo:
+    return _safetensors_info(path, safetensors_format.read_header(path))
+
+
+def _safetensors_load(path: str, weights_only: bool, mmap: bool) -> LoadedCheckpoint:
+    header = safetensors_format.read_header(path)
+    state = safetensors_format.load_tensors(path, header)
+    return LoadedCheckpoint(info=_safetensors_info(path, header), container=state, state_dict=state)
+
+
+register_reader("safetensors", Reader(_safetensors_inspect, _safetensors_load))
+
+
+# ---- sharded (*.index.json) --------------------------------------------------------------------------------
+
+def _sharded_info(path: str, weights_only: bool, load: bool, mmap: bool = True):
+    shards, index_meta = sharded.read_index(path)
+    fmt = sharded.shard_format(shards)
+    tensors: "OrderedDict[str, TensorMeta]" = OrderedDict()
+    state: "OrderedDict[str, Any]" = OrderedDict()
+    found: Dict[str, List[str]] = {}
+    notes: List[str] = []
+    for number, shard in enumerate(shards):
+        prefix = f"shard{number}:"
+        if shard.endswith(".safetensors"):
+            header = safetensors_format.read_header(shard, storage_prefix=prefix)
+            shard_tensors, shard_notes = safetensors_format.header_tensors(header)
+            if load:
+                state.update(safetensors_format.load_tensors(shard, header))
+        else:
+            container, shard_notes = torch_format.load(shard, weights_only=weights_only, mmap=mmap)
+            _, shard_state = find_state_dict(container)
+            shard_tensors = _tensor_metas(shard_state, prefix)
+            if load:
+                state.update(shard_state)
+        notes.extend(shard_notes)
+        found[shard] = list(shard_tensors)
+        for key, meta in shard_tensors.items():
+            if key in tensors:
+                notes.append(f"key {key!r} appears in more than one shard; the later one ({os.path.basename(shard)}) wins.")
+            tensors[key] = meta
+    notes.extend(sharded.reconcile(path, shards, found))
+    notes.extend(distributed_notes(path, tensors))
+    entries = {f"metadata.{k}": repr(v)[:60] for k, v in index_meta.items()}
+    info = CheckpointInfo(path=path, format=fmt, layout=f"HF sharded index ({len(shards)} shards)",
+                          state_dict_path=(), tensors=tensors, other_entries=entries, notes=tuple(notes))
+    return info, state
+
+
+def _sharded_inspect(path: str, weights_only: bool) -> CheckpointInfo:
+    return _sharded_info(path, weights_only, load=False)[0]
+
+
+def _sharded_load(path: str, weights_only: bool, mmap: bool) -> LoadedCheckpoint:
+    info, state = _sharded_info(path, weights_only, load=True, mmap=mmap)
+    return LoadedCheckpoint(info=info, container=state, state_dict=state)
+
+
+register_reader("sharded-safetensors", Reader(_sharded_inspect, _sharded_load))
+register_reader("sharded-torch", Reader(_sharded_inspect, _sharded_load))
+
+
+# ---- torch.distributed.checkpoint directories ------------------------------------------------------------
+
+def _dcp_view(path: str, weights_only: bool):
+    metadata = dcp.read_metadata(path, weights_only=weights_only)
+    entries, paths, notes = dcp.flat_entries(metadata)
+    nested = nested_from_flat(paths, {k: (v if isinstance(v, TensorMeta) else dcp.PICKLED) for k, v in entries.items()})
+    return metadata, entries, paths, nested, notes
+
+
+def _dcp_info(path: str, nested: dict, notes: List[str]) -> Tuple[CheckpointInfo, Tuple[Any, ...], dict]:
+    try:
+        sd_path, state = find_state_dict(nested)
+    except CheckpointError:
+        sd_path, state = (), {}
+        notes = notes + ["no model tensors found in the DCP metadata."]
+    tensors = OrderedDict((k, v) for k, v in state.items() if isinstance(v, TensorMeta))
+    notes = notes + distributed_notes(path, tensors)
+    info = CheckpointInfo(path=path, format="dcp", layout="torch.distributed.checkpoint " + describe_layout(nested, sd_path),
+                          state_dict_path=tuple(sd_path), tensors=tensors,
+                          other_entries=other_entries(nested, sd_path), notes=tuple(notes))
+    return info, tuple(sd_path), state
+
+
+def _dcp_inspect(path: str, weights_only: bool) -> CheckpointInfo:
+    _, _, _, nested, notes = _dcp_view(path, weights_only)
+    return _dcp_info(path, nested, notes)[0]
+
+
+def _dcp_load(path: str, weights_only: bool, mmap: bool) -> LoadedCheckpoint:
+    metadata, entries, paths, nested, notes = _dcp_view(path, weights_only)
+    info, _, _ = _dcp_info(path, nested, notes)
+    tensor_keys = [k for k, v in entries.items() if isinstance(v, TensorMeta)]
+    values: Dict[str, Any] = dict(dcp.load_tensors(path, metadata, tensor_keys))
+    for key, value in entries.items():
+        if not isinstance(value, TensorMeta):
+            values[key] = dcp.load_object(path, metadata, key, weights_only=weights_only)
+    container = nested_from_flat(paths, values)
+    node: Any = container
+    for key in info.state_dict_path:
+        node = node[key]
+    return LoadedCheckpoint(info=info, container=container, state_dict=node)
+
+
+register_reader("dcp", Reader(_dcp_inspect, _dcp_load))

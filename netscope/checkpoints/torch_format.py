@@ -1,0 +1,80 @@
+"""``.pt/.pth/.bin`` written by ``torch.save``: loaded with ``mmap=True`` (tensor bytes stay on disk until
+touched) and ``weights_only=True`` unless the caller opts in to full unpickling."""
+
+from __future__ import annotations
+
+import pickle
+import re
+import zipfile
+from typing import Any, Dict, List, Tuple
+
+from netscope.errors import CheckpointError
+
+ZIP_MAGIC = b"PK\x03\x04"
+_GLOBAL_IN_MESSAGE = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
+
+
+def unsafe_pickle_error(path: str, detail: str) -> CheckpointError:
+    return CheckpointError(
+        f"{path} contains pickled Python objects that safe loading (weights_only=True) refuses to "
+        f"build{detail}. Building them would run code stored in the file, so netscope did not. If you "
+        "trust where the file came from, pass --unsafe-pickle (API: weights_only=False); better, load it "
+        "once in a trusted environment and re-save only the tensors with torch.save(model.state_dict(), PATH)."
+    )
+
+
+def _unsafe_globals(path: str) -> List[str]:
+    import torch
+
+    try:
+        return list(torch.serialization.get_unsafe_globals_in_checkpoint(path))
+    except Exception:  # legacy format or unreadable: the generic message is used instead
+        return []
+
+
+def load(path: str, *, weights_only: bool, mmap: bool) -> Tuple[Any, List[str]]:
+    """``torch.load`` on CPU; returns the object and notes (e.g. that mmap was not possible)."""
+    import torch
+
+    notes: List[str] = []
+    is_zip = zipfile.is_zipfile(path)
+    if mmap and not is_zip:
+        mmap = False
+        notes.append(
+            "legacy (non-zip) torch.save format: memory mapping is impossible, so every tensor was read "
+            "into memory; re-save with a current torch.save to list it without reading the data."
+        )
+    try:
+        return torch.load(path, map_location="cpu", weights_only=weights_only, mmap=mmap), notes
+    except pickle.UnpicklingError as exc:
+        if weights_only and ("weights_only" in str(exc) or "Weights only" in str(exc)):
+            names = (_unsafe_globals(path) if is_zip else []) or _GLOBAL_IN_MESSAGE.findall(str(exc))[:1]
+            detail = f" ({', '.join(names[:6])}{', ...' if len(names) > 6 else ''})" if names else ""
+            raise unsafe_pickle_error(path, detail) from None
+        raise _corrupt(path, exc) from None
+    except (RuntimeError, EOFError, ValueError, OSError, zipfile.BadZipFile, KeyError,
+            AttributeError, ImportError, TypeError, IndexError) as exc:
+        raise _corrupt(path, exc) from None
+
+
+def _corrupt(path: str, exc: BaseException) -> CheckpointError:
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if len(reason) > 200:
+        reason = reason[:197] + "..."
+    return CheckpointError(
+        f"{path} could not be read as a torch.save checkpoint ({reason}). The file is truncated, corrupt, "
+        "or not a PyTorch checkpoint; re-download or re-save it."
+    )
+
+
+def storage_ids(tensors: Dict[str, Any], prefix: str = "") -> Dict[str, str]:
+    """Key -> short storage id (``s0``, ``s1``, ...): equal for keys that share one storage."""
+    ids: Dict[Any, str] = {}
+    out: Dict[str, str] = {}
+    for key, tensor in tensors.items():
+        storage = tensor.untyped_storage()
+        identity = ("ptr", storage.data_ptr()) if storage.nbytes() else ("cdata", storage._cdata)
+        if identity not in ids:
+            ids[identity] = f"{prefix}s{len(ids)}"
+        out[key] = ids[identity]
+    return out

@@ -1,0 +1,81 @@
+"""Write a checkpoint atomically, in the format its file extension names."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable, Dict, Mapping, Optional
+
+from netscope.errors import CheckpointError
+from netscope.fileio import atomic_path
+
+Writer = Callable[[Any, str, Optional[Mapping[str, str]]], None]
+WRITERS: Dict[str, Writer] = {}
+
+
+def register_writer(*extensions: str):
+    def decorator(fn: Writer) -> Writer:
+        for ext in extensions:
+            if ext in WRITERS:
+                raise ValueError(f"checkpoint writer for {ext!r} registered twice")
+            WRITERS[ext] = fn
+        return fn
+
+    return decorator
+
+
+@register_writer(".pt", ".pth", ".bin", ".ckpt")
+def _write_torch(obj: Any, path: str, metadata: Optional[Mapping[str, str]]) -> None:
+    import torch
+
+    torch.save(obj, path)
+
+
+@register_writer(".safetensors")
+def _write_safetensors(obj: Any, path: str, metadata: Optional[Mapping[str, str]]) -> None:
+    from netscope.checkpoints import safetensors_format
+
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(
+            f"a .safetensors file holds a flat dict of tensors, not a {type(obj).__name__}; pass the "
+            "state dict, or write a .pt file to keep the whole object."
+        )
+    safetensors_format.save(obj, path, metadata)
+
+
+def save_checkpoint(obj: Any, path: str, *, force: bool = False,
+                    metadata: Optional[Mapping[str, str]] = None) -> None:
+    """Write ``obj`` to ``path`` atomically (temp file beside it, then rename).
+
+    The extension picks the format: ``.safetensors`` (a flat dict of tensors; storages shared by several
+    keys are saved once and restored as aliases on load; non-contiguous tensors made contiguous) or
+    ``torch.save`` for ``.pt/.pth/.bin/.ckpt`` (everything kept, shared storages stay shared). An
+    existing ``path`` is refused unless ``force``. ``metadata`` (safetensors only) adds header strings.
+    """
+    ext = os.path.splitext(path)[1].lower()
+    writer = WRITERS.get(ext)
+    if writer is None:
+        raise CheckpointError(
+            f"cannot tell which format to write from the extension of {path!r}; use one of "
+            f"{', '.join(sorted(WRITERS))}."
+        )
+    _refuse_data_less_tensors(obj, path)
+    with atomic_path(path, force=force) as tmp:
+        writer(obj, tmp, metadata)
+
+
+def _refuse_data_less_tensors(obj: Any, path: str, depth: int = 0) -> None:
+    """Meta-device tensors have shapes but no values: writing them would silently save nothing."""
+    import torch
+
+    if isinstance(obj, torch.Tensor):
+        if obj.device.type == "meta":
+            raise CheckpointError(
+                f"refusing to write {path}: it would hold tensors on the meta device, which have shapes but no "
+                "values. Load real weights first (netscope.load, or load_checkpoint without a meta model)."
+            )
+    elif isinstance(obj, Mapping) and depth < 6:
+        for value in obj.values():
+            _refuse_data_less_tensors(value, path, depth + 1)
+    elif isinstance(obj, (list, tuple)) and depth < 6:
+        for value in obj:
+            _refuse_data_less_tensors(value, path, depth + 1)

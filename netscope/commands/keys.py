@@ -1,0 +1,123 @@
+"""``netscope keys CKPT``: a checkpoint's container structure and every tensor, read from headers only."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any, Dict, List
+
+from netscope.commands.common import add_output_arguments, emit
+
+HELP = "list a checkpoint's container structure and every tensor's key, shape, dtype and size (no tensor data read)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", metavar="CKPT",
+                        help=".pt/.pth/.bin/.ckpt, .safetensors, a sharded *.index.json, or a "
+                        "torch.distributed.checkpoint directory")
+    parser.add_argument("--unsafe-pickle", action="store_true",
+                        help="allow arbitrary pickled objects (weights_only=False): only for files you trust, "
+                        "since unpickling can run code stored in the file")
+    parser.add_argument("--tree", action="store_true",
+                        help="group keys by module prefix, with tensor counts, elements and bytes per subtree")
+    add_output_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    from netscope.checkpoints import inspect_checkpoint
+    from netscope.render.rows import check_format
+
+    check_format(args.format, args.table_style)
+    info = inspect_checkpoint(args.checkpoint, weights_only=not args.unsafe_pickle)
+    if args.format == "json":
+        emit(json.dumps(info.to_dict(), indent=2), args)
+        return 0
+    rows = tree_rows(info) if args.tree else tensor_rows(info)
+    emit(render_listing(info, rows, args.format, args.table_style), args)
+    return 0
+
+
+def human_bytes(n: int) -> str:
+    """``1536`` -> ``"1.5 KiB"``."""
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"  # pragma: no cover
+
+
+def tensor_rows(info) -> List[Dict[str, Any]]:
+    from netscope.checkpoints.dtypes import itemsize
+
+    first_key: Dict[str, str] = {}
+    rows = []
+    for key, meta in info.tensors.items():
+        nbytes = meta.numel * itemsize(meta.dtype)
+        shares = ""
+        if meta.storage_id is not None:
+            owner = first_key.setdefault(meta.storage_id, key)
+            shares = "" if owner == key else owner
+        rows.append({"key": key, "shape": str(tuple(meta.shape)),
+                     "dtype": meta.dtype, "elements": meta.numel, "bytes": nbytes,
+                     "size": human_bytes(nbytes), "shares_storage_with": shares})
+    return rows
+
+
+def tree_rows(info) -> List[Dict[str, Any]]:
+    """One row per module prefix and per tensor, with subtree totals; ``· `` marks each level of depth
+    (tabulate strips leading spaces)."""
+    from netscope.checkpoints.dtypes import itemsize
+
+    totals: Dict[str, List[int]] = {}
+    order: List[str] = []
+    for key, meta in info.tensors.items():
+        parts = key.split(".")
+        for depth in range(1, len(parts) + 1):
+            node = ".".join(parts[:depth])
+            if node not in totals:
+                totals[node] = [0, 0, 0]
+                order.append(node)
+            entry = totals[node]
+            entry[0] += 1
+            entry[1] += meta.numel
+            entry[2] += meta.numel * itemsize(meta.dtype)
+    rows = []
+    for node in order:
+        count, elements, nbytes = totals[node]
+        depth = node.count(".")
+        meta = info.tensors.get(node)
+        label = node.rsplit(".", 1)[-1]
+        rows.append({
+            "key": "· " * depth + label, "tensors": count, "elements": elements, "size": human_bytes(nbytes),
+            "shape": str(tuple(meta.shape)) if meta is not None else "",
+            "dtype": meta.dtype if meta is not None else "",
+        })
+    return rows
+
+
+def render_listing(info, rows: List[Dict[str, Any]], fmt: str, table_style: str) -> str:
+    from netscope.render.rows import render_rows
+
+    tree = rows and "tensors" in rows[0]
+    columns = (["key", "shape", "dtype", "tensors", "elements", "size"] if tree
+               else ["key", "shape", "dtype", "elements", "size", "shares_storage_with"])
+    table = render_rows(rows, columns, fmt, table_style=table_style,
+                        numeric=("tensors", "elements", "size"),
+                        headers={"shares_storage_with": "shares storage with"})
+    if fmt == "csv":
+        return table
+    header = [
+        f"checkpoint: {info.path}",
+        f"format:     {info.format}",
+        f"layout:     {info.layout}",
+        "state dict: " + ("top level" if not info.state_dict_path
+                          else "".join(f"[{k!r}]" for k in info.state_dict_path)),
+    ]
+    if info.other_entries:
+        header.append("other entries:")
+        header.extend(f"  {k}: {v}" for k, v in info.other_entries.items())
+    footer = [f"total: {len(info.tensors):,} tensors, {info.total_elements:,} elements, "
+              f"{human_bytes(info.total_bytes)} ({info.total_bytes:,} bytes)"]
+    footer.extend(f"note: {note}" for note in info.notes)
+    return "\n".join(header) + "\n\n" + table + "\n\n" + "\n".join(footer)
