@@ -1,0 +1,146 @@
+"""The naming audit's records and their rendering. Imports no torch."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import List, Optional, Tuple
+
+from netscope.records import Finding
+from netscope.render.rows import check_format, render_rows
+
+from netscope.naming.segments import Segment
+
+
+@dataclass(frozen=True)
+class NameEntry:
+    """One state_dict key, or one parameter/buffer that state_dict leaves out."""
+
+    key: str  # the state_dict key; for tensors not saved, the dotted path they live under
+    segments: Tuple[Segment, ...]  # the key's structural path, segment by segment
+    expression: Optional[str]  # Python reaching the tensor from ``model``; None when unknown
+    kind: str  # parameter, buffer, non-persistent-buffer, extra-state, state-dict-hook
+    shape: Optional[Tuple[int, ...]]
+    dtype: Optional[str]  # "float32"; None for extra state
+    trainable: bool
+    in_state_dict: bool
+    alias_group: Optional[int]  # equal for names of the same tensor; None when it has one name
+    module_class: str  # class of the module that holds it
+
+    @property
+    def numel(self) -> int:
+        n = 1
+        for d in self.shape or ():
+            n *= d
+        return n if self.shape is not None else 0
+
+    @property
+    def origins(self) -> Tuple[str, ...]:
+        return tuple(segment.origin for segment in self.segments)
+
+    def to_dict(self) -> dict:
+        return {
+            "key": self.key,
+            "segments": [{"text": s.text, "origin": s.origin} for s in self.segments],
+            "expression": self.expression,
+            "kind": self.kind,
+            "shape": list(self.shape) if self.shape is not None else None,
+            "dtype": self.dtype,
+            "trainable": self.trainable,
+            "in_state_dict": self.in_state_dict,
+            "alias_group": self.alias_group,
+            "module_class": self.module_class,
+        }
+
+
+@dataclass(frozen=True)
+class NamingTotals:
+    """Whole-model figures; a tensor with several names is counted once."""
+
+    state_dict_keys: int
+    unique_saved_tensors: int  # distinct tensors behind those keys (torch.save writes each once)
+    total_params: int
+    trainable_params: int
+    buffer_elements: int
+    aliased_tensors: int  # tensors reachable under more than one name
+    unregistered_params: int  # elements of parameters that .parameters() and state_dict() never see
+    findings: int
+
+    def to_dict(self) -> dict:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+ENTRY_COLUMNS = ("key", "origins", "expression", "shape", "dtype", "trainable", "saved", "alias")
+FINDING_COLUMNS = ("severity", "code", "layer", "message", "fix")
+
+
+@dataclass(frozen=True)
+class NamingReport:
+    """Where every state_dict key comes from, and what is wrong with the naming."""
+
+    model: str
+    entries: Tuple[NameEntry, ...]
+    findings: List[Finding]
+    totals: NamingTotals
+
+    @property
+    def findings_count(self) -> int:
+        return len(self.findings)
+
+    def state_dict_keys(self) -> List[str]:
+        return [e.key for e in self.entries if e.in_state_dict]
+
+    def to_dict(self) -> dict:
+        return {
+            "model": self.model,
+            "entries": [e.to_dict() for e in self.entries],
+            "findings": [f.to_dict() for f in self.findings],
+            "totals": self.totals.to_dict(),
+        }
+
+    def render(self, fmt: str = "table", table_style: str = "simple", *, findings_only: bool = False) -> str:
+        """Text in one of table, markdown, csv, json. csv holds one table: entries, or findings."""
+        check_format(fmt, table_style)
+        if fmt == "json":
+            data = self.to_dict()
+            if findings_only:
+                del data["entries"]
+            return json.dumps(data, indent=2)
+        finding_rows = [_finding_row(f) for f in self.findings]
+        if fmt == "csv":
+            if findings_only:
+                return render_rows(finding_rows, FINDING_COLUMNS, "csv")
+            return render_rows([_entry_row(e) for e in self.entries], ENTRY_COLUMNS, "csv")
+        parts = [f"state_dict naming audit: {self.model}"]
+        if not findings_only:
+            parts.append(render_rows([_entry_row(e) for e in self.entries], ENTRY_COLUMNS, fmt,
+                                     table_style=table_style))
+        if self.findings:
+            parts.append(render_rows(finding_rows, FINDING_COLUMNS, fmt, table_style=table_style))
+        parts.append(_totals_line(self.totals))
+        return "\n\n".join(parts) + "\n"
+
+
+def _entry_row(entry: NameEntry) -> dict:
+    return {
+        "key": entry.key,
+        "origins": ", ".join(entry.origins),
+        "expression": entry.expression or "",
+        "shape": "" if entry.shape is None else "[" + ", ".join(map(str, entry.shape)) + "]",
+        "dtype": entry.dtype or "",
+        "trainable": entry.trainable,
+        "saved": entry.in_state_dict,
+        "alias": entry.alias_group,
+    }
+
+
+def _finding_row(finding: Finding) -> dict:
+    return {"severity": finding.severity.value, "code": finding.code, "layer": finding.layer,
+            "message": finding.message, "fix": finding.fix}
+
+
+def _totals_line(t: NamingTotals) -> str:
+    return (f"{t.state_dict_keys:,} state_dict keys over {t.unique_saved_tensors:,} distinct tensors; "
+            f"{t.total_params:,} parameters counted once ({t.trainable_params:,} trainable), "
+            f"{t.buffer_elements:,} buffer elements; {t.aliased_tensors:,} tensors with several names; "
+            f"{t.unregistered_params:,} unregistered parameters; {t.findings:,} finding" + ("" if t.findings == 1 else "s"))

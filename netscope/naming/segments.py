@@ -1,0 +1,220 @@
+"""Where each segment of a state_dict key comes from, and the Python fragment that reaches it.
+
+Two registries keyed by the parent's type and looked up along its MRO: one for child modules
+(Sequential index, ModuleDict key, wrapper prefix, ...) and one for the tensors a module holds
+(ParameterList index, ParameterDict key, plain parameter/buffer). Wrapper classes are keyed by their
+qualified name, so recognising ``torch.compile`` or FSDP never imports those subsystems.
+"""
+
+from __future__ import annotations
+
+import json
+import keyword
+from dataclasses import dataclass
+from typing import Callable, Dict, Optional
+
+import torch.nn as nn
+from torch.nn.utils.parametrize import ParametrizationList, is_parametrized
+
+ATTRIBUTE = "attribute"
+SEQUENTIAL_INDEX = "sequential-index"
+MODULELIST_INDEX = "modulelist-index"
+MODULEDICT_KEY = "moduledict-key"
+PARAMETERLIST_INDEX = "parameterlist-index"
+PARAMETERDICT_KEY = "parameterdict-key"
+PARAMETRIZATION = "parametrization"
+PARAMETER = "parameter"
+BUFFER = "buffer"
+NON_PERSISTENT_BUFFER = "non-persistent-buffer"
+EXTRA_STATE = "extra-state"
+STATE_DICT_HOOK = "state-dict-hook"  # a key a state_dict hook added; its structure is unknown
+UNREGISTERED_CONTAINER = "unregistered-container"  # a plain list/dict/... attribute
+UNREGISTERED_ENTRY = "unregistered-entry"  # an item of that plain container
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One dot-separated part of a key and what put it there."""
+
+    text: str
+    origin: str
+
+
+@dataclass(frozen=True)
+class Step:
+    """A segment plus the Python suffix that goes from the parent object to the child."""
+
+    segment: Segment
+    accessor: str  # ".conv1", "[0]", '["a"]', '._modules["my-layer"]'
+
+
+@dataclass(frozen=True)
+class WrapperKind:
+    """A wrapper module that inserts one attribute segment in every key below it."""
+
+    attribute: str  # "module", "_orig_mod", ...
+    label: str  # "DataParallel", "torch.compile", ...
+    unwrap: str  # how to reach the wrapped module, for the fix text
+    hook_strips_prefix: bool  # its state_dict hooks remove the segment from saved keys
+
+    @property
+    def origin(self) -> str:
+        return f"wrapper:{self.label}"
+
+
+WRAPPERS: Dict[str, WrapperKind] = {
+    "torch.nn.parallel.data_parallel.DataParallel":
+        WrapperKind("module", "DataParallel", "model.module", False),
+    "torch.nn.parallel.distributed.DistributedDataParallel":
+        WrapperKind("module", "DistributedDataParallel", "model.module", False),
+    "torch._dynamo.eval_frame.OptimizedModule":
+        WrapperKind("_orig_mod", "torch.compile", "model._orig_mod", False),
+    "torch.distributed.fsdp.fully_sharded_data_parallel.FullyShardedDataParallel":
+        WrapperKind("_fsdp_wrapped_module", "FSDP", "model.module", True),
+    "torch.distributed.algorithms._checkpoint.checkpoint_wrapper.ActivationWrapper":
+        WrapperKind("_checkpoint_wrapped_module", "activation-checkpoint", "model._checkpoint_wrapped_module", True),
+}
+
+
+def wrapper_kind(module: nn.Module) -> Optional[WrapperKind]:
+    """The WrapperKind of ``module``'s class or nearest registered base class, if any."""
+    for cls in type(module).__mro__:
+        kind = WRAPPERS.get(f"{cls.__module__}.{cls.__qualname__}")
+        if kind is not None:
+            return kind
+    return None
+
+
+# --- Python fragments -------------------------------------------------------------------------
+
+def attribute_accessor(name: str, table: str) -> str:
+    """``.name`` when that is valid Python, else ``._modules["name"]`` (or _parameters/_buffers)."""
+    if name.isidentifier() and not keyword.iskeyword(name):
+        return f".{name}"
+    return f".{table}[{json.dumps(name)}]"
+
+
+def index_accessor(name: str) -> Optional[str]:
+    """``[3]`` for a canonical decimal name, else None."""
+    if name.isdigit() and str(int(name)) == name:
+        return f"[{int(name)}]"
+    return None
+
+
+def key_accessor(name: str) -> str:
+    return f"[{json.dumps(name)}]"
+
+
+# --- child modules ------------------------------------------------------------------------------
+
+ChildRule = Callable[[nn.Module, str, int, str], Step]  # (parent, name, position, parent_origin) -> Step
+_CHILD_RULES: Dict[type, ChildRule] = {}
+
+
+def _child_rule(container: type):
+    def decorator(fn: ChildRule) -> ChildRule:
+        if container in _CHILD_RULES:
+            raise ValueError(f"child-segment rule for {container.__name__} registered twice")
+        _CHILD_RULES[container] = fn
+        return fn
+
+    return decorator
+
+
+def _attribute_step(parent: nn.Module, name: str) -> Step:
+    if name == "parametrizations" and is_parametrized(parent):
+        return Step(Segment(name, PARAMETRIZATION), attribute_accessor(name, "_modules"))
+    kind = wrapper_kind(parent)
+    if kind is not None and name == kind.attribute:
+        return Step(Segment(name, kind.origin), attribute_accessor(name, "_modules"))
+    return Step(Segment(name, ATTRIBUTE), attribute_accessor(name, "_modules"))
+
+
+@_child_rule(nn.Module)
+def _module_child(parent, name, position, parent_origin):
+    return _attribute_step(parent, name)
+
+
+@_child_rule(nn.Sequential)
+def _sequential_child(parent, name, position, parent_origin):
+    index = index_accessor(name)
+    if index is None:  # built from an OrderedDict: a real name
+        return _attribute_step(parent, name)
+    # Sequential[i] is positional; fall back to the key when numbering has gaps
+    accessor = index if int(name) == position else f"._modules[{json.dumps(name)}]"
+    return Step(Segment(name, SEQUENTIAL_INDEX), accessor)
+
+
+@_child_rule(nn.ModuleList)
+def _modulelist_child(parent, name, position, parent_origin):
+    index = index_accessor(name)
+    if index is None:
+        return _attribute_step(parent, name)
+    return Step(Segment(name, MODULELIST_INDEX), index)
+
+
+@_child_rule(ParametrizationList)
+def _parametrization_list_child(parent, name, position, parent_origin):
+    return Step(Segment(name, PARAMETRIZATION), index_accessor(name) or attribute_accessor(name, "_modules"))
+
+
+@_child_rule(nn.ModuleDict)
+def _moduledict_child(parent, name, position, parent_origin):
+    if parent_origin == PARAMETRIZATION:  # module.parametrizations.<tensor name>
+        return Step(Segment(name, PARAMETRIZATION), attribute_accessor(name, "_modules"))
+    return Step(Segment(name, MODULEDICT_KEY), key_accessor(name))
+
+
+def child_step(parent: nn.Module, name: str, position: int, parent_origin: str) -> Step:
+    """How child ``name`` (registered at ``position`` in ``parent._modules``) extends a key."""
+    for cls in type(parent).__mro__:
+        rule = _CHILD_RULES.get(cls)
+        if rule is not None:
+            return rule(parent, name, position, parent_origin)
+    raise TypeError(f"{type(parent).__name__} is not an nn.Module")  # unreachable for modules
+
+
+# --- tensors ------------------------------------------------------------------------------------
+
+LeafRule = Callable[[nn.Module, str, str, str], Step]  # (owner, name, kind, table) -> Step
+_LEAF_RULES: Dict[type, LeafRule] = {}
+
+
+def _leaf_rule(container: type):
+    def decorator(fn: LeafRule) -> LeafRule:
+        if container in _LEAF_RULES:
+            raise ValueError(f"leaf-segment rule for {container.__name__} registered twice")
+        _LEAF_RULES[container] = fn
+        return fn
+
+    return decorator
+
+
+@_leaf_rule(nn.Module)
+def _plain_leaf(owner, name, kind, table):
+    return Step(Segment(name, kind), attribute_accessor(name, table))
+
+
+@_leaf_rule(nn.ParameterList)
+def _parameterlist_leaf(owner, name, kind, table):
+    index = index_accessor(name)
+    if index is None:
+        return _plain_leaf(owner, name, kind, table)
+    return Step(Segment(name, PARAMETERLIST_INDEX), index)
+
+
+@_leaf_rule(nn.ParameterDict)
+def _parameterdict_leaf(owner, name, kind, table):
+    if table != "_parameters":
+        return _plain_leaf(owner, name, kind, table)
+    return Step(Segment(name, PARAMETERDICT_KEY), key_accessor(name))
+
+
+def leaf_step(owner: nn.Module, name: str, kind: str) -> Step:
+    """How tensor ``name`` of ``owner`` ends a key; ``kind`` is parameter, buffer, ... ."""
+    table = "_parameters" if kind == PARAMETER else "_buffers"
+    for cls in type(owner).__mro__:
+        rule = _LEAF_RULES.get(cls)
+        if rule is not None:
+            return rule(owner, name, kind, table)
+    raise TypeError(f"{type(owner).__name__} is not an nn.Module")

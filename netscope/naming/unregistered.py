@@ -1,0 +1,110 @@
+"""Modules and tensors a module keeps in its ``__dict__`` where ``nn.Module`` does not register them.
+
+Plain Python lists, tuples, dicts and sets (nested up to two levels) and plain attributes are
+scanned. Torch's own bookkeeping (``_parameters``, ``_forward_hooks``, ...) is skipped, and so is
+anything that is registered somewhere else in the model (a deliberate non-owning reference).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Iterator, List, Optional, Set, Tuple
+
+import torch
+import torch.nn as nn
+
+from netscope.naming.segments import UNREGISTERED_CONTAINER, UNREGISTERED_ENTRY, Segment, Step, attribute_accessor
+from netscope.naming.walk import ModuleVisit
+
+CONTAINERS = (list, tuple, dict, set, frozenset)
+MAX_DEPTH = 2  # a container inside a container
+
+
+@dataclass(frozen=True)
+class StrayItem:
+    """One module, parameter or tensor an owner holds without registering it."""
+
+    owner: ModuleVisit
+    attribute: str
+    container: str  # "dict", "list", ... of the attribute; "" when the attribute holds the item itself
+    steps: Optional[Tuple[Step, ...]]  # root -> item; None when Python cannot index it (inside a set)
+    obj: Any
+
+    @property
+    def category(self) -> str:
+        if isinstance(self.obj, nn.Module):
+            return "module"
+        if isinstance(self.obj, nn.Parameter):
+            return "parameter"
+        return "tensor"
+
+    @property
+    def location(self) -> str:
+        """Python expression of the item, or a description when it is unreachable (set member)."""
+        if self.steps is not None:
+            return "model" + "".join(step.accessor for step in self.steps)
+        owner = "model" + "".join(step.accessor for step in self.owner.steps)
+        return f"a member of {owner}.{self.attribute} ({self.container})"
+
+
+def stray_items(visits: List[ModuleVisit], registered_modules: Set[int], registered_tensors: Set[int]) -> List[StrayItem]:
+    """Unregistered items held by each distinct module (first path of each), in visit order."""
+    torch_internal = frozenset(vars(nn.Module()))
+    seen_owners: Set[int] = set()
+    found: List[StrayItem] = []
+    for visit in visits:
+        if id(visit.module) in seen_owners:
+            continue
+        seen_owners.add(id(visit.module))
+        derived = _hook_computed_attributes(visit.module)
+        for attribute, value in vars(visit.module).items():
+            if attribute in torch_internal or attribute in derived:
+                continue
+            if isinstance(value, CONTAINERS):
+                base = visit.steps + (Step(Segment(attribute, UNREGISTERED_CONTAINER),
+                                           attribute_accessor(attribute, "__dict__")),)
+                items = _container_items(value, base, 1)
+                container = type(value).__name__
+            elif isinstance(value, (nn.Module, torch.Tensor)):
+                items = iter([(value, visit.steps + (Step(Segment(attribute, UNREGISTERED_CONTAINER),
+                                                          attribute_accessor(attribute, "__dict__")),))])
+                container = ""
+            else:
+                continue
+            for obj, steps in items:
+                if id(obj) in (registered_modules if isinstance(obj, nn.Module) else registered_tensors):
+                    continue
+                found.append(StrayItem(visit, attribute, container, steps, obj))
+    return found
+
+
+def _hook_computed_attributes(module: nn.Module) -> Set[str]:
+    """Attributes a forward pre-hook recomputes each call (old-style ``weight_norm``/``spectral_norm``
+    set ``module.weight`` from ``weight_g``/``weight_v`` or ``weight_orig``): derived, not forgotten."""
+    return {name for hook in module._forward_pre_hooks.values()
+            if isinstance(name := getattr(hook, "name", None), str)}
+
+
+def _container_items(container, steps: Optional[Tuple[Step, ...]], depth: int) -> Iterator[Tuple[Any, Optional[Tuple[Step, ...]]]]:
+    if isinstance(container, dict):
+        pairs = ((key, value, _key_accessor(key)) for key, value in container.items())
+    elif isinstance(container, (set, frozenset)):
+        pairs = ((None, value, None) for value in container)
+    else:
+        pairs = ((index, value, f"[{index}]") for index, value in enumerate(container))
+    for key, value, accessor in pairs:
+        if steps is None or accessor is None:
+            item_steps = None
+        else:
+            item_steps = steps + (Step(Segment(str(key), UNREGISTERED_ENTRY), accessor),)
+        if isinstance(value, (nn.Module, torch.Tensor)):
+            yield value, item_steps
+        elif depth < MAX_DEPTH and isinstance(value, CONTAINERS):
+            yield from _container_items(value, item_steps, depth + 1)
+
+
+def _key_accessor(key) -> Optional[str]:
+    if isinstance(key, (str, int, float, bool, bytes)) or key is None:
+        return f"[{json.dumps(key) if isinstance(key, str) else repr(key)}]"
+    return None

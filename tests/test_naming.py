@@ -1,0 +1,381 @@
+"""State_dict naming audit (issue 4): origins, expressions, findings, totals, CLI."""
+
+from __future__ import annotations
+
+import gc
+import json
+import sys
+from collections import OrderedDict
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn as nn
+import torchvision
+from torch.nn.utils.parametrizations import weight_norm
+
+import netscope
+from netscope.cli import main
+from netscope.errors import UsageError
+from netscope.meta import empty_weights
+from netscope.naming.findings import suggested_names
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+from naming_audit import LocalConvs, Stages, TinyLM  # noqa: E402  (the runnable example's models)
+
+TENSOR_KINDS = ("parameter", "buffer", "non-persistent-buffer")
+
+
+# --- models ---------------------------------------------------------------------------------------
+
+class Containers(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.blocks = nn.ModuleDict({"a": nn.Linear(3, 3), "b": nn.Linear(3, 2)})
+        self.layers = nn.ModuleList([nn.Linear(2, 2), nn.Linear(2, 2)])
+        self.plist = nn.ParameterList([nn.Parameter(torch.zeros(4)), nn.Parameter(torch.zeros(2, 2))])
+        self.pdict = nn.ParameterDict({"scale": nn.Parameter(torch.ones(3)), "shift": nn.Parameter(torch.zeros(3))})
+        self.named_seq = nn.Sequential(OrderedDict([("conv", nn.Conv2d(1, 1, 1)), ("act", nn.ReLU())]))
+        self.add_module("my-layer", nn.Linear(1, 1))  # not a Python identifier
+        self.gapped = nn.Sequential()
+        self.gapped.add_module("3", nn.Linear(1, 1))  # Sequential[3] would be out of range
+        self.register_buffer("step", torch.zeros((), dtype=torch.long))
+
+
+class Strays(nn.Module):
+    """Plain-container and plain-attribute mistakes, plus legitimate references that must not be flagged."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Linear(4, 4)
+        self.extra = [nn.Parameter(torch.zeros(5)), nn.Parameter(torch.zeros(2, 3))]
+        self.scale = torch.ones(3)
+        self.nested = {"heads": [nn.Linear(4, 2), nn.Linear(4, 3)]}
+        self.back_refs = [self.body]  # registered elsewhere: a deliberate non-owning reference
+        self.shapes = [(1, 2), {"k": "v"}]  # no tensors at all
+        self.body.register_forward_hook(lambda *args: None)
+
+
+class WithExtraState(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(2, 2)
+
+    def get_extra_state(self):
+        return {"version": 2}
+
+    def set_extra_state(self, state):
+        pass
+
+
+def checkpointed():
+    from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import checkpoint_wrapper
+
+    return nn.Sequential(nn.Linear(2, 3), checkpoint_wrapper(nn.Linear(3, 4)))
+
+
+def with_hook_key():
+    model = nn.Linear(2, 2)
+
+    def add_key(module, state_dict, prefix, local_metadata):
+        state_dict[prefix + "meta.version"] = torch.tensor(3)
+
+    model._register_state_dict_hook(add_key)
+    return model
+
+
+def nested_numbered():
+    return nn.Sequential(nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU()), nn.Flatten())
+
+
+TEST_MODELS = {
+    "nested DataParallel": lambda: nn.DataParallel(Stages()),
+    "local convs": LocalConvs,
+    "compiled": lambda: torch.compile(nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))),
+    "weight_norm": lambda: nn.Sequential(weight_norm(nn.Linear(4, 8)), nn.ReLU()),
+    "tied": TinyLM,
+    "containers": Containers,
+    "strays": Strays,
+    "extra state": WithExtraState,
+    "checkpoint wrapper": checkpointed,
+    "hook key": with_hook_key,
+    "nested numbered": nested_numbered,
+    "old spectral_norm": lambda: nn.utils.spectral_norm(nn.Linear(3, 3)),
+    "resnet18": lambda: torchvision.models.resnet18(weights=None),
+    "vit_b_16": lambda: torchvision.models.vit_b_16(weights=None),
+    "mobilenet_v3_small": lambda: torchvision.models.mobilenet_v3_small(weights=None),
+}
+
+
+def entry(report, key):
+    (found,) = [e for e in report.entries if e.key == key]
+    return found
+
+
+def codes(report):
+    return [f.code for f in report.findings]
+
+
+# --- invariants over every model ------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", sorted(TEST_MODELS))
+def test_keys_and_expressions_match_the_real_model(name):
+    model = TEST_MODELS[name]()
+    report = netscope.audit_names(model)
+    assert report.state_dict_keys() == list(model.state_dict().keys())
+    for e in report.entries:
+        if e.kind in TENSOR_KINDS:
+            assert eval(e.expression, {"model": model}) is _tensor_behind(model, e), e.key
+    unique_params = {id(p): p for p in model.parameters()}
+    assert report.totals.total_params == sum(p.numel() for p in unique_params.values())
+    assert report.totals.trainable_params == sum(p.numel() for p in unique_params.values() if p.requires_grad)
+    assert report.totals.findings == report.findings_count == len(report.findings)
+    assert json.loads(report.render("json"))["totals"] == report.totals.to_dict()
+
+
+def _tensor_behind(model, e):
+    """The tensor an entry names, found independently of its expression."""
+    if e.in_state_dict:
+        return model.state_dict(keep_vars=True)[e.key]
+    named = dict(model.named_buffers(remove_duplicate=False))
+    named.update(model.named_parameters(remove_duplicate=False))
+    if e.key in named:
+        return named[e.key]
+    obj = model  # an unregistered tensor: follow the plain containers by hand
+    for segment in e.segments:
+        if isinstance(obj, dict):
+            obj = obj[int(segment.text) if int in map(type, obj) else segment.text]
+        elif isinstance(obj, (list, tuple)):
+            obj = obj[int(segment.text)]
+        else:
+            obj = getattr(obj, segment.text)
+    return obj
+
+
+def test_audit_leaves_the_model_untouched():
+    model = Strays().train()
+    model.body.eval()
+    before = (
+        [m.training for m in model.modules()],
+        [(p.requires_grad, p.device) for p in model.parameters()],
+        len(model.body._forward_hooks),
+        torch.get_rng_state(),
+    )
+    netscope.audit_names(model)
+    after = (
+        [m.training for m in model.modules()],
+        [(p.requires_grad, p.device) for p in model.parameters()],
+        len(model.body._forward_hooks),
+        torch.get_rng_state(),
+    )
+    assert before[:3] == after[:3]
+    assert torch.equal(before[3], after[3])
+    assert gc.isenabled()
+
+
+# --- acceptance examples from the issue -----------------------------------------------------------
+
+def test_nested_data_parallel_origins_and_alias_groups():
+    model = nn.DataParallel(Stages())
+    report = netscope.audit_names(model)
+    assert entry(report, "module.stage2.module.0.weight").origins == (
+        "wrapper:DataParallel", "attribute", "wrapper:DataParallel", "sequential-index", "parameter")
+    assert entry(report, "module.stage2.module.0.weight").expression == "model.module.stage2.module[0].weight"
+    groups = {}
+    for e in report.entries:
+        groups.setdefault(e.alias_group, set()).add(e.key)
+    assert groups[entry(report, "module.conv1.weight").alias_group] == {
+        "module.conv1.weight", "module.stage1.0.weight", "module.stage2.module.0.weight"}
+    assert len(groups) == 7 and None not in groups  # conv 2 + batchnorm 5 tensors, each with 3 names
+    assert report.totals.state_dict_keys == 21 and report.totals.unique_saved_tensors == 7
+    alias = [f for f in report.findings if f.code == "alias"]
+    assert [f.layer for f in alias] == ["module.conv1", "module.bn1", "module.stage1"]
+    assert "`module.conv1`, `module.stage1.0`, `module.stage2.module.0`" in alias[0].message
+    (wrapper,) = [f for f in report.findings if f.code == "wrapper-prefix"]
+    assert "`module.conv1.weight` becomes `conv1.weight`" in wrapper.message
+    assert "`module.stage2.module.0.weight` becomes `module.stage2.0.weight`" in wrapper.message
+    assert "consume_prefix_in_state_dict_if_present" in wrapper.fix
+
+
+def test_convs_in_a_plain_dict_are_flagged_with_the_missed_parameter_count():
+    model = LocalConvs()
+    report = netscope.audit_names(model)
+    missed = sum(p.numel() for conv in model.local.values() for p in conv.parameters())
+    assert missed == 3 * (4 * 4 * 3 * 3 + 4)
+    (finding,) = report.findings
+    assert finding.code == "unregistered-module"
+    assert f"{missed:,} parameters" in finding.message and "3x Conv2d" in finding.message
+    assert "ModuleDict" in finding.fix
+    assert report.totals.unregistered_params == missed
+    assert report.totals.total_params == sum(p.numel() for p in model.parameters())
+    unsaved = [e for e in report.entries if not e.in_state_dict]
+    assert [e.expression for e in unsaved][:2] == ["model.local[0].weight", "model.local[0].bias"]
+    assert len(unsaved) == 6
+
+
+def test_compiled_model_prefix_is_recognised_without_compiling():
+    model = torch.compile(nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2)))
+    report = netscope.audit_names(model)
+    assert entry(report, "_orig_mod.2.bias").origins == ("wrapper:torch.compile", "sequential-index", "parameter")
+    (finding,) = report.findings
+    assert finding.code == "wrapper-prefix" and "`_orig_mod.0.weight` becomes `0.weight`" in finding.message
+
+
+def test_weight_norm_parametrization_segments():
+    model = nn.Sequential(weight_norm(nn.Linear(4, 8)), nn.ReLU())
+    report = netscope.audit_names(model)
+    for key in ("0.parametrizations.weight.original0", "0.parametrizations.weight.original1"):
+        assert entry(report, key).origins == ("sequential-index", "parametrization", "parametrization", "parameter")
+    assert entry(report, "0.bias").origins == ("sequential-index", "parameter")
+    assert report.findings == []
+
+
+# --- segment origins ------------------------------------------------------------------------------
+
+def test_container_origins_and_expressions():
+    report = netscope.audit_names(Containers())
+    expected = {
+        "blocks.a.weight": (("attribute", "moduledict-key", "parameter"), 'model.blocks["a"].weight'),
+        "layers.1.bias": (("attribute", "modulelist-index", "parameter"), "model.layers[1].bias"),
+        "plist.1": (("attribute", "parameterlist-index"), "model.plist[1]"),
+        "pdict.shift": (("attribute", "parameterdict-key"), 'model.pdict["shift"]'),
+        "named_seq.conv.weight": (("attribute", "attribute", "parameter"), "model.named_seq.conv.weight"),
+        "my-layer.weight": (("attribute", "parameter"), 'model._modules["my-layer"].weight'),
+        "step": (("buffer",), "model.step"),
+        "gapped.3.bias": (("attribute", "sequential-index", "parameter"), 'model.gapped._modules["3"].bias'),
+    }
+    for key, (origins, expression) in expected.items():
+        assert (entry(report, key).origins, entry(report, key).expression) == (origins, expression)
+    assert entry(report, "plist.1").shape == (2, 2) and entry(report, "step").dtype == "int64"
+    assert entry(report, "step").trainable is False and entry(report, "plist.1").trainable is True
+
+
+def test_activation_checkpoint_wrapper_segment_is_stripped_by_its_hook():
+    model = checkpointed()
+    report = netscope.audit_names(model)
+    e = entry(report, "1.weight")  # the saved key lacks the wrapper segment
+    assert [s.text for s in e.segments] == ["1", "_checkpoint_wrapped_module", "weight"]
+    assert e.origins == ("sequential-index", "wrapper:activation-checkpoint", "parameter")
+    assert e.in_state_dict
+    assert "wrapper-prefix" in codes(report)
+
+
+def test_extra_state_and_hook_added_keys_are_listed():
+    report = netscope.audit_names(WithExtraState())
+    assert entry(report, "_extra_state").kind == "extra-state"
+    report = netscope.audit_names(with_hook_key())
+    added = entry(report, "meta.version")
+    assert added.kind == "state-dict-hook" and added.expression is None and added.in_state_dict
+
+
+# --- findings -------------------------------------------------------------------------------------
+
+def test_tied_embedding_is_one_finding_and_counted_once():
+    model = TinyLM()
+    report = netscope.audit_names(model)
+    tied = [f for f in report.findings if f.code == "tied-weights"]
+    assert len(tied) == 1 and "`embed.weight`, `head.weight`" in tied[0].message
+    assert entry(report, "embed.weight").alias_group == entry(report, "head.weight").alias_group is not None
+    assert report.totals.total_params == 100 * 16 + 2 * (16 * 16 + 16)
+    assert report.totals.unique_saved_tensors == report.totals.state_dict_keys - 1
+
+
+def test_non_persistent_buffer_is_listed_but_not_saved():
+    report = netscope.audit_names(TinyLM())
+    e = entry(report, "position_ids")
+    assert (e.kind, e.in_state_dict, e.shape) == ("non-persistent-buffer", False, (32,))
+    assert [f.layer for f in report.findings if f.code == "non-persistent-buffer"] == [""]
+
+
+def test_strays_flagged_without_torch_internals_or_deliberate_references():
+    model = Strays()
+    report = netscope.audit_names(model)
+    assert sorted(codes(report)) == ["plain-tensor-attribute", "unregistered-module", "unregistered-parameter"]
+    by_code = {f.code: f for f in report.findings}
+    assert "model.extra is a plain list holding 2 nn.Parameters (11 elements)" in by_code["unregistered-parameter"].message
+    assert "model.nested" in by_code["unregistered-module"].message
+    assert f"{4 * 2 + 2 + 4 * 3 + 3:,} parameters" in by_code["unregistered-module"].message
+    assert "model.scale" in by_code["plain-tensor-attribute"].message
+    assert report.totals.unregistered_params == 11 + 25
+    assert entry(report, "nested.heads.1.weight").expression == 'model.nested["heads"][1].weight'
+
+
+def test_numbered_sequential_two_levels_deep():
+    report = netscope.audit_names(nested_numbered())
+    (finding,) = report.findings
+    assert finding.code == "numbered-sequential" and finding.layer == "0"
+    assert "conv2d, batchnorm2d, relu" in finding.message
+    assert "`0.0.weight` would read `0.conv2d.weight`" in finding.message
+    assert suggested_names(nn.Sequential(nn.Linear(1, 1), nn.ReLU(), nn.Linear(1, 1))) == {
+        "0": "linear1", "1": "relu", "2": "linear2"}
+
+
+def test_clean_models_have_no_findings():
+    assert netscope.audit_names(torchvision.models.resnet18(weights=None)).findings == []
+    # old-style spectral_norm recomputes the plain attribute `weight` in a pre-hook: derived, not lost
+    assert netscope.audit_names(nn.utils.spectral_norm(nn.Linear(3, 3))).findings == []
+    assert netscope.audit_names(nn.LSTM(4, 8, 2)).findings == []  # _flat_weights lists registered params
+
+
+# --- structural, meta device, scale ---------------------------------------------------------------
+
+def test_meta_device_model_and_many_modules():
+    with empty_weights():
+        model = nn.Sequential(*[nn.Linear(8, 8) for _ in range(12_000)], LocalConvs())
+    report = netscope.audit_names(model)
+    assert next(model.parameters()).device.type == "meta"
+    assert report.state_dict_keys() == list(model.state_dict().keys())
+    assert report.totals.total_params == 12_000 * 72 + 16
+    assert report.totals.unregistered_params == 3 * (4 * 4 * 3 * 3 + 4)
+
+
+def test_rejects_non_modules():
+    with pytest.raises(UsageError, match="needs a torch.nn.Module"):
+        netscope.audit_names(nn.Linear(2, 2).state_dict())
+
+
+# --- rendering ------------------------------------------------------------------------------------
+
+def test_render_formats():
+    report = netscope.audit_names(TinyLM())
+    table = report.render("table")
+    assert "model.blocks[\"a\"].weight" in table and "tied-weights" in table and "2 findings" in table
+    assert report.render("markdown").count("| tied-weights") == 1
+    csv_lines = report.render("csv").strip().splitlines()
+    assert len(csv_lines) == 1 + len(report.entries)
+    assert len(report.render("csv", findings_only=True).strip().splitlines()) == 1 + report.findings_count
+    data = json.loads(report.render("json"))
+    assert [e["key"] for e in data["entries"]] == [e.key for e in report.entries]
+    assert "entries" not in json.loads(report.render("json", findings_only=True))
+    assert "embed.weight" not in report.render("table", findings_only=True).split("tied-weights")[0]
+
+
+# --- CLI ------------------------------------------------------------------------------------------
+
+def test_cli_json_matches_state_dict(capsys):
+    assert main(["names", "mobilenet_v3_small", "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    expected = torchvision.models.mobilenet_v3_small(weights=None).state_dict().keys()
+    assert [e["key"] for e in data["entries"] if e["in_state_dict"]] == list(expected)
+    assert data["totals"]["findings"] == len(data["findings"]) > 0
+
+
+def test_cli_file_model_findings_only(tmp_path, capsys):
+    path = tmp_path / "local_model.py"
+    path.write_text(
+        "import torch.nn as nn\n"
+        "class Net(nn.Module):\n"
+        "    def __init__(self, n=2):\n"
+        "        super().__init__()\n"
+        "        self.local = {i: nn.Conv2d(4, 4, 3) for i in range(n)}\n"
+    )
+    assert main(["names", f"{path}:Net", "--model-arg", "n=3", "--findings-only", "-f", "markdown"]) == 0
+    out = capsys.readouterr().out
+    assert "unregistered-module" in out and "3x Conv2d" in out and f"{3 * (4 * 4 * 9 + 4):,} parameters" in out
+
+
+def test_cli_errors(capsys):
+    assert main(["names", "no_such_model_xyz"]) == 2
+    assert "error" in capsys.readouterr().err
+    assert main(["names", "resnet18", "--table-style", "nope"]) == 2
+    assert "unknown table style" in capsys.readouterr().err
