@@ -22,7 +22,7 @@ demo: install
 	$(BIN)/netscope summary
 
 test: install
-	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -p no:cacheprovider $(PYTEST_ARGS)
 
 bench: install
 	$(BIN)/python bench/run.py

@@ -18,9 +18,9 @@ _EXPORTS = {
     "audit_names": "netscope.naming",
     "keys": "netscope.checkpoints",
     "read_checkpoint": "netscope.checkpoints",
-    "diff": "netscope.remap",
-    "remap": "netscope.remap",
-    "load": "netscope.remap",
+    "diff": "netscope.remapping",
+    "remap": "netscope.remapping",
+    "load": "netscope.remapping",
     "NetscopeError": "netscope.errors",
 }
 

@@ -135,6 +135,12 @@ class Report:
                                   "parent": "Int64"})
         return frame
 
+    def to_html(self) -> str:
+        """A self-contained HTML page: collapsible tree, shape flow, bar charts, search."""
+        from netscope.render.html import report_html
+
+        return report_html(self)
+
     def _repr_html_(self) -> str:  # Jupyter; the full HTML report lives in netscope.render.html
         try:
             from netscope.render.html import notebook_html

@@ -18,6 +18,8 @@ def add_arguments(parser) -> None:
                         help="comma-separated columns: layer,name,type,depth,input,output,params,own_params,"
                         "trainable,macs,own_macs,kernel,stride,padding,dilation,check")
     parser.add_argument("--html", default=None, metavar="FILE", help="also write a self-contained HTML report")
+    parser.add_argument("--plot", default=None, metavar="FILE",
+                        help="also write bar charts of params and mult-adds (png, svg, pdf; needs matplotlib)")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress output on stderr")
 
 
@@ -33,6 +35,10 @@ def run(args) -> int:
         from netscope.errors import UsageError
 
         raise UsageError(f"--depth must be 0 or more, got {args.depth}")
+    if args.plot:  # fail fast: matplotlib missing or an unknown image extension
+        from netscope.render.plot import plot_format
+
+        plot_format(args.plot)
     report = build_report(args)
     emit(report.render(args.format, columns=args.columns, depth=args.depth, table_style=args.table_style), args)
     if args.html:
@@ -42,4 +48,10 @@ def run(args) -> int:
         write_text_atomic(args.html, report_html(report))
         if not args.quiet:
             sys.stderr.write(f"netscope: wrote {args.html}\n")
+    if args.plot:
+        from netscope.render.plot import save_plot
+
+        save_plot(report, args.plot)
+        if not args.quiet:
+            sys.stderr.write(f"netscope: wrote {args.plot}\n")
     return 0

@@ -1,0 +1,160 @@
+"""Checkpoint key mapping: ``diff``, ``remap`` and ``load``.
+
+The mapping works on metadata (``{key: TensorMeta}`` on both sides), so ``diff`` and dry runs need no
+tensor data; moving tensors is a separate small step (``netscope.remapping.apply``).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Iterable, Mapping, Optional, Tuple, Union
+
+from netscope.errors import EXIT_FINDINGS, NetscopeError, UsageError
+from netscope.remapping.coverage import Coverage, compute_coverage
+from netscope.remapping.layout import TensorLayout, layout_from_metas, model_layout, source_layout
+from netscope.remapping.plan import KeyDecision, Plan, read_plan, write_plan
+from netscope.remapping.report import DiffReport, RemapReport
+from netscope.remapping.rules import Rule, coerce_rules, parse_rule, read_rules_file
+
+__all__ = ["diff", "remap", "load", "plan_mapping", "RemapReport", "DiffReport", "Plan", "KeyDecision", "Rule",
+           "Coverage", "CoverageError", "StrictLoadError", "parse_rule", "read_rules_file", "read_plan",
+           "write_plan"]
+
+
+class CoverageError(NetscopeError):
+    """Less of the model than required would be loaded (exit code 1)."""
+
+    exit_code = EXIT_FINDINGS
+
+
+class StrictLoadError(NetscopeError):
+    """A strict load was asked for and the mapping leaves keys missing, unused or mismatched (exit code 1)."""
+
+    exit_code = EXIT_FINDINGS
+
+
+def _as_plan(plan) -> Optional[Plan]:
+    if plan is None or isinstance(plan, Plan):
+        return plan
+    if isinstance(plan, (str, os.PathLike)):
+        return read_plan(os.fspath(plan))
+    if isinstance(plan, Mapping):
+        return Plan.from_dict(dict(plan))
+    raise UsageError(f"plan must be a Plan, a plan dict or the path of a plan JSON file, not {type(plan).__name__}")
+
+
+def _target_layout(model) -> TensorLayout:
+    import torch.nn as nn
+
+    if isinstance(model, TensorLayout):
+        return model
+    if not isinstance(model, nn.Module):
+        raise UsageError(f"the target must be a torch.nn.Module, not {type(model).__name__}")
+    return model_layout(model)
+
+
+def plan_mapping(source: TensorLayout, target: TensorLayout, *, rules: Iterable = (), plan=None,
+                 invert: bool = False, structural: bool = True) -> Tuple[Plan, Coverage]:
+    """Metadata-only core: (plan, coverage) for two layouts."""
+    from netscope.remapping.engine import infer_plan
+
+    replay = _as_plan(plan)
+    if replay is not None and invert:
+        replay = replay.inverted()
+    result = infer_plan(source, target, rules=coerce_rules(rules), plan=replay, structural=structural)
+    coverage = compute_coverage(target, [d.target for d in result.decisions if d.loads])
+    return result, coverage
+
+
+def check_coverage(report: RemapReport, min_coverage: Optional[float]) -> None:
+    if min_coverage is None:
+        return
+    if not 0.0 <= float(min_coverage) <= 1.0:
+        raise UsageError(f"min_coverage {min_coverage!r} is not a fraction between 0 and 1, e.g. 0.99")
+    if report.coverage.fraction < float(min_coverage):
+        left = ", ".join(report.coverage.uninitialised[:12]) or "(none named)"
+        raise CoverageError(
+            f"only {report.coverage.fraction:.2%} of the model's parameter elements would be loaded, below the "
+            f"required {float(min_coverage):.2%}; left uninitialised: {left}. Check the prefix or naming with "
+            "'netscope diff', add --rule REGEX=REPLACEMENT, or lower --min-coverage"
+        )
+
+
+def diff(checkpoint_or_state_dict, model, *, rules: Iterable = (), weights_only: bool = True,
+         structural: bool = True) -> DiffReport:
+    """Compare a checkpoint (path, state dict, or ``{key: TensorMeta}``) with a model, from metadata only."""
+    source, label, notes = _source_layout(checkpoint_or_state_dict, weights_only=weights_only)
+    target = _target_layout(model)
+    result, coverage = plan_mapping(source, target, rules=rules, structural=structural)
+    return DiffReport(result, coverage, label, type(model).__name__, tuple(notes))
+
+
+def remap(state_dict: Mapping[str, Any], model, *, rules: Iterable = (), plan=None, invert: bool = False,
+          structural: bool = True, min_coverage: Optional[float] = None) -> Tuple["dict", RemapReport]:
+    """``(new_state_dict, report)``: ``state_dict`` renamed to ``model``'s keys. The input is not mutated;
+    tensors are placed, not copied; shape mismatches are left out; non-tensor entries and ``_metadata``
+    are carried over. ``plan`` (a Plan or a plan file) is replayed first; ``invert`` replays it backwards."""
+    from netscope.remapping.apply import apply_plan
+
+    if not isinstance(state_dict, Mapping):
+        raise UsageError(f"state_dict must be a mapping of key -> tensor, not {type(state_dict).__name__}")
+    source = source_layout(state_dict)
+    target = _target_layout(model)
+    result, coverage = plan_mapping(source, target, rules=rules, plan=plan, invert=invert, structural=structural)
+    report = RemapReport(result, coverage, "state_dict", type(model).__name__)
+    check_coverage(report, min_coverage)
+    return apply_plan(state_dict, result, target.tensors), report
+
+
+def load(model, ckpt_path_or_state_dict, *, strict: bool = True, rules: Iterable = (), weights_only: bool = True,
+         min_coverage: Optional[float] = None, plan=None) -> RemapReport:
+    """Remap a checkpoint (path or state dict) to ``model``'s naming and load it; returns the report.
+
+    ``strict=True`` refuses (StrictLoadError, nothing loaded) when a model key would stay missing, a
+    tensor's shape differs, or a checkpoint tensor maps to nothing. Shape mismatches are never loaded.
+    """
+    import torch.nn as nn
+
+    if not isinstance(model, nn.Module):
+        raise UsageError(f"load() needs a torch.nn.Module as its first argument, not {type(model).__name__}")
+    if isinstance(ckpt_path_or_state_dict, (str, os.PathLike)):
+        from netscope.checkpoints import load_checkpoint
+
+        loaded = load_checkpoint(os.fspath(ckpt_path_or_state_dict), weights_only=weights_only)
+        from netscope.errors import CheckpointError
+
+        for note in loaded.info.notes:  # a per-rank shard or unconsolidated FSDP file: say how to consolidate
+            if "onsolidate first" in note:
+                raise CheckpointError(note)
+        state_dict, label = loaded.state_dict, os.fspath(ckpt_path_or_state_dict)
+    else:
+        state_dict, label = ckpt_path_or_state_dict, "state_dict"
+    new_state_dict, report = remap(state_dict, model, rules=rules, plan=plan, min_coverage=min_coverage)
+    report = RemapReport(report.plan, report.coverage, label, type(model).__name__)
+    problems = report.strict_problems()
+    if strict and problems:
+        raise StrictLoadError(
+            "strict load refused, nothing was loaded: " + "; ".join(problems) + ". Inspect with "
+            "'netscope diff', add rules, or call load(..., strict=False) to load what maps"
+        )
+    on_meta = any(t.device.type == "meta" for t in list(model.parameters()) + list(model.buffers()))
+    model.load_state_dict(new_state_dict, strict=strict, assign=on_meta)
+    return report
+
+
+def _source_layout(obj, *, weights_only: bool = True):
+    """(layout, label, notes) for a path (headers only), a state dict, or a {key: TensorMeta} mapping."""
+    from netscope.records import TensorMeta
+
+    if isinstance(obj, TensorLayout):
+        return obj, "checkpoint", []
+    if isinstance(obj, (str, os.PathLike)):
+        from netscope.checkpoints import inspect_checkpoint
+
+        info = inspect_checkpoint(os.fspath(obj), weights_only=weights_only)
+        return layout_from_metas(info.tensors), os.fspath(obj), list(info.notes)
+    if isinstance(obj, Mapping):
+        if obj and all(isinstance(v, TensorMeta) for v in obj.values()):
+            return layout_from_metas(obj), "checkpoint", []
+        return source_layout(obj), "state_dict", []
+    raise UsageError(f"expected a checkpoint path, a state dict or a {{key: TensorMeta}} mapping, not {type(obj).__name__}")

@@ -1,0 +1,328 @@
+"""Infer a Plan from two layouts, in the order of evidence:
+
+plan replay, exact names, wrapper tokens and common prefixes, user rules, nn.Sequential renumbering,
+structural alignment; then aliases (tied/de-duplicated tensors), shape mismatches, unused and missing.
+Pure metadata: no tensor is read.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Dict, List, Optional, Sequence, Set, Tuple
+
+from netscope.errors import CheckpointError
+from netscope.remapping import plan as P
+from netscope.remapping.align import sequential_shifts, structural_alignment
+from netscope.remapping.layout import TensorLayout, module_of
+from netscope.remapping.plan import KeyDecision, Plan
+from netscope.remapping.rules import Rule, RuleChain, literal_module_rule, literal_prefix_rule
+from netscope.remapping.wrappers import (FSDP_HINT, WrapperIndex, describe_wrapper_change, flat_param_keys,
+                                     prefix_votes)
+
+RULE_CHECK_BUDGET = 5_000_000  # key x rule applications spent verifying the compact rules
+
+
+class _Matching:
+    """Working state of one inference run (internal; the result is an immutable Plan)."""
+
+    def __init__(self, source: TensorLayout, target: TensorLayout):
+        self.source, self.target = source, target
+        self.open_sources: Dict[str, None] = dict.fromkeys(source.tensors)
+        self.assigned: Dict[str, Tuple[str, str, str]] = {}  # source -> (target, reason, detail)
+        self.filled: Dict[str, str] = {}  # target -> source
+        self.covered: Dict[str, str] = {}  # target -> target it is tied to (already filled)
+        self.pending: Dict[str, Tuple[str, str]] = {}  # source -> (same-named target, how it was named)
+        self.why_unmatched: Dict[str, str] = {}
+        self.rules: List[Rule] = []
+        self.structural_pairs: List[Tuple[str, str]] = []  # (source module, target module) renamed by structure
+        self.notes: List[str] = []
+        self._target_groups: Dict[str, List[str]] = {}
+        for keys in target.storage_groups().values():
+            for key in keys:
+                self._target_groups[key] = keys
+
+    def target_open(self, key: str) -> bool:
+        return key in self.target.tensors and key not in self.filled and key not in self.covered
+
+    def open_targets(self) -> Dict[str, None]:
+        return {k: None for k in self.target.tensors if k not in self.filled and k not in self.covered}
+
+    def target_free(self, key: str) -> bool:
+        """Not filled yet; a tied name already covered by its twin may still be filled by name evidence."""
+        return key in self.target.tensors and key not in self.filled
+
+    def free_targets(self) -> Dict[str, None]:
+        return {k: None for k in self.target.tensors if k not in self.filled}
+
+    def assign(self, source: str, target: str, reason: str, detail: str) -> bool:
+        if self.source.tensors[source].shape != self.target.tensors[target].shape:
+            self.pending.setdefault(source, (target, detail or reason))
+            return False
+        self.assigned[source] = (target, reason, detail)
+        self.filled[target] = source
+        self.covered.pop(target, None)
+        for tied in self._target_groups.get(target, ()):
+            if tied != target and tied not in self.filled:
+                self.covered[tied] = target
+        self.open_sources.pop(source, None)
+        self.why_unmatched.pop(source, None)
+        return True
+
+
+def infer_plan(source: TensorLayout, target: TensorLayout, *, rules: Sequence[Rule] = (),
+               plan: Optional[Plan] = None, structural: bool = True) -> Plan:
+    """The mapping from ``source`` keys to ``target`` keys, every key decided and explained."""
+    flat = flat_param_keys(source.tensors)
+    if flat:
+        raise CheckpointError(f"{len(flat)} key(s) such as {flat[0]!r}: {FSDP_HINT}")
+    state = _Matching(source, target)
+    if plan is not None:
+        _replay(state, plan)
+    _exact(state)
+    _wrappers(state)
+    _prefixes(state)
+    if rules:
+        _user_rules(state, rules)
+    _shifts(state)
+    if structural:
+        _structural(state)
+    return _finish(state, rules)
+
+
+def _replay(state: _Matching, plan: Plan) -> None:
+    skipped = 0
+    for decision in plan.decisions:
+        if not decision.loads or decision.reason == P.ALIAS:
+            continue
+        s, t = decision.source, decision.target
+        if s in state.open_sources and state.target_free(t):
+            state.assign(s, t, decision.reason, "replayed from plan" + (f": {decision.detail}" if decision.detail else ""))
+        elif s not in state.source.tensors or t not in state.target.tensors:
+            skipped += 1
+    if skipped:
+        state.notes.append(f"{skipped} plan entries name keys absent from this checkpoint or model; they were skipped")
+
+
+def _exact(state: _Matching) -> None:
+    for key in list(state.open_sources):
+        if key in state.target.tensors and key not in state.filled:
+            state.assign(key, key, P.EXACT, "")
+
+
+def _wrappers(state: _Matching) -> None:
+    index = WrapperIndex(state.free_targets())
+    for key in list(state.open_sources):
+        targets = index.best_targets(key, state.target_free)
+        if len(targets) == 1:
+            if state.assign(key, targets[0], P.WRAPPER, describe_wrapper_change(key, targets[0])):
+                state.rules.append(_head_rule(key, targets[0]))
+        elif len(targets) > 1:
+            state.why_unmatched[key] = (f"wrapper tokens make it fit {len(targets)} target keys equally "
+                                        f"({', '.join(targets[:3])}); add a --rule to say which")
+
+
+def _prefixes(state: _Matching, rounds: int = 4) -> None:
+    """Strip or add the prefix that explains at least half of the keys it touches; repeat."""
+    for _ in range(rounds):
+        sources = list(state.open_sources)
+        targets = state.free_targets()
+        if not sources or not targets:
+            return
+        votes = prefix_votes(sources, targets)
+        progress = False
+        for (kind, prefix), count in votes.most_common():
+            side = sources if kind == "strip" else targets
+            touched = sum(1 for k in side if k.startswith(prefix))
+            if count * 2 < touched:
+                continue
+            for key in (sources if kind == "strip" else list(targets)):
+                if not key.startswith(prefix):
+                    continue
+                s, t = (key, key[len(prefix):]) if kind == "strip" else (key[len(prefix):], key)
+                if s in state.open_sources and state.target_free(t):
+                    detail = f"prefix '{prefix}' {'stripped' if kind == 'strip' else 'added'}"
+                    progress |= state.assign(s, t, P.WRAPPER, detail)
+            if progress:
+                state.rules.append(literal_prefix_rule(prefix, "") if kind == "strip" else literal_prefix_rule("", prefix))
+                break
+        if not progress:
+            return
+
+
+def _user_rules(state: _Matching, rules: Sequence[Rule]) -> None:
+    chain = RuleChain(rules)
+    index = None
+    for key in list(state.open_sources):
+        renamed = chain.apply(key)
+        if renamed == key:
+            continue
+        if state.target_free(renamed):
+            state.assign(key, renamed, P.RULE, f"renamed by rules to {renamed}")
+            continue
+        index = index or WrapperIndex(state.free_targets())
+        targets = index.best_targets(renamed, state.target_free)
+        if len(targets) == 1:
+            state.assign(key, targets[0], P.RULE, f"renamed by rules to {renamed}, then "
+                         + describe_wrapper_change(renamed, targets[0]))
+        elif renamed not in state.target.tensors:
+            state.why_unmatched.setdefault(key, f"the rules rename it to {renamed!r}, which the model does not have")
+
+
+def _shifts(state: _Matching) -> None:
+    targets = list(state.open_targets())
+    shifts = sequential_shifts(list(state.open_sources), state.source.tensors, targets, state.target.tensors)
+    for shift in shifts:
+        done = False
+        for s, t in shift.pairs:
+            if s in state.open_sources and state.target_open(t):
+                done |= state.assign(s, t, P.SHIFT, f"children renumbered: {shift.source_prefix}* -> {shift.target_prefix}*")
+        if done:
+            state.rules.append(literal_prefix_rule(shift.source_prefix, shift.target_prefix))
+
+
+def _structural(state: _Matching) -> None:
+    result = structural_alignment(list(state.open_sources), state.source.tensors, list(state.open_targets()),
+                                  state.target.tensors, state.target.module_type)
+    for s, t, detail in result.pairs:
+        state.assign(s, t, P.STRUCTURAL, detail)
+    state.structural_pairs = [(s, t) for s, t in result.module_pairs if s != t]
+    for key, why in list(result.no_counterpart.items()) + list(result.ambiguous.items()):
+        if key in state.open_sources:
+            state.why_unmatched.setdefault(key, why)
+
+
+def _head_rule(source_key: str, target_key: str) -> Rule:
+    """The shortest prefix rename that turns source_key into target_key (common tail kept)."""
+    s, t = source_key.split("."), target_key.split(".")
+    common = 0
+    while common < min(len(s), len(t)) and s[-1 - common] == t[-1 - common]:
+        common += 1
+    s_head = ".".join(s[: len(s) - common])
+    t_head = ".".join(t[: len(t) - common])
+    return literal_prefix_rule(s_head + "." if s_head else "", t_head + "." if t_head else "")
+
+
+def _mismatch_detail(state: _Matching, source: str, target: str, how: str) -> str:
+    s_shape, t_shape = state.source.tensors[source].shape, state.target.tensors[target].shape
+    text = f"checkpoint {list(s_shape)} vs model {list(t_shape)}"
+    if how and how != P.EXACT:
+        text += f" (matched by {how})"
+    if len(s_shape) == len(t_shape) and s_shape[1:] == t_shape[1:] and s_shape[:1] != t_shape[:1]:
+        owner = module_of(target)
+        kind = state.target.module_type(owner)
+        if kind in ("Linear", "LazyLinear", "") and _is_last_parameterized(state.target, owner):
+            text += f": a classifier with a different number of classes ({s_shape[0]} vs {t_shape[0]})"
+        else:
+            text += f": a different number of output features ({s_shape[0]} vs {t_shape[0]})"
+    return text + "; not loaded"
+
+
+def _is_last_parameterized(layout: TensorLayout, module: str) -> bool:
+    params = [k for k in layout.tensors if layout.is_parameter(k)]
+    return bool(params) and module_of(params[-1]) == module
+
+
+def _finish(state: _Matching, user_rules: Sequence[Rule]) -> Plan:
+    source, target = state.source, state.target
+    decisions: List[KeyDecision] = []
+    source_group_of: Dict[str, List[str]] = {}
+    for keys in source.storage_groups().values():
+        for key in keys:
+            source_group_of[key] = keys
+    mismatched_targets: Set[str] = set()
+    for key, meta in source.tensors.items():
+        if key in state.assigned:
+            t, reason, detail = state.assigned[key]
+            decisions.append(KeyDecision(key, t, reason, detail, meta.shape, target.tensors[t].shape))
+            continue
+        pending = state.pending.get(key)
+        if pending and pending[0] not in state.filled and pending[0] not in mismatched_targets:
+            t = pending[0]
+            mismatched_targets.add(t)
+            decisions.append(KeyDecision(key, t, P.MISMATCH, _mismatch_detail(state, key, t, pending[1]),
+                                         meta.shape, target.tensors[t].shape))
+            continue
+        twin = next((k for k in source_group_of.get(key, ()) if k in state.assigned), None)
+        if twin is not None:
+            decisions.append(KeyDecision(key, None, P.ALIAS,
+                                         f"shares storage with {twin}, which is loaded as {state.assigned[twin][0]}",
+                                         meta.shape, None))
+            continue
+        why = state.why_unmatched.get(key) or "no model key matches it by name, wrapper, prefix, rule, renumbering or structure"
+        decisions.append(KeyDecision(key, None, P.UNUSED, why, meta.shape, None))
+    for key, meta in target.tensors.items():
+        if key in state.filled or key in mismatched_targets:
+            continue
+        if key in state.covered:
+            tied = state.covered[key]
+            decisions.append(KeyDecision(state.filled[tied], key, P.ALIAS, f"tied to {tied}: the same tensor fills both",
+                                         source.tensors[state.filled[tied]].shape, meta.shape))
+            continue
+        owner = module_of(key)
+        kind = target.module_type(owner)
+        decisions.append(KeyDecision(None, key, P.MISSING,
+                                     f"no checkpoint tensor for it{f' ({kind} {owner})' if kind else ''}; it keeps its "
+                                     "initial value", None, meta.shape))
+    base = list(state.rules) + list(user_rules)
+    candidates = [_dedupe(base + _generalized_module_rules(state.structural_pairs))]
+    if state.structural_pairs:
+        candidates.append(_dedupe(base + [literal_module_rule(s, t) for s, t in state.structural_pairs]))
+    for rules in candidates:
+        notes: List[str] = []
+        reproduce = _rules_reproduce(decisions, rules, notes)
+        if reproduce:
+            break
+    return Plan(tuple(decisions), tuple(rules), reproduce, tuple(state.notes + notes))
+
+
+def _generalized_module_rules(module_pairs: Sequence[Tuple[str, str]]) -> List[Rule]:
+    """One rule per distinct rename below a shared path (``reduce.0`` -> ``conv1`` in every block); index
+    segments equal on both sides become ``(\\d+)`` so that ``blocks.N.0`` -> ``layers.N.conv`` is one rule."""
+    renames: Dict[Tuple[Tuple[str, ...], Tuple[str, ...]], None] = {}
+    for source_module, target_module in module_pairs:
+        s, t = source_module.split("."), target_module.split(".")
+        common = 0
+        while common < min(len(s), len(t)) - 1 and s[common] == t[common]:
+            common += 1
+        s, t = s[common:], t[common:]
+        if len(s) == len(t):
+            digits = [i for i, (a, b) in enumerate(zip(s, t)) if a == b and a.isdigit()]
+            s = [None if i in digits else p for i, p in enumerate(s)]
+            t = [None if i in digits else p for i, p in enumerate(t)]
+        renames[(tuple(s), tuple(t))] = None
+    rules = []
+    for s_parts, t_parts in renames:
+        pattern, replacement, group = "(^|\\.)", "\\1", 1
+        for part in s_parts:
+            pattern += "(\\d+)\\." if part is None else re.escape(part + ".")
+        holes = iter(range(2, 2 + sum(p is None for p in s_parts)))
+        for part in t_parts:
+            replacement += f"\\{next(holes)}." if part is None else part.replace("\\", "\\\\") + "."
+        group = 2 + sum(p is None for p in s_parts)
+        rules.append(Rule(pattern + "([^.]+)$", replacement + f"\\{group}"))
+    return rules
+
+
+def _dedupe(rules: List[Rule]) -> List[Rule]:
+    seen, result = set(), []
+    for rule in rules:
+        if rule in seen or (rule.pattern == "^" and not rule.replacement):  # duplicates and no-ops
+            continue
+        seen.add(rule)
+        result.append(rule)
+    return result
+
+
+def _rules_reproduce(decisions: Sequence[KeyDecision], rules: Sequence[Rule], notes: List[str]) -> bool:
+    loaded = [d for d in decisions if d.loads and d.reason != P.ALIAS]
+    if len(loaded) * max(1, len(rules)) > RULE_CHECK_BUDGET:
+        notes.append(f"{len(rules)} compact rules were not verified against {len(loaded)} keys (too many); "
+                     "replay with --plan for an exact mapping")
+        return False
+    chain = RuleChain(rules)
+    wrong = [d for d in loaded if chain.apply(d.source) != d.target]
+    if wrong:
+        notes.append(f"the compact rules rename {len(wrong)} of {len(loaded)} loaded keys differently from the plan "
+                     f"(first: {wrong[0].source}); replay with --plan, which is exact")
+        return False
+    return True

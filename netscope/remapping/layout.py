@@ -1,0 +1,94 @@
+"""Both sides of a mapping as metadata only: ``{key: TensorMeta}`` plus what is known about modules.
+
+The target side is built from ``model.state_dict(keep_vars=True)`` without touching tensor data (works
+for meta-device models); the source side from a checkpoint header or an in-memory state dict.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, FrozenSet, List, Mapping, Optional, Tuple
+
+from netscope.records import TensorMeta
+
+
+@dataclass(frozen=True)
+class TensorLayout:
+    """Keys in registration/file order, their metadata, and (target side) module types and parameter keys."""
+
+    tensors: Mapping[str, TensorMeta]
+    module_types: Mapping[str, str] = field(default_factory=dict)  # module path -> class name ("" root)
+    parameter_keys: Optional[FrozenSet[str]] = None  # None: every tensor counts as a parameter
+
+    def is_parameter(self, key: str) -> bool:
+        return self.parameter_keys is None or key in self.parameter_keys
+
+    def storage_groups(self) -> Dict[str, List[str]]:
+        """storage_id -> keys that share it, for storages named by more than one key."""
+        groups: Dict[str, List[str]] = {}
+        for key, meta in self.tensors.items():
+            if meta.storage_id is not None:
+                groups.setdefault(meta.storage_id, []).append(key)
+        return {sid: keys for sid, keys in groups.items() if len(keys) > 1}
+
+    def module_type(self, module: str) -> str:
+        return self.module_types.get(module, "")
+
+
+def dtype_name(dtype) -> str:
+    return str(dtype).replace("torch.", "")
+
+
+def tensor_meta(tensor, storage_id: Optional[str] = None) -> TensorMeta:
+    """TensorMeta of a real or meta tensor; ``storage_id`` defaults to the storage's address and offset."""
+    if storage_id is None and tensor.device.type != "meta":
+        storage = tensor.untyped_storage()
+        if storage.nbytes() > 0:
+            storage_id = f"{tensor.device}:{storage.data_ptr()}"
+    return TensorMeta(tuple(int(d) for d in tensor.shape), dtype_name(tensor.dtype), storage_id)
+
+
+def split_state_dict(state_dict: Mapping) -> Tuple[Dict[str, object], Dict[str, object]]:
+    """(tensors, other entries) of a state dict, both in their original order."""
+    import torch
+
+    tensors, others = {}, {}
+    for key, value in state_dict.items():
+        (tensors if isinstance(value, torch.Tensor) else others)[key] = value
+    return tensors, others
+
+
+def source_layout(state_dict: Mapping) -> TensorLayout:
+    """Layout of an in-memory state dict (tensors sharing a storage get equal storage ids)."""
+    tensors, _ = split_state_dict(state_dict)
+    return TensorLayout({str(k): tensor_meta(v) for k, v in tensors.items()})
+
+
+def layout_from_metas(metas: Mapping[str, TensorMeta]) -> TensorLayout:
+    return TensorLayout(dict(metas))
+
+
+def model_layout(model) -> TensorLayout:
+    """Layout of a model's state_dict: keys, shapes, dtypes, module types, parameter keys, ties.
+
+    Tied tensors (one Parameter under two names) get the same storage id. No data is read or moved.
+    """
+    state = model.state_dict(keep_vars=True)
+    module_types = {name: type(module).__name__ for name, module in model.named_modules(remove_duplicate=False)}
+    parameter_names = {name for name, _ in model.named_parameters(remove_duplicate=False)}
+    tensors: Dict[str, TensorMeta] = {}
+    import torch
+
+    for key, value in state.items():
+        if isinstance(value, torch.Tensor):
+            tensors[key] = TensorMeta(tuple(int(d) for d in value.shape), dtype_name(value.dtype), f"id:{id(value)}")
+    return TensorLayout(tensors, module_types, frozenset(k for k in tensors if k in parameter_names))
+
+
+def module_of(key: str) -> str:
+    """``'layer1.0.conv1.weight'`` -> ``'layer1.0.conv1'``; a root-level tensor -> ``''``."""
+    return key.rpartition(".")[0]
+
+
+def leaf_of(key: str) -> str:
+    return key.rpartition(".")[2]

@@ -1,0 +1,165 @@
+"""What a remap or diff decided, as records that render to table/markdown/csv/json."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+from netscope.remapping import plan as P
+from netscope.remapping.coverage import Coverage
+from netscope.remapping.plan import KeyDecision, Plan
+
+COLUMNS = ("source", "target", "reason", "shape", "detail")
+HEADERS = {"source": "checkpoint key", "target": "model key", "reason": "reason", "shape": "shape",
+           "detail": "detail"}
+
+
+def _shape_text(decision: KeyDecision) -> str:
+    s, t = decision.source_shape, decision.target_shape
+    fmt = lambda shape: "x".join(str(d) for d in shape) if shape else "scalar"  # noqa: E731
+    if s is not None and t is not None and s != t:
+        return f"{fmt(s)} vs {fmt(t)}"
+    shape = s if s is not None else t
+    return fmt(shape) if shape is not None else ""
+
+
+def decision_row(decision: KeyDecision) -> dict:
+    return {"source": decision.source or "", "target": decision.target or "", "reason": decision.reason,
+            "shape": _shape_text(decision), "detail": decision.detail}
+
+
+@dataclass(frozen=True)
+class RemapReport:
+    """The plan (every key decided), coverage of the target's parameters, and notes."""
+
+    plan: Plan
+    coverage: Coverage
+    source_label: str = "state_dict"
+    target_label: str = "model"
+    notes: Tuple[str, ...] = ()
+    optimizer_keys_renamed: int = 0
+
+    @property
+    def decisions(self) -> Tuple[KeyDecision, ...]:
+        return self.plan.decisions
+
+    @property
+    def mapping(self) -> Dict[str, str]:
+        return self.plan.mapping()
+
+    @property
+    def rules(self):
+        return self.plan.rules
+
+    def keys_with(self, reason: str, side: str = "source") -> List[str]:
+        return [getattr(d, side) for d in self.plan.decisions if d.reason == reason and getattr(d, side)]
+
+    @property
+    def missing(self) -> List[str]:
+        return self.keys_with(P.MISSING, "target")
+
+    @property
+    def unused(self) -> List[str]:
+        return self.keys_with(P.UNUSED)
+
+    @property
+    def mismatched(self) -> List[KeyDecision]:
+        return self.plan.by_reason(P.MISMATCH)
+
+    def strict_problems(self) -> List[str]:
+        """Why ``load_state_dict(strict=True)`` of the mapped checkpoint would refuse (empty when it would not)."""
+        problems = []
+        if self.missing:
+            problems.append(f"{len(self.missing)} model key(s) have no checkpoint tensor (first: {self.missing[0]})")
+        if self.mismatched:
+            d = self.mismatched[0]
+            problems.append(f"{len(self.mismatched)} tensor(s) have a different shape (first: {d.source}: {d.detail})")
+        if self.unused:
+            problems.append(f"{len(self.unused)} checkpoint tensor(s) map to nothing (first: {self.unused[0]})")
+        return problems
+
+    def rows(self, *, include_exact: bool = True) -> List[dict]:
+        return [decision_row(d) for d in self.plan.decisions if include_exact or d.reason != P.EXACT]
+
+    def summary_lines(self) -> List[str]:
+        counts = self.plan.counts()
+        parts = ", ".join(f"{n} {reason}" for reason, n in counts.items() if n)
+        lines = [f"{self.source_label} -> {self.target_label}: {parts or 'no keys'}",
+                 f"coverage: {self.coverage.fraction:.2%} of the model's parameter elements will be loaded "
+                 f"({self.coverage.loaded:,} of {self.coverage.total:,})"]
+        partial = [m for m in self.coverage.per_module if m.loaded < m.total]
+        for module in partial:
+            lines.append(f"  {module.module}: {module.fraction:.2%} ({module.loaded:,} of {module.total:,})")
+        if self.coverage.uninitialised:
+            shown = ", ".join(self.coverage.uninitialised[:10])
+            more = len(self.coverage.uninitialised) - 10
+            lines.append(f"left uninitialised: {shown}" + (f" and {more} more" if more > 0 else ""))
+        if self.plan.rules:
+            lines.append("compact rules" + ("" if self.plan.rules_reproduce_mapping else " (partial; the plan is exact)")
+                         + ": " + "; ".join(f"{r.pattern} -> {r.replacement or '(nothing)'}" for r in self.plan.rules[:12])
+                         + (f" ... ({len(self.plan.rules)} in all)" if len(self.plan.rules) > 12 else ""))
+        if self.optimizer_keys_renamed:
+            lines.append(f"optimizer state: {self.optimizer_keys_renamed} entries re-keyed")
+        lines.extend(f"note: {n}" for n in self.notes + self.plan.notes)
+        return lines
+
+    def render(self, fmt: str = "table", *, table_style: str = "simple", include_exact: bool = True) -> str:
+        from netscope.render.rows import render_rows
+
+        if fmt == "json":
+            return json.dumps(self.to_dict(), indent=2)
+        table = render_rows(self.rows(include_exact=include_exact), COLUMNS, fmt, headers=HEADERS,
+                            table_style=table_style)
+        if fmt == "csv":
+            return table
+        return table + "\n\n" + "\n".join(self.summary_lines())
+
+    def to_dict(self) -> dict:
+        return {"source": self.source_label, "target": self.target_label, "coverage": self.coverage.to_dict(),
+                "strict_problems": self.strict_problems(), "notes": list(self.notes),
+                "optimizer_keys_renamed": self.optimizer_keys_renamed, "plan": self.plan.to_dict()}
+
+    def __str__(self) -> str:
+        return self.render("table", include_exact=False)
+
+
+@dataclass(frozen=True)
+class DiffReport(RemapReport):
+    """A checkpoint against a model in torch's terms (missing / unexpected / shape-mismatched keys by
+    exact name), each with its likely reason and the mapping netscope proposes."""
+
+    def _keys(self, side: str) -> List[str]:
+        return list(dict.fromkeys(getattr(d, side) for d in self.plan.decisions if getattr(d, side)))
+
+    @property
+    def missing_by_name(self) -> List[str]:
+        """Model keys the checkpoint does not have under that exact name."""
+        sources = set(self._keys("source"))
+        return [t for t in self._keys("target") if t not in sources]
+
+    @property
+    def unexpected_by_name(self) -> List[str]:
+        """Checkpoint keys the model does not have under that exact name."""
+        targets = set(self._keys("target"))
+        return [s for s in self._keys("source") if s not in targets]
+
+    @property
+    def clean(self) -> bool:
+        return all(d.reason == P.EXACT or (d.reason == P.ALIAS) for d in self.plan.decisions)
+
+    def rows(self, *, include_exact: bool = False) -> List[dict]:
+        return super().rows(include_exact=include_exact)
+
+    def summary_lines(self) -> List[str]:
+        head = (f"by exact name: {len(self.missing_by_name)} missing, {len(self.unexpected_by_name)} unexpected, "
+                f"{len(self.mismatched)} shape-mismatched")
+        return [head] + super().summary_lines()
+
+    def render(self, fmt: str = "table", *, table_style: str = "simple", include_exact: bool = False) -> str:
+        return super().render(fmt, table_style=table_style, include_exact=include_exact)
+
+    def to_dict(self) -> dict:
+        data = super().to_dict()
+        data.update(missing_by_name=self.missing_by_name, unexpected_by_name=self.unexpected_by_name)
+        return data

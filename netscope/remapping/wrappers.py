@@ -1,0 +1,118 @@
+"""Wrapper tokens (``module``, ``_orig_mod``, ...) at any depth, and common prefixes on either side.
+
+A token is stripped (or added) only when that makes a source key equal an open target key; a target
+key that keeps a real attribute called ``module`` is matched with the token kept.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+
+WRAPPER_TOKENS = frozenset({"module", "_orig_mod", "_fsdp_wrapped_module", "_checkpoint_wrapped_module",
+                            "_forward_module"})
+FSDP_FLAT_MARKERS = ("_flat_param", "flat_param_")
+
+
+def normalized(key: str) -> str:
+    """The key without any wrapper token."""
+    if "module" not in key and "_orig_mod" not in key:  # every token contains one of these
+        return key
+    return ".".join(part for part in key.split(".") if part not in WRAPPER_TOKENS)
+
+
+def _slots(key: str) -> Tuple[Tuple[str, ...], ...]:
+    """Wrapper tokens grouped by the gap between real segments they sit in."""
+    slots: List[List[str]] = [[]]
+    for part in key.split("."):
+        if part in WRAPPER_TOKENS:
+            slots[-1].append(part)
+        else:
+            slots.append([])
+    return tuple(tuple(s) for s in slots)
+
+
+def _is_subsequence(small: Sequence[str], big: Sequence[str]) -> bool:
+    it = iter(big)
+    return all(any(x == y for y in it) for x in small)
+
+
+def wrapper_edit(source_key: str, target_key: str) -> Optional[Tuple[int, int]]:
+    """(kind, cost) to turn source into target by wrapper tokens only: kind 0 strip, 1 add, 2 both."""
+    source_slots, target_slots = _slots(source_key), _slots(target_key)
+    if len(source_slots) != len(target_slots):
+        return None
+    strip = all(_is_subsequence(t, s) for s, t in zip(source_slots, target_slots))
+    add = all(_is_subsequence(s, t) for s, t in zip(source_slots, target_slots))
+    cost = sum(abs(len(s) - len(t)) for s, t in zip(source_slots, target_slots))
+    if strip:
+        return (0, cost)
+    if add:
+        return (1, cost)
+    return (2, sum(len(s) + len(t) for s, t in zip(source_slots, target_slots)))
+
+
+def describe_wrapper_change(source_key: str, target_key: str) -> str:
+    removed = Counter(p for p in source_key.split(".") if p in WRAPPER_TOKENS)
+    added = Counter(p for p in target_key.split(".") if p in WRAPPER_TOKENS)
+    gone, new = removed - added, added - removed
+    parts = []
+    if gone:
+        parts.append("stripped " + ", ".join(f"'{t}.'" + (f" x{n}" if n > 1 else "") for t, n in sorted(gone.items())))
+    if new:
+        parts.append("added " + ", ".join(f"'{t}.'" + (f" x{n}" if n > 1 else "") for t, n in sorted(new.items())))
+    return "wrapper token " + " and ".join(parts) if parts else "wrapper tokens reordered"
+
+
+class WrapperIndex:
+    """Open target keys indexed by their normalized form."""
+
+    def __init__(self, target_keys: Iterable[str]):
+        self._by_normal: Dict[str, List[str]] = defaultdict(list)
+        for key in target_keys:
+            self._by_normal[normalized(key)].append(key)
+
+    def best_targets(self, source_key: str, is_open) -> List[str]:
+        """The open targets reachable by the cheapest wrapper edit (stripping preferred over adding)."""
+        scored = []
+        for target in self._by_normal.get(normalized(source_key), ()):
+            if target == source_key or not is_open(target):
+                continue
+            edit = wrapper_edit(source_key, target)
+            if edit is not None:
+                scored.append((edit, target))
+        if not scored:
+            return []
+        best = min(edit for edit, _ in scored)
+        return [target for edit, target in scored if edit == best]
+
+
+def prefix_votes(unmatched_sources: Sequence[str], open_targets: Dict[str, object]) -> Counter:
+    """('strip'|'add', prefix) -> how many keys that prefix change would match."""
+    votes: Counter = Counter()
+    for key in unmatched_sources:
+        parts = key.split(".")
+        for i in range(1, len(parts)):
+            if ".".join(parts[i:]) in open_targets:
+                votes[("strip", ".".join(parts[:i]) + ".")] += 1
+    source_set = set(unmatched_sources)
+    for key in open_targets:
+        parts = key.split(".")
+        for i in range(1, len(parts)):
+            if ".".join(parts[i:]) in source_set:
+                votes[("add", ".".join(parts[:i]) + ".")] += 1
+    return votes
+
+
+def flat_param_keys(keys: Iterable[str]) -> List[str]:
+    """Keys of an unconsolidated FSDP checkpoint (flattened parameters)."""
+    return [k for k in keys if any(marker in k for marker in FSDP_FLAT_MARKERS)]
+
+
+FSDP_HINT = (
+    "this is an unconsolidated FSDP checkpoint (flattened '_flat_param' tensors, one shard per rank), which "
+    "cannot be mapped key by key. Consolidate it first: save a full state dict from the FSDP model with "
+    "FSDP.state_dict_type(model, StateDictType.FULL_STATE_DICT) (or torch.distributed.checkpoint's "
+    "get_model_state_dict with full_state_dict=True), or convert a torch.distributed.checkpoint directory with "
+    "'python -m torch.distributed.checkpoint.format_utils dcp_to_torch DIR out.pt'; then run netscope on that file"
+)
