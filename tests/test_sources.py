@@ -372,9 +372,6 @@ def test_checkpoint_of_a_compiled_timm_model_loads_into_a_plain_one(tmp_path):
     pytest.importorskip("timm")
     import torch
 
-    remap = pytest.importorskip("netscope.remap")
-    if not hasattr(remap, "load"):
-        pytest.skip("netscope.remap.load is not available yet")
     trained = resolve_model("timm:resnet18").module
     compiled = torch.compile(trained)  # wraps as _orig_mod.*; nothing compiles until a forward pass
     state = compiled.state_dict()
