@@ -50,12 +50,7 @@ class Report:
                 for call in self.layers if depth is None or call.depth <= depth]
 
     def _check_status(self) -> Dict[int, str]:
-        status = {}
-        for check in self.checks:
-            text = check.status
-            warnings = len(getattr(check, "findings", ()) or ())
-            status[check.call_index] = f"{text} ({warnings} warn)" if warnings else text
-        return status
+        return {check.call_index: check.compact for check in self.checks}
 
     def totals_text(self, *, markdown: bool = False) -> str:
         t = self.totals
@@ -88,12 +83,16 @@ class Report:
         return "\n".join(("- " + l if markdown and l and not l.startswith("  ") else l) for l in lines)
 
     def check_warnings(self) -> List[str]:
+        """One line per formula mismatch and per warning (informational notes are left to ``netscope check``)."""
+        from netscope.checks import check_findings
+
         out = []
         for check in self.checks:
             if check.status != "pass":
-                out.append(f"{check.layer} ({check.class_name}): {check.status}: expected {check.expected_shape}, observed {check.observed_shape}")
-            for finding in getattr(check, "findings", ()) or ():
-                out.append(f"{finding.layer or check.layer}: {finding.message}")
+                out.append(f"{check.layer} ({check.class_name}): {check.status}: expected {check.expected_shape}, "
+                           f"observed {check.observed_shape}")
+        for finding in check_findings(self.checks, include_info=False):
+            out.append(f"{finding.layer}: {finding.message}")
         return out
 
     # ---- data ------------------------------------------------------------------------------

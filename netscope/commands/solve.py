@@ -1,0 +1,39 @@
+"""``netscope solve [MODEL]``: which input sizes the model accepts, confirmed on the meta device."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from netscope.commands.common import add_model_arguments, emit, resolve_from_args
+from netscope.errors import EXIT_FINDINGS, EXIT_OK
+
+HELP = "find the smallest input size a model accepts and which larger sizes work (runs on the meta device)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_model_arguments(parser, with_inputs=False)
+    parser.add_argument("--input", "-i", action="append", default=[], metavar="SHAPE[:DTYPE]",
+                        help="reference input (batch and channels are kept; the trailing dimensions vary), "
+                        "e.g. 1,3,224,224")
+    parser.add_argument("--spatial", type=int, default=None, metavar="N",
+                        help="how many trailing dimensions to vary together (default: all after batch, channels)")
+    parser.add_argument("--max-size", type=int, default=None, metavar="S", help="largest size to try")
+    parser.add_argument("--max-probes", type=int, default=400, metavar="N", help="most meta-device runs to spend")
+    parser.add_argument("--format", "-f", default="text", choices=("text", "json"), help="output format")
+    parser.add_argument("--output", "-o", default=None, metavar="FILE", help="write to FILE instead of stdout")
+
+
+def run(args: argparse.Namespace) -> int:
+    from netscope.inputs import parse_inputs
+    from netscope.solver import NONE, solve_input_size
+
+    resolved = resolve_from_args(args, empty_weights=True)
+    spec = parse_inputs(args.input) or resolved.inputs
+    result = solve_input_size(resolved.module, spec, spatial=args.spatial, max_size=args.max_size,
+                              max_probes=args.max_probes)
+    if args.format == "json":
+        emit(json.dumps(dict(result.to_dict(), model=resolved.label), indent=2), args)
+    else:
+        emit(f"{resolved.label}: {result.render()}", args)
+    return EXIT_FINDINGS if result.pattern == NONE else EXIT_OK

@@ -1,0 +1,160 @@
+"""Formula checks over real traces, the ``netscope check`` command, and failed-pass diagnosis."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import pytest
+import torch
+import torch.nn as nn
+import torchvision
+
+from netscope.checks import check_findings, check_trace, has_problems
+from netscope.cli import main
+from netscope.diagnosis import diagnose_failure
+from netscope.errors import EXIT_FINDINGS, EXIT_MODEL_FAILED, ForwardError
+from netscope.inputs import InputSpec, TensorSpec
+from netscope.trace import trace
+
+
+def spec(*shape):
+    return InputSpec([TensorSpec(tuple(shape))])
+
+
+class LeNet(nn.Module):
+    def __init__(self, in_channels=3):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, 6, 5)
+        self.pool1 = nn.MaxPool2d(2)
+        self.conv2 = nn.Conv2d(6, 16, 5)
+        self.pool2 = nn.MaxPool2d(2)
+        self.flatten = nn.Flatten()
+        self.fc1 = nn.Linear(16 * 5 * 5, 120)
+        self.fc2 = nn.Linear(120, 10)
+
+    def forward(self, x):
+        x = self.pool2(torch.relu(self.conv2(self.pool1(torch.relu(self.conv1(x))))))
+        return self.fc2(torch.relu(self.fc1(self.flatten(x))))
+
+
+class CroppingConv(nn.Conv2d):
+    """A subclass whose forward disagrees with the Conv2d formula: the checker must say so."""
+
+    def forward(self, x):
+        return super().forward(x)[..., 1:, 1:]
+
+
+@pytest.mark.parametrize("name", ["resnet18", "alexnet", "vgg11", "squeezenet1_0", "mobilenet_v3_small",
+                                  "densenet121", "googlenet"])
+def test_torchvision_models_pass_every_check(name):
+    kwargs = {"init_weights": False, "aux_logits": False} if name == "googlenet" else {}
+    model = torchvision.models.get_model(name, weights=None, **kwargs)
+    result = trace(model, spec(1, 3, 224, 224), device="meta")
+    checks = check_trace(result)
+    expected_calls = sum(1 for m in result.modules if isinstance(m, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d,
+                                                                      nn.AdaptiveAvgPool2d, nn.Linear)))
+    assert len(checks) == expected_calls
+    assert [c.status for c in checks] == ["pass"] * len(checks)
+    assert not has_problems(checks)
+
+
+def test_resnet_stem_formula_and_observed_shapes():
+    result = trace(torchvision.models.resnet18(), spec(1, 3, 224, 224), device="meta")
+    stem = check_trace(result)[0]
+    assert stem.layer == "conv1"
+    assert stem.dims[0].text == "H: floor((224 + 2*3 - 1*(7-1) - 1) / 2) + 1 = 112"
+    assert stem.expected_shape == stem.observed_shape == (1, 64, 112, 112)
+    assert json.loads(json.dumps(stem.to_dict()))["expected_shape"] == [1, 64, 112, 112]
+
+
+def test_warnings_carry_layer_and_call_index():
+    model = nn.Sequential(nn.Conv2d(1, 2, 3, stride=2), nn.MaxPool2d(2, ceil_mode=True))
+    checks = check_trace(trace(model, spec(1, 1, 12, 12)))
+    findings = check_findings(checks)
+    codes = {(f.layer, f.code) for f in findings}
+    assert ("0", "stride-skips-input") in codes  # windows at 0, 2, ..., 8 read rows 0..10: row 11 is never read
+    assert ("1", "ceil-mode-extra-window") in codes  # 5 -> ceil((5 - 2) / 2) + 1 = 3 windows, not 2
+    assert all(f.call_index is not None for f in findings)
+
+
+def test_mismatch_is_reported_and_fails_the_check():
+    model = nn.Sequential(CroppingConv(1, 2, 3, padding=1))
+    checks = check_trace(trace(model, spec(1, 1, 8, 8)))
+    (check,) = checks
+    assert check.status == "mismatch"
+    assert check.expected_shape == (1, 2, 8, 8) and check.observed_shape == (1, 2, 7, 7)
+    assert check_findings(checks)[0].code == "formula-mismatch"
+
+
+def test_check_command_exit_codes(tmp_path, capsys):
+    path = tmp_path / "nets.py"
+    path.write_text(textwrap.dedent("""
+        import torch.nn as nn
+        class Cropping(nn.Conv2d):
+            def forward(self, x):
+                return super().forward(x)[..., 1:, 1:]
+        def bad():
+            return nn.Sequential(Cropping(3, 4, 3, padding=1))
+        def good():
+            return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.MaxPool2d(2))
+    """))
+    assert main(["check", f"{path}:good", "--device", "cpu", "-i", "1,3,16,16"]) == 0
+    out = capsys.readouterr().out
+    assert "2 size-changing calls checked, 2 pass, 0 mismatch" in out
+    assert main(["check", f"{path}:bad", "--device", "cpu", "-i", "1,3,16,16"]) == EXIT_FINDINGS
+    assert "formula-mismatch" in capsys.readouterr().out
+    assert main(["check", f"{path}:good", "--device", "cpu", "-i", "1,3,16,16", "--all", "-f", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["status"] for r in rows] == ["pass", "pass"]
+    assert rows[1]["formula"].startswith("H: floor((16 + 2*0 - 1*(2-1) - 1) / 2) + 1 = 8")
+
+
+def test_check_command_reports_a_failed_pass(capsys):
+    assert main(["check", "alexnet", "--device", "meta", "-i", "1,3,32,32"]) == EXIT_MODEL_FAILED
+    out = capsys.readouterr().out
+    assert "features.12 (MaxPool2d)" in out
+    assert "every size s >= 63 works" in out
+
+
+def failure(model, input_spec):
+    with pytest.raises(ForwardError) as info:
+        trace(model, input_spec, device="meta")
+    return info.value
+
+
+def test_lenet_diagnosis_names_layer_sizes_chain_and_working_sizes():
+    model, input_spec = LeNet(), spec(1, 3, 64, 64)
+    diagnosis = diagnose_failure(model, input_spec, failure(model, input_spec))
+    assert (diagnosis.layer, diagnosis.class_name) == ("fc1", "Linear")
+    assert diagnosis.expected == "in_features=400"
+    assert diagnosis.arrived == "2704 = 16*13*13"
+    assert [s.layer for s in diagnosis.chain] == ["conv1", "pool1", "conv2", "pool2", "flatten", "fc1"]
+    assert diagnosis.chain[3].output_shape == "[1, 16, 13, 13]"
+    # 32 -> 28 -> 14 -> 10 -> 5, and the floors of the pools let 33, 34 and 35 reach 5x5 as well
+    assert diagnosis.working_sizes.startswith("only s in {32, 33, 34, 35} work")
+    text = diagnosis.render()
+    assert "fc1 (Linear)" in text and "2704 = 16*13*13" in text and "[1, 3, 32, 32]" in text
+
+
+def test_channel_mismatch_diagnosis():
+    model, input_spec = LeNet(in_channels=3), spec(1, 1, 32, 32)
+    diagnosis = diagnose_failure(model, input_spec, failure(model, input_spec), solve=False)
+    assert (diagnosis.layer, diagnosis.expected, diagnosis.arrived) == ("conv1", "in_channels=3", "1 channels")
+    assert "Conv2d expected 3 input channels, got 1" in diagnosis.explanation
+
+
+def test_size_hits_zero_diagnosis_names_the_layer():
+    model, input_spec = LeNet(), spec(1, 3, 12, 12)  # 12 -> 8 -> 4, then conv2's 5x5 kernel no longer fits
+    diagnosis = diagnose_failure(model, input_spec, failure(model, input_spec), solve=False)
+    assert diagnosis.layer == "conv2"
+    assert diagnosis.expected == "H >= 5" and diagnosis.arrived == "H = 4"
+    assert "kernel" in diagnosis.explanation
+
+
+def test_check_leaves_the_model_untouched():
+    model = LeNet().train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    check_trace(trace(model, spec(1, 3, 32, 32)))
+    assert model.training
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
