@@ -11,7 +11,7 @@ import torch.nn as nn
 
 from netscope.devices import resolve_device
 from netscope.errors import ForwardError, InputSpecError
-from netscope.inputs import InputSpec, TensorSpec, normalize_dtype
+from netscope.inputs import InputSpec, TensorSpec, normalize_dtype, normalize_float_dtype
 from netscope.records import RunInfo
 from netscope.report import Report
 from netscope.shapes import shape_tree, tensor_bytes
@@ -44,7 +44,7 @@ def run_summary(model: nn.Module, inputs, *, device: torch.device, dtype: Option
     """Shared by the API and the CLI. ``owned``: the model was built by netscope and may be moved or cast."""
     if mode not in ("eval", "train"):
         raise InputSpecError(f"mode must be 'eval' or 'train', not {mode!r}")
-    float_dtype = normalize_dtype(dtype) if dtype else model_float_dtype(model)
+    float_dtype = normalize_float_dtype(dtype) if dtype else model_float_dtype(model)
     with _placed(model, device, float_dtype, owned) as runnable:
         run_dtype = model_float_dtype(runnable) if any(True for _ in runnable.parameters()) else float_dtype
         if isinstance(inputs, InputSpec):

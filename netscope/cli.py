@@ -65,9 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
-        return EXIT_USAGE
+    if args.command is None:  # argparse.error: usage and one line on stderr, exit 2
+        parser.error(f"give a command: {', '.join(COMMANDS)}, e.g. 'netscope summary resnet18'")
     try:
         return int(args._run(args) or 0)
     except NetscopeError as err:

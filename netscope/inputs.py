@@ -26,6 +26,17 @@ def normalize_dtype(name: str) -> str:
     return key
 
 
+def normalize_float_dtype(name: str) -> str:
+    """Like :func:`normalize_dtype`, for the float dtype a pass runs in (``--dtype``): integer names are refused."""
+    key = normalize_dtype(name)
+    if key not in FLOAT_DTYPES:
+        raise InputSpecError(
+            f"--dtype {name!r} is not a float dtype: parameters and float inputs are cast to it, so use one of "
+            f"{', '.join(FLOAT_DTYPES)}; integer inputs take their dtype per tensor, e.g. --input 1,128:int64"
+        )
+    return key
+
+
 @dataclass(frozen=True)
 class TensorSpec:
     """One dummy tensor: a shape, a dtype, and for integer dtypes the exclusive upper bound of its values."""

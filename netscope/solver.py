@@ -124,6 +124,16 @@ class _Prober:
             with torch.no_grad():
                 out = self.model(*args, **kwargs)
             probe = Probe(size, True, output_shape=_first_tensor_shape(out))
+        except TypeError as exc:
+            if _ARGUMENT_MISMATCH.search(str(exc)):  # not about sizes: no size can fix it
+                from netscope.errors import ForwardError
+
+                raise ForwardError(
+                    f"the model's forward cannot be called with the dummy input: {exc}. Give every input it "
+                    "needs with --input (once per positional tensor), or wrap it in a module whose forward "
+                    "takes one tensor", original=exc) from exc
+            text = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            probe = Probe(size, False, bool(TOO_SMALL.search(str(exc))), text[:300])
         except Exception as exc:  # noqa: BLE001 - any failure of the user's forward is a "no" for this size
             text = f"{type(exc).__name__}: {exc}".splitlines()[0]
             probe = Probe(size, False, bool(TOO_SMALL.search(str(exc))), text[:300])
@@ -132,6 +142,10 @@ class _Prober:
 
     def ok(self, size: int) -> bool:
         return size >= 1 and self(size).ok
+
+
+_ARGUMENT_MISMATCH = re.compile(r"(missing \d+ required|takes \d+ positional argument|unexpected keyword argument|"
+                                r"positional arguments? but \d+ (was|were) given)")
 
 
 class _OutOfProbes(Exception):
@@ -187,10 +201,18 @@ def solve_input_size(model, input_spec=None, *, spatial: Optional[int] = None, m
         raise UsageError("solve_input_size needs an InputSpec with at least one input tensor, e.g. "
                          "InputSpec([TensorSpec((1, 3, 224, 224))])")
     shape = tuple(input_spec.args[0].shape)
+    if spatial is not None and not 1 <= spatial <= len(shape):
+        raise UsageError(f"--spatial {spatial} does not fit the input {list(shape)}: it must be between 1 and "
+                         f"{len(shape)} (the number of trailing dimensions to vary)")
     spatial = len(shape) - 2 if spatial is None else spatial
-    if not 1 <= spatial <= len(shape):
+    if spatial < 1:
         raise UsageError(f"the input {list(shape)} has no spatial dimensions to vary; give an input like "
-                         "1,3,224,224 (batch, channels, height, width)")
+                         "1,3,224,224 (batch, channels, height, width), or say how many trailing dimensions "
+                         "vary with --spatial")
+    if max_probes < 1:
+        raise UsageError(f"--max-probes must be at least 1, got {max_probes}")
+    if max_size is not None and max_size < 1:
+        raise UsageError(f"--max-size must be at least 1, got {max_size}")
     reference = shape[-1]
     max_size = max_size or max(4 * reference, 512)
     probe = _Prober(model, input_spec, spatial, max_probes)

@@ -110,6 +110,8 @@ def _call_factory(factory: Callable, model_args: Mapping[str, Any], spec: str):
 
 
 def _from_import_string(module_path: str, attr: str, model_args, spec: str) -> ResolvedModel:
+    if not module_path.strip():
+        raise ModelSpecError(f"{spec!r} names no module before ':'; write it like package.module:ClassName")
     if not attr:
         raise ModelSpecError(f"{spec!r} names no attribute after ':'; write it like package.module:ClassName")
     try:

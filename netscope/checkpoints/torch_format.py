@@ -44,17 +44,25 @@ def load(path: str, *, weights_only: bool, mmap: bool) -> Tuple[Any, List[str]]:
             "legacy (non-zip) torch.save format: memory mapping is impossible, so every tensor was read "
             "into memory; re-save with a current torch.save to list it without reading the data."
         )
+    source = path
+    if str(path).endswith(".safetensors"):  # torch.load would hand the file to safetensors by its name
+        source = open(path, "rb")  # closed below; a file handle cannot be memory-mapped
+        mmap = False
+        notes.append(f"{path} is a torch.save file although its name ends in .safetensors: every tensor was "
+                     "read into memory; rename it to .pt")
     try:
-        return torch.load(path, map_location="cpu", weights_only=weights_only, mmap=mmap), notes
+        return torch.load(source, map_location="cpu", weights_only=weights_only, mmap=mmap), notes
     except pickle.UnpicklingError as exc:
         if weights_only and ("weights_only" in str(exc) or "Weights only" in str(exc)):
             names = (_unsafe_globals(path) if is_zip else []) or _GLOBAL_IN_MESSAGE.findall(str(exc))[:1]
             detail = f" ({', '.join(names[:6])}{', ...' if len(names) > 6 else ''})" if names else ""
             raise unsafe_pickle_error(path, detail) from None
         raise _corrupt(path, exc) from None
-    except (RuntimeError, EOFError, ValueError, OSError, zipfile.BadZipFile, KeyError,
-            AttributeError, ImportError, TypeError, IndexError) as exc:
+    except Exception as exc:  # torch.load on a damaged file raises nearly anything (RuntimeError, EOFError, ...)
         raise _corrupt(path, exc) from None
+    finally:
+        if source is not path:
+            source.close()
 
 
 def _corrupt(path: str, exc: BaseException) -> CheckpointError:

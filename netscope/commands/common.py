@@ -30,15 +30,49 @@ def add_output_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--table-style", default="simple", metavar="STYLE",
                         help="tabulate style for --format table (simple, grid, github, ...)")
     parser.add_argument("--output", "-o", default=None, metavar="FILE", help="write to FILE instead of stdout")
+    parser.add_argument("--force", action="store_true", help="replace output files that already exist")
+
+
+def input_files(args: argparse.Namespace):
+    """The files a command line reads: its checkpoint and a ``path/to/file.py:Class`` model's source."""
+    model_path, sep, _ = (getattr(args, "model", None) or "").partition(":")
+    return [p for p in (getattr(args, "checkpoint", None), model_path if sep and model_path.endswith(".py") else None)
+            if p]
+
+
+def check_output_paths(args: argparse.Namespace, paths) -> None:
+    """Refuse, before any work is done, output paths that are folders, sit in a missing folder, already
+    exist (unless ``--force``), or are one of the command's input files (even with ``--force``)."""
+    import os
+
+    from netscope.errors import UsageError
+
+    force = getattr(args, "force", False)
+    inputs = input_files(args)
+    for path in filter(None, paths):
+        target = os.path.abspath(path)
+        if os.path.isdir(target):
+            raise UsageError(f"{path} is a directory; give a file name to write to")
+        if not os.path.isdir(os.path.dirname(target)):
+            raise UsageError(f"folder {os.path.dirname(target)} does not exist; create it first or choose another path")
+        if not os.path.exists(target):
+            continue
+        for source in inputs:
+            if os.path.exists(source) and os.path.samefile(source, target):
+                raise UsageError(f"{path} is a file this command reads ({source}); writing there would destroy "
+                                 "it, so choose another file name")
+        if not force:
+            raise UsageError(f"{path} already exists; pass --force to overwrite it, or choose another name")
 
 
 def emit(text: str, args: argparse.Namespace) -> None:
-    """Write command output to --output (atomically) or stdout."""
+    """Write command output to --output (atomically; an existing file only with --force) or stdout."""
     path = getattr(args, "output", None)
     if path:
         from netscope.fileio import write_text_atomic
 
-        write_text_atomic(path, text if text.endswith("\n") else text + "\n")
+        write_text_atomic(path, text if text.endswith("\n") else text + "\n",
+                          force=getattr(args, "force", True))  # commands without --force keep the old behaviour
     else:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
 
@@ -50,15 +84,44 @@ def resolve_from_args(args: argparse.Namespace, *, empty_weights: bool = False):
     return resolve_model(args.model, parse_model_args(args.model_arg), empty_weights=empty_weights)
 
 
-def build_report(args: argparse.Namespace, *, checks: bool = True):
-    """Resolve the model and inputs the command line names and run the summary pass."""
+def build_report(args: argparse.Namespace, *, checks: bool = True, audit_names: bool = True):
+    """Resolve the model and inputs the command line names and run the summary pass.
+
+    With ``--device auto`` the model is first built structurally (weights on the meta device, which is
+    cheap); when its weights would not fit in the memory available there, that build runs on meta
+    (no memory) and a one-line note says so on stderr. Otherwise the real model is built.
+    """
     from netscope.api import run_summary
     from netscope.devices import resolve_device
-    from netscope.inputs import normalize_dtype, parse_inputs
+    from netscope.inputs import normalize_float_dtype, parse_inputs
 
     inputs = parse_inputs(args.input)  # validate everything cheap before building the model
-    dtype = normalize_dtype(args.dtype)
+    dtype = normalize_float_dtype(args.dtype)
     device = resolve_device(args.device)
-    resolved = resolve_from_args(args, empty_weights=(device.type == "meta"))
+    if str(args.device) == "auto":
+        resolved, device = _resolve_fitting(args, device, dtype)
+    else:
+        resolved = resolve_from_args(args, empty_weights=(device.type == "meta"))
     return run_summary(resolved.module, inputs or resolved.inputs, device=device, dtype=dtype,
-                       mode="train" if args.train else "eval", label=resolved.label, owned=True, checks=checks)
+                       mode="train" if args.train else "eval", label=resolved.label, owned=True, checks=checks,
+                       audit_names=audit_names)
+
+
+def _resolve_fitting(args: argparse.Namespace, device, dtype: str):
+    """(resolved model, device) for ``--device auto``: the real build if it fits, else the meta build."""
+    import torch
+
+    from netscope.meta import available_memory_bytes, weight_bytes
+
+    structural = resolve_from_args(args, empty_weights=True)
+    needed = weight_bytes(structural.module, dtype)
+    available = available_memory_bytes(device)
+    if available is None or needed <= available:
+        del structural
+        return resolve_from_args(args), device
+    if not getattr(args, "quiet", False):
+        sys.stderr.write(
+            f"netscope: {structural.label}'s weights need {needed / 2**30:.1f} GiB but {device} has "
+            f"{available / 2**30:.1f} GiB available; running on the meta device (no memory; shapes, parameters "
+            "and multiply-adds are exact). Pass --device cpu or cuda to force a real run\n")
+    return structural, torch.device("meta")

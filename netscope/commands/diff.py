@@ -7,7 +7,8 @@ import argparse
 import sys
 
 from netscope.commands.common import add_model_arguments
-from netscope.commands.remap import add_rule_arguments, collect_rules, outcome, refuse_distributed_pieces, render_report
+from netscope.commands.remap import (add_rule_arguments, check_min_coverage_option, collect_rules, outcome,
+                                     refuse_distributed_pieces, render_report)
 
 HELP = ("compare a checkpoint's keys with a model's, with reasons and a proposed mapping "
         "(exit 1 when it would not load strictly as-is)")
@@ -28,6 +29,7 @@ def run(args: argparse.Namespace) -> int:
     from netscope.render.rows import check_format
 
     check_format(args.format, args.table_style)
+    check_min_coverage_option(args)
     rules = collect_rules(args)
     info = inspect_checkpoint(args.checkpoint, weights_only=not args.unsafe_pickle)
     refuse_distributed_pieces(info.notes)

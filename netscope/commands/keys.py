@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any, Dict, List
 
-from netscope.commands.common import add_output_arguments, emit
+from netscope.commands.common import add_output_arguments, check_output_paths, emit
 
 HELP = "list a checkpoint's container structure and every tensor's key, shape, dtype and size (no tensor data read)"
 
@@ -28,6 +28,7 @@ def run(args: argparse.Namespace) -> int:
     from netscope.render.rows import check_format
 
     check_format(args.format, args.table_style)
+    check_output_paths(args, (args.output,))
     info = inspect_checkpoint(args.checkpoint, weights_only=not args.unsafe_pickle)
     if args.format == "json":
         emit(json.dumps(info.to_dict(), indent=2), args)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from netscope.commands.common import add_model_arguments, add_output_arguments, emit, resolve_from_args
+from netscope.commands.common import (add_model_arguments, add_output_arguments, check_output_paths, emit,
+                                     resolve_from_args)
 
 HELP = "state_dict naming audit: key origins, aliases, unregistered modules, wrapper prefixes (no forward pass)"
 
@@ -21,6 +22,7 @@ def run(args: argparse.Namespace) -> int:
     from netscope.render.rows import check_format
 
     check_format(args.format, args.table_style)  # before building the model
+    check_output_paths(args, (args.output,))
     resolved = resolve_from_args(args, empty_weights=True)  # naming is structural: meta weights suffice
     report = audit_names(resolved.module, label=resolved.label)
     emit(report.render(args.format, args.table_style, findings_only=args.findings_only), args)

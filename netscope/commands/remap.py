@@ -38,7 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_arguments(parser, with_inputs=False)
     parser.add_argument("-o", "--out", default=None, metavar="OUT",
                         help="where to write the renamed checkpoint (.pt/.pth/.bin via torch.save, or .safetensors)")
-    parser.add_argument("--force", action="store_true", help="replace OUT if it exists (never the input itself)")
+    parser.add_argument("--force", action="store_true",
+                        help="replace OUT and the --save-plan file if they exist (never the input itself)")
     parser.add_argument("--in-place", action="store_true",
                         help="allow OUT to be the input file (replaced atomically); required to overwrite CKPT")
     add_rule_arguments(parser)
@@ -58,6 +59,15 @@ def collect_rules(args: argparse.Namespace):
     if getattr(args, "rules", None):
         rules.extend(read_rules_file(args.rules))
     return rules
+
+
+def check_min_coverage_option(args: argparse.Namespace) -> None:
+    """``--min-coverage`` must be a fraction; checked before any file is read."""
+    from netscope.errors import UsageError
+
+    value = args.min_coverage
+    if value is not None and not 0.0 <= value <= 1.0:
+        raise UsageError(f"--min-coverage {value} is not a fraction between 0 and 1; write it like --min-coverage 0.99")
 
 
 def refuse_distributed_pieces(notes) -> None:
@@ -96,7 +106,7 @@ def _same_file(a: str, b: str) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    from netscope.commands.common import resolve_from_args
+    from netscope.commands.common import check_output_paths, resolve_from_args
     from netscope.errors import UsageError
     from netscope.remapping import RemapReport, check_coverage, plan_mapping
     from netscope.remapping.plan import write_plan
@@ -111,8 +121,9 @@ def run(args: argparse.Namespace) -> int:
     if args.out and _same_file(args.out, args.checkpoint) and not args.in_place:
         raise UsageError(f"-o {args.out} is the input checkpoint itself; choose another file name, or pass "
                          "--in-place to replace the input (written atomically)")
-    if args.min_coverage is not None and not 0.0 <= args.min_coverage <= 1.0:
-        raise UsageError(f"--min-coverage {args.min_coverage} is not a fraction between 0 and 1, e.g. 0.99")
+    check_min_coverage_option(args)
+    in_place = args.out and _same_file(args.out, args.checkpoint)
+    check_output_paths(args, (args.save_plan, None if args.dry_run or in_place else args.out))
     rules = collect_rules(args)
     model = resolve_from_args(args, empty_weights=True).module
     weights_only = not args.unsafe_pickle
@@ -153,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
         notes.append(f"written: {args.out}")
         report = RemapReport(plan, coverage, args.checkpoint, type(model).__name__, tuple(notes), renamed)
     if args.save_plan:
-        write_plan(report.plan, args.save_plan)
+        write_plan(report.plan, args.save_plan, force=args.force)
     sys.stdout.write(render_report(report, args).rstrip("\n") + "\n")
     return outcome(report, args)
 

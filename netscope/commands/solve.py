@@ -22,14 +22,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-probes", type=int, default=400, metavar="N", help="most meta-device runs to spend")
     parser.add_argument("--format", "-f", default="text", choices=("text", "json"), help="output format")
     parser.add_argument("--output", "-o", default=None, metavar="FILE", help="write to FILE instead of stdout")
+    parser.add_argument("--force", action="store_true", help="overwrite an existing --output file")
 
 
 def run(args: argparse.Namespace) -> int:
+    from netscope.commands.common import check_output_paths
     from netscope.inputs import parse_inputs
     from netscope.solver import NONE, solve_input_size
 
+    check_output_paths(args, (args.output,))
+    spec = parse_inputs(args.input)  # validate before building the model
     resolved = resolve_from_args(args, empty_weights=True)
-    spec = parse_inputs(args.input) or resolved.inputs
+    spec = spec or resolved.inputs
     result = solve_input_size(resolved.module, spec, spatial=args.spatial, max_size=args.max_size,
                               max_probes=args.max_probes)
     if args.format == "json":

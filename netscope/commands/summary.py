@@ -24,7 +24,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from netscope.commands.common import build_report
+    from netscope.commands.common import build_report, check_output_paths
     from netscope.render.columns import parse_columns
     from netscope.render.rows import check_format
 
@@ -39,13 +39,14 @@ def run(args) -> int:
         from netscope.render.plot import plot_format
 
         plot_format(args.plot)
+    check_output_paths(args, (args.output, args.html, args.plot))
     report = build_report(args)
     emit(report.render(args.format, columns=args.columns, depth=args.depth, table_style=args.table_style), args)
     if args.html:
         from netscope.fileio import write_text_atomic
         from netscope.render.html import report_html
 
-        write_text_atomic(args.html, report_html(report))
+        write_text_atomic(args.html, report_html(report), force=args.force)
         if not args.quiet:
             sys.stderr.write(f"netscope: wrote {args.html}\n")
     if args.plot:

@@ -130,9 +130,13 @@ class Plan:
         decisions = data.get("decisions")
         if not isinstance(decisions, list):
             raise UsageError(f"{origin} has no 'decisions' list; re-create it with --save-plan")
-        rules = tuple(make_rule(str(p), str(r)) for p, r in data.get("rules") or ())
-        return cls(tuple(KeyDecision.from_dict(d) for d in decisions), rules,
-                   bool(data.get("rules_reproduce_mapping", False)), tuple(data.get("notes") or ()))
+        try:
+            rules = tuple(make_rule(str(p), str(r)) for p, r in data.get("rules") or ())
+            return cls(tuple(KeyDecision.from_dict(d) for d in decisions), rules,
+                       bool(data.get("rules_reproduce_mapping", False)), tuple(data.get("notes") or ()))
+        except (AttributeError, TypeError, ValueError) as exc:  # an entry of the wrong shape: edited by hand?
+            raise UsageError(f"{origin} is damaged ({type(exc).__name__}: {exc}); re-create it with "
+                             "--save-plan") from None
 
 
 def read_plan(path: str) -> Plan:
@@ -143,6 +147,9 @@ def read_plan(path: str) -> Plan:
         raise UsageError(f"plan file {path!r} does not exist; write one with --save-plan") from exc
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise UsageError(f"plan file {path!r} is not valid JSON ({exc}); re-create it with --save-plan") from exc
+    except OSError as exc:  # a directory, no permission
+        raise UsageError(f"plan file {path!r} cannot be read ({exc.strerror or exc}); give the JSON file "
+                         "written by --save-plan") from exc
     return Plan.from_dict(data, origin=f"plan file {path!r}")
 
 

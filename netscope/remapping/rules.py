@@ -48,12 +48,12 @@ def make_rule(pattern: str, replacement: str, *, origin: str = "") -> Rule:
         raise UsageError(f"rule {origin!r} has an empty regex before '='; write it as REGEX=REPLACEMENT")
     try:
         compiled = re.compile(pattern)
-    except re.error as exc:
+    except (re.error, OverflowError, RecursionError) as exc:  # a{99999999999}: Overflow; deep nesting: Recursion
         raise UsageError(f"rule {origin!r}: the regex {pattern!r} is invalid ({exc}); fix the pattern "
                          "(remember to escape dots as '\\.')") from exc
     try:
         compiled.sub(replacement, "")  # parses the template eagerly: bad group references raise here
-    except (re.error, IndexError) as exc:
+    except (re.error, IndexError, OverflowError, RecursionError) as exc:
         raise UsageError(f"rule {origin!r}: the replacement {replacement!r} is invalid for that regex ({exc}); "
                          "refer only to groups the regex defines, as \\1 or \\g<name>") from exc
     return Rule(pattern, replacement)
@@ -94,10 +94,17 @@ def read_rules_file(path: str) -> Tuple[Rule, ...]:
     """Rules from a file: a netscope plan/rules JSON (``{"rules": [[regex, repl], ...]}``) or text lines
     ``REGEX=REPLACEMENT`` (blank lines and lines starting with ``#`` ignored)."""
     if not os.path.isfile(path):
-        raise UsageError(f"rules file {path!r} does not exist; give the path of a file written by "
+        what = "is a directory" if os.path.isdir(path) else "does not exist"
+        raise UsageError(f"rules file {path!r} {what}; give the path of a file written by "
                          "'netscope remap --save-plan' or a text file of REGEX=REPLACEMENT lines")
-    with open(path, encoding="utf-8") as handle:
-        text = handle.read()
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except UnicodeDecodeError:
+        raise UsageError(f"rules file {path!r} is not UTF-8 text (a checkpoint given as --rules?); give a file "
+                         "written by 'netscope remap --save-plan' or a text file of REGEX=REPLACEMENT lines") from None
+    except OSError as exc:
+        raise UsageError(f"rules file {path!r} cannot be read ({exc.strerror or exc}); check its permissions") from None
     stripped = text.lstrip()
     if stripped.startswith("{"):
         try:
