@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from dataclasses import dataclass
+from typing import Optional, Tuple, Union
 
 import torch.nn as nn
 
@@ -26,6 +27,30 @@ def rank_error(class_name: str, nd: int, shape) -> Prediction:
                    f"{class_name} expects a {nd + 1}D (unbatched) or {nd + 2}D (batched) input, got {len(shape)}D "
                    f"{shape_text(shape)}",
                    expected=f"{nd + 1}D or {nd + 2}D input", arrived=f"{len(shape)}D {shape_text(shape)}")
+
+
+@dataclass(frozen=True)
+class ConvInput:
+    """The parts of a convolution's input every formula in this family reads."""
+
+    shape: Tuple[int, ...]
+    nd: int  # number of spatial dimensions
+    name: str  # the layer's class name, for messages
+    sizes: Tuple[int, ...]  # spatial sizes
+    channels: int
+    names: Tuple[str, ...]  # "H", "W", ...
+
+
+def read_conv_input(module, args: tuple, kwargs: dict) -> Union[None, Prediction, ConvInput]:
+    """None when there is nothing to check, an invalid Prediction for a wrong rank, else the ConvInput."""
+    shape = first_shape(args, kwargs)
+    if shape is None or is_unmaterialized(module):
+        return None
+    nd = len(module.kernel_size)
+    name = type(module).__name__
+    if len(shape) not in (nd + 1, nd + 2):
+        return rank_error(name, nd, shape)
+    return ConvInput(tuple(shape), nd, name, tuple(shape[-nd:]), shape[-nd - 1], dim_names(nd))
 
 
 def conv_windows(module, sizes: Tuple[int, ...]) -> Tuple[Window, ...]:
@@ -59,14 +84,11 @@ def padding_mode_problem(mode: str, windows, sizes, names) -> Optional[Predictio
 
 @FORMULAS.register(nn.Conv1d, nn.Conv2d, nn.Conv3d)
 def conv_output(module, args: tuple, kwargs: dict) -> Optional[Prediction]:
-    shape = first_shape(args, kwargs)
-    if shape is None or is_unmaterialized(module):
-        return None
-    nd = len(module.kernel_size)
-    name = type(module).__name__
-    if len(shape) not in (nd + 1, nd + 2):
-        return rank_error(name, nd, shape)
-    sizes, channels, names = shape[-nd:], shape[-nd - 1], dim_names(nd)
+    conv_input = read_conv_input(module, args, kwargs)
+    if not isinstance(conv_input, ConvInput):
+        return conv_input
+    shape, nd, name = conv_input.shape, conv_input.nd, conv_input.name
+    sizes, channels, names = conv_input.sizes, conv_input.channels, conv_input.names
     windows = conv_windows(module, sizes)
     if module.padding_mode != "zeros":
         problem = padding_mode_problem(module.padding_mode, windows, sizes, names)

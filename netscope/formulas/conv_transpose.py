@@ -8,10 +8,10 @@ import torch.nn as nn
 
 from netscope.records import Finding, Severity
 
-from netscope.formulas.conv import is_unmaterialized, rank_error
+from netscope.formulas.conv import ConvInput, read_conv_input
 from netscope.formulas.registry import (
     CHANNELS, FORMULAS, OUTPUT_PADDING_TOO_LARGE, OUTPUT_SIZE_OUT_OF_RANGE, OUTPUT_TOO_SMALL, DimFormula,
-    Prediction, as_tuple, dim_names, first_shape, invalid, shape_text,
+    Prediction, as_tuple, invalid, shape_text,
 )
 
 
@@ -22,14 +22,11 @@ def requested_output_size(args: tuple, kwargs: dict):
 
 @FORMULAS.register(nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 def conv_transpose_output(module, args: tuple, kwargs: dict) -> Optional[Prediction]:
-    shape = first_shape(args, kwargs)
-    if shape is None or is_unmaterialized(module):
-        return None
-    nd = len(module.kernel_size)
-    name = type(module).__name__
-    if len(shape) not in (nd + 1, nd + 2):
-        return rank_error(name, nd, shape)
-    sizes, channels, names = shape[-nd:], shape[-nd - 1], dim_names(nd)
+    conv_input = read_conv_input(module, args, kwargs)
+    if not isinstance(conv_input, ConvInput):
+        return conv_input
+    shape, nd, name = conv_input.shape, conv_input.nd, conv_input.name
+    sizes, channels, names = conv_input.sizes, conv_input.channels, conv_input.names
     kernels, strides = module.kernel_size, as_tuple(module.stride, nd)
     pads, dilations = as_tuple(module.padding, nd), as_tuple(module.dilation, nd)
     base = [(n - 1) * s - 2 * p + d * (k - 1) + 1 for n, s, p, d, k in zip(sizes, strides, pads, dilations, kernels)]
