@@ -16,7 +16,8 @@ from netscope.records import RunInfo
 from netscope.report import Report
 from netscope.shapes import shape_tree, tensor_bytes
 from netscope.totals import compute_totals
-from netscope.trace import model_device, model_float_dtype, trace
+from netscope.progress import progress, progress_enabled
+from netscope.trace import model_device, model_float_dtype, module_count, trace
 
 
 def summary(model: nn.Module, input_size=None, input_data=None, *, device=None, dtype: Optional[str] = None,
@@ -40,8 +41,9 @@ def summary(model: nn.Module, input_size=None, input_data=None, *, device=None, 
 
 
 def run_summary(model: nn.Module, inputs, *, device: torch.device, dtype: Optional[str], mode: str, label: str,
-                owned: bool, checks: bool = True, audit_names: bool = True) -> Report:
-    """Shared by the API and the CLI. ``owned``: the model was built by netscope and may be moved or cast."""
+                owned: bool, checks: bool = True, audit_names: bool = True, quiet: bool = True) -> Report:
+    """Shared by the API and the CLI. ``owned``: the model was built by netscope and may be moved or cast.
+    ``quiet=False`` shows a progress bar on stderr (a terminal only) when the pass takes more than a moment."""
     if mode not in ("eval", "train"):
         raise InputSpecError(f"mode must be 'eval' or 'train', not {mode!r}")
     float_dtype = normalize_float_dtype(dtype) if dtype else model_float_dtype(model)
@@ -52,13 +54,16 @@ def run_summary(model: nn.Module, inputs, *, device: torch.device, dtype: Option
         else:
             args, kwargs = _move_inputs(inputs, device)
         try:
-            result = trace(runnable, (args, kwargs), mode=mode)
+            show = progress_enabled(quiet=quiet)
+            with progress("netscope: tracing", total=module_count(runnable) if show else None, unit="call",
+                          quiet=not show) as advance:
+                result = trace(runnable, (args, kwargs), mode=mode, progress=advance if show else None)
         except ForwardError as err:
             _attach_diagnosis(runnable, inputs, err)
             raise
         input_tree = [shape_tree(a) for a in args] + ([shape_tree(kwargs)] if kwargs else [])
         totals = compute_totals(runnable, result.calls, input_bytes=tensor_bytes((args, kwargs)),
-                                peak_memory_bytes=result.peak_memory_bytes)
+                                peak_memory_bytes=result.peak_memory_bytes, called_modules=result.modules)
         formula_checks = _formula_checks(result) if checks else []
         findings = _naming_findings(runnable) if audit_names else []
     run = RunInfo(model=label, device=str(device), dtype=run_dtype, mode=mode, input_shapes=input_tree,

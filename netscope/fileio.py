@@ -24,6 +24,9 @@ def atomic_path(path: str, *, force: bool = True) -> Iterator[str]:
         raise UsageError(f"{path} already exists; pass --force to overwrite it, or choose another name")
     if not os.path.isdir(folder):
         raise UsageError(f"folder {folder} does not exist; create it first or choose another path")
+    if os.path.exists(path) and not os.path.isfile(path):  # /dev/null, a FIFO: write straight into it
+        yield path
+        return
     fd, tmp = tempfile.mkstemp(prefix=".netscope-", suffix=".tmp", dir=folder)
     os.close(fd)
     try:

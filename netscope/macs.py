@@ -19,9 +19,32 @@ aten = torch.ops.aten
 MacFormula = Callable[..., int]  # (*args, out_val=..., **kwargs) -> multiply-adds
 
 
+def _shape_of(value):
+    """Tensors -> ``torch.Size``, inside plain lists and tuples too; anything else as it is.
+
+    A cheap stand-in for the ``tree_map`` that ``flop_counter.shape_wrapper`` runs on every call: that
+    generic pytree walk cost more than the formula itself and was the trace's biggest Python hot spot.
+    """
+    if isinstance(value, torch.Tensor):
+        return value.shape
+    if isinstance(value, (list, tuple)):
+        return (list if isinstance(value, list) else tuple)(_shape_of(v) for v in value)
+    return value
+
+
 def _from_flops(flop_fn) -> MacFormula:
+    shape_fn = getattr(flop_fn, "__wrapped__", None)  # the formula behind flop_counter's shape_wrapper
+    if shape_fn is None:  # a raw-tensor formula (registered with get_raw=True): call it as it is
+        def raw_macs(*args, out_val=None, **kwargs) -> int:
+            return int(flop_fn(*args, out_val=out_val, **kwargs)) // 2
+
+        return raw_macs
+
     def macs(*args, out_val=None, **kwargs) -> int:
-        return int(flop_fn(*args, out_val=out_val, **kwargs)) // 2
+        shapes = [_shape_of(a) for a in args]
+        if kwargs:
+            kwargs = {k: _shape_of(v) for k, v in kwargs.items()}
+        return int(shape_fn(*shapes, out_shape=_shape_of(out_val), **kwargs)) // 2
 
     return macs
 
@@ -37,8 +60,26 @@ def _native_mha_macs(query, key, value, embed_dim, num_head, *args, out_val=None
     return projections + attention + output
 
 
+def _addmm_macs(bias, a, b, *args, out_val=None, **kwargs) -> int:
+    """``aten.addmm``: (m, k) @ (k, n); the bias add is not a multiply-add."""
+    m, k = a.shape
+    return m * k * b.shape[1]
+
+
+def _baddbmm_macs(bias, a, b, *args, out_val=None, **kwargs) -> int:
+    """``aten.baddbmm``: batched (m, k) @ (k, n)."""
+    batch, m, k = a.shape
+    return batch * m * k * b.shape[2]
+
+
+# Same counts as flop_counter's formulas for these ops, without its nested shape-wrapping calls: they
+# are the ops every Linear layer and batched matmul hits, so they dominate the trace's Python cost.
+_DIRECT = {aten.addmm: _addmm_macs, aten.baddbmm: _baddbmm_macs}
+
+
 def build_registry() -> Dict[object, MacFormula]:
-    registry: Dict[object, MacFormula] = {op: _from_flops(fn) for op, fn in flop_counter.flop_registry.items()}
+    registry: Dict[object, MacFormula] = {op: _DIRECT.get(op) or _from_flops(fn)
+                                          for op, fn in flop_counter.flop_registry.items()}
 
     def add(op, fn):
         if op in registry:

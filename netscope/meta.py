@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from typing import Iterator
+from typing import Iterator, Optional
 
 
 @contextlib.contextmanager
@@ -65,3 +65,58 @@ def meta_copy(model):
             twin = torch.empty_like(tensor, device="meta")
         memo[id(tensor)] = twin
     return copy.deepcopy(model, memo)
+
+
+def weight_bytes(model, dtype: Optional[str] = None) -> int:
+    """Bytes of ``model``'s distinct parameters and buffers, as built and (when larger) in float ``dtype``.
+
+    Works on a structural (meta) build: only shapes and dtypes are read.
+    """
+    import torch
+
+    target = getattr(torch, dtype) if dtype else None
+    built = converted = 0
+    seen = set()
+    for tensor in list(model.parameters()) + list(model.buffers()):
+        if id(tensor) in seen:
+            continue
+        seen.add(id(tensor))
+        numel = tensor.numel()
+        built += numel * tensor.element_size()
+        if target is not None and tensor.is_floating_point():
+            converted += numel * target.itemsize
+        else:
+            converted += numel * tensor.element_size()
+    return max(built, converted)
+
+
+def available_memory_bytes(device=None) -> Optional[int]:
+    """Free memory where a pass on ``device`` would put its weights; ``None`` when it cannot be told.
+
+    CPU: ``MemAvailable`` from /proc/meminfo (Linux; psutil is not required). CUDA: the free bytes
+    ``torch.cuda.mem_get_info`` reports. Meta: no limit.
+    """
+    kind = getattr(device, "type", str(device or "cpu"))
+    if kind == "meta":
+        return None
+    if kind == "cuda":
+        try:
+            import torch
+
+            free, _total = torch.cuda.mem_get_info(device)
+            return int(free)
+        except Exception:  # no driver, or a device that cannot say: do not guess
+            return None
+    return _meminfo_available()
+
+
+def _meminfo_available(path: str = "/proc/meminfo") -> Optional[int]:
+    try:
+        with open(path, encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    fields = line.split()
+                    return int(fields[1]) * (1024 if len(fields) < 3 or fields[2].lower() == "kb" else 1)
+    except (OSError, ValueError, IndexError):
+        return None
+    return None

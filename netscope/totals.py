@@ -9,7 +9,9 @@ import torch.nn as nn
 from netscope.records import Totals
 
 
-def compute_totals(model: nn.Module, calls, *, input_bytes: int, peak_memory_bytes: Optional[int] = None) -> Totals:
+def compute_totals(model: nn.Module, calls, *, input_bytes: int, peak_memory_bytes: Optional[int] = None,
+                   called_modules=None) -> Totals:
+    """``called_modules``: the module object of each call (``TraceResult.modules``); looked up by name if absent."""
     names_per_param: Dict[int, int] = {}
     params = {}
     for _, param in model.named_parameters(remove_duplicate=False):
@@ -18,11 +20,10 @@ def compute_totals(model: nn.Module, calls, *, input_bytes: int, peak_memory_byt
     total = sum(p.numel() for p in params.values())
     trainable = sum(p.numel() for p in params.values() if p.requires_grad)
     shared = [p for key, p in params.items() if names_per_param[key] > 1]
-    called = {id(m) for m in _called_modules(model, calls)}
+    called = {id(m): m for m in (called_modules if called_modules is not None else _called_modules(model, calls))}
     called_params = set()
-    for module in model.modules():
-        if id(module) in called:
-            called_params.update(id(p) for p in module._parameters.values() if p is not None)
+    for module in called.values():
+        called_params.update(id(p) for p in module._parameters.values() if p is not None)
     uncalled = sum(p.numel() for key, p in params.items() if key not in called_params)
     buffers = {id(b): b for b in model.buffers()}
     return Totals(

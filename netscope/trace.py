@@ -7,17 +7,19 @@ Every hook is removed and the model restored (``netscope.guard``) whatever happe
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from netscope.errors import ForwardError
-from netscope.guard import preserved_model
+from netscope.guard import paused_gc, preserved_model
 from netscope.macs import MAC_REGISTRY
 from netscope.records import LayerCall
 from netscope.shapes import format_shape_tree, shape_tree, shapes_only, tensor_bytes
@@ -42,7 +44,7 @@ class TraceResult:
 
 class _OpenCall:
     __slots__ = ("index", "module", "name", "parent", "depth", "call_number", "args", "kwargs",
-                 "output", "own_macs", "failed", "finished")
+                 "output", "output_bytes", "own_macs", "failed", "finished")
 
     def __init__(self, index, module, name, parent, depth, call_number, args, kwargs):
         self.index = index
@@ -53,46 +55,76 @@ class _OpenCall:
         self.call_number = call_number
         self.args = args
         self.kwargs = kwargs
-        self.output = None
+        self.output = None  # shapes_only(output): tensors are not kept alive past their call
+        self.output_bytes = 0
         self.own_macs = 0
         self.failed = False
         self.finished = False
 
 
 class _Recorder:
-    """Hook callbacks and the stack of open calls."""
+    """Hook callbacks and the stack of open calls.
 
-    def __init__(self, names: Dict[int, str]):
+    The hooks are process-wide (``register_module_forward_pre_hook``/``..._forward_hook``, removed in
+    ``finally``) and ignore modules outside ``names``: two registrations instead of two per module,
+    which dominated the cost of tracing deep models. Global pre-hooks cannot see keyword arguments,
+    so the root gets its own keyword-aware pre-hook and every other call's keyword arguments are
+    taken when it returns.
+    """
+
+    def __init__(self, names: Dict[int, str], advance: Optional[Callable[[int], None]] = None):
         self.names = names
+        self.advance = advance
         self.calls: List[_OpenCall] = []
         self.stack: List[_OpenCall] = []
         self.call_counts: Dict[int, int] = {}
         self.outside_macs = 0
 
-    def pre_hook(self, module, args, kwargs):
+    def pre_hook(self, module, args):
         key = id(module)
+        name = self.names.get(key)
+        if name is None:  # a module of some other model, or one created during the pass
+            return None
         count = self.call_counts.get(key, 0) + 1
         self.call_counts[key] = count
-        parent = self.stack[-1].index if self.stack else None
-        call = _OpenCall(len(self.calls), module, self.names[key], parent, len(self.stack), count,
-                         shapes_only(args), shapes_only(kwargs))
+        stack = self.stack
+        parent = stack[-1].index if stack else None
+        call = _OpenCall(len(self.calls), module, name, parent, len(stack), count, shapes_only(args), None)
         self.calls.append(call)
-        self.stack.append(call)
+        stack.append(call)
         return None
 
-    def post_hook(self, module, args, kwargs, output):
+    def root_kwargs_hook(self, module, args, kwargs):
+        if self.stack and self.stack[-1].module is module and self.stack[-1].kwargs is None:
+            self.stack[-1].kwargs = shapes_only(kwargs)
+        return None
+
+    def post_hook(self, module, args, *rest):
+        # (module, args, kwargs, output) after a normal return; (module, args, output) when forward raised.
+        if id(module) not in self.names:
+            return None
+        if len(rest) == 2:
+            kwargs, output = rest
+        else:
+            kwargs, output = None, rest[0]
         # Pop up to and including this module's call; anything above it was left open by an exception
         # the model caught itself.
-        while self.stack:
-            call = self.stack.pop()
+        stack = self.stack
+        while stack:
+            call = stack.pop()
             if call.module is module:
                 break
         else:  # pragma: no cover - a hook for a call we never opened
             return None
-        if sys.exc_info()[1] is not None and output is None:
+        if call.kwargs is None:
+            call.kwargs = shapes_only(kwargs) if kwargs else {}
+        if self.advance is not None:
+            self.advance(1)
+        if output is None and sys.exc_info()[1] is not None:
             call.failed = True
         else:
-            call.output = output
+            call.output = shapes_only(output)
+            call.output_bytes = tensor_bytes(output)
             call.finished = True
         return None
 
@@ -104,9 +136,12 @@ class _Recorder:
 
 
 class _MacCounter(TorchDispatchMode):
+    """Charges each aten operator's multiply-adds to the innermost open call (kept lean: it sees every op)."""
+
     def __init__(self, recorder: _Recorder):
         super().__init__()
         self.recorder = recorder
+        self.formulas = MAC_REGISTRY
 
     @classmethod
     def _should_skip_dynamo(cls) -> bool:
@@ -115,20 +150,27 @@ class _MacCounter(TorchDispatchMode):
         return False
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        out = func(*args, **kwargs)
-        formula = MAC_REGISTRY.get(func._overloadpacket)
+        out = func(*args, **kwargs) if kwargs else func(*args)
+        formula = self.formulas.get(func._overloadpacket)
         if formula is not None:
-            self.recorder.add_macs(formula(*args, **kwargs, out_val=out))
+            macs = formula(*args, **(kwargs or {}), out_val=out)
+            stack = self.recorder.stack
+            if stack:
+                stack[-1].own_macs += macs
+            else:
+                self.recorder.outside_macs += macs
         return out
 
 
-def trace(model: nn.Module, inputs, *, device=None, dtype=None, mode: str = "eval") -> TraceResult:
+def trace(model: nn.Module, inputs, *, device=None, dtype=None, mode: str = "eval",
+          progress: Optional[Callable[[int], None]] = None) -> TraceResult:
     """Run ``model`` once on ``inputs`` and record every module call.
 
     ``inputs``: a :class:`netscope.inputs.InputSpec` (built here on ``device``), or ``(args, kwargs)`` of
     real tensors. ``device`` ``"meta"`` runs on a structural copy whose tensors live on the meta device;
     the user's tensors are never touched. Otherwise the pass runs where the model already is.
+    ``progress``: called with 1 after each module call returns (``netscope.progress.progress``'s
+    ``advance``; ``module_count(model)`` is the usual total).
     """
     from netscope.inputs import InputSpec
     from netscope.meta import meta_copy
@@ -143,7 +185,29 @@ def trace(model: nn.Module, inputs, *, device=None, dtype=None, mode: str = "eva
         args, kwargs = inputs.build(run_device, float_dtype)
     else:
         args, kwargs = inputs
-    return _run(model, tuple(args), dict(kwargs), train=(mode == "train"), device=run_device)
+    run = functools.partial(_run, model, tuple(args), dict(kwargs), train=(mode == "train"), device=run_device,
+                            advance=progress)
+    if run_device.type != "meta":
+        return run()
+    try:
+        return run()
+    except ForwardError as err:
+        if not _needs_values(err.original):
+            raise
+    # The forward reads a value (``.item()``, a data-dependent branch) that meta tensors do not have. Fake
+    # tensors carry shapes like meta ones and let libraries that know them (transformers' masking) skip
+    # such reads, so the pass is retried under a FakeTensorMode.
+    return run(fake=True)
+
+
+def _needs_values(error: Optional[BaseException]) -> bool:
+    text = str(error)
+    return "meta tensor" in text or "data-dependent" in text
+
+
+def module_count(model: nn.Module) -> int:
+    """Distinct modules in ``model``: the number of calls a pass usually records (a progress total)."""
+    return sum(1 for _ in model.modules())
 
 
 def _all_on_meta(model: nn.Module) -> bool:
@@ -166,11 +230,15 @@ def model_float_dtype(model: nn.Module) -> str:
     return "float32"
 
 
-def _run(model: nn.Module, args: tuple, kwargs: dict, *, train: bool, device: torch.device) -> TraceResult:
-    names = {}
-    for name, module in model.named_modules(remove_duplicate=False):
+def _run(model: nn.Module, args: tuple, kwargs: dict, *, train: bool, device: torch.device,
+         advance: Optional[Callable[[int], None]] = None, fake: bool = False) -> TraceResult:
+    from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
+
+    named = list(model.named_modules(remove_duplicate=False))
+    names: Dict[int, str] = {}
+    for name, module in named:
         names.setdefault(id(module), name)
-    recorder = _Recorder(names)
+    recorder = _Recorder(names, advance)
     handles = []
     cuda = device.type == "cuda"
     start = time.perf_counter()
@@ -178,17 +246,22 @@ def _run(model: nn.Module, args: tuple, kwargs: dict, *, train: bool, device: to
     error: Optional[BaseException] = None
     output = None
     try:
-        with preserved_model(model, train=train):
-            for module in {id(m): m for m in model.modules()}.values():
-                handles.append(module.register_forward_pre_hook(recorder.pre_hook, with_kwargs=True))
-                handles.append(module.register_forward_hook(recorder.post_hook, with_kwargs=True, always_call=True))
+        with paused_gc(), preserved_model(model, train=train):
+            handles.append(register_module_forward_pre_hook(recorder.pre_hook))
+            handles.append(register_module_forward_hook(recorder.post_hook, with_kwargs=True, always_call=True))
+            runnable = _eager(model)
+            handles.append(runnable.register_forward_pre_hook(recorder.root_kwargs_hook, with_kwargs=True))
             if cuda:
                 torch.cuda.synchronize(device)
                 baseline = torch.cuda.memory_allocated(device)
                 torch.cuda.reset_peak_memory_stats(device)
             try:
-                with _MacCounter(recorder):
-                    output = _eager(model)(*args, **kwargs)
+                fake_mode = _fake_mode(fake)
+                with fake_mode, _MacCounter(recorder):
+                    if fake:  # inputs as fake tensors, so code that checks for them (transformers) sees them
+                        args, kwargs = torch.utils._pytree.tree_map_only(torch.Tensor, fake_mode.from_tensor,
+                                                                         (args, kwargs))
+                    output = runnable(*args, **kwargs)
             except Exception as exc:  # the user's forward failed: report where, then re-raise as ForwardError
                 error = exc
             if cuda:
@@ -197,10 +270,23 @@ def _run(model: nn.Module, args: tuple, kwargs: dict, *, train: bool, device: to
         for handle in handles:
             handle.remove()
     peak = torch.cuda.max_memory_allocated(device) - baseline if cuda else None
-    result = _build_result(model, recorder, output, time.perf_counter() - start, peak)
+    for call in recorder.calls:  # a call whose forward raised never reached the post hook's kwargs step
+        if call.kwargs is None:
+            call.kwargs = {}
+    with paused_gc():
+        result = _build_result(named, recorder, output, time.perf_counter() - start, peak)
     if error is not None:
         raise _forward_error(model, result, error) from error
     return result
+
+
+def _fake_mode(enabled: bool):
+    """A FakeTensorMode that accepts the meta-device model and inputs as they are, or a no-op."""
+    if not enabled:
+        return contextlib.nullcontext()
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    return FakeTensorMode(allow_non_fake_inputs=True)
 
 
 def _eager(model: nn.Module) -> nn.Module:
@@ -212,8 +298,8 @@ def _eager(model: nn.Module) -> nn.Module:
     return model
 
 
-def _build_result(model, recorder: _Recorder, output, seconds: float, peak) -> TraceResult:
-    param_cache: Dict[int, Tuple[int, int, str]] = {}
+def _build_result(named, recorder: _Recorder, output, seconds: float, peak) -> TraceResult:
+    param_table = _param_table(named)
     calls: List[LayerCall] = []
     open_calls = recorder.calls
     total_macs = [c.own_macs for c in open_calls]
@@ -228,7 +314,8 @@ def _build_result(model, recorder: _Recorder, output, seconds: float, peak) -> T
             failed_index = call.index  # innermost call left unfinished
     for call in open_calls:
         module = call.module
-        own, subtree, trainable = param_cache.get(id(module)) or param_cache.setdefault(id(module), _param_counts(module))
+        counts = param_table.get(id(module))
+        own, subtree, trainable = counts if counts is not None else _param_counts(module)
         output_tree = shape_tree(call.output) if call.finished else FAILED
         calls.append(LayerCall(
             index=call.index,
@@ -244,7 +331,7 @@ def _build_result(model, recorder: _Recorder, output, seconds: float, peak) -> T
             trainable=trainable,
             own_macs=call.own_macs + (recorder.outside_macs if call.index == 0 else 0),
             macs=total_macs[call.index],
-            output_bytes=tensor_bytes(call.output) if call.finished else 0,
+            output_bytes=call.output_bytes,
             is_leaf=not module._modules,
             hyperparams=_hyperparams(module),
         ))
@@ -252,12 +339,56 @@ def _build_result(model, recorder: _Recorder, output, seconds: float, peak) -> T
         calls=calls,
         modules=[c.module for c in open_calls],
         call_values=[(c.args, c.kwargs) for c in open_calls],
-        outputs=[shapes_only(c.output) if c.finished else None for c in open_calls],
+        outputs=[c.output if c.finished else None for c in open_calls],
         model_output=shape_tree(output) if output is not None else None,
         failed_index=failed_index,
         peak_memory_bytes=peak,
         seconds=seconds,
     )
+
+
+_TRAINABLE = {0: "", 1: "yes", 2: "no", 3: "partial"}  # bit 1: a trainable parameter, bit 2: a frozen one
+
+
+def _param_table(named) -> Dict[int, Tuple[int, int, str]]:
+    """``id(module) -> (own, subtree, trainable)`` for every submodule of ``named`` (the root's
+    ``named_modules(remove_duplicate=False)``), in one bottom-up walk.
+
+    Subtree counts add up children only when no module or parameter appears twice in the tree (the
+    usual case); with sharing, each module's deduplicated ``parameters()`` is counted instead, which is
+    exact but quadratic in depth.
+    """
+    slots = 0
+    unique = set()
+    modules = {}
+    for _, module in named:
+        modules[id(module)] = module
+        for param in module._parameters.values():
+            if param is not None:
+                slots += 1
+                unique.add(id(param))
+    if slots != len(unique) or len(named) != len(modules):
+        return {key: _param_counts(m) for key, m in modules.items()}
+    table: Dict[int, Tuple[int, int, int]] = {}
+
+    def visit(module: nn.Module) -> Tuple[int, int, int]:
+        own = 0
+        flags = 0
+        for param in module._parameters.values():
+            if param is not None:
+                own += param.numel()
+                flags |= 1 if param.requires_grad else 2
+        subtree = own
+        for child in module._modules.values():
+            if child is not None:
+                _, child_subtree, child_flags = visit(child)
+                subtree += child_subtree
+                flags |= child_flags
+        table[id(module)] = (own, subtree, flags)
+        return own, subtree, flags
+
+    visit(named[0][1])
+    return {key: (own, subtree, _TRAINABLE[flags]) for key, (own, subtree, flags) in table.items()}
 
 
 def _param_counts(module: nn.Module) -> Tuple[int, int, str]:
@@ -274,7 +405,9 @@ def _param_counts(module: nn.Module) -> Tuple[int, int, str]:
 def _hyperparams(module: nn.Module) -> Dict[str, Any]:
     """kernel_size, stride, padding, ... of windowed layers (convolutions and pools)."""
     values = {}
-    if not hasattr(module, "kernel_size"):
+    # Looked up in the instance dict and the class first: hasattr() on a module without the attribute
+    # goes through nn.Module.__getattr__ and an AttributeError, which costs more than the rest of a row.
+    if "kernel_size" not in module.__dict__ and not hasattr(type(module), "kernel_size"):
         return values
     for name in HYPERPARAMETERS:
         value = getattr(module, name, None)

@@ -395,3 +395,16 @@ def test_naming_audit_sees_tied_embeddings_of_an_hf_lm_head():
     assert len(tied) == 1
     assert "transformer.wte.weight" in tied[0].message and "lm_head.weight" in tied[0].message
     assert audit.totals.total_params == model.num_parameters() == param_count(model)
+
+
+def test_hf_decoder_runs_in_no_memory_mode_with_the_same_counts_as_on_cpu():
+    """transformers' mask code calls .item(), which meta tensors refuse: the pass is retried with fake tensors."""
+    pytest.importorskip("transformers")
+    spec = "hf:" + TINY_LLAMA_DIR
+    cpu = resolve_model(spec)
+    meta = resolve_model(spec, empty_weights=True)
+    on_cpu = netscope.summary(cpu.module, cpu.inputs, device="cpu", checks=False, audit_names=False)
+    on_meta = netscope.summary(meta.module, meta.inputs, device="meta", checks=False, audit_names=False)
+    assert on_meta.totals.total_params == on_cpu.totals.total_params == 218_944
+    assert on_meta.totals.total_macs == on_cpu.totals.total_macs > 0
+    assert [c.output_shapes for c in on_meta.layers] == [c.output_shapes for c in on_cpu.layers]

@@ -104,7 +104,7 @@ def build_report(args: argparse.Namespace, *, checks: bool = True, audit_names: 
         resolved = resolve_from_args(args, empty_weights=(device.type == "meta"))
     return run_summary(resolved.module, inputs or resolved.inputs, device=device, dtype=dtype,
                        mode="train" if args.train else "eval", label=resolved.label, owned=True, checks=checks,
-                       audit_names=audit_names)
+                       audit_names=audit_names, quiet=getattr(args, "quiet", False))
 
 
 def _resolve_fitting(args: argparse.Namespace, device, dtype: str):

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
-import gc
 from dataclasses import replace
-from typing import Dict, Iterator, Hashable, List, Optional, Sequence, Set, Tuple
+from typing import Dict, Hashable, List, Optional, Sequence, Set, Tuple
 
 import torch
 import torch.nn as nn
 
 from netscope.errors import UsageError
+from netscope.guard import paused_gc
 from netscope.naming import findings as naming_findings
 from netscope.naming.report import NameEntry, NamingReport, NamingTotals
 from netscope.naming.segments import (
@@ -32,20 +31,8 @@ def audit_names(model: nn.Module, *, label: Optional[str] = None) -> NamingRepor
     if not isinstance(model, nn.Module):
         raise UsageError(f"audit_names needs a torch.nn.Module, got {type(model).__name__}; "
                          "pass the model object itself (not its state_dict or a class)")
-    with _gc_paused():  # the audit allocates many small records; cyclic GC passes would dominate
+    with paused_gc():  # the audit allocates many small records; cyclic GC passes would dominate
         return _audit(model, label or type(model).__name__)
-
-
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector inside the block, restoring its previous state."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def _audit(model: nn.Module, label: str) -> NamingReport:

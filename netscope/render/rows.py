@@ -39,22 +39,54 @@ def render_rows(rows: Sequence[Dict[str, Any]], columns: Sequence[str], fmt: str
         for row in rows:
             writer.writerow(["" if row.get(c) is None else row.get(c) for c in columns])
         return buffer.getvalue()
-    import tabulate
-
     style = "github" if fmt == "markdown" else table_style
     body = [[_cell(row.get(c)) for c in columns] for row in rows]
-    align = ["right" if c in numeric else "left" for c in columns]
-    return tabulate.tabulate(body, headers=[headers.get(c, c) for c in columns], tablefmt=style,
-                             colalign=align, disable_numparse=True)
+    titles = [headers.get(c, c) for c in columns]
+    right = [c in numeric for c in columns]
+    if style == "simple":  # the default: drawn here, since tabulate's per-cell type sniffing dominates big tables
+        return _simple_table(titles, body, right)
+    import tabulate
+
+    body = [[_visible_indent(cell) for cell in cells] for cells in body]  # tabulate strips leading spaces
+    return tabulate.tabulate(body, headers=titles, tablefmt=style,
+                             colalign=["right" if r else "left" for r in right], disable_numparse=True)
+
+
+def _simple_table(titles: List[str], body: List[List[str]], right: List[bool]) -> str:
+    """tabulate's "simple" layout: titles, a dashed rule per column, two spaces between columns."""
+    widths = [len(t) + 2 for t in titles]  # tabulate keeps two spare columns per title
+    for cells in body:
+        for i, cell in enumerate(cells):
+            if len(cell) > widths[i]:
+                widths[i] = len(cell)
+
+    def line(cells):
+        return "  ".join(cell.rjust(w) if r else cell.ljust(w)
+                         for cell, w, r in zip(cells, widths, right)).rstrip()
+
+    title_line = line(titles) if body else "  ".join(t.ljust(w) for t, w in zip(titles, widths)).rstrip()
+    out = [title_line, "  ".join("-" * w for w in widths)]
+    out.extend(line(cells) for cells in body)
+    return "\n".join(out)
+
+
+def _visible_indent(cell: str) -> str:
+    """Leading spaces (a tree's indentation) as dots, which tabulate keeps: ``"    fc"`` -> ``"· · fc"``."""
+    stripped = cell.lstrip(" ")
+    depth = (len(cell) - len(stripped)) // 2
+    return "· " * depth + stripped if depth else cell
 
 
 def _cell(value: Any) -> str:
+    kind = type(value)
+    if kind is str:
+        return value
+    if kind is int:
+        return f"{value:,}"
     if value is None:
         return ""
-    if isinstance(value, bool):
+    if kind is bool:
         return "yes" if value else "no"
-    if isinstance(value, int):
-        return f"{value:,}"
-    if isinstance(value, float):
+    if kind is float:
         return f"{value:,.4g}"
     return str(value)
