@@ -11,6 +11,7 @@ import torch.nn as nn
 
 from netscope.devices import resolve_device
 from netscope.errors import ForwardError, InputSpecError
+from netscope.guard import paused_gc
 from netscope.inputs import InputSpec, TensorSpec, normalize_dtype, normalize_float_dtype
 from netscope.records import RunInfo
 from netscope.report import Report
@@ -47,7 +48,7 @@ def run_summary(model: nn.Module, inputs, *, device: torch.device, dtype: Option
     if mode not in ("eval", "train"):
         raise InputSpecError(f"mode must be 'eval' or 'train', not {mode!r}")
     float_dtype = normalize_float_dtype(dtype) if dtype else model_float_dtype(model)
-    with _placed(model, device, float_dtype, owned) as runnable:
+    with paused_gc(), _placed(model, device, float_dtype, owned) as runnable:
         run_dtype = model_float_dtype(runnable) if any(True for _ in runnable.parameters()) else float_dtype
         if isinstance(inputs, InputSpec):
             args, kwargs = inputs.build(device, run_dtype)

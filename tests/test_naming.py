@@ -379,3 +379,10 @@ def test_cli_errors(capsys):
     assert "error" in capsys.readouterr().err
     assert main(["names", "resnet18", "--table-style", "nope"]) == 2
     assert "unknown table style" in capsys.readouterr().err
+
+
+def test_a_stack_of_numbered_blocks_is_one_finding():
+    model = nn.Sequential(*[nn.Sequential(nn.Linear(4, 4), nn.ReLU()) for _ in range(50)])
+    (finding,) = netscope.audit_names(model).findings
+    assert finding.code == "numbered-sequential" and finding.layer == ""
+    assert "50 numbered Sequentials" in finding.message and "`0.0.weight` would read `0.linear.weight`" in finding.message

@@ -10,7 +10,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Tuple
 
-from netscope.checkpoints import dcp, safetensors_format, sharded, torch_format
+from netscope.checkpoints import dcp, safetensors_format, sharded, torch_format, torch_zip
 from netscope.checkpoints.distributed import distributed_notes
 from netscope.checkpoints.dtypes import torch_dtype_name
 from netscope.checkpoints.info import CheckpointInfo, LoadedCheckpoint
@@ -175,8 +175,16 @@ def _info_from_container(path: str, fmt: str, container: Any, notes: List[str]) 
 
 # ---- torch.save files -------------------------------------------------------------------------------
 
+def _torch_header_view(path: str, weights_only: bool) -> Tuple[Any, List[str]]:
+    """The container with tensors as ``TensorMeta`` (zip files, no torch import) or as mmap'd tensors."""
+    try:
+        return torch_zip.read_container(path), []
+    except torch_zip.FastPathUnavailable:
+        return torch_format.load(path, weights_only=weights_only, mmap=True)
+
+
 def _torch_inspect(path: str, weights_only: bool) -> CheckpointInfo:
-    container, notes = torch_format.load(path, weights_only=weights_only, mmap=True)
+    container, notes = _torch_header_view(path, weights_only)
     info, _ = _info_from_container(path, "torch", container, notes)
     return info
 
@@ -241,7 +249,8 @@ def _sharded_info(path: str, weights_only: bool, load: bool, mmap: bool = True):
             if load:
                 state.update(safetensors_format.load_tensors(shard, header))
         else:
-            container, shard_notes = torch_format.load(shard, weights_only=weights_only, mmap=mmap)
+            container, shard_notes = (torch_format.load(shard, weights_only=weights_only, mmap=mmap) if load
+                                      else _torch_header_view(shard, weights_only))
             _, shard_state = find_state_dict(container)
             shard_tensors = _tensor_metas(shard_state, prefix)
             if load:

@@ -9,6 +9,7 @@ import zipfile
 from typing import Any, Dict, List, Tuple
 
 from netscope.errors import CheckpointError
+from netscope.records import TensorMeta
 
 ZIP_MAGIC = b"PK\x03\x04"
 _GLOBAL_IN_MESSAGE = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
@@ -76,12 +77,18 @@ def _corrupt(path: str, exc: BaseException) -> CheckpointError:
 
 
 def storage_ids(tensors: Dict[str, Any], prefix: str = "") -> Dict[str, str]:
-    """Key -> short storage id (``s0``, ``s1``, ...): equal for keys that share one storage."""
+    """Key -> short storage id (``s0``, ``s1``, ...): equal for keys that share one storage.
+
+    Values are tensors, or ``TensorMeta`` whose ``storage_id`` is the file's storage key (torch_zip).
+    """
     ids: Dict[Any, str] = {}
     out: Dict[str, str] = {}
     for key, tensor in tensors.items():
-        storage = tensor.untyped_storage()
-        identity = ("ptr", storage.data_ptr()) if storage.nbytes() else ("cdata", storage._cdata)
+        if isinstance(tensor, TensorMeta):
+            identity: Any = ("key", tensor.storage_id)
+        else:
+            storage = tensor.untyped_storage()
+            identity = ("ptr", storage.data_ptr()) if storage.nbytes() else ("cdata", storage._cdata)
         if identity not in ids:
             ids[identity] = f"{prefix}s{len(ids)}"
         out[key] = ids[identity]

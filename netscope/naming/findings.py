@@ -261,8 +261,11 @@ def non_persistent_buffer_findings(leaves: Sequence[LeafVisit]) -> List[Finding]
 # --- numbered Sequential paths ----------------------------------------------------------------
 
 def numbered_sequential_findings(visits: Sequence[ModuleVisit]) -> List[Finding]:
-    """Numbered Sequentials reached through another Sequential index: keys like `features.3.0.weight`."""
-    findings = []
+    """Numbered Sequentials reached through another Sequential index: keys like `features.3.0.weight`.
+
+    One finding per enclosing Sequential: a stack of 4,000 numbered blocks is one naming decision, not 4,000.
+    """
+    by_parent: Dict[str, List[ModuleVisit]] = {}
     seen = set()
     for visit in visits:
         module = visit.module
@@ -270,21 +273,34 @@ def numbered_sequential_findings(visits: Sequence[ModuleVisit]) -> List[Finding]
                 or not any(index_accessor(name) for name in module._modules)):
             continue
         seen.add(id(module))
-        names = suggested_names(module)
-        first_child, first_leaf = _first_leaf(module)
-        example = ""
-        if first_child is not None:
-            example = (f" (`{visit.path}.{first_child}.{first_leaf}` would read "
-                       f"`{visit.path}.{names[first_child]}.{first_leaf}`)")
-        findings.append(Finding(
-            Severity.INFO, "numbered-sequential",
-            f"`{visit.path}` is a numbered {type(module).__name__} inside a numbered Sequential, so its keys are "
-            f"positions two levels deep; built from an OrderedDict its children would be named "
-            f"{', '.join(names[n] for n in module._modules)}{example}.",
-            fix="Build it as nn.Sequential(OrderedDict([(name, layer), ...])) for readable keys; renaming changes "
-                "the state_dict keys, so remap existing checkpoints (netscope remap).",
-            layer=visit.path))
-    return findings
+        by_parent.setdefault(visit.path.rpartition(".")[0], []).append(visit)
+    return [_numbered_sequential_finding(parent, group) for parent, group in by_parent.items()]
+
+
+def _numbered_sequential_finding(parent: str, group: List[ModuleVisit]) -> Finding:
+    visit = group[0]
+    module = visit.module
+    names = suggested_names(module)
+    first_child, first_leaf = _first_leaf(module)
+    example = ""
+    if first_child is not None:
+        example = (f" (`{visit.path}.{first_child}.{first_leaf}` would read "
+                   f"`{visit.path}.{names[first_child]}.{first_leaf}`)")
+    children = ", ".join(names[n] for n in module._modules if n in names)
+    if len(group) == 1:
+        what = f"`{visit.path}` is a numbered {type(module).__name__} inside a numbered Sequential"
+        subject, layer = "its", visit.path
+    else:
+        shown = ", ".join(f"`{v.path}`" for v in group[:3]) + (", ..." if len(group) > 3 else "")
+        what = f"`{parent or '(root)'}` holds {len(group):,} numbered Sequentials ({shown}) inside a numbered Sequential"
+        subject, layer = "their", parent
+    return Finding(
+        Severity.INFO, "numbered-sequential",
+        f"{what}, so {subject} keys are positions two levels deep; built from an OrderedDict the children of "
+        f"`{visit.path}` would be named {children}{example}.",
+        fix="Build it as nn.Sequential(OrderedDict([(name, layer), ...])) for readable keys; renaming changes "
+            "the state_dict keys, so remap existing checkpoints (netscope remap).",
+        layer=layer)
 
 
 def suggested_names(sequential: nn.Sequential) -> Dict[str, str]:

@@ -263,21 +263,32 @@ def _finish(state: _Matching, user_rules: Sequence[Rule]) -> Plan:
         decisions.append(KeyDecision(None, key, P.MISSING,
                                      f"no checkpoint tensor for it{f' ({kind} {owner})' if kind else ''}; it keeps its "
                                      "initial value", None, meta.shape))
-    base = list(state.rules) + list(user_rules)
-    candidates = [_dedupe(base + _generalized_module_rules(state.structural_pairs))]
-    if state.structural_pairs:
-        candidates.append(_dedupe(base + [literal_module_rule(s, t) for s, t in state.structural_pairs]))
-    for rules in candidates:
-        notes: List[str] = []
-        reproduce = _rules_reproduce(decisions, rules, notes)
-        if reproduce:
-            break
+    rules, reproduce, notes = _compact_rules(state, user_rules, decisions)
     return Plan(tuple(decisions), tuple(rules), reproduce, tuple(state.notes + notes))
 
 
-def _generalized_module_rules(module_pairs: Sequence[Tuple[str, str]]) -> List[Rule]:
-    """One rule per distinct rename below a shared path (``reduce.0`` -> ``conv1`` in every block); index
-    segments equal on both sides become ``(\\d+)`` so that ``blocks.N.0`` -> ``layers.N.conv`` is one rule."""
+def _compact_rules(state: _Matching, user_rules: Sequence[Rule],
+                   decisions: Sequence[KeyDecision]) -> Tuple[List[Rule], bool, List[str]]:
+    """(rules, whether they reproduce the mapping, notes): the generalized module renames when they
+    reproduce it, else one literal rule per structurally renamed module."""
+    loaded = [d for d in decisions if d.loads and d.reason != P.ALIAS]
+    base = list(state.rules) + list(user_rules)
+    pairs = state.structural_pairs
+    renames = _generalized_renames(pairs)
+    # with renamed modules, a generalized set too large to verify cannot win: its regexes are not built
+    if not pairs or len(loaded) * len(renames) <= RULE_CHECK_BUDGET:
+        notes: List[str] = []
+        rules = _dedupe(base + [_rename_rule(s, t) for s, t in renames])
+        reproduce = _rules_reproduce(loaded, rules, notes)
+        if reproduce or not pairs:
+            return rules, reproduce, notes
+    notes = []
+    rules = _dedupe(base + [literal_module_rule(s, t) for s, t in pairs])
+    return rules, _rules_reproduce(loaded, rules, notes), notes
+
+
+def _generalized_renames(module_pairs: Sequence[Tuple[str, str]]) -> Dict[Tuple[tuple, tuple], None]:
+    """Distinct (source parts, target parts) below the shared path; ``None`` marks an index kept as is."""
     renames: Dict[Tuple[Tuple[str, ...], Tuple[str, ...]], None] = {}
     for source_module, target_module in module_pairs:
         s, t = source_module.split("."), target_module.split(".")
@@ -290,17 +301,19 @@ def _generalized_module_rules(module_pairs: Sequence[Tuple[str, str]]) -> List[R
             s = [None if i in digits else p for i, p in enumerate(s)]
             t = [None if i in digits else p for i, p in enumerate(t)]
         renames[(tuple(s), tuple(t))] = None
-    rules = []
-    for s_parts, t_parts in renames:
-        pattern, replacement, group = "(^|\\.)", "\\1", 1
-        for part in s_parts:
-            pattern += "(\\d+)\\." if part is None else re.escape(part + ".")
-        holes = iter(range(2, 2 + sum(p is None for p in s_parts)))
-        for part in t_parts:
-            replacement += f"\\{next(holes)}." if part is None else part.replace("\\", "\\\\") + "."
-        group = 2 + sum(p is None for p in s_parts)
-        rules.append(Rule(pattern + "([^.]+)$", replacement + f"\\{group}"))
-    return rules
+    return renames
+
+
+def _rename_rule(s_parts: Sequence[Optional[str]], t_parts: Sequence[Optional[str]]) -> Rule:
+    """The rule for one generalized rename: module ``s_parts`` -> ``t_parts``, leaf kept."""
+    pattern, replacement = "(^|\\.)", "\\1"
+    for part in s_parts:
+        pattern += "(\\d+)\\." if part is None else re.escape(part + ".")
+    holes = iter(range(2, 2 + sum(p is None for p in s_parts)))
+    for part in t_parts:
+        replacement += f"\\{next(holes)}." if part is None else part.replace("\\", "\\\\") + "."
+    group = 2 + sum(p is None for p in s_parts)
+    return Rule(pattern + "([^.]+)$", replacement + f"\\{group}")
 
 
 def _dedupe(rules: List[Rule]) -> List[Rule]:
@@ -313,8 +326,8 @@ def _dedupe(rules: List[Rule]) -> List[Rule]:
     return result
 
 
-def _rules_reproduce(decisions: Sequence[KeyDecision], rules: Sequence[Rule], notes: List[str]) -> bool:
-    loaded = [d for d in decisions if d.loads and d.reason != P.ALIAS]
+def _rules_reproduce(loaded: Sequence[KeyDecision], rules: Sequence[Rule], notes: List[str]) -> bool:
+    """Whether ``rules`` rename every loaded (non-alias) decision's source to its target."""
     if len(loaded) * max(1, len(rules)) > RULE_CHECK_BUDGET:
         notes.append(f"{len(rules)} compact rules were not verified against {len(loaded)} keys (too many); "
                      "replay with --plan for an exact mapping")

@@ -1,0 +1,219 @@
+"""List zip-format ``torch.save`` files without importing torch or reading tensor bytes.
+
+``data.pkl`` is unpickled by a restricted unpickler whose ``find_class`` knows only the globals a plain
+state dict (or a training checkpoint of dicts, lists, numbers and tensors) uses, and maps each to a
+stand-in: storages become ``_Storage`` (key, dtype, element count) and tensors become ``TensorMeta``
+whose ``storage_id`` is the storage key. Every such global is one torch's ``weights_only`` loader
+allows, so nothing can run code. Anything else (an unknown global, an odd record, a view outside its
+storage) raises ``FastPathUnavailable`` and the caller falls back to ``torch.load``, which applies the
+``weights_only`` rules and gives the usual error messages.
+"""
+
+from __future__ import annotations
+
+import _compat_pickle
+import codecs
+import collections
+import io
+import os
+import pickle
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Optional, Tuple
+
+from netscope.checkpoints.dtypes import itemsize
+from netscope.records import TensorMeta
+
+# legacy ``torch.<Name>Storage`` classes named in pickles -> dtype name (torch.storage's BC table)
+LEGACY_STORAGE_DTYPES = {
+    "DoubleStorage": "float64", "FloatStorage": "float32", "HalfStorage": "float16",
+    "LongStorage": "int64", "IntStorage": "int32", "ShortStorage": "int16", "CharStorage": "int8",
+    "ByteStorage": "uint8", "BoolStorage": "bool", "BFloat16Storage": "bfloat16",
+    "ComplexDoubleStorage": "complex128", "ComplexFloatStorage": "complex64",
+}
+
+
+class FastPathUnavailable(Exception):
+    """The file needs torch itself to be read (or to produce torch's exact error): fall back."""
+
+
+@dataclass(frozen=True)
+class _StorageType:
+    dtype: str
+
+
+@dataclass(frozen=True)
+class _Dtype:
+    name: str
+
+    netscope_summary = "dtype"  # how layouts.summarize_value words a torch.dtype entry
+
+
+@dataclass(frozen=True)
+class _Storage:
+    key: str
+    dtype: str
+    numel: int
+
+    @property
+    def nbytes(self) -> int:
+        return self.numel * itemsize(self.dtype)
+
+
+class _TensorType:
+    """Stands for ``torch.Tensor`` / ``nn.Parameter`` as the ``new_type`` of ``_rebuild_from_type_v2``."""
+
+
+_TENSOR_TYPE = _TensorType()
+
+
+def _view_bytes(offset: int, size: Tuple[int, ...], stride: Tuple[int, ...], element: int) -> int:
+    """Bytes of storage a strided view needs (what ``Tensor.set_`` checks)."""
+    if any(d == 0 for d in size):
+        return 0
+    last = offset + sum((d - 1) * s for d, s in zip(size, stride))
+    return (last + 1) * element
+
+
+def _tensor(storage: Any, offset: Any, size: Any, stride: Any, dtype: str) -> TensorMeta:
+    if not isinstance(storage, _Storage) or not isinstance(offset, int):
+        raise FastPathUnavailable("tensor arguments of an unexpected type")
+    if not (isinstance(size, tuple) and isinstance(stride, tuple) and len(size) == len(stride)
+            and all(isinstance(d, int) and d >= 0 for d in size)
+            and all(isinstance(s, int) and s >= 0 for s in stride) and offset >= 0):
+        raise FastPathUnavailable("tensor shape or strides of an unexpected form")
+    element = itemsize(dtype)
+    if not element or _view_bytes(offset, size, stride, element) > storage.nbytes:
+        raise FastPathUnavailable("tensor view outside its storage, or an unknown dtype")
+    return TensorMeta(tuple(size), dtype, storage.key)
+
+
+def _rebuild_tensor_v2(storage, offset, size, stride, requires_grad=False, hooks=None, metadata=None):
+    if not isinstance(storage, _Storage):
+        raise FastPathUnavailable("tensor without a storage")
+    return _tensor(storage, offset, size, stride, storage.dtype)
+
+
+def _rebuild_tensor_v3(storage, offset, size, stride, requires_grad, hooks, dtype, metadata=None):
+    if not isinstance(dtype, _Dtype) or not isinstance(storage, _Storage) or storage.dtype != "uint8":
+        raise FastPathUnavailable("v3 tensor without an untyped storage and a dtype")
+    element = itemsize(dtype.name)
+    if not element:
+        raise FastPathUnavailable(f"dtype {dtype.name} of unknown size")
+    # the untyped storage counts bytes; the view's offset and strides count elements of ``dtype``
+    typed = _Storage(storage.key, dtype.name, storage.numel // element)
+    return _tensor(typed, offset, size, stride, dtype.name)
+
+
+def _rebuild_parameter(data, requires_grad=True, hooks=None, state=None):
+    if not isinstance(data, TensorMeta):
+        raise FastPathUnavailable("parameter without tensor data")
+    return data
+
+
+def _rebuild_from_type_v2(func, new_type, args, state):
+    if new_type is not _TENSOR_TYPE or func not in (_rebuild_tensor_v2, _rebuild_tensor_v3, _rebuild_parameter):
+        raise FastPathUnavailable("tensor subclass")
+    return func(*args)
+
+
+# (module, name) -> the stand-in find_class returns; everything here is allowed by torch's weights_only
+_GLOBALS: Dict[Tuple[str, str], Any] = {
+    ("collections", "OrderedDict"): collections.OrderedDict,
+    ("collections", "Counter"): collections.Counter,
+    ("builtins", "set"): set,
+    ("builtins", "complex"): complex,
+    ("builtins", "bytearray"): bytearray,
+    ("_codecs", "encode"): codecs.encode,  # how protocol 2 pickles bytes
+    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
+    ("torch._utils", "_rebuild_tensor_v3"): _rebuild_tensor_v3,
+    ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
+    ("torch._utils", "_rebuild_parameter_with_state"): _rebuild_parameter,
+    ("torch._tensor", "_rebuild_from_type_v2"): _rebuild_from_type_v2,
+    ("torch", "Tensor"): _TENSOR_TYPE,
+    ("torch._tensor", "Tensor"): _TENSOR_TYPE,
+    ("torch.nn.parameter", "Parameter"): _TENSOR_TYPE,
+    ("torch", "UntypedStorage"): _StorageType("uint8"),
+    ("torch.storage", "UntypedStorage"): _StorageType("uint8"),
+}
+_GLOBALS.update({("torch", name): _StorageType(dtype) for name, dtype in LEGACY_STORAGE_DTYPES.items()})
+
+
+class _HeaderUnpickler(pickle.Unpickler):
+    """Builds only containers, numbers, strings and tensor stand-ins; refuses every other global."""
+
+    def __init__(self, data: bytes, storage_bytes: Callable[[str], Optional[int]]):
+        super().__init__(io.BytesIO(data))
+        self._storage_bytes = storage_bytes
+        self._storages: Dict[str, _Storage] = {}
+
+    def find_class(self, module: str, name: str) -> Any:
+        # protocol 2 pickles name Python 2 modules (``__builtin__.set``): rename them as pickle would
+        if (module, name) in _compat_pickle.NAME_MAPPING:
+            module, name = _compat_pickle.NAME_MAPPING[(module, name)]
+        elif module in _compat_pickle.IMPORT_MAPPING:
+            module = _compat_pickle.IMPORT_MAPPING[module]
+        found = _GLOBALS.get((module, name))
+        if found is not None:
+            return found
+        if module == "torch" and itemsize(name) and name not in ("qint8", "quint8", "qint32"):
+            return _Dtype(name)  # dtypes named by _rebuild_tensor_v3 (float8, uint16, ...)
+        raise FastPathUnavailable(f"global {module}.{name}")
+
+    def persistent_load(self, saved_id: Any) -> _Storage:
+        if not (isinstance(saved_id, tuple) and len(saved_id) == 5 and saved_id[0] == "storage"):
+            raise FastPathUnavailable("persistent id that is not a storage")
+        _, storage_type, key, _location, numel = saved_id
+        if not (isinstance(storage_type, _StorageType) and isinstance(key, str) and isinstance(numel, int)):
+            raise FastPathUnavailable("storage record of an unexpected form")
+        known = self._storages.get(key)
+        if known is not None:
+            return known
+        storage = _Storage(key, storage_type.dtype, numel)
+        available = self._storage_bytes(key)
+        if available is None or available < storage.nbytes:
+            raise FastPathUnavailable(f"storage {key} missing or shorter than its tensors")
+        self._storages[key] = storage
+        return storage
+
+
+def read_container(path: str) -> Any:
+    """The unpickled ``data.pkl`` of a zip torch file, tensors replaced by ``TensorMeta`` (storage_id =
+    storage key). Raises ``FastPathUnavailable`` for anything the restricted reader does not cover."""
+    if os.fspath(path).endswith(".safetensors"):
+        raise FastPathUnavailable("torch file named .safetensors (torch.load reads it differently)")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            records = {info.filename: info for info in archive.infolist()}
+            prefix = _archive_prefix(records)
+            if f"{prefix}constants.pkl" in records:
+                raise FastPathUnavailable("TorchScript archive")
+            byteorder = records.get(f"{prefix}byteorder")
+            if byteorder is not None and archive.read(byteorder) not in (b"little", b"big"):
+                raise FastPathUnavailable("unknown byte order")
+            data = archive.read(records[f"{prefix}data.pkl"])
+    except (OSError, zipfile.BadZipFile, KeyError, ValueError, EOFError) as exc:
+        raise FastPathUnavailable(f"unreadable zip ({type(exc).__name__})") from None
+
+    def storage_bytes(key: str) -> Optional[int]:
+        record = records.get(f"{prefix}data/{key}")
+        return None if record is None or record.compress_type != zipfile.ZIP_STORED else record.file_size
+
+    try:
+        container = _HeaderUnpickler(data, storage_bytes).load()
+    except FastPathUnavailable:
+        raise
+    except Exception as exc:  # truncated or malformed pickle: torch.load words the error
+        raise FastPathUnavailable(f"pickle not readable ({type(exc).__name__})") from None
+    if not isinstance(container, Mapping):
+        raise FastPathUnavailable("top-level object is not a mapping (its layout names torch's type)")
+    return container
+
+
+def _archive_prefix(records: Mapping[str, Any]) -> str:
+    """``"<archive>/"``: torch names every record under one top-level folder, given by the first record."""
+    first = next(iter(records), "")
+    if "/" not in first:
+        raise FastPathUnavailable("zip without an archive folder")
+    return first.split("/", 1)[0] + "/"
