@@ -237,3 +237,16 @@ def test_keys_command_output_unchanged(tmp_path, capsys):
     assert main(["keys", path, "--format", "json"]) == 0
     shown = json.loads(capsys.readouterr().out)
     assert shown == _torch_info(path).to_dict()
+
+
+def test_bare_storages_and_dtypes_as_values(tmp_path):
+    bare = str(tmp_path / "bare.pt")
+    torch.save({"w": torch.zeros(2), "raw": torch.zeros(3).untyped_storage()}, bare)
+    with pytest.raises(torch_zip.FastPathUnavailable, match="storage"):
+        torch_zip.read_container(bare)  # torch names the storage's type: it reads this file itself
+    assert inspect_checkpoint(bare) == _torch_info(bare)
+    dtype_entry = str(tmp_path / "dtype.pt")
+    torch.save({"w": torch.zeros(2), "dtype": torch.bfloat16, "nested": [{"d": torch.float8_e4m3fn}]}, dtype_entry)
+    torch_zip.read_container(dtype_entry)
+    assert inspect_checkpoint(dtype_entry) == _torch_info(dtype_entry)
+    assert inspect_checkpoint(dtype_entry).other_entries["dtype"] == "dtype"

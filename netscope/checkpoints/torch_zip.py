@@ -38,19 +38,19 @@ class FastPathUnavailable(Exception):
     """The file needs torch itself to be read (or to produce torch's exact error): fall back."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _StorageType:
     dtype: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Dtype:
     name: str
 
     netscope_summary = "dtype"  # how layouts.summarize_value words a torch.dtype entry
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Storage:
     key: str
     dtype: str
@@ -63,6 +63,8 @@ class _Storage:
 
 class _TensorType:
     """Stands for ``torch.Tensor`` / ``nn.Parameter`` as the ``new_type`` of ``_rebuild_from_type_v2``."""
+
+    __slots__ = ()
 
 
 _TENSOR_TYPE = _TensorType()
@@ -208,7 +210,20 @@ def read_container(path: str) -> Any:
         raise FastPathUnavailable(f"pickle not readable ({type(exc).__name__})") from None
     if not isinstance(container, Mapping):
         raise FastPathUnavailable("top-level object is not a mapping (its layout names torch's type)")
+    _refuse_bare_stand_ins(container)
     return container
+
+
+def _refuse_bare_stand_ins(value: Any, depth: int = 0) -> None:
+    """A storage or class saved as a value would be summarized under the stand-in's name: let torch read it."""
+    if isinstance(value, (_Storage, _StorageType, _TensorType)) or depth > 100:
+        raise FastPathUnavailable("a storage or torch class saved as a value")
+    if isinstance(value, Mapping):
+        value = list(value.keys()) + list(value.values())
+    if isinstance(value, (list, tuple, set)):
+        for item in value:
+            if not isinstance(item, (str, int, float, TensorMeta)):
+                _refuse_bare_stand_ins(item, depth + 1)
 
 
 def _archive_prefix(records: Mapping[str, Any]) -> str:
