@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from netscope.records import TensorMeta
-from netscope.remapping.layout import leaf_of, module_of
 from netscope.remapping.wrappers import WRAPPER_TOKENS
 
 Shape = Tuple[int, ...]
@@ -34,6 +33,8 @@ class IndexShift:
 def _index_positions(key: str):
     """(container, index, rest, actual prefix) for each numeric segment of ``key``, wrappers ignored."""
     parts = key.split(".")
+    if not any(map(str.isdigit, parts)):  # the common case: nothing to yield
+        return
     real = [(i, p) for i, p in enumerate(parts) if p not in WRAPPER_TOKENS] if ("module" in key or "_orig_mod" in key) \
         else list(enumerate(parts))
     for n in range(len(real) - 1):
@@ -66,7 +67,9 @@ def sequential_shifts(source_keys: Sequence[str], source_metas: Mapping[str, Ten
                       target_keys: Sequence[str], target_metas: Mapping[str, TensorMeta]) -> List[IndexShift]:
     """Shifted indices of the same container, paired by order when every paired child has the same
     tensors (names after the index and shapes). Outer containers are tried first; a key is used once."""
-    shared = _containers(source_keys) & _containers(target_keys)
+    shared = _containers(source_keys)
+    if shared:
+        shared &= _containers(target_keys)
     if not shared:
         return []
     source_groups = _index_groups(source_keys, source_metas, shared)
@@ -131,26 +134,37 @@ class LeafGroup:
     def kind(self) -> tuple:
         """What must agree for two groups to be the same kind of layer: the weight's shape (or all
         shapes when there is no 'weight') and whether it keeps running statistics."""
-        items = self.items()
-        running = "running_mean" in items or "running_var" in items
-        if "weight" in items:
-            return ("weight", items["weight"], running)
-        return ("all", tuple(sorted(items.items())), running)
+        return _kind(self.items())
+
+
+def _kind(items: Dict[str, Shape]) -> tuple:
+    running = "running_mean" in items or "running_var" in items
+    if "weight" in items:
+        return ("weight", items["weight"], running)
+    return ("all", tuple(sorted(items.items())), running)
 
 
 def leaf_groups(keys: Sequence[str], metas: Mapping[str, TensorMeta]) -> List[LeafGroup]:
     order: Dict[str, List[str]] = {}
     for key in keys:
-        order.setdefault(module_of(key), []).append(key)
-    return [LeafGroup(module, tuple((leaf_of(k), metas[k].shape) for k in group), tuple(group))
+        module = key.rpartition(".")[0]
+        group = order.get(module)
+        if group is None:  # (no setdefault: a throwaway list per key would feed the garbage collector)
+            order[module] = group = []
+        group.append(key)
+    return [LeafGroup(module, tuple((key.rpartition(".")[2], metas[key].shape) for key in group), tuple(group))
             for module, group in order.items()]
 
 
 def compatible(a: LeafGroup, b: LeafGroup) -> bool:
-    if a.kind() != b.kind():
-        return False
-    ia, ib = a.items(), b.items()
-    common = set(ia) & set(ib)
+    return a.kind() == b.kind() and _shapes_agree(a.items(), b.items())
+
+
+def _shapes_agree(ia: Dict[str, Shape], ib: Dict[str, Shape]) -> bool:
+    """At least one leaf name in common, and every common leaf has the same shape."""
+    if ia == ib:  # the usual case, decided in C
+        return bool(ia)
+    common = ia.keys() & ib.keys()
     return bool(common) and all(ia[k] == ib[k] for k in common)
 
 
@@ -162,9 +176,12 @@ class GroupAlignment:
 
 def align_groups(source: Sequence[LeafGroup], target: Sequence[LeafGroup]) -> GroupAlignment:
     """Order-preserving pairing of compatible groups (see module docstring)."""
-    source_kinds = [g.kind() for g in source]
-    target_kinds = [g.kind() for g in target]
-    fits = lambda i, j: source_kinds[i] == target_kinds[j] and compatible(source[i], target[j])  # noqa: E731
+    source_items = [g.items() for g in source]
+    target_items = [g.items() for g in target]
+    source_kinds = [_kind(items) for items in source_items]
+    target_kinds = [_kind(items) for items in target_items]
+    fits = lambda i, j: (source_kinds[i] == target_kinds[j]  # noqa: E731  (compatible(), kinds computed once)
+                         and _shapes_agree(source_items[i], target_items[j]))
     pairs: List[Tuple[int, int]] = []
     ambiguous: Dict[int, str] = {}
     stack = [(0, len(source), 0, len(target))]
@@ -269,10 +286,11 @@ def structural_alignment(source_keys: Sequence[str], source_metas: Mapping[str, 
         kind = module_type(tg.module)
         module_pairs.append((sg.module, tg.module))
         target_items = dict(zip((leaf for leaf, _ in tg.tensors), tg.keys))
+        detail = f"same position, kind and shape as {tg.module} ({kind})" if kind else \
+            f"same position, kind and shape as {tg.module}"
         for (leaf, _), key in zip(sg.tensors, sg.keys):
             if leaf in target_items:
-                where = f"{tg.module} ({kind})" if kind else tg.module
-                pairs.append((key, target_items[leaf], f"same position, kind and shape as {where}"))
+                pairs.append((key, target_items[leaf], detail))
             else:
                 label = f"{tg.module or '(root)'}" + (f" ({kind})" if kind else "")
                 extra = " (an extra bias: the target layer is built with bias=False)" if leaf == "bias" else ""

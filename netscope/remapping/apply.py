@@ -41,10 +41,12 @@ def apply_plan(state_dict: Mapping[str, Any], plan: Plan, target_order=()) -> "O
         if key in placed:
             result[key] = placed.pop(key)
     result.update(placed)
+    metadata = getattr(state_dict, "_metadata", None)
+    if not others and metadata is None:
+        return result
     modules = module_mapping(plan)
     for key, value in others.items():
         result.setdefault(_rename_by_module(key, modules), value)
-    metadata = getattr(state_dict, "_metadata", None)
     if metadata is not None:
         result._metadata = remap_metadata(metadata, modules)  # type: ignore[attr-defined]
     return result

@@ -43,20 +43,26 @@ class Coverage:
 
 def compute_coverage(target: TensorLayout, loaded_keys: Iterable[str]) -> Coverage:
     loaded_set: Set[str] = set(loaded_keys)
-    groups: Dict[str, List[str]] = {}
-    for key, meta in target.tensors.items():
-        if target.is_parameter(key):
-            groups.setdefault(meta.storage_id or key, []).append(key)
+    tensors, parameter_keys = target.tensors, target.parameter_keys
+    first_of: Dict[str, str] = {}  # storage (or the key itself) -> its first parameter key
+    tied: Dict[str, List[str]] = {}  # first key -> every key of that storage, for storages with several
+    for key, meta in tensors.items():
+        if parameter_keys is None or key in parameter_keys:
+            first = first_of.setdefault(meta.storage_id or key, key)
+            if first != key:
+                tied.setdefault(first, [first]).append(key)
     per_top: Dict[str, List[int]] = {}
     loaded_total = total = 0
     loaded_nodes, unloaded_keys = [], []
-    for keys in groups.values():
-        key = keys[0]
-        numel = target.tensors[key].numel
-        is_loaded = len(keys) == 1 and key in loaded_set or any(k in loaded_set for k in keys)
+    for key in first_of.values():
+        numel = tensors[key].numel
+        group = tied.get(key)
+        is_loaded = key in loaded_set if group is None else any(k in loaded_set for k in group)
         total += numel
         top = key.partition(".")[0] if "." in key else "(root)"
-        entry = per_top.setdefault(top, [0, 0])
+        entry = per_top.get(top)
+        if entry is None:
+            per_top[top] = entry = [0, 0]
         entry[1] += numel
         if is_loaded:
             loaded_total += numel

@@ -8,6 +8,7 @@ Pure metadata: no tensor is read.
 from __future__ import annotations
 
 import re
+from functools import cached_property
 from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 from netscope.errors import CheckpointError
@@ -17,7 +18,7 @@ from netscope.remapping.layout import TensorLayout, module_of
 from netscope.remapping.plan import KeyDecision, Plan
 from netscope.remapping.rules import Rule, RuleChain, literal_module_rule, literal_prefix_rule
 from netscope.remapping.wrappers import (FSDP_HINT, WrapperIndex, describe_wrapper_change, flat_param_keys,
-                                     prefix_votes)
+                                     may_hold_wrapper_token, prefix_votes)
 
 RULE_CHECK_BUDGET = 5_000_000  # key x rule applications spent verifying the compact rules
 
@@ -41,6 +42,12 @@ class _Matching:
             for key in keys:
                 self._target_groups[key] = keys
 
+    @cached_property
+    def last_parameterized_module(self) -> Optional[str]:
+        """The module holding the target's last parameter (typically the classifier); None without any."""
+        params = [k for k in self.target.tensors if self.target.is_parameter(k)]
+        return module_of(params[-1]) if params else None
+
     def target_open(self, key: str) -> bool:
         return key in self.target.tensors and key not in self.filled and key not in self.covered
 
@@ -60,12 +67,15 @@ class _Matching:
             return False
         self.assigned[source] = (target, reason, detail)
         self.filled[target] = source
-        self.covered.pop(target, None)
-        for tied in self._target_groups.get(target, ()):
-            if tied != target and tied not in self.filled:
-                self.covered[tied] = target
+        if self.covered:
+            self.covered.pop(target, None)
+        if self._target_groups:
+            for tied in self._target_groups.get(target, ()):
+                if tied != target and tied not in self.filled:
+                    self.covered[tied] = target
         self.open_sources.pop(source, None)
-        self.why_unmatched.pop(source, None)
+        if self.why_unmatched:
+            self.why_unmatched.pop(source, None)
         return True
 
 
@@ -110,8 +120,14 @@ def _exact(state: _Matching) -> None:
 
 
 def _wrappers(state: _Matching) -> None:
-    index = WrapperIndex(state.free_targets())
-    for key in list(state.open_sources):
+    # two keys without wrapper tokens are equal or unrelated, so every match involves a token on one side
+    targets = state.free_targets()
+    token_targets = [k for k in targets if may_hold_wrapper_token(k)]
+    token_sources = [k for k in state.open_sources if may_hold_wrapper_token(k)]
+    if not token_targets and not token_sources:
+        return
+    index = WrapperIndex(targets if token_sources else token_targets)
+    for key in (list(state.open_sources) if token_targets else token_sources):
         targets = index.best_targets(key, state.target_free)
         if len(targets) == 1:
             if state.assign(key, targets[0], P.WRAPPER, describe_wrapper_change(key, targets[0])):
@@ -210,16 +226,11 @@ def _mismatch_detail(state: _Matching, source: str, target: str, how: str) -> st
     if len(s_shape) == len(t_shape) and s_shape[1:] == t_shape[1:] and s_shape[:1] != t_shape[:1]:
         owner = module_of(target)
         kind = state.target.module_type(owner)
-        if kind in ("Linear", "LazyLinear", "") and _is_last_parameterized(state.target, owner):
+        if kind in ("Linear", "LazyLinear", "") and state.last_parameterized_module == owner:
             text += f": a classifier with a different number of classes ({s_shape[0]} vs {t_shape[0]})"
         else:
             text += f": a different number of output features ({s_shape[0]} vs {t_shape[0]})"
     return text + "; not loaded"
-
-
-def _is_last_parameterized(layout: TensorLayout, module: str) -> bool:
-    params = [k for k in layout.tensors if layout.is_parameter(k)]
-    return bool(params) and module_of(params[-1]) == module
 
 
 def _finish(state: _Matching, user_rules: Sequence[Rule]) -> Plan:
@@ -231,8 +242,9 @@ def _finish(state: _Matching, user_rules: Sequence[Rule]) -> Plan:
             source_group_of[key] = keys
     mismatched_targets: Set[str] = set()
     for key, meta in source.tensors.items():
-        if key in state.assigned:
-            t, reason, detail = state.assigned[key]
+        assigned = state.assigned.get(key)
+        if assigned is not None:
+            t, reason, detail = assigned
             decisions.append(KeyDecision(key, t, reason, detail, meta.shape, target.tensors[t].shape))
             continue
         pending = state.pending.get(key)
@@ -274,7 +286,7 @@ def _compact_rules(state: _Matching, user_rules: Sequence[Rule],
     loaded = [d for d in decisions if d.loads and d.reason != P.ALIAS]
     base = list(state.rules) + list(user_rules)
     pairs = state.structural_pairs
-    renames = _generalized_renames(pairs)
+    renames = _generalized_renames(pairs, RULE_CHECK_BUDGET // len(loaded) if loaded else None)
     # with renamed modules, a generalized set too large to verify cannot win: its regexes are not built
     if not pairs or len(loaded) * len(renames) <= RULE_CHECK_BUDGET:
         notes: List[str] = []
@@ -287,8 +299,10 @@ def _compact_rules(state: _Matching, user_rules: Sequence[Rule],
     return rules, _rules_reproduce(loaded, rules, notes), notes
 
 
-def _generalized_renames(module_pairs: Sequence[Tuple[str, str]]) -> Dict[Tuple[tuple, tuple], None]:
-    """Distinct (source parts, target parts) below the shared path; ``None`` marks an index kept as is."""
+def _generalized_renames(module_pairs: Sequence[Tuple[str, str]],
+                         max_count: Optional[int] = None) -> Dict[Tuple[tuple, tuple], None]:
+    """Distinct (source parts, target parts) below the shared path; ``None`` marks an index kept as is.
+    Stops as soon as there are more than ``max_count`` of them."""
     renames: Dict[Tuple[Tuple[str, ...], Tuple[str, ...]], None] = {}
     for source_module, target_module in module_pairs:
         s, t = source_module.split("."), target_module.split(".")
@@ -301,6 +315,8 @@ def _generalized_renames(module_pairs: Sequence[Tuple[str, str]]) -> Dict[Tuple[
             s = [None if i in digits else p for i, p in enumerate(s)]
             t = [None if i in digits else p for i, p in enumerate(t)]
         renames[(tuple(s), tuple(t))] = None
+        if max_count is not None and len(renames) > max_count:
+            break
     return renames
 
 

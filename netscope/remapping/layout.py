@@ -25,11 +25,14 @@ class TensorLayout:
 
     def storage_groups(self) -> Dict[str, List[str]]:
         """storage_id -> keys that share it, for storages named by more than one key."""
-        groups: Dict[str, List[str]] = {}
+        first_of: Dict[str, str] = {}  # storage_id -> its first key
+        groups: Dict[str, List[str]] = {}  # only storages seen twice, so no list per tensor
         for key, meta in self.tensors.items():
             if meta.storage_id is not None:
-                groups.setdefault(meta.storage_id, []).append(key)
-        return {sid: keys for sid, keys in groups.items() if len(keys) > 1}
+                first = first_of.setdefault(meta.storage_id, key)
+                if first != key:
+                    groups.setdefault(meta.storage_id, [first]).append(key)
+        return {sid: groups[sid] for sid in first_of if sid in groups}
 
     def module_type(self, module: str) -> str:
         return self.module_types.get(module, "")
@@ -41,11 +44,24 @@ def dtype_name(dtype) -> str:
 
 def tensor_meta(tensor, storage_id: Optional[str] = None) -> TensorMeta:
     """TensorMeta of a real or meta tensor; ``storage_id`` defaults to the storage's address and offset."""
-    if storage_id is None and tensor.device.type != "meta":
+    return _meta_of(tensor, dtype_name(tensor.dtype), storage_id)
+
+
+def _meta_of(tensor, dtype: str, storage_id: Optional[str] = None) -> TensorMeta:
+    """``tensor_meta`` with the dtype's name already known."""
+    if storage_id is None and not tensor.is_meta:
         storage = tensor.untyped_storage()
         if storage.nbytes() > 0:
             storage_id = f"{tensor.device}:{storage.data_ptr()}"
-    return TensorMeta(tuple(int(d) for d in tensor.shape), dtype_name(tensor.dtype), storage_id)
+    return TensorMeta(tuple(map(int, tensor.shape)), dtype, storage_id)
+
+
+class _DtypeNames(dict):
+    """dtype -> name, computed once per dtype for the life of one layout build."""
+
+    def __missing__(self, dtype) -> str:
+        self[dtype] = name = dtype_name(dtype)
+        return name
 
 
 def split_state_dict(state_dict: Mapping) -> Tuple[Dict[str, object], Dict[str, object]]:
@@ -61,7 +77,8 @@ def split_state_dict(state_dict: Mapping) -> Tuple[Dict[str, object], Dict[str, 
 def source_layout(state_dict: Mapping) -> TensorLayout:
     """Layout of an in-memory state dict (tensors sharing a storage get equal storage ids)."""
     tensors, _ = split_state_dict(state_dict)
-    return TensorLayout({str(k): tensor_meta(v) for k, v in tensors.items()})
+    names = _DtypeNames()
+    return TensorLayout({str(k): _meta_of(v, names[v.dtype]) for k, v in tensors.items()})
 
 
 def layout_from_metas(metas: Mapping[str, TensorMeta]) -> TensorLayout:
@@ -73,16 +90,15 @@ def model_layout(model) -> TensorLayout:
 
     Tied tensors (one Parameter under two names) get the same storage id. No data is read or moved.
     """
+    import torch
+
     state = model.state_dict(keep_vars=True)
     module_types = {name: type(module).__name__ for name, module in model.named_modules(remove_duplicate=False)}
     parameter_names = {name for name, _ in model.named_parameters(remove_duplicate=False)}
-    tensors: Dict[str, TensorMeta] = {}
-    import torch
-
-    for key, value in state.items():
-        if isinstance(value, torch.Tensor):
-            tensors[key] = TensorMeta(tuple(int(d) for d in value.shape), dtype_name(value.dtype), f"id:{id(value)}")
-    return TensorLayout(tensors, module_types, frozenset(k for k in tensors if k in parameter_names))
+    names = _DtypeNames()
+    tensors = {key: TensorMeta(tuple(map(int, value.shape)), names[value.dtype], f"id:{id(value)}")
+               for key, value in state.items() if isinstance(value, torch.Tensor)}
+    return TensorLayout(tensors, module_types, frozenset(parameter_names.intersection(tensors)))
 
 
 def module_of(key: str) -> str:

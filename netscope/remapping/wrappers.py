@@ -14,9 +14,14 @@ WRAPPER_TOKENS = frozenset({"module", "_orig_mod", "_fsdp_wrapped_module", "_che
 FSDP_FLAT_MARKERS = ("_flat_param", "flat_param_")
 
 
+def may_hold_wrapper_token(key: str) -> bool:
+    """False when ``key`` surely has no wrapper token (a fast substring test)."""
+    return "module" in key or "_orig_mod" in key  # every token contains one of these
+
+
 def normalized(key: str) -> str:
     """The key without any wrapper token."""
-    if "module" not in key and "_orig_mod" not in key:  # every token contains one of these
+    if not may_hold_wrapper_token(key):
         return key
     return ".".join(part for part in key.split(".") if part not in WRAPPER_TOKENS)
 
@@ -91,17 +96,23 @@ def prefix_votes(unmatched_sources: Sequence[str], open_targets: Dict[str, objec
     """('strip'|'add', prefix) -> how many keys that prefix change would match."""
     votes: Counter = Counter()
     for key in unmatched_sources:
-        parts = key.split(".")
-        for i in range(1, len(parts)):
-            if ".".join(parts[i:]) in open_targets:
-                votes[("strip", ".".join(parts[:i]) + ".")] += 1
+        for head in _heads_of_known_tails(key, open_targets):
+            votes[("strip", head)] += 1
     source_set = set(unmatched_sources)
     for key in open_targets:
-        parts = key.split(".")
-        for i in range(1, len(parts)):
-            if ".".join(parts[i:]) in source_set:
-                votes[("add", ".".join(parts[:i]) + ".")] += 1
+        for head in _heads_of_known_tails(key, source_set):
+            votes[("add", head)] += 1
     return votes
+
+
+def _heads_of_known_tails(key: str, known) -> Iterable[str]:
+    """Each dot-terminated head of ``key`` whose remaining tail is in ``known`` (``'a.b.c'``: ``'a.'`` if
+    ``'b.c'`` is known, ``'a.b.'`` if ``'c'`` is)."""
+    cut = key.find(".")
+    while cut != -1:
+        if key[cut + 1:] in known:
+            yield key[: cut + 1]
+        cut = key.find(".", cut + 1)
 
 
 def flat_param_keys(keys: Iterable[str]) -> List[str]:
