@@ -31,11 +31,11 @@ import os
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Mapping, Tuple
 
-from netscope.errors import DependencyError, ModelSpecError
+from netscope.errors import ModelSpecError
 from netscope.inputs import InputSpec, TensorSpec
+from netscope.optional import require
 from netscope.specs import ResolvedModel, default_inputs_for, register_source
 
-INSTALL_HINT = 'pip install "netscope[hf]"'
 DEFAULT_SEQUENCE_LENGTH = 128
 AUDIO_SAMPLES = 16000
 # config constructor arguments that are not stored under their own name in to_dict()
@@ -67,14 +67,7 @@ SHORTCUTS: Dict[str, Shortcut] = {
 
 def import_transformers():
     """The transformers module, or a DependencyError naming the extra to install."""
-    try:
-        import transformers
-    except ImportError as exc:
-        raise DependencyError(
-            f"hf:... model specs need the transformers package, which is not importable here ({exc}); "
-            f"install it with {INSTALL_HINT}"
-        ) from None
-    return transformers
+    return require("transformers", needed_for="hf:... model specs", extra="hf")
 
 
 @register_source("hf")

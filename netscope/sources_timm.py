@@ -10,11 +10,11 @@ from __future__ import annotations
 import difflib
 from typing import Any, Mapping, Tuple
 
-from netscope.errors import DependencyError, ModelSpecError, UsageError
+from netscope.errors import ModelSpecError, UsageError
 from netscope.inputs import InputSpec, TensorSpec
+from netscope.optional import require
 from netscope.specs import ResolvedModel, register_source
 
-INSTALL_HINT = 'pip install "netscope[timm]"'
 FALLBACK_INPUT_SIZE = (3, 224, 224)
 # create_model arguments that would fetch weights; netscope never downloads
 DOWNLOADING_ARGS = ("pretrained",)
@@ -22,14 +22,7 @@ DOWNLOADING_ARGS = ("pretrained",)
 
 def import_timm():
     """The timm module, or a DependencyError naming the extra to install."""
-    try:
-        import timm
-    except ImportError as exc:
-        raise DependencyError(
-            f"timm:... model specs need the timm package, which is not importable here ({exc}); "
-            f"install it with {INSTALL_HINT}"
-        ) from None
-    return timm
+    return require("timm", needed_for="timm:... model specs", extra="timm")
 
 
 @register_source("timm")
