@@ -222,9 +222,9 @@ def measure_slope(args) -> dict:
 
 @child("cli")
 def measure_cli(args) -> dict:
-    """A netscope CLI command, in process: imports first, then the command (warm-up + median)."""
+    """A netscope CLI command in a fresh process, as a user runs it: the first run pays for whatever the
+    command imports (``keys`` on safetensors/zip files never imports torch), then warm repeats."""
     start = time.perf_counter()
-    import torch  # noqa: F401  (imported up front so the timing is the command's own)
     from netscope.cli import main
 
     import_seconds = time.perf_counter() - start
@@ -454,12 +454,12 @@ class Bench:
                     self.skip("5 checkpoint", f"netscope {name}", "command not available")
                     continue
                 r = self.spawn("cli", argv=json.dumps(argv))
-                met = r["seconds"] < 2 and r["peak_rss_mb"] < 300 and r["exit_code"] in (0, 1)  # diff: 1 = differences
-                self.add("5 checkpoint", f"netscope {name} on {size}", f"netscope {name}", seconds=r["seconds"],
+                # the user-facing figure: a fresh process, imports included; diff exits 1 when keys differ
+                met = r["cold_seconds"] < 2 and r["peak_rss_mb"] < 300 and r["exit_code"] in (0, 1)
+                self.add("5 checkpoint", f"netscope {name} on {size}", f"netscope {name}", seconds=r["cold_seconds"],
                          cpu=r["cpu_seconds"], rss=r["peak_rss_mb"], target="< 2 s, < 300 MB", met=met,
-                         note=f"peak RSS above the post-import baseline {r['peak_rss_mb'] - r['import_rss_mb']:.0f} MB "
-                              f"(after importing torch+netscope: {r['import_rss_mb']:.0f} MB); cold first run incl. imports "
-                              f"{r['cold_seconds']:.2f}s; exit {r['exit_code']} {r['stderr'].strip()[-200:]}")
+                         note=f"wall = fresh process incl. imports; warm repeat {r['seconds']:.3f}s; RSS after importing "
+                              f"netscope.cli {r['import_rss_mb']:.0f} MB; exit {r['exit_code']} {r['stderr'].strip()[-200:]}")
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
