@@ -36,12 +36,12 @@ def preserved_model(model: nn.Module, *, train: bool) -> Iterator[None]:
     try:
         with torch.random.fork_rng(devices=cuda_devices, enabled=True), torch.no_grad():
             if any(flag != train for _, flag in flags):  # model.train() visits every module: skip when moot
-                model.train(train)
+                _set_mode(model, modules, train)
             yield
     finally:
         for module, flag in flags:
             if module.training != flag:
-                module.training = flag
+                module.__dict__["training"] = flag  # a plain attribute: what Module.__setattr__ ends up doing
         for module, params, buffers in slots:
             _restore_slots(module._parameters, params)
             _restore_slots(module._buffers, buffers)
@@ -49,6 +49,16 @@ def preserved_model(model: nn.Module, *, train: bool) -> Iterator[None]:
             for buffer, value in buffer_values:
                 if buffer.shape == value.shape:
                     buffer.copy_(value)
+
+
+def _set_mode(model: nn.Module, modules, train: bool) -> None:
+    """``model.train(train)``; done as direct flag writes when no module overrides ``train`` (deep models
+    spend most of ``Module.train``'s recursion in ``__setattr__``)."""
+    if any(type(m).train is not nn.Module.train for m in modules):
+        model.train(train)  # a custom train() (e.g. one that keeps BatchNorm frozen) must run
+        return
+    for module in modules:
+        module.__dict__["training"] = train
 
 
 def _restore_slots(current: dict, saved: dict) -> None:

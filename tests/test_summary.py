@@ -189,3 +189,29 @@ def test_dtype_of_the_pass_drives_byte_counts_without_casting_the_model():
     bf16 = netscope.summary(model, (1, 100), dtype="bfloat16")
     assert bf16.totals.param_bytes * 2 == fp32.totals.param_bytes
     assert model.weight.dtype == torch.float32
+
+
+class FrozenNormNet(nn.Module):
+    """Overrides train() to keep its BatchNorm in eval mode, as detection backbones do."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.bn = nn.BatchNorm2d(4)
+        self.seen_bn_training = None
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.bn.eval()
+        return self
+
+    def forward(self, x):
+        self.seen_bn_training = self.bn.training
+        return self.bn(self.conv(x))
+
+
+def test_a_custom_train_override_is_respected_in_a_train_mode_pass():
+    model = FrozenNormNet().eval()
+    netscope.summary(model, (2, 3, 8, 8), mode="train")
+    assert model.seen_bn_training is False
+    assert model.training is False and model.bn.training is False
