@@ -31,6 +31,12 @@ class Report:
     def render(self, fmt: str = "table", *, columns=None, depth: Optional[int] = None,
                table_style: str = "simple") -> str:
         """Text in ``table`` (tabulate style ``table_style``), ``markdown``, ``csv`` or ``json``."""
+        from netscope.guard import paused_gc
+
+        with paused_gc():  # thousands of small row objects: cyclic GC passes over a big heap would dominate
+            return self._render(fmt, columns=columns, depth=depth, table_style=table_style)
+
+    def _render(self, fmt: str, *, columns, depth: Optional[int], table_style: str) -> str:
         check_format(fmt, table_style)
         if fmt == "json":
             return json.dumps(self.to_dict(), indent=2)
