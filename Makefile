@@ -8,7 +8,9 @@ BIN := $(VENV)/bin
 
 .PHONY: demo test bench install clean
 
-$(STAMP): requirements/pinned.txt pyproject.toml
+# No file prerequisites: the stamp's name carries the hash of the spec, so a fresh clone (new mtimes)
+# reuses a venv whose spec is unchanged, and any change of spec names a stamp that does not exist yet.
+$(STAMP):
 	rm -rf "$(VENV)"
 	$(PYTHON) -m venv "$(VENV)"
 	$(BIN)/python -m pip install -q --upgrade pip
