@@ -11,6 +11,7 @@ import ast
 import difflib
 import importlib
 import importlib.util
+import inspect
 import os
 import sys
 from dataclasses import dataclass, field
@@ -182,6 +183,9 @@ def _from_torchvision(name: str, model_args) -> ResolvedModel:
             "'python -c \"import torchvision; print(torchvision.models.list_models())\"' lists every name"
         )
     builder = torchvision.models.get_model_builder(name)
+    model_args = dict(model_args)
+    if "weights_backbone" in inspect.signature(builder).parameters:
+        model_args.setdefault("weights_backbone", None)  # detection/segmentation default to downloading ImageNet weights
     try:
         model = builder(weights=None, **model_args)
     except TypeError as exc:

@@ -102,3 +102,25 @@ def test_help_does_not_import_torch():
 def test_python_dash_m_works():
     result = subprocess.run([sys.executable, "-m", "netscope", "--version"], capture_output=True, text=True)
     assert result.returncode == 0 and "netscope" in result.stdout
+
+
+def test_no_torchvision_builder_downloads_weights(monkeypatch):
+    """Detection and segmentation builders default to ImageNet backbone weights: netscope must turn that off."""
+    import inspect
+
+    import torch
+    import torchvision
+
+    from netscope.specs import resolve_model
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"a weight download was attempted: {args[:1]}")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", refuse)
+    monkeypatch.setattr(torchvision.models._api.WeightsEnum, "get_state_dict", refuse)
+    with_backbone = [n for n in torchvision.models.list_models()
+                     if "weights_backbone" in inspect.signature(torchvision.models.get_model_builder(n)).parameters]
+    assert len(with_backbone) >= 10  # detection + segmentation families
+    for name in with_backbone:
+        resolved = resolve_model(name, empty_weights=True)
+        assert sum(p.numel() for p in resolved.module.parameters()) > 0, name
