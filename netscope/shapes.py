@@ -73,6 +73,6 @@ def format_shape_tree(tree) -> str:
         if len(tree) == 1:
             return format_shape_tree(tree[0])
         return "(" + ", ".join(format_shape_tree(t) for t in tree) + ")"
-    if isinstance(tree, dict):
-        return "{" + ", ".join(f"{k}: {format_shape_tree(v)}" for k, v in tree.items()) + "}"
+    if isinstance(tree, dict):  # keyword arguments left at None carry nothing to see: leave them out
+        return "{" + ", ".join(f"{k}: {format_shape_tree(v)}" for k, v in tree.items() if v != "None") + "}"
     return str(tree)
