@@ -9,7 +9,7 @@ import torch.nn as nn
 from netscope.records import Finding, Severity
 
 from netscope.formulas.registry import (
-    FORMULAS, INPUT_RANK, DimFormula, Prediction, as_tuple, dim_names, first_shape, invalid, shape_text,
+    FORMULAS, DimFormula, Prediction, as_tuple, dim_names, first_shape, spatial_rank_problem,
 )
 
 ADAPTIVE_DIMS = {nn.AdaptiveAvgPool1d: 1, nn.AdaptiveAvgPool2d: 2, nn.AdaptiveAvgPool3d: 3,
@@ -22,11 +22,9 @@ def adaptive_output(module, args: tuple, kwargs: dict) -> Optional[Prediction]:
     if shape is None:
         return None
     nd = next(n for klass, n in ADAPTIVE_DIMS.items() if isinstance(module, klass))
-    if len(shape) not in (nd + 1, nd + 2):
-        return invalid(INPUT_RANK,
-                       f"{type(module).__name__} expects a {nd + 1}D or {nd + 2}D input, got {len(shape)}D "
-                       f"{shape_text(shape)}",
-                       expected=f"{nd + 1}D or {nd + 2}D input", arrived=f"{len(shape)}D")
+    problem = spatial_rank_problem(type(module).__name__, nd, shape)
+    if problem is not None:
+        return problem
     sizes, names = shape[-nd:], dim_names(nd)
     targets = as_tuple(module.output_size, nd)
     dims = []

@@ -10,8 +10,8 @@ import torch.nn as nn
 from netscope.records import Finding, Severity
 
 from netscope.formulas.registry import (
-    CHANNELS, FORMULAS, INPUT_RANK, KERNEL_TOO_LARGE, PADDING_EXCEEDS_INPUT, Prediction, as_tuple,
-    dim_names, first_shape, invalid, shape_text,
+    CHANNELS, FORMULAS, KERNEL_TOO_LARGE, PADDING_EXCEEDS_INPUT, Prediction, as_tuple,
+    dim_names, first_shape, invalid, shape_text, spatial_rank_problem,
 )
 from netscope.formulas.window import Window, window_notes
 
@@ -20,13 +20,6 @@ def is_unmaterialized(module) -> bool:
     """A lazy layer whose parameters have not been created yet (its sizes are still unknown)."""
     check = getattr(module, "has_uninitialized_params", None)
     return bool(check and check())
-
-
-def rank_error(class_name: str, nd: int, shape) -> Prediction:
-    return invalid(INPUT_RANK,
-                   f"{class_name} expects a {nd + 1}D (unbatched) or {nd + 2}D (batched) input, got {len(shape)}D "
-                   f"{shape_text(shape)}",
-                   expected=f"{nd + 1}D or {nd + 2}D input", arrived=f"{len(shape)}D {shape_text(shape)}")
 
 
 @dataclass(frozen=True)
@@ -48,8 +41,9 @@ def read_conv_input(module, args: tuple, kwargs: dict) -> Union[None, Prediction
         return None
     nd = len(module.kernel_size)
     name = type(module).__name__
-    if len(shape) not in (nd + 1, nd + 2):
-        return rank_error(name, nd, shape)
+    problem = spatial_rank_problem(name, nd, shape)
+    if problem is not None:
+        return problem
     return ConvInput(tuple(shape), nd, name, tuple(shape[-nd:]), shape[-nd - 1], dim_names(nd))
 
 

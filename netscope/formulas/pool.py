@@ -7,8 +7,8 @@ from typing import Optional, Tuple
 import torch.nn as nn
 
 from netscope.formulas.registry import (
-    FORMULAS, INPUT_RANK, KERNEL_TOO_LARGE, OUTPUT_TOO_SMALL, PADDING_TOO_LARGE, Prediction, as_tuple, dim_names, first_shape,
-    invalid, shape_text,
+    FORMULAS, KERNEL_TOO_LARGE, OUTPUT_TOO_SMALL, PADDING_TOO_LARGE, Prediction, as_tuple, dim_names, first_shape,
+    invalid, shape_text, spatial_rank_problem,
 )
 from netscope.formulas.window import Window, window_notes
 
@@ -41,11 +41,9 @@ def pool_output(module, args: tuple, kwargs: dict) -> Optional[Prediction]:
         return None
     nd = spatial_dims(module)
     name = type(module).__name__
-    if len(shape) not in (nd + 1, nd + 2):
-        return invalid(INPUT_RANK,
-                       f"{name} expects a {nd + 1}D (unbatched) or {nd + 2}D (batched) input, got {len(shape)}D "
-                       f"{shape_text(shape)}",
-                       expected=f"{nd + 1}D or {nd + 2}D input", arrived=f"{len(shape)}D {shape_text(shape)}")
+    problem = spatial_rank_problem(name, nd, shape)
+    if problem is not None:
+        return problem
     sizes, names = shape[-nd:], dim_names(nd)
     windows = pool_windows(module, nd)
     for window, dim in zip(windows, names):

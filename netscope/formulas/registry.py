@@ -142,6 +142,16 @@ def shape_text(shape) -> str:
     return "[" + ", ".join(str(d) for d in shape) + "]"
 
 
+def spatial_rank_problem(class_name: str, nd: int, shape) -> Optional[Prediction]:
+    """None when ``shape`` is an unbatched (nd+1) or batched (nd+2) input of an nd-dim windowed layer."""
+    if len(shape) in (nd + 1, nd + 2):
+        return None
+    return invalid(INPUT_RANK,
+                   f"{class_name} expects a {nd + 1}D (unbatched) or {nd + 2}D (batched) input, got {len(shape)}D "
+                   f"{shape_text(shape)}",
+                   expected=f"{nd + 1}D or {nd + 2}D input", arrived=f"{len(shape)}D {shape_text(shape)}")
+
+
 def product_text(values) -> str:
     """``2704 = 16*13*13`` style factor text: ``16*13*13``."""
     return "*".join(str(v) for v in values)

@@ -47,7 +47,7 @@ class Window:
         rounding = "ceil" if self.ceil_mode else "floor"
         body = f"{rounding}(({size} + {pad} - {self.dilation}*({self.kernel}-1) - 1) / {self.stride}) + 1"
         if self.ceil_mode and out != self._ceil_without_rule(size):
-            body += f" - 1 (the last window would start in the right padding)"
+            body += " - 1 (the last window would start in the right padding)"
         return f"{name}: {body} = {out}"
 
     def _ceil_without_rule(self, size: int) -> int:
