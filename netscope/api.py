@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from typing import Any, Iterator, List, Optional, Sequence, Union
+from typing import Any, Iterator, List, Optional, Sequence
 
 import torch
 import torch.nn as nn
@@ -159,26 +159,20 @@ def _move_inputs(inputs, device):
 
 
 def _formula_checks(result) -> List[Any]:
-    try:
-        from netscope.checks import check_trace
-    except ImportError:
-        return []
+    from netscope.checks import check_trace
+
     return check_trace(result)
 
 
 def _naming_findings(model) -> List[Any]:
-    try:
-        from netscope.naming import audit_names
-    except ImportError:
-        return []
+    from netscope.naming import audit_names
+
     return list(audit_names(model).findings)
 
 
 def _attach_diagnosis(model, inputs, err: ForwardError) -> None:
-    try:
-        from netscope.diagnosis import diagnose_failure
-    except ImportError:
-        return
+    from netscope.diagnosis import diagnose_failure
+
     if not isinstance(inputs, InputSpec):
         return
     try:

@@ -34,15 +34,6 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_USAGE)
 
 
-def _available_commands():
-    for name, module_path in COMMANDS.items():
-        try:
-            yield name, importlib.import_module(module_path)
-        except ModuleNotFoundError as exc:  # a command not built yet: leave it out of the CLI
-            if exc.name != module_path:
-                raise
-
-
 def build_parser() -> argparse.ArgumentParser:
     from netscope import __version__
 
@@ -55,7 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"netscope {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for name, module in _available_commands():
+    for name, module_path in COMMANDS.items():
+        module = importlib.import_module(module_path)
         cmd = sub.add_parser(name, help=module.HELP, description=module.HELP)
         module.add_arguments(cmd)
         cmd.set_defaults(_run=module.run)

@@ -146,11 +146,10 @@ class Report:
 
         return report_html(self)
 
-    def _repr_html_(self) -> str:  # Jupyter; the full HTML report lives in netscope.render.html
-        try:
-            from netscope.render.html import notebook_html
-        except ImportError:
-            return "<pre>" + _escape(self.render()) + "</pre>"
+    def _repr_html_(self) -> str:
+        """Jupyter's view: a compact, script-free version of :meth:`to_html`."""
+        from netscope.render.html import notebook_html
+
         return notebook_html(self)
 
 
@@ -179,6 +178,3 @@ def _jsonable(value):
         return value
     return str(value)
 
-
-def _escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

@@ -325,7 +325,7 @@ def _fit_dim(points: List[Tuple[int, int]]) -> str:
     for q in range(1, 65):
         for b in range(q):
             floors = [(s + b) // q for s, _ in points]
-            (s0, v0), f0 = points[0], floors[0]
+            (_, v0), f0 = points[0], floors[0]
             other = next(((v, f) for (_, v), f in zip(points, floors) if f != f0), None)
             if other is None:
                 continue

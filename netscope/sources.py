@@ -5,18 +5,10 @@ from __future__ import annotations
 import importlib
 
 _SOURCE_MODULES = ("netscope.sources_timm", "netscope.sources_hf")
-_loaded = False
 
 
 def load_builtin_sources() -> None:
-    """Import the source modules once; each registers itself with ``netscope.specs.register_source``."""
-    global _loaded
-    if _loaded:
-        return
-    _loaded = True
+    """Import the source modules; each registers itself with ``netscope.specs.register_source`` when first
+    imported (they import timm/transformers only when a spec of theirs is resolved)."""
     for name in _SOURCE_MODULES:
-        try:
-            importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
+        importlib.import_module(name)

@@ -14,7 +14,7 @@ import importlib.util
 import inspect
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 from netscope.errors import ModelSpecError, UsageError
@@ -197,8 +197,6 @@ def _from_torchvision(name: str, model_args) -> ResolvedModel:
 
 def torchvision_default_inputs(name: str, model) -> InputSpec:
     """The input a torchvision model is published for: its weights' crop size, its own image_size, or its family's."""
-    import torchvision
-
     module_name = type(model).__module__
     crop = _weights_crop_size(name)
     if ".video." in module_name:

@@ -7,7 +7,7 @@ tensor data; moving tensors is a separate small step (``netscope.remapping.apply
 from __future__ import annotations
 
 import os
-from typing import Any, Iterable, Mapping, Optional, Tuple, Union
+from typing import Any, Iterable, Mapping, Optional, Tuple
 
 from netscope.errors import EXIT_FINDINGS, NetscopeError, UsageError
 from netscope.remapping.coverage import Coverage, compute_coverage
