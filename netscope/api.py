@@ -63,8 +63,8 @@ def run_summary(model: nn.Module, inputs, *, device: torch.device, dtype: Option
             _attach_diagnosis(runnable, inputs, err)
             raise
         input_tree = [shape_tree(a) for a in args] + ([shape_tree(kwargs)] if kwargs else [])
-        totals = compute_totals(runnable, result.calls, input_bytes=tensor_bytes((args, kwargs)),
-                                peak_memory_bytes=result.peak_memory_bytes, called_modules=result.modules)
+        totals = compute_totals(runnable, result.calls, result.modules, input_bytes=tensor_bytes((args, kwargs)),
+                                peak_memory_bytes=result.peak_memory_bytes)
         formula_checks = _formula_checks(result) if checks else []
         findings = _naming_findings(runnable) if audit_names else []
     run = RunInfo(model=label, device=str(device), dtype=run_dtype, mode=mode, input_shapes=input_tree,
@@ -96,7 +96,7 @@ def _placed(model: nn.Module, device: torch.device, float_dtype: str, owned: boo
     if needs_cast:  # never cast the user's tensors: run on a converted copy
         yield copy.deepcopy(model).to(device=device, dtype=target_dtype)
         return
-    tensors = [t for t in list(model.parameters()) + list(model.buffers())]
+    tensors = list(model.parameters()) + list(model.buffers())
     if all(t.device == device for t in tensors):
         yield model
         return

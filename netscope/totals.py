@@ -9,9 +9,9 @@ import torch.nn as nn
 from netscope.records import Totals
 
 
-def compute_totals(model: nn.Module, calls, *, input_bytes: int, peak_memory_bytes: Optional[int] = None,
-                   called_modules=None) -> Totals:
-    """``called_modules``: the module object of each call (``TraceResult.modules``); looked up by name if absent."""
+def compute_totals(model: nn.Module, calls, called_modules, *, input_bytes: int,
+                   peak_memory_bytes: Optional[int] = None) -> Totals:
+    """``calls`` and ``called_modules`` are a trace's ``calls`` and ``modules`` (the module object of each call)."""
     names_per_param: Dict[int, int] = {}
     params = {}
     for _, param in model.named_parameters(remove_duplicate=False):
@@ -20,7 +20,7 @@ def compute_totals(model: nn.Module, calls, *, input_bytes: int, peak_memory_byt
     total = sum(p.numel() for p in params.values())
     trainable = sum(p.numel() for p in params.values() if p.requires_grad)
     shared = [p for key, p in params.items() if names_per_param[key] > 1]
-    called = {id(m): m for m in (called_modules if called_modules is not None else _called_modules(model, calls))}
+    called = {id(m): m for m in called_modules}
     called_params = set()
     for module in called.values():
         called_params.update(id(p) for p in module._parameters.values() if p is not None)
@@ -42,9 +42,3 @@ def compute_totals(model: nn.Module, calls, *, input_bytes: int, peak_memory_byt
         peak_memory_bytes=peak_memory_bytes,
     )
 
-
-def _called_modules(model: nn.Module, calls):
-    names = {c.name for c in calls}
-    for name, module in model.named_modules(remove_duplicate=False):
-        if name in names:
-            yield module
