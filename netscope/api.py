@@ -144,18 +144,15 @@ def _input_spec(model, input_size, input_data, input_dtypes):
 
 
 def _move_inputs(inputs, device):
+    """The user's (args, kwargs) on ``device``: copies, never the user's tensors moved; meta gets empty twins."""
     args, kwargs = inputs
 
-    def move(value):
-        if isinstance(value, torch.Tensor):
-            return value if value.device == device else value.to(device) if device.type != "meta" else torch.empty_like(value, device="meta")
-        if isinstance(value, (list, tuple)):
-            return type(value)(move(v) for v in value) if type(value) in (list, tuple) else value
-        if isinstance(value, dict):
-            return {k: move(v) for k, v in value.items()}
-        return value
+    def move(tensor):
+        if tensor.device == device:
+            return tensor
+        return torch.empty_like(tensor, device="meta") if device.type == "meta" else tensor.to(device)
 
-    return move(tuple(args)), move(dict(kwargs))
+    return torch.utils._pytree.tree_map_only(torch.Tensor, move, (tuple(args), dict(kwargs)))
 
 
 def _formula_checks(result) -> List[Any]:
