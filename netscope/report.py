@@ -89,17 +89,11 @@ class Report:
         return "\n".join(("- " + l if markdown and l and not l.startswith("  ") else l) for l in lines)
 
     def check_warnings(self) -> List[str]:
-        """One line per formula mismatch and per warning (informational notes are left to ``netscope check``)."""
+        """One line per formula mismatch (each check carries it as an error finding) and per warning;
+        informational notes are left to ``netscope check``."""
         from netscope.checks import check_findings
 
-        out = []
-        for check in self.checks:
-            if check.status != "pass":
-                out.append(f"{check.layer} ({check.class_name}): {check.status}: expected {check.expected_shape}, "
-                           f"observed {check.observed_shape}")
-        for finding in check_findings(self.checks, include_info=False):
-            out.append(f"{finding.layer}: {finding.message}")
-        return out
+        return [f"{finding.layer}: {finding.message}" for finding in check_findings(self.checks, include_info=False)]
 
     # ---- data ------------------------------------------------------------------------------
     def to_dict(self) -> Dict[str, Any]:

@@ -222,3 +222,15 @@ def test_keyword_arguments_left_at_none_are_not_displayed():
 
     assert format_shape_tree({"input_ids": (1, 8), "position_ids": "None", "cache": "None"}) == "{input_ids: [1, 8]}"
     assert format_shape_tree([(1, 2), "None"]) == "([1, 2], None)"  # positions in a tuple still count
+
+
+def test_a_formula_mismatch_is_listed_once_under_the_table():
+    class CroppingConv(nn.Conv2d):  # an exotic layer: its output is not what the conv formula says
+        def forward(self, x):
+            return super().forward(x)[..., :-1]
+
+    report = netscope.summary(nn.Sequential(CroppingConv(3, 4, 3)), (1, 3, 8, 8))
+    assert [c.status for c in report.checks] == ["mismatch"]
+    (line,) = report.check_warnings()
+    assert "produced [1, 4, 6, 5] but the formula expects [1, 4, 6, 6]" in line
+    assert "MISMATCH" in report.render()
