@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import json
+import textwrap
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence
 
-from netscope.records import Finding, LayerCall, RunInfo, Totals
-from netscope.render.columns import COLUMNS, DEFAULT_COLUMNS, parse_columns
-from netscope.render.rows import check_format, render_rows
+from netscope.records import Finding, LayerCall, RunInfo, Severity, Totals
+from netscope.render.columns import (COLUMNS, DATA_COLUMNS, DEFAULT_COLUMNS, data_row, parse_columns, text_row,
+                                     tuples)
+from netscope.render.headline import estimated_total_bytes
+from netscope.render.folding import Fold, find_folds, fold_row, visible_calls
+from netscope.render.rows import check_format, json_document, render_rows
 from netscope.shapes import format_shape_tree
 from netscope.units import megabytes, si
+
+
+TEXT_WIDTH = 120  # totals and finding lines are wrapped to this (or to the terminal's width)
+DROP_ORDER = ("input", "type")  # default columns left out, in this order, when a table must fit a width
 
 
 @dataclass(frozen=True)
@@ -29,36 +37,101 @@ class Report:
         return self.render()
 
     def render(self, fmt: str = "table", *, columns=None, depth: Optional[int] = None,
-               table_style: str = "simple") -> str:
-        """Text in ``table`` (tabulate style ``table_style``), ``markdown``, ``csv`` or ``json``."""
+               table_style: str = "simple", expand: bool = False, width: Optional[int] = None) -> str:
+        """Text in ``table`` (tabulate style ``table_style``), ``markdown``, ``csv`` or ``json``.
+
+        Table and markdown fold runs of identical repeated blocks into one row unless ``expand``; CSV and
+        JSON keep every call. ``width``: with the default columns, leave out the least needed ones (input
+        shape, then type) until the table fits, and say so under it.
+        """
         from netscope.guard import paused_gc
 
         with paused_gc():  # thousands of small row objects: cyclic GC passes over a big heap would dominate
-            return self._render(fmt, columns=columns, depth=depth, table_style=table_style)
+            return self._render(fmt, columns=columns, depth=depth, table_style=table_style, expand=expand,
+                                width=width)
 
-    def _render(self, fmt: str, *, columns, depth: Optional[int], table_style: str) -> str:
+    def _render(self, fmt: str, *, columns, depth: Optional[int], table_style: str, expand: bool,
+                width: Optional[int]) -> str:
         check_format(fmt, table_style)
         if fmt == "json":
-            return json.dumps(self.to_dict(), indent=2)
+            return json.dumps(self.to_dict(columns=columns, depth=depth), indent=2)
         keys = list(parse_columns(columns))
         if columns is None and self.checks and "check" not in keys:
             keys.append("check")
-        rows = self.rows(keys, depth=depth)
-        body = render_rows(rows, keys, fmt, headers={k: COLUMNS[k].title for k in keys},
-                           table_style=table_style, numeric=[k for k in keys if COLUMNS[k].numeric])
         if fmt == "csv":
-            return body
-        return body + "\n\n" + self.totals_text(markdown=(fmt == "markdown"))
+            ctx = self._context()
+            rows = [text_row(c, keys, ctx) for c in self.layers if depth is None or c.depth <= depth]
+            return render_rows(rows, keys, "csv")
+        rows = self.table_rows(keys, depth=depth, expand=expand)
+        body, dropped = self._fit(rows, keys, fmt, table_style, width if columns is None else None)
+        notes = []
+        if dropped:
+            notes.append(f"(left out to fit {width} columns: {', '.join(dropped)}; choose with --columns)")
+        folded = sum(1 for row in rows if row.get("_fold"))
+        if folded:
+            notes.append(f"({folded:,} run(s) of identical blocks folded, one row each; --expand shows every call)")
+        text = body + ("\n" + "\n".join(_wrapped(notes, width or TEXT_WIDTH)) if notes else "")
+        return text + "\n\n" + self.totals_text(markdown=(fmt == "markdown"), width=width)
 
-    def rows(self, columns: Sequence[str] = DEFAULT_COLUMNS, *, depth: Optional[int] = None) -> List[Dict[str, Any]]:
-        ctx = {"check_status": self._check_status()}
-        return [{k: COLUMNS[k].value(call, ctx) for k in columns}
-                for call in self.layers if depth is None or call.depth <= depth]
+    def _fit(self, rows, keys, fmt, table_style, width):
+        """The table, with optional columns dropped (in ``DROP_ORDER``) while it is wider than ``width``."""
+        dropped: List[str] = []
+        while True:
+            body = render_rows(rows, keys, fmt, headers={k: COLUMNS[k].title for k in keys},
+                               table_style=table_style, numeric=[k for k in keys if COLUMNS[k].numeric])
+            if width is None or max(map(len, body.splitlines()), default=0) <= width:
+                return body, dropped
+            droppable = [k for k in DROP_ORDER if k in keys]
+            if not droppable:
+                return body, dropped
+            keys = [k for k in keys if k != droppable[0]]
+            dropped.append(droppable[0])
+
+    def table_rows(self, columns: Sequence[str] = DEFAULT_COLUMNS, *, depth: Optional[int] = None,
+                   expand: bool = False) -> List[Dict[str, Any]]:
+        """Table cells (text), indented by depth, with runs of identical blocks folded unless ``expand``."""
+        ctx = self._context()
+        folds = [] if expand else self.folds()
+        by_index = self.layers
+        out = []
+        for item in visible_calls(self.layers, folds, depth=depth):
+            if isinstance(item, Fold):
+                members = [by_index[i] for i in item.members]
+                row = fold_row(item, members, by_index[item.first], columns, ctx)
+                indent = members[0].depth
+            else:
+                row = text_row(item, columns, ctx, short=True)
+                indent = item.depth
+            if "layer" in row:
+                row["layer"] = "  " * indent + row["layer"]
+            out.append(row)
+        return out
+
+    def folds(self) -> List[Fold]:
+        """Runs of identical repeated blocks; calls with a failed check or a finding never fold."""
+        pinned = {c.call_index for c in self.checks if getattr(c, "status", "pass") != "pass"}
+        pinned |= {f.call_index for c in self.checks for f in getattr(c, "findings", ()) or ()
+                   if f.call_index is not None and f.severity is not Severity.INFO}
+        names = {c.name: c.index for c in self.layers if c.call_number == 1}
+        for finding in self.findings:
+            index = finding.call_index if finding.call_index is not None else names.get(finding.layer)
+            if index is not None:
+                pinned.add(index)
+        return find_folds(self.layers, pinned)
+
+    def rows(self, columns: Sequence[str] = DATA_COLUMNS, *, depth: Optional[int] = None) -> List[Dict[str, Any]]:
+        """Typed values per call (every call; no folding), keyed by each column's JSON/DataFrame name."""
+        ctx = self._context()
+        keys = parse_columns(columns, default=DATA_COLUMNS)
+        return [data_row(call, keys, ctx) for call in self.layers if depth is None or call.depth <= depth]
+
+    def _context(self) -> Dict[str, Any]:
+        return {"check_status": self._check_status(), "names": [c.name for c in self.layers]}
 
     def _check_status(self) -> Dict[int, str]:
         return {check.call_index: check.compact for check in self.checks}
 
-    def totals_text(self, *, markdown: bool = False) -> str:
+    def totals_text(self, *, markdown: bool = False, width: Optional[int] = None) -> str:
         t = self.totals
         lines = [
             f"Total params: {t.total_params:,}"
@@ -73,7 +146,7 @@ class Report:
             f"Input size: {megabytes(t.input_bytes)}",
             f"Forward activations (leaf outputs, est.): {megabytes(t.activation_bytes)}",
             f"Params size: {megabytes(t.param_bytes)}; buffers: {megabytes(t.buffer_bytes)} ({t.buffer_elements:,} elements)",
-            f"Estimated total size: {megabytes(t.input_bytes + t.activation_bytes + t.param_bytes + t.buffer_bytes)}",
+            f"Estimated total size: {megabytes(estimated_total_bytes(t))}",
         ]
         if t.peak_memory_bytes is not None:
             lines.append(f"Measured CUDA peak memory of the pass: {megabytes(t.peak_memory_bytes)}")
@@ -86,7 +159,16 @@ class Report:
             lines.append("")
             lines.append(f"Formula checks: {len(warnings)} finding(s)")
             lines += [f"  - {w}" for w in warnings]
+        lines = _wrapped(lines, width or TEXT_WIDTH)
         return "\n".join(("- " + l if markdown and l and not l.startswith("  ") else l) for l in lines)
+
+    def notable_findings(self) -> List[Finding]:
+        """Errors and warnings, from the formula checks and the naming audit (informational notes left out):
+        what the headline, the totals and the HTML page count as findings."""
+        from netscope.checks import check_findings
+
+        naming = [f for f in self.findings if f.severity is not Severity.INFO]
+        return check_findings(self.checks, include_info=False) + naming
 
     def check_warnings(self) -> List[str]:
         """One line per formula mismatch (each check carries it as an error finding) and per warning;
@@ -96,49 +178,49 @@ class Report:
         return [f"{finding.layer}: {finding.message}" for finding in check_findings(self.checks, include_info=False)]
 
     # ---- data ------------------------------------------------------------------------------
-    def to_dict(self) -> Dict[str, Any]:
-        """A JSON-able dict: run, totals, one entry per layer call, checks and findings."""
-        return {
+    def to_dict(self, *, columns=None, depth: Optional[int] = None) -> Dict[str, Any]:
+        """A JSON-able dict: run, totals, one entry per layer call (every call, never folded; ``columns`` and
+        ``depth`` choose fields and rows, as in the table), checks and findings. Versioned by ``schema``."""
+        keys = parse_columns(columns, default=DATA_COLUMNS)
+        return json_document("summary", {
             "run": _jsonable(self.run.to_dict()),
             "totals": self.totals.to_dict(),
-            "layers": [_layer_dict(c) for c in self.layers],
+            "columns": [COLUMNS[k].name for k in keys],
+            "layers": [_jsonable(row) for row in self.rows(keys, depth=depth)],
             "checks": [_jsonable(c.to_dict()) if hasattr(c, "to_dict") else str(c) for c in self.checks],
             "findings": [f.to_dict() for f in self.findings],
             "output": _jsonable(self.model_output),
-        }
+        })
 
     def to_json(self, **kwargs) -> str:
         return json.dumps(self.to_dict(), **kwargs)
 
-    def to_dataframe(self):
-        """pandas DataFrame, one row per module call; counts are integer columns."""
+    def to_dataframe(self, columns=None):
+        """pandas DataFrame, one row per module call (never folded), typed by the column registry:
+        counts ``int64``, ``parent`` nullable ``Int64``, shapes as tuples, ``trainable`` a nullable boolean
+        (``<NA>`` when the subtree has no parameters or is partly trainable: ``trainable_partial`` says which)."""
         import pandas as pd
 
-        records = []
-        status = self._check_status()
-        for c in self.layers:
-            records.append({
-                "index": c.index, "name": c.name, "type": c.class_name, "depth": c.depth,
-                "parent": c.parent, "call_number": c.call_number,
-                "input_shape": format_shape_tree(c.input_shapes), "output_shape": format_shape_tree(c.output_shapes),
-                "own_params": c.own_params, "params": c.subtree_params, "trainable": c.trainable,
-                "own_macs": c.own_macs, "macs": c.macs, "output_bytes": c.output_bytes, "is_leaf": c.is_leaf,
-                "kernel_size": _plain(c.hyperparams.get("kernel_size")), "stride": _plain(c.hyperparams.get("stride")),
-                "padding": _plain(c.hyperparams.get("padding")), "dilation": _plain(c.hyperparams.get("dilation")),
-                "check": status.get(c.index),
-            })
-        frame = pd.DataFrame.from_records(records)
-        if not frame.empty:
-            frame = frame.astype({"index": "int64", "depth": "int64", "call_number": "int64", "own_params": "int64",
-                                  "params": "int64", "own_macs": "int64", "macs": "int64", "output_bytes": "int64",
-                                  "parent": "Int64"})
-        return frame
+        keys = parse_columns(columns, default=DATA_COLUMNS)
+        records = self.rows(keys)
+        shaped = [COLUMNS[k].name for k in keys if k in ("input", "output")]
+        for row in records:  # shape trees with tuples for containers too: hashable, comparable cells
+            for name in shaped:
+                row[name] = tuples(row[name])
+        frame = pd.DataFrame.from_records(records, columns=[COLUMNS[k].name for k in keys])
+        return frame.astype({COLUMNS[k].name: COLUMNS[k].dtype for k in keys})
 
     def to_html(self) -> str:
         """A self-contained HTML page: collapsible tree, shape flow, bar charts, search."""
         from netscope.render.html import report_html
 
         return report_html(self)
+
+    def __repr__(self) -> str:
+        """One headline: ``ResNet · 25.6 M params · 4.09 G MACs · 231 MB · 3 findings``."""
+        from netscope.render.headline import headline
+
+        return headline(self)
 
     def _repr_html_(self) -> str:
         """Jupyter's view: a compact, script-free version of :meth:`to_html`."""
@@ -147,20 +229,16 @@ class Report:
         return notebook_html(self)
 
 
-def _plain(value):
-    if isinstance(value, tuple):
-        return "x".join(str(v) for v in value)
-    return None if value is None else str(value)
-
-
-def _layer_dict(c: LayerCall) -> Dict[str, Any]:
-    return _jsonable({
-        "index": c.index, "name": c.name, "type": c.class_name, "depth": c.depth, "parent": c.parent,
-        "call_number": c.call_number, "input_shapes": c.input_shapes, "output_shapes": c.output_shapes,
-        "own_params": c.own_params, "params": c.subtree_params, "trainable": c.trainable,
-        "own_macs": c.own_macs, "macs": c.macs, "output_bytes": c.output_bytes, "is_leaf": c.is_leaf,
-        "hyperparams": dict(c.hyperparams),
-    })
+def _wrapped(lines: List[str], width: int) -> List[str]:
+    """Lines longer than ``width`` wrapped, continuation lines indented under their text."""
+    out = []
+    for line in lines:
+        if len(line) <= width:
+            out.append(line)
+            continue
+        lead = len(line) - len(line.lstrip(" -"))
+        out += textwrap.wrap(line, width, subsequent_indent=" " * (lead + 2), break_on_hyphens=False)
+    return out
 
 
 def _jsonable(value):

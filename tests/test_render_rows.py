@@ -30,3 +30,144 @@ def test_tree_indentation_survives_in_every_style():
     assert simple[3] == "  conv1" and simple[4] == "    block.0"
     grid = render_rows(rows, ["layer"], "table", table_style="grid")
     assert "· conv1" in grid and "· · block.0" in grid
+
+
+# ---- the column registry drives every output --------------------------------------------------------
+
+import json  # noqa: E402
+
+import pytest  # noqa: E402
+import torch.nn as nn  # noqa: E402
+import torchvision  # noqa: E402
+
+import netscope  # noqa: E402
+from netscope.cli import main  # noqa: E402
+from netscope.render.columns import COLUMNS as REGISTRY, DATA_COLUMNS  # noqa: E402
+
+
+class Block(nn.Module):
+    def __init__(self, width=8):
+        super().__init__()
+        self.fc = nn.Linear(width, width)
+        self.act = nn.ReLU()
+
+    def forward(self, x):
+        return self.act(self.fc(x))
+
+
+class Tower(nn.Module):
+    """A stem, six identical blocks, a head: the shape of a transformer stack in miniature."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Linear(4, 8)
+        self.blocks = nn.Sequential(*[Block() for _ in range(6)])
+        self.head = nn.Linear(8, 2)
+
+    def forward(self, x):
+        return self.head(self.blocks(self.stem(x)))
+
+
+@pytest.fixture(scope="module")
+def tower():
+    model = Tower()
+    model.stem.bias.requires_grad_(False)  # the stem is partly trainable
+    return model, netscope.summary(model, (3, 4))
+
+
+def test_json_and_dataframe_carry_the_same_typed_values(tower):
+    model, report = tower
+    data = report.to_dict()
+    frame = report.to_dataframe()
+    assert data["schema"] == "netscope.summary" and isinstance(data["schema_version"], int)
+    assert data["columns"] == list(frame.columns) == [REGISTRY[k].name for k in DATA_COLUMNS]
+    assert len(data["layers"]) == len(frame) == len(report.layers)  # every call, never folded
+    for name in ("index", "name", "type", "params", "own_params", "macs", "own_macs", "output_bytes"):
+        assert [row[name] for row in data["layers"]] == frame[name].tolist()
+    counts = {k: REGISTRY[k].name for k in ("params", "own_params", "macs", "own_macs", "depth", "output_bytes")}
+    assert all(str(frame[name].dtype) == "int64" for name in counts.values())
+    # trainable: a nullable boolean; partly trainable subtrees are <NA> and say so in trainable_partial
+    by_name = frame.set_index("name")
+    assert by_name.loc["head", "trainable"] is True or by_name.loc["head", "trainable"] == True  # noqa: E712
+    assert str(frame["trainable"].dtype) == "boolean"
+    for name in ("", "stem"):  # the stem's bias is frozen: the stem and the root are partly trainable
+        assert by_name.loc[name, "trainable_partial"]
+        assert by_name.loc[name, "trainable"] is __import__("pandas").NA
+    assert not by_name.loc["blocks.0.act", "trainable_partial"]
+    assert by_name.loc["blocks.0.act", "trainable"] is __import__("pandas").NA  # no parameters at all
+    # shapes as tuples: the Linear's output and the inputs (one tuple per positional argument)
+    assert by_name.loc["head", "output_shapes"] == (3, 2)
+    assert by_name.loc["head", "input_shapes"] == ((3, 8),)
+    assert by_name.loc["head", "params"] == sum(p.numel() for p in model.head.parameters())
+
+
+def test_json_honours_columns_and_depth(capsys):
+    assert main(["summary", "resnet18", "--device", "meta", "-f", "json", "--columns", "name,params",
+                 "--depth", "1", "--quiet"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    model = torchvision.models.resnet18(weights=None)
+    assert data["columns"] == ["name", "params"]
+    assert [row["name"] for row in data["layers"]] == [""] + [n for n, _ in model.named_children()]
+    assert all(set(row) == {"name", "params"} for row in data["layers"])
+    assert data["layers"][0]["params"] == sum(p.numel() for p in model.parameters())
+
+
+def test_repeated_blocks_fold_in_the_table_and_expand_on_request(tower):
+    _, report = tower
+    table = report.render("table", columns="layer,type,input,output,params,macs")
+    lines = table.splitlines()
+    fold = [line for line in lines if "5 × Block" in line]
+    assert len(fold) == 1
+    cells = fold[0].split()
+    assert cells[0] == "1–5" and "as" in cells and "blocks.0" in cells
+    block_params = 8 * 8 + 8
+    assert f"{5 * block_params:,}" in cells  # the run's own total, not one block's
+    assert not any(line.split()[0] in ("fc", "act") for line in lines[lines.index(fold[0]):] if line.strip()[:2] != "--"
+                   and "head" not in line and line.strip() and not line.startswith(("(", "Total", "Train", "Non")))
+    full = report.render("table", columns="layer,type", expand=True)
+    assert "5 × Block" not in full
+    assert sum(1 for line in full.splitlines() if line.split()[-1:] == ["Block"]) == 6
+    # CSV never folds, and its layer names carry no indentation
+    csv_lines = report.render("csv", columns="layer,type").splitlines()
+    assert len(csv_lines) == 1 + len(report.layers)
+    assert [line.split(",")[0] for line in csv_lines[1:]] == [c.display_name for c in report.layers]
+
+
+def test_a_block_with_a_problem_is_never_folded():
+    class Crop(nn.Conv2d):  # its output is not what the conv formula says: a mismatch the fold must not hide
+        def forward(self, x):
+            return super().forward(x)[..., :-1] if self.out_channels == 5 else super().forward(x)
+
+    model = nn.Sequential(*[nn.Sequential(Crop(4, 4, 1)) for _ in range(3)], nn.Sequential(Crop(4, 5, 1)),
+                          *[nn.Sequential(Crop(5, 5, 1)) for _ in range(3)])
+    report = netscope.summary(model, (1, 4, 8, 8))
+    table = report.render("table", columns="layer,type,output")
+    assert "MISMATCH" in report.render("table")
+    assert "2 × Sequential" in table  # blocks 1–2 fold: identical to block 0, no problem inside
+    mismatched = {c.layer for c in report.checks if c.status != "pass"}
+    names_shown = {line.split()[0] for line in report.render("table", columns="name").splitlines()[2:] if line.strip()}
+    assert mismatched and mismatched <= names_shown  # every call with a failed check keeps its own row
+
+
+def test_default_table_of_resnet50_fits_120_columns_and_narrower_terminals_drop_columns():
+    report = netscope.summary(torchvision.models.resnet50(weights=None), (1, 3, 224, 224), device="meta")
+    text = report.render()
+    assert max(len(line) for line in text.splitlines()) <= 120
+    narrow = report.render(width=80)
+    table = narrow.split("\n\n")[0]
+    assert max(len(line) for line in narrow.splitlines()) <= 80
+    assert "left out to fit 80 columns: input, type" in table
+    assert "Input shape" not in table and "Type" not in table.splitlines()[0]
+    everything = report.render(columns="all")
+    assert all(REGISTRY[k].title in everything.splitlines()[0] for k in REGISTRY)
+
+
+def test_long_keyword_inputs_show_their_first_tensor_in_a_table():
+    from netscope.render.columns import SHORT_SHAPE, text_row
+    from netscope.records import LayerCall
+
+    tree = [{"hidden_states": (1, 128, 512), "attention_mask": (1, 1, 128, 128), "position_ids": (1, 128)}]
+    call = LayerCall(0, "layers.0", "Decoder", 0, None, 1, tree, (1, 128, 512), 0, 0, "", 0, 0, 0, True)
+    short = text_row(call, ["input"], {}, short=True)["input"]
+    assert short == "[1, 128, 512] +2 more" and len(short) <= SHORT_SHAPE
+    assert text_row(call, ["input"], {})["input"].count("[") == 3  # CSV keeps the whole tree

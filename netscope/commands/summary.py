@@ -15,8 +15,13 @@ def add_arguments(parser) -> None:
     parser.add_argument("--depth", "-d", type=int, default=None, metavar="N",
                         help="show rows down to this nesting depth (the whole tree is recorded regardless)")
     parser.add_argument("--columns", "-c", default=None, metavar="COLS",
-                        help="comma-separated columns: layer,name,type,depth,input,output,params,own_params,"
-                        "trainable,macs,own_macs,kernel,stride,padding,dilation,check")
+                        help="comma-separated columns (or 'all'): layer,index,name,type,depth,parent,call_number,"
+                        "input,output,params,own_params,trainable,trainable_partial,macs,own_macs,output_bytes,"
+                        "is_leaf,kernel,stride,padding,dilation,groups,output_padding,check. JSON and CSV honour "
+                        "them too (JSON default: every column but the tree-drawn 'layer')")
+    parser.add_argument("--expand", action="store_true",
+                        help="show every call of runs of identical repeated blocks (folded into one row by default "
+                        "in table and markdown; CSV and JSON always keep every call)")
     parser.add_argument("--html", default=None, metavar="FILE", help="also write a self-contained HTML report")
     parser.add_argument("--plot", default=None, metavar="FILE",
                         help="also write bar charts of params and mult-adds (png, svg, pdf; needs matplotlib)")
@@ -41,7 +46,8 @@ def run(args) -> int:
         plot_format(args.plot)
     check_output_paths(args, (args.output, args.html, args.plot))
     report = build_report(args)
-    emit(report.render(args.format, columns=args.columns, depth=args.depth, table_style=args.table_style), args)
+    emit(report.render(args.format, columns=args.columns, depth=args.depth, table_style=args.table_style,
+                       expand=args.expand, width=_terminal_width(args)), args)
     if args.html:
         from netscope.fileio import write_text_atomic
         from netscope.render.html import report_html
@@ -56,3 +62,13 @@ def run(args) -> int:
         if not args.quiet:
             sys.stderr.write(f"netscope: wrote {args.plot}\n")
     return 0
+
+
+def _terminal_width(args):
+    """The terminal's width when the table goes to one; None (nothing left out) when written to a file or pipe,
+    so saved output does not depend on the window it was made in."""
+    import shutil
+
+    if args.output or not sys.stdout.isatty():
+        return None
+    return shutil.get_terminal_size().columns

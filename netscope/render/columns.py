@@ -1,77 +1,197 @@
-"""The summary table's columns, in one registry: key -> title, how to read a call, numeric or not."""
+"""The per-call columns, in one registry: table, markdown, CSV, JSON, DataFrame and the HTML page all read it.
+
+Each column gives a *typed* value (what JSON and the DataFrame carry: ints, shape tuples, a nullable
+boolean) and the *text* a table cell shows. Adding a column is one ``Column`` entry below.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Mapping, Sequence
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 from netscope.errors import UsageError
 from netscope.records import LayerCall
 from netscope.shapes import format_shape_tree
+from netscope.units import si
+
+
+def _text(call: LayerCall, value: Any, ctx=None) -> str:
+    if value is None:
+        return ""
+    if type(value) is int:
+        return f"{value:,}"
+    if type(value) is bool:
+        return "yes" if value else "no"
+    return str(value)
 
 
 @dataclass(frozen=True)
 class Column:
-    title: str
-    value: Callable[[LayerCall, Mapping[str, Any]], Any]  # (call, context) -> cell value
-    numeric: bool = False
+    """One column. ``field`` names it in JSON and the DataFrame; ``dtype`` is its pandas dtype."""
+
+    key: str  # what --columns takes
+    title: str  # the table header
+    value: Callable[[LayerCall, Mapping[str, Any]], Any]  # (call, context) -> typed value
+    dtype: str = "object"
+    text: Callable[..., str] = _text  # (call, value, context) -> cell
+    numeric: bool = False  # right-aligned in tables
+    field: str = ""  # defaults to ``key``
+    data: bool = True  # part of JSON / DataFrame when no columns are chosen
+    short: Optional[Callable[..., str]] = None  # a tighter cell for table/markdown (CSV keeps ``text``)
+
+    @property
+    def name(self) -> str:
+        return self.field or self.key
 
 
-def _tree_name(call: LayerCall, ctx) -> str:
-    return "  " * call.depth + call.display_name
+def tuples(tree):
+    """A shape tree with every list turned into a tuple (hashable, as a DataFrame cell should be)."""
+    if isinstance(tree, list):
+        return tuple(tuples(t) for t in tree)
+    if isinstance(tree, dict):
+        return {k: tuples(v) for k, v in tree.items()}
+    return tree
 
 
-def _params(call: LayerCall, ctx):
-    return "(shared)" if call.is_repeat and call.subtree_params else call.subtree_params
+def _shape_text(call: LayerCall, tree, ctx=None) -> str:
+    return format_shape_tree(tree)
 
 
-def _hyper(key):
-    return lambda call, ctx: _fmt_hyper(call.hyperparams.get(key))
+SHORT_SHAPE = 28  # characters; a longer shape cell in a table shows its first tensor and a count of the rest
 
 
-def _fmt_hyper(value):
+def _short_shape_text(call: LayerCall, tree, ctx=None) -> str:
+    text = format_shape_tree(tree)
+    if len(text) <= SHORT_SHAPE:
+        return text
+    tensors = _tensor_shapes(tree)
+    if not tensors:
+        return text[:SHORT_SHAPE - 1] + "…"
+    first = format_shape_tree(tensors[0])
+    return f"{first} +{len(tensors) - 1} more" if len(tensors) > 1 else first
+
+
+def _tensor_shapes(tree) -> list:
+    if isinstance(tree, tuple) and all(isinstance(d, int) for d in tree):
+        return [tree]
+    items = tree.values() if isinstance(tree, dict) else tree if isinstance(tree, (list, tuple)) else ()
+    return [shape for item in items for shape in _tensor_shapes(item)]
+
+
+def _params_text(call: LayerCall, value: int, ctx=None) -> str:
+    return "(shared)" if call.is_repeat and value else f"{value:,}"
+
+
+def _trainable(call: LayerCall, ctx) -> Optional[bool]:
+    """True or False when every parameter of the subtree agrees; None when it holds none or is mixed."""
+    return {"yes": True, "no": False}.get(call.trainable)
+
+
+def _trainable_text(call: LayerCall, value, ctx=None) -> str:
+    return call.trainable  # "yes", "no", "partial" or ""
+
+
+def _hyper(key: str):
+    return lambda call, ctx: call.hyperparams.get(key)
+
+
+def _hyper_text(call: LayerCall, value, ctx=None) -> str:
     if value is None:
-        return None
-    if isinstance(value, tuple):
-        return "x".join(str(v) for v in value)
-    return str(value)
+        return ""
+    return "x".join(str(v) for v in value) if isinstance(value, tuple) else str(value)
 
 
-def _check(call: LayerCall, ctx):
+def relative_name(name: str, parent_name: str) -> str:
+    """The name's last part when it extends the enclosing call's name (a tree shows the rest), else the full name."""
+    if parent_name and name.startswith(parent_name + "."):
+        return name[len(parent_name) + 1:]
+    return name
+
+
+def _tree_label(call: LayerCall, value, ctx=None) -> str:
+    """``conv1`` under ``layer1.0`` (the tree gives the prefix); the root is ``(root)``."""
+    names = (ctx or {}).get("names")
+    if names is None or call.parent is None:
+        return value
+    text = relative_name(call.name, names[call.parent]) or value
+    return f"{text} (call {call.call_number})" if call.is_repeat else text
+
+
+def _check(call: LayerCall, ctx) -> Optional[str]:
     return ctx.get("check_status", {}).get(call.index)
 
 
-COLUMNS: Dict[str, Column] = {
-    "layer": Column("Layer", _tree_name),
-    "name": Column("Name", lambda c, ctx: c.name),
-    "type": Column("Type", lambda c, ctx: c.class_name),
-    "depth": Column("Depth", lambda c, ctx: c.depth, numeric=True),
-    "input": Column("Input shape", lambda c, ctx: format_shape_tree(c.input_shapes)),
-    "output": Column("Output shape", lambda c, ctx: format_shape_tree(c.output_shapes)),
-    "params": Column("Params", _params, numeric=True),
-    "own_params": Column("Own params", lambda c, ctx: c.own_params, numeric=True),
-    "trainable": Column("Trainable", lambda c, ctx: c.trainable),
-    "macs": Column("Mult-adds", lambda c, ctx: c.macs, numeric=True),
-    "own_macs": Column("Own mult-adds", lambda c, ctx: c.own_macs, numeric=True),
-    "kernel": Column("Kernel", _hyper("kernel_size")),
-    "stride": Column("Stride", _hyper("stride")),
-    "padding": Column("Padding", _hyper("padding")),
-    "dilation": Column("Dilation", _hyper("dilation")),
-    "check": Column("Check", _check),
-}
+_COLUMN_LIST: Tuple[Column, ...] = (
+    Column("layer", "Layer", lambda c, ctx: c.display_name, "string", data=False, short=_tree_label),  # a tree
+    Column("index", "Index", lambda c, ctx: c.index, "int64", numeric=True),
+    Column("name", "Name", lambda c, ctx: c.name, "string"),
+    Column("type", "Type", lambda c, ctx: c.class_name, "string"),
+    Column("depth", "Depth", lambda c, ctx: c.depth, "int64", numeric=True),
+    Column("parent", "Parent", lambda c, ctx: c.parent, "Int64", numeric=True),
+    Column("call_number", "Call", lambda c, ctx: c.call_number, "int64", numeric=True),
+    Column("input", "Input shape", lambda c, ctx: c.input_shapes, text=_shape_text, field="input_shapes",
+           short=_short_shape_text),
+    Column("output", "Output shape", lambda c, ctx: c.output_shapes, text=_shape_text,
+           field="output_shapes", short=_short_shape_text),
+    Column("params", "Params", lambda c, ctx: c.subtree_params, "int64", text=_params_text, numeric=True),
+    Column("own_params", "Own params", lambda c, ctx: c.own_params, "int64", numeric=True),
+    Column("trainable", "Trainable", _trainable, "boolean", text=_trainable_text),
+    Column("trainable_partial", "Partly trainable", lambda c, ctx: c.trainable == "partial", "bool"),
+    Column("macs", "Mult-adds", lambda c, ctx: c.macs, "int64", text=lambda c, v, ctx=None: si(v), numeric=True),
+    Column("own_macs", "Own mult-adds", lambda c, ctx: c.own_macs, "int64", numeric=True),
+    Column("output_bytes", "Output bytes", lambda c, ctx: c.output_bytes, "int64", numeric=True),
+    Column("is_leaf", "Leaf", lambda c, ctx: c.is_leaf, "bool"),
+    Column("kernel", "Kernel", _hyper("kernel_size"), text=_hyper_text, field="kernel_size"),
+    Column("stride", "Stride", _hyper("stride"), text=_hyper_text),
+    Column("padding", "Padding", _hyper("padding"), text=_hyper_text),
+    Column("dilation", "Dilation", _hyper("dilation"), text=_hyper_text),
+    Column("groups", "Groups", _hyper("groups"), "Int64", text=_hyper_text, numeric=True),
+    Column("output_padding", "Output padding", _hyper("output_padding"), text=_hyper_text),
+    Column("check", "Check", _check, "string"),
+)
 
+
+def _registry(columns: Sequence[Column]) -> Dict[str, Column]:
+    table: Dict[str, Column] = {}
+    for column in columns:
+        if column.key in table:
+            raise ValueError(f"column {column.key!r} registered twice")
+        table[column.key] = column
+    return table
+
+
+COLUMNS: Dict[str, Column] = _registry(_COLUMN_LIST)
 DEFAULT_COLUMNS = ("layer", "type", "input", "output", "params", "macs")
+DATA_COLUMNS = tuple(k for k, c in COLUMNS.items() if c.data)  # JSON and DataFrame, when none are chosen
+ALL = "all"
 
 
-def parse_columns(spec) -> Sequence[str]:
-    """``"layer,output,params"`` or a list -> validated column keys."""
+def parse_columns(spec, *, default: Sequence[str] = DEFAULT_COLUMNS) -> Sequence[str]:
+    """``"layer,output,params"``, ``"all"`` or a list -> validated column keys."""
     if spec is None:
-        return DEFAULT_COLUMNS
+        return tuple(default)
     keys = [k.strip() for k in (spec.split(",") if isinstance(spec, str) else spec) if k.strip()]
+    if keys == [ALL]:
+        return tuple(COLUMNS)
     unknown = [k for k in keys if k not in COLUMNS]
     if unknown or not keys:
         raise UsageError(
-            f"unknown column(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(COLUMNS)} "
+            f"unknown column(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(COLUMNS)} or 'all' "
             "(comma-separated, e.g. --columns layer,output,params,macs)"
         )
-    return keys
+    return tuple(keys)
+
+
+def data_row(call: LayerCall, keys: Sequence[str], ctx: Mapping[str, Any]) -> Dict[str, Any]:
+    """Typed values, keyed by each column's field name (JSON and DataFrame)."""
+    return {COLUMNS[k].name: COLUMNS[k].value(call, ctx) for k in keys}
+
+
+def text_row(call: LayerCall, keys: Sequence[str], ctx: Mapping[str, Any], *, short: bool = False) -> Dict[str, str]:
+    """Cells, keyed by column key: ``short`` for a table or markdown, full text for CSV."""
+    out = {}
+    for k in keys:
+        column = COLUMNS[k]
+        draw = column.short if short and column.short is not None else column.text
+        out[k] = draw(call, column.value(call, ctx), ctx)
+    return out

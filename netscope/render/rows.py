@@ -10,6 +10,12 @@ from typing import Any, Dict, List, Optional, Sequence
 from netscope.errors import UsageError
 
 TEXT_FORMATS = ("table", "markdown", "csv", "json")
+JSON_SCHEMA_VERSION = 2  # bump when a field of any command's JSON changes meaning or goes away
+
+
+def json_document(kind: str, body: Dict[str, Any]) -> Dict[str, Any]:
+    """Every command's JSON: ``{"schema": "netscope.KIND", "schema_version": N, ...body}``."""
+    return {"schema": f"netscope.{kind}", "schema_version": JSON_SCHEMA_VERSION, **body}
 
 
 def check_format(fmt: str, table_style: str = "simple") -> None:

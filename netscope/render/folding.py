@@ -1,0 +1,134 @@
+"""Runs of identical repeated blocks (``layers.1–31  31 × LlamaDecoderLayer  as layers.0``), found once.
+
+Two sibling calls are identical when they have the same class, input and output shapes, parameter count,
+multiply-adds and number of nested calls. The first call of a run stays in full; the rest fold into one row.
+A call whose subtree holds a failed check or a finding never folds, so folding cannot hide a problem.
+Table, notebook and HTML views fold; JSON and the DataFrame always keep every call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Collection, Dict, List, Sequence, Tuple
+
+from netscope.records import LayerCall
+
+
+@dataclass(frozen=True)
+class Fold:
+    """Calls ``members`` (in call order) repeat call ``first``, their immediately preceding sibling run's head."""
+
+    first: int
+    members: Tuple[int, ...]
+    label: str  # "layers.1–31"
+    class_name: str
+
+    @property
+    def count(self) -> int:
+        return len(self.members)
+
+
+def subtree_sizes(layers: Sequence[LayerCall]) -> List[int]:
+    """Number of calls in each call's subtree, itself included (calls are in pre-order)."""
+    sizes = [1] * len(layers)
+    for call in reversed(layers):
+        if call.parent is not None:
+            sizes[call.parent] += sizes[call.index]
+    return sizes
+
+
+def _run_label(first: LayerCall, last: LayerCall) -> str:
+    if first.index == last.index:
+        return first.name
+    head, _, tail = first.name.rpartition(".")
+    last_head, _, last_tail = last.name.rpartition(".")
+    if head == last_head and tail.isdigit() and last_tail.isdigit():
+        return f"{first.name}–{last_tail}"
+    return f"{first.name} – {last.name}"
+
+
+def find_folds(layers: Sequence[LayerCall], pinned: Collection[int] = ()) -> List[Fold]:
+    """Every run of identical siblings, as folds of its second to last call.
+
+    ``pinned``: indexes of calls that must stay visible (a failed check, a finding); a call with a pinned
+    call in its subtree ends a run.
+    """
+    if not layers:
+        return []
+    sizes = subtree_sizes(layers)
+    holds_pin = set()
+    for index in pinned:
+        while index is not None and index not in holds_pin:
+            holds_pin.add(index)
+            index = layers[index].parent
+    kids: Dict[int, List[LayerCall]] = {}
+    for call in layers:
+        if call.parent is not None:
+            kids.setdefault(call.parent, []).append(call)
+
+    def signature(call: LayerCall):
+        if call.call_number > 1 or call.index in holds_pin:
+            return None
+        return (call.class_name, repr(call.input_shapes), repr(call.output_shapes), call.subtree_params, call.macs,
+                sizes[call.index])
+
+    folds: List[Fold] = []
+    for siblings in kids.values():
+        start = 0
+        while start < len(siblings):
+            key = signature(siblings[start])
+            end = start + 1
+            while key is not None and end < len(siblings) and signature(siblings[end]) == key:
+                end += 1
+            members = siblings[start + 1:end]
+            if members and (len(members) > 1 or sizes[members[0].index] > 1):  # only when it saves rows
+                folds.append(Fold(siblings[start].index, tuple(m.index for m in members),
+                                  _run_label(members[0], members[-1]), members[0].class_name))
+            start = end
+    folds.sort(key=lambda f: f.members[0])
+    return folds
+
+
+def visible_calls(layers: Sequence[LayerCall], folds: Sequence[Fold], *, depth=None):
+    """Calls in order, each either a ``LayerCall`` or a ``Fold`` standing for its members and their subtrees."""
+    heads = {f.members[0]: f for f in folds}
+    hidden = {m for f in folds for m in f.members}
+    skip_below = None  # depth of a folded call whose descendants are being skipped
+    for call in layers:
+        if skip_below is not None:
+            if call.depth > skip_below:
+                continue
+            skip_below = None
+        if depth is not None and call.depth > depth:
+            continue
+        if call.index in hidden:
+            skip_below = call.depth
+            if call.index in heads:
+                yield heads[call.index]
+            continue
+        yield call
+
+
+SUMMED = ("params", "own_params", "macs", "own_macs", "output_bytes")  # columns a fold row shows as run totals
+
+
+def fold_row(fold: Fold, members: Sequence[LayerCall], first: LayerCall, keys: Sequence[str], ctx) -> dict:
+    """Table cells of one folded run: ``layers.1–31 | 31 × LlamaDecoderLayer | as layers.0 | ...`` with the
+    run's summed counts, other cells as the (identical) calls show them."""
+    from netscope.render.columns import COLUMNS, relative_name, text_row
+
+    row = text_row(members[0], keys, ctx, short=True)
+    for key in keys:
+        if key in SUMMED:
+            column = COLUMNS[key]
+            total = sum(column.value(m, ctx) for m in members)
+            row[key] = column.text(members[0], total, ctx)
+    label = fold.label
+    names = ctx.get("names")
+    if names is not None and members[0].parent is not None:
+        label = relative_name(label, names[members[0].parent])
+    row.update({k: v for k, v in (("layer", label), ("name", fold.label),
+                                  ("type", f"{fold.count} × {fold.class_name}"),
+                                  ("input", f"as {first.name}")) if k in keys})
+    row["_fold"] = True
+    return row
