@@ -16,7 +16,7 @@ from netscope.inputs import InputSpec, TensorSpec, normalize_dtype, normalize_fl
 from netscope.records import RunInfo
 from netscope.report import Report
 from netscope.shapes import shape_tree, tensor_bytes
-from netscope.totals import compute_totals
+from netscope.totals import compute_totals, owned_params
 from netscope.progress import progress, progress_enabled
 from netscope.trace import model_device, model_float_dtype, module_count, trace
 
@@ -67,10 +67,11 @@ def run_summary(model: nn.Module, inputs, *, device: torch.device, dtype: Option
                                 peak_memory_bytes=result.peak_memory_bytes)
         formula_checks = _formula_checks(result) if checks else []
         findings = _naming_findings(runnable) if audit_names else []
+        owners = owned_params(runnable)
     run = RunInfo(model=label, device=str(device), dtype=run_dtype, mode=mode, input_shapes=input_tree,
                   seconds=result.seconds)
     return Report(layers=result.calls, totals=totals, run=run, checks=formula_checks, findings=findings,
-                  model_output=result.model_output)
+                  model_output=result.model_output, param_owners=owners)
 
 
 def check(model: nn.Module, input_size=None, input_data=None, **kwargs) -> List[Any]:

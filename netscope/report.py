@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import textwrap
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from netscope.records import Finding, LayerCall, RunInfo, Severity, Totals
 from netscope.render.columns import (COLUMNS, DATA_COLUMNS, DEFAULT_COLUMNS, data_row, parse_columns, text_row,
@@ -31,6 +31,7 @@ class Report:
     checks: List[Any] = field(default_factory=list)  # netscope.checks.FormulaCheck records
     findings: List[Finding] = field(default_factory=list)  # naming and other findings about the model
     model_output: Any = None
+    param_owners: Tuple[Any, ...] = ()  # netscope.totals.OwnedParams: who owns each parameter, counted once
 
     # ---- rendering -------------------------------------------------------------------------
     def __str__(self) -> str:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Dict, Optional
+from dataclasses import dataclass
+from typing import Dict, Optional, Tuple
 
 import torch.nn as nn
 
@@ -42,3 +43,27 @@ def compute_totals(model: nn.Module, calls, called_modules, *, input_bytes: int,
         peak_memory_bytes=peak_memory_bytes,
     )
 
+
+
+@dataclass(frozen=True)
+class OwnedParams:
+    """The parameter elements a module owns: each tensor counted once, under the first module that registers it
+    (called or not), so the owners' counts add up to ``Totals.total_params`` exactly."""
+
+    name: str  # the module's qualified name ("" for the root)
+    class_name: str
+    numel: int
+
+
+def owned_params(model: nn.Module) -> Tuple[OwnedParams, ...]:
+    seen = set()
+    owners = []
+    for name, module in model.named_modules():
+        own = 0
+        for param in module._parameters.values():
+            if param is not None and id(param) not in seen:
+                seen.add(id(param))
+                own += param.numel()
+        if own:
+            owners.append(OwnedParams(name, type(module).__name__, own))
+    return tuple(owners)

@@ -133,8 +133,9 @@ def test_checks_and_naming_findings_are_placed_on_their_rows(resnet50_annotated)
     kinds = [row[fields["check"]] for row in data["rows"]]
     conv1_kind, fc_kind = kinds[index["conv1"]], kinds[index["fc"]]
     assert data["checks"][conv1_kind] == [
-        "mismatch", "mismatch: expected (1, 64, 113, 113), observed (1, 64, 112, 112)", ["padding 3 </script> is odd"]]
-    assert data["checks"][fc_kind] == ["pass", "", []]
+        "mismatch", "mismatch: expected (1, 64, 113, 113), observed (1, 64, 112, 112)", ["padding 3 </script> is odd"],
+        []]
+    assert data["checks"][fc_kind] == ["pass", "", [], []]
     assert sum(k >= 0 for k in kinds) == 2
     texts = data["texts"]
     assert list(data["names"]) == [str(index["fc"])]
@@ -154,7 +155,7 @@ def test_shape_flow_of_resnet50_marks_where_spatial_size_halves(resnet50):
 
 def test_breakdown_matches_pytorch_parameter_counts(resnet50):
     model, report = resnet50
-    bars = breakdown(report.layers)
+    bars = breakdown(report)
     expected = {name: sum(p.numel() for p in child.parameters()) for name, child in model.named_children()}
     assert {b.label: b.value for b in bars.block_params} == {k: v for k, v in expected.items() if v}
     assert sum(b.value for b in bars.block_macs) == report.totals.total_macs
@@ -174,7 +175,7 @@ def test_12001_module_model_renders_small(big_report):
     assert len(data["rows"]) == 12_001
     assert full_names(data) == [c.name for c in big_report.layers]
     assert data["totals"] == big_report.totals.to_dict()
-    bars = breakdown(big_report.layers)
+    bars = breakdown(big_report)
     assert len(bars.block_params) == 16 and bars.block_params[-1].label == "other (3,985 blocks)"
     assert sum(b.value for b in bars.block_params) == 4000 * (64 * 64 + 64)
 
@@ -187,8 +188,12 @@ def test_notebook_view_is_compact_and_script_free(resnet50_annotated, big_report
     assert f"{report.totals.total_params:,}" in view
     assert 'class="ns-badge ns-mismatch"' in view and "1 naming" in view
     assert "3×224×224" in view
-    assert len(notebook_html(big_report)) < 100_000
-    assert "3,941 more top-level calls not listed" in notebook_html(big_report)
+    big = notebook_html(big_report)
+    assert len(big.encode("utf-8")) < 50_000
+    # the 3,999 blocks after the first are identical to it: one folded row, not 60 rows and a count
+    assert "1–3999</td><td>3999 × Sequential <small>as 0</small>" in big
+    assert big.count("<tr") == 1 + 3  # header, root, block 0, the folded run
+    assert len(repr(big_report).encode("utf-8")) < 1_000
 
 
 # ---- --plot and the CLI ----------------------------------------------------------------------------
@@ -402,7 +407,7 @@ def browser(tmp_path_factory):
         log.close()
 
 
-VISIBLE_ROWS = "Array.from(document.querySelectorAll('#ns-tree-body tr:not(.ns-more)'), r => r.querySelector('.ns-label').title)"
+VISIBLE_ROWS = "Array.from(document.querySelectorAll('#ns-tree-body tr[data-i]'), r => r.querySelector('.ns-label').title)"
 
 
 def _expected_filter(report, query: str) -> tuple:
@@ -444,7 +449,7 @@ def test_browser_resnet50(browser, resnet50_annotated, tmp_path):
     browser.screenshot(tmp_path / "resnet50.png")
 
     # badges: the failed check on conv1, the naming finding on fc
-    badges = browser.js("Object.fromEntries(Array.from(document.querySelectorAll('#ns-tree-body tr'),"
+    badges = browser.js("Object.fromEntries(Array.from(document.querySelectorAll('#ns-tree-body tr[data-i]'),"
                         " r => [r.querySelector('.ns-label').title, Array.from(r.querySelectorAll('.ns-badge'),"
                         " b => b.className.split(' ')[1] + ':' + b.textContent)]))")
     assert badges["conv1"] == ["ns-mismatch:mismatch", "ns-warn:1 warn"]
@@ -454,11 +459,15 @@ def test_browser_resnet50(browser, resnet50_annotated, tmp_path):
     # expand and collapse on click
     browser.click("#ns-tree-body tr:nth-child(6) .ns-toggle")  # layer1
     expanded = browser.js(VISIBLE_ROWS)
-    assert expanded == top[:6] + ["layer1.0", "layer1.1", "layer1.2"] + top[6:]
+    assert expanded == top[:6] + ["layer1.0", "layer1.1"] + top[6:]  # layer1.2 is identical to layer1.1: folded
+    fold = browser.js("document.querySelector('#ns-tree-body tr.ns-fold').textContent")
+    assert fold.startswith("layer1.2  1 × Bottleneck  as layer1.1 · 1×256×56×56 · 70,400 params")
     browser.click("#ns-tree-body tr:nth-child(7) .ns-toggle")  # layer1.0
     block = next(c for c in report.layers if c.name == "layer1.0")
     inside = [c.name for c in report.layers if c.parent == block.index]  # in call order: relu runs three times
     assert inside[:3] == ["layer1.0.conv1", "layer1.0.bn1", "layer1.0.relu"] and len(inside) == 10
+    assert browser.js(VISIBLE_ROWS) == top[:6] + ["layer1.0"] + inside + ["layer1.1"] + top[6:]
+    browser.click("#ns-tree-body tr.ns-fold button")  # unfold the run
     assert browser.js(VISIBLE_ROWS) == top[:6] + ["layer1.0"] + inside + ["layer1.1", "layer1.2"] + top[6:]
     labels = browser.js("Array.from(document.querySelectorAll('#ns-tree-body .ns-label'), e => e.textContent)")
     assert labels[7:10] == ["conv1", "bn1", "relu"] and "relu (call 3)" in labels
@@ -490,20 +499,27 @@ def test_browser_12001_modules(browser, big_report, tmp_path):
     path.write_text(report_html(big_report), encoding="utf-8")
     browser.open(path)
     assert browser.js("document.body.dataset.ready") == "1"
-    count = "document.querySelectorAll('#ns-tree-body tr:not(.ns-more)').length"
+    count = "document.querySelectorAll('#ns-tree-body tr[data-i]').length"
     more = "Array.from(document.querySelectorAll('#ns-tree-body tr.ns-more'), r => r.textContent)"
-    assert browser.js(count) == 1 + 200  # lazily: the root and its first 200 children
-    assert browser.js(more) == ["show 200 more (3800 not shown)"]
-    browser.click("#ns-tree-body tr.ns-more td")
+    assert browser.js(count) == 2  # the root, block 0, and one row for the 3,999 identical blocks after it
+    assert browser.js("document.querySelector('tr.ns-fold').textContent").startswith("1–3999  3999 × Sequential  as 0")
+    browser.click("#ns-tree-body tr.ns-fold button")
+    assert browser.js(count) == 1 + 200  # unfolded lazily: the root and its first 200 children
+    assert browser.js(more) == ["show 200 more (3,800 not shown)"]
+    browser.click("#ns-tree-body tr.ns-more button")
     assert browser.js(count) == 1 + 400
     browser.click("#ns-tree-body tr:nth-child(2) .ns-toggle")  # block 0
     assert browser.js(VISIBLE_ROWS)[:4] == ["(root)", "0", "0.0", "0.1"]
     browser.type_into("#ns-search", "3999")
     assert browser.js(VISIBLE_ROWS) == ["(root)", "3999", "3999.0", "3999.1"]
-    browser.type_into("#ns-search", "relu")  # 4000 matches: the first 500 are shown, in pages of 200
-    assert browser.js("document.getElementById('ns-status').textContent") == \
-        "4,000 of 12,001 layers match (showing the first 500)"
+    browser.type_into("#ns-search", "relu")  # 4000 matches, in pages of 200: the status says how many are shown
     assert browser.js("document.querySelectorAll('tr.ns-hit').length") == 200
+    assert browser.js("document.getElementById('ns-status').textContent") == \
+        "4,000 of 12,001 layers match (200 shown; “show more” lists the rest)"
+    browser.click("#ns-tree-body tr.ns-more button")
+    assert browser.js("document.querySelectorAll('tr.ns-hit').length") == 400
+    assert browser.js("document.getElementById('ns-status').textContent").startswith(
+        "4,000 of 12,001 layers match (400 shown")
     total = browser.js("document.querySelector('[data-total=total_params]').textContent")
     assert total == f"{big_report.totals.total_params:,}"
     assert browser.errors == []

@@ -1,14 +1,20 @@
-"""Where the parameters and multiply-adds are: per top-level block and per layer type, ready for bar charts."""
+"""Where the parameters and multiply-adds are: per top-level block and per layer type, ready for bar charts.
+
+Every chart adds up to the report's own total. Parameters come from ``report.param_owners`` (each tensor
+once, tied and shared ones included; modules never called, such as ``MultiheadAttention.out_proj`` on the
+fused path, under their own name and type); what sits on the root or outside every block gets its own bar.
+Multiply-adds come from the calls; operators that ran outside every block get their own bar too.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Sequence
+from typing import Dict, List
 
-from netscope.records import LayerCall
 from netscope.render.flow import child_calls, main_container
 
 MAX_BARS = 16  # more bars than this are summed into one "other" bar
+OUTSIDE = "(outside blocks)"  # parameters and operators of the root (and single-child wrappers) themselves
 
 
 @dataclass(frozen=True)
@@ -19,32 +25,71 @@ class Bar:
 
 @dataclass(frozen=True)
 class Breakdown:
-    """Four bar lists: params and mult-adds per top-level block, and per layer type."""
+    """Four bar lists: params and mult-adds per top-level block, and per layer type; each sums to its total."""
 
     block_params: List[Bar]
     block_macs: List[Bar]
     type_params: List[Bar]
     type_macs: List[Bar]
+    total_params: int
+    total_macs: int
 
 
-def breakdown(layers: Sequence[LayerCall], *, max_bars: int = MAX_BARS) -> Breakdown:
+def breakdown(report, *, max_bars: int = MAX_BARS) -> Breakdown:
+    layers = report.layers
     container = main_container(layers)
     blocks = child_calls(layers).get(container.index, []) if container is not None else []
-    # a module called twice owns its parameters once: only its first call counts them
-    block_params = [Bar(c.display_name, c.subtree_params if not c.is_repeat else 0) for c in blocks]
-    block_macs = [Bar(c.display_name, c.macs) for c in blocks]
+    prefix = container.name if container is not None else ""
+
+    block_params: Dict[str, int] = {c.name: 0 for c in blocks if not c.is_repeat}
     type_params: Dict[str, int] = {}
+    for owner in _owners(report):
+        block = _block_of(owner.name, prefix) or OUTSIDE  # a block that never ran still gets its bar
+        block_params[block] = block_params.get(block, 0) + owner.numel
+        type_params[owner.class_name] = type_params.get(owner.class_name, 0) + owner.numel
+    called = {c.name for c in blocks}
+    params_bars = [Bar(k if k in called or k == OUTSIDE else f"{k} (not called)", v) for k, v in block_params.items()]
+
+    total_macs = report.totals.total_macs
+    macs_bars = [Bar(c.display_name, c.macs) for c in blocks]
+    outside = total_macs - sum(b.value for b in macs_bars)
+    if outside:
+        macs_bars.append(Bar(OUTSIDE, outside))
     type_macs: Dict[str, int] = {}
     for call in layers:
-        if not call.is_repeat:
-            type_params[call.class_name] = type_params.get(call.class_name, 0) + call.own_params
         type_macs[call.class_name] = type_macs.get(call.class_name, 0) + call.own_macs
     return Breakdown(
-        block_params=_top(block_params, max_bars, keep_order=True, noun="blocks"),
-        block_macs=_top(block_macs, max_bars, keep_order=True, noun="blocks"),
+        block_params=_top(params_bars, max_bars, keep_order=True, noun="blocks"),
+        block_macs=_top(macs_bars, max_bars, keep_order=True, noun="blocks"),
         type_params=_top([Bar(k, v) for k, v in type_params.items()], max_bars, keep_order=False, noun="types"),
         type_macs=_top([Bar(k, v) for k, v in type_macs.items()], max_bars, keep_order=False, noun="types"),
+        total_params=report.totals.total_params,
+        total_macs=total_macs,
     )
+
+
+def _owners(report):
+    """The report's parameter owners; for a report built by hand without them, each called module's own
+    parameters (exact unless parameters are shared or modules were not called)."""
+    if report.param_owners or not report.layers:
+        return report.param_owners
+    from netscope.totals import OwnedParams
+
+    return [OwnedParams(c.name, c.class_name, c.own_params) for c in report.layers if not c.is_repeat and c.own_params]
+
+
+def _block_of(module_name: str, prefix: str):
+    """The main container's child that holds ``module_name`` (by name), or None for the container and above."""
+    if prefix:
+        if not module_name.startswith(prefix + "."):
+            return None
+        rest = module_name[len(prefix) + 1:]
+    else:
+        rest = module_name
+    if not rest:
+        return None
+    head = rest.split(".", 1)[0]
+    return f"{prefix}.{head}" if prefix else head
 
 
 def _top(bars: List[Bar], limit: int, *, keep_order: bool, noun: str) -> List[Bar]:

@@ -2,31 +2,35 @@
 
 from __future__ import annotations
 
+import json
 from html import escape
 from typing import Dict, List, Tuple
 
 from netscope.render.assets import NOTEBOOK_CSS, PAGE_CSS, PAGE_JS
 from netscope.render.breakdown import breakdown
 from netscope.render.flow import shape_flow
-from netscope.render.html_data import check_notes, finding_rows, report_payload, script_json
-from netscope.render.svg import bar_chart_svg
+from netscope.render.columns import COLUMNS
+from netscope.render.folding import Fold, visible_calls
+from netscope.render.headline import estimated_total_bytes, headline
+from netscope.render.html_data import TREE_COLUMNS, check_notes, finding_rows, report_payload, script_json
+from netscope.records import Severity
+from netscope.render.svg import bar_chart_svg, share
 from netscope.shapes import format_shape_tree
 from netscope.units import megabytes, si
 
 PARAMS_COLOR = "#2f81f7"
 MACS_COLOR = "#e16f24"
 FINDINGS_PER_KIND = 8  # findings listed per kind; the rest are counted (each still has its badge)
-NOTEBOOK_ROWS = 60  # calls listed in the notebook view (depth 0 and 1)
+NOTEBOOK_ROWS = 60  # rows listed in the notebook view (depth 0 and 1, identical blocks folded)
+HEAVIEST = 10  # calls listed in the "heaviest layers" view, by mult-adds and by parameters
 # No network: nothing but inline styles, inline scripts and data: images may load.
 CSP = "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:"
-TREE_HEADERS = (("Layer", ""), ("Class", ""), ("Input", ""), ("Output", ""), ("Params", "ns-num"),
-                ("Mult-adds", "ns-num"), ("Checks", ""))
 
 
 def report_html(report) -> str:
     """The full page: totals, run, shape flow, bar charts, findings and the collapsible, searchable tree."""
     title = f"netscope: {report.run.model}"
-    head = "".join(f'<th class="{cls}">{name}</th>' if cls else f"<th>{name}</th>" for name, cls in TREE_HEADERS)
+    head = "".join(_tree_header(key) for key in TREE_COLUMNS)
     return "".join([
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">",
         f'<meta http-equiv="Content-Security-Policy" content="{CSP}">',
@@ -35,6 +39,7 @@ def report_html(report) -> str:
         f"<title>{escape(title)}</title><style>{PAGE_CSS}</style></head>\n",
         '<body><main class="ns-root ns-page">',
         f"<h1>{escape(title)}</h1>",
+        f'<p class="ns-headline">{escape(headline(report))}</p>',
         f'<p class="ns-run">{_run_text(report)}</p>',
         '<div class="ns-cols"><section><h2>Totals</h2>', _totals_html(report), "</section>",
         f"<section><h2>Checks</h2>{_findings_summary(report)}</section></div>",
@@ -42,12 +47,16 @@ def report_html(report) -> str:
         "<section><h2>Where the parameters and multiply-adds are</h2>", _charts_html(report, by_type=True),
         "</section>",
         _findings_html(report),
-        '<section><h2>Layers</h2><div class="ns-toolbar">',
+        _heaviest_html(report),
+        '<section><h2 id="ns-layers">Layers</h2><div class="ns-toolbar">',
         '<input id="ns-search" type="search" placeholder="Filter layers by name or class" '
         'aria-label="Filter layers by name or class" autocomplete="off">',
         '<button id="ns-expand" type="button">Expand all</button>',
-        '<button id="ns-collapse" type="button">Collapse</button><span id="ns-status"></span></div>',
-        f'<table class="ns-table ns-tree"><thead><tr>{head}</tr></thead><tbody id="ns-tree-body"></tbody></table>',
+        '<button id="ns-collapse" type="button">Collapse</button>',
+        '<span id="ns-status" role="status" aria-live="polite"></span></div>',
+        '<div class="ns-scroll" tabindex="0" role="region" aria-labelledby="ns-layers">',
+        f'<table class="ns-table ns-tree" role="treegrid" aria-labelledby="ns-layers"><thead><tr>{head}</tr></thead>'
+        '<tbody id="ns-tree-body"></tbody></table></div>',
         "<noscript><p>The layer tree needs JavaScript; the totals, flow and charts above do not.</p></noscript>",
         "</section></main>\n",
         f'<script type="application/json" id="ns-data">{script_json(report_payload(report))}</script>\n',
@@ -56,13 +65,31 @@ def report_html(report) -> str:
 
 
 def notebook_html(report) -> str:
-    """A compact, script-free view for Jupyter: totals, flow, block charts and the top-level calls."""
-    shown = [c for c in report.layers if c.depth <= 1][:NOTEBOOK_ROWS]
-    left = sum(1 for c in report.layers if c.depth <= 1) - len(shown)
+    """A compact, script-free view for Jupyter: the headline, totals, flow, block charts and the top-level
+    calls with identical blocks folded. Colours follow Jupyter's theme variables (or the browser's
+    light/dark preference outside Jupyter); every rule is scoped under ``.ns-root.ns-nb``."""
     status = {c.call_index: check_notes(c) for c in report.checks}
     placed, _ = finding_rows(report)
+    folds = report.folds()
     body = []
-    for c in shown:
+    listed = 0
+    top_level = 0
+    for item in visible_calls(report.layers, folds, depth=1):
+        top_level += 1
+        if listed >= NOTEBOOK_ROWS:
+            continue
+        listed += 1
+        if isinstance(item, Fold):
+            members = [report.layers[i] for i in item.members]
+            first = report.layers[item.first]
+            body.append(
+                f'<tr class="ns-fold"><td>{"&nbsp;" * 4 * members[0].depth}{escape(item.label)}</td>'
+                f"<td>{item.count} × {escape(item.class_name)} <small>as {escape(first.name)}</small></td>"
+                f"<td>{escape(format_shape_tree(members[0].output_shapes))}</td>"
+                f'<td class="ns-num">{sum(m.subtree_params for m in members):,}</td>'
+                f'<td class="ns-num">{si(sum(m.macs for m in members))}</td><td></td></tr>')
+            continue
+        c = item
         notes = _badges(status.get(c.index), placed.get(c.index, []))
         body.append(
             f"<tr><td>{'&nbsp;' * 4 * c.depth}{escape(c.display_name if c.depth else '(root)')}</td>"
@@ -70,18 +97,21 @@ def notebook_html(report) -> str:
             f'<td class="ns-num">{c.subtree_params:,}</td><td class="ns-num" title="{c.macs:,}">{si(c.macs)}</td>'
             f"<td>{notes}</td></tr>"
         )
-    more = f'<p class="ns-note">{left:,} more top-level calls not listed.</p>' if left > 0 else ""
-    deeper = len(report.layers) - len(shown) - max(left, 0)
-    note = (f'<p class="ns-note">{len(report.layers):,} calls in all ({deeper:,} nested deeper not listed); '
-            "the full, searchable tree is in <code>report.to_html()</code> or "
-            "<code>netscope summary MODEL --html FILE</code>.</p>")
+    more = (f'<p class="ns-note">{top_level - listed:,} more top-level rows not listed.</p>'
+            if top_level > listed else "")
+    note = (f'<p class="ns-note">{len(report.layers):,} calls in all; the full, searchable tree is in '
+            "<code>report.to_html()</code> or <code>netscope summary MODEL --html FILE</code>.</p>")
     return "".join([
         f'<div class="ns-root ns-nb"><style>{NOTEBOOK_CSS}</style>',
-        f"<b>{escape(report.run.model)}</b><div class=\"ns-run\">{_run_text(report)}</div>",
-        _totals_html(report), "<div>", _flow_html(report), "</div>", _charts_html(report, by_type=False),
-        '<table class="ns-table"><thead><tr><th>Layer</th><th>Class</th><th>Output</th>'
-        '<th class="ns-num">Params</th><th class="ns-num">Mult-adds</th><th>Checks</th></tr></thead><tbody>',
-        "".join(body), "</tbody></table>", more, note, "</div>",
+        f'<div class="ns-headline">{escape(headline(report))}</div><div class="ns-run">{_run_text(report)}</div>',
+        "<details><summary>Totals</summary>", _totals_html(report), "</details>",
+        "<div>", _flow_html(report), "</div>",
+        "<details><summary>Where the parameters and multiply-adds are</summary>",
+        _charts_html(report, by_type=False), "</details>",
+        '<details open><summary>Top-level calls</summary><table class="ns-table"><thead><tr>'
+        '<th>Layer</th><th>Class</th><th>Output</th><th class="ns-num">Params</th><th class="ns-num">Mult-adds</th>'
+        "<th>Checks</th></tr></thead><tbody>",
+        "".join(body), "</tbody></table>", more, note, "</details></div>",
     ])
 
 
@@ -113,7 +143,7 @@ def _totals_items(totals) -> List[Tuple[str, str, int, str]]:
         ("param_bytes", "Params size", t.param_bytes, megabytes(t.param_bytes)),
         ("buffer_bytes", f"Buffers ({t.buffer_elements:,} elements)", t.buffer_bytes, megabytes(t.buffer_bytes)),
     ]
-    estimate = t.input_bytes + t.activation_bytes + t.param_bytes + t.buffer_bytes
+    estimate = estimated_total_bytes(t)
     items.append(("estimated_total_bytes", "Estimated total size", estimate, megabytes(estimate)))
     if t.peak_memory_bytes is not None:
         items.append(("peak_memory_bytes", "Measured CUDA peak", t.peak_memory_bytes, megabytes(t.peak_memory_bytes)))
@@ -145,63 +175,82 @@ def _flow_html(report) -> str:
 
 
 def _charts_html(report, *, by_type: bool) -> str:
-    bars = breakdown(report.layers)
-    charts = [bar_chart_svg("Parameters per top-level block", bars.block_params, fmt=si, color=PARAMS_COLOR),
-              bar_chart_svg("Mult-adds per top-level block", bars.block_macs, fmt=si, color=MACS_COLOR)]
+    bars = breakdown(report)
+    p, m = bars.total_params, bars.total_macs
+    charts = [bar_chart_svg("Parameters per top-level block", bars.block_params, total=p, fmt=si, color=PARAMS_COLOR),
+              bar_chart_svg("Mult-adds per top-level block", bars.block_macs, total=m, fmt=si, color=MACS_COLOR)]
     if by_type:
-        charts += [bar_chart_svg("Parameters per layer type", bars.type_params, fmt=si, color=PARAMS_COLOR),
-                   bar_chart_svg("Mult-adds per layer type", bars.type_macs, fmt=si, color=MACS_COLOR)]
+        charts += [bar_chart_svg("Parameters per layer type", bars.type_params, total=p, fmt=si, color=PARAMS_COLOR),
+                   bar_chart_svg("Mult-adds per layer type", bars.type_macs, total=m, fmt=si, color=MACS_COLOR)]
     return f'<div class="ns-charts">{"".join(charts)}</div>'
 
 
 def _badges(check, naming) -> str:
+    """The notebook's badges: check status, its warnings and notes, naming findings (by their severity)."""
     out = []
     if check is not None:
-        status, problem, warnings = check
+        status, problem, warnings, notes = check
         cls = "ns-pass" if status == "pass" else "ns-mismatch" if "mismatch" in status or "fail" in status else "ns-other"
         out.append(f'<span class="ns-badge {cls}" title="{escape(problem or "formula check passed")}">'
                    f"{escape(status)}</span>")
         if warnings:
             out.append(f'<span class="ns-badge ns-warn" title="{escape(chr(10).join(warnings))}">'
                        f"{len(warnings)} warn</span>")
+        if notes:
+            out.append(f'<span class="ns-badge ns-info" title="{escape(chr(10).join(notes))}">'
+                       f"{len(notes)} note{'' if len(notes) == 1 else 's'}</span>")
     if naming:
-        text = "\n\n".join(f"{code}: {message}" for code, message, _ in naming)
+        text = "\n\n".join(f"{code}: {message}" for code, message, _, _ in naming)
         out.append(f'<span class="ns-badge ns-names" title="{escape(text)}">{len(naming)} naming</span>')
     return "".join(out)
+
+
+def _severity_counts(report) -> Dict[str, int]:
+    """Findings of the checks and the naming audit by their own severity field (as the CLI and JSON report it)."""
+    counts = {level.value: 0 for level in Severity}
+    for finding in [f for c in report.checks for f in getattr(c, "findings", ()) or ()] + list(report.findings):
+        counts[str(finding.severity)] = counts.get(str(finding.severity), 0) + 1
+    return counts
 
 
 def _findings_summary(report) -> str:
     checks = report.checks
     passed = sum(1 for c in checks if c.status == "pass")
-    warned = sum(len(getattr(c, "findings", ()) or ()) for c in checks)
-    lines = [f"Formula checks: {len(checks):,} ({passed:,} pass, {len(checks) - passed:,} do not, "
-             f"{warned:,} warning{'' if warned == 1 else 's'})"
+    counts = _severity_counts(report)
+    lines = [f"Formula checks: {len(checks):,} ({passed:,} pass, {len(checks) - passed:,} do not)"
              if checks else "Formula checks: none ran",
-             f"Naming findings: {len(report.findings):,}"]
-    return "<ul>" + "".join(f"<li>{escape(line)}</li>" for line in lines) + "</ul>"
+             f"Naming findings: {len(report.findings):,}",
+             ", ".join(f"{n:,} {level}{'' if n == 1 else 's'}" for level, n in counts.items())]
+    items = "".join(f"<li>{escape(line)}</li>" for line in lines)
+    return f'<ul data-severity="{escape(json.dumps(counts))}">{items}</ul>'
 
 
 def _findings_html(report) -> str:
-    """Findings grouped by kind: the first few of each with the layer as a link that filters the tree."""
-    groups: Dict[str, List[Tuple[str, str, str]]] = {}
+    """Findings grouped by severity and code, the first few of each with a link that opens that exact row."""
+    groups: Dict[Tuple[str, str], List[Tuple[str, object, str, str]]] = {}
     for check in report.checks:
-        status, problem, warnings = check_notes(check)
-        if problem:
-            groups.setdefault(f"formula check: {status}", []).append((check.layer, f"{check.class_name}: {problem}", ""))
-        for warning in warnings:
-            groups.setdefault("formula check warning", []).append((check.layer, f"{check.class_name}: {warning}", ""))
+        for finding in getattr(check, "findings", ()) or ():
+            groups.setdefault((str(finding.severity), finding.code), []).append(
+                (check.layer, check.call_index, f"{check.class_name}: {finding.message}", finding.fix or ""))
+    first_call = {}
+    for call in report.layers:
+        first_call.setdefault(call.name, call.index)
     for finding in report.findings:
-        groups.setdefault(finding.code, []).append((finding.layer or "", finding.message, finding.fix or ""))
+        index = finding.call_index if finding.call_index is not None else first_call.get(finding.layer)
+        groups.setdefault((str(finding.severity), finding.code), []).append(
+            (finding.layer or "", index, finding.message, finding.fix or ""))
     if not groups:
         return ""
+    order = {Severity.ERROR.value: 0, Severity.WARNING.value: 1, Severity.INFO.value: 2}
     parts = ['<section class="ns-findings"><h2>Findings</h2>']
-    for kind, items in groups.items():
-        fixes = {fix for _, _, fix in items}
+    for (severity, code), items in sorted(groups.items(), key=lambda kv: order.get(kv[0][0], 1)):
+        fixes = {fix for *_, fix in items}
         shared_fix = fixes.pop() if len(fixes) == 1 else None
-        parts.append(f"<h3>{escape(kind)} ({len(items):,})</h3><ul>")
-        for layer, message, fix in items[:FINDINGS_PER_KIND]:
-            where = (f'<button type="button" class="ns-link" data-find="{escape(layer)}">{escape(layer)}</button> '
-                     if layer else "")
+        parts.append(f'<h3><span class="ns-badge ns-sev-{escape(severity)}">{escape(severity)}</span> '
+                     f"{escape(code)} ({len(items):,})</h3><ul>")
+        for layer, index, message, fix in items[:FINDINGS_PER_KIND]:
+            where = (f'<button type="button" class="ns-link" data-row="{index}">{escape(layer or "(root)")}</button> '
+                     if index is not None else (f"<code>{escape(layer)}</code> " if layer else ""))
             own_fix = f' <span class="ns-fix">Fix: {escape(fix)}</span>' if fix and shared_fix is None else ""
             parts.append(f"<li>{where}{escape(message)}{own_fix}</li>")
         if len(items) > FINDINGS_PER_KIND:
@@ -210,3 +259,32 @@ def _findings_html(report) -> str:
         parts.append("</ul>" + (f'<p class="ns-fix">Fix: {escape(shared_fix)}</p>' if shared_fix else ""))
     parts.append("</section>")
     return "".join(parts)
+
+
+def _heaviest_html(report) -> str:
+    """The calls that do the most work and hold the most weights (leaves: no double counting), linked to their rows."""
+    leaves = [c for c in report.layers if c.is_leaf]
+    lists = []
+    t = report.totals
+    for title, key, total in (("By mult-adds", lambda c: c.macs, t.total_macs),
+                              ("By parameters", lambda c: 0 if c.is_repeat else c.own_params, t.total_params)):
+        ranked = sorted((c for c in leaves if key(c) > 0), key=lambda c: -key(c))[:HEAVIEST]
+        if not ranked:
+            continue
+        items = "".join(
+            f'<li><button type="button" class="ns-link" data-row="{c.index}">{escape(c.display_name)}</button> '
+            f"<small>{escape(c.class_name)}</small> {escape(si(key(c)))} "
+            f"<small>({share(key(c), total)})</small></li>" for c in ranked)
+        lists.append(f"<div><h3>{title}</h3><ol>{items}</ol></div>")
+    if not lists:
+        return ""
+    return f'<section class="ns-heaviest"><h2>Heaviest layers</h2><div class="ns-cols">{"".join(lists)}</div></section>'
+
+
+def _tree_header(key: str) -> str:
+    column = COLUMNS[key]
+    cls = ' class="ns-num"' if column.numeric else ""
+    if key in ("params", "macs"):
+        return (f'<th{cls} aria-sort="none"><button type="button" class="ns-sort" data-sort="{key}" '
+                f'title="sort siblings by {escape(column.title.lower())}">{escape(column.title)}</button></th>')
+    return f"<th{cls}>{escape(column.title)}</th>"

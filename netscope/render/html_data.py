@@ -5,12 +5,18 @@ from __future__ import annotations
 import json
 from typing import Any, Dict, List, Tuple
 
+from netscope.records import Severity
+from netscope.render.columns import COLUMNS, relative_name
+from netscope.render.folding import find_folds
 from netscope.shapes import format_shape_tree
 
-FORMAT_VERSION = 1
-# Position of each field in a row array; the page's script reads the same order (ROW_FIELDS in the JS).
+FORMAT_VERSION = 2
+# Position of each field in a row array; the page's script looks each one up by name in ``fields``.
 ROW_FIELDS = ("name", "class", "parent", "input", "output", "params", "macs", "own_params", "own_macs", "call",
               "check")
+# The tree's columns, in order: titles and alignment from the column registry (render/columns.py).
+TREE_COLUMNS = ("layer", "type", "input", "output", "params", "macs", "check")
+SORTABLE = ("params", "macs")
 MAX_FINDING_MESSAGES = 400  # naming findings whose full message is embedded; the rest keep code and fix only
 
 
@@ -41,29 +47,38 @@ def _relative_name(name: str, parent_name: str):
     """The name's last part when it extends the enclosing call's name, else ``[full name]``."""
     if not parent_name:
         return name
-    if name.startswith(parent_name + "."):
-        return name[len(parent_name) + 1:]
-    return [name]
+    short = relative_name(name, parent_name)
+    return short if short != name else [name]
 
 
 def check_notes(check) -> List[Any]:
-    """A formula check as [status, what went wrong ('' when it passed), [warning messages]]."""
+    """A formula check as [status, what went wrong ('' when it passed), [warning messages], [info messages]].
+
+    Each finding goes where its own ``severity`` puts it (the CLI and JSON use the same field); the
+    finding that restates a mismatch (an error) is left to ``status`` and ``problem``."""
     status = str(getattr(check, "status", "unknown"))
     problem = "" if status == "pass" else (f"{status}: expected {getattr(check, 'expected_shape', '?')}, "
                                           f"observed {getattr(check, 'observed_shape', '?')}")
-    warnings = [str(getattr(f, "message", f)) for f in (getattr(check, "findings", ()) or ())]
-    return [status, problem, warnings]
+    warnings, notes = [], []
+    for finding in getattr(check, "findings", ()) or ():
+        severity = str(getattr(finding, "severity", Severity.WARNING))
+        if severity == Severity.WARNING.value:
+            warnings.append(str(finding.message))
+        elif severity == Severity.INFO.value:
+            notes.append(str(finding.message))
+    return [status, problem, warnings, notes]
 
 
 def finding_rows(report) -> Tuple[Dict[int, List[List[str]]], List[List[str]]]:
-    """Naming findings placed on the call they name (its first call), and those that name no call."""
+    """Naming findings ([code, message, fix, severity]) placed on the call they name (its first call), and
+    those that name no call (with the layer name appended)."""
     first_call = {}
     for call in report.layers:
         first_call.setdefault(call.name, call.index)
     placed: Dict[int, List[List[str]]] = {}
     loose: List[List[str]] = []
     for finding in report.findings:
-        entry = [finding.code, finding.message, finding.fix or ""]
+        entry = [finding.code, finding.message, finding.fix or "", str(finding.severity)]
         index = finding.call_index if finding.call_index is not None else first_call.get(finding.layer)
         if index is None:
             loose.append(entry + [finding.layer or ""])
@@ -96,15 +111,20 @@ def report_payload(report) -> Dict[str, Any]:
         ])
     placed, loose = finding_rows(report)
     naming: Dict[str, List[List[int]]] = {}
+    severity: Dict[str, str] = {}  # the badge's colour: the most severe naming finding of the call
+    rank = {Severity.ERROR.value: 0, Severity.WARNING.value: 1, Severity.INFO.value: 2}
     budget = MAX_FINDING_MESSAGES
     for index in sorted(placed):
         entries = []
-        for code, message, fix in placed[index]:
+        severity[str(index)] = min((entry[3] for entry in placed[index]), key=lambda level: rank.get(level, 1))
+        for code, message, fix, _ in placed[index]:
             entries.append([texts(code), texts(message) if budget > 0 else -1, texts(fix)])
             budget -= 1
         naming[str(index)] = entries
     return {
         "version": FORMAT_VERSION,
+        "columns": [[key, COLUMNS[key].title, COLUMNS[key].numeric, key in SORTABLE] for key in TREE_COLUMNS],
+        "folds": [[f.first, list(f.members), f.label] for f in report.folds()],
         "model": report.run.model,
         "fields": list(ROW_FIELDS),
         "classes": classes.table,
@@ -113,6 +133,7 @@ def report_payload(report) -> Dict[str, Any]:
         "rows": rows,
         "checks": check_table,
         "names": naming,
+        "name_severity": severity,
         "loose_findings": loose,
         "totals": report.totals.to_dict(),
     }

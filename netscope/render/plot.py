@@ -7,6 +7,7 @@ import os
 from netscope.errors import DependencyError, UsageError
 from netscope.fileio import atomic_path
 from netscope.render.breakdown import breakdown
+from netscope.render.svg import share
 from netscope.units import si
 
 PARAMS_COLOR = "#2f81f7"
@@ -31,14 +32,14 @@ def save_plot(report, path: str) -> None:
     """
     fmt = plot_format(path)
     figure = _figure_class()(figsize=(13, 8.5), layout="constrained")
-    bars = breakdown(report.layers)
+    bars = breakdown(report)
     axes = figure.subplots(2, 2)
-    panels = ((bars.block_params, "Parameters per top-level block", PARAMS_COLOR),
-              (bars.block_macs, "Mult-adds per top-level block", MACS_COLOR),
-              (bars.type_params, "Parameters per layer type", PARAMS_COLOR),
-              (bars.type_macs, "Mult-adds per layer type", MACS_COLOR))
-    for ax, (data, title, color) in zip(axes.flat, panels):
-        _bar_panel(ax, data, title, color)
+    panels = ((bars.block_params, "Parameters per top-level block", PARAMS_COLOR, bars.total_params),
+              (bars.block_macs, "Mult-adds per top-level block", MACS_COLOR, bars.total_macs),
+              (bars.type_params, "Parameters per layer type", PARAMS_COLOR, bars.total_params),
+              (bars.type_macs, "Mult-adds per layer type", MACS_COLOR, bars.total_macs))
+    for ax, (data, title, color, total) in zip(axes.flat, panels):
+        _bar_panel(ax, data, title, color, total)
     figure.suptitle(f"{report.run.model}: {si(report.totals.total_params)} params, "
                     f"{si(report.totals.total_macs)} mult-adds")
     with atomic_path(path) as tmp:
@@ -56,7 +57,7 @@ def _figure_class():
     return Figure
 
 
-def _bar_panel(ax, bars, title: str, color: str) -> None:
+def _bar_panel(ax, bars, title: str, color: str, total: int) -> None:
     ax.set_title(title, fontsize=11)
     if not bars:
         ax.text(0.5, 0.5, "nothing to show", ha="center", va="center", transform=ax.transAxes)
@@ -68,9 +69,9 @@ def _bar_panel(ax, bars, title: str, color: str) -> None:
     ax.barh(positions, values, color=color)
     ax.set_yticks(list(positions), labels, fontsize=8)
     ax.invert_yaxis()  # first bar on top, like the HTML charts
-    ax.set_xlim(0, max(values) * 1.18)
+    ax.set_xlim(0, max(values) * 1.3)
     for y, bar in zip(positions, bars):
-        ax.text(bar.value, y, " " + si(bar.value), va="center", fontsize=8)
+        ax.text(bar.value, y, f" {si(bar.value)} · {share(bar.value, total)}", va="center", fontsize=8)
     ax.xaxis.set_major_formatter(lambda value, _pos: _tick(value))
     ax.spines[["top", "right"]].set_visible(False)
 
