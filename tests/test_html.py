@@ -526,3 +526,109 @@ def test_browser_12001_modules(browser, big_report, tmp_path):
     browser.screenshot(tmp_path / "big.png")
     if os.environ.get("NETSCOPE_KEEP_SCREENSHOTS"):
         shutil.copy(tmp_path / "big.png", os.path.join(os.environ["NETSCOPE_KEEP_SCREENSHOTS"], "big.png"))
+
+
+# ---- every chart adds up to the report's own totals ------------------------------------------------
+
+CHART = re.compile(r'<figure class="ns-chart" data-total="(\d+)"><figcaption>(.*?)</figcaption>(.*?)</figure>', re.S)
+
+
+def _charts(page: str) -> dict:
+    """{chart title: (the total it claims, [(label, exact value)])} as the page draws them."""
+    out = {}
+    for total, title, svg in CHART.findall(page):
+        bars = re.findall(r'<g data-value="(\d+)"><title>(.*?): [\d,]+ \(', svg)
+        out[title] = (int(total), [(label, int(value)) for value, label in bars])
+    return out
+
+
+def _unique_params(model) -> int:
+    return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
+
+
+def _zoo():
+    import torch
+    import transformers
+
+    t5 = transformers.T5ForConditionalGeneration(transformers.T5Config(
+        vocab_size=64, d_model=16, d_kv=4, d_ff=32, num_layers=2, num_decoder_layers=2, num_heads=2))
+    ids = torch.randint(0, 64, (1, 8))
+    gpt2 = transformers.GPT2LMHeadModel(transformers.GPT2Config(vocab_size=64, n_positions=16, n_embd=16, n_layer=2,
+                                                                n_head=2))
+    detector = torchvision.models.detection.fasterrcnn_mobilenet_v3_large_320_fpn(weights=None, weights_backbone=None)
+    return {
+        "t5": (t5, dict(input_data={"input_ids": ids, "decoder_input_ids": ids})),
+        "gpt2": (gpt2, dict(input_data={"input_ids": ids})),
+        "vit_b_16": (torchvision.models.vit_b_16(weights=None), dict(input_size=(1, 3, 224, 224), device="meta")),
+        "fasterrcnn": (detector, dict(input_data=(([torch.rand(3, 320, 320)],), {}))),
+    }
+
+
+@pytest.fixture(scope="module")
+def zoo():
+    return {name: (model, netscope.summary(model, **kwargs)) for name, (model, kwargs) in _zoo().items()}
+
+
+@pytest.mark.parametrize("name", ["t5", "gpt2", "vit_b_16", "fasterrcnn"])
+def test_every_chart_sums_to_the_report_total(zoo, name):
+    model, report = zoo[name]
+    charts = _charts(report_html(report))
+    assert report.totals.total_params == _unique_params(model)  # tied and shared tensors counted once
+    assert set(charts) == {"Parameters per top-level block", "Mult-adds per top-level block",
+                           "Parameters per layer type", "Mult-adds per layer type"}
+    for title, (total, bars) in charts.items():
+        expected = report.totals.total_params if title.startswith("Parameters") else report.totals.total_macs
+        assert total == expected, title
+        assert sum(value for _, value in bars) == expected, title
+    # the notebook's charts are the page's charts
+    notebook = _charts(notebook_html(report))
+    assert notebook["Parameters per top-level block"] == charts["Parameters per top-level block"]
+
+
+def test_tied_embedding_is_counted_once_under_its_owner(zoo):
+    model, report = zoo["t5"]
+    blocks = dict(_charts(report_html(report))["Parameters per top-level block"][1])
+    assert model.shared.weight is model.encoder.embed_tokens.weight is model.lm_head.weight  # tied three ways
+    assert blocks["shared"] == model.shared.weight.numel()
+    assert blocks["encoder"] == _unique_params(model.encoder) - model.shared.weight.numel()
+    assert "lm_head" not in blocks  # its weight is the shared one, already counted
+    model, report = zoo["gpt2"]
+    types = dict(_charts(report_html(report))["Parameters per layer type"][1])
+    assert types["Embedding"] == model.transformer.wte.weight.numel() + model.transformer.wpe.weight.numel()
+
+
+def test_fused_attention_weights_and_the_class_token_are_charted(zoo):
+    model, report = zoo["vit_b_16"]
+    charts = _charts(report_html(report))
+    types = dict(charts["Parameters per layer type"][1])
+    out_proj = [m for m in model.modules() if type(m).__name__ == "NonDynamicallyQuantizableLinear"]
+    assert len(out_proj) == 12 and types["NonDynamicallyQuantizableLinear"] == sum(_unique_params(m) for m in out_proj)
+    assert all(c.name.split(".")[-1] != "out_proj" for c in report.layers)  # used by the fused path, never called
+    blocks = dict(charts["Parameters per top-level block"][1])
+    assert blocks["(outside blocks)"] == model.class_token.numel()
+    shares = re.findall(r'<g data-value="(\d+)">.*?· ([\d.]+%|<0\.1%)</text></g>', report_html(report))
+    for value, shown in shares[:4]:  # the first chart's labels: each bar's share of the total, as printed
+        assert shown == ("<0.1%" if 0 < 100 * int(value) / report.totals.total_params < 0.05
+                         else f"{100 * int(value) / report.totals.total_params:.1f}%")
+
+
+def test_detection_blocks_include_every_parameter(zoo):
+    model, report = zoo["fasterrcnn"]
+    blocks = dict(_charts(report_html(report))["Parameters per top-level block"][1])
+    assert blocks == {name: _unique_params(child) for name, child in model.named_children() if _unique_params(child)}
+
+
+def test_page_counts_findings_by_their_own_severity(resnet50):
+    from collections import Counter
+
+    _, report = resnet50
+    page = report_html(report)
+    shown = json.loads(re.search(r'data-severity="(.*?)"', page).group(1).replace("&quot;", '"'))
+    by_field = Counter(str(f.severity) for c in report.checks for f in c.findings)
+    by_field.update(str(f.severity) for f in report.findings)
+    assert shown == {level.value: by_field.get(level.value, 0) for level in Severity}
+    # the same count the CLI prints under its table
+    assert shown["error"] + shown["warning"] == len(report.check_warnings()) + sum(
+        1 for f in report.findings if f.severity is not Severity.INFO)
+    assert len(report.notable_findings()) == shown["error"] + shown["warning"]
+    assert repr(report).endswith(f"· {shown['error'] + shown['warning']} findings")

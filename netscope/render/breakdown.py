@@ -47,8 +47,7 @@ def breakdown(report, *, max_bars: int = MAX_BARS) -> Breakdown:
         block = _block_of(owner.name, prefix) or OUTSIDE  # a block that never ran still gets its bar
         block_params[block] = block_params.get(block, 0) + owner.numel
         type_params[owner.class_name] = type_params.get(owner.class_name, 0) + owner.numel
-    called = {c.name for c in blocks}
-    params_bars = [Bar(k if k in called or k == OUTSIDE else f"{k} (not called)", v) for k, v in block_params.items()]
+    params_bars = [Bar(k, v) for k, v in block_params.items()]
 
     total_macs = report.totals.total_macs
     macs_bars = [Bar(c.display_name, c.macs) for c in blocks]
