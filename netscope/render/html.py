@@ -213,6 +213,9 @@ def _severity_counts(report) -> Dict[str, int]:
     return counts
 
 
+SEVERITY_NOUN = {Severity.ERROR.value: "error", Severity.WARNING.value: "warning", Severity.INFO.value: "note"}
+
+
 def _findings_summary(report) -> str:
     checks = report.checks
     passed = sum(1 for c in checks if c.status == "pass")
@@ -220,7 +223,7 @@ def _findings_summary(report) -> str:
     lines = [f"Formula checks: {len(checks):,} ({passed:,} pass, {len(checks) - passed:,} do not)"
              if checks else "Formula checks: none ran",
              f"Naming findings: {len(report.findings):,}",
-             ", ".join(f"{n:,} {level}{'' if n == 1 else 's'}" for level, n in counts.items())]
+             ", ".join(f"{n:,} {SEVERITY_NOUN[level]}{'' if n == 1 else 's'}" for level, n in counts.items())]
     items = "".join(f"<li>{escape(line)}</li>" for line in lines)
     return f'<ul data-severity="{escape(json.dumps(counts))}">{items}</ul>'
 
