@@ -813,3 +813,52 @@ def test_browser_12001_modules_interactive_under_300ms(browser, big_report, tmp_
     print(f"12,001-module page: ready {best[0]} ms, unfold+expand all {best[1]:.0f} ms, search {best[2]:.0f} ms")
     assert best[0] < 300 and best[1] < 300 and best[2] < 300
     assert browser.errors == []
+
+
+# ---- the shape flow follows the data through the containers -----------------------------------------
+
+def _flow(report):
+    flow = shape_flow(report.layers, report.run.input_shapes)
+    return [(s.label, s.shape, s.branch) for s in flow.steps], flow
+
+
+def test_flow_opens_gpt2_and_folds_its_blocks():
+    import torch
+    import transformers
+
+    config = transformers.GPT2Config(vocab_size=100, n_positions=64, n_embd=32, n_layer=12, n_head=2,
+                                     bos_token_id=0, eos_token_id=0)
+    report = netscope.summary(transformers.GPT2LMHeadModel(config), input_data={"input_ids": torch.zeros(1, 64, dtype=torch.long)})
+    steps, flow = _flow(report)
+    assert flow.batch == 1
+    assert steps == [("input", (64,), False), ("transformer.wte", (64, 32), False),
+                     ("transformer.h.0–11 ×12", (64, 32), False), ("lm_head", (64, 100), False)]
+
+
+def test_flow_shows_the_decoder_as_a_branch(zoo):
+    model, report = zoo["t5"]
+    steps, _ = _flow(report)
+    labels = [label for label, _, _ in steps]
+    assert "→ decoder" in labels and labels.index("→ decoder") > labels.index("encoder.embed_tokens")
+    assert steps[labels.index("→ decoder")] == ("→ decoder", (8,), True)  # it starts from its own ids
+    assert steps[-1] == ("lm_head", (8, model.config.vocab_size), False)
+
+
+def test_flow_reads_a_list_of_images_and_an_unbatched_image_as_they_are(zoo):
+    import torch
+
+    model, report = zoo["fasterrcnn"]
+    steps, flow = _flow(report)
+    assert flow.batch is None and steps[0] == ("input", (3, 320, 320), False)  # channels are not a batch
+    with torch.no_grad():
+        resized = model.transform([torch.rand(3, 320, 320)])[0].tensors.shape
+    assert ("→ backbone", tuple(resized), True) in steps  # the detector's own resize and batching, shown
+    conv = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2), nn.ReLU())
+    steps, flow = _flow(netscope.summary(conv, (3, 32, 32)))
+    assert flow.batch is None
+    assert steps == [("input", (3, 32, 32), False), ("0", tuple(conv(__import__("torch").rand(3, 32, 32)).shape), False)]
+
+
+def test_flow_of_the_deep_model_is_one_folded_step(big_report):
+    steps, _ = _flow(big_report)
+    assert steps == [("input", (64,), False), ("0–3999 ×4000", (64,), False)]

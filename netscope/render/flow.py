@@ -1,4 +1,17 @@
-"""The shape flow: the main tensor's shape along the model's main path, with the stages where it halves."""
+"""The shape flow: the main tensor's shape along the model's path, through its dominant containers.
+
+From the main container (the root, or below it through single-child wrappers) the flow lists the calls
+in order. A container with few children (``EXPAND_AT_MOST``: GPT-2's ``transformer`` + ``lm_head``, T5's
+encoder and decoder, ConvNeXt's ``features``, Faster R-CNN's backbone/rpn/roi_heads) is opened and its own
+children follow, so the stages and blocks inside show. Where a container's input is not the previous
+step's output (T5's decoder starting from its own ids, a detector's resized batch), the flow shows the
+data entering it as a branch step. Runs of identical blocks are one step (``h.0–11 ×12``). Leaf layers
+appear only where they change the shape; blocks always do.
+
+Batched or not: the leading dimension is taken for a batch only when the model's first argument is a
+tensor and the output leads with the same size (``[1, 3, 224, 224]`` -> ``3×224×224``); an unbatched image
+or a list of images (detection models) is shown as it is.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +19,21 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from netscope.records import LayerCall
+from netscope.render.folding import find_folds, run_label
 
 MAX_STEPS = 40  # a longer flow keeps its first steps and its last one, and says how many it left out
+EXPAND_AT_MOST = 4  # a container with this many children or fewer is opened in the flow
 
 
 @dataclass(frozen=True)
 class FlowStep:
-    """One point of the flow: the layer whose output it is ("input" first) and that output's shape."""
+    """One point of the flow: the call whose output it is ("input" first) and that output's shape."""
 
     label: str
     shape: Tuple[int, ...]  # without the batch dimension when the input has one
     halves: bool  # every spatial size is half (rounded up) of the previous step's
+    branch: bool = False  # data entering a container that does not come from the previous step
+    depth: int = 0  # how many opened containers deep the call sits
 
     @property
     def text(self) -> str:
@@ -27,6 +44,7 @@ class FlowStep:
 class ShapeFlow:
     steps: List[FlowStep]
     omitted: int  # steps left out before the last one, when the flow was longer than MAX_STEPS
+    batch: Optional[int] = None  # the batch size taken off every shape, None when the input is not batched
 
 
 def child_calls(layers: Sequence[LayerCall]) -> Dict[int, List[LayerCall]]:
@@ -49,16 +67,26 @@ def main_container(layers: Sequence[LayerCall]) -> Optional[LayerCall]:
     return node
 
 
+def first_tensor(tree, path: str = "") -> Tuple[Optional[Tuple[int, ...]], str]:
+    """The first tensor shape inside a shape tree (depth first) and the dict key it sits under ('' if none)."""
+    if isinstance(tree, tuple):
+        return tree, path
+    if isinstance(tree, dict):
+        items = list(tree.items())
+    elif isinstance(tree, list):
+        items = [(path, item) for item in tree]
+    else:
+        return None, ""
+    for key, item in items:
+        found, where = first_tensor(item, key if isinstance(tree, dict) else path)
+        if found is not None:
+            return found, where
+    return None, ""
+
+
 def first_tensor_shape(tree) -> Optional[Tuple[int, ...]]:
     """The first tensor shape inside a shape tree (depth first), or None when it holds no tensor."""
-    if isinstance(tree, tuple):
-        return tree
-    items = tree.values() if isinstance(tree, dict) else tree if isinstance(tree, list) else ()
-    for item in items:
-        found = first_tensor_shape(item)
-        if found is not None:
-            return found
-    return None
+    return first_tensor(tree)[0]
 
 
 def _halves(previous: Tuple[int, ...], current: Tuple[int, ...]) -> bool:
@@ -69,26 +97,69 @@ def _halves(previous: Tuple[int, ...], current: Tuple[int, ...]) -> bool:
     return all(p >= 2 and c == (p + 1) // 2 for p, c in pairs)
 
 
-def shape_flow(layers: Sequence[LayerCall], input_shapes, *, max_steps: int = MAX_STEPS) -> ShapeFlow:
-    """Input shape, then each output of the main container's children that changes the shape."""
+def batch_size(input_shapes, output_shapes) -> Optional[int]:
+    """The batch size: the leading dimension of the model's first argument when that is a tensor of rank 2 or
+    more and the model's output leads with the same size; None otherwise (an unbatched ``[3, 32, 32]``
+    image gives ``[8, 15, 15]``, a detector takes a list of images)."""
+    args = input_shapes if isinstance(input_shapes, list) else [input_shapes]
+    first = args[0] if args else None
+    if isinstance(first, dict):  # keyword inputs (input_ids=...): their first tensor
+        first = first_tensor_shape(first)
+    out = first_tensor_shape(output_shapes)
+    if isinstance(first, tuple) and len(first) >= 2 and out and out[0] == first[0]:
+        return first[0]
+    return None
+
+
+def shape_flow(layers: Sequence[LayerCall], input_shapes, *, max_steps: int = MAX_STEPS, folds=None) -> ShapeFlow:
+    """Input shape, then the path through the dominant containers (see the module docstring)."""
     container = main_container(layers)
     first = first_tensor_shape(input_shapes)
     if container is None or first is None:
         return ShapeFlow([], 0)
-    batch = first[0] if len(first) >= 2 else None
+    batch = batch_size(input_shapes, layers[0].output_shapes)
 
     def unbatched(shape: Tuple[int, ...]) -> Tuple[int, ...]:
         return shape[1:] if batch is not None and len(shape) >= 2 and shape[0] == batch else shape
 
+    kids = child_calls(layers)
+    fold_of = {f.first: f for f in (find_folds(layers) if folds is None else folds)}
+    skipped = {m for f in fold_of.values() for m in f.members}
     steps = [FlowStep("input", unbatched(first), False)]
-    children = child_calls(layers).get(container.index, []) or [container]
-    for call in children:
-        shape = first_tensor_shape(call.output_shapes)
+
+    def add(label: str, tree, *, block: bool, branch: bool = False, depth: int = 0) -> None:
+        shape, key = first_tensor(tree)
         if shape is None:
-            continue
+            return
         shape = unbatched(shape)
-        if shape != steps[-1].shape:
-            steps.append(FlowStep(call.display_name, shape, _halves(steps[-1].shape, shape)))
+        if not block and not branch and shape == steps[-1].shape:
+            return
+        if branch and shape == steps[-1].shape:
+            return
+        text = f"{label} · {key}" if key and not branch else label
+        steps.append(FlowStep(text, shape, not branch and _halves(steps[-1].shape, shape), branch, depth))
+
+    def walk(parent: LayerCall, depth: int) -> None:
+        children = kids.get(parent.index, [])
+        for call in children:
+            if call.index in skipped:
+                continue
+            inner = kids.get(call.index, [])
+            opened = inner and len(children) <= EXPAND_AT_MOST
+            if opened:
+                add(f"→ {call.display_name}", call.input_shapes, block=False, branch=True, depth=depth)
+                walk(call, depth + 1)
+                continue
+            fold = fold_of.get(call.index)
+            if fold is not None:
+                last = layers[fold.members[-1]]
+                add(f"{run_label(call, last)} ×{fold.count + 1}", last.output_shapes, block=True, depth=depth)
+            else:
+                add(call.display_name, call.output_shapes, block=bool(inner), depth=depth)
+
+    walk(container, 0)
+    if len(steps) == 1:  # a container with no children: its own output
+        add(container.display_name or "(root)", container.output_shapes, block=True)
     if len(steps) <= max_steps:
-        return ShapeFlow(steps, 0)
-    return ShapeFlow(steps[:max_steps - 1] + steps[-1:], len(steps) - max_steps)
+        return ShapeFlow(steps, 0, batch)
+    return ShapeFlow(steps[:max_steps - 1] + steps[-1:], len(steps) - max_steps, batch)

@@ -37,13 +37,15 @@ def subtree_sizes(layers: Sequence[LayerCall]) -> List[int]:
     return sizes
 
 
-def _run_label(first: LayerCall, last: LayerCall) -> str:
+def run_label(first: LayerCall, last: LayerCall) -> str:
+    """``layers.1–31`` for calls ``layers.1`` to ``layers.31`` (also ``encoder_layer_0–11``); both names otherwise."""
     if first.index == last.index:
         return first.name
     head, _, tail = first.name.rpartition(".")
     last_head, _, last_tail = last.name.rpartition(".")
-    if head == last_head and tail.isdigit() and last_tail.isdigit():
-        return f"{first.name}–{last_tail}"
+    stem, last_stem = tail.rstrip("0123456789"), last_tail.rstrip("0123456789")
+    if head == last_head and stem == last_stem and tail != stem and last_tail != last_stem:
+        return f"{first.name}–{last_tail[len(last_stem):]}"
     return f"{first.name} – {last.name}"
 
 
@@ -83,7 +85,7 @@ def find_folds(layers: Sequence[LayerCall], pinned: Collection[int] = ()) -> Lis
             members = siblings[start + 1:end]
             if members and (len(members) > 1 or sizes[members[0].index] > 1):  # only when it saves rows
                 folds.append(Fold(siblings[start].index, tuple(m.index for m in members),
-                                  _run_label(members[0], members[-1]), members[0].class_name))
+                                  run_label(members[0], members[-1]), members[0].class_name))
             start = end
     folds.sort(key=lambda f: f.members[0])
     return folds

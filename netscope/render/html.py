@@ -167,10 +167,14 @@ def _flow_html(report) -> str:
                 parts.append(f'<span class="ns-more-steps">… {flow.omitted:,} more …</span>')
             parts.append('<span class="ns-stage" title="spatial size halves">½</span>' if step.halves
                          else '<span class="ns-arrow">→</span>')
-        cls = "ns-step ns-half" if step.halves else "ns-step"
-        parts.append(f'<span class="{cls}" title="{escape(step.label)}: {escape(step.text)}">'
+        cls = "ns-step" + (" ns-half" if step.halves else "") + (" ns-branch" if step.branch else "")
+        what = "enters" if step.branch else "output"
+        parts.append(f'<span class="{cls}" title="{escape(step.label)} ({what}): {escape(step.text)}">'
                      f"<b>{escape(step.text)}</b><small>{escape(step.label)}</small></span>")
     parts.append("</div>")
+    if flow.batch is not None:
+        parts.append(f'<p class="ns-run">Shapes without the batch dimension ({flow.batch}); '
+                     "dashed: data entering a container; ½: spatial size halves.</p>")
     return "".join(parts)
 
 
