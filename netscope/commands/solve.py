@@ -37,7 +37,9 @@ def run(args: argparse.Namespace) -> int:
     result = solve_input_size(resolved.module, spec, spatial=args.spatial, max_size=args.max_size,
                               max_probes=args.max_probes)
     if args.format == "json":
-        emit(json.dumps(dict(result.to_dict(), model=resolved.label), indent=2), args)
+        from netscope.render.rows import json_document
+
+        emit(json.dumps(json_document("solve", dict(result.to_dict(), model=resolved.label)), indent=2), args)
     else:
         emit(f"{resolved.label}: {result.render()}", args)
     return EXIT_FINDINGS if result.pattern == NONE else EXIT_OK

@@ -102,10 +102,12 @@ class NamingReport:
         """Text in one of table, markdown, csv, json. csv holds one table: entries, or findings."""
         check_format(fmt, table_style)
         if fmt == "json":
+            from netscope.render.rows import json_document
+
             data = self.to_dict()
             if findings_only:
                 del data["entries"]
-            return json.dumps(data, indent=2)
+            return json.dumps(json_document("names", data), indent=2)
         finding_rows = [_finding_row(f) for f in self.findings]
         if fmt == "csv":
             if findings_only:

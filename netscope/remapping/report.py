@@ -108,7 +108,9 @@ class RemapReport:
         from netscope.render.rows import render_rows
 
         if fmt == "json":
-            return json.dumps(self.to_dict(), indent=2)
+            from netscope.render.rows import json_document
+
+            return json.dumps(json_document("remap", self.to_dict()), indent=2)
         table = render_rows(self.rows(include_exact=include_exact), COLUMNS, fmt, headers=HEADERS,
                             table_style=table_style)
         if fmt == "csv":
