@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from netscope.records import Finding, LayerCall, RunInfo, Severity, Totals
-from netscope.render.columns import (COLUMNS, DATA_COLUMNS, DEFAULT_COLUMNS, data_row, parse_columns, text_row,
-                                     tuples)
+from netscope.render.columns import (COLUMNS, DATA_COLUMNS, DEFAULT_COLUMNS, csv_row, data_row, parse_columns,
+                                     text_row, tuples)
 from netscope.render.headline import estimated_total_bytes
 from netscope.render.folding import Fold, find_folds, fold_row, visible_calls
 from netscope.render.rows import check_format, json_document, render_rows
@@ -61,7 +61,7 @@ class Report:
             keys.append("check")
         if fmt == "csv":
             ctx = self._context()
-            rows = [text_row(c, keys, ctx) for c in self.layers if depth is None or c.depth <= depth]
+            rows = [csv_row(c, keys, ctx) for c in self.layers if depth is None or c.depth <= depth]
             return render_rows(rows, keys, "csv")
         rows = self.table_rows(keys, depth=depth, expand=expand)
         body, dropped = self._fit(rows, keys, fmt, table_style, width if columns is None else None)

@@ -521,6 +521,7 @@ def test_browser_12001_modules(browser, big_report, tmp_path):
     assert browser.js(count) == 1 + 400
     browser.click("#ns-tree-body tr:nth-child(2) .ns-toggle")  # block 0
     assert browser.js(VISIBLE_ROWS)[:4] == ["(root)", "0", "0.0", "0.1"]
+    before_search = browser.js(VISIBLE_ROWS)
     browser.type_into("#ns-search", "3999")
     assert browser.js(VISIBLE_ROWS) == ["(root)", "3999", "3999.0", "3999.1"]
     browser.type_into("#ns-search", "relu")  # 4000 matches, in pages of 200: the status says how many are shown
@@ -531,6 +532,8 @@ def test_browser_12001_modules(browser, big_report, tmp_path):
     assert browser.js("document.querySelectorAll('tr.ns-hit').length") == 400
     assert browser.js("document.getElementById('ns-status').textContent").startswith(
         "4,000 of 12,001 layers match (400 shown")
+    browser.type_into("#ns-search", "")  # clearing the search gives back the pages and the open blocks
+    assert browser.js(VISIBLE_ROWS) == before_search
     total = browser.js("document.querySelector('[data-total=total_params]').textContent")
     assert total == f"{big_report.totals.total_params:,}"
     assert browser.errors == []

@@ -131,6 +131,8 @@ def test_repeated_blocks_fold_in_the_table_and_expand_on_request(tower):
     csv_lines = report.render("csv", columns="layer,type").splitlines()
     assert len(csv_lines) == 1 + len(report.layers)
     assert [line.split(",")[0] for line in csv_lines[1:]] == [c.display_name for c in report.layers]
+    numbers = report.render("csv", columns="name,params,macs").splitlines()[1:]
+    assert numbers[0] == f",{report.layers[0].subtree_params},{report.layers[0].macs}"  # plain digits, no "k"/","
 
 
 def test_a_block_with_a_problem_is_never_folded():

@@ -187,6 +187,16 @@ def data_row(call: LayerCall, keys: Sequence[str], ctx: Mapping[str, Any]) -> Di
     return {COLUMNS[k].name: COLUMNS[k].value(call, ctx) for k in keys}
 
 
+def csv_row(call: LayerCall, keys: Sequence[str], ctx: Mapping[str, Any]) -> Dict[str, str]:
+    """CSV cells: numbers as plain digits (no separators, no SI prefixes), everything else as its full text."""
+    out = {}
+    for k in keys:
+        column = COLUMNS[k]
+        value = column.value(call, ctx)
+        out[k] = str(value) if type(value) is int else column.text(call, value, ctx)
+    return out
+
+
 def text_row(call: LayerCall, keys: Sequence[str], ctx: Mapping[str, Any], *, short: bool = False) -> Dict[str, str]:
     """Cells, keyed by column key: ``short`` for a table or markdown, full text for CSV."""
     out = {}
