@@ -42,14 +42,15 @@ class Report:
         """Text in ``table`` (tabulate style ``table_style``), ``markdown``, ``csv`` or ``json``.
 
         Table and markdown fold runs of identical repeated blocks into one row unless ``expand``; CSV and
-        JSON keep every call. ``width``: with the default columns, leave out the least needed ones (input
-        shape, then type) until the table fits, and say so under it.
+        JSON keep every call. ``width`` (default 120): with the default columns, leave out the least needed
+        ones (input shape, then type) until the table fits, and say so under it; chosen columns
+        (``columns=...``, ``"all"``) are never left out.
         """
         from netscope.guard import paused_gc
 
         with paused_gc():  # thousands of small row objects: cyclic GC passes over a big heap would dominate
             return self._render(fmt, columns=columns, depth=depth, table_style=table_style, expand=expand,
-                                width=width)
+                                width=width or TEXT_WIDTH)
 
     def _render(self, fmt: str, *, columns, depth: Optional[int], table_style: str, expand: bool,
                 width: Optional[int]) -> str:

@@ -65,8 +65,8 @@ def run(args) -> int:
 
 
 def _terminal_width(args):
-    """The terminal's width when the table goes to one; None (nothing left out) when written to a file or pipe,
-    so saved output does not depend on the window it was made in."""
+    """The terminal's width when the table goes to one; None (the report's 120 columns) when written to a
+    file or a pipe, so saved output does not depend on the window it was made in."""
     import shutil
 
     if args.output or not sys.stdout.isatty():

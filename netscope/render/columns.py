@@ -57,7 +57,7 @@ def _shape_text(call: LayerCall, tree, ctx=None) -> str:
     return format_shape_tree(tree)
 
 
-SHORT_SHAPE = 28  # characters; a longer shape cell in a table shows its first tensor and a count of the rest
+SHORT_SHAPE = 18  # characters; a longer shape cell in a table shows its first tensor and a count of the rest
 
 
 def _short_shape_text(call: LayerCall, tree, ctx=None) -> str:
@@ -68,7 +68,7 @@ def _short_shape_text(call: LayerCall, tree, ctx=None) -> str:
     if not tensors:
         return text[:SHORT_SHAPE - 1] + "…"
     first = format_shape_tree(tensors[0])
-    return f"{first} +{len(tensors) - 1} more" if len(tensors) > 1 else first
+    return f"{first} +{len(tensors) - 1}" if len(tensors) > 1 else first  # "+2": two more tensors
 
 
 def _tensor_shapes(tree) -> list:

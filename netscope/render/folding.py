@@ -46,7 +46,9 @@ def run_label(first: LayerCall, last: LayerCall) -> str:
     stem, last_stem = tail.rstrip("0123456789"), last_tail.rstrip("0123456789")
     if head == last_head and stem == last_stem and tail != stem and last_tail != last_stem:
         return f"{first.name}–{last_tail[len(last_stem):]}"
-    return f"{first.name} – {last.name}"
+    if head == last_head:  # named siblings (k_proj, v_proj, o_proj): the first and the last
+        return f"{first.name} … {last_tail}"
+    return f"{first.name} … {last.name}"
 
 
 def find_folds(layers: Sequence[LayerCall], pinned: Collection[int] = ()) -> List[Fold]:
@@ -129,8 +131,11 @@ def fold_row(fold: Fold, members: Sequence[LayerCall], first: LayerCall, keys: S
     names = ctx.get("names")
     if names is not None and members[0].parent is not None:
         label = relative_name(label, names[members[0].parent])
+    like = first.name
+    if names is not None and first.parent is not None:
+        like = relative_name(first.name, names[first.parent])
     row.update({k: v for k, v in (("layer", label), ("name", fold.label),
                                   ("type", f"{fold.count} × {fold.class_name}"),
-                                  ("input", f"as {first.name}")) if k in keys})
+                                  ("input", f"as {like}")) if k in keys})
     row["_fold"] = True
     return row
