@@ -842,8 +842,9 @@ def test_flow_shows_the_decoder_as_a_branch(zoo):
     model, report = zoo["t5"]
     steps, _ = _flow(report)
     labels = [label for label, _, _ in steps]
-    assert "→ decoder" in labels and labels.index("→ decoder") > labels.index("encoder.embed_tokens")
-    assert steps[labels.index("→ decoder")] == ("→ decoder", (8,), True)  # it starts from its own ids
+    enter = "→ decoder + encoder_hidden_states"  # the decoder starts from its own ids; the encoder's output joins
+    assert enter in labels and labels.index(enter) > labels.index("encoder.embed_tokens")
+    assert steps[labels.index(enter)] == (enter, (8,), True)
     assert steps[-1] == ("lm_head", (8, model.config.vocab_size), False)
 
 

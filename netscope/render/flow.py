@@ -89,6 +89,15 @@ def first_tensor_shape(tree) -> Optional[Tuple[int, ...]]:
     return first_tensor(tree)[0]
 
 
+def _other_inputs(tree, limit: int = 2) -> List[str]:
+    """Keyword names of the tensors a call takes besides its first (where other data joins: T5's decoder
+    takes ``encoder_hidden_states``); at most ``limit`` names, then a count."""
+    _, first_key = first_tensor(tree)
+    names = [key for arg in (tree if isinstance(tree, list) else [tree]) if isinstance(arg, dict)
+             for key, value in arg.items() if key != first_key and first_tensor_shape(value) is not None]
+    return names[:limit] + ([f"{len(names) - limit} more"] if len(names) > limit else [])
+
+
 def _halves(previous: Tuple[int, ...], current: Tuple[int, ...]) -> bool:
     """Spatial dims are everything after the channel dim; only shapes of rank 3+ (C, H, W, ...) have them."""
     if len(previous) < 3 or len(previous) != len(current):
@@ -147,7 +156,9 @@ def shape_flow(layers: Sequence[LayerCall], input_shapes, *, max_steps: int = MA
             inner = kids.get(call.index, [])
             opened = inner and len(children) <= EXPAND_AT_MOST
             if opened:
-                add(f"→ {call.display_name}", call.input_shapes, block=False, branch=True, depth=depth)
+                joined = _other_inputs(call.input_shapes)
+                label = f"→ {call.display_name}" + (f" + {', '.join(joined)}" if joined else "")
+                add(label, call.input_shapes, block=False, branch=True, depth=depth)
                 walk(call, depth + 1)
                 continue
             fold = fold_of.get(call.index)
