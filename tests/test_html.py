@@ -866,3 +866,21 @@ def test_flow_reads_a_list_of_images_and_an_unbatched_image_as_they_are(zoo):
 def test_flow_of_the_deep_model_is_one_folded_step(big_report):
     steps, _ = _flow(big_report)
     assert steps == [("input", (64,), False), ("0–3999 ×4000", (64,), False)]
+
+
+def test_browser_sorts_siblings_by_params_and_back(browser, resnet50, tmp_path):
+    _, report = resnet50
+    path = tmp_path / "sort.html"
+    path.write_text(report_html(report), encoding="utf-8")
+    browser.open(path)
+    top = [c for c in report.layers if c.depth == 1]
+    browser.click('.ns-sort[data-sort="params"]')
+    by_params = sorted(top, key=lambda c: (-c.subtree_params, c.index))
+    assert browser.js(VISIBLE_ROWS) == ["(root)"] + [c.name for c in by_params]
+    assert browser.js("document.querySelector('.ns-sort[data-sort=params]').closest('th').getAttribute('aria-sort')") \
+        == "descending"
+    browser.click('.ns-sort[data-sort="macs"]')
+    assert browser.js(VISIBLE_ROWS) == ["(root)"] + [c.name for c in sorted(top, key=lambda c: (-c.macs, c.index))]
+    browser.click('.ns-sort[data-sort="macs"]')  # a second click goes back to call order
+    assert browser.js(VISIBLE_ROWS) == ["(root)"] + [c.name for c in top]
+    assert browser.errors == []
