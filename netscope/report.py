@@ -10,8 +10,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from netscope.records import Finding, LayerCall, RunInfo, Severity, Totals
 from netscope.render.columns import (COLUMNS, DATA_COLUMNS, DEFAULT_COLUMNS, csv_row, data_row, parse_columns,
                                      text_row, tuples)
-from netscope.render.headline import estimated_total_bytes
 from netscope.render.folding import Fold, find_folds, fold_row, visible_calls
+from netscope.render.headline import estimated_total_bytes
 from netscope.render.rows import check_format, json_document, render_rows
 from netscope.shapes import format_shape_tree
 from netscope.units import megabytes, si
@@ -72,7 +72,7 @@ class Report:
         folded = sum(1 for row in rows if row.get("_fold"))
         if folded:
             notes.append(f"({folded:,} run(s) of identical blocks folded, one row each; --expand shows every call)")
-        text = body + ("\n" + "\n".join(_wrapped(notes, width or TEXT_WIDTH)) if notes else "")
+        text = body + ("\n" + "\n".join(_wrapped(notes, width)) if notes else "")
         return text + "\n\n" + self.totals_text(markdown=(fmt == "markdown"), width=width)
 
     def _fit(self, rows, keys, fmt, table_style, width):

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Collection, Dict, List, Sequence, Tuple
 
 from netscope.records import LayerCall
+from netscope.render.columns import COLUMNS, relative_name, text_row
 
 
 @dataclass(frozen=True)
@@ -119,8 +120,6 @@ SUMMED = ("params", "own_params", "macs", "own_macs", "output_bytes")  # columns
 def fold_row(fold: Fold, members: Sequence[LayerCall], first: LayerCall, keys: Sequence[str], ctx) -> dict:
     """Table cells of one folded run: ``layers.1–31 | 31 × LlamaDecoderLayer | as layers.0 | ...`` with the
     run's summed counts, other cells as the (identical) calls show them."""
-    from netscope.render.columns import COLUMNS, relative_name, text_row
-
     row = text_row(members[0], keys, ctx, short=True)
     for key in keys:
         if key in SUMMED:

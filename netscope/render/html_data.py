@@ -7,7 +7,6 @@ from typing import Any, Dict, List, Tuple
 
 from netscope.records import Severity
 from netscope.render.columns import COLUMNS, relative_name
-from netscope.render.folding import find_folds
 from netscope.shapes import format_shape_tree
 
 FORMAT_VERSION = 2
