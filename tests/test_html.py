@@ -884,3 +884,18 @@ def test_browser_sorts_siblings_by_params_and_back(browser, resnet50, tmp_path):
     browser.click('.ns-sort[data-sort="macs"]')  # a second click goes back to call order
     assert browser.js(VISIBLE_ROWS) == ["(root)"] + [c.name for c in top]
     assert browser.errors == []
+
+
+def test_heaviest_parameters_count_a_tied_tensor_once(zoo):
+    model, report = zoo["t5"]
+    page = report_html(report)
+    section = page[page.index("By parameters (owned)"):page.index("</ol>", page.index("By parameters (owned)"))]
+    items = re.findall(r"<li>(?:<button[^>]*>|<code>)(.*?)(?:</button>|</code>)", section)
+    assert items.count("shared") == 1 and "encoder.embed_tokens" not in items and "lm_head" not in items
+    owners = {}
+    for name, module in model.named_modules():  # the oracle: each tensor once, under its first module
+        for p in module.parameters(recurse=False):
+            if all(p is not q for qs in owners.values() for q in qs):
+                owners.setdefault(name, []).append(p)
+    ranked = sorted(((sum(p.numel() for p in ps), n) for n, ps in owners.items()), key=lambda x: -x[0])
+    assert items[0] == ranked[0][1] == "shared"

@@ -43,7 +43,7 @@ def breakdown(report, *, max_bars: int = MAX_BARS) -> Breakdown:
 
     block_params: Dict[str, int] = {c.name: 0 for c in blocks if not c.is_repeat}
     type_params: Dict[str, int] = {}
-    for owner in _owners(report):
+    for owner in owners(report):
         block = _block_of(owner.name, prefix) or OUTSIDE  # a block that never ran still gets its bar
         block_params[block] = block_params.get(block, 0) + owner.numel
         type_params[owner.class_name] = type_params.get(owner.class_name, 0) + owner.numel
@@ -67,7 +67,7 @@ def breakdown(report, *, max_bars: int = MAX_BARS) -> Breakdown:
     )
 
 
-def _owners(report):
+def owners(report):
     """The report's parameter owners; for a report built by hand without them, each called module's own
     parameters (exact unless parameters are shared or modules were not called)."""
     if report.param_owners or not report.layers:

@@ -8,7 +8,7 @@ from typing import Dict, List, Tuple
 
 from netscope.records import Severity
 from netscope.render.assets import NOTEBOOK_CSS, PAGE_CSS, PAGE_JS
-from netscope.render.breakdown import breakdown
+from netscope.render.breakdown import breakdown, owners as breakdown_owners
 from netscope.render.columns import COLUMNS
 from netscope.render.flow import shape_flow
 from netscope.render.folding import Fold, visible_calls
@@ -132,7 +132,8 @@ def _totals_items(totals) -> List[Tuple[str, str, int, str]]:
         ("non_trainable_params", "Non-trainable params", t.non_trainable_params, f"{t.non_trainable_params:,}"),
     ]
     if t.shared_param_tensors:
-        items.append(("shared_params", f"Shared ({t.shared_param_tensors} tensors, counted once)",
+        plural = "" if t.shared_param_tensors == 1 else "s"
+        items.append(("shared_params", f"Shared ({t.shared_param_tensors} tensor{plural}, counted once)",
                       t.shared_params, f"{t.shared_params:,}"))
     if t.uncalled_params:
         items.append(("uncalled_params", "Params in modules not called", t.uncalled_params, f"{t.uncalled_params:,}"))
@@ -269,19 +270,26 @@ def _findings_html(report) -> str:
 
 
 def _heaviest_html(report) -> str:
-    """The calls that do the most work and hold the most weights (leaves: no double counting), linked to their rows."""
-    leaves = [c for c in report.layers if c.is_leaf]
-    lists = []
+    """The leaf calls that do the most work, and the modules that own the most weights (each tensor counted
+    once, tied and uncalled ones included: the charts' numbers), linked to their rows."""
     t = report.totals
-    for title, key, total in (("By mult-adds", lambda c: c.macs, t.total_macs),
-                              ("By parameters", lambda c: 0 if c.is_repeat else c.own_params, t.total_params)):
-        ranked = sorted((c for c in leaves if key(c) > 0), key=lambda c: -key(c))[:HEAVIEST]
-        if not ranked:
+    first_call: Dict[str, int] = {}
+    for call in report.layers:
+        first_call.setdefault(call.name, call.index)
+    by_macs = sorted((c for c in report.layers if c.is_leaf and c.macs > 0), key=lambda c: -c.macs)[:HEAVIEST]
+    by_params = sorted(breakdown_owners(report), key=lambda o: -o.numel)[:HEAVIEST]
+    lists = []
+    for title, entries, total in (
+            ("By mult-adds", [(c.display_name, c.index, c.class_name, c.macs) for c in by_macs], t.total_macs),
+            ("By parameters (owned)", [(o.name or "(root)", first_call.get(o.name), o.class_name, o.numel)
+                                       for o in by_params], t.total_params)):
+        if not entries:
             continue
         items = "".join(
-            f'<li><button type="button" class="ns-link" data-row="{c.index}">{escape(c.display_name)}</button> '
-            f"<small>{escape(c.class_name)}</small> {escape(si(key(c)))} "
-            f"<small>({share(key(c), total)})</small></li>" for c in ranked)
+            (f'<li><button type="button" class="ns-link" data-row="{index}">{escape(name)}</button> '
+             if index is not None else f"<li><code>{escape(name)}</code> <small>(not called)</small> ")
+            + f"<small>{escape(class_name)}</small> {escape(si(value))} <small>({share(value, total)})</small></li>"
+            for name, index, class_name, value in entries)
         lists.append(f"<div><h3>{title}</h3><ol>{items}</ol></div>")
     if not lists:
         return ""
