@@ -98,13 +98,19 @@ def build_report(args: argparse.Namespace, *, checks: bool = True, audit_names: 
     inputs = parse_inputs(args.input)  # validate everything cheap before building the model
     dtype = normalize_float_dtype(args.dtype)
     device = resolve_device(args.device)
-    if str(args.device) == "auto":
+    auto = str(args.device) == "auto"
+    if auto:
         resolved, device = _resolve_fitting(args, device, dtype)
     else:
         resolved = resolve_from_args(args, empty_weights=(device.type == "meta"))
-    return run_summary(resolved.module, inputs or resolved.inputs, device=device, dtype=dtype,
-                       mode="train" if args.train else "eval", label=resolved.label, owned=True, checks=checks,
-                       audit_names=audit_names, quiet=getattr(args, "quiet", False))
+    inputs = inputs.with_dtypes_of(resolved.inputs) if inputs is not None else resolved.inputs
+    report = run_summary(resolved.module, inputs, device=device, dtype=dtype, mode="train" if args.train else "eval",
+                         label=resolved.label, owned=True, checks=checks, audit_names=audit_names,
+                         quiet=getattr(args, "quiet", False), fallback_to_meta=auto)
+    if not getattr(args, "quiet", False):
+        for note in report.run.notes:
+            sys.stderr.write(f"netscope: note: {note}\n")
+    return report
 
 
 def _resolve_fitting(args: argparse.Namespace, device, dtype: str):
