@@ -11,6 +11,7 @@ from typing import Iterator, List
 
 import torch
 import torch.nn as nn
+from torch.nn.parameter import UninitializedTensorMixin
 
 # Held while netscope has process-wide state changed: the global module hooks of a trace and the
 # constructor patches of the no-memory build. Two threads summarizing at once take turns.
@@ -50,7 +51,7 @@ def preserved_model(model: nn.Module, *, train: bool) -> Iterator[ModelChanges]:
     param_state = {}
     for _, param_slots, _ in slots:
         for param in param_slots.values():
-            if param is not None:
+            if param is not None and not isinstance(param, UninitializedTensorMixin):  # lazy: no values yet
                 param_state.setdefault(id(param), (param, param.requires_grad, param._version))
     cuda_devices = []
     if torch.cuda.is_available() and torch.cuda.is_initialized():

@@ -52,7 +52,7 @@ def prepared(model: nn.Module, inputs, *, device: torch.device, dtype: Optional[
     spec = inputs.for_model(model) if isinstance(inputs, InputSpec) else None
     if spec is not None and device.type != "meta":
         device = _fitting_device(model, spec, device, float_dtype, fallback_to_meta, notes)
-    lazy = _uninitialized_lazy(model)
+    lazy = uninitialized_lazy(model)
     if lazy:
         notes.append(f"lazy module(s) {', '.join(lazy)} create their parameters in their first forward: the pass "
                      "ran on a copy, so the model itself is left uninitialized")
@@ -82,6 +82,16 @@ def run_pass(prep: Prepared, *, mode: str = "eval", progress: Optional[Callable[
             result = run(fake=True)
     result.notes[:0] = prep.notes
     return result
+
+
+def materialized(model: nn.Module, spec: InputSpec) -> nn.Module:
+    """``model`` itself, or, when it has uninitialized lazy modules, a copy of it materialized by one pass
+    on the meta device on ``spec`` (the user's model stays uninitialized)."""
+    if not uninitialized_lazy(model):
+        return model
+    with prepared(model, spec, device=torch.device("meta")) as prep:
+        run_pass(prep)
+        return prep.model
 
 
 def _needs_values(error: Optional[BaseException]) -> bool:
@@ -187,7 +197,8 @@ def _largest_output_bytes(model, spec: InputSpec, float_dtype: str) -> int:
     return max((c.output_bytes for c in result.calls if c.is_leaf), default=0)
 
 
-def _uninitialized_lazy(model: nn.Module) -> List[str]:
+def uninitialized_lazy(model: nn.Module) -> List[str]:
+    """``name (Class)`` of each lazy module whose parameters do not exist yet (made by its first forward)."""
     from torch.nn.modules.lazy import LazyModuleMixin
 
     return [f"{name or '(root)'} ({type(m).__name__})" for name, m in model.named_modules()
