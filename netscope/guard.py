@@ -44,7 +44,8 @@ def preserved_model(model: nn.Module, *, train: bool) -> Iterator[ModelChanges]:
     seen = set()
     for _, _, buffers in slots:
         for buffer in buffers.values():
-            if buffer is None or id(buffer) in seen or buffer.device.type == "meta":
+            if buffer is None or id(buffer) in seen or isinstance(buffer, UninitializedTensorMixin) \
+                    or buffer.device.type == "meta":
                 continue
             seen.add(id(buffer))
             buffer_values.append((buffer, buffer.detach().clone()))

@@ -249,7 +249,7 @@ def _is_data(value) -> bool:
 def _data_inputs(input_data):
     import torch
 
-    if isinstance(input_data, torch.Tensor):
+    if isinstance(input_data, torch.Tensor) or hasattr(input_data, "_fields"):  # a tensor, a PackedSequence
         return (input_data,), {}
     if isinstance(input_data, dict):
         return (), dict(input_data)

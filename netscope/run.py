@@ -206,19 +206,21 @@ def uninitialized_lazy(model: nn.Module) -> List[str]:
 
 
 def _lazy_copy(model: nn.Module, device: torch.device) -> nn.Module:
-    """A copy to materialize; on the meta device its uninitialized parameters are re-homed there first
-    (they would otherwise materialize on the CPU, next to meta inputs)."""
+    """A deep copy to materialize. Uninitialized parameters and buffers cannot be deep-copied, so fresh
+    ones take their place (on the meta device for a meta pass, where they would otherwise materialize on
+    the CPU next to meta inputs)."""
     from torch.nn.parameter import UninitializedBuffer, UninitializedParameter
 
-    twin = copy.deepcopy(model)
-    if device.type == "meta":
-        for module in twin.modules():
-            for slots, kind in ((module._parameters, UninitializedParameter), (module._buffers, UninitializedBuffer)):
-                for name, tensor in slots.items():
-                    if isinstance(tensor, kind):
-                        slots[name] = kind(requires_grad=tensor.requires_grad, device="meta", dtype=tensor.dtype) \
-                            if kind is UninitializedParameter else kind(device="meta", dtype=tensor.dtype)
-    return twin
+    memo = {}
+    for module in model.modules():
+        for tensor in list(module._parameters.values()) + list(module._buffers.values()):
+            if isinstance(tensor, (UninitializedParameter, UninitializedBuffer)) and id(tensor) not in memo:
+                where = torch.device("meta") if device.type == "meta" else tensor.device
+                if isinstance(tensor, UninitializedParameter):
+                    memo[id(tensor)] = UninitializedParameter(tensor.requires_grad, device=where, dtype=tensor.dtype)
+                else:
+                    memo[id(tensor)] = UninitializedBuffer(tensor.requires_grad, device=where, dtype=tensor.dtype)
+    return copy.deepcopy(model, memo)
 
 
 def _gib(n: int) -> str:
