@@ -417,3 +417,27 @@ def test_every_input_form_gives_the_same_report():
 def test_bad_shapes_are_one_clear_error(bad, needle):
     with pytest.raises(netscope.NetscopeError, match=needle):
         netscope.summary(Small(), bad)
+
+
+# ---- small ones -------------------------------------------------------------------------------------------
+
+def test_every_subcommand_takes_quiet():
+    from netscope.cli import COMMANDS, build_parser
+
+    parser = build_parser()
+    needs = {"keys": ["ckpt.pt"], "diff": ["ckpt.pt"], "remap": ["ckpt.pt"]}
+    for command in COMMANDS:
+        for flag in ("-q", "--quiet"):
+            assert parser.parse_args([command, *needs.get(command, []), flag]).quiet is True, (command, flag)
+
+
+def test_warnings_are_shown_after_the_output_of_a_successful_command(tmp_path, capsys, monkeypatch):
+    (tmp_path / "warning_models.py").write_text(
+        "import warnings, torch.nn as nn\n"
+        "class Warns(nn.Linear):\n    def __init__(self):\n"
+        "        warnings.warn('model chatter', UserWarning)\n        super().__init__(8, 4)\n")
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli(["summary", "warning_models.py:Warns", "-i", "1,8", "--device", "cpu"], capsys)
+    assert code == 0 and "Warns" in out and "model chatter" in err
+    code, out, err = run_cli(["summary", "warning_models.py:Warns", "-i", "1,8", "--device", "cpu", "-q"], capsys)
+    assert code == 0 and "model chatter" not in err
