@@ -112,6 +112,8 @@ class InputSpec:
         model's embedding layers (token ids must index every table they can reach), else below 1000."""
         import torch.nn as nn
 
+        if not any(spec.is_integer and spec.high is None for spec in list(self.args) + list(self.kwargs.values())):
+            return self
         sizes = [m.num_embeddings for m in model.modules() if isinstance(m, (nn.Embedding, nn.EmbeddingBag))]
         if not sizes:
             return self

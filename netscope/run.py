@@ -201,6 +201,8 @@ def uninitialized_lazy(model: nn.Module) -> List[str]:
     """``name (Class)`` of each lazy module whose parameters do not exist yet (made by its first forward)."""
     from torch.nn.modules.lazy import LazyModuleMixin
 
+    if not any(isinstance(m, LazyModuleMixin) for m in model.modules()):  # the usual case: one cheap walk
+        return []
     return [f"{name or '(root)'} ({type(m).__name__})" for name, m in model.named_modules()
             if isinstance(m, LazyModuleMixin) and m.has_uninitialized_params()]
 

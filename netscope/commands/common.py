@@ -122,7 +122,8 @@ def build_report(args: argparse.Namespace, *, checks: bool = True, audit_names: 
     report = run_summary(resolved.module, inputs, device=device, dtype=dtype, mode="train" if args.train else "eval",
                          label=resolved.label, owned=True, checks=checks, audit_names=audit_names,
                          quiet=getattr(args, "quiet", False), fallback_to_meta=auto)
-    if not getattr(args, "quiet", False):
+    in_output = args.command == "summary" and args.format in ("table", "markdown", "json")  # the report has them
+    if not getattr(args, "quiet", False) and not in_output:
         for note in report.run.notes:
             sys.stderr.write(f"netscope: note: {note}\n")
     return report
