@@ -441,3 +441,12 @@ def test_warnings_are_shown_after_the_output_of_a_successful_command(tmp_path, c
     assert code == 0 and "Warns" in out and "model chatter" in err
     code, out, err = run_cli(["summary", "warning_models.py:Warns", "-i", "1,8", "--device", "cpu", "-q"], capsys)
     assert code == 0 and "model chatter" not in err
+
+
+def test_cli_auto_runs_an_input_too_large_for_memory_on_meta(capsys):
+    code, out, err = run_cli(["summary", "resnet18", "-i", "1000,3,2048,2048", "-f", "json", "-q"], capsys)
+    assert code == 0, err
+    import json
+
+    run = json.loads(out)["run"]
+    assert run["device"] == "meta" and any("--device" not in n and "meta device instead" in n for n in run["notes"])
