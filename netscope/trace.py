@@ -8,6 +8,7 @@ Every hook is removed and the model restored (``netscope.guard``) whatever happe
 from __future__ import annotations
 
 import contextlib
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple
@@ -44,7 +45,7 @@ class TraceResult:
 
 class _OpenCall:
     __slots__ = ("index", "module", "name", "parent", "depth", "call_number", "args", "kwargs",
-                 "output", "output_bytes", "own_macs", "failed", "finished", "origin")
+                 "output", "output_bytes", "own_macs", "failed", "finished", "origin", "error")
 
     def __init__(self, index, module, name, parent, depth, call_number, args, kwargs):
         self.index = index
@@ -61,6 +62,7 @@ class _OpenCall:
         self.failed = False
         self.finished = False
         self.origin = None  # when failed: the innermost call the exception came from
+        self.error = None  # when failed: the exception that left this call
 
 
 class _Recorder:
@@ -128,9 +130,14 @@ class _Recorder:
             self.advance(1)
         if raised:
             call.failed = True
-            # The exception came out of a child when the child's failure was the last thing that happened.
+            # The hook runs inside torch's ``except`` for this call, so exc_info is the exception leaving it.
+            # It came out of a child when that child's failure, with the same exception, was the last thing
+            # that happened; otherwise this call's own code raised it (a child's error the code caught and
+            # replaced, or a new one).
+            call.error = sys.exc_info()[1]
             previous = self.last_failed
-            call.origin = previous.origin if previous is not None and previous.parent == call.index else call
+            same = previous is not None and previous.parent == call.index and previous.error is call.error
+            call.origin = previous.origin if same else call
             self.last_failed = call
         else:
             call.output = shapes_only(output)

@@ -304,6 +304,29 @@ def test_the_failure_names_the_layer_that_really_failed():
     assert info.value.layer == "second" and "second (Linear)" in str(info.value)
 
 
+class ReplacesTheError(nn.Module):
+    """The child fails, the parent catches that and raises an error of its own."""
+
+    def __init__(self):
+        super().__init__()
+        self.inner = CatchesThenFails()
+        self.child = nn.Linear(4, 4)
+
+    def forward(self, x):
+        try:
+            self.child(torch.randn(1, 7))
+        except RuntimeError:
+            raise ValueError("the parent's own error") from None
+        return x
+
+
+def test_an_error_the_parent_raises_itself_is_the_parents():
+    model = nn.Sequential(ReplacesTheError())
+    with pytest.raises(ForwardError) as info:
+        netscope.summary(model, (2, 4))
+    assert info.value.layer == "0" and "the parent's own error" in str(info.value)
+
+
 def test_a_module_returning_none_inside_an_except_is_not_a_failure():
     report = netscope.summary(NoneInsideExcept(), (2, 4))
     maybe = next(c for c in report.layers if c.name == "maybe")
