@@ -6,10 +6,8 @@ Run: python examples/lenet_diagnosis.py
 import torch
 import torch.nn as nn
 
-from netscope.diagnosis import diagnose_failure
+import netscope
 from netscope.errors import ForwardError
-from netscope.inputs import InputSpec, TensorSpec
-from netscope.trace import trace
 
 
 class LeNet(nn.Module):
@@ -32,12 +30,10 @@ class LeNet(nn.Module):
 
 
 def main() -> None:
-    model = LeNet()
-    spec = InputSpec([TensorSpec((1, 3, 64, 64))])
     try:
-        trace(model, spec, device="meta")
-    except ForwardError as err:
-        print(diagnose_failure(model, spec, err).render())
+        netscope.summary(LeNet(), (1, 3, 64, 64), device="meta")
+    except ForwardError as err:  # the diagnosis comes attached to the error
+        print(err.diagnosis.render())
 
 
 if __name__ == "__main__":

@@ -22,6 +22,8 @@ _EXPORTS = {
     "remap": "netscope.remapping",
     "load": "netscope.remapping",
     "NetscopeError": "netscope.errors",
+    "InputSpec": "netscope.inputs",
+    "TensorSpec": "netscope.inputs",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

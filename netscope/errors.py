@@ -45,3 +45,10 @@ class ForwardError(NetscopeError):
         self.original = original
         self.layer = layer  # qualified name of the innermost module running when it failed
         self.diagnosis = diagnosis  # optional netscope.checks diagnosis record
+
+
+class OutOfMemory(ForwardError):
+    """The input (or the pass on it) does not fit in the device's memory: the user must change the command
+    (a smaller input, or ``--device meta``)."""
+
+    exit_code = EXIT_USAGE

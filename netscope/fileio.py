@@ -1,33 +1,75 @@
-"""Atomic file writes: a temp file in the target's folder, fsync, then rename over the target."""
+"""Output files: one check of where netscope may write, and atomic writes (a temp file in the target's
+folder, fsync, then rename over the target).
+
+``-`` means standard output. A symbolic link is followed: its target is replaced and the link kept.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import tempfile
-from typing import Iterator
+from typing import Iterator, Sequence
 
 from netscope.errors import UsageError
+
+STDOUT = "-"
+
+
+def writable_target(path: str, *, force: bool, reads: Sequence[str] = ()) -> str:
+    """The absolute path netscope will replace for ``path``, or UsageError before anything is written.
+
+    Refused: a folder; a missing folder or one netscope cannot create files in; an existing file without
+    ``force``; a read-only file (even with ``force``); one of the command's input files ``reads``.
+    """
+    if path == STDOUT:
+        raise UsageError("'-' (standard output) cannot take this file; give a file name")
+    target = os.path.realpath(path)  # a symlink: write its target, keep the link
+    if os.path.isdir(target):
+        raise UsageError(f"{path} is a directory; give a file name to write to")
+    folder = os.path.dirname(target)
+    if not os.path.isdir(folder):
+        raise UsageError(f"folder {folder} does not exist; create it first or choose another path")
+    if os.path.exists(target):
+        for source in reads:
+            if os.path.exists(source) and os.path.samefile(source, target):
+                raise UsageError(f"{path} is a file this command reads ({source}); writing there would destroy "
+                                 "it, so choose another file name")
+        if not force:
+            raise UsageError(f"{path} already exists; pass --force to overwrite it, or choose another name")
+        if os.path.isfile(target) and not os.stat(target).st_mode & 0o222:
+            raise UsageError(f"{path} is read-only; netscope does not replace read-only files, even with --force "
+                             "(make it writable first, or choose another name)")
+    if not (os.path.exists(target) and not os.path.isfile(target)):  # /dev/null, a FIFO: written in place
+        _probe(folder, path)
+    return target
+
+
+def _probe(folder: str, path: str) -> None:
+    """Create and remove a temp file in ``folder``: the only sure test that a write there will work."""
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".netscope-", suffix=".probe", dir=folder)
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: creating a file in {folder} failed ({exc.strerror or exc}); "
+                         "choose a folder you can write to") from None
+    os.close(fd)
+    os.remove(probe)
 
 
 @contextlib.contextmanager
 def atomic_path(path: str, *, force: bool = True) -> Iterator[str]:
-    """Yield a temp path beside ``path``; on success it replaces ``path``, on any exception it is removed.
-
-    With ``force=False`` an existing ``path`` is refused before anything is written.
-    """
-    path = os.path.abspath(path)
+    """Yield a temp path beside ``path``'s target; on success it replaces the target, on any exception it
+    is removed. With ``force=False`` an existing ``path`` is refused before anything is written."""
+    path = writable_target(path, force=force)
     folder = os.path.dirname(path)
-    if os.path.isdir(path):
-        raise UsageError(f"{path} is a directory; give a file name to write to")
-    if not force and os.path.exists(path):
-        raise UsageError(f"{path} already exists; pass --force to overwrite it, or choose another name")
-    if not os.path.isdir(folder):
-        raise UsageError(f"folder {folder} does not exist; create it first or choose another path")
     if os.path.exists(path) and not os.path.isfile(path):  # /dev/null, a FIFO: write straight into it
         yield path
         return
-    fd, tmp = tempfile.mkstemp(prefix=".netscope-", suffix=".tmp", dir=folder)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".netscope-", suffix=".tmp", dir=folder)
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
     os.close(fd)
     try:
         yield tmp
@@ -42,6 +84,10 @@ def atomic_path(path: str, *, force: bool = True) -> Iterator[str]:
 
 
 def write_text_atomic(path: str, text: str, *, force: bool = True) -> None:
+    """Write ``text`` to ``path`` atomically, or to standard output when ``path`` is ``-``."""
+    if path == STDOUT:
+        sys.stdout.write(text)
+        return
     with atomic_path(path, force=force) as tmp:
         with open(tmp, "w", encoding="utf-8") as handle:
             handle.write(text)

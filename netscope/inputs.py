@@ -1,9 +1,15 @@
-"""Dummy inputs: parse ``--input 1,3,224,224[:dtype]`` and build tensors on a device."""
+"""Dummy inputs, one convention for the API and the CLI.
+
+``--input 1,3,224,224[:dtype]`` (:func:`parse_input`) and ``summary(model, input_size=..., input_data=...)``
+(:func:`inputs_from`) both end in :func:`tensor_spec`, so they validate and draw integers the same way.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import operator
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from netscope.errors import InputSpecError
 
@@ -11,6 +17,7 @@ MAX_INPUT_ELEMENTS = 2**34  # 16 Gi elements: anything larger is a typo, not a m
 
 FLOAT_DTYPES = ("float32", "float16", "bfloat16", "float64")
 INT_DTYPES = ("int64", "int32", "int16", "int8", "uint8", "bool")
+DEFAULT_INT_HIGH = 1000  # integer inputs (token ids, labels) are drawn from [0, 1000) unless the model says less
 DTYPE_ALIASES = {"float": "float32", "fp32": "float32", "fp16": "float16", "half": "float16", "bf16": "bfloat16",
                  "double": "float64", "long": "int64", "int": "int64"}
 
@@ -43,7 +50,26 @@ class TensorSpec:
 
     shape: Tuple[int, ...]
     dtype: Optional[str] = None  # None: the run's float dtype
-    high: int = 2  # integer tensors are drawn from [0, high)
+    high: Optional[int] = None  # integer tensors are drawn from [0, high); None: DEFAULT_INT_HIGH (see for_model)
+
+    @property
+    def is_integer(self) -> bool:
+        return self.dtype is not None and self.dtype not in FLOAT_DTYPES and self.dtype != "bool"
+
+    def upper_bound(self) -> int:
+        """The exclusive bound values are drawn below: ``high``, at most what the dtype can hold."""
+        import torch
+
+        limit = int(torch.iinfo(getattr(torch, self.dtype)).max) + 1 if self.is_integer else 2
+        return max(1, min(self.high if self.high is not None else DEFAULT_INT_HIGH, limit))
+
+    def nbytes(self, float_dtype: str) -> int:
+        import torch
+
+        numel = 1
+        for d in self.shape:
+            numel *= d
+        return numel * getattr(torch, self.dtype or float_dtype).itemsize
 
     def build(self, device, float_dtype: str, generator=None):
         import torch
@@ -56,7 +82,8 @@ class TensorSpec:
             return torch.randn(self.shape, generator=generator, dtype=torch.float32).to(device=device, dtype=dtype)
         if dtype == torch.bool:
             return torch.ones(self.shape, dtype=dtype, device=device)
-        return torch.randint(0, max(self.high, 1), self.shape, generator=generator, dtype=torch.int64).to(device=device, dtype=dtype)
+        return torch.randint(0, self.upper_bound(), self.shape, generator=generator,
+                             dtype=torch.int64).to(device=device, dtype=dtype)
 
 
 @dataclass(frozen=True)
@@ -76,15 +103,46 @@ class InputSpec:
         kwargs = {name: spec.build(device, float_dtype, generator) for name, spec in self.kwargs.items()}
         return ((args,) if self.as_list else tuple(args)), kwargs
 
+    def nbytes(self, float_dtype: str = "float32") -> int:
+        """Bytes the built tensors take, computed without allocating them."""
+        return sum(spec.nbytes(float_dtype) for spec in list(self.args) + list(self.kwargs.values()))
+
+    def for_model(self, model) -> "InputSpec":
+        """Integer tensors whose range was not given are drawn below the smallest ``num_embeddings`` of the
+        model's embedding layers (token ids must index every table they can reach), else below 1000."""
+        import torch.nn as nn
+
+        if not any(spec.is_integer and spec.high is None for spec in list(self.args) + list(self.kwargs.values())):
+            return self
+        sizes = [m.num_embeddings for m in model.modules() if isinstance(m, (nn.Embedding, nn.EmbeddingBag))]
+        if not sizes:
+            return self
+        bound = min(sizes)
+
+        def fit(spec: TensorSpec) -> TensorSpec:
+            if not spec.is_integer or spec.high is not None:
+                return spec
+            return dataclasses.replace(spec, high=min(bound, DEFAULT_INT_HIGH))
+
+        return dataclasses.replace(self, args=[fit(a) for a in self.args],
+                                   kwargs={k: fit(v) for k, v in self.kwargs.items()})
+
+    def with_dtypes_of(self, defaults: Optional["InputSpec"]) -> "InputSpec":
+        """Positional inputs given without a dtype take the dtype (and range) the model's default input has
+        at the same position: ``hf:gpt2 -i 2,64`` stays int64 token ids."""
+        if defaults is None or defaults.as_list != self.as_list:
+            return self
+        args = [dataclasses.replace(spec, dtype=default.dtype, high=default.high)
+                if spec.dtype is None and default.dtype is not None else spec
+                for spec, default in zip(self.args, defaults.args)] + list(self.args[len(defaults.args):])
+        return dataclasses.replace(self, args=args)
+
 
 def parse_input(text: str) -> TensorSpec:
     """``"1,3,224,224"`` or ``"1,128:int64"`` or ``"1x3x32x32"`` -> TensorSpec, with a clear error otherwise."""
     raw = text.strip()
     shape_part, _, dtype_part = raw.partition(":")
     dtype = normalize_dtype(dtype_part) if dtype_part else None
-    high = 2
-    if dtype and dtype not in FLOAT_DTYPES:
-        high = 1000 if dtype not in ("bool", "uint8", "int8") else 2
     shape_text = shape_part.strip().strip("()[]")
     separator = "," if "," in shape_text else "x"  # 1,3,224,224 or 1x3x224x224
     items = [s.strip() for s in shape_text.split(separator)]
@@ -101,21 +159,104 @@ def parse_input(text: str) -> TensorSpec:
                 f"--input {text!r}: {item!r} is not a whole number; write the shape like 1,3,224,224 "
                 "(and an optional dtype like 1,128:int64)"
             ) from None
-        if value <= 0:
-            raise InputSpecError(f"--input {text!r}: every dimension must be at least 1, got {value}")
         dims.append(value)
+    return tensor_spec(dims, dtype, f"--input {text!r}")
+
+
+def tensor_spec(dims: Sequence[Any], dtype: Optional[str], where: str) -> TensorSpec:
+    """The one validation of a dummy tensor: whole positive dimensions (numpy integers fine) and at most
+    ``MAX_INPUT_ELEMENTS`` elements. ``where`` names the input in messages (``--input '1,8'``, ``input_size``)."""
+    shape = []
+    for item in dims:
+        try:
+            if isinstance(item, bool):
+                raise TypeError
+            value = operator.index(item)
+        except TypeError:
+            raise InputSpecError(f"{where}: {item!r} is not a whole number; give a shape like (1, 3, 224, 224)") from None
+        if value <= 0:
+            raise InputSpecError(f"{where}: every dimension must be at least 1, got {value}")
+        shape.append(value)
+    if not shape:
+        raise InputSpecError(f"{where} has no dimensions; give a shape like (1, 3, 224, 224)")
     numel = 1
-    for d in dims:
+    for d in shape:
         numel *= d
     if numel > MAX_INPUT_ELEMENTS:
         raise InputSpecError(
-            f"--input {text!r} asks for {numel:,} elements, more than netscope will allocate "
+            f"{where} asks for {numel:,} elements, more than netscope will allocate "
             f"({MAX_INPUT_ELEMENTS:,}); check the shape, or use --device meta for a run without memory"
         )
-    return TensorSpec(tuple(dims), dtype, high)
+    return TensorSpec(tuple(shape), normalize_dtype(dtype) if dtype else None)
 
 
 def parse_inputs(texts: Optional[Sequence[str]]) -> Optional[InputSpec]:
     if not texts:
         return None
     return InputSpec([parse_input(t) for t in texts])
+
+
+def inputs_from(model, input_size=None, input_data=None, input_dtypes: Optional[Sequence[str]] = None):
+    """The API's input convention, shared by every entry point.
+
+    ``input_size``: a shape ``(1, 3, 224, 224)`` (numpy integers fine), a list of shapes (one per positional
+    input), or an :class:`InputSpec`. ``input_data``: a tensor, a tuple/list of positional values, a dict of
+    keyword values, or ``((args...), {kwargs})``. A tensor, tuple of tensors or dict given as ``input_size``
+    (``summary(model, x)``) is taken as ``input_data``. Neither: the model's default input.
+    Returns an :class:`InputSpec` (built later on the run's device) or ``(args, kwargs)`` of real values.
+    """
+    if input_size is not None and _is_data(input_size):
+        if input_data is not None:
+            raise InputSpecError("give either input_size or input_data, not both")
+        input_size, input_data = None, input_size
+    if input_data is not None and input_size is not None:
+        raise InputSpecError("give either input_size or input_data, not both")
+    if input_data is not None:
+        return _data_inputs(input_data)
+    if input_size is None:
+        from netscope.specs import default_inputs_for
+
+        return default_inputs_for(model)
+    if isinstance(input_size, InputSpec):
+        return input_size
+    if isinstance(input_size, TensorSpec):
+        return InputSpec([input_size])
+    if not isinstance(input_size, (list, tuple)) or not input_size:
+        raise InputSpecError(f"input_size must be a shape like (1, 3, 224, 224) or a list of shapes, "
+                             f"not {input_size!r}")
+    one = all(not isinstance(d, (list, tuple)) for d in input_size)
+    shapes = [input_size] if one else list(input_size)
+    dtypes = list(input_dtypes or [None] * len(shapes))
+    if len(dtypes) != len(shapes):
+        raise InputSpecError(f"input_dtypes has {len(dtypes)} entries for {len(shapes)} input shapes")
+    specs = []
+    for index, (shape, dtype) in enumerate(zip(shapes, dtypes)):
+        if not isinstance(shape, (list, tuple)):
+            raise InputSpecError(f"input_size[{index}] = {shape!r} is not a shape; give a tuple like (1, 3, 224, 224)")
+        specs.append(tensor_spec(shape, dtype, f"input shape {tuple(shape)!r}" if one else f"input_size[{index}]"))
+    return InputSpec(specs)
+
+
+def _is_data(value) -> bool:
+    """A tensor, a dict, or a container holding a tensor: data, not a shape."""
+    import torch
+
+    if isinstance(value, (torch.Tensor, dict)):
+        return True
+    if isinstance(value, (list, tuple)):
+        return any(_is_data(v) for v in value)
+    return False
+
+
+def _data_inputs(input_data):
+    import torch
+
+    if isinstance(input_data, torch.Tensor) or hasattr(input_data, "_fields"):  # a tensor, a PackedSequence
+        return (input_data,), {}
+    if isinstance(input_data, dict):
+        return (), dict(input_data)
+    if isinstance(input_data, (list, tuple)):
+        if len(input_data) == 2 and isinstance(input_data[1], dict) and isinstance(input_data[0], (list, tuple)):
+            return tuple(input_data[0]), dict(input_data[1])
+        return tuple(input_data), {}
+    raise InputSpecError(f"input_data must be a tensor, a tuple of tensors or a dict, not {type(input_data).__name__}")

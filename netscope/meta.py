@@ -37,13 +37,44 @@ def empty_weights(enabled: bool = True) -> Iterator[None]:
         if tensor is not None and isinstance(tensor, torch.Tensor) and tensor.device.type != "meta":
             module._buffers[name] = module._buffers[name].to("meta")
 
-    nn.Module.register_parameter = register_parameter
-    nn.Module.register_buffer = register_buffer
-    try:
-        yield
-    finally:
-        nn.Module.register_parameter = original_register_parameter
-        nn.Module.register_buffer = original_register_buffer
+    from netscope.guard import GLOBAL_STATE_LOCK
+
+    with GLOBAL_STATE_LOCK:  # the patches are process-wide: one build at a time
+        nn.Module.register_parameter = register_parameter
+        nn.Module.register_buffer = register_buffer
+        initializers = _skip_meta_initialization()
+        try:
+            yield
+        finally:
+            nn.Module.register_parameter = original_register_parameter
+            nn.Module.register_buffer = original_register_buffer
+            for name, function in initializers.items():
+                setattr(torch.nn.init, name, function)
+
+
+INITIALIZERS = ("uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_", "eye_", "dirac_",
+                "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_", "orthogonal_",
+                "sparse_")
+
+
+def _skip_meta_initialization() -> dict:
+    """Make ``torch.nn.init``'s in-place initializers return meta tensors untouched (there are no values
+    to fill; ``normal_`` on meta alone imports torch._dynamo, about a second). Returns the originals."""
+    import torch
+
+    originals = {name: getattr(torch.nn.init, name) for name in INITIALIZERS if hasattr(torch.nn.init, name)}
+
+    def skipping(original):
+        def initializer(tensor, *args, **kwargs):
+            if isinstance(tensor, torch.Tensor) and tensor.device.type == "meta":
+                return tensor
+            return original(tensor, *args, **kwargs)
+
+        return initializer
+
+    for name, original in originals.items():
+        setattr(torch.nn.init, name, skipping(original))
+    return originals
 
 
 def meta_copy(model):

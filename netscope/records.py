@@ -106,6 +106,7 @@ class RunInfo:
     mode: str  # "eval" or "train"
     input_shapes: ShapeTree
     seconds: float
+    notes: Tuple[str, ...] = ()  # how the pass ran, where a reader must know (a copy was used, ...)
 
     def to_dict(self) -> dict:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}

@@ -154,6 +154,7 @@ class Report:
             lines.append(f"Measured CUDA peak memory of the pass: {megabytes(t.peak_memory_bytes)}")
         r = self.run
         lines.append(f"Run: {r.model} on {r.device}, {r.dtype}, {r.mode} mode, input {format_shape_tree(r.input_shapes)}, {r.seconds:.2f} s")
+        lines += [f"Note: {note}" for note in r.notes]
         if self.findings:
             lines.append(f"Naming findings: {len(self.findings)} (run 'netscope names' for details)")
         warnings = self.check_warnings()

@@ -33,11 +33,14 @@ def shape_tree(value: Any):
 
 
 def shapes_only(value: Any):
-    """Like the value, with tensors replaced by ``torch.Size`` and every other leaf kept as it is."""
+    """Like the value, with tensors replaced by ``torch.Size`` and every other leaf kept as it is.
+
+    A namedtuple becomes a dict of its fields (what :func:`shape_tree` makes of it anyway): rebuilding the
+    namedtuple would run its constructor on sizes, which e.g. ``PackedSequence``'s rejects."""
     if isinstance(value, torch.Tensor):
         return value.shape
     if isinstance(value, tuple) and hasattr(value, "_fields"):
-        return type(value)(*(shapes_only(v) for v in value))
+        return {f: shapes_only(getattr(value, f)) for f in value._fields}
     if isinstance(value, (list, tuple)):
         return type(value)(shapes_only(v) for v in value) if type(value) in (list, tuple) else [shapes_only(v) for v in value]
     if isinstance(value, Mapping):

@@ -188,15 +188,14 @@ def solve_input_size(model, input_spec=None, *, spatial: Optional[int] = None, m
                      max_probes: int = 400) -> SolverResult:
     """Find which square input sizes ``model`` accepts (batch and channels held at ``input_spec``'s).
 
-    ``input_spec``: a :class:`netscope.inputs.InputSpec` (default: the guess for this model); only its
+    ``input_spec``: a shape ``(1, 3, 224, 224)``, a list of shapes or a :class:`netscope.inputs.InputSpec`
+    (default: the guess for this model); only its
     first tensor's trailing ``spatial`` dimensions vary (default: every dimension after the first two).
     """
-    from netscope.inputs import InputSpec
+    from netscope.inputs import InputSpec, inputs_from
 
-    if input_spec is None:
-        from netscope.specs import default_inputs_for
-
-        input_spec = default_inputs_for(model)
+    if not isinstance(input_spec, InputSpec):  # the API's one input convention: a shape, shapes, or None
+        input_spec = inputs_from(model, input_size=input_spec)
     if not isinstance(input_spec, InputSpec) or not input_spec.args:
         raise UsageError("solve_input_size needs an InputSpec with at least one input tensor, e.g. "
                          "InputSpec([TensorSpec((1, 3, 224, 224))])")

@@ -159,7 +159,8 @@ def _get_attr_path(module, attr: str, spec: str):
             candidates = [n for n in dir(obj) if not n.startswith("_")]
             close = difflib.get_close_matches(part, candidates, n=3)
             hint = f" Did you mean {', '.join(close)}?" if close else ""
-            raise ModelSpecError(f"{getattr(obj, '__name__', obj)!s} has no attribute {part!r} (from {spec!r}).{hint}")
+            owner = spec.partition(":")[0] if obj is module else getattr(obj, "__name__", obj)  # never our alias
+            raise ModelSpecError(f"{owner!s} has no attribute {part!r} (from {spec!r}).{hint}")
         obj = getattr(obj, part)
     return obj
 
@@ -184,6 +185,12 @@ def _from_torchvision(name: str, model_args) -> ResolvedModel:
         )
     builder = torchvision.models.get_model_builder(name)
     model_args = dict(model_args)
+    for key in ("weights", "weights_backbone"):
+        if model_args.get(key) is not None:
+            raise ModelSpecError(
+                f"--model-arg {key}={model_args[key]} asks for trained weights, but netscope builds torchvision "
+                "models without them and never downloads any: drop it (shapes, parameters and multiply-adds do "
+                "not depend on weight values); to check a checkpoint against the model, use 'netscope diff'")
     if "weights_backbone" in inspect.signature(builder).parameters:
         model_args.setdefault("weights_backbone", None)  # detection/segmentation default to downloading ImageNet weights
     try:

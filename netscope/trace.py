@@ -8,24 +8,24 @@ Every hook is removed and the model restored (``netscope.guard``) whatever happe
 from __future__ import annotations
 
 import contextlib
-import functools
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from netscope.errors import ForwardError
-from netscope.guard import paused_gc, preserved_model
+from netscope.errors import ForwardError, OutOfMemory
+from netscope.guard import GLOBAL_STATE_LOCK, frozen_heap, paused_gc, preserved_model
 from netscope.macs import MAC_REGISTRY
 from netscope.records import LayerCall
 from netscope.shapes import format_shape_tree, shape_tree, shapes_only, tensor_bytes
 
 HYPERPARAMETERS = ("kernel_size", "stride", "padding", "dilation", "groups", "output_padding")
 FAILED = "(failed)"
+NOT_RECORDED = "(not recorded)"  # inside a TorchScript module: its code runs without module hooks
 
 
 @dataclass
@@ -40,11 +40,12 @@ class TraceResult:
     failed_index: Optional[int] = None
     peak_memory_bytes: Optional[int] = None
     seconds: float = 0.0
+    notes: List[str] = field(default_factory=list)  # what the report must say about how the pass ran
 
 
 class _OpenCall:
     __slots__ = ("index", "module", "name", "parent", "depth", "call_number", "args", "kwargs",
-                 "output", "output_bytes", "own_macs", "failed", "finished")
+                 "output", "output_bytes", "own_macs", "failed", "finished", "origin", "error")
 
     def __init__(self, index, module, name, parent, depth, call_number, args, kwargs):
         self.index = index
@@ -60,6 +61,8 @@ class _OpenCall:
         self.own_macs = 0
         self.failed = False
         self.finished = False
+        self.origin = None  # when failed: the innermost call the exception came from
+        self.error = None  # when failed: the exception that left this call
 
 
 class _Recorder:
@@ -79,6 +82,7 @@ class _Recorder:
         self.stack: List[_OpenCall] = []
         self.call_counts: Dict[int, int] = {}
         self.outside_macs = 0
+        self.last_failed: Optional[_OpenCall] = None  # the call whose failure was the latest hook event
 
     def pre_hook(self, module, args):
         key = id(module)
@@ -92,6 +96,7 @@ class _Recorder:
         call = _OpenCall(len(self.calls), module, name, parent, len(stack), count, shapes_only(args), None)
         self.calls.append(call)
         stack.append(call)
+        self.last_failed = None
         return None
 
     def root_kwargs_hook(self, module, args, kwargs):
@@ -100,13 +105,16 @@ class _Recorder:
         return None
 
     def post_hook(self, module, args, *rest):
-        # (module, args, kwargs, output) after a normal return; (module, args, output) when forward raised.
+        # torch calls this global with_kwargs hook as (module, args, kwargs, output) after a normal return
+        # and as (module, args, output) when the forward raised: that, not sys.exc_info() (which also holds
+        # an exception the user's own code is handling), tells a failure.
         if id(module) not in self.names:
             return None
-        if len(rest) == 2:
-            kwargs, output = rest
-        else:
+        raised = len(rest) != 2
+        if raised:
             kwargs, output = None, rest[0]
+        else:
+            kwargs, output = rest
         # Pop up to and including this module's call; anything above it was left open by an exception
         # the model caught itself.
         stack = self.stack
@@ -120,12 +128,22 @@ class _Recorder:
             call.kwargs = shapes_only(kwargs) if kwargs else {}
         if self.advance is not None:
             self.advance(1)
-        if output is None and sys.exc_info()[1] is not None:
+        if raised:
             call.failed = True
+            # The hook runs inside torch's ``except`` for this call, so exc_info is the exception leaving it.
+            # It came out of a child when that child's failure, with the same exception, was the last thing
+            # that happened; otherwise this call's own code raised it (a child's error the code caught and
+            # replaced, or a new one).
+            call.error = sys.exc_info()[1]
+            previous = self.last_failed
+            same = previous is not None and previous.parent == call.index and previous.error is call.error
+            call.origin = previous.origin if same else call
+            self.last_failed = call
         else:
             call.output = shapes_only(output)
             call.output_bytes = tensor_bytes(output)
             call.finished = True
+            self.last_failed = None
         return None
 
     def add_macs(self, macs: int) -> None:
@@ -162,57 +180,30 @@ class _MacCounter(TorchDispatchMode):
         return out
 
 
-def trace(model: nn.Module, inputs, *, device=None, dtype=None, mode: str = "eval",
-          progress: Optional[Callable[[int], None]] = None) -> TraceResult:
-    """Run ``model`` once on ``inputs`` and record every module call.
+def trace(model: nn.Module, inputs: Tuple[tuple, dict], *, mode: str = "eval",
+          progress: Optional[Callable[[int], None]] = None, fake: bool = False) -> TraceResult:
+    """Run ``model`` once on ready ``(args, kwargs)`` and record every module call.
 
-    ``inputs``: a :class:`netscope.inputs.InputSpec` (built here on ``device``), or ``(args, kwargs)`` of
-    real tensors. ``device`` ``"meta"`` runs on a structural copy whose tensors live on the meta device;
-    the user's tensors are never touched. Otherwise the pass runs where the model already is.
+    Placement, dtype and dummy inputs are :mod:`netscope.run`'s job (``prepared`` then ``run_pass``, which
+    also retries a meta pass under fake tensors); ``trace`` runs what it is given, where it is.
+    ``fake``: run under a FakeTensorMode (inputs converted to fake tensors).
     ``progress``: called with 1 after each module call returns (``netscope.progress.progress``'s
     ``advance``; ``module_count(model)`` is the usual total).
     """
-    from netscope.inputs import InputSpec
-    from netscope.meta import meta_copy
-
     if mode not in ("eval", "train"):
         raise ValueError(f"mode must be 'eval' or 'train', not {mode!r}")
-    if device is not None and str(device) == "meta" and not _all_on_meta(model):
-        model = meta_copy(model)
-    run_device = torch.device(device) if device is not None else model_device(model)
-    float_dtype = dtype or model_float_dtype(model)
-    if isinstance(inputs, InputSpec):
-        args, kwargs = inputs.build(run_device, float_dtype)
-    else:
-        args, kwargs = inputs
-    run = functools.partial(_run, model, tuple(args), dict(kwargs), train=(mode == "train"), device=run_device,
-                            advance=progress)
-    if run_device.type != "meta":
-        return run()
-    try:
-        return run()
-    except ForwardError as err:
-        if not _needs_values(err.original):
-            raise
-    # The forward reads a value (``.item()``, a data-dependent branch) that meta tensors do not have. Fake
-    # tensors carry shapes like meta ones and let libraries that know them (transformers' masking) skip
-    # such reads, so the pass is retried under a FakeTensorMode.
-    return run(fake=True)
-
-
-def _needs_values(error: Optional[BaseException]) -> bool:
-    text = str(error)
-    return "meta tensor" in text or "data-dependent" in text
+    args, kwargs = inputs
+    device = model_device(model)
+    for value in torch.utils._pytree.tree_leaves((args, kwargs)):
+        if isinstance(value, torch.Tensor):
+            device = value.device
+            break
+    return _run(model, tuple(args), dict(kwargs), train=(mode == "train"), device=device, advance=progress, fake=fake)
 
 
 def module_count(model: nn.Module) -> int:
     """Distinct modules in ``model``: the number of calls a pass usually records (a progress total)."""
     return sum(1 for _ in model.modules())
-
-
-def _all_on_meta(model: nn.Module) -> bool:
-    tensors = list(model.parameters()) + list(model.buffers())
-    return bool(tensors) and all(t.device.type == "meta" for t in tensors)
 
 
 def model_device(model: nn.Module) -> torch.device:
@@ -245,12 +236,14 @@ def _run(model: nn.Module, args: tuple, kwargs: dict, *, train: bool, device: to
     baseline = None
     error: Optional[BaseException] = None
     output = None
+    script = isinstance(model, torch.jit.ScriptModule)
     try:
-        with paused_gc(), preserved_model(model, train=train):
+        with GLOBAL_STATE_LOCK, frozen_heap(), preserved_model(model, train=train) as changes:
             handles.append(register_module_forward_pre_hook(recorder.pre_hook))
             handles.append(register_module_forward_hook(recorder.post_hook, with_kwargs=True, always_call=True))
             runnable = _eager(model)
-            handles.append(runnable.register_forward_pre_hook(recorder.root_kwargs_hook, with_kwargs=True))
+            if not script:  # ScriptModules refuse per-module hooks (their keyword arguments are not recorded)
+                handles.append(runnable.register_forward_pre_hook(recorder.root_kwargs_hook, with_kwargs=True))
             if cuda:
                 torch.cuda.synchronize(device)
                 baseline = torch.cuda.memory_allocated(device)
@@ -274,7 +267,16 @@ def _run(model: nn.Module, args: tuple, kwargs: dict, *, train: bool, device: to
         if call.kwargs is None:
             call.kwargs = {}
     with paused_gc():
-        result = _build_result(named, recorder, output, time.perf_counter() - start, peak)
+        result = _build_result(named, recorder, output, time.perf_counter() - start, peak,
+                               structure_only=script)
+    if script:
+        result.notes.append(
+            "TorchScript module: its compiled code runs without module hooks, so only the whole model's input and "
+            f"output shapes and multiply-adds are recorded; layers inside show parameters and {NOT_RECORDED} shapes")
+    if changes.changed_in_place:
+        result.notes.append(
+            "the forward pass wrote these parameters in place (netscope cannot undo that without a copy of every "
+            f"weight): {', '.join(changes.changed_in_place)}")
     if error is not None:
         raise _forward_error(model, result, error) from error
     return result
@@ -298,10 +300,21 @@ def _eager(model: nn.Module) -> nn.Module:
     return model
 
 
-def _build_result(named, recorder: _Recorder, output, seconds: float, peak) -> TraceResult:
+def _build_result(named, recorder: _Recorder, output, seconds: float, peak, *,
+                  structure_only: bool = False) -> TraceResult:
     param_table = _param_table(named)
     calls: List[LayerCall] = []
     open_calls = recorder.calls
+    if structure_only:  # a TorchScript model: its submodules listed, never called through hooks
+        called = {id(c.module) for c in open_calls}
+        rows = {c.name: c.index for c in open_calls}
+        for name, module in named:
+            if id(module) not in called:
+                called.add(id(module))
+                parent = rows.get(name.rpartition(".")[0]) if name else None
+                depth = name.count(".") + 1 if name else 0
+                rows[name] = len(open_calls)
+                open_calls.append(_OpenCall(len(open_calls), module, name, parent, depth, 0, (), {}))
     total_macs = [c.own_macs for c in open_calls]
     for call in reversed(open_calls):  # children follow their parent: roll multiply-adds up in reverse
         if call.parent is not None:
@@ -309,18 +322,17 @@ def _build_result(named, recorder: _Recorder, output, seconds: float, peak) -> T
     if open_calls:
         total_macs[0] += recorder.outside_macs
     failed_index = None
-    for call in open_calls:
-        if not call.finished and failed_index is None or call.failed and failed_index is not None and call.parent == failed_index:
-            failed_index = call.index  # innermost call left unfinished
+    if open_calls and open_calls[0].failed and open_calls[0].origin is not None:
+        failed_index = open_calls[0].origin.index  # where the exception that ended the pass was raised
     for call in open_calls:
         module = call.module
         counts = param_table.get(id(module))
         own, subtree, trainable = counts if counts is not None else _param_counts(module)
-        output_tree = shape_tree(call.output) if call.finished else FAILED
+        output_tree = shape_tree(call.output) if call.finished else FAILED if call.failed else NOT_RECORDED
         calls.append(LayerCall(
             index=call.index,
             name=call.name,
-            class_name=type(module).__name__,
+            class_name=(structure_only and getattr(module, "original_name", None)) or type(module).__name__,
             depth=call.depth,
             parent=call.parent,
             call_number=call.call_number,
@@ -426,11 +438,26 @@ def _forward_error(model, result: TraceResult, error: BaseException) -> ForwardE
         layer = call.name
         shapes = ", ".join(format_shape_tree(s) for s in call.input_shapes) or "no tensors"
         where = f"layer {call.name or '(root)'} ({call.class_name}), called with input shape(s) {shapes}"
-    message = (
-        f"the model's forward pass failed in {where}: {type(error).__name__}: {error}. "
-        "Check the --input shape(s) against what this layer expects"
-    )
-    err = ForwardError(message, original=error, layer=layer)
+    if _out_of_memory(error):
+        err = OutOfMemory(
+            f"the model's forward pass ran out of memory in {where}: {type(error).__name__}: "
+            f"{str(error).splitlines()[0] if str(error) else ''}. Use a smaller input, or --device meta "
+            "(device=\"meta\") for a run without memory: shapes, parameters and multiply-adds are exact",
+            original=error, layer=layer)
+    else:
+        message = (
+            f"the model's forward pass failed in {where}: {type(error).__name__}: {error}. "
+            "Check the --input shape(s) against what this layer expects"
+        )
+        err = ForwardError(message, original=error, layer=layer)
     err.partial = result
     err.failed_index = index
     return err
+
+
+def _out_of_memory(error: BaseException) -> bool:
+    """torch's CUDA/CPU allocator failures and Python's MemoryError."""
+    if isinstance(error, (MemoryError, torch.OutOfMemoryError)):
+        return True
+    text = str(error)
+    return isinstance(error, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)

@@ -12,6 +12,7 @@ import os
 import re
 import sys
 import textwrap
+import warnings
 
 import pytest
 import torch
@@ -75,6 +76,29 @@ MODELS_SOURCE = textwrap.dedent("""
 
         def forward(self, x, scale):
             return self.conv(x) * scale
+
+    class Lazy(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.LazyLinear(4)
+
+        def forward(self, x):
+            return self.fc(x)
+
+    class OutOfMemory(nn.Module):  # what an allocator failure inside the forward looks like
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(8, 4)
+
+        def forward(self, x):
+            import torch
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    class WarnsThenRaises(nn.Module):
+        def __init__(self):
+            import warnings
+            warnings.warn("torch-style deprecation chatter", UserWarning)
+            raise RuntimeError("the real problem")
 """)
 
 
@@ -106,6 +130,11 @@ def workspace(tmp_path):
     torch.save({"fc.weight": tiny.weight.detach(), "payload": Evil()}, root / "evil.pt")
     (root / "locked.pt").write_bytes(data)
     os.chmod(root / "locked.pt", 0)
+    with warnings.catch_warnings():  # torch.jit is deprecated (FutureWarning); the archives still exist
+        warnings.simplefilter("ignore")
+        torch.jit.save(torch.jit.script(nn.Linear(8, 4)), str(root / "scripted.pt"))
+    (root / "readonly.txt").write_text("do not replace me\n")
+    os.chmod(root / "readonly.txt", 0o444)
     return root
 
 
@@ -331,8 +360,37 @@ CLI_ROWS = [
     row(["remap"], USAGE, "required: CKPT"),
 ]
 
+# issue 15: models a user has, and failures that must stay one paragraph
+MODELS_RUN_ROWS = [
+    row(argv, code, needle, *marks) for argv, code, needle, marks in [
+        (["keys", "scripted.pt"], USAGE, "TorchScript archive", ()),
+        (["diff", "scripted.pt", f"{M}:Tiny"], USAGE, "TorchScript archive", ()),
+        (["remap", "scripted.pt", f"{M}:Tiny", "-o", "new.pt"], USAGE, "TorchScript archive", ()),
+        (["diff", "ckpt.pt", f"{M}:Lazy"], USAGE, "fc (LazyLinear)", ()),
+        (["remap", "ckpt.pt", f"{M}:Lazy", "--dry-run"], USAGE, "fc (LazyLinear)", ()),
+        (["summary", "resnet18", "-i", "1000,3,2048,2048", "--device", "cpu"], USAGE, "--device meta", ()),
+        (["check", "resnet18", "-i", "1000,3,2048,2048", "--device", "cpu"], USAGE, "--device meta", ()),
+        (["summary", f"{M}:OutOfMemory", "-i", "1,8", "--device", "cpu"], USAGE, "ran out of memory in", ()),
+        (["check", f"{M}:OutOfMemory", "-i", "1,8", "--device", "cpu"], USAGE, "ran out of memory in", ()),
+        (["summary", "resnet18", "-a", "weights=DEFAULT"], USAGE, "never downloads", ()),
+        (["names", "resnet18", "-a", "weights=IMAGENET1K_V1"], USAGE, "never downloads", ()),
+        (["summary", f"{M}.py:Nope"], USAGE, f"{M}.py has no attribute 'Nope'", ()),
+        (["summary", f"{M}:WarnsThenRaises"], USAGE, "the real problem", ()),
+        (["summary", f"{M}:Tiny", "-i", "1,8", "--device", "cpu", "-o", "readonly.txt", "--force"], USAGE,
+         "read-only", ()),
+        *[([command, *args, "-o", "/proc/netscope.txt"], USAGE, "cannot write", (skip_if(not os.path.isdir("/proc"), "no /proc"),))
+          for command, args in [("summary", [f"{M}:Tiny", "-i", "1,8", "--device", "cpu"]),
+                                ("check", [f"{M}:Tiny", "-i", "1,8", "--device", "cpu"]),
+                                ("names", [f"{M}:Tiny"]), ("keys", ["ckpt.pt"]), ("solve", [f"{M}:Conv"]),
+                                ("remap", ["ckpt.pt", f"{M}:Tiny"])]],
+        *[([command, *args, "--bogus-flag"], USAGE, f"usage: netscope {command}", ())
+          for command, args in [("summary", []), ("check", []), ("solve", []), ("names", []), ("keys", ["ckpt.pt"]),
+                                ("diff", ["ckpt.pt"]), ("remap", ["ckpt.pt"])]],
+    ]
+]
+
 ALL_ROWS = (SPEC_ROWS + INPUT_ROWS + DEVICE_ROWS + FORMAT_ROWS + FORWARD_ROWS + CHECKPOINT_ROWS + OUTPUT_ROWS
-            + RULE_ROWS + SOLVE_ROWS + CLI_ROWS)
+            + RULE_ROWS + SOLVE_ROWS + CLI_ROWS + MODELS_RUN_ROWS)
 ERROR_LINE = re.compile(r"^netscope(?: [a-z]+)?: error: ", re.MULTILINE)
 
 
@@ -345,6 +403,8 @@ def test_bad_input_gives_one_clear_error(argv, expected_code, needle, workspace,
     assert len(ERROR_LINE.findall(err)) == 1, err  # exactly one error message ...
     assert "\n\n" not in err.strip(), err  # ... in one paragraph
     assert needle.lower() in err.lower(), err  # that names what was wrong
+    assert "_netscope_user" not in err, err  # no internal module alias
+    assert "Warning" not in err, err  # torch's (and the model's) warnings do not crowd the error
     assert out == "", out
     assert snapshot(workspace) == before  # nothing created, changed or removed (PWNED included)
 

@@ -15,11 +15,18 @@ from netscope.cli import main
 from netscope.diagnosis import diagnose_failure
 from netscope.errors import EXIT_FINDINGS, EXIT_MODEL_FAILED, ForwardError
 from netscope.inputs import InputSpec, TensorSpec
-from netscope.trace import trace
+from netscope.run import prepared, run_pass
 
 
 def spec(*shape):
     return InputSpec([TensorSpec(tuple(shape))])
+
+
+def trace(model, input_spec, device=None):
+    """One pass through netscope's run path (the dummy input built on ``device``, by default the model's)."""
+    device = torch.device(device) if device else next(model.parameters()).device
+    with prepared(model, input_spec, device=device) as prep:
+        return run_pass(prep)
 
 
 class LeNet(nn.Module):

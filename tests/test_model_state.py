@@ -9,6 +9,7 @@ import torch
 import torch.nn as nn
 import torch.nn.modules.module as module_globals
 import torchvision
+from torch.nn.parameter import UninitializedTensorMixin
 
 import netscope
 from netscope.errors import NetscopeError
@@ -26,7 +27,8 @@ def snapshot(model: nn.Module):
     """Everything observable about a model and the global state netscope could touch."""
     tensors = {}
     for name, t in list(model.named_parameters(remove_duplicate=False)) + list(model.named_buffers(remove_duplicate=False)):
-        tensors[name] = (id(t), t.device, t.dtype, t.requires_grad, t.detach().clone() if t.device.type != "meta" else None)
+        has_values = t.device.type != "meta" and not isinstance(t, UninitializedTensorMixin)  # lazy: none yet
+        tensors[name] = (id(t), type(t), t.device, t.dtype, t.requires_grad, t.detach().clone() if has_values else None)
     return {
         "tensors": tensors,
         "training": [(name, m.training) for name, m in model.named_modules()],
@@ -41,9 +43,9 @@ def snapshot(model: nn.Module):
 
 def assert_same(before, after):
     assert before["tensors"].keys() == after["tensors"].keys()
-    for name, (ident, device, dtype, grad, value) in before["tensors"].items():
-        a_ident, a_device, a_dtype, a_grad, a_value = after["tensors"][name]
-        assert (ident, device, dtype, grad) == (a_ident, a_device, a_dtype, a_grad), name
+    for name, (ident, kind, device, dtype, grad, value) in before["tensors"].items():
+        a_ident, a_kind, a_device, a_dtype, a_grad, a_value = after["tensors"][name]
+        assert (ident, kind, device, dtype, grad) == (a_ident, a_kind, a_device, a_dtype, a_grad), name
         if value is not None:
             assert torch.equal(value.view(torch.uint8) if value.dtype.is_floating_point and value.numel() else value,
                                a_value.view(torch.uint8) if a_value.dtype.is_floating_point and a_value.numel() else a_value), name

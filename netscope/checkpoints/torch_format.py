@@ -45,6 +45,11 @@ def load(path: str, *, weights_only: bool, mmap: bool) -> Tuple[Any, List[str]]:
             "legacy (non-zip) torch.save format: memory mapping is impossible, so every tensor was read "
             "into memory; re-save with a current torch.save to list it without reading the data."
         )
+    if is_zip and is_torchscript_archive(path):
+        raise CheckpointError(
+            f"{path} is a TorchScript archive (torch.jit.save), not a torch.save checkpoint: netscope does not "
+            "run TorchScript loaders on files. Load it with torch.jit.load and torch.save(module.state_dict(), ...) "
+            "to list, diff or remap its keys; 'netscope summary' takes the loaded module itself")
     source = path
     if str(path).endswith(".safetensors"):  # torch.load would hand the file to safetensors by its name
         source = open(path, "rb")  # closed below; a file handle cannot be memory-mapped
@@ -64,6 +69,15 @@ def load(path: str, *, weights_only: bool, mmap: bool) -> Tuple[Any, List[str]]:
     finally:
         if source is not path:
             source.close()
+
+
+def is_torchscript_archive(path: str) -> bool:
+    """A torch.jit.save zip: its records include ``constants.pkl`` (and compiled ``code/``)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(name.endswith("/constants.pkl") or name == "constants.pkl" for name in archive.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return False
 
 
 def _corrupt(path: str, exc: BaseException) -> CheckpointError:

@@ -29,8 +29,10 @@ def add_output_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", "-f", default="table", choices=TEXT_FORMATS, help="output format")
     parser.add_argument("--table-style", default="simple", metavar="STYLE",
                         help="tabulate style for --format table (simple, grid, github, ...)")
-    parser.add_argument("--output", "-o", default=None, metavar="FILE", help="write to FILE instead of stdout")
-    parser.add_argument("--force", action="store_true", help="replace output files that already exist")
+    parser.add_argument("--output", "-o", default=None, metavar="FILE",
+                        help="write to FILE instead of stdout ('-': stdout)")
+    parser.add_argument("--force", action="store_true",
+                        help="replace output files that already exist (a symlink's target is replaced, the link kept)")
 
 
 def input_files(args: argparse.Namespace):
@@ -41,28 +43,14 @@ def input_files(args: argparse.Namespace):
 
 
 def check_output_paths(args: argparse.Namespace, paths) -> None:
-    """Refuse, before any work is done, output paths that are folders, sit in a missing folder, already
-    exist (unless ``--force``), or are one of the command's input files (even with ``--force``)."""
-    import os
+    """Refuse, before any work is done, output paths netscope cannot or must not write
+    (:func:`netscope.fileio.writable_target`); ``-`` is standard output."""
+    from netscope.fileio import STDOUT, writable_target
 
-    from netscope.errors import UsageError
-
-    force = getattr(args, "force", False)
     inputs = input_files(args)
     for path in filter(None, paths):
-        target = os.path.abspath(path)
-        if os.path.isdir(target):
-            raise UsageError(f"{path} is a directory; give a file name to write to")
-        if not os.path.isdir(os.path.dirname(target)):
-            raise UsageError(f"folder {os.path.dirname(target)} does not exist; create it first or choose another path")
-        if not os.path.exists(target):
-            continue
-        for source in inputs:
-            if os.path.exists(source) and os.path.samefile(source, target):
-                raise UsageError(f"{path} is a file this command reads ({source}); writing there would destroy "
-                                 "it, so choose another file name")
-        if not force:
-            raise UsageError(f"{path} already exists; pass --force to overwrite it, or choose another name")
+        if path != STDOUT:
+            writable_target(path, force=getattr(args, "force", False), reads=inputs)
 
 
 def emit(text: str, args: argparse.Namespace) -> None:
@@ -84,6 +72,33 @@ def resolve_from_args(args: argparse.Namespace, *, empty_weights: bool = False):
     return resolve_model(args.model, parse_model_args(args.model_arg), empty_weights=empty_weights)
 
 
+def resolve_no_memory(args: argparse.Namespace):
+    """The model built with its weights on the meta device; when its constructor cannot run that way
+    (it reads values, it has lazy modules), the real build: correct first, cheap when possible."""
+    from netscope.errors import ModelSpecError
+
+    try:
+        return resolve_from_args(args, empty_weights=True)
+    except ModelSpecError:
+        return resolve_from_args(args)
+
+
+def model_for_keys(args: argparse.Namespace):
+    """The model whose state_dict a checkpoint is compared with (no-memory build). Uninitialized lazy
+    modules are refused: their parameters have no shapes until a forward pass, so no comparison is honest."""
+    from netscope.errors import UsageError
+    from netscope.run import uninitialized_lazy
+
+    resolved = resolve_no_memory(args)
+    lazy = uninitialized_lazy(resolved.module)
+    if lazy:
+        raise UsageError(
+            f"{resolved.label} has lazy modules whose parameter shapes are only known after a forward pass: "
+            f"{', '.join(lazy)}. Comparing keys with a checkpoint needs those shapes: build the model, run it once "
+            "on a real input (or use the non-lazy layers) and save or pass that module instead")
+    return resolved.module
+
+
 def build_report(args: argparse.Namespace, *, checks: bool = True, audit_names: bool = True):
     """Resolve the model and inputs the command line names and run the summary pass.
 
@@ -98,13 +113,20 @@ def build_report(args: argparse.Namespace, *, checks: bool = True, audit_names: 
     inputs = parse_inputs(args.input)  # validate everything cheap before building the model
     dtype = normalize_float_dtype(args.dtype)
     device = resolve_device(args.device)
-    if str(args.device) == "auto":
+    auto = str(args.device) == "auto"
+    if auto:
         resolved, device = _resolve_fitting(args, device, dtype)
     else:
-        resolved = resolve_from_args(args, empty_weights=(device.type == "meta"))
-    return run_summary(resolved.module, inputs or resolved.inputs, device=device, dtype=dtype,
-                       mode="train" if args.train else "eval", label=resolved.label, owned=True, checks=checks,
-                       audit_names=audit_names, quiet=getattr(args, "quiet", False))
+        resolved = resolve_no_memory(args) if device.type == "meta" else resolve_from_args(args)
+    inputs = inputs.with_dtypes_of(resolved.inputs) if inputs is not None else resolved.inputs
+    report = run_summary(resolved.module, inputs, device=device, dtype=dtype, mode="train" if args.train else "eval",
+                         label=resolved.label, owned=True, checks=checks, audit_names=audit_names,
+                         quiet=getattr(args, "quiet", False), fallback_to_meta=auto)
+    in_output = args.command == "summary" and args.format in ("table", "markdown", "json")  # the report has them
+    if not getattr(args, "quiet", False) and not in_output:
+        for note in report.run.notes:
+            sys.stderr.write(f"netscope: note: {note}\n")
+    return report
 
 
 def _resolve_fitting(args: argparse.Namespace, device, dtype: str):
@@ -113,7 +135,9 @@ def _resolve_fitting(args: argparse.Namespace, device, dtype: str):
 
     from netscope.meta import available_memory_bytes, weight_bytes
 
-    structural = resolve_from_args(args, empty_weights=True)
+    structural = resolve_no_memory(args)
+    if not _on_meta(structural.module):  # the no-memory build was not possible: this is the real build
+        return structural, device
     needed = weight_bytes(structural.module, dtype)
     available = available_memory_bytes(device)
     if available is None or needed <= available:
@@ -125,3 +149,7 @@ def _resolve_fitting(args: argparse.Namespace, device, dtype: str):
             f"{available / 2**30:.1f} GiB available; running on the meta device (no memory; shapes, parameters "
             "and multiply-adds are exact). Pass --device cpu or cuda to force a real run\n")
     return structural, torch.device("meta")
+
+
+def _on_meta(model) -> bool:
+    return any(t.device.type == "meta" for t in list(model.parameters()) + list(model.buffers()))

@@ -22,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from netscope.checkpoints import inspect_checkpoint
-    from netscope.commands.common import resolve_from_args
+    from netscope.commands.common import model_for_keys
     from netscope.errors import EXIT_FINDINGS
     from netscope.remapping import DiffReport, plan_mapping
     from netscope.remapping.layout import layout_from_metas, model_layout
@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     rules = collect_rules(args)
     info = inspect_checkpoint(args.checkpoint, weights_only=not args.unsafe_pickle)
     refuse_distributed_pieces(info.notes)
-    model = resolve_from_args(args, empty_weights=True).module
+    model = model_for_keys(args)
     plan, coverage = plan_mapping(layout_from_metas(info.tensors), model_layout(model), rules=rules)
     report = DiffReport(plan, coverage, args.checkpoint, type(model).__name__, tuple(info.notes))
     sys.stdout.write(render_report(report, args).rstrip("\n") + "\n")

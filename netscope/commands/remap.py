@@ -106,7 +106,7 @@ def _same_file(a: str, b: str) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    from netscope.commands.common import check_output_paths, resolve_from_args
+    from netscope.commands.common import check_output_paths, model_for_keys
     from netscope.errors import UsageError
     from netscope.remapping import RemapReport, check_coverage, plan_mapping
     from netscope.remapping.plan import write_plan
@@ -125,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
     in_place = args.out and _same_file(args.out, args.checkpoint)
     check_output_paths(args, (args.save_plan, None if args.dry_run or in_place else args.out))
     rules = collect_rules(args)
-    model = resolve_from_args(args, empty_weights=True).module
+    model = model_for_keys(args)
     weights_only = not args.unsafe_pickle
     from netscope.remapping.layout import layout_from_metas, model_layout, source_layout
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import json
 
-from netscope.commands.common import add_model_arguments, emit, resolve_from_args
+from netscope.commands.common import add_model_arguments, emit
 from netscope.errors import EXIT_FINDINGS, EXIT_OK
 
 HELP = "find the smallest input size a model accepts and which larger sizes work (runs on the meta device)"
@@ -28,13 +29,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from netscope.commands.common import check_output_paths
     from netscope.inputs import parse_inputs
+    from netscope.shapes import format_shape_tree
     from netscope.solver import NONE, solve_input_size
 
     check_output_paths(args, (args.output,))
     spec = parse_inputs(args.input)  # validate before building the model
-    resolved = resolve_from_args(args, empty_weights=True)
+    from netscope.commands.common import resolve_no_memory
+    from netscope.run import materialized
+
+    resolved = resolve_no_memory(args)
     spec = spec or resolved.inputs
-    result = solve_input_size(resolved.module, spec, spatial=args.spatial, max_size=args.max_size,
+    model = materialized(resolved.module, spec)  # lazy modules: sized by one pass on --input, then solved
+    if model is not resolved.module and not args.quiet:
+        sys.stderr.write(f"netscope: note: {resolved.label} has lazy modules; they were sized by one pass on "
+                         f"{format_shape_tree([s.shape for s in spec.args])} and the sizes below are for that model\n")
+    result = solve_input_size(model, spec, spatial=args.spatial, max_size=args.max_size,
                               max_probes=args.max_probes)
     if args.format == "json":
         from netscope.render.rows import json_document

@@ -25,7 +25,6 @@ def add_arguments(parser) -> None:
     parser.add_argument("--html", default=None, metavar="FILE", help="also write a self-contained HTML report")
     parser.add_argument("--plot", default=None, metavar="FILE",
                         help="also write bar charts of params and mult-adds (png, svg, pdf; needs matplotlib)")
-    parser.add_argument("--quiet", "-q", action="store_true", help="no progress output on stderr")
 
 
 def run(args) -> int:
