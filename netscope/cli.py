@@ -22,6 +22,7 @@ COMMANDS = {
     "keys": "netscope.commands.keys",
     "diff": "netscope.commands.diff",
     "remap": "netscope.commands.remap",
+    "step": "netscope.commands.step",
 }
 
 

@@ -41,6 +41,11 @@ def _check(call: LayerCall, ctx):
     return ctx.get("check_status", {}).get(call.index)
 
 
+def _step(key):
+    """A training-step figure of the call (``netscope step``): ``ctx[key]`` is indexed like the calls."""
+    return lambda call, ctx: ctx[key][call.index] if key in ctx else None
+
+
 COLUMNS: Dict[str, Column] = {
     "layer": Column("Layer", _tree_name),
     "name": Column("Name", lambda c, ctx: c.name),
@@ -58,6 +63,10 @@ COLUMNS: Dict[str, Column] = {
     "padding": Column("Padding", _hyper("padding")),
     "dilation": Column("Dilation", _hyper("dilation")),
     "check": Column("Check", _check),
+    "bwd_macs": Column("Backward mult-adds", _step("backward_macs"), numeric=True),
+    "own_bwd_macs": Column("Own backward mult-adds", _step("own_backward_macs"), numeric=True),
+    "saved": Column("Saved for backward (B)", _step("saved_bytes"), numeric=True),
+    "own_saved": Column("Own saved (B)", _step("own_saved_bytes"), numeric=True),
 }
 
 DEFAULT_COLUMNS = ("layer", "type", "input", "output", "params", "macs")
