@@ -32,7 +32,7 @@ from netscope.errors import ForwardError, InputSpecError
 from netscope.guard import paused_gc, preserved_model
 from netscope.macs import MAC_REGISTRY
 from netscope.meta import meta_copy
-from netscope.trace import TraceResult, _build_result, _forward_error, _Recorder
+from netscope.trace import TraceResult, _build_result, _eager, _forward_error, _Recorder
 from netscope.training.options import OPTIMIZERS, PRECISIONS, StepOptions
 from netscope.training.torch_parts import current_autograd_node, fake_tensor_mode, timeline_tracker
 
@@ -123,7 +123,7 @@ def run_step(model: nn.Module, args: tuple, kwargs: dict, options: StepOptions, 
     with paused_gc(), preserved_model(copy_, train=True), torch.enable_grad(), fake:
         optimizer = OPTIMIZERS[options.optimizer].build(trainable)
         _initial_state(optimizer, trainable)
-        tracker.track_external(copy_, optimizer, (args, kwargs))
+        tracker.track_step(copy_, optimizer, (args, kwargs))
         with tracker:
             output, error = _forward(copy_, args, kwargs, recorder, counter, tagger, pack, autocast_dtype, device)
             if error is not None:
@@ -182,7 +182,7 @@ def _forward(model, args, kwargs, recorder, counter, tagger, pack, autocast_dtyp
                 else contextlib.nullcontext())
     try:
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor), tagger, counter, autocast:
-            return model(*args, **kwargs), None
+            return _eager(model)(*args, **kwargs), None
     except Exception as exc:  # the user's forward failed: named by layer like in summary
         return None, exc
     finally:

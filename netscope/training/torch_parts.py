@@ -23,6 +23,16 @@ def fake_tensor_mode():
     return FakeTensorMode(allow_non_fake_inputs=True)
 
 
+class _NoHook:
+    """Stands for a hook handle where none is needed."""
+
+    def remove(self) -> None:
+        return None
+
+
+_NO_HOOK = _NoHook()
+
+
 def timeline_tracker(device: str):
     """A ``MemTracker`` that records, after every operator, the live bytes on ``device`` as
     ``(total, parameters, gradients, optimizer state)`` in ``.timeline``.
@@ -46,6 +56,14 @@ def timeline_tracker(device: str):
         def __init__(self):
             super().__init__()
             self.timeline = []
+
+        def track_step(self, model, optimizer, inputs) -> None:
+            """``track_external``, and no gradient hooks on frozen parameters (MemTracker would try to
+            register one, which torch refuses for a tensor that does not require grad)."""
+            for param in model.parameters():
+                if not param.requires_grad:
+                    self._param_to_grad_hook_handles[param] = (_NO_HOOK, _NO_HOOK)
+            self.track_external(model, optimizer, inputs)
 
         def _update_peak_stats(self, peak_state) -> None:
             snap = self._curr_mem_snap.get(where)
