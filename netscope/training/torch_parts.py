@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from netscope.errors import DependencyError
 
-_UPGRADE = "netscope step needs torch>=2.5; upgrade torch, or use netscope summary for forward-only figures"
+_UPGRADE = ("netscope step relies on it (tested with torch 2.14); upgrade torch, or use netscope summary for "
+            "forward-only figures")
 
 
 def fake_tensor_mode():
