@@ -247,3 +247,29 @@ def test_measure_without_cuda_is_a_clear_error():
         pytest.skip("CUDA is available here")
     with pytest.raises(netscope.NetscopeError, match="no CUDA device"):
         netscope.step(Odd(), (4, 10), measure=True)
+
+
+def test_activation_checkpointing_matches_a_real_checkpointed_step():
+    """Backward recomputes each block's forward: flop_counter on a real step whose blocks run under
+    torch.utils.checkpoint agrees, and so does the formula 'no-checkpoint backward + block forwards'."""
+    from torch.utils.checkpoint import checkpoint
+
+    torch.manual_seed(0)
+    model = gpt2_small()
+    x = torch.randint(0, 1000, (2, 32))
+    plain = netscope.step(model, input_data=x)
+    checkpointed = netscope.step(model, input_data=x, activation_checkpointing=True)
+    blocks = [c for c in plain.layers if c.name.startswith("transformer.h.") and c.name.count(".") == 2]
+    assert len(blocks) == 2
+    assert checkpointed.totals.backward_macs == plain.totals.backward_macs + sum(c.macs for c in blocks)
+    assert checkpointed.totals.activation_bytes < plain.totals.activation_bytes
+    for block in model.transformer.h:  # the real thing, on the user's side of the fence
+        block.forward = (lambda f: lambda *a, **k: checkpoint(f, *a, use_reentrant=False, **k))(block.forward)
+    _, backward, _ = real_step(model, x, "fp32")
+    assert checkpointed.totals.backward_macs == backward
+
+
+def test_activation_checkpointing_needs_blocks(capsys):
+    assert main(["step", "resnet18", "--input", "1,3,32,32", "--activation-checkpointing"]) == 2
+    err = capsys.readouterr().err
+    assert "no repeated blocks" in err and "Traceback" not in err

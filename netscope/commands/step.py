@@ -21,6 +21,8 @@ def add_arguments(parser) -> None:
     ranks = parser.add_mutually_exclusive_group()
     ranks.add_argument("--fsdp", type=int, default=None, metavar="N", help="per-rank figures of an N-rank FSDP2 job")
     ranks.add_argument("--ddp", type=int, default=None, metavar="N", help="per-rank figures of an N-rank DDP job")
+    parser.add_argument("--activation-checkpointing", action="store_true",
+                        help="checkpoint each block of the model's largest nn.ModuleList (torch.utils.checkpoint)")
     parser.add_argument("--depth", "-d", type=int, default=None, metavar="N", help="show rows down to this depth")
     parser.add_argument("--columns", "-c", default=None, metavar="COLS",
                         help="comma-separated columns, e.g. layer,type,macs,bwd_macs,own_bwd_macs,saved,own_saved")
@@ -42,7 +44,8 @@ def run(args) -> int:
         parse_columns(args.columns)
     if args.depth is not None and args.depth < 0:
         raise UsageError(f"--depth must be 0 or more, got {args.depth}")
-    options = StepOptions(optimizer=args.optimizer, precision=args.precision, fsdp=args.fsdp, ddp=args.ddp)
+    options = StepOptions(optimizer=args.optimizer, precision=args.precision, fsdp=args.fsdp, ddp=args.ddp,
+                          activation_checkpointing=args.activation_checkpointing)
     inputs = parse_inputs(args.input)
     check_output_paths(args, (args.output, args.html))
     resolved = resolve_from_args(args, empty_weights=True)  # fake tensors: the weights are never needed

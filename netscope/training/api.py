@@ -21,8 +21,8 @@ from netscope.training.run import run_step
 
 
 def step(model: nn.Module, input_size=None, input_data=None, *, optimizer: str = "adamw", precision: str = "fp32",
-         fsdp: Optional[int] = None, ddp: Optional[int] = None, input_dtypes=None, measure: bool = False,
-         label: Optional[str] = None) -> StepReport:
+         fsdp: Optional[int] = None, ddp: Optional[int] = None, activation_checkpointing: bool = False,
+         input_dtypes=None, measure: bool = False, label: Optional[str] = None) -> StepReport:
     """Plan one training step of ``model`` (forward, backward on the sum of its outputs, optimizer step)
     on fake tensors, and return a :class:`StepReport`.
 
@@ -30,6 +30,8 @@ def step(model: nn.Module, input_size=None, input_data=None, *, optimizer: str =
     optimizer: ``sgd``, ``sgd-momentum``, ``adam`` or ``adamw``. precision: ``fp32``, ``bf16-mixed`` or
     ``fp16-mixed`` (``torch.autocast``; parameters, gradients and optimizer state keep the model's dtype).
     fsdp / ddp: ranks of a FSDP2 (``fully_shard``, dim-0 shards) or DDP (replicated) job.
+    activation_checkpointing: each block of the model's largest ``nn.ModuleList`` runs under
+    ``torch.utils.checkpoint`` (non-reentrant): it keeps only its inputs, and backward recomputes it.
     measure: also run the real step on a copy of the model on CUDA and report its measured peak.
     The model itself is never run, changed or moved.
     """
@@ -37,7 +39,8 @@ def step(model: nn.Module, input_size=None, input_data=None, *, optimizer: str =
 
     if not isinstance(model, nn.Module):
         raise InputSpecError(f"step() needs a torch.nn.Module, got {type(model).__name__}")
-    options = StepOptions(optimizer=optimizer, precision=precision, fsdp=fsdp, ddp=ddp)
+    options = StepOptions(optimizer=optimizer, precision=precision, fsdp=fsdp, ddp=ddp,
+                          activation_checkpointing=activation_checkpointing)
     inputs = _input_spec(model, input_size, input_data, input_dtypes)
     return run_step_report(model, inputs, options, label=label or type(model).__name__, measure=measure)
 

@@ -25,6 +25,7 @@ import torch.nn as nn
 from netscope.training.options import StepOptions
 from netscope.training.run import ParamInfo, StepRun
 from netscope.training.sharding import local_numel
+from netscope.training.units import block_units
 
 
 @dataclass(frozen=True)
@@ -94,23 +95,12 @@ def _figures(params: List[ParamInfo], world: int, rank: int, *, sharded: bool, p
     return param_bytes, grad_bytes, state_bytes
 
 
-def fsdp_units(model: nn.Module) -> List[nn.Module]:
-    """The modules a per-block ``fully_shard`` recipe wraps: the blocks of the largest ModuleList."""
-    best, best_size = None, 0
-    for module in model.modules():
-        if isinstance(module, nn.ModuleList) and len(module) > 1:
-            size = sum(p.numel() for p in module.parameters())
-            if size > best_size:
-                best, best_size = module, size
-    return list(best) if best is not None else [model]
-
-
 def fsdp_transient_bytes(model: nn.Module, params: List[ParamInfo]) -> int:
     """All-gathered parameters of the largest unit twice, plus its unsharded gradients."""
     by_name = {info.name: info for info in params}
     largest_params = largest_grads = 0
     names = {id(p): n for n, p in model.named_parameters()}
-    for unit in fsdp_units(model):
+    for unit in block_units(model):
         infos = [by_name[names[id(p)]] for p in unit.parameters() if names.get(id(p)) in by_name]
         largest_params = max(largest_params, sum(i.bytes for i in infos))
         largest_grads = max(largest_grads, sum(i.grad_bytes for i in infos))

@@ -54,6 +54,7 @@ class StepOptions:
     precision: str = "fp32"
     fsdp: Optional[int] = None  # ranks of a FSDP2 (fully_shard) job
     ddp: Optional[int] = None  # ranks of a DDP (replicated) job
+    activation_checkpointing: bool = False  # each block of the largest ModuleList under torch.utils.checkpoint
 
     def __post_init__(self):
         _choice("optimizer", self.optimizer, OPTIMIZERS)

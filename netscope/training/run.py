@@ -117,6 +117,8 @@ def run_step(model: nn.Module, args: tuple, kwargs: dict, options: StepOptions, 
             saved[index] = saved.get(index, 0) + storage.nbytes()
         return tensor
 
+    if options.activation_checkpointing:
+        _checkpoint_blocks(copy_, pack, type(model).__name__)
     counter = _Counter(recorder, backward, node_of)
     tagger = _Tagger(current)
     start = time.perf_counter()
@@ -155,6 +157,32 @@ def run_step(model: nn.Module, args: tuple, kwargs: dict, options: StepOptions, 
         timeline=tracker.timeline,
         device=device,
     )
+
+
+def _checkpoint_blocks(model: nn.Module, pack, model_name: str) -> None:
+    """Run each block of ``model`` (a copy) under non-reentrant ``torch.utils.checkpoint``: the block saves
+    nothing for backward but keeps its inputs (charged to it through ``pack``), and backward recomputes
+    its forward (charged, like any backward operator, to the call whose node needed it)."""
+    from torch.utils.checkpoint import checkpoint
+
+    from netscope.training.units import block_units
+
+    blocks = block_units(model)
+    if blocks == [model]:
+        raise InputSpecError(f"{model_name} has no repeated blocks (an nn.ModuleList) to checkpoint; "
+                             "drop --activation-checkpointing")
+
+    def checkpointed(forward):
+        def run(*args, **kwargs):
+            for tensor in torch.utils._pytree.tree_leaves((args, kwargs)):
+                if isinstance(tensor, torch.Tensor):
+                    pack(tensor)
+            return checkpoint(forward, *args, use_reentrant=False, **kwargs)
+
+        return run
+
+    for block in blocks:
+        block.forward = checkpointed(block.forward)
 
 
 def _param_names(model: nn.Module) -> Dict[nn.Parameter, str]:
