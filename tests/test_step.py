@@ -80,6 +80,8 @@ def test_step_matches_a_real_cpu_step(name, precision):
     assert report.totals.backward_macs == backward + layers * 5 * b * h * s * s * d
     assert abs(report.totals.activation_bytes - saved) <= 0.01 * saved
     assert sum(report.own_backward_macs) == report.totals.backward_macs == report.backward_macs[0]
+    t = report.totals  # at the end of the forward, parameters, optimizer state and saved tensors are all live
+    assert t.peak_bytes >= t.param_bytes + t.optimizer_bytes + t.activation_bytes
 
 
 def test_backward_is_charged_to_the_layer_that_ran_it():

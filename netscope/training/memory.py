@@ -8,10 +8,11 @@ after every operator (parameters, gradients, optimizer state, saved activations,
 DDP adds the reducer's gradient buckets (one flat copy of all gradients, ``gradient_as_bucket_view=False``,
 DDP's default). FSDP2: at every point of that timeline the live parameters, gradients and optimizer
 state are scaled to the rank's padded share of them, the highest point is taken (it moves: sharded, the
-saved activations weigh more), and the unsharded transients of the largest ``fully_shard`` unit are added: its all-gathered parameters twice (the unit
-running and the one prefetched) and its unsharded gradients before the reduce-scatter. Units are the
-blocks of the model's largest ``nn.ModuleList`` (the usual per-block ``fully_shard`` recipe), else the
-whole model.
+saved activations weigh more), and the unsharded transients of the largest ``fully_shard`` unit are
+added: its all-gathered parameters twice (the unit running and the one prefetched; once when the whole
+model is one unit) and its unsharded gradients before the reduce-scatter. Units are the blocks of the
+model's largest ``nn.ModuleList`` (the usual per-block ``fully_shard`` recipe), else the whole model.
+Not validated against a measured FSDP peak (no GPU here); the per-rank tensor sizes are.
 """
 
 from __future__ import annotations
@@ -96,12 +97,14 @@ def _figures(params: List[ParamInfo], world: int, rank: int, *, sharded: bool, p
 
 
 def fsdp_transient_bytes(model: nn.Module, params: List[ParamInfo]) -> int:
-    """All-gathered parameters of the largest unit twice, plus its unsharded gradients."""
+    """All-gathered parameters of the largest unit twice (once when the whole model is the only unit:
+    nothing to prefetch), plus its unsharded gradients."""
     by_name = {info.name: info for info in params}
     largest_params = largest_grads = 0
     names = {id(p): n for n, p in model.named_parameters()}
-    for unit in block_units(model):
+    units = block_units(model)
+    for unit in units:
         infos = [by_name[names[id(p)]] for p in unit.parameters() if names.get(id(p)) in by_name]
         largest_params = max(largest_params, sum(i.bytes for i in infos))
         largest_grads = max(largest_grads, sum(i.grad_bytes for i in infos))
-    return 2 * largest_params + largest_grads
+    return (2 if len(units) > 1 else 1) * largest_params + largest_grads
