@@ -66,6 +66,16 @@ def _cpu_flash_backward_macs(grad_out, query, key, value, *args, out_val=None, *
     return flop_counter.sdpa_backward_flop_count(grad_out.shape, query.shape, key.shape, value.shape) // 2
 
 
+def _conv_backward_macs(grad_out, x, weight, bias_sizes, stride, padding, dilation, transposed, output_padding,
+                        groups, output_mask, *args, out_val=None, **kwargs) -> int:
+    """``aten.convolution_backward``: the input gradient and the weight gradient (as ``output_mask`` asks)
+    each cost the forward's multiply-adds, grouped convolutions included. flop_counter's formula ignores
+    ``groups`` and counts a ``g``-group backward as ``g + 1`` forwards (65x for a 64-channel depthwise conv)."""
+    forward = flop_counter.conv_flop_count(list(x.shape), list(weight.shape), list(grad_out.shape),
+                                           transposed=transposed) // 2
+    return forward * (int(bool(output_mask[0])) + int(bool(output_mask[1])))
+
+
 def _addmm_macs(bias, a, b, *args, out_val=None, **kwargs) -> int:
     """``aten.addmm``: (m, k) @ (k, n); the bias add is not a multiply-add."""
     m, k = a.shape
@@ -80,7 +90,8 @@ def _baddbmm_macs(bias, a, b, *args, out_val=None, **kwargs) -> int:
 
 # Same counts as flop_counter's formulas for these ops, without its nested shape-wrapping calls: they
 # are the ops every Linear layer and batched matmul hits, so they dominate the trace's Python cost.
-_DIRECT = {aten.addmm: _addmm_macs, aten.baddbmm: _baddbmm_macs}
+# convolution_backward is the exception that corrects a count (groups, see _conv_backward_macs).
+_DIRECT = {aten.addmm: _addmm_macs, aten.baddbmm: _baddbmm_macs, aten.convolution_backward: _conv_backward_macs}
 
 
 def build_registry() -> Dict[object, MacFormula]:

@@ -275,3 +275,23 @@ def test_activation_checkpointing_needs_blocks(capsys):
     assert main(["step", "resnet18", "--input", "1,3,32,32", "--activation-checkpointing"]) == 2
     err = capsys.readouterr().err
     assert "no repeated blocks" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("transposed", [False, True])
+@pytest.mark.parametrize("groups", [1, 8, 64])
+def test_convolution_backward_costs_two_forwards_for_any_groups(groups, transposed):
+    """Input gradient + weight gradient = 2 forward convolutions, grouped or not (flop_counter agrees
+    only for groups=1: it ignores groups in the backward)."""
+    layer = (nn.ConvTranspose2d if transposed else nn.Conv2d)(64, 64, 3, padding=1, groups=groups)
+    model = nn.Sequential(nn.Conv2d(3, 64, 1), layer)  # a trainable stem: the layer's input needs a gradient
+    report = netscope.step(model, (2, 3, 16, 16))
+    call = next(c for c in report.layers if c.name == "1")
+    assert call.macs == 2 * 64 * 16 * 16 * (64 // groups) * 3 * 3  # batch x out (or in) positions x fan-in
+    assert report.backward_macs[call.index] == 2 * call.macs
+    if groups == 1:
+        x = torch.randn(2, 64, 16, 16, requires_grad=True)
+        with FlopCounterMode(display=False) as counter:
+            out = layer(x)
+            forward = counter.get_total_flops()
+            out.sum().backward()
+        assert report.backward_macs[call.index] == (counter.get_total_flops() - forward) // 2
