@@ -38,6 +38,9 @@ MODELS = {
 }
 
 
+AUTOCAST = {"bf16-mixed": torch.bfloat16, "fp16-mixed": torch.float16}
+
+
 def real_step(model, x, precision):
     """A real CPU forward+backward: flop_counter's forward and backward multiply-adds and the bytes of
     the unique storages saved for backward (parameters and buffers excluded)."""
@@ -55,7 +58,7 @@ def real_step(model, x, precision):
     model.train()
     with FlopCounterMode(display=False) as counter:
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), \
-                torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16-mixed"):
+                torch.autocast("cpu", dtype=AUTOCAST.get(precision, torch.float32), enabled=precision in AUTOCAST):
             out = model(x)
         forward = counter.get_total_flops()
         out = out.logits if hasattr(out, "logits") else out
@@ -64,8 +67,8 @@ def real_step(model, x, precision):
     return forward // 2, (total - forward) // 2, saved[0]
 
 
-@pytest.mark.parametrize("precision", ["fp32", "bf16-mixed"])
-@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("name, precision", [(name, precision) for name in sorted(MODELS)
+                                             for precision in ("fp32", "bf16-mixed")] + [("resnet18", "fp16-mixed")])
 def test_step_matches_a_real_cpu_step(name, precision):
     build, make_input, attention = MODELS[name]
     torch.manual_seed(0)
