@@ -298,3 +298,21 @@ def test_convolution_backward_costs_two_forwards_for_any_groups(groups, transpos
             forward = counter.get_total_flops()
             out.sum().backward()
         assert report.backward_macs[call.index] == (counter.get_total_flops() - forward) // 2
+
+
+class ReadsAValue(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x):
+        y = self.fc(x)
+        return y * 2 if y.sum().item() > 0 else y
+
+
+def test_a_forward_that_reads_values_is_named_with_the_reason():
+    model = ReadsAValue()
+    with pytest.raises(netscope.NetscopeError) as info:
+        netscope.step(model, (2, 4))
+    assert info.value.exit_code == 3
+    assert "fake tensors" in str(info.value) and ".item()" in str(info.value)

@@ -129,7 +129,7 @@ def run_step(model: nn.Module, args: tuple, kwargs: dict, options: StepOptions, 
         with tracker:
             output, error = _forward(copy_, args, kwargs, recorder, counter, tagger, pack, autocast_dtype, device)
             if error is not None:
-                raise _forward_error(copy_, _build_result(named, recorder, None, 0.0, None), error) from error
+                raise _step_forward_error(copy_, _build_result(named, recorder, None, 0.0, None), error) from error
             result = _build_result(named, recorder, output, 0.0, None)
             loss = _loss(output, type(model).__name__)
             with counter:
@@ -157,6 +157,21 @@ def run_step(model: nn.Module, args: tuple, kwargs: dict, options: StepOptions, 
         timeline=tracker.timeline,
         device=device,
     )
+
+
+# fake tensors raise these where the forward needs a value (``.item()``, a branch on data, a nonzero())
+_NEEDS_VALUES = ("DataDependentOutputException", "DynamicOutputShapeException", "UnsupportedOperatorException")
+
+
+def _step_forward_error(model, result, error) -> ForwardError:
+    """The summary's forward error (names the layer), plus why a fake-tensor step cannot read values."""
+    err = _forward_error(model, result, error)
+    if type(error).__name__ not in _NEEDS_VALUES:
+        return err
+    hint = ("; netscope step runs on fake tensors, which carry shapes but no values, so a forward that reads a "
+            "value (.item(), a branch on the data, nonzero) cannot be planned: make that code shape-only, or "
+            "plan the step of the part of the model that is")
+    return ForwardError(str(err) + hint, original=error, layer=err.layer)
 
 
 def _checkpoint_blocks(model: nn.Module, pack, model_name: str) -> None:
