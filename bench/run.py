@@ -354,6 +354,56 @@ def measure_step_real(args) -> dict:
                                                              "activation_bytes")}}
 
 
+@child("step_fsdp_tracker")
+def measure_step_fsdp_tracker(args) -> dict:
+    """netscope's per-rank FSDP2 peak beside torch's FSDPMemTracker: a small LLaMA under a real
+    ``fully_shard`` (per block + root) on a fake process group of 4 ranks, fake tensors, 2 AdamW steps."""
+    torch = _setup_torch(args)
+    import torch.distributed as dist
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    from torch.distributed._tools.fsdp2_mem_tracker import FSDPMemTracker
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+    from torch.testing._internal.distributed.fake_pg import FakeStore
+
+    import netscope
+
+    sys.path.insert(0, HERE)
+    from llama import LlamaConfig, LlamaForCausalLM  # noqa: E402
+
+    world, config = 4, LlamaConfig(vocab_size=8000, hidden_size=512, num_layers=4, num_heads=8, num_kv_heads=8,
+                                   intermediate_size=1408)
+    with torch.device("meta"):
+        reference = LlamaForCausalLM(config)
+    x = torch.randint(0, config.vocab_size, (2, 256))
+    start = time.perf_counter()
+    estimate = netscope.step(reference, input_data=x, fsdp=world).totals.peak_bytes
+    plan_seconds = time.perf_counter() - start
+    dist.init_process_group("fake", rank=0, world_size=world, store=FakeStore())
+    try:
+        mesh = init_device_mesh("cpu", (world,))
+        with FakeTensorMode():
+            model = LlamaForCausalLM(config)
+            for layer in model.model.layers:
+                fully_shard(layer, mesh=mesh)
+            fully_shard(model, mesh=mesh)
+            optimizer = torch.optim.AdamW(model.parameters())
+            inputs = torch.randint(0, config.vocab_size, (2, 256))
+            tracker = FSDPMemTracker(model, optimizer)
+            tracker.track_inputs((inputs,))
+            with tracker:
+                for index in range(2):
+                    if index:
+                        tracker.reset_mod_stats()  # it keeps per-module stats of one iteration only
+                    model(inputs).sum().backward()
+                    optimizer.step()
+                    optimizer.zero_grad()
+            tracked = max(snap["Total"] for snap in tracker.get_tracker_snapshot("peak").values())
+    finally:
+        dist.destroy_process_group()
+    return {"estimate_mb": estimate / 2**20, "tracker_mb": tracked / 2**20, "plan_seconds": plan_seconds}
+
+
 @child("step_plan")
 def measure_step_plan(args) -> dict:
     """One ``netscope step`` command line in a fresh process, imports included (run once)."""
@@ -502,6 +552,11 @@ class Bench:
             self.add("8 step", case, "netscope.step estimate", seconds=r["plan_seconds"], ratio=ratio,
                      note=f"estimated peak {r['estimate_mb']:.0f} MiB (MiB: {parts}); ratio = estimate / real "
                           "RSS growth, no target (CPU allocator, oneDNN workspaces and Python objects differ)")
+        r = self.spawn("step_fsdp_tracker", repeats=1)
+        self.add("8 step", "small LLaMA (4 x 512, vocab 8000) 2x256, FSDP2 4 ranks", "netscope.step estimate",
+                 seconds=r["plan_seconds"], ratio=r["estimate_mb"] / r["tracker_mb"],
+                 note=f"per-rank peak {r['estimate_mb']:.0f} MiB vs torch FSDPMemTracker {r['tracker_mb']:.0f} MiB "
+                      "(real fully_shard per block + root on a fake process group); ratio = netscope / tracker")
         config = os.path.join(ROOT, "tests", "data", "hf_llama_7b_config.json")
         argv = ["step", f"hf:{config}", "--input", "1,2048:int64", "--fsdp", "8", "-f", "csv", "-q"]
         r = self.spawn("step_plan", argv=json.dumps(argv), repeats=1)

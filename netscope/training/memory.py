@@ -9,10 +9,12 @@ DDP adds the reducer's gradient buckets (one flat copy of all gradients, ``gradi
 DDP's default). FSDP2: at every point of that timeline the live parameters, gradients and optimizer
 state are scaled to the rank's padded share of them, the highest point is taken (it moves: sharded, the
 saved activations weigh more), and the unsharded transients of the largest ``fully_shard`` unit are
-added: its all-gathered parameters twice (the unit running and the one prefetched; once when the whole
-model is one unit) and its unsharded gradients before the reduce-scatter. Units are the blocks of the
-model's largest ``nn.ModuleList`` (the usual per-block ``fully_shard`` recipe), else the whole model.
-Not validated against a measured FSDP peak (no GPU here); the per-rank tensor sizes are.
+added: the root unit's own parameters (gathered through the step: the root is not resharded after
+forward) and the largest block's parameters twice (running and prefetched); a unit's unsharded
+gradients come in backward, when activations are being freed, and are not added. Units are the blocks
+of the model's largest ``nn.ModuleList`` (the usual per-block ``fully_shard`` recipe) and the root. Not
+validated against a measured FSDP peak (no GPU here; ``bench/`` puts it beside torch's
+``FSDPMemTracker`` on a fake process group); the per-rank tensor sizes are, exactly.
 """
 
 from __future__ import annotations
@@ -97,14 +99,18 @@ def _figures(params: List[ParamInfo], world: int, rank: int, *, sharded: bool, p
 
 
 def fsdp_transient_bytes(model: nn.Module, params: List[ParamInfo]) -> int:
-    """All-gathered parameters of the largest unit twice (once when the whole model is the only unit:
-    nothing to prefetch), plus its unsharded gradients."""
+    """Unsharded bytes on top of the shards at the end of forward (where saved activations peak): the root
+    unit's own parameters (those in no block; the root is not resharded after forward, so they stay
+    gathered) and the largest block's parameters twice (the block running and the one prefetched).
+    A unit's unsharded gradients live in backward, while activations are being freed: not added."""
     by_name = {info.name: info for info in params}
-    largest_params = largest_grads = 0
     names = {id(p): n for n, p in model.named_parameters()}
-    units = block_units(model)
-    for unit in units:
-        infos = [by_name[names[id(p)]] for p in unit.parameters() if names.get(id(p)) in by_name]
-        largest_params = max(largest_params, sum(i.bytes for i in infos))
-        largest_grads = max(largest_grads, sum(i.grad_bytes for i in infos))
-    return (2 if len(units) > 1 else 1) * largest_params + largest_grads
+
+    def infos(module):
+        return {names[id(p)]: by_name[names[id(p)]] for p in module.parameters() if names.get(id(p)) in by_name}
+
+    blocks = [infos(unit) for unit in block_units(model) if unit is not model]
+    in_blocks = {name for block in blocks for name in block}
+    root = [info for name, info in infos(model).items() if name not in in_blocks]
+    largest_block = max((sum(i.bytes for i in block.values()) for block in blocks), default=0)
+    return sum(i.bytes for i in root) + 2 * largest_block
