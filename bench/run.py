@@ -312,6 +312,111 @@ def make_checkpoint(args) -> dict:
     return {"layers": layers, "bytes": os.path.getsize(args.path), "keys": len(state_dict)}
 
 
+def _step_model(name: str):
+    """(model, input) of a step-peak row: torchvision names at batch 8 (224x224), or ``gpt2`` (124M, 2 x 512)."""
+    import torch
+
+    if name == "gpt2":
+        import transformers
+
+        return transformers.GPT2LMHeadModel(transformers.GPT2Config()), torch.randint(0, 50257, (2, 512))
+    return _vision_model(name), torch.randn(8, 3, 224, 224)
+
+
+@child("step_real")
+def measure_step_real(args) -> dict:
+    """A real CPU training step (AdamW; the second step, once its state exists) and netscope's estimate
+    of its peak: the real peak is the growth of VmHWM over the RSS before the model was built."""
+    torch = _setup_torch(args)
+    import netscope
+
+    reset = reset_peak_rss()
+    baseline = current_rss_mb()
+    torch.manual_seed(0)
+    model, x = _step_model(args.model)
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters())
+    start = time.perf_counter()
+    for _ in range(2):
+        out = model(x)
+        (out.logits if hasattr(out, "logits") else out).sum().backward()
+        del out
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    real_seconds = (time.perf_counter() - start) / 2
+    measured_mb = peak_rss_mb() - baseline
+    start = time.perf_counter()
+    report = netscope.step(model, input_data=x, optimizer="adamw")
+    t = report.totals
+    return {"measured_mb": measured_mb, "estimate_mb": t.peak_bytes / 2**20, "real_step_seconds": real_seconds,
+            "plan_seconds": time.perf_counter() - start, "hwm_reset": reset,
+            "parts_mb": {k: getattr(t, k) / 2**20 for k in ("param_bytes", "grad_bytes", "optimizer_bytes",
+                                                             "activation_bytes")}}
+
+
+@child("step_fsdp_tracker")
+def measure_step_fsdp_tracker(args) -> dict:
+    """netscope's per-rank FSDP2 peak beside torch's FSDPMemTracker: a small LLaMA under a real
+    ``fully_shard`` (per block + root) on a fake process group of 4 ranks, fake tensors, 2 AdamW steps."""
+    torch = _setup_torch(args)
+    import torch.distributed as dist
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    from torch.distributed._tools.fsdp2_mem_tracker import FSDPMemTracker
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+    from torch.testing._internal.distributed.fake_pg import FakeStore
+
+    import netscope
+
+    sys.path.insert(0, HERE)
+    from llama import LlamaConfig, LlamaForCausalLM  # noqa: E402
+
+    world, config = 4, LlamaConfig(vocab_size=8000, hidden_size=512, num_layers=4, num_heads=8, num_kv_heads=8,
+                                   intermediate_size=1408)
+    with torch.device("meta"):
+        reference = LlamaForCausalLM(config)
+    x = torch.randint(0, config.vocab_size, (2, 256))
+    start = time.perf_counter()
+    estimate = netscope.step(reference, input_data=x, fsdp=world).totals.peak_bytes
+    plan_seconds = time.perf_counter() - start
+    dist.init_process_group("fake", rank=0, world_size=world, store=FakeStore())
+    try:
+        mesh = init_device_mesh("cpu", (world,))
+        with FakeTensorMode():
+            model = LlamaForCausalLM(config)
+            for layer in model.model.layers:
+                fully_shard(layer, mesh=mesh)
+            fully_shard(model, mesh=mesh)
+            optimizer = torch.optim.AdamW(model.parameters())
+            inputs = torch.randint(0, config.vocab_size, (2, 256))
+            tracker = FSDPMemTracker(model, optimizer)
+            tracker.track_inputs((inputs,))
+            with tracker:
+                for index in range(2):
+                    if index:
+                        tracker.reset_mod_stats()  # it keeps per-module stats of one iteration only
+                    model(inputs).sum().backward()
+                    optimizer.step()
+                    optimizer.zero_grad()
+            tracked = max(snap["Total"] for snap in tracker.get_tracker_snapshot("peak").values())
+    finally:
+        dist.destroy_process_group()
+    return {"estimate_mb": estimate / 2**20, "tracker_mb": tracked / 2**20, "plan_seconds": plan_seconds}
+
+
+@child("step_plan")
+def measure_step_plan(args) -> dict:
+    """One ``netscope step`` command line in a fresh process, imports included (run once)."""
+    start = time.perf_counter()
+    from netscope.cli import main
+
+    errors = io.StringIO()
+    with contextlib.redirect_stdout(io.StringIO()) as out, contextlib.redirect_stderr(errors):
+        code = main(json.loads(args.argv))
+    return {"seconds": time.perf_counter() - start, "exit_code": code, "stderr": errors.getvalue()[-300:],
+            "totals_tail": out.getvalue()[-600:]}
+
+
 def child_main(argv: List[str]) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--child", required=True, choices=sorted(CHILDREN))
@@ -434,6 +539,32 @@ class Bench:
                           f"(imports {r['import_seconds']:.2f}s); "
                           f"RSS after imports {r['import_rss_mb']:.0f} MB; exit {r['exit_code']} {r['stderr'].strip()}")
 
+    # -- 8: training step: estimate vs a real CPU step, and a 7B plan on 8 FSDP ranks
+    def step(self) -> None:
+        models = ("resnet18",) if self.options.quick else ("resnet50", "vit_b_16", "gpt2")
+        for model in models:
+            r = self.spawn("step_real", model=model, repeats=1)
+            ratio = r["estimate_mb"] / r["measured_mb"] if r["measured_mb"] > 0 else None
+            parts = ", ".join(f"{k.removesuffix('_bytes')} {v:.0f}" for k, v in r["parts_mb"].items())
+            case = f"{model} {'2x512' if model == 'gpt2' else 'b8 224'} AdamW fp32"
+            self.add("8 step", case, "real CPU step", seconds=r["real_step_seconds"], rss=r["peak_rss_mb"],
+                     note=f"peak RSS growth {r['measured_mb']:.0f} MiB (VmHWM reset: {r['hwm_reset']})")
+            self.add("8 step", case, "netscope.step estimate", seconds=r["plan_seconds"], ratio=ratio,
+                     note=f"estimated peak {r['estimate_mb']:.0f} MiB (MiB: {parts}); ratio = estimate / real "
+                          "RSS growth, no target (CPU allocator, oneDNN workspaces and Python objects differ)")
+        r = self.spawn("step_fsdp_tracker", repeats=1)
+        self.add("8 step", "small LLaMA (4 x 512, vocab 8000) 2x256, FSDP2 4 ranks", "netscope.step estimate",
+                 seconds=r["plan_seconds"], ratio=r["estimate_mb"] / r["tracker_mb"],
+                 note=f"per-rank peak {r['estimate_mb']:.0f} MiB vs torch FSDPMemTracker {r['tracker_mb']:.0f} MiB "
+                      "(real fully_shard per block + root on a fake process group); ratio = netscope / tracker")
+        config = os.path.join(ROOT, "tests", "data", "hf_llama_7b_config.json")
+        argv = ["step", f"hf:{config}", "--input", "1,2048:int64", "--fsdp", "8", "-f", "csv", "-q"]
+        r = self.spawn("step_plan", argv=json.dumps(argv), repeats=1)
+        met = r["seconds"] < 60 and r["peak_rss_mb"] < 3072 and r["exit_code"] == 0
+        self.add("8 step", "Llama-7B shape, seq 2048, --fsdp 8, fake tensors", "netscope step", seconds=r["seconds"],
+                 rss=r["peak_rss_mb"], target="< 60 s, < 3 GB", met=met,
+                 note=f"fresh process incl. imports; exit {r['exit_code']} {r['stderr'].strip()[-200:]}")
+
     # -- 5: a 4 GB checkpoint
     def checkpoint(self) -> None:
         import importlib.util
@@ -497,6 +628,7 @@ class Bench:
             "checkpoint": self.checkpoint,
             "remap": self.remap,
             "help": self.help,
+            "step": self.step,
         }
         for name, step in plan.items():
             if self.options.only and name not in self.options.only:
@@ -525,7 +657,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         return child_main(argv)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="*", default=None,
-                        help="scenarios to run: cnn deep cuda llama checkpoint remap help (default: all)")
+                        help="scenarios to run: cnn deep cuda llama checkpoint remap help step (default: all)")
     parser.add_argument("--repeats", type=int, default=5, help="timed repeats per measurement (median reported)")
     parser.add_argument("--threads", type=int, default=0, help="torch.set_num_threads in children (0: torch's default)")
     parser.add_argument("--quick", action="store_true", help="fewer repeats and smaller sizes: a smoke test")

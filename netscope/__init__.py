@@ -14,6 +14,8 @@ _EXPORTS = {
     "summary": "netscope.api",
     "Report": "netscope.report",
     "check": "netscope.api",
+    "step": "netscope.training",
+    "StepReport": "netscope.training.report",
     "solve_input_size": "netscope.solver",
     "audit_names": "netscope.naming",
     "keys": "netscope.checkpoints",

@@ -24,6 +24,7 @@ COMMANDS = {
     "keys": "netscope.commands.keys",
     "diff": "netscope.commands.diff",
     "remap": "netscope.commands.remap",
+    "step": "netscope.commands.step",
 }
 
 

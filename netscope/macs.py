@@ -2,7 +2,7 @@
 
 One registry keyed by aten op overload packet. It starts from PyTorch's own per-operator formulas
 (``torch.utils.flop_counter.flop_registry``, which counts 2 FLOPs per multiply-add) and adds the
-operators that registry lacks but real models hit (CPU flash attention, the fused
+operators that registry lacks but real models hit (CPU flash attention and its backward, the fused
 ``nn.MultiheadAttention`` fast path). Operators without an entry cost no multiply-adds
 (elementwise ops, reductions, views), the same convention torchvision's published ``_ops`` use.
 """
@@ -60,6 +60,22 @@ def _native_mha_macs(query, key, value, embed_dim, num_head, *args, out_val=None
     return projections + attention + output
 
 
+def _cpu_flash_backward_macs(grad_out, query, key, value, *args, out_val=None, **kwargs) -> int:
+    """``aten._scaled_dot_product_flash_attention_for_cpu_backward``: the count flop_counter gives the
+    other flash-attention backwards (scores recomputed, then four batched matmuls)."""
+    return flop_counter.sdpa_backward_flop_count(grad_out.shape, query.shape, key.shape, value.shape) // 2
+
+
+def _conv_backward_macs(grad_out, x, weight, bias_sizes, stride, padding, dilation, transposed, output_padding,
+                        groups, output_mask, *args, out_val=None, **kwargs) -> int:
+    """``aten.convolution_backward``: the input gradient and the weight gradient (as ``output_mask`` asks)
+    each cost the forward's multiply-adds, grouped convolutions included. flop_counter's formula ignores
+    ``groups`` and counts a ``g``-group backward as ``g + 1`` forwards (65x for a 64-channel depthwise conv)."""
+    forward = flop_counter.conv_flop_count(list(x.shape), list(weight.shape), list(grad_out.shape),
+                                           transposed=transposed) // 2
+    return forward * (int(bool(output_mask[0])) + int(bool(output_mask[1])))
+
+
 def _addmm_macs(bias, a, b, *args, out_val=None, **kwargs) -> int:
     """``aten.addmm``: (m, k) @ (k, n); the bias add is not a multiply-add."""
     m, k = a.shape
@@ -74,7 +90,8 @@ def _baddbmm_macs(bias, a, b, *args, out_val=None, **kwargs) -> int:
 
 # Same counts as flop_counter's formulas for these ops, without its nested shape-wrapping calls: they
 # are the ops every Linear layer and batched matmul hits, so they dominate the trace's Python cost.
-_DIRECT = {aten.addmm: _addmm_macs, aten.baddbmm: _baddbmm_macs}
+# convolution_backward is the exception that corrects a count (groups, see _conv_backward_macs).
+_DIRECT = {aten.addmm: _addmm_macs, aten.baddbmm: _baddbmm_macs, aten.convolution_backward: _conv_backward_macs}
 
 
 def build_registry() -> Dict[object, MacFormula]:
@@ -90,6 +107,9 @@ def build_registry() -> Dict[object, MacFormula]:
     cpu_flash = getattr(aten, "_scaled_dot_product_flash_attention_for_cpu", None)
     if flash is not None and cpu_flash is not None and cpu_flash not in registry:
         add(cpu_flash, _from_flops(flash))
+    cpu_flash_backward = getattr(aten, "_scaled_dot_product_flash_attention_for_cpu_backward", None)
+    if cpu_flash_backward is not None and cpu_flash_backward not in registry:
+        add(cpu_flash_backward, _cpu_flash_backward_macs)
     if aten._native_multi_head_attention not in registry:
         add(aten._native_multi_head_attention, _native_mha_macs)
     return registry

@@ -77,23 +77,25 @@ def _skip_meta_initialization() -> dict:
     return originals
 
 
-def meta_copy(model):
+def meta_copy(model, empty=None):
     """A structural copy of ``model`` whose parameters and buffers live on the meta device.
 
     The user's model is not touched: every parameter and buffer is pre-seeded in deepcopy's memo
     with a meta twin (tied tensors stay tied), so no real tensor data is copied or moved.
+    ``empty``: makes each twin from the original tensor instead (e.g. a fake tensor on the CPU).
     """
     import torch
     import torch.nn as nn
 
+    empty = empty or (lambda tensor: torch.empty_like(tensor, device="meta"))
     memo = {}
     for tensor in list(model.parameters()) + list(model.buffers()):
         if id(tensor) in memo:
             continue
         if isinstance(tensor, nn.Parameter):
-            twin = nn.Parameter(torch.empty_like(tensor, device="meta"), requires_grad=tensor.requires_grad)
+            twin = nn.Parameter(empty(tensor), requires_grad=tensor.requires_grad)
         else:
-            twin = torch.empty_like(tensor, device="meta")
+            twin = empty(tensor)
         memo[id(tensor)] = twin
     return copy.deepcopy(model, memo)
 

@@ -268,6 +268,7 @@ FORWARD_ROWS = [
     row(["summary", f"{M}:ConvNeedsScale", "--input", "1,3,16,16", "--device", "cpu"], FORWARD, "'scale'"),
     row(["check", f"{M}:Outer", "--input", "1,8", "--device", "cpu"], FORWARD, "gate (NeedsMask)"),
     row(["solve", f"{M}:ConvNeedsScale"], FORWARD, "'scale'"),
+    row(["step", f"{M}:Outer", "--input", "1,8"], FORWARD, "gate (NeedsMask)"),
 ]
 
 CHECKPOINT_ROWS = [
@@ -358,6 +359,8 @@ CLI_ROWS = [
     row(["keys"], USAGE, "required: CKPT"),
     row(["diff"], USAGE, "required: CKPT"),
     row(["remap"], USAGE, "required: CKPT"),
+    row(["step", "resnet18", "--fsdp", "0"], USAGE, "at least 1"),
+    row(["step", "resnet18", "--input", "1,3,32,32", "--activation-checkpointing"], USAGE, "no repeated blocks"),
 ]
 
 # issue 15: models a user has, and failures that must stay one paragraph

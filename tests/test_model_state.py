@@ -142,6 +142,8 @@ def entry_points():
         "summary-meta": lambda m, shape: netscope.summary(m, shape, device="meta"),
         "summary-bf16": lambda m, shape: netscope.summary(m, shape, dtype="bfloat16"),
         "check": lambda m, shape: netscope.check(m, shape),
+        "step": lambda m, shape: netscope.step(m, shape),
+        "step-bf16-fsdp": lambda m, shape: netscope.step(m, shape, precision="bf16-mixed", fsdp=2),
     }
     solve = _optional("netscope.solver", "solve_input_size")
     if solve is not None:

@@ -121,6 +121,15 @@ def _check(call: LayerCall, ctx) -> Optional[str]:
     return ctx.get("check_status", {}).get(call.index)
 
 
+def _step(key):
+    """A training-step figure of the call (``netscope step``): ``ctx[key]`` is indexed like the calls."""
+    return lambda call, ctx: ctx[key][call.index] if key in ctx else None
+
+
+def _si_text(call: LayerCall, value, ctx=None) -> str:
+    return "" if value is None else si(value)
+
+
 _COLUMN_LIST: Tuple[Column, ...] = (
     Column("layer", "Layer", lambda c, ctx: c.display_name, "string", data=False, short=_tree_label),  # a tree
     Column("index", "Index", lambda c, ctx: c.index, "int64", numeric=True),
@@ -137,7 +146,7 @@ _COLUMN_LIST: Tuple[Column, ...] = (
     Column("own_params", "Own params", lambda c, ctx: c.own_params, "int64", numeric=True),
     Column("trainable", "Trainable", _trainable, "boolean", text=_trainable_text),
     Column("trainable_partial", "Partly trainable", lambda c, ctx: c.trainable == "partial", "bool"),
-    Column("macs", "Mult-adds", lambda c, ctx: c.macs, "int64", text=lambda c, v, ctx=None: si(v), numeric=True),
+    Column("macs", "Mult-adds", lambda c, ctx: c.macs, "int64", text=_si_text, numeric=True),
     Column("own_macs", "Own mult-adds", lambda c, ctx: c.own_macs, "int64", numeric=True),
     Column("output_bytes", "Output bytes", lambda c, ctx: c.output_bytes, "int64", numeric=True),
     Column("is_leaf", "Leaf", lambda c, ctx: c.is_leaf, "bool"),
@@ -148,6 +157,11 @@ _COLUMN_LIST: Tuple[Column, ...] = (
     Column("groups", "Groups", _hyper("groups"), "Int64", text=_hyper_text, numeric=True),
     Column("output_padding", "Output padding", _hyper("output_padding"), text=_hyper_text),
     Column("check", "Check", _check, "string"),
+    # netscope step's figures (``ctx`` carries them); not part of summary's JSON/DataFrame
+    Column("bwd_macs", "Backward mult-adds", _step("backward_macs"), "Int64", text=_si_text, numeric=True, data=False),
+    Column("own_bwd_macs", "Own backward mult-adds", _step("own_backward_macs"), "Int64", numeric=True, data=False),
+    Column("saved", "Saved for backward (B)", _step("saved_bytes"), "Int64", numeric=True, data=False),
+    Column("own_saved", "Own saved (B)", _step("own_saved_bytes"), "Int64", numeric=True, data=False),
 )
 
 

@@ -1,0 +1,60 @@
+"""netscope step: cost and memory of one training step (forward, backward, optimizer), per rank when sharded."""
+
+from __future__ import annotations
+
+import sys
+
+from netscope.commands.common import add_model_arguments, add_output_arguments, emit
+
+HELP = "one training step planned on fake tensors: backward mult-adds, params/grads/optimizer/activation bytes, peak"
+
+
+def add_arguments(parser) -> None:
+    add_model_arguments(parser, with_inputs=False)
+    parser.add_argument("--input", "-i", action="append", default=[], metavar="SHAPE[:DTYPE]",
+                        help="dummy input shape per rank, e.g. 8,3,224,224 or 8,1024:int64 (repeat for several inputs)")
+    add_output_arguments(parser)
+    parser.add_argument("--optimizer", default="adamw", choices=("sgd", "sgd-momentum", "adam", "adamw"),
+                        help="optimizer whose state is counted (default adamw)")
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16-mixed", "fp16-mixed"),
+                        help="fp32, or torch.autocast mixed precision (params, grads and optimizer state stay fp32)")
+    ranks = parser.add_mutually_exclusive_group()
+    ranks.add_argument("--fsdp", type=int, default=None, metavar="N", help="per-rank figures of an N-rank FSDP2 job")
+    ranks.add_argument("--ddp", type=int, default=None, metavar="N", help="per-rank figures of an N-rank DDP job")
+    parser.add_argument("--activation-checkpointing", action="store_true",
+                        help="checkpoint each block of the model's largest nn.ModuleList (torch.utils.checkpoint)")
+    parser.add_argument("--depth", "-d", type=int, default=None, metavar="N", help="show rows down to this depth")
+    parser.add_argument("--columns", "-c", default=None, metavar="COLS",
+                        help="comma-separated columns, e.g. layer,type,macs,bwd_macs,own_bwd_macs,saved,own_saved")
+    parser.add_argument("--html", default=None, metavar="FILE", help="also write an HTML page (memory split per rank)")
+    parser.add_argument("--quiet", "-q", action="store_true", help="no notes on stderr")
+
+
+def run(args) -> int:
+    from netscope.commands.common import check_output_paths, resolve_from_args
+    from netscope.errors import UsageError
+    from netscope.inputs import parse_inputs
+    from netscope.render.columns import parse_columns
+    from netscope.render.rows import check_format
+    from netscope.training.api import run_step_report
+    from netscope.training.options import StepOptions
+
+    check_format(args.format, args.table_style)  # fail fast, before building the model
+    if args.columns is not None:
+        parse_columns(args.columns)
+    if args.depth is not None and args.depth < 0:
+        raise UsageError(f"--depth must be 0 or more, got {args.depth}")
+    options = StepOptions(optimizer=args.optimizer, precision=args.precision, fsdp=args.fsdp, ddp=args.ddp,
+                          activation_checkpointing=args.activation_checkpointing)
+    inputs = parse_inputs(args.input)
+    check_output_paths(args, (args.output, args.html))
+    resolved = resolve_from_args(args, empty_weights=True)  # fake tensors: the weights are never needed
+    report = run_step_report(resolved.module, inputs or resolved.inputs, options, label=resolved.label)
+    emit(report.render(args.format, columns=args.columns, depth=args.depth, table_style=args.table_style), args)
+    if args.html:
+        from netscope.fileio import write_text_atomic
+
+        write_text_atomic(args.html, report.to_html(), force=args.force)
+        if not args.quiet:
+            sys.stderr.write(f"netscope: wrote {args.html}\n")
+    return 0

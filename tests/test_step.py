@@ -1,0 +1,318 @@
+"""netscope step against a real CPU training step: flop_counter for multiply-adds, saved_tensors_hooks for
+saved activations, the real optimizer's state, torch.chunk for FSDP2 shards; CLI and renderers."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import torch.nn as nn
+import torchvision
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.weak import WeakIdKeyDictionary
+
+import netscope
+from netscope.cli import main
+from netscope.training.sharding import local_numel, shard_rows
+
+import step_gloo_job
+from step_gloo_job import Odd
+
+
+def gpt2_small():
+    transformers = pytest.importorskip("transformers")
+    config = transformers.GPT2Config(n_layer=2, n_embd=64, n_head=4, vocab_size=1000, n_positions=64,
+                                     bos_token_id=0, eos_token_id=0)
+    return transformers.GPT2LMHeadModel(config)
+
+
+# name -> (builder, input, attention layers run through CPU flash attention: (count, batch, heads, seq, head_dim))
+MODELS = {
+    "resnet18": (lambda: torchvision.models.resnet18(weights=None), lambda: torch.randn(2, 3, 64, 64), None),
+    "vit_b_16": (lambda: torchvision.models.vit_b_16(weights=None), lambda: torch.randn(1, 3, 224, 224),
+                 (12, 1, 12, 197, 64)),
+    "gpt2": (gpt2_small, lambda: torch.randint(0, 1000, (2, 32)), None),
+}
+
+
+AUTOCAST = {"bf16-mixed": torch.bfloat16, "fp16-mixed": torch.float16}
+
+
+def real_step(model, x, precision):
+    """A real CPU forward+backward: flop_counter's forward and backward multiply-adds and the bytes of
+    the unique storages saved for backward (parameters and buffers excluded)."""
+    own = {id(t.untyped_storage()) for t in list(model.parameters()) + list(model.buffers())}
+    seen = WeakIdKeyDictionary()
+    saved = [0]
+
+    def pack(tensor):
+        storage = tensor.untyped_storage()
+        if id(storage) not in own and storage not in seen:
+            seen[storage] = True
+            saved[0] += storage.nbytes()
+        return tensor
+
+    model.train()
+    with FlopCounterMode(display=False) as counter:
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), \
+                torch.autocast("cpu", dtype=AUTOCAST.get(precision, torch.float32), enabled=precision in AUTOCAST):
+            out = model(x)
+        forward = counter.get_total_flops()
+        out = out.logits if hasattr(out, "logits") else out
+        out.sum().backward()
+        total = counter.get_total_flops()
+    return forward // 2, (total - forward) // 2, saved[0]
+
+
+@pytest.mark.parametrize("name, precision", [(name, precision) for name in sorted(MODELS)
+                                             for precision in ("fp32", "bf16-mixed")] + [("resnet18", "fp16-mixed")])
+def test_step_matches_a_real_cpu_step(name, precision):
+    build, make_input, attention = MODELS[name]
+    torch.manual_seed(0)
+    model = build()
+    x = make_input()
+    report = netscope.step(model, input_data=x, precision=precision)
+    forward, backward, saved = real_step(model, x, precision)
+    # netscope's extra formulas: CPU flash attention, forward (2 bmm) and backward (flop_counter's sdpa
+    # backward: recomputed scores + 4 bmm); flop_counter has neither CPU op, so it counts them as 0.
+    layers, b, h, s, d = attention or (0, 0, 0, 0, 0)
+    assert report.totals.forward_macs == forward + layers * 2 * b * h * s * s * d
+    assert report.totals.backward_macs == backward + layers * 5 * b * h * s * s * d
+    assert abs(report.totals.activation_bytes - saved) <= 0.01 * saved
+    assert sum(report.own_backward_macs) == report.totals.backward_macs == report.backward_macs[0]
+    t = report.totals  # at the end of the forward, parameters, optimizer state and saved tensors are all live
+    assert t.peak_bytes >= t.param_bytes + t.optimizer_bytes + t.activation_bytes
+
+
+def test_backward_is_charged_to_the_layer_that_ran_it():
+    """Every conv and linear layer's backward computes the weight gradient and, unless its input needs
+    none (the stem, fed by the data), the input gradient: each costs exactly the forward's multiply-adds.
+
+    (flop_counter's own per-module split is no oracle here: its backward-hook attribution charges
+    other convolutions' backward to ``layer2.0.downsample.0`` in a residual block.)
+    """
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(weights=None)
+    report = netscope.step(model, input_data=torch.randn(2, 3, 64, 64))
+    checked = 0
+    for call in report.layers:
+        if call.is_leaf and call.class_name in ("Conv2d", "Linear"):
+            gradients = 1 if call.name == "conv1" else 2
+            assert report.backward_macs[call.index] == gradients * call.macs, call.name
+            assert report.own_backward_macs[call.index] == report.backward_macs[call.index]
+            checked += 1
+    assert checked == 21
+    by_name = {c.name: c for c in report.layers}
+    block = by_name["layer2.0"]
+    assert report.backward_macs[block.index] == sum(report.own_backward_macs[c.index] for c in report.layers
+                                                    if c.name.startswith("layer2.0."))
+
+
+def _real_optimizer_step(model, optimizer_name):
+    from netscope.training.options import OPTIMIZERS
+
+    optimizer = OPTIMIZERS[optimizer_name].build([p for p in model.parameters() if p.requires_grad])
+    model(torch.randn(4, 10)).sum().backward()
+    grads = sum(p.grad.nbytes for p in model.parameters() if p.grad is not None)
+    optimizer.step()
+    state = sum(v.nbytes for s in optimizer.state.values() for v in s.values() if isinstance(v, torch.Tensor))
+    return grads, state
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "sgd-momentum", "adam", "adamw"])
+def test_param_grad_and_optimizer_bytes_equal_a_real_step(optimizer):
+    torch.manual_seed(0)
+    model = Odd()
+    report = netscope.step(model, (4, 10), optimizer=optimizer)
+    grads, state = _real_optimizer_step(Odd(), optimizer)
+    assert report.totals.param_bytes == sum(p.nbytes for p in model.parameters())
+    assert report.totals.grad_bytes == grads
+    assert report.totals.optimizer_bytes == state
+    assert report.totals.peak_bytes >= (report.totals.param_bytes + report.totals.grad_bytes
+                                        + report.totals.optimizer_bytes)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 40), st.integers(1, 9))
+def test_shard_rows_follow_torch_chunk(dim0, world):
+    chunks = [c.shape[0] for c in torch.chunk(torch.empty(dim0), world)] if dim0 else []
+    chunks += [0] * (world - len(chunks))
+    assert [shard_rows(dim0, world, r) for r in range(world)] == chunks
+    assert all(local_numel((dim0, 3), world, r, padded=True) == 3 * -(-dim0 // world) for r in range(world))
+
+
+@pytest.mark.parametrize("world", [2, 4])
+def test_per_rank_bytes_equal_a_real_gloo_job(world, tmp_path):
+    import socket
+
+    import torch.multiprocessing as mp
+
+    pytest.importorskip("torch.distributed.fsdp", reason="FSDP2 (fully_shard) needs torch>=2.6")
+    if not torch.distributed.is_available() or not torch.distributed.is_gloo_available():
+        pytest.skip("torch.distributed with gloo is not available")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    mp.spawn(step_gloo_job.run_rank, args=(world, port, str(tmp_path)), nprocs=world, join=True)
+    real = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(world)]
+    keys = ("param_bytes", "grad_bytes", "optimizer_bytes")
+    for layout in ("ddp", "fsdp"):
+        report = netscope.step(Odd(), (4, 10), optimizer="adamw", **{layout: world})
+        assert len(report.totals.ranks) == world
+        for rank, figures in enumerate(real):
+            ours = report.totals.ranks[rank]
+            assert {k: getattr(ours, k) for k in keys} == figures[layout], (layout, rank)
+    # the layouts differ where they should: DDP replicates, FSDP's last rank holds fewer rows
+    assert real[0]["ddp"]["param_bytes"] == sum(p.nbytes for p in Odd().parameters())
+    assert real[-1]["fsdp"]["param_bytes"] < real[0]["fsdp"]["param_bytes"]
+
+
+def test_cli_step_table_json_and_html(tmp_path, capsys):
+    html = tmp_path / "step.html"
+    code = main(["step", "resnet18", "-a", "num_classes=10", "--input", "2,3,32,32", "--fsdp", "4",
+                 "--depth", "1", "--html", str(html), "-q"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "Backward mult-adds" in out and "per rank (fsdp, 4 ranks)" in out
+    page = html.read_text()
+    for rank in range(4):
+        assert f"rank {rank} params" in page and f"rank {rank} activations" in page
+    assert main(["step", "resnet18", "-a", "num_classes=10", "--input", "2,3,32,32", "--format", "json",
+                 "--optimizer", "sgd"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["totals"]["optimizer_bytes"] == 0  # plain SGD keeps no state
+    assert data["layers"][0]["backward_macs"] == data["totals"]["backward_macs"]
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["step", "resnet18", "--fsdp", "0"], "at least 1"),
+    (["step", "resnet18", "--fsdp", "2", "--ddp", "2"], "not allowed with"),
+    (["step", "resnet18", "--optimizer", "lion"], "invalid choice"),
+])
+def test_cli_step_bad_input_is_one_paragraph(argv, needle, capsys):
+    try:
+        code = main(argv)
+    except SystemExit as exit_:  # argparse's own refusals
+        code = exit_.code
+    err = capsys.readouterr().err
+    assert code == 2
+    assert needle in err and "Traceback" not in err
+
+
+def test_api_refuses_bad_options():
+    with pytest.raises(netscope.NetscopeError, match="unknown optimizer"):
+        netscope.step(Odd(), (4, 10), optimizer="lion")
+    with pytest.raises(netscope.NetscopeError, match="not both"):
+        netscope.step(Odd(), (4, 10), fsdp=2, ddp=2)
+    frozen = Odd().requires_grad_(False)
+    with pytest.raises(netscope.NetscopeError, match="no trainable parameter"):
+        netscope.step(frozen, (4, 10))
+
+
+def test_the_users_gradients_optimizer_and_rng_are_untouched():
+    torch.manual_seed(0)
+    model = Odd()
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad])
+    model(torch.randn(4, 10)).sum().backward()
+    optimizer.step()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    state = {(id(p), k): v.clone() for p, s in optimizer.state.items() for k, v in s.items()}
+    params = {n: p.detach().clone() for n, p in model.named_parameters()}
+    rng = torch.get_rng_state()
+    netscope.step(model, (4, 10), optimizer="adamw")
+    assert {n: p.grad for n, p in model.named_parameters() if p.grad is not None}.keys() == grads.keys()
+    assert all(torch.equal(p.grad, grads[n]) for n, p in model.named_parameters() if p.grad is not None)
+    assert {(id(p), k) for p, s in optimizer.state.items() for k in s} == state.keys()
+    assert all(torch.equal(v, state[id(p), k]) for p, s in optimizer.state.items() for k, v in s.items())
+    assert all(torch.equal(p, params[n]) for n, p in model.named_parameters())
+    assert torch.equal(torch.get_rng_state(), rng)
+
+
+def test_dataframe_has_step_columns():
+    pytest.importorskip("pandas")
+    report = netscope.step(Odd(), (4, 10))
+    frame = report.to_dataframe()
+    assert list(frame["backward_macs"]) == report.backward_macs
+    assert frame["saved_bytes"].iloc[0] == report.totals.activation_bytes
+    assert report.to_dict()["totals"]["ranks"][0]["rank"] == 0
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device: the measured peak is a CUDA figure")
+def test_measured_cuda_peak_beside_the_estimate():
+    model = torchvision.models.resnet18(weights=None).cuda()
+    report = netscope.step(model, (8, 3, 64, 64), measure=True)
+    assert report.totals.measured_peak_bytes > report.totals.param_bytes
+
+
+def test_measure_without_cuda_is_a_clear_error():
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    with pytest.raises(netscope.NetscopeError, match="no CUDA device"):
+        netscope.step(Odd(), (4, 10), measure=True)
+
+
+def test_activation_checkpointing_matches_a_real_checkpointed_step():
+    """Backward recomputes each block's forward: flop_counter on a real step whose blocks run under
+    torch.utils.checkpoint agrees, and so does the formula 'no-checkpoint backward + block forwards'."""
+    from torch.utils.checkpoint import checkpoint
+
+    torch.manual_seed(0)
+    model = gpt2_small()
+    x = torch.randint(0, 1000, (2, 32))
+    plain = netscope.step(model, input_data=x)
+    checkpointed = netscope.step(model, input_data=x, activation_checkpointing=True)
+    blocks = [c for c in plain.layers if c.name.startswith("transformer.h.") and c.name.count(".") == 2]
+    assert len(blocks) == 2
+    assert checkpointed.totals.backward_macs == plain.totals.backward_macs + sum(c.macs for c in blocks)
+    assert checkpointed.totals.activation_bytes < plain.totals.activation_bytes
+    for block in model.transformer.h:  # the real thing, on the user's side of the fence
+        block.forward = (lambda f: lambda *a, **k: checkpoint(f, *a, use_reentrant=False, **k))(block.forward)
+    _, backward, _ = real_step(model, x, "fp32")
+    assert checkpointed.totals.backward_macs == backward
+
+
+def test_activation_checkpointing_needs_blocks(capsys):
+    assert main(["step", "resnet18", "--input", "1,3,32,32", "--activation-checkpointing"]) == 2
+    err = capsys.readouterr().err
+    assert "no repeated blocks" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("transposed", [False, True])
+@pytest.mark.parametrize("groups", [1, 8, 64])
+def test_convolution_backward_costs_two_forwards_for_any_groups(groups, transposed):
+    """Input gradient + weight gradient = 2 forward convolutions, grouped or not (flop_counter agrees
+    only for groups=1: it ignores groups in the backward)."""
+    layer = (nn.ConvTranspose2d if transposed else nn.Conv2d)(64, 64, 3, padding=1, groups=groups)
+    model = nn.Sequential(nn.Conv2d(3, 64, 1), layer)  # a trainable stem: the layer's input needs a gradient
+    report = netscope.step(model, (2, 3, 16, 16))
+    call = next(c for c in report.layers if c.name == "1")
+    assert call.macs == 2 * 64 * 16 * 16 * (64 // groups) * 3 * 3  # batch x out (or in) positions x fan-in
+    assert report.backward_macs[call.index] == 2 * call.macs
+    if groups == 1:
+        x = torch.randn(2, 64, 16, 16, requires_grad=True)
+        with FlopCounterMode(display=False) as counter:
+            out = layer(x)
+            forward = counter.get_total_flops()
+            out.sum().backward()
+        assert report.backward_macs[call.index] == (counter.get_total_flops() - forward) // 2
+
+
+class ReadsAValue(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x):
+        y = self.fc(x)
+        return y * 2 if y.sum().item() > 0 else y
+
+
+def test_a_forward_that_reads_values_is_named_with_the_reason():
+    model = ReadsAValue()
+    with pytest.raises(netscope.NetscopeError) as info:
+        netscope.step(model, (2, 4))
+    assert info.value.exit_code == 3
+    assert "fake tensors" in str(info.value) and ".item()" in str(info.value)
