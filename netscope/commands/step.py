@@ -27,7 +27,6 @@ def add_arguments(parser) -> None:
     parser.add_argument("--columns", "-c", default=None, metavar="COLS",
                         help="comma-separated columns, e.g. layer,type,macs,bwd_macs,own_bwd_macs,saved,own_saved")
     parser.add_argument("--html", default=None, metavar="FILE", help="also write an HTML page (memory split per rank)")
-    parser.add_argument("--quiet", "-q", action="store_true", help="no notes on stderr")
 
 
 def run(args) -> int:

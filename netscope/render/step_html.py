@@ -99,9 +99,11 @@ def _charts_html(report) -> str:
     backward = [Bar(c.display_name, report.backward_macs[c.index]) for c in blocks]
     saved = [Bar(c.display_name, report.saved_bytes[c.index]) for c in blocks]
     return ('<div class="ns-charts">'
-            + bar_chart_svg("Backward mult-adds per top-level block", [b for b in backward if b.value], fmt=si,
+            + bar_chart_svg("Backward mult-adds per top-level block", [b for b in backward if b.value],
+                            total=report.totals.backward_macs, fmt=si,
                             color=MACS_COLOR)
-            + bar_chart_svg("Saved for backward per top-level block", [b for b in saved if b.value], fmt=megabytes,
+            + bar_chart_svg("Saved for backward per top-level block", [b for b in saved if b.value],
+                            total=report.saved_bytes[0] if report.saved_bytes else 0, fmt=megabytes,
                             color=SAVED_COLOR)
             + "</div>")
 
