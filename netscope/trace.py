@@ -11,7 +11,7 @@ import contextlib
 import functools
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
@@ -23,6 +23,7 @@ from netscope.guard import paused_gc, preserved_model
 from netscope.macs import MAC_REGISTRY
 from netscope.records import LayerCall
 from netscope.shapes import format_shape_tree, shape_tree, shapes_only, tensor_bytes
+from netscope.window_ops import WindowOpLog
 
 HYPERPARAMETERS = ("kernel_size", "stride", "padding", "dilation", "groups", "output_padding")
 FAILED = "(failed)"
@@ -40,6 +41,7 @@ class TraceResult:
     failed_index: Optional[int] = None
     peak_memory_bytes: Optional[int] = None
     seconds: float = 0.0
+    window_ops: Dict[int, list] = field(default_factory=dict)  # call index -> its conv/pool operator calls
 
 
 class _OpenCall:
@@ -138,10 +140,11 @@ class _Recorder:
 class _MacCounter(TorchDispatchMode):
     """Charges each aten operator's multiply-adds to the innermost open call (kept lean: it sees every op)."""
 
-    def __init__(self, recorder: _Recorder):
+    def __init__(self, recorder: _Recorder, observers: Tuple[Callable, ...] = ()):
         super().__init__()
         self.recorder = recorder
         self.formulas = MAC_REGISTRY
+        self.observers = observers  # each called as observe(func, args, kwargs, out) after every operator
 
     @classmethod
     def _should_skip_dynamo(cls) -> bool:
@@ -159,6 +162,8 @@ class _MacCounter(TorchDispatchMode):
                 stack[-1].own_macs += macs
             else:
                 self.recorder.outside_macs += macs
+        for observe in self.observers:
+            observe(func, args, kwargs, out)
         return out
 
 
@@ -239,6 +244,7 @@ def _run(model: nn.Module, args: tuple, kwargs: dict, *, train: bool, device: to
     for name, module in named:
         names.setdefault(id(module), name)
     recorder = _Recorder(names, advance)
+    window_ops = WindowOpLog(recorder)
     handles = []
     cuda = device.type == "cuda"
     start = time.perf_counter()
@@ -257,7 +263,7 @@ def _run(model: nn.Module, args: tuple, kwargs: dict, *, train: bool, device: to
                 torch.cuda.reset_peak_memory_stats(device)
             try:
                 fake_mode = _fake_mode(fake)
-                with fake_mode, _MacCounter(recorder):
+                with fake_mode, _MacCounter(recorder, (window_ops.observe,)):
                     if fake:  # inputs as fake tensors, so code that checks for them (transformers) sees them
                         args, kwargs = torch.utils._pytree.tree_map_only(torch.Tensor, fake_mode.from_tensor,
                                                                          (args, kwargs))
@@ -275,6 +281,7 @@ def _run(model: nn.Module, args: tuple, kwargs: dict, *, train: bool, device: to
             call.kwargs = {}
     with paused_gc():
         result = _build_result(named, recorder, output, time.perf_counter() - start, peak)
+    result.window_ops = window_ops.by_call
     if error is not None:
         raise _forward_error(model, result, error) from error
     return result

@@ -8,7 +8,7 @@ from typing import Dict, List, Tuple
 from netscope.render.assets import NOTEBOOK_CSS, PAGE_CSS, PAGE_JS
 from netscope.render.breakdown import breakdown
 from netscope.render.flow import shape_flow
-from netscope.render.html_data import check_notes, finding_rows, report_payload, script_json
+from netscope.render.html_data import check_notes, finding_rows, notes_badge, report_payload, script_json
 from netscope.render.svg import bar_chart_svg
 from netscope.shapes import format_shape_tree
 from netscope.units import megabytes, si
@@ -157,13 +157,14 @@ def _charts_html(report, *, by_type: bool) -> str:
 def _badges(check, naming) -> str:
     out = []
     if check is not None:
-        status, problem, warnings = check
+        status, problem, warnings, severities = check
         cls = "ns-pass" if status == "pass" else "ns-mismatch" if "mismatch" in status or "fail" in status else "ns-other"
         out.append(f'<span class="ns-badge {cls}" title="{escape(problem or "formula check passed")}">'
                    f"{escape(status)}</span>")
         if warnings:
-            out.append(f'<span class="ns-badge ns-warn" title="{escape(chr(10).join(warnings))}">'
-                       f"{len(warnings)} warn</span>")
+            badge, label = notes_badge(severities)
+            text = chr(10).join(f"{s}: {w}" for s, w in zip(severities, warnings))
+            out.append(f'<span class="ns-badge {badge}" title="{escape(text)}">{label}</span>')
     if naming:
         text = "\n\n".join(f"{code}: {message}" for code, message, _ in naming)
         out.append(f'<span class="ns-badge ns-names" title="{escape(text)}">{len(naming)} naming</span>')
@@ -185,11 +186,11 @@ def _findings_html(report) -> str:
     """Findings grouped by kind: the first few of each with the layer as a link that filters the tree."""
     groups: Dict[str, List[Tuple[str, str, str]]] = {}
     for check in report.checks:
-        status, problem, warnings = check_notes(check)
+        status, problem, warnings, severities = check_notes(check)
         if problem:
             groups.setdefault(f"formula check: {status}", []).append((check.layer, f"{check.class_name}: {problem}", ""))
-        for warning in warnings:
-            groups.setdefault("formula check warning", []).append((check.layer, f"{check.class_name}: {warning}", ""))
+        for warning, severity in zip(warnings, severities):
+            groups.setdefault(f"formula check {severity}", []).append((check.layer, f"{check.class_name}: {warning}", ""))
     for finding in report.findings:
         groups.setdefault(finding.code, []).append((finding.layer or "", finding.message, finding.fix or ""))
     if not groups:

@@ -47,12 +47,22 @@ def _relative_name(name: str, parent_name: str):
 
 
 def check_notes(check) -> List[Any]:
-    """A formula check as [status, what went wrong ('' when it passed), [warning messages]]."""
+    """A formula check as [status, what went wrong ('' when it passed), [finding messages], [their severities]]
+    (severities in the CLI's and JSON's vocabulary: error, warning, info)."""
     status = str(getattr(check, "status", "unknown"))
     problem = "" if status == "pass" else (f"{status}: expected {getattr(check, 'expected_shape', '?')}, "
                                           f"observed {getattr(check, 'observed_shape', '?')}")
-    warnings = [str(getattr(f, "message", f)) for f in (getattr(check, "findings", ()) or ())]
-    return [status, problem, warnings]
+    findings = getattr(check, "findings", ()) or ()
+    messages = [str(getattr(f, "message", f)) for f in findings]
+    severities = [str(getattr(getattr(f, "severity", None), "value", "warning")) for f in findings]
+    return [status, problem, messages, severities]
+
+
+def notes_badge(severities) -> Tuple[str, str]:
+    """(css class, label) of a check's findings badge: "warn" when any is a warning or error, else "info"."""
+    if any(s != "info" for s in severities):
+        return "ns-warn", f"{len(severities)} warn"
+    return "ns-other", f"{len(severities)} info"
 
 
 def finding_rows(report) -> Tuple[Dict[int, List[List[str]]], List[List[str]]]:

@@ -53,10 +53,14 @@ PAGE_JS = r"""
   function notes(i) {
     var td = el("td", "ns-notes"), kind = rows[i][F.check], named = data.names[i];
     if (kind >= 0) {
-      var check = data.checks[kind], st = check[0], problem = check[1], warnings = check[2];
+      var check = data.checks[kind], st = check[0], problem = check[1], warnings = check[2], levels = check[3] || [];
       var cls = st === "pass" ? "ns-pass" : (/mismatch|fail|error/i.test(st) ? "ns-mismatch" : "ns-other");
       td.appendChild(el("span", "ns-badge " + cls, st, problem || "formula check passed"));
-      if (warnings.length) td.appendChild(el("span", "ns-badge ns-warn", warnings.length + " warn", warnings.join("\n")));
+      if (warnings.length) {
+        var info = levels.every(function (l) { return l === "info"; });
+        td.appendChild(el("span", "ns-badge " + (info ? "ns-other" : "ns-warn"), warnings.length + (info ? " info" : " warn"),
+                          warnings.map(function (w, k) { return (levels[k] || "warning") + ": " + w; }).join("\n")));
+      }
     }
     if (named) {
       var text = named.map(function (f) {
