@@ -125,7 +125,7 @@ class Report:
                 "own_macs": c.own_macs, "macs": c.macs, "output_bytes": c.output_bytes, "is_leaf": c.is_leaf,
                 "kernel_size": _plain(c.hyperparams.get("kernel_size")), "stride": _plain(c.hyperparams.get("stride")),
                 "padding": _plain(c.hyperparams.get("padding")), "dilation": _plain(c.hyperparams.get("dilation")),
-                "check": status.get(c.index),
+                "check": status.get(c.index), "receptive_field": field_dict(c.receptive_field),
             })
         frame = pd.DataFrame.from_records(records)
         if not frame.empty:
@@ -147,6 +147,11 @@ class Report:
         return notebook_html(self)
 
 
+def field_dict(value):
+    """A receptive field as JSON: a dict (size, jump, start per axis; exact), ``"whole input"`` or None."""
+    return value.to_dict() if hasattr(value, "to_dict") else value
+
+
 def _plain(value):
     if isinstance(value, tuple):
         return "x".join(str(v) for v in value)
@@ -159,7 +164,7 @@ def _layer_dict(c: LayerCall) -> Dict[str, Any]:
         "call_number": c.call_number, "input_shapes": c.input_shapes, "output_shapes": c.output_shapes,
         "own_params": c.own_params, "params": c.subtree_params, "trainable": c.trainable,
         "own_macs": c.own_macs, "macs": c.macs, "output_bytes": c.output_bytes, "is_leaf": c.is_leaf,
-        "hyperparams": dict(c.hyperparams),
+        "hyperparams": dict(c.hyperparams), "receptive_field": field_dict(c.receptive_field),
     })
 
 

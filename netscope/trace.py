@@ -21,6 +21,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from netscope.errors import ForwardError
 from netscope.guard import paused_gc, preserved_model
 from netscope.macs import MAC_REGISTRY
+from netscope.receptive_field import FieldTracker
 from netscope.records import LayerCall
 from netscope.shapes import format_shape_tree, shape_tree, shapes_only, tensor_bytes
 from netscope.window_ops import WindowOpLog
@@ -46,7 +47,7 @@ class TraceResult:
 
 class _OpenCall:
     __slots__ = ("index", "module", "name", "parent", "depth", "call_number", "args", "kwargs",
-                 "output", "output_bytes", "own_macs", "failed", "finished")
+                 "output", "output_bytes", "own_macs", "failed", "finished", "field")
 
     def __init__(self, index, module, name, parent, depth, call_number, args, kwargs):
         self.index = index
@@ -62,6 +63,7 @@ class _OpenCall:
         self.own_macs = 0
         self.failed = False
         self.finished = False
+        self.field = None  # receptive field of the output (netscope.receptive_field), when tracked
 
 
 class _Recorder:
@@ -81,6 +83,7 @@ class _Recorder:
         self.stack: List[_OpenCall] = []
         self.call_counts: Dict[int, int] = {}
         self.outside_macs = 0
+        self.field_of: Optional[Callable[[Any], Any]] = None  # output -> its receptive field
 
     def pre_hook(self, module, args):
         key = id(module)
@@ -128,6 +131,8 @@ class _Recorder:
             call.output = shapes_only(output)
             call.output_bytes = tensor_bytes(output)
             call.finished = True
+            if self.field_of is not None:
+                call.field = self.field_of(output)
         return None
 
     def add_macs(self, macs: int) -> None:
@@ -236,7 +241,8 @@ def model_float_dtype(model: nn.Module) -> str:
 
 
 def _run(model: nn.Module, args: tuple, kwargs: dict, *, train: bool, device: torch.device,
-         advance: Optional[Callable[[int], None]] = None, fake: bool = False) -> TraceResult:
+         advance: Optional[Callable[[int], None]] = None, fake: bool = False,
+         receptive_field: bool = True) -> TraceResult:
     from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
 
     named = list(model.named_modules(remove_duplicate=False))
@@ -245,6 +251,11 @@ def _run(model: nn.Module, args: tuple, kwargs: dict, *, train: bool, device: to
         names.setdefault(id(module), name)
     recorder = _Recorder(names, advance)
     window_ops = WindowOpLog(recorder)
+    observers = [window_ops.observe]
+    fields = FieldTracker() if receptive_field else None
+    if fields is not None:
+        recorder.field_of = fields.field_of
+        observers.append(fields.observe)
     handles = []
     cuda = device.type == "cuda"
     start = time.perf_counter()
@@ -263,10 +274,12 @@ def _run(model: nn.Module, args: tuple, kwargs: dict, *, train: bool, device: to
                 torch.cuda.reset_peak_memory_stats(device)
             try:
                 fake_mode = _fake_mode(fake)
-                with fake_mode, _MacCounter(recorder, (window_ops.observe,)):
+                with fake_mode, _MacCounter(recorder, tuple(observers)):
                     if fake:  # inputs as fake tensors, so code that checks for them (transformers) sees them
                         args, kwargs = torch.utils._pytree.tree_map_only(torch.Tensor, fake_mode.from_tensor,
                                                                          (args, kwargs))
+                    if fields is not None and args:
+                        fields.add_input(args[0])
                     output = runnable(*args, **kwargs)
             except Exception as exc:  # the user's forward failed: report where, then re-raise as ForwardError
                 error = exc
@@ -341,6 +354,7 @@ def _build_result(named, recorder: _Recorder, output, seconds: float, peak) -> T
             output_bytes=call.output_bytes,
             is_leaf=not module._modules,
             hyperparams=_hyperparams(module),
+            receptive_field=call.field,
         ))
     return TraceResult(
         calls=calls,

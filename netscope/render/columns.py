@@ -41,6 +41,15 @@ def _check(call: LayerCall, ctx):
     return ctx.get("check_status", {}).get(call.index)
 
 
+def _field(part):
+    def value(call: LayerCall, ctx):
+        from netscope.receptive_field import field_text
+
+        return field_text(call.receptive_field, part)
+
+    return value
+
+
 COLUMNS: Dict[str, Column] = {
     "layer": Column("Layer", _tree_name),
     "name": Column("Name", lambda c, ctx: c.name),
@@ -58,6 +67,8 @@ COLUMNS: Dict[str, Column] = {
     "padding": Column("Padding", _hyper("padding")),
     "dilation": Column("Dilation", _hyper("dilation")),
     "check": Column("Check", _check),
+    "rf": Column("Receptive field", _field("size")),  # on the model input, per spatial axis
+    "jump": Column("Jump", _field("jump")),  # input positions between neighbouring outputs
 }
 
 DEFAULT_COLUMNS = ("layer", "type", "input", "output", "params", "macs")

@@ -1,0 +1,369 @@
+"""Cumulative receptive field of every tensor the forward pass makes, relative to the model's input.
+
+Per spatial axis of the input (the dimensions after batch and channel of its first floating tensor
+of rank >= 3): ``size`` (input positions one output position sees), ``jump`` (input positions between
+neighbouring output positions, the effective stride) and ``start`` (centre of the first output
+position's window, in input positions; negative when padding comes first). Tracked at the operator
+level inside the trace's dispatch mode, so ``F.conv2d``/``F.max_pool2d``/``F.pad`` count like modules:
+each operator's output gets its field from its inputs' fields (a ``WeakTensorKeyDictionary``, no
+tensor kept alive). Elementwise merges take the union of their inputs' fields. Where one output
+position depends on every input position (global pooling, flatten -> linear, attention), the field is
+:data:`WHOLE`. An operator without a rule leaves its output untracked ("unknown"), never guessed.
+Normalisation statistics are not counted (batch norm in eval uses none; group/layer norm are treated
+as elementwise, as receptive-field tables conventionally do).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Callable, Dict, Optional, Tuple, Union
+
+import torch
+from torch.utils.weak import WeakTensorKeyDictionary
+
+WHOLE = "whole input"
+
+
+@dataclass(frozen=True)
+class Axis:
+    """One spatial axis of a field: size, jump and first centre, in input positions."""
+
+    size: Fraction
+    jump: Fraction
+    start: Fraction
+
+    def window(self, kernel: int, stride: int, pad: int, dilation: int = 1) -> "Axis":
+        reach = dilation * (kernel - 1)
+        return Axis(self.size + reach * self.jump, self.jump * stride, self.start + (Fraction(reach, 2) - pad) * self.jump)
+
+    def union(self, other: "Axis") -> Optional["Axis"]:
+        if self.jump != other.jump:
+            return None
+        low = min(self.start - (self.size - 1) / 2, other.start - (other.size - 1) / 2)
+        high = max(self.start + (self.size - 1) / 2, other.start + (other.size - 1) / 2)
+        return Axis(high - low + 1, self.jump, (low + high) / 2)
+
+
+@dataclass(frozen=True)
+class Field:
+    """A tensor's receptive field: ``dims[i]`` is the tensor dimension holding input spatial axis ``i``."""
+
+    dims: Tuple[int, ...]
+    axes: Tuple[Axis, ...]
+    exact: bool = True  # False once an operator's field is an enclosing bound (nearest upsample, pixel shuffle)
+
+    def to_dict(self) -> dict:
+        return {"size": [_number(a.size) for a in self.axes], "jump": [_number(a.jump) for a in self.axes],
+                "start": [_number(a.start) for a in self.axes], "exact": self.exact}
+
+    def text(self, part: str) -> str:
+        values = "x".join(str(_number(getattr(a, part))) for a in self.axes)
+        return values if self.exact or part != "size" else "<=" + values
+
+
+FieldLike = Union[Field, str, None]  # a Field, WHOLE, or None (not derived from the input, or unknown)
+
+
+def _number(value: Fraction):
+    return int(value) if value.denominator == 1 else float(value)
+
+
+def field_text(value: FieldLike, part: str) -> str:
+    if isinstance(value, Field):
+        return value.text(part)
+    return "whole" if value == WHOLE else ""
+
+
+def input_field(tensor: torch.Tensor) -> Optional[Field]:
+    """Identity field of a model input: every position sees itself."""
+    if not tensor.is_floating_point() or tensor.dim() < 3:
+        return None
+    nd = tensor.dim() - 2
+    one = Fraction(1)
+    return Field(tuple(range(2, tensor.dim())), tuple(Axis(one, one, Fraction(0)) for _ in range(nd)))
+
+
+# ---- rules: (func, args, kwargs, out, field of args[0]) -> field of the output ---------------------------
+Rule = Callable[..., FieldLike]
+
+
+def _spatial_last(field: Field, ndim: int, nd: int) -> bool:
+    return len(field.axes) == nd and field.dims == tuple(range(ndim - nd, ndim))
+
+
+def _ints(value, count):
+    if isinstance(value, (list, tuple)):
+        values = tuple(int(v) for v in value)
+        return values * count if len(values) == 1 and count > 1 else values
+    return (int(value),) * count
+
+
+def _conv(args, kwargs, out, field):
+    x, weight = args[0], args[1]
+    nd = weight.dim() - 2
+    if not _spatial_last(field, x.dim(), nd):
+        return None
+    get = lambda i, name, default: args[i] if len(args) > i else kwargs.get(name, default)  # noqa: E731
+    stride, pad = _ints(get(3, "stride", 1), nd), _ints(get(4, "padding", 0), nd)
+    dilation, transposed = _ints(get(5, "dilation", 1), nd), bool(get(6, "transposed", False))
+    kernels = tuple(weight.shape[2:])
+    if not transposed:
+        axes = tuple(a.window(k, s, p, d) for a, k, s, p, d in zip(field.axes, kernels, stride, pad, dilation))
+        return Field(field.dims, axes, field.exact)
+    # output o gathers inputs i with i*s - p + j*d = o: centred on (o + p - (k-1)d/2)/s, spread (k-1)d/s
+    axes = tuple(Axis(a.size + a.jump * Fraction(d * (k - 1), s), a.jump / s,
+                      a.start + a.jump * (p - Fraction(d * (k - 1), 2)) / s)
+                 for a, k, s, p, d in zip(field.axes, kernels, stride, pad, dilation))
+    return Field(field.dims, axes, False)  # which inputs reach an output alternates with o: an enclosing bound
+
+
+def _pool(nd: int, dilated: bool):
+    def rule(args, kwargs, out, field):
+        x = args[0]
+        if not _spatial_last(field, x.dim(), nd):
+            # max_pool1d runs as a 2-d pool over an unsqueezed size-1 axis
+            if not (len(field.axes) == nd - 1 and field.dims == tuple(range(x.dim() - nd + 1, x.dim()))):
+                return None
+        get = lambda i, name, default: args[i] if len(args) > i else kwargs.get(name, default)  # noqa: E731
+        kernels = _ints(get(1, "kernel_size", 1), nd)
+        stride = get(2, "stride", ())
+        strides = _ints(stride, nd) if stride else kernels
+        pads = _ints(get(3, "padding", 0), nd)
+        dilation = _ints(get(4, "dilation", 1), nd) if dilated else (1,) * nd
+        skip = nd - len(field.axes)
+        axes = tuple(a.window(k, s, p, d) for a, k, s, p, d in
+                     zip(field.axes, kernels[skip:], strides[skip:], pads[skip:], dilation[skip:]))
+        return Field(field.dims, axes, field.exact)
+
+    return rule
+
+
+def _adaptive(nd: int):
+    def rule(args, kwargs, out, field):
+        x = args[0]
+        if not _spatial_last(field, x.dim(), nd):
+            return None
+        value = out[0] if isinstance(out, (tuple, list)) else out
+        sizes, outs = tuple(x.shape[-nd:]), tuple(value.shape[-nd:])
+        if any(o == 1 and i > 1 for i, o in zip(sizes, outs)):
+            return WHOLE
+        if any(i % o for i, o in zip(sizes, outs)):
+            return None  # uneven bins: no single size and stride describes them
+        axes = tuple(a.window(i // o, i // o, 0) for a, i, o in zip(field.axes, sizes, outs))
+        return Field(field.dims, axes, field.exact)
+
+    return rule
+
+
+def _pad(args, kwargs, out, field):
+    x, pads = args[0], list(args[1] if len(args) > 1 else kwargs.get("pad", kwargs.get("padding")))
+    axes = list(field.axes)
+    for i, dim in enumerate(field.dims):
+        slot = 2 * (x.dim() - 1 - dim)
+        if slot < len(pads):
+            axes[i] = Axis(axes[i].size, axes[i].jump, axes[i].start - pads[slot] * axes[i].jump)
+    return Field(field.dims, tuple(axes), field.exact)
+
+
+def _resample(args, kwargs, out, field):
+    """Upsampling (any mode) and pixel shuffle: jump divides by the scale; an enclosing bound of the size."""
+    x = args[0]
+    value = out
+    axes = list(field.axes)
+    for i, dim in enumerate(field.dims):
+        ins, outs = x.shape[dim], value.shape[dim]
+        scale = Fraction(outs, ins)
+        a = axes[i]
+        # output o samples near input (o + 1/2)/scale - 1/2 and reads at most 2 neighbours on either side
+        axes[i] = Axis(a.size + 4 * a.jump, a.jump / scale, a.start + a.jump * (Fraction(1, 2) / scale - Fraction(1, 2)))
+    return Field(field.dims, tuple(axes), False)
+
+
+def _pixel_unshuffle(args, kwargs, out, field):
+    factor = int(args[1] if len(args) > 1 else kwargs["downscale_factor"])
+    return Field(field.dims, tuple(a.window(factor, factor, 0) for a in field.axes), field.exact)
+
+
+def _same_layout(args, kwargs, out, field):
+    return field
+
+
+def _permute(args, kwargs, out, field):
+    order = [d % args[0].dim() for d in args[1]]
+    return Field(tuple(order.index(d) for d in field.dims), field.axes, field.exact)
+
+
+def _transpose(args, kwargs, out, field):
+    n = args[0].dim()
+    a, b = args[1] % n, args[2] % n
+    swap = {a: b, b: a}
+    return Field(tuple(swap.get(d, d) for d in field.dims), field.axes, field.exact)
+
+
+def _unsqueeze(args, kwargs, out, field):
+    dim = args[1] % (args[0].dim() + 1)
+    return Field(tuple(d + 1 if d >= dim else d for d in field.dims), field.axes, field.exact)
+
+
+def _squeeze(args, kwargs, out, field):
+    x = args[0]
+    dims = args[1] if len(args) > 1 else [d for d in range(x.dim()) if x.shape[d] == 1]
+    dims = {d % x.dim() for d in (dims if isinstance(dims, (list, tuple)) else [dims]) if x.shape[d] == 1}
+    if dims & set(field.dims):
+        return None
+    return Field(tuple(d - sum(1 for r in dims if r < d) for d in field.dims), field.axes, field.exact)
+
+
+def _view(args, kwargs, out, field):
+    """Reshapes that leave the spatial dimensions as they are keep the field; flattening them away -> WHOLE."""
+    x = args[0]
+    value = out
+    before, after = tuple(x.shape), tuple(value.shape)
+    tail = len(before) - min(field.dims)
+    if before[-tail:] == after[-tail:] and tail <= len(after):
+        shift = len(after) - len(before)
+        return Field(tuple(d + shift for d in field.dims), field.axes, field.exact)
+    if min(field.dims) >= 1 and before[:1] == after[:1] and len(after) == 2:
+        return WHOLE  # flatten(1): every feature of a row now stands for the whole input
+    return None
+
+
+def _reduce(args, kwargs, out, field):
+    x = args[0]
+    dims = args[1] if len(args) > 1 else kwargs.get("dim")
+    if dims is None:
+        return WHOLE
+    dims = {d % x.dim() for d in (dims if isinstance(dims, (list, tuple)) else [dims])}
+    if dims & set(field.dims):
+        return WHOLE
+    keep = bool(args[2] if len(args) > 2 else kwargs.get("keepdim", False))
+    if keep:
+        return field
+    return Field(tuple(d - sum(1 for r in dims if r < d) for d in field.dims), field.axes, field.exact)
+
+
+def _mixing(args, kwargs, out, field):
+    return WHOLE
+
+
+def _rules() -> Dict[object, Rule]:
+    aten = torch.ops.aten
+    table: Dict[object, Rule] = {aten.convolution: _conv, aten.constant_pad_nd: _pad,
+                                 aten.pixel_unshuffle: _pixel_unshuffle, aten.pixel_shuffle: _resample,
+                                 aten.permute: _permute, aten.transpose: _transpose, aten.unsqueeze: _unsqueeze,
+                                 aten.squeeze: _squeeze, aten.view: _view, aten._unsafe_view: _view,
+                                 aten.reshape: _view}
+    for nd in (1, 2, 3):
+        for name, rule in ((f"max_pool{nd}d_with_indices", _pool(nd, True)), (f"max_pool{nd}d", _pool(nd, True)),
+                           (f"avg_pool{nd}d", _pool(nd, False)), (f"_adaptive_avg_pool{nd}d", _adaptive(nd)),
+                           (f"adaptive_avg_pool{nd}d", _adaptive(nd)), (f"adaptive_max_pool{nd}d", _adaptive(nd)),
+                           (f"reflection_pad{nd}d", _pad), (f"replication_pad{nd}d", _pad)):
+            packet = getattr(aten, name, None)
+            if packet is not None:
+                table[packet] = rule
+    for name in ("upsample_nearest1d", "upsample_nearest2d", "upsample_nearest3d", "_upsample_nearest_exact1d",
+                 "_upsample_nearest_exact2d", "_upsample_nearest_exact3d", "upsample_linear1d",
+                 "upsample_bilinear2d", "upsample_bicubic2d", "upsample_trilinear3d",
+                 "_upsample_bilinear2d_aa", "_upsample_bicubic2d_aa"):
+            packet = getattr(aten, name, None)
+            if packet is not None:
+                table[packet] = _resample
+    for name in ("native_batch_norm", "_native_batch_norm_legit", "_native_batch_norm_legit_no_training",
+                 "native_group_norm", "native_layer_norm", "native_dropout", "clone", "_to_copy", "detach",
+                 "alias", "contiguous", "_softmax", "_log_softmax", "expand", "fill_"):
+        packet = getattr(aten, name, None)
+        if packet is not None:
+            table[packet] = _same_layout
+    for name in ("mean", "sum", "amax", "amin", "max", "min", "var", "std", "var_mean", "std_mean", "logsumexp"):
+        table[getattr(aten, name)] = _reduce
+    for name in ("mm", "addmm", "bmm", "baddbmm", "matmul", "linear", "_scaled_dot_product_flash_attention",
+                 "_scaled_dot_product_efficient_attention", "_scaled_dot_product_flash_attention_for_cpu",
+                 "_scaled_dot_product_cudnn_attention", "_native_multi_head_attention", "flatten"):
+        packet = getattr(aten, name, None)
+        if packet is not None:
+            table[packet] = _mixing
+    return table
+
+
+class FieldTracker:
+    """A dispatch-mode observer that gives every operator output derived from the input its field."""
+
+    def __init__(self):
+        self.fields = WeakTensorKeyDictionary()
+        self.rules = _rules()
+        self.pointwise: Dict[object, bool] = {}  # per operator: tagged pointwise (the union of its inputs' fields)
+        self.cat = torch.ops.aten.cat
+
+    def add_input(self, tensor) -> None:
+        field = input_field(tensor) if isinstance(tensor, torch.Tensor) else None
+        if field is not None:
+            self.fields[tensor] = field
+
+    def field_of(self, value) -> FieldLike:
+        """The field of a module output: its first tensor's."""
+        if isinstance(value, torch.Tensor):
+            return self.fields.get(value)
+        if isinstance(value, (tuple, list)) and value:
+            return self.field_of(value[0])
+        if isinstance(value, dict) and value:
+            return self.field_of(next(iter(value.values())))
+        return None
+
+    def observe(self, func, args, kwargs, out) -> None:
+        if not self.fields:
+            return
+        packet = func._overloadpacket
+        rule = self.rules.get(packet)
+        if rule is None:
+            pointwise = self.pointwise.get(packet)
+            if pointwise is None:
+                pointwise = self.pointwise[packet] = torch.Tag.pointwise in func.tags
+            if not pointwise and packet is not self.cat:
+                return
+        fields = self.fields
+        if packet is self.cat:
+            inputs = [fields.get(t) for t in args[0] if isinstance(t, torch.Tensor)]
+            dim = (args[1] if len(args) > 1 else (kwargs or {}).get("dim", 0)) % out.dim()
+            known = [f for f in inputs if f is not None]
+            if not known:
+                return
+            result = _union(known) if not any(isinstance(f, Field) and dim in f.dims for f in known) else None
+        elif rule is None:  # pointwise: the union of the fields of its tensor inputs
+            known = [fields.get(a) for a in args if isinstance(a, torch.Tensor)]
+            known = [f for f in known if f is not None]
+            if not known:
+                return
+            result = _union(known)
+            if isinstance(result, Field) and out.dim() != args[0].dim():
+                result = None
+        elif rule is _mixing:  # any tracked operand (addmm's is its second) mixes every position
+            if not any(isinstance(a, torch.Tensor) and a in fields for a in args):
+                return
+            result = WHOLE
+        else:
+            first = args[0] if args else None
+            field = fields.get(first) if isinstance(first, torch.Tensor) else None
+            if field is None:
+                return
+            result = field if field == WHOLE else rule(args, kwargs or {}, out, field)
+        if result is None:
+            return
+        for tensor in (out if isinstance(out, (tuple, list)) else (out,)):
+            if isinstance(tensor, torch.Tensor):
+                fields[tensor] = result
+                break
+
+
+def _union(fields) -> FieldLike:
+    result = fields[0]
+    for other in fields[1:]:
+        if result == WHOLE or other == WHOLE:
+            return WHOLE
+        if result is None or other is None or result.dims != other.dims:
+            return None
+        axes = tuple(a.union(b) for a, b in zip(result.axes, other.axes))
+        if any(a is None for a in axes):
+            return None
+        result = Field(result.dims, axes, result.exact and other.exact)
+    return result
