@@ -5,7 +5,7 @@ of rank >= 3): ``size`` (input positions one output position sees), ``jump`` (in
 neighbouring output positions, the effective stride) and ``start`` (centre of the first output
 position's window, in input positions; negative when padding comes first). Tracked at the operator
 level inside the trace's dispatch mode, so ``F.conv2d``/``F.max_pool2d``/``F.pad`` count like modules:
-each operator's output gets its field from its inputs' fields (a ``WeakTensorKeyDictionary``, no
+each operator's output gets its field from its inputs' fields (a weak map, no
 tensor kept alive). Elementwise merges take the union of their inputs' fields. Where one output
 position depends on every input position (global pooling, flatten -> linear, attention), the field is
 :data:`WHOLE`. An operator without a rule leaves its output untracked ("unknown"), never guessed.
@@ -16,11 +16,12 @@ as elementwise, as receptive-field tables conventionally do).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from fractions import Fraction
 from typing import Callable, Dict, Optional, Tuple, Union
 
+import functools
+import weakref
+
 import torch
-from torch.utils.weak import WeakTensorKeyDictionary
 
 WHOLE = "whole input"
 
@@ -29,13 +30,13 @@ WHOLE = "whole input"
 class Axis:
     """One spatial axis of a field: size, jump and first centre, in input positions."""
 
-    size: Fraction
-    jump: Fraction
-    start: Fraction
+    size: float  # floats hold these exactly for integer strides, kernels and padding (and their halves)
+    jump: float
+    start: float
 
     def window(self, kernel: int, stride: int, pad: int, dilation: int = 1) -> "Axis":
         reach = dilation * (kernel - 1)
-        return Axis(self.size + reach * self.jump, self.jump * stride, self.start + (Fraction(reach, 2) - pad) * self.jump)
+        return Axis(self.size + reach * self.jump, self.jump * stride, self.start + (reach / 2 - pad) * self.jump)
 
     def union(self, other: "Axis") -> Optional["Axis"]:
         if self.jump != other.jump:
@@ -65,8 +66,8 @@ class Field:
 FieldLike = Union[Field, str, None]  # a Field, WHOLE, or None (not derived from the input, or unknown)
 
 
-def _number(value: Fraction):
-    return int(value) if value.denominator == 1 else float(value)
+def _number(value: float):
+    return int(value) if float(value).is_integer() else round(float(value), 4)
 
 
 def field_text(value: FieldLike, part: str) -> str:
@@ -75,13 +76,12 @@ def field_text(value: FieldLike, part: str) -> str:
     return "whole" if value == WHOLE else ""
 
 
-def input_field(tensor: torch.Tensor) -> Optional[Field]:
-    """Identity field of a model input: every position sees itself."""
-    if not tensor.is_floating_point() or tensor.dim() < 3:
+def input_field(tensor) -> Optional[Field]:
+    """Identity field of a model input: every position sees itself (None unless a floating tensor of rank >= 3)."""
+    if not isinstance(tensor, torch.Tensor) or not tensor.is_floating_point() or tensor.dim() < 3:
         return None
     nd = tensor.dim() - 2
-    one = Fraction(1)
-    return Field(tuple(range(2, tensor.dim())), tuple(Axis(one, one, Fraction(0)) for _ in range(nd)))
+    return Field(tuple(range(2, tensor.dim())), tuple(Axis(1, 1, 0) for _ in range(nd)))
 
 
 # ---- rules: (func, args, kwargs, out, field of args[0]) -> field of the output ---------------------------
@@ -112,8 +112,7 @@ def _conv(args, kwargs, out, field):
         axes = tuple(a.window(k, s, p, d) for a, k, s, p, d in zip(field.axes, kernels, stride, pad, dilation))
         return Field(field.dims, axes, field.exact)
     # output o gathers inputs i with i*s - p + j*d = o: centred on (o + p - (k-1)d/2)/s, spread (k-1)d/s
-    axes = tuple(Axis(a.size + a.jump * Fraction(d * (k - 1), s), a.jump / s,
-                      a.start + a.jump * (p - Fraction(d * (k - 1), 2)) / s)
+    axes = tuple(Axis(a.size + a.jump * d * (k - 1) / s, a.jump / s, a.start + a.jump * (p - d * (k - 1) / 2) / s)
                  for a, k, s, p, d in zip(field.axes, kernels, stride, pad, dilation))
     return Field(field.dims, axes, False)  # which inputs reach an output alternates with o: an enclosing bound
 
@@ -173,10 +172,10 @@ def _resample(args, kwargs, out, field):
     axes = list(field.axes)
     for i, dim in enumerate(field.dims):
         ins, outs = x.shape[dim], value.shape[dim]
-        scale = Fraction(outs, ins)
+        scale = outs / ins
         a = axes[i]
         # output o samples near input (o + 1/2)/scale - 1/2 and reads at most 2 neighbours on either side
-        axes[i] = Axis(a.size + 4 * a.jump, a.jump / scale, a.start + a.jump * (Fraction(1, 2) / scale - Fraction(1, 2)))
+        axes[i] = Axis(a.size + 4 * a.jump, a.jump / scale, a.start + a.jump * (0.5 / scale - 0.5))
     return Field(field.dims, tuple(axes), False)
 
 
@@ -286,17 +285,41 @@ def _rules() -> Dict[object, Rule]:
     return table
 
 
+class _WeakTensorMap:
+    """tensor -> value without keeping the tensor alive: keyed by id, checked against a weak reference
+    (a dead tensor's id may be reused; its entry then no longer matches). Lives for one pass."""
+
+    __slots__ = ("data",)
+
+    def __init__(self):
+        self.data = {}
+
+    def __bool__(self) -> bool:
+        return bool(self.data)
+
+    def get(self, tensor, default=None):
+        entry = self.data.get(id(tensor))
+        if entry is None or entry[0]() is not tensor:
+            return default
+        return entry[1]
+
+    def __contains__(self, tensor) -> bool:
+        return self.get(tensor) is not None
+
+    def __setitem__(self, tensor, value) -> None:
+        self.data[id(tensor)] = (weakref.ref(tensor), value)
+
+
 class FieldTracker:
     """A dispatch-mode observer that gives every operator output derived from the input its field."""
 
     def __init__(self):
-        self.fields = WeakTensorKeyDictionary()
+        self.fields = _WeakTensorMap()
         self.rules = _rules()
-        self.pointwise: Dict[object, bool] = {}  # per operator: tagged pointwise (the union of its inputs' fields)
-        self.cat = torch.ops.aten.cat
+        self.handlers: Dict[object, object] = {}  # operator overload -> how its output's field is made
 
     def add_input(self, tensor) -> None:
-        field = input_field(tensor) if isinstance(tensor, torch.Tensor) else None
+        field = input_field(tensor)
         if field is not None:
             self.fields[tensor] = field
 
@@ -311,48 +334,61 @@ class FieldTracker:
         return None
 
     def observe(self, func, args, kwargs, out) -> None:
-        if not self.fields:
+        handler = self.handlers.get(func)
+        if handler is None:
+            handler = self.handlers[func] = self._handler_for(func)
+        if handler is False:
             return
-        packet = func._overloadpacket
-        rule = self.rules.get(packet)
-        if rule is None:
-            pointwise = self.pointwise.get(packet)
-            if pointwise is None:
-                pointwise = self.pointwise[packet] = torch.Tag.pointwise in func.tags
-            if not pointwise and packet is not self.cat:
-                return
-        fields = self.fields
-        if packet is self.cat:
-            inputs = [fields.get(t) for t in args[0] if isinstance(t, torch.Tensor)]
-            dim = (args[1] if len(args) > 1 else (kwargs or {}).get("dim", 0)) % out.dim()
-            known = [f for f in inputs if f is not None]
-            if not known:
-                return
-            result = _union(known) if not any(isinstance(f, Field) and dim in f.dims for f in known) else None
-        elif rule is None:  # pointwise: the union of the fields of its tensor inputs
-            known = [fields.get(a) for a in args if isinstance(a, torch.Tensor)]
-            known = [f for f in known if f is not None]
-            if not known:
-                return
-            result = _union(known)
-            if isinstance(result, Field) and out.dim() != args[0].dim():
-                result = None
-        elif rule is _mixing:  # any tracked operand (addmm's is its second) mixes every position
-            if not any(isinstance(a, torch.Tensor) and a in fields for a in args):
-                return
-            result = WHOLE
-        else:
-            first = args[0] if args else None
-            field = fields.get(first) if isinstance(first, torch.Tensor) else None
-            if field is None:
-                return
-            result = field if field == WHOLE else rule(args, kwargs or {}, out, field)
+        result = handler(args, kwargs or {}, out)
         if result is None:
             return
         for tensor in (out if isinstance(out, (tuple, list)) else (out,)):
             if isinstance(tensor, torch.Tensor):
-                fields[tensor] = result
+                self.fields[tensor] = result
                 break
+
+    def _handler_for(self, func):
+        """How this operator's output field follows from its inputs' (False: it never carries one)."""
+        packet = func._overloadpacket
+        if packet is torch.ops.aten.cat:
+            return self._cat
+        rule = self.rules.get(packet)
+        if rule is _mixing:
+            return self._mixing
+        if rule is not None:
+            return functools.partial(self._windowed, rule)
+        return self._pointwise if torch.Tag.pointwise in func.tags else False
+
+    def _windowed(self, rule, args, kwargs, out) -> FieldLike:
+        first = args[0] if args else None
+        field = self.fields.get(first) if isinstance(first, torch.Tensor) else None
+        if field is None or field == WHOLE:
+            return field
+        return rule(args, kwargs, out, field)
+
+    def _pointwise(self, args, kwargs, out) -> FieldLike:
+        """The union of the fields of its tensor inputs."""
+        get = self.fields.get
+        known = [f for f in (get(a) for a in args if isinstance(a, torch.Tensor)) if f is not None]
+        if not known:
+            return None
+        result = known[0] if len(known) == 1 else _union(known)
+        if isinstance(result, Field) and out.dim() != args[0].dim():
+            return None
+        return result
+
+    def _mixing(self, args, kwargs, out) -> FieldLike:
+        """Any tracked operand (addmm's is its second) makes every output depend on every position."""
+        return WHOLE if any(isinstance(a, torch.Tensor) and a in self.fields for a in args) else None
+
+    def _cat(self, args, kwargs, out) -> FieldLike:
+        known = [f for f in (self.fields.get(t) for t in args[0] if isinstance(t, torch.Tensor)) if f is not None]
+        if not known:
+            return None
+        dim = (args[1] if len(args) > 1 else kwargs.get("dim", 0)) % out.dim()
+        if any(isinstance(f, Field) and dim in f.dims for f in known):
+            return None  # joined along a spatial axis: positions from different inputs, no single field
+        return _union(known)
 
 
 def _union(fields) -> FieldLike:

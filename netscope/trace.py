@@ -21,7 +21,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from netscope.errors import ForwardError
 from netscope.guard import paused_gc, preserved_model
 from netscope.macs import MAC_REGISTRY
-from netscope.receptive_field import FieldTracker
+from netscope.receptive_field import FieldTracker, input_field
 from netscope.records import LayerCall
 from netscope.shapes import format_shape_tree, shape_tree, shapes_only, tensor_bytes
 from netscope.window_ops import WindowOpLog
@@ -173,14 +173,15 @@ class _MacCounter(TorchDispatchMode):
 
 
 def trace(model: nn.Module, inputs, *, device=None, dtype=None, mode: str = "eval",
-          progress: Optional[Callable[[int], None]] = None) -> TraceResult:
+          progress: Optional[Callable[[int], None]] = None, receptive_field: bool = True) -> TraceResult:
     """Run ``model`` once on ``inputs`` and record every module call.
 
     ``inputs``: a :class:`netscope.inputs.InputSpec` (built here on ``device``), or ``(args, kwargs)`` of
     real tensors. ``device`` ``"meta"`` runs on a structural copy whose tensors live on the meta device;
     the user's tensors are never touched. Otherwise the pass runs where the model already is.
     ``progress``: called with 1 after each module call returns (``netscope.progress.progress``'s
-    ``advance``; ``module_count(model)`` is the usual total).
+    ``advance``; ``module_count(model)`` is the usual total). ``receptive_field``: track each call's
+    receptive field (``netscope.receptive_field``).
     """
     from netscope.inputs import InputSpec
     from netscope.meta import meta_copy
@@ -196,7 +197,7 @@ def trace(model: nn.Module, inputs, *, device=None, dtype=None, mode: str = "eva
     else:
         args, kwargs = inputs
     run = functools.partial(_run, model, tuple(args), dict(kwargs), train=(mode == "train"), device=run_device,
-                            advance=progress)
+                            advance=progress, receptive_field=receptive_field)
     if run_device.type != "meta":
         return run()
     try:
@@ -252,7 +253,8 @@ def _run(model: nn.Module, args: tuple, kwargs: dict, *, train: bool, device: to
     recorder = _Recorder(names, advance)
     window_ops = WindowOpLog(recorder)
     observers = [window_ops.observe]
-    fields = FieldTracker() if receptive_field else None
+    # fields only when the first input is spatial (floating, rank >= 3): otherwise nothing to track
+    fields = FieldTracker() if receptive_field and args and input_field(args[0]) is not None else None
     if fields is not None:
         recorder.field_of = fields.field_of
         observers.append(fields.observe)
