@@ -8,8 +8,9 @@ level inside the trace's dispatch mode, so ``F.conv2d``/``F.max_pool2d``/``F.pad
 each operator's output gets its field from its inputs' fields (a weak map, no
 tensor kept alive). Elementwise merges take the union of their inputs' fields. Where one output
 position depends on every input position (global pooling, flatten -> linear, attention), the field is
-:data:`WHOLE`. An operator without a rule leaves its output untracked ("unknown"), never guessed.
-Normalisation statistics are not counted (batch norm in eval uses none; group/layer norm are treated
+:data:`WHOLE`.
+An operator without a rule that takes a tracked tensor marks its output :data:`UNKNOWN`, which
+propagates through merges. Normalisation statistics are not counted (batch norm in eval uses none; group/layer norm are treated
 as elementwise, as receptive-field tables conventionally do).
 """
 
@@ -24,6 +25,7 @@ import weakref
 import torch
 
 WHOLE = "whole input"
+UNKNOWN = "unknown"  # derived from the input through an operator without a rule: never guessed
 
 
 @dataclass(frozen=True)
@@ -63,7 +65,7 @@ class Field:
         return values if self.exact or part != "size" else "<=" + values
 
 
-FieldLike = Union[Field, str, None]  # a Field, WHOLE, or None (not derived from the input, or unknown)
+FieldLike = Union[Field, str, None]  # a Field, WHOLE, UNKNOWN, or None (not derived from the spatial input)
 
 
 def _number(value: float):
@@ -73,7 +75,7 @@ def _number(value: float):
 def field_text(value: FieldLike, part: str) -> str:
     if isinstance(value, Field):
         return value.text(part)
-    return "whole" if value == WHOLE else ""
+    return "whole" if value == WHOLE else "?" if value == UNKNOWN else ""
 
 
 def input_field(tensor) -> Optional[Field]:
@@ -357,14 +359,25 @@ class FieldTracker:
             return self._mixing
         if rule is not None:
             return functools.partial(self._windowed, rule)
-        return self._pointwise if torch.Tag.pointwise in func.tags else False
+        return self._pointwise if torch.Tag.pointwise in func.tags else self._unknown
+
+    def _unknown(self, args, kwargs, out) -> FieldLike:
+        """An operator without a rule: its output is marked unknown when it takes a tracked tensor."""
+        fields = self.fields
+        for a in args:
+            if isinstance(a, torch.Tensor):
+                field = fields.get(a)
+                if field is not None:
+                    return WHOLE if field == WHOLE else UNKNOWN
+        return None
 
     def _windowed(self, rule, args, kwargs, out) -> FieldLike:
         first = args[0] if args else None
         field = self.fields.get(first) if isinstance(first, torch.Tensor) else None
-        if field is None or field == WHOLE:
+        if field is None or field == WHOLE or field == UNKNOWN:
             return field
-        return rule(args, kwargs, out, field)
+        result = rule(args, kwargs, out, field)
+        return UNKNOWN if result is None else result
 
     def _pointwise(self, args, kwargs, out) -> FieldLike:
         """The union of the fields of its tensor inputs."""
@@ -374,12 +387,17 @@ class FieldTracker:
             return None
         result = known[0] if len(known) == 1 else _union(known)
         if isinstance(result, Field) and out.dim() != args[0].dim():
-            return None
+            return UNKNOWN
         return result
 
     def _mixing(self, args, kwargs, out) -> FieldLike:
-        """Any tracked operand (addmm's is its second) makes every output depend on every position."""
-        return WHOLE if any(isinstance(a, torch.Tensor) and a in self.fields for a in args) else None
+        """A tracked operand (addmm's is its second) with a field makes every output depend on every position;
+        one already unknown stays unknown (which positions it covers is not known)."""
+        found = [self.fields.get(a) for a in args if isinstance(a, torch.Tensor)]
+        found = [f for f in found if f is not None]
+        if not found:
+            return None
+        return UNKNOWN if all(f == UNKNOWN for f in found) else WHOLE
 
     def _cat(self, args, kwargs, out) -> FieldLike:
         known = [f for f in (self.fields.get(t) for t in args[0] if isinstance(t, torch.Tensor)) if f is not None]
@@ -387,19 +405,20 @@ class FieldTracker:
             return None
         dim = (args[1] if len(args) > 1 else kwargs.get("dim", 0)) % out.dim()
         if any(isinstance(f, Field) and dim in f.dims for f in known):
-            return None  # joined along a spatial axis: positions from different inputs, no single field
+            return UNKNOWN  # joined along a spatial axis: positions from different inputs, no single field
         return _union(known)
 
 
 def _union(fields) -> FieldLike:
+    """Union of branch fields: WHOLE if any is whole, else UNKNOWN if any is unknown or they do not align."""
+    if WHOLE in fields:
+        return WHOLE
     result = fields[0]
     for other in fields[1:]:
-        if result == WHOLE or other == WHOLE:
-            return WHOLE
-        if result is None or other is None or result.dims != other.dims:
-            return None
+        if result == UNKNOWN or other == UNKNOWN or result.dims != other.dims:
+            return UNKNOWN
         axes = tuple(a.union(b) for a, b in zip(result.axes, other.axes))
         if any(a is None for a in axes):
-            return None
+            return UNKNOWN
         result = Field(result.dims, axes, result.exact and other.exact)
     return result
