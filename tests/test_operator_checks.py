@@ -177,3 +177,18 @@ def test_html_uses_the_severity_vocabulary():
     (check,) = netscope.summary(model, (1, 1, 8, 8), audit_names=False).checks
     status, problem, messages, severities = check_notes(check)
     assert severities == ["info"] and "asymmetric" not in problem and messages[0].startswith("H: windows read 1")
+
+
+def test_check_exits_0_on_a_causal_conv_model(tmp_path, capsys):
+    path = tmp_path / "causal.py"
+    path.write_text(
+        "import torch.nn as nn, torch.nn.functional as F\n"
+        "class CausalConv1d(nn.Conv1d):\n"
+        "    def forward(self, x):\n"
+        "        return super().forward(F.pad(x, (self.dilation[0] * (self.kernel_size[0] - 1), 0)))\n"
+        "def causal():\n"
+        "    return nn.Sequential(*[CausalConv1d(4, 4, 3, dilation=d) for d in (1, 2, 4, 8)])\n")
+    assert main(["check", f"{path}:causal", "--device", "cpu", "-i", "1,4,100"]) == 0
+    out = capsys.readouterr().out
+    assert "4 size-changing calls checked, 4 pass, 0 mismatch" in out
+    assert "receptive field of the output: 31" in out  # 1 + 2*(1 + 2 + 4 + 8): each layer reaches back 2*dilation
