@@ -55,6 +55,10 @@ class Field:
     dims: Tuple[int, ...]
     axes: Tuple[Axis, ...]
     exact: bool = True  # False once an operator's field is an enclosing bound (nearest upsample, pixel shuffle)
+    # When a reshape merged the spatial dimensions (with others) into one (channels-last Linear: (N, H, W, C)
+    # -> (N*H*W, C)), every axis's dim is that one, and this holds the merged sizes and where each axis sat
+    # among them, so the reshape back restores the axes.
+    merged: Optional[Tuple[Tuple[int, ...], Tuple[int, ...]]] = None
 
     def to_dict(self) -> dict:
         return {"size": [_number(a.size) for a in self.axes], "jump": [_number(a.jump) for a in self.axes],
@@ -91,7 +95,7 @@ Rule = Callable[..., FieldLike]
 
 
 def _spatial_last(field: Field, ndim: int, nd: int) -> bool:
-    return len(field.axes) == nd and field.dims == tuple(range(ndim - nd, ndim))
+    return field.merged is None and len(field.axes) == nd and field.dims == tuple(range(ndim - nd, ndim))
 
 
 def _ints(value, count):
@@ -158,6 +162,8 @@ def _adaptive(nd: int):
 
 
 def _pad(args, kwargs, out, field):
+    if field.merged is not None:
+        return None
     x, pads = args[0], list(args[1] if len(args) > 1 else kwargs.get("pad", kwargs.get("padding")))
     axes = list(field.axes)
     for i, dim in enumerate(field.dims):
@@ -169,6 +175,8 @@ def _pad(args, kwargs, out, field):
 
 def _resample(args, kwargs, out, field):
     """Upsampling (any mode) and pixel shuffle: jump divides by the scale; an enclosing bound of the size."""
+    if field.merged is not None:
+        return None
     x = args[0]
     value = out
     axes = list(field.axes)
@@ -182,6 +190,8 @@ def _resample(args, kwargs, out, field):
 
 
 def _pixel_unshuffle(args, kwargs, out, field):
+    if field.merged is not None:
+        return None
     factor = int(args[1] if len(args) > 1 else kwargs["downscale_factor"])
     return Field(field.dims, tuple(a.window(factor, factor, 0) for a in field.axes), field.exact)
 
@@ -192,19 +202,19 @@ def _same_layout(args, kwargs, out, field):
 
 def _permute(args, kwargs, out, field):
     order = [d % args[0].dim() for d in args[1]]
-    return Field(tuple(order.index(d) for d in field.dims), field.axes, field.exact)
+    return Field(tuple(order.index(d) for d in field.dims), field.axes, field.exact, field.merged)
 
 
 def _transpose(args, kwargs, out, field):
     n = args[0].dim()
     a, b = args[1] % n, args[2] % n
     swap = {a: b, b: a}
-    return Field(tuple(swap.get(d, d) for d in field.dims), field.axes, field.exact)
+    return Field(tuple(swap.get(d, d) for d in field.dims), field.axes, field.exact, field.merged)
 
 
 def _unsqueeze(args, kwargs, out, field):
     dim = args[1] % (args[0].dim() + 1)
-    return Field(tuple(d + 1 if d >= dim else d for d in field.dims), field.axes, field.exact)
+    return Field(tuple(d + 1 if d >= dim else d for d in field.dims), field.axes, field.exact, field.merged)
 
 
 def _squeeze(args, kwargs, out, field):
@@ -213,21 +223,84 @@ def _squeeze(args, kwargs, out, field):
     dims = {d % x.dim() for d in (dims if isinstance(dims, (list, tuple)) else [dims]) if x.shape[d] == 1}
     if dims & set(field.dims):
         return None
-    return Field(tuple(d - sum(1 for r in dims if r < d) for d in field.dims), field.axes, field.exact)
+    return Field(tuple(d - sum(1 for r in dims if r < d) for d in field.dims), field.axes, field.exact, field.merged)
+
+
+def _view_groups(before, after):
+    """Pair the dims of a reshape: [(dims of ``before``, dims of ``after``)] with equal products, in order."""
+    groups, i, j = [], 0, 0
+    while i < len(before) or j < len(after):
+        gi, gj = [i] if i < len(before) else [], [j] if j < len(after) else []
+        pi = before[i] if i < len(before) else 1
+        pj = after[j] if j < len(after) else 1
+        i, j = i + 1, j + 1
+        while pi != pj:
+            if pi < pj and i < len(before):
+                pi *= before[i]
+                gi.append(i)
+                i += 1
+            elif j < len(after):
+                pj *= after[j]
+                gj.append(j)
+                j += 1
+            else:
+                return None
+        groups.append((tuple(gi), tuple(gj)))
+    return groups
 
 
 def _view(args, kwargs, out, field):
-    """Reshapes that leave the spatial dimensions as they are keep the field; flattening them away -> WHOLE."""
-    x = args[0]
-    value = out
-    before, after = tuple(x.shape), tuple(value.shape)
-    tail = len(before) - min(field.dims)
-    if before[-tail:] == after[-tail:] and tail <= len(after):
-        shift = len(after) - len(before)
-        return Field(tuple(d + shift for d in field.dims), field.axes, field.exact)
-    if min(field.dims) >= 1 and before[:1] == after[:1] and len(after) == 2:
-        return WHOLE  # flatten(1): every feature of a row now stands for the whole input
+    """Reshapes: dims that stay keep their axes; spatial dims merged into one (with others) are remembered
+    and restored when a reshape splits them back; flatten(1) into features -> WHOLE; anything else unknown."""
+    before, after = tuple(args[0].shape), tuple(out.shape)
+    groups = _view_groups(before, after)
+    if groups is None:
+        return None
+    where = {d: (gi, gj) for gi, gj in groups for d in gi}
+    if field.merged is not None:
+        gi, gj = where[field.dims[0]]
+        sizes, places = field.merged
+        if len(gi) == 1 and len(gj) == 1:
+            return Field((gj[0],) * len(field.axes), field.axes, field.exact, field.merged)
+        if len(gi) == 1 and tuple(after[d] for d in gj) == sizes:
+            return Field(tuple(gj[p] for p in places), field.axes, field.exact)
+        return None
+    spatial = [where[d] for d in field.dims]
+    if all(len(gi) == 1 and len(gj) == 1 for gi, gj in spatial):
+        return Field(tuple(gj[0] for _, gj in spatial), field.axes, field.exact)
+    gi, gj = spatial[0]
+    if len(gj) == 1 and all(g == spatial[0] for g in spatial):  # merged into one dim of the output
+        if len(after) == 2 and gj[0] == 1 and min(gi) >= 1:
+            return WHOLE  # flatten(1): every feature of a row now stands for the whole input
+        return Field((gj[0],) * len(field.axes), field.axes, field.exact,
+                     (tuple(before[d] for d in gi), tuple(gi.index(d) for d in field.dims)))
     return None
+
+
+def _matmul(first: int):
+    """mm/bmm/matmul (operands at ``first``, ``first + 1``): the first's last dim and the second's
+    second-to-last are summed over; an operand whose spatial axes lie there -> WHOLE; otherwise an
+    operand's kept dims carry its field to the output."""
+    def rule(tracker, args, kwargs, out) -> FieldLike:
+        results = []
+        for k, operand in enumerate(args[first:first + 2]):
+            if not isinstance(operand, torch.Tensor):
+                continue
+            field = tracker.fields.get(operand)
+            if field is None:
+                continue
+            if field == WHOLE or field == UNKNOWN:
+                results.append(field)
+                continue
+            summed = operand.dim() - 1 if k == 0 else operand.dim() - 2
+            if summed in field.dims or operand.dim() != out.dim():
+                return WHOLE
+            results.append(field)
+        if not results:
+            return None
+        return _union(results)
+
+    return rule
 
 
 def _reduce(args, kwargs, out, field):
@@ -241,7 +314,7 @@ def _reduce(args, kwargs, out, field):
     keep = bool(args[2] if len(args) > 2 else kwargs.get("keepdim", False))
     if keep:
         return field
-    return Field(tuple(d - sum(1 for r in dims if r < d) for d in field.dims), field.axes, field.exact)
+    return Field(tuple(d - sum(1 for r in dims if r < d) for d in field.dims), field.axes, field.exact, field.merged)
 
 
 def _mixing(args, kwargs, out, field):
@@ -278,13 +351,17 @@ def _rules() -> Dict[object, Rule]:
             table[packet] = _same_layout
     for name in ("mean", "sum", "amax", "amin", "max", "min", "var", "std", "var_mean", "std_mean", "logsumexp"):
         table[getattr(aten, name)] = _reduce
-    for name in ("mm", "addmm", "bmm", "baddbmm", "matmul", "linear", "_scaled_dot_product_flash_attention",
+    for name in ("linear", "_scaled_dot_product_flash_attention",
                  "_scaled_dot_product_efficient_attention", "_scaled_dot_product_flash_attention_for_cpu",
                  "_scaled_dot_product_cudnn_attention", "_native_multi_head_attention", "flatten"):
         packet = getattr(aten, name, None)
         if packet is not None:
             table[packet] = _mixing
     return table
+
+
+_aten = torch.ops.aten
+MATMUL_OPERANDS = {_aten.mm: 0, _aten.bmm: 0, _aten.matmul: 0, _aten.addmm: 1, _aten.baddbmm: 1}
 
 
 class _WeakTensorMap:
@@ -354,6 +431,9 @@ class FieldTracker:
         packet = func._overloadpacket
         if packet is torch.ops.aten.cat:
             return self._cat
+        matmul = MATMUL_OPERANDS.get(packet)
+        if matmul is not None:
+            return functools.partial(_matmul(matmul), self)
         rule = self.rules.get(packet)
         if rule is _mixing:
             return self._mixing
@@ -380,15 +460,24 @@ class FieldTracker:
         return UNKNOWN if result is None else result
 
     def _pointwise(self, args, kwargs, out) -> FieldLike:
-        """The union of the fields of its tensor inputs."""
+        """The union of the fields of its tensor inputs, placed on the output's dims as broadcasting aligns them."""
         get = self.fields.get
-        known = [f for f in (get(a) for a in args if isinstance(a, torch.Tensor)) if f is not None]
+        known = []
+        for a in args:
+            if not isinstance(a, torch.Tensor):
+                continue
+            field = get(a)
+            if isinstance(field, Field):
+                shift = out.dim() - a.dim()
+                if any(a.shape[d] != out.shape[d + shift] for d in field.dims):
+                    field = UNKNOWN  # a spatial dim broadcast from size 1
+                elif shift:
+                    field = Field(tuple(d + shift for d in field.dims), field.axes, field.exact, field.merged)
+            if field is not None:
+                known.append(field)
         if not known:
             return None
-        result = known[0] if len(known) == 1 else _union(known)
-        if isinstance(result, Field) and out.dim() != args[0].dim():
-            return UNKNOWN
-        return result
+        return known[0] if len(known) == 1 else _union(known)
 
     def _mixing(self, args, kwargs, out) -> FieldLike:
         """A tracked operand (addmm's is its second) with a field makes every output depend on every position;
@@ -415,10 +504,10 @@ def _union(fields) -> FieldLike:
         return WHOLE
     result = fields[0]
     for other in fields[1:]:
-        if result == UNKNOWN or other == UNKNOWN or result.dims != other.dims:
+        if result == UNKNOWN or other == UNKNOWN or result.dims != other.dims or result.merged != other.merged:
             return UNKNOWN
         axes = tuple(a.union(b) for a, b in zip(result.axes, other.axes))
         if any(a is None for a in axes):
             return UNKNOWN
-        result = Field(result.dims, axes, result.exact and other.exact)
+        result = Field(result.dims, axes, result.exact and other.exact, result.merged)
     return result

@@ -45,7 +45,8 @@ def gradient_extents(model: nn.Module, shape, names):
     outputs = {}
     modules = dict(twin.named_modules())
     handles = [modules[n].register_forward_hook(lambda m, a, o, n=n: outputs.setdefault(n, o)) for n in names]
-    x = torch.ones(shape, dtype=torch.float64, requires_grad=True)
+    generator = torch.Generator().manual_seed(0)  # positive, varied values: a layer norm's output is not constant
+    x = (torch.rand(shape, dtype=torch.float64, generator=generator) + 0.5).requires_grad_()
     try:
         twin(x)
     finally:
@@ -224,6 +225,15 @@ def test_resnet_feature_extractors(name, stop, shape):
         model.add_module(child_name, child)
     _, exact = assert_fields_match(model, shape, ["maxpool", "layer1", "layer2.0", "layer2"])
     assert exact == 4
+
+
+def test_convnext_channels_last_linear_blocks():
+    """ConvNeXt runs its 1x1 layers as Linear on (N, H, W, C): reshaped to (N*H*W, C) and back."""
+    model = torchvision.models.convnext_tiny(weights=None).features[:2]
+    report, exact = assert_fields_match(model, (1, 3, 128, 128), ["0", "1.0", "1.2"])
+    assert exact == 3
+    # stem 4x4 stride 4, then three blocks of one 7x7 depthwise conv at jump 4
+    assert report.layers[0].receptive_field.text("size") == f"{4 + 3 * 6 * 4}x{4 + 3 * 6 * 4}"
 
 
 def test_resnet18_full_model_field_and_json():
