@@ -197,7 +197,45 @@ def _pixel_unshuffle(args, kwargs, out, field):
 
 
 def _same_layout(args, kwargs, out, field):
+    """Operators that keep every position where it is (norms, dropout, copies)."""
+    x = args[0]
+    value = out[0] if isinstance(out, (tuple, list)) else out
+    if value.dim() != x.dim() or any(value.shape[d] != x.shape[d] for d in field.dims):
+        return None
     return field
+
+
+def _softmax(args, kwargs, out, field):
+    """Softmax along a spatial axis mixes every position on it."""
+    dim = args[1] % args[0].dim()
+    return WHOLE if dim in field.dims else field
+
+
+def _slice(args, kwargs, out, field):
+    """``x[..., a:b:s]``: along a spatial axis the first centre moves by ``a`` and the jump grows ``s`` times."""
+    x = args[0]
+    get = lambda i, name, default: args[i] if len(args) > i else kwargs.get(name, default)  # noqa: E731
+    dim = get(1, "dim", 0) % x.dim()
+    if dim not in field.dims:
+        return field
+    if field.merged is not None:
+        return None
+    start, step = get(2, "start", 0) or 0, get(4, "step", 1) or 1
+    if start < 0:
+        start += x.shape[dim]
+    start = max(0, min(start, x.shape[dim]))
+    axes = tuple(Axis(a.size, a.jump * step, a.start + start * a.jump) if d == dim else a
+                 for a, d in zip(field.axes, field.dims))
+    return Field(field.dims, axes, field.exact)
+
+
+def _select(args, kwargs, out, field):
+    """``x[:, i]`` on a non-spatial dim drops it; selecting one spatial position is not a field of a tensor."""
+    x = args[0]
+    dim = args[1] % x.dim()
+    if dim in field.dims:
+        return None
+    return Field(tuple(d - 1 if d > dim else d for d in field.dims), field.axes, field.exact, field.merged)
 
 
 def _permute(args, kwargs, out, field):
@@ -345,10 +383,13 @@ def _rules() -> Dict[object, Rule]:
                 table[packet] = _resample
     for name in ("native_batch_norm", "_native_batch_norm_legit", "_native_batch_norm_legit_no_training",
                  "native_group_norm", "native_layer_norm", "native_dropout", "clone", "_to_copy", "detach",
-                 "alias", "contiguous", "_softmax", "_log_softmax", "expand", "fill_"):
+                 "alias", "contiguous", "expand"):
         packet = getattr(aten, name, None)
         if packet is not None:
             table[packet] = _same_layout
+    table[aten._softmax] = table[aten._log_softmax] = _softmax
+    table[aten.slice] = _slice
+    table[aten.select] = _select
     for name in ("mean", "sum", "amax", "amin", "max", "min", "var", "std", "var_mean", "std_mean", "logsumexp"):
         table[getattr(aten, name)] = _reduce
     for name in ("linear", "_scaled_dot_product_flash_attention",
@@ -480,8 +521,8 @@ class FieldTracker:
         return known[0] if len(known) == 1 else _union(known)
 
     def _mixing(self, args, kwargs, out) -> FieldLike:
-        """A tracked operand (addmm's is its second) with a field makes every output depend on every position;
-        one already unknown stays unknown (which positions it covers is not known)."""
+        """Attention: a tracked operand with a field makes every output depend on every position; one
+        already unknown stays unknown (which positions it covers is not known)."""
         found = [self.fields.get(a) for a in args if isinstance(a, torch.Tensor)]
         found = [f for f in found if f is not None]
         if not found:

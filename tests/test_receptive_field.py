@@ -181,7 +181,20 @@ class GlobalHead(nn.Module):
         return self.fc(self.pool(self.conv(x)).flatten(1))
 
 
+class CropSkip(nn.Module):
+    """U-Net style: a padded branch cropped (x[..., 1:-2, 1:-2]) to meet an unpadded, strided one."""
+
+    def __init__(self):
+        super().__init__()
+        self.valid = nn.Sequential(nn.Conv2d(1, 2, 5), nn.Conv2d(2, 2, 3, stride=2))
+        self.same = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.Conv2d(2, 2, 1, stride=2))
+
+    def forward(self, x):
+        return self.valid(x) + self.same(x)[..., 1:-2, 1:-2]
+
+
 CASES = {
+    "crop-skip": (CropSkip, (1, 1, 41, 41)),
     "branches": (Branches, (1, 2, 48, 48)),
     "inception": (InceptionLike, (1, 3, 40, 40)),
     "functional": (Functional, (1, 3, 41, 41)),
