@@ -17,7 +17,7 @@ as elementwise, as receptive-field tables conventionally do).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Dict, Optional, Tuple, Union
+from typing import Callable, Dict, NamedTuple, Optional, Tuple, Union
 
 import functools
 import weakref
@@ -28,9 +28,9 @@ WHOLE = "whole input"
 UNKNOWN = "unknown"  # derived from the input through an operator without a rule: never guessed
 
 
-@dataclass(frozen=True)
-class Axis:
-    """One spatial axis of a field: size, jump and first centre, in input positions."""
+class Axis(NamedTuple):
+    """One spatial axis of a field: size, jump and first centre, in input positions (a NamedTuple: one is
+    made per axis per operator, so it is kept cheap)."""
 
     size: float  # floats hold these exactly for integer strides, kernels and padding (and their halves)
     jump: float
@@ -99,6 +99,8 @@ def _spatial_last(field: Field, ndim: int, nd: int) -> bool:
 
 
 def _ints(value, count):
+    if type(value) is list and len(value) == count:  # what aten passes: a list of ints, one per dimension
+        return tuple(value)
     if isinstance(value, (list, tuple)):
         values = tuple(int(v) for v in value)
         return values * count if len(values) == 1 and count > 1 else values

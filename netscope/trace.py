@@ -173,7 +173,7 @@ class _MacCounter(TorchDispatchMode):
 
 
 def trace(model: nn.Module, inputs, *, device=None, dtype=None, mode: str = "eval",
-          progress: Optional[Callable[[int], None]] = None, receptive_field: bool = True) -> TraceResult:
+          progress: Optional[Callable[[int], None]] = None, receptive_field: bool = False) -> TraceResult:
     """Run ``model`` once on ``inputs`` and record every module call.
 
     ``inputs``: a :class:`netscope.inputs.InputSpec` (built here on ``device``), or ``(args, kwargs)`` of
@@ -243,7 +243,7 @@ def model_float_dtype(model: nn.Module) -> str:
 
 def _run(model: nn.Module, args: tuple, kwargs: dict, *, train: bool, device: torch.device,
          advance: Optional[Callable[[int], None]] = None, fake: bool = False,
-         receptive_field: bool = True) -> TraceResult:
+         receptive_field: bool = False) -> TraceResult:
     from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
 
     named = list(model.named_modules(remove_duplicate=False))
@@ -296,7 +296,7 @@ def _run(model: nn.Module, args: tuple, kwargs: dict, *, train: bool, device: to
             call.kwargs = {}
     with paused_gc():
         result = _build_result(named, recorder, output, time.perf_counter() - start, peak)
-    result.window_ops = window_ops.by_call
+    result.window_ops = window_ops.by_call()
     if error is not None:
         raise _forward_error(model, result, error) from error
     return result

@@ -60,6 +60,8 @@ class WindowOp:
 
 
 def _ints(value, count: int) -> Tuple[int, ...]:
+    if type(value) is list and len(value) == count:  # what aten passes: a list of ints, one per dimension
+        return tuple(value)
     if isinstance(value, (list, tuple)):
         values = tuple(int(v) for v in value)
         return values * count if len(values) == 1 and count > 1 else values
@@ -73,20 +75,20 @@ def _arg(args, kwargs, position: int, name: str, default):
 
 
 def _convolution(args, kwargs, out) -> Optional[WindowOp]:
-    x, weight = args[0], args[1]
-    nd = weight.dim() - 2
+    x, weight = args[0], args[1]  # shapes
+    nd = len(weight) - 2
     stride = _ints(_arg(args, kwargs, 3, "stride", 1), nd)
     padding = _ints(_arg(args, kwargs, 4, "padding", 0), nd)
     dilation = _ints(_arg(args, kwargs, 5, "dilation", 1), nd)
     transposed = bool(_arg(args, kwargs, 6, "transposed", False))
-    kernels = tuple(int(k) for k in weight.shape[2:])
+    kernels = tuple(weight[2:])
     windows = tuple(Window(k, s, p, p, d) for k, s, p, d in zip(kernels, stride, padding, dilation))
-    return WindowOp("convolution", tuple(x.shape), tuple(out.shape), windows, transposed)
+    return WindowOp("convolution", tuple(x), tuple(out), windows, transposed)
 
 
 def _pool(name: str, nd: int, dilated: bool):
     def parse(args, kwargs, out) -> Optional[WindowOp]:
-        x = args[0]
+        x = args[0]  # a shape
         kernels = _ints(_arg(args, kwargs, 1, "kernel_size", 1), nd)
         stride = _arg(args, kwargs, 2, "stride", ())
         strides = _ints(stride, nd) if stride else kernels
@@ -94,8 +96,7 @@ def _pool(name: str, nd: int, dilated: bool):
         dilation = _ints(_arg(args, kwargs, 4, "dilation", 1), nd) if dilated else (1,) * nd
         ceil_mode = bool(_arg(args, kwargs, 5 if dilated else 4, "ceil_mode", False))
         windows = tuple(Window(k, s, p, p, d, ceil_mode) for k, s, p, d in zip(kernels, strides, padding, dilation))
-        value = out[0] if isinstance(out, (tuple, list)) else out
-        return WindowOp(name, tuple(x.shape), tuple(value.shape), windows)
+        return WindowOp(name, tuple(x), tuple(out), windows)
 
     return parse
 
@@ -113,21 +114,29 @@ def _parsers():
 
 
 class WindowOpLog:
-    """A dispatch-mode observer: every convolution/pool operator call, under the module call running it."""
+    """A dispatch-mode observer: every convolution/pool operator call, under the module call running it.
+
+    During the pass it keeps only shapes and the operator's plain arguments; :meth:`by_call` parses them
+    afterwards, so the pass pays a tuple per call."""
 
     def __init__(self, recorder):
         self.recorder = recorder  # netscope.trace._Recorder: its stack says which call is running
         self.parsers = _parsers()
-        self.by_call: Dict[int, List[WindowOp]] = {}
-        self.outside: List[WindowOp] = []
+        self.raw: List[tuple] = []  # (call index or None, parser, argument shapes/values, kwargs, output shape)
 
     def observe(self, func, args, kwargs, out) -> None:
         parser = self.parsers.get(func._overloadpacket)
         if parser is None:
             return
-        op = parser(args, kwargs or {}, out)
+        light = tuple(a.shape if isinstance(a, torch.Tensor) else a for a in args)
+        value = out[0] if isinstance(out, (tuple, list)) else out
         stack = self.recorder.stack
-        if stack:
-            self.by_call.setdefault(stack[-1].index, []).append(op)
-        else:
-            self.outside.append(op)
+        self.raw.append((stack[-1].index if stack else None, parser, light, kwargs or {}, value.shape))
+
+    def by_call(self) -> Dict[int, List[WindowOp]]:
+        """Call index -> the windowed operators it ran itself, in order."""
+        calls: Dict[int, List[WindowOp]] = {}
+        for index, parser, args, kwargs, out in self.raw:
+            if index is not None:
+                calls.setdefault(index, []).append(parser(args, kwargs, out))
+        return calls

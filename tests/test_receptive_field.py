@@ -72,7 +72,7 @@ def predicted_extent(field: Field, out_sizes):
 
 
 def assert_fields_match(model, shape, names=None):
-    report = netscope.summary(model, shape, device="cpu", audit_names=False, checks=False)
+    report = netscope.summary(model, shape, device="cpu", audit_names=False, checks=False, receptive_field=True)
     calls = {c.name: c for c in report.layers if c.call_number == 1}
     names = names or [n for n, c in calls.items() if n and isinstance(c.receptive_field, Field)]
     assert names
@@ -250,7 +250,8 @@ def test_convnext_channels_last_linear_blocks():
 
 
 def test_resnet18_full_model_field_and_json():
-    report = netscope.summary(torchvision.models.resnet18(), (1, 3, 224, 224), device="meta", audit_names=False)
+    report = netscope.summary(torchvision.models.resnet18(), (1, 3, 224, 224), device="meta", audit_names=False,
+                              receptive_field=True)
     calls = {c.name: c for c in report.layers}
     assert calls["layer4"].receptive_field.text("size") == "435x435"  # the figure published for ResNet-18
     assert calls["layer4"].receptive_field.text("jump") == "32x32"
@@ -261,6 +262,19 @@ def test_resnet18_full_model_field_and_json():
     assert frame.loc[frame["name"] == "maxpool", "receptive_field"].iloc[0]["size"] == [11, 11]
     text = report.render(columns="layer,rf,jump", depth=1)
     assert "435x435" in text and "whole" in text
+    off = netscope.summary(torchvision.models.resnet18(), (1, 3, 224, 224), device="meta", audit_names=False)
+    assert all(c.receptive_field is None for c in off.layers)  # opt-in: not tracked unless asked for
+
+
+def test_cli_summary_tracks_fields_when_the_columns_ask(capsys):
+    from netscope.cli import main
+
+    assert main(["summary", "resnet18", "--device", "meta", "--columns", "layer,rf,jump", "--depth", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "435x435" in out and "32x32" in out
+    assert main(["summary", "resnet18", "--device", "meta", "-f", "json", "--receptive-field"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["layers"][0]["receptive_field"] == "whole input"
 
 
 LAYER = st.tuples(st.sampled_from(["conv", "max", "avg"]), st.integers(1, 5), st.integers(1, 3), st.integers(1, 3),

@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     check_format(args.format, args.table_style)
     check_output_paths(args, (args.output,))
     # A failed pass raises ForwardError with the diagnosis attached; the CLI prints both on stderr (exit 3).
-    report = build_report(args, checks=True, audit_names=False)
+    report = build_report(args, checks=True, audit_names=False, receptive_field=True)
     checks = report.checks
     if args.all:
         rows = [{"layer": c.layer, "class_name": c.class_name, "status": c.status, "formula": c.formula_text,

@@ -84,7 +84,8 @@ def resolve_from_args(args: argparse.Namespace, *, empty_weights: bool = False):
     return resolve_model(args.model, parse_model_args(args.model_arg), empty_weights=empty_weights)
 
 
-def build_report(args: argparse.Namespace, *, checks: bool = True, audit_names: bool = True):
+def build_report(args: argparse.Namespace, *, checks: bool = True, audit_names: bool = True,
+                 receptive_field: bool = False):
     """Resolve the model and inputs the command line names and run the summary pass.
 
     With ``--device auto`` the model is first built structurally (weights on the meta device, which is
@@ -104,7 +105,7 @@ def build_report(args: argparse.Namespace, *, checks: bool = True, audit_names: 
         resolved = resolve_from_args(args, empty_weights=(device.type == "meta"))
     return run_summary(resolved.module, inputs or resolved.inputs, device=device, dtype=dtype,
                        mode="train" if args.train else "eval", label=resolved.label, owned=True, checks=checks,
-                       audit_names=audit_names, quiet=getattr(args, "quiet", False))
+                       audit_names=audit_names, quiet=getattr(args, "quiet", False), receptive_field=receptive_field)
 
 
 def _resolve_fitting(args: argparse.Namespace, device, dtype: str):

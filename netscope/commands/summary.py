@@ -16,7 +16,10 @@ def add_arguments(parser) -> None:
                         help="show rows down to this nesting depth (the whole tree is recorded regardless)")
     parser.add_argument("--columns", "-c", default=None, metavar="COLS",
                         help="comma-separated columns: layer,name,type,depth,input,output,params,own_params,"
-                        "trainable,macs,own_macs,kernel,stride,padding,dilation,check")
+                        "trainable,macs,own_macs,kernel,stride,padding,dilation,check,rf,jump "
+                        "(rf/jump: receptive field on the input, tracked when asked for)")
+    parser.add_argument("--receptive-field", action="store_true",
+                        help="track every layer's receptive field (also in JSON; implied by --columns rf or jump)")
     parser.add_argument("--html", default=None, metavar="FILE", help="also write a self-contained HTML report")
     parser.add_argument("--plot", default=None, metavar="FILE",
                         help="also write bar charts of params and mult-adds (png, svg, pdf; needs matplotlib)")
@@ -40,7 +43,8 @@ def run(args) -> int:
 
         plot_format(args.plot)
     check_output_paths(args, (args.output, args.html, args.plot))
-    report = build_report(args)
+    wanted = args.receptive_field or bool({"rf", "jump"} & set(parse_columns(args.columns)))
+    report = build_report(args, receptive_field=wanted)
     emit(report.render(args.format, columns=args.columns, depth=args.depth, table_style=args.table_style), args)
     if args.html:
         from netscope.fileio import write_text_atomic
