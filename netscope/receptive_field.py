@@ -482,7 +482,7 @@ class FieldTracker:
             return self._mixing
         if rule is not None:
             return functools.partial(self._windowed, rule)
-        return self._pointwise if torch.Tag.pointwise in func.tags else self._unknown
+        return self._pointwise if _is_pointwise(func) else self._unknown
 
     def _unknown(self, args, kwargs, out) -> FieldLike:
         """An operator without a rule: its output is marked unknown when it takes a tracked tensor."""
@@ -539,6 +539,23 @@ class FieldTracker:
         if any(isinstance(f, Field) and dim in f.dims for f in known):
             return UNKNOWN  # joined along a spatial axis: positions from different inputs, no single field
         return _union(known)
+
+
+# elementwise operators that torch does not tag pointwise (checked on torch 2.14)
+UNTAGGED_ELEMENTWISE = frozenset({"hardswish", "prelu", "_prelu_kernel", "log_sigmoid_forward", "rrelu_with_noise"})
+
+
+def _is_pointwise(func) -> bool:
+    """Tagged pointwise, listed above, or the in-place twin (``hardswish_``) of either."""
+    if torch.Tag.pointwise in func.tags:
+        return True
+    name = func._overloadpacket.__name__
+    base = name[:-1] if name.endswith("_") else name
+    if base in UNTAGGED_ELEMENTWISE:
+        return True
+    twin = getattr(torch.ops.aten, base, None) if base != name else None
+    overload = getattr(twin, func._overloadname, None) if twin is not None else None
+    return overload is not None and torch.Tag.pointwise in overload.tags
 
 
 def _union(fields) -> FieldLike:
