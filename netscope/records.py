@@ -63,6 +63,9 @@ class LayerCall:
     output_bytes: int
     is_leaf: bool  # the module has no child modules
     hyperparams: Mapping[str, Any] = field(default_factory=dict)  # kernel_size, stride, padding, ...
+    # cumulative receptive field of the output on the model input: a netscope.receptive_field.Field,
+    # "whole input", or None (not derived from a spatial input, or through an operator without a rule)
+    receptive_field: Any = None
 
     @property
     def is_repeat(self) -> bool:

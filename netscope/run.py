@@ -66,11 +66,13 @@ def prepared(model: nn.Module, inputs, *, device: torch.device, dtype: Optional[
         yield Prepared(runnable, args, kwargs, device, run_dtype, spec, tuple(notes))
 
 
-def run_pass(prep: Prepared, *, mode: str = "eval", progress: Optional[Callable[[int], None]] = None) -> TraceResult:
+def run_pass(prep: Prepared, *, mode: str = "eval", progress: Optional[Callable[[int], None]] = None,
+             receptive_field: bool = False) -> TraceResult:
     """Trace the prepared model once. On the meta device, a forward that reads a value (``.item()``, a
     data-dependent branch) is retried under fake tensors, which carry shapes like meta ones and let
     libraries that know them (transformers' masking) skip such reads."""
-    run = lambda fake=False: trace(prep.model, (prep.args, prep.kwargs), mode=mode, progress=progress, fake=fake)
+    run = lambda fake=False: trace(prep.model, (prep.args, prep.kwargs), mode=mode, progress=progress, fake=fake,
+                                   receptive_field=receptive_field)
     if prep.device.type != "meta":
         result = run()
     else:

@@ -20,8 +20,10 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from netscope.errors import ForwardError, OutOfMemory
 from netscope.guard import GLOBAL_STATE_LOCK, frozen_heap, paused_gc, preserved_model
 from netscope.macs import MAC_REGISTRY
+from netscope.receptive_field import FieldTracker, input_field
 from netscope.records import LayerCall
 from netscope.shapes import format_shape_tree, shape_tree, shapes_only, tensor_bytes
+from netscope.window_ops import WindowOpLog
 
 HYPERPARAMETERS = ("kernel_size", "stride", "padding", "dilation", "groups", "output_padding")
 FAILED = "(failed)"
@@ -41,11 +43,12 @@ class TraceResult:
     peak_memory_bytes: Optional[int] = None
     seconds: float = 0.0
     notes: List[str] = field(default_factory=list)  # what the report must say about how the pass ran
+    window_ops: Dict[int, list] = field(default_factory=dict)  # call index -> its conv/pool operator calls
 
 
 class _OpenCall:
     __slots__ = ("index", "module", "name", "parent", "depth", "call_number", "args", "kwargs",
-                 "output", "output_bytes", "own_macs", "failed", "finished", "origin", "error")
+                 "output", "output_bytes", "own_macs", "failed", "finished", "origin", "error", "field")
 
     def __init__(self, index, module, name, parent, depth, call_number, args, kwargs):
         self.index = index
@@ -63,6 +66,7 @@ class _OpenCall:
         self.finished = False
         self.origin = None  # when failed: the innermost call the exception came from
         self.error = None  # when failed: the exception that left this call
+        self.field = None  # receptive field of the output (netscope.receptive_field), when tracked
 
 
 class _Recorder:
@@ -83,6 +87,7 @@ class _Recorder:
         self.call_counts: Dict[int, int] = {}
         self.outside_macs = 0
         self.last_failed: Optional[_OpenCall] = None  # the call whose failure was the latest hook event
+        self.field_of: Optional[Callable[[Any], Any]] = None  # output -> its receptive field
 
     def pre_hook(self, module, args):
         key = id(module)
@@ -144,6 +149,8 @@ class _Recorder:
             call.output_bytes = tensor_bytes(output)
             call.finished = True
             self.last_failed = None
+            if self.field_of is not None:
+                call.field = self.field_of(output)
         return None
 
     def add_macs(self, macs: int) -> None:
@@ -156,10 +163,11 @@ class _Recorder:
 class _MacCounter(TorchDispatchMode):
     """Charges each aten operator's multiply-adds to the innermost open call (kept lean: it sees every op)."""
 
-    def __init__(self, recorder: _Recorder):
+    def __init__(self, recorder: _Recorder, observers: Tuple[Callable, ...] = ()):
         super().__init__()
         self.recorder = recorder
         self.formulas = MAC_REGISTRY
+        self.observers = observers  # each called as observe(func, args, kwargs, out) after every operator
 
     @classmethod
     def _should_skip_dynamo(cls) -> bool:
@@ -177,18 +185,22 @@ class _MacCounter(TorchDispatchMode):
                 stack[-1].own_macs += macs
             else:
                 self.recorder.outside_macs += macs
+        for observe in self.observers:
+            observe(func, args, kwargs, out)
         return out
 
 
 def trace(model: nn.Module, inputs: Tuple[tuple, dict], *, mode: str = "eval",
-          progress: Optional[Callable[[int], None]] = None, fake: bool = False) -> TraceResult:
+          progress: Optional[Callable[[int], None]] = None, fake: bool = False,
+          receptive_field: bool = False) -> TraceResult:
     """Run ``model`` once on ready ``(args, kwargs)`` and record every module call.
 
     Placement, dtype and dummy inputs are :mod:`netscope.run`'s job (``prepared`` then ``run_pass``, which
     also retries a meta pass under fake tensors); ``trace`` runs what it is given, where it is.
     ``fake``: run under a FakeTensorMode (inputs converted to fake tensors).
     ``progress``: called with 1 after each module call returns (``netscope.progress.progress``'s
-    ``advance``; ``module_count(model)`` is the usual total).
+    ``advance``; ``module_count(model)`` is the usual total). ``receptive_field``: track each call's
+    receptive field (``netscope.receptive_field``).
     """
     if mode not in ("eval", "train"):
         raise ValueError(f"mode must be 'eval' or 'train', not {mode!r}")
@@ -198,7 +210,8 @@ def trace(model: nn.Module, inputs: Tuple[tuple, dict], *, mode: str = "eval",
         if isinstance(value, torch.Tensor):
             device = value.device
             break
-    return _run(model, tuple(args), dict(kwargs), train=(mode == "train"), device=device, advance=progress, fake=fake)
+    return _run(model, tuple(args), dict(kwargs), train=(mode == "train"), device=device, advance=progress, fake=fake,
+                receptive_field=receptive_field)
 
 
 def module_count(model: nn.Module) -> int:
@@ -222,7 +235,8 @@ def model_float_dtype(model: nn.Module) -> str:
 
 
 def _run(model: nn.Module, args: tuple, kwargs: dict, *, train: bool, device: torch.device,
-         advance: Optional[Callable[[int], None]] = None, fake: bool = False) -> TraceResult:
+         advance: Optional[Callable[[int], None]] = None, fake: bool = False,
+         receptive_field: bool = False) -> TraceResult:
     from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
 
     named = list(model.named_modules(remove_duplicate=False))
@@ -230,6 +244,13 @@ def _run(model: nn.Module, args: tuple, kwargs: dict, *, train: bool, device: to
     for name, module in named:
         names.setdefault(id(module), name)
     recorder = _Recorder(names, advance)
+    window_ops = WindowOpLog(recorder)
+    observers = [window_ops.observe]
+    # fields only when the first input is spatial (floating, rank >= 3): otherwise nothing to track
+    fields = FieldTracker() if receptive_field and args and input_field(args[0]) is not None else None
+    if fields is not None:
+        recorder.field_of = fields.field_of
+        observers.append(fields.observe)
     handles = []
     cuda = device.type == "cuda"
     start = time.perf_counter()
@@ -250,10 +271,12 @@ def _run(model: nn.Module, args: tuple, kwargs: dict, *, train: bool, device: to
                 torch.cuda.reset_peak_memory_stats(device)
             try:
                 fake_mode = _fake_mode(fake)
-                with fake_mode, _MacCounter(recorder):
+                with fake_mode, _MacCounter(recorder, tuple(observers)):
                     if fake:  # inputs as fake tensors, so code that checks for them (transformers) sees them
                         args, kwargs = torch.utils._pytree.tree_map_only(torch.Tensor, fake_mode.from_tensor,
                                                                          (args, kwargs))
+                    if fields is not None and args:
+                        fields.add_input(args[0])
                     output = runnable(*args, **kwargs)
             except Exception as exc:  # the user's forward failed: report where, then re-raise as ForwardError
                 error = exc
@@ -269,6 +292,7 @@ def _run(model: nn.Module, args: tuple, kwargs: dict, *, train: bool, device: to
     with paused_gc():
         result = _build_result(named, recorder, output, time.perf_counter() - start, peak,
                                structure_only=script)
+    result.window_ops = window_ops.by_call()
     if script:
         result.notes.append(
             "TorchScript module: its compiled code runs without module hooks, so only the whole model's input and "
@@ -346,6 +370,7 @@ def _build_result(named, recorder: _Recorder, output, seconds: float, peak, *,
             output_bytes=call.output_bytes,
             is_leaf=not module._modules,
             hyperparams=_hyperparams(module),
+            receptive_field=call.field,
         ))
     return TraceResult(
         calls=calls,

@@ -315,7 +315,10 @@ def test_warnings(module, size, code):
 def test_unread_rows_are_counted():
     prediction = predict(nn.Conv1d(1, 1, 3, stride=4), (torch.Size([1, 1, 10]),))
     (note,) = [n for n in prediction.notes if n.code == "stride-skips-input"]
-    assert "the last 3 of 10" in note.message  # windows start at 0 and 4, read 0..6; 7, 8, 9 are never read
+    # windows start at 0 and 4 and read 0..2 and 4..6: 3 is skipped between them and 7, 8, 9 lie beyond them
+    assert note.message.startswith("L: 4 of 10 input positions are never read: 1 between windows")
+    assert "the last 3 beyond the windows" in note.message
+    assert note.severity.value == "warning"  # the tail (3) is longer than the gap between windows (1)
 
 
 def test_clean_layer_has_no_warnings():

@@ -10,7 +10,7 @@ from netscope.errors import EXIT_FINDINGS, EXIT_OK
 HELP = "check every size-changing layer against its formula; exit 1 on a mismatch (for CI)"
 
 COLUMNS = ("severity", "layer", "class_name", "code", "message")
-ALL_COLUMNS = ("layer", "class_name", "status", "formula", "expected", "observed")
+ALL_COLUMNS = ("layer", "class_name", "status", "formula", "expected", "observed", "rf", "jump")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,17 +24,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from netscope.checks import check_findings, has_problems
     from netscope.commands.common import build_report, check_output_paths
+    from netscope.receptive_field import field_text
     from netscope.render.rows import check_format, render_rows
 
     check_format(args.format, args.table_style)
     check_output_paths(args, (args.output,))
     # A failed pass raises ForwardError with the diagnosis attached; the CLI prints both on stderr (exit 3).
-    report = build_report(args, checks=True, audit_names=False)
+    report = build_report(args, checks=True, audit_names=False, receptive_field=True)
     checks = report.checks
     if args.all:
         rows = [{"layer": c.layer, "class_name": c.class_name, "status": c.status, "formula": c.formula_text,
                  "expected": str(list(c.expected_shape)) if c.expected_shape else "",
-                 "observed": str(c.observed_shape)} for c in checks]
+                 "observed": str(c.observed_shape),
+                 "rf": field_text(report.layers[c.call_index].receptive_field, "size"),
+                 "jump": field_text(report.layers[c.call_index].receptive_field, "jump")} for c in checks]
         text = render_rows(rows, ALL_COLUMNS, args.format, table_style=args.table_style)
     else:
         findings = check_findings(checks, include_info=not args.no_info)
@@ -44,6 +47,21 @@ def run(args: argparse.Namespace) -> int:
     if args.format in ("table", "markdown"):
         failed = sum(1 for c in checks if c.status != "pass")
         text = (f"{report.run.model}: {len(checks)} size-changing calls checked, {len(checks) - failed} pass, "
-                f"{failed} mismatch\n" + (text if rows else "no findings"))
+                f"{failed} mismatch\n" + _field_line(report) + (text if rows else "no findings"))
     emit(text, args)
     return EXIT_FINDINGS if has_problems(checks) else EXIT_OK
+
+
+def _field_line(report) -> str:
+    """The model's receptive field, and the last spatial one before it (e.g. before global pooling)."""
+    from netscope.receptive_field import WHOLE, Field, field_text
+
+    root = report.layers[0].receptive_field if report.layers else None
+    last = next((c for c in reversed(report.layers) if isinstance(c.receptive_field, Field)), None)
+    if root is None and last is None:
+        return ""
+    parts = [f"receptive field of the output: {'the whole input' if root == WHOLE else field_text(root, 'size') or 'unknown'}"]
+    if last is not None and last.index != 0:
+        parts.append(f"last spatial one {field_text(last.receptive_field, 'size')} (jump "
+                     f"{field_text(last.receptive_field, 'jump')}) at {last.name} ({last.class_name})")
+    return "; ".join(parts) + "\n"

@@ -99,7 +99,8 @@ def model_for_keys(args: argparse.Namespace):
     return resolved.module
 
 
-def build_report(args: argparse.Namespace, *, checks: bool = True, audit_names: bool = True):
+def build_report(args: argparse.Namespace, *, checks: bool = True, audit_names: bool = True,
+                 receptive_field: bool = False):
     """Resolve the model and inputs the command line names and run the summary pass.
 
     With ``--device auto`` the model is first built structurally (weights on the meta device, which is
@@ -121,7 +122,8 @@ def build_report(args: argparse.Namespace, *, checks: bool = True, audit_names: 
     inputs = inputs.with_dtypes_of(resolved.inputs) if inputs is not None else resolved.inputs
     report = run_summary(resolved.module, inputs, device=device, dtype=dtype, mode="train" if args.train else "eval",
                          label=resolved.label, owned=True, checks=checks, audit_names=audit_names,
-                         quiet=getattr(args, "quiet", False), fallback_to_meta=auto)
+                         quiet=getattr(args, "quiet", False), fallback_to_meta=auto,
+                         receptive_field=receptive_field)
     in_output = args.command == "summary" and args.format in ("table", "markdown", "json")  # the report has them
     if not getattr(args, "quiet", False) and not in_output:
         for note in report.run.notes:

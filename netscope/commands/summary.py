@@ -17,11 +17,14 @@ def add_arguments(parser) -> None:
     parser.add_argument("--columns", "-c", default=None, metavar="COLS",
                         help="comma-separated columns (or 'all'): layer,index,name,type,depth,parent,call_number,"
                         "input,output,params,own_params,trainable,trainable_partial,macs,own_macs,output_bytes,"
-                        "is_leaf,kernel,stride,padding,dilation,groups,output_padding,check. JSON and CSV honour "
+                        "is_leaf,kernel,stride,padding,dilation,groups,output_padding,check,rf,jump (rf/jump: receptive field on the "
+                        "input, tracked when asked for). JSON and CSV honour "
                         "them too (JSON default: every column but the tree-drawn 'layer')")
     parser.add_argument("--expand", action="store_true",
                         help="show every call of runs of identical repeated blocks (folded into one row by default "
                         "in table and markdown; CSV and JSON always keep every call)")
+    parser.add_argument("--receptive-field", action="store_true",
+                        help="track every layer's receptive field (also in JSON; implied by --columns rf or jump)")
     parser.add_argument("--html", default=None, metavar="FILE", help="also write a self-contained HTML report")
     parser.add_argument("--plot", default=None, metavar="FILE",
                         help="also write bar charts of params and mult-adds (png, svg, pdf; needs matplotlib)")
@@ -44,7 +47,8 @@ def run(args) -> int:
 
         plot_format(args.plot)
     check_output_paths(args, (args.output, args.html, args.plot))
-    report = build_report(args)
+    wanted = args.receptive_field or bool({"rf", "jump"} & set(parse_columns(args.columns)))
+    report = build_report(args, receptive_field=wanted)
     emit(report.render(args.format, columns=args.columns, depth=args.depth, table_style=args.table_style,
                        expand=args.expand, width=_terminal_width(args)), args)
     if args.html:

@@ -126,6 +126,21 @@ def _step(key):
     return lambda call, ctx: ctx[key][call.index] if key in ctx else None
 
 
+def _field(part):
+    def value(call: LayerCall, ctx):
+        from netscope.receptive_field import field_text
+
+        return field_text(call.receptive_field, part)
+
+    return value
+
+
+def field_dict(call: LayerCall, ctx=None):
+    """The call's receptive field as JSON: a dict (size, jump, start per axis; exact), ``"whole input"`` or None."""
+    value = call.receptive_field
+    return value.to_dict() if hasattr(value, "to_dict") else value
+
+
 def _si_text(call: LayerCall, value, ctx=None) -> str:
     return "" if value is None else si(value)
 
@@ -157,6 +172,10 @@ _COLUMN_LIST: Tuple[Column, ...] = (
     Column("groups", "Groups", _hyper("groups"), "Int64", text=_hyper_text, numeric=True),
     Column("output_padding", "Output padding", _hyper("output_padding"), text=_hyper_text),
     Column("check", "Check", _check, "string"),
+    # receptive field on the model input, per spatial axis (tracked when asked for)
+    Column("rf", "Receptive field", _field("size"), "string", data=False),
+    Column("jump", "Jump", _field("jump"), "string", data=False),  # input positions between neighbouring outputs
+    Column("receptive_field", "Receptive field (exact)", field_dict),
     # netscope step's figures (``ctx`` carries them); not part of summary's JSON/DataFrame
     Column("bwd_macs", "Backward mult-adds", _step("backward_macs"), "Int64", text=_si_text, numeric=True, data=False),
     Column("own_bwd_macs", "Own backward mult-adds", _step("own_backward_macs"), "Int64", numeric=True, data=False),

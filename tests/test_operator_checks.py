@@ -1,0 +1,194 @@
+"""Checks at the operator call (what the convolution/pool really received) and the unread-position count."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from hypothesis import given, settings, strategies as st
+
+import netscope
+from netscope.checks import check_findings, check_trace, has_problems
+from netscope.cli import main
+from netscope.formulas.window import Window, window_notes
+from netscope.inputs import InputSpec, TensorSpec
+from netscope.render.html_data import check_notes
+from netscope.trace import trace
+
+
+def spec(*shape):
+    return InputSpec([TensorSpec(tuple(shape))])
+
+
+def brute_force_unread(kernel, stride, pad_left, pad_right, dilation, size, ceil_mode=False):
+    """Mark every position each window reads, window by window; count the input positions left unmarked."""
+    padded = size + pad_left + pad_right
+    span = dilation * (kernel - 1) + 1
+    if ceil_mode:  # PyTorch: the ceiling of the count, less a last window that would start in the right padding
+        count = -(-(padded - span) // stride) + 1
+        if (count - 1) * stride >= size + pad_left:
+            count -= 1
+    else:
+        count = (padded - span) // stride + 1
+    starts = [i * stride for i in range(count)]
+    read = set()
+    for start in starts:
+        for tap in range(kernel):
+            read.add(start + tap * dilation - pad_left)
+    return sum(1 for position in range(size) if position not in read)
+
+
+@settings(max_examples=400, deadline=None)
+@given(kernel=st.integers(1, 7), stride=st.integers(1, 9), pad_left=st.integers(0, 4), pad_right=st.integers(0, 4),
+       dilation=st.integers(1, 4), size=st.integers(1, 80), ceil_mode=st.booleans())
+def test_unread_count_equals_brute_force(kernel, stride, pad_left, pad_right, dilation, size, ceil_mode):
+    window = Window(kernel, stride, pad_left, pad_right, dilation, ceil_mode)
+    if window.output_size(size) < 1:
+        return
+    assert window.unread(size).total == brute_force_unread(kernel, stride, pad_left, pad_right, dilation, size,
+                                                           ceil_mode)
+
+
+@settings(max_examples=60, deadline=None)
+@given(kernel=st.integers(1, 6), stride=st.integers(1, 8), padding=st.integers(0, 3), dilation=st.integers(1, 3),
+       size=st.integers(1, 48))
+def test_unread_positions_are_where_the_real_kernel_sends_no_gradient(kernel, stride, padding, dilation, size):
+    window = Window(kernel, stride, padding, padding, dilation)
+    if window.output_size(size) < 1:
+        return
+    x = torch.ones(1, 1, size, requires_grad=True)
+    F.conv1d(x, torch.ones(1, 1, kernel), stride=stride, padding=padding, dilation=dilation).sum().backward()
+    assert window.unread(size).total == int((x.grad[0, 0] == 0).sum())
+    mask = window.read_mask(size)
+    assert [bool(b) for b in mask] == (x.grad[0, 0] != 0).tolist()
+
+
+def notes_of(window, size):
+    return {n.code: n for n in window_notes((window,), (size,), ("W",))}
+
+
+def test_issue_examples_one_by_one_stride_four():
+    note = notes_of(Window(1, 4, 0, 0), 32)["stride-skips-input"]
+    assert note.message.startswith("W: 24 of 32 input positions are never read")  # 8 read, 24 not
+    assert note.severity.value == "info"  # deliberate subsampling: the tail (3) is no longer than the gaps (3)
+    note = notes_of(Window(1, 4, 0, 0), 33)["stride-skips-input"]
+    assert note.message.startswith("W: 24 of 33 input positions are never read: 24 between windows")
+
+
+def test_downsample_is_info_and_a_dropped_tail_is_a_warning():
+    assert notes_of(Window(1, 2, 0, 0), 56)["stride-skips-input"].severity.value == "info"
+    tail = notes_of(Window(3, 2, 0, 0), 12)["stride-skips-input"]
+    assert tail.severity.value == "warning"
+    assert "(12 + 0 + 0 - 3) = 9 is 1 more than a multiple of the stride 2" in tail.message
+    assert "stride-skips-input" not in notes_of(Window(3, 2, 1, 1), 56)
+
+
+class Conv2dSamePadInForward(nn.Conv2d):
+    """TF 'same' padding computed in forward, as timm's Conv2dSame does."""
+
+    def forward(self, x):
+        size, k, s = x.shape[-1], self.kernel_size[0], self.stride[0]
+        total = max((-(-size // s) - 1) * s + k - size, 0)
+        return super().forward(F.pad(x, (total // 2, total - total // 2, total // 2, total - total // 2)))
+
+
+class CausalConv1d(nn.Conv1d):
+    def forward(self, x):
+        return super().forward(F.pad(x, (self.dilation[0] * (self.kernel_size[0] - 1), 0)))
+
+
+class FunctionalCausal(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(8, 4, 3))
+
+    def forward(self, x):
+        return F.conv1d(F.pad(x, (4, 0)), self.weight, dilation=2)
+
+
+def test_padding_inside_forward_passes_at_the_operator():
+    model = nn.Sequential(Conv2dSamePadInForward(3, 8, 3, stride=2), Conv2dSamePadInForward(8, 8, 5, stride=2))
+    checks = check_trace(trace(model, spec(1, 3, 224, 224)))
+    assert [c.status for c in checks] == ["pass", "pass"]
+    assert checks[0].operator == "convolution"
+    assert checks[0].dims[0].text == "H: floor((225 + 2*0 - 1*(3-1) - 1) / 2) + 1 = 112"  # the padded input
+    assert {f.code for f in checks[0].findings} == {"padded-in-forward"}
+    assert not has_problems(checks)
+
+
+@pytest.mark.parametrize("model", [
+    nn.Sequential(CausalConv1d(4, 8, 3, dilation=2), nn.ReLU(), CausalConv1d(8, 8, 3, dilation=4)),
+    nn.Sequential(FunctionalCausal(), nn.MaxPool1d(2)),
+])
+def test_causal_convolutions_pass(model):
+    checks = check_trace(trace(model, spec(1, 4, 50)))
+    assert checks and all(c.status == "pass" for c in checks)
+    assert not [f for f in check_findings(checks) if f.severity.value != "info"]
+
+
+def test_functional_pool_is_checked_and_attributed_to_its_module():
+    class Block(nn.Module):
+        def forward(self, x):
+            return F.max_pool2d(x, 2)
+
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), Block())
+    checks = check_trace(trace(model, spec(1, 1, 10, 10)))  # 8 -> 4, every position read
+    assert [(c.layer, c.operator, c.status) for c in checks] == [("0", "convolution", "pass"),
+                                                                  ("1", "max_pool2d_with_indices", "pass")]
+    checks = check_trace(trace(model, spec(1, 1, 11, 11)))  # 9: the last row is never read
+    (finding,) = check_findings(checks)
+    assert (finding.layer, finding.code, finding.severity.value) == ("1", "stride-skips-input", "warning")
+
+
+def test_max_pool1d_runs_as_2d_and_is_checked_in_1d():
+    checks = check_trace(trace(nn.Sequential(nn.MaxPool1d(3, 2)), spec(1, 2, 11)))
+    (check,) = checks
+    assert check.status == "pass" and [d.dim for d in check.dims] == ["L"]
+
+
+@pytest.mark.parametrize("name", ["tf_efficientnet_b0", "tf_mobilenetv3_large_100"])
+def test_check_exits_0_on_timm_tf_ported_models(name, capsys):
+    pytest.importorskip("timm")
+    assert main(["check", f"timm:{name}", "--device", "meta", "-f", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert "padded-in-forward" in {r["code"] for r in rows}
+    assert not [r for r in rows if r["severity"] != "info"]
+
+
+def test_resnet50_has_no_false_warning(capsys):
+    import torchvision
+
+    report = netscope.summary(torchvision.models.resnet50(), (1, 3, 224, 224), device="meta", audit_names=False)
+    assert report.check_warnings() == []
+    downsample = [f for c in report.checks for f in c.findings if f.code == "stride-skips-input"]
+    assert [f.layer for f in downsample] == ["layer2.0.downsample.0", "layer3.0.downsample.0",
+                                             "layer4.0.downsample.0"]
+    # 1x1 stride 2 on 56 reads 28 positions per axis: 28 are skipped, and the reason says so
+    assert all(f.severity.value == "info" for f in downsample)
+    assert downsample[0].message.startswith("H: 28 of 56 input positions are never read: 27 between windows")
+    assert "Formula checks" not in str(report)
+
+
+def test_html_uses_the_severity_vocabulary():
+    model = nn.Sequential(nn.Conv2d(1, 1, 3, stride=2, padding=1))
+    (check,) = netscope.summary(model, (1, 1, 8, 8), audit_names=False).checks
+    status, problem, messages, severities = check_notes(check)
+    assert severities == ["info"] and "asymmetric" not in problem and messages[0].startswith("H: windows read 1")
+
+
+def test_check_exits_0_on_a_causal_conv_model(tmp_path, capsys):
+    path = tmp_path / "causal.py"
+    path.write_text(
+        "import torch.nn as nn, torch.nn.functional as F\n"
+        "class CausalConv1d(nn.Conv1d):\n"
+        "    def forward(self, x):\n"
+        "        return super().forward(F.pad(x, (self.dilation[0] * (self.kernel_size[0] - 1), 0)))\n"
+        "def causal():\n"
+        "    return nn.Sequential(*[CausalConv1d(4, 4, 3, dilation=d) for d in (1, 2, 4, 8)])\n")
+    assert main(["check", f"{path}:causal", "--device", "cpu", "-i", "1,4,100"]) == 0
+    out = capsys.readouterr().out
+    assert "4 size-changing calls checked, 4 pass, 0 mismatch" in out
+    assert "receptive field of the output: 31" in out  # 1 + 2*(1 + 2 + 4 + 8): each layer reaches back 2*dilation

@@ -1,0 +1,307 @@
+"""Receptive field per layer call against a gradient oracle: the input positions one central output
+position depends on, on a copy with every weight positive, max-pool turned into avg-pool and ReLU into
+identity (so nothing cancels and every position a window reads gets a non-zero gradient)."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torchvision
+from hypothesis import given, settings, strategies as st
+
+import netscope
+from netscope.receptive_field import WHOLE, Field
+
+
+def _positive_copy(model: nn.Module) -> nn.Module:
+    twin = copy.deepcopy(model).double().eval()
+    for name, module in list(twin.named_modules()):
+        for child_name, child in list(module.named_children()):
+            if isinstance(child, (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d)):
+                nd = {nn.MaxPool1d: 1, nn.MaxPool2d: 2, nn.MaxPool3d: 3}[type(child)]
+                avg = {1: nn.AvgPool1d, 2: nn.AvgPool2d, 3: nn.AvgPool3d}[nd]
+                assert child.dilation in (1, (1,) * nd), "avg-pool has no dilation: not an oracle for this model"
+                setattr(module, child_name, avg(child.kernel_size, child.stride, child.padding, child.ceil_mode))
+            elif isinstance(child, (nn.ReLU, nn.ReLU6, nn.SiLU, nn.Hardswish, nn.GELU)):
+                setattr(module, child_name, nn.Identity())
+    with torch.no_grad():
+        for param in twin.parameters():
+            param.copy_(param.abs() + 0.01)
+        for buffer_name, buffer in twin.named_buffers():
+            if buffer_name.endswith("running_var"):
+                buffer.fill_(1.0)
+    return twin
+
+
+def gradient_extents(model: nn.Module, shape, names):
+    """{layer name: per spatial axis (first, last) input position with a non-zero gradient} for the
+    central output position of each named module's (first) output."""
+    twin = _positive_copy(model)
+    outputs = {}
+    modules = dict(twin.named_modules())
+    handles = [modules[n].register_forward_hook(lambda m, a, o, n=n: outputs.setdefault(n, o)) for n in names]
+    generator = torch.Generator().manual_seed(0)  # positive, varied values: a layer norm's output is not constant
+    x = (torch.rand(shape, dtype=torch.float64, generator=generator) + 0.5).requires_grad_()
+    try:
+        twin(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    extents = {}
+    for name in names:
+        out = outputs[name]
+        index = (0, slice(None)) + tuple(s // 2 for s in out.shape[2:])
+        (grad,) = torch.autograd.grad(out[index].sum(), x, retain_graph=True)
+        nonzero = (grad[0].abs().sum(0) != 0).nonzero()
+        extents[name] = tuple((int(nonzero[:, d].min()), int(nonzero[:, d].max())) for d in range(nonzero.shape[1]))
+    return extents, {n: tuple(outputs[n].shape[2:]) for n in names}
+
+
+def predicted_extent(field: Field, out_sizes):
+    """Per axis (first, last) input position of the central output position's field, unclipped."""
+    extent = []
+    for axis, out_size in zip(field.axes, out_sizes):
+        centre = axis.start + (out_size // 2) * axis.jump
+        extent.append((centre - (axis.size - 1) / 2, centre + (axis.size - 1) / 2))
+    return tuple(extent)
+
+
+def assert_fields_match(model, shape, names=None):
+    report = netscope.summary(model, shape, device="cpu", audit_names=False, checks=False, receptive_field=True)
+    calls = {c.name: c for c in report.layers if c.call_number == 1}
+    names = names or [n for n, c in calls.items() if n and c.receptive_field is not None]  # "unknown" fails below
+    assert names
+    extents, out_sizes = gradient_extents(model, shape, names)
+    in_sizes = shape[2:]
+    exact = [0]  # how many layers were compared for equality (their field lies inside the input)
+    for name in names:
+        field = calls[name].receptive_field
+        if field == WHOLE:
+            assert extents[name] == tuple((0, s - 1) for s in in_sizes), name
+            continue
+        assert isinstance(field, Field), (name, field)
+        predicted = predicted_extent(field, out_sizes[name])
+        inside = all(0 <= low and high <= size - 1 for (low, high), size in zip(predicted, in_sizes))
+        if field.exact and inside:
+            assert predicted == extents[name], (name, field)
+            exact[0] += 1
+        else:  # an enclosing bound, or a field that reaches past the input (the padding reads no input)
+            assert all(p[0] <= e[0] and e[1] <= p[1] for p, e in zip(predicted, extents[name])), (name, field)
+    return report, exact[0]
+
+
+class Branches(nn.Module):
+    """Two branches of different reach, added; then a strided, dilated conv and a pool."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(2, 4, 3, padding=2, dilation=2)
+        self.b = nn.Sequential(nn.Conv2d(2, 4, 7, padding=3), nn.ReLU())
+        self.down = nn.Conv2d(4, 4, 3, stride=2, padding=1)
+        self.pool = nn.MaxPool2d(3, stride=2, padding=1)
+
+    def forward(self, x):
+        return self.pool(self.down(self.a(x) + self.b(x)))
+
+
+class InceptionLike(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.one = nn.Conv2d(3, 4, 1)
+        self.three = nn.Conv2d(3, 4, 3, padding=1)
+        self.five = nn.Sequential(nn.Conv2d(3, 4, 5, padding=2), nn.Conv2d(4, 4, 3, padding=1))
+        self.pool = nn.Sequential(nn.AvgPool2d(3, 1, 1), nn.Conv2d(3, 4, 1))
+        self.out = nn.Conv2d(16, 8, 3, stride=2)
+
+    def forward(self, x):
+        return self.out(torch.cat([self.one(x), self.three(x), self.five(x), self.pool(x)], 1))
+
+
+class Functional(nn.Module):
+    """F.pad, F.conv2d and F.max_pool2d called in forward count like modules."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(4, 3, 3, 3))
+        self.head = nn.Conv2d(4, 4, 3)
+
+    def forward(self, x):
+        x = F.conv2d(F.pad(x, (2, 0, 2, 0)), self.weight, stride=2)
+        return self.head(F.avg_pool2d(x, 2, ceil_mode=True))
+
+
+class Causal(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.layers = nn.ModuleList(nn.Conv1d(2, 2, 3, dilation=d) for d in (1, 2, 4, 8))
+
+    def forward(self, x):
+        for layer in self.layers:
+            x = layer(F.pad(x, (2 * layer.dilation[0], 0))) + x
+        return x
+
+
+class Unshuffle(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(12, 4, 3, padding=1)
+
+    def forward(self, x):
+        return self.conv(F.pixel_unshuffle(x, 2))
+
+
+class UpDown(nn.Module):
+    """Encoder-decoder with upsample and transposed conv: fields are enclosing bounds there."""
+
+    def __init__(self):
+        super().__init__()
+        self.down = nn.Conv2d(2, 4, 3, stride=2, padding=1)
+        self.up = nn.Upsample(scale_factor=2, mode="bilinear")
+        self.tconv = nn.ConvTranspose2d(4, 2, 3, stride=2, padding=1, output_padding=1)
+        self.mix = nn.Conv2d(8, 2, 3, padding=1)
+
+    def forward(self, x):
+        d = self.down(x)
+        return self.mix(torch.cat([self.up(d), self.tconv(d), x], 1))
+
+
+class GlobalHead(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, stride=2)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(8, 2)
+
+    def forward(self, x):
+        return self.fc(self.pool(self.conv(x)).flatten(1))
+
+
+class CropSkip(nn.Module):
+    """U-Net style: a padded branch cropped (x[..., 1:-2, 1:-2]) to meet an unpadded, strided one."""
+
+    def __init__(self):
+        super().__init__()
+        self.valid = nn.Sequential(nn.Conv2d(1, 2, 5), nn.Conv2d(2, 2, 3, stride=2))
+        self.same = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.Conv2d(2, 2, 1, stride=2))
+
+    def forward(self, x):
+        return self.valid(x) + self.same(x)[..., 1:-2, 1:-2]
+
+
+CASES = {
+    "untagged-activations": (lambda: nn.Sequential(nn.Conv2d(1, 2, 3), nn.Hardswish(inplace=True), nn.Conv2d(2, 2, 3),
+                                                   nn.PReLU(), nn.Conv2d(2, 2, 3, stride=2)), (1, 1, 24, 24)),
+    "crop-skip": (CropSkip, (1, 1, 41, 41)),
+    "branches": (Branches, (1, 2, 48, 48)),
+    "inception": (InceptionLike, (1, 3, 40, 40)),
+    "functional": (Functional, (1, 3, 41, 41)),
+    "causal-1d": (Causal, (1, 2, 80)),
+    "unshuffle": (Unshuffle, (1, 3, 32, 32)),
+    "conv3d": (lambda: nn.Sequential(nn.Conv3d(1, 2, 3, stride=2), nn.MaxPool3d(2), nn.Conv3d(2, 2, 3, padding=1)),
+               (1, 1, 24, 24, 24)),
+    "pools": (lambda: nn.Sequential(nn.Conv2d(1, 2, 5, stride=3), nn.MaxPool2d(3, 2, ceil_mode=True),
+                                    nn.AvgPool2d(2, padding=1), nn.Conv2d(2, 2, 1)), (1, 1, 96, 64)),
+    "updown": (UpDown, (1, 2, 32, 32)),
+    "global": (GlobalHead, (1, 3, 17, 17)),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_field_equals_gradient_oracle(name):
+    build, shape = CASES[name]
+    torch.manual_seed(0)
+    _, exact = assert_fields_match(build(), shape)
+    assert exact >= 1
+
+
+def test_vgg11_features():
+    model = torchvision.models.vgg11(weights=None).features
+    report, exact = assert_fields_match(model, (1, 3, 128, 128), ["3", "8", "13"])
+    assert exact == 3
+    # 3x3 convs (reach 2) at jumps 1, 2, 4, 4, 8, 8, 16, 16 and 2x2 pools (reach 1) at jumps 1, 2, 4, 8, 16
+    size = 1 + 2 * (1 + 2 + 4 + 4 + 8 + 8 + 16 + 16) + 1 * (1 + 2 + 4 + 8 + 16)
+    assert report.layers[0].receptive_field.text("size") == f"{size}x{size}"
+    assert report.layers[0].receptive_field.text("jump") == "32x32"
+
+
+@pytest.mark.parametrize("name, stop, shape", [("resnet18", "layer2", (1, 3, 160, 160)),
+                                               ("resnet50", "layer2", (1, 3, 128, 128))])
+def test_resnet_feature_extractors(name, stop, shape):
+    full = torchvision.models.get_model(name, weights=None)
+    children = list(full.named_children())
+    keep = children[:[n for n, _ in children].index(stop) + 1]
+    model = nn.Sequential()
+    for child_name, child in keep:
+        model.add_module(child_name, child)
+    _, exact = assert_fields_match(model, shape, ["maxpool", "layer1", "layer2.0", "layer2"])
+    assert exact == 4
+
+
+def test_convnext_channels_last_linear_blocks():
+    """ConvNeXt runs its 1x1 layers as Linear on (N, H, W, C): reshaped to (N*H*W, C) and back."""
+    model = torchvision.models.convnext_tiny(weights=None).features[:2]
+    report, exact = assert_fields_match(model, (1, 3, 128, 128), ["0", "1.0", "1.2"])
+    assert exact == 3
+    # stem 4x4 stride 4, then three blocks of one 7x7 depthwise conv at jump 4
+    assert report.layers[0].receptive_field.text("size") == f"{4 + 3 * 6 * 4}x{4 + 3 * 6 * 4}"
+
+
+def test_resnet18_full_model_field_and_json():
+    report = netscope.summary(torchvision.models.resnet18(), (1, 3, 224, 224), device="meta", audit_names=False,
+                              receptive_field=True)
+    calls = {c.name: c for c in report.layers}
+    assert calls["layer4"].receptive_field.text("size") == "435x435"  # the figure published for ResNet-18
+    assert calls["layer4"].receptive_field.text("jump") == "32x32"
+    data = json.loads(report.to_json())
+    assert data["layers"][0]["receptive_field"] == "whole input"  # the root: global pooling, then fc
+    assert data["layers"][1]["receptive_field"] == {"size": [7, 7], "jump": [2, 2], "start": [0, 0], "exact": True}
+    frame = report.to_dataframe()
+    assert frame.loc[frame["name"] == "maxpool", "receptive_field"].iloc[0]["size"] == [11, 11]
+    text = report.render(columns="layer,rf,jump", depth=1)
+    assert "435x435" in text and "whole" in text
+    off = netscope.summary(torchvision.models.resnet18(), (1, 3, 224, 224), device="meta", audit_names=False)
+    assert all(c.receptive_field is None for c in off.layers)  # opt-in: not tracked unless asked for
+
+
+def test_cli_summary_tracks_fields_when_the_columns_ask(capsys):
+    from netscope.cli import main
+
+    assert main(["summary", "resnet18", "--device", "meta", "--columns", "layer,rf,jump", "--depth", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "435x435" in out and "32x32" in out
+    assert main(["summary", "resnet18", "--device", "meta", "-f", "json", "--receptive-field"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["layers"][0]["receptive_field"] == "whole input"
+
+
+LAYER = st.tuples(st.sampled_from(["conv", "max", "avg"]), st.integers(1, 5), st.integers(1, 3), st.integers(1, 3),
+                  st.booleans())
+
+
+def _chain(layers):
+    modules = []
+    for kind, kernel, stride, dilation, padded in layers:
+        pad = kernel // 2 if padded else 0
+        if kind == "conv":
+            modules.append(nn.Conv1d(1, 1, kernel, stride, pad, dilation))
+        elif kind == "max":
+            modules.append(nn.MaxPool1d(kernel, stride, pad))
+        else:
+            modules.append(nn.AvgPool1d(kernel, stride, pad))
+    return nn.Sequential(*modules)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(LAYER, min_size=1, max_size=5))
+def test_random_conv_pool_chains(layers):
+    model = _chain(layers)
+    try:
+        model(torch.zeros(1, 1, 400))
+    except RuntimeError:
+        return  # the chain shrinks the input below a kernel: no field to compare
+    assert_fields_match(model, (1, 1, 400))
