@@ -376,3 +376,123 @@ def test_generated_trees_match_torchs_state_dict(recipe):
     if len(saved) < len(list(model.named_parameters(remove_duplicate=False))) + sum(
             1 for m in model.modules() for n in m._buffers if n not in m._non_persistent_buffers_set):
         assert "key-collision" in {f.code for f in report.findings}  # a key lost to a collision is named
+
+
+# --- the CLI's no-memory build (issue 15) --------------------------------------------------------------
+
+def naming_truth_model(name):
+    """A zoo model by name, for the CLI (``test_naming_truth:naming_truth_model -a name=...``)."""
+    return ZOO[name]()
+
+
+@pytest.mark.parametrize("name", sorted(set(ZOO) - {"scripted resnet18", "traced resnet18"}))
+def test_cli_no_memory_build_matches_the_api_on_the_zoo(name, capsys):
+    from netscope.cli import main
+
+    assert main(["names", "test_naming_truth:naming_truth_model", "-a", f"name={name!r}", "--format", "json"]) == 0
+    out, err = capsys.readouterr()
+    import json
+
+    cli = json.loads(out)
+    api = netscope.audit_names(ZOO[name]()).to_dict()
+    assert err == ""
+    for part in ("entries", "findings", "totals"):
+        assert cli[part] == api[part], part
+
+
+CONSTRUCTORS = '''
+import torch
+import torch.nn as nn
+
+class ReadsValue(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+        self.scale = float(self.fc.weight.detach().abs().max())
+
+class MixesDevices(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+        self.register_buffer("table", torch.cat([self.fc.bias.detach(), torch.ones(4)]))
+        self.head = nn.Linear(4, 2)
+        self.tied = nn.Linear(4, 2)
+        self.tied.weight = self.head.weight
+
+class Lazy(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.LazyConv2d(4, 3)
+        self.fc = nn.LazyLinear(3)
+        shared = torch.zeros(2)
+        self.register_buffer("x", shared)
+        self.register_buffer("y", shared)
+'''
+
+
+@pytest.fixture()
+def constructors(tmp_path):
+    path = tmp_path / "constructors.py"
+    path.write_text(CONSTRUCTORS)
+    return path
+
+
+@pytest.mark.parametrize("cls, build", [("ReadsValue", "cpu"), ("MixesDevices", "fake"), ("Lazy", "meta")])
+def test_no_memory_build_falls_back_and_says_which(constructors, cls, build, capsys):
+    import json
+
+    from netscope.cli import main
+    from netscope.meta import BUILD_DESCRIPTIONS
+    from netscope.specs import resolve_model
+
+    spec = f"{constructors}:{cls}"
+    resolved = resolve_model(spec, empty_weights=True)
+    assert resolved.build == build
+    devices = {t.device.type for t in resolved.module.state_dict().values()}
+    assert devices == ({"meta"} if build == "meta" else {"cpu"})
+    if build == "fake":
+        from torch._subclasses.fake_tensor import FakeTensor
+
+        assert all(isinstance(t, FakeTensor) for t in resolved.module.state_dict().values())
+    assert main(["names", spec, "--format", "json"]) == 0
+    out, err = capsys.readouterr()
+    if build == "meta":
+        assert err == ""
+    else:
+        assert f"built with {BUILD_DESCRIPTIONS[build]} instead" in err and err.count("\n") == 1
+    namespace = {}
+    exec(compile(CONSTRUCTORS, str(constructors), "exec"), namespace)
+    api = netscope.audit_names(namespace[cls]()).to_dict()
+    cli = json.loads(out)
+    for part in ("entries", "findings", "totals"):
+        assert cli[part] == api[part], part
+
+
+def test_lazy_modules_built_without_memory_materialise_on_meta():
+    from netscope.meta import empty_weights
+
+    with empty_weights():
+        model = nn.Sequential(nn.LazyLinear(3))
+    assert isinstance(model[0].weight, LAZY) and model[0].weight.device.type == "meta"
+    model(torch.zeros(2, 5, device="meta"))
+    assert model[0].weight.shape == (3, 5) and model[0].weight.device.type == "meta"
+
+
+def test_no_memory_build_keeps_storage_sharing_without_keeping_memory():
+    from netscope.meta import empty_weights
+
+    with empty_weights():
+        model = SharedStorage()
+        fresh = [nn.Linear(64, 64) for _ in range(8)]  # freed CPU originals: recycled addresses must not alias
+    assert model.a is not model.b and model.a.untyped_storage()._cdata == model.b.untyped_storage()._cdata
+    assert model.c is model.d and model.x is model.y
+    storages = {layer.weight.untyped_storage()._cdata for layer in fresh}
+    assert len(storages) == 8
+    assert _codes(netscope.audit_names(model)) == _codes(netscope.audit_names(SharedStorage()))
+
+
+def test_a_bad_spec_is_not_retried(capsys):
+    from netscope.cli import main
+
+    assert main(["names", "no_such_model_xyz"]) == 2
+    assert "could not be built without memory" not in capsys.readouterr().err

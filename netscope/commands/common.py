@@ -81,7 +81,14 @@ def resolve_from_args(args: argparse.Namespace, *, empty_weights: bool = False):
     """The ResolvedModel the command line names."""
     from netscope.specs import parse_model_args, resolve_model
 
-    return resolve_model(args.model, parse_model_args(args.model_arg), empty_weights=empty_weights)
+    resolved = resolve_model(args.model, parse_model_args(args.model_arg), empty_weights=empty_weights)
+    if resolved.build_failures and not getattr(args, "quiet", False):
+        from netscope.meta import BUILD_DESCRIPTIONS
+
+        sys.stderr.write(f"netscope: {resolved.label} could not be built without memory "
+                         f"({'; '.join(resolved.build_failures)}); built with {BUILD_DESCRIPTIONS[resolved.build]} "
+                         "instead\n")
+    return resolved
 
 
 def build_report(args: argparse.Namespace, *, checks: bool = True, audit_names: bool = True):
