@@ -491,6 +491,19 @@ def test_no_memory_build_keeps_storage_sharing_without_keeping_memory():
     assert _codes(netscope.audit_names(model)) == _codes(netscope.audit_names(SharedStorage()))
 
 
+def test_no_memory_build_skips_parameter_initialisation():
+    import subprocess
+    import sys
+
+    code = ("import sys, torch.nn as nn\n"
+            "from netscope.meta import empty_weights\n"
+            "with empty_weights():\n"
+            "    nn.Embedding(1000, 64); nn.Linear(8, 8); nn.Conv2d(3, 8, 3)\n"
+            "print('torch._dynamo' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"  # meta normal_ would have imported torch._dynamo
+
+
 def test_a_bad_spec_is_not_retried(capsys):
     from netscope.cli import main
 
