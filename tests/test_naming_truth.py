@@ -509,3 +509,30 @@ def test_a_bad_spec_is_not_retried(capsys):
 
     assert main(["names", "no_such_model_xyz"]) == 2
     assert "could not be built without memory" not in capsys.readouterr().err
+
+
+SCRIPTED = '''
+import warnings
+import torch
+import torch.nn as nn
+
+def traced():
+    warnings.simplefilter("ignore")
+    return torch.jit.trace(nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2)), torch.zeros(1, 4))
+'''
+
+
+def test_cli_names_on_a_traced_module(tmp_path, capsys):
+    """Tracing cannot run on meta or fake weights: the CLI says so, builds for real, finds nothing false."""
+    from netscope.cli import main
+
+    path = tmp_path / "scripted.py"
+    path.write_text(SCRIPTED)
+    assert main(["names", f"{path}:traced", "--format", "json"]) == 0
+    out, err = capsys.readouterr()
+    import json
+
+    data = json.loads(out)
+    assert "built with real weights on the CPU instead" in err
+    assert data["findings"] == []
+    assert [e["key"] for e in data["entries"]] == ["0.weight", "0.bias", "2.weight", "2.bias"]
