@@ -456,6 +456,7 @@ def test_no_memory_build_falls_back_and_says_which(constructors, cls, build, cap
         assert all(isinstance(t, FakeTensor) for t in resolved.module.state_dict().values())
     assert main(["names", spec, "--format", "json"]) == 0
     out, err = capsys.readouterr()
+    assert json.loads(out)["build"] == build
     if build == "meta":
         assert err == ""
     else:
@@ -536,3 +537,23 @@ def test_cli_names_on_a_traced_module(tmp_path, capsys):
     assert "built with real weights on the CPU instead" in err
     assert data["findings"] == []
     assert [e["key"] for e in data["entries"]] == ["0.weight", "0.bias", "2.weight", "2.bias"]
+
+
+@pytest.mark.parametrize("cls, build", [("ReadsValue", "cpu"), ("MixesDevices", "fake")])
+def test_diff_and_remap_run_on_the_fallback_build(constructors, tmp_path, cls, build, capsys):
+    from netscope.cli import main
+    from netscope.meta import BUILD_DESCRIPTIONS
+
+    namespace = {}
+    exec(compile(CONSTRUCTORS, str(constructors), "exec"), namespace)
+    source = namespace[cls]()
+    checkpoint, output = tmp_path / "ckpt.pt", tmp_path / "fixed.pt"
+    torch.save({"module." + k: v for k, v in source.state_dict().items()}, checkpoint)
+    assert main(["diff", str(checkpoint), f"{constructors}:{cls}"]) in (0, 1)
+    assert f"built with {BUILD_DESCRIPTIONS[build]} instead" in capsys.readouterr().err
+    assert main(["remap", str(checkpoint), f"{constructors}:{cls}", "-o", str(output)]) == 0
+    assert f"built with {BUILD_DESCRIPTIONS[build]} instead" in capsys.readouterr().err
+    target = namespace[cls]()
+    target.load_state_dict(torch.load(output, weights_only=True), strict=True)
+    for key, value in source.state_dict().items():
+        assert torch.equal(target.state_dict()[key], value), key
