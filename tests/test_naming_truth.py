@@ -122,6 +122,19 @@ class SharedStorage(nn.Module):
         self.register_buffer("y", shared)
 
 
+class OverlappingViews(nn.Module):
+    def __init__(self):
+        super().__init__()
+        base = torch.zeros(12)
+        self.a = nn.Parameter(base[:6])
+        self.b = nn.Parameter(base[4:8])  # overlaps a (elements 4, 5)
+        self.c = nn.Parameter(base[8:])  # adjacent to b, overlaps nothing
+        grid = torch.zeros(4, 4)
+        self.even = nn.Parameter(grid[:, 0::2])  # interleaved columns: ranges intersect, elements do not
+        self.odd = nn.Parameter(grid[:, 1::2])
+        self.row = nn.Parameter(grid[1])  # shares grid[1, 0] with even and grid[1, 1] with odd
+
+
 class TiedAcrossModules(nn.Module):
     def __init__(self):
         super().__init__()
@@ -155,6 +168,7 @@ ZOO = {
     "_save_to_state_dict override": lambda: nn.Sequential(SavesKernel(2, 2), nn.ReLU()),
     "state_dict override": lambda: nn.Sequential(nn.Linear(1, 2), ReversedStateDict()),
     "shared storage": SharedStorage,
+    "overlapping views": OverlappingViews,
     "tied across modules": TiedAcrossModules,
     "lazy": lambda: nn.Sequential(nn.LazyConv2d(4, 3), nn.Flatten(), nn.LazyLinear(3)),
     "scripted resnet18": scripted,
@@ -557,3 +571,31 @@ def test_diff_and_remap_run_on_the_fallback_build(constructors, tmp_path, cls, b
     target.load_state_dict(torch.load(output, weights_only=True), strict=True)
     for key, value in source.state_dict().items():
         assert torch.equal(target.state_dict()[key], value), key
+
+
+def _overlap_by_writing(model, first, second):
+    """The independent truth: writing through one view changes the other."""
+    a, b = getattr(model, first), getattr(model, second)
+    before = b.detach().clone()
+    with torch.no_grad():
+        a.add_(1)
+    changed = not torch.equal(before, b.detach())
+    with torch.no_grad():
+        a.sub_(1)
+    return changed
+
+
+def test_overlapping_views_are_named_exactly_as_writing_shows():
+    model = OverlappingViews()
+    report = netscope.audit_names(model)
+    (first, second) = [f for f in report.findings if f.code == "overlapping-views"]
+    flagged = set()
+    for finding in (first, second):
+        flagged |= {tuple(pair.split("` with `")) for pair in
+                    (p.strip("` ") for p in finding.message.split("(", 1)[1].split(")")[0].split(", "))}
+    names = ["a", "b", "c", "even", "odd", "row"]
+    truth = {(x, y) for i, x in enumerate(names) for y in names[i + 1:]
+             if _overlap_by_writing(model, x, y)}
+    assert flagged == truth == {("a", "b"), ("even", "row"), ("odd", "row")}
+    assert report.totals.total_params == sum(p.numel() for p in model.parameters())
+    assert_truthful(model, report)

@@ -48,7 +48,7 @@ def _audit(model: nn.Module, label: str) -> NamingReport:
     registered_rows = len(rows)
     for leaf in stray_leaves:
         rows.append((_entry(leaf, leaf.key, False), leaf.tensor, None))
-    identities = [_identity(tensor) for _, tensor, _ in rows]
+    identities = [tensor_identity(tensor) if tensor is not None else None for _, tensor, _ in rows]
     entries, groups = _with_alias_groups(rows, identities)
 
     missed = _missed_params(strays, registered_tensors)
@@ -210,12 +210,6 @@ def _totals(leaves, rows, identities, groups, registered_rows: int, unregistered
         unregistered_params=unregistered_params,
         findings=findings,
     )
-
-
-def _identity(tensor) -> Optional[Hashable]:
-    if tensor is None:
-        return None
-    return ("object", id(tensor)) if is_uninitialized(tensor) else tensor_identity(tensor)  # no storage yet
 
 
 def is_uninitialized(tensor) -> bool:

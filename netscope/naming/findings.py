@@ -13,6 +13,7 @@ from netscope.records import Finding, Severity
 from netscope.naming.segments import (
     NON_PERSISTENT_BUFFER, PARAMETER, SEQUENTIAL_INDEX, WRAPPERS, index_accessor,
 )
+from netscope.naming.identity import storage_key, tensor_identity
 from netscope.naming.unregistered import StrayItem
 from netscope.naming.walk import LeafVisit, ModuleVisit
 
@@ -28,6 +29,7 @@ def collect(*, visits, leaves, saved_keys, entries, strays, missed_by_attribute,
         *unregistered_findings(strays, missed_by_attribute),
         *alias_findings(visits),
         *shared_storage_findings(leaves, saved_keys, shared_groups),
+        *overlapping_view_findings(leaves, saved_keys),
         *tied_weight_findings(leaves, saved_keys, shared_groups),
         *registration_name_findings(visits, leaves),
         *uninitialized_findings(leaves),
@@ -217,6 +219,71 @@ def shared_storage_findings(leaves: Sequence[LeafVisit], saved_keys: Sequence[Op
                 "give each its own storage (nn.Parameter(t.clone())).",
             layer=leaf.owner.path))
     return findings
+
+
+MAX_EXACT_OVERLAP = 1 << 16  # elements per view compared one by one when views are not dense
+
+
+def overlapping_view_findings(leaves: Sequence[LeafVisit], saved_keys: Sequence[Optional[str]]) -> List[Finding]:
+    """Different views of one storage whose elements overlap (writing one changes the other)."""
+    by_storage: Dict[object, Dict[object, int]] = {}
+    for i, leaf in enumerate(leaves):
+        key = storage_key(leaf.tensor) if leaf.tensor is not None else None
+        if key is not None:
+            by_storage.setdefault(key, {}).setdefault(tensor_identity(leaf.tensor), i)
+    findings = []
+    for views in by_storage.values():
+        indices = list(views.values())
+        overlaps = [(a, b, _views_overlap(leaves[a].tensor, leaves[b].tensor))
+                    for a, b in itertools.combinations(indices, 2)]
+        pairs = [(a, b, how) for a, b, how in overlaps if how]
+        if not pairs:
+            continue
+        involved = sorted({i for a, b, _ in pairs for i in (a, b)})
+        names = [saved_keys[i] or leaves[i].key for i in involved]
+        shown = ", ".join(f"`{saved_keys[a] or leaves[a].key}` with `{saved_keys[b] or leaves[b].key}`"
+                          + ("" if how == "elements" else " (byte ranges intersect; too many elements to compare one by one)")
+                          for a, b, how in pairs[:MAX_LISTED])
+        findings.append(Finding(
+            Severity.WARNING, "overlapping-views",
+            f"{_quoted(names)} are different views of one storage whose elements overlap ({shown}): "
+            "writing through one changes the other, model.parameters() and the totals here count the shared "
+            "elements once per view, and an optimizer updates them once per view; torch.save writes the storage once.",
+            fix="Give each tensor its own storage (nn.Parameter(view.clone())), or keep one tensor and derive the "
+                "others in forward.",
+            layer=leaves[involved[0]].owner.path))
+    return findings
+
+
+def _views_overlap(a, b) -> Optional[str]:
+    """"elements" when two views of one storage share an element, "ranges" when their byte ranges
+    intersect but they are too large to compare element by element, else None (metadata only)."""
+    spans = []
+    for t in (a, b):
+        if t.numel() == 0:
+            return None
+        start = t.storage_offset() * t.element_size()
+        last = sum((size - 1) * stride for size, stride in zip(t.shape, t.stride()))
+        spans.append((start, start + (last + 1) * t.element_size(), t))
+    (a0, a1, _), (b0, b1, _) = spans
+    if a1 <= b0 or b1 <= a0:
+        return None
+    if all(_dense(t) for t in (a, b)):
+        return "elements"  # each covers its whole byte range, and the ranges intersect
+    if a.dtype != b.dtype or max(a.numel(), b.numel()) > MAX_EXACT_OVERLAP:
+        return "ranges"
+    return "elements" if _element_offsets(a) & _element_offsets(b) else None
+
+
+def _dense(t) -> bool:
+    return t.numel() == 1 + sum((size - 1) * stride for size, stride in zip(t.shape, t.stride()))
+
+
+def _element_offsets(t) -> set:
+    offsets = {t.storage_offset()}
+    for size, stride in zip(t.shape, t.stride()):
+        offsets = {o + i * stride for o in offsets for i in range(size)}
+    return offsets
 
 
 def _shape_text(tensor) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Hashable
+from typing import Hashable, Optional
 
 import torch
 
@@ -15,20 +15,21 @@ def tensor_identity(tensor: torch.Tensor) -> Hashable:
     no-memory build makes for tensors that share memory); storage-less tensors fall back to object
     identity; no data is read.
     """
-    if tensor.device.type == "meta" or _is_fake(tensor):
-        try:
-            return ("meta-view", tensor.untyped_storage()._cdata, tensor.storage_offset(),
-                    tuple(tensor.shape), tuple(tensor.stride()), tensor.dtype)
-        except (RuntimeError, NotImplementedError, TypeError, AttributeError):
-            return ("object", id(tensor))
+    key = storage_key(tensor)
+    if key is None:
+        return ("object", id(tensor))
+    return ("view", key, tensor.storage_offset(), tuple(tensor.shape), tuple(tensor.stride()), tensor.dtype)
+
+
+def storage_key(tensor: torch.Tensor) -> Optional[Hashable]:
+    """Equal for tensors on one storage, whatever their view; None when that cannot be told."""
     try:
+        if tensor.device.type == "meta" or _is_fake(tensor):
+            return ("meta", tensor.untyped_storage()._cdata)
         storage = tensor.untyped_storage()
-        if storage.nbytes() > 0:
-            return ("view", str(tensor.device), storage.data_ptr(), tensor.storage_offset(),
-                    tuple(tensor.shape), tuple(tensor.stride()), tensor.dtype)
-    except (RuntimeError, NotImplementedError, TypeError):  # tensor subclasses without storage
-        pass
-    return ("object", id(tensor))
+        return (str(tensor.device), storage.data_ptr()) if storage.nbytes() > 0 else None
+    except (RuntimeError, NotImplementedError, TypeError, ValueError, AttributeError):  # no storage (subclasses, lazy)
+        return None
 
 
 def _is_fake(tensor: torch.Tensor) -> bool:
