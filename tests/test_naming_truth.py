@@ -599,3 +599,21 @@ def test_overlapping_views_are_named_exactly_as_writing_shows():
     assert flagged == truth == {("a", "b"), ("even", "row"), ("odd", "row")}
     assert report.totals.total_params == sum(p.numel() for p in model.parameters())
     assert_truthful(model, report)
+
+
+def test_one_module_under_a_dotted_alias_is_not_a_collision():
+    class SameModule(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Sequential(nn.Linear(2, 2))
+            setattr(self, "fc.0", self.fc[0])  # the very same module: both paths give one key per tensor
+
+    model = SameModule()
+    report = netscope.audit_names(model)
+    assert_truthful(model, report)
+    assert "key-collision" not in _codes(report) and "dotted-name" in _codes(report)
+
+
+def test_hook_findings_follow_the_module_order():
+    report = netscope.audit_names(hooked())
+    assert [f.layer for f in report.findings if f.code == "state-dict-hook"] == ["0", "1", "2", "3", "4"]

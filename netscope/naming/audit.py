@@ -37,7 +37,7 @@ def _audit(model: nn.Module, label: str) -> NamingReport:
     leaves = [leaf for visit in visits for leaf in leaf_visits(visit)]
     saved = model.state_dict(keep_vars=True)
     matched, leaf_keys = match_saved(leaves, saved)
-    collided = collisions(leaves, matched, leaf_keys)
+    collided = collisions(leaves, matched)
 
     registered_modules = {id(visit.module) for visit in visits}
     registered_tensors = {id(leaf.tensor) for leaf in leaves if leaf.tensor is not None}

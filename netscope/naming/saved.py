@@ -83,14 +83,15 @@ def match_saved(leaves: Sequence[LeafVisit], saved) -> Tuple[List[SavedKey], Lis
     return matched, leaf_keys
 
 
-def collisions(leaves: Sequence[LeafVisit], matched: Sequence[SavedKey], leaf_keys) -> Dict[str, List[int]]:
-    """Saved key -> every persistent leaf whose path is that key, where there are several."""
+def collisions(leaves: Sequence[LeafVisit], matched: Sequence[SavedKey]) -> Dict[str, List[int]]:
+    """Saved key -> every persistent leaf whose path is that key, where those are different tensors."""
     by_key: Dict[str, List[int]] = {}
     for i, leaf in enumerate(leaves):
         if leaf.kind != NON_PERSISTENT_BUFFER:
             by_key.setdefault(structural_key(leaf), []).append(i)
     saved = {entry.key for entry in matched}
-    return {key: members for key, members in by_key.items() if len(members) > 1 and key in saved}
+    return {key: members for key, members in by_key.items()
+            if key in saved and len({id(leaves[i].tensor) for i in members}) > 1}
 
 
 def changes(visits: Sequence[ModuleVisit], leaves: Sequence[LeafVisit], matched: Sequence[SavedKey],
@@ -118,6 +119,8 @@ def changes(visits: Sequence[ModuleVisit], leaves: Sequence[LeafVisit], matched:
         if (leaf_keys[i] is None and leaf.kind != NON_PERSISTENT_BUFFER and i not in collided_leaves
                 and structural_key(leaf) not in saved_keys and leaf.key not in saved_keys):
             found.append(_change(DROPPED, None, i, leaf.owner, by_parts))
+    order = {id(visit.module): position for position, visit in reversed(list(enumerate(visits)))}
+    found.sort(key=lambda change: order.get(id(change.agent.module), -1) if change.agent else len(visits))
     return found
 
 
