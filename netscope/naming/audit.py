@@ -12,7 +12,7 @@ from netscope.errors import UsageError
 from netscope.guard import paused_gc
 from netscope.naming import findings as naming_findings
 from netscope.naming.report import NameEntry, NamingReport, NamingTotals
-from netscope.naming.saved import SavedKey, changes, collisions, match_saved
+from netscope.naming.saved import SavedKey, changes, collisions, match_saved, structural_keys
 from netscope.naming.segments import BUFFER, EXTRA_STATE, NON_PERSISTENT_BUFFER, PARAMETER, STATE_DICT_HOOK, Segment
 from netscope.naming.unregistered import StrayItem, stray_items
 from netscope.naming.identity import tensor_identity
@@ -36,8 +36,9 @@ def _audit(model: nn.Module, label: str) -> NamingReport:
     visits = module_visits(model)
     leaves = [leaf for visit in visits for leaf in leaf_visits(visit)]
     saved = model.state_dict(keep_vars=True)
-    matched, leaf_keys = match_saved(leaves, saved)
-    collided = collisions(leaves, matched)
+    structural = structural_keys(visits, leaves)
+    matched, leaf_keys = match_saved(leaves, structural, saved)
+    collided = collisions(leaves, structural, matched)
 
     registered_modules = {id(visit.module) for visit in visits}
     registered_tensors = {id(leaf.tensor) for leaf in leaves if leaf.tensor is not None}
@@ -50,6 +51,10 @@ def _audit(model: nn.Module, label: str) -> NamingReport:
         rows.append((_entry(leaf, leaf.key, False), leaf.tensor, None))
     identities = [tensor_identity(tensor) if tensor is not None else None for _, tensor, _ in rows]
     entries, groups = _with_alias_groups(rows, identities)
+    leaf_identities: List[Optional[Hashable]] = [None] * len(leaves)
+    for (_, _, leaf_index), identity in zip(rows, identities):
+        if leaf_index is not None:
+            leaf_identities[leaf_index] = identity
 
     missed = _missed_params(strays, registered_tensors)
     findings = naming_findings.collect(
@@ -57,7 +62,8 @@ def _audit(model: nn.Module, label: str) -> NamingReport:
         missed_by_attribute=missed,
         shared_groups=[[rows[i][2] for i in members if i < registered_rows and rows[i][2] is not None]
                        for members in groups.values() if len(members) > 1],
-        collided=collided, changes=changes(visits, leaves, matched, leaf_keys, collided),
+        collided=collided, changes=changes(visits, leaves, structural, matched, leaf_keys, collided),
+        identities=leaf_identities,
     )
     totals = _totals(leaves, rows, identities, groups, registered_rows, sum(missed.values()), len(findings))
     return NamingReport(label, entries, findings, totals)
@@ -80,13 +86,16 @@ def _rows_in_state_dict_order(leaves: Sequence[LeafVisit], matched: Sequence[Sav
             leaf = leaves[item.leaf]
             rows.append((_entry(leaf, item.key, True), leaf.tensor, item.leaf))
             position_of_leaf.setdefault(item.leaf, position)
-    placed: List[Tuple[Tuple[int, int, int], Row]] = [((position, 0, 0), row) for position, row in enumerate(rows)]
+    unsaved: List[Tuple[Tuple[int, int, int], Row]] = []
     anchor = -1
     for i, leaf in enumerate(leaves):
         if i in position_of_leaf:
             anchor = max(anchor, position_of_leaf[i])
         elif leaf_keys[i] is None:
-            placed.append(((anchor, 1, i), (_entry(leaf, leaf.key, False), leaf.tensor, i)))
+            unsaved.append(((anchor, 1, i), (_entry(leaf, leaf.key, False), leaf.tensor, i)))
+    if not unsaved:
+        return rows
+    placed = [((position, 0, 0), row) for position, row in enumerate(rows)] + unsaved
     placed.sort(key=lambda pair: pair[0])
     return [row for _, row in placed]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import unicodedata
 from collections import Counter
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Hashable, List, Optional, Sequence, Tuple
 
 import torch.nn as nn
 
@@ -13,7 +13,7 @@ from netscope.records import Finding, Severity
 from netscope.naming.segments import (
     NON_PERSISTENT_BUFFER, PARAMETER, SEQUENTIAL_INDEX, WRAPPERS, index_accessor,
 )
-from netscope.naming.identity import storage_key, tensor_identity
+from netscope.naming.identity import storage_of
 from netscope.naming.unregistered import StrayItem
 from netscope.naming.walk import LeafVisit, ModuleVisit
 
@@ -21,7 +21,7 @@ MAX_LISTED = 6  # names quoted in one message before "and N more"
 
 
 def collect(*, visits, leaves, saved_keys, entries, strays, missed_by_attribute, shared_groups,
-            collided, changes) -> List[Finding]:
+            collided, changes, identities) -> List[Finding]:
     """All findings, most consequential first."""
     return [
         *key_collision_findings(leaves, saved_keys, collided),
@@ -29,7 +29,7 @@ def collect(*, visits, leaves, saved_keys, entries, strays, missed_by_attribute,
         *unregistered_findings(strays, missed_by_attribute),
         *alias_findings(visits),
         *shared_storage_findings(leaves, saved_keys, shared_groups),
-        *overlapping_view_findings(leaves, saved_keys),
+        *overlapping_view_findings(leaves, saved_keys, identities),
         *tied_weight_findings(leaves, saved_keys, shared_groups),
         *registration_name_findings(visits, leaves),
         *uninitialized_findings(leaves),
@@ -224,15 +224,20 @@ def shared_storage_findings(leaves: Sequence[LeafVisit], saved_keys: Sequence[Op
 MAX_EXACT_OVERLAP = 1 << 16  # elements per view compared one by one when views are not dense
 
 
-def overlapping_view_findings(leaves: Sequence[LeafVisit], saved_keys: Sequence[Optional[str]]) -> List[Finding]:
-    """Different views of one storage whose elements overlap (writing one changes the other)."""
-    by_storage: Dict[object, Dict[object, int]] = {}
-    for i, leaf in enumerate(leaves):
-        key = storage_key(leaf.tensor) if leaf.tensor is not None else None
-        if key is not None:
-            by_storage.setdefault(key, {}).setdefault(tensor_identity(leaf.tensor), i)
+def overlapping_view_findings(leaves: Sequence[LeafVisit], saved_keys: Sequence[Optional[str]],
+                              identities: Sequence[Optional[Hashable]]) -> List[Finding]:
+    """Different views of one storage whose elements overlap (writing one changes the other).
+
+    ``identities`` holds each leaf's :func:`tensor_identity`."""
+    by_storage: Dict[Hashable, Dict[Hashable, int]] = {}
+    for i, identity in enumerate(identities):
+        storage = storage_of(identity) if identity is not None else None
+        if storage is not None:
+            by_storage.setdefault(storage, {}).setdefault(identity, i)
     findings = []
     for views in by_storage.values():
+        if len(views) < 2:
+            continue
         indices = list(views.values())
         overlaps = [(a, b, _views_overlap(leaves[a].tensor, leaves[b].tensor))
                     for a, b in itertools.combinations(indices, 2)]
@@ -359,8 +364,10 @@ def registration_name_findings(visits: Sequence[ModuleVisit], leaves: Sequence[L
     """Registration names that break key paths: with a dot, or changed by Python's NFKC normalisation."""
     findings = []
     seen = set()
-    names = [(visit.parent, visit.name, visit.path, "module") for visit in visits if visit.parent is not None]
-    names += [(leaf.owner.module, leaf.name, leaf.key, "tensor") for leaf in leaves]
+    names = [(visit.parent, visit.name, visit.path, "module") for visit in visits
+             if visit.parent is not None and not (visit.name.isascii() and "." not in visit.name)]
+    names += [(leaf.owner.module, leaf.name, leaf.key, "tensor") for leaf in leaves
+              if not (leaf.name.isascii() and "." not in leaf.name)]
     for parent, name, path, what in names:
         if (id(parent), name) in seen:
             continue

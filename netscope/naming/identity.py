@@ -21,6 +21,11 @@ def tensor_identity(tensor: torch.Tensor) -> Hashable:
     return ("view", key, tensor.storage_offset(), tuple(tensor.shape), tuple(tensor.stride()), tensor.dtype)
 
 
+def storage_of(identity: Hashable) -> Optional[Hashable]:
+    """The :func:`storage_key` inside a :func:`tensor_identity`; None for object identities."""
+    return identity[1] if identity[0] == "view" else None
+
+
 def storage_key(tensor: torch.Tensor) -> Optional[Hashable]:
     """Equal for tensors on one storage, whatever their view; None when that cannot be told."""
     try:

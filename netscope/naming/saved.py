@@ -16,6 +16,7 @@ import torch.nn as nn
 from netscope.naming.segments import EXTRA_STATE, NON_PERSISTENT_BUFFER, WRAPPERS, wrapper_kind
 from netscope.naming.walk import LeafVisit, ModuleVisit
 
+_MISSING = object()
 _HOOK_STRIPPED_ORIGINS = frozenset(kind.origin for kind in WRAPPERS.values() if kind.hook_strips_prefix)
 
 RENAMED = "renamed"  # a registered tensor saved under a key that is not its path
@@ -45,27 +46,44 @@ class Change:
     agents: Tuple[str, ...]  # the hooks/overrides on ``agent``, by qualified name
 
 
-def structural_key(leaf: LeafVisit) -> str:
-    """The leaf's path without the segments that wrapper state_dict hooks remove (FSDP, checkpointing)."""
-    return ".".join(s.segment.text for s in leaf.steps if s.segment.origin not in _HOOK_STRIPPED_ORIGINS)
+def structural_keys(visits: Sequence[ModuleVisit], leaves: Sequence[LeafVisit]) -> List[Optional[str]]:
+    """Per leaf the key its path makes, without the segments that wrapper state_dict hooks remove
+    (FSDP, activation checkpointing); None for non-persistent buffers, which are never saved."""
+    strips = any(visit.origin in _HOOK_STRIPPED_ORIGINS for visit in visits)
+    return [None if leaf.kind == NON_PERSISTENT_BUFFER
+            else ".".join(s.segment.text for s in leaf.steps if s.segment.origin not in _HOOK_STRIPPED_ORIGINS)
+            if strips else leaf.key
+            for leaf in leaves]
 
 
-def match_saved(leaves: Sequence[LeafVisit], saved) -> Tuple[List[SavedKey], List[Optional[str]]]:
+def match_saved(leaves: Sequence[LeafVisit], structural: Sequence[Optional[str]], saved
+                ) -> Tuple[List[SavedKey], List[Optional[str]]]:
     """Each saved key with its leaf, and per leaf the first key it is saved under (None: not saved)."""
-    by_path: Dict[str, List[int]] = {}
+    leaf_keys: List[Optional[str]] = [None] * len(leaves)
+    leaf_of_key: Dict[str, int] = {}
+    for i, leaf in enumerate(leaves):  # the common case: the key is the path and holds the very tensor
+        key = leaf.key
+        if structural[i] is None or key in leaf_of_key:
+            continue
+        value = saved.get(key, _MISSING)
+        if value is not _MISSING and (value is leaf.tensor or leaf.kind == EXTRA_STATE):
+            leaf_of_key[key] = i
+            leaf_keys[i] = key
+    if len(leaf_of_key) == len(saved):
+        return [SavedKey(key, leaf_of_key[key], False) for key in saved], leaf_keys
+    by_path: Dict[str, List[int]] = {}  # the rest: wrapper-stripped paths, then object identity
+    for i, leaf in enumerate(leaves):
+        if structural[i] is not None and leaf_keys[i] is None:
+            by_path.setdefault(structural[i], []).append(i)
     by_object: Dict[int, List[int]] = {}
     for i, leaf in enumerate(leaves):
         if leaf.tensor is not None:
             by_object.setdefault(id(leaf.tensor), []).append(i)
-        if leaf.kind == NON_PERSISTENT_BUFFER:
-            continue
-        by_path.setdefault(leaf.key, []).append(i)
-        stripped = structural_key(leaf)
-        if stripped != leaf.key:
-            by_path.setdefault(stripped, []).append(i)
-    leaf_keys: List[Optional[str]] = [None] * len(leaves)
     matched: List[SavedKey] = []
     for key, value in saved.items():
+        if key in leaf_of_key:
+            matched.append(SavedKey(key, leaf_of_key[key], False))
+            continue
         index, moved = None, False
         for i in by_path.get(key, ()):
             leaf = leaves[i]
@@ -83,42 +101,43 @@ def match_saved(leaves: Sequence[LeafVisit], saved) -> Tuple[List[SavedKey], Lis
     return matched, leaf_keys
 
 
-def collisions(leaves: Sequence[LeafVisit], matched: Sequence[SavedKey]) -> Dict[str, List[int]]:
+def collisions(leaves: Sequence[LeafVisit], structural: Sequence[Optional[str]],
+               matched: Sequence[SavedKey]) -> Dict[str, List[int]]:
     """Saved key -> every persistent leaf whose path is that key, where those are different tensors."""
     by_key: Dict[str, List[int]] = {}
-    for i, leaf in enumerate(leaves):
-        if leaf.kind != NON_PERSISTENT_BUFFER:
-            by_key.setdefault(structural_key(leaf), []).append(i)
+    for i, key in enumerate(structural):
+        if key is not None:
+            by_key.setdefault(key, []).append(i)
     saved = {entry.key for entry in matched}
     return {key: members for key, members in by_key.items()
-            if key in saved and len({id(leaves[i].tensor) for i in members}) > 1}
+            if len(members) > 1 and key in saved and len({id(leaves[i].tensor) for i in members}) > 1}
 
 
-def changes(visits: Sequence[ModuleVisit], leaves: Sequence[LeafVisit], matched: Sequence[SavedKey],
-            leaf_keys: Sequence[Optional[str]], collided: Dict[str, List[int]]) -> List[Change]:
-    """What hooks and overrides changed, each with the module responsible, in state_dict order."""
+def changes(visits: Sequence[ModuleVisit], leaves: Sequence[LeafVisit], structural: Sequence[Optional[str]],
+            matched: Sequence[SavedKey], leaf_keys: Sequence[Optional[str]],
+            collided: Dict[str, List[int]]) -> List[Change]:
+    """What hooks and overrides changed, each with the module responsible, in module order."""
     saved_keys = {entry.key for entry in matched}
-    structural = {structural_key(leaf): i for i, leaf in enumerate(leaves) if leaf.kind != NON_PERSISTENT_BUFFER}
+    leaf_of_key = {key: i for i, key in enumerate(structural) if key is not None}
+    collided_leaves = {i for members in collided.values() for i in members}
+    raw: List[Tuple[str, Optional[str], Optional[int]]] = []  # (kind, key, leaf)
+    for entry in matched:
+        if entry.leaf is not None and entry.moved:
+            raw.append((SWAPPED if entry.key in leaf_of_key else RENAMED, entry.key, entry.leaf))
+        elif entry.leaf is None:
+            i = leaf_of_key.get(entry.key)
+            raw.append((REPLACED, entry.key, i) if i is not None else (ADDED, entry.key, None))
+    for i, leaf in enumerate(leaves):
+        if (leaf_keys[i] is None and structural[i] is not None and i not in collided_leaves
+                and structural[i] not in saved_keys and leaf.key not in saved_keys):
+            raw.append((DROPPED, None, i))
+    if not raw:
+        return []
     by_parts = {}
     for visit in visits:
         by_parts.setdefault(tuple(step.segment.text for step in visit.steps), visit)
-    collided_leaves = {i for members in collided.values() for i in members}
-    found: List[Change] = []
-    for entry in matched:
-        if entry.leaf is not None and entry.moved:
-            leaf = leaves[entry.leaf]
-            kind = SWAPPED if entry.key in structural else RENAMED
-            found.append(_change(kind, entry.key, entry.leaf, leaf.owner, by_parts))
-        elif entry.leaf is None:
-            if entry.key in structural:
-                i = structural[entry.key]
-                found.append(_change(REPLACED, entry.key, i, leaves[i].owner, by_parts))
-            else:
-                found.append(_change(ADDED, entry.key, None, _deepest_owner(entry.key, by_parts), by_parts))
-    for i, leaf in enumerate(leaves):
-        if (leaf_keys[i] is None and leaf.kind != NON_PERSISTENT_BUFFER and i not in collided_leaves
-                and structural_key(leaf) not in saved_keys and leaf.key not in saved_keys):
-            found.append(_change(DROPPED, None, i, leaf.owner, by_parts))
+    found = [_change(kind, key, i, leaves[i].owner if i is not None else _deepest_owner(key, by_parts), by_parts)
+             for kind, key, i in raw]
     order = {id(visit.module): position for position, visit in reversed(list(enumerate(visits)))}
     found.sort(key=lambda change: order.get(id(change.agent.module), -1) if change.agent else len(visits))
     return found

@@ -92,7 +92,8 @@ def attribute_accessor(name: str, table: str) -> str:
     """``.name`` when that is valid Python naming exactly ``name``, else ``._modules["name"]`` (or
     _parameters/_buffers). Python NFKC-normalises identifiers in source (``model.\ufb01lter`` reads
     ``model.filter``), so a name that normalisation changes is reached through its table."""
-    if name.isidentifier() and not keyword.iskeyword(name) and unicodedata.normalize("NFKC", name) == name:
+    if (name.isidentifier() and not keyword.iskeyword(name)
+            and (name.isascii() or unicodedata.normalize("NFKC", name) == name)):
         return f".{name}"
     return f".{table}[{json.dumps(name)}]"
 

@@ -55,12 +55,16 @@ def stray_items(visits: List[ModuleVisit], registered_modules: Set[int], registe
     """Unregistered items held by each distinct module (first path of each), in visit order."""
     torch_internal = frozenset(vars(nn.Module()))
     seen_owners: Set[int] = set()
+    torch_attributes = {}  # module class -> its torch-kept attributes
     found: List[StrayItem] = []
     for visit in visits:
         if id(visit.module) in seen_owners:
             continue
         seen_owners.add(id(visit.module))
-        derived = _hook_computed_attributes(visit.module) | _torch_attributes(visit.module)
+        cls = type(visit.module)
+        if cls not in torch_attributes:
+            torch_attributes[cls] = _torch_attributes(cls)
+        derived = _hook_computed_attributes(visit.module) | torch_attributes[cls]
         for attribute, value in vars(visit.module).items():
             if attribute in torch_internal or attribute in derived:
                 continue
@@ -82,9 +86,9 @@ def stray_items(visits: List[ModuleVisit], registered_modules: Set[int], registe
     return found
 
 
-def _torch_attributes(module: nn.Module) -> Set[str]:
+def _torch_attributes(module_class: type) -> Set[str]:
     names: Set[str] = set()
-    for cls in type(module).__mro__:
+    for cls in module_class.__mro__:
         names |= TORCH_ATTRIBUTES.get(f"{cls.__module__}.{cls.__qualname__}", frozenset())
     return names
 
