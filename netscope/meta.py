@@ -67,7 +67,7 @@ def empty_weights(enabled: bool = True) -> Iterator[None]:
 
 BUILD_DESCRIPTIONS = {
     "meta": "parameters on the meta device (no memory)",
-    "fake": "fake tensors (no memory)",
+    "fake": "fake tensors, then parameters on the meta device (no memory)",
     "cpu": "real weights on the CPU",
 }
 
@@ -85,22 +85,57 @@ def fake_tensors() -> Iterator[None]:
         yield
 
 
-def build_without_memory(build: Callable[[bool], T], retry: Callable[[BaseException], bool]
-                         ) -> Tuple[T, str, Tuple[str, ...]]:
-    """``build(empty_weights)`` as cheaply as it runs: on meta, else with fake tensors, else for real on
-    the CPU. Returns the result, the build used (a key of ``BUILD_DESCRIPTIONS``) and why each cheaper
-    build failed. Exceptions ``retry`` rejects (bad spec, not a failing constructor) propagate at once;
-    the real build's own exception propagates unchanged."""
+def build_without_memory(build: Callable[[bool], T], retry: Callable[[BaseException], bool],
+                         module_of: Callable[[T], object]) -> Tuple[T, str, Tuple[str, ...]]:
+    """``build(empty_weights)`` as cheaply as it runs: on meta, else with fake tensors (whose parameters
+    and buffers are then re-homed to meta, so every later step sees an ordinary meta model), else for
+    real on the CPU. Returns the result, the build used (a key of ``BUILD_DESCRIPTIONS``) and why each
+    cheaper build failed. Exceptions ``retry`` rejects (bad spec, not a failing constructor) propagate
+    at once; the real build's own exception propagates unchanged."""
     failures = []
     for kind, context in (("meta", empty_weights), ("fake", fake_tensors)):
         try:
             with context():
-                return build(kind == "meta"), kind, tuple(failures)
+                result = build(kind == "meta")
+            if kind == "fake":
+                fake_to_meta(module_of(result))
+            return result, kind, tuple(failures)
         except Exception as exc:  # the constructor cannot run without memory: try the next build
             if not retry(exc):
                 raise
             failures.append(f"{kind}: {_cause_text(exc)}")
     return build(False), "cpu", tuple(failures)
+
+
+def fake_to_meta(model) -> None:
+    """Replace ``model``'s fake parameters and buffers by meta ones, keeping its identity structure
+    (one twin per tensor object, one meta storage per fake storage)."""
+    import torch
+    import torch.nn as nn
+
+    from netscope.naming.identity import storage_key
+
+    bases, twins, keep = {}, {}, []  # keep: originals stay alive, so their ids are not recycled meanwhile
+
+    def twin(tensor, parameter: bool):
+        if id(tensor) not in twins:
+            keep.append(tensor)
+            key = storage_key(tensor)
+            if key is None:
+                meta = torch.empty_strided(tensor.shape, tensor.stride(), dtype=tensor.dtype, device="meta")
+            else:
+                if (key, tensor.dtype) not in bases:
+                    size = tensor.untyped_storage().nbytes() // tensor.element_size()
+                    bases[(key, tensor.dtype)] = torch.empty(size, dtype=tensor.dtype, device="meta")
+                meta = bases[(key, tensor.dtype)].as_strided(tensor.shape, tensor.stride(), tensor.storage_offset())
+            twins[id(tensor)] = nn.Parameter(meta, requires_grad=tensor.requires_grad) if parameter else meta
+        return twins[id(tensor)]
+
+    for module in model.modules():
+        for table, parameter in ((module._parameters, True), (module._buffers, False)):
+            for name, tensor in list(table.items()):
+                if tensor is not None and tensor.device.type != "meta":
+                    table[name] = twin(tensor, parameter)
 
 
 def _cause_text(exc: BaseException) -> str:

@@ -73,7 +73,8 @@ def resolve_model(spec: Optional[str], model_args: Optional[Mapping[str, Any]] =
                   *, empty_weights: bool = False) -> ResolvedModel:
     """Build the model a spec names. ``empty_weights`` builds it without weight memory: parameters and
     buffers on the meta device, or, when the constructor cannot run that way (it reads a value, or
-    mixes a parameter with a fresh tensor), fake tensors, then a real CPU build; ``build`` says which."""
+    mixes a parameter with a fresh tensor), fake tensors re-homed to meta, then a real CPU build;
+    ``build`` says which."""
     from netscope.sources import load_builtin_sources
 
     load_builtin_sources()
@@ -84,7 +85,7 @@ def resolve_model(spec: Optional[str], model_args: Optional[Mapping[str, Any]] =
     from netscope.meta import build_without_memory
 
     resolved, build, failures = build_without_memory(lambda empty: _resolve(spec, model_args, empty),
-                                                     retry=_constructor_failed)
+                                                     retry=_constructor_failed, module_of=lambda r: r.module)
     resolved.build, resolved.build_failures = build, failures
     return resolved
 

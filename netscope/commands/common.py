@@ -77,18 +77,24 @@ def emit(text: str, args: argparse.Namespace) -> None:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
 
 
-def resolve_from_args(args: argparse.Namespace, *, empty_weights: bool = False):
-    """The ResolvedModel the command line names."""
+def resolve_from_args(args: argparse.Namespace, *, empty_weights: bool = False, note: bool = True):
+    """The ResolvedModel the command line names; ``note``: say on stderr when the no-memory build fell back."""
     from netscope.specs import parse_model_args, resolve_model
 
     resolved = resolve_model(args.model, parse_model_args(args.model_arg), empty_weights=empty_weights)
+    if note:
+        build_note(args, resolved)
+    return resolved
+
+
+def build_note(args: argparse.Namespace, resolved) -> None:
+    """One stderr line when the no-memory build could not run and a fallback build was used."""
     if resolved.build_failures and not getattr(args, "quiet", False):
         from netscope.meta import BUILD_DESCRIPTIONS
 
         sys.stderr.write(f"netscope: {resolved.label} could not be built without memory "
                          f"({'; '.join(resolved.build_failures)}); built with {BUILD_DESCRIPTIONS[resolved.build]} "
                          "instead\n")
-    return resolved
 
 
 def build_report(args: argparse.Namespace, *, checks: bool = True, audit_names: bool = True):
@@ -120,12 +126,13 @@ def _resolve_fitting(args: argparse.Namespace, device, dtype: str):
 
     from netscope.meta import available_memory_bytes, weight_bytes
 
-    structural = resolve_from_args(args, empty_weights=True)
+    structural = resolve_from_args(args, empty_weights=True, note=False)  # only sizes the weights
     needed = weight_bytes(structural.module, dtype)
     available = available_memory_bytes(device)
     if available is None or needed <= available:
         del structural
         return resolve_from_args(args), device
+    build_note(args, structural)
     if not getattr(args, "quiet", False):
         sys.stderr.write(
             f"netscope: {structural.label}'s weights need {needed / 2**30:.1f} GiB but {device} has "
