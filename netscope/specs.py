@@ -15,7 +15,7 @@ import inspect
 import os
 import sys
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from netscope.errors import ModelSpecError, UsageError
 from netscope.inputs import InputSpec, TensorSpec
@@ -31,6 +31,8 @@ class ResolvedModel:
     label: str  # what the user asked for, for titles
     inputs: InputSpec  # the default dummy input for this model
     source: str = "torchvision"
+    build: str = "real"  # with empty_weights: "meta", or the fallback "fake"/"cpu" (netscope.meta.BUILD_DESCRIPTIONS)
+    build_failures: Tuple[str, ...] = ()  # why each cheaper build failed
 
 
 # prefix -> resolver(name, model_args, empty_weights) -> ResolvedModel; filled by netscope.sources
@@ -69,22 +71,39 @@ def parse_model_args(pairs: Optional[Sequence[str]]) -> Dict[str, Any]:
 
 def resolve_model(spec: Optional[str], model_args: Optional[Mapping[str, Any]] = None,
                   *, empty_weights: bool = False) -> ResolvedModel:
-    """Build the model a spec names. ``empty_weights`` puts parameters and buffers on the meta device."""
+    """Build the model a spec names. ``empty_weights`` builds it without weight memory: parameters and
+    buffers on the meta device, or, when the constructor cannot run that way (it reads a value, or
+    mixes a parameter with a fresh tensor), fake tensors re-homed to meta, then a real CPU build;
+    ``build`` says which."""
     from netscope.sources import load_builtin_sources
-    from netscope.meta import empty_weights as empty_weights_ctx
 
     load_builtin_sources()
     spec = spec or DEFAULT_MODEL
     model_args = dict(model_args or {})
+    if not empty_weights:
+        return _resolve(spec, model_args, False)
+    from netscope.meta import build_without_memory
+
+    resolved, build, failures = build_without_memory(lambda empty: _resolve(spec, model_args, empty),
+                                                     retry=_constructor_failed, module_of=lambda r: r.module)
+    resolved.build, resolved.build_failures = build, failures
+    return resolved
+
+
+def _constructor_failed(exc: BaseException) -> bool:
+    """The spec was fine and the model's own code raised (so another build may succeed)."""
+    return isinstance(exc, ModelSpecError) and exc.__cause__ is not None
+
+
+def _resolve(spec: str, model_args: Dict[str, Any], empty_weights: bool) -> ResolvedModel:
     prefix, sep, rest = spec.partition(":")
-    with empty_weights_ctx(enabled=empty_weights):
-        if sep and prefix in SOURCES:
-            return SOURCES[prefix](rest, model_args, empty_weights)
-        if sep and (prefix.endswith(".py") or os.sep in prefix or "/" in prefix):
-            return _from_file(prefix, rest, model_args, spec)
-        if sep:
-            return _from_import_string(prefix, rest, model_args, spec)
-        return _from_torchvision(spec, model_args)
+    if sep and prefix in SOURCES:
+        return SOURCES[prefix](rest, model_args, empty_weights)
+    if sep and (prefix.endswith(".py") or os.sep in prefix or "/" in prefix):
+        return _from_file(prefix, rest, model_args, spec)
+    if sep:
+        return _from_import_string(prefix, rest, model_args, spec)
+    return _from_torchvision(spec, model_args)
 
 
 def _call_factory(factory: Callable, model_args: Mapping[str, Any], spec: str):

@@ -47,6 +47,13 @@ MODELS_SOURCE = textwrap.dedent("""
         def __init__(self):
             raise RuntimeError("boom in constructor")
 
+    class ReadsThenRaises(nn.Module):  # fails the no-memory builds (reads a value), then the real one
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(8, 4)
+            if float(self.fc.weight.detach().abs().max()) < 10:
+                raise ValueError("needs a config file")
+
     def not_a_module():
         return 42
 
@@ -200,6 +207,7 @@ BAD_SPECS = [  # (spec args, what the message must name)
     (["netscope_badinput_importfail:Net"], "netscope_no_such_dependency"),
     (["netscope_badinput_importraise:Net"], "config missing"),
     ([f"{M}:Raises"], "boom in constructor"),
+    ([f"{M}:ReadsThenRaises"], "needs a config file"),  # the real build's own error, after the fallbacks
     ([f"{M}:not_a_module"], "not a torch.nn.Module"),
     ([f"{M}:NUMBER"], "not a class or function"),
     ([f"{M}:Nope"], "has no attribute 'Nope'"),

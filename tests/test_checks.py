@@ -16,6 +16,7 @@ from netscope.diagnosis import diagnose_failure
 from netscope.errors import EXIT_FINDINGS, EXIT_MODEL_FAILED, ForwardError
 from netscope.inputs import InputSpec, TensorSpec
 from netscope.run import prepared, run_pass
+from netscope.trace import model_device
 
 
 def spec(*shape):
@@ -24,7 +25,7 @@ def spec(*shape):
 
 def trace(model, input_spec, device=None):
     """One pass through netscope's run path (the dummy input built on ``device``, by default the model's)."""
-    device = torch.device(device) if device else next(model.parameters()).device
+    device = torch.device(device) if device else model_device(model)
     with prepared(model, input_spec, device=device) as prep:
         return run_pass(prep)
 

@@ -386,3 +386,22 @@ def test_a_stack_of_numbered_blocks_is_one_finding():
     (finding,) = netscope.audit_names(model).findings
     assert finding.code == "numbered-sequential" and finding.layer == ""
     assert "50 numbered Sequentials" in finding.message and "`0.0.weight` would read `0.linear.weight`" in finding.message
+
+
+# --- the CLI's no-memory build keeps the identity structure (issue 15) ------------------------------
+
+def naming_model(name):
+    """A test model by name, for the CLI (``test_naming:naming_model -a name=...``)."""
+    return TEST_MODELS[name]()
+
+
+@pytest.mark.parametrize("name", sorted(set(TEST_MODELS) - {"vit_b_16"}))
+def test_cli_no_memory_build_matches_the_api(name, capsys):
+    """Ties, aliases and shared buffers survive the CLI's meta build: same entries, findings, totals."""
+    assert main(["names", "test_naming:naming_model", "-a", f"name={name!r}", "--format", "json"]) == 0
+    out, err = capsys.readouterr()
+    cli = json.loads(out)
+    api = netscope.audit_names(TEST_MODELS[name]()).to_dict()
+    assert err == ""  # the meta build worked: no fallback note
+    for part in ("entries", "findings", "totals"):
+        assert cli[part] == api[part], part

@@ -65,22 +65,30 @@ def emit(text: str, args: argparse.Namespace) -> None:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
 
 
-def resolve_from_args(args: argparse.Namespace, *, empty_weights: bool = False):
-    """The ResolvedModel the command line names."""
+def resolve_from_args(args: argparse.Namespace, *, empty_weights: bool = False, note: bool = True):
+    """The ResolvedModel the command line names; ``note``: say on stderr when the no-memory build fell back."""
     from netscope.specs import parse_model_args, resolve_model
 
-    return resolve_model(args.model, parse_model_args(args.model_arg), empty_weights=empty_weights)
+    resolved = resolve_model(args.model, parse_model_args(args.model_arg), empty_weights=empty_weights)
+    if note:
+        build_note(args, resolved)
+    return resolved
 
 
-def resolve_no_memory(args: argparse.Namespace):
-    """The model built with its weights on the meta device; when its constructor cannot run that way
-    (it reads values, it has lazy modules), the real build: correct first, cheap when possible."""
-    from netscope.errors import ModelSpecError
+def build_note(args: argparse.Namespace, resolved) -> None:
+    """One stderr line when the no-memory build could not run and a fallback build was used."""
+    if resolved.build_failures and not getattr(args, "quiet", False):
+        from netscope.meta import BUILD_DESCRIPTIONS
 
-    try:
-        return resolve_from_args(args, empty_weights=True)
-    except ModelSpecError:
-        return resolve_from_args(args)
+        sys.stderr.write(f"netscope: {resolved.label} could not be built without memory "
+                         f"({'; '.join(resolved.build_failures)}); built with {BUILD_DESCRIPTIONS[resolved.build]} "
+                         "instead\n")
+
+
+def resolve_no_memory(args: argparse.Namespace, *, note: bool = True):
+    """The model built as cheaply as its constructor allows: weights on meta, else fake tensors, else the
+    real CPU build (``netscope.meta.build_without_memory``; ``note`` says on stderr which was used)."""
+    return resolve_from_args(args, empty_weights=True, note=note)
 
 
 def model_for_keys(args: argparse.Namespace):
@@ -137,14 +145,16 @@ def _resolve_fitting(args: argparse.Namespace, device, dtype: str):
 
     from netscope.meta import available_memory_bytes, weight_bytes
 
-    structural = resolve_no_memory(args)
+    structural = resolve_no_memory(args, note=False)  # only sizes the weights, unless it is the real build
     if not _on_meta(structural.module):  # the no-memory build was not possible: this is the real build
+        build_note(args, structural)
         return structural, device
     needed = weight_bytes(structural.module, dtype)
     available = available_memory_bytes(device)
     if available is None or needed <= available:
         del structural
         return resolve_from_args(args), device
+    build_note(args, structural)
     if not getattr(args, "quiet", False):
         sys.stderr.write(
             f"netscope: {structural.label}'s weights need {needed / 2**30:.1f} GiB but {device} has "

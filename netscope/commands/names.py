@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 
 from netscope.commands.common import (add_model_arguments, add_output_arguments, check_output_paths, emit,
                                      resolve_from_args)
@@ -24,6 +25,6 @@ def run(args: argparse.Namespace) -> int:
     check_format(args.format, args.table_style)  # before building the model
     check_output_paths(args, (args.output,))
     resolved = resolve_from_args(args, empty_weights=True)  # naming is structural: meta weights suffice
-    report = audit_names(resolved.module, label=resolved.label)
+    report = replace(audit_names(resolved.module, label=resolved.label), build=resolved.build)
     emit(report.render(args.format, args.table_style, findings_only=args.findings_only), args)
     return 0

@@ -12,14 +12,11 @@ from netscope.errors import UsageError
 from netscope.guard import paused_gc
 from netscope.naming import findings as naming_findings
 from netscope.naming.report import NameEntry, NamingReport, NamingTotals
-from netscope.naming.segments import (
-    BUFFER, EXTRA_STATE, NON_PERSISTENT_BUFFER, PARAMETER, STATE_DICT_HOOK, WRAPPERS, Segment,
-)
+from netscope.naming.saved import SavedKey, changes, collisions, match_saved, structural_keys
+from netscope.naming.segments import BUFFER, EXTRA_STATE, NON_PERSISTENT_BUFFER, PARAMETER, STATE_DICT_HOOK, Segment
 from netscope.naming.unregistered import StrayItem, stray_items
 from netscope.naming.identity import tensor_identity
 from netscope.naming.walk import LeafVisit, dotted, leaf_visits, module_visits
-
-_HOOK_STRIPPED_ORIGINS = frozenset(kind.origin for kind in WRAPPERS.values() if kind.hook_strips_prefix)
 
 
 def audit_names(model: nn.Module, *, label: Optional[str] = None) -> NamingReport:
@@ -39,54 +36,68 @@ def _audit(model: nn.Module, label: str) -> NamingReport:
     visits = module_visits(model)
     leaves = [leaf for visit in visits for leaf in leaf_visits(visit)]
     saved = model.state_dict(keep_vars=True)
-    saved_keys, hook_keys = _match_saved_keys(leaves, saved)
+    structural = structural_keys(visits, leaves)
+    matched, leaf_keys = match_saved(leaves, structural, saved)
+    collided = collisions(leaves, structural, matched)
 
     registered_modules = {id(visit.module) for visit in visits}
     registered_tensors = {id(leaf.tensor) for leaf in leaves if leaf.tensor is not None}
     strays = stray_items(visits, registered_modules, registered_tensors)
     stray_leaves = _stray_leaves(strays)
 
-    rows: List[Tuple[NameEntry, Optional[torch.Tensor]]] = []
-    for leaf, key in zip(leaves, saved_keys):
-        rows.append((_entry(leaf, key if key is not None else leaf.key, key is not None), leaf.tensor))
-    for key in hook_keys:
-        rows.append((_hook_entry(key, saved[key]), saved[key] if isinstance(saved[key], torch.Tensor) else None))
+    rows = _rows_in_state_dict_order(leaves, matched, leaf_keys, saved)
+    registered_rows = len(rows)
     for leaf in stray_leaves:
-        rows.append((_entry(leaf, leaf.key, False), leaf.tensor))
-    identities = [tensor_identity(tensor) if tensor is not None else None for _, tensor in rows]
+        rows.append((_entry(leaf, leaf.key, False), leaf.tensor, None))
+    identities = [tensor_identity(tensor) if tensor is not None else None for _, tensor, _ in rows]
     entries, groups = _with_alias_groups(rows, identities)
+    leaf_identities: List[Optional[Hashable]] = [None] * len(leaves)
+    for (_, _, leaf_index), identity in zip(rows, identities):
+        if leaf_index is not None:
+            leaf_identities[leaf_index] = identity
 
     missed = _missed_params(strays, registered_tensors)
     findings = naming_findings.collect(
-        visits=visits, leaves=leaves, saved_keys=saved_keys, entries=entries, strays=strays,
-        missed_by_attribute=missed, shared_groups=[m for m in groups.values() if len(m) > 1],
+        visits=visits, leaves=leaves, saved_keys=leaf_keys, entries=entries, strays=strays,
+        missed_by_attribute=missed,
+        shared_groups=[[rows[i][2] for i in members if i < registered_rows and rows[i][2] is not None]
+                       for members in groups.values() if len(members) > 1],
+        collided=collided, changes=changes(visits, leaves, structural, matched, leaf_keys, collided),
+        identities=leaf_identities,
     )
-    totals = _totals(leaves, rows, identities, groups, sum(missed.values()), len(findings))
+    totals = _totals(leaves, rows, identities, groups, registered_rows, sum(missed.values()), len(findings))
     return NamingReport(label, entries, findings, totals)
 
 
-def _match_saved_keys(leaves: Sequence[LeafVisit], saved) -> Tuple[List[Optional[str]], List[str]]:
-    """For each leaf its state_dict key (None when not saved), and the keys no leaf explains.
+Row = Tuple[NameEntry, Optional[torch.Tensor], Optional[int]]  # entry, its tensor, its leaf index
 
-    Keys are matched by path first; then by path without the segments that wrapper state_dict
-    hooks remove (FSDP, activation checkpointing).
-    """
-    keys: List[Optional[str]] = [None] * len(leaves)
-    used: Set[str] = set()
+
+def _rows_in_state_dict_order(leaves: Sequence[LeafVisit], matched: Sequence[SavedKey],
+                              leaf_keys: Sequence[Optional[str]], saved) -> List[Row]:
+    """One row per saved key in torch's order; each unsaved leaf right after the row of the leaf
+    registered before it."""
+    rows: List[Row] = []
+    position_of_leaf: Dict[int, int] = {}
+    for position, item in enumerate(matched):
+        value = saved[item.key]
+        if item.leaf is None:
+            rows.append((_hook_entry(item.key, value), value if isinstance(value, torch.Tensor) else None, None))
+        else:
+            leaf = leaves[item.leaf]
+            rows.append((_entry(leaf, item.key, True), leaf.tensor, item.leaf))
+            position_of_leaf.setdefault(item.leaf, position)
+    unsaved: List[Tuple[Tuple[int, int, int], Row]] = []
+    anchor = -1
     for i, leaf in enumerate(leaves):
-        if leaf.kind != NON_PERSISTENT_BUFFER and leaf.key in saved:
-            keys[i] = leaf.key
-            used.add(leaf.key)
-    pending: Dict[str, List[int]] = {}
-    for i, leaf in enumerate(leaves):
-        if keys[i] is None and leaf.kind != NON_PERSISTENT_BUFFER:
-            stripped = ".".join(s.segment.text for s in leaf.steps if s.segment.origin not in _HOOK_STRIPPED_ORIGINS)
-            pending.setdefault(stripped, []).append(i)
-    for key in saved:
-        if key not in used and pending.get(key):
-            keys[pending[key].pop(0)] = key
-            used.add(key)
-    return keys, [key for key in saved if key not in used]
+        if i in position_of_leaf:
+            anchor = max(anchor, position_of_leaf[i])
+        elif leaf_keys[i] is None:
+            unsaved.append(((anchor, 1, i), (_entry(leaf, leaf.key, False), leaf.tensor, i)))
+    if not unsaved:
+        return rows
+    placed = [((position, 0, 0), row) for position, row in enumerate(rows)] + unsaved
+    placed.sort(key=lambda pair: pair[0])
+    return [row for _, row in placed]
 
 
 def _entry(leaf: LeafVisit, key: str, in_state_dict: bool) -> NameEntry:
@@ -96,7 +107,7 @@ def _entry(leaf: LeafVisit, key: str, in_state_dict: bool) -> NameEntry:
         segments=tuple(step.segment for step in leaf.steps),
         expression="model" + "".join(step.accessor for step in leaf.steps),
         kind=leaf.kind,
-        shape=tuple(tensor.shape) if tensor is not None else None,
+        shape=shape_of(tensor),
         dtype=str(tensor.dtype).replace("torch.", "") if tensor is not None else None,
         trainable=bool(leaf.kind == PARAMETER and tensor is not None and tensor.requires_grad),
         in_state_dict=in_state_dict,
@@ -112,7 +123,7 @@ def _hook_entry(key: str, value) -> NameEntry:
         segments=tuple(Segment(part, STATE_DICT_HOOK) for part in key.split(".")),
         expression=None,
         kind=STATE_DICT_HOOK,
-        shape=tuple(value.shape) if is_tensor else None,
+        shape=shape_of(value) if is_tensor else None,
         dtype=str(value.dtype).replace("torch.", "") if is_tensor else None,
         trainable=bool(is_tensor and isinstance(value, nn.Parameter) and value.requires_grad),
         in_state_dict=True,
@@ -150,7 +161,7 @@ def _with_alias_groups(rows, identities) -> Tuple[Tuple[NameEntry, ...], Dict[Ha
             next_id += 1
     entries = tuple(
         entry if index not in group_of else _replace_alias(entry, group_of[index])
-        for index, (entry, _) in enumerate(rows)
+        for index, (entry, _, _) in enumerate(rows)
     )
     return entries, groups
 
@@ -174,27 +185,32 @@ def _missed_params(strays: Sequence[StrayItem], registered_tensors: Set[int]) ->
         missed.setdefault(slot, 0)
         for param in params:
             identity = tensor_identity(param)
-            if id(param) in registered_tensors or identity in counted:
+            if id(param) in registered_tensors or identity in counted or is_uninitialized(param):
                 continue
             counted.add(identity)
             missed[slot] += param.numel()
     return missed
 
 
-def _totals(leaves, rows, identities, groups, unregistered_params: int, findings: int) -> NamingTotals:
-    params: Dict[Hashable, torch.Tensor] = {}
-    buffers: Dict[Hashable, torch.Tensor] = {}
-    for leaf, identity in zip(leaves, identities):
+def _totals(leaves, rows, identities, groups, registered_rows: int, unregistered_params: int,
+            findings: int) -> NamingTotals:
+    """Parameters and buffers counted as ``model.parameters()``/``buffers()`` count them: each object
+    once (two objects viewing one storage count twice; a finding says so). Uninitialised (lazy)
+    tensors have no size yet and are left out (a finding says so)."""
+    params: Dict[int, torch.Tensor] = {}
+    buffers: Dict[int, torch.Tensor] = {}
+    for leaf in leaves:
+        if leaf.tensor is None or is_uninitialized(leaf.tensor):
+            continue
         if leaf.kind == PARAMETER:
-            params.setdefault(identity, leaf.tensor)
+            params.setdefault(id(leaf.tensor), leaf.tensor)
         elif leaf.kind in (BUFFER, NON_PERSISTENT_BUFFER):
-            buffers.setdefault(identity, leaf.tensor)
-    saved_tensors = {identity for (entry, _), identity in zip(rows, identities)
+            buffers.setdefault(id(leaf.tensor), leaf.tensor)
+    saved_tensors = {identity for (entry, _, _), identity in zip(rows, identities)
                      if entry.in_state_dict and identity is not None}
-    registered_rows = len(leaves) + sum(1 for entry, _ in rows if entry.kind == STATE_DICT_HOOK)
     aliased = sum(1 for members in groups.values() if sum(1 for i in members if i < registered_rows) > 1)
     return NamingTotals(
-        state_dict_keys=sum(1 for entry, _ in rows if entry.in_state_dict),
+        state_dict_keys=sum(1 for entry, _, _ in rows if entry.in_state_dict),
         unique_saved_tensors=len(saved_tensors),
         total_params=sum(p.numel() for p in params.values()),
         trainable_params=sum(p.numel() for p in params.values() if p.requires_grad),
@@ -203,3 +219,12 @@ def _totals(leaves, rows, identities, groups, unregistered_params: int, findings
         unregistered_params=unregistered_params,
         findings=findings,
     )
+
+
+def is_uninitialized(tensor) -> bool:
+    """A lazy module's parameter or buffer before its first forward (no shape yet)."""
+    return isinstance(tensor, nn.parameter.UninitializedTensorMixin)
+
+
+def shape_of(tensor) -> Optional[Tuple[int, ...]]:
+    return None if tensor is None or is_uninitialized(tensor) else tuple(tensor.shape)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import itertools
+import unicodedata
 from collections import Counter
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Hashable, List, Optional, Sequence, Tuple
 
 import torch.nn as nn
 
@@ -12,18 +13,26 @@ from netscope.records import Finding, Severity
 from netscope.naming.segments import (
     NON_PERSISTENT_BUFFER, PARAMETER, SEQUENTIAL_INDEX, WRAPPERS, index_accessor,
 )
+from netscope.naming.identity import storage_of
 from netscope.naming.unregistered import StrayItem
 from netscope.naming.walk import LeafVisit, ModuleVisit
 
 MAX_LISTED = 6  # names quoted in one message before "and N more"
 
 
-def collect(*, visits, leaves, saved_keys, entries, strays, missed_by_attribute, shared_groups) -> List[Finding]:
+def collect(*, visits, leaves, saved_keys, entries, strays, missed_by_attribute, shared_groups,
+            collided, changes, identities) -> List[Finding]:
     """All findings, most consequential first."""
     return [
+        *key_collision_findings(leaves, saved_keys, collided),
+        *state_dict_change_findings(leaves, changes),
         *unregistered_findings(strays, missed_by_attribute),
         *alias_findings(visits),
+        *shared_storage_findings(leaves, saved_keys, shared_groups),
+        *overlapping_view_findings(leaves, saved_keys, identities),
         *tied_weight_findings(leaves, saved_keys, shared_groups),
+        *registration_name_findings(visits, leaves),
+        *uninitialized_findings(leaves),
         *wrapper_findings(visits, entries),
         *plain_tensor_findings(strays),
         *non_persistent_buffer_findings(leaves),
@@ -154,28 +163,248 @@ def alias_findings(visits: Sequence[ModuleVisit]) -> List[Finding]:
 
 def tied_weight_findings(leaves: Sequence[LeafVisit], saved_keys: Sequence[Optional[str]],
                          shared_groups: Sequence[Sequence[int]]) -> List[Finding]:
-    """One tensor registered as a parameter/buffer of two different modules (or under two names).
+    """One tensor object registered under two or more names (in one module or several).
 
-    ``shared_groups`` holds the row indices of each tensor with several names; rows below
-    ``len(leaves)`` are the registered leaves.
+    ``shared_groups`` holds the leaf indices of each tensor identity with several names; distinct
+    objects on one storage are :func:`shared_storage_findings`' business.
     """
     findings = []
     for members in shared_groups:
-        indices = [i for i in members if i < len(leaves)]
-        if len({(id(leaves[i].owner.module), leaves[i].name) for i in indices}) < 2:
+        by_object: Dict[int, List[int]] = {}
+        for i in members:
+            by_object.setdefault(id(leaves[i].tensor), []).append(i)
+        for indices in by_object.values():
+            registrations = {(id(leaves[i].owner.module), leaves[i].name) for i in indices}
+            if len(registrations) < 2:
+                continue
+            names = [saved_keys[i] or leaves[i].key for i in indices]
+            leaf = leaves[indices[0]]
+            what = "parameter" if leaf.kind == PARAMETER else "buffer"
+            owners = len({id(leaves[i].owner.module) for i in indices})
+            where = f"shared by {owners} modules (tied weights)" if owners > 1 else "registered under several names of one module"
+            findings.append(Finding(
+                Severity.INFO, "tied-weights",
+                f"{_quoted(names)} are one {what} object ({_shape_text(leaf.tensor)}) {where}: counted once in "
+                "the totals, as model.parameters() does; state_dict() holds every key, torch.save writes the data "
+                "once, and load_state_dict fills each key into the same tensor (the last one loaded wins).",
+                fix="Intended tying needs nothing. When a checkpoint lacks one of the keys, load with strict=False "
+                    "and re-tie after loading.",
+                layer=leaf.owner.path))
+    return findings
+
+
+def shared_storage_findings(leaves: Sequence[LeafVisit], saved_keys: Sequence[Optional[str]],
+                            shared_groups: Sequence[Sequence[int]]) -> List[Finding]:
+    """Distinct tensor objects (e.g. two nn.Parameters) that are the same view of one storage."""
+    findings = []
+    for members in shared_groups:
+        objects: Dict[int, List[int]] = {}
+        for i in members:
+            objects.setdefault(id(leaves[i].tensor), []).append(i)
+        if len(objects) < 2:
             continue
-        names = [saved_keys[i] or leaves[i].key for i in indices]
-        leaf = leaves[indices[0]]
-        what = "parameter" if leaf.kind == PARAMETER else "buffer"
+        leaf = leaves[members[0]]
+        names = [saved_keys[indices[0]] or leaves[indices[0]].key for indices in objects.values()]
+        params = sum(1 for indices in objects.values() if leaves[indices[0]].kind == PARAMETER)
+        numel = leaf.tensor.numel()
+        counted = (f" model.parameters() lists each of the {params} Parameter objects, so its count (and the "
+                   f"totals here) include these {numel:,} elements {params} times;" if params > 1 else "")
         findings.append(Finding(
-            Severity.INFO, "tied-weights",
-            f"{_quoted(names)} are one {what} tensor ({list(leaf.tensor.shape)}) shared by several modules "
-            "(tied weights): counted once in the totals; state_dict() holds every key, torch.save writes the "
-            "data once, and load_state_dict fills each key into the same tensor (the last one loaded wins).",
-            fix="Intended tying needs nothing. When a checkpoint lacks one of the keys, load with strict=False "
-                "and re-tie after loading.",
+            Severity.WARNING, "shared-storage",
+            f"{_quoted(names)} are {len(objects)} distinct tensor objects over the same memory "
+            f"({_shape_text(leaf.tensor)}), not one tied tensor:{counted} an optimizer keeps separate state for "
+            "each and applies every update to the same memory; torch.save writes the storage once and "
+            "loads it back shared.",
+            fix="To tie, register one object under both names (self.b.weight = self.a.weight); to separate, "
+                "give each its own storage (nn.Parameter(t.clone())).",
             layer=leaf.owner.path))
     return findings
+
+
+MAX_EXACT_OVERLAP = 1 << 16  # elements per view compared one by one when views are not dense
+
+
+def overlapping_view_findings(leaves: Sequence[LeafVisit], saved_keys: Sequence[Optional[str]],
+                              identities: Sequence[Optional[Hashable]]) -> List[Finding]:
+    """Different views of one storage whose elements overlap (writing one changes the other).
+
+    ``identities`` holds each leaf's :func:`tensor_identity`."""
+    by_storage: Dict[Hashable, Dict[Hashable, int]] = {}
+    for i, identity in enumerate(identities):
+        storage = storage_of(identity) if identity is not None else None
+        if storage is not None:
+            by_storage.setdefault(storage, {}).setdefault(identity, i)
+    findings = []
+    for views in by_storage.values():
+        if len(views) < 2:
+            continue
+        indices = list(views.values())
+        overlaps = [(a, b, _views_overlap(leaves[a].tensor, leaves[b].tensor))
+                    for a, b in itertools.combinations(indices, 2)]
+        pairs = [(a, b, how) for a, b, how in overlaps if how]
+        if not pairs:
+            continue
+        involved = sorted({i for a, b, _ in pairs for i in (a, b)})
+        names = [saved_keys[i] or leaves[i].key for i in involved]
+        shown = ", ".join(f"`{saved_keys[a] or leaves[a].key}` with `{saved_keys[b] or leaves[b].key}`"
+                          + ("" if how == "elements" else " (byte ranges intersect; too many elements to compare one by one)")
+                          for a, b, how in pairs[:MAX_LISTED])
+        findings.append(Finding(
+            Severity.WARNING, "overlapping-views",
+            f"{_quoted(names)} are different views of one storage whose elements overlap ({shown}): "
+            "writing through one changes the other, model.parameters() and the totals here count the shared "
+            "elements once per view, and an optimizer updates them once per view; torch.save writes the storage once.",
+            fix="Give each tensor its own storage (nn.Parameter(view.clone())), or keep one tensor and derive the "
+                "others in forward.",
+            layer=leaves[involved[0]].owner.path))
+    return findings
+
+
+def _views_overlap(a, b) -> Optional[str]:
+    """"elements" when two views of one storage share an element, "ranges" when their byte ranges
+    intersect but they are too large to compare element by element, else None (metadata only)."""
+    spans = []
+    for t in (a, b):
+        if t.numel() == 0:
+            return None
+        start = t.storage_offset() * t.element_size()
+        last = sum((size - 1) * stride for size, stride in zip(t.shape, t.stride()))
+        spans.append((start, start + (last + 1) * t.element_size(), t))
+    (a0, a1, _), (b0, b1, _) = spans
+    if a1 <= b0 or b1 <= a0:
+        return None
+    if all(_dense(t) for t in (a, b)):
+        return "elements"  # each covers its whole byte range, and the ranges intersect
+    if a.dtype != b.dtype or max(a.numel(), b.numel()) > MAX_EXACT_OVERLAP:
+        return "ranges"
+    return "elements" if _element_offsets(a) & _element_offsets(b) else None
+
+
+def _dense(t) -> bool:
+    return t.numel() == 1 + sum((size - 1) * stride for size, stride in zip(t.shape, t.stride()))
+
+
+def _element_offsets(t) -> set:
+    offsets = {t.storage_offset()}
+    for size, stride in zip(t.shape, t.stride()):
+        offsets = {o + i * stride for o in offsets for i in range(size)}
+    return offsets
+
+
+def _shape_text(tensor) -> str:
+    return f"{list(tensor.shape)}, {str(tensor.dtype).replace('torch.', '')}"
+
+
+def key_collision_findings(leaves: Sequence[LeafVisit], saved_keys: Sequence[Optional[str]],
+                           collided: Dict[str, List[int]]) -> List[Finding]:
+    """Two registered tensors whose paths are the same key (a registration name with a dot)."""
+    findings = []
+    for key, members in collided.items():
+        kept = [i for i in members if saved_keys[i] == key]
+        lost = [i for i in members if saved_keys[i] != key]
+        expressions = [_leaf_expr(leaves[i]) for i in members]
+        saved_text = (f"state_dict() keeps only {_leaf_expr(leaves[kept[0]])} (written last)" if kept
+                      else "state_dict() keeps neither")
+        findings.append(Finding(
+            Severity.WARNING, "key-collision",
+            f"`{key}` is the key of {len(members)} different tensors: {', '.join(expressions)}. {saved_text}; "
+            f"{', '.join(_leaf_expr(leaves[i]) for i in lost)} is never saved, and load_state_dict copies the one "
+            "saved value into all of them.",
+            fix="Registration names must not contain '.': rename the module registered with a dot "
+                "(setattr/add_module/_modules) so every key is unique.",
+            layer=leaves[members[0]].owner.path))
+    return findings
+
+
+def _leaf_expr(leaf: LeafVisit) -> str:
+    return "model" + "".join(step.accessor for step in leaf.steps)
+
+
+_CHANGE_TEXT = {
+    "renamed": "saves {expr} as `{key}`",
+    "swapped": "saves {expr} under `{key}`, the path of another tensor",
+    "replaced": "saves under `{key}` a value that is not {expr}",
+    "added": "adds `{key}`, which no registered tensor explains",
+    "dropped": "leaves {expr} (`{path}`) out",
+}
+
+
+def state_dict_change_findings(leaves: Sequence[LeafVisit], changes) -> List[Finding]:
+    """One finding per module whose state_dict hooks or overrides renamed, swapped, replaced, added or dropped keys."""
+    by_agent: Dict[Tuple[int, Tuple[str, ...]], list] = {}
+    for change in changes:
+        by_agent.setdefault((id(change.agent.module) if change.agent else 0, change.agents), []).append(change)
+    findings = []
+    for (_, agents), group in by_agent.items():
+        agent = group[0].agent
+        texts = []
+        for change in group:
+            leaf = leaves[change.leaf] if change.leaf is not None else None
+            texts.append(_CHANGE_TEXT[change.kind].format(
+                expr=_leaf_expr(leaf) if leaf else "", key=change.key, path=leaf.key if leaf else ""))
+        if agent is None:
+            who = "Something other than a state_dict hook or override found on the modules along the path"
+        else:
+            who = (f"{type(agent.module).__name__} at `{agent.path or '(root)'}` has "
+                   f"{', '.join(agents)}, which")
+        severe = any(c.kind in ("swapped", "replaced", "dropped") for c in group)
+        shown = "; ".join(texts[:MAX_LISTED]) + (f"; and {len(texts) - MAX_LISTED} more" if len(texts) > MAX_LISTED else "")
+        findings.append(Finding(
+            Severity.WARNING if severe else Severity.INFO, "state-dict-hook",
+            f"{who} {shown}. The keys above are what state_dict() really returns; the expressions point at the "
+            "tensor saved under each key.",
+            fix="load_state_dict matches keys to registered names, so a checkpoint with these keys loads only "
+                "through a matching load_state_dict pre-hook (or _load_from_state_dict override); check that one "
+                "exists, or remap the checkpoint (netscope remap).",
+            layer=agent.path if agent is not None else None))
+    return findings
+
+
+def registration_name_findings(visits: Sequence[ModuleVisit], leaves: Sequence[LeafVisit]) -> List[Finding]:
+    """Registration names that break key paths: with a dot, or changed by Python's NFKC normalisation."""
+    findings = []
+    seen = set()
+    names = [(visit.parent, visit.name, visit.path, "module") for visit in visits
+             if visit.parent is not None and not (visit.name.isascii() and "." not in visit.name)]
+    names += [(leaf.owner.module, leaf.name, leaf.key, "tensor") for leaf in leaves
+              if not (leaf.name.isascii() and "." not in leaf.name)]
+    for parent, name, path, what in names:
+        if (id(parent), name) in seen:
+            continue
+        seen.add((id(parent), name))
+        if "." in name:
+            findings.append(Finding(
+                Severity.WARNING, "dotted-name",
+                f"The {what} at `{path}` is registered under the name `{name}`, which contains '.': its keys read "
+                f"as a path through a module `{name.split('.')[0]}` that does not hold it, so get_submodule(), "
+                "get_parameter() and tools that split keys on '.' cannot find it.",
+                fix="Register it under a name without '.' (nn.Module.add_module rejects such names; setattr and "
+                    "_modules do not).", layer=path))
+        normal = unicodedata.normalize("NFKC", name)
+        if normal != name and name.isidentifier():
+            twin = normal in parent._modules or normal in parent._parameters or normal in parent._buffers
+            findings.append(Finding(
+                Severity.WARNING if twin else Severity.INFO, "unnormalised-name",
+                f"The {what} name `{name}` at `{path}` changes under Python's NFKC normalisation to `{normal}`: "
+                f"in source code `.{name}` means `.{normal}`, so it is reachable only through getattr()/_modules"
+                + (f", and `.{name}` in code reaches the different {what} `{normal}`." if twin else "."),
+                fix=f"Register it as `{normal}` (plain ASCII) and remap existing checkpoints.", layer=path))
+    return findings
+
+
+def uninitialized_findings(leaves: Sequence[LeafVisit]) -> List[Finding]:
+    """Lazy modules' parameters and buffers that have no shape before the first forward pass."""
+    lazy = [leaf for leaf in leaves
+            if leaf.tensor is not None and isinstance(leaf.tensor, nn.parameter.UninitializedTensorMixin)]
+    if not lazy:
+        return []
+    classes = ", ".join(sorted({type(leaf.owner.module).__name__ for leaf in lazy}))
+    return [Finding(
+        Severity.INFO, "uninitialized",
+        f"{_quoted([leaf.key for leaf in lazy])} ({classes}) are uninitialised lazy tensors: their shapes are "
+        "fixed by the first forward pass, so they have no shape here and the totals leave them out.",
+        fix="Run one forward pass with a real input (netscope summary does so on a copy) to see their shapes.",
+        layer=lazy[0].owner.path)]
 
 
 # --- wrappers -------------------------------------------------------------------------------

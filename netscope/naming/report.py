@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
+from netscope.meta import BUILD_DESCRIPTIONS
 from netscope.records import Finding
 from netscope.render.rows import check_format, render_rows
 
@@ -82,6 +83,7 @@ class NamingReport:
     entries: Tuple[NameEntry, ...]
     findings: List[Finding]
     totals: NamingTotals
+    build: Optional[str] = None  # how netscope built the model (meta, fake, cpu); None for a model passed in
 
     @property
     def findings_count(self) -> int:
@@ -96,6 +98,7 @@ class NamingReport:
             "entries": [e.to_dict() for e in self.entries],
             "findings": [f.to_dict() for f in self.findings],
             "totals": self.totals.to_dict(),
+            "build": self.build,
         }
 
     def render(self, fmt: str = "table", table_style: str = "simple", *, findings_only: bool = False) -> str:
@@ -113,7 +116,8 @@ class NamingReport:
             if findings_only:
                 return render_rows(finding_rows, FINDING_COLUMNS, "csv")
             return render_rows([_entry_row(e) for e in self.entries], ENTRY_COLUMNS, "csv")
-        parts = [f"state_dict naming audit: {self.model}"]
+        built = f" (built with {BUILD_DESCRIPTIONS[self.build]})" if self.build in BUILD_DESCRIPTIONS else ""
+        parts = [f"state_dict naming audit: {self.model}{built}"]
         if not findings_only:
             parts.append(render_rows([_entry_row(e) for e in self.entries], ENTRY_COLUMNS, fmt,
                                      table_style=table_style))

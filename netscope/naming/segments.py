@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import keyword
+import unicodedata
 from dataclasses import dataclass
 from typing import Callable, Dict, Optional
 
@@ -88,15 +89,19 @@ def wrapper_kind(module: nn.Module) -> Optional[WrapperKind]:
 # --- Python fragments -------------------------------------------------------------------------
 
 def attribute_accessor(name: str, table: str) -> str:
-    """``.name`` when that is valid Python, else ``._modules["name"]`` (or _parameters/_buffers)."""
-    if name.isidentifier() and not keyword.iskeyword(name):
+    """``.name`` when that is valid Python naming exactly ``name``, else ``._modules["name"]`` (or
+    _parameters/_buffers). Python NFKC-normalises identifiers in source (``model.\ufb01lter`` reads
+    ``model.filter``), so a name that normalisation changes is reached through its table."""
+    if (name.isidentifier() and not keyword.iskeyword(name)
+            and (name.isascii() or unicodedata.normalize("NFKC", name) == name)):
         return f".{name}"
     return f".{table}[{json.dumps(name)}]"
 
 
-def index_accessor(name: str) -> Optional[str]:
-    """``[3]`` for a canonical decimal name, else None."""
-    if name.isdigit() and str(int(name)) == name:
+def index_accessor(name: str, size: Optional[int] = None) -> Optional[str]:
+    """``[3]`` for a canonical decimal name (below ``size``, when given: ModuleList and ParameterList
+    index by ``str(i)`` only within their length, so numbering gaps need the table), else None."""
+    if name.isdigit() and name.isascii() and str(int(name)) == name and (size is None or int(name) < size):
         return f"[{int(name)}]"
     return None
 
@@ -147,10 +152,10 @@ def _sequential_child(parent, name, position, parent_origin):
 
 @_child_rule(nn.ModuleList)
 def _modulelist_child(parent, name, position, parent_origin):
-    index = index_accessor(name)
-    if index is None:
+    if index_accessor(name) is None:
         return _attribute_step(parent, name)
-    return Step(Segment(name, MODULELIST_INDEX), index)
+    return Step(Segment(name, MODULELIST_INDEX),
+                index_accessor(name, len(parent)) or attribute_accessor(name, "_modules"))
 
 
 @_child_rule(ParametrizationList)
@@ -197,10 +202,10 @@ def _plain_leaf(owner, name, kind, table):
 
 @_leaf_rule(nn.ParameterList)
 def _parameterlist_leaf(owner, name, kind, table):
-    index = index_accessor(name)
-    if index is None:
+    if index_accessor(name) is None or table != "_parameters":
         return _plain_leaf(owner, name, kind, table)
-    return Step(Segment(name, PARAMETERLIST_INDEX), index)
+    return Step(Segment(name, PARAMETERLIST_INDEX),
+                index_accessor(name, len(owner)) or attribute_accessor(name, table))
 
 
 @_leaf_rule(nn.ParameterDict)

@@ -18,6 +18,9 @@ from netscope.naming.segments import UNREGISTERED_CONTAINER, UNREGISTERED_ENTRY,
 from netscope.naming.walk import ModuleVisit
 
 CONTAINERS = (list, tuple, dict, set, frozenset)
+# Attributes torch keeps on some module classes beside the registered ones: not the user's
+# (a traced module's compiled twin shares its tensors; nothing there is lost).
+TORCH_ATTRIBUTES = {"torch.jit._script.ScriptModule": frozenset({"_actual_script_module", "_c", "_concrete_type"})}
 MAX_DEPTH = 2  # a container inside a container
 
 
@@ -52,12 +55,16 @@ def stray_items(visits: List[ModuleVisit], registered_modules: Set[int], registe
     """Unregistered items held by each distinct module (first path of each), in visit order."""
     torch_internal = frozenset(vars(nn.Module()))
     seen_owners: Set[int] = set()
+    torch_attributes = {}  # module class -> its torch-kept attributes
     found: List[StrayItem] = []
     for visit in visits:
         if id(visit.module) in seen_owners:
             continue
         seen_owners.add(id(visit.module))
-        derived = _hook_computed_attributes(visit.module)
+        cls = type(visit.module)
+        if cls not in torch_attributes:
+            torch_attributes[cls] = _torch_attributes(cls)
+        derived = _hook_computed_attributes(visit.module) | torch_attributes[cls]
         for attribute, value in vars(visit.module).items():
             if attribute in torch_internal or attribute in derived:
                 continue
@@ -77,6 +84,13 @@ def stray_items(visits: List[ModuleVisit], registered_modules: Set[int], registe
                     continue
                 found.append(StrayItem(visit, attribute, container, steps, obj))
     return found
+
+
+def _torch_attributes(module_class: type) -> Set[str]:
+    names: Set[str] = set()
+    for cls in module_class.__mro__:
+        names |= TORCH_ATTRIBUTES.get(f"{cls.__module__}.{cls.__qualname__}", frozenset())
+    return names
 
 
 def _hook_computed_attributes(module: nn.Module) -> Set[str]:
