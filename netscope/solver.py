@@ -21,11 +21,13 @@ from netscope.errors import ForwardError, UsageError
 OK, FAILS, UNKNOWN = "ok", "fails", "unknown"
 AXIS_LABELS = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
 REAL_CONFIRMATIONS = 16  # most real-device runs spent confirming the sizes where a scan's verdict changes
+FIT_POINTS = 6  # working sizes needed before an output dimension is written as a formula of the size
 REAL_PARAMS_LIMIT = 200_000_000  # larger models are not run on a real device by the solver
 
 # Errors that say the meta device (and fake tensors) cannot run an operator, not that the size is wrong.
 META_CANNOT = re.compile(r"meta tensor|data-dependent|DynamicOutputShape|Could not run '[^']+' with arguments "
-                         r"from the 'Meta' backend|aten\.(nonzero|_local_scalar_dense|masked_select|unique\w*)")
+                         r"from the 'Meta' backend|register_meta function for \S+ raises unimplemented"
+                         r"|aten\.(nonzero|_local_scalar_dense|masked_select|unique\w*)")
 ARGUMENT_MISMATCH = re.compile(r"(missing \d+ required|takes \d+ positional argument|unexpected keyword argument|"
                                r"positional arguments? but \d+ (was|were) given)")
 
@@ -123,7 +125,8 @@ class SolverResult:
         scan = self.main
         if scan is None or not scan.valid:
             if scan is not None and scan.unknown:
-                return f"undetermined: {self.notes[0] if self.notes else 'no device could run the model'}"
+                why = next((n for n in self.notes if n.startswith("the meta device cannot")), "no device could run it")
+                return f"undetermined: {why}"
             return "no working size found" + (f" ({self.notes[0]})" if self.notes else "")
         example = _with_sizes(self.anchor_shape or self.base_shape, scan.dims, scan.valid[0])
         return f"{_scan_name(scan, self.spatial)}: {scan.describe()}; e.g. [{', '.join(map(str, example))}]"
@@ -133,7 +136,7 @@ class SolverResult:
         for scan in self.scans:
             line = f"{_scan_name(scan, self.spatial)}: {scan.describe() if scan.valid else 'none work'}"
             if scan.unknown:
-                line += f" ({len(scan.unknown)} sizes undetermined: {describe_sizes(scan.unknown, scan.unknown, '')})"
+                line += f" ({len(scan.unknown)} sizes undetermined: {_range_text(scan.unknown)})"
             lines.append(line)
             if scan.output_formula:
                 lines.append(f"  output shape: [{', '.join(scan.output_formula)}]")
@@ -240,7 +243,7 @@ def describe_sizes(valid: Sequence[int], probed: Sequence[int], label: str = "s"
             what = f"multiples of {d} from {start}" if start % d == 0 else f"{start}, {start + d}, {start + 2 * d}, ..."
             return what + end + suffix
         return f"{name} mod {d} in {{{', '.join(map(str, residues))}}} from {valid[0]}" + end + suffix
-    parts = [str(a) if a == b else f"{a}..{b}" for a, b in runs]
+    parts = [_run_text(a, b) for a, b in runs]
     text = ", ".join(parts) if len(parts) <= 12 else ", ".join(parts[:10]) + f", ... ({len(parts)} runs)"
     if runs[-1][1] == top and runs[-1][0] != top:
         text += f" (the last run reaches {top}, the largest probed)"
@@ -252,7 +255,11 @@ def _holes(probed: Sequence[int]) -> bool:
 
 
 def _range_text(sizes: Sequence[int]) -> str:
-    return ", ".join(f"{a}" if a == b else f"{a}..{b}" for a, b in _ranges(sizes))
+    return ", ".join(_run_text(a, b) for a, b in _ranges(sizes))
+
+
+def _run_text(a: int, b: int) -> str:
+    return str(a) if a == b else f"{a}, {b}" if b == a + 1 else f"{a}..{b}"
 
 
 # ---------------------------------------------------------------- one probe
@@ -495,7 +502,8 @@ class _Solver:
         if self.runner.cannot_meta:
             fallback = (f"those sizes ran on {self.runner.real_device()}" if self.runner.real() is not None
                         else f"no real device to fall back to: {self.runner.real_reason or 'none given'}")
-            self.notes.append(f"the meta device cannot run this model ({self.runner.cannot_meta}); {fallback}")
+            self.notes.append(f"the meta device cannot run this model: {_operator_named(self.runner.cannot_meta)}; "
+                              f"{fallback}")
         return SolverResult(self.shape, self.spatial, anchor, tuple(scans), interaction, tuple(self.notes),
                             tuple(self.tied))
 
@@ -528,7 +536,7 @@ class _Solver:
         verdicts = self.verdicts(base, dims, limit)
         lenient = any(p.device == "meta+formula" or p.state == UNKNOWN for p in verdicts.values())
         if self.runner.real() is None:
-            if lenient:
+            if any(p.device == "meta+formula" for p in verdicts.values()):
                 self.notes.append(f"scan {label}: sizes where a size formula overruled the meta kernels were not "
                                   f"confirmed on a real device ({self.runner.real_reason or 'no real model given'})")
             return
@@ -633,6 +641,12 @@ class _Solver:
                 "extreme sizes work")
 
 
+def _operator_named(error: str) -> str:
+    """The operator a meta/fake failure names (``torch.nonzero()``, ``Tensor.item()``), else the error itself."""
+    match = re.search(r"(?:torch|Tensor)\.\w+\(\)|aten\.\w+(?:\.\w+)?", error)
+    return f"{match.group(0)} needs tensor values" if match else error
+
+
 def _spatial_dims(shape: Sequence[int], spatial: int) -> Tuple[int, ...]:
     return tuple(range(len(shape) - spatial, len(shape)))
 
@@ -653,7 +667,10 @@ def output_formula(points: Sequence[Tuple[int, Tuple[int, ...]]]) -> Tuple[str, 
     rank = len(points[0][1])
     if any(len(shape) != rank for _, shape in points):
         return ()
-    return tuple(_fit_dim([(s, shape[i]) for s, shape in points]) for i in range(rank))
+    dims = [_fit_dim([(s, shape[i]) for s, shape in points]) for i in range(rank)]
+    if len({s for s, _ in points}) < FIT_POINTS:  # too few sizes to tell a formula from a coincidence
+        dims = [d if d.isdigit() else "?" for d in dims]
+    return tuple(dims)
 
 
 def _fit_dim(points: List[Tuple[int, int]]) -> str:
