@@ -281,6 +281,7 @@ def run_probe(model, input_spec, shapes: Dict[Tuple[bool, object], Tuple[int, ..
     meta device ``trace`` retries under fake tensors when an operator needs values. The single place the
     solver runs a model.
     """
+    from netscope.fast_meta import fast_meta_kernels
     from netscope.inputs import InputSpec
     from netscope.trace import model_float_dtype, trace
 
@@ -289,7 +290,11 @@ def run_probe(model, input_spec, shapes: Dict[Tuple[bool, object], Tuple[int, ..
                      input_spec.as_list)
     args, kwargs = spec.build(device, model_float_dtype(model))
     try:
-        result = trace(model, (args, kwargs), device=device)
+        if str(device) == "meta":
+            with fast_meta_kernels():
+                result = trace(model, (args, kwargs), device=device)
+        else:
+            result = trace(model, (args, kwargs), device=device)
     except ForwardError as err:
         original = err.original if err.original is not None else err
         if isinstance(original, TypeError) and ARGUMENT_MISMATCH.search(str(original)):
