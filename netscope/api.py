@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 
 from netscope.devices import resolve_device
-from netscope.errors import ForwardError, InputSpecError
+from netscope.errors import ForwardError, InputSpecError, MetaDeviceError
 from netscope.guard import paused_gc
 from netscope.inputs import InputSpec, TensorSpec, normalize_dtype, normalize_float_dtype
 from netscope.records import RunInfo
@@ -170,7 +170,7 @@ def _naming_findings(model) -> List[Any]:
 def _attach_diagnosis(model, inputs, err: ForwardError) -> None:
     from netscope.diagnosis import diagnose_failure
 
-    if not isinstance(inputs, InputSpec):
+    if not isinstance(inputs, InputSpec) or isinstance(err, MetaDeviceError):  # no size would run on meta
         return
     try:
         err.diagnosis = diagnose_failure(model, inputs, err)

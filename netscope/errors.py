@@ -45,3 +45,9 @@ class ForwardError(NetscopeError):
         self.original = original
         self.layer = layer  # qualified name of the innermost module running when it failed
         self.diagnosis = diagnosis  # optional netscope.checks diagnosis record
+
+
+class MetaDeviceError(ForwardError):
+    """The meta device (and fake tensors) cannot run an operator of the model; the message names it."""
+
+    exit_code = EXIT_USAGE

@@ -24,10 +24,6 @@ REAL_CONFIRMATIONS = 16  # most real-device runs spent confirming the sizes wher
 FIT_POINTS = 6  # working sizes needed before an output dimension is written as a formula of the size
 REAL_PARAMS_LIMIT = 200_000_000  # larger models are not run on a real device by the solver
 
-# Errors that say the meta device (and fake tensors) cannot run an operator, not that the size is wrong.
-META_CANNOT = re.compile(r"meta tensor|data-dependent|DynamicOutputShape|Could not run '[^']+' with arguments "
-                         r"from the 'Meta' backend|register_meta function for \S+ raises unimplemented"
-                         r"|aten\.(nonzero|_local_scalar_dense|masked_select|unique\w*)")
 ARGUMENT_MISMATCH = re.compile(r"(missing \d+ required|takes \d+ positional argument|unexpected keyword argument|"
                                r"positional arguments? but \d+ (was|were) given)")
 
@@ -283,7 +279,7 @@ def run_probe(model, input_spec, shapes: Dict[Tuple[bool, object], Tuple[int, ..
     """
     from netscope.fast_meta import fast_meta_kernels
     from netscope.inputs import InputSpec
-    from netscope.trace import model_float_dtype, trace
+    from netscope.trace import META_CANNOT_RUN, model_float_dtype, trace
 
     spec = InputSpec([replace(t, shape=shapes.get((False, i), t.shape)) for i, t in enumerate(input_spec.args)],
                      {k: replace(t, shape=shapes.get((True, k), t.shape)) for k, t in input_spec.kwargs.items()},
@@ -303,7 +299,7 @@ def run_probe(model, input_spec, shapes: Dict[Tuple[bool, object], Tuple[int, ..
                 "needs with --input (once per positional tensor), or wrap it in a module whose forward takes "
                 "one tensor", original=original) from original
         text = f"{type(original).__name__}: {original}".splitlines()[0][:300]
-        return Outcome(UNKNOWN if META_CANNOT.search(text) else FAILS, text)
+        return Outcome(UNKNOWN if META_CANNOT_RUN.search(text) else FAILS, text)
     formula_error = _formula_rejection(result) if str(device) == "meta" else ""
     return Outcome(OK, output_shape=_first_shape(result.model_output), formula_error=formula_error)
 
@@ -505,9 +501,11 @@ class _Solver:
             except _Budget:
                 interaction = "whether the axes interact was not checked (--max-probes reached)"
         if self.runner.cannot_meta:
+            from netscope.trace import meta_operator
+
             fallback = (f"those sizes ran on {self.runner.real_device()}" if self.runner.real() is not None
                         else f"no real device to fall back to: {self.runner.real_reason or 'none given'}")
-            self.notes.append(f"the meta device cannot run this model: {_operator_named(self.runner.cannot_meta)}; "
+            self.notes.append(f"the meta device cannot run this model: {meta_operator(self.runner.cannot_meta)}; "
                               f"{fallback}")
         return SolverResult(self.shape, self.spatial, anchor, tuple(scans), interaction, tuple(self.notes),
                             tuple(self.tied))
@@ -644,12 +642,6 @@ class _Solver:
                         f"others at {list(anchor)}")
         return ("the axes look independent: the square scan equals the per-axis sets combined, and mixed "
                 "extreme sizes work")
-
-
-def _operator_named(error: str) -> str:
-    """The operator a meta/fake failure names (``torch.nonzero()``, ``Tensor.item()``), else the error itself."""
-    match = re.search(r"(?:torch|Tensor)\.\w+\(\)|aten\.\w+(?:\.\w+)?", error)
-    return f"{match.group(0)} needs tensor values" if match else error
 
 
 def _spatial_dims(shape: Sequence[int], spatial: int) -> Tuple[int, ...]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import re
 import sys
 import time
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ import torch
 import torch.nn as nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from netscope.errors import ForwardError
+from netscope.errors import ForwardError, MetaDeviceError
 from netscope.guard import paused_gc, preserved_model
 from netscope.macs import MAC_REGISTRY
 from netscope.records import LayerCall
@@ -197,12 +198,34 @@ def trace(model: nn.Module, inputs, *, device=None, dtype=None, mode: str = "eva
     # The forward reads a value (``.item()``, a data-dependent branch) that meta tensors do not have. Fake
     # tensors carry shapes like meta ones and let libraries that know them (transformers' masking) skip
     # such reads, so the pass is retried under a FakeTensorMode.
-    return run(fake=True)
+    try:
+        return run(fake=True)
+    except ForwardError as err:
+        if not _needs_values(err.original):
+            raise
+        where = f" in layer {err.layer}" if err.layer else ""
+        meta_err = MetaDeviceError(
+            f"the meta device cannot run this model: {meta_operator(str(err.original))}{where}, and fake tensors "
+            "cannot stand in for it. Run on a real device instead (--device cpu)", original=err.original,
+            layer=err.layer)
+        meta_err.partial, meta_err.failed_index = getattr(err, "partial", None), getattr(err, "failed_index", None)
+        raise meta_err from err.original
+
+
+# Errors of an operator that needs tensor values (meta and fake tensors have none), not of a wrong size.
+META_CANNOT_RUN = re.compile(r"meta tensor|data-dependent|DynamicOutputShape|Could not run '[^']+' with arguments "
+                             r"from the 'Meta' backend|register_meta function for \S+ raises unimplemented"
+                             r"|aten\.(nonzero|_local_scalar_dense|masked_select|unique\w*)")
 
 
 def _needs_values(error: Optional[BaseException]) -> bool:
-    text = str(error)
-    return "meta tensor" in text or "data-dependent" in text
+    return bool(META_CANNOT_RUN.search(f"{type(error).__name__}: {error}"))
+
+
+def meta_operator(error: str) -> str:
+    """The operator a meta/fake failure names (``torch.nonzero() needs tensor values``), else the error."""
+    match = re.search(r"(?:torch|Tensor)\.\w+\(\)|aten\.\w+(?:\.\w+)?", error)
+    return f"{match.group(0)} needs tensor values" if match else error.splitlines()[0][:200]
 
 
 def module_count(model: nn.Module) -> int:

@@ -257,3 +257,25 @@ def test_solve_command(capsys):
     data = json.loads(capsys.readouterr().out)
     assert data["model"] == "vgg16" and data["scans"][0]["valid"] == list(range(32, 41))
     assert data["scans"][0]["complete"] and data["runs_per_second"] > 0
+
+
+def test_meta_summary_names_the_operator_meta_cannot_run(capsys, tmp_path):
+    from netscope import summary
+    from netscope.errors import MetaDeviceError
+
+    model = NonZero()
+    with pytest.raises(MetaDeviceError, match=r"the meta device cannot run this model: aten\.nonzero.*--device cpu"):
+        summary(model, input_size=(1, 1, 17), device="meta")
+    assert len(summary(model, input_size=(1, 1, 17), device="cpu").layers) == 2  # the real device runs it
+    path = tmp_path / "nz.py"
+    path.write_text("import torch, torch.nn as nn\n" + _source_of(NonZero))
+    assert main(["summary", f"{path}:NonZero", "--input", "1,1,17", "--device", "meta"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot run this model: aten.nonzero" in err and "no working size found" not in err
+    assert "Traceback" not in err
+
+
+def _source_of(cls) -> str:
+    import inspect
+
+    return inspect.getsource(cls)
