@@ -3,10 +3,12 @@
 A *scan* varies one axis of the first input (or all spatial axes together: the square scan) over
 ``1..max_size`` and runs the model once per size. The runs happen on a meta-device copy (no memory,
 the user's model untouched); a size the meta kernels accept but a size formula of the layer rejects
-(``netscope.formulas``: bilinear upsampling to an empty output) counts as failing, and the sizes where
-the verdict changes are re-run on a real device when one is available. Operators that the meta device
+(``netscope.formulas``: bilinear upsampling to an empty output) counts as failing. Sizes where the
+verdict changes are re-run on a real device when one is available: all of them when a formula
+overruled meta or meta could not run a size, else the outermost ones. Operators that the meta device
 cannot run (``.item()``, ``nonzero``) get fake tensors (inside ``trace``), then the real device. Every
-claim is about the sizes probed: nothing is extrapolated beyond them.
+claim is about the sizes probed: nothing is extrapolated beyond them, and no size is skipped on the
+strength of a formula (formulas only make meta stricter).
 """
 
 from __future__ import annotations
@@ -423,7 +425,8 @@ def solve_input_size(model, input_spec=None, *, spatial: Optional[int] = None, m
     if spatial is not None and not 1 <= spatial <= len(shape):
         raise UsageError(f"--spatial {spatial} does not fit the input {list(shape)}: it must be between 1 and "
                          f"{len(shape)} (the number of trailing dimensions to vary)")
-    spatial = len(shape) - 2 if spatial is None else spatial
+    if spatial is None:  # token ids (batch, length) vary in length; otherwise everything after batch, channels
+        spatial = 1 if len(shape) == 2 and _is_integer(input_spec.args[0].dtype) else len(shape) - 2
     if spatial < 1:
         raise UsageError(f"the input {list(shape)} has no spatial dimensions to vary; give an input like "
                          "1,3,224,224 (batch, channels, height, width), or say how many trailing dimensions "
@@ -642,6 +645,10 @@ class _Solver:
                         f"others at {list(anchor)}")
         return ("the axes look independent: the square scan equals the per-axis sets combined, and mixed "
                 "extreme sizes work")
+
+
+def _is_integer(dtype: Optional[str]) -> bool:
+    return dtype is not None and not dtype.startswith(("float", "bfloat"))
 
 
 def _spatial_dims(shape: Sequence[int], spatial: int) -> Tuple[int, ...]:

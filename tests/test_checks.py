@@ -115,7 +115,7 @@ def test_check_command_reports_a_failed_pass(capsys):
     captured = capsys.readouterr()
     assert captured.out == ""  # the error and its diagnosis go to stderr
     assert "features.12 (MaxPool2d)" in captured.err
-    assert "every size s >= 63 works" in captured.err
+    assert "Input sizes that work: square sxs: every s >= 63 up to 128 probed" in captured.err
 
 
 def failure(model, input_spec):

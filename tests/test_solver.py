@@ -205,7 +205,7 @@ def test_token_model_varies_the_sequence_length_with_its_mask():
                                      intermediate_size=8, max_position_embeddings=40)
     model = transformers.BertModel(config).eval()
     inputs = InputSpec([TensorSpec((1, 16), "int64", 50)], {"attention_mask": TensorSpec((1, 16), "bool")})
-    result = solve_input_size(model, inputs, spatial=1, max_size=64)
+    result = solve_input_size(model, inputs, max_size=64)  # integer (batch, length) ids: the length varies
     assert result.valid_sizes == tuple(range(1, 41))  # the position table holds 40
     assert result.tied_inputs == ("attention_mask",)
     assert result.main.describe() == "1..40"

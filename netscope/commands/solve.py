@@ -18,8 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="reference input (batch and channels are kept; the trailing dimensions vary), "
                         "e.g. 1,3,224,224")
     parser.add_argument("--spatial", type=int, default=None, metavar="N",
-                        help="how many trailing dimensions vary (default: all after batch, channels); 1 for the "
-                        "sequence length of token ids")
+                        help="how many trailing dimensions vary (default: all after batch, channels; the length of "
+                        "integer token ids of shape batch,length)")
     parser.add_argument("--max-size", type=int, default=None, metavar="S",
                         help="largest size to probe (default: 4x the reference size, at least 64)")
     parser.add_argument("--max-probes", type=int, default=4000, metavar="N",
