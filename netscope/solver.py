@@ -232,15 +232,20 @@ def describe_sizes(valid: Sequence[int], probed: Sequence[int], label: str = "s"
     runs = _runs(valid, probed)
     if len(runs) == 1 and runs[0][1] == top and runs[0][0] != top:
         return f"every {name} >= {runs[0][0]} up to {top} probed{suffix}"
-    period = _period(valid, probed) if len(runs) > 3 else None
-    if period is not None:
+    for skip in range(min(3, len(runs) - 4) + 1) if len(runs) > 3 else ():  # a few irregular runs, then a period
+        rest = [v for v in valid if v >= runs[skip][0]]
+        period = _period(rest, probed)
+        if period is None:
+            continue
         d, residues = period
-        end = f", up to {top} probed" if valid[-1] + d > top else f" to {valid[-1]}"
+        start = rest[0]
+        end = f", up to {top} probed" if rest[-1] + d > top else f" to {rest[-1]}"
         if len(residues) == 1:
-            start = valid[0]
             what = f"multiples of {d} from {start}" if start % d == 0 else f"{start}, {start + d}, {start + 2 * d}, ..."
-            return what + end + suffix
-        return f"{name} mod {d} in {{{', '.join(map(str, residues))}}} from {valid[0]}" + end + suffix
+        else:
+            what = f"{name} mod {d} in {{{', '.join(map(str, residues))}}} from {start}"
+        prefix = ", ".join(_run_text(a, b) for a, b in runs[:skip])
+        return (f"{prefix}, then " if prefix else "") + what + end + suffix
     parts = [_run_text(a, b) for a, b in runs]
     text = ", ".join(parts) if len(parts) <= 12 else ", ".join(parts[:10]) + f", ... ({len(parts)} runs)"
     if runs[-1][1] == top and runs[-1][0] != top:
