@@ -430,8 +430,9 @@ def solve_input_size(model, input_spec=None, *, spatial: Optional[int] = None, m
     if spatial is not None and not 1 <= spatial <= len(shape):
         raise UsageError(f"--spatial {spatial} does not fit the input {list(shape)}: it must be between 1 and "
                          f"{len(shape)} (the number of trailing dimensions to vary)")
-    if spatial is None:  # token ids (batch, length) vary in length; otherwise everything after batch, channels
-        spatial = 1 if len(shape) == 2 and _is_integer(input_spec.args[0].dtype) else len(shape) - 2
+    if spatial is None:  # token ids (batch, length) vary in length; a list of images (channels, H, W) has no
+        lead = 1 if input_spec.as_list else 2  # batch dimension; otherwise everything after batch, channels
+        spatial = 1 if len(shape) == 2 and _is_integer(input_spec.args[0].dtype) else len(shape) - lead
     if spatial < 1:
         raise UsageError(f"the input {list(shape)} has no spatial dimensions to vary; give an input like "
                          "1,3,224,224 (batch, channels, height, width), or say how many trailing dimensions "

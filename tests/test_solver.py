@@ -280,3 +280,21 @@ def _source_of(cls) -> str:
     import inspect
 
     return inspect.getsource(cls)
+
+
+class ImageList(nn.Module):
+    """Takes a list of (channels, H, W) images, as torchvision's detection models do."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 1, 3, stride=2)
+
+    def forward(self, images):
+        return torch.stack([self.conv(image[None])[0] for image in images])
+
+
+def test_a_list_of_images_varies_height_and_width():
+    inputs = InputSpec([TensorSpec((1, 9, 11))], as_list=True)
+    result = solve_input_size(ImageList(), inputs, max_size=12)
+    assert [scan.label for scan in result.scans] == ["s", "H", "W"]
+    assert result.scan("H").dims == (1,) and result.scan("W").valid == tuple(range(3, 13))
