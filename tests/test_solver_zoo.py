@@ -282,3 +282,46 @@ def test_zoo_models_solver_equals_meta_brute_force(name, shape, other, limit):
         assert result.main.valid == truth, (name, start, result.render())
     if name == "timm:levit_128":
         assert truth == tuple(range(209, 225))
+
+
+hypothesis = pytest.importorskip("hypothesis")
+st = hypothesis.strategies
+
+LAYER = st.one_of(
+    st.tuples(st.just("conv"), st.integers(1, 5), st.integers(1, 3), st.integers(0, 2), st.integers(1, 3)),
+    st.tuples(st.just("max"), st.integers(1, 4), st.integers(1, 3), st.integers(0, 1), st.just(1)),
+    st.tuples(st.just("avg"), st.integers(1, 4), st.integers(1, 3), st.integers(0, 1), st.just(1)),
+    st.tuples(st.just("up"), st.integers(2, 3), st.just(1), st.just(0), st.just(1)),
+)
+
+
+def chain(layers, skip: bool) -> nn.Module:
+    modules = []
+    for kind, kernel, stride, padding, dilation in layers:
+        if kind == "conv":
+            modules.append(nn.Conv1d(1, 1, kernel, stride=stride, padding=padding, dilation=dilation))
+        elif kind == "up":
+            modules.append(nn.Upsample(scale_factor=kernel))
+        else:
+            pad = min(padding, kernel // 2)  # PyTorch requires pad <= kernel / 2
+            modules.append((nn.MaxPool1d if kind == "max" else nn.AvgPool1d)(kernel, stride=stride, padding=pad))
+    body = nn.Sequential(*modules)
+    return Skip(body) if skip else body
+
+
+class Skip(nn.Module):
+    def __init__(self, body):
+        super().__init__()
+        self.body = body
+
+    def forward(self, x):
+        return x + self.body(x)  # works only where the chain gives the input's length back (or 1)
+
+
+@hypothesis.settings(max_examples=20, deadline=None, derandomize=True)
+@hypothesis.given(layers=st.lists(LAYER, min_size=1, max_size=4), skip=st.booleans(), start=st.integers(1, 60))
+def test_random_conv_pool_chains_equal_brute_force(layers, skip, start):
+    model = chain(layers, skip).eval()
+    truth = brute_force(model, (1, 1, 8), range(1, 61))
+    result = solve_input_size(model, spec(1, 1, start), max_size=60)
+    assert result.valid_sizes == truth, (layers, skip, start, result.render())
