@@ -183,11 +183,14 @@ def _ranges(sizes: Sequence[int]) -> List[List[int]]:
 
 
 def _runs(valid: Sequence[int], probed: Sequence[int]) -> List[Tuple[int, int]]:
-    """Maximal runs of valid sizes, consecutive among the probed sizes."""
+    """Maximal runs of consecutive valid sizes (a size not probed ends a run: nothing is claimed for it)."""
     ok = set(valid)
     runs: List[Tuple[int, int]] = []
     current: Optional[List[int]] = None
     for s in probed:
+        if current is not None and s != current[1] + 1:
+            runs.append((current[0], current[1]))
+            current = None
         if s in ok:
             if current is None:
                 current = [s, s]

@@ -51,6 +51,9 @@ def test_vit_accepts_exactly_224():
     ([s for s in range(1, 100) if s % 6 in (0, 1) and s > 1], range(1, 100), "s mod 6 in {0, 1} from 6, up to 99 probed"),
     (range(5, 300, 4), range(1, 301), "5, 9, 13, ..., up to 300 probed"),
     ([224], [1, 2, 224], "224 (probed 1, 2, 224)"),
+    ([1, 2, 224], [1, 2, 224], "1, 2, 224 (probed 1, 2, 224)"),
+    ([5, 6, 7, 9, 10], [5, 6, 7, 9, 10],
+     "5..7, 9, 10 (the last run reaches 10, the largest probed) (probed 5..7, 9, 10)"),
     ([3, 4, 5] + list(range(7, 301, 2)), range(1, 301), "3..5, then 7, 9, 11, ..., up to 300 probed"),
     ([], range(1, 10), "none"),
 ])
