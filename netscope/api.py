@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 
 from netscope.devices import resolve_device
-from netscope.errors import ForwardError, InputSpecError
+from netscope.errors import ForwardError, InputSpecError, MetaDeviceError
 from netscope.guard import paused_gc
 from netscope.inputs import InputSpec, inputs_from
 from netscope.records import RunInfo
@@ -100,7 +100,7 @@ def _attach_diagnosis(model, inputs: Optional[InputSpec], err: ForwardError) -> 
     from netscope.diagnosis import diagnose_failure
     from netscope.errors import OutOfMemory
 
-    if inputs is None or isinstance(err, OutOfMemory):
+    if inputs is None or isinstance(err, (OutOfMemory, MetaDeviceError)):  # no size would run on meta
         return
     try:
         err.diagnosis = diagnose_failure(model, inputs, err)

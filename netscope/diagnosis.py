@@ -10,6 +10,7 @@ from netscope.formulas import predict
 from netscope.formulas.registry import FEATURES, product_text, shape_text
 
 FAILED = "(failed)"
+DIAGNOSIS_PROBES = 300  # runs the solver may spend on "Input sizes that work"
 
 
 @dataclass(frozen=True)
@@ -71,10 +72,8 @@ def _shape_str(tree) -> str:
 def _size_chain(partial, failed_index: Optional[int]) -> Tuple[ChainStep, ...]:
     """Completed leaf calls that changed the shape, in order, then the failing call."""
     steps = []
-    for call in partial.calls:
-        if failed_index is not None and call.index >= failed_index:
-            break
-        if not call.is_leaf or call.output_shapes == FAILED:
+    for call in partial.calls:  # a failure in the root's own code comes after its children ran: keep them
+        if call.index == failed_index or not call.is_leaf or call.output_shapes == FAILED:
             continue
         inputs = call.input_shapes[0] if call.input_shapes else None
         if _shape_str(inputs) != _shape_str(call.output_shapes):
@@ -145,7 +144,7 @@ def _working_sizes(model, input_spec) -> str:
     from netscope.errors import NetscopeError
     from netscope.solver import solve_input_size
 
-    try:
-        return solve_input_size(model, input_spec).summary()
+    try:  # the square scan only, with a budget: a failed summary should not wait for a full solve
+        return solve_input_size(model, input_spec, per_axis=False, max_probes=DIAGNOSIS_PROBES).summary()
     except NetscopeError as err:
         return f"not searched ({err})"

@@ -52,3 +52,9 @@ class OutOfMemory(ForwardError):
     (a smaller input, or ``--device meta``)."""
 
     exit_code = EXIT_USAGE
+
+
+class MetaDeviceError(ForwardError):
+    """The meta device (and fake tensors) cannot run an operator of the model; the message names it."""
+
+    exit_code = EXIT_USAGE

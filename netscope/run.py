@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import re
 from dataclasses import dataclass
 from typing import Callable, Iterator, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
 
-from netscope.errors import ForwardError, OutOfMemory
+from netscope.errors import ForwardError, MetaDeviceError, OutOfMemory
 from netscope.inputs import InputSpec, normalize_float_dtype
 from netscope.trace import TraceResult, model_device, model_float_dtype, trace
 
@@ -79,11 +80,27 @@ def run_pass(prep: Prepared, *, mode: str = "eval", progress: Optional[Callable[
         try:
             result = run()
         except ForwardError as err:
-            if not _needs_values(err.original):
+            if not needs_values(err.original):
                 raise
-            result = run(fake=True)
+            result = _run_fake(run)
     result.notes[:0] = prep.notes
     return result
+
+
+def _run_fake(run) -> TraceResult:
+    """The retry under fake tensors; an operator they cannot run either is named (``MetaDeviceError``)."""
+    try:
+        return run(fake=True)
+    except ForwardError as err:
+        if not needs_values(err.original):
+            raise
+        where = f" in layer {err.layer}" if err.layer else ""
+        meta_err = MetaDeviceError(
+            f"the meta device cannot run this model: {meta_operator(str(err.original))}{where}, and fake tensors "
+            "cannot stand in for it. Run on a real device instead (--device cpu)", original=err.original,
+            layer=err.layer)
+        meta_err.partial, meta_err.failed_index = getattr(err, "partial", None), getattr(err, "failed_index", None)
+        raise meta_err from err.original
 
 
 def materialized(model: nn.Module, spec: InputSpec) -> nn.Module:
@@ -96,9 +113,21 @@ def materialized(model: nn.Module, spec: InputSpec) -> nn.Module:
         return prep.model
 
 
-def _needs_values(error: Optional[BaseException]) -> bool:
-    text = str(error)
-    return "meta tensor" in text or "data-dependent" in text
+# Errors of an operator that needs tensor values (meta and fake tensors have none), not of a wrong size.
+META_CANNOT_RUN = re.compile(r"meta tensor|data-dependent|DynamicOutputShape|Could not run '[^']+' with arguments "
+                             r"from the 'Meta' backend|register_meta function for \S+ raises unimplemented"
+                             r"|aten\.(nonzero|_local_scalar_dense|masked_select|unique\w*)")
+
+
+def needs_values(error: Optional[BaseException]) -> bool:
+    """Whether ``error`` says an operator needed tensor values the meta device (or fake tensors) lack."""
+    return bool(META_CANNOT_RUN.search(f"{type(error).__name__}: {error}"))
+
+
+def meta_operator(error: str) -> str:
+    """The operator a meta/fake failure names (``torch.nonzero() needs tensor values``), else the error."""
+    match = re.search(r"(?:torch|Tensor)\.\w+\(\)|aten\.\w+(?:\.\w+)?", error)
+    return f"{match.group(0)} needs tensor values" if match else error.splitlines()[0][:200]
 
 
 @contextlib.contextmanager

@@ -123,7 +123,7 @@ def test_check_command_reports_a_failed_pass(capsys):
     captured = capsys.readouterr()
     assert captured.out == ""  # the error and its diagnosis go to stderr
     assert "features.12 (MaxPool2d)" in captured.err
-    assert "every size s >= 63 works" in captured.err
+    assert "Input sizes that work: square sxs: every s >= 63 up to 128 probed" in captured.err
 
 
 def failure(model, input_spec):
@@ -141,7 +141,7 @@ def test_lenet_diagnosis_names_layer_sizes_chain_and_working_sizes():
     assert [s.layer for s in diagnosis.chain] == ["conv1", "pool1", "conv2", "pool2", "flatten", "fc1"]
     assert diagnosis.chain[3].output_shape == "[1, 16, 13, 13]"
     # 32 -> 28 -> 14 -> 10 -> 5, and the floors of the pools let 33, 34 and 35 reach 5x5 as well
-    assert diagnosis.working_sizes.startswith("only s in {32, 33, 34, 35} work")
+    assert diagnosis.working_sizes.startswith("square sxs: 32..35;")
     text = diagnosis.render()
     assert "fc1 (Linear)" in text and "2704 = 16*13*13" in text and "[1, 3, 32, 32]" in text
 

@@ -1,4 +1,7 @@
-"""The input-size solver against torchvision's published ``min_size`` and hand-computed small nets."""
+"""The input-size solver: torchvision's published ``min_size``, per-axis scans, budgets, meta fallbacks, the CLI.
+
+The brute-force zoo (solver = every size run for real) is in ``tests/test_solver_zoo.py``.
+"""
 
 from __future__ import annotations
 
@@ -11,89 +14,211 @@ import torchvision
 
 from netscope import solve_input_size
 from netscope.cli import main
-from netscope.errors import UsageError
+from netscope.errors import ForwardError, UsageError
 from netscope.inputs import InputSpec, TensorSpec
+from netscope.solver import describe_sizes
 from netscope.specs import resolve_model
 
 
-def spec(*shape):
-    return InputSpec([TensorSpec(tuple(shape))])
+def spec(*shape, **kwargs):
+    return InputSpec([TensorSpec(tuple(shape))], kwargs)
 
 
-@pytest.mark.parametrize("name", ["alexnet", "vgg16", "resnet50", "inception_v3", "squeezenet1_1", "googlenet",
-                                  "convnext_tiny", "shufflenet_v2_x0_5"])
+@pytest.mark.parametrize("name", ["alexnet", "vgg16", "inception_v3", "squeezenet1_1", "googlenet", "convnext_tiny"])
 def test_smallest_size_matches_torchvision_published_min_size(name):
     kwargs = {"aux_logits": False, "init_weights": False} if name in ("inception_v3", "googlenet") else {}
     resolved = resolve_model(name, kwargs, empty_weights=True)
-    result = solve_input_size(resolved.module, resolved.inputs)
     published = torchvision.models.get_model_weights(name).DEFAULT.meta["min_size"]
-    assert result.pattern == "any"
-    assert (result.min_size, result.min_size) == published
-    assert result.output_formula == ("1", "1000")
-    assert not result.note
+    limit = published[0] + 6
+    result = solve_input_size(resolved.module, resolved.inputs, max_size=limit, per_axis=False)
+    assert result.valid_sizes == tuple(range(published[0], limit + 1))
+    assert result.main.output_formula == ("1", "1000")
+    assert result.main.describe() == f"every s >= {published[0]} up to {limit} probed"
 
 
 def test_vit_accepts_exactly_224():
     resolved = resolve_model("vit_b_16", {}, empty_weights=True)
-    result = solve_input_size(resolved.module, resolved.inputs)
-    assert (result.pattern, result.min_size, result.valid_sizes) == ("exact", 224, (224,))
-    assert result.summary() == "only exactly s = 224 works: [1, 3, 224, 224]"
+    result = solve_input_size(resolved.module, resolved.inputs, max_size=300, per_axis=False)
+    assert result.valid_sizes == (224,)
+    assert result.summary() == "square sxs: 224; e.g. [1, 3, 224, 224]"
+
+
+@pytest.mark.parametrize("valid,probed,text", [
+    (range(7, 897, 7), range(1, 897), "multiples of 7 from 7, up to 896 probed"),
+    (list(range(2, 202)) + list(range(209, 225)), range(1, 301), "2..201, 209..224"),
+    (range(32, 897), range(1, 897), "every s >= 32 up to 896 probed"),
+    (range(12, 241, 12), range(1, 301), "multiples of 12 from 12 to 240"),
+    ([s for s in range(1, 100) if s % 6 in (0, 1) and s > 1], range(1, 100), "s mod 6 in {0, 1} from 6, up to 99 probed"),
+    (range(5, 300, 4), range(1, 301), "5, 9, 13, ..., up to 300 probed"),
+    ([224], [1, 2, 224], "224 (probed 1, 2, 224)"),
+    ([1, 2, 224], [1, 2, 224], "1, 2, 224 (probed 1, 2, 224)"),
+    ([5, 6, 7, 9, 10], [5, 6, 7, 9, 10],
+     "5..7, 9, 10 (the last run reaches 10, the largest probed) (probed 5..7, 9, 10)"),
+    ([3, 4, 5] + list(range(7, 301, 2)), range(1, 301), "3..5, then 7, 9, 11, ..., up to 300 probed"),
+    ([], range(1, 10), "none"),
+])
+def test_describe_sizes(valid, probed, text):
+    assert describe_sizes(list(valid), list(probed)) == text
 
 
 class TinyUNet(nn.Module):
-    """Two 2x poolings and skip concatenations: only multiples of 4 line up."""
+    """Two 2x poolings and skip concatenations: each axis must be a multiple of 4."""
 
     def __init__(self):
         super().__init__()
-        self.enc1 = nn.Conv2d(1, 4, 3, padding=1)
-        self.enc2 = nn.Conv2d(4, 4, 3, padding=1)
+        self.enc = nn.Conv2d(1, 2, 3, padding=1)
         self.pool = nn.MaxPool2d(2)
-        self.mid = nn.Conv2d(4, 4, 3, padding=1)
         self.up = nn.Upsample(scale_factor=2)
-        self.dec2 = nn.Conv2d(8, 4, 3, padding=1)
-        self.dec1 = nn.Conv2d(8, 2, 3, padding=1)
+        self.dec = nn.Conv2d(4, 1, 3, padding=1)
 
     def forward(self, x):
-        a = self.enc1(x)
-        b = self.enc2(self.pool(a))
-        c = self.mid(self.pool(b))
-        b = self.dec2(torch.cat([self.up(c), b], 1))
-        return self.dec1(torch.cat([self.up(b), a], 1))
+        a = self.enc(x)
+        return self.dec(torch.cat([self.up(self.up(self.pool(self.pool(a)))), a], 1))
 
 
-def test_skip_connections_give_multiples_of_four():
-    result = solve_input_size(TinyUNet(), spec(1, 1, 64, 64))
-    assert (result.pattern, result.period, result.min_size, result.valid_sizes) == ("periodic", 4, 4, (4,))
-    assert result.output_formula == ("1", "2", "s", "s")
-    for size in (4, 8, 12, 64):
-        assert result.input_shape(size) == (1, 1, size, size)
-    assert all(p.ok == (p.size % 4 == 0) for p in result.probes)
+class PoolSkip43(nn.Module):
+    """A (4, 3) pool upsampled back and added: H a multiple of 4, W a multiple of 3, independently."""
+
+    def __init__(self):
+        super().__init__()
+        self.pool = nn.AvgPool2d((4, 3))
+        self.up = nn.Upsample(scale_factor=(4, 3))
+
+    def forward(self, x):
+        return x + self.up(self.pool(x))
 
 
-def test_flattened_linear_accepts_only_a_few_sizes():
-    model = nn.Sequential(nn.Conv2d(3, 6, 5), nn.MaxPool2d(2), nn.Conv2d(6, 16, 5), nn.MaxPool2d(2),
-                          nn.Flatten(), nn.Linear(16 * 5 * 5, 10))
-    result = solve_input_size(model, spec(1, 3, 64, 64))  # 64 itself fails: the solver searches upward
-    # s -> s-4 -> floor((s-4)/2) -> that-4 -> floor(./2) must be 5: s in 32..35
-    assert (result.pattern, result.min_size, result.valid_sizes) == ("exact", 32, (32, 33, 34, 35))
+class TokenTable(nn.Module):
+    """Flattens H*W into tokens and adds a table of 64: the axes interact (H*W <= 64)."""
+
+    def __init__(self):
+        super().__init__()
+        self.table = nn.Parameter(torch.zeros(1, 64))
+
+    def forward(self, x):
+        tokens = x.flatten(1)
+        return tokens + self.table[:, :tokens.shape[1]] if tokens.shape[1] <= 64 else tokens + self.table
 
 
-def test_strided_output_is_affine_with_floors():
+def test_each_axis_is_scanned_on_its_own():
+    result = solve_input_size(PoolSkip43(), spec(1, 1, 8, 9), max_size=40)
+    assert result.scan("H").valid == tuple(range(4, 41, 4))
+    assert result.scan("W").valid == tuple(range(3, 41, 3))
+    assert result.scan("s").valid == tuple(range(12, 41, 12))
+    assert result.scan("H").dims == (2,) and result.scan("W").dims == (3,)
+    assert result.interaction.startswith("the axes look independent")
+    assert "H (dim 2): multiples of 4 from 4, up to 40 probed" in result.render()
+    assert result.scan("H").output_formula == ("1", "1", "s", "9")
+
+
+def test_the_solver_says_when_axes_interact():
+    result = solve_input_size(TokenTable(), spec(1, 1, 4, 4), max_size=40)
+    assert result.scan("H").valid == tuple(range(1, 17)) and result.scan("W").valid == tuple(range(1, 17))
+    assert result.scan("s").valid == tuple(range(1, 9))
+    assert result.interaction.startswith("the axes interact: the square size 9 fails")
+
+
+def test_a_failing_reference_anchors_the_axes_at_a_working_size():
+    result = solve_input_size(TinyUNet(), spec(1, 1, 30, 30), max_size=40)
+    assert result.anchor_shape == (1, 1, 28, 28)
+    assert result.scan("W").valid == tuple(range(4, 41, 4))
+    assert any("fails; the axes were scanned around [1, 1, 28, 28]" in n for n in result.notes)
+
+
+def test_the_answer_does_not_depend_on_the_starting_size():
+    model = nn.Sequential(nn.Conv2d(1, 1, 3), nn.MaxPool2d(3), nn.Flatten(), nn.Linear(16, 2))  # (s-2)//3 == 4
+    answers = {solve_input_size(model, spec(1, 1, s, s), max_size=60, per_axis=False).valid_sizes
+               for s in (14, 30, 60)}
+    assert answers == {(14, 15, 16)}
+
+
+def test_a_small_probe_budget_still_reports_the_working_reference():
+    result = solve_input_size(TinyUNet(), spec(1, 1, 16, 16), max_probes=3)
+    assert len(result.probes) == 3
+    assert result.valid_sizes == (16,)
+    assert result.summary() == "square sxs: 16 (probed 1, 2, 16); e.g. [1, 1, 16, 16]"
+    assert any("stopped after 3 runs" in n for n in result.notes)
+
+
+def test_output_shape_as_a_formula_of_the_size():
     model = nn.Sequential(nn.Conv1d(2, 3, 3, stride=2, padding=1), nn.Conv1d(3, 3, 3, stride=2))
-    result = solve_input_size(model, spec(1, 2, 50))
-    # L1 = floor((s + 2 - 3) / 2) + 1 = floor((s + 1) / 2); L2 = floor((L1 - 3) / 2) + 1 = floor((L1 - 1) / 2)
-    # = floor((s - 1) / 4), which is >= 1 from s = 5
-    assert (result.pattern, result.min_size) == ("any", 5)
-    assert result.output_formula == ("1", "3", "floor((s - 1) / 4)")
+    result = solve_input_size(model, spec(1, 2, 50), max_size=80)
+    # L1 = floor((s + 2 - 3) / 2) + 1 = floor((s + 1) / 2); L2 = floor((L1 - 1) / 2) = floor((s - 1) / 4) >= 1 from 5
+    assert result.valid_sizes == tuple(range(5, 81))
+    assert result.main.label == "L"
+    assert result.main.output_formula == ("1", "3", "floor((s - 1) / 4)")
     for probe in result.probes:
         if probe.ok:
             assert probe.output_shape[2] == ((probe.size + 1) // 2 - 3) // 2 + 1
 
 
+def test_lenient_meta_kernel_is_overruled_by_the_formula_and_confirmed_on_cpu():
+    model = nn.Sequential(nn.Conv2d(1, 1, 3), nn.Upsample(scale_factor=0.25, mode="bilinear"))
+    with torch.device("meta"):  # the meta kernel itself accepts an empty output: the leniency being corrected
+        model_meta = nn.Upsample(scale_factor=0.25, mode="bilinear")
+        assert model_meta(torch.empty(1, 1, 3, 3)).shape == (1, 1, 0, 0)
+    with pytest.raises(RuntimeError):
+        model(torch.randn(1, 1, 5, 5))
+    result = solve_input_size(model, spec(1, 1, 32, 32), max_size=30, per_axis=False)
+    assert result.valid_sizes == tuple(range(6, 31))
+    by_size = {p.size: p for p in result.probes if p.device == "cpu"}
+    assert not by_size[5].ok and by_size[6].ok  # the change of verdict ran on the real kernel
+    assert [p.size for p in result.probes if p.device == "meta+formula"] == [3, 4, 5]
+
+
+class NonZero(nn.Module):
+    """Keeps the columns whose mean is not exactly zero (nonzero: meta and fake tensors cannot run it)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv1d(1, 1, 3, stride=2)
+
+    def forward(self, x):
+        y = self.conv(x)
+        keep = torch.nonzero(y.mean((0, 1)) != 0.123).flatten()
+        return y[..., keep].unflatten(-1, (-1, 4))
+
+
+def test_meta_impossible_operator_falls_back_to_the_cpu():
+    model = NonZero().eval()
+    truth = []
+    for s in range(1, 41):
+        try:
+            model(torch.randn(1, 1, s))
+            truth.append(s)
+        except RuntimeError:
+            pass
+    result = solve_input_size(model, spec(1, 1, 17), max_size=40)
+    assert result.valid_sizes == tuple(truth) and truth
+    assert any("the meta device cannot run this model" in n and "nonzero" in n and "ran on cpu" in n
+               for n in result.notes)
+
+
+def test_meta_impossible_operator_without_a_real_model_is_undetermined_not_failing():
+    from netscope.meta import meta_copy
+
+    result = solve_input_size(meta_copy(NonZero()), spec(1, 1, 17), max_size=20)
+    assert not result.valid_sizes
+    assert result.summary().startswith("undetermined: the meta device cannot run this model")
+    assert "no working size found" not in result.render()
+
+
+def test_token_model_varies_the_sequence_length_with_its_mask():
+    transformers = pytest.importorskip("transformers")
+    config = transformers.BertConfig(vocab_size=50, hidden_size=8, num_hidden_layers=1, num_attention_heads=1,
+                                     intermediate_size=8, max_position_embeddings=40)
+    model = transformers.BertModel(config).eval()
+    inputs = InputSpec([TensorSpec((1, 16), "int64", 50)], {"attention_mask": TensorSpec((1, 16), "bool")})
+    result = solve_input_size(model, inputs, max_size=64)  # integer (batch, length) ids: the length varies
+    assert result.valid_sizes == tuple(range(1, 41))  # the position table holds 40
+    assert result.tied_inputs == ("attention_mask",)
+    assert result.main.describe() == "1..40"
+
+
 def test_solver_never_touches_the_users_model():
     model = TinyUNet().train()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    solve_input_size(model, spec(1, 1, 16, 16))
+    solve_input_size(model, spec(1, 1, 16, 16), max_size=20)
     assert model.training and all(p.device.type == "cpu" for p in model.parameters())
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
@@ -103,9 +228,76 @@ def test_solver_rejects_an_input_without_spatial_dims():
         solve_input_size(nn.Linear(4, 2), spec(1, 4))
 
 
+class RootReshape(nn.Module):
+    """The failure is in the root's own forward, after its layers ran."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3)
+        self.pool = nn.MaxPool2d(2)
+
+    def forward(self, x):
+        return self.pool(self.conv(x)).view(1, 2 * 7 * 7)
+
+
+def test_root_level_failure_keeps_the_layers_that_ran():
+    from netscope.diagnosis import diagnose_failure
+    from netscope.trace import trace
+
+    inputs = spec(1, 1, 20, 20)
+    with pytest.raises(ForwardError) as info:
+        trace(RootReshape(), inputs, device="meta")
+    diagnosis = diagnose_failure(RootReshape(), inputs, info.value)
+    assert [step.layer for step in diagnosis.chain] == ["conv", "pool", ""]
+    assert diagnosis.chain[1].output_shape == "[1, 2, 9, 9]"
+    assert diagnosis.working_sizes.startswith("square sxs: 16, 17; e.g. [1, 1, 16, 16]")
+
+
 def test_solve_command(capsys):
-    assert main(["solve", "alexnet"]) == 0
-    assert "every size s >= 63 works" in capsys.readouterr().out
-    assert main(["solve", "vgg16", "-f", "json"]) == 0
+    assert main(["solve", "alexnet", "--max-size", "70", "--square-only"]) == 0
+    out = capsys.readouterr().out
+    assert "alexnet: square sxs: every s >= 63 up to 70 probed" in out and "runs/s" in out
+    assert main(["solve", "vgg16", "-f", "json", "--max-size", "40", "--square-only"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert (data["model"], data["pattern"], data["min_size"]) == ("vgg16", "any", 32)
+    assert data["model"] == "vgg16" and data["scans"][0]["valid"] == list(range(32, 41))
+    assert data["scans"][0]["complete"] and data["runs_per_second"] > 0
+
+
+def test_meta_summary_names_the_operator_meta_cannot_run(capsys, tmp_path):
+    from netscope import summary
+    from netscope.errors import MetaDeviceError
+
+    model = NonZero()
+    with pytest.raises(MetaDeviceError, match=r"the meta device cannot run this model: aten\.nonzero.*--device cpu"):
+        summary(model, input_size=(1, 1, 17), device="meta")
+    assert len(summary(model, input_size=(1, 1, 17), device="cpu").layers) == 2  # the real device runs it
+    path = tmp_path / "nz.py"
+    path.write_text("import torch, torch.nn as nn\n" + _source_of(NonZero))
+    assert main(["summary", f"{path}:NonZero", "--input", "1,1,17", "--device", "meta"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot run this model: aten.nonzero" in err and "no working size found" not in err
+    assert "Traceback" not in err
+
+
+def _source_of(cls) -> str:
+    import inspect
+
+    return inspect.getsource(cls)
+
+
+class ImageList(nn.Module):
+    """Takes a list of (channels, H, W) images, as torchvision's detection models do."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 1, 3, stride=2)
+
+    def forward(self, images):
+        return torch.stack([self.conv(image[None])[0] for image in images])
+
+
+def test_a_list_of_images_varies_height_and_width():
+    inputs = InputSpec([TensorSpec((1, 9, 11))], as_list=True)
+    result = solve_input_size(ImageList(), inputs, max_size=12)
+    assert [scan.label for scan in result.scans] == ["s", "H", "W"]
+    assert result.scan("H").dims == (1,) and result.scan("W").valid == tuple(range(3, 13))

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Optional
 
 from netscope.formulas.registry import (  # noqa: F401 - re-exported vocabulary
-    FORMULAS, REASONS, TOO_SMALL_REASONS, DimFormula, FormulaRegistry, Invalid, Prediction,
+    FORMULAS, REASONS, DimFormula, FormulaRegistry, Invalid, Prediction,
 )
 from netscope.formulas import (  # noqa: F401 - importing a family registers its formulas
     adaptive, conv, conv_transpose, flatten, fold, linear, pool, shuffle, upsample,

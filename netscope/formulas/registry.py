@@ -35,9 +35,6 @@ REASONS = (INPUT_RANK, CHANNELS, FEATURES, KERNEL_TOO_LARGE, OUTPUT_TOO_SMALL, P
            OUTPUT_PADDING_TOO_LARGE, OUTPUT_SIZE_OUT_OF_RANGE, PADDING_EXCEEDS_INPUT, NOT_DIVISIBLE,
            BLOCK_COUNT_MISMATCH, DIM_OUT_OF_RANGE, BATCH_MISMATCH)
 
-# Reasons that mean "the input is too small here": a larger input would get past this layer.
-TOO_SMALL_REASONS = frozenset({KERNEL_TOO_LARGE, OUTPUT_TOO_SMALL, PADDING_EXCEEDS_INPUT})
-
 
 @dataclass(frozen=True)
 class DimFormula:
