@@ -65,8 +65,14 @@ def _index_groups(keys: Sequence[str], metas: Mapping[str, TensorMeta], wanted: 
 
 def sequential_shifts(source_keys: Sequence[str], source_metas: Mapping[str, TensorMeta],
                       target_keys: Sequence[str], target_metas: Mapping[str, TensorMeta]) -> List[IndexShift]:
-    """Shifted indices of the same container, paired by order when every paired child has the same
-    tensors (names after the index and shapes). Outer containers are tried first; a key is used once."""
+    """Children of the same container renumbered (layers inserted, removed or re-indexed), paired in order.
+
+    Per container, the children (their tensor names after the index, and shapes) of the shorter side must
+    embed in order into the longer side's; a child is paired only where that embedding is forced (its
+    leftmost and rightmost placements agree), so a repeated child that could sit in two places stays open
+    for other evidence. Containers whose children already agree index by index are left to the exact pass.
+    A child kept at its own index comes back as a pair with equal prefixes. Outer containers are tried
+    first; a key is used once."""
     shared = _containers(source_keys)
     if shared:
         shared &= _containers(target_keys)
@@ -79,28 +85,53 @@ def sequential_shifts(source_keys: Sequence[str], source_metas: Mapping[str, Ten
     for container in sorted(set(source_groups) & set(target_groups), key=lambda c: (c.count(".") + bool(c), c)):
         src = _live_children(source_groups[container], used_source)
         tgt = _live_children(target_groups[container], used_target)
-        if not src or len(src) != len(tgt):
+        if not src or not tgt:
             continue
-        signature = lambda entries: tuple(sorted((rest, shape) for rest, shape, _, _ in entries))  # noqa: E731
-        if any(signature(a) != signature(b) for (_, a), (_, b) in zip(src, tgt)):
-            continue
-        if all(si == ti for (si, _), (ti, _) in zip(src, tgt)):
-            continue
+        src_sig = [_child_signature(entries) for _, entries in src]
+        tgt_sig = [_child_signature(entries) for _, entries in tgt]
+        if dict(zip((i for i, _ in src), src_sig)) == dict(zip((i for i, _ in tgt), tgt_sig)):
+            continue  # the same children under the same indices: names already say it
+        forced = _forced_embedding(src_sig, tgt_sig)
         found = []
-        for (si, a), (ti, b) in zip(src, tgt):
-            if si == ti:
-                continue
-            by_rest = {rest: key for rest, _, key, _ in b}
-            pairs = tuple((key, by_rest[rest]) for rest, _, key, _ in a)
-            found.append(IndexShift(a[0][3], b[0][3], pairs))
+        for a, b in forced:
+            (si, sa), (ti, tb) = src[a], tgt[b]
+            by_rest = {rest: key for rest, _, key, _ in tb}
+            found.append(IndexShift(sa[0][3], tb[0][3], tuple((key, by_rest[rest]) for rest, _, key, _ in sa)))
         # under chained application a rule must not rename a key into the next rule's input
-        increasing = bool(found) and _index_of(found[0].target_prefix) > _index_of(found[0].source_prefix)
+        moved = [s for s in found if s.source_prefix != s.target_prefix]
+        increasing = bool(moved) and _index_of(moved[0].target_prefix) > _index_of(moved[0].source_prefix)
         found.sort(key=lambda s: _index_of(s.source_prefix), reverse=increasing)
         for shift in found:
             used_source.update(s for s, _ in shift.pairs)
             used_target.update(t for _, t in shift.pairs)
         shifts.extend(found)
     return shifts
+
+
+def _child_signature(entries) -> tuple:
+    return tuple(sorted((rest, shape) for rest, shape, _, _ in entries))
+
+
+def _forced_embedding(a: Sequence[tuple], b: Sequence[tuple]) -> List[Tuple[int, int]]:
+    """(i, j) pairs of the order-preserving embedding of the shorter list into the longer one (equal
+    items), for the items whose leftmost and rightmost placements agree; [] when it does not embed."""
+    if len(a) > len(b):
+        return [(i, j) for j, i in _forced_embedding(b, a)]
+    left, j = [], 0
+    for item in a:
+        while j < len(b) and b[j] != item:
+            j += 1
+        if j == len(b):
+            return []
+        left.append(j)
+        j += 1
+    right, j = [0] * len(a), len(b) - 1
+    for n in range(len(a) - 1, -1, -1):
+        while b[j] != a[n]:
+            j -= 1
+        right[n] = j
+        j -= 1
+    return [(n, left[n]) for n in range(len(a)) if left[n] == right[n]]
 
 
 def _index_of(prefix: str) -> int:

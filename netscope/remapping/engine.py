@@ -16,7 +16,8 @@ from netscope.remapping import plan as P
 from netscope.remapping.align import sequential_shifts, structural_alignment
 from netscope.remapping.layout import TensorLayout, module_of
 from netscope.remapping.plan import KeyDecision, Plan
-from netscope.remapping.rules import Rule, RuleChain, literal_module_rule, literal_prefix_rule
+from netscope.remapping.rules import (Rule, RuleChain, group_ref, literal_module_rule, literal_prefix_rule,
+                                     literal_replacement)
 from netscope.remapping.wrappers import (FSDP_HINT, WrapperIndex, describe_wrapper_change, flat_param_keys,
                                      may_hold_wrapper_token, prefix_votes)
 
@@ -88,6 +89,7 @@ def infer_plan(source: TensorLayout, target: TensorLayout, *, rules: Sequence[Ru
     state = _Matching(source, target)
     if plan is not None:
         _replay(state, plan)
+    _shifts(state)  # renumbered children first: an index equal by accident is no evidence
     _exact(state)
     _wrappers(state)
     _prefixes(state)
@@ -189,10 +191,12 @@ def _shifts(state: _Matching) -> None:
     shifts = sequential_shifts(list(state.open_sources), state.source.tensors, targets, state.target.tensors)
     for shift in shifts:
         done = False
+        kept = shift.source_prefix == shift.target_prefix
         for s, t in shift.pairs:
             if s in state.open_sources and state.target_open(t):
-                done |= state.assign(s, t, P.SHIFT, f"children renumbered: {shift.source_prefix}* -> {shift.target_prefix}*")
-        if done:
+                done |= state.assign(s, t, P.EXACT if kept and s == t else P.SHIFT,
+                                     f"children renumbered: {shift.source_prefix}* -> {shift.target_prefix}*")
+        if done and not kept:
             state.rules.append(literal_prefix_rule(shift.source_prefix, shift.target_prefix))
 
 
@@ -322,14 +326,14 @@ def _generalized_renames(module_pairs: Sequence[Tuple[str, str]],
 
 def _rename_rule(s_parts: Sequence[Optional[str]], t_parts: Sequence[Optional[str]]) -> Rule:
     """The rule for one generalized rename: module ``s_parts`` -> ``t_parts``, leaf kept."""
-    pattern, replacement = "(^|\\.)", "\\1"
+    pattern, replacement = "(^|\\.)", group_ref(1)
     for part in s_parts:
         pattern += "(\\d+)\\." if part is None else re.escape(part + ".")
     holes = iter(range(2, 2 + sum(p is None for p in s_parts)))
     for part in t_parts:
-        replacement += f"\\{next(holes)}." if part is None else part.replace("\\", "\\\\") + "."
+        replacement += group_ref(next(holes)) + "." if part is None else literal_replacement(part + ".")
     group = 2 + sum(p is None for p in s_parts)
-    return Rule(pattern + "([^.]+)$", replacement + f"\\{group}")
+    return Rule(pattern + "([^.]+)$", replacement + group_ref(group))
 
 
 def _dedupe(rules: List[Rule]) -> List[Rule]:
