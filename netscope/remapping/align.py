@@ -8,7 +8,9 @@ and refuses to pair where two candidate positions fit equally. Everything here i
 
 from __future__ import annotations
 
+import re
 from bisect import bisect_left
+from functools import lru_cache
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Mapping, Sequence, Tuple
@@ -30,36 +32,35 @@ class IndexShift:
     pairs: Tuple[Tuple[str, str], ...]  # (source key, target key)
 
 
-def _index_positions(key: str):
-    """(container, index, rest, actual prefix) for each numeric segment of ``key``, wrappers ignored."""
-    parts = key.split(".")
-    if not any(map(str.isdigit, parts)):  # the common case: nothing to yield
-        return
-    real = [(i, p) for i, p in enumerate(parts) if p not in WRAPPER_TOKENS] if ("module" in key or "_orig_mod" in key) \
-        else list(enumerate(parts))
-    for n in range(len(real) - 1):
-        pos, part = real[n]
-        if part.isdigit():
-            yield n, pos, part, parts, real
-
-
-def _containers(keys: Sequence[str]) -> set:
-    found = set()
+def _index_entries(keys: Sequence[str]) -> List[Tuple[str, int, str, str, str]]:
+    """(container, index, rest, key, actual prefix) for each numeric segment of each key; the container
+    and rest are spelled without wrapper tokens, the prefix as in the key."""
+    entries = []
     for key in keys:
-        for n, _, _, _, real in _index_positions(key):
-            found.add(".".join(p for _, p in real[:n]))
-    return found
+        parts = key.split(".")
+        if len(parts) < 2 or not any(map(str.isdigit, parts)):  # the common case: nothing to add
+            continue
+        if "module" in key or "_orig_mod" in key:
+            real = [(i, p) for i, p in enumerate(parts) if p not in WRAPPER_TOKENS]
+            for n in range(len(real) - 1):
+                pos, part = real[n]
+                if part.isdigit():
+                    entries.append((".".join(p for _, p in real[:n]), int(part), ".".join(p for _, p in real[n + 1:]),
+                                    key, ".".join(parts[: pos + 1]) + "."))
+            continue
+        for n in range(len(parts) - 1):
+            if parts[n].isdigit():
+                entries.append((".".join(parts[:n]), int(parts[n]), ".".join(parts[n + 1:]), key,
+                                ".".join(parts[: n + 1]) + "."))
+    return entries
 
 
-def _index_groups(keys: Sequence[str], metas: Mapping[str, TensorMeta], wanted: set):
+def _index_groups(entries, metas: Mapping[str, TensorMeta], wanted: set):
     """container path (wrappers left out) -> index -> [(rest, shape, key, actual prefix)], for ``wanted`` containers."""
     groups: Dict[str, Dict[int, list]] = defaultdict(lambda: defaultdict(list))
-    for key in keys:
-        for n, pos, part, parts, real in _index_positions(key):
-            container = ".".join(p for _, p in real[:n])
-            if container in wanted:
-                rest = ".".join(p for _, p in real[n + 1:])
-                groups[container][int(part)].append((rest, metas[key].shape, key, ".".join(parts[: pos + 1]) + "."))
+    for container, index, rest, key, prefix in entries:
+        if container in wanted:
+            groups[container][index].append((rest, metas[key].shape, key, prefix))
     return groups
 
 
@@ -73,13 +74,15 @@ def sequential_shifts(source_keys: Sequence[str], source_metas: Mapping[str, Ten
     for other evidence. Containers whose children already agree index by index are left to the exact pass.
     A child kept at its own index comes back as a pair with equal prefixes. Outer containers are tried
     first; a key is used once."""
-    shared = _containers(source_keys)
-    if shared:
-        shared &= _containers(target_keys)
+    source_entries = _index_entries(source_keys)
+    if not source_entries:
+        return []
+    target_entries = _index_entries(target_keys)
+    shared = {e[0] for e in source_entries} & {e[0] for e in target_entries}
     if not shared:
         return []
-    source_groups = _index_groups(source_keys, source_metas, shared)
-    target_groups = _index_groups(target_keys, target_metas, shared)
+    source_groups = _index_groups(source_entries, source_metas, shared)
+    target_groups = _index_groups(target_entries, target_metas, shared)
     used_source, used_target = set(), set()
     shifts: List[IndexShift] = []
     for container in sorted(set(source_groups) & set(target_groups), key=lambda c: (c.count(".") + bool(c), c)):
@@ -297,36 +300,291 @@ def _longest_increasing(pairs: List[Tuple[int, int]]) -> List[Tuple[int, int]]:
     return chain[::-1]
 
 
+# ---------------------------------------------------------------- name evidence
+
+GENERIC_TOKENS = frozenset({"proj", "layer", "layers", "module", "weight", "bias", "linear", "op"})
+
+
+def _tokens(name: str) -> Tuple[Tuple[str, ...], Tuple[str, ...]]:
+    """(alphabetic tokens, numbers) of one segment: ``'q_proj'`` -> (('q', 'proj'), ()), ``'bn1'`` -> (('bn',), ('1',))."""
+    alpha = tuple(t for t in re.findall(r"[a-z]+", name.lower()) if t not in GENERIC_TOKENS)
+    return alpha, tuple(re.findall(r"\d+", name))
+
+
+def _token_similarity(a: str, b: str) -> float:
+    if a == b:
+        return 1.0
+    short, long_ = sorted((a, b), key=len)
+    if long_.startswith(short):  # q ~ query, attn ~ attention's head, k ~ key
+        return 0.8
+    if short[0] == long_[0] and len(short) >= 2 and _is_subsequence(short, long_):  # attn ~ attention, ffn ~ feedforward? no
+        return 0.7
+    return 0.0
+
+
+def _is_subsequence(small: str, big: str) -> bool:
+    it = iter(big)
+    return all(ch in it for ch in small)
+
+
+@lru_cache(maxsize=4096)
+def name_similarity(a: str, b: str) -> float:
+    """How strongly two module names say they are the same thing, 0 (no evidence) to 1 (equal).
+
+    Pure indices (``'0'``) carry no name evidence against another name; numbers inside names must agree
+    (``bn1`` ~ ``norm1``, not ``norm2``); letters compare by token, prefix (``q`` ~ ``query``) and
+    abbreviation (``attn`` ~ ``attention``)."""
+    if a == b:
+        return 1.0
+    if a.isdigit() or b.isdigit():
+        return 0.0
+    (ta, da), (tb, db) = _tokens(a), _tokens(b)
+    if (da or db) and da != db:
+        return 0.0
+    letters = max((_token_similarity(x, y) for x in ta for y in tb), default=0.0)
+    return max(letters, 0.5 if da and da == db else 0.0)
+
+
+def decide_by_names(source_names: Sequence[str], target_names: Sequence[str]) -> Dict[int, int]:
+    """Source index -> target index where names decide: each is the other's unique best, with some evidence;
+    repeated until nothing changes, and the last one left on each side follows by elimination."""
+    decided: Dict[int, int] = {}
+    while True:
+        open_s = [i for i in range(len(source_names)) if i not in decided]
+        open_t = [j for j in range(len(target_names)) if j not in decided.values()]
+        if len(open_s) == 1 and len(open_t) == 1 and decided:
+            decided[open_s[0]] = open_t[0]
+            return decided
+        score = {(i, j): name_similarity(source_names[i], target_names[j]) for i in open_s for j in open_t}
+        new = {}
+        for i in open_s:
+            row = sorted(((score[i, j], j) for j in open_t), reverse=True)
+            if not row or row[0][0] <= 0 or (len(row) > 1 and row[1][0] == row[0][0]):
+                continue
+            j = row[0][1]
+            column = sorted((score[k, j] for k in open_s), reverse=True)
+            if len(column) > 1 and column[1] == column[0]:
+                continue
+            new[i] = j
+        if not new:
+            return decided
+        decided.update(new)
+
+
+def suggested_rules(source_modules: Sequence[str], target_modules: Sequence[str]) -> str:
+    """Ready ``--rule`` lines pairing the modules in their order (the last follows by elimination)."""
+    lines = []
+    for s, t in list(zip(source_modules, target_modules))[: max(1, min(len(source_modules), len(target_modules)) - 1)]:
+        s_leaf, t_leaf = s.rpartition(".")[2], t.rpartition(".")[2]
+        if s.rpartition(".")[0] == t.rpartition(".")[0] and not s_leaf.isdigit():
+            lines.append(f"--rule '(^|\\.){re.escape(s_leaf)}\\.=\\g<1>{t_leaf}.'")
+        else:
+            lines.append(f"--rule '^{_escape(s)}\\.={t}.'")
+    return " ".join(lines)
+
+
+def _escape(text: str) -> str:
+    return re.escape(text)
+
+
 @dataclass(frozen=True)
 class StructuralResult:
-    pairs: Tuple[Tuple[str, str, str], ...]  # (source key, target key, detail)
+    pairs: Tuple[Tuple[str, str, str, bool], ...]  # (source key, target key, detail, decided by names)
     module_pairs: Tuple[Tuple[str, str], ...]  # (source module, target module)
     no_counterpart: Dict[str, str]  # source key -> why (its module was paired, the tensor has no twin)
     ambiguous: Dict[str, str]  # source key -> why it was left unpaired
+    refused: Dict[str, str]  # source key -> why it was refused although shapes fit (ambiguous or no evidence)
+
+
+def _parent(module: str) -> str:
+    return module.rpartition(".")[0]
+
+
+def _leaf(module: str) -> str:
+    return module.rpartition(".")[2]
 
 
 def structural_alignment(source_keys: Sequence[str], source_metas: Mapping[str, TensorMeta],
                          target_keys: Sequence[str], target_metas: Mapping[str, TensorMeta],
-                         module_type: Callable[[str], str]) -> StructuralResult:
+                         module_type: Callable[[str], str],
+                         links: Sequence[Tuple[str, str]] = ()) -> StructuralResult:
+    """Pair open leaf groups: siblings under the same parent path by kind and name, then the rest by order
+    (anchored diff), where a run of interchangeable same-kind neighbours needs names to decide and a pair
+    across different subtrees needs corroboration. ``links``: (source module, target module) already
+    loaded by stronger evidence."""
     source = leaf_groups(source_keys, source_metas)
     target = leaf_groups(target_keys, target_metas)
-    alignment = align_groups(source, target)
-    pairs, module_pairs, no_counterpart, ambiguous = [], [], {}, {}
-    for i, j in alignment.pairs:
+    kinds_s = [g.kind() for g in source]
+    kinds_t = [g.kind() for g in target]
+    decided: Dict[int, Tuple[int, str, bool]] = {}  # source group -> (target group, evidence, by names)
+    refused: Dict[int, str] = {}
+    blocked_t: set = set()
+
+    # 1. siblings under the same parent path (only the leaf modules were renamed: MoE gate/up/down -> w1/w3/w2)
+    by_parent_t: Dict[str, List[int]] = defaultdict(list)
+    for j, g in enumerate(target):
+        by_parent_t[_parent(g.module)].append(j)
+    by_parent_s: Dict[str, List[int]] = defaultdict(list)
+    for i, g in enumerate(source):
+        if _parent(g.module) in by_parent_t:
+            by_parent_s[_parent(g.module)].append(i)
+    for parent, s_members in by_parent_s.items():
+        t_members = by_parent_t[parent]
+        _match_siblings(source, target, kinds_s, kinds_t, s_members, t_members, parent, decided, refused, blocked_t)
+
+    # 2. the rest by order
+    rest_s = [i for i in range(len(source)) if i not in decided and i not in refused]
+    taken = {j for j, _, _ in decided.values()} | blocked_t
+    rest_t = [j for j in range(len(target)) if j not in taken]
+    alignment = align_groups([source[i] for i in rest_s], [target[j] for j in rest_t])
+    proposals = [(rest_s[a], rest_t[b]) for a, b in alignment.pairs]
+    ambiguous_groups = {rest_s[a]: why for a, why in alignment.ambiguous.items()}
+    proposals = _names_decide_runs(source, target, kinds_s, proposals, decided, refused)
+    _corroborate(source, target, proposals, decided, refused, links, source_keys, target_keys)
+
+    pairs, module_pairs, no_counterpart, ambiguous, refused_keys = [], [], {}, {}, {}
+    for i in sorted(decided):
+        j, evidence, by_names = decided[i]
         sg, tg = source[i], target[j]
         kind = module_type(tg.module)
         module_pairs.append((sg.module, tg.module))
         target_items = dict(zip((leaf for leaf, _ in tg.tensors), tg.keys))
-        detail = f"same position, kind and shape as {tg.module} ({kind})" if kind else \
-            f"same position, kind and shape as {tg.module}"
+        detail = f"{evidence} as {tg.module}" + (f" ({kind})" if kind else "")
         for (leaf, _), key in zip(sg.tensors, sg.keys):
             if leaf in target_items:
-                pairs.append((key, target_items[leaf], detail))
+                pairs.append((key, target_items[leaf], detail, by_names))
             else:
                 label = f"{tg.module or '(root)'}" + (f" ({kind})" if kind else "")
                 extra = " (an extra bias: the target layer is built with bias=False)" if leaf == "bias" else ""
                 no_counterpart[key] = f"its module aligns with {label}, which has no '{leaf}'{extra}"
-    for i, why in alignment.ambiguous.items():
+    for i, why in ambiguous_groups.items():
+        if i not in decided and i not in refused:
+            for key in source[i].keys:
+                ambiguous[key] = why
+    for i, why in refused.items():
         for key in source[i].keys:
-            ambiguous[key] = why
-    return StructuralResult(tuple(pairs), tuple(module_pairs), no_counterpart, ambiguous)
+            refused_keys[key] = why
+    return StructuralResult(tuple(pairs), tuple(module_pairs), no_counterpart, ambiguous, refused_keys)
+
+
+def _fits(source, target, i, j) -> bool:
+    return compatible(source[i], target[j])
+
+
+def _match_siblings(source, target, kinds_s, kinds_t, s_members, t_members, parent, decided, refused, blocked_t):
+    """Children of one parent path on both sides, paired by kind; same-kind classes by names, else refused."""
+    classes_s: Dict[tuple, List[int]] = defaultdict(list)
+    classes_t: Dict[tuple, List[int]] = defaultdict(list)
+    for i in s_members:
+        classes_s[kinds_s[i]].append(i)
+    for j in t_members:
+        classes_t[kinds_t[j]].append(j)
+    where = parent or "(root)"
+    for kind, s_class in classes_s.items():
+        t_class = classes_t.get(kind)
+        if not t_class:
+            continue
+        if len(s_class) == 1 and len(t_class) == 1:
+            if _fits(source, target, s_class[0], t_class[0]):
+                decided[s_class[0]] = (t_class[0], f"the only layer of this kind and shape under {where}, the same",
+                                       False)
+            continue
+        by_names = decide_by_names([_leaf(source[i].module) for i in s_class], [_leaf(target[j].module) for j in t_class])
+        for a, b in by_names.items():
+            if _fits(source, target, s_class[a], t_class[b]):
+                decided[s_class[a]] = (t_class[b], f"names ({_leaf(source[s_class[a]].module)} ~ "
+                                       f"{_leaf(target[t_class[b]].module)}) among same-shape siblings; kind and shape",
+                                       True)
+        left_s = [i for n, i in enumerate(s_class) if n not in by_names]
+        left_t = [j for n, j in enumerate(t_class) if n not in by_names.values()]
+        if left_s and left_t:
+            _refuse(source, target, left_s, left_t, where, refused, blocked_t)
+
+
+def _refuse(source, target, left_s, left_t, where, refused, blocked_t):
+    names_s = [source[i].module for i in left_s]
+    names_t = [target[j].module for j in left_t]
+    why = (f"ambiguous: {', '.join(_leaf(m) for m in names_s)} and {', '.join(_leaf(m) for m in names_t)} under "
+           f"{where} have the same kind and shape, and neither names nor structure tell which is which; if they "
+           f"correspond in this order, paste: {suggested_rules(names_s, names_t)}")
+    for i in left_s:
+        refused[i] = why
+    blocked_t.update(left_t)
+
+
+def _names_decide_runs(source, target, kinds_s, proposals, decided, refused):
+    """Runs of consecutive same-kind pairs (interchangeable by position) are decided by names or refused;
+    other proposals are returned for the corroboration step."""
+    proposals = sorted(proposals)
+    rest, n = [], 0
+    while n < len(proposals):
+        m = n + 1
+        while (m < len(proposals) and proposals[m][0] == proposals[m - 1][0] + 1
+               and proposals[m][1] == proposals[m - 1][1] + 1 and kinds_s[proposals[m][0]] == kinds_s[proposals[n][0]]
+               and _parent(source[proposals[m][0]].module) == _parent(source[proposals[n][0]].module)
+               and _parent(target[proposals[m][1]].module) == _parent(target[proposals[n][1]].module)):
+            m += 1
+        run = proposals[n:m]
+        n = m
+        if len(run) == 1:
+            rest.append(run[0])
+            continue
+        s_class, t_class = [i for i, _ in run], [j for _, j in run]
+        names_s = [_leaf(source[i].module) for i in s_class]
+        names_t = [_leaf(target[j].module) for j in t_class]
+        by_names = decide_by_names(names_s, names_t)
+        if all(a == b for a, b in by_names.items()) and all(name_similarity(x, y) == 1.0 for x, y in zip(names_s, names_t)):
+            rest.extend(run)  # equal names in the same order: no permutation in question
+            continue
+        for a, b in by_names.items():
+            decided[s_class[a]] = (t_class[b], f"names ({names_s[a]} ~ {names_t[b]}) among same-shape neighbours; kind "
+                                   "and shape", True)
+        left_s = [i for k, i in enumerate(s_class) if k not in by_names]
+        left_t = [j for k, j in enumerate(t_class) if k not in by_names.values()]
+        if left_s:
+            parent = _parent(source[left_s[0]].module)
+            _refuse(source, target, left_s, left_t, parent or "(root)", refused, set())
+    return rest
+
+
+def _corroborate(source, target, proposals, decided, refused, links, source_keys, target_keys):
+    """Accept positional pairs whose parents correspond by name or by other pairs; a lone pair across
+    different subtrees (an MLM head onto a pooler) only when it takes both subtrees whole."""
+    modules = [(source[i].module, target[j].module) for i, j in proposals]
+    modules += [(source[i].module, target[j].module) for i, (j, _, _) in decided.items()]
+    support: Counter = Counter()
+    for s, t in dict.fromkeys(list(modules) + list(links)):
+        s, t = _parent(s), _parent(t)
+        while True:
+            support[(s, t)] += 1
+            if not s or not t:
+                break
+            s, t = _parent(s), _parent(t)
+    for i, j in proposals:
+        s, t = _parent(source[i].module), _parent(target[j].module)
+        ok = False
+        while True:
+            if s == t or support[(s, t)] >= 2:
+                ok = True
+                break
+            if not s or not t:
+                break
+            s, t = _parent(s), _parent(t)
+        if ok or _whole_subtrees(source[i], target[j], source, target, proposals):
+            decided[i] = (j, "same position, kind and shape", False)
+        else:
+            ps, pt = _parent(source[i].module), _parent(target[j].module)
+            refused[i] = (f"only position and shape link it to {target[j].module}, in a different subtree "
+                          f"({ps or '(root)'} vs {pt or '(root)'}) whose other tensors do not correspond; if it is "
+                          f"the same layer, paste: --rule '^{_escape(source[i].module)}\\.={target[j].module}.'")
+
+
+def _whole_subtrees(sg, tg, source, target, proposals) -> bool:
+    """Every open group under the source's top-level module pairs into the target's top-level module, and
+    every open group there comes from it (a renamed head taken whole, not a piece of another subtree)."""
+    s_top, t_top = sg.module.partition(".")[0], tg.module.partition(".")[0]
+    under = lambda module, top: module == top or module.startswith(top + ".")  # noqa: E731
+    s_groups = [i for i, g in enumerate(source) if under(g.module, s_top)]
+    t_groups = {j for j, g in enumerate(target) if under(g.module, t_top)}
+    paired = dict(proposals)
+    return len(s_groups) == len(t_groups) and all(paired.get(i) in t_groups for i in s_groups)

@@ -35,6 +35,7 @@ class _Matching:
         self.covered: Dict[str, str] = {}  # target -> target it is tied to (already filled)
         self.pending: Dict[str, Tuple[str, str]] = {}  # source -> (same-named target, how it was named)
         self.why_unmatched: Dict[str, str] = {}
+        self.refused: Dict[str, str] = {}  # source -> why a fitting target was not taken (ambiguous, no evidence)
         self.rules: List[Rule] = []
         self.structural_pairs: List[Tuple[str, str]] = []  # (source module, target module) renamed by structure
         self.notes: List[str] = []
@@ -89,7 +90,7 @@ def infer_plan(source: TensorLayout, target: TensorLayout, *, rules: Sequence[Ru
     state = _Matching(source, target)
     if plan is not None:
         _replay(state, plan)
-    _shifts(state)  # renumbered children first: an index equal by accident is no evidence
+    _shifts(state, _renumbering_suspects(state))  # before exact names: an index equal by accident is no evidence
     _exact(state)
     _wrappers(state)
     _prefixes(state)
@@ -186,9 +187,36 @@ def _user_rules(state: _Matching, rules: Sequence[Rule]) -> None:
             state.why_unmatched.setdefault(key, f"the rules rename it to {renamed!r}, which the model does not have")
 
 
-def _shifts(state: _Matching) -> None:
-    targets = list(state.open_targets())
-    shifts = sequential_shifts(list(state.open_sources), state.source.tensors, targets, state.target.tensors)
+def _renumbering_suspects(state: _Matching) -> Tuple[List[str], List[str]]:
+    """(source keys, target keys) in containers where names alone do not pair every tensor with one of the
+    same shape: only there can renumbered children make an equal index misleading. None of a key
+    matching by name: nothing to mislead, the later renumbering pass runs instead."""
+    source, target = state.source.tensors, state.target.tensors
+    exact = [k for k in state.open_sources if k in target and state.target_free(k)]
+    if not exact:
+        return [], []
+    dirty_s = [k for k in state.open_sources if k not in target or target[k].shape != source[k].shape]
+    dirty_t = [k for k in state.open_targets() if k not in source or target[k].shape != source[k].shape]
+    if not dirty_s and not dirty_t:
+        return [], []
+    containers = {c for k in dirty_s + dirty_t for c in _numbered_containers(k)}
+    if not containers:
+        return [], []
+    inside = lambda key: any(c in containers for c in _numbered_containers(key))  # noqa: E731
+    return [k for k in state.open_sources if inside(k)], [k for k in state.open_targets() if inside(k)]
+
+
+def _numbered_containers(key: str) -> List[str]:
+    """Paths in ``key`` followed by a numeric segment (``'a.3.b.1.w'`` -> ``['a', 'a.3.b']``)."""
+    parts = key.split(".")
+    return [".".join(parts[:n]) for n in range(len(parts) - 1) if parts[n].isdigit()]
+
+
+def _shifts(state: _Matching, keys: Optional[Tuple[List[str], List[str]]] = None) -> None:
+    sources, targets = keys if keys is not None else (list(state.open_sources), list(state.open_targets()))
+    if not sources or not targets:
+        return
+    shifts = sequential_shifts(sources, state.source.tensors, targets, state.target.tensors)
     for shift in shifts:
         done = False
         kept = shift.source_prefix == shift.target_prefix
@@ -201,14 +229,18 @@ def _shifts(state: _Matching) -> None:
 
 
 def _structural(state: _Matching) -> None:
+    links = [(module_of(s), module_of(t)) for s, (t, _, _) in state.assigned.items()]
     result = structural_alignment(list(state.open_sources), state.source.tensors, list(state.open_targets()),
-                                  state.target.tensors, state.target.module_type)
-    for s, t, detail in result.pairs:
-        state.assign(s, t, P.STRUCTURAL, detail)
+                                  state.target.tensors, state.target.module_type, links)
+    for s, t, detail, by_names in result.pairs:
+        state.assign(s, t, P.NAMES if by_names else P.STRUCTURAL, detail)
     state.structural_pairs = [(s, t) for s, t in result.module_pairs if s != t]
     for key, why in list(result.no_counterpart.items()) + list(result.ambiguous.items()):
         if key in state.open_sources:
             state.why_unmatched.setdefault(key, why)
+    for key, why in result.refused.items():
+        if key in state.open_sources:
+            state.refused[key] = why
 
 
 def _head_rule(source_key: str, target_key: str) -> Rule:
@@ -263,6 +295,9 @@ def _finish(state: _Matching, user_rules: Sequence[Rule]) -> Plan:
             decisions.append(KeyDecision(key, None, P.ALIAS,
                                          f"shares storage with {twin}, which is loaded as {state.assigned[twin][0]}",
                                          meta.shape, None))
+            continue
+        if key in state.refused:
+            decisions.append(KeyDecision(key, None, P.AMBIGUOUS, state.refused[key], meta.shape, None))
             continue
         why = state.why_unmatched.get(key) or "no model key matches it by name, wrapper, prefix, rule, renumbering or structure"
         decisions.append(KeyDecision(key, None, P.UNUSED, why, meta.shape, None))

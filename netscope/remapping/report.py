@@ -64,6 +64,11 @@ class RemapReport:
         return self.keys_with(P.UNUSED)
 
     @property
+    def ambiguous(self) -> List[str]:
+        """Checkpoint keys that fit a model key but were refused: neither names nor structure decide."""
+        return self.keys_with(P.AMBIGUOUS)
+
+    @property
     def mismatched(self) -> List[KeyDecision]:
         return self.plan.by_reason(P.MISMATCH)
 
@@ -75,6 +80,10 @@ class RemapReport:
         if self.mismatched:
             d = self.mismatched[0]
             problems.append(f"{len(self.mismatched)} tensor(s) have a different shape (first: {d.source}: {d.detail})")
+        if self.ambiguous:
+            d = next(d for d in self.plan.decisions if d.reason == P.AMBIGUOUS)
+            problems.append(f"{len(self.ambiguous)} checkpoint tensor(s) are ambiguous and were not mapped (first: "
+                            f"{d.source}: {d.detail})")
         if self.unused:
             problems.append(f"{len(self.unused)} checkpoint tensor(s) map to nothing (first: {self.unused[0]})")
         return problems
