@@ -20,6 +20,7 @@ _EXPORTS = {
     "read_checkpoint": "netscope.checkpoints",
     "diff": "netscope.remapping",
     "remap": "netscope.remapping",
+    "remap_file": "netscope.remapping",
     "load": "netscope.remapping",
     "NetscopeError": "netscope.errors",
 }

@@ -469,7 +469,13 @@ def test_cli_remap_writes_a_strict_loadable_checkpoint(dp_checkpoint, tmp_path, 
 
 def test_cli_remap_safetensors_output(dp_checkpoint, tmp_path, capsys, resnet18):
     out = tmp_path / "out.safetensors"
-    assert main(["remap", str(dp_checkpoint), "resnet18", "-o", str(out)]) == 0
+    # the container's epoch and optimizer state cannot go into a .safetensors file: refused, nothing written
+    assert main(["remap", str(dp_checkpoint), "resnet18", "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "holds tensors only" in err and "epoch" in err and "optimizer" in err and "--state-dict-only" in err
+    assert not out.exists()
+    assert main(["remap", str(dp_checkpoint), "resnet18", "-o", str(out), "--state-dict-only"]) == 0
+    assert "left out the container's other entries" in capsys.readouterr().out
     from safetensors.torch import load_file
 
     loaded = load_file(str(out))

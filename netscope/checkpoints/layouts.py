@@ -103,6 +103,43 @@ def find_state_dict(container: Any) -> Tuple[Tuple[Any, ...], dict]:
     return found
 
 
+def state_dict_candidates(container: Any) -> Dict[Tuple[Any, ...], int]:
+    """Every key path to a dict of model tensors in the container (optimizer-like entries skipped), with
+    its tensor count: what ``--key`` can choose from."""
+    found: Dict[Tuple[Any, ...], int] = {}
+
+    def walk(value: Any, path: Tuple[Any, ...]) -> None:
+        if not isinstance(value, Mapping) or len(path) > _MAX_DEPTH:
+            return
+        if _is_state_dict(value):
+            found[path] = sum(1 for v in value.values() if is_tensor_like(v))
+            return
+        for key, sub in value.items():
+            if isinstance(key, str) and key not in NON_MODEL_KEYS:
+                walk(sub, path + (key,))
+
+    walk(container, ())
+    return found
+
+
+def path_text(path: Tuple[Any, ...]) -> str:
+    return ".".join(str(k) for k in path) if path else "(top level)"
+
+
+def select_state_dict(container: Any, key: str) -> Tuple[Tuple[Any, ...], dict]:
+    """The state dict at ``key``: an entry name (``state_dict_ema``) or a dotted path (``model.ema``)."""
+    candidates = state_dict_candidates(container)
+    for path in candidates:
+        if key == path_text(path) or (len(path) == 1 and key == path[0]):
+            node = container
+            for part in path:
+                node = node[part]
+            return path, node
+    listed = ", ".join(f"{path_text(p)} ({n} tensors)" for p, n in candidates.items()) or "none"
+    raise CheckpointError(f"the checkpoint has no dict of model tensors at {key!r}; the candidates are: {listed}. "
+                          "Pass one of them with --key")
+
+
 def summarize_value(value: Any) -> str:
     """A short description of one non-tensor entry: ``int 12``, ``dict (2 keys)``, ``str 'adam'``."""
     if value is None:

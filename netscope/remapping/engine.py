@@ -18,8 +18,8 @@ from netscope.remapping.layout import TensorLayout, module_of
 from netscope.remapping.plan import KeyDecision, Plan
 from netscope.remapping.rules import (Rule, RuleChain, group_ref, literal_module_rule, literal_prefix_rule,
                                      literal_replacement)
-from netscope.remapping.wrappers import (FSDP_HINT, WrapperIndex, describe_wrapper_change, flat_param_keys,
-                                     may_hold_wrapper_token, prefix_votes)
+from netscope.checkpoints.distributed import CONSOLIDATE_FSDP, flat_param_keys
+from netscope.remapping.wrappers import WrapperIndex, describe_wrapper_change, may_hold_wrapper_token, prefix_votes
 
 RULE_CHECK_BUDGET = 5_000_000  # key x rule applications spent verifying the compact rules
 
@@ -86,7 +86,7 @@ def infer_plan(source: TensorLayout, target: TensorLayout, *, rules: Sequence[Ru
     """The mapping from ``source`` keys to ``target`` keys, every key decided and explained."""
     flat = flat_param_keys(source.tensors)
     if flat:
-        raise CheckpointError(f"{len(flat)} key(s) such as {flat[0]!r}: {FSDP_HINT}")
+        raise CheckpointError(f"key {flat[0]!r}: " + CONSOLIDATE_FSDP.format(n=len(flat)))
     state = _Matching(source, target)
     if plan is not None:
         _replay(state, plan)

@@ -11,7 +11,6 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 WRAPPER_TOKENS = frozenset({"module", "_orig_mod", "_fsdp_wrapped_module", "_checkpoint_wrapped_module",
                             "_forward_module"})
-FSDP_FLAT_MARKERS = ("_flat_param", "flat_param_")
 
 
 def may_hold_wrapper_token(key: str) -> bool:
@@ -113,17 +112,3 @@ def _heads_of_known_tails(key: str, known) -> Iterable[str]:
         if key[cut + 1:] in known:
             yield key[: cut + 1]
         cut = key.find(".", cut + 1)
-
-
-def flat_param_keys(keys: Iterable[str]) -> List[str]:
-    """Keys of an unconsolidated FSDP checkpoint (flattened parameters)."""
-    return [k for k in keys if any(marker in k for marker in FSDP_FLAT_MARKERS)]
-
-
-FSDP_HINT = (
-    "this is an unconsolidated FSDP checkpoint (flattened '_flat_param' tensors, one shard per rank), which "
-    "cannot be mapped key by key. Consolidate it first: save a full state dict from the FSDP model with "
-    "FSDP.state_dict_type(model, StateDictType.FULL_STATE_DICT) (or torch.distributed.checkpoint's "
-    "get_model_state_dict with full_state_dict=True), or convert a torch.distributed.checkpoint directory with "
-    "'python -m torch.distributed.checkpoint.format_utils dcp_to_torch DIR out.pt'; then run netscope on that file"
-)
