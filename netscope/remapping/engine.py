@@ -35,7 +35,8 @@ class _Matching:
         self.covered: Dict[str, str] = {}  # target -> target it is tied to (already filled)
         self.pending: Dict[str, Tuple[str, str]] = {}  # source -> (same-named target, how it was named)
         self.why_unmatched: Dict[str, str] = {}
-        self.refused: Dict[str, str] = {}  # source -> why a fitting target was not taken (ambiguous, no evidence)
+        self.refused: Dict[str, str] = {}
+        self.rules_matched: Set[Rule] = set()  # user rules that renamed at least one checkpoint key  # source -> why a fitting target was not taken (ambiguous, no evidence)
         self.rules: List[Rule] = []
         self.structural_pairs: List[Tuple[str, str]] = []  # (source module, target module) renamed by structure
         self.notes: List[str] = []
@@ -90,12 +91,12 @@ def infer_plan(source: TensorLayout, target: TensorLayout, *, rules: Sequence[Ru
     state = _Matching(source, target)
     if plan is not None:
         _replay(state, plan)
+    if rules:  # the user's word comes before any automatic handling (a model_ema. rule beats the model. strip)
+        _user_rules(state, rules)
     _shifts(state, _renumbering_suspects(state))  # before exact names: an index equal by accident is no evidence
     _exact(state)
     _wrappers(state)
     _prefixes(state)
-    if rules:
-        _user_rules(state, rules)
     _shifts(state)
     if structural:
         _structural(state)
@@ -170,21 +171,29 @@ def _prefixes(state: _Matching, rounds: int = 4) -> None:
 
 def _user_rules(state: _Matching, rules: Sequence[Rule]) -> None:
     chain = RuleChain(rules)
+    compiled = [(rule, rule.compiled()) for rule in rules]
     index = None
     for key in list(state.open_sources):
         renamed = chain.apply(key)
         if renamed == key:
             continue
+        target, how = None, f"renamed by rules to {renamed}"
         if state.target_free(renamed):
-            state.assign(key, renamed, P.RULE, f"renamed by rules to {renamed}")
-            continue
-        index = index or WrapperIndex(state.free_targets())
-        targets = index.best_targets(renamed, state.target_free)
-        if len(targets) == 1:
-            state.assign(key, targets[0], P.RULE, f"renamed by rules to {renamed}, then "
-                         + describe_wrapper_change(renamed, targets[0]))
-        elif renamed not in state.target.tensors:
-            state.why_unmatched.setdefault(key, f"the rules rename it to {renamed!r}, which the model does not have")
+            target = renamed
+        else:
+            index = index or WrapperIndex(state.free_targets())
+            targets = index.best_targets(renamed, state.target_free)
+            if len(targets) == 1:
+                target, how = targets[0], how + ", then " + describe_wrapper_change(renamed, targets[0])
+            elif renamed not in state.target.tensors:
+                state.why_unmatched.setdefault(key, f"the rules rename it to {renamed!r}, which the model does not have")
+        if target is not None and state.assign(key, target, P.RULE, how):
+            current = key  # credit each rule that changed this key on its way through the chain
+            for rule, pattern in compiled:
+                after = pattern.sub(rule.replacement, current)
+                if after != current:
+                    state.rules_matched.add(rule)
+                current = after
 
 
 def _renumbering_suspects(state: _Matching) -> Tuple[List[str], List[str]]:
@@ -323,7 +332,11 @@ def _compact_rules(state: _Matching, user_rules: Sequence[Rule],
     """(rules, whether they reproduce the mapping, notes): the generalized module renames when they
     reproduce it, else one literal rule per structurally renamed module."""
     loaded = [d for d in decisions if d.loads and d.reason != P.ALIAS]
-    base = list(state.rules) + list(user_rules)
+    idle = [r for r in user_rules if r not in state.rules_matched]
+    if idle:
+        state.notes.append("rule(s) that loaded no checkpoint tensor, so are not listed as applied: "
+                           + "; ".join(r.text() for r in idle))
+    base = list(state.rules) + [r for r in user_rules if r in state.rules_matched]
     pairs = state.structural_pairs
     renames = _generalized_renames(pairs, RULE_CHECK_BUDGET // len(loaded) if loaded else None)
     # with renamed modules, a generalized set too large to verify cannot win: its regexes are not built
