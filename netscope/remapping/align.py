@@ -345,14 +345,16 @@ def name_similarity(a: str, b: str) -> float:
     return max(letters, 0.5 if da and da == db else 0.0)
 
 
-def decide_by_names(source_names: Sequence[str], target_names: Sequence[str]) -> Dict[int, int]:
+def decide_by_names(source_names: Sequence[str], target_names: Sequence[str], *,
+                    complete: bool = True) -> Dict[int, int]:
     """Source index -> target index where names decide: each is the other's unique best, with some evidence;
-    repeated until nothing changes, and the last one left on each side follows by elimination."""
+    repeated until nothing changes. When the lists are ``complete`` (every candidate on both sides), the
+    last one left on each side follows by elimination."""
     decided: Dict[int, int] = {}
     while True:
         open_s = [i for i in range(len(source_names)) if i not in decided]
         open_t = [j for j in range(len(target_names)) if j not in decided.values()]
-        if len(open_s) == 1 and len(open_t) == 1 and decided:
+        if complete and len(open_s) == 1 and len(open_t) == 1 and decided:
             decided[open_s[0]] = open_t[0]
             return decided
         score = {(i, j): name_similarity(source_names[i], target_names[j]) for i in open_s for j in open_t}
@@ -440,6 +442,10 @@ def structural_alignment(source_keys: Sequence[str], source_metas: Mapping[str, 
     proposals = [(rest_s[a], rest_t[b]) for a, b in alignment.pairs]
     ambiguous_groups = {rest_s[a]: why for a, why in alignment.ambiguous.items()}
     proposals = _names_decide_runs(source, target, kinds_s, proposals, decided, refused)
+    proposals = _names_contradicting_position(source, target, kinds_s, kinds_t, proposals, rest_t, decided, refused)
+    proposals = _consistent_indices(source, target, proposals, refused)
+    proposals = _one_target_parent_each(source, target, proposals, refused)
+    proposals = _unequal_classes(source, target, kinds_s, kinds_t, proposals, rest_s, rest_t, refused)
     _corroborate(source, target, proposals, decided, refused, links, source_keys, target_keys)
 
     pairs, module_pairs, no_counterpart, ambiguous, refused_keys = [], [], {}, {}, {}
@@ -532,7 +538,7 @@ def _names_decide_runs(source, target, kinds_s, proposals, decided, refused):
         s_class, t_class = [i for i, _ in run], [j for _, j in run]
         names_s = [_leaf(source[i].module) for i in s_class]
         names_t = [_leaf(target[j].module) for j in t_class]
-        by_names = decide_by_names(names_s, names_t)
+        by_names = decide_by_names(names_s, names_t, complete=False)  # a run may not hold every candidate
         if all(a == b for a, b in by_names.items()) and all(name_similarity(x, y) == 1.0 for x, y in zip(names_s, names_t)):
             rest.extend(run)  # equal names in the same order: no permutation in question
             continue
@@ -545,6 +551,138 @@ def _names_decide_runs(source, target, kinds_s, proposals, decided, refused):
             parent = _parent(source[left_s[0]].module)
             _refuse(source, target, left_s, left_t, parent or "(root)", refused, set())
     return rest
+
+
+def _names_contradicting_position(source, target, kinds_s, kinds_t, proposals, open_t, decided, refused):
+    """A positional pair loses to a same-named layer of the same kind and shape elsewhere in the target
+    (``embed`` goes to ``embed``, not to the tied ``lm_head`` that sits at its position); with more than one
+    such layer the names do not decide and the tensor is refused."""
+    by_leaf: Dict[str, List[int]] = defaultdict(list)
+    by_parent: Dict[str, List[int]] = defaultdict(list)
+    for j in open_t:
+        by_leaf[_leaf(target[j].module)].append(j)
+        by_parent[_parent(target[j].module)].append(j)
+    kept, moved = [], {}
+    for i, j in proposals:
+        leaf = _leaf(source[i].module)
+        if leaf == _leaf(target[j].module) or leaf.isdigit():
+            kept.append((i, j))
+            continue
+        here = name_similarity(leaf, _leaf(target[j].module))
+        candidates = dict.fromkeys(by_leaf.get(leaf, []) + by_parent.get(_parent(target[j].module), []))
+        scored = [(name_similarity(leaf, _leaf(target[k].module)), k) for k in candidates
+                  if k != j and kinds_t[k] == kinds_s[i] and _fits(source, target, i, k)]
+        best = max((score for score, _ in scored), default=0.0)
+        rivals = [k for score, k in scored if score == best and score > here]
+        if not rivals:
+            kept.append((i, j))
+        elif len(rivals) == 1 and rivals[0] not in moved:
+            moved[rivals[0]] = i
+            decided[i] = (rivals[0], f"names ({leaf} ~ {_leaf(target[rivals[0]].module)}) over position (which "
+                          f"pointed to {target[j].module}); kind and shape", True)
+        else:
+            refused[i] = (f"ambiguous: position points to {target[j].module}, but {len(rivals)} layers named like "
+                          f"{leaf} fit too ({', '.join(target[k].module for k in rivals[:3])}); add a --rule to say which")
+    result = []
+    for i, j in kept:
+        if j in moved:
+            refused[i] = (f"its position points to {target[j].module}, which the names give to "
+                          f"{source[moved[j]].module}; add a --rule if it belongs elsewhere")
+        else:
+            result.append((i, j))
+    return result
+
+
+def _index_steps(s_module: str, t_module: str):
+    """(container pair, source index - target index) where both paths hold a number at the same depth
+    counted from the layer upwards (``blocks.2.up`` vs ``layers.1.norm``: ((blocks, layers), 1))."""
+    s_parts, t_parts = s_module.split("."), t_module.split(".")
+    for k in range(1, min(len(s_parts), len(t_parts)) + 1):
+        a, b = s_parts[-k], t_parts[-k]
+        if a.isdigit() and b.isdigit():
+            yield (".".join(s_parts[:-k]), ".".join(t_parts[:-k])), int(a) - int(b)
+
+
+def _consistent_indices(source, target, proposals, refused):
+    """Numbered children keep one offset per container pair (``blocks.N`` -> ``layers.N``); a pair whose
+    position implies another offset (a layer inserted into a neighbouring block) is refused."""
+    offsets: Dict[tuple, Counter] = defaultdict(Counter)
+    steps = []
+    for i, j in proposals:
+        found = list(_index_steps(source[i].module, target[j].module))
+        steps.append(found)
+        for container, offset in found:
+            offsets[container][offset] += 1
+    result = []
+    for (i, j), found in zip(proposals, steps):
+        bad = None
+        for container, offset in found:
+            ranked = offsets[container].most_common()
+            top = max(n for _, n in ranked)
+            best = 0 if offsets[container][0] == top else ranked[0][0]  # equal indices win a tie
+            if offset != best:
+                bad = container
+                break
+        if bad is None:
+            result.append((i, j))
+        else:
+            refused[i] = (f"ambiguous: its position points to {target[j].module}, a different index than the rest of "
+                          f"{bad[0] or '(root)'} -> {bad[1] or '(root)'} (a layer was inserted or removed nearby); if it "
+                          f"is that layer, paste: --rule '^{_escape(source[i].module)}\\.={target[j].module}.'")
+    return result
+
+
+def _one_target_parent_each(source, target, proposals, refused):
+    """The children of one source module go to one target module (several may merge into one, as a
+    Sequential flattened into named layers); a child whose position points elsewhere (a neighbouring block,
+    because a layer was inserted) is refused."""
+    votes: Dict[str, Counter] = defaultdict(Counter)
+    for i, j in proposals:
+        votes[_parent(source[i].module)][_parent(target[j].module)] += 1
+    result = []
+    for i, j in proposals:
+        ps, pt = _parent(source[i].module), _parent(target[j].module)
+        ranked = votes[ps].most_common(2)
+        if len(ranked) == 1 or (ranked[0][0] == pt and ranked[0][1] > ranked[1][1]):
+            result.append((i, j))
+            continue
+        refused[i] = (f"ambiguous: its position points to {target[j].module}, outside {ranked[0][0] or '(root)'} where "
+                      f"the rest of {ps or '(root)'} goes (a layer was inserted or removed nearby); if it is "
+                      f"{target[j].module}, paste: --rule '^{_escape(source[i].module)}\\.={target[j].module}.'")
+    return result
+
+
+def _unequal_classes(source, target, kinds_s, kinds_t, proposals, open_s, open_t, refused):
+    """Where a target parent has a different number of same-kind layers than the source parents that map
+    into it (a layer of that kind was inserted or removed), position cannot say which one is new: refused."""
+    into: Dict[str, set] = defaultdict(set)
+    for i, j in proposals:
+        into[_parent(target[j].module)].add(_parent(source[i].module))
+    wanted_t = set(into)
+    wanted_s = {p for parents in into.values() for p in parents}
+    count_t: Counter = Counter()
+    count_s: Counter = Counter()
+    for j in open_t:
+        parent = _parent(target[j].module)
+        if parent in wanted_t:
+            count_t[(parent, kinds_t[j])] += 1
+    for i in open_s:
+        parent = _parent(source[i].module)
+        if parent in wanted_s:
+            count_s[(parent, kinds_s[i])] += 1
+    result = []
+    for i, j in proposals:
+        pt, kind = _parent(target[j].module), kinds_s[i]
+        n_t = count_t[(pt, kind)]
+        n_s = sum(count_s[(ps, kind)] for ps in into[pt])
+        if n_t != n_s and max(n_t, n_s) >= 2:
+            refused[i] = (f"ambiguous: {n_s} layer(s) of this kind and shape in the checkpoint against {n_t} under "
+                          f"{pt or '(root)'} in the model (one was inserted or removed), and neither names nor "
+                          f"structure say which; if it is {target[j].module}, paste: "
+                          f"--rule '^{_escape(source[i].module)}\\.={target[j].module}.'")
+        else:
+            result.append((i, j))
+    return result
 
 
 def _corroborate(source, target, proposals, decided, refused, links, source_keys, target_keys):
