@@ -560,8 +560,10 @@ def _names_contradicting_position(source, target, kinds_s, kinds_t, proposals, o
     by_leaf: Dict[str, List[int]] = defaultdict(list)
     by_parent: Dict[str, List[int]] = defaultdict(list)
     for j in open_t:
-        by_leaf[_leaf(target[j].module)].append(j)
-        by_parent[_parent(target[j].module)].append(j)
+        leaf = _leaf(target[j].module)
+        by_leaf[leaf].append(j)
+        if not leaf.isdigit():  # an index is no name: it can contradict nothing
+            by_parent[_parent(target[j].module)].append(j)
     kept, moved = [], {}
     for i, j in proposals:
         leaf = _leaf(source[i].module)
@@ -659,22 +661,23 @@ def _unequal_classes(source, target, kinds_s, kinds_t, proposals, open_s, open_t
     for i, j in proposals:
         into[_parent(target[j].module)].add(_parent(source[i].module))
     wanted_t = set(into)
-    wanted_s = {p for parents in into.values() for p in parents}
     count_t: Counter = Counter()
     count_s: Counter = Counter()
     for j in open_t:
         parent = _parent(target[j].module)
         if parent in wanted_t:
             count_t[(parent, kinds_t[j])] += 1
-    for i in open_s:
-        parent = _parent(source[i].module)
-        if parent in wanted_s:
-            count_s[(parent, kinds_s[i])] += 1
+    targets_of: Dict[str, List[str]] = defaultdict(list)
+    for pt, parents in into.items():
+        for ps in parents:
+            targets_of[ps].append(pt)
+    for i in open_s:  # same-kind source layers under every source parent that maps into a target parent
+        for pt in targets_of.get(_parent(source[i].module), ()):
+            count_s[(pt, kinds_s[i])] += 1
     result = []
     for i, j in proposals:
         pt, kind = _parent(target[j].module), kinds_s[i]
-        n_t = count_t[(pt, kind)]
-        n_s = sum(count_s[(ps, kind)] for ps in into[pt])
+        n_t, n_s = count_t[(pt, kind)], count_s[(pt, kind)]
         if n_t != n_s and max(n_t, n_s) >= 2:
             refused[i] = (f"ambiguous: {n_s} layer(s) of this kind and shape in the checkpoint against {n_t} under "
                           f"{pt or '(root)'} in the model (one was inserted or removed), and neither names nor "
@@ -685,6 +688,14 @@ def _unequal_classes(source, target, kinds_s, kinds_t, proposals, open_s, open_t
     return result
 
 
+def _lockstep(s: str, t: str):
+    """Ancestor pairs of two module paths, one level up at a time (a side at the root stays there), until
+    both are the root (not yielded)."""
+    while s or t:
+        yield s, t
+        s, t = _parent(s), _parent(t)
+
+
 def _corroborate(source, target, proposals, decided, refused, links, source_keys, target_keys):
     """Accept positional pairs whose parents correspond by name or by other pairs; a lone pair across
     different subtrees (an MLM head onto a pooler) only when it takes both subtrees whole."""
@@ -692,23 +703,19 @@ def _corroborate(source, target, proposals, decided, refused, links, source_keys
     modules += [(source[i].module, target[j].module) for i, (j, _, _) in decided.items()]
     support: Counter = Counter()
     for s, t in dict.fromkeys(list(modules) + list(links)):
-        s, t = _parent(s), _parent(t)
-        while True:
-            support[(s, t)] += 1
-            if not s or not t:
-                break
-            s, t = _parent(s), _parent(t)
+        for pair in _lockstep(_parent(s), _parent(t)):
+            support[pair] += 1
+    tops_s: Dict[str, List[int]] = {}
+    tops_t: Dict[str, List[int]] = {}
     for i, j in proposals:
         s, t = _parent(source[i].module), _parent(target[j].module)
-        ok = False
-        while True:
-            if s == t or support[(s, t)] >= 2:
-                ok = True
-                break
-            if not s or not t:
-                break
-            s, t = _parent(s), _parent(t)
-        if ok or _whole_subtrees(source[i], target[j], source, target, proposals):
+        ok = s == t or any(a == b or support[(a, b)] >= 2 for a, b in _lockstep(s, t))
+        if not ok and not tops_s:
+            for n, g in enumerate(source):
+                tops_s.setdefault(g.module.partition(".")[0], []).append(n)
+            for n, g in enumerate(target):
+                tops_t.setdefault(g.module.partition(".")[0], []).append(n)
+        if ok or _whole_subtrees(source[i], target[j], tops_s, tops_t, proposals):
             decided[i] = (j, "same position, kind and shape", False)
         else:
             ps, pt = _parent(source[i].module), _parent(target[j].module)
@@ -717,12 +724,10 @@ def _corroborate(source, target, proposals, decided, refused, links, source_keys
                           f"the same layer, paste: --rule '^{_escape(source[i].module)}\\.={target[j].module}.'")
 
 
-def _whole_subtrees(sg, tg, source, target, proposals) -> bool:
+def _whole_subtrees(sg, tg, tops_s, tops_t, proposals) -> bool:
     """Every open group under the source's top-level module pairs into the target's top-level module, and
     every open group there comes from it (a renamed head taken whole, not a piece of another subtree)."""
-    s_top, t_top = sg.module.partition(".")[0], tg.module.partition(".")[0]
-    under = lambda module, top: module == top or module.startswith(top + ".")  # noqa: E731
-    s_groups = [i for i, g in enumerate(source) if under(g.module, s_top)]
-    t_groups = {j for j, g in enumerate(target) if under(g.module, t_top)}
+    s_groups = tops_s.get(sg.module.partition(".")[0], [])
+    t_groups = set(tops_t.get(tg.module.partition(".")[0], []))
     paired = dict(proposals)
     return len(s_groups) == len(t_groups) and all(paired.get(i) in t_groups for i in s_groups)
