@@ -226,3 +226,30 @@ def test_key_chooses_the_ema_weights_and_lists_candidates(tmp_path, capsys):
     assert main(["diff", str(path), "resnet18", "--key", "nope"]) == 2
     err = capsys.readouterr().err
     assert "state_dict (122 tensors)" in err and "state_dict_ema (122 tensors)" in err
+
+
+# ---------------------------------------------------------------- wrappers registry: peft
+
+def test_full_peft_state_dict_maps_its_base_weights_and_names_the_adapters():
+    peft = pytest.importorskip("peft", reason="peft is not installed")
+
+    class Tiny(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.q_proj, self.v_proj, self.out = nn.Linear(6, 6), nn.Linear(6, 6), nn.Linear(6, 3)
+
+        def forward(self, x):
+            return self.out(self.q_proj(x) + self.v_proj(x))
+
+    torch.manual_seed(0)
+    base = Tiny()
+    expected = {k: v.clone() for k, v in base.state_dict().items()}
+    wrapped = peft.get_peft_model(base, peft.LoraConfig(r=2, target_modules=["q_proj", "v_proj"]))
+    state = wrapped.state_dict()
+    assert any(".base_layer." in k for k in state) and all(k.startswith("base_model.model.") for k in state)
+    fresh = Tiny()
+    new, report = netscope.remap(state, fresh)
+    assert set(new) == set(expected) and all(_same(new[k], expected[k]) for k in expected)
+    assert report.coverage.fraction == 1.0
+    adapters = [d for d in report.decisions if d.reason == "unused"]
+    assert adapters and all("lora_" in d.source and "merge_and_unload" in d.detail for d in adapters)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Callable, Dict, List, Mapping, Sequence, Tuple
 
 from netscope.records import TensorMeta
-from netscope.remapping.wrappers import WRAPPER_TOKENS
+from netscope.remapping.wrappers import WRAPPER_TOKENS, may_hold_wrapper_token
 
 Shape = Tuple[int, ...]
 
@@ -40,7 +40,7 @@ def _index_entries(keys: Sequence[str]) -> List[Tuple[str, int, str, str, str]]:
         parts = key.split(".")
         if len(parts) < 2 or not any(map(str.isdigit, parts)):  # the common case: nothing to add
             continue
-        if "module" in key or "_orig_mod" in key:
+        if may_hold_wrapper_token(key):
             real = [(i, p) for i, p in enumerate(parts) if p not in WRAPPER_TOKENS]
             for n in range(len(real) - 1):
                 pos, part = real[n]

@@ -19,6 +19,7 @@ from netscope.remapping.plan import KeyDecision, Plan
 from netscope.remapping.rules import (Rule, RuleChain, group_ref, literal_module_rule, literal_prefix_rule,
                                      literal_replacement)
 from netscope.checkpoints.distributed import CONSOLIDATE_FSDP, flat_param_keys
+from netscope.wrappers import adapter_hint
 from netscope.remapping.wrappers import WrapperIndex, describe_wrapper_change, may_hold_wrapper_token, prefix_votes
 
 RULE_CHECK_BUDGET = 5_000_000  # key x rule applications spent verifying the compact rules
@@ -308,7 +309,8 @@ def _finish(state: _Matching, user_rules: Sequence[Rule]) -> Plan:
         if key in state.refused:
             decisions.append(KeyDecision(key, None, P.AMBIGUOUS, state.refused[key], meta.shape, None))
             continue
-        why = state.why_unmatched.get(key) or "no model key matches it by name, wrapper, prefix, rule, renumbering or structure"
+        why = state.why_unmatched.get(key) or adapter_hint(key) or \
+            "no model key matches it by name, wrapper, prefix, rule, renumbering or structure"
         decisions.append(KeyDecision(key, None, P.UNUSED, why, meta.shape, None))
     for key, meta in target.tensors.items():
         if key in state.filled or key in mismatched_targets:
