@@ -87,8 +87,9 @@ def storage_ids(tensors: Dict[str, Any], prefix: str = "") -> Dict[str, str]:
         if isinstance(tensor, TensorMeta):
             identity: Any = ("key", tensor.storage_id)
         else:
-            storage = tensor.untyped_storage()
-            identity = ("ptr", storage.data_ptr()) if storage.nbytes() else ("cdata", storage._cdata)
+            from netscope.checkpoints.identity import storage_key
+
+            identity = storage_key(tensor) or ("cdata", tensor.untyped_storage()._cdata)  # empty: one per storage
         if identity not in ids:
             ids[identity] = f"{prefix}s{len(ids)}"
         out[key] = ids[identity]
