@@ -253,3 +253,19 @@ def test_full_peft_state_dict_maps_its_base_weights_and_names_the_adapters():
     assert report.coverage.fraction == 1.0
     adapters = [d for d in report.decisions if d.reason == "unused"]
     assert adapters and all("lora_" in d.source and "merge_and_unload" in d.detail for d in adapters)
+
+
+def test_timm_train_checkpoint_with_argparse_args_reads_safely(tmp_path):
+    import argparse
+
+    torch.manual_seed(0)
+    model = nn.Linear(3, 2)
+    path = tmp_path / "checkpoint-3.pth.tar"
+    torch.save({"epoch": 3, "arch": "linear", "state_dict": model.state_dict(),
+                "args": argparse.Namespace(lr=0.1, model="linear")}, path)
+    loaded = netscope.read_checkpoint(str(path))  # weights_only=True: Namespace allow-listed as timm does
+    assert loaded.container["args"].lr == 0.1
+    assert all(_same(loaded.state_dict[k], v) for k, v in model.state_dict().items())
+    fresh = nn.Linear(3, 2)
+    netscope.load(str(path), fresh)
+    assert _same(fresh.weight, model.weight)
