@@ -261,16 +261,29 @@ def describe_layout(container: Any, path: Tuple[Any, ...]) -> str:
 
 
 def nested_from_flat(paths: Mapping[str, Tuple[Any, ...]], values: Mapping[str, Any]) -> dict:
-    """Rebuild a nested container from flattened keys and their key paths (used for DCP metadata)."""
+    """Rebuild a nested container from flattened keys and their key paths (used for DCP metadata).
+
+    As torch.distributed.checkpoint's own unflattening does, an integer path component is a list
+    position (``optim.param_groups`` comes back a list, so ``set_optimizer_state_dict`` accepts it) and a
+    string one a dict key."""
     root: dict = {}
     for flat_key, value in values.items():
-        path = paths.get(flat_key, (flat_key,))
-        node = root
-        for key in path[:-1]:
-            node = node.setdefault(key, {})
-            if not isinstance(node, dict):
+        path = tuple(paths.get(flat_key, (flat_key,)))
+        node: Any = root
+        for key, following in zip(path, path[1:]):
+            fresh = [] if isinstance(following, int) else {}
+            if isinstance(node, list):
+                node.extend([None] * (key + 1 - len(node)))
+                if node[key] is None:
+                    node[key] = fresh
+                node = node[key]
+            else:
+                node = node.setdefault(key, fresh)
+            if not isinstance(node, (dict, list)):
                 break
         else:
-            node[path[-1]] = value
+            last = path[-1]
+            if isinstance(node, list):
+                node.extend([None] * (last + 1 - len(node)))
+            node[last] = value
     return root
-
