@@ -77,3 +77,19 @@ def test_dcp_from_a_two_process_gloo_job_round_trips_with_lists_and_optimizer_st
     model.load_state_dict(saved["model"])
     set_optimizer_state_dict(model, optimizer, saved["optim"])  # failed when param_groups came back a dict
     assert optimizer.param_groups[0]["lr"] == 0.01
+
+
+def test_optimizer_only_dcp_save_is_not_taken_for_model_weights(tmp_path):
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
+
+    model = _model()
+    optimizer = torch.optim.AdamW(model.parameters())
+    model(torch.randn(2, 4)).sum().backward()
+    optimizer.step()
+    dcp.save(get_optimizer_state_dict(model, optimizer), checkpoint_id=str(tmp_path / "optim"))
+    info = netscope.keys(str(tmp_path / "optim"))
+    assert dict(info.tensors) == {}
+    assert any("only optimizer state" in note for note in info.notes)
+    with pytest.raises(netscope.NetscopeError, match="only optimizer state"):
+        netscope.load(str(tmp_path / "optim"), _model())

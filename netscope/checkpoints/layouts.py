@@ -58,8 +58,13 @@ def _is_state_dict(mapping: Mapping) -> bool:
     return has_tensor
 
 
+def is_optimizer_state(value: Any) -> bool:
+    """An optimizer's state dict (``{"state": ..., "param_groups": [...]}``): its tensors are never model weights."""
+    return isinstance(value, Mapping) and "state" in value and "param_groups" in value
+
+
 def _search(value: Any, depth: int) -> Optional[Tuple[Tuple[Any, ...], dict]]:
-    if not isinstance(value, Mapping) or depth > _MAX_DEPTH:
+    if not isinstance(value, Mapping) or depth > _MAX_DEPTH or is_optimizer_state(value):
         return None
     if _is_state_dict(value):
         return (), value
@@ -94,6 +99,13 @@ def find_state_dict(container: Any) -> Tuple[Tuple[Any, ...], dict]:
     if isinstance(container, Mapping) and len(container) == 0:
         return (), container  # type: ignore[return-value]
     found = _search(container, 0)
+    if found is None and (is_optimizer_state(container) or (
+            isinstance(container, Mapping) and container and all(is_optimizer_state(v) for v in container.values()))):
+        raise CheckpointError(
+            "the checkpoint holds only optimizer state (a dict with 'state' and 'param_groups'), no model "
+            "weights: there is nothing to map onto a model. Save the model's state dict too (e.g. "
+            "dcp.save({'model': model.state_dict(), 'optim': ...}))."
+        )
     if found is None:
         raise CheckpointError(
             f"the checkpoint holds no model tensors (it is a {summarize_value(container)}); netscope looks "
@@ -109,7 +121,7 @@ def state_dict_candidates(container: Any) -> Dict[Tuple[Any, ...], int]:
     found: Dict[Tuple[Any, ...], int] = {}
 
     def walk(value: Any, path: Tuple[Any, ...]) -> None:
-        if not isinstance(value, Mapping) or len(path) > _MAX_DEPTH:
+        if not isinstance(value, Mapping) or len(path) > _MAX_DEPTH or is_optimizer_state(value):
             return
         if _is_state_dict(value):
             found[path] = sum(1 for v in value.values() if is_tensor_like(v))

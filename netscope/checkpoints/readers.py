@@ -340,9 +340,9 @@ def _dcp_info(path: str, nested: dict, notes: List[str],
     else:
         try:
             sd_path, state = find_state_dict(nested)
-        except CheckpointError:
+        except CheckpointError as exc:
             sd_path, state = (), {}
-            notes = notes + ["no model tensors found in the DCP metadata."]
+            notes = notes + [f"no model tensors found in the DCP metadata: {exc}"]
     notes = notes + _other_candidates_note(nested, tuple(sd_path), key is None)
     tensors = OrderedDict((k, v) for k, v in state.items() if isinstance(v, TensorMeta))
     notes = notes + distributed_notes(path, tensors)

@@ -167,10 +167,14 @@ def _unmatched_destination(unmatched: List[Unmatched], container: Any, path: Tup
 
 
 def refuse_distributed_pieces(info) -> None:
-    """A per-rank shard or an unconsolidated FSDP file is answered with how to consolidate it."""
+    """A per-rank shard or an unconsolidated FSDP file is answered with how to consolidate it; a file
+    without model tensors (an optimizer-only save) with what it holds instead."""
     from netscope.checkpoints.distributed import distributed_notes
     from netscope.errors import CheckpointError
 
     problems = distributed_notes(info.path, info.tensors)
     if problems:
         raise CheckpointError(problems[0])
+    if not info.tensors:
+        raise CheckpointError(f"{info.path} holds no model tensors to map ({info.layout}); "
+                              + (" ".join(info.notes) or "save the model's state dict and try again"))
