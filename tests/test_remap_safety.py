@@ -269,3 +269,42 @@ def test_timm_train_checkpoint_with_argparse_args_reads_safely(tmp_path):
     fresh = nn.Linear(3, 2)
     netscope.load(str(path), fresh)
     assert _same(fresh.weight, model.weight)
+
+
+def test_accelerate_save_state_folder_resolves_to_its_model_file(tmp_path):
+    accelerate = pytest.importorskip("accelerate", reason="accelerate is not installed")
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 2))
+    expected = {k: v.clone() for k, v in model.state_dict().items()}
+    accelerator = accelerate.Accelerator(cpu=True)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    accelerator.save_state(str(tmp_path / "state"))
+    files = sorted(p.name for p in (tmp_path / "state").iterdir())
+    assert any(f.startswith("optimizer") for f in files) and len(files) > 1
+    info = netscope.keys(str(tmp_path / "state"))
+    assert set(info.tensors) == set(expected)
+    fresh = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 2))
+    netscope.load(str(tmp_path / "state"), fresh)
+    assert all(_same(fresh.state_dict()[k], v) for k, v in expected.items())
+
+
+def test_a_missing_pickling_library_is_named(tmp_path, monkeypatch, capsys):
+    import sys
+    import types
+
+    fake = types.ModuleType("fakelib_for_netscope")
+
+    class HistoryBuffer:  # stands in for mmengine's message-hub objects
+        pass
+
+    HistoryBuffer.__module__ = "fakelib_for_netscope"
+    HistoryBuffer.__qualname__ = "HistoryBuffer"
+    fake.HistoryBuffer = HistoryBuffer
+    monkeypatch.setitem(sys.modules, "fakelib_for_netscope", fake)
+    path = tmp_path / "mm.pth"
+    torch.save({"state_dict": nn.Linear(2, 2).state_dict(), "message_hub": HistoryBuffer()}, path)
+    monkeypatch.delitem(sys.modules, "fakelib_for_netscope")
+    assert main(["keys", str(path), "--unsafe-pickle"]) == 2
+    err = capsys.readouterr().err
+    assert "'fakelib_for_netscope'" in err and "not installed" in err and "corrupt" not in err

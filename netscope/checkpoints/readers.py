@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import struct
 import sys
 from collections import OrderedDict
@@ -28,6 +29,8 @@ from netscope.errors import CheckpointError
 from netscope.records import TensorMeta
 
 CHECKPOINT_EXTENSIONS = (".safetensors", ".pt", ".pth", ".bin", ".ckpt", ".tar")
+# the model's weights in a folder that also holds optimizer/scheduler files (accelerate's save_state)
+_MODEL_FILE = re.compile(r"^(pytorch_)?model(_\d+)?\.(safetensors|bin|pt|pth)$")
 
 
 @dataclass(frozen=True)
@@ -159,6 +162,9 @@ def _detect_directory(path: str) -> Tuple[str, str]:
                    and os.path.isfile(os.path.join(path, f)))
     if len(files) == 1:
         return detect_format(os.path.join(path, files[0]))
+    models = [f for f in files if _MODEL_FILE.match(f)]
+    if len(models) == 1:  # accelerate save_state: model.safetensors beside optimizer.bin, scheduler.bin, ...
+        return detect_format(os.path.join(path, models[0]))
     if files:
         raise CheckpointError(f"{path} is a folder with several checkpoint files ({', '.join(files[:6])}); "
                               "pass the file you mean.")

@@ -68,6 +68,10 @@ def load(path: str, *, weights_only: bool, mmap: bool) -> Tuple[Any, List[str]]:
             detail = f" ({', '.join(names[:6])}{', ...' if len(names) > 6 else ''})" if names else ""
             raise unsafe_pickle_error(path, detail) from None
         raise _corrupt(path, exc) from None
+    except ImportError as exc:  # full unpickling needs the library that pickled its objects (mmengine, ...)
+        library = (exc.name or "").split(".")[0] or "the library that wrote it"
+        raise CheckpointError(f"{path} pickles objects of the library {library!r}, which is not installed, so they "
+                              f"cannot be rebuilt: install it (pip install {library}) and try again") from None
     except Exception as exc:  # torch.load on a damaged file raises nearly anything (RuntimeError, EOFError, ...)
         raise _corrupt(path, exc) from None
     finally:
