@@ -308,3 +308,20 @@ def test_a_missing_pickling_library_is_named(tmp_path, monkeypatch, capsys):
     assert main(["keys", str(path), "--unsafe-pickle"]) == 2
     err = capsys.readouterr().err
     assert "'fakelib_for_netscope'" in err and "not installed" in err and "corrupt" not in err
+
+
+def test_torch_export_archive_is_listed_from_its_weights_config_and_remapped(tmp_path, capsys):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4)).eval()
+    program = torch.export.export(model, (torch.randn(2, 3),))
+    path = tmp_path / "m.pt2"
+    torch.export.save(program, str(path))
+    info = netscope.keys(str(path))
+    expected = model.state_dict()
+    assert info.format == "pt2" and list(info.tensors) == list(expected)
+    assert all(info.tensors[k].shape == tuple(v.shape) and info.tensors[k].dtype == str(v.dtype)[6:]
+               for k, v in expected.items())
+    assert main(["keys", str(path)]) == 0 and "corrupt" not in capsys.readouterr().out
+    fresh = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
+    netscope.load(str(path), fresh)
+    assert all(_same(fresh.state_dict()[k], v) for k, v in expected.items())

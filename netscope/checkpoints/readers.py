@@ -11,7 +11,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from netscope.checkpoints import dcp, safetensors_format, sharded, torch_format, torch_zip
+from netscope.checkpoints import dcp, export_archive, safetensors_format, sharded, torch_format, torch_zip
 from netscope.checkpoints.distributed import distributed_notes
 from netscope.checkpoints.dtypes import torch_dtype_name
 from netscope.checkpoints.info import CheckpointInfo, LoadedCheckpoint
@@ -28,7 +28,7 @@ from netscope.checkpoints.layouts import (
 from netscope.errors import CheckpointError
 from netscope.records import TensorMeta
 
-CHECKPOINT_EXTENSIONS = (".safetensors", ".pt", ".pth", ".bin", ".ckpt", ".tar")
+CHECKPOINT_EXTENSIONS = (".safetensors", ".pt", ".pth", ".bin", ".ckpt", ".tar", ".pt2")
 # the model's weights in a folder that also holds optimizer/scheduler files (accelerate's save_state)
 _MODEL_FILE = re.compile(r"^(pytorch_)?model(_\d+)?\.(safetensors|bin|pt|pth)$")
 
@@ -113,7 +113,7 @@ def detect_format(path: str) -> Tuple[str, str]:
     if name.endswith(".json"):
         return _sharded_format(path), path
     if head.startswith(torch_format.ZIP_MAGIC):
-        return "torch", path
+        return ("pt2" if export_archive.archive_prefix(path) is not None else "torch"), path
     if _looks_like_safetensors(head, size):  # before the pickle check: a header length may start with 0x80
         return "safetensors", path
     if head[:1] == b"\x80":  # a pickle: legacy torch.save
@@ -244,6 +244,22 @@ def _torch_load(path: str, weights_only: bool, mmap: bool) -> LoadedCheckpoint:
 
 
 register_reader("torch", Reader(_torch_inspect, _torch_load))
+
+
+# ---- torch.export archives (.pt2) -------------------------------------------------------------------------
+
+def _pt2_info(path: str) -> CheckpointInfo:
+    tensors = export_archive.weight_metas(path)
+    return CheckpointInfo(path=path, format="pt2", layout="torch.export archive (weights config)",
+                          state_dict_path=(), tensors=tensors, notes=tuple(distributed_notes(path, tensors)))
+
+
+def _pt2_load(path: str, weights_only: bool, mmap: bool) -> LoadedCheckpoint:
+    state = export_archive.load_state(path)
+    return LoadedCheckpoint(info=_pt2_info(path), container=state, state_dict=state)
+
+
+register_reader("pt2", Reader(lambda path, weights_only: _pt2_info(path), _pt2_load))
 
 
 # ---- safetensors ------------------------------------------------------------------------------------------
