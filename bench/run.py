@@ -324,17 +324,19 @@ def measure_remap_case(args) -> dict:
     import netscope.remapping as remapping
 
     source, target, _ = _remap_case_layouts(args.case, args.keys)
-    results = []
+    results = [None]
 
     def run():
-        results.append(remapping.plan_mapping(source, target))
+        results[0] = None  # the previous plan is not kept alive during the next run (peak RSS = one plan)
+        results[0] = remapping.plan_mapping(source, target)
 
     result = timed(run, args.repeats)
-    plan, coverage = results[-1]
+    plan, coverage = results[0]
     counts = plan.counts()
     result.update(keys=len(source.tensors), coverage=float(coverage.fraction), rules=len(plan.rules),
                   ambiguous=counts["ambiguous"], loaded=sum(1 for d in plan.decisions if d.loads))
     if args.case == "moe":
+        results[0] = plan = None
         start = time.perf_counter()
         plan, coverage = remapping.plan_mapping(source, target, rules=["gate_proj=w1"])
         result.update(rule_seconds=time.perf_counter() - start, rule_coverage=float(coverage.fraction),
