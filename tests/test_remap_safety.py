@@ -325,3 +325,12 @@ def test_torch_export_archive_is_listed_from_its_weights_config_and_remapped(tmp
     fresh = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
     netscope.load(str(path), fresh)
     assert all(_same(fresh.state_dict()[k], v) for k, v in expected.items())
+
+
+def test_keys_lists_the_chosen_sub_dict(tmp_path, capsys):
+    torch.manual_seed(0)
+    path = tmp_path / "two.pt"
+    torch.save({"state_dict": nn.Linear(2, 3).state_dict(), "state_dict_ema": nn.Linear(4, 5).state_dict()}, path)
+    assert main(["keys", str(path), "--key", "state_dict_ema", "--format", "json"]) == 0
+    data = __import__("json").loads(capsys.readouterr().out)
+    assert data["state_dict_path"] == ["state_dict_ema"] and data["tensors"]["weight"]["shape"] == [5, 4]
