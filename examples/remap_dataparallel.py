@@ -27,7 +27,7 @@ def main() -> None:
 
         model = torchvision.models.resnet18(weights=None).eval()
         print(netscope.diff(path, model).render("table"))  # headers only: no tensor bytes read
-        report = netscope.load(model, path, strict=True, min_coverage=0.99)
+        report = netscope.load(path, model, strict=True, min_coverage=0.99)
         print("\n".join(report.summary_lines()))
 
     x = torch.randn(1, 3, 224, 224)

@@ -22,6 +22,7 @@ _EXPORTS = {
     "read_checkpoint": "netscope.checkpoints",
     "diff": "netscope.remapping",
     "remap": "netscope.remapping",
+    "remap_file": "netscope.remapping",
     "load": "netscope.remapping",
     "NetscopeError": "netscope.errors",
     "InputSpec": "netscope.inputs",

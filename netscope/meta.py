@@ -116,7 +116,7 @@ def fake_to_meta(model) -> None:
     import torch
     import torch.nn as nn
 
-    from netscope.naming.identity import storage_key
+    from netscope.checkpoints.identity import storage_key
 
     bases, twins, keep = {}, {}, []  # keep: originals stay alive, so their ids are not recycled meanwhile
 

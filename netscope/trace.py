@@ -319,10 +319,11 @@ def _fake_mode(enabled: bool):
 def _eager(model: nn.Module) -> nn.Module:
     """The module to call: a ``torch.compile`` wrapper is run through its original eager module, which
     keeps the ``_orig_mod.`` names of the wrapper's state_dict."""
-    original = getattr(model, "_orig_mod", None)
-    if isinstance(original, nn.Module) and type(model).__name__ == "OptimizedModule":
-        return original
-    return model
+    from netscope.wrappers import wrapper_kind
+
+    kind = wrapper_kind(model)
+    original = getattr(model, kind.attribute, None) if kind is not None and kind.label == "torch.compile" else None
+    return original if isinstance(original, nn.Module) else model
 
 
 def _build_result(named, recorder: _Recorder, output, seconds: float, peak, *,

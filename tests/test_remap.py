@@ -70,7 +70,7 @@ def test_dataparallel_resnet18_checkpoint_loads_into_plain_model(resnet18, tmp_p
     torch.save({"state_dict": wrapped.state_dict(), "epoch": 7}, path)
     assert all(k.startswith("module.") for k in wrapped.state_dict())
     fresh = torchvision.models.resnet18(weights=None).eval()
-    report = netscope.load(fresh, str(path))
+    report = netscope.load(str(path), fresh)
     assert set(_reasons(report).values()) == {"wrapper-stripped"}
     assert report.coverage.fraction == 1.0
     assert [(r.pattern, r.replacement) for r in report.rules] == [(r"^module\.", "")]
@@ -84,7 +84,7 @@ def test_torch_compile_checkpoint_loads_into_uncompiled_model(resnet18):
     state = compiled.state_dict()
     assert next(iter(state)).startswith("_orig_mod.")
     fresh = torchvision.models.resnet18(weights=None)
-    report = netscope.load(fresh, state)
+    report = netscope.load(state, fresh)
     assert report.coverage.fraction == 1.0
     for key, value in resnet18.state_dict().items():
         assert torch.equal(fresh.state_dict()[key], value)
@@ -157,10 +157,10 @@ def test_classifier_with_different_number_of_classes(resnet18):
     assert "fc.weight" not in new and "fc.bias" not in new  # never loaded
     before = resnet18.fc.weight.clone()
     with pytest.raises(StrictLoadError, match="different shape"):
-        netscope.load(resnet18, ten.state_dict())
+        netscope.load(ten.state_dict(), resnet18)
     target = torchvision.models.resnet18(weights=None)
     fc_before = target.fc.weight.clone()
-    netscope.load(target, ten.state_dict(), strict=False)
+    netscope.load(ten.state_dict(), target, strict=False)
     assert torch.equal(target.fc.weight, fc_before) and torch.equal(target.conv1.weight, ten.conv1.weight)
     assert torch.equal(resnet18.fc.weight, before)
     assert report.coverage.per_module[-1].module == "fc" and report.coverage.per_module[-1].loaded == 0
@@ -315,7 +315,7 @@ def test_tied_weight_saved_once_is_not_missing():
     alias = report.plan.by_reason("alias-of")
     assert [(d.source, d.target) for d in alias] == [("embed.weight", "head.weight")]
     assert new["head.weight"] is new["embed.weight"]
-    netscope.load(Tied(), state, strict=True)
+    netscope.load(state, Tied(), strict=True)
 
 
 def test_shared_storage_in_source_maps_or_is_alias():
@@ -469,7 +469,13 @@ def test_cli_remap_writes_a_strict_loadable_checkpoint(dp_checkpoint, tmp_path, 
 
 def test_cli_remap_safetensors_output(dp_checkpoint, tmp_path, capsys, resnet18):
     out = tmp_path / "out.safetensors"
-    assert main(["remap", str(dp_checkpoint), "resnet18", "-o", str(out)]) == 0
+    # the container's epoch and optimizer state cannot go into a .safetensors file: refused, nothing written
+    assert main(["remap", str(dp_checkpoint), "resnet18", "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "holds tensors only" in err and "epoch" in err and "optimizer" in err and "--state-dict-only" in err
+    assert not out.exists()
+    assert main(["remap", str(dp_checkpoint), "resnet18", "-o", str(out), "--state-dict-only"]) == 0
+    assert "left out the container's other entries" in capsys.readouterr().out
     from safetensors.torch import load_file
 
     loaded = load_file(str(out))

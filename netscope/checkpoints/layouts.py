@@ -58,8 +58,13 @@ def _is_state_dict(mapping: Mapping) -> bool:
     return has_tensor
 
 
+def is_optimizer_state(value: Any) -> bool:
+    """An optimizer's state dict (``{"state": ..., "param_groups": [...]}``): its tensors are never model weights."""
+    return isinstance(value, Mapping) and "state" in value and "param_groups" in value
+
+
 def _search(value: Any, depth: int) -> Optional[Tuple[Tuple[Any, ...], dict]]:
-    if not isinstance(value, Mapping) or depth > _MAX_DEPTH:
+    if not isinstance(value, Mapping) or depth > _MAX_DEPTH or is_optimizer_state(value):
         return None
     if _is_state_dict(value):
         return (), value
@@ -94,6 +99,13 @@ def find_state_dict(container: Any) -> Tuple[Tuple[Any, ...], dict]:
     if isinstance(container, Mapping) and len(container) == 0:
         return (), container  # type: ignore[return-value]
     found = _search(container, 0)
+    if found is None and (is_optimizer_state(container) or (
+            isinstance(container, Mapping) and container and all(is_optimizer_state(v) for v in container.values()))):
+        raise CheckpointError(
+            "the checkpoint holds only optimizer state (a dict with 'state' and 'param_groups'), no model "
+            "weights: there is nothing to map onto a model. Save the model's state dict too (e.g. "
+            "dcp.save({'model': model.state_dict(), 'optim': ...}))."
+        )
     if found is None:
         raise CheckpointError(
             f"the checkpoint holds no model tensors (it is a {summarize_value(container)}); netscope looks "
@@ -101,6 +113,43 @@ def find_state_dict(container: Any) -> Tuple[Tuple[Any, ...], dict]:
             "'module'. Save the weights with torch.save(model.state_dict(), PATH) and try again."
         )
     return found
+
+
+def state_dict_candidates(container: Any) -> Dict[Tuple[Any, ...], int]:
+    """Every key path to a dict of model tensors in the container (optimizer-like entries skipped), with
+    its tensor count: what ``--key`` can choose from."""
+    found: Dict[Tuple[Any, ...], int] = {}
+
+    def walk(value: Any, path: Tuple[Any, ...]) -> None:
+        if not isinstance(value, Mapping) or len(path) > _MAX_DEPTH or is_optimizer_state(value):
+            return
+        if _is_state_dict(value):
+            found[path] = sum(1 for v in value.values() if is_tensor_like(v))
+            return
+        for key, sub in value.items():
+            if isinstance(key, str) and key not in NON_MODEL_KEYS:
+                walk(sub, path + (key,))
+
+    walk(container, ())
+    return found
+
+
+def path_text(path: Tuple[Any, ...]) -> str:
+    return ".".join(str(k) for k in path) if path else "(top level)"
+
+
+def select_state_dict(container: Any, key: str) -> Tuple[Tuple[Any, ...], dict]:
+    """The state dict at ``key``: an entry name (``state_dict_ema``) or a dotted path (``model.ema``)."""
+    candidates = state_dict_candidates(container)
+    for path in candidates:
+        if key == path_text(path) or (len(path) == 1 and key == path[0]):
+            node = container
+            for part in path:
+                node = node[part]
+            return path, node
+    listed = ", ".join(f"{path_text(p)} ({n} tensors)" for p, n in candidates.items()) or "none"
+    raise CheckpointError(f"the checkpoint has no dict of model tensors at {key!r}; the candidates are: {listed}. "
+                          "Pass one of them with --key")
 
 
 def summarize_value(value: Any) -> str:
@@ -224,16 +273,29 @@ def describe_layout(container: Any, path: Tuple[Any, ...]) -> str:
 
 
 def nested_from_flat(paths: Mapping[str, Tuple[Any, ...]], values: Mapping[str, Any]) -> dict:
-    """Rebuild a nested container from flattened keys and their key paths (used for DCP metadata)."""
+    """Rebuild a nested container from flattened keys and their key paths (used for DCP metadata).
+
+    As torch.distributed.checkpoint's own unflattening does, an integer path component is a list
+    position (``optim.param_groups`` comes back a list, so ``set_optimizer_state_dict`` accepts it) and a
+    string one a dict key."""
     root: dict = {}
     for flat_key, value in values.items():
-        path = paths.get(flat_key, (flat_key,))
-        node = root
-        for key in path[:-1]:
-            node = node.setdefault(key, {})
-            if not isinstance(node, dict):
+        path = tuple(paths.get(flat_key, (flat_key,)))
+        node: Any = root
+        for key, following in zip(path, path[1:]):
+            fresh = [] if isinstance(following, int) else {}
+            if isinstance(node, list):
+                node.extend([None] * (key + 1 - len(node)))
+                if node[key] is None:
+                    node[key] = fresh
+                node = node[key]
+            else:
+                node = node.setdefault(key, fresh)
+            if not isinstance(node, (dict, list)):
                 break
         else:
-            node[path[-1]] = value
+            last = path[-1]
+            if isinstance(node, list):
+                node.extend([None] * (last + 1 - len(node)))
+            node[last] = value
     return root
-

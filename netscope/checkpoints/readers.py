@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import struct
 import sys
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from netscope.checkpoints import dcp, safetensors_format, sharded, torch_format, torch_zip
+from netscope.checkpoints import dcp, export_archive, safetensors_format, sharded, torch_format, torch_zip
 from netscope.checkpoints.distributed import distributed_notes
 from netscope.checkpoints.dtypes import torch_dtype_name
 from netscope.checkpoints.info import CheckpointInfo, LoadedCheckpoint
@@ -20,11 +21,16 @@ from netscope.checkpoints.layouts import (
     is_tensor_like,
     nested_from_flat,
     other_entries,
+    path_text,
+    select_state_dict,
+    state_dict_candidates,
 )
 from netscope.errors import CheckpointError
 from netscope.records import TensorMeta
 
-CHECKPOINT_EXTENSIONS = (".safetensors", ".pt", ".pth", ".bin", ".ckpt", ".tar")
+CHECKPOINT_EXTENSIONS = (".safetensors", ".pt", ".pth", ".bin", ".ckpt", ".tar", ".pt2")
+# the model's weights in a folder that also holds optimizer/scheduler files (accelerate's save_state)
+_MODEL_FILE = re.compile(r"^(pytorch_)?model(_\d+)?\.(safetensors|bin|pt|pth)$")
 
 
 @dataclass(frozen=True)
@@ -44,20 +50,42 @@ def register_reader(fmt: str, reader: Reader) -> None:
 
 # ---- public entry points ---------------------------------------------------------------------------
 
-def inspect_checkpoint(path: str, *, weights_only: bool = True) -> CheckpointInfo:
+def inspect_checkpoint(path: str, *, weights_only: bool = True, key: Optional[str] = None) -> CheckpointInfo:
     """List a checkpoint's container structure and every tensor's key, shape and dtype.
 
     Tensor bytes are never read (safetensors and DCP headers are parsed; torch files are memory-mapped
     and their tensors never touched), except for legacy non-zip torch files, which say so in ``notes``.
+    ``key`` chooses which dict of tensors is the state dict (``state_dict_ema``, ``model.ema``).
     """
     fmt, resolved = detect_format(path)
-    return READERS[fmt].inspect(resolved, weights_only)
+    if key is None:
+        return READERS[fmt].inspect(resolved, weights_only)
+    if fmt == "torch":
+        container, notes = _torch_header_view(resolved, weights_only)
+        return _info_from_container(resolved, fmt, container, notes, key)[0]
+    if fmt == "dcp":
+        _, _, _, nested, notes = _dcp_view(resolved, weights_only)
+        return _dcp_info(resolved, nested, notes, key)[0]
+    raise _key_does_not_apply(path, fmt, key)
 
 
-def load_checkpoint(path: str, *, weights_only: bool = True, mmap: bool = True) -> LoadedCheckpoint:
-    """Load a checkpoint on CPU; ``weights_only=False`` allows arbitrary pickled objects (trusted files only)."""
+def load_checkpoint(path: str, *, weights_only: bool = True, mmap: bool = True,
+                    key: Optional[str] = None) -> LoadedCheckpoint:
+    """Load a checkpoint on CPU; ``weights_only=False`` allows arbitrary pickled objects (trusted files only).
+    ``key`` chooses which dict of tensors is the state dict (see ``inspect_checkpoint``)."""
     fmt, resolved = detect_format(path)
-    return READERS[fmt].load(resolved, weights_only, mmap)
+    loaded = READERS[fmt].load(resolved, weights_only, mmap)
+    if key is None:
+        return loaded
+    if fmt not in ("torch", "dcp"):
+        raise _key_does_not_apply(path, fmt, key)
+    info, state = _info_from_container(resolved, fmt, loaded.container, list(loaded.info.notes), key)
+    return LoadedCheckpoint(info=info, container=loaded.container, state_dict=state)
+
+
+def _key_does_not_apply(path: str, fmt: str, key: str) -> CheckpointError:
+    return CheckpointError(f"{path} is a {fmt} checkpoint, which holds one flat dict of tensors; --key {key!r} "
+                           "chooses a dict inside a torch.save or DCP container and does not apply here")
 
 
 # ---- detection ---------------------------------------------------------------------------------------
@@ -85,7 +113,7 @@ def detect_format(path: str) -> Tuple[str, str]:
     if name.endswith(".json"):
         return _sharded_format(path), path
     if head.startswith(torch_format.ZIP_MAGIC):
-        return "torch", path
+        return ("pt2" if export_archive.archive_prefix(path) is not None else "torch"), path
     if _looks_like_safetensors(head, size):  # before the pickle check: a header length may start with 0x80
         return "safetensors", path
     if head[:1] == b"\x80":  # a pickle: legacy torch.save
@@ -134,6 +162,9 @@ def _detect_directory(path: str) -> Tuple[str, str]:
                    and os.path.isfile(os.path.join(path, f)))
     if len(files) == 1:
         return detect_format(os.path.join(path, files[0]))
+    models = [f for f in files if _MODEL_FILE.match(f)]
+    if len(models) == 1:  # accelerate save_state: model.safetensors beside optimizer.bin, scheduler.bin, ...
+        return detect_format(os.path.join(path, models[0]))
     if files:
         raise CheckpointError(f"{path} is a folder with several checkpoint files ({', '.join(files[:6])}); "
                               "pass the file you mean.")
@@ -154,13 +185,18 @@ def _tensor_metas(state: Dict[str, Any], prefix: str = "") -> "OrderedDict[str, 
     )
 
 
-def _info_from_container(path: str, fmt: str, container: Any, notes: List[str]) -> Tuple[CheckpointInfo, dict]:
-    try:
-        sd_path, state = find_state_dict(container)
-    except CheckpointError:
-        sd_path, state = (), {}
-        notes = notes + ["no model tensors found: the file holds no dict of tensors at the top level or under "
-                         "'state_dict', 'model', 'module' or a similar key."]
+def _info_from_container(path: str, fmt: str, container: Any, notes: List[str],
+                         key: Optional[str] = None) -> Tuple[CheckpointInfo, dict]:
+    if key is not None:
+        sd_path, state = select_state_dict(container, key)
+    else:
+        try:
+            sd_path, state = find_state_dict(container)
+        except CheckpointError:
+            sd_path, state = (), {}
+            notes = notes + ["no model tensors found: the file holds no dict of tensors at the top level or under "
+                             "'state_dict', 'model', 'module' or a similar key."]
+    notes = notes + _other_candidates_note(container, tuple(sd_path), key is None)
     layout = describe_layout(container, sd_path)
     torch = sys.modules.get("torch")
     if state and torch is not None and isinstance(container, torch.nn.Module):
@@ -171,6 +207,18 @@ def _info_from_container(path: str, fmt: str, container: Any, notes: List[str]) 
                           tensors=tensors, other_entries=other_entries(container, sd_path),
                           notes=tuple(notes))
     return info, state
+
+
+def _other_candidates_note(container: Any, chosen: Tuple[Any, ...], automatic: bool) -> List[str]:
+    """A note naming the other dicts of model tensors (EMA weights, a teacher, ...) and how to choose one."""
+    others = {p: n for p, n in state_dict_candidates(container).items() if p != chosen}
+    if not others:
+        return []
+    listed = ", ".join(f"{path_text(p)} ({n} tensors)" for p, n in others.items())
+    ema = any("ema" in str(p[-1]).lower() for p in others if p)
+    return [f"the state dict was taken from {path_text(chosen)}{' (chosen automatically)' if automatic else ''}; "
+            f"the file also holds {listed}: choose with --key NAME"
+            + (" (timm's own loader uses the EMA weights by default)" if ema else "")]
 
 
 # ---- torch.save files -------------------------------------------------------------------------------
@@ -196,6 +244,22 @@ def _torch_load(path: str, weights_only: bool, mmap: bool) -> LoadedCheckpoint:
 
 
 register_reader("torch", Reader(_torch_inspect, _torch_load))
+
+
+# ---- torch.export archives (.pt2) -------------------------------------------------------------------------
+
+def _pt2_info(path: str) -> CheckpointInfo:
+    tensors = export_archive.weight_metas(path)
+    return CheckpointInfo(path=path, format="pt2", layout="torch.export archive (weights config)",
+                          state_dict_path=(), tensors=tensors, notes=tuple(distributed_notes(path, tensors)))
+
+
+def _pt2_load(path: str, weights_only: bool, mmap: bool) -> LoadedCheckpoint:
+    state = export_archive.load_state(path)
+    return LoadedCheckpoint(info=_pt2_info(path), container=state, state_dict=state)
+
+
+register_reader("pt2", Reader(lambda path, weights_only: _pt2_info(path), _pt2_load))
 
 
 # ---- safetensors ------------------------------------------------------------------------------------------
@@ -291,12 +355,17 @@ def _dcp_view(path: str, weights_only: bool):
     return metadata, entries, paths, nested, notes
 
 
-def _dcp_info(path: str, nested: dict, notes: List[str]) -> Tuple[CheckpointInfo, Tuple[Any, ...], dict]:
-    try:
-        sd_path, state = find_state_dict(nested)
-    except CheckpointError:
-        sd_path, state = (), {}
-        notes = notes + ["no model tensors found in the DCP metadata."]
+def _dcp_info(path: str, nested: dict, notes: List[str],
+              key: Optional[str] = None) -> Tuple[CheckpointInfo, Tuple[Any, ...], dict]:
+    if key is not None:
+        sd_path, state = select_state_dict(nested, key)
+    else:
+        try:
+            sd_path, state = find_state_dict(nested)
+        except CheckpointError as exc:
+            sd_path, state = (), {}
+            notes = notes + [f"no model tensors found in the DCP metadata: {exc}"]
+    notes = notes + _other_candidates_note(nested, tuple(sd_path), key is None)
     tensors = OrderedDict((k, v) for k, v in state.items() if isinstance(v, TensorMeta))
     notes = notes + distributed_notes(path, tensors)
     info = CheckpointInfo(path=path, format="dcp", layout="torch.distributed.checkpoint " + describe_layout(nested, sd_path),

@@ -232,10 +232,9 @@ def save(state: Mapping[str, Any], path: str, metadata: Optional[Mapping[str, st
 
 
 def _view_identity(tensor) -> Optional[Tuple[Any, ...]]:
-    if tensor.untyped_storage().nbytes() == 0:
-        return None
-    return (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape),
-            tuple(tensor.stride()), tensor.dtype)
+    from netscope.checkpoints.identity import view_key
+
+    return view_key(tensor)
 
 
 def _owns_whole_storage(tensor) -> bool:
@@ -244,8 +243,11 @@ def _owns_whole_storage(tensor) -> bool:
 
 
 def _storage_groups(tensors: Mapping[str, Any]) -> List[List[str]]:
-    groups: Dict[int, List[str]] = {}
+    from netscope.checkpoints.identity import storage_key
+
+    groups: Dict[Any, List[str]] = {}
     for key, tensor in tensors.items():
-        if tensor.untyped_storage().nbytes():
-            groups.setdefault(tensor.untyped_storage().data_ptr(), []).append(key)
+        storage = storage_key(tensor)
+        if storage is not None:
+            groups.setdefault(storage, []).append(key)
     return [keys for keys in groups.values() if len(keys) > 1]

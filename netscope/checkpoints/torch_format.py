@@ -3,6 +3,8 @@ touched) and ``weights_only=True`` unless the caller opts in to full unpickling.
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import pickle
 import re
 import zipfile
@@ -13,6 +15,11 @@ from netscope.records import TensorMeta
 
 ZIP_MAGIC = b"PK\x03\x04"
 _GLOBAL_IN_MESSAGE = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
+
+
+# Plain-data classes that training scripts pickle beside the weights and that safe loading may build, as
+# timm allow-lists them: argparse.Namespace (timm's train.py saves its args in every checkpoint).
+SAFE_GLOBALS = (argparse.Namespace,)
 
 
 def unsafe_pickle_error(path: str, detail: str) -> CheckpointError:
@@ -57,13 +64,19 @@ def load(path: str, *, weights_only: bool, mmap: bool) -> Tuple[Any, List[str]]:
         notes.append(f"{path} is a torch.save file although its name ends in .safetensors: every tensor was "
                      "read into memory; rename it to .pt")
     try:
-        return torch.load(source, map_location="cpu", weights_only=weights_only, mmap=mmap), notes
+        allow = getattr(torch.serialization, "safe_globals", None)  # torch >= 2.5; no allow-list before
+        with (allow(list(SAFE_GLOBALS)) if allow else contextlib.nullcontext()):
+            return torch.load(source, map_location="cpu", weights_only=weights_only, mmap=mmap), notes
     except pickle.UnpicklingError as exc:
         if weights_only and ("weights_only" in str(exc) or "Weights only" in str(exc)):
             names = (_unsafe_globals(path) if is_zip else []) or _GLOBAL_IN_MESSAGE.findall(str(exc))[:1]
             detail = f" ({', '.join(names[:6])}{', ...' if len(names) > 6 else ''})" if names else ""
             raise unsafe_pickle_error(path, detail) from None
         raise _corrupt(path, exc) from None
+    except ImportError as exc:  # full unpickling needs the library that pickled its objects (mmengine, ...)
+        library = (exc.name or "").split(".")[0] or "the library that wrote it"
+        raise CheckpointError(f"{path} pickles objects of the library {library!r}, which is not installed, so they "
+                              f"cannot be rebuilt: install it (pip install {library}) and try again") from None
     except Exception as exc:  # torch.load on a damaged file raises nearly anything (RuntimeError, EOFError, ...)
         raise _corrupt(path, exc) from None
     finally:
@@ -101,8 +114,9 @@ def storage_ids(tensors: Dict[str, Any], prefix: str = "") -> Dict[str, str]:
         if isinstance(tensor, TensorMeta):
             identity: Any = ("key", tensor.storage_id)
         else:
-            storage = tensor.untyped_storage()
-            identity = ("ptr", storage.data_ptr()) if storage.nbytes() else ("cdata", storage._cdata)
+            from netscope.checkpoints.identity import storage_key
+
+            identity = storage_key(tensor) or ("cdata", tensor.untyped_storage()._cdata)  # empty: one per storage
         if identity not in ids:
             ids[identity] = f"{prefix}s{len(ids)}"
         out[key] = ids[identity]

@@ -23,7 +23,7 @@ def register_writer(*extensions: str):
     return decorator
 
 
-@register_writer(".pt", ".pth", ".bin", ".ckpt")
+@register_writer(".pt", ".pth", ".bin", ".ckpt", ".tar")  # .tar: timm's .pth.tar (a torch.save file)
 def _write_torch(obj: Any, path: str, metadata: Optional[Mapping[str, str]]) -> None:
     import torch
 

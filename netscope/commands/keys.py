@@ -13,8 +13,10 @@ HELP = "list a checkpoint's container structure and every tensor's key, shape, d
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", metavar="CKPT",
-                        help=".pt/.pth/.bin/.ckpt, .safetensors, a sharded *.index.json, or a "
-                        "torch.distributed.checkpoint directory")
+                        help=".pt/.pth/.bin/.ckpt/.pth.tar, .safetensors, a sharded *.index.json, a "
+                        "torch.distributed.checkpoint directory, a torch.export .pt2 or an accelerate folder")
+    parser.add_argument("--key", default=None, metavar="NAME",
+                        help="the dict of tensors to list inside the container, e.g. state_dict_ema")
     parser.add_argument("--unsafe-pickle", action="store_true",
                         help="allow arbitrary pickled objects (weights_only=False): only for files you trust, "
                         "since unpickling can run code stored in the file")
@@ -29,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
 
     check_format(args.format, args.table_style)
     check_output_paths(args, (args.output,))
-    info = inspect_checkpoint(args.checkpoint, weights_only=not args.unsafe_pickle)
+    info = inspect_checkpoint(args.checkpoint, weights_only=not args.unsafe_pickle, key=args.key)
     if args.format == "json":
         emit(json.dumps(info.to_dict(), indent=2), args)
         return 0

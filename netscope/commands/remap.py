@@ -22,6 +22,9 @@ def add_rule_arguments(parser: argparse.ArgumentParser) -> None:
                         "the last '=', e.g. --rule '^backbone\\.=' or --rule 'features\\.3\\.=features.2.'")
     parser.add_argument("--rules", default=None, metavar="FILE",
                         help="rules file: REGEX=REPLACEMENT lines, or a plan JSON written by --save-plan")
+    parser.add_argument("--key", default=None, metavar="NAME",
+                        help="the dict of tensors to use inside the checkpoint, e.g. state_dict_ema or model.ema "
+                        "(default: found automatically; the other candidates are listed in the notes)")
     parser.add_argument("--unsafe-pickle", action="store_true",
                         help="allow arbitrary pickled objects (weights_only=False): only for files you trust, "
                         "since unpickling can run code stored in the file")
@@ -37,11 +40,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", metavar="CKPT", help="checkpoint file or directory to read")
     add_model_arguments(parser, with_inputs=False)
     parser.add_argument("-o", "--out", default=None, metavar="OUT",
-                        help="where to write the renamed checkpoint (.pt/.pth/.bin via torch.save, or .safetensors)")
+                        help="where to write the renamed checkpoint (.pt/.pth/.bin/.ckpt/.pth.tar via torch.save, "
+                        "or .safetensors)")
     parser.add_argument("--force", action="store_true",
                         help="replace OUT and the --save-plan file if they exist (never the input itself)")
     parser.add_argument("--in-place", action="store_true",
-                        help="allow OUT to be the input file (replaced atomically); required to overwrite CKPT")
+                        help="allow OUT to be the input file (replaced atomically); required to overwrite CKPT; "
+                        "refused when a tensor would be dropped")
     add_rule_arguments(parser)
     parser.add_argument("--plan", default=None, metavar="PLAN.json", help="replay the per-key decisions of a saved plan")
     parser.add_argument("--invert", action="store_true",
@@ -50,6 +55,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="write the per-key decisions (with reason codes) and compact rules as JSON")
     parser.add_argument("--dry-run", action="store_true",
                         help="print the plan without reading tensor data or writing anything")
+    parser.add_argument("--unmatched-out", default=None, metavar="FILE",
+                        help="write the checkpoint tensors that do not go into the model to FILE (original keys); "
+                        "default: keep them in OUT's container under 'netscope_unmatched' where it has one")
+    parser.add_argument("--drop-unmatched", action="store_true",
+                        help="drop the checkpoint tensors that do not go into the model (they are listed)")
+    parser.add_argument("--state-dict-only", action="store_true",
+                        help="write the state dict alone, without the container's other entries (optimizer, "
+                        "EMA, epoch...); needed for a .safetensors OUT from a container")
 
 
 def collect_rules(args: argparse.Namespace):
@@ -70,15 +83,6 @@ def check_min_coverage_option(args: argparse.Namespace) -> None:
         raise UsageError(f"--min-coverage {value} is not a fraction between 0 and 1; write it like --min-coverage 0.99")
 
 
-def refuse_distributed_pieces(notes) -> None:
-    """A per-rank shard or an unconsolidated FSDP file is answered with how to consolidate it."""
-    from netscope.errors import CheckpointError
-
-    for note in notes:
-        if "onsolidate first" in note:
-            raise CheckpointError(note)
-
-
 def render_report(report, args: argparse.Namespace) -> str:
     from netscope.render.rows import check_format
 
@@ -87,89 +91,34 @@ def render_report(report, args: argparse.Namespace) -> str:
 
 
 def outcome(report, args: argparse.Namespace) -> int:
-    """Exit code: 1 below --min-coverage or when a strict load would fail, else 0."""
-    from netscope.errors import EXIT_FINDINGS
-    from netscope.remapping import check_coverage
-
-    check_coverage(report, args.min_coverage)  # raises CoverageError (exit 1)
+    """Exit code of ``remap``: 0 once written (or planned); below --min-coverage a CoverageError (exit 1)
+    was raised before anything was written."""
     problems = [p for p in report.strict_problems() if "map to nothing" not in p]
     if problems:
-        sys.stderr.write("netscope: a strict load would fail: " + "; ".join(problems) + "\n")
-        return EXIT_FINDINGS
+        sys.stderr.write("netscope: note: a strict load of the result would fail: " + "; ".join(problems) + "\n")
     return 0
-
-
-def _same_file(a: str, b: str) -> bool:
-    if os.path.exists(a) and os.path.exists(b):
-        return os.path.samefile(a, b)
-    return os.path.realpath(a) == os.path.realpath(b)
 
 
 def run(args: argparse.Namespace) -> int:
     from netscope.commands.common import check_output_paths, model_for_keys
-    from netscope.errors import UsageError
-    from netscope.remapping import RemapReport, check_coverage, plan_mapping
+    from netscope.remapping import remap_file
+    from netscope.remapping.files import same_file
     from netscope.remapping.plan import write_plan
-
     from netscope.render.rows import check_format
 
     check_format(args.format, args.table_style)
-    if args.invert and not args.plan:
-        raise UsageError("--invert replays a saved plan backwards; give the plan with --plan PLAN.json")
-    if not args.dry_run and not args.out:
-        raise UsageError("give the output file with -o OUT (e.g. -o remapped.pt), or use --dry-run to only print the plan")
-    if args.out and _same_file(args.out, args.checkpoint) and not args.in_place:
-        raise UsageError(f"-o {args.out} is the input checkpoint itself; choose another file name, or pass "
-                         "--in-place to replace the input (written atomically)")
     check_min_coverage_option(args)
-    in_place = args.out and _same_file(args.out, args.checkpoint)
-    check_output_paths(args, (args.save_plan, None if args.dry_run or in_place else args.out))
+    in_place = bool(args.out) and same_file(args.out, args.checkpoint)
+    check_output_paths(args, (args.save_plan, args.unmatched_out,
+                              None if args.dry_run or in_place else args.out))
     rules = collect_rules(args)
     model = model_for_keys(args)
-    weights_only = not args.unsafe_pickle
-    from netscope.remapping.layout import layout_from_metas, model_layout, source_layout
-
-    target = model_layout(model)
-    if args.dry_run:
-        from netscope.checkpoints import inspect_checkpoint
-
-        info = inspect_checkpoint(args.checkpoint, weights_only=weights_only)
-        refuse_distributed_pieces(info.notes)
-        plan, coverage = plan_mapping(layout_from_metas(info.tensors), target, rules=rules, plan=args.plan,
-                                      invert=args.invert)
-        report = RemapReport(plan, coverage, args.checkpoint, type(model).__name__, tuple(info.notes) + ("dry run: nothing written",))
-    else:
-        from netscope.checkpoints import load_checkpoint, save_checkpoint
-        from netscope.remapping.apply import apply_plan, rebuild_container
-
-        loaded = load_checkpoint(args.checkpoint, weights_only=weights_only)
-        refuse_distributed_pieces(loaded.info.notes)
-        plan, coverage = plan_mapping(source_layout(loaded.state_dict), target, rules=rules, plan=args.plan,
-                                      invert=args.invert)
-        report = RemapReport(plan, coverage, args.checkpoint, type(model).__name__, tuple(loaded.info.notes))
-        check_coverage(report, args.min_coverage)  # below the threshold: nothing is written
-        new_state_dict = apply_plan(loaded.state_dict, plan, target.tensors)
-        notes = list(report.notes)
-        renamed = 0
-        if args.out.lower().endswith(".safetensors"):
-            tensors = {k: v for k, v in new_state_dict.items() if _is_tensor(v)}
-            dropped = len(new_state_dict) - len(tensors)
-            if dropped or loaded.info.state_dict_path:
-                notes.append("a .safetensors file holds tensors only: the other entries of the container were not written")
-            container = tensors
-        else:
-            container, renamed = rebuild_container(loaded.container, tuple(loaded.info.state_dict_path),
-                                                   new_state_dict, plan)
-        save_checkpoint(container, args.out, force=args.force or args.in_place)
-        notes.append(f"written: {args.out}")
-        report = RemapReport(plan, coverage, args.checkpoint, type(model).__name__, tuple(notes), renamed)
+    report = remap_file(args.checkpoint, model, args.out, rules=rules, plan=args.plan, invert=args.invert,
+                        key=args.key, weights_only=not args.unsafe_pickle, min_coverage=args.min_coverage,
+                        drop_unmatched=args.drop_unmatched, unmatched_out=args.unmatched_out,
+                        state_dict_only=args.state_dict_only, in_place=args.in_place, force=args.force,
+                        dry_run=args.dry_run)
     if args.save_plan:
         write_plan(report.plan, args.save_plan, force=args.force)
     sys.stdout.write(render_report(report, args).rstrip("\n") + "\n")
     return outcome(report, args)
-
-
-def _is_tensor(value) -> bool:
-    import torch
-
-    return isinstance(value, torch.Tensor)

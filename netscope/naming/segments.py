@@ -49,41 +49,7 @@ class Step:
     accessor: str  # ".conv1", "[0]", '["a"]', '._modules["my-layer"]'
 
 
-@dataclass(frozen=True)
-class WrapperKind:
-    """A wrapper module that inserts one attribute segment in every key below it."""
-
-    attribute: str  # "module", "_orig_mod", ...
-    label: str  # "DataParallel", "torch.compile", ...
-    unwrap: str  # how to reach the wrapped module, for the fix text
-    hook_strips_prefix: bool  # its state_dict hooks remove the segment from saved keys
-
-    @property
-    def origin(self) -> str:
-        return f"wrapper:{self.label}"
-
-
-WRAPPERS: Dict[str, WrapperKind] = {
-    "torch.nn.parallel.data_parallel.DataParallel":
-        WrapperKind("module", "DataParallel", "model.module", False),
-    "torch.nn.parallel.distributed.DistributedDataParallel":
-        WrapperKind("module", "DistributedDataParallel", "model.module", False),
-    "torch._dynamo.eval_frame.OptimizedModule":
-        WrapperKind("_orig_mod", "torch.compile", "model._orig_mod", False),
-    "torch.distributed.fsdp.fully_sharded_data_parallel.FullyShardedDataParallel":
-        WrapperKind("_fsdp_wrapped_module", "FSDP", "model.module", True),
-    "torch.distributed.algorithms._checkpoint.checkpoint_wrapper.ActivationWrapper":
-        WrapperKind("_checkpoint_wrapped_module", "activation-checkpoint", "model._checkpoint_wrapped_module", True),
-}
-
-
-def wrapper_kind(module: nn.Module) -> Optional[WrapperKind]:
-    """The WrapperKind of ``module``'s class or nearest registered base class, if any."""
-    for cls in type(module).__mro__:
-        kind = WRAPPERS.get(f"{cls.__module__}.{cls.__qualname__}")
-        if kind is not None:
-            return kind
-    return None
+from netscope.wrappers import WRAPPERS, WrapperKind, wrapper_kind  # noqa: E402,F401  (the one registry)
 
 
 # --- Python fragments -------------------------------------------------------------------------

@@ -1,5 +1,6 @@
-"""Checkpoint key mapping: ``diff``, ``remap`` and ``load``.
+"""Checkpoint key mapping: ``diff``, ``remap``, ``remap_file`` and ``load``.
 
+One argument order everywhere: the checkpoint (source) first, the model (target) second.
 The mapping works on metadata (``{key: TensorMeta}`` on both sides), so ``diff`` and dry runs need no
 tensor data; moving tensors is a separate small step (``netscope.remapping.apply``).
 """
@@ -13,10 +14,10 @@ from netscope.errors import EXIT_FINDINGS, NetscopeError, UsageError
 from netscope.remapping.coverage import Coverage, compute_coverage
 from netscope.remapping.layout import TensorLayout, layout_from_metas, model_layout, source_layout
 from netscope.remapping.plan import KeyDecision, Plan, read_plan, write_plan
-from netscope.remapping.report import DiffReport, RemapReport
+from netscope.remapping.report import DiffReport, RemapReport, Unmatched
 from netscope.remapping.rules import Rule, coerce_rules, parse_rule, read_rules_file
 
-__all__ = ["diff", "remap", "load", "plan_mapping", "RemapReport", "DiffReport", "Plan", "KeyDecision", "Rule",
+__all__ = ["diff", "remap", "remap_file", "load", "plan_mapping", "Unmatched", "RemapReport", "DiffReport", "Plan", "KeyDecision", "Rule",
            "Coverage", "CoverageError", "StrictLoadError", "parse_rule", "read_rules_file", "read_plan",
            "write_plan"]
 
@@ -84,12 +85,21 @@ def check_coverage(report: RemapReport, min_coverage: Optional[float]) -> None:
 
 
 def diff(checkpoint_or_state_dict, model, *, rules: Iterable = (), weights_only: bool = True,
-         structural: bool = True) -> DiffReport:
-    """Compare a checkpoint (path, state dict, or ``{key: TensorMeta}``) with a model, from metadata only."""
-    source, label, notes = _source_layout(checkpoint_or_state_dict, weights_only=weights_only)
+         structural: bool = True, key: Optional[str] = None) -> DiffReport:
+    """Compare a checkpoint (path, state dict, or ``{key: TensorMeta}``) with a model, from metadata only.
+    ``key`` chooses the dict of tensors inside a checkpoint file (``state_dict_ema``)."""
+    source, label, notes = _source_layout(checkpoint_or_state_dict, weights_only=weights_only, key=key)
     target = _target_layout(model)
     result, coverage = plan_mapping(source, target, rules=rules, structural=structural)
     return DiffReport(result, coverage, label, type(model).__name__, tuple(notes))
+
+
+def remap_file(checkpoint, model, out=None, **options) -> RemapReport:
+    """Read ``checkpoint``, rename it to ``model``'s keys, write ``out`` with every tensor accounted for
+    (see :func:`netscope.remapping.files.remap_file` for the options; the CLI's ``remap`` is this call)."""
+    from netscope.remapping.files import remap_file as _remap_file
+
+    return _remap_file(checkpoint, model, out, **options)
 
 
 def remap(state_dict: Mapping[str, Any], model, *, rules: Iterable = (), plan=None, invert: bool = False,
@@ -109,29 +119,30 @@ def remap(state_dict: Mapping[str, Any], model, *, rules: Iterable = (), plan=No
     return apply_plan(state_dict, result, target.tensors), report
 
 
-def load(model, ckpt_path_or_state_dict, *, strict: bool = True, rules: Iterable = (), weights_only: bool = True,
-         min_coverage: Optional[float] = None, plan=None) -> RemapReport:
+def load(checkpoint, model, *, strict: bool = True, rules: Iterable = (), weights_only: bool = True,
+         min_coverage: Optional[float] = None, plan=None, key: Optional[str] = None) -> RemapReport:
     """Remap a checkpoint (path or state dict) to ``model``'s naming and load it; returns the report.
 
     ``strict=True`` refuses (StrictLoadError, nothing loaded) when a model key would stay missing, a
-    tensor's shape differs, or a checkpoint tensor maps to nothing. Shape mismatches are never loaded.
+    tensor's shape differs, or a checkpoint tensor maps to nothing or is ambiguous. Shape mismatches are
+    never loaded. The older order ``load(model, checkpoint)`` is still accepted (a model is never a
+    checkpoint, so the two cannot be confused).
     """
     import torch.nn as nn
 
+    if isinstance(checkpoint, nn.Module) and not isinstance(model, nn.Module):
+        checkpoint, model = model, checkpoint  # load(model, checkpoint): the order before 0.x, still accepted
     if not isinstance(model, nn.Module):
-        raise UsageError(f"load() needs a torch.nn.Module as its first argument, not {type(model).__name__}")
-    if isinstance(ckpt_path_or_state_dict, (str, os.PathLike)):
+        raise UsageError(f"load() needs a torch.nn.Module as the model (second argument), not {type(model).__name__}")
+    if isinstance(checkpoint, (str, os.PathLike)):
         from netscope.checkpoints import load_checkpoint
+        from netscope.remapping.files import refuse_distributed_pieces
 
-        loaded = load_checkpoint(os.fspath(ckpt_path_or_state_dict), weights_only=weights_only)
-        from netscope.errors import CheckpointError
-
-        for note in loaded.info.notes:  # a per-rank shard or unconsolidated FSDP file: say how to consolidate
-            if "onsolidate first" in note:
-                raise CheckpointError(note)
-        state_dict, label = loaded.state_dict, os.fspath(ckpt_path_or_state_dict)
+        loaded = load_checkpoint(os.fspath(checkpoint), weights_only=weights_only, key=key)
+        refuse_distributed_pieces(loaded.info)  # a per-rank shard or unconsolidated FSDP file: say how
+        state_dict, label = loaded.state_dict, os.fspath(checkpoint)
     else:
-        state_dict, label = ckpt_path_or_state_dict, "state_dict"
+        state_dict, label = checkpoint, "state_dict"
     new_state_dict, report = remap(state_dict, model, rules=rules, plan=plan, min_coverage=min_coverage)
     report = RemapReport(report.plan, report.coverage, label, type(model).__name__)
     problems = report.strict_problems()
@@ -145,7 +156,7 @@ def load(model, ckpt_path_or_state_dict, *, strict: bool = True, rules: Iterable
     return report
 
 
-def _source_layout(obj, *, weights_only: bool = True):
+def _source_layout(obj, *, weights_only: bool = True, key: Optional[str] = None):
     """(layout, label, notes) for a path (headers only), a state dict, or a {key: TensorMeta} mapping."""
     from netscope.records import TensorMeta
 
@@ -153,8 +164,10 @@ def _source_layout(obj, *, weights_only: bool = True):
         return obj, "checkpoint", []
     if isinstance(obj, (str, os.PathLike)):
         from netscope.checkpoints import inspect_checkpoint
+        from netscope.remapping.files import refuse_distributed_pieces
 
-        info = inspect_checkpoint(os.fspath(obj), weights_only=weights_only)
+        info = inspect_checkpoint(os.fspath(obj), weights_only=weights_only, key=key)
+        refuse_distributed_pieces(info)
         return layout_from_metas(info.tensors), os.fspath(obj), list(info.notes)
     if isinstance(obj, Mapping):
         if obj and all(isinstance(v, TensorMeta) for v in obj.values()):

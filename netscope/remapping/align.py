@@ -8,13 +8,15 @@ and refuses to pair where two candidate positions fit equally. Everything here i
 
 from __future__ import annotations
 
+import re
 from bisect import bisect_left
+from functools import lru_cache
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Mapping, Sequence, Tuple
 
 from netscope.records import TensorMeta
-from netscope.remapping.wrappers import WRAPPER_TOKENS
+from netscope.remapping.wrappers import WRAPPER_TOKENS, may_hold_wrapper_token
 
 Shape = Tuple[int, ...]
 
@@ -30,77 +32,109 @@ class IndexShift:
     pairs: Tuple[Tuple[str, str], ...]  # (source key, target key)
 
 
-def _index_positions(key: str):
-    """(container, index, rest, actual prefix) for each numeric segment of ``key``, wrappers ignored."""
-    parts = key.split(".")
-    if not any(map(str.isdigit, parts)):  # the common case: nothing to yield
-        return
-    real = [(i, p) for i, p in enumerate(parts) if p not in WRAPPER_TOKENS] if ("module" in key or "_orig_mod" in key) \
-        else list(enumerate(parts))
-    for n in range(len(real) - 1):
-        pos, part = real[n]
-        if part.isdigit():
-            yield n, pos, part, parts, real
-
-
-def _containers(keys: Sequence[str]) -> set:
-    found = set()
+def _index_entries(keys: Sequence[str]) -> List[Tuple[str, int, str, str, str]]:
+    """(container, index, rest, key, actual prefix) for each numeric segment of each key; the container
+    and rest are spelled without wrapper tokens, the prefix as in the key."""
+    entries = []
     for key in keys:
-        for n, _, _, _, real in _index_positions(key):
-            found.add(".".join(p for _, p in real[:n]))
-    return found
+        parts = key.split(".")
+        if len(parts) < 2 or not any(map(str.isdigit, parts)):  # the common case: nothing to add
+            continue
+        if may_hold_wrapper_token(key):
+            real = [(i, p) for i, p in enumerate(parts) if p not in WRAPPER_TOKENS]
+            for n in range(len(real) - 1):
+                pos, part = real[n]
+                if part.isdigit():
+                    entries.append((".".join(p for _, p in real[:n]), int(part), ".".join(p for _, p in real[n + 1:]),
+                                    key, ".".join(parts[: pos + 1]) + "."))
+            continue
+        for n in range(len(parts) - 1):
+            if parts[n].isdigit():
+                entries.append((".".join(parts[:n]), int(parts[n]), ".".join(parts[n + 1:]), key,
+                                ".".join(parts[: n + 1]) + "."))
+    return entries
 
 
-def _index_groups(keys: Sequence[str], metas: Mapping[str, TensorMeta], wanted: set):
+def _index_groups(entries, metas: Mapping[str, TensorMeta], wanted: set):
     """container path (wrappers left out) -> index -> [(rest, shape, key, actual prefix)], for ``wanted`` containers."""
     groups: Dict[str, Dict[int, list]] = defaultdict(lambda: defaultdict(list))
-    for key in keys:
-        for n, pos, part, parts, real in _index_positions(key):
-            container = ".".join(p for _, p in real[:n])
-            if container in wanted:
-                rest = ".".join(p for _, p in real[n + 1:])
-                groups[container][int(part)].append((rest, metas[key].shape, key, ".".join(parts[: pos + 1]) + "."))
+    for container, index, rest, key, prefix in entries:
+        if container in wanted:
+            groups[container][index].append((rest, metas[key].shape, key, prefix))
     return groups
 
 
 def sequential_shifts(source_keys: Sequence[str], source_metas: Mapping[str, TensorMeta],
                       target_keys: Sequence[str], target_metas: Mapping[str, TensorMeta]) -> List[IndexShift]:
-    """Shifted indices of the same container, paired by order when every paired child has the same
-    tensors (names after the index and shapes). Outer containers are tried first; a key is used once."""
-    shared = _containers(source_keys)
-    if shared:
-        shared &= _containers(target_keys)
+    """Children of the same container renumbered (layers inserted, removed or re-indexed), paired in order.
+
+    Per container, the children (their tensor names after the index, and shapes) of the shorter side must
+    embed in order into the longer side's; a child is paired only where that embedding is forced (its
+    leftmost and rightmost placements agree), so a repeated child that could sit in two places stays open
+    for other evidence. Containers whose children already agree index by index are left to the exact pass.
+    A child kept at its own index comes back as a pair with equal prefixes. Outer containers are tried
+    first; a key is used once."""
+    source_entries = _index_entries(source_keys)
+    if not source_entries:
+        return []
+    target_entries = _index_entries(target_keys)
+    shared = {e[0] for e in source_entries} & {e[0] for e in target_entries}
     if not shared:
         return []
-    source_groups = _index_groups(source_keys, source_metas, shared)
-    target_groups = _index_groups(target_keys, target_metas, shared)
+    source_groups = _index_groups(source_entries, source_metas, shared)
+    target_groups = _index_groups(target_entries, target_metas, shared)
     used_source, used_target = set(), set()
     shifts: List[IndexShift] = []
     for container in sorted(set(source_groups) & set(target_groups), key=lambda c: (c.count(".") + bool(c), c)):
         src = _live_children(source_groups[container], used_source)
         tgt = _live_children(target_groups[container], used_target)
-        if not src or len(src) != len(tgt):
+        if not src or not tgt:
             continue
-        signature = lambda entries: tuple(sorted((rest, shape) for rest, shape, _, _ in entries))  # noqa: E731
-        if any(signature(a) != signature(b) for (_, a), (_, b) in zip(src, tgt)):
-            continue
-        if all(si == ti for (si, _), (ti, _) in zip(src, tgt)):
-            continue
+        src_sig = [_child_signature(entries) for _, entries in src]
+        tgt_sig = [_child_signature(entries) for _, entries in tgt]
+        if dict(zip((i for i, _ in src), src_sig)) == dict(zip((i for i, _ in tgt), tgt_sig)):
+            continue  # the same children under the same indices: names already say it
+        forced = _forced_embedding(src_sig, tgt_sig)
         found = []
-        for (si, a), (ti, b) in zip(src, tgt):
-            if si == ti:
-                continue
-            by_rest = {rest: key for rest, _, key, _ in b}
-            pairs = tuple((key, by_rest[rest]) for rest, _, key, _ in a)
-            found.append(IndexShift(a[0][3], b[0][3], pairs))
+        for a, b in forced:
+            (si, sa), (ti, tb) = src[a], tgt[b]
+            by_rest = {rest: key for rest, _, key, _ in tb}
+            found.append(IndexShift(sa[0][3], tb[0][3], tuple((key, by_rest[rest]) for rest, _, key, _ in sa)))
         # under chained application a rule must not rename a key into the next rule's input
-        increasing = bool(found) and _index_of(found[0].target_prefix) > _index_of(found[0].source_prefix)
+        moved = [s for s in found if s.source_prefix != s.target_prefix]
+        increasing = bool(moved) and _index_of(moved[0].target_prefix) > _index_of(moved[0].source_prefix)
         found.sort(key=lambda s: _index_of(s.source_prefix), reverse=increasing)
         for shift in found:
             used_source.update(s for s, _ in shift.pairs)
             used_target.update(t for _, t in shift.pairs)
         shifts.extend(found)
     return shifts
+
+
+def _child_signature(entries) -> tuple:
+    return tuple(sorted((rest, shape) for rest, shape, _, _ in entries))
+
+
+def _forced_embedding(a: Sequence[tuple], b: Sequence[tuple]) -> List[Tuple[int, int]]:
+    """(i, j) pairs of the order-preserving embedding of the shorter list into the longer one (equal
+    items), for the items whose leftmost and rightmost placements agree; [] when it does not embed."""
+    if len(a) > len(b):
+        return [(i, j) for j, i in _forced_embedding(b, a)]
+    left, j = [], 0
+    for item in a:
+        while j < len(b) and b[j] != item:
+            j += 1
+        if j == len(b):
+            return []
+        left.append(j)
+        j += 1
+    right, j = [0] * len(a), len(b) - 1
+    for n in range(len(a) - 1, -1, -1):
+        while b[j] != a[n]:
+            j -= 1
+        right[n] = j
+        j -= 1
+    return [(n, left[n]) for n in range(len(a)) if left[n] == right[n]]
 
 
 def _index_of(prefix: str) -> int:
@@ -266,36 +300,434 @@ def _longest_increasing(pairs: List[Tuple[int, int]]) -> List[Tuple[int, int]]:
     return chain[::-1]
 
 
+# ---------------------------------------------------------------- name evidence
+
+GENERIC_TOKENS = frozenset({"proj", "layer", "layers", "module", "weight", "bias", "linear", "op"})
+
+
+def _tokens(name: str) -> Tuple[Tuple[str, ...], Tuple[str, ...]]:
+    """(alphabetic tokens, numbers) of one segment: ``'q_proj'`` -> (('q', 'proj'), ()), ``'bn1'`` -> (('bn',), ('1',))."""
+    alpha = tuple(t for t in re.findall(r"[a-z]+", name.lower()) if t not in GENERIC_TOKENS)
+    return alpha, tuple(re.findall(r"\d+", name))
+
+
+def _token_similarity(a: str, b: str) -> float:
+    if a == b:
+        return 1.0
+    short, long_ = sorted((a, b), key=len)
+    if long_.startswith(short):  # q ~ query, attn ~ attention's head, k ~ key
+        return 0.8
+    if short[0] == long_[0] and len(short) >= 2 and _is_subsequence(short, long_):  # attn ~ attention, ffn ~ feedforward? no
+        return 0.7
+    return 0.0
+
+
+def _is_subsequence(small: str, big: str) -> bool:
+    it = iter(big)
+    return all(ch in it for ch in small)
+
+
+@lru_cache(maxsize=4096)
+def name_similarity(a: str, b: str) -> float:
+    """How strongly two module names say they are the same thing, 0 (no evidence) to 1 (equal).
+
+    Pure indices (``'0'``) carry no name evidence against another name; numbers inside names must agree
+    (``bn1`` ~ ``norm1``, not ``norm2``); letters compare by token, prefix (``q`` ~ ``query``) and
+    abbreviation (``attn`` ~ ``attention``)."""
+    if a == b:
+        return 1.0
+    if a.isdigit() or b.isdigit():
+        return 0.0
+    (ta, da), (tb, db) = _tokens(a), _tokens(b)
+    if (da or db) and da != db:
+        return 0.0
+    letters = max((_token_similarity(x, y) for x in ta for y in tb), default=0.0)
+    return max(letters, 0.5 if da and da == db else 0.0)
+
+
+def decide_by_names(source_names: Sequence[str], target_names: Sequence[str], *,
+                    complete: bool = True) -> Dict[int, int]:
+    """Source index -> target index where names decide: each is the other's unique best, with some evidence;
+    repeated until nothing changes. When the lists are ``complete`` (every candidate on both sides), the
+    last one left on each side follows by elimination."""
+    decided: Dict[int, int] = {}
+    while True:
+        open_s = [i for i in range(len(source_names)) if i not in decided]
+        open_t = [j for j in range(len(target_names)) if j not in decided.values()]
+        if complete and len(open_s) == 1 and len(open_t) == 1 and decided:
+            decided[open_s[0]] = open_t[0]
+            return decided
+        score = {(i, j): name_similarity(source_names[i], target_names[j]) for i in open_s for j in open_t}
+        new = {}
+        for i in open_s:
+            row = sorted(((score[i, j], j) for j in open_t), reverse=True)
+            if not row or row[0][0] <= 0 or (len(row) > 1 and row[1][0] == row[0][0]):
+                continue
+            j = row[0][1]
+            column = sorted((score[k, j] for k in open_s), reverse=True)
+            if len(column) > 1 and column[1] == column[0]:
+                continue
+            new[i] = j
+        if not new:
+            return decided
+        decided.update(new)
+
+
+def suggested_rules(source_modules: Sequence[str], target_modules: Sequence[str]) -> str:
+    """Ready ``--rule`` lines pairing the modules in their order (the last follows by elimination)."""
+    lines = []
+    for s, t in list(zip(source_modules, target_modules))[: max(1, min(len(source_modules), len(target_modules)) - 1)]:
+        s_leaf, t_leaf = s.rpartition(".")[2], t.rpartition(".")[2]
+        if s.rpartition(".")[0] == t.rpartition(".")[0] and not s_leaf.isdigit():
+            lines.append(f"--rule '(^|\\.){re.escape(s_leaf)}\\.=\\g<1>{t_leaf}.'")
+        else:
+            lines.append(f"--rule '^{_escape(s)}\\.={t}.'")
+    return " ".join(lines)
+
+
+def _escape(text: str) -> str:
+    return re.escape(text)
+
+
 @dataclass(frozen=True)
 class StructuralResult:
-    pairs: Tuple[Tuple[str, str, str], ...]  # (source key, target key, detail)
+    pairs: Tuple[Tuple[str, str, str, bool], ...]  # (source key, target key, detail, decided by names)
     module_pairs: Tuple[Tuple[str, str], ...]  # (source module, target module)
     no_counterpart: Dict[str, str]  # source key -> why (its module was paired, the tensor has no twin)
     ambiguous: Dict[str, str]  # source key -> why it was left unpaired
+    refused: Dict[str, str]  # source key -> why it was refused although shapes fit (ambiguous or no evidence)
+
+
+def _parent(module: str) -> str:
+    return module.rpartition(".")[0]
+
+
+def _leaf(module: str) -> str:
+    return module.rpartition(".")[2]
 
 
 def structural_alignment(source_keys: Sequence[str], source_metas: Mapping[str, TensorMeta],
                          target_keys: Sequence[str], target_metas: Mapping[str, TensorMeta],
-                         module_type: Callable[[str], str]) -> StructuralResult:
+                         module_type: Callable[[str], str],
+                         links: Sequence[Tuple[str, str]] = ()) -> StructuralResult:
+    """Pair open leaf groups: siblings under the same parent path by kind and name, then the rest by order
+    (anchored diff), where a run of interchangeable same-kind neighbours needs names to decide and a pair
+    across different subtrees needs corroboration. ``links``: (source module, target module) already
+    loaded by stronger evidence."""
     source = leaf_groups(source_keys, source_metas)
     target = leaf_groups(target_keys, target_metas)
-    alignment = align_groups(source, target)
-    pairs, module_pairs, no_counterpart, ambiguous = [], [], {}, {}
-    for i, j in alignment.pairs:
+    kinds_s = [g.kind() for g in source]
+    kinds_t = [g.kind() for g in target]
+    decided: Dict[int, Tuple[int, str, bool]] = {}  # source group -> (target group, evidence, by names)
+    refused: Dict[int, str] = {}
+    blocked_t: set = set()
+
+    # 1. siblings under the same parent path (only the leaf modules were renamed: MoE gate/up/down -> w1/w3/w2)
+    by_parent_t: Dict[str, List[int]] = defaultdict(list)
+    for j, g in enumerate(target):
+        by_parent_t[_parent(g.module)].append(j)
+    by_parent_s: Dict[str, List[int]] = defaultdict(list)
+    for i, g in enumerate(source):
+        if _parent(g.module) in by_parent_t:
+            by_parent_s[_parent(g.module)].append(i)
+    for parent, s_members in by_parent_s.items():
+        t_members = by_parent_t[parent]
+        _match_siblings(source, target, kinds_s, kinds_t, s_members, t_members, parent, decided, refused, blocked_t)
+
+    # 2. the rest by order
+    rest_s = [i for i in range(len(source)) if i not in decided and i not in refused]
+    taken = {j for j, _, _ in decided.values()} | blocked_t
+    rest_t = [j for j in range(len(target)) if j not in taken]
+    alignment = align_groups([source[i] for i in rest_s], [target[j] for j in rest_t])
+    proposals = [(rest_s[a], rest_t[b]) for a, b in alignment.pairs]
+    ambiguous_groups = {rest_s[a]: why for a, why in alignment.ambiguous.items()}
+    proposals = _names_decide_runs(source, target, kinds_s, proposals, decided, refused)
+    proposals = _names_contradicting_position(source, target, kinds_s, kinds_t, proposals, rest_t, decided, refused)
+    proposals = _consistent_indices(source, target, proposals, refused)
+    proposals = _one_target_parent_each(source, target, proposals, refused)
+    proposals = _unequal_classes(source, target, kinds_s, kinds_t, proposals, rest_s, rest_t, refused)
+    _corroborate(source, target, proposals, decided, refused, links, source_keys, target_keys)
+
+    pairs, module_pairs, no_counterpart, ambiguous, refused_keys = [], [], {}, {}, {}
+    for i in sorted(decided):
+        j, evidence, by_names = decided[i]
         sg, tg = source[i], target[j]
         kind = module_type(tg.module)
         module_pairs.append((sg.module, tg.module))
         target_items = dict(zip((leaf for leaf, _ in tg.tensors), tg.keys))
-        detail = f"same position, kind and shape as {tg.module} ({kind})" if kind else \
-            f"same position, kind and shape as {tg.module}"
+        detail = f"{evidence} as {tg.module}" + (f" ({kind})" if kind else "")
         for (leaf, _), key in zip(sg.tensors, sg.keys):
             if leaf in target_items:
-                pairs.append((key, target_items[leaf], detail))
+                pairs.append((key, target_items[leaf], detail, by_names))
             else:
                 label = f"{tg.module or '(root)'}" + (f" ({kind})" if kind else "")
                 extra = " (an extra bias: the target layer is built with bias=False)" if leaf == "bias" else ""
                 no_counterpart[key] = f"its module aligns with {label}, which has no '{leaf}'{extra}"
-    for i, why in alignment.ambiguous.items():
+    for i, why in ambiguous_groups.items():
+        if i not in decided and i not in refused:
+            for key in source[i].keys:
+                ambiguous[key] = why
+    for i, why in refused.items():
         for key in source[i].keys:
-            ambiguous[key] = why
-    return StructuralResult(tuple(pairs), tuple(module_pairs), no_counterpart, ambiguous)
+            refused_keys[key] = why
+    return StructuralResult(tuple(pairs), tuple(module_pairs), no_counterpart, ambiguous, refused_keys)
+
+
+def _fits(source, target, i, j) -> bool:
+    return compatible(source[i], target[j])
+
+
+def _match_siblings(source, target, kinds_s, kinds_t, s_members, t_members, parent, decided, refused, blocked_t):
+    """Children of one parent path on both sides, paired by kind; same-kind classes by names, else refused."""
+    classes_s: Dict[tuple, List[int]] = defaultdict(list)
+    classes_t: Dict[tuple, List[int]] = defaultdict(list)
+    for i in s_members:
+        classes_s[kinds_s[i]].append(i)
+    for j in t_members:
+        classes_t[kinds_t[j]].append(j)
+    where = parent or "(root)"
+    for kind, s_class in classes_s.items():
+        t_class = classes_t.get(kind)
+        if not t_class:
+            continue
+        if len(s_class) == 1 and len(t_class) == 1:
+            if _fits(source, target, s_class[0], t_class[0]):
+                decided[s_class[0]] = (t_class[0], f"the only layer of this kind and shape under {where}, the same",
+                                       False)
+            continue
+        by_names = decide_by_names([_leaf(source[i].module) for i in s_class], [_leaf(target[j].module) for j in t_class])
+        for a, b in by_names.items():
+            if _fits(source, target, s_class[a], t_class[b]):
+                decided[s_class[a]] = (t_class[b], f"names ({_leaf(source[s_class[a]].module)} ~ "
+                                       f"{_leaf(target[t_class[b]].module)}) among same-shape siblings; kind and shape",
+                                       True)
+        left_s = [i for n, i in enumerate(s_class) if n not in by_names]
+        left_t = [j for n, j in enumerate(t_class) if n not in by_names.values()]
+        if left_s and left_t:
+            _refuse(source, target, left_s, left_t, where, refused, blocked_t)
+
+
+def _refuse(source, target, left_s, left_t, where, refused, blocked_t):
+    names_s = [source[i].module for i in left_s]
+    names_t = [target[j].module for j in left_t]
+    why = (f"ambiguous: {', '.join(_leaf(m) for m in names_s)} and {', '.join(_leaf(m) for m in names_t)} under "
+           f"{where} have the same kind and shape, and neither names nor structure tell which is which; if they "
+           f"correspond in this order, paste: {suggested_rules(names_s, names_t)}")
+    for i in left_s:
+        refused[i] = why
+    blocked_t.update(left_t)
+
+
+def _names_decide_runs(source, target, kinds_s, proposals, decided, refused):
+    """Runs of consecutive same-kind pairs (interchangeable by position) are decided by names or refused;
+    other proposals are returned for the corroboration step."""
+    proposals = sorted(proposals)
+    rest, n = [], 0
+    while n < len(proposals):
+        m = n + 1
+        while (m < len(proposals) and proposals[m][0] == proposals[m - 1][0] + 1
+               and proposals[m][1] == proposals[m - 1][1] + 1 and kinds_s[proposals[m][0]] == kinds_s[proposals[n][0]]
+               and _parent(source[proposals[m][0]].module) == _parent(source[proposals[n][0]].module)
+               and _parent(target[proposals[m][1]].module) == _parent(target[proposals[n][1]].module)):
+            m += 1
+        run = proposals[n:m]
+        n = m
+        if len(run) == 1:
+            rest.append(run[0])
+            continue
+        s_class, t_class = [i for i, _ in run], [j for _, j in run]
+        names_s = [_leaf(source[i].module) for i in s_class]
+        names_t = [_leaf(target[j].module) for j in t_class]
+        by_names = decide_by_names(names_s, names_t, complete=False)  # a run may not hold every candidate
+        if all(a == b for a, b in by_names.items()) and all(name_similarity(x, y) == 1.0 for x, y in zip(names_s, names_t)):
+            rest.extend(run)  # equal names in the same order: no permutation in question
+            continue
+        for a, b in by_names.items():
+            decided[s_class[a]] = (t_class[b], f"names ({names_s[a]} ~ {names_t[b]}) among same-shape neighbours; kind "
+                                   "and shape", True)
+        left_s = [i for k, i in enumerate(s_class) if k not in by_names]
+        left_t = [j for k, j in enumerate(t_class) if k not in by_names.values()]
+        if left_s:
+            parent = _parent(source[left_s[0]].module)
+            _refuse(source, target, left_s, left_t, parent or "(root)", refused, set())
+    return rest
+
+
+def _names_contradicting_position(source, target, kinds_s, kinds_t, proposals, open_t, decided, refused):
+    """A positional pair loses to a same-named layer of the same kind and shape elsewhere in the target
+    (``embed`` goes to ``embed``, not to the tied ``lm_head`` that sits at its position); with more than one
+    such layer the names do not decide and the tensor is refused."""
+    by_leaf: Dict[str, List[int]] = defaultdict(list)
+    by_parent: Dict[str, List[int]] = defaultdict(list)
+    for j in open_t:
+        leaf = _leaf(target[j].module)
+        by_leaf[leaf].append(j)
+        if not leaf.isdigit():  # an index is no name: it can contradict nothing
+            by_parent[_parent(target[j].module)].append(j)
+    kept, moved = [], {}
+    for i, j in proposals:
+        leaf = _leaf(source[i].module)
+        if leaf == _leaf(target[j].module) or leaf.isdigit():
+            kept.append((i, j))
+            continue
+        here = name_similarity(leaf, _leaf(target[j].module))
+        candidates = dict.fromkeys(by_leaf.get(leaf, []) + by_parent.get(_parent(target[j].module), []))
+        scored = [(name_similarity(leaf, _leaf(target[k].module)), k) for k in candidates
+                  if k != j and kinds_t[k] == kinds_s[i] and _fits(source, target, i, k)]
+        best = max((score for score, _ in scored), default=0.0)
+        rivals = [k for score, k in scored if score == best and score > here]
+        if not rivals:
+            kept.append((i, j))
+        elif len(rivals) == 1 and rivals[0] not in moved:
+            moved[rivals[0]] = i
+            decided[i] = (rivals[0], f"names ({leaf} ~ {_leaf(target[rivals[0]].module)}) over position (which "
+                          f"pointed to {target[j].module}); kind and shape", True)
+        else:
+            refused[i] = (f"ambiguous: position points to {target[j].module}, but {len(rivals)} layers named like "
+                          f"{leaf} fit too ({', '.join(target[k].module for k in rivals[:3])}); add a --rule to say which")
+    result = []
+    for i, j in kept:
+        if j in moved:
+            refused[i] = (f"its position points to {target[j].module}, which the names give to "
+                          f"{source[moved[j]].module}; add a --rule if it belongs elsewhere")
+        else:
+            result.append((i, j))
+    return result
+
+
+def _index_steps(s_module: str, t_module: str):
+    """(container pair, source index - target index) where both paths hold a number at the same depth
+    counted from the layer upwards (``blocks.2.up`` vs ``layers.1.norm``: ((blocks, layers), 1))."""
+    s_parts, t_parts = s_module.split("."), t_module.split(".")
+    for k in range(1, min(len(s_parts), len(t_parts)) + 1):
+        a, b = s_parts[-k], t_parts[-k]
+        if a.isdigit() and b.isdigit():
+            yield (".".join(s_parts[:-k]), ".".join(t_parts[:-k])), int(a) - int(b)
+
+
+def _consistent_indices(source, target, proposals, refused):
+    """Numbered children keep one offset per container pair (``blocks.N`` -> ``layers.N``); a pair whose
+    position implies another offset (a layer inserted into a neighbouring block) is refused."""
+    offsets: Dict[tuple, Counter] = defaultdict(Counter)
+    steps = []
+    for i, j in proposals:
+        found = list(_index_steps(source[i].module, target[j].module))
+        steps.append(found)
+        for container, offset in found:
+            offsets[container][offset] += 1
+    result = []
+    for (i, j), found in zip(proposals, steps):
+        bad = None
+        for container, offset in found:
+            ranked = offsets[container].most_common()
+            top = max(n for _, n in ranked)
+            best = 0 if offsets[container][0] == top else ranked[0][0]  # equal indices win a tie
+            if offset != best:
+                bad = container
+                break
+        if bad is None:
+            result.append((i, j))
+        else:
+            refused[i] = (f"ambiguous: its position points to {target[j].module}, a different index than the rest of "
+                          f"{bad[0] or '(root)'} -> {bad[1] or '(root)'} (a layer was inserted or removed nearby); if it "
+                          f"is that layer, paste: --rule '^{_escape(source[i].module)}\\.={target[j].module}.'")
+    return result
+
+
+def _one_target_parent_each(source, target, proposals, refused):
+    """The children of one source module go to one target module (several may merge into one, as a
+    Sequential flattened into named layers); a child whose position points elsewhere (a neighbouring block,
+    because a layer was inserted) is refused."""
+    votes: Dict[str, Counter] = defaultdict(Counter)
+    for i, j in proposals:
+        votes[_parent(source[i].module)][_parent(target[j].module)] += 1
+    result = []
+    for i, j in proposals:
+        ps, pt = _parent(source[i].module), _parent(target[j].module)
+        ranked = votes[ps].most_common(2)
+        if len(ranked) == 1 or (ranked[0][0] == pt and ranked[0][1] > ranked[1][1]):
+            result.append((i, j))
+            continue
+        refused[i] = (f"ambiguous: its position points to {target[j].module}, outside {ranked[0][0] or '(root)'} where "
+                      f"the rest of {ps or '(root)'} goes (a layer was inserted or removed nearby); if it is "
+                      f"{target[j].module}, paste: --rule '^{_escape(source[i].module)}\\.={target[j].module}.'")
+    return result
+
+
+def _unequal_classes(source, target, kinds_s, kinds_t, proposals, open_s, open_t, refused):
+    """Where a target parent has a different number of same-kind layers than the source parents that map
+    into it (a layer of that kind was inserted or removed), position cannot say which one is new: refused."""
+    into: Dict[str, set] = defaultdict(set)
+    for i, j in proposals:
+        into[_parent(target[j].module)].add(_parent(source[i].module))
+    wanted_t = set(into)
+    count_t: Counter = Counter()
+    count_s: Counter = Counter()
+    for j in open_t:
+        parent = _parent(target[j].module)
+        if parent in wanted_t:
+            count_t[(parent, kinds_t[j])] += 1
+    targets_of: Dict[str, List[str]] = defaultdict(list)
+    for pt, parents in into.items():
+        for ps in parents:
+            targets_of[ps].append(pt)
+    for i in open_s:  # same-kind source layers under every source parent that maps into a target parent
+        for pt in targets_of.get(_parent(source[i].module), ()):
+            count_s[(pt, kinds_s[i])] += 1
+    result = []
+    for i, j in proposals:
+        pt, kind = _parent(target[j].module), kinds_s[i]
+        n_t, n_s = count_t[(pt, kind)], count_s[(pt, kind)]
+        if n_t != n_s and max(n_t, n_s) >= 2:
+            refused[i] = (f"ambiguous: {n_s} layer(s) of this kind and shape in the checkpoint against {n_t} under "
+                          f"{pt or '(root)'} in the model (one was inserted or removed), and neither names nor "
+                          f"structure say which; if it is {target[j].module}, paste: "
+                          f"--rule '^{_escape(source[i].module)}\\.={target[j].module}.'")
+        else:
+            result.append((i, j))
+    return result
+
+
+def _lockstep(s: str, t: str):
+    """Ancestor pairs of two module paths, one level up at a time (a side at the root stays there), until
+    both are the root (not yielded)."""
+    while s or t:
+        yield s, t
+        s, t = _parent(s), _parent(t)
+
+
+def _corroborate(source, target, proposals, decided, refused, links, source_keys, target_keys):
+    """Accept positional pairs whose parents correspond by name or by other pairs; a lone pair across
+    different subtrees (an MLM head onto a pooler) only when it takes both subtrees whole."""
+    modules = [(source[i].module, target[j].module) for i, j in proposals]
+    modules += [(source[i].module, target[j].module) for i, (j, _, _) in decided.items()]
+    support: Counter = Counter()
+    for s, t in dict.fromkeys(list(modules) + list(links)):
+        for pair in _lockstep(_parent(s), _parent(t)):
+            support[pair] += 1
+    tops_s: Dict[str, List[int]] = {}
+    tops_t: Dict[str, List[int]] = {}
+    for i, j in proposals:
+        s, t = _parent(source[i].module), _parent(target[j].module)
+        ok = s == t or any(a == b or support[(a, b)] >= 2 for a, b in _lockstep(s, t))
+        if not ok and not tops_s:
+            for n, g in enumerate(source):
+                tops_s.setdefault(g.module.partition(".")[0], []).append(n)
+            for n, g in enumerate(target):
+                tops_t.setdefault(g.module.partition(".")[0], []).append(n)
+        if ok or _whole_subtrees(source[i], target[j], tops_s, tops_t, proposals):
+            decided[i] = (j, "same position, kind and shape", False)
+        else:
+            ps, pt = _parent(source[i].module), _parent(target[j].module)
+            refused[i] = (f"only position and shape link it to {target[j].module}, in a different subtree "
+                          f"({ps or '(root)'} vs {pt or '(root)'}) whose other tensors do not correspond; if it is "
+                          f"the same layer, paste: --rule '^{_escape(source[i].module)}\\.={target[j].module}.'")
+
+
+def _whole_subtrees(sg, tg, tops_s, tops_t, proposals) -> bool:
+    """Every open group under the source's top-level module pairs into the target's top-level module, and
+    every open group there comes from it (a renamed head taken whole, not a piece of another subtree)."""
+    s_groups = tops_s.get(sg.module.partition(".")[0], [])
+    t_groups = set(tops_t.get(tg.module.partition(".")[0], []))
+    paired = dict(proposals)
+    return len(s_groups) == len(t_groups) and all(paired.get(i) in t_groups for i in s_groups)

@@ -16,9 +16,11 @@ from netscope.remapping import plan as P
 from netscope.remapping.align import sequential_shifts, structural_alignment
 from netscope.remapping.layout import TensorLayout, module_of
 from netscope.remapping.plan import KeyDecision, Plan
-from netscope.remapping.rules import Rule, RuleChain, literal_module_rule, literal_prefix_rule
-from netscope.remapping.wrappers import (FSDP_HINT, WrapperIndex, describe_wrapper_change, flat_param_keys,
-                                     may_hold_wrapper_token, prefix_votes)
+from netscope.remapping.rules import (Rule, RuleChain, group_ref, literal_module_rule, literal_prefix_rule,
+                                     literal_replacement)
+from netscope.checkpoints.distributed import CONSOLIDATE_FSDP, flat_param_keys
+from netscope.wrappers import adapter_hint
+from netscope.remapping.wrappers import WrapperIndex, describe_wrapper_change, may_hold_wrapper_token, prefix_votes
 
 RULE_CHECK_BUDGET = 5_000_000  # key x rule applications spent verifying the compact rules
 
@@ -34,6 +36,8 @@ class _Matching:
         self.covered: Dict[str, str] = {}  # target -> target it is tied to (already filled)
         self.pending: Dict[str, Tuple[str, str]] = {}  # source -> (same-named target, how it was named)
         self.why_unmatched: Dict[str, str] = {}
+        self.refused: Dict[str, str] = {}
+        self.rules_matched: Set[Rule] = set()  # user rules that renamed at least one checkpoint key  # source -> why a fitting target was not taken (ambiguous, no evidence)
         self.rules: List[Rule] = []
         self.structural_pairs: List[Tuple[str, str]] = []  # (source module, target module) renamed by structure
         self.notes: List[str] = []
@@ -84,15 +88,16 @@ def infer_plan(source: TensorLayout, target: TensorLayout, *, rules: Sequence[Ru
     """The mapping from ``source`` keys to ``target`` keys, every key decided and explained."""
     flat = flat_param_keys(source.tensors)
     if flat:
-        raise CheckpointError(f"{len(flat)} key(s) such as {flat[0]!r}: {FSDP_HINT}")
+        raise CheckpointError(f"key {flat[0]!r}: " + CONSOLIDATE_FSDP.format(n=len(flat)))
     state = _Matching(source, target)
     if plan is not None:
         _replay(state, plan)
+    if rules:  # the user's word comes before any automatic handling (a model_ema. rule beats the model. strip)
+        _user_rules(state, rules)
+    _shifts(state, _renumbering_suspects(state))  # before exact names: an index equal by accident is no evidence
     _exact(state)
     _wrappers(state)
     _prefixes(state)
-    if rules:
-        _user_rules(state, rules)
     _shifts(state)
     if structural:
         _structural(state)
@@ -167,44 +172,85 @@ def _prefixes(state: _Matching, rounds: int = 4) -> None:
 
 def _user_rules(state: _Matching, rules: Sequence[Rule]) -> None:
     chain = RuleChain(rules)
+    compiled = [(rule, rule.compiled()) for rule in rules]
     index = None
     for key in list(state.open_sources):
         renamed = chain.apply(key)
         if renamed == key:
             continue
+        target, how = None, f"renamed by rules to {renamed}"
         if state.target_free(renamed):
-            state.assign(key, renamed, P.RULE, f"renamed by rules to {renamed}")
-            continue
-        index = index or WrapperIndex(state.free_targets())
-        targets = index.best_targets(renamed, state.target_free)
-        if len(targets) == 1:
-            state.assign(key, targets[0], P.RULE, f"renamed by rules to {renamed}, then "
-                         + describe_wrapper_change(renamed, targets[0]))
-        elif renamed not in state.target.tensors:
-            state.why_unmatched.setdefault(key, f"the rules rename it to {renamed!r}, which the model does not have")
+            target = renamed
+        else:
+            index = index or WrapperIndex(state.free_targets())
+            targets = index.best_targets(renamed, state.target_free)
+            if len(targets) == 1:
+                target, how = targets[0], how + ", then " + describe_wrapper_change(renamed, targets[0])
+            elif renamed not in state.target.tensors:
+                state.why_unmatched.setdefault(key, f"the rules rename it to {renamed!r}, which the model does not have")
+        if target is not None and state.assign(key, target, P.RULE, how):
+            current = key  # credit each rule that changed this key on its way through the chain
+            for rule, pattern in compiled:
+                after = pattern.sub(rule.replacement, current)
+                if after != current:
+                    state.rules_matched.add(rule)
+                current = after
 
 
-def _shifts(state: _Matching) -> None:
-    targets = list(state.open_targets())
-    shifts = sequential_shifts(list(state.open_sources), state.source.tensors, targets, state.target.tensors)
+def _renumbering_suspects(state: _Matching) -> Tuple[List[str], List[str]]:
+    """(source keys, target keys) in containers where names alone do not pair every tensor with one of the
+    same shape: only there can renumbered children make an equal index misleading. None of a key
+    matching by name: nothing to mislead, the later renumbering pass runs instead."""
+    source, target = state.source.tensors, state.target.tensors
+    exact = [k for k in state.open_sources if k in target and state.target_free(k)]
+    if not exact:
+        return [], []
+    dirty_s = [k for k in state.open_sources if k not in target or target[k].shape != source[k].shape]
+    dirty_t = [k for k in state.open_targets() if k not in source or target[k].shape != source[k].shape]
+    if not dirty_s and not dirty_t:
+        return [], []
+    containers = {c for k in dirty_s + dirty_t for c in _numbered_containers(k)}
+    if not containers:
+        return [], []
+    inside = lambda key: any(c in containers for c in _numbered_containers(key))  # noqa: E731
+    return [k for k in state.open_sources if inside(k)], [k for k in state.open_targets() if inside(k)]
+
+
+def _numbered_containers(key: str) -> List[str]:
+    """Paths in ``key`` followed by a numeric segment (``'a.3.b.1.w'`` -> ``['a', 'a.3.b']``)."""
+    parts = key.split(".")
+    return [".".join(parts[:n]) for n in range(len(parts) - 1) if parts[n].isdigit()]
+
+
+def _shifts(state: _Matching, keys: Optional[Tuple[List[str], List[str]]] = None) -> None:
+    sources, targets = keys if keys is not None else (list(state.open_sources), list(state.open_targets()))
+    if not sources or not targets:
+        return
+    shifts = sequential_shifts(sources, state.source.tensors, targets, state.target.tensors)
     for shift in shifts:
         done = False
+        kept = shift.source_prefix == shift.target_prefix
         for s, t in shift.pairs:
             if s in state.open_sources and state.target_open(t):
-                done |= state.assign(s, t, P.SHIFT, f"children renumbered: {shift.source_prefix}* -> {shift.target_prefix}*")
-        if done:
+                done |= state.assign(s, t, P.EXACT if kept and s == t else P.SHIFT,
+                                     f"children renumbered: {shift.source_prefix}* -> {shift.target_prefix}*")
+        if done and not kept:
             state.rules.append(literal_prefix_rule(shift.source_prefix, shift.target_prefix))
 
 
 def _structural(state: _Matching) -> None:
+    links = [(module_of(s), module_of(t)) for s, (t, _, _) in state.assigned.items()]
     result = structural_alignment(list(state.open_sources), state.source.tensors, list(state.open_targets()),
-                                  state.target.tensors, state.target.module_type)
-    for s, t, detail in result.pairs:
-        state.assign(s, t, P.STRUCTURAL, detail)
+                                  state.target.tensors, state.target.module_type, links)
+    for s, t, detail, by_names in result.pairs:
+        state.assign(s, t, P.NAMES if by_names else P.STRUCTURAL, detail)
     state.structural_pairs = [(s, t) for s, t in result.module_pairs if s != t]
     for key, why in list(result.no_counterpart.items()) + list(result.ambiguous.items()):
         if key in state.open_sources:
             state.why_unmatched.setdefault(key, why)
+    for key, why in result.refused.items():
+        if key in state.open_sources:
+            state.refused[key] = why
 
 
 def _head_rule(source_key: str, target_key: str) -> Rule:
@@ -260,7 +306,11 @@ def _finish(state: _Matching, user_rules: Sequence[Rule]) -> Plan:
                                          f"shares storage with {twin}, which is loaded as {state.assigned[twin][0]}",
                                          meta.shape, None))
             continue
-        why = state.why_unmatched.get(key) or "no model key matches it by name, wrapper, prefix, rule, renumbering or structure"
+        if key in state.refused:
+            decisions.append(KeyDecision(key, None, P.AMBIGUOUS, state.refused[key], meta.shape, None))
+            continue
+        why = state.why_unmatched.get(key) or adapter_hint(key) or \
+            "no model key matches it by name, wrapper, prefix, rule, renumbering or structure"
         decisions.append(KeyDecision(key, None, P.UNUSED, why, meta.shape, None))
     for key, meta in target.tensors.items():
         if key in state.filled or key in mismatched_targets:
@@ -284,7 +334,11 @@ def _compact_rules(state: _Matching, user_rules: Sequence[Rule],
     """(rules, whether they reproduce the mapping, notes): the generalized module renames when they
     reproduce it, else one literal rule per structurally renamed module."""
     loaded = [d for d in decisions if d.loads and d.reason != P.ALIAS]
-    base = list(state.rules) + list(user_rules)
+    idle = [r for r in user_rules if r not in state.rules_matched]
+    if idle:
+        state.notes.append("rule(s) that loaded no checkpoint tensor, so are not listed as applied: "
+                           + "; ".join(r.text() for r in idle))
+    base = list(state.rules) + [r for r in user_rules if r in state.rules_matched]
     pairs = state.structural_pairs
     renames = _generalized_renames(pairs, RULE_CHECK_BUDGET // len(loaded) if loaded else None)
     # with renamed modules, a generalized set too large to verify cannot win: its regexes are not built
@@ -322,14 +376,14 @@ def _generalized_renames(module_pairs: Sequence[Tuple[str, str]],
 
 def _rename_rule(s_parts: Sequence[Optional[str]], t_parts: Sequence[Optional[str]]) -> Rule:
     """The rule for one generalized rename: module ``s_parts`` -> ``t_parts``, leaf kept."""
-    pattern, replacement = "(^|\\.)", "\\1"
+    pattern, replacement = "(^|\\.)", group_ref(1)
     for part in s_parts:
         pattern += "(\\d+)\\." if part is None else re.escape(part + ".")
     holes = iter(range(2, 2 + sum(p is None for p in s_parts)))
     for part in t_parts:
-        replacement += f"\\{next(holes)}." if part is None else part.replace("\\", "\\\\") + "."
+        replacement += group_ref(next(holes)) + "." if part is None else literal_replacement(part + ".")
     group = 2 + sum(p is None for p in s_parts)
-    return Rule(pattern + "([^.]+)$", replacement + f"\\{group}")
+    return Rule(pattern + "([^.]+)$", replacement + group_ref(group))
 
 
 def _dedupe(rules: List[Rule]) -> List[Rule]:

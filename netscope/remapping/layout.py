@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Dict, FrozenSet, List, Mapping, Optional, Tuple
 
+from netscope.checkpoints.identity import storage_id_text
 from netscope.records import TensorMeta
 
 
@@ -49,10 +50,8 @@ def tensor_meta(tensor, storage_id: Optional[str] = None) -> TensorMeta:
 
 def _meta_of(tensor, dtype: str, storage_id: Optional[str] = None) -> TensorMeta:
     """``tensor_meta`` with the dtype's name already known."""
-    if storage_id is None and not tensor.is_meta:
-        storage = tensor.untyped_storage()
-        if storage.nbytes() > 0:
-            storage_id = f"{tensor.device}:{storage.data_ptr()}"
+    if storage_id is None:
+        storage_id = storage_id_text(tensor)
     return TensorMeta(tuple(map(int, tensor.shape)), dtype, storage_id)
 
 

@@ -21,13 +21,15 @@ EXACT = "exact"
 WRAPPER = "wrapper-stripped"
 RULE = "rule"
 SHIFT = "sequential-shift"
-STRUCTURAL = "structural"
+STRUCTURAL = "structural"  # kind and shape, by position or as the only such layer under the same parent
+NAMES = "name-evidence"  # among same-kind, same-shape siblings, the names decided (q_proj ~ query)
 ALIAS = "alias-of"
 MISMATCH = "shape-mismatch"
+AMBIGUOUS = "ambiguous"  # a model key fits, but neither names nor structure say which: refused, with a --rule
 UNUSED = "unused"
 MISSING = "missing"
-REASONS = (EXACT, WRAPPER, RULE, SHIFT, STRUCTURAL, ALIAS, MISMATCH, UNUSED, MISSING)
-LOADED_REASONS = frozenset({EXACT, WRAPPER, RULE, SHIFT, STRUCTURAL, ALIAS})  # the tensor moves to `target`
+REASONS = (EXACT, WRAPPER, RULE, SHIFT, STRUCTURAL, NAMES, ALIAS, MISMATCH, AMBIGUOUS, UNUSED, MISSING)
+LOADED_REASONS = frozenset({EXACT, WRAPPER, RULE, SHIFT, STRUCTURAL, NAMES, ALIAS})  # the tensor moves to `target`
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from netscope.remapping import plan as P
 from netscope.remapping.coverage import Coverage
@@ -30,6 +30,16 @@ def decision_row(decision: KeyDecision) -> dict:
 
 
 @dataclass(frozen=True)
+class Unmatched:
+    """A checkpoint tensor that does not go into the model, and why."""
+
+    key: str
+    shape: Optional[Tuple[int, ...]]
+    reason: str  # unused | ambiguous | shape-mismatch
+    detail: str
+
+
+@dataclass(frozen=True)
 class RemapReport:
     """The plan (every key decided), coverage of the target's parameters, and notes."""
 
@@ -39,6 +49,8 @@ class RemapReport:
     target_label: str = "model"
     notes: Tuple[str, ...] = ()
     optimizer_keys_renamed: int = 0
+    unmatched: Tuple[Unmatched, ...] = ()  # checkpoint tensors not loaded into the model (file-to-file remap)
+    unmatched_destination: str = ""  # where they went: kept in the container, a side file, or dropped
 
     @property
     def decisions(self) -> Tuple[KeyDecision, ...]:
@@ -64,6 +76,11 @@ class RemapReport:
         return self.keys_with(P.UNUSED)
 
     @property
+    def ambiguous(self) -> List[str]:
+        """Checkpoint keys that fit a model key but were refused: neither names nor structure decide."""
+        return self.keys_with(P.AMBIGUOUS)
+
+    @property
     def mismatched(self) -> List[KeyDecision]:
         return self.plan.by_reason(P.MISMATCH)
 
@@ -75,6 +92,10 @@ class RemapReport:
         if self.mismatched:
             d = self.mismatched[0]
             problems.append(f"{len(self.mismatched)} tensor(s) have a different shape (first: {d.source}: {d.detail})")
+        if self.ambiguous:
+            d = next(d for d in self.plan.decisions if d.reason == P.AMBIGUOUS)
+            problems.append(f"{len(self.ambiguous)} checkpoint tensor(s) are ambiguous and were not mapped (first: "
+                            f"{d.source}: {d.detail})")
         if self.unused:
             problems.append(f"{len(self.unused)} checkpoint tensor(s) map to nothing (first: {self.unused[0]})")
         return problems
@@ -99,6 +120,14 @@ class RemapReport:
             lines.append("compact rules" + ("" if self.plan.rules_reproduce_mapping else " (partial; the plan is exact)")
                          + ": " + "; ".join(f"{r.pattern} -> {r.replacement or '(nothing)'}" for r in self.plan.rules[:12])
                          + (f" ... ({len(self.plan.rules)} in all)" if len(self.plan.rules) > 12 else ""))
+        if self.unmatched:
+            lines.append(f"not loaded into the model: {len(self.unmatched)} checkpoint tensor(s)"
+                         + (f", {self.unmatched_destination}" if self.unmatched_destination else "") + ":")
+            for u in self.unmatched[:10]:
+                shape = "x".join(map(str, u.shape)) if u.shape else "scalar"
+                lines.append(f"  {u.key} [{shape}] {u.reason}: {u.detail}")
+            if len(self.unmatched) > 10:
+                lines.append(f"  ... and {len(self.unmatched) - 10} more")
         if self.optimizer_keys_renamed:
             lines.append(f"optimizer state: {self.optimizer_keys_renamed} entries re-keyed")
         lines.extend(f"note: {n}" for n in self.notes + self.plan.notes)
@@ -120,7 +149,10 @@ class RemapReport:
     def to_dict(self) -> dict:
         return {"source": self.source_label, "target": self.target_label, "coverage": self.coverage.to_dict(),
                 "strict_problems": self.strict_problems(), "notes": list(self.notes),
-                "optimizer_keys_renamed": self.optimizer_keys_renamed, "plan": self.plan.to_dict()}
+                "optimizer_keys_renamed": self.optimizer_keys_renamed,
+                "unmatched": [{"key": u.key, "shape": list(u.shape) if u.shape is not None else None,
+                               "reason": u.reason, "detail": u.detail} for u in self.unmatched],
+                "unmatched_destination": self.unmatched_destination, "plan": self.plan.to_dict()}
 
     def __str__(self) -> str:
         return self.render("table", include_exact=False)

@@ -119,13 +119,24 @@ def read_rules_file(path: str) -> Tuple[Rule, ...]:
     return tuple(parse_rule(line) for line in lines if line and not line.startswith("#"))
 
 
+def group_ref(number: int) -> str:
+    """A replacement reference to group ``number`` that text after it cannot extend (``\\g<1>`` then ``4.``,
+    where ``\\1`` then ``4.`` would read as group 14)."""
+    return f"\\g<{int(number)}>"
+
+
+def literal_replacement(text: str) -> str:
+    """``text`` as re.sub replacement text that inserts it verbatim."""
+    return text.replace("\\", "\\\\")
+
+
 def literal_prefix_rule(old_prefix: str, new_prefix: str) -> Rule:
     """A rule that renames keys starting with ``old_prefix`` (dot-terminated or empty) to ``new_prefix``."""
-    return Rule("^" + re.escape(old_prefix), new_prefix.replace("\\", "\\\\"))
+    return Rule("^" + re.escape(old_prefix), literal_replacement(new_prefix))
 
 
 def literal_module_rule(old_module: str, new_module: str) -> Rule:
     """A rule that renames only the tensors registered directly on module ``old_module``."""
     old = re.escape(old_module + ".") if old_module else ""
     new = (new_module + ".") if new_module else ""
-    return Rule(f"^{old}([^.]+)$", new.replace("\\", "\\\\") + "\\1")
+    return Rule(f"^{old}([^.]+)$", literal_replacement(new) + group_ref(1))

@@ -9,28 +9,38 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
-WRAPPER_TOKENS = frozenset({"module", "_orig_mod", "_fsdp_wrapped_module", "_checkpoint_wrapped_module",
-                            "_forward_module"})
-FSDP_FLAT_MARKERS = ("_flat_param", "flat_param_")
+from netscope.wrappers import PREFIXES, TOKENS as WRAPPER_TOKENS, may_hold_wrapper  # the one registry
 
 
 def may_hold_wrapper_token(key: str) -> bool:
     """False when ``key`` surely has no wrapper token (a fast substring test)."""
-    return "module" in key or "_orig_mod" in key  # every token contains one of these
+    return may_hold_wrapper(key)
+
+
+def _segments(key: str) -> List[str]:
+    """The key's segments, a registered multi-segment wrapper prefix (``base_model.model``) as one."""
+    for prefix in PREFIXES:
+        if key.startswith(prefix):
+            return [prefix[:-1]] + key[len(prefix):].split(".")
+    return key.split(".")
+
+
+def _is_token(segment: str) -> bool:
+    return segment in WRAPPER_TOKENS or segment + "." in PREFIXES
 
 
 def normalized(key: str) -> str:
     """The key without any wrapper token."""
     if not may_hold_wrapper_token(key):
         return key
-    return ".".join(part for part in key.split(".") if part not in WRAPPER_TOKENS)
+    return ".".join(part for part in _segments(key) if not _is_token(part))
 
 
 def _slots(key: str) -> Tuple[Tuple[str, ...], ...]:
     """Wrapper tokens grouped by the gap between real segments they sit in."""
     slots: List[List[str]] = [[]]
-    for part in key.split("."):
-        if part in WRAPPER_TOKENS:
+    for part in _segments(key):
+        if _is_token(part):
             slots[-1].append(part)
         else:
             slots.append([])
@@ -58,8 +68,8 @@ def wrapper_edit(source_key: str, target_key: str) -> Optional[Tuple[int, int]]:
 
 
 def describe_wrapper_change(source_key: str, target_key: str) -> str:
-    removed = Counter(p for p in source_key.split(".") if p in WRAPPER_TOKENS)
-    added = Counter(p for p in target_key.split(".") if p in WRAPPER_TOKENS)
+    removed = Counter(p for p in _segments(source_key) if _is_token(p))
+    added = Counter(p for p in _segments(target_key) if _is_token(p))
     gone, new = removed - added, added - removed
     parts = []
     if gone:
@@ -113,17 +123,3 @@ def _heads_of_known_tails(key: str, known) -> Iterable[str]:
         if key[cut + 1:] in known:
             yield key[: cut + 1]
         cut = key.find(".", cut + 1)
-
-
-def flat_param_keys(keys: Iterable[str]) -> List[str]:
-    """Keys of an unconsolidated FSDP checkpoint (flattened parameters)."""
-    return [k for k in keys if any(marker in k for marker in FSDP_FLAT_MARKERS)]
-
-
-FSDP_HINT = (
-    "this is an unconsolidated FSDP checkpoint (flattened '_flat_param' tensors, one shard per rank), which "
-    "cannot be mapped key by key. Consolidate it first: save a full state dict from the FSDP model with "
-    "FSDP.state_dict_type(model, StateDictType.FULL_STATE_DICT) (or torch.distributed.checkpoint's "
-    "get_model_state_dict with full_state_dict=True), or convert a torch.distributed.checkpoint directory with "
-    "'python -m torch.distributed.checkpoint.format_utils dcp_to_torch DIR out.pt'; then run netscope on that file"
-)

@@ -1,0 +1,52 @@
+"""Tensor storage identity, decided without reading any data: the one place that says which tensors are
+the same storage, or the same view of it (used by naming, the no-memory build, checkpoint reading and
+writing, and remapping)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Hashable, Optional, Tuple
+
+
+def storage_key(tensor) -> Optional[Tuple[Any, ...]]:
+    """Equal for tensors on one storage, whatever their view; None when that cannot be told (storage-less
+    tensor subclasses, lazy parameters, empty storages). Meta and fake tensors compare by their storage
+    object (views of one meta storage, as the no-memory build makes for tensors that share memory)."""
+    try:
+        if tensor.device.type == "meta" or _is_fake(tensor):
+            return ("meta", tensor.untyped_storage()._cdata)
+        storage = tensor.untyped_storage()
+        return (str(tensor.device), storage.data_ptr()) if storage.nbytes() > 0 else None
+    except (RuntimeError, NotImplementedError, TypeError, ValueError, AttributeError):  # no storage
+        return None
+
+
+def view_key(tensor) -> Optional[Tuple[Any, ...]]:
+    """Equal for tensors that are the same view of one storage (offset, shape, strides, dtype); None as above."""
+    key = storage_key(tensor)
+    if key is None:
+        return None
+    return (key, tensor.storage_offset(), tuple(tensor.shape), tuple(tensor.stride()), tensor.dtype)
+
+
+def tensor_identity(tensor) -> Hashable:
+    """Equal for tensors that are the same data: one object, or equal views of one storage; tensors whose
+    storage cannot be told fall back to object identity."""
+    key = view_key(tensor)
+    return ("view",) + key if key is not None else ("object", id(tensor))
+
+
+def storage_of(identity: Hashable) -> Optional[Hashable]:
+    """The :func:`storage_key` inside a :func:`tensor_identity`; None for object identities."""
+    return identity[1] if identity[0] == "view" else None
+
+
+def storage_id_text(tensor) -> Optional[str]:
+    """``storage_key`` as the short text a ``TensorMeta.storage_id`` holds (``cpu:140234...``)."""
+    key = storage_key(tensor)
+    return f"{key[0]}:{key[1]}" if key is not None else None
+
+
+def _is_fake(tensor) -> bool:
+    fake = sys.modules.get("torch._subclasses.fake_tensor")  # no fake tensor exists unless it was imported
+    return fake is not None and isinstance(tensor, fake.FakeTensor)

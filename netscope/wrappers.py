@@ -1,0 +1,98 @@
+"""The one registry of wrapper kinds: modules that insert a segment into every state_dict key below them.
+
+Naming (``naming/segments.py``: why a key holds ``module.``), remapping (``remapping/wrappers.py``:
+strip or add those segments) and the trace (``trace._eager``: run a compiled model through its eager
+module) all derive from ``WRAPPER_KINDS``; adding a wrapper is one ``register_wrapper`` call.
+No torch import here: classes are named by their import path and matched along the MRO.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, FrozenSet, Optional, Tuple
+
+
+@dataclass(frozen=True)
+class WrapperKind:
+    """A wrapper module that inserts one attribute segment in every key below it."""
+
+    attribute: str  # "module", "_orig_mod", ...; a dotted "base_model.model" is a prefix-only pair of segments
+    label: str  # "DataParallel", "torch.compile", ...
+    unwrap: str  # how to reach the wrapped module, for the fix text
+    hook_strips_prefix: bool  # its state_dict hooks remove the segment from saved keys
+
+    @property
+    def origin(self) -> str:
+        return f"wrapper:{self.label}"
+
+
+WRAPPERS: Dict[str, WrapperKind] = {}  # class import path -> kind
+
+
+def register_wrapper(class_path: str, kind: WrapperKind) -> WrapperKind:
+    if class_path in WRAPPERS:
+        raise ValueError(f"wrapper class {class_path!r} registered twice")
+    WRAPPERS[class_path] = kind
+    return kind
+
+
+register_wrapper("torch.nn.parallel.data_parallel.DataParallel",
+                 WrapperKind("module", "DataParallel", "model.module", False))
+register_wrapper("torch.nn.parallel.distributed.DistributedDataParallel",
+                 WrapperKind("module", "DistributedDataParallel", "model.module", False))
+register_wrapper("torch._dynamo.eval_frame.OptimizedModule",
+                 WrapperKind("_orig_mod", "torch.compile", "model._orig_mod", False))
+register_wrapper("torch.distributed.fsdp.fully_sharded_data_parallel.FullyShardedDataParallel",
+                 WrapperKind("_fsdp_wrapped_module", "FSDP", "model.module", True))
+register_wrapper("torch.distributed.algorithms._checkpoint.checkpoint_wrapper.ActivationWrapper",
+                 WrapperKind("_checkpoint_wrapped_module", "activation-checkpoint", "model._checkpoint_wrapped_module",
+                             True))
+register_wrapper("lightning.fabric.wrappers._FabricModule",
+                 WrapperKind("_forward_module", "Lightning Fabric", "model._forward_module", False))
+register_wrapper("peft.tuners.tuners_utils.BaseTunerLayer",
+                 WrapperKind("base_layer", "peft adapter layer", "layer.base_layer", False))
+register_wrapper("peft.peft_model.PeftModel",
+                 WrapperKind("base_model.model", "peft PeftModel", "model.base_model.model", False))
+
+# Source tensors a wrapper adds that have no place in the unwrapped model, with what to do about them.
+ADAPTER_HINTS: Tuple[Tuple[str, str], ...] = (
+    ("lora_", "a LoRA adapter tensor: load it into the peft-wrapped model, or merge the adapters into the base "
+              "weights first (peft's merge_and_unload) and remap that"),
+)
+
+
+def wrapper_kind(module) -> Optional[WrapperKind]:
+    """The WrapperKind of ``module``'s class or nearest registered base class, if any."""
+    for cls in type(module).__mro__:
+        kind = WRAPPERS.get(f"{cls.__module__}.{cls.__qualname__}")
+        if kind is not None:
+            return kind
+    return None
+
+
+def wrapped_module(module):
+    """The module a registered wrapper holds (``model._orig_mod``), or None for anything else."""
+    kind = wrapper_kind(module)
+    if kind is None or "." in kind.attribute:
+        return None
+    return getattr(module, kind.attribute, None)
+
+
+TOKENS: FrozenSet[str] = frozenset(k.attribute for k in WRAPPERS.values() if "." not in k.attribute)
+PREFIXES: Tuple[str, ...] = tuple(sorted({k.attribute + "." for k in WRAPPERS.values() if "." in k.attribute},
+                                         key=len, reverse=True))
+# the shortest substrings that every token or prefix contains: a key without any of them holds no wrapper
+_MARKERS: Tuple[str, ...] = tuple(sorted({t for t in TOKENS | {p.rstrip(".") for p in PREFIXES}
+                                          if not any(o != t and o in t for o in TOKENS)}))
+
+
+def may_hold_wrapper(key: str) -> bool:
+    """False when ``key`` surely holds no wrapper segment (a fast substring test, derived from the registry)."""
+    return any(marker in key for marker in _MARKERS)
+
+
+def adapter_hint(key: str) -> str:
+    for marker, hint in ADAPTER_HINTS:
+        if marker in key:
+            return hint
+    return ""

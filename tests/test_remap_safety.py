@@ -1,0 +1,336 @@
+"""Issue 14: never a tensor in the wrong place (names over position, ambiguity refused with a ready rule),
+never a tensor lost (kept, side file, or dropped only when asked), exit codes as documented."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shlex
+
+import pytest
+import torch
+import torch.nn as nn
+import torchvision
+
+import netscope
+from netscope.cli import main
+from netscope.remapping import CoverageError, plan_mapping
+from netscope.remapping.layout import TensorLayout
+from netscope.records import TensorMeta
+
+
+def _same(a, b):
+    return a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b)
+
+
+def _digest(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# ---------------------------------------------------------------- evidence over position
+
+class Attention(nn.Module):
+    def __init__(self, names):
+        super().__init__()
+        self.names = names
+        for name in names:
+            setattr(self, name, nn.Linear(8, 8))
+
+
+class Block(nn.Module):
+    def __init__(self, names, attr):
+        super().__init__()
+        setattr(self, attr, Attention(names))
+        self.norm = nn.LayerNorm(8)
+        self.mlp = nn.Linear(8, 16)
+
+
+def _blocks(names, attr, n=2):
+    torch.manual_seed(len(names) + len(attr))
+    return nn.Sequential(*[Block(names, attr) for _ in range(n)])
+
+
+def test_qkv_saved_in_one_order_and_declared_in_another_are_mapped_by_name():
+    source = _blocks(["q_proj", "k_proj", "v_proj", "out_proj"], "attn")
+    target = _blocks(["value", "key", "query", "out"], "attention")
+    new, report = netscope.remap(source.state_dict(), target)
+    twin = {"q_proj": "query", "k_proj": "key", "v_proj": "value", "out_proj": "out"}
+    for i in range(2):
+        for s, t in twin.items():
+            for leaf in ("weight", "bias"):
+                assert _same(new[f"{i}.attention.{t}.{leaf}"], source.state_dict()[f"{i}.attn.{s}.{leaf}"])
+                assert report.mapping[f"{i}.attn.{s}.{leaf}"] == f"{i}.attention.{t}.{leaf}"
+    reasons = {d.reason for d in report.decisions if d.source and ".attn." in d.source}
+    assert reasons == {"name-evidence"}
+    target.load_state_dict(new, strict=True)
+
+
+def test_same_shape_siblings_without_name_evidence_are_refused_with_a_working_rule():
+    source = _blocks(["a", "b", "c"], "attn", n=1)
+    target = _blocks(["x", "y", "z"], "attention", n=1)
+    new, report = netscope.remap(source.state_dict(), target)
+    assert sorted(report.ambiguous) == sorted(k for k in source.state_dict() if ".attn." in k)
+    assert not any(".attention." in k for k in new)  # nothing guessed
+    with pytest.raises(netscope.remapping.StrictLoadError, match="ambiguous"):
+        netscope.load(source.state_dict(), _blocks(["x", "y", "z"], "attention", n=1))
+    detail = next(d.detail for d in report.decisions if d.reason == "ambiguous")
+    rules = [parsed for flag, parsed in zip(shlex.split(detail.split("paste: ")[1])[::2],
+                                            shlex.split(detail.split("paste: ")[1])[1::2]) if flag == "--rule"]
+    assert rules  # pasting the suggested rules (if the order is right) resolves the group
+    new, report = netscope.remap(source.state_dict(), target, rules=rules)
+    assert report.ambiguous == [] and report.unused == []
+    assert _same(new["0.attention.y.weight"], source.state_dict()["0.attn.b.weight"])
+
+
+def test_bert_mlm_head_does_not_fill_the_pooler():
+    transformers = pytest.importorskip("transformers", reason="transformers is not installed")
+    config = transformers.BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                     intermediate_size=24, max_position_embeddings=32)
+    torch.manual_seed(0)
+    mlm = transformers.BertForMaskedLM(config)
+    for cls in (transformers.BertModel, transformers.BertForSequenceClassification):
+        model = cls(config)
+        pooler = model.pooler if hasattr(model, "pooler") else model.bert.pooler
+        before = pooler.dense.weight.detach().clone()
+        new, report = netscope.remap(mlm.state_dict(), model)
+        assert not any("pooler" in t for t in report.mapping.values())
+        assert any("pooler.dense.weight" in k for k in report.missing)
+        assert "cls.predictions.transform.dense.weight" in report.ambiguous
+        with pytest.raises(CoverageError):
+            netscope.remap(mlm.state_dict(), model, min_coverage=0.99)
+        netscope.load(mlm.state_dict(), model, strict=False)
+        assert torch.equal(pooler.dense.weight, before)  # HF's own loader also leaves it initialised
+
+
+def _moe(names, layers, experts, hidden=8, ffn=16):
+    tensors = {}
+    for layer in range(layers):
+        for expert in range(experts):
+            for name in names:
+                shape = (ffn, hidden) if name in ("gate_proj", "up_proj", "w1", "w3") else (hidden, ffn)
+                tensors[f"model.layers.{layer}.mlp.experts.{expert}.{name}.weight"] = TensorMeta(shape, "float32")
+    return TensorLayout(tensors)
+
+
+def test_moe_rename_refuses_only_the_ambiguous_pair_and_one_rule_resolves_every_expert():
+    source, target = _moe(["gate_proj", "up_proj", "down_proj"], 3, 4), _moe(["w1", "w2", "w3"], 3, 4)
+    plan, coverage = plan_mapping(source, target)
+    mapping = plan.mapping()
+    downs = [k for k in source.tensors if ".down_proj." in k]
+    assert {k: mapping[k] for k in downs} == {k: k.replace("down_proj", "w2") for k in downs}
+    ambiguous = {d.source for d in plan.decisions if d.reason == "ambiguous"}
+    assert ambiguous == {k for k in source.tensors if ".gate_proj." in k or ".up_proj." in k}
+    assert coverage.fraction == pytest.approx(1 / 3)
+    plan, coverage = plan_mapping(source, target, rules=["gate_proj=w1"])
+    assert coverage.fraction == 1.0
+    assert plan.mapping() == {k: k.replace("gate_proj", "w1").replace("up_proj", "w3").replace("down_proj", "w2")
+                              for k in source.tensors}
+    assert len(plan.rules) == 3 and plan.rules_reproduce_mapping  # the index is a group, not 36 literals
+
+
+def test_user_rule_runs_before_the_automatic_prefix_strip_and_idle_rules_are_not_listed():
+    torch.manual_seed(0)
+    model, raw, ema = (nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 2)) for _ in range(3))
+    state = {**{"model." + k: v for k, v in raw.state_dict().items()},
+             **{"model_ema." + k: v for k, v in ema.state_dict().items()}}
+    new, report = netscope.remap(state, model, rules=[r"^model_ema\.=", "never_matches=x"])
+    assert all(_same(new[k], v) for k, v in ema.state_dict().items())
+    assert [r.text() for r in report.rules] == [r"^model_ema\.="]
+    assert any("never_matches=x" in n for n in report.plan.notes)
+    assert sorted(report.unused) == sorted("model." + k for k in raw.state_dict())
+
+
+def test_load_takes_the_checkpoint_first_and_still_accepts_the_old_order():
+    torch.manual_seed(0)
+    source, a, b = (nn.Linear(3, 2) for _ in range(3))
+    netscope.load(source.state_dict(), a)
+    netscope.load(b, source.state_dict())
+    assert _same(a.weight, source.weight) and _same(b.weight, source.weight)
+
+
+# ---------------------------------------------------------------- never lose a tensor; exit codes
+
+@pytest.fixture()
+def ten_class(tmp_path):
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(weights=None, num_classes=10)
+    path = tmp_path / "run.pt"
+    torch.save(model.state_dict(), path)
+    return model.state_dict(), path
+
+
+def test_bare_state_dict_with_a_head_that_does_not_fit_is_refused_and_in_place_leaves_it_byte_identical(
+        ten_class, tmp_path, capsys):
+    state, path = ten_class
+    digest = _digest(path)
+    assert main(["remap", str(path), "resnet18", "-o", str(path), "--in-place"]) == 2
+    err = capsys.readouterr().err
+    assert "fc.weight" in err and "--drop-unmatched" in err and "--unmatched-out" in err and "left unchanged" in err
+    assert _digest(path) == digest
+    out = tmp_path / "out.pt"
+    assert main(["remap", str(path), "resnet18", "-o", str(out)]) == 2 and not out.exists()
+    capsys.readouterr()
+    side = tmp_path / "head.pt"
+    assert main(["remap", str(path), "resnet18", "-o", str(out), "--unmatched-out", str(side)]) == 0
+    text = capsys.readouterr().out
+    assert "not loaded into the model: 2 checkpoint tensor(s), written to" in text
+    kept = torch.load(side, weights_only=True)
+    assert set(kept) == {"fc.weight", "fc.bias"} and all(_same(kept[k], state[k]) for k in kept)
+    written = torch.load(out, weights_only=True)
+    assert "fc.weight" not in written and all(_same(written[k], state[k]) for k in written)
+    assert main(["remap", str(path), "resnet18", "-o", str(path), "--in-place", "--drop-unmatched"]) == 0
+    assert "dropped (--drop-unmatched)" in capsys.readouterr().out
+    assert set(torch.load(path, weights_only=True)) == set(state) - {"fc.weight", "fc.bias"}
+
+
+def test_container_keeps_unmatched_tensors_and_other_entries(ten_class, tmp_path, capsys):
+    state, _ = ten_class
+    path = tmp_path / "lightning.ckpt"
+    optimizer = {"state": {0: {"momentum_buffer": torch.ones(3)}}, "param_groups": [{"lr": 0.1, "params": [0]}]}
+    torch.save({"state_dict": {"model." + k: v for k, v in state.items()}, "epoch": 4,
+                "optimizer_states": [optimizer], "hyper_parameters": {"lr": 0.1}}, path)
+    out = tmp_path / "out.pth.tar"  # timm's extension is accepted
+    assert main(["remap", str(path), "resnet18", "-o", str(out)]) == 0  # no --min-coverage: exit 0 once written
+    text = capsys.readouterr().out
+    assert "kept in" in text and "netscope_unmatched" in text
+    saved = torch.load(out, weights_only=True)
+    assert saved["epoch"] == 4 and saved["hyper_parameters"] == {"lr": 0.1}
+    assert _same(saved["optimizer_states"][0]["state"][0]["momentum_buffer"], torch.ones(3))
+    assert set(saved["netscope_unmatched"]) == {"model.fc.weight", "model.fc.bias"}
+    assert _same(saved["netscope_unmatched"]["model.fc.weight"], state["fc.weight"])
+    accounted = set(saved["state_dict"]) | {k[len("model."):] for k in saved["netscope_unmatched"]}
+    assert accounted == set(state)  # every source tensor is somewhere
+    assert main(["remap", str(path), "resnet18", "-o", str(tmp_path / "b.pt"), "--min-coverage", "0.9999"]) == 1
+    assert not (tmp_path / "b.pt").exists()
+    assert main(["remap", str(path), "resnet18", "-o", str(tmp_path / "c.pt"), "--min-coverage", "7"]) == 2
+
+
+def test_key_chooses_the_ema_weights_and_lists_candidates(tmp_path, capsys):
+    torch.manual_seed(0)
+    raw, ema = torchvision.models.resnet18(weights=None), torchvision.models.resnet18(weights=None)
+    path = tmp_path / "timm.pth.tar"
+    torch.save({"epoch": 2, "arch": "resnet18", "state_dict": raw.state_dict(), "state_dict_ema": ema.state_dict()},
+               path)
+    info = netscope.keys(str(path))
+    assert info.state_dict_path == ("state_dict",)
+    assert any("state_dict_ema (122 tensors)" in n and "--key" in n and "EMA" in n for n in info.notes)
+    out = tmp_path / "ema.pt"
+    assert main(["remap", str(path), "resnet18", "-o", str(out), "--key", "state_dict_ema"]) == 0
+    capsys.readouterr()
+    saved = torch.load(out, weights_only=True)
+    assert all(_same(saved["state_dict_ema"][k], v) for k, v in ema.state_dict().items())
+    assert all(_same(saved["state_dict"][k], v) for k, v in raw.state_dict().items())  # carried unchanged
+    model = torchvision.models.resnet18(weights=None)
+    netscope.load(str(path), model, key="state_dict_ema")
+    assert all(_same(model.state_dict()[k], v) for k, v in ema.state_dict().items())
+    assert main(["diff", str(path), "resnet18", "--key", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert "state_dict (122 tensors)" in err and "state_dict_ema (122 tensors)" in err
+
+
+# ---------------------------------------------------------------- wrappers registry: peft
+
+def test_full_peft_state_dict_maps_its_base_weights_and_names_the_adapters():
+    peft = pytest.importorskip("peft", reason="peft is not installed")
+
+    class Tiny(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.q_proj, self.v_proj, self.out = nn.Linear(6, 6), nn.Linear(6, 6), nn.Linear(6, 3)
+
+        def forward(self, x):
+            return self.out(self.q_proj(x) + self.v_proj(x))
+
+    torch.manual_seed(0)
+    base = Tiny()
+    expected = {k: v.clone() for k, v in base.state_dict().items()}
+    wrapped = peft.get_peft_model(base, peft.LoraConfig(r=2, target_modules=["q_proj", "v_proj"]))
+    state = wrapped.state_dict()
+    assert any(".base_layer." in k for k in state) and all(k.startswith("base_model.model.") for k in state)
+    fresh = Tiny()
+    new, report = netscope.remap(state, fresh)
+    assert set(new) == set(expected) and all(_same(new[k], expected[k]) for k in expected)
+    assert report.coverage.fraction == 1.0
+    adapters = [d for d in report.decisions if d.reason == "unused"]
+    assert adapters and all("lora_" in d.source and "merge_and_unload" in d.detail for d in adapters)
+
+
+def test_timm_train_checkpoint_with_argparse_args_reads_safely(tmp_path):
+    import argparse
+
+    torch.manual_seed(0)
+    model = nn.Linear(3, 2)
+    path = tmp_path / "checkpoint-3.pth.tar"
+    torch.save({"epoch": 3, "arch": "linear", "state_dict": model.state_dict(),
+                "args": argparse.Namespace(lr=0.1, model="linear")}, path)
+    loaded = netscope.read_checkpoint(str(path))  # weights_only=True: Namespace allow-listed as timm does
+    assert loaded.container["args"].lr == 0.1
+    assert all(_same(loaded.state_dict[k], v) for k, v in model.state_dict().items())
+    fresh = nn.Linear(3, 2)
+    netscope.load(str(path), fresh)
+    assert _same(fresh.weight, model.weight)
+
+
+def test_accelerate_save_state_folder_resolves_to_its_model_file(tmp_path):
+    accelerate = pytest.importorskip("accelerate", reason="accelerate is not installed")
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 2))
+    expected = {k: v.clone() for k, v in model.state_dict().items()}
+    accelerator = accelerate.Accelerator(cpu=True)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    accelerator.save_state(str(tmp_path / "state"))
+    files = sorted(p.name for p in (tmp_path / "state").iterdir())
+    assert any(f.startswith("optimizer") for f in files) and len(files) > 1
+    info = netscope.keys(str(tmp_path / "state"))
+    assert set(info.tensors) == set(expected)
+    fresh = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 2))
+    netscope.load(str(tmp_path / "state"), fresh)
+    assert all(_same(fresh.state_dict()[k], v) for k, v in expected.items())
+
+
+def test_a_missing_pickling_library_is_named(tmp_path, monkeypatch, capsys):
+    import sys
+    import types
+
+    fake = types.ModuleType("fakelib_for_netscope")
+
+    class HistoryBuffer:  # stands in for mmengine's message-hub objects
+        pass
+
+    HistoryBuffer.__module__ = "fakelib_for_netscope"
+    HistoryBuffer.__qualname__ = "HistoryBuffer"
+    fake.HistoryBuffer = HistoryBuffer
+    monkeypatch.setitem(sys.modules, "fakelib_for_netscope", fake)
+    path = tmp_path / "mm.pth"
+    torch.save({"state_dict": nn.Linear(2, 2).state_dict(), "message_hub": HistoryBuffer()}, path)
+    monkeypatch.delitem(sys.modules, "fakelib_for_netscope")
+    assert main(["keys", str(path), "--unsafe-pickle"]) == 2
+    err = capsys.readouterr().err
+    assert "'fakelib_for_netscope'" in err and "not installed" in err and "corrupt" not in err
+
+
+def test_torch_export_archive_is_listed_from_its_weights_config_and_remapped(tmp_path, capsys):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4)).eval()
+    program = torch.export.export(model, (torch.randn(2, 3),))
+    path = tmp_path / "m.pt2"
+    torch.export.save(program, str(path))
+    info = netscope.keys(str(path))
+    expected = model.state_dict()
+    assert info.format == "pt2" and list(info.tensors) == list(expected)
+    assert all(info.tensors[k].shape == tuple(v.shape) and info.tensors[k].dtype == str(v.dtype)[6:]
+               for k, v in expected.items())
+    assert main(["keys", str(path)]) == 0 and "corrupt" not in capsys.readouterr().out
+    fresh = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
+    netscope.load(str(path), fresh)
+    assert all(_same(fresh.state_dict()[k], v) for k, v in expected.items())
+
+
+def test_keys_lists_the_chosen_sub_dict(tmp_path, capsys):
+    torch.manual_seed(0)
+    path = tmp_path / "two.pt"
+    torch.save({"state_dict": nn.Linear(2, 3).state_dict(), "state_dict_ema": nn.Linear(4, 5).state_dict()}, path)
+    assert main(["keys", str(path), "--key", "state_dict_ema", "--format", "json"]) == 0
+    data = __import__("json").loads(capsys.readouterr().out)
+    assert data["state_dict_path"] == ["state_dict_ema"] and data["tensors"]["weight"]["shape"] == [5, 4]
