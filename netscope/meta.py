@@ -252,8 +252,8 @@ def weight_bytes(model, dtype: Optional[str] = None) -> int:
     built = converted = 0
     seen = set()
     for tensor in list(model.parameters()) + list(model.buffers()):
-        if id(tensor) in seen:
-            continue
+        if id(tensor) in seen or isinstance(tensor, torch.nn.parameter.UninitializedTensorMixin):
+            continue  # a lazy tensor has no size until its first pass (sized then, on the device it runs on)
         seen.add(id(tensor))
         numel = tensor.numel()
         built += numel * tensor.element_size()

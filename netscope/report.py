@@ -178,7 +178,8 @@ class Report:
         informational notes are left to ``netscope check``."""
         from netscope.checks import check_findings
 
-        return [f"{finding.layer}: {finding.message}" for finding in check_findings(self.checks, include_info=False)]
+        return [f"{finding.layer or '(root)'}: {finding.message}"
+                for finding in check_findings(self.checks, include_info=False)]
 
     # ---- data ------------------------------------------------------------------------------
     def to_dict(self, *, columns=None, depth: Optional[int] = None) -> Dict[str, Any]:
@@ -220,7 +221,7 @@ class Report:
         return report_html(self)
 
     def __repr__(self) -> str:
-        """One headline: ``ResNet · 25.6 M params · 4.09 G MACs · 231 MB · 3 findings``."""
+        """One headline: ``ResNet · 25.6 M params · 4.09 G MACs · 231 MB · 0 findings``."""
         from netscope.render.headline import headline
 
         return headline(self)

@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     if model is not resolved.module and not args.quiet:
         sys.stderr.write(f"netscope: note: {resolved.label} has lazy modules; they were sized by one pass on "
                          f"{format_shape_tree([s.shape for s in spec.args])} and the sizes below are for that model\n")
-    real = None if args.no_real else _real_builder(args, model)
+    real = None if args.no_real else _real_builder(args, model, spec)
     result = solve_input_size(model, spec, spatial=args.spatial, max_size=args.max_size,
                               max_probes=args.max_probes, real_model=real, per_axis=not args.square_only)
     if args.format == "json":
@@ -63,8 +63,9 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK if result.valid_sizes else EXIT_FINDINGS
 
 
-def _real_builder(args: argparse.Namespace, structural):
-    """A callable building the model with real (random) weights on the CPU, or None when they would not fit."""
+def _real_builder(args: argparse.Namespace, structural, spec):
+    """A callable building the model with real (random) weights on the CPU (lazy modules sized by one pass
+    on ``spec``, as the structural model was), or None when they would not fit."""
     from netscope.meta import available_memory_bytes, weight_bytes
     from netscope.solver import REAL_PARAMS_LIMIT
 
@@ -73,4 +74,16 @@ def _real_builder(args: argparse.Namespace, structural):
         return None
     if available is not None and 2 * weight_bytes(structural) > available:
         return None
-    return lambda: resolve_from_args(args).module
+    def build():
+        import torch
+
+        from netscope.run import uninitialized_lazy
+
+        model = resolve_from_args(args, note=False).module
+        if uninitialized_lazy(model):
+            inputs, kwargs = spec.for_model(model).build(torch.device("cpu"), "float32")
+            with torch.no_grad():
+                model(*inputs, **kwargs)
+        return model
+
+    return build

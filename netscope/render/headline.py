@@ -1,4 +1,4 @@
-"""The one-line headline of a report: ``ResNet · 25.6 M params · 4.09 G MACs · 231 MB · 3 findings``."""
+"""The one-line headline of a report: ``ResNet · 25.6 M params · 4.09 G MACs · 231 MB · 0 findings``."""
 
 from __future__ import annotations
 

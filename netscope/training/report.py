@@ -9,7 +9,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from netscope.report import Report
 from netscope.render.columns import COLUMNS, csv_row, parse_columns, text_row
-from netscope.render.rows import check_format, render_rows
+from netscope.render.rows import check_format, json_document, render_rows
 from netscope.training.memory import RankMemory
 from netscope.units import megabytes, si
 
@@ -117,6 +117,7 @@ class StepReport:
 
     def to_dict(self) -> Dict[str, Any]:
         data = self.forward.to_dict()
+        data.update(json_document("step", {}))  # the summary's layout, with the step's own totals
         data["forward_totals"] = data.pop("totals")
         data["totals"] = self.totals.to_dict()
         for layer in data["layers"]:
