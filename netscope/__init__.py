@@ -22,6 +22,8 @@ _EXPORTS = {
     "remap": "netscope.remapping",
     "load": "netscope.remapping",
     "NetscopeError": "netscope.errors",
+    "register_macs": "netscope.macs",
+    "ignore_macs": "netscope.macs",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

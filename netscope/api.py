@@ -70,7 +70,7 @@ def run_summary(model: nn.Module, inputs, *, device: torch.device, dtype: Option
     run = RunInfo(model=label, device=str(device), dtype=run_dtype, mode=mode, input_shapes=input_tree,
                   seconds=result.seconds)
     return Report(layers=result.calls, totals=totals, run=run, checks=formula_checks, findings=findings,
-                  model_output=result.model_output)
+                  model_output=result.model_output, operators=result.operators)
 
 
 def check(model: nn.Module, input_size=None, input_data=None, **kwargs) -> List[Any]:

@@ -6,6 +6,7 @@ from typing import Dict, Optional
 
 import torch.nn as nn
 
+from netscope.packed import packed_tensors
 from netscope.records import Totals
 
 
@@ -17,7 +18,11 @@ def compute_totals(model: nn.Module, calls, called_modules, *, input_bytes: int,
     for _, param in model.named_parameters(remove_duplicate=False):
         names_per_param[id(param)] = names_per_param.get(id(param), 0) + 1
         params[id(param)] = param
-    total = sum(p.numel() for p in params.values())
+    # quantized modules' packed weights and biases count as (frozen) parameters, once per module
+    packed_by_module = [(key, tensors) for key, tensors in ((id(m), packed_tensors(m)) for m in model.modules())
+                        if tensors]
+    packed = [t for _, tensors in dict(packed_by_module).items() for t in tensors]
+    total = sum(p.numel() for p in params.values()) + sum(t.numel() for t in packed)
     trainable = sum(p.numel() for p in params.values() if p.requires_grad)
     shared = [p for key, p in params.items() if names_per_param[key] > 1]
     called = {id(m): m for m in called_modules}
@@ -25,6 +30,7 @@ def compute_totals(model: nn.Module, calls, called_modules, *, input_bytes: int,
     for module in called.values():
         called_params.update(id(p) for p in module._parameters.values() if p is not None)
     uncalled = sum(p.numel() for key, p in params.items() if key not in called_params)
+    uncalled += sum(t.numel() for key, tensors in dict(packed_by_module).items() if key not in called for t in tensors)
     buffers = {id(b): b for b in model.buffers()}
     return Totals(
         total_params=total,
@@ -34,7 +40,8 @@ def compute_totals(model: nn.Module, calls, called_modules, *, input_bytes: int,
         shared_param_tensors=len(shared),
         uncalled_params=uncalled,
         buffer_elements=sum(b.numel() for b in buffers.values()),
-        param_bytes=sum(p.numel() * p.element_size() for p in params.values()),
+        param_bytes=sum(p.numel() * p.element_size() for p in params.values())
+        + sum(t.numel() * t.element_size() for t in packed),
         buffer_bytes=sum(b.numel() * b.element_size() for b in buffers.values()),
         total_macs=calls[0].macs if calls else 0,
         input_bytes=input_bytes,

@@ -1,7 +1,9 @@
 """One forward pass, recorded module call by module call, with operator-level multiply-adds.
 
 Forward pre/post hooks on every registered module keep a stack of open calls; a dispatch mode sees
-every aten operator and charges its multiply-adds (``netscope.macs``) to the innermost open call.
+every aten operator and charges its multiply-adds (``netscope.macs``) to the innermost open call,
+counting each operator's calls there too (``netscope.operators``): an operator without a formula is
+recorded, never a silent 0.
 Every hook is removed and the model restored (``netscope.guard``) whatever happens.
 """
 
@@ -20,7 +22,9 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from netscope.errors import ForwardError
 from netscope.guard import paused_gc, preserved_model
-from netscope.macs import MAC_REGISTRY
+from netscope.macs import OpResolver
+from netscope.operators import OperatorTable
+from netscope.packed import packed_numel
 from netscope.records import LayerCall
 from netscope.shapes import format_shape_tree, shape_tree, shapes_only, tensor_bytes
 
@@ -40,11 +44,12 @@ class TraceResult:
     failed_index: Optional[int] = None
     peak_memory_bytes: Optional[int] = None
     seconds: float = 0.0
+    operators: Optional[OperatorTable] = None  # operator calls and multiply-adds per call
 
 
 class _OpenCall:
     __slots__ = ("index", "module", "name", "parent", "depth", "call_number", "args", "kwargs",
-                 "output", "output_bytes", "own_macs", "failed", "finished")
+                 "output", "output_bytes", "own_macs", "failed", "finished", "ops", "op_macs")
 
     def __init__(self, index, module, name, parent, depth, call_number, args, kwargs):
         self.index = index
@@ -60,6 +65,8 @@ class _OpenCall:
         self.own_macs = 0
         self.failed = False
         self.finished = False
+        self.ops = {}  # op packet -> calls while this was the innermost open call
+        self.op_macs = {}  # op packet -> multiply-adds of those calls (operators with a formula only)
 
 
 class _Recorder:
@@ -78,7 +85,7 @@ class _Recorder:
         self.calls: List[_OpenCall] = []
         self.stack: List[_OpenCall] = []
         self.call_counts: Dict[int, int] = {}
-        self.outside_macs = 0
+        self.outside = _OpenCall(-1, None, "", None, 0, 0, (), {})  # operators run outside every module call
 
     def pre_hook(self, module, args):
         key = id(module)
@@ -128,20 +135,15 @@ class _Recorder:
             call.finished = True
         return None
 
-    def add_macs(self, macs: int) -> None:
-        if self.stack:
-            self.stack[-1].own_macs += macs
-        else:
-            self.outside_macs += macs
-
 
 class _MacCounter(TorchDispatchMode):
-    """Charges each aten operator's multiply-adds to the innermost open call (kept lean: it sees every op)."""
+    """Counts each operator call and charges its multiply-adds to the innermost open call (kept lean:
+    it sees every op; ``ops`` resolves an operator against the formula registry once per pass)."""
 
-    def __init__(self, recorder: _Recorder):
+    def __init__(self, recorder: _Recorder, ops: OpResolver):
         super().__init__()
         self.recorder = recorder
-        self.formulas = MAC_REGISTRY
+        self.ops = ops
 
     @classmethod
     def _should_skip_dynamo(cls) -> bool:
@@ -151,14 +153,20 @@ class _MacCounter(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **kwargs) if kwargs else func(*args)
-        formula = self.formulas.get(func._overloadpacket)
+        packet = func._overloadpacket
+        entry = self.ops.get(packet)
+        if entry is None:
+            entry = self.ops.first_sight(func)
+        stack = self.recorder.stack
+        call = stack[-1] if stack else self.recorder.outside
+        counts = call.ops
+        counts[packet] = counts.get(packet, 0) + 1
+        formula = entry[1]
         if formula is not None:
             macs = formula(*args, **(kwargs or {}), out_val=out)
-            stack = self.recorder.stack
-            if stack:
-                stack[-1].own_macs += macs
-            else:
-                self.recorder.outside_macs += macs
+            call.own_macs += macs
+            op_macs = call.op_macs
+            op_macs[packet] = op_macs.get(packet, 0) + macs
         return out
 
 
@@ -239,6 +247,7 @@ def _run(model: nn.Module, args: tuple, kwargs: dict, *, train: bool, device: to
     for name, module in named:
         names.setdefault(id(module), name)
     recorder = _Recorder(names, advance)
+    ops = OpResolver()
     handles = []
     cuda = device.type == "cuda"
     start = time.perf_counter()
@@ -257,7 +266,7 @@ def _run(model: nn.Module, args: tuple, kwargs: dict, *, train: bool, device: to
                 torch.cuda.reset_peak_memory_stats(device)
             try:
                 fake_mode = _fake_mode(fake)
-                with fake_mode, _MacCounter(recorder):
+                with fake_mode, _MacCounter(recorder, ops):
                     if fake:  # inputs as fake tensors, so code that checks for them (transformers) sees them
                         args, kwargs = torch.utils._pytree.tree_map_only(torch.Tensor, fake_mode.from_tensor,
                                                                          (args, kwargs))
@@ -274,7 +283,7 @@ def _run(model: nn.Module, args: tuple, kwargs: dict, *, train: bool, device: to
         if call.kwargs is None:
             call.kwargs = {}
     with paused_gc():
-        result = _build_result(named, recorder, output, time.perf_counter() - start, peak)
+        result = _build_result(named, recorder, ops, output, time.perf_counter() - start, peak)
     if error is not None:
         raise _forward_error(model, result, error) from error
     return result
@@ -298,7 +307,7 @@ def _eager(model: nn.Module) -> nn.Module:
     return model
 
 
-def _build_result(named, recorder: _Recorder, output, seconds: float, peak) -> TraceResult:
+def _build_result(named, recorder: _Recorder, ops: OpResolver, output, seconds: float, peak) -> TraceResult:
     param_table = _param_table(named)
     calls: List[LayerCall] = []
     open_calls = recorder.calls
@@ -306,8 +315,9 @@ def _build_result(named, recorder: _Recorder, output, seconds: float, peak) -> T
     for call in reversed(open_calls):  # children follow their parent: roll multiply-adds up in reverse
         if call.parent is not None:
             total_macs[call.parent] += total_macs[call.index]
+    outside = recorder.outside
     if open_calls:
-        total_macs[0] += recorder.outside_macs
+        total_macs[0] += outside.own_macs
     failed_index = None
     for call in open_calls:
         if not call.finished and failed_index is None or call.failed and failed_index is not None and call.parent == failed_index:
@@ -329,7 +339,7 @@ def _build_result(named, recorder: _Recorder, output, seconds: float, peak) -> T
             own_params=own,
             subtree_params=subtree,
             trainable=trainable,
-            own_macs=call.own_macs + (recorder.outside_macs if call.index == 0 else 0),
+            own_macs=call.own_macs + (outside.own_macs if call.index == 0 else 0),
             macs=total_macs[call.index],
             output_bytes=call.output_bytes,
             is_leaf=not module._modules,
@@ -344,6 +354,8 @@ def _build_result(named, recorder: _Recorder, output, seconds: float, peak) -> T
         failed_index=failed_index,
         peak_memory_bytes=peak,
         seconds=seconds,
+        operators=OperatorTable.from_pass([c.ops for c in open_calls], [c.op_macs for c in open_calls],
+                                          outside.ops, outside.op_macs, ops),
     )
 
 
@@ -378,6 +390,10 @@ def _param_table(named) -> Dict[int, Tuple[int, int, str]]:
             if param is not None:
                 own += param.numel()
                 flags |= 1 if param.requires_grad else 2
+        packed = packed_numel(module)  # a quantized module's packed weight and bias: frozen parameters
+        if packed:
+            own += packed
+            flags |= 2
         subtree = own
         for child in module._modules.values():
             if child is not None:
@@ -392,12 +408,17 @@ def _param_table(named) -> Dict[int, Tuple[int, int, str]]:
 
 
 def _param_counts(module: nn.Module) -> Tuple[int, int, str]:
-    own = sum(p.numel() for p in module._parameters.values() if p is not None)
+    own = sum(p.numel() for p in module._parameters.values() if p is not None) + packed_numel(module)
     subtree = 0
     flags = set()
     for p in module.parameters():
         subtree += p.numel()
         flags.add(p.requires_grad)
+    for m in module.modules():
+        packed = packed_numel(m)
+        if packed:
+            subtree += packed
+            flags.add(False)
     trainable = "" if not flags else ("yes" if flags == {True} else "no" if flags == {False} else "partial")
     return own, subtree, trainable
 

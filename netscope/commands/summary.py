@@ -21,6 +21,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--plot", default=None, metavar="FILE",
                         help="also write bar charts of params and mult-adds (png, svg, pdf; needs matplotlib)")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress output on stderr")
+    parser.add_argument("--by-op", action="store_true",
+                        help="show mult-adds and call counts per operator (overall, then per module call) "
+                        "instead of the layer table")
+    parser.add_argument("--strict", action="store_true",
+                        help="exit 1 when the mult-add total is partial (an operator without a formula ran)")
 
 
 def run(args) -> int:
@@ -41,7 +46,10 @@ def run(args) -> int:
         plot_format(args.plot)
     check_output_paths(args, (args.output, args.html, args.plot))
     report = build_report(args)
-    emit(report.render(args.format, columns=args.columns, depth=args.depth, table_style=args.table_style), args)
+    if args.by_op:
+        emit(report.by_operator_text(args.format, table_style=args.table_style), args)
+    else:
+        emit(report.render(args.format, columns=args.columns, depth=args.depth, table_style=args.table_style), args)
     if args.html:
         from netscope.fileio import write_text_atomic
         from netscope.render.html import report_html
@@ -55,4 +63,10 @@ def run(args) -> int:
         save_plot(report, args.plot)
         if not args.quiet:
             sys.stderr.write(f"netscope: wrote {args.plot}\n")
+    if report.partial and args.strict:
+        from netscope.errors import EXIT_FINDINGS
+
+        sys.stderr.write("netscope: --strict: the mult-add total is partial (operators without a formula: "
+                         + ", ".join(u.op for u in report.uncounted_ops()) + ")\n")
+        return EXIT_FINDINGS
     return 0

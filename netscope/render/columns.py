@@ -37,6 +37,15 @@ def _fmt_hyper(value):
     return str(value)
 
 
+def _macs(key):
+    """Mult-adds; a row that misses an uncounted operator shows its lower bound as ``>=N``."""
+    def value(call: LayerCall, ctx):
+        number = getattr(call, key)
+        return f">={number:,}" if call.index in ctx.get("partial_macs", ()) else number
+
+    return value
+
+
 def _check(call: LayerCall, ctx):
     return ctx.get("check_status", {}).get(call.index)
 
@@ -51,8 +60,8 @@ COLUMNS: Dict[str, Column] = {
     "params": Column("Params", _params, numeric=True),
     "own_params": Column("Own params", lambda c, ctx: c.own_params, numeric=True),
     "trainable": Column("Trainable", lambda c, ctx: c.trainable),
-    "macs": Column("Mult-adds", lambda c, ctx: c.macs, numeric=True),
-    "own_macs": Column("Own mult-adds", lambda c, ctx: c.own_macs, numeric=True),
+    "macs": Column("Mult-adds", _macs("macs"), numeric=True),
+    "own_macs": Column("Own mult-adds", _macs("own_macs"), numeric=True),
     "kernel": Column("Kernel", _hyper("kernel_size")),
     "stride": Column("Stride", _hyper("stride")),
     "padding": Column("Padding", _hyper("padding")),

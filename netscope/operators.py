@@ -1,0 +1,113 @@
+"""Which operators one pass ran, where, how often, and what they cost: the per-operator breakdown.
+
+The dispatch mode (``netscope.trace``) counts, for every module call, each operator that ran while that
+call was the innermost one, and the multiply-adds of those with a formula (``netscope.macs``). This
+module turns those raw per-call tables into records, lazily: a report that never asks pays nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Dict, List, Mapping, Sequence, Set, Tuple
+
+from netscope.macs import qualified_name
+
+FORMULA, ZERO, UNCOUNTED = "formula", "zero", "uncounted"
+
+
+@dataclass(frozen=True)
+class OpUse:
+    """One operator's calls and multiply-adds (in one module call, or over the whole pass)."""
+
+    op: str  # qualified name, e.g. "aten::addmm"
+    kind: str  # "formula" (counted), "zero" (zero by convention) or "uncounted" (no formula: total is partial)
+    calls: int
+    macs: int
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"op": self.op, "kind": self.kind, "calls": self.calls, "macs": self.macs}
+
+
+@dataclass(frozen=True)
+class UncountedOp:
+    """An operator with no multiply-add formula and not zero by convention: the report is partial."""
+
+    op: str
+    calls: int
+    layers: Tuple[str, ...]  # display names of the module calls it ran in, in call order
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"op": self.op, "calls": self.calls, "layers": list(self.layers)}
+
+    def __str__(self) -> str:
+        shown = ", ".join(self.layers[:3]) + (f" and {len(self.layers) - 3} more" if len(self.layers) > 3 else "")
+        return f"{self.op} ({self.calls} call{'s' if self.calls != 1 else ''} in {shown})"
+
+
+@dataclass(frozen=True)
+class OperatorTable:
+    """Per module call (by call index): operator -> calls, and operator -> multiply-adds.
+
+    Operators that ran outside every module call are charged to the root (index 0), as their
+    multiply-adds are. Keys are the op packets the dispatch mode saw; ``kinds`` says how each counted.
+    """
+
+    counts: Tuple[Mapping[Any, int], ...]
+    macs: Tuple[Mapping[Any, int], ...]
+    kinds: Mapping[Any, str]
+
+    @classmethod
+    def from_pass(cls, counts: Sequence[Mapping], macs: Sequence[Mapping], outside_counts: Mapping,
+                  outside_macs: Mapping, resolver: Mapping) -> "OperatorTable":
+        counts, macs = list(counts), list(macs)
+        if counts and outside_counts:
+            counts[0] = _merged(counts[0], outside_counts)
+            macs[0] = _merged(macs[0], outside_macs)
+        return cls(tuple(counts), tuple(macs), {packet: kind for packet, (kind, _) in resolver.items()})
+
+    @property
+    def partial(self) -> bool:
+        """True when some operator that ran has no formula: the multiply-add totals are lower bounds."""
+        return UNCOUNTED in self.kinds.values()
+
+    def call_ops(self, index: int) -> List[OpUse]:
+        """The operators of one module call (its own, not its children's), heaviest first."""
+        macs = self.macs[index]
+        uses = [OpUse(qualified_name(p), self.kinds[p], n, macs.get(p, 0)) for p, n in self.counts[index].items()]
+        return sorted(uses, key=lambda u: (-u.macs, -u.calls, u.op))
+
+    def overall(self) -> List[OpUse]:
+        """Every operator of the pass, heaviest first."""
+        calls: Dict[Any, int] = {}
+        total: Dict[Any, int] = {}
+        for counts, macs in zip(self.counts, self.macs):
+            for packet, n in counts.items():
+                calls[packet] = calls.get(packet, 0) + n
+            for packet, m in macs.items():
+                total[packet] = total.get(packet, 0) + m
+        uses = [OpUse(qualified_name(p), self.kinds[p], n, total.get(p, 0)) for p, n in calls.items()]
+        return sorted(uses, key=lambda u: (-u.macs, -u.calls, u.op))
+
+    def uncounted_calls(self) -> Set[int]:
+        """Indexes of the module calls in which an uncounted operator ran itself."""
+        missing = {p for p, kind in self.kinds.items() if kind == UNCOUNTED}
+        if not missing:
+            return set()
+        return {i for i, counts in enumerate(self.counts) if not missing.isdisjoint(counts)}
+
+    def uncounted(self, layer_names: Sequence[str]) -> List[UncountedOp]:
+        """Each uncounted operator with its call count and the module calls (``layer_names[i]``) it ran in."""
+        missing = [p for p, kind in self.kinds.items() if kind == UNCOUNTED]
+        found = []
+        for packet in missing:
+            where = [i for i, counts in enumerate(self.counts) if packet in counts]
+            found.append(UncountedOp(qualified_name(packet), sum(self.counts[i][packet] for i in where),
+                                     tuple(layer_names[i] for i in where)))
+        return sorted(found, key=lambda u: (-u.calls, u.op))
+
+
+def _merged(a: Mapping, b: Mapping) -> Dict:
+    merged = dict(a)
+    for key, value in b.items():
+        merged[key] = merged.get(key, 0) + value
+    return merged
