@@ -23,7 +23,7 @@ class Report:
     checks: List[Any] = field(default_factory=list)  # netscope.checks.FormulaCheck records
     findings: List[Finding] = field(default_factory=list)  # naming and other findings about the model
     model_output: Any = None
-    operators: Any = None  # netscope.operators.OperatorTable: operator calls and multiply-adds per call
+    operators: Any = field(default=None, repr=False)  # netscope.operators.OperatorTable: operator calls and multiply-adds per call
 
     # ---- rendering -------------------------------------------------------------------------
     def __str__(self) -> str:
