@@ -65,7 +65,9 @@ ZERO_BY_CONVENTION: Mapping[str, Tuple[str, Tuple[str, ...]]] = {
         "aten::selu", "aten::leaky_relu", "aten::leaky_relu_", "aten::threshold", "aten::log_sigmoid_forward",
         "aten::_softmax_backward_data", "aten::dropout", "aten::native_dropout", "aten::feature_dropout",
         "aten::alpha_dropout", "aten::clamp_min", "aten::clamp_max", "aten::polar", "aten::complex",
-        "aten::abs", "aten::_fused_rms_norm", "aten::_add_relu", "aten::add_relu",
+        "aten::abs", "aten::_fused_rms_norm", "aten::_add_relu", "aten::add_relu", "aten::hardswish",
+        "aten::hardsigmoid", "aten::mish", "aten::silu", "aten::gelu", "aten::relu6", "aten::floor_divide",
+        "aten::softshrink", "aten::hardshrink", "aten::rrelu",
         "aten::masked_scatter", "aten::lerp", "aten::addcmul", "aten::addcdiv", "aten::hardswish_",
         "aten::hardsigmoid_", "aten::relu_", "aten::silu_", "aten::gelu_", "aten::sigmoid_", "aten::tanh_",
         "aten::_thnn_fused_lstm_cell", "aten::_thnn_fused_gru_cell",  # gate math; the gate matmuls are mm ops

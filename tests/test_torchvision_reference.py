@@ -91,6 +91,11 @@ def test_optical_flow(name, weights):
     _assert_published(weights, *_meta_totals(name, first, (frame, frame)))
 
 
+# What the quantized builders set when given weights, for the float twin built without them.
+FLOAT_TWIN_KWARGS = {"quantized_googlenet": {"aux_logits": False, "init_weights": False},
+                     "quantized_inception_v3": {"aux_logits": False, "init_weights": False}}
+
+
 @functools.lru_cache(maxsize=None)
 def _quantized_totals(name, weights):
     torch.manual_seed(0)
@@ -100,7 +105,9 @@ def _quantized_totals(name, weights):
         warnings.simplefilter("ignore")
         report = netscope.summary(model, (1, 3, crop, crop), checks=False, audit_names=False)
     assert not report.partial, report.uncounted_ops()
-    float_twin = build_like_weights(name, weights, meta=True, quantize=False)
+    builder = torchvision.models.get_model_builder(name)
+    with empty_weights():
+        float_twin = builder(weights=None, quantize=False, **FLOAT_TWIN_KWARGS.get(name, {})).eval()
     float_twin.fuse_model(is_qat=False)  # what quantize=True does before converting
     return report.totals.total_params, report.totals.total_macs, sum(p.numel() for p in float_twin.parameters())
 
