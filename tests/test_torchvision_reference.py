@@ -151,7 +151,6 @@ def test_detection(name, weights):
     image = torch.rand(3, 512, 512)
     report = netscope.summary(model, input_data=([image],), checks=False, audit_names=False)
     assert not report.partial, report.uncounted_ops()
-    assert any(type(m).__name__ == "FrozenBatchNorm2d" for m in model.modules()) or name.startswith("ssd")
     _assert_published(weights, report.totals.total_params, report.totals.total_macs)
 
 
