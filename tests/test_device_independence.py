@@ -19,7 +19,7 @@ import torchvision
 
 import netscope
 
-CPU_GMACS_LIMIT = 20.0
+CPU_GMACS_LIMIT = 10.0
 DEVICES = ["meta", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device"))]
 
 
