@@ -64,7 +64,7 @@ def run_summary(model: nn.Module, inputs, *, device: torch.device, dtype: Option
             raise
         input_tree = [shape_tree(a) for a in args] + ([shape_tree(kwargs)] if kwargs else [])
         totals = compute_totals(runnable, result.calls, result.modules, input_bytes=tensor_bytes((args, kwargs)),
-                                peak_memory_bytes=result.peak_memory_bytes)
+                                peak_memory_bytes=result.peak_memory_bytes, packed=result.packed)
         formula_checks = _formula_checks(result) if checks else []
         findings = _naming_findings(runnable) if audit_names else []
     run = RunInfo(model=label, device=str(device), dtype=run_dtype, mode=mode, input_shapes=input_tree,

@@ -7,6 +7,7 @@ module turns those raw per-call tables into records, lazily: a report that never
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Sequence, Set, Tuple
 
@@ -46,24 +47,35 @@ class UncountedOp:
 
 @dataclass(frozen=True)
 class OperatorTable:
-    """Per module call (by call index): operator -> calls, and operator -> multiply-adds.
+    """What the dispatch mode recorded, per module call (by call index): the op packet of every operator
+    call, and ``(packet, multiply-adds)`` of those with a formula. Tallied lazily, on first question.
 
     Operators that ran outside every module call are charged to the root (index 0), as their
-    multiply-adds are. Keys are the op packets the dispatch mode saw; ``kinds`` says how each counted.
+    multiply-adds are. ``kinds`` says how each operator counted.
     """
 
-    counts: Tuple[Mapping[Any, int], ...]
-    macs: Tuple[Mapping[Any, int], ...]
+    raw_ops: Tuple[Sequence[Any], ...]
+    raw_macs: Tuple[Sequence[Tuple[Any, int]], ...]
     kinds: Mapping[Any, str]
 
     @classmethod
-    def from_pass(cls, counts: Sequence[Mapping], macs: Sequence[Mapping], outside_counts: Mapping,
-                  outside_macs: Mapping, resolver: Mapping) -> "OperatorTable":
-        counts, macs = list(counts), list(macs)
-        if counts and outside_counts:
-            counts[0] = _merged(counts[0], outside_counts)
-            macs[0] = _merged(macs[0], outside_macs)
-        return cls(tuple(counts), tuple(macs), {packet: kind for packet, (kind, _) in resolver.items()})
+    def from_pass(cls, ops: Sequence[Sequence], macs: Sequence[Sequence], outside_ops: Sequence,
+                  outside_macs: Sequence, resolver: Mapping) -> "OperatorTable":
+        ops, macs = list(ops), list(macs)
+        if ops and outside_ops:
+            ops[0] = list(ops[0]) + list(outside_ops)
+            macs[0] = list(macs[0]) + list(outside_macs)
+        return cls(tuple(ops), tuple(macs), {packet: kind for packet, (kind, _) in resolver.items()})
+
+    @functools.cached_property
+    def counts(self) -> Tuple[Dict[Any, int], ...]:
+        """Per call: op packet -> calls."""
+        return tuple(_tally((p, 1) for p in ops) for ops in self.raw_ops)
+
+    @functools.cached_property
+    def macs(self) -> Tuple[Dict[Any, int], ...]:
+        """Per call: op packet -> multiply-adds (operators with a formula)."""
+        return tuple(_tally(pairs) for pairs in self.raw_macs)
 
     @property
     def partial(self) -> bool:
@@ -78,13 +90,8 @@ class OperatorTable:
 
     def overall(self) -> List[OpUse]:
         """Every operator of the pass, heaviest first."""
-        calls: Dict[Any, int] = {}
-        total: Dict[Any, int] = {}
-        for counts, macs in zip(self.counts, self.macs):
-            for packet, n in counts.items():
-                calls[packet] = calls.get(packet, 0) + n
-            for packet, m in macs.items():
-                total[packet] = total.get(packet, 0) + m
+        calls = _tally((p, 1) for ops in self.raw_ops for p in ops)
+        total = _tally(pair for pairs in self.raw_macs for pair in pairs)
         uses = [OpUse(qualified_name(p), self.kinds[p], n, total.get(p, 0)) for p, n in calls.items()]
         return sorted(uses, key=lambda u: (-u.macs, -u.calls, u.op))
 
@@ -93,7 +100,7 @@ class OperatorTable:
         missing = {p for p, kind in self.kinds.items() if kind == UNCOUNTED}
         if not missing:
             return set()
-        return {i for i, counts in enumerate(self.counts) if not missing.isdisjoint(counts)}
+        return {i for i, ops in enumerate(self.raw_ops) if not missing.isdisjoint(ops)}
 
     def uncounted(self, layer_names: Sequence[str]) -> List[UncountedOp]:
         """Each uncounted operator with its call count and the module calls (``layer_names[i]``) it ran in."""
@@ -106,8 +113,8 @@ class OperatorTable:
         return sorted(found, key=lambda u: (-u.calls, u.op))
 
 
-def _merged(a: Mapping, b: Mapping) -> Dict:
-    merged = dict(a)
-    for key, value in b.items():
-        merged[key] = merged.get(key, 0) + value
-    return merged
+def _tally(pairs) -> Dict[Any, int]:
+    totals: Dict[Any, int] = {}
+    for key, value in pairs:
+        totals[key] = totals.get(key, 0) + value
+    return totals

@@ -8,7 +8,7 @@ parameter count equals its float twin's. One registry entry per module family, l
 
 from __future__ import annotations
 
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, Iterable, Optional, Tuple
 
 import torch.nn as nn
 
@@ -56,3 +56,14 @@ def packed_tensors(module: nn.Module) -> Tuple:
 
 def packed_numel(module: nn.Module) -> int:
     return sum(t.numel() for t in packed_tensors(module))
+
+
+def packed_by_module(modules: Iterable[nn.Module]) -> Dict[int, Tuple]:
+    """``id(module) -> packed tensors`` for the quantized modules among ``modules`` (usually none: the
+    check is one pass over the distinct classes, so deep float models pay next to nothing)."""
+    modules = list(modules)
+    packed_classes = {cls for cls in {type(m) for m in modules}
+                      if (_BY_CLASS[cls] if cls in _BY_CLASS else _reader(cls)) is not None}
+    if not packed_classes:
+        return {}
+    return {id(m): packed_tensors(m) for m in modules if type(m) in packed_classes}

@@ -2,26 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Dict, Optional
+from typing import Dict, Mapping, Optional
 
 import torch.nn as nn
 
-from netscope.packed import packed_tensors
+from netscope.packed import packed_by_module
 from netscope.records import Totals
 
 
 def compute_totals(model: nn.Module, calls, called_modules, *, input_bytes: int,
-                   peak_memory_bytes: Optional[int] = None) -> Totals:
-    """``calls`` and ``called_modules`` are a trace's ``calls`` and ``modules`` (the module object of each call)."""
+                   peak_memory_bytes: Optional[int] = None, packed: Optional[Mapping[int, tuple]] = None) -> Totals:
+    """``calls`` and ``called_modules`` are a trace's ``calls`` and ``modules`` (the module object of each call);
+    ``packed`` its quantized modules' packed tensors (``TraceResult.packed``; found here when not given)."""
     names_per_param: Dict[int, int] = {}
     params = {}
     for _, param in model.named_parameters(remove_duplicate=False):
         names_per_param[id(param)] = names_per_param.get(id(param), 0) + 1
         params[id(param)] = param
     # quantized modules' packed weights and biases count as (frozen) parameters, once per module
-    packed_by_module = [(key, tensors) for key, tensors in ((id(m), packed_tensors(m)) for m in model.modules())
-                        if tensors]
-    packed = [t for _, tensors in dict(packed_by_module).items() for t in tensors]
+    packed_tensors = packed_by_module(model.modules()) if packed is None else packed
+    packed = [t for tensors in packed_tensors.values() for t in tensors]
     total = sum(p.numel() for p in params.values()) + sum(t.numel() for t in packed)
     trainable = sum(p.numel() for p in params.values() if p.requires_grad)
     shared = [p for key, p in params.items() if names_per_param[key] > 1]
@@ -30,7 +30,7 @@ def compute_totals(model: nn.Module, calls, called_modules, *, input_bytes: int,
     for module in called.values():
         called_params.update(id(p) for p in module._parameters.values() if p is not None)
     uncalled = sum(p.numel() for key, p in params.items() if key not in called_params)
-    uncalled += sum(t.numel() for key, tensors in dict(packed_by_module).items() if key not in called for t in tensors)
+    uncalled += sum(t.numel() for key, tensors in packed_tensors.items() if key not in called for t in tensors)
     buffers = {id(b): b for b in model.buffers()}
     return Totals(
         total_params=total,

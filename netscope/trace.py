@@ -24,7 +24,7 @@ from netscope.errors import ForwardError
 from netscope.guard import paused_gc, preserved_model
 from netscope.macs import OpResolver
 from netscope.operators import OperatorTable
-from netscope.packed import packed_numel
+from netscope.packed import packed_by_module, packed_numel
 from netscope.records import LayerCall
 from netscope.shapes import format_shape_tree, shape_tree, shapes_only, tensor_bytes
 
@@ -45,6 +45,7 @@ class TraceResult:
     peak_memory_bytes: Optional[int] = None
     seconds: float = 0.0
     operators: Optional[OperatorTable] = None  # operator calls and multiply-adds per call
+    packed: Optional[Dict[int, tuple]] = None  # id(module) -> packed weight/bias of quantized modules
 
 
 class _OpenCall:
@@ -65,8 +66,8 @@ class _OpenCall:
         self.own_macs = 0
         self.failed = False
         self.finished = False
-        self.ops = {}  # op packet -> calls while this was the innermost open call
-        self.op_macs = {}  # op packet -> multiply-adds of those calls (operators with a formula only)
+        self.ops = []  # op packet of every operator call made while this was the innermost open call
+        self.op_macs = []  # (op packet, multiply-adds) of those with a formula
 
 
 class _Recorder:
@@ -159,14 +160,12 @@ class _MacCounter(TorchDispatchMode):
             entry = self.ops.first_sight(func)
         stack = self.recorder.stack
         call = stack[-1] if stack else self.recorder.outside
-        counts = call.ops
-        counts[packet] = counts.get(packet, 0) + 1
+        call.ops.append(packet)
         formula = entry[1]
         if formula is not None:
             macs = formula(*args, **(kwargs or {}), out_val=out)
             call.own_macs += macs
-            op_macs = call.op_macs
-            op_macs[packet] = op_macs.get(packet, 0) + macs
+            call.op_macs.append((packet, macs))
         return out
 
 
@@ -308,7 +307,8 @@ def _eager(model: nn.Module) -> nn.Module:
 
 
 def _build_result(named, recorder: _Recorder, ops: OpResolver, output, seconds: float, peak) -> TraceResult:
-    param_table = _param_table(named)
+    packed = packed_by_module(m for _, m in named)
+    param_table = _param_table(named, packed)
     calls: List[LayerCall] = []
     open_calls = recorder.calls
     total_macs = [c.own_macs for c in open_calls]
@@ -354,6 +354,7 @@ def _build_result(named, recorder: _Recorder, ops: OpResolver, output, seconds: 
         failed_index=failed_index,
         peak_memory_bytes=peak,
         seconds=seconds,
+        packed=packed,
         operators=OperatorTable.from_pass([c.ops for c in open_calls], [c.op_macs for c in open_calls],
                                           outside.ops, outside.op_macs, ops),
     )
@@ -362,7 +363,7 @@ def _build_result(named, recorder: _Recorder, ops: OpResolver, output, seconds: 
 _TRAINABLE = {0: "", 1: "yes", 2: "no", 3: "partial"}  # bit 1: a trainable parameter, bit 2: a frozen one
 
 
-def _param_table(named) -> Dict[int, Tuple[int, int, str]]:
+def _param_table(named, packed: Dict[int, tuple]) -> Dict[int, Tuple[int, int, str]]:
     """``id(module) -> (own, subtree, trainable)`` for every submodule of ``named`` (the root's
     ``named_modules(remove_duplicate=False)``), in one bottom-up walk.
 
@@ -390,9 +391,8 @@ def _param_table(named) -> Dict[int, Tuple[int, int, str]]:
             if param is not None:
                 own += param.numel()
                 flags |= 1 if param.requires_grad else 2
-        packed = packed_numel(module)  # a quantized module's packed weight and bias: frozen parameters
-        if packed:
-            own += packed
+        if packed and id(module) in packed:  # a quantized module's packed weight and bias: frozen parameters
+            own += sum(t.numel() for t in packed[id(module)])
             flags |= 2
         subtree = own
         for child in module._modules.values():
