@@ -264,20 +264,27 @@ def ignore_macs(op: OpLike, reason: str) -> None:
     REGISTRY.ignore(op, reason)
 
 
-class OpResolver(dict):
-    """One pass's operator table: ``op packet -> (kind, formula)``, filled on first sight.
+UNSEEN = object()  # what an OpResolver lookup returns for an operator not met yet in this pass
 
-    The dispatch mode does one ``dict`` lookup per operator; a miss resolves the operator against the
-    registry (and torch's live one) once per pass."""
+
+class OpResolver(dict):
+    """One pass's operator table: ``op packet -> formula`` (``None`` for the zero and uncounted ones),
+    filled on first sight, with ``kinds``: ``op packet -> "formula" | "zero" | "uncounted"``.
+
+    The dispatch mode does one ``dict`` lookup per operator; a miss (``UNSEEN``) resolves the operator
+    against the registry (and torch's live one) once per pass."""
 
     def __init__(self, registry: MacRegistry = REGISTRY):
         super().__init__()
         self.registry = registry
+        self.kinds: Dict[object, str] = {}
 
-    def first_sight(self, func) -> Tuple[str, Optional[MacFormula]]:
-        entry = self.registry.resolve(func)
-        self[func._overloadpacket] = entry
-        return entry
+    def first_sight(self, func) -> Optional[MacFormula]:
+        kind, formula = self.registry.resolve(func)
+        packet = func._overloadpacket
+        self[packet] = formula
+        self.kinds[packet] = kind
+        return formula
 
 
 # The formulas netscope adds live in netscope/op_formulas.py; importing it registers them.

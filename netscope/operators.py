@@ -8,6 +8,7 @@ module turns those raw per-call tables into records, lazily: a report that never
 from __future__ import annotations
 
 import functools
+import itertools
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Sequence, Set, Tuple
 
@@ -47,35 +48,36 @@ class UncountedOp:
 
 @dataclass(frozen=True)
 class OperatorTable:
-    """What the dispatch mode recorded, per module call (by call index): the op packet of every operator
-    call, and ``(packet, multiply-adds)`` of those with a formula. Tallied lazily, on first question.
-
-    Operators that ran outside every module call are charged to the root (index 0), as their
-    multiply-adds are. ``kinds`` says how each operator counted.
+    """What the dispatch mode recorded, one entry per operator call, in flat lists: the index of the
+    module call that was innermost (-1: outside every call, charged to the root as its multiply-adds
+    are) and the op packet; the same for operators with a formula, with their multiply-adds. Tallied
+    per module call lazily, on the first question. ``kinds`` says how each operator counted.
     """
 
-    raw_ops: Tuple[Sequence[Any], ...]
-    raw_macs: Tuple[Sequence[Tuple[Any, int]], ...]
+    call_count: int
+    op_calls: Sequence[int]
+    op_packets: Sequence[Any]
+    mac_calls: Sequence[int]
+    mac_packets: Sequence[Any]
+    mac_values: Sequence[int]
     kinds: Mapping[Any, str]
-
-    @classmethod
-    def from_pass(cls, ops: Sequence[Sequence], macs: Sequence[Sequence], outside_ops: Sequence,
-                  outside_macs: Sequence, resolver: Mapping) -> "OperatorTable":
-        ops, macs = list(ops), list(macs)
-        if ops and outside_ops:
-            ops[0] = list(ops[0]) + list(outside_ops)
-            macs[0] = list(macs[0]) + list(outside_macs)
-        return cls(tuple(ops), tuple(macs), {packet: kind for packet, (kind, _) in resolver.items()})
 
     @functools.cached_property
     def counts(self) -> Tuple[Dict[Any, int], ...]:
-        """Per call: op packet -> calls."""
-        return tuple(_tally((p, 1) for p in ops) for ops in self.raw_ops)
+        """Per module call: op packet -> calls."""
+        return self._per_call(self.op_calls, self.op_packets, itertools.repeat(1))
 
     @functools.cached_property
     def macs(self) -> Tuple[Dict[Any, int], ...]:
-        """Per call: op packet -> multiply-adds (operators with a formula)."""
-        return tuple(_tally(pairs) for pairs in self.raw_macs)
+        """Per module call: op packet -> multiply-adds (operators with a formula)."""
+        return self._per_call(self.mac_calls, self.mac_packets, self.mac_values)
+
+    def _per_call(self, calls, packets, values) -> Tuple[Dict[Any, int], ...]:
+        tables: List[Dict[Any, int]] = [{} for _ in range(max(self.call_count, 1))]
+        for index, packet, value in zip(calls, packets, values):
+            table = tables[index if index >= 0 else 0]
+            table[packet] = table.get(packet, 0) + value
+        return tuple(tables)
 
     @property
     def partial(self) -> bool:
@@ -90,8 +92,8 @@ class OperatorTable:
 
     def overall(self) -> List[OpUse]:
         """Every operator of the pass, heaviest first."""
-        calls = _tally((p, 1) for ops in self.raw_ops for p in ops)
-        total = _tally(pair for pairs in self.raw_macs for pair in pairs)
+        calls = _tally(zip(self.op_packets, itertools.repeat(1)))
+        total = _tally(zip(self.mac_packets, self.mac_values))
         uses = [OpUse(qualified_name(p), self.kinds[p], n, total.get(p, 0)) for p, n in calls.items()]
         return sorted(uses, key=lambda u: (-u.macs, -u.calls, u.op))
 
@@ -100,7 +102,7 @@ class OperatorTable:
         missing = {p for p, kind in self.kinds.items() if kind == UNCOUNTED}
         if not missing:
             return set()
-        return {i for i, ops in enumerate(self.raw_ops) if not missing.isdisjoint(ops)}
+        return {max(index, 0) for index, packet in zip(self.op_calls, self.op_packets) if packet in missing}
 
     def uncounted(self, layer_names: Sequence[str]) -> List[UncountedOp]:
         """Each uncounted operator with its call count and the module calls (``layer_names[i]``) it ran in."""

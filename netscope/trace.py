@@ -22,7 +22,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from netscope.errors import ForwardError
 from netscope.guard import paused_gc, preserved_model
-from netscope.macs import OpResolver
+from netscope.macs import UNSEEN, OpResolver
 from netscope.operators import OperatorTable
 from netscope.packed import packed_by_module, packed_numel
 from netscope.records import LayerCall
@@ -50,7 +50,7 @@ class TraceResult:
 
 class _OpenCall:
     __slots__ = ("index", "module", "name", "parent", "depth", "call_number", "args", "kwargs",
-                 "output", "output_bytes", "own_macs", "failed", "finished", "ops", "op_macs")
+                 "output", "output_bytes", "own_macs", "failed", "finished")
 
     def __init__(self, index, module, name, parent, depth, call_number, args, kwargs):
         self.index = index
@@ -66,8 +66,6 @@ class _OpenCall:
         self.own_macs = 0
         self.failed = False
         self.finished = False
-        self.ops = []  # op packet of every operator call made while this was the innermost open call
-        self.op_macs = []  # (op packet, multiply-adds) of those with a formula
 
 
 class _Recorder:
@@ -87,6 +85,14 @@ class _Recorder:
         self.stack: List[_OpenCall] = []
         self.call_counts: Dict[int, int] = {}
         self.outside = _OpenCall(-1, None, "", None, 0, 0, (), {})  # operators run outside every module call
+        # One entry per operator call, flat (no per-call containers for the garbage collector to walk):
+        # the innermost open call's index (-1 outside every call) and the op packet; and, for operators
+        # with a formula, the same with their multiply-adds.
+        self.op_calls: List[int] = []
+        self.op_packets: List[Any] = []
+        self.mac_calls: List[int] = []
+        self.mac_packets: List[Any] = []
+        self.mac_values: List[int] = []
 
     def pre_hook(self, module, args):
         key = id(module)
@@ -145,6 +151,10 @@ class _MacCounter(TorchDispatchMode):
         super().__init__()
         self.recorder = recorder
         self.ops = ops
+        self.stack = recorder.stack  # the recorder's lists themselves (mutated, never replaced)
+        self.outside = recorder.outside
+        self.op_call = recorder.op_calls.append
+        self.op_packet = recorder.op_packets.append
 
     @classmethod
     def _should_skip_dynamo(cls) -> bool:
@@ -155,17 +165,20 @@ class _MacCounter(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **kwargs) if kwargs else func(*args)
         packet = func._overloadpacket
-        entry = self.ops.get(packet)
-        if entry is None:
-            entry = self.ops.first_sight(func)
-        stack = self.recorder.stack
-        call = stack[-1] if stack else self.recorder.outside
-        call.ops.append(packet)
-        formula = entry[1]
+        formula = self.ops.get(packet, UNSEEN)
+        if formula is UNSEEN:
+            formula = self.ops.first_sight(func)
+        stack = self.stack
+        call = stack[-1] if stack else self.outside
+        self.op_call(call.index)
+        self.op_packet(packet)
         if formula is not None:
             macs = formula(*args, **(kwargs or {}), out_val=out)
             call.own_macs += macs
-            call.op_macs.append((packet, macs))
+            recorder = self.recorder
+            recorder.mac_calls.append(call.index)
+            recorder.mac_packets.append(packet)
+            recorder.mac_values.append(macs)
         return out
 
 
@@ -355,8 +368,8 @@ def _build_result(named, recorder: _Recorder, ops: OpResolver, output, seconds: 
         peak_memory_bytes=peak,
         seconds=seconds,
         packed=packed,
-        operators=OperatorTable.from_pass([c.ops for c in open_calls], [c.op_macs for c in open_calls],
-                                          outside.ops, outside.op_macs, ops),
+        operators=OperatorTable(len(open_calls), recorder.op_calls, recorder.op_packets, recorder.mac_calls,
+                                recorder.mac_packets, recorder.mac_values, ops.kinds),
     )
 
 
