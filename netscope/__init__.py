@@ -27,6 +27,8 @@ _EXPORTS = {
     "NetscopeError": "netscope.errors",
     "InputSpec": "netscope.inputs",
     "TensorSpec": "netscope.inputs",
+    "register_macs": "netscope.macs",
+    "ignore_macs": "netscope.macs",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -69,14 +69,14 @@ def run_summary(model: nn.Module, inputs, *, device: torch.device, dtype: Option
             input_tree = [shape_tree(a) for a in args] + ([shape_tree(kwargs)] if kwargs else [])
             totals = compute_totals(runnable, result.calls, result.modules,
                                     input_bytes=tensor_bytes((args, kwargs)),
-                                    peak_memory_bytes=result.peak_memory_bytes)
+                                    peak_memory_bytes=result.peak_memory_bytes, packed=result.packed)
             formula_checks = _formula_checks(result) if checks else []
             findings = _naming_findings(runnable) if audit_names else []
             owners = owned_params(runnable)
     run = RunInfo(model=label, device=str(prep.device), dtype=prep.dtype, mode=mode, input_shapes=input_tree,
                   seconds=result.seconds, notes=tuple(result.notes))
     return Report(layers=result.calls, totals=totals, run=run, checks=formula_checks, findings=findings,
-                  model_output=result.model_output, param_owners=owners)
+                  model_output=result.model_output, param_owners=owners, operators=result.operators)
 
 
 def check(model: nn.Module, input_size=None, input_data=None, **kwargs) -> List[Any]:

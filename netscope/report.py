@@ -32,6 +32,7 @@ class Report:
     findings: List[Finding] = field(default_factory=list)  # naming and other findings about the model
     model_output: Any = None
     param_owners: Tuple[Any, ...] = ()  # netscope.totals.OwnedParams: who owns each parameter, counted once
+    operators: Any = field(default=None, repr=False)  # netscope.operators.OperatorTable: operator calls and multiply-adds per call
 
     # ---- rendering -------------------------------------------------------------------------
     def __str__(self) -> str:
@@ -128,7 +129,8 @@ class Report:
         return [data_row(call, keys, ctx) for call in self.layers if depth is None or call.depth <= depth]
 
     def _context(self) -> Dict[str, Any]:
-        return {"check_status": self._check_status(), "names": [c.name for c in self.layers]}
+        return {"check_status": self._check_status(), "names": [c.name for c in self.layers],
+                "partial_macs": self.partial_calls()}
 
     def _check_status(self) -> Dict[int, str]:
         return {check.call_index: check.compact for check in self.checks}
@@ -144,7 +146,7 @@ class Report:
         if t.uncalled_params:
             lines.append(f"Params in modules not called by this pass: {t.uncalled_params:,}")
         lines += [
-            f"Total mult-adds: {si(t.total_macs)} ({t.total_macs:,})",
+            f"Total mult-adds: {si(t.total_macs)} ({t.total_macs:,})" + self._partial_text(),
             f"Input size: {megabytes(t.input_bytes)}",
             f"Forward activations (leaf outputs, est.): {megabytes(t.activation_bytes)}",
             f"Params size: {megabytes(t.param_bytes)}; buffers: {megabytes(t.buffer_bytes)} ({t.buffer_elements:,} elements)",
@@ -173,6 +175,82 @@ class Report:
         naming = [f for f in self.findings if f.severity is not Severity.INFO]
         return check_findings(self.checks, include_info=False) + naming
 
+    # ---- operator accounting ---------------------------------------------------------------
+    @property
+    def partial(self) -> bool:
+        """True when an operator without a multiply-add formula ran: mult-add totals are lower bounds."""
+        return self.operators is not None and self.operators.partial
+
+    def uncounted_ops(self) -> List[Any]:
+        """``netscope.operators.UncountedOp`` records: operators without a formula, calls, layers."""
+        if not self.partial:
+            return []
+        return self.operators.uncounted([c.display_name for c in self.layers])
+
+    def partial_calls(self) -> set:
+        """Indexes of the rows whose mult-adds miss an uncounted operator (that ran in them or below)."""
+        if not self.partial:
+            return set()
+        marked = set()
+        for index in self.operators.uncounted_calls():
+            while index is not None and index not in marked:
+                marked.add(index)
+                index = self.layers[index].parent if index < len(self.layers) else None
+        return marked
+
+    def _partial_text(self) -> str:
+        uncounted = self.uncounted_ops()
+        if not uncounted:
+            return ""
+        return (" -- PARTIAL, a lower bound: no multiply-add formula for " + "; ".join(str(u) for u in uncounted)
+                + " (rows marked >=; register one with netscope.register_macs, or netscope.ignore_macs if it is 0)")
+
+    def by_operator(self, per_module: bool = False):
+        """pandas DataFrame of operators: ``op, kind, calls, macs`` over the whole pass, heaviest first;
+        ``per_module=True``: one row per module call and operator it ran itself (``index, layer, type``
+        first). ``kind`` is ``formula``, ``zero`` (by convention) or ``uncounted`` (the total is partial)."""
+        import pandas as pd
+
+        columns = ["op", "kind", "calls", "macs"]
+        if per_module:
+            records = [dict(index=c.index, layer=c.display_name, type=c.class_name, **use.to_dict())
+                       for c in self.layers for use in self.operators.call_ops(c.index)] if self.operators else []
+            columns = ["index", "layer", "type"] + columns
+        else:
+            records = [use.to_dict() for use in self.operators.overall()] if self.operators else []
+        frame = pd.DataFrame.from_records(records, columns=columns)
+        return frame.astype({"calls": "int64", "macs": "int64"})
+
+    def operators_dict(self) -> Dict[str, Any]:
+        """The JSON section ``operators``: overall, per module call, and the uncounted ones."""
+        if self.operators is None:
+            return {"partial": False, "uncounted": [], "total": [], "per_layer": []}
+        return {
+            "partial": self.partial,
+            "uncounted": [u.to_dict() for u in self.uncounted_ops()],
+            "total": [use.to_dict() for use in self.operators.overall()],
+            "per_layer": [dict(index=c.index, name=c.name, ops=[u.to_dict() for u in self.operators.call_ops(c.index)])
+                          for c in self.layers],
+        }
+
+    def by_operator_text(self, fmt: str = "table", *, table_style: str = "simple") -> str:
+        """The ``--by-op`` view: operators over the whole pass, then per module call."""
+        total = [use.to_dict() for use in self.operators.overall()] if self.operators else []
+        keys = ["op", "kind", "calls", "macs"]
+        if fmt == "json":
+            return json.dumps(self.operators_dict(), indent=2)
+        titles = {"op": "Operator", "kind": "Counted", "calls": "Calls", "macs": "Mult-adds", "layer": "Layer"}
+        body = render_rows(total, keys, fmt, headers=titles, table_style=table_style, numeric=["calls", "macs"])
+        per_layer = [dict(layer=c.display_name, **use.to_dict()) for c in self.layers if self.operators
+                     for use in self.operators.call_ops(c.index)]
+        if fmt == "csv":
+            return render_rows(per_layer, ["layer"] + keys, fmt)
+        per = render_rows(per_layer, ["layer"] + keys, fmt, headers=titles, table_style=table_style,
+                          numeric=["calls", "macs"])
+        partial = self._partial_text().removeprefix(" -- ")
+        return (body + "\n\nPer module call (operators it ran itself):\n" + per
+                + (f"\n\nTotal mult-adds are {partial}" if partial else ""))
+
     def check_warnings(self) -> List[str]:
         """One line per formula mismatch (each check carries it as an error finding) and per warning;
         informational notes are left to ``netscope check``."""
@@ -194,6 +272,8 @@ class Report:
             "checks": [_jsonable(c.to_dict()) if hasattr(c, "to_dict") else str(c) for c in self.checks],
             "findings": [f.to_dict() for f in self.findings],
             "output": _jsonable(self.model_output),
+            "partial": self.partial,
+            "operators": self.operators_dict(),
         })
 
     def to_json(self, **kwargs) -> str:

@@ -6,8 +6,11 @@ Forms:
   ``model_type`` picks the config class; the first entry of ``architectures`` (e.g.
   ``LlamaForCausalLM``) picks the model class, so state_dict keys match the checkpoint the config
   came with; a config without ``architectures`` is built with ``AutoModel.from_config``.
-- ``hf:bert``, ``hf:gpt2``, ``hf:llama``, ``hf:t5``, ``hf:vit``: built-in configs (see ``SHORTCUTS``),
-  built with ``AutoModel.from_config``. Write ``hf:./bert`` for a local directory named like a shortcut.
+- ``hf:bert``, ``hf:gpt2``, ``hf:llama``, ``hf:llama-7b``, ``hf:t5``, ``hf:vit``: built-in configs (see
+  ``SHORTCUTS``). The language models are built with their output head, as people use them
+  (``GPT2LMHeadModel``, ``LlamaForCausalLM``: Llama-7B has 6,738,415,616 parameters with it,
+  6,607,343,616 without); bert, t5 and vit are the base models (``AutoModel.from_config``).
+  ``-a architectures=None`` builds the headless base model. The report's title names the class built. Write ``hf:./bert`` for a local directory named like a shortcut.
 
 ``--model-arg KEY=VALUE`` overrides config fields before the config is built (so derived fields
 such as Llama's ``head_dim`` follow), e.g. ``-a hidden_size=1024 -a "architectures=['LlamaForCausalLM']"``;
@@ -53,12 +56,18 @@ class Shortcut:
 
 SHORTCUTS: Dict[str, Shortcut] = {
     "bert": Shortcut("BertConfig"),  # bert-base: 12 layers, hidden 768
-    "gpt2": Shortcut("GPT2Config"),  # gpt2 small: 12 layers, hidden 768
+    "gpt2": Shortcut("GPT2Config", (("architectures", ["GPT2LMHeadModel"]),)),  # gpt2 small: 12 layers, hidden 768
     # a small Llama (about 29 M parameters) so a summary runs in seconds; override any field with -a
     "llama": Shortcut("LlamaConfig", (
         ("hidden_size", 512), ("intermediate_size", 1376), ("num_hidden_layers", 4),
         ("num_attention_heads", 8), ("num_key_value_heads", 8), ("vocab_size", 32000),
-        ("max_position_embeddings", 2048),
+        ("max_position_embeddings", 2048), ("architectures", ["LlamaForCausalLM"]),
+    )),
+    # Llama-7B's shape (meta-llama/Llama-2-7b-hf's config): run it with --device meta
+    "llama-7b": Shortcut("LlamaConfig", (
+        ("hidden_size", 4096), ("intermediate_size", 11008), ("num_hidden_layers", 32),
+        ("num_attention_heads", 32), ("num_key_value_heads", 32), ("vocab_size", 32000),
+        ("max_position_embeddings", 4096), ("rms_norm_eps", 1e-5), ("architectures", ["LlamaForCausalLM"]),
     )),
     "t5": Shortcut("T5Config"),  # t5-small: 6+6 layers, d_model 512
     "vit": Shortcut("ViTConfig"),  # ViT-B/16 at 224x224
@@ -78,7 +87,7 @@ def resolve_hf(name: str, model_args: Mapping[str, Any], empty_weights: bool) ->
     config_class, fields = _config_fields(transformers, name)
     config = _build_config(config_class, fields, model_args, name)
     model = _build_model(transformers, config, name)
-    return ResolvedModel(model, f"hf:{name}", hf_default_inputs(model, config), source="hf")
+    return ResolvedModel(model, f"hf:{name} ({type(model).__name__})", hf_default_inputs(model, config), source="hf")
 
 
 def _config_fields(transformers, name: str) -> Tuple[type, Dict[str, Any]]:

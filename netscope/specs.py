@@ -8,6 +8,7 @@ Specs: a torchvision model name (``resnet50``), an import string (``pkg.module:f
 from __future__ import annotations
 
 import ast
+import contextlib
 import difflib
 import importlib
 import importlib.util
@@ -212,8 +213,15 @@ def _from_torchvision(name: str, model_args) -> ResolvedModel:
                 "not depend on weight values); to check a checkpoint against the model, use 'netscope diff'")
     if "weights_backbone" in inspect.signature(builder).parameters:
         model_args.setdefault("weights_backbone", None)  # detection/segmentation default to downloading ImageNet weights
+    default_weights = getattr(torchvision.models.get_model_weights(name), "DEFAULT", None)
     try:
-        model = builder(weights=None, **model_args)
+        if default_weights is not None and set(model_args) <= {"weights_backbone"}:
+            # As its published weights build it (segmentation's aux head, detection's frozen batch norm,
+            # googlenet without aux heads, ...), so the counts match the weights' num_params and _ops.
+            with weights_not_loaded():
+                model = builder(weights=default_weights)
+        else:
+            model = builder(weights=None, **model_args)
     except TypeError as exc:
         raise ModelSpecError(f"torchvision's {name} does not accept {dict(model_args)}: {exc}") from exc
     except Exception as exc:
@@ -221,14 +229,50 @@ def _from_torchvision(name: str, model_args) -> ResolvedModel:
     return ResolvedModel(model, name, torchvision_default_inputs(name, model), source="torchvision")
 
 
+@contextlib.contextmanager
+def weights_not_loaded():
+    """Let torchvision builders configure a model for its weights (``builder(weights=W)``) without
+    downloading or loading them: the parameters keep their fresh initialisation."""
+    import torch.nn as nn
+    from torchvision.models._api import WeightsEnum
+
+    original_load = nn.Module.load_state_dict
+    original_get = WeightsEnum.get_state_dict
+
+    def load_state_dict(self, state_dict, *args, **kwargs):
+        if not state_dict:  # the empty stand-in below (or a builder's copy of it): nothing to load
+            return None
+        return original_load(self, state_dict, *args, **kwargs)
+
+    WeightsEnum.get_state_dict = lambda self, *args, **kwargs: {}
+    nn.Module.load_state_dict = load_state_dict
+    try:
+        yield
+    finally:
+        WeightsEnum.get_state_dict = original_get
+        nn.Module.load_state_dict = original_load
+
+
+# The inputs torchvision's published figures (weights.meta "_ops", pytorch/vision#6936) were measured at,
+# where the weights' transforms do not say: optical flow runs on a pair of 512x512 frames.
+OPTICAL_FLOW_SIZE = 512
+VIDEO_FRAMES = 16
+
+
 def torchvision_default_inputs(name: str, model) -> InputSpec:
-    """The input a torchvision model is published for: its weights' crop size, its own image_size, or its family's."""
+    """The input a torchvision model is published for: its weights' transforms (crop size; a segmentation
+    model's resize size, 520), its own image_size, or its family's (video 1x3x16xcrop², optical flow a
+    pair of 512x512 frames), so that ``netscope summary NAME`` reproduces the weights' published ``_ops``."""
     module_name = type(model).__module__
-    crop = _weights_crop_size(name)
+    crop = _weights_transform_size(name, "crop_size")
     if ".video." in module_name:
-        return InputSpec([TensorSpec((1, 3, 16, crop or 112, crop or 112))])
+        return InputSpec([TensorSpec((1, 3, VIDEO_FRAMES, crop or 112, crop or 112))])
     if ".optical_flow." in module_name:
-        return InputSpec([TensorSpec((1, 3, 224, 224)), TensorSpec((1, 3, 224, 224))])
+        frame = TensorSpec((1, 3, OPTICAL_FLOW_SIZE, OPTICAL_FLOW_SIZE))
+        return InputSpec([frame, frame])
+    if ".segmentation." in module_name:
+        size = _weights_transform_size(name, "resize_size") or 520
+        return InputSpec([TensorSpec((1, 3, size, size))])
     if ".detection." in module_name:
         return InputSpec([TensorSpec((3, 512, 512))], as_list=True)
     size = getattr(model, "image_size", None)
@@ -237,7 +281,8 @@ def torchvision_default_inputs(name: str, model) -> InputSpec:
     return InputSpec([TensorSpec((1, 3, size, size))])
 
 
-def _weights_crop_size(name: str) -> Optional[int]:
+def _weights_transform_size(name: str, key: str) -> Optional[int]:
+    """A size keyword (``crop_size``, ``resize_size``) of the default weights' transforms, if they set one."""
     import torchvision
 
     try:
@@ -246,10 +291,10 @@ def _weights_crop_size(name: str) -> Optional[int]:
         return None
     default = getattr(weights, "DEFAULT", None)
     transforms = getattr(default, "transforms", None)
-    crop = getattr(transforms, "keywords", {}).get("crop_size")
-    if isinstance(crop, (list, tuple)):
-        crop = crop[0]
-    return int(crop) if crop else None
+    size = getattr(transforms, "keywords", {}).get(key)
+    if isinstance(size, (list, tuple)):
+        size = size[0]
+    return int(size) if size else None
 
 
 def default_inputs_for(model) -> InputSpec:

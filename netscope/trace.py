@@ -1,7 +1,9 @@
 """One forward pass, recorded module call by module call, with operator-level multiply-adds.
 
 Forward pre/post hooks on every registered module keep a stack of open calls; a dispatch mode sees
-every aten operator and charges its multiply-adds (``netscope.macs``) to the innermost open call.
+every aten operator and charges its multiply-adds (``netscope.macs``) to the innermost open call,
+counting each operator's calls there too (``netscope.operators``): an operator without a formula is
+recorded, never a silent 0.
 Every hook is removed and the model restored (``netscope.guard``) whatever happens.
 """
 
@@ -20,7 +22,9 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from netscope.errors import ForwardError, OutOfMemory
 from netscope.guard import GLOBAL_STATE_LOCK, frozen_heap, paused_gc, preserved_model
-from netscope.macs import MAC_REGISTRY
+from netscope.macs import UNSEEN, OpResolver
+from netscope.operators import OperatorTable
+from netscope.packed import packed_by_module, packed_numel
 from netscope.receptive_field import FieldTracker, input_field
 from netscope.records import LayerCall
 from netscope.shapes import format_shape_tree, shape_tree, shapes_only, tensor_bytes
@@ -45,6 +49,8 @@ class TraceResult:
     seconds: float = 0.0
     notes: List[str] = field(default_factory=list)  # what the report must say about how the pass ran
     window_ops: Dict[int, list] = field(default_factory=dict)  # call index -> its conv/pool operator calls
+    operators: Optional[OperatorTable] = None  # operator calls and multiply-adds per call
+    packed: Optional[Dict[int, tuple]] = None  # id(module) -> packed weight/bias of quantized modules
 
 
 class _OpenCall:
@@ -86,7 +92,15 @@ class _Recorder:
         self.calls: List[_OpenCall] = []
         self.stack: List[_OpenCall] = []
         self.call_counts: Dict[int, int] = {}
-        self.outside_macs = 0
+        self.outside = _OpenCall(-1, None, "", None, 0, 0, (), {})  # operators run outside every module call
+        # One entry per operator call, flat (no per-call containers for the garbage collector to walk):
+        # the innermost open call's index (-1 outside every call) and the op packet; and, for operators
+        # with a formula, the same with their multiply-adds.
+        self.op_calls: List[int] = []
+        self.op_packets: List[Any] = []
+        self.mac_calls: List[int] = []
+        self.mac_packets: List[Any] = []
+        self.mac_values: List[int] = []
         self.last_failed: Optional[_OpenCall] = None  # the call whose failure was the latest hook event
         self.field_of: Optional[Callable[[Any], Any]] = None  # output -> its receptive field
 
@@ -154,21 +168,20 @@ class _Recorder:
                 call.field = self.field_of(output)
         return None
 
-    def add_macs(self, macs: int) -> None:
-        if self.stack:
-            self.stack[-1].own_macs += macs
-        else:
-            self.outside_macs += macs
-
 
 class _MacCounter(TorchDispatchMode):
-    """Charges each aten operator's multiply-adds to the innermost open call (kept lean: it sees every op)."""
+    """Counts each operator call and charges its multiply-adds to the innermost open call (kept lean:
+    it sees every op; ``ops`` resolves an operator against the formula registry once per pass)."""
 
-    def __init__(self, recorder: _Recorder, observers: Tuple[Callable, ...] = ()):
+    def __init__(self, recorder: _Recorder, ops: OpResolver, observers: Tuple[Callable, ...] = ()):
         super().__init__()
         self.recorder = recorder
-        self.formulas = MAC_REGISTRY
+        self.ops = ops
         self.observers = observers  # each called as observe(func, args, kwargs, out) after every operator
+        self.stack = recorder.stack  # the recorder's lists themselves (mutated, never replaced)
+        self.outside = recorder.outside
+        self.op_call = recorder.op_calls.append
+        self.op_packet = recorder.op_packets.append
 
     @classmethod
     def _should_skip_dynamo(cls) -> bool:
@@ -178,14 +191,21 @@ class _MacCounter(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **kwargs) if kwargs else func(*args)
-        formula = self.formulas.get(func._overloadpacket)
+        packet = func._overloadpacket
+        formula = self.ops.get(packet, UNSEEN)
+        if formula is UNSEEN:
+            formula = self.ops.first_sight(func)
+        stack = self.stack
+        call = stack[-1] if stack else self.outside
+        self.op_call(call.index)
+        self.op_packet(packet)
         if formula is not None:
             macs = formula(*args, **(kwargs or {}), out_val=out)
-            stack = self.recorder.stack
-            if stack:
-                stack[-1].own_macs += macs
-            else:
-                self.recorder.outside_macs += macs
+            call.own_macs += macs
+            recorder = self.recorder
+            recorder.mac_calls.append(call.index)
+            recorder.mac_packets.append(packet)
+            recorder.mac_values.append(macs)
         for observe in self.observers:
             observe(func, args, kwargs, out)
         return out
@@ -252,6 +272,7 @@ def _run(model: nn.Module, args: tuple, kwargs: dict, *, train: bool, device: to
     if fields is not None:
         recorder.field_of = fields.field_of
         observers.append(fields.observe)
+    ops = OpResolver()
     handles = []
     cuda = device.type == "cuda"
     start = time.perf_counter()
@@ -272,7 +293,7 @@ def _run(model: nn.Module, args: tuple, kwargs: dict, *, train: bool, device: to
                 torch.cuda.reset_peak_memory_stats(device)
             try:
                 fake_mode = _fake_mode(fake)
-                with fake_mode, _MacCounter(recorder, tuple(observers)):
+                with fake_mode, _MacCounter(recorder, ops, tuple(observers)):
                     if fake:  # inputs as fake tensors, so code that checks for them (transformers) sees them
                         args, kwargs = torch.utils._pytree.tree_map_only(torch.Tensor, fake_mode.from_tensor,
                                                                          (args, kwargs))
@@ -291,7 +312,7 @@ def _run(model: nn.Module, args: tuple, kwargs: dict, *, train: bool, device: to
         if call.kwargs is None:
             call.kwargs = {}
     with paused_gc():
-        result = _build_result(named, recorder, output, time.perf_counter() - start, peak,
+        result = _build_result(named, recorder, ops, output, time.perf_counter() - start, peak,
                                structure_only=script)
     result.window_ops = window_ops.by_call()
     if script:
@@ -326,9 +347,10 @@ def _eager(model: nn.Module) -> nn.Module:
     return original if isinstance(original, nn.Module) else model
 
 
-def _build_result(named, recorder: _Recorder, output, seconds: float, peak, *,
+def _build_result(named, recorder: _Recorder, ops: Optional[OpResolver], output, seconds: float, peak, *,
                   structure_only: bool = False) -> TraceResult:
-    param_table = _param_table(named)
+    packed = packed_by_module(m for _, m in named)
+    param_table = _param_table(named, packed)
     calls: List[LayerCall] = []
     open_calls = recorder.calls
     if structure_only:  # a TorchScript model: its submodules listed, never called through hooks
@@ -345,8 +367,9 @@ def _build_result(named, recorder: _Recorder, output, seconds: float, peak, *,
     for call in reversed(open_calls):  # children follow their parent: roll multiply-adds up in reverse
         if call.parent is not None:
             total_macs[call.parent] += total_macs[call.index]
+    outside = recorder.outside
     if open_calls:
-        total_macs[0] += recorder.outside_macs
+        total_macs[0] += outside.own_macs
     failed_index = None
     if open_calls and open_calls[0].failed and open_calls[0].origin is not None:
         failed_index = open_calls[0].origin.index  # where the exception that ended the pass was raised
@@ -367,7 +390,7 @@ def _build_result(named, recorder: _Recorder, output, seconds: float, peak, *,
             own_params=own,
             subtree_params=subtree,
             trainable=trainable,
-            own_macs=call.own_macs + (recorder.outside_macs if call.index == 0 else 0),
+            own_macs=call.own_macs + (outside.own_macs if call.index == 0 else 0),
             macs=total_macs[call.index],
             output_bytes=call.output_bytes,
             is_leaf=not module._modules,
@@ -383,13 +406,16 @@ def _build_result(named, recorder: _Recorder, output, seconds: float, peak, *,
         failed_index=failed_index,
         peak_memory_bytes=peak,
         seconds=seconds,
+        packed=packed,
+        operators=OperatorTable(len(open_calls), recorder.op_calls, recorder.op_packets, recorder.mac_calls,
+                                recorder.mac_packets, recorder.mac_values, ops.kinds),
     )
 
 
 _TRAINABLE = {0: "", 1: "yes", 2: "no", 3: "partial"}  # bit 1: a trainable parameter, bit 2: a frozen one
 
 
-def _param_table(named) -> Dict[int, Tuple[int, int, str]]:
+def _param_table(named, packed: Dict[int, tuple]) -> Dict[int, Tuple[int, int, str]]:
     """``id(module) -> (own, subtree, trainable)`` for every submodule of ``named`` (the root's
     ``named_modules(remove_duplicate=False)``), in one bottom-up walk.
 
@@ -417,6 +443,9 @@ def _param_table(named) -> Dict[int, Tuple[int, int, str]]:
             if param is not None:
                 own += param.numel()
                 flags |= 1 if param.requires_grad else 2
+        if packed and id(module) in packed:  # a quantized module's packed weight and bias: frozen parameters
+            own += sum(t.numel() for t in packed[id(module)])
+            flags |= 2
         subtree = own
         for child in module._modules.values():
             if child is not None:
@@ -431,12 +460,17 @@ def _param_table(named) -> Dict[int, Tuple[int, int, str]]:
 
 
 def _param_counts(module: nn.Module) -> Tuple[int, int, str]:
-    own = sum(p.numel() for p in module._parameters.values() if p is not None)
+    own = sum(p.numel() for p in module._parameters.values() if p is not None) + packed_numel(module)
     subtree = 0
     flags = set()
     for p in module.parameters():
         subtree += p.numel()
         flags.add(p.requires_grad)
+    for m in module.modules():
+        packed = packed_numel(m)
+        if packed:
+            subtree += packed
+            flags.add(False)
     trainable = "" if not flags else ("yes" if flags == {True} else "no" if flags == {False} else "partial")
     return own, subtree, trainable
 

@@ -173,8 +173,9 @@ def llama_count(vocab, hidden, layers, heads, kv_heads, intermediate, lm_head: b
 
 @pytest.mark.parametrize("spec, model_class, expected", [
     ("hf:bert", "BertModel", bert_count()),
-    ("hf:gpt2", "GPT2Model", gpt2_count()),
-    ("hf:llama", "LlamaModel", llama_count(32000, 512, 4, 8, 8, 1376, lm_head=False)),
+    ("hf:gpt2", "GPT2LMHeadModel", gpt2_count()),  # the LM head is tied to the token embedding: counted once
+    ("hf:llama", "LlamaForCausalLM", llama_count(32000, 512, 4, 8, 8, 1376, lm_head=True)),
+    ("hf:llama-7b", "LlamaForCausalLM", 6_738_415_616),
 ])
 def test_hf_parameter_counts_match_formulas_and_transformers(spec, model_class, expected):
     pytest.importorskip("transformers")
@@ -182,6 +183,14 @@ def test_hf_parameter_counts_match_formulas_and_transformers(spec, model_class, 
     model = resolved.module
     assert type(model).__name__ == model_class and resolved.source == "hf"
     assert model.num_parameters() == param_count(model) == expected
+    assert resolved.label == f"{spec} ({model_class})"  # says plainly which model was built
+
+
+def test_hf_shortcut_base_model_on_request():
+    pytest.importorskip("transformers")
+    resolved = resolve_model("hf:llama-7b", {"architectures": None}, empty_weights=True)
+    assert type(resolved.module).__name__ == "LlamaModel"
+    assert param_count(resolved.module) == llama_count(32000, 4096, 32, 32, 32, 11008, lm_head=False) == 6_607_343_616
 
 
 def test_hf_local_config_file_and_directory_build_the_listed_architecture():
@@ -223,10 +232,10 @@ def test_hf_model_args_override_config_fields_before_derived_ones():
     pytest.importorskip("transformers")
     resolved = resolve_model("hf:llama", {"hidden_size": 1024, "num_attention_heads": 16, "num_key_value_heads": 4},
                              empty_weights=True)
-    attention = resolved.module.layers[0].self_attn
+    attention = resolved.module.model.layers[0].self_attn
     assert tuple(attention.q_proj.weight.shape) == (1024, 1024)
     assert tuple(attention.k_proj.weight.shape) == (4 * 64, 1024)
-    assert param_count(resolved.module) == llama_count(32000, 1024, 4, 16, 4, 1376, lm_head=False)
+    assert param_count(resolved.module) == llama_count(32000, 1024, 4, 16, 4, 1376, lm_head=True)
 
 
 def test_hf_architectures_override_picks_the_head():
@@ -356,7 +365,7 @@ def test_cli_summary_of_an_hf_model_with_model_args(capsys):
 
 @pytest.mark.parametrize("spec, expected_output", [
     ("hf:bert", {"last_hidden_state": (1, 128, 768), "pooler_output": (1, 768)}),
-    ("hf:gpt2", {"last_hidden_state": (1, 128, 768)}),
+    ("hf:gpt2", {"logits": (1, 128, 50257)}),
     ("hf:t5", {"last_hidden_state": (1, 128, 512), "encoder_last_hidden_state": (1, 128, 512)}),
 ])
 def test_hf_model_outputs_render_as_their_fields(spec, expected_output):

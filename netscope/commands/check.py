@@ -1,4 +1,5 @@
-"""``netscope check [MODEL]``: size-formula findings only; exit 1 when a formula mismatch or error is found."""
+"""``netscope check [MODEL]``: size-formula findings; exit 1 when a formula mismatch or error is found, or
+when the mult-add total is partial (an operator without a multiply-add formula ran)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import argparse
 from netscope.commands.common import add_model_arguments, add_output_arguments, emit
 from netscope.errors import EXIT_FINDINGS, EXIT_OK
 
-HELP = "check every size-changing layer against its formula; exit 1 on a mismatch (for CI)"
+HELP = ("check every size-changing layer against its formula and that every operator is accounted for; "
+        "exit 1 on a mismatch or an uncounted operator (for CI)")
 
 COLUMNS = ("severity", "layer", "class_name", "code", "message")
 ALL_COLUMNS = ("layer", "class_name", "status", "formula", "expected", "observed", "rf", "jump")
@@ -48,8 +50,15 @@ def run(args: argparse.Namespace) -> int:
         failed = sum(1 for c in checks if c.status != "pass")
         text = (f"{report.run.model}: {len(checks)} size-changing calls checked, {len(checks) - failed} pass, "
                 f"{failed} mismatch\n" + _field_line(report) + (text if rows else "no findings"))
+        for uncounted in report.uncounted_ops():
+            text += f"\nuncounted operator (mult-add total is partial): {uncounted}"
     emit(text, args)
-    return EXIT_FINDINGS if has_problems(checks) else EXIT_OK
+    if report.partial and args.format in ("json", "csv"):  # the table says it inline; keep the data formats clean
+        import sys
+
+        sys.stderr.write("netscope: the mult-add total is partial: no formula for "
+                         + "; ".join(str(u) for u in report.uncounted_ops()) + "\n")
+    return EXIT_FINDINGS if has_problems(checks) or report.partial else EXIT_OK
 
 
 def _field_line(report) -> str:

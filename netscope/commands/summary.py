@@ -28,6 +28,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--html", default=None, metavar="FILE", help="also write a self-contained HTML report")
     parser.add_argument("--plot", default=None, metavar="FILE",
                         help="also write bar charts of params and mult-adds (png, svg, pdf; needs matplotlib)")
+    parser.add_argument("--by-op", action="store_true",
+                        help="show mult-adds and call counts per operator (overall, then per module call) "
+                        "instead of the layer table")
+    parser.add_argument("--strict", action="store_true",
+                        help="exit 1 when the mult-add total is partial (an operator without a formula ran)")
 
 
 def run(args) -> int:
@@ -49,8 +54,11 @@ def run(args) -> int:
     check_output_paths(args, (args.output, args.html, args.plot))
     wanted = args.receptive_field or bool({"rf", "jump"} & set(parse_columns(args.columns)))
     report = build_report(args, receptive_field=wanted)
-    emit(report.render(args.format, columns=args.columns, depth=args.depth, table_style=args.table_style,
-                       expand=args.expand, width=_terminal_width(args)), args)
+    if args.by_op:
+        emit(report.by_operator_text(args.format, table_style=args.table_style), args)
+    else:
+        emit(report.render(args.format, columns=args.columns, depth=args.depth, table_style=args.table_style,
+                           expand=args.expand, width=_terminal_width(args)), args)
     if args.html:
         from netscope.fileio import write_text_atomic
         from netscope.render.html import report_html
@@ -64,6 +72,12 @@ def run(args) -> int:
         save_plot(report, args.plot)
         if not args.quiet:
             sys.stderr.write(f"netscope: wrote {args.plot}\n")
+    if report.partial and args.strict:
+        from netscope.errors import EXIT_FINDINGS
+
+        sys.stderr.write("netscope: --strict: the mult-add total is partial (operators without a formula: "
+                         + ", ".join(u.op for u in report.uncounted_ops()) + ")\n")
+        return EXIT_FINDINGS
     return 0
 
 

@@ -145,6 +145,15 @@ def _si_text(call: LayerCall, value, ctx=None) -> str:
     return "" if value is None else si(value)
 
 
+def _partial(text):
+    """Mult-adds text; a row that misses an uncounted operator shows its count as a lower bound, ``>=N``."""
+    def draw(call: LayerCall, value, ctx=None) -> str:
+        cell = text(call, value, ctx)
+        return f">={cell}" if cell and call.index in (ctx or {}).get("partial_macs", ()) else cell
+
+    return draw
+
+
 _COLUMN_LIST: Tuple[Column, ...] = (
     Column("layer", "Layer", lambda c, ctx: c.display_name, "string", data=False, short=_tree_label),  # a tree
     Column("index", "Index", lambda c, ctx: c.index, "int64", numeric=True),
@@ -161,8 +170,8 @@ _COLUMN_LIST: Tuple[Column, ...] = (
     Column("own_params", "Own params", lambda c, ctx: c.own_params, "int64", numeric=True),
     Column("trainable", "Trainable", _trainable, "boolean", text=_trainable_text),
     Column("trainable_partial", "Partly trainable", lambda c, ctx: c.trainable == "partial", "bool"),
-    Column("macs", "Mult-adds", lambda c, ctx: c.macs, "int64", text=_si_text, numeric=True),
-    Column("own_macs", "Own mult-adds", lambda c, ctx: c.own_macs, "int64", numeric=True),
+    Column("macs", "Mult-adds", lambda c, ctx: c.macs, "int64", text=_partial(_si_text), numeric=True),
+    Column("own_macs", "Own mult-adds", lambda c, ctx: c.own_macs, "int64", text=_partial(_text), numeric=True),
     Column("output_bytes", "Output bytes", lambda c, ctx: c.output_bytes, "int64", numeric=True),
     Column("is_leaf", "Leaf", lambda c, ctx: c.is_leaf, "bool"),
     Column("kernel", "Kernel", _hyper("kernel_size"), text=_hyper_text, field="kernel_size"),

@@ -154,7 +154,16 @@ def _totals_items(totals) -> List[Tuple[str, str, int, str]]:
 def _totals_html(report) -> str:
     rows = "".join(f'<dt>{escape(label)}</dt><dd data-total="{key}" data-value="{value}">{escape(text)}</dd>'
                    for key, label, value, text in _totals_items(report.totals))
-    return f'<dl class="ns-totals">{rows}</dl>'
+    return f'<dl class="ns-totals">{rows}</dl>' + _partial_html(report)
+
+
+def _partial_html(report) -> str:
+    """A plain, visible line when the mult-add total misses operators without a formula."""
+    uncounted = report.uncounted_ops()
+    if not uncounted:
+        return ""
+    return ('<p class="ns-partial" role="alert"><strong>Mult-add total is partial (a lower bound):</strong> no '
+            "formula for " + escape("; ".join(str(u) for u in uncounted)) + "</p>")
 
 
 def _flow_html(report) -> str:

@@ -58,10 +58,14 @@ def run_step_report(model: nn.Module, inputs, options: StepOptions, *, label: st
     run = run_step(model, args, kwargs, options, device=device)
     trace = run.trace
     forward_totals = compute_totals(model, trace.calls, _user_modules(model, trace), input_bytes=run.input_bytes)
+    notes = tuple(trace.notes)
+    if run.backward_uncounted:
+        notes += (f"backward mult-adds are a lower bound (PARTIAL): no formula for {', '.join(run.backward_uncounted)}",)
     info = RunInfo(model=label, device=device, dtype=model_float_dtype(model), mode="train",
                    input_shapes=[shape_tree(a) for a in args] + ([shape_tree(kwargs)] if kwargs else []),
-                   seconds=trace.seconds)
-    forward = Report(layers=trace.calls, totals=forward_totals, run=info, model_output=trace.model_output)
+                   seconds=trace.seconds, notes=notes)
+    forward = Report(layers=trace.calls, totals=forward_totals, run=info, model_output=trace.model_output,
+                     operators=trace.operators)
     backward_own = list(run.backward_own)
     saved_own = list(run.saved_own)
     if backward_own:  # the loss, outside every module: charged to the root call, as the forward does

@@ -97,7 +97,7 @@ class StepReport:
         t = self.totals
         per = f" per rank ({t.layout}, {t.world_size} ranks)" if t.layout != "single" else ""
         lines = [
-            f"Forward mult-adds: {si(t.forward_macs)} ({t.forward_macs:,})",
+            f"Forward mult-adds: {si(t.forward_macs)} ({t.forward_macs:,})" + self.forward._partial_text(),
             f"Backward mult-adds: {si(t.backward_macs)} ({t.backward_macs:,})",
             f"Memory{per}, {t.optimizer}, {t.precision}:",
             f"  params {megabytes(t.param_bytes)}, grads {megabytes(t.grad_bytes)}, "
@@ -113,6 +113,7 @@ class StepReport:
             lines.append(f"  measured CUDA peak of a real step: {megabytes(t.measured_peak_bytes)}")
         r = self.run
         lines.append(f"Run: {r.model}, fake tensors on {r.device}, one training step, {r.seconds:.2f} s")
+        lines += [f"Note: {note}" for note in r.notes]
         return "\n".join(("- " + l if markdown and not l.startswith("  ") else l) for l in lines)
 
     def to_dict(self) -> Dict[str, Any]:

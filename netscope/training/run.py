@@ -30,7 +30,7 @@ from torch.utils.weak import WeakIdKeyDictionary
 
 from netscope.errors import ForwardError, InputSpecError
 from netscope.guard import paused_gc, preserved_model
-from netscope.macs import MAC_REGISTRY
+from netscope.macs import UNSEEN, OpResolver
 from netscope.meta import meta_copy
 from netscope.trace import TraceResult, _build_result, _eager, _forward_error, _Recorder
 from netscope.training.options import OPTIMIZERS, PRECISIONS, StepOptions
@@ -74,6 +74,7 @@ class StepRun:
     input_bytes: int
     timeline: List[Tuple[int, int, int, int]]  # after each operator: live (total, params, grads, optimizer) bytes
     device: str
+    backward_uncounted: Tuple[str, ...] = ()  # backward operators without a formula: backward_macs is a lower bound
 
 
 def run_step(model: nn.Module, args: tuple, kwargs: dict, options: StepOptions, *,
@@ -119,7 +120,8 @@ def run_step(model: nn.Module, args: tuple, kwargs: dict, options: StepOptions, 
 
     if options.activation_checkpointing:
         _checkpoint_blocks(copy_, pack, type(model).__name__)
-    counter = _Counter(recorder, backward, node_of)
+    ops = OpResolver()
+    counter = _Counter(recorder, backward, node_of, ops)
     tagger = _Tagger(current)
     start = time.perf_counter()
     with paused_gc(), preserved_model(copy_, train=True), torch.enable_grad(), fake:
@@ -129,8 +131,8 @@ def run_step(model: nn.Module, args: tuple, kwargs: dict, options: StepOptions, 
         with tracker:
             output, error = _forward(copy_, args, kwargs, recorder, counter, tagger, pack, autocast_dtype, device)
             if error is not None:
-                raise _step_forward_error(copy_, _build_result(named, recorder, None, 0.0, None), error) from error
-            result = _build_result(named, recorder, output, 0.0, None)
+                raise _step_forward_error(copy_, _build_result(named, recorder, ops, None, 0.0, None), error) from error
+            result = _build_result(named, recorder, ops, output, 0.0, None)
             loss = _loss(output, type(model).__name__)
             with counter:
                 loss.backward()
@@ -156,6 +158,7 @@ def run_step(model: nn.Module, args: tuple, kwargs: dict, options: StepOptions, 
                         if isinstance(t, torch.Tensor)),
         timeline=tracker.timeline,
         device=device,
+        backward_uncounted=tuple(sorted(counter.backward_uncounted)),
     )
 
 
@@ -288,11 +291,13 @@ class _Counter(TorchDispatchMode):
     """Multiply-adds per operator: forward ones to the innermost open call, backward ones to the call
     whose forward created the running autograd node."""
 
-    def __init__(self, recorder: _Recorder, backward: Dict[int, int], node_of):
+    def __init__(self, recorder: _Recorder, backward: Dict[int, int], node_of, ops: OpResolver):
         super().__init__()
         self.recorder = recorder
         self.backward = backward
         self.node_of = node_of
+        self.ops = ops  # the formula registry, resolved once per operator, as the summary's trace does
+        self.backward_uncounted = set()
 
     @classmethod
     def _should_skip_dynamo(cls) -> bool:
@@ -300,17 +305,28 @@ class _Counter(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
-        formula = MAC_REGISTRY.get(func._overloadpacket)
+        packet = func._overloadpacket
+        formula = self.ops.get(packet, UNSEEN)
+        if formula is UNSEEN:
+            formula = self.ops.first_sight(func)
+        node = self.node_of()
+        recorder = self.recorder
+        if node is None:  # forward: recorded like the summary's trace (operator calls, uncounted ones)
+            call = recorder.stack[-1] if recorder.stack else recorder.outside
+            recorder.op_calls.append(call.index)
+            recorder.op_packets.append(packet)
+        elif formula is None and self.ops.kinds.get(packet) == "uncounted":
+            self.backward_uncounted.add(str(packet))
         if formula is None:
             return out
         macs = formula(*args, **(kwargs or {}), out_val=out)
-        node = self.node_of()
         if node is not None:
             index = node.metadata.get(TAG, OUTSIDE)
             self.backward[index] = self.backward.get(index, 0) + macs
-        elif self.recorder.stack:
-            self.recorder.stack[-1].own_macs += macs
         else:
-            self.recorder.outside_macs += macs
+            call.own_macs += macs
+            recorder.mac_calls.append(call.index)
+            recorder.mac_packets.append(packet)
+            recorder.mac_values.append(macs)
         return out
 

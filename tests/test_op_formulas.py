@@ -1,0 +1,149 @@
+"""Formulas for the operators users hit as zeros, each against an independent count.
+
+RNN kernels: the count written out (each weight matrix once per step and batch row) and the meta
+device's decomposition into mm/addmm, which torch's own formulas count. Bilinear: N·out·in1·in2.
+deform_conv2d: torch's FlopCounterMode on the plain convolution of the same shape. Quantized: torch's
+FlopCounterMode on the float twin, and the fused float model's ``parameters()``.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import pytest
+import torch
+import torch.nn as nn
+import torchvision
+from torch.utils.flop_counter import FlopCounterMode
+
+import netscope
+
+
+def _macs(model, *inputs, device="cpu"):
+    report = netscope.summary(model, input_data=tuple(inputs), device=device, checks=False, audit_names=False)
+    assert not report.partial, report.uncounted_ops()
+    return report
+
+
+def _rnn_formula(rnn: nn.RNNBase, steps: int, batch: int) -> int:
+    gates = {"LSTM": 4, "GRU": 3}.get(type(rnn).__name__, 1)
+    hidden = rnn.hidden_size
+    out = rnn.proj_size or hidden
+    directions = 2 if rnn.bidirectional else 1
+    total = 0
+    for layer in range(rnn.num_layers):
+        layer_in = rnn.input_size if layer == 0 else out * directions
+        per_step = gates * hidden * layer_in + gates * hidden * out + (hidden * out if rnn.proj_size else 0)
+        total += directions * steps * batch * per_step
+    return total
+
+
+RNNS = [
+    pytest.param(lambda: nn.LSTM(10, 16), id="lstm"),
+    pytest.param(lambda: nn.LSTM(10, 16, num_layers=2, bidirectional=True), id="lstm-2-layer-bi"),
+    pytest.param(lambda: nn.LSTM(10, 16, num_layers=2, proj_size=8), id="lstm-proj"),
+    pytest.param(lambda: nn.LSTM(10, 16, batch_first=True, bias=False), id="lstm-batch-first-no-bias"),
+    pytest.param(lambda: nn.GRU(10, 16, num_layers=2, bidirectional=True), id="gru-2-layer-bi"),
+    pytest.param(lambda: nn.RNN(10, 16, nonlinearity="relu"), id="rnn-relu"),
+    pytest.param(lambda: nn.RNN(10, 16, num_layers=3), id="rnn-tanh-3-layer"),
+]
+
+
+@pytest.mark.parametrize("build", RNNS)
+def test_rnn_family_counts_the_same_on_cpu_and_meta_and_equals_the_formula(build):
+    torch.manual_seed(0)
+    rnn = build().eval()
+    steps, batch = 7, 3
+    shape = (batch, steps, 10) if rnn.batch_first else (steps, batch, 10)
+    x = torch.randn(shape)
+    cpu = _macs(rnn, x)
+    meta = _macs(rnn, x, device="meta")
+    assert cpu.totals.total_macs == meta.totals.total_macs == _rnn_formula(rnn, steps, batch)
+    assert cpu.totals.total_params == meta.totals.total_params == sum(p.numel() for p in rnn.parameters())
+
+
+def test_cpu_lstm_uses_the_mkldnn_kernel_and_it_is_counted():
+    rnn = nn.LSTM(10, 16).eval()
+    report = _macs(rnn, torch.randn(7, 3, 10))
+    ops = report.by_operator().set_index("op")
+    if "aten::mkldnn_rnn_layer" not in ops.index:
+        pytest.skip("this build of torch runs LSTM on CPU without mkldnn_rnn_layer")
+    assert ops.loc["aten::mkldnn_rnn_layer", "macs"] == _rnn_formula(rnn, 7, 3)
+
+
+@pytest.mark.parametrize("cell,gates", [(nn.LSTMCell, 4), (nn.GRUCell, 3), (nn.RNNCell, 1)])
+def test_rnn_cells(cell, gates):
+    module = cell(10, 16).eval()
+    x = torch.randn(3, 10)
+    cpu = _macs(module, x)
+    assert cpu.totals.total_macs == _macs(module, x, device="meta").totals.total_macs == 3 * gates * 16 * (10 + 16)
+
+
+def test_bilinear_counts_n_out_in1_in2():
+    module = nn.Bilinear(5, 7, 3)
+    a, b = torch.randn(4, 5), torch.randn(4, 7)
+    for device in ("cpu", "meta"):
+        assert _macs(module, a, b, device=device).totals.total_macs == 4 * 3 * 5 * 7
+
+
+def test_deform_conv2d_counts_as_the_plain_convolution_of_its_weight():
+    from torchvision.ops import DeformConv2d
+
+    module = DeformConv2d(4, 6, 3, stride=2, padding=1, groups=2)
+    x = torch.randn(2, 4, 9, 9)
+    offset = torch.zeros(2, 2 * 9, 5, 5)
+    report = _macs(module, x, offset)
+    plain = nn.Conv2d(4, 6, 3, stride=2, padding=1, groups=2)
+    with FlopCounterMode(display=False) as flops:
+        plain(x)
+    assert report.totals.total_macs == flops.get_total_flops() // 2 == 2 * 6 * 5 * 5 * (4 // 2) * 3 * 3
+
+
+class Spectral(nn.Module):
+    def forward(self, x):
+        return torch.fft.irfft(torch.fft.rfft(x, dim=-1), n=x.shape[-1], dim=-1), torch.fft.fft2(x.to(torch.complex64))
+
+
+def test_fft_counts_n_log2_n_over_2_complex_multiply_adds_per_signal():
+    x = torch.randn(3, 8, 16)
+    report = _macs(Spectral(), x)
+    # rfft over the last dim: 3·8 signals of 16 points; irfft the same; fft2: 16-point and 8-point passes
+    expected = (3 * 8 * 16 * 4 // 2) * 2 + (3 * 8 * 16 * 4 // 2 + 3 * 8 * 16 * 3 // 2)
+    assert report.totals.total_macs == expected
+    assert _macs(Spectral(), x, device="meta").totals.total_macs == expected
+
+
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v3_large"])
+def test_quantized_models_count_the_float_twins_multiply_adds_and_packed_weights(name):
+    warnings.filterwarnings("ignore", category=UserWarning)
+    builder = torchvision.models.get_model_builder(f"quantized_{name}")
+    quantized = builder(weights=None, quantize=True).eval()
+    x = torch.randn(1, 3, 64, 64)
+    report = _macs(quantized, x)
+    float_twin = builder(weights=None, quantize=False).eval()
+    with FlopCounterMode(display=False) as flops:
+        float_twin(x)
+    assert report.totals.total_macs == flops.get_total_flops() // 2
+    float_twin.fuse_model(is_qat=False)  # what quantize=True does before converting: BN folded into the convs
+    assert report.totals.total_params == sum(p.numel() for p in float_twin.parameters())
+    assert report.totals.trainable_params == 0
+    fc_row = next(c for c in report.layers if c.name == "fc" or c.name == "classifier.3")
+    assert fc_row.own_params == fc_row.subtree_params > 0
+
+
+def test_quantized_linear_dynamic_and_transposed_conv():
+    warnings.filterwarnings("ignore", category=UserWarning)
+    model = nn.Sequential(nn.Linear(12, 8), nn.ReLU(), nn.Linear(8, 4))
+    dynamic = torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8)
+    report = _macs(dynamic, torch.randn(5, 12))
+    assert report.totals.total_macs == 5 * (12 * 8 + 8 * 4)
+    assert report.totals.total_params == sum(p.numel() for p in model.parameters())
+    qconv = torch.ao.nn.quantized.ConvTranspose2d(4, 6, 3, stride=2, groups=2)
+    qx = torch.quantize_per_tensor(torch.randn(1, 4, 5, 5), 0.1, 0, torch.quint8)
+    report = _macs(qconv, qx)
+    plain = nn.ConvTranspose2d(4, 6, 3, stride=2, groups=2)
+    with FlopCounterMode(display=False) as flops:
+        plain(torch.randn(1, 4, 5, 5))
+    assert report.totals.total_macs == flops.get_total_flops() // 2 == 1 * 5 * 5 * 4 * (6 // 2) * 3 * 3
+    assert report.totals.total_params == math.prod(qconv.weight().shape) + 6

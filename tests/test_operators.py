@@ -1,0 +1,219 @@
+"""Every operator accounted for: the public formula registry, partial reports, the per-operator breakdown.
+
+Oracles: torch's own ``FlopCounterMode`` (2 FLOPs per multiply-add) on the same model, a separate
+dispatch mode that only counts calls, and formulas written out as formulas.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import pytest
+import torch
+import torch.nn as nn
+import torchvision
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import FlopCounterMode
+
+import netscope
+from netscope.cli import main
+from netscope.macs import REGISTRY, ZERO_BY_CONVENTION, qualified_name
+
+
+@torch.library.custom_op("netscope_test::scaled_matvec", mutates_args=())
+def scaled_matvec(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """A custom operator nobody has a formula for: x (n, k) @ w (k, m)."""
+    return x @ w
+
+
+@scaled_matvec.register_fake
+def _(x, w):
+    return x.new_empty(x.shape[0], w.shape[1])
+
+
+class Opaque(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(6, 4))
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.fc(scaled_matvec(x, self.w))
+
+
+class WithInverse(nn.Module):
+    """``torch.linalg.inv`` has no multiply-add formula anywhere: a real operator that must be named."""
+
+    def __init__(self):
+        super().__init__()
+        self.proj = nn.Linear(4, 4)
+        self.head = nn.Linear(4, 2)
+
+    def forward(self, x):
+        y = self.proj(x)
+        gram = y.transpose(0, 1) @ y + torch.eye(4, device=y.device)
+        return self.head(y @ torch.linalg.inv(gram))
+
+
+# ---- the registry ------------------------------------------------------------------------------
+
+def test_an_operator_without_a_formula_makes_the_report_partial_and_is_named_with_its_layer():
+    report = netscope.summary(Opaque(), (5, 6), device="cpu")
+    assert report.partial
+    [uncounted] = report.uncounted_ops()
+    assert uncounted.op == "netscope_test::scaled_matvec" and uncounted.calls == 1 and uncounted.layers == ("(root)",)
+    text = " ".join(str(report).split())  # the totals line wraps at the table width
+    assert "PARTIAL" in text and "netscope_test::scaled_matvec (1 call in (root))" in text
+    root_row, fc_row = report.table_rows(["layer", "macs"])  # table cells: the partial row is a lower bound
+    assert root_row["macs"] == f">={report.totals.total_macs}" and fc_row["macs"] == "60"  # fc is exact: not marked
+    assert [r["macs"] for r in report.rows(["layer", "macs"])] == [report.totals.total_macs, 5 * 4 * 3]  # typed data
+    data = json.loads(report.to_json())
+    assert data["partial"] is True
+    assert data["operators"]["uncounted"] == [{"op": "netscope_test::scaled_matvec", "calls": 1, "layers": ["(root)"]}]
+    assert "Mult-add total is partial" in report.to_html() and "netscope_test::scaled_matvec" in report.to_html()
+
+
+def test_register_macs_counts_a_custom_operator_and_refuses_duplicates():
+    @netscope.register_macs("netscope_test::scaled_matvec")
+    def matvec_macs(x, w, *, out_val=None):
+        return x.shape[0] * x.shape[1] * w.shape[1]
+
+    try:
+        report = netscope.summary(Opaque(), (5, 6), device="cpu")
+        assert not report.partial
+        assert report.totals.total_macs == 5 * 6 * 4 + 5 * 4 * 3
+        with pytest.raises(ValueError, match="registered twice"):
+            netscope.register_macs("netscope_test::scaled_matvec")(matvec_macs)
+        with pytest.raises(ValueError, match="ignored"):
+            netscope.ignore_macs("netscope_test::scaled_matvec", "it is free")
+    finally:
+        REGISTRY.unregister("netscope_test::scaled_matvec")
+    assert netscope.summary(Opaque(), (5, 6), device="cpu").partial
+
+
+def test_ignore_macs_declares_zero_by_convention():
+    netscope.ignore_macs(torch.ops.netscope_test.scaled_matvec, "test: treated as free")
+    try:
+        report = netscope.summary(Opaque(), (5, 6), device="cpu")
+        assert not report.partial and report.totals.total_macs == 5 * 4 * 3
+    finally:
+        REGISTRY.unregister("netscope_test::scaled_matvec")
+
+
+def test_shadowing_torchs_formula_or_the_zero_list_needs_to_be_deliberate():
+    with pytest.raises(ValueError, match="flop_counter already has a formula"):
+        netscope.register_macs(torch.ops.aten.mm)(lambda *a, out_val=None: 0)
+    with pytest.raises(ValueError, match="zero-by-convention"):
+        netscope.register_macs("aten::native_layer_norm")(lambda *a, out_val=None: 0)
+    with pytest.raises(ValueError, match="namespace"):
+        netscope.register_macs("mm")
+    with pytest.raises(ValueError, match="reason"):
+        netscope.ignore_macs("netscope_test::scaled_matvec", "")
+
+
+def test_torchs_registry_is_read_live_so_formulas_added_later_are_seen():
+    from torch.utils import flop_counter
+
+    op = torch.ops.netscope_test.scaled_matvec
+    assert netscope.summary(Opaque(), (5, 6), device="cpu").partial
+    flop_counter.register_flop_formula(op)(lambda x_shape, w_shape, *a, **k: 2 * x_shape[0] * x_shape[1] * w_shape[1])
+    try:
+        report = netscope.summary(Opaque(), (5, 6), device="cpu")
+        assert not report.partial and report.totals.total_macs == 5 * 6 * 4 + 5 * 4 * 3
+    finally:
+        flop_counter.flop_registry.pop(op)
+
+
+def test_zero_list_names_real_operators_and_does_not_overlap_formulas():
+    formulas = set(REGISTRY.formula_names())
+    for group, (reason, names) in ZERO_BY_CONVENTION.items():
+        assert reason
+        for name in names:
+            assert "::" in name and name not in formulas, name
+    from torch.utils import flop_counter
+    torch_formulas = {qualified_name(op) for op in flop_counter.flop_registry if hasattr(op, "_qualified_op_name")}
+    assert not torch_formulas & set(REGISTRY.zero_names())
+
+
+# ---- partial reports on the command line -------------------------------------------------------
+
+@pytest.fixture
+def inverse_spec(tmp_path):
+    source = tmp_path / "invnet.py"
+    source.write_text(textwrap.dedent("""
+        import torch, torch.nn as nn
+        class Net(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.proj = nn.Linear(4, 4)
+            def forward(self, x):
+                y = self.proj(x)
+                return torch.linalg.inv(y.transpose(0, 1) @ y + torch.eye(4))
+    """))
+    return f"{source}:Net"
+
+
+def test_check_and_summary_strict_exit_1_on_a_partial_total(inverse_spec, capsys):
+    assert main(["summary", inverse_spec, "--input", "6,4", "--device", "cpu"]) == 0
+    out, _ = capsys.readouterr()
+    assert "PARTIAL" in out and "aten::linalg_inv_ex (1 call in (root))" in out
+    assert main(["summary", inverse_spec, "--input", "6,4", "--device", "cpu", "--strict"]) == 1
+    _, err = capsys.readouterr()
+    assert "aten::linalg_inv_ex" in err
+    assert main(["check", inverse_spec, "--input", "6,4", "--device", "cpu"]) == 1
+    out, _ = capsys.readouterr()
+    assert "uncounted operator" in out and "aten::linalg_inv_ex" in out
+    assert main(["summary", inverse_spec, "--input", "6,4", "--device", "cpu", "-f", "json"]) == 0
+    data = json.loads(capsys.readouterr()[0])
+    assert data["partial"] is True and data["operators"]["uncounted"][0]["op"] == "aten::linalg_inv_ex"
+
+
+def test_check_exits_0_when_every_operator_is_accounted_for(capsys):
+    assert main(["check", "resnet18", "--device", "meta"]) == 0
+    assert "uncounted" not in capsys.readouterr()[0]
+
+
+# ---- the per-operator breakdown ----------------------------------------------------------------
+
+class _CallCounter(TorchDispatchMode):
+    def __init__(self):
+        super().__init__()
+        self.calls = {}
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func._overloadpacket._qualified_op_name
+        self.calls[name] = self.calls.get(name, 0) + 1
+        return func(*args, **(kwargs or {}))
+
+
+def test_by_operator_matches_torchs_flop_counter_and_an_independent_call_count():
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18().eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad(), FlopCounterMode(display=False) as flops, _CallCounter() as counter:
+        model(x)
+    report = netscope.summary(model, input_data=x)
+    frame = report.by_operator()
+    by_op = frame.set_index("op")
+    for op, value in flops.get_flop_counts()["Global"].items():
+        assert by_op.loc[qualified_name(op), "macs"] == value // 2
+    assert dict(zip(frame["op"], frame["calls"])) == counter.calls
+    assert frame["macs"].sum() == report.totals.total_macs
+    per_module = report.by_operator(per_module=True)
+    assert per_module["macs"].sum() == report.totals.total_macs
+    conv1 = per_module[per_module["layer"] == "conv1"]
+    assert list(conv1["op"]) == ["aten::convolution"] and conv1["calls"].tolist() == [1]
+    assert conv1["macs"].tolist() == [64 * 32 * 32 * 3 * 7 * 7]
+    assert set(frame["kind"]) <= {"formula", "zero"}
+
+
+def test_by_op_cli_view_and_json_section(capsys):
+    assert main(["summary", "resnet18", "--device", "meta", "--by-op"]) == 0
+    out = capsys.readouterr()[0]
+    assert "aten::convolution" in out and "Per module call" in out
+    assert main(["summary", "resnet18", "--device", "meta", "--by-op", "-f", "json"]) == 0
+    data = json.loads(capsys.readouterr()[0])
+    total = {row["op"]: row for row in data["total"]}
+    assert total["aten::convolution"]["calls"] == 20 and data["partial"] is False
+    assert sum(op["macs"] for layer in data["per_layer"] for op in layer["ops"]) == sum(r["macs"] for r in data["total"])
