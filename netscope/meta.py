@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import functools
+import sys
 import weakref
 from typing import Callable, Iterator, Optional, Tuple, TypeVar
 
@@ -54,7 +55,7 @@ def empty_weights(enabled: bool = True) -> Iterator[None]:
     originals = {name: getattr(nn.init, name) for name in _INIT_FUNCTIONS if hasattr(nn.init, name)}
     from netscope.guard import GLOBAL_STATE_LOCK
 
-    with GLOBAL_STATE_LOCK:  # the patches are process-wide: one build at a time
+    with GLOBAL_STATE_LOCK, quantization_refused():  # the patches are process-wide: one build at a time
         nn.Module.register_parameter = register_parameter
         nn.Module.register_buffer = register_buffer
         for name, function in originals.items():
@@ -84,8 +85,37 @@ def fake_tensors() -> Iterator[None]:
     """
     from torch._subclasses.fake_tensor import FakeTensorMode
 
-    with FakeTensorMode(allow_non_fake_inputs=True):
+    with quantization_refused(), FakeTensorMode(allow_non_fake_inputs=True):
         yield
+
+
+# Eager-mode quantization entry points: their native kernels (fusing, packing weights) read tensor data
+# and crash the process on meta tensors (torchvision's quantized models segfault in fuse_modules), which
+# no fallback could catch; inside a no-memory build they raise instead, so the real build is used.
+_QUANTIZATION_ENTRY_POINTS = ("fuse_modules", "fuse_modules_qat", "prepare", "prepare_qat", "convert",
+                              "quantize", "quantize_dynamic")
+
+
+@contextlib.contextmanager
+def quantization_refused() -> Iterator[None]:
+    """Make ``torch.ao.quantization``'s eager entry points raise (only where that package is loaded)."""
+    package = sys.modules.get("torch.ao.quantization")
+    originals = {name: getattr(package, name) for name in _QUANTIZATION_ENTRY_POINTS
+                 if package is not None and hasattr(package, name)}
+
+    def refuse(name):
+        def refused(*args, **kwargs):
+            raise RuntimeError(f"torch.ao.quantization.{name} runs native kernels that need tensor values; "
+                               "a quantized model is built with real weights")
+        return refused
+
+    for name in originals:
+        setattr(package, name, refuse(name))
+    try:
+        yield
+    finally:
+        for name, function in originals.items():
+            setattr(package, name, function)
 
 
 def build_without_memory(build: Callable[[bool], T], retry: Callable[[BaseException], bool],
