@@ -85,6 +85,20 @@ def native_mha_macs(query, key, value, embed_dim, num_head, *args, out_val=None,
     return projections + attention + output
 
 
+@register_macs("aten::_transformer_encoder_layer_fwd")
+def transformer_encoder_layer_macs(src, embed_dim, num_heads, qkv_weight, qkv_bias, proj_weight, proj_bias,
+                                   use_gelu, norm_first, eps, norm_weight_1, norm_bias_1, norm_weight_2,
+                                   norm_bias_2, ffn_weight_1, *args, out_val=None, **kwargs) -> int:
+    """``nn.TransformerEncoderLayer``'s fused eval path: q/k/v and output projections, scores and weighted
+    sum over all heads, and the two feed-forward matmuls (what the unfused layer's operators count)."""
+    tokens = src.shape[:-1].numel()
+    seq = src.shape[-2]
+    hidden = ffn_weight_1.shape[0]
+    projections = tokens * embed_dim * (3 * embed_dim + embed_dim)
+    attention = 2 * tokens * seq * embed_dim
+    return projections + attention + 2 * tokens * embed_dim * hidden
+
+
 # ---- recurrent kernels ----------------------------------------------------------------------------
 
 def _rnn_rows(input) -> int:

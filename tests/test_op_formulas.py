@@ -147,3 +147,20 @@ def test_quantized_linear_dynamic_and_transposed_conv():
         plain(torch.randn(1, 4, 5, 5))
     assert report.totals.total_macs == flops.get_total_flops() // 2 == 1 * 5 * 5 * 4 * (6 // 2) * 3 * 3
     assert report.totals.total_params == math.prod(qconv.weight().shape) + 6
+
+
+@pytest.mark.parametrize("batch_first", [True, False])
+def test_fused_transformer_encoder_layer_counts_what_the_unfused_layer_does(batch_first):
+    """``nn.TransformerEncoder`` in eval runs ``aten::_transformer_encoder_layer_fwd``; its count is the
+    unfused layer's, written out: q/k/v + output projections, scores and weighted sum, two FFN matmuls."""
+    batch, seq, embed, heads, hidden, layers = 2, 6, 32, 4, 64, 3
+    torch.manual_seed(0)
+    encoder = nn.TransformerEncoder(nn.TransformerEncoderLayer(embed, heads, hidden, batch_first=batch_first),
+                                    layers, enable_nested_tensor=False).eval()
+    x = torch.randn(batch, seq, embed) if batch_first else torch.randn(seq, batch, embed)
+    report = netscope.summary(encoder, x)
+    fused = "aten::_transformer_encoder_layer_fwd" in set(report.by_operator()["op"])
+    assert fused == batch_first  # torch takes the fused fast path only for batch-first inputs: both paths checked
+    tokens = batch * seq
+    per_layer = tokens * embed * 4 * embed + 2 * tokens * seq * embed + 2 * tokens * embed * hidden
+    assert not report.partial and report.totals.total_macs == layers * per_layer
