@@ -91,3 +91,35 @@ def test_vgg11_diff_against_vgg11_bn_names_the_shifts():
     assert report.mapping["features.3.weight"] == "features.4.weight"
     assert report.mapping["features.18.weight"] == "features.25.weight"  # not the same-named 6th conv
     assert any(r.replacement == "features.4." for r in report.rules)
+
+
+class _Backbone(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 8, 3), nn.ReLU())
+
+
+class _Saved(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.backbone = _Backbone()
+
+
+class _WithNorms(nn.Module):  # the same convs, renumbered (no ReLUs), then a BatchNorm at index 2
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(3, 8, 3), nn.Conv2d(8, 8, 3), nn.BatchNorm2d(8))
+
+
+def test_a_rule_that_splits_one_checkpoint_module_across_two_model_modules_is_named():
+    """A --rule that ignores the renumbering sends a conv's bias (same shape as a BatchNorm's) to the norm while
+    its weight goes elsewhere: each mapping has its own evidence, but the split must be said."""
+    source = _Saved().state_dict()
+    _, report = netscope.remap(source, _WithNorms(), rules=[r"^backbone\.features\.=body."])
+    split = [n for n in report.notes + report.plan.notes if "split across model modules" in n]
+    by_source = {}
+    for d in report.plan.decisions:
+        if d.loads:
+            by_source.setdefault(d.source.rsplit(".", 1)[0], set()).add(d.target.rsplit(".", 1)[0])
+    really_split = sorted(k for k, targets in by_source.items() if len(targets) > 1)
+    assert really_split and all(any(f"checkpoint module {k} " in n for n in split) for k in really_split)

@@ -326,7 +326,21 @@ def _finish(state: _Matching, user_rules: Sequence[Rule]) -> Plan:
                                      f"no checkpoint tensor for it{f' ({kind} {owner})' if kind else ''}; it keeps its "
                                      "initial value", None, meta.shape))
     rules, reproduce, notes = _compact_rules(state, user_rules, decisions)
-    return Plan(tuple(decisions), tuple(rules), reproduce, tuple(state.notes + notes))
+    return Plan(tuple(decisions), tuple(rules), reproduce, tuple(state.notes + notes + _split_modules(decisions)))
+
+
+def _split_modules(decisions: Sequence[KeyDecision]) -> List[str]:
+    """Notes for checkpoint modules whose tensors went into more than one model module (a conv's weight into
+    one layer, its bias into another): each mapping had its own evidence, together they rarely mean it."""
+    targets: Dict[str, Dict[str, List[str]]] = {}
+    for d in decisions:
+        if d.loads and d.reason != P.ALIAS:
+            targets.setdefault(module_of(d.source), {}).setdefault(module_of(d.target), []).append(
+                f"{d.source.rsplit('.', 1)[-1]} by {d.reason}")
+    return [f"checkpoint module {source or '(root)'} is split across model modules "
+            + "; ".join(f"{target or '(root)'} ({', '.join(how)})" for target, how in parts.items())
+            + ": check the mapping (a --rule that covers only some of its tensors?)"
+            for source, parts in targets.items() if len(parts) > 1]
 
 
 def _compact_rules(state: _Matching, user_rules: Sequence[Rule],
