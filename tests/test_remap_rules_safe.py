@@ -123,3 +123,15 @@ def test_a_rule_that_splits_one_checkpoint_module_across_two_model_modules_is_na
             by_source.setdefault(d.source.rsplit(".", 1)[0], set()).add(d.target.rsplit(".", 1)[0])
     really_split = sorted(k for k, targets in by_source.items() if len(targets) > 1)
     assert really_split and all(any(f"checkpoint module {k} " in n for n in split) for k in really_split)
+
+
+def test_replaying_a_plan_does_not_advise_replaying_it(tmp_path):
+    from netscope.remapping.plan import write_plan
+
+    source = _Saved().state_dict()
+    _, first = netscope.remap(source, _WithNorms(), rules=[r"^backbone\.features\.=body."])
+    assert any("replay with --plan" in n for n in first.plan.notes)  # the compact rules cannot say it all
+    write_plan(first.plan, tmp_path / "plan.json")
+    _, again = netscope.remap(source, _WithNorms(), plan=str(tmp_path / "plan.json"))
+    assert again.plan.mapping() == first.plan.mapping()
+    assert not any("replay with --plan" in n for n in again.plan.notes)

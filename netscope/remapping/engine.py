@@ -8,6 +8,7 @@ Pure metadata: no tensor is read.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from functools import cached_property
 from typing import Dict, List, Optional, Sequence, Set, Tuple
 
@@ -101,7 +102,10 @@ def infer_plan(source: TensorLayout, target: TensorLayout, *, rules: Sequence[Ru
     _shifts(state)
     if structural:
         _structural(state)
-    return _finish(state, rules)
+    result = _finish(state, rules)
+    if plan is not None:  # replaying is what the "compact rules differ, replay with --plan" note advises
+        result = replace(result, notes=tuple(n for n in result.notes if "replay with --plan" not in n))
+    return result
 
 
 def _replay(state: _Matching, plan: Plan) -> None:
