@@ -747,3 +747,16 @@ def test_public_api_exports():
 
     assert netscope.keys is inspect_checkpoint
     assert netscope.read_checkpoint is load_checkpoint
+
+
+def test_key_choice_is_reported_once_and_as_chosen(tmp_path):
+    """--key overrules the automatic choice: the notes say what was taken, never both."""
+    import torchvision
+
+    from netscope.checkpoints import load_checkpoint
+
+    state = torchvision.models.resnet18(weights=None).state_dict()
+    path = tmp_path / "two.pt"
+    torch.save({"model": state, "ema": state}, path)
+    notes = [n for n in load_checkpoint(str(path), key="ema").info.notes if "taken from" in n]
+    assert len(notes) == 1 and notes[0].startswith("the state dict was taken from ema;")

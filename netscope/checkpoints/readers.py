@@ -79,7 +79,8 @@ def load_checkpoint(path: str, *, weights_only: bool = True, mmap: bool = True,
         return loaded
     if fmt not in ("torch", "dcp"):
         raise _key_does_not_apply(path, fmt, key)
-    info, state = _info_from_container(resolved, fmt, loaded.container, list(loaded.info.notes), key)
+    notes = [n for n in loaded.info.notes if not n.startswith(CHOSEN_NOTE)]  # the automatic choice, now overruled
+    info, state = _info_from_container(resolved, fmt, loaded.container, notes, key)
     return LoadedCheckpoint(info=info, container=loaded.container, state_dict=state)
 
 
@@ -209,6 +210,9 @@ def _info_from_container(path: str, fmt: str, container: Any, notes: List[str],
     return info, state
 
 
+CHOSEN_NOTE = "the state dict was taken from"
+
+
 def _other_candidates_note(container: Any, chosen: Tuple[Any, ...], automatic: bool) -> List[str]:
     """A note naming the other dicts of model tensors (EMA weights, a teacher, ...) and how to choose one."""
     others = {p: n for p, n in state_dict_candidates(container).items() if p != chosen}
@@ -216,7 +220,7 @@ def _other_candidates_note(container: Any, chosen: Tuple[Any, ...], automatic: b
         return []
     listed = ", ".join(f"{path_text(p)} ({n} tensors)" for p, n in others.items())
     ema = any("ema" in str(p[-1]).lower() for p in others if p)
-    return [f"the state dict was taken from {path_text(chosen)}{' (chosen automatically)' if automatic else ''}; "
+    return [f"{CHOSEN_NOTE} {path_text(chosen)}{' (chosen automatically)' if automatic else ''}; "
             f"the file also holds {listed}: choose with --key NAME"
             + (" (timm's own loader uses the EMA weights by default)" if ema else "")]
 
