@@ -66,6 +66,10 @@ class LayerCall:
     # cumulative receptive field of the output on the model input: a netscope.receptive_field.Field,
     # "whole input", or None (not derived from a spatial input, or through an operator without a rule)
     receptive_field: Any = None
+    # dataflow (netscope.dataflow): indexes of the calls whose outputs this call received (-1: the model's
+    # input), and the operators in its own code that merged values of different calls: ("add_", (11, 12))
+    inputs_from: Tuple[int, ...] = ()
+    merges: Tuple[Tuple[str, Tuple[int, ...]], ...] = ()
 
     @property
     def is_repeat(self) -> bool:

@@ -18,6 +18,7 @@ import torch
 import torch.nn as nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from netscope.dataflow import MODEL_INPUT, DataflowTracker, edge_tuple
 from netscope.errors import ForwardError, OutOfMemory
 from netscope.guard import GLOBAL_STATE_LOCK, frozen_heap, paused_gc, preserved_model
 from netscope.macs import MAC_REGISTRY
@@ -49,7 +50,8 @@ class TraceResult:
 
 class _OpenCall:
     __slots__ = ("index", "module", "name", "parent", "depth", "call_number", "args", "kwargs",
-                 "output", "output_bytes", "own_macs", "failed", "finished", "origin", "error", "field")
+                 "output", "output_bytes", "own_macs", "failed", "finished", "origin", "error", "field",
+                 "inputs_from")
 
     def __init__(self, index, module, name, parent, depth, call_number, args, kwargs):
         self.index = index
@@ -68,6 +70,7 @@ class _OpenCall:
         self.origin = None  # when failed: the innermost call the exception came from
         self.error = None  # when failed: the exception that left this call
         self.field = None  # receptive field of the output (netscope.receptive_field), when tracked
+        self.inputs_from = frozenset()  # indexes of the calls that produced its tensor arguments (dataflow)
 
 
 class _Recorder:
@@ -89,6 +92,7 @@ class _Recorder:
         self.outside_macs = 0
         self.last_failed: Optional[_OpenCall] = None  # the call whose failure was the latest hook event
         self.field_of: Optional[Callable[[Any], Any]] = None  # output -> its receptive field
+        self.flow = DataflowTracker(self.stack)  # which call produced each tensor (netscope.dataflow)
 
     def pre_hook(self, module, args):
         key = id(module)
@@ -100,6 +104,7 @@ class _Recorder:
         stack = self.stack
         parent = stack[-1].index if stack else None
         call = _OpenCall(len(self.calls), module, name, parent, len(stack), count, shapes_only(args), None)
+        call.inputs_from = self.flow.producers(args)
         self.calls.append(call)
         stack.append(call)
         self.last_failed = None
@@ -108,6 +113,8 @@ class _Recorder:
     def root_kwargs_hook(self, module, args, kwargs):
         if self.stack and self.stack[-1].module is module and self.stack[-1].kwargs is None:
             self.stack[-1].kwargs = shapes_only(kwargs)
+            if kwargs:
+                self.stack[-1].inputs_from |= self.flow.producers(kwargs)
         return None
 
     def post_hook(self, module, args, *rest):
@@ -132,6 +139,8 @@ class _Recorder:
             return None
         if call.kwargs is None:
             call.kwargs = shapes_only(kwargs) if kwargs else {}
+            if kwargs:
+                call.inputs_from |= self.flow.producers(kwargs, before=call.index)
         if self.advance is not None:
             self.advance(1)
         if raised:
@@ -150,6 +159,7 @@ class _Recorder:
             call.output_bytes = tensor_bytes(output)
             call.finished = True
             self.last_failed = None
+            self.flow.claim(output, frozenset((call.index,)))
             if self.field_of is not None:
                 call.field = self.field_of(output)
         return None
@@ -246,7 +256,7 @@ def _run(model: nn.Module, args: tuple, kwargs: dict, *, train: bool, device: to
         names.setdefault(id(module), name)
     recorder = _Recorder(names, advance)
     window_ops = WindowOpLog(recorder)
-    observers = [window_ops.observe]
+    observers = [window_ops.observe, recorder.flow.observe]
     # fields only when the first input is spatial (floating, rank >= 3): otherwise nothing to track
     fields = FieldTracker() if receptive_field and args and input_field(args[0]) is not None else None
     if fields is not None:
@@ -276,6 +286,7 @@ def _run(model: nn.Module, args: tuple, kwargs: dict, *, train: bool, device: to
                     if fake:  # inputs as fake tensors, so code that checks for them (transformers) sees them
                         args, kwargs = torch.utils._pytree.tree_map_only(torch.Tensor, fake_mode.from_tensor,
                                                                          (args, kwargs))
+                    recorder.flow.claim((args, kwargs), frozenset((MODEL_INPUT,)))
                     if fields is not None and args:
                         fields.add_input(args[0])
                     output = runnable(*args, **kwargs)
@@ -373,6 +384,8 @@ def _build_result(named, recorder: _Recorder, output, seconds: float, peak, *,
             is_leaf=not module._modules,
             hyperparams=_hyperparams(module),
             receptive_field=call.field,
+            inputs_from=edge_tuple(call.inputs_from),
+            merges=tuple((op, edge_tuple(sources)) for op, sources in recorder.flow.merges.get(call.index, ())),
         ))
     return TraceResult(
         calls=calls,
