@@ -19,7 +19,8 @@ from typing import Any, Dict, FrozenSet, Optional, Tuple
 import torch
 
 MODEL_INPUT = -1
-_NONE: FrozenSet[int] = frozenset()
+NO_SOURCES: FrozenSet[int] = frozenset()
+_NONE = NO_SOURCES
 
 
 class DataflowTracker:

@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from netscope.dataflow import MODEL_INPUT, DataflowTracker, edge_tuple
+from netscope.dataflow import MODEL_INPUT, NO_SOURCES, DataflowTracker, edge_tuple
 from netscope.errors import ForwardError, OutOfMemory
 from netscope.guard import GLOBAL_STATE_LOCK, frozen_heap, paused_gc, preserved_model
 from netscope.macs import MAC_REGISTRY
@@ -70,7 +70,7 @@ class _OpenCall:
         self.origin = None  # when failed: the innermost call the exception came from
         self.error = None  # when failed: the exception that left this call
         self.field = None  # receptive field of the output (netscope.receptive_field), when tracked
-        self.inputs_from = frozenset()  # indexes of the calls that produced its tensor arguments (dataflow)
+        self.inputs_from = NO_SOURCES  # indexes of the calls that produced its tensor arguments (dataflow)
 
 
 class _Recorder:
@@ -361,6 +361,7 @@ def _build_result(named, recorder: _Recorder, output, seconds: float, peak, *,
     failed_index = None
     if open_calls and open_calls[0].failed and open_calls[0].origin is not None:
         failed_index = open_calls[0].origin.index  # where the exception that ended the pass was raised
+    merges = recorder.flow.merges
     for call in open_calls:
         module = call.module
         counts = param_table.get(id(module))
@@ -385,7 +386,7 @@ def _build_result(named, recorder: _Recorder, output, seconds: float, peak, *,
             hyperparams=_hyperparams(module),
             receptive_field=call.field,
             inputs_from=edge_tuple(call.inputs_from),
-            merges=tuple((op, edge_tuple(sources)) for op, sources in recorder.flow.merges.get(call.index, ())),
+            merges=tuple((op, edge_tuple(s)) for op, s in merges[call.index]) if call.index in merges else (),
         ))
     return TraceResult(
         calls=calls,

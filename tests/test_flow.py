@@ -219,3 +219,18 @@ def test_gpt2_blocks_fold_with_their_two_residual_adds():
                               input_data={"input_ids": torch.zeros(1, 16, dtype=torch.long)})
     steps = {s.label: s.join for s in shape_flow(report.layers, report.run.input_shapes).steps}
     assert steps["transformer.h.0–2 ×3"] == "⊕ skip ×2"  # attention output + x, then mlp output + that
+
+
+def test_a_residual_sublayer_is_shown_whole_inside_an_opened_container():
+    transformers = pytest.importorskip("transformers")
+    config = transformers.BertConfig(vocab_size=100, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                                     intermediate_size=32)
+    report = netscope.summary(transformers.BertModel(config),
+                              input_data={"input_ids": torch.zeros(1, 8, dtype=torch.long)})
+    layers = {c.name: c for c in report.layers}
+    # BertSelfOutput: LayerNorm(dropout(dense(h)) + input_tensor); BertOutput: the same around the MLP
+    assert block_joins(report.layers, layers["encoder.layer.0.attention.output"]) == ["⊕ skip"]
+    assert block_joins(report.layers, layers["encoder.layer.0.output"]) == ["⊕ skip"]
+    joins = {s.label: s.join for s in shape_flow(report.layers, report.run.input_shapes).steps}
+    assert joins["encoder.layer.0.attention.output"] == "← embeddings ⊕ skip"  # the skip comes from the embeddings
+    assert joins["encoder.layer.0.output"].endswith("⊕ skip")

@@ -857,6 +857,9 @@ def test_flow_reads_a_list_of_images_and_an_unbatched_image_as_they_are(zoo):
     with torch.no_grad():
         resized = model.transform([torch.rand(3, 320, 320)])[0].tensors.shape
     assert ("→ backbone", tuple(resized), True) in steps  # the detector's own resize and batching, shown
+    # the heads branch off the backbone: roi_heads takes its features besides the rpn's proposals
+    joins = {s.label.split(" + ")[0]: s.join for s in flow.steps}
+    assert joins["→ roi_heads"] == "← backbone" and joins["→ backbone"] == ""
     conv = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2), nn.ReLU())
     steps, flow = _flow(netscope.summary(conv, (3, 32, 32)))
     assert flow.batch is None

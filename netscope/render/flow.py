@@ -25,6 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from netscope.dataflow import MODEL_INPUT
 from netscope.records import LayerCall
 from netscope.render.folding import find_folds, run_label, subtree_sizes
 
@@ -128,6 +129,7 @@ def batch_size(input_shapes, output_shapes) -> Optional[int]:
     return None
 
 
+SOURCES_SHOWN = 2  # names of earlier steps a "←" join lists before a count
 ENTRY = "entry"  # a producer outside the block: the block's own input
 
 
@@ -141,7 +143,7 @@ def _direct_child(layers: Sequence[LayerCall], index: int, top: int):
 
 
 ADDS = {"add", "add_", "sub", "sub_"}
-PRODUCTS = {"mul", "mul_", "div", "div_", "matmul", "bmm", "mm", "einsum", "baddbmm"}
+PRODUCTS = {"mul", "mul_", "div", "div_", "matmul", "bmm", "mm", "einsum", "baddbmm"}  # and attention kernels
 CONCATS = {"cat", "stack", "hstack", "vstack"}
 
 
@@ -154,20 +156,24 @@ def block_joins(layers: Sequence[LayerCall], call: LayerCall) -> List[str]:
     def entry_fed(child: int) -> bool:
         if child not in fed_by_entry:
             sources = layers[child].inputs_from
-            fed_by_entry[child] = bool(sources) and all(p < call.index for p in sources)
+            fed_by_entry[child] = all(p < call.index for p in sources)  # none: a branch of its own
         return fed_by_entry[child]
 
     joins = []
     for op, sources in call.merges:
+        product = op in PRODUCTS or "scaled_dot_product" in op or "attention" in op
+        if not (product or op in ADDS or op in CONCATS):
+            continue  # indexing, where, ...: data selection, not a merge of paths
         parts = {_direct_child(layers, p, call.index) for p in sources}
         if len(parts) < 2:
             continue
         side = sorted(p for p in parts if p != ENTRY and entry_fed(p))
         main = sorted(p for p in parts if p != ENTRY and not entry_fed(p))
         names = ", ".join(_short_name(layers[p], call) for p in side)
-        kind = "" if op in ADDS else " (cat)" if op in CONCATS else None if op in PRODUCTS else f" ({op})"
-        if kind is None:  # a product: attention scores, a gate
-            joins.append("⊗ gate" if ENTRY in parts else f"⊗ join ({', '.join(_short_name(layers[p], call) for p in main + side)})")
+        kind = " (cat)" if op in CONCATS else ""
+        if product:  # a gate (its input scaled), attention (q, k, v)
+            joins.append("⊗ gate" if ENTRY in parts else f"⊗ {len(side)} branches" if not main else
+                         f"⊗ join ({', '.join(_short_name(layers[p], call) for p in main + side)})")
         elif ENTRY in parts:
             joins.append(f"⊕ skip{kind}")
         elif main and side:
@@ -201,8 +207,12 @@ class _Joins:
         self.sizes = subtree_sizes(layers)
         self.skips = [0] * (len(layers) + 1)  # prefix sums of "this call's own code adds a skip"
         for c in layers:
-            has = any(j.startswith("⊕ skip") for j in self.own.get(c.index, ()))
+            has = any(j.startswith("⊕ skip") and not j.endswith("(cat)") for j in self.own.get(c.index, ()))
             self.skips[c.index + 1] = self.skips[c.index] + has
+
+    def residual(self, call: LayerCall) -> bool:
+        """The call's own code adds its input (or a side branch of it) back: a residual block, never opened."""
+        return self.skips[call.index + 1] > self.skips[call.index]
 
     def inner(self, call: LayerCall) -> str:
         own = self.own.get(call.index)
@@ -216,12 +226,14 @@ class _Joins:
         others = []
         for p in call.inputs_from:
             part = _direct_child(self.layers, p, container.index)
-            if part == ENTRY:
+            if part == ENTRY:  # from before the container: named by its producer
                 if previous is not None:
-                    others.append("input" if container.index == 0 else f"{container.display_name} input")
+                    others.append("input" if p == MODEL_INPUT else self.layers[p].display_name)
             elif previous is None or part != previous.index:
                 others.append(self.layers[part].display_name)
         others = list(dict.fromkeys(others))
+        if len(others) > SOURCES_SHOWN:
+            others = others[:SOURCES_SHOWN] + [f"{len(others) - SOURCES_SHOWN} more"]
         return f"← {', '.join(others)}" if others else ""
 
 
@@ -262,7 +274,7 @@ def shape_flow(layers: Sequence[LayerCall], input_shapes, *, max_steps: int = MA
             if call.index in skipped:
                 continue
             inner = kids.get(call.index, [])
-            opened = inner and len(children) <= EXPAND_AT_MOST
+            opened = inner and len(children) <= EXPAND_AT_MOST and not joins.residual(call)
             incoming = joins.incoming(call, parent, before)
             if opened:
                 joined = _other_inputs(call.input_shapes)
