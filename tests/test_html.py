@@ -902,3 +902,23 @@ def test_heaviest_parameters_count_a_tied_tensor_once(zoo):
                 owners.setdefault(name, []).append(p)
     ranked = sorted(((sum(p.numel() for p in ps), n) for n, ps in owners.items()), key=lambda x: -x[0])
     assert items[0] == ranked[0][1] == "shared"
+
+
+def test_browser_flow_shows_the_joins_inside_their_steps(browser, tmp_path):
+    report = netscope.summary(torchvision.models.resnet18(weights=None), (1, 3, 224, 224), device="meta")
+    flow = shape_flow(report.layers, report.run.input_shapes)
+    path = tmp_path / "joins.html"
+    path.write_text(report_html(report), encoding="utf-8")
+    browser.open(path)
+    shown = browser.js("Array.from(document.querySelectorAll('.ns-flow .ns-step'), s => [s.querySelector('small')"
+                       ".textContent, (s.querySelector('.ns-join') || {}).textContent || ''])")
+    assert shown == [[s.label, s.join] for s in flow.steps]
+    assert sum(1 for _, join in shown if join) == 4  # layer1-4
+    inside = browser.js("Array.from(document.querySelectorAll('.ns-flow .ns-join'), j => { const r ="
+                        " j.getBoundingClientRect(), p = j.parentElement.getBoundingClientRect(); return r.width > 0"
+                        " && r.left >= p.left && r.right <= p.right && r.bottom <= p.bottom; })")
+    assert inside == [True] * 4
+    browser.screenshot(tmp_path / "joins.png")
+    if os.environ.get("NETSCOPE_KEEP_SCREENSHOTS"):
+        shutil.copy(tmp_path / "joins.png", os.path.join(os.environ["NETSCOPE_KEEP_SCREENSHOTS"], "joins.png"))
+    assert browser.errors == []
