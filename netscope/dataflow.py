@@ -18,7 +18,8 @@ from typing import Any, Dict, FrozenSet, Optional, Tuple
 
 import torch
 
-MODEL_INPUT = -1
+from netscope.records import MODEL_INPUT  # noqa: F401  (re-exported: the dataflow's "model input")
+
 NO_SOURCES: FrozenSet[int] = frozenset()
 _NONE = NO_SOURCES
 

@@ -25,8 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from netscope.dataflow import MODEL_INPUT
-from netscope.records import LayerCall
+from netscope.records import MODEL_INPUT, LayerCall
 from netscope.render.folding import find_folds, run_label, subtree_sizes
 
 MAX_STEPS = 40  # a longer flow keeps its first steps and its last one, and says how many it left out
@@ -131,6 +130,10 @@ def batch_size(input_shapes, output_shapes) -> Optional[int]:
 
 SOURCES_SHOWN = 2  # names of earlier steps a "←" join lists before a count
 ENTRY = "entry"  # a producer outside the block: the block's own input
+# the operators (``LayerCall.merges``) that join paths; indexing, ``where`` and the like select data instead
+ADDS = {"add", "add_", "sub", "sub_"}
+PRODUCTS = {"mul", "mul_", "div", "div_", "matmul", "bmm", "mm", "einsum", "baddbmm"}  # and attention kernels
+CONCATS = {"cat", "stack", "hstack", "vstack"}
 
 
 def _direct_child(layers: Sequence[LayerCall], index: int, top: int):
@@ -140,11 +143,6 @@ def _direct_child(layers: Sequence[LayerCall], index: int, top: int):
     while index >= 0 and layers[index].parent is not None and layers[index].parent != top:
         index = layers[index].parent
     return index
-
-
-ADDS = {"add", "add_", "sub", "sub_"}
-PRODUCTS = {"mul", "mul_", "div", "div_", "matmul", "bmm", "mm", "einsum", "baddbmm"}  # and attention kernels
-CONCATS = {"cat", "stack", "hstack", "vstack"}
 
 
 def block_joins(layers: Sequence[LayerCall], call: LayerCall) -> List[str]:
@@ -201,7 +199,7 @@ def _joins_text(joins: List[str]) -> str:
 class _Joins:
     """Join texts of the calls, found once: a block's own merges, or the count of blocks inside with a skip."""
 
-    def __init__(self, layers: Sequence[LayerCall], kids: Dict[int, List[LayerCall]]):
+    def __init__(self, layers: Sequence[LayerCall]):
         self.layers = layers
         self.own = {c.index: block_joins(layers, c) for c in layers if c.merges}
         self.sizes = subtree_sizes(layers)
@@ -252,7 +250,7 @@ def shape_flow(layers: Sequence[LayerCall], input_shapes, *, max_steps: int = MA
     fold_of = {f.first: f for f in (find_folds(layers) if folds is None else folds)}
     skipped = {m for f in fold_of.values() for m in f.members}
     steps = [FlowStep("input", unbatched(first), False)]
-    joins = _Joins(layers, kids)
+    joins = _Joins(layers)
 
     def add(label: str, tree, *, block: bool, branch: bool = False, depth: int = 0, join: str = "") -> None:
         shape, key = first_tensor(tree)
