@@ -9,6 +9,7 @@ from typing import Any, Mapping, Optional, Tuple, Union
 # A shape tree mirrors a module's inputs/outputs: a tuple of ints for a tensor, a list/tuple/dict of
 # shape trees for containers, and a short string (e.g. "int", "None") for anything that is not a tensor.
 Shape = Tuple[int, ...]
+MODEL_INPUT = -1  # in LayerCall.inputs_from and merges: the model's own input, not any call's output
 ShapeTree = Union[Shape, list, dict, str]
 
 
@@ -66,6 +67,10 @@ class LayerCall:
     # cumulative receptive field of the output on the model input: a netscope.receptive_field.Field,
     # "whole input", or None (not derived from a spatial input, or through an operator without a rule)
     receptive_field: Any = None
+    # dataflow (netscope.dataflow): indexes of the calls whose outputs this call received (-1: the model's
+    # input), and the operators in its own code that merged values of different calls: ("add_", (11, 12))
+    inputs_from: Tuple[int, ...] = ()
+    merges: Tuple[Tuple[str, Tuple[int, ...]], ...] = ()
 
     @property
     def is_repeat(self) -> bool:

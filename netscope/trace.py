@@ -20,6 +20,7 @@ import torch
 import torch.nn as nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from netscope.dataflow import MODEL_INPUT, NO_SOURCES, DataflowTracker, edge_tuple
 from netscope.errors import ForwardError, OutOfMemory
 from netscope.guard import GLOBAL_STATE_LOCK, frozen_heap, paused_gc, preserved_model
 from netscope.macs import UNSEEN, OpResolver
@@ -55,7 +56,8 @@ class TraceResult:
 
 class _OpenCall:
     __slots__ = ("index", "module", "name", "parent", "depth", "call_number", "args", "kwargs",
-                 "output", "output_bytes", "own_macs", "failed", "finished", "origin", "error", "field")
+                 "output", "output_bytes", "own_macs", "failed", "finished", "origin", "error", "field",
+                 "inputs_from")
 
     def __init__(self, index, module, name, parent, depth, call_number, args, kwargs):
         self.index = index
@@ -74,6 +76,7 @@ class _OpenCall:
         self.origin = None  # when failed: the innermost call the exception came from
         self.error = None  # when failed: the exception that left this call
         self.field = None  # receptive field of the output (netscope.receptive_field), when tracked
+        self.inputs_from = NO_SOURCES  # indexes of the calls that produced its tensor arguments (dataflow)
 
 
 class _Recorder:
@@ -103,6 +106,7 @@ class _Recorder:
         self.mac_values: List[int] = []
         self.last_failed: Optional[_OpenCall] = None  # the call whose failure was the latest hook event
         self.field_of: Optional[Callable[[Any], Any]] = None  # output -> its receptive field
+        self.flow = DataflowTracker(self.stack)  # which call produced each tensor (netscope.dataflow)
 
     def pre_hook(self, module, args):
         key = id(module)
@@ -114,6 +118,7 @@ class _Recorder:
         stack = self.stack
         parent = stack[-1].index if stack else None
         call = _OpenCall(len(self.calls), module, name, parent, len(stack), count, shapes_only(args), None)
+        call.inputs_from = self.flow.producers(args)
         self.calls.append(call)
         stack.append(call)
         self.last_failed = None
@@ -122,6 +127,8 @@ class _Recorder:
     def root_kwargs_hook(self, module, args, kwargs):
         if self.stack and self.stack[-1].module is module and self.stack[-1].kwargs is None:
             self.stack[-1].kwargs = shapes_only(kwargs)
+            if kwargs:
+                self.stack[-1].inputs_from |= self.flow.producers(kwargs)
         return None
 
     def post_hook(self, module, args, *rest):
@@ -146,6 +153,8 @@ class _Recorder:
             return None
         if call.kwargs is None:
             call.kwargs = shapes_only(kwargs) if kwargs else {}
+            if kwargs:
+                call.inputs_from |= self.flow.producers(kwargs, before=call.index)
         if self.advance is not None:
             self.advance(1)
         if raised:
@@ -164,6 +173,7 @@ class _Recorder:
             call.output_bytes = tensor_bytes(output)
             call.finished = True
             self.last_failed = None
+            self.flow.claim(output, frozenset((call.index,)))
             if self.field_of is not None:
                 call.field = self.field_of(output)
         return None
@@ -266,7 +276,7 @@ def _run(model: nn.Module, args: tuple, kwargs: dict, *, train: bool, device: to
         names.setdefault(id(module), name)
     recorder = _Recorder(names, advance)
     window_ops = WindowOpLog(recorder)
-    observers = [window_ops.observe]
+    observers = [window_ops.observe, recorder.flow.observe]
     # fields only when the first input is spatial (floating, rank >= 3): otherwise nothing to track
     fields = FieldTracker() if receptive_field and args and input_field(args[0]) is not None else None
     if fields is not None:
@@ -297,6 +307,7 @@ def _run(model: nn.Module, args: tuple, kwargs: dict, *, train: bool, device: to
                     if fake:  # inputs as fake tensors, so code that checks for them (transformers) sees them
                         args, kwargs = torch.utils._pytree.tree_map_only(torch.Tensor, fake_mode.from_tensor,
                                                                          (args, kwargs))
+                    recorder.flow.claim((args, kwargs), frozenset((MODEL_INPUT,)))
                     if fields is not None and args:
                         fields.add_input(args[0])
                     output = runnable(*args, **kwargs)
@@ -373,6 +384,7 @@ def _build_result(named, recorder: _Recorder, ops: Optional[OpResolver], output,
     failed_index = None
     if open_calls and open_calls[0].failed and open_calls[0].origin is not None:
         failed_index = open_calls[0].origin.index  # where the exception that ended the pass was raised
+    merges = recorder.flow.merges
     for call in open_calls:
         module = call.module
         counts = param_table.get(id(module))
@@ -396,6 +408,8 @@ def _build_result(named, recorder: _Recorder, ops: Optional[OpResolver], output,
             is_leaf=not module._modules,
             hyperparams=_hyperparams(module),
             receptive_field=call.field,
+            inputs_from=edge_tuple(call.inputs_from),
+            merges=tuple((op, edge_tuple(s)) for op, s in merges[call.index]) if call.index in merges else (),
         ))
     return TraceResult(
         calls=calls,

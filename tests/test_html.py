@@ -857,6 +857,9 @@ def test_flow_reads_a_list_of_images_and_an_unbatched_image_as_they_are(zoo):
     with torch.no_grad():
         resized = model.transform([torch.rand(3, 320, 320)])[0].tensors.shape
     assert ("→ backbone", tuple(resized), True) in steps  # the detector's own resize and batching, shown
+    # the heads branch off the backbone: roi_heads takes its features besides the rpn's proposals
+    joins = {s.label.split(" + ")[0]: s.join for s in flow.steps}
+    assert joins["→ roi_heads"] == "← backbone" and joins["→ backbone"] == ""
     conv = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2), nn.ReLU())
     steps, flow = _flow(netscope.summary(conv, (3, 32, 32)))
     assert flow.batch is None
@@ -899,3 +902,23 @@ def test_heaviest_parameters_count_a_tied_tensor_once(zoo):
                 owners.setdefault(name, []).append(p)
     ranked = sorted(((sum(p.numel() for p in ps), n) for n, ps in owners.items()), key=lambda x: -x[0])
     assert items[0] == ranked[0][1] == "shared"
+
+
+def test_browser_flow_shows_the_joins_inside_their_steps(browser, tmp_path):
+    report = netscope.summary(torchvision.models.resnet18(weights=None), (1, 3, 224, 224), device="meta")
+    flow = shape_flow(report.layers, report.run.input_shapes)
+    path = tmp_path / "joins.html"
+    path.write_text(report_html(report), encoding="utf-8")
+    browser.open(path)
+    shown = browser.js("Array.from(document.querySelectorAll('.ns-flow .ns-step'), s => [s.querySelector('small')"
+                       ".textContent, (s.querySelector('.ns-join') || {}).textContent || ''])")
+    assert shown == [[s.label, s.join] for s in flow.steps]
+    assert sum(1 for _, join in shown if join) == 4  # layer1-4
+    inside = browser.js("Array.from(document.querySelectorAll('.ns-flow .ns-join'), j => { const r ="
+                        " j.getBoundingClientRect(), p = j.parentElement.getBoundingClientRect(); return r.width > 0"
+                        " && r.left >= p.left && r.right <= p.right && r.bottom <= p.bottom; })")
+    assert inside == [True] * 4
+    browser.screenshot(tmp_path / "joins.png")
+    if os.environ.get("NETSCOPE_KEEP_SCREENSHOTS"):
+        shutil.copy(tmp_path / "joins.png", os.path.join(os.environ["NETSCOPE_KEEP_SCREENSHOTS"], "joins.png"))
+    assert browser.errors == []

@@ -141,6 +141,15 @@ def field_dict(call: LayerCall, ctx=None):
     return value.to_dict() if hasattr(value, "to_dict") else value
 
 
+def _sources_text(call: LayerCall, value, ctx=None) -> str:
+    """Producer call indexes (``netscope.dataflow``): ``input, 4`` (-1 is the model's input)."""
+    return ", ".join("input" if p < 0 else str(p) for p in value)
+
+
+def _merges_text(call: LayerCall, value, ctx=None) -> str:
+    return "; ".join(f"{op}({_sources_text(call, sources)})" for op, sources in value)
+
+
 def _si_text(call: LayerCall, value, ctx=None) -> str:
     return "" if value is None else si(value)
 
@@ -185,6 +194,9 @@ _COLUMN_LIST: Tuple[Column, ...] = (
     Column("rf", "Receptive field", _field("size"), "string", data=False),
     Column("jump", "Jump", _field("jump"), "string", data=False),  # input positions between neighbouring outputs
     Column("receptive_field", "Receptive field (exact)", field_dict),
+    # dataflow: the calls whose outputs this call received (-1: the model input), the merges in its own code
+    Column("inputs_from", "Inputs from", lambda c, ctx: c.inputs_from, text=_sources_text),
+    Column("merges", "Merges", lambda c, ctx: c.merges, text=_merges_text),
     # netscope step's figures (``ctx`` carries them); not part of summary's JSON/DataFrame
     Column("bwd_macs", "Backward mult-adds", _step("backward_macs"), "Int64", text=_si_text, numeric=True, data=False),
     Column("own_bwd_macs", "Own backward mult-adds", _step("own_backward_macs"), "Int64", numeric=True, data=False),

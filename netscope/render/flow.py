@@ -8,6 +8,13 @@ step's output (T5's decoder starting from its own ids, a detector's resized batc
 data entering it as a branch step. Runs of identical blocks are one step (``h.0–11 ×12``). Leaf layers
 appear only where they change the shape; blocks always do.
 
+Joins come from the trace's dataflow (``LayerCall.inputs_from`` and ``merges``): a step that takes
+the output of an earlier step besides the previous one says so (``dec1 ← enc1``: a U-Net skip, a detector's
+heads); a block whose own code merges its input (or a side branch such as ``downsample``) back into its
+children's path shows ``⊕ skip`` or ``⊕ skip (downsample)``; a container not opened counts the blocks inside
+that do (``layer1 ⊕ skip in 2 blocks``). Children fed from the block's input and merged without it show as
+``⊕ 4 branches (cat)`` (Inception); a block scaling its input by a branch (squeeze-excitation) as ``⊗ gate``.
+
 Batched or not: the leading dimension is taken for a batch only when the model's first argument is a
 tensor and the output leads with the same size (``[1, 3, 224, 224]`` -> ``3×224×224``); an unbatched image
 or a list of images (detection models) is shown as it is.
@@ -18,8 +25,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from netscope.records import LayerCall
-from netscope.render.folding import find_folds, run_label
+from netscope.records import MODEL_INPUT, LayerCall
+from netscope.render.folding import find_folds, run_label, subtree_sizes
 
 MAX_STEPS = 40  # a longer flow keeps its first steps and its last one, and says how many it left out
 EXPAND_AT_MOST = 4  # a container with this many children or fewer is opened in the flow
@@ -34,6 +41,7 @@ class FlowStep:
     halves: bool  # every spatial size is half (rounded up) of the previous step's
     branch: bool = False  # data entering a container that does not come from the previous step
     depth: int = 0  # how many opened containers deep the call sits
+    join: str = ""  # "← enc1" (earlier steps whose outputs join here), "⊕ skip (downsample)", ...
 
     @property
     def text(self) -> str:
@@ -120,6 +128,113 @@ def batch_size(input_shapes, output_shapes) -> Optional[int]:
     return None
 
 
+SOURCES_SHOWN = 2  # names of earlier steps a "←" join lists before a count
+ENTRY = "entry"  # a producer outside the block: the block's own input
+# the operators (``LayerCall.merges``) that join paths; indexing, ``where`` and the like select data instead
+ADDS = {"add", "add_", "sub", "sub_"}
+PRODUCTS = {"mul", "mul_", "div", "div_", "matmul", "bmm", "mm", "einsum", "baddbmm"}  # and attention kernels
+CONCATS = {"cat", "stack", "hstack", "vstack"}
+
+
+def _direct_child(layers: Sequence[LayerCall], index: int, top: int):
+    """The child of call ``top`` whose subtree holds call ``index``; ``ENTRY`` for a call made before ``top``."""
+    if index < top:
+        return ENTRY
+    while index >= 0 and layers[index].parent is not None and layers[index].parent != top:
+        index = layers[index].parent
+    return index
+
+
+def block_joins(layers: Sequence[LayerCall], call: LayerCall) -> List[str]:
+    """The merges in ``call``'s own code (``LayerCall.merges``), each as text: ``⊕ skip`` (its input added
+    back), ``⊕ skip (downsample)`` (a side branch from its input added to the main path), ``⊕ 4 branches
+    (cat)`` (children fed by its input, merged without it), ``⊗ gate`` (its input scaled), ``⊕ join (x)``."""
+    fed_by_entry: Dict[int, bool] = {}
+
+    def entry_fed(child: int) -> bool:
+        if child not in fed_by_entry:
+            sources = layers[child].inputs_from
+            fed_by_entry[child] = all(p < call.index for p in sources)  # none: a branch of its own
+        return fed_by_entry[child]
+
+    joins = []
+    for op, sources in call.merges:
+        product = op in PRODUCTS or "scaled_dot_product" in op or "attention" in op
+        if not (product or op in ADDS or op in CONCATS):
+            continue  # indexing, where, ...: data selection, not a merge of paths
+        parts = {_direct_child(layers, p, call.index) for p in sources}
+        if len(parts) < 2:
+            continue
+        side = sorted(p for p in parts if p != ENTRY and entry_fed(p))
+        main = sorted(p for p in parts if p != ENTRY and not entry_fed(p))
+        names = ", ".join(_short_name(layers[p], call) for p in side)
+        kind = " (cat)" if op in CONCATS else ""
+        if product:  # a gate (its input scaled), attention (q, k, v)
+            joins.append("⊗ gate" if ENTRY in parts else f"⊗ {len(side)} branches" if not main else
+                         f"⊗ join ({', '.join(_short_name(layers[p], call) for p in main + side)})")
+        elif ENTRY in parts:
+            joins.append(f"⊕ skip{kind}")
+        elif main and side:
+            joins.append(f"⊕ skip ({names}){kind}")
+        elif side:
+            joins.append(f"⊕ {len(side)} branches{kind}")
+        else:
+            joins.append(f"⊕ join ({', '.join(_short_name(layers[p], call) for p in main)}){kind}")
+    return joins
+
+
+def _short_name(call: LayerCall, parent: LayerCall) -> str:
+    name = call.name[len(parent.name) + 1:] if parent.name and call.name.startswith(parent.name + ".") else call.name
+    return f"{name} (call {call.call_number})" if call.is_repeat else name
+
+
+def _joins_text(joins: List[str]) -> str:
+    """``⊕ skip ×2`` for repeats of one kind, kinds in order of first appearance."""
+    counts: Dict[str, int] = {}
+    for join in joins:
+        counts[join] = counts.get(join, 0) + 1
+    return ", ".join(text if n == 1 else f"{text} ×{n}" for text, n in counts.items())
+
+
+class _Joins:
+    """Join texts of the calls, found once: a block's own merges, or the count of blocks inside with a skip."""
+
+    def __init__(self, layers: Sequence[LayerCall]):
+        self.layers = layers
+        self.own = {c.index: block_joins(layers, c) for c in layers if c.merges}
+        self.sizes = subtree_sizes(layers)
+        self.skips = [0] * (len(layers) + 1)  # prefix sums of "this call's own code adds a skip"
+        for c in layers:
+            has = any(j.startswith("⊕ skip") and not j.endswith("(cat)") for j in self.own.get(c.index, ()))
+            self.skips[c.index + 1] = self.skips[c.index] + has
+
+    def residual(self, call: LayerCall) -> bool:
+        """The call's own code adds its input (or a side branch of it) back: a residual block, never opened."""
+        return self.skips[call.index + 1] > self.skips[call.index]
+
+    def inner(self, call: LayerCall) -> str:
+        own = self.own.get(call.index)
+        if own:
+            return _joins_text(own)
+        inside = self.skips[call.index + self.sizes[call.index]] - self.skips[call.index + 1]
+        return f"⊕ skip in {inside} block{'s' if inside > 1 else ''}" if inside else ""
+
+    def incoming(self, call: LayerCall, container: LayerCall, previous: Optional[LayerCall]) -> str:
+        """``← enc1``: steps of ``container`` besides the previous one whose outputs ``call`` takes."""
+        others = []
+        for p in call.inputs_from:
+            part = _direct_child(self.layers, p, container.index)
+            if part == ENTRY:  # from before the container: named by its producer
+                if previous is not None:
+                    others.append("input" if p == MODEL_INPUT else self.layers[p].display_name)
+            elif previous is None or part != previous.index:
+                others.append(self.layers[part].display_name)
+        others = list(dict.fromkeys(others))
+        if len(others) > SOURCES_SHOWN:
+            others = others[:SOURCES_SHOWN] + [f"{len(others) - SOURCES_SHOWN} more"]
+        return f"← {', '.join(others)}" if others else ""
+
+
 def shape_flow(layers: Sequence[LayerCall], input_shapes, *, max_steps: int = MAX_STEPS, folds=None) -> ShapeFlow:
     """Input shape, then the path through the dominant containers (see the module docstring)."""
     container = main_container(layers)
@@ -135,8 +250,9 @@ def shape_flow(layers: Sequence[LayerCall], input_shapes, *, max_steps: int = MA
     fold_of = {f.first: f for f in (find_folds(layers) if folds is None else folds)}
     skipped = {m for f in fold_of.values() for m in f.members}
     steps = [FlowStep("input", unbatched(first), False)]
+    joins = _Joins(layers)
 
-    def add(label: str, tree, *, block: bool, branch: bool = False, depth: int = 0) -> None:
+    def add(label: str, tree, *, block: bool, branch: bool = False, depth: int = 0, join: str = "") -> None:
         shape, key = first_tensor(tree)
         if shape is None:
             return
@@ -146,27 +262,32 @@ def shape_flow(layers: Sequence[LayerCall], input_shapes, *, max_steps: int = MA
         if branch and shape == steps[-1].shape:
             return
         text = f"{label} · {key}" if key and not branch else label
-        steps.append(FlowStep(text, shape, not branch and _halves(steps[-1].shape, shape), branch, depth))
+        steps.append(FlowStep(text, shape, not branch and _halves(steps[-1].shape, shape), branch, depth, join))
 
     def walk(parent: LayerCall, depth: int) -> None:
         children = kids.get(parent.index, [])
+        previous = None
         for call in children:
+            before, previous = previous, call
             if call.index in skipped:
                 continue
             inner = kids.get(call.index, [])
-            opened = inner and len(children) <= EXPAND_AT_MOST
+            opened = inner and len(children) <= EXPAND_AT_MOST and not joins.residual(call)
+            incoming = joins.incoming(call, parent, before)
             if opened:
                 joined = _other_inputs(call.input_shapes)
                 label = f"→ {call.display_name}" + (f" + {', '.join(joined)}" if joined else "")
-                add(label, call.input_shapes, block=False, branch=True, depth=depth)
+                add(label, call.input_shapes, block=False, branch=True, depth=depth, join=incoming)
                 walk(call, depth + 1)
                 continue
             fold = fold_of.get(call.index)
+            join = " ".join(t for t in (incoming, joins.inner(call)) if t)
             if fold is not None:
                 last = layers[fold.members[-1]]
-                add(f"{run_label(call, last)} ×{fold.count + 1}", last.output_shapes, block=True, depth=depth)
+                add(f"{run_label(call, last)} ×{fold.count + 1}", last.output_shapes, block=True, depth=depth,
+                    join=join)
             else:
-                add(call.display_name, call.output_shapes, block=bool(inner), depth=depth)
+                add(call.display_name, call.output_shapes, block=bool(inner), depth=depth, join=join)
 
     walk(container, 0)
     if len(steps) == 1:  # a container with no children: its own output

@@ -179,12 +179,15 @@ def _flow_html(report) -> str:
                          else '<span class="ns-arrow">→</span>')
         cls = "ns-step" + (" ns-half" if step.halves else "") + (" ns-branch" if step.branch else "")
         what = "enters" if step.branch else "output"
-        parts.append(f'<span class="{cls}" title="{escape(step.label)} ({what}): {escape(step.text)}">'
-                     f"<b>{escape(step.text)}</b><small>{escape(step.label)}</small></span>")
+        join = f" {step.join}" if step.join else ""
+        mark = f'<i class="ns-join">{escape(step.join)}</i>' if step.join else ""
+        parts.append(f'<span class="{cls}" title="{escape(step.label)} ({what}): {escape(step.text)}{escape(join)}">'
+                     f"<b>{escape(step.text)}</b><small>{escape(step.label)}</small>{mark}</span>")
     parts.append("</div>")
     if flow.batch is not None:
         parts.append(f'<p class="ns-run">Shapes without the batch dimension ({flow.batch}); '
-                     "dashed: data entering a container; ½: spatial size halves.</p>")
+                     "dashed: data entering a container; ½: spatial size halves; ⊕ skip: a block adds its input back; "
+                     "← name: an earlier step's output joins here.</p>")
     return "".join(parts)
 
 

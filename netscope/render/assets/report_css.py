@@ -30,6 +30,7 @@ COMMON_CSS = """
  text-overflow:ellipsis;white-space:nowrap}
 .ns-step.ns-half{border-color:var(--ns-link)}
 .ns-step.ns-branch{border-style:dashed}
+.ns-step i.ns-join{font-style:normal;font-size:11px;color:var(--ns-link);white-space:nowrap}
 .ns-arrow{color:var(--ns-muted);padding:0 2px}.ns-stage{color:var(--ns-link);font-weight:700;padding:0 3px}
 .ns-more-steps{color:var(--ns-muted);font-style:italic}
 .ns-flow-row{display:flex;flex-wrap:wrap;align-items:center;gap:4px 2px;margin:2px 0}
