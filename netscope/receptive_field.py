@@ -16,13 +16,14 @@ as elementwise, as receptive-field tables conventionally do).
 
 from __future__ import annotations
 
+import functools
+import weakref
 from dataclasses import dataclass
 from typing import Callable, Dict, NamedTuple, Optional, Tuple, Union
 
-import functools
-import weakref
-
 import torch
+
+from netscope.window_ops import operator_ints
 
 WHOLE = "whole input"
 UNKNOWN = "unknown"  # derived from the input through an operator without a rule: never guessed
@@ -98,23 +99,14 @@ def _spatial_last(field: Field, ndim: int, nd: int) -> bool:
     return field.merged is None and len(field.axes) == nd and field.dims == tuple(range(ndim - nd, ndim))
 
 
-def _ints(value, count):
-    if type(value) is list and len(value) == count:  # what aten passes: a list of ints, one per dimension
-        return tuple(value)
-    if isinstance(value, (list, tuple)):
-        values = tuple(int(v) for v in value)
-        return values * count if len(values) == 1 and count > 1 else values
-    return (int(value),) * count
-
-
 def _conv(args, kwargs, out, field):
     x, weight = args[0], args[1]
     nd = weight.dim() - 2
     if not _spatial_last(field, x.dim(), nd):
         return None
     get = lambda i, name, default: args[i] if len(args) > i else kwargs.get(name, default)  # noqa: E731
-    stride, pad = _ints(get(3, "stride", 1), nd), _ints(get(4, "padding", 0), nd)
-    dilation, transposed = _ints(get(5, "dilation", 1), nd), bool(get(6, "transposed", False))
+    stride, pad = operator_ints(get(3, "stride", 1), nd), operator_ints(get(4, "padding", 0), nd)
+    dilation, transposed = operator_ints(get(5, "dilation", 1), nd), bool(get(6, "transposed", False))
     kernels = tuple(weight.shape[2:])
     if not transposed:
         axes = tuple(a.window(k, s, p, d) for a, k, s, p, d in zip(field.axes, kernels, stride, pad, dilation))
@@ -133,11 +125,11 @@ def _pool(nd: int, dilated: bool):
             if not (len(field.axes) == nd - 1 and field.dims == tuple(range(x.dim() - nd + 1, x.dim()))):
                 return None
         get = lambda i, name, default: args[i] if len(args) > i else kwargs.get(name, default)  # noqa: E731
-        kernels = _ints(get(1, "kernel_size", 1), nd)
+        kernels = operator_ints(get(1, "kernel_size", 1), nd)
         stride = get(2, "stride", ())
-        strides = _ints(stride, nd) if stride else kernels
-        pads = _ints(get(3, "padding", 0), nd)
-        dilation = _ints(get(4, "dilation", 1), nd) if dilated else (1,) * nd
+        strides = operator_ints(stride, nd) if stride else kernels
+        pads = operator_ints(get(3, "padding", 0), nd)
+        dilation = operator_ints(get(4, "dilation", 1), nd) if dilated else (1,) * nd
         skip = nd - len(field.axes)
         axes = tuple(a.window(k, s, p, d) for a, k, s, p, d in
                      zip(field.axes, kernels[skip:], strides[skip:], pads[skip:], dilation[skip:]))

@@ -59,7 +59,8 @@ class WindowOp:
         return tuple(self.output_shape[:-self.nd]) + tuple(d.expected for d in self.dims())
 
 
-def _ints(value, count: int) -> Tuple[int, ...]:
+def operator_ints(value, count: int) -> Tuple[int, ...]:
+    """An aten int-list argument (one int, or one per dimension) as ``count`` ints."""
     if type(value) is list and len(value) == count:  # what aten passes: a list of ints, one per dimension
         return tuple(value)
     if isinstance(value, (list, tuple)):
@@ -77,9 +78,9 @@ def _arg(args, kwargs, position: int, name: str, default):
 def _convolution(args, kwargs, out) -> Optional[WindowOp]:
     x, weight = args[0], args[1]  # shapes
     nd = len(weight) - 2
-    stride = _ints(_arg(args, kwargs, 3, "stride", 1), nd)
-    padding = _ints(_arg(args, kwargs, 4, "padding", 0), nd)
-    dilation = _ints(_arg(args, kwargs, 5, "dilation", 1), nd)
+    stride = operator_ints(_arg(args, kwargs, 3, "stride", 1), nd)
+    padding = operator_ints(_arg(args, kwargs, 4, "padding", 0), nd)
+    dilation = operator_ints(_arg(args, kwargs, 5, "dilation", 1), nd)
     transposed = bool(_arg(args, kwargs, 6, "transposed", False))
     kernels = tuple(weight[2:])
     windows = tuple(Window(k, s, p, p, d) for k, s, p, d in zip(kernels, stride, padding, dilation))
@@ -89,11 +90,11 @@ def _convolution(args, kwargs, out) -> Optional[WindowOp]:
 def _pool(name: str, nd: int, dilated: bool):
     def parse(args, kwargs, out) -> Optional[WindowOp]:
         x = args[0]  # a shape
-        kernels = _ints(_arg(args, kwargs, 1, "kernel_size", 1), nd)
+        kernels = operator_ints(_arg(args, kwargs, 1, "kernel_size", 1), nd)
         stride = _arg(args, kwargs, 2, "stride", ())
-        strides = _ints(stride, nd) if stride else kernels
-        padding = _ints(_arg(args, kwargs, 3, "padding", 0), nd)
-        dilation = _ints(_arg(args, kwargs, 4, "dilation", 1), nd) if dilated else (1,) * nd
+        strides = operator_ints(stride, nd) if stride else kernels
+        padding = operator_ints(_arg(args, kwargs, 3, "padding", 0), nd)
+        dilation = operator_ints(_arg(args, kwargs, 4, "dilation", 1), nd) if dilated else (1,) * nd
         ceil_mode = bool(_arg(args, kwargs, 5 if dilated else 4, "ceil_mode", False))
         windows = tuple(Window(k, s, p, p, d, ceil_mode) for k, s, p, d in zip(kernels, strides, padding, dilation))
         return WindowOp(name, tuple(x), tuple(out), windows)

@@ -65,6 +65,19 @@ def emit(text: str, args: argparse.Namespace) -> None:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
 
 
+def check_table_options(args: argparse.Namespace) -> None:
+    """Fail fast, before building the model: format, tabulate style, --columns and --depth."""
+    from netscope.errors import UsageError
+    from netscope.render.columns import parse_columns
+    from netscope.render.rows import check_format
+
+    check_format(args.format, args.table_style)
+    if args.columns is not None:
+        parse_columns(args.columns)
+    if args.depth is not None and args.depth < 0:
+        raise UsageError(f"--depth must be 0 or more, got {args.depth}")
+
+
 def resolve_from_args(args: argparse.Namespace, *, empty_weights: bool = False, note: bool = True):
     """The ResolvedModel the command line names; ``note``: say on stderr when the no-memory build fell back."""
     from netscope.specs import parse_model_args, resolve_model

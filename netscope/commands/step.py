@@ -30,19 +30,12 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from netscope.commands.common import check_output_paths, resolve_from_args
-    from netscope.errors import UsageError
+    from netscope.commands.common import check_output_paths, check_table_options, resolve_from_args
     from netscope.inputs import parse_inputs
-    from netscope.render.columns import parse_columns
-    from netscope.render.rows import check_format
     from netscope.training.api import run_step_report
     from netscope.training.options import StepOptions
 
-    check_format(args.format, args.table_style)  # fail fast, before building the model
-    if args.columns is not None:
-        parse_columns(args.columns)
-    if args.depth is not None and args.depth < 0:
-        raise UsageError(f"--depth must be 0 or more, got {args.depth}")
+    check_table_options(args)
     options = StepOptions(optimizer=args.optimizer, precision=args.precision, fsdp=args.fsdp, ddp=args.ddp,
                           activation_checkpointing=args.activation_checkpointing)
     inputs = parse_inputs(args.input)

@@ -36,17 +36,10 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from netscope.commands.common import build_report, check_output_paths
+    from netscope.commands.common import build_report, check_output_paths, check_table_options
     from netscope.render.columns import parse_columns
-    from netscope.render.rows import check_format
 
-    check_format(args.format, args.table_style)  # fail fast, before building the model
-    if args.columns is not None:
-        parse_columns(args.columns)
-    if args.depth is not None and args.depth < 0:
-        from netscope.errors import UsageError
-
-        raise UsageError(f"--depth must be 0 or more, got {args.depth}")
+    check_table_options(args)
     if args.plot:  # fail fast: matplotlib missing or an unknown image extension
         from netscope.render.plot import plot_format
 
