@@ -17,7 +17,7 @@ import contextlib
 import re
 import time
 from dataclasses import dataclass, field, replace
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from netscope.errors import ForwardError, UsageError
 

@@ -10,7 +10,6 @@ Every hook is removed and the model restored (``netscope.guard``) whatever happe
 from __future__ import annotations
 
 import contextlib
-import re
 import sys
 import time
 from dataclasses import dataclass, field

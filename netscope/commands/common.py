@@ -98,19 +98,13 @@ def build_note(args: argparse.Namespace, resolved) -> None:
                          "instead\n")
 
 
-def resolve_no_memory(args: argparse.Namespace, *, note: bool = True):
-    """The model built as cheaply as its constructor allows: weights on meta, else fake tensors, else the
-    real CPU build (``netscope.meta.build_without_memory``; ``note`` says on stderr which was used)."""
-    return resolve_from_args(args, empty_weights=True, note=note)
-
-
 def model_for_keys(args: argparse.Namespace):
     """The model whose state_dict a checkpoint is compared with (no-memory build). Uninitialized lazy
     modules are refused: their parameters have no shapes until a forward pass, so no comparison is honest."""
     from netscope.errors import UsageError
     from netscope.run import uninitialized_lazy
 
-    resolved = resolve_no_memory(args)
+    resolved = resolve_from_args(args, empty_weights=True)
     lazy = uninitialized_lazy(resolved.module)
     if lazy:
         raise UsageError(
@@ -139,7 +133,7 @@ def build_report(args: argparse.Namespace, *, checks: bool = True, audit_names: 
     if auto:
         resolved, device = _resolve_fitting(args, device, dtype)
     else:
-        resolved = resolve_no_memory(args) if device.type == "meta" else resolve_from_args(args)
+        resolved = resolve_from_args(args, empty_weights=(device.type == "meta"))
     inputs = inputs.with_dtypes_of(resolved.inputs) if inputs is not None else resolved.inputs
     report = run_summary(resolved.module, inputs, device=device, dtype=dtype, mode="train" if args.train else "eval",
                          label=resolved.label, owned=True, checks=checks, audit_names=audit_names,
@@ -158,7 +152,7 @@ def _resolve_fitting(args: argparse.Namespace, device, dtype: str):
 
     from netscope.meta import available_memory_bytes, weight_bytes
 
-    structural = resolve_no_memory(args, note=False)  # only sizes the weights, unless it is the real build
+    structural = resolve_from_args(args, empty_weights=True, note=False)  # only sizes the weights, unless it is the real build
     if not _on_meta(structural.module):  # the no-memory build was not possible: this is the real build
         build_note(args, structural)
         return structural, device

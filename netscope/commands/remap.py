@@ -7,7 +7,6 @@ Headers only with ``--dry-run`` (no tensor bytes are read). The input file is ne
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from netscope.commands.common import add_model_arguments

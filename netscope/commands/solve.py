@@ -42,10 +42,9 @@ def run(args: argparse.Namespace) -> int:
 
     check_output_paths(args, (args.output,))
     spec = parse_inputs(args.input)  # validate before building the model
-    from netscope.commands.common import resolve_no_memory
     from netscope.run import materialized
 
-    resolved = resolve_no_memory(args)
+    resolved = resolve_from_args(args, empty_weights=True)  # falls back to fake, then real, builds
     spec = spec or resolved.inputs
     model = materialized(resolved.module, spec)  # lazy modules: sized by one pass on --input, then solved
     if model is not resolved.module and not args.quiet:

@@ -10,12 +10,11 @@ from typing import Dict, Hashable, List, Optional, Sequence, Tuple
 import torch.nn as nn
 
 from netscope.records import Finding, Severity
-from netscope.naming.segments import (
-    NON_PERSISTENT_BUFFER, PARAMETER, SEQUENTIAL_INDEX, WRAPPERS, index_accessor,
-)
+from netscope.naming.segments import NON_PERSISTENT_BUFFER, PARAMETER, SEQUENTIAL_INDEX, index_accessor
 from netscope.naming.identity import storage_of
 from netscope.naming.unregistered import StrayItem
 from netscope.naming.walk import LeafVisit, ModuleVisit
+from netscope.wrappers import WRAPPERS
 
 MAX_LISTED = 6  # names quoted in one message before "and N more"
 

@@ -13,7 +13,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 
-from netscope.naming.segments import EXTRA_STATE, NON_PERSISTENT_BUFFER, WRAPPERS, wrapper_kind
+from netscope.naming.segments import EXTRA_STATE, NON_PERSISTENT_BUFFER
+from netscope.wrappers import WRAPPERS, wrapper_kind
 from netscope.naming.walk import LeafVisit, ModuleVisit
 
 _MISSING = object()

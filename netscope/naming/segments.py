@@ -49,7 +49,7 @@ class Step:
     accessor: str  # ".conv1", "[0]", '["a"]', '._modules["my-layer"]'
 
 
-from netscope.wrappers import WRAPPERS, WrapperKind, wrapper_kind  # noqa: E402,F401  (the one registry)
+from netscope.wrappers import wrapper_kind  # noqa: E402  (the one registry of wrapper kinds)
 
 
 # --- Python fragments -------------------------------------------------------------------------

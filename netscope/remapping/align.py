@@ -97,7 +97,7 @@ def sequential_shifts(source_keys: Sequence[str], source_metas: Mapping[str, Ten
         forced = _forced_embedding(src_sig, tgt_sig)
         found = []
         for a, b in forced:
-            (si, sa), (ti, tb) = src[a], tgt[b]
+            (_, sa), (_, tb) = src[a], tgt[b]
             by_rest = {rest: key for rest, _, key, _ in tb}
             found.append(IndexShift(sa[0][3], tb[0][3], tuple((key, by_rest[rest]) for rest, _, key, _ in sa)))
         # under chained application a rule must not rename a key into the next rule's input

@@ -10,11 +10,11 @@ carried through unless ``state_dict_only=True``.
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
+from typing import Any, Iterable, List, Mapping, Optional, Tuple
 
 from netscope.errors import UsageError
 from netscope.remapping import plan as P
-from netscope.remapping.plan import KeyDecision, Plan
+from netscope.remapping.plan import Plan
 from netscope.remapping.report import RemapReport, Unmatched
 
 UNMATCHED_ENTRY = "netscope_unmatched"  # where unmatched source tensors are kept inside the output container
