@@ -3,7 +3,7 @@
 RMSNorm, rotary positions, attention through ``F.scaled_dot_product_attention`` (grouped key/value
 heads allowed), SwiGLU MLP, untied output head. Parameter names follow the usual LLaMA state-dict
 naming (``model.layers.0.self_attn.q_proj.weight``). Build the big shapes inside
-``netscope.meta.empty_weights()`` or run them with ``netscope summary --device meta``:
+``netscope.run.no_memory.empty_weights()`` or run them with ``netscope summary --device meta``:
 
     netscope summary bench/llama.py:llama_7b --device meta --input 1,128:int64
 """

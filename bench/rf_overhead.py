@@ -18,7 +18,7 @@ import torch.nn as nn
 import torchvision
 
 import netscope
-import netscope.trace as trace_module
+import netscope.run.trace as trace_module
 
 
 def models():

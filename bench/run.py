@@ -255,7 +255,7 @@ def measure_remap(args) -> dict:
     import torch.nn as nn
 
     import netscope
-    from netscope.meta import empty_weights
+    from netscope.run.no_memory import empty_weights
 
     layers = args.keys // 2
     rng = random.Random(0)
@@ -361,7 +361,7 @@ def make_checkpoint(args) -> dict:
     """Write a LLaMA-shaped float32 checkpoint of about ``--gigabytes`` GB (uninitialised data)."""
     import torch
 
-    from netscope.meta import empty_weights
+    from netscope.run.no_memory import empty_weights
 
     sys.path.insert(0, HERE)
     from llama import LlamaConfig, llama_7b, parameter_count  # noqa: E402

@@ -14,9 +14,9 @@ _EXPORTS = {
     "summary": "netscope.api",
     "Report": "netscope.report",
     "check": "netscope.api",
-    "step": "netscope.training",
-    "StepReport": "netscope.training.report",
-    "solve_input_size": "netscope.solver",
+    "step": "netscope.analyses.step",
+    "StepReport": "netscope.analyses.step.report",
+    "solve_input_size": "netscope.analyses.solver",
     "audit_names": "netscope.naming",
     "keys": "netscope.checkpoints",
     "read_checkpoint": "netscope.checkpoints",
@@ -27,8 +27,8 @@ _EXPORTS = {
     "NetscopeError": "netscope.errors",
     "InputSpec": "netscope.inputs",
     "TensorSpec": "netscope.inputs",
-    "register_macs": "netscope.macs",
-    "ignore_macs": "netscope.macs",
+    "register_macs": "netscope.operators.registry",
+    "ignore_macs": "netscope.operators.registry",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -7,17 +7,17 @@ from typing import Any, List, Optional, Sequence
 import torch
 import torch.nn as nn
 
-from netscope.devices import resolve_device
+from netscope.run.devices import resolve_device
 from netscope.errors import ForwardError, InputSpecError, MetaDeviceError
-from netscope.guard import paused_gc
+from netscope.run.model_state import paused_gc
 from netscope.inputs import InputSpec, inputs_from
 from netscope.records import RunInfo
 from netscope.report import Report
-from netscope.shapes import shape_tree, tensor_bytes
-from netscope.totals import compute_totals, owned_params
+from netscope.run.shapes import shape_tree, tensor_bytes
+from netscope.analyses.totals import compute_totals, owned_params
 from netscope.progress import progress, progress_enabled
-from netscope.run import prepared, run_pass
-from netscope.trace import model_device, module_count
+from netscope.run.prepare import prepared, run_pass
+from netscope.run.trace import model_device, module_count
 
 
 def summary(model: nn.Module, input_size=None, input_data=None, *, device=None, dtype: Optional[str] = None,
@@ -85,7 +85,7 @@ def check(model: nn.Module, input_size=None, input_data=None, **kwargs) -> List[
 
 
 def _formula_checks(result) -> List[Any]:
-    from netscope.checks import check_trace
+    from netscope.analyses.checks import check_trace
 
     return check_trace(result)
 
@@ -97,7 +97,7 @@ def _naming_findings(model) -> List[Any]:
 
 
 def _attach_diagnosis(model, inputs: Optional[InputSpec], err: ForwardError) -> None:
-    from netscope.diagnosis import diagnose_failure
+    from netscope.analyses.diagnosis import diagnose_failure
     from netscope.errors import OutOfMemory
 
     if inputs is None or isinstance(err, (OutOfMemory, MetaDeviceError)):  # no size would run on meta

@@ -44,7 +44,7 @@ class ForwardError(NetscopeError):
         super().__init__(message)
         self.original = original
         self.layer = layer  # qualified name of the innermost module running when it failed
-        self.diagnosis = diagnosis  # optional netscope.checks diagnosis record
+        self.diagnosis = diagnosis  # optional netscope.analyses.checks diagnosis record
 
 
 class OutOfMemory(ForwardError):

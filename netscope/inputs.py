@@ -214,7 +214,7 @@ def inputs_from(model, input_size=None, input_data=None, input_dtypes: Optional[
     if input_data is not None:
         return _data_inputs(input_data)
     if input_size is None:
-        from netscope.specs import default_inputs_for
+        from netscope.models.specs import default_inputs_for
 
         return default_inputs_for(model)
     if isinstance(input_size, InputSpec):

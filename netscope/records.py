@@ -64,10 +64,10 @@ class LayerCall:
     output_bytes: int
     is_leaf: bool  # the module has no child modules
     hyperparams: Mapping[str, Any] = field(default_factory=dict)  # kernel_size, stride, padding, ...
-    # cumulative receptive field of the output on the model input: a netscope.receptive_field.Field,
+    # cumulative receptive field of the output on the model input: a netscope.analyses.receptive_field.Field,
     # "whole input", or None (not derived from a spatial input, or through an operator without a rule)
     receptive_field: Any = None
-    # dataflow (netscope.dataflow): indexes of the calls whose outputs this call received (-1: the model's
+    # dataflow (netscope.run.dataflow): indexes of the calls whose outputs this call received (-1: the model's
     # input), and the operators in its own code that merged values of different calls: ("add_", (11, 12))
     inputs_from: Tuple[int, ...] = ()
     merges: Tuple[Tuple[str, Tuple[int, ...]], ...] = ()

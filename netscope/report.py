@@ -13,7 +13,7 @@ from netscope.render.columns import (COLUMNS, DATA_COLUMNS, DEFAULT_COLUMNS, csv
 from netscope.render.folding import Fold, find_folds, fold_row, visible_calls
 from netscope.render.headline import estimated_total_bytes
 from netscope.render.rows import check_format, json_document, render_rows
-from netscope.shapes import format_shape_tree
+from netscope.run.shapes import format_shape_tree
 from netscope.units import megabytes, si
 
 
@@ -28,11 +28,11 @@ class Report:
     layers: List[LayerCall]
     totals: Totals
     run: RunInfo
-    checks: List[Any] = field(default_factory=list)  # netscope.checks.FormulaCheck records
+    checks: List[Any] = field(default_factory=list)  # netscope.analyses.checks.FormulaCheck records
     findings: List[Finding] = field(default_factory=list)  # naming and other findings about the model
     model_output: Any = None
-    param_owners: Tuple[Any, ...] = ()  # netscope.totals.OwnedParams: who owns each parameter, counted once
-    operators: Any = field(default=None, repr=False)  # netscope.operators.OperatorTable: operator calls and multiply-adds per call
+    param_owners: Tuple[Any, ...] = ()  # netscope.analyses.totals.OwnedParams: who owns each parameter, counted once
+    operators: Any = field(default=None, repr=False)  # netscope.operators.breakdown.OperatorTable: operator calls and multiply-adds per call
 
     # ---- rendering -------------------------------------------------------------------------
     def __str__(self) -> str:
@@ -47,7 +47,7 @@ class Report:
         ones (input shape, then type) until the table fits, and say so under it; chosen columns
         (``columns=...``, ``"all"``) are never left out.
         """
-        from netscope.guard import paused_gc
+        from netscope.run.model_state import paused_gc
 
         with paused_gc():  # thousands of small row objects: cyclic GC passes over a big heap would dominate
             return self._render(fmt, columns=columns, depth=depth, table_style=table_style, expand=expand,
@@ -170,7 +170,7 @@ class Report:
     def notable_findings(self) -> List[Finding]:
         """Errors and warnings, from the formula checks and the naming audit (informational notes left out):
         what the headline, the totals and the HTML page count as findings."""
-        from netscope.checks import check_findings
+        from netscope.analyses.checks import check_findings
 
         naming = [f for f in self.findings if f.severity is not Severity.INFO]
         return check_findings(self.checks, include_info=False) + naming
@@ -182,7 +182,7 @@ class Report:
         return self.operators is not None and self.operators.partial
 
     def uncounted_ops(self) -> List[Any]:
-        """``netscope.operators.UncountedOp`` records: operators without a formula, calls, layers."""
+        """``netscope.operators.breakdown.UncountedOp`` records: operators without a formula, calls, layers."""
         if not self.partial:
             return []
         return self.operators.uncounted([c.display_name for c in self.layers])
@@ -254,7 +254,7 @@ class Report:
     def check_warnings(self) -> List[str]:
         """One line per formula mismatch (each check carries it as an error finding) and per warning;
         informational notes are left to ``netscope check``."""
-        from netscope.checks import check_findings
+        from netscope.analyses.checks import check_findings
 
         return [f"{finding.layer or '(root)'}: {finding.message}"
                 for finding in check_findings(self.checks, include_info=False)]

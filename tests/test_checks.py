@@ -10,13 +10,13 @@ import torch
 import torch.nn as nn
 import torchvision
 
-from netscope.checks import check_findings, check_trace, has_problems
+from netscope.analyses.checks import check_findings, check_trace, has_problems
 from netscope.cli import main
-from netscope.diagnosis import diagnose_failure
+from netscope.analyses.diagnosis import diagnose_failure
 from netscope.errors import EXIT_FINDINGS, EXIT_MODEL_FAILED, ForwardError
 from netscope.inputs import InputSpec, TensorSpec
-from netscope.run import prepared, run_pass
-from netscope.trace import model_device
+from netscope.run.prepare import prepared, run_pass
+from netscope.run.trace import model_device
 
 
 def spec(*shape):

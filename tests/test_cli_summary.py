@@ -111,7 +111,7 @@ def test_no_torchvision_builder_downloads_weights(monkeypatch):
     import torch
     import torchvision
 
-    from netscope.specs import resolve_model
+    from netscope.models.specs import resolve_model
 
     def refuse(*args, **kwargs):
         raise AssertionError(f"a weight download was attempted: {args[:1]}")

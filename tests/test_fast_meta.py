@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from netscope.fast_meta import SHORTCUTS, fast_meta_kernels
+from netscope.run.fast_meta import SHORTCUTS, fast_meta_kernels
 
 
 def meta(*shape, dtype=torch.float32):

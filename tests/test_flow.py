@@ -15,10 +15,10 @@ import torch.nn as nn
 import torchvision
 
 import netscope
-from netscope.dataflow import MODEL_INPUT
-from netscope.render.flow import block_joins, shape_flow
+from netscope.run.dataflow import MODEL_INPUT
+from netscope.analyses.flow import block_joins, shape_flow
 from netscope.render.html import report_html
-from netscope.trace import trace
+from netscope.run.trace import trace
 
 
 def _calls(model, *inputs, device="cpu"):

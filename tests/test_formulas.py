@@ -14,8 +14,8 @@ import torch.nn as nn
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from netscope.formulas import FORMULAS, FormulaRegistry, predict
-from netscope.formulas import registry as R
+from netscope.analyses.formulas import FORMULAS, FormulaRegistry, predict
+from netscope.analyses.formulas import registry as R
 
 SETTINGS = settings(max_examples=300, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])

@@ -24,8 +24,8 @@ import netscope
 from netscope.cli import main
 from netscope.errors import DependencyError, UsageError
 from netscope.records import Finding, Severity
-from netscope.render.breakdown import breakdown
-from netscope.render.flow import shape_flow
+from netscope.analyses.breakdown import breakdown
+from netscope.analyses.flow import shape_flow
 from netscope.render.html import notebook_html, report_html
 from netscope.units import megabytes
 

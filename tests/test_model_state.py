@@ -145,7 +145,7 @@ def entry_points():
         "step": lambda m, shape: netscope.step(m, shape),
         "step-bf16-fsdp": lambda m, shape: netscope.step(m, shape, precision="bf16-mixed", fsdp=2),
     }
-    solve = _optional("netscope.solver", "solve_input_size")
+    solve = _optional("netscope.analyses.solver", "solve_input_size")
     if solve is not None:
         from netscope.inputs import InputSpec, TensorSpec
 

@@ -17,7 +17,7 @@ from torch.nn.utils.parametrizations import weight_norm
 import netscope
 from netscope.cli import main
 from netscope.errors import UsageError
-from netscope.meta import empty_weights
+from netscope.run.no_memory import empty_weights
 from netscope.naming.findings import suggested_names
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))

@@ -462,8 +462,8 @@ def test_no_memory_build_falls_back_and_says_which(constructors, cls, build, cap
     import json
 
     from netscope.cli import main
-    from netscope.meta import BUILD_DESCRIPTIONS
-    from netscope.specs import resolve_model
+    from netscope.run.no_memory import BUILD_DESCRIPTIONS
+    from netscope.models.specs import resolve_model
 
     spec = f"{constructors}:{cls}"
     resolved = resolve_model(spec, empty_weights=True)
@@ -489,7 +489,7 @@ def test_no_memory_build_falls_back_and_says_which(constructors, cls, build, cap
 
 
 def test_lazy_modules_built_without_memory_materialise_on_meta():
-    from netscope.meta import empty_weights
+    from netscope.run.no_memory import empty_weights
 
     with empty_weights():
         model = nn.Sequential(nn.LazyLinear(3))
@@ -499,7 +499,7 @@ def test_lazy_modules_built_without_memory_materialise_on_meta():
 
 
 def test_no_memory_build_keeps_storage_sharing_without_keeping_memory():
-    from netscope.meta import empty_weights
+    from netscope.run.no_memory import empty_weights
 
     with empty_weights():
         model = SharedStorage()
@@ -516,7 +516,7 @@ def test_no_memory_build_skips_parameter_initialisation():
     import sys
 
     code = ("import sys, torch.nn as nn\n"
-            "from netscope.meta import empty_weights\n"
+            "from netscope.run.no_memory import empty_weights\n"
             "with empty_weights():\n"
             "    nn.Embedding(1000, 64); nn.Linear(8, 8); nn.Conv2d(3, 8, 3)\n"
             "print('torch._dynamo' in sys.modules)\n")
@@ -561,7 +561,7 @@ def test_cli_names_on_a_traced_module(tmp_path, capsys):
 @pytest.mark.parametrize("cls, build", [("ReadsValue", "cpu"), ("MixesDevices", "fake")])
 def test_diff_and_remap_run_on_the_fallback_build(constructors, tmp_path, cls, build, capsys):
     from netscope.cli import main
-    from netscope.meta import BUILD_DESCRIPTIONS
+    from netscope.run.no_memory import BUILD_DESCRIPTIONS
 
     namespace = {}
     exec(compile(CONSTRUCTORS, str(constructors), "exec"), namespace)

@@ -11,12 +11,12 @@ import torch.nn.functional as F
 from hypothesis import given, settings, strategies as st
 
 import netscope
-from netscope.checks import check_findings, check_trace, has_problems
+from netscope.analyses.checks import check_findings, check_trace, has_problems
 from netscope.cli import main
-from netscope.formulas.window import Window, window_notes
+from netscope.analyses.formulas.window import Window, window_notes
 from netscope.inputs import InputSpec, TensorSpec
 from netscope.render.html_data import check_notes
-from test_checks import trace  # one pass through netscope.run, as the API runs it
+from test_checks import trace  # one pass through netscope.run.prepare, as the API runs it
 
 
 def spec(*shape):

@@ -18,7 +18,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import netscope
 from netscope.cli import main
-from netscope.macs import REGISTRY, ZERO_BY_CONVENTION, qualified_name
+from netscope.operators.registry import REGISTRY, ZERO_BY_CONVENTION, qualified_name
 
 
 @torch.library.custom_op("netscope_test::scaled_matvec", mutates_args=())

@@ -15,7 +15,7 @@ import torchvision
 from hypothesis import given, settings, strategies as st
 
 import netscope
-from netscope.receptive_field import WHOLE, Field
+from netscope.analyses.receptive_field import WHOLE, Field
 
 
 def _positive_copy(model: nn.Module) -> nn.Module:

@@ -16,8 +16,8 @@ from netscope import solve_input_size
 from netscope.cli import main
 from netscope.errors import ForwardError, UsageError
 from netscope.inputs import InputSpec, TensorSpec
-from netscope.solver import describe_sizes
-from netscope.specs import resolve_model
+from netscope.analyses.solver import describe_sizes
+from netscope.models.specs import resolve_model
 
 
 def spec(*shape, **kwargs):
@@ -195,7 +195,7 @@ def test_meta_impossible_operator_falls_back_to_the_cpu():
 
 
 def test_meta_impossible_operator_without_a_real_model_is_undetermined_not_failing():
-    from netscope.meta import meta_copy
+    from netscope.run.no_memory import meta_copy
 
     result = solve_input_size(meta_copy(NonZero()), spec(1, 1, 17), max_size=20)
     assert not result.valid_sizes
@@ -241,8 +241,8 @@ class RootReshape(nn.Module):
 
 
 def test_root_level_failure_keeps_the_layers_that_ran():
-    from netscope.diagnosis import diagnose_failure
-    from test_checks import trace  # one pass through netscope.run
+    from netscope.analyses.diagnosis import diagnose_failure
+    from test_checks import trace  # one pass through netscope.run.prepare
 
     inputs = spec(1, 1, 20, 20)
     with pytest.raises(ForwardError) as info:

@@ -272,7 +272,7 @@ def build_big(name):
 
 @pytest.mark.parametrize("name,shape,other,limit", BIG, ids=[b[0] for b in BIG])
 def test_zoo_models_solver_equals_meta_brute_force(name, shape, other, limit):
-    from netscope.meta import meta_copy
+    from netscope.run.no_memory import meta_copy
 
     model = build_big(name).eval()
     truth = brute_force(meta_copy(model), shape, range(1, limit + 1), device="meta")

@@ -12,7 +12,7 @@ import pytest
 import netscope
 from netscope.cli import main
 from netscope.errors import DependencyError, ModelSpecError, UsageError
-from netscope.specs import resolve_model
+from netscope.models.specs import resolve_model
 
 DATA = os.path.join(os.path.dirname(__file__), "data")
 TINY_LLAMA_DIR = os.path.join(DATA, "hf_tiny_llama")
@@ -36,7 +36,7 @@ def meta_summary_total(resolved) -> int:
 def torchvision_count(name: str) -> int:
     import torchvision
 
-    from netscope.meta import empty_weights
+    from netscope.run.no_memory import empty_weights
 
     with empty_weights():
         return param_count(torchvision.models.get_model(name, weights=None))
@@ -46,7 +46,7 @@ def regnetx_200mf_count() -> int:
     """torchvision's RegNet class with the RegNetX-200MF design (Radosavovic et al. 2020, table of X models)."""
     from torchvision.models.regnet import BlockParams, RegNet
 
-    from netscope.meta import empty_weights
+    from netscope.run.no_memory import empty_weights
 
     params = BlockParams.from_init_params(depth=13, w_0=24, w_a=36.44, w_m=2.49, group_width=8)
     with empty_weights():
@@ -339,7 +339,7 @@ def test_missing_dependency_names_the_extra(monkeypatch, capsys, spec, package, 
 def test_source_modules_import_no_heavy_packages():
     import subprocess
 
-    code = ("import sys, netscope.sources_timm, netscope.sources_hf; "
+    code = ("import sys, netscope.models.timm, netscope.models.hf; "
             "print(sorted(m for m in ('torch', 'timm', 'transformers') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

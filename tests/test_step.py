@@ -16,7 +16,7 @@ from torch.utils.weak import WeakIdKeyDictionary
 
 import netscope
 from netscope.cli import main
-from netscope.training.sharding import local_numel, shard_rows
+from netscope.analyses.step.sharding import local_numel, shard_rows
 
 import step_gloo_job
 from step_gloo_job import Odd
@@ -112,7 +112,7 @@ def test_backward_is_charged_to_the_layer_that_ran_it():
 
 
 def _real_optimizer_step(model, optimizer_name):
-    from netscope.training.options import OPTIMIZERS
+    from netscope.analyses.step.options import OPTIMIZERS
 
     optimizer = OPTIMIZERS[optimizer_name].build([p for p in model.parameters() if p.requires_grad])
     model(torch.randn(4, 10)).sum().backward()

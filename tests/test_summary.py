@@ -218,7 +218,7 @@ def test_a_custom_train_override_is_respected_in_a_train_mode_pass():
 
 
 def test_keyword_arguments_left_at_none_are_not_displayed():
-    from netscope.shapes import format_shape_tree
+    from netscope.run.shapes import format_shape_tree
 
     assert format_shape_tree({"input_ids": (1, 8), "position_ids": "None", "cache": "None"}) == "{input_ids: [1, 8]}"
     assert format_shape_tree([(1, 2), "None"]) == "([1, 2], None)"  # positions in a tuple still count

@@ -24,9 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from netscope.checks import check_findings, has_problems
+    from netscope.analyses.checks import check_findings, has_problems
     from netscope.commands.common import build_report, check_output_paths
-    from netscope.receptive_field import field_text
+    from netscope.analyses.receptive_field import field_text
     from netscope.render.rows import check_format, render_rows
 
     check_format(args.format, args.table_style)
@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _field_line(report) -> str:
     """The model's receptive field, and the last spatial one before it (e.g. before global pooling)."""
-    from netscope.receptive_field import WHOLE, Field, field_text
+    from netscope.analyses.receptive_field import WHOLE, Field, field_text
 
     root = report.layers[0].receptive_field if report.layers else None
     last = next((c for c in reversed(report.layers) if isinstance(c.receptive_field, Field)), None)

@@ -80,7 +80,7 @@ def check_table_options(args: argparse.Namespace) -> None:
 
 def resolve_from_args(args: argparse.Namespace, *, empty_weights: bool = False, note: bool = True):
     """The ResolvedModel the command line names; ``note``: say on stderr when the no-memory build fell back."""
-    from netscope.specs import parse_model_args, resolve_model
+    from netscope.models.specs import parse_model_args, resolve_model
 
     resolved = resolve_model(args.model, parse_model_args(args.model_arg), empty_weights=empty_weights)
     if note:
@@ -91,7 +91,7 @@ def resolve_from_args(args: argparse.Namespace, *, empty_weights: bool = False, 
 def build_note(args: argparse.Namespace, resolved) -> None:
     """One stderr line when the no-memory build could not run and a fallback build was used."""
     if resolved.build_failures and not getattr(args, "quiet", False):
-        from netscope.meta import BUILD_DESCRIPTIONS
+        from netscope.run.no_memory import BUILD_DESCRIPTIONS
 
         sys.stderr.write(f"netscope: {resolved.label} could not be built without memory "
                          f"({'; '.join(resolved.build_failures)}); built with {BUILD_DESCRIPTIONS[resolved.build]} "
@@ -102,7 +102,7 @@ def model_for_keys(args: argparse.Namespace):
     """The model whose state_dict a checkpoint is compared with (no-memory build). Uninitialized lazy
     modules are refused: their parameters have no shapes until a forward pass, so no comparison is honest."""
     from netscope.errors import UsageError
-    from netscope.run import uninitialized_lazy
+    from netscope.run.prepare import uninitialized_lazy
 
     resolved = resolve_from_args(args, empty_weights=True)
     lazy = uninitialized_lazy(resolved.module)
@@ -123,7 +123,7 @@ def build_report(args: argparse.Namespace, *, checks: bool = True, audit_names: 
     (no memory) and a one-line note says so on stderr. Otherwise the real model is built.
     """
     from netscope.api import run_summary
-    from netscope.devices import resolve_device
+    from netscope.run.devices import resolve_device
     from netscope.inputs import normalize_float_dtype, parse_inputs
 
     inputs = parse_inputs(args.input)  # validate everything cheap before building the model
@@ -150,7 +150,7 @@ def _resolve_fitting(args: argparse.Namespace, device, dtype: str):
     """(resolved model, device) for ``--device auto``: the real build if it fits, else the meta build."""
     import torch
 
-    from netscope.meta import available_memory_bytes, weight_bytes
+    from netscope.run.no_memory import available_memory_bytes, weight_bytes
 
     structural = resolve_from_args(args, empty_weights=True, note=False)  # only sizes the weights, unless it is the real build
     if not _on_meta(structural.module):  # the no-memory build was not possible: this is the real build

@@ -37,12 +37,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from netscope.commands.common import check_output_paths
     from netscope.inputs import parse_inputs
-    from netscope.shapes import format_shape_tree
-    from netscope.solver import solve_input_size
+    from netscope.run.shapes import format_shape_tree
+    from netscope.analyses.solver import solve_input_size
 
     check_output_paths(args, (args.output,))
     spec = parse_inputs(args.input)  # validate before building the model
-    from netscope.run import materialized
+    from netscope.run.prepare import materialized
 
     resolved = resolve_from_args(args, empty_weights=True)  # falls back to fake, then real, builds
     spec = spec or resolved.inputs
@@ -65,8 +65,8 @@ def run(args: argparse.Namespace) -> int:
 def _real_builder(args: argparse.Namespace, structural, spec):
     """A callable building the model with real (random) weights on the CPU (lazy modules sized by one pass
     on ``spec``, as the structural model was), or None when they would not fit."""
-    from netscope.meta import available_memory_bytes, weight_bytes
-    from netscope.solver import REAL_PARAMS_LIMIT
+    from netscope.run.no_memory import available_memory_bytes, weight_bytes
+    from netscope.analyses.solver import REAL_PARAMS_LIMIT
 
     available = available_memory_bytes("cpu")
     if sum(p.numel() for p in structural.parameters()) > REAL_PARAMS_LIMIT:
@@ -76,7 +76,7 @@ def _real_builder(args: argparse.Namespace, structural, spec):
     def build():
         import torch
 
-        from netscope.run import uninitialized_lazy
+        from netscope.run.prepare import uninitialized_lazy
 
         model = resolve_from_args(args, note=False).module
         if uninitialized_lazy(model):

@@ -32,8 +32,8 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from netscope.commands.common import check_output_paths, check_table_options, resolve_from_args
     from netscope.inputs import parse_inputs
-    from netscope.training.api import run_step_report
-    from netscope.training.options import StepOptions
+    from netscope.analyses.step.api import run_step_report
+    from netscope.analyses.step.options import StepOptions
 
     check_table_options(args)
     options = StepOptions(optimizer=args.optimizer, precision=args.precision, fsdp=args.fsdp, ddp=args.ddp,

@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
-from netscope.meta import BUILD_DESCRIPTIONS
+from netscope.run.no_memory import BUILD_DESCRIPTIONS
 from netscope.records import Finding
 from netscope.render.rows import check_format, render_rows
 

@@ -11,7 +11,7 @@ from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 from netscope.errors import UsageError
 from netscope.records import LayerCall
-from netscope.shapes import format_shape_tree
+from netscope.run.shapes import format_shape_tree
 from netscope.units import si
 
 
@@ -128,7 +128,7 @@ def _step(key):
 
 def _field(part):
     def value(call: LayerCall, ctx):
-        from netscope.receptive_field import field_text
+        from netscope.analyses.receptive_field import field_text
 
         return field_text(call.receptive_field, part)
 
@@ -142,7 +142,7 @@ def field_dict(call: LayerCall, ctx=None):
 
 
 def _sources_text(call: LayerCall, value, ctx=None) -> str:
-    """Producer call indexes (``netscope.dataflow``): ``input, 4`` (-1 is the model's input)."""
+    """Producer call indexes (``netscope.run.dataflow``): ``input, 4`` (-1 is the model's input)."""
     return ", ".join("input" if p < 0 else str(p) for p in value)
 
 

@@ -8,14 +8,14 @@ from typing import Dict, List, Tuple
 
 from netscope.records import Severity
 from netscope.render.assets import NOTEBOOK_CSS, PAGE_CSS, PAGE_JS
-from netscope.render.breakdown import breakdown, owners as breakdown_owners
+from netscope.analyses.breakdown import breakdown, owners as breakdown_owners
 from netscope.render.columns import COLUMNS
-from netscope.render.flow import shape_flow
+from netscope.analyses.flow import shape_flow
 from netscope.render.folding import Fold, visible_calls
 from netscope.render.headline import estimated_total_bytes, headline
 from netscope.render.html_data import TREE_COLUMNS, check_notes, finding_rows, report_payload, script_json
 from netscope.render.svg import bar_chart_svg, share
-from netscope.shapes import format_shape_tree
+from netscope.run.shapes import format_shape_tree
 from netscope.units import megabytes, si
 
 PARAMS_COLOR = "#2f81f7"

@@ -7,7 +7,7 @@ from typing import Any, Dict, List, Tuple
 
 from netscope.records import Severity
 from netscope.render.columns import COLUMNS, relative_name
-from netscope.shapes import format_shape_tree
+from netscope.run.shapes import format_shape_tree
 
 FORMAT_VERSION = 2
 # Position of each field in a row array; the page's script looks each one up by name in ``fields``.

@@ -6,7 +6,7 @@ import os
 
 from netscope.errors import DependencyError, UsageError
 from netscope.fileio import atomic_path
-from netscope.render.breakdown import breakdown
+from netscope.analyses.breakdown import breakdown
 from netscope.render.svg import share
 from netscope.units import si
 

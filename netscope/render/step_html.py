@@ -6,9 +6,9 @@ from __future__ import annotations
 from html import escape
 
 from netscope.render.assets import PAGE_CSS
-from netscope.render.breakdown import Bar
+from netscope.analyses.breakdown import Bar
 from netscope.render.columns import COLUMNS
-from netscope.render.flow import child_calls, main_container
+from netscope.analyses.flow import child_calls, main_container
 from netscope.render.html import CSP, MACS_COLOR
 from netscope.render.rows import _cell
 from netscope.render.svg import bar_chart_svg

@@ -5,7 +5,7 @@ from __future__ import annotations
 from html import escape
 from typing import Callable, Sequence
 
-from netscope.render.breakdown import Bar
+from netscope.analyses.breakdown import Bar
 
 ROW = 18  # px per bar
 LABEL_WIDTH = 170

@@ -1,0 +1,1 @@
+"""netscope/analyses"""

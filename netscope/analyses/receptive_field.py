@@ -1,0 +1,565 @@
+"""Cumulative receptive field of every tensor the forward pass makes, relative to the model's input.
+
+Per spatial axis of the input (the dimensions after batch and channel of its first floating tensor
+of rank >= 3): ``size`` (input positions one output position sees), ``jump`` (input positions between
+neighbouring output positions, the effective stride) and ``start`` (centre of the first output
+position's window, in input positions; negative when padding comes first). Tracked at the operator
+level inside the trace's dispatch mode, so ``F.conv2d``/``F.max_pool2d``/``F.pad`` count like modules:
+each operator's output gets its field from its inputs' fields (a weak map, no
+tensor kept alive). Elementwise merges take the union of their inputs' fields. Where one output
+position depends on every input position (global pooling, flatten -> linear, attention), the field is
+:data:`WHOLE`.
+An operator without a rule that takes a tracked tensor marks its output :data:`UNKNOWN`, which
+propagates through merges. Normalisation statistics are not counted (batch norm in eval uses none; group/layer norm are treated
+as elementwise, as receptive-field tables conventionally do).
+"""
+
+from __future__ import annotations
+
+import functools
+import weakref
+from dataclasses import dataclass
+from typing import Callable, Dict, NamedTuple, Optional, Tuple, Union
+
+import torch
+
+from netscope.operators.windows import operator_ints
+
+WHOLE = "whole input"
+UNKNOWN = "unknown"  # derived from the input through an operator without a rule: never guessed
+
+
+class Axis(NamedTuple):
+    """One spatial axis of a field: size, jump and first centre, in input positions (a NamedTuple: one is
+    made per axis per operator, so it is kept cheap)."""
+
+    size: float  # floats hold these exactly for integer strides, kernels and padding (and their halves)
+    jump: float
+    start: float
+
+    def window(self, kernel: int, stride: int, pad: int, dilation: int = 1) -> "Axis":
+        reach = dilation * (kernel - 1)
+        return Axis(self.size + reach * self.jump, self.jump * stride, self.start + (reach / 2 - pad) * self.jump)
+
+    def union(self, other: "Axis") -> Optional["Axis"]:
+        if self.jump != other.jump:
+            return None
+        low = min(self.start - (self.size - 1) / 2, other.start - (other.size - 1) / 2)
+        high = max(self.start + (self.size - 1) / 2, other.start + (other.size - 1) / 2)
+        return Axis(high - low + 1, self.jump, (low + high) / 2)
+
+
+@dataclass(frozen=True)
+class Field:
+    """A tensor's receptive field: ``dims[i]`` is the tensor dimension holding input spatial axis ``i``."""
+
+    dims: Tuple[int, ...]
+    axes: Tuple[Axis, ...]
+    exact: bool = True  # False once an operator's field is an enclosing bound (nearest upsample, pixel shuffle)
+    # When a reshape merged the spatial dimensions (with others) into one (channels-last Linear: (N, H, W, C)
+    # -> (N*H*W, C)), every axis's dim is that one, and this holds the merged sizes and where each axis sat
+    # among them, so the reshape back restores the axes.
+    merged: Optional[Tuple[Tuple[int, ...], Tuple[int, ...]]] = None
+
+    def to_dict(self) -> dict:
+        return {"size": [_number(a.size) for a in self.axes], "jump": [_number(a.jump) for a in self.axes],
+                "start": [_number(a.start) for a in self.axes], "exact": self.exact}
+
+    def text(self, part: str) -> str:
+        values = "x".join(str(_number(getattr(a, part))) for a in self.axes)
+        return values if self.exact or part != "size" else "<=" + values
+
+
+FieldLike = Union[Field, str, None]  # a Field, WHOLE, UNKNOWN, or None (not derived from the spatial input)
+
+
+def _number(value: float):
+    return int(value) if float(value).is_integer() else round(float(value), 4)
+
+
+def field_text(value: FieldLike, part: str) -> str:
+    if isinstance(value, Field):
+        return value.text(part)
+    return "whole" if value == WHOLE else "?" if value == UNKNOWN else ""
+
+
+def input_field(tensor) -> Optional[Field]:
+    """Identity field of a model input: every position sees itself (None unless a floating tensor of rank >= 3)."""
+    if not isinstance(tensor, torch.Tensor) or not tensor.is_floating_point() or tensor.dim() < 3:
+        return None
+    nd = tensor.dim() - 2
+    return Field(tuple(range(2, tensor.dim())), tuple(Axis(1, 1, 0) for _ in range(nd)))
+
+
+# ---- rules: (func, args, kwargs, out, field of args[0]) -> field of the output ---------------------------
+Rule = Callable[..., FieldLike]
+
+
+def _spatial_last(field: Field, ndim: int, nd: int) -> bool:
+    return field.merged is None and len(field.axes) == nd and field.dims == tuple(range(ndim - nd, ndim))
+
+
+def _conv(args, kwargs, out, field):
+    x, weight = args[0], args[1]
+    nd = weight.dim() - 2
+    if not _spatial_last(field, x.dim(), nd):
+        return None
+    get = lambda i, name, default: args[i] if len(args) > i else kwargs.get(name, default)  # noqa: E731
+    stride, pad = operator_ints(get(3, "stride", 1), nd), operator_ints(get(4, "padding", 0), nd)
+    dilation, transposed = operator_ints(get(5, "dilation", 1), nd), bool(get(6, "transposed", False))
+    kernels = tuple(weight.shape[2:])
+    if not transposed:
+        axes = tuple(a.window(k, s, p, d) for a, k, s, p, d in zip(field.axes, kernels, stride, pad, dilation))
+        return Field(field.dims, axes, field.exact)
+    # output o gathers inputs i with i*s - p + j*d = o: centred on (o + p - (k-1)d/2)/s, spread (k-1)d/s
+    axes = tuple(Axis(a.size + a.jump * d * (k - 1) / s, a.jump / s, a.start + a.jump * (p - d * (k - 1) / 2) / s)
+                 for a, k, s, p, d in zip(field.axes, kernels, stride, pad, dilation))
+    return Field(field.dims, axes, False)  # which inputs reach an output alternates with o: an enclosing bound
+
+
+def _pool(nd: int, dilated: bool):
+    def rule(args, kwargs, out, field):
+        x = args[0]
+        if not _spatial_last(field, x.dim(), nd):
+            # max_pool1d runs as a 2-d pool over an unsqueezed size-1 axis
+            if not (len(field.axes) == nd - 1 and field.dims == tuple(range(x.dim() - nd + 1, x.dim()))):
+                return None
+        get = lambda i, name, default: args[i] if len(args) > i else kwargs.get(name, default)  # noqa: E731
+        kernels = operator_ints(get(1, "kernel_size", 1), nd)
+        stride = get(2, "stride", ())
+        strides = operator_ints(stride, nd) if stride else kernels
+        pads = operator_ints(get(3, "padding", 0), nd)
+        dilation = operator_ints(get(4, "dilation", 1), nd) if dilated else (1,) * nd
+        skip = nd - len(field.axes)
+        axes = tuple(a.window(k, s, p, d) for a, k, s, p, d in
+                     zip(field.axes, kernels[skip:], strides[skip:], pads[skip:], dilation[skip:]))
+        return Field(field.dims, axes, field.exact)
+
+    return rule
+
+
+def _adaptive(nd: int):
+    def rule(args, kwargs, out, field):
+        x = args[0]
+        if not _spatial_last(field, x.dim(), nd):
+            return None
+        value = out[0] if isinstance(out, (tuple, list)) else out
+        sizes, outs = tuple(x.shape[-nd:]), tuple(value.shape[-nd:])
+        if any(o == 1 and i > 1 for i, o in zip(sizes, outs)):
+            return WHOLE
+        if any(i % o for i, o in zip(sizes, outs)):
+            return None  # uneven bins: no single size and stride describes them
+        axes = tuple(a.window(i // o, i // o, 0) for a, i, o in zip(field.axes, sizes, outs))
+        return Field(field.dims, axes, field.exact)
+
+    return rule
+
+
+def _pad(args, kwargs, out, field):
+    if field.merged is not None:
+        return None
+    x, pads = args[0], list(args[1] if len(args) > 1 else kwargs.get("pad", kwargs.get("padding")))
+    axes = list(field.axes)
+    for i, dim in enumerate(field.dims):
+        slot = 2 * (x.dim() - 1 - dim)
+        if slot < len(pads):
+            axes[i] = Axis(axes[i].size, axes[i].jump, axes[i].start - pads[slot] * axes[i].jump)
+    return Field(field.dims, tuple(axes), field.exact)
+
+
+def _resample(args, kwargs, out, field):
+    """Upsampling (any mode) and pixel shuffle: jump divides by the scale; an enclosing bound of the size."""
+    if field.merged is not None:
+        return None
+    x = args[0]
+    value = out
+    axes = list(field.axes)
+    for i, dim in enumerate(field.dims):
+        ins, outs = x.shape[dim], value.shape[dim]
+        scale = outs / ins
+        a = axes[i]
+        # output o samples near input (o + 1/2)/scale - 1/2 and reads at most 2 neighbours on either side
+        axes[i] = Axis(a.size + 4 * a.jump, a.jump / scale, a.start + a.jump * (0.5 / scale - 0.5))
+    return Field(field.dims, tuple(axes), False)
+
+
+def _pixel_unshuffle(args, kwargs, out, field):
+    if field.merged is not None:
+        return None
+    factor = int(args[1] if len(args) > 1 else kwargs["downscale_factor"])
+    return Field(field.dims, tuple(a.window(factor, factor, 0) for a in field.axes), field.exact)
+
+
+def _same_layout(args, kwargs, out, field):
+    """Operators that keep every position where it is (norms, dropout, copies)."""
+    x = args[0]
+    value = out[0] if isinstance(out, (tuple, list)) else out
+    if value.dim() != x.dim() or any(value.shape[d] != x.shape[d] for d in field.dims):
+        return None
+    return field
+
+
+def _softmax(args, kwargs, out, field):
+    """Softmax along a spatial axis mixes every position on it."""
+    dim = args[1] % args[0].dim()
+    return WHOLE if dim in field.dims else field
+
+
+def _slice(args, kwargs, out, field):
+    """``x[..., a:b:s]``: along a spatial axis the first centre moves by ``a`` and the jump grows ``s`` times."""
+    x = args[0]
+    get = lambda i, name, default: args[i] if len(args) > i else kwargs.get(name, default)  # noqa: E731
+    dim = get(1, "dim", 0) % x.dim()
+    if dim not in field.dims:
+        return field
+    if field.merged is not None:
+        return None
+    start, step = get(2, "start", 0) or 0, get(4, "step", 1) or 1
+    if start < 0:
+        start += x.shape[dim]
+    start = max(0, min(start, x.shape[dim]))
+    axes = tuple(Axis(a.size, a.jump * step, a.start + start * a.jump) if d == dim else a
+                 for a, d in zip(field.axes, field.dims))
+    return Field(field.dims, axes, field.exact)
+
+
+def _select(args, kwargs, out, field):
+    """``x[:, i]`` on a non-spatial dim drops it; selecting one spatial position is not a field of a tensor."""
+    x = args[0]
+    dim = args[1] % x.dim()
+    if dim in field.dims:
+        return None
+    return Field(tuple(d - 1 if d > dim else d for d in field.dims), field.axes, field.exact, field.merged)
+
+
+def _permute(args, kwargs, out, field):
+    order = [d % args[0].dim() for d in args[1]]
+    return Field(tuple(order.index(d) for d in field.dims), field.axes, field.exact, field.merged)
+
+
+def _transpose(args, kwargs, out, field):
+    n = args[0].dim()
+    a, b = args[1] % n, args[2] % n
+    swap = {a: b, b: a}
+    return Field(tuple(swap.get(d, d) for d in field.dims), field.axes, field.exact, field.merged)
+
+
+def _unsqueeze(args, kwargs, out, field):
+    dim = args[1] % (args[0].dim() + 1)
+    return Field(tuple(d + 1 if d >= dim else d for d in field.dims), field.axes, field.exact, field.merged)
+
+
+def _squeeze(args, kwargs, out, field):
+    x = args[0]
+    dims = args[1] if len(args) > 1 else [d for d in range(x.dim()) if x.shape[d] == 1]
+    dims = {d % x.dim() for d in (dims if isinstance(dims, (list, tuple)) else [dims]) if x.shape[d] == 1}
+    if dims & set(field.dims):
+        return None
+    return Field(tuple(d - sum(1 for r in dims if r < d) for d in field.dims), field.axes, field.exact, field.merged)
+
+
+def _view_groups(before, after):
+    """Pair the dims of a reshape: [(dims of ``before``, dims of ``after``)] with equal products, in order."""
+    groups, i, j = [], 0, 0
+    while i < len(before) or j < len(after):
+        gi, gj = [i] if i < len(before) else [], [j] if j < len(after) else []
+        pi = before[i] if i < len(before) else 1
+        pj = after[j] if j < len(after) else 1
+        i, j = i + 1, j + 1
+        while pi != pj:
+            if pi < pj and i < len(before):
+                pi *= before[i]
+                gi.append(i)
+                i += 1
+            elif j < len(after):
+                pj *= after[j]
+                gj.append(j)
+                j += 1
+            else:
+                return None
+        groups.append((tuple(gi), tuple(gj)))
+    return groups
+
+
+def _view(args, kwargs, out, field):
+    """Reshapes: dims that stay keep their axes; spatial dims merged into one (with others) are remembered
+    and restored when a reshape splits them back; flatten(1) into features -> WHOLE; anything else unknown."""
+    before, after = tuple(args[0].shape), tuple(out.shape)
+    groups = _view_groups(before, after)
+    if groups is None:
+        return None
+    where = {d: (gi, gj) for gi, gj in groups for d in gi}
+    if field.merged is not None:
+        gi, gj = where[field.dims[0]]
+        sizes, places = field.merged
+        if len(gi) == 1 and len(gj) == 1:
+            return Field((gj[0],) * len(field.axes), field.axes, field.exact, field.merged)
+        if len(gi) == 1 and tuple(after[d] for d in gj) == sizes:
+            return Field(tuple(gj[p] for p in places), field.axes, field.exact)
+        return None
+    spatial = [where[d] for d in field.dims]
+    if all(len(gi) == 1 and len(gj) == 1 for gi, gj in spatial):
+        return Field(tuple(gj[0] for _, gj in spatial), field.axes, field.exact)
+    gi, gj = spatial[0]
+    if len(gj) == 1 and all(g == spatial[0] for g in spatial):  # merged into one dim of the output
+        if len(after) == 2 and gj[0] == 1 and min(gi) >= 1:
+            return WHOLE  # flatten(1): every feature of a row now stands for the whole input
+        return Field((gj[0],) * len(field.axes), field.axes, field.exact,
+                     (tuple(before[d] for d in gi), tuple(gi.index(d) for d in field.dims)))
+    return None
+
+
+def _matmul(first: int):
+    """mm/bmm/matmul (operands at ``first``, ``first + 1``): the first's last dim and the second's
+    second-to-last are summed over; an operand whose spatial axes lie there -> WHOLE; otherwise an
+    operand's kept dims carry its field to the output."""
+    def rule(tracker, args, kwargs, out) -> FieldLike:
+        results = []
+        for k, operand in enumerate(args[first:first + 2]):
+            if not isinstance(operand, torch.Tensor):
+                continue
+            field = tracker.fields.get(operand)
+            if field is None:
+                continue
+            if field == WHOLE or field == UNKNOWN:
+                results.append(field)
+                continue
+            summed = operand.dim() - 1 if k == 0 else operand.dim() - 2
+            if summed in field.dims or operand.dim() != out.dim():
+                return WHOLE
+            results.append(field)
+        if not results:
+            return None
+        return _union(results)
+
+    return rule
+
+
+def _reduce(args, kwargs, out, field):
+    x = args[0]
+    dims = args[1] if len(args) > 1 else kwargs.get("dim")
+    if dims is None:
+        return WHOLE
+    dims = {d % x.dim() for d in (dims if isinstance(dims, (list, tuple)) else [dims])}
+    if dims & set(field.dims):
+        return WHOLE
+    keep = bool(args[2] if len(args) > 2 else kwargs.get("keepdim", False))
+    if keep:
+        return field
+    return Field(tuple(d - sum(1 for r in dims if r < d) for d in field.dims), field.axes, field.exact, field.merged)
+
+
+def _mixing(args, kwargs, out, field):
+    return WHOLE
+
+
+def _rules() -> Dict[object, Rule]:
+    aten = torch.ops.aten
+    table: Dict[object, Rule] = {aten.convolution: _conv, aten.constant_pad_nd: _pad,
+                                 aten.pixel_unshuffle: _pixel_unshuffle, aten.pixel_shuffle: _resample,
+                                 aten.permute: _permute, aten.transpose: _transpose, aten.unsqueeze: _unsqueeze,
+                                 aten.squeeze: _squeeze, aten.view: _view, aten._unsafe_view: _view,
+                                 aten.reshape: _view}
+    for nd in (1, 2, 3):
+        for name, rule in ((f"max_pool{nd}d_with_indices", _pool(nd, True)), (f"max_pool{nd}d", _pool(nd, True)),
+                           (f"avg_pool{nd}d", _pool(nd, False)), (f"_adaptive_avg_pool{nd}d", _adaptive(nd)),
+                           (f"adaptive_avg_pool{nd}d", _adaptive(nd)), (f"adaptive_max_pool{nd}d", _adaptive(nd)),
+                           (f"reflection_pad{nd}d", _pad), (f"replication_pad{nd}d", _pad)):
+            packet = getattr(aten, name, None)
+            if packet is not None:
+                table[packet] = rule
+    for name in ("upsample_nearest1d", "upsample_nearest2d", "upsample_nearest3d", "_upsample_nearest_exact1d",
+                 "_upsample_nearest_exact2d", "_upsample_nearest_exact3d", "upsample_linear1d",
+                 "upsample_bilinear2d", "upsample_bicubic2d", "upsample_trilinear3d",
+                 "_upsample_bilinear2d_aa", "_upsample_bicubic2d_aa"):
+            packet = getattr(aten, name, None)
+            if packet is not None:
+                table[packet] = _resample
+    for name in ("native_batch_norm", "_native_batch_norm_legit", "_native_batch_norm_legit_no_training",
+                 "native_group_norm", "native_layer_norm", "native_dropout", "clone", "_to_copy", "detach",
+                 "alias", "contiguous", "expand"):
+        packet = getattr(aten, name, None)
+        if packet is not None:
+            table[packet] = _same_layout
+    table[aten._softmax] = table[aten._log_softmax] = _softmax
+    table[aten.slice] = _slice
+    table[aten.select] = _select
+    for name in ("mean", "sum", "amax", "amin", "max", "min", "var", "std", "var_mean", "std_mean", "logsumexp"):
+        table[getattr(aten, name)] = _reduce
+    for name in ("linear", "_scaled_dot_product_flash_attention",
+                 "_scaled_dot_product_efficient_attention", "_scaled_dot_product_flash_attention_for_cpu",
+                 "_scaled_dot_product_cudnn_attention", "_native_multi_head_attention", "flatten"):
+        packet = getattr(aten, name, None)
+        if packet is not None:
+            table[packet] = _mixing
+    return table
+
+
+_aten = torch.ops.aten
+MATMUL_OPERANDS = {_aten.mm: 0, _aten.bmm: 0, _aten.matmul: 0, _aten.addmm: 1, _aten.baddbmm: 1}
+
+
+class _WeakTensorMap:
+    """tensor -> value without keeping the tensor alive: keyed by id, checked against a weak reference
+    (a dead tensor's id may be reused; its entry then no longer matches). Lives for one pass."""
+
+    __slots__ = ("data",)
+
+    def __init__(self):
+        self.data = {}
+
+    def __bool__(self) -> bool:
+        return bool(self.data)
+
+    def get(self, tensor, default=None):
+        entry = self.data.get(id(tensor))
+        if entry is None or entry[0]() is not tensor:
+            return default
+        return entry[1]
+
+    def __contains__(self, tensor) -> bool:
+        return self.get(tensor) is not None
+
+    def __setitem__(self, tensor, value) -> None:
+        self.data[id(tensor)] = (weakref.ref(tensor), value)
+
+
+class FieldTracker:
+    """A dispatch-mode observer that gives every operator output derived from the input its field."""
+
+    def __init__(self):
+        self.fields = _WeakTensorMap()
+        self.rules = _rules()
+        self.handlers: Dict[object, object] = {}  # operator overload -> how its output's field is made
+
+    def add_input(self, tensor) -> None:
+        field = input_field(tensor)
+        if field is not None:
+            self.fields[tensor] = field
+
+    def field_of(self, value) -> FieldLike:
+        """The field of a module output: its first tensor's."""
+        if isinstance(value, torch.Tensor):
+            return self.fields.get(value)
+        if isinstance(value, (tuple, list)) and value:
+            return self.field_of(value[0])
+        if isinstance(value, dict) and value:
+            return self.field_of(next(iter(value.values())))
+        return None
+
+    def observe(self, func, args, kwargs, out) -> None:
+        handler = self.handlers.get(func)
+        if handler is None:
+            handler = self.handlers[func] = self._handler_for(func)
+        if handler is False:
+            return
+        result = handler(args, kwargs or {}, out)
+        if result is None:
+            return
+        for tensor in (out if isinstance(out, (tuple, list)) else (out,)):
+            if isinstance(tensor, torch.Tensor):
+                self.fields[tensor] = result
+                break
+
+    def _handler_for(self, func):
+        """How this operator's output field follows from its inputs' (False: it never carries one)."""
+        packet = func._overloadpacket
+        if packet is torch.ops.aten.cat:
+            return self._cat
+        matmul = MATMUL_OPERANDS.get(packet)
+        if matmul is not None:
+            return functools.partial(_matmul(matmul), self)
+        rule = self.rules.get(packet)
+        if rule is _mixing:
+            return self._mixing
+        if rule is not None:
+            return functools.partial(self._windowed, rule)
+        return self._pointwise if _is_pointwise(func) else self._unknown
+
+    def _unknown(self, args, kwargs, out) -> FieldLike:
+        """An operator without a rule: its output is marked unknown when it takes a tracked tensor."""
+        fields = self.fields
+        for a in args:
+            if isinstance(a, torch.Tensor):
+                field = fields.get(a)
+                if field is not None:
+                    return WHOLE if field == WHOLE else UNKNOWN
+        return None
+
+    def _windowed(self, rule, args, kwargs, out) -> FieldLike:
+        first = args[0] if args else None
+        field = self.fields.get(first) if isinstance(first, torch.Tensor) else None
+        if field is None or field == WHOLE or field == UNKNOWN:
+            return field
+        result = rule(args, kwargs, out, field)
+        return UNKNOWN if result is None else result
+
+    def _pointwise(self, args, kwargs, out) -> FieldLike:
+        """The union of the fields of its tensor inputs, placed on the output's dims as broadcasting aligns them."""
+        get = self.fields.get
+        known = []
+        for a in args:
+            if not isinstance(a, torch.Tensor):
+                continue
+            field = get(a)
+            if isinstance(field, Field):
+                shift = out.dim() - a.dim()
+                if any(a.shape[d] != out.shape[d + shift] for d in field.dims):
+                    field = UNKNOWN  # a spatial dim broadcast from size 1
+                elif shift:
+                    field = Field(tuple(d + shift for d in field.dims), field.axes, field.exact, field.merged)
+            if field is not None:
+                known.append(field)
+        if not known:
+            return None
+        return known[0] if len(known) == 1 else _union(known)
+
+    def _mixing(self, args, kwargs, out) -> FieldLike:
+        """Attention: a tracked operand with a field makes every output depend on every position; one
+        already unknown stays unknown (which positions it covers is not known)."""
+        found = [self.fields.get(a) for a in args if isinstance(a, torch.Tensor)]
+        found = [f for f in found if f is not None]
+        if not found:
+            return None
+        return UNKNOWN if all(f == UNKNOWN for f in found) else WHOLE
+
+    def _cat(self, args, kwargs, out) -> FieldLike:
+        known = [f for f in (self.fields.get(t) for t in args[0] if isinstance(t, torch.Tensor)) if f is not None]
+        if not known:
+            return None
+        dim = (args[1] if len(args) > 1 else kwargs.get("dim", 0)) % out.dim()
+        if any(isinstance(f, Field) and dim in f.dims for f in known):
+            return UNKNOWN  # joined along a spatial axis: positions from different inputs, no single field
+        return _union(known)
+
+
+# elementwise operators that torch does not tag pointwise (checked on torch 2.14)
+UNTAGGED_ELEMENTWISE = frozenset({"hardswish", "prelu", "_prelu_kernel", "log_sigmoid_forward", "rrelu_with_noise"})
+
+
+def _is_pointwise(func) -> bool:
+    """Tagged pointwise, listed above, or the in-place twin (``hardswish_``) of either."""
+    if torch.Tag.pointwise in func.tags:
+        return True
+    name = func._overloadpacket.__name__
+    base = name[:-1] if name.endswith("_") else name
+    if base in UNTAGGED_ELEMENTWISE:
+        return True
+    twin = getattr(torch.ops.aten, base, None) if base != name else None
+    overload = getattr(twin, func._overloadname, None) if twin is not None else None
+    return overload is not None and torch.Tag.pointwise in overload.tags
+
+
+def _union(fields) -> FieldLike:
+    """Union of branch fields: WHOLE if any is whole, else UNKNOWN if any is unknown or they do not align."""
+    if WHOLE in fields:
+        return WHOLE
+    result = fields[0]
+    for other in fields[1:]:
+        if result == UNKNOWN or other == UNKNOWN or result.dims != other.dims or result.merged != other.merged:
+            return UNKNOWN
+        axes = tuple(a.union(b) for a, b in zip(result.axes, other.axes))
+        if any(a is None for a in axes):
+            return UNKNOWN
+        result = Field(result.dims, axes, result.exact and other.exact, result.merged)
+    return result

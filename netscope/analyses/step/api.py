@@ -1,0 +1,151 @@
+"""``netscope.step(model, ...) -> StepReport``: cost and memory of one training step, per rank when sharded."""
+
+from __future__ import annotations
+
+import copy
+from typing import List, Optional
+
+import torch
+import torch.nn as nn
+
+from netscope.errors import InputSpecError, UsageError
+from netscope.records import RunInfo
+from netscope.report import Report
+from netscope.run.shapes import shape_tree
+from netscope.analyses.totals import compute_totals
+from netscope.run.trace import model_device, model_float_dtype
+from netscope.analyses.step.memory import rank_memory
+from netscope.analyses.step.options import OPTIMIZERS, PRECISIONS, StepOptions
+from netscope.analyses.step.report import StepReport, StepTotals
+from netscope.analyses.step.run import run_step
+
+
+def step(model: nn.Module, input_size=None, input_data=None, *, optimizer: str = "adamw", precision: str = "fp32",
+         fsdp: Optional[int] = None, ddp: Optional[int] = None, activation_checkpointing: bool = False,
+         input_dtypes=None, measure: bool = False, label: Optional[str] = None) -> StepReport:
+    """Plan one training step of ``model`` (forward, backward on the sum of its outputs, optimizer step)
+    on fake tensors, and return a :class:`StepReport`.
+
+    input_size / input_data / input_dtypes: as for ``netscope.summary`` (per rank under fsdp/ddp).
+    optimizer: ``sgd``, ``sgd-momentum``, ``adam`` or ``adamw``. precision: ``fp32``, ``bf16-mixed`` or
+    ``fp16-mixed`` (``torch.autocast``; parameters, gradients and optimizer state keep the model's dtype).
+    fsdp / ddp: ranks of a FSDP2 (``fully_shard``, dim-0 shards) or DDP (replicated) job.
+    activation_checkpointing: each block of the model's largest ``nn.ModuleList`` runs under
+    ``torch.utils.checkpoint`` (non-reentrant): it keeps only its inputs, and backward recomputes it.
+    measure: also run the real step on a copy of the model on CUDA and report its measured peak.
+    The model itself is never run, changed or moved.
+    """
+    from netscope.inputs import inputs_from
+
+    if not isinstance(model, nn.Module):
+        raise InputSpecError(f"step() needs a torch.nn.Module, got {type(model).__name__}")
+    options = StepOptions(optimizer=optimizer, precision=precision, fsdp=fsdp, ddp=ddp,
+                          activation_checkpointing=activation_checkpointing)
+    inputs = inputs_from(model, input_size, input_data, input_dtypes)
+    return run_step_report(model, inputs, options, label=label or type(model).__name__, measure=measure)
+
+
+def run_step_report(model: nn.Module, inputs, options: StepOptions, *, label: str, measure: bool = False) -> StepReport:
+    """Shared by the API and the CLI; ``inputs`` is an ``InputSpec`` or ``(args, kwargs)``."""
+    from netscope.inputs import InputSpec
+
+    device = "cuda" if model_device(model).type == "cuda" else "cpu"
+    if isinstance(inputs, InputSpec):
+        args, kwargs = inputs.for_model(model).build(torch.device("meta"), model_float_dtype(model))
+    else:
+        args, kwargs = inputs
+    measured = measured_cuda_peak(model, args, kwargs, options) if measure else None
+    run = run_step(model, args, kwargs, options, device=device)
+    trace = run.trace
+    forward_totals = compute_totals(model, trace.calls, _user_modules(model, trace), input_bytes=run.input_bytes)
+    notes = tuple(trace.notes)
+    if run.backward_uncounted:
+        notes += (f"backward mult-adds are a lower bound (PARTIAL): no formula for {', '.join(run.backward_uncounted)}",)
+    info = RunInfo(model=label, device=device, dtype=model_float_dtype(model), mode="train",
+                   input_shapes=[shape_tree(a) for a in args] + ([shape_tree(kwargs)] if kwargs else []),
+                   seconds=trace.seconds, notes=notes)
+    forward = Report(layers=trace.calls, totals=forward_totals, run=info, model_output=trace.model_output,
+                     operators=trace.operators)
+    backward_own = list(run.backward_own)
+    saved_own = list(run.saved_own)
+    if backward_own:  # the loss, outside every module: charged to the root call, as the forward does
+        backward_own[0] += run.backward_outside
+        saved_own[0] += run.saved_outside
+    ranks = rank_memory(run, options, model)
+    first = ranks[0]
+    totals = StepTotals(
+        forward_macs=trace.calls[0].macs if trace.calls else 0,
+        backward_macs=sum(backward_own),
+        param_bytes=first.param_bytes,
+        grad_bytes=first.grad_bytes,
+        optimizer_bytes=first.optimizer_bytes,
+        activation_bytes=first.activation_bytes,
+        buffer_bytes=run.buffer_bytes,
+        input_bytes=run.input_bytes,
+        peak_bytes=first.peak_bytes,
+        optimizer=options.optimizer,
+        precision=options.precision,
+        layout=options.layout,
+        world_size=options.world_size,
+        ranks=ranks,
+        measured_peak_bytes=measured,
+    )
+    return StepReport(forward=forward, totals=totals, backward_macs=_rolled_up(trace.calls, backward_own),
+                      own_backward_macs=backward_own, saved_bytes=_rolled_up(trace.calls, saved_own),
+                      own_saved_bytes=saved_own)
+
+
+def _user_modules(model: nn.Module, trace) -> List[nn.Module]:
+    """The user's modules the fake copy's calls stand for (same qualified names)."""
+    modules = dict(model.named_modules(remove_duplicate=False))
+    return [modules[c.name] for c in trace.calls if c.name in modules]
+
+
+def _rolled_up(calls, own: List[int]) -> List[int]:
+    """Each call's figure plus those of every call nested inside it (children follow their parent)."""
+    total = list(own)
+    for call in reversed(calls):
+        if call.parent is not None:
+            total[call.parent] += total[call.index]
+    return total
+
+
+def measured_cuda_peak(model: nn.Module, args, kwargs, options: StepOptions) -> int:
+    """``torch.cuda.max_memory_allocated`` of one real step of a copy of ``model`` on CUDA (the second
+    step, once the optimizer state exists), less what was allocated before; the model and the global RNG
+    are left as they were."""
+    if not torch.cuda.is_available():
+        raise UsageError("measure=True runs the real step on CUDA, and no CUDA device is available here; "
+                         "the estimate needs no device")
+    if options.layout != "single":
+        raise UsageError("measure=True measures one device; drop fsdp/ddp to compare with a real step")
+    from netscope.run.no_memory import meta_copy
+
+    device = torch.device("cuda")
+    torch.cuda.synchronize()
+    before = torch.cuda.memory_allocated()  # what the process held already (the user's own tensors)
+    replica = (meta_copy(model).to_empty(device=device) if model_device(model).type == "meta"
+               else copy.deepcopy(model).to(device))
+    args, kwargs = torch.utils._pytree.tree_map_only(
+        torch.Tensor, lambda t: torch.zeros_like(t, device=device) if t.device.type == "meta" else t.to(device),
+        (tuple(args), dict(kwargs)))
+    autocast_dtype = PRECISIONS[options.precision].autocast
+    with torch.random.fork_rng(devices=[torch.cuda.current_device()]):
+        replica.train()
+        optimizer = OPTIMIZERS[options.optimizer].build([p for p in replica.parameters() if p.requires_grad])
+        for index in range(2):
+            if index == 1:  # the second step: optimizer state exists, as in every later step
+                torch.cuda.synchronize()
+                torch.cuda.reset_peak_memory_stats()
+            with torch.autocast("cuda", dtype=getattr(torch, autocast_dtype), enabled=autocast_dtype is not None):
+                output = replica(*args, **kwargs)
+            leaves = [t for t in torch.utils._pytree.tree_leaves(output)
+                      if isinstance(t, torch.Tensor) and t.is_floating_point() and t.requires_grad]
+            sum(t.sum() for t in leaves).backward()
+            del output, leaves
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        torch.cuda.synchronize()
+        peak = torch.cuda.max_memory_allocated()
+    del replica, optimizer
+    return peak - before

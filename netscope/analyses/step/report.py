@@ -1,0 +1,146 @@
+"""The training-step report: the forward summary's layer records plus backward cost and memory per call,
+totals per rank, rendered by the same column registry and row renderer as ``netscope summary``."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from netscope.report import Report
+from netscope.render.columns import COLUMNS, csv_row, parse_columns, text_row
+from netscope.render.rows import check_format, json_document, render_rows
+from netscope.analyses.step.memory import RankMemory
+from netscope.units import megabytes, si
+
+STEP_COLUMNS = ("layer", "type", "output", "params", "macs", "bwd_macs", "saved")
+STEP_FIGURES = ("backward_macs", "own_backward_macs", "saved_bytes", "own_saved_bytes")
+
+
+@dataclass(frozen=True)
+class StepTotals:
+    """One step's figures. Bytes are per rank (rank 0, the largest) under ``fsdp``/``ddp``; ``ranks`` has each."""
+
+    forward_macs: int
+    backward_macs: int
+    param_bytes: int
+    grad_bytes: int
+    optimizer_bytes: int
+    activation_bytes: int  # tensors saved for backward, each storage once (parameters excluded)
+    buffer_bytes: int
+    input_bytes: int
+    peak_bytes: int  # estimate (see netscope.analyses.step.memory)
+    optimizer: str
+    precision: str
+    layout: str  # "single", "ddp" or "fsdp"
+    world_size: int
+    ranks: Tuple[RankMemory, ...]
+    measured_peak_bytes: Optional[int] = None  # a real CUDA step's torch.cuda.max_memory_allocated
+
+    def to_dict(self) -> dict:
+        out = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "ranks"}
+        out["ranks"] = [r.to_dict() for r in self.ranks]
+        return out
+
+
+@dataclass(frozen=True)
+class StepReport:
+    """What ``netscope.step`` returns. ``forward`` is the forward pass as ``netscope.summary`` reports it
+    (from the same fake step); the four per-call lists are indexed like ``forward.layers``."""
+
+    forward: Report
+    totals: StepTotals
+    backward_macs: List[int]  # the call's and every nested call's
+    own_backward_macs: List[int]
+    saved_bytes: List[int]
+    own_saved_bytes: List[int]
+
+    @property
+    def layers(self):
+        return self.forward.layers
+
+    @property
+    def run(self):
+        return self.forward.run
+
+    def __str__(self) -> str:
+        return self.render()
+
+    def render(self, fmt: str = "table", *, columns=None, depth: Optional[int] = None,
+               table_style: str = "simple") -> str:
+        """Text in ``table``, ``markdown``, ``csv`` or ``json``, like ``Report.render``."""
+        check_format(fmt, table_style)
+        if fmt == "json":
+            return json.dumps(self.to_dict(), indent=2)
+        keys = list(parse_columns(columns if columns is not None else STEP_COLUMNS))
+        body = render_rows(self.rows(keys, depth=depth, csv=(fmt == "csv")), keys, fmt, headers={k: COLUMNS[k].title for k in keys},
+                           table_style=table_style, numeric=[k for k in keys if COLUMNS[k].numeric])
+        if fmt == "csv":
+            return body
+        return body + "\n\n" + self.totals_text(markdown=(fmt == "markdown"))
+
+    def rows(self, columns: Sequence[str] = STEP_COLUMNS, *, depth: Optional[int] = None,
+             csv: bool = False) -> List[Dict[str, Any]]:
+        """Cells per call (every call, indented by depth), from the summary's column registry."""
+        ctx = {**self.forward._context(), **{key: getattr(self, key) for key in STEP_FIGURES}}
+        out = []
+        for call in self.layers:
+            if depth is not None and call.depth > depth:
+                continue
+            row = csv_row(call, columns, ctx) if csv else text_row(call, columns, ctx, short=True)
+            if "layer" in row and not csv:
+                row["layer"] = "  " * call.depth + row["layer"]
+            out.append(row)
+        return out
+
+    def totals_text(self, *, markdown: bool = False) -> str:
+        t = self.totals
+        per = f" per rank ({t.layout}, {t.world_size} ranks)" if t.layout != "single" else ""
+        lines = [
+            f"Forward mult-adds: {si(t.forward_macs)} ({t.forward_macs:,})" + self.forward._partial_text(),
+            f"Backward mult-adds: {si(t.backward_macs)} ({t.backward_macs:,})",
+            f"Memory{per}, {t.optimizer}, {t.precision}:",
+            f"  params {megabytes(t.param_bytes)}, grads {megabytes(t.grad_bytes)}, "
+            f"optimizer state {megabytes(t.optimizer_bytes)}, saved activations {megabytes(t.activation_bytes)}, "
+            f"buffers {megabytes(t.buffer_bytes)}, inputs {megabytes(t.input_bytes)}",
+            f"  estimated peak of one step: {megabytes(t.peak_bytes)}",
+        ]
+        if t.layout == "fsdp" and len({(r.param_bytes, r.grad_bytes, r.optimizer_bytes) for r in t.ranks}) > 1:
+            lines.append("  ranks differ (dim-0 shards): " + "; ".join(
+                f"rank {r.rank}: params {megabytes(r.param_bytes)}, optimizer {megabytes(r.optimizer_bytes)}"
+                for r in t.ranks))
+        if t.measured_peak_bytes is not None:
+            lines.append(f"  measured CUDA peak of a real step: {megabytes(t.measured_peak_bytes)}")
+        r = self.run
+        lines.append(f"Run: {r.model}, fake tensors on {r.device}, one training step, {r.seconds:.2f} s")
+        lines += [f"Note: {note}" for note in r.notes]
+        return "\n".join(("- " + l if markdown and not l.startswith("  ") else l) for l in lines)
+
+    def to_dict(self) -> Dict[str, Any]:
+        data = self.forward.to_dict()
+        data.update(json_document("step", {}))  # the summary's layout, with the step's own totals
+        data["forward_totals"] = data.pop("totals")
+        data["totals"] = self.totals.to_dict()
+        for layer in data["layers"]:
+            for key in STEP_FIGURES:
+                layer[key] = getattr(self, key)[layer["index"]]
+        return data
+
+    def to_json(self, **kwargs) -> str:
+        return json.dumps(self.to_dict(), **kwargs)
+
+    def to_dataframe(self):
+        """pandas DataFrame: the summary's columns plus the backward and saved-activation figures."""
+        frame = self.forward.to_dataframe()
+        for key in STEP_FIGURES:
+            frame[key] = getattr(self, key)
+            frame[key] = frame[key].astype("int64")
+        return frame
+
+    def to_html(self) -> str:
+        from netscope.render.step_html import step_html
+
+        return step_html(self)
+
+    def _repr_html_(self) -> str:
+        return self.to_html()

@@ -1,0 +1,332 @@
+"""One training step on fake tensors: the real forward, backward and optimizer step, no memory used.
+
+The model is copied with fake parameters (``FakeTensorMode``: shapes, dtypes and storages, no data)
+and the inputs likewise, so the user's model is never touched. Then:
+
+- the optimizer runs one step on zero gradients first, so its state exists as in every later step;
+- the measured step runs under ``MemTracker`` (live bytes by category after every operator);
+- module hooks (the trace's recorder) keep the stack of open module calls; a dispatch mode charges
+  each forward operator's multiply-adds to the innermost call, as ``netscope summary`` does;
+- a function mode tags every autograd node created during the forward with the call that created
+  it (node ``metadata``); during backward, the dispatch mode reads the running node
+  (``torch._C._current_autograd_node``) and charges the backward operator to that call;
+- ``saved_tensors_hooks`` sees every tensor saved for backward: each storage is counted once, charged
+  to the call running when it was first saved; parameter and buffer storages are not activations.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import time
+from dataclasses import dataclass
+from typing import Dict, List, Tuple
+
+import torch
+import torch.nn as nn
+from torch.overrides import TorchFunctionMode
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.weak import WeakIdKeyDictionary
+
+from netscope.errors import ForwardError, InputSpecError
+from netscope.run.model_state import paused_gc, preserved_model
+from netscope.operators.registry import UNSEEN, OpResolver
+from netscope.run.no_memory import meta_copy
+from netscope.run.trace import TraceResult, _build_result, _eager, _forward_error, _Recorder
+from netscope.analyses.step.options import OPTIMIZERS, PRECISIONS, StepOptions
+from netscope.analyses.step.torch_parts import current_autograd_node, fake_tensor_mode, timeline_tracker
+
+TAG = "netscope_call"  # key in an autograd node's metadata: index of the call whose forward created it
+OUTSIDE = -1  # created or saved outside every module call (the loss)
+
+
+@dataclass(frozen=True)
+class ParamInfo:
+    """One distinct parameter of the model and what training it costs."""
+
+    name: str
+    shape: Tuple[int, ...]
+    element_size: int
+    trainable: bool
+    grad_bytes: int  # of its gradient after backward (0 when it got none)
+    state: Tuple[Tuple[Tuple[int, ...], int], ...]  # optimizer state tensors: (shape, bytes)
+
+    @property
+    def bytes(self) -> int:
+        numel = 1
+        for d in self.shape:
+            numel *= d
+        return numel * self.element_size
+
+
+@dataclass(frozen=True)
+class StepRun:
+    """What one fake step measured. Per-call lists are indexed like ``trace.calls``; ``OUTSIDE``
+    figures (the loss) are kept apart."""
+
+    trace: TraceResult
+    backward_own: List[int]
+    saved_own: List[int]
+    backward_outside: int
+    saved_outside: int
+    params: List[ParamInfo]
+    buffer_bytes: int
+    input_bytes: int
+    timeline: List[Tuple[int, int, int, int]]  # after each operator: live (total, params, grads, optimizer) bytes
+    device: str
+    backward_uncounted: Tuple[str, ...] = ()  # backward operators without a formula: backward_macs is a lower bound
+
+
+def run_step(model: nn.Module, args: tuple, kwargs: dict, options: StepOptions, *,
+             device: str = "cpu") -> StepRun:
+    """Run one step of ``model`` on fake copies of it and of ``(args, kwargs)`` (real, meta or fake)."""
+    node_of = current_autograd_node()
+    fake = fake_tensor_mode()
+    tracker = timeline_tracker(device)
+    autocast_dtype = PRECISIONS[options.precision].autocast
+
+    def empty(tensor):
+        with fake:
+            return torch.empty_strided(tensor.shape, tensor.stride(), dtype=tensor.dtype, device=device)
+
+    copy_ = meta_copy(model, empty)
+    args, kwargs = torch.utils._pytree.tree_map_only(torch.Tensor, empty, (tuple(args), dict(kwargs)))
+    names = _param_names(copy_)
+    params = list(names)
+    trainable = [p for p in params if p.requires_grad]
+    if not trainable:
+        raise InputSpecError(f"{type(model).__name__} has no trainable parameter (requires_grad=True): "
+                             "a training step would change nothing")
+    own_storages = {id(t.untyped_storage()) for t in params + list(copy_.buffers())}
+    named = list(copy_.named_modules(remove_duplicate=False))
+    module_names: Dict[int, str] = {}
+    for name, module in named:
+        module_names.setdefault(id(module), name)
+    recorder = _Recorder(module_names, None)
+    backward: Dict[int, int] = {}
+    saved: Dict[int, int] = {}
+    seen = WeakIdKeyDictionary()
+
+    def current() -> int:
+        return recorder.stack[-1].index if recorder.stack else OUTSIDE
+
+    def pack(tensor):
+        storage = tensor.untyped_storage()
+        if id(storage) not in own_storages and storage not in seen:
+            seen[storage] = True
+            index = current()
+            saved[index] = saved.get(index, 0) + storage.nbytes()
+        return tensor
+
+    if options.activation_checkpointing:
+        _checkpoint_blocks(copy_, pack, type(model).__name__)
+    ops = OpResolver()
+    counter = _Counter(recorder, backward, node_of, ops)
+    tagger = _Tagger(current)
+    start = time.perf_counter()
+    with paused_gc(), preserved_model(copy_, train=True), torch.enable_grad(), fake:
+        optimizer = OPTIMIZERS[options.optimizer].build(trainable)
+        _initial_state(optimizer, trainable)
+        tracker.track_step(copy_, optimizer, (args, kwargs))
+        with tracker:
+            output, error = _forward(copy_, args, kwargs, recorder, counter, tagger, pack, autocast_dtype, device)
+            if error is not None:
+                raise _step_forward_error(copy_, _build_result(named, recorder, ops, None, 0.0, None), error) from error
+            result = _build_result(named, recorder, ops, output, 0.0, None)
+            loss = _loss(output, type(model).__name__)
+            with counter:
+                loss.backward()
+            del loss, output
+            grads = {id(p): p.grad.untyped_storage().nbytes() if p.grad is not None else 0 for p in params}
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+    infos = [ParamInfo(name, tuple(p.shape), p.element_size(), p.requires_grad, grads[id(p)],
+                       tuple((tuple(v.shape), v.untyped_storage().nbytes())
+                             for v in optimizer.state.get(p, {}).values() if isinstance(v, torch.Tensor)))
+             for p, name in names.items()]
+    calls = len(result.calls)
+    result = dataclasses.replace(result, seconds=time.perf_counter() - start)
+    return StepRun(
+        trace=result,
+        backward_own=[backward.get(i, 0) for i in range(calls)],
+        saved_own=[saved.get(i, 0) for i in range(calls)],
+        backward_outside=backward.get(OUTSIDE, 0),
+        saved_outside=saved.get(OUTSIDE, 0),
+        params=infos,
+        buffer_bytes=sum(b.untyped_storage().nbytes() for b in {id(b): b for b in copy_.buffers()}.values()),
+        input_bytes=sum(t.untyped_storage().nbytes() for t in torch.utils._pytree.tree_leaves((args, kwargs))
+                        if isinstance(t, torch.Tensor)),
+        timeline=tracker.timeline,
+        device=device,
+        backward_uncounted=tuple(sorted(counter.backward_uncounted)),
+    )
+
+
+# fake tensors raise these where the forward needs a value (``.item()``, a branch on data, a nonzero())
+_NEEDS_VALUES = ("DataDependentOutputException", "DynamicOutputShapeException", "UnsupportedOperatorException")
+
+
+def _step_forward_error(model, result, error) -> ForwardError:
+    """The summary's forward error (names the layer), plus why a fake-tensor step cannot read values."""
+    err = _forward_error(model, result, error)
+    if type(error).__name__ not in _NEEDS_VALUES:
+        return err
+    hint = ("; netscope step runs on fake tensors, which carry shapes but no values, so a forward that reads a "
+            "value (.item(), a branch on the data, nonzero) cannot be planned: make that code shape-only, or "
+            "plan the step of the part of the model that is")
+    return ForwardError(str(err) + hint, original=error, layer=err.layer)
+
+
+def _checkpoint_blocks(model: nn.Module, pack, model_name: str) -> None:
+    """Run each block of ``model`` (a copy) under non-reentrant ``torch.utils.checkpoint``: the block saves
+    nothing for backward but keeps its inputs (charged to it through ``pack``), and backward recomputes
+    its forward (charged, like any backward operator, to the call whose node needed it)."""
+    from torch.utils.checkpoint import checkpoint
+
+    from netscope.analyses.step.units import block_units
+
+    blocks = block_units(model)
+    if blocks == [model]:
+        raise InputSpecError(f"{model_name} has no repeated blocks (an nn.ModuleList) to checkpoint; "
+                             "drop --activation-checkpointing")
+
+    def checkpointed(forward):
+        def run(*args, **kwargs):
+            for tensor in torch.utils._pytree.tree_leaves((args, kwargs)):
+                if isinstance(tensor, torch.Tensor):
+                    pack(tensor)
+            return checkpoint(forward, *args, use_reentrant=False, **kwargs)
+
+        return run
+
+    for block in blocks:
+        block.forward = checkpointed(block.forward)
+
+
+def _param_names(model: nn.Module) -> Dict[nn.Parameter, str]:
+    """Each distinct parameter and its first name (tied parameters once)."""
+    names: Dict[int, Tuple[nn.Parameter, str]] = {}
+    for name, param in model.named_parameters():
+        names.setdefault(id(param), (param, name))
+    return {param: name for param, name in names.values()}
+
+
+def _initial_state(optimizer, params) -> None:
+    """One step on zero gradients: the optimizer's state then exists, as it does in every later step."""
+    for param in params:
+        param.grad = torch.zeros_like(param)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
+def _forward(model, args, kwargs, recorder, counter, tagger, pack, autocast_dtype, device):
+    from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
+
+    handles = [register_module_forward_pre_hook(recorder.pre_hook),
+               register_module_forward_hook(recorder.post_hook, with_kwargs=True, always_call=True)]
+    autocast = (torch.autocast(device, dtype=getattr(torch, autocast_dtype)) if autocast_dtype
+                else contextlib.nullcontext())
+    try:
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor), tagger, counter, autocast:
+            return _eager(model)(*args, **kwargs), None
+    except Exception as exc:  # the user's forward failed: named by layer like in summary
+        return None, exc
+    finally:
+        for handle in handles:
+            handle.remove()
+        for call in recorder.calls:
+            if call.kwargs is None:
+                call.kwargs = {}
+
+
+def _loss(output, model_name: str):
+    """The sum of every float output that depends on a trainable parameter: a stand-in for the user's
+    loss whose backward costs no multiply-adds and saves nothing."""
+    leaves = [t for t in torch.utils._pytree.tree_leaves(output)
+              if isinstance(t, torch.Tensor) and t.is_floating_point() and t.requires_grad]
+    if not leaves:
+        raise InputSpecError(f"{model_name}'s output has no float tensor that depends on a trainable parameter, "
+                             "so there is nothing to backpropagate")
+    loss = leaves[0].sum()
+    for tensor in leaves[1:]:
+        loss = loss + tensor.sum()
+    return loss
+
+
+class _Tagger(TorchFunctionMode):
+    """Tags every autograd node that a torch call creates with the module call running it."""
+
+    def __init__(self, current):
+        super().__init__()
+        self.current = current
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if torch.is_grad_enabled():
+            index = self.current()
+            if isinstance(out, torch.Tensor):
+                _tag(out.grad_fn, index)
+            elif isinstance(out, (tuple, list)):
+                for item in out:
+                    if isinstance(item, torch.Tensor):
+                        _tag(item.grad_fn, index)
+        return out
+
+
+def _tag(node, index: int) -> None:
+    """Tag ``node`` and the untagged nodes behind it (those a composite call created on the way)."""
+    pending = [node]
+    while pending:
+        node = pending.pop()
+        if node is None:
+            continue
+        metadata = node.metadata
+        if TAG in metadata:
+            continue
+        metadata[TAG] = index
+        pending.extend(next_node for next_node, _ in node.next_functions)
+
+
+class _Counter(TorchDispatchMode):
+    """Multiply-adds per operator: forward ones to the innermost open call, backward ones to the call
+    whose forward created the running autograd node."""
+
+    def __init__(self, recorder: _Recorder, backward: Dict[int, int], node_of, ops: OpResolver):
+        super().__init__()
+        self.recorder = recorder
+        self.backward = backward
+        self.node_of = node_of
+        self.ops = ops  # the formula registry, resolved once per operator, as the summary's trace does
+        self.backward_uncounted = set()
+
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        return False
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        packet = func._overloadpacket
+        formula = self.ops.get(packet, UNSEEN)
+        if formula is UNSEEN:
+            formula = self.ops.first_sight(func)
+        node = self.node_of()
+        recorder = self.recorder
+        if node is None:  # forward: recorded like the summary's trace (operator calls, uncounted ones)
+            call = recorder.stack[-1] if recorder.stack else recorder.outside
+            recorder.op_calls.append(call.index)
+            recorder.op_packets.append(packet)
+        elif formula is None and self.ops.kinds.get(packet) == "uncounted":
+            self.backward_uncounted.add(str(packet))
+        if formula is None:
+            return out
+        macs = formula(*args, **(kwargs or {}), out_val=out)
+        if node is not None:
+            index = node.metadata.get(TAG, OUTSIDE)
+            self.backward[index] = self.backward.get(index, 0) + macs
+        else:
+            call.own_macs += macs
+            recorder.mac_calls.append(call.index)
+            recorder.mac_packets.append(packet)
+            recorder.mac_values.append(macs)
+        return out
+

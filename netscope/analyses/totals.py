@@ -1,0 +1,76 @@
+"""Whole-model totals: parameters counted once even when shared, buffers, bytes, multiply-adds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, Mapping, Optional, Tuple
+
+import torch.nn as nn
+
+from netscope.operators.packed import packed_by_module
+from netscope.records import Totals
+
+
+def compute_totals(model: nn.Module, calls, called_modules, *, input_bytes: int,
+                   peak_memory_bytes: Optional[int] = None, packed: Optional[Mapping[int, tuple]] = None) -> Totals:
+    """``calls`` and ``called_modules`` are a trace's ``calls`` and ``modules`` (the module object of each call);
+    ``packed`` its quantized modules' packed tensors (``TraceResult.packed``; found here when not given)."""
+    names_per_param: Dict[int, int] = {}
+    params = {}
+    for _, param in model.named_parameters(remove_duplicate=False):
+        names_per_param[id(param)] = names_per_param.get(id(param), 0) + 1
+        params[id(param)] = param
+    # quantized modules' packed weights and biases count as (frozen) parameters, once per module
+    packed_tensors = packed_by_module(model.modules()) if packed is None else packed
+    packed = [t for tensors in packed_tensors.values() for t in tensors]
+    total = sum(p.numel() for p in params.values()) + sum(t.numel() for t in packed)
+    trainable = sum(p.numel() for p in params.values() if p.requires_grad)
+    shared = [p for key, p in params.items() if names_per_param[key] > 1]
+    called = {id(m): m for m in called_modules}
+    called_params = set()
+    for module in called.values():
+        called_params.update(id(p) for p in module._parameters.values() if p is not None)
+    uncalled = sum(p.numel() for key, p in params.items() if key not in called_params)
+    uncalled += sum(t.numel() for key, tensors in packed_tensors.items() if key not in called for t in tensors)
+    buffers = {id(b): b for b in model.buffers()}
+    return Totals(
+        total_params=total,
+        trainable_params=trainable,
+        non_trainable_params=total - trainable,
+        shared_params=sum(p.numel() for p in shared),
+        shared_param_tensors=len(shared),
+        uncalled_params=uncalled,
+        buffer_elements=sum(b.numel() for b in buffers.values()),
+        param_bytes=sum(p.numel() * p.element_size() for p in params.values())
+        + sum(t.numel() * t.element_size() for t in packed),
+        buffer_bytes=sum(b.numel() * b.element_size() for b in buffers.values()),
+        total_macs=calls[0].macs if calls else 0,
+        input_bytes=input_bytes,
+        activation_bytes=sum(c.output_bytes for c in calls if c.is_leaf),
+        peak_memory_bytes=peak_memory_bytes,
+    )
+
+
+
+@dataclass(frozen=True)
+class OwnedParams:
+    """The parameter elements a module owns: each tensor counted once, under the first module that registers it
+    (called or not), so the owners' counts add up to ``Totals.total_params`` exactly."""
+
+    name: str  # the module's qualified name ("" for the root)
+    class_name: str
+    numel: int
+
+
+def owned_params(model: nn.Module) -> Tuple[OwnedParams, ...]:
+    seen = set()
+    owners = []
+    for name, module in model.named_modules():
+        own = 0
+        for param in module._parameters.values():
+            if param is not None and id(param) not in seen:
+                seen.add(id(param))
+                own += param.numel()
+        if own:
+            owners.append(OwnedParams(name, type(module).__name__, own))
+    return tuple(owners)

@@ -1,0 +1,258 @@
+"""``hf:...`` model specs: Hugging Face transformers models built from a local config, never downloaded.
+
+Forms:
+
+- ``hf:path/to/config.json`` or ``hf:path/to/dir`` (holding ``config.json``): the config's
+  ``model_type`` picks the config class; the first entry of ``architectures`` (e.g.
+  ``LlamaForCausalLM``) picks the model class, so state_dict keys match the checkpoint the config
+  came with; a config without ``architectures`` is built with ``AutoModel.from_config``.
+- ``hf:bert``, ``hf:gpt2``, ``hf:llama``, ``hf:llama-7b``, ``hf:t5``, ``hf:vit``: built-in configs (see
+  ``SHORTCUTS``). The language models are built with their output head, as people use them
+  (``GPT2LMHeadModel``, ``LlamaForCausalLM``: Llama-7B has 6,738,415,616 parameters with it,
+  6,607,343,616 without); bert, t5 and vit are the base models (``AutoModel.from_config``).
+  ``-a architectures=None`` builds the headless base model. The report's title names the class built. Write ``hf:./bert`` for a local directory named like a shortcut.
+
+``--model-arg KEY=VALUE`` overrides config fields before the config is built (so derived fields
+such as Llama's ``head_dim`` follow), e.g. ``-a hidden_size=1024 -a "architectures=['LlamaForCausalLM']"``;
+an unknown field is an error with the closest names. ``use_cache`` is off unless set, so outputs hold
+tensors rather than a cache object. The model keeps the dtype the config names (``torch_dtype``),
+as ``from_config`` does; override with ``-a dtype=float32``. Configs that need ``trust_remote_code``
+(an ``auto_map`` entry) are refused: netscope runs no downloaded code.
+
+Default dummy input, chosen by the model's ``main_input_name``: token ids ``(1, 128)`` within the
+vocabulary plus an all-ones ``attention_mask`` (and ``decoder_input_ids`` for encoder-decoders);
+``pixel_values`` ``(1, C, H, W)`` from ``num_channels`` / ``image_size``; one second of 16 kHz audio
+for ``input_values``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import json
+import os
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Mapping, Tuple
+
+from netscope.errors import ModelSpecError
+from netscope.inputs import InputSpec, TensorSpec
+from netscope.optional import require
+from netscope.models.specs import ResolvedModel, default_inputs_for, register_source
+
+DEFAULT_SEQUENCE_LENGTH = 128
+AUDIO_SAMPLES = 16000
+# config constructor arguments that are not stored under their own name in to_dict()
+EXTRA_CONFIG_KEYS = frozenset({"attn_implementation", "dtype", "torch_dtype"})
+POSITION_LIMIT_KEYS = ("max_position_embeddings", "n_positions", "max_target_positions")
+
+
+@dataclass(frozen=True)
+class Shortcut:
+    """A built-in config: the transformers config class and the fields that differ from its defaults."""
+
+    config_class: str
+    fields: Tuple[Tuple[str, Any], ...] = ()
+
+
+SHORTCUTS: Dict[str, Shortcut] = {
+    "bert": Shortcut("BertConfig"),  # bert-base: 12 layers, hidden 768
+    "gpt2": Shortcut("GPT2Config", (("architectures", ["GPT2LMHeadModel"]),)),  # gpt2 small: 12 layers, hidden 768
+    # a small Llama (about 29 M parameters) so a summary runs in seconds; override any field with -a
+    "llama": Shortcut("LlamaConfig", (
+        ("hidden_size", 512), ("intermediate_size", 1376), ("num_hidden_layers", 4),
+        ("num_attention_heads", 8), ("num_key_value_heads", 8), ("vocab_size", 32000),
+        ("max_position_embeddings", 2048), ("architectures", ["LlamaForCausalLM"]),
+    )),
+    # Llama-7B's shape (meta-llama/Llama-2-7b-hf's config): run it with --device meta
+    "llama-7b": Shortcut("LlamaConfig", (
+        ("hidden_size", 4096), ("intermediate_size", 11008), ("num_hidden_layers", 32),
+        ("num_attention_heads", 32), ("num_key_value_heads", 32), ("vocab_size", 32000),
+        ("max_position_embeddings", 4096), ("rms_norm_eps", 1e-5), ("architectures", ["LlamaForCausalLM"]),
+    )),
+    "t5": Shortcut("T5Config"),  # t5-small: 6+6 layers, d_model 512
+    "vit": Shortcut("ViTConfig"),  # ViT-B/16 at 224x224
+}
+
+
+def import_transformers():
+    """The transformers module, or a DependencyError naming the extra to install."""
+    return require("transformers", needed_for="hf:... model specs", extra="hf")
+
+
+@register_source("hf")
+def resolve_hf(name: str, model_args: Mapping[str, Any], empty_weights: bool) -> ResolvedModel:
+    """Build a transformers model from a shortcut or a local config, with its default dummy input."""
+    transformers = import_transformers()
+    name = name.strip()
+    config_class, fields = _config_fields(transformers, name)
+    config = _build_config(config_class, fields, model_args, name)
+    model = _build_model(transformers, config, name)
+    return ResolvedModel(model, f"hf:{name} ({type(model).__name__})", hf_default_inputs(model, config), source="hf")
+
+
+def _config_fields(transformers, name: str) -> Tuple[type, Dict[str, Any]]:
+    """(config class, fields) for a shortcut name or a local config.json / directory."""
+    looks_like_path = name.endswith(".json") or "/" in name or os.sep in name
+    if name in SHORTCUTS and not looks_like_path:
+        shortcut = SHORTCUTS[name]
+        return getattr(transformers, shortcut.config_class), dict(shortcut.fields)
+    path = os.path.join(name, "config.json") if os.path.isdir(name) else name
+    if not os.path.isfile(path):
+        raise ModelSpecError(_not_found_message(name, path))
+    fields = _read_config_json(path)
+    return _config_class_for(fields, path), fields
+
+
+def _not_found_message(name: str, path: str) -> str:
+    if os.path.isdir(name):
+        return (f"hf:{name} is a directory without a config.json; point hf: at the directory that holds "
+                "the model's config.json, or at the file itself (hf:path/to/config.json)")
+    close = difflib.get_close_matches(name, list(SHORTCUTS), n=3, cutoff=0.5)
+    hint = f" Did you mean hf:{close[0]}?" if close else ""
+    return (
+        f"hf:{name} is neither a built-in config ({', '.join('hf:' + s for s in SHORTCUTS)}) nor a local "
+        f"config file or directory ({path!r} does not exist).{hint} netscope never downloads: for a hub "
+        "model, fetch its config.json yourself (e.g. 'huggingface-cli download ORG/NAME config.json') "
+        "and pass hf:path/to/config.json"
+    )
+
+
+def _read_config_json(path: str) -> Dict[str, Any]:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            fields = json.load(handle)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelSpecError(f"cannot read {path} as a JSON config: {exc}") from exc
+    if not isinstance(fields, dict):
+        raise ModelSpecError(f"{path} holds a JSON {type(fields).__name__}, not a config object")
+    if fields.get("auto_map"):
+        raise ModelSpecError(
+            f"{path} has an auto_map entry: the model's code lives outside transformers and would need "
+            "trust_remote_code, which netscope never uses. Load the model yourself and pass it to "
+            "netscope.summary, or name its module with a package.module:factory spec"
+        )
+    return fields
+
+
+def _config_class_for(fields: Mapping[str, Any], path: str) -> type:
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+    model_type = fields.get("model_type")
+    if not model_type:
+        raise ModelSpecError(
+            f"{path} has no model_type field, so transformers cannot tell which config class it is; "
+            "add it (e.g. \"model_type\": \"llama\")"
+        )
+    if model_type not in CONFIG_MAPPING:
+        close = difflib.get_close_matches(str(model_type), list(CONFIG_MAPPING.keys()), n=3, cutoff=0.5)
+        hint = f" Closest known types: {', '.join(close)}." if close else ""
+        raise ModelSpecError(
+            f"{path} has model_type {model_type!r}, which this transformers version does not know.{hint} "
+            "Upgrade transformers (pip install -U transformers) or fix the field"
+        )
+    return CONFIG_MAPPING[model_type]
+
+
+def _build_config(config_class: type, fields: Mapping[str, Any], model_args: Mapping[str, Any], name: str):
+    known = _default_fields(config_class) | set(fields) | EXTRA_CONFIG_KEYS
+    unknown = [key for key in model_args if key not in known]
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], sorted(known), n=3, cutoff=0.6)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise ModelSpecError(
+            f"--model-arg {unknown[0]} is not a field of {config_class.__name__} (from hf:{name}).{hint} "
+            f"Every field: {config_class.__name__}().to_dict()"
+        )
+    merged = dict(fields)
+    merged.update(model_args)
+    if "use_cache" not in model_args and "use_cache" in known:
+        merged["use_cache"] = False
+    try:
+        return config_class.from_dict(merged)
+    except Exception as exc:
+        raise ModelSpecError(
+            f"building {config_class.__name__} for hf:{name} raised {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def _default_fields(config_class: type) -> set:
+    """Field names of a default-built config; empty for composite configs that need sub-configs to build."""
+    try:
+        return set(config_class().to_dict())
+    except Exception:
+        return set()
+
+
+def _build_model(transformers, config, name: str):
+    architectures = getattr(config, "architectures", None) or []
+    builder: Callable = transformers.AutoModel.from_config
+    if architectures:
+        model_class = getattr(transformers, str(architectures[0]), None)
+        if model_class is None or not isinstance(model_class, type):
+            raise ModelSpecError(
+                f"the config of hf:{name} names architecture {architectures[0]!r}, which this transformers "
+                "version does not have; upgrade transformers, or build the base model with "
+                "--model-arg architectures=None"
+            )
+        builder = model_class._from_config  # what AutoModel.from_config calls: honours the config's dtype
+    try:
+        return builder(config)
+    except Exception as exc:
+        raise ModelSpecError(
+            f"building the transformers model for hf:{name} raised {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def hf_default_inputs(model, config) -> InputSpec:
+    """The dummy input a transformers model's forward expects, from its ``main_input_name``."""
+    main_input = getattr(model, "main_input_name", "input_ids")
+    builder = MAIN_INPUT_BUILDERS.get(main_input)
+    if builder is None:
+        return default_inputs_for(model)
+    return builder(model, config)
+
+
+def _token_inputs(model, config) -> InputSpec:
+    length = _sequence_length(config)
+    vocab = _vocabulary_size(model, config)
+    accepted = set(inspect.signature(model.forward).parameters)
+    kwargs: Dict[str, TensorSpec] = {}
+    if "attention_mask" in accepted:
+        kwargs["attention_mask"] = TensorSpec((1, length), "bool")  # bool tensors are built all ones
+    if getattr(config, "is_encoder_decoder", False) and "decoder_input_ids" in accepted:
+        kwargs["decoder_input_ids"] = TensorSpec((1, length), "int64", high=vocab)
+    return InputSpec([TensorSpec((1, length), "int64", high=vocab)], kwargs)
+
+
+def _image_inputs(model, config) -> InputSpec:
+    size = getattr(config, "image_size", 224)
+    height, width = (size, size) if isinstance(size, int) else tuple(size)[-2:]
+    channels = getattr(config, "num_channels", 3)
+    return InputSpec([TensorSpec((1, int(channels), int(height), int(width)))])
+
+
+def _audio_inputs(model, config) -> InputSpec:
+    return InputSpec([TensorSpec((1, AUDIO_SAMPLES))])
+
+
+MAIN_INPUT_BUILDERS: Dict[str, Callable[[Any, Any], InputSpec]] = {
+    "input_ids": _token_inputs,
+    "pixel_values": _image_inputs,
+    "input_values": _audio_inputs,
+}
+
+
+def _sequence_length(config) -> int:
+    limits = [getattr(config, key) for key in POSITION_LIMIT_KEYS if isinstance(getattr(config, key, None), int)]
+    return min([DEFAULT_SEQUENCE_LENGTH] + [limit for limit in limits if limit > 0])
+
+
+def _vocabulary_size(model, config) -> int:
+    embeddings = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    size = getattr(embeddings, "num_embeddings", None) or getattr(config, "vocab_size", None)
+    if not size:
+        raise ModelSpecError(
+            f"cannot tell the vocabulary size of {type(model).__name__}; pass the token ids yourself "
+            "with --input 1,128:int64"
+        )
+    return int(size)

@@ -1,0 +1,291 @@
+"""Operator-level multiply-add counting: one public registry, layered over PyTorch's own.
+
+Every operator the trace sees is, in this order:
+
+1. **counted** by a formula registered here with :func:`register_macs` (CPU flash attention, the
+   fused ``nn.MultiheadAttention`` path, RNN kernels, ``_trilinear``, FFTs, quantized conv/linear,
+   ``torchvision::deform_conv2d``: ``netscope.operators.formulas``), or else by PyTorch's
+   ``torch.utils.flop_counter.flop_registry``, looked up live so formulas torch adds later are seen
+   (it counts 2 FLOPs per multiply-add);
+2. **zero by convention** when it is on the documented list below (:data:`ZERO_BY_CONVENTION`, plus
+   every operator PyTorch tags ``pointwise`` and every view), or added with :func:`ignore_macs`: the convention
+   torchvision's published ``_ops`` follow (pytorch/vision#6936 counts matrix products and
+   convolutions only), so views, elementwise math, normalisation, softmax, pooling, interpolation,
+   indexing, RoI align and NMS cost nothing;
+3. otherwise **uncounted**: the trace records it by name, with call counts and the layers where it
+   ran, and the report says its multiply-add total is partial. Never a silent 0.
+
+A formula is ``fn(*args, out_val=output, **kwargs) -> int`` over the operator's real arguments.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Dict, Mapping, Optional, Tuple, Union
+
+import torch
+from torch.utils import flop_counter
+
+MacFormula = Callable[..., int]  # (*args, out_val=..., **kwargs) -> multiply-adds
+OpLike = Union[str, "torch._ops.OpOverloadPacket", "torch._ops.OpOverload"]
+
+# Each group: why its operators cost no multiply-adds, then their qualified names ("namespace::name").
+ZERO_BY_CONVENTION: Mapping[str, Tuple[str, Tuple[str, ...]]] = {
+    "views": ("views, copies and tensor creation move or alias data", (
+        "aten::view", "aten::_unsafe_view", "aten::reshape", "aten::_reshape_alias", "aten::permute",
+        "aten::transpose", "aten::t", "aten::expand", "aten::squeeze", "aten::unsqueeze", "aten::slice",
+        "aten::select", "aten::split", "aten::split_with_sizes", "aten::chunk", "aten::unbind", "aten::cat",
+        "aten::stack", "aten::flatten", "aten::unflatten", "aten::contiguous", "aten::clone", "aten::detach",
+        "aten::alias", "aten::as_strided", "aten::_to_copy", "aten::copy_", "aten::empty", "aten::empty_like",
+        "aten::empty_strided", "aten::zeros", "aten::zeros_like", "aten::ones", "aten::ones_like", "aten::full",
+        "aten::full_like", "aten::fill_", "aten::zero_", "aten::new_zeros", "aten::new_ones", "aten::new_empty",
+        "aten::new_full", "aten::new_empty_strided", "aten::arange", "aten::linspace", "aten::lift_fresh",
+        "aten::lift_fresh_copy", "aten::_local_scalar_dense", "aten::scalar_tensor", "aten::roll", "aten::flip",
+        "aten::repeat", "aten::pad", "aten::constant_pad_nd", "aten::reflection_pad1d", "aten::reflection_pad2d",
+        "aten::reflection_pad3d", "aten::replication_pad1d", "aten::replication_pad2d",
+        "aten::replication_pad3d", "aten::pixel_shuffle", "aten::pixel_unshuffle", "aten::channel_shuffle",
+        "aten::native_channel_shuffle", "aten::im2col", "aten::col2im", "aten::unfold", "aten::tril",
+        "aten::triu", "aten::diagonal", "aten::view_as_real", "aten::view_as_complex", "aten::_conj",
+        "aten::resolve_conj", "aten::resolve_neg", "aten::set_", "aten::resize_", "aten::masked_fill",
+        "aten::masked_fill_", "aten::rand", "aten::randn", "aten::randint", "aten::rand_like",
+        "aten::randn_like", "aten::randperm", "aten::bernoulli", "aten::bernoulli_", "aten::uniform_",
+        "aten::normal_", "aten::_assert_async", "aten::_assert_scalar", "aten::_pin_memory", "aten::sym_size",
+        "aten::sym_numel", "aten::sym_stride", "aten::sym_storage_offset", "aten::is_nonzero", "aten::item",
+        "aten::equal", "aten::allclose", "aten::_has_compatible_shallow_copy_type", "aten::dequantize",
+        "aten::quantize_per_tensor", "aten::quantize_per_channel", "aten::q_scale", "aten::q_zero_point",
+        "aten::int_repr", "aten::_make_per_tensor_quantized_tensor", "aten::_empty_affine_quantized",
+        "aten::_empty_per_channel_affine_quantized", "aten::tensor_split", "aten::movedim", "aten::split_copy",
+        "aten::_pad_enum", "aten::expand_as", "aten::view_as", "aten::reshape_as", "aten::to", "aten::eye",
+        "aten::_linalg_check_errors", "aten::detach_", "aten::record_stream", "aten::unfold_copy",
+        "prim::device", "prim::dtype", "prim::layout",  # metadata queries seen under fake tensors
+        "aten::unsafe_split", "aten::unsafe_split_with_sizes", "aten::unsafe_chunk", "aten::as_strided_", "aten::squeeze_", "aten::unsqueeze_", "aten::t_", "aten::transpose_",
+        "aten::as_strided_scatter", "aten::slice_scatter", "aten::select_scatter", "aten::diagonal_scatter",
+    )),
+    "elementwise": ("elementwise math and activations (besides every operator tagged pointwise)", (
+        "aten::softplus", "aten::hardtanh", "aten::hardtanh_", "aten::glu", "aten::prelu",
+        "aten::_prelu_kernel", "aten::rrelu_with_noise", "aten::elu", "aten::elu_", "aten::celu",
+        "aten::selu", "aten::leaky_relu", "aten::leaky_relu_", "aten::threshold", "aten::log_sigmoid_forward",
+        "aten::_softmax_backward_data", "aten::dropout", "aten::native_dropout", "aten::feature_dropout",
+        "aten::alpha_dropout", "aten::clamp_min", "aten::clamp_max", "aten::polar", "aten::complex",
+        "aten::abs", "aten::_fused_rms_norm", "aten::_add_relu", "aten::add_relu", "aten::hardswish",
+        "aten::hardsigmoid", "aten::mish", "aten::silu", "aten::gelu", "aten::relu6", "aten::floor_divide",
+        "aten::softshrink", "aten::hardshrink", "aten::rrelu",
+        "aten::masked_scatter", "aten::lerp", "aten::addcmul", "aten::addcdiv", "aten::hardswish_",
+        "aten::hardsigmoid_", "aten::relu_", "aten::silu_", "aten::gelu_", "aten::sigmoid_", "aten::tanh_",
+        "aten::_thnn_fused_lstm_cell", "aten::_thnn_fused_gru_cell",  # gate math; the gate matmuls are mm ops
+        "quantized::add", "quantized::add_relu", "quantized::add_scalar", "quantized::mul", "quantized::cat",
+        "quantized::hardswish", "quantized::relu6", "quantized::leaky_relu", "quantized::sigmoid",
+        "quantized::batch_norm2d", "quantized::batch_norm2d_relu", "quantized::layer_norm",
+        "quantized::group_norm", "quantized::instance_norm", "quantized::linear_prepack",
+        "quantized::conv2d_prepack", "quantized::linear_unpack", "quantized::conv2d_unpack",
+    )),
+    "normalisation": ("normalisation layers (a scale and shift per element)", (
+        "aten::native_batch_norm", "aten::_native_batch_norm_legit", "aten::_native_batch_norm_legit_no_training",
+        "aten::_native_batch_norm_legit_functional", "aten::batch_norm", "aten::native_layer_norm",
+        "aten::native_group_norm", "aten::instance_norm", "aten::layer_norm", "aten::group_norm",
+        "aten::rms_norm", "aten::_batch_norm_impl_index", "aten::cudnn_batch_norm",
+        "aten::miopen_batch_norm", "aten::_batch_norm_with_update", "aten::_batch_norm_no_update",
+        "aten::renorm", "aten::linalg_vector_norm", "aten::norm", "aten::local_response_norm",
+    )),
+    "softmax and reductions": ("softmax and reductions", (
+        "aten::_softmax", "aten::softmax", "aten::_log_softmax", "aten::log_softmax", "aten::_safe_softmax",
+        "aten::sum", "aten::mean", "aten::amax", "aten::amin", "aten::max", "aten::min", "aten::argmax",
+        "aten::argmin", "aten::prod", "aten::var", "aten::var_mean", "aten::std", "aten::std_mean",
+        "aten::cumsum", "aten::cumprod", "aten::logsumexp", "aten::any", "aten::all", "aten::topk",
+        "aten::sort", "aten::argsort", "aten::kthvalue", "aten::median", "aten::count_nonzero",
+        "aten::nonzero", "aten::unique_dim", "aten::_unique2", "aten::bincount", "aten::histc",
+    )),
+    "pooling and interpolation": ("pooling, resampling and interpolation", (
+        "aten::max_pool1d", "aten::max_pool2d", "aten::max_pool3d", "aten::max_pool1d_with_indices",
+        "aten::max_pool2d_with_indices", "aten::max_pool3d_with_indices", "aten::avg_pool1d",
+        "aten::avg_pool2d", "aten::avg_pool3d", "aten::adaptive_avg_pool1d", "aten::adaptive_avg_pool2d",
+        "aten::adaptive_avg_pool3d", "aten::_adaptive_avg_pool2d", "aten::_adaptive_avg_pool3d",
+        "aten::adaptive_max_pool1d", "aten::adaptive_max_pool2d", "aten::adaptive_max_pool3d",
+        "aten::fractional_max_pool2d", "aten::lp_pool2d", "aten::max_unpool2d",
+        "aten::upsample_nearest1d", "aten::upsample_nearest2d", "aten::upsample_nearest3d",
+        "aten::_upsample_nearest_exact1d", "aten::_upsample_nearest_exact2d", "aten::_upsample_nearest_exact3d",
+        "aten::upsample_linear1d", "aten::upsample_bilinear2d", "aten::upsample_trilinear3d",
+        "aten::upsample_bicubic2d", "aten::_upsample_bilinear2d_aa", "aten::_upsample_bicubic2d_aa",
+        "aten::grid_sampler_2d", "aten::grid_sampler_3d", "aten::grid_sampler", "aten::affine_grid_generator",
+        "aten::mkldnn_max_pool2d", "aten::quantized_max_pool2d", "quantized::max_pool2d",
+        "quantized::adaptive_avg_pool2d",
+    )),
+    "indexing": ("indexing, gathering and scattering", (
+        "aten::index", "aten::index_select", "aten::gather", "aten::scatter", "aten::scatter_add",
+        "aten::scatter_reduce", "aten::index_put", "aten::index_put_", "aten::_index_put_impl_",
+        "aten::index_add", "aten::index_copy", "aten::index_fill", "aten::masked_select", "aten::take",
+        "aten::embedding", "aten::_embedding_bag", "aten::embedding_bag", "aten::one_hot", "aten::where",
+        "aten::searchsorted", "aten::bucketize", "aten::nonzero_static", "aten::_unique",
+    )),
+    "detection post-processing": ("box operations of detection heads", (
+        "torchvision::roi_align", "torchvision::roi_pool", "torchvision::ps_roi_align",
+        "torchvision::ps_roi_pool", "torchvision::nms",
+    )),
+}
+
+_QUALIFIED_ZERO: Dict[str, str] = {name: group for group, (_, names) in ZERO_BY_CONVENTION.items() for name in names}
+RULES_NOTE = ("besides the names above: every operator PyTorch tags torch.Tag.pointwise (elementwise) and "
+              "every view (an overload whose output aliases its input)")
+
+
+class MacRegistry:
+    """Operator -> multiply-add formula, keyed by qualified name (``"aten::addmm"``).
+
+    Our formulas come first, then ``torch.utils.flop_counter.flop_registry`` read live. Registering an
+    operator twice, registering one that is on the zero list, or shadowing one of torch's formulas
+    without ``overrides_torch=True`` raises ``ValueError``.
+    """
+
+    def __init__(self) -> None:
+        self._formulas: Dict[str, MacFormula] = {}
+        self._zero: Dict[str, str] = dict(_QUALIFIED_ZERO)  # name -> group or reason
+
+    def register(self, op: OpLike, *, overrides_torch: bool = False) -> Callable[[MacFormula], MacFormula]:
+        """Decorator: ``@register_macs("mylib::fused_conv")`` or ``@register_macs(torch.ops.aten.foo)``."""
+        name = qualified_name(op)
+
+        def decorator(fn: MacFormula) -> MacFormula:
+            if name in self._formulas:
+                raise ValueError(f"multiply-add formula for {name} registered twice")
+            if name in self._zero:
+                raise ValueError(f"{name} is on the zero-by-convention list ({self._zero[name]}); "
+                                 "a formula for it would contradict that list")
+            if not overrides_torch and _torch_formula(name) is not None:
+                raise ValueError(f"torch.utils.flop_counter already has a formula for {name}; pass "
+                                 "overrides_torch=True to replace it deliberately")
+            self._formulas[name] = fn
+            return fn
+
+        return decorator
+
+    def ignore(self, op: OpLike, reason: str) -> None:
+        """Declare ``op`` zero by convention (with the reason shown in the documentation)."""
+        name = qualified_name(op)
+        if not reason:
+            raise ValueError("ignore_macs needs a reason: why does this operator cost no multiply-adds?")
+        if name in self._formulas or name in self._zero:
+            raise ValueError(f"{name} already has a multiply-add formula or is already ignored")
+        self._zero[name] = reason
+
+    def unregister(self, op: OpLike) -> None:
+        """Remove a formula or ignore entry added with :meth:`register` / :meth:`ignore` (tests, plugins)."""
+        name = qualified_name(op)
+        self._formulas.pop(name, None)
+        if self._zero.get(name) not in ZERO_BY_CONVENTION:
+            self._zero.pop(name, None)
+
+    def resolve(self, func) -> Tuple[str, Optional[MacFormula]]:
+        """``(kind, formula)`` for an operator overload seen at dispatch: kind is ``"formula"``,
+        ``"zero"`` or ``"uncounted"``. The slow path, taken once per operator per pass."""
+        packet = getattr(func, "_overloadpacket", func)
+        name = qualified_name(packet)
+        formula = self._formulas.get(name)
+        if formula is not None:
+            return "formula", formula
+        torch_fn = flop_counter.flop_registry.get(packet)
+        if torch_fn is not None:
+            return "formula", _from_flops(torch_fn)
+        if name in self._zero or torch.Tag.pointwise in getattr(func, "tags", ()) or getattr(func, "is_view", False):
+            return "zero", None
+        return "uncounted", None
+
+    def formula_names(self) -> Tuple[str, ...]:
+        """Operators with a netscope formula (torch's own are read from its registry at each lookup)."""
+        return tuple(self._formulas)
+
+    def zero_names(self) -> Dict[str, str]:
+        """Operators zero by convention, with their group or reason."""
+        return dict(self._zero)
+
+
+def qualified_name(op: OpLike) -> str:
+    """``"aten::addmm"`` for a name, an op packet or an overload."""
+    if isinstance(op, str):
+        if "::" not in op:
+            raise ValueError(f"operator name {op!r} needs its namespace, e.g. 'aten::{op}' or 'mylib::{op}'")
+        return op
+    packet = getattr(op, "_overloadpacket", op)
+    name = getattr(packet, "_qualified_op_name", None)
+    return name if name is not None else str(packet)
+
+
+def _torch_formula(name: str):
+    namespace, _, op_name = name.partition("::")
+    try:
+        packet = getattr(getattr(torch.ops, namespace), op_name)
+    except (AttributeError, RuntimeError):
+        return None
+    return flop_counter.flop_registry.get(packet)
+
+
+def _shape_of(value):
+    """Tensors -> ``torch.Size``, inside plain lists and tuples too; anything else as it is.
+
+    A cheap stand-in for the ``tree_map`` that ``flop_counter.shape_wrapper`` runs on every call: that
+    generic pytree walk cost more than the formula itself and was the trace's biggest Python hot spot.
+    """
+    if isinstance(value, torch.Tensor):
+        return value.shape
+    if isinstance(value, (list, tuple)):
+        return (list if isinstance(value, list) else tuple)(_shape_of(v) for v in value)
+    return value
+
+
+def _from_flops(flop_fn) -> MacFormula:
+    """A torch ``flop_registry`` formula (2 FLOPs per multiply-add) as a multiply-add formula."""
+    shape_fn = getattr(flop_fn, "__wrapped__", None)  # the formula behind flop_counter's shape_wrapper
+    if shape_fn is None:  # a raw-tensor formula (registered with get_raw=True): call it as it is
+        def raw_macs(*args, out_val=None, **kwargs) -> int:
+            return int(flop_fn(*args, out_val=out_val, **kwargs)) // 2
+
+        return raw_macs
+
+    def macs(*args, out_val=None, **kwargs) -> int:
+        shapes = [_shape_of(a) for a in args]
+        if kwargs:
+            kwargs = {k: _shape_of(v) for k, v in kwargs.items()}
+        return int(shape_fn(*shapes, out_shape=_shape_of(out_val), **kwargs)) // 2
+
+    return macs
+
+
+REGISTRY = MacRegistry()
+
+
+def register_macs(op: OpLike, *, overrides_torch: bool = False) -> Callable[[MacFormula], MacFormula]:
+    """Register a multiply-add formula ``fn(*args, out_val=output, **kwargs) -> int`` for ``op``.
+
+    ``op``: ``"namespace::name"``, ``torch.ops.ns.name`` or one of its overloads. Formulas apply to
+    every later ``netscope.summary`` pass. Duplicates are refused (see :class:`MacRegistry`)."""
+    return REGISTRY.register(op, overrides_torch=overrides_torch)
+
+
+def ignore_macs(op: OpLike, reason: str) -> None:
+    """Declare ``op`` zero multiply-adds by convention, so it no longer makes reports partial."""
+    REGISTRY.ignore(op, reason)
+
+
+UNSEEN = object()  # what an OpResolver lookup returns for an operator not met yet in this pass
+
+
+class OpResolver(dict):
+    """One pass's operator table: ``op packet -> formula`` (``None`` for the zero and uncounted ones),
+    filled on first sight, with ``kinds``: ``op packet -> "formula" | "zero" | "uncounted"``.
+
+    The dispatch mode does one ``dict`` lookup per operator; a miss (``UNSEEN``) resolves the operator
+    against the registry (and torch's live one) once per pass."""
+
+    def __init__(self, registry: MacRegistry = REGISTRY):
+        super().__init__()
+        self.registry = registry
+        self.kinds: Dict[object, str] = {}
+
+    def first_sight(self, func) -> Optional[MacFormula]:
+        kind, formula = self.registry.resolve(func)
+        packet = func._overloadpacket
+        self[packet] = formula
+        self.kinds[packet] = kind
+        return formula
+
+
+# The formulas netscope adds live in netscope/operators/formulas.py; importing it registers them.
+from netscope.operators import formulas as _op_formulas  # noqa: E402,F401

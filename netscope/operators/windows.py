@@ -1,0 +1,143 @@
+"""Convolutions and pools as the kernel ran them: the aten call's real input, padding, stride and dilation.
+
+A module may pad inside its ``forward`` (timm's ``Conv2dSame``, causal convolutions) or call
+``F.conv2d``/``F.max_pool2d`` itself; checking the operator call, not the module's attributes, judges
+what the layer really received. :class:`WindowOpLog` watches the dispatch mode's operators and keeps
+each windowed call, keyed by the module call that ran it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Tuple
+
+import torch
+
+from netscope.analyses.formulas.registry import DimFormula, dim_names
+from netscope.analyses.formulas.window import Window
+
+Shape = Tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class WindowOp:
+    """One convolution or pool operator call: its spatial windows and the shapes it really saw."""
+
+    op: str  # aten name, e.g. "convolution", "max_pool2d_with_indices"
+    input_shape: Shape
+    output_shape: Shape
+    windows: Tuple[Window, ...]  # one per spatial dimension of the operator
+    transposed: bool = False
+
+    @property
+    def nd(self) -> int:
+        return len(self.windows)
+
+    @property
+    def sizes(self) -> Tuple[int, ...]:
+        return self.input_shape[-self.nd:]
+
+    def spatial(self, nd: int) -> Optional["WindowOp"]:
+        """The same call seen as ``nd``-dimensional: ``max_pool1d`` runs as a 2-d pool over a size-1 axis."""
+        extra = self.nd - nd
+        if extra < 0:
+            return None
+        if extra == 0:
+            return self
+        for window, size in zip(self.windows[:extra], self.sizes[:extra]):
+            if size != 1 or window.kernel != 1 or window.stride != 1 or window.pad_left or window.pad_right:
+                return None
+        cut = len(self.input_shape) - self.nd
+        return WindowOp(self.op, self.input_shape[:cut] + self.input_shape[cut + extra:],
+                        self.output_shape[:cut] + self.output_shape[cut + extra:], self.windows[extra:],
+                        self.transposed)
+
+    def dims(self) -> Tuple[DimFormula, ...]:
+        return tuple(w.formula(n, s) for w, n, s in zip(self.windows, dim_names(self.nd), self.sizes))
+
+    def expected_shape(self) -> Shape:
+        return tuple(self.output_shape[:-self.nd]) + tuple(d.expected for d in self.dims())
+
+
+def operator_ints(value, count: int) -> Tuple[int, ...]:
+    """An aten int-list argument (one int, or one per dimension) as ``count`` ints."""
+    if type(value) is list and len(value) == count:  # what aten passes: a list of ints, one per dimension
+        return tuple(value)
+    if isinstance(value, (list, tuple)):
+        values = tuple(int(v) for v in value)
+        return values * count if len(values) == 1 and count > 1 else values
+    return (int(value),) * count
+
+
+def _arg(args, kwargs, position: int, name: str, default):
+    if len(args) > position:
+        return args[position]
+    return kwargs.get(name, default)
+
+
+def _convolution(args, kwargs, out) -> Optional[WindowOp]:
+    x, weight = args[0], args[1]  # shapes
+    nd = len(weight) - 2
+    stride = operator_ints(_arg(args, kwargs, 3, "stride", 1), nd)
+    padding = operator_ints(_arg(args, kwargs, 4, "padding", 0), nd)
+    dilation = operator_ints(_arg(args, kwargs, 5, "dilation", 1), nd)
+    transposed = bool(_arg(args, kwargs, 6, "transposed", False))
+    kernels = tuple(weight[2:])
+    windows = tuple(Window(k, s, p, p, d) for k, s, p, d in zip(kernels, stride, padding, dilation))
+    return WindowOp("convolution", tuple(x), tuple(out), windows, transposed)
+
+
+def _pool(name: str, nd: int, dilated: bool):
+    def parse(args, kwargs, out) -> Optional[WindowOp]:
+        x = args[0]  # a shape
+        kernels = operator_ints(_arg(args, kwargs, 1, "kernel_size", 1), nd)
+        stride = _arg(args, kwargs, 2, "stride", ())
+        strides = operator_ints(stride, nd) if stride else kernels
+        padding = operator_ints(_arg(args, kwargs, 3, "padding", 0), nd)
+        dilation = operator_ints(_arg(args, kwargs, 4, "dilation", 1), nd) if dilated else (1,) * nd
+        ceil_mode = bool(_arg(args, kwargs, 5 if dilated else 4, "ceil_mode", False))
+        windows = tuple(Window(k, s, p, p, d, ceil_mode) for k, s, p, d in zip(kernels, strides, padding, dilation))
+        return WindowOp(name, tuple(x), tuple(out), windows)
+
+    return parse
+
+
+def _parsers():
+    aten = torch.ops.aten
+    table = {aten.convolution: _convolution}
+    for nd in (1, 2, 3):
+        for name, dilated in ((f"max_pool{nd}d_with_indices", True), (f"max_pool{nd}d", True),
+                              (f"avg_pool{nd}d", False)):
+            packet = getattr(aten, name, None)
+            if packet is not None:
+                table[packet] = _pool(name, nd, dilated)
+    return table
+
+
+class WindowOpLog:
+    """A dispatch-mode observer: every convolution/pool operator call, under the module call running it.
+
+    During the pass it keeps only shapes and the operator's plain arguments; :meth:`by_call` parses them
+    afterwards, so the pass pays a tuple per call."""
+
+    def __init__(self, recorder):
+        self.recorder = recorder  # netscope.run.trace._Recorder: its stack says which call is running
+        self.parsers = _parsers()
+        self.raw: List[tuple] = []  # (call index or None, parser, argument shapes/values, kwargs, output shape)
+
+    def observe(self, func, args, kwargs, out) -> None:
+        parser = self.parsers.get(func._overloadpacket)
+        if parser is None:
+            return
+        light = tuple(a.shape if isinstance(a, torch.Tensor) else a for a in args)
+        value = out[0] if isinstance(out, (tuple, list)) else out
+        stack = self.recorder.stack
+        self.raw.append((stack[-1].index if stack else None, parser, light, kwargs or {}, value.shape))
+
+    def by_call(self) -> Dict[int, List[WindowOp]]:
+        """Call index -> the windowed operators it ran itself, in order."""
+        calls: Dict[int, List[WindowOp]] = {}
+        for index, parser, args, kwargs, out in self.raw:
+            if index is not None:
+                calls.setdefault(index, []).append(parser(args, kwargs, out))
+        return calls

@@ -1,0 +1,260 @@
+"""Running a model, the one way: :func:`prepared` (device, dtype, inputs) then :func:`run_pass` (the trace).
+
+``summary``, ``check``, the CLI and the failure diagnosis all go through here, so placement, dummy-input
+building, the memory check, lazy modules and the meta -> fake-tensor retry exist once. The user's model is
+never changed: work that would change it (a dtype cast, materializing lazy modules) runs on a copy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import re
+from dataclasses import dataclass
+from typing import Callable, Iterator, List, Optional, Tuple
+
+import torch
+import torch.nn as nn
+
+from netscope.errors import ForwardError, MetaDeviceError, OutOfMemory
+from netscope.inputs import InputSpec, normalize_float_dtype
+from netscope.run.trace import TraceResult, model_device, model_float_dtype, trace
+
+# Dummy inputs this many times smaller than the free memory never trigger the activation estimate (a
+# meta pass); above it, the pass is estimated before anything is allocated.
+ESTIMATE_ABOVE_FRACTION = 1 / 256
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A model ready to run: where, in which dtype, on which inputs, and what the report must say about it."""
+
+    model: nn.Module  # the user's model, or netscope's copy of it
+    args: tuple
+    kwargs: dict
+    device: torch.device
+    dtype: str  # float dtype of the pass
+    spec: Optional[InputSpec]  # the dummy-input spec the inputs were built from (None: the user's tensors)
+    notes: Tuple[str, ...] = ()
+
+
+@contextlib.contextmanager
+def prepared(model: nn.Module, inputs, *, device: torch.device, dtype: Optional[str] = None, owned: bool = False,
+             fallback_to_meta: bool = False) -> Iterator[Prepared]:
+    """Yield ``model`` placed on ``device`` in float ``dtype`` with its inputs built there.
+
+    ``inputs``: an :class:`InputSpec` (dummy tensors; integer ranges fitted to the model's embeddings) or
+    ``(args, kwargs)`` of the user's values (copied to ``device``, never moved). ``owned``: netscope built
+    the model and may move or cast it. Dummy inputs that cannot fit with the pass they start raise
+    :class:`OutOfMemory` before anything is allocated, or with ``fallback_to_meta`` run on the meta device.
+    """
+    notes: List[str] = []
+    float_dtype = normalize_float_dtype(dtype) if dtype else model_float_dtype(model)
+    spec = inputs.for_model(model) if isinstance(inputs, InputSpec) else None
+    if spec is not None and device.type != "meta":
+        device = _fitting_device(model, spec, device, float_dtype, fallback_to_meta, notes)
+    lazy = uninitialized_lazy(model)
+    if lazy:
+        notes.append(f"lazy module(s) {', '.join(lazy)} create their parameters in their first forward: the pass "
+                     "ran on a copy, so the model itself is left uninitialized")
+        model, owned = _lazy_copy(model, device), True
+    with _placed(model, device, float_dtype, owned) as runnable:
+        run_dtype = model_float_dtype(runnable) if any(True for _ in runnable.parameters()) else float_dtype
+        if spec is not None:
+            args, kwargs = _built(spec, device, run_dtype)
+        else:
+            args, kwargs = _moved_inputs(inputs, device)
+        yield Prepared(runnable, args, kwargs, device, run_dtype, spec, tuple(notes))
+
+
+def run_pass(prep: Prepared, *, mode: str = "eval", progress: Optional[Callable[[int], None]] = None,
+             receptive_field: bool = False) -> TraceResult:
+    """Trace the prepared model once. On the meta device, a forward that reads a value (``.item()``, a
+    data-dependent branch) is retried under fake tensors, which carry shapes like meta ones and let
+    libraries that know them (transformers' masking) skip such reads."""
+    run = lambda fake=False: trace(prep.model, (prep.args, prep.kwargs), mode=mode, progress=progress, fake=fake,
+                                   receptive_field=receptive_field)
+    if prep.device.type != "meta":
+        result = run()
+    else:
+        try:
+            result = run()
+        except ForwardError as err:
+            if not needs_values(err.original):
+                raise
+            result = _run_fake(run)
+    result.notes[:0] = prep.notes
+    return result
+
+
+def _run_fake(run) -> TraceResult:
+    """The retry under fake tensors; an operator they cannot run either is named (``MetaDeviceError``)."""
+    try:
+        return run(fake=True)
+    except ForwardError as err:
+        if not needs_values(err.original):
+            raise
+        where = f" in layer {err.layer}" if err.layer else ""
+        meta_err = MetaDeviceError(
+            f"the meta device cannot run this model: {meta_operator(str(err.original))}{where}, and fake tensors "
+            "cannot stand in for it. Run on a real device instead (--device cpu)", original=err.original,
+            layer=err.layer)
+        meta_err.partial, meta_err.failed_index = getattr(err, "partial", None), getattr(err, "failed_index", None)
+        raise meta_err from err.original
+
+
+def materialized(model: nn.Module, spec: InputSpec) -> nn.Module:
+    """``model`` itself, or, when it has uninitialized lazy modules, a copy of it materialized by one pass
+    on the meta device on ``spec`` (the user's model stays uninitialized)."""
+    if not uninitialized_lazy(model):
+        return model
+    with prepared(model, spec, device=torch.device("meta")) as prep:
+        run_pass(prep)
+        return prep.model
+
+
+# Errors of an operator that needs tensor values (meta and fake tensors have none), not of a wrong size.
+META_CANNOT_RUN = re.compile(r"meta tensor|data-dependent|DynamicOutputShape|Could not run '[^']+' with arguments "
+                             r"from the 'Meta' backend|register_meta function for \S+ raises unimplemented"
+                             r"|aten\.(nonzero|_local_scalar_dense|masked_select|unique\w*)")
+
+
+def needs_values(error: Optional[BaseException]) -> bool:
+    """Whether ``error`` says an operator needed tensor values the meta device (or fake tensors) lack."""
+    return bool(META_CANNOT_RUN.search(f"{type(error).__name__}: {error}"))
+
+
+def meta_operator(error: str) -> str:
+    """The operator a meta/fake failure names (``torch.nonzero() needs tensor values``), else the error."""
+    match = re.search(r"(?:torch|Tensor)\.\w+\(\)|aten\.\w+(?:\.\w+)?", error)
+    return f"{match.group(0)} needs tensor values" if match else error.splitlines()[0][:200]
+
+
+@contextlib.contextmanager
+def _placed(model: nn.Module, device: torch.device, float_dtype: str, owned: bool) -> Iterator[nn.Module]:
+    """Yield a model on ``device`` in ``float_dtype`` without ever leaving the user's model changed."""
+    from netscope.run.no_memory import meta_copy
+
+    target_dtype = getattr(torch, float_dtype)
+    current_dtype = getattr(torch, model_float_dtype(model))
+    needs_cast = target_dtype != current_dtype and target_dtype.is_floating_point
+    if device.type == "meta":
+        copy_ = meta_copy(model) if not owned else model.to("meta")
+        yield copy_.to(target_dtype) if needs_cast else copy_
+        return
+    if owned:
+        yield model.to(device=device, dtype=target_dtype if needs_cast else None)
+        return
+    if needs_cast:  # never cast the user's tensors: run on a converted copy
+        yield copy.deepcopy(model).to(device=device, dtype=target_dtype)
+        return
+    tensors = list(model.parameters()) + list(model.buffers())
+    if all(t.device == device for t in tensors):
+        yield model
+        return
+    homes = [(t, t.data) for t in {id(t): t for t in tensors}.values()]
+    try:
+        for tensor, data in homes:
+            tensor.data = data.to(device)
+        yield model
+    finally:
+        for tensor, data in homes:
+            tensor.data = data
+
+
+def _moved_inputs(inputs, device: torch.device):
+    """The user's (args, kwargs) on ``device``: copies, never the user's tensors moved; meta gets empty twins."""
+    args, kwargs = inputs
+
+    def move(tensor):
+        if tensor.device == device:
+            return tensor
+        return torch.empty_like(tensor, device="meta") if device.type == "meta" else tensor.to(device)
+
+    return torch.utils._pytree.tree_map_only(torch.Tensor, move, (tuple(args), dict(kwargs)))
+
+
+def _built(spec: InputSpec, device: torch.device, float_dtype: str):
+    try:
+        return spec.build(device, float_dtype)
+    except (MemoryError, torch.OutOfMemoryError, RuntimeError) as exc:
+        if isinstance(exc, RuntimeError) and "memory" not in str(exc):
+            raise
+        raise OutOfMemory(f"the dummy input ({_gib(spec.nbytes(float_dtype))}) could not be allocated on {device}: "
+                          f"{type(exc).__name__}. Use a smaller input, or --device meta (device=\"meta\") for a "
+                          "run without memory", original=exc) from None
+
+
+def _fitting_device(model, spec: InputSpec, device: torch.device, float_dtype: str, fallback: bool,
+                    notes: List[str]) -> torch.device:
+    """``device`` when the pass can fit there, else meta (``fallback``) or :class:`OutOfMemory`.
+
+    The estimate is a lower bound, so a refusal is never wrong: the input, the largest single layer output
+    (from a pass on the meta device, done only for inputs large next to the free memory) and, when the
+    model is elsewhere, its weights.
+    """
+    from netscope.run.no_memory import available_memory_bytes, weight_bytes
+
+    available = available_memory_bytes(device)
+    if available is None:
+        return device
+    input_bytes = spec.nbytes(float_dtype)
+    weights = weight_bytes(model, float_dtype) if model_device(model) != device else 0
+    if (input_bytes + weights) <= available * ESTIMATE_ABOVE_FRACTION:
+        return device
+    needed = input_bytes + weights
+    if needed <= available:
+        needed += _largest_output_bytes(model, spec, float_dtype)
+    if needed <= available:
+        return device
+    what = f"the input ({_gib(input_bytes)})" + (f", the weights ({_gib(weights)})" if weights else "")
+    message = (f"a pass on {device} needs at least {_gib(needed)} ({what} and the largest layer output) but "
+               f"{device} has {_gib(available)} available")
+    if fallback:
+        notes.append(message + "; ran on the meta device instead (no memory; shapes, parameters and multiply-adds "
+                     "are exact)")
+        return torch.device("meta")
+    raise OutOfMemory(message + ". Use a smaller input, or --device meta (device=\"meta\") for a run without memory: "
+                      "shapes, parameters and multiply-adds are exact")
+
+
+def _largest_output_bytes(model, spec: InputSpec, float_dtype: str) -> int:
+    """The largest output of one leaf call, from a pass on the meta device (0 when that pass fails)."""
+    try:
+        with prepared(model, spec, device=torch.device("meta"), dtype=float_dtype) as prep:
+            result = run_pass(prep)
+    except ForwardError:
+        return 0
+    return max((c.output_bytes for c in result.calls if c.is_leaf), default=0)
+
+
+def uninitialized_lazy(model: nn.Module) -> List[str]:
+    """``name (Class)`` of each lazy module whose parameters do not exist yet (made by its first forward)."""
+    from torch.nn.modules.lazy import LazyModuleMixin
+
+    if not any(isinstance(m, LazyModuleMixin) for m in model.modules()):  # the usual case: one cheap walk
+        return []
+    return [f"{name or '(root)'} ({type(m).__name__})" for name, m in model.named_modules()
+            if isinstance(m, LazyModuleMixin) and m.has_uninitialized_params()]
+
+
+def _lazy_copy(model: nn.Module, device: torch.device) -> nn.Module:
+    """A deep copy to materialize. Uninitialized parameters and buffers cannot be deep-copied, so fresh
+    ones take their place (on the meta device for a meta pass, where they would otherwise materialize on
+    the CPU next to meta inputs)."""
+    from torch.nn.parameter import UninitializedBuffer, UninitializedParameter
+
+    memo = {}
+    for module in model.modules():
+        for tensor in list(module._parameters.values()) + list(module._buffers.values()):
+            if isinstance(tensor, (UninitializedParameter, UninitializedBuffer)) and id(tensor) not in memo:
+                where = torch.device("meta") if device.type == "meta" else tensor.device
+                if isinstance(tensor, UninitializedParameter):
+                    memo[id(tensor)] = UninitializedParameter(tensor.requires_grad, device=where, dtype=tensor.dtype)
+                else:
+                    memo[id(tensor)] = UninitializedBuffer(tensor.requires_grad, device=where, dtype=tensor.dtype)
+    return copy.deepcopy(model, memo)
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"

@@ -1,0 +1,537 @@
+"""One forward pass, recorded module call by module call, with operator-level multiply-adds.
+
+Forward pre/post hooks on every registered module keep a stack of open calls; a dispatch mode sees
+every aten operator and charges its multiply-adds (``netscope.operators.registry``) to the innermost open call,
+counting each operator's calls there too (``netscope.operators.breakdown``): an operator without a formula is
+recorded, never a silent 0.
+Every hook is removed and the model restored (``netscope.run.model_state``) whatever happens.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import torch
+import torch.nn as nn
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from netscope.run.dataflow import MODEL_INPUT, NO_SOURCES, DataflowTracker, edge_tuple
+from netscope.errors import ForwardError, OutOfMemory
+from netscope.run.model_state import GLOBAL_STATE_LOCK, frozen_heap, paused_gc, preserved_model
+from netscope.operators.registry import UNSEEN, OpResolver
+from netscope.operators.breakdown import OperatorTable
+from netscope.operators.packed import packed_by_module, packed_numel
+from netscope.analyses.receptive_field import FieldTracker, input_field
+from netscope.records import LayerCall
+from netscope.run.shapes import format_shape_tree, shape_tree, shapes_only, tensor_bytes
+from netscope.operators.windows import WindowOpLog
+
+HYPERPARAMETERS = ("kernel_size", "stride", "padding", "dilation", "groups", "output_padding")
+FAILED = "(failed)"
+NOT_RECORDED = "(not recorded)"  # inside a TorchScript module: its code runs without module hooks
+
+
+@dataclass
+class TraceResult:
+    """What one pass recorded. ``modules[i]``, ``call_values[i]`` and ``outputs[i]`` belong to ``calls[i]``."""
+
+    calls: List[LayerCall]
+    modules: List[nn.Module]
+    call_values: List[Tuple[tuple, dict]]
+    outputs: List[Any]
+    model_output: Any = None  # shape tree of the root's output
+    failed_index: Optional[int] = None
+    peak_memory_bytes: Optional[int] = None
+    seconds: float = 0.0
+    notes: List[str] = field(default_factory=list)  # what the report must say about how the pass ran
+    window_ops: Dict[int, list] = field(default_factory=dict)  # call index -> its conv/pool operator calls
+    operators: Optional[OperatorTable] = None  # operator calls and multiply-adds per call
+    packed: Optional[Dict[int, tuple]] = None  # id(module) -> packed weight/bias of quantized modules
+
+
+class _OpenCall:
+    __slots__ = ("index", "module", "name", "parent", "depth", "call_number", "args", "kwargs",
+                 "output", "output_bytes", "own_macs", "failed", "finished", "origin", "error", "field",
+                 "inputs_from")
+
+    def __init__(self, index, module, name, parent, depth, call_number, args, kwargs):
+        self.index = index
+        self.module = module
+        self.name = name
+        self.parent = parent
+        self.depth = depth
+        self.call_number = call_number
+        self.args = args
+        self.kwargs = kwargs
+        self.output = None  # shapes_only(output): tensors are not kept alive past their call
+        self.output_bytes = 0
+        self.own_macs = 0
+        self.failed = False
+        self.finished = False
+        self.origin = None  # when failed: the innermost call the exception came from
+        self.error = None  # when failed: the exception that left this call
+        self.field = None  # receptive field of the output (netscope.analyses.receptive_field), when tracked
+        self.inputs_from = NO_SOURCES  # indexes of the calls that produced its tensor arguments (dataflow)
+
+
+class _Recorder:
+    """Hook callbacks and the stack of open calls.
+
+    The hooks are process-wide (``register_module_forward_pre_hook``/``..._forward_hook``, removed in
+    ``finally``) and ignore modules outside ``names``: two registrations instead of two per module,
+    which dominated the cost of tracing deep models. Global pre-hooks cannot see keyword arguments,
+    so the root gets its own keyword-aware pre-hook and every other call's keyword arguments are
+    taken when it returns.
+    """
+
+    def __init__(self, names: Dict[int, str], advance: Optional[Callable[[int], None]] = None):
+        self.names = names
+        self.advance = advance
+        self.calls: List[_OpenCall] = []
+        self.stack: List[_OpenCall] = []
+        self.call_counts: Dict[int, int] = {}
+        self.outside = _OpenCall(-1, None, "", None, 0, 0, (), {})  # operators run outside every module call
+        # One entry per operator call, flat (no per-call containers for the garbage collector to walk):
+        # the innermost open call's index (-1 outside every call) and the op packet; and, for operators
+        # with a formula, the same with their multiply-adds.
+        self.op_calls: List[int] = []
+        self.op_packets: List[Any] = []
+        self.mac_calls: List[int] = []
+        self.mac_packets: List[Any] = []
+        self.mac_values: List[int] = []
+        self.last_failed: Optional[_OpenCall] = None  # the call whose failure was the latest hook event
+        self.field_of: Optional[Callable[[Any], Any]] = None  # output -> its receptive field
+        self.flow = DataflowTracker(self.stack)  # which call produced each tensor (netscope.run.dataflow)
+
+    def pre_hook(self, module, args):
+        key = id(module)
+        name = self.names.get(key)
+        if name is None:  # a module of some other model, or one created during the pass
+            return None
+        count = self.call_counts.get(key, 0) + 1
+        self.call_counts[key] = count
+        stack = self.stack
+        parent = stack[-1].index if stack else None
+        call = _OpenCall(len(self.calls), module, name, parent, len(stack), count, shapes_only(args), None)
+        call.inputs_from = self.flow.producers(args)
+        self.calls.append(call)
+        stack.append(call)
+        self.last_failed = None
+        return None
+
+    def root_kwargs_hook(self, module, args, kwargs):
+        if self.stack and self.stack[-1].module is module and self.stack[-1].kwargs is None:
+            self.stack[-1].kwargs = shapes_only(kwargs)
+            if kwargs:
+                self.stack[-1].inputs_from |= self.flow.producers(kwargs)
+        return None
+
+    def post_hook(self, module, args, *rest):
+        # torch calls this global with_kwargs hook as (module, args, kwargs, output) after a normal return
+        # and as (module, args, output) when the forward raised: that, not sys.exc_info() (which also holds
+        # an exception the user's own code is handling), tells a failure.
+        if id(module) not in self.names:
+            return None
+        raised = len(rest) != 2
+        if raised:
+            kwargs, output = None, rest[0]
+        else:
+            kwargs, output = rest
+        # Pop up to and including this module's call; anything above it was left open by an exception
+        # the model caught itself.
+        stack = self.stack
+        while stack:
+            call = stack.pop()
+            if call.module is module:
+                break
+        else:  # pragma: no cover - a hook for a call we never opened
+            return None
+        if call.kwargs is None:
+            call.kwargs = shapes_only(kwargs) if kwargs else {}
+            if kwargs:
+                call.inputs_from |= self.flow.producers(kwargs, before=call.index)
+        if self.advance is not None:
+            self.advance(1)
+        if raised:
+            call.failed = True
+            # The hook runs inside torch's ``except`` for this call, so exc_info is the exception leaving it.
+            # It came out of a child when that child's failure, with the same exception, was the last thing
+            # that happened; otherwise this call's own code raised it (a child's error the code caught and
+            # replaced, or a new one).
+            call.error = sys.exc_info()[1]
+            previous = self.last_failed
+            same = previous is not None and previous.parent == call.index and previous.error is call.error
+            call.origin = previous.origin if same else call
+            self.last_failed = call
+        else:
+            call.output = shapes_only(output)
+            call.output_bytes = tensor_bytes(output)
+            call.finished = True
+            self.last_failed = None
+            self.flow.claim(output, frozenset((call.index,)))
+            if self.field_of is not None:
+                call.field = self.field_of(output)
+        return None
+
+
+class _MacCounter(TorchDispatchMode):
+    """Counts each operator call and charges its multiply-adds to the innermost open call (kept lean:
+    it sees every op; ``ops`` resolves an operator against the formula registry once per pass)."""
+
+    def __init__(self, recorder: _Recorder, ops: OpResolver, observers: Tuple[Callable, ...] = ()):
+        super().__init__()
+        self.recorder = recorder
+        self.ops = ops
+        self.observers = observers  # each called as observe(func, args, kwargs, out) after every operator
+        self.stack = recorder.stack  # the recorder's lists themselves (mutated, never replaced)
+        self.outside = recorder.outside
+        self.op_call = recorder.op_calls.append
+        self.op_packet = recorder.op_packets.append
+
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        # This mode never compiles anything; opting out of torch's dynamo-disable wrapper saves a
+        # Python call per operator and the ~2 s first-use import of torch._dynamo.
+        return False
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **kwargs) if kwargs else func(*args)
+        packet = func._overloadpacket
+        formula = self.ops.get(packet, UNSEEN)
+        if formula is UNSEEN:
+            formula = self.ops.first_sight(func)
+        stack = self.stack
+        call = stack[-1] if stack else self.outside
+        self.op_call(call.index)
+        self.op_packet(packet)
+        if formula is not None:
+            macs = formula(*args, **(kwargs or {}), out_val=out)
+            call.own_macs += macs
+            recorder = self.recorder
+            recorder.mac_calls.append(call.index)
+            recorder.mac_packets.append(packet)
+            recorder.mac_values.append(macs)
+        for observe in self.observers:
+            observe(func, args, kwargs, out)
+        return out
+
+
+def trace(model: nn.Module, inputs: Tuple[tuple, dict], *, mode: str = "eval",
+          progress: Optional[Callable[[int], None]] = None, fake: bool = False,
+          receptive_field: bool = False) -> TraceResult:
+    """Run ``model`` once on ready ``(args, kwargs)`` and record every module call.
+
+    Placement, dtype and dummy inputs are :mod:`netscope.run.prepare`'s job (``prepared`` then ``run_pass``, which
+    also retries a meta pass under fake tensors); ``trace`` runs what it is given, where it is.
+    ``fake``: run under a FakeTensorMode (inputs converted to fake tensors).
+    ``progress``: called with 1 after each module call returns (``netscope.progress.progress``'s
+    ``advance``; ``module_count(model)`` is the usual total). ``receptive_field``: track each call's
+    receptive field (``netscope.analyses.receptive_field``).
+    """
+    if mode not in ("eval", "train"):
+        raise ValueError(f"mode must be 'eval' or 'train', not {mode!r}")
+    args, kwargs = inputs
+    device = model_device(model)
+    for value in torch.utils._pytree.tree_leaves((args, kwargs)):
+        if isinstance(value, torch.Tensor):
+            device = value.device
+            break
+    return _run(model, tuple(args), dict(kwargs), train=(mode == "train"), device=device, advance=progress, fake=fake,
+                receptive_field=receptive_field)
+
+
+def module_count(model: nn.Module) -> int:
+    """Distinct modules in ``model``: the number of calls a pass usually records (a progress total)."""
+    return sum(1 for _ in model.modules())
+
+
+def model_device(model: nn.Module) -> torch.device:
+    for tensor in model.parameters():
+        return tensor.device
+    for tensor in model.buffers():
+        return tensor.device
+    return torch.device("cpu")
+
+
+def model_float_dtype(model: nn.Module) -> str:
+    for tensor in model.parameters():
+        if tensor.is_floating_point():
+            return str(tensor.dtype).removeprefix("torch.")
+    return "float32"
+
+
+def _run(model: nn.Module, args: tuple, kwargs: dict, *, train: bool, device: torch.device,
+         advance: Optional[Callable[[int], None]] = None, fake: bool = False,
+         receptive_field: bool = False) -> TraceResult:
+    from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
+
+    named = list(model.named_modules(remove_duplicate=False))
+    names: Dict[int, str] = {}
+    for name, module in named:
+        names.setdefault(id(module), name)
+    recorder = _Recorder(names, advance)
+    window_ops = WindowOpLog(recorder)
+    observers = [window_ops.observe, recorder.flow.observe]
+    # fields only when the first input is spatial (floating, rank >= 3): otherwise nothing to track
+    fields = FieldTracker() if receptive_field and args and input_field(args[0]) is not None else None
+    if fields is not None:
+        recorder.field_of = fields.field_of
+        observers.append(fields.observe)
+    ops = OpResolver()
+    handles = []
+    cuda = device.type == "cuda"
+    start = time.perf_counter()
+    baseline = None
+    error: Optional[BaseException] = None
+    output = None
+    script = isinstance(model, torch.jit.ScriptModule)
+    try:
+        with GLOBAL_STATE_LOCK, frozen_heap(), preserved_model(model, train=train) as changes:
+            handles.append(register_module_forward_pre_hook(recorder.pre_hook))
+            handles.append(register_module_forward_hook(recorder.post_hook, with_kwargs=True, always_call=True))
+            runnable = _eager(model)
+            if not script:  # ScriptModules refuse per-module hooks (their keyword arguments are not recorded)
+                handles.append(runnable.register_forward_pre_hook(recorder.root_kwargs_hook, with_kwargs=True))
+            if cuda:
+                torch.cuda.synchronize(device)
+                baseline = torch.cuda.memory_allocated(device)
+                torch.cuda.reset_peak_memory_stats(device)
+            try:
+                fake_mode = _fake_mode(fake)
+                with fake_mode, _MacCounter(recorder, ops, tuple(observers)):
+                    if fake:  # inputs as fake tensors, so code that checks for them (transformers) sees them
+                        args, kwargs = torch.utils._pytree.tree_map_only(torch.Tensor, fake_mode.from_tensor,
+                                                                         (args, kwargs))
+                    recorder.flow.claim((args, kwargs), frozenset((MODEL_INPUT,)))
+                    if fields is not None and args:
+                        fields.add_input(args[0])
+                    output = runnable(*args, **kwargs)
+            except Exception as exc:  # the user's forward failed: report where, then re-raise as ForwardError
+                error = exc
+            if cuda:
+                torch.cuda.synchronize(device)
+    finally:
+        for handle in handles:
+            handle.remove()
+    peak = torch.cuda.max_memory_allocated(device) - baseline if cuda else None
+    for call in recorder.calls:  # a call whose forward raised never reached the post hook's kwargs step
+        if call.kwargs is None:
+            call.kwargs = {}
+    with paused_gc():
+        result = _build_result(named, recorder, ops, output, time.perf_counter() - start, peak,
+                               structure_only=script)
+    result.window_ops = window_ops.by_call()
+    if script:
+        result.notes.append(
+            "TorchScript module: its compiled code runs without module hooks, so only the whole model's input and "
+            f"output shapes and multiply-adds are recorded; layers inside show parameters and {NOT_RECORDED} shapes")
+    if changes.changed_in_place:
+        result.notes.append(
+            "the forward pass wrote these parameters in place (netscope cannot undo that without a copy of every "
+            f"weight): {', '.join(changes.changed_in_place)}")
+    if error is not None:
+        raise _forward_error(model, result, error) from error
+    return result
+
+
+def _fake_mode(enabled: bool):
+    """A FakeTensorMode that accepts the meta-device model and inputs as they are, or a no-op."""
+    if not enabled:
+        return contextlib.nullcontext()
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    return FakeTensorMode(allow_non_fake_inputs=True)
+
+
+def _eager(model: nn.Module) -> nn.Module:
+    """The module to call: a ``torch.compile`` wrapper is run through its original eager module, which
+    keeps the ``_orig_mod.`` names of the wrapper's state_dict."""
+    from netscope.wrappers import wrapper_kind
+
+    kind = wrapper_kind(model)
+    original = getattr(model, kind.attribute, None) if kind is not None and kind.label == "torch.compile" else None
+    return original if isinstance(original, nn.Module) else model
+
+
+def _build_result(named, recorder: _Recorder, ops: Optional[OpResolver], output, seconds: float, peak, *,
+                  structure_only: bool = False) -> TraceResult:
+    packed = packed_by_module(m for _, m in named)
+    param_table = _param_table(named, packed)
+    calls: List[LayerCall] = []
+    open_calls = recorder.calls
+    if structure_only:  # a TorchScript model: its submodules listed, never called through hooks
+        called = {id(c.module) for c in open_calls}
+        rows = {c.name: c.index for c in open_calls}
+        for name, module in named:
+            if id(module) not in called:
+                called.add(id(module))
+                parent = rows.get(name.rpartition(".")[0]) if name else None
+                depth = name.count(".") + 1 if name else 0
+                rows[name] = len(open_calls)
+                open_calls.append(_OpenCall(len(open_calls), module, name, parent, depth, 0, (), {}))
+    total_macs = [c.own_macs for c in open_calls]
+    for call in reversed(open_calls):  # children follow their parent: roll multiply-adds up in reverse
+        if call.parent is not None:
+            total_macs[call.parent] += total_macs[call.index]
+    outside = recorder.outside
+    if open_calls:
+        total_macs[0] += outside.own_macs
+    failed_index = None
+    if open_calls and open_calls[0].failed and open_calls[0].origin is not None:
+        failed_index = open_calls[0].origin.index  # where the exception that ended the pass was raised
+    merges = recorder.flow.merges
+    for call in open_calls:
+        module = call.module
+        counts = param_table.get(id(module))
+        own, subtree, trainable = counts if counts is not None else _param_counts(module)
+        output_tree = shape_tree(call.output) if call.finished else FAILED if call.failed else NOT_RECORDED
+        calls.append(LayerCall(
+            index=call.index,
+            name=call.name,
+            class_name=(structure_only and getattr(module, "original_name", None)) or type(module).__name__,
+            depth=call.depth,
+            parent=call.parent,
+            call_number=call.call_number,
+            input_shapes=[shape_tree(a) for a in call.args] + ([shape_tree(call.kwargs)] if call.kwargs else []),
+            output_shapes=output_tree,
+            own_params=own,
+            subtree_params=subtree,
+            trainable=trainable,
+            own_macs=call.own_macs + (outside.own_macs if call.index == 0 else 0),
+            macs=total_macs[call.index],
+            output_bytes=call.output_bytes,
+            is_leaf=not module._modules,
+            hyperparams=_hyperparams(module),
+            receptive_field=call.field,
+            inputs_from=edge_tuple(call.inputs_from),
+            merges=tuple((op, edge_tuple(s)) for op, s in merges[call.index]) if call.index in merges else (),
+        ))
+    return TraceResult(
+        calls=calls,
+        modules=[c.module for c in open_calls],
+        call_values=[(c.args, c.kwargs) for c in open_calls],
+        outputs=[c.output if c.finished else None for c in open_calls],
+        model_output=shape_tree(output) if output is not None else None,
+        failed_index=failed_index,
+        peak_memory_bytes=peak,
+        seconds=seconds,
+        packed=packed,
+        operators=OperatorTable(len(open_calls), recorder.op_calls, recorder.op_packets, recorder.mac_calls,
+                                recorder.mac_packets, recorder.mac_values, ops.kinds),
+    )
+
+
+_TRAINABLE = {0: "", 1: "yes", 2: "no", 3: "partial"}  # bit 1: a trainable parameter, bit 2: a frozen one
+
+
+def _param_table(named, packed: Dict[int, tuple]) -> Dict[int, Tuple[int, int, str]]:
+    """``id(module) -> (own, subtree, trainable)`` for every submodule of ``named`` (the root's
+    ``named_modules(remove_duplicate=False)``), in one bottom-up walk.
+
+    Subtree counts add up children only when no module or parameter appears twice in the tree (the
+    usual case); with sharing, each module's deduplicated ``parameters()`` is counted instead, which is
+    exact but quadratic in depth.
+    """
+    slots = 0
+    unique = set()
+    modules = {}
+    for _, module in named:
+        modules[id(module)] = module
+        for param in module._parameters.values():
+            if param is not None:
+                slots += 1
+                unique.add(id(param))
+    if slots != len(unique) or len(named) != len(modules):
+        return {key: _param_counts(m) for key, m in modules.items()}
+    table: Dict[int, Tuple[int, int, int]] = {}
+
+    def visit(module: nn.Module) -> Tuple[int, int, int]:
+        own = 0
+        flags = 0
+        for param in module._parameters.values():
+            if param is not None:
+                own += param.numel()
+                flags |= 1 if param.requires_grad else 2
+        if packed and id(module) in packed:  # a quantized module's packed weight and bias: frozen parameters
+            own += sum(t.numel() for t in packed[id(module)])
+            flags |= 2
+        subtree = own
+        for child in module._modules.values():
+            if child is not None:
+                _, child_subtree, child_flags = visit(child)
+                subtree += child_subtree
+                flags |= child_flags
+        table[id(module)] = (own, subtree, flags)
+        return own, subtree, flags
+
+    visit(named[0][1])
+    return {key: (own, subtree, _TRAINABLE[flags]) for key, (own, subtree, flags) in table.items()}
+
+
+def _param_counts(module: nn.Module) -> Tuple[int, int, str]:
+    own = sum(p.numel() for p in module._parameters.values() if p is not None) + packed_numel(module)
+    subtree = 0
+    flags = set()
+    for p in module.parameters():
+        subtree += p.numel()
+        flags.add(p.requires_grad)
+    for m in module.modules():
+        packed = packed_numel(m)
+        if packed:
+            subtree += packed
+            flags.add(False)
+    trainable = "" if not flags else ("yes" if flags == {True} else "no" if flags == {False} else "partial")
+    return own, subtree, trainable
+
+
+def _hyperparams(module: nn.Module) -> Dict[str, Any]:
+    """kernel_size, stride, padding, ... of windowed layers (convolutions and pools)."""
+    values = {}
+    # Looked up in the instance dict and the class first: hasattr() on a module without the attribute
+    # goes through nn.Module.__getattr__ and an AttributeError, which costs more than the rest of a row.
+    if "kernel_size" not in module.__dict__ and not hasattr(type(module), "kernel_size"):
+        return values
+    for name in HYPERPARAMETERS:
+        value = getattr(module, name, None)
+        if value is not None and isinstance(value, (int, tuple, str)) and not isinstance(value, bool):
+            values[name] = value
+    return values
+
+
+def _forward_error(model, result: TraceResult, error: BaseException) -> ForwardError:
+    index = result.failed_index
+    if index is None or not result.calls:
+        where = f"the forward of {type(model).__name__} itself"
+        layer = ""
+    else:
+        call = result.calls[index]
+        layer = call.name
+        shapes = ", ".join(format_shape_tree(s) for s in call.input_shapes) or "no tensors"
+        where = f"layer {call.name or '(root)'} ({call.class_name}), called with input shape(s) {shapes}"
+    if _out_of_memory(error):
+        err = OutOfMemory(
+            f"the model's forward pass ran out of memory in {where}: {type(error).__name__}: "
+            f"{str(error).splitlines()[0] if str(error) else ''}. Use a smaller input, or --device meta "
+            "(device=\"meta\") for a run without memory: shapes, parameters and multiply-adds are exact",
+            original=error, layer=layer)
+    else:
+        message = (
+            f"the model's forward pass failed in {where}: {type(error).__name__}: {error}. "
+            "Check the --input shape(s) against what this layer expects"
+        )
+        err = ForwardError(message, original=error, layer=layer)
+    err.partial = result
+    err.failed_index = index
+    return err
+
+
+def _out_of_memory(error: BaseException) -> bool:
+    """torch's CUDA/CPU allocator failures and Python's MemoryError."""
+    if isinstance(error, (MemoryError, torch.OutOfMemoryError)):
+        return True
+    text = str(error)
+    return isinstance(error, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
