@@ -144,9 +144,9 @@ def test_packed_sequence_inputs_are_recorded_as_their_fields():
 # ---- huge inputs and out of memory ------------------------------------------------------------------------
 
 def test_an_input_that_cannot_fit_is_refused_before_allocating(monkeypatch):
-    import netscope.run.no_memory
+    import netscope.run.devices
 
-    monkeypatch.setattr(netscope.run.no_memory, "available_memory_bytes", lambda device=None: 64 * 2**20)  # 64 MiB free
+    monkeypatch.setattr(netscope.run.devices, "available_memory_bytes", lambda device=None: 64 * 2**20)  # 64 MiB free
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1))
     with pytest.raises(OutOfMemory) as info:  # 32 * 3 * 512 * 512 float32 = 96 MiB
         netscope.summary(model, (32, 3, 512, 512), device="cpu")

@@ -21,7 +21,8 @@ import torchvision
 import netscope
 from netscope.cli import main
 from netscope.run.model_state import paused_gc
-from netscope.run.no_memory import _meminfo_available, available_memory_bytes, empty_weights, weight_bytes
+from netscope.run.devices import _meminfo_available, available_memory_bytes
+from netscope.run.no_memory import empty_weights, weight_bytes
 from netscope.progress import progress, progress_enabled
 from netscope.run.trace import module_count, trace
 
@@ -150,7 +151,7 @@ def test_regnet_builds_under_empty_weights_where_a_meta_device_context_fails():
 # ---------------------------------------------------------------- --device auto falls back to meta
 
 def test_auto_device_runs_on_meta_when_weights_would_not_fit(capsys, monkeypatch):
-    monkeypatch.setattr("netscope.run.no_memory.available_memory_bytes", lambda device=None: 1024)
+    monkeypatch.setattr("netscope.run.devices.available_memory_bytes", lambda device=None: 1024)
     code = main(["summary", "resnet18", "--device", "auto", "-f", "json"])
     captured = capsys.readouterr()
     assert code == 0
@@ -161,7 +162,7 @@ def test_auto_device_runs_on_meta_when_weights_would_not_fit(capsys, monkeypatch
 
 
 def test_auto_device_note_is_silenced_by_quiet(capsys, monkeypatch):
-    monkeypatch.setattr("netscope.run.no_memory.available_memory_bytes", lambda device=None: 1024)
+    monkeypatch.setattr("netscope.run.devices.available_memory_bytes", lambda device=None: 1024)
     report, err = _cli_json(capsys, "resnet18", "--device", "auto", "--input", "1,3,32,32")
     assert report["run"]["device"] == "meta"
     assert "meta device" not in err
@@ -169,7 +170,7 @@ def test_auto_device_note_is_silenced_by_quiet(capsys, monkeypatch):
 
 def test_auto_device_runs_for_real_when_weights_fit(capsys, monkeypatch):
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)
-    monkeypatch.setattr("netscope.run.no_memory.available_memory_bytes", lambda device=None: 1 << 50)
+    monkeypatch.setattr("netscope.run.devices.available_memory_bytes", lambda device=None: 1 << 50)
     report, err = _cli_json(capsys, "resnet18", "--device", "auto", "--input", "1,3,32,32")
     assert report["run"]["device"] == "cpu"
     assert err == ""

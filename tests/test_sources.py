@@ -417,3 +417,49 @@ def test_hf_decoder_runs_in_no_memory_mode_with_the_same_counts_as_on_cpu():
     assert on_meta.totals.total_params == on_cpu.totals.total_params == 218_944
     assert on_meta.totals.total_macs == on_cpu.totals.total_macs > 0
     assert [c.output_shapes for c in on_meta.layers] == [c.output_shapes for c in on_cpu.layers]
+
+
+# ---------------------------------------------------------------- the registry itself
+
+
+def test_torchvision_is_a_registered_source_and_the_one_that_resolves_bare_names():
+    from netscope.models.sources import SOURCES, bare_name_source
+
+    resolve_model("resnet18")  # loads the built-in sources
+    assert {"torchvision", "timm", "hf"} <= set(SOURCES)
+    assert bare_name_source().prefix == "torchvision"
+    bare, prefixed = resolve_model("resnet18"), resolve_model("torchvision:resnet18")
+    assert type(bare.module) is type(prefixed.module)
+    assert param_count(bare.module) == param_count(prefixed.module) == torchvision_count("resnet18")
+    assert prefixed.source == "torchvision" and prefixed.inputs == bare.inputs
+
+
+def test_a_source_registered_twice_or_a_second_bare_name_source_is_refused():
+    from netscope.models.sources import SOURCES, register_source
+
+    resolve_model("resnet18")
+    before = dict(SOURCES)
+    with pytest.raises(ValueError, match="registered twice"):
+        register_source("timm")(lambda name, args, empty: None)
+    with pytest.raises(ValueError, match="bare names"):
+        register_source("mine", bare_names=True)(lambda name, args, empty: None)
+    assert SOURCES == before
+
+
+def test_a_new_source_is_one_registration():
+    import torch.nn as nn
+
+    from netscope.inputs import InputSpec, TensorSpec
+    from netscope.models.sources import SOURCES, ResolvedModel, register_source
+
+    @register_source("toy")
+    def resolve_toy(name, model_args, empty_weights):
+        width = int(name)
+        return ResolvedModel(nn.Linear(width, 2), f"toy:{name}", InputSpec([TensorSpec((1, width))]), source="toy")
+
+    try:
+        resolved = resolve_model("toy:7")
+        assert resolved.source == "toy" and param_count(resolved.module) == 7 * 2 + 2
+        assert main(["summary", "toy:5", "--device", "cpu"]) == 0
+    finally:
+        SOURCES.pop("toy")

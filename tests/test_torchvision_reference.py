@@ -27,7 +27,7 @@ import torchvision
 
 import netscope
 from netscope.run.no_memory import empty_weights
-from netscope.models.specs import OPTICAL_FLOW_SIZE, VIDEO_FRAMES, weights_not_loaded
+from netscope.models.torchvision import OPTICAL_FLOW_SIZE, VIDEO_FRAMES, weights_not_loaded
 
 PUBLISHED_ROUNDING = 0.0005e9  # _ops are published with three decimals of G
 

@@ -150,7 +150,8 @@ def _resolve_fitting(args: argparse.Namespace, device, dtype: str):
     """(resolved model, device) for ``--device auto``: the real build if it fits, else the meta build."""
     import torch
 
-    from netscope.run.no_memory import available_memory_bytes, weight_bytes
+    from netscope.run.devices import available_memory_bytes
+    from netscope.run.no_memory import weight_bytes
 
     structural = resolve_from_args(args, empty_weights=True, note=False)  # only sizes the weights, unless it is the real build
     if not _on_meta(structural.module):  # the no-memory build was not possible: this is the real build

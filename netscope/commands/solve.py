@@ -65,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
 def _real_builder(args: argparse.Namespace, structural, spec):
     """A callable building the model with real (random) weights on the CPU (lazy modules sized by one pass
     on ``spec``, as the structural model was), or None when they would not fit."""
-    from netscope.run.no_memory import available_memory_bytes, weight_bytes
+    from netscope.run.devices import available_memory_bytes
+    from netscope.run.no_memory import weight_bytes
     from netscope.analyses.solver import REAL_PARAMS_LIMIT
 
     available = available_memory_bytes("cpu")

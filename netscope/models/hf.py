@@ -37,7 +37,8 @@ from typing import Any, Callable, Dict, Mapping, Tuple
 from netscope.errors import ModelSpecError
 from netscope.inputs import InputSpec, TensorSpec
 from netscope.optional import require
-from netscope.models.specs import ResolvedModel, default_inputs_for, register_source
+from netscope.models.sources import ResolvedModel, register_source
+from netscope.models.specs import default_inputs_for
 
 DEFAULT_SEQUENCE_LENGTH = 128
 AUDIO_SAMPLES = 16000

@@ -1,55 +1,26 @@
 """Turn a model spec string into an ``nn.Module`` plus the dummy inputs it expects.
 
-Specs: a torchvision model name (``resnet50``), an import string (``pkg.module:factory``), a file
-(``path/to/file.py:ClassName``), or a prefixed source registered in ``SOURCES`` (``timm:...``,
-``hf:...``). Every failure is a :class:`ModelSpecError` that says what to do.
+Specs: a prefixed source registered in :data:`netscope.models.sources.SOURCES` (``timm:...``, ``hf:...``,
+``torchvision:...``), a file (``path/to/file.py:ClassName``), an import string (``pkg.module:factory``),
+or a bare name, which the source registered for bare names resolves (torchvision: ``resnet50``).
+Every failure is a :class:`ModelSpecError` that says what to do.
 """
 
 from __future__ import annotations
 
 import ast
-import contextlib
 import difflib
 import importlib
 import importlib.util
-import inspect
 import os
 import sys
-from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence
 
 from netscope.errors import ModelSpecError, UsageError
 from netscope.inputs import InputSpec, TensorSpec
+from netscope.models.sources import SOURCES, ResolvedModel, bare_name_source, load_builtin_sources
 
 DEFAULT_MODEL = "resnet50"
-
-
-@dataclass
-class ResolvedModel:
-    """A built model and how to feed it."""
-
-    module: Any  # torch.nn.Module (typed loosely so this file imports without torch)
-    label: str  # what the user asked for, for titles
-    inputs: InputSpec  # the default dummy input for this model
-    source: str = "torchvision"
-    build: str = "real"  # with empty_weights: "meta", or the fallback "fake"/"cpu" (netscope.run.no_memory.BUILD_DESCRIPTIONS)
-    build_failures: Tuple[str, ...] = ()  # why each cheaper build failed
-
-
-# prefix -> resolver(name, model_args, empty_weights) -> ResolvedModel; filled by netscope.models.sources
-SOURCES: Dict[str, Callable[[str, Mapping[str, Any], bool], ResolvedModel]] = {}
-
-
-def register_source(prefix: str):
-    """Register a resolver for specs of the form ``prefix:name``."""
-
-    def decorator(fn):
-        if prefix in SOURCES:
-            raise ValueError(f"model source {prefix!r} registered twice")
-        SOURCES[prefix] = fn
-        return fn
-
-    return decorator
 
 
 def parse_model_args(pairs: Optional[Sequence[str]]) -> Dict[str, Any]:
@@ -76,8 +47,6 @@ def resolve_model(spec: Optional[str], model_args: Optional[Mapping[str, Any]] =
     buffers on the meta device, or, when the constructor cannot run that way (it reads a value, or
     mixes a parameter with a fresh tensor), fake tensors re-homed to meta, then a real CPU build;
     ``build`` says which."""
-    from netscope.models.sources import load_builtin_sources
-
     load_builtin_sources()
     spec = spec or DEFAULT_MODEL
     model_args = dict(model_args or {})
@@ -99,12 +68,12 @@ def _constructor_failed(exc: BaseException) -> bool:
 def _resolve(spec: str, model_args: Dict[str, Any], empty_weights: bool) -> ResolvedModel:
     prefix, sep, rest = spec.partition(":")
     if sep and prefix in SOURCES:
-        return SOURCES[prefix](rest, model_args, empty_weights)
+        return SOURCES[prefix].resolve(rest, model_args, empty_weights)
     if sep and (prefix.endswith(".py") or os.sep in prefix or "/" in prefix):
         return _from_file(prefix, rest, model_args, spec)
     if sep:
         return _from_import_string(prefix, rest, model_args, spec)
-    return _from_torchvision(spec, model_args)
+    return bare_name_source().resolve(spec, model_args, empty_weights)
 
 
 def _call_factory(factory: Callable, model_args: Mapping[str, Any], spec: str):
@@ -183,118 +152,6 @@ def _get_attr_path(module, attr: str, spec: str):
             raise ModelSpecError(f"{owner!s} has no attribute {part!r} (from {spec!r}).{hint}")
         obj = getattr(obj, part)
     return obj
-
-
-def torchvision_model_names() -> List[str]:
-    import torchvision
-
-    return sorted(torchvision.models.list_models())
-
-
-def _from_torchvision(name: str, model_args) -> ResolvedModel:
-    import torchvision
-
-    names = torchvision_model_names()
-    if name not in names:
-        close = difflib.get_close_matches(name, names, n=5, cutoff=0.5)
-        hint = f" Closest torchvision names: {', '.join(close)}." if close else ""
-        raise ModelSpecError(
-            f"unknown model {name!r}: it is not a torchvision model name, and not an import string "
-            f"(package.module:factory) or a file (path/to/file.py:ClassName).{hint} "
-            "'python -c \"import torchvision; print(torchvision.models.list_models())\"' lists every name"
-        )
-    builder = torchvision.models.get_model_builder(name)
-    model_args = dict(model_args)
-    for key in ("weights", "weights_backbone"):
-        if model_args.get(key) is not None:
-            raise ModelSpecError(
-                f"--model-arg {key}={model_args[key]} asks for trained weights, but netscope builds torchvision "
-                "models without them and never downloads any: drop it (shapes, parameters and multiply-adds do "
-                "not depend on weight values); to check a checkpoint against the model, use 'netscope diff'")
-    if "weights_backbone" in inspect.signature(builder).parameters:
-        model_args.setdefault("weights_backbone", None)  # detection/segmentation default to downloading ImageNet weights
-    default_weights = getattr(torchvision.models.get_model_weights(name), "DEFAULT", None)
-    try:
-        if default_weights is not None and set(model_args) <= {"weights_backbone"}:
-            # As its published weights build it (segmentation's aux head, detection's frozen batch norm,
-            # googlenet without aux heads, ...), so the counts match the weights' num_params and _ops.
-            with weights_not_loaded():
-                model = builder(weights=default_weights)
-        else:
-            model = builder(weights=None, **model_args)
-    except TypeError as exc:
-        raise ModelSpecError(f"torchvision's {name} does not accept {dict(model_args)}: {exc}") from exc
-    except Exception as exc:
-        raise ModelSpecError(f"building torchvision's {name} with {dict(model_args)} raised {type(exc).__name__}: {exc}") from exc
-    return ResolvedModel(model, name, torchvision_default_inputs(name, model), source="torchvision")
-
-
-@contextlib.contextmanager
-def weights_not_loaded():
-    """Let torchvision builders configure a model for its weights (``builder(weights=W)``) without
-    downloading or loading them: the parameters keep their fresh initialisation."""
-    import torch.nn as nn
-    from torchvision.models._api import WeightsEnum
-
-    original_load = nn.Module.load_state_dict
-    original_get = WeightsEnum.get_state_dict
-
-    def load_state_dict(self, state_dict, *args, **kwargs):
-        if not state_dict:  # the empty stand-in below (or a builder's copy of it): nothing to load
-            return None
-        return original_load(self, state_dict, *args, **kwargs)
-
-    WeightsEnum.get_state_dict = lambda self, *args, **kwargs: {}
-    nn.Module.load_state_dict = load_state_dict
-    try:
-        yield
-    finally:
-        WeightsEnum.get_state_dict = original_get
-        nn.Module.load_state_dict = original_load
-
-
-# The inputs torchvision's published figures (weights.meta "_ops", pytorch/vision#6936) were measured at,
-# where the weights' transforms do not say: optical flow runs on a pair of 512x512 frames.
-OPTICAL_FLOW_SIZE = 512
-VIDEO_FRAMES = 16
-
-
-def torchvision_default_inputs(name: str, model) -> InputSpec:
-    """The input a torchvision model is published for: its weights' transforms (crop size; a segmentation
-    model's resize size, 520), its own image_size, or its family's (video 1x3x16xcrop², optical flow a
-    pair of 512x512 frames), so that ``netscope summary NAME`` reproduces the weights' published ``_ops``."""
-    module_name = type(model).__module__
-    crop = _weights_transform_size(name, "crop_size")
-    if ".video." in module_name:
-        return InputSpec([TensorSpec((1, 3, VIDEO_FRAMES, crop or 112, crop or 112))])
-    if ".optical_flow." in module_name:
-        frame = TensorSpec((1, 3, OPTICAL_FLOW_SIZE, OPTICAL_FLOW_SIZE))
-        return InputSpec([frame, frame])
-    if ".segmentation." in module_name:
-        size = _weights_transform_size(name, "resize_size") or 520
-        return InputSpec([TensorSpec((1, 3, size, size))])
-    if ".detection." in module_name:
-        return InputSpec([TensorSpec((3, 512, 512))], as_list=True)
-    size = getattr(model, "image_size", None)
-    if not isinstance(size, int):
-        size = crop or 224
-    return InputSpec([TensorSpec((1, 3, size, size))])
-
-
-def _weights_transform_size(name: str, key: str) -> Optional[int]:
-    """A size keyword (``crop_size``, ``resize_size``) of the default weights' transforms, if they set one."""
-    import torchvision
-
-    try:
-        weights = torchvision.models.get_model_weights(name)
-    except Exception:
-        return None
-    default = getattr(weights, "DEFAULT", None)
-    transforms = getattr(default, "transforms", None)
-    size = getattr(transforms, "keywords", {}).get(key)
-    if isinstance(size, (list, tuple)):
-        size = size[0]
-    return int(size) if size else None
 
 
 def default_inputs_for(model) -> InputSpec:

@@ -13,7 +13,7 @@ from typing import Any, Mapping, Tuple
 from netscope.errors import ModelSpecError, UsageError
 from netscope.inputs import InputSpec, TensorSpec
 from netscope.optional import require
-from netscope.models.specs import ResolvedModel, register_source
+from netscope.models.sources import ResolvedModel, register_source
 
 FALLBACK_INPUT_SIZE = (3, 224, 224)
 # create_model arguments that would fetch weights; netscope never downloads

@@ -1,6 +1,9 @@
-"""Resolve ``auto|cpu|cuda|cuda:N|meta`` to a torch.device, with clear errors."""
+"""Devices: resolve ``auto|cpu|cuda|cuda:N|meta`` to a torch.device with clear errors, and tell how much
+memory one has free."""
 
 from __future__ import annotations
+
+from typing import Optional
 
 import torch
 
@@ -29,3 +32,33 @@ def resolve_device(spec) -> torch.device:
             return device
         raise InputSpecError(f"device {spec!r} is not supported here; use auto, cpu, cuda, cuda:N or meta")
     return device
+
+
+def available_memory_bytes(device=None) -> Optional[int]:
+    """Free memory where a pass on ``device`` would put its weights; ``None`` when it cannot be told.
+
+    CPU: ``MemAvailable`` from /proc/meminfo (Linux; psutil is not required). CUDA: the free bytes
+    ``torch.cuda.mem_get_info`` reports. Meta: no limit.
+    """
+    kind = getattr(device, "type", str(device or "cpu"))
+    if kind == "meta":
+        return None
+    if kind == "cuda":
+        try:
+            free, _total = torch.cuda.mem_get_info(device)
+            return int(free)
+        except Exception:  # no driver, or a device that cannot say: do not guess
+            return None
+    return _meminfo_available()
+
+
+def _meminfo_available(path: str = "/proc/meminfo") -> Optional[int]:
+    try:
+        with open(path, encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    fields = line.split()
+                    return int(fields[1]) * (1024 if len(fields) < 3 or fields[2].lower() == "kb" else 1)
+    except (OSError, ValueError, IndexError):
+        return None
+    return None

@@ -292,35 +292,3 @@ def weight_bytes(model, dtype: Optional[str] = None) -> int:
         else:
             converted += numel * tensor.element_size()
     return max(built, converted)
-
-
-def available_memory_bytes(device=None) -> Optional[int]:
-    """Free memory where a pass on ``device`` would put its weights; ``None`` when it cannot be told.
-
-    CPU: ``MemAvailable`` from /proc/meminfo (Linux; psutil is not required). CUDA: the free bytes
-    ``torch.cuda.mem_get_info`` reports. Meta: no limit.
-    """
-    kind = getattr(device, "type", str(device or "cpu"))
-    if kind == "meta":
-        return None
-    if kind == "cuda":
-        try:
-            import torch
-
-            free, _total = torch.cuda.mem_get_info(device)
-            return int(free)
-        except Exception:  # no driver, or a device that cannot say: do not guess
-            return None
-    return _meminfo_available()
-
-
-def _meminfo_available(path: str = "/proc/meminfo") -> Optional[int]:
-    try:
-        with open(path, encoding="ascii") as handle:
-            for line in handle:
-                if line.startswith("MemAvailable:"):
-                    fields = line.split()
-                    return int(fields[1]) * (1024 if len(fields) < 3 or fields[2].lower() == "kb" else 1)
-    except (OSError, ValueError, IndexError):
-        return None
-    return None

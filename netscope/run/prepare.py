@@ -193,7 +193,8 @@ def _fitting_device(model, spec: InputSpec, device: torch.device, float_dtype: s
     (from a pass on the meta device, done only for inputs large next to the free memory) and, when the
     model is elsewhere, its weights.
     """
-    from netscope.run.no_memory import available_memory_bytes, weight_bytes
+    from netscope.run.devices import available_memory_bytes
+    from netscope.run.no_memory import weight_bytes
 
     available = available_memory_bytes(device)
     if available is None:
