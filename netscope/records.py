@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Mapping, Optional, Tuple, Union
 
+from netscope.finding_codes import check_code
+
 # A shape tree mirrors a module's inputs/outputs: a tuple of ints for a tensor, a list/tuple/dict of
 # shape trees for containers, and a short string (e.g. "int", "None") for anything that is not a tensor.
 Shape = Tuple[int, ...]
@@ -27,11 +29,14 @@ class Finding:
     """One thing an analysis noticed: what, where, and how to fix it."""
 
     severity: Severity
-    code: str  # stable, machine-readable: "formula-mismatch", "unregistered-module", ...
+    code: str  # stable, machine-readable, registered in netscope.finding_codes: "formula-mismatch", ...
     message: str
     fix: str = ""
     layer: Optional[str] = None  # qualified module name, when the finding is about one module
     call_index: Optional[int] = None  # LayerCall.index, when it is about one call
+
+    def __post_init__(self) -> None:
+        check_code(self.code, Severity(self.severity).value)
 
     def to_dict(self) -> dict:
         return {

@@ -167,3 +167,17 @@ def test_check_leaves_the_model_untouched():
     check_trace(trace(model, spec(1, 3, 32, 32)))
     assert model.training
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_every_finding_code_is_registered_once_with_its_severities():
+    from netscope.finding_codes import FINDING_CODES, register_code
+    from netscope.records import Finding, Severity
+
+    assert {entry.analysis for entry in FINDING_CODES.values()} == {"checks", "naming"}
+    with pytest.raises(ValueError, match="registered twice"):
+        register_code("formula-mismatch", "checks", {"error"}, "again")
+    with pytest.raises(ValueError, match="not registered"):
+        Finding(Severity.WARNING, "made-up-code", "message")
+    with pytest.raises(ValueError, match="error, not info"):
+        Finding(Severity.INFO, "formula-mismatch", "message")
+    assert Finding(Severity.INFO, "stride-skips-input", "m").code == "stride-skips-input"

@@ -49,10 +49,10 @@ def resnet50_annotated(resnet50):
     check = types.SimpleNamespace(
         call_index=conv1.index, layer="conv1", class_name="Conv2d", status="mismatch",
         expected_shape=(1, 64, 113, 113), observed_shape=(1, 64, 112, 112), dims=(),
-        findings=[Finding(Severity.WARNING, "padding-odd", "padding 3 </script> is odd", layer="conv1")])
+        findings=[Finding(Severity.WARNING, "padding-mode", "padding 3 </script> is odd", layer="conv1")])
     passed = types.SimpleNamespace(call_index=fc.index, layer="fc", class_name="Linear", status="pass",
                                    expected_shape=(1, 1000), observed_shape=(1, 1000), dims=(), findings=[])
-    naming = Finding(Severity.INFO, "tied-weight", "fc is <tied> & shared", fix="untie it", layer="fc")
+    naming = Finding(Severity.INFO, "tied-weights", "fc is <tied> & shared", fix="untie it", layer="fc")
     return dataclasses.replace(report, checks=[check, passed], findings=[naming])
 
 
@@ -140,7 +140,7 @@ def test_checks_and_naming_findings_are_placed_on_their_rows(resnet50_annotated)
     texts = data["texts"]
     assert list(data["names"]) == [str(index["fc"])]
     [[code, message, fix]] = data["names"][str(index["fc"])]
-    assert (texts[code], texts[message], texts[fix]) == ("tied-weight", "fc is <tied> & shared", "untie it")
+    assert (texts[code], texts[message], texts[fix]) == ("tied-weights", "fc is <tied> & shared", "untie it")
 
 
 def test_shape_flow_of_resnet50_marks_where_spatial_size_halves(resnet50):
