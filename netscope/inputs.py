@@ -234,7 +234,9 @@ def inputs_from(model, input_size=None, input_data=None, input_dtypes: Optional[
         if not isinstance(shape, (list, tuple)):
             raise InputSpecError(f"input_size[{index}] = {shape!r} is not a shape; give a tuple like (1, 3, 224, 224)")
         specs.append(tensor_spec(shape, dtype, f"input shape {tuple(shape)!r}" if one else f"input_size[{index}]"))
-    return InputSpec(specs)
+    from netscope.models.specs import default_inputs_for
+
+    return InputSpec(specs).with_dtypes_of(default_inputs_for(model))  # as the CLI: token ids stay int64
 
 
 def _is_data(value) -> bool:

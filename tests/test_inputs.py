@@ -51,3 +51,30 @@ def test_integer_inputs_stay_within_their_range_and_do_not_touch_the_global_rng(
     assert args[0].dtype == torch.int64 and int(args[0].max()) < 7 and int(args[0].min()) >= 0
     assert kwargs["mask"].all()
     assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_api_input_size_takes_the_models_input_dtype_as_the_cli_does():
+    """``summary(model, input_size=(1, 16))`` on a model that starts with an embedding feeds token ids
+    (int64 below num_embeddings), like ``--input 1,16`` does, instead of floats the embedding rejects."""
+    import torch
+    import torch.nn as nn
+
+    from netscope.inputs import inputs_from
+
+    class Tokens(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = nn.Embedding(50, 8)
+            self.head = nn.Linear(8, 3)
+
+        def forward(self, ids):
+            assert ids.dtype == torch.int64 and int(ids.max()) < 50
+            return self.head(self.embed(ids))
+
+    spec = inputs_from(Tokens(), input_size=(2, 16))
+    assert spec.args[0] == TensorSpec((2, 16), "int64", 50)
+    assert inputs_from(Tokens(), input_size=(2, 16), input_dtypes=["float32"]).args[0].dtype == "float32"
+    import netscope
+
+    report = netscope.summary(Tokens(), input_size=(2, 16))
+    assert report.totals.total_macs == 2 * 16 * 8 * 3  # the head; the embedding lookup is no multiply-add

@@ -521,7 +521,8 @@ def _forward_error(model, result: TraceResult, error: BaseException) -> ForwardE
     else:
         message = (
             f"the model's forward pass failed in {where}: {type(error).__name__}: {error}. "
-            "Check the --input shape(s) against what this layer expects"
+            "Check the input shape(s) (--input on the command line, input_size/input_data in the API) "
+            "against what this layer expects"
         )
         err = ForwardError(message, original=error, layer=layer)
     err.partial = result
