@@ -103,6 +103,20 @@ class InputSpec:
         kwargs = {name: spec.build(device, float_dtype, generator) for name, spec in self.kwargs.items()}
         return ((args,) if self.as_list else tuple(args)), kwargs
 
+    @classmethod
+    def of_tensors(cls, args: tuple, kwargs: Dict[str, Any]) -> "InputSpec":
+        """The spec example tensors fit: their shapes and dtypes (integer values drawn as for any spec)."""
+        import torch
+
+        def spec(where, value) -> TensorSpec:
+            if not isinstance(value, torch.Tensor):
+                raise InputSpecError(f"{where} is a {type(value).__name__}; only tensors can be resized here, "
+                                     "give input_size=(shape) instead")
+            return TensorSpec(tuple(value.shape), str(value.dtype).replace("torch.", ""))
+
+        return cls([spec(f"input {i}", v) for i, v in enumerate(args)],
+                   {name: spec(f"input {name!r}", v) for name, v in kwargs.items()})
+
     def nbytes(self, float_dtype: str = "float32") -> int:
         """Bytes the built tensors take, computed without allocating them."""
         return sum(spec.nbytes(float_dtype) for spec in list(self.args) + list(self.kwargs.values()))

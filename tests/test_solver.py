@@ -301,3 +301,21 @@ def test_a_list_of_images_varies_height_and_width():
     result = solve_input_size(ImageList(), inputs, max_size=12)
     assert [scan.label for scan in result.scans] == ["s", "H", "W"]
     assert result.scan("H").dims == (1,) and result.scan("W").valid == tuple(range(3, 13))
+
+
+def test_solver_takes_the_one_input_convention():
+    """A shape, example tensors, or the older ``input_spec=`` name give the same verdicts; conv of kernel 3,
+    stride 2 accepts every size >= 3 (formula: floor((s - 3) / 2) + 1 >= 1)."""
+    import numpy as np
+
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, stride=2), nn.ReLU())
+    results = [solve_input_size(model, (1, 3, 32, 32), max_size=40),
+               solve_input_size(model, torch.randn(1, 3, 32, 32), max_size=40),
+               solve_input_size(model, input_size=tuple(np.int64(d) for d in (1, 3, 32, 32)), max_size=40),
+               solve_input_size(model, input_spec=(1, 3, 32, 32), max_size=40)]
+    expected = tuple(s for s in range(1, 41) if (s - 3) // 2 + 1 >= 1)
+    for result in results:
+        assert result.base_shape == (1, 3, 32, 32)
+        assert [scan.valid for scan in result.scans] == [expected] * 3
+    with pytest.raises(UsageError, match="not both"):
+        solve_input_size(model, (1, 3, 32, 32), input_spec=(1, 3, 32, 32))

@@ -411,12 +411,14 @@ class _Runner:
         return probe
 
 
-def solve_input_size(model, input_spec=None, *, spatial: Optional[int] = None, max_size: Optional[int] = None,
-                     max_probes: int = 4000, real_model=None, per_axis: bool = True) -> SolverResult:
-    """Which sizes of ``input_spec``'s first tensor's spatial axes ``model`` accepts.
+def solve_input_size(model, input_size=None, *, input_dtypes=None, spatial: Optional[int] = None,
+                     max_size: Optional[int] = None, max_probes: int = 4000, real_model=None, per_axis: bool = True,
+                     input_spec=None) -> SolverResult:
+    """Which sizes of the first input's spatial axes ``model`` accepts.
 
-    ``input_spec``: a shape ``(1, 3, 224, 224)``, a list of shapes or a :class:`netscope.inputs.InputSpec`
-    (default: the guess for this model).
+    ``input_size``: the API's one input convention (as :func:`netscope.summary`): a shape ``(1, 3, 224, 224)``,
+    a list of shapes, an :class:`netscope.InputSpec`, or example tensors (their shapes and dtypes are the
+    reference); default: the guess for this model. ``input_spec=`` is the older name of the same argument.
     Each axis (the last ``spatial`` dimensions, default all after batch and channels) is scanned over
     ``1..max_size`` (default 4x that axis's reference size, at least 64) with the other axes held at a
     working shape, after a square scan of all of them together. ``max_probes`` caps the runs; a scan cut
@@ -427,11 +429,15 @@ def solve_input_size(model, input_spec=None, *, spatial: Optional[int] = None, m
     """
     from netscope.inputs import InputSpec, inputs_from
 
-    if not isinstance(input_spec, InputSpec):  # the API's one input convention: a shape, shapes, or None
-        input_spec = inputs_from(model, input_size=input_spec)
+    if input_spec is not None:
+        if input_size is not None:
+            raise UsageError("give input_size or its older name input_spec, not both")
+        input_size = input_spec
+    input_spec = inputs_from(model, input_size=input_size, input_dtypes=input_dtypes)
+    if isinstance(input_spec, tuple):  # example tensors: their shapes and dtypes are the reference
+        input_spec = InputSpec.of_tensors(*input_spec)
     if not isinstance(input_spec, InputSpec) or not input_spec.args:
-        raise UsageError("solve_input_size needs an InputSpec with at least one input tensor, e.g. "
-                         "InputSpec([TensorSpec((1, 3, 224, 224))])")
+        raise UsageError("solve_input_size needs at least one input tensor, e.g. input_size=(1, 3, 224, 224)")
     shape = tuple(input_spec.args[0].shape)
     if spatial is not None and not 1 <= spatial <= len(shape):
         raise UsageError(f"--spatial {spatial} does not fit the input {list(shape)}: it must be between 1 and "
