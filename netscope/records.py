@@ -11,6 +11,7 @@ from netscope.finding_codes import check_code
 # A shape tree mirrors a module's inputs/outputs: a tuple of ints for a tensor, a list/tuple/dict of
 # shape trees for containers, and a short string (e.g. "int", "None") for anything that is not a tensor.
 Shape = Tuple[int, ...]
+FAILED = "(failed)"  # the output "shape" of a call whose forward raised
 MODEL_INPUT = -1  # in LayerCall.inputs_from and merges: the model's own input, not any call's output
 ShapeTree = Union[Shape, list, dict, str]
 

@@ -12,9 +12,8 @@ from netscope.analyses.formulas import DimFormula, Invalid, predict
 from netscope.analyses.formulas.pool import POOL_DIMS
 from netscope.analyses.formulas.registry import dim_names
 from netscope.analyses.formulas.window import WINDOW_CODES, window_notes
-from netscope.records import Finding, Severity
+from netscope.records import FAILED, Finding, Severity
 
-FAILED = "(failed)"
 PASS, MISMATCH, INVALID = "pass", "mismatch", "invalid"
 
 

@@ -8,8 +8,8 @@ from typing import Optional, Tuple
 
 from netscope.analyses.formulas import predict
 from netscope.analyses.formulas.registry import FEATURES, product_text, shape_text
+from netscope.records import FAILED
 
-FAILED = "(failed)"
 DIAGNOSIS_PROBES = 300  # runs the solver may spend on "Input sizes that work"
 
 

@@ -26,12 +26,11 @@ from netscope.operators.registry import UNSEEN, OpResolver
 from netscope.operators.breakdown import OperatorTable
 from netscope.operators.packed import packed_by_module, packed_numel
 from netscope.analyses.receptive_field import FieldTracker, input_field
-from netscope.records import LayerCall
+from netscope.records import FAILED, LayerCall
 from netscope.run.shapes import format_shape_tree, shape_tree, shapes_only, tensor_bytes
 from netscope.operators.windows import WindowOpLog
 
 HYPERPARAMETERS = ("kernel_size", "stride", "padding", "dilation", "groups", "output_padding")
-FAILED = "(failed)"
 NOT_RECORDED = "(not recorded)"  # inside a TorchScript module: its code runs without module hooks
 
 
