@@ -58,3 +58,10 @@ class MetaDeviceError(ForwardError):
     """The meta device (and fake tensors) cannot run an operator of the model; the message names it."""
 
     exit_code = EXIT_USAGE
+
+
+class MacFormulaError(ForwardError):
+    """A registered multiply-add formula raised, or returned something other than a whole number >= 0: a bug in
+    the formula (``netscope.register_macs``), not in the model."""
+
+    exit_code = EXIT_USAGE

@@ -20,10 +20,13 @@ A formula is ``fn(*args, out_val=output, **kwargs) -> int`` over the operator's 
 
 from __future__ import annotations
 
+import operator
 from typing import Callable, Dict, Mapping, Optional, Tuple, Union
 
 import torch
 from torch.utils import flop_counter
+
+from netscope.errors import MacFormulaError
 
 MacFormula = Callable[..., int]  # (*args, out_val=..., **kwargs) -> multiply-adds
 OpLike = Union[str, "torch._ops.OpOverloadPacket", "torch._ops.OpOverload"]
@@ -152,7 +155,7 @@ class MacRegistry:
             if not overrides_torch and _torch_formula(name) is not None:
                 raise ValueError(f"torch.utils.flop_counter already has a formula for {name}; pass "
                                  "overrides_torch=True to replace it deliberately")
-            self._formulas[name] = fn
+            self._formulas[name] = _checked(name, fn)
             return fn
 
         return decorator
@@ -228,6 +231,32 @@ def _shape_of(value):
     if isinstance(value, (list, tuple)):
         return (list if isinstance(value, list) else tuple)(_shape_of(v) for v in value)
     return value
+
+
+def _checked(name: str, fn: MacFormula) -> MacFormula:
+    """``fn`` made to fail loudly: an exception or a result that is not a whole number >= 0 (a float, a tensor,
+    a negative count) becomes a :class:`MacFormulaError` naming the operator and the formula."""
+    where = f"the multiply-add formula registered for {name} ({getattr(fn, '__module__', '?')}." \
+            f"{getattr(fn, '__qualname__', repr(fn))})"
+
+    def formula(*args, **kwargs) -> int:
+        try:
+            macs = fn(*args, **kwargs)
+        except Exception as exc:
+            raise MacFormulaError(f"{where} raised {type(exc).__name__}: {exc}. Fix the formula: it is called "
+                                  "like the operator, with tensors, plus out_val=<the output>",
+                                  original=exc) from exc
+        try:
+            count = operator.index(macs)
+        except TypeError:
+            count = -1
+        if count < 0 or isinstance(macs, bool):
+            raise MacFormulaError(f"{where} returned {macs!r}; it must return a whole number of multiply-adds "
+                                  ">= 0 (a Python int)")
+        return count
+
+    formula.__wrapped__ = fn
+    return formula
 
 
 def _from_flops(flop_fn) -> MacFormula:
