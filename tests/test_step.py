@@ -310,9 +310,29 @@ class ReadsAValue(nn.Module):
         return y * 2 if y.sum().item() > 0 else y
 
 
-def test_a_forward_that_reads_values_is_named_with_the_reason():
+def test_a_forward_that_reads_values_is_named_with_the_reason(monkeypatch):
+    """Too large for a real step (limit patched to 0 bytes): refused, naming why fake tensors could not run it."""
+    monkeypatch.setattr("netscope.analyses.step.api.REAL_STEP_LIMIT_BYTES", 0)
     model = ReadsAValue()
     with pytest.raises(netscope.NetscopeError) as info:
         netscope.step(model, (2, 4))
     assert info.value.exit_code == 3
     assert "fake tensors" in str(info.value) and ".item()" in str(info.value)
+    assert "real step on cpu was not tried" in str(info.value)
+
+
+def test_a_forward_that_reads_values_runs_a_real_step_when_it_fits():
+    """Small enough: the step runs on real copies, and its figures equal a real CPU step's (flop_counter,
+    saved_tensors_hooks) on the same values; the user's model is untouched."""
+    torch.manual_seed(0)
+    model = ReadsAValue()
+    x = torch.randn(2, 4)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    report = netscope.step(model, input_data=x)
+    assert report.totals.tensors == "real" and any("reads tensor values" in n for n in report.forward.run.notes)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert all(p.grad is None for p in model.parameters())
+    forward, backward, saved = real_step(model, x, "fp32")
+    assert (report.totals.forward_macs, report.totals.backward_macs) == (forward, backward) == (2 * 4 * 4, 2 * 4 * 4)
+    assert report.totals.activation_bytes == saved
+    assert main(["step", f"{__file__}:ReadsAValue", "--input", "2,4", "-q"]) == 0

@@ -8,7 +8,7 @@ from typing import List, Optional
 import torch
 import torch.nn as nn
 
-from netscope.errors import InputSpecError, UsageError
+from netscope.errors import ForwardError, InputSpecError, UsageError
 from netscope.records import RunInfo
 from netscope.report import Report
 from netscope.run.shapes import shape_tree
@@ -17,7 +17,7 @@ from netscope.run.trace import model_device, model_float_dtype
 from netscope.analyses.step.memory import rank_memory
 from netscope.analyses.step.options import OPTIMIZERS, PRECISIONS, StepOptions
 from netscope.analyses.step.report import StepReport, StepTotals
-from netscope.analyses.step.run import run_step
+from netscope.analyses.step.run import needs_values, run_step
 
 
 def step(model: nn.Module, input_size=None, input_data=None, *, optimizer: str = "adamw", precision: str = "fp32",
@@ -55,10 +55,27 @@ def run_step_report(model: nn.Module, inputs, options: StepOptions, *, label: st
     else:
         args, kwargs = inputs
     measured = measured_cuda_peak(model, args, kwargs, options) if measure else None
-    run = run_step(model, args, kwargs, options, device=device)
+    notes: tuple = ()
+    tensors = "fake"
+    try:
+        run = run_step(model, args, kwargs, options, device=device)
+    except ForwardError as err:
+        if not needs_values(err):
+            raise
+        refusal = _real_step_refusal(model, options, device)
+        if refusal:
+            raise ForwardError(f"{err}. A real step on {device} was not tried instead: {refusal}",
+                               original=err.original, layer=err.layer) from err
+        if isinstance(inputs, InputSpec):
+            args, kwargs = inputs.for_model(model).build(torch.device(device), model_float_dtype(model))
+        run = run_step(model, args, kwargs, options, device=device, values=True)
+        tensors = "real"
+        notes = (f"the forward reads tensor values ({type(err.original).__name__}: {err.original}), which the fake "
+                 f"tensors of a planned step do not have: this step ran for real on a copy of the model on {device} "
+                 "(random values where the model had none); figures are that run's",)
     trace = run.trace
     forward_totals = compute_totals(model, trace.calls, _user_modules(model, trace), input_bytes=run.input_bytes)
-    notes = tuple(trace.notes)
+    notes = tuple(trace.notes) + notes
     if run.backward_uncounted:
         notes += (f"backward mult-adds are a lower bound (PARTIAL): no formula for {', '.join(run.backward_uncounted)}",)
     info = RunInfo(model=label, device=device, dtype=model_float_dtype(model), mode="train",
@@ -89,10 +106,28 @@ def run_step_report(model: nn.Module, inputs, options: StepOptions, *, label: st
         world_size=options.world_size,
         ranks=ranks,
         measured_peak_bytes=measured,
+        tensors=tensors,
     )
     return StepReport(forward=forward, totals=totals, backward_macs=_rolled_up(trace.calls, backward_own),
                       own_backward_macs=backward_own, saved_bytes=_rolled_up(trace.calls, saved_own),
                       own_saved_bytes=saved_own)
+
+
+REAL_STEP_LIMIT_BYTES = 2 << 30  # weights, gradients and optimizer state a real fallback step may allocate
+
+
+def _real_step_refusal(model: nn.Module, options: StepOptions, device: str) -> str:
+    """Why a real step (for a forward that reads values) should not run here; "" when it may."""
+    from netscope.run.devices import available_memory_bytes
+    from netscope.run.no_memory import weight_bytes
+
+    needed = weight_bytes(model) * 4  # weights, gradients, and at most two optimizer tensors per weight (Adam)
+    available = available_memory_bytes(device)
+    limit = REAL_STEP_LIMIT_BYTES if available is None else min(REAL_STEP_LIMIT_BYTES, available // 2)
+    if needed > limit:
+        return (f"its weights, gradients and optimizer state alone need {needed / 2**20:,.0f} MiB, over the "
+                f"{limit / 2**20:,.0f} MiB netscope allows itself; make the value-reading code shape-only")
+    return ""
 
 
 def _user_modules(model: nn.Module, trace) -> List[nn.Module]:

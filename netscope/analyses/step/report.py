@@ -36,6 +36,7 @@ class StepTotals:
     world_size: int
     ranks: Tuple[RankMemory, ...]
     measured_peak_bytes: Optional[int] = None  # a real CUDA step's torch.cuda.max_memory_allocated
+    tensors: str = "fake"  # what the step ran on: "fake" (planned, no memory) or "real" (the forward reads values)
 
     def to_dict(self) -> dict:
         out = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "ranks"}
@@ -112,7 +113,7 @@ class StepReport:
         if t.measured_peak_bytes is not None:
             lines.append(f"  measured CUDA peak of a real step: {megabytes(t.measured_peak_bytes)}")
         r = self.run
-        lines.append(f"Run: {r.model}, fake tensors on {r.device}, one training step, {r.seconds:.2f} s")
+        lines.append(f"Run: {r.model}, {t.tensors} tensors on {r.device}, one training step, {r.seconds:.2f} s")
         lines += [f"Note: {note}" for note in r.notes]
         return "\n".join(("- " + l if markdown and not l.startswith("  ") else l) for l in lines)
 

@@ -78,14 +78,20 @@ class StepRun:
 
 
 def run_step(model: nn.Module, args: tuple, kwargs: dict, options: StepOptions, *,
-             device: str = "cpu") -> StepRun:
-    """Run one step of ``model`` on fake copies of it and of ``(args, kwargs)`` (real, meta or fake)."""
+             device: str = "cpu", values: bool = False) -> StepRun:
+    """Run one step of ``model`` on fake copies of it and of ``(args, kwargs)`` (real, meta or fake).
+
+    ``values``: run on real copies instead, for a forward that reads tensor values (``.item()``): real
+    tensors are copied, meta ones get random values (``args``/``kwargs`` must then be real)."""
     node_of = current_autograd_node()
-    fake = fake_tensor_mode()
+    fake = contextlib.nullcontext() if values else fake_tensor_mode()
     tracker = timeline_tracker(device)
     autocast_dtype = PRECISIONS[options.precision].autocast
+    generator = torch.Generator().manual_seed(0)
 
     def empty(tensor):
+        if values:
+            return _real_twin(tensor, device, generator)
         with fake:
             return torch.empty_strided(tensor.shape, tensor.stride(), dtype=tensor.dtype, device=device)
 
@@ -164,6 +170,24 @@ def run_step(model: nn.Module, args: tuple, kwargs: dict, options: StepOptions, 
 
 # fake tensors raise these where the forward needs a value (``.item()``, a branch on data, a nonzero())
 _NEEDS_VALUES = ("DataDependentOutputException", "DynamicOutputShapeException", "UnsupportedOperatorException")
+
+
+def needs_values(error: BaseException) -> bool:
+    """The step failed only because fake tensors carry no values."""
+    original = getattr(error, "original", None)
+    return type(original).__name__ in _NEEDS_VALUES
+
+
+def _real_twin(tensor, device: str, generator) -> torch.Tensor:
+    """A real copy of ``tensor``; a meta or fake one (no values) gets small random values (integers: zeros)."""
+    if tensor.device.type != "meta" and not isinstance(tensor, torch._subclasses.fake_tensor.FakeTensor):
+        return tensor.detach().clone()
+    twin = torch.empty_strided(tensor.shape, tensor.stride(), dtype=tensor.dtype, device="cpu")
+    if twin.is_floating_point():
+        twin.normal_(0.0, 0.02, generator=generator)
+    else:
+        twin.zero_()
+    return twin.to(device)
 
 
 def _step_forward_error(model, result, error) -> ForwardError:
