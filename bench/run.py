@@ -284,7 +284,7 @@ def _remap_case_layouts(case: str, keys: int):
     import random
 
     from netscope.records import TensorMeta
-    from netscope.remapping.layout import TensorLayout
+    from netscope.remapping.sides import TensorLayout
 
     if case == "moe":  # gate_proj/up_proj/down_proj -> w1/w3/w2 in every expert: 130 layers x 256 experts x 3
         def moe(names):

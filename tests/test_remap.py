@@ -20,7 +20,7 @@ from netscope.records import TensorMeta
 from netscope.remapping import CoverageError, StrictLoadError, plan_mapping, read_plan
 from netscope.remapping.align import LeafGroup, align_groups
 from netscope.remapping.apply import rebuild_container
-from netscope.remapping.layout import TensorLayout, model_layout
+from netscope.remapping.sides import TensorLayout, model_layout
 from netscope.remapping.plan import Plan
 from netscope.remapping.rules import RuleChain, parse_rule, read_rules_file
 

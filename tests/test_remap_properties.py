@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 import netscope
 from netscope.checkpoints import load_checkpoint, save_checkpoint
 from netscope.records import TensorMeta
-from netscope.remapping.layout import TensorLayout
+from netscope.remapping.sides import TensorLayout
 from netscope.remapping.wrappers import WRAPPER_TOKENS
 
 DTYPES = [torch.float32, torch.bfloat16, torch.float16, torch.float8_e4m3fn, torch.int64, torch.int8, torch.bool]

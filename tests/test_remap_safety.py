@@ -15,7 +15,7 @@ import torchvision
 import netscope
 from netscope.cli import main
 from netscope.remapping import CoverageError, plan_mapping
-from netscope.remapping.layout import TensorLayout
+from netscope.remapping.sides import TensorLayout
 from netscope.records import TensorMeta
 
 

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 import netscope
 from netscope.records import TensorMeta
-from netscope.remapping.layout import TensorLayout
+from netscope.remapping.sides import TensorLayout
 
 SOURCE_NAMES = ["conv", "fc", "q_proj", "k_proj", "v_proj", "out_proj", "norm", "gate", "up", "down", "mlp"]
 SYNONYMS = {"conv": "convolution", "fc": "fc_layer", "q_proj": "query", "k_proj": "key", "v_proj": "value",

@@ -9,7 +9,7 @@ rename. Loading is ``weights_only=True`` unless the caller explicitly opts in to
 from __future__ import annotations
 
 from netscope.checkpoints.info import CheckpointInfo, LoadedCheckpoint
-from netscope.checkpoints.layouts import describe_layout, find_state_dict
+from netscope.checkpoints.containers import describe_layout, find_state_dict
 from netscope.checkpoints.readers import (
     READERS,
     detect_format,

@@ -15,7 +15,7 @@ from netscope.checkpoints import dcp, export_archive, safetensors_format, sharde
 from netscope.checkpoints.distributed import distributed_notes
 from netscope.checkpoints.dtypes import torch_dtype_name
 from netscope.checkpoints.info import CheckpointInfo, LoadedCheckpoint
-from netscope.checkpoints.layouts import (
+from netscope.checkpoints.containers import (
     describe_layout,
     find_state_dict,
     is_tensor_like,

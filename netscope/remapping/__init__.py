@@ -12,7 +12,7 @@ from typing import Any, Iterable, Mapping, Optional, Tuple
 
 from netscope.errors import EXIT_FINDINGS, NetscopeError, UsageError
 from netscope.remapping.coverage import Coverage, compute_coverage
-from netscope.remapping.layout import TensorLayout, layout_from_metas, model_layout, source_layout
+from netscope.remapping.sides import TensorLayout, layout_from_metas, model_layout, source_layout
 from netscope.remapping.plan import KeyDecision, Plan, read_plan, write_plan
 from netscope.remapping.report import DiffReport, RemapReport, Unmatched
 from netscope.remapping.rules import Rule, coerce_rules, parse_rule, read_rules_file

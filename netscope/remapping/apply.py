@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any, Dict, Mapping, Optional, Tuple
 
-from netscope.remapping.layout import leaf_of, module_of, split_state_dict
+from netscope.remapping.sides import leaf_of, module_of, split_state_dict
 from netscope.remapping.plan import Plan
 
 

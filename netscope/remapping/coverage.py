@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Dict, Iterable, List, Set, Tuple
 
-from netscope.remapping.layout import TensorLayout
+from netscope.remapping.sides import TensorLayout
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from typing import Dict, List, Optional, Sequence, Set, Tuple
 from netscope.errors import CheckpointError
 from netscope.remapping import plan as P
 from netscope.remapping.align import sequential_shifts, structural_alignment
-from netscope.remapping.layout import TensorLayout, module_of
+from netscope.remapping.sides import TensorLayout, module_of
 from netscope.remapping.plan import KeyDecision, Plan
 from netscope.remapping.rules import (Rule, RuleChain, group_ref, literal_module_rule, literal_prefix_rule,
                                      literal_replacement)

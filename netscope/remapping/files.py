@@ -48,7 +48,7 @@ def remap_file(checkpoint: str, model, out: Optional[str] = None, *, rules: Iter
     ``force`` allows replacing another existing file.
     """
     from netscope.remapping import _target_layout, check_coverage, plan_mapping
-    from netscope.remapping.layout import layout_from_metas, source_layout
+    from netscope.remapping.sides import layout_from_metas, source_layout
 
     checkpoint = os.fspath(checkpoint)
     if invert and plan is None:

@@ -1,4 +1,5 @@
-"""Where the model tensors live inside a checkpoint container, and how to describe that layout."""
+"""Checkpoint containers: which entry of a saved object holds the model tensors (`state_dict`, `model`,
+`module`, ...), and how to describe where they were found."""
 
 from __future__ import annotations
 
