@@ -164,3 +164,24 @@ def test_cli_defaults_reproduce_published_figures(capsys):
 
         totals = json.loads(capsys.readouterr()[0])["totals"]
         _assert_published(weights, totals["total_params"], totals["total_macs"])
+
+
+@pytest.mark.slow
+def test_cli_counts_detection_heads_at_capacity(capsys):
+    """Built without trained weights, a two-stage detector's heads are counted at capacity (every proposal the
+    RPN keeps), which is what fasterrcnn_resnet50_fpn's published _ops measured; the report says so, and a
+    threshold the user sets is kept."""
+    import json
+
+    from netscope.cli import main
+    from netscope.models.specs import resolve_model
+
+    name = "fasterrcnn_resnet50_fpn"
+    weights = torchvision.models.get_model_weights(name).DEFAULT
+    assert main(["summary", name, "--device", "cpu", "--depth", "0", "-f", "json", "-q"]) == 0
+    data = json.loads(capsys.readouterr()[0])
+    _assert_published(weights, data["totals"]["total_params"], data["totals"]["total_macs"])
+    assert any("counted at capacity" in note for note in data["run"]["notes"])
+    resolved = resolve_model(name, {"box_score_thresh": 0.05})
+    assert resolved.module.roi_heads.score_thresh == 0.05 and resolved.module.rpn.score_thresh == 0.0
+    assert resolve_model("resnet18").notes == ()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 
 from netscope.render.rows import TEXT_FORMATS
@@ -139,6 +140,8 @@ def build_report(args: argparse.Namespace, *, checks: bool = True, audit_names: 
                          label=resolved.label, owned=True, checks=checks, audit_names=audit_names,
                          quiet=getattr(args, "quiet", False), fallback_to_meta=auto,
                          receptive_field=receptive_field)
+    if resolved.notes:
+        report = dataclasses.replace(report, run=dataclasses.replace(report.run, notes=report.run.notes + resolved.notes))
     in_output = args.command == "summary" and args.format in ("table", "markdown", "json")  # the report has them
     if not getattr(args, "quiet", False) and not in_output:
         for note in report.run.notes:

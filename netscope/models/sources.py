@@ -26,6 +26,7 @@ class ResolvedModel:
     source: str = "torchvision"
     build: str = "real"  # with empty_weights: "meta", or the fallback "fake"/"cpu" (netscope.run.no_memory.BUILD_DESCRIPTIONS)
     build_failures: Tuple[str, ...] = ()  # why each cheaper build failed
+    notes: Tuple[str, ...] = ()  # how the source built it, where a reader of the report must know
 
 
 Resolver = Callable[[str, Mapping[str, Any], bool], ResolvedModel]  # (name, model_args, empty_weights)

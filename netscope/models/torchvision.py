@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import inspect
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 from netscope.errors import ModelSpecError
 from netscope.inputs import InputSpec, TensorSpec
@@ -61,7 +61,34 @@ def resolve_torchvision(name: str, model_args, empty_weights: bool = False) -> R
         raise ModelSpecError(f"torchvision's {name} does not accept {dict(model_args)}: {exc}") from exc
     except Exception as exc:
         raise ModelSpecError(f"building torchvision's {name} with {dict(model_args)} raised {type(exc).__name__}: {exc}") from exc
-    return ResolvedModel(model, name, torchvision_default_inputs(name, model), source="torchvision")
+    notes = _heads_at_capacity(model, name, model_args)
+    return ResolvedModel(model, name, torchvision_default_inputs(name, model), source="torchvision", notes=notes)
+
+
+# A two-stage detector's RoI heads cost a fixed amount per proposal and per detection, and how many survive
+# its score and NMS thresholds depends on the weights' values. Built without trained weights, the heads are
+# counted at capacity (thresholds 0, NMS off: every proposal the RPN keeps, up to detections_per_img), so
+# the figure does not depend on random values. (--model-arg <name>=... keeps a threshold of the user's.)
+HEADS_AT_CAPACITY = {"rpn_score_thresh": ("rpn", "score_thresh", 0.0), "rpn_nms_thresh": ("rpn", "nms_thresh", 1.0),
+                     "box_score_thresh": ("roi_heads", "score_thresh", 0.0),
+                     "box_nms_thresh": ("roi_heads", "nms_thresh", 1.0)}
+
+
+def _heads_at_capacity(model, name: str, model_args) -> Tuple[str, ...]:
+    if not all(hasattr(model, part) for part in ("rpn", "roi_heads")):
+        return ()
+    changed = []
+    for arg, (part, attribute, value) in HEADS_AT_CAPACITY.items():
+        if arg not in model_args and hasattr(getattr(model, part), attribute):
+            setattr(getattr(model, part), attribute, value)
+            changed.append(arg)
+    if not changed:
+        return ()
+    kept = getattr(model.rpn, "_post_nms_top_n", {}).get("testing", "every")
+    return (f"{name}'s RoI heads are counted at capacity: {', '.join(changed)} set to keep every proposal the RPN "
+            f"passes ({kept} per image in eval) and up to {getattr(model.roi_heads, 'detections_per_img', '?')} "
+            "detections, so the count does not depend on the random weights; trained weights send fewer (the "
+            "published _ops were measured with them). Set them with --model-arg, e.g. box_score_thresh=0.05",)
 
 
 @contextlib.contextmanager
