@@ -336,3 +336,14 @@ def test_a_forward_that_reads_values_runs_a_real_step_when_it_fits():
     assert (report.totals.forward_macs, report.totals.backward_macs) == (forward, backward) == (2 * 4 * 4, 2 * 4 * 4)
     assert report.totals.activation_bytes == saved
     assert main(["step", f"{__file__}:ReadsAValue", "--input", "2,4", "-q"]) == 0
+
+
+def test_repr_is_one_headline_of_the_totals():
+    from netscope.render.headline import short_number
+
+    report = netscope.step(nn.Sequential(nn.Linear(8, 4)), (2, 8), optimizer="sgd", fsdp=2)
+    text = repr(report)
+    t = report.totals
+    assert "\n" not in text and text.startswith("Sequential · step sgd fp32 · per rank of 2 (fsdp)")
+    assert f"{short_number(t.forward_macs)} fwd + {short_number(t.backward_macs)} bwd MACs" in text
+    assert text.endswith(f"peak {short_number(t.peak_bytes, 'B')}") and t.forward_macs == 2 * 8 * 4

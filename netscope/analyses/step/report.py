@@ -143,5 +143,15 @@ class StepReport:
 
         return step_html(self)
 
+    def __repr__(self) -> str:
+        """One headline: ``ResNet · step adamw fp32 · 4.09 G fwd + 8.18 G bwd MACs · peak 2.1 GB``."""
+        from netscope.render.headline import short_number
+
+        t = self.totals
+        name = self.layers[0].class_name if self.layers else self.run.model
+        ranks = f" · per rank of {t.world_size} ({t.layout})" if t.layout != "single" else ""
+        return (f"{name} · step {t.optimizer} {t.precision}{ranks} · {short_number(t.forward_macs)} fwd + "
+                f"{short_number(t.backward_macs)} bwd MACs · peak {short_number(t.peak_bytes, 'B')}")
+
     def _repr_html_(self) -> str:
         return self.to_html()
