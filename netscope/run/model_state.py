@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import itertools
+import operator
 import threading
 from dataclasses import dataclass, field
-from typing import Iterator, List
+from typing import Iterator, List, Optional, Sequence
 
 import torch
 import torch.nn as nn
@@ -23,10 +25,12 @@ class ModelChanges:
     """What a pass changed in the model that could not be undone without a copy of every weight."""
 
     changed_in_place: List[str] = field(default_factory=list)  # parameter names whose values the forward wrote
+    modules_changed: bool = False  # the forward added, removed or replaced a registered submodule
 
 
 @contextlib.contextmanager
-def preserved_model(model: nn.Module, *, train: bool) -> Iterator[ModelChanges]:
+def preserved_model(model: nn.Module, *, train: bool, modules: Optional[Sequence[nn.Module]] = None
+                    ) -> Iterator[ModelChanges]:
     """Run the block with ``model`` in train or eval mode and without autograd, then restore everything.
 
     Restored: each submodule's ``training`` flag (not just the root's), the tensor objects in every
@@ -34,41 +38,43 @@ def preserved_model(model: nn.Module, *, train: bool) -> Iterator[ModelChanges]:
     ``num_batches_tracked`` change in a train-mode pass), each parameter's ``requires_grad``, the global CPU
     and CUDA RNG states (dropout draws from them) and grad mode; also when the block raises. Parameter
     values written in place are detected through the tensor version counter (restoring them would need a
-    copy of every weight) and listed in the yielded :class:`ModelChanges`.
+    copy of every weight) and listed in the yielded :class:`ModelChanges`, which also says whether the
+    forward changed the registered submodules (left as the forward made them).
+    ``modules``: ``model.modules()`` when the caller has them already (``netscope.run.module_tree``).
     """
     changes = ModelChanges()
-    modules = list(model.modules())
-    flags = [(m, m.training) for m in modules]
-    slots = [(m, dict(m._parameters), dict(m._buffers)) for m in modules]
+    modules = list(model.modules()) if modules is None else modules
+    flags = [m.training for m in modules]
+    parameters = _Slots([m._parameters for m in modules])
+    buffers = _Slots([m._buffers for m in modules])
+    children = _Slots([m._modules for m in modules])
     buffer_values = []
     seen = set()
-    for _, _, buffers in slots:
-        for buffer in buffers.values():
-            if buffer is None or id(buffer) in seen or isinstance(buffer, UninitializedTensorMixin) \
-                    or buffer.device.type == "meta":
-                continue
-            seen.add(id(buffer))
-            buffer_values.append((buffer, buffer.detach().clone()))
+    for buffer in buffers.values:
+        if buffer is None or id(buffer) in seen or isinstance(buffer, UninitializedTensorMixin) \
+                or buffer.device.type == "meta":
+            continue
+        seen.add(id(buffer))
+        buffer_values.append((buffer, buffer.detach().clone()))
     param_state = {}
-    for _, param_slots, _ in slots:
-        for param in param_slots.values():
-            if param is not None and not isinstance(param, UninitializedTensorMixin):  # lazy: no values yet
-                param_state.setdefault(id(param), (param, param.requires_grad, param._version))
+    for param in parameters.values:
+        if param is not None and not isinstance(param, UninitializedTensorMixin):  # lazy: no values yet
+            param_state.setdefault(id(param), (param, param.requires_grad, param._version))
     cuda_devices = []
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         cuda_devices = list(range(torch.cuda.device_count()))
     try:
         with torch.random.fork_rng(devices=cuda_devices, enabled=True), torch.no_grad():
-            if any(flag != train for _, flag in flags):  # model.train() visits every module: skip when moot
+            if any(flag != train for flag in flags):  # model.train() visits every module: skip when moot
                 _set_mode(model, modules, train)
             yield changes
     finally:
-        for module, flag in flags:
+        for module, flag in zip(modules, flags):
             if module.training != flag:
                 module.__dict__["training"] = flag  # a plain attribute: what Module.__setattr__ ends up doing
-        for module, params, buffers in slots:
-            _restore_slots(module._parameters, params)
-            _restore_slots(module._buffers, buffers)
+        parameters.restore([m._parameters for m in modules])
+        buffers.restore([m._buffers for m in modules])
+        changes.modules_changed = children.changed([m._modules for m in modules])
         with torch.no_grad():
             for buffer, value in buffer_values:
                 if buffer.shape == value.shape:
@@ -80,6 +86,36 @@ def preserved_model(model: nn.Module, *, train: bool) -> Iterator[ModelChanges]:
         if written:
             changes.changed_in_place.extend(name for name, param in model.named_parameters()
                                             if id(param) in written)
+
+
+_keys, _values = operator.methodcaller("keys"), operator.methodcaller("values")  # TorchScript tables: no __iter__
+
+
+class _Slots:
+    """The entries of one slot table (``_parameters``, ``_buffers``, ``_modules``) of every module, kept
+    flat, so that telling "nothing changed" costs three list comparisons instead of a loop per module."""
+
+    __slots__ = ("sizes", "keys", "values")
+
+    def __init__(self, tables: List):
+        self.sizes = list(map(len, tables))
+        self.keys = list(itertools.chain.from_iterable(map(_keys, tables)))
+        self.values = list(itertools.chain.from_iterable(map(_values, tables)))
+
+    def changed(self, tables: List) -> bool:
+        now = _Slots(tables)
+        return (now.sizes != self.sizes or now.keys != self.keys  # lengths and names: ints and strings
+                or not all(map(operator.is_, now.values, self.values)))  # objects, by identity only
+
+    def restore(self, tables: List) -> None:
+        """Put back the saved objects in every table the block reassigned, added to or removed from."""
+        if not self.changed(tables):
+            return
+        start = 0
+        for table, size in zip(tables, self.sizes):
+            saved = dict(zip(self.keys[start:start + size], self.values[start:start + size]))
+            start += size
+            _restore_slots(table, saved)
 
 
 def _set_mode(model: nn.Module, modules, train: bool) -> None:

@@ -27,6 +27,7 @@ from netscope.operators.breakdown import OperatorTable
 from netscope.operators.packed import packed_by_module, packed_numel
 from netscope.analyses.receptive_field import FieldTracker, input_field
 from netscope.records import LayerCall
+from netscope.run.module_tree import ModuleTree, module_tree
 from netscope.run.shapes import format_shape_tree, shape_tree, shapes_only, tensor_bytes
 from netscope.operators.windows import WindowOpLog
 
@@ -51,6 +52,7 @@ class TraceResult:
     window_ops: Dict[int, list] = field(default_factory=dict)  # call index -> its conv/pool operator calls
     operators: Optional[OperatorTable] = None  # operator calls and multiply-adds per call
     packed: Optional[Dict[int, tuple]] = None  # id(module) -> packed weight/bias of quantized modules
+    tree: Optional[ModuleTree] = None  # the traced model's modules as they are after the pass
 
 
 class _OpenCall:
@@ -222,7 +224,7 @@ class _MacCounter(TorchDispatchMode):
 
 def trace(model: nn.Module, inputs: Tuple[tuple, dict], *, mode: str = "eval",
           progress: Optional[Callable[[int], None]] = None, fake: bool = False,
-          receptive_field: bool = False) -> TraceResult:
+          receptive_field: bool = False, tree: Optional[ModuleTree] = None) -> TraceResult:
     """Run ``model`` once on ready ``(args, kwargs)`` and record every module call.
 
     Placement, dtype and dummy inputs are :mod:`netscope.run.prepare`'s job (``prepared`` then ``run_pass``, which
@@ -230,7 +232,8 @@ def trace(model: nn.Module, inputs: Tuple[tuple, dict], *, mode: str = "eval",
     ``fake``: run under a FakeTensorMode (inputs converted to fake tensors).
     ``progress``: called with 1 after each module call returns (``netscope.progress.progress``'s
     ``advance``; ``module_count(model)`` is the usual total). ``receptive_field``: track each call's
-    receptive field (``netscope.analyses.receptive_field``).
+    receptive field (``netscope.analyses.receptive_field``). ``tree``: ``model``'s :class:`ModuleTree`, when the
+    caller has walked it already.
     """
     if mode not in ("eval", "train"):
         raise ValueError(f"mode must be 'eval' or 'train', not {mode!r}")
@@ -240,8 +243,10 @@ def trace(model: nn.Module, inputs: Tuple[tuple, dict], *, mode: str = "eval",
         if isinstance(value, torch.Tensor):
             device = value.device
             break
+    if tree is None or tree.root is not model:
+        tree = module_tree(model)
     return _run(model, tuple(args), dict(kwargs), train=(mode == "train"), device=device, advance=progress, fake=fake,
-                receptive_field=receptive_field)
+                receptive_field=receptive_field, tree=tree)
 
 
 def module_count(model: nn.Module) -> int:
@@ -264,16 +269,12 @@ def model_float_dtype(model: nn.Module) -> str:
     return "float32"
 
 
-def _run(model: nn.Module, args: tuple, kwargs: dict, *, train: bool, device: torch.device,
+def _run(model: nn.Module, args: tuple, kwargs: dict, *, train: bool, device: torch.device, tree: ModuleTree,
          advance: Optional[Callable[[int], None]] = None, fake: bool = False,
          receptive_field: bool = False) -> TraceResult:
     from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
 
-    named = list(model.named_modules(remove_duplicate=False))
-    names: Dict[int, str] = {}
-    for name, module in named:
-        names.setdefault(id(module), name)
-    recorder = _Recorder(names, advance)
+    recorder = _Recorder(tree.names, advance)
     window_ops = WindowOpLog(recorder)
     observers = [window_ops.observe, recorder.flow.observe]
     # fields only when the first input is spatial (floating, rank >= 3): otherwise nothing to track
@@ -290,7 +291,7 @@ def _run(model: nn.Module, args: tuple, kwargs: dict, *, train: bool, device: to
     output = None
     script = isinstance(model, torch.jit.ScriptModule)
     try:
-        with GLOBAL_STATE_LOCK, frozen_heap(), preserved_model(model, train=train) as changes:
+        with GLOBAL_STATE_LOCK, frozen_heap(), preserved_model(model, train=train, modules=tree.modules) as changes:
             handles.append(register_module_forward_pre_hook(recorder.pre_hook))
             handles.append(register_module_forward_hook(recorder.post_hook, with_kwargs=True, always_call=True))
             runnable = _eager(model)
@@ -322,8 +323,9 @@ def _run(model: nn.Module, args: tuple, kwargs: dict, *, train: bool, device: to
         if call.kwargs is None:
             call.kwargs = {}
     with paused_gc():
-        result = _build_result(named, recorder, ops, output, time.perf_counter() - start, peak,
+        result = _build_result(tree, recorder, ops, output, time.perf_counter() - start, peak,
                                structure_only=script)
+    result.tree = module_tree(model) if changes.modules_changed else tree
     result.window_ops = window_ops.by_call()
     if script:
         result.notes.append(
@@ -357,10 +359,11 @@ def _eager(model: nn.Module) -> nn.Module:
     return original if isinstance(original, nn.Module) else model
 
 
-def _build_result(named, recorder: _Recorder, ops: Optional[OpResolver], output, seconds: float, peak, *,
+def _build_result(tree: ModuleTree, recorder: _Recorder, ops: Optional[OpResolver], output, seconds: float, peak, *,
                   structure_only: bool = False) -> TraceResult:
-    packed = packed_by_module(m for _, m in named)
-    param_table = _param_table(named, packed)
+    named = tree.named
+    packed = packed_by_module(tree.modules)
+    param_table = _param_table(tree, packed)
     calls: List[LayerCall] = []
     open_calls = recorder.calls
     if structure_only:  # a TorchScript model: its submodules listed, never called through hooks
@@ -428,25 +431,16 @@ def _build_result(named, recorder: _Recorder, ops: Optional[OpResolver], output,
 _TRAINABLE = {0: "", 1: "yes", 2: "no", 3: "partial"}  # bit 1: a trainable parameter, bit 2: a frozen one
 
 
-def _param_table(named, packed: Dict[int, tuple]) -> Dict[int, Tuple[int, int, str]]:
-    """``id(module) -> (own, subtree, trainable)`` for every submodule of ``named`` (the root's
-    ``named_modules(remove_duplicate=False)``), in one bottom-up walk.
+def _param_table(tree: ModuleTree, packed: Dict[int, tuple]) -> Dict[int, Tuple[int, int, str]]:
+    """``id(module) -> (own, subtree, trainable)`` for every module of ``tree``, in one bottom-up walk.
 
     Subtree counts add up children only when no module or parameter appears twice in the tree (the
     usual case); with sharing, each module's deduplicated ``parameters()`` is counted instead, which is
     exact but quadratic in depth.
     """
-    slots = 0
-    unique = set()
-    modules = {}
-    for _, module in named:
-        modules[id(module)] = module
-        for param in module._parameters.values():
-            if param is not None:
-                slots += 1
-                unique.add(id(param))
-    if slots != len(unique) or len(named) != len(modules):
-        return {key: _param_counts(m) for key, m in modules.items()}
+    if tree.shares_modules or sum(1 for m in tree.modules for p in m._parameters.values() if p is not None) \
+            != len(tree.parameters):
+        return {id(m): _param_counts(m) for m in tree.modules}
     table: Dict[int, Tuple[int, int, int]] = {}
 
     def visit(module: nn.Module) -> Tuple[int, int, int]:
@@ -468,7 +462,7 @@ def _param_table(named, packed: Dict[int, tuple]) -> Dict[int, Tuple[int, int, s
         table[id(module)] = (own, subtree, flags)
         return own, subtree, flags
 
-    visit(named[0][1])
+    visit(tree.root)
     return {key: (own, subtree, _TRAINABLE[flags]) for key, (own, subtree, flags) in table.items()}
 
 
