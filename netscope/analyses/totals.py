@@ -21,8 +21,10 @@ def compute_totals(model: nn.Module, calls, called_modules, *, input_bytes: int,
     tree = tree if tree is not None and tree.root is model else module_tree(model)
     names_per_param: Dict[int, int] = {}
     params = {}
-    for _, module in tree.named:  # every path to every parameter: named_parameters(remove_duplicate=False)
-        for param in module._parameters.values():
+    # every path to every parameter, as named_parameters(remove_duplicate=False) walks them
+    tables = [m._parameters for _, m in tree.named] if tree.shares_modules else tree.tables("_parameters")
+    for table in tables:
+        for param in table.values():
             if param is not None:
                 names_per_param[id(param)] = names_per_param.get(id(param), 0) + 1
                 params[id(param)] = param
@@ -35,7 +37,7 @@ def compute_totals(model: nn.Module, calls, called_modules, *, input_bytes: int,
     called = {id(m): m for m in called_modules}
     called_params = set()
     for module in called.values():
-        called_params.update(id(p) for p in module._parameters.values() if p is not None)
+        called_params.update(map(id, module._parameters.values()))
     uncalled = sum(p.numel() for key, p in params.items() if key not in called_params)
     uncalled += sum(t.numel() for key, tensors in packed_tensors.items() if key not in called for t in tensors)
     buffers = {id(b): b for b in tree.buffers}
@@ -72,10 +74,12 @@ def owned_params(model: nn.Module, tree: Optional[ModuleTree] = None) -> Tuple[O
     tree = tree if tree is not None and tree.root is model else module_tree(model)
     seen = set()
     owners = []
-    for module in tree.modules:  # named_modules(): each module once, under its first path
+    for module, table in zip(tree.modules, tree.tables("_parameters")):  # named_modules(): each once, first path
+        if not table:
+            continue
         name = tree.names[id(module)]
         own = 0
-        for param in module._parameters.values():
+        for param in table.values():
             if param is not None and id(param) not in seen:
                 seen.add(id(param))
                 own += param.numel()

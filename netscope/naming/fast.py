@@ -65,11 +65,9 @@ def is_plain(tree: ModuleTree) -> bool:
         if wrapper_kind(example) is not None or any(getattr(cls, name, None) is not getattr(nn.Module, name)
                                                      for name in _KEY_METHODS):
             return False
-    states = list(map(vars, modules))  # each module's attributes, read as dicts from here on
+    states = tree.states
+    params, buffers, children = tree.tables("_parameters"), tree.tables("_buffers"), tree.tables("_modules")
     try:
-        params = list(map(operator.itemgetter("_parameters"), states))
-        buffers = list(map(operator.itemgetter("_buffers"), states))
-        children = list(map(operator.itemgetter("_modules"), states))
         if any(any(map(operator.itemgetter(name), states)) for name in _HOOK_TABLES):
             return False
     except KeyError:  # a module torch's own __init__ did not set up

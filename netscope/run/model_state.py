@@ -9,11 +9,13 @@ import itertools
 import operator
 import threading
 from dataclasses import dataclass, field
-from typing import Iterator, List, Optional, Sequence
+from typing import Iterator, List, Optional
 
 import torch
 import torch.nn as nn
 from torch.nn.parameter import UninitializedTensorMixin
+
+from netscope.run.module_tree import ModuleTree, module_tree
 
 # Held while netscope has process-wide state changed: the global module hooks of a trace and the
 # constructor patches of the no-memory build. Two threads summarizing at once take turns.
@@ -29,8 +31,7 @@ class ModelChanges:
 
 
 @contextlib.contextmanager
-def preserved_model(model: nn.Module, *, train: bool, modules: Optional[Sequence[nn.Module]] = None
-                    ) -> Iterator[ModelChanges]:
+def preserved_model(model: nn.Module, *, train: bool, tree: Optional[ModuleTree] = None) -> Iterator[ModelChanges]:
     """Run the block with ``model`` in train or eval mode and without autograd, then restore everything.
 
     Restored: each submodule's ``training`` flag (not just the root's), the tensor objects in every
@@ -40,14 +41,15 @@ def preserved_model(model: nn.Module, *, train: bool, modules: Optional[Sequence
     values written in place are detected through the tensor version counter (restoring them would need a
     copy of every weight) and listed in the yielded :class:`ModelChanges`, which also says whether the
     forward changed the registered submodules (left as the forward made them).
-    ``modules``: ``model.modules()`` when the caller has them already (``netscope.run.module_tree``).
+    ``tree``: ``model``'s :class:`ModuleTree`, when the caller has walked it already.
     """
     changes = ModelChanges()
-    modules = list(model.modules()) if modules is None else modules
+    tree = tree if tree is not None and tree.root is model else module_tree(model)
+    modules = tree.modules
     flags = [m.training for m in modules]
-    parameters = _Slots([m._parameters for m in modules])
-    buffers = _Slots([m._buffers for m in modules])
-    children = _Slots([m._modules for m in modules])
+    parameters = _Slots(tree.tables("_parameters"))
+    buffers = _Slots(tree.tables("_buffers"))
+    children = _Slots(tree.tables("_modules"))
     buffer_values = []
     seen = set()
     for buffer in buffers.values:
@@ -72,9 +74,9 @@ def preserved_model(model: nn.Module, *, train: bool, modules: Optional[Sequence
         for module, flag in zip(modules, flags):
             if module.training != flag:
                 module.__dict__["training"] = flag  # a plain attribute: what Module.__setattr__ ends up doing
-        parameters.restore([m._parameters for m in modules])
-        buffers.restore([m._buffers for m in modules])
-        changes.modules_changed = children.changed([m._modules for m in modules])
+        parameters.restore(tree.tables("_parameters"))
+        buffers.restore(tree.tables("_buffers"))
+        changes.modules_changed = children.changed(tree.tables("_modules"))
         with torch.no_grad():
             for buffer, value in buffer_values:
                 if buffer.shape == value.shape:
@@ -142,18 +144,24 @@ def _restore_slots(current, saved: dict) -> None:
     current.update(saved)
 
 
+_FROZEN = [0]  # frozen_heap blocks open that froze the heap themselves (gc.freeze is process-wide too)
+
+
 @contextlib.contextmanager
 def frozen_heap() -> Iterator[None]:
     """Around the user's forward: move every object that exists now (the model) out of the collector's
     sight with ``gc.freeze()``, so collections during the pass stay cheap while the collector keeps
-    running; ``gc.unfreeze()`` afterwards. Left alone when the process has frozen objects itself."""
-    if gc.get_freeze_count():
+    running; ``gc.unfreeze()`` afterwards. Left alone inside another such block, and when the process has
+    frozen objects itself (asked only then: ``gc.get_freeze_count`` walks every frozen object)."""
+    if _FROZEN[0] or gc.get_freeze_count():
         yield
         return
     gc.freeze()
+    _FROZEN[0] += 1
     try:
         yield
     finally:
+        _FROZEN[0] -= 1
         gc.unfreeze()
 
 

@@ -291,7 +291,7 @@ def _run(model: nn.Module, args: tuple, kwargs: dict, *, train: bool, device: to
     output = None
     script = isinstance(model, torch.jit.ScriptModule)
     try:
-        with GLOBAL_STATE_LOCK, frozen_heap(), preserved_model(model, train=train, modules=tree.modules) as changes:
+        with GLOBAL_STATE_LOCK, frozen_heap(), preserved_model(model, train=train, tree=tree) as changes:
             handles.append(register_module_forward_pre_hook(recorder.pre_hook))
             handles.append(register_module_forward_hook(recorder.post_hook, with_kwargs=True, always_call=True))
             runnable = _eager(model)
@@ -387,15 +387,19 @@ def _build_result(tree: ModuleTree, recorder: _Recorder, ops: Optional[OpResolve
     if open_calls and open_calls[0].failed and open_calls[0].origin is not None:
         failed_index = open_calls[0].origin.index  # where the exception that ended the pass was raised
     merges = recorder.flow.merges
+    windowed: Dict[type, bool] = {}  # class -> whether it has kernel_size (then read per module)
+    make = LayerCall.of
     for call in open_calls:
         module = call.module
+        cls = type(module)
         counts = param_table.get(id(module))
         own, subtree, trainable = counts if counts is not None else _param_counts(module)
         output_tree = shape_tree(call.output) if call.finished else FAILED if call.failed else NOT_RECORDED
-        calls.append(LayerCall(
-            index=call.index,
+        index = call.index
+        calls.append(make(
+            index=index,
             name=call.name,
-            class_name=(structure_only and getattr(module, "original_name", None)) or type(module).__name__,
+            class_name=(structure_only and getattr(module, "original_name", None)) or cls.__name__,
             depth=call.depth,
             parent=call.parent,
             call_number=call.call_number,
@@ -404,14 +408,14 @@ def _build_result(tree: ModuleTree, recorder: _Recorder, ops: Optional[OpResolve
             own_params=own,
             subtree_params=subtree,
             trainable=trainable,
-            own_macs=call.own_macs + (outside.own_macs if call.index == 0 else 0),
-            macs=total_macs[call.index],
+            own_macs=call.own_macs + (outside.own_macs if index == 0 else 0),
+            macs=total_macs[index],
             output_bytes=call.output_bytes,
             is_leaf=not module._modules,
-            hyperparams=_hyperparams(module),
+            hyperparams=_hyperparams(module, windowed),
             receptive_field=call.field,
             inputs_from=edge_tuple(call.inputs_from),
-            merges=tuple((op, edge_tuple(s)) for op, s in merges[call.index]) if call.index in merges else (),
+            merges=tuple((op, edge_tuple(s)) for op, s in merges[index]) if index in merges else (),
         ))
     return TraceResult(
         calls=calls,
@@ -482,12 +486,19 @@ def _param_counts(module: nn.Module) -> Tuple[int, int, str]:
     return own, subtree, trainable
 
 
-def _hyperparams(module: nn.Module) -> Dict[str, Any]:
-    """kernel_size, stride, padding, ... of windowed layers (convolutions and pools)."""
+def _hyperparams(module: nn.Module, windowed: Optional[Dict[type, bool]] = None) -> Dict[str, Any]:
+    """kernel_size, stride, padding, ... of windowed layers (convolutions and pools). ``windowed``: a memo of
+    which classes have ``kernel_size`` themselves, kept by the caller for one pass."""
     values = {}
     # Looked up in the instance dict and the class first: hasattr() on a module without the attribute
     # goes through nn.Module.__getattr__ and an AttributeError, which costs more than the rest of a row.
-    if "kernel_size" not in module.__dict__ and not hasattr(type(module), "kernel_size"):
+    cls = type(module)
+    on_class = windowed.get(cls) if windowed is not None else None
+    if on_class is None:
+        on_class = hasattr(cls, "kernel_size")
+        if windowed is not None:
+            windowed[cls] = on_class
+    if not on_class and "kernel_size" not in module.__dict__:
         return values
     for name in HYPERPARAMETERS:
         value = getattr(module, name, None)
