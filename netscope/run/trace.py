@@ -60,7 +60,7 @@ class _OpenCall:
                  "output", "output_bytes", "own_macs", "failed", "finished", "origin", "error", "field",
                  "inputs_from")
 
-    def __init__(self, index, module, name, parent, depth, call_number, args, kwargs):
+    def __init__(self, index, module, name, parent, depth, call_number, args, kwargs, inputs_from=NO_SOURCES):
         self.index = index
         self.module = module
         self.name = name
@@ -77,7 +77,7 @@ class _OpenCall:
         self.origin = None  # when failed: the innermost call the exception came from
         self.error = None  # when failed: the exception that left this call
         self.field = None  # receptive field of the output (netscope.analyses.receptive_field), when tracked
-        self.inputs_from = NO_SOURCES  # indexes of the calls that produced its tensor arguments (dataflow)
+        self.inputs_from = inputs_from  # indexes of the calls that produced its tensor arguments (dataflow)
 
 
 class _Recorder:
@@ -114,13 +114,15 @@ class _Recorder:
         name = self.names.get(key)
         if name is None:  # a module of some other model, or one created during the pass
             return None
-        count = self.call_counts.get(key, 0) + 1
-        self.call_counts[key] = count
+        counts = self.call_counts
+        count = counts[key] = counts.get(key, 0) + 1
         stack = self.stack
-        parent = stack[-1].index if stack else None
-        call = _OpenCall(len(self.calls), module, name, parent, len(stack), count, shapes_only(args), None)
-        call.inputs_from = self.flow.producers(args)
-        self.calls.append(call)
+        calls = self.calls
+        # the usual call, one tensor, without shapes_only's generality
+        shapes = (args[0].shape,) if len(args) == 1 and isinstance(args[0], torch.Tensor) else shapes_only(args)
+        call = _OpenCall(len(calls), module, name, stack[-1].index if stack else None, len(stack), count, shapes,
+                         None, self.flow.producers(args))
+        calls.append(call)
         stack.append(call)
         self.last_failed = None
         return None
@@ -170,8 +172,12 @@ class _Recorder:
             call.origin = previous.origin if same else call
             self.last_failed = call
         else:
-            call.output = shapes_only(output)
-            call.output_bytes = tensor_bytes(output)
+            if isinstance(output, torch.Tensor):  # the usual output, without shapes_only's generality
+                call.output = output.shape
+                call.output_bytes = output.numel() * output.element_size()
+            else:
+                call.output = shapes_only(output)
+                call.output_bytes = tensor_bytes(output)
             call.finished = True
             self.last_failed = None
             self.flow.claim(output, frozenset((call.index,)))
