@@ -85,7 +85,7 @@ def is_plain(tree: ModuleTree) -> bool:
         return False
     # modules holding anything that could be an unregistered module or tensor (most hold only numbers)
     suspects = {i for i, state in enumerate(states) for key in state.keys() - TORCH_INTERNAL
-                if isinstance(state[key], _SUSPECT)}
+                if isinstance(state[key], _SUSPECT) and not _plain_numbers(state[key])}
     if not suspects:
         return True
     registered_modules = set(map(id, modules))
@@ -93,6 +93,11 @@ def is_plain(tree: ModuleTree) -> bool:
     torch_attributes: Dict[type, Set[str]] = {}
     return not any(holds_unregistered(modules[i], registered_modules, registered_tensors, torch_attributes)
                    for i in sorted(suspects))
+
+
+def _plain_numbers(value) -> bool:
+    """A tuple of ints (kernel_size, stride, ...): holds nothing unregistered."""
+    return type(value) is tuple and all(type(item) is int for item in value)
 
 
 def _distinct_memory(tensors: Sequence[torch.Tensor]) -> bool:
