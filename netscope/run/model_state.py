@@ -46,7 +46,7 @@ def preserved_model(model: nn.Module, *, train: bool, tree: Optional[ModuleTree]
     changes = ModelChanges()
     tree = tree if tree is not None and tree.root is model else module_tree(model)
     modules = tree.modules
-    flags = [m.training for m in modules]
+    flags = _flags(tree)
     parameters = _Slots(tree.tables("_parameters"))
     buffers = _Slots(tree.tables("_buffers"))
     children = _Slots(tree.tables("_modules"))
@@ -58,10 +58,10 @@ def preserved_model(model: nn.Module, *, train: bool, tree: Optional[ModuleTree]
             continue
         seen.add(id(buffer))
         buffer_values.append((buffer, buffer.detach().clone()))
-    param_state = {}
-    for param in parameters.values:
-        if param is not None and not isinstance(param, UninitializedTensorMixin):  # lazy: no values yet
-            param_state.setdefault(id(param), (param, param.requires_grad, param._version))
+    params = [p for p in dict.fromkeys(parameters.values)
+              if p is not None and not isinstance(p, UninitializedTensorMixin)]  # lazy: no values yet
+    grads = [p.requires_grad for p in params]
+    versions = [p._version for p in params]
     cuda_devices = []
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         cuda_devices = list(range(torch.cuda.device_count()))
@@ -71,9 +71,10 @@ def preserved_model(model: nn.Module, *, train: bool, tree: Optional[ModuleTree]
                 _set_mode(model, modules, train)
             yield changes
     finally:
-        for module, flag in zip(modules, flags):
-            if module.training != flag:
-                module.__dict__["training"] = flag  # a plain attribute: what Module.__setattr__ ends up doing
+        if _flags(tree) != flags:
+            for module, flag in zip(modules, flags):
+                if module.training != flag:
+                    module.__dict__["training"] = flag  # a plain attribute: what Module.__setattr__ ends up doing
         parameters.restore(tree.tables("_parameters"))
         buffers.restore(tree.tables("_buffers"))
         changes.modules_changed = children.changed(tree.tables("_modules"))
@@ -81,15 +82,26 @@ def preserved_model(model: nn.Module, *, train: bool, tree: Optional[ModuleTree]
             for buffer, value in buffer_values:
                 if buffer.shape == value.shape:
                     buffer.copy_(value)
-        for param, requires_grad, _ in param_state.values():
-            if param.requires_grad != requires_grad:
-                param.requires_grad_(requires_grad)
-        written = {key for key, (param, _, version) in param_state.items() if param._version != version}
-        if written:
+        if [p.requires_grad for p in params] != grads:
+            for param, requires_grad in zip(params, grads):
+                if param.requires_grad != requires_grad:
+                    param.requires_grad_(requires_grad)
+        now = [p._version for p in params]
+        if now != versions:
+            written = {id(p) for p, before, after in zip(params, versions, now) if before != after}
             changes.changed_in_place.extend(name for name, param in model.named_parameters()
                                             if id(param) in written)
 
 
+def _flags(tree: ModuleTree) -> List[bool]:
+    """Every module's ``training`` flag, in ``tree.modules`` order."""
+    try:
+        return list(map(_training, tree.states))
+    except KeyError:  # a module keeping the flag elsewhere (TorchScript)
+        return [m.training for m in tree.modules]
+
+
+_training = operator.itemgetter("training")
 _keys, _values = operator.methodcaller("keys"), operator.methodcaller("values")  # TorchScript tables: no __iter__
 
 
@@ -100,9 +112,9 @@ class _Slots:
     __slots__ = ("sizes", "keys", "values")
 
     def __init__(self, tables: List):
-        self.sizes = list(map(len, tables))
-        self.keys = list(itertools.chain.from_iterable(map(_keys, tables)))
-        self.values = list(itertools.chain.from_iterable(map(_values, tables)))
+        self.sizes = list(map(len, tables))  # equal sizes: the same tables are empty, so the rest line up
+        self.keys = list(itertools.chain.from_iterable(map(_keys, filter(None, tables))))
+        self.values = list(itertools.chain.from_iterable(map(_values, filter(None, tables))))
 
     def changed(self, tables: List) -> bool:
         now = _Slots(tables)
