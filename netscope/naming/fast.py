@@ -74,12 +74,12 @@ def is_plain(tree: ModuleTree) -> bool:
         return False
     if set(map(type, itertools.chain(params, buffers, children))) != {dict}:
         return False  # TorchScript's tables, or something else that is not what state_dict iterates
-    names = "".join(itertools.chain.from_iterable(itertools.chain(params, buffers, children)))
+    names = "".join(itertools.chain.from_iterable(filter(None, itertools.chain(params, buffers, children))))
     if not names.isascii() or "." in names:
         return False  # dotted or non-ASCII names: the full audit says what they do to the keys
     if any(p and b and not p.keys().isdisjoint(b) for p, b in zip(params, buffers)):
         return False  # a parameter and a buffer under one name: one key for two tensors
-    tensors = [t for t in itertools.chain.from_iterable(map(_values, itertools.chain(params, buffers)))
+    tensors = [t for t in itertools.chain.from_iterable(map(_values, filter(None, itertools.chain(params, buffers))))
                if t is not None]
     if not _distinct_memory(tensors):
         return False

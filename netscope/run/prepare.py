@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import operator
 import re
 from dataclasses import dataclass
 from typing import Callable, Iterator, List, Optional, Sequence, Tuple
@@ -157,7 +158,7 @@ def _placed(model: nn.Module, device: torch.device, float_dtype: str, owned: boo
         return
     tree = tree if tree is not None and tree.root is model else module_tree(model)
     tensors = tree.parameters + tree.buffers
-    if all(t.device == device for t in tensors):
+    if all(map(_IS_CPU, tensors)) if device.type == "cpu" else all(t.device == device for t in tensors):
         yield model
         return
     homes = [(t, t.data) for t in {id(t): t for t in tensors}.values()]
@@ -168,6 +169,9 @@ def _placed(model: nn.Module, device: torch.device, float_dtype: str, owned: boo
     finally:
         for tensor, data in homes:
             tensor.data = data
+
+
+_IS_CPU = operator.attrgetter("is_cpu")
 
 
 def _moved_inputs(inputs, device: torch.device):
