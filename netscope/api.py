@@ -9,7 +9,7 @@ import torch.nn as nn
 
 from netscope.run.devices import resolve_device
 from netscope.errors import ForwardError, InputSpecError, MetaDeviceError
-from netscope.run.model_state import paused_gc
+from netscope.run.model_state import frozen_heap, paused_gc
 from netscope.inputs import InputSpec, inputs_from
 from netscope.records import RunInfo
 from netscope.report import Report
@@ -53,7 +53,10 @@ def run_summary(model: nn.Module, inputs, *, device: torch.device, dtype: Option
     ``quiet=False`` shows a progress bar on stderr (a terminal only) when the pass takes more than a moment."""
     if mode not in ("eval", "train"):
         raise InputSpecError(f"mode must be 'eval' or 'train', not {mode!r}")
-    with prepared(model, inputs, device=device, dtype=dtype, owned=owned, fallback_to_meta=fallback_to_meta) as prep:
+    # The model out of the collector's sight for the whole summary, not only the pass: on a big model every
+    # collection otherwise walks it again, which costs more than the walks netscope itself makes.
+    with frozen_heap(), prepared(model, inputs, device=device, dtype=dtype, owned=owned,
+                                 fallback_to_meta=fallback_to_meta) as prep:
         runnable = prep.model
         try:
             show = progress_enabled(quiet=quiet)
@@ -69,10 +72,10 @@ def run_summary(model: nn.Module, inputs, *, device: torch.device, dtype: Option
             input_tree = [shape_tree(a) for a in args] + ([shape_tree(kwargs)] if kwargs else [])
             totals = compute_totals(runnable, result.calls, result.modules,
                                     input_bytes=tensor_bytes((args, kwargs)),
-                                    peak_memory_bytes=result.peak_memory_bytes, packed=result.packed)
+                                    peak_memory_bytes=result.peak_memory_bytes, packed=result.packed, tree=result.tree)
             formula_checks = _formula_checks(result) if checks else []
-            findings = _naming_findings(runnable) if audit_names else []
-            owners = owned_params(runnable)
+            findings = _naming_findings(runnable, result.tree) if audit_names else []
+            owners = owned_params(runnable, result.tree)
     run = RunInfo(model=label, device=str(prep.device), dtype=prep.dtype, mode=mode, input_shapes=input_tree,
                   seconds=result.seconds, notes=tuple(result.notes))
     return Report(layers=result.calls, totals=totals, run=run, checks=formula_checks, findings=findings,
@@ -90,10 +93,10 @@ def _formula_checks(result) -> List[Any]:
     return check_trace(result)
 
 
-def _naming_findings(model) -> List[Any]:
-    from netscope.naming import audit_names
+def _naming_findings(model, tree) -> List[Any]:
+    from netscope.naming.fast import audit_findings
 
-    return list(audit_names(model).findings)
+    return audit_findings(model, tree)
 
 
 def _attach_diagnosis(model, inputs: Optional[InputSpec], err: ForwardError) -> None:

@@ -210,3 +210,43 @@ def test_the_snapshot_notices_what_a_careless_tool_would_change():
     model.fc.register_forward_hook(lambda m, i, o: None)
     with pytest.raises(AssertionError):
         assert_same(before, snapshot(model))
+
+
+class RewritesItsSlots(nn.Module):
+    """A forward that swaps, adds and removes registered tensors: the guard's flat "nothing changed" test
+    must notice each (issue 16 item 7 made it three list comparisons)."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(4, 4)
+        self.b = nn.Linear(4, 4)
+        self.register_buffer("scale", torch.ones(4))
+        self.b.spare = nn.Parameter(torch.ones(2))
+
+    def forward(self, x):
+        self.a.weight = nn.Parameter(torch.zeros(4, 4))  # swapped object
+        del self.b._parameters["spare"]  # removed
+        self.b.register_buffer("extra", torch.zeros(1))  # added
+        self.scale = torch.full((4,), 2.0)  # buffer object replaced
+        self.b.weight.requires_grad_(False)
+        return self.b(self.a(x)) * self.scale
+
+
+def test_slots_rewritten_by_the_forward_are_put_back():
+    model = RewritesItsSlots()
+    before = snapshot(model)
+    netscope.summary(model, (2, 4))
+    assert_same(before, snapshot(model))
+    assert "extra" not in model.b._buffers and "spare" in model.b._parameters
+
+
+def test_the_guard_says_when_the_forward_added_a_submodule():
+    from netscope.run.model_state import preserved_model
+
+    model = nn.Sequential(nn.Linear(2, 2))
+    with preserved_model(model, train=False) as changes:
+        pass
+    assert not changes.modules_changed
+    with preserved_model(model, train=False) as changes:
+        model.add_module("late", nn.ReLU())
+    assert changes.modules_changed

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch.nn as nn
 
 from netscope.analyses.formulas import DimFormula, Invalid, predict
 from netscope.analyses.formulas.pool import POOL_DIMS
-from netscope.analyses.formulas.registry import dim_names
+from netscope.analyses.formulas.registry import FORMULAS, dim_names
 from netscope.analyses.formulas.window import WINDOW_CODES, window_notes
 from netscope.records import FAILED, Finding, Severity
 
@@ -181,9 +181,18 @@ def check_trace(result) -> List[FormulaCheck]:
     operator a module without one ran, in call order."""
     checks = []
     ops = getattr(result, "window_ops", {})
+    has_formula: Dict[type, bool] = {}  # class -> whether a formula is registered for it (the MRO looked up once)
     for index, (call, module, values) in enumerate(zip(result.calls, result.modules, result.call_values,
                                                         strict=True)):
-        checks += check_call(index, call, module, values, ops.get(index, ()))
+        call_ops = ops.get(index, ())
+        if not call_ops:  # without a formula, nothing to check (check_call would return no check)
+            cls = type(module)
+            known = has_formula.get(cls)
+            if known is None:
+                known = has_formula[cls] = FORMULAS.lookup(cls) is not None
+            if not known:
+                continue
+        checks += check_call(index, call, module, values, call_ops)
     return checks
 
 

@@ -9,19 +9,27 @@ import torch.nn as nn
 
 from netscope.operators.packed import packed_by_module
 from netscope.records import Totals
+from netscope.run.module_tree import ModuleTree, module_tree
 
 
 def compute_totals(model: nn.Module, calls, called_modules, *, input_bytes: int,
-                   peak_memory_bytes: Optional[int] = None, packed: Optional[Mapping[int, tuple]] = None) -> Totals:
+                   peak_memory_bytes: Optional[int] = None, packed: Optional[Mapping[int, tuple]] = None,
+                   tree: Optional[ModuleTree] = None) -> Totals:
     """``calls`` and ``called_modules`` are a trace's ``calls`` and ``modules`` (the module object of each call);
-    ``packed`` its quantized modules' packed tensors (``TraceResult.packed``; found here when not given)."""
+    ``packed`` its quantized modules' packed tensors (``TraceResult.packed``; found here when not given);
+    ``tree`` the model's :class:`ModuleTree` (``TraceResult.tree``; walked here when not given)."""
+    tree = tree if tree is not None and tree.root is model else module_tree(model)
     names_per_param: Dict[int, int] = {}
     params = {}
-    for _, param in model.named_parameters(remove_duplicate=False):
-        names_per_param[id(param)] = names_per_param.get(id(param), 0) + 1
-        params[id(param)] = param
+    # every path to every parameter, as named_parameters(remove_duplicate=False) walks them
+    tables = [m._parameters for _, m in tree.named] if tree.shares_modules else tree.tables("_parameters")
+    for table in tables:
+        for param in table.values():
+            if param is not None:
+                names_per_param[id(param)] = names_per_param.get(id(param), 0) + 1
+                params[id(param)] = param
     # quantized modules' packed weights and biases count as (frozen) parameters, once per module
-    packed_tensors = packed_by_module(model.modules()) if packed is None else packed
+    packed_tensors = packed_by_module(tree.modules) if packed is None else packed
     packed = [t for tensors in packed_tensors.values() for t in tensors]
     total = sum(p.numel() for p in params.values()) + sum(t.numel() for t in packed)
     trainable = sum(p.numel() for p in params.values() if p.requires_grad)
@@ -29,10 +37,10 @@ def compute_totals(model: nn.Module, calls, called_modules, *, input_bytes: int,
     called = {id(m): m for m in called_modules}
     called_params = set()
     for module in called.values():
-        called_params.update(id(p) for p in module._parameters.values() if p is not None)
+        called_params.update(map(id, module._parameters.values()))
     uncalled = sum(p.numel() for key, p in params.items() if key not in called_params)
     uncalled += sum(t.numel() for key, tensors in packed_tensors.items() if key not in called for t in tensors)
-    buffers = {id(b): b for b in model.buffers()}
+    buffers = {id(b): b for b in tree.buffers}
     return Totals(
         total_params=total,
         trainable_params=trainable,
@@ -62,12 +70,16 @@ class OwnedParams:
     numel: int
 
 
-def owned_params(model: nn.Module) -> Tuple[OwnedParams, ...]:
+def owned_params(model: nn.Module, tree: Optional[ModuleTree] = None) -> Tuple[OwnedParams, ...]:
+    tree = tree if tree is not None and tree.root is model else module_tree(model)
     seen = set()
     owners = []
-    for name, module in model.named_modules():
+    for module, table in zip(tree.modules, tree.tables("_parameters")):  # named_modules(): each once, first path
+        if not table:
+            continue
+        name = tree.names[id(module)]
         own = 0
-        for param in module._parameters.values():
+        for param in table.values():
             if param is not None and id(param) not in seen:
                 seen.add(id(param))
                 own += param.numel()

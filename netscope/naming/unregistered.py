@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Iterator, List, Optional, Set, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
 
 import torch
 import torch.nn as nn
@@ -22,6 +22,7 @@ CONTAINERS = (list, tuple, dict, set, frozenset)
 # (a traced module's compiled twin shares its tensors; nothing there is lost).
 TORCH_ATTRIBUTES = {"torch.jit._script.ScriptModule": frozenset({"_actual_script_module", "_c", "_concrete_type"})}
 MAX_DEPTH = 2  # a container inside a container
+TORCH_INTERNAL = frozenset(vars(nn.Module()))  # the bookkeeping every module holds (_parameters, hooks, ...)
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,6 @@ class StrayItem:
 
 def stray_items(visits: List[ModuleVisit], registered_modules: Set[int], registered_tensors: Set[int]) -> List[StrayItem]:
     """Unregistered items held by each distinct module (first path of each), in visit order."""
-    torch_internal = frozenset(vars(nn.Module()))
     seen_owners: Set[int] = set()
     torch_attributes = {}  # module class -> its torch-kept attributes
     found: List[StrayItem] = []
@@ -61,12 +61,12 @@ def stray_items(visits: List[ModuleVisit], registered_modules: Set[int], registe
         if id(visit.module) in seen_owners:
             continue
         seen_owners.add(id(visit.module))
-        cls = type(visit.module)
-        if cls not in torch_attributes:
-            torch_attributes[cls] = _torch_attributes(cls)
-        derived = _hook_computed_attributes(visit.module) | torch_attributes[cls]
-        for attribute, value in vars(visit.module).items():
-            if attribute in torch_internal or attribute in derived:
+        attributes = vars(visit.module)
+        if not attributes.keys() - TORCH_INTERNAL:  # nothing of the user's own: the usual leaf module
+            continue
+        derived = _derived_attributes(visit.module, torch_attributes)
+        for attribute, value in attributes.items():
+            if attribute in TORCH_INTERNAL or attribute in derived:
                 continue
             if isinstance(value, CONTAINERS):
                 base = visit.steps + (Step(Segment(attribute, UNREGISTERED_CONTAINER),
@@ -84,6 +84,36 @@ def stray_items(visits: List[ModuleVisit], registered_modules: Set[int], registe
                     continue
                 found.append(StrayItem(visit, attribute, container, steps, obj))
     return found
+
+
+def holds_unregistered(module: nn.Module, registered_modules: Set[int], registered_tensors: Set[int],
+                       torch_attributes: Dict[type, Set[str]]) -> bool:
+    """Whether :func:`stray_items` finds anything on ``module`` itself, told without building any path
+    (``torch_attributes``: a per-class memo the caller keeps for one model)."""
+    attributes = vars(module)
+    if not attributes.keys() - TORCH_INTERNAL:
+        return False
+    derived = _derived_attributes(module, torch_attributes)
+    for attribute, value in attributes.items():
+        if attribute in TORCH_INTERNAL or attribute in derived:
+            continue
+        if isinstance(value, CONTAINERS):
+            items = (obj for obj, _ in _container_items(value, None, 1))
+        elif isinstance(value, (nn.Module, torch.Tensor)):
+            items = (value,)
+        else:
+            continue
+        for obj in items:
+            if id(obj) not in (registered_modules if isinstance(obj, nn.Module) else registered_tensors):
+                return True
+    return False
+
+
+def _derived_attributes(module: nn.Module, torch_attributes: Dict[type, Set[str]]) -> Set[str]:
+    cls = type(module)
+    if cls not in torch_attributes:
+        torch_attributes[cls] = _torch_attributes(cls)
+    return _hook_computed_attributes(module) | torch_attributes[cls]
 
 
 def _torch_attributes(module_class: type) -> Set[str]:

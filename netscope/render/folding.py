@@ -74,8 +74,8 @@ def find_folds(layers: Sequence[LayerCall], pinned: Collection[int] = ()) -> Lis
     def signature(call: LayerCall):
         if call.call_number > 1 or call.index in holds_pin:
             return None
-        return (call.class_name, repr(call.input_shapes), repr(call.output_shapes), call.subtree_params, call.macs,
-                sizes[call.index])
+        return (call.class_name, _shape_key(call.input_shapes), _shape_key(call.output_shapes), call.subtree_params,
+                call.macs, sizes[call.index])
 
     folds: List[Fold] = []
     for siblings in kids.values():
@@ -92,6 +92,16 @@ def find_folds(layers: Sequence[LayerCall], pinned: Collection[int] = ()) -> Lis
             start = end
     folds.sort(key=lambda f: f.members[0])
     return folds
+
+
+def _shape_key(tree):
+    """A shape tree as something comparable: itself for one tensor's shape, a tagged tuple for the usual
+    one-tensor argument list, else its text (the rest: dicts, nested containers, type names)."""
+    if type(tree) is tuple:
+        return tree
+    if type(tree) is list and len(tree) == 1 and type(tree[0]) is tuple:
+        return (list, tree[0])
+    return repr(tree)
 
 
 def visible_calls(layers: Sequence[LayerCall], folds: Sequence[Fold], *, depth=None):

@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import itertools
+import operator
 import threading
 from dataclasses import dataclass, field
-from typing import Iterator, List
+from typing import Iterator, List, Optional
 
 import torch
 import torch.nn as nn
 from torch.nn.parameter import UninitializedTensorMixin
+
+from netscope.run.module_tree import ModuleTree, module_tree
 
 # Held while netscope has process-wide state changed: the global module hooks of a trace and the
 # constructor patches of the no-memory build. Two threads summarizing at once take turns.
@@ -23,10 +27,11 @@ class ModelChanges:
     """What a pass changed in the model that could not be undone without a copy of every weight."""
 
     changed_in_place: List[str] = field(default_factory=list)  # parameter names whose values the forward wrote
+    modules_changed: bool = False  # the forward added, removed or replaced a registered submodule
 
 
 @contextlib.contextmanager
-def preserved_model(model: nn.Module, *, train: bool) -> Iterator[ModelChanges]:
+def preserved_model(model: nn.Module, *, train: bool, tree: Optional[ModuleTree] = None) -> Iterator[ModelChanges]:
     """Run the block with ``model`` in train or eval mode and without autograd, then restore everything.
 
     Restored: each submodule's ``training`` flag (not just the root's), the tensor objects in every
@@ -34,52 +39,97 @@ def preserved_model(model: nn.Module, *, train: bool) -> Iterator[ModelChanges]:
     ``num_batches_tracked`` change in a train-mode pass), each parameter's ``requires_grad``, the global CPU
     and CUDA RNG states (dropout draws from them) and grad mode; also when the block raises. Parameter
     values written in place are detected through the tensor version counter (restoring them would need a
-    copy of every weight) and listed in the yielded :class:`ModelChanges`.
+    copy of every weight) and listed in the yielded :class:`ModelChanges`, which also says whether the
+    forward changed the registered submodules (left as the forward made them).
+    ``tree``: ``model``'s :class:`ModuleTree`, when the caller has walked it already.
     """
     changes = ModelChanges()
-    modules = list(model.modules())
-    flags = [(m, m.training) for m in modules]
-    slots = [(m, dict(m._parameters), dict(m._buffers)) for m in modules]
+    tree = tree if tree is not None and tree.root is model else module_tree(model)
+    modules = tree.modules
+    flags = _flags(tree)
+    parameters = _Slots(tree.tables("_parameters"))
+    buffers = _Slots(tree.tables("_buffers"))
+    children = _Slots(tree.tables("_modules"))
     buffer_values = []
     seen = set()
-    for _, _, buffers in slots:
-        for buffer in buffers.values():
-            if buffer is None or id(buffer) in seen or isinstance(buffer, UninitializedTensorMixin) \
-                    or buffer.device.type == "meta":
-                continue
-            seen.add(id(buffer))
-            buffer_values.append((buffer, buffer.detach().clone()))
-    param_state = {}
-    for _, param_slots, _ in slots:
-        for param in param_slots.values():
-            if param is not None and not isinstance(param, UninitializedTensorMixin):  # lazy: no values yet
-                param_state.setdefault(id(param), (param, param.requires_grad, param._version))
+    for buffer in buffers.values:
+        if buffer is None or id(buffer) in seen or isinstance(buffer, UninitializedTensorMixin) \
+                or buffer.device.type == "meta":
+            continue
+        seen.add(id(buffer))
+        buffer_values.append((buffer, buffer.detach().clone()))
+    params = [p for p in dict.fromkeys(parameters.values)
+              if p is not None and not isinstance(p, UninitializedTensorMixin)]  # lazy: no values yet
+    grads = [p.requires_grad for p in params]
+    versions = [p._version for p in params]
     cuda_devices = []
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         cuda_devices = list(range(torch.cuda.device_count()))
     try:
         with torch.random.fork_rng(devices=cuda_devices, enabled=True), torch.no_grad():
-            if any(flag != train for _, flag in flags):  # model.train() visits every module: skip when moot
+            if any(flag != train for flag in flags):  # model.train() visits every module: skip when moot
                 _set_mode(model, modules, train)
             yield changes
     finally:
-        for module, flag in flags:
-            if module.training != flag:
-                module.__dict__["training"] = flag  # a plain attribute: what Module.__setattr__ ends up doing
-        for module, params, buffers in slots:
-            _restore_slots(module._parameters, params)
-            _restore_slots(module._buffers, buffers)
+        if _flags(tree) != flags:
+            for module, flag in zip(modules, flags):
+                if module.training != flag:
+                    module.__dict__["training"] = flag  # a plain attribute: what Module.__setattr__ ends up doing
+        parameters.restore(tree.tables("_parameters"))
+        buffers.restore(tree.tables("_buffers"))
+        changes.modules_changed = children.changed(tree.tables("_modules"))
         with torch.no_grad():
             for buffer, value in buffer_values:
                 if buffer.shape == value.shape:
                     buffer.copy_(value)
-        for param, requires_grad, _ in param_state.values():
-            if param.requires_grad != requires_grad:
-                param.requires_grad_(requires_grad)
-        written = {key for key, (param, _, version) in param_state.items() if param._version != version}
-        if written:
+        if [p.requires_grad for p in params] != grads:
+            for param, requires_grad in zip(params, grads):
+                if param.requires_grad != requires_grad:
+                    param.requires_grad_(requires_grad)
+        now = [p._version for p in params]
+        if now != versions:
+            written = {id(p) for p, before, after in zip(params, versions, now) if before != after}
             changes.changed_in_place.extend(name for name, param in model.named_parameters()
                                             if id(param) in written)
+
+
+def _flags(tree: ModuleTree) -> List[bool]:
+    """Every module's ``training`` flag, in ``tree.modules`` order."""
+    try:
+        return list(map(_training, tree.states))
+    except KeyError:  # a module keeping the flag elsewhere (TorchScript)
+        return [m.training for m in tree.modules]
+
+
+_training = operator.itemgetter("training")
+_keys, _values = operator.methodcaller("keys"), operator.methodcaller("values")  # TorchScript tables: no __iter__
+
+
+class _Slots:
+    """The entries of one slot table (``_parameters``, ``_buffers``, ``_modules``) of every module, kept
+    flat, so that telling "nothing changed" costs three list comparisons instead of a loop per module."""
+
+    __slots__ = ("sizes", "keys", "values")
+
+    def __init__(self, tables: List):
+        self.sizes = list(map(len, tables))  # equal sizes: the same tables are empty, so the rest line up
+        self.keys = list(itertools.chain.from_iterable(map(_keys, filter(None, tables))))
+        self.values = list(itertools.chain.from_iterable(map(_values, filter(None, tables))))
+
+    def changed(self, tables: List) -> bool:
+        now = _Slots(tables)
+        return (now.sizes != self.sizes or now.keys != self.keys  # lengths and names: ints and strings
+                or not all(map(operator.is_, now.values, self.values)))  # objects, by identity only
+
+    def restore(self, tables: List) -> None:
+        """Put back the saved objects in every table the block reassigned, added to or removed from."""
+        if not self.changed(tables):
+            return
+        start = 0
+        for table, size in zip(tables, self.sizes):
+            saved = dict(zip(self.keys[start:start + size], self.values[start:start + size]))
+            start += size
+            _restore_slots(table, saved)
 
 
 def _set_mode(model: nn.Module, modules, train: bool) -> None:
@@ -106,18 +156,24 @@ def _restore_slots(current, saved: dict) -> None:
     current.update(saved)
 
 
+_FROZEN = [0]  # frozen_heap blocks open that froze the heap themselves (gc.freeze is process-wide too)
+
+
 @contextlib.contextmanager
 def frozen_heap() -> Iterator[None]:
     """Around the user's forward: move every object that exists now (the model) out of the collector's
     sight with ``gc.freeze()``, so collections during the pass stay cheap while the collector keeps
-    running; ``gc.unfreeze()`` afterwards. Left alone when the process has frozen objects itself."""
-    if gc.get_freeze_count():
+    running; ``gc.unfreeze()`` afterwards. Left alone inside another such block, and when the process has
+    frozen objects itself (asked only then: ``gc.get_freeze_count`` walks every frozen object)."""
+    if _FROZEN[0] or gc.get_freeze_count():
         yield
         return
     gc.freeze()
+    _FROZEN[0] += 1
     try:
         yield
     finally:
+        _FROZEN[0] -= 1
         gc.unfreeze()
 
 

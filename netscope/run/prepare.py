@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import operator
 import re
 from dataclasses import dataclass
-from typing import Callable, Iterator, List, Optional, Tuple
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
 
 from netscope.errors import ForwardError, MetaDeviceError, OutOfMemory
 from netscope.inputs import InputSpec, normalize_float_dtype
+from netscope.run.module_tree import ModuleTree, module_tree
 from netscope.run.trace import TraceResult, model_device, model_float_dtype, trace
 
 # Dummy inputs this many times smaller than the free memory never trigger the activation estimate (a
@@ -36,6 +38,7 @@ class Prepared:
     dtype: str  # float dtype of the pass
     spec: Optional[InputSpec]  # the dummy-input spec the inputs were built from (None: the user's tensors)
     notes: Tuple[str, ...] = ()
+    tree: Optional[ModuleTree] = None  # ``model``'s modules, walked once for the pass and the analyses after it
 
 
 @contextlib.contextmanager
@@ -53,18 +56,21 @@ def prepared(model: nn.Module, inputs, *, device: torch.device, dtype: Optional[
     spec = inputs.for_model(model) if isinstance(inputs, InputSpec) else None
     if spec is not None and device.type != "meta":
         device = _fitting_device(model, spec, device, float_dtype, fallback_to_meta, notes)
-    lazy = uninitialized_lazy(model)
+    tree = module_tree(model)
+    lazy = uninitialized_lazy(model, tree.modules)
     if lazy:
         notes.append(f"lazy module(s) {', '.join(lazy)} create their parameters in their first forward: the pass "
                      "ran on a copy, so the model itself is left uninitialized")
         model, owned = _lazy_copy(model, device), True
-    with _placed(model, device, float_dtype, owned) as runnable:
+        tree = module_tree(model)
+    with _placed(model, device, float_dtype, owned, tree) as runnable:
         run_dtype = model_float_dtype(runnable) if any(True for _ in runnable.parameters()) else float_dtype
         if spec is not None:
             args, kwargs = _built(spec, device, run_dtype)
         else:
             args, kwargs = _moved_inputs(inputs, device)
-        yield Prepared(runnable, args, kwargs, device, run_dtype, spec, tuple(notes))
+        yield Prepared(runnable, args, kwargs, device, run_dtype, spec, tuple(notes),
+                       tree if runnable is model else module_tree(runnable))
 
 
 def run_pass(prep: Prepared, *, mode: str = "eval", progress: Optional[Callable[[int], None]] = None,
@@ -73,7 +79,7 @@ def run_pass(prep: Prepared, *, mode: str = "eval", progress: Optional[Callable[
     data-dependent branch) is retried under fake tensors, which carry shapes like meta ones and let
     libraries that know them (transformers' masking) skip such reads."""
     run = lambda fake=False: trace(prep.model, (prep.args, prep.kwargs), mode=mode, progress=progress, fake=fake,
-                                   receptive_field=receptive_field)
+                                   receptive_field=receptive_field, tree=prep.tree)
     if prep.device.type != "meta":
         result = run()
     else:
@@ -131,8 +137,10 @@ def meta_operator(error: str) -> str:
 
 
 @contextlib.contextmanager
-def _placed(model: nn.Module, device: torch.device, float_dtype: str, owned: bool) -> Iterator[nn.Module]:
-    """Yield a model on ``device`` in ``float_dtype`` without ever leaving the user's model changed."""
+def _placed(model: nn.Module, device: torch.device, float_dtype: str, owned: bool,
+            tree: Optional[ModuleTree] = None) -> Iterator[nn.Module]:
+    """Yield a model on ``device`` in ``float_dtype`` without ever leaving the user's model changed
+    (``tree``: ``model``'s, when the caller has walked it)."""
     from netscope.run.no_memory import meta_copy
 
     target_dtype = getattr(torch, float_dtype)
@@ -148,8 +156,9 @@ def _placed(model: nn.Module, device: torch.device, float_dtype: str, owned: boo
     if needs_cast:  # never cast the user's tensors: run on a converted copy
         yield copy.deepcopy(model).to(device=device, dtype=target_dtype)
         return
-    tensors = list(model.parameters()) + list(model.buffers())
-    if all(t.device == device for t in tensors):
+    tree = tree if tree is not None and tree.root is model else module_tree(model)
+    tensors = tree.parameters + tree.buffers
+    if all(map(_IS_CPU, tensors)) if device.type == "cpu" else all(t.device == device for t in tensors):
         yield model
         return
     homes = [(t, t.data) for t in {id(t): t for t in tensors}.values()]
@@ -160,6 +169,9 @@ def _placed(model: nn.Module, device: torch.device, float_dtype: str, owned: boo
     finally:
         for tensor, data in homes:
             tensor.data = data
+
+
+_IS_CPU = operator.attrgetter("is_cpu")
 
 
 def _moved_inputs(inputs, device: torch.device):
@@ -229,11 +241,12 @@ def _largest_output_bytes(model, spec: InputSpec, float_dtype: str) -> int:
     return max((c.output_bytes for c in result.calls if c.is_leaf), default=0)
 
 
-def uninitialized_lazy(model: nn.Module) -> List[str]:
-    """``name (Class)`` of each lazy module whose parameters do not exist yet (made by its first forward)."""
+def uninitialized_lazy(model: nn.Module, modules: Optional[Sequence[nn.Module]] = None) -> List[str]:
+    """``name (Class)`` of each lazy module whose parameters do not exist yet (made by its first forward).
+    ``modules``: ``model.modules()``, when the caller has them."""
     from torch.nn.modules.lazy import LazyModuleMixin
 
-    if not any(isinstance(m, LazyModuleMixin) for m in model.modules()):  # the usual case: one cheap walk
+    if not any(isinstance(m, LazyModuleMixin) for m in (model.modules() if modules is None else modules)):
         return []
     return [f"{name or '(root)'} ({type(m).__name__})" for name, m in model.named_modules()
             if isinstance(m, LazyModuleMixin) and m.has_uninitialized_params()]

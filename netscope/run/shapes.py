@@ -12,6 +12,8 @@ MAX_ITEMS = 64  # longer containers are cut, with a marker, so a report never ex
 
 def shape_tree(value: Any):
     """Tensor -> tuple of ints; list/tuple -> list; dict, namedtuple, dataclass, ModelOutput -> dict; else a type name."""
+    if type(value) is torch.Size:  # what a trace keeps of a tensor (shapes_only): the usual leaf, tested first
+        return tuple(value)
     if isinstance(value, torch.Tensor):
         return tuple(value.shape)
     if isinstance(value, torch.Size):  # a tensor already reduced to its shape by shapes_only
@@ -39,6 +41,8 @@ def shapes_only(value: Any):
     namedtuple would run its constructor on sizes, which e.g. ``PackedSequence``'s rejects."""
     if isinstance(value, torch.Tensor):
         return value.shape
+    if type(value) is tuple:  # positional arguments: a module call's usual container, built without a generator
+        return tuple([v.shape if isinstance(v, torch.Tensor) else shapes_only(v) for v in value])
     if isinstance(value, tuple) and hasattr(value, "_fields"):
         return {f: shapes_only(getattr(value, f)) for f in value._fields}
     if isinstance(value, (list, tuple)):
@@ -50,6 +54,8 @@ def shapes_only(value: Any):
 
 def tensor_bytes(value: Any) -> int:
     """Bytes of every distinct tensor inside a nested value."""
+    if isinstance(value, torch.Tensor):  # a module's usual output
+        return value.numel() * value.element_size()
     seen = set()
     total = 0
     stack = [value]

@@ -20,13 +20,14 @@ import torch.nn as nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from netscope.run.dataflow import MODEL_INPUT, NO_SOURCES, DataflowTracker, edge_tuple
-from netscope.errors import ForwardError, OutOfMemory
+from netscope.errors import ForwardError, MacFormulaError, OutOfMemory
 from netscope.run.model_state import GLOBAL_STATE_LOCK, frozen_heap, paused_gc, preserved_model
 from netscope.operators.registry import UNSEEN, OpResolver
 from netscope.operators.breakdown import OperatorTable
 from netscope.operators.packed import packed_by_module, packed_numel
 from netscope.analyses.receptive_field import FieldTracker, input_field
 from netscope.records import FAILED, LayerCall
+from netscope.run.module_tree import ModuleTree, module_tree
 from netscope.run.shapes import format_shape_tree, shape_tree, shapes_only, tensor_bytes
 from netscope.operators.windows import WindowOpLog
 
@@ -50,6 +51,7 @@ class TraceResult:
     window_ops: Dict[int, list] = field(default_factory=dict)  # call index -> its conv/pool operator calls
     operators: Optional[OperatorTable] = None  # operator calls and multiply-adds per call
     packed: Optional[Dict[int, tuple]] = None  # id(module) -> packed weight/bias of quantized modules
+    tree: Optional[ModuleTree] = None  # the traced model's modules as they are after the pass
 
 
 class _OpenCall:
@@ -57,7 +59,7 @@ class _OpenCall:
                  "output", "output_bytes", "own_macs", "failed", "finished", "origin", "error", "field",
                  "inputs_from")
 
-    def __init__(self, index, module, name, parent, depth, call_number, args, kwargs):
+    def __init__(self, index, module, name, parent, depth, call_number, args, kwargs, inputs_from=NO_SOURCES):
         self.index = index
         self.module = module
         self.name = name
@@ -74,7 +76,7 @@ class _OpenCall:
         self.origin = None  # when failed: the innermost call the exception came from
         self.error = None  # when failed: the exception that left this call
         self.field = None  # receptive field of the output (netscope.analyses.receptive_field), when tracked
-        self.inputs_from = NO_SOURCES  # indexes of the calls that produced its tensor arguments (dataflow)
+        self.inputs_from = inputs_from  # indexes of the calls that produced its tensor arguments (dataflow)
 
 
 class _Recorder:
@@ -111,13 +113,15 @@ class _Recorder:
         name = self.names.get(key)
         if name is None:  # a module of some other model, or one created during the pass
             return None
-        count = self.call_counts.get(key, 0) + 1
-        self.call_counts[key] = count
+        counts = self.call_counts
+        count = counts[key] = counts.get(key, 0) + 1
         stack = self.stack
-        parent = stack[-1].index if stack else None
-        call = _OpenCall(len(self.calls), module, name, parent, len(stack), count, shapes_only(args), None)
-        call.inputs_from = self.flow.producers(args)
-        self.calls.append(call)
+        calls = self.calls
+        # the usual call, one tensor, without shapes_only's generality
+        shapes = (args[0].shape,) if len(args) == 1 and isinstance(args[0], torch.Tensor) else shapes_only(args)
+        call = _OpenCall(len(calls), module, name, stack[-1].index if stack else None, len(stack), count, shapes,
+                         None, self.flow.producers(args))
+        calls.append(call)
         stack.append(call)
         self.last_failed = None
         return None
@@ -167,8 +171,12 @@ class _Recorder:
             call.origin = previous.origin if same else call
             self.last_failed = call
         else:
-            call.output = shapes_only(output)
-            call.output_bytes = tensor_bytes(output)
+            if isinstance(output, torch.Tensor):  # the usual output, without shapes_only's generality
+                call.output = output.shape
+                call.output_bytes = output.numel() * output.element_size()
+            else:
+                call.output = shapes_only(output)
+                call.output_bytes = tensor_bytes(output)
             call.finished = True
             self.last_failed = None
             self.flow.claim(output, frozenset((call.index,)))
@@ -221,7 +229,7 @@ class _MacCounter(TorchDispatchMode):
 
 def trace(model: nn.Module, inputs: Tuple[tuple, dict], *, mode: str = "eval",
           progress: Optional[Callable[[int], None]] = None, fake: bool = False,
-          receptive_field: bool = False) -> TraceResult:
+          receptive_field: bool = False, tree: Optional[ModuleTree] = None) -> TraceResult:
     """Run ``model`` once on ready ``(args, kwargs)`` and record every module call.
 
     Placement, dtype and dummy inputs are :mod:`netscope.run.prepare`'s job (``prepared`` then ``run_pass``, which
@@ -229,7 +237,8 @@ def trace(model: nn.Module, inputs: Tuple[tuple, dict], *, mode: str = "eval",
     ``fake``: run under a FakeTensorMode (inputs converted to fake tensors).
     ``progress``: called with 1 after each module call returns (``netscope.progress.progress``'s
     ``advance``; ``module_count(model)`` is the usual total). ``receptive_field``: track each call's
-    receptive field (``netscope.analyses.receptive_field``).
+    receptive field (``netscope.analyses.receptive_field``). ``tree``: ``model``'s :class:`ModuleTree`, when the
+    caller has walked it already.
     """
     if mode not in ("eval", "train"):
         raise ValueError(f"mode must be 'eval' or 'train', not {mode!r}")
@@ -239,8 +248,10 @@ def trace(model: nn.Module, inputs: Tuple[tuple, dict], *, mode: str = "eval",
         if isinstance(value, torch.Tensor):
             device = value.device
             break
+    if tree is None or tree.root is not model:
+        tree = module_tree(model)
     return _run(model, tuple(args), dict(kwargs), train=(mode == "train"), device=device, advance=progress, fake=fake,
-                receptive_field=receptive_field)
+                receptive_field=receptive_field, tree=tree)
 
 
 def module_count(model: nn.Module) -> int:
@@ -263,16 +274,12 @@ def model_float_dtype(model: nn.Module) -> str:
     return "float32"
 
 
-def _run(model: nn.Module, args: tuple, kwargs: dict, *, train: bool, device: torch.device,
+def _run(model: nn.Module, args: tuple, kwargs: dict, *, train: bool, device: torch.device, tree: ModuleTree,
          advance: Optional[Callable[[int], None]] = None, fake: bool = False,
          receptive_field: bool = False) -> TraceResult:
     from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
 
-    named = list(model.named_modules(remove_duplicate=False))
-    names: Dict[int, str] = {}
-    for name, module in named:
-        names.setdefault(id(module), name)
-    recorder = _Recorder(names, advance)
+    recorder = _Recorder(tree.names, advance)
     window_ops = WindowOpLog(recorder)
     observers = [window_ops.observe, recorder.flow.observe]
     # fields only when the first input is spatial (floating, rank >= 3): otherwise nothing to track
@@ -289,7 +296,7 @@ def _run(model: nn.Module, args: tuple, kwargs: dict, *, train: bool, device: to
     output = None
     script = isinstance(model, torch.jit.ScriptModule)
     try:
-        with GLOBAL_STATE_LOCK, frozen_heap(), preserved_model(model, train=train) as changes:
+        with GLOBAL_STATE_LOCK, frozen_heap(), preserved_model(model, train=train, tree=tree) as changes:
             handles.append(register_module_forward_pre_hook(recorder.pre_hook))
             handles.append(register_module_forward_hook(recorder.post_hook, with_kwargs=True, always_call=True))
             runnable = _eager(model)
@@ -321,8 +328,9 @@ def _run(model: nn.Module, args: tuple, kwargs: dict, *, train: bool, device: to
         if call.kwargs is None:
             call.kwargs = {}
     with paused_gc():
-        result = _build_result(named, recorder, ops, output, time.perf_counter() - start, peak,
+        result = _build_result(tree, recorder, ops, output, time.perf_counter() - start, peak,
                                structure_only=script)
+    result.tree = module_tree(model) if changes.modules_changed else tree
     result.window_ops = window_ops.by_call()
     if script:
         result.notes.append(
@@ -356,10 +364,11 @@ def _eager(model: nn.Module) -> nn.Module:
     return original if isinstance(original, nn.Module) else model
 
 
-def _build_result(named, recorder: _Recorder, ops: Optional[OpResolver], output, seconds: float, peak, *,
+def _build_result(tree: ModuleTree, recorder: _Recorder, ops: Optional[OpResolver], output, seconds: float, peak, *,
                   structure_only: bool = False) -> TraceResult:
-    packed = packed_by_module(m for _, m in named)
-    param_table = _param_table(named, packed)
+    named = tree.named
+    packed = packed_by_module(tree.modules)
+    param_table = _param_table(tree, packed)
     calls: List[LayerCall] = []
     open_calls = recorder.calls
     if structure_only:  # a TorchScript model: its submodules listed, never called through hooks
@@ -383,15 +392,19 @@ def _build_result(named, recorder: _Recorder, ops: Optional[OpResolver], output,
     if open_calls and open_calls[0].failed and open_calls[0].origin is not None:
         failed_index = open_calls[0].origin.index  # where the exception that ended the pass was raised
     merges = recorder.flow.merges
+    windowed: Dict[type, bool] = {}  # class -> whether it has kernel_size (then read per module)
+    make = LayerCall.of
     for call in open_calls:
         module = call.module
+        cls = type(module)
         counts = param_table.get(id(module))
         own, subtree, trainable = counts if counts is not None else _param_counts(module)
         output_tree = shape_tree(call.output) if call.finished else FAILED if call.failed else NOT_RECORDED
-        calls.append(LayerCall(
-            index=call.index,
+        index = call.index
+        calls.append(make(
+            index=index,
             name=call.name,
-            class_name=(structure_only and getattr(module, "original_name", None)) or type(module).__name__,
+            class_name=(structure_only and getattr(module, "original_name", None)) or cls.__name__,
             depth=call.depth,
             parent=call.parent,
             call_number=call.call_number,
@@ -400,14 +413,14 @@ def _build_result(named, recorder: _Recorder, ops: Optional[OpResolver], output,
             own_params=own,
             subtree_params=subtree,
             trainable=trainable,
-            own_macs=call.own_macs + (outside.own_macs if call.index == 0 else 0),
-            macs=total_macs[call.index],
+            own_macs=call.own_macs + (outside.own_macs if index == 0 else 0),
+            macs=total_macs[index],
             output_bytes=call.output_bytes,
             is_leaf=not module._modules,
-            hyperparams=_hyperparams(module),
+            hyperparams=_hyperparams(module, windowed),
             receptive_field=call.field,
             inputs_from=edge_tuple(call.inputs_from),
-            merges=tuple((op, edge_tuple(s)) for op, s in merges[call.index]) if call.index in merges else (),
+            merges=tuple((op, edge_tuple(s)) for op, s in merges[index]) if index in merges else (),
         ))
     return TraceResult(
         calls=calls,
@@ -427,25 +440,16 @@ def _build_result(named, recorder: _Recorder, ops: Optional[OpResolver], output,
 _TRAINABLE = {0: "", 1: "yes", 2: "no", 3: "partial"}  # bit 1: a trainable parameter, bit 2: a frozen one
 
 
-def _param_table(named, packed: Dict[int, tuple]) -> Dict[int, Tuple[int, int, str]]:
-    """``id(module) -> (own, subtree, trainable)`` for every submodule of ``named`` (the root's
-    ``named_modules(remove_duplicate=False)``), in one bottom-up walk.
+def _param_table(tree: ModuleTree, packed: Dict[int, tuple]) -> Dict[int, Tuple[int, int, str]]:
+    """``id(module) -> (own, subtree, trainable)`` for every module of ``tree``, in one bottom-up walk.
 
     Subtree counts add up children only when no module or parameter appears twice in the tree (the
     usual case); with sharing, each module's deduplicated ``parameters()`` is counted instead, which is
     exact but quadratic in depth.
     """
-    slots = 0
-    unique = set()
-    modules = {}
-    for _, module in named:
-        modules[id(module)] = module
-        for param in module._parameters.values():
-            if param is not None:
-                slots += 1
-                unique.add(id(param))
-    if slots != len(unique) or len(named) != len(modules):
-        return {key: _param_counts(m) for key, m in modules.items()}
+    if tree.shares_modules or sum(1 for m in tree.modules for p in m._parameters.values() if p is not None) \
+            != len(tree.parameters):
+        return {id(m): _param_counts(m) for m in tree.modules}
     table: Dict[int, Tuple[int, int, int]] = {}
 
     def visit(module: nn.Module) -> Tuple[int, int, int]:
@@ -467,7 +471,7 @@ def _param_table(named, packed: Dict[int, tuple]) -> Dict[int, Tuple[int, int, s
         table[id(module)] = (own, subtree, flags)
         return own, subtree, flags
 
-    visit(named[0][1])
+    visit(tree.root)
     return {key: (own, subtree, _TRAINABLE[flags]) for key, (own, subtree, flags) in table.items()}
 
 
@@ -487,12 +491,19 @@ def _param_counts(module: nn.Module) -> Tuple[int, int, str]:
     return own, subtree, trainable
 
 
-def _hyperparams(module: nn.Module) -> Dict[str, Any]:
-    """kernel_size, stride, padding, ... of windowed layers (convolutions and pools)."""
+def _hyperparams(module: nn.Module, windowed: Optional[Dict[type, bool]] = None) -> Dict[str, Any]:
+    """kernel_size, stride, padding, ... of windowed layers (convolutions and pools). ``windowed``: a memo of
+    which classes have ``kernel_size`` themselves, kept by the caller for one pass."""
     values = {}
     # Looked up in the instance dict and the class first: hasattr() on a module without the attribute
     # goes through nn.Module.__getattr__ and an AttributeError, which costs more than the rest of a row.
-    if "kernel_size" not in module.__dict__ and not hasattr(type(module), "kernel_size"):
+    cls = type(module)
+    on_class = windowed.get(cls) if windowed is not None else None
+    if on_class is None:
+        on_class = hasattr(cls, "kernel_size")
+        if windowed is not None:
+            windowed[cls] = on_class
+    if not on_class and "kernel_size" not in module.__dict__:
         return values
     for name in HYPERPARAMETERS:
         value = getattr(module, name, None)
@@ -511,7 +522,9 @@ def _forward_error(model, result: TraceResult, error: BaseException) -> ForwardE
         layer = call.name
         shapes = ", ".join(format_shape_tree(s) for s in call.input_shapes) or "no tensors"
         where = f"layer {call.name or '(root)'} ({call.class_name}), called with input shape(s) {shapes}"
-    if _out_of_memory(error):
+    if isinstance(error, MacFormulaError):  # netscope's (or the user's) formula failed, not the model
+        err = MacFormulaError(f"{error} (it ran in {where})", original=error.original, layer=layer)
+    elif _out_of_memory(error):
         err = OutOfMemory(
             f"the model's forward pass ran out of memory in {where}: {type(error).__name__}: "
             f"{str(error).splitlines()[0] if str(error) else ''}. Use a smaller input, or --device meta "

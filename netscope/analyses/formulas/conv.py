@@ -18,6 +18,8 @@ from netscope.analyses.formulas.window import Window, window_notes
 
 def is_unmaterialized(module) -> bool:
     """A lazy layer whose parameters have not been created yet (its sizes are still unknown)."""
+    if not hasattr(type(module), "has_uninitialized_params") and "has_uninitialized_params" not in vars(module):
+        return False  # asked without getattr's miss through nn.Module.__getattr__, which raises and catches
     check = getattr(module, "has_uninitialized_params", None)
     return bool(check and check())
 

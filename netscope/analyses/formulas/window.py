@@ -7,6 +7,7 @@ the number, it explains the dimension: the formula text, and the warnings a care
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import List, Tuple
 
@@ -111,7 +112,24 @@ class Window:
 
 def window_notes(windows: Tuple[Window, ...], sizes: Tuple[int, ...], names: Tuple[str, ...],
                  *, smallest_ok: bool = True) -> Tuple[Finding, ...]:
-    """Warnings about one call's windows: unread rows, ceil_mode windows, minimum sizes, asymmetric padding."""
+    """Warnings about one call's windows: unread rows, ceil_mode windows, minimum sizes, asymmetric padding.
+
+    A pure function of immutable values, remembered for the latest few hundred arguments: a network repeats a
+    few window configurations on a few sizes, and each call is checked twice (module formula, operator)."""
+    key = (tuple(windows), tuple(sizes), tuple(names), smallest_ok)
+    try:
+        return _remembered_notes(key)
+    except TypeError:  # an unhashable size (a symbolic one): computed without the memo
+        return _window_notes(*key)
+
+
+@functools.lru_cache(maxsize=512)
+def _remembered_notes(key) -> Tuple[Finding, ...]:
+    return _window_notes(*key)
+
+
+def _window_notes(windows: Tuple[Window, ...], sizes: Tuple[int, ...], names: Tuple[str, ...],
+                  smallest_ok: bool) -> Tuple[Finding, ...]:
     skipped: List[str] = []
     subsampled: List[str] = []
     extra: List[str] = []

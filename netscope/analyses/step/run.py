@@ -32,6 +32,7 @@ from netscope.errors import ForwardError, InputSpecError
 from netscope.run.model_state import paused_gc, preserved_model
 from netscope.operators.registry import UNSEEN, OpResolver
 from netscope.run.no_memory import meta_copy
+from netscope.run.module_tree import module_tree
 from netscope.run.trace import TraceResult, _build_result, _eager, _forward_error, _Recorder
 from netscope.analyses.step.options import OPTIMIZERS, PRECISIONS, StepOptions
 from netscope.analyses.step.torch_parts import current_autograd_node, fake_tensor_mode, timeline_tracker
@@ -104,11 +105,8 @@ def run_step(model: nn.Module, args: tuple, kwargs: dict, options: StepOptions, 
         raise InputSpecError(f"{type(model).__name__} has no trainable parameter (requires_grad=True): "
                              "a training step would change nothing")
     own_storages = {id(t.untyped_storage()) for t in params + list(copy_.buffers())}
-    named = list(copy_.named_modules(remove_duplicate=False))
-    module_names: Dict[int, str] = {}
-    for name, module in named:
-        module_names.setdefault(id(module), name)
-    recorder = _Recorder(module_names, None)
+    tree = module_tree(copy_)
+    recorder = _Recorder(tree.names, None)
     backward: Dict[int, int] = {}
     saved: Dict[int, int] = {}
     seen = WeakIdKeyDictionary()
@@ -137,8 +135,8 @@ def run_step(model: nn.Module, args: tuple, kwargs: dict, options: StepOptions, 
         with tracker:
             output, error = _forward(copy_, args, kwargs, recorder, counter, tagger, pack, autocast_dtype, device)
             if error is not None:
-                raise _step_forward_error(copy_, _build_result(named, recorder, ops, None, 0.0, None), error) from error
-            result = _build_result(named, recorder, ops, output, 0.0, None)
+                raise _step_forward_error(copy_, _build_result(tree, recorder, ops, None, 0.0, None), error) from error
+            result = _build_result(tree, recorder, ops, output, 0.0, None)
             loss = _loss(output, type(model).__name__)
             with counter:
                 loss.backward()
