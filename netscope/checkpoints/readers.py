@@ -25,6 +25,7 @@ from netscope.checkpoints.layouts import (
     select_state_dict,
     state_dict_candidates,
 )
+from netscope.collector import paused_gc
 from netscope.errors import CheckpointError
 from netscope.records import TensorMeta
 
@@ -57,6 +58,11 @@ def inspect_checkpoint(path: str, *, weights_only: bool = True, key: Optional[st
     and their tensors never touched), except for legacy non-zip torch files, which say so in ``notes``.
     ``key`` chooses which dict of tensors is the state dict (``state_dict_ema``, ``model.ema``).
     """
+    with paused_gc():  # a few small records per tensor, 100k tensors and more: collector passes would dominate
+        return _inspect(path, weights_only, key)
+
+
+def _inspect(path: str, weights_only: bool, key: Optional[str]) -> CheckpointInfo:
     fmt, resolved = detect_format(path)
     if key is None:
         return READERS[fmt].inspect(resolved, weights_only)

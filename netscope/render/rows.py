@@ -22,6 +22,8 @@ def check_format(fmt: str, table_style: str = "simple") -> None:
     """Raise a UsageError for an unknown output format or tabulate style."""
     if fmt not in TEXT_FORMATS:
         raise UsageError(f"unknown format {fmt!r}; use one of {', '.join(TEXT_FORMATS)}")
+    if table_style == "simple":  # the default, drawn by _simple_table: no need to import tabulate
+        return
     import tabulate
 
     if table_style not in tabulate.tabulate_formats:
@@ -46,7 +48,7 @@ def render_rows(rows: Sequence[Dict[str, Any]], columns: Sequence[str], fmt: str
             writer.writerow(["" if row.get(c) is None else row.get(c) for c in columns])
         return buffer.getvalue()
     style = "github" if fmt == "markdown" else table_style
-    body = [[_cell(row.get(c)) for c in columns] for row in rows]
+    body = [[value if type(value) is str else _cell(value) for value in map(row.get, columns)] for row in rows]
     titles = [headers.get(c, c) for c in columns]
     right = [c in numeric for c in columns]
     if style == "simple":  # the default: drawn here, since tabulate's per-cell type sniffing dominates big tables
@@ -61,18 +63,17 @@ def render_rows(rows: Sequence[Dict[str, Any]], columns: Sequence[str], fmt: str
 def _simple_table(titles: List[str], body: List[List[str]], right: List[bool]) -> str:
     """tabulate's "simple" layout: titles, a dashed rule per column, two spaces between columns."""
     widths = [len(t) + 2 for t in titles]  # tabulate keeps two spare columns per title
-    for cells in body:
-        for i, cell in enumerate(cells):
-            if len(cell) > widths[i]:
-                widths[i] = len(cell)
+    for i, column in enumerate(zip(*body)):
+        widths[i] = max(widths[i], max(map(len, column)))
+
+    pattern = "  ".join(f"{{:{'>' if r else '<'}{w}}}" for w, r in zip(widths, right))  # one format call per row
 
     def line(cells):
-        return "  ".join(cell.rjust(w) if r else cell.ljust(w)
-                         for cell, w, r in zip(cells, widths, right)).rstrip()
+        return pattern.format(*cells).rstrip()
 
     title_line = line(titles) if body else "  ".join(t.ljust(w) for t, w in zip(titles, widths)).rstrip()
     out = [title_line, "  ".join("-" * w for w in widths)]
-    out.extend(line(cells) for cells in body)
+    out.extend(map(line, body))
     return "\n".join(out)
 
 
