@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from math import prod
 from typing import Any, Dict, Mapping, Tuple
 
 from netscope.records import TensorMeta
@@ -22,7 +23,7 @@ class CheckpointInfo:
 
     @property
     def total_elements(self) -> int:
-        return sum(meta.numel for meta in self.tensors.values())
+        return sum(prod(meta.shape) for meta in self.tensors.values())
 
     @property
     def total_bytes(self) -> int:
@@ -31,8 +32,12 @@ class CheckpointInfo:
 
         per_storage: Dict[Any, int] = {}
         for key, meta in self.tensors.items():
-            storage = meta.storage_id if meta.storage_id is not None else ("key", key)
-            per_storage[storage] = max(per_storage.get(storage, 0), meta.numel * itemsize(meta.dtype))
+            storage = meta.storage_id
+            if storage is None:
+                storage = ("key", key)
+            nbytes = prod(meta.shape) * itemsize(meta.dtype)
+            if nbytes >= per_storage.get(storage, 0):
+                per_storage[storage] = nbytes
         return sum(per_storage.values())
 
     def to_dict(self) -> dict:
