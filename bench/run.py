@@ -18,9 +18,9 @@ that warms up once, repeats, and prints one JSON line. Each column has one meani
 - ``peak RSS MiB (wait4)``: the child process's peak resident set as the kernel reports it
   (``ru_maxrss`` from ``wait4``), the largest over the repeats; shown for rows whose child ran that row
   alone (not for the tool rows of ``cnn``/``deep``, which share one child).
-- ``RSS growth MiB (VmHWM)``: for the tool rows of ``cnn``/``deep`` (torchinfo and netscope run in turns
-  in one child, so that load hits both alike): that tool's peak RSS over the process's RSS just before
-  its first call (``VmHWM`` restarted through ``/proc/self/clear_refs``).
+- ``RSS growth MiB (VmHWM)``: a peak inside a child, over the child's RSS just before (``VmHWM``
+  restarted through ``/proc/self/clear_refs``): per tool for ``cnn``/``deep`` (torchinfo and netscope run
+  in turns in one child, so that load hits both alike), and the real CPU training step of ``step``.
 - ``ratio``: the row's judged figure divided by the same figure of the row named in ``ratio to``
   (``warm s`` for API rows, ``process s`` for CLI rows), measured in this same run.
 - ``target``, ``met``: the goal for the row and whether this run met it (goals, not assertions).
@@ -418,20 +418,22 @@ def measure_step_real(args) -> dict:
     model, x = _step_model(args.model)
     model.train()
     optimizer = torch.optim.AdamW(model.parameters())
-    start = time.perf_counter()
-    for _ in range(2):
+
+    def one_step():
         out = model(x)
         (out.logits if hasattr(out, "logits") else out).sum().backward()
         del out
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-    real_seconds = (time.perf_counter() - start) / 2
+
+    real = timed(one_step, args.repeats)  # the warm-up step creates AdamW's state; the timed ones hold it
     measured_mb = peak_rss_mb() - baseline
-    start = time.perf_counter()
-    report = netscope.step(model, input_data=x, optimizer="adamw")
-    t = report.totals
-    return {"measured_mb": measured_mb, "estimate_mb": t.peak_bytes / 2**20, "real_step_seconds": real_seconds,
-            "plan_seconds": time.perf_counter() - start, "hwm_reset": reset,
+    reports = []
+    plan = timed(lambda: reports.append(netscope.step(model, input_data=x, optimizer="adamw")), args.repeats)
+    t = reports[-1].totals
+    return {"measured_mb": measured_mb, "estimate_mb": t.peak_bytes / 2**20, "real_step_seconds": real["seconds"],
+            "real_step_cpu_seconds": real["cpu_seconds"], "plan_seconds": plan["seconds"],
+            "plan_cpu_seconds": plan["cpu_seconds"], "hwm_reset": reset,
             "parts_mb": {k: getattr(t, k) / 2**20 for k in ("param_bytes", "grad_bytes", "optimizer_bytes",
                                                              "activation_bytes")}}
 
@@ -458,9 +460,9 @@ def measure_step_fsdp_tracker(args) -> dict:
     with torch.device("meta"):
         reference = LlamaForCausalLM(config)
     x = torch.randint(0, config.vocab_size, (2, 256))
-    start = time.perf_counter()
-    estimate = netscope.step(reference, input_data=x, fsdp=world).totals.peak_bytes
-    plan_seconds = time.perf_counter() - start
+    reports = []
+    plan = timed(lambda: reports.append(netscope.step(reference, input_data=x, fsdp=world)), args.repeats)
+    estimate = reports[-1].totals.peak_bytes
     dist.init_process_group("fake", rank=0, world_size=world, store=FakeStore())
     try:
         mesh = init_device_mesh("cpu", (world,))
@@ -483,7 +485,8 @@ def measure_step_fsdp_tracker(args) -> dict:
             tracked = max(snap["Total"] for snap in tracker.get_tracker_snapshot("peak").values())
     finally:
         dist.destroy_process_group()
-    return {"estimate_mb": estimate / 2**20, "tracker_mb": tracked / 2**20, "plan_seconds": plan_seconds}
+    return {"estimate_mb": estimate / 2**20, "tracker_mb": tracked / 2**20, "plan_seconds": plan["seconds"],
+            "plan_cpu_seconds": plan["cpu_seconds"]}
 
 
 def child_main(argv: List[str]) -> int:
@@ -715,22 +718,23 @@ class Bench:
     def step(self) -> None:
         models = ("resnet18",) if self.options.quick else ("resnet50", "vit_b_16", "gpt2")
         for model in models:
-            r = self.spawn("step_real", model=model, repeats=1)
+            r = self.spawn("step_real", model=model, repeats=1)  # a warm-up call, then one timed
             ratio = r["estimate_mb"] / r["measured_mb"] if r["measured_mb"] > 0 else None
             parts = ", ".join(f"{k.removesuffix('_bytes')} {v:.0f}" for k, v in r["parts_mb"].items())
             case = f"{model} {'2x512' if model == 'gpt2' else 'b8 224'} AdamW fp32"
-            self.add("8 step", case, "real CPU step", warm=r["real_step_seconds"], rss=r["process"].peak_rss_mib,
-                     growth=r["measured_mb"], note=f"VmHWM reset: {r['hwm_reset']}; warm s = mean of 2 steps")
-            self.add("8 step", case, "netscope.step estimate", warm=r["plan_seconds"], ratio=ratio,
-                     ratio_to="real CPU step's RSS growth",
+            self.add("8 step", case, "real CPU step", warm=r["real_step_seconds"], warm_cpu=r["real_step_cpu_seconds"],
+                     rss=r["process"].peak_rss_mib, growth=r["measured_mb"],
+                     note=f"RSS growth over the RSS before the model was built (VmHWM reset: {r['hwm_reset']})")
+            self.add("8 step", case, "netscope.step estimate", warm=r["plan_seconds"], warm_cpu=r["plan_cpu_seconds"],
+                     ratio=ratio, ratio_to="real CPU step's RSS growth",
                      note=f"estimated peak {r['estimate_mb']:.0f} MiB (MiB: {parts}); ratio = estimate / real RSS "
-                          "growth, no target (CPU allocator, oneDNN workspaces and Python objects differ); "
-                          "warm s = one call")
-        r = self.spawn("step_fsdp_tracker", repeats=1)
+                          "growth, no target (CPU allocator, oneDNN workspaces and Python objects differ)")
+        r = self.spawn("step_fsdp_tracker", repeats=1)  # a warm-up call, then one timed
         self.add("8 step", "small LLaMA (4 x 512, vocab 8000) 2x256, FSDP2 4 ranks", "netscope.step estimate",
-                 warm=r["plan_seconds"], ratio=r["estimate_mb"] / r["tracker_mb"], ratio_to="torch FSDPMemTracker peak",
+                 warm=r["plan_seconds"], warm_cpu=r["plan_cpu_seconds"], ratio=r["estimate_mb"] / r["tracker_mb"],
+                 ratio_to="torch FSDPMemTracker peak",
                  note=f"per-rank peak {r['estimate_mb']:.0f} MiB vs torch FSDPMemTracker {r['tracker_mb']:.0f} MiB "
-                      "(real fully_shard per block + root on a fake process group); warm s = one call")
+                      "(real fully_shard per block + root on a fake process group)")
         config = os.path.join(ROOT, "tests", "data", "hf_llama_7b_config.json")
         argv = ["step", f"hf:{config}", "--input", "1,2048:int64", "--fsdp", "8", "-f", "csv", "-q"]
         r = self.cli(argv, repeats=1)
