@@ -40,7 +40,8 @@ def _assert_same_as_zipfile(path):
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(records=RECORDS, comment=st.binary(max_size=40), force_zip64=st.booleans())
+@given(records=RECORDS, comment=st.binary(max_size=40).filter(lambda c: b"PK\x05\x06" not in c),  # zipfile
+       force_zip64=st.booleans())                                # itself cannot read an end signature in a comment
 def test_records_and_bytes_equal_zipfile(tmp_path, records, comment, force_zip64):
     path = str(tmp_path / "a.zip")
     _write_methods(path, records, comment=comment, force_zip64=force_zip64)
