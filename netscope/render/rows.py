@@ -70,7 +70,12 @@ def _text_columns(rows: Sequence[Dict[str, Any]], columns: Sequence[str]) -> Lis
                   else [tuple(map(itemgetter(columns[0]), rows))])
     except KeyError:  # rows without every column: a missing cell is blank
         values = [tuple(row.get(c) for row in rows) for c in columns]
-    return [column if set(map(type, column)) == {str} else tuple(map(_cell, column)) for column in values]
+    texts = []
+    for column in values:
+        kinds = set(map(type, column))
+        texts.append(column if kinds == {str} else tuple(map("{:,}".format, column)) if kinds == {int}
+                     else tuple(map(_cell, column)))
+    return texts
 
 
 def _simple_table(titles: List[str], columns: List[Sequence[str]], right: List[bool]) -> str:
