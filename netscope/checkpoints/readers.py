@@ -184,12 +184,15 @@ def _detect_directory(path: str) -> Tuple[str, str]:
 # ---- shared helpers ------------------------------------------------------------------------------------
 
 def _tensor_metas(state: Dict[str, Any], prefix: str = "") -> "OrderedDict[str, TensorMeta]":
-    tensors = {k: v for k, v in state.items() if (type(v) is TensorMeta or is_tensor_like(v)) and isinstance(k, str)}
+    if state and set(map(type, state.values())) == {TensorMeta} and set(map(type, state)) == {str}:
+        tensors = state  # torch_zip's view of a plain state dict: nothing to filter
+    else:
+        tensors = {k: v for k, v in state.items() if is_tensor_like(v) and isinstance(k, str)}
     ids = torch_format.storage_ids(tensors, prefix)
     return OrderedDict(
-        (k, TensorMeta(v.shape, v.dtype, ids[k]) if type(v) is TensorMeta  # torch_zip's: shape and dtype final
+        (k, (v if v.storage_id == ids[k] else TensorMeta(v.shape, v.dtype, ids[k])) if type(v) is TensorMeta
          else TensorMeta(tuple(int(d) for d in v.shape), torch_dtype_name(v.dtype), ids[k]))
-        for k, v in tensors.items()
+        for k, v in tensors.items()  # torch_zip's TensorMeta: shape and dtype final, often the very id too
     )
 
 

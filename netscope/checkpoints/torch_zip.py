@@ -2,8 +2,9 @@
 
 ``data.pkl`` is unpickled by a restricted unpickler whose ``find_class`` knows only the globals a plain
 state dict (or a training checkpoint of dicts, lists, numbers and tensors) uses, and maps each to a
-stand-in: storages become ``_Storage`` (key, dtype, element count) and tensors become ``TensorMeta``
-whose ``storage_id`` is the storage key. Every such global is one torch's ``weights_only`` loader
+stand-in: storages become ``_Storage`` (id, dtype, element count) and tensors become ``TensorMeta``
+whose ``storage_id`` is ``s`` + the storage's key in the archive (torch numbers storages in the order it
+saves them, so for a plain state dict these are the ids the listing gives: nothing is renumbered). Every such global is one torch's ``weights_only`` loader
 allows, so nothing can run code. Anything else (an unknown global, an odd record, a view outside its
 storage) raises ``FastPathUnavailable`` and the caller falls back to ``torch.load``, which applies the
 ``weights_only`` rules and gives the usual error messages.
@@ -19,6 +20,7 @@ import os
 import pickle
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Callable, Dict, NamedTuple, Optional, Tuple
 
 from netscope.checkpoints.dtypes import itemsize
@@ -51,7 +53,7 @@ class _Dtype:
 
 
 class _Storage(NamedTuple):  # one per storage in the file: a tuple is the cheapest immutable record
-    key: str
+    key: str  # the storage_id its tensors get: "s" + its key in the archive
     dtype: str
     numel: int
     element: int  # bytes per element of dtype
@@ -59,6 +61,9 @@ class _Storage(NamedTuple):  # one per storage in the file: a tuple is the cheap
     @property
     def nbytes(self) -> int:
         return self.numel * self.element
+
+
+_new_storage = partial(tuple.__new__, _Storage)  # the NamedTuple without its Python-level __new__
 
 
 class _TensorType:
@@ -100,7 +105,7 @@ def _rebuild_tensor_v3(storage, offset, size, stride, requires_grad, hooks, dtyp
     if not element:
         raise FastPathUnavailable(f"dtype {dtype.name} of unknown size")
     # the untyped storage counts bytes; the view's offset and strides count elements of ``dtype``
-    typed = _Storage(storage.key, dtype.name, storage.numel // element, element)
+    typed = _new_storage((storage.key, dtype.name, storage.numel // element, element))
     return _tensor(typed, offset, size, stride)
 
 
@@ -168,7 +173,7 @@ class _HeaderUnpickler(pickle.Unpickler):
         known = self._storages.get(key)
         if known is not None:
             return known
-        storage = _Storage(key, storage_type.dtype, numel, itemsize(storage_type.dtype))
+        storage = _new_storage((f"s{key}", storage_type.dtype, numel, itemsize(storage_type.dtype)))
         available = self._storage_bytes(key)
         if available is None or available < storage.nbytes:
             raise FastPathUnavailable(f"storage {key} missing or shorter than its tensors")
@@ -178,7 +183,7 @@ class _HeaderUnpickler(pickle.Unpickler):
 
 def read_container(path: str) -> Any:
     """The unpickled ``data.pkl`` of a zip torch file, tensors replaced by ``TensorMeta`` (storage_id =
-    storage key). Raises ``FastPathUnavailable`` for anything the restricted reader does not cover."""
+    ``s`` + storage key). Raises ``FastPathUnavailable`` for anything the restricted reader does not cover."""
     if os.fspath(path).endswith(".safetensors"):
         raise FastPathUnavailable("torch file named .safetensors (torch.load reads it differently)")
     try:
@@ -216,9 +221,14 @@ def _refuse_bare_stand_ins(value: Any, depth: int = 0) -> None:
     if isinstance(value, Mapping):
         value = list(value.keys()) + list(value.values())
     if isinstance(value, (list, tuple, set)):
+        if set(map(type, value)) <= _LEAF_TYPES:  # a state dict's keys and tensors: nothing to look into
+            return
         for item in value:
             if not isinstance(item, (str, int, float, TensorMeta)):
                 _refuse_bare_stand_ins(item, depth + 1)
+
+
+_LEAF_TYPES = frozenset({str, int, float, bool, TensorMeta})
 
 
 def _archive_prefix(records: Mapping[str, Any]) -> str:

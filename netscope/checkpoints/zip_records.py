@@ -14,7 +14,7 @@ import os
 import struct
 import zlib
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, partial
 from typing import Dict, NamedTuple
 
 _END = struct.Struct("<4s4H2LH")  # end of central directory record (22 bytes + comment)
@@ -37,6 +37,9 @@ class ZipRecord(NamedTuple):
     offset: int  # of the local header (zipfile's header_offset)
     crc: int
     flags: int
+
+
+_new_record = partial(tuple.__new__, ZipRecord)  # the NamedTuple without its Python-level __new__ (100k records)
 
 
 @dataclass(frozen=True)
@@ -63,10 +66,10 @@ class ZipDirectory:
                 name = raw[start:start + name_len].decode("utf-8" if flags & 0x800 else "cp437")
                 if "\x00" in name:  # zipfile cuts a name at its first NUL
                     name = name.split("\x00", 1)[0]
-                if 0xFFFFFFFF in (compressed, plain, offset):
+                if compressed == 0xFFFFFFFF or plain == 0xFFFFFFFF or offset == 0xFFFFFFFF:
                     extra = raw[start + name_len:start + name_len + extra_len]
                     plain, compressed, offset = _zip64_sizes(extra, plain, compressed, offset)
-                records[name] = ZipRecord(method, compressed, plain, offset, crc, flags)
+                records[name] = _new_record((method, compressed, plain, offset, crc, flags))
                 pos = start + name_len + extra_len + comment_len
         except (struct.error, UnicodeDecodeError) as exc:
             raise ZipUnsupported(f"central directory unreadable ({exc})") from None
