@@ -29,11 +29,10 @@ class CheckpointInfo:
     @property
     def total_bytes(self) -> int:
         """Bytes of tensor data, counting a storage shared by several keys once."""
-        from netscope.checkpoints.dtypes import itemsize
+        from netscope.checkpoints.dtypes import itemsizes
 
         metas = list(self.tensors.values())  # map() keeps the per-tensor work in C on 100k-key files
-        sizes = list(map(mul, map(prod, map(attrgetter("shape"), metas)),
-                         map(itemsize, map(attrgetter("dtype"), metas))))
+        sizes = list(map(mul, map(prod, map(attrgetter("shape"), metas)), itemsizes(map(attrgetter("dtype"), metas))))
         storages = list(map(attrgetter("storage_id"), metas))
         if None not in storages and len(set(storages)) == len(storages):  # no storage shared: the common case
             return sum(sizes)

@@ -57,19 +57,17 @@ def tensor_rows(info) -> List[Dict[str, Any]]:
     from netscope.checkpoints.dtypes import itemsize
 
     first_key: Dict[str, str] = {}
-    shapes: Dict[Any, Tuple[str, int]] = {}  # shape -> (its text, element count): big files repeat few shapes
-    sizes: Dict[int, str] = {}  # bytes -> human_bytes text
+    # (shape, dtype) -> (shape text, elements, bytes, size text): big files repeat a few kinds of tensor
+    kinds: Dict[Tuple[Any, str], Tuple[str, int, int, str]] = {}
     rows = []
     for key, meta in info.tensors.items():
-        shape = meta.shape
-        known = shapes.get(shape)
+        kind = (meta.shape, meta.dtype)
+        known = kinds.get(kind)
         if known is None:
-            known = shapes[shape] = (str(tuple(shape)), meta.numel)
-        text, numel = known
-        nbytes = numel * itemsize(meta.dtype)
-        size = sizes.get(nbytes)
-        if size is None:
-            size = sizes[nbytes] = human_bytes(nbytes)
+            numel = meta.numel
+            nbytes = numel * itemsize(meta.dtype)
+            known = kinds[kind] = (str(tuple(meta.shape)), numel, nbytes, human_bytes(nbytes))
+        text, numel, nbytes, size = known
         shares = ""
         if meta.storage_id is not None:
             owner = first_key.setdefault(meta.storage_id, key)
