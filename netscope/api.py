@@ -9,7 +9,8 @@ import torch.nn as nn
 
 from netscope.run.devices import resolve_device
 from netscope.errors import ForwardError, InputSpecError, MetaDeviceError
-from netscope.run.model_state import frozen_heap, paused_gc
+from netscope.collector import paused_gc
+from netscope.run.model_state import frozen_heap
 from netscope.inputs import InputSpec, inputs_from
 from netscope.records import RunInfo
 from netscope.report import Report

@@ -47,7 +47,7 @@ class Report:
         ones (input shape, then type) until the table fits, and say so under it; chosen columns
         (``columns=...``, ``"all"``) are never left out.
         """
-        from netscope.run.model_state import paused_gc
+        from netscope.collector import paused_gc
 
         with paused_gc():  # thousands of small row objects: cyclic GC passes over a big heap would dominate
             return self._render(fmt, columns=columns, depth=depth, table_style=table_style, expand=expand,

@@ -20,7 +20,7 @@ import torchvision
 
 import netscope
 from netscope.cli import main
-from netscope.run.model_state import paused_gc
+from netscope.collector import paused_gc
 from netscope.run.devices import _meminfo_available, available_memory_bytes
 from netscope.run.no_memory import empty_weights, weight_bytes
 from netscope.progress import progress, progress_enabled

@@ -52,7 +52,7 @@ def _is_state_dict(mapping: Mapping) -> bool:
         return False
     has_tensor = False
     for value in mapping.values():
-        if is_tensor_like(value):
+        if type(value) is TensorMeta or is_tensor_like(value):  # the first test spares a call per tensor
             has_tensor = True
         elif isinstance(value, Mapping) and count_tensors(value):
             return False
@@ -125,7 +125,7 @@ def state_dict_candidates(container: Any) -> Dict[Tuple[Any, ...], int]:
         if not isinstance(value, Mapping) or len(path) > _MAX_DEPTH or is_optimizer_state(value):
             return
         if _is_state_dict(value):
-            found[path] = sum(1 for v in value.values() if is_tensor_like(v))
+            found[path] = sum(1 for v in value.values() if type(v) is TensorMeta or is_tensor_like(v))
             return
         for key, sub in value.items():
             if isinstance(key, str) and key not in NON_MODEL_KEYS:
@@ -193,7 +193,7 @@ def other_entries(container: Any, path: Tuple[Any, ...]) -> Dict[str, str]:
         return entries
     if not path:
         for key, value in container.items():
-            if not is_tensor_like(value):
+            if type(value) is not TensorMeta and not is_tensor_like(value):
                 entries[str(key)] = summarize_value(value)
         return entries
     node: Any = container

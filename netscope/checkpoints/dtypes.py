@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from itertools import repeat
+from typing import Iterable, Iterator
+
 # safetensors header code -> torch dtype name (without "torch.")
 SAFETENSORS_DTYPES = {
     "F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16",
@@ -24,6 +27,11 @@ _ITEMSIZE = {
 def itemsize(dtype_name: str) -> int:
     """Bytes per element of a dtype name; 0 when unknown (the size is then left out of totals)."""
     return _ITEMSIZE.get(dtype_name, 0)
+
+
+def itemsizes(dtype_names: Iterable[str]) -> Iterator[int]:
+    """``itemsize`` of each name, in one C loop (listings of 100k tensors)."""
+    return map(_ITEMSIZE.get, dtype_names, repeat(0))
 
 
 def torch_dtype_name(dtype) -> str:

@@ -8,6 +8,7 @@ import zipfile
 from collections import OrderedDict
 from typing import Dict, Optional
 
+from netscope.checkpoints.zip_records import ZipUnsupported, read_directory
 from netscope.errors import CheckpointError
 from netscope.records import TensorMeta
 
@@ -21,6 +22,16 @@ SCALAR_TYPES = {1: "uint8", 2: "int8", 3: "int16", 4: "int32", 5: "int64", 6: "f
 
 def archive_prefix(path: str) -> Optional[str]:
     """The folder inside the zip that holds a torch.export archive (``m/``), or None when it is not one."""
+    try:  # a torch.save file of 100k tensors has 100k records: look for the name in the raw directory first
+        directory = read_directory(path)
+        if b"archive_format" not in directory.raw:
+            return None
+        for name in directory.records:
+            if name.endswith("archive_format") and directory.read(name).strip() == b"pt2":
+                return name[: -len("archive_format")]
+        return None
+    except ZipUnsupported:
+        pass  # zipfile decides
     try:
         with zipfile.ZipFile(path) as archive:
             for name in archive.namelist():

@@ -25,6 +25,7 @@ from netscope.checkpoints.containers import (
     select_state_dict,
     state_dict_candidates,
 )
+from netscope.collector import paused_gc
 from netscope.errors import CheckpointError
 from netscope.records import TensorMeta
 
@@ -57,6 +58,11 @@ def inspect_checkpoint(path: str, *, weights_only: bool = True, key: Optional[st
     and their tensors never touched), except for legacy non-zip torch files, which say so in ``notes``.
     ``key`` chooses which dict of tensors is the state dict (``state_dict_ema``, ``model.ema``).
     """
+    with paused_gc():  # a few small records per tensor, 100k tensors and more: collector passes would dominate
+        return _inspect(path, weights_only, key)
+
+
+def _inspect(path: str, weights_only: bool, key: Optional[str]) -> CheckpointInfo:
     fmt, resolved = detect_format(path)
     if key is None:
         return READERS[fmt].inspect(resolved, weights_only)
@@ -178,11 +184,15 @@ def _detect_directory(path: str) -> Tuple[str, str]:
 # ---- shared helpers ------------------------------------------------------------------------------------
 
 def _tensor_metas(state: Dict[str, Any], prefix: str = "") -> "OrderedDict[str, TensorMeta]":
-    tensors = {k: v for k, v in state.items() if is_tensor_like(v) and isinstance(k, str)}
+    if state and set(map(type, state.values())) == {TensorMeta} and set(map(type, state)) == {str}:
+        tensors = state  # torch_zip's view of a plain state dict: nothing to filter
+    else:
+        tensors = {k: v for k, v in state.items() if is_tensor_like(v) and isinstance(k, str)}
     ids = torch_format.storage_ids(tensors, prefix)
     return OrderedDict(
-        (k, TensorMeta(tuple(int(d) for d in v.shape), torch_dtype_name(v.dtype), ids[k]))
-        for k, v in tensors.items()
+        (k, (v if v.storage_id == ids[k] else TensorMeta(v.shape, v.dtype, ids[k])) if type(v) is TensorMeta
+         else TensorMeta(tuple(int(d) for d in v.shape), torch_dtype_name(v.dtype), ids[k]))
+        for k, v in tensors.items()  # torch_zip's TensorMeta: shape and dtype final, often the very id too
     )
 
 

@@ -100,46 +100,50 @@ def read_header(path: str, *, storage_prefix: str = "") -> SafetensorsHeader:
     if not isinstance(metadata, dict):
         raise _corrupt(path, "its __metadata__ is not a JSON object")
     data_size = size - 8 - length
-    spans: List[Tuple[int, int, str]] = []
-    parsed: Dict[str, Tuple[int, TensorMeta]] = {}
-    for key, entry in header.items():
-        meta, begin, end = _entry(path, key, entry, data_size)
-        spans.append((begin, end, key))
-        parsed[key] = (begin, meta)
-    spans.sort()
-    for (b0, e0, k0), (b1, e1, k1) in zip(spans, spans[1:]):
-        if b1 < e0:
+    spans = [_entry(path, key, entry, data_size) for key, entry in header.items()]
+    spans.sort()  # data order: (begin, end, key)
+    end = 0
+    for index, (b1, e1, k1, _, _) in enumerate(spans):
+        if b1 < end:
+            b0, e0, k0 = spans[index - 1][:3]
             raise _corrupt(path, f"tensors {k0!r} and {k1!r} overlap (bytes {b0}-{e0} and {b1}-{e1})")
-    entries: "OrderedDict[str, TensorMeta]" = OrderedDict()
-    for index, (_, _, key) in enumerate(spans):
-        meta = parsed[key][1]
-        entries[key] = TensorMeta(meta.shape, meta.dtype, f"{storage_prefix}s{index}")
+        end = e1
+    entries: "OrderedDict[str, TensorMeta]" = OrderedDict(
+        (key, TensorMeta(shape, dtype, f"{storage_prefix}s{index}"))
+        for index, (_, _, key, shape, dtype) in enumerate(spans))
     return SafetensorsHeader(path, entries, {str(k): str(v) for k, v in metadata.items()})
 
 
-def _entry(path: str, key: str, entry: Any, data_size: int) -> Tuple[TensorMeta, int, int]:
-    if not isinstance(entry, dict) or not {"dtype", "shape", "data_offsets"} <= set(entry):
-        raise _corrupt(path, f"entry {key!r} lacks dtype, shape or data_offsets")
-    dtype = SAFETENSORS_DTYPES.get(entry["dtype"], str(entry["dtype"]).lower())
-    shape = entry["shape"]
-    offsets = entry["data_offsets"]
-    if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
+def _entry(path: str, key: str, entry: Any, data_size: int) -> Tuple[int, int, str, Tuple[int, ...], str]:
+    """``(begin, end, key, shape, dtype)`` of one header entry, validated against the data size."""
+    try:
+        code, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
+    except (KeyError, TypeError):
+        raise _corrupt(path, f"entry {key!r} lacks dtype, shape or data_offsets") from None
+    try:
+        dtype = SAFETENSORS_DTYPES.get(code) or str(code).lower()
+    except TypeError:  # an unhashable dtype (a list, an object)
+        raise _corrupt(path, f"entry {key!r} has an invalid dtype {code!r}") from None
+    if not isinstance(shape, list):
         raise _corrupt(path, f"entry {key!r} has an invalid shape {shape!r}")
+    numel = 1
+    for d in shape:
+        if not isinstance(d, int) or d < 0:
+            raise _corrupt(path, f"entry {key!r} has an invalid shape {shape!r}")
+        numel *= d
     if (not isinstance(offsets, list) or len(offsets) != 2
-            or not all(isinstance(o, int) and o >= 0 for o in offsets) or offsets[0] > offsets[1]):
+            or not isinstance(offsets[0], int) or not isinstance(offsets[1], int)
+            or offsets[0] < 0 or offsets[0] > offsets[1]):
         raise _corrupt(path, f"entry {key!r} has invalid data_offsets {offsets!r}")
     begin, end = offsets
     if end > data_size:
         raise _corrupt(path, f"tensor {key!r} ends at data byte {end:,} but the file holds only "
                              f"{data_size:,} bytes of tensor data")
-    numel = 1
-    for d in shape:
-        numel *= d
     size = itemsize(dtype)
     if size and end - begin != numel * size:
         raise _corrupt(path, f"tensor {key!r} has shape {shape} of {dtype} ({numel * size:,} bytes) but "
                              f"its data_offsets span {end - begin:,} bytes")
-    return TensorMeta(tuple(shape), dtype), begin, end
+    return begin, end, key, tuple(shape), dtype
 
 
 def header_tensors(header: SafetensorsHeader) -> Tuple["OrderedDict[str, TensorMeta]", List[str]]:

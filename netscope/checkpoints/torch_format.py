@@ -111,13 +111,14 @@ def storage_ids(tensors: Dict[str, Any], prefix: str = "") -> Dict[str, str]:
     ids: Dict[Any, str] = {}
     out: Dict[str, str] = {}
     for key, tensor in tensors.items():
-        if isinstance(tensor, TensorMeta):
-            identity: Any = ("key", tensor.storage_id)
+        if type(tensor) is TensorMeta:
+            identity: Any = tensor.storage_id  # the file's storage key (a str: never equal to a tuple below)
         else:
             from netscope.checkpoints.identity import storage_key
 
             identity = storage_key(tensor) or ("cdata", tensor.untyped_storage()._cdata)  # empty: one per storage
-        if identity not in ids:
-            ids[identity] = f"{prefix}s{len(ids)}"
-        out[key] = ids[identity]
+        known = ids.get(identity)
+        if known is None:
+            known = ids[identity] = f"{prefix}s{len(ids)}"
+        out[key] = known
     return out

@@ -2,8 +2,9 @@
 
 ``data.pkl`` is unpickled by a restricted unpickler whose ``find_class`` knows only the globals a plain
 state dict (or a training checkpoint of dicts, lists, numbers and tensors) uses, and maps each to a
-stand-in: storages become ``_Storage`` (key, dtype, element count) and tensors become ``TensorMeta``
-whose ``storage_id`` is the storage key. Every such global is one torch's ``weights_only`` loader
+stand-in: storages become ``_Storage`` (id, dtype, element count) and tensors become ``TensorMeta``
+whose ``storage_id`` is ``s`` + the storage's key in the archive (torch numbers storages in the order it
+saves them, so for a plain state dict these are the ids the listing gives: nothing is renumbered). Every such global is one torch's ``weights_only`` loader
 allows, so nothing can run code. Anything else (an unknown global, an odd record, a view outside its
 storage) raises ``FastPathUnavailable`` and the caller falls back to ``torch.load``, which applies the
 ``weights_only`` rules and gives the usual error messages.
@@ -17,12 +18,13 @@ import collections
 import io
 import os
 import pickle
-import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Optional, Tuple
+from functools import partial
+from typing import Any, Callable, Dict, NamedTuple, Optional, Tuple
 
 from netscope.checkpoints.dtypes import itemsize
+from netscope.checkpoints.zip_records import ZipUnsupported, read_directory
 from netscope.records import TensorMeta
 
 # legacy ``torch.<Name>Storage`` classes named in pickles -> dtype name (torch.storage's BC table)
@@ -50,15 +52,18 @@ class _Dtype:
     netscope_summary = "dtype"  # how layouts.summarize_value words a torch.dtype entry
 
 
-@dataclass(frozen=True, slots=True)
-class _Storage:
-    key: str
+class _Storage(NamedTuple):  # one per storage in the file: a tuple is the cheapest immutable record
+    key: str  # the storage_id its tensors get: "s" + its key in the archive
     dtype: str
     numel: int
+    element: int  # bytes per element of dtype
 
     @property
     def nbytes(self) -> int:
-        return self.numel * itemsize(self.dtype)
+        return self.numel * self.element
+
+
+_new_storage = partial(tuple.__new__, _Storage)  # the NamedTuple without its Python-level __new__
 
 
 class _TensorType:
@@ -70,31 +75,27 @@ class _TensorType:
 _TENSOR_TYPE = _TensorType()
 
 
-def _view_bytes(offset: int, size: Tuple[int, ...], stride: Tuple[int, ...], element: int) -> int:
-    """Bytes of storage a strided view needs (what ``Tensor.set_`` checks)."""
-    if any(d == 0 for d in size):
-        return 0
-    last = offset + sum((d - 1) * s for d, s in zip(size, stride))
-    return (last + 1) * element
-
-
-def _tensor(storage: Any, offset: Any, size: Any, stride: Any, dtype: str) -> TensorMeta:
-    if not isinstance(storage, _Storage) or not isinstance(offset, int):
+def _tensor(storage: Any, offset: Any, size: Any, stride: Any) -> TensorMeta:
+    """The view's ``TensorMeta``, once its shape, strides and offset fit in the storage (what
+    ``Tensor.set_`` checks). One call per tensor in the file: plain loops and exact types, anything
+    unusual falls back to torch."""
+    if type(storage) is not _Storage or type(offset) is not int or offset < 0:
         raise FastPathUnavailable("tensor arguments of an unexpected type")
-    if not (isinstance(size, tuple) and isinstance(stride, tuple) and len(size) == len(stride)
-            and all(isinstance(d, int) and d >= 0 for d in size)
-            and all(isinstance(s, int) and s >= 0 for s in stride) and offset >= 0):
+    if type(size) is not tuple or type(stride) is not tuple or len(size) != len(stride):
         raise FastPathUnavailable("tensor shape or strides of an unexpected form")
-    element = itemsize(dtype)
-    if not element or _view_bytes(offset, size, stride, element) > storage.nbytes:
+    last, empty = offset, False
+    for d, s in zip(size, stride):
+        if type(d) is not int or type(s) is not int or d < 0 or s < 0:
+            raise FastPathUnavailable("tensor shape or strides of an unexpected form")
+        empty = empty or d == 0
+        last += (d - 1) * s
+    if not storage.element or (not empty and last + 1 > storage.numel):
         raise FastPathUnavailable("tensor view outside its storage, or an unknown dtype")
-    return TensorMeta(tuple(size), dtype, storage.key)
+    return TensorMeta(size, storage.dtype, storage.key)
 
 
 def _rebuild_tensor_v2(storage, offset, size, stride, requires_grad=False, hooks=None, metadata=None):
-    if not isinstance(storage, _Storage):
-        raise FastPathUnavailable("tensor without a storage")
-    return _tensor(storage, offset, size, stride, storage.dtype)
+    return _tensor(storage, offset, size, stride)
 
 
 def _rebuild_tensor_v3(storage, offset, size, stride, requires_grad, hooks, dtype, metadata=None):
@@ -104,8 +105,8 @@ def _rebuild_tensor_v3(storage, offset, size, stride, requires_grad, hooks, dtyp
     if not element:
         raise FastPathUnavailable(f"dtype {dtype.name} of unknown size")
     # the untyped storage counts bytes; the view's offset and strides count elements of ``dtype``
-    typed = _Storage(storage.key, dtype.name, storage.numel // element)
-    return _tensor(typed, offset, size, stride, dtype.name)
+    typed = _new_storage((storage.key, dtype.name, storage.numel // element, element))
+    return _tensor(typed, offset, size, stride)
 
 
 def _rebuild_parameter(data, requires_grad=True, hooks=None, state=None):
@@ -164,15 +165,15 @@ class _HeaderUnpickler(pickle.Unpickler):
         raise FastPathUnavailable(f"global {module}.{name}")
 
     def persistent_load(self, saved_id: Any) -> _Storage:
-        if not (isinstance(saved_id, tuple) and len(saved_id) == 5 and saved_id[0] == "storage"):
+        if type(saved_id) is not tuple or len(saved_id) != 5 or saved_id[0] != "storage":
             raise FastPathUnavailable("persistent id that is not a storage")
         _, storage_type, key, _location, numel = saved_id
-        if not (isinstance(storage_type, _StorageType) and isinstance(key, str) and isinstance(numel, int)):
+        if type(storage_type) is not _StorageType or type(key) is not str or type(numel) is not int or numel < 0:
             raise FastPathUnavailable("storage record of an unexpected form")
         known = self._storages.get(key)
         if known is not None:
             return known
-        storage = _Storage(key, storage_type.dtype, numel)
+        storage = _new_storage((f"s{key}", storage_type.dtype, numel, itemsize(storage_type.dtype)))
         available = self._storage_bytes(key)
         if available is None or available < storage.nbytes:
             raise FastPathUnavailable(f"storage {key} missing or shorter than its tensors")
@@ -182,25 +183,24 @@ class _HeaderUnpickler(pickle.Unpickler):
 
 def read_container(path: str) -> Any:
     """The unpickled ``data.pkl`` of a zip torch file, tensors replaced by ``TensorMeta`` (storage_id =
-    storage key). Raises ``FastPathUnavailable`` for anything the restricted reader does not cover."""
+    ``s`` + storage key). Raises ``FastPathUnavailable`` for anything the restricted reader does not cover."""
     if os.fspath(path).endswith(".safetensors"):
         raise FastPathUnavailable("torch file named .safetensors (torch.load reads it differently)")
     try:
-        with zipfile.ZipFile(path) as archive:
-            records = {info.filename: info for info in archive.infolist()}
-            prefix = _archive_prefix(records)
-            if f"{prefix}constants.pkl" in records:
-                raise FastPathUnavailable("TorchScript archive")
-            byteorder = records.get(f"{prefix}byteorder")
-            if byteorder is not None and archive.read(byteorder) not in (b"little", b"big"):
-                raise FastPathUnavailable("unknown byte order")
-            data = archive.read(records[f"{prefix}data.pkl"])
-    except (OSError, zipfile.BadZipFile, KeyError, ValueError, EOFError) as exc:
-        raise FastPathUnavailable(f"unreadable zip ({type(exc).__name__})") from None
+        directory = read_directory(path)
+        records = directory.records
+        prefix = _archive_prefix(records)
+        if f"{prefix}constants.pkl" in records:
+            raise FastPathUnavailable("TorchScript archive")
+        if f"{prefix}byteorder" in records and directory.read(f"{prefix}byteorder") not in (b"little", b"big"):
+            raise FastPathUnavailable("unknown byte order")
+        data = directory.read(f"{prefix}data.pkl")
+    except (ZipUnsupported, KeyError) as exc:
+        raise FastPathUnavailable(f"zip not readable here ({type(exc).__name__}: {exc})") from None
 
     def storage_bytes(key: str) -> Optional[int]:
         record = records.get(f"{prefix}data/{key}")
-        return None if record is None or record.compress_type != zipfile.ZIP_STORED else record.file_size
+        return None if record is None or record.method != 0 else record.size  # torch stores storages uncompressed
 
     try:
         container = _HeaderUnpickler(data, storage_bytes).load()
@@ -221,9 +221,14 @@ def _refuse_bare_stand_ins(value: Any, depth: int = 0) -> None:
     if isinstance(value, Mapping):
         value = list(value.keys()) + list(value.values())
     if isinstance(value, (list, tuple, set)):
+        if set(map(type, value)) <= _LEAF_TYPES:  # a state dict's keys and tensors: nothing to look into
+            return
         for item in value:
             if not isinstance(item, (str, int, float, TensorMeta)):
                 _refuse_bare_stand_ins(item, depth + 1)
+
+
+_LEAF_TYPES = frozenset({str, int, float, bool, TensorMeta})
 
 
 def _archive_prefix(records: Mapping[str, Any]) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Tuple
 
 from netscope.commands.common import add_output_arguments, check_output_paths, emit
 
@@ -27,16 +27,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from netscope.checkpoints import inspect_checkpoint
+    from netscope.collector import paused_gc
     from netscope.render.rows import check_format
 
     check_format(args.format, args.table_style)
     check_output_paths(args, (args.output,))
-    info = inspect_checkpoint(args.checkpoint, weights_only=not args.unsafe_pickle, key=args.key)
-    if args.format == "json":
-        emit(json.dumps(info.to_dict(), indent=2), args)
-        return 0
-    rows = tree_rows(info) if args.tree else tensor_rows(info)
-    emit(render_listing(info, rows, args.format, args.table_style), args)
+    with paused_gc():  # a row or two of small records per tensor: the collector's passes would double the time
+        info = inspect_checkpoint(args.checkpoint, weights_only=not args.unsafe_pickle, key=args.key)
+        if args.format == "json":
+            text = json.dumps(info.to_dict(), indent=2)
+        else:
+            text = render_listing(info, tree_rows(info) if args.tree else tensor_rows(info), args.format,
+                                  args.table_style)
+    emit(text, args)
     return 0
 
 
@@ -54,16 +57,23 @@ def tensor_rows(info) -> List[Dict[str, Any]]:
     from netscope.checkpoints.dtypes import itemsize
 
     first_key: Dict[str, str] = {}
+    # (shape, dtype) -> (shape text, elements, bytes, size text): big files repeat a few kinds of tensor
+    kinds: Dict[Tuple[Any, str], Tuple[str, int, int, str]] = {}
     rows = []
     for key, meta in info.tensors.items():
-        nbytes = meta.numel * itemsize(meta.dtype)
+        kind = (meta.shape, meta.dtype)
+        known = kinds.get(kind)
+        if known is None:
+            numel = meta.numel
+            nbytes = numel * itemsize(meta.dtype)
+            known = kinds[kind] = (str(tuple(meta.shape)), numel, nbytes, human_bytes(nbytes))
+        text, numel, nbytes, size = known
         shares = ""
         if meta.storage_id is not None:
             owner = first_key.setdefault(meta.storage_id, key)
             shares = "" if owner == key else owner
-        rows.append({"key": key, "shape": str(tuple(meta.shape)),
-                     "dtype": meta.dtype, "elements": meta.numel, "bytes": nbytes,
-                     "size": human_bytes(nbytes), "shares_storage_with": shares})
+        rows.append({"key": key, "shape": text, "dtype": meta.dtype, "elements": numel, "bytes": nbytes,
+                     "size": size, "shares_storage_with": shares})
     return rows
 
 
@@ -120,7 +130,8 @@ def render_listing(info, rows: List[Dict[str, Any]], fmt: str, table_style: str)
     if info.other_entries:
         header.append("other entries:")
         header.extend(f"  {k}: {v}" for k, v in info.other_entries.items())
+    total_bytes = info.total_bytes  # a pass over every tensor: once
     footer = [f"total: {len(info.tensors):,} tensors, {info.total_elements:,} elements, "
-              f"{human_bytes(info.total_bytes)} ({info.total_bytes:,} bytes)"]
+              f"{human_bytes(total_bytes)} ({total_bytes:,} bytes)"]
     footer.extend(f"note: {note}" for note in info.notes)
     return "\n".join(header) + "\n\n" + table + "\n\n" + "\n".join(footer)

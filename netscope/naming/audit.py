@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 
 from netscope.errors import UsageError
-from netscope.run.model_state import paused_gc
+from netscope.collector import paused_gc
 from netscope.naming import findings as naming_findings
 from netscope.naming.report import NameEntry, NamingReport, NamingTotals
 from netscope.naming.saved import SavedKey, changes, collisions, match_saved, structural_keys

@@ -62,7 +62,7 @@ def plan_mapping(source: TensorLayout, target: TensorLayout, *, rules: Iterable 
     replay = _as_plan(plan)
     if replay is not None and invert:
         replay = replay.inverted()
-    from netscope.run.model_state import paused_gc
+    from netscope.collector import paused_gc
 
     with paused_gc():  # many small per-key records over a large heap: cyclic GC passes would dominate
         result = infer_plan(source, target, rules=coerce_rules(rules), plan=replay, structural=structural)

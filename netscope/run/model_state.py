@@ -175,21 +175,3 @@ def frozen_heap() -> Iterator[None]:
     finally:
         _FROZEN[0] -= 1
         gc.unfreeze()
-
-
-@contextlib.contextmanager
-def paused_gc() -> Iterator[None]:
-    """Pause Python's cyclic garbage collector for the block, then restore its previous state. For
-    netscope's own bookkeeping only: never around the user's code (see :func:`frozen_heap`).
-
-    A trace allocates a few small records per module call while millions of long-lived objects (the
-    model) sit in the heap; the collector's full passes then cost a third of the trace on deep models.
-    Reference counting still frees everything acyclic; the block's cycles are collected afterwards.
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()

@@ -21,7 +21,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from netscope.run.dataflow import MODEL_INPUT, NO_SOURCES, DataflowTracker, edge_tuple
 from netscope.errors import ForwardError, MacFormulaError, OutOfMemory
-from netscope.run.model_state import GLOBAL_STATE_LOCK, frozen_heap, paused_gc, preserved_model
+from netscope.collector import paused_gc
+from netscope.run.model_state import GLOBAL_STATE_LOCK, frozen_heap, preserved_model
 from netscope.operators.registry import UNSEEN, OpResolver
 from netscope.operators.breakdown import OperatorTable
 from netscope.operators.packed import packed_by_module, packed_numel

@@ -29,7 +29,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.weak import WeakIdKeyDictionary
 
 from netscope.errors import ForwardError, InputSpecError
-from netscope.run.model_state import paused_gc, preserved_model
+from netscope.collector import paused_gc
+from netscope.run.model_state import preserved_model
 from netscope.operators.registry import UNSEEN, OpResolver
 from netscope.run.no_memory import meta_copy
 from netscope.run.module_tree import module_tree
