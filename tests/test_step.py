@@ -347,3 +347,72 @@ def test_repr_is_one_headline_of_the_totals():
     assert "\n" not in text and text.startswith("Sequential · step sgd fp32 · per rank of 2 (fsdp)")
     assert f"{short_number(t.forward_macs)} fwd + {short_number(t.backward_macs)} bwd MACs" in text
     assert text.endswith(f"peak {short_number(t.peak_bytes, 'B')}") and t.forward_macs == 2 * 8 * 4
+
+
+class ZeroCostLayers(nn.Module):
+    """Every layer family the summary counts as zero by convention (norms, pooling, interpolation,
+    padding, slicing, embedding, non-pointwise activations) between two convolutions."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Embedding(10, 4)
+        self.conv1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.layers = nn.Sequential(
+            nn.BatchNorm2d(8), nn.Hardswish(), nn.MaxPool2d(2), nn.GroupNorm(2, 8), nn.Hardsigmoid(),
+            nn.Upsample(scale_factor=2, mode="bilinear"), nn.AvgPool2d(2), nn.ReflectionPad2d(1),
+            nn.LeakyReLU(0.1), nn.ELU(), nn.Softplus(), nn.AdaptiveAvgPool2d(4), nn.Hardtanh())
+        self.norm = nn.LayerNorm(4)
+        self.conv2 = nn.Conv2d(8, 4, 1)
+
+    def forward(self, x, ids):
+        y = self.norm(self.layers(self.conv1(x)))[:, :, 1:3, 0]  # slice and select
+        return self.conv2(y.unsqueeze(-1)).flatten(1) + self.embed(ids).sum()
+
+
+def test_backward_of_zero_cost_operators_is_zero_by_convention_so_a_plain_step_is_not_partial():
+    """Their backward kernels follow the forward's convention (as flop_counter does): a step of a model
+    made of them has an exact total, equal to a real CPU step's, and no operator named as uncounted."""
+    torch.manual_seed(0)
+    model, x, ids = ZeroCostLayers(), torch.randn(2, 3, 16, 16), torch.randint(0, 10, (2, 5))
+    report = netscope.step(model, input_data=(x, ids))
+    assert not report.forward.partial and not [n for n in report.run.notes if "PARTIAL" in n]
+    assert "PARTIAL" not in str(report)
+    model.train()
+    with FlopCounterMode(display=False) as counter:
+        out = model(x, ids)
+        forward = counter.get_total_flops()
+        out.sum().backward()
+    assert (report.totals.forward_macs, report.totals.backward_macs) == (
+        forward // 2, (counter.get_total_flops() - forward) // 2)
+    assert report.totals.backward_macs > 0
+
+
+def test_an_operator_uncounted_in_the_backward_only_does_not_make_the_forward_partial():
+    """The forward's operator table names only operators its forward ran, even though the step's
+    backward shares the operator registry (an uncounted backward operator is the backward's note)."""
+    lib = torch.library.Library("netscope_step_test", "FRAGMENT")
+    lib.define("grad_scale(Tensor x) -> Tensor")
+    lib.impl("grad_scale", lambda x: x * 2, "CompositeExplicitAutograd")
+    lib.impl("grad_scale", lambda x: torch.empty_like(x), "Meta")
+
+    class Scale(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x.clone()
+
+        @staticmethod
+        def backward(ctx, grad):
+            return torch.ops.netscope_step_test.grad_scale(grad)
+
+    class Model(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 4)
+
+        def forward(self, x):
+            return Scale.apply(self.fc(x))
+
+    report = netscope.step(Model(), input_size=(2, 4))
+    assert not report.forward.partial and report.forward.uncounted_ops() == []
+    assert [n for n in report.run.notes if "PARTIAL" in n and "netscope_step_test.grad_scale" in n]
+    assert "Forward mult-adds: " in str(report) and "PARTIAL" not in str(report).split("Backward")[0]
