@@ -130,7 +130,8 @@ class Report:
 
     def _context(self) -> Dict[str, Any]:
         return {"check_status": self._check_status(), "names": [c.name for c in self.layers],
-                "partial_macs": self.partial_calls()}
+                "partial_macs": self.partial_calls(),
+                "partial_own_macs": self.operators.uncounted_calls() if self.partial else set()}
 
     def _check_status(self) -> Dict[int, str]:
         return {check.call_index: check.compact for check in self.checks}

@@ -150,7 +150,8 @@ class StepReport:
         t = self.totals
         name = self.layers[0].class_name if self.layers else self.run.model
         ranks = f" · per rank of {t.world_size} ({t.layout})" if t.layout != "single" else ""
-        return (f"{name} · step {t.optimizer} {t.precision}{ranks} · {short_number(t.forward_macs)} fwd + "
+        bound = ">=" if self.forward.partial else ""
+        return (f"{name} · step {t.optimizer} {t.precision}{ranks} · {bound}{short_number(t.forward_macs)} fwd + "
                 f"{short_number(t.backward_macs)} bwd MACs · peak {short_number(t.peak_bytes, 'B')}")
 
     def _repr_html_(self) -> str:
