@@ -28,6 +28,7 @@ def run(args: argparse.Namespace) -> int:
     from netscope.commands.common import build_report, check_output_paths
     from netscope.analyses.receptive_field import field_text
     from netscope.render.rows import check_format, render_rows
+    from netscope.report import TEXT_WIDTH
 
     check_format(args.format, args.table_style)
     check_output_paths(args, (args.output,))
@@ -44,8 +45,10 @@ def run(args: argparse.Namespace) -> int:
     else:
         findings = check_findings(checks, include_info=not args.no_info)
         rows = [dict(f.to_dict(), class_name=report.layers[f.call_index].class_name) for f in findings]
+        if args.format in ("table", "markdown"):  # the summary's name for the model itself
+            rows = [dict(row, layer=row["layer"] or "(root)") for row in rows]
         text = render_rows(rows, COLUMNS + ("fix",) if args.format in ("json", "csv") else COLUMNS, args.format,
-                           table_style=args.table_style)
+                           table_style=args.table_style, wrap="message", width=TEXT_WIDTH)
     if args.format in ("table", "markdown"):
         failed = sum(1 for c in checks if c.status != "pass")
         text = (f"{report.run.model}: {len(checks)} size-changing calls checked, {len(checks) - failed} pass, "

@@ -32,8 +32,9 @@ def check_format(fmt: str, table_style: str = "simple") -> None:
 
 def render_rows(rows: Sequence[Dict[str, Any]], columns: Sequence[str], fmt: str = "table",
                 *, headers: Optional[Dict[str, str]] = None, table_style: str = "simple",
-                numeric: Sequence[str] = ()) -> str:
-    """Rows (dicts) -> text. ``headers`` maps column keys to display titles; ``numeric`` columns are right-aligned."""
+                numeric: Sequence[str] = (), wrap: Optional[str] = None, width: Optional[int] = None) -> str:
+    """Rows (dicts) -> text. ``headers`` maps column keys to display titles; ``numeric`` columns are right-aligned.
+    A table (not markdown, CSV or JSON) wider than ``width`` wraps the cells of column ``wrap`` onto more lines."""
     check_format(fmt, table_style)
     headers = headers or {}
     if fmt == "json":
@@ -49,6 +50,8 @@ def render_rows(rows: Sequence[Dict[str, Any]], columns: Sequence[str], fmt: str
     body = [[_cell(row.get(c)) for c in columns] for row in rows]
     titles = [headers.get(c, c) for c in columns]
     right = [c in numeric for c in columns]
+    if fmt == "table" and wrap in columns and width:
+        _wrap_column(body, titles, columns.index(wrap), width)
     if style == "simple":  # the default: drawn here, since tabulate's per-cell type sniffing dominates big tables
         return _simple_table(titles, body, right)
     import tabulate
@@ -63,8 +66,9 @@ def _simple_table(titles: List[str], body: List[List[str]], right: List[bool]) -
     widths = [len(t) + 2 for t in titles]  # tabulate keeps two spare columns per title
     for cells in body:
         for i, cell in enumerate(cells):
-            if len(cell) > widths[i]:
-                widths[i] = len(cell)
+            longest = max(map(len, cell.split("\n"))) if "\n" in cell else len(cell)
+            if longest > widths[i]:
+                widths[i] = longest
 
     def line(cells):
         return "  ".join(cell.rjust(w) if r else cell.ljust(w)
@@ -72,8 +76,26 @@ def _simple_table(titles: List[str], body: List[List[str]], right: List[bool]) -
 
     title_line = line(titles) if body else "  ".join(t.ljust(w) for t, w in zip(titles, widths)).rstrip()
     out = [title_line, "  ".join("-" * w for w in widths)]
-    out.extend(line(cells) for cells in body)
+    for cells in body:
+        if any("\n" in cell for cell in cells):  # a multi-line row, top-aligned as tabulate draws it
+            parts = [cell.split("\n") for cell in cells]
+            out.extend(line([p[i] if i < len(p) else "" for p in parts]) for i in range(max(map(len, parts))))
+        else:
+            out.append(line(cells))
     return "\n".join(out)
+
+
+def _wrap_column(body: List[List[str]], titles: List[str], index: int, width: int) -> None:
+    """Wrap column ``index``'s cells (in place) so that a simple table fits ``width`` characters, keeping
+    at least 40 characters for them; the other columns keep their width."""
+    import textwrap
+
+    others = sum(max([len(titles[i]) + 2] + [len(cells[i]) for cells in body]) + 2
+                 for i in range(len(titles)) if i != index)
+    room = max(width - others, 40)
+    for cells in body:
+        if len(cells[index]) > room:
+            cells[index] = "\n".join(textwrap.wrap(cells[index], room, break_on_hyphens=False))
 
 
 def _visible_indent(cell: str) -> str:
