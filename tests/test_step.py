@@ -416,3 +416,21 @@ def test_an_operator_uncounted_in_the_backward_only_does_not_make_the_forward_pa
     assert not report.forward.partial and report.forward.uncounted_ops() == []
     assert [n for n in report.run.notes if "PARTIAL" in n and "netscope_step_test.grad_scale" in n]
     assert "Forward mult-adds: " in str(report) and "PARTIAL" not in str(report).split("Backward")[0]
+
+
+def test_a_torchscript_module_is_refused_with_the_reason_not_a_traceback(tmp_path, capsys):
+    """Scripted and traced modules: an optimizer cannot take their fake copy's parameters, and their
+    compiled code runs no module hooks. One clear error (exit 2), and the model is left as it was."""
+    eager = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 2))
+    for scripted in (torch.jit.script(eager), torch.jit.trace(eager, torch.randn(1, 3, 8, 8))):
+        before = {k: v.clone() for k, v in scripted.state_dict().items()}
+        with pytest.raises(netscope.NetscopeError, match="TorchScript module"):
+            netscope.step(scripted, input_size=(2, 3, 8, 8))
+        assert all(torch.equal(v, before[k]) for k, v in scripted.state_dict().items())
+    source = tmp_path / "scripted.py"
+    source.write_text("import torch, torch.nn as nn\n"
+                      "def build():\n"
+                      "    return torch.jit.script(nn.Sequential(nn.Linear(4, 3), nn.ReLU()))\n")
+    assert main(["step", f"{source}:build", "--input", "2,4"]) == 2
+    err = capsys.readouterr()[1]
+    assert "TorchScript module" in err and "Traceback" not in err

@@ -39,15 +39,29 @@ def step(model: nn.Module, input_size=None, input_data=None, *, optimizer: str =
 
     if not isinstance(model, nn.Module):
         raise InputSpecError(f"step() needs a torch.nn.Module, got {type(model).__name__}")
+    refuse_script(model)
     options = StepOptions(optimizer=optimizer, precision=precision, fsdp=fsdp, ddp=ddp,
                           activation_checkpointing=activation_checkpointing)
     inputs = inputs_from(model, input_size, input_data, input_dtypes)
     return run_step_report(model, inputs, options, label=label or type(model).__name__, measure=measure)
 
 
+def refuse_script(model: nn.Module) -> None:
+    """A TorchScript module cannot be planned: its compiled code runs without module hooks, and its copy on
+    fake tensors holds no leaf parameters an optimizer could take."""
+    if isinstance(model, torch.jit.ScriptModule):
+        raise UsageError(
+            f"{type(model).__name__} ({getattr(model, 'original_name', 'module')}) is a TorchScript module: "
+            "netscope step plans the step on fake tensors with module hooks, which compiled TorchScript code "
+            "does not run. Pass the eager nn.Module the script was made from (netscope summary reads the "
+            "scripted one: parameters, and the whole model's shapes and multiply-adds)")
+
+
 def run_step_report(model: nn.Module, inputs, options: StepOptions, *, label: str, measure: bool = False) -> StepReport:
     """Shared by the API and the CLI; ``inputs`` is an ``InputSpec`` or ``(args, kwargs)``."""
     from netscope.inputs import InputSpec
+
+    refuse_script(model)
 
     device = "cuda" if model_device(model).type == "cuda" else "cpu"
     if isinstance(inputs, InputSpec):
