@@ -219,6 +219,7 @@ def inputs_from(model, input_size=None, input_data=None, input_dtypes: Optional[
     (``summary(model, x)``) is taken as ``input_data``. Neither: the model's default input.
     Returns an :class:`InputSpec` (built later on the run's device) or ``(args, kwargs)`` of real values.
     """
+    input_size = _from_numpy(input_size)
     if input_size is not None and _is_data(input_size):
         if input_data is not None:
             raise InputSpecError("give either input_size or input_data, not both")
@@ -251,6 +252,18 @@ def inputs_from(model, input_size=None, input_data=None, input_dtypes: Optional[
     from netscope.models.specs import default_inputs_for
 
     return InputSpec(specs).with_dtypes_of(default_inputs_for(model))  # as the CLI: token ids stay int64
+
+
+def _from_numpy(value):
+    """A numpy array of whole numbers as ``input_size`` is a shape (1-d) or shapes (2-d), as a list;
+    any other array is refused: data must be a torch tensor."""
+    if type(value).__module__ != "numpy" or not hasattr(value, "ndim"):
+        return value
+    if value.dtype.kind in "iu" and value.ndim in (1, 2):
+        return value.tolist()
+    raise InputSpecError(f"input_size is a numpy array of {value.dtype} with shape {tuple(value.shape)}: give a "
+                         "shape as whole numbers, like np.array([1, 3, 224, 224]), or pass data as a torch tensor "
+                         "(torch.from_numpy(array)) with input_data=")
 
 
 def _is_data(value) -> bool:

@@ -78,3 +78,22 @@ def test_api_input_size_takes_the_models_input_dtype_as_the_cli_does():
 
     report = netscope.summary(Tokens(), input_size=(2, 16))
     assert report.totals.total_macs == 2 * 16 * 8 * 3  # the head; the embedding lookup is no multiply-add
+
+
+def test_a_numpy_array_of_whole_numbers_is_a_shape_and_any_other_array_is_refused():
+    """numpy integers are fine in a shape, so is a numpy array of them (1-d: a shape, 2-d: shapes); the
+    same figures as the tuple. A float array is data, which must be a tensor: one clear error."""
+    import numpy as np
+    import torch.nn as nn
+
+    import netscope
+
+    model = nn.Conv2d(3, 4, 3)
+    expected = netscope.summary(model, input_size=(2, 3, 9, 9), device="cpu").totals.total_macs
+    assert expected == 2 * 4 * 3 * 9 * 7 * 7
+    for shape in (np.array([2, 3, 9, 9]), np.array([2, 3, 9, 9], dtype=np.int32), np.array([[2, 3, 9, 9]])):
+        assert netscope.summary(model, input_size=shape, device="cpu").totals.total_macs == expected
+    solved = netscope.solve_input_size(model, np.array([1, 3, 9, 9]), max_size=12)
+    assert solved.base_shape == (1, 3, 9, 9)
+    with pytest.raises(netscope.NetscopeError, match="numpy array of float32"):
+        netscope.summary(model, np.zeros((2, 3, 9, 9), dtype=np.float32))
