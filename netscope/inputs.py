@@ -142,14 +142,19 @@ class InputSpec:
                                    kwargs={k: fit(v) for k, v in self.kwargs.items()})
 
     def with_dtypes_of(self, defaults: Optional["InputSpec"]) -> "InputSpec":
-        """Positional inputs given without a dtype take the dtype (and range) the model's default input has
-        at the same position: ``hf:gpt2 -i 2,64`` stays int64 token ids."""
+        """Inputs given without a dtype take the dtype (and range) the model's default input has at the same
+        position or under the same keyword: ``hf:gpt2 -i 2,64`` stays int64 token ids."""
         if defaults is None or defaults.as_list != self.as_list:
             return self
-        args = [dataclasses.replace(spec, dtype=default.dtype, high=default.high)
-                if spec.dtype is None and default.dtype is not None else spec
-                for spec, default in zip(self.args, defaults.args)] + list(self.args[len(defaults.args):])
-        return dataclasses.replace(self, args=args)
+        def typed(spec: TensorSpec, default: Optional[TensorSpec]) -> TensorSpec:
+            if default is None or spec.dtype is not None or default.dtype is None:
+                return spec
+            return dataclasses.replace(spec, dtype=default.dtype, high=default.high)
+
+        args = [typed(spec, default) for spec, default in zip(self.args, defaults.args)] + list(
+            self.args[len(defaults.args):])
+        kwargs = {name: typed(spec, defaults.kwargs.get(name)) for name, spec in self.kwargs.items()}
+        return dataclasses.replace(self, args=args, kwargs=kwargs)
 
 
 def parse_input(text: str) -> TensorSpec:
@@ -205,9 +210,25 @@ def tensor_spec(dims: Sequence[Any], dtype: Optional[str], where: str) -> Tensor
 
 
 def parse_inputs(texts: Optional[Sequence[str]]) -> Optional[InputSpec]:
+    """``--input`` values in order: ``SHAPE[:DTYPE]`` is the next positional tensor, ``NAME=SHAPE[:DTYPE]``
+    the keyword tensor ``NAME`` (a forward that takes ``input_ids=`` or keyword-only arguments)."""
     if not texts:
         return None
-    return InputSpec([parse_input(t) for t in texts])
+    args: List[TensorSpec] = []
+    kwargs: Dict[str, TensorSpec] = {}
+    for text in texts:
+        name, equals, shape = text.partition("=")
+        if not equals:
+            args.append(parse_input(text))
+            continue
+        name = name.strip()
+        if not name.isidentifier():
+            raise InputSpecError(f"--input {text!r}: {name!r} is not an argument name; write a keyword input "
+                                 "like input_ids=1,128:int64")
+        if name in kwargs:
+            raise InputSpecError(f"--input {name}= is given twice; give each keyword input once")
+        kwargs[name] = parse_input(shape)
+    return InputSpec(args, kwargs)
 
 
 def inputs_from(model, input_size=None, input_data=None, input_dtypes: Optional[Sequence[str]] = None):

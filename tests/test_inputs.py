@@ -97,3 +97,50 @@ def test_a_numpy_array_of_whole_numbers_is_a_shape_and_any_other_array_is_refuse
     assert solved.base_shape == (1, 3, 9, 9)
     with pytest.raises(netscope.NetscopeError, match="numpy array of float32"):
         netscope.summary(model, np.zeros((2, 3, 9, 9), dtype=np.float32))
+
+
+def test_cli_keyword_inputs_reach_a_keyword_only_forward(tmp_path, capsys):
+    """``--input NAME=SHAPE[:DTYPE]`` passes a keyword tensor: a forward with keyword-only arguments runs from
+    the command line, with the figures of the same call in Python; bad names are refused (exit 2)."""
+    import json
+
+    import torch
+    import torch.nn as nn
+
+    import netscope
+    from netscope.cli import main
+
+    source = tmp_path / "kwonly.py"
+    source.write_text("import torch.nn as nn\n"
+                      "class Net(nn.Module):\n"
+                      "    def __init__(self):\n"
+                      "        super().__init__()\n"
+                      "        self.emb, self.fc = nn.Embedding(50, 8), nn.Linear(8, 3)\n"
+                      "    def forward(self, x=None, *, ids, scale):\n"
+                      "        return self.fc(self.emb(ids) * scale)\n")
+    assert main(["summary", f"{source}:Net", "--input", "ids=2,5:int64", "--input", "scale=2,5,1",
+                 "--device", "cpu", "-f", "json"]) == 0
+    data = json.loads(capsys.readouterr()[0])
+    assert data["totals"]["total_macs"] == 2 * 5 * 8 * 3 and data["layers"][1]["input_shapes"] == [[2, 5]]
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("kwonly", source)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    reference = netscope.summary(module.Net(), {"ids": torch.randint(0, 50, (2, 5)), "scale": torch.ones(2, 5, 1)},
+                                 device="cpu")
+    assert reference.totals.total_macs == data["totals"]["total_macs"]
+    for bad in ("1x=2,5", "ids=2,5:int64 ids=2,5:int64"):
+        args = ["summary", f"{source}:Net", "--device", "cpu"]
+        for value in bad.split():
+            args += ["--input", value]
+        assert main(args) == 2
+        assert "--input" in capsys.readouterr()[1]
+    assert parse_inputs_kwargs("ids=1,4:int64", "2,3") == ({"ids": ((1, 4), "int64")}, [((2, 3), None)])
+
+
+def parse_inputs_kwargs(*texts):
+    from netscope.inputs import parse_inputs
+
+    spec = parse_inputs(list(texts))
+    return {k: (v.shape, v.dtype) for k, v in spec.kwargs.items()}, [(a.shape, a.dtype) for a in spec.args]

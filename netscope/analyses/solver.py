@@ -309,8 +309,8 @@ def run_probe(model, input_spec, shapes: Dict[Tuple[bool, object], Tuple[int, ..
         if isinstance(original, TypeError) and ARGUMENT_MISMATCH.search(str(original)):
             raise ForwardError(
                 f"the model's forward cannot be called with the dummy input: {original}. Give every input it "
-                "needs with --input (once per positional tensor), or wrap it in a module whose forward takes "
-                "one tensor", original=original) from original
+                "needs with --input (once per positional tensor; NAME=SHAPE for a keyword one), or wrap it in a "
+                "module whose forward takes one tensor", original=original) from original
         text = f"{type(original).__name__}: {original}".splitlines()[0][:300]
         return Outcome(UNKNOWN if META_CANNOT_RUN.search(text) else FAILS, text)
     formula_error = _formula_rejection(result) if str(device) == "meta" else ""
