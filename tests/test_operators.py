@@ -199,6 +199,27 @@ def test_every_format_marks_the_rows_whose_mult_adds_are_a_lower_bound(inverse_s
         assert "partial" in capsys.readouterr()[1]
 
 
+def test_profiler_annotations_are_not_uncounted_operators():
+    """``record_function`` (DataParallel's forward on CPU wraps the module in one) runs profiler:: operators
+    that do no arithmetic: the total stays exact and equals flop_counter's."""
+    class Annotated(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(6, 3)
+
+        def forward(self, x):
+            with torch.autograd.profiler.record_function("netscope_test_region"):
+                return self.fc(x)
+
+    x = torch.randn(5, 6)
+    for model in (Annotated(), nn.DataParallel(nn.Sequential(nn.Linear(6, 4), nn.Linear(4, 3)))):
+        report = netscope.summary(model, x, device="cpu")
+        with FlopCounterMode(display=False) as counter:
+            model(x)
+        assert not report.partial and report.uncounted_ops() == []
+        assert report.totals.total_macs == counter.get_total_flops() // 2 > 0
+
+
 def test_check_exits_0_when_every_operator_is_accounted_for(capsys):
     assert main(["check", "resnet18", "--device", "meta"]) == 0
     assert "uncounted" not in capsys.readouterr()[0]

@@ -123,6 +123,10 @@ ZERO_BY_CONVENTION: Mapping[str, Tuple[str, Tuple[str, ...]]] = {
         "torchvision::roi_align", "torchvision::roi_pool", "torchvision::ps_roi_align",
         "torchvision::ps_roi_pool", "torchvision::nms",
     )),
+    "bookkeeping": ("profiler annotations (torch.autograd.profiler.record_function, used by DataParallel and "
+                    "DistributedDataParallel's forward) do no arithmetic", (
+        "profiler::_record_function_enter", "profiler::_record_function_enter_new", "profiler::_record_function_exit",
+    )),
     "backward of the above": ("backward kernels of the zero-cost operators above (a training step's matrix "
                               "products and convolutions are counted; torch.utils.flop_counter counts the same)", (
         "aten::native_batch_norm_backward", "aten::batch_norm_backward", "aten::cudnn_batch_norm_backward",
