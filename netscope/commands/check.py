@@ -66,14 +66,28 @@ def run(args: argparse.Namespace) -> int:
 
 def _field_line(report) -> str:
     """The model's receptive field, and the last spatial one before it (e.g. before global pooling)."""
-    from netscope.analyses.receptive_field import WHOLE, Field, field_text
+    from netscope.analyses.receptive_field import UNKNOWN, WHOLE, Field, field_text
 
     root = report.layers[0].receptive_field if report.layers else None
     last = next((c for c in reversed(report.layers) if isinstance(c.receptive_field, Field)), None)
     if root is None and last is None:
         return ""
-    parts = [f"receptive field of the output: {'the whole input' if root == WHOLE else field_text(root, 'size') or 'unknown'}"]
+    if root == UNKNOWN:
+        lost = _first_unknown(report.layers)
+        text = "unknown (an operator without a receptive-field rule ran" + (
+            f", first in {lost.name or '(root)'} ({lost.class_name})" if lost is not None else "") + ")"
+    else:
+        text = "the whole input" if root == WHOLE else field_text(root, "size") or "unknown"
+    parts = [f"receptive field of the output: {text}"]
     if last is not None and last.index != 0:
         parts.append(f"last spatial one {field_text(last.receptive_field, 'size')} (jump "
                      f"{field_text(last.receptive_field, 'jump')}) at {last.name} ({last.class_name})")
     return "; ".join(parts) + "\n"
+
+
+def _first_unknown(layers):
+    """The first call whose field is unknown while its nested calls' fields are not: where it was lost."""
+    from netscope.analyses.receptive_field import UNKNOWN
+
+    parents = {c.parent for c in layers if c.receptive_field == UNKNOWN}
+    return next((c for c in layers if c.receptive_field == UNKNOWN and c.index not in parents), None)
