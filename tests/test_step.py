@@ -434,3 +434,16 @@ def test_a_torchscript_module_is_refused_with_the_reason_not_a_traceback(tmp_pat
     assert main(["step", f"{source}:build", "--input", "2,4"]) == 2
     err = capsys.readouterr()[1]
     assert "TorchScript module" in err and "Traceback" not in err
+
+
+def test_the_default_step_table_fits_120_columns_as_the_summary_does(capsys):
+    """Default columns are left out (type) until the table fits, with a note; the totals wrap; columns the
+    user chose are never left out."""
+    report = netscope.step(torchvision.models.resnet50(weights=None), input_size=(2, 3, 64, 64))
+    text = report.render()
+    assert max(map(len, text.splitlines())) <= 120
+    assert "(left out to fit 120 columns: type; choose with --columns)" in text
+    assert "Bottleneck" not in text and "Backward mult-adds" in text.splitlines()[0]
+    chosen = report.render(columns="layer,type,output,params,macs,bwd_macs,saved")
+    assert "Bottleneck" in chosen and "left out" not in chosen
+    assert "Bottleneck" in report.render(width=200) and "left out" not in report.render(width=200)

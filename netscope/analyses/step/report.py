@@ -68,17 +68,23 @@ class StepReport:
         return self.render()
 
     def render(self, fmt: str = "table", *, columns=None, depth: Optional[int] = None,
-               table_style: str = "simple") -> str:
-        """Text in ``table``, ``markdown``, ``csv`` or ``json``, like ``Report.render``."""
+               table_style: str = "simple", width: Optional[int] = None) -> str:
+        """Text in ``table``, ``markdown``, ``csv`` or ``json``, like ``Report.render``: with the default
+        columns, a table wider than ``width`` (default 120) leaves out the type column, and says so."""
+        from netscope.report import TEXT_WIDTH
+
         check_format(fmt, table_style)
         if fmt == "json":
             return json.dumps(self.to_dict(), indent=2)
         keys = list(parse_columns(columns if columns is not None else STEP_COLUMNS))
-        body = render_rows(self.rows(keys, depth=depth, csv=(fmt == "csv")), keys, fmt, headers={k: COLUMNS[k].title for k in keys},
-                           table_style=table_style, numeric=[k for k in keys if COLUMNS[k].numeric])
+        rows = self.rows(keys, depth=depth, csv=(fmt == "csv"))
         if fmt == "csv":
-            return body
-        return body + "\n\n" + self.totals_text(markdown=(fmt == "markdown"))
+            return render_rows(rows, keys, fmt)
+        width = width or TEXT_WIDTH
+        body, dropped = self.forward._fit(rows, keys, fmt, table_style, width if columns is None else None)
+        if dropped:
+            body += f"\n(left out to fit {width} columns: {', '.join(dropped)}; choose with --columns)"
+        return body + "\n\n" + self.totals_text(markdown=(fmt == "markdown"), width=width)
 
     def rows(self, columns: Sequence[str] = STEP_COLUMNS, *, depth: Optional[int] = None,
              csv: bool = False) -> List[Dict[str, Any]]:
@@ -94,7 +100,9 @@ class StepReport:
             out.append(row)
         return out
 
-    def totals_text(self, *, markdown: bool = False) -> str:
+    def totals_text(self, *, markdown: bool = False, width: Optional[int] = None) -> str:
+        from netscope.report import TEXT_WIDTH, _wrapped
+
         t = self.totals
         per = f" per rank ({t.layout}, {t.world_size} ranks)" if t.layout != "single" else ""
         lines = [
@@ -115,6 +123,7 @@ class StepReport:
         r = self.run
         lines.append(f"Run: {r.model}, {t.tensors} tensors on {r.device}, one training step, {r.seconds:.2f} s")
         lines += [f"Note: {note}" for note in r.notes]
+        lines = _wrapped(lines, width or TEXT_WIDTH)
         return "\n".join(("- " + l if markdown and not l.startswith("  ") else l) for l in lines)
 
     def to_dict(self) -> Dict[str, Any]:
