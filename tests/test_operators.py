@@ -220,6 +220,21 @@ def test_profiler_annotations_are_not_uncounted_operators():
         assert report.totals.total_macs == counter.get_total_flops() // 2 > 0
 
 
+def test_ignoring_an_operator_torch_counts_is_refused_rather_than_silently_ineffective():
+    """torch's flop_counter formulas are looked up before the zero list: an ignore entry for aten::mm would
+    change nothing, so it is refused; the count stays the real one."""
+    with pytest.raises(ValueError, match="flop_counter has a multiply-add formula for aten::mm"):
+        netscope.ignore_macs("aten::mm", "I would like matrix products to be free")
+    assert "aten::mm" not in REGISTRY.zero_names()
+    a, b = torch.randn(3, 4), torch.randn(4, 5)
+
+    class MatMul(nn.Module):
+        def forward(self, x):
+            return x @ b
+
+    assert netscope.summary(MatMul(), a, device="cpu").totals.total_macs == 3 * 4 * 5
+
+
 def test_check_exits_0_when_every_operator_is_accounted_for(capsys):
     assert main(["check", "resnet18", "--device", "meta"]) == 0
     assert "uncounted" not in capsys.readouterr()[0]

@@ -197,6 +197,9 @@ class MacRegistry:
             raise ValueError("ignore_macs needs a reason: why does this operator cost no multiply-adds?")
         if name in self._formulas or name in self._zero:
             raise ValueError(f"{name} already has a multiply-add formula or is already ignored")
+        if _torch_formula(name) is not None:  # torch's formula is looked up first: the entry would do nothing
+            raise ValueError(f"torch.utils.flop_counter has a multiply-add formula for {name}, which counts it; "
+                             "ignoring it is not possible (register_macs(..., overrides_torch=True) replaces it)")
         self._zero[name] = reason
 
     def unregister(self, op: OpLike) -> None:
