@@ -143,8 +143,13 @@ class InputSpec:
 
     def with_dtypes_of(self, defaults: Optional["InputSpec"]) -> "InputSpec":
         """Inputs given without a dtype take the dtype (and range) the model's default input has at the same
-        position or under the same keyword: ``hf:gpt2 -i 2,64`` stays int64 token ids."""
-        if defaults is None or defaults.as_list != self.as_list:
+        position or under the same keyword: ``hf:gpt2 -i 2,64`` stays int64 token ids. When the model takes
+        one list of images (torchvision detection), the shapes given are that list's images."""
+        if defaults is None:
+            return self
+        if defaults.as_list and not self.as_list and not self.kwargs:  # a detection model: one list of images
+            return dataclasses.replace(self, as_list=True).with_dtypes_of(defaults)
+        if defaults.as_list != self.as_list:
             return self
         def typed(spec: TensorSpec, default: Optional[TensorSpec]) -> TensorSpec:
             if default is None or spec.dtype is not None or default.dtype is None:
@@ -204,7 +209,7 @@ def tensor_spec(dims: Sequence[Any], dtype: Optional[str], where: str) -> Tensor
     if numel > MAX_INPUT_ELEMENTS:
         raise InputSpecError(
             f"{where} asks for {numel:,} elements, more than netscope will allocate "
-            f"({MAX_INPUT_ELEMENTS:,}); check the shape, or use --device meta for a run without memory"
+            f"({MAX_INPUT_ELEMENTS:,}), on any device; check the shape"
         )
     return TensorSpec(tuple(shape), normalize_dtype(dtype) if dtype else None)
 

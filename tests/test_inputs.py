@@ -144,3 +144,26 @@ def parse_inputs_kwargs(*texts):
 
     spec = parse_inputs(list(texts))
     return {k: (v.shape, v.dtype) for k, v in spec.kwargs.items()}, [(a.shape, a.dtype) for a in spec.args]
+
+
+def test_detection_input_shapes_are_the_images_of_its_list(capsys):
+    """The Run line shows a detection model's input as [3, 512, 512] (one image of its list): that shape given
+    back with --input works, each --input is one image, and the figures are those of the model called on
+    that list in Python."""
+    import json
+
+    import torch
+    import torchvision
+
+    import netscope
+    from netscope.cli import main
+
+    name = "ssdlite320_mobilenet_v3_large"
+    assert main(["summary", name, "--input", "3,320,320", "--input", "3,256,300", "--device", "cpu",
+                 "-f", "json", "-q"]) == 0
+    data = json.loads(capsys.readouterr()[0])
+    assert data["run"]["input_shapes"] == [[[3, 320, 320], [3, 256, 300]]]
+    torch.manual_seed(0)
+    model = torchvision.models.get_model(name, weights=None, weights_backbone=None).eval()
+    images = [torch.rand(3, 320, 320), torch.rand(3, 256, 300)]
+    assert netscope.summary(model, input_data=(images,), device="cpu").totals.total_macs == data["totals"]["total_macs"]
