@@ -194,6 +194,9 @@ def test_every_format_marks_the_rows_whose_mult_adds_are_a_lower_bound(inverse_s
     assert rows[1]["macs"] == f">={5 * 4 * 3}" and rows[3]["macs"] == str(5 * 3 * 2)  # opaque.fc and head exact
     assert f">={short_number(report.totals.total_macs)} MACs" in repr(report)
     assert ">=" not in repr(netscope.summary(nn.Linear(6, 3), (5, 6), device="cpu"))
+    page = report.to_html()  # the totals box and the mult-add charts, whose shares are of a lower bound
+    assert f'data-total="total_macs" data-value="{report.totals.total_macs}">&gt;={report.totals.total_macs:,}' in page
+    assert "Mult-adds per top-level block (of a partial total)" in page
     for fmt in ("csv", "json"):
         assert main(["summary", inverse_spec, "--input", "6,4", "--device", "cpu", "-f", fmt]) == 0
         assert "partial" in capsys.readouterr()[1]
