@@ -197,9 +197,20 @@ def test_every_format_marks_the_rows_whose_mult_adds_are_a_lower_bound(inverse_s
     page = report.to_html()  # the totals box and the mult-add charts, whose shares are of a lower bound
     assert f'data-total="total_macs" data-value="{report.totals.total_macs}">&gt;={report.totals.total_macs:,}' in page
     assert "Mult-adds per top-level block (of a partial total)" in page
+
     for fmt in ("csv", "json"):
         assert main(["summary", inverse_spec, "--input", "6,4", "--device", "cpu", "-f", fmt]) == 0
         assert "partial" in capsys.readouterr()[1]
+
+
+def test_the_plot_of_a_partial_report_says_so(tmp_path):
+    pytest.importorskip("matplotlib")
+    from netscope.render.plot import save_plot
+
+    report = netscope.summary(Opaque(), (5, 6), device="cpu")
+    save_plot(report, str(tmp_path / "bars.svg"))
+    svg = (tmp_path / "bars.svg").read_text()
+    assert svg.count("of a partial total") == 2 and f"&gt;={short_number(report.totals.total_macs)}" in svg
 
 
 def test_profiler_annotations_are_not_uncounted_operators():
