@@ -145,7 +145,8 @@ class Report:
             f"Non-trainable params: {t.non_trainable_params:,}",
         ]
         if t.uncalled_params:
-            lines.append(f"Params in modules not called by this pass: {t.uncalled_params:,}")
+            lines.append(f"Params in modules not called by this pass: {t.uncalled_params:,} (counted in the total; "
+                         "a forward may still use them directly, as nn.MultiheadAttention uses its out_proj)")
         lines += [
             f"Total mult-adds: {si(t.total_macs)} ({t.total_macs:,})" + self._partial_text(),
             f"Input size: {megabytes(t.input_bytes)}",
