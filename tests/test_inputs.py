@@ -167,3 +167,21 @@ def test_detection_input_shapes_are_the_images_of_its_list(capsys):
     model = torchvision.models.get_model(name, weights=None, weights_backbone=None).eval()
     images = [torch.rand(3, 320, 320), torch.rand(3, 256, 300)]
     assert netscope.summary(model, input_data=(images,), device="cpu").totals.total_macs == data["totals"]["total_macs"]
+
+
+def test_solve_with_keyword_inputs_only_says_what_it_varies():
+    import torch
+    import torch.nn as nn
+
+    import netscope
+
+    class KeywordOnly(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = nn.Embedding(10, 4)
+
+        def forward(self, *, ids):
+            return self.emb(ids)
+
+    with pytest.raises(netscope.NetscopeError, match=r"keywords only \(ids\)"):
+        netscope.solve_input_size(KeywordOnly(), {"ids": torch.zeros(1, 5, dtype=torch.long)})

@@ -436,6 +436,10 @@ def solve_input_size(model, input_size=None, *, input_dtypes=None, spatial: Opti
     input_spec = inputs_from(model, input_size=input_size, input_dtypes=input_dtypes)
     if isinstance(input_spec, tuple):  # example tensors: their shapes and dtypes are the reference
         input_spec = InputSpec.of_tensors(*input_spec)
+    if isinstance(input_spec, InputSpec) and not input_spec.args and input_spec.kwargs:
+        raise UsageError(f"solve_input_size varies the first positional input, and these inputs are keywords only "
+                         f"({', '.join(input_spec.kwargs)}): wrap the model in a module whose forward takes that "
+                         "tensor positionally, or size it with netscope summary --input NAME=SHAPE")
     if not isinstance(input_spec, InputSpec) or not input_spec.args:
         raise UsageError("solve_input_size needs at least one input tensor, e.g. input_size=(1, 3, 224, 224)")
     shape = tuple(input_spec.args[0].shape)
