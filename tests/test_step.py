@@ -447,3 +447,25 @@ def test_the_default_step_table_fits_120_columns_as_the_summary_does(capsys):
     chosen = report.render(columns="layer,type,output,params,macs,bwd_macs,saved")
     assert "Bottleneck" in chosen and "left out" not in chosen
     assert "Bottleneck" in report.render(width=200) and "left out" not in report.render(width=200)
+
+
+def test_a_packed_sequence_input_is_refused_with_the_reason():
+    """torch's MemTracker cannot rebuild a PackedSequence input: one clear error naming it, not a forward
+    error blaming the model; the summary still takes the same input."""
+    from torch.nn.utils.rnn import pack_padded_sequence
+
+    class Tagger(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm = nn.LSTM(4, 6)
+
+        def forward(self, packed):
+            return self.lstm(packed)[1][0]
+
+    packed = pack_padded_sequence(torch.randn(5, 2, 4), torch.tensor([5, 3]))
+    with pytest.raises(netscope.NetscopeError, match="PackedSequence") as caught:
+        netscope.step(Tagger(), packed)
+    from netscope.errors import ForwardError
+
+    assert not isinstance(caught.value, ForwardError)  # exit 2: netscope's limit, not the model's failure
+    assert netscope.summary(Tagger(), packed, device="cpu").totals.total_macs == 4 * 6 * (4 + 6) * (5 + 3)

@@ -57,6 +57,20 @@ def refuse_script(model: nn.Module) -> None:
             "scripted one: parameters, and the whole model's shapes and multiply-adds)")
 
 
+def _refuse_packed(args, kwargs) -> None:
+    """torch's MemTracker rebuilds every input it tracks from its tensors, which a PackedSequence refuses
+    (its batch sizes come back empty): say so, rather than blame the model's forward."""
+    from torch.nn.utils.rnn import PackedSequence
+
+    leaves = torch.utils._pytree.tree_leaves((args, kwargs), is_leaf=lambda v: isinstance(v, PackedSequence))
+    if any(isinstance(v, PackedSequence) for v in leaves):
+        raise UsageError(
+            "netscope step cannot plan a step whose input is a PackedSequence: the memory tracker it uses "
+            "(torch.distributed._tools.mem_tracker) rebuilds the inputs it tracks, which a PackedSequence does "
+            "not allow. Pass the padded tensor (and the lengths) and pack it inside forward; netscope summary "
+            "takes the PackedSequence as it is")
+
+
 def run_step_report(model: nn.Module, inputs, options: StepOptions, *, label: str, measure: bool = False) -> StepReport:
     """Shared by the API and the CLI; ``inputs`` is an ``InputSpec`` or ``(args, kwargs)``."""
     from netscope.inputs import InputSpec
@@ -68,6 +82,7 @@ def run_step_report(model: nn.Module, inputs, options: StepOptions, *, label: st
         args, kwargs = inputs.for_model(model).build(torch.device("meta"), model_float_dtype(model))
     else:
         args, kwargs = inputs
+        _refuse_packed(args, kwargs)
     measured = measured_cuda_peak(model, args, kwargs, options) if measure else None
     notes: tuple = ()
     tensors = "fake"
