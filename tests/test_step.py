@@ -375,7 +375,7 @@ def test_backward_of_zero_cost_operators_is_zero_by_convention_so_a_plain_step_i
     torch.manual_seed(0)
     model, x, ids = ZeroCostLayers(), torch.randn(2, 3, 16, 16), torch.randint(0, 10, (2, 5))
     report = netscope.step(model, input_data=(x, ids))
-    assert not report.forward.partial and not [n for n in report.run.notes if "PARTIAL" in n]
+    assert not report.forward.partial and report.totals.backward_uncounted == ()
     assert "PARTIAL" not in str(report)
     model.train()
     with FlopCounterMode(display=False) as counter:
@@ -414,8 +414,19 @@ def test_an_operator_uncounted_in_the_backward_only_does_not_make_the_forward_pa
 
     report = netscope.step(Model(), input_size=(2, 4))
     assert not report.forward.partial and report.forward.uncounted_ops() == []
-    assert [n for n in report.run.notes if "PARTIAL" in n and "netscope_step_test.grad_scale" in n]
-    assert "Forward mult-adds: " in str(report) and "PARTIAL" not in str(report).split("Backward")[0]
+    assert report.totals.backward_uncounted == ("netscope_step_test.grad_scale",)
+    text = str(report)
+    assert "PARTIAL" not in text.split("Backward")[0]
+    assert "Backward mult-adds: " in text and "no multiply-add formula for netscope_step_test.grad_scale" in text
+    assert json.loads(report.to_json())["totals"]["backward_uncounted"] == ["netscope_step_test.grad_scale"]
+    page = report.to_html()
+    assert f'data-total="backward_macs" data-value="{report.totals.backward_macs}">&gt;=' in page
+    assert 'data-total="forward_macs" data-value="{}">{:,}'.format(report.totals.forward_macs,
+                                                                    report.totals.forward_macs) in page
+    assert "netscope_step_test.grad_scale (backward)" in page
+    from netscope.render.headline import short_number
+
+    assert f"+ >={short_number(report.totals.backward_macs)} bwd MACs" in repr(report)
 
 
 def test_a_torchscript_module_is_refused_with_the_reason_not_a_traceback(tmp_path, capsys):

@@ -105,8 +105,6 @@ def run_step_report(model: nn.Module, inputs, options: StepOptions, *, label: st
     trace = run.trace
     forward_totals = compute_totals(model, trace.calls, _user_modules(model, trace), input_bytes=run.input_bytes)
     notes = tuple(trace.notes) + notes
-    if run.backward_uncounted:
-        notes += (f"backward mult-adds are a lower bound (PARTIAL): no formula for {', '.join(run.backward_uncounted)}",)
     info = RunInfo(model=label, device=device, dtype=model_float_dtype(model), mode="train",
                    input_shapes=[shape_tree(a) for a in args] + ([shape_tree(kwargs)] if kwargs else []),
                    seconds=trace.seconds, notes=notes)
@@ -136,6 +134,7 @@ def run_step_report(model: nn.Module, inputs, options: StepOptions, *, label: st
         ranks=ranks,
         measured_peak_bytes=measured,
         tensors=tensors,
+        backward_uncounted=tuple(run.backward_uncounted),
     )
     return StepReport(forward=forward, totals=totals, backward_macs=_rolled_up(trace.calls, backward_own),
                       own_backward_macs=backward_own, saved_bytes=_rolled_up(trace.calls, saved_own),

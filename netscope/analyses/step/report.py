@@ -37,6 +37,7 @@ class StepTotals:
     ranks: Tuple[RankMemory, ...]
     measured_peak_bytes: Optional[int] = None  # a real CUDA step's torch.cuda.max_memory_allocated
     tensors: str = "fake"  # what the step ran on: "fake" (planned, no memory) or "real" (the forward reads values)
+    backward_uncounted: Tuple[str, ...] = ()  # backward operators without a formula: backward_macs is a lower bound
 
     def to_dict(self) -> dict:
         out = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "ranks"}
@@ -107,7 +108,10 @@ class StepReport:
         per = f" per rank ({t.layout}, {t.world_size} ranks)" if t.layout != "single" else ""
         lines = [
             f"Forward mult-adds: {si(t.forward_macs)} ({t.forward_macs:,})" + self.forward._partial_text(),
-            f"Backward mult-adds: {si(t.backward_macs)} ({t.backward_macs:,})",
+            f"Backward mult-adds: {si(t.backward_macs)} ({t.backward_macs:,})" + (
+                f" -- PARTIAL, a lower bound: no multiply-add formula for {', '.join(t.backward_uncounted)} "
+                "(register one with netscope.register_macs, or netscope.ignore_macs if it is 0)"
+                if t.backward_uncounted else ""),
             f"Memory{per}, {t.optimizer}, {t.precision}:",
             f"  params {megabytes(t.param_bytes)}, grads {megabytes(t.grad_bytes)}, "
             f"optimizer state {megabytes(t.optimizer_bytes)}, saved activations {megabytes(t.activation_bytes)}, "
@@ -160,8 +164,9 @@ class StepReport:
         name = self.layers[0].class_name if self.layers else self.run.model
         ranks = f" · per rank of {t.world_size} ({t.layout})" if t.layout != "single" else ""
         bound = ">=" if self.forward.partial else ""
+        backward_bound = ">=" if t.backward_uncounted else ""
         return (f"{name} · step {t.optimizer} {t.precision}{ranks} · {bound}{short_number(t.forward_macs)} fwd + "
-                f"{short_number(t.backward_macs)} bwd MACs · peak {short_number(t.peak_bytes, 'B')}")
+                f"{backward_bound}{short_number(t.backward_macs)} bwd MACs · peak {short_number(t.peak_bytes, 'B')}")
 
     def _repr_html_(self) -> str:
         return self.to_html()
