@@ -226,3 +226,16 @@ def test_check_findings_table_fits_120_columns(tmp_path, capsys):
     assert main(["check", f"{functional}:Net", "--input", "1,3,32,32", "--device", "cpu"]) == 0
     rows = [line for line in capsys.readouterr()[0].splitlines() if "asymmetric-padding" in line]
     assert rows and rows[0].split()[1] == "(root)"
+
+
+def test_wrapping_keeps_the_lines_a_cell_has_and_check_all_shows_one_formula_per_axis(capsys):
+    rows = [{"k": "x" * 30, "f": "H: " + "a " * 30 + "\nW: short"}]
+    lines = render_rows(rows, ["k", "f"], "table", wrap="f", width=60, min_wrap=20).splitlines()[2:]
+    cells = [line[32:].strip() for line in lines]  # 30 characters of k, two spaces
+    assert cells[-1] == "W: short" and " ".join(cells[:-1]) == "H: " + " ".join(["a"] * 30)
+    assert max(map(len, lines)) <= 60
+    assert main(["check", "resnet18", "--all", "--device", "meta", "--input", "1,3,64,64"]) == 0
+    out = capsys.readouterr()[0]
+    conv1 = out[out.index("\nconv1 "):].splitlines()[1:3]
+    assert "H: floor((64 + 2*3 - 1*(7-1) - 1) / 2) + 1 = 32" in conv1[0] and "[1, 64, 32, 32]  [1, 64, 32, 32]" in conv1[0]
+    assert conv1[1].strip() == "W: floor((64 + 2*3 - 1*(7-1) - 1) / 2) + 1 = 32"

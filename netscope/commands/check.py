@@ -36,12 +36,15 @@ def run(args: argparse.Namespace) -> int:
     report = build_report(args, checks=True, audit_names=False, receptive_field=True)
     checks = report.checks
     if args.all:
-        rows = [{"layer": c.layer, "class_name": c.class_name, "status": c.status, "formula": c.formula_text,
+        one_per_line = args.format == "table"  # a formula per axis, each on its own line
+        rows = [{"layer": c.layer, "class_name": c.class_name, "status": c.status,
+                 "formula": c.formula_text.replace("; ", "\n") if one_per_line else c.formula_text,
                  "expected": str(list(c.expected_shape)) if c.expected_shape else "",
-                 "observed": str(c.observed_shape),
+                 "observed": str(list(c.observed_shape)) if isinstance(c.observed_shape, tuple) else str(c.observed_shape),
                  "rf": field_text(report.layers[c.call_index].receptive_field, "size"),
                  "jump": field_text(report.layers[c.call_index].receptive_field, "jump")} for c in checks]
-        text = render_rows(rows, ALL_COLUMNS, args.format, table_style=args.table_style)
+        text = render_rows(rows, ALL_COLUMNS, args.format, table_style=args.table_style, wrap="formula",
+                           width=TEXT_WIDTH, min_wrap=60)  # one axis's formula stays on one line
     else:
         findings = check_findings(checks, include_info=not args.no_info)
         rows = [dict(f.to_dict(), class_name=report.layers[f.call_index].class_name) for f in findings]

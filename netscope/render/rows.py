@@ -32,9 +32,11 @@ def check_format(fmt: str, table_style: str = "simple") -> None:
 
 def render_rows(rows: Sequence[Dict[str, Any]], columns: Sequence[str], fmt: str = "table",
                 *, headers: Optional[Dict[str, str]] = None, table_style: str = "simple",
-                numeric: Sequence[str] = (), wrap: Optional[str] = None, width: Optional[int] = None) -> str:
+                numeric: Sequence[str] = (), wrap: Optional[str] = None, width: Optional[int] = None,
+                min_wrap: int = 40) -> str:
     """Rows (dicts) -> text. ``headers`` maps column keys to display titles; ``numeric`` columns are right-aligned.
-    A table (not markdown, CSV or JSON) wider than ``width`` wraps the cells of column ``wrap`` onto more lines."""
+    A table (not markdown, CSV or JSON) wider than ``width`` wraps the cells of column ``wrap`` onto more lines
+    (never narrower than ``min_wrap`` characters)."""
     check_format(fmt, table_style)
     headers = headers or {}
     if fmt == "json":
@@ -51,7 +53,7 @@ def render_rows(rows: Sequence[Dict[str, Any]], columns: Sequence[str], fmt: str
     titles = [headers.get(c, c) for c in columns]
     right = [c in numeric for c in columns]
     if fmt == "table" and wrap in columns and width:
-        _wrap_column(body, titles, columns.index(wrap), width)
+        _wrap_column(body, titles, columns.index(wrap), width, min_wrap)
     if style == "simple":  # the default: drawn here, since tabulate's per-cell type sniffing dominates big tables
         return _simple_table(titles, body, right)
     import tabulate
@@ -85,17 +87,18 @@ def _simple_table(titles: List[str], body: List[List[str]], right: List[bool]) -
     return "\n".join(out)
 
 
-def _wrap_column(body: List[List[str]], titles: List[str], index: int, width: int) -> None:
+def _wrap_column(body: List[List[str]], titles: List[str], index: int, width: int, min_wrap: int) -> None:
     """Wrap column ``index``'s cells (in place) so that a simple table fits ``width`` characters, keeping
-    at least 40 characters for them; the other columns keep their width."""
+    at least ``min_wrap`` characters for them; the other columns keep their width."""
     import textwrap
 
-    others = sum(max([len(titles[i]) + 2] + [len(cells[i]) for cells in body]) + 2
+    others = sum(max([len(titles[i]) + 2] + [max(map(len, cells[i].split("\n"))) for cells in body]) + 2
                  for i in range(len(titles)) if i != index)
-    room = max(width - others, 40)
-    for cells in body:
-        if len(cells[index]) > room:
-            cells[index] = "\n".join(textwrap.wrap(cells[index], room, break_on_hyphens=False))
+    room = max(width - others, min_wrap)
+    for cells in body:  # lines the cell already has (one per axis, ...) are kept; each is wrapped on its own
+        if any(len(line) > room for line in cells[index].split("\n")):
+            cells[index] = "\n".join(part for line in cells[index].split("\n")
+                                     for part in textwrap.wrap(line, room, break_on_hyphens=False) or [""])
 
 
 def _visible_indent(cell: str) -> str:
