@@ -142,14 +142,24 @@ class InputSpec:
                                    kwargs={k: fit(v) for k, v in self.kwargs.items()})
 
     def with_dtypes_of(self, defaults: Optional["InputSpec"]) -> "InputSpec":
-        """Positional inputs given without a dtype take the dtype (and range) the model's default input has
-        at the same position: ``hf:gpt2 -i 2,64`` stays int64 token ids."""
-        if defaults is None or defaults.as_list != self.as_list:
+        """Inputs given without a dtype take the dtype (and range) the model's default input has at the same
+        position or under the same keyword: ``hf:gpt2 -i 2,64`` stays int64 token ids. When the model takes
+        one list of images (torchvision detection), the shapes given are that list's images."""
+        if defaults is None:
             return self
-        args = [dataclasses.replace(spec, dtype=default.dtype, high=default.high)
-                if spec.dtype is None and default.dtype is not None else spec
-                for spec, default in zip(self.args, defaults.args)] + list(self.args[len(defaults.args):])
-        return dataclasses.replace(self, args=args)
+        if defaults.as_list and not self.as_list and not self.kwargs:  # a detection model: one list of images
+            return dataclasses.replace(self, as_list=True).with_dtypes_of(defaults)
+        if defaults.as_list != self.as_list:
+            return self
+        def typed(spec: TensorSpec, default: Optional[TensorSpec]) -> TensorSpec:
+            if default is None or spec.dtype is not None or default.dtype is None:
+                return spec
+            return dataclasses.replace(spec, dtype=default.dtype, high=default.high)
+
+        args = [typed(spec, default) for spec, default in zip(self.args, defaults.args)] + list(
+            self.args[len(defaults.args):])
+        kwargs = {name: typed(spec, defaults.kwargs.get(name)) for name, spec in self.kwargs.items()}
+        return dataclasses.replace(self, args=args, kwargs=kwargs)
 
 
 def parse_input(text: str) -> TensorSpec:
@@ -199,15 +209,31 @@ def tensor_spec(dims: Sequence[Any], dtype: Optional[str], where: str) -> Tensor
     if numel > MAX_INPUT_ELEMENTS:
         raise InputSpecError(
             f"{where} asks for {numel:,} elements, more than netscope will allocate "
-            f"({MAX_INPUT_ELEMENTS:,}); check the shape, or use --device meta for a run without memory"
+            f"({MAX_INPUT_ELEMENTS:,}), on any device; check the shape"
         )
     return TensorSpec(tuple(shape), normalize_dtype(dtype) if dtype else None)
 
 
 def parse_inputs(texts: Optional[Sequence[str]]) -> Optional[InputSpec]:
+    """``--input`` values in order: ``SHAPE[:DTYPE]`` is the next positional tensor, ``NAME=SHAPE[:DTYPE]``
+    the keyword tensor ``NAME`` (a forward that takes ``input_ids=`` or keyword-only arguments)."""
     if not texts:
         return None
-    return InputSpec([parse_input(t) for t in texts])
+    args: List[TensorSpec] = []
+    kwargs: Dict[str, TensorSpec] = {}
+    for text in texts:
+        name, equals, shape = text.partition("=")
+        if not equals:
+            args.append(parse_input(text))
+            continue
+        name = name.strip()
+        if not name.isidentifier():
+            raise InputSpecError(f"--input {text!r}: {name!r} is not an argument name; write a keyword input "
+                                 "like input_ids=1,128:int64")
+        if name in kwargs:
+            raise InputSpecError(f"--input {name}= is given twice; give each keyword input once")
+        kwargs[name] = parse_input(shape)
+    return InputSpec(args, kwargs)
 
 
 def inputs_from(model, input_size=None, input_data=None, input_dtypes: Optional[Sequence[str]] = None):
@@ -219,6 +245,7 @@ def inputs_from(model, input_size=None, input_data=None, input_dtypes: Optional[
     (``summary(model, x)``) is taken as ``input_data``. Neither: the model's default input.
     Returns an :class:`InputSpec` (built later on the run's device) or ``(args, kwargs)`` of real values.
     """
+    input_size = _from_numpy(input_size)
     if input_size is not None and _is_data(input_size):
         if input_data is not None:
             raise InputSpecError("give either input_size or input_data, not both")
@@ -251,6 +278,18 @@ def inputs_from(model, input_size=None, input_data=None, input_dtypes: Optional[
     from netscope.models.specs import default_inputs_for
 
     return InputSpec(specs).with_dtypes_of(default_inputs_for(model))  # as the CLI: token ids stay int64
+
+
+def _from_numpy(value):
+    """A numpy array of whole numbers as ``input_size`` is a shape (1-d) or shapes (2-d), as a list;
+    any other array is refused: data must be a torch tensor."""
+    if type(value).__module__ != "numpy" or not hasattr(value, "ndim"):
+        return value
+    if value.dtype.kind in "iu" and value.ndim in (1, 2):
+        return value.tolist()
+    raise InputSpecError(f"input_size is a numpy array of {value.dtype} with shape {tuple(value.shape)}: give a "
+                         "shape as whole numbers, like np.array([1, 3, 224, 224]), or pass data as a torch tensor "
+                         "(torch.from_numpy(array)) with input_data=")
 
 
 def _is_data(value) -> bool:

@@ -130,7 +130,8 @@ class Report:
 
     def _context(self) -> Dict[str, Any]:
         return {"check_status": self._check_status(), "names": [c.name for c in self.layers],
-                "partial_macs": self.partial_calls()}
+                "partial_macs": self.partial_calls(),
+                "partial_own_macs": self.operators.uncounted_calls() if self.partial else set()}
 
     def _check_status(self) -> Dict[int, str]:
         return {check.call_index: check.compact for check in self.checks}
@@ -144,7 +145,8 @@ class Report:
             f"Non-trainable params: {t.non_trainable_params:,}",
         ]
         if t.uncalled_params:
-            lines.append(f"Params in modules not called by this pass: {t.uncalled_params:,}")
+            lines.append(f"Params in modules not called by this pass: {t.uncalled_params:,} (counted in the total; "
+                         "a forward may still use them directly, as nn.MultiheadAttention uses its out_proj)")
         lines += [
             f"Total mult-adds: {si(t.total_macs)} ({t.total_macs:,})" + self._partial_text(),
             f"Input size: {megabytes(t.input_bytes)}",

@@ -181,3 +181,56 @@ def test_every_finding_code_is_registered_once_with_its_severities():
     with pytest.raises(ValueError, match="error, not info"):
         Finding(Severity.INFO, "formula-mismatch", "message")
     assert Finding(Severity.INFO, "stride-skips-input", "m").code == "stride-skips-input"
+
+
+def _unread_runs(reads):
+    """Maximal runs of unread positions, as (start, length), from a 0/1 list."""
+    runs, start = [], None
+    for i, r in enumerate(list(reads) + [1]):
+        if not r and start is None:
+            start = i
+        elif r and start is not None:
+            runs.append((start, i - start))
+            start = None
+    return runs
+
+
+def _read_positions(conv, n):
+    """Which of n input positions the real layer reads: where the gradient of its (all-ones) output is not 0."""
+    x = torch.zeros(1, 1, n, requires_grad=True)
+    conv(x).sum().backward()
+    return [int(g != 0) for g in x.grad[0, 0]]
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@given(st.integers(1, 3), st.integers(1, 4), st.integers(0, 1), st.integers(1, 2), st.integers(1, 14))
+@settings(max_examples=150, deadline=None, derandomize=True)
+def test_unread_positions_and_their_severity_match_the_real_layer(kernel, stride, padding, dilation, n):
+    """Brute force with autograd: the positions a real Conv1d never reads (zero gradient, all-ones weights).
+    The finding counts them; it is info (by design) exactly when every unread run, edges included, is no
+    longer than the gap the same layer leaves between reads on a long input, a 2-position input to a
+    1x1 stride-2 downsample included (windows that read padding only are never by design)."""
+    import netscope
+    from netscope.records import Severity
+
+    conv = nn.Conv1d(1, 1, kernel, stride=stride, padding=padding, dilation=dilation, bias=False)
+    nn.init.ones_(conv.weight)
+    span = dilation * (kernel - 1) + 1
+    if n + 2 * padding < span:
+        return  # no window fits: the layer refuses the input
+    reads = _read_positions(conv, n)
+    long_reads = _read_positions(conv, span + 4 * stride + 2 * padding)
+    interior = long_reads[long_reads.index(1):len(long_reads) - long_reads[::-1].index(1)]
+    design_gap = max((length for _, length in _unread_runs(interior)), default=0)
+    findings = [f for c in netscope.check(conv, (1, 1, n), device="cpu") for f in c.findings
+                if f.code == "stride-skips-input"]
+    unread = reads.count(0)
+    if not unread:
+        assert not findings
+        return
+    [finding] = findings
+    assert finding.message.startswith(f"L: {unread} of {n} input positions are never read")
+    by_design = 1 in reads and design_gap > 0 and all(length <= design_gap for _, length in _unread_runs(reads))
+    assert finding.severity is (Severity.INFO if by_design else Severity.WARNING), (reads, design_gap)

@@ -78,3 +78,110 @@ def test_api_input_size_takes_the_models_input_dtype_as_the_cli_does():
 
     report = netscope.summary(Tokens(), input_size=(2, 16))
     assert report.totals.total_macs == 2 * 16 * 8 * 3  # the head; the embedding lookup is no multiply-add
+
+
+def test_a_numpy_array_of_whole_numbers_is_a_shape_and_any_other_array_is_refused():
+    """numpy integers are fine in a shape, so is a numpy array of them (1-d: a shape, 2-d: shapes); the
+    same figures as the tuple. A float array is data, which must be a tensor: one clear error."""
+    import numpy as np
+    import torch.nn as nn
+
+    import netscope
+
+    model = nn.Conv2d(3, 4, 3)
+    expected = netscope.summary(model, input_size=(2, 3, 9, 9), device="cpu").totals.total_macs
+    assert expected == 2 * 4 * 3 * 9 * 7 * 7
+    for shape in (np.array([2, 3, 9, 9]), np.array([2, 3, 9, 9], dtype=np.int32), np.array([[2, 3, 9, 9]])):
+        assert netscope.summary(model, input_size=shape, device="cpu").totals.total_macs == expected
+    solved = netscope.solve_input_size(model, np.array([1, 3, 9, 9]), max_size=12)
+    assert solved.base_shape == (1, 3, 9, 9)
+    with pytest.raises(netscope.NetscopeError, match="numpy array of float32"):
+        netscope.summary(model, np.zeros((2, 3, 9, 9), dtype=np.float32))
+
+
+def test_cli_keyword_inputs_reach_a_keyword_only_forward(tmp_path, capsys):
+    """``--input NAME=SHAPE[:DTYPE]`` passes a keyword tensor: a forward with keyword-only arguments runs from
+    the command line, with the figures of the same call in Python; bad names are refused (exit 2)."""
+    import json
+
+    import torch
+    import torch.nn as nn
+
+    import netscope
+    from netscope.cli import main
+
+    source = tmp_path / "kwonly.py"
+    source.write_text("import torch.nn as nn\n"
+                      "class Net(nn.Module):\n"
+                      "    def __init__(self):\n"
+                      "        super().__init__()\n"
+                      "        self.emb, self.fc = nn.Embedding(50, 8), nn.Linear(8, 3)\n"
+                      "    def forward(self, x=None, *, ids, scale):\n"
+                      "        return self.fc(self.emb(ids) * scale)\n")
+    assert main(["summary", f"{source}:Net", "--input", "ids=2,5:int64", "--input", "scale=2,5,1",
+                 "--device", "cpu", "-f", "json"]) == 0
+    data = json.loads(capsys.readouterr()[0])
+    assert data["totals"]["total_macs"] == 2 * 5 * 8 * 3 and data["layers"][1]["input_shapes"] == [[2, 5]]
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("kwonly", source)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    reference = netscope.summary(module.Net(), {"ids": torch.randint(0, 50, (2, 5)), "scale": torch.ones(2, 5, 1)},
+                                 device="cpu")
+    assert reference.totals.total_macs == data["totals"]["total_macs"]
+    for bad in ("1x=2,5", "ids=2,5:int64 ids=2,5:int64"):
+        args = ["summary", f"{source}:Net", "--device", "cpu"]
+        for value in bad.split():
+            args += ["--input", value]
+        assert main(args) == 2
+        assert "--input" in capsys.readouterr()[1]
+    assert parse_inputs_kwargs("ids=1,4:int64", "2,3") == ({"ids": ((1, 4), "int64")}, [((2, 3), None)])
+
+
+def parse_inputs_kwargs(*texts):
+    from netscope.inputs import parse_inputs
+
+    spec = parse_inputs(list(texts))
+    return {k: (v.shape, v.dtype) for k, v in spec.kwargs.items()}, [(a.shape, a.dtype) for a in spec.args]
+
+
+def test_detection_input_shapes_are_the_images_of_its_list(capsys):
+    """The Run line shows a detection model's input as [3, 512, 512] (one image of its list): that shape given
+    back with --input works, each --input is one image, and the figures are those of the model called on
+    that list in Python."""
+    import json
+
+    import torch
+    import torchvision
+
+    import netscope
+    from netscope.cli import main
+
+    name = "ssdlite320_mobilenet_v3_large"
+    assert main(["summary", name, "--input", "3,320,320", "--input", "3,256,300", "--device", "cpu",
+                 "-f", "json", "-q"]) == 0
+    data = json.loads(capsys.readouterr()[0])
+    assert data["run"]["input_shapes"] == [[[3, 320, 320], [3, 256, 300]]]
+    torch.manual_seed(0)
+    model = torchvision.models.get_model(name, weights=None, weights_backbone=None).eval()
+    images = [torch.rand(3, 320, 320), torch.rand(3, 256, 300)]
+    assert netscope.summary(model, input_data=(images,), device="cpu").totals.total_macs == data["totals"]["total_macs"]
+
+
+def test_solve_with_keyword_inputs_only_says_what_it_varies():
+    import torch
+    import torch.nn as nn
+
+    import netscope
+
+    class KeywordOnly(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = nn.Embedding(10, 4)
+
+        def forward(self, *, ids):
+            return self.emb(ids)
+
+    with pytest.raises(netscope.NetscopeError, match=r"keywords only \(ids\)"):
+        netscope.solve_input_size(KeywordOnly(), {"ids": torch.zeros(1, 5, dtype=torch.long)})

@@ -6,6 +6,8 @@ dispatch mode that only counts calls, and formulas written out as formulas.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import textwrap
 
@@ -19,6 +21,7 @@ from torch.utils.flop_counter import FlopCounterMode
 import netscope
 from netscope.cli import main
 from netscope.operators.registry import REGISTRY, ZERO_BY_CONVENTION, qualified_name
+from netscope.render.headline import short_number
 
 
 @torch.library.custom_op("netscope_test::scaled_matvec", mutates_args=())
@@ -167,6 +170,83 @@ def test_check_and_summary_strict_exit_1_on_a_partial_total(inverse_spec, capsys
     assert main(["summary", inverse_spec, "--input", "6,4", "--device", "cpu", "-f", "json"]) == 0
     data = json.loads(capsys.readouterr()[0])
     assert data["partial"] is True and data["operators"]["uncounted"][0]["op"] == "aten::linalg_inv_ex"
+
+
+def test_every_format_marks_the_rows_whose_mult_adds_are_a_lower_bound(inverse_spec, capsys):
+    """Not only the table: CSV cells carry >= as the table does, JSON and the DataFrame a per-row
+    ``macs_partial``, the headline a >= total, and csv/json runs say it on stderr."""
+    class Wrapped(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.opaque, self.head = Opaque(), nn.Linear(3, 2)
+
+        def forward(self, x):
+            return self.head(self.opaque(x))
+
+    report = netscope.summary(Wrapped(), (5, 6), device="cpu")
+    marked = {"": True, "opaque": True, "opaque.fc": False, "head": False}  # the op ran in opaque itself
+    frame = report.to_dataframe()
+    assert dict(zip(frame["name"], frame["macs_partial"])) == marked and str(frame["macs_partial"].dtype) == "bool"
+    assert {r["name"]: r["macs_partial"] for r in json.loads(report.to_json())["layers"]} == marked
+    rows = list(csv.DictReader(io.StringIO(report.render("csv", columns="name,macs,own_macs"))))
+    assert [(r["macs"].startswith(">="), r["own_macs"].startswith(">=")) for r in rows] == [
+        (True, False), (True, True), (False, False), (False, False)]  # own: only where the operator ran
+    assert rows[1]["macs"] == f">={5 * 4 * 3}" and rows[3]["macs"] == str(5 * 3 * 2)  # opaque.fc and head exact
+    assert f">={short_number(report.totals.total_macs)} MACs" in repr(report)
+    assert ">=" not in repr(netscope.summary(nn.Linear(6, 3), (5, 6), device="cpu"))
+    page = report.to_html()  # the totals box and the mult-add charts, whose shares are of a lower bound
+    assert f'data-total="total_macs" data-value="{report.totals.total_macs}">&gt;={report.totals.total_macs:,}' in page
+    assert "Mult-adds per top-level block (of a partial total)" in page
+
+    for fmt in ("csv", "json"):
+        assert main(["summary", inverse_spec, "--input", "6,4", "--device", "cpu", "-f", fmt]) == 0
+        assert "partial" in capsys.readouterr()[1]
+
+
+def test_the_plot_of_a_partial_report_says_so(tmp_path):
+    pytest.importorskip("matplotlib")
+    from netscope.render.plot import save_plot
+
+    report = netscope.summary(Opaque(), (5, 6), device="cpu")
+    save_plot(report, str(tmp_path / "bars.svg"))
+    svg = (tmp_path / "bars.svg").read_text()
+    assert svg.count("of a partial total") == 2 and f"&gt;={short_number(report.totals.total_macs)}" in svg
+
+
+def test_profiler_annotations_are_not_uncounted_operators():
+    """``record_function`` (DataParallel's forward on CPU wraps the module in one) runs profiler:: operators
+    that do no arithmetic: the total stays exact and equals flop_counter's."""
+    class Annotated(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(6, 3)
+
+        def forward(self, x):
+            with torch.autograd.profiler.record_function("netscope_test_region"):
+                return self.fc(x)
+
+    x = torch.randn(5, 6)
+    for model in (Annotated(), nn.DataParallel(nn.Sequential(nn.Linear(6, 4), nn.Linear(4, 3)))):
+        report = netscope.summary(model, x, device="cpu")
+        with FlopCounterMode(display=False) as counter:
+            model(x)
+        assert not report.partial and report.uncounted_ops() == []
+        assert report.totals.total_macs == counter.get_total_flops() // 2 > 0
+
+
+def test_ignoring_an_operator_torch_counts_is_refused_rather_than_silently_ineffective():
+    """torch's flop_counter formulas are looked up before the zero list: an ignore entry for aten::mm would
+    change nothing, so it is refused; the count stays the real one."""
+    with pytest.raises(ValueError, match="flop_counter has a multiply-add formula for aten::mm"):
+        netscope.ignore_macs("aten::mm", "I would like matrix products to be free")
+    assert "aten::mm" not in REGISTRY.zero_names()
+    a, b = torch.randn(3, 4), torch.randn(4, 5)
+
+    class MatMul(nn.Module):
+        def forward(self, x):
+            return x @ b
+
+    assert netscope.summary(MatMul(), a, device="cpu").totals.total_macs == 3 * 4 * 5
 
 
 def test_check_exits_0_when_every_operator_is_accounted_for(capsys):

@@ -305,3 +305,24 @@ def test_random_conv_pool_chains(layers):
     except RuntimeError:
         return  # the chain shrinks the input below a kernel: no field to compare
     assert_fields_match(model, (1, 1, 400))
+
+
+def test_check_names_where_the_receptive_field_was_lost(tmp_path, capsys):
+    """A field lost to an operator without a rule is 'unknown' in check's headline (not '?'), with the
+    innermost layer where it first became unknown."""
+    from netscope.cli import main
+
+    source = tmp_path / "tokens.py"
+    source.write_text("import torch.nn as nn\n"
+                      "class Net(nn.Module):\n"
+                      "    def __init__(self):\n"
+                      "        super().__init__()\n"
+                      "        self.stem = nn.Conv2d(3, 8, 4, stride=4)\n"
+                      "        self.mixer = nn.Sequential(nn.Linear(8, 8), nn.GELU())\n"
+                      "    def forward(self, x):\n"
+                      "        return self.mixer(self.stem(x).flatten(2).transpose(1, 2))\n")
+    assert main(["check", f"{source}:Net", "--input", "1,3,16,16", "--device", "cpu"]) == 0
+    line = capsys.readouterr()[0].splitlines()[1]
+    assert line.startswith("receptive field of the output: unknown (an operator without a receptive-field rule "
+                           "ran, first in mixer.0 (Linear))"), line
+    assert "last spatial one 4x4 (jump 4x4) at stem (Conv2d)" in line

@@ -173,3 +173,69 @@ def test_long_keyword_inputs_show_their_first_tensor_in_a_table():
     short = text_row(call, ["input"], {}, short=True)["input"]
     assert short == "[1, 128, 512] +2" and len(short) <= SHORT_SHAPE  # and two more tensors
     assert text_row(call, ["input"], {})["input"].count("[") == 3  # CSV keeps the whole tree
+
+
+# ---- multi-line cells and a wrapped column ----------------------------------------------------------
+
+LINES = st.lists(st.lists(WORD, min_size=1, max_size=3).map(" ".join), min_size=1, max_size=3).map("\n".join)
+
+
+@given(st.lists(st.fixed_dictionaries({"name": WORD, "n": st.integers(0, 999), "shape": LINES}), max_size=5),
+       st.lists(st.sampled_from(COLUMNS), unique=True))
+@settings(max_examples=200, deadline=None, derandomize=True)
+def test_simple_table_draws_multi_line_cells_as_tabulate_does(rows, numeric):
+    ours = render_rows(rows, COLUMNS, "table", numeric=numeric)
+    theirs = tabulate.tabulate([[_cell(r[c]) for c in COLUMNS] for r in rows], headers=COLUMNS, tablefmt="simple",
+                               colalign=["right" if c in numeric else "left" for c in COLUMNS],
+                               disable_numparse=True)
+    assert ours == theirs
+
+
+def test_a_wrapped_column_fits_the_width_and_keeps_every_word():
+    message = " ".join(f"word{i}" for i in range(80))
+    rows = [{"layer": "features.0.0", "code": "asymmetric-padding", "message": message}, {"layer": "fc", "code": "x",
+                                                                                        "message": "short"}]
+    text = render_rows(rows, ["layer", "code", "message"], "table", wrap="message", width=100)
+    assert max(map(len, text.splitlines())) <= 100
+    column = text.splitlines()[1].split("  ")[-1]  # the rule under the message column
+    start = text.splitlines()[1].rindex(column)
+    assert " ".join(line[start:].strip() for line in text.splitlines()[2:-1]) == message
+    assert text.splitlines()[-1].split() == ["fc", "x", "short"]
+    assert render_rows(rows, ["layer", "code", "message"], "markdown", wrap="message", width=100).count("\n") == 3
+
+
+def test_check_findings_table_fits_120_columns(tmp_path, capsys):
+    """Long finding messages (one per axis of a 3-d layer) wrap instead of widening the table; a finding on
+    the model itself is named (root) as in the summary."""
+    source = tmp_path / "net3d.py"
+    source.write_text("import torch.nn as nn\n"
+                      "def build():\n"
+                      "    return nn.Sequential(nn.Conv3d(1, 2, 3, stride=2, padding=1), nn.AvgPool3d((2, 7, 7)))\n")
+    assert main(["check", f"{source}:build", "--input", "1,1,4,14,14", "--device", "cpu"]) == 0
+    out = capsys.readouterr()[0]
+    table = out[out.index("severity"):].splitlines()  # the first lines name the (long) temporary path
+    assert "asymmetric-padding" in out and max(map(len, table)) <= 120 and len(table) > 4
+    functional = tmp_path / "functional.py"
+    functional.write_text("import torch, torch.nn as nn, torch.nn.functional as F\n"
+                          "class Net(nn.Module):\n"
+                          "    def __init__(self):\n"
+                          "        super().__init__()\n"
+                          "        self.w = nn.Parameter(torch.randn(4, 3, 3, 3))\n"
+                          "    def forward(self, x):\n"
+                          "        return F.conv2d(x, self.w, stride=2, padding=1)\n")
+    assert main(["check", f"{functional}:Net", "--input", "1,3,32,32", "--device", "cpu"]) == 0
+    rows = [line for line in capsys.readouterr()[0].splitlines() if "asymmetric-padding" in line]
+    assert rows and rows[0].split()[1] == "(root)"
+
+
+def test_wrapping_keeps_the_lines_a_cell_has_and_check_all_shows_one_formula_per_axis(capsys):
+    rows = [{"k": "x" * 30, "f": "H: " + "a " * 30 + "\nW: short"}]
+    lines = render_rows(rows, ["k", "f"], "table", wrap="f", width=60, min_wrap=20).splitlines()[2:]
+    cells = [line[32:].strip() for line in lines]  # 30 characters of k, two spaces
+    assert cells[-1] == "W: short" and " ".join(cells[:-1]) == "H: " + " ".join(["a"] * 30)
+    assert max(map(len, lines)) <= 60
+    assert main(["check", "resnet18", "--all", "--device", "meta", "--input", "1,3,64,64"]) == 0
+    out = capsys.readouterr()[0]
+    conv1 = out[out.index("\nconv1 "):].splitlines()[1:3]
+    assert "H: floor((64 + 2*3 - 1*(7-1) - 1) / 2) + 1 = 32" in conv1[0] and "[1, 64, 32, 32]  [1, 64, 32, 32]" in conv1[0]
+    assert conv1[1].strip() == "W: floor((64 + 2*3 - 1*(7-1) - 1) / 2) + 1 = 32"

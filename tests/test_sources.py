@@ -463,3 +463,17 @@ def test_a_new_source_is_one_registration():
         assert main(["summary", "toy:5", "--device", "cpu"]) == 0
     finally:
         SOURCES.pop("toy")
+
+
+def test_a_wrong_class_name_in_a_file_lists_the_modules_it_defines(tmp_path, capsys):
+    """No close match: the error lists the nn.Module classes the file itself defines (not those it imports)."""
+    from netscope.cli import main
+
+    source = tmp_path / "zoo.py"
+    source.write_text("import torch.nn as nn\nfrom torch.nn import Linear\n"
+                      "class Encoder(nn.Module):\n    pass\n"
+                      "class Decoder(nn.Module):\n    pass\n"
+                      "def build():\n    return Encoder()\n")
+    assert main(["summary", f"{source}:Transformer"]) == 2
+    err = capsys.readouterr()[1]
+    assert "It defines these nn.Module classes: Encoder, Decoder." in err and "Linear" not in err

@@ -347,3 +347,136 @@ def test_repr_is_one_headline_of_the_totals():
     assert "\n" not in text and text.startswith("Sequential · step sgd fp32 · per rank of 2 (fsdp)")
     assert f"{short_number(t.forward_macs)} fwd + {short_number(t.backward_macs)} bwd MACs" in text
     assert text.endswith(f"peak {short_number(t.peak_bytes, 'B')}") and t.forward_macs == 2 * 8 * 4
+
+
+class ZeroCostLayers(nn.Module):
+    """Every layer family the summary counts as zero by convention (norms, pooling, interpolation,
+    padding, slicing, embedding, non-pointwise activations) between two convolutions."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Embedding(10, 4)
+        self.conv1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.layers = nn.Sequential(
+            nn.BatchNorm2d(8), nn.Hardswish(), nn.MaxPool2d(2), nn.GroupNorm(2, 8), nn.Hardsigmoid(),
+            nn.Upsample(scale_factor=2, mode="bilinear"), nn.AvgPool2d(2), nn.ReflectionPad2d(1),
+            nn.LeakyReLU(0.1), nn.ELU(), nn.Softplus(), nn.AdaptiveAvgPool2d(4), nn.Hardtanh())
+        self.norm = nn.LayerNorm(4)
+        self.conv2 = nn.Conv2d(8, 4, 1)
+
+    def forward(self, x, ids):
+        y = self.norm(self.layers(self.conv1(x)))[:, :, 1:3, 0]  # slice and select
+        return self.conv2(y.unsqueeze(-1)).flatten(1) + self.embed(ids).sum()
+
+
+def test_backward_of_zero_cost_operators_is_zero_by_convention_so_a_plain_step_is_not_partial():
+    """Their backward kernels follow the forward's convention (as flop_counter does): a step of a model
+    made of them has an exact total, equal to a real CPU step's, and no operator named as uncounted."""
+    torch.manual_seed(0)
+    model, x, ids = ZeroCostLayers(), torch.randn(2, 3, 16, 16), torch.randint(0, 10, (2, 5))
+    report = netscope.step(model, input_data=(x, ids))
+    assert not report.forward.partial and report.totals.backward_uncounted == ()
+    assert "PARTIAL" not in str(report)
+    model.train()
+    with FlopCounterMode(display=False) as counter:
+        out = model(x, ids)
+        forward = counter.get_total_flops()
+        out.sum().backward()
+    assert (report.totals.forward_macs, report.totals.backward_macs) == (
+        forward // 2, (counter.get_total_flops() - forward) // 2)
+    assert report.totals.backward_macs > 0
+
+
+def test_an_operator_uncounted_in_the_backward_only_does_not_make_the_forward_partial():
+    """The forward's operator table names only operators its forward ran, even though the step's
+    backward shares the operator registry (an uncounted backward operator is the backward's note)."""
+    lib = torch.library.Library("netscope_step_test", "FRAGMENT")
+    lib.define("grad_scale(Tensor x) -> Tensor")
+    lib.impl("grad_scale", lambda x: x * 2, "CompositeExplicitAutograd")
+    lib.impl("grad_scale", lambda x: torch.empty_like(x), "Meta")
+
+    class Scale(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x.clone()
+
+        @staticmethod
+        def backward(ctx, grad):
+            return torch.ops.netscope_step_test.grad_scale(grad)
+
+    class Model(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 4)
+
+        def forward(self, x):
+            return Scale.apply(self.fc(x))
+
+    report = netscope.step(Model(), input_size=(2, 4))
+    assert not report.forward.partial and report.forward.uncounted_ops() == []
+    assert report.totals.backward_uncounted == ("netscope_step_test.grad_scale",)
+    text = str(report)
+    assert "PARTIAL" not in text.split("Backward")[0]
+    assert "Backward mult-adds: " in text and "no multiply-add formula for netscope_step_test.grad_scale" in text
+    assert json.loads(report.to_json())["totals"]["backward_uncounted"] == ["netscope_step_test.grad_scale"]
+    page = report.to_html()
+    assert f'data-total="backward_macs" data-value="{report.totals.backward_macs}">&gt;=' in page
+    assert 'data-total="forward_macs" data-value="{}">{:,}'.format(report.totals.forward_macs,
+                                                                    report.totals.forward_macs) in page
+    assert "netscope_step_test.grad_scale (backward)" in page
+    from netscope.render.headline import short_number
+
+    assert f"+ >={short_number(report.totals.backward_macs)} bwd MACs" in repr(report)
+
+
+def test_a_torchscript_module_is_refused_with_the_reason_not_a_traceback(tmp_path, capsys):
+    """Scripted and traced modules: an optimizer cannot take their fake copy's parameters, and their
+    compiled code runs no module hooks. One clear error (exit 2), and the model is left as it was."""
+    eager = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 2))
+    for scripted in (torch.jit.script(eager), torch.jit.trace(eager, torch.randn(1, 3, 8, 8))):
+        before = {k: v.clone() for k, v in scripted.state_dict().items()}
+        with pytest.raises(netscope.NetscopeError, match="TorchScript module"):
+            netscope.step(scripted, input_size=(2, 3, 8, 8))
+        assert all(torch.equal(v, before[k]) for k, v in scripted.state_dict().items())
+    source = tmp_path / "scripted.py"
+    source.write_text("import torch, torch.nn as nn\n"
+                      "def build():\n"
+                      "    return torch.jit.script(nn.Sequential(nn.Linear(4, 3), nn.ReLU()))\n")
+    assert main(["step", f"{source}:build", "--input", "2,4"]) == 2
+    err = capsys.readouterr()[1]
+    assert "TorchScript module" in err and "Traceback" not in err
+
+
+def test_the_default_step_table_fits_120_columns_as_the_summary_does(capsys):
+    """Default columns are left out (type) until the table fits, with a note; the totals wrap; columns the
+    user chose are never left out."""
+    report = netscope.step(torchvision.models.resnet50(weights=None), input_size=(2, 3, 64, 64))
+    text = report.render()
+    assert max(map(len, text.splitlines())) <= 120
+    assert "(left out to fit 120 columns: type; choose with --columns)" in text
+    assert "Bottleneck" not in text and "Backward mult-adds" in text.splitlines()[0]
+    chosen = report.render(columns="layer,type,output,params,macs,bwd_macs,saved")
+    assert "Bottleneck" in chosen and "left out" not in chosen
+    assert "Bottleneck" in report.render(width=200) and "left out" not in report.render(width=200)
+
+
+def test_a_packed_sequence_input_is_refused_with_the_reason():
+    """torch's MemTracker cannot rebuild a PackedSequence input: one clear error naming it, not a forward
+    error blaming the model; the summary still takes the same input."""
+    from torch.nn.utils.rnn import pack_padded_sequence
+
+    class Tagger(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm = nn.LSTM(4, 6)
+
+        def forward(self, packed):
+            return self.lstm(packed)[1][0]
+
+    packed = pack_padded_sequence(torch.randn(5, 2, 4), torch.tensor([5, 3]))
+    with pytest.raises(netscope.NetscopeError, match="PackedSequence") as caught:
+        netscope.step(Tagger(), packed)
+    from netscope.errors import ForwardError
+
+    assert not isinstance(caught.value, ForwardError)  # exit 2: netscope's limit, not the model's failure
+    assert netscope.summary(Tagger(), packed, device="cpu").totals.total_macs == 4 * 6 * (4 + 6) * (5 + 3)

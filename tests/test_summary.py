@@ -234,3 +234,29 @@ def test_a_formula_mismatch_is_listed_once_under_the_table():
     (line,) = report.check_warnings()
     assert "produced [1, 4, 6, 5] but the formula expects [1, 4, 6, 6]" in line
     assert "MISMATCH" in report.render()
+
+
+def test_uncalled_params_line_says_the_weights_may_still_be_used():
+    """nn.MultiheadAttention reads out_proj's weights through F.multi_head_attention_forward without calling
+    the module: its parameters are 'not called' yet used. The line says so, and they are in the total."""
+    import torch.nn as nn
+
+    import netscope
+
+    attention = nn.MultiheadAttention(8, 2, batch_first=True)
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.attn = attention
+
+        def forward(self, x):
+            return self.attn(x, x, x, need_weights=False)[0]
+
+    report = netscope.summary(Block(), (1, 5, 8), device="cpu")
+    out_proj = sum(p.numel() for p in attention.out_proj.parameters())
+    assert report.totals.uncalled_params == out_proj == 8 * 8 + 8
+    assert report.totals.total_params == sum(p.numel() for p in attention.parameters())
+    text = " ".join(str(report).split())
+    assert f"Params in modules not called by this pass: {out_proj:,} (counted in the total; a forward may still use " \
+           "them directly, as nn.MultiheadAttention uses its out_proj)" in text

@@ -309,8 +309,8 @@ def run_probe(model, input_spec, shapes: Dict[Tuple[bool, object], Tuple[int, ..
         if isinstance(original, TypeError) and ARGUMENT_MISMATCH.search(str(original)):
             raise ForwardError(
                 f"the model's forward cannot be called with the dummy input: {original}. Give every input it "
-                "needs with --input (once per positional tensor), or wrap it in a module whose forward takes "
-                "one tensor", original=original) from original
+                "needs with --input (once per positional tensor; NAME=SHAPE for a keyword one), or wrap it in a "
+                "module whose forward takes one tensor", original=original) from original
         text = f"{type(original).__name__}: {original}".splitlines()[0][:300]
         return Outcome(UNKNOWN if META_CANNOT_RUN.search(text) else FAILS, text)
     formula_error = _formula_rejection(result) if str(device) == "meta" else ""
@@ -436,6 +436,10 @@ def solve_input_size(model, input_size=None, *, input_dtypes=None, spatial: Opti
     input_spec = inputs_from(model, input_size=input_size, input_dtypes=input_dtypes)
     if isinstance(input_spec, tuple):  # example tensors: their shapes and dtypes are the reference
         input_spec = InputSpec.of_tensors(*input_spec)
+    if isinstance(input_spec, InputSpec) and not input_spec.args and input_spec.kwargs:
+        raise UsageError(f"solve_input_size varies the first positional input, and these inputs are keywords only "
+                         f"({', '.join(input_spec.kwargs)}): wrap the model in a module whose forward takes that "
+                         "tensor positionally, or size it with netscope summary --input NAME=SHAPE")
     if not isinstance(input_spec, InputSpec) or not input_spec.args:
         raise UsageError("solve_input_size needs at least one input tensor, e.g. input_size=(1, 3, 224, 224)")
     shape = tuple(input_spec.args[0].shape)

@@ -28,6 +28,7 @@ def run(args: argparse.Namespace) -> int:
     from netscope.commands.common import build_report, check_output_paths
     from netscope.analyses.receptive_field import field_text
     from netscope.render.rows import check_format, render_rows
+    from netscope.report import TEXT_WIDTH
 
     check_format(args.format, args.table_style)
     check_output_paths(args, (args.output,))
@@ -35,17 +36,22 @@ def run(args: argparse.Namespace) -> int:
     report = build_report(args, checks=True, audit_names=False, receptive_field=True)
     checks = report.checks
     if args.all:
-        rows = [{"layer": c.layer, "class_name": c.class_name, "status": c.status, "formula": c.formula_text,
+        one_per_line = args.format == "table"  # a formula per axis, each on its own line
+        rows = [{"layer": c.layer, "class_name": c.class_name, "status": c.status,
+                 "formula": c.formula_text.replace("; ", "\n") if one_per_line else c.formula_text,
                  "expected": str(list(c.expected_shape)) if c.expected_shape else "",
-                 "observed": str(c.observed_shape),
+                 "observed": str(list(c.observed_shape)) if isinstance(c.observed_shape, tuple) else str(c.observed_shape),
                  "rf": field_text(report.layers[c.call_index].receptive_field, "size"),
                  "jump": field_text(report.layers[c.call_index].receptive_field, "jump")} for c in checks]
-        text = render_rows(rows, ALL_COLUMNS, args.format, table_style=args.table_style)
+        text = render_rows(rows, ALL_COLUMNS, args.format, table_style=args.table_style, wrap="formula",
+                           width=TEXT_WIDTH, min_wrap=60)  # one axis's formula stays on one line
     else:
         findings = check_findings(checks, include_info=not args.no_info)
         rows = [dict(f.to_dict(), class_name=report.layers[f.call_index].class_name) for f in findings]
+        if args.format in ("table", "markdown"):  # the summary's name for the model itself
+            rows = [dict(row, layer=row["layer"] or "(root)") for row in rows]
         text = render_rows(rows, COLUMNS + ("fix",) if args.format in ("json", "csv") else COLUMNS, args.format,
-                           table_style=args.table_style)
+                           table_style=args.table_style, wrap="message", width=TEXT_WIDTH)
     if args.format in ("table", "markdown"):
         failed = sum(1 for c in checks if c.status != "pass")
         text = (f"{report.run.model}: {len(checks)} size-changing calls checked, {len(checks) - failed} pass, "
@@ -63,14 +69,28 @@ def run(args: argparse.Namespace) -> int:
 
 def _field_line(report) -> str:
     """The model's receptive field, and the last spatial one before it (e.g. before global pooling)."""
-    from netscope.analyses.receptive_field import WHOLE, Field, field_text
+    from netscope.analyses.receptive_field import UNKNOWN, WHOLE, Field, field_text
 
     root = report.layers[0].receptive_field if report.layers else None
     last = next((c for c in reversed(report.layers) if isinstance(c.receptive_field, Field)), None)
     if root is None and last is None:
         return ""
-    parts = [f"receptive field of the output: {'the whole input' if root == WHOLE else field_text(root, 'size') or 'unknown'}"]
+    if root == UNKNOWN:
+        lost = _first_unknown(report.layers)
+        text = "unknown (an operator without a receptive-field rule ran" + (
+            f", first in {lost.name or '(root)'} ({lost.class_name})" if lost is not None else "") + ")"
+    else:
+        text = "the whole input" if root == WHOLE else field_text(root, "size") or "unknown"
+    parts = [f"receptive field of the output: {text}"]
     if last is not None and last.index != 0:
         parts.append(f"last spatial one {field_text(last.receptive_field, 'size')} (jump "
                      f"{field_text(last.receptive_field, 'jump')}) at {last.name} ({last.class_name})")
     return "; ".join(parts) + "\n"
+
+
+def _first_unknown(layers):
+    """The first call whose field is unknown while its nested calls' fields are not: where it was lost."""
+    from netscope.analyses.receptive_field import UNKNOWN
+
+    parents = {c.parent for c in layers if c.receptive_field == UNKNOWN}
+    return next((c for c in layers if c.receptive_field == UNKNOWN and c.index not in parents), None)

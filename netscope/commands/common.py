@@ -18,8 +18,9 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, with_inputs: bool = 
     parser.add_argument("--model-arg", "-a", action="append", default=[], metavar="KEY=VALUE",
                         help="keyword argument for the model constructor (repeatable), e.g. num_classes=10")
     if with_inputs:
-        parser.add_argument("--input", "-i", action="append", default=[], metavar="SHAPE[:DTYPE]",
-                            help="dummy input shape, e.g. 1,3,224,224 or 1,128:int64 (repeat for several inputs)")
+        parser.add_argument("--input", "-i", action="append", default=[], metavar="[NAME=]SHAPE[:DTYPE]",
+                            help="dummy input shape, e.g. 1,3,224,224 or 1,128:int64 (repeat for several inputs); "
+                            "NAME=SHAPE passes a keyword input, e.g. input_ids=1,128:int64")
         parser.add_argument("--device", default="auto",
                             help="auto (cuda when available, else cpu), cpu, cuda, cuda:N, or meta (no memory)")
         parser.add_argument("--dtype", default="float32", help="float dtype of the pass: float32, bfloat16, float16")

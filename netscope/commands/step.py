@@ -11,8 +11,9 @@ HELP = "one training step planned on fake tensors: backward mult-adds, params/gr
 
 def add_arguments(parser) -> None:
     add_model_arguments(parser, with_inputs=False)
-    parser.add_argument("--input", "-i", action="append", default=[], metavar="SHAPE[:DTYPE]",
-                        help="dummy input shape per rank, e.g. 8,3,224,224 or 8,1024:int64 (repeat for several inputs)")
+    parser.add_argument("--input", "-i", action="append", default=[], metavar="[NAME=]SHAPE[:DTYPE]",
+                        help="dummy input shape per rank, e.g. 8,3,224,224 or 8,1024:int64 (repeat for several inputs; "
+                        "NAME=SHAPE for a keyword input)")
     add_output_arguments(parser)
     parser.add_argument("--optimizer", default="adamw", choices=("sgd", "sgd-momentum", "adam", "adamw"),
                         help="optimizer whose state is counted (default adamw)")

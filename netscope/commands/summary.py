@@ -65,6 +65,9 @@ def run(args) -> int:
         save_plot(report, args.plot)
         if not args.quiet:
             sys.stderr.write(f"netscope: wrote {args.plot}\n")
+    if report.partial and not args.strict and args.format in ("json", "csv") and not args.quiet:
+        sys.stderr.write("netscope: the mult-add total is partial (a lower bound; rows marked >=): no formula for "
+                         + "; ".join(str(u) for u in report.uncounted_ops()) + "\n")  # the table says it inline
     if report.partial and args.strict:
         from netscope.errors import EXIT_FINDINGS
 

@@ -141,13 +141,27 @@ def _from_file(path: str, attr: str, model_args, spec: str) -> ResolvedModel:
     return ResolvedModel(model, spec, default_inputs_for(model), source="file")
 
 
+def _module_classes(obj) -> list:
+    """The nn.Module subclasses a module itself defines (not those it imports), in definition order."""
+    import types
+
+    import torch.nn as nn
+
+    if not isinstance(obj, types.ModuleType):
+        return []
+    return [n for n, v in vars(obj).items() if isinstance(v, type) and issubclass(v, nn.Module)
+            and v.__module__ == obj.__name__ and not n.startswith("_")]
+
+
 def _get_attr_path(module, attr: str, spec: str):
     obj = module
     for part in attr.split("."):
         if not hasattr(obj, part):
             candidates = [n for n in dir(obj) if not n.startswith("_")]
             close = difflib.get_close_matches(part, candidates, n=3)
-            hint = f" Did you mean {', '.join(close)}?" if close else ""
+            defined = _module_classes(obj)
+            hint = (f" Did you mean {', '.join(close)}?" if close
+                    else f" It defines these nn.Module classes: {', '.join(defined)}." if defined else "")
             owner = spec.partition(":")[0] if obj is module else getattr(obj, "__name__", obj)  # never our alias
             raise ModelSpecError(f"{owner!s} has no attribute {part!r} (from {spec!r}).{hint}")
         obj = getattr(obj, part)

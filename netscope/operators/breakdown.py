@@ -79,10 +79,16 @@ class OperatorTable:
             table[packet] = table.get(packet, 0) + value
         return tuple(tables)
 
+    @functools.cached_property
+    def _missing(self) -> Set[Any]:
+        """The recorded operators without a formula. ``kinds`` may be shared with later passes (a training
+        step's backward and optimizer operators): only the operators recorded here count."""
+        return {p for p in set(self.op_packets) if self.kinds.get(p) == UNCOUNTED}
+
     @property
     def partial(self) -> bool:
         """True when some operator that ran has no formula: the multiply-add totals are lower bounds."""
-        return UNCOUNTED in self.kinds.values()
+        return bool(self._missing)
 
     def call_ops(self, index: int) -> List[OpUse]:
         """The operators of one module call (its own, not its children's), heaviest first."""
@@ -99,14 +105,14 @@ class OperatorTable:
 
     def uncounted_calls(self) -> Set[int]:
         """Indexes of the module calls in which an uncounted operator ran itself."""
-        missing = {p for p, kind in self.kinds.items() if kind == UNCOUNTED}
+        missing = self._missing
         if not missing:
             return set()
         return {max(index, 0) for index, packet in zip(self.op_calls, self.op_packets) if packet in missing}
 
     def uncounted(self, layer_names: Sequence[str]) -> List[UncountedOp]:
         """Each uncounted operator with its call count and the module calls (``layer_names[i]``) it ran in."""
-        missing = [p for p, kind in self.kinds.items() if kind == UNCOUNTED]
+        missing = self._missing
         found = []
         for packet in missing:
             where = [i for i, counts in enumerate(self.counts) if packet in counts]

@@ -123,6 +123,36 @@ ZERO_BY_CONVENTION: Mapping[str, Tuple[str, Tuple[str, ...]]] = {
         "torchvision::roi_align", "torchvision::roi_pool", "torchvision::ps_roi_align",
         "torchvision::ps_roi_pool", "torchvision::nms",
     )),
+    "bookkeeping": ("profiler annotations (torch.autograd.profiler.record_function, used by DataParallel and "
+                    "DistributedDataParallel's forward) do no arithmetic", (
+        "profiler::_record_function_enter", "profiler::_record_function_enter_new", "profiler::_record_function_exit",
+    )),
+    "backward of the above": ("backward kernels of the zero-cost operators above (a training step's matrix "
+                              "products and convolutions are counted; torch.utils.flop_counter counts the same)", (
+        "aten::native_batch_norm_backward", "aten::batch_norm_backward", "aten::cudnn_batch_norm_backward",
+        "aten::miopen_batch_norm_backward", "aten::native_group_norm_backward", "aten::native_layer_norm_backward",
+        "aten::_fused_rms_norm_backward", "aten::max_pool2d_with_indices_backward",
+        "aten::max_pool3d_with_indices_backward", "aten::avg_pool2d_backward", "aten::avg_pool3d_backward",
+        "aten::_adaptive_avg_pool2d_backward", "aten::_adaptive_avg_pool3d_backward",
+        "aten::adaptive_max_pool2d_backward", "aten::adaptive_max_pool3d_backward",
+        "aten::fractional_max_pool2d_backward", "aten::fractional_max_pool3d_backward",
+        "aten::upsample_nearest1d_backward", "aten::upsample_nearest2d_backward", "aten::upsample_nearest3d_backward",
+        "aten::_upsample_nearest_exact1d_backward", "aten::_upsample_nearest_exact2d_backward",
+        "aten::_upsample_nearest_exact3d_backward", "aten::upsample_linear1d_backward",
+        "aten::upsample_bilinear2d_backward", "aten::upsample_trilinear3d_backward",
+        "aten::upsample_bicubic2d_backward", "aten::_upsample_bilinear2d_aa_backward",
+        "aten::_upsample_bicubic2d_aa_backward", "aten::grid_sampler_2d_backward", "aten::grid_sampler_3d_backward",
+        "aten::select_backward", "aten::slice_backward", "aten::diagonal_backward", "aten::unfold_backward",
+        "aten::reflection_pad1d_backward", "aten::reflection_pad2d_backward", "aten::reflection_pad3d_backward",
+        "aten::replication_pad1d_backward", "aten::replication_pad2d_backward", "aten::replication_pad3d_backward",
+        "aten::hardsigmoid_backward", "aten::hardswish_backward", "aten::hardtanh_backward", "aten::elu_backward",
+        "aten::leaky_relu_backward", "aten::softplus_backward", "aten::mish_backward", "aten::glu_backward",
+        "aten::log_sigmoid_backward", "aten::rrelu_with_noise_backward", "aten::_prelu_kernel_backward",
+        "aten::_log_softmax_backward_data", "aten::masked_scatter_backward",
+        "aten::_thnn_fused_lstm_cell_backward_impl", "aten::_thnn_fused_gru_cell_backward",
+        "aten::embedding_dense_backward", "aten::embedding_backward", "aten::_embedding_bag_backward",
+        "aten::_embedding_bag_dense_backward", "aten::index_select_backward",
+    )),
 }
 
 _QUALIFIED_ZERO: Dict[str, str] = {name: group for group, (_, names) in ZERO_BY_CONVENTION.items() for name in names}
@@ -167,6 +197,9 @@ class MacRegistry:
             raise ValueError("ignore_macs needs a reason: why does this operator cost no multiply-adds?")
         if name in self._formulas or name in self._zero:
             raise ValueError(f"{name} already has a multiply-add formula or is already ignored")
+        if _torch_formula(name) is not None:  # torch's formula is looked up first: the entry would do nothing
+            raise ValueError(f"torch.utils.flop_counter has a multiply-add formula for {name}, which counts it; "
+                             "ignoring it is not possible (register_macs(..., overrides_torch=True) replaces it)")
         self._zero[name] = reason
 
     def unregister(self, op: OpLike) -> None:

@@ -38,6 +38,7 @@ class Column:
     field: str = ""  # defaults to ``key``
     data: bool = True  # part of JSON / DataFrame when no columns are chosen
     short: Optional[Callable[..., str]] = None  # a tighter cell for table/markdown (CSV keeps ``text``)
+    lower_bound: str = ""  # a mult-add count: the context key of the calls where it is a lower bound (``>=N``)
 
     @property
     def name(self) -> str:
@@ -154,11 +155,17 @@ def _si_text(call: LayerCall, value, ctx=None) -> str:
     return "" if value is None else si(value)
 
 
-def _partial(text):
+def _misses_ops(call: LayerCall, ctx, key: str = "partial_macs") -> bool:
+    """Whether the call's mult-adds miss an uncounted operator: one that ran in it or below (``partial_macs``),
+    or in the call itself (``partial_own_macs``). Then the count is a lower bound."""
+    return call.index in (ctx or {}).get(key, ())
+
+
+def _partial(text, key: str):
     """Mult-adds text; a row that misses an uncounted operator shows its count as a lower bound, ``>=N``."""
     def draw(call: LayerCall, value, ctx=None) -> str:
         cell = text(call, value, ctx)
-        return f">={cell}" if cell and call.index in (ctx or {}).get("partial_macs", ()) else cell
+        return f">={cell}" if cell and _misses_ops(call, ctx, key) else cell
 
     return draw
 
@@ -179,8 +186,11 @@ _COLUMN_LIST: Tuple[Column, ...] = (
     Column("own_params", "Own params", lambda c, ctx: c.own_params, "int64", numeric=True),
     Column("trainable", "Trainable", _trainable, "boolean", text=_trainable_text),
     Column("trainable_partial", "Partly trainable", lambda c, ctx: c.trainable == "partial", "bool"),
-    Column("macs", "Mult-adds", lambda c, ctx: c.macs, "int64", text=_partial(_si_text), numeric=True),
-    Column("own_macs", "Own mult-adds", lambda c, ctx: c.own_macs, "int64", text=_partial(_text), numeric=True),
+    Column("macs", "Mult-adds", lambda c, ctx: c.macs, "int64", text=_partial(_si_text, "partial_macs"),
+           numeric=True, lower_bound="partial_macs"),
+    Column("own_macs", "Own mult-adds", lambda c, ctx: c.own_macs, "int64", text=_partial(_text, "partial_own_macs"),
+           numeric=True, lower_bound="partial_own_macs"),
+    Column("macs_partial", "Partial mult-adds", _misses_ops, "bool"),  # macs is a lower bound on this row
     Column("output_bytes", "Output bytes", lambda c, ctx: c.output_bytes, "int64", numeric=True),
     Column("is_leaf", "Leaf", lambda c, ctx: c.is_leaf, "bool"),
     Column("kernel", "Kernel", _hyper("kernel_size"), text=_hyper_text, field="kernel_size"),
@@ -242,12 +252,16 @@ def data_row(call: LayerCall, keys: Sequence[str], ctx: Mapping[str, Any]) -> Di
 
 
 def csv_row(call: LayerCall, keys: Sequence[str], ctx: Mapping[str, Any]) -> Dict[str, str]:
-    """CSV cells: numbers as plain digits (no separators, no SI prefixes), everything else as its full text."""
+    """CSV cells: numbers as plain digits (no separators, no SI prefixes; ``>=`` before a lower bound, as in
+    the table), everything else as its full text."""
     out = {}
     for k in keys:
         column = COLUMNS[k]
         value = column.value(call, ctx)
-        out[k] = str(value) if type(value) is int else column.text(call, value, ctx)
+        if type(value) is int:
+            out[k] = (">=" if column.lower_bound and _misses_ops(call, ctx, column.lower_bound) else "") + str(value)
+        else:
+            out[k] = column.text(call, value, ctx)
     return out
 
 

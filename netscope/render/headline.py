@@ -20,5 +20,6 @@ def headline(report) -> str:
     t = report.totals
     name = report.layers[0].class_name if report.layers else report.run.model
     count = len(report.notable_findings())
-    return (f"{name} · {short_number(t.total_params)} params · {short_number(t.total_macs)} MACs · "
+    bound = ">=" if report.partial else ""  # an operator without a formula ran: the total is a lower bound
+    return (f"{name} · {short_number(t.total_params)} params · {bound}{short_number(t.total_macs)} MACs · "
             f"{short_number(estimated_total_bytes(t), 'B')} · {count} finding{'' if count == 1 else 's'}")

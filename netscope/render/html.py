@@ -152,7 +152,9 @@ def _totals_items(totals) -> List[Tuple[str, str, int, str]]:
 
 
 def _totals_html(report) -> str:
-    rows = "".join(f'<dt>{escape(label)}</dt><dd data-total="{key}" data-value="{value}">{escape(text)}</dd>'
+    bound = ">=" if report.partial else ""  # an operator without a formula ran: the total is a lower bound
+    rows = "".join(f'<dt>{escape(label)}</dt><dd data-total="{key}" data-value="{value}">'
+                   f'{escape((bound if key == "total_macs" else "") + text)}</dd>'
                    for key, label, value, text in _totals_items(report.totals))
     return f'<dl class="ns-totals">{rows}</dl>' + _partial_html(report)
 
@@ -194,11 +196,12 @@ def _flow_html(report) -> str:
 def _charts_html(report, *, by_type: bool) -> str:
     bars = breakdown(report)
     p, m = bars.total_params, bars.total_macs
+    of = " (of a partial total)" if report.partial else ""  # shares of a lower bound: say so where they are read
     charts = [bar_chart_svg("Parameters per top-level block", bars.block_params, total=p, fmt=si, color=PARAMS_COLOR),
-              bar_chart_svg("Mult-adds per top-level block", bars.block_macs, total=m, fmt=si, color=MACS_COLOR)]
+              bar_chart_svg("Mult-adds per top-level block" + of, bars.block_macs, total=m, fmt=si, color=MACS_COLOR)]
     if by_type:
         charts += [bar_chart_svg("Parameters per layer type", bars.type_params, total=p, fmt=si, color=PARAMS_COLOR),
-                   bar_chart_svg("Mult-adds per layer type", bars.type_macs, total=m, fmt=si, color=MACS_COLOR)]
+                   bar_chart_svg("Mult-adds per layer type" + of, bars.type_macs, total=m, fmt=si, color=MACS_COLOR)]
     return f'<div class="ns-charts">{"".join(charts)}</div>'
 
 

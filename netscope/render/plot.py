@@ -34,14 +34,15 @@ def save_plot(report, path: str) -> None:
     figure = _figure_class()(figsize=(13, 8.5), layout="constrained")
     bars = breakdown(report)
     axes = figure.subplots(2, 2)
+    of, bound = (" (of a partial total)", ">=") if report.partial else ("", "")  # an operator had no formula
     panels = ((bars.block_params, "Parameters per top-level block", PARAMS_COLOR, bars.total_params),
-              (bars.block_macs, "Mult-adds per top-level block", MACS_COLOR, bars.total_macs),
+              (bars.block_macs, "Mult-adds per top-level block" + of, MACS_COLOR, bars.total_macs),
               (bars.type_params, "Parameters per layer type", PARAMS_COLOR, bars.total_params),
-              (bars.type_macs, "Mult-adds per layer type", MACS_COLOR, bars.total_macs))
+              (bars.type_macs, "Mult-adds per layer type" + of, MACS_COLOR, bars.total_macs))
     for ax, (data, title, color, total) in zip(axes.flat, panels):
         _bar_panel(ax, data, title, color, total)
     figure.suptitle(f"{report.run.model}: {si(report.totals.total_params)} params, "
-                    f"{si(report.totals.total_macs)} mult-adds")
+                    f"{bound}{si(report.totals.total_macs)} mult-adds")
     with atomic_path(path) as tmp:
         figure.savefig(tmp, format=fmt, dpi=150)
 

@@ -35,8 +35,11 @@ def check_format(fmt: str, table_style: str = "simple") -> None:
 
 def render_rows(rows: Sequence[Dict[str, Any]], columns: Sequence[str], fmt: str = "table",
                 *, headers: Optional[Dict[str, str]] = None, table_style: str = "simple",
-                numeric: Sequence[str] = ()) -> str:
-    """Rows (dicts) -> text. ``headers`` maps column keys to display titles; ``numeric`` columns are right-aligned."""
+                numeric: Sequence[str] = (), wrap: Optional[str] = None, width: Optional[int] = None,
+                min_wrap: int = 40) -> str:
+    """Rows (dicts) -> text. ``headers`` maps column keys to display titles; ``numeric`` columns are right-aligned.
+    A table (not markdown, CSV or JSON) wider than ``width`` wraps the cells of column ``wrap`` onto more lines
+    (never narrower than ``min_wrap`` characters)."""
     check_format(fmt, table_style)
     headers = headers or {}
     if fmt == "json":
@@ -52,6 +55,10 @@ def render_rows(rows: Sequence[Dict[str, Any]], columns: Sequence[str], fmt: str
     cells = _text_columns(rows, columns)
     titles = [headers.get(c, c) for c in columns]
     right = [c in numeric for c in columns]
+    if fmt == "table" and wrap in columns and width:
+        body = [list(row) for row in zip(*cells)]
+        _wrap_column(body, titles, columns.index(wrap), width, min_wrap)
+        cells = [tuple(column) for column in zip(*body)] if body else cells
     if style == "simple":  # the default: drawn here, since tabulate's per-cell type sniffing dominates big tables
         return _simple_table(titles, cells, right)
     import tabulate
@@ -80,6 +87,8 @@ def _text_columns(rows: Sequence[Dict[str, Any]], columns: Sequence[str]) -> Lis
 
 def _simple_table(titles: List[str], columns: List[Sequence[str]], right: List[bool]) -> str:
     """tabulate's "simple" layout: titles, a dashed rule per column, two spaces between columns."""
+    if any("\n" in "".join(column) for column in columns):  # C-level scan: 100k-row listings stay fast
+        return _simple_table_multiline(titles, columns, right)
     widths = [max(len(t) + 2, max(map(len, column), default=0))  # tabulate keeps two spare columns per title
               for t, column in zip(titles, columns)]
     pattern = "  ".join(f"{{:{'>' if r else '<'}{w}}}" for w, r in zip(widths, right))
@@ -89,6 +98,36 @@ def _simple_table(titles: List[str], columns: List[Sequence[str]], right: List[b
     if body:
         out.extend(map(str.rstrip, map(pattern.format, *columns)))  # one format call per row
     return "\n".join(out)
+
+
+def _simple_table_multiline(titles: List[str], columns: List[Sequence[str]], right: List[bool]) -> str:
+    """The simple layout when some cells hold several lines: each row top-aligned, as tabulate draws it."""
+    widths = [max([len(t) + 2] + [max(map(len, cell.split("\n"))) for cell in column])
+              for t, column in zip(titles, columns)]
+
+    def line(cells):
+        return "  ".join(cell.rjust(w) if r else cell.ljust(w)
+                         for cell, w, r in zip(cells, widths, right)).rstrip()
+
+    out = [line(titles), "  ".join("-" * w for w in widths)]
+    for cells in zip(*columns):
+        parts = [cell.split("\n") for cell in cells]
+        out.extend(line([p[i] if i < len(p) else "" for p in parts]) for i in range(max(map(len, parts))))
+    return "\n".join(out)
+
+
+def _wrap_column(body: List[List[str]], titles: List[str], index: int, width: int, min_wrap: int) -> None:
+    """Wrap column ``index``'s cells (in place) so that a simple table fits ``width`` characters, keeping
+    at least ``min_wrap`` characters for them; the other columns keep their width."""
+    import textwrap
+
+    others = sum(max([len(titles[i]) + 2] + [max(map(len, cells[i].split("\n"))) for cells in body]) + 2
+                 for i in range(len(titles)) if i != index)
+    room = max(width - others, min_wrap)
+    for cells in body:  # lines the cell already has (one per axis, ...) are kept; each is wrapped on its own
+        if any(len(line) > room for line in cells[index].split("\n")):
+            cells[index] = "\n".join(part for line in cells[index].split("\n")
+                                     for part in textwrap.wrap(line, room, break_on_hyphens=False) or [""])
 
 
 def _visible_indent(cell: str) -> str:

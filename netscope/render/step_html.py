@@ -33,7 +33,7 @@ def step_html(report) -> str:
         '<body><main class="ns-root ns-page">',
         f"<h1>{escape(title)}</h1>",
         f'<p class="ns-run">{escape(_run_text(report))}</p>',
-        "<section><h2>Totals</h2>", _totals_html(t), "</section>",
+        "<section><h2>Totals</h2>", _totals_html(report), _partial_html(report), "</section>",
         "<section><h2>Memory per rank</h2>", memory_split_svg(t.ranks), "</section>",
         "<section><h2>Backward cost and saved activations</h2>", _charts_html(report), "</section>",
         "<section><h2>Layers</h2>", _table_html(report), "</section>",
@@ -48,9 +48,22 @@ def _run_text(report) -> str:
             f"{len(report.layers):,} module calls in {report.run.seconds:.2f} s")
 
 
-def _totals_html(t) -> str:
-    items = [("forward_macs", "Forward mult-adds", t.forward_macs, f"{t.forward_macs:,} ({si(t.forward_macs)})"),
-             ("backward_macs", "Backward mult-adds", t.backward_macs, f"{t.backward_macs:,} ({si(t.backward_macs)})")]
+def _partial_html(report) -> str:
+    """A visible line when forward or backward mult-adds miss operators without a formula (lower bounds)."""
+    missing = [str(u) for u in report.forward.uncounted_ops()] + [
+        f"{op} (backward)" for op in report.totals.backward_uncounted]
+    if not missing:
+        return ""
+    return ('<p class="ns-partial" role="alert"><strong>Mult-add totals are partial (lower bounds):</strong> no '
+            "formula for " + escape("; ".join(missing)) + "</p>")
+
+
+def _totals_html(report) -> str:
+    t = report.totals
+    forward = (">=" if report.forward.partial else "") + f"{t.forward_macs:,} ({si(t.forward_macs)})"
+    backward = (">=" if t.backward_uncounted else "") + f"{t.backward_macs:,} ({si(t.backward_macs)})"
+    items = [("forward_macs", "Forward mult-adds", t.forward_macs, forward),
+             ("backward_macs", "Backward mult-adds", t.backward_macs, backward)]
     for key, label in (("param_bytes", "Params"), ("grad_bytes", "Gradients"), ("optimizer_bytes", "Optimizer state"),
                        ("activation_bytes", "Saved activations"), ("buffer_bytes", "Buffers"), ("input_bytes", "Inputs"),
                        ("peak_bytes", "Estimated peak"), ("measured_peak_bytes", "Measured CUDA peak")):

@@ -28,6 +28,7 @@ class Unread:
     between: int  # between the first and last position read (kernel < stride, or dilation holes)
     tail: int  # after the last position read
     longest_gap: int  # the longest run of unread positions between two reads
+    design_gap: int = 0  # the layer's own gap between reads (kernel < stride, dilation holes), at any input size
 
     @property
     def total(self) -> int:
@@ -35,8 +36,10 @@ class Unread:
 
     @property
     def by_design(self) -> bool:
-        """The windows skip positions on purpose (a 1x1 stride-2 downsample) and the edges skip no more."""
-        return self.between > 0 and max(self.head, self.tail) <= self.longest_gap
+        """The windows skip positions on purpose (a 1x1 stride-2 downsample) and the edges skip no more: judged
+        by the layer's own gap, so that a single window (a 2x2 input to that downsample) reads the same."""
+        gap = max(self.longest_gap, self.design_gap)
+        return gap > 0 and max(self.head, self.tail) <= gap
 
 
 @dataclass(frozen=True)
@@ -102,7 +105,18 @@ class Window:
         last = mask.rfind(1)
         inside = mask[first:last + 1]
         gap = max((len(run) for run in inside.split(b"\x01")), default=0)
-        return Unread(size, first, inside.count(0), size - 1 - last, gap)
+        return Unread(size, first, inside.count(0), size - 1 - last, gap, self.design_gap)
+
+    @property
+    def design_gap(self) -> int:
+        """The longest run of positions no window reads between reads, on an input long enough for three
+        windows without padding: what the layer skips by design."""
+        if self.stride <= 1 and self.dilation <= 1:
+            return 0
+        plain = Window(self.kernel, self.stride, 0, 0, self.dilation)
+        inside = plain.read_mask(self.span + 2 * self.stride)
+        inside = inside[:inside.rfind(1) + 1]
+        return max((len(run) for run in inside.split(b"\x01")), default=0)
 
     def right_padding_read(self, size: int) -> int:
         out = self.output_size(size)

@@ -39,21 +39,50 @@ def step(model: nn.Module, input_size=None, input_data=None, *, optimizer: str =
 
     if not isinstance(model, nn.Module):
         raise InputSpecError(f"step() needs a torch.nn.Module, got {type(model).__name__}")
+    refuse_script(model)
     options = StepOptions(optimizer=optimizer, precision=precision, fsdp=fsdp, ddp=ddp,
                           activation_checkpointing=activation_checkpointing)
     inputs = inputs_from(model, input_size, input_data, input_dtypes)
     return run_step_report(model, inputs, options, label=label or type(model).__name__, measure=measure)
 
 
+def refuse_script(model: nn.Module) -> None:
+    """A TorchScript module cannot be planned: its compiled code runs without module hooks, and its copy on
+    fake tensors holds no leaf parameters an optimizer could take."""
+    if isinstance(model, torch.jit.ScriptModule):
+        raise UsageError(
+            f"{type(model).__name__} ({getattr(model, 'original_name', 'module')}) is a TorchScript module: "
+            "netscope step plans the step on fake tensors with module hooks, which compiled TorchScript code "
+            "does not run. Pass the eager nn.Module the script was made from (netscope summary reads the "
+            "scripted one: parameters, and the whole model's shapes and multiply-adds)")
+
+
+def _refuse_packed(args, kwargs) -> None:
+    """torch's MemTracker rebuilds every input it tracks from its tensors, which a PackedSequence refuses
+    (its batch sizes come back empty): say so, rather than blame the model's forward."""
+    from torch.nn.utils.rnn import PackedSequence
+
+    leaves = torch.utils._pytree.tree_leaves((args, kwargs), is_leaf=lambda v: isinstance(v, PackedSequence))
+    if any(isinstance(v, PackedSequence) for v in leaves):
+        raise UsageError(
+            "netscope step cannot plan a step whose input is a PackedSequence: the memory tracker it uses "
+            "(torch.distributed._tools.mem_tracker) rebuilds the inputs it tracks, which a PackedSequence does "
+            "not allow. Pass the padded tensor (and the lengths) and pack it inside forward; netscope summary "
+            "takes the PackedSequence as it is")
+
+
 def run_step_report(model: nn.Module, inputs, options: StepOptions, *, label: str, measure: bool = False) -> StepReport:
     """Shared by the API and the CLI; ``inputs`` is an ``InputSpec`` or ``(args, kwargs)``."""
     from netscope.inputs import InputSpec
+
+    refuse_script(model)
 
     device = "cuda" if model_device(model).type == "cuda" else "cpu"
     if isinstance(inputs, InputSpec):
         args, kwargs = inputs.for_model(model).build(torch.device("meta"), model_float_dtype(model))
     else:
         args, kwargs = inputs
+        _refuse_packed(args, kwargs)
     measured = measured_cuda_peak(model, args, kwargs, options) if measure else None
     notes: tuple = ()
     tensors = "fake"
@@ -76,8 +105,6 @@ def run_step_report(model: nn.Module, inputs, options: StepOptions, *, label: st
     trace = run.trace
     forward_totals = compute_totals(model, trace.calls, _user_modules(model, trace), input_bytes=run.input_bytes)
     notes = tuple(trace.notes) + notes
-    if run.backward_uncounted:
-        notes += (f"backward mult-adds are a lower bound (PARTIAL): no formula for {', '.join(run.backward_uncounted)}",)
     info = RunInfo(model=label, device=device, dtype=model_float_dtype(model), mode="train",
                    input_shapes=[shape_tree(a) for a in args] + ([shape_tree(kwargs)] if kwargs else []),
                    seconds=trace.seconds, notes=notes)
@@ -107,6 +134,7 @@ def run_step_report(model: nn.Module, inputs, options: StepOptions, *, label: st
         ranks=ranks,
         measured_peak_bytes=measured,
         tensors=tensors,
+        backward_uncounted=tuple(run.backward_uncounted),
     )
     return StepReport(forward=forward, totals=totals, backward_macs=_rolled_up(trace.calls, backward_own),
                       own_backward_macs=backward_own, saved_bytes=_rolled_up(trace.calls, saved_own),

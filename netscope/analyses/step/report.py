@@ -37,6 +37,7 @@ class StepTotals:
     ranks: Tuple[RankMemory, ...]
     measured_peak_bytes: Optional[int] = None  # a real CUDA step's torch.cuda.max_memory_allocated
     tensors: str = "fake"  # what the step ran on: "fake" (planned, no memory) or "real" (the forward reads values)
+    backward_uncounted: Tuple[str, ...] = ()  # backward operators without a formula: backward_macs is a lower bound
 
     def to_dict(self) -> dict:
         out = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "ranks"}
@@ -68,17 +69,23 @@ class StepReport:
         return self.render()
 
     def render(self, fmt: str = "table", *, columns=None, depth: Optional[int] = None,
-               table_style: str = "simple") -> str:
-        """Text in ``table``, ``markdown``, ``csv`` or ``json``, like ``Report.render``."""
+               table_style: str = "simple", width: Optional[int] = None) -> str:
+        """Text in ``table``, ``markdown``, ``csv`` or ``json``, like ``Report.render``: with the default
+        columns, a table wider than ``width`` (default 120) leaves out the type column, and says so."""
+        from netscope.report import TEXT_WIDTH
+
         check_format(fmt, table_style)
         if fmt == "json":
             return json.dumps(self.to_dict(), indent=2)
         keys = list(parse_columns(columns if columns is not None else STEP_COLUMNS))
-        body = render_rows(self.rows(keys, depth=depth, csv=(fmt == "csv")), keys, fmt, headers={k: COLUMNS[k].title for k in keys},
-                           table_style=table_style, numeric=[k for k in keys if COLUMNS[k].numeric])
+        rows = self.rows(keys, depth=depth, csv=(fmt == "csv"))
         if fmt == "csv":
-            return body
-        return body + "\n\n" + self.totals_text(markdown=(fmt == "markdown"))
+            return render_rows(rows, keys, fmt)
+        width = width or TEXT_WIDTH
+        body, dropped = self.forward._fit(rows, keys, fmt, table_style, width if columns is None else None)
+        if dropped:
+            body += f"\n(left out to fit {width} columns: {', '.join(dropped)}; choose with --columns)"
+        return body + "\n\n" + self.totals_text(markdown=(fmt == "markdown"), width=width)
 
     def rows(self, columns: Sequence[str] = STEP_COLUMNS, *, depth: Optional[int] = None,
              csv: bool = False) -> List[Dict[str, Any]]:
@@ -94,12 +101,17 @@ class StepReport:
             out.append(row)
         return out
 
-    def totals_text(self, *, markdown: bool = False) -> str:
+    def totals_text(self, *, markdown: bool = False, width: Optional[int] = None) -> str:
+        from netscope.report import TEXT_WIDTH, _wrapped
+
         t = self.totals
         per = f" per rank ({t.layout}, {t.world_size} ranks)" if t.layout != "single" else ""
         lines = [
             f"Forward mult-adds: {si(t.forward_macs)} ({t.forward_macs:,})" + self.forward._partial_text(),
-            f"Backward mult-adds: {si(t.backward_macs)} ({t.backward_macs:,})",
+            f"Backward mult-adds: {si(t.backward_macs)} ({t.backward_macs:,})" + (
+                f" -- PARTIAL, a lower bound: no multiply-add formula for {', '.join(t.backward_uncounted)} "
+                "(register one with netscope.register_macs, or netscope.ignore_macs if it is 0)"
+                if t.backward_uncounted else ""),
             f"Memory{per}, {t.optimizer}, {t.precision}:",
             f"  params {megabytes(t.param_bytes)}, grads {megabytes(t.grad_bytes)}, "
             f"optimizer state {megabytes(t.optimizer_bytes)}, saved activations {megabytes(t.activation_bytes)}, "
@@ -115,6 +127,7 @@ class StepReport:
         r = self.run
         lines.append(f"Run: {r.model}, {t.tensors} tensors on {r.device}, one training step, {r.seconds:.2f} s")
         lines += [f"Note: {note}" for note in r.notes]
+        lines = _wrapped(lines, width or TEXT_WIDTH)
         return "\n".join(("- " + l if markdown and not l.startswith("  ") else l) for l in lines)
 
     def to_dict(self) -> Dict[str, Any]:
@@ -150,8 +163,10 @@ class StepReport:
         t = self.totals
         name = self.layers[0].class_name if self.layers else self.run.model
         ranks = f" · per rank of {t.world_size} ({t.layout})" if t.layout != "single" else ""
-        return (f"{name} · step {t.optimizer} {t.precision}{ranks} · {short_number(t.forward_macs)} fwd + "
-                f"{short_number(t.backward_macs)} bwd MACs · peak {short_number(t.peak_bytes, 'B')}")
+        bound = ">=" if self.forward.partial else ""
+        backward_bound = ">=" if t.backward_uncounted else ""
+        return (f"{name} · step {t.optimizer} {t.precision}{ranks} · {bound}{short_number(t.forward_macs)} fwd + "
+                f"{backward_bound}{short_number(t.backward_macs)} bwd MACs · peak {short_number(t.peak_bytes, 'B')}")
 
     def _repr_html_(self) -> str:
         return self.to_html()
