@@ -42,9 +42,19 @@ def summary(model: nn.Module, input_size=None, input_data=None, *, device=None, 
         raise InputSpecError(f"summary() needs a torch.nn.Module, got {type(model).__name__}")
     inputs = inputs_from(model, input_size, input_data, input_dtypes)
     run_device = model_device(model) if device is None else resolve_device(device)
+    if device is None and _all_meta(inputs):  # meta example tensors carry no values: run where they live
+        run_device = torch.device("meta")
     return run_summary(model, inputs, device=run_device, dtype=dtype, mode=mode,
                        label=label or type(model).__name__, owned=False, checks=checks, audit_names=audit_names,
                        fallback_to_meta=str(device) == "auto", receptive_field=receptive_field)
+
+
+def _all_meta(inputs) -> bool:
+    """``inputs`` are the user's (args, kwargs) and every tensor in them is on the meta device."""
+    if not isinstance(inputs, tuple):
+        return False
+    tensors = [t for t in torch.utils._pytree.tree_leaves(inputs) if isinstance(t, torch.Tensor)]
+    return bool(tensors) and all(t.device.type == "meta" for t in tensors)
 
 
 def run_summary(model: nn.Module, inputs, *, device: torch.device, dtype: Optional[str], mode: str, label: str,

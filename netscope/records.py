@@ -13,6 +13,7 @@ from netscope.finding_codes import check_code
 # shape trees for containers, and a short string (e.g. "int", "None") for anything that is not a tensor.
 Shape = Tuple[int, ...]
 FAILED = "(failed)"  # the output "shape" of a call whose forward raised
+NOT_RECORDED = "(not recorded)"  # shapes (and counts) of a layer inside a TorchScript module: no hooks run there
 MODEL_INPUT = -1  # in LayerCall.inputs_from and merges: the model's own input, not any call's output
 ShapeTree = Union[Shape, list, dict, str]
 

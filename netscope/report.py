@@ -283,7 +283,8 @@ class Report:
 
     def to_dataframe(self, columns=None):
         """pandas DataFrame, one row per module call (never folded), typed by the column registry:
-        counts ``int64``, ``parent`` nullable ``Int64``, shapes as tuples, ``trainable`` a nullable boolean
+        counts ``int64`` (nullable ``Int64`` where a count was not recorded: layers inside TorchScript), ``parent``
+        nullable ``Int64``, shapes as tuples, ``trainable`` a nullable boolean
         (``<NA>`` when the subtree has no parameters or is partly trainable: ``trainable_partial`` says which)."""
         import pandas as pd
 
@@ -294,7 +295,11 @@ class Report:
             for name in shaped:
                 row[name] = tuples(row[name])
         frame = pd.DataFrame.from_records(records, columns=[COLUMNS[k].name for k in keys])
-        return frame.astype({COLUMNS[k].name: COLUMNS[k].dtype for k in keys})
+        dtypes = {COLUMNS[k].name: COLUMNS[k].dtype for k in keys}
+        for name, dtype in dtypes.items():  # counts not recorded (inside TorchScript) are <NA>, not 0
+            if dtype == "int64" and frame[name].isna().any():
+                dtypes[name] = "Int64"
+        return frame.astype(dtypes)
 
     def to_html(self) -> str:
         """A self-contained HTML page: collapsible tree, shape flow, bar charts, search."""

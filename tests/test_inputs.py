@@ -185,3 +185,21 @@ def test_solve_with_keyword_inputs_only_says_what_it_varies():
 
     with pytest.raises(netscope.NetscopeError, match=r"keywords only \(ids\)"):
         netscope.solve_input_size(KeywordOnly(), {"ids": torch.zeros(1, 5, dtype=torch.long)})
+
+
+def test_meta_example_tensors_run_on_meta_or_are_refused_clearly():
+    """Meta tensors as input_data: with no device given the pass runs on meta (counts as on CPU: 2*3*2
+    multiply-adds); forced onto a real device, a clear InputSpecError (exit 2), never a raw NotImplementedError."""
+    import torch
+    import torch.nn as nn
+
+    import netscope
+    from netscope.errors import InputSpecError
+
+    model = nn.Linear(3, 2)
+    before = model.weight.detach().clone()
+    report = netscope.summary(model, torch.randn(2, 3, device="meta"))
+    assert report.run.device == "meta" and report.totals.total_macs == 2 * 3 * 2
+    assert report.layers[0].output_shapes == (2, 2) and torch.equal(model.weight, before)
+    with pytest.raises(InputSpecError, match="meta tensors"):
+        netscope.summary(model, torch.randn(2, 3, device="meta"), device="cpu")

@@ -18,7 +18,7 @@ import netscope
 from netscope.cli import main
 from netscope.errors import ForwardError, OutOfMemory
 from netscope.inputs import InputSpec, TensorSpec, inputs_from, parse_input
-from netscope.run.trace import NOT_RECORDED
+from netscope.records import NOT_RECORDED
 from test_model_state import assert_same, snapshot
 
 
@@ -69,6 +69,12 @@ def test_torchscript_module_is_summarized_with_structure_parameters_and_a_note(h
     assert report.totals.total_macs == netscope.summary(eager, (2, 3, 8, 8)).totals.total_macs  # ops still seen
     assert any("TorchScript" in note for note in report.run.notes)
     assert "TorchScript" in report.render()
+    # counts inside are not recorded, never shown as 0: null in JSON, <NA> in the DataFrame, named in text
+    inner = [layer for layer in report.to_dict()["layers"] if layer["name"]]
+    assert inner and all(layer["macs"] is None and layer["own_macs"] is None for layer in inner)
+    frame = report.to_dataframe()
+    assert frame["macs"][0] == report.totals.total_macs and frame["macs"][1:].isna().all()
+    assert all(NOT_RECORDED in line for line in report.render(columns="layer,macs").splitlines()[3:len(inner) + 3])
     # no per-layer shapes; a convolution operator the dispatch mode sees (scripted, not traced) is checked at the root
     checks = netscope.check(model, (2, 3, 8, 8))
     assert all(c.status == "pass" and c.operator == "convolution" and c.layer == "" for c in checks)

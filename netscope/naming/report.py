@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import textwrap
 from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
 from netscope.run.no_memory import BUILD_DESCRIPTIONS
 from netscope.records import Finding
 from netscope.render.rows import check_format, render_rows
+from netscope.report import TEXT_WIDTH
 
 from netscope.naming.segments import Segment
 
@@ -120,10 +122,11 @@ class NamingReport:
         parts = [f"state_dict naming audit: {self.model}{built}"]
         if not findings_only:
             parts.append(render_rows([_entry_row(e) for e in self.entries], ENTRY_COLUMNS, fmt,
-                                     table_style=table_style))
+                                     table_style=table_style, wrap="origins", width=TEXT_WIDTH, min_wrap=24))
         if self.findings:
-            parts.append(render_rows(finding_rows, FINDING_COLUMNS, fmt, table_style=table_style))
-        parts.append(_totals_line(self.totals))
+            parts.append(render_rows(finding_rows, FINDING_COLUMNS, fmt, table_style=table_style, wrap="message",
+                                     width=TEXT_WIDTH))
+        parts.append(textwrap.fill(_totals_line(self.totals), TEXT_WIDTH) if fmt == "table" else _totals_line(self.totals))
         return "\n\n".join(parts) + "\n"
 
 
@@ -145,8 +148,12 @@ def _finding_row(finding: Finding) -> dict:
             "message": finding.message, "fix": finding.fix}
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")
+
+
 def _totals_line(t: NamingTotals) -> str:
-    return (f"{t.state_dict_keys:,} state_dict keys over {t.unique_saved_tensors:,} distinct tensors; "
-            f"{t.total_params:,} parameters counted once ({t.trainable_params:,} trainable), "
-            f"{t.buffer_elements:,} buffer elements; {t.aliased_tensors:,} tensors with several names; "
-            f"{t.unregistered_params:,} unregistered parameters; {t.findings:,} finding" + ("" if t.findings == 1 else "s"))
+    return (f"{_count(t.state_dict_keys, 'state_dict key')} over {_count(t.unique_saved_tensors, 'distinct tensor')}; "
+            f"{_count(t.total_params, 'parameter')} counted once ({t.trainable_params:,} trainable), "
+            f"{_count(t.buffer_elements, 'buffer element')}; {_count(t.aliased_tensors, 'tensor')} with several names; "
+            f"{_count(t.unregistered_params, 'unregistered parameter')}; {_count(t.findings, 'finding')}")

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 from netscope.errors import UsageError
-from netscope.records import LayerCall
+from netscope.records import NOT_RECORDED, LayerCall
 from netscope.run.shapes import format_shape_tree
 from netscope.units import si
 
@@ -55,6 +55,8 @@ def tuples(tree):
 
 
 def _shape_text(call: LayerCall, tree, ctx=None) -> str:
+    if not tree and call.output_shapes == NOT_RECORDED:  # inputs of a layer inside TorchScript
+        return NOT_RECORDED
     return format_shape_tree(tree)
 
 
@@ -62,7 +64,7 @@ SHORT_SHAPE = 18  # characters; a longer shape cell in a table shows its first t
 
 
 def _short_shape_text(call: LayerCall, tree, ctx=None) -> str:
-    text = format_shape_tree(tree)
+    text = _shape_text(call, tree)
     if len(text) <= SHORT_SHAPE:
         return text
     tensors = _tensor_shapes(tree)
@@ -155,6 +157,22 @@ def _si_text(call: LayerCall, value, ctx=None) -> str:
     return "" if value is None else si(value)
 
 
+def _recorded(field: str):
+    """A count the pass recorded; None (JSON null, DataFrame <NA>, "(not recorded)" in text) for a layer inside
+    a TorchScript module, whose code runs without hooks: its count is in the module's row, not a 0 here."""
+    def value(call: LayerCall, ctx=None):
+        return None if call.output_shapes == NOT_RECORDED else getattr(call, field)
+
+    return value
+
+
+def _or_not_recorded(text):
+    def draw(call: LayerCall, value, ctx=None) -> str:
+        return NOT_RECORDED if value is None and call.output_shapes == NOT_RECORDED else text(call, value, ctx)
+
+    return draw
+
+
 def _misses_ops(call: LayerCall, ctx, key: str = "partial_macs") -> bool:
     """Whether the call's mult-adds miss an uncounted operator: one that ran in it or below (``partial_macs``),
     or in the call itself (``partial_own_macs``). Then the count is a lower bound."""
@@ -186,12 +204,13 @@ _COLUMN_LIST: Tuple[Column, ...] = (
     Column("own_params", "Own params", lambda c, ctx: c.own_params, "int64", numeric=True),
     Column("trainable", "Trainable", _trainable, "boolean", text=_trainable_text),
     Column("trainable_partial", "Partly trainable", lambda c, ctx: c.trainable == "partial", "bool"),
-    Column("macs", "Mult-adds", lambda c, ctx: c.macs, "int64", text=_partial(_si_text, "partial_macs"),
-           numeric=True, lower_bound="partial_macs"),
-    Column("own_macs", "Own mult-adds", lambda c, ctx: c.own_macs, "int64", text=_partial(_text, "partial_own_macs"),
-           numeric=True, lower_bound="partial_own_macs"),
+    Column("macs", "Mult-adds", _recorded("macs"), "int64",
+           text=_or_not_recorded(_partial(_si_text, "partial_macs")), numeric=True, lower_bound="partial_macs"),
+    Column("own_macs", "Own mult-adds", _recorded("own_macs"), "int64",
+           text=_or_not_recorded(_partial(_text, "partial_own_macs")), numeric=True, lower_bound="partial_own_macs"),
     Column("macs_partial", "Partial mult-adds", _misses_ops, "bool"),  # macs is a lower bound on this row
-    Column("output_bytes", "Output bytes", lambda c, ctx: c.output_bytes, "int64", numeric=True),
+    Column("output_bytes", "Output bytes", _recorded("output_bytes"), "int64", text=_or_not_recorded(_text),
+           numeric=True),
     Column("is_leaf", "Leaf", lambda c, ctx: c.is_leaf, "bool"),
     Column("kernel", "Kernel", _hyper("kernel_size"), text=_hyper_text, field="kernel_size"),
     Column("stride", "Stride", _hyper("stride"), text=_hyper_text),

@@ -17,7 +17,7 @@ from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 
-from netscope.errors import ForwardError, MetaDeviceError, OutOfMemory
+from netscope.errors import ForwardError, InputSpecError, MetaDeviceError, OutOfMemory
 from netscope.inputs import InputSpec, normalize_float_dtype
 from netscope.run.module_tree import ModuleTree, module_tree
 from netscope.run.trace import TraceResult, model_device, model_float_dtype, trace
@@ -181,6 +181,9 @@ def _moved_inputs(inputs, device: torch.device):
     def move(tensor):
         if tensor.device == device:
             return tensor
+        if tensor.device.type == "meta":
+            raise InputSpecError(f"input_data holds meta tensors, which have no values to copy to {device}: "
+                                 "run on the meta device (device=\"meta\"), or pass real tensors")
         return torch.empty_like(tensor, device="meta") if device.type == "meta" else tensor.to(device)
 
     return torch.utils._pytree.tree_map_only(torch.Tensor, move, (tuple(args), dict(kwargs)))

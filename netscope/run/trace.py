@@ -27,13 +27,12 @@ from netscope.operators.registry import UNSEEN, OpResolver
 from netscope.operators.breakdown import OperatorTable
 from netscope.operators.packed import packed_by_module, packed_numel
 from netscope.analyses.receptive_field import FieldTracker, input_field
-from netscope.records import FAILED, LayerCall
+from netscope.records import FAILED, NOT_RECORDED, LayerCall
 from netscope.run.module_tree import ModuleTree, module_tree
 from netscope.run.shapes import format_shape_tree, shape_tree, shapes_only, tensor_bytes
 from netscope.operators.windows import WindowOpLog
 
 HYPERPARAMETERS = ("kernel_size", "stride", "padding", "dilation", "groups", "output_padding")
-NOT_RECORDED = "(not recorded)"  # inside a TorchScript module: its code runs without module hooks
 
 
 @dataclass
