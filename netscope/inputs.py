@@ -11,6 +11,7 @@ import operator
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from netscope.checkpoints.dtypes import torch_dtype_name
 from netscope.errors import InputSpecError
 
 MAX_INPUT_ELEMENTS = 2**34  # 16 Gi elements: anything larger is a typo, not a model input
@@ -112,7 +113,7 @@ class InputSpec:
             if not isinstance(value, torch.Tensor):
                 raise InputSpecError(f"{where} is a {type(value).__name__}; only tensors can be resized here, "
                                      "give input_size=(shape) instead")
-            return TensorSpec(tuple(value.shape), str(value.dtype).replace("torch.", ""))
+            return TensorSpec(tuple(value.shape), torch_dtype_name(value.dtype))
 
         return cls([spec(f"input {i}", v) for i, v in enumerate(args)],
                    {name: spec(f"input {name!r}", v) for name, v in kwargs.items()})
@@ -245,6 +246,8 @@ def inputs_from(model, input_size=None, input_data=None, input_dtypes: Optional[
     (``summary(model, x)``) is taken as ``input_data``. Neither: the model's default input.
     Returns an :class:`InputSpec` (built later on the run's device) or ``(args, kwargs)`` of real values.
     """
+    from netscope.models.specs import default_inputs_for  # here: specs imports this module
+
     input_size = _from_numpy(input_size)
     if input_size is not None and _is_data(input_size):
         if input_data is not None:
@@ -255,8 +258,6 @@ def inputs_from(model, input_size=None, input_data=None, input_dtypes: Optional[
     if input_data is not None:
         return _data_inputs(input_data)
     if input_size is None:
-        from netscope.models.specs import default_inputs_for
-
         return default_inputs_for(model)
     if isinstance(input_size, InputSpec):
         return input_size
@@ -275,8 +276,6 @@ def inputs_from(model, input_size=None, input_data=None, input_dtypes: Optional[
         if not isinstance(shape, (list, tuple)):
             raise InputSpecError(f"input_size[{index}] = {shape!r} is not a shape; give a tuple like (1, 3, 224, 224)")
         specs.append(tensor_spec(shape, dtype, f"input shape {tuple(shape)!r}" if one else f"input_size[{index}]"))
-    from netscope.models.specs import default_inputs_for
-
     return InputSpec(specs).with_dtypes_of(default_inputs_for(model))  # as the CLI: token ids stay int64
 
 

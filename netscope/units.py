@@ -14,3 +14,8 @@ def si(value: float, unit: str = "") -> str:
 def megabytes(nbytes: float) -> str:
     """Bytes -> 'xx.xx MB' (10^6 bytes, the unit torchinfo prints)."""
     return f"{nbytes / 1e6:,.2f} MB"
+
+
+def plural(n: int, word: str) -> str:
+    """``plural(1, "finding")`` -> '1 finding'; ``plural(1200, "key")`` -> '1,200 keys'."""
+    return f"{n:,} {word}" + ("" if n == 1 else "s")

@@ -9,7 +9,7 @@ import torch.nn as nn
 
 from netscope.operators.packed import packed_by_module
 from netscope.records import Totals
-from netscope.run.module_tree import ModuleTree, module_tree
+from netscope.run.module_tree import ModuleTree, tree_of
 
 
 def compute_totals(model: nn.Module, calls, called_modules, *, input_bytes: int,
@@ -18,7 +18,7 @@ def compute_totals(model: nn.Module, calls, called_modules, *, input_bytes: int,
     """``calls`` and ``called_modules`` are a trace's ``calls`` and ``modules`` (the module object of each call);
     ``packed`` its quantized modules' packed tensors (``TraceResult.packed``; found here when not given);
     ``tree`` the model's :class:`ModuleTree` (``TraceResult.tree``; walked here when not given)."""
-    tree = tree if tree is not None and tree.root is model else module_tree(model)
+    tree = tree_of(model, tree)
     names_per_param: Dict[int, int] = {}
     params = {}
     # every path to every parameter, as named_parameters(remove_duplicate=False) walks them
@@ -71,7 +71,7 @@ class OwnedParams:
 
 
 def owned_params(model: nn.Module, tree: Optional[ModuleTree] = None) -> Tuple[OwnedParams, ...]:
-    tree = tree if tree is not None and tree.root is model else module_tree(model)
+    tree = tree_of(model, tree)
     seen = set()
     owners = []
     for module, table in zip(tree.modules, tree.tables("_parameters")):  # named_modules(): each once, first path

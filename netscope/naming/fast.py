@@ -24,7 +24,7 @@ from netscope.naming.segments import NON_PERSISTENT_BUFFER, child_step, index_ac
 from netscope.naming.unregistered import CONTAINERS, TORCH_INTERNAL, holds_unregistered
 from netscope.naming.walk import ModuleVisit, leaf_visits
 from netscope.records import Finding
-from netscope.run.module_tree import ModuleTree, module_tree
+from netscope.run.module_tree import ModuleTree, tree_of
 from netscope.wrappers import wrapper_kind
 
 # Methods whose override can make a key differ from the registration path (or add one).
@@ -38,7 +38,7 @@ _values = operator.methodcaller("values")
 def audit_findings(model: nn.Module, tree: Optional[ModuleTree] = None) -> List[Finding]:
     """``audit_names(model).findings``; fast when the model is plain (see the module docstring).
     ``tree``: ``model``'s :class:`ModuleTree`, when the caller has walked it."""
-    tree = tree if tree is not None and tree.root is model else module_tree(model)
+    tree = tree_of(model, tree)
     if not is_plain(tree):
         from netscope.naming.audit import audit_names
 

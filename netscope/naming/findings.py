@@ -14,6 +14,7 @@ from netscope.naming.segments import NON_PERSISTENT_BUFFER, PARAMETER, SEQUENTIA
 from netscope.naming.identity import storage_of
 from netscope.naming.unregistered import StrayItem
 from netscope.naming.walk import LeafVisit, ModuleVisit
+from netscope.units import plural
 from netscope.wrappers import WRAPPERS
 
 MAX_LISTED = 6  # names quoted in one message before "and N more"
@@ -48,10 +49,6 @@ def _expr(visit: ModuleVisit) -> str:
     return "model" + "".join(step.accessor for step in visit.steps)
 
 
-def _plural(n: int, word: str) -> str:
-    return f"{n:,} {word}" + ("" if n == 1 else "s")
-
-
 # --- unregistered modules and parameters ----------------------------------------------------
 
 _MODULE_FIX = {
@@ -81,12 +78,12 @@ def unregistered_findings(strays: Sequence[StrayItem], missed_by_attribute: Dict
         fix = fixes.get(first.container, fixes["list"])
         if category == "module":
             classes = ", ".join(f"{n}x {c}" for c, n in Counter(type(i.obj).__name__ for i in group).items())
-            message = (f"{where} is {holder} holding {_plural(len(group), 'nn.Module')} ({classes}) with "
+            message = (f"{where} is {holder} holding {plural(len(group), 'nn.Module')} ({classes}) with "
                        f"{missed:,} parameters that state_dict() does not save, .parameters() does not list "
                        "(so the optimizer never trains them) and .to(device) does not move.")
             code = "unregistered-module"
         else:
-            message = (f"{where} is {holder} holding {_plural(len(group), 'nn.Parameter')} ({missed:,} elements) "
+            message = (f"{where} is {holder} holding {plural(len(group), 'nn.Parameter')} ({missed:,} elements) "
                        "that state_dict() does not save, .parameters() does not list (so the optimizer "
                        "never trains them) and .to(device) does not move.")
             code = "unregistered-parameter"
@@ -103,7 +100,7 @@ def plain_tensor_findings(strays: Sequence[StrayItem]) -> List[Finding]:
         tensor = first.obj
         what = (f"a plain tensor attribute ({list(tensor.shape)}, {str(tensor.dtype).replace('torch.', '')}, "
                 f"on {tensor.device})" if not first.container
-                else f"a plain {first.container} holding {_plural(len(group), 'tensor')}")
+                else f"a plain {first.container} holding {plural(len(group), 'tensor')}")
         findings.append(Finding(
             Severity.WARNING, "plain-tensor-attribute",
             f"{where} is {what}: state_dict() does not save or load it and .to(device) does not move it.",
@@ -145,7 +142,7 @@ def alias_findings(visits: Sequence[ModuleVisit]) -> List[Finding]:
         example = ""
         if tensors:
             leaf = tensors[0][0]
-            example = (f" Each of its {_plural(len(tensors), 'tensor')} appears under {len(names)} state_dict "
+            example = (f" Each of its {plural(len(tensors), 'tensor')} appears under {len(names)} state_dict "
                        f"keys ({_quoted([f'{n}.{leaf}' for n in names])}):")
         else:
             example = " It holds no tensors, so only module paths are duplicated;"
@@ -429,7 +426,7 @@ def wrapper_findings(visits: Sequence[ModuleVisit], entries) -> List[Finding]:
             example = hits[0]
             path = ".".join(s.text for s in example.segments)
             message = (f"{kind.label} wrapper segment `{kind.attribute}` sits at {shown_places}; its state_dict "
-                       f"hooks drop it, so `{path}` is saved as `{example.key}` ({_plural(len(saved), 'key')} "
+                       f"hooks drop it, so `{path}` is saved as `{example.key}` ({plural(len(saved), 'key')} "
                        "affected), while named_modules() paths still contain it.")
             fix = ("Nothing to do for state_dict()/load_state_dict(); strip the segment yourself when matching "
                    f"named_modules() names against checkpoint keys (remove `{kind.attribute}.`).")
@@ -438,7 +435,7 @@ def wrapper_findings(visits: Sequence[ModuleVisit], entries) -> List[Finding]:
             for place in places:
                 key = examples[place].key
                 renames.append(f"`{key}` becomes `{place + key[len(place) + len(kind.attribute) + 1:]}`")
-            message = (f"{_plural(len(saved), 'state_dict key')} pass through the {kind.label} wrapper segment "
+            message = (f"{plural(len(saved), 'state_dict key')} pass through the {kind.label} wrapper segment "
                        f"at {shown_places}; unwrapped there, {'; '.join(renames[:MAX_LISTED])}.")
             fixes = []
             if "" in places:

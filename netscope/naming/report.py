@@ -11,6 +11,7 @@ from netscope.run.no_memory import BUILD_DESCRIPTIONS
 from netscope.records import Finding
 from netscope.render.rows import check_format, render_rows
 from netscope.report import TEXT_WIDTH
+from netscope.units import plural
 
 from netscope.naming.segments import Segment
 
@@ -148,12 +149,8 @@ def _finding_row(finding: Finding) -> dict:
             "message": finding.message, "fix": finding.fix}
 
 
-def _count(n: int, noun: str) -> str:
-    return f"{n:,} {noun}" + ("" if n == 1 else "s")
-
-
 def _totals_line(t: NamingTotals) -> str:
-    return (f"{_count(t.state_dict_keys, 'state_dict key')} over {_count(t.unique_saved_tensors, 'distinct tensor')}; "
-            f"{_count(t.total_params, 'parameter')} counted once ({t.trainable_params:,} trainable), "
-            f"{_count(t.buffer_elements, 'buffer element')}; {_count(t.aliased_tensors, 'tensor')} with several names; "
-            f"{_count(t.unregistered_params, 'unregistered parameter')}; {_count(t.findings, 'finding')}")
+    return (f"{plural(t.state_dict_keys, 'state_dict key')} over {plural(t.unique_saved_tensors, 'distinct tensor')}; "
+            f"{plural(t.total_params, 'parameter')} counted once ({t.trainable_params:,} trainable), "
+            f"{plural(t.buffer_elements, 'buffer element')}; {plural(t.aliased_tensors, 'tensor')} with several names; "
+            f"{plural(t.unregistered_params, 'unregistered parameter')}; {plural(t.findings, 'finding')}")

@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 from torch.nn.parameter import UninitializedTensorMixin
 
-from netscope.run.module_tree import ModuleTree, module_tree
+from netscope.run.module_tree import ModuleTree, tree_of
 
 # Held while netscope has process-wide state changed: the global module hooks of a trace and the
 # constructor patches of the no-memory build. Two threads summarizing at once take turns.
@@ -44,7 +44,7 @@ def preserved_model(model: nn.Module, *, train: bool, tree: Optional[ModuleTree]
     ``tree``: ``model``'s :class:`ModuleTree`, when the caller has walked it already.
     """
     changes = ModelChanges()
-    tree = tree if tree is not None and tree.root is model else module_tree(model)
+    tree = tree_of(model, tree)
     modules = tree.modules
     flags = _flags(tree)
     parameters = _Slots(tree.tables("_parameters"))

@@ -51,6 +51,11 @@ class ModuleTree:
         return tuple(dict.fromkeys(b for m in self.modules for b in m._buffers.values() if b is not None))
 
 
+def tree_of(model: nn.Module, tree: "ModuleTree | None" = None) -> ModuleTree:
+    """``tree`` when it was walked from ``model`` (a caller's shared walk), else a fresh walk of ``model``."""
+    return tree if tree is not None and tree.root is model else module_tree(model)
+
+
 def module_tree(root: nn.Module) -> ModuleTree:
     """Walk ``root`` once, in the pre-order of ``named_modules``: a module reached under two paths is listed
     under both in ``named``. Recursive, one frame per level of nesting: far fewer than the forward pass

@@ -19,7 +19,7 @@ import torch.nn as nn
 
 from netscope.errors import ForwardError, InputSpecError, MetaDeviceError, OutOfMemory
 from netscope.inputs import InputSpec, normalize_float_dtype
-from netscope.run.module_tree import ModuleTree, module_tree
+from netscope.run.module_tree import ModuleTree, module_tree, tree_of
 from netscope.run.trace import TraceResult, model_device, model_float_dtype, trace
 
 # Dummy inputs this many times smaller than the free memory never trigger the activation estimate (a
@@ -156,7 +156,7 @@ def _placed(model: nn.Module, device: torch.device, float_dtype: str, owned: boo
     if needs_cast:  # never cast the user's tensors: run on a converted copy
         yield copy.deepcopy(model).to(device=device, dtype=target_dtype)
         return
-    tree = tree if tree is not None and tree.root is model else module_tree(model)
+    tree = tree_of(model, tree)
     tensors = tree.parameters + tree.buffers
     if all(map(_IS_CPU, tensors)) if device.type == "cpu" else all(t.device == device for t in tensors):
         yield model

@@ -28,7 +28,7 @@ from netscope.operators.breakdown import OperatorTable
 from netscope.operators.packed import packed_by_module, packed_numel
 from netscope.analyses.receptive_field import FieldTracker, input_field
 from netscope.records import FAILED, NOT_RECORDED, LayerCall
-from netscope.run.module_tree import ModuleTree, module_tree
+from netscope.run.module_tree import ModuleTree, module_tree, tree_of
 from netscope.run.shapes import format_shape_tree, shape_tree, shapes_only, tensor_bytes
 from netscope.operators.windows import WindowOpLog
 
@@ -248,8 +248,7 @@ def trace(model: nn.Module, inputs: Tuple[tuple, dict], *, mode: str = "eval",
         if isinstance(value, torch.Tensor):
             device = value.device
             break
-    if tree is None or tree.root is not model:
-        tree = module_tree(model)
+    tree = tree_of(model, tree)
     return _run(model, tuple(args), dict(kwargs), train=(mode == "train"), device=device, advance=progress, fake=fake,
                 receptive_field=receptive_field, tree=tree)
 
