@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from netscope.report import Report
-from netscope.render.columns import COLUMNS, csv_row, parse_columns, text_row
+from netscope.render.columns import csv_row, parse_columns, text_row
 from netscope.render.rows import check_format, json_document, render_rows
 from netscope.analyses.step.memory import RankMemory
 from netscope.units import megabytes, si
