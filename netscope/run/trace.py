@@ -22,6 +22,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from netscope.run.dataflow import MODEL_INPUT, NO_SOURCES, DataflowTracker, edge_tuple
 from netscope.errors import ForwardError, MacFormulaError, OutOfMemory
 from netscope.collector import paused_gc
+from netscope.run.leaf_replay import LeafReplay, replay_possible
 from netscope.run.model_state import GLOBAL_STATE_LOCK, frozen_heap, preserved_model
 from netscope.operators.registry import UNSEEN, OpResolver
 from netscope.operators.breakdown import OperatorTable
@@ -52,12 +53,13 @@ class TraceResult:
     operators: Optional[OperatorTable] = None  # operator calls and multiply-adds per call
     packed: Optional[Dict[int, tuple]] = None  # id(module) -> packed weight/bias of quantized modules
     tree: Optional[ModuleTree] = None  # the traced model's modules as they are after the pass
+    replayed: int = 0  # stock leaf calls whose operators were replayed (netscope.run.leaf_replay)
 
 
 class _OpenCall:
     __slots__ = ("index", "module", "name", "parent", "depth", "call_number", "args", "kwargs",
                  "output", "output_bytes", "own_macs", "failed", "finished", "origin", "error", "field",
-                 "inputs_from")
+                 "inputs_from", "replay", "recording")
 
     def __init__(self, index, module, name, parent, depth, call_number, args, kwargs, inputs_from=NO_SOURCES):
         self.index = index
@@ -77,6 +79,8 @@ class _OpenCall:
         self.error = None  # when failed: the exception that left this call
         self.field = None  # receptive field of the output (netscope.analyses.receptive_field), when tracked
         self.inputs_from = inputs_from  # indexes of the calls that produced its tensor arguments (dataflow)
+        self.replay = None  # a stock leaf replaying a recorded call's operators (netscope.run.leaf_replay)
+        self.recording = None  # a stock leaf whose operators are being recorded for replay
 
 
 class _Recorder:
@@ -107,6 +111,7 @@ class _Recorder:
         self.last_failed: Optional[_OpenCall] = None  # the call whose failure was the latest hook event
         self.field_of: Optional[Callable[[Any], Any]] = None  # output -> its receptive field
         self.flow = DataflowTracker(self.stack)  # which call produced each tensor (netscope.run.dataflow)
+        self.replay: Optional[LeafReplay] = None  # set by the pass when identical stock leaves may be replayed
 
     def pre_hook(self, module, args):
         key = id(module)
@@ -124,6 +129,8 @@ class _Recorder:
         calls.append(call)
         stack.append(call)
         self.last_failed = None
+        if self.replay is not None and not module._modules:
+            self.replay.start(call, module, args)
         return None
 
     def root_kwargs_hook(self, module, args, kwargs):
@@ -149,6 +156,8 @@ class _Recorder:
         stack = self.stack
         while stack:
             call = stack.pop()
+            if call.replay is not None or call.recording is not None:
+                self.replay.finish(call, raised=call.module is not module or raised)
             if call.module is module:
                 break
         else:  # pragma: no cover - a hook for a call we never opened
@@ -296,6 +305,8 @@ def _run(model: nn.Module, args: tuple, kwargs: dict, *, train: bool, device: to
     script = isinstance(model, torch.jit.ScriptModule)
     try:
         with GLOBAL_STATE_LOCK, frozen_heap(), preserved_model(model, train=train, tree=tree) as changes:
+            if not fake and fields is None and not script and replay_possible():
+                recorder.replay = LeafReplay(recorder, window_ops)
             handles.append(register_module_forward_pre_hook(recorder.pre_hook))
             handles.append(register_module_forward_hook(recorder.post_hook, with_kwargs=True, always_call=True))
             runnable = _eager(model)
@@ -322,6 +333,8 @@ def _run(model: nn.Module, args: tuple, kwargs: dict, *, train: bool, device: to
     finally:
         for handle in handles:
             handle.remove()
+        if recorder.replay is not None:
+            recorder.replay.close(excluded_before=False)
     peak = torch.cuda.max_memory_allocated(device) - baseline if cuda else None
     for call in recorder.calls:  # a call whose forward raised never reached the post hook's kwargs step
         if call.kwargs is None:
@@ -331,6 +344,7 @@ def _run(model: nn.Module, args: tuple, kwargs: dict, *, train: bool, device: to
                                structure_only=script)
     result.tree = module_tree(model) if changes.modules_changed else tree
     result.window_ops = window_ops.by_call()
+    result.replayed = recorder.replay.replayed if recorder.replay is not None else 0
     if script:
         result.notes.append(
             "TorchScript module: its compiled code runs without module hooks, so only the whole model's input and "

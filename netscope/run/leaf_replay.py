@@ -1,0 +1,249 @@
+"""Stock ``torch.nn`` leaf calls that repeat one already recorded: their operators replayed, not re-observed.
+
+A deep model calls thousands of ``nn.Linear``/``nn.ReLU``/``nn.Conv2d`` leaves with the same configuration
+and input signature. Such a leaf runs the same aten operators with the same arguments' shapes every
+time, so the dispatch mode's per-operator Python callback (most of a pass's cost on deep models) only has
+to watch the first one: later identical calls run with the Python dispatch key excluded (the C++ fast
+path) and get the first call's operator list, multiply-adds and convolution/pool windows copied under
+their own call index.
+
+Only calls whose operators cannot differ from the recorded ones qualify: a class defined in
+``torch.nn.modules`` whose ``forward`` is the class's own, with no per-module hooks, plain
+``nn.Parameter``/``torch.Tensor`` slots, plain configuration attributes, and every ``forward`` parameter
+given positionally (global pre-hooks cannot see keyword arguments) as a plain ``torch.Tensor`` or a plain
+scalar. The key holds the class, every public attribute (``training`` included), each parameter's and
+buffer's name, shape, dtype and device, and each tensor argument's shape, strides, dtype and device.
+A pass turns replay on only when nothing else intercepts operators or module calls (no other dispatch
+mode, no fake tensors, no other global module hooks, no receptive-field tracking).
+"""
+
+from __future__ import annotations
+
+import inspect
+import operator
+from typing import Any, Dict, List, Optional, Tuple
+
+import torch
+import torch.nn as nn
+
+_PYTHON_KEY = torch._C.DispatchKey.Python
+_exclude = torch._C._dispatch_tls_set_dispatch_key_excluded
+_is_excluded = torch._C._dispatch_tls_is_dispatch_key_excluded
+_SCALARS = (int, float, bool, str, type(None))
+_TENSOR = torch.Tensor
+_PARAMETER = nn.Parameter
+
+
+def replay_possible() -> bool:
+    """Whether a pass may replay: no dispatch mode or Python-key exclusion already active, no global
+    module hooks but the ones the pass is about to add."""
+    from torch.nn.modules import module as module_globals
+
+    return (torch._C._len_torch_dispatch_stack() == 0 and not _is_excluded(_PYTHON_KEY)
+            and not module_globals._global_forward_pre_hooks and not module_globals._global_forward_hooks)
+
+
+def _positional_count(cls: type) -> Optional[int]:
+    """How many arguments ``cls.forward`` takes besides ``self``, when all are plain positional ones."""
+    try:
+        parameters = list(inspect.signature(cls.forward).parameters.values())[1:]
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind not in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in parameters):
+        return None
+    return len(parameters)
+
+
+class LeafReplay:
+    """Replay state of one pass: recorded leaf signatures and what their first call ran.
+
+    Used by the trace recorder: :meth:`start` when a leaf call opens, :meth:`finish` when it returns or
+    raises. ``recorder`` is the ``_Recorder`` (its flat operator lists), ``windows`` its
+    ``WindowOpLog`` (raw convolution/pool calls)."""
+
+    def __init__(self, recorder, windows):
+        self.recorder = recorder
+        self.windows = windows
+        self.classes: Dict[type, Optional[_ClassShape]] = {}  # None: a class never replayed
+        self.recorded: Dict[tuple, tuple] = {}  # signature -> (op packets, mac packets, mac values, windows)
+        self.replayed = 0  # calls replayed in this pass
+
+    def key(self, module: nn.Module, args: tuple) -> Optional[tuple]:
+        """The call's signature, or None when it does not qualify."""
+        cls = type(module)
+        shape = self.classes.get(cls, _UNSEEN)
+        if shape is _UNSEEN:
+            shape = self.classes[cls] = _ClassShape.of(cls, module)
+        if shape is None or len(args) != shape.count:
+            return None
+        state = module.__dict__
+        if state["_forward_pre_hooks"] or state["_forward_hooks"] or "forward" in state:
+            return None
+        config = shape.config(state)
+        if config is None:
+            config = _config(state)  # an instance unlike the first of its class
+            if config is None:
+                return None
+        tensors = _tensors(state["_parameters"], _PARAMETER)
+        if tensors is None:
+            return None
+        buffers = state["_buffers"]
+        if buffers:
+            buffers = _tensors(buffers, _TENSOR)
+            if buffers is None:
+                return None
+            tensors += buffers
+        if len(args) == 1 and type(args[0]) is _TENSOR:  # the usual call
+            x = args[0]
+            return (cls, config, tensors, x.shape, x.stride(), x.dtype, x.device)
+        inputs = []
+        for value in args:
+            if type(value) is _TENSOR:
+                inputs.append((value.shape, value.stride(), value.dtype, value.device))
+            elif type(value) in _SCALARS:
+                inputs.append((type(value), value))
+            else:
+                return None
+        return (cls, config, tensors, tuple(inputs))
+
+    def start(self, call, module: nn.Module, args: tuple) -> None:
+        """A leaf call opens: replay it (operators unobserved) or note where its recording starts."""
+        key = self.key(module, args)
+        if key is None:
+            return
+        entry = self.recorded.get(key)
+        if entry is not None:
+            call.replay = entry
+            _exclude(_PYTHON_KEY, True)
+            return
+        recorder = self.recorder
+        call.recording = (key, len(recorder.op_calls), len(recorder.mac_calls), len(self.windows.raw))
+
+    def finish(self, call, raised: bool) -> None:
+        """A leaf call with ``call.replay`` or ``call.recording`` set closes: copy the recorded operators
+        (and observe operators again), or record them."""
+        recorder = self.recorder
+        if call.recording is not None:
+            key, op_start, mac_start, window_start = call.recording
+            call.recording = None
+            index = call.index
+            if raised or any(i != index for i in recorder.op_calls[op_start:]) \
+                    or any(i != index for i in recorder.mac_calls[mac_start:]):
+                return  # something else ran inside: not a signature to trust
+            windows = tuple(raw[1:] for raw in self.windows.raw[window_start:])
+            if any(raw[0] != index for raw in self.windows.raw[window_start:]):
+                return
+            self.recorded[key] = (tuple(recorder.op_packets[op_start:]), tuple(recorder.mac_packets[mac_start:]),
+                                  tuple(recorder.mac_values[mac_start:]), windows)
+            return
+        entry = call.replay
+        call.replay = None
+        _exclude(_PYTHON_KEY, False)
+        if raised:  # its operators ran unobserved and did not all run: nothing is charged (the call failed)
+            return
+        packets, mac_packets, mac_values, windows = entry
+        index = call.index
+        if packets:
+            recorder.op_calls.extend((index,) * len(packets))
+            recorder.op_packets.extend(packets)
+        if mac_values:
+            recorder.mac_calls.extend((index,) * len(mac_values))
+            recorder.mac_packets.extend(mac_packets)
+            recorder.mac_values.extend(mac_values)
+            call.own_macs += sum(mac_values)
+        for raw in windows:
+            self.windows.raw.append((index,) + raw)
+        self.replayed += 1
+
+    def close(self, excluded_before: bool) -> None:
+        """After the pass: the Python key's exclusion as it was before (a call left open by an error)."""
+        if _is_excluded(_PYTHON_KEY) != excluded_before:
+            _exclude(_PYTHON_KEY, excluded_before)
+
+
+_UNSEEN = object()
+_SCALAR_TYPES = frozenset(_SCALARS)
+_signature = operator.attrgetter("shape", "dtype", "device")
+
+
+class _ClassShape:
+    """What a qualifying class's instances look like: ``forward``'s positional count and the public
+    attributes of its first instance seen (read with one C call for every later instance)."""
+
+    __slots__ = ("count", "size", "read", "types", "tuples", "plain")
+
+    def __init__(self, count: int, names: Tuple[str, ...], size: int, types: tuple):
+        self.count = count
+        self.size = size  # len(__dict__): equal, with every name present, means the same attribute names
+        self.read = operator.itemgetter(*names) if len(names) > 1 else (
+            (lambda state, name=names[0]: (state[name],)) if names else (lambda state: ()))
+        self.types = types
+        self.tuples = tuple(i for i, t in enumerate(types) if t is tuple)
+        self.plain = all(t in _SCALAR_TYPES or t is tuple for t in types)
+
+    @classmethod
+    def of(cls, module_class: type, module: nn.Module) -> Optional["_ClassShape"]:
+        """None for a class that never qualifies."""
+        if not module_class.__module__.startswith("torch.nn.modules."):
+            return None
+        for base in module_class.__mro__:  # the class that defines forward must be stock too
+            if "forward" in base.__dict__:
+                if not base.__module__.startswith("torch.nn.modules."):
+                    return None
+                break
+        count = _positional_count(module_class)
+        if count is None:
+            return None
+        state = module.__dict__
+        names = tuple(name for name in state if name[0] != "_")
+        return cls(count, names, len(state), tuple(type(state[name]) for name in names))
+
+    def config(self, state: dict) -> Optional[tuple]:
+        """The public attribute values of an instance shaped like the first (names and types), else None."""
+        if not self.plain or len(state) != self.size:
+            return None
+        try:
+            values = self.read(state)
+        except KeyError:
+            return None
+        if tuple(map(type, values)) != self.types:
+            return None
+        for i in self.tuples:
+            if not _plain_tuple(values[i]):
+                return None
+        return values
+
+
+def _config(state: dict) -> Optional[tuple]:
+    """The public attribute names and values of any instance, when all are plain."""
+    parts = []
+    for name, value in state.items():
+        if name[0] != "_":
+            if type(value) not in _SCALARS and not _plain_tuple(value):
+                return None
+            parts.append(name)
+            parts.append(value)
+    return tuple(parts)
+
+
+def _tensors(slots: dict, kind: type) -> Optional[tuple]:
+    """Names, then (shape, dtype, device) of every slot (None for an empty one), when each holds exactly
+    ``kind`` or nothing; else None."""
+    if not slots:
+        return ()
+    values = slots.values()
+    if set(map(type, values)) == {kind}:  # the usual slots: all filled
+        return tuple(slots) + tuple(map(_signature, values))
+    parts = []
+    for name, tensor in slots.items():
+        if tensor is None:
+            parts.append((name, None))
+        elif type(tensor) is kind:
+            parts.append((name,) + _signature(tensor))
+        else:
+            return None
+    return tuple(parts)
+
+
+def _plain_tuple(value) -> bool:
+    return type(value) is tuple and all(type(v) in _SCALARS or _plain_tuple(v) for v in value)

@@ -1,0 +1,135 @@
+"""Replayed stock leaves record exactly what observing every operator records.
+
+Oracle: the same pass with replay turned off (every operator seen by the dispatch mode), compared field by
+field: every call record, the per-call operator counts and multiply-adds, the convolution/pool windows and
+the formula checks; and torch's own FlopCounterMode for the totals.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn as nn
+import torchvision
+from torch.utils.flop_counter import FlopCounterMode
+
+import netscope
+from netscope.analyses.checks import check_trace
+from netscope.run import leaf_replay
+from netscope.run.module_tree import module_tree
+from netscope.run.trace import trace
+
+
+def _pass(model, args, monkeypatch, replay: bool):
+    with monkeypatch.context() as patch:
+        if not replay:
+            patch.setattr("netscope.run.trace.replay_possible", lambda: False)
+        return trace(model, (args, {}), tree=module_tree(model))
+
+
+def _same(a, b):
+    assert [c.__dict__ for c in a.calls] == [c.__dict__ for c in b.calls]
+    assert a.operators.counts == b.operators.counts
+    assert a.operators.macs == b.operators.macs
+    assert a.window_ops == b.window_ops
+    assert [c.__dict__ for c in check_trace(a)] == [c.__dict__ for c in check_trace(b)]
+
+
+class Tower(nn.Module):
+    """Repeated stock leaves of many kinds, some called twice, with keyword-capable and kwargs-only ones."""
+
+    def __init__(self):
+        super().__init__()
+        self.convs = nn.ModuleList(nn.Conv2d(8, 8, 3, padding=1, bias=i % 2 == 0) for i in range(4))
+        self.norms = nn.ModuleList(nn.BatchNorm2d(8) for _ in range(4))
+        self.pool = nn.MaxPool2d(2, ceil_mode=True)
+        self.act = nn.ReLU()
+        self.fcs = nn.Sequential(*[nn.Linear(8, 8) for _ in range(3)], nn.GELU(), nn.Dropout(0.1))
+        self.lstm = nn.LSTM(8, 8, batch_first=True)
+        self.ln = nn.LayerNorm(8)
+
+    def forward(self, x):
+        for conv, norm in zip(self.convs, self.norms):
+            x = self.act(norm(conv(x)))  # act called four times
+        x = self.pool(x)
+        x = self.pool(x)  # same module, different input signature
+        v = x.mean((2, 3))
+        v = self.fcs(v)
+        seq, _ = self.lstm(v.unsqueeze(1).repeat(1, 3, 1))
+        seq, _ = self.lstm(seq, None)  # the optional argument given: a different signature
+        return self.ln(seq)
+
+
+@pytest.mark.parametrize("mode", ["eval", "train"])
+def test_replay_records_what_observing_every_operator_records(monkeypatch, mode):
+    torch.manual_seed(0)
+    model = Tower().train(mode == "train")
+    x = torch.randn(2, 8, 9, 9)
+    fast, slow = _pass(model, (x,), monkeypatch, True), _pass(model, (x,), monkeypatch, False)
+    assert fast.replayed > 0 and slow.replayed == 0
+    _same(fast, slow)
+
+
+def test_replay_on_a_torchvision_model_matches_the_full_pass_and_torchs_flop_counter(monkeypatch):
+    model = torchvision.models.resnet18(weights=None).eval()
+    x = torch.randn(1, 3, 64, 64)
+    fast, slow = _pass(model, (x,), monkeypatch, True), _pass(model, (x,), monkeypatch, False)
+    assert fast.replayed > 10
+    _same(fast, slow)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(x)
+    assert fast.calls[0].macs == counter.get_total_flops() // 2
+
+
+def test_hooked_custom_and_subclass_leaves_are_never_replayed(monkeypatch):
+    class MyLinear(nn.Linear):  # a user subclass: its forward may do anything
+        def forward(self, x):
+            return super().forward(x) * 2
+
+    seen = []
+    model = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 4), MyLinear(4, 4), MyLinear(4, 4), nn.Linear(4, 4))
+    model[1].register_forward_hook(lambda m, a, out: seen.append(out.sum()))  # the hook's ops count too
+    fast, slow = _pass(model, (torch.randn(2, 4),), monkeypatch, True), _pass(model, (torch.randn(2, 4),),
+                                                                           monkeypatch, False)
+    assert fast.replayed == 1  # only model[4], identical to model[0]
+    _same(fast, slow)
+    key = leaf_replay.LeafReplay(None, None).key
+    assert key(model[2], (torch.randn(2, 4),)) is None and key(model[1], (torch.randn(2, 4),)) is None
+
+
+def test_another_global_hook_or_dispatch_mode_turns_replay_off():
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    model = nn.Sequential(*[nn.Linear(4, 4) for _ in range(4)])
+    x = torch.randn(1, 4)
+    handle = torch.nn.modules.module.register_module_forward_hook(lambda m, a, out: None)
+    try:
+        assert trace(model, ((x,), {})).replayed == 0
+    finally:
+        handle.remove()
+
+    class Noop(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            return func(*args, **(kwargs or {}))
+
+    with Noop():
+        assert trace(model, ((x,), {})).replayed == 0
+    assert trace(model, ((x,), {})).replayed == 3
+
+
+def test_the_python_dispatch_key_is_restored_when_the_forward_raises():
+    class Boom(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.layers = nn.Sequential(*[nn.Linear(4, 4) for _ in range(3)])
+
+        def forward(self, x):
+            y = self.layers(x)
+            raise ValueError("after the replayed leaves")
+
+    with pytest.raises(netscope.errors.ForwardError):
+        netscope.summary(Boom(), input_size=(1, 4))
+    assert not torch._C._dispatch_tls_is_dispatch_key_excluded(torch._C.DispatchKey.Python)
+    with FlopCounterMode(display=False) as counter:  # torch's own Python-key mode still sees operators
+        nn.Linear(4, 4)(torch.randn(1, 4))
+    assert counter.get_total_flops() == 2 * 4 * 4
