@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import itertools
 import operator
-from typing import Dict, List, Optional, Sequence, Set
+from typing import Dict, List, NamedTuple, Optional, Sequence, Set
 
 import torch
 import torch.nn as nn
@@ -33,6 +33,7 @@ _PLAIN_TENSORS = (torch.Tensor, nn.Parameter)  # exact types: lazy and other sub
 _HOOK_TABLES = ("_state_dict_hooks", "_state_dict_pre_hooks")
 _SUSPECT = CONTAINERS + (nn.Module, torch.Tensor)  # attribute values that may hold something unregistered
 _values = operator.methodcaller("values")
+_BOOKKEEPING = len(TORCH_INTERNAL)  # a module with only these attributes holds nothing else (ReLU, Sequential)
 
 
 def audit_findings(model: nn.Module, tree: Optional[ModuleTree] = None) -> List[Finding]:
@@ -44,12 +45,12 @@ def audit_findings(model: nn.Module, tree: Optional[ModuleTree] = None) -> List[
 
         return list(audit_names(model).findings)
     owners = [m for m in tree.modules if m._non_persistent_buffers_set]
-    sequentials = [m for m in tree.modules
-                   if isinstance(m, nn.Sequential) and any(index_accessor(name) for name in m._modules)]
+    sequentials = [m for m in tree.modules if isinstance(m, nn.Sequential)
+                   and any(map(str.isdigit, m._modules)) and any(map(index_accessor, m._modules))]
     visits = _Visits(tree)
     leaves = [leaf for m in owners for leaf in leaf_visits(visits.of(m)) if leaf.kind == NON_PERSISTENT_BUFFER]
     return [*non_persistent_buffer_findings(leaves),
-            *numbered_sequential_findings([visits.of(m) for m in sequentials])]
+            *numbered_sequential_findings([visits.last_step(m) for m in sequentials])]
 
 
 def is_plain(tree: ModuleTree) -> bool:
@@ -84,7 +85,8 @@ def is_plain(tree: ModuleTree) -> bool:
     if not _distinct_memory(tensors):
         return False
     # modules holding anything that could be an unregistered module or tensor (most hold only numbers)
-    suspects = {i for i, state in enumerate(states) for key in state.keys() - TORCH_INTERNAL
+    suspects = {i for i, state in enumerate(states) if len(state) != _BOOKKEEPING or state.keys() != TORCH_INTERNAL
+                for key in state.keys() - TORCH_INTERNAL
                 if isinstance(state[key], _SUSPECT) and not _plain_numbers(state[key])}
     if not suspects:
         return True
@@ -149,3 +151,22 @@ class _Visits:
         visit = ModuleVisit(module, owner.steps + (step,), parent, name, path)
         self.built[id(module)] = visit
         return visit
+
+    def last_step(self, module: nn.Module) -> "_LastStep":
+        """What :func:`numbered_sequential_findings` reads of a visit (module, path, origin), without building
+        the visit's steps from the root: the origin is the last step's, built from the parent's visit."""
+        path = self.tree.names[id(module)]
+        if not path:
+            return _LastStep(module, path, self.built[id(module)].origin)
+        parent_path, _, name = path.rpartition(".")
+        parent = self.by_path[parent_path]
+        positions = self.positions.get(id(parent))
+        if positions is None:
+            positions = self.positions[id(parent)] = {key: i for i, key in enumerate(parent._modules)}
+        return _LastStep(module, path, child_step(parent, name, positions[name], self.of(parent).origin).segment.origin)
+
+
+class _LastStep(NamedTuple):
+    module: nn.Module
+    path: str
+    origin: str

@@ -65,8 +65,9 @@ class LeafReplay:
         self.recorder = recorder
         self.windows = windows
         self.classes: Dict[type, Optional[_ClassShape]] = {}  # None: a class never replayed
-        self.recorded: Dict[tuple, tuple] = {}  # signature -> (op packets, mac packets, mac values, windows)
-        self.replayed = 0  # calls replayed in this pass
+        # signature -> (op packets, mac packets, mac values, windows, index of the recorded call)
+        self.recorded: Dict[tuple, tuple] = {}
+        self.same_as: Dict[int, int] = {}  # replayed call index -> index of the call it replays
 
     def key(self, module: nn.Module, args: tuple) -> Optional[tuple]:
         """The call's signature, or None when it does not qualify."""
@@ -134,15 +135,16 @@ class LeafReplay:
             if any(raw[0] != index for raw in self.windows.raw[window_start:]):
                 return
             self.recorded[key] = (tuple(recorder.op_packets[op_start:]), tuple(recorder.mac_packets[mac_start:]),
-                                  tuple(recorder.mac_values[mac_start:]), windows)
+                                  tuple(recorder.mac_values[mac_start:]), windows, index)
             return
         entry = call.replay
         call.replay = None
         _exclude(_PYTHON_KEY, False)
         if raised:  # its operators ran unobserved and did not all run: nothing is charged (the call failed)
             return
-        packets, mac_packets, mac_values, windows = entry
+        packets, mac_packets, mac_values, windows, source = entry
         index = call.index
+        self.same_as[index] = source
         if packets:
             recorder.op_calls.extend((index,) * len(packets))
             recorder.op_packets.extend(packets)
@@ -153,7 +155,6 @@ class LeafReplay:
             call.own_macs += sum(mac_values)
         for raw in windows:
             self.windows.raw.append((index,) + raw)
-        self.replayed += 1
 
     def close(self, excluded_before: bool) -> None:
         """After the pass: the Python key's exclusion as it was before (a call left open by an error)."""

@@ -53,7 +53,13 @@ class TraceResult:
     operators: Optional[OperatorTable] = None  # operator calls and multiply-adds per call
     packed: Optional[Dict[int, tuple]] = None  # id(module) -> packed weight/bias of quantized modules
     tree: Optional[ModuleTree] = None  # the traced model's modules as they are after the pass
-    replayed: int = 0  # stock leaf calls whose operators were replayed (netscope.run.leaf_replay)
+    # stock leaf calls whose operators were replayed (netscope.run.leaf_replay): call index -> the earlier call
+    # with the same signature (class, configuration, tensors and inputs), whose operators it ran
+    same_as: Dict[int, int] = field(default_factory=dict)
+
+    @property
+    def replayed(self) -> int:
+        return len(self.same_as)
 
 
 class _OpenCall:
@@ -344,7 +350,8 @@ def _run(model: nn.Module, args: tuple, kwargs: dict, *, train: bool, device: to
                                structure_only=script)
     result.tree = module_tree(model) if changes.modules_changed else tree
     result.window_ops = window_ops.by_call()
-    result.replayed = recorder.replay.replayed if recorder.replay is not None else 0
+    if recorder.replay is not None:
+        result.same_as = recorder.replay.same_as
     if script:
         result.notes.append(
             "TorchScript module: its compiled code runs without module hooks, so only the whole model's input and "
@@ -406,35 +413,60 @@ def _build_result(tree: ModuleTree, recorder: _Recorder, ops: Optional[OpResolve
         failed_index = open_calls[0].origin.index  # where the exception that ended the pass was raised
     merges = recorder.flow.merges
     windowed: Dict[type, bool] = {}  # class -> whether it has kernel_size (then read per module)
-    make = LayerCall.of
+    class_names: Dict[type, str] = {}
+    new = object.__new__
+    set_fields = object.__setattr__
+    param_of = param_table.get
+    no_edges = ()
     for call in open_calls:
         module = call.module
         cls = type(module)
-        counts = param_table.get(id(module))
+        counts = param_of(id(module))
         own, subtree, trainable = counts if counts is not None else _param_counts(module)
-        output_tree = shape_tree(call.output) if call.finished else FAILED if call.failed else NOT_RECORDED
+        if call.finished:
+            output = call.output
+            output_tree = tuple(output) if type(output) is torch.Size else shape_tree(output)
+        else:
+            output_tree = FAILED if call.failed else NOT_RECORDED
+        args = call.args
+        if type(args) is tuple and len(args) == 1 and type(args[0]) is torch.Size:  # the usual call
+            input_shapes = [tuple(args[0])]
+        else:
+            input_shapes = [shape_tree(a) for a in args]
+        if call.kwargs:
+            input_shapes.append(shape_tree(call.kwargs))
         index = call.index
-        calls.append(make(
-            index=index,
-            name=call.name,
-            class_name=(structure_only and getattr(module, "original_name", None)) or cls.__name__,
-            depth=call.depth,
-            parent=call.parent,
-            call_number=call.call_number,
-            input_shapes=[shape_tree(a) for a in call.args] + ([shape_tree(call.kwargs)] if call.kwargs else []),
-            output_shapes=output_tree,
-            own_params=own,
-            subtree_params=subtree,
-            trainable=trainable,
-            own_macs=call.own_macs + (outside.own_macs if index == 0 else 0),
-            macs=total_macs[index],
-            output_bytes=call.output_bytes,
-            is_leaf=not module._modules,
-            hyperparams=_hyperparams(module, windowed),
-            receptive_field=call.field,
-            inputs_from=edge_tuple(call.inputs_from),
-            merges=tuple((op, edge_tuple(s)) for op, s in merges[index]) if index in merges else (),
-        ))
+        class_name = class_names.get(cls) if not structure_only else None
+        if class_name is None:
+            class_name = (structure_only and getattr(module, "original_name", None)) or cls.__name__
+            if not structure_only:
+                class_names[cls] = class_name
+        sources = call.inputs_from
+        record = new(LayerCall)
+        # every field of LayerCall, set at once (a frozen dataclass's __init__ costs a setattr per field)
+        set_fields(record, "__dict__", {
+            "index": index,
+            "name": call.name,
+            "class_name": class_name,
+            "depth": call.depth,
+            "parent": call.parent,
+            "call_number": call.call_number,
+            "input_shapes": input_shapes,
+            "output_shapes": output_tree,
+            "own_params": own,
+            "subtree_params": subtree,
+            "trainable": trainable,
+            "own_macs": call.own_macs + (outside.own_macs if index == 0 else 0),
+            "macs": total_macs[index],
+            "output_bytes": call.output_bytes,
+            "is_leaf": not module._modules,
+            "hyperparams": _hyperparams(module, windowed),
+            "receptive_field": call.field,
+            "inputs_from": (tuple(sources) if len(sources) == 1 else no_edges) if len(sources) < 2
+            else edge_tuple(sources),
+            "merges": tuple((op, edge_tuple(s)) for op, s in merges[index]) if index in merges else (),
+        })
+        calls.append(record)
     return TraceResult(
         calls=calls,
         modules=[c.module for c in open_calls],
