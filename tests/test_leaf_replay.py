@@ -133,3 +133,62 @@ def test_the_python_dispatch_key_is_restored_when_the_forward_raises():
     with FlopCounterMode(display=False) as counter:  # torch's own Python-key mode still sees operators
         nn.Linear(4, 4)(torch.randn(1, 4))
     assert counter.get_total_flops() == 2 * 4 * 4
+
+
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+_LAYERS = {
+    "conv": lambda c, draw: nn.Conv1d(c, c, draw(st.integers(1, 3)), stride=draw(st.integers(1, 2)),
+                                      padding=draw(st.integers(0, 1)), dilation=draw(st.integers(1, 2)),
+                                      bias=draw(st.booleans()), padding_mode=draw(st.sampled_from(["zeros", "reflect"]))),
+    "pool": lambda c, draw: nn.MaxPool1d(draw(st.integers(1, 2)), ceil_mode=draw(st.booleans())),
+    "avg": lambda c, draw: nn.AvgPool1d(draw(st.integers(1, 2)), padding=0, count_include_pad=draw(st.booleans())),
+    "bn": lambda c, draw: nn.BatchNorm1d(c, affine=draw(st.booleans()), track_running_stats=draw(st.booleans())),
+    "act": lambda c, draw: draw(st.sampled_from([nn.ReLU(), nn.GELU(), nn.SiLU(), nn.LeakyReLU(0.2), nn.Identity()])),
+    "drop": lambda c, draw: nn.Dropout(draw(st.sampled_from([0.0, 0.5]))),
+}
+
+
+@st.composite
+def _stacks(draw):
+    channels = draw(st.integers(1, 3))
+    pool = [_LAYERS[kind](channels, draw) for kind in draw(st.lists(st.sampled_from(sorted(_LAYERS)), min_size=1,
+                                                                        max_size=4))]
+    picks = draw(st.lists(st.integers(0, len(pool) - 1), min_size=2, max_size=10))
+    # the same modules reused and fresh copies of the same configuration: both replay
+    layers = [pool[i] if draw(st.booleans()) else __import__("copy").deepcopy(pool[i]) for i in picks]
+    return nn.Sequential(*layers), channels, draw(st.sampled_from(["eval", "train"]))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(_stacks())
+def test_replay_equals_the_observed_pass_on_generated_stacks_of_stock_layers(monkeypatch, drawn):
+    model, channels, mode = drawn
+    model.train(mode == "train")
+    x = torch.randn(2, channels, 40)
+    try:
+        slow = _pass(model, (x,), monkeypatch, False)
+    except netscope.errors.ForwardError:  # the stack shrank the input too far: nothing to compare
+        return
+    _same(_pass(model, (x,), monkeypatch, True), slow)
+
+
+def test_leaves_run_under_autocast_or_grad_inside_the_forward_are_observed_not_replayed(monkeypatch):
+    class Mixed(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b, self.c = nn.Linear(8, 8), nn.Linear(8, 8), nn.Linear(8, 8)
+
+        def forward(self, x):
+            x = self.a(x)
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                x = self.b(x)  # the same signature as self.a, but autocast adds casts
+            with torch.enable_grad():
+                return self.c(x.float())
+
+    model = Mixed()
+    fast, slow = _pass(model, (torch.randn(2, 8),), monkeypatch, True), _pass(model, (torch.randn(2, 8),),
+                                                                            monkeypatch, False)
+    assert fast.replayed == 0
+    _same(fast, slow)
+    assert any("_to_copy" in str(p) for p in fast.operators.counts[2])  # autocast's casts, seen in self.b

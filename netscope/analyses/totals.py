@@ -31,25 +31,27 @@ def compute_totals(model: nn.Module, calls, called_modules, *, input_bytes: int,
     # quantized modules' packed weights and biases count as (frozen) parameters, once per module
     packed_tensors = packed_by_module(tree.modules) if packed is None else packed
     packed = [t for tensors in packed_tensors.values() for t in tensors]
-    total = sum(p.numel() for p in params.values()) + sum(t.numel() for t in packed)
-    trainable = sum(p.numel() for p in params.values() if p.requires_grad)
-    shared = [p for key, p in params.items() if names_per_param[key] > 1]
+    numels = {key: p.numel() for key, p in params.items()}  # each read once: a Parameter's numel() is not free
+    total = sum(numels.values()) + sum(t.numel() for t in packed)
+    trainable = sum(numels[key] for key, p in params.items() if p.requires_grad)
+    shared = [key for key, count in names_per_param.items() if count > 1]
     called = {id(m): m for m in called_modules}
     called_params = set()
     for module in called.values():
-        called_params.update(map(id, module._parameters.values()))
-    uncalled = sum(p.numel() for key, p in params.items() if key not in called_params)
+        if module._parameters:
+            called_params.update(map(id, module._parameters.values()))
+    uncalled = sum(n for key, n in numels.items() if key not in called_params)
     uncalled += sum(t.numel() for key, tensors in packed_tensors.items() if key not in called for t in tensors)
     buffers = {id(b): b for b in tree.buffers}
     return Totals(
         total_params=total,
         trainable_params=trainable,
         non_trainable_params=total - trainable,
-        shared_params=sum(p.numel() for p in shared),
+        shared_params=sum(numels[key] for key in shared),
         shared_param_tensors=len(shared),
         uncalled_params=uncalled,
         buffer_elements=sum(b.numel() for b in buffers.values()),
-        param_bytes=sum(p.numel() * p.element_size() for p in params.values())
+        param_bytes=sum(numels[key] * p.element_size() for key, p in params.items())
         + sum(t.numel() * t.element_size() for t in packed),
         buffer_bytes=sum(b.numel() * b.element_size() for b in buffers.values()),
         total_macs=calls[0].macs if calls else 0,
@@ -74,6 +76,7 @@ def owned_params(model: nn.Module, tree: Optional[ModuleTree] = None) -> Tuple[O
     tree = tree_of(model, tree)
     seen = set()
     owners = []
+    new, set_fields = object.__new__, object.__setattr__
     for module, table in zip(tree.modules, tree.tables("_parameters")):  # named_modules(): each once, first path
         if not table:
             continue
@@ -84,5 +87,7 @@ def owned_params(model: nn.Module, tree: Optional[ModuleTree] = None) -> Tuple[O
                 seen.add(id(param))
                 own += param.numel()
         if own:
-            owners.append(OwnedParams(name, type(module).__name__, own))
+            owner = new(OwnedParams)  # a frozen dataclass, made without its per-field setattr (one per module)
+            set_fields(owner, "__dict__", {"name": name, "class_name": type(module).__name__, "numel": own})
+            owners.append(owner)
     return tuple(owners)

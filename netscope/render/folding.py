@@ -9,7 +9,7 @@ Table, notebook and HTML views fold; JSON and the DataFrame always keep every ca
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Collection, Dict, List, Sequence, Tuple
+from typing import Any, Collection, Dict, List, Sequence, Tuple
 
 from netscope.records import LayerCall
 from netscope.render.columns import COLUMNS, relative_name, text_row
@@ -71,11 +71,19 @@ def find_folds(layers: Sequence[LayerCall], pinned: Collection[int] = ()) -> Lis
         if call.parent is not None:
             kids.setdefault(call.parent, []).append(call)
 
+    made: Dict[int, Any] = {}  # call index -> its signature: a run's end is compared again as the next start
+
     def signature(call: LayerCall):
-        if call.call_number > 1 or call.index in holds_pin:
-            return None
-        return (call.class_name, _shape_key(call.input_shapes), _shape_key(call.output_shapes), call.subtree_params,
-                call.macs, sizes[call.index])
+        index = call.index
+        if index in made:
+            return made[index]
+        if call.call_number > 1 or index in holds_pin:
+            key = None
+        else:
+            key = (call.class_name, _shape_key(call.input_shapes), _shape_key(call.output_shapes),
+                   call.subtree_params, call.macs, sizes[index])
+        made[index] = key
+        return key
 
     folds: List[Fold] = []
     for siblings in kids.values():

@@ -13,7 +13,8 @@ Only calls whose operators cannot differ from the recorded ones qualify: a class
 given positionally (global pre-hooks cannot see keyword arguments) as a plain ``torch.Tensor`` or a plain
 scalar. The key holds the class, every public attribute (``training`` included), each parameter's and
 buffer's name, shape, dtype and device, and each tensor argument's shape, strides, dtype and device.
-A pass turns replay on only when nothing else intercepts operators or module calls (no other dispatch
+A call is replayed only with grad mode and autocast off (as the pass runs them; a forward may turn them on),
+and a pass turns replay on only when nothing else intercepts operators or module calls (no other dispatch
 mode, no fake tensors, no other global module hooks, no receptive-field tracking).
 """
 
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import inspect
 import operator
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -29,6 +30,8 @@ import torch.nn as nn
 _PYTHON_KEY = torch._C.DispatchKey.Python
 _exclude = torch._C._dispatch_tls_set_dispatch_key_excluded
 _is_excluded = torch._C._dispatch_tls_is_dispatch_key_excluded
+_grad_enabled = torch.is_grad_enabled
+_any_autocast = torch._C._is_any_autocast_enabled
 _SCALARS = (int, float, bool, str, type(None))
 _TENSOR = torch.Tensor
 _PARAMETER = nn.Parameter
@@ -80,31 +83,31 @@ class LeafReplay:
         state = module.__dict__
         if state["_forward_pre_hooks"] or state["_forward_hooks"] or "forward" in state:
             return None
+        if _grad_enabled() or _any_autocast():  # a forward that turned either on: operators may differ
+            return None
         config = shape.config(state)
         if config is None:
             config = _config(state)  # an instance unlike the first of its class
             if config is None:
                 return None
-        tensors = _tensors(state["_parameters"], _PARAMETER)
+        tensors = shape.tensors(state["_parameters"], state["_buffers"])
         if tensors is None:
             return None
-        buffers = state["_buffers"]
-        if buffers:
-            buffers = _tensors(buffers, _TENSOR)
-            if buffers is None:
-                return None
-            tensors += buffers
         if len(args) == 1 and type(args[0]) is _TENSOR:  # the usual call
             x = args[0]
             return (cls, config, tensors, x.shape, x.stride(), x.dtype, x.device)
         inputs = []
+        device = None
         for value in args:
             if type(value) is _TENSOR:
                 inputs.append((value.shape, value.stride(), value.dtype, value.device))
+                device = value.device
             elif type(value) in _SCALARS:
                 inputs.append((type(value), value))
             else:
                 return None
+        if device is None:  # no tensor argument: the tensors' devices are not in the key
+            return None
         return (cls, config, tensors, tuple(inputs))
 
     def start(self, call, module: nn.Module, args: tuple) -> None:
@@ -163,18 +166,22 @@ class LeafReplay:
 
 
 _UNSEEN = object()
+_GENERAL = "general"  # marks a configuration or tensor signature read the general (slower) way
 _SCALAR_TYPES = frozenset(_SCALARS)
 _signature = operator.attrgetter("shape", "dtype", "device")
+_shape_dtype = operator.attrgetter("shape", "dtype")
+_ONLY_PARAMETER, _ONLY_TENSOR = {_PARAMETER}, {_TENSOR}
 
 
 class _ClassShape:
     """What a qualifying class's instances look like: ``forward``'s positional count and the public
     attributes of its first instance seen (read with one C call for every later instance)."""
 
-    __slots__ = ("count", "size", "read", "types", "tuples", "plain")
+    __slots__ = ("count", "size", "read", "types", "tuples", "plain", "slots")
 
-    def __init__(self, count: int, names: Tuple[str, ...], size: int, types: tuple):
+    def __init__(self, count: int, names: Tuple[str, ...], size: int, types: tuple, slots: tuple):
         self.count = count
+        self.slots = slots  # (parameter names, buffer names) of the first instance
         self.size = size  # len(__dict__): equal, with every name present, means the same attribute names
         self.read = operator.itemgetter(*names) if len(names) > 1 else (
             (lambda state, name=names[0]: (state[name],)) if names else (lambda state: ()))
@@ -197,7 +204,26 @@ class _ClassShape:
             return None
         state = module.__dict__
         names = tuple(name for name in state if name[0] != "_")
-        return cls(count, names, len(state), tuple(type(state[name]) for name in names))
+        return cls(count, names, len(state), tuple(type(state[name]) for name in names),
+                   (tuple(state["_parameters"]), tuple(state["_buffers"])))
+
+    def tensors(self, parameters: dict, buffers: dict) -> Optional[tuple]:
+        """(shape, dtype) of every parameter and buffer, when the slots are named like the first instance's
+        and all filled with plain tensors; the general :func:`_tensors` otherwise (None: not replayable).
+        The device is the input's, which the key holds (a stock layer's tensors share its device)."""
+        names = self.slots
+        if tuple(parameters) == names[0] and (not parameters or set(map(type, parameters.values())) == _ONLY_PARAMETER):
+            if not buffers and not names[1]:
+                return tuple(map(_shape_dtype, parameters.values()))
+            if tuple(buffers) == names[1] and set(map(type, buffers.values())) == _ONLY_TENSOR:
+                return tuple(map(_shape_dtype, parameters.values())) + tuple(map(_shape_dtype, buffers.values()))
+        found = _tensors(parameters, _PARAMETER)
+        if found is None:
+            return None
+        if buffers:
+            more = _tensors(buffers, _TENSOR)
+            return None if more is None else found + more
+        return found
 
     def config(self, state: dict) -> Optional[tuple]:
         """The public attribute values of an instance shaped like the first (names and types), else None."""
@@ -217,7 +243,7 @@ class _ClassShape:
 
 def _config(state: dict) -> Optional[tuple]:
     """The public attribute names and values of any instance, when all are plain."""
-    parts = []
+    parts = [_GENERAL]  # never equal to a fast-path configuration (values only)
     for name, value in state.items():
         if name[0] != "_":
             if type(value) not in _SCALARS and not _plain_tuple(value):
@@ -231,11 +257,11 @@ def _tensors(slots: dict, kind: type) -> Optional[tuple]:
     """Names, then (shape, dtype, device) of every slot (None for an empty one), when each holds exactly
     ``kind`` or nothing; else None."""
     if not slots:
-        return ()
+        return (_GENERAL,)
     values = slots.values()
     if set(map(type, values)) == {kind}:  # the usual slots: all filled
-        return tuple(slots) + tuple(map(_signature, values))
-    parts = []
+        return (_GENERAL,) + tuple(slots) + tuple(map(_signature, values))
+    parts = [_GENERAL]  # never equal to the fast path's (shape, dtype) pairs
     for name, tensor in slots.items():
         if tensor is None:
             parts.append((name, None))

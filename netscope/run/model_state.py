@@ -58,7 +58,7 @@ def preserved_model(model: nn.Module, *, train: bool, tree: Optional[ModuleTree]
             continue
         seen.add(id(buffer))
         buffer_values.append((buffer, buffer.detach().clone()))
-    params = [p for p in dict.fromkeys(parameters.values)
+    params = [p for p in {id(p): p for p in parameters.values}.values()  # by id: Tensor.__hash__ is Python code
               if p is not None and not isinstance(p, UninitializedTensorMixin)]  # lazy: no values yet
     grads = [p.requires_grad for p in params]
     versions = [p._version for p in params]

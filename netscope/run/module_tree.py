@@ -43,12 +43,15 @@ class ModuleTree:
     @cached_property
     def parameters(self) -> Tuple[nn.Parameter, ...]:
         """Each parameter object once, in ``model.parameters()`` order."""
-        return tuple(dict.fromkeys(p for m in self.modules for p in m._parameters.values() if p is not None))
+        # keyed by id: a tensor's __hash__ is a Python-level function, costly on deep models
+        return tuple({id(p): p for table in self.tables("_parameters") if table
+                      for p in table.values() if p is not None}.values())
 
     @cached_property
     def buffers(self) -> Tuple[torch.Tensor, ...]:
         """Each buffer object once, in ``model.buffers()`` order."""
-        return tuple(dict.fromkeys(b for m in self.modules for b in m._buffers.values() if b is not None))
+        return tuple({id(b): b for table in self.tables("_buffers") if table
+                      for b in table.values() if b is not None}.values())
 
 
 def tree_of(model: nn.Module, tree: "ModuleTree | None" = None) -> ModuleTree:

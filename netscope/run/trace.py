@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
@@ -63,9 +64,19 @@ class TraceResult:
 
 
 class _OpenCall:
-    __slots__ = ("index", "module", "name", "parent", "depth", "call_number", "args", "kwargs",
-                 "output", "output_bytes", "own_macs", "failed", "finished", "origin", "error", "field",
-                 "inputs_from", "replay", "recording")
+    """One module call as the hooks see it. The fields a call may never set are class-level defaults, so
+    opening a call writes only what it knows then (a deep model opens one per module)."""
+
+    output = None  # shapes_only(output): tensors are not kept alive past their call
+    output_bytes = 0
+    own_macs = 0
+    failed = False
+    finished = False
+    origin = None  # when failed: the innermost call the exception came from
+    error = None  # when failed: the exception that left this call
+    field = None  # receptive field of the output (netscope.analyses.receptive_field), when tracked
+    replay = None  # a stock leaf replaying a recorded call's operators (netscope.run.leaf_replay)
+    recording = None  # a stock leaf whose operators are being recorded for replay
 
     def __init__(self, index, module, name, parent, depth, call_number, args, kwargs, inputs_from=NO_SOURCES):
         self.index = index
@@ -76,17 +87,7 @@ class _OpenCall:
         self.call_number = call_number
         self.args = args
         self.kwargs = kwargs
-        self.output = None  # shapes_only(output): tensors are not kept alive past their call
-        self.output_bytes = 0
-        self.own_macs = 0
-        self.failed = False
-        self.finished = False
-        self.origin = None  # when failed: the innermost call the exception came from
-        self.error = None  # when failed: the exception that left this call
-        self.field = None  # receptive field of the output (netscope.analyses.receptive_field), when tracked
         self.inputs_from = inputs_from  # indexes of the calls that produced its tensor arguments (dataflow)
-        self.replay = None  # a stock leaf replaying a recorded call's operators (netscope.run.leaf_replay)
-        self.recording = None  # a stock leaf whose operators are being recorded for replay
 
 
 class _Recorder:
@@ -117,6 +118,7 @@ class _Recorder:
         self.last_failed: Optional[_OpenCall] = None  # the call whose failure was the latest hook event
         self.field_of: Optional[Callable[[Any], Any]] = None  # output -> its receptive field
         self.flow = DataflowTracker(self.stack)  # which call produced each tensor (netscope.run.dataflow)
+        self.made = self.flow.made  # its producer table, read and written directly on the usual call
         self.replay: Optional[LeafReplay] = None  # set by the pass when identical stock leaves may be replayed
 
     def pre_hook(self, module, args):
@@ -128,10 +130,16 @@ class _Recorder:
         count = counts[key] = counts.get(key, 0) + 1
         stack = self.stack
         calls = self.calls
-        # the usual call, one tensor, without shapes_only's generality
-        shapes = (args[0].shape,) if len(args) == 1 and isinstance(args[0], torch.Tensor) else shapes_only(args)
+        if len(args) == 1 and isinstance(args[0], torch.Tensor):  # the usual call, without the general helpers
+            x = args[0]
+            shapes = (x.shape,)
+            made = self.made.get(id(x))
+            sources = made[1] if made is not None and made[0]() is x else NO_SOURCES
+        else:
+            shapes = shapes_only(args)
+            sources = self.flow.producers(args)
         call = _OpenCall(len(calls), module, name, stack[-1].index if stack else None, len(stack), count, shapes,
-                         None, self.flow.producers(args))
+                         None, sources)
         calls.append(call)
         stack.append(call)
         self.last_failed = None
@@ -186,15 +194,16 @@ class _Recorder:
             call.origin = previous.origin if same else call
             self.last_failed = call
         else:
-            if isinstance(output, torch.Tensor):  # the usual output, without shapes_only's generality
+            if type(output) is torch.Tensor:  # the usual output, without the general helpers
                 call.output = output.shape
-                call.output_bytes = output.numel() * output.element_size()
+                call.output_bytes = output.nbytes
+                self.made[id(output)] = (weakref.ref(output), frozenset((call.index,)))  # flow.claim, inlined
             else:
                 call.output = shapes_only(output)
                 call.output_bytes = tensor_bytes(output)
+                self.flow.claim(output, frozenset((call.index,)))
             call.finished = True
             self.last_failed = None
-            self.flow.claim(output, frozenset((call.index,)))
             if self.field_of is not None:
                 call.field = self.field_of(output)
         return None
@@ -492,31 +501,34 @@ def _param_table(tree: ModuleTree, packed: Dict[int, tuple]) -> Dict[int, Tuple[
     usual case); with sharing, each module's deduplicated ``parameters()`` is counted instead, which is
     exact but quadratic in depth.
     """
-    if tree.shares_modules or sum(1 for m in tree.modules for p in m._parameters.values() if p is not None) \
-            != len(tree.parameters):
+    if tree.shares_modules:
         return {id(m): _param_counts(m) for m in tree.modules}
     table: Dict[int, Tuple[int, int, int]] = {}
-
-    def visit(module: nn.Module) -> Tuple[int, int, int]:
+    slots = 0  # filled parameter slots: more than distinct parameters means one is shared
+    # tree.modules is in registration pre-order, so reversed it meets every child before its parent
+    for module, parameters in zip(reversed(tree.modules), reversed(tree.tables("_parameters"))):
         own = 0
         flags = 0
-        for param in module._parameters.values():
-            if param is not None:
-                own += param.numel()
-                flags |= 1 if param.requires_grad else 2
+        if parameters:
+            for param in parameters.values():
+                if param is not None:
+                    own += param.numel()
+                    flags |= 1 if param.requires_grad else 2
+                    slots += 1
         if packed and id(module) in packed:  # a quantized module's packed weight and bias: frozen parameters
             own += sum(t.numel() for t in packed[id(module)])
             flags |= 2
         subtree = own
-        for child in module._modules.values():
-            if child is not None:
-                _, child_subtree, child_flags = visit(child)
-                subtree += child_subtree
-                flags |= child_flags
+        children = module._modules
+        if children:
+            for child in children.values():
+                if child is not None:
+                    _, child_subtree, child_flags = table[id(child)]
+                    subtree += child_subtree
+                    flags |= child_flags
         table[id(module)] = (own, subtree, flags)
-        return own, subtree, flags
-
-    visit(tree.root)
+    if slots != len(tree.parameters):
+        return {id(m): _param_counts(m) for m in tree.modules}
     return {key: (own, subtree, _TRAINABLE[flags]) for key, (own, subtree, flags) in table.items()}
 
 
