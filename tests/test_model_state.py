@@ -38,6 +38,8 @@ def snapshot(model: nn.Module):
         "rng": torch.get_rng_state(),
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
         "grad": torch.is_grad_enabled(),
+        "call_path": (nn.Module.__call__, nn.Module._call_impl),  # the trace wraps _call_impl process-wide
+        "python_key": torch._C._dispatch_tls_is_dispatch_key_excluded(torch._C.DispatchKey.Python),
     }
 
 
@@ -49,7 +51,7 @@ def assert_same(before, after):
         if value is not None:
             assert torch.equal(value.view(torch.uint8) if value.dtype.is_floating_point and value.numel() else value,
                                a_value.view(torch.uint8) if a_value.dtype.is_floating_point and a_value.numel() else a_value), name
-    for key in ("training", "hooks", "global_hooks", "grad"):
+    for key in ("training", "hooks", "global_hooks", "grad", "call_path", "python_key"):
         assert before[key] == after[key], key
     assert torch.equal(before["rng"], after["rng"])
     if before["cuda_rng"] is not None:

@@ -8,11 +8,11 @@ path) and get the first call's operator list, multiply-adds and convolution/pool
 their own call index.
 
 Only calls whose operators cannot differ from the recorded ones qualify: a class defined in
-``torch.nn.modules`` whose ``forward`` is the class's own, with no per-module hooks, plain
-``nn.Parameter``/``torch.Tensor`` slots, plain configuration attributes, and every ``forward`` parameter
-given positionally (global pre-hooks cannot see keyword arguments) as a plain ``torch.Tensor`` or a plain
-scalar. The key holds the class, every public attribute (``training`` included), each parameter's and
-buffer's name, shape, dtype and device, and each tensor argument's shape, strides, dtype and device.
+``torch.nn.modules`` whose ``forward`` is stock too, with no per-module hooks, plain
+``nn.Parameter``/``torch.Tensor`` slots, plain configuration attributes, no keyword arguments, and every
+argument a plain ``torch.Tensor`` or a plain scalar. The key holds the class, every public attribute
+(``training`` included), each parameter's and buffer's shape and dtype (names too when they differ from
+the class's first instance), and each argument: a tensor's shape, strides, dtype and device, a scalar's value.
 A call is replayed only with grad mode and autocast off (as the pass runs them; a forward may turn them on),
 and a pass turns replay on only when nothing else intercepts operators or module calls (no other dispatch
 mode, no fake tensors, no other global module hooks, no receptive-field tracking).
@@ -20,7 +20,6 @@ mode, no fake tensors, no other global module hooks, no receptive-field tracking
 
 from __future__ import annotations
 
-import inspect
 import operator
 from typing import Dict, Optional, Tuple
 
@@ -46,17 +45,6 @@ def replay_possible() -> bool:
             and not module_globals._global_forward_pre_hooks and not module_globals._global_forward_hooks)
 
 
-def _positional_count(cls: type) -> Optional[int]:
-    """How many arguments ``cls.forward`` takes besides ``self``, when all are plain positional ones."""
-    try:
-        parameters = list(inspect.signature(cls.forward).parameters.values())[1:]
-    except (TypeError, ValueError):
-        return None
-    if any(p.kind not in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in parameters):
-        return None
-    return len(parameters)
-
-
 class LeafReplay:
     """Replay state of one pass: recorded leaf signatures and what their first call ran.
 
@@ -78,7 +66,7 @@ class LeafReplay:
         shape = self.classes.get(cls, _UNSEEN)
         if shape is _UNSEEN:
             shape = self.classes[cls] = _ClassShape.of(cls, module)
-        if shape is None or len(args) != shape.count:
+        if shape is None:
             return None
         state = module.__dict__
         if state["_forward_pre_hooks"] or state["_forward_hooks"] or "forward" in state:
@@ -110,8 +98,10 @@ class LeafReplay:
             return None
         return (cls, config, tensors, tuple(inputs))
 
-    def start(self, call, module: nn.Module, args: tuple) -> None:
+    def start(self, call, module: nn.Module, args: tuple, kwargs: dict) -> None:
         """A leaf call opens: replay it (operators unobserved) or note where its recording starts."""
+        if kwargs:  # keyword arguments: observed, not replayed (rare on stock leaves)
+            return
         key = self.key(module, args)
         if key is None:
             return
@@ -174,13 +164,12 @@ _ONLY_PARAMETER, _ONLY_TENSOR = {_PARAMETER}, {_TENSOR}
 
 
 class _ClassShape:
-    """What a qualifying class's instances look like: ``forward``'s positional count and the public
-    attributes of its first instance seen (read with one C call for every later instance)."""
+    """What a qualifying class's instances look like: the public attributes and tensor slot names of its
+    first instance seen (the attributes read with one C call for every later instance)."""
 
-    __slots__ = ("count", "size", "read", "types", "tuples", "plain", "slots")
+    __slots__ = ("size", "read", "types", "tuples", "plain", "slots")
 
-    def __init__(self, count: int, names: Tuple[str, ...], size: int, types: tuple, slots: tuple):
-        self.count = count
+    def __init__(self, names: Tuple[str, ...], size: int, types: tuple, slots: tuple):
         self.slots = slots  # (parameter names, buffer names) of the first instance
         self.size = size  # len(__dict__): equal, with every name present, means the same attribute names
         self.read = operator.itemgetter(*names) if len(names) > 1 else (
@@ -199,12 +188,9 @@ class _ClassShape:
                 if not base.__module__.startswith("torch.nn.modules."):
                     return None
                 break
-        count = _positional_count(module_class)
-        if count is None:
-            return None
         state = module.__dict__
         names = tuple(name for name in state if name[0] != "_")
-        return cls(count, names, len(state), tuple(type(state[name]) for name in names),
+        return cls(names, len(state), tuple(type(state[name]) for name in names),
                    (tuple(state["_parameters"]), tuple(state["_buffers"])))
 
     def tensors(self, parameters: dict, buffers: dict) -> Optional[tuple]:

@@ -10,7 +10,6 @@ Every hook is removed and the model restored (``netscope.run.model_state``) what
 from __future__ import annotations
 
 import contextlib
-import sys
 import time
 import weakref
 from dataclasses import dataclass, field
@@ -91,13 +90,12 @@ class _OpenCall:
 
 
 class _Recorder:
-    """Hook callbacks and the stack of open calls.
+    """The stack of open module calls and what each one received and returned.
 
-    The hooks are process-wide (``register_module_forward_pre_hook``/``..._forward_hook``, removed in
-    ``finally``) and ignore modules outside ``names``: two registrations instead of two per module,
-    which dominated the cost of tracing deep models. Global pre-hooks cannot see keyword arguments,
-    so the root gets its own keyword-aware pre-hook and every other call's keyword arguments are
-    taken when it returns.
+    :func:`recording_calls` routes every module call of the process through :meth:`open` and :meth:`returned`
+    or :meth:`failed` (modules outside ``names`` pass straight through): one wrapper around torch's own call
+    path instead of two global hooks, so it sees keyword arguments when a call opens and costs less per
+    call than torch's hook machinery.
     """
 
     def __init__(self, names: Dict[int, str], advance: Optional[Callable[[int], None]] = None):
@@ -115,98 +113,108 @@ class _Recorder:
         self.mac_calls: List[int] = []
         self.mac_packets: List[Any] = []
         self.mac_values: List[int] = []
-        self.last_failed: Optional[_OpenCall] = None  # the call whose failure was the latest hook event
+        self.last_failed: Optional[_OpenCall] = None  # the call whose failure was the latest event
         self.field_of: Optional[Callable[[Any], Any]] = None  # output -> its receptive field
         self.flow = DataflowTracker(self.stack)  # which call produced each tensor (netscope.run.dataflow)
         self.made = self.flow.made  # its producer table, read and written directly on the usual call
         self.replay: Optional[LeafReplay] = None  # set by the pass when identical stock leaves may be replayed
 
-    def pre_hook(self, module, args):
+    def open(self, module: nn.Module, name: str, args: tuple, kwargs: dict) -> _OpenCall:
+        """A call of a traced module starts (before its own pre-hooks run)."""
         key = id(module)
-        name = self.names.get(key)
-        if name is None:  # a module of some other model, or one created during the pass
-            return None
         counts = self.call_counts
         count = counts[key] = counts.get(key, 0) + 1
         stack = self.stack
         calls = self.calls
-        if len(args) == 1 and isinstance(args[0], torch.Tensor):  # the usual call, without the general helpers
+        if not kwargs and len(args) == 1 and isinstance(args[0], torch.Tensor):  # the usual call, inlined
             x = args[0]
             shapes = (x.shape,)
             made = self.made.get(id(x))
             sources = made[1] if made is not None and made[0]() is x else NO_SOURCES
+            kept = {}
         else:
             shapes = shapes_only(args)
             sources = self.flow.producers(args)
+            kept = shapes_only(kwargs) if kwargs else {}
+            if kwargs:
+                sources = sources | self.flow.producers(kwargs)
         call = _OpenCall(len(calls), module, name, stack[-1].index if stack else None, len(stack), count, shapes,
-                         None, sources)
+                         kept, sources)
         calls.append(call)
         stack.append(call)
         self.last_failed = None
         if self.replay is not None and not module._modules:
-            self.replay.start(call, module, args)
-        return None
+            self.replay.start(call, module, args, kwargs)
+        return call
 
-    def root_kwargs_hook(self, module, args, kwargs):
-        if self.stack and self.stack[-1].module is module and self.stack[-1].kwargs is None:
-            self.stack[-1].kwargs = shapes_only(kwargs)
-            if kwargs:
-                self.stack[-1].inputs_from |= self.flow.producers(kwargs)
-        return None
-
-    def post_hook(self, module, args, *rest):
-        # torch calls this global with_kwargs hook as (module, args, kwargs, output) after a normal return
-        # and as (module, args, output) when the forward raised: that, not sys.exc_info() (which also holds
-        # an exception the user's own code is handling), tells a failure.
-        if id(module) not in self.names:
-            return None
-        raised = len(rest) != 2
-        if raised:
-            kwargs, output = None, rest[0]
-        else:
-            kwargs, output = rest
-        # Pop up to and including this module's call; anything above it was left open by an exception
-        # the model caught itself.
+    def _close(self, call: _OpenCall, raised: bool) -> None:
         stack = self.stack
-        while stack:
-            call = stack.pop()
-            if call.replay is not None or call.recording is not None:
-                self.replay.finish(call, raised=call.module is not module or raised)
-            if call.module is module:
+        while stack:  # the call is on top (each call closes through here); popping to it is only defensive
+            top = stack.pop()
+            if top.replay is not None or top.recording is not None:
+                self.replay.finish(top, raised=top is not call or raised)
+            if top is call:
                 break
-        else:  # pragma: no cover - a hook for a call we never opened
-            return None
-        if call.kwargs is None:
-            call.kwargs = shapes_only(kwargs) if kwargs else {}
-            if kwargs:
-                call.inputs_from |= self.flow.producers(kwargs, before=call.index)
         if self.advance is not None:
             self.advance(1)
-        if raised:
-            call.failed = True
-            # The hook runs inside torch's ``except`` for this call, so exc_info is the exception leaving it.
-            # It came out of a child when that child's failure, with the same exception, was the last thing
-            # that happened; otherwise this call's own code raised it (a child's error the code caught and
-            # replaced, or a new one).
-            call.error = sys.exc_info()[1]
-            previous = self.last_failed
-            same = previous is not None and previous.parent == call.index and previous.error is call.error
-            call.origin = previous.origin if same else call
-            self.last_failed = call
+
+    def returned(self, call: _OpenCall, output) -> None:
+        """The call returned ``output`` (after its own forward hooks)."""
+        self._close(call, False)
+        if type(output) is torch.Tensor:  # the usual output, without the general helpers
+            call.output = output.shape
+            call.output_bytes = output.nbytes
+            self.made[id(output)] = (weakref.ref(output), frozenset((call.index,)))  # flow.claim, inlined
         else:
-            if type(output) is torch.Tensor:  # the usual output, without the general helpers
-                call.output = output.shape
-                call.output_bytes = output.nbytes
-                self.made[id(output)] = (weakref.ref(output), frozenset((call.index,)))  # flow.claim, inlined
-            else:
-                call.output = shapes_only(output)
-                call.output_bytes = tensor_bytes(output)
-                self.flow.claim(output, frozenset((call.index,)))
-            call.finished = True
-            self.last_failed = None
-            if self.field_of is not None:
-                call.field = self.field_of(output)
-        return None
+            call.output = shapes_only(output)
+            call.output_bytes = tensor_bytes(output)
+            self.flow.claim(output, frozenset((call.index,)))
+        call.finished = True
+        self.last_failed = None
+        if self.field_of is not None:
+            call.field = self.field_of(output)
+
+    def failed(self, call: _OpenCall, error: BaseException) -> None:
+        """The call raised ``error``. It came out of a child when that child's failure, with the same
+        exception, was the last thing that happened; otherwise this call's own code raised it (a child's
+        error the code caught and replaced, or a new one)."""
+        self._close(call, True)
+        call.failed = True
+        call.error = error
+        previous = self.last_failed
+        same = previous is not None and previous.parent == call.index and previous.error is error
+        call.origin = previous.origin if same else call
+        self.last_failed = call
+
+
+@contextlib.contextmanager
+def recording_calls(recorder: _Recorder):
+    """Every module call in the process goes through ``recorder`` while the block runs: ``nn.Module._call_impl``
+    (what ``module(...)`` runs, hooks and all) is wrapped process-wide and restored afterwards, whatever
+    happens; under ``GLOBAL_STATE_LOCK`` (two threads tracing at once take turns)."""
+    original = nn.Module._call_impl
+    names = recorder.names
+    open_call, returned, failed = recorder.open, recorder.returned, recorder.failed
+
+    def _call_impl(module, *args, **kwargs):
+        name = names.get(id(module))
+        if name is None:  # a module of some other model, or one created during the pass
+            return original(module, *args, **kwargs)
+        call = open_call(module, name, args, kwargs)
+        try:
+            output = original(module, *args, **kwargs)
+        except BaseException as error:
+            failed(call, error)
+            raise
+        returned(call, output)
+        return output
+
+    with GLOBAL_STATE_LOCK:
+        nn.Module._call_impl = _call_impl
+        try:
+            yield
+        finally:
+            nn.Module._call_impl = original
 
 
 class _MacCounter(TorchDispatchMode):
@@ -300,8 +308,6 @@ def model_float_dtype(model: nn.Module) -> str:
 def _run(model: nn.Module, args: tuple, kwargs: dict, *, train: bool, device: torch.device, tree: ModuleTree,
          advance: Optional[Callable[[int], None]] = None, fake: bool = False,
          receptive_field: bool = False) -> TraceResult:
-    from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
-
     recorder = _Recorder(tree.names, advance)
     window_ops = WindowOpLog(recorder)
     observers = [window_ops.observe, recorder.flow.observe]
@@ -311,7 +317,6 @@ def _run(model: nn.Module, args: tuple, kwargs: dict, *, train: bool, device: to
         recorder.field_of = fields.field_of
         observers.append(fields.observe)
     ops = OpResolver()
-    handles = []
     cuda = device.type == "cuda"
     start = time.perf_counter()
     baseline = None
@@ -319,14 +324,11 @@ def _run(model: nn.Module, args: tuple, kwargs: dict, *, train: bool, device: to
     output = None
     script = isinstance(model, torch.jit.ScriptModule)
     try:
-        with GLOBAL_STATE_LOCK, frozen_heap(), preserved_model(model, train=train, tree=tree) as changes:
+        with GLOBAL_STATE_LOCK, frozen_heap(), preserved_model(model, train=train, tree=tree) as changes, \
+                recording_calls(recorder):
             if not fake and fields is None and not script and replay_possible():
                 recorder.replay = LeafReplay(recorder, window_ops)
-            handles.append(register_module_forward_pre_hook(recorder.pre_hook))
-            handles.append(register_module_forward_hook(recorder.post_hook, with_kwargs=True, always_call=True))
             runnable = _eager(model)
-            if not script:  # ScriptModules refuse per-module hooks (their keyword arguments are not recorded)
-                handles.append(runnable.register_forward_pre_hook(recorder.root_kwargs_hook, with_kwargs=True))
             if cuda:
                 torch.cuda.synchronize(device)
                 baseline = torch.cuda.memory_allocated(device)
@@ -346,14 +348,9 @@ def _run(model: nn.Module, args: tuple, kwargs: dict, *, train: bool, device: to
             if cuda:
                 torch.cuda.synchronize(device)
     finally:
-        for handle in handles:
-            handle.remove()
         if recorder.replay is not None:
             recorder.replay.close(excluded_before=False)
     peak = torch.cuda.max_memory_allocated(device) - baseline if cuda else None
-    for call in recorder.calls:  # a call whose forward raised never reached the post hook's kwargs step
-        if call.kwargs is None:
-            call.kwargs = {}
     with paused_gc():
         result = _build_result(tree, recorder, ops, output, time.perf_counter() - start, peak,
                                structure_only=script)
@@ -433,8 +430,8 @@ def _build_result(tree: ModuleTree, recorder: _Recorder, ops: Optional[OpResolve
         counts = param_of(id(module))
         own, subtree, trainable = counts if counts is not None else _param_counts(module)
         if call.finished:
-            output = call.output
-            output_tree = tuple(output) if type(output) is torch.Size else shape_tree(output)
+            returned = call.output
+            output_tree = tuple(returned) if type(returned) is torch.Size else shape_tree(returned)
         else:
             output_tree = FAILED if call.failed else NOT_RECORDED
         args = call.args
@@ -445,6 +442,9 @@ def _build_result(tree: ModuleTree, recorder: _Recorder, ops: Optional[OpResolve
         if call.kwargs:
             input_shapes.append(shape_tree(call.kwargs))
         index = call.index
+        windowed_class = windowed.get(cls)
+        if windowed_class is None:
+            windowed_class = windowed[cls] = hasattr(cls, "kernel_size")
         class_name = class_names.get(cls) if not structure_only else None
         if class_name is None:
             class_name = (structure_only and getattr(module, "original_name", None)) or cls.__name__
@@ -469,7 +469,8 @@ def _build_result(tree: ModuleTree, recorder: _Recorder, ops: Optional[OpResolve
             "macs": total_macs[index],
             "output_bytes": call.output_bytes,
             "is_leaf": not module._modules,
-            "hyperparams": _hyperparams(module, windowed),
+            "hyperparams": _hyperparams(module, windowed) if windowed_class or "kernel_size" in module.__dict__
+            else {},
             "receptive_field": call.field,
             "inputs_from": (tuple(sources) if len(sources) == 1 else no_edges) if len(sources) < 2
             else edge_tuple(sources),

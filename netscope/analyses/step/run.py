@@ -34,7 +34,7 @@ from netscope.run.model_state import preserved_model
 from netscope.operators.registry import UNSEEN, OpResolver
 from netscope.run.no_memory import meta_copy
 from netscope.run.module_tree import module_tree
-from netscope.run.trace import TraceResult, _build_result, _eager, _forward_error, _Recorder
+from netscope.run.trace import TraceResult, _build_result, _eager, _forward_error, _Recorder, recording_calls
 from netscope.analyses.step.options import OPTIMIZERS, PRECISIONS, StepOptions
 from netscope.analyses.step.torch_parts import current_autograd_node, fake_tensor_mode, timeline_tracker
 
@@ -243,23 +243,14 @@ def _initial_state(optimizer, params) -> None:
 
 
 def _forward(model, args, kwargs, recorder, counter, tagger, pack, autocast_dtype, device):
-    from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
-
-    handles = [register_module_forward_pre_hook(recorder.pre_hook),
-               register_module_forward_hook(recorder.post_hook, with_kwargs=True, always_call=True)]
     autocast = (torch.autocast(device, dtype=getattr(torch, autocast_dtype)) if autocast_dtype
                 else contextlib.nullcontext())
     try:
-        with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor), tagger, counter, autocast:
+        with recording_calls(recorder), torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor), \
+                tagger, counter, autocast:
             return _eager(model)(*args, **kwargs), None
     except Exception as exc:  # the user's forward failed: named by layer like in summary
         return None, exc
-    finally:
-        for handle in handles:
-            handle.remove()
-        for call in recorder.calls:
-            if call.kwargs is None:
-                call.kwargs = {}
 
 
 def _loss(output, model_name: str):
