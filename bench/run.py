@@ -28,7 +28,9 @@ that warms up once, repeats, and prints one JSON line. Each column has one meani
 torchinfo is measured twice: as it runs by default, and with Python's cyclic garbage collector paused
 around its call (``gc.disable()``, restored after), since netscope pauses the collector for its own
 bookkeeping. The ``<= N x torchinfo`` targets use the gc-paused torchinfo (the stricter comparison);
-the note gives the ratio to default torchinfo too.
+the note gives the ratio to default torchinfo too. Tools measured in turns in one child start each timed
+call after a ``gc.collect()`` (untimed), so that no tool's call pays for collecting the cyclic garbage the
+previous tool left behind.
 
 A scenario that crashes fails the run: its error and the child's stderr tail are printed after the
 table and the exit status is 1. Only a missing prerequisite (no CUDA) is a skip, printed as such.
@@ -38,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import io
 import json
 import os
@@ -171,6 +174,7 @@ def timed_round_robin(fns: Dict[str, Callable[[], object]], repeats: int, *,
                          "peak_rss_increase_mb": (peak_rss_mb() - before) if supported else None}
     for _ in range(repeats):
         for name, fn in fns.items():
+            gc.collect()  # the previous tool's garbage is collected here, untimed, not during this tool's call
             wall, cpu = time.perf_counter(), time.process_time()
             fn()
             if sync:

@@ -63,19 +63,11 @@ class TraceResult:
 
 
 class _OpenCall:
-    """One module call as the hooks see it. The fields a call may never set are class-level defaults, so
-    opening a call writes only what it knows then (a deep model opens one per module)."""
+    """One module call as the recorder sees it (slots: one object per call for the collector, not two)."""
 
-    output = None  # shapes_only(output): tensors are not kept alive past their call
-    output_bytes = 0
-    own_macs = 0
-    failed = False
-    finished = False
-    origin = None  # when failed: the innermost call the exception came from
-    error = None  # when failed: the exception that left this call
-    field = None  # receptive field of the output (netscope.analyses.receptive_field), when tracked
-    replay = None  # a stock leaf replaying a recorded call's operators (netscope.run.leaf_replay)
-    recording = None  # a stock leaf whose operators are being recorded for replay
+    __slots__ = ("index", "module", "name", "parent", "depth", "call_number", "args", "kwargs", "inputs_from",
+                 "output", "output_bytes", "own_macs", "failed", "finished", "origin", "error", "field", "replay",
+                 "recording")
 
     def __init__(self, index, module, name, parent, depth, call_number, args, kwargs, inputs_from=NO_SOURCES):
         self.index = index
@@ -87,6 +79,16 @@ class _OpenCall:
         self.args = args
         self.kwargs = kwargs
         self.inputs_from = inputs_from  # indexes of the calls that produced its tensor arguments (dataflow)
+        self.output = None  # shapes_only(output): tensors are not kept alive past their call
+        self.output_bytes = 0
+        self.own_macs = 0
+        self.failed = False
+        self.finished = False
+        self.origin = None  # when failed: the innermost call the exception came from
+        self.error = None  # when failed: the exception that left this call
+        self.field = None  # receptive field of the output (netscope.analyses.receptive_field), when tracked
+        self.replay = None  # a stock leaf replaying a recorded call's operators (netscope.run.leaf_replay)
+        self.recording = None  # a stock leaf whose operators are being recorded for replay
 
 
 class _Recorder:
