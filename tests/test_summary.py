@@ -260,3 +260,25 @@ def test_uncalled_params_line_says_the_weights_may_still_be_used():
     text = " ".join(str(report).split())
     assert f"Params in modules not called by this pass: {out_proj:,} (counted in the total; a forward may still use " \
            "them directly, as nn.MultiheadAttention uses its out_proj)" in text
+
+
+def test_a_layer_shows_what_its_caller_received_after_its_own_forward_hooks_and_keyword_arguments():
+    """Calls are recorded around torch's whole call path: a forward hook that replaces the output is part of
+    the layer, so its row shows what the next layer receives; keyword arguments are seen for every call."""
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.proj = nn.Linear(8, 6)
+            self.head = nn.Linear(3, 2)
+            self.proj.register_forward_hook(lambda module, args, out: out.reshape(*out.shape[:-1], 2, 3))
+
+        def forward(self, x, *, scale=1.0):
+            return self.head(input=self.proj(x) * scale)
+
+    report = netscope.summary(Block(), input_data=(torch.randn(4, 8),))
+    rows = {c.name: c for c in report.layers}
+    assert rows["proj"].output_shapes == (4, 2, 3)
+    assert rows["head"].input_shapes == [{"input": (4, 2, 3)}]  # given as a keyword argument
+    assert rows["head"].inputs_from == (rows["proj"].index,)
+    assert rows["head"].output_shapes == (4, 2, 2)
