@@ -15,7 +15,7 @@ argument a plain ``torch.Tensor`` or a plain scalar. The key holds the class, ev
 the class's first instance), and each argument: a tensor's shape, strides, dtype and device, a scalar's value.
 A call is replayed only with grad mode and autocast off (as the pass runs them; a forward may turn them on),
 and a pass turns replay on only when nothing else intercepts operators or module calls (no other dispatch
-mode, no fake tensors, no other global module hooks, no receptive-field tracking).
+mode, no fake tensors, no global module hooks, no receptive-field tracking).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ _PARAMETER = nn.Parameter
 
 def replay_possible() -> bool:
     """Whether a pass may replay: no dispatch mode or Python-key exclusion already active, no global
-    module hooks but the ones the pass is about to add."""
+    module hooks (they would run inside a replayed call, unobserved)."""
     from torch.nn.modules import module as module_globals
 
     return (torch._C._len_torch_dispatch_stack() == 0 and not _is_excluded(_PYTHON_KEY)

@@ -1,5 +1,5 @@
 """Leave the user's model exactly as it was: mode flags, buffers, tensor slots, requires_grad, RNG and
-grad mode; and the process-wide state a pass touches (global hooks, patched constructors) behind one lock."""
+grad mode; and the process-wide state a pass touches (the wrapped module call path, patched constructors) behind one lock."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from torch.nn.parameter import UninitializedTensorMixin
 
 from netscope.run.module_tree import ModuleTree, tree_of
 
-# Held while netscope has process-wide state changed: the global module hooks of a trace and the
+# Held while netscope has process-wide state changed: the wrapped module call path of a trace and the
 # constructor patches of the no-memory build. Two threads summarizing at once take turns.
 GLOBAL_STATE_LOCK = threading.RLock()
 

@@ -1,10 +1,12 @@
 """One forward pass, recorded module call by module call, with operator-level multiply-adds.
 
-Forward pre/post hooks on every registered module keep a stack of open calls; a dispatch mode sees
-every aten operator and charges its multiply-adds (``netscope.operators.registry``) to the innermost open call,
-counting each operator's calls there too (``netscope.operators.breakdown``): an operator without a formula is
-recorded, never a silent 0.
-Every hook is removed and the model restored (``netscope.run.model_state``) whatever happens.
+Every call of a registered module goes through one wrapper of torch's call path (``recording_calls``), which
+keeps a stack of open calls; a dispatch mode sees every aten operator and charges its multiply-adds
+(``netscope.operators.registry``) to the innermost open call, counting each operator's calls there too
+(``netscope.operators.breakdown``): an operator without a formula is recorded, never a silent 0. Stock
+leaves called again with the same signature replay their first call's operators
+(``netscope.run.leaf_replay``). The call path is restored and the model left as it was
+(``netscope.run.model_state``) whatever happens.
 """
 
 from __future__ import annotations

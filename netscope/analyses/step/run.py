@@ -5,7 +5,7 @@ and the inputs likewise, so the user's model is never touched. Then:
 
 - the optimizer runs one step on zero gradients first, so its state exists as in every later step;
 - the measured step runs under ``MemTracker`` (live bytes by category after every operator);
-- module hooks (the trace's recorder) keep the stack of open module calls; a dispatch mode charges
+- the trace's call recorder (``recording_calls``) keeps the stack of open module calls; a dispatch mode charges
   each forward operator's multiply-adds to the innermost call, as ``netscope summary`` does;
 - a function mode tags every autograd node created during the forward with the call that created
   it (node ``metadata``); during backward, the dispatch mode reads the running node
