@@ -104,6 +104,14 @@ def test_ignore_macs_declares_zero_by_convention():
         REGISTRY.unregister("netscope_test::scaled_matvec")
 
 
+def test_a_misspelled_builtin_operator_is_refused_with_the_nearest_names():
+    with pytest.raises(ValueError, match=r"no operator aten::lnear \(did you mean aten::linear"):
+        netscope.ignore_macs("aten::lnear", "typo")
+    with pytest.raises(ValueError, match="no operator aten::adddmm"):
+        netscope.register_macs("aten::adddmm")(lambda *a, out_val=None: 0)
+    assert "aten::lnear" not in REGISTRY._zero and "aten::adddmm" not in REGISTRY._formulas
+
+
 def test_shadowing_torchs_formula_or_the_zero_list_needs_to_be_deliberate():
     with pytest.raises(ValueError, match="flop_counter already has a formula"):
         netscope.register_macs(torch.ops.aten.mm)(lambda *a, out_val=None: 0)

@@ -175,6 +175,7 @@ class MacRegistry:
     def register(self, op: OpLike, *, overrides_torch: bool = False) -> Callable[[MacFormula], MacFormula]:
         """Decorator: ``@register_macs("mylib::fused_conv")`` or ``@register_macs(torch.ops.aten.foo)``."""
         name = qualified_name(op)
+        _refuse_unknown(name, "register_macs")
 
         def decorator(fn: MacFormula) -> MacFormula:
             if name in self._formulas:
@@ -195,6 +196,7 @@ class MacRegistry:
         name = qualified_name(op)
         if not reason:
             raise ValueError("ignore_macs needs a reason: why does this operator cost no multiply-adds?")
+        _refuse_unknown(name, "ignore_macs")
         if name in self._formulas or name in self._zero:
             raise ValueError(f"{name} already has a multiply-add formula or is already ignored")
         if _torch_formula(name) is not None:  # torch's formula is looked up first: the entry would do nothing
@@ -242,6 +244,26 @@ def qualified_name(op: OpLike) -> str:
     packet = getattr(op, "_overloadpacket", op)
     name = getattr(packet, "_qualified_op_name", None)
     return name if name is not None else str(packet)
+
+
+_BUILTIN_NAMESPACES = ("aten", "prims")  # fixed by the torch build; a library's ops may be defined later
+
+
+def _refuse_unknown(name: str, what: str) -> None:
+    """A misspelled built-in operator would make the entry silently do nothing: refuse it, with the nearest names."""
+    namespace, _, op_name = name.partition("::")
+    if namespace not in _BUILTIN_NAMESPACES or hasattr(getattr(torch.ops, namespace), op_name):
+        return
+    import difflib
+
+    try:  # the dispatcher's own list, for the suggestion only
+        known = sorted({n.split(".")[0] for n in torch._C._dispatch_get_all_op_names() if n.startswith(namespace + "::")})
+    except Exception:  # pragma: no cover - a torch without it
+        known = []
+    close = difflib.get_close_matches(name, known, n=3)
+    raise ValueError(f"{what}: PyTorch {torch.__version__} has no operator {name}"
+                     + (f" (did you mean {', '.join(close)}?)" if close else "")
+                     + "; an entry for it would never apply")
 
 
 def _torch_formula(name: str):
