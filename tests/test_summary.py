@@ -282,3 +282,14 @@ def test_a_layer_shows_what_its_caller_received_after_its_own_forward_hooks_and_
     assert rows["head"].input_shapes == [{"input": (4, 2, 3)}]  # given as a keyword argument
     assert rows["head"].inputs_from == (rows["proj"].index,)
     assert rows["head"].output_shapes == (4, 2, 2)
+
+
+def test_a_layer_returning_a_sparse_tensor_is_recorded():
+    class ToSparse(nn.Module):
+        def forward(self, x):
+            return x.to_sparse()
+
+    model = nn.Sequential(nn.Linear(4, 4), ToSparse())
+    report = netscope.summary(model, input_size=(3, 4))
+    sparse = report.layers[-1]
+    assert sparse.output_shapes == (3, 4) and sparse.output_bytes == 3 * 4 * 4  # numel x element size, as dense

@@ -167,7 +167,7 @@ class _Recorder:
         self._close(call, False)
         if type(output) is torch.Tensor:  # the usual output, without the general helpers
             call.output = output.shape
-            call.output_bytes = output.nbytes
+            call.output_bytes = output.numel() * output.element_size()  # (nbytes refuses sparse tensors)
             self.made[id(output)] = (weakref.ref(output), frozenset((call.index,)))  # flow.claim, inlined
         else:
             call.output = shapes_only(output)
