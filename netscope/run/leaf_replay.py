@@ -42,7 +42,8 @@ def replay_possible() -> bool:
     from torch.nn.modules import module as module_globals
 
     return (torch._C._len_torch_dispatch_stack() == 0 and not _is_excluded(_PYTHON_KEY)
-            and not module_globals._global_forward_pre_hooks and not module_globals._global_forward_hooks)
+            and not module_globals._global_forward_pre_hooks and not module_globals._global_forward_hooks
+            and not module_globals._global_backward_hooks and not module_globals._global_backward_pre_hooks)
 
 
 class LeafReplay:
@@ -69,7 +70,8 @@ class LeafReplay:
         if shape is None:
             return None
         state = module.__dict__
-        if state["_forward_pre_hooks"] or state["_forward_hooks"] or "forward" in state:
+        if (state["_forward_pre_hooks"] or state["_forward_hooks"] or state["_backward_hooks"]
+                or state["_backward_pre_hooks"] or "forward" in state):  # hooks run inside the call, unobserved
             return None
         if _grad_enabled() or _any_autocast():  # a forward that turned either on: operators may differ
             return None
