@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 
 from netscope.naming.findings import non_persistent_buffer_findings, numbered_sequential_findings
-from netscope.naming.segments import NON_PERSISTENT_BUFFER, child_step, index_accessor
+from netscope.naming.segments import NON_PERSISTENT_BUFFER, child_step, is_index
 from netscope.naming.unregistered import CONTAINERS, TORCH_INTERNAL, holds_unregistered
 from netscope.naming.walk import ModuleVisit, leaf_visits
 from netscope.records import Finding
@@ -45,8 +45,7 @@ def audit_findings(model: nn.Module, tree: Optional[ModuleTree] = None) -> List[
 
         return list(audit_names(model).findings)
     owners = [m for m in tree.modules if m._non_persistent_buffers_set]
-    sequentials = [m for m in tree.modules if isinstance(m, nn.Sequential)
-                   and any(map(str.isdigit, m._modules)) and any(map(index_accessor, m._modules))]
+    sequentials = [m for m in tree.modules if isinstance(m, nn.Sequential) and any(map(is_index, m._modules))]
     visits = _Visits(tree)
     leaves = [leaf for m in owners for leaf in leaf_visits(visits.of(m)) if leaf.kind == NON_PERSISTENT_BUFFER]
     return [*non_persistent_buffer_findings(leaves),
@@ -135,6 +134,7 @@ class _Visits:
         self.by_path = {path: module for path, module in tree.named}
         self.built: Dict[int, ModuleVisit] = {id(tree.root): ModuleVisit(tree.root, (), None, "", "")}
         self.positions: Dict[int, Dict[str, int]] = {}
+        self.numbered_origins: Dict[int, str] = {}  # id(parent) -> the origin of its numbered children
 
     def of(self, module: nn.Module) -> ModuleVisit:
         visit = self.built.get(id(module))
@@ -160,10 +160,18 @@ class _Visits:
             return _LastStep(module, path, self.built[id(module)].origin)
         parent_path, _, name = path.rpartition(".")
         parent = self.by_path[parent_path]
+        # Every child rule gives the numbered children of one parent the same origin (which index it is only
+        # changes the accessor), so a parent's numbered children share one computed step.
+        numbered = is_index(name)
+        if numbered and id(parent) in self.numbered_origins:
+            return _LastStep(module, path, self.numbered_origins[id(parent)])
         positions = self.positions.get(id(parent))
         if positions is None:
             positions = self.positions[id(parent)] = {key: i for i, key in enumerate(parent._modules)}
-        return _LastStep(module, path, child_step(parent, name, positions[name], self.of(parent).origin).segment.origin)
+        origin = child_step(parent, name, positions[name], self.of(parent).origin).segment.origin
+        if numbered:
+            self.numbered_origins[id(parent)] = origin
+        return _LastStep(module, path, origin)
 
 
 class _LastStep(NamedTuple):

@@ -10,7 +10,7 @@ from typing import Dict, Hashable, List, Optional, Sequence, Tuple
 import torch.nn as nn
 
 from netscope.records import Finding, Severity
-from netscope.naming.segments import NON_PERSISTENT_BUFFER, PARAMETER, SEQUENTIAL_INDEX, index_accessor
+from netscope.naming.segments import NON_PERSISTENT_BUFFER, PARAMETER, SEQUENTIAL_INDEX, is_index
 from netscope.naming.identity import storage_of
 from netscope.naming.unregistered import StrayItem
 from netscope.naming.walk import LeafVisit, ModuleVisit
@@ -495,7 +495,7 @@ def numbered_sequential_findings(visits: Sequence[ModuleVisit]) -> List[Finding]
     for visit in visits:
         module = visit.module
         if (id(module) in seen or not isinstance(module, nn.Sequential) or visit.origin != SEQUENTIAL_INDEX
-                or not any(index_accessor(name) for name in module._modules)):
+                or not any(map(is_index, module._modules))):
             continue
         seen.add(id(module))
         by_parent.setdefault(visit.path.rpartition(".")[0], []).append(visit)

@@ -64,11 +64,16 @@ def attribute_accessor(name: str, table: str) -> str:
     return f".{table}[{json.dumps(name)}]"
 
 
+def is_index(name: str) -> bool:
+    """A canonical decimal name (``"3"``, not ``"03"`` or ``"٣"``): what containers number their children with."""
+    return name.isdigit() and name.isascii() and (name == "0" or name[0] != "0")
+
+
 def index_accessor(name: str, size: Optional[int] = None) -> Optional[str]:
     """``[3]`` for a canonical decimal name (below ``size``, when given: ModuleList and ParameterList
     index by ``str(i)`` only within their length, so numbering gaps need the table), else None."""
-    if name.isdigit() and name.isascii() and str(int(name)) == name and (size is None or int(name) < size):
-        return f"[{int(name)}]"
+    if is_index(name) and (size is None or int(name) < size):
+        return f"[{name}]"
     return None
 
 
