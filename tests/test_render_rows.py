@@ -239,3 +239,52 @@ def test_wrapping_keeps_the_lines_a_cell_has_and_check_all_shows_one_formula_per
     conv1 = out[out.index("\nconv1 "):].splitlines()[1:3]
     assert "H: floor((64 + 2*3 - 1*(7-1) - 1) / 2) + 1 = 32" in conv1[0] and "[1, 64, 32, 32]  [1, 64, 32, 32]" in conv1[0]
     assert conv1[1].strip() == "W: floor((64 + 2*3 - 1*(7-1) - 1) / 2) + 1 = 32"
+
+
+from netscope.render.folding import find_folds, subtree_sizes  # noqa: E402
+
+
+def _all_runs(layers):
+    """Every run of identical siblings, written plainly (no skipping): the oracle for find_folds."""
+    sizes = subtree_sizes(layers)
+    kids = {}
+    for call in layers:
+        if call.parent is not None:
+            kids.setdefault(call.parent, []).append(call)
+    sig = lambda c: None if c.call_number > 1 else (c.class_name, repr(c.input_shapes), repr(c.output_shapes),
+                                                     c.subtree_params, c.macs, sizes[c.index])
+    runs = []
+    for siblings in kids.values():
+        start = 0
+        while start < len(siblings):
+            end = start + 1
+            while sig(siblings[start]) is not None and end < len(siblings) and sig(siblings[end]) == sig(siblings[start]):
+                end += 1
+            members = siblings[start + 1:end]
+            if members and (len(members) > 1 or sizes[members[0].index] > 1):
+                runs.append(tuple(m.index for m in members))
+            start = end
+    return runs
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.recursive(st.sampled_from(["relu", "lin"]), lambda kids: st.lists(kids, min_size=1, max_size=4),
+                    max_leaves=24))
+def test_folds_are_every_run_of_identical_siblings_outside_folded_calls(spec):
+    def build(node):
+        if node == "relu":
+            return nn.ReLU()
+        if node == "lin":
+            return nn.Linear(3, 3)
+        return nn.Sequential(*[build(child) for child in node])
+
+    model = build(spec if isinstance(spec, list) else [spec])
+    layers = netscope.summary(model, input_size=(1, 3), checks=False, audit_names=False).layers
+    found = [f.members for f in find_folds(layers)]
+    hidden = set()
+    sizes = subtree_sizes(layers)
+    for members in found:
+        for m in members:
+            hidden.update(range(m, m + sizes[m]))
+    expected = [run for run in _all_runs(layers) if layers[run[0]].parent not in hidden]
+    assert sorted(found) == sorted(expected)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import collections
+import itertools
+import operator
 from dataclasses import dataclass
 from typing import Dict, Mapping, Optional, Tuple
 
@@ -11,6 +14,8 @@ from netscope.operators.packed import packed_by_module
 from netscope.records import Totals
 from netscope.run.module_tree import ModuleTree, tree_of
 
+_values = operator.methodcaller("values")
+
 
 def compute_totals(model: nn.Module, calls, called_modules, *, input_bytes: int,
                    peak_memory_bytes: Optional[int] = None, packed: Optional[Mapping[int, tuple]] = None,
@@ -19,15 +24,11 @@ def compute_totals(model: nn.Module, calls, called_modules, *, input_bytes: int,
     ``packed`` its quantized modules' packed tensors (``TraceResult.packed``; found here when not given);
     ``tree`` the model's :class:`ModuleTree` (``TraceResult.tree``; walked here when not given)."""
     tree = tree_of(model, tree)
-    names_per_param: Dict[int, int] = {}
-    params = {}
-    # every path to every parameter, as named_parameters(remove_duplicate=False) walks them
+    # every path to every parameter, as named_parameters(remove_duplicate=False) walks them (in C loops)
     tables = [m._parameters for _, m in tree.named] if tree.shares_modules else tree.tables("_parameters")
-    for table in tables:
-        for param in table.values():
-            if param is not None:
-                names_per_param[id(param)] = names_per_param.get(id(param), 0) + 1
-                params[id(param)] = param
+    slots = [p for p in itertools.chain.from_iterable(map(_values, filter(None, tables))) if p is not None]
+    names_per_param: Dict[int, int] = collections.Counter(map(id, slots))
+    params = {id(p): p for p in slots}
     # quantized modules' packed weights and biases count as (frozen) parameters, once per module
     packed_tensors = packed_by_module(tree.modules) if packed is None else packed
     packed = [t for tensors in packed_tensors.values() for t in tensors]
@@ -36,10 +37,8 @@ def compute_totals(model: nn.Module, calls, called_modules, *, input_bytes: int,
     trainable = sum(numels[key] for key, p in params.items() if p.requires_grad)
     shared = [key for key, count in names_per_param.items() if count > 1]
     called = {id(m): m for m in called_modules}
-    called_params = set()
-    for module in called.values():
-        if module._parameters:
-            called_params.update(map(id, module._parameters.values()))
+    called_params = set(map(id, itertools.chain.from_iterable(
+        map(_values, filter(None, (m._parameters for m in called.values()))))))
     uncalled = sum(n for key, n in numels.items() if key not in called_params)
     uncalled += sum(t.numel() for key, tensors in packed_tensors.items() if key not in called for t in tensors)
     buffers = {id(b): b for b in tree.buffers}

@@ -53,7 +53,8 @@ def run_label(first: LayerCall, last: LayerCall) -> str:
 
 
 def find_folds(layers: Sequence[LayerCall], pinned: Collection[int] = ()) -> List[Fold]:
-    """Every run of identical siblings, as folds of its second to last call.
+    """Every run of identical siblings, as folds of its second to last call; runs inside a folded call are
+    not looked for (the fold hides them with it).
 
     ``pinned``: indexes of calls that must stay visible (a failed check, a finding); a call with a pinned
     call in its subtree ends a run.
@@ -86,7 +87,22 @@ def find_folds(layers: Sequence[LayerCall], pinned: Collection[int] = ()) -> Lis
         return key
 
     folds: List[Fold] = []
-    for siblings in kids.values():
+    folded: set = set()  # indexes of fold members
+    hidden_memo: Dict[int, bool] = {}
+
+    def hidden(index) -> bool:
+        """A fold member, or inside one. Asked for a parent only after every ancestor's runs are found
+        (``kids`` holds parents in the order of their first child), so the memo never goes stale."""
+        if index is None:
+            return False
+        known = hidden_memo.get(index)
+        if known is None:
+            known = hidden_memo[index] = index in folded or hidden(layers[index].parent)
+        return known
+
+    for parent, siblings in kids.items():
+        if hidden(parent):
+            continue
         start = 0
         while start < len(siblings):
             key = signature(siblings[start])
@@ -97,6 +113,7 @@ def find_folds(layers: Sequence[LayerCall], pinned: Collection[int] = ()) -> Lis
             if members and (len(members) > 1 or sizes[members[0].index] > 1):  # only when it saves rows
                 folds.append(Fold(siblings[start].index, tuple(m.index for m in members),
                                   run_label(members[0], members[-1]), members[0].class_name))
+                folded.update(m.index for m in members)
             start = end
     folds.sort(key=lambda f: f.members[0])
     return folds
