@@ -192,3 +192,14 @@ def test_leaves_run_under_autocast_or_grad_inside_the_forward_are_observed_not_r
     assert fast.replayed == 0
     _same(fast, slow)
     assert any("_to_copy" in str(p) for p in fast.operators.counts[2])  # autocast's casts, seen in self.b
+
+
+def test_without_the_private_torch_parts_replay_is_off_and_counts_stay_exact(monkeypatch):
+    model = nn.Sequential(*[nn.Linear(4, 4) for _ in range(4)])
+    x = torch.randn(1, 4)
+    monkeypatch.setattr(leaf_replay, "_AVAILABLE", False)
+    off = trace(model, ((x,), {}))
+    monkeypatch.undo()
+    on = trace(model, ((x,), {}))
+    assert off.replayed == 0 and on.replayed == 3
+    assert [c.macs for c in off.calls] == [c.macs for c in on.calls] == [4 * 16] + [16] * 4

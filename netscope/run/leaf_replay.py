@@ -26,11 +26,15 @@ from typing import Dict, Optional, Tuple
 import torch
 import torch.nn as nn
 
-_PYTHON_KEY = torch._C.DispatchKey.Python
-_exclude = torch._C._dispatch_tls_set_dispatch_key_excluded
-_is_excluded = torch._C._dispatch_tls_is_dispatch_key_excluded
+# Private torch parts replay needs (tested with torch 2.14); without any of them, passes observe every operator.
+_NEEDED = ("_dispatch_tls_set_dispatch_key_excluded", "_dispatch_tls_is_dispatch_key_excluded",
+           "_len_torch_dispatch_stack", "_is_any_autocast_enabled")
+_AVAILABLE = all(hasattr(torch._C, name) for name in _NEEDED) and hasattr(torch._C.DispatchKey, "Python")
+_PYTHON_KEY = torch._C.DispatchKey.Python if _AVAILABLE else None
+_exclude = torch._C._dispatch_tls_set_dispatch_key_excluded if _AVAILABLE else None
+_is_excluded = torch._C._dispatch_tls_is_dispatch_key_excluded if _AVAILABLE else None
 _grad_enabled = torch.is_grad_enabled
-_any_autocast = torch._C._is_any_autocast_enabled
+_any_autocast = torch._C._is_any_autocast_enabled if _AVAILABLE else None
 _SCALARS = (int, float, bool, str, type(None))
 _TENSOR = torch.Tensor
 _PARAMETER = nn.Parameter
@@ -41,7 +45,7 @@ def replay_possible() -> bool:
     module hooks (they would run inside a replayed call, unobserved)."""
     from torch.nn.modules import module as module_globals
 
-    return (torch._C._len_torch_dispatch_stack() == 0 and not _is_excluded(_PYTHON_KEY)
+    return (_AVAILABLE and torch._C._len_torch_dispatch_stack() == 0 and not _is_excluded(_PYTHON_KEY)
             and not module_globals._global_forward_pre_hooks and not module_globals._global_forward_hooks
             and not module_globals._global_backward_hooks and not module_globals._global_backward_pre_hooks)
 

@@ -213,12 +213,18 @@ def recording_calls(recorder: _Recorder):
         returned(call, output)
         return output
 
+    # torch before 2.1 bound __call__ to _call_impl itself (no _wrapped_call_impl in between): wrap both then
+    direct = nn.Module.__dict__.get("__call__") is original
     with GLOBAL_STATE_LOCK:
         nn.Module._call_impl = _call_impl
+        if direct:
+            nn.Module.__call__ = _call_impl
         try:
             yield
         finally:
             nn.Module._call_impl = original
+            if direct:
+                nn.Module.__call__ = original
 
 
 class _MacCounter(TorchDispatchMode):
