@@ -203,3 +203,11 @@ def test_without_the_private_torch_parts_replay_is_off_and_counts_stay_exact(mon
     on = trace(model, ((x,), {}))
     assert off.replayed == 0 and on.replayed == 3
     assert [c.macs for c in off.calls] == [c.macs for c in on.calls] == [4 * 16] + [16] * 4
+
+
+def test_calls_are_recorded_where_module_call_is_call_impl_itself_as_before_torch_2_1(monkeypatch):
+    monkeypatch.setattr(nn.Module, "__call__", nn.Module._call_impl)  # what torch 2.0's Module looked like
+    model = nn.Sequential(nn.Linear(4, 4), nn.ReLU())
+    result = trace(model, ((torch.randn(1, 4),), {}))
+    assert [c.name for c in result.calls] == ["", "0", "1"]
+    assert nn.Module.__call__ is nn.Module._call_impl  # both put back
