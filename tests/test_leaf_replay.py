@@ -211,3 +211,11 @@ def test_calls_are_recorded_where_module_call_is_call_impl_itself_as_before_torc
     result = trace(model, ((torch.randn(1, 4),), {}))
     assert [c.name for c in result.calls] == ["", "0", "1"]
     assert nn.Module.__call__ is nn.Module._call_impl  # both put back
+
+
+def test_recurrent_layers_and_losses_are_always_observed():
+    key = leaf_replay.LeafReplay(None, None).key
+    with torch.no_grad():
+        assert key(nn.LSTM(4, 4), (torch.randn(2, 3, 4),)) is None
+        assert key(nn.CTCLoss(), (torch.randn(5, 2, 4),)) is None
+        assert key(nn.Linear(4, 4), (torch.randn(2, 4),)) is not None

@@ -8,7 +8,7 @@ path) and get the first call's operator list, multiply-adds and convolution/pool
 their own call index.
 
 Only calls whose operators cannot differ from the recorded ones qualify: a class defined in
-``torch.nn.modules`` whose ``forward`` is stock too, with no per-module hooks, plain
+``torch.nn.modules`` (not a recurrent layer or a loss) whose ``forward`` is stock too, with no per-module hooks, plain
 ``nn.Parameter``/``torch.Tensor`` slots, plain configuration attributes, no keyword arguments, and every
 argument a plain ``torch.Tensor`` or a plain scalar. The key holds the class, every public attribute
 (``training`` included), each parameter's and buffer's shape and dtype (names too when they differ from
@@ -162,6 +162,9 @@ class LeafReplay:
 
 
 _UNSEEN = object()
+# Stock modules whose operators may depend on more than the key holds: recurrent layers (the flat weights'
+# memory layout, cuDNN paths) and losses (CTC picks its kernel from the target lengths' values on CUDA).
+_NOT_REPLAYED = frozenset({"torch.nn.modules.rnn", "torch.nn.modules.loss"})
 _GENERAL = "general"  # marks a configuration or tensor signature read the general (slower) way
 _SCALAR_TYPES = frozenset(_SCALARS)
 _signature = operator.attrgetter("shape", "dtype", "device")
@@ -187,7 +190,7 @@ class _ClassShape:
     @classmethod
     def of(cls, module_class: type, module: nn.Module) -> Optional["_ClassShape"]:
         """None for a class that never qualifies."""
-        if not module_class.__module__.startswith("torch.nn.modules."):
+        if not module_class.__module__.startswith("torch.nn.modules.") or module_class.__module__ in _NOT_REPLAYED:
             return None
         for base in module_class.__mro__:  # the class that defines forward must be stock too
             if "forward" in base.__dict__:
