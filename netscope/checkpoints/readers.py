@@ -186,6 +186,8 @@ def _detect_directory(path: str) -> Tuple[str, str]:
 def _tensor_metas(state: Dict[str, Any], prefix: str = "") -> "OrderedDict[str, TensorMeta]":
     if state and set(map(type, state.values())) == {TensorMeta} and set(map(type, state)) == {str}:
         tensors = state  # torch_zip's view of a plain state dict: nothing to filter
+        if torch_format.numbered_in_order(state.values(), prefix):
+            return OrderedDict(state)  # every id already the one storage_ids gives: nothing to renumber
     else:
         tensors = {k: v for k, v in state.items() if is_tensor_like(v) and isinstance(k, str)}
     ids = torch_format.storage_ids(tensors, prefix)

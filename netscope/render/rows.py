@@ -40,19 +40,28 @@ def render_rows(rows: Sequence[Dict[str, Any]], columns: Sequence[str], fmt: str
     """Rows (dicts) -> text. ``headers`` maps column keys to display titles; ``numeric`` columns are right-aligned.
     A table (not markdown, CSV or JSON) wider than ``width`` wraps the cells of column ``wrap`` onto more lines
     (never narrower than ``min_wrap`` characters)."""
+    return render_columns(_column_values(rows, columns), columns, fmt, headers=headers, table_style=table_style,
+                          numeric=numeric, wrap=wrap, width=width, min_wrap=min_wrap)
+
+
+def render_columns(values: Sequence[Sequence[Any]], columns: Sequence[str], fmt: str = "table",
+                   *, headers: Optional[Dict[str, str]] = None, table_style: str = "simple",
+                   numeric: Sequence[str] = (), wrap: Optional[str] = None, width: Optional[int] = None,
+                   min_wrap: int = 40) -> str:
+    """:func:`render_rows` from the cells of each column (``values[i]`` holds column ``columns[i]``, one cell
+    per row, ``None`` blank): a listing of 100k rows needs no dict per row."""
     check_format(fmt, table_style)
     headers = headers or {}
     if fmt == "json":
-        return json.dumps([{c: row.get(c) for c in columns} for row in rows], indent=2, default=str)
+        return json.dumps([dict(zip(columns, row)) for row in zip(*values)], indent=2, default=str)
     if fmt == "csv":
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(columns)
-        for row in rows:
-            writer.writerow(["" if row.get(c) is None else row.get(c) for c in columns])
+        writer.writerows(zip(*(["" if cell is None else cell for cell in column] for column in values)))
         return buffer.getvalue()
     style = "github" if fmt == "markdown" else table_style
-    cells = _text_columns(rows, columns)
+    cells = list(map(_text_column, values))
     titles = [headers.get(c, c) for c in columns]
     right = [c in numeric for c in columns]
     if fmt == "table" and wrap in columns and width:
@@ -68,21 +77,22 @@ def render_rows(rows: Sequence[Dict[str, Any]], columns: Sequence[str], fmt: str
                              colalign=["right" if r else "left" for r in right], disable_numparse=True)
 
 
-def _text_columns(rows: Sequence[Dict[str, Any]], columns: Sequence[str]) -> List[Sequence[str]]:
-    """Each column's cells as text (``_cell``), column by column: a 100k-row listing stays in C loops."""
+def _column_values(rows: Sequence[Dict[str, Any]], columns: Sequence[str]) -> List[Sequence[Any]]:
+    """Each column's cells, column by column (a missing cell is None): a 100k-row listing stays in C loops."""
     if not rows or not columns:
         return [() for _ in columns]
     try:
-        values = (list(zip(*map(itemgetter(*columns), rows))) if len(columns) > 1
-                  else [tuple(map(itemgetter(columns[0]), rows))])
+        return (list(zip(*map(itemgetter(*columns), rows))) if len(columns) > 1
+                else [tuple(map(itemgetter(columns[0]), rows))])
     except KeyError:  # rows without every column: a missing cell is blank
-        values = [tuple(row.get(c) for row in rows) for c in columns]
-    texts = []
-    for column in values:
-        kinds = set(map(type, column))
-        texts.append(column if kinds == {str} else tuple(map("{:,}".format, column)) if kinds == {int}
-                     else tuple(map(_cell, column)))
-    return texts
+        return [tuple(row.get(c) for row in rows) for c in columns]
+
+
+def _text_column(column: Sequence[Any]) -> Sequence[str]:
+    """A column's cells as text (``_cell``), in one C loop when the column holds only strings or only ints."""
+    kinds = set(map(type, column))
+    return (column if kinds == {str} else tuple(map("{:,}".format, column)) if kinds == {int}
+            else tuple(map(_cell, column)))
 
 
 def _simple_table(titles: List[str], columns: List[Sequence[str]], right: List[bool]) -> str:
