@@ -183,11 +183,13 @@ def _detect_directory(path: str) -> Tuple[str, str]:
 
 # ---- shared helpers ------------------------------------------------------------------------------------
 
-def _tensor_metas(state: Dict[str, Any], prefix: str = "") -> "OrderedDict[str, TensorMeta]":
+def _tensor_metas(state: Dict[str, Any], prefix: str = "") -> Dict[str, TensorMeta]:
     if state and set(map(type, state.values())) == {TensorMeta} and set(map(type, state)) == {str}:
         tensors = state  # torch_zip's view of a plain state dict: nothing to filter
         if torch_format.numbered_in_order(state.values(), prefix):
-            return OrderedDict(state)  # every id already the one storage_ids gives: nothing to renumber
+            # every id already the one storage_ids gives: nothing to renumber. A plain dict (ordered as well):
+            # an OrderedDict of 100k keys takes 45 ms to build, and is slower to walk
+            return dict(state)
     else:
         tensors = {k: v for k, v in state.items() if is_tensor_like(v) and isinstance(k, str)}
     ids = torch_format.storage_ids(tensors, prefix)

@@ -130,5 +130,8 @@ def numbered_in_order(metas: Iterable[TensorMeta], prefix: str = "") -> bool:
     (``s0``, ``s1``, ... in order of first use): torch_zip's ids for a plain state dict, since torch numbers
     storages in the order it saves them. A few C loops instead of a Python one per tensor."""
     ids = list(map(attrgetter("storage_id"), metas))
+    numbered = list(map((prefix + "s").__add__, map(str, range(len(ids)))))
+    if ids == numbered:  # one storage per tensor, the common case
+        return True
     first = list(dict.fromkeys(ids))  # None (no id) never equals a numbered id
-    return first == list(map((prefix + "s").__add__, map(str, range(len(first)))))
+    return first == numbered[:len(first)]

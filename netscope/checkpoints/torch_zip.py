@@ -243,6 +243,8 @@ def _refuse_bare_stand_ins(value: Any, depth: int = 0) -> None:
     if isinstance(value, (_PersistentId, _StorageType, _TensorType)) or depth > 100:
         raise FastPathUnavailable("a storage or torch class saved as a value")
     if isinstance(value, Mapping):
+        if set(map(type, value)) <= _LEAF_TYPES and set(map(type, value.values())) <= _LEAF_TYPES:
+            return  # a state dict's keys and tensors: nothing to look into
         value = list(value.keys()) + list(value.values())
     if isinstance(value, (list, tuple, set)):
         if set(map(type, value)) <= _LEAF_TYPES:  # a state dict's keys and tensors: nothing to look into

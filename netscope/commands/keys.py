@@ -6,9 +6,8 @@ import argparse
 import json
 from math import prod
 from operator import attrgetter
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from netscope.checkpoints.dtypes import itemsize
 from netscope.commands.common import add_output_arguments, check_output_paths, emit
 
 HELP = "list a checkpoint's container structure and every tensor's key, shape, dtype and size (no tensor data read)"
@@ -75,24 +74,41 @@ def tensor_columns(info) -> Dict[str, Sequence[Any]]:
     keys = list(info.tensors)
     metas = list(info.tensors.values())
     dtypes = list(map(attrgetter("dtype"), metas))
-    kinds = list(zip(map(attrgetter("shape"), metas), dtypes))
-    # big files repeat a few kinds of tensor (shape, dtype): each kind's cells are made once
-    cells = {kind: _kind_cells(*kind) for kind in dict.fromkeys(kinds)}
-    shape, elements, nbytes, size = zip(*map(cells.__getitem__, kinds)) if kinds else ((), (), (), ())
+    shapes = list(map(attrgetter("shape"), metas))
+    # big files repeat a few kinds of tensor: each kind's cells are made once, on first sight
+    if len(set(dtypes)) == 1:  # one dtype (the common case): a tensor's kind is its shape
+        cells: Dict[Any, Tuple[str, int, int, str]] = _KindCells(dtypes[0])
+        per_tensor = list(map(cells.__getitem__, shapes))
+    else:
+        cells = _KindCells()
+        per_tensor = list(map(cells.__getitem__, zip(shapes, dtypes)))
+    shape, elements, nbytes, size = zip(*per_tensor) if per_tensor else ((), (), (), ())
     return {"key": keys, "shape": shape, "dtype": dtypes, "elements": elements, "bytes": nbytes, "size": size,
             "shares_storage_with": _first_keys(keys, list(map(attrgetter("storage_id"), metas)))}
 
 
-def _kind_cells(shape: Tuple[int, ...], dtype: str) -> Tuple[str, int, int, str]:
-    """(shape text, elements, bytes, size text) of a tensor of ``shape`` and ``dtype``."""
-    numel = prod(shape)
-    nbytes = numel * itemsize(dtype)
-    return str(tuple(shape)), numel, nbytes, human_bytes(nbytes)
+class _KindCells(dict):
+    """Kind of tensor -> (shape text, elements, bytes, size text), made on first lookup. A kind is
+    ``(shape, dtype)``, or the shape alone when every tensor has the ``dtype`` given."""
+
+    def __init__(self, dtype: Optional[str] = None):
+        super().__init__()
+        self.dtype = dtype
+
+    def __missing__(self, kind: Any) -> Tuple[str, int, int, str]:
+        from netscope.checkpoints.dtypes import itemsize
+
+        shape, dtype = (kind, self.dtype) if self.dtype is not None else kind
+        numel = prod(shape)
+        nbytes = numel * itemsize(dtype)
+        cells = self[kind] = (str(tuple(shape)), numel, nbytes, human_bytes(nbytes))
+        return cells
 
 
 def _first_keys(keys: List[str], storage_ids: List[Any]) -> List[str]:
     """Per key, the first key on the same storage when that is another key, else blank."""
-    if None not in storage_ids and len(set(storage_ids)) == len(storage_ids):  # nothing shared: the common case
+    distinct = set(storage_ids)
+    if len(distinct) == len(storage_ids) and None not in distinct:  # nothing shared: the common case
         return [""] * len(keys)
     first: Dict[Any, str] = {}
     out = []
@@ -105,6 +121,8 @@ def _first_keys(keys: List[str], storage_ids: List[Any]) -> List[str]:
 def tree_columns(info) -> Dict[str, Sequence[Any]]:
     """One row per module prefix and per tensor, with subtree totals; ``· `` marks each level of depth
     (tabulate strips leading spaces)."""
+    from netscope.checkpoints.dtypes import itemsize
+
     totals: Dict[str, List[int]] = {}
     order: List[str] = []
     for key, meta in info.tensors.items():
