@@ -61,6 +61,13 @@ def _is_state_dict(mapping: Mapping) -> bool:
     return has_tensor
 
 
+def is_plain_state_dict(container: Any) -> bool:
+    """A non-empty mapping of string keys to ``TensorMeta`` only (what torch_zip reads from a saved state dict):
+    its own state dict, with no other candidate and no other entry, told in C loops over 100k keys."""
+    return (isinstance(container, Mapping) and len(container) > 0 and not is_optimizer_state(container)
+            and set(map(type, container.values())) == {TensorMeta} and set(map(type, container)) == {str})
+
+
 def is_optimizer_state(value: Any) -> bool:
     """An optimizer's state dict (``{"state": ..., "param_groups": [...]}``): its tensors are never model weights."""
     return isinstance(value, Mapping) and "state" in value and "param_groups" in value
