@@ -130,7 +130,7 @@ def numbered_in_order(metas: Iterable[TensorMeta], prefix: str = "") -> bool:
     (``s0``, ``s1``, ... in order of first use): torch_zip's ids for a plain state dict, since torch numbers
     storages in the order it saves them. A few C loops instead of a Python one per tensor."""
     ids = list(map(attrgetter("storage_id"), metas))
-    numbered = list(map((prefix + "s").__add__, map(str, range(len(ids)))))
+    numbered = [f"{prefix}s{n}" for n in range(len(ids))]
     if ids == numbered:  # one storage per tensor, the common case
         return True
     first = list(dict.fromkeys(ids))  # None (no id) never equals a numbered id
