@@ -161,10 +161,10 @@ class _TensorReader:
             raise FastPathUnavailable("tensor shape or strides of an unexpected form")
         end, empty = offset + 1, False
         for d, s in zip(size, stride):
-            if type(d) is not int or type(s) is not int or d < 0 or s < 0:
-                raise FastPathUnavailable("tensor shape or strides of an unexpected form")
-            if d == 0:
-                empty = True
+            if type(d) is not int or type(s) is not int or d <= 0 or s < 0:  # one test per dimension, mostly
+                if d != 0 or type(d) is not int or type(s) is not int or s < 0:
+                    raise FastPathUnavailable("tensor shape or strides of an unexpected form")
+                empty = True  # an empty view fits anywhere
             end += (d - 1) * s
         if offset < 0 or (end > numel and not empty):
             raise FastPathUnavailable("tensor view outside its storage")
