@@ -4,8 +4,8 @@
 state dict (or a training checkpoint of dicts, lists, numbers and tensors) uses, and maps each to a
 stand-in: storages stay the records the pickle names (``_PersistentId``) and tensors become ``TensorMeta``
 whose ``storage_id`` is ``s`` + the storage's key in the archive (torch numbers storages in the order it
-saves them, so for a plain state dict these are the ids the listing gives: nothing is renumbered). Every such global is one torch's ``weights_only`` loader
-allows, so nothing can run code. Anything else (an unknown global, an odd record, a view outside its
+saves them, so for a plain state dict these are the ids the listing gives: nothing is renumbered). Every
+such global is one torch's ``weights_only`` loader allows, so nothing can run code. Anything else (an unknown global, an odd record, a view outside its
 storage) raises ``FastPathUnavailable`` and the caller falls back to ``torch.load``, which applies the
 ``weights_only`` rules and gives the usual error messages.
 """
@@ -130,16 +130,19 @@ class _HeaderUnpickler(pickle.Unpickler):
 class _TensorReader:
     """The stand-ins of torch's tensor rebuild functions, and the storages their tensors use.
 
-    One Python call per tensor in the file (``_tensor``, kept to plain comparisons): the storage record's form
-    (torch checks it on every use), the first record of each storage key (torch keeps that one), the view
-    inside its storage, and the ``TensorMeta``. Each key's record is checked against the archive after the load."""
+    One Python call per tensor in the file (``rebuild_tensor_v2``, kept to plain comparisons): the storage
+    record's form (torch checks it on every use), the first record of each storage key (torch keeps that one),
+    the view inside its storage, and the ``TensorMeta``. Each key's record is checked against the archive
+    after the load."""
 
     def __init__(self):
         self.storages: Dict[str, _PersistentId] = {}  # archive key -> its first record
 
-    def _tensor(self, storage: Any, offset: Any, size: Any, stride: Any, dtype: Optional[str]) -> TensorMeta:
+    def rebuild_tensor_v2(self, storage: Any, offset: Any, size: Any, stride: Any, requires_grad: Any = False,
+                          hooks: Any = None, metadata: Any = None, *, dtype: Optional[str] = None) -> TensorMeta:
         """The view's ``TensorMeta``; ``dtype`` None: the storage's own (a typed storage, offset and strides in
-        its elements), else the view's dtype over an untyped storage (which counts bytes)."""
+        its elements), else the view's dtype over an untyped storage (which counts bytes). A pickle passes
+        arguments by position only, so ``dtype`` comes from ``rebuild_tensor_v3`` alone."""
         if type(storage) is not _PersistentId or len(storage) != 5:
             raise FastPathUnavailable("tensor without a storage record")
         tag, storage_type, key, _location, numel = storage
@@ -175,13 +178,10 @@ class _TensorReader:
         fields["storage_id"] = "s" + key
         return meta
 
-    def rebuild_tensor_v2(self, storage, offset, size, stride, requires_grad=False, hooks=None, metadata=None):
-        return self._tensor(storage, offset, size, stride, None)
-
     def rebuild_tensor_v3(self, storage, offset, size, stride, requires_grad, hooks, dtype, metadata=None):
         if type(dtype) is not _Dtype:
             raise FastPathUnavailable("v3 tensor without a dtype")
-        return self._tensor(storage, offset, size, stride, dtype.name)  # _Dtype names have a known size
+        return self.rebuild_tensor_v2(storage, offset, size, stride, dtype=dtype.name)  # names of a known size
 
     def rebuild_parameter(self, data, requires_grad=True, hooks=None, state=None):
         if type(data) is not TensorMeta:
