@@ -6,7 +6,7 @@ import argparse
 import json
 from math import prod
 from operator import attrgetter
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Sequence, Tuple
 
 from netscope.commands.common import add_output_arguments, check_output_paths, emit
 
@@ -70,39 +70,35 @@ TREE_COLUMNS = ("key", "shape", "dtype", "tensors", "elements", "size")
 def tensor_columns(info) -> Dict[str, Sequence[Any]]:
     """Column -> one cell per tensor, in file order: ``key``, ``shape`` (text), ``dtype``, ``elements``,
     ``bytes``, ``size`` (text) and ``shares_storage_with`` (the first key on the same storage, else blank).
-    Built column by column in C loops: a 100k-key file needs no Python object per row."""
+    Big files repeat a few kinds of tensor: the columns a tensor's kind decides are ``Coded`` by kind, so
+    their cells are made, measured and drawn once per kind."""
+    from netscope.render.rows import Coded
+
     keys = list(info.tensors)
     metas = list(info.tensors.values())
     dtypes = list(map(attrgetter("dtype"), metas))
     shapes = list(map(attrgetter("shape"), metas))
-    # big files repeat a few kinds of tensor: each kind's cells are made once, on first sight
     if len(set(dtypes)) == 1:  # one dtype (the common case): a tensor's kind is its shape
-        cells: Dict[Any, Tuple[str, int, int, str]] = _KindCells(dtypes[0])
-        per_tensor = list(map(cells.__getitem__, shapes))
+        kinds: Sequence[Any] = shapes
+        cells = {shape: _kind_cells(shape, dtypes[0]) for shape in dict.fromkeys(shapes)}
     else:
-        cells = _KindCells()
-        per_tensor = list(map(cells.__getitem__, zip(shapes, dtypes)))
-    shape, elements, nbytes, size = zip(*per_tensor) if per_tensor else ((), (), (), ())
-    return {"key": keys, "shape": shape, "dtype": dtypes, "elements": elements, "bytes": nbytes, "size": size,
-            "shares_storage_with": _first_keys(keys, list(map(attrgetter("storage_id"), metas)))}
+        kinds = list(zip(shapes, dtypes))
+        cells = {kind: _kind_cells(*kind) for kind in dict.fromkeys(kinds)}
+    table: Dict[str, Sequence[Any]] = {
+        name: Coded(kinds, {kind: made[index] for kind, made in cells.items()})
+        for index, name in enumerate(("shape", "dtype", "elements", "bytes", "size"))}
+    table["key"] = keys
+    table["shares_storage_with"] = _first_keys(keys, list(map(attrgetter("storage_id"), metas)))
+    return table
 
 
-class _KindCells(dict):
-    """Kind of tensor -> (shape text, elements, bytes, size text), made on first lookup. A kind is
-    ``(shape, dtype)``, or the shape alone when every tensor has the ``dtype`` given."""
+def _kind_cells(shape: Tuple[int, ...], dtype: str) -> Tuple[str, str, int, int, str]:
+    """(shape text, dtype, elements, bytes, size text) of a tensor of ``shape`` and ``dtype``."""
+    from netscope.checkpoints.dtypes import itemsize
 
-    def __init__(self, dtype: Optional[str] = None):
-        super().__init__()
-        self.dtype = dtype
-
-    def __missing__(self, kind: Any) -> Tuple[str, int, int, str]:
-        from netscope.checkpoints.dtypes import itemsize
-
-        shape, dtype = (kind, self.dtype) if self.dtype is not None else kind
-        numel = prod(shape)
-        nbytes = numel * itemsize(dtype)
-        cells = self[kind] = (str(tuple(shape)), numel, nbytes, human_bytes(nbytes))
-        return cells
+    numel = prod(shape)
+    nbytes = numel * itemsize(dtype)
+    return str(tuple(shape)), dtype, numel, nbytes, human_bytes(nbytes)
 
 
 def _first_keys(keys: List[str], storage_ids: List[Any]) -> List[str]:
