@@ -169,8 +169,8 @@ def render_listing(info, table: Dict[str, Sequence[Any]], fmt: str, table_style:
     if "bytes" in table:  # the flat listing has every tensor's elements and bytes at hand
         total_elements = sum(table["elements"])
         keys, shares = table["key"], table["shares_storage_with"]
-        storages = [owner or key for key, owner in zip(keys, shares)] if any(shares) else keys
-        total_bytes = deduplicated_bytes(storages, table["bytes"])
+        total_bytes = (deduplicated_bytes([owner or key for key, owner in zip(keys, shares)], table["bytes"])
+                       if any(shares) else sum(table["bytes"]))  # no key shares: one storage per tensor
     else:
         total_elements, total_bytes = info.total_elements, info.total_bytes
     footer = [f"total: {len(info.tensors):,} tensors, {total_elements:,} elements, "
