@@ -288,3 +288,29 @@ def test_folds_are_every_run_of_identical_siblings_outside_folded_calls(spec):
             hidden.update(range(m, m + sizes[m]))
     expected = [run for run in _all_runs(layers) if layers[run[0]].parent not in hidden]
     assert sorted(found) == sorted(expected)
+
+# ---- Coded columns (a code per row, a cell per code) ---------------------------------------------------
+
+from netscope.render.rows import TEXT_FORMATS, Coded, render_columns  # noqa: E402
+
+CODED_CELL = st.one_of(st.none(), st.integers(-10**6, 10**6), WORD, LINES)
+
+
+@given(st.lists(st.tuples(WORD, st.integers(0, 3)), max_size=8),
+       st.lists(st.lists(CODED_CELL, min_size=4, max_size=4), min_size=3, max_size=3),
+       st.lists(st.sampled_from(["key", "a", "b", "c", "tail"]), unique=True), st.booleans())
+@settings(max_examples=300, deadline=None, derandomize=True)
+def test_coded_columns_render_as_their_cells(rows, per_code, numeric, shared_codes):
+    """Coded columns (grouped into one block when adjacent over one codes) give the text of the same cells
+    given one per row, in every format (which the tabulate properties above check for plain columns)."""
+    codes = [code for _, code in rows]
+    used = dict.fromkeys(codes)  # every code of a Coded's cells occurs in its codes
+    coded = [Coded(codes if shared_codes else list(codes), {code: cells[code] for code in used})
+             for cells in per_code]
+    columns = ["key", "a", "b", "c", "tail"]
+    keys = [key for key, _ in rows]
+    tail = [f"{key}!" for key in keys]
+    plain = [keys] + [[column[i] for i in range(len(codes))] for column in coded] + [tail]
+    for fmt in TEXT_FORMATS:
+        assert (render_columns([keys, *coded, tail], columns, fmt, numeric=numeric)
+                == render_columns(plain, columns, fmt, numeric=numeric))

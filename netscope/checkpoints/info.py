@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from math import prod
 from operator import attrgetter, mul
-from typing import Any, Dict, Mapping, Tuple
+from typing import Any, Dict, Hashable, List, Mapping, Sequence, Tuple
 
 from netscope.records import TensorMeta
 
@@ -33,16 +33,10 @@ class CheckpointInfo:
 
         metas = list(self.tensors.values())  # map() keeps the per-tensor work in C on 100k-key files
         sizes = list(map(mul, map(prod, map(attrgetter("shape"), metas)), itemsizes(map(attrgetter("dtype"), metas))))
-        storages = list(map(attrgetter("storage_id"), metas))
-        if None not in storages and len(set(storages)) == len(storages):  # no storage shared: the common case
-            return sum(sizes)
-        per_storage: Dict[Any, int] = {}
-        for key, storage, nbytes in zip(self.tensors, storages, sizes):
-            if storage is None:
-                storage = ("key", key)
-            if nbytes >= per_storage.get(storage, 0):
-                per_storage[storage] = nbytes
-        return sum(per_storage.values())
+        storages: List[Hashable] = list(map(attrgetter("storage_id"), metas))
+        if None in storages:  # no storage id: the tensor is its own storage
+            storages = [("key", key) if storage is None else storage for key, storage in zip(self.tensors, storages)]
+        return deduplicated_bytes(storages, sizes)
 
     def to_dict(self) -> dict:
         return {
@@ -69,3 +63,15 @@ class LoadedCheckpoint:
     info: CheckpointInfo
     container: Any  # the whole loaded object (dict, ...), tensors on CPU
     state_dict: dict  # the dict at info.state_dict_path; keeps `._metadata` when the source had it
+
+
+def deduplicated_bytes(storages: Sequence[Hashable], sizes: Sequence[int]) -> int:
+    """The sum of ``sizes`` (one per tensor), a storage several tensors share counted once, as its largest
+    view: ``storages`` names each tensor's storage."""
+    if len(set(storages)) == len(storages):  # no storage shared: the common case
+        return sum(sizes)
+    per_storage: Dict[Hashable, int] = {}
+    for storage, nbytes in zip(storages, sizes):
+        if nbytes >= per_storage.get(storage, 0):
+            per_storage[storage] = nbytes
+    return sum(per_storage.values())

@@ -8,7 +8,8 @@ import contextlib
 import pickle
 import re
 import zipfile
-from typing import Any, Dict, List, Tuple
+from operator import attrgetter
+from typing import Any, Dict, Iterable, List, Tuple
 
 from netscope.errors import CheckpointError
 from netscope.records import TensorMeta
@@ -122,3 +123,15 @@ def storage_ids(tensors: Dict[str, Any], prefix: str = "") -> Dict[str, str]:
             known = ids[identity] = f"{prefix}s{len(ids)}"
         out[key] = known
     return out
+
+
+def numbered_in_order(metas: Iterable[TensorMeta], prefix: str = "") -> bool:
+    """Whether the ``storage_id`` of these ``TensorMeta`` already are what :func:`storage_ids` gives them
+    (``s0``, ``s1``, ... in order of first use): torch_zip's ids for a plain state dict, since torch numbers
+    storages in the order it saves them. A few C loops instead of a Python one per tensor."""
+    ids = list(map(attrgetter("storage_id"), metas))
+    numbered = [f"{prefix}s{n}" for n in range(len(ids))]
+    if ids == numbered:  # one storage per tensor, the common case
+        return True
+    first = list(dict.fromkeys(ids))  # None (no id) never equals a numbered id
+    return first == numbered[:len(first)]

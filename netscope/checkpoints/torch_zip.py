@@ -2,10 +2,10 @@
 
 ``data.pkl`` is unpickled by a restricted unpickler whose ``find_class`` knows only the globals a plain
 state dict (or a training checkpoint of dicts, lists, numbers and tensors) uses, and maps each to a
-stand-in: storages become ``_Storage`` (id, dtype, element count) and tensors become ``TensorMeta``
+stand-in: storages stay the records the pickle names (``_PersistentId``) and tensors become ``TensorMeta``
 whose ``storage_id`` is ``s`` + the storage's key in the archive (torch numbers storages in the order it
-saves them, so for a plain state dict these are the ids the listing gives: nothing is renumbered). Every such global is one torch's ``weights_only`` loader
-allows, so nothing can run code. Anything else (an unknown global, an odd record, a view outside its
+saves them, so for a plain state dict these are the ids the listing gives: nothing is renumbered). Every
+such global is one torch's ``weights_only`` loader allows, so nothing can run code. Anything else (an unknown global, an odd record, a view outside its
 storage) raises ``FastPathUnavailable`` and the caller falls back to ``torch.load``, which applies the
 ``weights_only`` rules and gives the usual error messages.
 """
@@ -20,10 +20,10 @@ import os
 import pickle
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import partial
-from typing import Any, Dict, NamedTuple, Tuple
+from operator import attrgetter, ge, itemgetter, mul
+from typing import Any, Dict, Optional, Tuple
 
-from netscope.checkpoints.dtypes import itemsize
+from netscope.checkpoints.dtypes import itemsize, itemsizes
 from netscope.checkpoints.zip_records import ZipUnsupported, read_directory
 from netscope.records import TensorMeta
 
@@ -52,18 +52,12 @@ class _Dtype:
     netscope_summary = "dtype"  # how layouts.summarize_value words a torch.dtype entry
 
 
-class _Storage(NamedTuple):  # one per storage in the file: a tuple is the cheapest immutable record
-    key: str  # the storage_id its tensors get: "s" + its key in the archive
-    dtype: str
-    numel: int
-    element: int  # bytes per element of dtype
+class _PersistentId(tuple):
+    """A storage record as the pickle names it, ``("storage", storage type, key, location, numel)``. The
+    unpickler's ``persistent_load`` is this very type (a C call, no Python frame per storage); the type tells
+    it from a tuple the pickle builds itself, which is never a storage."""
 
-    @property
-    def nbytes(self) -> int:
-        return self.numel * self.element
-
-
-_new_storage = partial(tuple.__new__, _Storage)  # the NamedTuple without its Python-level __new__
+    __slots__ = ()
 
 
 class _TensorType:
@@ -78,60 +72,6 @@ _TENSOR_TYPE = _TensorType()
 _new_object = object.__new__
 
 
-def _tensor_meta(shape: tuple, dtype: str, storage_id: str) -> TensorMeta:
-    """``TensorMeta(shape, dtype, storage_id)`` without the frozen dataclass's three ``object.__setattr__``
-    calls (one per tensor in the file: half the cost of the stand-in on 100k-key files)."""
-    meta = _new_object(TensorMeta)
-    meta.__dict__.update(shape=shape, dtype=dtype, storage_id=storage_id)
-    return meta
-
-
-def _tensor(storage: Any, offset: Any, size: Any, stride: Any) -> TensorMeta:
-    """The view's ``TensorMeta``, once its shape, strides and offset fit in the storage (what
-    ``Tensor.set_`` checks). One call per tensor in the file: plain loops and exact types, anything
-    unusual falls back to torch."""
-    if type(storage) is not _Storage or type(offset) is not int or offset < 0:
-        raise FastPathUnavailable("tensor arguments of an unexpected type")
-    if type(size) is not tuple or type(stride) is not tuple or len(size) != len(stride):
-        raise FastPathUnavailable("tensor shape or strides of an unexpected form")
-    last, empty = offset, False
-    for d, s in zip(size, stride):
-        if type(d) is not int or type(s) is not int or d < 0 or s < 0:
-            raise FastPathUnavailable("tensor shape or strides of an unexpected form")
-        empty = empty or d == 0
-        last += (d - 1) * s
-    if not storage.element or (not empty and last + 1 > storage.numel):
-        raise FastPathUnavailable("tensor view outside its storage, or an unknown dtype")
-    return _tensor_meta(size, storage.dtype, storage.key)
-
-
-def _rebuild_tensor_v2(storage, offset, size, stride, requires_grad=False, hooks=None, metadata=None):
-    return _tensor(storage, offset, size, stride)
-
-
-def _rebuild_tensor_v3(storage, offset, size, stride, requires_grad, hooks, dtype, metadata=None):
-    if not isinstance(dtype, _Dtype) or not isinstance(storage, _Storage) or storage.dtype != "uint8":
-        raise FastPathUnavailable("v3 tensor without an untyped storage and a dtype")
-    element = itemsize(dtype.name)
-    if not element:
-        raise FastPathUnavailable(f"dtype {dtype.name} of unknown size")
-    # the untyped storage counts bytes; the view's offset and strides count elements of ``dtype``
-    typed = _new_storage((storage.key, dtype.name, storage.numel // element, element))
-    return _tensor(typed, offset, size, stride)
-
-
-def _rebuild_parameter(data, requires_grad=True, hooks=None, state=None):
-    if not isinstance(data, TensorMeta):
-        raise FastPathUnavailable("parameter without tensor data")
-    return data
-
-
-def _rebuild_from_type_v2(func, new_type, args, state):
-    if new_type is not _TENSOR_TYPE or func not in (_rebuild_tensor_v2, _rebuild_tensor_v3, _rebuild_parameter):
-        raise FastPathUnavailable("tensor subclass")
-    return func(*args)
-
-
 # (module, name) -> the stand-in find_class returns; everything here is allowed by torch's weights_only
 _GLOBALS: Dict[Tuple[str, str], Any] = {
     ("collections", "OrderedDict"): collections.OrderedDict,
@@ -140,11 +80,6 @@ _GLOBALS: Dict[Tuple[str, str], Any] = {
     ("builtins", "complex"): complex,
     ("builtins", "bytearray"): bytearray,
     ("_codecs", "encode"): codecs.encode,  # how protocol 2 pickles bytes
-    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
-    ("torch._utils", "_rebuild_tensor_v3"): _rebuild_tensor_v3,
-    ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
-    ("torch._utils", "_rebuild_parameter_with_state"): _rebuild_parameter,
-    ("torch._tensor", "_rebuild_from_type_v2"): _rebuild_from_type_v2,
     ("torch", "Tensor"): _TENSOR_TYPE,
     ("torch._tensor", "Tensor"): _TENSOR_TYPE,
     ("torch.nn.parameter", "Parameter"): _TENSOR_TYPE,
@@ -152,14 +87,28 @@ _GLOBALS: Dict[Tuple[str, str], Any] = {
     ("torch.storage", "UntypedStorage"): _StorageType("uint8"),
 }
 _GLOBALS.update({("torch", name): _StorageType(dtype) for name, dtype in LEGACY_STORAGE_DTYPES.items()})
+# (module, name) -> the _TensorReader method standing for it (they record which storages the tensors use)
+_REBUILDERS: Dict[Tuple[str, str], str] = {
+    ("torch._utils", "_rebuild_tensor_v2"): "rebuild_tensor_v2",
+    ("torch._utils", "_rebuild_tensor_v3"): "rebuild_tensor_v3",
+    ("torch._utils", "_rebuild_parameter"): "rebuild_parameter",
+    ("torch._utils", "_rebuild_parameter_with_state"): "rebuild_parameter",
+    ("torch._tensor", "_rebuild_from_type_v2"): "rebuild_from_type_v2",
+}
 
 
 class _HeaderUnpickler(pickle.Unpickler):
-    """Builds only containers, numbers, strings and tensor stand-ins; refuses every other global."""
+    """Builds only containers, numbers, strings and tensor stand-ins; refuses every other global. Storage
+    records need no Python call: ``persistent_load`` is the ``_PersistentId`` type."""
+
+    persistent_load = _PersistentId
 
     def __init__(self, data: bytes):
         super().__init__(io.BytesIO(data))
-        self.storages: Dict[str, _Storage] = {}  # archive key -> storage; sizes checked after the load
+        # the rebuild functions find_class hands out live in the memo: as methods of the unpickler itself they
+        # would make a cycle (unpickler -> memo -> method -> unpickler) that keeps every object of the file
+        # alive until the cyclic collector runs (0.25 s on 100k keys, on top of freeing them)
+        self.tensors = _TensorReader()
 
     def find_class(self, module: str, name: str) -> Any:
         # protocol 2 pickles name Python 2 modules (``__builtin__.set``): rename them as pickle would
@@ -170,33 +119,92 @@ class _HeaderUnpickler(pickle.Unpickler):
         found = _GLOBALS.get((module, name))
         if found is not None:
             return found
+        method = _REBUILDERS.get((module, name))
+        if method is not None:
+            return getattr(self.tensors, method)
         if module == "torch" and itemsize(name) and name not in ("qint8", "quint8", "qint32"):
             return _Dtype(name)  # dtypes named by _rebuild_tensor_v3 (float8, uint16, ...)
         raise FastPathUnavailable(f"global {module}.{name}")
 
-    def persistent_load(self, saved_id: Any) -> _Storage:
-        if type(saved_id) is not tuple or len(saved_id) != 5:
-            raise FastPathUnavailable("persistent id that is not a storage")
-        tag, storage_type, key, _location, numel = saved_id
-        if (tag != "storage" or type(storage_type) is not _StorageType or type(key) is not str
-                or type(numel) is not int or numel < 0):
+
+class _TensorReader:
+    """The stand-ins of torch's tensor rebuild functions, and the storages their tensors use.
+
+    One Python call per tensor in the file (``rebuild_tensor_v2``, kept to plain comparisons): the storage
+    record's form (torch checks it on every use), the first record of each storage key (torch keeps that one),
+    the view inside its storage, and the ``TensorMeta``. Each key's record is checked against the archive
+    after the load."""
+
+    def __init__(self):
+        self.storages: Dict[str, _PersistentId] = {}  # archive key -> its first record
+
+    def rebuild_tensor_v2(self, storage: Any, offset: Any, size: Any, stride: Any, requires_grad: Any = False,
+                          hooks: Any = None, metadata: Any = None, *, dtype: Optional[str] = None) -> TensorMeta:
+        """The view's ``TensorMeta``; ``dtype`` None: the storage's own (a typed storage, offset and strides in
+        its elements), else the view's dtype over an untyped storage (which counts bytes). A pickle passes
+        arguments by position only, so ``dtype`` comes from ``rebuild_tensor_v3`` alone."""
+        if type(storage) is not _PersistentId or len(storage) != 5:
+            raise FastPathUnavailable("tensor without a storage record")
+        tag, storage_type, key, _location, numel = storage
+        if tag != "storage" or type(storage_type) is not _StorageType:
             raise FastPathUnavailable("storage record of an unexpected form")
-        known = self.storages.get(key)
-        if known is None:
+        first = self.storages.setdefault(key, storage)  # torch keeps the first record of a key
+        if first is storage:
+            if type(key) is not str or type(numel) is not int or numel < 0:
+                raise FastPathUnavailable("storage record of an unexpected form")
+        else:
+            _, storage_type, _, _, numel = first
+        if dtype is None:
             dtype = storage_type.dtype
-            known = self.storages[key] = _new_storage(("s" + key, dtype, numel, itemsize(dtype)))
-        return known
+        elif storage_type.dtype == "uint8":
+            numel //= itemsize(dtype)  # the view counts elements of its dtype
+        else:
+            raise FastPathUnavailable("v3 tensor without an untyped storage")
+        if type(offset) is not int or type(size) is not tuple or type(stride) is not tuple or len(size) != len(stride):
+            raise FastPathUnavailable("tensor shape or strides of an unexpected form")
+        end, empty = offset + 1, False
+        for d, s in zip(size, stride):
+            if type(d) is not int or type(s) is not int or d <= 0 or s < 0:  # one test per dimension, mostly
+                if d != 0 or type(d) is not int or type(s) is not int or s < 0:
+                    raise FastPathUnavailable("tensor shape or strides of an unexpected form")
+                empty = True  # an empty view fits anywhere
+            end += (d - 1) * s
+        if offset < 0 or (end > numel and not empty):
+            raise FastPathUnavailable("tensor view outside its storage")
+        meta = _new_object(TensorMeta)  # without the frozen dataclass's three object.__setattr__ calls
+        fields = meta.__dict__
+        fields["shape"] = size
+        fields["dtype"] = dtype
+        fields["storage_id"] = "s" + key
+        return meta
+
+    def rebuild_tensor_v3(self, storage, offset, size, stride, requires_grad, hooks, dtype, metadata=None):
+        if type(dtype) is not _Dtype:
+            raise FastPathUnavailable("v3 tensor without a dtype")
+        return self.rebuild_tensor_v2(storage, offset, size, stride, dtype=dtype.name)  # names of a known size
+
+    def rebuild_parameter(self, data, requires_grad=True, hooks=None, state=None):
+        if type(data) is not TensorMeta:
+            raise FastPathUnavailable("parameter without tensor data")
+        return data
+
+    def rebuild_from_type_v2(self, func, new_type, args, state):
+        if new_type is not _TENSOR_TYPE or func not in (self.rebuild_tensor_v2, self.rebuild_tensor_v3,
+                                                        self.rebuild_parameter):
+            raise FastPathUnavailable("tensor subclass")
+        return func(*args)
 
 
-def _check_storages(storages: Mapping[str, _Storage], records: Mapping[str, Any], prefix: str) -> None:
+def _check_storages(storages: Mapping[str, _PersistentId], records: Mapping[str, Any], prefix: str) -> None:
     """Every storage the pickle names is a stored (uncompressed, as torch writes them) record at least as long
-    as its elements."""
-    data = f"{prefix}data/"
-    get = records.get
-    for key, storage in storages.items():
-        record = get(data + key)
-        if record is None or record.method != 0 or record.size < storage.numel * storage.element:
-            raise FastPathUnavailable(f"storage {key} missing or shorter than its tensors")
+    as its elements (C loops over all storages)."""
+    found = list(map(records.get, map(f"{prefix}data/".__add__, storages)))
+    if None in found:
+        raise FastPathUnavailable("storage missing from the archive")
+    first = list(storages.values())
+    nbytes = map(mul, map(itemgetter(4), first), itemsizes(map(attrgetter("dtype"), map(itemgetter(1), first))))
+    if set(map(attrgetter("method"), found)) - {0} or not all(map(ge, map(attrgetter("size"), found), nbytes)):
+        raise FastPathUnavailable("storage compressed, or shorter than its tensors")
 
 
 def read_container(path: str) -> Any:
@@ -223,7 +231,7 @@ def read_container(path: str) -> Any:
         raise
     except Exception as exc:  # truncated or malformed pickle: torch.load words the error
         raise FastPathUnavailable(f"pickle not readable ({type(exc).__name__})") from None
-    _check_storages(unpickler.storages, records, prefix)
+    _check_storages(unpickler.tensors.storages, records, prefix)
     if not isinstance(container, Mapping):
         raise FastPathUnavailable("top-level object is not a mapping (its layout names torch's type)")
     _refuse_bare_stand_ins(container)
@@ -232,9 +240,11 @@ def read_container(path: str) -> Any:
 
 def _refuse_bare_stand_ins(value: Any, depth: int = 0) -> None:
     """A storage or class saved as a value would be summarized under the stand-in's name: let torch read it."""
-    if isinstance(value, (_Storage, _StorageType, _TensorType)) or depth > 100:
+    if isinstance(value, (_PersistentId, _StorageType, _TensorType)) or depth > 100:
         raise FastPathUnavailable("a storage or torch class saved as a value")
     if isinstance(value, Mapping):
+        if set(map(type, value)) <= _LEAF_TYPES and set(map(type, value.values())) <= _LEAF_TYPES:
+            return  # a state dict's keys and tensors: nothing to look into
         value = list(value.keys()) + list(value.values())
     if isinstance(value, (list, tuple, set)):
         if set(map(type, value)) <= _LEAF_TYPES:  # a state dict's keys and tensors: nothing to look into

@@ -21,6 +21,8 @@ _END = struct.Struct("<4s4H2LH")  # end of central directory record (22 bytes + 
 _END64_LOCATOR = struct.Struct("<4sLQL")  # zip64 end of central directory locator (20 bytes)
 _END64 = struct.Struct("<4sQ2H2L4Q")  # zip64 end of central directory record (56 bytes)
 _CENTRAL = struct.Struct("<4s6H3L5H2L")  # central directory file header (46 bytes + name, extra, comment)
+# the fields of it records need: signature, flags, method, crc, sizes, name/extra/comment lengths, offset
+_CENTRAL_FIELDS = struct.Struct("<4s4x2H4x3L3H8xL")
 _LOCAL = struct.Struct("<4s5H3L2H")  # local file header (30 bytes + name, extra)
 _MAX_COMMENT = 65535
 _STORED, _DEFLATED = 0, 8
@@ -53,17 +55,20 @@ class ZipDirectory:
     @cached_property
     def records(self) -> Dict[str, ZipRecord]:
         """Name -> record in directory order (a repeated name: the later record wins, as in zipfile)."""
-        raw, unpack, size = self.raw, _CENTRAL.unpack_from, _CENTRAL.size
+        raw, unpack, size = self.raw, _CENTRAL_FIELDS.unpack_from, _CENTRAL.size
+        text = raw.decode("latin-1")  # names sliced from it as str: one object per name, not two
         records: Dict[str, ZipRecord] = {}
         pos = 0
         try:
             for _ in range(self.count):
-                (signature, _made, _needed, flags, method, _time, _date, crc, compressed, plain, name_len,
-                 extra_len, comment_len, _disk, _internal, _external, offset) = unpack(raw, pos)
+                (signature, flags, method, crc, compressed, plain, name_len, extra_len, comment_len,
+                 offset) = unpack(raw, pos)
                 if signature != b"PK\x01\x02":
                     raise ZipUnsupported("bad central directory signature")
                 start = pos + size
-                name = raw[start:start + name_len].decode("utf-8" if flags & 0x800 else "cp437")
+                name = text[start:start + name_len]
+                if not name.isascii():  # ASCII reads the same in latin-1, cp437 and utf-8
+                    name = raw[start:start + name_len].decode("utf-8" if flags & 0x800 else "cp437")
                 if "\x00" in name:  # zipfile cuts a name at its first NUL
                     name = name.split("\x00", 1)[0]
                 if compressed == 0xFFFFFFFF or plain == 0xFFFFFFFF or offset == 0xFFFFFFFF:

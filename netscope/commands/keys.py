@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any, Dict, List, Tuple
+from math import prod
+from operator import attrgetter
+from typing import Any, Dict, List, Sequence, Tuple
 
 from netscope.commands.common import add_output_arguments, check_output_paths, emit
 
@@ -26,21 +28,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from netscope.checkpoints import inspect_checkpoint
     from netscope.collector import paused_gc
     from netscope.render.rows import check_format
 
     check_format(args.format, args.table_style)
     check_output_paths(args, (args.output,))
-    with paused_gc():  # a row or two of small records per tensor: the collector's passes would double the time
-        info = inspect_checkpoint(args.checkpoint, weights_only=not args.unsafe_pickle, key=args.key)
-        if args.format == "json":
-            text = json.dumps(info.to_dict(), indent=2)
-        else:
-            text = render_listing(info, tree_rows(info) if args.tree else tensor_rows(info), args.format,
-                                  args.table_style)
+    # A row or two of small records per tensor: the collector's passes would double the time. The records
+    # die with listing_text's frame, inside the block (reference counting frees them): alive after it, the
+    # first collection would walk every one of them (0.1 s on 100k keys). The text itself is not tracked.
+    with paused_gc():
+        text = listing_text(args)
     emit(text, args)
     return 0
+
+
+def listing_text(args: argparse.Namespace) -> str:
+    """What ``netscope keys`` prints, in ``args.format``."""
+    from netscope.checkpoints import inspect_checkpoint
+
+    info = inspect_checkpoint(args.checkpoint, weights_only=not args.unsafe_pickle, key=args.key)
+    if args.format == "json":
+        return json.dumps(info.to_dict(), indent=2)
+    return render_listing(info, tree_columns(info) if args.tree else tensor_columns(info), args.format,
+                          args.table_style)
 
 
 def human_bytes(n: int) -> str:
@@ -53,31 +63,58 @@ def human_bytes(n: int) -> str:
     return f"{n} B"  # pragma: no cover
 
 
-def tensor_rows(info) -> List[Dict[str, Any]]:
+TENSOR_COLUMNS = ("key", "shape", "dtype", "elements", "size", "shares_storage_with")
+TREE_COLUMNS = ("key", "shape", "dtype", "tensors", "elements", "size")
+
+
+def tensor_columns(info) -> Dict[str, Sequence[Any]]:
+    """Column -> one cell per tensor, in file order: ``key``, ``shape`` (text), ``dtype``, ``elements``,
+    ``bytes``, ``size`` (text) and ``shares_storage_with`` (the first key on the same storage, else blank).
+    Big files repeat a few kinds of tensor: the columns a tensor's kind decides are ``Coded`` by kind, so
+    their cells are made, measured and drawn once per kind."""
+    from netscope.render.rows import Coded
+
+    keys = list(info.tensors)
+    metas = list(info.tensors.values())
+    dtypes = list(map(attrgetter("dtype"), metas))
+    shapes = list(map(attrgetter("shape"), metas))
+    if len(set(dtypes)) == 1:  # one dtype (the common case): a tensor's kind is its shape
+        kinds: Sequence[Any] = shapes
+        cells = {shape: _kind_cells(shape, dtypes[0]) for shape in dict.fromkeys(shapes)}
+    else:
+        kinds = list(zip(shapes, dtypes))
+        cells = {kind: _kind_cells(*kind) for kind in dict.fromkeys(kinds)}
+    table: Dict[str, Sequence[Any]] = {
+        name: Coded(kinds, {kind: made[index] for kind, made in cells.items()})
+        for index, name in enumerate(("shape", "dtype", "elements", "bytes", "size"))}
+    table["key"] = keys
+    table["shares_storage_with"] = _first_keys(keys, list(map(attrgetter("storage_id"), metas)))
+    return table
+
+
+def _kind_cells(shape: Tuple[int, ...], dtype: str) -> Tuple[str, str, int, int, str]:
+    """(shape text, dtype, elements, bytes, size text) of a tensor of ``shape`` and ``dtype``."""
     from netscope.checkpoints.dtypes import itemsize
 
-    first_key: Dict[str, str] = {}
-    # (shape, dtype) -> (shape text, elements, bytes, size text): big files repeat a few kinds of tensor
-    kinds: Dict[Tuple[Any, str], Tuple[str, int, int, str]] = {}
-    rows = []
-    for key, meta in info.tensors.items():
-        kind = (meta.shape, meta.dtype)
-        known = kinds.get(kind)
-        if known is None:
-            numel = meta.numel
-            nbytes = numel * itemsize(meta.dtype)
-            known = kinds[kind] = (str(tuple(meta.shape)), numel, nbytes, human_bytes(nbytes))
-        text, numel, nbytes, size = known
-        shares = ""
-        if meta.storage_id is not None:
-            owner = first_key.setdefault(meta.storage_id, key)
-            shares = "" if owner == key else owner
-        rows.append({"key": key, "shape": text, "dtype": meta.dtype, "elements": numel, "bytes": nbytes,
-                     "size": size, "shares_storage_with": shares})
-    return rows
+    numel = prod(shape)
+    nbytes = numel * itemsize(dtype)
+    return str(tuple(shape)), dtype, numel, nbytes, human_bytes(nbytes)
 
 
-def tree_rows(info) -> List[Dict[str, Any]]:
+def _first_keys(keys: List[str], storage_ids: List[Any]) -> List[str]:
+    """Per key, the first key on the same storage when that is another key, else blank."""
+    distinct = set(storage_ids)
+    if len(distinct) == len(storage_ids) and None not in distinct:  # nothing shared: the common case
+        return [""] * len(keys)
+    first: Dict[Any, str] = {}
+    out = []
+    for key, storage in zip(keys, storage_ids):
+        owner = key if storage is None else first.setdefault(storage, key)
+        out.append("" if owner == key else owner)
+    return out
+
+
+def tree_columns(info) -> Dict[str, Sequence[Any]]:
     """One row per module prefix and per tensor, with subtree totals; ``· `` marks each level of depth
     (tabulate strips leading spaces)."""
     from netscope.checkpoints.dtypes import itemsize
@@ -95,31 +132,30 @@ def tree_rows(info) -> List[Dict[str, Any]]:
             entry[0] += 1
             entry[1] += meta.numel
             entry[2] += meta.numel * itemsize(meta.dtype)
-    rows = []
+    table: Dict[str, List[Any]] = {column: [] for column in TREE_COLUMNS}
     for node in order:
         count, elements, nbytes = totals[node]
-        depth = node.count(".")
         meta = info.tensors.get(node)
-        label = node.rsplit(".", 1)[-1]
-        rows.append({
-            "key": "· " * depth + label, "tensors": count, "elements": elements, "size": human_bytes(nbytes),
-            "shape": str(tuple(meta.shape)) if meta is not None else "",
-            "dtype": meta.dtype if meta is not None else "",
-        })
-    return rows
+        table["key"].append("· " * node.count(".") + node.rsplit(".", 1)[-1])
+        table["tensors"].append(count)
+        table["elements"].append(elements)
+        table["size"].append(human_bytes(nbytes))
+        table["shape"].append(str(tuple(meta.shape)) if meta is not None else "")
+        table["dtype"].append(meta.dtype if meta is not None else "")
+    return table
 
 
-def render_listing(info, rows: List[Dict[str, Any]], fmt: str, table_style: str) -> str:
-    from netscope.render.rows import render_rows
+def render_listing(info, table: Dict[str, Sequence[Any]], fmt: str, table_style: str) -> str:
+    """The listing of ``tensor_columns`` or ``tree_columns`` (which has ``tensors``) with its header and totals."""
+    from netscope.checkpoints.info import deduplicated_bytes
+    from netscope.render.rows import render_columns
 
-    tree = rows and "tensors" in rows[0]
-    columns = (["key", "shape", "dtype", "tensors", "elements", "size"] if tree
-               else ["key", "shape", "dtype", "elements", "size", "shares_storage_with"])
-    table = render_rows(rows, columns, fmt, table_style=table_style,
-                        numeric=("tensors", "elements", "size"),
-                        headers={"shares_storage_with": "shares storage with"})
+    columns = TREE_COLUMNS if "tensors" in table else TENSOR_COLUMNS
+    text = render_columns([table[c] for c in columns], columns, fmt, table_style=table_style,
+                          numeric=("tensors", "elements", "size"),
+                          headers={"shares_storage_with": "shares storage with"})
     if fmt == "csv":
-        return table
+        return text
     header = [
         f"checkpoint: {info.path}",
         f"format:     {info.format}",
@@ -130,8 +166,14 @@ def render_listing(info, rows: List[Dict[str, Any]], fmt: str, table_style: str)
     if info.other_entries:
         header.append("other entries:")
         header.extend(f"  {k}: {v}" for k, v in info.other_entries.items())
-    total_bytes = info.total_bytes  # a pass over every tensor: once
-    footer = [f"total: {len(info.tensors):,} tensors, {info.total_elements:,} elements, "
+    if "bytes" in table:  # the flat listing has every tensor's elements and bytes at hand
+        total_elements = sum(table["elements"])
+        keys, shares = table["key"], table["shares_storage_with"]
+        total_bytes = (deduplicated_bytes([owner or key for key, owner in zip(keys, shares)], table["bytes"])
+                       if any(shares) else sum(table["bytes"]))  # no key shares: one storage per tensor
+    else:
+        total_elements, total_bytes = info.total_elements, info.total_bytes
+    footer = [f"total: {len(info.tensors):,} tensors, {total_elements:,} elements, "
               f"{human_bytes(total_bytes)} ({total_bytes:,} bytes)"]
     footer.extend(f"note: {note}" for note in info.notes)
-    return "\n".join(header) + "\n\n" + table + "\n\n" + "\n".join(footer)
+    return "\n".join(header) + "\n\n" + text + "\n\n" + "\n".join(footer)

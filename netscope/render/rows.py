@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import collections.abc
 import csv
 import io
 import json
 from operator import itemgetter
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, Hashable, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 from netscope.errors import UsageError
 
@@ -40,19 +41,28 @@ def render_rows(rows: Sequence[Dict[str, Any]], columns: Sequence[str], fmt: str
     """Rows (dicts) -> text. ``headers`` maps column keys to display titles; ``numeric`` columns are right-aligned.
     A table (not markdown, CSV or JSON) wider than ``width`` wraps the cells of column ``wrap`` onto more lines
     (never narrower than ``min_wrap`` characters)."""
+    return render_columns(_column_values(rows, columns), columns, fmt, headers=headers, table_style=table_style,
+                          numeric=numeric, wrap=wrap, width=width, min_wrap=min_wrap)
+
+
+def render_columns(values: Sequence[Sequence[Any]], columns: Sequence[str], fmt: str = "table",
+                   *, headers: Optional[Dict[str, str]] = None, table_style: str = "simple",
+                   numeric: Sequence[str] = (), wrap: Optional[str] = None, width: Optional[int] = None,
+                   min_wrap: int = 40) -> str:
+    """:func:`render_rows` from the cells of each column (``values[i]`` holds column ``columns[i]``, one cell
+    per row, ``None`` blank): a listing of 100k rows needs no dict per row."""
     check_format(fmt, table_style)
     headers = headers or {}
     if fmt == "json":
-        return json.dumps([{c: row.get(c) for c in columns} for row in rows], indent=2, default=str)
+        return json.dumps([dict(zip(columns, row)) for row in zip(*values)], indent=2, default=str)
     if fmt == "csv":
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(columns)
-        for row in rows:
-            writer.writerow(["" if row.get(c) is None else row.get(c) for c in columns])
+        writer.writerows(zip(*(["" if cell is None else cell for cell in column] for column in values)))
         return buffer.getvalue()
     style = "github" if fmt == "markdown" else table_style
-    cells = _text_columns(rows, columns)
+    cells = list(map(_text_column, values))
     titles = [headers.get(c, c) for c in columns]
     right = [c in numeric for c in columns]
     if fmt == "table" and wrap in columns and width:
@@ -68,36 +78,105 @@ def render_rows(rows: Sequence[Dict[str, Any]], columns: Sequence[str], fmt: str
                              colalign=["right" if r else "left" for r in right], disable_numparse=True)
 
 
-def _text_columns(rows: Sequence[Dict[str, Any]], columns: Sequence[str]) -> List[Sequence[str]]:
-    """Each column's cells as text (``_cell``), column by column: a 100k-row listing stays in C loops."""
+def _column_values(rows: Sequence[Dict[str, Any]], columns: Sequence[str]) -> List[Sequence[Any]]:
+    """Each column's cells, column by column (a missing cell is None): a 100k-row listing stays in C loops."""
     if not rows or not columns:
         return [() for _ in columns]
     try:
-        values = (list(zip(*map(itemgetter(*columns), rows))) if len(columns) > 1
-                  else [tuple(map(itemgetter(columns[0]), rows))])
+        return (list(zip(*map(itemgetter(*columns), rows))) if len(columns) > 1
+                else [tuple(map(itemgetter(columns[0]), rows))])
     except KeyError:  # rows without every column: a missing cell is blank
-        values = [tuple(row.get(c) for row in rows) for c in columns]
-    texts = []
-    for column in values:
-        kinds = set(map(type, column))
-        texts.append(column if kinds == {str} else tuple(map("{:,}".format, column)) if kinds == {int}
-                     else tuple(map(_cell, column)))
-    return texts
+        return [tuple(row.get(c) for row in rows) for c in columns]
+
+
+class Coded(collections.abc.Sequence):
+    """A column given as a code per row and the cell of each code, every code in ``cells`` occurring in
+    ``codes``: a long column of a few distinct cells (a checkpoint's 100k tensors of a few shapes). Its cells
+    are converted and measured once per code, and the simple table draws adjacent ``Coded`` columns over one
+    ``codes`` as one block of text per code."""
+
+    __slots__ = ("codes", "cells")
+
+    def __init__(self, codes: Sequence[Hashable], cells: Mapping[Hashable, Any]):
+        self.codes, self.cells = codes, cells
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return [self.cells[code] for code in self.codes[index]]
+        return self.cells[self.codes[index]]
+
+    def __iter__(self) -> Iterator[Any]:
+        return map(self.cells.__getitem__, self.codes)
+
+
+def _distinct(column: Sequence[Any]) -> Iterable[Any]:
+    """The cells to measure or scan: each distinct one of a ``Coded`` column, else all."""
+    return column.cells.values() if type(column) is Coded else column
+
+
+def _text_column(column: Sequence[Any]) -> Sequence[str]:
+    """A column's cells as text (``_cell``), in one C loop when the column holds only strings or only ints."""
+    if type(column) is Coded:
+        return Coded(column.codes, dict(zip(column.cells, _text_column(list(column.cells.values())))))
+    kinds = set(map(type, column))
+    return (column if kinds == {str} else tuple(map(_Thousands().__getitem__, column)) if kinds == {int}
+            else tuple(map(_cell, column)))
+
+
+class _Thousands(dict):
+    """int -> ``"{:,}"`` text, each distinct value formatted once (long columns repeat a few counts)."""
+
+    def __missing__(self, value: int) -> str:
+        text = self[value] = f"{value:,}"
+        return text
 
 
 def _simple_table(titles: List[str], columns: List[Sequence[str]], right: List[bool]) -> str:
     """tabulate's "simple" layout: titles, a dashed rule per column, two spaces between columns."""
-    if any("\n" in "".join(column) for column in columns):  # C-level scan: 100k-row listings stay fast
+    if any("\n" in "".join(_distinct(column)) for column in columns):  # C-level scan: 100k-row listings stay fast
         return _simple_table_multiline(titles, columns, right)
-    widths = [max(len(t) + 2, max(map(len, column), default=0))  # tabulate keeps two spare columns per title
-              for t, column in zip(titles, columns)]
-    pattern = "  ".join(f"{{:{'>' if r else '<'}{w}}}" for w, r in zip(widths, right))
+    widths = [max(len(t) + 2, max(map(len, _distinct(column)), default=0))  # tabulate keeps two spare columns
+              for t, column in zip(titles, columns)]                       # per title
+    pattern = "  ".join(_field(w, r) for w, r in zip(widths, right))  # every cell is a str
     body = columns and columns[0]
-    title_line = (pattern.format(*titles) if body else "  ".join(t.ljust(w) for t, w in zip(titles, widths))).rstrip()
+    title_line = (pattern % tuple(titles) if body else "  ".join(t.ljust(w) for t, w in zip(titles, widths))).rstrip()
     out = [title_line, "  ".join("-" * w for w in widths)]
     if body:
-        out.extend(map(str.rstrip, map(pattern.format, *columns)))  # one format call per row
+        fields = _blocks(columns, widths, right)
+        pattern = "  ".join(_field(w, r) for _, w, r in fields)
+        rows = zip(*(iter(column) for column, _, _ in fields))
+        out.extend(map(str.rstrip, map(pattern.__mod__, rows)))  # one %-format per row (faster than format)
     return "\n".join(out)
+
+
+def _field(width: int, right: bool) -> str:
+    """The %-format of one cell of ``width`` (a str), right- or left-aligned."""
+    return f"%{'' if right else '-'}{width}s"
+
+
+def _blocks(columns: List[Sequence[str]], widths: List[int],
+            right: List[bool]) -> List[Tuple[Sequence[str], int, bool]]:
+    """(column, width, right-aligned) to draw per row: adjacent ``Coded`` columns over one ``codes`` become one
+    ``Coded`` column of their cells already padded and joined, once per code (the very text a row would get)."""
+    fields: List[Tuple[Sequence[str], int, bool]] = []
+    start = 0
+    while start < len(columns):
+        first, end = columns[start], start + 1
+        while (type(first) is Coded and end < len(columns) and type(columns[end]) is Coded
+               and columns[end].codes is first.codes):
+            end += 1
+        if end - start > 1:
+            pattern = "  ".join(_field(w, r) for w, r in zip(widths[start:end], right[start:end]))
+            group = columns[start:end]
+            block = {code: pattern % tuple(column.cells[code] for column in group) for code in first.cells}
+            fields.append((Coded(first.codes, block), sum(widths[start:end]) + 2 * (end - start - 1), False))
+        else:
+            fields.append((first, widths[start], right[start]))
+        start = end
+    return fields
 
 
 def _simple_table_multiline(titles: List[str], columns: List[Sequence[str]], right: List[bool]) -> str:
