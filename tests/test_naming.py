@@ -405,3 +405,15 @@ def test_cli_no_memory_build_matches_the_api(name, capsys):
     assert err == ""  # the meta build worked: no fallback note
     for part in ("entries", "findings", "totals"):
         assert cli[part] == api[part], part
+
+
+def test_names_table_states_columns_with_one_value_for_every_key_once_below_it():
+    import torchvision
+
+    report = netscope.audit_names(torchvision.models.vit_b_16(weights=None))
+    text = report.render()
+    header = next(line for line in text.splitlines() if line.startswith("key "))
+    assert header.split() == ["key", "origins", "expression", "shape"]
+    assert "Every key has dtype float32, trainable yes, saved yes, no alias." in text
+    assert {e.dtype for e in report.entries} == {"float32"} and all(e.in_state_dict for e in report.entries)
+    assert report.render("markdown").splitlines()[2].count("|") == len(netscope.naming.report.ENTRY_COLUMNS) + 1

@@ -9,7 +9,7 @@ from typing import List, Optional, Tuple
 
 from netscope.run.no_memory import BUILD_DESCRIPTIONS
 from netscope.records import Finding
-from netscope.render.rows import check_format, render_rows
+from netscope.render.rows import cell_text, check_format, render_rows
 from netscope.report import TEXT_WIDTH
 from netscope.units import plural
 
@@ -75,6 +75,7 @@ class NamingTotals:
 
 
 ENTRY_COLUMNS = ("key", "origins", "expression", "shape", "dtype", "trainable", "saved", "alias")
+SHARED_COLUMNS = ("dtype", "trainable", "saved", "alias")  # stated once under the table when one value fits all
 FINDING_COLUMNS = ("severity", "code", "layer", "message", "fix")
 
 
@@ -122,8 +123,18 @@ class NamingReport:
         built = f" (built with {BUILD_DESCRIPTIONS[self.build]})" if self.build in BUILD_DESCRIPTIONS else ""
         parts = [f"state_dict naming audit: {self.model}{built}"]
         if not findings_only:
-            parts.append(render_rows([_entry_row(e) for e in self.entries], ENTRY_COLUMNS, fmt,
-                                     table_style=table_style, wrap="origins", width=TEXT_WIDTH, min_wrap=24))
+            rows = [_entry_row(e) for e in self.entries]
+            columns, same = list(ENTRY_COLUMNS), []
+            if fmt == "table" and len(rows) > 1:  # a column with one value for every key is a line, not a column
+                for column in SHARED_COLUMNS:
+                    values = {row[column] for row in rows}
+                    if len(values) == 1:
+                        columns.remove(column)
+                        text = cell_text(values.pop())
+                        same.append(f"{column} {text}" if text else f"no {column}")
+            table = render_rows(rows, columns, fmt, table_style=table_style, wrap="origins", width=TEXT_WIDTH,
+                                min_wrap=24)
+            parts.append(table + (f"\nEvery key has {', '.join(same)}." if same else ""))
         if self.findings:
             parts.append(render_rows(finding_rows, FINDING_COLUMNS, fmt, table_style=table_style, wrap="message",
                                      width=TEXT_WIDTH))

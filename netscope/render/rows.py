@@ -229,3 +229,6 @@ def _cell(value: Any) -> str:
     if kind is float:
         return f"{value:,.4g}"
     return str(value)
+
+
+cell_text = _cell  # a value as a table cell shows it (yes/no, thousands separators), for other renderers
