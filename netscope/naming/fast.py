@@ -175,6 +175,8 @@ class _Visits:
 
 
 class _LastStep(NamedTuple):
+    """The parts of a :class:`ModuleVisit` the numbered-Sequential finding reads."""
+
     module: nn.Module
     path: str
     origin: str
