@@ -80,16 +80,6 @@ class LayerCall:
     inputs_from: Tuple[int, ...] = ()
     merges: Tuple[Tuple[str, Tuple[int, ...]], ...] = ()
 
-    @classmethod
-    def of(cls, **fields) -> "LayerCall":
-        """The record from every one of its fields by name: what ``LayerCall(...)`` makes, without the frozen
-        dataclass ``__init__``'s ``object.__setattr__`` per field (a trace makes one per module call)."""
-        if fields.keys() != _LAYER_CALL_FIELDS:
-            raise TypeError(f"LayerCall.of needs exactly the fields {sorted(_LAYER_CALL_FIELDS)}")
-        record = object.__new__(cls)
-        record.__dict__.update(fields)
-        return record
-
     @property
     def is_repeat(self) -> bool:
         return self.call_number > 1
@@ -100,7 +90,13 @@ class LayerCall:
         return f"{base} (call {self.call_number})" if self.is_repeat else base
 
 
-_LAYER_CALL_FIELDS = LayerCall.__dataclass_fields__.keys()
+def record_from_fields(cls, fields: dict):
+    """A frozen dataclass ``cls`` whose ``__dict__`` is ``fields`` (every field by name, unchecked: tests compare
+    the keys with the dataclass's fields): what ``cls(**fields)`` makes, without ``__init__``'s
+    ``object.__setattr__`` per field, for records made once per module call."""
+    record = object.__new__(cls)
+    object.__setattr__(record, "__dict__", fields)
+    return record
 
 
 @dataclass(frozen=True)

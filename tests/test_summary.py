@@ -293,3 +293,17 @@ def test_a_layer_returning_a_sparse_tensor_is_recorded():
     report = netscope.summary(model, input_size=(3, 4))
     sparse = report.layers[-1]
     assert sparse.output_shapes == (3, 4) and sparse.output_bytes == 3 * 4 * 4  # numel x element size, as dense
+
+
+def test_records_made_without_their_init_carry_exactly_their_dataclass_fields():
+    """Rows and owners are built by ``record_from_fields`` (no per-field setattr, no check): their fields
+    must be the dataclass's, no more, no fewer."""
+    from netscope.analyses.totals import OwnedParams
+    from netscope.records import LayerCall
+
+    report = netscope.summary(nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU()), input_size=(1, 3, 8, 8))
+    assert all(call.__dict__.keys() == LayerCall.__dataclass_fields__.keys() for call in report.layers)
+    assert all(o.__dict__.keys() == OwnedParams.__dataclass_fields__.keys() for o in report.param_owners)
+    assert report.layers[1].hyperparams == {"kernel_size": (3, 3), "stride": (1, 1), "padding": (0, 0),
+                                            "dilation": (1, 1), "groups": 1, "output_padding": (0, 0)}
+    assert report.layers[2].hyperparams == {}

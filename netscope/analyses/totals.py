@@ -11,7 +11,7 @@ from typing import Dict, Mapping, Optional, Tuple
 import torch.nn as nn
 
 from netscope.operators.packed import packed_by_module
-from netscope.records import Totals
+from netscope.records import Totals, record_from_fields
 from netscope.run.module_tree import ModuleTree, tree_of
 
 _values = operator.methodcaller("values")
@@ -75,7 +75,6 @@ def owned_params(model: nn.Module, tree: Optional[ModuleTree] = None) -> Tuple[O
     tree = tree_of(model, tree)
     seen = set()
     owners = []
-    new, set_fields = object.__new__, object.__setattr__
     for module, table in zip(tree.modules, tree.tables("_parameters")):  # named_modules(): each once, first path
         if not table:
             continue
@@ -86,7 +85,6 @@ def owned_params(model: nn.Module, tree: Optional[ModuleTree] = None) -> Tuple[O
                 seen.add(id(param))
                 own += param.numel()
         if own:
-            owner = new(OwnedParams)  # a frozen dataclass, made without its per-field setattr (one per module)
-            set_fields(owner, "__dict__", {"name": name, "class_name": type(module).__name__, "numel": own})
-            owners.append(owner)
+            owners.append(record_from_fields(OwnedParams, {"name": name, "class_name": type(module).__name__,
+                                                           "numel": own}))
     return tuple(owners)

@@ -33,7 +33,6 @@ _PLAIN_TENSORS = (torch.Tensor, nn.Parameter)  # exact types: lazy and other sub
 _HOOK_TABLES = ("_state_dict_hooks", "_state_dict_pre_hooks")
 _SUSPECT = CONTAINERS + (nn.Module, torch.Tensor)  # attribute values that may hold something unregistered
 _values = operator.methodcaller("values")
-_BOOKKEEPING = len(TORCH_INTERNAL)  # a module with only these attributes holds nothing else (ReLU, Sequential)
 
 
 def audit_findings(model: nn.Module, tree: Optional[ModuleTree] = None) -> List[Finding]:
@@ -83,8 +82,9 @@ def is_plain(tree: ModuleTree) -> bool:
                if t is not None]
     if not _distinct_memory(tensors):
         return False
-    # modules holding anything that could be an unregistered module or tensor (most hold only numbers)
-    suspects = {i for i, state in enumerate(states) if len(state) != _BOOKKEEPING or state.keys() != TORCH_INTERNAL
+    # modules holding anything that could be an unregistered module or tensor (most hold only numbers; a
+    # module with nothing beside torch's bookkeeping is passed over at once)
+    suspects = {i for i, state in enumerate(states) if state.keys() != TORCH_INTERNAL
                 for key in state.keys() - TORCH_INTERNAL
                 if isinstance(state[key], _SUSPECT) and not _plain_numbers(state[key])}
     if not suspects:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import time
-import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
@@ -30,7 +29,7 @@ from netscope.operators.registry import UNSEEN, OpResolver
 from netscope.operators.breakdown import OperatorTable
 from netscope.operators.packed import packed_by_module, packed_numel
 from netscope.analyses.receptive_field import FieldTracker, input_field
-from netscope.records import FAILED, NOT_RECORDED, LayerCall
+from netscope.records import FAILED, NOT_RECORDED, LayerCall, record_from_fields
 from netscope.run.module_tree import ModuleTree, module_tree, tree_of
 from netscope.run.shapes import format_shape_tree, shape_tree, shapes_only, tensor_bytes
 from netscope.operators.windows import WindowOpLog
@@ -120,7 +119,6 @@ class _Recorder:
         self.last_failed: Optional[_OpenCall] = None  # the call whose failure was the latest event
         self.field_of: Optional[Callable[[Any], Any]] = None  # output -> its receptive field
         self.flow = DataflowTracker(self.stack)  # which call produced each tensor (netscope.run.dataflow)
-        self.made = self.flow.made  # its producer table, read and written directly on the usual call
         self.replay: Optional[LeafReplay] = None  # set by the pass when identical stock leaves may be replayed
 
     def open(self, module: nn.Module, name: str, args: tuple, kwargs: dict) -> _OpenCall:
@@ -130,18 +128,13 @@ class _Recorder:
         count = counts[key] = counts.get(key, 0) + 1
         stack = self.stack
         calls = self.calls
-        if not kwargs and len(args) == 1 and isinstance(args[0], torch.Tensor):  # the usual call, inlined
-            x = args[0]
-            shapes = (x.shape,)
-            made = self.made.get(id(x))
-            sources = made[1] if made is not None and made[0]() is x else NO_SOURCES
-            kept = {}
-        else:
-            shapes = shapes_only(args)
-            sources = self.flow.producers(args)
-            kept = shapes_only(kwargs) if kwargs else {}
-            if kwargs:
-                sources = sources | self.flow.producers(kwargs)
+        # the usual call, one tensor, without shapes_only's generality
+        shapes = (args[0].shape,) if len(args) == 1 and isinstance(args[0], torch.Tensor) else shapes_only(args)
+        sources = self.flow.producers(args)
+        kept = {}
+        if kwargs:
+            kept = shapes_only(kwargs)
+            sources = sources | self.flow.producers(kwargs)
         call = _OpenCall(len(calls), module, name, stack[-1].index if stack else None, len(stack), count, shapes,
                          kept, sources)
         calls.append(call)
@@ -165,14 +158,13 @@ class _Recorder:
     def returned(self, call: _OpenCall, output) -> None:
         """The call returned ``output`` (after its own forward hooks)."""
         self._close(call, False)
-        if type(output) is torch.Tensor:  # the usual output, without the general helpers
+        if isinstance(output, torch.Tensor):  # the usual output, without shapes_only's generality
             call.output = output.shape
             call.output_bytes = output.numel() * output.element_size()  # (nbytes refuses sparse tensors)
-            self.made[id(output)] = (weakref.ref(output), frozenset((call.index,)))  # flow.claim, inlined
         else:
             call.output = shapes_only(output)
             call.output_bytes = tensor_bytes(output)
-            self.flow.claim(output, frozenset((call.index,)))
+        self.flow.claim(output, frozenset((call.index,)))
         call.finished = True
         self.last_failed = None
         if self.field_of is not None:
@@ -430,10 +422,7 @@ def _build_result(tree: ModuleTree, recorder: _Recorder, ops: Optional[OpResolve
     merges = recorder.flow.merges
     windowed: Dict[type, bool] = {}  # class -> whether it has kernel_size (then read per module)
     class_names: Dict[type, str] = {}
-    new = object.__new__
-    set_fields = object.__setattr__
     param_of = param_table.get
-    no_edges = ()
     for call in open_calls:
         module = call.module
         cls = type(module)
@@ -460,10 +449,7 @@ def _build_result(tree: ModuleTree, recorder: _Recorder, ops: Optional[OpResolve
             class_name = (structure_only and getattr(module, "original_name", None)) or cls.__name__
             if not structure_only:
                 class_names[cls] = class_name
-        sources = call.inputs_from
-        record = new(LayerCall)
-        # every field of LayerCall, set at once (a frozen dataclass's __init__ costs a setattr per field)
-        set_fields(record, "__dict__", {
+        calls.append(record_from_fields(LayerCall, {
             "index": index,
             "name": call.name,
             "class_name": class_name,
@@ -479,14 +465,13 @@ def _build_result(tree: ModuleTree, recorder: _Recorder, ops: Optional[OpResolve
             "macs": total_macs[index],
             "output_bytes": call.output_bytes,
             "is_leaf": not module._modules,
-            "hyperparams": _hyperparams(module, windowed) if windowed_class or "kernel_size" in module.__dict__
-            else {},
+            # hasattr() on a module without the attribute goes through nn.Module.__getattr__ and an
+            # AttributeError: the class (memoized) and the instance dict are asked first
+            "hyperparams": _hyperparams(module) if windowed_class or "kernel_size" in module.__dict__ else {},
             "receptive_field": call.field,
-            "inputs_from": (tuple(sources) if len(sources) == 1 else no_edges) if len(sources) < 2
-            else edge_tuple(sources),
+            "inputs_from": edge_tuple(call.inputs_from),
             "merges": tuple((op, edge_tuple(s)) for op, s in merges[index]) if index in merges else (),
-        })
-        calls.append(record)
+        }))
     return TraceResult(
         calls=calls,
         modules=[c.module for c in open_calls],
@@ -559,20 +544,9 @@ def _param_counts(module: nn.Module) -> Tuple[int, int, str]:
     return own, subtree, trainable
 
 
-def _hyperparams(module: nn.Module, windowed: Optional[Dict[type, bool]] = None) -> Dict[str, Any]:
-    """kernel_size, stride, padding, ... of windowed layers (convolutions and pools). ``windowed``: a memo of
-    which classes have ``kernel_size`` themselves, kept by the caller for one pass."""
+def _hyperparams(module: nn.Module) -> Dict[str, Any]:
+    """kernel_size, stride, padding, ... of a windowed layer (a convolution or a pool)."""
     values = {}
-    # Looked up in the instance dict and the class first: hasattr() on a module without the attribute
-    # goes through nn.Module.__getattr__ and an AttributeError, which costs more than the rest of a row.
-    cls = type(module)
-    on_class = windowed.get(cls) if windowed is not None else None
-    if on_class is None:
-        on_class = hasattr(cls, "kernel_size")
-        if windowed is not None:
-            windowed[cls] = on_class
-    if not on_class and "kernel_size" not in module.__dict__:
-        return values
     for name in HYPERPARAMETERS:
         value = getattr(module, name, None)
         if value is not None and isinstance(value, (int, tuple, str)) and not isinstance(value, bool):
