@@ -12,7 +12,7 @@ from netscope.analyses.formulas import DimFormula, Invalid, predict
 from netscope.analyses.formulas.pool import POOL_DIMS
 from netscope.analyses.formulas.registry import FORMULAS, dim_names
 from netscope.analyses.formulas.window import WINDOW_CODES, window_notes
-from netscope.records import FAILED, Finding, Severity
+from netscope.records import FAILED, Finding, Severity, record_from_fields
 
 PASS, MISMATCH, INVALID = "pass", "mismatch", "invalid"
 
@@ -209,9 +209,8 @@ def check_trace(result) -> List[FormulaCheck]:
 
 def _as_call(check: FormulaCheck, index: int, call) -> FormulaCheck:
     """``check`` (without findings) as the check of another call with the same signature and output."""
-    copy = object.__new__(FormulaCheck)
-    copy.__dict__.update(check.__dict__, call_index=index, layer=call.name, class_name=call.class_name)
-    return copy
+    return record_from_fields(FormulaCheck, {**check.__dict__, "call_index": index, "layer": call.name,
+                                             "class_name": call.class_name})
 
 
 def check_findings(checks: Sequence[FormulaCheck], *, include_info: bool = True) -> List[Finding]:

@@ -171,6 +171,7 @@ class _TensorReader:
             end += (d - 1) * s
         if offset < 0 or (end > numel and not empty):
             raise FastPathUnavailable("tensor view outside its storage")
+        # records.record_from_fields inlined: one call fewer per tensor (~10 ms on 100k keys, on the 1 s target)
         meta = _new_object(TensorMeta)  # without the frozen dataclass's three object.__setattr__ calls
         fields = meta.__dict__
         fields["shape"] = size
