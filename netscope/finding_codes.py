@@ -9,7 +9,9 @@ Severities are one vocabulary everywhere (CLI, JSON, HTML): ``error`` (the pass 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, FrozenSet, Iterable
+from typing import FrozenSet, Iterable
+
+from netscope.registry import Registry
 
 SEVERITIES = ("error", "warning", "info")
 
@@ -22,18 +24,15 @@ class FindingCode:
     meaning: str
 
 
-FINDING_CODES: Dict[str, FindingCode] = {}
+FINDING_CODES: Registry[str, FindingCode] = Registry("finding code")
 
 
 def register_code(code: str, analysis: str, severities: Iterable[str], meaning: str) -> FindingCode:
     """Add one code; registering a code twice or an unknown severity is refused."""
     allowed = frozenset(severities)
-    if code in FINDING_CODES:
-        raise ValueError(f"finding code {code!r} registered twice")
     if not allowed or not allowed <= set(SEVERITIES):
         raise ValueError(f"finding code {code!r}: severities must be among {SEVERITIES}, got {sorted(allowed)}")
-    FINDING_CODES[code] = entry = FindingCode(code, analysis, allowed, meaning)
-    return entry
+    return FINDING_CODES.add(code, FindingCode(code, analysis, allowed, meaning))
 
 
 def check_code(code: str, severity: str) -> None:

@@ -9,7 +9,9 @@ No torch import here: classes are named by their import path and matched along t
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, FrozenSet, Optional, Tuple
+from typing import FrozenSet, Optional, Tuple
+
+from netscope.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -26,14 +28,8 @@ class WrapperKind:
         return f"wrapper:{self.label}"
 
 
-WRAPPERS: Dict[str, WrapperKind] = {}  # class import path -> kind
-
-
-def register_wrapper(class_path: str, kind: WrapperKind) -> WrapperKind:
-    if class_path in WRAPPERS:
-        raise ValueError(f"wrapper class {class_path!r} registered twice")
-    WRAPPERS[class_path] = kind
-    return kind
+WRAPPERS: Registry[str, WrapperKind] = Registry("wrapper class")  # class import path -> kind
+register_wrapper = WRAPPERS.add
 
 
 register_wrapper("torch.nn.parallel.data_parallel.DataParallel",

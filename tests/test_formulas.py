@@ -329,7 +329,7 @@ def test_clean_layer_has_no_warnings():
 def test_registry_rejects_duplicates_and_walks_the_mro():
     registry = FormulaRegistry()
     registry.register(nn.Conv2d)(lambda m, a, k: None)
-    with pytest.raises(ValueError, match="already registered"):
+    with pytest.raises(ValueError, match="size formula for Conv2d registered twice"):
         registry.register(nn.Conv2d)(lambda m, a, k: None)
 
     class MyConv(nn.Conv2d):

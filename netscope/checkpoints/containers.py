@@ -8,6 +8,7 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 from netscope.errors import CheckpointError
 from netscope.records import TensorMeta
+from netscope.registry import Registry
 
 # Keys that commonly hold the model's state dict, most specific first (Lightning/mmengine/timm train
 # scripts use 'state_dict'; DeepSpeed 'module'; many research repos 'model' or 'net').
@@ -225,19 +226,9 @@ def other_entries(container: Any, path: Tuple[Any, ...]) -> Dict[str, str]:
 # ---- layout descriptions: one describer per first key of the state-dict path ---------------------
 
 LayoutDescriber = Callable[[Mapping, Tuple[Any, ...]], str]
-LAYOUTS: Dict[Any, LayoutDescriber] = {}
-
-
-def register_layout(first_key: Any):
-    """Register how to describe containers whose state dict sits under ``first_key`` (() for top level)."""
-
-    def decorator(fn: LayoutDescriber) -> LayoutDescriber:
-        if first_key in LAYOUTS:
-            raise ValueError(f"layout for {first_key!r} registered twice")
-        LAYOUTS[first_key] = fn
-        return fn
-
-    return decorator
+LAYOUTS: Registry[Any, LayoutDescriber] = Registry("layout")
+# @register_layout(first_key): how to describe containers whose state dict sits under first_key (() for top level)
+register_layout = LAYOUTS.decorator
 
 
 def _shape(container: Mapping, path: Tuple[Any, ...], limit: int = 4) -> str:

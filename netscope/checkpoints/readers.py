@@ -29,6 +29,7 @@ from netscope.checkpoints.containers import (
 from netscope.collector import paused_gc
 from netscope.errors import CheckpointError
 from netscope.records import TensorMeta
+from netscope.registry import Registry
 
 CHECKPOINT_EXTENSIONS = (".safetensors", ".pt", ".pth", ".bin", ".ckpt", ".tar", ".pt2")
 # the model's weights in a folder that also holds optimizer/scheduler files (accelerate's save_state)
@@ -41,13 +42,8 @@ class Reader:
     load: Callable[[str, bool, bool], LoadedCheckpoint]  # (path, weights_only, mmap)
 
 
-READERS: Dict[str, Reader] = {}
-
-
-def register_reader(fmt: str, reader: Reader) -> None:
-    if fmt in READERS:
-        raise ValueError(f"checkpoint reader for {fmt!r} registered twice")
-    READERS[fmt] = reader
+READERS: Registry[str, Reader] = Registry("checkpoint reader")  # format name -> reader
+register_reader = READERS.add
 
 
 # ---- public entry points ---------------------------------------------------------------------------

@@ -3,24 +3,15 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Dict, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 
 from netscope.errors import CheckpointError
 from netscope.fileio import atomic_path
+from netscope.registry import Registry
 
 Writer = Callable[[Any, str, Optional[Mapping[str, str]]], None]
-WRITERS: Dict[str, Writer] = {}
-
-
-def register_writer(*extensions: str):
-    def decorator(fn: Writer) -> Writer:
-        for ext in extensions:
-            if ext in WRITERS:
-                raise ValueError(f"checkpoint writer for {ext!r} registered twice")
-            WRITERS[ext] = fn
-        return fn
-
-    return decorator
+WRITERS: Registry[str, Writer] = Registry("checkpoint writer")  # file extension -> writer
+register_writer = WRITERS.decorator  # @register_writer(".pt", ".pth"): one writer for each extension
 
 
 @register_writer(".pt", ".pth", ".bin", ".ckpt", ".tar")  # .tar: timm's .pth.tar (a torch.save file)

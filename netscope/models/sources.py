@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Mapping, Tuple
+from typing import Any, Callable, Mapping, Tuple
 
 from netscope.inputs import InputSpec
+from netscope.registry import Registry
 
 BUILTIN_SOURCE_MODULES = ("netscope.models.torchvision", "netscope.models.timm", "netscope.models.hf")
 
@@ -39,18 +40,16 @@ class ModelSource:
     bare_names: bool = False  # also resolves specs without a prefix
 
 
-SOURCES: Dict[str, ModelSource] = {}
+SOURCES: Registry[str, ModelSource] = Registry("model source")
 
 
 def register_source(prefix: str, *, bare_names: bool = False):
     """Register a resolver for specs ``prefix:name`` (and, with ``bare_names``, for plain ``name``)."""
 
     def decorator(fn: Resolver) -> Resolver:
-        if prefix in SOURCES:
-            raise ValueError(f"model source {prefix!r} registered twice")
-        if bare_names and any(source.bare_names for source in SOURCES.values()):
+        if bare_names and prefix not in SOURCES and any(source.bare_names for source in SOURCES.values()):
             raise ValueError(f"model source {prefix!r} claims bare names, which {bare_name_source().prefix!r} resolves")
-        SOURCES[prefix] = ModelSource(prefix, fn, bare_names)
+        SOURCES.add(prefix, ModelSource(prefix, fn, bare_names))
         return fn
 
     return decorator

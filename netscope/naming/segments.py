@@ -12,10 +12,12 @@ import json
 import keyword
 import unicodedata
 from dataclasses import dataclass
-from typing import Callable, Dict, Optional
+from typing import Callable, Optional
 
 import torch.nn as nn
 from torch.nn.utils.parametrize import ParametrizationList, is_parametrized
+
+from netscope.registry import Registry
 
 ATTRIBUTE = "attribute"
 SEQUENTIAL_INDEX = "sequential-index"
@@ -84,17 +86,8 @@ def key_accessor(name: str) -> str:
 # --- child modules ------------------------------------------------------------------------------
 
 ChildRule = Callable[[nn.Module, str, int, str], Step]  # (parent, name, position, parent_origin) -> Step
-_CHILD_RULES: Dict[type, ChildRule] = {}
-
-
-def _child_rule(container: type):
-    def decorator(fn: ChildRule) -> ChildRule:
-        if container in _CHILD_RULES:
-            raise ValueError(f"child-segment rule for {container.__name__} registered twice")
-        _CHILD_RULES[container] = fn
-        return fn
-
-    return decorator
+_CHILD_RULES: Registry[type, ChildRule] = Registry("child-segment rule")  # container class -> rule, along the MRO
+_child_rule = _CHILD_RULES.decorator
 
 
 def _attribute_step(parent: nn.Module, name: str) -> Step:
@@ -143,27 +136,17 @@ def _moduledict_child(parent, name, position, parent_origin):
 
 def child_step(parent: nn.Module, name: str, position: int, parent_origin: str) -> Step:
     """How child ``name`` (registered at ``position`` in ``parent._modules``) extends a key."""
-    for cls in type(parent).__mro__:
-        rule = _CHILD_RULES.get(cls)
-        if rule is not None:
-            return rule(parent, name, position, parent_origin)
+    rule = _CHILD_RULES.lookup(type(parent))
+    if rule is not None:
+        return rule(parent, name, position, parent_origin)
     raise TypeError(f"{type(parent).__name__} is not an nn.Module")  # unreachable for modules
 
 
 # --- tensors ------------------------------------------------------------------------------------
 
 LeafRule = Callable[[nn.Module, str, str, str], Step]  # (owner, name, kind, table) -> Step
-_LEAF_RULES: Dict[type, LeafRule] = {}
-
-
-def _leaf_rule(container: type):
-    def decorator(fn: LeafRule) -> LeafRule:
-        if container in _LEAF_RULES:
-            raise ValueError(f"leaf-segment rule for {container.__name__} registered twice")
-        _LEAF_RULES[container] = fn
-        return fn
-
-    return decorator
+_LEAF_RULES: Registry[type, LeafRule] = Registry("leaf-segment rule")  # owner class -> rule, along the MRO
+_leaf_rule = _LEAF_RULES.decorator
 
 
 @_leaf_rule(nn.Module)
@@ -189,8 +172,7 @@ def _parameterdict_leaf(owner, name, kind, table):
 def leaf_step(owner: nn.Module, name: str, kind: str) -> Step:
     """How tensor ``name`` of ``owner`` ends a key; ``kind`` is parameter, buffer, ... ."""
     table = "_parameters" if kind == PARAMETER else "_buffers"
-    for cls in type(owner).__mro__:
-        rule = _LEAF_RULES.get(cls)
-        if rule is not None:
-            return rule(owner, name, kind, table)
+    rule = _LEAF_RULES.lookup(type(owner))
+    if rule is not None:
+        return rule(owner, name, kind, table)
     raise TypeError(f"{type(owner).__name__} is not an nn.Module")

@@ -27,6 +27,7 @@ import torch
 from torch.utils import flop_counter
 
 from netscope.errors import MacFormulaError
+from netscope.registry import Registry
 
 MacFormula = Callable[..., int]  # (*args, out_val=..., **kwargs) -> multiply-adds
 OpLike = Union[str, "torch._ops.OpOverloadPacket", "torch._ops.OpOverload"]
@@ -169,7 +170,7 @@ class MacRegistry:
     """
 
     def __init__(self) -> None:
-        self._formulas: Dict[str, MacFormula] = {}
+        self._formulas: Registry[str, MacFormula] = Registry("multiply-add formula")
         self._zero: Dict[str, str] = dict(_QUALIFIED_ZERO)  # name -> group or reason
 
     def register(self, op: OpLike, *, overrides_torch: bool = False) -> Callable[[MacFormula], MacFormula]:
@@ -178,15 +179,13 @@ class MacRegistry:
         _refuse_unknown(name, "register_macs")
 
         def decorator(fn: MacFormula) -> MacFormula:
-            if name in self._formulas:
-                raise ValueError(f"multiply-add formula for {name} registered twice")
             if name in self._zero:
                 raise ValueError(f"{name} is on the zero-by-convention list ({self._zero[name]}); "
                                  "a formula for it would contradict that list")
             if not overrides_torch and _torch_formula(name) is not None:
                 raise ValueError(f"torch.utils.flop_counter already has a formula for {name}; pass "
                                  "overrides_torch=True to replace it deliberately")
-            self._formulas[name] = _checked(name, fn)
+            self._formulas.add(name, _checked(name, fn))
             return fn
 
         return decorator

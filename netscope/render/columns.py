@@ -11,6 +11,7 @@ from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 from netscope.errors import UsageError
 from netscope.records import NOT_RECORDED, LayerCall
+from netscope.registry import Registry
 from netscope.run.shapes import format_shape_tree
 from netscope.units import si
 
@@ -234,16 +235,9 @@ _COLUMN_LIST: Tuple[Column, ...] = (
 )
 
 
-def _registry(columns: Sequence[Column]) -> Dict[str, Column]:
-    table: Dict[str, Column] = {}
-    for column in columns:
-        if column.key in table:
-            raise ValueError(f"column {column.key!r} registered twice")
-        table[column.key] = column
-    return table
-
-
-COLUMNS: Dict[str, Column] = _registry(_COLUMN_LIST)
+COLUMNS: Registry[str, Column] = Registry("column")
+for _column in _COLUMN_LIST:
+    COLUMNS.add(_column.key, _column)
 DEFAULT_COLUMNS = ("layer", "type", "input", "output", "params", "macs")
 DATA_COLUMNS = tuple(k for k, c in COLUMNS.items() if c.data)  # JSON and DataFrame, when none are chosen
 ALL = "all"

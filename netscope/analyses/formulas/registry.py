@@ -10,9 +10,10 @@ example a lazy layer that has not materialized yet).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Optional, Tuple
 
 from netscope.records import Finding
+from netscope.registry import Registry
 
 Shape = Tuple[int, ...]
 
@@ -82,24 +83,14 @@ class FormulaRegistry:
     """Module type -> formula. Lookup walks the MRO, so subclasses inherit their base's formula."""
 
     def __init__(self) -> None:
-        self._formulas: Dict[type, Formula] = {}
+        self._formulas: Registry[type, Formula] = Registry("size formula")
 
     def register(self, *module_types: type):
-        def decorator(fn: Formula) -> Formula:
-            for module_type in module_types:
-                if module_type in self._formulas:
-                    raise ValueError(f"a size formula for {module_type.__name__} is already registered")
-                self._formulas[module_type] = fn
-            return fn
-
-        return decorator
+        """Decorator: the formula of each of ``module_types`` (and of their subclasses without their own)."""
+        return self._formulas.decorator(*module_types)
 
     def lookup(self, module_type: type) -> Optional[Formula]:
-        for klass in module_type.__mro__:
-            fn = self._formulas.get(klass)
-            if fn is not None:
-                return fn
-        return None
+        return self._formulas.lookup(module_type)
 
     def __contains__(self, module_type: type) -> bool:
         return self.lookup(module_type) is not None
