@@ -124,3 +124,25 @@ def test_no_torchvision_builder_downloads_weights(monkeypatch):
     for name in with_backbone:
         resolved = resolve_model(name, empty_weights=True)
         assert sum(p.numel() for p in resolved.module.parameters()) > 0, name
+
+
+def test_summary_refuses_training_step_columns_and_all_leaves_them_out(capsys):
+    code, out, err = run_cli(capsys, "summary", "resnet18", "--device", "meta", "--columns", "layer,bwd_macs")
+    assert code == 2 and "bwd_macs" in err and "netscope step" in err and "Traceback" not in err
+    code, out, err = run_cli(capsys, "summary", "resnet18", "--device", "meta", "--columns", "all", "--depth", "0")
+    assert code == 0 and "Receptive field (exact)" in out
+    assert "Backward mult-adds" not in out and "Saved for backward" not in out
+
+
+def test_exact_receptive_field_column_reads_as_text(capsys):
+    import torch.nn as nn
+
+    import netscope
+
+    model = nn.Sequential(nn.Conv2d(1, 1, 7, stride=2, padding=3), nn.MaxPool2d(3, 2, 1))
+    report = netscope.summary(model, (1, 1, 32, 32), receptive_field=True)
+    lines = report.render(columns="layer,receptive_field").splitlines()
+    # conv: size 7, jump 2, first window centred at 0 - 3 + 3; pool: 7 + (3-1)*2 = 11, jump 4, centre 0 + (1-1)*2
+    assert lines[3].split(None, 1)[1].strip() == "7x7, jump 2x2, first centre 0x0"
+    assert lines[4].split(None, 1)[1].strip() == "11x11, jump 4x4, first centre 0x0"
+    assert "{" not in "\n".join(lines)  # no Python dict repr in a table

@@ -67,15 +67,16 @@ def emit(text: str, args: argparse.Namespace) -> None:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
 
 
-def check_table_options(args: argparse.Namespace) -> None:
-    """Fail fast, before building the model: format, tabulate style, --columns and --depth."""
+def check_table_options(args: argparse.Namespace, *, step: bool = False) -> None:
+    """Fail fast, before building the model: format, tabulate style, --columns (``step``: for netscope step,
+    whose backward-pass columns a summary refuses) and --depth."""
     from netscope.errors import UsageError
     from netscope.render.columns import parse_columns
     from netscope.render.rows import check_format
 
     check_format(args.format, args.table_style)
     if args.columns is not None:
-        parse_columns(args.columns)
+        parse_columns(args.columns, step=step)
     if args.depth is not None and args.depth < 0:
         raise UsageError(f"--depth must be 0 or more, got {args.depth}")
 

@@ -36,7 +36,7 @@ def run(args) -> int:
     from netscope.analyses.step.api import run_step_report
     from netscope.analyses.step.options import StepOptions
 
-    check_table_options(args)
+    check_table_options(args, step=True)
     options = StepOptions(optimizer=args.optimizer, precision=args.precision, fsdp=args.fsdp, ddp=args.ddp,
                           activation_checkpointing=args.activation_checkpointing)
     inputs = parse_inputs(args.input)

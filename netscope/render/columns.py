@@ -40,6 +40,7 @@ class Column:
     data: bool = True  # part of JSON / DataFrame when no columns are chosen
     short: Optional[Callable[..., str]] = None  # a tighter cell for table/markdown (CSV keeps ``text``)
     lower_bound: str = ""  # a mult-add count: the context key of the calls where it is a lower bound (``>=N``)
+    step_only: bool = False  # a figure of ``netscope step`` (backward pass): refused by summary
 
     @property
     def name(self) -> str:
@@ -139,6 +140,17 @@ def _field(part):
     return value
 
 
+def _field_full_text(call: LayerCall, value, ctx=None) -> str:
+    """``7x7, jump 2x2, first centre 0x0`` (JSON's size, jump and start; ``<=`` before an enclosing bound's
+    size), ``whole``, ``?`` or empty."""
+    from netscope.analyses.receptive_field import field_text
+
+    size = field_text(call.receptive_field, "size")
+    if not isinstance(value, dict):
+        return size
+    return f"{size}, jump {field_text(call.receptive_field, 'jump')}, first centre {field_text(call.receptive_field, 'start')}"
+
+
 def field_dict(call: LayerCall, ctx=None):
     """The call's receptive field as JSON: a dict (size, jump, start per axis; exact), ``"whole input"`` or None."""
     value = call.receptive_field
@@ -223,15 +235,15 @@ _COLUMN_LIST: Tuple[Column, ...] = (
     # receptive field on the model input, per spatial axis (tracked when asked for)
     Column("rf", "Receptive field", _field("size"), "string", data=False),
     Column("jump", "Jump", _field("jump"), "string", data=False),  # input positions between neighbouring outputs
-    Column("receptive_field", "Receptive field (exact)", field_dict),
+    Column("receptive_field", "Receptive field (exact)", field_dict, text=_field_full_text),
     # dataflow: the calls whose outputs this call received (-1: the model input), the merges in its own code
     Column("inputs_from", "Inputs from", lambda c, ctx: c.inputs_from, text=_sources_text),
     Column("merges", "Merges", lambda c, ctx: c.merges, text=_merges_text),
     # netscope step's figures (``ctx`` carries them); not part of summary's JSON/DataFrame
-    Column("bwd_macs", "Backward mult-adds", _step("backward_macs"), "Int64", text=_si_text, numeric=True, data=False),
-    Column("own_bwd_macs", "Own backward mult-adds", _step("own_backward_macs"), "Int64", numeric=True, data=False),
-    Column("saved", "Saved for backward (B)", _step("saved_bytes"), "Int64", numeric=True, data=False),
-    Column("own_saved", "Own saved (B)", _step("own_saved_bytes"), "Int64", numeric=True, data=False),
+    Column("bwd_macs", "Backward mult-adds", _step("backward_macs"), "Int64", text=_si_text, numeric=True, data=False, step_only=True),
+    Column("own_bwd_macs", "Own backward mult-adds", _step("own_backward_macs"), "Int64", numeric=True, data=False, step_only=True),
+    Column("saved", "Saved for backward (B)", _step("saved_bytes"), "Int64", numeric=True, data=False, step_only=True),
+    Column("own_saved", "Own saved (B)", _step("own_saved_bytes"), "Int64", numeric=True, data=False, step_only=True),
 )
 
 
@@ -243,19 +255,26 @@ DATA_COLUMNS = tuple(k for k, c in COLUMNS.items() if c.data)  # JSON and DataFr
 ALL = "all"
 
 
-def parse_columns(spec, *, default: Sequence[str] = DEFAULT_COLUMNS) -> Sequence[str]:
-    """``"layer,output,params"``, ``"all"`` or a list -> validated column keys."""
+def parse_columns(spec, *, default: Sequence[str] = DEFAULT_COLUMNS, step: bool = False) -> Sequence[str]:
+    """``"layer,output,params"``, ``"all"`` or a list -> validated column keys. ``step``: for ``netscope step``,
+    whose backward-pass columns a summary (forward only) refuses instead of showing them empty."""
     if spec is None:
         return tuple(default)
     keys = [k.strip() for k in (spec.split(",") if isinstance(spec, str) else spec) if k.strip()]
+    offered = [k for k, column in COLUMNS.items() if step or not column.step_only]
     if keys == [ALL]:
-        return tuple(COLUMNS)
+        return tuple(offered)
     unknown = [k for k in keys if k not in COLUMNS]
     if unknown or not keys:
         raise UsageError(
-            f"unknown column(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(COLUMNS)} or 'all' "
+            f"unknown column(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(offered)} or 'all' "
             "(comma-separated, e.g. --columns layer,output,params,macs)"
         )
+    backward = [k for k in keys if k not in offered]
+    if backward:
+        raise UsageError(
+            f"column(s) {', '.join(backward)} hold figures of a training step (the backward pass), which a summary "
+            "does not run; use netscope step (netscope.step() in Python) for them")
     return tuple(keys)
 
 

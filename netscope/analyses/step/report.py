@@ -77,7 +77,7 @@ class StepReport:
         check_format(fmt, table_style)
         if fmt == "json":
             return json.dumps(self.to_dict(), indent=2)
-        keys = list(parse_columns(columns if columns is not None else STEP_COLUMNS))
+        keys = list(parse_columns(columns if columns is not None else STEP_COLUMNS, step=True))
         rows = self.rows(keys, depth=depth, csv=(fmt == "csv"))
         if fmt == "csv":
             return render_rows(rows, keys, fmt)
