@@ -147,7 +147,10 @@ def _placed(model: nn.Module, device: torch.device, float_dtype: str, owned: boo
     current_dtype = getattr(torch, model_float_dtype(model))
     needs_cast = target_dtype != current_dtype and target_dtype.is_floating_point
     if device.type == "meta":
-        copy_ = meta_copy(model) if not owned else model.to("meta")
+        if not owned:
+            copy_ = meta_copy(model)
+        else:  # netscope's own copy (the solver's, probed thousands of times): moved only when it is not there yet
+            copy_ = model if _all_on(tree_of(model, tree), device) else model.to("meta")
         yield copy_.to(target_dtype) if needs_cast else copy_
         return
     if owned:
@@ -157,11 +160,10 @@ def _placed(model: nn.Module, device: torch.device, float_dtype: str, owned: boo
         yield copy.deepcopy(model).to(device=device, dtype=target_dtype)
         return
     tree = tree_of(model, tree)
-    tensors = tree.parameters + tree.buffers
-    if all(map(_IS_CPU, tensors)) if device.type == "cpu" else all(t.device == device for t in tensors):
+    if _all_on(tree, device):
         yield model
         return
-    homes = [(t, t.data) for t in {id(t): t for t in tensors}.values()]
+    homes = [(t, t.data) for t in {id(t): t for t in tree.parameters + tree.buffers}.values()]
     try:
         for tensor, data in homes:
             tensor.data = data.to(device)
@@ -172,6 +174,15 @@ def _placed(model: nn.Module, device: torch.device, float_dtype: str, owned: boo
 
 
 _IS_CPU = operator.attrgetter("is_cpu")
+_IS_META = operator.attrgetter("is_meta")
+
+
+def _all_on(tree: ModuleTree, device: torch.device) -> bool:
+    """Every parameter and buffer of the tree is on ``device``."""
+    tensors = tree.parameters + tree.buffers
+    if device.type in ("cpu", "meta"):
+        return all(map(_IS_CPU if device.type == "cpu" else _IS_META, tensors))
+    return all(t.device == device for t in tensors)
 
 
 def _moved_inputs(inputs, device: torch.device):
