@@ -43,6 +43,11 @@ MODELS_SOURCE = textwrap.dedent("""
         def forward(self, x):
             return self.conv(x)
 
+    class ExitsInConstructor(nn.Module):  # a constructor that ends the process: named, not obeyed
+        def __init__(self):
+            super().__init__()
+            raise SystemExit(4)
+
     class Raises(nn.Module):
         def __init__(self):
             raise RuntimeError("boom in constructor")
@@ -123,6 +128,8 @@ def workspace(tmp_path):
     (root / "netscope_badinput_importfail.py").write_text("import netscope_no_such_dependency\n")
     (root / "netscope_badinput_importraise.py").write_text("raise ValueError('config missing')\n")
     (root / "broken.py").write_text("class Net(:\n    pass\n")
+    (root / "script.py").write_text("import sys\nsys.exit(5)\n")  # a script's entry point, unguarded
+    (root / "netscope_badinput_exits.py").write_text("raise SystemExit('bye')\n")
     (root / "d").mkdir()
     (root / "notes.txt").write_text("hello\n")
     (root / "existing.txt").write_text("keep me\n")
@@ -212,6 +219,10 @@ BAD_SPECS = [  # (spec args, what the message must name)
     ([f"{M}:NUMBER"], "not a class or function"),
     ([f"{M}:Nope"], "has no attribute 'Nope'"),
     (["broken.py:Net"], "SyntaxError"),
+    (["script.py:Net"], "called sys.exit(5)"),
+    (["netscope_badinput_exits:Net"], "called sys.exit('bye')"),
+    ([f"{M}:ExitsInConstructor"], "constructor of netscope_badinput_models:ExitsInConstructor called sys.exit(4)"),
+    (["notes.txt:Net"], "not a Python source file"),
     (["missing.py:Net"], "does not exist"),
     ([":Net"], "names no module"),
     ([f"{M}:"], "names no attribute"),

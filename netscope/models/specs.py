@@ -69,7 +69,7 @@ def _resolve(spec: str, model_args: Dict[str, Any], empty_weights: bool) -> Reso
     prefix, sep, rest = spec.partition(":")
     if sep and prefix in SOURCES:
         return SOURCES[prefix].resolve(rest, model_args, empty_weights)
-    if sep and (prefix.endswith(".py") or os.sep in prefix or "/" in prefix):
+    if sep and (prefix.endswith(".py") or os.sep in prefix or "/" in prefix or os.path.isfile(prefix)):
         return _from_file(prefix, rest, model_args, spec)
     if sep:
         return _from_import_string(prefix, rest, model_args, spec)
@@ -92,6 +92,8 @@ def _call_factory(factory: Callable, model_args: Mapping[str, Any], spec: str):
             f"calling {spec} with {dict(model_args)} failed: {exc}. Pass the constructor's required "
             "arguments with --model-arg KEY=VALUE"
         ) from exc
+    except SystemExit as exc:
+        raise ModelSpecError(f"the constructor of {spec} {_exit_text(exc, script=False)}") from exc
     except Exception as exc:
         raise ModelSpecError(f"the constructor of {spec} raised {type(exc).__name__}: {exc}") from exc
     if not isinstance(model, nn.Module):
@@ -111,6 +113,8 @@ def _from_import_string(module_path: str, attr: str, model_args, spec: str) -> R
             f"cannot import {module_path!r} from {spec!r} ({exc}). Check the spelling, that the package is "
             "installed in this environment, or that the current directory is on PYTHONPATH"
         ) from exc
+    except SystemExit as exc:
+        raise ModelSpecError(f"importing {module_path!r} {_exit_text(exc)}") from exc
     except Exception as exc:
         raise ModelSpecError(f"importing {module_path!r} raised {type(exc).__name__}: {exc}") from exc
     factory = _get_attr_path(module, attr, spec)
@@ -125,12 +129,18 @@ def _from_file(path: str, attr: str, model_args, spec: str) -> ResolvedModel:
         raise ModelSpecError(f"{spec!r} names no class after ':'; write it like {path}:ClassName")
     name = "_netscope_user_" + os.path.splitext(os.path.basename(path))[0].replace("-", "_")
     module_spec = importlib.util.spec_from_file_location(name, os.path.abspath(path))
+    if module_spec is None:  # a suffix Python does not import (not .py)
+        raise ModelSpecError(f"{path!r} from {spec!r} is not a Python source file: name a .py file that defines "
+                             "the model, like path/to/model.py:ClassName")
     module = importlib.util.module_from_spec(module_spec)
     sys.modules[name] = module  # dataclasses and pickling look the module up by name
     added_path = os.path.dirname(os.path.abspath(path))
     sys.path.insert(0, added_path)  # let the file import its siblings
     try:
         module_spec.loader.exec_module(module)
+    except SystemExit as exc:  # a script's own entry point ran: say so, instead of leaving with its exit code
+        sys.modules.pop(name, None)
+        raise ModelSpecError(f"running {path} {_exit_text(exc)}") from exc
     except Exception as exc:
         sys.modules.pop(name, None)
         raise ModelSpecError(f"running {path} raised {type(exc).__name__}: {exc}") from exc
@@ -139,6 +149,16 @@ def _from_file(path: str, attr: str, model_args, spec: str) -> ResolvedModel:
     factory = _get_attr_path(module, attr, spec)
     model = _call_factory(factory, model_args, spec)
     return ResolvedModel(model, spec, default_inputs_for(model), source="file")
+
+
+def _exit_text(exc: SystemExit, *, script: bool = True) -> str:
+    """What a module or constructor that called ``sys.exit`` did, and (``script``) how to keep a script's entry
+    point from running on import."""
+    text = f"called sys.exit({exc.code!r}) (SystemExit)"
+    if script:
+        text += (": netscope imports the file as a module, so put the script part (argument parsing, training) "
+                 "under if __name__ == \"__main__\":")
+    return text
 
 
 def _module_classes(obj) -> list:
