@@ -49,7 +49,7 @@ register_code("formula-invalid", "checks", {"error"}, "the formula says the laye
 register_code("padded-in-forward", "checks", {"info"}, "the layer padded its input inside forward; the formula is checked on what the operator received")
 register_code("stride-skips-input", "checks", {"warning", "info"}, "input positions no window reads (info when the stride subsamples by design)")
 register_code("ceil-mode-extra-window", "checks", {"warning"}, "ceil_mode adds a last window that starts in the padding")
-register_code("minimum-size", "checks", {"warning"}, "the input is at the smallest size the layer accepts")
+register_code("minimum-size", "checks", {"info"}, "the input is at the smallest size the layer accepts (by design in conv-as-linear heads)")
 register_code("asymmetric-padding", "checks", {"info"}, "the padding used is not the same on both sides")
 register_code("adaptive-pool-upsamples", "checks", {"warning"}, "an adaptive pool's input is smaller than its output, so it repeats values")
 register_code("empty-output", "checks", {"warning"}, "a resize produced an empty tensor")

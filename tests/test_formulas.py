@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from netscope.analyses.formulas import FORMULAS, FormulaRegistry, predict
 from netscope.analyses.formulas import registry as R
+from netscope.records import Severity
 
 SETTINGS = settings(max_examples=300, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
@@ -338,3 +339,11 @@ def test_registry_rejects_duplicates_and_walks_the_mro():
     assert registry.lookup(MyConv) is registry.lookup(nn.Conv2d)
     assert FORMULAS.lookup(nn.LazyConv2d) is FORMULAS.lookup(nn.Conv2d)
     assert FORMULAS.lookup(nn.ReLU) is None
+
+
+def test_a_conv_as_linear_head_at_its_minimum_size_is_info_not_a_warning():
+    # VGG's head (timm's ConvMlp): a 7x7 kernel on the 7x7 feature map of a 224 input gives 1x1 by design;
+    # one position less, (6 - 7) + 1 = 0, would fail, which is worth knowing but not a bug
+    prediction = predict(nn.Conv2d(512, 64, 7), (torch.Size([1, 512, 7, 7]),))
+    notes = {n.code: n.severity for n in prediction.notes}
+    assert notes == {"minimum-size": Severity.INFO}

@@ -177,7 +177,8 @@ def _window_notes(windows: Tuple[Window, ...], sizes: Tuple[int, ...], names: Tu
         notes.append(Finding(Severity.WARNING, "ceil-mode-extra-window", "; ".join(extra),
                              fix="expected with ceil_mode=True; use ceil_mode=False to drop the partial window"))
     if minimum:
-        notes.append(Finding(Severity.WARNING, "minimum-size", "; ".join(minimum),
+        # info, not a warning: a head whose kernel covers its whole input (VGG's 7x7 conv-as-linear) is built so
+        notes.append(Finding(Severity.INFO, "minimum-size", "; ".join(minimum),
                              fix="this input is the smallest this layer accepts; do not feed smaller inputs"))
     if asymmetric:
         notes.append(Finding(Severity.INFO, "asymmetric-padding", "; ".join(asymmetric),
