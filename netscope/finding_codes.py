@@ -48,7 +48,7 @@ register_code("formula-mismatch", "checks", {"error"}, "a layer's output shape d
 register_code("formula-invalid", "checks", {"error"}, "the formula says the layer must reject this input, and the pass failed there")
 register_code("padded-in-forward", "checks", {"info"}, "the layer padded its input inside forward; the formula is checked on what the operator received")
 register_code("stride-skips-input", "checks", {"warning", "info"}, "input positions no window reads (info when the stride subsamples by design)")
-register_code("ceil-mode-extra-window", "checks", {"warning"}, "ceil_mode adds a last window that starts in the padding")
+register_code("ceil-mode-extra-window", "checks", {"info"}, "ceil_mode adds a last window that hangs over the input's edge (what ceil_mode=True asks for)")
 register_code("minimum-size", "checks", {"info"}, "the input is at the smallest size the layer accepts (by design in conv-as-linear heads)")
 register_code("asymmetric-padding", "checks", {"info"}, "the padding used is not the same on both sides")
 register_code("adaptive-pool-upsamples", "checks", {"warning"}, "an adaptive pool's input is smaller than its output, so it repeats values")

@@ -347,3 +347,12 @@ def test_a_conv_as_linear_head_at_its_minimum_size_is_info_not_a_warning():
     prediction = predict(nn.Conv2d(512, 64, 7), (torch.Size([1, 512, 7, 7]),))
     notes = {n.code: n.severity for n in prediction.notes}
     assert notes == {"minimum-size": Severity.INFO}
+
+
+def test_googlenet_ceil_mode_pool_window_is_info():
+    # torchvision GoogLeNet's maxpool1: 3x3 stride 2 ceil_mode on 112 gives ceil((112 - 3) / 2) + 1 = 56, one
+    # more than floor's 55; the last window hangs over the edge, as ceil_mode=True asks
+    prediction = predict(nn.MaxPool2d(3, 2, ceil_mode=True), (torch.Size([1, 64, 112, 112]),))
+    assert prediction.shape == (1, 64, -(-(112 - 3) // 2) + 1, -(-(112 - 3) // 2) + 1)
+    notes = {n.code: n.severity for n in prediction.notes}
+    assert notes["ceil-mode-extra-window"] is Severity.INFO

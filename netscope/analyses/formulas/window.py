@@ -174,7 +174,8 @@ def _window_notes(windows: Tuple[Window, ...], sizes: Tuple[int, ...], names: Tu
                              fix="by design for a subsampling layer (kernel smaller than the stride); "
                                  "use a kernel as large as the stride to read every position"))
     if extra:
-        notes.append(Finding(Severity.WARNING, "ceil-mode-extra-window", "; ".join(extra),
+        # info: the layer's author asked for it (GoogLeNet's and SqueezeNet's Caffe-style pools)
+        notes.append(Finding(Severity.INFO, "ceil-mode-extra-window", "; ".join(extra),
                              fix="expected with ceil_mode=True; use ceil_mode=False to drop the partial window"))
     if minimum:
         # info, not a warning: a head whose kernel covers its whole input (VGG's 7x7 conv-as-linear) is built so
