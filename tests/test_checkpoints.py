@@ -760,3 +760,12 @@ def test_key_choice_is_reported_once_and_as_chosen(tmp_path):
     torch.save({"model": state, "ema": state}, path)
     notes = [n for n in load_checkpoint(str(path), key="ema").info.notes if "taken from" in n]
     assert len(notes) == 1 and notes[0].startswith("the state dict was taken from ema;")
+
+
+def test_a_tensor_saved_alone_is_named_not_hidden(tmp_path, capsys):
+    path = tmp_path / "alone.pt"
+    torch.save(torch.zeros(3, 2, dtype=torch.float16), path)
+    assert main(["keys", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "(top level): tensor float16 (3, 2)" in out  # what the file holds, though it is no state dict
+    assert "no model tensors found" in out
