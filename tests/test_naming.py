@@ -15,6 +15,7 @@ import torchvision
 from torch.nn.utils.parametrizations import weight_norm
 
 import netscope
+from netscope.records import Severity
 from netscope.cli import main
 from netscope.errors import UsageError
 from netscope.run.no_memory import empty_weights
@@ -417,3 +418,22 @@ def test_names_table_states_columns_with_one_value_for_every_key_once_below_it()
     assert "Every key has dtype float32, trainable yes, saved yes, no alias." in text
     assert {e.dtype for e in report.entries} == {"float32"} and all(e.in_state_dict for e in report.entries)
     assert report.render("markdown").splitlines()[2].count("|") == len(netscope.naming.report.ENTRY_COLUMNS) + 1
+
+
+def test_alias_from_a_repeated_list_slot_is_a_warning_and_deliberate_sharing_is_info():
+    block = nn.Linear(4, 4)
+    repeated = nn.Sequential(nn.ModuleList([block] * 3))  # the classic slip: 3 references, not 3 blocks
+    (finding,) = [f for f in netscope.audit_names(repeated).findings if f.code == "alias"]
+    assert finding.severity is Severity.WARNING and "[block] * n" in finding.message
+    assert list(repeated.state_dict()) == [f"0.{i}.{t}" for i in range(3) for t in ("weight", "bias")]
+
+    class SharedEncoder(nn.Module):  # one position encoder handed to two blocks on purpose (timm CoaT's cpe)
+        def __init__(self):
+            super().__init__()
+            self.cpe = nn.Conv2d(2, 2, 3, padding=1)
+            self.block1, self.block2 = nn.Module(), nn.Module()
+            self.block1.cpe = self.cpe
+            self.block2.cpe = self.cpe
+
+    (finding,) = [f for f in netscope.audit_names(SharedEncoder()).findings if f.code == "alias"]
+    assert finding.severity is Severity.INFO and "[block] * n" not in finding.message

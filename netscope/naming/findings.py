@@ -146,13 +146,22 @@ def alias_findings(visits: Sequence[ModuleVisit]) -> List[Finding]:
                        f"keys ({_quoted([f'{n}.{leaf}' for n in names])}):")
         else:
             example = " It holds no tensors, so only module paths are duplicated;"
+        # One container's numbered slots all holding the module is how nn.ModuleList([block] * n) goes wrong
+        # (n references to one block, not n blocks): a warning. Other sharing (a position encoder handed to
+        # every block, CoaT's shared ConvPosEnc) is built on purpose: true and worth knowing, like tied weights.
+        repeated = len({parent for parent, _ in registrations[key]}) == 1 and all(
+            is_index(name) for _, name in registrations[key])
+        pattern = (" One container holds it in several numbered slots: the pattern of nn.ModuleList([block] * n) "
+                   "or nn.Sequential(*[block] * n), which repeats one module instead of building n."
+                   if repeated else "")
         findings.append(Finding(
-            Severity.WARNING, "alias",
+            Severity.WARNING if repeated else Severity.INFO, "alias",
             f"{type(module).__name__} is registered under {len(names)} names: {_quoted(names)}.{example} "
             "load_state_dict expects every one of those keys and copies each into the same tensor (the last "
-            "one loaded wins), while torch.save writes the data only once per storage; the totals count it once.",
+            f"one loaded wins), while torch.save writes the data only once per storage; the totals count it once.{pattern}",
             fix="If the sharing is intended, nothing to do. Otherwise register the module under one name only "
-                f"(e.g. keep `{names[0]}` and refer to the others through it, or give each place its own module).",
+                f"(e.g. keep `{names[0]}` and refer to the others through it, or give each place its own module"
+                + (", e.g. nn.ModuleList([Block() for _ in range(n)])" if repeated else "") + ").",
             layer=names[0]))
     return findings
 
