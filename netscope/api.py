@@ -69,6 +69,12 @@ def run_summary(model: nn.Module, inputs, *, device: torch.device, dtype: Option
     with frozen_heap(), prepared(model, inputs, device=device, dtype=dtype, owned=owned,
                                  fallback_to_meta=fallback_to_meta) as prep:
         runnable = prep.model
+        # The naming audit describes the model as it was given, as `netscope names` does, not as its forward left
+        # it (timm's attention-bias caches fill a plain dict with a tensor in the first eval forward); a copy
+        # whose lazy modules the pass initializes is audited after the pass, once its parameters exist.
+        findings = None
+        if audit_names and not prep.lazy_copy:
+            findings = _naming_findings(runnable, prep.tree)
         try:
             show = progress_enabled(quiet=quiet)
             with progress("netscope: tracing", total=module_count(runnable) if show else None, unit="call",
@@ -85,7 +91,8 @@ def run_summary(model: nn.Module, inputs, *, device: torch.device, dtype: Option
                                     input_bytes=tensor_bytes((args, kwargs)),
                                     peak_memory_bytes=result.peak_memory_bytes, packed=result.packed, tree=result.tree)
             formula_checks = _formula_checks(result) if checks else []
-            findings = _naming_findings(runnable, result.tree) if audit_names else []
+            if findings is None:
+                findings = _naming_findings(runnable, result.tree) if audit_names else []
             owners = owned_params(runnable, result.tree)
     run = RunInfo(model=label, device=str(prep.device), dtype=prep.dtype, mode=mode, input_shapes=input_tree,
                   seconds=result.seconds, notes=tuple(result.notes))

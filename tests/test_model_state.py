@@ -252,3 +252,32 @@ def test_the_guard_says_when_the_forward_added_a_submodule():
     with preserved_model(model, train=False) as changes:
         model.add_module("late", nn.ReLU())
     assert changes.modules_changed
+
+
+class FillsACache(nn.Module):
+    """timm's attention-bias cache pattern: a plain dict filled in the first eval forward, and a call counter."""
+
+    def __init__(self):
+        super().__init__()
+        self.proj = nn.Linear(4, 4)
+        self.bias_cache = {}
+        self.calls = 0
+        self.scale = float("nan")  # assigned again below: an equal value (NaN too) is no change
+
+    def forward(self, x):
+        if "k" not in self.bias_cache:
+            self.bias_cache["k"] = torch.zeros(4, device=x.device)
+        self.calls += 1
+        self.scale = float("nan")
+        return self.proj(x) + self.bias_cache["k"]
+
+
+def test_plain_attributes_the_forward_changed_are_named_and_the_audit_sees_the_model_as_given():
+    model = nn.Sequential(FillsACache())
+    given = [(f.code, f.layer) for f in netscope.audit_names(model).findings]
+    report = netscope.summary(model, (1, 4))
+    assert model[0].calls == 1 and "k" in model[0].bias_cache  # what netscope could not undo ...
+    (note,) = [n for n in report.run.notes if "plain attributes" in n]
+    assert "0.bias_cache, 0.calls (" in note  # ... it names, and only that (scale got an equal value)
+    assert [(f.code, f.layer) for f in report.findings] == given  # the cache its own pass filled is not a finding
+    assert not any("plain attributes" in n for n in netscope.summary(nn.Linear(4, 4), (1, 4)).run.notes)

@@ -9,7 +9,7 @@ import itertools
 import operator
 import threading
 from dataclasses import dataclass, field
-from typing import Iterator, List, Optional
+from typing import Dict, Iterator, List, Optional
 
 import torch
 import torch.nn as nn
@@ -28,6 +28,9 @@ class ModelChanges:
 
     changed_in_place: List[str] = field(default_factory=list)  # parameter names whose values the forward wrote
     modules_changed: bool = False  # the forward added, removed or replaced a registered submodule
+    # plain attributes (not parameters, buffers or submodules) of non-torch.nn modules that the forward set,
+    # removed, resized or wrote in place: a cache filled on first use, a step counter ("blocks.0.attn.cache")
+    changed_attributes: List[str] = field(default_factory=list)
 
 
 @contextlib.contextmanager
@@ -62,6 +65,7 @@ def preserved_model(model: nn.Module, *, train: bool, tree: Optional[ModuleTree]
               if p is not None and not isinstance(p, UninitializedTensorMixin)]  # lazy: no values yet
     grads = [p.requires_grad for p in params]
     versions = [p._version for p in params]
+    attributes = _own_attributes(tree)
     cuda_devices = []
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         cuda_devices = list(range(torch.cuda.device_count()))
@@ -86,11 +90,50 @@ def preserved_model(model: nn.Module, *, train: bool, tree: Optional[ModuleTree]
             for param, requires_grad in zip(params, grads):
                 if param.requires_grad != requires_grad:
                     param.requires_grad_(requires_grad)
+        now_attributes = _own_attributes(tree)
+        if now_attributes != attributes:
+            changes.changed_attributes.extend(_changed_names(tree, attributes, now_attributes))
         now = [p._version for p in params]
         if now != versions:
             written = {id(p) for p, before, after in zip(params, versions, now) if before != after}
             changes.changed_in_place.extend(name for name, param in model.named_parameters()
                                             if id(param) in written)
+
+
+def _own_attributes(tree: ModuleTree) -> List[tuple]:
+    """``(module index, name, identity, size)`` of each attribute a module holds beside torch's bookkeeping, for
+    modules whose class is not a stock ``torch.nn`` one (stock forwards set no Python attributes): what tells
+    that a forward set, removed, resized (a dict cache filled in place) or wrote (a plain tensor's version) one."""
+    out = []
+    stock: Dict[type, bool] = {}
+    for index, (module, state) in enumerate(zip(tree.modules, tree.states)):
+        if len(state) <= _INTERNAL_COUNT:
+            continue
+        cls = type(module)
+        known = stock.get(cls)
+        if known is None:
+            known = stock[cls] = cls.__module__.startswith(_STOCK)
+        if known:
+            continue
+        for name in state.keys() - _TORCH_INTERNAL:
+            value = state[name]
+            kind = type(value)
+            if kind in _BY_VALUE:  # an equal value assigned again is no change (NaN: by its text)
+                out.append((index, name, None, value if value == value else repr(value)))
+            else:
+                size = len(value) if kind in (dict, list, set) else \
+                    value._version if isinstance(value, torch.Tensor) else None
+                out.append((index, name, id(value), size))
+    out.sort(key=operator.itemgetter(0, 1))
+    return out
+
+
+def _changed_names(tree: ModuleTree, before: List[tuple], after: List[tuple]) -> List[str]:
+    """Qualified names (``blocks.0.attn.cache``) of the attributes that differ between two snapshots."""
+    was = {(index, name): rest for index, name, *rest in before}
+    now = {(index, name): rest for index, name, *rest in after}
+    names = sorted(key for key in was.keys() | now.keys() if was.get(key) != now.get(key))
+    return [".".join(filter(None, (tree.names[id(tree.modules[index])], name))) for index, name in names]
 
 
 def _flags(tree: ModuleTree) -> List[bool]:
@@ -102,6 +145,10 @@ def _flags(tree: ModuleTree) -> List[bool]:
 
 
 _training = operator.itemgetter("training")
+_STOCK = "torch.nn.modules."
+_TORCH_INTERNAL = frozenset(vars(nn.Module()))  # what every module holds: tables, hooks, training
+_INTERNAL_COUNT = len(_TORCH_INTERNAL)
+_BY_VALUE = (int, float, bool, str, type(None), tuple)
 _keys, _values = operator.methodcaller("keys"), operator.methodcaller("values")  # TorchScript tables: no __iter__
 
 

@@ -39,6 +39,8 @@ class Prepared:
     spec: Optional[InputSpec]  # the dummy-input spec the inputs were built from (None: the user's tensors)
     notes: Tuple[str, ...] = ()
     tree: Optional[ModuleTree] = None  # ``model``'s modules, walked once for the pass and the analyses after it
+    lazy_copy: bool = False  # ``model`` is a copy of the user's whose lazy modules the pass initializes
+    users_model: bool = False  # ``model`` is the user's own object (not a copy, not one netscope built)
 
 
 @contextlib.contextmanager
@@ -52,6 +54,7 @@ def prepared(model: nn.Module, inputs, *, device: torch.device, dtype: Optional[
     :class:`OutOfMemory` before anything is allocated, or with ``fallback_to_meta`` run on the meta device.
     """
     notes: List[str] = []
+    given, given_owned = model, owned
     float_dtype = normalize_float_dtype(dtype) if dtype else model_float_dtype(model)
     spec = inputs.for_model(model) if isinstance(inputs, InputSpec) else None
     if spec is not None and device.type != "meta":
@@ -70,7 +73,8 @@ def prepared(model: nn.Module, inputs, *, device: torch.device, dtype: Optional[
         else:
             args, kwargs = _moved_inputs(inputs, device)
         yield Prepared(runnable, args, kwargs, device, run_dtype, spec, tuple(notes),
-                       tree if runnable is model else module_tree(runnable))
+                       tree if runnable is model else module_tree(runnable), lazy_copy=bool(lazy),
+                       users_model=runnable is given and not given_owned)
 
 
 def run_pass(prep: Prepared, *, mode: str = "eval", progress: Optional[Callable[[int], None]] = None,
@@ -90,6 +94,13 @@ def run_pass(prep: Prepared, *, mode: str = "eval", progress: Optional[Callable[
                 raise
             result = _run_fake(run)
     result.notes[:0] = prep.notes
+    if result.changed_attributes and prep.users_model:
+        shown = result.changed_attributes[:5]
+        more = len(result.changed_attributes) - len(shown)
+        result.notes.append(
+            "the forward pass changed these plain attributes of the model (not parameters or buffers, which are "
+            f"restored), which netscope cannot undo: {', '.join(shown)}{f' and {more} more' if more else ''} "
+            "(a cache filled on first use, a counter): the model's own forward would do the same")
     return result
 
 

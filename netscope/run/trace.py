@@ -57,6 +57,8 @@ class TraceResult:
     # stock leaf calls whose operators were replayed (netscope.run.leaf_replay): call index -> the earlier call
     # with the same signature (class, configuration, tensors and inputs), whose operators it ran
     same_as: Dict[int, int] = field(default_factory=dict)
+    # plain module attributes the forward changed, which no guard can restore (netscope.run.model_state)
+    changed_attributes: List[str] = field(default_factory=list)
 
     @property
     def replayed(self) -> int:
@@ -364,6 +366,7 @@ def _run(model: nn.Module, args: tuple, kwargs: dict, *, train: bool, device: to
         result.notes.append(
             "TorchScript module: its compiled code runs without module hooks, so only the whole model's input and "
             f"output shapes and multiply-adds are recorded; layers inside show parameters and {NOT_RECORDED} shapes")
+    result.changed_attributes = list(changes.changed_attributes)
     if changes.changed_in_place:
         result.notes.append(
             "the forward pass wrote these parameters in place (netscope cannot undo that without a copy of every "
