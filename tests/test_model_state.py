@@ -281,3 +281,22 @@ def test_plain_attributes_the_forward_changed_are_named_and_the_audit_sees_the_m
     assert "0.bias_cache, 0.calls (" in note  # ... it names, and only that (scale got an equal value)
     assert [(f.code, f.layer) for f in report.findings] == given  # the cache its own pass filled is not a finding
     assert not any("plain attributes" in n for n in netscope.summary(nn.Linear(4, 4), (1, 4)).run.notes)
+
+
+class KeepsTensorsInATuple(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.last = (torch.zeros(2), torch.zeros(2))
+        self.shape = (2, (3, 4))
+
+    def forward(self, x):
+        self.last = (x.detach().clone(), x.detach().clone())  # new tensors: never compared by value
+        self.shape = (2, (3, 4))  # an equal tuple again: no change
+        return x * 2
+
+
+def test_an_attribute_holding_new_tensors_is_named_without_comparing_them():
+    model = KeepsTensorsInATuple()
+    report = netscope.summary(model, (1, 2))
+    (note,) = [n for n in report.run.notes if "plain attributes" in n]
+    assert "undo: last (" in note and "shape" not in note.split("undo:")[1]

@@ -118,9 +118,9 @@ def _own_attributes(tree: ModuleTree) -> List[tuple]:
         for name in state.keys() - _TORCH_INTERNAL:
             value = state[name]
             kind = type(value)
-            if kind in _BY_VALUE:  # an equal value assigned again is no change (NaN: by its text)
-                out.append((index, name, None, value if value == value else repr(value)))
-            else:
+            if _plain_value(value):  # an equal value assigned again is no change (NaN: by its text)
+                out.append((index, name, None, repr(value)))
+            else:  # by identity (a tuple of tensors compared by value would ask a tensor for its truth)
                 size = len(value) if kind in (dict, list, set) else \
                     value._version if isinstance(value, torch.Tensor) else None
                 out.append((index, name, id(value), size))
@@ -148,7 +148,12 @@ _training = operator.itemgetter("training")
 _STOCK = "torch.nn.modules."
 _TORCH_INTERNAL = frozenset(vars(nn.Module()))  # what every module holds: tables, hooks, training
 _INTERNAL_COUNT = len(_TORCH_INTERNAL)
-_BY_VALUE = (int, float, bool, str, type(None), tuple)
+_SCALARS = (int, float, bool, str, type(None))
+
+
+def _plain_value(value) -> bool:
+    """A scalar, or a tuple of them (nested too): compared by value."""
+    return type(value) in _SCALARS or (type(value) is tuple and all(map(_plain_value, value)))
 _keys, _values = operator.methodcaller("keys"), operator.methodcaller("values")  # TorchScript tables: no __iter__
 
 
