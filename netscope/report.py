@@ -12,7 +12,7 @@ from netscope.render.columns import (COLUMNS, DATA_COLUMNS, DEFAULT_COLUMNS, csv
                                      text_row, tuples)
 from netscope.render.folding import Fold, find_folds, fold_row, visible_calls
 from netscope.render.headline import estimated_total_bytes
-from netscope.render.rows import check_format, json_document, render_rows
+from netscope.render.rows import check_format, fitted_table, json_document, render_rows
 from netscope.run.shapes import format_shape_tree
 from netscope.units import megabytes, si
 
@@ -78,17 +78,10 @@ class Report:
 
     def _fit(self, rows, keys, fmt, table_style, width):
         """The table, with optional columns dropped (in ``DROP_ORDER``) while it is wider than ``width``."""
-        dropped: List[str] = []
-        while True:
-            body = render_rows(rows, keys, fmt, headers={k: COLUMNS[k].title for k in keys},
-                               table_style=table_style, numeric=[k for k in keys if COLUMNS[k].numeric])
-            if width is None or max(map(len, body.splitlines()), default=0) <= width:
-                return body, dropped
-            droppable = [k for k in DROP_ORDER if k in keys]
-            if not droppable:
-                return body, dropped
-            keys = [k for k in keys if k != droppable[0]]
-            dropped.append(droppable[0])
+        return fitted_table(
+            lambda shown: render_rows(rows, shown, fmt, headers={k: COLUMNS[k].title for k in shown},
+                                      table_style=table_style, numeric=[k for k in shown if COLUMNS[k].numeric]),
+            keys, DROP_ORDER, width)
 
     def table_rows(self, columns: Sequence[str] = DEFAULT_COLUMNS, *, depth: Optional[int] = None,
                    expand: bool = False) -> List[Dict[str, Any]]:

@@ -414,8 +414,10 @@ def test_names_table_states_columns_with_one_value_for_every_key_once_below_it()
     report = netscope.audit_names(torchvision.models.vit_b_16(weights=None))
     text = report.render()
     header = next(line for line in text.splitlines() if line.startswith("key "))
-    assert header.split() == ["key", "origins", "expression", "shape"]
+    assert header.split() == ["key", "origins", "shape"]  # the expression column left out to fit 120, and said so
     assert "Every key has dtype float32, trainable yes, saved yes, no alias." in text
+    assert "left out to fit 120 columns: expression" in text and max(map(len, text.splitlines())) <= 120
+    assert "expression" in report.render("csv").splitlines()[0]
     assert {e.dtype for e in report.entries} == {"float32"} and all(e.in_state_dict for e in report.entries)
     assert report.render("markdown").splitlines()[2].count("|") == len(netscope.naming.report.ENTRY_COLUMNS) + 1
 

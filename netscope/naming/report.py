@@ -9,7 +9,7 @@ from typing import List, Optional, Tuple
 
 from netscope.run.no_memory import BUILD_DESCRIPTIONS
 from netscope.records import Finding
-from netscope.render.rows import cell_text, check_format, render_rows
+from netscope.render.rows import cell_text, check_format, fitted_table, render_rows
 from netscope.report import TEXT_WIDTH
 from netscope.units import plural
 
@@ -76,6 +76,7 @@ class NamingTotals:
 
 ENTRY_COLUMNS = ("key", "origins", "expression", "shape", "dtype", "trainable", "saved", "alias")
 SHARED_COLUMNS = ("dtype", "trainable", "saved", "alias")  # stated once under the table when one value fits all
+DROP_ORDER = ("expression",)  # left out of a table wider than its width (it restates the key as Python)
 FINDING_COLUMNS = ("severity", "code", "layer", "message", "fix")
 
 
@@ -132,9 +133,16 @@ class NamingReport:
                         columns.remove(column)
                         text = cell_text(values.pop())
                         same.append(f"{column} {text}" if text else f"no {column}")
-            table = render_rows(rows, columns, fmt, table_style=table_style, wrap="origins", width=TEXT_WIDTH,
-                                min_wrap=24)
-            parts.append(table + (f"\nEvery key has {', '.join(same)}." if same else ""))
+            table, dropped = fitted_table(
+                lambda shown: render_rows(rows, shown, fmt, table_style=table_style, wrap="origins", width=TEXT_WIDTH,
+                                          min_wrap=24),
+                columns, DROP_ORDER if fmt == "table" else (), TEXT_WIDTH)
+            if same:
+                table += f"\nEvery key has {', '.join(same)}."
+            if dropped:
+                table += (f"\n(left out to fit {TEXT_WIDTH} columns: {', '.join(dropped)}, the key as a Python "
+                          "expression; --format csv or json has every column)")
+            parts.append(table)
         if self.findings:
             parts.append(render_rows(finding_rows, FINDING_COLUMNS, fmt, table_style=table_style, wrap="message",
                                      width=TEXT_WIDTH))

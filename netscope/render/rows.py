@@ -7,7 +7,7 @@ import csv
 import io
 import json
 from operator import itemgetter
-from typing import Any, Dict, Hashable, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Hashable, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 from netscope.errors import UsageError
 
@@ -18,6 +18,23 @@ JSON_SCHEMA_VERSION = 2  # bump when a field of any command's JSON changes meani
 def json_document(kind: str, body: Dict[str, Any]) -> Dict[str, Any]:
     """Every command's JSON: ``{"schema": "netscope.KIND", "schema_version": N, ...body}``."""
     return {"schema": f"netscope.{kind}", "schema_version": JSON_SCHEMA_VERSION, **body}
+
+
+def fitted_table(render: Callable[[Sequence[str]], str], columns: Sequence[str], droppable: Sequence[str],
+                 width: Optional[int]) -> Tuple[str, List[str]]:
+    """``render(columns)``, leaving out the ``droppable`` columns, in that order, while the text is wider than
+    ``width`` (None: never); with the columns left out, for the note a table owes its reader."""
+    columns = list(columns)
+    dropped: List[str] = []
+    while True:
+        body = render(columns)
+        if width is None or max(map(len, body.splitlines()), default=0) <= width:
+            return body, dropped
+        left = [c for c in droppable if c in columns]
+        if not left:
+            return body, dropped
+        columns.remove(left[0])
+        dropped.append(left[0])
 
 
 def check_format(fmt: str, table_style: str = "simple") -> None:
