@@ -140,8 +140,10 @@ class RemapReport:
             from netscope.render.rows import json_document
 
             return json.dumps(json_document("remap", self.to_dict()), indent=2)
+        from netscope.report import TEXT_WIDTH
+
         table = render_rows(self.rows(include_exact=include_exact), COLUMNS, fmt, headers=HEADERS,
-                            table_style=table_style)
+                            table_style=table_style, wrap="detail", width=TEXT_WIDTH)
         if fmt == "csv":
             return table
         return table + "\n\n" + "\n".join(self.summary_lines())
