@@ -307,3 +307,17 @@ def test_records_made_without_their_init_carry_exactly_their_dataclass_fields():
     assert report.layers[1].hyperparams == {"kernel_size": (3, 3), "stride": (1, 1), "padding": (0, 0),
                                             "dilation": (1, 1), "groups": 1, "output_padding": (0, 0)}
     assert report.layers[2].hyperparams == {}
+
+
+def test_a_forward_returning_an_unconsumed_generator_says_its_work_did_not_run():
+    class Lazy(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(3, 3)
+
+        def forward(self, x):
+            return (self.fc(x) for _ in range(2))  # runs only when someone iterates it
+
+    report = netscope.summary(Lazy(), (1, 3))
+    assert report.totals.total_macs == 0 and report.totals.uncalled_params == 3 * 3 + 3
+    assert any("generator that netscope does not consume" in n for n in report.run.notes)

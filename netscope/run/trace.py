@@ -11,6 +11,7 @@ leaves called again with the same signature replay their first call's operators
 
 from __future__ import annotations
 
+import collections.abc
 import contextlib
 import time
 from dataclasses import dataclass, field
@@ -367,6 +368,10 @@ def _run(model: nn.Module, args: tuple, kwargs: dict, *, train: bool, device: to
             "TorchScript module: its compiled code runs without module hooks, so only the whole model's input and "
             f"output shapes and multiply-adds are recorded; layers inside show parameters and {NOT_RECORDED} shapes")
     result.changed_attributes = list(changes.changed_attributes)
+    if isinstance(output, collections.abc.Iterator) and not isinstance(output, torch.Tensor):
+        result.notes.append(
+            f"the forward returned a {type(output).__name__} that netscope does not consume: the work it would do when "
+            "consumed did not run, so its layers and multiply-adds are not in this report")
     if changes.changed_in_place:
         result.notes.append(
             "the forward pass wrote these parameters in place (netscope cannot undo that without a copy of every "
