@@ -13,7 +13,8 @@ def add_arguments(parser) -> None:
     add_model_arguments(parser)
     add_output_arguments(parser)
     parser.add_argument("--depth", "-d", type=int, default=None, metavar="N",
-                        help="show rows down to this nesting depth (the whole tree is recorded regardless)")
+                        help="show rows down to this nesting depth (the whole tree is recorded regardless; checks, "
+                             "findings and totals always cover every layer)")
     parser.add_argument("--columns", "-c", default=None, metavar="COLS",
                         help="comma-separated columns (or 'all'): layer,index,name,type,depth,parent,call_number,"
                         "input,output,params,own_params,trainable,trainable_partial,macs,own_macs,output_bytes,"
