@@ -300,3 +300,30 @@ def test_an_attribute_holding_new_tensors_is_named_without_comparing_them():
     report = netscope.summary(model, (1, 2))
     (note,) = [n for n in report.run.notes if "plain attributes" in n]
     assert "undo: last (" in note and "shape" not in note.split("undo:")[1]
+
+
+class CreatesAHeadOnFirstCall(nn.Module):
+    """The lazy-init pattern: a submodule created by the first forward."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Linear(4, 6)
+
+    def forward(self, x):
+        if not hasattr(self, "head"):
+            self.head = nn.Linear(6, 3)
+        return self.head(self.body(x))
+
+
+def test_a_forward_that_adds_a_submodule_is_reported_whole_and_the_model_left_as_given():
+    model = CreatesAHeadOnFirstCall()
+    before = snapshot(model)
+    report = netscope.summary(model, (2, 4))
+    assert_same(before, snapshot(model))
+    assert [name for name, _ in model.named_children()] == ["body"]  # the head the pass created is gone again
+    ran = CreatesAHeadOnFirstCall()
+    ran(torch.randn(2, 4))  # the oracle: the model after its own first forward
+    assert report.totals.total_params == sum(p.numel() for p in ran.parameters()) == 4 * 6 + 6 + 6 * 3 + 3
+    assert [c.name for c in report.layers] == ["", "body", "head"]
+    assert report.totals.total_macs == 2 * (4 * 6 + 6 * 3)
+    assert any("added head" in n for n in report.run.notes)

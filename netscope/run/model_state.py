@@ -100,6 +100,17 @@ def preserved_model(model: nn.Module, *, train: bool, tree: Optional[ModuleTree]
                                             if id(param) in written)
 
 
+@contextlib.contextmanager
+def restored_children(tree: ModuleTree) -> Iterator[None]:
+    """Every module of ``tree`` gets back the registered children it has now when the block ends, also when it
+    raises: a forward that creates a submodule on its first call leaves the model without it."""
+    children = _Slots(tree.tables("_modules"))
+    try:
+        yield
+    finally:
+        children.restore(tree.tables("_modules"))
+
+
 def _own_attributes(tree: ModuleTree) -> List[tuple]:
     """``(module index, name, identity, size)`` of each attribute a module holds beside torch's bookkeeping, for
     modules whose class is not a stock ``torch.nn`` one (stock forwards set no Python attributes): what tells

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import collections.abc
 import contextlib
+import functools
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple
@@ -25,7 +26,7 @@ from netscope.run.dataflow import MODEL_INPUT, NO_SOURCES, DataflowTracker, edge
 from netscope.errors import ForwardError, MacFormulaError, OutOfMemory
 from netscope.collector import paused_gc
 from netscope.run.leaf_replay import LeafReplay, replay_possible
-from netscope.run.model_state import GLOBAL_STATE_LOCK, frozen_heap, preserved_model
+from netscope.run.model_state import GLOBAL_STATE_LOCK, frozen_heap, preserved_model, restored_children
 from netscope.operators.registry import UNSEEN, OpResolver
 from netscope.operators.breakdown import OperatorTable
 from netscope.operators.packed import packed_by_module, packed_numel
@@ -286,8 +287,22 @@ def trace(model: nn.Module, inputs: Tuple[tuple, dict], *, mode: str = "eval",
             device = value.device
             break
     tree = tree_of(model, tree)
-    return _run(model, tuple(args), dict(kwargs), train=(mode == "train"), device=device, advance=progress, fake=fake,
-                receptive_field=receptive_field, tree=tree)
+    run = functools.partial(_run, model, tuple(args), dict(kwargs), train=(mode == "train"), device=device,
+                            advance=progress, fake=fake, receptive_field=receptive_field)
+    with restored_children(tree):  # a forward that adds, removes or replaces a submodule: the model as given after
+        result = run(tree=tree)
+        if result.tree is not tree:
+            before, after = set(tree.names.values()), set(result.tree.names.values())
+            added, removed = sorted(after - before), sorted(before - after)
+            if added:  # created on first use (lazy init): the report from a second pass that finds them in place
+                result = run(tree=result.tree)
+            changed = "; ".join(filter(None, (f"added {', '.join(added)}" if added else "",
+                                               f"removed {', '.join(removed)}" if removed else ""))) or "replaced some"
+            result.notes.append(
+                f"the forward pass changed the model's submodules ({changed})"
+                + (": this report is of a second pass with them in place" if added else "")
+                + ", and the model was left with its submodules as given (its own forward will change them again)")
+    return result
 
 
 def module_count(model: nn.Module) -> int:
@@ -356,10 +371,11 @@ def _run(model: nn.Module, args: tuple, kwargs: dict, *, train: bool, device: to
         if recorder.replay is not None:
             recorder.replay.close(excluded_before=False)
     peak = torch.cuda.max_memory_allocated(device) - baseline if cuda else None
+    built = module_tree(model) if changes.modules_changed else tree  # the modules as the forward left them
     with paused_gc():
-        result = _build_result(tree, recorder, ops, output, time.perf_counter() - start, peak,
+        result = _build_result(built, recorder, ops, output, time.perf_counter() - start, peak,
                                structure_only=script)
-    result.tree = module_tree(model) if changes.modules_changed else tree
+    result.tree = built
     result.window_ops = window_ops.by_call()
     if recorder.replay is not None:
         result.same_as = recorder.replay.same_as
