@@ -480,3 +480,44 @@ def test_a_packed_sequence_input_is_refused_with_the_reason():
 
     assert not isinstance(caught.value, ForwardError)  # exit 2: netscope's limit, not the model's failure
     assert netscope.summary(Tagger(), packed, device="cpu").totals.total_macs == 4 * 6 * (4 + 6) * (5 + 3)
+
+
+def test_rows_whose_backward_ran_an_uncounted_operator_show_a_lower_bound():
+    lib = torch.library.Library("netscope_step_rows", "FRAGMENT")
+    lib.define("grad_twice(Tensor x) -> Tensor")
+    lib.impl("grad_twice", lambda x: x * 2, "CompositeExplicitAutograd")
+    lib.impl("grad_twice", lambda x: torch.empty_like(x), "Meta")
+
+    class Twice(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x.clone()
+
+        @staticmethod
+        def backward(ctx, grad):
+            return torch.ops.netscope_step_rows.grad_twice(grad)
+
+    class Scaled(nn.Module):
+        def forward(self, x):  # the multiply, an operator of this call, tags the Function's node with it
+            return Twice.apply(x) * 1.0
+
+    class Model(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 4)
+            self.scaled = Scaled()
+            self.head = nn.Linear(4, 2)
+
+        def forward(self, x):
+            return self.head(self.scaled(self.fc(x)))
+
+    report = netscope.step(Model(), input_size=(2, 4))
+    rows = {row["layer"].strip(): row for row in report.rows(["layer", "bwd_macs", "own_bwd_macs"])}
+    assert rows["scaled"]["bwd_macs"] == ">=0" and rows["scaled"]["own_bwd_macs"] == ">=0"
+    assert rows["(root)"]["bwd_macs"].startswith(">=") and not rows["(root)"]["own_bwd_macs"].startswith(">=")
+    # the layers whose backward is fully counted keep exact figures: grad weight 2*4*4, grad input 2*4*4 for fc's
+    # successor head (4 -> 2: weight 2*4*2, input 2*4*2); fc is the first layer: no grad input
+    assert rows["head"]["bwd_macs"] == f"{2 * 4 * 2 + 2 * 4 * 2}" and rows["fc"]["bwd_macs"] == f"{2 * 4 * 4}"
+    layers = {layer["name"]: layer for layer in report.to_dict()["layers"]}
+    assert layers["scaled"]["backward_macs_partial"] and layers[""]["backward_macs_partial"]
+    assert not layers["fc"]["backward_macs_partial"] and report.to_dict()["backward_partial"]

@@ -240,8 +240,11 @@ _COLUMN_LIST: Tuple[Column, ...] = (
     Column("inputs_from", "Inputs from", lambda c, ctx: c.inputs_from, text=_sources_text),
     Column("merges", "Merges", lambda c, ctx: c.merges, text=_merges_text),
     # netscope step's figures (``ctx`` carries them); not part of summary's JSON/DataFrame
-    Column("bwd_macs", "Backward mult-adds", _step("backward_macs"), "Int64", text=_si_text, numeric=True, data=False, step_only=True),
-    Column("own_bwd_macs", "Own backward mult-adds", _step("own_backward_macs"), "Int64", numeric=True, data=False, step_only=True),
+    Column("bwd_macs", "Backward mult-adds", _step("backward_macs"), "Int64", text=_partial(_si_text, "partial_backward"),
+           numeric=True, data=False, step_only=True, lower_bound="partial_backward"),
+    Column("own_bwd_macs", "Own backward mult-adds", _step("own_backward_macs"), "Int64",
+           text=_partial(_text, "partial_own_backward"), numeric=True, data=False, step_only=True,
+           lower_bound="partial_own_backward"),
     Column("saved", "Saved for backward (B)", _step("saved_bytes"), "Int64", numeric=True, data=False, step_only=True),
     Column("own_saved", "Own saved (B)", _step("own_saved_bytes"), "Int64", numeric=True, data=False, step_only=True),
 )

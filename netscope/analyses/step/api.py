@@ -17,7 +17,7 @@ from netscope.run.trace import model_device, model_float_dtype
 from netscope.analyses.step.memory import rank_memory
 from netscope.analyses.step.options import OPTIMIZERS, PRECISIONS, StepOptions
 from netscope.analyses.step.report import StepReport, StepTotals
-from netscope.analyses.step.run import needs_values, run_step
+from netscope.analyses.step.run import OUTSIDE, needs_values, run_step
 
 
 def step(model: nn.Module, input_size=None, input_data=None, *, optimizer: str = "adamw", precision: str = "fp32",
@@ -136,9 +136,11 @@ def run_step_report(model: nn.Module, inputs, options: StepOptions, *, label: st
         tensors=tensors,
         backward_uncounted=tuple(run.backward_uncounted),
     )
+    # calls whose own backward ran an operator without a formula (the loss's: the root's, as its figures are)
+    partial_own = frozenset(0 if i == OUTSIDE else i for i in run.backward_uncounted_at) if trace.calls else frozenset()
     return StepReport(forward=forward, totals=totals, backward_macs=_rolled_up(trace.calls, backward_own),
                       own_backward_macs=backward_own, saved_bytes=_rolled_up(trace.calls, saved_own),
-                      own_saved_bytes=saved_own)
+                      own_saved_bytes=saved_own, partial_own_backward=partial_own)
 
 
 REAL_STEP_LIMIT_BYTES = 2 << 30  # weights, gradients and optimizer state a real fallback step may allocate

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, FrozenSet, List, Optional, Sequence, Tuple
 
 from netscope.report import Report
 from netscope.render.columns import csv_row, parse_columns, text_row
@@ -56,6 +56,19 @@ class StepReport:
     own_backward_macs: List[int]
     saved_bytes: List[int]
     own_saved_bytes: List[int]
+    # calls whose own backward ran an operator without a formula: their figure, and every enclosing call's, is a
+    # lower bound (shown ``>=N``)
+    partial_own_backward: FrozenSet[int] = frozenset()
+
+    def partial_backward(self) -> FrozenSet[int]:
+        """Calls whose backward figure (their own and their nested calls') misses an uncounted operator."""
+        found = set()
+        layers = self.forward.layers
+        for index in self.partial_own_backward:
+            while index is not None and index not in found:
+                found.add(index)
+                index = layers[index].parent
+        return frozenset(found)
 
     @property
     def layers(self):
@@ -90,7 +103,8 @@ class StepReport:
     def rows(self, columns: Sequence[str] = STEP_COLUMNS, *, depth: Optional[int] = None,
              csv: bool = False) -> List[Dict[str, Any]]:
         """Cells per call (every call, indented by depth), from the summary's column registry."""
-        ctx = {**self.forward._context(), **{key: getattr(self, key) for key in STEP_FIGURES}}
+        ctx = {**self.forward._context(), **{key: getattr(self, key) for key in STEP_FIGURES},
+               "partial_backward": self.partial_backward(), "partial_own_backward": self.partial_own_backward}
         out = []
         for call in self.layers:
             if depth is not None and call.depth > depth:
@@ -135,9 +149,12 @@ class StepReport:
         data.update(json_document("step", {}))  # the summary's layout, with the step's own totals
         data["forward_totals"] = data.pop("totals")
         data["totals"] = self.totals.to_dict()
+        partial = self.partial_backward()
         for layer in data["layers"]:
             for key in STEP_FIGURES:
                 layer[key] = getattr(self, key)[layer["index"]]
+            layer["backward_macs_partial"] = layer["index"] in partial  # backward_macs is then a lower bound
+        data["backward_partial"] = bool(self.totals.backward_uncounted)
         return data
 
     def to_json(self, **kwargs) -> str:

@@ -20,7 +20,7 @@ import contextlib
 import dataclasses
 import time
 from dataclasses import dataclass
-from typing import Dict, List, Tuple
+from typing import Dict, FrozenSet, List, Tuple
 
 import torch
 import torch.nn as nn
@@ -77,6 +77,7 @@ class StepRun:
     timeline: List[Tuple[int, int, int, int]]  # after each operator: live (total, params, grads, optimizer) bytes
     device: str
     backward_uncounted: Tuple[str, ...] = ()  # backward operators without a formula: backward_macs is a lower bound
+    backward_uncounted_at: FrozenSet[int] = frozenset()  # the calls whose own backward ran one (OUTSIDE: the loss)
 
 
 def run_step(model: nn.Module, args: tuple, kwargs: dict, options: StepOptions, *,
@@ -164,6 +165,7 @@ def run_step(model: nn.Module, args: tuple, kwargs: dict, options: StepOptions, 
         timeline=tracker.timeline,
         device=device,
         backward_uncounted=tuple(sorted(counter.backward_uncounted)),
+        backward_uncounted_at=frozenset(counter.backward_uncounted_at),
     )
 
 
@@ -312,6 +314,7 @@ class _Counter(TorchDispatchMode):
         self.node_of = node_of
         self.ops = ops  # the formula registry, resolved once per operator, as the summary's trace does
         self.backward_uncounted = set()
+        self.backward_uncounted_at = set()  # the calls (OUTSIDE: the loss) whose backward ran one of them
 
     @classmethod
     def _should_skip_dynamo(cls) -> bool:
@@ -331,6 +334,7 @@ class _Counter(TorchDispatchMode):
             recorder.op_packets.append(packet)
         elif formula is None and self.ops.kinds.get(packet) == "uncounted":
             self.backward_uncounted.add(str(packet))
+            self.backward_uncounted_at.add(node.metadata.get(TAG, OUTSIDE))
         if formula is None:
             return out
         macs = formula(*args, **(kwargs or {}), out_val=out)
