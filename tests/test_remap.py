@@ -318,6 +318,43 @@ def test_tied_weight_saved_once_is_not_missing():
     netscope.load(state, Tied(), strict=True)
 
 
+def _strict_loads(state, model) -> bool:
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError:
+        return False
+    return True
+
+
+TIED_FILE = """
+import torch.nn as nn
+class Tied(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Embedding(10, 4)
+        self.body = nn.Linear(4, 4)
+        self.head = nn.Linear(4, 10, bias=False)
+        self.head.weight = self.embed.weight
+"""  # the same module as Tied above, importable by the CLI
+
+
+@pytest.mark.parametrize("drop_alias", [True, False])
+def test_diff_exit_agrees_with_torch_strict_load_for_a_tied_checkpoint(tmp_path, capsys, drop_alias):
+    """HF's save_pretrained writes a tied weight once; torch's strict load then misses the other name, so
+    `diff` (exit 0 = loads strictly as-is) must say 1; the full state dict loads and says 0."""
+    model = Tied()
+    state = {k: v for k, v in model.state_dict().items() if not (drop_alias and k == "head.weight")}
+    strict = _strict_loads(state, Tied())
+    assert strict is not drop_alias  # the oracle, torch itself
+    assert netscope.diff(state, Tied()).clean is strict
+    (tmp_path / "tied.py").write_text(TIED_FILE)
+    path = tmp_path / "tied.pt"
+    torch.save(state, path)
+    assert main(["diff", str(path), f"{tmp_path / 'tied.py'}:Tied"]) == (0 if strict else 1)
+    err = capsys.readouterr().err
+    assert ("does not load strictly as-is (1 missing, 0 unexpected" in err) is drop_alias
+
+
 def test_shared_storage_in_source_maps_or_is_alias():
     model = Tied()
     state = _prefixed(model.state_dict(), "module.")
