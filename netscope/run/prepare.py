@@ -153,11 +153,12 @@ def _placed(model: nn.Module, device: torch.device, float_dtype: str, owned: boo
     if owned:
         yield model.to(device=device, dtype=target_dtype if needs_cast else None)
         return
+    tree = tree_of(model, tree)
+    tensors = tree.parameters + tree.buffers
+    _refuse_meta_tensors(tensors, device)
     if needs_cast:  # never cast the user's tensors: run on a converted copy
         yield copy.deepcopy(model).to(device=device, dtype=target_dtype)
         return
-    tree = tree_of(model, tree)
-    tensors = tree.parameters + tree.buffers
     if all(map(_IS_CPU, tensors)) if device.type == "cpu" else all(t.device == device for t in tensors):
         yield model
         return
@@ -172,6 +173,16 @@ def _placed(model: nn.Module, device: torch.device, float_dtype: str, owned: boo
 
 
 _IS_CPU = operator.attrgetter("is_cpu")
+
+
+def _refuse_meta_tensors(tensors: Sequence[torch.Tensor], device: torch.device) -> None:
+    """A model whose weights live on the meta device has no values to copy to ``device``."""
+    meta = sum(1 for t in tensors if t.is_meta)
+    if meta:
+        raise InputSpecError(
+            f"{meta} of the model's {len(tensors)} parameters and buffers live on the meta device, which holds "
+            f"no values to copy to {device}. Run on the meta device (device='meta', or leave device unset), or "
+            "materialize the weights first (model.to_empty(device=...) and initialise or load them).")
 
 
 def _moved_inputs(inputs, device: torch.device):
