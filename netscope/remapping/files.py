@@ -123,7 +123,23 @@ def remap_file(checkpoint: str, model, out: Optional[str] = None, *, rules: Iter
         where = ""
     save_checkpoint(container, out, force=force or in_place)
     notes.append(f"written: {out}")
+    if tensors_only:
+        notes.extend(_alias_notes(out))
     return RemapReport(result, coverage, checkpoint, label, tuple(notes), renamed, tuple(unmatched), where)
+
+
+def _alias_notes(path: str) -> List[str]:
+    """A .safetensors file stores a tensor once: keys that shared it are recorded as netscope aliases, which
+    ``safetensors.torch.load_file`` does not return (torch's strict load then misses them)."""
+    from netscope.checkpoints import safetensors_format
+
+    aliases = safetensors_format.read_header(path).aliases
+    if not aliases:
+        return []
+    shown = ", ".join(f"{a} = {c}" for a, c in list(aliases.items())[:4]) + (" ..." if len(aliases) > 4 else "")
+    return [f"{len(aliases)} key(s) share a tensor with another key ({shown}); the .safetensors format stores it "
+            "once and records the alias in its metadata: netscope.load restores it, but safetensors.torch."
+            "load_file does not, so tie the weights after loading (HF from_pretrained does) or write a .pt file"]
 
 
 def _other_entries(container: Any, path: Tuple, new_state_dict: Mapping) -> List[str]:
