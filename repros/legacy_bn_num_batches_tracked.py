@@ -3,7 +3,8 @@ BatchNorm) loads with torch's own `load_state_dict(strict=True)`: `_NormBase._lo
 the buffer in. netscope says the opposite: `netscope.load(..., strict=True)` raises StrictLoadError,
 `netscope diff` prints "a strict load would fail" and exits 1, `remap` notes the result would not load.
 
-Oracle: torch's strict load. Left unfixed: the decision needs the checkpoint's `_metadata` versions, which
+Oracle: torch's strict load. Fixed for state dicts in memory and files remapped/loaded (remapping/loader_fills.py);
+`netscope diff FILE` reads headers only (no _metadata), so it still says "would fail" there. Originally: the decision needs the checkpoint's `_metadata` versions, which
 the header readers (checkpoints/readers.py, off-limits) do not expose; the fix belongs in
 remapping/report.py:strict_problems + DiffReport.clean (skip a missing `<bn>.num_batches_tracked` of a
 _NormBase with track_running_stats whose module version in `_metadata` is absent or < 2).

@@ -588,3 +588,33 @@ def test_dcp_directory_is_diffed_from_metadata(tmp_path, capsys, resnet18):
     data = json.loads(capsys.readouterr().out)
     assert data["coverage"]["fraction"] == 1.0
     assert data["plan"]["counts"]["wrapper-stripped"] == len(resnet18.state_dict())
+
+
+def _bn_net():
+    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.InstanceNorm2d(4, track_running_stats=True))
+
+
+@pytest.mark.parametrize("version", [None, 1, 2, "no-metadata"])
+@pytest.mark.parametrize("prefix", ["", "module."])
+def test_missing_num_batches_tracked_is_judged_as_torchs_strict_load_judges_it(version, prefix):
+    """torch's norm loader fills a missing num_batches_tracked when the module's _metadata version is absent
+    or below 2 (checkpoints older than torch 0.4.1); with version 2 the strict load fails. The oracle is
+    torch's own strict load, of the checkpoint as-is (diff) and of the remapped one (remap, load)."""
+    state = OrderedDict((prefix + k, v) for k, v in _bn_net().state_dict().items()
+                        if not k.endswith("num_batches_tracked"))
+    if version != "no-metadata":
+        state._metadata = OrderedDict((prefix + m if m else m, {} if version is None else {"version": version})
+                                      for m in ("", "0", "1", "2"))
+    as_is = _strict_loads(state, _bn_net())
+    assert as_is is (version != 2 and not prefix)
+    assert netscope.diff(state, _bn_net()).clean is as_is
+    new, report = netscope.remap(state, _bn_net())
+    mapped = _strict_loads(new, _bn_net())
+    assert mapped is (version != 2)
+    assert (report.strict_problems() == []) is mapped
+    if mapped:
+        assert set(report.loader_fills) == {"1.num_batches_tracked", "2.num_batches_tracked"}
+        netscope.load(state, _bn_net(), strict=True)
+    else:
+        with pytest.raises(StrictLoadError, match="num_batches_tracked"):
+            netscope.load(state, _bn_net(), strict=True)

@@ -75,6 +75,7 @@ def remap_file(checkpoint: str, model, out: Optional[str] = None, *, rules: Iter
                            unmatched=tuple(unmatched))
     from netscope.checkpoints import load_checkpoint, save_checkpoint
     from netscope.remapping.apply import apply_plan, rebuild_container
+    from netscope.remapping.loader_fills import keys_torch_fills
 
     loaded = load_checkpoint(checkpoint, weights_only=weights_only, key=key)
     refuse_distributed_pieces(loaded.info)
@@ -83,6 +84,7 @@ def remap_file(checkpoint: str, model, out: Optional[str] = None, *, rules: Iter
     check_coverage(report, min_coverage)  # below the threshold: nothing is written
     unmatched = unmatched_decisions(result)
     new_state_dict = apply_plan(loaded.state_dict, result, target.tensors)
+    fills = keys_torch_fills(model, getattr(new_state_dict, "_metadata", None), report.missing)
     path = tuple(loaded.info.state_dict_path)
     tensors_only = out.lower().endswith(TENSORS_ONLY_EXTENSIONS)
     in_place_write = same_file(out, checkpoint)
@@ -125,7 +127,7 @@ def remap_file(checkpoint: str, model, out: Optional[str] = None, *, rules: Iter
     notes.append(f"written: {out}")
     if tensors_only:
         notes.extend(_alias_notes(out))
-    return RemapReport(result, coverage, checkpoint, label, tuple(notes), renamed, tuple(unmatched), where)
+    return RemapReport(result, coverage, checkpoint, label, tuple(notes), renamed, tuple(unmatched), where, fills)
 
 
 def _alias_notes(path: str) -> List[str]:
