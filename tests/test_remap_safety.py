@@ -334,3 +334,23 @@ def test_keys_lists_the_chosen_sub_dict(tmp_path, capsys):
     assert main(["keys", str(path), "--key", "state_dict_ema", "--format", "json"]) == 0
     data = __import__("json").loads(capsys.readouterr().out)
     assert data["state_dict_path"] == ["state_dict_ema"] and data["tensors"]["weight"]["shape"] == [5, 4]
+
+
+@pytest.mark.parametrize("first", ["model.", "ema."])
+def test_two_full_copies_under_rival_prefixes_are_refused_not_chosen_by_file_order(first):
+    """A checkpoint holding a model and its EMA (or a student and its teacher) under two prefixes: either
+    strips to every model key, so the file's order must not pick one. Both are refused as ambiguous with
+    the rules to paste; with a rule, exactly the chosen copy's tensors load."""
+    torch.manual_seed(0)
+    model, raw, ema = (nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4), nn.Linear(4, 2)) for _ in range(3))
+    copies = {"model.": raw.state_dict(), "ema.": ema.state_dict()}
+    order = [first] + [p for p in copies if p != first]
+    state = {p + k: v for p in order for k, v in copies[p].items()}
+    _, report = netscope.remap(state, model)
+    assert sorted(report.ambiguous) == sorted(state) and report.coverage.fraction == 0.0
+    assert r"--rule '^model\.='" in report.decisions[0].detail and r"--rule '^ema\.='" in report.decisions[0].detail
+    for chosen in copies:
+        new, report = netscope.remap(state, model, rules=[f"^{chosen.replace('.', chr(92) + '.')}="])
+        assert set(new) == set(model.state_dict())
+        assert all(_same(new[k], v) for k, v in copies[chosen].items())
+        assert sorted(report.unused) == sorted(k for k in state if not k.startswith(chosen))

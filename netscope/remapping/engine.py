@@ -160,6 +160,9 @@ def _prefixes(state: _Matching, rounds: int = 4) -> None:
             touched = sum(1 for k in side if k.startswith(prefix))
             if count * 2 < touched:
                 continue
+            if kind == "strip" and _refuse_rival_prefixes(state, votes, prefix, count, sources):
+                progress = True
+                break
             for key in (sources if kind == "strip" else list(targets)):
                 if not key.startswith(prefix):
                     continue
@@ -172,6 +175,30 @@ def _prefixes(state: _Matching, rounds: int = 4) -> None:
                 break
         if not progress:
             return
+
+
+def _refuse_rival_prefixes(state: _Matching, votes, prefix: str, count: int, sources: Sequence[str]) -> bool:
+    """Two prefixes that each strip to the same model keys as often (``model.`` and ``ema.``, ``student.``
+    and ``teacher.``) are two copies of the weights: which one loads is the user's choice, never the file's
+    order. Their keys are refused as ambiguous with the rules to paste; True when that happened."""
+    rivals = [p for (k, p), c in votes.items() if k == "strip" and c == count and p != prefix
+              and 2 * c >= sum(1 for key in sources if key.startswith(p))]
+    if not rivals:
+        return False
+    fills = {p: {key[len(p):] for key in sources if key.startswith(p) and state.target_free(key[len(p):])}
+             for p in [prefix] + rivals}
+    contested = [p for p in fills if any(fills[p] & fills[q] for q in fills if q != p)]
+    if len(contested) < 2:
+        return False
+    named = ", ".join(f"'{p}'" for p in contested)
+    paste = " or ".join(f"--rule '{literal_prefix_rule(p, '').text()}'" for p in contested)
+    why = (f"ambiguous: the prefixes {named} each strip to the same {count} model keys (two copies of the weights: "
+           f"a model and its EMA, a student and its teacher?); say which to load: {paste}")
+    for key in sources:
+        if any(key.startswith(p) for p in contested) and key in state.open_sources:
+            state.refused[key] = why
+            state.open_sources.pop(key, None)
+    return True
 
 
 def _user_rules(state: _Matching, rules: Sequence[Rule]) -> None:
