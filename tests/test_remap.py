@@ -435,6 +435,7 @@ def test_plan_save_replay_invert_round_trip(tmp_path):
     assert list(back) == list(state)
     assert all(_same_tensor(back[k], v) for k, v in state.items())
     assert all("replayed from plan" in d.detail for d in back_report.decisions)
+    assert all("replayed from plan: backwards (" in d.detail for d in back_report.decisions if d.loads)  # not "stripped"
     # the compact rules alone replay it too
     assert netscope.remap(state, target, rules=plan.rules, structural=False)[1].mapping == report.mapping
 
