@@ -269,9 +269,19 @@ def _shifts(state: _Matching, keys: Optional[Tuple[List[str], List[str]]] = None
             state.rules.append(literal_prefix_rule(shift.source_prefix, shift.target_prefix))
 
 
+def _named_mismatches(state: _Matching) -> Set[str]:
+    """Keys present on both sides under the same name with different shapes, where the name is evidence: the
+    owning module has a name, not a list index (``mlp.c_fc.weight`` transposed by a Conv1D -> Linear port).
+    Structure must not move them onto another layer of the right shape: they stay shape mismatches."""
+    return {s for s, (t, _) in state.pending.items()
+            if t == s and not module_of(s).rpartition(".")[2].isdigit()}
+
+
 def _structural(state: _Matching) -> None:
     links = [(module_of(s), module_of(t)) for s, (t, _, _) in state.assigned.items()]
-    result = structural_alignment(list(state.open_sources), state.source.tensors, list(state.open_targets()),
+    named = _named_mismatches(state)
+    result = structural_alignment([k for k in state.open_sources if k not in named], state.source.tensors,
+                                  [k for k in state.open_targets() if k not in named],
                                   state.target.tensors, state.target.module_type, links)
     for s, t, detail, by_names in result.pairs:
         state.assign(s, t, P.NAMES if by_names else P.STRUCTURAL, detail)
@@ -300,7 +310,10 @@ def _mismatch_detail(state: _Matching, source: str, target: str, how: str) -> st
     text = f"checkpoint {list(s_shape)} vs model {list(t_shape)}"
     if how and how != P.EXACT:
         text += f" (matched by {how})"
-    if len(s_shape) == len(t_shape) and s_shape[1:] == t_shape[1:] and s_shape[:1] != t_shape[:1]:
+    if len(s_shape) == len(t_shape) == 2 and tuple(s_shape) == tuple(t_shape)[::-1]:
+        text += (": transposed (stored (in, out), like HF's Conv1D, where nn.Linear is (out, in)?): convert with "
+                 ".t(); square weights of such layers load without a shape error and need .t() too")
+    elif len(s_shape) == len(t_shape) and s_shape[1:] == t_shape[1:] and s_shape[:1] != t_shape[:1]:
         owner = module_of(target)
         kind = state.target.module_type(owner)
         if kind in ("Linear", "LazyLinear", "") and state.last_parameterized_module == owner:
