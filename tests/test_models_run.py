@@ -481,3 +481,15 @@ def test_cli_auto_runs_an_input_too_large_for_memory_on_meta(capsys):
 
     run = json.loads(out)["run"]
     assert run["device"] == "meta" and any("--device" not in n and "meta device instead" in n for n in run["notes"])
+
+
+def test_a_model_built_on_meta_runs_on_meta_and_is_refused_elsewhere_with_a_clear_error():
+    """A model whose weights live on the meta device has no values: summary runs it where it lives; asked
+    for the CPU it says so (an InputSpecError), not torch's 'Cannot copy out of meta tensor'."""
+    with torch.device("meta"):
+        model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    assert netscope.summary(model, input_size=(2, 4)).totals.total_macs == 2 * (4 * 8 + 8 * 2)
+    for options in ({"device": "cpu"}, {"device": "cpu", "dtype": "float64"}):
+        with pytest.raises(netscope.errors.InputSpecError, match="live on the meta device"):
+            netscope.summary(model, input_size=(2, 4), **options)
+    assert all(p.is_meta for p in model.parameters())

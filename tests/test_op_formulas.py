@@ -149,6 +149,30 @@ def test_quantized_linear_dynamic_and_transposed_conv():
     assert report.totals.total_params == math.prod(qconv.weight().shape) + 6
 
 
+def _float_rnn_macs(model, x):
+    """The float twin counted by torch's FlopCounterMode with oneDNN off, so the RNN runs as plain matmuls."""
+    with torch.backends.mkldnn.flags(enabled=False), FlopCounterMode(display=False) as flops:
+        model(x)
+    return flops.get_total_flops() // 2
+
+
+@pytest.mark.parametrize("dtype", [torch.qint8, torch.float16])
+@pytest.mark.parametrize("cls, shape, kwargs", [
+    (nn.LSTM, (2, 5, 8), dict(num_layers=2, bidirectional=True, batch_first=True)),
+    (nn.GRU, (5, 2, 8), dict(num_layers=3)),
+    (nn.LSTMCell, (3, 8), {}), (nn.GRUCell, (3, 8), {}), (nn.RNNCell, (3, 8), {}),
+])
+def test_dynamic_quantized_rnns_count_the_float_twins_weights_and_multiply_adds(cls, shape, kwargs, dtype):
+    warnings.filterwarnings("ignore", category=UserWarning)
+    float_twin = nn.Sequential(cls(8, 16, **kwargs))
+    quantized = torch.ao.quantization.quantize_dynamic(float_twin, {cls}, dtype=dtype)
+    x = torch.randn(*shape)
+    report = _macs(quantized, x)
+    assert not report.partial
+    assert report.totals.total_macs == _float_rnn_macs(float_twin, x) > 0
+    assert report.totals.total_params == sum(p.numel() for p in float_twin.parameters())
+
+
 @pytest.mark.parametrize("batch_first", [True, False])
 def test_fused_transformer_encoder_layer_counts_what_the_unfused_layer_does(batch_first):
     """``nn.TransformerEncoder`` in eval runs ``aten::_transformer_encoder_layer_fwd``; its count is the

@@ -318,6 +318,43 @@ def test_tied_weight_saved_once_is_not_missing():
     netscope.load(state, Tied(), strict=True)
 
 
+def _strict_loads(state, model) -> bool:
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError:
+        return False
+    return True
+
+
+TIED_FILE = """
+import torch.nn as nn
+class Tied(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Embedding(10, 4)
+        self.body = nn.Linear(4, 4)
+        self.head = nn.Linear(4, 10, bias=False)
+        self.head.weight = self.embed.weight
+"""  # the same module as Tied above, importable by the CLI
+
+
+@pytest.mark.parametrize("drop_alias", [True, False])
+def test_diff_exit_agrees_with_torch_strict_load_for_a_tied_checkpoint(tmp_path, capsys, drop_alias):
+    """HF's save_pretrained writes a tied weight once; torch's strict load then misses the other name, so
+    `diff` (exit 0 = loads strictly as-is) must say 1; the full state dict loads and says 0."""
+    model = Tied()
+    state = {k: v for k, v in model.state_dict().items() if not (drop_alias and k == "head.weight")}
+    strict = _strict_loads(state, Tied())
+    assert strict is not drop_alias  # the oracle, torch itself
+    assert netscope.diff(state, Tied()).clean is strict
+    (tmp_path / "tied.py").write_text(TIED_FILE)
+    path = tmp_path / "tied.pt"
+    torch.save(state, path)
+    assert main(["diff", str(path), f"{tmp_path / 'tied.py'}:Tied"]) == (0 if strict else 1)
+    err = capsys.readouterr().err
+    assert ("does not load strictly as-is (1 missing, 0 unexpected" in err) is drop_alias
+
+
 def test_shared_storage_in_source_maps_or_is_alias():
     model = Tied()
     state = _prefixed(model.state_dict(), "module.")
@@ -398,6 +435,7 @@ def test_plan_save_replay_invert_round_trip(tmp_path):
     assert list(back) == list(state)
     assert all(_same_tensor(back[k], v) for k, v in state.items())
     assert all("replayed from plan" in d.detail for d in back_report.decisions)
+    assert all("replayed from plan: backwards (" in d.detail for d in back_report.decisions if d.loads)  # not "stripped"
     # the compact rules alone replay it too
     assert netscope.remap(state, target, rules=plan.rules, structural=False)[1].mapping == report.mapping
 
@@ -552,3 +590,33 @@ def test_dcp_directory_is_diffed_from_metadata(tmp_path, capsys, resnet18):
     data = json.loads(capsys.readouterr().out)
     assert data["coverage"]["fraction"] == 1.0
     assert data["plan"]["counts"]["wrapper-stripped"] == len(resnet18.state_dict())
+
+
+def _bn_net():
+    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.InstanceNorm2d(4, track_running_stats=True))
+
+
+@pytest.mark.parametrize("version", [None, 1, 2, "no-metadata"])
+@pytest.mark.parametrize("prefix", ["", "module."])
+def test_missing_num_batches_tracked_is_judged_as_torchs_strict_load_judges_it(version, prefix):
+    """torch's norm loader fills a missing num_batches_tracked when the module's _metadata version is absent
+    or below 2 (checkpoints older than torch 0.4.1); with version 2 the strict load fails. The oracle is
+    torch's own strict load, of the checkpoint as-is (diff) and of the remapped one (remap, load)."""
+    state = OrderedDict((prefix + k, v) for k, v in _bn_net().state_dict().items()
+                        if not k.endswith("num_batches_tracked"))
+    if version != "no-metadata":
+        state._metadata = OrderedDict((prefix + m if m else m, {} if version is None else {"version": version})
+                                      for m in ("", "0", "1", "2"))
+    as_is = _strict_loads(state, _bn_net())
+    assert as_is is (version != 2 and not prefix)
+    assert netscope.diff(state, _bn_net()).clean is as_is
+    new, report = netscope.remap(state, _bn_net())
+    mapped = _strict_loads(new, _bn_net())
+    assert mapped is (version != 2)
+    assert (report.strict_problems() == []) is mapped
+    if mapped:
+        assert set(report.loader_fills) == {"1.num_batches_tracked", "2.num_batches_tracked"}
+        netscope.load(state, _bn_net(), strict=True)
+    else:
+        with pytest.raises(StrictLoadError, match="num_batches_tracked"):
+            netscope.load(state, _bn_net(), strict=True)

@@ -93,3 +93,35 @@ def test_optimizer_only_dcp_save_is_not_taken_for_model_weights(tmp_path):
     assert any("only optimizer state" in note for note in info.notes)
     with pytest.raises(netscope.NetscopeError, match="only optimizer state"):
         netscope.load(str(tmp_path / "optim"), _model())
+
+
+def _local_state_worker(rank: int, folder: str) -> None:
+    import warnings
+
+    from torch.distributed.fsdp import FullyShardedDataParallel as FSDP, StateDictType
+
+    warnings.filterwarnings("ignore")
+    dist.init_process_group("gloo", init_method=f"file://{folder}/rendezvous-local", rank=rank, world_size=2)
+    try:
+        fsdp = FSDP(_model(), device_id=torch.device("cpu"), use_orig_params=False)
+        with FSDP.state_dict_type(fsdp, StateDictType.LOCAL_STATE_DICT):
+            torch.save(fsdp.state_dict(), os.path.join(folder, f"local_rank{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("unsafe", [False, True])
+def test_a_torch_saved_fsdp_local_state_dict_is_named_not_called_corrupt(tmp_path, capsys, unsafe):
+    """FSDP's LOCAL_STATE_DICT saved with torch.save holds ShardedTensors, which torch.load rebuilds only
+    inside a process group: the error says so and how to consolidate (it read 'truncated or corrupt')."""
+    import torch.multiprocessing as mp
+
+    from netscope.cli import main
+
+    mp.spawn(_local_state_worker, args=(str(tmp_path),), nprocs=2)
+    path = str(tmp_path / "local_rank0.pt")
+    with pytest.raises(Exception):  # the oracle: torch itself cannot rebuild it outside the process group
+        torch.load(path, weights_only=False)
+    assert main(["keys", path, *(["--unsafe-pickle"] if unsafe else [])]) == 2
+    err = capsys.readouterr().err
+    assert "ShardedTensor" in err and "FULL_STATE_DICT" in err and "corrupt" not in err

@@ -334,3 +334,43 @@ def test_keys_lists_the_chosen_sub_dict(tmp_path, capsys):
     assert main(["keys", str(path), "--key", "state_dict_ema", "--format", "json"]) == 0
     data = __import__("json").loads(capsys.readouterr().out)
     assert data["state_dict_path"] == ["state_dict_ema"] and data["tensors"]["weight"]["shape"] == [5, 4]
+
+
+@pytest.mark.parametrize("first", ["model.", "ema."])
+def test_two_full_copies_under_rival_prefixes_are_refused_not_chosen_by_file_order(first):
+    """A checkpoint holding a model and its EMA (or a student and its teacher) under two prefixes: either
+    strips to every model key, so the file's order must not pick one. Both are refused as ambiguous with
+    the rules to paste; with a rule, exactly the chosen copy's tensors load."""
+    torch.manual_seed(0)
+    model, raw, ema = (nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4), nn.Linear(4, 2)) for _ in range(3))
+    copies = {"model.": raw.state_dict(), "ema.": ema.state_dict()}
+    order = [first] + [p for p in copies if p != first]
+    state = {p + k: v for p in order for k, v in copies[p].items()}
+    _, report = netscope.remap(state, model)
+    assert sorted(report.ambiguous) == sorted(state) and report.coverage.fraction == 0.0
+    assert r"--rule '^model\.='" in report.decisions[0].detail and r"--rule '^ema\.='" in report.decisions[0].detail
+    for chosen in copies:
+        new, report = netscope.remap(state, model, rules=[f"^{chosen.replace('.', chr(92) + '.')}="])
+        assert set(new) == set(model.state_dict())
+        assert all(_same(new[k], v) for k, v in copies[chosen].items())
+        assert sorted(report.unused) == sorted(k for k in state if not k.startswith(chosen))
+
+
+def test_same_named_transposed_weights_stay_mismatches_and_are_not_moved_by_shape():
+    """A GPT-2 Conv1D checkpoint ((in, out) weights) into an nn.Linear port with the same names: mlp.c_fc's
+    [32, 128] fits c_proj's [32, 128] by shape, but the names say c_fc; structure must not swap them."""
+    class Mlp(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c_fc, self.c_proj = nn.Linear(32, 128), nn.Linear(128, 32)
+
+    torch.manual_seed(0)
+    source = Mlp()
+    state = {k: (v.t().contiguous() if v.dim() == 2 else v) for k, v in source.state_dict().items()}  # Conv1D layout
+    new, report = netscope.remap(state, Mlp())
+    by_source = {d.source: d for d in report.decisions}
+    for name in ("c_fc.weight", "c_proj.weight"):
+        assert (by_source[name].target, by_source[name].reason) == (name, "shape-mismatch")
+        assert "transposed" in by_source[name].detail
+    assert "c_proj.weight" not in new and "c_fc.weight" not in new  # neither weight lands on the other layer
+    assert _same(new["c_fc.bias"], source.c_fc.bias) and _same(new["c_proj.bias"], source.c_proj.bias)

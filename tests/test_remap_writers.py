@@ -133,3 +133,36 @@ def test_timm_checkpoint_saver_with_ema_round_trips_and_key_picks_ema(tmp_path):
     _check(saved["state_dict_ema"], smoothed)
     _check(saved["state_dict"], raw)
     assert saved["args"].lr == 0.1
+
+
+class _TiedLM(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Embedding(11, 4)
+        self.head = nn.Linear(4, 11, bias=False)
+        self.head.weight = self.embed.weight
+
+
+def test_safetensors_output_of_a_tied_model_says_the_alias_is_not_in_load_file(tmp_path):
+    """safetensors stores the shared tensor once; `load_file` (the oracle) then lacks the other key, so the
+    remap notes it, and netscope.load restores the tie with a strict load."""
+    from safetensors.torch import load_file
+
+    torch.manual_seed(0)
+    model = _TiedLM()
+    source = tmp_path / "src.pt"
+    torch.save({"module." + k: v for k, v in model.state_dict().items()}, source)
+    out = tmp_path / "out.safetensors"
+    report = netscope.remap_file(str(source), _TiedLM(), str(out))
+    plain = load_file(str(out))
+    missing = set(model.state_dict()) - set(plain)
+    assert missing == {"head.weight"}
+    assert any("head.weight = embed.weight" in n and "load_file does not" in n for n in report.notes)
+    target = _TiedLM()
+    netscope.load(str(out), target, strict=True)
+    assert torch.equal(target.head.weight, model.embed.weight) and target.head.weight is target.embed.weight
+    untied = tmp_path / "untied.safetensors"
+    plain_model = nn.Linear(3, 2)
+    torch.save(plain_model.state_dict(), tmp_path / "lin.pt")
+    report = netscope.remap_file(str(tmp_path / "lin.pt"), nn.Linear(3, 2), str(untied))
+    assert not any("share a tensor" in n for n in report.notes)

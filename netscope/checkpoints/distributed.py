@@ -28,6 +28,21 @@ PER_RANK = (
 )
 
 
+SHARDED_TENSOR = (
+    "{path} holds torch.distributed ShardedTensor pieces: one rank's FSDP LOCAL_STATE_DICT or SHARDED_STATE_DICT "
+    "written with torch.save, which only rebuilds inside the process group that saved it and holds part of "
+    "the model. Consolidate first: under FSDP save a full state dict (FSDP.state_dict_type(model, "
+    "StateDictType.FULL_STATE_DICT)), or save the sharded state with torch.distributed.checkpoint and pass "
+    "that directory."
+)
+_SHARDED_TENSOR_SIGNS = ("torch.distributed._shard.", "ShardedTensor")
+
+
+def is_sharded_tensor_error(text: str) -> bool:
+    """Whether a load failure (or the globals a safe load refused) names torch's ShardedTensor machinery."""
+    return any(sign in text for sign in _SHARDED_TENSOR_SIGNS)
+
+
 def flat_param_keys(keys: Iterable[str]) -> List[str]:
     keys = list(keys)
     joined = "\n".join(keys)  # one scan of all keys first: ordinary checkpoints (100k keys) have none

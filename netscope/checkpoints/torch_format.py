@@ -11,6 +11,7 @@ import zipfile
 from operator import attrgetter
 from typing import Any, Dict, Iterable, List, Tuple
 
+from netscope.checkpoints.distributed import SHARDED_TENSOR, is_sharded_tensor_error
 from netscope.errors import CheckpointError
 from netscope.records import TensorMeta
 
@@ -72,6 +73,8 @@ def load(path: str, *, weights_only: bool, mmap: bool) -> Tuple[Any, List[str]]:
         if weights_only and ("weights_only" in str(exc) or "Weights only" in str(exc)):
             names = (_unsafe_globals(path) if is_zip else []) or _GLOBAL_IN_MESSAGE.findall(str(exc))[:1]
             detail = f" ({', '.join(names[:6])}{', ...' if len(names) > 6 else ''})" if names else ""
+            if is_sharded_tensor_error(" ".join(names)):
+                raise CheckpointError(SHARDED_TENSOR.format(path=path)) from None
             raise unsafe_pickle_error(path, detail) from None
         raise _corrupt(path, exc) from None
     except ImportError as exc:  # full unpickling needs the library that pickled its objects (mmengine, ...)
@@ -79,6 +82,8 @@ def load(path: str, *, weights_only: bool, mmap: bool) -> Tuple[Any, List[str]]:
         raise CheckpointError(f"{path} pickles objects of the library {library!r}, which is not installed, so they "
                               f"cannot be rebuilt: install it (pip install {library}) and try again") from None
     except Exception as exc:  # torch.load on a damaged file raises nearly anything (RuntimeError, EOFError, ...)
+        if is_sharded_tensor_error(str(exc)):
+            raise CheckpointError(SHARDED_TENSOR.format(path=path)) from None
         raise _corrupt(path, exc) from None
     finally:
         if source is not path:

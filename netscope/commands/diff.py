@@ -36,4 +36,10 @@ def run(args: argparse.Namespace) -> int:
     problems = [p for p in report.strict_problems() if "map to nothing" not in p]
     if problems:
         sys.stderr.write("netscope: a strict load would fail: " + "; ".join(problems) + "\n")
+    elif not report.clean and not getattr(args, "quiet", False):
+        sys.stderr.write(f"netscope: the checkpoint does not load strictly as-is ({len(report.missing_by_name)} "
+                         f"missing, {len(report.unexpected_by_name)} unexpected by exact name); the mapped one "
+                         "would: write it with `netscope remap`"
+                         + (f" (the {len(report.unused)} tensor(s) that map to nothing go to --unmatched-out FILE or "
+                            "are dropped with --drop-unmatched)" if report.unused else "") + "\n")
     return 0 if report.clean else EXIT_FINDINGS

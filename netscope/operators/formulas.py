@@ -186,6 +186,31 @@ def quantized_linear_macs(x, packed, *args, out_val=None, **kwargs) -> int:
     return out_val.numel() * x.shape[-1]
 
 
+def _quantized_rnn_macs(gates: int):
+    """``aten::quantized_lstm`` / ``quantized_gru`` (dynamic-quantized ``nn.LSTM``/``nn.GRU``), every overload:
+    per row and direction, layer 0 runs ``gates*H x (I + H)`` weights, later layers ``gates*H x (dirs*H + H)``
+    (the float kernel's count; the packed weights themselves are opaque ``CellParamsBase`` objects)."""
+    def macs(input, second, *args, out_val=None, **kwargs) -> int:
+        packed = not isinstance(second, (list, tuple)) and second.dim() == 1  # .data: (data, batch_sizes, hx, ...)
+        hx, params, _, num_layers, _, _, bidirectional = (args[0], *args[1:7]) if packed else (second, *args[:6])
+        hidden = (hx[0] if isinstance(hx, (list, tuple)) else hx).shape[-1]
+        dirs = 2 if bidirectional else 1
+        per_row = gates * hidden * ((input.shape[-1] + hidden) + (num_layers - 1) * (dirs * hidden + hidden))
+        return _rnn_rows(input) * dirs * per_row
+    return macs
+
+
+register_macs("aten::quantized_lstm")(_quantized_rnn_macs(4))
+register_macs("aten::quantized_gru")(_quantized_rnn_macs(3))
+
+
+def quantized_rnn_cell_macs(input, hx, w_ih, w_hh, *args, out_val=None, **kwargs) -> int:
+    """Dynamic-quantized RNN cells: both packed weight matrices once per batch row."""
+    return _rnn_rows(input) * (w_ih.unpack()[0].numel() + w_hh.unpack()[0].numel())
+
+
+for _name in ("lstm", "gru", "rnn_tanh", "rnn_relu"):
+    register_macs(f"quantized::quantized_{_name}_cell_dynamic")(quantized_rnn_cell_macs)
 for _name in ("conv1d", "conv2d", "conv3d", "conv1d_relu", "conv2d_relu", "conv3d_relu",
               "conv_transpose1d", "conv_transpose2d", "conv_transpose3d", "conv2d_add", "conv2d_add_relu"):
     register_macs(f"quantized::{_name}")(quantized_conv_macs)

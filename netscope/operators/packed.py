@@ -1,7 +1,8 @@
 """Weights that live outside ``parameters()``: quantized modules keep theirs in packed objects.
 
 ``torch.ao.nn.quantized`` Conv/Linear/Embedding modules (and their fused and dynamic variants) hold
-their weight and bias in a packed ``ScriptObject``, read back with ``module.weight()`` / ``.bias()``.
+their weight and bias in a packed ``ScriptObject``, read back with ``module.weight()`` / ``.bias()``;
+dynamic-quantized LSTM/GRU/RNN cells hold theirs per layer, read back with ``module._weight_bias()``.
 They are counted as parameters (frozen ones: a quantized model is not trained), so a quantized model's
 parameter count equals its float twin's. One registry entry per module family, looked up along the MRO.
 """
@@ -24,6 +25,12 @@ def _weight(module: nn.Module) -> Tuple:
     return (module.weight(),)
 
 
+def _weight_bias_dicts(module: nn.Module) -> Tuple:
+    """Dynamic-quantized RNNs and RNN cells: every layer's and direction's weights and biases, unpacked by
+    the module's own ``_weight_bias()`` (``{"weight": {name: tensor}, "bias": {...}}``)."""
+    return tuple(t for group in module._weight_bias().values() for t in group.values() if t is not None)
+
+
 # (module path, class name) -> reader; resolved lazily so that torch.ao is imported only when a
 # quantized module is actually met.
 _READERS: Dict[Tuple[str, str], PackedReader] = {
@@ -31,6 +38,8 @@ _READERS: Dict[Tuple[str, str], PackedReader] = {
     ("torch.ao.nn.quantized.modules.linear", "Linear"): _weight_and_bias,
     ("torch.ao.nn.quantized.modules.embedding_ops", "Embedding"): _weight,
     ("torch.ao.nn.quantized.modules.embedding_ops", "EmbeddingBag"): _weight,
+    ("torch.ao.nn.quantized.dynamic.modules.rnn", "RNNBase"): _weight_bias_dicts,
+    ("torch.ao.nn.quantized.dynamic.modules.rnn", "RNNCellBase"): _weight_bias_dicts,
 }
 _BY_CLASS: Dict[type, Optional[PackedReader]] = {}
 

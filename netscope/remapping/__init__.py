@@ -8,6 +8,7 @@ tensor data; moving tensors is a separate small step (``netscope.remapping.apply
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from typing import Any, Iterable, Mapping, Optional, Tuple
 
 from netscope.errors import EXIT_FINDINGS, NetscopeError, UsageError
@@ -88,10 +89,16 @@ def diff(checkpoint_or_state_dict, model, *, rules: Iterable = (), weights_only:
          structural: bool = True, key: Optional[str] = None) -> DiffReport:
     """Compare a checkpoint (path, state dict, or ``{key: TensorMeta}``) with a model, from metadata only.
     ``key`` chooses the dict of tensors inside a checkpoint file (``state_dict_ema``)."""
+    from netscope.remapping.loader_fills import keys_torch_fills
+
     source, label, notes = _source_layout(checkpoint_or_state_dict, weights_only=weights_only, key=key)
     target = _target_layout(model)
     result, coverage = plan_mapping(source, target, rules=rules, structural=structural)
-    return DiffReport(result, coverage, label, type(model).__name__, tuple(notes))
+    report = DiffReport(result, coverage, label, type(model).__name__, tuple(notes))
+    if label == "state_dict":  # tensors in memory; a file (or TensorMetas) gives headers only, no _metadata
+        fills = keys_torch_fills(model, getattr(checkpoint_or_state_dict, "_metadata", None), report.missing)
+        report = replace(report, loader_fills=fills)
+    return report
 
 
 def remap_file(checkpoint, model, out=None, **options) -> RemapReport:
@@ -114,9 +121,13 @@ def remap(state_dict: Mapping[str, Any], model, *, rules: Iterable = (), plan=No
     source = source_layout(state_dict)
     target = _target_layout(model)
     result, coverage = plan_mapping(source, target, rules=rules, plan=plan, invert=invert, structural=structural)
+    from netscope.remapping.loader_fills import keys_torch_fills
+
     report = RemapReport(result, coverage, "state_dict", type(model).__name__)
     check_coverage(report, min_coverage)
-    return apply_plan(state_dict, result, target.tensors), report
+    new_state_dict = apply_plan(state_dict, result, target.tensors)
+    fills = keys_torch_fills(model, getattr(new_state_dict, "_metadata", None), report.missing)
+    return new_state_dict, replace(report, loader_fills=fills)
 
 
 def load(checkpoint, model, *, strict: bool = True, rules: Iterable = (), weights_only: bool = True,
@@ -144,7 +155,7 @@ def load(checkpoint, model, *, strict: bool = True, rules: Iterable = (), weight
     else:
         state_dict, label = checkpoint, "state_dict"
     new_state_dict, report = remap(state_dict, model, rules=rules, plan=plan, min_coverage=min_coverage)
-    report = RemapReport(report.plan, report.coverage, label, type(model).__name__)
+    report = replace(report, source_label=label)
     problems = report.strict_problems()
     if strict and problems:
         raise StrictLoadError(

@@ -160,6 +160,9 @@ def _prefixes(state: _Matching, rounds: int = 4) -> None:
             touched = sum(1 for k in side if k.startswith(prefix))
             if count * 2 < touched:
                 continue
+            if kind == "strip" and _refuse_rival_prefixes(state, votes, prefix, count, sources):
+                progress = True
+                break
             for key in (sources if kind == "strip" else list(targets)):
                 if not key.startswith(prefix):
                     continue
@@ -172,6 +175,30 @@ def _prefixes(state: _Matching, rounds: int = 4) -> None:
                 break
         if not progress:
             return
+
+
+def _refuse_rival_prefixes(state: _Matching, votes, prefix: str, count: int, sources: Sequence[str]) -> bool:
+    """Two prefixes that each strip to the same model keys as often (``model.`` and ``ema.``, ``student.``
+    and ``teacher.``) are two copies of the weights: which one loads is the user's choice, never the file's
+    order. Their keys are refused as ambiguous with the rules to paste; True when that happened."""
+    rivals = [p for (k, p), c in votes.items() if k == "strip" and c == count and p != prefix
+              and 2 * c >= sum(1 for key in sources if key.startswith(p))]
+    if not rivals:
+        return False
+    fills = {p: {key[len(p):] for key in sources if key.startswith(p) and state.target_free(key[len(p):])}
+             for p in [prefix] + rivals}
+    contested = [p for p in fills if any(fills[p] & fills[q] for q in fills if q != p)]
+    if len(contested) < 2:
+        return False
+    named = ", ".join(f"'{p}'" for p in contested)
+    paste = " or ".join(f"--rule '{literal_prefix_rule(p, '').text()}'" for p in contested)
+    why = (f"ambiguous: the prefixes {named} each strip to the same {count} model keys (two copies of the weights: "
+           f"a model and its EMA, a student and its teacher?); say which to load: {paste}")
+    for key in sources:
+        if any(key.startswith(p) for p in contested) and key in state.open_sources:
+            state.refused[key] = why
+            state.open_sources.pop(key, None)
+    return True
 
 
 def _user_rules(state: _Matching, rules: Sequence[Rule]) -> None:
@@ -242,9 +269,19 @@ def _shifts(state: _Matching, keys: Optional[Tuple[List[str], List[str]]] = None
             state.rules.append(literal_prefix_rule(shift.source_prefix, shift.target_prefix))
 
 
+def _named_mismatches(state: _Matching) -> Set[str]:
+    """Keys present on both sides under the same name with different shapes, where the name is evidence: the
+    owning module has a name, not a list index (``mlp.c_fc.weight`` transposed by a Conv1D -> Linear port).
+    Structure must not move them onto another layer of the right shape: they stay shape mismatches."""
+    return {s for s, (t, _) in state.pending.items()
+            if t == s and not module_of(s).rpartition(".")[2].isdigit()}
+
+
 def _structural(state: _Matching) -> None:
     links = [(module_of(s), module_of(t)) for s, (t, _, _) in state.assigned.items()]
-    result = structural_alignment(list(state.open_sources), state.source.tensors, list(state.open_targets()),
+    named = _named_mismatches(state)
+    result = structural_alignment([k for k in state.open_sources if k not in named], state.source.tensors,
+                                  [k for k in state.open_targets() if k not in named],
                                   state.target.tensors, state.target.module_type, links)
     for s, t, detail, by_names in result.pairs:
         state.assign(s, t, P.NAMES if by_names else P.STRUCTURAL, detail)
@@ -273,7 +310,10 @@ def _mismatch_detail(state: _Matching, source: str, target: str, how: str) -> st
     text = f"checkpoint {list(s_shape)} vs model {list(t_shape)}"
     if how and how != P.EXACT:
         text += f" (matched by {how})"
-    if len(s_shape) == len(t_shape) and s_shape[1:] == t_shape[1:] and s_shape[:1] != t_shape[:1]:
+    if len(s_shape) == len(t_shape) == 2 and tuple(s_shape) == tuple(t_shape)[::-1]:
+        text += (": transposed (stored (in, out), like HF's Conv1D, where nn.Linear is (out, in)?): convert with "
+                 ".t(); square weights of such layers load without a shape error and need .t() too")
+    elif len(s_shape) == len(t_shape) and s_shape[1:] == t_shape[1:] and s_shape[:1] != t_shape[:1]:
         owner = module_of(target)
         kind = state.target.module_type(owner)
         if kind in ("Linear", "LazyLinear", "") and state.last_parameterized_module == owner:

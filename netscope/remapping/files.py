@@ -75,6 +75,7 @@ def remap_file(checkpoint: str, model, out: Optional[str] = None, *, rules: Iter
                            unmatched=tuple(unmatched))
     from netscope.checkpoints import load_checkpoint, save_checkpoint
     from netscope.remapping.apply import apply_plan, rebuild_container
+    from netscope.remapping.loader_fills import keys_torch_fills
 
     loaded = load_checkpoint(checkpoint, weights_only=weights_only, key=key)
     refuse_distributed_pieces(loaded.info)
@@ -83,6 +84,7 @@ def remap_file(checkpoint: str, model, out: Optional[str] = None, *, rules: Iter
     check_coverage(report, min_coverage)  # below the threshold: nothing is written
     unmatched = unmatched_decisions(result)
     new_state_dict = apply_plan(loaded.state_dict, result, target.tensors)
+    fills = keys_torch_fills(model, getattr(new_state_dict, "_metadata", None), report.missing)
     path = tuple(loaded.info.state_dict_path)
     tensors_only = out.lower().endswith(TENSORS_ONLY_EXTENSIONS)
     in_place_write = same_file(out, checkpoint)
@@ -123,7 +125,23 @@ def remap_file(checkpoint: str, model, out: Optional[str] = None, *, rules: Iter
         where = ""
     save_checkpoint(container, out, force=force or in_place)
     notes.append(f"written: {out}")
-    return RemapReport(result, coverage, checkpoint, label, tuple(notes), renamed, tuple(unmatched), where)
+    if tensors_only:
+        notes.extend(_alias_notes(out))
+    return RemapReport(result, coverage, checkpoint, label, tuple(notes), renamed, tuple(unmatched), where, fills)
+
+
+def _alias_notes(path: str) -> List[str]:
+    """A .safetensors file stores a tensor once: keys that shared it are recorded as netscope aliases, which
+    ``safetensors.torch.load_file`` does not return (torch's strict load then misses them)."""
+    from netscope.checkpoints import safetensors_format
+
+    aliases = safetensors_format.read_header(path).aliases
+    if not aliases:
+        return []
+    shown = ", ".join(f"{a} = {c}" for a, c in list(aliases.items())[:4]) + (" ..." if len(aliases) > 4 else "")
+    return [f"{len(aliases)} key(s) share a tensor with another key ({shown}); the .safetensors format stores it "
+            "once and records the alias in its metadata: netscope.load restores it, but safetensors.torch."
+            "load_file does not, so tie the weights after loading (HF from_pretrained does) or write a .pt file"]
 
 
 def _other_entries(container: Any, path: Tuple, new_state_dict: Mapping) -> List[str]:

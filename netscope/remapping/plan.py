@@ -74,7 +74,8 @@ class KeyDecision:
 
     def inverted(self) -> "KeyDecision":
         reason = {UNUSED: MISSING, MISSING: UNUSED}.get(self.reason, self.reason)
-        return KeyDecision(self.target, self.source, reason, self.detail, self.target_shape, self.source_shape)
+        detail = f"backwards ({self.detail})" if self.detail else "backwards"  # "prefix 'model.' stripped" now adds it
+        return KeyDecision(self.target, self.source, reason, detail, self.target_shape, self.source_shape)
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,7 @@ class RemapReport:
     optimizer_keys_renamed: int = 0
     unmatched: Tuple[Unmatched, ...] = ()  # checkpoint tensors not loaded into the model (file-to-file remap)
     unmatched_destination: str = ""  # where they went: kept in the container, a side file, or dropped
+    loader_fills: Tuple[str, ...] = ()  # missing model keys torch's load_state_dict supplies (loader_fills.py)
 
     @property
     def decisions(self) -> Tuple[KeyDecision, ...]:
@@ -87,8 +88,9 @@ class RemapReport:
     def strict_problems(self) -> List[str]:
         """Why ``load_state_dict(strict=True)`` of the mapped checkpoint would refuse (empty when it would not)."""
         problems = []
-        if self.missing:
-            problems.append(f"{len(self.missing)} model key(s) have no checkpoint tensor (first: {self.missing[0]})")
+        missing = [k for k in self.missing if k not in self.loader_fills]
+        if missing:
+            problems.append(f"{len(missing)} model key(s) have no checkpoint tensor (first: {missing[0]})")
         if self.mismatched:
             d = self.mismatched[0]
             problems.append(f"{len(self.mismatched)} tensor(s) have a different shape (first: {d.source}: {d.detail})")
@@ -120,6 +122,10 @@ class RemapReport:
             lines.append("compact rules" + ("" if self.plan.rules_reproduce_mapping else " (partial; the plan is exact)")
                          + ": " + "; ".join(f"{r.pattern} -> {r.replacement or '(nothing)'}" for r in self.plan.rules[:12])
                          + (f" ... ({len(self.plan.rules)} in all)" if len(self.plan.rules) > 12 else ""))
+        if self.loader_fills:
+            lines.append(f"filled in by torch's load_state_dict: {', '.join(self.loader_fills[:5])}"
+                         + (f" and {len(self.loader_fills) - 5} more" if len(self.loader_fills) > 5 else "")
+                         + " (the checkpoint predates num_batches_tracked: no _metadata version 2)")
         if self.unmatched:
             lines.append(f"not loaded into the model: {len(self.unmatched)} checkpoint tensor(s)"
                          + (f", {self.unmatched_destination}" if self.unmatched_destination else "") + ":")
@@ -150,7 +156,8 @@ class RemapReport:
 
     def to_dict(self) -> dict:
         return {"source": self.source_label, "target": self.target_label, "coverage": self.coverage.to_dict(),
-                "strict_problems": self.strict_problems(), "notes": list(self.notes),
+                "strict_problems": self.strict_problems(), "loader_fills": list(self.loader_fills),
+                "notes": list(self.notes),
                 "optimizer_keys_renamed": self.optimizer_keys_renamed,
                 "unmatched": [{"key": u.key, "shape": list(u.shape) if u.shape is not None else None,
                                "reason": u.reason, "detail": u.detail} for u in self.unmatched],
@@ -182,7 +189,10 @@ class DiffReport(RemapReport):
 
     @property
     def clean(self) -> bool:
-        return all(d.reason == P.EXACT or (d.reason == P.ALIAS) for d in self.plan.decisions)
+        """Whether ``load_state_dict(strict=True)`` takes the checkpoint as it is: every key exact. A tied key
+        the file saved once (``alias-of``) is still missing by name, so torch's strict load refuses it."""
+        return all(d.reason == P.EXACT or (d.reason == P.MISSING and d.target in self.loader_fills)
+                   for d in self.plan.decisions)
 
     def rows(self, *, include_exact: bool = False) -> List[dict]:
         return super().rows(include_exact=include_exact)

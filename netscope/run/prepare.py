@@ -167,10 +167,11 @@ def _placed(model: nn.Module, device: torch.device, float_dtype: str, owned: boo
     if owned:
         yield model.to(device=device, dtype=target_dtype if needs_cast else None)
         return
+    tree = tree_of(model, tree)
+    _refuse_meta_tensors(tree.parameters + tree.buffers, device)
     if needs_cast:  # never cast the user's tensors: run on a converted copy
         yield copy.deepcopy(model).to(device=device, dtype=target_dtype)
         return
-    tree = tree_of(model, tree)
     if _all_on(tree, device):
         yield model
         return
@@ -194,6 +195,18 @@ def _all_on(tree: ModuleTree, device: torch.device) -> bool:
     if device.type in ("cpu", "meta"):
         return all(map(_IS_CPU if device.type == "cpu" else _IS_META, tensors))
     return all(t.device == device for t in tensors)
+
+
+def _refuse_meta_tensors(tensors: Sequence[torch.Tensor], device: torch.device) -> None:
+    """A model whose weights live on the meta device has no values to copy to ``device``."""
+    if not any(map(_IS_META, tensors)):  # the usual model: one C loop
+        return
+    meta = sum(1 for t in tensors if t.is_meta)
+    if meta:
+        raise InputSpecError(
+            f"{meta} of the model's {len(tensors)} parameters and buffers live on the meta device, which holds "
+            f"no values to copy to {device}. Run on the meta device (device='meta', or leave device unset), or "
+            "materialize the weights first (model.to_empty(device=...) and initialise or load them).")
 
 
 def _moved_inputs(inputs, device: torch.device):
