@@ -34,6 +34,7 @@ def _worker(rank: int, folder: str) -> None:
         optimizer.step()
         model_state, optim_state = get_state_dict(model, optimizer)
         dcp.save({"model": model_state, "optim": optim_state, "step": 1}, checkpoint_id=os.path.join(folder, "ckpt"))
+        dist.barrier()  # neither rank tears the group down while the other still uses it (gloo aborts then)
     finally:
         dist.destroy_process_group()
 
@@ -106,6 +107,7 @@ def _local_state_worker(rank: int, folder: str) -> None:
         fsdp = FSDP(_model(), device_id=torch.device("cpu"), use_orig_params=False)
         with FSDP.state_dict_type(fsdp, StateDictType.LOCAL_STATE_DICT):
             torch.save(fsdp.state_dict(), os.path.join(folder, f"local_rank{rank}.pt"))
+        dist.barrier()  # neither rank tears the group down while the other still uses it (gloo aborts then)
     finally:
         dist.destroy_process_group()
 
