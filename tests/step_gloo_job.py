@@ -60,5 +60,6 @@ def run_rank(rank, world, port, out_dir):
         fsdp = step(sharded, list(sharded.parameters()))
         with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as handle:
             json.dump({"ddp": ddp, "fsdp": fsdp}, handle)
+        dist.barrier()  # neither rank tears the group down while the other still uses it (gloo aborts then)
     finally:
         dist.destroy_process_group()
