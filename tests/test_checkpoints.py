@@ -769,3 +769,8 @@ def test_a_tensor_saved_alone_is_named_not_hidden(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "(top level): tensor float16 (3, 2)" in out  # what the file holds, though it is no state dict
     assert "no model tensors found" in out
+    whole = tmp_path / "whole.pt"
+    torch.save(nn.Sequential(nn.Linear(2, 2)), whole)  # a pickled module: its state dict is the listing
+    assert main(["keys", str(whole), "--unsafe-pickle"]) == 0
+    out = capsys.readouterr().out
+    assert "0.weight" in out and "(top level)" not in out

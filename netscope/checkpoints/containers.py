@@ -200,8 +200,11 @@ def other_entries(container: Any, path: Tuple[Any, ...]) -> Dict[str, str]:
     For a top-level state dict, its own non-tensor values (``_extra_state`` objects) are listed.
     """
     entries: Dict[str, str] = {}
-    if not isinstance(container, Mapping):  # a bare tensor or list saved alone: say what the file holds
-        return {"(top level)": summarize_value(container)} if container is not None else entries
+    if not isinstance(container, Mapping):  # a bare tensor or list saved alone: say what the file holds (a
+        # pickled module is not listed: its state dict is what the listing shows)
+        if is_tensor_like(container) or isinstance(container, (list, tuple)):
+            return {"(top level)": summarize_value(container)}
+        return entries
     if not path:
         if set(map(type, container.values())) == {TensorMeta}:  # a headers-only state dict, nothing beside it
             return entries
