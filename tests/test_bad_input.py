@@ -18,7 +18,6 @@ import pytest
 import torch
 import torch.nn as nn
 
-import netscope
 from netscope.cli import main
 
 USAGE, FINDINGS, FORWARD = 2, 1, 3  # README.md "Exit codes"

@@ -3,9 +3,7 @@ Chromium inside Jupyter's own output-area table rules, light and dark."""
 
 from __future__ import annotations
 
-import json
 import os
-import sys
 
 import pytest
 

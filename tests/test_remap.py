@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import re
 from collections import OrderedDict
 
 import pytest
@@ -20,8 +19,7 @@ from netscope.records import TensorMeta
 from netscope.remapping import CoverageError, StrictLoadError, plan_mapping, read_plan
 from netscope.remapping.align import LeafGroup, align_groups
 from netscope.remapping.apply import rebuild_container
-from netscope.remapping.sides import TensorLayout, model_layout
-from netscope.remapping.plan import Plan
+from netscope.remapping.sides import TensorLayout
 from netscope.remapping.rules import RuleChain, parse_rule, read_rules_file
 
 EXAMPLES = os.path.join(os.path.dirname(__file__), os.pardir, "examples")

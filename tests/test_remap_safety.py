@@ -4,7 +4,6 @@ never a tensor lost (kept, side file, or dropped only when asked), exit codes as
 from __future__ import annotations
 
 import hashlib
-import re
 import shlex
 
 import pytest
