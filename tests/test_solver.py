@@ -118,6 +118,29 @@ def test_the_solver_says_when_axes_interact():
     assert result.interaction.startswith("the axes interact: the square size 9 fails")
 
 
+def test_axes_tied_by_their_product_are_not_called_independent():
+    # conv -> flatten -> Linear(35): only rows * cols = 35 matters. At the anchor 11x15 (5x7) each axis accepts
+    # two sizes and the mixed extremes of those sets work, so the solver used to say "the axes look
+    # independent", although 15x11 (7x5) works too while the H scan rejects 15. Oracle: the real model.
+    def make():
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Conv2d(1, 1, 3, stride=2), nn.Flatten(), nn.Linear(35, 2))
+
+    def runs(h, w):
+        try:
+            with torch.no_grad():
+                make()(torch.zeros(1, 1, h, w))
+            return True
+        except RuntimeError:
+            return False
+
+    result = solve_input_size(make(), spec(1, 1, 11, 15), max_size=40)
+    assert result.scan("H").valid == tuple(h for h in range(1, 41) if runs(h, 15))
+    assert result.scan("W").valid == tuple(w for w in range(1, 41) if runs(11, w))
+    assert runs(15, 11) and 15 not in result.scan("H").valid  # a working shape outside the per-axis sets
+    assert result.interaction.startswith("the axes interact: [1, 1, 15, 11] works although axis H rejects 15")
+
+
 def test_a_failing_reference_anchors_the_axes_at_a_working_size():
     result = solve_input_size(TinyUNet(), spec(1, 1, 30, 30), max_size=40)
     assert result.anchor_shape == (1, 1, 28, 28)

@@ -665,6 +665,22 @@ class _Solver:
             if not probe.ok:
                 return (f"the axes interact: {list(shape)} fails although each axis accepts its size with the "
                         f"others at {list(anchor)}")
+        # the anchor's sizes moved to other axes (a flatten -> Linear fixes only their product): outside the
+        # per-axis sets, so a pass there shows the sets do not combine into the whole valid region
+        sizes = [anchor[d] for d in self.dims]
+        for turn in range(1, len(sizes)):
+            shape = list(anchor)
+            for dim, size in zip(self.dims, sizes[turn:] + sizes[:turn]):
+                shape[dim] = size
+            outside = [(axis, shape[dim]) for axis, dim in zip(axes, self.dims)
+                       if shape[dim] in set(axis.probed) and shape[dim] not in set(axis.valid)]
+            if not outside:
+                continue
+            probe = self.probe("mixed", 0, tuple(shape))
+            if probe.ok:
+                axis, size = outside[0]
+                return (f"the axes interact: {list(shape)} works although axis {axis.label} rejects {size} with "
+                        f"the others at {list(anchor)}; the per-axis sets do not describe every working shape")
         return ("the axes look independent: the square scan equals the per-axis sets combined, and mixed "
                 "extreme sizes work")
 
