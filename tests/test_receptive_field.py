@@ -193,7 +193,27 @@ class CropSkip(nn.Module):
         return self.valid(x) + self.same(x)[..., 1:-2, 1:-2]
 
 
+class Splits(nn.Module):
+    """Channel chunks gated together (GLU, ShuffleNet), an unbind over channels, and a split along H whose
+    second piece is read on its own (its positions start 5 rows into the input)."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(2, 4, 3, padding=1)
+        self.b = nn.Conv2d(2, 3, 3, stride=2)
+        self.c = nn.Conv2d(1, 2, 3, dilation=2)
+        self.d = nn.Conv2d(2, 2, 3)
+
+    def forward(self, x):
+        value, gate = self.a(x).chunk(2, dim=1)
+        y = self.b(value * torch.sigmoid(gate))
+        first, *_ = y.unbind(1)
+        z = self.c(first.unsqueeze(1))
+        return self.d(z.split([5, z.shape[2] - 5], dim=2)[1])
+
+
 CASES = {
+    "splits": (Splits, (1, 2, 40, 36)),
     "untagged-activations": (lambda: nn.Sequential(nn.Conv2d(1, 2, 3), nn.Hardswish(inplace=True), nn.Conv2d(2, 2, 3),
                                                    nn.PReLU(), nn.Conv2d(2, 2, 3, stride=2)), (1, 1, 24, 24)),
     "crop-skip": (CropSkip, (1, 1, 41, 41)),
@@ -239,6 +259,26 @@ def test_resnet_feature_extractors(name, stop, shape):
     for child_name, child in keep:
         model.add_module(child_name, child)
     _, exact = assert_fields_match(model, shape, ["maxpool", "layer1", "layer2.0", "layer2"])
+    assert exact == 4
+
+
+def test_shufflenet_v2_channel_split_keeps_the_field():
+    """ShuffleNet v2 splits channels with chunk(2, dim=1) in every block (it used to make every stage 'unknown')."""
+    model = torchvision.models.shufflenet_v2_x0_5(weights=None)
+    report = netscope.summary(model, (1, 3, 224, 224), device="cpu", audit_names=False, checks=False,
+                              receptive_field=True)
+    fields = {c.name: c.receptive_field for c in report.layers if c.depth == 1}
+    # stem: 3x3/2 conv and 3x3/2 pool; each stage: one 3x3/2 depthwise conv at the stage's input jump, then
+    # (repeats - 1) 3x3 depthwise convs (reach 2) at the doubled jump; repeats 4, 8, 4
+    stem = 1 + 2 * 1 + 2 * 2
+    stage2 = stem + 2 * 4 + 3 * 2 * 8
+    stage3 = stage2 + 2 * 8 + 7 * 2 * 16
+    stage4 = stage3 + 2 * 16 + 3 * 2 * 32
+    for name, size, jump in (("maxpool", stem, 4), ("stage2", stage2, 8), ("stage3", stage3, 16),
+                             ("stage4", stage4, 32), ("conv5", stage4, 32)):
+        assert fields[name].text("size") == f"{size}x{size}" and fields[name].text("jump") == f"{jump}x{jump}", name
+    _, exact = assert_fields_match(nn.Sequential(model.conv1, model.maxpool, model.stage2),
+                                   (1, 3, 96, 96), ["0", "1", "2.0", "2"])
     assert exact == 4
 
 

@@ -396,6 +396,8 @@ def _rules() -> Dict[object, Rule]:
 
 
 _aten = torch.ops.aten
+SPLITS = frozenset(getattr(_aten, name) for name in ("split", "split_with_sizes", "unsafe_split",
+                                                     "unsafe_split_with_sizes", "unbind") if hasattr(_aten, name))
 MATMUL_OPERANDS = {_aten.mm: 0, _aten.bmm: 0, _aten.matmul: 0, _aten.addmm: 1, _aten.baddbmm: 1}
 
 
@@ -466,6 +468,8 @@ class FieldTracker:
         packet = func._overloadpacket
         if packet is torch.ops.aten.cat:
             return self._cat
+        if packet in SPLITS:
+            return self._split
         matmul = MATMUL_OPERANDS.get(packet)
         if matmul is not None:
             return functools.partial(_matmul(matmul), self)
@@ -522,6 +526,33 @@ class FieldTracker:
         if not found:
             return None
         return UNKNOWN if all(f == UNKNOWN for f in found) else WHOLE
+
+    def _split(self, args, kwargs, out) -> FieldLike:
+        """split/chunk/unbind: every piece gets a field (the output is a list, so it is set here, piece by
+        piece). Along a non-spatial dim each piece keeps the input's field; along a spatial one a piece starts
+        that many positions further (split), or is one position of the axis (unbind: no field of a tensor)."""
+        x = args[0]
+        field = self.fields.get(x) if isinstance(x, torch.Tensor) else None
+        if field is None:
+            return None
+        unbind = bool(out) and out[0].dim() < x.dim()  # unbind(x, dim); split(x, sizes, dim)
+        where = 1 if unbind else 2
+        dim = (args[where] if len(args) > where else kwargs.get("dim", 0)) % x.dim()
+        offset = 0
+        for piece in out:
+            result = field
+            if isinstance(field, Field) and dim in field.dims:
+                if unbind or field.merged is not None:
+                    result = UNKNOWN
+                else:
+                    result = Field(field.dims, tuple(Axis(a.size, a.jump, a.start + offset * a.jump) if d == dim else a
+                                                     for a, d in zip(field.axes, field.dims)), field.exact)
+            elif isinstance(field, Field) and unbind:
+                result = Field(tuple(d - 1 if d > dim else d for d in field.dims), field.axes, field.exact,
+                               field.merged)
+            offset += piece.shape[dim] if not unbind else 1
+            self.fields[piece] = result
+        return None
 
     def _cat(self, args, kwargs, out) -> FieldLike:
         known = [f for f in (self.fields.get(t) for t in args[0] if isinstance(t, torch.Tensor)) if f is not None]
