@@ -363,6 +363,31 @@ def test_check_names_where_the_receptive_field_was_lost(tmp_path, capsys):
                       "        return self.mixer(self.stem(x).flatten(2).transpose(1, 2))\n")
     assert main(["check", f"{source}:Net", "--input", "1,3,16,16", "--device", "cpu"]) == 0
     line = capsys.readouterr()[0].splitlines()[1]
-    assert line.startswith("receptive field of the output: unknown (an operator without a receptive-field rule "
-                           "ran, first in mixer.0 (Linear))"), line
+    assert line.startswith("receptive field of the output: unknown (an operator ran that no receptive-field rule "
+                           "covers, first in mixer.0 (Linear))"), line
     assert "last spatial one 4x4 (jump 4x4) at stem (Conv2d)" in line
+
+
+class TwoBranchBlock(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.wide = nn.Conv2d(2, 2, 7, padding=3)
+        self.narrow = nn.Sequential(nn.Conv2d(2, 2, 3, padding=1), nn.BatchNorm2d(2))
+
+    def forward(self, x):
+        return torch.cat([self.wide(x), self.narrow(x)], 1)
+
+
+def test_check_names_the_call_whose_output_came_last_as_the_last_spatial_field(capsys):
+    # calls are listed parent first: the last one listed with a field is 1.narrow.1 (7x7), inside the block
+    # whose output (15x15, the cat of both branches) came after it; Inception v3 read 1247 at
+    # Mixed_7c.branch_pool.bn instead of 1311 at Mixed_7c (Araujo et al., Distill 2019: 1311)
+    model = nn.Sequential(nn.Conv2d(3, 2, 3, stride=2), TwoBranchBlock(), nn.AdaptiveAvgPool2d(1))
+    report, _ = assert_fields_match(model[:2], (1, 3, 33, 33), ["1", "1.narrow.1"])  # the fields, by gradients
+    calls = {c.name: c.receptive_field for c in report.layers}
+    assert calls["1"].text("size") == f"{3 + 2 * 6}x{3 + 2 * 6}" and calls["1.narrow.1"].text("size") == "7x7"
+    from netscope.commands.check import _field_line
+
+    full = netscope.summary(model, (1, 3, 33, 33), device="cpu", audit_names=False, receptive_field=True)
+    assert _field_line(full) == ("receptive field of the output: the whole input; last spatial one 15x15 (jump 2x2) "
+                                 "at 1 (TwoBranchBlock)\n")
