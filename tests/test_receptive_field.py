@@ -319,6 +319,21 @@ def test_cli_summary_tracks_fields_when_the_columns_ask(capsys):
     assert data["layers"][0]["receptive_field"] == "whole input"
 
 
+def test_cli_receptive_field_flag_shows_the_fields_in_the_table(capsys):
+    # --receptive-field with the default columns used to compute every field and print none of them
+    from netscope.cli import main
+
+    assert main(["summary", "resnet18", "--device", "meta", "--receptive-field", "--depth", "1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[-3:] == ["Receptive", "field", "Jump"]
+    layer4 = next(line for line in lines if line.split()[0] == "layer4")
+    # 7x7/2 stem, 3x3/2 pool, then 3x3 convs (reach 2): 4 at jump 4, 1 + 3 at jumps 4, 8, 16 per later stage
+    size = 7 + 2 * 2 + 2 * 4 * 4 + (2 * 4 + 3 * 2 * 8) + (2 * 8 + 3 * 2 * 16) + (2 * 16 + 3 * 2 * 32)
+    assert layer4.split()[-2:] == [f"{size}x{size}", "32x32"]
+    assert main(["summary", "resnet18", "--device", "meta", "--depth", "1"]) == 0
+    assert "Receptive" not in capsys.readouterr().out  # not asked for: not computed, not shown
+
+
 LAYER = st.tuples(st.sampled_from(["conv", "max", "avg"]), st.integers(1, 5), st.integers(1, 3), st.integers(1, 3),
                   st.booleans())
 
