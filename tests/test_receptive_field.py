@@ -212,8 +212,25 @@ class Splits(nn.Module):
         return self.d(z.split([5, z.shape[2] - 5], dim=2)[1])
 
 
+class PoolHeight(nn.Module):
+    """CRNN-style: H pooled to 1 (adaptive (1, None), or a mean over H kept as a dim), W stays a sequence."""
+
+    def __init__(self, mean: bool):
+        super().__init__()
+        self.mean = mean
+        self.conv = nn.Conv2d(1, 2, 3, stride=2)
+        self.pool = nn.AdaptiveAvgPool2d((1, None))
+        self.seq = nn.Conv2d(2, 2, (1, 3))
+
+    def forward(self, x):
+        x = self.conv(x)
+        return self.seq(x.mean(dim=2, keepdim=True) if self.mean else self.pool(x))
+
+
 CASES = {
     "splits": (Splits, (1, 2, 40, 36)),
+    "pool-height": (lambda: PoolHeight(False), (1, 1, 21, 25)),  # was "whole input": W is local
+    "mean-height": (lambda: PoolHeight(True), (1, 1, 21, 25)),
     "untagged-activations": (lambda: nn.Sequential(nn.Conv2d(1, 2, 3), nn.Hardswish(inplace=True), nn.Conv2d(2, 2, 3),
                                                    nn.PReLU(), nn.Conv2d(2, 2, 3, stride=2)), (1, 1, 24, 24)),
     "crop-skip": (CropSkip, (1, 1, 41, 41)),

@@ -145,8 +145,9 @@ def _adaptive(nd: int):
             return None
         value = out[0] if isinstance(out, (tuple, list)) else out
         sizes, outs = tuple(x.shape[-nd:]), tuple(value.shape[-nd:])
-        if any(o == 1 and i > 1 for i, o in zip(sizes, outs)):
-            return WHOLE
+        if all(o == 1 for o in outs) and any(i > 1 for i in sizes):
+            return WHOLE  # global pooling
+        # an axis pooled to 1 is one window over all of it (CRNN's AdaptiveAvgPool2d((1, None)) keeps W local)
         if any(i % o for i, o in zip(sizes, outs)):
             return None  # uneven bins: no single size and stride describes them
         axes = tuple(a.window(i // o, i // o, 0) for a, i, o in zip(field.axes, sizes, outs))
@@ -341,9 +342,15 @@ def _reduce(args, kwargs, out, field):
     if dims is None:
         return WHOLE
     dims = {d % x.dim() for d in (dims if isinstance(dims, (list, tuple)) else [dims])}
-    if dims & set(field.dims):
-        return WHOLE
     keep = bool(args[2] if len(args) > 2 else kwargs.get("keepdim", False))
+    if dims >= set(field.dims):
+        return WHOLE
+    if dims & set(field.dims):
+        if not keep or field.merged is not None:
+            return None  # an input axis left the tensor while others stay: no field of this tensor
+        # the reduced axes become one window over all of their positions; the others keep theirs
+        return Field(field.dims, tuple(a.window(x.shape[d], x.shape[d], 0) if d in dims else a
+                                       for a, d in zip(field.axes, field.dims)), field.exact)
     if keep:
         return field
     return Field(tuple(d - sum(1 for r in dims if r < d) for d in field.dims), field.axes, field.exact, field.merged)
