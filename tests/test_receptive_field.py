@@ -423,3 +423,35 @@ def test_check_names_the_call_whose_output_came_last_as_the_last_spatial_field(c
     full = netscope.summary(model, (1, 3, 33, 33), device="cpu", audit_names=False, receptive_field=True)
     assert _field_line(full) == ("receptive field of the output: the whole input; last spatial one 15x15 (jump 2x2) "
                                  "at 1 (TwoBranchBlock)\n")
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_adaptive_pool_uneven_bins_are_enclosed_at_every_output_position(stride):
+    # bins of floor(j*i/o) .. ceil((j+1)*i/o) - 1 have no single size and stride: the field used to be
+    # "unknown" (and AdaptiveAvgPool1d's always was); it is now a bound that holds at every output position
+    # (gradient oracle), exact when o divides i, including o > i (repeated values)
+    checked = 0
+    for size, out in [(i, o) for i in range(2, 15) for o in range(2, 18)]:
+        model = nn.Sequential(nn.Conv1d(1, 1, 3, stride=stride), nn.AdaptiveAvgPool1d(out)).double()
+        with torch.no_grad():
+            for param in model.parameters():
+                param.fill_(1.0)
+        length = (size - 1) * stride + 3  # the conv's output has `size` positions
+        report = netscope.summary(model, (1, 1, length), dtype="float64", device="cpu", audit_names=False,
+                                  checks=False, receptive_field=True)
+        field = next(c.receptive_field for c in report.layers if c.name == "1")
+        assert isinstance(field, Field) and field.exact == (size % out == 0), (size, out, field)
+        axis = field.axes[0]
+        for j in range(out):
+            x = torch.rand(1, 1, length, dtype=torch.float64, requires_grad=True)
+            (grad,) = torch.autograd.grad(model(x)[0, 0, j], x)
+            read = grad[0, 0].nonzero()[:, 0]
+            centre = axis.start + j * axis.jump
+            low, high = centre - (axis.size - 1) / 2, centre + (axis.size - 1) / 2
+            if field.exact:
+                assert (low, high) == (int(read.min()), int(read.max())), (size, out, j)
+            else:
+                # r = i/o is a float (3/7): allow its rounding, far below one position
+                assert low <= int(read.min()) + 1e-9 and int(read.max()) <= high + 1e-9, (size, out, j)
+            checked += 1
+    assert checked == sum(o for i in range(2, 15) for o in range(2, 18))

@@ -142,18 +142,27 @@ def _adaptive(nd: int):
     def rule(args, kwargs, out, field):
         x = args[0]
         if not _spatial_last(field, x.dim(), nd):
-            return None
+            # adaptive_avg_pool1d runs as a 2-d pool over an unsqueezed size-1 axis
+            if not (len(field.axes) == nd - 1 and field.dims == tuple(range(x.dim() - nd + 1, x.dim()))):
+                return None
         value = out[0] if isinstance(out, (tuple, list)) else out
-        sizes, outs = tuple(x.shape[-nd:]), tuple(value.shape[-nd:])
+        n = len(field.axes)
+        sizes, outs = tuple(x.shape[-n:]), tuple(value.shape[-n:])
         if all(o == 1 for o in outs) and any(i > 1 for i in sizes):
             return WHOLE  # global pooling
         # an axis pooled to 1 is one window over all of it (CRNN's AdaptiveAvgPool2d((1, None)) keeps W local)
-        if any(i % o for i, o in zip(sizes, outs)):
-            return None  # uneven bins: no single size and stride describes them
-        axes = tuple(a.window(i // o, i // o, 0) for a, i, o in zip(field.axes, sizes, outs))
-        return Field(field.dims, axes, field.exact)
+        axes = tuple(a.window(i // o, i // o, 0) if i % o == 0 else _uneven_bins(a, i, o)
+                     for a, i, o in zip(field.axes, sizes, outs))
+        return Field(field.dims, axes, field.exact and all(i % o == 0 for i, o in zip(sizes, outs)))
 
     return rule
+
+
+def _uneven_bins(a: Axis, size: int, out: int) -> Axis:
+    """An enclosing bound of adaptive pooling's uneven bins: output j reads floor(j*r) .. ceil((j+1)*r) - 1 with
+    r = size/out, which lies within j*r - (out-1)/out .. (j+1)*r - 1/out: centred on j*r + (r-1)/2, r + 2 - 2/out wide."""
+    r = size / out
+    return Axis(a.size + (r + 1 - 2 / out) * a.jump, a.jump * r, a.start + (r - 1) / 2 * a.jump)
 
 
 def _pad(args, kwargs, out, field):
