@@ -392,3 +392,14 @@ def test_sizes_meta_accepts_but_the_real_kernel_refuses_at_the_small_end():
         except RuntimeError:
             pass
     assert result.valid_sizes == tuple(truth) and truth[0] == 3
+
+
+def test_when_no_size_works_the_render_says_why():
+    class Refuses(nn.Module):
+        def forward(self, x):
+            raise ValueError("this model needs a calibration call first")
+
+    result = solve_input_size(Refuses(), spec(1, 1, 8), max_size=10)
+    assert result.valid_sizes == ()
+    line = result.render().splitlines()[0]  # it read "L (dim 2): none work", with no reason
+    assert line.startswith("L (dim 2): none work; at [1, 1, 8] (cpu): ValueError: this model needs a calibration")

@@ -137,6 +137,11 @@ class SolverResult:
             line = f"{_scan_name(scan, self.spatial)}: {scan.describe() if scan.valid else 'none work'}"
             if scan.unknown:
                 line += f" ({len(scan.unknown)} sizes undetermined: {_range_text(scan.unknown)})"
+            if not scan.valid:  # why: the reference shape's error (the last run there: a real one beats meta)
+                failed = next((p for p in reversed(self.probes) if p.shape == self.base_shape and p.error), None) \
+                    or next((p for p in self.probes if p.scan == scan.label and p.error), None)
+                if failed is not None:
+                    line += f"; at {list(failed.shape)} ({failed.device}): {failed.error}"
             lines.append(line)
             if scan.output_formula:
                 lines.append(f"  output shape: [{', '.join(scan.output_formula)}]")
