@@ -221,6 +221,8 @@ def test_two_outputs_on_one_file_or_on_stdout_are_refused_before_any_write(tmp_p
         assert code == 2 and "two outputs" in err and "Traceback" not in err, (extra, err)
         assert out == "" and sorted(p.name for p in tmp_path.iterdir()) == ["link.txt", "real.txt"], extra
         assert (tmp_path / "real.txt").read_text() == "old\n"
+    code, out, err = run_cli(base + ["-o", ""], capsys)  # an unset shell variable: not silently stdout
+    assert code == 2 and "file name is empty" in err and out == ""
     code, out, err = run_cli(base + ["-o", "table.txt", "--html", "-"], capsys)
     assert code == 0, err
     assert out.lstrip().lower().startswith("<!doctype html") and out.rstrip().endswith("</html>")

@@ -49,6 +49,10 @@ def check_output_paths(args: argparse.Namespace, paths) -> None:
     (:func:`netscope.fileio.writable_target`); ``-`` is standard output."""
     from netscope.fileio import STDOUT, writable_target
 
+    from netscope.errors import UsageError
+
+    if any(p == "" for p in paths):  # -o "" (an unset shell variable) would otherwise mean stdout, silently
+        raise UsageError("an output file name is empty; give a file name, or '-' for standard output")
     inputs = input_files(args)
     named = [p for p in paths if p]
     _refuse_shared_outputs(args, named)
