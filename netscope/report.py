@@ -61,6 +61,8 @@ class Report:
         keys = list(parse_columns(columns))
         if columns is None and self.checks and "check" not in keys:
             keys.append("check")
+        if columns is None and any(c.receptive_field is not None for c in self.layers):  # asked for: shown
+            keys += [k for k in ("rf", "jump") if k not in keys]
         if fmt == "csv":
             ctx = self._context()
             rows = [csv_row(c, keys, ctx) for c in self.layers if depth is None or c.depth <= depth]

@@ -207,6 +207,28 @@ def test_force_on_a_symlink_replaces_the_target_and_keeps_the_link(tmp_path, cap
     assert sorted(p.name for p in (tmp_path / "real").iterdir()) == ["keys.txt"]  # no temp file left behind
 
 
+def test_two_outputs_on_one_file_or_on_stdout_are_refused_before_any_write(tmp_path, capsys, monkeypatch):
+    # -o and --html on one file: the table used to be written, then the page refused as "already exists" (exit 2
+    # with a half-done result); --html - beside the table on stdout used to concatenate table and page
+    monkeypatch.chdir(tmp_path)
+    base = ["summary", "torch.nn:Linear", "-a", "in_features=4", "-a", "out_features=2", "-i", "1,4",
+            "--device", "cpu"]
+    (tmp_path / "real.txt").write_text("old\n")
+    (tmp_path / "link.txt").symlink_to(tmp_path / "real.txt")
+    for extra in (["-o", "same.txt", "--html", "same.txt"], ["-o", "link.txt", "--html", "real.txt", "--force"],
+                  ["--html", "-"], ["-o", "-", "--html", "-"]):
+        code, out, err = run_cli(base + extra, capsys)
+        assert code == 2 and "two outputs" in err and "Traceback" not in err, (extra, err)
+        assert out == "" and sorted(p.name for p in tmp_path.iterdir()) == ["link.txt", "real.txt"], extra
+        assert (tmp_path / "real.txt").read_text() == "old\n"
+    code, out, err = run_cli(base + ["-o", ""], capsys)  # an unset shell variable: not silently stdout
+    assert code == 2 and "file name is empty" in err and out == ""
+    code, out, err = run_cli(base + ["-o", "table.txt", "--html", "-"], capsys)
+    assert code == 0, err
+    assert out.lstrip().lower().startswith("<!doctype html") and out.rstrip().endswith("</html>")
+    assert "Linear" in (tmp_path / "table.txt").read_text()
+
+
 def _checkpoint(folder):
     path = folder / "ckpt.pt"
     if not path.exists():

@@ -193,7 +193,44 @@ class CropSkip(nn.Module):
         return self.valid(x) + self.same(x)[..., 1:-2, 1:-2]
 
 
+class Splits(nn.Module):
+    """Channel chunks gated together (GLU, ShuffleNet), an unbind over channels, and a split along H whose
+    second piece is read on its own (its positions start 5 rows into the input)."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(2, 4, 3, padding=1)
+        self.b = nn.Conv2d(2, 3, 3, stride=2)
+        self.c = nn.Conv2d(1, 2, 3, dilation=2)
+        self.d = nn.Conv2d(2, 2, 3)
+
+    def forward(self, x):
+        value, gate = self.a(x).chunk(2, dim=1)
+        y = self.b(value * torch.sigmoid(gate))
+        first, *_ = y.unbind(1)
+        z = self.c(first.unsqueeze(1))
+        return self.d(z.split([5, z.shape[2] - 5], dim=2)[1])
+
+
+class PoolHeight(nn.Module):
+    """CRNN-style: H pooled to 1 (adaptive (1, None), or a mean over H kept as a dim), W stays a sequence."""
+
+    def __init__(self, mean: bool):
+        super().__init__()
+        self.mean = mean
+        self.conv = nn.Conv2d(1, 2, 3, stride=2)
+        self.pool = nn.AdaptiveAvgPool2d((1, None))
+        self.seq = nn.Conv2d(2, 2, (1, 3))
+
+    def forward(self, x):
+        x = self.conv(x)
+        return self.seq(x.mean(dim=2, keepdim=True) if self.mean else self.pool(x))
+
+
 CASES = {
+    "splits": (Splits, (1, 2, 40, 36)),
+    "pool-height": (lambda: PoolHeight(False), (1, 1, 21, 25)),  # was "whole input": W is local
+    "mean-height": (lambda: PoolHeight(True), (1, 1, 21, 25)),
     "untagged-activations": (lambda: nn.Sequential(nn.Conv2d(1, 2, 3), nn.Hardswish(inplace=True), nn.Conv2d(2, 2, 3),
                                                    nn.PReLU(), nn.Conv2d(2, 2, 3, stride=2)), (1, 1, 24, 24)),
     "crop-skip": (CropSkip, (1, 1, 41, 41)),
@@ -242,6 +279,26 @@ def test_resnet_feature_extractors(name, stop, shape):
     assert exact == 4
 
 
+def test_shufflenet_v2_channel_split_keeps_the_field():
+    """ShuffleNet v2 splits channels with chunk(2, dim=1) in every block (it used to make every stage 'unknown')."""
+    model = torchvision.models.shufflenet_v2_x0_5(weights=None)
+    report = netscope.summary(model, (1, 3, 224, 224), device="cpu", audit_names=False, checks=False,
+                              receptive_field=True)
+    fields = {c.name: c.receptive_field for c in report.layers if c.depth == 1}
+    # stem: 3x3/2 conv and 3x3/2 pool; each stage: one 3x3/2 depthwise conv at the stage's input jump, then
+    # (repeats - 1) 3x3 depthwise convs (reach 2) at the doubled jump; repeats 4, 8, 4
+    stem = 1 + 2 * 1 + 2 * 2
+    stage2 = stem + 2 * 4 + 3 * 2 * 8
+    stage3 = stage2 + 2 * 8 + 7 * 2 * 16
+    stage4 = stage3 + 2 * 16 + 3 * 2 * 32
+    for name, size, jump in (("maxpool", stem, 4), ("stage2", stage2, 8), ("stage3", stage3, 16),
+                             ("stage4", stage4, 32), ("conv5", stage4, 32)):
+        assert fields[name].text("size") == f"{size}x{size}" and fields[name].text("jump") == f"{jump}x{jump}", name
+    _, exact = assert_fields_match(nn.Sequential(model.conv1, model.maxpool, model.stage2),
+                                   (1, 3, 96, 96), ["0", "1", "2.0", "2"])
+    assert exact == 4
+
+
 def test_convnext_channels_last_linear_blocks():
     """ConvNeXt runs its 1x1 layers as Linear on (N, H, W, C): reshaped to (N*H*W, C) and back."""
     model = torchvision.models.convnext_tiny(weights=None).features[:2]
@@ -277,6 +334,21 @@ def test_cli_summary_tracks_fields_when_the_columns_ask(capsys):
     assert main(["summary", "resnet18", "--device", "meta", "-f", "json", "--receptive-field"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["layers"][0]["receptive_field"] == "whole input"
+
+
+def test_cli_receptive_field_flag_shows_the_fields_in_the_table(capsys):
+    # --receptive-field with the default columns used to compute every field and print none of them
+    from netscope.cli import main
+
+    assert main(["summary", "resnet18", "--device", "meta", "--receptive-field", "--depth", "1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[-3:] == ["Receptive", "field", "Jump"]
+    layer4 = next(line for line in lines if line.split()[0] == "layer4")
+    # 7x7/2 stem, 3x3/2 pool, then 3x3 convs (reach 2): 4 at jump 4, 1 + 3 at jumps 4, 8, 16 per later stage
+    size = 7 + 2 * 2 + 2 * 4 * 4 + (2 * 4 + 3 * 2 * 8) + (2 * 8 + 3 * 2 * 16) + (2 * 16 + 3 * 2 * 32)
+    assert layer4.split()[-2:] == [f"{size}x{size}", "32x32"]
+    assert main(["summary", "resnet18", "--device", "meta", "--depth", "1"]) == 0
+    assert "Receptive" not in capsys.readouterr().out  # not asked for: not computed, not shown
 
 
 LAYER = st.tuples(st.sampled_from(["conv", "max", "avg"]), st.integers(1, 5), st.integers(1, 3), st.integers(1, 3),
@@ -323,6 +395,63 @@ def test_check_names_where_the_receptive_field_was_lost(tmp_path, capsys):
                       "        return self.mixer(self.stem(x).flatten(2).transpose(1, 2))\n")
     assert main(["check", f"{source}:Net", "--input", "1,3,16,16", "--device", "cpu"]) == 0
     line = capsys.readouterr()[0].splitlines()[1]
-    assert line.startswith("receptive field of the output: unknown (an operator without a receptive-field rule "
-                           "ran, first in mixer.0 (Linear))"), line
+    assert line.startswith("receptive field of the output: unknown (an operator ran that no receptive-field rule "
+                           "covers, first in mixer.0 (Linear))"), line
     assert "last spatial one 4x4 (jump 4x4) at stem (Conv2d)" in line
+
+
+class TwoBranchBlock(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.wide = nn.Conv2d(2, 2, 7, padding=3)
+        self.narrow = nn.Sequential(nn.Conv2d(2, 2, 3, padding=1), nn.BatchNorm2d(2))
+
+    def forward(self, x):
+        return torch.cat([self.wide(x), self.narrow(x)], 1)
+
+
+def test_check_names_the_call_whose_output_came_last_as_the_last_spatial_field(capsys):
+    # calls are listed parent first: the last one listed with a field is 1.narrow.1 (7x7), inside the block
+    # whose output (15x15, the cat of both branches) came after it; Inception v3 read 1247 at
+    # Mixed_7c.branch_pool.bn instead of 1311 at Mixed_7c (Araujo et al., Distill 2019: 1311)
+    model = nn.Sequential(nn.Conv2d(3, 2, 3, stride=2), TwoBranchBlock(), nn.AdaptiveAvgPool2d(1))
+    report, _ = assert_fields_match(model[:2], (1, 3, 33, 33), ["1", "1.narrow.1"])  # the fields, by gradients
+    calls = {c.name: c.receptive_field for c in report.layers}
+    assert calls["1"].text("size") == f"{3 + 2 * 6}x{3 + 2 * 6}" and calls["1.narrow.1"].text("size") == "7x7"
+    from netscope.commands.check import _field_line
+
+    full = netscope.summary(model, (1, 3, 33, 33), device="cpu", audit_names=False, receptive_field=True)
+    assert _field_line(full) == ("receptive field of the output: the whole input; last spatial one 15x15 (jump 2x2) "
+                                 "at 1 (TwoBranchBlock)\n")
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_adaptive_pool_uneven_bins_are_enclosed_at_every_output_position(stride):
+    # bins of floor(j*i/o) .. ceil((j+1)*i/o) - 1 have no single size and stride: the field used to be
+    # "unknown" (and AdaptiveAvgPool1d's always was); it is now a bound that holds at every output position
+    # (gradient oracle), exact when o divides i, including o > i (repeated values)
+    checked = 0
+    for size, out in [(i, o) for i in range(2, 15) for o in range(2, 18)]:
+        model = nn.Sequential(nn.Conv1d(1, 1, 3, stride=stride), nn.AdaptiveAvgPool1d(out)).double()
+        with torch.no_grad():
+            for param in model.parameters():
+                param.fill_(1.0)
+        length = (size - 1) * stride + 3  # the conv's output has `size` positions
+        report = netscope.summary(model, (1, 1, length), dtype="float64", device="cpu", audit_names=False,
+                                  checks=False, receptive_field=True)
+        field = next(c.receptive_field for c in report.layers if c.name == "1")
+        assert isinstance(field, Field) and field.exact == (size % out == 0), (size, out, field)
+        axis = field.axes[0]
+        for j in range(out):
+            x = torch.rand(1, 1, length, dtype=torch.float64, requires_grad=True)
+            (grad,) = torch.autograd.grad(model(x)[0, 0, j], x)
+            read = grad[0, 0].nonzero()[:, 0]
+            centre = axis.start + j * axis.jump
+            low, high = centre - (axis.size - 1) / 2, centre + (axis.size - 1) / 2
+            if field.exact:
+                assert (low, high) == (int(read.min()), int(read.max())), (size, out, j)
+            else:
+                # r = i/o is a float (3/7): allow its rounding, far below one position
+                assert low <= int(read.min()) + 1e-9 and int(read.max()) <= high + 1e-9, (size, out, j)
+            checked += 1
+    assert checked == sum(o for i in range(2, 15) for o in range(2, 18))

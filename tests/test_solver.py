@@ -10,6 +10,7 @@ import json
 import pytest
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 import torchvision
 
 from netscope import solve_input_size
@@ -116,6 +117,29 @@ def test_the_solver_says_when_axes_interact():
     assert result.scan("H").valid == tuple(range(1, 17)) and result.scan("W").valid == tuple(range(1, 17))
     assert result.scan("s").valid == tuple(range(1, 9))
     assert result.interaction.startswith("the axes interact: the square size 9 fails")
+
+
+def test_axes_tied_by_their_product_are_not_called_independent():
+    # conv -> flatten -> Linear(35): only rows * cols = 35 matters. At the anchor 11x15 (5x7) each axis accepts
+    # two sizes and the mixed extremes of those sets work, so the solver used to say "the axes look
+    # independent", although 15x11 (7x5) works too while the H scan rejects 15. Oracle: the real model.
+    def make():
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Conv2d(1, 1, 3, stride=2), nn.Flatten(), nn.Linear(35, 2))
+
+    def runs(h, w):
+        try:
+            with torch.no_grad():
+                make()(torch.zeros(1, 1, h, w))
+            return True
+        except RuntimeError:
+            return False
+
+    result = solve_input_size(make(), spec(1, 1, 11, 15), max_size=40)
+    assert result.scan("H").valid == tuple(h for h in range(1, 41) if runs(h, 15))
+    assert result.scan("W").valid == tuple(w for w in range(1, 41) if runs(11, w))
+    assert runs(15, 11) and 15 not in result.scan("H").valid  # a working shape outside the per-axis sets
+    assert result.interaction.startswith("the axes interact: [1, 1, 15, 11] works although axis H rejects 15")
 
 
 def test_a_failing_reference_anchors_the_axes_at_a_working_size():
@@ -319,3 +343,63 @@ def test_solver_takes_the_one_input_convention():
         assert [scan.valid for scan in result.scans] == [expected] * 3
     with pytest.raises(UsageError, match="not both"):
         solve_input_size(model, (1, 3, 32, 32), input_spec=(1, 3, 32, 32))
+
+
+def _real_valid(make, shape, limit):
+    """Brute force on the CPU: the sizes 1..limit of the last axis at which the model runs."""
+    valid = []
+    for n in range(1, limit + 1):
+        try:
+            with torch.no_grad():
+                make()(torch.rand(*shape[:-1], n))
+            valid.append(n)
+        except RuntimeError:
+            pass
+    return tuple(valid)
+
+
+class Spectrogram(nn.Module):
+    """Makes its window on the CPU inside forward (as most audio front ends do): on meta that clashes with
+    the input's device, which says nothing about the size."""
+
+    def forward(self, x):
+        return torch.stft(x.flatten(1), n_fft=16, hop_length=4, window=torch.hann_window(16), return_complex=True).abs()
+
+
+class Shrink(nn.Module):
+    """A bilinear resize to a third: the meta kernel accepts the sizes whose output has 0 rows; the CPU does not."""
+
+    def forward(self, x):
+        return F.interpolate(x, scale_factor=1 / 3, mode="bilinear", recompute_scale_factor=False)
+
+
+def test_a_tensor_made_on_the_cpu_in_forward_does_not_make_every_size_fail():
+    # used to read "no working size found": every meta run failed on the device clash
+    result = solve_input_size(Spectrogram(), spec(1, 1, 64), max_size=40)
+    assert result.valid_sizes == _real_valid(Spectrogram, (1, 1, 64), 40)
+    assert result.valid_sizes[0] == 16 // 2 + 1  # centred STFT: reflect padding of n_fft // 2 needs more samples
+    assert any("meta device cannot run this model" in n for n in result.notes)
+
+
+def test_sizes_meta_accepts_but_the_real_kernel_refuses_at_the_small_end():
+    # meta accepted 1 and 2 (0 output rows) and, with no change of verdict, nothing was confirmed on the CPU
+    result = solve_input_size(Shrink(), spec(1, 1, 12, 12), max_size=30)
+    truth = []
+    for n in range(1, 31):
+        try:
+            Shrink()(torch.rand(1, 1, n, n))
+            truth.append(n)
+        except RuntimeError:
+            pass
+    assert result.valid_sizes == tuple(truth) and truth[0] == 3
+
+
+def test_when_no_size_works_the_render_says_why():
+    class Refuses(nn.Module):
+        def forward(self, x):
+            raise ValueError("this model needs a calibration call first")
+
+    result = solve_input_size(Refuses(), spec(1, 1, 8), max_size=10)
+    assert result.valid_sizes == ()
+    line = result.render().splitlines()[0]  # it read "L (dim 2): none work", with no reason
+    assert line.startswith("L (dim 2): none work; at [1, 1, 8] (cpu): ValueError: this model needs a calibration")

@@ -142,17 +142,27 @@ def _adaptive(nd: int):
     def rule(args, kwargs, out, field):
         x = args[0]
         if not _spatial_last(field, x.dim(), nd):
-            return None
+            # adaptive_avg_pool1d runs as a 2-d pool over an unsqueezed size-1 axis
+            if not (len(field.axes) == nd - 1 and field.dims == tuple(range(x.dim() - nd + 1, x.dim()))):
+                return None
         value = out[0] if isinstance(out, (tuple, list)) else out
-        sizes, outs = tuple(x.shape[-nd:]), tuple(value.shape[-nd:])
-        if any(o == 1 and i > 1 for i, o in zip(sizes, outs)):
-            return WHOLE
-        if any(i % o for i, o in zip(sizes, outs)):
-            return None  # uneven bins: no single size and stride describes them
-        axes = tuple(a.window(i // o, i // o, 0) for a, i, o in zip(field.axes, sizes, outs))
-        return Field(field.dims, axes, field.exact)
+        n = len(field.axes)
+        sizes, outs = tuple(x.shape[-n:]), tuple(value.shape[-n:])
+        if all(o == 1 for o in outs) and any(i > 1 for i in sizes):
+            return WHOLE  # global pooling
+        # an axis pooled to 1 is one window over all of it (CRNN's AdaptiveAvgPool2d((1, None)) keeps W local)
+        axes = tuple(a.window(i // o, i // o, 0) if i % o == 0 else _uneven_bins(a, i, o)
+                     for a, i, o in zip(field.axes, sizes, outs))
+        return Field(field.dims, axes, field.exact and all(i % o == 0 for i, o in zip(sizes, outs)))
 
     return rule
+
+
+def _uneven_bins(a: Axis, size: int, out: int) -> Axis:
+    """An enclosing bound of adaptive pooling's uneven bins: output j reads floor(j*r) .. ceil((j+1)*r) - 1 with
+    r = size/out, which lies within j*r - (out-1)/out .. (j+1)*r - 1/out: centred on j*r + (r-1)/2, r + 2 - 2/out wide."""
+    r = size / out
+    return Axis(a.size + (r + 1 - 2 / out) * a.jump, a.jump * r, a.start + (r - 1) / 2 * a.jump)
 
 
 def _pad(args, kwargs, out, field):
@@ -341,9 +351,15 @@ def _reduce(args, kwargs, out, field):
     if dims is None:
         return WHOLE
     dims = {d % x.dim() for d in (dims if isinstance(dims, (list, tuple)) else [dims])}
-    if dims & set(field.dims):
-        return WHOLE
     keep = bool(args[2] if len(args) > 2 else kwargs.get("keepdim", False))
+    if dims >= set(field.dims):
+        return WHOLE
+    if dims & set(field.dims):
+        if not keep or field.merged is not None:
+            return None  # an input axis left the tensor while others stay: no field of this tensor
+        # the reduced axes become one window over all of their positions; the others keep theirs
+        return Field(field.dims, tuple(a.window(x.shape[d], x.shape[d], 0) if d in dims else a
+                                       for a, d in zip(field.axes, field.dims)), field.exact)
     if keep:
         return field
     return Field(tuple(d - sum(1 for r in dims if r < d) for d in field.dims), field.axes, field.exact, field.merged)
@@ -396,6 +412,8 @@ def _rules() -> Dict[object, Rule]:
 
 
 _aten = torch.ops.aten
+SPLITS = frozenset(getattr(_aten, name) for name in ("split", "split_with_sizes", "unsafe_split",
+                                                     "unsafe_split_with_sizes", "unbind") if hasattr(_aten, name))
 MATMUL_OPERANDS = {_aten.mm: 0, _aten.bmm: 0, _aten.matmul: 0, _aten.addmm: 1, _aten.baddbmm: 1}
 
 
@@ -466,6 +484,8 @@ class FieldTracker:
         packet = func._overloadpacket
         if packet is torch.ops.aten.cat:
             return self._cat
+        if packet in SPLITS:
+            return self._split
         matmul = MATMUL_OPERANDS.get(packet)
         if matmul is not None:
             return functools.partial(_matmul(matmul), self)
@@ -522,6 +542,33 @@ class FieldTracker:
         if not found:
             return None
         return UNKNOWN if all(f == UNKNOWN for f in found) else WHOLE
+
+    def _split(self, args, kwargs, out) -> FieldLike:
+        """split/chunk/unbind: every piece gets a field (the output is a list, so it is set here, piece by
+        piece). Along a non-spatial dim each piece keeps the input's field; along a spatial one a piece starts
+        that many positions further (split), or is one position of the axis (unbind: no field of a tensor)."""
+        x = args[0]
+        field = self.fields.get(x) if isinstance(x, torch.Tensor) else None
+        if field is None:
+            return None
+        unbind = bool(out) and out[0].dim() < x.dim()  # unbind(x, dim); split(x, sizes, dim)
+        where = 1 if unbind else 2
+        dim = (args[where] if len(args) > where else kwargs.get("dim", 0)) % x.dim()
+        offset = 0
+        for piece in out:
+            result = field
+            if isinstance(field, Field) and dim in field.dims:
+                if unbind or field.merged is not None:
+                    result = UNKNOWN
+                else:
+                    result = Field(field.dims, tuple(Axis(a.size, a.jump, a.start + offset * a.jump) if d == dim else a
+                                                     for a, d in zip(field.axes, field.dims)), field.exact)
+            elif isinstance(field, Field) and unbind:
+                result = Field(tuple(d - 1 if d > dim else d for d in field.dims), field.axes, field.exact,
+                               field.merged)
+            offset += piece.shape[dim] if not unbind else 1
+            self.fields[piece] = result
+        return None
 
     def _cat(self, args, kwargs, out) -> FieldLike:
         known = [f for f in (self.fields.get(t) for t in args[0] if isinstance(t, torch.Tensor)) if f is not None]

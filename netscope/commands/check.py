@@ -72,12 +72,12 @@ def _field_line(report) -> str:
     from netscope.analyses.receptive_field import UNKNOWN, WHOLE, Field, field_text
 
     root = report.layers[0].receptive_field if report.layers else None
-    last = next((c for c in reversed(report.layers) if isinstance(c.receptive_field, Field)), None)
+    last = _last_spatial(report.layers)
     if root is None and last is None:
         return ""
     if root == UNKNOWN:
         lost = _first_unknown(report.layers)
-        text = "unknown (an operator without a receptive-field rule ran" + (
+        text = "unknown (an operator ran that no receptive-field rule covers" + (
             f", first in {lost.name or '(root)'} ({lost.class_name})" if lost is not None else "") + ")"
     else:
         text = "the whole input" if root == WHOLE else field_text(root, "size") or "unknown"
@@ -86,6 +86,22 @@ def _field_line(report) -> str:
         parts.append(f"last spatial one {field_text(last.receptive_field, 'size')} (jump "
                      f"{field_text(last.receptive_field, 'jump')}) at {last.name} ({last.class_name})")
     return "; ".join(parts) + "\n"
+
+
+def _last_spatial(layers):
+    """The call with a spatial field whose output came last. Calls are listed parent first, so the last one
+    listed may sit inside a block (Inception's Mixed_7c.branch_pool.bn): its outermost enclosing call that
+    still has a field finished after it."""
+    from netscope.analyses.receptive_field import Field
+
+    by_index = {c.index: c for c in layers}
+    last = next((c for c in reversed(layers) if isinstance(c.receptive_field, Field)), None)
+    call = last
+    while call is not None and call.parent is not None:
+        call = by_index.get(call.parent)
+        if call is not None and isinstance(call.receptive_field, Field):
+            last = call
+    return last
 
 
 def _first_unknown(layers):

@@ -49,10 +49,41 @@ def check_output_paths(args: argparse.Namespace, paths) -> None:
     (:func:`netscope.fileio.writable_target`); ``-`` is standard output."""
     from netscope.fileio import STDOUT, writable_target
 
+    from netscope.errors import UsageError
+
+    if any(p == "" for p in paths):  # -o "" (an unset shell variable) would otherwise mean stdout, silently
+        raise UsageError("an output file name is empty; give a file name, or '-' for standard output")
     inputs = input_files(args)
-    for path in filter(None, paths):
+    named = [p for p in paths if p]
+    _refuse_shared_outputs(args, named)
+    for path in named:
         if path != STDOUT:
             writable_target(path, force=getattr(args, "force", False), reads=inputs)
+
+
+def _refuse_shared_outputs(args: argparse.Namespace, paths) -> None:
+    """Two outputs of one command line may not share a file, nor standard output: the second would replace
+    the first (or be refused as existing after the first was written), or both would interleave on stdout."""
+    import os
+
+    from netscope.errors import UsageError
+    from netscope.fileio import STDOUT
+
+    options = {"output": "-o", "html": "--html", "plot": "--plot", "save_plan": "--save-plan",
+               "unmatched_out": "--unmatched-out", "out": "the output checkpoint"}
+    taken = {}
+    if hasattr(args, "output") and args.output is None:
+        taken[STDOUT] = "the command's own output (no -o)"
+    for path in paths:
+        key = path if path == STDOUT else os.path.realpath(path)
+        option = next((flag for name, flag in options.items() if getattr(args, name, None) == path
+                       and flag not in taken.values()), repr(path))
+        if key in taken:
+            where = "standard output" if key == STDOUT else path
+            raise UsageError(f"{where} is given to two outputs ({taken[key]} and {option}); each output needs its "
+                             "own file" + (" (with -o FILE the command's own output leaves stdout free)"
+                                           if key == STDOUT else ""))
+        taken[key] = option
 
 
 def emit(text: str, args: argparse.Namespace) -> None:
