@@ -53,7 +53,7 @@ register_code("minimum-size", "checks", {"info"}, "the input is at the smallest 
 register_code("asymmetric-padding", "checks", {"info"}, "the padding used is not the same on both sides")
 register_code("adaptive-pool-upsamples", "checks", {"warning"}, "an adaptive pool's input is smaller than its output, so it repeats values")
 register_code("empty-output", "checks", {"warning"}, "a resize produced an empty tensor")
-register_code("padding-mode", "checks", {"warning"}, "a convolution pads with reflect/replicate/circular, not zeros")
+register_code("padding-mode", "checks", {"info"}, "a convolution pads with reflect/replicate/circular, not zeros (as its author chose)")
 register_code("uneven-overlap", "checks", {"info"}, "a transposed convolution's kernel is not divisible by its stride (checkerboard artifacts)")
 
 # ---- naming (netscope.naming) ---------------------------------------------------------------------------

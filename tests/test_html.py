@@ -49,7 +49,7 @@ def resnet50_annotated(resnet50):
     check = types.SimpleNamespace(
         call_index=conv1.index, layer="conv1", class_name="Conv2d", status="mismatch",
         expected_shape=(1, 64, 113, 113), observed_shape=(1, 64, 112, 112), dims=(),
-        findings=[Finding(Severity.WARNING, "padding-mode", "padding 3 </script> is odd", layer="conv1")])
+        findings=[Finding(Severity.WARNING, "stride-skips-input", "padding 3 </script> is odd", layer="conv1")])
     passed = types.SimpleNamespace(call_index=fc.index, layer="fc", class_name="Linear", status="pass",
                                    expected_shape=(1, 1000), observed_shape=(1, 1000), dims=(), findings=[])
     naming = Finding(Severity.INFO, "tied-weights", "fc is <tied> & shared", fix="untie it", layer="fc")

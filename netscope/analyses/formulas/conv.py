@@ -106,7 +106,7 @@ def conv_output(module, args: tuple, kwargs: dict) -> Optional[Prediction]:
     dims = tuple(w.formula(n, s) for w, n, s in zip(windows, names, sizes))
     notes = window_notes(windows, sizes, names)
     if module.padding_mode != "zeros":
-        notes += (Finding(Severity.WARNING, "padding-mode",
+        notes += (Finding(Severity.INFO, "padding-mode",  # chosen by the layer's author, like ceil_mode
                           f"padding_mode={module.padding_mode!r}: borders are filled by {module.padding_mode} "
                           "padding, not zeros",
                           fix="intended for this layer? checkpoints from zero-padded models will behave differently"),)
