@@ -74,7 +74,8 @@ def run_summary(model: nn.Module, inputs, *, device: torch.device, dtype: Option
         # whose lazy modules the pass initializes is audited after the pass, once its parameters exist.
         findings = None
         if audit_names and not prep.lazy_copy:
-            findings = _naming_findings(runnable, prep.tree)
+            with paused_gc():  # netscope's own bookkeeping: no user code runs in here
+                findings = _naming_findings(runnable, prep.tree)
         try:
             show = progress_enabled(quiet=quiet)
             with progress("netscope: tracing", total=module_count(runnable) if show else None, unit="call",
