@@ -135,6 +135,41 @@ def test_param_grad_and_optimizer_bytes_equal_a_real_step(optimizer):
                                         + report.totals.optimizer_bytes)
 
 
+class _WithUnusedLayer(nn.Module):
+    """A trainable layer the forward never calls: it gets no gradient, so torch's optimizers make no state for it."""
+
+    def __init__(self, unused: bool = True):
+        super().__init__()
+        self.used = nn.Linear(8, 4)
+        if unused:
+            self.unused = nn.Linear(8, 100)
+
+    def forward(self, x):
+        return self.used(x)
+
+
+@pytest.mark.parametrize("optimizer, build", [
+    ("sgd-momentum", lambda ps: torch.optim.SGD(ps, lr=0.01, momentum=0.9)),
+    ("adam", lambda ps: torch.optim.Adam(ps, lr=1e-3)),
+])
+def test_a_parameter_without_gradient_has_no_optimizer_state(optimizer, build):
+    torch.manual_seed(0)
+    model = _WithUnusedLayer()
+    report = netscope.step(model, (4, 8), optimizer=optimizer)
+    real = _WithUnusedLayer()
+    opt = build(list(real.parameters()))
+    for _ in range(2):
+        real(torch.randn(4, 8)).sum().backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    state = sum(v.nbytes for s in opt.state.values() for v in s.values() if isinstance(v, torch.Tensor))
+    assert report.totals.optimizer_bytes == state
+    # the peak too: the unused layer adds only its parameters (no gradient, no state) to the same step
+    without = netscope.step(_WithUnusedLayer(unused=False), (4, 8), optimizer=optimizer)
+    unused_bytes = sum(p.nbytes for p in real.unused.parameters())
+    assert report.totals.peak_bytes - without.totals.peak_bytes == unused_bytes
+
+
 @settings(max_examples=60, deadline=None)
 @given(st.integers(0, 40), st.integers(1, 9))
 def test_shard_rows_follow_torch_chunk(dim0, world):
