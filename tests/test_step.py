@@ -556,3 +556,34 @@ def test_rows_whose_backward_ran_an_uncounted_operator_show_a_lower_bound():
     layers = {layer["name"]: layer for layer in report.to_dict()["layers"]}
     assert layers["scaled"]["backward_macs_partial"] and layers[""]["backward_macs_partial"]
     assert not layers["fc"]["backward_macs_partial"] and report.to_dict()["backward_partial"]
+
+
+def _nested_linears():
+    return nn.Sequential(nn.Sequential(nn.Linear(6, 5), nn.ReLU()), nn.Linear(5, 3))
+
+
+def test_step_json_keeps_the_chosen_columns_and_depth_like_the_summary():
+    torch.manual_seed(0)
+    report = netscope.step(_nested_linears(), (4, 6), optimizer="sgd")
+    data = json.loads(report.render("json", columns="layer,params,bwd_macs", depth=1))
+    assert data["schema"] == "netscope.step" and data["columns"] == ["layer", "params", "bwd_macs"]
+    # depth 1: the root and its two children; the inner Linear and ReLU (depth 2) are left out
+    assert [row["layer"] for row in data["layers"]] == ["(root)", "0", "1"]
+    assert all(set(row) == {"layer", "params", "bwd_macs"} for row in data["layers"])
+    # backward of y = x W^T + b on a batch of 4: the first layer's input needs no gradient, so only
+    # dW (4*6*5 multiply-adds); the second needs dW and dx (2 * 4*5*3)
+    assert [row["bwd_macs"] for row in data["layers"]] == [4 * 6 * 5 + 2 * 4 * 5 * 3, 4 * 6 * 5, 2 * 4 * 5 * 3]
+    assert [row["params"] for row in data["layers"]] == [6 * 5 + 5 + 5 * 3 + 3, 6 * 5 + 5, 5 * 3 + 3]
+    full = json.loads(report.render("json"))  # no columns: every data column plus the step figures
+    assert len(full["layers"]) == 5 and full["layers"][0]["backward_macs"] == 4 * 6 * 5 + 2 * 4 * 5 * 3
+
+
+@pytest.mark.parametrize("depth", ["2", -1, 1.5, True])
+def test_a_bad_depth_is_one_clear_error_in_every_format(depth):
+    report = netscope.step(_nested_linears(), (4, 6), optimizer="sgd")
+    for rendered in (report, report.forward):
+        for fmt in ("table", "markdown", "csv", "json"):
+            with pytest.raises(netscope.NetscopeError, match="depth"):
+                rendered.render(fmt, depth=depth)
+        with pytest.raises(netscope.NetscopeError, match="depth"):
+            rendered.to_dict(depth=depth)
