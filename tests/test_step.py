@@ -587,3 +587,14 @@ def test_a_bad_depth_is_one_clear_error_in_every_format(depth):
                 rendered.render(fmt, depth=depth)
         with pytest.raises(netscope.NetscopeError, match="depth"):
             rendered.to_dict(depth=depth)
+
+
+def test_ddp_buckets_hold_a_slot_for_every_trainable_parameter_used_or_not():
+    # DDP's reducer sizes its buckets from the parameters that require grad when it wraps the model: the
+    # unused Linear(8, 100) has a slot too; a frozen layer has none
+    frozen = _nested_linears()
+    frozen[0][0].requires_grad_(False)
+    for model, size in ((_WithUnusedLayer(), (4, 8)), (frozen, (4, 6))):
+        single = netscope.step(model, size, optimizer="sgd").totals.peak_bytes
+        ddp = netscope.step(model, size, optimizer="sgd", ddp=2).totals.peak_bytes
+        assert ddp - single == sum(p.nbytes for p in model.parameters() if p.requires_grad)
