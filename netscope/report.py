@@ -12,7 +12,7 @@ from netscope.render.columns import (COLUMNS, DATA_COLUMNS, DEFAULT_COLUMNS, csv
                                      text_row, tuples)
 from netscope.render.folding import Fold, find_folds, fold_row, visible_calls
 from netscope.render.headline import estimated_total_bytes
-from netscope.render.rows import check_format, fitted_table, json_document, render_rows
+from netscope.render.rows import check_depth, check_format, fitted_table, json_document, render_rows
 from netscope.run.shapes import format_shape_tree
 from netscope.units import megabytes, si
 
@@ -56,6 +56,7 @@ class Report:
     def _render(self, fmt: str, *, columns, depth: Optional[int], table_style: str, expand: bool,
                 width: Optional[int]) -> str:
         check_format(fmt, table_style)
+        check_depth(depth)
         if fmt == "json":
             return json.dumps(self.to_dict(columns=columns, depth=depth), indent=2)
         keys = list(parse_columns(columns))
@@ -260,6 +261,7 @@ class Report:
     def to_dict(self, *, columns=None, depth: Optional[int] = None) -> Dict[str, Any]:
         """A JSON-able dict: run, totals, one entry per layer call (every call, never folded; ``columns`` and
         ``depth`` choose fields and rows, as in the table), checks and findings. Versioned by ``schema``."""
+        check_depth(depth)
         keys = parse_columns(columns, default=DATA_COLUMNS)
         return json_document("summary", {
             "run": _jsonable(self.run.to_dict()),

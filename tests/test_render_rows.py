@@ -315,3 +315,21 @@ def test_coded_columns_render_as_their_cells(rows, per_code, numeric, shared_cod
     for fmt in TEXT_FORMATS:
         assert (render_columns([keys, *coded, tail], columns, fmt, numeric=numeric)
                 == render_columns(plain, columns, fmt, numeric=numeric))
+
+
+def test_naming_and_diff_reports_repr_in_one_line_with_the_counts():
+    import torch
+    import torchvision
+
+    import netscope
+
+    model = torchvision.models.resnet18(weights=None)
+    names = repr(netscope.audit_names(model))
+    assert "\n" not in names and len(names) < 200 and f"{len(model.state_dict())} state_dict keys" in names
+    state = model.state_dict()
+    state.pop("fc.bias")
+    state["extra"] = torch.zeros(1)
+    for report in (netscope.diff(state, model), netscope.remap(state, model)[1]):
+        text = repr(report)
+        assert "\n" not in text and len(text) < 200, text[:300]
+        assert text.startswith(type(report).__name__ + "(") and "1 missing, 1 unused" in text

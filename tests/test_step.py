@@ -135,6 +135,41 @@ def test_param_grad_and_optimizer_bytes_equal_a_real_step(optimizer):
                                         + report.totals.optimizer_bytes)
 
 
+class _WithUnusedLayer(nn.Module):
+    """A trainable layer the forward never calls: it gets no gradient, so torch's optimizers make no state for it."""
+
+    def __init__(self, unused: bool = True):
+        super().__init__()
+        self.used = nn.Linear(8, 4)
+        if unused:
+            self.unused = nn.Linear(8, 100)
+
+    def forward(self, x):
+        return self.used(x)
+
+
+@pytest.mark.parametrize("optimizer, build", [
+    ("sgd-momentum", lambda ps: torch.optim.SGD(ps, lr=0.01, momentum=0.9)),
+    ("adam", lambda ps: torch.optim.Adam(ps, lr=1e-3)),
+])
+def test_a_parameter_without_gradient_has_no_optimizer_state(optimizer, build):
+    torch.manual_seed(0)
+    model = _WithUnusedLayer()
+    report = netscope.step(model, (4, 8), optimizer=optimizer)
+    real = _WithUnusedLayer()
+    opt = build(list(real.parameters()))
+    for _ in range(2):
+        real(torch.randn(4, 8)).sum().backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    state = sum(v.nbytes for s in opt.state.values() for v in s.values() if isinstance(v, torch.Tensor))
+    assert report.totals.optimizer_bytes == state
+    # the peak too: the unused layer adds only its parameters (no gradient, no state) to the same step
+    without = netscope.step(_WithUnusedLayer(unused=False), (4, 8), optimizer=optimizer)
+    unused_bytes = sum(p.nbytes for p in real.unused.parameters())
+    assert report.totals.peak_bytes - without.totals.peak_bytes == unused_bytes
+
+
 @settings(max_examples=60, deadline=None)
 @given(st.integers(0, 40), st.integers(1, 9))
 def test_shard_rows_follow_torch_chunk(dim0, world):
@@ -521,3 +556,45 @@ def test_rows_whose_backward_ran_an_uncounted_operator_show_a_lower_bound():
     layers = {layer["name"]: layer for layer in report.to_dict()["layers"]}
     assert layers["scaled"]["backward_macs_partial"] and layers[""]["backward_macs_partial"]
     assert not layers["fc"]["backward_macs_partial"] and report.to_dict()["backward_partial"]
+
+
+def _nested_linears():
+    return nn.Sequential(nn.Sequential(nn.Linear(6, 5), nn.ReLU()), nn.Linear(5, 3))
+
+
+def test_step_json_keeps_the_chosen_columns_and_depth_like_the_summary():
+    torch.manual_seed(0)
+    report = netscope.step(_nested_linears(), (4, 6), optimizer="sgd")
+    data = json.loads(report.render("json", columns="layer,params,bwd_macs", depth=1))
+    assert data["schema"] == "netscope.step" and data["columns"] == ["layer", "params", "bwd_macs"]
+    # depth 1: the root and its two children; the inner Linear and ReLU (depth 2) are left out
+    assert [row["layer"] for row in data["layers"]] == ["(root)", "0", "1"]
+    assert all(set(row) == {"layer", "params", "bwd_macs"} for row in data["layers"])
+    # backward of y = x W^T + b on a batch of 4: the first layer's input needs no gradient, so only
+    # dW (4*6*5 multiply-adds); the second needs dW and dx (2 * 4*5*3)
+    assert [row["bwd_macs"] for row in data["layers"]] == [4 * 6 * 5 + 2 * 4 * 5 * 3, 4 * 6 * 5, 2 * 4 * 5 * 3]
+    assert [row["params"] for row in data["layers"]] == [6 * 5 + 5 + 5 * 3 + 3, 6 * 5 + 5, 5 * 3 + 3]
+    full = json.loads(report.render("json"))  # no columns: every data column plus the step figures
+    assert len(full["layers"]) == 5 and full["layers"][0]["backward_macs"] == 4 * 6 * 5 + 2 * 4 * 5 * 3
+
+
+@pytest.mark.parametrize("depth", ["2", -1, 1.5, True])
+def test_a_bad_depth_is_one_clear_error_in_every_format(depth):
+    report = netscope.step(_nested_linears(), (4, 6), optimizer="sgd")
+    for rendered in (report, report.forward):
+        for fmt in ("table", "markdown", "csv", "json"):
+            with pytest.raises(netscope.NetscopeError, match="depth"):
+                rendered.render(fmt, depth=depth)
+        with pytest.raises(netscope.NetscopeError, match="depth"):
+            rendered.to_dict(depth=depth)
+
+
+def test_ddp_buckets_hold_a_slot_for_every_trainable_parameter_used_or_not():
+    # DDP's reducer sizes its buckets from the parameters that require grad when it wraps the model: the
+    # unused Linear(8, 100) has a slot too; a frozen layer has none
+    frozen = _nested_linears()
+    frozen[0][0].requires_grad_(False)
+    for model, size in ((_WithUnusedLayer(), (4, 8)), (frozen, (4, 6))):
+        single = netscope.step(model, size, optimizer="sgd").totals.peak_bytes
+        ddp = netscope.step(model, size, optimizer="sgd", ddp=2).totals.peak_bytes
+        assert ddp - single == sum(p.nbytes for p in model.parameters() if p.requires_grad)

@@ -94,6 +94,12 @@ class NamingReport:
     def findings_count(self) -> int:
         return len(self.findings)
 
+    def __repr__(self) -> str:
+        """One line (the dataclass repr of every entry runs to 130 k characters on ResNet-50)."""
+        t = self.totals
+        return (f"NamingReport({self.model}: {t.state_dict_keys} state_dict keys, {t.unique_saved_tensors} saved "
+                f"tensors, {t.aliased_tensors} aliased, {len(self.findings)} findings)")
+
     def state_dict_keys(self) -> List[str]:
         return [e.key for e in self.entries if e.in_state_dict]
 

@@ -57,6 +57,11 @@ class RemapReport:
     def decisions(self) -> Tuple[KeyDecision, ...]:
         return self.plan.decisions
 
+    def __repr__(self) -> str:
+        """One line (the dataclass repr of every decision runs to 50 k characters on ResNet-50)."""
+        return (f"{type(self).__name__}({self.source_label} -> {self.target_label}: {len(self.plan.decisions)} keys "
+                f"decided, {len(self.missing)} missing, {len(self.unused)} unused, {len(self.mismatched)} mismatched)")
+
     @property
     def mapping(self) -> Dict[str, str]:
         return self.plan.mapping()
@@ -167,7 +172,7 @@ class RemapReport:
         return self.render("table", include_exact=False)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)  # RemapReport's one-line repr
 class DiffReport(RemapReport):
     """A checkpoint against a model in torch's terms (missing / unexpected / shape-mismatched keys by
     exact name), each with its likely reason and the mapping netscope proposes."""

@@ -37,6 +37,16 @@ def fitted_table(render: Callable[[Sequence[str]], str], columns: Sequence[str],
         dropped.append(left[0])
 
 
+def check_depth(depth) -> None:
+    """Raise a UsageError unless ``depth`` (rows down to this nesting depth) is None or a whole number >= 0."""
+    if depth is None:
+        return
+    if isinstance(depth, bool) or not isinstance(depth, int) and not hasattr(depth, "__index__"):
+        raise UsageError(f"depth must be a whole number, 0 or more, not {depth!r}")
+    if depth < 0:
+        raise UsageError(f"depth must be 0 or more, got {depth}")
+
+
 def check_format(fmt: str, table_style: str = "simple") -> None:
     """Raise a UsageError for an unknown output format or tabulate style."""
     if fmt not in TEXT_FORMATS:

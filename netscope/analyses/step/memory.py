@@ -5,8 +5,8 @@ gradients, optimizer state, activations saved for backward.
 
 Estimated: the peak. One device: the highest live total of the fake step as ``MemTracker`` counts it
 after every operator (parameters, gradients, optimizer state, saved activations, temporaries, inputs).
-DDP adds the reducer's gradient buckets (one flat copy of all gradients, ``gradient_as_bucket_view=False``,
-DDP's default). FSDP2: at every point of that timeline the live parameters, gradients and optimizer
+DDP adds the reducer's gradient buckets (one flat copy of the gradients of every parameter that requires grad,
+``gradient_as_bucket_view=False``, DDP's default). FSDP2: at every point of that timeline the live parameters, gradients and optimizer
 state are scaled to the rank's padded share of them, the highest point is taken (it moves: sharded, the
 saved activations weigh more), and the unsharded transients of the largest ``fully_shard`` unit are
 added: the root unit's own parameters (gathered through the step: the root is not resharded after
@@ -53,7 +53,7 @@ def rank_memory(run: StepRun, options: StepOptions, model: nn.Module) -> Tuple[R
     activations = sum(run.saved_own) + run.saved_outside
     full = _figures(run.params, 1, 0, sharded=False)
     transient = fsdp_transient_bytes(model, run.params) if sharded else 0
-    buckets = full[1] if options.layout == "ddp" else 0
+    buckets = ddp_bucket_bytes(run.params) if options.layout == "ddp" else 0
     ranks = []
     for rank in range(world):
         params, grads, state = _figures(run.params, world, rank, sharded=sharded)
@@ -61,6 +61,13 @@ def rank_memory(run: StepRun, options: StepOptions, model: nn.Module) -> Tuple[R
         estimate = peak_bytes(run.timeline, [_ratio(part, whole) for part, whole in zip(scale, full)])
         ranks.append(RankMemory(rank, params, grads, state, activations, estimate + transient + buckets))
     return tuple(ranks)
+
+
+def ddp_bucket_bytes(params: List[ParamInfo]) -> int:
+    """The DDP reducer's flat gradient buckets: one slot per parameter that requires grad, made when DDP wraps
+    the model, whether this step's backward reaches the parameter or not (an unused one needs
+    ``find_unused_parameters=True``, and still has its slot)."""
+    return sum(info.bytes for info in params if info.trainable)
 
 
 def peak_bytes(timeline, scale) -> int:

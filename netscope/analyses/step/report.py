@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from typing import Any, Dict, FrozenSet, List, Optional, Sequence, Tuple
 
 from netscope.report import Report
-from netscope.render.columns import csv_row, parse_columns, text_row
-from netscope.render.rows import check_format, json_document, render_rows
+from netscope.render.columns import COLUMNS, csv_row, parse_columns, text_row
+from netscope.render.rows import check_depth, check_format, json_document, render_rows
 from netscope.analyses.step.memory import RankMemory
 from netscope.units import megabytes, si
 
@@ -88,8 +88,9 @@ class StepReport:
         from netscope.report import TEXT_WIDTH
 
         check_format(fmt, table_style)
+        check_depth(depth)
         if fmt == "json":
-            return json.dumps(self.to_dict(), indent=2)
+            return json.dumps(self.to_dict(columns=columns, depth=depth), indent=2)
         keys = list(parse_columns(columns if columns is not None else STEP_COLUMNS, step=True))
         rows = self.rows(keys, depth=depth, csv=(fmt == "csv"))
         if fmt == "csv":
@@ -103,8 +104,7 @@ class StepReport:
     def rows(self, columns: Sequence[str] = STEP_COLUMNS, *, depth: Optional[int] = None,
              csv: bool = False) -> List[Dict[str, Any]]:
         """Cells per call (every call, indented by depth), from the summary's column registry."""
-        ctx = {**self.forward._context(), **{key: getattr(self, key) for key in STEP_FIGURES},
-               "partial_backward": self.partial_backward(), "partial_own_backward": self.partial_own_backward}
+        ctx = self._context()
         out = []
         for call in self.layers:
             if depth is not None and call.depth > depth:
@@ -114,6 +114,11 @@ class StepReport:
                 row["layer"] = "  " * call.depth + row["layer"]
             out.append(row)
         return out
+
+    def _context(self) -> Dict[str, Any]:
+        """The summary's column context plus the step's per-call figures."""
+        return {**self.forward._context(), **{key: getattr(self, key) for key in STEP_FIGURES},
+                "partial_backward": self.partial_backward(), "partial_own_backward": self.partial_own_backward}
 
     def totals_text(self, *, markdown: bool = False, width: Optional[int] = None) -> str:
         from netscope.report import TEXT_WIDTH, _wrapped
@@ -144,13 +149,26 @@ class StepReport:
         lines = _wrapped(lines, width or TEXT_WIDTH)
         return "\n".join(("- " + l if markdown and not l.startswith("  ") else l) for l in lines)
 
-    def to_dict(self) -> Dict[str, Any]:
-        data = self.forward.to_dict()
+    def to_dict(self, *, columns=None, depth: Optional[int] = None) -> Dict[str, Any]:
+        """The summary's JSON layout with the step's totals. No ``columns``: every data column plus the step
+        figures per layer; ``columns`` (summary or step keys) and ``depth`` choose fields and rows, as in the
+        table."""
+        from netscope.render.columns import data_row
+        from netscope.report import _jsonable
+
+        check_depth(depth)
+        keys = parse_columns(columns, step=True) if columns is not None else None
+        data = self.forward.to_dict(depth=depth)
         data.update(json_document("step", {}))  # the summary's layout, with the step's own totals
         data["forward_totals"] = data.pop("totals")
         data["totals"] = self.totals.to_dict()
         partial = self.partial_backward()
-        for layer in data["layers"]:
+        if keys is not None:
+            ctx = self._context()
+            data["columns"] = [COLUMNS[k].name for k in keys]
+            data["layers"] = [_jsonable(data_row(call, keys, ctx)) for call in self.layers
+                              if depth is None or call.depth <= depth]
+        for layer in data["layers"] if keys is None else ():
             for key in STEP_FIGURES:
                 layer[key] = getattr(self, key)[layer["index"]]
             layer["backward_macs_partial"] = layer["index"] in partial  # backward_macs is then a lower bound

@@ -144,8 +144,10 @@ def run_step(model: nn.Module, args: tuple, kwargs: dict, options: StepOptions, 
                 loss.backward()
             del loss, output
             grads = {id(p): p.grad.untyped_storage().nbytes() if p.grad is not None else 0 for p in params}
+            got_grad = {id(p) for p in params if p.grad is not None}
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
+    timeline = _without_state_of_gradless(tracker.timeline, optimizer, trainable, got_grad)
     infos = [ParamInfo(name, tuple(p.shape), p.element_size(), p.requires_grad, grads[id(p)],
                        tuple((tuple(v.shape), v.untyped_storage().nbytes())
                              for v in optimizer.state.get(p, {}).values() if isinstance(v, torch.Tensor)))
@@ -162,7 +164,7 @@ def run_step(model: nn.Module, args: tuple, kwargs: dict, options: StepOptions, 
         buffer_bytes=sum(b.untyped_storage().nbytes() for b in {id(b): b for b in copy_.buffers()}.values()),
         input_bytes=sum(t.untyped_storage().nbytes() for t in torch.utils._pytree.tree_leaves((args, kwargs))
                         if isinstance(t, torch.Tensor)),
-        timeline=tracker.timeline,
+        timeline=timeline,
         device=device,
         backward_uncounted=tuple(sorted(counter.backward_uncounted)),
         backward_uncounted_at=frozenset(counter.backward_uncounted_at),
@@ -242,6 +244,21 @@ def _initial_state(optimizer, params) -> None:
         param.grad = torch.zeros_like(param)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
+
+
+def _without_state_of_gradless(timeline, optimizer, trainable, got_grad):
+    """Drop the warm-up's optimizer state of the trainable parameters the measured backward gave no gradient
+    (unused in this forward): torch's optimizers skip a parameter whose ``.grad`` is None, so a real run
+    never makes state for it. That state lived through the whole tracked step, so every timeline entry
+    loses its bytes."""
+    gone = 0
+    for param in trainable:
+        if id(param) not in got_grad and param in optimizer.state:
+            state = optimizer.state.pop(param)
+            gone += sum(v.untyped_storage().nbytes() for v in state.values() if isinstance(v, torch.Tensor))
+    if not gone:
+        return timeline
+    return [(total - gone, params, grads, max(state - gone, 0)) for total, params, grads, state in timeline]
 
 
 def _forward(model, args, kwargs, recorder, counter, tagger, pack, autocast_dtype, device):
