@@ -54,3 +54,4 @@ def test_add_lookup_and_pop():
     assert registry.lookup(Blocks) == "module"
     registry.add(nn.Sequential, "again")  # after pop, the key is free
     assert registry[nn.Sequential] == "again"
+

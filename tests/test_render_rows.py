@@ -333,3 +333,30 @@ def test_naming_and_diff_reports_repr_in_one_line_with_the_counts():
         text = repr(report)
         assert "\n" not in text and len(text) < 200, text[:300]
         assert text.startswith(type(report).__name__ + "(") and "1 missing, 1 unused" in text
+
+
+def test_every_commands_json_and_every_reports_to_dict_carry_the_schema(tmp_path, capsys):
+    import json
+
+    import torch
+    import torch.nn as nn
+
+    import netscope
+    from netscope.cli import main
+    from netscope.render.rows import JSON_SCHEMA_VERSION
+
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU())
+    path = tmp_path / "ckpt.pt"
+    torch.save(model.state_dict(), path)
+    documents = {
+        "summary": netscope.summary(model, (1, 1, 8, 8)).to_dict(),
+        "step": netscope.step(model, (1, 1, 8, 8)).to_dict(),
+        "names": netscope.audit_names(model).to_dict(),
+        "keys": netscope.keys(str(path)).to_dict(),
+        "remap": netscope.diff(str(path), model).to_dict(),
+        "solve": netscope.solve_input_size(model, (1, 1, 8, 8), max_size=6).to_dict(),
+    }
+    for kind, data in documents.items():
+        assert (data["schema"], data["schema_version"]) == (f"netscope.{kind}", JSON_SCHEMA_VERSION), kind
+    assert main(["keys", str(path), "-f", "json"]) == 0
+    assert json.loads(capsys.readouterr().out) == json.loads(json.dumps(documents["keys"]))

@@ -161,13 +161,16 @@ class SolverResult:
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
-        return {"base_shape": list(self.base_shape), "spatial": self.spatial,
+        """The JSON document ``netscope solve -f json`` writes (schema ``netscope.solve``)."""
+        from netscope.render.rows import json_document
+
+        return json_document("solve", {"base_shape": list(self.base_shape), "spatial": self.spatial,
                 "anchor_shape": list(self.anchor_shape) if self.anchor_shape else None,
                 "summary": self.summary(), "scans": [s.to_dict() for s in self.scans],
                 "interaction": self.interaction, "tied_inputs": list(self.tied_inputs), "notes": list(self.notes),
                 "seconds": round(self.seconds, 3), "runs": len(self.probes),
                 "runs_per_second": round(self.probes_per_second, 1),
-                "probes": [p.to_dict() for p in self.probes]}
+                "probes": [p.to_dict() for p in self.probes]})
 
 
 def _scan_name(scan: Scan, spatial: int) -> str:

@@ -39,7 +39,10 @@ class CheckpointInfo:
         return deduplicated_bytes(storages, sizes)
 
     def to_dict(self) -> dict:
-        return {
+        """The JSON document ``netscope keys -f json`` writes (schema ``netscope.keys``)."""
+        from netscope.render.rows import json_document
+
+        return json_document("keys", {
             "path": self.path,
             "format": self.format,
             "layout": self.layout,
@@ -53,7 +56,7 @@ class CheckpointInfo:
             "total_tensors": len(self.tensors),
             "total_elements": self.total_elements,
             "total_bytes": self.total_bytes,
-        }
+        })
 
 
 @dataclass

@@ -54,9 +54,7 @@ def run(args: argparse.Namespace) -> int:
     result = solve_input_size(model, spec, spatial=args.spatial, max_size=args.max_size,
                               max_probes=args.max_probes, real_model=real, per_axis=not args.square_only)
     if args.format == "json":
-        from netscope.render.rows import json_document
-
-        emit(json.dumps(json_document("solve", dict(result.to_dict(), model=resolved.label)), indent=2), args)
+        emit(json.dumps(dict(result.to_dict(), model=resolved.label), indent=2), args)
     else:
         emit(f"{resolved.label}: {result.render()}", args)
     return EXIT_OK if result.valid_sizes else EXIT_FINDINGS

@@ -104,24 +104,25 @@ class NamingReport:
         return [e.key for e in self.entries if e.in_state_dict]
 
     def to_dict(self) -> dict:
-        return {
+        """The JSON document ``netscope names -f json`` writes (schema ``netscope.names``)."""
+        from netscope.render.rows import json_document
+
+        return json_document("names", {
             "model": self.model,
             "entries": [e.to_dict() for e in self.entries],
             "findings": [f.to_dict() for f in self.findings],
             "totals": self.totals.to_dict(),
             "build": self.build,
-        }
+        })
 
     def render(self, fmt: str = "table", table_style: str = "simple", *, findings_only: bool = False) -> str:
         """Text in one of table, markdown, csv, json. csv holds one table: entries, or findings."""
         check_format(fmt, table_style)
         if fmt == "json":
-            from netscope.render.rows import json_document
-
             data = self.to_dict()
             if findings_only:
                 del data["entries"]
-            return json.dumps(json_document("names", data), indent=2)
+            return json.dumps(data, indent=2)
         finding_rows = [_finding_row(f) for f in self.findings]
         if fmt == "csv":
             if findings_only:

@@ -148,9 +148,7 @@ class RemapReport:
         from netscope.render.rows import render_rows
 
         if fmt == "json":
-            from netscope.render.rows import json_document
-
-            return json.dumps(json_document("remap", self.to_dict()), indent=2)
+            return json.dumps(self.to_dict(), indent=2)
         from netscope.report import TEXT_WIDTH
 
         table = render_rows(self.rows(include_exact=include_exact), COLUMNS, fmt, headers=HEADERS,
@@ -160,13 +158,17 @@ class RemapReport:
         return table + "\n\n" + "\n".join(self.summary_lines())
 
     def to_dict(self) -> dict:
-        return {"source": self.source_label, "target": self.target_label, "coverage": self.coverage.to_dict(),
+        """The JSON document ``netscope diff/remap -f json`` writes (schema ``netscope.remap``)."""
+        from netscope.render.rows import json_document
+
+        return json_document("remap", {"source": self.source_label, "target": self.target_label,
+                "coverage": self.coverage.to_dict(),
                 "strict_problems": self.strict_problems(), "loader_fills": list(self.loader_fills),
                 "notes": list(self.notes),
                 "optimizer_keys_renamed": self.optimizer_keys_renamed,
                 "unmatched": [{"key": u.key, "shape": list(u.shape) if u.shape is not None else None,
                                "reason": u.reason, "detail": u.detail} for u in self.unmatched],
-                "unmatched_destination": self.unmatched_destination, "plan": self.plan.to_dict()}
+                "unmatched_destination": self.unmatched_destination, "plan": self.plan.to_dict()})
 
     def __str__(self) -> str:
         return self.render("table", include_exact=False)
