@@ -16,13 +16,13 @@ import torch.nn as nn
 
 from netscope.naming.segments import UNREGISTERED_CONTAINER, UNREGISTERED_ENTRY, Segment, Step, attribute_accessor
 from netscope.naming.walk import ModuleVisit
+from netscope.run.module_tree import TORCH_INTERNAL  # noqa: F401  (re-exported: the bookkeeping every module holds)
 
 CONTAINERS = (list, tuple, dict, set, frozenset)
 # Attributes torch keeps on some module classes beside the registered ones: not the user's
 # (a traced module's compiled twin shares its tensors; nothing there is lost).
 TORCH_ATTRIBUTES = {"torch.jit._script.ScriptModule": frozenset({"_actual_script_module", "_c", "_concrete_type"})}
 MAX_DEPTH = 2  # a container inside a container
-TORCH_INTERNAL = frozenset(vars(nn.Module()))  # the bookkeeping every module holds (_parameters, hooks, ...)
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,8 @@ from typing import Dict, Optional, Tuple
 import torch
 import torch.nn as nn
 
+from netscope.run.module_tree import SCALARS, STOCK_PREFIX, is_plain_value
+
 # Private torch parts replay needs (tested with torch 2.14); without any of them, passes observe every operator.
 _NEEDED = ("_dispatch_tls_set_dispatch_key_excluded", "_dispatch_tls_is_dispatch_key_excluded",
            "_len_torch_dispatch_stack", "_is_any_autocast_enabled")
@@ -35,7 +37,6 @@ _exclude = torch._C._dispatch_tls_set_dispatch_key_excluded if _AVAILABLE else N
 _is_excluded = torch._C._dispatch_tls_is_dispatch_key_excluded if _AVAILABLE else None
 _grad_enabled = torch.is_grad_enabled
 _any_autocast = torch._C._is_any_autocast_enabled if _AVAILABLE else None
-_SCALARS = (int, float, bool, str, type(None))
 _TENSOR = torch.Tensor
 _PARAMETER = nn.Parameter
 
@@ -96,7 +97,7 @@ class LeafReplay:
             if type(value) is _TENSOR:
                 inputs.append((value.shape, value.stride(), value.dtype, value.device))
                 device = value.device
-            elif type(value) in _SCALARS:
+            elif type(value) in SCALARS:
                 inputs.append((type(value), value))
             else:
                 return None
@@ -166,7 +167,7 @@ _UNSEEN = object()
 # memory layout, cuDNN paths) and losses (CTC picks its kernel from the target lengths' values on CUDA).
 _NOT_REPLAYED = frozenset({"torch.nn.modules.rnn", "torch.nn.modules.loss"})
 _GENERAL = "general"  # marks a configuration or tensor signature read the general (slower) way
-_SCALAR_TYPES = frozenset(_SCALARS)
+_SCALAR_TYPES = frozenset(SCALARS)
 _signature = operator.attrgetter("shape", "dtype", "device")
 _shape_dtype = operator.attrgetter("shape", "dtype")
 _ONLY_PARAMETER, _ONLY_TENSOR = {_PARAMETER}, {_TENSOR}
@@ -190,11 +191,11 @@ class _ClassShape:
     @classmethod
     def of(cls, module_class: type, module: nn.Module) -> Optional["_ClassShape"]:
         """None for a class that never qualifies."""
-        if not module_class.__module__.startswith("torch.nn.modules.") or module_class.__module__ in _NOT_REPLAYED:
+        if not module_class.__module__.startswith(STOCK_PREFIX) or module_class.__module__ in _NOT_REPLAYED:
             return None
         for base in module_class.__mro__:  # the class that defines forward must be stock too
             if "forward" in base.__dict__:
-                if not base.__module__.startswith("torch.nn.modules."):
+                if not base.__module__.startswith(STOCK_PREFIX):
                     return None
                 break
         state = module.__dict__
@@ -231,7 +232,7 @@ class _ClassShape:
         if tuple(map(type, values)) != self.types:
             return None
         for i in self.tuples:
-            if not _plain_tuple(values[i]):
+            if not is_plain_value(values[i]):
                 return None
         return values
 
@@ -241,7 +242,7 @@ def _config(state: dict) -> Optional[tuple]:
     parts = [_GENERAL]  # never equal to a fast-path configuration (values only)
     for name, value in state.items():
         if name[0] != "_":
-            if type(value) not in _SCALARS and not _plain_tuple(value):
+            if not is_plain_value(value):
                 return None
             parts.append(name)
             parts.append(value)
@@ -266,6 +267,3 @@ def _tensors(slots: dict, kind: type) -> Optional[tuple]:
             return None
     return tuple(parts)
 
-
-def _plain_tuple(value) -> bool:
-    return type(value) is tuple and all(type(v) in _SCALARS or _plain_tuple(v) for v in value)

@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 from torch.nn.parameter import UninitializedTensorMixin
 
-from netscope.run.module_tree import ModuleTree, tree_of
+from netscope.run.module_tree import STOCK_PREFIX, TORCH_INTERNAL, ModuleTree, is_plain_value, tree_of
 
 # Held while netscope has process-wide state changed: the wrapped module call path of a trace and the
 # constructor patches of the no-memory build. Two threads summarizing at once take turns.
@@ -123,13 +123,13 @@ def _own_attributes(tree: ModuleTree) -> List[tuple]:
         cls = type(module)
         known = stock.get(cls)
         if known is None:
-            known = stock[cls] = cls.__module__.startswith(_STOCK)
+            known = stock[cls] = cls.__module__.startswith(STOCK_PREFIX)
         if known:
             continue
-        for name in state.keys() - _TORCH_INTERNAL:
+        for name in state.keys() - TORCH_INTERNAL:
             value = state[name]
             kind = type(value)
-            if _plain_value(value):  # an equal value assigned again is no change (NaN: by its text)
+            if is_plain_value(value):  # an equal value assigned again is no change (NaN: by its text)
                 out.append((index, name, None, repr(value)))
             else:  # by identity (a tuple of tensors compared by value would ask a tensor for its truth)
                 size = len(value) if kind in (dict, list, set) else \
@@ -156,15 +156,7 @@ def _flags(tree: ModuleTree) -> List[bool]:
 
 
 _training = operator.itemgetter("training")
-_STOCK = "torch.nn.modules."
-_TORCH_INTERNAL = frozenset(vars(nn.Module()))  # what every module holds: tables, hooks, training
-_INTERNAL_COUNT = len(_TORCH_INTERNAL)
-_SCALARS = (int, float, bool, str, type(None))
-
-
-def _plain_value(value) -> bool:
-    """A scalar, or a tuple of them (nested too): compared by value."""
-    return type(value) in _SCALARS or (type(value) is tuple and all(map(_plain_value, value)))
+_INTERNAL_COUNT = len(TORCH_INTERNAL)
 _keys, _values = operator.methodcaller("keys"), operator.methodcaller("values")  # TorchScript tables: no __iter__
 
 

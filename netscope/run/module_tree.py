@@ -13,6 +13,18 @@ import torch
 import torch.nn as nn
 
 
+# What a module's ``__dict__`` holds: torch's bookkeeping every module has (tables, hooks, ``training``), the
+# prefix of the classes torch.nn itself defines, and the plain values a configuration attribute may hold.
+TORCH_INTERNAL = frozenset(vars(nn.Module()))
+STOCK_PREFIX = "torch.nn.modules."
+SCALARS = (int, float, bool, str, type(None))
+
+
+def is_plain_value(value) -> bool:
+    """A scalar, or a tuple of them (nested too): a value compared and hashed by value."""
+    return type(value) in SCALARS or (type(value) is tuple and all(map(is_plain_value, value)))
+
+
 @dataclass(frozen=True)
 class ModuleTree:
     """The modules of ``root`` as ``named_modules`` sees them, walked once; tensors gathered on first use."""
