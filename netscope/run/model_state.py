@@ -34,7 +34,8 @@ class ModelChanges:
 
 
 @contextlib.contextmanager
-def preserved_model(model: nn.Module, *, train: bool, tree: Optional[ModuleTree] = None) -> Iterator[ModelChanges]:
+def preserved_model(model: nn.Module, *, train: bool, tree: Optional[ModuleTree] = None,
+                    children: Optional["_Slots"] = None) -> Iterator[ModelChanges]:
     """Run the block with ``model`` in train or eval mode and without autograd, then restore everything.
 
     Restored: each submodule's ``training`` flag (not just the root's), the tensor objects in every
@@ -44,7 +45,8 @@ def preserved_model(model: nn.Module, *, train: bool, tree: Optional[ModuleTree]
     values written in place are detected through the tensor version counter (restoring them would need a
     copy of every weight) and listed in the yielded :class:`ModelChanges`, which also says whether the
     forward changed the registered submodules (left as the forward made them).
-    ``tree``: ``model``'s :class:`ModuleTree`, when the caller has walked it already.
+    ``tree``: ``model``'s :class:`ModuleTree`, when the caller has walked it already; ``children``: its
+    :func:`children_snapshot`, when the caller took one (to put the children back after the block).
     """
     changes = ModelChanges()
     tree = tree_of(model, tree)
@@ -52,7 +54,7 @@ def preserved_model(model: nn.Module, *, train: bool, tree: Optional[ModuleTree]
     flags = _flags(tree)
     parameters = _Slots(tree.tables("_parameters"))
     buffers = _Slots(tree.tables("_buffers"))
-    children = _Slots(tree.tables("_modules"))
+    children = children if children is not None else children_snapshot(tree)
     buffer_values = []
     seen = set()
     for buffer in buffers.values:
@@ -100,15 +102,10 @@ def preserved_model(model: nn.Module, *, train: bool, tree: Optional[ModuleTree]
                                             if id(param) in written)
 
 
-@contextlib.contextmanager
-def restored_children(tree: ModuleTree) -> Iterator[None]:
-    """Every module of ``tree`` gets back the registered children it has now when the block ends, also when it
-    raises: a forward that creates a submodule on its first call leaves the model without it."""
-    children = _Slots(tree.tables("_modules"))
-    try:
-        yield
-    finally:
-        children.restore(tree.tables("_modules"))
+def children_snapshot(tree: ModuleTree) -> "_Slots":
+    """The registered children of every module of ``tree`` as they are now: ``.changed(tree.tables("_modules"))``
+    tells whether a forward added, removed or replaced one, ``.restore(...)`` puts them back."""
+    return _Slots(tree.tables("_modules"))
 
 
 def _own_attributes(tree: ModuleTree) -> List[tuple]:

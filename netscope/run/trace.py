@@ -26,7 +26,7 @@ from netscope.run.dataflow import MODEL_INPUT, NO_SOURCES, DataflowTracker, edge
 from netscope.errors import ForwardError, MacFormulaError, OutOfMemory
 from netscope.collector import paused_gc
 from netscope.run.leaf_replay import LeafReplay, replay_possible
-from netscope.run.model_state import GLOBAL_STATE_LOCK, frozen_heap, preserved_model, restored_children
+from netscope.run.model_state import GLOBAL_STATE_LOCK, children_snapshot, frozen_heap, preserved_model
 from netscope.operators.registry import UNSEEN, OpResolver
 from netscope.operators.breakdown import OperatorTable
 from netscope.operators.packed import packed_by_module, packed_numel
@@ -289,9 +289,14 @@ def trace(model: nn.Module, inputs: Tuple[tuple, dict], *, mode: str = "eval",
     tree = tree_of(model, tree)
     run = functools.partial(_run, model, tuple(args), dict(kwargs), train=(mode == "train"), device=device,
                             advance=progress, fake=fake, receptive_field=receptive_field)
-    with restored_children(tree):  # a forward that adds, removes or replaces a submodule: the model as given after
-        result = run(tree=tree)
-        if result.tree is not tree:
+    # A forward that adds, removes or replaces a submodule leaves the model with its children as given. The
+    # snapshot is the one the model-state guard compares against: the children are walked once before the pass.
+    children = children_snapshot(tree)
+    intact = False
+    try:
+        result = run(tree=tree, children=children)
+        intact = result.tree is tree  # the guard found every registered child where it was: nothing to put back
+        if not intact:
             before, after = set(tree.names.values()), set(result.tree.names.values())
             added, removed = sorted(after - before), sorted(before - after)
             if added:  # created on first use (lazy init): the report from a second pass that finds them in place
@@ -302,6 +307,9 @@ def trace(model: nn.Module, inputs: Tuple[tuple, dict], *, mode: str = "eval",
                 f"the forward pass changed the model's submodules ({changed})"
                 + (": this report is of a second pass with them in place" if added else "")
                 + ", and the model was left with its submodules as given (its own forward will change them again)")
+    finally:
+        if not intact:
+            children.restore(tree.tables("_modules"))
     return result
 
 
@@ -327,7 +335,7 @@ def model_float_dtype(model: nn.Module) -> str:
 
 def _run(model: nn.Module, args: tuple, kwargs: dict, *, train: bool, device: torch.device, tree: ModuleTree,
          advance: Optional[Callable[[int], None]] = None, fake: bool = False,
-         receptive_field: bool = False) -> TraceResult:
+         receptive_field: bool = False, children=None) -> TraceResult:
     recorder = _Recorder(tree.names, advance)
     window_ops = WindowOpLog(recorder)
     observers = [window_ops.observe, recorder.flow.observe]
@@ -344,7 +352,7 @@ def _run(model: nn.Module, args: tuple, kwargs: dict, *, train: bool, device: to
     output = None
     script = isinstance(model, torch.jit.ScriptModule)
     try:
-        with GLOBAL_STATE_LOCK, frozen_heap(), preserved_model(model, train=train, tree=tree) as changes, \
+        with GLOBAL_STATE_LOCK, frozen_heap(), preserved_model(model, train=train, tree=tree, children=children) as changes, \
                 recording_calls(recorder):
             if not fake and fields is None and not script and replay_possible():
                 recorder.replay = LeafReplay(recorder, window_ops)
