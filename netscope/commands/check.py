@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _field_line(report) -> str:
     """The model's receptive field, and the last spatial one before it (e.g. before global pooling)."""
-    from netscope.analyses.receptive_field import UNKNOWN, WHOLE, Field, field_text
+    from netscope.analyses.receptive_field import UNKNOWN, WHOLE, field_text
 
     root = report.layers[0].receptive_field if report.layers else None
     last = _last_spatial(report.layers)

@@ -201,12 +201,11 @@ def _refuse_meta_tensors(tensors: Sequence[torch.Tensor], device: torch.device) 
     """A model whose weights live on the meta device has no values to copy to ``device``."""
     if not any(map(_IS_META, tensors)):  # the usual model: one C loop
         return
-    meta = sum(1 for t in tensors if t.is_meta)
-    if meta:
-        raise InputSpecError(
-            f"{meta} of the model's {len(tensors)} parameters and buffers live on the meta device, which holds "
-            f"no values to copy to {device}. Run on the meta device (device='meta', or leave device unset), or "
-            "materialize the weights first (model.to_empty(device=...) and initialise or load them).")
+    meta = sum(map(_IS_META, tensors))
+    raise InputSpecError(
+        f"{meta} of the model's {len(tensors)} parameters and buffers live on the meta device, which holds "
+        f"no values to copy to {device}. Run on the meta device (device='meta', or leave device unset), or "
+        "materialize the weights first (model.to_empty(device=...) and initialise or load them).")
 
 
 def _moved_inputs(inputs, device: torch.device):

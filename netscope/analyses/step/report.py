@@ -162,16 +162,17 @@ class StepReport:
         data.update(json_document("step", {}))  # the summary's layout, with the step's own totals
         data["forward_totals"] = data.pop("totals")
         data["totals"] = self.totals.to_dict()
-        partial = self.partial_backward()
         if keys is not None:
             ctx = self._context()
             data["columns"] = [COLUMNS[k].name for k in keys]
             data["layers"] = [_jsonable(data_row(call, keys, ctx)) for call in self.layers
                               if depth is None or call.depth <= depth]
-        for layer in data["layers"] if keys is None else ():
-            for key in STEP_FIGURES:
-                layer[key] = getattr(self, key)[layer["index"]]
-            layer["backward_macs_partial"] = layer["index"] in partial  # backward_macs is then a lower bound
+        else:
+            partial = self.partial_backward()
+            for layer in data["layers"]:
+                for key in STEP_FIGURES:
+                    layer[key] = getattr(self, key)[layer["index"]]
+                layer["backward_macs_partial"] = layer["index"] in partial  # backward_macs is then a lower bound
         data["backward_partial"] = bool(self.totals.backward_uncounted)
         return data
 
