@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import json
 import os
 from collections import OrderedDict
@@ -324,16 +325,7 @@ def _strict_loads(state, model) -> bool:
     return True
 
 
-TIED_FILE = """
-import torch.nn as nn
-class Tied(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.embed = nn.Embedding(10, 4)
-        self.body = nn.Linear(4, 4)
-        self.head = nn.Linear(4, 10, bias=False)
-        self.head.weight = self.embed.weight
-"""  # the same module as Tied above, importable by the CLI
+TIED_FILE = "import torch.nn as nn\n" + inspect.getsource(Tied)  # Tied above, as a file the CLI imports
 
 
 @pytest.mark.parametrize("drop_alias", [True, False])

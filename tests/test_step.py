@@ -422,22 +422,31 @@ def test_backward_of_zero_cost_operators_is_zero_by_convention_so_a_plain_step_i
     assert report.totals.backward_macs > 0
 
 
-def test_an_operator_uncounted_in_the_backward_only_does_not_make_the_forward_partial():
-    """The forward's operator table names only operators its forward ran, even though the step's
-    backward shares the operator registry (an uncounted backward operator is the backward's note)."""
-    lib = torch.library.Library("netscope_step_test", "FRAGMENT")
-    lib.define("grad_scale(Tensor x) -> Tensor")
-    lib.impl("grad_scale", lambda x: x * 2, "CompositeExplicitAutograd")
-    lib.impl("grad_scale", lambda x: torch.empty_like(x), "Meta")
+def _uncounted_in_backward(namespace: str, name: str):
+    """An autograd Function that is a copy forward and whose backward runs ``namespace::name``, a custom operator
+    (grad * 2) without a multiply-add formula; with the library holding the operator (keep it alive)."""
+    lib = torch.library.Library(namespace, "FRAGMENT")
+    lib.define(f"{name}(Tensor x) -> Tensor")
+    lib.impl(name, lambda x: x * 2, "CompositeExplicitAutograd")
+    lib.impl(name, lambda x: torch.empty_like(x), "Meta")
+    op = getattr(getattr(torch.ops, namespace), name)
 
-    class Scale(torch.autograd.Function):
+    class UncountedBackward(torch.autograd.Function):
         @staticmethod
         def forward(ctx, x):
             return x.clone()
 
         @staticmethod
         def backward(ctx, grad):
-            return torch.ops.netscope_step_test.grad_scale(grad)
+            return op(grad)
+
+    return UncountedBackward, lib
+
+
+def test_an_operator_uncounted_in_the_backward_only_does_not_make_the_forward_partial():
+    """The forward's operator table names only operators its forward ran, even though the step's
+    backward shares the operator registry (an uncounted backward operator is the backward's note)."""
+    Scale, lib = _uncounted_in_backward("netscope_step_test", "grad_scale")
 
     class Model(nn.Module):
         def __init__(self):
@@ -518,19 +527,7 @@ def test_a_packed_sequence_input_is_refused_with_the_reason():
 
 
 def test_rows_whose_backward_ran_an_uncounted_operator_show_a_lower_bound():
-    lib = torch.library.Library("netscope_step_rows", "FRAGMENT")
-    lib.define("grad_twice(Tensor x) -> Tensor")
-    lib.impl("grad_twice", lambda x: x * 2, "CompositeExplicitAutograd")
-    lib.impl("grad_twice", lambda x: torch.empty_like(x), "Meta")
-
-    class Twice(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, x):
-            return x.clone()
-
-        @staticmethod
-        def backward(ctx, grad):
-            return torch.ops.netscope_step_rows.grad_twice(grad)
+    Twice, lib = _uncounted_in_backward("netscope_step_rows", "grad_twice")
 
     class Scaled(nn.Module):
         def forward(self, x):  # the multiply, an operator of this call, tags the Function's node with it
