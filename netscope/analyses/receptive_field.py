@@ -563,9 +563,8 @@ class FieldTracker:
                 else:
                     result = Field(field.dims, tuple(Axis(a.size, a.jump, a.start + offset * a.jump) if d == dim else a
                                                      for a, d in zip(field.axes, field.dims)), field.exact)
-            elif isinstance(field, Field) and unbind:
-                result = Field(tuple(d - 1 if d > dim else d for d in field.dims), field.axes, field.exact,
-                               field.merged)
+            elif isinstance(field, Field) and unbind:  # each piece is a select along a non-spatial dim
+                result = _select((x, dim), {}, piece, field)
             offset += piece.shape[dim] if not unbind else 1
             self.fields[piece] = result
         return None
