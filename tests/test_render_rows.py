@@ -353,7 +353,8 @@ def test_every_commands_json_and_every_reports_to_dict_carry_the_schema(tmp_path
         "step": netscope.step(model, (1, 1, 8, 8)).to_dict(),
         "names": netscope.audit_names(model).to_dict(),
         "keys": netscope.keys(str(path)).to_dict(),
-        "remap": netscope.diff(str(path), model).to_dict(),
+        "diff": netscope.diff(str(path), model).to_dict(),
+        "remap": netscope.remap(model.state_dict(), model)[1].to_dict(),
         "solve": netscope.solve_input_size(model, (1, 1, 8, 8), max_size=6).to_dict(),
     }
     for kind, data in documents.items():

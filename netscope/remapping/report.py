@@ -157,11 +157,14 @@ class RemapReport:
             return table
         return table + "\n\n" + "\n".join(self.summary_lines())
 
+    SCHEMA = "remap"  # json_document's kind: the document is netscope.<SCHEMA>
+
     def to_dict(self) -> dict:
-        """The JSON document ``netscope diff/remap -f json`` writes (schema ``netscope.remap``)."""
+        """The JSON document ``netscope remap -f json`` writes (schema ``netscope.remap``; ``netscope.diff`` for
+        :class:`DiffReport`, which adds the by-name lists)."""
         from netscope.render.rows import json_document
 
-        return json_document("remap", {"source": self.source_label, "target": self.target_label,
+        return json_document(self.SCHEMA, {"source": self.source_label, "target": self.target_label,
                 "coverage": self.coverage.to_dict(),
                 "strict_problems": self.strict_problems(), "loader_fills": list(self.loader_fills),
                 "notes": list(self.notes),
@@ -200,6 +203,8 @@ class DiffReport(RemapReport):
         the file saved once (``alias-of``) is still missing by name, so torch's strict load refuses it."""
         return all(d.reason == P.EXACT or (d.reason == P.MISSING and d.target in self.loader_fills)
                    for d in self.plan.decisions)
+
+    SCHEMA = "diff"
 
     def rows(self, *, include_exact: bool = False) -> List[dict]:
         return super().rows(include_exact=include_exact)
