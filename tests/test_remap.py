@@ -610,3 +610,30 @@ def test_missing_num_batches_tracked_is_judged_as_torchs_strict_load_judges_it(v
     else:
         with pytest.raises(StrictLoadError, match="num_batches_tracked"):
             netscope.load(state, _bn_net(), strict=True)
+
+
+def test_remap_reads_a_checkpoint_path_like_diff_and_load(resnet18, tmp_path):
+    """A path is read as load() reads it (weights_only, the dict of tensors found inside); the renamed tensors are
+    the file's own values, compared with torch.load's."""
+    path = tmp_path / "dp.pt"
+    torch.save({"state_dict": nn.DataParallel(resnet18).state_dict(), "epoch": 3}, path)
+    new, report = netscope.remap(str(path), torchvision.models.resnet18(weights=None))
+    saved = torch.load(path, weights_only=True)["state_dict"]
+    assert list(new) == list(resnet18.state_dict())
+    assert all(torch.equal(new[key], saved["module." + key]) for key in new)
+    assert report.source_label == str(path) and report.coverage.fraction == 1.0
+    with pytest.raises(netscope.errors.UsageError, match="checkpoint path"):
+        netscope.remap(42, resnet18)
+
+
+def test_remap_refuses_a_pickle_that_needs_weights_only_false(resnet18, tmp_path):
+    path = tmp_path / "unsafe.pt"
+    torch.save({"state_dict": resnet18.state_dict(), "args": _PickledConfig()}, path)
+    with pytest.raises(netscope.errors.CheckpointError, match="weights_only"):
+        netscope.remap(str(path), resnet18)
+    new, _ = netscope.remap(str(path), resnet18, weights_only=False)
+    assert all(torch.equal(new[k], v) for k, v in resnet18.state_dict().items())
+
+
+class _PickledConfig:  # a class torch.load(weights_only=True) will not unpickle
+    pass

@@ -109,21 +109,22 @@ def remap_file(checkpoint, model, out=None, **options) -> RemapReport:
     return _remap_file(checkpoint, model, out, **options)
 
 
-def remap(state_dict: Mapping[str, Any], model, *, rules: Iterable = (), plan=None, invert: bool = False,
-          structural: bool = True, min_coverage: Optional[float] = None) -> Tuple["dict", RemapReport]:
-    """``(new_state_dict, report)``: ``state_dict`` renamed to ``model``'s keys. The input is not mutated;
+def remap(state_dict, model, *, rules: Iterable = (), plan=None, invert: bool = False,
+          structural: bool = True, min_coverage: Optional[float] = None, weights_only: bool = True,
+          key: Optional[str] = None) -> Tuple["dict", RemapReport]:
+    """``(new_state_dict, report)``: ``state_dict`` (a state dict, or a checkpoint path read as :func:`load` reads
+    it: ``weights_only``, ``key``) renamed to ``model``'s keys. The input is not mutated;
     tensors are placed, not copied; shape mismatches are left out; non-tensor entries and ``_metadata``
     are carried over. ``plan`` (a Plan or a plan file) is replayed first; ``invert`` replays it backwards."""
     from netscope.remapping.apply import apply_plan
 
-    if not isinstance(state_dict, Mapping):
-        raise UsageError(f"state_dict must be a mapping of key -> tensor, not {type(state_dict).__name__}")
+    state_dict, label = _read_state_dict(state_dict, weights_only=weights_only, key=key)
     source = source_layout(state_dict)
     target = _target_layout(model)
     result, coverage = plan_mapping(source, target, rules=rules, plan=plan, invert=invert, structural=structural)
     from netscope.remapping.loader_fills import keys_torch_fills
 
-    report = RemapReport(result, coverage, "state_dict", type(model).__name__)
+    report = RemapReport(result, coverage, label, type(model).__name__)
     check_coverage(report, min_coverage)
     new_state_dict = apply_plan(state_dict, result, target.tensors)
     fills = keys_torch_fills(model, getattr(new_state_dict, "_metadata", None), report.missing)
@@ -145,17 +146,8 @@ def load(checkpoint, model, *, strict: bool = True, rules: Iterable = (), weight
         checkpoint, model = model, checkpoint  # load(model, checkpoint): the order before 0.x, still accepted
     if not isinstance(model, nn.Module):
         raise UsageError(f"load() needs a torch.nn.Module as the model (second argument), not {type(model).__name__}")
-    if isinstance(checkpoint, (str, os.PathLike)):
-        from netscope.checkpoints import load_checkpoint
-        from netscope.remapping.files import refuse_distributed_pieces
-
-        loaded = load_checkpoint(os.fspath(checkpoint), weights_only=weights_only, key=key)
-        refuse_distributed_pieces(loaded.info)  # a per-rank shard or unconsolidated FSDP file: say how
-        state_dict, label = loaded.state_dict, os.fspath(checkpoint)
-    else:
-        state_dict, label = checkpoint, "state_dict"
-    new_state_dict, report = remap(state_dict, model, rules=rules, plan=plan, min_coverage=min_coverage)
-    report = replace(report, source_label=label)
+    new_state_dict, report = remap(checkpoint, model, rules=rules, plan=plan, min_coverage=min_coverage,
+                                   weights_only=weights_only, key=key)
     problems = report.strict_problems()
     if strict and problems:
         raise StrictLoadError(
@@ -165,6 +157,22 @@ def load(checkpoint, model, *, strict: bool = True, rules: Iterable = (), weight
     on_meta = any(t.device.type == "meta" for t in list(model.parameters()) + list(model.buffers()))
     model.load_state_dict(new_state_dict, strict=strict, assign=on_meta)
     return report
+
+
+def _read_state_dict(checkpoint, *, weights_only: bool, key: Optional[str]) -> Tuple[Mapping, str]:
+    """(state dict, label): a checkpoint path read (``weights_only``; ``key`` picks the dict of tensors), or a
+    state dict as it is."""
+    if isinstance(checkpoint, (str, os.PathLike)):
+        from netscope.checkpoints import load_checkpoint
+        from netscope.remapping.files import refuse_distributed_pieces
+
+        loaded = load_checkpoint(os.fspath(checkpoint), weights_only=weights_only, key=key)
+        refuse_distributed_pieces(loaded.info)  # a per-rank shard or unconsolidated FSDP file: say how
+        return loaded.state_dict, os.fspath(checkpoint)
+    if not isinstance(checkpoint, Mapping):
+        raise UsageError(f"expected a state dict (a mapping of key -> tensor) or a checkpoint path, not "
+                         f"{type(checkpoint).__name__}")
+    return checkpoint, "state_dict"
 
 
 def _source_layout(obj, *, weights_only: bool = True, key: Optional[str] = None):
