@@ -23,9 +23,9 @@ DTYPE_ALIASES = {"float": "float32", "fp32": "float32", "fp16": "float16", "half
                  "double": "float64", "long": "int64", "int": "int64"}
 
 
-def normalize_dtype(name: str) -> str:
-    """``"fp16"`` -> ``"float16"``; raises InputSpecError for an unknown name."""
-    key = name.strip().lower().removeprefix("torch.")
+def normalize_dtype(name) -> str:
+    """``"fp16"`` or ``torch.float16`` -> ``"float16"``; raises InputSpecError for an unknown name."""
+    key = str(name).strip().lower().removeprefix("torch.")  # a torch.dtype prints as "torch.float16"
     key = DTYPE_ALIASES.get(key, key)
     if key not in FLOAT_DTYPES + INT_DTYPES:
         raise InputSpecError(
@@ -268,6 +268,8 @@ def inputs_from(model, input_size=None, input_data=None, input_dtypes: Optional[
                              f"not {input_size!r}")
     one = all(not isinstance(d, (list, tuple)) for d in input_size)
     shapes = [input_size] if one else list(input_size)
+    if isinstance(input_dtypes, str) or type(input_dtypes).__name__ == "dtype":  # one dtype: "int64", torch.long
+        input_dtypes = [input_dtypes]
     dtypes = list(input_dtypes or [None] * len(shapes))
     if len(dtypes) != len(shapes):
         raise InputSpecError(f"input_dtypes has {len(dtypes)} entries for {len(shapes)} input shapes")

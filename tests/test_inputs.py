@@ -203,3 +203,49 @@ def test_meta_example_tensors_run_on_meta_or_are_refused_clearly():
     assert report.layers[0].output_shapes == (2, 2) and torch.equal(model.weight, before)
     with pytest.raises(InputSpecError, match="meta tensors"):
         netscope.summary(model, torch.randn(2, 3, device="meta"), device="cpu")
+
+
+@pytest.mark.parametrize("dtypes", [["torch.long"], "torch.long", "int64", ["long"], ["torch.int32"]])
+def test_input_dtypes_take_torch_dtypes_and_a_single_dtype(dtypes):
+    """torch.dtype objects (as torchinfo's dtypes= takes them) and one dtype for one shape; the oracle is the dtype
+    the model's forward really received."""
+    import torch
+    import torch.nn as nn
+
+    import netscope
+
+    # "torch.long" stands for the torch.long object (parametrize ids stay torch-free at collection)
+    given = [_torch_dtype(d) for d in dtypes] if isinstance(dtypes, list) else _torch_dtype(dtypes)
+    seen = []
+    model = nn.Embedding(10, 4)
+    handle = model.register_forward_pre_hook(lambda module, args: seen.append(args[0].dtype))
+    try:
+        report = netscope.summary(model, (2, 7), input_dtypes=given)
+    finally:
+        handle.remove()
+    one = dtypes[0] if isinstance(dtypes, list) else dtypes
+    expected = {"torch.long": torch.long, "int64": torch.int64, "long": torch.int64, "torch.int32": torch.int32}[one]
+    assert seen == [expected] and report.model_output == (2, 7, 4)
+
+
+def _torch_dtype(text):
+    import torch
+
+    return getattr(torch, text.removeprefix("torch.")) if text.startswith("torch.") else text
+
+
+def test_float_dtype_of_the_pass_takes_a_torch_dtype():
+    import torch
+    import torch.nn as nn
+
+    import netscope
+
+    seen = []
+    model = nn.Linear(4, 3)
+    handle = model.register_forward_pre_hook(lambda module, args: seen.append((args[0].dtype, module.weight.dtype)))
+    try:
+        report = netscope.summary(model, (2, 4), dtype=torch.float64)
+    finally:
+        handle.remove()
+    assert report.run.dtype == "float64" and seen == [(torch.float64, torch.float64)]
+    assert model.weight.dtype == torch.float32  # the pass ran on a converted copy
