@@ -9,13 +9,13 @@ import itertools
 import operator
 import threading
 from dataclasses import dataclass, field
-from typing import Dict, Iterator, List, Optional
+from typing import Iterator, List, Optional
 
 import torch
 import torch.nn as nn
 from torch.nn.parameter import UninitializedTensorMixin
 
-from netscope.run.module_tree import STOCK_PREFIX, TORCH_INTERNAL, ModuleTree, is_plain_value, tree_of
+from netscope.run.module_tree import TORCH_INTERNAL, ModuleTree, is_plain_value, tree_of
 
 # Held while netscope has process-wide state changed: the wrapped module call path of a trace and the
 # constructor patches of the no-memory build. Two threads summarizing at once take turns.
@@ -113,15 +113,10 @@ def _own_attributes(tree: ModuleTree) -> List[tuple]:
     modules whose class is not a stock ``torch.nn`` one (stock forwards set no Python attributes): what tells
     that a forward set, removed, resized (a dict cache filled in place) or wrote (a plain tensor's version) one."""
     out = []
-    stock: Dict[type, bool] = {}
-    for index, (module, state) in enumerate(zip(tree.modules, tree.states)):
+    states = tree.states
+    for index in tree.custom:
+        state = states[index]
         if len(state) <= _INTERNAL_COUNT:
-            continue
-        cls = type(module)
-        known = stock.get(cls)
-        if known is None:
-            known = stock[cls] = cls.__module__.startswith(STOCK_PREFIX)
-        if known:
             continue
         for name in state.keys() - TORCH_INTERNAL:
             value = state[name]

@@ -45,6 +45,21 @@ class ModuleTree:
         read by key cost a fraction of an attribute access, which goes through ``nn.Module.__getattr__``'s hook."""
         return tuple(map(vars, self.modules))
 
+    @cached_property
+    def custom(self) -> Tuple[int, ...]:
+        """Indexes in ``modules`` of the modules whose class ``torch.nn`` does not define (a model's own blocks,
+        a library's layers): the ones whose forward may set plain attributes (the model-state guard's scan)."""
+        stock: Dict[type, bool] = {}
+        out = []
+        for index, module in enumerate(self.modules):
+            cls = type(module)
+            known = stock.get(cls)
+            if known is None:
+                known = stock[cls] = cls.__module__.startswith(STOCK_PREFIX)
+            if not known:
+                out.append(index)
+        return tuple(out)
+
     def tables(self, name: str) -> list:
         """Every module's ``_parameters``, ``_buffers`` or ``_modules`` table as it is now, in ``modules`` order."""
         try:
