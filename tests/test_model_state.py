@@ -327,3 +327,64 @@ def test_a_forward_that_adds_a_submodule_is_reported_whole_and_the_model_left_as
     assert [c.name for c in report.layers] == ["", "body", "head"]
     assert report.totals.total_macs == 2 * (4 * 6 + 6 * 3)
     assert any("added head" in n for n in report.run.notes)
+
+
+# ---------------------------------------------------------------- the user's inputs
+
+class _Appending(nn.Module):
+    """Appends its input to the cache it is given (a KV cache's way), and doubles one input in place."""
+
+    def __init__(self):
+        super().__init__()
+        self.proj = nn.Linear(4, 4)
+
+    def forward(self, x, cache, scale):
+        cache.keys.append(x)
+        cache.seen["calls"] = cache.seen.get("calls", 0) + 1
+        scale.mul_(2)
+        return self.proj(x) * scale
+
+
+class _Cache:  # not a pytree node: an object holding tensors in attributes, as transformers' caches are
+    def __init__(self):
+        self.keys = [torch.zeros(1, 4)]
+        self.seen = {}
+
+
+def test_an_input_object_the_forward_appends_to_is_left_as_given_and_in_place_writes_are_named():
+    cache, x, scale = _Cache(), torch.randn(1, 4), torch.ones(1)
+    first = cache.keys[0]
+    report = netscope.summary(_Appending(), input_data=(x, cache, scale))
+    assert len(cache.keys) == 1 and cache.keys[0] is first and cache.seen == {}  # the pass ran on a copy
+    assert report.totals.total_macs == 16  # the forward ran: the Linear's 4 x 4
+    assert scale.item() == 2.0  # an in-place write into the user's tensor is not undone, but named
+    assert any("wrote into these inputs in place" in note and "args[2]" in note for note in report.run.notes)
+    assert not any("args[0]" in note for note in report.run.notes)
+
+
+def test_an_input_that_refuses_a_copy_is_passed_as_given_and_named():
+    class Stubborn(_Cache):
+        def __deepcopy__(self, memo):
+            raise TypeError("no copies")
+
+    cache = Stubborn()
+    report = netscope.summary(_Appending(), input_data=(torch.randn(1, 4), cache, torch.ones(1)))
+    assert len(cache.keys) == 2  # the user's object: changed, as its own forward would
+    assert any("args[1] (Stubborn) could not be copied" in note for note in report.run.notes)
+
+
+def test_a_transformers_cache_keeps_its_length():
+    transformers = pytest.importorskip("transformers")
+    config = transformers.GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=100, n_positions=64)
+    model = transformers.GPT2LMHeadModel(config).eval()
+    with torch.no_grad():
+        past = model(torch.randint(0, 100, (1, 16)), use_cache=True).past_key_values
+    before = [t.clone() for t in torch.utils._pytree.tree_leaves(past.to_legacy_cache())] \
+        if hasattr(past, "to_legacy_cache") else None
+    report = netscope.summary(model, input_data={"input_ids": torch.randint(0, 100, (1, 4)),
+                                                 "past_key_values": past, "use_cache": True})
+    assert past.get_seq_length() == 16  # transformers' own count; the pass appended 4 positions to its copy
+    if before is not None:
+        after = torch.utils._pytree.tree_leaves(past.to_legacy_cache())
+        assert all(torch.equal(a, b) for a, b in zip(after, before))
+    assert report.model_output is not None

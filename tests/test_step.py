@@ -595,3 +595,27 @@ def test_ddp_buckets_hold_a_slot_for_every_trainable_parameter_used_or_not():
         single = netscope.step(model, size, optimizer="sgd").totals.peak_bytes
         ddp = netscope.step(model, size, optimizer="sgd", ddp=2).totals.peak_bytes
         assert ddp - single == sum(p.nbytes for p in model.parameters() if p.requires_grad)
+
+
+def test_step_takes_flags_and_cache_objects_in_input_data_and_leaves_them_as_given():
+    """Non-tensor inputs (a bool flag, a string, an object holding tensors) were handed to torch's MemTracker,
+    which refused them with a TypeError; the step runs on copies, so the user's cache object is not appended to."""
+
+    class Cache:
+        def __init__(self):
+            self.keys = [torch.zeros(2, 4)]
+
+    class Model(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.proj = nn.Linear(4, 3)
+
+        def forward(self, x, cache, flag=False, mode="a"):
+            cache.keys.append(x)
+            return self.proj(x) * (2 if flag and mode == "a" else 1)
+
+    cache = Cache()
+    first = cache.keys[0]
+    report = netscope.step(Model(), input_data={"x": torch.randn(2, 4), "cache": cache, "flag": True, "mode": "a"})
+    assert report.totals.forward_macs == 2 * 4 * 3  # batch x in x out, the Linear's formula
+    assert len(cache.keys) == 1 and cache.keys[0] is first

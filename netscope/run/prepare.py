@@ -21,6 +21,7 @@ from netscope.errors import ForwardError, InputSpecError, MetaDeviceError, OutOf
 from netscope.inputs import InputSpec, normalize_float_dtype
 from netscope.run.module_tree import ModuleTree, module_tree, tree_of
 from netscope.run.trace import TraceResult, model_device, model_float_dtype, trace
+from netscope.run.user_inputs import own_inputs
 
 # Dummy inputs this many times smaller than the free memory never trigger the activation estimate (a
 # meta pass); above it, the pass is estimated before anything is allocated.
@@ -41,6 +42,8 @@ class Prepared:
     tree: Optional[ModuleTree] = None  # ``model``'s modules, walked once for the pass and the analyses after it
     lazy_copy: bool = False  # ``model`` is a copy of the user's whose lazy modules the pass initializes
     users_model: bool = False  # ``model`` is the user's own object (not a copy, not one netscope built)
+    # the user's input tensors the pass receives as they are: (label, tensor, version before the pass)
+    watched: Tuple[Tuple[str, torch.Tensor, int], ...] = ()
 
 
 @contextlib.contextmanager
@@ -68,13 +71,14 @@ def prepared(model: nn.Module, inputs, *, device: torch.device, dtype: Optional[
         tree = module_tree(model)
     with _placed(model, device, float_dtype, owned, tree) as runnable:
         run_dtype = model_float_dtype(runnable) if any(True for _ in runnable.parameters()) else float_dtype
+        watched: list = []
         if spec is not None:
             args, kwargs = _built(spec, device, run_dtype)
         else:
-            args, kwargs = _moved_inputs(inputs, device)
+            args, kwargs = _moved_inputs(inputs, device, notes, watched)
         yield Prepared(runnable, args, kwargs, device, run_dtype, spec, tuple(notes),
                        tree if runnable is model else module_tree(runnable), lazy_copy=bool(lazy),
-                       users_model=runnable is given and not given_owned)
+                       users_model=runnable is given and not given_owned, watched=tuple(watched))
 
 
 def run_pass(prep: Prepared, *, mode: str = "eval", progress: Optional[Callable[[int], None]] = None,
@@ -94,6 +98,10 @@ def run_pass(prep: Prepared, *, mode: str = "eval", progress: Optional[Callable[
                 raise
             result = _run_fake(run)
     result.notes[:0] = prep.notes
+    written = list(dict.fromkeys(label for label, tensor, version in prep.watched if _version(tensor) != version))
+    if written:
+        result.notes.append(f"the forward pass wrote into these inputs in place, which were your own tensors (netscope "
+                            f"passes input_data as given): {', '.join(written)}")
     if result.changed_attributes and prep.users_model:
         shown = result.changed_attributes[:5]
         more = len(result.changed_attributes) - len(shown)
@@ -208,19 +216,36 @@ def _refuse_meta_tensors(tensors: Sequence[torch.Tensor], device: torch.device) 
         "materialize the weights first (model.to_empty(device=...) and initialise or load them).")
 
 
-def _moved_inputs(inputs, device: torch.device):
-    """The user's (args, kwargs) on ``device``: copies, never the user's tensors moved; meta gets empty twins."""
-    args, kwargs = inputs
+def _moved_inputs(inputs, device: torch.device, notes: List[str], watched: list):
+    """The user's (args, kwargs) on ``device``: copies, never the user's tensors moved; meta gets empty twins.
+    A cache object the forward appends to is a copy (:mod:`netscope.run.user_inputs`); one that refuses a copy is
+    named in ``notes``. The user's own tensors the pass receives (on ``device`` already) go to ``watched`` as
+    ``(label, tensor, version)``: a forward that writes into one in place is named after the pass (:func:`run_pass`)."""
 
-    def move(tensor):
+    def move(label: str, tensor):
         if tensor.device == device:
+            version = _version(tensor)
+            if version is not None:
+                watched.append((label, tensor, version))
             return tensor
         if tensor.device.type == "meta":
             raise InputSpecError(f"input_data holds meta tensors, which have no values to copy to {device}: "
                                  "run on the meta device (device=\"meta\"), or pass real tensors")
         return torch.empty_like(tensor, device="meta") if device.type == "meta" else tensor.to(device)
 
-    return torch.utils._pytree.tree_map_only(torch.Tensor, move, (tuple(args), dict(kwargs)))
+    args, kwargs, refused = own_inputs(inputs, move)
+    for label in refused:
+        notes.append(f"input {label} could not be copied, so the pass used yours: a forward that changes it (a cache "
+                     "it appends to) changed it")
+    return args, kwargs
+
+
+def _version(tensor) -> Optional[int]:
+    """The tensor's version counter (bumped by every in-place write); None for tensors without one (inference mode)."""
+    try:
+        return tensor._version
+    except RuntimeError:
+        return None
 
 
 def _built(spec: InputSpec, device: torch.device, float_dtype: str):

@@ -28,13 +28,14 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.weak import WeakIdKeyDictionary
 
-from netscope.errors import ForwardError, InputSpecError
+from netscope.errors import ForwardError, InputSpecError, UsageError
 from netscope.collector import paused_gc
 from netscope.run.model_state import preserved_model
 from netscope.operators.registry import UNSEEN, OpResolver
 from netscope.run.no_memory import meta_copy
 from netscope.run.module_tree import module_tree
 from netscope.run.trace import TraceResult, _build_result, _eager, _forward_error, _Recorder, recording_calls
+from netscope.run.user_inputs import own_inputs
 from netscope.analyses.step.options import OPTIMIZERS, PRECISIONS, StepOptions
 from netscope.analyses.step.torch_parts import current_autograd_node, fake_tensor_mode, timeline_tracker
 
@@ -99,7 +100,10 @@ def run_step(model: nn.Module, args: tuple, kwargs: dict, options: StepOptions, 
             return torch.empty_strided(tensor.shape, tensor.stride(), dtype=tensor.dtype, device=device)
 
     copy_ = meta_copy(model, empty)
-    args, kwargs = torch.utils._pytree.tree_map_only(torch.Tensor, empty, (tuple(args), dict(kwargs)))
+    args, kwargs, refused = own_inputs((args, kwargs), lambda label, tensor: empty(tensor))
+    if refused:  # it would carry the user's tensors into the step, and take what the step appends to it
+        raise UsageError(f"netscope step runs on copies of the inputs, and {', '.join(refused)} refused a copy "
+                         "(copy.deepcopy): pass the tensors it holds instead")
     names = _param_names(copy_)
     params = list(names)
     trainable = [p for p in params if p.requires_grad]

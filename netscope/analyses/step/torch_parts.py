@@ -64,7 +64,11 @@ def timeline_tracker(device: str):
             for param in model.parameters():
                 if not param.requires_grad:
                     self._param_to_grad_hook_handles[param] = (_NO_HOOK, _NO_HOOK)
-            self.track_external(model, optimizer, inputs)
+            from netscope.run.user_inputs import tensors_inside
+
+            tensors: dict = {}  # MemTracker takes tensors, modules and optimizers only: not a flag or a cache object
+            tensors_inside(inputs, tensors)
+            self.track_external(model, optimizer, *tensors.values())
 
         def _update_peak_stats(self, peak_state) -> None:
             snap = self._curr_mem_snap.get(where)
