@@ -19,6 +19,7 @@ import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
 import netscope
+from netscope.errors import MetaDeviceError
 
 
 def _report(model, *inputs):
@@ -252,3 +253,21 @@ def test_packed_sequence_bookkeeping_is_not_partial():
     steps = int(lengths.sum())  # the packed LSTM runs only the real time steps
     formula = steps * 4 * 16 * (8 + 16) + 3 * 16 * 3
     assert report.totals.total_macs == formula == _flop_counter_macs(model, x, lengths)
+
+
+# ---- the meta device ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("build", [
+    lambda: (SparseGraph(_adjacency().to_sparse(), "mm"), (torch.randn(64, 32),)),  # no SparseMeta mm kernel
+    lambda: (Encoder(), (torch.randn(2, 10, 32), torch.tensor([[False] * 10, [False] * 6 + [True] * 4]))),  # nested
+])
+def test_an_operator_the_meta_device_lacks_is_named_not_blamed_on_the_model(build):
+    """The CPU runs these models (above); the meta device has no kernel for a sparse or nested operand. That is
+    a MetaDeviceError (exit 2: run on a real device), not a ForwardError saying the model's forward failed."""
+    model, inputs = build()
+    model(*inputs)  # the model itself is fine
+    with pytest.raises(MetaDeviceError, match="meta device cannot run") as info:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            netscope.summary(model, input_data=inputs, device="meta")
+    assert info.value.exit_code == 2
