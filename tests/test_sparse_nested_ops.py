@@ -271,3 +271,17 @@ def test_an_operator_the_meta_device_lacks_is_named_not_blamed_on_the_model(buil
             warnings.simplefilter("ignore")
             netscope.summary(model, input_data=inputs, device="meta")
     assert info.value.exit_code == 2
+
+
+def test_step_refuses_sparse_tensors_rather_than_plan_a_dense_model():
+    """netscope step's fake twin of a sparse buffer was a dense tensor with strides (0, 0): it planned the dense
+    product (64·64·32 multiply-adds, where the sparse kernel makes one per stored element and column) and a
+    4-byte buffer. It refuses, naming the tensor."""
+    from netscope.errors import UsageError
+
+    dense = _adjacency()
+    with pytest.raises(UsageError, match=r"model\.adj \(sparse_coo\)") as info:
+        netscope.step(SparseGraph(dense.to_sparse(), "mm"), input_size=(64, 32))
+    assert info.value.exit_code == 2
+    planned = netscope.step(SparseGraph(dense, "mm"), input_size=(64, 32))  # the dense model plans as before
+    assert planned.totals.forward_macs == 64 * 64 * 32 + 64 * 32 * 8
