@@ -285,3 +285,39 @@ def test_step_refuses_sparse_tensors_rather_than_plan_a_dense_model():
     assert info.value.exit_code == 2
     planned = netscope.step(SparseGraph(dense, "mm"), input_size=(64, 32))  # the dense model plans as before
     assert planned.totals.forward_macs == 64 * 64 * 32 + 64 * 32 * 8
+
+
+# ---- grouped matmul (mixture-of-experts) ----------------------------------------------------------------
+
+def _grouped_cases():
+    g = torch.Generator().manual_seed(0)
+    r = lambda *shape: torch.randn(*shape, generator=g)
+    offs = lambda *ends: torch.tensor(ends, dtype=torch.int32)
+    a2, b3 = r(40, 16), r(3, 16, 8)
+    a3, b2 = r(3, 8, 16), r(16, 24)
+    wide, tall = r(8, 48), r(48, 8)
+    return {  # (operands, the per-group matmuls it equals)
+        "rows grouped": ((a2, b3, offs(8, 24, 40)),
+                         lambda: [a2[0:8] @ b3[0], a2[8:24] @ b3[1], a2[24:40] @ b3[2]]),
+        "rows past offs[-1] not computed": ((a2, b3, offs(8, 16, 32)),
+                                            lambda: [a2[0:8] @ b3[0], a2[8:16] @ b3[1], a2[16:32] @ b3[2]]),
+        "batched": ((a3, r(3, 16, 8), None), None),
+        "contraction grouped": ((wide, tall, offs(16, 32, 48)),
+                                lambda: [wide[:, i:i + 16] @ tall[i:i + 16] for i in (0, 16, 32)]),
+        "columns grouped": ((a3, b2, offs(8, 16, 24)), lambda: [a3[i] @ b2[:, 8 * i:8 * i + 8] for i in range(3)]),
+    }
+
+
+@pytest.mark.parametrize("case", list(_grouped_cases()))
+def test_grouped_mm_counts_its_groups_matmuls(case):
+    (a, b, offs), per_group = _grouped_cases()[case]
+
+    class Experts(nn.Module):
+        def forward(self, x, w):
+            return torch._grouped_mm(x, w, offs=offs)
+
+    if per_group is None:  # (G, M, K) @ (G, K, N) is bmm
+        per_group = lambda: torch.bmm(a, b)  # noqa: E731
+    report = _report(Experts(), a, b)
+    assert not report.partial, report.uncounted_ops()
+    assert report.totals.total_macs == _flop_counter_macs(per_group) > 0

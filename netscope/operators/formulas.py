@@ -128,6 +128,31 @@ def sparse_addmm_macs(bias, sparse, dense, *args, out_val=None, **kwargs) -> int
     return _sparse_product_macs(sparse, dense)
 
 
+@register_macs("aten::_grouped_mm")
+def grouped_mm_macs(a, b, offs=None, *args, out_val=None, **kwargs) -> int:
+    """``torch._grouped_mm`` (mixture-of-experts layers: each expert's weight on its own tokens), one matmul per
+    group: (M, K) rows grouped by ``offs`` against (G, K, N); (G, M, K) @ (G, K, N); (M, K) @ (K, N) with the
+    contraction split by ``offs``; (G, M, K) against the column groups of (K, N). Rows (or columns) past
+    ``offs[-1]`` are not computed: they count only where ``offs`` has no values to read (meta, fake tensors)."""
+    k = a.shape[-1]
+    if a.dim() == 3 and b.dim() == 3:
+        return a.shape[0] * a.shape[1] * k * b.shape[2]
+    if a.dim() == 2 and b.dim() == 2:
+        return a.shape[0] * _grouped_extent(offs, k) * b.shape[1]
+    if a.dim() == 2:
+        return _grouped_extent(offs, a.shape[0]) * k * b.shape[-1]
+    return a.shape[1] * k * _grouped_extent(offs, b.shape[-1])
+
+
+def _grouped_extent(offs, size: int) -> int:
+    """How much of a grouped dimension of ``size`` the groups cover: ``offs[-1]`` (cumulative ends), when readable."""
+    from torch._subclasses.fake_tensor import FakeTensor
+
+    if offs is None or not offs.numel() or offs.device.type == "meta" or isinstance(offs, FakeTensor):
+        return size
+    return min(int(offs[-1]), size)
+
+
 # ---- attention ------------------------------------------------------------------------------------
 
 _flash = flop_counter.flop_registry.get(aten._scaled_dot_product_flash_attention)
