@@ -5,7 +5,7 @@ Conventions (each formula counts multiply-adds, never FLOPs):
 - matrix products and convolutions: one per weight element applied per output position, the count
   torch's ``flop_registry`` makes (halved) and torchvision publishes as GFLOPS / GIPS; a sparse operand
   of ``mm``/``addmm``/``torch.sparse.mm`` counts its stored elements only; ``mv``, ``dot``, ``addbmm``
-  count like the ``mm``/``bmm`` they equal;
+  count like the ``mm``/``bmm`` they equal, ``_grouped_mm`` (mixture-of-experts) like its groups' matmuls;
 - RNN kernels (``mkldnn_rnn_layer``, ``_cudnn_rnn``): every weight matrix is applied once per time
   step and batch row (input, hidden and LSTM projection matrices); gate math is elementwise (0), so
   LSTM/GRU/RNN count the same as the ``mm``/``addmm`` calls the meta device decomposes them into;
