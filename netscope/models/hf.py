@@ -231,6 +231,8 @@ def _token_inputs(model, config) -> InputSpec:
 
 
 def _image_inputs(model, config) -> InputSpec:
+    if not hasattr(config, "image_size"):  # a composite config (SAM, ...): its vision part's
+        config = getattr(config, "vision_config", None) or config
     size = getattr(config, "image_size", 224)
     height, width = (size, size) if isinstance(size, int) else tuple(size)[-2:]
     channels = getattr(config, "num_channels", 3)
