@@ -231,6 +231,21 @@ def test_multihead_attention_fast_path_on_a_nested_batch():
     assert report.layers[1].output_shapes == [{"nested": [(10, 32), (6, 32)]}, "None"]  # (output, weights)
 
 
+@pytest.mark.parametrize("layout", [torch.strided, torch.jagged])
+def test_linear_layers_on_a_nested_batch_count_its_rows(layout):
+    """On a nested tensor ``F.linear`` reaches dispatch whole (``aten::linear``, no ``addmm``), which torch's
+    counter has no formula for: each layer is its weight once per real row (no padding rows)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(32, 16), nn.ReLU(), nn.Linear(16, 4))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        x = torch.nested.nested_tensor([torch.randn(10, 32), torch.randn(6, 32)], layout=layout)
+    report = _report(model, x)
+    assert not report.partial, report.uncounted_ops()
+    assert report.totals.total_macs == (10 + 6) * (32 * 16 + 16 * 4)
+    assert report.layers[-1].output_shapes == {"nested": [(10, 4), (6, 4)]}
+
+
 # ---- packed sequences --------------------------------------------------------------------------------
 
 def test_packed_sequence_bookkeeping_is_not_partial():

@@ -5,7 +5,8 @@ Conventions (each formula counts multiply-adds, never FLOPs):
 - matrix products and convolutions: one per weight element applied per output position, the count
   torch's ``flop_registry`` makes (halved) and torchvision publishes as GFLOPS / GIPS; a sparse operand
   of ``mm``/``addmm``/``torch.sparse.mm`` counts its stored elements only; ``mv``, ``dot``, ``addbmm``
-  count like the ``mm``/``bmm`` they equal, ``_grouped_mm`` (mixture-of-experts) like its groups' matmuls;
+  count like the ``mm``/``bmm`` they equal, ``_grouped_mm`` (mixture-of-experts) like its groups' matmuls,
+  ``linear`` (reaching dispatch whole on nested tensors) as the ``addmm`` of its real rows;
 - RNN kernels (``mkldnn_rnn_layer``, ``_cudnn_rnn``): every weight matrix is applied once per time
   step and batch row (input, hidden and LSTM projection matrices); gate math is elementwise (0), so
   LSTM/GRU/RNN count the same as the ``mm``/``addmm`` calls the meta device decomposes them into;
@@ -126,6 +127,13 @@ def sparse_addmm_macs(bias, sparse, dense, *args, out_val=None, **kwargs) -> int
     """``torch.sparse.mm`` / ``torch.sparse.addmm`` (sparse COO ``(m, k)`` @ dense ``(k, n)``): each stored
     element of the sparse matrix times a row of ``n`` (the zeros it does not store cost nothing)."""
     return _sparse_product_macs(sparse, dense)
+
+
+@register_macs("aten::linear")
+def linear_macs(input, weight, *args, out_val=None, **kwargs) -> int:
+    """``F.linear`` reaching dispatch whole, as it does on a nested tensor (a dense input decomposes into
+    ``addmm``/``mm`` first): the (N, K) weight once per row of K input elements."""
+    return input.numel() * weight.shape[0]
 
 
 @register_macs("aten::_grouped_mm")
