@@ -246,6 +246,23 @@ def test_linear_layers_on_a_nested_batch_count_its_rows(layout):
     assert report.layers[-1].output_shapes == {"nested": [(10, 4), (6, 4)]}
 
 
+def test_attention_on_a_jagged_batch_counts_each_sequence_on_its_own():
+    """SDPA's math path on a jagged batch runs ``aten::matmul`` on nested tensors (whole, no ``bmm``): scores and
+    weighted sum per sequence, 2·heads·n²·head_dim for each length n, never the padded square."""
+
+    class SelfAttention(nn.Module):
+        def forward(self, x):  # (batch, ragged, 32) -> heads (batch, 4, ragged, 8)
+            q = x.unflatten(-1, (4, 8)).transpose(1, 2)
+            return nn.functional.scaled_dot_product_attention(q, q, q).transpose(1, 2).flatten(-2)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        x = torch.nested.nested_tensor([torch.randn(10, 32), torch.randn(6, 32)], layout=torch.jagged)
+    report = _report(SelfAttention(), x)
+    assert not report.partial, report.uncounted_ops()
+    assert report.totals.total_macs == sum(2 * 4 * n * n * 8 for n in (10, 6))
+
+
 # ---- packed sequences --------------------------------------------------------------------------------
 
 def test_packed_sequence_bookkeeping_is_not_partial():

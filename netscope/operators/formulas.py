@@ -6,7 +6,7 @@ Conventions (each formula counts multiply-adds, never FLOPs):
   torch's ``flop_registry`` makes (halved) and torchvision publishes as GFLOPS / GIPS; a sparse operand
   of ``mm``/``addmm``/``torch.sparse.mm`` counts its stored elements only; ``mv``, ``dot``, ``addbmm``
   count like the ``mm``/``bmm`` they equal, ``_grouped_mm`` (mixture-of-experts) like its groups' matmuls,
-  ``linear`` (reaching dispatch whole on nested tensors) as the ``addmm`` of its real rows;
+  ``linear`` and ``matmul`` (reaching dispatch whole on nested tensors) per real row / per component;
 - RNN kernels (``mkldnn_rnn_layer``, ``_cudnn_rnn``): every weight matrix is applied once per time
   step and batch row (input, hidden and LSTM projection matrices); gate math is elementwise (0), so
   LSTM/GRU/RNN count the same as the ``mm``/``addmm`` calls the meta device decomposes them into;
@@ -134,6 +134,29 @@ def linear_macs(input, weight, *args, out_val=None, **kwargs) -> int:
     """``F.linear`` reaching dispatch whole, as it does on a nested tensor (a dense input decomposes into
     ``addmm``/``mm`` first): the (N, K) weight once per row of K input elements."""
     return input.numel() * weight.shape[0]
+
+
+@register_macs("aten::matmul")
+def matmul_macs(a, b, *args, out_val=None, **kwargs) -> int:
+    """``torch.matmul`` reaching dispatch whole, as on nested tensors (SDPA's math path on a jagged batch; a dense
+    matmul decomposes into ``mm``/``bmm`` first): per component, its broadcast batch x m·k·n."""
+    pieces_a = nested_shapes(a)["nested"] if a.is_nested else None
+    pieces_b = nested_shapes(b)["nested"] if b.is_nested else None
+    count = len(pieces_a if pieces_a is not None else pieces_b)
+    total = 0
+    for i in range(count):  # a dense operand's leading dim (when it has a batch) pairs with the components
+        shape_a = pieces_a[i] if pieces_a is not None else a.shape[1:] if a.dim() > 2 else a.shape
+        shape_b = pieces_b[i] if pieces_b is not None else b.shape[1:] if b.dim() > 2 else b.shape
+        total += _matmul_macs(tuple(shape_a), tuple(shape_b))
+    return total
+
+
+def _matmul_macs(shape_a, shape_b) -> int:
+    """``torch.matmul`` of dense operands of these shapes (1-d ones promoted as matmul promotes them)."""
+    shape_a = (1,) + shape_a if len(shape_a) == 1 else shape_a
+    shape_b = shape_b + (1,) if len(shape_b) == 1 else shape_b
+    batch = torch.broadcast_shapes(shape_a[:-2], shape_b[:-2])
+    return math.prod(batch) * shape_a[-2] * shape_a[-1] * shape_b[-1]
 
 
 @register_macs("aten::_grouped_mm")

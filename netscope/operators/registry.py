@@ -61,6 +61,7 @@ ZERO_BY_CONVENTION: Mapping[str, Tuple[str, Tuple[str, ...]]] = {
         "aten::_pad_enum", "aten::expand_as", "aten::view_as", "aten::reshape_as", "aten::to", "aten::eye",
         "aten::_linalg_check_errors", "aten::detach_", "aten::record_stream", "aten::unfold_copy",
         "prim::device", "prim::dtype", "prim::layout",  # metadata queries seen under fake tensors
+        "aten::dim", "aten::sym_is_contiguous",  # metadata queries seen on nested (jagged) tensors
         "aten::unsafe_split", "aten::unsafe_split_with_sizes", "aten::unsafe_chunk", "aten::as_strided_", "aten::squeeze_", "aten::unsqueeze_", "aten::t_", "aten::transpose_",
         "aten::as_strided_scatter", "aten::slice_scatter", "aten::select_scatter", "aten::diagonal_scatter",
         "aten::_pack_padded_sequence", "aten::_pad_packed_sequence", "aten::fill_diagonal_",
