@@ -24,8 +24,13 @@ DTYPE_ALIASES = {"float": "float32", "fp32": "float32", "fp16": "float16", "half
 
 
 def normalize_dtype(name) -> str:
-    """``"fp16"`` or ``torch.float16`` -> ``"float16"``; raises InputSpecError for an unknown name."""
-    key = str(name).strip().lower().removeprefix("torch.")  # a torch.dtype prints as "torch.float16"
+    """``"fp16"`` -> ``"float16"``, ``torch.bfloat16`` -> ``"bfloat16"``; raises InputSpecError for an unknown name."""
+    if not isinstance(name, str):  # a torch.dtype (what a Python caller has at hand) prints as "torch.float16"
+        text = str(name)
+        if not text.startswith("torch."):
+            raise InputSpecError(f"a dtype is a name such as 'float16' or a torch.dtype, not {name!r}")
+        name = text
+    key = name.strip().lower().removeprefix("torch.")
     key = DTYPE_ALIASES.get(key, key)
     if key not in FLOAT_DTYPES + INT_DTYPES:
         raise InputSpecError(

@@ -249,3 +249,21 @@ def test_float_dtype_of_the_pass_takes_a_torch_dtype():
         handle.remove()
     assert report.run.dtype == "float64" and seen == [(torch.float64, torch.float64)]
     assert model.weight.dtype == torch.float32  # the pass ran on a converted copy
+
+
+def test_api_takes_torch_dtypes_as_well_as_names():
+    """``dtype=torch.bfloat16`` and ``input_dtypes=[torch.int64]`` (what a Python caller has at hand) mean what
+    their names mean; they raised AttributeError ('torch.dtype' object has no attribute 'strip')."""
+    import torch
+    import torch.nn as nn
+
+    import netscope
+
+    model = nn.Sequential(nn.Embedding(50, 8), nn.Linear(8, 4))
+    by_object = netscope.summary(model, input_size=(2, 5), input_dtypes=[torch.int64], dtype=torch.bfloat16)
+    by_name = netscope.summary(model, input_size=(2, 5), input_dtypes=["int64"], dtype="bf16")
+    assert by_object.run.dtype == by_name.run.dtype == "bfloat16"
+    assert by_object.totals.param_bytes == by_name.totals.param_bytes == 2 * sum(p.numel() for p in model.parameters())
+    assert model[1].weight.dtype == torch.float32  # the pass ran on a converted copy
+    with pytest.raises(InputSpecError, match="torch.dtype"):
+        netscope.summary(model, input_size=(2, 5), dtype=16)

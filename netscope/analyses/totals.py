@@ -8,13 +8,16 @@ import operator
 from dataclasses import dataclass
 from typing import Dict, Mapping, Optional, Tuple
 
+import torch
 import torch.nn as nn
 
 from netscope.operators.packed import packed_by_module
 from netscope.records import Totals, record_from_fields
 from netscope.run.module_tree import ModuleTree, tree_of
+from netscope.run.shapes import stored_bytes
 
 _values = operator.methodcaller("values")
+_STRIDED = torch.strided
 
 
 def compute_totals(model: nn.Module, calls, called_modules, *, input_bytes: int,
@@ -50,9 +53,10 @@ def compute_totals(model: nn.Module, calls, called_modules, *, input_bytes: int,
         shared_param_tensors=len(shared),
         uncalled_params=uncalled,
         buffer_elements=sum(b.numel() for b in buffers.values()),
-        param_bytes=sum(numels[key] * p.element_size() for key, p in params.items())
+        param_bytes=sum(numels[key] * p.element_size() if p.layout is _STRIDED else stored_bytes(p)
+                        for key, p in params.items())
         + sum(t.numel() * t.element_size() for t in packed),
-        buffer_bytes=sum(b.numel() * b.element_size() for b in buffers.values()),
+        buffer_bytes=sum(map(stored_bytes, buffers.values())),  # a sparse buffer: its stored values and indices
         total_macs=calls[0].macs if calls else 0,
         input_bytes=input_bytes,
         activation_bytes=sum(c.output_bytes for c in calls if c.is_leaf),

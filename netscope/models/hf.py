@@ -20,9 +20,10 @@ as ``from_config`` does; override with ``-a dtype=float32``. Configs that need `
 (an ``auto_map`` entry) are refused: netscope runs no downloaded code.
 
 Default dummy input, chosen by the model's ``main_input_name``: token ids ``(1, 128)`` within the
-vocabulary plus an all-ones ``attention_mask`` (and ``decoder_input_ids`` for encoder-decoders);
+vocabulary plus an all-ones ``attention_mask`` (and ``decoder_input_ids`` for encoder-decoders, and
+``pixel_values`` for text-and-image models such as CLIP, their text part's vocabulary and positions);
 ``pixel_values`` ``(1, C, H, W)`` from ``num_channels`` / ``image_size``; one second of 16 kHz audio
-for ``input_values``.
+for ``input_values``; Whisper's ``input_features`` ``(1, num_mel_bins, 2 * max_source_positions)``.
 """
 
 from __future__ import annotations
@@ -214,7 +215,8 @@ def hf_default_inputs(model, config) -> InputSpec:
 
 
 def _token_inputs(model, config) -> InputSpec:
-    length = _sequence_length(config)
+    text = _text_config(config)
+    length = _sequence_length(text)
     vocab = _vocabulary_size(model, config)
     accepted = set(inspect.signature(model.forward).parameters)
     kwargs: Dict[str, TensorSpec] = {}
@@ -222,10 +224,15 @@ def _token_inputs(model, config) -> InputSpec:
         kwargs["attention_mask"] = TensorSpec((1, length), "bool")  # bool tensors are built all ones
     if getattr(config, "is_encoder_decoder", False) and "decoder_input_ids" in accepted:
         kwargs["decoder_input_ids"] = TensorSpec((1, length), "int64", high=vocab)
+    vision = getattr(config, "vision_config", None)
+    if vision is not None and "pixel_values" in accepted:  # a text-and-image model (CLIP, SigLIP, ...)
+        kwargs["pixel_values"] = _image_inputs(model, vision).args[0]
     return InputSpec([TensorSpec((1, length), "int64", high=vocab)], kwargs)
 
 
 def _image_inputs(model, config) -> InputSpec:
+    if not hasattr(config, "image_size"):  # a composite config (SAM, ...): its vision part's
+        config = getattr(config, "vision_config", None) or config
     size = getattr(config, "image_size", 224)
     height, width = (size, size) if isinstance(size, int) else tuple(size)[-2:]
     channels = getattr(config, "num_channels", 3)
@@ -236,10 +243,24 @@ def _audio_inputs(model, config) -> InputSpec:
     return InputSpec([TensorSpec((1, AUDIO_SAMPLES))])
 
 
+def _spectrogram_inputs(model, config) -> InputSpec:
+    """Whisper-style ``input_features`` ``(1, num_mel_bins, 2 * max_source_positions)`` (the encoder's stride-2
+    convolution halves the frames, and it refuses any other length), plus ``decoder_input_ids``."""
+    bins, positions = getattr(config, "num_mel_bins", None), getattr(config, "max_source_positions", None)
+    if not isinstance(bins, int) or not isinstance(positions, int):
+        return default_inputs_for(model)
+    kwargs: Dict[str, TensorSpec] = {}
+    if "decoder_input_ids" in inspect.signature(model.forward).parameters:
+        kwargs["decoder_input_ids"] = TensorSpec((1, _sequence_length(config)), "int64",
+                                                 high=_vocabulary_size(model, config))
+    return InputSpec([TensorSpec((1, bins, 2 * positions))], kwargs)
+
+
 MAIN_INPUT_BUILDERS: Dict[str, Callable[[Any, Any], InputSpec]] = {
     "input_ids": _token_inputs,
     "pixel_values": _image_inputs,
     "input_values": _audio_inputs,
+    "input_features": _spectrogram_inputs,
 }
 
 
@@ -248,9 +269,17 @@ def _sequence_length(config) -> int:
     return min([DEFAULT_SEQUENCE_LENGTH] + [limit for limit in limits if limit > 0])
 
 
+def _text_config(config):
+    """The config of a model's text part: ``text_config`` of a text-and-image model (CLIP), else the config."""
+    return getattr(config, "text_config", None) or config
+
+
 def _vocabulary_size(model, config) -> int:
-    embeddings = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
-    size = getattr(embeddings, "num_embeddings", None) or getattr(config, "vocab_size", None)
+    try:  # transformers raises NotImplementedError for models with several inputs' embeddings (CLIPModel)
+        embeddings = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    except NotImplementedError:
+        embeddings = None
+    size = getattr(embeddings, "num_embeddings", None) or getattr(_text_config(config), "vocab_size", None)
     if not size:
         raise ModelSpecError(
             f"cannot tell the vocabulary size of {type(model).__name__}; pass the token ids yourself "

@@ -3,7 +3,10 @@
 Conventions (each formula counts multiply-adds, never FLOPs):
 
 - matrix products and convolutions: one per weight element applied per output position, the count
-  torch's ``flop_registry`` makes (halved) and torchvision publishes as GFLOPS / GIPS;
+  torch's ``flop_registry`` makes (halved) and torchvision publishes as GFLOPS / GIPS; a sparse operand
+  of ``mm``/``addmm``/``torch.sparse.mm`` counts its stored elements only; ``mv``, ``dot``, ``addbmm``
+  count like the ``mm``/``bmm`` they equal, ``_grouped_mm`` (mixture-of-experts) like its groups' matmuls,
+  ``linear`` and ``matmul`` (reaching dispatch whole on nested tensors) per real row / per component;
 - RNN kernels (``mkldnn_rnn_layer``, ``_cudnn_rnn``): every weight matrix is applied once per time
   step and batch row (input, hidden and LSTM projection matrices); gate math is elementwise (0), so
   LSTM/GRU/RNN count the same as the ``mm``/``addmm`` calls the meta device decomposes them into;
@@ -25,6 +28,7 @@ import torch
 from torch.utils import flop_counter
 
 from netscope.operators.registry import _from_flops, register_macs
+from netscope.run.shapes import nested_shapes
 
 aten = torch.ops.aten
 
@@ -33,11 +37,37 @@ aten = torch.ops.aten
 # Same counts as flop_counter's formulas, without its nested shape-wrapping calls: every Linear layer
 # and batched matmul hits these, so they dominate the trace's Python cost.
 
+_STRIDED = torch.strided
+
+
 @register_macs("aten::addmm", overrides_torch=True)
 def addmm_macs(bias, a, b, *args, out_val=None, **kwargs) -> int:
     """(m, k) @ (k, n); the bias add is not a multiply-add."""
+    if a.layout is not _STRIDED or b.layout is not _STRIDED:
+        return _sparse_product_macs(a, b)
     m, k = a.shape
     return m * k * b.shape[1]
+
+
+@register_macs("aten::mm", overrides_torch=True)
+def mm_macs(a, b, *args, out_val=None, **kwargs) -> int:
+    """(m, k) @ (k, n), as ``addmm``. flop_counter's formula reads shapes only, so it counts a sparse
+    operand (``adj @ x`` with a COO or CSR ``adj``) as dense: m·k·n instead of the products the kernel makes."""
+    return addmm_macs(None, a, b)
+
+
+def _sparse_product_macs(a, b) -> int:
+    """(m, k) @ (k, n) with a sparse operand (COO, CSR, ...): one multiply-add per stored element of the
+    sparse one and column (or row) of the dense one; two sparse ones: for each k, a's stored elements in
+    column k times b's in row k."""
+    if b.layout is _STRIDED:
+        return a._nnz() * b.shape[1]
+    if a.layout is _STRIDED:
+        return a.shape[0] * b._nnz()
+    k = a.shape[1]
+    in_column = torch.bincount(a.to_sparse_coo().coalesce().indices()[1], minlength=k)
+    in_row = torch.bincount(b.to_sparse_coo().coalesce().indices()[0], minlength=k)
+    return int((in_column * in_row).sum())
 
 
 @register_macs("aten::baddbmm", overrides_torch=True)
@@ -58,6 +88,102 @@ def conv_backward_macs(grad_out, x, weight, bias_sizes, stride, padding, dilatio
     return forward * (int(bool(output_mask[0])) + int(bool(output_mask[1])))
 
 
+# ---- matrix-vector and batched-sum products (flop_counter has no entry) ----------------------------
+
+@register_macs("aten::mv")
+def mv_macs(matrix, vector, *args, out_val=None, **kwargs) -> int:
+    """(m, n) @ (n,): one per matrix element."""
+    return matrix.shape[0] * matrix.shape[1]
+
+
+@register_macs("aten::addmv")
+def addmv_macs(bias, matrix, vector, *args, out_val=None, **kwargs) -> int:
+    return mv_macs(matrix, vector)
+
+
+@register_macs("aten::dot")
+def dot_macs(a, b, *args, out_val=None, **kwargs) -> int:
+    """(n,) . (n,): n."""
+    return a.shape[0]
+
+
+register_macs("aten::vdot")(dot_macs)
+
+
+@register_macs("aten::addbmm")
+def addbmm_macs(bias, a, b, *args, out_val=None, **kwargs) -> int:
+    """Sum over the batch of (m, k) @ (k, n): the matmuls of ``bmm`` (the sum of their results is additions)."""
+    batch, m, k = a.shape
+    return batch * m * k * b.shape[2]
+
+
+@register_macs("aten::_sparse_sparse_matmul")
+def sparse_sparse_matmul_macs(a, b, *args, out_val=None, **kwargs) -> int:
+    return _sparse_product_macs(a, b)
+
+
+@register_macs("aten::_sparse_addmm")
+def sparse_addmm_macs(bias, sparse, dense, *args, out_val=None, **kwargs) -> int:
+    """``torch.sparse.mm`` / ``torch.sparse.addmm`` (sparse COO ``(m, k)`` @ dense ``(k, n)``): each stored
+    element of the sparse matrix times a row of ``n`` (the zeros it does not store cost nothing)."""
+    return _sparse_product_macs(sparse, dense)
+
+
+@register_macs("aten::linear")
+def linear_macs(input, weight, *args, out_val=None, **kwargs) -> int:
+    """``F.linear`` reaching dispatch whole, as it does on a nested tensor (a dense input decomposes into
+    ``addmm``/``mm`` first): the (N, K) weight once per row of K input elements."""
+    return input.numel() * weight.shape[0]
+
+
+@register_macs("aten::matmul")
+def matmul_macs(a, b, *args, out_val=None, **kwargs) -> int:
+    """``torch.matmul`` reaching dispatch whole, as on nested tensors (SDPA's math path on a jagged batch; a dense
+    matmul decomposes into ``mm``/``bmm`` first): per component, its broadcast batch x m·k·n."""
+    pieces_a = nested_shapes(a)["nested"] if a.is_nested else None
+    pieces_b = nested_shapes(b)["nested"] if b.is_nested else None
+    count = len(pieces_a if pieces_a is not None else pieces_b)
+    total = 0
+    for i in range(count):  # a dense operand's leading dim (when it has a batch) pairs with the components
+        shape_a = pieces_a[i] if pieces_a is not None else a.shape[1:] if a.dim() > 2 else a.shape
+        shape_b = pieces_b[i] if pieces_b is not None else b.shape[1:] if b.dim() > 2 else b.shape
+        total += _matmul_macs(tuple(shape_a), tuple(shape_b))
+    return total
+
+
+def _matmul_macs(shape_a, shape_b) -> int:
+    """``torch.matmul`` of dense operands of these shapes (1-d ones promoted as matmul promotes them)."""
+    shape_a = (1,) + shape_a if len(shape_a) == 1 else shape_a
+    shape_b = shape_b + (1,) if len(shape_b) == 1 else shape_b
+    batch = torch.broadcast_shapes(shape_a[:-2], shape_b[:-2])
+    return math.prod(batch) * shape_a[-2] * shape_a[-1] * shape_b[-1]
+
+
+@register_macs("aten::_grouped_mm")
+def grouped_mm_macs(a, b, offs=None, *args, out_val=None, **kwargs) -> int:
+    """``torch._grouped_mm`` (mixture-of-experts layers: each expert's weight on its own tokens), one matmul per
+    group: (M, K) rows grouped by ``offs`` against (G, K, N); (G, M, K) @ (G, K, N); (M, K) @ (K, N) with the
+    contraction split by ``offs``; (G, M, K) against the column groups of (K, N). Rows (or columns) past
+    ``offs[-1]`` are not computed: they count only where ``offs`` has no values to read (meta, fake tensors)."""
+    k = a.shape[-1]
+    if a.dim() == 3 and b.dim() == 3:
+        return a.shape[0] * a.shape[1] * k * b.shape[2]
+    if a.dim() == 2 and b.dim() == 2:
+        return a.shape[0] * _grouped_extent(offs, k) * b.shape[1]
+    if a.dim() == 2:
+        return _grouped_extent(offs, a.shape[0]) * k * b.shape[-1]
+    return a.shape[1] * k * _grouped_extent(offs, b.shape[-1])
+
+
+def _grouped_extent(offs, size: int) -> int:
+    """How much of a grouped dimension of ``size`` the groups cover: ``offs[-1]`` (cumulative ends), when readable."""
+    from torch._subclasses.fake_tensor import FakeTensor
+
+    if offs is None or not offs.numel() or offs.device.type == "meta" or isinstance(offs, FakeTensor):
+        return size
+    return min(int(offs[-1]), size)
+
+
 # ---- attention ------------------------------------------------------------------------------------
 
 _flash = flop_counter.flop_registry.get(aten._scaled_dot_product_flash_attention)
@@ -73,15 +199,23 @@ if hasattr(aten, "_scaled_dot_product_flash_attention_for_cpu_backward"):
         return flop_counter.sdpa_backward_flop_count(grad_out.shape, query.shape, key.shape, value.shape) // 2
 
 
+def _sequence_lengths(x) -> list:
+    """Each sequence's length (the dim before the features) of a batch-first ``(batch, seq, features)`` or
+    unbatched ``(seq, features)`` tensor, or of a nested tensor's components (a padding mask the fast path
+    turned into one: the padded positions are never computed)."""
+    if x.is_nested:
+        return [shape[-2] for shape in nested_shapes(x)["nested"]]
+    return [x.shape[-2]] * (x.shape[0] if x.dim() == 3 else 1)
+
+
 @register_macs("aten::_native_multi_head_attention")
 def native_mha_macs(query, key, value, embed_dim, num_head, *args, out_val=None, **kwargs) -> int:
     """q/k/v projections, scores, weighted sum, output projection (``nn.MultiheadAttention`` fast path)."""
-    batch, target_len = query.shape[0], query.shape[1]
-    source_len = key.shape[1]
-    projections = batch * target_len * embed_dim * embed_dim  # q
-    projections += 2 * batch * source_len * embed_dim * embed_dim  # k, v
-    attention = 2 * batch * target_len * source_len * embed_dim  # q @ k^T and attn @ v over all heads
-    output = batch * target_len * embed_dim * embed_dim
+    target, source = _sequence_lengths(query), _sequence_lengths(key)
+    projections = sum(target) * embed_dim * embed_dim  # q
+    projections += 2 * sum(source) * embed_dim * embed_dim  # k, v
+    attention = 2 * sum(t * s for t, s in zip(target, source)) * embed_dim  # q @ k^T and attn @ v over all heads
+    output = sum(target) * embed_dim * embed_dim
     return projections + attention + output
 
 
@@ -90,12 +224,13 @@ def transformer_encoder_layer_macs(src, embed_dim, num_heads, qkv_weight, qkv_bi
                                    use_gelu, norm_first, eps, norm_weight_1, norm_bias_1, norm_weight_2,
                                    norm_bias_2, ffn_weight_1, *args, out_val=None, **kwargs) -> int:
     """``nn.TransformerEncoderLayer``'s fused eval path: q/k/v and output projections, scores and weighted
-    sum over all heads, and the two feed-forward matmuls (what the unfused layer's operators count)."""
-    tokens = src.shape[:-1].numel()
-    seq = src.shape[-2]
+    sum over all heads, and the two feed-forward matmuls (what the unfused layer's operators count), over
+    the real tokens only when ``src`` is nested."""
+    lengths = _sequence_lengths(src)
+    tokens = sum(lengths)
     hidden = ffn_weight_1.shape[0]
     projections = tokens * embed_dim * (3 * embed_dim + embed_dim)
-    attention = 2 * tokens * seq * embed_dim
+    attention = 2 * sum(length * length for length in lengths) * embed_dim
     return projections + attention + 2 * tokens * embed_dim * hidden
 
 

@@ -61,8 +61,13 @@ ZERO_BY_CONVENTION: Mapping[str, Tuple[str, Tuple[str, ...]]] = {
         "aten::_pad_enum", "aten::expand_as", "aten::view_as", "aten::reshape_as", "aten::to", "aten::eye",
         "aten::_linalg_check_errors", "aten::detach_", "aten::record_stream", "aten::unfold_copy",
         "prim::device", "prim::dtype", "prim::layout",  # metadata queries seen under fake tensors
+        "aten::dim", "aten::sym_is_contiguous",  # metadata queries seen on nested (jagged) tensors
         "aten::unsafe_split", "aten::unsafe_split_with_sizes", "aten::unsafe_chunk", "aten::as_strided_", "aten::squeeze_", "aten::unsqueeze_", "aten::t_", "aten::transpose_",
         "aten::as_strided_scatter", "aten::slice_scatter", "aten::select_scatter", "aten::diagonal_scatter",
+        "aten::_pack_padded_sequence", "aten::_pad_packed_sequence", "aten::fill_diagonal_",
+        # nested tensors (nn.TransformerEncoder turns a padding mask into one): packing, unpacking, sizes
+        "aten::_nested_tensor_from_mask", "aten::_nested_tensor_from_mask_left_aligned", "aten::to_padded_tensor",
+        "aten::_nested_tensor_size", "aten::_nested_from_padded", "aten::_nested_tensor_from_tensor_list",
     )),
     "elementwise": ("elementwise math and activations (besides every operator tagged pointwise)", (
         "aten::softplus", "aten::hardtanh", "aten::hardtanh_", "aten::glu", "aten::prelu",
@@ -74,6 +79,7 @@ ZERO_BY_CONVENTION: Mapping[str, Tuple[str, Tuple[str, ...]]] = {
         "aten::hardsigmoid", "aten::mish", "aten::silu", "aten::gelu", "aten::relu6", "aten::floor_divide",
         "aten::softshrink", "aten::hardshrink", "aten::rrelu",
         "aten::masked_scatter", "aten::lerp", "aten::addcmul", "aten::addcdiv", "aten::hardswish_",
+        "aten::masked_scatter_", "aten::_transform_bias_rescale_qkv",
         "aten::hardsigmoid_", "aten::relu_", "aten::silu_", "aten::gelu_", "aten::sigmoid_", "aten::tanh_",
         "aten::_thnn_fused_lstm_cell", "aten::_thnn_fused_gru_cell",  # gate math; the gate matmuls are mm ops
         "quantized::add", "quantized::add_relu", "quantized::add_scalar", "quantized::mul", "quantized::cat",
@@ -89,9 +95,11 @@ ZERO_BY_CONVENTION: Mapping[str, Tuple[str, Tuple[str, ...]]] = {
         "aten::rms_norm", "aten::_batch_norm_impl_index", "aten::cudnn_batch_norm",
         "aten::miopen_batch_norm", "aten::_batch_norm_with_update", "aten::_batch_norm_no_update",
         "aten::renorm", "aten::linalg_vector_norm", "aten::norm", "aten::local_response_norm",
+        "aten::_weight_norm_interface",
     )),
     "softmax and reductions": ("softmax and reductions", (
         "aten::_softmax", "aten::softmax", "aten::_log_softmax", "aten::log_softmax", "aten::_safe_softmax",
+        "aten::_masked_softmax",
         "aten::sum", "aten::mean", "aten::amax", "aten::amin", "aten::max", "aten::min", "aten::argmax",
         "aten::argmin", "aten::prod", "aten::var", "aten::var_mean", "aten::std", "aten::std_mean",
         "aten::cumsum", "aten::cumprod", "aten::logsumexp", "aten::any", "aten::all", "aten::topk",
@@ -119,6 +127,9 @@ ZERO_BY_CONVENTION: Mapping[str, Tuple[str, Tuple[str, ...]]] = {
         "aten::index_add", "aten::index_copy", "aten::index_fill", "aten::masked_select", "aten::take",
         "aten::embedding", "aten::_embedding_bag", "aten::embedding_bag", "aten::one_hot", "aten::where",
         "aten::searchsorted", "aten::bucketize", "aten::nonzero_static", "aten::_unique",
+        "aten::scatter_", "aten::scatter_add_", "aten::scatter_reduce_", "aten::index_add_", "aten::index_copy_",
+        "aten::index_fill_", "aten::index_reduce_", "aten::put_", "aten::_embedding_bag_forward_only",
+        "aten::unique_consecutive",
     )),
     "detection post-processing": ("box operations of detection heads", (
         "torchvision::roi_align", "torchvision::roi_pool", "torchvision::ps_roi_align",
@@ -196,11 +207,11 @@ class MacRegistry:
         if not reason:
             raise ValueError("ignore_macs needs a reason: why does this operator cost no multiply-adds?")
         _refuse_unknown(name, "ignore_macs")
-        if name in self._formulas or name in self._zero:
-            raise ValueError(f"{name} already has a multiply-add formula or is already ignored")
         if _torch_formula(name) is not None:  # torch's formula is looked up first: the entry would do nothing
             raise ValueError(f"torch.utils.flop_counter has a multiply-add formula for {name}, which counts it; "
                              "ignoring it is not possible (register_macs(..., overrides_torch=True) replaces it)")
+        if name in self._formulas or name in self._zero:
+            raise ValueError(f"{name} already has a multiply-add formula or is already ignored")
         self._zero[name] = reason
 
     def unregister(self, op: OpLike) -> None:

@@ -77,8 +77,8 @@ def _short_shape_text(call: LayerCall, tree, ctx=None) -> str:
 
 
 def _tensor_shapes(tree) -> list:
-    if isinstance(tree, tuple) and all(isinstance(d, int) for d in tree):
-        return [tree]
+    if isinstance(tree, tuple) and all(isinstance(d, int) for d in tree) or isinstance(tree, dict) and tree.keys() == {"nested"}:
+        return [tree]  # a tensor's shape, or a nested tensor's (run.shapes.nested_shapes): one tensor
     items = tree.values() if isinstance(tree, dict) else tree if isinstance(tree, (list, tuple)) else ()
     return [shape for item in items for shape in _tensor_shapes(item)]
 

@@ -90,11 +90,15 @@ class LeafReplay:
             return None
         if len(args) == 1 and type(args[0]) is _TENSOR:  # the usual call
             x = args[0]
+            if x.is_nested:  # a nested tensor's components may differ under one signature: watched, not replayed
+                return None
             return (cls, config, tensors, x.shape, x.stride(), x.dtype, x.device)
         inputs = []
         device = None
         for value in args:
             if type(value) is _TENSOR:
+                if value.is_nested:
+                    return None
                 inputs.append((value.shape, value.stride(), value.dtype, value.device))
                 device = value.device
             elif type(value) in SCALARS:

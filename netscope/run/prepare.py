@@ -140,7 +140,8 @@ def materialized(model: nn.Module, spec: InputSpec) -> nn.Module:
 
 # Errors of an operator that needs tensor values (meta and fake tensors have none), not of a wrong size.
 META_CANNOT_RUN = re.compile(r"meta tensor|data-dependent|DynamicOutputShape|Could not run '[^']+' with arguments "
-                             r"from the 'Meta' backend|register_meta function for \S+ raises unimplemented"
+                             r"from the '\w*Meta' backend|register_meta function for \S+ raises unimplemented"
+                             r"|attempted to run this operator with Meta tensors"  # no meta kernel (nested tensors)
                              r"|aten\.(nonzero|_local_scalar_dense|masked_select|unique\w*)")
 
 
@@ -152,7 +153,7 @@ def needs_values(error: Optional[BaseException]) -> bool:
 def meta_operator(error: str) -> str:
     """The operator a meta/fake failure names (``torch.nonzero() needs tensor values``), else the error."""
     match = re.search(r"(?:torch|Tensor)\.\w+\(\)|aten\.\w+(?:\.\w+)?", error)
-    return f"{match.group(0)} needs tensor values" if match else error.splitlines()[0][:200]
+    return f"{match.group(0)} needs tensor values" if match else error.splitlines()[0].split(". ")[0][:200]
 
 
 @contextlib.contextmanager

@@ -10,12 +10,23 @@ import torch
 MAX_ITEMS = 64  # longer containers are cut, with a marker, so a report never explodes
 
 
+def nested_shapes(value: torch.Tensor) -> dict:
+    """A nested tensor (``torch.nested``, also what ``nn.TransformerEncoder`` makes of a padding mask) as
+    ``{"nested": [shape of each component]}``: its own ``.shape`` raises (strided layout) or holds a ragged
+    symbol (jagged layout). Read with dispatch modes off, so the trace's operator count does not see it."""
+    from torch.utils._python_dispatch import _disable_current_modes
+
+    with _disable_current_modes():
+        return {"nested": [component.shape for component in value.unbind()]}
+
+
 def shape_tree(value: Any):
-    """Tensor -> tuple of ints; list/tuple -> list; dict, namedtuple, dataclass, ModelOutput -> dict; else a type name."""
+    """Tensor -> tuple of ints; list/tuple -> list; dict, namedtuple, dataclass, ModelOutput -> dict; else a type name.
+    A nested tensor -> ``{"nested": [its components' shapes]}``."""
     if type(value) is torch.Size:  # what a trace keeps of a tensor (shapes_only): the usual leaf, tested first
         return tuple(value)
     if isinstance(value, torch.Tensor):
-        return tuple(value.shape)
+        return shape_tree(nested_shapes(value)) if value.is_nested else tuple(value.shape)
     if isinstance(value, torch.Size):  # a tensor already reduced to its shape by shapes_only
         return tuple(value)
     if isinstance(value, tuple) and hasattr(value, "_fields"):
@@ -38,11 +49,12 @@ def shapes_only(value: Any):
     """Like the value, with tensors replaced by ``torch.Size`` and every other leaf kept as it is.
 
     A namedtuple becomes a dict of its fields (what :func:`shape_tree` makes of it anyway): rebuilding the
-    namedtuple would run its constructor on sizes, which e.g. ``PackedSequence``'s rejects."""
+    namedtuple would run its constructor on sizes, which e.g. ``PackedSequence``'s rejects. A nested tensor
+    becomes :func:`nested_shapes`'s dict."""
     if isinstance(value, torch.Tensor):
-        return value.shape
+        return nested_shapes(value) if value.is_nested else value.shape
     if type(value) is tuple:  # positional arguments: a module call's usual container, built without a generator
-        return tuple([v.shape if isinstance(v, torch.Tensor) else shapes_only(v) for v in value])
+        return tuple([v.shape if isinstance(v, torch.Tensor) and not v.is_nested else shapes_only(v) for v in value])
     if isinstance(value, tuple) and hasattr(value, "_fields"):
         return {f: shapes_only(getattr(value, f)) for f in value._fields}
     if isinstance(value, (list, tuple)):
@@ -50,6 +62,24 @@ def shapes_only(value: Any):
     if isinstance(value, Mapping):
         return {k: shapes_only(v) for k, v in value.items()}
     return value
+
+
+def stored_bytes(tensor: torch.Tensor) -> int:
+    """Bytes of a parameter's or buffer's data: elements x element size, or for a sparse layout its stored values
+    and indices (a sparse tensor's ``numel()`` is its dense size: 10^10 for a 100k-node adjacency holding 10^6
+    edges). Activations (:func:`tensor_bytes`) keep elements x element size, sparse or not."""
+    layout = tensor.layout
+    if layout is torch.strided:
+        return tensor.numel() * tensor.element_size()
+    if layout is torch.sparse_coo:
+        parts = (tensor._values(), tensor._indices())
+    elif layout in (torch.sparse_csr, torch.sparse_bsr):
+        parts = (tensor.values(), tensor.crow_indices(), tensor.col_indices())
+    elif layout in (torch.sparse_csc, torch.sparse_bsc):
+        parts = (tensor.values(), tensor.ccol_indices(), tensor.row_indices())
+    else:  # a jagged nested tensor, mkldnn: their elements are stored as counted
+        return tensor.numel() * tensor.element_size()
+    return sum(part.numel() * part.element_size() for part in parts)
 
 
 def tensor_bytes(value: Any) -> int:
@@ -82,6 +112,8 @@ def format_shape_tree(tree) -> str:
         if len(tree) == 1:
             return format_shape_tree(tree[0])
         return "(" + ", ".join(format_shape_tree(t) for t in tree) + ")"
+    if isinstance(tree, dict) and tree.keys() == {"nested"}:  # nested_shapes: one tensor, its components' shapes
+        return "nested(" + ", ".join(format_shape_tree(t) for t in tree["nested"]) + ")"
     if isinstance(tree, dict):  # keyword arguments left at None carry nothing to see: leave them out
         return "{" + ", ".join(f"{k}: {format_shape_tree(v)}" for k, v in tree.items() if v != "None") + "}"
     return str(tree)

@@ -133,7 +133,8 @@ class _Recorder:
         stack = self.stack
         calls = self.calls
         # the usual call, one tensor, without shapes_only's generality
-        shapes = (args[0].shape,) if len(args) == 1 and isinstance(args[0], torch.Tensor) else shapes_only(args)
+        shapes = ((args[0].shape,) if len(args) == 1 and isinstance(args[0], torch.Tensor) and not args[0].is_nested
+                  else shapes_only(args))
         sources = self.flow.producers(args)
         kept = {}
         if kwargs:
@@ -162,7 +163,7 @@ class _Recorder:
     def returned(self, call: _OpenCall, output) -> None:
         """The call returned ``output`` (after its own forward hooks)."""
         self._close(call, False)
-        if isinstance(output, torch.Tensor):  # the usual output, without shapes_only's generality
+        if isinstance(output, torch.Tensor) and not output.is_nested:  # the usual output, without shapes_only's generality
             call.output = output.shape
             call.output_bytes = output.numel() * output.element_size()  # (nbytes refuses sparse tensors)
         else:

@@ -71,6 +71,22 @@ def _refuse_packed(args, kwargs) -> None:
             "takes the PackedSequence as it is")
 
 
+def _refuse_unstrided(model: nn.Module, args, kwargs) -> None:
+    """A sparse (COO, CSR, ...) or nested tensor has no fake twin here: ``empty_strided`` of its shape and strides
+    made a dense one (a sparse tensor reports strides (0, 0): one element), so the step planned a dense product
+    and a 4-byte buffer. Refuse, naming the tensors, rather than plan another model."""
+    named = [(f"model.{name}", t) for name, t in list(model.named_parameters()) + list(model.named_buffers())]
+    named += [(f"input {i}", t) for i, t in enumerate(torch.utils._pytree.tree_leaves((args, kwargs)))]
+    odd = [f"{name} ({'nested' if t.is_nested else str(t.layout).removeprefix('torch.')})" for name, t in named
+           if isinstance(t, torch.Tensor) and (t.layout != torch.strided or t.is_nested)]
+    if odd:
+        raise UsageError(
+            f"netscope step cannot plan a step with sparse or nested tensors: {', '.join(odd[:5])}"
+            f"{f' and {len(odd) - 5} more' if len(odd) > 5 else ''}. It runs on fake tensors, which stand for "
+            "dense ones only, so the figures would be those of a dense model. netscope summary counts them as "
+            "they are")
+
+
 def run_step_report(model: nn.Module, inputs, options: StepOptions, *, label: str, measure: bool = False) -> StepReport:
     """Shared by the API and the CLI; ``inputs`` is an ``InputSpec`` or ``(args, kwargs)``."""
     from netscope.inputs import InputSpec
@@ -83,6 +99,7 @@ def run_step_report(model: nn.Module, inputs, options: StepOptions, *, label: st
     else:
         args, kwargs = inputs
         _refuse_packed(args, kwargs)
+    _refuse_unstrided(model, args, kwargs)
     measured = measured_cuda_peak(model, args, kwargs, options) if measure else None
     notes: tuple = ()
     tensors = "fake"

@@ -1,0 +1,88 @@
+"""``hf:config.json`` for models whose main input is not plain token ids or one image: CLIP (text and image),
+Whisper (a log-mel spectrogram of a fixed length), SAM (the image size in ``vision_config`` only). Oracles: the transformers model built from the same
+config by transformers itself, run on the default input (it must accept it), its ``parameters()``, and
+torch's own formulas (``flop_counter.flop_registry``, summed by a plain dispatch mode: ``FlopCounterMode``'s module
+tracker raises on SAM) on that forward (eager attention, so every matmul is one torch counts)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import flop_registry
+
+import netscope
+from netscope.cli import main
+from netscope.models.specs import resolve_model
+
+transformers = pytest.importorskip("transformers")
+
+
+class _TorchFormulas(TorchDispatchMode):
+    """Multiply-adds of every operator torch's flop_counter has a formula for (2 FLOPs each)."""
+
+    def __init__(self):
+        super().__init__()
+        self.flops = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        formula = flop_registry.get(func._overloadpacket)
+        if formula is not None:
+            self.flops += formula(*args, **(kwargs or {}), out_val=out)
+        return out
+
+
+def _configs():
+    clip = transformers.CLIPConfig(
+        text_config=dict(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                         intermediate_size=64, max_position_embeddings=24),
+        vision_config=dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+                           image_size=32, patch_size=8), projection_dim=16)
+    whisper = transformers.WhisperConfig(
+        vocab_size=100, d_model=64, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
+        decoder_attention_heads=4, encoder_ffn_dim=128, decoder_ffn_dim=128, num_mel_bins=40,
+        max_source_positions=30, max_target_positions=20, pad_token_id=0, bos_token_id=1, eos_token_id=2,
+        decoder_start_token_id=1)
+    sam = transformers.SamConfig(  # an image model whose image size lives in vision_config only
+        vision_config=dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, mlp_dim=64, image_size=64,
+                           patch_size=16, output_channels=32, global_attn_indexes=[0], window_size=2,
+                           num_pos_feats=16),
+        prompt_encoder_config=dict(hidden_size=32, image_size=64, patch_size=16),
+        mask_decoder_config=dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, mlp_dim=64,
+                                 iou_head_hidden_dim=32))
+    return {"clip": (clip, transformers.CLIPModel), "whisper": (whisper, transformers.WhisperModel),
+            "sam": (sam, transformers.SamModel)}
+
+
+@pytest.mark.parametrize("name", ["clip", "whisper", "sam"])
+def test_default_inputs_run_the_model_and_count_as_torch_does(tmp_path, name, capsys):
+    config, model_class = _configs()[name]
+    config.save_pretrained(tmp_path)
+    spec = f"hf:{tmp_path / 'config.json'}"
+    assert main(["summary", spec, "-q"]) == 0, capsys.readouterr().err
+    resolved = resolve_model(spec)
+    args, kwargs = resolved.inputs.build("cpu")
+    if name == "clip":
+        text, vision = config.text_config, config.vision_config
+        assert tuple(args[0].shape) == (1, text.max_position_embeddings)
+        assert int(args[0].max()) < text.vocab_size
+        assert tuple(kwargs["pixel_values"].shape) == (1, vision.num_channels, vision.image_size, vision.image_size)
+    elif name == "sam":
+        vision = config.vision_config
+        assert tuple(args[0].shape) == (1, vision.num_channels, vision.image_size, vision.image_size)
+    else:
+        assert tuple(args[0].shape) == (1, config.num_mel_bins, 2 * config.max_source_positions)
+        assert tuple(kwargs["decoder_input_ids"].shape) == (1, config.max_target_positions)
+
+    torch.manual_seed(0)
+    config._attn_implementation = "eager"
+    oracle = model_class(config).eval()
+    counter = _TorchFormulas()
+    with torch.no_grad(), counter:
+        oracle(*args, **kwargs)  # transformers' own model accepts the default input
+    report = netscope.summary(oracle, input_data=(tuple(args), kwargs), audit_names=False)
+    assert not report.partial, report.uncounted_ops()
+    assert report.totals.total_macs == counter.flops // 2 > 0
+    assert report.totals.total_params == sum(p.numel() for p in oracle.parameters())
+    assert report.totals.total_params == sum(p.numel() for p in resolved.module.parameters())
