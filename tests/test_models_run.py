@@ -515,3 +515,22 @@ def test_a_model_built_on_meta_runs_on_meta_and_is_refused_elsewhere_with_a_clea
         with pytest.raises(netscope.errors.InputSpecError, match="live on the meta device"):
             netscope.summary(model, input_size=(2, 4), **options)
     assert all(p.is_meta for p in model.parameters())
+
+
+def test_a_meta_kernel_stricter_than_the_cpu_one_is_named_not_blamed_on_the_model(capfd):
+    """torch's meta kernel of _grouped_mm (transformers' mixture-of-experts) takes bf16/fp16 only, where the CPU
+    kernel takes float32 too: on meta that is the meta device's limit (exit 2, run on a real device), not the
+    model's failure (exit 3), and torch's fake-tensor logger does not print the error on the way."""
+    transformers = pytest.importorskip("transformers")
+    if not hasattr(transformers, "MixtralConfig"):
+        pytest.skip("this transformers has no Mixtral")
+    config = transformers.MixtralConfig(hidden_size=32, intermediate_size=48, num_hidden_layers=1, num_attention_heads=4,
+                                        num_key_value_heads=2, num_local_experts=4, num_experts_per_tok=2, vocab_size=50)
+    model = transformers.MixtralForCausalLM(config).eval()
+    ids = torch.randint(0, 50, (1, 8))
+    on_cpu = netscope.summary(model, input_data=ids)  # the CPU kernel runs float32
+    assert on_cpu.totals.total_macs > 0 and not on_cpu.operators.partial
+    capfd.readouterr()
+    with pytest.raises(netscope.errors.MetaDeviceError, match="meta device cannot run"):
+        netscope.summary(model, input_data=ids, device="meta")
+    assert "fake_tensor.py" not in capfd.readouterr().err

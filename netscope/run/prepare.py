@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import logging
 import operator
 import re
 from dataclasses import dataclass
@@ -113,9 +114,16 @@ def run_pass(prep: Prepared, *, mode: str = "eval", progress: Optional[Callable[
 
 
 def _run_fake(run) -> TraceResult:
-    """The retry under fake tensors; an operator they cannot run either is named (``MetaDeviceError``)."""
+    """The retry under fake tensors; an operator they cannot run either is named (``MetaDeviceError``), without
+    torch's fake-tensor logger printing the operator's error on stderr first."""
+    logger = logging.getLogger("torch._subclasses.fake_tensor")
+    level = logger.level
     try:
-        return run(fake=True)
+        logger.setLevel(logging.CRITICAL)
+        try:
+            return run(fake=True)
+        finally:
+            logger.setLevel(level)
     except ForwardError as err:
         if not needs_values(err.original):
             raise
@@ -142,6 +150,8 @@ def materialized(model: nn.Module, spec: InputSpec) -> nn.Module:
 META_CANNOT_RUN = re.compile(r"meta tensor|data-dependent|DynamicOutputShape|Could not run '[^']+' with arguments "
                              r"from the '\w*Meta' backend|register_meta function for \S+ raises unimplemented"
                              r"|attempted to run this operator with Meta tensors"  # no meta kernel (nested tensors)
+                             # meta kernels stricter than the CPU one: _grouped_mm's takes bf16/fp16 only
+                             r"|Expected mat_a to be BFloat16 or supported Float16"
                              r"|aten\.(nonzero|_local_scalar_dense|masked_select|unique\w*)")
 
 
@@ -153,7 +163,7 @@ def needs_values(error: Optional[BaseException]) -> bool:
 def meta_operator(error: str) -> str:
     """The operator a meta/fake failure names (``torch.nonzero() needs tensor values``), else the error."""
     match = re.search(r"(?:torch|Tensor)\.\w+\(\)|aten\.\w+(?:\.\w+)?", error)
-    return f"{match.group(0)} needs tensor values" if match else error.splitlines()[0].split(". ")[0][:200]
+    return f"{match.group(0)} needs tensor values" if match else error.splitlines()[0].split(". ")[0][:200].rstrip(".")
 
 
 @contextlib.contextmanager
