@@ -373,3 +373,53 @@ def test_same_named_transposed_weights_stay_mismatches_and_are_not_moved_by_shap
         assert "transposed" in by_source[name].detail
     assert "c_proj.weight" not in new and "c_fc.weight" not in new  # neither weight lands on the other layer
     assert _same(new["c_fc.bias"], source.c_fc.bias) and _same(new["c_proj.bias"], source.c_proj.bias)
+
+
+# Meta's original Llama names -> Hugging Face's, as transformers' convert_llama_weights_to_hf.py wrote them
+# (the published conversion, independent of netscope). attention_norm is the norm *before* attention.
+META_TO_HF_LLAMA = [("tok_embeddings.", "model.embed_tokens."), ("norm.", "model.norm."), ("output.", "lm_head."),
+                    ("attention.wq.", "self_attn.q_proj."), ("attention.wk.", "self_attn.k_proj."),
+                    ("attention.wv.", "self_attn.v_proj."), ("attention.wo.", "self_attn.o_proj."),
+                    ("feed_forward.w1.", "mlp.gate_proj."), ("feed_forward.w2.", "mlp.down_proj."),
+                    ("feed_forward.w3.", "mlp.up_proj."), ("attention_norm.", "input_layernorm."),
+                    ("ffn_norm.", "post_attention_layernorm.")]
+
+
+def _hf_llama_key(meta_key: str) -> str:
+    if meta_key.startswith("layers."):
+        block, _, rest = meta_key.partition(".")[2].partition(".")
+        return f"model.layers.{block}.{_hf_llama_key(rest)}"
+    return next(hf + meta_key[len(m):] for m, hf in META_TO_HF_LLAMA if meta_key.startswith(m))
+
+
+def test_a_shared_word_is_not_name_evidence_when_both_names_have_words_the_other_lacks():
+    """Meta-format Llama (attention_norm, ffn_norm) onto HF's LlamaForCausalLM (input_layernorm,
+    post_attention_layernorm): 'attention' is in attention_norm and post_attention_layernorm, but they are
+    different layers (same shape): nothing may load into the wrong one; the pair is refused as ambiguous."""
+    transformers = pytest.importorskip("transformers", reason="transformers is not installed")
+    config = transformers.LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                      num_key_value_heads=4, vocab_size=50, max_position_embeddings=32)
+    torch.manual_seed(0)
+    hf_model = transformers.LlamaForCausalLM(config)
+    meta_keys = {}
+    for key in hf_model.state_dict():  # invert the published mapping to write the Meta-format checkpoint
+        meta_keys[next(k for k in _all_meta_keys(config.num_hidden_layers) if _hf_llama_key(k) == key)] = key
+    meta_state = {m: hf_model.state_dict()[h].clone() for m, h in meta_keys.items()}
+    new, report = netscope.remap(meta_state, transformers.LlamaForCausalLM(config))
+    wrong = [(d.source, d.target) for d in report.decisions
+             if d.loads and d.reason != "alias-of" and _hf_llama_key(d.source) != d.target]
+    assert wrong == []
+    for key, tensor in new.items():  # whatever loads is the very tensor the conversion puts there
+        source = next((m for m, h in meta_keys.items() if h == key), None)
+        if report.mapping.get(source) == key:
+            assert _same(tensor, meta_state[source])
+    norms = [k for k in meta_state if "_norm." in k]
+    assert sorted(norms) == sorted(k for k in report.ambiguous if "_norm." in k)
+
+
+def _all_meta_keys(layers: int):
+    top = ["tok_embeddings.weight", "norm.weight", "output.weight"]
+    per_block = ["attention.wq.weight", "attention.wk.weight", "attention.wv.weight", "attention.wo.weight",
+                 "feed_forward.w1.weight", "feed_forward.w2.weight", "feed_forward.w3.weight",
+                 "attention_norm.weight", "ffn_norm.weight"]
+    return top + [f"layers.{i}.{leaf}" for i in range(layers) for leaf in per_block]
