@@ -120,18 +120,27 @@ def tree_columns(info) -> Dict[str, Sequence[Any]]:
     from netscope.checkpoints.dtypes import itemsize
 
     totals: Dict[str, List[int]] = {}
-    order: List[str] = []
+    children: Dict[str, List[str]] = {"": []}  # node -> child nodes, in the order the keys first name them
     for key, meta in info.tensors.items():
         parts = key.split(".")
         for depth in range(1, len(parts) + 1):
             node = ".".join(parts[:depth])
             if node not in totals:
                 totals[node] = [0, 0, 0]
-                order.append(node)
+                children.setdefault(".".join(parts[:depth - 1]), []).append(node)
+                children.setdefault(node, [])
             entry = totals[node]
             entry[0] += 1
             entry[1] += meta.numel
             entry[2] += meta.numel * itemsize(meta.dtype)
+    # depth first, so every tensor sits under its own subtree even when a subtree's keys are not adjacent in the
+    # file (a torch.distributed.checkpoint lists its keys in no module order)
+    order: List[str] = []
+    stack = list(reversed(children[""]))
+    while stack:
+        node = stack.pop()
+        order.append(node)
+        stack.extend(reversed(children[node]))
     table: Dict[str, List[Any]] = {column: [] for column in TREE_COLUMNS}
     for node in order:
         count, elements, nbytes = totals[node]
