@@ -12,6 +12,7 @@ import os
 import re
 import sys
 import textwrap
+import types
 import warnings
 
 import pytest
@@ -141,6 +142,18 @@ def workspace(tmp_path):
     data = (root / "ckpt.pt").read_bytes()
     (root / "trunc.pt").write_bytes(data[: len(data) // 2])
     torch.save({"fc.weight": tiny.weight.detach(), "payload": Evil()}, root / "evil.pt")
+    # pickled by reference to a class its module no longer defines (a training script's own class, renamed since)
+    gone = type("NetscopeGone", (), {"__module__": M})
+    holder = types.ModuleType(M)
+    holder.NetscopeGone = gone
+    saved_module = sys.modules.get(M)
+    sys.modules[M] = holder
+    try:
+        torch.save({"fc.weight": tiny.weight.detach(), "payload": gone()}, root / "gone.pt")
+    finally:
+        sys.modules.pop(M)
+        if saved_module is not None:
+            sys.modules[M] = saved_module
     (root / "locked.pt").write_bytes(data)
     os.chmod(root / "locked.pt", 0)
     with warnings.catch_warnings():  # torch.jit is deprecated (FutureWarning); the archives still exist
@@ -410,7 +423,13 @@ MODELS_RUN_ROWS = [
     ]
 ]
 
-ALL_ROWS = (SPEC_ROWS + INPUT_ROWS + DEVICE_ROWS + FORMAT_ROWS + FORWARD_ROWS + CHECKPOINT_ROWS + OUTPUT_ROWS
+UNSAFE_ROWS = [  # --unsafe-pickle on a file whose pickled class cannot be found: named, not called corrupt
+    row(argv, USAGE, "class netscope_badinput_models.NetscopeGone, which cannot be found")
+    for argv in (["keys", "gone.pt", "--unsafe-pickle"], ["diff", "gone.pt", f"{M}:Tiny", "--unsafe-pickle"],
+                 ["remap", "gone.pt", f"{M}:Tiny", "-o", "new.pt", "--unsafe-pickle"])
+]
+
+ALL_ROWS = (UNSAFE_ROWS + SPEC_ROWS + INPUT_ROWS + DEVICE_ROWS + FORMAT_ROWS + FORWARD_ROWS + CHECKPOINT_ROWS + OUTPUT_ROWS
             + RULE_ROWS + SOLVE_ROWS + CLI_ROWS + MODELS_RUN_ROWS)
 ERROR_LINE = re.compile(r"^netscope(?: [a-z]+)?: error: ", re.MULTILINE)
 
