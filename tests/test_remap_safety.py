@@ -423,3 +423,38 @@ def _all_meta_keys(layers: int):
                  "feed_forward.w1.weight", "feed_forward.w2.weight", "feed_forward.w3.weight",
                  "attention_norm.weight", "ffn_norm.weight"]
     return top + [f"layers.{i}.{leaf}" for i in range(layers) for leaf in per_block]
+
+
+class _TiedLM(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Embedding(11, 4)
+        self.body = nn.Linear(4, 4)
+        self.head = nn.Linear(4, 11, bias=False)
+        self.head.weight = self.embed.weight
+
+
+def test_two_checkpoint_tensors_into_one_tied_tensor_are_named_not_silently_one_dropped(tmp_path):
+    """A checkpoint from an untied run (embed and head stored apart, different values) into a tied model: one
+    tensor holds one value, so torch's load_state_dict keeps the head's and the embedding's values are gone
+    (torch says nothing). netscope names both keys and which one survives; a checkpoint saved tied does not
+    get the note."""
+    torch.manual_seed(0)
+    untied = {k: v.clone() for k, v in _TiedLM().state_dict().items()}
+    untied["head.weight"] = torch.randn(11, 4)
+    oracle = _TiedLM()
+    oracle.load_state_dict(untied, strict=True)  # torch's own load: no error, one of the two is lost
+    assert _same(oracle.embed.weight.detach(), untied["head.weight"])
+    assert not torch.equal(oracle.embed.weight.detach(), untied["embed.weight"])
+
+    notes = [n for n in netscope.diff(untied, _TiedLM()).plan.notes if "tied" in n]
+    assert len(notes) == 1 and "embed.weight" in notes[0] and "loading keeps head.weight" in notes[0]
+    model = _TiedLM()
+    report = netscope.load(untied, model, strict=True)
+    assert any("tied" in n for n in report.plan.notes)
+    assert _same(model.embed.weight.detach(), oracle.embed.weight.detach())  # the note says what load did
+
+    path = tmp_path / "tied.pt"
+    torch.save(_TiedLM().state_dict(), path)  # saved tied: one storage under both keys
+    assert not any("tied" in n for n in netscope.diff(str(path), _TiedLM()).plan.notes)
+    assert not any("tied" in n for n in netscope.diff(_TiedLM().state_dict(), _TiedLM()).plan.notes)

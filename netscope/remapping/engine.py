@@ -370,7 +370,27 @@ def _finish(state: _Matching, user_rules: Sequence[Rule]) -> Plan:
                                      f"no checkpoint tensor for it{f' ({kind} {owner})' if kind else ''}; it keeps its "
                                      "initial value", None, meta.shape))
     rules, reproduce, notes = _compact_rules(state, user_rules, decisions)
-    return Plan(tuple(decisions), tuple(rules), reproduce, tuple(state.notes + notes + _split_modules(decisions)))
+    return Plan(tuple(decisions), tuple(rules), reproduce,
+                tuple(state.notes + notes + _split_modules(decisions) + _tied_targets_filled_twice(state)))
+
+
+def _tied_targets_filled_twice(state: _Matching) -> List[str]:
+    """Notes for tied model tensors (one storage, several keys) that two separately stored checkpoint tensors
+    both fill: one tensor can hold one value, so the one loaded last (the model's key order, as
+    ``load_state_dict`` copies) overwrites the other, and if they differ the other's values are lost."""
+    notes = []
+    source = state.source.tensors
+    for keys in state.target.storage_groups().values():
+        fills = [(state.filled[k], k) for k in keys if k in state.filled]
+        storages = {source[s].storage_id for s, _ in fills}
+        if len(fills) < 2 or (len(storages) == 1 and None not in storages):
+            continue  # one checkpoint tensor (saved once, or under several keys of one storage) fills them all
+        (kept, kept_at), lost = fills[-1], [s for s, _ in fills[:-1]]
+        notes.append(f"{', '.join(k for _, k in fills)} are one tensor in the model (tied), but the checkpoint "
+                     f"stores {', '.join(lost)} and {kept} separately: loading keeps {kept} (copied last, into "
+                     f"{kept_at}), so if they differ the values of {', '.join(lost)} are lost; check that they are "
+                     "equal, or untie the model's weights to keep both")
+    return notes
 
 
 def _split_modules(decisions: Sequence[KeyDecision]) -> List[str]:
