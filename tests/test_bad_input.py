@@ -429,7 +429,16 @@ UNSAFE_ROWS = [  # --unsafe-pickle on a file whose pickled class cannot be found
                  ["remap", "gone.pt", f"{M}:Tiny", "-o", "new.pt", "--unsafe-pickle"])
 ]
 
-ALL_ROWS = (UNSAFE_ROWS + SPEC_ROWS + INPUT_ROWS + DEVICE_ROWS + FORMAT_ROWS + FORWARD_ROWS + CHECKPOINT_ROWS + OUTPUT_ROWS
+PATH_AS_MODEL_ROWS = [  # a checkpoint or a folder where the model spec goes: say so, not only "unknown model"
+    row(argv, USAGE, needle) for argv, needle in [
+        (["summary", "ckpt.pt"], "'ckpt.pt' is a file here: a checkpoint is read by 'netscope keys ckpt.pt'"),
+        (["names", "ckpt.pt"], "'ckpt.pt' is a file here"),
+        (["diff", "ckpt.pt", "ckpt.pt"], "'ckpt.pt' is a file here"),
+        (["step", "d"], "'d' is a folder here"),
+    ]
+]
+
+ALL_ROWS = (UNSAFE_ROWS + PATH_AS_MODEL_ROWS + SPEC_ROWS + INPUT_ROWS + DEVICE_ROWS + FORMAT_ROWS + FORWARD_ROWS + CHECKPOINT_ROWS + OUTPUT_ROWS
             + RULE_ROWS + SOLVE_ROWS + CLI_ROWS + MODELS_RUN_ROWS)
 ERROR_LINE = re.compile(r"^netscope(?: [a-z]+)?: error: ", re.MULTILINE)
 
