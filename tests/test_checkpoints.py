@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import struct
@@ -764,6 +766,11 @@ def test_cli_keys_tree_puts_every_tensor_under_its_own_module_when_keys_interlea
             assert row[depth + 1] == str(expected), row
     assert sorted(leaves) == sorted(state)
     assert all(counts[node] == sum(k.startswith(node + ".") for k in state) for node in counts)
+
+    assert main(["keys", path, "--tree", "-f", "csv", "-q"]) == 0  # CSV: full dotted keys, no depth markers
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert sorted(r["key"] for r in rows if r["key"] in state) == sorted(state)
+    assert all(r["tensors"] == str(sum(k.startswith(r["key"] + ".") for k in state)) for r in rows if r["key"] not in state)
 
 
 def test_cli_keys_output_file(tmp_path, capsys):

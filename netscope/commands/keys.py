@@ -49,8 +49,8 @@ def listing_text(args: argparse.Namespace) -> str:
     info = inspect_checkpoint(args.checkpoint, weights_only=not args.unsafe_pickle, key=args.key)
     if args.format == "json":
         return json.dumps(info.to_dict(), indent=2)
-    return render_listing(info, tree_columns(info) if args.tree else tensor_columns(info), args.format,
-                          args.table_style)
+    table = tree_columns(info, indent=args.format != "csv") if args.tree else tensor_columns(info)
+    return render_listing(info, table, args.format, args.table_style)
 
 
 def human_bytes(n: int) -> str:
@@ -114,9 +114,9 @@ def _first_keys(keys: List[str], storage_ids: List[Any]) -> List[str]:
     return out
 
 
-def tree_columns(info) -> Dict[str, Sequence[Any]]:
+def tree_columns(info, indent: bool = True) -> Dict[str, Sequence[Any]]:
     """One row per module prefix and per tensor, with subtree totals; ``· `` marks each level of depth
-    (tabulate strips leading spaces)."""
+    (tabulate strips leading spaces); ``indent=False`` (CSV) gives each row its full dotted key instead."""
     from netscope.checkpoints.dtypes import itemsize
 
     totals: Dict[str, List[int]] = {}
@@ -145,7 +145,7 @@ def tree_columns(info) -> Dict[str, Sequence[Any]]:
     for node in order:
         count, elements, nbytes = totals[node]
         meta = info.tensors.get(node)
-        table["key"].append("· " * node.count(".") + node.rsplit(".", 1)[-1])
+        table["key"].append("· " * node.count(".") + node.rsplit(".", 1)[-1] if indent else node)
         table["tensors"].append(count)
         table["elements"].append(elements)
         table["size"].append(human_bytes(nbytes))
