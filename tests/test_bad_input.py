@@ -341,6 +341,7 @@ OUTPUT_ROWS = [
         (["remap", "ckpt.pt", f"{M}:Tiny", "-o", "d"], "is a directory", ()),
         (["remap", "ckpt.pt", f"{M}:Tiny", "-o", "out.xyz"], "extension", ()),
         (["remap", "ckpt.pt", f"{M}:Tiny"], "-o OUT", ()),
+        (["remap", "ckpt.pt", f"{M}:Tiny", "--in-place"], "write -o ckpt.pt --in-place", ()),
         (["remap", "ckpt.pt", f"{M}:Tiny", "--dry-run", "--save-plan", "existing.txt"], "already exists", ()),
         (["remap", "ckpt.pt", f"{M}:Tiny", "--dry-run", "--save-plan", "ckpt.pt", "--force"],
          "a file this command reads", ()),

@@ -53,6 +53,9 @@ def remap_file(checkpoint: str, model, out: Optional[str] = None, *, rules: Iter
     checkpoint = os.fspath(checkpoint)
     if invert and plan is None:
         raise UsageError("invert replays a saved plan backwards; give the plan too (--plan PLAN.json)")
+    if not dry_run and not out and in_place:
+        raise UsageError(f"--in-place replaces the input only where -o names it: write -o {checkpoint} --in-place "
+                         "(or choose another output file, -o remapped.pt, without --in-place)")
     if not dry_run and not out:
         raise UsageError("give the output file (-o OUT, e.g. -o remapped.pt), or use a dry run to only print the plan")
     if drop_unmatched and unmatched_out:
