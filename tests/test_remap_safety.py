@@ -458,3 +458,26 @@ def test_two_checkpoint_tensors_into_one_tied_tensor_are_named_not_silently_one_
     torch.save(_TiedLM().state_dict(), path)  # saved tied: one storage under both keys
     assert not any("tied" in n for n in netscope.diff(str(path), _TiedLM()).plan.notes)
     assert not any("tied" in n for n in netscope.diff(_TiedLM().state_dict(), _TiedLM()).plan.notes)
+
+
+def test_integer_or_float8_weights_into_float_tensors_are_named():
+    """A quantized checkpoint (int8 / float8 weights with their scales beside them) matches a float model key by
+    key and shape, and torch's load_state_dict copies the stored numbers as they are: wrong weights, no error.
+    netscope loads the same way but says so; a float16 checkpoint into float32 (an exact widening) gets no note."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 4), nn.Linear(4, 4))
+    dense = model.state_dict()
+    scale = dense["0.weight"].abs().max() / 127
+    quantized = dict(dense)
+    quantized["0.weight"] = torch.round(dense["0.weight"] / scale).to(torch.int8)
+    quantized["0.weight_scale"] = scale
+    quantized["1.weight"] = dense["1.weight"].to(torch.float8_e4m3fn)
+    oracle = nn.Sequential(nn.Linear(8, 4), nn.Linear(4, 4))
+    oracle.load_state_dict(quantized, strict=False)  # torch: the int8 numbers land as floats, unscaled
+    assert torch.equal(oracle[0].weight.detach(), quantized["0.weight"].float())
+    assert not torch.allclose(oracle[0].weight.detach(), dense["0.weight"], atol=0.1)
+
+    notes = [n for n in netscope.diff(quantized, oracle).plan.notes if "quantization scale" in n]
+    assert len(notes) == 1 and "2 checkpoint tensor(s)" in notes[0] and "0.weight_scale" in notes[0]
+    half = {k: v.half() for k, v in dense.items()}
+    assert not any("quantization scale" in n for n in netscope.diff(half, oracle).plan.notes)

@@ -371,7 +371,32 @@ def _finish(state: _Matching, user_rules: Sequence[Rule]) -> Plan:
                                      "initial value", None, meta.shape))
     rules, reproduce, notes = _compact_rules(state, user_rules, decisions)
     return Plan(tuple(decisions), tuple(rules), reproduce,
-                tuple(state.notes + notes + _split_modules(decisions) + _tied_targets_filled_twice(state)))
+                tuple(state.notes + notes + _split_modules(decisions) + _tied_targets_filled_twice(state)
+                      + _quantized_into_float(state, decisions)))
+
+
+def _stores_quantized_values(source_dtype: str, target_dtype: str) -> bool:
+    """Integer or float8 values going into a wider float tensor: ``copy_`` casts them as they are, without the
+    scale a quantized checkpoint stores beside them."""
+    if not target_dtype.startswith(("float", "bfloat")) or target_dtype.startswith("float8"):
+        return False
+    return source_dtype.startswith(("int", "uint", "float8"))
+
+
+def _quantized_into_float(state: _Matching, decisions: Sequence[KeyDecision]) -> List[str]:
+    """A note for checkpoint tensors stored as integers or float8 that load into the model's float tensors."""
+    source, target = state.source.tensors, state.target.tensors
+    cast = [(s, t) for s, (t, _, _) in state.assigned.items()
+            if _stores_quantized_values(source[s].dtype, target[t].dtype)]
+    if not cast:
+        return []
+    s, t = cast[0]
+    scales = [d.source for d in decisions if d.target is None and d.source and "scale" in d.source.rpartition(".")[2]]
+    beside = f"; the checkpoint also holds {', '.join(scales[:3])}{' ...' if len(scales) > 3 else ''}" if scales else ""
+    return [f"{len(cast)} checkpoint tensor(s) hold integer or float8 values where the model has floats (first: {s} "
+            f"{source[s].dtype} into {t} {target[t].dtype}): loading casts the stored numbers as they are, without a "
+            f"quantization scale, so a quantized checkpoint loads as wrong weights{beside}. Dequantize it first, or "
+            "build the model in the checkpoint's quantized form"]
 
 
 def _tied_targets_filled_twice(state: _Matching) -> List[str]:
