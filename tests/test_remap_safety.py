@@ -4,6 +4,7 @@ never a tensor lost (kept, side file, or dropped only when asked), exit codes as
 from __future__ import annotations
 
 import hashlib
+import re
 import shlex
 
 import pytest
@@ -481,3 +482,37 @@ def test_integer_or_float8_weights_into_float_tensors_are_named():
     assert len(notes) == 1 and "2 checkpoint tensor(s)" in notes[0] and "0.weight_scale" in notes[0]
     half = {k: v.half() for k, v in dense.items()}
     assert not any("quantization scale" in n for n in netscope.diff(half, oracle).plan.notes)
+
+
+def test_a_peft_adapter_file_gets_a_rule_that_inserts_the_adapter_name(tmp_path):
+    """peft's save_pretrained writes '...lora_A.weight'; the peft-wrapped model names it '...lora_A.default.weight'.
+    The unused keys' reason carries a ready rule; pasted, every LoRA tensor lands on the key peft itself loads it
+    into (peft's set_peft_model_state_dict is the oracle), and nothing else is touched."""
+    transformers = pytest.importorskip("transformers", reason="transformers is not installed")
+    peft = pytest.importorskip("peft", reason="peft is not installed")
+
+    def build():
+        torch.manual_seed(0)
+        config = transformers.GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=20, n_positions=16)
+        return peft.get_peft_model(transformers.GPT2LMHeadModel(config),
+                                   peft.LoraConfig(r=2, target_modules=["c_attn"], fan_in_fan_out=True))
+
+    trained = build()
+    with torch.no_grad():
+        for name, parameter in trained.named_parameters():
+            if "lora_" in name:
+                parameter.add_(torch.randn_like(parameter))
+    trained.save_pretrained(tmp_path)
+    adapter = str(tmp_path / "adapter_model.safetensors")
+    oracle = build()
+    peft.set_peft_model_state_dict(oracle, __import__("safetensors.torch").torch.load_file(adapter))
+    expected = {k: v for k, v in oracle.state_dict().items() if "lora_" in k}
+
+    report = netscope.diff(adapter, build())
+    lora = [d for d in report.decisions if d.source and "lora_" in d.source]
+    assert lora and all(d.target is None and "adapter 'default'" in d.detail for d in lora)
+    rule = re.search(r"--rule '([^']+)'", lora[0].detail).group(1)
+    new, report = netscope.remap(__import__("safetensors.torch").torch.load_file(adapter), build(), rules=[rule])
+    loaded = {t: new[t] for t in report.mapping.values()}
+    assert sorted(loaded) == sorted(expected)
+    assert all(_same(loaded[k], expected[k]) for k in expected)

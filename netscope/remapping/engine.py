@@ -351,9 +351,10 @@ def _finish(state: _Matching, user_rules: Sequence[Rule]) -> Plan:
                                          meta.shape, None))
             continue
         if key in state.refused:
-            decisions.append(KeyDecision(key, None, P.AMBIGUOUS, state.refused[key], meta.shape, None))
+            decisions.append(KeyDecision(key, None, P.AMBIGUOUS, _adapter_name_hint(state, key) or state.refused[key],
+                                         meta.shape, None))
             continue
-        why = state.why_unmatched.get(key) or adapter_hint(key) or \
+        why = _adapter_name_hint(state, key) or state.why_unmatched.get(key) or adapter_hint(key) or \
             "no model key matches it by name, wrapper, prefix, rule, renumbering or structure"
         decisions.append(KeyDecision(key, None, P.UNUSED, why, meta.shape, None))
     for key, meta in target.tensors.items():
@@ -416,6 +417,22 @@ def _tied_targets_filled_twice(state: _Matching) -> List[str]:
                      f"{kept_at}), so if they differ the values of {', '.join(lost)} are lost; check that they are "
                      "equal, or untie the model's weights to keep both")
     return notes
+
+
+def _adapter_name_hint(state: _Matching, key: str) -> str:
+    """Why a LoRA tensor of a peft adapter file finds no model key: peft saves ``...lora_A.weight`` but the
+    peft-wrapped model names it ``...lora_A.<adapter>.weight``; the hint carries a rule that inserts the name."""
+    module, _, leaf = key.rpartition(".")
+    if not module.rpartition(".")[2].startswith("lora_"):
+        return ""
+    names = {t.rsplit(".", 2)[1] for t in state.target.tensors
+             if t.startswith(module + ".") and t.endswith("." + leaf) and t.count(".") == key.count(".") + 1}
+    if not names:
+        return ""
+    name = sorted(names)[0]
+    return (f"a peft adapter file names it without the adapter name, and the model holds {module}.{name}.{leaf} "
+            f"(adapter {name!r}{', among ' + ', '.join(sorted(names)) if len(names) > 1 else ''}): paste "
+            f"--rule '(\\.lora_[^.]+)\\.([^.]+)$=\\1.{name}.\\2', or load it with peft's set_peft_model_state_dict")
 
 
 def _split_modules(decisions: Sequence[KeyDecision]) -> List[str]:
