@@ -516,3 +516,28 @@ def test_a_peft_adapter_file_gets_a_rule_that_inserts_the_adapter_name(tmp_path)
     loaded = {t: new[t] for t in report.mapping.values()}
     assert sorted(loaded) == sorted(expected)
     assert all(_same(loaded[k], expected[k]) for k in expected)
+
+
+@pytest.mark.parametrize("plain_dict", [True, False])
+def test_diff_of_a_file_without_num_batches_tracked_agrees_with_torchs_strict_load(tmp_path, capsys, plain_dict):
+    """BatchNorm's loader supplies a missing num_batches_tracked when the state dict has no _metadata version 2
+    (a plain dict, an old file), and not otherwise. `netscope diff FILE` (headers only) must say what torch's
+    own strict load_state_dict of torch.load(FILE) does: exit 0 when it loads, 1 when it raises."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
+    state = model.state_dict()
+    del state["1.num_batches_tracked"]
+    path = tmp_path / "ckpt.pt"
+    torch.save(dict(state) if plain_dict else state, path)
+    try:
+        nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)).load_state_dict(torch.load(path), strict=True)
+        torch_loads = True
+    except RuntimeError:
+        torch_loads = False
+    assert torch_loads is plain_dict  # the two cases really differ
+    report = netscope.diff(str(path), nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)))
+    assert (report.strict_problems() == []) is torch_loads
+    assert (report.loader_fills == ("1.num_batches_tracked",)) is torch_loads
+    spec = tmp_path / "bn_model.py"
+    spec.write_text("import torch.nn as nn\n\ndef build():\n    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))\n")
+    assert main(["diff", str(path), f"{spec}:build", "-q"]) == (0 if torch_loads else 1)
