@@ -71,6 +71,11 @@ def notebook_html(report) -> str:
     status = {c.call_index: check_notes(c) for c in report.checks}
     placed, _ = finding_rows(report)
     folds = report.folds()
+    partial = report.partial_calls()
+
+    def bound(calls) -> str:  # an uncounted operator ran in one of them: the count is a lower bound
+        return "&gt;=" if any(c.index in partial for c in calls) else ""
+
     body = []
     listed = 0
     top_level = 0
@@ -87,14 +92,15 @@ def notebook_html(report) -> str:
                 f"<td>{item.count} × {escape(item.class_name)} <small>as {escape(first.name)}</small></td>"
                 f"<td>{escape(format_shape_tree(members[0].output_shapes))}</td>"
                 f'<td class="ns-num">{sum(m.subtree_params for m in members):,}</td>'
-                f'<td class="ns-num">{si(sum(m.macs for m in members))}</td><td></td></tr>')
+                f'<td class="ns-num">{bound(members)}{si(sum(m.macs for m in members))}</td><td></td></tr>')
             continue
         c = item
         notes = _badges(status.get(c.index), placed.get(c.index, []))
         body.append(
             f"<tr><td>{'&nbsp;' * 4 * c.depth}{escape(c.display_name if c.depth else '(root)')}</td>"
             f"<td>{escape(c.class_name)}</td><td>{escape(format_shape_tree(c.output_shapes))}</td>"
-            f'<td class="ns-num">{c.subtree_params:,}</td><td class="ns-num" title="{c.macs:,}">{si(c.macs)}</td>'
+            f'<td class="ns-num">{c.subtree_params:,}</td>'
+            f'<td class="ns-num" title="{bound([c])}{c.macs:,}">{bound([c])}{si(c.macs)}</td>'
             f"<td>{notes}</td></tr>"
         )
     more = (f'<p class="ns-note">{top_level - listed:,} more top-level rows not listed.</p>'
