@@ -973,3 +973,36 @@ def test_browser_page_marks_lower_bound_mult_adds(browser, tmp_path):
                        " r => [r.querySelector('.ns-label').title, r.cells[5].textContent]))")
     assert {name: text.startswith(">=") for name, text in shown.items()} == {
         "(root)": True, "a": True, "a.fc": False, "b": False}
+
+
+def _scripted_report():
+    import warnings
+
+    import torch
+
+    with warnings.catch_warnings():  # torch.jit is deprecated (FutureWarning); scripted models still exist
+        warnings.simplefilter("ignore")
+        scripted = torch.jit.script(nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 4)))
+    report = netscope.summary(scripted, input_size=(2, 8))
+    inner = [c for c in report.layers if c.depth == 1]
+    assert inner and all(c.output_shapes == "(not recorded)" for c in inner)  # no hook runs inside TorchScript
+    return report
+
+
+def test_notebook_view_says_not_recorded_inside_torchscript_never_0():
+    html = notebook_html(_scripted_report())
+    rows = [re.findall(r"<td[^>]*>(.*?)</td>", row) for row in re.findall(r"<tr>(.*?)</tr>", html) if "<td" in row]
+    inner = [cells for cells in rows if cells[0].replace("&nbsp;", "") in ("0", "1", "2")]
+    assert len(inner) == 3 and all(cells[4] == "(not recorded)" for cells in inner)
+
+
+def test_browser_page_says_not_recorded_inside_torchscript_never_0(browser, tmp_path):
+    path = tmp_path / "scripted.html"
+    path.write_text(report_html(_scripted_report()), encoding="utf-8")
+    browser.open(path)
+    browser.js("document.getElementById('ns-expand').click()")
+    shown = browser.js("Object.fromEntries(Array.from(document.querySelectorAll('#ns-tree-body tr[data-i]'),"
+                       " r => [r.querySelector('.ns-label').title, [r.cells[2].textContent, r.cells[5].textContent]]))")
+    assert {k: v for k, v in shown.items() if k != "(root)"} == {
+        name: ["(not recorded)", "(not recorded)"] for name in ("0", "1", "2")}
+    assert shown["(root)"][1] == "192"  # the whole model's count is measured: 2*8*8 + 2*8*4
