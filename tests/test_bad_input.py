@@ -133,6 +133,8 @@ def workspace(tmp_path):
     (root / "d").mkdir()
     (root / "notes.txt").write_text("hello\n")
     (root / "existing.txt").write_text("keep me\n")
+    (root / "config.json").write_text('{"model_type": "bert"}\n')
+    (root / "rules.txt").write_text("^fc\\.=fc.\n")
     (root / "existing.pt").write_bytes(b"keep me too")
     (root / "existing.png").write_bytes(b"not really a png")
     (root / "empty.pt").write_bytes(b"")
@@ -328,6 +330,13 @@ OUTPUT_ROWS = [
         (["summary", f"{M}:Tiny", "--input", "1,8", "--device", "cpu", "-o", "nofolder/x.txt"], "does not exist",
          ()),
         (["summary", f"{M}.py:Tiny", "--input", "1,8", "--device", "cpu", "-o", f"{M}.py", "--force"],
+         "a file this command reads", ()),
+        # the model's own source named by an import string or hf: config, a rules file: read, so never replaced
+        (["summary", f"{M}:Tiny", "--input", "1,8", "--device", "cpu", "-o", f"{M}.py", "--force"],
+         "a file this command reads", ()),
+        (["step", f"{M}:Tiny", "--input", "1,8", "--html", f"{M}.py", "--force"], "a file this command reads", ()),
+        (["names", "hf:config.json", "-o", "config.json", "--force"], "a file this command reads", ()),
+        (["remap", "ckpt.pt", f"{M}:Tiny", "--dry-run", "--rules", "rules.txt", "--save-plan", "rules.txt", "--force"],
          "a file this command reads", ()),
         (["check", f"{M}:Tiny", "--input", "1,8", "--device", "cpu", "-o", "existing.txt"], "already exists", ()),
         (["names", f"{M}:Tiny", "-o", "existing.txt"], "already exists", ()),
