@@ -127,7 +127,10 @@ def remap(state_dict: Mapping[str, Any], model, *, rules: Iterable = (), plan=No
     source = source_layout(state_dict)
     target = _target_layout(model)
     result, coverage = plan_mapping(source, target, rules=rules, plan=plan, invert=invert, structural=structural)
+    from netscope.remapping.engine import settle_tied_notes
     from netscope.remapping.loader_fills import keys_torch_fills
+
+    result = settle_tied_notes(result, state_dict, target)  # the values are at hand: equal ones lose nothing
 
     report = RemapReport(result, coverage, "state_dict", type(model).__name__)
     check_coverage(report, min_coverage)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 from functools import cached_property
-from typing import Dict, List, Optional, Sequence, Set, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
 from netscope.errors import CheckpointError
 from netscope.remapping import plan as P
@@ -411,12 +411,48 @@ def _tied_targets_filled_twice(state: _Matching) -> List[str]:
         storages = {source[s].storage_id for s, _ in fills}
         if len(fills) < 2 or (len(storages) == 1 and None not in storages):
             continue  # one checkpoint tensor (saved once, or under several keys of one storage) fills them all
-        (kept, kept_at), lost = fills[-1], [s for s, _ in fills[:-1]]
-        notes.append(f"{', '.join(k for _, k in fills)} are one tensor in the model (tied), but the checkpoint "
-                     f"stores {', '.join(lost)} and {kept} separately: loading keeps {kept} (copied last, into "
-                     f"{kept_at}), so if they differ the values of {', '.join(lost)} are lost; check that they are "
-                     "equal, or untie the model's weights to keep both")
+        notes.append(_tied_note(fills))
     return notes
+
+
+def _tied_note(fills: Sequence[Tuple[str, str]]) -> str:
+    (kept, kept_at), lost = fills[-1], [s for s, _ in fills[:-1]]
+    return (f"{', '.join(k for _, k in fills)} are one tensor in the model (tied), but the checkpoint stores "
+            f"{', '.join(lost)} and {kept} separately: loading keeps {kept} (copied last, into {kept_at}), so if "
+            f"they differ the values of {', '.join(lost)} are lost; check that they are equal, or untie the model's "
+            "weights to keep both")
+
+
+def settle_tied_notes(plan: Plan, tensors: Mapping[str, object], target: TensorLayout) -> Plan:
+    """``plan`` without the tied-tensor notes whose checkpoint tensors hold equal values (read from ``tensors``,
+    the source state dict): then nothing is lost (a torch.distributed.checkpoint stores tied keys apart)."""
+    import torch
+
+    filled = {d.target: d.source for d in plan.decisions if d.loads and d.reason != P.ALIAS}
+    settled = set()
+    for keys in target.storage_groups().values():
+        fills = [(filled[k], k) for k in keys if k in filled]
+        if len(fills) < 2:
+            continue
+        values = [tensors.get(s) for s, _ in fills]
+        if all(isinstance(v, torch.Tensor) for v in values) and all(_same_values(v, values[0]) for v in values[1:]):
+            settled.add(_tied_note(fills))
+    return replace(plan, notes=tuple(n for n in plan.notes if n not in settled)) if settled else plan
+
+
+def _same_values(a, b) -> bool:
+    """Equal shapes and values (float8 and other dtypes without an equality kernel compare as float64)."""
+    import torch
+
+    if a.shape != b.shape:
+        return False
+    try:
+        return torch.equal(a, b.to(a.dtype))
+    except (RuntimeError, NotImplementedError):
+        try:
+            return torch.equal(a.to(torch.float64), b.to(torch.float64))
+        except (RuntimeError, NotImplementedError):
+            return False
 
 
 def _adapter_name_hint(state: _Matching, key: str) -> str:
