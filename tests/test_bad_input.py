@@ -439,6 +439,11 @@ UNSAFE_ROWS = [  # --unsafe-pickle on a file whose pickled class cannot be found
                  ["remap", "gone.pt", f"{M}:Tiny", "-o", "new.pt", "--unsafe-pickle"])
 ]
 
+KEY_ROWS = [  # --key on a bare state dict: nothing to choose, so say to drop it (not "pass (top level)")
+    row(argv, USAGE, "are at the top level of the file, the only dict of tensors it holds; drop --key")
+    for argv in (["keys", "ckpt.pt", "--key", "state_dict_ema"], ["diff", "ckpt.pt", f"{M}:Tiny", "--key", "ema"])
+]
+
 PATH_AS_MODEL_ROWS = [  # a checkpoint or a folder where the model spec goes: say so, not only "unknown model"
     row(argv, USAGE, needle) for argv, needle in [
         (["summary", "ckpt.pt"], "'ckpt.pt' is a file here: a checkpoint is read by 'netscope keys ckpt.pt'"),
@@ -448,7 +453,7 @@ PATH_AS_MODEL_ROWS = [  # a checkpoint or a folder where the model spec goes: sa
     ]
 ]
 
-ALL_ROWS = (UNSAFE_ROWS + PATH_AS_MODEL_ROWS + SPEC_ROWS + INPUT_ROWS + DEVICE_ROWS + FORMAT_ROWS + FORWARD_ROWS + CHECKPOINT_ROWS + OUTPUT_ROWS
+ALL_ROWS = (UNSAFE_ROWS + KEY_ROWS + PATH_AS_MODEL_ROWS + SPEC_ROWS + INPUT_ROWS + DEVICE_ROWS + FORMAT_ROWS + FORWARD_ROWS + CHECKPOINT_ROWS + OUTPUT_ROWS
             + RULE_ROWS + SOLVE_ROWS + CLI_ROWS + MODELS_RUN_ROWS)
 ERROR_LINE = re.compile(r"^netscope(?: [a-z]+)?: error: ", re.MULTILINE)
 
