@@ -12,6 +12,7 @@ import os
 import re
 import sys
 import textwrap
+import types
 import warnings
 
 import pytest
@@ -132,6 +133,8 @@ def workspace(tmp_path):
     (root / "d").mkdir()
     (root / "notes.txt").write_text("hello\n")
     (root / "existing.txt").write_text("keep me\n")
+    (root / "config.json").write_text('{"model_type": "bert"}\n')
+    (root / "rules.txt").write_text("^fc\\.=fc.\n")
     (root / "existing.pt").write_bytes(b"keep me too")
     (root / "existing.png").write_bytes(b"not really a png")
     (root / "empty.pt").write_bytes(b"")
@@ -141,6 +144,18 @@ def workspace(tmp_path):
     data = (root / "ckpt.pt").read_bytes()
     (root / "trunc.pt").write_bytes(data[: len(data) // 2])
     torch.save({"fc.weight": tiny.weight.detach(), "payload": Evil()}, root / "evil.pt")
+    # pickled by reference to a class its module no longer defines (a training script's own class, renamed since)
+    gone = type("NetscopeGone", (), {"__module__": M})
+    holder = types.ModuleType(M)
+    holder.NetscopeGone = gone
+    saved_module = sys.modules.get(M)
+    sys.modules[M] = holder
+    try:
+        torch.save({"fc.weight": tiny.weight.detach(), "payload": gone()}, root / "gone.pt")
+    finally:
+        sys.modules.pop(M)
+        if saved_module is not None:
+            sys.modules[M] = saved_module
     (root / "locked.pt").write_bytes(data)
     os.chmod(root / "locked.pt", 0)
     with warnings.catch_warnings():  # torch.jit is deprecated (FutureWarning); the archives still exist
@@ -316,6 +331,13 @@ OUTPUT_ROWS = [
          ()),
         (["summary", f"{M}.py:Tiny", "--input", "1,8", "--device", "cpu", "-o", f"{M}.py", "--force"],
          "a file this command reads", ()),
+        # the model's own source named by an import string or hf: config, a rules file: read, so never replaced
+        (["summary", f"{M}:Tiny", "--input", "1,8", "--device", "cpu", "-o", f"{M}.py", "--force"],
+         "a file this command reads", ()),
+        (["step", f"{M}:Tiny", "--input", "1,8", "--html", f"{M}.py", "--force"], "a file this command reads", ()),
+        (["names", "hf:config.json", "-o", "config.json", "--force"], "a file this command reads", ()),
+        (["remap", "ckpt.pt", f"{M}:Tiny", "--dry-run", "--rules", "rules.txt", "--save-plan", "rules.txt", "--force"],
+         "a file this command reads", ()),
         (["check", f"{M}:Tiny", "--input", "1,8", "--device", "cpu", "-o", "existing.txt"], "already exists", ()),
         (["names", f"{M}:Tiny", "-o", "existing.txt"], "already exists", ()),
         (["keys", "ckpt.pt", "-o", "existing.txt"], "already exists", ()),
@@ -328,6 +350,7 @@ OUTPUT_ROWS = [
         (["remap", "ckpt.pt", f"{M}:Tiny", "-o", "d"], "is a directory", ()),
         (["remap", "ckpt.pt", f"{M}:Tiny", "-o", "out.xyz"], "extension", ()),
         (["remap", "ckpt.pt", f"{M}:Tiny"], "-o OUT", ()),
+        (["remap", "ckpt.pt", f"{M}:Tiny", "--in-place"], "write -o ckpt.pt --in-place", ()),
         (["remap", "ckpt.pt", f"{M}:Tiny", "--dry-run", "--save-plan", "existing.txt"], "already exists", ()),
         (["remap", "ckpt.pt", f"{M}:Tiny", "--dry-run", "--save-plan", "ckpt.pt", "--force"],
          "a file this command reads", ()),
@@ -410,7 +433,27 @@ MODELS_RUN_ROWS = [
     ]
 ]
 
-ALL_ROWS = (SPEC_ROWS + INPUT_ROWS + DEVICE_ROWS + FORMAT_ROWS + FORWARD_ROWS + CHECKPOINT_ROWS + OUTPUT_ROWS
+UNSAFE_ROWS = [  # --unsafe-pickle on a file whose pickled class cannot be found: named, not called corrupt
+    row(argv, USAGE, "class netscope_badinput_models.NetscopeGone, which cannot be found")
+    for argv in (["keys", "gone.pt", "--unsafe-pickle"], ["diff", "gone.pt", f"{M}:Tiny", "--unsafe-pickle"],
+                 ["remap", "gone.pt", f"{M}:Tiny", "-o", "new.pt", "--unsafe-pickle"])
+]
+
+KEY_ROWS = [  # --key on a bare state dict: nothing to choose, so say to drop it (not "pass (top level)")
+    row(argv, USAGE, "are at the top level of the file, the only dict of tensors it holds; drop --key")
+    for argv in (["keys", "ckpt.pt", "--key", "state_dict_ema"], ["diff", "ckpt.pt", f"{M}:Tiny", "--key", "ema"])
+]
+
+PATH_AS_MODEL_ROWS = [  # a checkpoint or a folder where the model spec goes: say so, not only "unknown model"
+    row(argv, USAGE, needle) for argv, needle in [
+        (["summary", "ckpt.pt"], "'ckpt.pt' is a file here: a checkpoint is read by 'netscope keys ckpt.pt'"),
+        (["names", "ckpt.pt"], "'ckpt.pt' is a file here"),
+        (["diff", "ckpt.pt", "ckpt.pt"], "'ckpt.pt' is a file here"),
+        (["step", "d"], "'d' is a folder here"),
+    ]
+]
+
+ALL_ROWS = (UNSAFE_ROWS + KEY_ROWS + PATH_AS_MODEL_ROWS + SPEC_ROWS + INPUT_ROWS + DEVICE_ROWS + FORMAT_ROWS + FORWARD_ROWS + CHECKPOINT_ROWS + OUTPUT_ROWS
             + RULE_ROWS + SOLVE_ROWS + CLI_ROWS + MODELS_RUN_ROWS)
 ERROR_LINE = re.compile(r"^netscope(?: [a-z]+)?: error: ", re.MULTILINE)
 

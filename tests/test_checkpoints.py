@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import struct
@@ -732,6 +734,43 @@ def test_cli_keys_table_json_tree_csv(tmp_path, capsys):
     assert main(["keys", path, "--format", "csv"]) == 0
     rows = capsys.readouterr().out.splitlines()
     assert rows[0] == "key,shape,dtype,elements,size,shares_storage_with" and len(rows) == len(state) + 1
+
+
+def test_cli_keys_tree_puts_every_tensor_under_its_own_module_when_keys_interleave(tmp_path, capsys):
+    """A torch.distributed.checkpoint lists keys in no module order; the tree still nests each tensor under
+    its own prefix. Oracle: the full keys rebuilt from the printed depth markers, and each subtree's count."""
+    state = {"module.conv.weight": torch.zeros(2, 3), "module.conv2.bias": torch.zeros(4), "module.fc.weight": torch.zeros(5),
+             "module.conv.bias": torch.zeros(2), "module.bn.weight": torch.zeros(6), "module.conv2.weight": torch.zeros(4, 7)}
+    path = str(tmp_path / "interleaved.pt")
+    torch.save(state, path)
+    assert main(["keys", path, "--tree", "-q"]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()]
+    start = next(n for n, row in enumerate(rows) if row and row[0].startswith("---")) + 1
+    stack, leaves, counts = [], [], {}
+    for row in rows[start:]:
+        if not row:
+            break
+        depth = 0
+        while row[depth] == "\u00b7":
+            depth += 1
+        del stack[depth:]
+        stack.append(row[depth])
+        name = ".".join(stack)
+        if name in state:  # a tensor row: every enclosing header counts it
+            leaves.append(name)
+            for n in range(1, len(stack)):
+                counts[".".join(stack[:n])] = counts.get(".".join(stack[:n]), 0) + 1
+        else:
+            counts.setdefault(name, 0)
+            expected = sum(k.startswith(name + ".") for k in state)
+            assert row[depth + 1] == str(expected), row
+    assert sorted(leaves) == sorted(state)
+    assert all(counts[node] == sum(k.startswith(node + ".") for k in state) for node in counts)
+
+    assert main(["keys", path, "--tree", "-f", "csv", "-q"]) == 0  # CSV: full dotted keys, no depth markers
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert sorted(r["key"] for r in rows if r["key"] in state) == sorted(state)
+    assert all(r["tensors"] == str(sum(k.startswith(r["key"] + ".") for k in state)) for r in rows if r["key"] not in state)
 
 
 def test_cli_keys_output_file(tmp_path, capsys):

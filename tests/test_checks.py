@@ -161,6 +161,21 @@ def test_size_hits_zero_diagnosis_names_the_layer():
     assert "kernel" in diagnosis.explanation
 
 
+def test_diagnosis_of_a_keyword_only_input_names_its_shape_not_a_question_mark():
+    class KeywordOnly(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(8, 4)
+
+        def forward(self, *, features):
+            return self.fc(features.flatten(1))  # 3*5 = 15 features arrive where 8 are expected
+
+    model, input_spec = KeywordOnly(), InputSpec([], {"features": TensorSpec((2, 3, 5))})
+    diagnosis = diagnose_failure(model, input_spec, failure(model, input_spec), solve=False)
+    assert diagnosis.layer == "fc" and diagnosis.input_shape == "{features: [2, 3, 5]}"
+    assert "for input {features: [2, 3, 5]}" in diagnosis.render()
+
+
 def test_check_leaves_the_model_untouched():
     model = LeNet().train()
     before = {k: v.clone() for k, v in model.state_dict().items()}

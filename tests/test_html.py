@@ -922,3 +922,87 @@ def test_browser_flow_shows_the_joins_inside_their_steps(browser, tmp_path):
     if os.environ.get("NETSCOPE_KEEP_SCREENSHOTS"):
         shutil.copy(tmp_path / "joins.png", os.path.join(os.environ["NETSCOPE_KEEP_SCREENSHOTS"], "joins.png"))
     assert browser.errors == []
+
+
+class _Inverts(nn.Module):
+    """A layer whose forward runs an operator without a multiply-add formula (matrix inverse): its count, and its
+    caller's, are lower bounds."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(8, 8)
+
+    def forward(self, x):
+        import torch
+
+        y = self.fc(x)
+        return torch.linalg.inv(y.reshape(-1, 2, 2) + 3 * torch.eye(2)).reshape(y.shape)
+
+
+class _PartlyCounted(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = _Inverts()
+        self.b = nn.Linear(8, 4)
+
+    def forward(self, x):
+        return self.b(self.a(x))
+
+
+def _partial_report():
+    report = netscope.summary(_PartlyCounted(), input_size=(2, 8))
+    assert report.partial  # linalg_inv has no formula: the precondition of the tests below
+    return report
+
+
+def test_notebook_view_marks_lower_bound_mult_adds_like_the_table():
+    """By construction the uncounted operator runs in `a` (called by the root): those two rows are lower bounds
+    (>=N, as the table prints them); `a.fc` and `b` are exact."""
+    html = notebook_html(_partial_report())
+    cells = {re.sub(r"&nbsp;|\s", "", re.sub(r"<[^>]+>", "", row.split("</td>")[0])): row.split("</td>")[4]
+             for row in re.findall(r"<tr>(.*?)</tr>", html) if "<td" in row}
+    assert "&gt;=" in cells["(root)"] and "&gt;=" in cells["a"] and "&gt;=" not in cells["b"]
+
+
+def test_browser_page_marks_lower_bound_mult_adds(browser, tmp_path):
+    path = tmp_path / "partial.html"
+    path.write_text(report_html(_partial_report()), encoding="utf-8")
+    browser.open(path)
+    browser.js("document.getElementById('ns-expand').click()")
+    shown = browser.js("Object.fromEntries(Array.from(document.querySelectorAll('#ns-tree-body tr[data-i]'),"
+                       " r => [r.querySelector('.ns-label').title, r.cells[5].textContent]))")
+    assert {name: text.startswith(">=") for name, text in shown.items()} == {
+        "(root)": True, "a": True, "a.fc": False, "b": False}
+
+
+def _scripted_report():
+    import warnings
+
+    import torch
+
+    with warnings.catch_warnings():  # torch.jit is deprecated (FutureWarning); scripted models still exist
+        warnings.simplefilter("ignore")
+        scripted = torch.jit.script(nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 4)))
+    report = netscope.summary(scripted, input_size=(2, 8))
+    inner = [c for c in report.layers if c.depth == 1]
+    assert inner and all(c.output_shapes == "(not recorded)" for c in inner)  # no hook runs inside TorchScript
+    return report
+
+
+def test_notebook_view_says_not_recorded_inside_torchscript_never_0():
+    html = notebook_html(_scripted_report())
+    rows = [re.findall(r"<td[^>]*>(.*?)</td>", row) for row in re.findall(r"<tr>(.*?)</tr>", html) if "<td" in row]
+    inner = [cells for cells in rows if cells[0].replace("&nbsp;", "") in ("0", "1", "2")]
+    assert len(inner) == 3 and all(cells[4] == "(not recorded)" for cells in inner)
+
+
+def test_browser_page_says_not_recorded_inside_torchscript_never_0(browser, tmp_path):
+    path = tmp_path / "scripted.html"
+    path.write_text(report_html(_scripted_report()), encoding="utf-8")
+    browser.open(path)
+    browser.js("document.getElementById('ns-expand').click()")
+    shown = browser.js("Object.fromEntries(Array.from(document.querySelectorAll('#ns-tree-body tr[data-i]'),"
+                       " r => [r.querySelector('.ns-label').title, [r.cells[2].textContent, r.cells[5].textContent]]))")
+    assert {k: v for k, v in shown.items() if k != "(root)"} == {
+        name: ["(not recorded)", "(not recorded)"] for name in ("0", "1", "2")}
+    assert shown["(root)"][1] == "192"  # the whole model's count is measured: 2*8*8 + 2*8*4

@@ -4,6 +4,7 @@ never a tensor lost (kept, side file, or dropped only when asked), exit codes as
 from __future__ import annotations
 
 import hashlib
+import re
 import shlex
 
 import pytest
@@ -373,3 +374,184 @@ def test_same_named_transposed_weights_stay_mismatches_and_are_not_moved_by_shap
         assert "transposed" in by_source[name].detail
     assert "c_proj.weight" not in new and "c_fc.weight" not in new  # neither weight lands on the other layer
     assert _same(new["c_fc.bias"], source.c_fc.bias) and _same(new["c_proj.bias"], source.c_proj.bias)
+
+
+# Meta's original Llama names -> Hugging Face's, as transformers' convert_llama_weights_to_hf.py wrote them
+# (the published conversion, independent of netscope). attention_norm is the norm *before* attention.
+META_TO_HF_LLAMA = [("tok_embeddings.", "model.embed_tokens."), ("norm.", "model.norm."), ("output.", "lm_head."),
+                    ("attention.wq.", "self_attn.q_proj."), ("attention.wk.", "self_attn.k_proj."),
+                    ("attention.wv.", "self_attn.v_proj."), ("attention.wo.", "self_attn.o_proj."),
+                    ("feed_forward.w1.", "mlp.gate_proj."), ("feed_forward.w2.", "mlp.down_proj."),
+                    ("feed_forward.w3.", "mlp.up_proj."), ("attention_norm.", "input_layernorm."),
+                    ("ffn_norm.", "post_attention_layernorm.")]
+
+
+def _hf_llama_key(meta_key: str) -> str:
+    if meta_key.startswith("layers."):
+        block, _, rest = meta_key.partition(".")[2].partition(".")
+        return f"model.layers.{block}.{_hf_llama_key(rest)}"
+    return next(hf + meta_key[len(m):] for m, hf in META_TO_HF_LLAMA if meta_key.startswith(m))
+
+
+def test_a_shared_word_is_not_name_evidence_when_both_names_have_words_the_other_lacks():
+    """Meta-format Llama (attention_norm, ffn_norm) onto HF's LlamaForCausalLM (input_layernorm,
+    post_attention_layernorm): 'attention' is in attention_norm and post_attention_layernorm, but they are
+    different layers (same shape): nothing may load into the wrong one; the pair is refused as ambiguous."""
+    transformers = pytest.importorskip("transformers", reason="transformers is not installed")
+    config = transformers.LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                      num_key_value_heads=4, vocab_size=50, max_position_embeddings=32)
+    torch.manual_seed(0)
+    hf_model = transformers.LlamaForCausalLM(config)
+    meta_keys = {}
+    for key in hf_model.state_dict():  # invert the published mapping to write the Meta-format checkpoint
+        meta_keys[next(k for k in _all_meta_keys(config.num_hidden_layers) if _hf_llama_key(k) == key)] = key
+    meta_state = {m: hf_model.state_dict()[h].clone() for m, h in meta_keys.items()}
+    new, report = netscope.remap(meta_state, transformers.LlamaForCausalLM(config))
+    wrong = [(d.source, d.target) for d in report.decisions
+             if d.loads and d.reason != "alias-of" and _hf_llama_key(d.source) != d.target]
+    assert wrong == []
+    for key, tensor in new.items():  # whatever loads is the very tensor the conversion puts there
+        source = next((m for m, h in meta_keys.items() if h == key), None)
+        if report.mapping.get(source) == key:
+            assert _same(tensor, meta_state[source])
+    norms = [k for k in meta_state if "_norm." in k]
+    assert sorted(norms) == sorted(k for k in report.ambiguous if "_norm." in k)
+
+
+def _all_meta_keys(layers: int):
+    top = ["tok_embeddings.weight", "norm.weight", "output.weight"]
+    per_block = ["attention.wq.weight", "attention.wk.weight", "attention.wv.weight", "attention.wo.weight",
+                 "feed_forward.w1.weight", "feed_forward.w2.weight", "feed_forward.w3.weight",
+                 "attention_norm.weight", "ffn_norm.weight"]
+    return top + [f"layers.{i}.{leaf}" for i in range(layers) for leaf in per_block]
+
+
+class _TiedLM(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Embedding(11, 4)
+        self.body = nn.Linear(4, 4)
+        self.head = nn.Linear(4, 11, bias=False)
+        self.head.weight = self.embed.weight
+
+
+def test_two_checkpoint_tensors_into_one_tied_tensor_are_named_not_silently_one_dropped(tmp_path):
+    """A checkpoint from an untied run (embed and head stored apart, different values) into a tied model: one
+    tensor holds one value, so torch's load_state_dict keeps the head's and the embedding's values are gone
+    (torch says nothing). netscope names both keys and which one survives; a checkpoint saved tied does not
+    get the note."""
+    torch.manual_seed(0)
+    untied = {k: v.clone() for k, v in _TiedLM().state_dict().items()}
+    untied["head.weight"] = torch.randn(11, 4)
+    oracle = _TiedLM()
+    oracle.load_state_dict(untied, strict=True)  # torch's own load: no error, one of the two is lost
+    assert _same(oracle.embed.weight.detach(), untied["head.weight"])
+    assert not torch.equal(oracle.embed.weight.detach(), untied["embed.weight"])
+
+    notes = [n for n in netscope.diff(untied, _TiedLM()).plan.notes if "tied" in n]
+    assert len(notes) == 1 and "embed.weight" in notes[0] and "loading keeps head.weight" in notes[0]
+    model = _TiedLM()
+    report = netscope.load(untied, model, strict=True)
+    assert any("tied" in n for n in report.plan.notes)
+    assert _same(model.embed.weight.detach(), oracle.embed.weight.detach())  # the note says what load did
+
+    path = tmp_path / "tied.pt"
+    torch.save(_TiedLM().state_dict(), path)  # saved tied: one storage under both keys
+    assert not any("tied" in n for n in netscope.diff(str(path), _TiedLM()).plan.notes)
+    assert not any("tied" in n for n in netscope.diff(_TiedLM().state_dict(), _TiedLM()).plan.notes)
+
+    # stored apart but equal (a copy of each tensor, as a torch.distributed.checkpoint stores tied keys): the
+    # headers cannot tell, so diff notes it; remap and load read the values and see that nothing is lost
+    apart = {k: v.clone() for k, v in _TiedLM().state_dict().items()}
+    assert any("tied" in n for n in netscope.diff(apart, _TiedLM()).plan.notes)
+    assert not any("tied" in n for n in netscope.remap(apart, _TiedLM())[1].plan.notes)
+    assert not any("tied" in n for n in netscope.load(apart, _TiedLM()).plan.notes)
+    copies = tmp_path / "copies.pt"
+    torch.save(apart, copies)
+    assert not any("tied" in n for n in netscope.remap_file(str(copies), _TiedLM(), str(tmp_path / "o.pt")).plan.notes)
+    untied_file = tmp_path / "untied.pt"
+    torch.save(untied, untied_file)
+    assert any("tied" in n for n in netscope.remap_file(str(untied_file), _TiedLM(), str(tmp_path / "u.pt"),
+                                                        drop_unmatched=True).plan.notes)
+
+
+def test_integer_or_float8_weights_into_float_tensors_are_named():
+    """A quantized checkpoint (int8 / float8 weights with their scales beside them) matches a float model key by
+    key and shape, and torch's load_state_dict copies the stored numbers as they are: wrong weights, no error.
+    netscope loads the same way but says so; a float16 checkpoint into float32 (an exact widening) gets no note."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 4), nn.Linear(4, 4))
+    dense = model.state_dict()
+    scale = dense["0.weight"].abs().max() / 127
+    quantized = dict(dense)
+    quantized["0.weight"] = torch.round(dense["0.weight"] / scale).to(torch.int8)
+    quantized["0.weight_scale"] = scale
+    quantized["1.weight"] = dense["1.weight"].to(torch.float8_e4m3fn)
+    oracle = nn.Sequential(nn.Linear(8, 4), nn.Linear(4, 4))
+    oracle.load_state_dict(quantized, strict=False)  # torch: the int8 numbers land as floats, unscaled
+    assert torch.equal(oracle[0].weight.detach(), quantized["0.weight"].float())
+    assert not torch.allclose(oracle[0].weight.detach(), dense["0.weight"], atol=0.1)
+
+    notes = [n for n in netscope.diff(quantized, oracle).plan.notes if "quantization scale" in n]
+    assert len(notes) == 1 and "2 checkpoint tensor(s)" in notes[0] and "0.weight_scale" in notes[0]
+    half = {k: v.half() for k, v in dense.items()}
+    assert not any("quantization scale" in n for n in netscope.diff(half, oracle).plan.notes)
+
+
+def test_a_peft_adapter_file_gets_a_rule_that_inserts_the_adapter_name(tmp_path):
+    """peft's save_pretrained writes '...lora_A.weight'; the peft-wrapped model names it '...lora_A.default.weight'.
+    The unused keys' reason carries a ready rule; pasted, every LoRA tensor lands on the key peft itself loads it
+    into (peft's set_peft_model_state_dict is the oracle), and nothing else is touched."""
+    transformers = pytest.importorskip("transformers", reason="transformers is not installed")
+    peft = pytest.importorskip("peft", reason="peft is not installed")
+
+    def build():
+        torch.manual_seed(0)
+        config = transformers.GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=20, n_positions=16)
+        return peft.get_peft_model(transformers.GPT2LMHeadModel(config),
+                                   peft.LoraConfig(r=2, target_modules=["c_attn"], fan_in_fan_out=True))
+
+    trained = build()
+    with torch.no_grad():
+        for name, parameter in trained.named_parameters():
+            if "lora_" in name:
+                parameter.add_(torch.randn_like(parameter))
+    trained.save_pretrained(tmp_path)
+    adapter = str(tmp_path / "adapter_model.safetensors")
+    oracle = build()
+    peft.set_peft_model_state_dict(oracle, __import__("safetensors.torch").torch.load_file(adapter))
+    expected = {k: v for k, v in oracle.state_dict().items() if "lora_" in k}
+
+    report = netscope.diff(adapter, build())
+    lora = [d for d in report.decisions if d.source and "lora_" in d.source]
+    assert lora and all(d.target is None and "adapter 'default'" in d.detail for d in lora)
+    rule = re.search(r"--rule '([^']+)'", lora[0].detail).group(1)
+    new, report = netscope.remap(__import__("safetensors.torch").torch.load_file(adapter), build(), rules=[rule])
+    loaded = {t: new[t] for t in report.mapping.values()}
+    assert sorted(loaded) == sorted(expected)
+    assert all(_same(loaded[k], expected[k]) for k in expected)
+
+
+@pytest.mark.parametrize("plain_dict", [True, False])
+def test_diff_of_a_file_without_num_batches_tracked_agrees_with_torchs_strict_load(tmp_path, capsys, plain_dict):
+    """BatchNorm's loader supplies a missing num_batches_tracked when the state dict has no _metadata version 2
+    (a plain dict, an old file), and not otherwise. `netscope diff FILE` (headers only) must say what torch's
+    own strict load_state_dict of torch.load(FILE) does: exit 0 when it loads, 1 when it raises."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
+    state = model.state_dict()
+    del state["1.num_batches_tracked"]
+    path = tmp_path / "ckpt.pt"
+    torch.save(dict(state) if plain_dict else state, path)
+    try:
+        nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)).load_state_dict(torch.load(path), strict=True)
+        torch_loads = True
+    except RuntimeError:
+        torch_loads = False
+    assert torch_loads is plain_dict  # the two cases really differ
+    report = netscope.diff(str(path), nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)))
+    assert (report.strict_problems() == []) is torch_loads
+    assert (report.loader_fills == ("1.num_batches_tracked",)) is torch_loads
+    spec = tmp_path / "bn_model.py"
+    spec.write_text("import torch.nn as nn\n\ndef build():\n    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))\n")
+    assert main(["diff", str(path), f"{spec}:build", "-q"]) == (0 if torch_loads else 1)

@@ -133,7 +133,11 @@ def diagnose_failure(model, input_spec, error, *, solve: bool = True) -> "Diagno
                     arrived = _factored(features, partial, index)
                     break
         chain = _size_chain(partial, index)
-    input_shape = _shape_str(tuple(input_spec.args[0].shape)) if input_spec is not None and input_spec.args else "?"
+    input_shape = "?"
+    if input_spec is not None and input_spec.args:
+        input_shape = _shape_str(tuple(input_spec.args[0].shape))
+    elif input_spec is not None and input_spec.kwargs:  # keyword inputs only (--input NAME=SHAPE)
+        input_shape = "{" + ", ".join(f"{k}: {_shape_str(tuple(t.shape))}" for k, t in input_spec.kwargs.items()) + "}"
     working = ""
     if solve and input_spec is not None:
         working = _working_sizes(model, input_spec)

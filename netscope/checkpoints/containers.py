@@ -159,6 +159,9 @@ def select_state_dict(container: Any, key: str) -> Tuple[Tuple[Any, ...], dict]:
             for part in path:
                 node = node[part]
             return path, node
+    if list(candidates) == [()]:  # a bare state dict: there is nothing to choose
+        raise CheckpointError(f"the checkpoint has no dict of model tensors at {key!r}: its {candidates[()]} tensors "
+                              "are at the top level of the file, the only dict of tensors it holds; drop --key")
     listed = ", ".join(f"{path_text(p)} ({n} tensors)" for p, n in candidates.items()) or "none"
     raise CheckpointError(f"the checkpoint has no dict of model tensors at {key!r}; the candidates are: {listed}. "
                           "Pass one of them with --key")

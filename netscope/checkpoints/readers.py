@@ -245,6 +245,18 @@ def _other_candidates_note(container: Any, chosen: Tuple[Any, ...], automatic: b
             + (" (timm's own loader uses the EMA weights by default)" if ema else "")]
 
 
+def saved_module_versions(path: str, *, weights_only: bool = True, key: Optional[str] = None):
+    """The ``_metadata`` (module path -> {"version": n}) of the state dict as a plain ``torch.load`` of ``path``
+    gives it to ``load_state_dict``, read from headers only: ``None`` for formats that cannot store it
+    (safetensors, shards) and for a torch file saved as a plain dict; ``{}`` where torch's loader is not
+    ``load_state_dict`` on that dict (a torch.distributed.checkpoint folder, a torch.export archive)."""
+    fmt, resolved = detect_format(path)
+    if fmt == "torch":
+        container, notes = _torch_header_view(resolved, weights_only)
+        return getattr(_info_from_container(resolved, fmt, container, notes, key)[1], "_metadata", None)
+    return None if fmt in ("safetensors", "sharded-safetensors", "sharded-torch") else {}
+
+
 # ---- torch.save files -------------------------------------------------------------------------------
 
 def _torch_header_view(path: str, weights_only: bool) -> Tuple[Any, List[str]]:

@@ -42,6 +42,10 @@ def _unsafe_globals(path: str) -> List[str]:
         return []
 
 
+# pickle's message when a module lacks the class the file names
+_MISSING_CLASS = re.compile(r"Can't get attribute '([^']+)' on <module '([^']+)'")
+
+
 def load(path: str, *, weights_only: bool, mmap: bool) -> Tuple[Any, List[str]]:
     """``torch.load`` on CPU; returns the object and notes (e.g. that mmap was not possible)."""
     import torch
@@ -81,6 +85,16 @@ def load(path: str, *, weights_only: bool, mmap: bool) -> Tuple[Any, List[str]]:
         library = (exc.name or "").split(".")[0] or "the library that wrote it"
         raise CheckpointError(f"{path} pickles objects of the library {library!r}, which is not installed, so they "
                               f"cannot be rebuilt: install it (pip install {library}) and try again") from None
+    except AttributeError as exc:  # full unpickling: the class the file names is not in its module here
+        missing = _MISSING_CLASS.search(str(exc))
+        if not missing:
+            raise _corrupt(path, exc) from None
+        module = "__main__" if missing.group(2).endswith("__main__") else missing.group(2)  # python -m netscope
+        raise CheckpointError(
+            f"{path} pickles an object of class {module}.{missing.group(1)}, which cannot be found here (a class "
+            "of the training script's __main__, or one moved or renamed since), so it cannot be rebuilt. Load the "
+            "file once where that class is defined and re-save only the tensors "
+            "(torch.save(model.state_dict(), ...))") from None
     except Exception as exc:  # torch.load on a damaged file raises nearly anything (RuntimeError, EOFError, ...)
         if is_sharded_tensor_error(str(exc)):
             raise CheckpointError(SHARDED_TENSOR.format(path=path)) from None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 
 from netscope.render.rows import TEXT_FORMATS
@@ -38,10 +39,35 @@ def add_output_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def input_files(args: argparse.Namespace):
-    """The files a command line reads: its checkpoint and a ``path/to/file.py:Class`` model's source."""
-    model_path, sep, _ = (getattr(args, "model", None) or "").partition(":")
-    return [p for p in (getattr(args, "checkpoint", None), model_path if sep and model_path.endswith(".py") else None)
-            if p]
+    """The files a command line reads: its checkpoint, rules and plan files, and the model's source: a
+    ``path/to/file.py:Class`` file, the module file of a ``package.module:factory`` import string, or an
+    ``hf:path/to/config.json`` config."""
+    spec = getattr(args, "model", None) or ""
+    model_path, sep, _ = spec.partition(":")
+    model_file = None
+    if sep and model_path.endswith(".py"):
+        model_file = model_path
+    elif model_path == "hf" and spec[3:].strip():
+        config = spec[3:].strip()
+        model_file = os.path.join(config, "config.json") if os.path.isdir(config) else config
+    elif sep and model_path not in ("timm", "torchvision"):
+        model_file = _module_source(model_path)
+    return [p for p in (getattr(args, "checkpoint", None), getattr(args, "rules", None), getattr(args, "plan", None),
+                        model_file) if p]
+
+
+def _module_source(module: str):
+    """The source file an import string's module would be imported from, found on the path without importing
+    anything (no package ``__init__`` runs before the output paths are checked); None when not found."""
+    parts = module.split(".")
+    if not all(part.isidentifier() for part in parts):
+        return None
+    for entry in [os.getcwd()] + sys.path:
+        base = os.path.join(entry or os.getcwd(), *parts)
+        for candidate in (base + ".py", os.path.join(base, "__init__.py")):
+            if os.path.isfile(candidate):
+                return candidate
+    return None
 
 
 def check_output_paths(args: argparse.Namespace, paths) -> None:

@@ -49,8 +49,8 @@ def listing_text(args: argparse.Namespace) -> str:
     info = inspect_checkpoint(args.checkpoint, weights_only=not args.unsafe_pickle, key=args.key)
     if args.format == "json":
         return json.dumps(info.to_dict(), indent=2)
-    return render_listing(info, tree_columns(info) if args.tree else tensor_columns(info), args.format,
-                          args.table_style)
+    table = tree_columns(info, indent=args.format != "csv") if args.tree else tensor_columns(info)
+    return render_listing(info, table, args.format, args.table_style)
 
 
 def human_bytes(n: int) -> str:
@@ -114,29 +114,38 @@ def _first_keys(keys: List[str], storage_ids: List[Any]) -> List[str]:
     return out
 
 
-def tree_columns(info) -> Dict[str, Sequence[Any]]:
+def tree_columns(info, indent: bool = True) -> Dict[str, Sequence[Any]]:
     """One row per module prefix and per tensor, with subtree totals; ``· `` marks each level of depth
-    (tabulate strips leading spaces)."""
+    (tabulate strips leading spaces); ``indent=False`` (CSV) gives each row its full dotted key instead."""
     from netscope.checkpoints.dtypes import itemsize
 
     totals: Dict[str, List[int]] = {}
-    order: List[str] = []
+    children: Dict[str, List[str]] = {"": []}  # node -> child nodes, in the order the keys first name them
     for key, meta in info.tensors.items():
         parts = key.split(".")
         for depth in range(1, len(parts) + 1):
             node = ".".join(parts[:depth])
             if node not in totals:
                 totals[node] = [0, 0, 0]
-                order.append(node)
+                children.setdefault(".".join(parts[:depth - 1]), []).append(node)
+                children.setdefault(node, [])
             entry = totals[node]
             entry[0] += 1
             entry[1] += meta.numel
             entry[2] += meta.numel * itemsize(meta.dtype)
+    # depth first, so every tensor sits under its own subtree even when a subtree's keys are not adjacent in the
+    # file (a torch.distributed.checkpoint lists its keys in no module order)
+    order: List[str] = []
+    stack = list(reversed(children[""]))
+    while stack:
+        node = stack.pop()
+        order.append(node)
+        stack.extend(reversed(children[node]))
     table: Dict[str, List[Any]] = {column: [] for column in TREE_COLUMNS}
     for node in order:
         count, elements, nbytes = totals[node]
         meta = info.tensors.get(node)
-        table["key"].append("· " * node.count(".") + node.rsplit(".", 1)[-1])
+        table["key"].append("· " * node.count(".") + node.rsplit(".", 1)[-1] if indent else node)
         table["tensors"].append(count)
         table["elements"].append(elements)
         table["size"].append(human_bytes(nbytes))

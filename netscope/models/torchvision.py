@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import inspect
+import os
 from typing import List, Optional, Tuple
 
 from netscope.errors import ModelSpecError
@@ -33,6 +34,11 @@ def resolve_torchvision(name: str, model_args, empty_weights: bool = False) -> R
     if name not in names:
         close = difflib.get_close_matches(name, names, n=5, cutoff=0.5)
         hint = f" Closest torchvision names: {', '.join(close)}." if close else ""
+        if os.path.exists(name):  # a checkpoint, a config folder or a model file given where a model spec goes
+            hint = (f" {name!r} is a {'folder' if os.path.isdir(name) else 'file'} here: a checkpoint is read by "
+                    f"'netscope keys {name}' (and compared with a model by 'netscope diff {name} MODEL'); a "
+                    "Hugging Face config is hf:path/to/config.json; a Python file needs the class or factory, "
+                    "path/to/file.py:ClassName.")
         raise ModelSpecError(
             f"unknown model {name!r}: it is not a torchvision model name, and not an import string "
             f"(package.module:factory) or a file (path/to/file.py:ClassName).{hint} "

@@ -95,9 +95,15 @@ def diff(checkpoint_or_state_dict, model, *, rules: Iterable = (), weights_only:
     target = _target_layout(model)
     result, coverage = plan_mapping(source, target, rules=rules, structural=structural)
     report = DiffReport(result, coverage, label, type(model).__name__, tuple(notes))
-    if label == "state_dict":  # tensors in memory; a file (or TensorMetas) gives headers only, no _metadata
+    if label == "state_dict":  # tensors in memory: their _metadata is at hand
         fills = keys_torch_fills(model, getattr(checkpoint_or_state_dict, "_metadata", None), report.missing)
         report = replace(report, loader_fills=fills)
+    elif isinstance(checkpoint_or_state_dict, (str, os.PathLike)) and keys_torch_fills(model, None, report.missing):
+        # a file: its _metadata (headers only) says whether torch's loader would supply what is missing
+        from netscope.checkpoints.readers import saved_module_versions
+
+        versions = saved_module_versions(os.fspath(checkpoint_or_state_dict), weights_only=weights_only, key=key)
+        report = replace(report, loader_fills=keys_torch_fills(model, versions, report.missing))
     return report
 
 
@@ -122,8 +128,10 @@ def remap(state_dict, model, *, rules: Iterable = (), plan=None, invert: bool = 
     source = source_layout(state_dict)
     target = _target_layout(model)
     result, coverage = plan_mapping(source, target, rules=rules, plan=plan, invert=invert, structural=structural)
+    from netscope.remapping.engine import settle_tied_notes
     from netscope.remapping.loader_fills import keys_torch_fills
 
+    result = settle_tied_notes(result, state_dict, target)  # the values are at hand: equal ones lose nothing
     report = RemapReport(result, coverage, label, type(model).__name__)
     check_coverage(report, min_coverage)
     new_state_dict = apply_plan(state_dict, result, target.tensors)

@@ -333,7 +333,8 @@ def name_similarity(a: str, b: str) -> float:
 
     Pure indices (``'0'``) carry no name evidence against another name; numbers inside names must agree
     (``bn1`` ~ ``norm1``, not ``norm2``); letters compare by token, prefix (``q`` ~ ``query``) and
-    abbreviation (``attn`` ~ ``attention``)."""
+    abbreviation (``attn`` ~ ``attention``), and count only when one name's words are all found in the other
+    (``mlp`` ~ ``mlp_block``, but ``attention_norm`` !~ ``post_attention_layernorm``)."""
     if a == b:
         return 1.0
     if a.isdigit() or b.isdigit():
@@ -342,7 +343,16 @@ def name_similarity(a: str, b: str) -> float:
     if (da or db) and da != db:
         return 0.0
     letters = max((_token_similarity(x, y) for x in ta for y in tb), default=0.0)
+    if not (_covered(ta, tb) or _covered(tb, ta)):
+        # each name has a word the other cannot explain: a shared word is no evidence (attention_norm is
+        # Meta Llama's pre-attention norm, not post_attention_layernorm; self_attn is not cross_attn)
+        letters = 0.0
     return max(letters, 0.5 if da and da == db else 0.0)
+
+
+def _covered(tokens: Tuple[str, ...], other: Tuple[str, ...]) -> bool:
+    """Every token of ``tokens`` matches some token of ``other`` (by equality, prefix or abbreviation)."""
+    return bool(tokens) and all(any(_token_similarity(x, y) > 0 for y in other) for x in tokens)
 
 
 def decide_by_names(source_names: Sequence[str], target_names: Sequence[str], *,

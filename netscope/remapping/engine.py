@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 from functools import cached_property
-from typing import Dict, List, Optional, Sequence, Set, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
 from netscope.errors import CheckpointError
 from netscope.remapping import plan as P
@@ -351,9 +351,10 @@ def _finish(state: _Matching, user_rules: Sequence[Rule]) -> Plan:
                                          meta.shape, None))
             continue
         if key in state.refused:
-            decisions.append(KeyDecision(key, None, P.AMBIGUOUS, state.refused[key], meta.shape, None))
+            decisions.append(KeyDecision(key, None, P.AMBIGUOUS, _adapter_name_hint(state, key) or state.refused[key],
+                                         meta.shape, None))
             continue
-        why = state.why_unmatched.get(key) or adapter_hint(key) or \
+        why = _adapter_name_hint(state, key) or state.why_unmatched.get(key) or adapter_hint(key) or \
             "no model key matches it by name, wrapper, prefix, rule, renumbering or structure"
         decisions.append(KeyDecision(key, None, P.UNUSED, why, meta.shape, None))
     for key, meta in target.tensors.items():
@@ -370,7 +371,104 @@ def _finish(state: _Matching, user_rules: Sequence[Rule]) -> Plan:
                                      f"no checkpoint tensor for it{f' ({kind} {owner})' if kind else ''}; it keeps its "
                                      "initial value", None, meta.shape))
     rules, reproduce, notes = _compact_rules(state, user_rules, decisions)
-    return Plan(tuple(decisions), tuple(rules), reproduce, tuple(state.notes + notes + _split_modules(decisions)))
+    return Plan(tuple(decisions), tuple(rules), reproduce,
+                tuple(state.notes + notes + _split_modules(decisions) + _tied_targets_filled_twice(state)
+                      + _quantized_into_float(state, decisions)))
+
+
+def _stores_quantized_values(source_dtype: str, target_dtype: str) -> bool:
+    """Integer or float8 values going into a wider float tensor: ``copy_`` casts them as they are, without the
+    scale a quantized checkpoint stores beside them."""
+    if not target_dtype.startswith(("float", "bfloat")) or target_dtype.startswith("float8"):
+        return False
+    return source_dtype.startswith(("int", "uint", "float8"))
+
+
+def _quantized_into_float(state: _Matching, decisions: Sequence[KeyDecision]) -> List[str]:
+    """A note for checkpoint tensors stored as integers or float8 that load into the model's float tensors."""
+    source, target = state.source.tensors, state.target.tensors
+    cast = [(s, t) for s, (t, _, _) in state.assigned.items()
+            if _stores_quantized_values(source[s].dtype, target[t].dtype)]
+    if not cast:
+        return []
+    s, t = cast[0]
+    scales = [d.source for d in decisions if d.target is None and d.source and "scale" in d.source.rpartition(".")[2]]
+    beside = f"; the checkpoint also holds {', '.join(scales[:3])}{' ...' if len(scales) > 3 else ''}" if scales else ""
+    return [f"{len(cast)} checkpoint tensor(s) hold integer or float8 values where the model has floats (first: {s} "
+            f"{source[s].dtype} into {t} {target[t].dtype}): loading casts the stored numbers as they are, without a "
+            f"quantization scale, so a quantized checkpoint loads as wrong weights{beside}. Dequantize it first, or "
+            "build the model in the checkpoint's quantized form"]
+
+
+def _tied_targets_filled_twice(state: _Matching) -> List[str]:
+    """Notes for tied model tensors (one storage, several keys) that two separately stored checkpoint tensors
+    both fill: one tensor can hold one value, so the one loaded last (the model's key order, as
+    ``load_state_dict`` copies) overwrites the other, and if they differ the other's values are lost."""
+    notes = []
+    source = state.source.tensors
+    for keys in state.target.storage_groups().values():
+        fills = [(state.filled[k], k) for k in keys if k in state.filled]
+        storages = {source[s].storage_id for s, _ in fills}
+        if len(fills) < 2 or (len(storages) == 1 and None not in storages):
+            continue  # one checkpoint tensor (saved once, or under several keys of one storage) fills them all
+        notes.append(_tied_note(fills))
+    return notes
+
+
+def _tied_note(fills: Sequence[Tuple[str, str]]) -> str:
+    (kept, kept_at), lost = fills[-1], [s for s, _ in fills[:-1]]
+    return (f"{', '.join(k for _, k in fills)} are one tensor in the model (tied), but the checkpoint stores "
+            f"{', '.join(lost)} and {kept} separately: loading keeps {kept} (copied last, into {kept_at}), so if "
+            f"they differ the values of {', '.join(lost)} are lost; check that they are equal, or untie the model's "
+            "weights to keep both")
+
+
+def settle_tied_notes(plan: Plan, tensors: Mapping[str, object], target: TensorLayout) -> Plan:
+    """``plan`` without the tied-tensor notes whose checkpoint tensors hold equal values (read from ``tensors``,
+    the source state dict): then nothing is lost (a torch.distributed.checkpoint stores tied keys apart)."""
+    import torch
+
+    filled = {d.target: d.source for d in plan.decisions if d.loads and d.reason != P.ALIAS}
+    settled = set()
+    for keys in target.storage_groups().values():
+        fills = [(filled[k], k) for k in keys if k in filled]
+        if len(fills) < 2:
+            continue
+        values = [tensors.get(s) for s, _ in fills]
+        if all(isinstance(v, torch.Tensor) for v in values) and all(_same_values(v, values[0]) for v in values[1:]):
+            settled.add(_tied_note(fills))
+    return replace(plan, notes=tuple(n for n in plan.notes if n not in settled)) if settled else plan
+
+
+def _same_values(a, b) -> bool:
+    """Equal shapes and values (float8 and other dtypes without an equality kernel compare as float64)."""
+    import torch
+
+    if a.shape != b.shape:
+        return False
+    try:
+        return torch.equal(a, b.to(a.dtype))
+    except (RuntimeError, NotImplementedError):
+        try:
+            return torch.equal(a.to(torch.float64), b.to(torch.float64))
+        except (RuntimeError, NotImplementedError):
+            return False
+
+
+def _adapter_name_hint(state: _Matching, key: str) -> str:
+    """Why a LoRA tensor of a peft adapter file finds no model key: peft saves ``...lora_A.weight`` but the
+    peft-wrapped model names it ``...lora_A.<adapter>.weight``; the hint carries a rule that inserts the name."""
+    module, _, leaf = key.rpartition(".")
+    if not module.rpartition(".")[2].startswith("lora_"):
+        return ""
+    names = {t.rsplit(".", 2)[1] for t in state.target.tensors
+             if t.startswith(module + ".") and t.endswith("." + leaf) and t.count(".") == key.count(".") + 1}
+    if not names:
+        return ""
+    name = sorted(names)[0]
+    return (f"a peft adapter file names it without the adapter name, and the model holds {module}.{name}.{leaf} "
+            f"(adapter {name!r}{', among ' + ', '.join(sorted(names)) if len(names) > 1 else ''}): paste "
+            f"--rule '(\\.lora_[^.]+)\\.([^.]+)$=\\1.{name}.\\2', or load it with peft's set_peft_model_state_dict")
 
 
 def _split_modules(decisions: Sequence[KeyDecision]) -> List[str]:

@@ -53,6 +53,9 @@ def remap_file(checkpoint: str, model, out: Optional[str] = None, *, rules: Iter
     checkpoint = os.fspath(checkpoint)
     if invert and plan is None:
         raise UsageError("invert replays a saved plan backwards; give the plan too (--plan PLAN.json)")
+    if not dry_run and not out and in_place:
+        raise UsageError(f"--in-place replaces the input only where -o names it: write -o {checkpoint} --in-place "
+                         "(or choose another output file, -o remapped.pt, without --in-place)")
     if not dry_run and not out:
         raise UsageError("give the output file (-o OUT, e.g. -o remapped.pt), or use a dry run to only print the plan")
     if drop_unmatched and unmatched_out:
@@ -75,11 +78,13 @@ def remap_file(checkpoint: str, model, out: Optional[str] = None, *, rules: Iter
                            unmatched=tuple(unmatched))
     from netscope.checkpoints import load_checkpoint, save_checkpoint
     from netscope.remapping.apply import apply_plan, rebuild_container
+    from netscope.remapping.engine import settle_tied_notes
     from netscope.remapping.loader_fills import keys_torch_fills
 
     loaded = load_checkpoint(checkpoint, weights_only=weights_only, key=key)
     refuse_distributed_pieces(loaded.info)
     result, coverage = plan_mapping(source_layout(loaded.state_dict), target, rules=rules, plan=plan, invert=invert)
+    result = settle_tied_notes(result, loaded.state_dict, target)  # the values are at hand: equal ones lose nothing
     report = RemapReport(result, coverage, checkpoint, label, tuple(loaded.info.notes))
     check_coverage(report, min_coverage)  # below the threshold: nothing is written
     unmatched = unmatched_decisions(result)

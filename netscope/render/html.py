@@ -6,7 +6,7 @@ import json
 from html import escape
 from typing import Dict, List, Tuple
 
-from netscope.records import Severity
+from netscope.records import NOT_RECORDED, Severity
 from netscope.render.assets import NOTEBOOK_CSS, PAGE_CSS, PAGE_JS
 from netscope.analyses.breakdown import breakdown, owners as breakdown_owners
 from netscope.render.columns import COLUMNS
@@ -71,6 +71,19 @@ def notebook_html(report) -> str:
     status = {c.call_index: check_notes(c) for c in report.checks}
     placed, _ = finding_rows(report)
     folds = report.folds()
+    partial = report.partial_calls()
+
+    def bound(calls) -> str:  # an uncounted operator ran in one of them: the count is a lower bound
+        return "&gt;=" if any(c.index in partial for c in calls) else ""
+
+    def macs_cell(calls) -> str:  # inside TorchScript no hook ran: the count is unknown, never 0
+        if any(c.output_shapes == NOT_RECORDED for c in calls):
+            return NOT_RECORDED
+        return bound(calls) + si(sum(c.macs for c in calls))
+
+    def macs_title(call) -> str:
+        return NOT_RECORDED if call.output_shapes == NOT_RECORDED else f"{bound([call])}{call.macs:,}"
+
     body = []
     listed = 0
     top_level = 0
@@ -87,14 +100,15 @@ def notebook_html(report) -> str:
                 f"<td>{item.count} × {escape(item.class_name)} <small>as {escape(first.name)}</small></td>"
                 f"<td>{escape(format_shape_tree(members[0].output_shapes))}</td>"
                 f'<td class="ns-num">{sum(m.subtree_params for m in members):,}</td>'
-                f'<td class="ns-num">{si(sum(m.macs for m in members))}</td><td></td></tr>')
+                f'<td class="ns-num">{macs_cell(members)}</td><td></td></tr>')
             continue
         c = item
         notes = _badges(status.get(c.index), placed.get(c.index, []))
         body.append(
             f"<tr><td>{'&nbsp;' * 4 * c.depth}{escape(c.display_name if c.depth else '(root)')}</td>"
             f"<td>{escape(c.class_name)}</td><td>{escape(format_shape_tree(c.output_shapes))}</td>"
-            f'<td class="ns-num">{c.subtree_params:,}</td><td class="ns-num" title="{c.macs:,}">{si(c.macs)}</td>'
+            f'<td class="ns-num">{c.subtree_params:,}</td>'
+            f'<td class="ns-num" title="{macs_title(c)}">{macs_cell([c])}</td>'
             f"<td>{notes}</td></tr>"
         )
     more = (f'<p class="ns-note">{top_level - listed:,} more top-level rows not listed.</p>'

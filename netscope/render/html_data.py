@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 from typing import Any, Dict, List, Tuple
 
-from netscope.records import Severity
+from netscope.records import NOT_RECORDED, Severity
 from netscope.render.columns import COLUMNS, relative_name
 from netscope.run.shapes import format_shape_tree
 
 FORMAT_VERSION = 2
 # Position of each field in a row array; the page's script looks each one up by name in ``fields``.
 ROW_FIELDS = ("name", "class", "parent", "input", "output", "params", "macs", "own_params", "own_macs", "call",
-              "check")
+              "check", "macs_partial")  # macs_partial: 1 where the count misses an uncounted operator (shown >=N)
 # The tree's columns, in order: titles and alignment from the column registry (render/columns.py).
 TREE_COLUMNS = ("layer", "type", "input", "output", "params", "macs", "check")
 SORTABLE = ("params", "macs")
@@ -100,13 +100,16 @@ def report_payload(report) -> Dict[str, Any]:
             check_table.append(outcome)
         check_of[check.call_index] = check_kinds[key]
     names = {c.index: c.name for c in report.layers}
+    partial = report.partial_calls()
     rows = []
     for c in report.layers:
         parent_name = names.get(c.parent, "") if c.parent is not None else ""
+        recorded = c.output_shapes != NOT_RECORDED  # inside TorchScript no hook ran: shapes and counts unknown, not 0
         rows.append([
             _relative_name(c.name, parent_name), classes(c.class_name), -1 if c.parent is None else c.parent,
-            shapes(_short_shape(c.input_shapes)), shapes(_short_shape(c.output_shapes)),
-            c.subtree_params, c.macs, c.own_params, c.own_macs, c.call_number, check_of.get(c.index, -1),
+            shapes(_short_shape(c.input_shapes) if recorded else NOT_RECORDED), shapes(_short_shape(c.output_shapes)),
+            c.subtree_params, c.macs if recorded else None, c.own_params, c.own_macs if recorded else None,
+            c.call_number, check_of.get(c.index, -1), int(c.index in partial),
         ])
     placed, loose = finding_rows(report)
     naming: Dict[str, List[List[int]]] = {}

@@ -34,6 +34,7 @@ PAGE_JS = r"""
   var search = document.getElementById("ns-search");
   var status = document.getElementById("ns-status");
 
+  var NOT_RECORDED = "(not recorded)";
   function commas(v) { return Number(v).toLocaleString("en-US"); }
   function si(v) {
     var units = [[1e12, "T"], [1e9, "G"], [1e6, "M"], [1e3, "k"]];
@@ -112,7 +113,10 @@ PAGE_JS = r"""
     tr.appendChild(el("td", "", data.shapes[r[F.input]]));
     tr.appendChild(el("td", "", data.shapes[r[F.output]]));
     tr.appendChild(el("td", "ns-num", commas(r[F.params]), "own: " + commas(r[F.own_params])));
-    tr.appendChild(el("td", "ns-num", si(r[F.macs]), commas(r[F.macs]) + " (own: " + commas(r[F.own_macs]) + ")"));
+    var bound = r[F.macs_partial] ? ">=" : "";  // an uncounted operator ran here: the count is a lower bound
+    if (r[F.macs] === null) tr.appendChild(el("td", "ns-num", NOT_RECORDED, "no hook runs inside TorchScript"));
+    else tr.appendChild(el("td", "ns-num", bound + si(r[F.macs]),
+      bound + commas(r[F.macs]) + " (own: " + commas(r[F.own_macs]) + ")"));
     tr.appendChild(notes(i));
     return tr;
   }
@@ -139,10 +143,15 @@ PAGE_JS = r"""
     var b = el("button", "ns-fold-btn", f[2] + "  " + m.length + " \u00D7 " + data.classes[rows[first][F["class"]]]);
     b.type = "button";
     b.setAttribute("aria-label", "Unfold " + m.length + " identical blocks " + f[2]);
-    var params = 0, macs = 0;
-    m.forEach(function (j) { params += rows[j][F.params]; macs += rows[j][F.macs]; });
+    var params = 0, macs = 0, bound = "";
+    m.forEach(function (j) {
+      params += rows[j][F.params];
+      macs = macs === null || rows[j][F.macs] === null ? null : macs + rows[j][F.macs];
+      if (rows[j][F.macs_partial]) bound = ">=";
+    });
     var tr = spanRow("ns-fold", depth[first], b, "  as " + (full[f[0]] || "(root)") + " \u00B7 " +
-      data.shapes[rows[first][F.output]] + " \u00B7 " + commas(params) + " params \u00B7 " + si(macs) + " mult-adds");
+      data.shapes[rows[first][F.output]] + " \u00B7 " + commas(params) + " params \u00B7 " +
+      (macs === null ? NOT_RECORDED : bound + si(macs)) + " mult-adds");
     tr.dataset.fold = k;
     return tr;
   }
