@@ -477,3 +477,22 @@ def test_a_wrong_class_name_in_a_file_lists_the_modules_it_defines(tmp_path, cap
     assert main(["summary", f"{source}:Transformer"]) == 2
     err = capsys.readouterr()[1]
     assert "It defines these nn.Module classes: Encoder, Decoder." in err and "Linear" not in err
+
+
+def test_cli_summary_of_a_bf16_config_runs_in_the_configs_dtype(tmp_path, capsys):
+    """The CLI's --dtype defaults to the model's own dtype, as the API's does: a config saved by transformers with
+    torch_dtype bfloat16 builds a bf16 model, and the report's parameter bytes are 2 per parameter (it cast the
+    pass to float32 and reported 4)."""
+    transformers = pytest.importorskip("transformers")
+    config = transformers.LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=1,
+                                      num_attention_heads=4, num_key_value_heads=2, torch_dtype="bfloat16")
+    config.save_pretrained(tmp_path)
+    assert main(["summary", f"hf:{tmp_path}", "--device", "cpu", "--input", "1,8:int64", "-f", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    model = transformers.AutoModel.from_config(config)  # no architectures listed: the base model, as netscope builds
+    params = sum(p.numel() for p in model.parameters())
+    assert data["run"]["dtype"] == "bfloat16" and data["totals"]["total_params"] == params
+    assert data["totals"]["param_bytes"] == 2 * params
+    assert main(["summary", f"hf:{tmp_path}", "--device", "cpu", "--input", "1,8:int64", "--dtype", "float32",
+                 "-f", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["totals"]["param_bytes"] == 4 * params

@@ -24,7 +24,9 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, with_inputs: bool = 
                             "NAME=SHAPE passes a keyword input, e.g. input_ids=1,128:int64")
         parser.add_argument("--device", default="auto",
                             help="auto (cuda when available, else cpu), cpu, cuda, cuda:N, or meta (no memory)")
-        parser.add_argument("--dtype", default="float32", help="float dtype of the pass: float32, bfloat16, float16")
+        parser.add_argument("--dtype", default=None,
+                            help="float dtype of the pass: float32, bfloat16, float16 (default: the model's own, "
+                            "float32 for torchvision and timm, the config's torch_dtype for hf:)")
         parser.add_argument("--train", action="store_true", help="run the pass in train mode (default: eval)")
 
 
@@ -187,7 +189,7 @@ def build_report(args: argparse.Namespace, *, checks: bool = True, audit_names: 
     from netscope.inputs import normalize_float_dtype, parse_inputs
 
     inputs = parse_inputs(args.input)  # validate everything cheap before building the model
-    dtype = normalize_float_dtype(args.dtype)
+    dtype = normalize_float_dtype(args.dtype) if args.dtype else None  # None: the model's own float dtype
     device = resolve_device(args.device)
     auto = str(args.device) == "auto"
     if auto:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import replace
-from typing import Any, Iterable, Mapping, Optional, Tuple
+from typing import Iterable, Mapping, Optional, Tuple
 
 from netscope.errors import EXIT_FINDINGS, NetscopeError, UsageError
 from netscope.remapping.coverage import Coverage, compute_coverage
