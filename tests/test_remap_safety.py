@@ -555,3 +555,28 @@ def test_diff_of_a_file_without_num_batches_tracked_agrees_with_torchs_strict_lo
     spec = tmp_path / "bn_model.py"
     spec.write_text("import torch.nn as nn\n\ndef build():\n    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))\n")
     assert main(["diff", str(path), f"{spec}:build", "-q"]) == (0 if torch_loads else 1)
+
+
+def test_lightning_hyper_parameters_holding_a_path_read_safely(tmp_path):
+    """Lightning keeps save_hyperparameters() values as given, so a data_dir=Path(...) is pickled as a PosixPath;
+    building a path object reads no file and runs no code, so safe loading builds it (it asked for --unsafe-pickle),
+    while any other class stays refused."""
+    import pathlib
+
+    model = nn.Linear(3, 2)
+    path = tmp_path / "epoch=0-step=1.ckpt"
+    torch.save({"epoch": 0, "global_step": 1, "state_dict": {f"model.{k}": v for k, v in model.state_dict().items()},
+                "hyper_parameters": {"data_dir": pathlib.Path("/data/imagenet"), "lr": 0.1}}, path)
+    loaded = netscope.read_checkpoint(str(path))  # weights_only=True
+    assert loaded.container["hyper_parameters"]["data_dir"] == torch.load(path, weights_only=False)[
+        "hyper_parameters"]["data_dir"] == pathlib.Path("/data/imagenet")
+    fresh = nn.Linear(3, 2)
+    netscope.load(str(path), fresh)
+    assert _same(fresh.weight, model.weight)
+    torch.save({"state_dict": model.state_dict(), "hyper_parameters": {"callback": _NotAllowed()}}, path)
+    with pytest.raises(netscope.errors.CheckpointError, match="unsafe-pickle"):
+        netscope.read_checkpoint(str(path))
+
+
+class _NotAllowed:  # a class safe loading must keep refusing
+    pass

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import pathlib
 import pickle
 import re
 import zipfile
@@ -20,8 +21,9 @@ _GLOBAL_IN_MESSAGE = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
 
 
 # Plain-data classes that training scripts pickle beside the weights and that safe loading may build, as
-# timm allow-lists them: argparse.Namespace (timm's train.py saves its args in every checkpoint).
-SAFE_GLOBALS = (argparse.Namespace,)
+# timm allow-lists them: argparse.Namespace (timm's train.py saves its args in every checkpoint), and paths
+# (Lightning's hyper_parameters keep a data_dir=Path(...) as given; building one reads no file and runs no code).
+SAFE_GLOBALS = (argparse.Namespace, pathlib.PosixPath, pathlib.PurePosixPath, pathlib.PureWindowsPath)
 
 
 def unsafe_pickle_error(path: str, detail: str) -> CheckpointError:
