@@ -192,3 +192,39 @@ def test_check_exits_0_on_a_causal_conv_model(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "4 size-changing calls checked, 4 pass, 0 mismatch" in out
     assert "receptive field of the output: 31" in out  # 1 + 2*(1 + 2 + 4 + 8): each layer reaches back 2*dilation
+
+
+class PadThenStridedConv(nn.Module):
+    """``F.pad`` in forward, then a strided convolution on the padded tensor (timm's ``BlurPool2d`` pads 1 on each
+    side with ``reflect``; a causal convolution pads on the left only)."""
+
+    def __init__(self, pad, mode, nd):
+        super().__init__()
+        self.pad, self.mode = pad, mode
+        self.weight = nn.Parameter(torch.ones((2, 1) + (3,) * nd, dtype=torch.float64))
+        self.conv = F.conv1d if nd == 1 else F.conv2d
+
+    def forward(self, x):
+        return self.conv(F.pad(x, self.pad, mode=self.mode), self.weight, stride=2, groups=2)
+
+
+def real_rows_unread(model, shape):
+    """Input positions of the module's own input (not the padded tensor) that no output depends on: a zero
+    gradient of the summed output, positive weights and inputs so nothing cancels."""
+    x = (torch.rand(shape, dtype=torch.float64) + 0.5).requires_grad_()
+    (grad,) = torch.autograd.grad(model(x).sum(), x)
+    return int((grad[0, 0].reshape(shape[2], -1).abs().sum(1) == 0).sum())
+
+
+@pytest.mark.parametrize("pad, mode, shape", [
+    ((2, 0), "constant", (1, 2, 8)),  # causal: the real last position is unread -> the warning is true
+    ((1, 1, 1, 1), "reflect", (1, 2, 8, 8)),  # BlurPool2d: the unread row is the pad's -> no warning
+    ((1, 1, 1, 1), "constant", (1, 2, 9, 9)),  # odd input: the real last row is unread -> the warning is true
+    ((0, 1, 0, 1), "constant", (1, 2, 9, 9)),  # TF 'same' on an odd input: every real row read
+])
+def test_unread_warning_counts_the_modules_input_not_forward_padding(pad, mode, shape):
+    model = PadThenStridedConv(pad, mode, len(shape) - 2)
+    unread = real_rows_unread(model, shape)
+    checks = check_trace(trace(model, spec(*shape)))
+    warned = [f for c in checks for f in c.findings if f.code == "stride-skips-input" and f.severity.value == "warning"]
+    assert bool(warned) == (unread > 0), (unread, [f.message for f in warned])

@@ -132,6 +132,10 @@ def _operator_check(index: int, call, op, prediction) -> FormulaCheck:
     where = dict(layer=call.name, call_index=index)
     dims = op.dims()
     notes = list(window_notes(op.windows, op.sizes, dim_names(op.nd)))
+    if op.forward_pad:  # positions an F.pad in forward added are not the input's: count unread ones without them
+        real = op.unpadded()
+        notes = [n for n in notes if n.code != "stride-skips-input"] + [
+            n for n in window_notes(real.windows, real.sizes, dim_names(op.nd)) if n.code == "stride-skips-input"]
     if prediction is not None and prediction.is_valid:
         notes += [n for n in prediction.notes if n.code not in WINDOW_CODES]
     findings = [dataclasses.replace(note, **where) for note in notes]

@@ -8,7 +8,7 @@ each windowed call, keyed by the module call that ran it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Dict, List, Optional, Tuple
 
 import torch
@@ -28,6 +28,18 @@ class WindowOp:
     output_shape: Shape
     windows: Tuple[Window, ...]  # one per spatial dimension of the operator
     transposed: bool = False
+    # (left, right) per spatial dimension that an F.pad right before it in the same call added to its input
+    forward_pad: Tuple[Tuple[int, int], ...] = ()
+
+    def unpadded(self) -> "WindowOp":
+        """The same windows on the tensor before ``forward_pad``: its padding counted as the window's own."""
+        if not self.forward_pad:
+            return self
+        cut = len(self.input_shape) - self.nd
+        sizes = tuple(n - left - right for n, (left, right) in zip(self.sizes, self.forward_pad))
+        windows = tuple(replace(w, pad_left=w.pad_left + left, pad_right=w.pad_right + right)
+                        for w, (left, right) in zip(self.windows, self.forward_pad))
+        return replace(self, input_shape=self.input_shape[:cut] + sizes, windows=windows, forward_pad=())
 
     @property
     def nd(self) -> int:
@@ -102,9 +114,42 @@ def _pool(name: str, nd: int, dilated: bool):
     return parse
 
 
+@dataclass(frozen=True)
+class _Pad:
+    """An ``F.pad`` (constant, reflect, replicate): its output shape and (left, right) per padded dimension,
+    last dimension first as aten lists them."""
+
+    output_shape: Shape
+    pads: Tuple[Tuple[int, int], ...]
+
+
+def _pad(args, kwargs, out) -> _Pad:
+    flat = list(_arg(args, kwargs, 1, "pad", ()))
+    return _Pad(tuple(out), tuple(zip(flat[0::2], flat[1::2])))
+
+
+def _forward_pad(op: WindowOp, pad: Optional[_Pad]) -> WindowOp:
+    """``op`` with the padding of the pad that made its input (convolutions only: a pool's ceil_mode rule
+    depends on its own padding)."""
+    if pad is None or op.transposed or tuple(op.input_shape) != pad.output_shape or op.op != "convolution":
+        return op
+    per_dim = dict(enumerate(reversed(pad.pads)))  # first padded dim of the trailing ones -> (left, right)
+    first = len(op.input_shape) - len(pad.pads)
+    spatial = tuple(per_dim.get(i - first, (0, 0)) for i in range(len(op.input_shape) - op.nd, len(op.input_shape)))
+    padded_other = any(per_dim.get(i - first, (0, 0)) != (0, 0) for i in range(len(op.input_shape) - op.nd))
+    if padded_other or any(v < 0 for pair in spatial for v in pair) or not any(v for pair in spatial for v in pair):
+        return op
+    return replace(op, forward_pad=spatial)
+
+
 def _parsers():
     aten = torch.ops.aten
     table = {aten.convolution: _convolution}
+    for name in ("constant_pad_nd", "reflection_pad1d", "reflection_pad2d", "reflection_pad3d",
+                 "replication_pad1d", "replication_pad2d", "replication_pad3d"):
+        packet = getattr(aten, name, None)
+        if packet is not None:
+            table[packet] = _pad
     for nd in (1, 2, 3):
         for name, dilated in ((f"max_pool{nd}d_with_indices", True), (f"max_pool{nd}d", True),
                               (f"avg_pool{nd}d", False)):
@@ -137,7 +182,13 @@ class WindowOpLog:
     def by_call(self) -> Dict[int, List[WindowOp]]:
         """Call index -> the windowed operators it ran itself, in order."""
         calls: Dict[int, List[WindowOp]] = {}
+        last_pad: Dict[int, _Pad] = {}  # call index -> the pad it ran last, until a windowed operator follows
         for index, parser, args, kwargs, out in self.raw:
-            if index is not None:
-                calls.setdefault(index, []).append(parser(args, kwargs, out))
+            if index is None:
+                continue
+            made = parser(args, kwargs, out)
+            if isinstance(made, _Pad):
+                last_pad[index] = made
+            else:
+                calls.setdefault(index, []).append(_forward_pad(made, last_pad.pop(index, None)))
         return calls
