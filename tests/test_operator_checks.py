@@ -228,3 +228,26 @@ def test_unread_warning_counts_the_modules_input_not_forward_padding(pad, mode, 
     checks = check_trace(trace(model, spec(*shape)))
     warned = [f for c in checks for f in c.findings if f.code == "stride-skips-input" and f.severity.value == "warning"]
     assert bool(warned) == (unread > 0), (unread, [f.message for f in warned])
+
+
+class PadOneBranchConvAnother(nn.Module):
+    """A pad whose output is not what the convolution reads: the convolution's own (odd) input leaves a real
+    last row unread, whatever the pad beside it did."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(2, 1, 3, 3, dtype=torch.float64))
+
+    def forward(self, x):
+        side = F.pad(x[..., 1:, 1:], (0, 1, 0, 1))  # same shape as x, but not the convolution's input
+        return F.conv2d(x * 2, self.weight, stride=2, groups=2).sum() + side.sum()
+
+
+def test_a_pad_is_matched_to_the_convolution_by_tensor_not_by_shape():
+    model = PadOneBranchConvAnother()
+    x = (torch.rand(1, 2, 10, 10, dtype=torch.float64) + 0.5).requires_grad_()
+    (grad,) = torch.autograd.grad(F.conv2d(x, model.weight, stride=2, groups=2).sum(), x)
+    unread = int((grad[0, 0].abs().sum(1) == 0).sum())  # the convolution alone, on the same input
+    checks = check_trace(trace(model, spec(1, 2, 10, 10)))
+    warned = [f for c in checks for f in c.findings if f.code == "stride-skips-input" and f.severity.value == "warning"]
+    assert unread == 1 and len(warned) == 1

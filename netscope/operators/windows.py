@@ -168,7 +168,9 @@ class WindowOpLog:
     def __init__(self, recorder):
         self.recorder = recorder  # netscope.run.trace._Recorder: its stack says which call is running
         self.parsers = _parsers()
-        self.raw: List[tuple] = []  # (call index or None, parser, argument shapes/values, kwargs, output shape)
+        # (call index or None, parser, argument shapes/values, kwargs, output shape, (id of the first argument,
+        # id of the output): which pad made which convolution's input, while both tensors are alive)
+        self.raw: List[tuple] = []
 
     def observe(self, func, args, kwargs, out) -> None:
         parser = self.parsers.get(func._overloadpacket)
@@ -177,18 +179,20 @@ class WindowOpLog:
         light = tuple(a.shape if isinstance(a, torch.Tensor) else a for a in args)
         value = out[0] if isinstance(out, (tuple, list)) else out
         stack = self.recorder.stack
-        self.raw.append((stack[-1].index if stack else None, parser, light, kwargs or {}, value.shape))
+        self.raw.append((stack[-1].index if stack else None, parser, light, kwargs or {}, value.shape,
+                         (id(args[0]), id(value))))
 
     def by_call(self) -> Dict[int, List[WindowOp]]:
         """Call index -> the windowed operators it ran itself, in order."""
         calls: Dict[int, List[WindowOp]] = {}
-        last_pad: Dict[int, _Pad] = {}  # call index -> the pad it ran last, until a windowed operator follows
-        for index, parser, args, kwargs, out in self.raw:
+        last_pad: Dict[int, Tuple[int, _Pad]] = {}  # call index -> (id of its output, the pad it ran last)
+        for index, parser, args, kwargs, out, (first, made_id) in self.raw:
             if index is None:
                 continue
             made = parser(args, kwargs, out)
             if isinstance(made, _Pad):
-                last_pad[index] = made
-            else:
-                calls.setdefault(index, []).append(_forward_pad(made, last_pad.pop(index, None)))
+                last_pad[index] = (made_id, made)
+                continue
+            pad_id, pad = last_pad.pop(index, (None, None))
+            calls.setdefault(index, []).append(_forward_pad(made, pad if pad_id == first else None))
         return calls
