@@ -5,6 +5,7 @@ The brute-force zoo (solver = every size run for real) is in ``tests/test_solver
 
 from __future__ import annotations
 
+import copy
 import json
 
 import pytest
@@ -403,3 +404,50 @@ def test_when_no_size_works_the_render_says_why():
     assert result.valid_sizes == ()
     line = result.render().splitlines()[0]  # it read "L (dim 2): none work", with no reason
     assert line.startswith("L (dim 2): none work; at [1, 1, 8] (cpu): ValueError: this model needs a calibration")
+
+
+class ShrinksItsWindow(nn.Module):
+    """Windows of ``window`` x ``window`` pixels; an input smaller than the window shrinks it for good, as Hugging
+    Face Swin's ``set_shift_and_window_size`` does."""
+
+    def __init__(self):
+        super().__init__()
+        self.window = 4
+        self.proj = nn.Conv2d(1, 2, 1)
+
+    def forward(self, x):
+        if min(x.shape[-2:]) < self.window:
+            self.window = min(x.shape[-2:])
+        n, c, h, w = x.shape
+        tiles = x.view(n, c, h // self.window, self.window, w // self.window, self.window)  # divisibility
+        return self.proj(tiles.mean((3, 5)))
+
+
+def fresh_model_runs(pristine: nn.Module, shape) -> bool:
+    """The oracle: a fresh copy of the model, never run before, at this one shape."""
+    try:
+        with torch.no_grad():
+            copy.deepcopy(pristine)(torch.zeros(shape))
+        return True
+    except RuntimeError:
+        return False
+
+
+def swin_tiny_config_model():
+    transformers = pytest.importorskip("transformers", reason="Hugging Face Swin needs transformers")
+    config = transformers.SwinConfig(image_size=64, patch_size=4, embed_dim=8, depths=[1, 1], num_heads=[1, 1],
+                                     window_size=7)
+    return transformers.SwinModel(config).eval()
+
+
+@pytest.mark.parametrize("build, channels, size, limit", [(ShrinksItsWindow, 1, 16, 24),
+                                                         (swin_tiny_config_model, 3, 64, 64)])
+def test_each_probe_starts_from_the_model_as_given_and_leaves_it_so(build, channels, size, limit):
+    model = build().eval()
+    pristine = copy.deepcopy(model)
+    result = solve_input_size(model, (1, channels, size, size), max_size=limit, per_axis=False)
+    truth = tuple(s for s in range(1, limit + 1) if fresh_model_runs(pristine, (1, channels, s, s)))
+    assert truth and result.valid_sizes == truth  # before: every size after the first small probe (or none)
+    attributes = lambda m: [(k, v) for sub in m.modules() for k, v in vars(sub).items()  # noqa: E731
+                            if isinstance(v, (int, float, str, tuple))]
+    assert attributes(model) == attributes(pristine)  # before: HF Swin's window_size left at 1

@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 from torch.nn.parameter import UninitializedTensorMixin
 
-from netscope.run.module_tree import TORCH_INTERNAL, ModuleTree, is_plain_value, tree_of
+from netscope.run.module_tree import TORCH_INTERNAL, ModuleTree, is_plain_value, module_tree, tree_of
 
 # Held while netscope has process-wide state changed: the wrapped module call path of a trace and the
 # constructor patches of the no-memory build. Two threads summarizing at once take turns.
@@ -100,6 +100,36 @@ def preserved_model(model: nn.Module, *, train: bool, tree: Optional[ModuleTree]
             written = {id(p) for p, before, after in zip(params, versions, now) if before != after}
             changes.changed_in_place.extend(name for name, param in model.named_parameters()
                                             if id(param) in written)
+
+
+class PlainAttributes:
+    """The plain-value attributes (scalars, tuples of them) of a model's non-``torch.nn`` modules as they are now,
+    to put back after a run at a size nobody asked for: a forward that adapts itself to its input (Hugging Face
+    Swin sets ``window_size`` to a smaller input's size, for good) would otherwise carry one probe's setting into
+    the next probe and into the user's model. Tensors and containers are not touched."""
+
+    __slots__ = ("states", "values")
+
+    def __init__(self, model: nn.Module):
+        tree = module_tree(model)
+        self.states = [tree.states[index] for index in tree.custom]  # each module's __dict__, for its life
+        # per module: (its plain attributes' values, every attribute name it had)
+        self.values = [({name: value for name, value in state.items()
+                         if name not in TORCH_INTERNAL and is_plain_value(value)}, frozenset(state))
+                       for state in self.states]
+
+    def restore(self) -> None:
+        """Set every saved attribute back to its value; remove plain ones a run added."""
+        for state, (values, names) in zip(self.states, self.values):
+            for name, value in values.items():
+                if state.get(name, _ABSENT) is not value:
+                    state[name] = value
+            if len(state) != len(names) or state.keys() != names:
+                for name in [n for n, v in state.items() if n not in names and is_plain_value(v)]:
+                    del state[name]
+
+
+_ABSENT = object()
 
 
 def children_snapshot(tree: ModuleTree) -> "_Slots":
