@@ -198,14 +198,15 @@ class PadThenStridedConv(nn.Module):
     """``F.pad`` in forward, then a strided convolution on the padded tensor (timm's ``BlurPool2d`` pads 1 on each
     side with ``reflect``; a causal convolution pads on the left only)."""
 
-    def __init__(self, pad, mode, nd):
+    def __init__(self, pad, mode, nd, pool=False):
         super().__init__()
-        self.pad, self.mode = pad, mode
+        self.pad, self.mode, self.pool = pad, mode, pool
         self.weight = nn.Parameter(torch.ones((2, 1) + (3,) * nd, dtype=torch.float64))
         self.conv = F.conv1d if nd == 1 else F.conv2d
 
     def forward(self, x):
-        return self.conv(F.pad(x, self.pad, mode=self.mode), self.weight, stride=2, groups=2)
+        x = F.pad(x, self.pad, mode=self.mode)
+        return F.avg_pool2d(x, 3, stride=2) if self.pool else self.conv(x, self.weight, stride=2, groups=2)
 
 
 def real_rows_unread(model, shape):
@@ -222,8 +223,11 @@ def real_rows_unread(model, shape):
     ((1, 1, 1, 1), "constant", (1, 2, 9, 9)),  # odd input: the real last row is unread -> the warning is true
     ((0, 1, 0, 1), "constant", (1, 2, 9, 9)),  # TF 'same' on an odd input: every real row read
 ])
-def test_unread_warning_counts_the_modules_input_not_forward_padding(pad, mode, shape):
-    model = PadThenStridedConv(pad, mode, len(shape) - 2)
+@pytest.mark.parametrize("pool", [False, True])
+def test_unread_warning_counts_the_modules_input_not_forward_padding(pad, mode, shape, pool):
+    if pool and len(shape) != 4:
+        pytest.skip("the pooling case is 2-d")
+    model = PadThenStridedConv(pad, mode, len(shape) - 2, pool)
     unread = real_rows_unread(model, shape)
     checks = check_trace(trace(model, spec(*shape)))
     warned = [f for c in checks for f in c.findings if f.code == "stride-skips-input" and f.severity.value == "warning"]

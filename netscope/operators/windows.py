@@ -129,9 +129,10 @@ def _pad(args, kwargs, out) -> _Pad:
 
 
 def _forward_pad(op: WindowOp, pad: Optional[_Pad]) -> WindowOp:
-    """``op`` with the padding of the pad that made its input (convolutions only: a pool's ceil_mode rule
-    depends on its own padding)."""
-    if pad is None or op.transposed or tuple(op.input_shape) != pad.output_shape or op.op != "convolution":
+    """``op`` with the padding of the pad that made its input (not under ceil_mode, whose last-window rule
+    depends on the operator's own padding)."""
+    if pad is None or op.transposed or tuple(op.input_shape) != pad.output_shape or \
+            any(w.ceil_mode for w in op.windows):
         return op
     per_dim = dict(enumerate(reversed(pad.pads)))  # first padded dim of the trailing ones -> (left, right)
     first = len(op.input_shape) - len(pad.pads)
