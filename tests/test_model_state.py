@@ -276,9 +276,10 @@ def test_plain_attributes_the_forward_changed_are_named_and_the_audit_sees_the_m
     model = nn.Sequential(FillsACache())
     given = [(f.code, f.layer) for f in netscope.audit_names(model).findings]
     report = netscope.summary(model, (1, 4))
-    assert model[0].calls == 1 and "k" in model[0].bias_cache  # what netscope could not undo ...
+    assert model[0].calls == 0  # a number the forward set is put back ...
+    assert "k" in model[0].bias_cache  # ... what netscope could not undo (a dict filled in place) ...
     (note,) = [n for n in report.run.notes if "plain attributes" in n]
-    assert "0.bias_cache, 0.calls (" in note  # ... it names, and only that (scale got an equal value)
+    assert "undo: 0.bias_cache (" in note  # ... it names, and only that (calls restored, scale got an equal value)
     assert [(f.code, f.layer) for f in report.findings] == given  # the cache its own pass filled is not a finding
     assert not any("plain attributes" in n for n in netscope.summary(nn.Linear(4, 4), (1, 4)).run.notes)
 
@@ -388,3 +389,28 @@ def test_a_transformers_cache_keeps_its_length():
         after = torch.utils._pytree.tree_leaves(past.to_legacy_cache())
         assert all(torch.equal(a, b) for a, b in zip(after, before))
     assert report.model_output is not None
+
+
+class ShrinksItsWindow(nn.Module):
+    """Adapts itself to a small input for good, as Hugging Face Swin does with window_size."""
+
+    def __init__(self):
+        super().__init__()
+        self.window = 7
+        self.proj = nn.Linear(4, 4)
+
+    def forward(self, x):
+        if x.shape[0] < self.window:
+            self.window = x.shape[0]
+            self.shrunk = True
+        return self.proj(x)
+
+
+def test_a_number_the_forward_adapted_to_a_small_input_is_put_back():
+    model = ShrinksItsWindow()
+    report = netscope.summary(model, (3, 4))
+    assert model.window == 7 and not hasattr(model, "shrunk")  # a real forward at 3 leaves window 3 and shrunk
+    assert not any("plain attributes" in n for n in report.run.notes)
+    reference = ShrinksItsWindow()
+    reference(torch.randn(3, 4))
+    assert reference.window == 3  # the oracle: the model's own forward does change it

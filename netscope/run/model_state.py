@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 from torch.nn.parameter import UninitializedTensorMixin
 
-from netscope.run.module_tree import TORCH_INTERNAL, ModuleTree, is_plain_value, module_tree, tree_of
+from netscope.run.module_tree import TORCH_INTERNAL, ModuleTree, is_plain_value, tree_of
 
 # Held while netscope has process-wide state changed: the wrapped module call path of a trace and the
 # constructor patches of the no-memory build. Two threads summarizing at once take turns.
@@ -40,8 +40,10 @@ def preserved_model(model: nn.Module, *, train: bool, tree: Optional[ModuleTree]
 
     Restored: each submodule's ``training`` flag (not just the root's), the tensor objects in every
     ``_parameters``/``_buffers`` slot, buffer values (BatchNorm running stats and
-    ``num_batches_tracked`` change in a train-mode pass), each parameter's ``requires_grad``, the global CPU
-    and CUDA RNG states (dropout draws from them) and grad mode; also when the block raises. Parameter
+    ``num_batches_tracked`` change in a train-mode pass), each parameter's ``requires_grad``, the plain-value
+    attributes of non-``torch.nn`` modules (:class:`PlainAttributes`: a counter, a window size a forward
+    adapted to its input), the global CPU and CUDA RNG states (dropout draws from them) and grad mode; also
+    when the block raises. Other attributes the forward changed (a dict cache it filled) are named. Parameter
     values written in place are detected through the tensor version counter (restoring them would need a
     copy of every weight) and listed in the yielded :class:`ModelChanges`, which also says whether the
     forward changed the registered submodules (left as the forward made them).
@@ -68,6 +70,7 @@ def preserved_model(model: nn.Module, *, train: bool, tree: Optional[ModuleTree]
     grads = [p.requires_grad for p in params]
     versions = [p._version for p in params]
     attributes = _own_attributes(tree)
+    plain = PlainAttributes(model, tree)
     cuda_devices = []
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         cuda_devices = list(range(torch.cuda.device_count()))
@@ -92,6 +95,7 @@ def preserved_model(model: nn.Module, *, train: bool, tree: Optional[ModuleTree]
             for param, requires_grad in zip(params, grads):
                 if param.requires_grad != requires_grad:
                     param.requires_grad_(requires_grad)
+        plain.restore()  # numbers, strings and tuples the forward set (a counter, a window size) are put back
         now_attributes = _own_attributes(tree)
         if now_attributes != attributes:
             changes.changed_attributes.extend(_changed_names(tree, attributes, now_attributes))
@@ -110,8 +114,8 @@ class PlainAttributes:
 
     __slots__ = ("states", "values")
 
-    def __init__(self, model: nn.Module):
-        tree = module_tree(model)
+    def __init__(self, model: nn.Module, tree: Optional[ModuleTree] = None):
+        tree = tree_of(model, tree)
         self.states = [tree.states[index] for index in tree.custom]  # each module's __dict__, for its life
         # per module: (its plain attributes' values, every attribute name it had)
         self.values = [({name: value for name, value in state.items()
