@@ -281,6 +281,25 @@ def test_tied_embedding_is_one_finding_and_counted_once():
     assert report.totals.unique_saved_tensors == report.totals.state_dict_keys - 1
 
 
+class ParameterAlsoABuffer(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(2, 2)
+        self.register_buffer("w_copy", self.a.weight)
+
+
+def test_a_parameter_also_registered_as_a_buffer_is_named_as_both_and_counted_as_torch_counts_it():
+    model = ParameterAlsoABuffer()
+    report = netscope.audit_names(model)
+    (tied,) = [f for f in report.findings if f.code == "tied-weights"]
+    assert isinstance(model.w_copy, nn.Parameter)  # the object is a Parameter, whatever slot holds it
+    assert "one nn.Parameter object" in tied.message and "one buffer object" not in tied.message
+    assert "as a parameter (`a.weight`) and as a buffer (`w_copy`)" in tied.message
+    # the oracle for the counting claim: torch's own parameters() and buffers()
+    assert report.totals.total_params == sum(p.numel() for p in model.parameters()) == 6
+    assert report.totals.buffer_elements == sum(b.numel() for b in model.buffers()) == 4
+
+
 def test_non_persistent_buffer_is_listed_but_not_saved():
     report = netscope.audit_names(TinyLM())
     e = entry(report, "position_ids")

@@ -184,13 +184,22 @@ def tied_weight_findings(leaves: Sequence[LeafVisit], saved_keys: Sequence[Optio
                 continue
             names = [saved_keys[i] or leaves[i].key for i in indices]
             leaf = leaves[indices[0]]
-            what = "parameter" if leaf.kind == PARAMETER else "buffer"
+            as_param = [name for name, i in zip(names, indices) if leaves[i].kind == PARAMETER]
             owners = len({id(leaves[i].owner.module) for i in indices})
             where = f"shared by {owners} modules (tied weights)" if owners > 1 else "registered under several names of one module"
+            if as_param and len(as_param) < len(indices):  # register_buffer(name, p): a parameter and a buffer
+                what = "nn.Parameter" if isinstance(leaf.tensor, nn.Parameter) else "tensor"
+                as_buffer = [name for name in names if name not in as_param]
+                counted = (f"registered as a parameter ({_quoted(as_param)}) and as a buffer ({_quoted(as_buffer)}), "
+                           "so model.parameters() and model.buffers() both list it and the totals count its "
+                           "elements once among the parameters and once among the buffer elements")
+            else:
+                what = "parameter" if leaf.kind == PARAMETER else "buffer"
+                counted = "counted once in the totals, as model.parameters() does"
             findings.append(Finding(
                 Severity.INFO, "tied-weights",
-                f"{_quoted(names)} are one {what} object ({_shape_text(leaf.tensor)}) {where}: counted once in "
-                "the totals, as model.parameters() does; state_dict() holds every key, torch.save writes the data "
+                f"{_quoted(names)} are one {what} object ({_shape_text(leaf.tensor)}) {where}: {counted}; "
+                "state_dict() holds every key, torch.save writes the data "
                 "once, and load_state_dict fills each key into the same tensor (the last one loaded wins).",
                 fix="Intended tying needs nothing. When a checkpoint lacks one of the keys, load with strict=False "
                     "and re-tie after loading.",
