@@ -269,6 +269,17 @@ def test_extra_state_and_hook_added_keys_are_listed():
     assert added.kind == "state-dict-hook" and added.expression is None and added.in_state_dict
 
 
+def test_a_key_a_hook_adds_inside_a_module_keeps_that_module_path_origins():
+    model = nn.Sequential(nn.ModuleDict({"block": with_hook_key()}))
+    report = netscope.audit_names(model)
+    added = entry(report, "0.block.meta.version")
+    assert model.get_submodule("0.block") is model[0]["block"]  # the hook ran with prefix "0.block."
+    registered = entry(report, "0.block.weight")  # the hooked module's own key: its path's origins
+    assert added.origins == registered.origins[:2] + ("state-dict-hook", "state-dict-hook")
+    assert added.kind == "state-dict-hook" and added.expression is None
+    assert entry(netscope.audit_names(with_hook_key()), "meta.version").origins == ("state-dict-hook",) * 2
+
+
 # --- findings -------------------------------------------------------------------------------------
 
 def test_tied_embedding_is_one_finding_and_counted_once():
