@@ -89,6 +89,19 @@ def nested_numbered():
     return nn.Sequential(nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU()), nn.Flatten())
 
 
+class Shadowed(nn.Module):
+    """A child registered under a name that a property of the class hides: ``model.head`` is not it."""
+
+    def __init__(self):
+        super().__init__()
+        self.head = nn.Linear(2, 2)  # nn.Module.__setattr__ registers it in _modules all the same
+        self.other = nn.Linear(2, 3)
+
+    @property
+    def head(self):
+        return self.other
+
+
 TEST_MODELS = {
     "nested DataParallel": lambda: nn.DataParallel(Stages()),
     "local convs": LocalConvs,
@@ -100,6 +113,7 @@ TEST_MODELS = {
     "extra state": WithExtraState,
     "checkpoint wrapper": checkpointed,
     "hook key": with_hook_key,
+    "shadowed": Shadowed,
     "nested numbered": nested_numbered,
     "old spectral_norm": lambda: nn.utils.spectral_norm(nn.Linear(3, 3)),
     "resnet18": lambda: torchvision.models.resnet18(weights=None),
@@ -278,6 +292,20 @@ def test_a_key_a_hook_adds_inside_a_module_keeps_that_module_path_origins():
     assert added.origins == registered.origins[:2] + ("state-dict-hook", "state-dict-hook")
     assert added.kind == "state-dict-hook" and added.expression is None
     assert entry(netscope.audit_names(with_hook_key()), "meta.version").origins == ("state-dict-hook",) * 2
+
+
+def test_a_registered_name_a_class_attribute_hides_is_reached_through_its_table_and_named():
+    model = Shadowed()
+    assert model.head is model.other and model.get_submodule("head") is model.other  # what attribute access gives
+    registered = dict(model.named_modules())["head"]  # walks _modules, as state_dict does
+    report = netscope.audit_names(model)
+    e = entry(report, "head.weight")
+    assert e.expression == 'model._modules["head"].weight'
+    assert eval(e.expression, {"model": model}) is registered.weight is model.state_dict(keep_vars=True)["head.weight"]
+    (finding,) = [f for f in report.findings if f.code == "shadowed-name"]
+    assert finding.severity.value == "warning" and finding.layer == "head"
+    assert "Shadowed.head (property)" in finding.message
+    assert entry(report, "other.weight").expression == "model.other.weight"  # nothing hides `other`
 
 
 # --- findings -------------------------------------------------------------------------------------

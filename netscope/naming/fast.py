@@ -2,8 +2,8 @@
 
 :func:`audit_findings` first proves, in a few flat passes over the modules, that the model is *plain*: no
 module under two paths, every key its registration path (no state_dict hook or override, no wrapper, no
-extra state, no TorchScript tables), registration names plain ASCII without dots, no parameter and buffer
-under one name, every tensor a distinct object on its own memory (no tied weights, shared storage or
+extra state, no TorchScript tables), registration names plain ASCII without dots and hidden by no class or
+instance attribute, no parameter and buffer under one name, every tensor a distinct object on its own memory (no tied weights, shared storage or
 overlapping views, nothing lazy or empty), and nothing held unregistered. On such a model every finding of
 the full audit is empty except the non-persistent buffers and the numbered Sequentials, which are computed
 by the audit's own functions on the few modules concerned. Any model that is not provably plain gets the
@@ -73,6 +73,11 @@ def is_plain(tree: ModuleTree) -> bool:
         return False
     if set(map(type, itertools.chain(params, buffers, children))) != {dict}:
         return False  # TorchScript's tables, or something else that is not what state_dict iterates
+    class_names = {cls: frozenset().union(*map(vars, cls.__mro__)) for cls in first_of_class}
+    for module, state, *registered in zip(modules, states, params, buffers, children):
+        names = class_names[type(module)]
+        if any(table and not (names.isdisjoint(table) and state.keys().isdisjoint(table)) for table in registered):
+            return False  # a class or instance attribute hides a registered name from attribute access
     names = "".join(itertools.chain.from_iterable(filter(None, itertools.chain(params, buffers, children))))
     if not names.isascii() or "." in names:
         return False  # dotted or non-ASCII names: the full audit says what they do to the keys

@@ -10,7 +10,7 @@ from typing import Dict, Hashable, List, Optional, Sequence, Tuple
 import torch.nn as nn
 
 from netscope.records import Finding, Severity
-from netscope.naming.segments import NON_PERSISTENT_BUFFER, PARAMETER, SEQUENTIAL_INDEX, is_index
+from netscope.naming.segments import NON_PERSISTENT_BUFFER, PARAMETER, SEQUENTIAL_INDEX, is_index, shadowed
 from netscope.naming.identity import storage_of
 from netscope.naming.unregistered import StrayItem
 from netscope.naming.walk import LeafVisit, ModuleVisit
@@ -32,6 +32,7 @@ def collect(*, visits, leaves, saved_keys, entries, strays, missed_by_attribute,
         *overlapping_view_findings(leaves, saved_keys, identities),
         *tied_weight_findings(leaves, saved_keys, shared_groups),
         *registration_name_findings(visits, leaves),
+        *shadowed_name_findings(visits, leaves),
         *uninitialized_findings(leaves),
         *wrapper_findings(visits, entries),
         *plain_tensor_findings(strays),
@@ -403,6 +404,33 @@ def registration_name_findings(visits: Sequence[ModuleVisit], leaves: Sequence[L
                 f"in source code `.{name}` means `.{normal}`, so it is reachable only through getattr()/_modules"
                 + (f", and `.{name}` in code reaches the different {what} `{normal}`." if twin else "."),
                 fix=f"Register it as `{normal}` (plain ASCII) and remap existing checkpoints.", layer=path))
+    return findings
+
+
+def shadowed_name_findings(visits: Sequence[ModuleVisit], leaves: Sequence[LeafVisit]) -> List[Finding]:
+    """Registered modules and tensors that attribute access does not reach: a class attribute (a property, a
+    method) or an instance attribute of the same name is found before nn.Module.__getattr__ looks in the tables."""
+    findings = []
+    seen = set()
+    # only names the walk reached through their table (".name" is used wherever nothing hides it)
+    names = [(visit.parent, visit.name, visit.path, "module", "_modules") for visit in visits
+             if visit.parent is not None and visit.steps[-1].accessor.startswith("._modules[")]
+    names += [(leaf.owner.module, leaf.name, leaf.key, leaf.kind, "_parameters" if leaf.kind == PARAMETER else "_buffers")
+              for leaf in leaves if leaf.tensor is not None and leaf.steps[-1].accessor.startswith(("._parameters[", "._buffers["))]
+    for owner, name, path, what, table in names:
+        if (id(owner), name) in seen or not shadowed(owner, name, table):
+            continue
+        seen.add((id(owner), name))
+        holder = next((cls for cls in type(owner).__mro__ if name in vars(cls)), None)
+        by = (f"the class attribute {holder.__qualname__}.{name} ({type(vars(holder)[name]).__name__})"
+              if holder is not None else f"the instance attribute `{name}` in its __dict__")
+        findings.append(Finding(
+            Severity.WARNING, "shadowed-name",
+            f"The {what} registered as `{name}` at `{path}` is saved under that key, but {by} is found first: "
+            f"`.{name}` on its {type(owner).__name__}, get_submodule() and get_parameter() reach that instead, so "
+            f"code that names `{path}` uses a different object than state_dict() saves and loads. The expression "
+            f"column reaches it through {table}.",
+            fix=f"Rename the {what} or the attribute so the two names differ.", layer=path))
     return findings
 
 

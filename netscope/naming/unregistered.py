@@ -70,12 +70,12 @@ def stray_items(visits: List[ModuleVisit], registered_modules: Set[int], registe
                 continue
             if isinstance(value, CONTAINERS):
                 base = visit.steps + (Step(Segment(attribute, UNREGISTERED_CONTAINER),
-                                           attribute_accessor(attribute, "__dict__")),)
+                                           attribute_accessor(attribute, "__dict__", visit.module)),)
                 items = _container_items(value, base, 1)
                 container = type(value).__name__
             elif isinstance(value, (nn.Module, torch.Tensor)):
                 items = iter([(value, visit.steps + (Step(Segment(attribute, UNREGISTERED_CONTAINER),
-                                                          attribute_accessor(attribute, "__dict__")),))])
+                                                          attribute_accessor(attribute, "__dict__", visit.module)),))])
                 container = ""
             else:
                 continue
