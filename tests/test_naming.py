@@ -327,6 +327,28 @@ class ParameterAlsoABuffer(nn.Module):
         self.register_buffer("w_copy", self.a.weight)
 
 
+class SharedActivation(nn.Module):
+    """One ReLU under two names (prepare_fx does this with a fused conv's activation)."""
+
+    def __init__(self):
+        super().__init__()
+        self.relu = nn.ReLU()
+        self.block = nn.Sequential(nn.Linear(2, 2), self.relu)
+
+
+def test_an_aliased_module_without_state_dict_keys_is_not_said_to_duplicate_keys():
+    model = SharedActivation()
+    assert model.relu.state_dict() == {}  # the oracle: torch saves nothing for it
+    (alias,) = [f for f in netscope.audit_names(model).findings if f.code == "alias"]
+    assert "`relu`, `block.1`" in alias.message
+    assert "no state_dict keys" in alias.message and "load_state_dict" not in alias.message
+    shared = nn.Linear(2, 2)
+    shared.register_buffer("scratch", torch.zeros(2), persistent=False)
+    model = nn.ModuleDict({"a": shared, "b": shared})
+    (alias,) = [f for f in netscope.audit_names(model).findings if f.code == "alias"]
+    assert len(shared.state_dict()) == 2 and "Each of its 2 state_dict keys appears under 2 paths" in alias.message
+
+
 def test_a_parameter_also_registered_as_a_buffer_is_named_as_both_and_counted_as_torch_counts_it():
     model = ParameterAlsoABuffer()
     report = netscope.audit_names(model)

@@ -139,14 +139,17 @@ def alias_findings(visits: Sequence[ModuleVisit]) -> List[Finding]:
         if len(registrations[key]) < 2:
             continue
         module = modules[key]
-        tensors = list(itertools.chain(module.named_parameters(), module.named_buffers()))
-        example = ""
-        if tensors:
-            leaf = tensors[0][0]
-            example = (f" Each of its {plural(len(tensors), 'tensor')} appears under {len(names)} state_dict "
-                       f"keys ({_quoted([f'{n}.{leaf}' for n in names])}):")
+        saved = [name for name, _ in module.named_parameters()] + [  # the keys below it; non-persistent buffers have none
+            f"{path}.{name}" if path else name for path, sub in module.named_modules()
+            for name, buf in sub._buffers.items() if buf is not None and name not in sub._non_persistent_buffers_set]
+        if saved:
+            consequence = (f" Each of its {plural(len(saved), 'state_dict key')} appears under {len(names)} paths "
+                           f"({_quoted([f'{n}.{saved[0]}' for n in names])}): load_state_dict expects every one of "
+                           "those keys and copies each into the same tensor (the last one loaded wins), while "
+                           "torch.save writes the data only once per storage; the totals count it once.")
         else:
-            example = " It holds no tensors, so only module paths are duplicated;"
+            consequence = (" It has no state_dict keys, so checkpoints are unaffected; named_modules() lists it once, "
+                           f"as `{names[0]}`.")
         # One container's numbered slots all holding the module is how nn.ModuleList([block] * n) goes wrong
         # (n references to one block, not n blocks): a warning. Other sharing (a position encoder handed to
         # every block, CoaT's shared ConvPosEnc) is built on purpose: true and worth knowing, like tied weights.
@@ -157,9 +160,7 @@ def alias_findings(visits: Sequence[ModuleVisit]) -> List[Finding]:
                    if repeated else "")
         findings.append(Finding(
             Severity.WARNING if repeated else Severity.INFO, "alias",
-            f"{type(module).__name__} is registered under {len(names)} names: {_quoted(names)}.{example} "
-            "load_state_dict expects every one of those keys and copies each into the same tensor (the last "
-            f"one loaded wins), while torch.save writes the data only once per storage; the totals count it once.{pattern}",
+            f"{type(module).__name__} is registered under {len(names)} names: {_quoted(names)}.{consequence}{pattern}",
             fix="If the sharing is intended, nothing to do. Otherwise register the module under one name only "
                 f"(e.g. keep `{names[0]}` and refer to the others through it, or give each place its own module"
                 + (", e.g. nn.ModuleList([Block() for _ in range(n)])" if repeated else "") + ").",
