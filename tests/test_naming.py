@@ -102,6 +102,23 @@ class Shadowed(nn.Module):
         return self.other
 
 
+class ReversedList(nn.ModuleList):
+    """A container subclass whose [] is not torch's: [0] is the last child."""
+
+    def __getitem__(self, index):
+        return super().__getitem__(len(self) - 1 - index) if isinstance(index, int) else super().__getitem__(index)
+
+
+class CaseFoldingDict(nn.ModuleDict):
+    def __getitem__(self, key):
+        return super().__getitem__(key.upper() if key.upper() in self._modules else key)
+
+
+def own_indexing():
+    return nn.Sequential(ReversedList([nn.Linear(1, 1), nn.Linear(1, 2)]),
+                         CaseFoldingDict({"a": nn.Linear(2, 2), "A": nn.Linear(2, 3)}))
+
+
 TEST_MODELS = {
     "nested DataParallel": lambda: nn.DataParallel(Stages()),
     "local convs": LocalConvs,
@@ -114,6 +131,7 @@ TEST_MODELS = {
     "checkpoint wrapper": checkpointed,
     "hook key": with_hook_key,
     "shadowed": Shadowed,
+    "own indexing": own_indexing,
     "nested numbered": nested_numbered,
     "old spectral_norm": lambda: nn.utils.spectral_norm(nn.Linear(3, 3)),
     "resnet18": lambda: torchvision.models.resnet18(weights=None),

@@ -124,13 +124,19 @@ def _module_child(parent, name, position, parent_origin):
     return _attribute_step(parent, name)
 
 
+def _own_getitem(container: object, base: type) -> bool:
+    """Whether ``container[...]`` is ``base``'s own indexing (a subclass may index otherwise)."""
+    return type(container).__getitem__ is base.__getitem__
+
+
 @_child_rule(nn.Sequential)
 def _sequential_child(parent, name, position, parent_origin):
     index = index_accessor(name)
     if index is None:  # built from an OrderedDict: a real name
         return _attribute_step(parent, name)
-    # Sequential[i] is positional; fall back to the key when numbering has gaps
-    accessor = index if int(name) == position else f"._modules[{json.dumps(name)}]"
+    # Sequential[i] is positional; fall back to the key when numbering has gaps or a subclass indexes otherwise
+    accessor = (index if int(name) == position and _own_getitem(parent, nn.Sequential)
+                else f"._modules[{json.dumps(name)}]")
     return Step(Segment(name, SEQUENTIAL_INDEX), accessor)
 
 
@@ -138,8 +144,8 @@ def _sequential_child(parent, name, position, parent_origin):
 def _modulelist_child(parent, name, position, parent_origin):
     if index_accessor(name) is None:
         return _attribute_step(parent, name)
-    return Step(Segment(name, MODULELIST_INDEX),
-                index_accessor(name, len(parent)) or attribute_accessor(name, "_modules", parent))
+    index = index_accessor(name, len(parent)) if _own_getitem(parent, nn.ModuleList) else None
+    return Step(Segment(name, MODULELIST_INDEX), index or attribute_accessor(name, "_modules", parent))
 
 
 @_child_rule(ParametrizationList)
@@ -151,7 +157,8 @@ def _parametrization_list_child(parent, name, position, parent_origin):
 def _moduledict_child(parent, name, position, parent_origin):
     if parent_origin == PARAMETRIZATION:  # module.parametrizations.<tensor name>
         return Step(Segment(name, PARAMETRIZATION), attribute_accessor(name, "_modules", parent))
-    return Step(Segment(name, MODULEDICT_KEY), key_accessor(name))
+    return Step(Segment(name, MODULEDICT_KEY),
+                key_accessor(name) if _own_getitem(parent, nn.ModuleDict) else attribute_accessor(name, "_modules", parent))
 
 
 def child_step(parent: nn.Module, name: str, position: int, parent_origin: str) -> Step:
@@ -178,15 +185,16 @@ def _plain_leaf(owner, name, kind, table):
 def _parameterlist_leaf(owner, name, kind, table):
     if index_accessor(name) is None or table != "_parameters":
         return _plain_leaf(owner, name, kind, table)
-    return Step(Segment(name, PARAMETERLIST_INDEX),
-                index_accessor(name, len(owner)) or attribute_accessor(name, table, owner))
+    index = index_accessor(name, len(owner)) if _own_getitem(owner, nn.ParameterList) else None
+    return Step(Segment(name, PARAMETERLIST_INDEX), index or attribute_accessor(name, table, owner))
 
 
 @_leaf_rule(nn.ParameterDict)
 def _parameterdict_leaf(owner, name, kind, table):
     if table != "_parameters":
         return _plain_leaf(owner, name, kind, table)
-    return Step(Segment(name, PARAMETERDICT_KEY), key_accessor(name))
+    return Step(Segment(name, PARAMETERDICT_KEY),
+                key_accessor(name) if _own_getitem(owner, nn.ParameterDict) else attribute_accessor(name, table, owner))
 
 
 def leaf_step(owner: nn.Module, name: str, kind: str) -> Step:
