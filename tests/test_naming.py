@@ -345,6 +345,30 @@ class ParameterAlsoABuffer(nn.Module):
         self.register_buffer("w_copy", self.a.weight)
 
 
+class SavesItsScratch(nn.Module):
+    """A _save_to_state_dict override that saves a non-persistent buffer all the same."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.ones(1))
+        self.register_buffer("scratch", torch.ones(2), persistent=False)
+
+    def _save_to_state_dict(self, destination, prefix, keep_vars):
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+        destination[prefix + "scratch"] = self.scratch if keep_vars else self.scratch.detach()
+
+
+def test_a_non_persistent_buffer_an_override_saves_is_not_said_to_be_left_out():
+    model = nn.Sequential(SavesItsScratch())
+    assert "0.scratch" in model.state_dict()  # the oracle: torch's own state_dict
+    report = netscope.audit_names(model)
+    assert entry(report, "0.scratch").in_state_dict
+    assert "non-persistent-buffer" not in codes(report)
+    (hook,) = [f for f in report.findings if f.code == "state-dict-hook"]
+    assert "saves the non-persistent buffer model[0].scratch, which state_dict() itself leaves out, as `0.scratch`" \
+        in hook.message and "SavesItsScratch._save_to_state_dict override" in hook.message
+
+
 class SharedActivation(nn.Module):
     """One ReLU under two names (prepare_fx does this with a fused conv's activation)."""
 

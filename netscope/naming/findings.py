@@ -36,7 +36,7 @@ def collect(*, visits, leaves, saved_keys, entries, strays, missed_by_attribute,
         *uninitialized_findings(leaves),
         *wrapper_findings(visits, entries),
         *plain_tensor_findings(strays),
-        *non_persistent_buffer_findings(leaves),
+        *non_persistent_buffer_findings(leaves, saved_keys),
         *numbered_sequential_findings(visits),
     ]
 
@@ -342,6 +342,7 @@ _CHANGE_TEXT = {
     "replaced": "saves under `{key}` a value that is not {expr}",
     "added": "adds `{key}`, which no registered tensor explains",
     "dropped": "leaves {expr} (`{path}`) out",
+    "saved-non-persistent": "saves the non-persistent buffer {expr}, which state_dict() itself leaves out, as `{key}`",
 }
 
 
@@ -510,12 +511,15 @@ def _wrapper_places(entry, origin: str) -> List[str]:
 
 # --- buffers ---------------------------------------------------------------------------------
 
-def non_persistent_buffer_findings(leaves: Sequence[LeafVisit]) -> List[Finding]:
+def non_persistent_buffer_findings(leaves: Sequence[LeafVisit],
+                                   saved_keys: Optional[Sequence[Optional[str]]] = None) -> List[Finding]:
+    """Non-persistent buffers that state_dict() leaves out (``saved_keys``: per leaf the key it is saved
+    under, when known: an override that saves one anyway is the state-dict-hook finding's business)."""
     findings = []
     seen = set()
-    for leaf in leaves:
+    for i, leaf in enumerate(leaves):
         registration = (id(leaf.owner.module), leaf.name)
-        if leaf.kind != NON_PERSISTENT_BUFFER or registration in seen:
+        if leaf.kind != NON_PERSISTENT_BUFFER or registration in seen or (saved_keys and saved_keys[i] is not None):
             continue
         seen.add(registration)
         tensor = leaf.tensor

@@ -25,6 +25,7 @@ SWAPPED = "swapped"  # ... under the path of another registered tensor
 REPLACED = "replaced"  # a key that is a registered tensor's path holds some other value
 ADDED = "added"  # a key that no registered tensor's path explains, holding no registered tensor
 DROPPED = "dropped"  # a registered, persistent tensor saved under no key
+SAVED_NON_PERSISTENT = "saved-non-persistent"  # a non-persistent buffer saved all the same
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ class SavedKey:
 class Change:
     """One difference between the structural keys and what ``state_dict()`` saved."""
 
-    kind: str  # RENAMED, SWAPPED, REPLACED, ADDED, DROPPED
+    kind: str  # RENAMED, SWAPPED, REPLACED, ADDED, DROPPED, SAVED_NON_PERSISTENT
     key: Optional[str]  # the saved key (None for DROPPED)
     leaf: Optional[int]  # the registered tensor concerned (None for ADDED)
     agent: Optional[ModuleVisit]  # the module whose hooks or overrides made the change; None when unknown
@@ -123,7 +124,9 @@ def changes(visits: Sequence[ModuleVisit], leaves: Sequence[LeafVisit], structur
     collided_leaves = {i for members in collided.values() for i in members}
     raw: List[Tuple[str, Optional[str], Optional[int]]] = []  # (kind, key, leaf)
     for entry in matched:
-        if entry.leaf is not None and entry.moved:
+        if entry.leaf is not None and leaves[entry.leaf].kind == NON_PERSISTENT_BUFFER:
+            raw.append((SAVED_NON_PERSISTENT, entry.key, entry.leaf))
+        elif entry.leaf is not None and entry.moved:
             raw.append((SWAPPED if entry.key in leaf_of_key else RENAMED, entry.key, entry.leaf))
         elif entry.leaf is None:
             i = leaf_of_key.get(entry.key)
