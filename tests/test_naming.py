@@ -369,6 +369,29 @@ def test_a_non_persistent_buffer_an_override_saves_is_not_said_to_be_left_out():
         in hook.message and "SavesItsScratch._save_to_state_dict override" in hook.message
 
 
+class CachesAView(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(3, 2)
+        self.wt = self.lin.weight.data.t()  # a view of the registered weight, kept as a plain attribute
+        self.other = torch.zeros(2)
+
+
+def test_a_plain_tensor_over_a_registered_tensors_memory_is_told_apart():
+    model = CachesAView()
+    by_layer = {f.message.split(" is ")[0]: f for f in netscope.audit_names(model).findings
+                if f.code == "plain-tensor-attribute"}
+    view, plain = by_layer["model.wt"], by_layer["model.other"]
+    assert "over the memory of `lin.weight`" in view.message and "does not save or load" in plain.message
+    # the oracles for what the message claims: loading writes through the registered tensor ...
+    model.load_state_dict({"lin.weight": torch.full((2, 3), 7.0), "lin.bias": torch.zeros(2)})
+    assert torch.equal(model.wt, torch.full((3, 2), 7.0))
+    # ... and converting gives the registered tensor new memory, leaving the view on the old one
+    model.half()
+    assert model.wt.dtype == torch.float32 and model.wt.untyped_storage().data_ptr() != \
+        model.lin.weight.untyped_storage().data_ptr()
+
+
 class SharedActivation(nn.Module):
     """One ReLU under two names (prepare_fx does this with a fused conv's activation)."""
 

@@ -11,7 +11,7 @@ import torch.nn as nn
 
 from netscope.records import Finding, Severity
 from netscope.naming.segments import NON_PERSISTENT_BUFFER, PARAMETER, SEQUENTIAL_INDEX, is_index, shadowed
-from netscope.naming.identity import storage_of
+from netscope.naming.identity import storage_key, storage_of
 from netscope.naming.unregistered import StrayItem
 from netscope.naming.walk import LeafVisit, ModuleVisit
 from netscope.units import plural
@@ -35,7 +35,7 @@ def collect(*, visits, leaves, saved_keys, entries, strays, missed_by_attribute,
         *shadowed_name_findings(visits, leaves),
         *uninitialized_findings(leaves),
         *wrapper_findings(visits, entries),
-        *plain_tensor_findings(strays),
+        *plain_tensor_findings(strays, _registered_storages(leaves, saved_keys)),
         *non_persistent_buffer_findings(leaves, saved_keys),
         *numbered_sequential_findings(visits),
     ]
@@ -93,7 +93,21 @@ def unregistered_findings(strays: Sequence[StrayItem], missed_by_attribute: Dict
     return findings
 
 
-def plain_tensor_findings(strays: Sequence[StrayItem]) -> List[Finding]:
+def _registered_storages(leaves: Sequence[LeafVisit], saved_keys: Sequence[Optional[str]]) -> Dict[Hashable, str]:
+    """Storage -> the key (or path) of the first registered tensor on it."""
+    found: Dict[Hashable, str] = {}
+    for i, leaf in enumerate(leaves):
+        if leaf.tensor is not None:
+            storage = storage_key(leaf.tensor)
+            if storage is not None:
+                found.setdefault(storage, saved_keys[i] or leaf.key)
+    return found
+
+
+def plain_tensor_findings(strays: Sequence[StrayItem], registered_storages: Optional[Dict[Hashable, str]] = None
+                          ) -> List[Finding]:
+    """Plain tensor attributes; ``registered_storages`` (storage -> key) tells the ones over a registered
+    tensor's memory (a cached ``weight.t()`` or ``.data``), which loading does reach and moving does not."""
     findings = []
     for _, group in _grouped(strays, ("tensor",)):
         first = group[0]
@@ -102,12 +116,23 @@ def plain_tensor_findings(strays: Sequence[StrayItem]) -> List[Finding]:
         what = (f"a plain tensor attribute ({list(tensor.shape)}, {str(tensor.dtype).replace('torch.', '')}, "
                 f"on {tensor.device})" if not first.container
                 else f"a plain {first.container} holding {plural(len(group), 'tensor')}")
-        findings.append(Finding(
-            Severity.WARNING, "plain-tensor-attribute",
-            f"{where} is {what}: state_dict() does not save or load it and .to(device) does not move it.",
-            fix="Use self.register_buffer(name, tensor) (persistent=False when it must not be saved), "
-                "or nn.Parameter when it should be trained.",
-            layer=first.owner.path))
+        over = [key for key in (registered_storages.get(storage_key(item.obj)) for item in group)
+                if key is not None] if registered_storages else []
+        if over:
+            memory = (f"over the memory of `{over[0]}`" if not first.container
+                      else f"({len(over)} of them over the memory of registered tensors: {_quoted(list(dict.fromkeys(over)))})")
+            saved, it, that, this = (("does not save it", "it", "that tensor", "this one") if not first.container else
+                                     ("saves none of them", "the views", "the registered tensors", "the views"))
+            message = (f"{where} is {what} {memory}: state_dict() {saved}, load_state_dict changes {it} only by "
+                       f"writing into {that}, and .to(device), .half() and the like give {that} new memory and leave "
+                       f"{this} on the old memory, with the old values.")
+            fix = ("Derive it in forward from the registered tensor (self.linear.weight.t()) instead of keeping "
+                   "a copy of the view, or register it with register_buffer(name, tensor, persistent=False).")
+        else:
+            message = f"{where} is {what}: state_dict() does not save or load it and .to(device) does not move it."
+            fix = ("Use self.register_buffer(name, tensor) (persistent=False when it must not be saved), "
+                   "or nn.Parameter when it should be trained.")
+        findings.append(Finding(Severity.WARNING, "plain-tensor-attribute", message, fix=fix, layer=first.owner.path))
     return findings
 
 
