@@ -392,6 +392,22 @@ def test_a_plain_tensor_over_a_registered_tensors_memory_is_told_apart():
         model.lin.weight.untyped_storage().data_ptr()
 
 
+def test_a_wrapper_whose_own_state_dict_unwraps_is_not_said_to_prefix_or_duplicate_keys():
+    fabric = pytest.importorskip("lightning.fabric", reason="Lightning Fabric is not installed")
+    model = fabric.Fabric(accelerator="cpu", devices=1).setup_module(nn.Sequential(nn.Linear(2, 2)))
+    keys = list(model.state_dict())
+    assert keys == ["0.weight", "0.bias"]  # the oracle: _FabricModule.state_dict gives the unwrapped keys
+    report = netscope.audit_names(model)
+    assert report.state_dict_keys() == keys
+    by_code = {f.code: f for f in report.findings}
+    wrapper = by_code["wrapper-prefix"].message
+    assert "`_forward_module.0.weight` is saved as `0.weight`" in wrapper and "becomes ``" not in wrapper
+    alias = by_code["alias"].message  # _forward_module and _original_module are one module ...
+    assert "under one of those paths only (e.g. `0.weight`" in alias  # ... whose keys are saved once
+    assert not any(k.startswith(("_forward_module.", "_original_module.")) for k in keys)
+    assert "(the same tensor is saved as `0.weight`)" in by_code["state-dict-hook"].message
+
+
 class SharedActivation(nn.Module):
     """One ReLU under two names (prepare_fx does this with a fused conv's activation)."""
 

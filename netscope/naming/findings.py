@@ -25,9 +25,9 @@ def collect(*, visits, leaves, saved_keys, entries, strays, missed_by_attribute,
     """All findings, most consequential first."""
     return [
         *key_collision_findings(leaves, saved_keys, collided),
-        *state_dict_change_findings(leaves, changes),
+        *state_dict_change_findings(leaves, changes, saved_keys),
         *unregistered_findings(strays, missed_by_attribute),
-        *alias_findings(visits),
+        *alias_findings(visits, leaves, saved_keys),
         *shared_storage_findings(leaves, saved_keys, shared_groups),
         *overlapping_view_findings(leaves, saved_keys, identities),
         *tied_weight_findings(leaves, saved_keys, shared_groups),
@@ -147,8 +147,25 @@ def _grouped(strays: Sequence[StrayItem], categories):
 
 # --- aliases and tied weights ----------------------------------------------------------------
 
-def alias_findings(visits: Sequence[ModuleVisit]) -> List[Finding]:
-    """Modules registered directly under two or more names (not merely inside an aliased parent)."""
+def _saved_below(paths: set, leaves: Sequence[LeafVisit], saved_keys: Sequence[Optional[str]]) -> Dict[str, str]:
+    """Module path -> the first state_dict key of a tensor below it (paths with none left out)."""
+    found: Dict[str, str] = {}
+    for leaf, key in zip(leaves, saved_keys):
+        if key is None:
+            continue
+        parts = leaf.key.split(".")
+        for k in range(1, len(parts)):
+            prefix = ".".join(parts[:k])
+            if prefix in paths:
+                found.setdefault(prefix, key)
+    return found
+
+
+def alias_findings(visits: Sequence[ModuleVisit], leaves: Sequence[LeafVisit] = (),
+                   saved_keys: Optional[Sequence[Optional[str]]] = None) -> List[Finding]:
+    """Modules registered directly under two or more names (not merely inside an aliased parent).
+    ``leaves``/``saved_keys``: the walk's tensors and the key each is saved under, to tell the paths whose
+    keys state_dict() really holds (an override or hook can save an aliased module once)."""
     paths: Dict[int, List[str]] = {}
     registrations: Dict[int, set] = {}
     modules: Dict[int, nn.Module] = {}
@@ -160,16 +177,24 @@ def alias_findings(visits: Sequence[ModuleVisit]) -> List[Finding]:
         paths.setdefault(key, []).append(visit.path)
         registrations.setdefault(key, set()).add((id(visit.parent), visit.name))
     findings = []
+    aliased = {key for key, registered in registrations.items() if len(registered) >= 2}
+    below = (_saved_below({n for key in aliased for n in paths[key]}, leaves, saved_keys)
+             if aliased and saved_keys is not None else None)
     for key, names in paths.items():
-        if len(registrations[key]) < 2:
+        if key not in aliased:
             continue
         module = modules[key]
         saved = [name for name, _ in module.named_parameters()] + [  # the keys below it; non-persistent buffers have none
             f"{path}.{name}" if path else name for path, sub in module.named_modules()
             for name, buf in sub._buffers.items() if buf is not None and name not in sub._non_persistent_buffers_set]
-        if saved:
-            consequence = (f" Each of its {plural(len(saved), 'state_dict key')} appears under {len(names)} paths "
-                           f"({_quoted([f'{n}.{saved[0]}' for n in names])}): load_state_dict expects every one of "
+        kept = names if below is None else [n for n in names if n in below]
+        examples = [f"{n}.{saved[0]}" for n in kept] if below is None else [below[n] for n in kept]
+        if saved and len(kept) < 2 and kept:
+            consequence = (f" state_dict() saves its tensors under one of those paths only (e.g. `{examples[0]}`: a "
+                           "state_dict override or hook leaves the others out), so checkpoints hold them once.")
+        elif saved and kept:
+            consequence = (f" Each of its {plural(len(saved), 'state_dict key')} appears under {len(kept)} paths "
+                           f"({_quoted(examples)}): load_state_dict expects every one of "
                            "those keys and copies each into the same tensor (the last one loaded wins), while "
                            "torch.save writes the data only once per storage; the totals count it once.")
         else:
@@ -371,8 +396,14 @@ _CHANGE_TEXT = {
 }
 
 
-def state_dict_change_findings(leaves: Sequence[LeafVisit], changes) -> List[Finding]:
-    """One finding per module whose state_dict hooks or overrides renamed, swapped, replaced, added or dropped keys."""
+def state_dict_change_findings(leaves: Sequence[LeafVisit], changes,
+                               saved_keys: Optional[Sequence[Optional[str]]] = None) -> List[Finding]:
+    """One finding per module whose state_dict hooks or overrides renamed, swapped, replaced, added or dropped keys.
+    ``saved_keys`` (per leaf, its key or None) tells a dropped path whose tensor is saved under another key."""
+    key_of_object: Dict[int, str] = {}
+    for i, key in enumerate(saved_keys or ()):
+        if key is not None and leaves[i].tensor is not None:
+            key_of_object.setdefault(id(leaves[i].tensor), key)
     by_agent: Dict[Tuple[int, Tuple[str, ...]], list] = {}
     for change in changes:
         by_agent.setdefault((id(change.agent.module) if change.agent else 0, change.agents), []).append(change)
@@ -382,8 +413,10 @@ def state_dict_change_findings(leaves: Sequence[LeafVisit], changes) -> List[Fin
         texts = []
         for change in group:
             leaf = leaves[change.leaf] if change.leaf is not None else None
-            texts.append(_CHANGE_TEXT[change.kind].format(
-                expr=_leaf_expr(leaf) if leaf else "", key=change.key, path=leaf.key if leaf else ""))
+            text = _CHANGE_TEXT[change.kind].format(
+                expr=_leaf_expr(leaf) if leaf else "", key=change.key, path=leaf.key if leaf else "")
+            elsewhere = key_of_object.get(id(leaf.tensor)) if change.kind == "dropped" and leaf is not None else None
+            texts.append(text + (f" (the same tensor is saved as `{elsewhere}`)" if elsewhere else ""))
         if agent is None:
             who = "Something other than a state_dict hook or override found on the modules along the path"
         else:
@@ -489,26 +522,33 @@ def wrapper_findings(visits: Sequence[ModuleVisit], entries) -> List[Finding]:
         if not hits:
             continue
         examples: Dict[str, object] = {}  # key prefix in front of the wrapper segment -> first entry there
+        through: Dict[str, object] = {}  # ... -> first saved entry whose key really holds the segment there
         for entry in hits:
             for place in _wrapper_places(entry, kind.origin):
                 examples.setdefault(place, entry)
+                if entry.in_state_dict and entry.key.startswith(place + kind.attribute + "."):
+                    through.setdefault(place, entry)
         places = sorted(examples)
         saved = [e for e in hits if e.in_state_dict]
         shown_places = _quoted([p + kind.attribute + "." for p in places])
-        if kind.hook_strips_prefix:
-            example = hits[0]
+        if kind.hook_strips_prefix or not through:  # its hooks, or its own state_dict override, leave it out
+            example = next((e for e in hits if e.in_state_dict), hits[0])
             path = ".".join(s.text for s in example.segments)
-            message = (f"{kind.label} wrapper segment `{kind.attribute}` sits at {shown_places}; its state_dict "
-                       f"hooks drop it, so `{path}` is saved as `{example.key}` ({plural(len(saved), 'key')} "
-                       "affected), while named_modules() paths still contain it.")
+            how = "state_dict hooks drop it" if kind.hook_strips_prefix else "state_dict() leaves it out of every key"
+            message = (f"{kind.label} wrapper segment `{kind.attribute}` sits at {shown_places}; its {how}, so "
+                       f"`{path}` is saved as `{example.key}` ({plural(len(saved), 'key')} affected), while "
+                       "named_modules() paths still contain it.")
             fix = ("Nothing to do for state_dict()/load_state_dict(); strip the segment yourself when matching "
                    f"named_modules() names against checkpoint keys (remove `{kind.attribute}.`).")
         else:
             renames = []
+            places = sorted(through)
             for place in places:
-                key = examples[place].key
+                key = through[place].key
                 renames.append(f"`{key}` becomes `{place + key[len(place) + len(kind.attribute) + 1:]}`")
-            message = (f"{plural(len(saved), 'state_dict key')} pass through the {kind.label} wrapper segment "
+            passing = [e for e in saved if any(e.key.startswith(p + kind.attribute + ".") for p in places)]
+            shown_places = _quoted([p + kind.attribute + "." for p in places])
+            message = (f"{plural(len(passing), 'state_dict key')} pass through the {kind.label} wrapper segment "
                        f"at {shown_places}; unwrapped there, {'; '.join(renames[:MAX_LISTED])}.")
             fixes = []
             if "" in places:
