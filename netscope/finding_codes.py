@@ -57,7 +57,7 @@ register_code("padding-mode", "checks", {"info"}, "a convolution pads with refle
 register_code("uneven-overlap", "checks", {"info"}, "a transposed convolution's kernel is not divisible by its stride (checkerboard artifacts)")
 
 # ---- naming (netscope.naming) ---------------------------------------------------------------------------
-register_code("unregistered-module", "naming", {"warning"}, "modules kept in a plain list/dict/attribute: not saved, trained or moved")
+register_code("unregistered-module", "naming", {"warning", "info"}, "modules kept in a plain list/dict/attribute: not saved, trained or moved")
 register_code("unregistered-parameter", "naming", {"warning"}, "parameters kept in a plain list/dict: not saved, trained or moved")
 register_code("plain-tensor-attribute", "naming", {"warning"}, "a tensor attribute that is neither a parameter nor a buffer")
 register_code("alias", "naming", {"warning", "info"}, "one module registered under several names, so its keys appear under each (warning when one container's numbered slots repeat it: [block] * n)")

@@ -408,6 +408,30 @@ def test_a_wrapper_whose_own_state_dict_unwraps_is_not_said_to_prefix_or_duplica
     assert "(the same tensor is saved as `0.weight`)" in by_code["state-dict-hook"].message
 
 
+class KeepsHandles(nn.Module):
+    """Unregistered modules that only wrap registered ones, beside one that does not."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Linear(2, 2)
+        self.__dict__["views"] = [nn.Sequential(self.net)]  # a grouping of a registered module
+        self.__dict__["drops"] = [nn.Dropout(0.5)]  # a module of its own, outside the tree
+
+
+def test_unregistered_modules_that_only_wrap_registered_ones_are_told_apart():
+    model = KeepsHandles()
+    by_layer = {f.message.split(" is ")[0]: f for f in netscope.audit_names(model).findings
+                if f.code == "unregistered-module"}
+    views, drops = by_layer["model.views"], by_layer["model.drops"]
+    # oracles: torch reaches every tensor of the wrapper ...
+    assert {id(p) for p in model.views[0].parameters()} <= {id(p) for p in model.parameters()}
+    assert views.severity.value == "info" and "every parameter and buffer below is registered" in views.message
+    # ... but not a module of its own: eval() leaves the stray Dropout in training mode
+    model.eval()
+    assert model.drops[0].training
+    assert drops.severity.value == "warning" and "does not save" in drops.message
+
+
 class SharedActivation(nn.Module):
     """One ReLU under two names (prepare_fx does this with a fused conv's activation)."""
 

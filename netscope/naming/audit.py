@@ -63,7 +63,7 @@ def _audit(model: nn.Module, label: str) -> NamingReport:
         shared_groups=[[rows[i][2] for i in members if i < registered_rows and rows[i][2] is not None]
                        for members in groups.values() if len(members) > 1],
         collided=collided, changes=changes(visits, leaves, structural, matched, leaf_keys, collided),
-        identities=leaf_identities,
+        identities=leaf_identities, registered_modules=registered_modules, registered_tensors=registered_tensors,
     )
     totals = _totals(leaves, rows, identities, groups, registered_rows, sum(missed.values()), len(findings))
     return NamingReport(label, entries, findings, totals)

@@ -21,12 +21,12 @@ MAX_LISTED = 6  # names quoted in one message before "and N more"
 
 
 def collect(*, visits, leaves, saved_keys, entries, strays, missed_by_attribute, shared_groups,
-            collided, changes, identities) -> List[Finding]:
+            collided, changes, identities, registered_modules=None, registered_tensors=None) -> List[Finding]:
     """All findings, most consequential first."""
     return [
         *key_collision_findings(leaves, saved_keys, collided),
         *state_dict_change_findings(leaves, changes, saved_keys),
-        *unregistered_findings(strays, missed_by_attribute),
+        *unregistered_findings(strays, missed_by_attribute, registered_modules, registered_tensors),
         *alias_findings(visits, leaves, saved_keys),
         *shared_storage_findings(leaves, saved_keys, shared_groups),
         *overlapping_view_findings(leaves, saved_keys, identities),
@@ -68,7 +68,24 @@ _PARAM_FIX = {
 }
 
 
-def unregistered_findings(strays: Sequence[StrayItem], missed_by_attribute: Dict[Tuple[int, str], int]) -> List[Finding]:
+def _only_references(modules: Sequence[nn.Module], registered_modules, registered_tensors) -> bool:
+    """Unregistered modules that only wrap registered ones (torch.compile's OptimizedModule of a registered
+    child, a Sequential of registered blocks): every tensor below them is registered, and every unregistered
+    module among them has children (none is a leaf whose behaviour .train()/.eval() would switch)."""
+    if registered_modules is None or registered_tensors is None:
+        return False
+    for module in modules:
+        for sub in module.modules():
+            if id(sub) in registered_modules:
+                continue
+            if not sub._modules or any(t is not None and id(t) not in registered_tensors
+                                       for t in itertools.chain(sub._parameters.values(), sub._buffers.values())):
+                return False
+    return True
+
+
+def unregistered_findings(strays: Sequence[StrayItem], missed_by_attribute: Dict[Tuple[int, str], int],
+                          registered_modules=None, registered_tensors=None) -> List[Finding]:
     findings = []
     for (slot, category), group in _grouped(strays, ("module", "parameter")):
         first = group[0]
@@ -77,11 +94,24 @@ def unregistered_findings(strays: Sequence[StrayItem], missed_by_attribute: Dict
         missed = missed_by_attribute.get(slot, 0)
         fixes = _MODULE_FIX if category == "module" else _PARAM_FIX
         fix = fixes.get(first.container, fixes["list"])
+        if category == "module" and _only_references([i.obj for i in group], registered_modules, registered_tensors):
+            classes = ", ".join(f"{n}x {c}" for c, n in Counter(type(i.obj).__name__ for i in group).items())
+            findings.append(Finding(
+                Severity.INFO, "unregistered-module",
+                f"{where} is {holder} holding {plural(len(group), 'nn.Module')} ({classes}) that only "
+                f"wrap{'s' if len(group) == 1 else ''} modules registered elsewhere in the model: every parameter and "
+                "buffer below is registered, so state_dict(), "
+                ".parameters() and .to(device) reach them; only the wrapper objects themselves are outside the tree "
+                "(named_modules(), .train()/.eval() and .apply() skip them).",
+                fix="Nothing to do when it is a deliberate handle (a compiled or grouped view of registered modules).",
+                layer=first.owner.path))
+            continue
         if category == "module":
             classes = ", ".join(f"{n}x {c}" for c, n in Counter(type(i.obj).__name__ for i in group).items())
             message = (f"{where} is {holder} holding {plural(len(group), 'nn.Module')} ({classes}) with "
                        f"{missed:,} parameters that state_dict() does not save, .parameters() does not list "
-                       "(so the optimizer never trains them) and .to(device) does not move.")
+                       "(so the optimizer never trains them) and .to(device) does not move; named_modules(), "
+                       f".train()/.eval() and .apply() skip {'it' if len(group) == 1 else 'them'} too.")
             code = "unregistered-module"
         else:
             message = (f"{where} is {holder} holding {plural(len(group), 'nn.Parameter')} ({missed:,} elements) "
