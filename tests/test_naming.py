@@ -432,6 +432,32 @@ def test_unregistered_modules_that_only_wrap_registered_ones_are_told_apart():
     assert drops.severity.value == "warning" and "does not save" in drops.message
 
 
+def test_a_hook_that_saves_detached_tensors_saves_the_registered_data():
+    model = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 2))
+
+    def detach(module, state_dict, prefix, local_metadata):  # what state_dict() does itself without keep_vars
+        for key in [k for k in state_dict if k.startswith(prefix)]:
+            state_dict[key] = state_dict[key].detach()
+
+    def detach_and_rename(module, state_dict, prefix, local_metadata):
+        state_dict[prefix + "w"] = state_dict.pop(prefix + "weight").detach()
+
+    model[0]._register_state_dict_hook(detach)
+    model[1]._register_state_dict_hook(detach_and_rename)
+    saved = model.state_dict(keep_vars=True)
+    # the oracle: the saved values are the parameters' very data, not copies
+    assert saved["0.weight"] is not model[0].weight
+    assert saved["0.weight"].data_ptr() == model[0].weight.data_ptr()
+    assert saved["1.w"].data_ptr() == model[1].weight.data_ptr()
+    report = netscope.audit_names(model)
+    assert report.state_dict_keys() == list(saved)
+    assert [e.key for e in report.entries] == list(saved)  # no unsaved parameter rows, no unexplained keys
+    assert entry(report, "1.w").expression == "model[1].weight"
+    (hook,) = [f for f in report.findings if f.code == "state-dict-hook"]
+    assert hook.severity.value == "info" and "saves model[1].weight as `1.w`" in hook.message
+    assert "not model[0]" not in hook.message and report.totals.aliased_tensors == 0
+
+
 class SharedActivation(nn.Module):
     """One ReLU under two names (prepare_fx does this with a fused conv's activation)."""
 
