@@ -67,6 +67,7 @@ register_code("overlapping-views", "naming", {"warning"}, "different views of on
 register_code("key-collision", "naming", {"warning"}, "one state_dict key for several tensors: only one is saved")
 register_code("state-dict-hook", "naming", {"warning", "info"}, "state_dict hooks change the keys from the registration paths")
 register_code("dotted-name", "naming", {"warning"}, "a registered name containing '.' that reads as a path")
+register_code("state-dict-raised", "naming", {"warning"}, "the model's own state_dict() raised, so the naming audit could not run")
 register_code("shadowed-name", "naming", {"warning"}, "a registered name that a class or instance attribute of the same name hides from attribute access")
 register_code("unnormalised-name", "naming", {"warning", "info"}, "a name that Python's NFKC normalisation changes")
 register_code("uninitialized", "naming", {"info"}, "lazy tensors whose shapes the first forward pass fixes")

@@ -458,6 +458,45 @@ def test_a_hook_that_saves_detached_tensors_saves_the_registered_data():
     assert "not model[0]" not in hook.message and report.totals.aliased_tensors == 0
 
 
+STATE_DICT_RAISES = """
+import torch.nn as nn
+
+
+class NeedsAGroup(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(2, 2)
+        self._register_state_dict_hook(self.gather)
+
+    @staticmethod
+    def gather(module, state_dict, prefix, local_metadata):
+        raise RuntimeError("hook needs a process group")
+
+    def forward(self, x):
+        return self.lin(x)
+"""
+
+
+def test_a_state_dict_that_raises_is_one_error_paragraph_and_a_summary_finding(tmp_path, capsys):
+    from netscope.cli import main
+    from netscope.errors import StateDictError
+
+    path = tmp_path / "needs_group.py"
+    path.write_text(STATE_DICT_RAISES)
+    namespace = {}
+    exec(compile(STATE_DICT_RAISES, str(path), "exec"), namespace)
+    model = namespace["NeedsAGroup"]()
+    with pytest.raises(RuntimeError, match="process group"):  # the oracle: torch's own state_dict()
+        model.state_dict()
+    with pytest.raises(StateDictError, match="state_dict\\(\\) raised RuntimeError: hook needs a process group"):
+        netscope.audit_names(model)
+    assert main(["names", f"{path}:NeedsAGroup", "-q"]) == 3
+    err = capsys.readouterr().err
+    assert "hook needs a process group" in err and "Traceback" not in err
+    report = netscope.summary(model, (1, 2))  # the summary stands; the finding says why the audit is missing
+    assert [f.code for f in report.findings] == ["state-dict-raised"]
+
+
 class SharedActivation(nn.Module):
     """One ReLU under two names (prepare_fx does this with a fused conv's activation)."""
 

@@ -8,7 +8,7 @@ from typing import Dict, Hashable, List, Optional, Sequence, Set, Tuple
 import torch
 import torch.nn as nn
 
-from netscope.errors import UsageError
+from netscope.errors import StateDictError, UsageError
 from netscope.collector import paused_gc
 from netscope.naming import findings as naming_findings
 from netscope.naming.report import NameEntry, NamingReport, NamingTotals
@@ -35,7 +35,7 @@ def audit_names(model: nn.Module, *, label: Optional[str] = None) -> NamingRepor
 def _audit(model: nn.Module, label: str) -> NamingReport:
     visits = module_visits(model)
     leaves = [leaf for visit in visits for leaf in leaf_visits(visit)]
-    saved = model.state_dict(keep_vars=True)
+    saved = _saved_state(model, label)
     structural = structural_keys(visits, leaves)
     matched, leaf_keys = match_saved(leaves, structural, saved)
     collided = collisions(leaves, structural, matched)
@@ -67,6 +67,19 @@ def _audit(model: nn.Module, label: str) -> NamingReport:
     )
     totals = _totals(leaves, rows, identities, groups, registered_rows, sum(missed.values()), len(findings))
     return NamingReport(label, entries, findings, totals)
+
+
+def _saved_state(model: nn.Module, label: str):
+    """``model.state_dict(keep_vars=True)``; what it raises (a hook that needs a process group, an override
+    with a bug) becomes a StateDictError that names it."""
+    try:
+        return model.state_dict(keep_vars=True)
+    except Exception as err:  # the model's own code: any exception it raises
+        raise StateDictError(
+            f"{label}: the model's own state_dict() raised {type(err).__name__}: {err}. The naming audit explains "
+            "the keys state_dict() returns, so it cannot run until state_dict() does (a state_dict hook or "
+            "_save_to_state_dict override in the model raised; a distributed wrapper may need its process "
+            "group initialised).") from err
 
 
 Row = Tuple[NameEntry, Optional[torch.Tensor], Optional[int]]  # entry, its tensor, its leaf index
