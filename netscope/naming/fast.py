@@ -3,11 +3,12 @@
 :func:`audit_findings` first proves, in a few flat passes over the modules, that the model is *plain*: no
 module under two paths, every key its registration path (no state_dict hook or override, no wrapper, no
 extra state, no TorchScript tables), registration names plain ASCII without dots and hidden by no class or
-instance attribute, no parameter and buffer under one name, every tensor a distinct object on its own memory (no tied weights, shared storage or
-overlapping views, nothing lazy or empty), and nothing held unregistered. On such a model every finding of
-the full audit is empty except the non-persistent buffers and the numbered Sequentials, which are computed
-by the audit's own functions on the few modules concerned. Any model that is not provably plain gets the
-full audit (:func:`netscope.naming.audit_names`), so the findings are always the same.
+instance attribute, no parameter and buffer under one name, every tensor a distinct object on its own
+memory (no tied weights, shared storage or overlapping views, nothing lazy or empty), and nothing held
+unregistered. On such a model every finding of the full audit is empty except the non-persistent buffers
+and the numbered Sequentials, which are computed by the audit's own functions on the few modules
+concerned. Any model that is not provably plain gets the full audit (:func:`netscope.naming.audit_names`),
+so the findings are always the same.
 """
 
 from __future__ import annotations

@@ -150,7 +150,8 @@ def plain_tensor_findings(strays: Sequence[StrayItem], registered_storages: Opti
                 if key is not None] if registered_storages else []
         if over:
             memory = (f"over the memory of `{over[0]}`" if not first.container
-                      else f"({len(over)} of them over the memory of registered tensors: {_quoted(list(dict.fromkeys(over)))})")
+                      else f"({len(over)} of them over the memory of registered tensors: "
+                           f"{_quoted(list(dict.fromkeys(over)))})")
             saved, it, that, this = (("does not save it", "it", "that tensor", "this one") if not first.container else
                                      ("saves none of them", "the views", "the registered tensors", "the views"))
             message = (f"{where} is {what} {memory}: state_dict() {saved}, load_state_dict changes {it} only by "
@@ -214,7 +215,8 @@ def alias_findings(visits: Sequence[ModuleVisit], leaves: Sequence[LeafVisit] = 
         if key not in aliased:
             continue
         module = modules[key]
-        saved = [name for name, _ in module.named_parameters()] + [  # the keys below it; non-persistent buffers have none
+        # the keys below it (non-persistent buffers have none)
+        saved = [name for name, _ in module.named_parameters()] + [
             f"{path}.{name}" if path else name for path, sub in module.named_modules()
             for name, buf in sub._buffers.items() if buf is not None and name not in sub._non_persistent_buffers_set]
         kept = names if below is None else [n for n in names if n in below]
@@ -506,7 +508,8 @@ def shadowed_name_findings(visits: Sequence[ModuleVisit], leaves: Sequence[LeafV
     names = [(visit.parent, visit.name, visit.path, "module", "_modules") for visit in visits
              if visit.parent is not None and visit.steps[-1].accessor.startswith("._modules[")]
     names += [(leaf.owner.module, leaf.name, leaf.key, leaf.kind, "_parameters" if leaf.kind == PARAMETER else "_buffers")
-              for leaf in leaves if leaf.tensor is not None and leaf.steps[-1].accessor.startswith(("._parameters[", "._buffers["))]
+              for leaf in leaves
+              if leaf.tensor is not None and leaf.steps[-1].accessor.startswith(("._parameters[", "._buffers["))]
     for owner, name, path, what, table in names:
         if (id(owner), name) in seen or not shadowed(owner, name, table):
             continue
