@@ -566,6 +566,16 @@ def test_clean_models_have_no_findings():
     # old-style spectral_norm recomputes the plain attribute `weight` in a pre-hook: derived, not lost
     assert netscope.audit_names(nn.utils.spectral_norm(nn.Linear(3, 3))).findings == []
     assert netscope.audit_names(nn.LSTM(4, 8, 2)).findings == []  # _flat_weights lists registered params
+    # torch.nn.utils.prune keeps `weight` as a plain attribute that its pre-hook recomputes from
+    # weight_orig * weight_mask: derived, as forward shows
+    from torch.nn.utils import prune
+
+    pruned = nn.Linear(4, 4)
+    prune.l1_unstructured(pruned, "weight", amount=0.5)
+    pruned.weight_orig.data.fill_(3.0)
+    pruned(torch.ones(1, 4))
+    assert torch.equal(pruned.weight, pruned.weight_orig * pruned.weight_mask)
+    assert netscope.audit_names(pruned).findings == []
 
 
 # --- structural, meta device, scale ---------------------------------------------------------------
