@@ -69,6 +69,7 @@ register_code("state-dict-hook", "naming", {"warning", "info"}, "state_dict hook
 register_code("dotted-name", "naming", {"warning"}, "a registered name containing '.' that reads as a path")
 register_code("state-dict-raised", "naming", {"warning"}, "the model's own state_dict() raised, so the naming audit could not run")
 register_code("shadowed-name", "naming", {"warning"}, "a registered name that a class or instance attribute of the same name hides from attribute access")
+register_code("empty-name", "naming", {"warning"}, "a module or tensor registered under the empty name ''")
 register_code("unnormalised-name", "naming", {"warning", "info"}, "a name that Python's NFKC normalisation changes")
 register_code("uninitialized", "naming", {"info"}, "lazy tensors whose shapes the first forward pass fixes")
 register_code("wrapper-prefix", "naming", {"info"}, "a wrapper (DataParallel, compile, ...) adds a segment to every key below it")

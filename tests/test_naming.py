@@ -119,6 +119,16 @@ def own_indexing():
                          CaseFoldingDict({"a": nn.Linear(2, 2), "A": nn.Linear(2, 3)}))
 
 
+def empty_names():
+    """Children and a parameter registered under '' through the tables (add_module refuses '')."""
+    model = nn.Module()
+    model._modules[""] = nn.Linear(1, 1)
+    model.b = nn.Linear(1, 1)
+    model.b._modules[""] = nn.Linear(1, 2)
+    model.b._parameters[""] = nn.Parameter(torch.ones(1))
+    return model
+
+
 TEST_MODELS = {
     "nested DataParallel": lambda: nn.DataParallel(Stages()),
     "local convs": LocalConvs,
@@ -132,6 +142,7 @@ TEST_MODELS = {
     "hook key": with_hook_key,
     "shadowed": Shadowed,
     "own indexing": own_indexing,
+    "empty names": empty_names,
     "nested numbered": nested_numbered,
     "old spectral_norm": lambda: nn.utils.spectral_norm(nn.Linear(3, 3)),
     "resnet18": lambda: torchvision.models.resnet18(weights=None),
@@ -495,6 +506,19 @@ def test_a_state_dict_that_raises_is_one_error_paragraph_and_a_summary_finding(t
     assert "hook needs a process group" in err and "Traceback" not in err
     report = netscope.summary(model, (1, 2))  # the summary stands; the finding says why the audit is missing
     assert [f.code for f in report.findings] == ["state-dict-raised"]
+
+
+def test_empty_registration_names_make_the_keys_torch_makes_and_are_named():
+    model = empty_names()
+    keys = list(model.state_dict())
+    assert keys[:2] == [".weight", ".bias"] and "b." in keys and "b..weight" in keys  # the oracle: torch's keys
+    report = netscope.audit_names(model)
+    assert report.state_dict_keys() == keys
+    assert "state-dict-hook" not in codes(report)  # nothing renamed them: these are the paths
+    empty = [f for f in report.findings if f.code == "empty-name"]
+    assert sorted(f.layer for f in empty) == ["", "b.", "b."]  # two modules and the parameter
+    assert [n for n, _ in model.named_modules()][:2] == ["", ""] and model.get_submodule("") is model
+    assert "get_submodule('') returns the root" in next(f.message for f in empty if f.layer == "")
 
 
 class SharedActivation(nn.Module):

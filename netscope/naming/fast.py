@@ -77,8 +77,9 @@ def is_plain(tree: ModuleTree) -> bool:
     class_names = {cls: frozenset().union(*map(vars, cls.__mro__)) for cls in first_of_class}
     for module, state, *registered in zip(modules, states, params, buffers, children):
         names = class_names[type(module)]
-        if any(table and not (names.isdisjoint(table) and state.keys().isdisjoint(table)) for table in registered):
-            return False  # a class or instance attribute hides a registered name from attribute access
+        if any(table and ("" in table or not (names.isdisjoint(table) and state.keys().isdisjoint(table)))
+               for table in registered):
+            return False  # an empty name, or a class or instance attribute hiding a registered name
     names = "".join(itertools.chain.from_iterable(filter(None, itertools.chain(params, buffers, children))))
     if not names.isascii() or "." in names:
         return False  # dotted or non-ASCII names: the full audit says what they do to the keys

@@ -472,13 +472,23 @@ def registration_name_findings(visits: Sequence[ModuleVisit], leaves: Sequence[L
     findings = []
     seen = set()
     names = [(visit.parent, visit.name, visit.path, "module") for visit in visits
-             if visit.parent is not None and not (visit.name.isascii() and "." not in visit.name)]
+             if visit.parent is not None and not (visit.name.isascii() and "." not in visit.name and visit.name)]
     names += [(leaf.owner.module, leaf.name, leaf.key, "tensor") for leaf in leaves
-              if not (leaf.name.isascii() and "." not in leaf.name)]
+              if not (leaf.name.isascii() and "." not in leaf.name and leaf.name)]
     for parent, name, path, what in names:
-        if (id(parent), name) in seen:
+        if (id(parent), name, what) in seen:
             continue
-        seen.add((id(parent), name))
+        seen.add((id(parent), name, what))
+        if not name:
+            findings.append(Finding(
+                Severity.WARNING, "empty-name",
+                f"A {what} is registered under the empty name (through _modules/_parameters/_buffers; add_module "
+                f"and register_* refuse ''), so its key{'s start with' if what == 'module' else ' is'} "
+                f"`{path + '.' if what == 'module' else path}` with an empty segment, which tools that split or "
+                "strip keys on '.' mangle"
+                + (": at the root, named_modules() lists it under the root's own name '' and get_submodule('') "
+                   "returns the root." if what == "module" and not path else "."),
+                fix="Register it under a real name (add_module refuses '').", layer=path))
         if "." in name:
             findings.append(Finding(
                 Severity.WARNING, "dotted-name",

@@ -58,7 +58,7 @@ def module_visits(root: nn.Module, prefix: Tuple[Step, ...] = ()) -> List[Module
             if child is None:
                 continue
             step = child_step(visit.module, name, position, parent_origin)
-            path = f"{visit.path}.{step.segment.text}" if visit.path else step.segment.text
+            path = f"{visit.path}.{step.segment.text}" if visit.steps else step.segment.text  # "" is a name too
             children.append(ModuleVisit(child, visit.steps + (step,), visit.module, name, path))
         stack.extend(reversed(children))
     return visits
@@ -69,7 +69,7 @@ def dotted(steps: Tuple[Step, ...]) -> str:
 
 
 def leaf_visit(owner: ModuleVisit, name: str, kind: str, tensor, step: Step) -> LeafVisit:
-    key = f"{owner.path}.{step.segment.text}" if owner.path else step.segment.text
+    key = f"{owner.path}.{step.segment.text}" if owner.steps else step.segment.text
     return LeafVisit(owner, name, kind, tensor, owner.steps + (step,), key)
 
 
