@@ -635,7 +635,8 @@ def non_persistent_buffer_findings(leaves: Sequence[LeafVisit],
             Severity.INFO, "non-persistent-buffer",
             f"`{leaf.key}` ({type(leaf.owner.module).__name__}, {list(tensor.shape)}, "
             f"{str(tensor.dtype).replace('torch.', '')}) is a non-persistent buffer: .to(device) moves it but "
-            "state_dict() leaves it out, so its value always comes from the constructor, never a checkpoint.",
+            "state_dict() leaves it out and load_state_dict never sets it, so its value is what the constructor "
+            "(or later code, such as a forward that updates it) put there, never a checkpoint's.",
             fix="Fine for values rebuilt in __init__ (position ids, masks, caches). If it must be saved, "
                 "register it with register_buffer(name, tensor, persistent=True).",
             layer=leaf.owner.path))
