@@ -521,6 +521,28 @@ def test_empty_registration_names_make_the_keys_torch_makes_and_are_named():
     assert "get_submodule('') returns the root" in next(f.message for f in empty if f.layer == "")
 
 
+class HasAModelChild(nn.Module):
+    """A user model with its own child called `model` (as transformers' *ForCausalLM have)."""
+
+    def __init__(self):
+        super().__init__()
+        self.model = nn.Sequential(nn.Linear(4, 4))
+        self.head = nn.Linear(4, 2)
+
+
+def test_peft_models_two_segment_prefix_is_one_wrapper_and_an_inner_model_child_is_not():
+    peft = pytest.importorskip("peft", reason="peft is not installed")
+    wrapped = peft.get_peft_model(HasAModelChild(), peft.LoraConfig(target_modules=["head"], r=2))
+    report = netscope.audit_names(wrapped)
+    assert report.state_dict_keys() == list(wrapped.state_dict())
+    e = entry(report, "base_model.model.model.0.weight")
+    assert e.origins[:3] == ("wrapper:peft PeftModel", "wrapper:peft PeftModel", "attribute")
+    (finding,) = [f for f in report.findings if f.code == "wrapper-prefix" and "PeftModel" in f.message]
+    # the oracle for the unwrapped key: the wrapped model's own state_dict
+    unwrapped = finding.message.split("becomes `")[1].split("`")[0]
+    assert unwrapped in wrapped.base_model.model.state_dict() and "at `base_model.model.`;" in finding.message
+
+
 class SharedActivation(nn.Module):
     """One ReLU under two names (prepare_fx does this with a fused conv's activation)."""
 

@@ -608,11 +608,13 @@ def wrapper_findings(visits: Sequence[ModuleVisit], entries) -> List[Finding]:
 
 
 def _wrapper_places(entry, origin: str) -> List[str]:
-    """The key prefixes in front of each wrapper segment of ``origin`` ("" at the root)."""
-    places, prefix = [], ""
+    """The key prefixes in front of each wrapper segment of ``origin`` ("" at the root); a dotted wrapper
+    attribute ("base_model.model") is one place."""
+    places, prefix, previous = [], "", None
     for segment in entry.segments:
-        if segment.origin == origin:
+        if segment.origin == origin and previous != origin:
             places.append(prefix)
+        previous = segment.origin
         prefix += segment.text + "."
     return places
 

@@ -114,9 +114,19 @@ def _attribute_step(parent: nn.Module, name: str) -> Step:
     if name == "parametrizations" and is_parametrized(parent):
         return Step(Segment(name, PARAMETRIZATION), attribute_accessor(name, "_modules", parent))
     kind = wrapper_kind(parent)
-    if kind is not None and name == kind.attribute:
+    # a wrapper's segment, or the first of a dotted pair (PeftModel's "base_model.model")
+    if kind is not None and (name == kind.attribute or kind.attribute.startswith(name + ".")):
         return Step(Segment(name, kind.origin), attribute_accessor(name, "_modules", parent))
     return Step(Segment(name, ATTRIBUTE), attribute_accessor(name, "_modules", parent))
+
+
+def second_wrapper_step(grandparent: nn.Module, parent_name: str, step: Step) -> Step:
+    """``step`` relabelled as a wrapper segment when it is the second of a dotted wrapper attribute
+    (PeftModel's ``base_model.model``: ``grandparent`` the wrapper, ``parent_name`` "base_model")."""
+    kind = wrapper_kind(grandparent)
+    if kind is not None and kind.attribute == f"{parent_name}.{step.segment.text}":
+        return Step(Segment(step.segment.text, kind.origin), step.accessor)
+    return step
 
 
 @_child_rule(nn.Module)

@@ -15,6 +15,7 @@ import torch.nn as nn
 
 from netscope.naming.segments import (
     ATTRIBUTE, BUFFER, EXTRA_STATE, NON_PERSISTENT_BUFFER, PARAMETER, Segment, Step, child_step, leaf_step,
+    second_wrapper_step,
 )
 
 
@@ -58,6 +59,8 @@ def module_visits(root: nn.Module, prefix: Tuple[Step, ...] = ()) -> List[Module
             if child is None:
                 continue
             step = child_step(visit.module, name, position, parent_origin)
+            if parent_origin.startswith("wrapper:") and visit.parent is not None and step.segment.origin == ATTRIBUTE:
+                step = second_wrapper_step(visit.parent, visit.name, step)
             path = f"{visit.path}.{step.segment.text}" if visit.steps else step.segment.text  # "" is a name too
             children.append(ModuleVisit(child, visit.steps + (step,), visit.module, name, path))
         stack.extend(reversed(children))
