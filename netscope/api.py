@@ -113,9 +113,15 @@ def _formula_checks(result) -> List[Any]:
 
 
 def _naming_findings(model, tree) -> List[Any]:
+    from netscope.errors import StateDictError
     from netscope.naming.fast import audit_findings
+    from netscope.records import Finding, Severity
 
-    return audit_findings(model, tree)
+    try:
+        return audit_findings(model, tree)
+    except StateDictError as err:  # the summary stands without the audit; the finding says why it is missing
+        return [Finding(Severity.WARNING, "state-dict-raised", str(err),
+                        fix="Run 'netscope names' once state_dict() works; the layer table above is unaffected.")]
 
 
 def _attach_diagnosis(model, inputs: Optional[InputSpec], err: ForwardError) -> None:

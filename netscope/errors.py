@@ -35,6 +35,12 @@ class CheckpointError(NetscopeError):
     """A checkpoint file is missing, unreadable, unsafe to unpickle, or not a checkpoint."""
 
 
+class StateDictError(NetscopeError):
+    """The model's own ``state_dict()`` (a hook or override in it) raised: the naming audit reads its keys."""
+
+    exit_code = EXIT_MODEL_FAILED
+
+
 class ForwardError(NetscopeError):
     """The model's forward pass raised; the message names the layer that was running."""
 

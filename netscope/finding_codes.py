@@ -57,7 +57,7 @@ register_code("padding-mode", "checks", {"info"}, "a convolution pads with refle
 register_code("uneven-overlap", "checks", {"info"}, "a transposed convolution's kernel is not divisible by its stride (checkerboard artifacts)")
 
 # ---- naming (netscope.naming) ---------------------------------------------------------------------------
-register_code("unregistered-module", "naming", {"warning"}, "modules kept in a plain list/dict/attribute: not saved, trained or moved")
+register_code("unregistered-module", "naming", {"warning", "info"}, "modules kept in a plain list/dict/attribute: not saved, trained or moved")
 register_code("unregistered-parameter", "naming", {"warning"}, "parameters kept in a plain list/dict: not saved, trained or moved")
 register_code("plain-tensor-attribute", "naming", {"warning"}, "a tensor attribute that is neither a parameter nor a buffer")
 register_code("alias", "naming", {"warning", "info"}, "one module registered under several names, so its keys appear under each (warning when one container's numbered slots repeat it: [block] * n)")
@@ -67,6 +67,9 @@ register_code("overlapping-views", "naming", {"warning"}, "different views of on
 register_code("key-collision", "naming", {"warning"}, "one state_dict key for several tensors: only one is saved")
 register_code("state-dict-hook", "naming", {"warning", "info"}, "state_dict hooks change the keys from the registration paths")
 register_code("dotted-name", "naming", {"warning"}, "a registered name containing '.' that reads as a path")
+register_code("state-dict-raised", "naming", {"warning"}, "the model's own state_dict() raised, so the naming audit could not run")
+register_code("shadowed-name", "naming", {"warning"}, "a registered name that a class or instance attribute of the same name hides from attribute access")
+register_code("empty-name", "naming", {"warning"}, "a module or tensor registered under the empty name ''")
 register_code("unnormalised-name", "naming", {"warning", "info"}, "a name that Python's NFKC normalisation changes")
 register_code("uninitialized", "naming", {"info"}, "lazy tensors whose shapes the first forward pass fixes")
 register_code("wrapper-prefix", "naming", {"info"}, "a wrapper (DataParallel, compile, ...) adds a segment to every key below it")

@@ -414,3 +414,33 @@ def test_a_number_the_forward_adapted_to_a_small_input_is_put_back():
     reference = ShrinksItsWindow()
     reference(torch.randn(3, 4))
     assert reference.window == 3  # the oracle: the model's own forward does change it
+
+
+class ParameterAlsoABuffer(nn.Module):
+    """One tensor registered as a parameter of a child and a buffer of the root (register_buffer(name, p))."""
+
+    def __init__(self, writes: bool):
+        super().__init__()
+        self.a = nn.Linear(2, 2)
+        self.register_buffer("w_copy", self.a.weight)
+        self.writes = writes
+
+    def forward(self, x):
+        if self.writes:
+            self.a.weight.mul_(1.0)
+        return self.a(x)
+
+
+@pytest.mark.parametrize("writes", [False, True])
+def test_a_parameter_held_as_a_buffer_is_named_as_written_only_when_the_forward_writes_it(writes):
+    model = ParameterAlsoABuffer(writes)
+    version = model.a.weight._version
+    with torch.no_grad():
+        model(torch.ones(1, 2))  # the oracle: the real forward, and the tensor's own version counter
+    forward_writes = model.a.weight._version != version
+    assert forward_writes == writes
+    report = netscope.summary(model, (1, 2))
+    notes = [n for n in report.run.notes if "wrote these parameters in place" in n]
+    assert bool(notes) == forward_writes  # the buffer copied back by netscope itself is no write of the forward
+    if notes:
+        assert notes[0].endswith(": a.weight")

@@ -89,6 +89,46 @@ def nested_numbered():
     return nn.Sequential(nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU()), nn.Flatten())
 
 
+class Shadowed(nn.Module):
+    """A child registered under a name that a property of the class hides: ``model.head`` is not it."""
+
+    def __init__(self):
+        super().__init__()
+        self.head = nn.Linear(2, 2)  # nn.Module.__setattr__ registers it in _modules all the same
+        self.other = nn.Linear(2, 3)
+
+    @property
+    def head(self):
+        return self.other
+
+
+class ReversedList(nn.ModuleList):
+    """A container subclass whose [] is not torch's: [0] is the last child."""
+
+    def __getitem__(self, index):
+        return super().__getitem__(len(self) - 1 - index) if isinstance(index, int) else super().__getitem__(index)
+
+
+class CaseFoldingDict(nn.ModuleDict):
+    def __getitem__(self, key):
+        return super().__getitem__(key.upper() if key.upper() in self._modules else key)
+
+
+def own_indexing():
+    return nn.Sequential(ReversedList([nn.Linear(1, 1), nn.Linear(1, 2)]),
+                         CaseFoldingDict({"a": nn.Linear(2, 2), "A": nn.Linear(2, 3)}))
+
+
+def empty_names():
+    """Children and a parameter registered under '' through the tables (add_module refuses '')."""
+    model = nn.Module()
+    model._modules[""] = nn.Linear(1, 1)
+    model.b = nn.Linear(1, 1)
+    model.b._modules[""] = nn.Linear(1, 2)
+    model.b._parameters[""] = nn.Parameter(torch.ones(1))
+    return model
+
+
 TEST_MODELS = {
     "nested DataParallel": lambda: nn.DataParallel(Stages()),
     "local convs": LocalConvs,
@@ -100,6 +140,9 @@ TEST_MODELS = {
     "extra state": WithExtraState,
     "checkpoint wrapper": checkpointed,
     "hook key": with_hook_key,
+    "shadowed": Shadowed,
+    "own indexing": own_indexing,
+    "empty names": empty_names,
     "nested numbered": nested_numbered,
     "old spectral_norm": lambda: nn.utils.spectral_norm(nn.Linear(3, 3)),
     "resnet18": lambda: torchvision.models.resnet18(weights=None),
@@ -269,6 +312,31 @@ def test_extra_state_and_hook_added_keys_are_listed():
     assert added.kind == "state-dict-hook" and added.expression is None and added.in_state_dict
 
 
+def test_a_key_a_hook_adds_inside_a_module_keeps_that_module_path_origins():
+    model = nn.Sequential(nn.ModuleDict({"block": with_hook_key()}))
+    report = netscope.audit_names(model)
+    added = entry(report, "0.block.meta.version")
+    assert model.get_submodule("0.block") is model[0]["block"]  # the hook ran with prefix "0.block."
+    registered = entry(report, "0.block.weight")  # the hooked module's own key: its path's origins
+    assert added.origins == registered.origins[:2] + ("state-dict-hook", "state-dict-hook")
+    assert added.kind == "state-dict-hook" and added.expression is None
+    assert entry(netscope.audit_names(with_hook_key()), "meta.version").origins == ("state-dict-hook",) * 2
+
+
+def test_a_registered_name_a_class_attribute_hides_is_reached_through_its_table_and_named():
+    model = Shadowed()
+    assert model.head is model.other and model.get_submodule("head") is model.other  # what attribute access gives
+    registered = dict(model.named_modules())["head"]  # walks _modules, as state_dict does
+    report = netscope.audit_names(model)
+    e = entry(report, "head.weight")
+    assert e.expression == 'model._modules["head"].weight'
+    assert eval(e.expression, {"model": model}) is registered.weight is model.state_dict(keep_vars=True)["head.weight"]
+    (finding,) = [f for f in report.findings if f.code == "shadowed-name"]
+    assert finding.severity.value == "warning" and finding.layer == "head"
+    assert "Shadowed.head (property)" in finding.message
+    assert entry(report, "other.weight").expression == "model.other.weight"  # nothing hides `other`
+
+
 # --- findings -------------------------------------------------------------------------------------
 
 def test_tied_embedding_is_one_finding_and_counted_once():
@@ -279,6 +347,234 @@ def test_tied_embedding_is_one_finding_and_counted_once():
     assert entry(report, "embed.weight").alias_group == entry(report, "head.weight").alias_group is not None
     assert report.totals.total_params == 100 * 16 + 2 * (16 * 16 + 16)
     assert report.totals.unique_saved_tensors == report.totals.state_dict_keys - 1
+
+
+class ParameterAlsoABuffer(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(2, 2)
+        self.register_buffer("w_copy", self.a.weight)
+
+
+class SavesItsScratch(nn.Module):
+    """A _save_to_state_dict override that saves a non-persistent buffer all the same."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.ones(1))
+        self.register_buffer("scratch", torch.ones(2), persistent=False)
+
+    def _save_to_state_dict(self, destination, prefix, keep_vars):
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+        destination[prefix + "scratch"] = self.scratch if keep_vars else self.scratch.detach()
+
+
+def test_a_non_persistent_buffer_an_override_saves_is_not_said_to_be_left_out():
+    model = nn.Sequential(SavesItsScratch())
+    assert "0.scratch" in model.state_dict()  # the oracle: torch's own state_dict
+    report = netscope.audit_names(model)
+    assert entry(report, "0.scratch").in_state_dict
+    assert "non-persistent-buffer" not in codes(report)
+    (hook,) = [f for f in report.findings if f.code == "state-dict-hook"]
+    assert "saves the non-persistent buffer model[0].scratch, which state_dict() itself leaves out, as `0.scratch`" \
+        in hook.message and "SavesItsScratch._save_to_state_dict override" in hook.message
+
+
+class CachesAView(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(3, 2)
+        self.wt = self.lin.weight.data.t()  # a view of the registered weight, kept as a plain attribute
+        self.other = torch.zeros(2)
+
+
+def test_a_plain_tensor_over_a_registered_tensors_memory_is_told_apart():
+    model = CachesAView()
+    by_layer = {f.message.split(" is ")[0]: f for f in netscope.audit_names(model).findings
+                if f.code == "plain-tensor-attribute"}
+    view, plain = by_layer["model.wt"], by_layer["model.other"]
+    assert "over the memory of `lin.weight`" in view.message and "does not save or load" in plain.message
+    # the oracles for what the message claims: loading writes through the registered tensor ...
+    model.load_state_dict({"lin.weight": torch.full((2, 3), 7.0), "lin.bias": torch.zeros(2)})
+    assert torch.equal(model.wt, torch.full((3, 2), 7.0))
+    # ... and converting gives the registered tensor new memory, leaving the view on the old one
+    model.half()
+    assert model.wt.dtype == torch.float32 and model.wt.untyped_storage().data_ptr() != \
+        model.lin.weight.untyped_storage().data_ptr()
+
+
+def test_a_wrapper_whose_own_state_dict_unwraps_is_not_said_to_prefix_or_duplicate_keys():
+    fabric = pytest.importorskip("lightning.fabric", reason="Lightning Fabric is not installed")
+    model = fabric.Fabric(accelerator="cpu", devices=1).setup_module(nn.Sequential(nn.Linear(2, 2)))
+    keys = list(model.state_dict())
+    assert keys == ["0.weight", "0.bias"]  # the oracle: _FabricModule.state_dict gives the unwrapped keys
+    report = netscope.audit_names(model)
+    assert report.state_dict_keys() == keys
+    by_code = {f.code: f for f in report.findings}
+    wrapper = by_code["wrapper-prefix"].message
+    assert "`_forward_module.0.weight` is saved as `0.weight`" in wrapper and "becomes ``" not in wrapper
+    alias = by_code["alias"].message  # _forward_module and _original_module are one module ...
+    assert "under one of those paths only (e.g. `0.weight`" in alias  # ... whose keys are saved once
+    assert not any(k.startswith(("_forward_module.", "_original_module.")) for k in keys)
+    assert "(the same tensor is saved as `0.weight`)" in by_code["state-dict-hook"].message
+
+
+class KeepsHandles(nn.Module):
+    """Unregistered modules that only wrap registered ones, beside one that does not."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Linear(2, 2)
+        self.__dict__["views"] = [nn.Sequential(self.net)]  # a grouping of a registered module
+        self.__dict__["drops"] = [nn.Dropout(0.5)]  # a module of its own, outside the tree
+
+
+def test_unregistered_modules_that_only_wrap_registered_ones_are_told_apart():
+    model = KeepsHandles()
+    by_layer = {f.message.split(" is ")[0]: f for f in netscope.audit_names(model).findings
+                if f.code == "unregistered-module"}
+    views, drops = by_layer["model.views"], by_layer["model.drops"]
+    # oracles: torch reaches every tensor of the wrapper ...
+    assert {id(p) for p in model.views[0].parameters()} <= {id(p) for p in model.parameters()}
+    assert views.severity.value == "info" and "every parameter and buffer below is registered" in views.message
+    # ... but not a module of its own: eval() leaves the stray Dropout in training mode
+    model.eval()
+    assert model.drops[0].training
+    assert drops.severity.value == "warning" and "does not save" in drops.message
+
+
+def test_a_hook_that_saves_detached_tensors_saves_the_registered_data():
+    model = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 2))
+
+    def detach(module, state_dict, prefix, local_metadata):  # what state_dict() does itself without keep_vars
+        for key in [k for k in state_dict if k.startswith(prefix)]:
+            state_dict[key] = state_dict[key].detach()
+
+    def detach_and_rename(module, state_dict, prefix, local_metadata):
+        state_dict[prefix + "w"] = state_dict.pop(prefix + "weight").detach()
+
+    model[0]._register_state_dict_hook(detach)
+    model[1]._register_state_dict_hook(detach_and_rename)
+    saved = model.state_dict(keep_vars=True)
+    # the oracle: the saved values are the parameters' very data, not copies
+    assert saved["0.weight"] is not model[0].weight
+    assert saved["0.weight"].data_ptr() == model[0].weight.data_ptr()
+    assert saved["1.w"].data_ptr() == model[1].weight.data_ptr()
+    report = netscope.audit_names(model)
+    assert report.state_dict_keys() == list(saved)
+    assert [e.key for e in report.entries] == list(saved)  # no unsaved parameter rows, no unexplained keys
+    assert entry(report, "1.w").expression == "model[1].weight"
+    (hook,) = [f for f in report.findings if f.code == "state-dict-hook"]
+    assert hook.severity.value == "info" and "saves model[1].weight as `1.w`" in hook.message
+    assert "not model[0]" not in hook.message and report.totals.aliased_tensors == 0
+
+
+STATE_DICT_RAISES = """
+import torch.nn as nn
+
+
+class NeedsAGroup(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(2, 2)
+        self._register_state_dict_hook(self.gather)
+
+    @staticmethod
+    def gather(module, state_dict, prefix, local_metadata):
+        raise RuntimeError("hook needs a process group")
+
+    def forward(self, x):
+        return self.lin(x)
+"""
+
+
+def test_a_state_dict_that_raises_is_one_error_paragraph_and_a_summary_finding(tmp_path, capsys):
+    from netscope.cli import main
+    from netscope.errors import StateDictError
+
+    path = tmp_path / "needs_group.py"
+    path.write_text(STATE_DICT_RAISES)
+    namespace = {}
+    exec(compile(STATE_DICT_RAISES, str(path), "exec"), namespace)
+    model = namespace["NeedsAGroup"]()
+    with pytest.raises(RuntimeError, match="process group"):  # the oracle: torch's own state_dict()
+        model.state_dict()
+    with pytest.raises(StateDictError, match="state_dict\\(\\) raised RuntimeError: hook needs a process group"):
+        netscope.audit_names(model)
+    assert main(["names", f"{path}:NeedsAGroup", "-q"]) == 3
+    err = capsys.readouterr().err
+    assert "hook needs a process group" in err and "Traceback" not in err
+    report = netscope.summary(model, (1, 2))  # the summary stands; the finding says why the audit is missing
+    assert [f.code for f in report.findings] == ["state-dict-raised"]
+
+
+def test_empty_registration_names_make_the_keys_torch_makes_and_are_named():
+    model = empty_names()
+    keys = list(model.state_dict())
+    assert keys[:2] == [".weight", ".bias"] and "b." in keys and "b..weight" in keys  # the oracle: torch's keys
+    report = netscope.audit_names(model)
+    assert report.state_dict_keys() == keys
+    assert "state-dict-hook" not in codes(report)  # nothing renamed them: these are the paths
+    empty = [f for f in report.findings if f.code == "empty-name"]
+    assert sorted(f.layer for f in empty) == ["", "b.", "b."]  # two modules and the parameter
+    assert [n for n, _ in model.named_modules()][:2] == ["", ""] and model.get_submodule("") is model
+    assert "get_submodule('') returns the root" in next(f.message for f in empty if f.layer == "")
+
+
+class HasAModelChild(nn.Module):
+    """A user model with its own child called `model` (as transformers' *ForCausalLM have)."""
+
+    def __init__(self):
+        super().__init__()
+        self.model = nn.Sequential(nn.Linear(4, 4))
+        self.head = nn.Linear(4, 2)
+
+
+def test_peft_models_two_segment_prefix_is_one_wrapper_and_an_inner_model_child_is_not():
+    peft = pytest.importorskip("peft", reason="peft is not installed")
+    wrapped = peft.get_peft_model(HasAModelChild(), peft.LoraConfig(target_modules=["head"], r=2))
+    report = netscope.audit_names(wrapped)
+    assert report.state_dict_keys() == list(wrapped.state_dict())
+    e = entry(report, "base_model.model.model.0.weight")
+    assert e.origins[:3] == ("wrapper:peft PeftModel", "wrapper:peft PeftModel", "attribute")
+    (finding,) = [f for f in report.findings if f.code == "wrapper-prefix" and "PeftModel" in f.message]
+    # the oracle for the unwrapped key: the wrapped model's own state_dict
+    unwrapped = finding.message.split("becomes `")[1].split("`")[0]
+    assert unwrapped in wrapped.base_model.model.state_dict() and "at `base_model.model.`;" in finding.message
+
+
+class SharedActivation(nn.Module):
+    """One ReLU under two names (prepare_fx does this with a fused conv's activation)."""
+
+    def __init__(self):
+        super().__init__()
+        self.relu = nn.ReLU()
+        self.block = nn.Sequential(nn.Linear(2, 2), self.relu)
+
+
+def test_an_aliased_module_without_state_dict_keys_is_not_said_to_duplicate_keys():
+    model = SharedActivation()
+    assert model.relu.state_dict() == {}  # the oracle: torch saves nothing for it
+    (alias,) = [f for f in netscope.audit_names(model).findings if f.code == "alias"]
+    assert "`relu`, `block.1`" in alias.message
+    assert "no state_dict keys" in alias.message and "load_state_dict" not in alias.message
+    shared = nn.Linear(2, 2)
+    shared.register_buffer("scratch", torch.zeros(2), persistent=False)
+    model = nn.ModuleDict({"a": shared, "b": shared})
+    (alias,) = [f for f in netscope.audit_names(model).findings if f.code == "alias"]
+    assert len(shared.state_dict()) == 2 and "Each of its 2 state_dict keys appears under 2 paths" in alias.message
+
+
+def test_a_parameter_also_registered_as_a_buffer_is_named_as_both_and_counted_as_torch_counts_it():
+    model = ParameterAlsoABuffer()
+    report = netscope.audit_names(model)
+    (tied,) = [f for f in report.findings if f.code == "tied-weights"]
+    assert isinstance(model.w_copy, nn.Parameter)  # the object is a Parameter, whatever slot holds it
+    assert "one nn.Parameter object" in tied.message and "one buffer object" not in tied.message
+    assert "as a parameter (`a.weight`) and as a buffer (`w_copy`)" in tied.message
+    # the oracle for the counting claim: torch's own parameters() and buffers()
+    assert report.totals.total_params == sum(p.numel() for p in model.parameters()) == 6
+    assert report.totals.buffer_elements == sum(b.numel() for b in model.buffers()) == 4
 
 
 def test_non_persistent_buffer_is_listed_but_not_saved():
@@ -316,6 +612,16 @@ def test_clean_models_have_no_findings():
     # old-style spectral_norm recomputes the plain attribute `weight` in a pre-hook: derived, not lost
     assert netscope.audit_names(nn.utils.spectral_norm(nn.Linear(3, 3))).findings == []
     assert netscope.audit_names(nn.LSTM(4, 8, 2)).findings == []  # _flat_weights lists registered params
+    # torch.nn.utils.prune keeps `weight` as a plain attribute that its pre-hook recomputes from
+    # weight_orig * weight_mask: derived, as forward shows
+    from torch.nn.utils import prune
+
+    pruned = nn.Linear(4, 4)
+    prune.l1_unstructured(pruned, "weight", amount=0.5)
+    pruned.weight_orig.data.fill_(3.0)
+    pruned(torch.ones(1, 4))
+    assert torch.equal(pruned.weight, pruned.weight_orig * pruned.weight_mask)
+    assert netscope.audit_names(pruned).findings == []
 
 
 # --- structural, meta device, scale ---------------------------------------------------------------

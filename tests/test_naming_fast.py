@@ -101,7 +101,8 @@ def test_every_naming_test_model_gives_the_full_audits_findings():
     # the fast path is really taken, on models with and without findings
     assert {"resnet18", "nested numbered", "numbering gaps", "mobilenet_v3_small"} <= plain
     assert not plain & {"tied", "strays", "hook key", "dotted collision", "shared storage", "overlapping views",
-                        "lazy", "scripted resnet18", "compiled", "nested DataParallel", "extra state"}
+                        "lazy", "scripted resnet18", "compiled", "nested DataParallel", "extra state",
+                        "shadowed", "empty names"}
 
 
 def test_edge_cases_of_plain():

@@ -8,7 +8,7 @@ from typing import Dict, Hashable, List, Optional, Sequence, Set, Tuple
 import torch
 import torch.nn as nn
 
-from netscope.errors import UsageError
+from netscope.errors import StateDictError, UsageError
 from netscope.collector import paused_gc
 from netscope.naming import findings as naming_findings
 from netscope.naming.report import NameEntry, NamingReport, NamingTotals
@@ -16,7 +16,7 @@ from netscope.naming.saved import SavedKey, changes, collisions, match_saved, st
 from netscope.naming.segments import BUFFER, EXTRA_STATE, NON_PERSISTENT_BUFFER, PARAMETER, STATE_DICT_HOOK, Segment
 from netscope.naming.unregistered import StrayItem, stray_items
 from netscope.naming.identity import tensor_identity
-from netscope.naming.walk import LeafVisit, dotted, leaf_visits, module_visits
+from netscope.naming.walk import LeafVisit, ModuleVisit, dotted, leaf_visits, module_visits
 
 
 def audit_names(model: nn.Module, *, label: Optional[str] = None) -> NamingReport:
@@ -35,7 +35,7 @@ def audit_names(model: nn.Module, *, label: Optional[str] = None) -> NamingRepor
 def _audit(model: nn.Module, label: str) -> NamingReport:
     visits = module_visits(model)
     leaves = [leaf for visit in visits for leaf in leaf_visits(visit)]
-    saved = model.state_dict(keep_vars=True)
+    saved = _saved_state(model, label)
     structural = structural_keys(visits, leaves)
     matched, leaf_keys = match_saved(leaves, structural, saved)
     collided = collisions(leaves, structural, matched)
@@ -45,7 +45,7 @@ def _audit(model: nn.Module, label: str) -> NamingReport:
     strays = stray_items(visits, registered_modules, registered_tensors)
     stray_leaves = _stray_leaves(strays)
 
-    rows = _rows_in_state_dict_order(leaves, matched, leaf_keys, saved)
+    rows = _rows_in_state_dict_order(visits, leaves, matched, leaf_keys, saved)
     registered_rows = len(rows)
     for leaf in stray_leaves:
         rows.append((_entry(leaf, leaf.key, False), leaf.tensor, None))
@@ -63,25 +63,44 @@ def _audit(model: nn.Module, label: str) -> NamingReport:
         shared_groups=[[rows[i][2] for i in members if i < registered_rows and rows[i][2] is not None]
                        for members in groups.values() if len(members) > 1],
         collided=collided, changes=changes(visits, leaves, structural, matched, leaf_keys, collided),
-        identities=leaf_identities,
+        identities=leaf_identities, registered_modules=registered_modules, registered_tensors=registered_tensors,
     )
     totals = _totals(leaves, rows, identities, groups, registered_rows, sum(missed.values()), len(findings))
     return NamingReport(label, entries, findings, totals)
 
 
+def _saved_state(model: nn.Module, label: str):
+    """``model.state_dict(keep_vars=True)``; what it raises (a hook that needs a process group, an override
+    with a bug) becomes a StateDictError that names it."""
+    try:
+        return model.state_dict(keep_vars=True)
+    except Exception as err:  # the model's own code: any exception it raises
+        raise StateDictError(
+            f"{label}: the model's own state_dict() raised {type(err).__name__}: {err}. The naming audit explains "
+            "the keys state_dict() returns, so it cannot run until state_dict() does (a state_dict hook or "
+            "_save_to_state_dict override in the model raised; a distributed wrapper may need its process "
+            "group initialised).") from err
+
+
 Row = Tuple[NameEntry, Optional[torch.Tensor], Optional[int]]  # entry, its tensor, its leaf index
 
 
-def _rows_in_state_dict_order(leaves: Sequence[LeafVisit], matched: Sequence[SavedKey],
+def _rows_in_state_dict_order(visits: Sequence[ModuleVisit], leaves: Sequence[LeafVisit], matched: Sequence[SavedKey],
                               leaf_keys: Sequence[Optional[str]], saved) -> List[Row]:
     """One row per saved key in torch's order; each unsaved leaf right after the row of the leaf
     registered before it."""
     rows: List[Row] = []
     position_of_leaf: Dict[int, int] = {}
+    module_at: Optional[Dict[Tuple[str, ...], ModuleVisit]] = None
     for position, item in enumerate(matched):
         value = saved[item.key]
         if item.leaf is None:
-            rows.append((_hook_entry(item.key, value), value if isinstance(value, torch.Tensor) else None, None))
+            if module_at is None:
+                module_at = {}
+                for visit in visits:
+                    module_at.setdefault(tuple(step.segment.text for step in visit.steps), visit)
+            rows.append((_hook_entry(item.key, value, module_at), value if isinstance(value, torch.Tensor) else None,
+                         None))
         else:
             leaf = leaves[item.leaf]
             rows.append((_entry(leaf, item.key, True), leaf.tensor, item.leaf))
@@ -116,11 +135,18 @@ def _entry(leaf: LeafVisit, key: str, in_state_dict: bool) -> NameEntry:
     )
 
 
-def _hook_entry(key: str, value) -> NameEntry:
+def _hook_entry(key: str, value, module_at: Dict[Tuple[str, ...], ModuleVisit]) -> NameEntry:
+    """A key no registered tensor explains: the segments up to the deepest module whose path starts
+    the key keep that module's origins (the prefix a hook or override writes under); the rest are
+    the hook's."""
     is_tensor = isinstance(value, torch.Tensor)
+    parts = key.split(".")
+    owner = next((module_at[tuple(parts[:k])] for k in range(len(parts) - 1, 0, -1) if tuple(parts[:k]) in module_at),
+                 None)
+    prefix = tuple(step.segment for step in owner.steps) if owner is not None else ()
     return NameEntry(
         key=key,
-        segments=tuple(Segment(part, STATE_DICT_HOOK) for part in key.split(".")),
+        segments=prefix + tuple(Segment(part, STATE_DICT_HOOK) for part in parts[len(prefix):]),
         expression=None,
         kind=STATE_DICT_HOOK,
         shape=shape_of(value) if is_tensor else None,

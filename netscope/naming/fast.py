@@ -2,12 +2,13 @@
 
 :func:`audit_findings` first proves, in a few flat passes over the modules, that the model is *plain*: no
 module under two paths, every key its registration path (no state_dict hook or override, no wrapper, no
-extra state, no TorchScript tables), registration names plain ASCII without dots, no parameter and buffer
-under one name, every tensor a distinct object on its own memory (no tied weights, shared storage or
-overlapping views, nothing lazy or empty), and nothing held unregistered. On such a model every finding of
-the full audit is empty except the non-persistent buffers and the numbered Sequentials, which are computed
-by the audit's own functions on the few modules concerned. Any model that is not provably plain gets the
-full audit (:func:`netscope.naming.audit_names`), so the findings are always the same.
+extra state, no TorchScript tables), registration names plain ASCII without dots and hidden by no class or
+instance attribute, no parameter and buffer under one name, every tensor a distinct object on its own
+memory (no tied weights, shared storage or overlapping views, nothing lazy or empty), and nothing held
+unregistered. On such a model every finding of the full audit is empty except the non-persistent buffers
+and the numbered Sequentials, which are computed by the audit's own functions on the few modules
+concerned. Any model that is not provably plain gets the full audit (:func:`netscope.naming.audit_names`),
+so the findings are always the same.
 """
 
 from __future__ import annotations
@@ -73,6 +74,8 @@ def is_plain(tree: ModuleTree) -> bool:
         return False
     if set(map(type, itertools.chain(params, buffers, children))) != {dict}:
         return False  # TorchScript's tables, or something else that is not what state_dict iterates
+    if _hidden_names(modules, states, first_of_class, params, buffers, children):
+        return False  # an empty name, or a class or instance attribute hiding a registered name
     names = "".join(itertools.chain.from_iterable(filter(None, itertools.chain(params, buffers, children))))
     if not names.isascii() or "." in names:
         return False  # dotted or non-ASCII names: the full audit says what they do to the keys
@@ -94,6 +97,24 @@ def is_plain(tree: ModuleTree) -> bool:
     torch_attributes: Dict[type, Set[str]] = {}
     return not any(holds_unregistered(modules[i], registered_modules, registered_tensors, torch_attributes)
                    for i in sorted(suspects))
+
+
+def _hidden_names(modules, states, first_of_class, params, buffers, children) -> bool:
+    """Some registered name is empty, or a class attribute (a property, a method) or an instance attribute of
+    its module hides it. Asked of every module only when a model-wide test (in C loops: every registered name
+    against every class's and every instance's attribute names) finds a name in both."""
+    registered = set(itertools.chain.from_iterable(filter(None, itertools.chain(params, buffers, children))))
+    if "" in registered:
+        return True
+    class_names = {cls: frozenset().union(*map(vars, cls.__mro__)) for cls in first_of_class}
+    if all(names.isdisjoint(registered) for names in class_names.values()) and \
+            registered.isdisjoint(itertools.chain.from_iterable(states)):
+        return False
+    for module, state, *tables in zip(modules, states, params, buffers, children):
+        names = class_names[type(module)]
+        if any(table and not (names.isdisjoint(table) and state.keys().isdisjoint(table)) for table in tables):
+            return True
+    return False
 
 
 def _plain_numbers(value) -> bool:

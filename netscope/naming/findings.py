@@ -10,8 +10,8 @@ from typing import Dict, Hashable, List, Optional, Sequence, Tuple
 import torch.nn as nn
 
 from netscope.records import Finding, Severity
-from netscope.naming.segments import NON_PERSISTENT_BUFFER, PARAMETER, SEQUENTIAL_INDEX, is_index
-from netscope.naming.identity import storage_of
+from netscope.naming.segments import NON_PERSISTENT_BUFFER, PARAMETER, SEQUENTIAL_INDEX, is_index, shadowed
+from netscope.naming.identity import storage_key, storage_of
 from netscope.naming.unregistered import StrayItem
 from netscope.naming.walk import LeafVisit, ModuleVisit
 from netscope.units import plural
@@ -21,21 +21,22 @@ MAX_LISTED = 6  # names quoted in one message before "and N more"
 
 
 def collect(*, visits, leaves, saved_keys, entries, strays, missed_by_attribute, shared_groups,
-            collided, changes, identities) -> List[Finding]:
+            collided, changes, identities, registered_modules=None, registered_tensors=None) -> List[Finding]:
     """All findings, most consequential first."""
     return [
         *key_collision_findings(leaves, saved_keys, collided),
-        *state_dict_change_findings(leaves, changes),
-        *unregistered_findings(strays, missed_by_attribute),
-        *alias_findings(visits),
+        *state_dict_change_findings(leaves, changes, saved_keys),
+        *unregistered_findings(strays, missed_by_attribute, registered_modules, registered_tensors),
+        *alias_findings(visits, leaves, saved_keys),
         *shared_storage_findings(leaves, saved_keys, shared_groups),
         *overlapping_view_findings(leaves, saved_keys, identities),
         *tied_weight_findings(leaves, saved_keys, shared_groups),
         *registration_name_findings(visits, leaves),
+        *shadowed_name_findings(visits, leaves),
         *uninitialized_findings(leaves),
         *wrapper_findings(visits, entries),
-        *plain_tensor_findings(strays),
-        *non_persistent_buffer_findings(leaves),
+        *plain_tensor_findings(strays, _registered_storages(leaves, saved_keys)),
+        *non_persistent_buffer_findings(leaves, saved_keys),
         *numbered_sequential_findings(visits),
     ]
 
@@ -67,7 +68,24 @@ _PARAM_FIX = {
 }
 
 
-def unregistered_findings(strays: Sequence[StrayItem], missed_by_attribute: Dict[Tuple[int, str], int]) -> List[Finding]:
+def _only_references(modules: Sequence[nn.Module], registered_modules, registered_tensors) -> bool:
+    """Unregistered modules that only wrap registered ones (torch.compile's OptimizedModule of a registered
+    child, a Sequential of registered blocks): every tensor below them is registered, and every unregistered
+    module among them has children (none is a leaf whose behaviour .train()/.eval() would switch)."""
+    if registered_modules is None or registered_tensors is None:
+        return False
+    for module in modules:
+        for sub in module.modules():
+            if id(sub) in registered_modules:
+                continue
+            if not sub._modules or any(t is not None and id(t) not in registered_tensors
+                                       for t in itertools.chain(sub._parameters.values(), sub._buffers.values())):
+                return False
+    return True
+
+
+def unregistered_findings(strays: Sequence[StrayItem], missed_by_attribute: Dict[Tuple[int, str], int],
+                          registered_modules=None, registered_tensors=None) -> List[Finding]:
     findings = []
     for (slot, category), group in _grouped(strays, ("module", "parameter")):
         first = group[0]
@@ -76,11 +94,24 @@ def unregistered_findings(strays: Sequence[StrayItem], missed_by_attribute: Dict
         missed = missed_by_attribute.get(slot, 0)
         fixes = _MODULE_FIX if category == "module" else _PARAM_FIX
         fix = fixes.get(first.container, fixes["list"])
+        if category == "module" and _only_references([i.obj for i in group], registered_modules, registered_tensors):
+            classes = ", ".join(f"{n}x {c}" for c, n in Counter(type(i.obj).__name__ for i in group).items())
+            findings.append(Finding(
+                Severity.INFO, "unregistered-module",
+                f"{where} is {holder} holding {plural(len(group), 'nn.Module')} ({classes}) that only "
+                f"wrap{'s' if len(group) == 1 else ''} modules registered elsewhere in the model: every parameter and "
+                "buffer below is registered, so state_dict(), "
+                ".parameters() and .to(device) reach them; only the wrapper objects themselves are outside the tree "
+                "(named_modules(), .train()/.eval() and .apply() skip them).",
+                fix="Nothing to do when it is a deliberate handle (a compiled or grouped view of registered modules).",
+                layer=first.owner.path))
+            continue
         if category == "module":
             classes = ", ".join(f"{n}x {c}" for c, n in Counter(type(i.obj).__name__ for i in group).items())
             message = (f"{where} is {holder} holding {plural(len(group), 'nn.Module')} ({classes}) with "
                        f"{missed:,} parameters that state_dict() does not save, .parameters() does not list "
-                       "(so the optimizer never trains them) and .to(device) does not move.")
+                       "(so the optimizer never trains them) and .to(device) does not move; named_modules(), "
+                       f".train()/.eval() and .apply() skip {'it' if len(group) == 1 else 'them'} too.")
             code = "unregistered-module"
         else:
             message = (f"{where} is {holder} holding {plural(len(group), 'nn.Parameter')} ({missed:,} elements) "
@@ -92,7 +123,21 @@ def unregistered_findings(strays: Sequence[StrayItem], missed_by_attribute: Dict
     return findings
 
 
-def plain_tensor_findings(strays: Sequence[StrayItem]) -> List[Finding]:
+def _registered_storages(leaves: Sequence[LeafVisit], saved_keys: Sequence[Optional[str]]) -> Dict[Hashable, str]:
+    """Storage -> the key (or path) of the first registered tensor on it."""
+    found: Dict[Hashable, str] = {}
+    for i, leaf in enumerate(leaves):
+        if leaf.tensor is not None:
+            storage = storage_key(leaf.tensor)
+            if storage is not None:
+                found.setdefault(storage, saved_keys[i] or leaf.key)
+    return found
+
+
+def plain_tensor_findings(strays: Sequence[StrayItem], registered_storages: Optional[Dict[Hashable, str]] = None
+                          ) -> List[Finding]:
+    """Plain tensor attributes; ``registered_storages`` (storage -> key) tells the ones over a registered
+    tensor's memory (a cached ``weight.t()`` or ``.data``), which loading does reach and moving does not."""
     findings = []
     for _, group in _grouped(strays, ("tensor",)):
         first = group[0]
@@ -101,12 +146,24 @@ def plain_tensor_findings(strays: Sequence[StrayItem]) -> List[Finding]:
         what = (f"a plain tensor attribute ({list(tensor.shape)}, {str(tensor.dtype).replace('torch.', '')}, "
                 f"on {tensor.device})" if not first.container
                 else f"a plain {first.container} holding {plural(len(group), 'tensor')}")
-        findings.append(Finding(
-            Severity.WARNING, "plain-tensor-attribute",
-            f"{where} is {what}: state_dict() does not save or load it and .to(device) does not move it.",
-            fix="Use self.register_buffer(name, tensor) (persistent=False when it must not be saved), "
-                "or nn.Parameter when it should be trained.",
-            layer=first.owner.path))
+        over = [key for key in (registered_storages.get(storage_key(item.obj)) for item in group)
+                if key is not None] if registered_storages else []
+        if over:
+            memory = (f"over the memory of `{over[0]}`" if not first.container
+                      else f"({len(over)} of them over the memory of registered tensors: "
+                           f"{_quoted(list(dict.fromkeys(over)))})")
+            saved, it, that, this = (("does not save it", "it", "that tensor", "this one") if not first.container else
+                                     ("saves none of them", "the views", "the registered tensors", "the views"))
+            message = (f"{where} is {what} {memory}: state_dict() {saved}, load_state_dict changes {it} only by "
+                       f"writing into {that}, and .to(device), .half() and the like give {that} new memory and leave "
+                       f"{this} on the old memory, with the old values.")
+            fix = ("Derive it in forward from the registered tensor (self.linear.weight.t()) instead of keeping "
+                   "a copy of the view, or register it with register_buffer(name, tensor, persistent=False).")
+        else:
+            message = f"{where} is {what}: state_dict() does not save or load it and .to(device) does not move it."
+            fix = ("Use self.register_buffer(name, tensor) (persistent=False when it must not be saved), "
+                   "or nn.Parameter when it should be trained.")
+        findings.append(Finding(Severity.WARNING, "plain-tensor-attribute", message, fix=fix, layer=first.owner.path))
     return findings
 
 
@@ -121,8 +178,25 @@ def _grouped(strays: Sequence[StrayItem], categories):
 
 # --- aliases and tied weights ----------------------------------------------------------------
 
-def alias_findings(visits: Sequence[ModuleVisit]) -> List[Finding]:
-    """Modules registered directly under two or more names (not merely inside an aliased parent)."""
+def _saved_below(paths: set, leaves: Sequence[LeafVisit], saved_keys: Sequence[Optional[str]]) -> Dict[str, str]:
+    """Module path -> the first state_dict key of a tensor below it (paths with none left out)."""
+    found: Dict[str, str] = {}
+    for leaf, key in zip(leaves, saved_keys):
+        if key is None:
+            continue
+        parts = leaf.key.split(".")
+        for k in range(1, len(parts)):
+            prefix = ".".join(parts[:k])
+            if prefix in paths:
+                found.setdefault(prefix, key)
+    return found
+
+
+def alias_findings(visits: Sequence[ModuleVisit], leaves: Sequence[LeafVisit] = (),
+                   saved_keys: Optional[Sequence[Optional[str]]] = None) -> List[Finding]:
+    """Modules registered directly under two or more names (not merely inside an aliased parent).
+    ``leaves``/``saved_keys``: the walk's tensors and the key each is saved under, to tell the paths whose
+    keys state_dict() really holds (an override or hook can save an aliased module once)."""
     paths: Dict[int, List[str]] = {}
     registrations: Dict[int, set] = {}
     modules: Dict[int, nn.Module] = {}
@@ -134,18 +208,30 @@ def alias_findings(visits: Sequence[ModuleVisit]) -> List[Finding]:
         paths.setdefault(key, []).append(visit.path)
         registrations.setdefault(key, set()).add((id(visit.parent), visit.name))
     findings = []
+    aliased = {key for key, registered in registrations.items() if len(registered) >= 2}
+    below = (_saved_below({n for key in aliased for n in paths[key]}, leaves, saved_keys)
+             if aliased and saved_keys is not None else None)
     for key, names in paths.items():
-        if len(registrations[key]) < 2:
+        if key not in aliased:
             continue
         module = modules[key]
-        tensors = list(itertools.chain(module.named_parameters(), module.named_buffers()))
-        example = ""
-        if tensors:
-            leaf = tensors[0][0]
-            example = (f" Each of its {plural(len(tensors), 'tensor')} appears under {len(names)} state_dict "
-                       f"keys ({_quoted([f'{n}.{leaf}' for n in names])}):")
+        # the keys below it (non-persistent buffers have none)
+        saved = [name for name, _ in module.named_parameters()] + [
+            f"{path}.{name}" if path else name for path, sub in module.named_modules()
+            for name, buf in sub._buffers.items() if buf is not None and name not in sub._non_persistent_buffers_set]
+        kept = names if below is None else [n for n in names if n in below]
+        examples = [f"{n}.{saved[0]}" for n in kept] if below is None else [below[n] for n in kept]
+        if saved and len(kept) < 2 and kept:
+            consequence = (f" state_dict() saves its tensors under one of those paths only (e.g. `{examples[0]}`: a "
+                           "state_dict override or hook leaves the others out), so checkpoints hold them once.")
+        elif saved and kept:
+            consequence = (f" Each of its {plural(len(saved), 'state_dict key')} appears under {len(kept)} paths "
+                           f"({_quoted(examples)}): load_state_dict expects every one of "
+                           "those keys and copies each into the same tensor (the last one loaded wins), while "
+                           "torch.save writes the data only once per storage; the totals count it once.")
         else:
-            example = " It holds no tensors, so only module paths are duplicated;"
+            consequence = (" It has no state_dict keys, so checkpoints are unaffected; named_modules() lists it once, "
+                           f"as `{names[0]}`.")
         # One container's numbered slots all holding the module is how nn.ModuleList([block] * n) goes wrong
         # (n references to one block, not n blocks): a warning. Other sharing (a position encoder handed to
         # every block, CoaT's shared ConvPosEnc) is built on purpose: true and worth knowing, like tied weights.
@@ -156,9 +242,7 @@ def alias_findings(visits: Sequence[ModuleVisit]) -> List[Finding]:
                    if repeated else "")
         findings.append(Finding(
             Severity.WARNING if repeated else Severity.INFO, "alias",
-            f"{type(module).__name__} is registered under {len(names)} names: {_quoted(names)}.{example} "
-            "load_state_dict expects every one of those keys and copies each into the same tensor (the last "
-            f"one loaded wins), while torch.save writes the data only once per storage; the totals count it once.{pattern}",
+            f"{type(module).__name__} is registered under {len(names)} names: {_quoted(names)}.{consequence}{pattern}",
             fix="If the sharing is intended, nothing to do. Otherwise register the module under one name only "
                 f"(e.g. keep `{names[0]}` and refer to the others through it, or give each place its own module"
                 + (", e.g. nn.ModuleList([Block() for _ in range(n)])" if repeated else "") + ").",
@@ -184,13 +268,22 @@ def tied_weight_findings(leaves: Sequence[LeafVisit], saved_keys: Sequence[Optio
                 continue
             names = [saved_keys[i] or leaves[i].key for i in indices]
             leaf = leaves[indices[0]]
-            what = "parameter" if leaf.kind == PARAMETER else "buffer"
+            as_param = [name for name, i in zip(names, indices) if leaves[i].kind == PARAMETER]
             owners = len({id(leaves[i].owner.module) for i in indices})
             where = f"shared by {owners} modules (tied weights)" if owners > 1 else "registered under several names of one module"
+            if as_param and len(as_param) < len(indices):  # register_buffer(name, p): a parameter and a buffer
+                what = "nn.Parameter" if isinstance(leaf.tensor, nn.Parameter) else "tensor"
+                as_buffer = [name for name in names if name not in as_param]
+                counted = (f"registered as a parameter ({_quoted(as_param)}) and as a buffer ({_quoted(as_buffer)}), "
+                           "so model.parameters() and model.buffers() both list it and the totals count its "
+                           "elements once among the parameters and once among the buffer elements")
+            else:
+                what = "parameter" if leaf.kind == PARAMETER else "buffer"
+                counted = "counted once in the totals, as model.parameters() does"
             findings.append(Finding(
                 Severity.INFO, "tied-weights",
-                f"{_quoted(names)} are one {what} object ({_shape_text(leaf.tensor)}) {where}: counted once in "
-                "the totals, as model.parameters() does; state_dict() holds every key, torch.save writes the data "
+                f"{_quoted(names)} are one {what} object ({_shape_text(leaf.tensor)}) {where}: {counted}; "
+                "state_dict() holds every key, torch.save writes the data "
                 "once, and load_state_dict fills each key into the same tensor (the last one loaded wins).",
                 fix="Intended tying needs nothing. When a checkpoint lacks one of the keys, load with strict=False "
                     "and re-tie after loading.",
@@ -331,11 +424,18 @@ _CHANGE_TEXT = {
     "replaced": "saves under `{key}` a value that is not {expr}",
     "added": "adds `{key}`, which no registered tensor explains",
     "dropped": "leaves {expr} (`{path}`) out",
+    "saved-non-persistent": "saves the non-persistent buffer {expr}, which state_dict() itself leaves out, as `{key}`",
 }
 
 
-def state_dict_change_findings(leaves: Sequence[LeafVisit], changes) -> List[Finding]:
-    """One finding per module whose state_dict hooks or overrides renamed, swapped, replaced, added or dropped keys."""
+def state_dict_change_findings(leaves: Sequence[LeafVisit], changes,
+                               saved_keys: Optional[Sequence[Optional[str]]] = None) -> List[Finding]:
+    """One finding per module whose state_dict hooks or overrides renamed, swapped, replaced, added or dropped keys.
+    ``saved_keys`` (per leaf, its key or None) tells a dropped path whose tensor is saved under another key."""
+    key_of_object: Dict[int, str] = {}
+    for i, key in enumerate(saved_keys or ()):
+        if key is not None and leaves[i].tensor is not None:
+            key_of_object.setdefault(id(leaves[i].tensor), key)
     by_agent: Dict[Tuple[int, Tuple[str, ...]], list] = {}
     for change in changes:
         by_agent.setdefault((id(change.agent.module) if change.agent else 0, change.agents), []).append(change)
@@ -345,8 +445,10 @@ def state_dict_change_findings(leaves: Sequence[LeafVisit], changes) -> List[Fin
         texts = []
         for change in group:
             leaf = leaves[change.leaf] if change.leaf is not None else None
-            texts.append(_CHANGE_TEXT[change.kind].format(
-                expr=_leaf_expr(leaf) if leaf else "", key=change.key, path=leaf.key if leaf else ""))
+            text = _CHANGE_TEXT[change.kind].format(
+                expr=_leaf_expr(leaf) if leaf else "", key=change.key, path=leaf.key if leaf else "")
+            elsewhere = key_of_object.get(id(leaf.tensor)) if change.kind == "dropped" and leaf is not None else None
+            texts.append(text + (f" (the same tensor is saved as `{elsewhere}`)" if elsewhere else ""))
         if agent is None:
             who = "Something other than a state_dict hook or override found on the modules along the path"
         else:
@@ -370,13 +472,23 @@ def registration_name_findings(visits: Sequence[ModuleVisit], leaves: Sequence[L
     findings = []
     seen = set()
     names = [(visit.parent, visit.name, visit.path, "module") for visit in visits
-             if visit.parent is not None and not (visit.name.isascii() and "." not in visit.name)]
+             if visit.parent is not None and not (visit.name.isascii() and "." not in visit.name and visit.name)]
     names += [(leaf.owner.module, leaf.name, leaf.key, "tensor") for leaf in leaves
-              if not (leaf.name.isascii() and "." not in leaf.name)]
+              if not (leaf.name.isascii() and "." not in leaf.name and leaf.name)]
     for parent, name, path, what in names:
-        if (id(parent), name) in seen:
+        if (id(parent), name, what) in seen:
             continue
-        seen.add((id(parent), name))
+        seen.add((id(parent), name, what))
+        if not name:
+            findings.append(Finding(
+                Severity.WARNING, "empty-name",
+                f"A {what} is registered under the empty name (through _modules/_parameters/_buffers; add_module "
+                f"and register_* refuse ''), so its key{'s start with' if what == 'module' else ' is'} "
+                f"`{path + '.' if what == 'module' else path}` with an empty segment, which tools that split or "
+                "strip keys on '.' mangle"
+                + (": at the root, named_modules() lists it under the root's own name '' and get_submodule('') "
+                   "returns the root." if what == "module" and not path else "."),
+                fix="Register it under a real name (add_module refuses '').", layer=path))
         if "." in name:
             findings.append(Finding(
                 Severity.WARNING, "dotted-name",
@@ -394,6 +506,34 @@ def registration_name_findings(visits: Sequence[ModuleVisit], leaves: Sequence[L
                 f"in source code `.{name}` means `.{normal}`, so it is reachable only through getattr()/_modules"
                 + (f", and `.{name}` in code reaches the different {what} `{normal}`." if twin else "."),
                 fix=f"Register it as `{normal}` (plain ASCII) and remap existing checkpoints.", layer=path))
+    return findings
+
+
+def shadowed_name_findings(visits: Sequence[ModuleVisit], leaves: Sequence[LeafVisit]) -> List[Finding]:
+    """Registered modules and tensors that attribute access does not reach: a class attribute (a property, a
+    method) or an instance attribute of the same name is found before nn.Module.__getattr__ looks in the tables."""
+    findings = []
+    seen = set()
+    # only names the walk reached through their table (".name" is used wherever nothing hides it)
+    names = [(visit.parent, visit.name, visit.path, "module", "_modules") for visit in visits
+             if visit.parent is not None and visit.steps[-1].accessor.startswith("._modules[")]
+    names += [(leaf.owner.module, leaf.name, leaf.key, leaf.kind, "_parameters" if leaf.kind == PARAMETER else "_buffers")
+              for leaf in leaves
+              if leaf.tensor is not None and leaf.steps[-1].accessor.startswith(("._parameters[", "._buffers["))]
+    for owner, name, path, what, table in names:
+        if (id(owner), name) in seen or not shadowed(owner, name, table):
+            continue
+        seen.add((id(owner), name))
+        holder = next((cls for cls in type(owner).__mro__ if name in vars(cls)), None)
+        by = (f"the class attribute {holder.__qualname__}.{name} ({type(vars(holder)[name]).__name__})"
+              if holder is not None else f"the instance attribute `{name}` in its __dict__")
+        findings.append(Finding(
+            Severity.WARNING, "shadowed-name",
+            f"The {what} registered as `{name}` at `{path}` is saved under that key, but {by} is found first: "
+            f"`.{name}` on its {type(owner).__name__}, get_submodule() and get_parameter() reach that instead, so "
+            f"code that names `{path}` uses a different object than state_dict() saves and loads. The expression "
+            f"column reaches it through {table}.",
+            fix=f"Rename the {what} or the attribute so the two names differ.", layer=path))
     return findings
 
 
@@ -425,26 +565,33 @@ def wrapper_findings(visits: Sequence[ModuleVisit], entries) -> List[Finding]:
         if not hits:
             continue
         examples: Dict[str, object] = {}  # key prefix in front of the wrapper segment -> first entry there
+        through: Dict[str, object] = {}  # ... -> first saved entry whose key really holds the segment there
         for entry in hits:
             for place in _wrapper_places(entry, kind.origin):
                 examples.setdefault(place, entry)
+                if entry.in_state_dict and entry.key.startswith(place + kind.attribute + "."):
+                    through.setdefault(place, entry)
         places = sorted(examples)
         saved = [e for e in hits if e.in_state_dict]
         shown_places = _quoted([p + kind.attribute + "." for p in places])
-        if kind.hook_strips_prefix:
-            example = hits[0]
+        if kind.hook_strips_prefix or not through:  # its hooks, or its own state_dict override, leave it out
+            example = next((e for e in hits if e.in_state_dict), hits[0])
             path = ".".join(s.text for s in example.segments)
-            message = (f"{kind.label} wrapper segment `{kind.attribute}` sits at {shown_places}; its state_dict "
-                       f"hooks drop it, so `{path}` is saved as `{example.key}` ({plural(len(saved), 'key')} "
-                       "affected), while named_modules() paths still contain it.")
+            how = "state_dict hooks drop it" if kind.hook_strips_prefix else "state_dict() leaves it out of every key"
+            message = (f"{kind.label} wrapper segment `{kind.attribute}` sits at {shown_places}; its {how}, so "
+                       f"`{path}` is saved as `{example.key}` ({plural(len(saved), 'key')} affected), while "
+                       "named_modules() paths still contain it.")
             fix = ("Nothing to do for state_dict()/load_state_dict(); strip the segment yourself when matching "
                    f"named_modules() names against checkpoint keys (remove `{kind.attribute}.`).")
         else:
             renames = []
+            places = sorted(through)
             for place in places:
-                key = examples[place].key
+                key = through[place].key
                 renames.append(f"`{key}` becomes `{place + key[len(place) + len(kind.attribute) + 1:]}`")
-            message = (f"{plural(len(saved), 'state_dict key')} pass through the {kind.label} wrapper segment "
+            passing = [e for e in saved if any(e.key.startswith(p + kind.attribute + ".") for p in places)]
+            shown_places = _quoted([p + kind.attribute + "." for p in places])
+            message = (f"{plural(len(passing), 'state_dict key')} pass through the {kind.label} wrapper segment "
                        f"at {shown_places}; unwrapped there, {'; '.join(renames[:MAX_LISTED])}.")
             fixes = []
             if "" in places:
@@ -461,23 +608,28 @@ def wrapper_findings(visits: Sequence[ModuleVisit], entries) -> List[Finding]:
 
 
 def _wrapper_places(entry, origin: str) -> List[str]:
-    """The key prefixes in front of each wrapper segment of ``origin`` ("" at the root)."""
-    places, prefix = [], ""
+    """The key prefixes in front of each wrapper segment of ``origin`` ("" at the root); a dotted wrapper
+    attribute ("base_model.model") is one place."""
+    places, prefix, previous = [], "", None
     for segment in entry.segments:
-        if segment.origin == origin:
+        if segment.origin == origin and previous != origin:
             places.append(prefix)
+        previous = segment.origin
         prefix += segment.text + "."
     return places
 
 
 # --- buffers ---------------------------------------------------------------------------------
 
-def non_persistent_buffer_findings(leaves: Sequence[LeafVisit]) -> List[Finding]:
+def non_persistent_buffer_findings(leaves: Sequence[LeafVisit],
+                                   saved_keys: Optional[Sequence[Optional[str]]] = None) -> List[Finding]:
+    """Non-persistent buffers that state_dict() leaves out (``saved_keys``: per leaf the key it is saved
+    under, when known: an override that saves one anyway is the state-dict-hook finding's business)."""
     findings = []
     seen = set()
-    for leaf in leaves:
+    for i, leaf in enumerate(leaves):
         registration = (id(leaf.owner.module), leaf.name)
-        if leaf.kind != NON_PERSISTENT_BUFFER or registration in seen:
+        if leaf.kind != NON_PERSISTENT_BUFFER or registration in seen or (saved_keys and saved_keys[i] is not None):
             continue
         seen.add(registration)
         tensor = leaf.tensor
@@ -485,7 +637,8 @@ def non_persistent_buffer_findings(leaves: Sequence[LeafVisit]) -> List[Finding]
             Severity.INFO, "non-persistent-buffer",
             f"`{leaf.key}` ({type(leaf.owner.module).__name__}, {list(tensor.shape)}, "
             f"{str(tensor.dtype).replace('torch.', '')}) is a non-persistent buffer: .to(device) moves it but "
-            "state_dict() leaves it out, so its value always comes from the constructor, never a checkpoint.",
+            "state_dict() leaves it out and load_state_dict never sets it, so its value is what the constructor "
+            "(or later code, such as a forward that updates it) put there, never a checkpoint's.",
             fix="Fine for values rebuilt in __init__ (position ids, masks, caches). If it must be saved, "
                 "register it with register_buffer(name, tensor, persistent=True).",
             layer=leaf.owner.path))

@@ -8,11 +8,12 @@ whose registration names make the same key, are told apart from ordinary keys.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Hashable, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
 
+from netscope.naming.identity import tensor_identity
 from netscope.naming.segments import EXTRA_STATE, NON_PERSISTENT_BUFFER
 from netscope.wrappers import WRAPPERS, wrapper_kind
 from netscope.naming.walk import LeafVisit, ModuleVisit
@@ -25,6 +26,7 @@ SWAPPED = "swapped"  # ... under the path of another registered tensor
 REPLACED = "replaced"  # a key that is a registered tensor's path holds some other value
 ADDED = "added"  # a key that no registered tensor's path explains, holding no registered tensor
 DROPPED = "dropped"  # a registered, persistent tensor saved under no key
+SAVED_NON_PERSISTENT = "saved-non-persistent"  # a non-persistent buffer saved all the same
 
 
 @dataclass(frozen=True)
@@ -40,7 +42,7 @@ class SavedKey:
 class Change:
     """One difference between the structural keys and what ``state_dict()`` saved."""
 
-    kind: str  # RENAMED, SWAPPED, REPLACED, ADDED, DROPPED
+    kind: str  # RENAMED, SWAPPED, REPLACED, ADDED, DROPPED, SAVED_NON_PERSISTENT
     key: Optional[str]  # the saved key (None for DROPPED)
     leaf: Optional[int]  # the registered tensor concerned (None for ADDED)
     agent: Optional[ModuleVisit]  # the module whose hooks or overrides made the change; None when unknown
@@ -67,7 +69,7 @@ def match_saved(leaves: Sequence[LeafVisit], structural: Sequence[Optional[str]]
         if structural[i] is None or key in leaf_of_key:
             continue
         value = saved.get(key, _MISSING)
-        if value is not _MISSING and (value is leaf.tensor or leaf.kind == EXTRA_STATE):
+        if value is not _MISSING and (value is leaf.tensor or leaf.kind == EXTRA_STATE or same_data(value, leaf.tensor)):
             leaf_of_key[key] = i
             leaf_keys[i] = key
     if len(leaf_of_key) == len(saved):
@@ -80,6 +82,7 @@ def match_saved(leaves: Sequence[LeafVisit], structural: Sequence[Optional[str]]
     for i, leaf in enumerate(leaves):
         if leaf.tensor is not None:
             by_object.setdefault(id(leaf.tensor), []).append(i)
+    by_data: Optional[Dict[Hashable, List[int]]] = None
     matched: List[SavedKey] = []
     for key, value in saved.items():
         if key in leaf_of_key:
@@ -88,11 +91,19 @@ def match_saved(leaves: Sequence[LeafVisit], structural: Sequence[Optional[str]]
         index, moved = None, False
         for i in by_path.get(key, ()):
             leaf = leaves[i]
-            if leaf_keys[i] is None and (value is leaf.tensor if leaf.kind != EXTRA_STATE else True):
+            if leaf_keys[i] is None and (value is leaf.tensor or same_data(value, leaf.tensor)
+                                         if leaf.kind != EXTRA_STATE else True):
                 index = i
                 break
         if index is None and isinstance(value, torch.Tensor):
             candidates = by_object.get(id(value), [])
+            if not candidates:  # a hook that saved value.detach() (what state_dict() itself does without keep_vars)
+                if by_data is None:
+                    by_data = {}
+                    for i, leaf in enumerate(leaves):
+                        if leaf.tensor is not None:
+                            by_data.setdefault(tensor_identity(leaf.tensor), []).append(i)
+                candidates = by_data.get(tensor_identity(value), [])
             free = [i for i in candidates if leaf_keys[i] is None]
             if candidates:
                 index, moved = (free or candidates)[0], True
@@ -100,6 +111,13 @@ def match_saved(leaves: Sequence[LeafVisit], structural: Sequence[Optional[str]]
             leaf_keys[index] = key
         matched.append(SavedKey(key, index, moved))
     return matched, leaf_keys
+
+
+def same_data(value, tensor) -> bool:
+    """``value`` is another tensor object for the very data of ``tensor`` (``tensor.detach()``): the same view of
+    the same storage, so saving it saves ``tensor``."""
+    return (isinstance(value, torch.Tensor) and tensor is not None and value is not tensor
+            and tensor_identity(value) == tensor_identity(tensor))
 
 
 def collisions(leaves: Sequence[LeafVisit], structural: Sequence[Optional[str]],
@@ -123,7 +141,9 @@ def changes(visits: Sequence[ModuleVisit], leaves: Sequence[LeafVisit], structur
     collided_leaves = {i for members in collided.values() for i in members}
     raw: List[Tuple[str, Optional[str], Optional[int]]] = []  # (kind, key, leaf)
     for entry in matched:
-        if entry.leaf is not None and entry.moved:
+        if entry.leaf is not None and leaves[entry.leaf].kind == NON_PERSISTENT_BUFFER:
+            raw.append((SAVED_NON_PERSISTENT, entry.key, entry.leaf))
+        elif entry.leaf is not None and entry.moved:
             raw.append((SWAPPED if entry.key in leaf_of_key else RENAMED, entry.key, entry.leaf))
         elif entry.leaf is None:
             i = leaf_of_key.get(entry.key)

@@ -70,12 +70,12 @@ def stray_items(visits: List[ModuleVisit], registered_modules: Set[int], registe
                 continue
             if isinstance(value, CONTAINERS):
                 base = visit.steps + (Step(Segment(attribute, UNREGISTERED_CONTAINER),
-                                           attribute_accessor(attribute, "__dict__")),)
+                                           attribute_accessor(attribute, "__dict__", visit.module)),)
                 items = _container_items(value, base, 1)
                 container = type(value).__name__
             elif isinstance(value, (nn.Module, torch.Tensor)):
                 items = iter([(value, visit.steps + (Step(Segment(attribute, UNREGISTERED_CONTAINER),
-                                                          attribute_accessor(attribute, "__dict__")),))])
+                                                          attribute_accessor(attribute, "__dict__", visit.module)),))])
                 container = ""
             else:
                 continue
@@ -123,11 +123,15 @@ def _torch_attributes(module_class: type) -> Set[str]:
     return names
 
 
+_COMPUTED_NAME_ATTRIBUTES = ("name", "_tensor_name")  # WeightNorm/SpectralNorm; torch.nn.utils.prune's methods
+
+
 def _hook_computed_attributes(module: nn.Module) -> Set[str]:
     """Attributes a forward pre-hook recomputes each call (old-style ``weight_norm``/``spectral_norm``
-    set ``module.weight`` from ``weight_g``/``weight_v`` or ``weight_orig``): derived, not forgotten."""
-    return {name for hook in module._forward_pre_hooks.values()
-            if isinstance(name := getattr(hook, "name", None), str)}
+    set ``module.weight`` from ``weight_g``/``weight_v`` or ``weight_orig``, ``torch.nn.utils.prune`` from
+    ``weight_orig * weight_mask``): derived, not forgotten."""
+    return {name for hook in module._forward_pre_hooks.values() for attribute in _COMPUTED_NAME_ATTRIBUTES
+            if isinstance(name := getattr(hook, attribute, None), str)}
 
 
 def _container_items(container, steps: Optional[Tuple[Step, ...]], depth: int) -> Iterator[Tuple[Any, Optional[Tuple[Step, ...]]]]:

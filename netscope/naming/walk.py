@@ -15,6 +15,7 @@ import torch.nn as nn
 
 from netscope.naming.segments import (
     ATTRIBUTE, BUFFER, EXTRA_STATE, NON_PERSISTENT_BUFFER, PARAMETER, Segment, Step, child_step, leaf_step,
+    second_wrapper_step,
 )
 
 
@@ -58,7 +59,9 @@ def module_visits(root: nn.Module, prefix: Tuple[Step, ...] = ()) -> List[Module
             if child is None:
                 continue
             step = child_step(visit.module, name, position, parent_origin)
-            path = f"{visit.path}.{step.segment.text}" if visit.path else step.segment.text
+            if parent_origin.startswith("wrapper:") and visit.parent is not None and step.segment.origin == ATTRIBUTE:
+                step = second_wrapper_step(visit.parent, visit.name, step)
+            path = f"{visit.path}.{step.segment.text}" if visit.steps else step.segment.text  # "" is a name too
             children.append(ModuleVisit(child, visit.steps + (step,), visit.module, name, path))
         stack.extend(reversed(children))
     return visits
@@ -69,7 +72,7 @@ def dotted(steps: Tuple[Step, ...]) -> str:
 
 
 def leaf_visit(owner: ModuleVisit, name: str, kind: str, tensor, step: Step) -> LeafVisit:
-    key = f"{owner.path}.{step.segment.text}" if owner.path else step.segment.text
+    key = f"{owner.path}.{step.segment.text}" if owner.steps else step.segment.text
     return LeafVisit(owner, name, kind, tensor, owner.steps + (step,), key)
 
 

@@ -87,6 +87,9 @@ def preserved_model(model: nn.Module, *, train: bool, tree: Optional[ModuleTree]
         parameters.restore(tree.tables("_parameters"))
         buffers.restore(tree.tables("_buffers"))
         changes.modules_changed = children.changed(tree.tables("_modules"))
+        # read before the buffer values are copied back: a buffer that is also a parameter
+        # (register_buffer(name, p)) gets a version bump from that copy, not from the forward
+        now = [p._version for p in params]
         with torch.no_grad():
             for buffer, value in buffer_values:
                 if buffer.shape == value.shape:
@@ -99,7 +102,6 @@ def preserved_model(model: nn.Module, *, train: bool, tree: Optional[ModuleTree]
         now_attributes = _own_attributes(tree)
         if now_attributes != attributes:
             changes.changed_attributes.extend(_changed_names(tree, attributes, now_attributes))
-        now = [p._version for p in params]
         if now != versions:
             written = {id(p) for p, before, after in zip(params, versions, now) if before != after}
             changes.changed_in_place.extend(name for name, param in model.named_parameters()
