@@ -451,3 +451,19 @@ def test_each_probe_starts_from_the_model_as_given_and_leaves_it_so(build, chann
     attributes = lambda m: [(k, v) for sub in m.modules() for k, v in vars(sub).items()  # noqa: E731
                             if isinstance(v, (int, float, str, tuple))]
     assert attributes(model) == attributes(pristine)  # before: HF Swin's window_size left at 1
+
+
+def test_a_module_without_forward_is_one_error_not_a_scan_where_no_size_works():
+    """torch raises NotImplementedError for a module without forward() at any size: that says nothing about
+    sizes, so the solver stops at the first probe with the model's error (exit 3 on the command line)."""
+    class NoForward(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3)
+
+    with pytest.raises(NotImplementedError):
+        NoForward()(torch.randn(1, 3, 8, 8))  # the oracle: torch's own call
+    from netscope.errors import ForwardError
+
+    with pytest.raises(ForwardError, match='missing the required "forward"'):
+        solve_input_size(NoForward(), (1, 3, 8, 8), max_size=16)

@@ -315,6 +315,9 @@ def run_probe(model, input_spec, shapes: Dict[Tuple[bool, object], Tuple[int, ..
             result = run_pass(prep)
     except ForwardError as err:
         original = err.original if err.original is not None else err
+        if isinstance(original, NotImplementedError) and 'missing the required "forward"' in str(original):
+            raise ForwardError(f"the model cannot run at any size: {original}. Define forward() on the module "
+                               "(or pass the module that has one)", original=original) from original
         if isinstance(original, TypeError) and ARGUMENT_MISMATCH.search(str(original)):
             raise ForwardError(
                 f"the model's forward cannot be called with the dummy input: {original}. Give every input it "
