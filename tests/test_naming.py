@@ -745,3 +745,28 @@ def test_alias_from_a_repeated_list_slot_is_a_warning_and_deliberate_sharing_is_
 
     (finding,) = [f for f in netscope.audit_names(SharedEncoder()).findings if f.code == "alias"]
     assert finding.severity is Severity.INFO and "[block] * n" not in finding.message
+
+
+def test_modules_kept_in_a_deque_or_a_simple_namespace_are_found_unregistered():
+    """A deque and a SimpleNamespace hide modules from torch as a list does: parameters() does not list them
+    and state_dict() does not save them (torch's own calls are the oracle); a registered module kept there too
+    is a non-owning reference, not a finding."""
+    import collections
+    import types
+
+    class Holder(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = nn.Linear(2, 2)
+            self.queue = collections.deque([nn.Linear(2, 3)])
+            self.ns = types.SimpleNamespace(head=nn.Linear(2, 4), body=self.body)
+
+    model = Holder()
+    hidden = {id(p) for m in (model.queue[0], model.ns.head) for p in m.parameters()}
+    assert not hidden & {id(p) for p in model.parameters()} and set(model.state_dict()) == {"body.weight", "body.bias"}
+    report = netscope.audit_names(model)
+    flagged = {f.message.split(" ")[0] for f in report.findings if f.code == "unregistered-module"}
+    assert flagged == {"model.queue", "model.ns"}
+    stray = [e for e in report.entries if not e.key.startswith("body.")]
+    assert {e.key for e in stray} == {"queue.0.weight", "queue.0.bias", "ns.head.weight", "ns.head.bias"}
+    assert all(id(eval(e.expression, {"model": model})) in hidden for e in stray)

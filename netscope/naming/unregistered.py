@@ -1,13 +1,15 @@
 """Modules and tensors a module keeps in its ``__dict__`` where ``nn.Module`` does not register them.
 
-Plain Python lists, tuples, dicts and sets (nested up to two levels) and plain attributes are
-scanned. Torch's own bookkeeping (``_parameters``, ``_forward_hooks``, ...) is skipped, and so is
+Plain Python lists, tuples, dicts, sets, deques and ``SimpleNamespace``\ s (nested up to two levels) and plain
+attributes are scanned. Torch's own bookkeeping (``_parameters``, ``_forward_hooks``, ...) is skipped, and so is
 anything that is registered somewhere else in the model (a deliberate non-owning reference).
 """
 
 from __future__ import annotations
 
+import collections
 import json
+import types
 from dataclasses import dataclass
 from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
 
@@ -18,7 +20,7 @@ from netscope.naming.segments import UNREGISTERED_CONTAINER, UNREGISTERED_ENTRY,
 from netscope.naming.walk import ModuleVisit
 from netscope.run.module_tree import TORCH_INTERNAL  # noqa: F401  (re-exported: the bookkeeping every module holds)
 
-CONTAINERS = (list, tuple, dict, set, frozenset)
+CONTAINERS = (list, tuple, dict, set, frozenset, collections.deque, types.SimpleNamespace)
 # Attributes torch keeps on some module classes beside the registered ones: not the user's
 # (a traced module's compiled twin shares its tensors; nothing there is lost).
 TORCH_ATTRIBUTES = {"torch.jit._script.ScriptModule": frozenset({"_actual_script_module", "_c", "_concrete_type"})}
@@ -139,6 +141,8 @@ def _container_items(container, steps: Optional[Tuple[Step, ...]], depth: int) -
         pairs = ((key, value, _key_accessor(key)) for key, value in container.items())
     elif isinstance(container, (set, frozenset)):
         pairs = ((None, value, None) for value in container)
+    elif isinstance(container, types.SimpleNamespace):
+        pairs = ((name, value, f".{name}") for name, value in vars(container).items())
     else:
         pairs = ((index, value, f"[{index}]") for index, value in enumerate(container))
     for key, value, accessor in pairs:
