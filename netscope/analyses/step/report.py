@@ -180,11 +180,14 @@ class StepReport:
         return json.dumps(self.to_dict(), **kwargs)
 
     def to_dataframe(self):
-        """pandas DataFrame: the summary's columns plus the backward and saved-activation figures."""
+        """pandas DataFrame: the summary's columns plus the backward and saved-activation figures, and
+        ``backward_macs_partial`` (as in JSON: ``backward_macs`` is then a lower bound)."""
         frame = self.forward.to_dataframe()
         for key in STEP_FIGURES:
             frame[key] = getattr(self, key)
             frame[key] = frame[key].astype("int64")
+        partial = self.partial_backward()
+        frame["backward_macs_partial"] = [call.index in partial for call in self.layers]
         return frame
 
     def to_html(self) -> str:
