@@ -76,7 +76,8 @@ class Report:
         folded = sum(1 for row in rows if row.get("_fold"))
         if folded:
             notes.append(f"({folded:,} run(s) of identical blocks folded, one row each; --expand shows every call)")
-        text = body + ("\n" + "\n".join(_wrapped(notes, width)) if notes else "")
+        gap = "\n\n" if fmt == "markdown" else "\n"  # markdown: a line right under a table is one more row
+        text = body + (gap + "\n".join(_wrapped(notes, width)) if notes else "")
         return text + "\n\n" + self.totals_text(markdown=(fmt == "markdown"), width=width)
 
     def _fit(self, rows, keys, fmt, table_style, width):

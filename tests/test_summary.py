@@ -320,3 +320,18 @@ def test_a_forward_returning_an_unconsumed_generator_says_its_work_did_not_run()
     report = netscope.summary(Lazy(), (1, 3))
     assert report.totals.total_macs == 0 and report.totals.uncalled_params == 3 * 3 + 3
     assert any("generator that netscope does not consume" in n for n in report.run.notes)
+
+
+def test_markdown_notes_under_the_table_are_not_read_as_table_rows():
+    """GFM reads every non-blank line right under a table as one more row: the table block (up to the first
+    blank line) must hold only pipe rows, as many as the table has, with the fold and fit notes after it."""
+    blocks = nn.Sequential(*[nn.Sequential(nn.Linear(8, 8), nn.GELU()) for _ in range(4)])
+    report = netscope.summary(blocks, (2, 8))
+    text = report.render("markdown", width=60)  # folded blocks, and columns left out to fit 60 characters
+    table, rest = text.split("\n\n", 1)
+    assert all(line.startswith("|") and line.endswith("|") for line in table.splitlines())
+    assert len(table.splitlines()) == 2 + len(report.table_rows())  # header, rule, one line per (folded) row
+    assert "folded" in rest and "left out to fit 60 columns" in rest
+    step = netscope.step(blocks, (2, 8)).render("markdown", width=40)
+    table, rest = step.split("\n\n", 1)
+    assert all(line.startswith("|") for line in table.splitlines()) and "left out to fit 40 columns" in rest

@@ -98,7 +98,7 @@ class StepReport:
         width = width or TEXT_WIDTH
         body, dropped = self.forward._fit(rows, keys, fmt, table_style, width if columns is None else None)
         if dropped:
-            body += f"\n(left out to fit {width} columns: {', '.join(dropped)}; choose with --columns)"
+            body += ("\n\n" if fmt == "markdown" else "\n") + f"(left out to fit {width} columns: {', '.join(dropped)}; choose with --columns)"
         return body + "\n\n" + self.totals_text(markdown=(fmt == "markdown"), width=width)
 
     def rows(self, columns: Sequence[str] = STEP_COLUMNS, *, depth: Optional[int] = None,
