@@ -182,10 +182,11 @@ class StepReport:
     def to_dataframe(self):
         """pandas DataFrame: the summary's columns plus the backward and saved-activation figures, and
         ``backward_macs_partial`` (as in JSON: ``backward_macs`` is then a lower bound)."""
+        from netscope.report import int_column
+
         frame = self.forward.to_dataframe()
         for key in STEP_FIGURES:
-            frame[key] = getattr(self, key)
-            frame[key] = frame[key].astype("int64")
+            frame[key] = int_column(getattr(self, key))
         partial = self.partial_backward()
         frame["backward_macs_partial"] = [call.index in partial for call in self.layers]
         return frame
