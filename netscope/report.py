@@ -218,7 +218,9 @@ class Report:
         else:
             records = [use.to_dict() for use in self.operators.overall()] if self.operators else []
         frame = pd.DataFrame.from_records(records, columns=columns)
-        return frame.astype({"calls": "int64", "macs": "int64"})
+        for name in ("calls", "macs"):
+            frame[name] = int_column([record[name] for record in records])
+        return frame
 
     def operators_dict(self) -> Dict[str, Any]:
         """The JSON section ``operators``: overall, per module call, and the uncounted ones."""

@@ -353,6 +353,8 @@ def test_dataframe_json_and_csv_keep_huge_counts_exact(batch):
     assert str(frame["macs"].dtype) == ("int64" if exact[0] < 2 ** 63 else "object")
     assert [layer["macs"] for layer in json.loads(report.to_json())["layers"]] == exact
     assert [int(row["macs"]) for row in csv.DictReader(io.StringIO(report.render("csv")))] == exact
+    ops = report.by_operator().set_index("op")  # one matrix multiply holds the whole count
+    assert ops.loc["aten::mm", "macs"] == batch * 2 ** 40 and ops["macs"].sum() == batch * 2 ** 40
 
 
 def test_dataframe_keeps_counts_above_2_53_exact_next_to_counts_not_recorded():
