@@ -563,6 +563,9 @@ def test_rows_whose_backward_ran_an_uncounted_operator_show_a_lower_bound():
     cells = list(csv.DictReader(io.StringIO(report.render("csv", columns="name,bwd_macs"))))
     assert [row["bwd_macs"].startswith(">=") for row in cells] == [c.index in partial for c in report.layers]
     assert [int(row["bwd_macs"].removeprefix(">=")) for row in cells] == frame["backward_macs"].tolist()
+    own = list(csv.DictReader(io.StringIO(report.render("csv", columns="name,own_bwd_macs"))))
+    assert [row["own_bwd_macs"].startswith(">=") for row in own] == frame["own_backward_macs_partial"].tolist()
+    assert [layers[c.name]["own_backward_macs_partial"] for c in report.layers] == [c.name == "scaled" for c in report.layers]
 
 
 def _nested_linears():

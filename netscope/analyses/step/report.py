@@ -173,6 +173,7 @@ class StepReport:
                 for key in STEP_FIGURES:
                     layer[key] = getattr(self, key)[layer["index"]]
                 layer["backward_macs_partial"] = layer["index"] in partial  # backward_macs is then a lower bound
+                layer["own_backward_macs_partial"] = layer["index"] in self.partial_own_backward  # own_backward_macs
         data["backward_partial"] = bool(self.totals.backward_uncounted)
         return data
 
@@ -181,7 +182,7 @@ class StepReport:
 
     def to_dataframe(self):
         """pandas DataFrame: the summary's columns plus the backward and saved-activation figures, and
-        ``backward_macs_partial`` (as in JSON: ``backward_macs`` is then a lower bound)."""
+        ``backward_macs_partial`` and ``own_backward_macs_partial`` (as in JSON: that figure is then a lower bound)."""
         from netscope.report import int_column
 
         frame = self.forward.to_dataframe()
@@ -189,6 +190,7 @@ class StepReport:
             frame[key] = int_column(getattr(self, key))
         partial = self.partial_backward()
         frame["backward_macs_partial"] = [call.index in partial for call in self.layers]
+        frame["own_backward_macs_partial"] = [call.index in self.partial_own_backward for call in self.layers]
         return frame
 
     def to_html(self) -> str:
