@@ -76,7 +76,8 @@ class Report:
         folded = sum(1 for row in rows if row.get("_fold"))
         if folded:
             notes.append(f"({folded:,} run(s) of identical blocks folded, one row each; --expand shows every call)")
-        text = body + ("\n" + "\n".join(_wrapped(notes, width)) if notes else "")
+        gap = "\n\n" if fmt == "markdown" else "\n"  # markdown: a line right under a table is one more row
+        text = body + (gap + "\n".join(_wrapped(notes, width)) if notes else "")
         return text + "\n\n" + self.totals_text(markdown=(fmt == "markdown"), width=width)
 
     def _fit(self, rows, keys, fmt, table_style, width):
@@ -217,7 +218,9 @@ class Report:
         else:
             records = [use.to_dict() for use in self.operators.overall()] if self.operators else []
         frame = pd.DataFrame.from_records(records, columns=columns)
-        return frame.astype({"calls": "int64", "macs": "int64"})
+        for name in ("calls", "macs"):
+            frame[name] = int_column([record[name] for record in records])
+        return frame
 
     def operators_dict(self) -> Dict[str, Any]:
         """The JSON section ``operators``: overall, per module call, and the uncounted ones."""
@@ -280,7 +283,8 @@ class Report:
 
     def to_dataframe(self, columns=None):
         """pandas DataFrame, one row per module call (never folded), typed by the column registry:
-        counts ``int64`` (nullable ``Int64`` where a count was not recorded: layers inside TorchScript), ``parent``
+        counts ``int64`` (nullable ``Int64`` where a count was not recorded: layers inside TorchScript; exact
+        Python ints, ``object``, beyond int64's range), ``parent``
         nullable ``Int64``, shapes as tuples, ``trainable`` a nullable boolean
         (``<NA>`` when the subtree has no parameters or is partly trainable: ``trainable_partial`` says which)."""
         import pandas as pd
@@ -293,10 +297,10 @@ class Report:
                 row[name] = tuples(row[name])
         frame = pd.DataFrame.from_records(records, columns=[COLUMNS[k].name for k in keys])
         dtypes = {COLUMNS[k].name: COLUMNS[k].dtype for k in keys}
-        for name, dtype in dtypes.items():  # counts not recorded (inside TorchScript) are <NA>, not 0
-            if dtype == "int64" and frame[name].isna().any():
-                dtypes[name] = "Int64"
-        return frame.astype(dtypes)
+        for name, dtype in dtypes.items():
+            if dtype in ("int64", "Int64"):  # from the Python ints: pandas would infer float64 or uint64 and round
+                frame[name] = int_column([row[name] for row in records], dtype)  # or wrap big counts
+        return frame.astype({name: dtype for name, dtype in dtypes.items() if dtype not in ("int64", "Int64")})
 
     def to_html(self) -> str:
         """A self-contained HTML page: collapsible tree, shape flow, bar charts, search."""
@@ -315,6 +319,20 @@ class Report:
         from netscope.render.html import notebook_html
 
         return notebook_html(self)
+
+
+INT64_MAX = 2 ** 63 - 1
+
+
+def int_column(values: Sequence[Optional[int]], dtype: str = "int64"):
+    """A DataFrame count column, exact: ``int64``; nullable ``Int64`` when a count was not recorded (None: inside
+    TorchScript, <NA> not 0); ``object`` (Python ints) when a count is beyond int64 (a meta-device plan of a
+    huge pass), which int64 would wrap to a negative number."""
+    import pandas as pd
+
+    if any(v is not None and not -INT64_MAX - 1 <= v <= INT64_MAX for v in values):
+        return pd.array(list(values), dtype=object)
+    return pd.array(list(values), dtype="Int64" if dtype == "Int64" or None in values else "int64")
 
 
 def _wrapped(lines: List[str], width: int) -> List[str]:

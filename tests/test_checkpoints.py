@@ -733,7 +733,28 @@ def test_cli_keys_table_json_tree_csv(tmp_path, capsys):
 
     assert main(["keys", path, "--format", "csv"]) == 0
     rows = capsys.readouterr().out.splitlines()
-    assert rows[0] == "key,shape,dtype,elements,size,shares_storage_with" and len(rows) == len(state) + 1
+    assert rows[0] == "key,shape,dtype,elements,bytes,size,shares_storage_with" and len(rows) == len(state) + 1
+
+
+def test_cli_keys_csv_reads_back_every_key_shape_and_exact_byte_count(tmp_path, capsys):
+    """Keys with a comma, a quote, a pipe, a line break and non-ASCII text; a bfloat16 tensor. Parsed with the
+    csv module, every row matches torch's own tensor: key, shape, elements, bytes (exact, not rounded), and
+    each --tree subtree's bytes are the sum over its tensors."""
+    state = {"d.a,b.weight": torch.zeros(3, 5), 'd.q"u.bias': torch.zeros(7), "d.pi|pe.w": torch.zeros(2, 2),
+             "d.nl\nx.w": torch.zeros(1), "d.\u00e9\u4e2d x.w": torch.zeros(1000, 3, dtype=torch.bfloat16)}
+    path = str(tmp_path / "odd.pt")
+    torch.save(state, path)
+    assert main(["keys", path, "-f", "csv", "-q"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [r["key"] for r in rows] == list(state)
+    for row, tensor in zip(rows, state.values()):
+        assert row["shape"] == str(tuple(tensor.shape)) and row["dtype"] == str(tensor.dtype).removeprefix("torch.")
+        assert int(row["elements"]) == tensor.numel() and int(row["bytes"]) == tensor.numel() * tensor.element_size()
+    assert main(["keys", path, "--tree", "-f", "csv", "-q"]) == 0
+    rows = {r["key"]: r for r in csv.DictReader(io.StringIO(capsys.readouterr().out))}
+    for node in ("d", "d.a,b", "d.nl\nx") + tuple(state):
+        inside = [t for k, t in state.items() if k == node or k.startswith(node + ".")]
+        assert int(rows[node]["bytes"]) == sum(t.numel() * t.element_size() for t in inside), node
 
 
 def test_cli_keys_tree_puts_every_tensor_under_its_own_module_when_keys_interleave(tmp_path, capsys):

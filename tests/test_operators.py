@@ -196,9 +196,13 @@ def test_every_format_marks_the_rows_whose_mult_adds_are_a_lower_bound(inverse_s
     frame = report.to_dataframe()
     assert dict(zip(frame["name"], frame["macs_partial"])) == marked and str(frame["macs_partial"].dtype) == "bool"
     assert {r["name"]: r["macs_partial"] for r in json.loads(report.to_json())["layers"]} == marked
+    own = {"": False, "opaque": True, "opaque.fc": False, "head": False}  # own_macs: only where the op ran
+    assert dict(zip(frame["name"], frame["own_macs_partial"])) == own
+    assert {r["name"]: r["own_macs_partial"] for r in json.loads(report.to_json())["layers"]} == own
     rows = list(csv.DictReader(io.StringIO(report.render("csv", columns="name,macs,own_macs"))))
     assert [(r["macs"].startswith(">="), r["own_macs"].startswith(">=")) for r in rows] == [
         (True, False), (True, True), (False, False), (False, False)]  # own: only where the operator ran
+    assert [r["own_macs"].startswith(">=") for r in rows] == frame["own_macs_partial"].tolist()  # CSV agrees
     assert rows[1]["macs"] == f">={5 * 4 * 3}" and rows[3]["macs"] == str(5 * 3 * 2)  # opaque.fc and head exact
     assert f">={short_number(report.totals.total_macs)} MACs" in repr(report)
     assert ">=" not in repr(netscope.summary(nn.Linear(6, 3), (5, 6), device="cpu"))

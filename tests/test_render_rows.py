@@ -361,3 +361,39 @@ def test_every_commands_json_and_every_reports_to_dict_carry_the_schema(tmp_path
         assert (data["schema"], data["schema_version"]) == (f"netscope.{kind}", JSON_SCHEMA_VERSION), kind
     assert main(["keys", str(path), "-f", "json"]) == 0
     assert json.loads(capsys.readouterr().out) == json.loads(json.dumps(documents["keys"]))
+
+
+# ---- markdown cells read back as the names the report holds -----------------------------------------
+
+
+def _gfm_cells(line):
+    """A GitHub markdown table row split the way GFM splits it (on pipes not escaped by a backslash), each
+    cell unescaped (``\\x`` -> ``x``, ``<br>`` -> a line break)."""
+    cells, cell, chars = [], "", iter(line.strip()[1:-1])
+    for char in chars:
+        if char == "\\":
+            cell += next(chars)
+        elif char == "|":
+            cells.append(cell)
+            cell = ""
+        else:
+            cell += char
+    return [c.strip().replace("<br>", "\n") for c in cells + [cell]]
+
+
+def test_markdown_cells_with_pipes_and_line_breaks_read_back_as_the_records_names():
+    """ModuleDict keys may hold '|', a line break and a backslash; the markdown table must keep one row per
+    call and one cell per column, each reading back (GFM unescaping) as the record's name."""
+    import torch
+
+    from netscope import summary
+
+    keys = ["pi|pe", "new\nline", "back\\slash|", "plain"]
+    model = nn.ModuleDict({k: nn.Linear(2, 2) for k in keys})
+    model.forward = lambda x: torch.stack([m(x) for m in model.values()])
+    report = summary(model, (1, 2))
+    text = report.render("markdown", columns="name,params", expand=True)
+    lines = text.split("\n\n")[0].splitlines()[2:]
+    assert len(lines) == len(report.layers)
+    for line, call in zip(lines, report.layers):
+        assert _gfm_cells(line) == [call.name, f"{call.subtree_params:,}"]

@@ -3,6 +3,8 @@ saved activations, the real optimizer's state, torch.chunk for FSDP2 shards; CLI
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 
 import pytest
@@ -553,6 +555,17 @@ def test_rows_whose_backward_ran_an_uncounted_operator_show_a_lower_bound():
     layers = {layer["name"]: layer for layer in report.to_dict()["layers"]}
     assert layers["scaled"]["backward_macs_partial"] and layers[""]["backward_macs_partial"]
     assert not layers["fc"]["backward_macs_partial"] and report.to_dict()["backward_partial"]
+    # the DataFrame and the CSV say so too, for the same calls (the records' partial set is the oracle)
+    frame = report.to_dataframe()
+    partial = report.partial_backward()
+    assert frame["backward_macs_partial"].tolist() == [c.index in partial for c in report.layers]
+    assert frame["backward_macs_partial"].tolist() == [layers[c.name]["backward_macs_partial"] for c in report.layers]
+    cells = list(csv.DictReader(io.StringIO(report.render("csv", columns="name,bwd_macs"))))
+    assert [row["bwd_macs"].startswith(">=") for row in cells] == [c.index in partial for c in report.layers]
+    assert [int(row["bwd_macs"].removeprefix(">=")) for row in cells] == frame["backward_macs"].tolist()
+    own = list(csv.DictReader(io.StringIO(report.render("csv", columns="name,own_bwd_macs"))))
+    assert [row["own_bwd_macs"].startswith(">=") for row in own] == frame["own_backward_macs_partial"].tolist()
+    assert [layers[c.name]["own_backward_macs_partial"] for c in report.layers] == [c.name == "scaled" for c in report.layers]
 
 
 def _nested_linears():

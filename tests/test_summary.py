@@ -320,3 +320,56 @@ def test_a_forward_returning_an_unconsumed_generator_says_its_work_did_not_run()
     report = netscope.summary(Lazy(), (1, 3))
     assert report.totals.total_macs == 0 and report.totals.uncalled_params == 3 * 3 + 3
     assert any("generator that netscope does not consume" in n for n in report.run.notes)
+
+
+def test_markdown_notes_under_the_table_are_not_read_as_table_rows():
+    """GFM reads every non-blank line right under a table as one more row: the table block (up to the first
+    blank line) must hold only pipe rows, as many as the table has, with the fold and fit notes after it."""
+    blocks = nn.Sequential(*[nn.Sequential(nn.Linear(8, 8), nn.GELU()) for _ in range(4)])
+    report = netscope.summary(blocks, (2, 8))
+    text = report.render("markdown", width=60)  # folded blocks, and columns left out to fit 60 characters
+    table, rest = text.split("\n\n", 1)
+    assert all(line.startswith("|") and line.endswith("|") for line in table.splitlines())
+    assert len(table.splitlines()) == 2 + len(report.table_rows())  # header, rule, one line per (folded) row
+    assert "folded" in rest and "left out to fit 60 columns" in rest
+    step = netscope.step(blocks, (2, 8)).render("markdown", width=40)
+    table, rest = step.split("\n\n", 1)
+    assert all(line.startswith("|") for line in table.splitlines()) and "left out to fit 40 columns" in rest
+
+
+@pytest.mark.parametrize("batch", [3, 2 ** 23 + 1, 2 ** 24])  # mult-adds 3*2**40, 2**63 + 2**40, 2**64
+def test_dataframe_json_and_csv_keep_huge_counts_exact(batch):
+    """A meta-device plan can count more than int64 holds: pandas would infer uint64 and wrap it to a negative
+    int64, or raise. Every format must read back the records' exact integers (JSON and CSV as Python ints)."""
+    import csv
+    import io
+
+    model = nn.Sequential(nn.Linear(2 ** 20, 2 ** 20, bias=False, device="meta"))
+    report = netscope.summary(model, input_data=torch.empty(batch, 2 ** 20, device="meta"), device="meta")
+    exact = [c.macs for c in report.layers]
+    assert exact == [batch * 2 ** 40] * 2
+    frame = report.to_dataframe()
+    assert frame["macs"].tolist() == exact and frame["output_bytes"].tolist() == [c.output_bytes for c in report.layers]
+    assert str(frame["macs"].dtype) == ("int64" if exact[0] < 2 ** 63 else "object")
+    assert [layer["macs"] for layer in json.loads(report.to_json())["layers"]] == exact
+    assert [int(row["macs"]) for row in csv.DictReader(io.StringIO(report.render("csv")))] == exact
+    ops = report.by_operator().set_index("op")  # one matrix multiply holds the whole count
+    assert ops.loc["aten::mm", "macs"] == batch * 2 ** 40 and ops["macs"].sum() == batch * 2 ** 40
+
+
+def test_dataframe_keeps_counts_above_2_53_exact_next_to_counts_not_recorded():
+    """A column with a <NA> (a call inside TorchScript) is nullable Int64; built through float64 it would round
+    an odd count above 2**53."""
+    import dataclasses
+
+    from netscope.records import NOT_RECORDED
+
+    width = 2 ** 20 + 1
+    model = nn.Sequential(nn.Linear(width, width, bias=False, device="meta"))
+    report = netscope.summary(model, input_data=torch.empty(2 ** 13 + 1, width, device="meta"), device="meta")
+    inner = dataclasses.replace(report.layers[1], output_shapes=NOT_RECORDED)  # as a call inside TorchScript reads
+    report = dataclasses.replace(report, layers=[report.layers[0], inner])
+    frame = report.to_dataframe()
+    assert report.layers[0].macs > 2 ** 53 and report.layers[0].macs % 2 == 1
+    assert str(frame["macs"].dtype) == "Int64" and frame["macs"][0] == report.layers[0].macs
+    assert frame["macs"].isna().tolist() == [False, True]

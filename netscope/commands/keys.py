@@ -141,13 +141,14 @@ def tree_columns(info, indent: bool = True) -> Dict[str, Sequence[Any]]:
         node = stack.pop()
         order.append(node)
         stack.extend(reversed(children[node]))
-    table: Dict[str, List[Any]] = {column: [] for column in TREE_COLUMNS}
+    table: Dict[str, List[Any]] = {column: [] for column in TREE_COLUMNS + ("bytes",)}
     for node in order:
         count, elements, nbytes = totals[node]
         meta = info.tensors.get(node)
         table["key"].append("· " * node.count(".") + node.rsplit(".", 1)[-1] if indent else node)
         table["tensors"].append(count)
         table["elements"].append(elements)
+        table["bytes"].append(nbytes)
         table["size"].append(human_bytes(nbytes))
         table["shape"].append(str(tuple(meta.shape)) if meta is not None else "")
         table["dtype"].append(meta.dtype if meta is not None else "")
@@ -159,7 +160,10 @@ def render_listing(info, table: Dict[str, Sequence[Any]], fmt: str, table_style:
     from netscope.checkpoints.info import deduplicated_bytes
     from netscope.render.rows import render_columns
 
-    columns = TREE_COLUMNS if "tensors" in table else TENSOR_COLUMNS
+    tree = "tensors" in table
+    columns = TREE_COLUMNS if tree else TENSOR_COLUMNS
+    if fmt == "csv":  # exact bytes for a program to read, next to the rounded size (1.5 KiB) a reader sees
+        columns = tuple(c for name in columns for c in (("bytes", name) if name == "size" else (name,)))
     text = render_columns([table[c] for c in columns], columns, fmt, table_style=table_style,
                           numeric=("tensors", "elements", "size"),
                           headers={"shares_storage_with": "shares storage with"})
@@ -175,7 +179,7 @@ def render_listing(info, table: Dict[str, Sequence[Any]], fmt: str, table_style:
     if info.other_entries:
         header.append("other entries:")
         header.extend(f"  {k}: {v}" for k, v in info.other_entries.items())
-    if "bytes" in table:  # the flat listing has every tensor's elements and bytes at hand
+    if not tree:  # the flat listing has every tensor's elements and bytes at hand
         total_elements = sum(table["elements"])
         keys, shares = table["key"], table["shares_storage_with"]
         total_bytes = (deduplicated_bytes([owner or key for key, owner in zip(keys, shares)], table["bytes"])

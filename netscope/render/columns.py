@@ -222,6 +222,8 @@ _COLUMN_LIST: Tuple[Column, ...] = (
     Column("own_macs", "Own mult-adds", _recorded("own_macs"), "int64",
            text=_or_not_recorded(_partial(_text, "partial_own_macs")), numeric=True, lower_bound="partial_own_macs"),
     Column("macs_partial", "Partial mult-adds", _misses_ops, "bool"),  # macs is a lower bound on this row
+    Column("own_macs_partial", "Partial own mult-adds", lambda c, ctx: _misses_ops(c, ctx, "partial_own_macs"),
+           "bool"),  # own_macs is a lower bound: the uncounted operator ran in this call itself
     Column("output_bytes", "Output bytes", _recorded("output_bytes"), "int64", text=_or_not_recorded(_text),
            numeric=True),
     Column("is_leaf", "Leaf", lambda c, ctx: c.is_leaf, "bool"),

@@ -90,6 +90,8 @@ def render_columns(values: Sequence[Sequence[Any]], columns: Sequence[str], fmt:
         return buffer.getvalue()
     style = "github" if fmt == "markdown" else table_style
     cells = list(map(_text_column, values))
+    if fmt == "markdown":  # a "|" or a line break in a cell (a ModuleDict key) would end the cell or the row
+        cells = [_markdown_column(column) for column in cells]
     titles = [headers.get(c, c) for c in columns]
     right = [c in numeric for c in columns]
     if fmt == "table" and wrap in columns and width:
@@ -234,6 +236,14 @@ def _wrap_column(body: List[List[str]], titles: List[str], index: int, width: in
         if any(len(line) > room for line in cells[index].split("\n")):
             cells[index] = "\n".join(part for line in cells[index].split("\n")
                                      for part in textwrap.wrap(line, room, break_on_hyphens=False) or [""])
+
+
+def _markdown_column(column: Sequence[str]) -> Sequence[str]:
+    """Cells as a GitHub markdown table reads them back: ``|`` escaped, line breaks as ``<br>``."""
+    if not any(("|" in cell or "\n" in cell or "\r" in cell) for cell in _distinct(column)):
+        return column
+    return tuple(cell.replace("\\", "\\\\").replace("|", "\\|").replace("\r\n", "<br>")
+                 .replace("\n", "<br>").replace("\r", "<br>") for cell in column)
 
 
 def _visible_indent(cell: str) -> str:

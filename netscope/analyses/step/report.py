@@ -98,7 +98,7 @@ class StepReport:
         width = width or TEXT_WIDTH
         body, dropped = self.forward._fit(rows, keys, fmt, table_style, width if columns is None else None)
         if dropped:
-            body += f"\n(left out to fit {width} columns: {', '.join(dropped)}; choose with --columns)"
+            body += ("\n\n" if fmt == "markdown" else "\n") + f"(left out to fit {width} columns: {', '.join(dropped)}; choose with --columns)"
         return body + "\n\n" + self.totals_text(markdown=(fmt == "markdown"), width=width)
 
     def rows(self, columns: Sequence[str] = STEP_COLUMNS, *, depth: Optional[int] = None,
@@ -173,6 +173,7 @@ class StepReport:
                 for key in STEP_FIGURES:
                     layer[key] = getattr(self, key)[layer["index"]]
                 layer["backward_macs_partial"] = layer["index"] in partial  # backward_macs is then a lower bound
+                layer["own_backward_macs_partial"] = layer["index"] in self.partial_own_backward  # own_backward_macs
         data["backward_partial"] = bool(self.totals.backward_uncounted)
         return data
 
@@ -180,11 +181,16 @@ class StepReport:
         return json.dumps(self.to_dict(), **kwargs)
 
     def to_dataframe(self):
-        """pandas DataFrame: the summary's columns plus the backward and saved-activation figures."""
+        """pandas DataFrame: the summary's columns plus the backward and saved-activation figures, and
+        ``backward_macs_partial`` and ``own_backward_macs_partial`` (as in JSON: that figure is then a lower bound)."""
+        from netscope.report import int_column
+
         frame = self.forward.to_dataframe()
         for key in STEP_FIGURES:
-            frame[key] = getattr(self, key)
-            frame[key] = frame[key].astype("int64")
+            frame[key] = int_column(getattr(self, key))
+        partial = self.partial_backward()
+        frame["backward_macs_partial"] = [call.index in partial for call in self.layers]
+        frame["own_backward_macs_partial"] = [call.index in self.partial_own_backward for call in self.layers]
         return frame
 
     def to_html(self) -> str:
