@@ -632,3 +632,39 @@ def test_step_takes_flags_and_cache_objects_in_input_data_and_leaves_them_as_giv
     report = netscope.step(Model(), input_data={"x": torch.randn(2, 4), "cache": cache, "flag": True, "mode": "a"})
     assert report.totals.forward_macs == 2 * 4 * 3  # batch x in x out, the Linear's formula
     assert len(cache.keys) == 1 and cache.keys[0] is first
+
+
+def test_step_refuses_a_scripted_submodule_and_names_a_failing_backward(tmp_path):
+    """Two tracebacks found by trying: a TorchScript submodule inside an eager model ('can't optimize a non-leaf
+    Tensor' from the optimizer), and a custom operator without a gradient formula (torch's RuntimeError from
+    loss.backward()). The first is refused by name (exit 2), the second is the model's failure (exit 3)."""
+    from netscope.errors import ForwardError, UsageError
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.proj = nn.Linear(4, 4)
+
+        def forward(self, x):
+            return self.proj(x)
+
+    with pytest.raises(UsageError, match="the submodule 0, is a TorchScript module"):
+        netscope.step(nn.Sequential(torch.jit.script(Block()), nn.Linear(4, 2)), (2, 4))
+
+    @torch.library.custom_op("netscope_test::doubled", mutates_args=())
+    def doubled(x: torch.Tensor) -> torch.Tensor:
+        return x * 2
+
+    @doubled.register_fake
+    def _(x):
+        return torch.empty_like(x)
+
+    class Custom(Block):
+        def forward(self, x):
+            return doubled(self.proj(x))
+
+    x = torch.randn(2, 4, requires_grad=True)
+    with pytest.raises(RuntimeError, match="no autograd formula"):
+        Custom()(x).sum().backward()  # the oracle: torch's own backward fails the same way
+    with pytest.raises(ForwardError, match="backward pass failed"):
+        netscope.step(Custom(), (2, 4))

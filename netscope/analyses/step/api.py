@@ -49,12 +49,16 @@ def step(model: nn.Module, input_size=None, input_data=None, *, optimizer: str =
 def refuse_script(model: nn.Module) -> None:
     """A TorchScript module cannot be planned: its compiled code runs without module hooks, and its copy on
     fake tensors holds no leaf parameters an optimizer could take."""
-    if isinstance(model, torch.jit.ScriptModule):
+    scripted = next(((name, m) for name, m in model.named_modules() if isinstance(m, torch.jit.ScriptModule)), None)
+    if scripted is not None:
+        name, module = scripted
+        where = f"{type(module).__name__} ({getattr(module, 'original_name', 'module')})" + (
+            f", the submodule {name}," if name else "")
         raise UsageError(
-            f"{type(model).__name__} ({getattr(model, 'original_name', 'module')}) is a TorchScript module: "
-            "netscope step plans the step on fake tensors with module hooks, which compiled TorchScript code "
-            "does not run. Pass the eager nn.Module the script was made from (netscope summary reads the "
-            "scripted one: parameters, and the whole model's shapes and multiply-adds)")
+            f"{where} is a TorchScript module: netscope step plans the step on fake tensors with module hooks, which "
+            "compiled TorchScript code does not run, and its copy holds no leaf parameters an optimizer could take. "
+            "Pass the eager nn.Module the script was made from (netscope summary reads the scripted one: "
+            "parameters, and its shapes and multiply-adds as a whole)")
 
 
 def _refuse_packed(args, kwargs) -> None:

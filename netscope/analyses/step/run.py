@@ -145,7 +145,14 @@ def run_step(model: nn.Module, args: tuple, kwargs: dict, options: StepOptions, 
             result = _build_result(tree, recorder, ops, output, 0.0, None)
             loss = _loss(output, type(model).__name__)
             with counter:
-                loss.backward()
+                try:
+                    loss.backward()
+                except RuntimeError as err:  # the model's own backward (a custom op without a gradient formula)
+                    first = str(err).splitlines()[0].rstrip(".") if str(err) else ""
+                    raise ForwardError(
+                        f"the model's backward pass failed: {type(err).__name__}: {first}. The forward ran; an "
+                        "operator or autograd.Function in it has no backward that torch can run",
+                        original=err) from err
             del loss, output
             grads = {id(p): p.grad.untyped_storage().nbytes() if p.grad is not None else 0 for p in params}
             got_grad = {id(p) for p in params if p.grad is not None}
