@@ -1006,3 +1006,20 @@ def test_browser_page_says_not_recorded_inside_torchscript_never_0(browser, tmp_
     assert {k: v for k, v in shown.items() if k != "(root)"} == {
         name: ["(not recorded)", "(not recorded)"] for name in ("0", "1", "2")}
     assert shown["(root)"][1] == "192"  # the whole model's count is measured: 2*8*8 + 2*8*4
+
+
+def test_browser_page_marks_a_lower_bound_own_count_only_where_the_operator_ran(browser, tmp_path):
+    """The uncounted operator runs in `a`'s own code: its own count is a lower bound; the root's own count is
+    exact although its total is not (as the CSV's own_macs column marks them)."""
+    report = _partial_report()
+    csv_own = {row["layer"].strip(): row["own_macs"].startswith(">=")
+               for row in __import__("csv").DictReader(report.render("csv", columns=["layer", "own_macs"]).splitlines())}
+    path = tmp_path / "partial.html"
+    path.write_text(report_html(report), encoding="utf-8")
+    browser.open(path)
+    browser.js("document.getElementById('ns-expand').click()")
+    titles = browser.js("Object.fromEntries(Array.from(document.querySelectorAll('#ns-tree-body tr[data-i]'),"
+                        " r => [r.querySelector('.ns-label').title, r.cells[5].title]))")
+    own = {name: "(own: >=" in title for name, title in titles.items()}
+    assert own == {"(root)": False, "a": True, "a.fc": False, "b": False}
+    assert own == {("(root)" if not k else k): v for k, v in csv_own.items()}

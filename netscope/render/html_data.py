@@ -12,7 +12,7 @@ from netscope.run.shapes import format_shape_tree
 FORMAT_VERSION = 2
 # Position of each field in a row array; the page's script looks each one up by name in ``fields``.
 ROW_FIELDS = ("name", "class", "parent", "input", "output", "params", "macs", "own_params", "own_macs", "call",
-              "check", "macs_partial")  # macs_partial: 1 where the count misses an uncounted operator (shown >=N)
+              "check", "macs_partial", "own_macs_partial")  # 1 where that count misses an uncounted operator (>=N)
 # The tree's columns, in order: titles and alignment from the column registry (render/columns.py).
 TREE_COLUMNS = ("layer", "type", "input", "output", "params", "macs", "check")
 SORTABLE = ("params", "macs")
@@ -101,6 +101,7 @@ def report_payload(report) -> Dict[str, Any]:
         check_of[check.call_index] = check_kinds[key]
     names = {c.index: c.name for c in report.layers}
     partial = report.partial_calls()
+    own_partial = report.operators.uncounted_calls() if report.partial else set()  # ran in the call's own code
     rows = []
     for c in report.layers:
         parent_name = names.get(c.parent, "") if c.parent is not None else ""
@@ -109,7 +110,7 @@ def report_payload(report) -> Dict[str, Any]:
             _relative_name(c.name, parent_name), classes(c.class_name), -1 if c.parent is None else c.parent,
             shapes(_short_shape(c.input_shapes) if recorded else NOT_RECORDED), shapes(_short_shape(c.output_shapes)),
             c.subtree_params, c.macs if recorded else None, c.own_params, c.own_macs if recorded else None,
-            c.call_number, check_of.get(c.index, -1), int(c.index in partial),
+            c.call_number, check_of.get(c.index, -1), int(c.index in partial), int(c.index in own_partial),
         ])
     placed, loose = finding_rows(report)
     naming: Dict[str, List[List[int]]] = {}

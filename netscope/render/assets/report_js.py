@@ -116,7 +116,7 @@ PAGE_JS = r"""
     var bound = r[F.macs_partial] ? ">=" : "";  // an uncounted operator ran here: the count is a lower bound
     if (r[F.macs] === null) tr.appendChild(el("td", "ns-num", NOT_RECORDED, "no hook runs inside TorchScript"));
     else tr.appendChild(el("td", "ns-num", bound + si(r[F.macs]),
-      bound + commas(r[F.macs]) + " (own: " + commas(r[F.own_macs]) + ")"));
+      bound + commas(r[F.macs]) + " (own: " + (r[F.own_macs_partial] ? ">=" : "") + commas(r[F.own_macs]) + ")"));
     tr.appendChild(notes(i));
     return tr;
   }
