@@ -369,12 +369,11 @@ class _Runner:
     """Probes at shapes, on meta first and on the real model where meta cannot decide; memoised."""
 
     def __init__(self, model, input_spec, real_model, max_probes: int):
-        from netscope.run.model_state import PlainAttributes
         from netscope.run.no_memory import meta_copy
 
+        # every probe starts from the model as given: the pass's model-state guard puts back what a forward that
+        # adapts itself to its input changed (run.model_state.PlainAttributes)
         self.meta = meta_copy(model).eval()
-        self.meta_attributes = PlainAttributes(self.meta)  # put back after every probe: each starts afresh
-        self.real_attributes = None
         self.spec = input_spec
         self._real_source = real_model
         self._real = None
@@ -386,8 +385,6 @@ class _Runner:
 
     def real(self):
         """The model on a real device, or None (``real_reason`` says why)."""
-        from netscope.run.model_state import PlainAttributes
-
         if self._real is None and self._real_source is not None:
             source, self._real_source = self._real_source, None
             model = source() if callable(source) and not hasattr(source, "forward") else source
@@ -398,7 +395,6 @@ class _Runner:
                 self.real_reason = f"the model has {count:,} parameters, too many for a confirming run"
             else:
                 self._real = model
-                self.real_attributes = PlainAttributes(model)
         return self._real
 
     def real_device(self):
@@ -416,16 +412,10 @@ class _Runner:
         if real:
             model = self.real()
             device = self.real_device()
-            try:
-                outcome = run_probe(model, self.spec, shapes, device)
-            finally:  # the user's model as it was, and the next probe unaffected by this one
-                self.real_attributes.restore()
+            outcome = run_probe(model, self.spec, shapes, device)
             probe = Probe(scan, size, shape, outcome.state, str(device), outcome.error, outcome.output_shape)
         else:
-            try:
-                outcome = run_probe(self.meta, self.spec, shapes, "meta")
-            finally:
-                self.meta_attributes.restore()
+            outcome = run_probe(self.meta, self.spec, shapes, "meta")
             if outcome.state == UNKNOWN and not self.cannot_meta:
                 self.cannot_meta = outcome.error
             if outcome.formula_error:

@@ -110,9 +110,9 @@ def preserved_model(model: nn.Module, *, train: bool, tree: Optional[ModuleTree]
 
 class PlainAttributes:
     """The plain-value attributes (scalars, tuples of them) of a model's non-``torch.nn`` modules as they are now,
-    to put back after a run at a size nobody asked for: a forward that adapts itself to its input (Hugging Face
-    Swin sets ``window_size`` to a smaller input's size, for good) would otherwise carry one probe's setting into
-    the next probe and into the user's model. Tensors and containers are not touched."""
+    put back by :func:`preserved_model` after every pass: a forward that adapts itself to its input (Hugging Face
+    Swin sets ``window_size`` to a smaller input's size, for good) would otherwise leave the user's model so,
+    and carry one solver probe's setting into the next. Tensors and containers are not touched."""
 
     __slots__ = ("states", "values")
 
@@ -145,9 +145,10 @@ def children_snapshot(tree: ModuleTree) -> "_Slots":
 
 
 def _own_attributes(tree: ModuleTree) -> List[tuple]:
-    """``(module index, name, identity, size)`` of each attribute a module holds beside torch's bookkeeping, for
-    modules whose class is not a stock ``torch.nn`` one (stock forwards set no Python attributes): what tells
-    that a forward set, removed, resized (a dict cache filled in place) or wrote (a plain tensor's version) one."""
+    """``(module index, name, identity, size)`` of each attribute a module holds beside torch's bookkeeping and
+    the plain values :class:`PlainAttributes` puts back, for modules whose class is not a stock ``torch.nn`` one
+    (stock forwards set no Python attributes): what tells that a forward set, removed, resized (a dict cache
+    filled in place) or wrote (a plain tensor's version) one."""
     out = []
     states = tree.states
     for index in tree.custom:
@@ -156,13 +157,12 @@ def _own_attributes(tree: ModuleTree) -> List[tuple]:
             continue
         for name in state.keys() - TORCH_INTERNAL:
             value = state[name]
-            kind = type(value)
-            if is_plain_value(value):  # an equal value assigned again is no change (NaN: by its text)
-                out.append((index, name, None, repr(value)))
-            else:  # by identity (a tuple of tensors compared by value would ask a tensor for its truth)
-                size = len(value) if kind in (dict, list, set) else \
-                    value._version if isinstance(value, torch.Tensor) else None
-                out.append((index, name, id(value), size))
+            if is_plain_value(value):  # restored by PlainAttributes before the second snapshot: never a change
+                continue
+            # by identity (a tuple of tensors compared by value would ask a tensor for its truth)
+            size = len(value) if type(value) in (dict, list, set) else \
+                value._version if isinstance(value, torch.Tensor) else None
+            out.append((index, name, id(value), size))
     out.sort(key=operator.itemgetter(0, 1))
     return out
 
