@@ -964,13 +964,18 @@ def test_notebook_view_marks_lower_bound_mult_adds_like_the_table():
     assert "&gt;=" in cells["(root)"] and "&gt;=" in cells["a"] and "&gt;=" not in cells["b"]
 
 
-def test_browser_page_marks_lower_bound_mult_adds(browser, tmp_path):
-    path = tmp_path / "partial.html"
-    path.write_text(report_html(_partial_report()), encoding="utf-8")
+def _expanded_tree_cells(browser, path, report, cell):
+    """Open ``report``'s page, expand every row, and map each row's layer label to the JS expression ``cell``
+    evaluated on its row ``r``."""
+    path.write_text(report_html(report), encoding="utf-8")
     browser.open(path)
     browser.js("document.getElementById('ns-expand').click()")
-    shown = browser.js("Object.fromEntries(Array.from(document.querySelectorAll('#ns-tree-body tr[data-i]'),"
-                       " r => [r.querySelector('.ns-label').title, r.cells[5].textContent]))")
+    return browser.js("Object.fromEntries(Array.from(document.querySelectorAll('#ns-tree-body tr[data-i]'),"
+                      f" r => [r.querySelector('.ns-label').title, {cell}]))")
+
+
+def test_browser_page_marks_lower_bound_mult_adds(browser, tmp_path):
+    shown = _expanded_tree_cells(browser, tmp_path / "partial.html", _partial_report(), "r.cells[5].textContent")
     assert {name: text.startswith(">=") for name, text in shown.items()} == {
         "(root)": True, "a": True, "a.fc": False, "b": False}
 
@@ -997,12 +1002,8 @@ def test_notebook_view_says_not_recorded_inside_torchscript_never_0():
 
 
 def test_browser_page_says_not_recorded_inside_torchscript_never_0(browser, tmp_path):
-    path = tmp_path / "scripted.html"
-    path.write_text(report_html(_scripted_report()), encoding="utf-8")
-    browser.open(path)
-    browser.js("document.getElementById('ns-expand').click()")
-    shown = browser.js("Object.fromEntries(Array.from(document.querySelectorAll('#ns-tree-body tr[data-i]'),"
-                       " r => [r.querySelector('.ns-label').title, [r.cells[2].textContent, r.cells[5].textContent]]))")
+    shown = _expanded_tree_cells(browser, tmp_path / "scripted.html", _scripted_report(),
+                                 "[r.cells[2].textContent, r.cells[5].textContent]")
     assert {k: v for k, v in shown.items() if k != "(root)"} == {
         name: ["(not recorded)", "(not recorded)"] for name in ("0", "1", "2")}
     assert shown["(root)"][1] == "192"  # the whole model's count is measured: 2*8*8 + 2*8*4
@@ -1014,12 +1015,7 @@ def test_browser_page_marks_a_lower_bound_own_count_only_where_the_operator_ran(
     report = _partial_report()
     csv_own = {row["layer"].strip(): row["own_macs"].startswith(">=")
                for row in __import__("csv").DictReader(report.render("csv", columns=["layer", "own_macs"]).splitlines())}
-    path = tmp_path / "partial.html"
-    path.write_text(report_html(report), encoding="utf-8")
-    browser.open(path)
-    browser.js("document.getElementById('ns-expand').click()")
-    titles = browser.js("Object.fromEntries(Array.from(document.querySelectorAll('#ns-tree-body tr[data-i]'),"
-                        " r => [r.querySelector('.ns-label').title, r.cells[5].title]))")
+    titles = _expanded_tree_cells(browser, tmp_path / "partial.html", report, "r.cells[5].title")
     own = {name: "(own: >=" in title for name, title in titles.items()}
     assert own == {"(root)": False, "a": True, "a.fc": False, "b": False}
     assert own == {("(root)" if not k else k): v for k, v in csv_own.items()}
