@@ -332,6 +332,26 @@ def test_step_refuses_sparse_tensors_rather_than_plan_a_dense_model():
     assert planned.totals.forward_macs == 64 * 64 * 32 + 64 * 32 * 8
 
 
+def test_step_refuses_a_sparse_tensor_held_by_an_input_object():
+    """The step copies the tensors inside an input object (a cache) too, into dense fake twins: a sparse one
+    there is refused as a sparse input is."""
+    import types
+
+    from netscope.errors import UsageError
+
+    class UsesHeld(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.proj = torch.nn.Linear(64, 8)
+
+        def forward(self, x, held):
+            return self.proj(torch.sparse.mm(held.adj, x).t())
+
+    held = types.SimpleNamespace(adj=_adjacency().to_sparse())
+    with pytest.raises(UsageError, match=r"input 1 \(sparse_coo\)"):
+        netscope.step(UsesHeld(), input_data=(torch.randn(64, 32), held))
+
+
 # ---- grouped matmul (mixture-of-experts) ----------------------------------------------------------------
 
 def _grouped_cases():

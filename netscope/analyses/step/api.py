@@ -80,7 +80,11 @@ def _refuse_unstrided(model: nn.Module, args, kwargs) -> None:
     made a dense one (a sparse tensor reports strides (0, 0): one element), so the step planned a dense product
     and a 4-byte buffer. Refuse, naming the tensors, rather than plan another model."""
     named = [(f"model.{name}", t) for name, t in list(model.named_parameters()) + list(model.named_buffers())]
-    named += [(f"input {i}", t) for i, t in enumerate(torch.utils._pytree.tree_leaves((args, kwargs)))]
+    from netscope.run.user_inputs import tensors_inside
+
+    inputs: dict = {}  # the tensors the step copies, a cache object's too (run_step's own_inputs)
+    tensors_inside((args, kwargs), inputs)
+    named += [(f"input {i}", t) for i, t in enumerate(inputs.values())]
     odd = [f"{name} ({'nested' if t.is_nested else str(t.layout).removeprefix('torch.')})" for name, t in named
            if isinstance(t, torch.Tensor) and (t.layout != torch.strided or t.is_nested)]
     if odd:
