@@ -283,6 +283,35 @@ def test_a_layer_shows_what_its_caller_received_after_its_own_forward_hooks_and_
     assert rows["head"].output_shapes == (4, 2, 2)
 
 
+def test_hooks_added_during_the_pass_run_as_torch_runs_them():
+    """A module without hooks is called straight through its forward (torch's own fast path); a hook that the
+    forward itself registers, on a child or process-wide, must still run for the calls after it."""
+    fired = []
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b, self.c = nn.Linear(4, 4), nn.Linear(4, 4), nn.Linear(2, 3)
+
+        def forward(self, x):
+            x = self.a(x)
+            self.b.register_forward_hook(lambda module, args, out: out[:, :2])
+            handle = nn.modules.module.register_module_forward_hook(lambda module, args, out: fired.append(module))
+            try:
+                x = self.b(x)
+            finally:
+                handle.remove()
+            return self.c(x)
+
+    model = Block()
+    report = netscope.summary(model, input_data=torch.randn(2, 4))
+    assert fired == [model.b]  # the global hook saw the call made while it was registered, and only that one
+    rows = {c.name: c for c in report.layers}
+    assert rows["b"].output_shapes == (2, 2)  # the child's hook ran inside its call
+    assert rows["c"].output_shapes == (2, 3) and rows["c"].inputs_from == (rows["b"].index,)
+    assert [c.name for c in report.layers] == ["", "a", "b", "c"]
+
+
 def test_a_layer_returning_a_sparse_tensor_is_recorded():
     class ToSparse(nn.Module):
         def forward(self, x):

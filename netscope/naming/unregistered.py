@@ -1,6 +1,6 @@
 """Modules and tensors a module keeps in its ``__dict__`` where ``nn.Module`` does not register them.
 
-Plain Python lists, tuples, dicts, sets, deques and ``SimpleNamespace``\ s (nested up to two levels) and plain
+Plain Python lists, tuples, dicts, sets, deques and ``SimpleNamespace`` objects (nested up to two levels) and plain
 attributes are scanned. Torch's own bookkeeping (``_parameters``, ``_forward_hooks``, ...) is skipped, and so is
 anything that is registered somewhere else in the model (a deliberate non-owning reference).
 """

@@ -21,6 +21,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import torch
 import torch.nn as nn
 from torch.utils._python_dispatch import TorchDispatchMode
+from torch.nn.modules import module as module_globals
 
 from netscope.run.dataflow import MODEL_INPUT, NO_SOURCES, DataflowTracker, edge_tuple
 from netscope.errors import ForwardError, MacFormulaError, OutOfMemory
@@ -196,14 +197,27 @@ def recording_calls(recorder: _Recorder):
     original = nn.Module._call_impl
     names = recorder.names
     open_call, returned, failed = recorder.open, recorder.returned, recorder.failed
+    # torch's process-wide hook tables (mutated in place by register_module_*_hook, never rebound)
+    global_forward_pre, global_forward = module_globals._global_forward_pre_hooks, module_globals._global_forward_hooks
+    global_backward, global_backward_pre = module_globals._global_backward_hooks, module_globals._global_backward_pre_hooks
+    tracing_state = torch._C._get_tracing_state  # torch.jit.trace: forward goes through _slow_forward then
 
     def _call_impl(module, *args, **kwargs):
         name = names.get(id(module))
         if name is None:  # a module of some other model, or one created during the pass
             return original(module, *args, **kwargs)
         call = open_call(module, name, args, kwargs)
+        state = module.__dict__
         try:
-            output = original(module, *args, **kwargs)
+            # torch's own call runs forward straight away without hooks (one module call in deep models is
+            # 1-2 us of Python): the same checks here, and torch's call path for everything else
+            if (state.get("_forward_pre_hooks", True) or state.get("_forward_hooks", True)
+                    or state.get("_backward_hooks", True) or state.get("_backward_pre_hooks", True)
+                    or global_forward_pre or global_forward or global_backward or global_backward_pre
+                    or tracing_state()):
+                output = original(module, *args, **kwargs)
+            else:
+                output = module.forward(*args, **kwargs)
         except BaseException as error:
             failed(call, error)
             raise
