@@ -467,3 +467,20 @@ def test_a_module_without_forward_is_one_error_not_a_scan_where_no_size_works():
 
     with pytest.raises(ForwardError, match='missing the required "forward"'):
         solve_input_size(NoForward(), (1, 3, 8, 8), max_size=16)
+
+
+def test_a_probe_pass_records_the_same_calls_and_shapes_without_observing_operators():
+    """The solver's probes trace with ``operators=False``: every module call and shape as a full pass records
+    them (the probe's verdict and output shape come from those), and no multiply-add is claimed."""
+    from netscope.run.trace import trace
+
+    model = torchvision.models.resnet18(weights=None).eval()
+    x = torch.randn(1, 3, 40, 56)
+    full = trace(model, ((x,), {}))
+    probe = trace(model, ((x,), {}), operators=False)
+    assert [(c.name, c.input_shapes, c.output_shapes) for c in probe.calls] == \
+           [(c.name, c.input_shapes, c.output_shapes) for c in full.calls]
+    assert probe.model_output == full.model_output == (1, 1000)
+    assert full.calls[0].macs > 0 and all(c.macs == 0 for c in probe.calls)
+    with pytest.raises(ValueError, match="operators=True"):
+        trace(model, ((x,), {}), operators=False, receptive_field=True)

@@ -312,7 +312,7 @@ def run_probe(model, input_spec, shapes: Dict[Tuple[bool, object], Tuple[int, ..
         # meta probes run the solver's own meta copy (owned: never copied again); real ones the model where it is
         with fast_meta_kernels() if meta else contextlib.nullcontext(), \
                 prepared(model, spec, device=device, owned=meta) as prep:
-            result = run_pass(prep)
+            result = run_pass(prep, operators=False)  # shapes and whether it ran: no operator observed
     except ForwardError as err:
         original = err.original if err.original is not None else err
         if isinstance(original, NotImplementedError) and 'missing the required "forward"' in str(original):

@@ -83,12 +83,13 @@ def prepared(model: nn.Module, inputs, *, device: torch.device, dtype: Optional[
 
 
 def run_pass(prep: Prepared, *, mode: str = "eval", progress: Optional[Callable[[int], None]] = None,
-             receptive_field: bool = False) -> TraceResult:
+             receptive_field: bool = False, operators: bool = True) -> TraceResult:
     """Trace the prepared model once. On the meta device, a forward that reads a value (``.item()``, a
     data-dependent branch) is retried under fake tensors, which carry shapes like meta ones and let
-    libraries that know them (transformers' masking) skip such reads."""
+    libraries that know them (transformers' masking) skip such reads. ``operators=False``: module calls
+    only, no multiply-adds (``trace``'s)."""
     run = lambda fake=False: trace(prep.model, (prep.args, prep.kwargs), mode=mode, progress=progress, fake=fake,
-                                   receptive_field=receptive_field, tree=prep.tree)
+                                   receptive_field=receptive_field, tree=prep.tree, operators=operators)
     if prep.device.type != "meta":
         result = run()
     else:

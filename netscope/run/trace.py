@@ -282,7 +282,7 @@ class _MacCounter(TorchDispatchMode):
 
 def trace(model: nn.Module, inputs: Tuple[tuple, dict], *, mode: str = "eval",
           progress: Optional[Callable[[int], None]] = None, fake: bool = False,
-          receptive_field: bool = False, tree: Optional[ModuleTree] = None) -> TraceResult:
+          receptive_field: bool = False, tree: Optional[ModuleTree] = None, operators: bool = True) -> TraceResult:
     """Run ``model`` once on ready ``(args, kwargs)`` and record every module call.
 
     Placement, dtype and dummy inputs are :mod:`netscope.run.prepare`'s job (``prepared`` then ``run_pass``, which
@@ -291,7 +291,9 @@ def trace(model: nn.Module, inputs: Tuple[tuple, dict], *, mode: str = "eval",
     ``progress``: called with 1 after each module call returns (``netscope.progress.progress``'s
     ``advance``; ``module_count(model)`` is the usual total). ``receptive_field``: track each call's
     receptive field (``netscope.analyses.receptive_field``). ``tree``: ``model``'s :class:`ModuleTree`, when the
-    caller has walked it already.
+    caller has walked it already. ``operators=False``: a pass that records module calls only (shapes), no
+    operator is observed, so the result's multiply-adds, operator table and merges are empty: for the size
+    solver's probes, which read shapes and whether the forward ran.
     """
     if mode not in ("eval", "train"):
         raise ValueError(f"mode must be 'eval' or 'train', not {mode!r}")
@@ -303,7 +305,7 @@ def trace(model: nn.Module, inputs: Tuple[tuple, dict], *, mode: str = "eval",
             break
     tree = tree_of(model, tree)
     run = functools.partial(_run, model, tuple(args), dict(kwargs), train=(mode == "train"), device=device,
-                            advance=progress, fake=fake, receptive_field=receptive_field)
+                            advance=progress, fake=fake, receptive_field=receptive_field, operators=operators)
     # A forward that adds, removes or replaces a submodule leaves the model with its children as given. The
     # snapshot is the one the model-state guard compares against: the children are walked once before the pass.
     children = children_snapshot(tree)
@@ -350,7 +352,9 @@ def model_float_dtype(model: nn.Module) -> str:
 
 def _run(model: nn.Module, args: tuple, kwargs: dict, *, train: bool, device: torch.device, tree: ModuleTree,
          advance: Optional[Callable[[int], None]] = None, fake: bool = False,
-         receptive_field: bool = False, children=None) -> TraceResult:
+         receptive_field: bool = False, children=None, operators: bool = True) -> TraceResult:
+    if receptive_field and not operators:
+        raise ValueError("receptive fields are derived from the operators: they need operators=True")
     recorder = _Recorder(tree.names, advance)
     window_ops = WindowOpLog(recorder)
     observers = [window_ops.observe, recorder.flow.observe]
@@ -369,7 +373,7 @@ def _run(model: nn.Module, args: tuple, kwargs: dict, *, train: bool, device: to
     try:
         with GLOBAL_STATE_LOCK, frozen_heap(), preserved_model(model, train=train, tree=tree, children=children) as changes, \
                 recording_calls(recorder):
-            if not fake and fields is None and not script and replay_possible():
+            if operators and not fake and fields is None and not script and replay_possible():
                 recorder.replay = LeafReplay(recorder, window_ops)
             runnable = _eager(model)
             if cuda:
@@ -378,7 +382,8 @@ def _run(model: nn.Module, args: tuple, kwargs: dict, *, train: bool, device: to
                 torch.cuda.reset_peak_memory_stats(device)
             try:
                 fake_mode = _fake_mode(fake)
-                with fake_mode, _MacCounter(recorder, ops, tuple(observers)):
+                counter = _MacCounter(recorder, ops, tuple(observers)) if operators else contextlib.nullcontext()
+                with fake_mode, counter:
                     if fake:  # inputs as fake tensors, so code that checks for them (transformers) sees them
                         args, kwargs = torch.utils._pytree.tree_map_only(torch.Tensor, fake_mode.from_tensor,
                                                                          (args, kwargs))
