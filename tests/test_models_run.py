@@ -80,6 +80,36 @@ def test_torchscript_module_is_summarized_with_structure_parameters_and_a_note(h
     assert all(c.status == "pass" and c.operator == "convolution" and c.layer == "" for c in checks)
 
 
+@pytest.mark.parametrize("how", ["script", "trace"])
+def test_torchscript_submodule_inside_an_eager_model_is_one_named_row_whose_parameters_count_as_called(how):
+    """A scripted block inside an eager model runs its layers without module hooks: its row carries the whole
+    block (shapes, parameters, multiply-adds), is named by the class it was scripted from, a note says why its
+    layers are missing, and its parameters are not reported as 'not called by this pass'."""
+    eager = Small()
+    x = torch.randn(2, 3, 8, 8)
+
+    class Outer(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = scripted(eager, None if how == "script" else x)
+            self.out = nn.Linear(5, 2)
+
+        def forward(self, x):
+            return self.out(self.body(x))
+
+    model = Outer()
+    report = netscope.summary(model, (2, 3, 8, 8))
+    rows = {c.name: c for c in report.layers}
+    assert list(rows) == ["", "body", "out"]
+    assert rows["body"].class_name == "Small"
+    assert rows["body"].output_shapes == tuple(eager(x).shape)
+    assert rows["body"].subtree_params == sum(p.numel() for p in eager.parameters())
+    assert rows["body"].macs == netscope.summary(eager, (2, 3, 8, 8)).totals.total_macs  # its operators still seen
+    assert report.totals.uncalled_params == 0
+    assert "not called by this pass" not in report.render()
+    assert any("TorchScript submodule(s) body" in note for note in report.run.notes)
+
+
 # ---- lazy modules -----------------------------------------------------------------------------------------
 
 class LazyNet(nn.Module):

@@ -42,6 +42,9 @@ def compute_totals(model: nn.Module, calls, called_modules, *, input_bytes: int,
     called = {id(m): m for m in called_modules}
     called_params = set(map(id, itertools.chain.from_iterable(
         map(_values, filter(None, (m._parameters for m in called.values()))))))
+    for module in called.values():  # a called TorchScript module ran its whole subtree without module hooks
+        if isinstance(module, torch.jit.ScriptModule):
+            called_params.update(map(id, module.parameters()))
     uncalled = sum(n for key, n in numels.items() if key not in called_params)
     uncalled += sum(t.numel() for key, tensors in packed_tensors.items() if key not in called for t in tensors)
     buffers = {id(b): b for b in tree.buffers}

@@ -407,6 +407,12 @@ def _run(model: nn.Module, args: tuple, kwargs: dict, *, train: bool, device: to
     result.window_ops = window_ops.by_call()
     if recorder.replay is not None:
         result.same_as = recorder.replay.same_as
+    scripted = [c.name for c in result.calls[1:] if c.call_number == 1 and isinstance(result.modules[c.index], _SCRIPT_MODULE)]
+    if scripted and not script:
+        shown = ", ".join(scripted[:5]) + (f" and {len(scripted) - 5} more" if len(scripted) > 5 else "")
+        result.notes.append(
+            f"TorchScript submodule(s) {shown}: compiled code runs without module hooks, so the layers inside are "
+            "not listed; each row shows its whole input and output shapes, parameters and multiply-adds")
     if script:
         result.notes.append(
             "TorchScript module: its compiled code runs without module hooks, so only the whole model's input and "
@@ -423,6 +429,9 @@ def _run(model: nn.Module, args: tuple, kwargs: dict, *, train: bool, device: to
     if error is not None:
         raise _forward_error(model, result, error) from error
     return result
+
+
+_SCRIPT_MODULE = torch.jit.ScriptModule
 
 
 def _fake_mode(enabled: bool):
@@ -496,11 +505,12 @@ def _build_result(tree: ModuleTree, recorder: _Recorder, ops: Optional[OpResolve
         windowed_class = windowed.get(cls)
         if windowed_class is None:
             windowed_class = windowed[cls] = hasattr(cls, "kernel_size")
-        class_name = class_names.get(cls) if not structure_only else None
+        class_name = class_names.get(cls)
         if class_name is None:
-            class_name = (structure_only and getattr(module, "original_name", None)) or cls.__name__
-            if not structure_only:
-                class_names[cls] = class_name
+            if issubclass(cls, _SCRIPT_MODULE):  # one class for every scripted module: the name it was scripted from
+                class_name = getattr(module, "original_name", None) or cls.__name__
+            else:
+                class_name = class_names[cls] = cls.__name__
         calls.append(record_from_fields(LayerCall, {
             "index": index,
             "name": call.name,
