@@ -580,3 +580,19 @@ def test_lightning_hyper_parameters_holding_a_path_read_safely(tmp_path):
 
 class _NotAllowed:  # a class safe loading must keep refusing
     pass
+
+
+def test_a_refusal_names_its_reason_once(tmp_path, capsys):
+    """torchvision's MobileNetV2 into timm's: blocks whose layer counts differ are refused as ambiguous, and the
+    message says 'ambiguous:' once per tensor (the reason and a detail that began with it read 'ambiguous:
+    ambiguous:'), on stderr and in the report's list."""
+    timm = pytest.importorskip("timm")
+    torch.save(torchvision.models.mobilenet_v2(weights=None).state_dict(), tmp_path / "tv.pth")
+    code = main(["remap", str(tmp_path / "tv.pth"), "timm:mobilenetv2_100", "-o", str(tmp_path / "out.pt")])
+    err = capsys.readouterr().err
+    assert code == 2 and "ambiguous" in err and "ambiguous: ambiguous" not in err
+    assert not (tmp_path / "out.pt").exists()
+    code = main(["remap", str(tmp_path / "tv.pth"), "timm:mobilenetv2_100", "-o", str(tmp_path / "out.pt"),
+                 "--drop-unmatched"])
+    out = capsys.readouterr()
+    assert "ambiguous: ambiguous" not in out.out + out.err

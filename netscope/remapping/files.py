@@ -178,7 +178,7 @@ def _unmatched_destination(unmatched: List[Unmatched], container: Any, path: Tup
             raise UsageError(f"the checkpoint already has an entry {UNMATCHED_ENTRY!r}; write the unmatched tensors "
                              "elsewhere with --unmatched-out FILE, or pass --drop-unmatched")
         return "container"
-    listed = "; ".join(f"{u.key} {list(u.shape) if u.shape is not None else ''} ({u.reason}: {u.detail})"
+    listed = "; ".join(f"{u.key} {list(u.shape) if u.shape is not None else ''} ({u.why})"
                        for u in unmatched[:5])
     more = f" and {len(unmatched) - 5} more" if len(unmatched) > 5 else ""
     what = ("the output is a bare state dict, which must hold only the model's keys" if not path or not flat_output

@@ -38,6 +38,11 @@ class Unmatched:
     reason: str  # unused | ambiguous | shape-mismatch
     detail: str
 
+    @property
+    def why(self) -> str:
+        """``reason: detail``, the reason said once (some details already begin with it)."""
+        return self.detail if self.detail.startswith(f"{self.reason}:") else f"{self.reason}: {self.detail}"
+
 
 @dataclass(frozen=True)
 class RemapReport:
@@ -136,7 +141,7 @@ class RemapReport:
                          + (f", {self.unmatched_destination}" if self.unmatched_destination else "") + ":")
             for u in self.unmatched[:10]:
                 shape = "x".join(map(str, u.shape)) if u.shape else "scalar"
-                lines.append(f"  {u.key} [{shape}] {u.reason}: {u.detail}")
+                lines.append(f"  {u.key} [{shape}] {u.why}")
             if len(self.unmatched) > 10:
                 lines.append(f"  ... and {len(self.unmatched) - 10} more")
         if self.optimizer_keys_renamed:
