@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from hypothesis import HealthCheck, assume, given, settings, strategies as st
 
 import netscope
 from netscope.analyses.receptive_field import Field
@@ -66,3 +67,87 @@ def test_resize_bound_holds_at_every_output_position(nd, mode, extra):
                     (low, high), = extent(out, x, (o,) + (0,) * (nd - 1))[:1]
                     bound = _interval(field.axes[0], o)
                     assert bound[0] <= low + 1e-9 and high <= bound[1] + 1e-9, (length, scale, by_size, o, bound)
+
+
+# ---- random stacks, every layer against the oracle ---------------------------------------------------------
+# A layer: (kind, kernel, stride, dilation, padding fraction, ceil_mode / count_include_pad / output_padding).
+LAYER = st.tuples(st.sampled_from(["conv", "conv", "tconv", "max", "avg"]), st.integers(1, 5), st.integers(1, 3),
+                  st.integers(1, 3), st.floats(0, 1), st.booleans())
+CAPS = {1: 3000, 2: 320, 3: 44}  # input positions per axis the oracle may use
+
+
+def _layer(nd, kind, kernel, stride, dilation, fraction, flag):
+    if kind == "conv":
+        pad = int(fraction * ((kernel - 1) * dilation // 2))  # every window reads the input at least once
+        return getattr(nn, f"Conv{nd}d")(1, 1, kernel, stride, pad, dilation)
+    if kind == "tconv":
+        kernel, dilation = min(kernel, 4), min(dilation, 2)
+        pad = int(fraction * ((kernel - 1) * dilation // 2))
+        extra = min(stride, dilation) - 1 if flag else 0  # output_padding below max(stride, dilation)
+        return getattr(nn, f"ConvTranspose{nd}d")(1, 1, kernel, stride, pad, extra, dilation=dilation)
+    kernel = min(kernel, 4)
+    pad = int(fraction * (kernel // 2))
+    if kind == "max":
+        return getattr(nn, f"MaxPool{nd}d")(kernel, stride, pad, min(dilation, 2), ceil_mode=flag)
+    return getattr(nn, f"AvgPool{nd}d")(kernel, stride, pad, ceil_mode=flag, count_include_pad=not flag)
+
+
+def _input_length(stack) -> int:
+    """An input long enough for the centre element of every layer to see no border: an upper bound on each
+    field's reach (kernel span and both paddings at the largest jump so far) plus a few largest jumps."""
+    reach, jump = 1, 1
+    for layer in stack:
+        kernel, stride = _first(layer.kernel_size), _first(layer.stride)
+        dilation, pad = _first(getattr(layer, "dilation", 1)), _first(layer.padding)
+        reach += ((kernel - 1) * dilation + 2 * pad + stride) * jump
+        if not isinstance(layer, nn.modules.conv._ConvTransposeNd):
+            jump *= stride
+    return reach + 6 * jump + 8
+
+
+def _first(value):
+    return value[0] if isinstance(value, (tuple, list)) else value
+
+
+def _check_element(field, out_index, got, sizes):
+    """``got``: the oracle's (first, last) per axis for the output element ``out_index``."""
+    predicted = tuple(_interval(a, i) for a, i in zip(field.axes, out_index))
+    inside = all(0 <= low and high <= n - 1 for (low, high), n in zip(predicted, sizes))
+    if field.exact and inside:
+        assert got == predicted, (out_index, got, predicted, field)
+    elif got is not None:  # a bound, or a field reaching into padding: the positions read lie within it
+        assert all(p[0] <= g[0] + 1e-9 and g[1] <= p[1] + 1e-9 for p, g in zip(predicted, got)), \
+            (out_index, got, predicted, field)
+    return inside
+
+
+@settings(max_examples=120, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.filter_too_much])
+@given(st.integers(1, 3), st.lists(LAYER, min_size=1, max_size=5))
+def test_random_stacks_match_the_gradient_oracle_per_layer(nd, layers):
+    """Size, jump and start of every layer's field (unclipped, as published tables give it) equal the
+    oracle's at a centre element and its neighbour; at the first and last elements the field the oracle
+    sees (clipped by the border) lies within the reported one, and equals it where it fits the input."""
+    layers = layers[:3] if nd == 3 else layers
+    stack = nn.Sequential(*(_layer(nd, *layer) for layer in layers))
+    length = _input_length(stack)
+    assume(length + nd <= CAPS[nd])
+    shape = (1, 1) + tuple(length + axis for axis in range(nd))  # a different length per axis
+    try:
+        stack(torch.zeros(shape))
+    except RuntimeError:
+        assume(False)  # a window larger than its padded input: not a model
+    fields = _fields(stack, shape)
+    names = [str(i) for i in range(len(stack))]
+    x = positive_input(shape)
+    outputs = module_outputs(stack, x, names)
+    for name in names:
+        field, out = fields[name], outputs[name]
+        assert isinstance(field, Field), (name, field)  # windows only: never whole, never unknown
+        sizes = out.shape[2:]
+        centre = tuple(s // 2 for s in sizes)
+        assert _check_element(field, centre, extent(out, x, centre), shape[2:]), "input too short for the test"
+        if field.exact:
+            assert not any(isinstance(layer, nn.modules.conv._ConvTransposeNd) for layer in stack[:int(name) + 1])
+        for index in (tuple(min(c + 1, s - 1) for c, s in zip(centre, sizes)), (0,) * nd,
+                      tuple(s - 1 for s in sizes)):
+            _check_element(field, index, extent(out, x, index), shape[2:])
