@@ -11,7 +11,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-_ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.SiLU, nn.Hardswish, nn.Hardsigmoid, nn.Hardtanh, nn.GELU, nn.LeakyReLU)
+# with every weight positive, values grow layer by layer and these saturate (a sigmoid gate's gradient rounds
+# to 0 past ~37): swapped for the identity, which reads the same positions
+_ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.SiLU, nn.Hardswish, nn.Hardsigmoid, nn.Hardtanh, nn.GELU, nn.LeakyReLU,
+                nn.Sigmoid, nn.Tanh)
 
 
 class WindowSum(nn.Module):
@@ -71,6 +74,7 @@ def module_outputs(model: nn.Module, x, names):
     def keep(name):
         def hook(module, args, out):
             value = out[0] if isinstance(out, (tuple, list)) else out
+            value = next(iter(value.values())) if isinstance(value, dict) else value
             outputs.setdefault(name, value)
         return hook
 

@@ -519,16 +519,28 @@ class FieldTracker:
         result = handler(args, kwargs or {}, out)
         if result is None:
             return
-        for tensor in (out if isinstance(out, (tuple, list)) else (out,)):
+        if isinstance(out, torch.Tensor):
+            self.fields[out] = result
+            return
+        if not isinstance(out, (tuple, list)):
+            return
+        # several outputs (values and indices, a norm's statistics): each is derived from the input too; one
+        # shaped like the first has its positions (max-pool indices, argmax of max.dim), another's are not known
+        first = None
+        for tensor in out:
             if isinstance(tensor, torch.Tensor):
-                self.fields[tensor] = result
-                break
+                if first is None:
+                    first = tensor
+                same = tensor is first or tensor.shape == first.shape or not isinstance(result, Field)
+                self.fields[tensor] = result if same else UNKNOWN
 
     def _handler_for(self, func):
         """How this operator's output field follows from its inputs' (False: it never carries one)."""
         packet = func._overloadpacket
         if packet is torch.ops.aten.cat:
             return self._cat
+        if packet is torch.ops.aten.stack:
+            return self._stack
         if packet in SPLITS:
             return self._split
         matmul = MATMUL_OPERANDS.get(packet)
@@ -544,11 +556,10 @@ class FieldTracker:
     def _unknown(self, args, kwargs, out) -> FieldLike:
         """An operator without a rule: its output is marked unknown when it takes a tracked tensor."""
         fields = self.fields
-        for a in args:
-            if isinstance(a, torch.Tensor):
-                field = fields.get(a)
-                if field is not None:
-                    return WHOLE if field == WHOLE else UNKNOWN
+        for a in _tensors(args):
+            field = fields.get(a)
+            if field is not None:
+                return WHOLE if field == WHOLE else UNKNOWN
         return None
 
     def _windowed(self, rule, args, kwargs, out) -> FieldLike:
@@ -582,7 +593,7 @@ class FieldTracker:
     def _mixing(self, args, kwargs, out) -> FieldLike:
         """Attention: a tracked operand with a field makes every output depend on every position; one
         already unknown stays unknown (which positions it covers is not known)."""
-        found = [self.fields.get(a) for a in args if isinstance(a, torch.Tensor)]
+        found = [self.fields.get(a) for a in _tensors(args)]
         found = [f for f in found if f is not None]
         if not found:
             return None
@@ -622,6 +633,30 @@ class FieldTracker:
         if any(isinstance(f, Field) and dim in f.dims for f in known):
             return UNKNOWN  # joined along a spatial axis: positions from different inputs, no single field
         return _union(known)
+
+
+    def _stack(self, args, kwargs, out) -> FieldLike:
+        """stack along a new (never spatial) dim: output index k holds input k, so the union of their fields."""
+        dim = (args[1] if len(args) > 1 else kwargs.get("dim", 0)) % out.dim()
+        known = []
+        for t in args[0]:
+            field = self.fields.get(t) if isinstance(t, torch.Tensor) else None
+            if isinstance(field, Field):
+                if field.merged is not None:
+                    return UNKNOWN
+                field = Field(tuple(d + 1 if d >= dim else d for d in field.dims), field.axes, field.exact)
+            if field is not None:
+                known.append(field)
+        return _union(known) if known else None
+
+
+def _tensors(args):
+    """The tensors among an operator's arguments, in a list argument too (stack, index's indices)."""
+    for a in args:
+        if isinstance(a, torch.Tensor):
+            yield a
+        elif isinstance(a, (list, tuple)):
+            yield from (t for t in a if isinstance(t, torch.Tensor))
 
 
 # elementwise operators that torch does not tag pointwise (checked on torch 2.14)
