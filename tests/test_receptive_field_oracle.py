@@ -349,3 +349,20 @@ def test_index_outputs_carry_the_field_of_their_values():
     labels = fields[""]  # argmax over channels (dim 1 dropped): each position keeps its field
     assert isinstance(labels, Field) and labels.dims == (1, 2) and labels.axes == conv.axes
     assert isinstance(pool, Field) and pool.axes[0].size == conv.axes[0].size + conv.axes[0].jump
+
+
+@pytest.mark.parametrize("factor", [2, 3])
+def test_pixel_shuffle_bound_holds_at_every_output_position(factor):
+    # output row o is input row o // factor (of another channel): one position, a centre that steps unevenly
+    model = nn.Sequential(nn.Conv2d(1, factor * factor, 3, stride=2), nn.PixelShuffle(factor)).double()
+    shape = (1, 1, 23, 19)
+    field = _fields(model, shape)["1"]
+    assert isinstance(field, Field) and not field.exact
+    x = positive_input(shape)
+    out = module_outputs(model, x, ["1"])["1"]
+    for i in range(out.shape[2]):
+        for j in range(out.shape[3]):
+            got = extent(out, x, (i, j))
+            for axis, o, (low, high) in zip(field.axes, (i, j), got):
+                bound = _interval(axis, o)
+                assert bound[0] <= low and high <= bound[1], (i, j, bound, (low, high))

@@ -3,7 +3,8 @@
 Per spatial axis of the input (the dimensions after batch and channel of its first floating tensor
 of rank >= 3): ``size`` (input positions one output position sees), ``jump`` (input positions between
 neighbouring output positions, the effective stride) and ``start`` (centre of the first output
-position's window, in input positions; negative when padding comes first). Tracked at the operator
+position's window, in input positions; negative when padding comes first). Sizes are unclipped, as
+published tables give them: near a border a position reads fewer input positions. Tracked at the operator
 level inside the trace's dispatch mode, so ``F.conv2d``/``F.max_pool2d``/``F.pad`` count like modules:
 each operator's output gets its field from its inputs' fields (a weak map, no
 tensor kept alive). Elementwise merges take the union of their inputs' fields. Where one output
