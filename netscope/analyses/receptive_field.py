@@ -3,7 +3,8 @@
 Per spatial axis of the input (the dimensions after batch and channel of its first floating tensor
 of rank >= 3): ``size`` (input positions one output position sees), ``jump`` (input positions between
 neighbouring output positions, the effective stride) and ``start`` (centre of the first output
-position's window, in input positions; negative when padding comes first). Tracked at the operator
+position's window, in input positions; negative when padding comes first). Sizes are unclipped, as
+published tables give them: near a border a position reads fewer input positions. Tracked at the operator
 level inside the trace's dispatch mode, so ``F.conv2d``/``F.max_pool2d``/``F.pad`` count like modules:
 each operator's output gets its field from its inputs' fields (a weak map, no
 tensor kept alive). Elementwise merges take the union of their inputs' fields. Where one output
@@ -177,19 +178,67 @@ def _pad(args, kwargs, out, field):
     return Field(field.dims, tuple(axes), field.exact)
 
 
-def _resample(args, kwargs, out, field):
-    """Upsampling (any mode) and pixel shuffle: jump divides by the scale; an enclosing bound of the size."""
-    if field.merged is not None:
-        return None
-    x = args[0]
-    value = out
+# How each resampling operator picks its source positions: output o along an axis of scale r reads input
+# positions within [o*r + low, o*r + high] (torch's upsample kernels), as (low, high) for the source scale r,
+# whether align_corners is set, and the antialias support (taps either side of the centre, before scaling).
+_NEAREST, _NEAREST_EXACT, _LINEAR, _CUBIC, _LINEAR_AA, _CUBIC_AA = "nearest", "exact", "linear", "cubic", "aa1", "aa2"
+_PIXEL_SHUFFLE = "shuffle"  # output o along an axis is input o // factor: nearest, with no scale argument
+_RESAMPLE_KINDS = {"upsample_nearest1d": _NEAREST, "upsample_nearest2d": _NEAREST, "upsample_nearest3d": _NEAREST,
+                   "_upsample_nearest_exact1d": _NEAREST_EXACT, "_upsample_nearest_exact2d": _NEAREST_EXACT,
+                   "_upsample_nearest_exact3d": _NEAREST_EXACT, "upsample_linear1d": _LINEAR,
+                   "upsample_bilinear2d": _LINEAR, "upsample_trilinear3d": _LINEAR, "upsample_bicubic2d": _CUBIC,
+                   "_upsample_bilinear2d_aa": _LINEAR_AA, "_upsample_bicubic2d_aa": _CUBIC_AA}
+
+
+def _source_window(kind: str, r: float, align: bool) -> Tuple[float, float]:
+    """(low, high): output o reads input positions within [o*r + low, o*r + high]."""
+    if kind in (_NEAREST, _PIXEL_SHUFFLE):  # floor(o*r)
+        return -1.0, 0.0
+    if kind == _NEAREST_EXACT:  # floor((o + 1/2)*r)
+        return r / 2 - 1, r / 2
+    centre = 0.0 if align else r / 2 - 0.5  # the source coordinate x of output o, less o*r
+    if kind == _LINEAR:  # floor(x) and the next one (x clamped at 0, which stays inside)
+        return centre - 1, centre + 1
+    if kind == _CUBIC:  # floor(x) - 1 .. floor(x) + 2, clamped into the input
+        return centre - 2, centre + 2
+    # antialias: taps from int(c - support + 1/2) to int(c + support + 1/2) - 1 around c = r*(o + 1/2), the
+    # support widened by the downscale; with align_corners the centre may sit anywhere from r*o to r*(o + 1/2)
+    support = (1.0 if kind == _LINEAR_AA else 2.0) * max(r, 1.0)
+    return (-support - 0.5 if align else r / 2 - support - 0.5), r / 2 + support - 0.5
+
+
+def _resampler(kind: str) -> Rule:
+    """Upsampling, resizing (any mode, antialias too) and pixel shuffle: an enclosing bound, from the source
+    positions each operator reads at the scale it really uses (``1/scale_factor`` when given, which differs
+    from in/out when the output size was rounded)."""
+    def rule(args, kwargs, out, field):
+        if field.merged is not None:
+            return None
+        if kind == _PIXEL_SHUFFLE:
+            align, scales = False, ()
+        elif kind in (_NEAREST, _NEAREST_EXACT):  # (self, output_size, scales...)
+            align, scales = False, args[2:]
+        else:  # (self, output_size, align_corners, scales...)
+            align, scales = bool(args[2] if len(args) > 2 else kwargs.get("align_corners", False)), args[3:]
+        scales = tuple(scales) + tuple(kwargs[k] for k in ("scales", "scales_d", "scales_h", "scales_w") if k in kwargs)
+        return _resample_axes(field, args[0], out, kind, align, scales)
+
+    return rule
+
+
+def _resample_axes(field: Field, x, out, kind: str, align: bool, scales) -> Field:
     axes = list(field.axes)
     for i, dim in enumerate(field.dims):
-        ins, outs = x.shape[dim], value.shape[dim]
-        scale = outs / ins
+        ins, outs = x.shape[dim], out.shape[dim]
+        slot = dim - (x.dim() - len(scales))  # the scales are those of the last len(scales) dims
+        scale = scales[slot] if 0 <= slot < len(scales) else None
+        if align:
+            r = (ins - 1) / (outs - 1) if outs > 1 else 0.0
+        else:
+            r = 1 / scale if scale else ins / outs
+        low, high = _source_window(kind, r, align)
         a = axes[i]
-        # output o samples near input (o + 1/2)/scale - 1/2 and reads at most 2 neighbours on either side
-        axes[i] = Axis(a.size + 4 * a.jump, a.jump / scale, a.start + a.jump * (0.5 / scale - 0.5))
+        axes[i] = Axis(a.size + (high - low) * a.jump, a.jump * r, a.start + (low + high) / 2 * a.jump)
     return Field(field.dims, tuple(axes), False)
 
 
@@ -372,7 +421,7 @@ def _mixing(args, kwargs, out, field):
 def _rules() -> Dict[object, Rule]:
     aten = torch.ops.aten
     table: Dict[object, Rule] = {aten.convolution: _conv, aten.constant_pad_nd: _pad,
-                                 aten.pixel_unshuffle: _pixel_unshuffle, aten.pixel_shuffle: _resample,
+                                 aten.pixel_unshuffle: _pixel_unshuffle, aten.pixel_shuffle: _resampler(_PIXEL_SHUFFLE),
                                  aten.permute: _permute, aten.transpose: _transpose, aten.unsqueeze: _unsqueeze,
                                  aten.squeeze: _squeeze, aten.view: _view, aten._unsafe_view: _view,
                                  aten.reshape: _view}
@@ -384,13 +433,10 @@ def _rules() -> Dict[object, Rule]:
             packet = getattr(aten, name, None)
             if packet is not None:
                 table[packet] = rule
-    for name in ("upsample_nearest1d", "upsample_nearest2d", "upsample_nearest3d", "_upsample_nearest_exact1d",
-                 "_upsample_nearest_exact2d", "_upsample_nearest_exact3d", "upsample_linear1d",
-                 "upsample_bilinear2d", "upsample_bicubic2d", "upsample_trilinear3d",
-                 "_upsample_bilinear2d_aa", "_upsample_bicubic2d_aa"):
-            packet = getattr(aten, name, None)
-            if packet is not None:
-                table[packet] = _resample
+    for name, kind in _RESAMPLE_KINDS.items():
+        packet = getattr(aten, name, None)
+        if packet is not None:
+            table[packet] = _resampler(kind)
     for name in ("native_batch_norm", "_native_batch_norm_legit", "_native_batch_norm_legit_no_training",
                  "native_group_norm", "native_layer_norm", "native_dropout", "clone", "_to_copy", "detach",
                  "alias", "contiguous", "expand"):
@@ -474,16 +520,28 @@ class FieldTracker:
         result = handler(args, kwargs or {}, out)
         if result is None:
             return
-        for tensor in (out if isinstance(out, (tuple, list)) else (out,)):
+        if isinstance(out, torch.Tensor):
+            self.fields[out] = result
+            return
+        if not isinstance(out, (tuple, list)):
+            return
+        # several outputs (values and indices, a norm's statistics): each is derived from the input too; one
+        # shaped like the first has its positions (max-pool indices, argmax of max.dim), another's are not known
+        first = None
+        for tensor in out:
             if isinstance(tensor, torch.Tensor):
-                self.fields[tensor] = result
-                break
+                if first is None:
+                    first = tensor
+                same = tensor is first or tensor.shape == first.shape or not isinstance(result, Field)
+                self.fields[tensor] = result if same else UNKNOWN
 
     def _handler_for(self, func):
         """How this operator's output field follows from its inputs' (False: it never carries one)."""
         packet = func._overloadpacket
         if packet is torch.ops.aten.cat:
             return self._cat
+        if packet is torch.ops.aten.stack:
+            return self._stack
         if packet in SPLITS:
             return self._split
         matmul = MATMUL_OPERANDS.get(packet)
@@ -499,11 +557,10 @@ class FieldTracker:
     def _unknown(self, args, kwargs, out) -> FieldLike:
         """An operator without a rule: its output is marked unknown when it takes a tracked tensor."""
         fields = self.fields
-        for a in args:
-            if isinstance(a, torch.Tensor):
-                field = fields.get(a)
-                if field is not None:
-                    return WHOLE if field == WHOLE else UNKNOWN
+        for a in _tensors(args):
+            field = fields.get(a)
+            if field is not None:
+                return WHOLE if field == WHOLE else UNKNOWN
         return None
 
     def _windowed(self, rule, args, kwargs, out) -> FieldLike:
@@ -537,7 +594,7 @@ class FieldTracker:
     def _mixing(self, args, kwargs, out) -> FieldLike:
         """Attention: a tracked operand with a field makes every output depend on every position; one
         already unknown stays unknown (which positions it covers is not known)."""
-        found = [self.fields.get(a) for a in args if isinstance(a, torch.Tensor)]
+        found = [self.fields.get(a) for a in _tensors(args)]
         found = [f for f in found if f is not None]
         if not found:
             return None
@@ -577,6 +634,30 @@ class FieldTracker:
         if any(isinstance(f, Field) and dim in f.dims for f in known):
             return UNKNOWN  # joined along a spatial axis: positions from different inputs, no single field
         return _union(known)
+
+
+    def _stack(self, args, kwargs, out) -> FieldLike:
+        """stack along a new (never spatial) dim: output index k holds input k, so the union of their fields."""
+        dim = (args[1] if len(args) > 1 else kwargs.get("dim", 0)) % out.dim()
+        known = []
+        for t in args[0]:
+            field = self.fields.get(t) if isinstance(t, torch.Tensor) else None
+            if isinstance(field, Field):
+                if field.merged is not None:
+                    return UNKNOWN
+                field = Field(tuple(d + 1 if d >= dim else d for d in field.dims), field.axes, field.exact)
+            if field is not None:
+                known.append(field)
+        return _union(known) if known else None
+
+
+def _tensors(args):
+    """The tensors among an operator's arguments, in a list argument too (stack, index's indices)."""
+    for a in args:
+        if isinstance(a, torch.Tensor):
+            yield a
+        elif isinstance(a, (list, tuple)):
+            yield from (t for t in a if isinstance(t, torch.Tensor))
 
 
 # elementwise operators that torch does not tag pointwise (checked on torch 2.14)
