@@ -10,12 +10,15 @@ Conventions (each formula counts multiply-adds, never FLOPs):
 - RNN kernels (``mkldnn_rnn_layer``, ``_cudnn_rnn``): every weight matrix is applied once per time
   step and batch row (input, hidden and LSTM projection matrices); gate math is elementwise (0), so
   LSTM/GRU/RNN count the same as the ``mm``/``addmm`` calls the meta device decomposes them into;
+- ``_embedding_bag`` (``nn.EmbeddingBag``): with ``per_sample_weights`` one per element of each bagged row (the
+  sparse product the weighted sum equals), without them 0 (a gather and a reduction, as ``embedding`` + ``sum``);
 - ``_trilinear`` (``nn.Bilinear``): one per point of the broadcast product space (N·out·in1·in2);
 - ``torchvision::deform_conv2d``: as the plain convolution of that weight; sampling the offsets
   (bilinear interpolation) and the mask product are elementwise (0);
 - FFTs (``_fft_r2c``, ``_fft_c2c``, ``_fft_c2r``): per transformed dimension of length n, a radix-2
   transform counts n·⌈log₂ n⌉/2 complex multiply-adds (one per butterfly) per 1-d signal, over the
-  complex signal's full (two-sided) length; a complex multiply-add counts as one;
+  complex signal's full (two-sided) length; like every formula here it counts complex multiply-adds, which
+  the registry turns into 4 real ones each;
 - ``quantized::`` conv/linear (fused ``_relu`` variants, dynamic and transposed ones included): the
   integer multiply-adds of the float twin, from the packed weight's shape.
 """
@@ -177,11 +180,57 @@ def grouped_mm_macs(a, b, offs=None, *args, out_val=None, **kwargs) -> int:
 
 def _grouped_extent(offs, size: int) -> int:
     """How much of a grouped dimension of ``size`` the groups cover: ``offs[-1]`` (cumulative ends), when readable."""
-    from torch._subclasses.fake_tensor import FakeTensor
-
-    if offs is None or not offs.numel() or offs.device.type == "meta" or isinstance(offs, FakeTensor):
+    if not _has_values(offs):
         return size
     return min(int(offs[-1]), size)
+
+
+def _has_values(tensor) -> bool:
+    """Whether a non-empty index tensor's values can be read (not on meta, not a fake tensor)."""
+    from torch._subclasses.fake_tensor import FakeTensor
+
+    return tensor is not None and bool(tensor.numel()) and tensor.device.type != "meta" and \
+        not isinstance(tensor, FakeTensor)
+
+
+# ---- embedding bags -------------------------------------------------------------------------------
+
+@register_macs("aten::_embedding_bag")
+def embedding_bag_macs(weight, indices, offsets, scale_grad_by_freq=False, mode=0, sparse=False,
+                       per_sample_weights=None, include_last_offset=False, padding_idx=-1, *args, out_val=None,
+                       **kwargs) -> int:
+    """``nn.EmbeddingBag``: without ``per_sample_weights`` (modes sum, mean, max) a gather and a reduction, zero
+    like ``aten::embedding`` followed by ``aten::sum``/``mean``/``amax``; with them (mode sum only) a weighted sum,
+    each bagged row scaled and accumulated: one multiply-add per element of every row that enters a bag (the
+    sparse ``(bags, num_embeddings) @ weight`` product it equals, counted by stored elements as ``mm`` is). Rows
+    whose index is ``padding_idx``, and indices past ``offsets[-1]`` under ``include_last_offset``, enter no bag;
+    where the index values cannot be read (meta device, fake tensors) every index is counted."""
+    if per_sample_weights is None:
+        return 0
+    return _bagged_rows(indices, offsets, include_last_offset, padding_idx) * weight.shape[-1]
+
+
+register_macs("aten::_embedding_bag_forward_only")(embedding_bag_macs)
+
+
+@register_macs("aten::_embedding_bag_per_sample_weights_backward")
+def embedding_bag_weights_backward_macs(grad, weight, indices, offsets, offset2bag, mode, padding_idx=-1, *args,
+                                        out_val=None, **kwargs) -> int:
+    """The gradient of each per-sample weight: its row dotted with its bag's gradient, as many multiply-adds as
+    the forward's weighted sum."""
+    return _bagged_rows(indices, offsets, False, padding_idx) * weight.shape[-1]
+
+
+def _bagged_rows(indices, offsets, include_last_offset, padding_idx) -> int:
+    """How many indices enter a bag (all of them where their values cannot be read)."""
+    if not _has_values(indices):
+        return indices.numel()
+    flat = indices.reshape(-1)
+    if include_last_offset and _has_values(offsets):
+        flat = flat[:int(offsets[-1])]
+    if padding_idx is not None and padding_idx >= 0:
+        return int((flat != padding_idx).sum())
+    return flat.numel()
 
 
 # ---- attention ------------------------------------------------------------------------------------

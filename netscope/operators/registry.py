@@ -15,7 +15,9 @@ Every operator the trace sees is, in this order:
 3. otherwise **uncounted**: the trace records it by name, with call counts and the layers where it
    ran, and the report says its multiply-add total is partial. Never a silent 0.
 
-A formula is ``fn(*args, out_val=output, **kwargs) -> int`` over the operator's real arguments.
+A formula is ``fn(*args, out_val=output, **kwargs) -> int`` over the operator's real arguments. It counts one
+per multiply-add of the operator's own numbers; on complex ones (first argument or output complex) the
+registry multiplies that by :data:`REAL_PER_COMPLEX` (4), so totals are in real multiply-adds throughout.
 """
 
 from __future__ import annotations
@@ -125,10 +127,10 @@ ZERO_BY_CONVENTION: Mapping[str, Tuple[str, Tuple[str, ...]]] = {
         "aten::index", "aten::index_select", "aten::gather", "aten::scatter", "aten::scatter_add",
         "aten::scatter_reduce", "aten::index_put", "aten::index_put_", "aten::_index_put_impl_",
         "aten::index_add", "aten::index_copy", "aten::index_fill", "aten::masked_select", "aten::take",
-        "aten::embedding", "aten::_embedding_bag", "aten::embedding_bag", "aten::one_hot", "aten::where",
+        "aten::embedding", "aten::one_hot", "aten::where",
         "aten::searchsorted", "aten::bucketize", "aten::nonzero_static", "aten::_unique",
         "aten::scatter_", "aten::scatter_add_", "aten::scatter_reduce_", "aten::index_add_", "aten::index_copy_",
-        "aten::index_fill_", "aten::index_reduce_", "aten::put_", "aten::_embedding_bag_forward_only",
+        "aten::index_fill_", "aten::index_reduce_", "aten::put_",
         "aten::unique_consecutive",
     )),
     "detection post-processing": ("box operations of detection heads", (
@@ -231,7 +233,7 @@ class MacRegistry:
             return "formula", formula
         torch_fn = flop_counter.flop_registry.get(packet)
         if torch_fn is not None:
-            return "formula", _from_flops(torch_fn)
+            return "formula", _real_macs(_from_flops(torch_fn))
         if name in self._zero or torch.Tag.pointwise in getattr(func, "tags", ()) or getattr(func, "is_view", False):
             return "zero", None
         return "uncounted", None
@@ -318,7 +320,7 @@ def _checked(name: str, fn: MacFormula) -> MacFormula:
         if count < 0 or isinstance(macs, bool):
             raise MacFormulaError(f"{where} returned {macs!r}; it must return a whole number of multiply-adds "
                                   ">= 0 (a Python int)")
-        return count
+        return count * REAL_PER_COMPLEX if count and _complex(args, kwargs.get("out_val")) else count
 
     formula.__wrapped__ = fn
     return formula
@@ -340,6 +342,28 @@ def _from_flops(flop_fn) -> MacFormula:
         return int(shape_fn(*shapes, out_shape=_shape_of(out_val), **kwargs)) // 2
 
     return macs
+
+
+def _real_macs(fn: MacFormula) -> MacFormula:
+    """A formula counting one per complex multiply-add (as torch's do) made to count real ones."""
+    def macs(*args, out_val=None, **kwargs) -> int:
+        count = fn(*args, out_val=out_val, **kwargs)
+        return count * REAL_PER_COMPLEX if count and _complex(args, out_val) else count
+
+    return macs
+
+
+REAL_PER_COMPLEX = 4  # (a+bi)(c+di) accumulated: ac, bd, ad, bc, each multiplied and added once
+
+
+def _complex(args, out_val) -> bool:
+    """Whether an operator works on complex numbers: its first argument or its (first) output is complex. Formulas
+    count one multiply-add per complex one (torch's do too); the registry turns them into real ones."""
+    first = args[0] if args else None
+    if isinstance(first, torch.Tensor) and first.is_complex():
+        return True
+    out = out_val[0] if isinstance(out_val, (tuple, list)) and out_val else out_val
+    return isinstance(out, torch.Tensor) and out.is_complex()
 
 
 REGISTRY = MacRegistry()
