@@ -128,6 +128,28 @@ def _pad(args, kwargs, out) -> _Pad:
     return _Pad(tuple(out), tuple(zip(flat[0::2], flat[1::2])))
 
 
+@dataclass(frozen=True)
+class _Unsqueeze:
+    """An ``unsqueeze``: the 1-d pools (``F.avg_pool1d``, ``F.max_pool1d``, ``F.lp_pool1d``) run as 2-d ones on
+    their input unsqueezed at -2, a size-1 axis that is not one of the layer's dimensions."""
+
+    output_shape: Shape
+    dim: int  # where the new axis is, counted from the front of the output
+
+
+def _unsqueeze(args, kwargs, out) -> _Unsqueeze:
+    dim = int(_arg(args, kwargs, 1, "dim", 0))
+    return _Unsqueeze(tuple(out), dim + len(out) if dim < 0 else dim)
+
+
+def _as_pool1d(op: WindowOp, made: Optional[_Unsqueeze]) -> WindowOp:
+    """A 2-d pool on an input unsqueezed right before it at the second-to-last axis: the 1-d pool it implements."""
+    if made is None or op.nd != 2 or op.transposed or "pool2d" not in op.op or \
+            tuple(op.input_shape) != made.output_shape or made.dim != len(op.input_shape) - 2:
+        return op
+    return op.spatial(1) or op
+
+
 def _forward_pad(op: WindowOp, pad: Optional[_Pad]) -> WindowOp:
     """``op`` with the padding of the pad that made its input (not under ceil_mode, whose last-window rule
     depends on the operator's own padding)."""
@@ -145,7 +167,7 @@ def _forward_pad(op: WindowOp, pad: Optional[_Pad]) -> WindowOp:
 
 def _parsers():
     aten = torch.ops.aten
-    table = {aten.convolution: _convolution}
+    table = {aten.convolution: _convolution, aten.unsqueeze: _unsqueeze}
     for name in ("constant_pad_nd", "reflection_pad1d", "reflection_pad2d", "reflection_pad3d",
                  "replication_pad1d", "replication_pad2d", "replication_pad3d"):
         packet = getattr(aten, name, None)
@@ -187,6 +209,7 @@ class WindowOpLog:
         """Call index -> the windowed operators it ran itself, in order."""
         calls: Dict[int, List[WindowOp]] = {}
         last_pad: Dict[int, Tuple[int, _Pad]] = {}  # call index -> (id of its output, the pad it ran last)
+        last_unsqueeze: Dict[int, Tuple[int, _Unsqueeze]] = {}  # the same for the unsqueeze it ran last
         for index, parser, args, kwargs, out, (first, made_id) in self.raw:
             if index is None:
                 continue
@@ -194,6 +217,11 @@ class WindowOpLog:
             if isinstance(made, _Pad):
                 last_pad[index] = (made_id, made)
                 continue
+            if isinstance(made, _Unsqueeze):
+                last_unsqueeze[index] = (made_id, made)
+                continue
             pad_id, pad = last_pad.pop(index, (None, None))
+            unsqueeze_id, unsqueeze = last_unsqueeze.pop(index, (None, None))
+            made = _as_pool1d(made, unsqueeze if unsqueeze_id == first else None)
             calls.setdefault(index, []).append(_forward_pad(made, pad if pad_id == first else None))
         return calls
