@@ -297,3 +297,31 @@ def test_embedding_bag_weighted_sum_equals_the_sparse_product_it_computes():
     sparse = torch.sparse_coo_tensor(torch.stack([rows, ids]), weights, (3, 20))
     torch.testing.assert_close(bag(ids, offsets, weights), torch.sparse.mm(sparse, bag.weight))
     assert _macs(bag, ids, offsets, weights).totals.total_macs == ids.numel() * 8
+
+
+# ---- cdist: p = 2 is a product per coordinate pair, other p no products ------------------------------------
+
+def test_cdist_p2_counts_one_squared_difference_per_coordinate_of_each_pair_over_the_broadcast_batch():
+    x1, x2 = torch.randn(2, 1, 7, 3), torch.randn(3, 6, 3)  # batch (2, 3), P=7, R=6, M=3; under 25 rows: direct path
+    report = _macs(_Fn(lambda a, b: torch.cdist(a, b)), x1, x2)
+    assert report.totals.total_macs == 2 * 3 * 7 * 6 * 3
+    assert [op for op in report.by_operator()["op"] if "cdist" in op] == ["aten::_cdist_forward"]
+
+
+@pytest.mark.parametrize("p", [0.0, 1.0, float("inf")])
+def test_cdist_without_products_counts_zero_and_is_not_partial(p):
+    assert _macs(_Fn(lambda a, b: torch.cdist(a, b, p=p)), torch.randn(4, 3), torch.randn(5, 3)).totals.total_macs == 0
+
+
+def test_cdist_matmul_path_counts_the_matmul_it_runs():
+    x1, x2 = torch.randn(2, 30, 4), torch.randn(2, 40, 4)
+    # the decomposition documented for cdist's mm path: [-2x, |x|², 1] @ [y, 1, |y|²]ᵀ, then sqrt
+    left = torch.cat([-2 * x1, x1.pow(2).sum(-1, keepdim=True), torch.ones(2, 30, 1)], -1)
+    right = torch.cat([x2, torch.ones(2, 40, 1), x2.pow(2).sum(-1, keepdim=True)], -1)
+    with FlopCounterMode(display=False) as flops:
+        product = left @ right.mT
+    model = _Fn(lambda a, b: torch.cdist(a, b, compute_mode="use_mm_for_euclid_dist"))
+    torch.testing.assert_close(product.clamp_min(0).sqrt(), model(x1, x2), atol=1e-4, rtol=1e-4)
+    report = _macs(model, x1, x2)
+    assert "aten::_euclidean_dist" in set(report.by_operator()["op"])
+    assert report.totals.total_macs == flops.get_total_flops() // 2 == 2 * 30 * 40 * (4 + 2)

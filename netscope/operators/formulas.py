@@ -12,6 +12,8 @@ Conventions (each formula counts multiply-adds, never FLOPs):
   LSTM/GRU/RNN count the same as the ``mm``/``addmm`` calls the meta device decomposes them into;
 - ``_embedding_bag`` (``nn.EmbeddingBag``): with ``per_sample_weights`` one per element of each bagged row (the
   sparse product the weighted sum equals), without them 0 (a gather and a reduction, as ``embedding`` + ``sum``);
+- ``cdist`` (``_cdist_forward``, ``_euclidean_dist``): p = 2 one per coordinate of each pair of rows (plus the two
+  norm columns of the matmul path); other p no products (0);
 - ``_trilinear`` (``nn.Bilinear``): one per point of the broadcast product space (N·out·in1·in2);
 - ``torchvision::deform_conv2d``: as the plain convolution of that weight; sampling the offsets
   (bilinear interpolation) and the mask product are elementwise (0);
@@ -305,6 +307,28 @@ def cudnn_rnn_macs(input, weights, *args, out_val=None, **kwargs) -> int:
 @register_macs("aten::miopen_rnn")
 def miopen_rnn_macs(input, weights, *args, out_val=None, **kwargs) -> int:
     return cudnn_rnn_macs(input, weights)
+
+
+# ---- distances ------------------------------------------------------------------------------------
+
+def _pairs(x1, x2) -> int:
+    """Broadcast batch x P x R: the pairs of rows a ``cdist`` compares."""
+    return math.prod(torch.broadcast_shapes(x1.shape[:-2], x2.shape[:-2])) * x1.shape[-2] * x2.shape[-2]
+
+
+@register_macs("aten::_cdist_forward")
+def cdist_macs(x1, x2, p, *args, out_val=None, **kwargs) -> int:
+    """``torch.cdist`` computed pair by pair: for p = 2, a squared difference accumulated per coordinate of each pair
+    (one multiply-add); other p take differences, absolute values, powers and a sum or max, elementwise math and
+    reductions, zero by convention (as ``pairwise_distance``'s operators are)."""
+    return _pairs(x1, x2) * x1.shape[-1] if p == 2 else 0
+
+
+@register_macs("aten::_euclidean_dist")
+def euclidean_dist_macs(x1, x2, *args, out_val=None, **kwargs) -> int:
+    """``cdist``'s matrix-product path (p = 2, more than 25 rows): ``[-2x, |x|², 1] @ [y, 1, |y|²]ᵀ``, a matmul
+    over the M coordinates plus the two norm columns; the squared norms are elementwise math and a sum (0)."""
+    return _pairs(x1, x2) * (x1.shape[-1] + 2)
 
 
 # ---- bilinear -------------------------------------------------------------------------------------
