@@ -325,3 +325,13 @@ def test_cdist_matmul_path_counts_the_matmul_it_runs():
     report = _macs(model, x1, x2)
     assert "aten::_euclidean_dist" in set(report.by_operator()["op"])
     assert report.totals.total_macs == flops.get_total_flops() // 2 == 2 * 30 * 40 * (4 + 2)
+
+
+@pytest.mark.parametrize("window", ["hann_window", "hamming_window", "blackman_window", "bartlett_window",
+                                    "kaiser_window"])
+def test_stft_with_a_window_made_in_forward_counts_its_ffts_and_is_not_partial(window):
+    x = torch.randn(2, 64)
+    model = _Fn(lambda x: torch.stft(x, 16, hop_length=4, window=getattr(torch, window)(16), return_complex=True))
+    frames = 1 + 64 // 4  # center=True pads n_fft // 2 on each side
+    # one 16-point FFT per frame and signal: 16·log2(16)/2 butterflies, 4 real multiply-adds each
+    assert _macs(model, x).totals.total_macs == 4 * 2 * frames * 16 * 4 // 2

@@ -61,6 +61,8 @@ ZERO_BY_CONVENTION: Mapping[str, Tuple[str, Tuple[str, ...]]] = {
         "aten::int_repr", "aten::_make_per_tensor_quantized_tensor", "aten::_empty_affine_quantized",
         "aten::_empty_per_channel_affine_quantized", "aten::tensor_split", "aten::movedim", "aten::split_copy",
         "aten::_pad_enum", "aten::expand_as", "aten::view_as", "aten::reshape_as", "aten::to", "aten::eye",
+        "aten::hann_window", "aten::hamming_window", "aten::blackman_window", "aten::bartlett_window",
+        "aten::kaiser_window",  # window functions (torch.stft's window=): tensor creation
         "aten::_linalg_check_errors", "aten::detach_", "aten::record_stream", "aten::unfold_copy",
         "prim::device", "prim::dtype", "prim::layout",  # metadata queries seen under fake tensors
         "aten::dim", "aten::sym_is_contiguous",  # metadata queries seen on nested (jagged) tensors
