@@ -335,3 +335,18 @@ def test_stft_with_a_window_made_in_forward_counts_its_ffts_and_is_not_partial(w
     frames = 1 + 64 // 4  # center=True pads n_fft // 2 on each side
     # one 16-point FFT per frame and signal: 16·log2(16)/2 butterflies, 4 real multiply-adds each
     assert _macs(model, x).totals.total_macs == 4 * 2 * frames * 16 * 4 // 2
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_embedding_bag_training_step_charges_the_weighted_sum_to_the_weight_gradient_too(weighted):
+    class Bag(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.bag = nn.EmbeddingBag(50, 8, mode="sum")  # step runs on fake tensors: index values unread
+
+        def forward(self, ids, weights):
+            return self.bag(ids, per_sample_weights=weights if weighted else None)
+
+    ids = torch.tensor([[1, 2, 5, 7], [2, 2, 9, 4], [3, 8, 8, 2]])
+    report = netscope.step(Bag(), input_data=(ids, torch.rand(3, 4)))
+    assert report.totals.forward_macs == report.totals.backward_macs == (3 * 4 * 8 if weighted else 0)

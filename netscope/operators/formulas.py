@@ -223,6 +223,26 @@ def embedding_bag_weights_backward_macs(grad, weight, indices, offsets, offset2b
     return _bagged_rows(indices, offsets, False, padding_idx) * weight.shape[-1]
 
 
+@register_macs("aten::_embedding_bag_backward")
+def embedding_bag_backward_macs(grad, indices, offsets, offset2bag, bag_size, maximum_indices, num_weights,
+                                scale_grad_by_freq, mode, sparse, per_sample_weights=None, padding_idx=-1, *args,
+                                out_val=None, **kwargs) -> int:
+    """The weight gradient: each bag's gradient scattered back to its rows, scaled by the row's per-sample weight
+    when there is one (as many multiply-adds as the forward's weighted sum; indices past an
+    ``include_last_offset`` end, which the backward does not see apart, are counted), else a scatter (0)."""
+    if per_sample_weights is None:
+        return 0
+    return _bagged_rows(indices, offsets, False, padding_idx) * grad.shape[-1]
+
+
+@register_macs("aten::_embedding_bag_dense_backward")
+def embedding_bag_dense_backward_macs(grad, indices, offset2bag, bag_size, maximum_indices, num_weights,
+                                      scale_grad_by_freq, mode, per_sample_weights=None, padding_idx=-1, *args,
+                                      out_val=None, **kwargs) -> int:
+    return embedding_bag_backward_macs(grad, indices, None, offset2bag, bag_size, maximum_indices, num_weights,
+                                       scale_grad_by_freq, mode, False, per_sample_weights, padding_idx)
+
+
 def _bagged_rows(indices, offsets, include_last_offset, padding_idx) -> int:
     """How many indices enter a bag (all of them where their values cannot be read)."""
     if not _has_values(indices):

@@ -166,8 +166,7 @@ ZERO_BY_CONVENTION: Mapping[str, Tuple[str, Tuple[str, ...]]] = {
         "aten::log_sigmoid_backward", "aten::rrelu_with_noise_backward", "aten::_prelu_kernel_backward",
         "aten::_log_softmax_backward_data", "aten::masked_scatter_backward",
         "aten::_thnn_fused_lstm_cell_backward_impl", "aten::_thnn_fused_gru_cell_backward",
-        "aten::embedding_dense_backward", "aten::embedding_backward", "aten::_embedding_bag_backward",
-        "aten::_embedding_bag_dense_backward", "aten::index_select_backward",
+        "aten::embedding_dense_backward", "aten::embedding_backward", "aten::index_select_backward",
     )),
 }
 
