@@ -278,9 +278,12 @@ def test_embedding_bag_with_per_sample_weights_counts_each_bagged_element(layout
     weights = torch.rand(ids.shape, generator=generator)
     inputs = (ids, offsets, weights) if offsets is not None else (ids, None, weights)
     report = _macs(bag, *inputs, device=device)
+    capacity = [note for note in report.run.notes if "upper bound" in note and "aten::_embedding_bag" in note]
     if device == "meta":  # index values unknown (padding rows, the last offset's value): every index is counted
         assert report.totals.total_macs == ids.numel() * dim
+        assert len(capacity) == 1 and "padding_idx rows" in capacity[0]  # and the report says so
         return
+    assert not capacity
     expected = _weighted_bag_oracle(ids, offsets, dim, layout == "last_offset",
                                     padding_idx if padding_idx is not None else -1)
     assert report.totals.total_macs == expected
@@ -350,3 +353,4 @@ def test_embedding_bag_training_step_charges_the_weighted_sum_to_the_weight_grad
     ids = torch.tensor([[1, 2, 5, 7], [2, 2, 9, 4], [3, 8, 8, 2]])
     report = netscope.step(Bag(), input_data=(ids, torch.rand(3, 4)))
     assert report.totals.forward_macs == report.totals.backward_macs == (3 * 4 * 8 if weighted else 0)
+    assert any("upper bound" in note for note in report.run.notes) == weighted  # fake tensors: counted at capacity

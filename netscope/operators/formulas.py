@@ -28,6 +28,7 @@ Conventions (each formula counts multiply-adds, never FLOPs):
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import torch
 from torch.utils import flop_counter
@@ -193,6 +194,31 @@ def _has_values(tensor) -> bool:
 
     return tensor is not None and bool(tensor.numel()) and tensor.device.type != "meta" and \
         not isinstance(tensor, FakeTensor)
+
+
+# Formulas that read index values, and count at capacity where a pass has none (meta device, fake tensors).
+AT_CAPACITY = {
+    "aten::_grouped_mm": "rows past the groups' last offset are not",
+    "aten::_embedding_bag": "padding_idx rows and indices past include_last_offset's end are not",
+    "aten::_embedding_bag_forward_only": "padding_idx rows and indices past include_last_offset's end are not",
+    "aten::_embedding_bag_backward": "padding_idx rows are not",
+    "aten::_embedding_bag_dense_backward": "padding_idx rows are not",
+    "aten::_embedding_bag_per_sample_weights_backward": "padding_idx rows are not",
+}
+
+
+def capacity_note(operators) -> Optional[str]:
+    """The note for a pass without tensor values (meta device, fake tensors) whose multiply-adds include an operator
+    counted at capacity (:data:`AT_CAPACITY`): its count is an upper bound, said with what it includes. ``operators``:
+    an ``OperatorTable``."""
+    from netscope.operators.registry import qualified_name
+
+    counted = {qualified_name(packet) for packet, macs in zip(operators.mac_packets, operators.mac_values) if macs}
+    named = [f"{name}: {AT_CAPACITY[name]}" for name in sorted(counted & AT_CAPACITY.keys())]
+    if not named:
+        return None
+    return ("without tensor values (meta device, fake tensors) these operators count every index or row as used, an "
+            "upper bound where some are not (" + "; ".join(named) + ")")
 
 
 # ---- embedding bags -------------------------------------------------------------------------------
