@@ -354,3 +354,37 @@ def test_embedding_bag_training_step_charges_the_weighted_sum_to_the_weight_grad
     report = netscope.step(Bag(), input_data=(ids, torch.rand(3, 4)))
     assert report.totals.forward_macs == report.totals.backward_macs == (3 * 4 * 8 if weighted else 0)
     assert any("upper bound" in note for note in report.run.notes) == weighted  # fake tensors: counted at capacity
+
+
+# ---- functional products that decompose: netscope against torch's FlopCounterMode -------------------------
+
+@pytest.mark.parametrize("equation, shapes", [
+    ("bij,bjk->bik", [(2, 3, 4), (2, 4, 5)]),
+    ("bii,bij->bj", [(2, 4, 4), (2, 4, 5)]),  # a diagonal taken first, then a batched product
+    ("ij,jk,kl->il", [(2, 3), (3, 4), (4, 5)]),  # three operands: two matmuls
+    ("bhqd,bhkd->bhqk", [(2, 3, 5, 8), (2, 3, 7, 8)]),
+    ("i,j->ij", [(4,), (5,)]),  # an outer product: a broadcast multiply, elementwise (0 by convention, torch's too)
+    ("ii->", [(4, 4)]),  # a trace: diagonal and sum
+])
+def test_einsum_counts_what_torch_counts_and_is_never_partial(equation, shapes):
+    operands = [torch.randn(shape) for shape in shapes]
+    model = _Fn(lambda *xs: torch.einsum(equation, *xs))
+    with FlopCounterMode(display=False) as flops:
+        model(*operands)
+    assert _macs(model, *operands).totals.total_macs == flops.get_total_flops() // 2
+
+
+def test_bmm_under_cpu_autocast_counts_the_bf16_product():
+    class Autocast(nn.Module):
+        def forward(self, a, b):
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                return torch.bmm(a, b)
+
+    a, b = torch.randn(2, 3, 4), torch.randn(2, 4, 5)
+    assert Autocast()(a, b).dtype == torch.bfloat16  # autocast did apply
+    assert _macs(Autocast(), a, b).totals.total_macs == 2 * 3 * 4 * 5
+
+
+@pytest.mark.parametrize("fn", [nn.functional.pairwise_distance, nn.functional.cosine_similarity])
+def test_row_distances_are_elementwise_math_and_reductions_zero_and_not_partial(fn):
+    assert _macs(_Fn(fn), torch.randn(9, 4), torch.randn(9, 4)).totals.total_macs == 0
