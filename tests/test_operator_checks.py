@@ -323,3 +323,15 @@ def test_a_real_2d_pool_over_a_height_of_one_keeps_both_dims():  # no unsqueeze 
 class _Pool2dOnFlatRows(nn.Module):
     def forward(self, x):
         return F.max_pool2d(x, (1, 3), (1, 2))
+
+
+class _PaddedPool1d(nn.Module):
+    def forward(self, x):
+        return F.max_pool1d(F.pad(x, (2, 1)), 3, 2)
+
+
+def test_a_pad_before_a_functional_1d_pool_is_credited_as_before_a_1d_convolution():
+    (op,) = trace(_PaddedPool1d(), spec(1, 2, 10)).window_ops[0]
+    assert (op.nd, op.input_shape, op.forward_pad) == (1, (1, 2, 13), ((2, 1),))
+    assert op.output_shape == tuple(_PaddedPool1d()(torch.randn(1, 2, 10)).shape)
+    assert op.unpadded().windows[0].pad_left == 2 and op.unpadded().sizes == (10,)

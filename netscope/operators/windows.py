@@ -209,7 +209,8 @@ class WindowOpLog:
         """Call index -> the windowed operators it ran itself, in order."""
         calls: Dict[int, List[WindowOp]] = {}
         last_pad: Dict[int, Tuple[int, _Pad]] = {}  # call index -> (id of its output, the pad it ran last)
-        last_unsqueeze: Dict[int, Tuple[int, _Unsqueeze]] = {}  # the same for the unsqueeze it ran last
+        # the same for the unsqueeze it ran last, with the id of that unsqueeze's input (an F.pad's output, maybe)
+        last_unsqueeze: Dict[int, Tuple[int, _Unsqueeze, int]] = {}
         for index, parser, args, kwargs, out, (first, made_id) in self.raw:
             if index is None:
                 continue
@@ -218,10 +219,11 @@ class WindowOpLog:
                 last_pad[index] = (made_id, made)
                 continue
             if isinstance(made, _Unsqueeze):
-                last_unsqueeze[index] = (made_id, made)
+                last_unsqueeze[index] = (made_id, made, first)
                 continue
             pad_id, pad = last_pad.pop(index, (None, None))
-            unsqueeze_id, unsqueeze = last_unsqueeze.pop(index, (None, None))
-            made = _as_pool1d(made, unsqueeze if unsqueeze_id == first else None)
-            calls.setdefault(index, []).append(_forward_pad(made, pad if pad_id == first else None))
+            unsqueeze_id, unsqueeze, source = last_unsqueeze.pop(index, (None, None, None))
+            pool1d = _as_pool1d(made, unsqueeze if unsqueeze_id == first else None)
+            read = source if pool1d is not made else first  # a 1-d pool's input is the tensor it unsqueezed
+            calls.setdefault(index, []).append(_forward_pad(pool1d, pad if pad_id == read else None))
         return calls
