@@ -262,34 +262,36 @@ def test_a_pad_is_matched_to_the_convolution_by_tensor_not_by_shape():
 class FunctionalWindow(nn.Module):
     """One functional convolution or pool, with the arguments hypothesis drew."""
 
-    def __init__(self, kind, nd, kernel, stride, padding, dilation, ceil_mode):
+    def __init__(self, kind, nd, kernel, stride, padding, dilation, ceil_mode, output_padding=0):
         super().__init__()
         self.kind, self.nd = kind, nd
         self.options = dict(kernel_size=kernel, stride=stride, padding=padding, ceil_mode=ceil_mode)
         if kind == "max":
             self.options["dilation"] = dilation
-        if kind == "conv":
-            self.weight = nn.Parameter(torch.randn((2, 2) + (kernel,) * nd))
-            self.options = dict(stride=stride, padding=padding, dilation=dilation)
+        if kind in ("conv", "conv_transpose"):
+            self.weight = nn.Parameter(torch.randn((2, 1) + (kernel,) * nd))  # two groups of one channel
+            self.options = dict(stride=stride, padding=padding, dilation=dilation, groups=2)
+        if kind == "conv_transpose":
+            self.options["output_padding"] = output_padding
 
     def forward(self, x):
-        if self.kind == "conv":
-            return getattr(F, f"conv{self.nd}d")(x, self.weight, **self.options)
+        if self.kind in ("conv", "conv_transpose"):
+            return getattr(F, f"{self.kind}{self.nd}d")(x, self.weight, **self.options)
         return getattr(F, f"{self.kind}_pool{self.nd}d")(x, **self.options)
 
 
 NAMES = {1: ["L"], 2: ["H", "W"], 3: ["D", "H", "W"]}
 
 
-@settings(max_examples=80, deadline=None, derandomize=True)
-@given(kind=st.sampled_from(["max", "avg", "conv"]), nd=st.integers(1, 3), kernel=st.integers(1, 4),
+@settings(max_examples=100, deadline=None, derandomize=True)
+@given(kind=st.sampled_from(["max", "avg", "conv", "conv_transpose"]), nd=st.integers(1, 3), kernel=st.integers(1, 4),
        stride=st.integers(1, 4), padding=st.integers(0, 2), dilation=st.integers(1, 2), ceil_mode=st.booleans(),
-       sizes=st.lists(st.integers(1, 12), min_size=3, max_size=3))
+       output_padding=st.integers(0, 3), sizes=st.lists(st.integers(1, 12), min_size=3, max_size=3))
 def test_functional_window_checks_name_the_operators_dims_and_agree_with_torchs_output(
-        kind, nd, kernel, stride, padding, dilation, ceil_mode, sizes):
+        kind, nd, kernel, stride, padding, dilation, ceil_mode, output_padding, sizes):
     from hypothesis import assume
 
-    model = FunctionalWindow(kind, nd, kernel, stride, padding, dilation, ceil_mode)
+    model = FunctionalWindow(kind, nd, kernel, stride, padding, dilation, ceil_mode, output_padding)
     x = torch.randn((1, 2) + tuple(sizes[:nd]))
     try:
         real = model(x).shape  # torch's own layer is the oracle; inputs it rejects are not this test's

@@ -30,6 +30,7 @@ class WindowOp:
     transposed: bool = False
     # (left, right) per spatial dimension that an F.pad right before it in the same call added to its input
     forward_pad: Tuple[Tuple[int, int], ...] = ()
+    output_padding: Tuple[int, ...] = ()  # a transposed convolution's, one per spatial dimension
 
     def unpadded(self) -> "WindowOp":
         """The same windows on the tensor before ``forward_pad``: its padding counted as the window's own."""
@@ -62,9 +63,15 @@ class WindowOp:
         cut = len(self.input_shape) - self.nd
         return WindowOp(self.op, self.input_shape[:cut] + self.input_shape[cut + extra:],
                         self.output_shape[:cut] + self.output_shape[cut + extra:], self.windows[extra:],
-                        self.transposed)
+                        self.transposed, output_padding=self.output_padding[extra:])
 
     def dims(self) -> Tuple[DimFormula, ...]:
+        if self.transposed:
+            from netscope.analyses.formulas.conv_transpose import transposed_dim
+
+            extra = self.output_padding or (0,) * self.nd
+            return tuple(transposed_dim(name, n, w.stride, w.pad_left, w.dilation, w.kernel, op)
+                         for w, name, n, op in zip(self.windows, dim_names(self.nd), self.sizes, extra))
         return tuple(w.formula(n, s) for w, n, s in zip(self.windows, dim_names(self.nd), self.sizes))
 
     def expected_shape(self) -> Shape:
@@ -94,9 +101,10 @@ def _convolution(args, kwargs, out) -> Optional[WindowOp]:
     padding = operator_ints(_arg(args, kwargs, 4, "padding", 0), nd)
     dilation = operator_ints(_arg(args, kwargs, 5, "dilation", 1), nd)
     transposed = bool(_arg(args, kwargs, 6, "transposed", False))
+    output_padding = operator_ints(_arg(args, kwargs, 7, "output_padding", 0), nd) if transposed else ()
     kernels = tuple(weight[2:])
     windows = tuple(Window(k, s, p, p, d) for k, s, p, d in zip(kernels, stride, padding, dilation))
-    return WindowOp("convolution", tuple(x), tuple(out), windows, transposed)
+    return WindowOp("convolution", tuple(x), tuple(out), windows, transposed, output_padding=output_padding)
 
 
 def _pool(name: str, nd: int, dilated: bool):
