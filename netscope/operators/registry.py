@@ -374,7 +374,8 @@ def register_macs(op: OpLike, *, overrides_torch: bool = False) -> Callable[[Mac
     """Register a multiply-add formula ``fn(*args, out_val=output, **kwargs) -> int`` for ``op``.
 
     ``op``: ``"namespace::name"``, ``torch.ops.ns.name`` or one of its overloads. Formulas apply to
-    every later ``netscope.summary`` pass. Duplicates are refused (see :class:`MacRegistry`)."""
+    every later ``netscope.summary`` pass. Duplicates are refused (see :class:`MacRegistry`). On complex
+    operands count complex multiply-adds: netscope turns each into 4 real ones, as for its own formulas."""
     return REGISTRY.register(op, overrides_torch=overrides_torch)
 
 
