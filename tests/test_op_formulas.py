@@ -388,3 +388,12 @@ def test_bmm_under_cpu_autocast_counts_the_bf16_product():
 @pytest.mark.parametrize("fn", [nn.functional.pairwise_distance, nn.functional.cosine_similarity])
 def test_row_distances_are_elementwise_math_and_reductions_zero_and_not_partial(fn):
     assert _macs(_Fn(fn), torch.randn(9, 4), torch.randn(9, 4)).totals.total_macs == 0
+
+
+def test_complex_convolution_counts_the_three_real_convolutions_torch_runs():
+    """torch computes a complex convolution as three real ones (Gauss's trick); those are real multiply-adds."""
+    conv = nn.Conv2d(3, 4, 3, dtype=torch.complex64)
+    x = torch.randn(1, 3, 8, 8, dtype=torch.complex64)
+    with FlopCounterMode(display=False) as flops:
+        conv(x)
+    assert _macs(conv, x).totals.total_macs == flops.get_total_flops() // 2 == 3 * (4 * 6 * 6) * (3 * 3 * 3)
