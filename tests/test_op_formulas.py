@@ -108,8 +108,9 @@ class Spectral(nn.Module):
 def test_fft_counts_n_log2_n_over_2_complex_multiply_adds_per_signal():
     x = torch.randn(3, 8, 16)
     report = _macs(Spectral(), x)
-    # rfft over the last dim: 3·8 signals of 16 points; irfft the same; fft2: 16-point and 8-point passes
-    expected = (3 * 8 * 16 * 4 // 2) * 2 + (3 * 8 * 16 * 4 // 2 + 3 * 8 * 16 * 3 // 2)
+    # rfft over the last dim: 3·8 signals of 16 points; irfft the same; fft2: 16-point and 8-point passes;
+    # each butterfly's complex multiply-add is 4 real ones
+    expected = 4 * ((3 * 8 * 16 * 4 // 2) * 2 + (3 * 8 * 16 * 4 // 2 + 3 * 8 * 16 * 3 // 2))
     assert report.totals.total_macs == expected
     assert _macs(Spectral(), x, device="meta").totals.total_macs == expected
 
@@ -188,3 +189,211 @@ def test_fused_transformer_encoder_layer_counts_what_the_unfused_layer_does(batc
     tokens = batch * seq
     per_layer = tokens * embed * 4 * embed + 2 * tokens * seq * embed + 2 * tokens * embed * hidden
     assert not report.partial and report.totals.total_macs == layers * per_layer
+
+
+# ---- complex operands: real multiply-adds --------------------------------------------------------------
+
+class ComplexProducts(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(16, 12, dtype=torch.complex64)
+
+    def forward(self, x, w):
+        return self.linear(x @ w)
+
+
+def _real_twin(x, w, linear):
+    """The same products on real numbers: (a+bi)(c+di) = (ac - bd) + (ad + bc)i, four real matmuls each."""
+    y_re = x.real @ w.real - x.imag @ w.imag
+    y_im = x.real @ w.imag + x.imag @ w.real
+    weight = linear.weight.t()
+    return y_re @ weight.real - y_im @ weight.imag, y_re @ weight.imag + y_im @ weight.real
+
+
+def test_complex_matmul_and_linear_count_four_real_multiply_adds_per_complex_one():
+    model = ComplexProducts()
+    x, w = torch.randn(2, 8, 16, dtype=torch.complex64), torch.randn(16, 16, dtype=torch.complex64)
+    with FlopCounterMode(display=False) as flops:
+        _real_twin(x, w, model.linear)
+    with FlopCounterMode(display=False) as complex_flops:
+        model(x, w)
+    report = _macs(model, x, w)
+    assert report.totals.total_macs == flops.get_total_flops() // 2 == 4 * (2 * 8 * 16 * 16 + 2 * 8 * 16 * 12)
+    assert complex_flops.get_total_flops() // 2 * 4 == report.totals.total_macs  # torch counts one per complex one
+    assert _macs(model, x, w, device="meta").totals.total_macs == report.totals.total_macs
+
+
+def test_real_operators_on_a_view_of_complex_numbers_are_not_multiplied():
+    x = torch.randn(4, 6, dtype=torch.complex64)
+    w = torch.randn(2, 3)  # the (4, 6, 2) real view times a real (2, 3) matrix: real multiply-adds only
+    model = _Fn(lambda x: torch.view_as_real(x) @ w)
+    assert _macs(model, x).totals.total_macs == 4 * 6 * 2 * 3
+
+
+class _Fn(nn.Module):
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, *args):
+        return self.fn(*args)
+
+
+# ---- EmbeddingBag: a weighted sum is a product, a plain bag a gather and a reduction ------------------
+
+def _weighted_bag_oracle(indices, offsets, dim, include_last_offset, padding_idx):
+    """Brute force: walk the bags as the documentation defines them, one multiply-add per element of each row."""
+    flat = indices.reshape(-1).tolist()
+    if offsets is None:  # 2-d input: one bag per row
+        bags = [indices[r].tolist() for r in range(indices.shape[0])]
+    else:
+        ends = offsets.tolist()[1:] if include_last_offset else offsets.tolist()[1:] + [len(flat)]
+        bags = [flat[start:end] for start, end in zip(offsets.tolist(), ends)]
+    return sum(dim for bag in bags for index in bag if index != padding_idx)
+
+
+@pytest.mark.parametrize("mode", ["sum", "mean", "max"])
+@pytest.mark.parametrize("padding_idx", [None, 3])
+def test_embedding_bag_without_weights_is_a_gather_and_a_reduction_like_embedding_then_sum(mode, padding_idx):
+    bag = nn.EmbeddingBag(20, 8, mode=mode, padding_idx=padding_idx)
+    ids = torch.randint(0, 20, (4, 5))
+    composed = _Fn(lambda i: getattr(torch, {"sum": "sum", "mean": "mean", "max": "amax"}[mode])(
+        nn.functional.embedding(i, bag.weight), dim=1))
+    assert _macs(bag, ids).totals.total_macs == _macs(composed, ids).totals.total_macs == 0
+
+
+@pytest.mark.parametrize("layout", ["2d", "offsets", "last_offset"])
+@pytest.mark.parametrize("padding_idx", [None, 3])
+@pytest.mark.parametrize("device", ["cpu", "meta"])
+def test_embedding_bag_with_per_sample_weights_counts_each_bagged_element(layout, padding_idx, device):
+    dim = 8
+    bag = nn.EmbeddingBag(20, dim, mode="sum", padding_idx=padding_idx)
+    generator = torch.Generator().manual_seed(0)
+    if layout == "2d":
+        ids, offsets = torch.randint(0, 6, (4, 5), generator=generator), None
+    else:
+        ids, offsets = torch.randint(0, 6, (13,), generator=generator), torch.tensor([0, 4, 4, 9])
+        if layout == "last_offset":
+            bag.include_last_offset = True  # bags [0:4], [4:4], [4:9]; indices 9.. belong to no bag
+    weights = torch.rand(ids.shape, generator=generator)
+    inputs = (ids, offsets, weights) if offsets is not None else (ids, None, weights)
+    report = _macs(bag, *inputs, device=device)
+    capacity = [note for note in report.run.notes if "upper bound" in note and "aten::_embedding_bag" in note]
+    if device == "meta":  # index values unknown (padding rows, the last offset's value): every index is counted
+        assert report.totals.total_macs == ids.numel() * dim
+        assert len(capacity) == 1 and "padding_idx rows" in capacity[0]  # and the report says so
+        return
+    assert not capacity
+    expected = _weighted_bag_oracle(ids, offsets, dim, layout == "last_offset",
+                                    padding_idx if padding_idx is not None else -1)
+    assert report.totals.total_macs == expected
+    if padding_idx is not None:  # the case really has padding rows to skip
+        assert expected < _weighted_bag_oracle(ids, offsets, dim, layout == "last_offset", -1)
+
+
+def test_embedding_bag_weighted_sum_equals_the_sparse_product_it_computes():
+    """The weighted bag is (bags x num_embeddings sparse, one stored weight per index) @ weight: torch's dense
+    result and netscope's count of that sparse mm agree with the bag's own count."""
+    bag = nn.EmbeddingBag(20, 8, mode="sum")
+    ids, offsets, weights = torch.tensor([1, 5, 5, 9, 2, 7]), torch.tensor([0, 2, 5]), torch.rand(6)
+    rows = torch.tensor([0, 0, 1, 1, 1, 2])
+    sparse = torch.sparse_coo_tensor(torch.stack([rows, ids]), weights, (3, 20))
+    torch.testing.assert_close(bag(ids, offsets, weights), torch.sparse.mm(sparse, bag.weight))
+    assert _macs(bag, ids, offsets, weights).totals.total_macs == ids.numel() * 8
+
+
+# ---- cdist: p = 2 is a product per coordinate pair, other p no products ------------------------------------
+
+def test_cdist_p2_counts_one_squared_difference_per_coordinate_of_each_pair_over_the_broadcast_batch():
+    x1, x2 = torch.randn(2, 1, 7, 3), torch.randn(3, 6, 3)  # batch (2, 3), P=7, R=6, M=3; under 25 rows: direct path
+    report = _macs(_Fn(lambda a, b: torch.cdist(a, b)), x1, x2)
+    assert report.totals.total_macs == 2 * 3 * 7 * 6 * 3
+    assert [op for op in report.by_operator()["op"] if "cdist" in op] == ["aten::_cdist_forward"]
+
+
+@pytest.mark.parametrize("p", [0.0, 1.0, float("inf")])
+def test_cdist_without_products_counts_zero_and_is_not_partial(p):
+    assert _macs(_Fn(lambda a, b: torch.cdist(a, b, p=p)), torch.randn(4, 3), torch.randn(5, 3)).totals.total_macs == 0
+
+
+def test_cdist_matmul_path_counts_the_matmul_it_runs():
+    x1, x2 = torch.randn(2, 30, 4), torch.randn(2, 40, 4)
+    # the decomposition documented for cdist's mm path: [-2x, |x|², 1] @ [y, 1, |y|²]ᵀ, then sqrt
+    left = torch.cat([-2 * x1, x1.pow(2).sum(-1, keepdim=True), torch.ones(2, 30, 1)], -1)
+    right = torch.cat([x2, torch.ones(2, 40, 1), x2.pow(2).sum(-1, keepdim=True)], -1)
+    with FlopCounterMode(display=False) as flops:
+        product = left @ right.mT
+    model = _Fn(lambda a, b: torch.cdist(a, b, compute_mode="use_mm_for_euclid_dist"))
+    torch.testing.assert_close(product.clamp_min(0).sqrt(), model(x1, x2), atol=1e-4, rtol=1e-4)
+    report = _macs(model, x1, x2)
+    assert "aten::_euclidean_dist" in set(report.by_operator()["op"])
+    assert report.totals.total_macs == flops.get_total_flops() // 2 == 2 * 30 * 40 * (4 + 2)
+
+
+@pytest.mark.parametrize("window", ["hann_window", "hamming_window", "blackman_window", "bartlett_window",
+                                    "kaiser_window"])
+def test_stft_with_a_window_made_in_forward_counts_its_ffts_and_is_not_partial(window):
+    x = torch.randn(2, 64)
+    model = _Fn(lambda x: torch.stft(x, 16, hop_length=4, window=getattr(torch, window)(16), return_complex=True))
+    frames = 1 + 64 // 4  # center=True pads n_fft // 2 on each side
+    # one 16-point FFT per frame and signal: 16·log2(16)/2 butterflies, 4 real multiply-adds each
+    assert _macs(model, x).totals.total_macs == 4 * 2 * frames * 16 * 4 // 2
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_embedding_bag_training_step_charges_the_weighted_sum_to_the_weight_gradient_too(weighted):
+    class Bag(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.bag = nn.EmbeddingBag(50, 8, mode="sum")  # step runs on fake tensors: index values unread
+
+        def forward(self, ids, weights):
+            return self.bag(ids, per_sample_weights=weights if weighted else None)
+
+    ids = torch.tensor([[1, 2, 5, 7], [2, 2, 9, 4], [3, 8, 8, 2]])
+    report = netscope.step(Bag(), input_data=(ids, torch.rand(3, 4)))
+    assert report.totals.forward_macs == report.totals.backward_macs == (3 * 4 * 8 if weighted else 0)
+    assert any("upper bound" in note for note in report.run.notes) == weighted  # fake tensors: counted at capacity
+
+
+# ---- functional products that decompose: netscope against torch's FlopCounterMode -------------------------
+
+@pytest.mark.parametrize("equation, shapes", [
+    ("bij,bjk->bik", [(2, 3, 4), (2, 4, 5)]),
+    ("bii,bij->bj", [(2, 4, 4), (2, 4, 5)]),  # a diagonal taken first, then a batched product
+    ("ij,jk,kl->il", [(2, 3), (3, 4), (4, 5)]),  # three operands: two matmuls
+    ("bhqd,bhkd->bhqk", [(2, 3, 5, 8), (2, 3, 7, 8)]),
+    ("i,j->ij", [(4,), (5,)]),  # an outer product: a broadcast multiply, elementwise (0 by convention, torch's too)
+    ("ii->", [(4, 4)]),  # a trace: diagonal and sum
+])
+def test_einsum_counts_what_torch_counts_and_is_never_partial(equation, shapes):
+    operands = [torch.randn(shape) for shape in shapes]
+    model = _Fn(lambda *xs: torch.einsum(equation, *xs))
+    with FlopCounterMode(display=False) as flops:
+        model(*operands)
+    assert _macs(model, *operands).totals.total_macs == flops.get_total_flops() // 2
+
+
+def test_bmm_under_cpu_autocast_counts_the_bf16_product():
+    class Autocast(nn.Module):
+        def forward(self, a, b):
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                return torch.bmm(a, b)
+
+    a, b = torch.randn(2, 3, 4), torch.randn(2, 4, 5)
+    assert Autocast()(a, b).dtype == torch.bfloat16  # autocast did apply
+    assert _macs(Autocast(), a, b).totals.total_macs == 2 * 3 * 4 * 5
+
+
+@pytest.mark.parametrize("fn", [nn.functional.pairwise_distance, nn.functional.cosine_similarity])
+def test_row_distances_are_elementwise_math_and_reductions_zero_and_not_partial(fn):
+    assert _macs(_Fn(fn), torch.randn(9, 4), torch.randn(9, 4)).totals.total_macs == 0
+
+
+def test_complex_convolution_counts_the_three_real_convolutions_torch_runs():
+    """torch computes a complex convolution as three real ones (Gauss's trick); those are real multiply-adds."""
+    conv = nn.Conv2d(3, 4, 3, dtype=torch.complex64)
+    x = torch.randn(1, 3, 8, 8, dtype=torch.complex64)
+    with FlopCounterMode(display=False) as flops:
+        conv(x)
+    assert _macs(conv, x).totals.total_macs == flops.get_total_flops() // 2 == 3 * (4 * 6 * 6) * (3 * 3 * 3)

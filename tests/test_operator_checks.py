@@ -255,3 +255,85 @@ def test_a_pad_is_matched_to_the_convolution_by_tensor_not_by_shape():
     checks = check_trace(trace(model, spec(1, 2, 10, 10)))
     warned = [f for c in checks for f in c.findings if f.code == "stride-skips-input" and f.severity.value == "warning"]
     assert unread == 1 and len(warned) == 1
+
+
+# ---- functional convolutions and pools inside a forward: the operator's own rank and torch's real output ----
+
+class FunctionalWindow(nn.Module):
+    """One functional convolution or pool, with the arguments hypothesis drew."""
+
+    def __init__(self, kind, nd, kernel, stride, padding, dilation, ceil_mode, output_padding=0):
+        super().__init__()
+        self.kind, self.nd = kind, nd
+        self.options = dict(kernel_size=kernel, stride=stride, padding=padding, ceil_mode=ceil_mode)
+        if kind == "max":
+            self.options["dilation"] = dilation
+        if kind in ("conv", "conv_transpose"):
+            self.weight = nn.Parameter(torch.randn((2, 1) + (kernel,) * nd))  # two groups of one channel
+            self.options = dict(stride=stride, padding=padding, dilation=dilation, groups=2)
+        if kind == "conv_transpose":
+            self.options["output_padding"] = output_padding
+
+    def forward(self, x):
+        if self.kind in ("conv", "conv_transpose"):
+            return getattr(F, f"{self.kind}{self.nd}d")(x, self.weight, **self.options)
+        return getattr(F, f"{self.kind}_pool{self.nd}d")(x, **self.options)
+
+
+NAMES = {1: ["L"], 2: ["H", "W"], 3: ["D", "H", "W"]}
+
+
+@settings(max_examples=100, deadline=None, derandomize=True)
+@given(kind=st.sampled_from(["max", "avg", "conv", "conv_transpose"]), nd=st.integers(1, 3), kernel=st.integers(1, 4),
+       stride=st.integers(1, 4), padding=st.integers(0, 2), dilation=st.integers(1, 2), ceil_mode=st.booleans(),
+       output_padding=st.integers(0, 3), sizes=st.lists(st.integers(1, 12), min_size=3, max_size=3))
+def test_functional_window_checks_name_the_operators_dims_and_agree_with_torchs_output(
+        kind, nd, kernel, stride, padding, dilation, ceil_mode, output_padding, sizes):
+    from hypothesis import assume
+
+    model = FunctionalWindow(kind, nd, kernel, stride, padding, dilation, ceil_mode, output_padding)
+    x = torch.randn((1, 2) + tuple(sizes[:nd]))
+    try:
+        real = model(x).shape  # torch's own layer is the oracle; inputs it rejects are not this test's
+    except RuntimeError:
+        assume(False)
+    report = netscope.summary(model, input_data=x, audit_names=False)
+    (check,) = report.checks
+    assert check.status == "pass"
+    assert [d.dim for d in check.dims] == NAMES[nd]
+    assert tuple(check.expected_shape) == tuple(real)
+    assert [d.expected for d in check.dims] == list(real[-nd:])
+
+
+@pytest.mark.parametrize("kind", ["max", "avg"])
+def test_ceil_mode_drops_a_last_window_that_would_start_in_the_padding_for_a_functional_1d_pool(kind):
+    # 5 + 2*1 padded, kernel 2, stride 2: ceil((5 + 2 - 2) / 2) + 1 = 4, but window 4 would start at 6 >= 5 + 1
+    model = FunctionalWindow(kind, 1, 2, 2, 1, 1, True)
+    x = torch.randn(1, 2, 5)
+    (check,) = netscope.summary(model, input_data=x, audit_names=False).checks
+    assert model(x).shape[-1] == 3 == check.expected_shape[-1]
+    assert [d.dim for d in check.dims] == ["L"]
+    assert "the last window would start in the right padding" in check.dims[0].text
+
+
+def test_a_real_2d_pool_over_a_height_of_one_keeps_both_dims():  # no unsqueeze before it: not a 1-d pool
+    x = torch.randn(1, 2, 1, 9)
+    (check,) = netscope.summary(_Pool2dOnFlatRows(), input_data=x, audit_names=False).checks
+    assert [d.dim for d in check.dims] == ["H", "W"]
+
+
+class _Pool2dOnFlatRows(nn.Module):
+    def forward(self, x):
+        return F.max_pool2d(x, (1, 3), (1, 2))
+
+
+class _PaddedPool1d(nn.Module):
+    def forward(self, x):
+        return F.max_pool1d(F.pad(x, (2, 1)), 3, 2)
+
+
+def test_a_pad_before_a_functional_1d_pool_is_credited_as_before_a_1d_convolution():
+    (op,) = trace(_PaddedPool1d(), spec(1, 2, 10)).window_ops[0]
+    assert (op.nd, op.input_shape, op.forward_pad) == (1, (1, 2, 13), ((2, 1),))
+    assert op.output_shape == tuple(_PaddedPool1d()(torch.randn(1, 2, 10)).shape)
+    assert op.unpadded().windows[0].pad_left == 2 and op.unpadded().sizes == (10,)

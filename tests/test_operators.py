@@ -313,32 +313,32 @@ def test_by_op_cli_view_and_json_section(capsys):
 
 def test_a_broken_registered_formula_is_named_not_blamed_on_the_model():
     """A formula that raises or returns a float fails the pass with MacFormulaError (exit 2) naming the operator
-    and the formula; a sound one counts. aten::_cdist_forward has no formula (its total is partial)."""
+    and the formula; a sound one counts. aten::addr has no formula (its total is partial)."""
     import torch.nn as nn
 
     import netscope
     from netscope.errors import EXIT_USAGE, MacFormulaError
     from netscope.operators.registry import REGISTRY
 
-    class Distances(nn.Module):
+    class Outer(nn.Module):
         def forward(self, x):
-            return torch.cdist(x, x)
+            return torch.addr(x, x[:, 0], x[0])
 
-    assert netscope.summary(Distances(), input_size=(1, 5, 3)).partial
+    assert netscope.summary(Outer(), input_size=(5, 3)).partial
     cases = ((lambda *a, out_val=None, **k: 1 / 0, "raised ZeroDivisionError"),
              (lambda *a, out_val=None, **k: 2.5, "returned 2.5"),
-             (lambda x1, x2, *a, out_val=None, **k: x1.shape[0] * x1.shape[1] * x2.shape[1] * x1.shape[2], None))
+             (lambda c, v1, v2, *a, out_val=None, **k: v1.shape[0] * v2.shape[0], None))
     for formula, needle in cases:
-        REGISTRY.register("aten::_cdist_forward")(formula)
+        REGISTRY.register("aten::addr")(formula)
         try:
             if needle is None:
-                report = netscope.summary(Distances(), input_size=(1, 5, 3))
-                assert not report.partial and report.totals.total_macs == 1 * 5 * 5 * 3
+                report = netscope.summary(Outer(), input_size=(5, 3))
+                assert not report.partial and report.totals.total_macs == 5 * 3
                 continue
             with pytest.raises(MacFormulaError) as info:
-                netscope.summary(Distances(), input_size=(1, 5, 3))
+                netscope.summary(Outer(), input_size=(5, 3))
         finally:
-            REGISTRY.unregister("aten::_cdist_forward")
+            REGISTRY.unregister("aten::addr")
         text = str(info.value)
-        assert info.value.exit_code == EXIT_USAGE and "aten::_cdist_forward" in text and needle in text
+        assert info.value.exit_code == EXIT_USAGE and "aten::addr" in text and needle in text
         assert "(root)" in text and "Check the input shape" not in text

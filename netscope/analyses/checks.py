@@ -83,9 +83,9 @@ def check_call(index: int, call, module, values, ops: Sequence = ()) -> List[For
     operator that a module without a formula ran itself (``F.conv2d``, ``F.max_pool2d`` in a forward)."""
     args, kwargs = values
     prediction = predict(module, args, kwargs)
-    ops = [op for op in ops if not op.transposed]
-    if prediction is None:
+    if prediction is None:  # F.conv_transpose2d too: its formula on the operator's arguments
         return [_operator_check(index, call, op, None) for op in ops]
+    ops = [op for op in ops if not op.transposed]
     if len(ops) == 1 and call.output_shapes != FAILED and isinstance(module, WINDOWED_MODULES):
         op = ops[0].spatial(len(prediction.dims) if prediction.dims else ops[0].nd)
         if op is not None:
@@ -131,7 +131,7 @@ def _operator_check(index: int, call, op, prediction) -> FormulaCheck:
     label = call.name or "(root)"
     where = dict(layer=call.name, call_index=index)
     dims = op.dims()
-    notes = list(window_notes(op.windows, op.sizes, dim_names(op.nd)))
+    notes = [] if op.transposed else list(window_notes(op.windows, op.sizes, dim_names(op.nd)))
     if op.forward_pad:  # positions an F.pad in forward added are not the input's: count unread ones without them
         real = op.unpadded()
         notes = [n for n in notes if n.code != "stride-skips-input"] + [

@@ -10,12 +10,17 @@ Conventions (each formula counts multiply-adds, never FLOPs):
 - RNN kernels (``mkldnn_rnn_layer``, ``_cudnn_rnn``): every weight matrix is applied once per time
   step and batch row (input, hidden and LSTM projection matrices); gate math is elementwise (0), so
   LSTM/GRU/RNN count the same as the ``mm``/``addmm`` calls the meta device decomposes them into;
+- ``_embedding_bag`` (``nn.EmbeddingBag``): with ``per_sample_weights`` one per element of each bagged row (the
+  sparse product the weighted sum equals), without them 0 (a gather and a reduction, as ``embedding`` + ``sum``);
+- ``cdist`` (``_cdist_forward``, ``_euclidean_dist``): p = 2 one per coordinate of each pair of rows (plus the two
+  norm columns of the matmul path); other p no products (0);
 - ``_trilinear`` (``nn.Bilinear``): one per point of the broadcast product space (N·out·in1·in2);
 - ``torchvision::deform_conv2d``: as the plain convolution of that weight; sampling the offsets
   (bilinear interpolation) and the mask product are elementwise (0);
 - FFTs (``_fft_r2c``, ``_fft_c2c``, ``_fft_c2r``): per transformed dimension of length n, a radix-2
   transform counts n·⌈log₂ n⌉/2 complex multiply-adds (one per butterfly) per 1-d signal, over the
-  complex signal's full (two-sided) length; a complex multiply-add counts as one;
+  complex signal's full (two-sided) length; like every formula here it counts complex multiply-adds, which
+  the registry turns into 4 real ones each;
 - ``quantized::`` conv/linear (fused ``_relu`` variants, dynamic and transposed ones included): the
   integer multiply-adds of the float twin, from the packed weight's shape.
 """
@@ -23,6 +28,7 @@ Conventions (each formula counts multiply-adds, never FLOPs):
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import torch
 from torch.utils import flop_counter
@@ -177,11 +183,102 @@ def grouped_mm_macs(a, b, offs=None, *args, out_val=None, **kwargs) -> int:
 
 def _grouped_extent(offs, size: int) -> int:
     """How much of a grouped dimension of ``size`` the groups cover: ``offs[-1]`` (cumulative ends), when readable."""
-    from torch._subclasses.fake_tensor import FakeTensor
-
-    if offs is None or not offs.numel() or offs.device.type == "meta" or isinstance(offs, FakeTensor):
+    if not _has_values(offs):
         return size
     return min(int(offs[-1]), size)
+
+
+def _has_values(tensor) -> bool:
+    """Whether a non-empty index tensor's values can be read (not on meta, not a fake tensor)."""
+    from torch._subclasses.fake_tensor import FakeTensor
+
+    return tensor is not None and bool(tensor.numel()) and tensor.device.type != "meta" and \
+        not isinstance(tensor, FakeTensor)
+
+
+# Formulas that read index values, and count at capacity where a pass has none (meta device, fake tensors).
+AT_CAPACITY = {
+    "aten::_grouped_mm": "rows past the groups' last offset are not",
+    "aten::_embedding_bag": "padding_idx rows and indices past include_last_offset's end are not",
+    "aten::_embedding_bag_forward_only": "padding_idx rows and indices past include_last_offset's end are not",
+    "aten::_embedding_bag_backward": "padding_idx rows are not",
+    "aten::_embedding_bag_dense_backward": "padding_idx rows are not",
+    "aten::_embedding_bag_per_sample_weights_backward": "padding_idx rows are not",
+}
+
+
+def capacity_note(operators) -> Optional[str]:
+    """The note for a pass without tensor values (meta device, fake tensors) whose multiply-adds include an operator
+    counted at capacity (:data:`AT_CAPACITY`): its count is an upper bound, said with what it includes. ``operators``:
+    an ``OperatorTable``."""
+    from netscope.operators.registry import qualified_name
+
+    counted = {qualified_name(packet) for packet, macs in zip(operators.mac_packets, operators.mac_values) if macs}
+    named = [f"{name}: {AT_CAPACITY[name]}" for name in sorted(counted & AT_CAPACITY.keys())]
+    if not named:
+        return None
+    return ("without tensor values (meta device, fake tensors) these operators count every index or row as used, an "
+            "upper bound where some are not (" + "; ".join(named) + ")")
+
+
+# ---- embedding bags -------------------------------------------------------------------------------
+
+@register_macs("aten::_embedding_bag")
+def embedding_bag_macs(weight, indices, offsets, scale_grad_by_freq=False, mode=0, sparse=False,
+                       per_sample_weights=None, include_last_offset=False, padding_idx=-1, *args, out_val=None,
+                       **kwargs) -> int:
+    """``nn.EmbeddingBag``: without ``per_sample_weights`` (modes sum, mean, max) a gather and a reduction, zero
+    like ``aten::embedding`` followed by ``aten::sum``/``mean``/``amax``; with them (mode sum only) a weighted sum,
+    each bagged row scaled and accumulated: one multiply-add per element of every row that enters a bag (the
+    sparse ``(bags, num_embeddings) @ weight`` product it equals, counted by stored elements as ``mm`` is). Rows
+    whose index is ``padding_idx``, and indices past ``offsets[-1]`` under ``include_last_offset``, enter no bag;
+    where the index values cannot be read (meta device, fake tensors) every index is counted."""
+    if per_sample_weights is None:
+        return 0
+    return _bagged_rows(indices, offsets, include_last_offset, padding_idx) * weight.shape[-1]
+
+
+register_macs("aten::_embedding_bag_forward_only")(embedding_bag_macs)
+
+
+@register_macs("aten::_embedding_bag_per_sample_weights_backward")
+def embedding_bag_weights_backward_macs(grad, weight, indices, offsets, offset2bag, mode, padding_idx=-1, *args,
+                                        out_val=None, **kwargs) -> int:
+    """The gradient of each per-sample weight: its row dotted with its bag's gradient, as many multiply-adds as
+    the forward's weighted sum."""
+    return _bagged_rows(indices, offsets, False, padding_idx) * weight.shape[-1]
+
+
+@register_macs("aten::_embedding_bag_backward")
+def embedding_bag_backward_macs(grad, indices, offsets, offset2bag, bag_size, maximum_indices, num_weights,
+                                scale_grad_by_freq, mode, sparse, per_sample_weights=None, padding_idx=-1, *args,
+                                out_val=None, **kwargs) -> int:
+    """The weight gradient: each bag's gradient scattered back to its rows, scaled by the row's per-sample weight
+    when there is one (as many multiply-adds as the forward's weighted sum; indices past an
+    ``include_last_offset`` end, which the backward does not see apart, are counted), else a scatter (0)."""
+    if per_sample_weights is None:
+        return 0
+    return _bagged_rows(indices, offsets, False, padding_idx) * grad.shape[-1]
+
+
+@register_macs("aten::_embedding_bag_dense_backward")
+def embedding_bag_dense_backward_macs(grad, indices, offset2bag, bag_size, maximum_indices, num_weights,
+                                      scale_grad_by_freq, mode, per_sample_weights=None, padding_idx=-1, *args,
+                                      out_val=None, **kwargs) -> int:
+    return embedding_bag_backward_macs(grad, indices, None, offset2bag, bag_size, maximum_indices, num_weights,
+                                       scale_grad_by_freq, mode, False, per_sample_weights, padding_idx)
+
+
+def _bagged_rows(indices, offsets, include_last_offset, padding_idx) -> int:
+    """How many indices enter a bag (all of them where their values cannot be read)."""
+    if not _has_values(indices):
+        return indices.numel()
+    flat = indices.reshape(-1)
+    if include_last_offset and _has_values(offsets):
+        flat = flat[:int(offsets[-1])]
+    if padding_idx is not None and padding_idx >= 0:
+        return int((flat != padding_idx).sum())
+    return flat.numel()
 
 
 # ---- attention ------------------------------------------------------------------------------------
@@ -256,6 +353,28 @@ def cudnn_rnn_macs(input, weights, *args, out_val=None, **kwargs) -> int:
 @register_macs("aten::miopen_rnn")
 def miopen_rnn_macs(input, weights, *args, out_val=None, **kwargs) -> int:
     return cudnn_rnn_macs(input, weights)
+
+
+# ---- distances ------------------------------------------------------------------------------------
+
+def _pairs(x1, x2) -> int:
+    """Broadcast batch x P x R: the pairs of rows a ``cdist`` compares."""
+    return math.prod(torch.broadcast_shapes(x1.shape[:-2], x2.shape[:-2])) * x1.shape[-2] * x2.shape[-2]
+
+
+@register_macs("aten::_cdist_forward")
+def cdist_macs(x1, x2, p, *args, out_val=None, **kwargs) -> int:
+    """``torch.cdist`` computed pair by pair: for p = 2, a squared difference accumulated per coordinate of each pair
+    (one multiply-add); other p take differences, absolute values, powers and a sum or max, elementwise math and
+    reductions, zero by convention (as ``pairwise_distance``'s operators are)."""
+    return _pairs(x1, x2) * x1.shape[-1] if p == 2 else 0
+
+
+@register_macs("aten::_euclidean_dist")
+def euclidean_dist_macs(x1, x2, *args, out_val=None, **kwargs) -> int:
+    """``cdist``'s matrix-product path (p = 2, more than 25 rows): ``[-2x, |x|², 1] @ [y, 1, |y|²]ᵀ``, a matmul
+    over the M coordinates plus the two norm columns; the squared norms are elementwise math and a sum (0)."""
+    return _pairs(x1, x2) * (x1.shape[-1] + 2)
 
 
 # ---- bilinear -------------------------------------------------------------------------------------

@@ -15,7 +15,9 @@ Every operator the trace sees is, in this order:
 3. otherwise **uncounted**: the trace records it by name, with call counts and the layers where it
    ran, and the report says its multiply-add total is partial. Never a silent 0.
 
-A formula is ``fn(*args, out_val=output, **kwargs) -> int`` over the operator's real arguments.
+A formula is ``fn(*args, out_val=output, **kwargs) -> int`` over the operator's real arguments. It counts one
+per multiply-add of the operator's own numbers; on complex ones (first argument or output complex) the
+registry multiplies that by :data:`REAL_PER_COMPLEX` (4), so totals are in real multiply-adds throughout.
 """
 
 from __future__ import annotations
@@ -59,6 +61,8 @@ ZERO_BY_CONVENTION: Mapping[str, Tuple[str, Tuple[str, ...]]] = {
         "aten::int_repr", "aten::_make_per_tensor_quantized_tensor", "aten::_empty_affine_quantized",
         "aten::_empty_per_channel_affine_quantized", "aten::tensor_split", "aten::movedim", "aten::split_copy",
         "aten::_pad_enum", "aten::expand_as", "aten::view_as", "aten::reshape_as", "aten::to", "aten::eye",
+        "aten::hann_window", "aten::hamming_window", "aten::blackman_window", "aten::bartlett_window",
+        "aten::kaiser_window",  # window functions (torch.stft's window=): tensor creation
         "aten::_linalg_check_errors", "aten::detach_", "aten::record_stream", "aten::unfold_copy",
         "prim::device", "prim::dtype", "prim::layout",  # metadata queries seen under fake tensors
         "aten::dim", "aten::sym_is_contiguous",  # metadata queries seen on nested (jagged) tensors
@@ -125,10 +129,10 @@ ZERO_BY_CONVENTION: Mapping[str, Tuple[str, Tuple[str, ...]]] = {
         "aten::index", "aten::index_select", "aten::gather", "aten::scatter", "aten::scatter_add",
         "aten::scatter_reduce", "aten::index_put", "aten::index_put_", "aten::_index_put_impl_",
         "aten::index_add", "aten::index_copy", "aten::index_fill", "aten::masked_select", "aten::take",
-        "aten::embedding", "aten::_embedding_bag", "aten::embedding_bag", "aten::one_hot", "aten::where",
+        "aten::embedding", "aten::one_hot", "aten::where",
         "aten::searchsorted", "aten::bucketize", "aten::nonzero_static", "aten::_unique",
         "aten::scatter_", "aten::scatter_add_", "aten::scatter_reduce_", "aten::index_add_", "aten::index_copy_",
-        "aten::index_fill_", "aten::index_reduce_", "aten::put_", "aten::_embedding_bag_forward_only",
+        "aten::index_fill_", "aten::index_reduce_", "aten::put_",
         "aten::unique_consecutive",
     )),
     "detection post-processing": ("box operations of detection heads", (
@@ -162,8 +166,7 @@ ZERO_BY_CONVENTION: Mapping[str, Tuple[str, Tuple[str, ...]]] = {
         "aten::log_sigmoid_backward", "aten::rrelu_with_noise_backward", "aten::_prelu_kernel_backward",
         "aten::_log_softmax_backward_data", "aten::masked_scatter_backward",
         "aten::_thnn_fused_lstm_cell_backward_impl", "aten::_thnn_fused_gru_cell_backward",
-        "aten::embedding_dense_backward", "aten::embedding_backward", "aten::_embedding_bag_backward",
-        "aten::_embedding_bag_dense_backward", "aten::index_select_backward",
+        "aten::embedding_dense_backward", "aten::embedding_backward", "aten::index_select_backward",
     )),
 }
 
@@ -231,7 +234,7 @@ class MacRegistry:
             return "formula", formula
         torch_fn = flop_counter.flop_registry.get(packet)
         if torch_fn is not None:
-            return "formula", _from_flops(torch_fn)
+            return "formula", _real_macs(_from_flops(torch_fn))
         if name in self._zero or torch.Tag.pointwise in getattr(func, "tags", ()) or getattr(func, "is_view", False):
             return "zero", None
         return "uncounted", None
@@ -318,7 +321,7 @@ def _checked(name: str, fn: MacFormula) -> MacFormula:
         if count < 0 or isinstance(macs, bool):
             raise MacFormulaError(f"{where} returned {macs!r}; it must return a whole number of multiply-adds "
                                   ">= 0 (a Python int)")
-        return count
+        return count * REAL_PER_COMPLEX if count and _complex(args, kwargs.get("out_val")) else count
 
     formula.__wrapped__ = fn
     return formula
@@ -342,6 +345,28 @@ def _from_flops(flop_fn) -> MacFormula:
     return macs
 
 
+def _real_macs(fn: MacFormula) -> MacFormula:
+    """A formula counting one per complex multiply-add (as torch's do) made to count real ones."""
+    def macs(*args, out_val=None, **kwargs) -> int:
+        count = fn(*args, out_val=out_val, **kwargs)
+        return count * REAL_PER_COMPLEX if count and _complex(args, out_val) else count
+
+    return macs
+
+
+REAL_PER_COMPLEX = 4  # (a+bi)(c+di) accumulated: ac, bd, ad, bc, each multiplied and added once
+
+
+def _complex(args, out_val) -> bool:
+    """Whether an operator works on complex numbers: its first argument or its (first) output is complex. Formulas
+    count one multiply-add per complex one (torch's do too); the registry turns them into real ones."""
+    first = args[0] if args else None
+    if isinstance(first, torch.Tensor) and first.is_complex():
+        return True
+    out = out_val[0] if isinstance(out_val, (tuple, list)) and out_val else out_val
+    return isinstance(out, torch.Tensor) and out.is_complex()
+
+
 REGISTRY = MacRegistry()
 
 
@@ -349,7 +374,8 @@ def register_macs(op: OpLike, *, overrides_torch: bool = False) -> Callable[[Mac
     """Register a multiply-add formula ``fn(*args, out_val=output, **kwargs) -> int`` for ``op``.
 
     ``op``: ``"namespace::name"``, ``torch.ops.ns.name`` or one of its overloads. Formulas apply to
-    every later ``netscope.summary`` pass. Duplicates are refused (see :class:`MacRegistry`)."""
+    every later ``netscope.summary`` pass. Duplicates are refused (see :class:`MacRegistry`). On complex
+    operands count complex multiply-adds: netscope turns each into 4 real ones, as for its own formulas."""
     return REGISTRY.register(op, overrides_torch=overrides_torch)
 
 

@@ -30,6 +30,7 @@ class WindowOp:
     transposed: bool = False
     # (left, right) per spatial dimension that an F.pad right before it in the same call added to its input
     forward_pad: Tuple[Tuple[int, int], ...] = ()
+    output_padding: Tuple[int, ...] = ()  # a transposed convolution's, one per spatial dimension
 
     def unpadded(self) -> "WindowOp":
         """The same windows on the tensor before ``forward_pad``: its padding counted as the window's own."""
@@ -62,9 +63,15 @@ class WindowOp:
         cut = len(self.input_shape) - self.nd
         return WindowOp(self.op, self.input_shape[:cut] + self.input_shape[cut + extra:],
                         self.output_shape[:cut] + self.output_shape[cut + extra:], self.windows[extra:],
-                        self.transposed)
+                        self.transposed, output_padding=self.output_padding[extra:])
 
     def dims(self) -> Tuple[DimFormula, ...]:
+        if self.transposed:
+            from netscope.analyses.formulas.conv_transpose import transposed_dim
+
+            extra = self.output_padding or (0,) * self.nd
+            return tuple(transposed_dim(name, n, w.stride, w.pad_left, w.dilation, w.kernel, op)
+                         for w, name, n, op in zip(self.windows, dim_names(self.nd), self.sizes, extra))
         return tuple(w.formula(n, s) for w, n, s in zip(self.windows, dim_names(self.nd), self.sizes))
 
     def expected_shape(self) -> Shape:
@@ -94,9 +101,10 @@ def _convolution(args, kwargs, out) -> Optional[WindowOp]:
     padding = operator_ints(_arg(args, kwargs, 4, "padding", 0), nd)
     dilation = operator_ints(_arg(args, kwargs, 5, "dilation", 1), nd)
     transposed = bool(_arg(args, kwargs, 6, "transposed", False))
+    output_padding = operator_ints(_arg(args, kwargs, 7, "output_padding", 0), nd) if transposed else ()
     kernels = tuple(weight[2:])
     windows = tuple(Window(k, s, p, p, d) for k, s, p, d in zip(kernels, stride, padding, dilation))
-    return WindowOp("convolution", tuple(x), tuple(out), windows, transposed)
+    return WindowOp("convolution", tuple(x), tuple(out), windows, transposed, output_padding=output_padding)
 
 
 def _pool(name: str, nd: int, dilated: bool):
@@ -128,6 +136,28 @@ def _pad(args, kwargs, out) -> _Pad:
     return _Pad(tuple(out), tuple(zip(flat[0::2], flat[1::2])))
 
 
+@dataclass(frozen=True)
+class _Unsqueeze:
+    """An ``unsqueeze``: the 1-d pools (``F.avg_pool1d``, ``F.max_pool1d``, ``F.lp_pool1d``) run as 2-d ones on
+    their input unsqueezed at -2, a size-1 axis that is not one of the layer's dimensions."""
+
+    output_shape: Shape
+    dim: int  # where the new axis is, counted from the front of the output
+
+
+def _unsqueeze(args, kwargs, out) -> _Unsqueeze:
+    dim = int(_arg(args, kwargs, 1, "dim", 0))
+    return _Unsqueeze(tuple(out), dim + len(out) if dim < 0 else dim)
+
+
+def _as_pool1d(op: WindowOp, made: Optional[_Unsqueeze]) -> WindowOp:
+    """A 2-d pool on an input unsqueezed right before it at the second-to-last axis: the 1-d pool it implements."""
+    if made is None or op.nd != 2 or op.transposed or "pool2d" not in op.op or \
+            tuple(op.input_shape) != made.output_shape or made.dim != len(op.input_shape) - 2:
+        return op
+    return op.spatial(1) or op
+
+
 def _forward_pad(op: WindowOp, pad: Optional[_Pad]) -> WindowOp:
     """``op`` with the padding of the pad that made its input (not under ceil_mode, whose last-window rule
     depends on the operator's own padding)."""
@@ -145,7 +175,7 @@ def _forward_pad(op: WindowOp, pad: Optional[_Pad]) -> WindowOp:
 
 def _parsers():
     aten = torch.ops.aten
-    table = {aten.convolution: _convolution}
+    table = {aten.convolution: _convolution, aten.unsqueeze: _unsqueeze}
     for name in ("constant_pad_nd", "reflection_pad1d", "reflection_pad2d", "reflection_pad3d",
                  "replication_pad1d", "replication_pad2d", "replication_pad3d"):
         packet = getattr(aten, name, None)
@@ -187,6 +217,8 @@ class WindowOpLog:
         """Call index -> the windowed operators it ran itself, in order."""
         calls: Dict[int, List[WindowOp]] = {}
         last_pad: Dict[int, Tuple[int, _Pad]] = {}  # call index -> (id of its output, the pad it ran last)
+        # the same for the unsqueeze it ran last, with the id of that unsqueeze's input (an F.pad's output, maybe)
+        last_unsqueeze: Dict[int, Tuple[int, _Unsqueeze, int]] = {}
         for index, parser, args, kwargs, out, (first, made_id) in self.raw:
             if index is None:
                 continue
@@ -194,6 +226,12 @@ class WindowOpLog:
             if isinstance(made, _Pad):
                 last_pad[index] = (made_id, made)
                 continue
+            if isinstance(made, _Unsqueeze):
+                last_unsqueeze[index] = (made_id, made, first)
+                continue
             pad_id, pad = last_pad.pop(index, (None, None))
-            calls.setdefault(index, []).append(_forward_pad(made, pad if pad_id == first else None))
+            unsqueeze_id, unsqueeze, source = last_unsqueeze.pop(index, (None, None, None))
+            pool1d = _as_pool1d(made, unsqueeze if unsqueeze_id == first else None)
+            read = source if pool1d is not made else first  # a 1-d pool's input is the tensor it unsqueezed
+            calls.setdefault(index, []).append(_forward_pad(pool1d, pad if pad_id == read else None))
         return calls

@@ -100,6 +100,12 @@ def run_pass(prep: Prepared, *, mode: str = "eval", progress: Optional[Callable[
                 raise
             result = _run_fake(run)
     result.notes[:0] = prep.notes
+    if prep.device.type == "meta" and result.operators is not None:
+        from netscope.operators.formulas import capacity_note
+
+        note = capacity_note(result.operators)
+        if note:
+            result.notes.append(note)
     written = list(dict.fromkeys(label for label, tensor, version in prep.watched if _version(tensor) != version))
     if written:
         result.notes.append(f"the forward pass wrote into these inputs in place, which were your own tensors (netscope "

@@ -55,9 +55,9 @@ def conv_transpose_output(module, args: tuple, kwargs: dict) -> Optional[Predict
                            f"{dim}: output_padding {op} must be smaller than the stride ({s}) or the dilation ({d})",
                            expected=f"output_padding < {max(s, d)}", arrived=f"output_padding = {op}")
     dims = []
-    for dim, n, s, p, d, k, op, low in zip(names, sizes, strides, pads, dilations, kernels, output_padding, base):
-        out = low + op
-        dims.append(DimFormula(dim, f"{dim}: ({n}-1)*{s} - 2*{p} + {d}*({k}-1) + {op} + 1 = {out}", out))
+    for dim, n, s, p, d, k, op in zip(names, sizes, strides, pads, dilations, kernels, output_padding):
+        dims.append(transposed_dim(dim, n, s, p, d, k, op))
+        out = dims[-1].expected
         if out < 1:
             return invalid(OUTPUT_TOO_SMALL, f"{dims[-1].text}: the output would be empty",
                            expected=f"{dim} output >= 1", arrived=f"{out}")
@@ -71,3 +71,12 @@ def conv_transpose_output(module, args: tuple, kwargs: dict) -> Optional[Predict
                              fix="use a kernel size divisible by the stride, or upsample + conv"))
     out_shape = shape[:-nd - 1] + (module.out_channels,) + tuple(d.expected for d in dims)
     return Prediction(out_shape, tuple(dims), tuple(notes))
+
+
+def transposed_dim(dim: str, size: int, stride: int, padding: int, dilation: int, kernel: int,
+                   output_padding: int) -> DimFormula:
+    """One output dimension of a transposed convolution: ``(in-1)*stride - 2*padding + dilation*(kernel-1) +
+    output_padding + 1``."""
+    out = (size - 1) * stride - 2 * padding + dilation * (kernel - 1) + output_padding + 1
+    return DimFormula(dim, f"{dim}: ({size}-1)*{stride} - 2*{padding} + {dilation}*({kernel}-1) + {output_padding} + 1 "
+                           f"= {out}", out)

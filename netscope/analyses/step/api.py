@@ -130,6 +130,10 @@ def run_step_report(model: nn.Module, inputs, options: StepOptions, *, label: st
     trace = run.trace
     forward_totals = compute_totals(model, trace.calls, _user_modules(model, trace), input_bytes=run.input_bytes)
     notes = tuple(trace.notes) + notes
+    if tensors == "fake" and trace.operators is not None:  # the backward of the same operators likewise
+        from netscope.operators.formulas import capacity_note
+
+        notes += tuple(filter(None, [capacity_note(trace.operators)]))
     info = RunInfo(model=label, device=device, dtype=model_float_dtype(model), mode="train",
                    input_shapes=[shape_tree(a) for a in args] + ([shape_tree(kwargs)] if kwargs else []),
                    seconds=trace.seconds, notes=notes)
