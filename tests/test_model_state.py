@@ -444,3 +444,72 @@ def test_a_parameter_held_as_a_buffer_is_named_as_written_only_when_the_forward_
     assert bool(notes) == forward_writes  # the buffer copied back by netscope itself is no write of the forward
     if notes:
         assert notes[0].endswith(": a.weight")
+
+
+# ---- global-state hygiene: what a pending backward, a model's own generator and the old norm hooks need ----
+
+@pytest.mark.parametrize("mode", ["eval", "train"])
+def test_a_backward_pending_from_the_users_own_forward_still_runs(mode):
+    """BatchNorm saves its running stats for backward; autograd checks their version counters. Oracle: the
+    same backward run on an untouched twin, and the counters as they were."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 8), nn.BatchNorm1d(8)).eval()
+    twin = nn.Sequential(nn.Linear(8, 8), nn.BatchNorm1d(8)).eval()
+    twin.load_state_dict(model.state_dict())
+    x = torch.randn(4, 8)
+    pending, reference = model(x).square().sum(), twin(x).square().sum()
+    versions = [t._version for t in model.buffers()]
+    netscope.summary(model, (4, 8), mode=mode)
+    assert [t._version for t in model.buffers()] == versions
+    pending.backward()  # raised "modified by an inplace operation" when every buffer was copied back
+    reference.backward()
+    for ours, theirs in zip(model.parameters(), twin.parameters()):
+        assert torch.equal(ours.grad, theirs.grad)
+
+
+class OwnGenerator(nn.Module):
+    """Draws its noise from a generator it holds, not from the global RNG."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(8, 8)
+        self.generator = torch.Generator().manual_seed(3)
+
+    def forward(self, x):
+        return self.fc(x) + torch.rand(x.shape, generator=self.generator)
+
+
+@pytest.mark.parametrize("entry", ["summary-eval", "summary-train", "check"])
+def test_a_generator_the_model_holds_gives_the_same_numbers_after_a_pass(entry):
+    model = OwnGenerator()
+    expected = torch.Generator().manual_seed(3)
+    ENTRY_POINTS[entry](model, (4, 8))
+    assert torch.equal(torch.rand(5, generator=model.generator), torch.rand(5, generator=expected))
+
+
+def _old_weight_norm():
+    with pytest.warns(FutureWarning):
+        return nn.Sequential(torch.nn.utils.weight_norm(nn.Linear(8, 8)), nn.ReLU())
+
+
+def _old_spectral_norm():
+    return nn.Sequential(torch.nn.utils.spectral_norm(nn.Linear(8, 8)), nn.ReLU())
+
+
+@pytest.mark.parametrize("entry", ["summary-eval", "summary-train", "summary-meta", "summary-bf16", "step"])
+@pytest.mark.parametrize("builder", [_old_weight_norm, _old_spectral_norm])
+def test_the_old_weight_and_spectral_norm_hooks_run_on_copies_and_stay_on_the_model(builder, entry):
+    """Their ``module.weight`` is a tensor autograd computed in a pre-hook, which torch refuses to deep-copy:
+    a meta, cast or step copy raised a raw RuntimeError. Oracle: PyTorch's own forward of the model."""
+    torch.manual_seed(0)
+    model = builder().train()
+    model(torch.randn(4, 8)).sum().backward()  # the user's grads exist and must survive
+    before = snapshot(model)
+    grads = {name: p.grad.clone() for name, p in model.named_parameters()}
+    result = ENTRY_POINTS[entry](model, (4, 8))
+    assert_same(before, snapshot(model))
+    assert {name: p.grad for name, p in model.named_parameters()}.keys() == grads.keys()
+    assert all(torch.equal(p.grad, grads[name]) for name, p in model.named_parameters())
+    if entry.startswith("summary"):
+        assert [(c.name, tuple(c.output_shapes)) for c in result.layers if c.depth == 1] == \
+            [("0", tuple(model[0](torch.randn(4, 8)).shape)), ("1", (4, 8))]

@@ -42,7 +42,8 @@ def preserved_model(model: nn.Module, *, train: bool, tree: Optional[ModuleTree]
     ``_parameters``/``_buffers`` slot, buffer values (BatchNorm running stats and
     ``num_batches_tracked`` change in a train-mode pass), each parameter's ``requires_grad``, the plain-value
     attributes of non-``torch.nn`` modules (:class:`PlainAttributes`: a counter, a window size a forward
-    adapted to its input), the global CPU and CUDA RNG states (dropout draws from them) and grad mode; also
+    adapted to its input), the global CPU and CUDA RNG states (dropout draws from them), the state of each
+    ``torch.Generator`` a module holds, buffer version counters (a pending backward checks them) and grad mode; also
     when the block raises. Other attributes the forward changed (a dict cache it filled) are named. Parameter
     values written in place are detected through the tensor version counter (restoring them would need a
     copy of every weight) and listed in the yielded :class:`ModelChanges`, which also says whether the
@@ -64,13 +65,14 @@ def preserved_model(model: nn.Module, *, train: bool, tree: Optional[ModuleTree]
                 or buffer.device.type == "meta":
             continue
         seen.add(id(buffer))
-        buffer_values.append((buffer, buffer.detach().clone()))
+        buffer_values.append((buffer, buffer._version, buffer.detach().clone()))
     params = [p for p in {id(p): p for p in parameters.values}.values()  # by id: Tensor.__hash__ is Python code
               if p is not None and not isinstance(p, UninitializedTensorMixin)]  # lazy: no values yet
     grads = [p.requires_grad for p in params]
     versions = [p._version for p in params]
     attributes = _own_attributes(tree)
     plain = PlainAttributes(model, tree)
+    generators = _generator_states(tree)
     cuda_devices = []
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         cuda_devices = list(range(torch.cuda.device_count()))
@@ -90,10 +92,9 @@ def preserved_model(model: nn.Module, *, train: bool, tree: Optional[ModuleTree]
         # read before the buffer values are copied back: a buffer that is also a parameter
         # (register_buffer(name, p)) gets a version bump from that copy, not from the forward
         now = [p._version for p in params]
-        with torch.no_grad():
-            for buffer, value in buffer_values:
-                if buffer.shape == value.shape:
-                    buffer.copy_(value)
+        _restore_buffers(buffer_values)
+        for generator, state in generators:
+            generator.set_state(state)
         if [p.requires_grad for p in params] != grads:
             for param, requires_grad in zip(params, grads):
                 if param.requires_grad != requires_grad:
@@ -106,6 +107,52 @@ def preserved_model(model: nn.Module, *, train: bool, tree: Optional[ModuleTree]
             written = {id(p) for p, before, after in zip(params, versions, now) if before != after}
             changes.changed_in_place.extend(name for name, param in model.named_parameters()
                                             if id(param) in written)
+
+
+def _restore_buffers(saved: List[tuple]) -> None:
+    """Copy back the values of the buffers the block changed, then set each one's version counter back to
+    what it was: autograd compares it when a backward the user has pending (a forward run before netscope's:
+    BatchNorm saves its running stats) reads the buffer, and the values are the same again. Buffers whose
+    values did not change are not written (a copy would bump their counter). Changed is told by value, not
+    by the counter alone: BatchNorm's CPU kernel updates its running stats under no_grad without a bump."""
+    written = [entry for entry in saved if entry[0].shape == entry[2].shape
+               and (entry[0]._version != entry[1] or not _same(entry[0], entry[2]))]
+    if not written:
+        return
+    with torch.no_grad():
+        for buffer, _, value in written:
+            buffer.copy_(value)
+    if _SET_VERSION is not None:
+        _SET_VERSION(tuple(b for b, _, _ in written), tuple(v for _, v, _ in written))
+
+
+def _same(tensor: torch.Tensor, value: torch.Tensor) -> bool:
+    """Bit-for-bit equal (NaN statistics included); a fake tensor (a step's replica) has no values to differ."""
+    if type(tensor) not in _VALUE_TYPES:
+        from torch._subclasses.fake_tensor import is_fake
+
+        if is_fake(tensor):
+            return True
+    if tensor.dtype.is_floating_point and tensor.numel():
+        return torch.equal(tensor.view(torch.uint8), value.view(torch.uint8)) if tensor.is_contiguous() \
+            and value.is_contiguous() else bool(torch.eq(tensor, value).logical_or_(tensor.isnan() & value.isnan()).all())
+    return torch.equal(tensor, value)
+
+
+_VALUE_TYPES = (torch.Tensor, nn.Buffer) if hasattr(nn, "Buffer") else (torch.Tensor,)
+_SET_VERSION = getattr(torch._C._autograd, "_unsafe_set_version_counter", None)  # torch >= 2.4
+
+
+def _generator_states(tree: ModuleTree) -> List[tuple]:
+    """``(generator, its state)`` for each ``torch.Generator`` a non-``torch.nn`` module holds as an attribute
+    (a forward drawing noise from its own generator): put back after the block like the global RNG."""
+    out, seen = [], set()
+    for index in tree.custom:
+        for value in tree.states[index].values():
+            if isinstance(value, torch.Generator) and id(value) not in seen and value.device.type != "meta":
+                seen.add(id(value))
+                out.append((value, value.get_state()))
+    return out
 
 
 class PlainAttributes:

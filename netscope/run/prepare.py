@@ -190,7 +190,10 @@ def _placed(model: nn.Module, device: torch.device, float_dtype: str, owned: boo
     tree = tree_of(model, tree)
     _refuse_meta_tensors(tree.parameters + tree.buffers, device)
     if needs_cast:  # never cast the user's tensors: run on a converted copy
-        yield copy.deepcopy(model).to(device=device, dtype=target_dtype)
+        from netscope.run.no_memory import seed_derived_tensors
+
+        replica = copy.deepcopy(model, seed_derived_tensors(model, {}, torch.Tensor.clone))
+        yield replica.to(device=device, dtype=target_dtype)
         return
     if _all_on(tree, device):
         yield model
@@ -341,7 +344,9 @@ def _lazy_copy(model: nn.Module, device: torch.device) -> nn.Module:
                     memo[id(tensor)] = UninitializedParameter(tensor.requires_grad, device=where, dtype=tensor.dtype)
                 else:
                     memo[id(tensor)] = UninitializedBuffer(tensor.requires_grad, device=where, dtype=tensor.dtype)
-    return copy.deepcopy(model, memo)
+    from netscope.run.no_memory import seed_derived_tensors
+
+    return copy.deepcopy(model, seed_derived_tensors(model, memo, torch.Tensor.clone))
 
 
 def _gib(n: int) -> str:
