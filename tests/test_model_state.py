@@ -513,3 +513,36 @@ def test_the_old_weight_and_spectral_norm_hooks_run_on_copies_and_stay_on_the_mo
     if entry.startswith("summary"):
         assert [(c.name, tuple(c.output_shapes)) for c in result.layers if c.depth == 1] == \
             [("0", tuple(model[0](torch.randn(4, 8)).shape)), ("1", (4, 8))]
+
+
+@pytest.mark.parametrize("entry", ["summary-eval", "summary-train", "summary-meta", "step"])
+def test_called_inside_the_users_inference_mode(entry):
+    """Notebooks wrap calls in ``torch.inference_mode()``: netscope's copies then are inference tensors
+    without version counters (the guard raised a raw RuntimeError), and a planned step needs autograd."""
+    torch.manual_seed(0)
+    model = Dropper().train()
+    before = snapshot(model)
+    with torch.inference_mode():
+        result = ENTRY_POINTS[entry](model, (4, 8))
+        assert torch.is_inference_mode_enabled()
+    assert result is not None
+    assert_same(before, snapshot(model))
+
+
+def test_a_model_built_under_inference_mode_keeps_its_statistics_when_a_train_pass_fails():
+    """Its buffers are inference tensors: PyTorch refuses BatchNorm's counter update outside inference mode, so
+    the train pass fails (named, as the user's own forward would); the running stats it had updated by then
+    are put back (the restore's own write raised before, hiding the forward's error)."""
+    with torch.inference_mode():
+        model = nn.Sequential(nn.Linear(8, 8), nn.BatchNorm1d(8))
+    stats = {name: t.clone() for name, t in model.state_dict().items()}
+    with pytest.raises(RuntimeError, match="inference tensor"):
+        model(torch.randn(4, 8))  # the oracle: PyTorch's own train forward refuses too
+    for name, t in model.state_dict().items():  # ...after writing the running stats
+        t_ = stats[name]
+        with torch.inference_mode():
+            t.copy_(t_)
+    with pytest.raises(NetscopeError, match="inference tensor"):
+        netscope.summary(model, (4, 8), mode="train")
+    assert all(torch.equal(stats[name], t) for name, t in model.state_dict().items())
+    assert netscope.summary(model, (4, 8)).layers[1].output_shapes == (4, 8)  # eval: writes nothing, runs

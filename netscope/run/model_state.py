@@ -65,11 +65,11 @@ def preserved_model(model: nn.Module, *, train: bool, tree: Optional[ModuleTree]
                 or buffer.device.type == "meta":
             continue
         seen.add(id(buffer))
-        buffer_values.append((buffer, buffer._version, buffer.detach().clone()))
+        buffer_values.append((buffer, version_of(buffer), buffer.detach().clone()))
     params = [p for p in {id(p): p for p in parameters.values}.values()  # by id: Tensor.__hash__ is Python code
               if p is not None and not isinstance(p, UninitializedTensorMixin)]  # lazy: no values yet
     grads = [p.requires_grad for p in params]
-    versions = [p._version for p in params]
+    versions = list(map(version_of, params))
     attributes = _own_attributes(tree)
     plain = PlainAttributes(model, tree)
     generators = _generator_states(tree)
@@ -91,7 +91,7 @@ def preserved_model(model: nn.Module, *, train: bool, tree: Optional[ModuleTree]
         changes.modules_changed = children.changed(tree.tables("_modules"))
         # read before the buffer values are copied back: a buffer that is also a parameter
         # (register_buffer(name, p)) gets a version bump from that copy, not from the forward
-        now = [p._version for p in params]
+        now = list(map(version_of, params))
         _restore_buffers(buffer_values)
         for generator, state in generators:
             generator.set_state(state)
@@ -116,14 +116,29 @@ def _restore_buffers(saved: List[tuple]) -> None:
     values did not change are not written (a copy would bump their counter). Changed is told by value, not
     by the counter alone: BatchNorm's CPU kernel updates its running stats under no_grad without a bump."""
     written = [entry for entry in saved if entry[0].shape == entry[2].shape
-               and (entry[0]._version != entry[1] or not _same(entry[0], entry[2]))]
+               and (version_of(entry[0]) != entry[1] or not _same(entry[0], entry[2]))]
     if not written:
         return
     with torch.no_grad():
-        for buffer, _, value in written:
-            buffer.copy_(value)
-    if _SET_VERSION is not None:
-        _SET_VERSION(tuple(b for b, _, _ in written), tuple(v for _, v, _ in written))
+        for buffer, version, value in written:
+            if version is None:  # an inference tensor (a model built under inference_mode) is written only there
+                with torch.inference_mode():
+                    buffer.copy_(value)
+            else:
+                buffer.copy_(value)
+    counted = [(buffer, version) for buffer, version, _ in written if version is not None]
+    if counted and _SET_VERSION is not None:
+        _SET_VERSION(tuple(b for b, _ in counted), tuple(v for _, v in counted))
+
+
+def version_of(tensor: torch.Tensor) -> Optional[int]:
+    """The tensor's version counter (bumped by every in-place write); None for an inference tensor (made
+    under ``torch.inference_mode``: a model built there, or netscope's copy when the user calls it there),
+    which has none."""
+    try:
+        return tensor._version
+    except RuntimeError:
+        return None
 
 
 def _same(tensor: torch.Tensor, value: torch.Tensor) -> bool:
@@ -208,7 +223,7 @@ def _own_attributes(tree: ModuleTree) -> List[tuple]:
                 continue
             # by identity (a tuple of tensors compared by value would ask a tensor for its truth)
             size = len(value) if type(value) in (dict, list, set) else \
-                value._version if isinstance(value, torch.Tensor) else None
+                version_of(value) if isinstance(value, torch.Tensor) else None
             out.append((index, name, id(value), size))
     out.sort(key=operator.itemgetter(0, 1))
     return out

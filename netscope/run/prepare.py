@@ -20,6 +20,7 @@ import torch.nn as nn
 
 from netscope.errors import ForwardError, InputSpecError, MetaDeviceError, OutOfMemory
 from netscope.inputs import InputSpec, normalize_float_dtype
+from netscope.run.model_state import version_of
 from netscope.run.module_tree import ModuleTree, module_tree, tree_of
 from netscope.run.trace import TraceResult, model_device, model_float_dtype, trace
 from netscope.run.user_inputs import own_inputs
@@ -100,7 +101,7 @@ def run_pass(prep: Prepared, *, mode: str = "eval", progress: Optional[Callable[
                 raise
             result = _run_fake(run)
     result.notes[:0] = prep.notes
-    written = list(dict.fromkeys(label for label, tensor, version in prep.watched if _version(tensor) != version))
+    written = list(dict.fromkeys(label for label, tensor, version in prep.watched if version_of(tensor) != version))
     if written:
         result.notes.append(f"the forward pass wrote into these inputs in place, which were your own tensors (netscope "
                             f"passes input_data as given): {', '.join(written)}")
@@ -239,7 +240,7 @@ def _moved_inputs(inputs, device: torch.device, notes: List[str], watched: list)
 
     def move(label: str, tensor):
         if tensor.device == device:
-            version = _version(tensor)
+            version = version_of(tensor)
             if version is not None:
                 watched.append((label, tensor, version))
             return tensor
@@ -253,14 +254,6 @@ def _moved_inputs(inputs, device: torch.device, notes: List[str], watched: list)
         notes.append(f"input {label} could not be copied, so the pass used yours: a forward that changes it (a cache "
                      "it appends to) changed it")
     return args, kwargs
-
-
-def _version(tensor) -> Optional[int]:
-    """The tensor's version counter (bumped by every in-place write); None for tensors without one (inference mode)."""
-    try:
-        return tensor._version
-    except RuntimeError:
-        return None
 
 
 def _built(spec: InputSpec, device: torch.device, float_dtype: str):

@@ -43,7 +43,8 @@ def step(model: nn.Module, input_size=None, input_data=None, *, optimizer: str =
     options = StepOptions(optimizer=optimizer, precision=precision, fsdp=fsdp, ddp=ddp,
                           activation_checkpointing=activation_checkpointing)
     inputs = inputs_from(model, input_size, input_data, input_dtypes)
-    return run_step_report(model, inputs, options, label=label or type(model).__name__, measure=measure)
+    with torch.inference_mode(False):  # called inside the user's inference_mode: the planned step needs autograd
+        return run_step_report(model, inputs, options, label=label or type(model).__name__, measure=measure)
 
 
 def refuse_script(model: nn.Module) -> None:
