@@ -546,3 +546,32 @@ def test_a_model_built_under_inference_mode_keeps_its_statistics_when_a_train_pa
         netscope.summary(model, (4, 8), mode="train")
     assert all(torch.equal(stats[name], t) for name, t in model.state_dict().items())
     assert netscope.summary(model, (4, 8)).layers[1].output_shapes == (4, 8)  # eval: writes nothing, runs
+
+
+CLI_MODELS = '''
+import torch.nn as nn
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv, self.bn, self.drop = nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Dropout(0.2)
+
+    def forward(self, x):
+        return self.drop(self.bn(self.conv(x)))
+'''
+
+
+@pytest.mark.parametrize("argv", [["summary", "--input", "1,3,8,8"], ["summary", "--train", "--input", "1,3,8,8"],
+                                  ["check", "--input", "1,3,8,8"], ["solve", "--max-size", "12", "--input", "1,3,8,8"]])
+def test_a_command_run_in_process_leaves_the_callers_random_numbers(argv, tmp_path, capsys):
+    """The command builds the model, whose initialization draws from the global RNG. Oracle: the numbers
+    the same seed gives without the command."""
+    from netscope.cli import main
+
+    source = tmp_path / "nets.py"
+    source.write_text(CLI_MODELS)
+    torch.manual_seed(7)
+    expected = torch.rand(4)
+    torch.manual_seed(7)
+    assert main([argv[0], f"{source}:Net", *argv[1:]]) == 0
+    assert torch.equal(torch.rand(4), expected)
