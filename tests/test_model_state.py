@@ -575,3 +575,62 @@ def test_a_command_run_in_process_leaves_the_callers_random_numbers(argv, tmp_pa
     torch.manual_seed(7)
     assert main([argv[0], f"{source}:Net", *argv[1:]]) == 0
     assert torch.equal(torch.rand(4), expected)
+
+
+@pytest.mark.parametrize("entry", ["summary-eval", "summary-train", "summary-meta", "summary-bf16", "step", "solve"])
+def test_a_one_shot_hook_of_the_user_is_still_there_for_their_own_forward(entry):
+    """A hook that removes itself through its handle runs in netscope's pass (every hook does) and must not be
+    gone afterwards; a copy's hook holds the original's handle. Oracle: the hook fires on the user's next forward."""
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU())
+    fired = []
+
+    def once(module, args):
+        fired.append(module)
+        handle.remove()
+
+    handle = model[0].register_forward_pre_hook(once)
+    other = model[1].register_forward_hook(lambda m, i, o: None)  # order kept: one-shot first, then this one
+    before = snapshot(model)
+    ENTRY_POINTS[entry](model, (1, 3, 8, 8))
+    assert_same(before, snapshot(model))
+    fired.clear()
+    model(torch.randn(1, 3, 8, 8))
+    assert fired == [model[0]] and not model[0]._forward_pre_hooks
+    other.remove()
+
+
+class RegistersAHookEachCall(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(8, 8)
+
+    def forward(self, x):
+        self.fc.register_forward_hook(lambda m, i, o: None)
+        torch.nn.modules.module.register_module_forward_hook(lambda m, i, o: None)
+        return self.fc(x)
+
+
+@pytest.mark.parametrize("entry", ["summary-eval", "summary-meta", "step"])
+def test_hooks_a_forward_registers_do_not_stay_on_the_model_or_the_process(entry):
+    model = RegistersAHookEachCall()
+    before = snapshot(model)
+    ENTRY_POINTS[entry](model, (4, 8))
+    assert_same(before, snapshot(model))  # its hook tables and torch's process-wide ones
+
+
+def test_a_process_wide_one_shot_hook_stays_registered():
+    fired = []
+
+    def once(module, args):
+        fired.append(module)
+        handle.remove()
+
+    handle = torch.nn.modules.module.register_module_forward_pre_hook(once)
+    try:
+        model = nn.Sequential(nn.Linear(8, 8))
+        netscope.summary(model, (4, 8))
+        fired.clear()
+        model(torch.randn(4, 8))
+        assert fired == [model]  # the user's own forward: the root's call is the first one
+    finally:
+        handle.remove()

@@ -77,7 +77,7 @@ def preserved_model(model: nn.Module, *, train: bool, tree: Optional[ModuleTree]
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         cuda_devices = list(range(torch.cuda.device_count()))
     try:
-        with torch.random.fork_rng(devices=cuda_devices, enabled=True), torch.no_grad():
+        with kept_hooks(tree), torch.random.fork_rng(devices=cuda_devices, enabled=True), torch.no_grad():
             if any(flag != train for flag in flags):  # model.train() visits every module: skip when moot
                 _set_mode(model, modules, train)
             yield changes
@@ -168,6 +168,50 @@ def _generator_states(tree: ModuleTree) -> List[tuple]:
                 seen.add(id(value))
                 out.append((value, value.get_state()))
     return out
+
+
+# The hook tables a forward can change: its own (a hook registered on each call, a one-shot hook that
+# removes itself through its handle) and, through a handle, those of the model a copy was made from.
+HOOK_TABLES = ("_forward_hooks", "_forward_hooks_with_kwargs", "_forward_hooks_always_called", "_forward_pre_hooks",
+               "_forward_pre_hooks_with_kwargs", "_backward_hooks", "_backward_pre_hooks")
+_GLOBAL_HOOK_TABLES = ("_global_forward_hooks", "_global_forward_hooks_with_kwargs",
+                       "_global_forward_hooks_always_called", "_global_forward_pre_hooks",
+                       "_global_backward_hooks", "_global_backward_pre_hooks")
+
+
+@contextlib.contextmanager
+def kept_hooks(tree: ModuleTree) -> Iterator[None]:
+    """Put back, after the block, every module's hook tables (:data:`HOOK_TABLES`) and torch's process-wide
+    module hook tables as they were, in their order: a pass must neither consume a one-shot hook of the user's
+    (it runs during the pass, as every hook does, and its ``handle.remove()`` would take it off for the user's
+    own next forward; a copy's hook holds the original's handle) nor keep one a forward registered.
+    Cheap when nothing changed: only the tables holding hooks are copied, and a hook added anywhere shows in
+    torch's handle counter (every registration takes the next id)."""
+    from torch.nn.modules import module as torch_module
+    from torch.utils.hooks import RemovableHandle
+
+    try:
+        tables = list(itertools.chain.from_iterable(map(_hook_tables, tree.states)))
+    except KeyError:  # a module lacking one (unpickled from an older torch) or keeping them elsewhere (TorchScript)
+        tables = [getattr(module, name, _NO_TABLE) for module in tree.modules for name in HOOK_TABLES]
+    tables += [getattr(torch_module, name, _NO_TABLE) for name in _GLOBAL_HOOK_TABLES]
+    held = [(table, list(table.items())) for table in filter(None, tables)]
+    next_id = RemovableHandle.next_id
+    try:
+        yield
+    finally:
+        if RemovableHandle.next_id != next_id:  # a hook was registered: take off those not held before
+            known = {id(table) for table, _ in held}
+            for table in tables:
+                if table and id(table) not in known:
+                    table.clear()
+        for table, items in held:
+            if len(table) != len(items) or any(table.get(key, _NO_TABLE) is not value for key, value in items):
+                _restore_slots(table, dict(items))
+
+
+_NO_TABLE: dict = {}  # stands for a table a module lacks (one unpickled from an older torch): always empty
+_hook_tables = operator.itemgetter(*HOOK_TABLES)
 
 
 class PlainAttributes:

@@ -20,7 +20,7 @@ import torch.nn as nn
 
 from netscope.errors import ForwardError, InputSpecError, MetaDeviceError, OutOfMemory
 from netscope.inputs import InputSpec, normalize_float_dtype
-from netscope.run.model_state import version_of
+from netscope.run.model_state import kept_hooks, version_of
 from netscope.run.module_tree import ModuleTree, module_tree, tree_of
 from netscope.run.trace import TraceResult, model_device, model_float_dtype, trace
 from netscope.run.user_inputs import own_inputs
@@ -64,14 +64,15 @@ def prepared(model: nn.Module, inputs, *, device: torch.device, dtype: Optional[
     spec = inputs.for_model(model) if isinstance(inputs, InputSpec) else None
     if spec is not None and device.type != "meta":
         device = _fitting_device(model, spec, device, float_dtype, fallback_to_meta, notes)
-    tree = module_tree(model)
+    tree = given_tree = module_tree(model)
     lazy = uninitialized_lazy(model, tree.modules)
     if lazy:
         notes.append(f"lazy module(s) {', '.join(lazy)} create their parameters in their first forward: the pass "
                      "ran on a copy, so the model itself is left uninitialized")
         model, owned = _lazy_copy(model, device), True
         tree = module_tree(model)
-    with _placed(model, device, float_dtype, owned, tree) as runnable:
+    with _placed(model, device, float_dtype, owned, tree) as runnable, \
+            (kept_hooks(given_tree) if runnable is not given else contextlib.nullcontext()):
         run_dtype = model_float_dtype(runnable) if any(True for _ in runnable.parameters()) else float_dtype
         watched: list = []
         if spec is not None:
