@@ -634,3 +634,12 @@ def test_a_process_wide_one_shot_hook_stays_registered():
         assert fired == [model]  # the user's own forward: the root's call is the first one
     finally:
         handle.remove()
+
+
+def test_step_refuses_uninitialized_lazy_modules_by_name_and_leaves_them_lazy():
+    model = nn.Sequential(nn.Linear(8, 8), nn.LazyLinear(4))
+    with pytest.raises(NetscopeError, match=r"1 \(LazyLinear\)"):
+        netscope.step(model, (4, 8))
+    assert isinstance(model[1].weight, UninitializedTensorMixin)
+    model(torch.randn(4, 8))  # initialized by the user's own forward: the step plans it
+    assert netscope.step(model, (4, 8)) is not None

@@ -62,6 +62,19 @@ def refuse_script(model: nn.Module) -> None:
             "parameters, and its shapes and multiply-adds as a whole)")
 
 
+def _refuse_lazy(model: nn.Module) -> None:
+    """Lazy modules have no parameter shapes before their first forward, so a fake copy of them cannot be
+    made (torch raised a bare RuntimeError from the copy)."""
+    from netscope.run.prepare import uninitialized_lazy
+
+    lazy = uninitialized_lazy(model)
+    if lazy:
+        raise UsageError(
+            f"lazy module(s) {', '.join(lazy)} create their parameters in their first forward, and netscope step plans "
+            "the step on fake copies of the parameters, which need their shapes: run the model once on a real input "
+            "and pass it then (netscope summary runs such a model on a copy and leaves it uninitialized)")
+
+
 def _refuse_packed(args, kwargs) -> None:
     """torch's MemTracker rebuilds every input it tracks from its tensors, which a PackedSequence refuses
     (its batch sizes come back empty): say so, rather than blame the model's forward."""
@@ -101,6 +114,7 @@ def run_step_report(model: nn.Module, inputs, options: StepOptions, *, label: st
     from netscope.inputs import InputSpec
 
     refuse_script(model)
+    _refuse_lazy(model)
 
     device = "cuda" if model_device(model).type == "cuda" else "cpu"
     if isinstance(inputs, InputSpec):
