@@ -643,3 +643,121 @@ def test_step_refuses_uninitialized_lazy_modules_by_name_and_leaves_them_lazy():
     assert isinstance(model[1].weight, UninitializedTensorMixin)
     model(torch.randn(4, 8))  # initialized by the user's own forward: the step plans it
     assert netscope.step(model, (4, 8)) is not None
+
+
+def process_state():
+    """The process-wide state a call could leave changed (oracle: the same read before the call)."""
+    import gc
+    import os
+    import random
+    import warnings
+
+    import numpy as np
+
+    return {
+        "default_dtype": torch.get_default_dtype(), "grad": torch.is_grad_enabled(),
+        "inference": torch.is_inference_mode_enabled(), "autocast": torch.is_autocast_enabled("cpu"),
+        "autocast_dtype": torch.get_autocast_dtype("cpu"), "deterministic": torch.are_deterministic_algorithms_enabled(),
+        "threads": torch.get_num_threads(), "rng": torch.get_rng_state().tolist(), "random": random.getstate(),
+        "numpy": [x.tolist() if hasattr(x, "tolist") else x for x in np.random.get_state()],
+        "call_path": (nn.Module.__call__, nn.Module._call_impl),
+        "global_hooks": [(g, list(getattr(module_globals, g).items())) for g in GLOBAL_HOOKS],
+        "dispatch_stack": torch._C._len_torch_dispatch_stack(),
+        "python_key": torch._C._dispatch_tls_is_dispatch_key_excluded(torch._C.DispatchKey.Python),
+        "gc": gc.isenabled(), "frozen": gc.get_freeze_count(), "warnings": list(warnings.filters),
+        "cwd": os.getcwd(),
+    }
+
+
+class Raises(nn.Module):
+    """Dropout and BatchNorm run, then the forward raises ``kind``: always, or only from its second call."""
+
+    def __init__(self, kind):
+        super().__init__()
+        self.conv, self.bn, self.drop = nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Dropout(0.5)
+        self.kind = kind
+        self.calls = 0
+
+    def forward(self, x):
+        self.calls += 1
+        x = self.drop(self.bn(self.conv(x)))
+        if self.kind == "value":
+            raise ValueError("boom")
+        if self.kind == "interrupt":
+            raise KeyboardInterrupt
+        if self.kind == "second" and self.calls > 1:
+            raise ValueError("second pass")
+        return x
+
+
+@pytest.mark.parametrize("kind", ["none", "value", "interrupt", "second"])
+@pytest.mark.parametrize("entry", ["summary-eval", "summary-train", "summary-meta", "summary-bf16", "check", "step",
+                                   "solve", "names"])
+def test_the_process_is_left_as_found_also_when_the_forward_raises(entry, kind):
+    model = Raises(kind).train()
+    torch.manual_seed(1)
+    before, model_before = process_state(), snapshot(model)
+    try:
+        ENTRY_POINTS[entry](model, (1, 3, 8, 8))
+    except (NetscopeError, KeyboardInterrupt):
+        pass
+    assert process_state() == before
+    assert_same(model_before, snapshot(model))
+
+
+def test_the_checkpoint_functions_leave_the_process_as_found(tmp_path):
+    model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
+    path = tmp_path / "ckpt.pt"
+    torch.save({"model." + k: v for k, v in model.state_dict().items()}, path)
+    before, model_before = process_state(), snapshot(model)
+    netscope.keys(str(path))
+    netscope.diff(str(path), model)
+    netscope.remap(str(path), model)
+    netscope.load(str(path), model)
+    assert process_state() == before
+    assert_same(model_before, snapshot(model))  # load wrote the same values in place: identities and values kept
+
+
+def _calls(report):
+    return [(c.name, c.class_name, c.output_shapes, c.macs) for c in report.layers]
+
+
+def test_two_threads_summarizing_two_models_and_a_third_running_its_own_forward():
+    """Each thread's report equals the one a lone call gives; the third thread's plain forward (not through
+    netscope) keeps running, right, and appears in neither report."""
+    import threading
+
+    first, second = frozen_resnet(), nn.Sequential(*[nn.Linear(16, 16) for _ in range(20)])
+    expected = {"first": _calls(netscope.summary(first, (1, 3, 32, 32))), "second": _calls(netscope.summary(second, (2, 16)))}
+    foreign = nn.Sequential(nn.Conv1d(2, 2, 1), nn.GELU())  # classes neither traced model has
+    x = torch.randn(1, 2, 5)
+    foreign_expected = foreign(x)
+    results, errors, stop, foreign_runs = {}, [], threading.Event(), [0]
+
+    def summarize(name, model, shape):
+        try:
+            results[name] = [_calls(netscope.summary(model, shape)) for _ in range(3)]
+        except BaseException as err:  # reported by the main thread
+            errors.append(err)
+
+    def own_forward():
+        while not stop.is_set():
+            if not torch.equal(foreign(x), foreign_expected):
+                errors.append(AssertionError("the foreign forward's output changed"))
+            foreign_runs[0] += 1
+
+    threads = [threading.Thread(target=summarize, args=("first", first, (1, 3, 32, 32))),
+               threading.Thread(target=summarize, args=("second", second, (2, 16)))]
+    other = threading.Thread(target=own_forward)
+    other.start()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    stop.set()
+    other.join()
+    assert not errors
+    assert foreign_runs[0] > 0
+    for name in ("first", "second"):
+        assert results[name] == [expected[name]] * 3
+        assert not {"Conv1d", "GELU"} & {row[1] for rows in results[name] for row in rows}
