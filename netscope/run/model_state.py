@@ -142,15 +142,13 @@ def version_of(tensor: torch.Tensor) -> Optional[int]:
 
 
 def _same(tensor: torch.Tensor, value: torch.Tensor) -> bool:
-    """Bit-for-bit equal (NaN statistics included); a fake tensor (a step's replica) has no values to differ."""
+    """Equal values (a NaN statistic reads as changed: copied back, harmless); a fake tensor (a step's
+    replica) has no values to differ."""
     if type(tensor) not in _VALUE_TYPES:
         from torch._subclasses.fake_tensor import is_fake
 
         if is_fake(tensor):
             return True
-    if tensor.dtype.is_floating_point and tensor.numel():
-        return torch.equal(tensor.view(torch.uint8), value.view(torch.uint8)) if tensor.is_contiguous() \
-            and value.is_contiguous() else bool(torch.eq(tensor, value).logical_or_(tensor.isnan() & value.isnan()).all())
     return torch.equal(tensor, value)
 
 
