@@ -149,7 +149,10 @@ def _same(tensor: torch.Tensor, value: torch.Tensor) -> bool:
 
         if is_fake(tensor):
             return True
-    return torch.equal(tensor, value)
+    try:
+        return torch.equal(tensor, value)
+    except (RuntimeError, TypeError, NotImplementedError):  # a tensor type without equal: copied back, as always
+        return False
 
 
 _VALUE_TYPES = (torch.Tensor, nn.Buffer) if hasattr(nn, "Buffer") else (torch.Tensor,)
