@@ -444,3 +444,320 @@ def test_a_parameter_held_as_a_buffer_is_named_as_written_only_when_the_forward_
     assert bool(notes) == forward_writes  # the buffer copied back by netscope itself is no write of the forward
     if notes:
         assert notes[0].endswith(": a.weight")
+
+
+# ---- global-state hygiene: what a pending backward, a model's own generator and the old norm hooks need ----
+
+@pytest.mark.parametrize("mode", ["eval", "train"])
+def test_a_backward_pending_from_the_users_own_forward_still_runs(mode):
+    """BatchNorm saves its running stats for backward; autograd checks their version counters. Oracle: the
+    same backward run on an untouched twin, and the counters as they were."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 8), nn.BatchNorm1d(8)).eval()
+    twin = nn.Sequential(nn.Linear(8, 8), nn.BatchNorm1d(8)).eval()
+    twin.load_state_dict(model.state_dict())
+    x = torch.randn(4, 8)
+    pending, reference = model(x).square().sum(), twin(x).square().sum()
+    versions = [t._version for t in model.buffers()]
+    netscope.summary(model, (4, 8), mode=mode)
+    assert [t._version for t in model.buffers()] == versions
+    pending.backward()  # raised "modified by an inplace operation" when every buffer was copied back
+    reference.backward()
+    for ours, theirs in zip(model.parameters(), twin.parameters()):
+        assert torch.equal(ours.grad, theirs.grad)
+
+
+class OwnGenerator(nn.Module):
+    """Draws its noise from a generator it holds, not from the global RNG."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(8, 8)
+        self.generator = torch.Generator().manual_seed(3)
+
+    def forward(self, x):
+        return self.fc(x) + torch.rand(x.shape, generator=self.generator)
+
+
+@pytest.mark.parametrize("entry", ["summary-eval", "summary-train", "check"])
+def test_a_generator_the_model_holds_gives_the_same_numbers_after_a_pass(entry):
+    model = OwnGenerator()
+    expected = torch.Generator().manual_seed(3)
+    ENTRY_POINTS[entry](model, (4, 8))
+    assert torch.equal(torch.rand(5, generator=model.generator), torch.rand(5, generator=expected))
+
+
+def _old_weight_norm():
+    with pytest.warns(FutureWarning):
+        return nn.Sequential(torch.nn.utils.weight_norm(nn.Linear(8, 8)), nn.ReLU())
+
+
+def _old_spectral_norm():
+    return nn.Sequential(torch.nn.utils.spectral_norm(nn.Linear(8, 8)), nn.ReLU())
+
+
+@pytest.mark.parametrize("entry", ["summary-eval", "summary-train", "summary-meta", "summary-bf16", "step"])
+@pytest.mark.parametrize("builder", [_old_weight_norm, _old_spectral_norm])
+def test_the_old_weight_and_spectral_norm_hooks_run_on_copies_and_stay_on_the_model(builder, entry):
+    """Their ``module.weight`` is a tensor autograd computed in a pre-hook, which torch refuses to deep-copy:
+    a meta, cast or step copy raised a raw RuntimeError. Oracle: PyTorch's own forward of the model."""
+    torch.manual_seed(0)
+    model = builder().train()
+    model(torch.randn(4, 8)).sum().backward()  # the user's grads exist and must survive
+    before = snapshot(model)
+    grads = {name: p.grad.clone() for name, p in model.named_parameters()}
+    result = ENTRY_POINTS[entry](model, (4, 8))
+    assert_same(before, snapshot(model))
+    assert {name: p.grad for name, p in model.named_parameters()}.keys() == grads.keys()
+    assert all(torch.equal(p.grad, grads[name]) for name, p in model.named_parameters())
+    if entry.startswith("summary"):
+        assert [(c.name, tuple(c.output_shapes)) for c in result.layers if c.depth == 1] == \
+            [("0", tuple(model[0](torch.randn(4, 8)).shape)), ("1", (4, 8))]
+
+
+@pytest.mark.parametrize("entry", ["summary-eval", "summary-train", "summary-meta", "step"])
+def test_called_inside_the_users_inference_mode(entry):
+    """Notebooks wrap calls in ``torch.inference_mode()``: netscope's copies then are inference tensors
+    without version counters (the guard raised a raw RuntimeError), and a planned step needs autograd."""
+    torch.manual_seed(0)
+    model = Dropper().train()
+    before = snapshot(model)
+    with torch.inference_mode():
+        result = ENTRY_POINTS[entry](model, (4, 8))
+        assert torch.is_inference_mode_enabled()
+    assert result is not None
+    assert_same(before, snapshot(model))
+
+
+def test_a_model_built_under_inference_mode_keeps_its_statistics_when_a_train_pass_fails():
+    """Its buffers are inference tensors: PyTorch refuses BatchNorm's counter update outside inference mode, so
+    the train pass fails (named, as the user's own forward would); the running stats it had updated by then
+    are put back (the restore's own write raised before, hiding the forward's error)."""
+    with torch.inference_mode():
+        model = nn.Sequential(nn.Linear(8, 8), nn.BatchNorm1d(8))
+    stats = {name: t.clone() for name, t in model.state_dict().items()}
+    with pytest.raises(RuntimeError, match="inference tensor"):
+        model(torch.randn(4, 8))  # the oracle: PyTorch's own train forward refuses too
+    for name, t in model.state_dict().items():  # ...after writing the running stats
+        t_ = stats[name]
+        with torch.inference_mode():
+            t.copy_(t_)
+    with pytest.raises(NetscopeError, match="inference tensor"):
+        netscope.summary(model, (4, 8), mode="train")
+    assert all(torch.equal(stats[name], t) for name, t in model.state_dict().items())
+    assert netscope.summary(model, (4, 8)).layers[1].output_shapes == (4, 8)  # eval: writes nothing, runs
+
+
+CLI_MODELS = '''
+import torch.nn as nn
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv, self.bn, self.drop = nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Dropout(0.2)
+
+    def forward(self, x):
+        return self.drop(self.bn(self.conv(x)))
+'''
+
+
+@pytest.mark.parametrize("argv", [["summary", "--input", "1,3,8,8"], ["summary", "--train", "--input", "1,3,8,8"],
+                                  ["check", "--input", "1,3,8,8"], ["solve", "--max-size", "12", "--input", "1,3,8,8"]])
+def test_a_command_run_in_process_leaves_the_callers_random_numbers(argv, tmp_path, capsys):
+    """The command builds the model, whose initialization draws from the global RNG. Oracle: the numbers
+    the same seed gives without the command."""
+    from netscope.cli import main
+
+    source = tmp_path / "nets.py"
+    source.write_text(CLI_MODELS)
+    torch.manual_seed(7)
+    expected = torch.rand(4)
+    torch.manual_seed(7)
+    assert main([argv[0], f"{source}:Net", *argv[1:]]) == 0
+    assert torch.equal(torch.rand(4), expected)
+
+
+@pytest.mark.parametrize("entry", ["summary-eval", "summary-train", "summary-meta", "summary-bf16", "step", "solve"])
+def test_a_one_shot_hook_of_the_user_is_still_there_for_their_own_forward(entry):
+    """A hook that removes itself through its handle runs in netscope's pass (every hook does) and must not be
+    gone afterwards; a copy's hook holds the original's handle. Oracle: the hook fires on the user's next forward."""
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU())
+    fired = []
+
+    def once(module, args):
+        fired.append(module)
+        handle.remove()
+
+    handle = model[0].register_forward_pre_hook(once)
+    other = model[1].register_forward_hook(lambda m, i, o: None)  # order kept: one-shot first, then this one
+    before = snapshot(model)
+    ENTRY_POINTS[entry](model, (1, 3, 8, 8))
+    assert_same(before, snapshot(model))
+    fired.clear()
+    model(torch.randn(1, 3, 8, 8))
+    assert fired == [model[0]] and not model[0]._forward_pre_hooks
+    other.remove()
+
+
+class RegistersAHookEachCall(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(8, 8)
+
+    def forward(self, x):
+        self.fc.register_forward_hook(lambda m, i, o: None)
+        torch.nn.modules.module.register_module_forward_hook(lambda m, i, o: None)
+        return self.fc(x)
+
+
+@pytest.mark.parametrize("entry", ["summary-eval", "summary-meta", "step"])
+def test_hooks_a_forward_registers_do_not_stay_on_the_model_or_the_process(entry):
+    model = RegistersAHookEachCall()
+    before = snapshot(model)
+    ENTRY_POINTS[entry](model, (4, 8))
+    assert_same(before, snapshot(model))  # its hook tables and torch's process-wide ones
+
+
+def test_a_process_wide_one_shot_hook_stays_registered():
+    fired = []
+
+    def once(module, args):
+        fired.append(module)
+        handle.remove()
+
+    handle = torch.nn.modules.module.register_module_forward_pre_hook(once)
+    try:
+        model = nn.Sequential(nn.Linear(8, 8))
+        netscope.summary(model, (4, 8))
+        fired.clear()
+        model(torch.randn(4, 8))
+        assert fired == [model]  # the user's own forward: the root's call is the first one
+    finally:
+        handle.remove()
+
+
+def test_step_refuses_uninitialized_lazy_modules_by_name_and_leaves_them_lazy():
+    model = nn.Sequential(nn.Linear(8, 8), nn.LazyLinear(4))
+    with pytest.raises(NetscopeError, match=r"1 \(LazyLinear\)"):
+        netscope.step(model, (4, 8))
+    assert isinstance(model[1].weight, UninitializedTensorMixin)
+    model(torch.randn(4, 8))  # initialized by the user's own forward: the step plans it
+    assert netscope.step(model, (4, 8)) is not None
+
+
+def process_state():
+    """The process-wide state a call could leave changed (oracle: the same read before the call)."""
+    import gc
+    import os
+    import random
+    import warnings
+
+    import numpy as np
+
+    return {
+        "default_dtype": torch.get_default_dtype(), "grad": torch.is_grad_enabled(),
+        "inference": torch.is_inference_mode_enabled(), "autocast": torch.is_autocast_enabled("cpu"),
+        "autocast_dtype": torch.get_autocast_dtype("cpu"), "deterministic": torch.are_deterministic_algorithms_enabled(),
+        "threads": torch.get_num_threads(), "rng": torch.get_rng_state().tolist(), "random": random.getstate(),
+        "numpy": [x.tolist() if hasattr(x, "tolist") else x for x in np.random.get_state()],
+        "call_path": (nn.Module.__call__, nn.Module._call_impl),
+        "global_hooks": [(g, list(getattr(module_globals, g).items())) for g in GLOBAL_HOOKS],
+        "dispatch_stack": torch._C._len_torch_dispatch_stack(),
+        "python_key": torch._C._dispatch_tls_is_dispatch_key_excluded(torch._C.DispatchKey.Python),
+        "gc": gc.isenabled(), "frozen": gc.get_freeze_count(), "warnings": list(warnings.filters),
+        "cwd": os.getcwd(),
+    }
+
+
+class Raises(nn.Module):
+    """Dropout and BatchNorm run, then the forward raises ``kind``: always, or only from its second call."""
+
+    def __init__(self, kind):
+        super().__init__()
+        self.conv, self.bn, self.drop = nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Dropout(0.5)
+        self.kind = kind
+        self.calls = 0
+
+    def forward(self, x):
+        self.calls += 1
+        x = self.drop(self.bn(self.conv(x)))
+        if self.kind == "value":
+            raise ValueError("boom")
+        if self.kind == "interrupt":
+            raise KeyboardInterrupt
+        if self.kind == "second" and self.calls > 1:
+            raise ValueError("second pass")
+        return x
+
+
+@pytest.mark.parametrize("kind", ["none", "value", "interrupt", "second"])
+@pytest.mark.parametrize("entry", ["summary-eval", "summary-train", "summary-meta", "summary-bf16", "check", "step",
+                                   "solve", "names"])
+def test_the_process_is_left_as_found_also_when_the_forward_raises(entry, kind):
+    model = Raises(kind).train()
+    torch.manual_seed(1)
+    before, model_before = process_state(), snapshot(model)
+    try:
+        ENTRY_POINTS[entry](model, (1, 3, 8, 8))
+    except (NetscopeError, KeyboardInterrupt):
+        pass
+    assert process_state() == before
+    assert_same(model_before, snapshot(model))
+
+
+def test_the_checkpoint_functions_leave_the_process_as_found(tmp_path):
+    model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
+    path = tmp_path / "ckpt.pt"
+    torch.save({"model." + k: v for k, v in model.state_dict().items()}, path)
+    before, model_before = process_state(), snapshot(model)
+    netscope.keys(str(path))
+    netscope.diff(str(path), model)
+    netscope.remap(str(path), model)
+    netscope.load(str(path), model)
+    assert process_state() == before
+    assert_same(model_before, snapshot(model))  # load wrote the same values in place: identities and values kept
+
+
+def _calls(report):
+    return [(c.name, c.class_name, c.output_shapes, c.macs) for c in report.layers]
+
+
+def test_two_threads_summarizing_two_models_and_a_third_running_its_own_forward():
+    """Each thread's report equals the one a lone call gives; the third thread's plain forward (not through
+    netscope) keeps running, right, and appears in neither report."""
+    import threading
+
+    first, second = frozen_resnet(), nn.Sequential(*[nn.Linear(16, 16) for _ in range(20)])
+    expected = {"first": _calls(netscope.summary(first, (1, 3, 32, 32))), "second": _calls(netscope.summary(second, (2, 16)))}
+    foreign = nn.Sequential(nn.Conv1d(2, 2, 1), nn.GELU())  # classes neither traced model has
+    x = torch.randn(1, 2, 5)
+    foreign_expected = foreign(x)
+    results, errors, stop, foreign_runs = {}, [], threading.Event(), [0]
+
+    def summarize(name, model, shape):
+        try:
+            results[name] = [_calls(netscope.summary(model, shape)) for _ in range(3)]
+        except BaseException as err:  # reported by the main thread
+            errors.append(err)
+
+    def own_forward():
+        while not stop.is_set():
+            if not torch.equal(foreign(x), foreign_expected):
+                errors.append(AssertionError("the foreign forward's output changed"))
+            foreign_runs[0] += 1
+
+    threads = [threading.Thread(target=summarize, args=("first", first, (1, 3, 32, 32))),
+               threading.Thread(target=summarize, args=("second", second, (2, 16)))]
+    other = threading.Thread(target=own_forward)
+    other.start()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    stop.set()
+    other.join()
+    assert not errors
+    assert foreign_runs[0] > 0
+    for name in ("first", "second"):
+        assert results[name] == [expected[name]] * 3
+        assert not {"Conv1d", "GELU"} & {row[1] for rows in results[name] for row in rows}

@@ -477,8 +477,18 @@ def solve_input_size(model, input_size=None, *, input_dtypes=None, spatial: Opti
     runner = _Runner(model, input_spec, model if real_model is None else real_model, max_probes)
     start = time.perf_counter()
     solver = _Solver(runner, input_spec, shape, spatial, max_size, per_axis)
-    result = solver.solve()
+    with _kept_hooks(model):  # probes run copies, whose hooks hold the user's handles (a one-shot hook's remove)
+        result = solver.solve()
     return replace(result, probes=tuple(runner.order), seconds=time.perf_counter() - start)
+
+
+def _kept_hooks(model):
+    import torch.nn as nn
+
+    from netscope.run.model_state import kept_hooks
+    from netscope.run.module_tree import module_tree
+
+    return kept_hooks(module_tree(model)) if isinstance(model, nn.Module) else contextlib.nullcontext()
 
 
 class _Solver:

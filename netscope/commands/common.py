@@ -142,9 +142,14 @@ def check_table_options(args: argparse.Namespace, *, step: bool = False) -> None
 
 def resolve_from_args(args: argparse.Namespace, *, empty_weights: bool = False, note: bool = True):
     """The ResolvedModel the command line names; ``note``: say on stderr when the no-memory build fell back."""
+    import torch
+
     from netscope.models.specs import parse_model_args, resolve_model
 
-    resolved = resolve_model(args.model, parse_model_args(args.model_arg), empty_weights=empty_weights)
+    # the weights' random initialization draws from the global RNG: a command run in-process (netscope.cli.main)
+    # leaves the caller's next random numbers as they were
+    with torch.random.fork_rng(devices=[]):
+        resolved = resolve_model(args.model, parse_model_args(args.model_arg), empty_weights=empty_weights)
     if note:
         build_note(args, resolved)
     return resolved

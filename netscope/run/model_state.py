@@ -42,7 +42,8 @@ def preserved_model(model: nn.Module, *, train: bool, tree: Optional[ModuleTree]
     ``_parameters``/``_buffers`` slot, buffer values (BatchNorm running stats and
     ``num_batches_tracked`` change in a train-mode pass), each parameter's ``requires_grad``, the plain-value
     attributes of non-``torch.nn`` modules (:class:`PlainAttributes`: a counter, a window size a forward
-    adapted to its input), the global CPU and CUDA RNG states (dropout draws from them) and grad mode; also
+    adapted to its input), the global CPU and CUDA RNG states (dropout draws from them), the state of each
+    ``torch.Generator`` a module holds, buffer version counters (a pending backward checks them) and grad mode; also
     when the block raises. Other attributes the forward changed (a dict cache it filled) are named. Parameter
     values written in place are detected through the tensor version counter (restoring them would need a
     copy of every weight) and listed in the yielded :class:`ModelChanges`, which also says whether the
@@ -64,18 +65,19 @@ def preserved_model(model: nn.Module, *, train: bool, tree: Optional[ModuleTree]
                 or buffer.device.type == "meta":
             continue
         seen.add(id(buffer))
-        buffer_values.append((buffer, buffer.detach().clone()))
+        buffer_values.append((buffer, version_of(buffer), buffer.detach().clone()))
     params = [p for p in {id(p): p for p in parameters.values}.values()  # by id: Tensor.__hash__ is Python code
               if p is not None and not isinstance(p, UninitializedTensorMixin)]  # lazy: no values yet
     grads = [p.requires_grad for p in params]
-    versions = [p._version for p in params]
+    versions = list(map(version_of, params))
     attributes = _own_attributes(tree)
     plain = PlainAttributes(model, tree)
+    generators = _generator_states(tree)
     cuda_devices = []
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         cuda_devices = list(range(torch.cuda.device_count()))
     try:
-        with torch.random.fork_rng(devices=cuda_devices, enabled=True), torch.no_grad():
+        with kept_hooks(tree), torch.random.fork_rng(devices=cuda_devices, enabled=True), torch.no_grad():
             if any(flag != train for flag in flags):  # model.train() visits every module: skip when moot
                 _set_mode(model, modules, train)
             yield changes
@@ -89,11 +91,10 @@ def preserved_model(model: nn.Module, *, train: bool, tree: Optional[ModuleTree]
         changes.modules_changed = children.changed(tree.tables("_modules"))
         # read before the buffer values are copied back: a buffer that is also a parameter
         # (register_buffer(name, p)) gets a version bump from that copy, not from the forward
-        now = [p._version for p in params]
-        with torch.no_grad():
-            for buffer, value in buffer_values:
-                if buffer.shape == value.shape:
-                    buffer.copy_(value)
+        now = list(map(version_of, params))
+        _restore_buffers(buffer_values)
+        for generator, state in generators:
+            generator.set_state(state)
         if [p.requires_grad for p in params] != grads:
             for param, requires_grad in zip(params, grads):
                 if param.requires_grad != requires_grad:
@@ -106,6 +107,115 @@ def preserved_model(model: nn.Module, *, train: bool, tree: Optional[ModuleTree]
             written = {id(p) for p, before, after in zip(params, versions, now) if before != after}
             changes.changed_in_place.extend(name for name, param in model.named_parameters()
                                             if id(param) in written)
+
+
+def _restore_buffers(saved: List[tuple]) -> None:
+    """Copy back the values of the buffers the block changed, then set each one's version counter back to
+    what it was: autograd compares it when a backward the user has pending (a forward run before netscope's:
+    BatchNorm saves its running stats) reads the buffer, and the values are the same again. Buffers whose
+    values did not change are not written (a copy would bump their counter). Changed is told by value, not
+    by the counter alone: BatchNorm's CPU kernel updates its running stats under no_grad without a bump."""
+    written = [entry for entry in saved if entry[0].shape == entry[2].shape
+               and (version_of(entry[0]) != entry[1] or not _same(entry[0], entry[2]))]
+    if not written:
+        return
+    with torch.no_grad():
+        for buffer, version, value in written:
+            if version is None:  # an inference tensor (a model built under inference_mode) is written only there
+                with torch.inference_mode():
+                    buffer.copy_(value)
+            else:
+                buffer.copy_(value)
+    counted = [(buffer, version) for buffer, version, _ in written if version is not None]
+    if counted and _SET_VERSION is not None:
+        try:  # (tensors, versions) tuples as on torch 2.14; an older signature leaves the counters bumped
+            _SET_VERSION(tuple(b for b, _ in counted), tuple(v for _, v in counted))
+        except (TypeError, RuntimeError):
+            pass
+
+
+def version_of(tensor: torch.Tensor) -> Optional[int]:
+    """The tensor's version counter (bumped by every in-place write); None for an inference tensor (made
+    under ``torch.inference_mode``: a model built there, or netscope's copy when the user calls it there),
+    which has none."""
+    try:
+        return tensor._version
+    except RuntimeError:
+        return None
+
+
+def _same(tensor: torch.Tensor, value: torch.Tensor) -> bool:
+    """Equal values (a NaN statistic reads as changed: copied back, harmless); a fake tensor (a step's
+    replica) has no values to differ."""
+    if type(tensor) not in _VALUE_TYPES:
+        from torch._subclasses.fake_tensor import is_fake
+
+        if is_fake(tensor):
+            return True
+    try:
+        return torch.equal(tensor, value)
+    except (RuntimeError, TypeError, NotImplementedError):  # a tensor type without equal: copied back, as always
+        return False
+
+
+_VALUE_TYPES = (torch.Tensor, nn.Buffer) if hasattr(nn, "Buffer") else (torch.Tensor,)
+_SET_VERSION = getattr(torch._C._autograd, "_unsafe_set_version_counter", None)  # torch >= 2.4
+
+
+def _generator_states(tree: ModuleTree) -> List[tuple]:
+    """``(generator, its state)`` for each ``torch.Generator`` a non-``torch.nn`` module holds as an attribute
+    (a forward drawing noise from its own generator): put back after the block like the global RNG."""
+    out, seen = [], set()
+    for index in tree.custom:
+        for value in tree.states[index].values():
+            if isinstance(value, torch.Generator) and id(value) not in seen and value.device.type != "meta":
+                seen.add(id(value))
+                out.append((value, value.get_state()))
+    return out
+
+
+# The hook tables a forward can change: its own (a hook registered on each call, a one-shot hook that
+# removes itself through its handle) and, through a handle, those of the model a copy was made from.
+HOOK_TABLES = ("_forward_hooks", "_forward_hooks_with_kwargs", "_forward_hooks_always_called", "_forward_pre_hooks",
+               "_forward_pre_hooks_with_kwargs", "_backward_hooks", "_backward_pre_hooks")
+_GLOBAL_HOOK_TABLES = ("_global_forward_hooks", "_global_forward_hooks_with_kwargs",
+                       "_global_forward_hooks_always_called", "_global_forward_pre_hooks",
+                       "_global_backward_hooks", "_global_backward_pre_hooks")
+
+
+@contextlib.contextmanager
+def kept_hooks(tree: ModuleTree) -> Iterator[None]:
+    """Put back, after the block, every module's hook tables (:data:`HOOK_TABLES`) and torch's process-wide
+    module hook tables as they were, in their order: a pass must neither consume a one-shot hook of the user's
+    (it runs during the pass, as every hook does, and its ``handle.remove()`` would take it off for the user's
+    own next forward; a copy's hook holds the original's handle) nor keep one a forward registered.
+    Cheap when nothing changed: only the tables holding hooks are copied, and a hook added anywhere shows in
+    torch's handle counter (every registration takes the next id)."""
+    from torch.nn.modules import module as torch_module
+    from torch.utils.hooks import RemovableHandle
+
+    try:
+        tables = list(itertools.chain.from_iterable(map(_hook_tables, tree.states)))
+    except KeyError:  # a module lacking one (unpickled from an older torch) or keeping them elsewhere (TorchScript)
+        tables = [getattr(module, name, _NO_TABLE) for module in tree.modules for name in HOOK_TABLES]
+    tables += [getattr(torch_module, name, _NO_TABLE) for name in _GLOBAL_HOOK_TABLES]
+    held = [(table, list(table.items())) for table in filter(None, tables)]
+    next_id = RemovableHandle.next_id
+    try:
+        yield
+    finally:
+        if RemovableHandle.next_id != next_id:  # a hook was registered: take off those not held before
+            known = {id(table) for table, _ in held}
+            for table in tables:
+                if table and id(table) not in known:
+                    table.clear()
+        for table, items in held:
+            if len(table) != len(items) or any(table.get(key, _NO_TABLE) is not value for key, value in items):
+                _restore_slots(table, dict(items))
+
+
+_NO_TABLE: dict = {}  # stands for a table a module lacks (one unpickled from an older torch): always empty
+_hook_tables = operator.itemgetter(*HOOK_TABLES)
 
 
 class PlainAttributes:
@@ -161,7 +271,7 @@ def _own_attributes(tree: ModuleTree) -> List[tuple]:
                 continue
             # by identity (a tuple of tensors compared by value would ask a tensor for its truth)
             size = len(value) if type(value) in (dict, list, set) else \
-                value._version if isinstance(value, torch.Tensor) else None
+                version_of(value) if isinstance(value, torch.Tensor) else None
             out.append((index, name, id(value), size))
     out.sort(key=operator.itemgetter(0, 1))
     return out

@@ -268,7 +268,21 @@ def meta_copy(model, empty=None):
         else:
             twin = empty(tensor)
         memo[id(tensor)] = twin
-    return copy.deepcopy(model, memo)
+    return copy.deepcopy(model, seed_derived_tensors(model, memo, empty))
+
+
+def seed_derived_tensors(model, memo: dict, make) -> dict:
+    """Pre-seed deepcopy's ``memo`` with ``make(tensor.detach())`` for each tensor a module holds as a plain
+    attribute that autograd computed (not a leaf): ``torch.nn.utils.weight_norm`` and ``spectral_norm`` keep
+    ``module.weight`` so, recomputed by their forward pre-hook, and torch refuses to deep-copy such a tensor.
+    Returns ``memo``."""
+    import torch
+
+    for module in model.modules():
+        for value in vars(module).values():
+            if isinstance(value, torch.Tensor) and value.grad_fn is not None and id(value) not in memo:
+                memo[id(value)] = make(value.detach())
+    return memo
 
 
 def weight_bytes(model, dtype: Optional[str] = None) -> int:

@@ -20,6 +20,7 @@ import torch.nn as nn
 
 from netscope.errors import ForwardError, InputSpecError, MetaDeviceError, OutOfMemory
 from netscope.inputs import InputSpec, normalize_float_dtype
+from netscope.run.model_state import kept_hooks, version_of
 from netscope.run.module_tree import ModuleTree, module_tree, tree_of
 from netscope.run.trace import TraceResult, model_device, model_float_dtype, trace
 from netscope.run.user_inputs import own_inputs
@@ -63,14 +64,15 @@ def prepared(model: nn.Module, inputs, *, device: torch.device, dtype: Optional[
     spec = inputs.for_model(model) if isinstance(inputs, InputSpec) else None
     if spec is not None and device.type != "meta":
         device = _fitting_device(model, spec, device, float_dtype, fallback_to_meta, notes)
-    tree = module_tree(model)
+    tree = given_tree = module_tree(model)
     lazy = uninitialized_lazy(model, tree.modules)
     if lazy:
         notes.append(f"lazy module(s) {', '.join(lazy)} create their parameters in their first forward: the pass "
                      "ran on a copy, so the model itself is left uninitialized")
         model, owned = _lazy_copy(model, device), True
         tree = module_tree(model)
-    with _placed(model, device, float_dtype, owned, tree) as runnable:
+    with _placed(model, device, float_dtype, owned, tree) as runnable, \
+            (kept_hooks(given_tree) if runnable is not given else contextlib.nullcontext()):
         run_dtype = model_float_dtype(runnable) if any(True for _ in runnable.parameters()) else float_dtype
         watched: list = []
         if spec is not None:
@@ -106,7 +108,7 @@ def run_pass(prep: Prepared, *, mode: str = "eval", progress: Optional[Callable[
         note = capacity_note(result.operators)
         if note:
             result.notes.append(note)
-    written = list(dict.fromkeys(label for label, tensor, version in prep.watched if _version(tensor) != version))
+    written = list(dict.fromkeys(label for label, tensor, version in prep.watched if version_of(tensor) != version))
     if written:
         result.notes.append(f"the forward pass wrote into these inputs in place, which were your own tensors (netscope "
                             f"passes input_data as given): {', '.join(written)}")
@@ -196,7 +198,10 @@ def _placed(model: nn.Module, device: torch.device, float_dtype: str, owned: boo
     tree = tree_of(model, tree)
     _refuse_meta_tensors(tree.parameters + tree.buffers, device)
     if needs_cast:  # never cast the user's tensors: run on a converted copy
-        yield copy.deepcopy(model).to(device=device, dtype=target_dtype)
+        from netscope.run.no_memory import seed_derived_tensors
+
+        replica = copy.deepcopy(model, seed_derived_tensors(model, {}, torch.Tensor.clone))
+        yield replica.to(device=device, dtype=target_dtype)
         return
     if _all_on(tree, device):
         yield model
@@ -242,7 +247,7 @@ def _moved_inputs(inputs, device: torch.device, notes: List[str], watched: list)
 
     def move(label: str, tensor):
         if tensor.device == device:
-            version = _version(tensor)
+            version = version_of(tensor)
             if version is not None:
                 watched.append((label, tensor, version))
             return tensor
@@ -256,14 +261,6 @@ def _moved_inputs(inputs, device: torch.device, notes: List[str], watched: list)
         notes.append(f"input {label} could not be copied, so the pass used yours: a forward that changes it (a cache "
                      "it appends to) changed it")
     return args, kwargs
-
-
-def _version(tensor) -> Optional[int]:
-    """The tensor's version counter (bumped by every in-place write); None for tensors without one (inference mode)."""
-    try:
-        return tensor._version
-    except RuntimeError:
-        return None
 
 
 def _built(spec: InputSpec, device: torch.device, float_dtype: str):
@@ -347,7 +344,9 @@ def _lazy_copy(model: nn.Module, device: torch.device) -> nn.Module:
                     memo[id(tensor)] = UninitializedParameter(tensor.requires_grad, device=where, dtype=tensor.dtype)
                 else:
                     memo[id(tensor)] = UninitializedBuffer(tensor.requires_grad, device=where, dtype=tensor.dtype)
-    return copy.deepcopy(model, memo)
+    from netscope.run.no_memory import seed_derived_tensors
+
+    return copy.deepcopy(model, seed_derived_tensors(model, memo, torch.Tensor.clone))
 
 
 def _gib(n: int) -> str:

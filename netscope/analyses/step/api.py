@@ -43,7 +43,8 @@ def step(model: nn.Module, input_size=None, input_data=None, *, optimizer: str =
     options = StepOptions(optimizer=optimizer, precision=precision, fsdp=fsdp, ddp=ddp,
                           activation_checkpointing=activation_checkpointing)
     inputs = inputs_from(model, input_size, input_data, input_dtypes)
-    return run_step_report(model, inputs, options, label=label or type(model).__name__, measure=measure)
+    with torch.inference_mode(False):  # called inside the user's inference_mode: the planned step needs autograd
+        return run_step_report(model, inputs, options, label=label or type(model).__name__, measure=measure)
 
 
 def refuse_script(model: nn.Module) -> None:
@@ -59,6 +60,19 @@ def refuse_script(model: nn.Module) -> None:
             "compiled TorchScript code does not run, and its copy holds no leaf parameters an optimizer could take. "
             "Pass the eager nn.Module the script was made from (netscope summary reads the scripted one: "
             "parameters, and its shapes and multiply-adds as a whole)")
+
+
+def _refuse_lazy(model: nn.Module) -> None:
+    """Lazy modules have no parameter shapes before their first forward, so a fake copy of them cannot be
+    made (torch raised a bare RuntimeError from the copy)."""
+    from netscope.run.prepare import uninitialized_lazy
+
+    lazy = uninitialized_lazy(model)
+    if lazy:
+        raise UsageError(
+            f"lazy module(s) {', '.join(lazy)} create their parameters in their first forward, and netscope step plans "
+            "the step on fake copies of the parameters, which need their shapes: run the model once on a real input "
+            "and pass it then (netscope summary runs such a model on a copy and leaves it uninitialized)")
 
 
 def _refuse_packed(args, kwargs) -> None:
@@ -100,6 +114,7 @@ def run_step_report(model: nn.Module, inputs, options: StepOptions, *, label: st
     from netscope.inputs import InputSpec
 
     refuse_script(model)
+    _refuse_lazy(model)
 
     device = "cuda" if model_device(model).type == "cuda" else "cpu"
     if isinstance(inputs, InputSpec):

@@ -30,7 +30,7 @@ from torch.utils.weak import WeakIdKeyDictionary
 
 from netscope.errors import ForwardError, InputSpecError, UsageError
 from netscope.collector import paused_gc
-from netscope.run.model_state import preserved_model
+from netscope.run.model_state import kept_hooks, preserved_model
 from netscope.operators.registry import UNSEEN, OpResolver
 from netscope.run.no_memory import meta_copy
 from netscope.run.module_tree import module_tree
@@ -134,7 +134,7 @@ def run_step(model: nn.Module, args: tuple, kwargs: dict, options: StepOptions, 
     counter = _Counter(recorder, backward, node_of, ops)
     tagger = _Tagger(current)
     start = time.perf_counter()
-    with paused_gc(), preserved_model(copy_, train=True), torch.enable_grad(), fake:
+    with paused_gc(), kept_hooks(module_tree(model)), preserved_model(copy_, train=True), torch.enable_grad(), fake:
         optimizer = OPTIMIZERS[options.optimizer].build(trainable)
         _initial_state(optimizer, trainable)
         tracker.track_step(copy_, optimizer, (args, kwargs))
