@@ -33,7 +33,8 @@ def summary(model: nn.Module, input_size=None, input_data=None, *, device=None, 
     device: ``None`` runs where the model lives; ``"meta"`` runs on a meta copy (no memory, the model untouched);
     ``"auto"`` is cuda when available, else cpu, and meta when the pass cannot fit there; another device
     moves the model there for the pass and back afterwards.
-    dtype: float dtype of the pass; when it differs from the model's, the pass runs on a converted copy.
+    dtype: float dtype of the pass; when it differs from the model's, the pass runs on a converted copy (and
+    input_data's float tensors are converted copies too).
     mode: ``"eval"`` (default) or ``"train"``; either way the model's own flags are restored.
     receptive_field: also track each call's receptive field on the input (``LayerCall.receptive_field``,
     columns ``rf``/``jump``); off by default because it costs 3-10% of the pass on conv-heavy models.

@@ -251,6 +251,41 @@ def test_float_dtype_of_the_pass_takes_a_torch_dtype():
     assert model.weight.dtype == torch.float32  # the pass ran on a converted copy
 
 
+def test_an_explicit_dtype_converts_the_float_tensors_of_input_data_too():
+    """dtype= converts the model for the pass, so the float tensors of input_data are converted copies too (a
+    float32 tensor into a bfloat16 copy raised 'mat1 and mat2 must have the same dtype', reported as a shape
+    problem); integer tensors, and every tensor when no dtype is asked for, go in as given."""
+    import torch
+    import torch.nn as nn
+
+    import netscope
+
+    seen = []
+
+    class Model(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed, self.proj = nn.Embedding(10, 4), nn.Linear(4, 4)
+
+        def forward(self, ids, x):
+            seen.append((ids.dtype, x.dtype))
+            return self.embed(ids) + self.proj(x)
+
+    model = Model()
+    ids, x = torch.tensor([[1, 2, 3]]), torch.randn(1, 3, 4)
+    report = netscope.summary(model, input_data=(ids, x), dtype=torch.bfloat16)
+    assert seen == [(torch.int64, torch.bfloat16)] and report.run.dtype == "bfloat16"
+    assert x.dtype == torch.float32 and model.proj.weight.dtype == torch.float32  # the user's, unchanged
+    assert any("converted to bfloat16" in note and "args[1] (float32)" in note for note in report.run.notes)
+    seen.clear()
+    report = netscope.summary(model, input_data=(ids, x))  # no dtype: as given
+    assert seen == [(torch.int64, torch.float32)] and not any("converted" in note for note in report.run.notes)
+    from netscope.errors import ForwardError
+
+    with pytest.raises(ForwardError, match="Check the inputs' dtypes"):  # float64 into float32 layers: say dtype
+        netscope.summary(model, input_data=(ids, x.double()))
+
+
 def test_api_takes_torch_dtypes_as_well_as_names():
     """``dtype=torch.bfloat16`` and ``input_dtypes=[torch.int64]`` (what a Python caller has at hand) mean what
     their names mean; they raised AttributeError ('torch.dtype' object has no attribute 'strip')."""

@@ -77,8 +77,9 @@ def prepared(model: nn.Module, inputs, *, device: torch.device, dtype: Optional[
         watched: list = []
         if spec is not None:
             args, kwargs = _built(spec, device, run_dtype)
-        else:
-            args, kwargs = _moved_inputs(inputs, device, notes, watched)
+        else:  # an explicit dtype= converts the float tensors of input_data too (copies), as it converts the model
+            cast = getattr(torch, run_dtype) if dtype else None
+            args, kwargs = _moved_inputs(inputs, device, notes, watched, cast)
         yield Prepared(runnable, args, kwargs, device, run_dtype, spec, tuple(notes),
                        tree if runnable is model else module_tree(runnable), lazy_copy=bool(lazy),
                        users_model=runnable is given and not given_owned, watched=tuple(watched))
@@ -239,13 +240,25 @@ def _refuse_meta_tensors(tensors: Sequence[torch.Tensor], device: torch.device) 
         "materialize the weights first (model.to_empty(device=...) and initialise or load them).")
 
 
-def _moved_inputs(inputs, device: torch.device, notes: List[str], watched: list):
+def _moved_inputs(inputs, device: torch.device, notes: List[str], watched: list,
+                  cast: Optional[torch.dtype] = None):
     """The user's (args, kwargs) on ``device``: copies, never the user's tensors moved; meta gets empty twins.
+    ``cast``: the pass's float dtype when the caller chose one; floating tensors of another dtype are converted
+    copies (named in ``notes``).
     A cache object the forward appends to is a copy (:mod:`netscope.run.user_inputs`); one that refuses a copy is
     named in ``notes``. The user's own tensors the pass receives (on ``device`` already) go to ``watched`` as
     ``(label, tensor, version)``: a forward that writes into one in place is named after the pass (:func:`run_pass`)."""
 
+    converted: List[str] = []
+
     def move(label: str, tensor):
+        if cast is not None and tensor.is_floating_point() and tensor.dtype != cast:
+            converted.append(f"{label} ({str(tensor.dtype).removeprefix('torch.')})")
+            if tensor.device.type == "meta" and device.type != "meta":
+                raise InputSpecError(f"input_data holds meta tensors, which have no values to copy to {device}: "
+                                     "run on the meta device (device=\"meta\"), or pass real tensors")
+            return (torch.empty_like(tensor, device="meta", dtype=cast) if device.type == "meta"
+                    else tensor.to(device=device, dtype=cast))
         if tensor.device == device:
             version = version_of(tensor)
             if version is not None:
@@ -257,6 +270,10 @@ def _moved_inputs(inputs, device: torch.device, notes: List[str], watched: list)
         return torch.empty_like(tensor, device="meta") if device.type == "meta" else tensor.to(device)
 
     args, kwargs, refused = own_inputs(inputs, move)
+    if converted:
+        notes.append(f"input_data's floating tensors were converted to {str(cast).removeprefix('torch.')} for the pass "
+                     f"(dtype=), as the model was (copies; yours are unchanged): {', '.join(converted[:5])}"
+                     + (f" and {len(converted) - 5} more" if len(converted) > 5 else ""))
     for label in refused:
         notes.append(f"input {label} could not be copied, so the pass used yours: a forward that changes it (a cache "
                      "it appends to) changed it")

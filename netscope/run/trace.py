@@ -14,6 +14,7 @@ from __future__ import annotations
 import collections.abc
 import contextlib
 import functools
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple
@@ -635,15 +636,20 @@ def _forward_error(model, result: TraceResult, error: BaseException) -> ForwardE
             "(device=\"meta\") for a run without memory: shapes, parameters and multiply-adds are exact",
             original=error, layer=layer)
     else:
-        message = (
-            f"the model's forward pass failed in {where}: {type(error).__name__}: {error}. "
-            "Check the input shape(s) (--input on the command line, input_size/input_data in the API) "
-            "against what this layer expects"
-        )
+        advice = ("Check the inputs' dtypes against the layer's (dtype=/input_dtypes= in the API, --dtype and "
+                  "--input on the command line)" if _DTYPE_MISMATCH.search(str(error)) else
+                  "Check the input shape(s) (--input on the command line, input_size/input_data in the API) "
+                  "against what this layer expects")
+        message = f"the model's forward pass failed in {where}: {type(error).__name__}: {error}. {advice}"
         err = ForwardError(message, original=error, layer=layer)
     err.partial = result
     err.failed_index = index
     return err
+
+
+# torch's messages for operands of different dtypes (a float64 input into float32 weights, floats into an embedding)
+_DTYPE_MISMATCH = re.compile(r"same dtype|scalar type|Input type \(.*\) and (weight|bias) type|to have one of the following "
+                             r"scalar types|dtype mismatch", re.IGNORECASE)
 
 
 def _out_of_memory(error: BaseException) -> bool:
