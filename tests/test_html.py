@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import html
 import json
 import os
 import re
@@ -194,6 +195,38 @@ def test_notebook_view_is_compact_and_script_free(resnet50_annotated, big_report
     assert "1–3999</td><td>3999 × Sequential <small>as 0</small>" in big
     assert big.count("<tr") == 1 + 3  # header, root, block 0, the folded run
     assert len(repr(big_report).encode("utf-8")) < 1_000
+
+
+class _PadConv(nn.Conv2d):
+    """A convolution that pads its input in its own forward (its formula check notes it)."""
+
+    def forward(self, x):
+        return super().forward(nn.functional.pad(x, (1, 1, 1, 1)))
+
+
+def test_notebook_view_names_findings_below_the_top_level_rows():
+    # both findings sit three calls deep, under the one top-level block the view lists
+    stage = nn.Sequential(nn.Sequential(_PadConv(3, 4, 3), nn.AdaptiveAvgPool2d(16)))
+    report = netscope.summary(nn.Sequential(stage, nn.Flatten(), nn.Linear(4 * 16 * 16, 2)), (1, 3, 8, 8),
+                              device="meta")
+    findings = [f for c in report.checks for f in c.findings] + list(report.findings)
+    assert {f.severity for f in findings} >= {Severity.WARNING, Severity.INFO}  # precondition, not validation
+    view = notebook_html(report)
+    details = re.search(r"<details( open)?><summary>Findings: (.*?)</summary>(.*?)</details>", view, re.S)
+    assert details and details.group(1) == " open"  # a warning is among them
+    counts = {s: sum(f.severity is s for f in findings) for s in Severity}
+    assert details.group(2) == (f"{counts[Severity.ERROR]} errors, {counts[Severity.WARNING]} warning"
+                                f"{'' if counts[Severity.WARNING] == 1 else 's'}, {counts[Severity.INFO]} note"
+                                f"{'' if counts[Severity.INFO] == 1 else 's'}")
+    for finding in findings:
+        assert f"<code>{finding.layer}</code> " in details.group(3) and html.escape(finding.message) in details.group(3)
+        assert finding.code in details.group(3)
+    assert "<button" not in view and "<script" not in view  # script-free: names, not dead links
+    # the page keeps its links, one per finding, each opening that call's row
+    rows = {c.name: c.index for c in report.layers}
+    page = report_html(report)
+    assert sorted(re.findall(r'class="ns-link" data-row="(\d+)">([^<]*)</button> (?!<small>)', page)) == sorted(
+        (str(rows[f.layer]), f.layer) for f in findings)
 
 
 # ---- --plot and the CLI ----------------------------------------------------------------------------

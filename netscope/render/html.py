@@ -122,11 +122,24 @@ def notebook_html(report) -> str:
         "<div>", _flow_html(report), "</div>",
         "<details><summary>Where the parameters and multiply-adds are</summary>",
         _charts_html(report, by_type=False), "</details>",
+        _notebook_findings(report),
         '<details open><summary>Top-level calls</summary><table class="ns-table"><thead><tr>'
         '<th>Layer</th><th>Class</th><th>Output</th><th class="ns-num">Params</th><th class="ns-num">Mult-adds</th>'
         "<th>Checks</th></tr></thead><tbody>",
         "".join(body), "</tbody></table>", more, note, "</details></div>",
     ])
+
+
+def _notebook_findings(report) -> str:
+    """The check and naming findings at any depth (the rows below list only the top levels), the first few of
+    each kind, as on the page; open when an error or warning is among them."""
+    groups = _findings_groups_html(report, linked=False)
+    if not groups:
+        return ""
+    counts = _severity_counts(report)
+    opened = " open" if counts[Severity.ERROR.value] or counts[Severity.WARNING.value] else ""
+    said = ", ".join(f"{n:,} {SEVERITY_NOUN[level]}{'' if n == 1 else 's'}" for level, n in counts.items())
+    return f"<details{opened}><summary>Findings: {said}</summary>{groups}</details>"
 
 
 # ---- sections ------------------------------------------------------------------------------------
@@ -263,7 +276,14 @@ def _findings_summary(report) -> str:
 
 
 def _findings_html(report) -> str:
-    """Findings grouped by severity and code, the first few of each with a link that opens that exact row."""
+    """The page's findings section: each listed one links to (and opens) its exact row."""
+    groups = _findings_groups_html(report, linked=True)
+    return f'<section class="ns-findings"><h2>Findings</h2>{groups}</section>' if groups else ""
+
+
+def _findings_groups_html(report, *, linked: bool) -> str:
+    """Findings grouped by severity and code, the first few of each named with their layer: a button that
+    opens that row (``linked``, the page's script handles it) or the plain name (the script-free notebook)."""
     groups: Dict[Tuple[str, str], List[Tuple[str, object, str, str]]] = {}
     for check in report.checks:
         for finding in getattr(check, "findings", ()) or ():
@@ -279,22 +299,24 @@ def _findings_html(report) -> str:
     if not groups:
         return ""
     order = {Severity.ERROR.value: 0, Severity.WARNING.value: 1, Severity.INFO.value: 2}
-    parts = ['<section class="ns-findings"><h2>Findings</h2>']
+    parts = []
     for (severity, code), items in sorted(groups.items(), key=lambda kv: order.get(kv[0][0], 1)):
         fixes = {fix for *_, fix in items}
         shared_fix = fixes.pop() if len(fixes) == 1 else None
         parts.append(f'<h3><span class="ns-badge ns-sev-{escape(severity)}">{escape(severity)}</span> '
                      f"{escape(code)} ({len(items):,})</h3><ul>")
         for layer, index, message, fix in items[:FINDINGS_PER_KIND]:
-            where = (f'<button type="button" class="ns-link" data-row="{index}">{escape(layer or "(root)")}</button> '
-                     if index is not None else (f"<code>{escape(layer)}</code> " if layer else ""))
+            if index is not None and linked:
+                where = f'<button type="button" class="ns-link" data-row="{index}">{escape(layer or "(root)")}</button> '
+            else:
+                where = f"<code>{escape(layer or '(root)')}</code> " if layer or index is not None else ""
             own_fix = f' <span class="ns-fix">Fix: {escape(fix)}</span>' if fix and shared_fix is None else ""
             parts.append(f"<li>{where}{escape(message)}{own_fix}</li>")
         if len(items) > FINDINGS_PER_KIND:
-            parts.append(f"<li>… and {len(items) - FINDINGS_PER_KIND:,} more of this kind "
-                         "(the tree's badges show each one).</li>")
+            where_rest = ("the tree's badges show each one" if linked
+                          else "the page of report.to_html() shows each one on its row")
+            parts.append(f"<li>… and {len(items) - FINDINGS_PER_KIND:,} more of this kind ({where_rest}).</li>")
         parts.append("</ul>" + (f'<p class="ns-fix">Fix: {escape(shared_fix)}</p>' if shared_fix else ""))
-    parts.append("</section>")
     return "".join(parts)
 
 
