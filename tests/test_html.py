@@ -1027,6 +1027,29 @@ def _scripted_report():
     return report
 
 
+def test_scripted_modules_are_charted_by_the_class_they_were_scripted_from():
+    # every scripted module is a RecursiveScriptModule; the tree names the class it was scripted from, and
+    # so must the per-type chart and the heaviest list
+    import warnings
+
+    import torch
+
+    eager = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 4))
+    expected = {}
+    for module in eager.modules():
+        own = sum(p.numel() for p in module.parameters(recurse=False))
+        if own:
+            expected[type(module).__name__] = expected.get(type(module).__name__, 0) + own
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        scripted = torch.jit.script(eager)
+    page = report_html(netscope.summary(scripted, input_size=(2, 8)))
+    _, bars = _charts(page)["Parameters per layer type"]
+    assert dict(bars) == expected
+    heaviest = re.search(r"<h3>By parameters \(owned\)</h3>(.*?)</ol>", page).group(1)
+    assert re.findall(r"<small>(\w+)</small>", heaviest) == ["Linear", "Linear"]
+
+
 def test_notebook_view_says_not_recorded_inside_torchscript_never_0():
     html = notebook_html(_scripted_report())
     rows = [re.findall(r"<td[^>]*>(.*?)</td>", row) for row in re.findall(r"<tr>(.*?)</tr>", html) if "<td" in row]

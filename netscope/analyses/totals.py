@@ -13,7 +13,7 @@ import torch.nn as nn
 
 from netscope.operators.packed import packed_by_module
 from netscope.records import Totals, record_from_fields
-from netscope.run.module_tree import ModuleTree, tree_of
+from netscope.run.module_tree import ModuleTree, class_name_of, tree_of
 from netscope.run.shapes import stored_bytes
 
 _values = operator.methodcaller("values")
@@ -92,6 +92,6 @@ def owned_params(model: nn.Module, tree: Optional[ModuleTree] = None) -> Tuple[O
                 seen.add(id(param))
                 own += param.numel()
         if own:
-            owners.append(record_from_fields(OwnedParams, {"name": name, "class_name": type(module).__name__,
+            owners.append(record_from_fields(OwnedParams, {"name": name, "class_name": class_name_of(module),
                                                            "numel": own}))
     return tuple(owners)

@@ -25,6 +25,14 @@ def is_plain_value(value) -> bool:
     return type(value) in SCALARS or (type(value) is tuple and all(map(is_plain_value, value)))
 
 
+def class_name_of(module: nn.Module) -> str:
+    """The class a report names a module by: for a scripted module (every one is a RecursiveScriptModule)
+    the class it was scripted from."""
+    if isinstance(module, torch.jit.ScriptModule):
+        return getattr(module, "original_name", None) or type(module).__name__
+    return type(module).__name__
+
+
 @dataclass(frozen=True)
 class ModuleTree:
     """The modules of ``root`` as ``named_modules`` sees them, walked once; tensors gathered on first use."""

@@ -34,7 +34,7 @@ from netscope.operators.breakdown import OperatorTable
 from netscope.operators.packed import packed_by_module, packed_numel
 from netscope.analyses.receptive_field import FieldTracker, input_field
 from netscope.records import FAILED, NOT_RECORDED, LayerCall, record_from_fields
-from netscope.run.module_tree import ModuleTree, module_tree, tree_of
+from netscope.run.module_tree import ModuleTree, class_name_of, module_tree, tree_of
 from netscope.run.shapes import format_shape_tree, shape_tree, shapes_only, tensor_bytes
 from netscope.operators.windows import WindowOpLog
 
@@ -509,7 +509,7 @@ def _build_result(tree: ModuleTree, recorder: _Recorder, ops: Optional[OpResolve
         class_name = class_names.get(cls)
         if class_name is None:
             if issubclass(cls, _SCRIPT_MODULE):  # one class for every scripted module: the name it was scripted from
-                class_name = getattr(module, "original_name", None) or cls.__name__
+                class_name = class_name_of(module)
             else:
                 class_name = class_names[cls] = cls.__name__
         calls.append(record_from_fields(LayerCall, {
