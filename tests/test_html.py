@@ -229,6 +229,25 @@ def test_notebook_view_names_findings_below_the_top_level_rows():
         (str(rows[f.layer]), f.layer) for f in findings)
 
 
+def test_a_model_without_submodules_and_a_report_without_calls_render(browser, tmp_path):
+    class Double(nn.Module):
+        def forward(self, x):
+            return x * 2
+
+    report = netscope.summary(Double(), (1, 4), device="meta")
+    for case in (report, dataclasses.replace(report, layers=[])):
+        calls = len(case.layers)
+        page, view = report_html(case), notebook_html(case)
+        said = f"{calls} module call{'' if calls == 1 else 's'}, traced"
+        assert said in page and said in view
+        assert f"{calls} call{'' if calls == 1 else 's'} in all;" in view
+        path = tmp_path / f"calls{calls}.html"
+        path.write_text(page, encoding="utf-8")
+        browser.open(path)
+        assert not browser.errors
+        assert browser.js(VISIBLE_ROWS) == [c.name or "(root)" for c in case.layers]
+
+
 # ---- --plot and the CLI ----------------------------------------------------------------------------
 
 def test_cli_writes_html_and_plot(tmp_path, capsys):

@@ -16,7 +16,7 @@ from netscope.render.headline import estimated_total_bytes, headline
 from netscope.render.html_data import TREE_COLUMNS, check_notes, finding_rows, report_payload, script_json
 from netscope.render.svg import bar_chart_svg, share
 from netscope.run.shapes import format_shape_tree
-from netscope.units import megabytes, si
+from netscope.units import megabytes, plural, si
 
 PARAMS_COLOR = "#2f81f7"
 MACS_COLOR = "#e16f24"
@@ -113,7 +113,7 @@ def notebook_html(report) -> str:
         )
     more = (f'<p class="ns-note">{top_level - listed:,} more top-level rows not listed.</p>'
             if top_level > listed else "")
-    note = (f'<p class="ns-note">{len(report.layers):,} calls in all; the full, searchable tree is in '
+    note = (f'<p class="ns-note">{plural(len(report.layers), "call")} in all; the full, searchable tree is in '
             "<code>report.to_html()</code> or <code>netscope summary MODEL --html FILE</code>.</p>")
     return "".join([
         f'<div class="ns-root ns-nb"><style>{NOTEBOOK_CSS}</style>',
@@ -147,7 +147,7 @@ def _notebook_findings(report) -> str:
 def _run_text(report) -> str:
     r = report.run
     return escape(f"{r.device}, {r.dtype}, {r.mode} mode, input {format_shape_tree(r.input_shapes)}, "
-                  f"{len(report.layers):,} module calls, traced in {r.seconds:.2f} s")
+                  f"{plural(len(report.layers), 'module call')}, traced in {r.seconds:.2f} s")
 
 
 def _totals_items(totals) -> List[Tuple[str, str, int, str]]:
