@@ -872,6 +872,44 @@ def test_browser_12001_modules_interactive_under_300ms(browser, big_report, tmp_
 
 # ---- the shape flow follows the data through the containers -----------------------------------------
 
+OPEN_EVERYTHING = """(() => { let clicks = 0;
+  for (let round = 0; round < 100; round++) {
+    document.getElementById('ns-expand').click();
+    let did = 0;
+    for (let b; (b = document.querySelector('#ns-tree-body .ns-fold-btn, #ns-tree-body .ns-more-btn')); did++) b.click();
+    clicks += did;
+    if (!did) break;
+  }
+  return clicks; })()"""
+TREE_CELLS = ("Array.from(document.querySelectorAll('#ns-tree-body tr[data-i]'), r => [Number(r.dataset.i), "
+              "r.querySelector('.ns-label').title, r.querySelector('.ns-label').textContent, r.cells[1].textContent, "
+              "r.cells[4].textContent, r.cells[5].title])")
+
+
+def test_browser_every_call_of_a_32_layer_llama_is_reachable_with_the_reports_numbers(browser, tmp_path):
+    pytest.importorskip("transformers", reason="hf:llama needs transformers (the 'hf' extra)")
+    from netscope.models.specs import resolve_model
+
+    resolved = resolve_model("hf:llama", {"num_hidden_layers": 32, "hidden_size": 64, "intermediate_size": 128,
+                                          "num_attention_heads": 4, "num_key_value_heads": 4, "vocab_size": 1000},
+                             empty_weights=True)
+    report = netscope.summary(resolved.module, resolved.inputs, device="meta")
+    assert any(f.count == 31 for f in report.folds())  # precondition: layers 1-31 start folded
+    path = tmp_path / "llama.html"
+    path.write_text(report_html(report), encoding="utf-8")
+    browser.open(path)
+    assert browser.js(OPEN_EVERYTHING) > 0
+    cells = browser.js(TREE_CELLS)
+    assert not browser.errors
+    assert sorted(i for i, *_ in cells) == list(range(len(report.layers)))  # each call once, none left out
+    for i, title, label, class_name, params, macs in cells:
+        call = report.layers[i]
+        assert title == (call.name or "(root)") and class_name == call.class_name
+        assert label.endswith(f"(call {call.call_number})") == (call.call_number > 1)
+        assert params == f"{call.subtree_params:,}"
+        assert macs.split(" (own")[0] == f"{call.macs:,}"
+
+
 def _flow(report):
     flow = shape_flow(report.layers, report.run.input_shapes)
     return [(s.label, s.shape, s.branch) for s in flow.steps], flow
