@@ -910,6 +910,39 @@ def test_browser_every_call_of_a_32_layer_llama_is_reachable_with_the_reports_nu
         assert macs.split(" (own")[0] == f"{call.macs:,}"
 
 
+def test_browser_tree_shows_which_calls_fed_and_merged_into_each_call(browser, resnet50, tmp_path):
+    _, report = resnet50
+    by_name = {c.name: c for c in report.layers}
+
+    def called(j):
+        return "the model's input" if j < 0 else report.layers[j].display_name
+
+    path = tmp_path / "resnet50.html"
+    path.write_text(report_html(report), encoding="utf-8")
+    browser.open(path)
+    browser.js(OPEN_EVERYTHING)
+    shown = {i: (fed, badge, title) for i, fed, badge, title in browser.js(
+        "Array.from(document.querySelectorAll('#ns-tree-body tr[data-i]'), r => { const b = r.querySelector('.ns-merge');"
+        " return [Number(r.dataset.i), r.cells[2].title, b ? b.textContent : null, b ? b.title : null]; })")}
+    assert not browser.errors and len(shown) == len(report.layers)
+    for call in report.layers:
+        fed, badge, title = shown[call.index]
+        assert fed == ("from " + ", ".join(map(called, call.inputs_from)) if call.inputs_from else "")
+        if call.merges:
+            assert badge == "\u2295 " + (call.merges[0][0] if len(call.merges) == 1 else f"{len(call.merges)} merges")
+            assert title == "\n".join(f"{op}: " + " + ".join(map(called, sources)) for op, sources in call.merges)
+        else:
+            assert badge is None
+    # torchvision's Bottleneck adds its input back (block 0: through downsample) to bn3's output, once per block
+    blocks = [c for c in report.layers if c.class_name == "Bottleneck"]
+    assert len(blocks) == 16
+    assert all(shown[b.index][1] == "\u2295 add_" and shown[b.index][2].count(" + ") == 1 for b in blocks)
+    assert shown[by_name["layer1.0"].index][1:] == ("\u2295 add_", "add_: layer1.0.bn3 + layer1.0.downsample")
+    assert shown[by_name["layer1.1"].index][1:] == ("\u2295 add_", "add_: layer1.0 + layer1.1.bn3")
+    assert shown[by_name["layer1.0"].index][0] == "from maxpool"
+    assert shown[by_name["conv1"].index][0] == "from the model's input"
+
+
 def _flow(report):
     flow = shape_flow(report.layers, report.run.input_shapes)
     return [(s.label, s.shape, s.branch) for s in flow.steps], flow

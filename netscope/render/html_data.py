@@ -12,7 +12,8 @@ from netscope.run.shapes import format_shape_tree
 FORMAT_VERSION = 2
 # Position of each field in a row array; the page's script looks each one up by name in ``fields``.
 ROW_FIELDS = ("name", "class", "parent", "input", "output", "params", "macs", "own_params", "own_macs", "call",
-              "check", "macs_partial", "own_macs_partial")  # 1 where that count misses an uncounted operator (>=N)
+              "check", "macs_partial", "own_macs_partial",  # 1 where that count misses an uncounted operator (>=N)
+              "inputs_from")  # the calls it received outputs of, each as index - theirs (the model's input: index + 1)
 # The tree's columns, in order: titles and alignment from the column registry (render/columns.py).
 TREE_COLUMNS = ("layer", "type", "input", "output", "params", "macs", "check")
 SORTABLE = ("params", "macs")
@@ -111,7 +112,10 @@ def report_payload(report) -> Dict[str, Any]:
             shapes(_short_shape(c.input_shapes) if recorded else NOT_RECORDED), shapes(_short_shape(c.output_shapes)),
             c.subtree_params, c.macs if recorded else None, c.own_params, c.own_macs if recorded else None,
             c.call_number, check_of.get(c.index, -1), int(c.index in partial), int(c.index in own_partial),
+            [c.index - source for source in c.inputs_from],  # small numbers: most come from a call just before
         ])
+    # operators in a call's own code joining several calls' outputs: {call: [[operator, [calls]], ...]}
+    merges = {str(c.index): [[texts(op), list(sources)] for op, sources in c.merges] for c in report.layers if c.merges}
     placed, loose = finding_rows(report)
     naming: Dict[str, List[List[int]]] = {}
     severity: Dict[str, str] = {}  # the badge's colour: the most severe naming finding of the call
@@ -137,6 +141,7 @@ def report_payload(report) -> Dict[str, Any]:
         "checks": check_table,
         "names": naming,
         "name_severity": severity,
+        "merges": merges,
         "loose_findings": loose,
         "totals": report.totals.to_dict(),
     }

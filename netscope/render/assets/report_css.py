@@ -43,7 +43,7 @@ COMMON_CSS = """
  border:1px solid currentColor;cursor:default;white-space:nowrap}
 .ns-pass{color:var(--ns-pass)}.ns-mismatch,.ns-sev-error{color:var(--ns-bad)}
 .ns-warn,.ns-sev-warning{color:var(--ns-warn)}.ns-other,.ns-info,.ns-sev-info{color:var(--ns-info)}
-.ns-names{color:var(--ns-name)}
+.ns-names{color:var(--ns-name)}.ns-merge{color:var(--ns-muted)}
 .ns-root table.ns-table{border-collapse:collapse;font-variant-numeric:tabular-nums;margin:0;table-layout:auto;
  border:0;color:var(--ns-fg);font-size:13px}
 .ns-root .ns-table tbody tr:nth-child(n),.ns-root .ns-table thead tr:nth-child(n){background:transparent}

@@ -68,6 +68,14 @@ PAGE_JS = r"""
     if (title) e.title = title;
     return e;
   }
+  function callName(j) {  // a call as the dataflow names it: -1 is the model's input
+    if (j < 0) return "the model's input";
+    return (full[j] || "(root)") + (rows[j][F.call] > 1 ? " (call " + rows[j][F.call] + ")" : "");
+  }
+  function fedBy(i) {
+    var from = rows[i][F.inputs_from];
+    return from.length ? "from " + from.map(function (d) { return callName(i - d); }).join(", ") : "";
+  }
   function notes(i) {
     var td = el("td", "ns-notes"), kind = rows[i][F.check], named = data.names[i];
     if (kind >= 0) {
@@ -76,6 +84,12 @@ PAGE_JS = r"""
       td.appendChild(el("span", "ns-badge " + cls, st, problem || "formula check passed"));
       if (warnings.length) td.appendChild(el("span", "ns-badge ns-warn", warnings.length + " warn", warnings.join("\n")));
       if (infos.length) td.appendChild(el("span", "ns-badge ns-info", infos.length + (infos.length === 1 ? " note" : " notes"), infos.join("\n")));
+    }
+    var joins = data.merges && data.merges[i];
+    if (joins) {  // operators of this call's own code that joined several calls' outputs (a skip, a concat)
+      td.appendChild(el("span", "ns-badge ns-merge",
+        "\u2295 " + (joins.length === 1 ? data.texts[joins[0][0]] : joins.length + " merges"),
+        joins.map(function (m) { return data.texts[m[0]] + ": " + m[1].map(callName).join(" + "); }).join("\n")));
     }
     if (named) {
       var text = named.map(function (f) {
@@ -110,7 +124,7 @@ PAGE_JS = r"""
     name.appendChild(el("span", "ns-label", label(i), full[i] || "(root)"));
     tr.appendChild(name);
     tr.appendChild(el("td", "", data.classes[r[F["class"]]]));
-    tr.appendChild(el("td", "", data.shapes[r[F.input]]));
+    tr.appendChild(el("td", "", data.shapes[r[F.input]], fedBy(i)));
     tr.appendChild(el("td", "", data.shapes[r[F.output]]));
     tr.appendChild(el("td", "ns-num", commas(r[F.params]), "own: " + commas(r[F.own_params])));
     var bound = r[F.macs_partial] ? ">=" : "";  // an uncounted operator ran here: the count is a lower bound
