@@ -943,6 +943,25 @@ def test_browser_tree_shows_which_calls_fed_and_merged_into_each_call(browser, r
     assert shown[by_name["conv1"].index][0] == "from the model's input"
 
 
+def test_browser_search_finds_a_later_call_of_a_module_by_its_call_number(browser, tmp_path):
+    class Twice(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Linear(8, 8), nn.ReLU()
+
+        def forward(self, x):
+            return self.a(self.b(self.a(x)))
+
+    report = netscope.summary(Twice(), (2, 8), device="meta")
+    path = tmp_path / "twice.html"
+    path.write_text(report_html(report), encoding="utf-8")
+    browser.open(path)
+    browser.type_into("#ns-search", "call 2")
+    hits = browser.js("Array.from(document.querySelectorAll('#ns-tree-body tr.ns-hit .ns-label'), e => e.textContent)")
+    assert hits == [c.display_name for c in report.layers if c.call_number == 2] == ["a (call 2)"]
+    browser.type_into("#ns-search", "")
+
+
 def _flow(report):
     flow = shape_flow(report.layers, report.run.input_shapes)
     return [(s.label, s.shape, s.branch) for s in flow.steps], flow

@@ -44,7 +44,10 @@ PAGE_JS = r"""
     return String(v);
   }
   function haystack(i) {
-    if (hay[i] === undefined) hay[i] = (full[i] + " " + data.classes[rows[i][F["class"]]]).toLowerCase();
+    if (hay[i] === undefined) {  // the name, "(call 2)" on a later call, and the class
+      var call = rows[i][F.call];
+      hay[i] = (full[i] + (call > 1 ? " (call " + call + ")" : "") + " " + data.classes[rows[i][F["class"]]]).toLowerCase();
+    }
     return hay[i];
   }
   function visibleKids(i) {
