@@ -61,8 +61,12 @@ def resolve_model(spec: Optional[str], model_args: Optional[Mapping[str, Any]] =
 
 
 def _constructor_failed(exc: BaseException) -> bool:
-    """The spec was fine and the model's own code raised (so another build may succeed)."""
-    return isinstance(exc, ModelSpecError) and exc.__cause__ is not None
+    """The spec was fine and the model's own code raised (so another build may succeed). A syntax error, an
+    import error or ``sys.exit`` does not depend on where the weights live: no other build is tried (a script
+    would otherwise run its module-level code three times)."""
+    cause = exc.__cause__
+    return (isinstance(exc, ModelSpecError) and cause is not None
+            and not isinstance(cause, (SyntaxError, ImportError, SystemExit)))
 
 
 def _resolve(spec: str, model_args: Dict[str, Any], empty_weights: bool) -> ResolvedModel:
@@ -85,9 +89,12 @@ def _call_factory(factory: Callable, model_args: Mapping[str, Any], spec: str):
         return factory
     if not callable(factory):
         raise ModelSpecError(f"{spec!r} names a {type(factory).__name__}, not a class or function returning an nn.Module")
+    unbound = _arguments_refused(factory, model_args)
     try:
         model = factory(**model_args)
     except TypeError as exc:
+        if not unbound:  # the arguments fit the signature: the TypeError came from the constructor's own code
+            raise ModelSpecError(f"the constructor of {spec} raised TypeError: {exc}") from exc
         raise ModelSpecError(
             f"calling {spec} with {dict(model_args)} failed: {exc}. Pass the constructor's required "
             "arguments with --model-arg KEY=VALUE"
@@ -99,6 +106,19 @@ def _call_factory(factory: Callable, model_args: Mapping[str, Any], spec: str):
     if not isinstance(model, nn.Module):
         raise ModelSpecError(f"{spec} returned a {type(model).__name__}, not a torch.nn.Module")
     return model
+
+
+def _arguments_refused(factory: Callable, model_args: Mapping[str, Any]) -> bool:
+    """Whether ``factory(**model_args)`` does not fit the factory's signature (True when it cannot be read)."""
+    import inspect
+
+    try:
+        inspect.signature(factory).bind(**model_args)
+    except TypeError:
+        return True
+    except ValueError:  # no signature to read (some builtins): let the call decide
+        return True
+    return False
 
 
 def _from_import_string(module_path: str, attr: str, model_args, spec: str) -> ResolvedModel:
