@@ -238,3 +238,23 @@ def test_timm_pretrained_tag_builds_its_config_with_random_weights_and_says_so(s
     assert any("pretrained tag 'a1_in1k'" in note and "random" in note for note in data["run"]["notes"])
     code, out, err = run_cli(["summary", "timm:resnet18", "--device", "meta", "-f", "json"], capsys)
     assert not any("pretrained tag" in note for note in json.loads(out)["run"]["notes"])
+
+
+EXAMPLES = sorted((__import__("pathlib").Path(__file__).parent.parent / "examples").glob("*.py"))
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_readme_examples_run(path, tmp_path, monkeypatch, capsys):
+    """Every example the README names runs as a script (a renamed column once broke one)."""
+    import runpy
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", [str(path)])
+    with torch.random.fork_rng(devices=[]):
+        runpy.run_path(str(path), run_name="__main__")
+    assert capsys.readouterr().out.strip()
+
+
+def test_readme_names_every_example():
+    readme = (__import__("pathlib").Path(__file__).parent.parent / "README.md").read_text()
+    assert EXAMPLES and all(f"examples/{p.name}" in readme for p in EXAMPLES)
