@@ -258,3 +258,19 @@ def test_readme_examples_run(path, tmp_path, monkeypatch, capsys):
 def test_readme_names_every_example():
     readme = (__import__("pathlib").Path(__file__).parent.parent / "README.md").read_text()
     assert EXAMPLES and all(f"examples/{p.name}" in readme for p in EXAMPLES)
+
+
+def test_what_a_model_file_prints_while_building_goes_to_stderr_not_into_json(scratch, capsys):
+    (scratch / "proj" / "chatty.py").write_text(textwrap.dedent("""
+        import torch.nn as nn
+        print("loading config")
+
+        class Net(nn.Linear):
+            def __init__(self):
+                print("building Net")
+                super().__init__(4, 2)
+    """))
+    code, out, err = run_cli(["summary", "proj/chatty.py:Net", "-f", "json"], capsys)
+    assert code == 0, err
+    assert json.loads(out)["totals"]["total_params"] == params(nn.Linear(4, 2))
+    assert "loading config" in err and "building Net" in err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import os
 import sys
@@ -147,8 +148,9 @@ def resolve_from_args(args: argparse.Namespace, *, empty_weights: bool = False, 
     from netscope.models.specs import parse_model_args, resolve_model
 
     # the weights' random initialization draws from the global RNG: a command run in-process (netscope.cli.main)
-    # leaves the caller's next random numbers as they were
-    with torch.random.fork_rng(devices=[]):
+    # leaves the caller's next random numbers as they were. What the model's file or constructor prints goes to
+    # stderr: standard output carries the command's own output (-f json, -o -), which a print would corrupt
+    with torch.random.fork_rng(devices=[]), contextlib.redirect_stdout(sys.stderr):
         resolved = resolve_model(args.model, parse_model_args(args.model_arg), empty_weights=empty_weights)
     if note:
         build_note(args, resolved)
