@@ -274,3 +274,27 @@ def test_what_a_model_file_prints_while_building_goes_to_stderr_not_into_json(sc
     assert code == 0, err
     assert json.loads(out)["totals"]["total_params"] == params(nn.Linear(4, 2))
     assert "loading config" in err and "building Net" in err
+
+
+@pytest.mark.parametrize("typo", ["BERT", "gpt-2"])
+def test_hf_shortcut_typos_suggest_the_shortcut(scratch, capsys, typo):
+    pytest.importorskip("transformers")
+    code, out, err = run_cli(["summary", f"hf:{typo}"], capsys)
+    line = one_paragraph_error(err, "summary")
+    assert code == 2 and f"Did you mean hf:{typo.lower().replace('-', '')}?" in line and "never downloads" in line
+
+
+def test_a_constructor_importing_a_sibling_lazily(scratch, capsys, monkeypatch):
+    (scratch / "proj" / "lazy.py").write_text(textwrap.dedent("""
+        import torch.nn as nn
+
+        class Net(nn.Sequential):
+            def __init__(self):
+                from blocks import Block  # imported when built, as `python lazy.py` would find it
+                super().__init__(Block(3))
+    """))
+    monkeypatch.chdir(scratch / "other")
+    code, out, err = run_cli(["summary", "../proj/lazy.py:Net", "--input", "1,3,8,8", "-f", "json", "-q"], capsys)
+    assert code == 0, err
+    assert json.loads(out)["totals"]["total_params"] == params(nn.Conv2d(3, 3, 3))
+    assert str(scratch / "proj") not in sys.path  # the folder is on the path only while the model is built

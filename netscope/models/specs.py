@@ -155,19 +155,20 @@ def _from_file(path: str, attr: str, model_args, spec: str) -> ResolvedModel:
     module = importlib.util.module_from_spec(module_spec)
     sys.modules[name] = module  # dataclasses and pickling look the module up by name
     added_path = os.path.dirname(os.path.abspath(path))
-    sys.path.insert(0, added_path)  # let the file import its siblings
+    sys.path.insert(0, added_path)  # let the file import its siblings, also from inside its constructor
     try:
-        module_spec.loader.exec_module(module)
-    except SystemExit as exc:  # a script's own entry point ran: say so, instead of leaving with its exit code
-        sys.modules.pop(name, None)
-        raise ModelSpecError(f"running {path} {_exit_text(exc)}") from exc
-    except Exception as exc:
-        sys.modules.pop(name, None)
-        raise ModelSpecError(f"running {path} raised {type(exc).__name__}: {exc}") from exc
+        try:
+            module_spec.loader.exec_module(module)
+        except SystemExit as exc:  # a script's own entry point ran: say so, instead of leaving with its exit code
+            sys.modules.pop(name, None)
+            raise ModelSpecError(f"running {path} {_exit_text(exc)}") from exc
+        except Exception as exc:
+            sys.modules.pop(name, None)
+            raise ModelSpecError(f"running {path} raised {type(exc).__name__}: {exc}") from exc
+        factory = _get_attr_path(module, attr, spec)
+        model = _call_factory(factory, model_args, spec)
     finally:
         sys.path.remove(added_path)
-    factory = _get_attr_path(module, attr, spec)
-    model = _call_factory(factory, model_args, spec)
     return ResolvedModel(model, spec, default_inputs_for(model), source="file")
 
 
