@@ -298,3 +298,14 @@ def test_a_constructor_importing_a_sibling_lazily(scratch, capsys, monkeypatch):
     assert code == 0, err
     assert json.loads(out)["totals"]["total_params"] == params(nn.Conv2d(3, 3, 3))
     assert str(scratch / "proj") not in sys.path  # the folder is on the path only while the model is built
+
+
+@pytest.mark.parametrize("command", ["diff", "remap"])
+def test_checkpoint_and_model_given_in_the_wrong_order(scratch, capsys, command):
+    torch.save(nn.Linear(2, 2).state_dict(), scratch / "weights.pt")
+    before = (scratch / "weights.pt").read_bytes()
+    extra = ["-o", "out.pt"] if command == "remap" else []
+    code, out, err = run_cli([command, "resnet18", "weights.pt", *extra], capsys)
+    line = one_paragraph_error(err, command)
+    assert code == 2 and f"checkpoint comes first, then the model: netscope {command} weights.pt resnet18" in line
+    assert (scratch / "weights.pt").read_bytes() == before and not (scratch / "out.pt").exists()

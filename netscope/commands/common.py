@@ -173,6 +173,10 @@ def model_for_keys(args: argparse.Namespace):
     from netscope.errors import UsageError
     from netscope.run.prepare import uninitialized_lazy
 
+    checkpoint = getattr(args, "checkpoint", None)
+    if checkpoint and args.model and not os.path.exists(checkpoint) and os.path.exists(args.model):
+        raise UsageError(f"{args.model!r} is a file and {checkpoint!r} is not: the checkpoint comes first, then the "
+                         f"model: netscope {args.command} {args.model} {checkpoint}")
     resolved = resolve_from_args(args, empty_weights=True)
     lazy = uninitialized_lazy(resolved.module)
     if lazy:
