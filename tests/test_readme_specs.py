@@ -309,3 +309,31 @@ def test_checkpoint_and_model_given_in_the_wrong_order(scratch, capsys, command)
     line = one_paragraph_error(err, command)
     assert code == 2 and f"checkpoint comes first, then the model: netscope {command} weights.pt resnet18" in line
     assert (scratch / "weights.pt").read_bytes() == before and not (scratch / "out.pt").exists()
+
+
+def test_readme_python_tour_prints_what_its_comments_say():
+    """The README's first Python block: the values in its comments are what the calls return."""
+    import re
+
+    import netscope
+
+    readme = (__import__("pathlib").Path(__file__).parent.parent / "README.md").read_text()
+    block = readme.split("```python\nimport netscope, torchvision\n", 1)[1].split("```", 1)[0]
+    comment = {expr.strip(): value.strip() for expr, value in re.findall(r"^(report[\w.]*)\s+# (.+)$", block, re.M)}
+    model = torchvision.models.resnet50(weights=None)
+    report = netscope.summary(model, input_size=(1, 3, 224, 224))
+    assert repr(report) == comment["report"]
+    assert report.totals.total_params == int(comment["report.totals.total_params"]) == params(model)
+    assert report.totals.total_macs == int(comment["report.totals.total_macs"])
+    schema = re.search(r'"schema": "([\w.]+)", "schema_version": (\d+)', block)
+    data = report.to_dict()
+    assert (data["schema"], data["schema_version"]) == (schema.group(1), int(schema.group(2)))
+    width = int(re.search(r"The default table fits 120 columns \(ResNet-50: (\d+)\)", readme).group(1))
+    from netscope.cli import main
+    import contextlib
+    import io as _io
+
+    out = _io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["summary", "resnet50", "--device", "meta", "-q"]) == 0
+    assert max(len(line) for line in out.getvalue().splitlines()) == width
