@@ -337,3 +337,14 @@ def test_readme_python_tour_prints_what_its_comments_say():
     with contextlib.redirect_stdout(out):
         assert main(["summary", "resnet50", "--device", "meta", "-q"]) == 0
     assert max(len(line) for line in out.getvalue().splitlines()) == width
+
+
+@pytest.mark.parametrize("raw, literal", [("false", "False"), ("TRUE", "True"), ("none", "None"), ("null", "None")])
+def test_model_arg_spellings_of_literals_from_other_languages_are_refused(scratch, capsys, raw, literal):
+    """``-a bias=false`` as the string 'false' is truthy and would build the bias the user turned off."""
+    code, out, err = run_cli(["summary", "mypkg.models:build_net", "-a", f"bias={raw}"], capsys)
+    line = one_paragraph_error(err, "summary")
+    assert code == 2 and f"(bias={literal})" in line and out == ""
+    from netscope.models.specs import parse_model_args
+
+    assert parse_model_args([f"act='{raw}'", "name=relu"]) == {"act": raw, "name": "relu"}  # quoted: the string

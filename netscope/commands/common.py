@@ -18,7 +18,8 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, with_inputs: bool = 
         "timm:NAME or hf:CONFIG",
     )
     parser.add_argument("--model-arg", "-a", action="append", default=[], metavar="KEY=VALUE",
-                        help="keyword argument for the model constructor (repeatable), e.g. num_classes=10")
+                        help="keyword argument for the model constructor (repeatable), e.g. num_classes=10; VALUE is a "
+                        "Python literal (10, 0.1, True, None, (3, 4), 'text') or else a plain string")
     if with_inputs:
         parser.add_argument("--input", "-i", action="append", default=[], metavar="[NAME=]SHAPE[:DTYPE]",
                             help="dummy input shape, e.g. 1,3,224,224 or 1,128:int64 (repeat for several inputs); "

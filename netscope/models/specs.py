@@ -37,8 +37,16 @@ def parse_model_args(pairs: Optional[Sequence[str]]) -> Dict[str, Any]:
         try:
             kwargs[key] = ast.literal_eval(raw)
         except (ValueError, SyntaxError):
+            literal = LITERAL_SPELLINGS.get(raw.strip().lower())
+            if literal is not None:  # as a string it would be truthy: bias=false would build a bias
+                raise UsageError(
+                    f"--model-arg {pair!r}: {raw.strip()!r} would be passed as a string; write the Python "
+                    f"literal ({key}={literal}), or quote it for the string ({key}=\"'{raw.strip()}'\")")
             kwargs[key] = raw
     return kwargs
+
+
+LITERAL_SPELLINGS = {"true": "True", "false": "False", "none": "None", "null": "None"}  # other languages' spellings
 
 
 def resolve_model(spec: Optional[str], model_args: Optional[Mapping[str, Any]] = None,
