@@ -348,3 +348,12 @@ def test_model_arg_spellings_of_literals_from_other_languages_are_refused(scratc
     from netscope.models.specs import parse_model_args
 
     assert parse_model_args([f"act='{raw}'", "name=relu"]) == {"act": raw, "name": "relu"}  # quoted: the string
+
+
+def test_a_package_module_given_as_a_file_points_to_the_import_string(scratch, capsys):
+    (scratch / "mypkg" / "rel.py").write_text("from .models import build_net\n")
+    code, out, err = run_cli(["summary", "mypkg/rel.py:build_net"], capsys)
+    line = one_paragraph_error(err, "summary")
+    assert code == 2 and "relative import" in line and "package.module:ClassName" in line
+    code, out, err = run_cli(["summary", "mypkg.rel:build_net", "-f", "json", "-q"], capsys)
+    assert code == 0, err

@@ -172,7 +172,11 @@ def _from_file(path: str, attr: str, model_args, spec: str) -> ResolvedModel:
             raise ModelSpecError(f"running {path} {_exit_text(exc)}") from exc
         except Exception as exc:
             sys.modules.pop(name, None)
-            raise ModelSpecError(f"running {path} raised {type(exc).__name__}: {exc}") from exc
+            hint = ""
+            if isinstance(exc, ImportError) and "relative import" in str(exc):  # a module inside a package
+                hint = (". The file belongs to a package: name it as an import string, package.module:ClassName, "
+                        "from the folder that holds the package (on PYTHONPATH)")
+            raise ModelSpecError(f"running {path} raised {type(exc).__name__}: {exc}{hint}") from exc
         factory = _get_attr_path(module, attr, spec)
         model = _call_factory(factory, model_args, spec)
     finally:
