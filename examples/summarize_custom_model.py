@@ -32,4 +32,4 @@ if __name__ == "__main__":
     print(report)
     frame = report.to_dataframe()
     print("\nHeaviest calls by multiply-adds:")
-    print(frame[frame.is_leaf].nlargest(3, "macs")[["name", "type", "output_shape", "macs"]].to_string(index=False))
+    print(frame[frame.is_leaf].nlargest(3, "macs")[["name", "type", "output_shapes", "macs"]].to_string(index=False))

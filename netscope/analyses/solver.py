@@ -75,6 +75,10 @@ class Scan:
         """The valid set, compactly: ``multiples of 7 from 7``, ``2..201, 209..224``, ``every s >= 32``."""
         return describe_sizes(self.valid, self.probed, self.label)
 
+    def __repr__(self) -> str:
+        """One line (the field-by-field repr lists every probed size: thousands of numbers)."""
+        return f"Scan({self.label}: {self.describe() if self.valid else 'none work'})"
+
     def to_dict(self) -> dict:
         return {"label": self.label, "dims": list(self.dims), "max_size": self.max_size,
                 "complete": self.complete, "probed": _ranges(self.probed), "valid": list(self.valid),
@@ -130,6 +134,10 @@ class SolverResult:
             return "no working size found" + (f" ({self.notes[0]})" if self.notes else "")
         example = _with_sizes(self.anchor_shape or self.base_shape, scan.dims, scan.valid[0])
         return f"{_scan_name(scan, self.spatial)}: {scan.describe()}; e.g. [{', '.join(map(str, example))}]"
+
+    def __repr__(self) -> str:
+        """One line: the summary sentence and the run count (``render()`` has every scan)."""
+        return f"SolverResult({self.summary()}; {len(self.scans)} scans, {len(self.probes)} runs)"
 
     def render(self) -> str:
         lines = []

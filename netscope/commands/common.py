@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import os
 import sys
@@ -17,7 +18,8 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, with_inputs: bool = 
         "timm:NAME or hf:CONFIG",
     )
     parser.add_argument("--model-arg", "-a", action="append", default=[], metavar="KEY=VALUE",
-                        help="keyword argument for the model constructor (repeatable), e.g. num_classes=10")
+                        help="keyword argument for the model constructor (repeatable), e.g. num_classes=10; VALUE is a "
+                        "Python literal (10, 0.1, True, None, (3, 4), 'text') or else a plain string")
     if with_inputs:
         parser.add_argument("--input", "-i", action="append", default=[], metavar="[NAME=]SHAPE[:DTYPE]",
                             help="dummy input shape, e.g. 1,3,224,224 or 1,128:int64 (repeat for several inputs); "
@@ -147,8 +149,9 @@ def resolve_from_args(args: argparse.Namespace, *, empty_weights: bool = False, 
     from netscope.models.specs import parse_model_args, resolve_model
 
     # the weights' random initialization draws from the global RNG: a command run in-process (netscope.cli.main)
-    # leaves the caller's next random numbers as they were
-    with torch.random.fork_rng(devices=[]):
+    # leaves the caller's next random numbers as they were. What the model's file or constructor prints goes to
+    # stderr: standard output carries the command's own output (-f json, -o -), which a print would corrupt
+    with torch.random.fork_rng(devices=[]), contextlib.redirect_stdout(sys.stderr):
         resolved = resolve_model(args.model, parse_model_args(args.model_arg), empty_weights=empty_weights)
     if note:
         build_note(args, resolved)
@@ -171,6 +174,10 @@ def model_for_keys(args: argparse.Namespace):
     from netscope.errors import UsageError
     from netscope.run.prepare import uninitialized_lazy
 
+    checkpoint = getattr(args, "checkpoint", None)
+    if checkpoint and args.model and not os.path.exists(checkpoint) and os.path.exists(args.model):
+        raise UsageError(f"{args.model!r} is a file and {checkpoint!r} is not: the checkpoint comes first, then the "
+                         f"model: netscope {args.command} {args.model} {checkpoint}")
     resolved = resolve_from_args(args, empty_weights=True)
     lazy = uninitialized_lazy(resolved.module)
     if lazy:

@@ -109,7 +109,7 @@ def _not_found_message(name: str, path: str) -> str:
     if os.path.isdir(name):
         return (f"hf:{name} is a directory without a config.json; point hf: at the directory that holds "
                 "the model's config.json, or at the file itself (hf:path/to/config.json)")
-    close = difflib.get_close_matches(name, list(SHORTCUTS), n=3, cutoff=0.5)
+    close = difflib.get_close_matches(name.lower(), list(SHORTCUTS), n=3, cutoff=0.5)  # hf:BERT -> hf:bert
     hint = f" Did you mean hf:{close[0]}?" if close else ""
     return (
         f"hf:{name} is neither a built-in config ({', '.join('hf:' + s for s in SHORTCUTS)}) nor a local "

@@ -37,8 +37,16 @@ def parse_model_args(pairs: Optional[Sequence[str]]) -> Dict[str, Any]:
         try:
             kwargs[key] = ast.literal_eval(raw)
         except (ValueError, SyntaxError):
+            literal = LITERAL_SPELLINGS.get(raw.strip().lower())
+            if literal is not None:  # as a string it would be truthy: bias=false would build a bias
+                raise UsageError(
+                    f"--model-arg {pair!r}: {raw.strip()!r} would be passed as a string; write the Python "
+                    f"literal ({key}={literal}), or quote it for the string ({key}=\"'{raw.strip()}'\")")
             kwargs[key] = raw
     return kwargs
+
+
+LITERAL_SPELLINGS = {"true": "True", "false": "False", "none": "None", "null": "None"}  # other languages' spellings
 
 
 def resolve_model(spec: Optional[str], model_args: Optional[Mapping[str, Any]] = None,
@@ -61,8 +69,12 @@ def resolve_model(spec: Optional[str], model_args: Optional[Mapping[str, Any]] =
 
 
 def _constructor_failed(exc: BaseException) -> bool:
-    """The spec was fine and the model's own code raised (so another build may succeed)."""
-    return isinstance(exc, ModelSpecError) and exc.__cause__ is not None
+    """The spec was fine and the model's own code raised (so another build may succeed). A syntax error, an
+    import error or ``sys.exit`` does not depend on where the weights live: no other build is tried (a script
+    would otherwise run its module-level code three times)."""
+    cause = exc.__cause__
+    return (isinstance(exc, ModelSpecError) and cause is not None
+            and not isinstance(cause, (SyntaxError, ImportError, SystemExit)))
 
 
 def _resolve(spec: str, model_args: Dict[str, Any], empty_weights: bool) -> ResolvedModel:
@@ -85,9 +97,12 @@ def _call_factory(factory: Callable, model_args: Mapping[str, Any], spec: str):
         return factory
     if not callable(factory):
         raise ModelSpecError(f"{spec!r} names a {type(factory).__name__}, not a class or function returning an nn.Module")
+    unbound = _arguments_refused(factory, model_args)
     try:
         model = factory(**model_args)
     except TypeError as exc:
+        if not unbound:  # the arguments fit the signature: the TypeError came from the constructor's own code
+            raise ModelSpecError(f"the constructor of {spec} raised TypeError: {exc}") from exc
         raise ModelSpecError(
             f"calling {spec} with {dict(model_args)} failed: {exc}. Pass the constructor's required "
             "arguments with --model-arg KEY=VALUE"
@@ -99,6 +114,19 @@ def _call_factory(factory: Callable, model_args: Mapping[str, Any], spec: str):
     if not isinstance(model, nn.Module):
         raise ModelSpecError(f"{spec} returned a {type(model).__name__}, not a torch.nn.Module")
     return model
+
+
+def _arguments_refused(factory: Callable, model_args: Mapping[str, Any]) -> bool:
+    """Whether ``factory(**model_args)`` does not fit the factory's signature (True when it cannot be read)."""
+    import inspect
+
+    try:
+        inspect.signature(factory).bind(**model_args)
+    except TypeError:
+        return True
+    except ValueError:  # no signature to read (some builtins): let the call decide
+        return True
+    return False
 
 
 def _from_import_string(module_path: str, attr: str, model_args, spec: str) -> ResolvedModel:
@@ -135,19 +163,24 @@ def _from_file(path: str, attr: str, model_args, spec: str) -> ResolvedModel:
     module = importlib.util.module_from_spec(module_spec)
     sys.modules[name] = module  # dataclasses and pickling look the module up by name
     added_path = os.path.dirname(os.path.abspath(path))
-    sys.path.insert(0, added_path)  # let the file import its siblings
+    sys.path.insert(0, added_path)  # let the file import its siblings, also from inside its constructor
     try:
-        module_spec.loader.exec_module(module)
-    except SystemExit as exc:  # a script's own entry point ran: say so, instead of leaving with its exit code
-        sys.modules.pop(name, None)
-        raise ModelSpecError(f"running {path} {_exit_text(exc)}") from exc
-    except Exception as exc:
-        sys.modules.pop(name, None)
-        raise ModelSpecError(f"running {path} raised {type(exc).__name__}: {exc}") from exc
+        try:
+            module_spec.loader.exec_module(module)
+        except SystemExit as exc:  # a script's own entry point ran: say so, instead of leaving with its exit code
+            sys.modules.pop(name, None)
+            raise ModelSpecError(f"running {path} {_exit_text(exc)}") from exc
+        except Exception as exc:
+            sys.modules.pop(name, None)
+            hint = ""
+            if isinstance(exc, ImportError) and "relative import" in str(exc):  # a module inside a package
+                hint = (". The file belongs to a package: name it as an import string, package.module:ClassName, "
+                        "from the folder that holds the package (on PYTHONPATH)")
+            raise ModelSpecError(f"running {path} raised {type(exc).__name__}: {exc}{hint}") from exc
+        factory = _get_attr_path(module, attr, spec)
+        model = _call_factory(factory, model_args, spec)
     finally:
         sys.path.remove(added_path)
-    factory = _get_attr_path(module, attr, spec)
-    model = _call_factory(factory, model_args, spec)
     return ResolvedModel(model, spec, default_inputs_for(model), source="file")
 
 

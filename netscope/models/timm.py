@@ -47,7 +47,18 @@ def resolve_timm(name: str, model_args: Mapping[str, Any], empty_weights: bool) 
         ) from exc
     channels, height, width = timm_input_size(model, model_args)
     inputs = InputSpec([TensorSpec((1, channels, height, width))])
-    return ResolvedModel(model, f"timm:{name}", inputs, source="timm")
+    return ResolvedModel(model, f"timm:{name}", inputs, source="timm", notes=_tag_note(name, model))
+
+
+def _tag_note(name: str, model) -> Tuple[str, ...]:
+    """A pretrained tag (``resnet50.a1_in1k``) picks timm's config for those weights, never the weights."""
+    tag = name.partition(".")[2]
+    if not tag:
+        return ()
+    classes = (getattr(model, "pretrained_cfg", None) or {}).get("num_classes")
+    config = f" ({classes} classes, its input size)" if classes else ""
+    return (f"timm's pretrained tag '{tag}' chose that checkpoint's configuration{config}; the weights are "
+            "random, as netscope never downloads",)
 
 
 def timm_input_size(model, model_args: Mapping[str, Any]) -> Tuple[int, int, int]:
