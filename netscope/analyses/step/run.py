@@ -79,6 +79,7 @@ class StepRun:
     device: str
     backward_uncounted: Tuple[str, ...] = ()  # backward operators without a formula: backward_macs is a lower bound
     backward_uncounted_at: FrozenSet[int] = frozenset()  # the calls whose own backward ran one (OUTSIDE: the loss)
+    forward_operators: FrozenSet[str] = frozenset()  # every aten operator the forward ran (``workspaces`` reads it)
 
 
 def run_step(model: nn.Module, args: tuple, kwargs: dict, options: StepOptions, *,
@@ -179,6 +180,7 @@ def run_step(model: nn.Module, args: tuple, kwargs: dict, options: StepOptions, 
         device=device,
         backward_uncounted=tuple(sorted(counter.backward_uncounted)),
         backward_uncounted_at=frozenset(counter.backward_uncounted_at),
+        forward_operators=frozenset(str(packet) for packet in set(recorder.op_packets)),
     )
 
 
