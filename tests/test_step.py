@@ -846,3 +846,13 @@ def test_saved_bytes_per_layer_equal_what_each_modules_forward_saved(name):
         got[call.name] += report.own_saved_bytes[call.index]
     assert +got == +expected
     assert len(+expected) > 10
+
+
+def test_the_loss_of_a_several_output_model_is_named():
+    """The step backpropagates the sum of every float output that needs a gradient; with several, a note names
+    them (a constant, an integer output is not among them); one output needs no note."""
+    torch.manual_seed(0)
+    report = netscope.step(_Checkpointed(), input_data=torch.randn(8, 16))
+    named = [note for note in report.run.notes if "sum of the outputs" in note]
+    assert len(named) == 1 and "['logits'], ['aux'][0]:" in named[0]
+    assert not any("sum of the outputs" in note for note in netscope.step(nn.Linear(4, 2), (3, 4)).run.notes)

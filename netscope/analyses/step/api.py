@@ -144,7 +144,7 @@ def run_step_report(model: nn.Module, inputs, options: StepOptions, *, label: st
                  "(random values where the model had none); figures are that run's",)
     trace = run.trace
     forward_totals = compute_totals(model, trace.calls, _user_modules(model, trace), input_bytes=run.input_bytes)
-    notes = tuple(trace.notes) + notes
+    notes = tuple(trace.notes) + notes + tuple(filter(None, [run.loss_note]))
     if tensors == "fake" and trace.operators is not None:  # the backward of the same operators likewise
         from netscope.operators.formulas import capacity_note
 
