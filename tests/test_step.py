@@ -791,7 +791,7 @@ def test_undesigned_set_ups_equal_a_real_step(name):
     assert (t.param_bytes, t.grad_bytes, t.optimizer_bytes) == (params, grads, state)
     assert t.activation_bytes == sum(nbytes * count for (_, nbytes), count in saved.items())
     assert t.peak_bytes == peak
-    assert not any("lower bound" in note for note in report.run.notes)
+    assert not any("lower bound" in note for note in report.run.notes) and not t.unsized_workspaces
 
 
 def test_an_lstm_names_the_workspace_fake_tensors_cannot_size():
@@ -806,9 +806,12 @@ def test_an_lstm_names_the_workspace_fake_tensors_cannot_size():
     assert report.totals.activation_bytes == everything - workspace
     named = [note for note in report.run.notes if "oneDNN's LSTM workspace" in note]
     assert bool(named) == (workspace > 0)  # a torch without oneDNN runs the LSTM's decomposition: exact, no note
+    assert bool(report.totals.unsized_workspaces) == (workspace > 0)
     if workspace:
         assert "lower bounds" in named[0]
         assert report.totals.peak_bytes < peak
+        assert "peak >=" in repr(report) and "saved activations >=" in report.totals_text()
+        assert json.loads(report.render("json"))["totals"]["unsized_workspaces"] == ["aten.mkldnn_rnn_layer"]
 
 
 @pytest.mark.parametrize("name", ["resnet18", "gpt2"])

@@ -149,10 +149,11 @@ def run_step_report(model: nn.Module, inputs, options: StepOptions, *, label: st
         from netscope.operators.formulas import capacity_note
 
         notes += tuple(filter(None, [capacity_note(trace.operators)]))
-    if tensors == "fake":  # a workspace the fake kernel leaves empty: saved bytes and peak are lower bounds
-        from netscope.analyses.step.workspaces import workspace_note
+    from netscope.analyses.step.workspaces import unsized_workspaces, workspace_note
 
-        notes += tuple(filter(None, [workspace_note(run.forward_operators)]))
+    # a workspace the fake kernel leaves empty: saved bytes and the peak are lower bounds (a real run sizes it)
+    unsized = unsized_workspaces(run.forward_operators) if tensors == "fake" else ()
+    notes += tuple(filter(None, [workspace_note(unsized)]))
     info = RunInfo(model=label, device=device, dtype=model_float_dtype(model), mode="train",
                    input_shapes=[shape_tree(a) for a in args] + ([shape_tree(kwargs)] if kwargs else []),
                    seconds=trace.seconds, notes=notes)
@@ -183,6 +184,7 @@ def run_step_report(model: nn.Module, inputs, options: StepOptions, *, label: st
         measured_peak_bytes=measured,
         tensors=tensors,
         backward_uncounted=tuple(run.backward_uncounted),
+        unsized_workspaces=unsized,
     )
     # calls whose own backward ran an operator without a formula (the loss's: the root's, as its figures are)
     partial_own = frozenset(0 if i == OUTSIDE else i for i in run.backward_uncounted_at) if trace.calls else frozenset()

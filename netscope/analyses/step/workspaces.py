@@ -8,7 +8,7 @@ library's own (oneDNN, cuDNN), known only by running the kernel.
 
 from __future__ import annotations
 
-from typing import Dict, Iterable, Optional
+from typing import Dict, Iterable, Optional, Tuple
 
 UNSIZED_WORKSPACES: Dict[str, str] = {
     "aten.mkldnn_rnn_layer": "oneDNN's LSTM workspace (CPU nn.LSTM)",
@@ -16,9 +16,14 @@ UNSIZED_WORKSPACES: Dict[str, str] = {
 }
 
 
+def unsized_workspaces(operators: Iterable[str]) -> Tuple[str, ...]:
+    """The operators among ``operators`` (a fake step's forward) whose saved workspace is unsized."""
+    return tuple(sorted({op for op in operators if op in UNSIZED_WORKSPACES}))
+
+
 def workspace_note(operators: Iterable[str]) -> Optional[str]:
     """The note for the unsized workspaces a fake step ran (None when it ran none)."""
-    found = sorted({UNSIZED_WORKSPACES[op] for op in operators if op in UNSIZED_WORKSPACES})
+    found = sorted({UNSIZED_WORKSPACES[op] for op in unsized_workspaces(operators)})
     if not found:
         return None
     return (f"saved activations and the peak are lower bounds: {' and '.join(found)} is saved for backward by the "
