@@ -670,7 +670,7 @@ def test_step_refuses_a_scripted_submodule_and_names_a_failing_backward(tmp_path
         netscope.step(Custom(), (2, 4))
 
 
-def _real_step_figures(model, x, optimizer="adamw"):
+def _real_step_figures(model, x, optimizer="adamw", prepare=lambda model: None):
     """One real CPU step of a copy of ``model`` (loss: the sum of every float output that needs a gradient, the
     step's stated loss): parameter, ``.grad`` and optimizer-state bytes, and the distinct non-parameter storages
     ``saved_tensors_hooks`` sees, as {(dtype, bytes): count}; then ``MemTracker``'s peak of a second real step
@@ -683,6 +683,7 @@ def _real_step_figures(model, x, optimizer="adamw"):
     from netscope.analyses.step.options import OPTIMIZERS
 
     model = copy.deepcopy(model).train()
+    prepare(model)  # on the copy: what the real loop does to its model (checkpointed blocks)
     params = list({id(p): p for p in model.parameters()}.values())
     own = {id(t.untyped_storage()) for t in params + list(model.buffers())}
     opt = OPTIMIZERS[optimizer].build([p for p in params if p.requires_grad])
@@ -859,3 +860,24 @@ def test_the_loss_of_a_several_output_model_is_named():
     named = [note for note in report.run.notes if "sum of the outputs" in note]
     assert len(named) == 1 and "['logits'], ['aux'][0]:" in named[0]
     assert not any("sum of the outputs" in note for note in netscope.step(nn.Linear(4, 2), (3, 4)).run.notes)
+
+
+def test_activation_checkpointing_peak_equals_a_real_checkpointed_steps():
+    """The planned checkpointed step's saved bytes and peak equal a real step whose blocks run under
+    non-reentrant torch.utils.checkpoint (MemTracker on real tensors): seq 128, where activations dominate."""
+    from torch.utils.checkpoint import checkpoint
+
+    transformers = pytest.importorskip("transformers")
+    config = transformers.GPT2Config(n_layer=3, n_embd=64, n_head=4, vocab_size=500, n_positions=256)
+    torch.manual_seed(0)
+    model, x = transformers.GPT2LMHeadModel(config), torch.randint(0, 500, (4, 128))
+
+    def checkpointed(real):
+        for block in real.transformer.h:
+            block.forward = (lambda f: lambda *a, **k: checkpoint(f, *a, use_reentrant=False, **k))(block.forward)
+
+    plain = netscope.step(model, input_data=x).totals
+    report = netscope.step(model, input_data=x, activation_checkpointing=True).totals
+    _, _, _, saved, peak = _real_step_figures(model, x, prepare=checkpointed)
+    assert report.activation_bytes == sum(nbytes * count for (_, nbytes), count in saved.items())
+    assert report.peak_bytes == peak < plain.peak_bytes
