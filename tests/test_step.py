@@ -668,3 +668,216 @@ def test_step_refuses_a_scripted_submodule_and_names_a_failing_backward(tmp_path
         Custom()(x).sum().backward()  # the oracle: torch's own backward fails the same way
     with pytest.raises(ForwardError, match="backward pass failed"):
         netscope.step(Custom(), (2, 4))
+
+
+def _real_step_figures(model, x, optimizer="adamw", prepare=lambda model: None):
+    """One real CPU step of a copy of ``model`` (loss: the sum of every float output that needs a gradient, the
+    step's stated loss): parameter, ``.grad`` and optimizer-state bytes, and the distinct non-parameter storages
+    ``saved_tensors_hooks`` sees, as {(dtype, bytes): count}; then ``MemTracker``'s peak of a second real step
+    (on real tensors; netscope runs it on fake ones)."""
+    import collections
+    import copy
+
+    from torch.distributed._tools.mem_tracker import MemTracker
+
+    from netscope.analyses.step.options import OPTIMIZERS
+
+    model = copy.deepcopy(model).train()
+    prepare(model)  # on the copy: what the real loop does to its model (checkpointed blocks)
+    params = list({id(p): p for p in model.parameters()}.values())
+    own = {id(t.untyped_storage()) for t in params + list(model.buffers())}
+    opt = OPTIMIZERS[optimizer].build([p for p in params if p.requires_grad])
+    seen, saved = WeakIdKeyDictionary(), collections.Counter()
+
+    def pack(tensor):
+        storage = tensor.untyped_storage()
+        if id(storage) not in own and storage not in seen:
+            seen[storage] = True
+            saved[(tensor.dtype, storage.nbytes())] += 1
+        return tensor
+
+    def loss(out):
+        return sum(t.sum() for t in torch.utils._pytree.tree_leaves(out)
+                   if isinstance(t, torch.Tensor) and t.is_floating_point() and t.requires_grad)
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = model(x)
+    loss(out).backward()
+    del out
+    grads = sum(p.grad.untyped_storage().nbytes() for p in params if p.grad is not None)
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    state = sum(v.untyped_storage().nbytes() for s in opt.state.values() for v in s.values() if isinstance(v, torch.Tensor))
+    tracker = MemTracker()
+
+    class NoHook:
+        def remove(self):
+            return None
+
+    for p in params:  # torch refuses a gradient hook on a frozen parameter
+        if not p.requires_grad:
+            tracker._param_to_grad_hook_handles[p] = (NoHook(), NoHook())
+    tracker.track_external(model, opt, x)
+    with tracker:  # the output stays referenced through backward, as in a training loop (``out = model(x)``)
+        out = model(x)
+        loss(out).backward()
+        del out
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    peak = tracker.get_tracker_snapshot("peak")[torch.device("cpu")]["Total"]
+    return sum(p.nbytes for p in params), grads, state, saved, peak
+
+
+class _Checkpointed(nn.Module):
+    """The user's own ``torch.utils.checkpoint`` in forward, and a dict output holding a tuple and a constant."""
+
+    def __init__(self):
+        super().__init__()
+        self.blocks = nn.ModuleList(nn.Sequential(nn.Linear(16, 64), nn.GELU(), nn.Linear(64, 16)) for _ in range(3))
+        self.head = nn.Linear(16, 4)
+
+    def forward(self, x):
+        from torch.utils.checkpoint import checkpoint
+
+        for block in self.blocks:
+            x = checkpoint(block, x, use_reentrant=False)
+        return {"logits": self.head(x), "aux": (x.mean(), torch.tensor(1.0))}
+
+
+def _frozen_resnet():
+    model = torchvision.models.resnet18(weights=None)
+    for name, p in model.named_parameters():
+        p.requires_grad_(name.startswith("fc."))
+    return model
+
+
+def _lora_gpt2():
+    peft = pytest.importorskip("peft")
+    return peft.get_peft_model(gpt2_small(), peft.LoraConfig(r=4, target_modules=["c_attn"], fan_in_fan_out=True))
+
+
+class _Attention(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.attention = nn.MultiheadAttention(32, 4, batch_first=True)
+
+    def forward(self, x):
+        return self.attention(x, x, x)  # (output, averaged weights): both are summed
+
+
+# set-ups nobody designed the step for: every figure equals the real step's (peak: MemTracker's on real tensors)
+UNDESIGNED = {
+    "gpt2-tied": (gpt2_small, lambda: torch.randint(0, 1000, (2, 16)), "adamw"),
+    "frozen-backbone": (_frozen_resnet, lambda: torch.randn(2, 3, 32, 32), "adamw"),
+    "lora": (_lora_gpt2, lambda: torch.randint(0, 1000, (2, 16)), "adam"),
+    "user-checkpoint-dict": (_Checkpointed, lambda: torch.randn(8, 16), "adamw"),
+    "bn-inplace-dropout": (lambda: nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(inplace=True),
+                                                 nn.Dropout(0.1), nn.Flatten(), nn.Linear(8 * 14 * 14, 10)),
+                           lambda: torch.randn(4, 3, 16, 16), "sgd-momentum"),
+    "embedding": (lambda: nn.Sequential(nn.Embedding(1000, 32), nn.Flatten(), nn.Linear(32 * 16, 4)),
+                  lambda: torch.randint(0, 1000, (4, 16)), "adamw"),
+    "multihead-attention": (_Attention, lambda: torch.randn(2, 10, 32), "sgd"),
+    "gru": (lambda: nn.GRU(16, 32, batch_first=True, bidirectional=True), lambda: torch.randn(3, 7, 16), "adamw"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(UNDESIGNED))
+def test_undesigned_set_ups_equal_a_real_step(name):
+    build, make_input, optimizer = UNDESIGNED[name]
+    torch.manual_seed(0)
+    model, x = build(), make_input()
+    report = netscope.step(model, input_data=x, optimizer=optimizer)
+    params, grads, state, saved, peak = _real_step_figures(model, x, optimizer)
+    t = report.totals
+    assert (t.param_bytes, t.grad_bytes, t.optimizer_bytes) == (params, grads, state)
+    assert t.activation_bytes == sum(nbytes * count for (_, nbytes), count in saved.items())
+    assert t.peak_bytes == peak
+    assert not any("lower bound" in note for note in report.run.notes) and not t.unsized_workspaces
+
+
+def test_an_lstm_names_the_workspace_fake_tensors_cannot_size():
+    """CPU nn.LSTM runs oneDNN's mkldnn_rnn_layer, whose real kernel saves a uint8 workspace for backward that
+    torch's fake kernel makes empty: netscope's saved bytes are the real step's without those, and a note says so."""
+    torch.manual_seed(0)
+    model, x = nn.LSTM(16, 32, num_layers=2, batch_first=True), torch.randn(3, 7, 16)
+    report = netscope.step(model, input_data=x)
+    _, _, _, saved, peak = _real_step_figures(model, x)
+    workspace = sum(nbytes * count for (dtype, nbytes), count in saved.items() if dtype == torch.uint8)
+    everything = sum(nbytes * count for (_, nbytes), count in saved.items())
+    assert report.totals.activation_bytes == everything - workspace
+    named = [note for note in report.run.notes if "oneDNN's LSTM workspace" in note]
+    assert bool(named) == (workspace > 0)  # a torch without oneDNN runs the LSTM's decomposition: exact, no note
+    assert bool(report.totals.unsized_workspaces) == (workspace > 0)
+    if workspace:
+        assert "lower bounds" in named[0]
+        assert report.totals.peak_bytes < peak
+        assert "peak >=" in repr(report) and "saved activations >=" in report.totals_text()
+        assert json.loads(report.render("json"))["totals"]["unsized_workspaces"] == ["aten.mkldnn_rnn_layer"]
+
+
+@pytest.mark.parametrize("name", ["resnet18", "gpt2"])
+def test_saved_bytes_per_layer_equal_what_each_modules_forward_saved(name):
+    """Per layer: a real forward with a module stack kept by hooks charges every storage saved for backward
+    (first save, parameters and buffers excluded) to the innermost module running; summed per module name (ResNet's
+    ``relu`` runs twice per block), netscope's own saved bytes are the same, module by module."""
+    import collections
+    import copy
+
+    build, make_input, _ = MODELS[name]
+    torch.manual_seed(0)
+    model, x = build(), make_input()
+    report = netscope.step(model, input_data=x)
+    real = copy.deepcopy(model).train()
+    names = {module: n for n, module in real.named_modules()}
+    stack, handles = [], []
+    for module in real.modules():
+        handles.append(module.register_forward_pre_hook(lambda m, a: stack.append(names[m]) and None))
+        handles.append(module.register_forward_hook(lambda m, a, o: stack.pop() and None))
+    own = {id(t.untyped_storage()) for t in list(real.parameters()) + list(real.buffers())}
+    seen, expected = WeakIdKeyDictionary(), collections.Counter()
+
+    def pack(tensor):
+        storage = tensor.untyped_storage()
+        if id(storage) not in own and storage not in seen:
+            seen[storage] = True
+            expected[stack[-1]] += storage.nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        real(x)
+    got = collections.Counter()
+    for call in report.layers:
+        got[call.name] += report.own_saved_bytes[call.index]
+    assert +got == +expected
+    assert len(+expected) > 10
+
+
+def test_the_loss_of_a_several_output_model_is_named():
+    """The step backpropagates the sum of every float output that needs a gradient; with several, a note names
+    them (a constant, an integer output is not among them); one output needs no note."""
+    torch.manual_seed(0)
+    report = netscope.step(_Checkpointed(), input_data=torch.randn(8, 16))
+    named = [note for note in report.run.notes if "sum of the outputs" in note]
+    assert len(named) == 1 and "['logits'], ['aux'][0]:" in named[0]
+    assert not any("sum of the outputs" in note for note in netscope.step(nn.Linear(4, 2), (3, 4)).run.notes)
+
+
+def test_activation_checkpointing_peak_equals_a_real_checkpointed_steps():
+    """The planned checkpointed step's saved bytes and peak equal a real step whose blocks run under
+    non-reentrant torch.utils.checkpoint (MemTracker on real tensors): seq 128, where activations dominate."""
+    from torch.utils.checkpoint import checkpoint
+
+    transformers = pytest.importorskip("transformers")
+    config = transformers.GPT2Config(n_layer=3, n_embd=64, n_head=4, vocab_size=500, n_positions=256)
+    torch.manual_seed(0)
+    model, x = transformers.GPT2LMHeadModel(config), torch.randint(0, 500, (4, 128))
+
+    def checkpointed(real):
+        for block in real.transformer.h:
+            block.forward = (lambda f: lambda *a, **k: checkpoint(f, *a, use_reentrant=False, **k))(block.forward)
+
+    plain = netscope.step(model, input_data=x).totals
+    report = netscope.step(model, input_data=x, activation_checkpointing=True).totals
+    _, _, _, saved, peak = _real_step_figures(model, x, prepare=checkpointed)
+    assert report.activation_bytes == sum(nbytes * count for (_, nbytes), count in saved.items())
+    assert report.peak_bytes == peak < plain.peak_bytes

@@ -144,11 +144,16 @@ def run_step_report(model: nn.Module, inputs, options: StepOptions, *, label: st
                  "(random values where the model had none); figures are that run's",)
     trace = run.trace
     forward_totals = compute_totals(model, trace.calls, _user_modules(model, trace), input_bytes=run.input_bytes)
-    notes = tuple(trace.notes) + notes
+    notes = tuple(trace.notes) + notes + tuple(filter(None, [run.loss_note]))
     if tensors == "fake" and trace.operators is not None:  # the backward of the same operators likewise
         from netscope.operators.formulas import capacity_note
 
         notes += tuple(filter(None, [capacity_note(trace.operators)]))
+    from netscope.analyses.step.workspaces import unsized_workspaces, workspace_note
+
+    # a workspace the fake kernel leaves empty: saved bytes and the peak are lower bounds (a real run sizes it)
+    unsized = unsized_workspaces(run.forward_operators) if tensors == "fake" else ()
+    notes += tuple(filter(None, [workspace_note(unsized)]))
     info = RunInfo(model=label, device=device, dtype=model_float_dtype(model), mode="train",
                    input_shapes=[shape_tree(a) for a in args] + ([shape_tree(kwargs)] if kwargs else []),
                    seconds=trace.seconds, notes=notes)
@@ -179,6 +184,7 @@ def run_step_report(model: nn.Module, inputs, options: StepOptions, *, label: st
         measured_peak_bytes=measured,
         tensors=tensors,
         backward_uncounted=tuple(run.backward_uncounted),
+        unsized_workspaces=unsized,
     )
     # calls whose own backward ran an operator without a formula (the loss's: the root's, as its figures are)
     partial_own = frozenset(0 if i == OUTSIDE else i for i in run.backward_uncounted_at) if trace.calls else frozenset()

@@ -38,6 +38,8 @@ class StepTotals:
     measured_peak_bytes: Optional[int] = None  # a real CUDA step's torch.cuda.max_memory_allocated
     tensors: str = "fake"  # what the step ran on: "fake" (planned, no memory) or "real" (the forward reads values)
     backward_uncounted: Tuple[str, ...] = ()  # backward operators without a formula: backward_macs is a lower bound
+    # forward operators whose saved workspace fake tensors leave unsized: activation_bytes and peak_bytes are lower bounds
+    unsized_workspaces: Tuple[str, ...] = ()
 
     def to_dict(self) -> dict:
         out = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "ranks"}
@@ -125,6 +127,7 @@ class StepReport:
 
         t = self.totals
         per = f" per rank ({t.layout}, {t.world_size} ranks)" if t.layout != "single" else ""
+        low = ">=" if t.unsized_workspaces else ""
         lines = [
             f"Forward mult-adds: {si(t.forward_macs)} ({t.forward_macs:,})" + self.forward._partial_text(),
             f"Backward mult-adds: {si(t.backward_macs)} ({t.backward_macs:,})" + (
@@ -133,9 +136,11 @@ class StepReport:
                 if t.backward_uncounted else ""),
             f"Memory{per}, {t.optimizer}, {t.precision}:",
             f"  params {megabytes(t.param_bytes)}, grads {megabytes(t.grad_bytes)}, "
-            f"optimizer state {megabytes(t.optimizer_bytes)}, saved activations {megabytes(t.activation_bytes)}, "
+            f"optimizer state {megabytes(t.optimizer_bytes)}, saved activations {low}{megabytes(t.activation_bytes)}, "
             f"buffers {megabytes(t.buffer_bytes)}, inputs {megabytes(t.input_bytes)}",
-            f"  estimated peak of one step: {megabytes(t.peak_bytes)}",
+            f"  estimated peak of one step: {low}{megabytes(t.peak_bytes)}" + (
+                f" -- a lower bound: {', '.join(t.unsized_workspaces)} saves a workspace fake tensors cannot size"
+                if low else ""),
         ]
         if t.layout == "fsdp" and len({(r.param_bytes, r.grad_bytes, r.optimizer_bytes) for r in t.ranks}) > 1:
             lines.append("  ranks differ (dim-0 shards): " + "; ".join(
@@ -208,7 +213,8 @@ class StepReport:
         bound = ">=" if self.forward.partial else ""
         backward_bound = ">=" if t.backward_uncounted else ""
         return (f"{name} · step {t.optimizer} {t.precision}{ranks} · {bound}{short_number(t.forward_macs)} fwd + "
-                f"{backward_bound}{short_number(t.backward_macs)} bwd MACs · peak {short_number(t.peak_bytes, 'B')}")
+                f"{backward_bound}{short_number(t.backward_macs)} bwd MACs · peak "
+                f"{'>=' if t.unsized_workspaces else ''}{short_number(t.peak_bytes, 'B')}")
 
     def _repr_html_(self) -> str:
         return self.to_html()

@@ -20,7 +20,7 @@ import contextlib
 import dataclasses
 import time
 from dataclasses import dataclass
-from typing import Dict, FrozenSet, List, Tuple
+from typing import Dict, FrozenSet, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -79,6 +79,8 @@ class StepRun:
     device: str
     backward_uncounted: Tuple[str, ...] = ()  # backward operators without a formula: backward_macs is a lower bound
     backward_uncounted_at: FrozenSet[int] = frozenset()  # the calls whose own backward ran one (OUTSIDE: the loss)
+    forward_operators: FrozenSet[str] = frozenset()  # every aten operator the forward ran (``workspaces`` reads it)
+    loss_note: Optional[str] = None  # which outputs the backpropagated sum holds, when the output is not one tensor
 
 
 def run_step(model: nn.Module, args: tuple, kwargs: dict, options: StepOptions, *,
@@ -143,7 +145,7 @@ def run_step(model: nn.Module, args: tuple, kwargs: dict, options: StepOptions, 
             if error is not None:
                 raise _step_forward_error(copy_, _build_result(tree, recorder, ops, None, 0.0, None), error) from error
             result = _build_result(tree, recorder, ops, output, 0.0, None)
-            loss = _loss(output, type(model).__name__)
+            loss, loss_note = _loss(output, type(model).__name__)
             with counter:
                 try:
                     loss.backward()
@@ -179,6 +181,8 @@ def run_step(model: nn.Module, args: tuple, kwargs: dict, options: StepOptions, 
         device=device,
         backward_uncounted=tuple(sorted(counter.backward_uncounted)),
         backward_uncounted_at=frozenset(counter.backward_uncounted_at),
+        forward_operators=frozenset(str(packet) for packet in set(recorder.op_packets)),
+        loss_note=loss_note,
     )
 
 
@@ -285,16 +289,28 @@ def _forward(model, args, kwargs, recorder, counter, tagger, pack, autocast_dtyp
 
 def _loss(output, model_name: str):
     """The sum of every float output that depends on a trainable parameter: a stand-in for the user's
-    loss whose backward costs no multiply-adds and saves nothing."""
-    leaves = [t for t in torch.utils._pytree.tree_leaves(output)
-              if isinstance(t, torch.Tensor) and t.is_floating_point() and t.requires_grad]
+    loss whose backward costs no multiply-adds and saves nothing. Returns it and a note naming the outputs
+    summed, when there are several (None for one)."""
+    pytree = torch.utils._pytree
+    try:
+        named = [(pytree.keystr(path), leaf) for path, leaf in pytree.tree_flatten_with_path(output)[0]]
+    except (ValueError, NotImplementedError):  # a pytree type registered without key paths: leaves by position
+        named = [(f"#{i}", leaf) for i, leaf in enumerate(pytree.tree_leaves(output))]
+    paths, leaves = [], []
+    for path, leaf in named:
+        if isinstance(leaf, torch.Tensor) and leaf.is_floating_point() and leaf.requires_grad:
+            paths.append(path)
+            leaves.append(leaf)
     if not leaves:
         raise InputSpecError(f"{model_name}'s output has no float tensor that depends on a trainable parameter, "
                              "so there is nothing to backpropagate")
     loss = leaves[0].sum()
     for tensor in leaves[1:]:
         loss = loss + tensor.sum()
-    return loss
+    if len(leaves) == 1:
+        return loss, None
+    return loss, (f"the backward is that of the sum of the outputs {', '.join(paths)}: a training loop that "
+                  "backpropagates only one of them (a model's own loss) runs a slightly different backward")
 
 
 class _Tagger(TorchFunctionMode):
