@@ -69,7 +69,7 @@ def preserved_model(model: nn.Module, *, train: bool, tree: Optional[ModuleTree]
     params = [p for p in {id(p): p for p in parameters.values}.values()  # by id: Tensor.__hash__ is Python code
               if p is not None and not isinstance(p, UninitializedTensorMixin)]  # lazy: no values yet
     grads = [p.requires_grad for p in params]
-    versions = list(map(version_of, params))
+    versions = _versions(params)
     attributes = _own_attributes(tree)
     plain = PlainAttributes(model, tree)
     generators = _generator_states(tree)
@@ -91,7 +91,7 @@ def preserved_model(model: nn.Module, *, train: bool, tree: Optional[ModuleTree]
         changes.modules_changed = children.changed(tree.tables("_modules"))
         # read before the buffer values are copied back: a buffer that is also a parameter
         # (register_buffer(name, p)) gets a version bump from that copy, not from the forward
-        now = list(map(version_of, params))
+        now = _versions(params)
         _restore_buffers(buffer_values)
         for generator, state in generators:
             generator.set_state(state)
@@ -132,6 +132,14 @@ def _restore_buffers(saved: List[tuple]) -> None:
             _SET_VERSION(tuple(b for b, _ in counted), tuple(v for _, v in counted))
         except (TypeError, RuntimeError):
             pass
+
+
+def _versions(tensors: List[torch.Tensor]) -> List[Optional[int]]:
+    """:func:`version_of` of each tensor; read as plain attributes while no inference tensor is among them."""
+    try:
+        return [t._version for t in tensors]
+    except RuntimeError:
+        return list(map(version_of, tensors))
 
 
 def version_of(tensor: torch.Tensor) -> Optional[int]:
@@ -194,20 +202,23 @@ def kept_hooks(tree: ModuleTree) -> Iterator[None]:
     from torch.nn.modules import module as torch_module
     from torch.utils.hooks import RemovableHandle
 
-    try:
-        tables = list(itertools.chain.from_iterable(map(_hook_tables, tree.states)))
-    except KeyError:  # a module lacking one (unpickled from an older torch) or keeping them elsewhere (TorchScript)
-        tables = [getattr(module, name, _NO_TABLE) for module in tree.modules for name in HOOK_TABLES]
-    tables += [getattr(torch_module, name, _NO_TABLE) for name in _GLOBAL_HOOK_TABLES]
-    held = [(table, list(table.items())) for table in filter(None, tables)]
+    def all_tables() -> list:
+        """Every hook table holding a hook: the modules' (filtered in C loops, as most are empty), then torch's."""
+        try:
+            found = list(filter(None, itertools.chain.from_iterable(map(_hook_tables, tree.states))))
+        except KeyError:  # a module lacking one (unpickled from an older torch) or keeping them elsewhere (TorchScript)
+            found = [t for module in tree.modules for t in (getattr(module, n, _NO_TABLE) for n in HOOK_TABLES) if t]
+        return found + [t for t in (getattr(torch_module, n, _NO_TABLE) for n in _GLOBAL_HOOK_TABLES) if t]
+
+    held = [(table, list(table.items())) for table in all_tables()]
     next_id = RemovableHandle.next_id
     try:
         yield
     finally:
         if RemovableHandle.next_id != next_id:  # a hook was registered: take off those not held before
             known = {id(table) for table, _ in held}
-            for table in tables:
-                if table and id(table) not in known:
+            for table in all_tables():
+                if id(table) not in known:
                     table.clear()
         for table, items in held:
             if len(table) != len(items) or any(table.get(key, _NO_TABLE) is not value for key, value in items):
