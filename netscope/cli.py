@@ -15,6 +15,7 @@ import warnings
 from typing import Dict, Optional, Sequence
 
 from netscope.errors import EXIT_INTERRUPTED, EXIT_USAGE, NetscopeError
+from netscope.fileio import command_output
 
 COMMANDS = {
     "summary": "netscope.commands.summary",
@@ -76,7 +77,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     # at all when the command ends in an error: the error paragraph is what the user must read.
     with warnings.catch_warnings(record=True) as caught:
         try:
-            code = int(args._run(args) or 0)
+            with command_output():  # prints of the model's own code go to stderr, the command's output to stdout
+                code = int(args._run(args) or 0)
         except NetscopeError as err:
             return _report_error(args.command, err)
         except KeyboardInterrupt:

@@ -83,10 +83,31 @@ def atomic_path(path: str, *, force: bool = True) -> Iterator[str]:
         raise
 
 
+_COMMAND_STDOUT: list = []  # the standard output a running CLI command writes its own output to
+
+
+@contextlib.contextmanager
+def command_output() -> Iterator[None]:
+    """Run a CLI command with ``print`` going to stderr (a model's file, constructor or forward that prints
+    would corrupt ``-f json``/``-f csv``/``-o -`` on stdout); the command's own output goes to the real
+    standard output through :func:`command_stdout`."""
+    _COMMAND_STDOUT.append(sys.stdout)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        _COMMAND_STDOUT.pop()
+
+
+def command_stdout():
+    """Where a command's own output goes: the real standard output while :func:`command_output` runs."""
+    return _COMMAND_STDOUT[-1] if _COMMAND_STDOUT else sys.stdout
+
+
 def write_text_atomic(path: str, text: str, *, force: bool = True) -> None:
     """Write ``text`` to ``path`` atomically, or to standard output when ``path`` is ``-``."""
     if path == STDOUT:
-        sys.stdout.write(text)
+        command_stdout().write(text)
         return
     with atomic_path(path, force=force) as tmp:
         with open(tmp, "w", encoding="utf-8") as handle:

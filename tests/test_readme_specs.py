@@ -276,6 +276,31 @@ def test_what_a_model_file_prints_while_building_goes_to_stderr_not_into_json(sc
     assert "loading config" in err and "building Net" in err
 
 
+@pytest.mark.parametrize("fmt", ["json", "csv"])
+def test_what_a_forward_prints_goes_to_stderr_not_into_the_output(scratch, capsys, fmt):
+    """A print in the model's forward (a debugging line left in) ran during the pass and landed in the middle of
+    -f json / -f csv on stdout. Every command runs with print going to stderr; its own output keeps stdout."""
+    (scratch / "proj" / "loud.py").write_text(textwrap.dedent("""
+        import torch.nn as nn
+
+        class Net(nn.Linear):
+            def __init__(self):
+                super().__init__(4, 2)
+
+            def forward(self, x):
+                print("forward got", tuple(x.shape))
+                return super().forward(x)
+    """))
+    code, out, err = run_cli(["summary", "proj/loud.py:Net", "--input", "3,4", "-f", fmt], capsys)
+    assert code == 0, err
+    if fmt == "json":
+        assert json.loads(out)["totals"]["total_params"] == params(nn.Linear(4, 2))
+    else:
+        rows = list(__import__("csv").DictReader(__import__("io").StringIO(out)))
+        assert [row["layer"] for row in rows] == ["(root)"]
+    assert "forward got (3, 4)" in err and "forward got" not in out
+
+
 @pytest.mark.parametrize("typo", ["BERT", "gpt-2"])
 def test_hf_shortcut_typos_suggest_the_shortcut(scratch, capsys, typo):
     pytest.importorskip("transformers")

@@ -125,7 +125,9 @@ def emit(text: str, args: argparse.Namespace) -> None:
         write_text_atomic(path, text if text.endswith("\n") else text + "\n",
                           force=getattr(args, "force", True))  # commands without --force keep the old behaviour
     else:
-        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+        from netscope.fileio import command_stdout
+
+        command_stdout().write(text if text.endswith("\n") else text + "\n")
 
 
 def check_table_options(args: argparse.Namespace, *, step: bool = False) -> None:

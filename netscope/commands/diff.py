@@ -7,6 +7,7 @@ import argparse
 import sys
 
 from netscope.commands.common import add_model_arguments
+from netscope.fileio import command_stdout
 from netscope.commands.remap import add_rule_arguments, check_min_coverage_option, collect_rules, render_report
 
 HELP = ("compare a checkpoint's keys with a model's, with reasons and a proposed mapping "
@@ -31,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     rules = collect_rules(args)
     model = model_for_keys(args)
     report = diff(args.checkpoint, model, rules=rules, weights_only=not args.unsafe_pickle, key=args.key)
-    sys.stdout.write(render_report(report, args).rstrip("\n") + "\n")
+    command_stdout().write(render_report(report, args).rstrip("\n") + "\n")
     check_coverage(report, args.min_coverage)
     problems = [p for p in report.strict_problems() if "map to nothing" not in p]
     if problems:

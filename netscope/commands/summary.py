@@ -83,6 +83,8 @@ def _terminal_width(args):
     file or a pipe, so saved output does not depend on the window it was made in."""
     import shutil
 
-    if args.output or not sys.stdout.isatty():
+    from netscope.fileio import command_stdout
+
+    if args.output or not command_stdout().isatty():
         return None
     return shutil.get_terminal_size().columns
