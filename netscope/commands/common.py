@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import os
 import sys
 
+from netscope.fileio import command_stdout
 from netscope.render.rows import TEXT_FORMATS
 
 
@@ -125,8 +125,6 @@ def emit(text: str, args: argparse.Namespace) -> None:
         write_text_atomic(path, text if text.endswith("\n") else text + "\n",
                           force=getattr(args, "force", True))  # commands without --force keep the old behaviour
     else:
-        from netscope.fileio import command_stdout
-
         command_stdout().write(text if text.endswith("\n") else text + "\n")
 
 
@@ -151,9 +149,9 @@ def resolve_from_args(args: argparse.Namespace, *, empty_weights: bool = False, 
     from netscope.models.specs import parse_model_args, resolve_model
 
     # the weights' random initialization draws from the global RNG: a command run in-process (netscope.cli.main)
-    # leaves the caller's next random numbers as they were. What the model's file or constructor prints goes to
-    # stderr: standard output carries the command's own output (-f json, -o -), which a print would corrupt
-    with torch.random.fork_rng(devices=[]), contextlib.redirect_stdout(sys.stderr):
+    # leaves the caller's next random numbers as they were (what the build prints goes to stderr: cli.main runs
+    # every command under fileio.command_output)
+    with torch.random.fork_rng(devices=[]):
         resolved = resolve_model(args.model, parse_model_args(args.model_arg), empty_weights=empty_weights)
     if note:
         build_note(args, resolved)

@@ -252,22 +252,19 @@ def _moved_inputs(inputs, device: torch.device, notes: List[str], watched: list,
     converted: List[str] = []
 
     def move(label: str, tensor):
-        if cast is not None and tensor.is_floating_point() and tensor.dtype != cast:
+        dtype = cast if cast is not None and tensor.is_floating_point() and tensor.dtype != cast else tensor.dtype
+        if dtype is not tensor.dtype:
             converted.append(f"{label} ({str(tensor.dtype).removeprefix('torch.')})")
-            if tensor.device.type == "meta" and device.type != "meta":
-                raise InputSpecError(f"input_data holds meta tensors, which have no values to copy to {device}: "
-                                     "run on the meta device (device=\"meta\"), or pass real tensors")
-            return (torch.empty_like(tensor, device="meta", dtype=cast) if device.type == "meta"
-                    else tensor.to(device=device, dtype=cast))
-        if tensor.device == device:
+        elif tensor.device == device:
             version = version_of(tensor)
             if version is not None:
                 watched.append((label, tensor, version))
             return tensor
-        if tensor.device.type == "meta":
+        if tensor.device.type == "meta" and device.type != "meta":
             raise InputSpecError(f"input_data holds meta tensors, which have no values to copy to {device}: "
                                  "run on the meta device (device=\"meta\"), or pass real tensors")
-        return torch.empty_like(tensor, device="meta") if device.type == "meta" else tensor.to(device)
+        return (torch.empty_like(tensor, device="meta", dtype=dtype) if device.type == "meta"
+                else tensor.to(device=device, dtype=dtype))
 
     args, kwargs, refused = own_inputs(inputs, move)
     if converted:

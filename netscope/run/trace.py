@@ -408,12 +408,6 @@ def _run(model: nn.Module, args: tuple, kwargs: dict, *, train: bool, device: to
     result.window_ops = window_ops.by_call()
     if recorder.replay is not None:
         result.same_as = recorder.replay.same_as
-    scripted = [c.name for c in result.calls[1:] if c.call_number == 1 and isinstance(result.modules[c.index], _SCRIPT_MODULE)]
-    if scripted and not script:
-        shown = ", ".join(scripted[:5]) + (f" and {len(scripted) - 5} more" if len(scripted) > 5 else "")
-        result.notes.append(
-            f"TorchScript submodule(s) {shown}: compiled code runs without module hooks, so the layers inside are "
-            "not listed; each row shows its whole input and output shapes, parameters and multiply-adds")
     if script:
         result.notes.append(
             "TorchScript module: its compiled code runs without module hooks, so only the whole model's input and "
@@ -483,7 +477,8 @@ def _build_result(tree: ModuleTree, recorder: _Recorder, ops: Optional[OpResolve
         failed_index = open_calls[0].origin.index  # where the exception that ended the pass was raised
     merges = recorder.flow.merges
     windowed: Dict[type, bool] = {}  # class -> whether it has kernel_size (then read per module)
-    class_names: Dict[type, str] = {}
+    class_names: Dict[type, str] = {}  # (not scripted classes: each scripted module has its own name)
+    scripted: List[str] = []  # scripted submodules of an eager model: their layers ran unseen
     param_of = param_table.get
     for call in open_calls:
         module = call.module
@@ -508,10 +503,11 @@ def _build_result(tree: ModuleTree, recorder: _Recorder, ops: Optional[OpResolve
             windowed_class = windowed[cls] = hasattr(cls, "kernel_size")
         class_name = class_names.get(cls)
         if class_name is None:
-            if issubclass(cls, _SCRIPT_MODULE):  # one class for every scripted module: the name it was scripted from
-                class_name = class_name_of(module)
-            else:
-                class_name = class_names[cls] = cls.__name__
+            class_name = class_name_of(module)
+            if not issubclass(cls, _SCRIPT_MODULE):
+                class_names[cls] = class_name
+            elif index and call.call_number == 1 and not structure_only:  # one class for every scripted module
+                scripted.append(call.name)
         calls.append(record_from_fields(LayerCall, {
             "index": index,
             "name": call.name,
@@ -547,7 +543,14 @@ def _build_result(tree: ModuleTree, recorder: _Recorder, ops: Optional[OpResolve
         packed=packed,
         operators=OperatorTable(len(open_calls), recorder.op_calls, recorder.op_packets, recorder.mac_calls,
                                 recorder.mac_packets, recorder.mac_values, ops.kinds),
+        notes=[_scripted_note(scripted)] if scripted else [],
     )
+
+
+def _scripted_note(names: List[str]) -> str:
+    shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    return (f"TorchScript submodule(s) {shown}: compiled code runs without module hooks, so the layers inside are "
+            "not listed; each row shows its whole input and output shapes, parameters and multiply-adds")
 
 
 _TRAINABLE = {0: "", 1: "yes", 2: "no", 3: "partial"}  # bit 1: a trainable parameter, bit 2: a frozen one
