@@ -15,20 +15,11 @@ import torch.nn as nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 import netscope
-from netscope.cli import main
 from netscope.errors import ForwardError, OutOfMemory
 from netscope.inputs import InputSpec, TensorSpec, inputs_from, parse_input
 from netscope.records import NOT_RECORDED
+from test_bad_input import run_cli
 from test_model_state import assert_same, snapshot
-
-
-def run_cli(argv, capsys):
-    try:
-        code = main(argv)
-    except SystemExit as exc:
-        code = exc.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 class Small(nn.Module):

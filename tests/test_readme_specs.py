@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import pathlib
 import sys
 import textwrap
 
@@ -17,16 +18,9 @@ import torch
 import torch.nn as nn
 import torchvision
 
-from netscope.cli import main
+from test_bad_input import run_cli
 
-
-def run_cli(argv, capsys):
-    try:
-        code = main(argv)
-    except SystemExit as exc:  # argparse errors exit from inside parse_args
-        code = exc.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+ROOT = pathlib.Path(__file__).parent.parent
 
 
 def params(module: nn.Module) -> int:
@@ -240,7 +234,7 @@ def test_timm_pretrained_tag_builds_its_config_with_random_weights_and_says_so(s
     assert not any("pretrained tag" in note for note in json.loads(out)["run"]["notes"])
 
 
-EXAMPLES = sorted((__import__("pathlib").Path(__file__).parent.parent / "examples").glob("*.py"))
+EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
@@ -256,7 +250,7 @@ def test_readme_examples_run(path, tmp_path, monkeypatch, capsys):
 
 
 def test_readme_names_every_example():
-    readme = (__import__("pathlib").Path(__file__).parent.parent / "README.md").read_text()
+    readme = (ROOT / "README.md").read_text()
     assert EXAMPLES and all(f"examples/{p.name}" in readme for p in EXAMPLES)
 
 
@@ -296,7 +290,7 @@ def test_what_a_forward_prints_goes_to_stderr_not_into_the_output(scratch, capsy
     if fmt == "json":
         assert json.loads(out)["totals"]["total_params"] == params(nn.Linear(4, 2))
     else:
-        rows = list(__import__("csv").DictReader(__import__("io").StringIO(out)))
+        rows = list(csv.DictReader(io.StringIO(out)))
         assert [row["layer"] for row in rows] == ["(root)"]
     assert "forward got (3, 4)" in err and "forward got" not in out
 
@@ -342,7 +336,7 @@ def test_readme_python_tour_prints_what_its_comments_say():
 
     import netscope
 
-    readme = (__import__("pathlib").Path(__file__).parent.parent / "README.md").read_text()
+    readme = (ROOT / "README.md").read_text()
     block = readme.split("```python\nimport netscope, torchvision\n", 1)[1].split("```", 1)[0]
     comment = {expr.strip(): value.strip() for expr, value in re.findall(r"^(report[\w.]*)\s+# (.+)$", block, re.M)}
     model = torchvision.models.resnet50(weights=None)

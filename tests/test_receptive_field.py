@@ -1,10 +1,9 @@
-"""Receptive field per layer call against a gradient oracle: the input positions one central output
-position depends on, on a copy with every weight positive, max-pool turned into avg-pool and ReLU into
-identity (so nothing cancels and every position a window reads gets a non-zero gradient)."""
+"""Receptive field per layer call against a gradient oracle (``tests/rf_oracle.py``): the input positions one
+central output position depends on, on a copy with every weight positive and max-pools and saturating
+activations swapped for maps that read the same positions (so nothing cancels)."""
 
 from __future__ import annotations
 
-import copy
 import json
 
 import pytest
@@ -16,49 +15,15 @@ from hypothesis import given, settings, strategies as st
 
 import netscope
 from netscope.analyses.receptive_field import WHOLE, Field
-
-
-def _positive_copy(model: nn.Module) -> nn.Module:
-    twin = copy.deepcopy(model).double().eval()
-    for name, module in list(twin.named_modules()):
-        for child_name, child in list(module.named_children()):
-            if isinstance(child, (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d)):
-                nd = {nn.MaxPool1d: 1, nn.MaxPool2d: 2, nn.MaxPool3d: 3}[type(child)]
-                avg = {1: nn.AvgPool1d, 2: nn.AvgPool2d, 3: nn.AvgPool3d}[nd]
-                assert child.dilation in (1, (1,) * nd), "avg-pool has no dilation: not an oracle for this model"
-                setattr(module, child_name, avg(child.kernel_size, child.stride, child.padding, child.ceil_mode))
-            elif isinstance(child, (nn.ReLU, nn.ReLU6, nn.SiLU, nn.Hardswish, nn.GELU)):
-                setattr(module, child_name, nn.Identity())
-    with torch.no_grad():
-        for param in twin.parameters():
-            param.copy_(param.abs() + 0.01)
-        for buffer_name, buffer in twin.named_buffers():
-            if buffer_name.endswith("running_var"):
-                buffer.fill_(1.0)
-    return twin
+from rf_oracle import extent, module_outputs, positive_input
 
 
 def gradient_extents(model: nn.Module, shape, names):
     """{layer name: per spatial axis (first, last) input position with a non-zero gradient} for the
-    central output position of each named module's (first) output."""
-    twin = _positive_copy(model)
-    outputs = {}
-    modules = dict(twin.named_modules())
-    handles = [modules[n].register_forward_hook(lambda m, a, o, n=n: outputs.setdefault(n, o)) for n in names]
-    generator = torch.Generator().manual_seed(0)  # positive, varied values: a layer norm's output is not constant
-    x = (torch.rand(shape, dtype=torch.float64, generator=generator) + 0.5).requires_grad_()
-    try:
-        twin(x)
-    finally:
-        for handle in handles:
-            handle.remove()
-    extents = {}
-    for name in names:
-        out = outputs[name]
-        index = (0, slice(None)) + tuple(s // 2 for s in out.shape[2:])
-        (grad,) = torch.autograd.grad(out[index].sum(), x, retain_graph=True)
-        nonzero = (grad[0].abs().sum(0) != 0).nonzero()
-        extents[name] = tuple((int(nonzero[:, d].min()), int(nonzero[:, d].max())) for d in range(nonzero.shape[1]))
+    central output position of each named module's (first) output (the oracle in ``rf_oracle``)."""
+    x = positive_input(shape)  # positive, varied values: a layer norm's output is not constant
+    outputs = module_outputs(model, x, names)
+    extents = {n: extent(out, x, [s // 2 for s in out.shape[2:]]) for n, out in outputs.items()}
     return extents, {n: tuple(outputs[n].shape[2:]) for n in names}
 
 
