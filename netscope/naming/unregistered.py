@@ -22,8 +22,11 @@ from netscope.run.module_tree import TORCH_INTERNAL  # noqa: F401  (re-exported:
 
 CONTAINERS = (list, tuple, dict, set, frozenset, collections.deque, types.SimpleNamespace)
 # Attributes torch keeps on some module classes beside the registered ones: not the user's
-# (a traced module's compiled twin shares its tensors; nothing there is lost).
-TORCH_ATTRIBUTES = {"torch.jit._script.ScriptModule": frozenset({"_actual_script_module", "_c", "_concrete_type"})}
+# (a traced module's compiled twin, the GraphModule an unflattened torch.export module runs: each shares its
+# module's tensors; nothing there is lost).
+TORCH_ATTRIBUTES = {"torch.jit._script.ScriptModule": frozenset({"_actual_script_module", "_c", "_concrete_type"}),
+                    "torch.export.unflatten.InterpreterModule": frozenset({"graph_module"}),
+                    "torch.export.unflatten.UnflattenedModule": frozenset({"graph_module"})}
 MAX_DEPTH = 2  # a container inside a container
 
 

@@ -376,7 +376,6 @@ def _run(model: nn.Module, args: tuple, kwargs: dict, *, train: bool, device: to
                 recording_calls(recorder):
             if operators and not fake and fields is None and not script and replay_possible():
                 recorder.replay = LeafReplay(recorder, window_ops)
-            runnable = _eager(model)
             if cuda:
                 torch.cuda.synchronize(device)
                 baseline = torch.cuda.memory_allocated(device)
@@ -391,7 +390,7 @@ def _run(model: nn.Module, args: tuple, kwargs: dict, *, train: bool, device: to
                     recorder.flow.claim((args, kwargs), frozenset((MODEL_INPUT,)))
                     if fields is not None and args:
                         fields.add_input(args[0])
-                    output = runnable(*args, **kwargs)
+                    output = call_model(recorder, model, args, kwargs)
             except Exception as exc:  # the user's forward failed: report where, then re-raise as ForwardError
                 error = exc
             if cuda:
@@ -436,6 +435,28 @@ def _fake_mode(enabled: bool):
     from torch._subclasses.fake_tensor import FakeTensorMode
 
     return FakeTensorMode(allow_non_fake_inputs=True)
+
+
+def call_model(recorder: _Recorder, model: nn.Module, args: tuple, kwargs: dict):
+    """Run ``model`` (a ``torch.compile`` wrapper through its eager module) under ``recording_calls(recorder)``
+    with the model as call 0. A class that overrides ``__call__`` never reaches torch's call path, so its call
+    is opened here, and a ``super().__call__`` inside it passes through unrecorded (the call is open already)."""
+    root = _eager(model)
+    names = recorder.names
+    name = names.get(id(root))
+    if type(root).__call__ is nn.Module.__call__ or name is None:
+        return root(*args, **kwargs)
+    call = recorder.open(root, name, args, kwargs)
+    del names[id(root)]
+    try:
+        output = root(*args, **kwargs)
+    except BaseException as error:
+        recorder.failed(call, error)
+        raise
+    finally:
+        names[id(root)] = name
+    recorder.returned(call, output)
+    return output
 
 
 def _eager(model: nn.Module) -> nn.Module:
