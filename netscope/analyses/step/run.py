@@ -34,7 +34,7 @@ from netscope.run.model_state import kept_hooks, preserved_model
 from netscope.operators.registry import UNSEEN, OpResolver
 from netscope.run.no_memory import meta_copy
 from netscope.run.module_tree import module_tree
-from netscope.run.trace import TraceResult, _build_result, _eager, _forward_error, _Recorder, recording_calls
+from netscope.run.trace import TraceResult, _build_result, _forward_error, _Recorder, call_model, recording_calls
 from netscope.run.user_inputs import own_inputs
 from netscope.analyses.step.options import OPTIMIZERS, PRECISIONS, StepOptions
 from netscope.analyses.step.torch_parts import current_autograd_node, fake_tensor_mode, timeline_tracker
@@ -146,7 +146,7 @@ def run_step(model: nn.Module, args: tuple, kwargs: dict, options: StepOptions, 
                 raise _step_forward_error(copy_, _build_result(tree, recorder, ops, None, 0.0, None), error) from error
             result = _build_result(tree, recorder, ops, output, 0.0, None)
             loss, loss_note = _loss(output, type(model).__name__)
-            with counter:
+            with counter, _foreign_grads_kept(loss, params + torch.utils._pytree.tree_leaves((args, kwargs))):
                 try:
                     loss.backward()
                 except RuntimeError as err:  # the model's own backward (a custom op without a gradient formula)
@@ -282,9 +282,35 @@ def _forward(model, args, kwargs, recorder, counter, tagger, pack, autocast_dtyp
     try:
         with recording_calls(recorder), torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor), \
                 tagger, counter, autocast:
-            return _eager(model)(*args, **kwargs), None
+            return call_model(recorder, model, args, kwargs), None
     except Exception as exc:  # the user's forward failed: named by layer like in summary
         return None, exc
+
+
+@contextlib.contextmanager
+def _foreign_grads_kept(loss: torch.Tensor, own_leaves: list):
+    """The backward leaves alone the ``.grad`` of every leaf tensor it reaches beyond ``own_leaves`` (the model
+    copy's parameters and the copied inputs): a user's module outside the model, called by a hook or through a
+    closure, gets the same arithmetic, and its ``.grad`` is put back as it was, never left holding a fake one."""
+    own = {id(t) for t in own_leaves}
+    foreign, seen, pending = [], set(), [loss.grad_fn]
+    while pending:
+        node = pending.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        variable = getattr(node, "variable", None)  # an AccumulateGrad node: the leaf it writes .grad of
+        if isinstance(variable, torch.Tensor) and id(variable) not in own:
+            foreign.append(variable)
+        pending.extend(next_node for next_node, _ in node.next_functions)
+    kept = [(tensor, tensor.grad) for tensor in foreign]
+    for tensor in foreign:
+        tensor.grad = None  # accumulated into a fresh tensor, not into the user's gradient in place
+    try:
+        yield
+    finally:
+        for tensor, grad in kept:
+            tensor.grad = grad
 
 
 def _loss(output, model_name: str):
