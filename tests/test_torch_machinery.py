@@ -123,3 +123,36 @@ def test_step_leaves_a_module_outside_the_model_that_a_hook_calls_as_it_was(had_
     twin = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 4))
     twin[2].register_forward_hook(lambda module, args, output: twin_probe(output))
     assert step.totals.forward_macs + step.totals.backward_macs == _training_macs(twin, x)
+
+
+class Checkpointed(nn.Module):
+    """A stem, then two blocks run under the model's own ``torch.utils.checkpoint`` (or plainly)."""
+
+    def __init__(self, use_reentrant):
+        super().__init__()
+        self.stem = nn.Linear(16, 16)
+        self.blocks = nn.ModuleList(nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 16)) for _ in range(2))
+        self.use_reentrant = use_reentrant  # None: no checkpointing
+
+    def forward(self, x):
+        x = self.stem(x)
+        for block in self.blocks:
+            if self.use_reentrant is None:
+                x = block(x)
+            else:
+                x = torch.utils.checkpoint.checkpoint(block, x, use_reentrant=self.use_reentrant)
+        return x
+
+
+@pytest.mark.parametrize("use_reentrant", [False, True])
+def test_step_names_the_recomputation_of_the_models_own_checkpointing(use_reentrant):
+    torch.manual_seed(0)
+    x = torch.randn(4, 16)
+    model = Checkpointed(use_reentrant)
+    recomputed = _training_macs(model, x) - _training_macs(Checkpointed(None), x)  # what checkpointing adds
+    assert recomputed > 0
+    step = netscope.step(model, input_data=x)
+    assert step.totals.forward_macs + step.totals.backward_macs == _training_macs(Checkpointed(use_reentrant), x)
+    notes = [n for n in step.run.notes if "recomputation" in n]
+    assert len(notes) == 1 and f"include {recomputed:,} of recomputation" in notes[0]
+    assert not [n for n in netscope.step(Checkpointed(None), input_data=x).run.notes if "recomputation" in n]

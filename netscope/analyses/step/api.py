@@ -144,7 +144,7 @@ def run_step_report(model: nn.Module, inputs, options: StepOptions, *, label: st
                  "(random values where the model had none); figures are that run's",)
     trace = run.trace
     forward_totals = compute_totals(model, trace.calls, _user_modules(model, trace), input_bytes=run.input_bytes)
-    notes = tuple(trace.notes) + notes + tuple(filter(None, [run.loss_note]))
+    notes = tuple(trace.notes) + notes + tuple(filter(None, [run.loss_note, _recompute_note(run.recomputed_macs)]))
     if tensors == "fake" and trace.operators is not None:  # the backward of the same operators likewise
         from netscope.operators.formulas import capacity_note
 
@@ -264,3 +264,12 @@ def measured_cuda_peak(model: nn.Module, args, kwargs, options: StepOptions) -> 
         peak = torch.cuda.max_memory_allocated()
     del replica, optimizer
     return peak - before
+
+
+def _recompute_note(macs: int) -> Optional[str]:
+    """What of the backward's multiply-adds is forward code re-run by activation checkpointing."""
+    if not macs:
+        return None
+    return (f"the backward mult-adds include {macs:,} of recomputation: activation checkpointing "
+            "(torch.utils.checkpoint) re-runs forward code during backward, charged to the call whose backward "
+            "needed its result")

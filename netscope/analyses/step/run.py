@@ -81,6 +81,7 @@ class StepRun:
     backward_uncounted_at: FrozenSet[int] = frozenset()  # the calls whose own backward ran one (OUTSIDE: the loss)
     forward_operators: FrozenSet[str] = frozenset()  # every aten operator the forward ran (``workspaces`` reads it)
     loss_note: Optional[str] = None  # which outputs the backpropagated sum holds, when the output is not one tensor
+    recomputed_macs: int = 0  # of backward_own: forward operators torch.utils.checkpoint re-ran during backward
 
 
 def run_step(model: nn.Module, args: tuple, kwargs: dict, options: StepOptions, *,
@@ -183,6 +184,7 @@ def run_step(model: nn.Module, args: tuple, kwargs: dict, options: StepOptions, 
         backward_uncounted_at=frozenset(counter.backward_uncounted_at),
         forward_operators=frozenset(str(packet) for packet in set(recorder.op_packets)),
         loss_note=loss_note,
+        recomputed_macs=counter.recomputed_macs,
     )
 
 
@@ -385,6 +387,8 @@ class _Counter(TorchDispatchMode):
         self.ops = ops  # the formula registry, resolved once per operator, as the summary's trace does
         self.backward_uncounted = set()
         self.backward_uncounted_at = set()  # the calls (OUTSIDE: the loss) whose backward ran one of them
+        # backward kernels run with grad mode off; torch.utils.checkpoint re-runs forward code with it on
+        self.recomputed_macs = 0
 
     @classmethod
     def _should_skip_dynamo(cls) -> bool:
@@ -411,6 +415,8 @@ class _Counter(TorchDispatchMode):
         if node is not None:
             index = node.metadata.get(TAG, OUTSIDE)
             self.backward[index] = self.backward.get(index, 0) + macs
+            if torch.is_grad_enabled():
+                self.recomputed_macs += macs
         else:
             call.own_macs += macs
             recorder.mac_calls.append(call.index)
