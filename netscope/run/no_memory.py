@@ -282,7 +282,21 @@ def seed_derived_tensors(model, memo: dict, make) -> dict:
         for value in vars(module).values():
             if isinstance(value, torch.Tensor) and value.grad_fn is not None and id(value) not in memo:
                 memo[id(value)] = make(value.detach())
+            elif isinstance(value, torch.fx.Graph):
+                _share_graph_metadata(value, memo)
     return memo
+
+
+def _share_graph_metadata(graph, memo: dict) -> None:
+    """An fx graph a module keeps and runs (``torch.export.unflatten``'s modules) carries fake tensors in its
+    nodes' ``meta`` (``val``: shapes for tooling), which deepcopy refuses: the copy shares them, never writes them."""
+    import torch
+    from torch._subclasses.fake_tensor import FakeTensor
+
+    for node in graph.nodes:
+        for value in torch.utils._pytree.tree_leaves(node.meta):
+            if isinstance(value, FakeTensor):
+                memo.setdefault(id(value), value)
 
 
 def weight_bytes(model, dtype: Optional[str] = None) -> int:

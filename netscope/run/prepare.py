@@ -160,6 +160,8 @@ def materialized(model: nn.Module, spec: InputSpec) -> nn.Module:
 META_CANNOT_RUN = re.compile(r"meta tensor|data-dependent|DynamicOutputShape|Could not run '[^']+' with arguments "
                              r"from the '\w*Meta' backend|register_meta function for \S+ raises unimplemented"
                              r"|attempted to run this operator with Meta tensors"  # no meta kernel (nested tensors)
+                             # a custom or quantized operator without a fake kernel (quantized::linear_dynamic)
+                             r"|could not find the fake impl for this operator|There was no fake impl registered"
                              # meta kernels stricter than the CPU one: _grouped_mm's takes bf16/fp16 only
                              r"|Expected mat_a to be BFloat16 or supported Float16"
                              r"|aten\.(nonzero|_local_scalar_dense|masked_select|unique\w*)")

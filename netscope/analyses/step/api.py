@@ -62,6 +62,22 @@ def refuse_script(model: nn.Module) -> None:
             "parameters, and its shapes and multiply-adds as a whole)")
 
 
+def _refuse_quantized(model: nn.Module) -> None:
+    """Quantized modules keep packed weights that take no gradient (backward does not reach the layers before
+    them) and have no fake kernels: there is no training step to plan (torch raised a bare NotImplementedError)."""
+    from netscope.operators.packed import packed_by_module
+
+    named = dict(model.named_modules(remove_duplicate=False))
+    packed = packed_by_module(named.values())
+    if packed:
+        names = [f"{name or '(root)'} ({type(module).__name__})" for name, module in named.items() if id(module) in packed]
+        raise UsageError(
+            f"netscope step plans a training step, and quantized module(s) {', '.join(names[:5])}"
+            f"{f' and {len(names) - 5} more' if len(names) > 5 else ''} (torch.ao.nn.quantized) hold packed weights "
+            "that take no gradient and stop the backward, so a training step of this model trains nothing behind "
+            "them. Plan the step of the float model before quantization (netscope summary counts the quantized one)")
+
+
 def _refuse_lazy(model: nn.Module) -> None:
     """Lazy modules have no parameter shapes before their first forward, so a fake copy of them cannot be
     made (torch raised a bare RuntimeError from the copy)."""
@@ -115,6 +131,7 @@ def run_step_report(model: nn.Module, inputs, options: StepOptions, *, label: st
 
     refuse_script(model)
     _refuse_lazy(model)
+    _refuse_quantized(model)
 
     device = "cuda" if model_device(model).type == "cuda" else "cpu"
     if isinstance(inputs, InputSpec):
