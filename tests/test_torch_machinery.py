@@ -10,6 +10,7 @@ import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
 import netscope
+from netscope.errors import UsageError
 
 
 def _flop_counter_macs(model: nn.Module, *args) -> int:
@@ -156,3 +157,72 @@ def test_step_names_the_recomputation_of_the_models_own_checkpointing(use_reentr
     notes = [n for n in step.run.notes if "recomputation" in n]
     assert len(notes) == 1 and f"include {recomputed:,} of recomputation" in notes[0]
     assert not [n for n in netscope.step(Checkpointed(None), input_data=x).run.notes if "recomputation" in n]
+
+
+def test_unflattened_export_module_runs_on_meta_and_in_step_like_on_cpu():
+    model, x = _unflattened()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    meta = netscope.summary(model, input_data=x, device="meta")
+    assert (meta.totals.total_params, meta.totals.total_macs) == (sum(p.numel() for p in model.parameters()),
+                                                                  _flop_counter_macs(model, x))
+    step = netscope.step(model, input_data=x)
+    assert step.totals.forward_macs + step.totals.backward_macs == _training_macs(model, x)
+    model.zero_grad(set_to_none=True)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def _dynamic_quantized():
+    float_model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(16, 5))
+    return torch.ao.quantization.quantize_dynamic(float_model, {nn.Linear}, dtype=torch.qint8)
+
+
+def _runs(model, shape) -> bool:
+    try:
+        with torch.no_grad():
+            model(torch.randn(shape))
+    except RuntimeError:
+        return False
+    return True
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_solver_runs_an_operator_without_a_fake_kernel_on_the_cpu_not_as_a_failure():
+    model = _dynamic_quantized()  # quantized::linear_dynamic has no fake (meta) kernel
+    result = netscope.solve_input_size(model, (1, 3, 8, 8), max_size=12)
+    square = result.scan("s")
+    assert square.valid == tuple(s for s in range(1, 13) if _runs(model, (1, 3, s, s)))  # brute force on the CPU
+    assert not result.interaction.startswith("the axes interact")
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_step_refuses_a_quantized_model_in_one_paragraph(capsys, tmp_path):
+    from test_bad_input import run_cli
+
+    with pytest.raises(UsageError, match=r"quantized module\(s\) 3 \(Linear\)"):
+        netscope.step(_dynamic_quantized(), input_size=(1, 3, 8, 8))
+    source = tmp_path / "qnet.py"
+    source.write_text("import torch, torch.nn as nn\n"
+                      "def build():\n"
+                      "    m = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(16, 5))\n"
+                      "    return torch.ao.quantization.quantize_dynamic(m, {nn.Linear}, dtype=torch.qint8)\n")
+    code, out, err = run_cli(["step", f"{source}:build", "--input", "1,3,8,8", "-q"], capsys)
+    assert code == 2 and out == "" and "Traceback" not in err and "quantized module(s)" in err
+
+
+def test_a_forward_hook_replacing_a_layers_output_does_not_fail_its_formula_check():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Linear(4 * 6 * 6, 8), nn.Linear(16, 2))
+    conv_hook = model[0].register_forward_hook(lambda m, args, out: nn.functional.pad(out, (1, 1, 1, 1)))
+    model[1].register_forward_hook(lambda m, args, out: out[:, : 4 * 6 * 6])  # the real forward still works
+    model[2].register_forward_hook(lambda m, args, out: torch.cat([out, out], -1))  # 8 -> 16 features
+    tables = [list(m._forward_hooks.items()) for m in model]
+    x = torch.randn(2, 3, 8, 8)
+    report = netscope.check(model, input_data=x)
+    by_layer = {c.layer: c for c in report}
+    assert [c.status for c in report] == ["pass"] * len(report) and {"0", "2"} <= set(by_layer)
+    # judged on what each layer's forward returned (the hooks' replacements are what the rows show)
+    assert by_layer["0"].observed_shape == tuple(model[0].forward(x).shape) == (2, 4, 6, 6)
+    assert by_layer["2"].observed_shape == (2, 8)
+    summary = netscope.summary(model, input_data=x)
+    assert [c.output_shapes for c in summary.layers[1:]] == [(2, 4, 8, 8), (2, 144), (2, 16), (2, 2)]
+    assert [list(m._forward_hooks.items()) for m in model] == tables and conv_hook.id in model[0]._forward_hooks

@@ -63,6 +63,9 @@ class TraceResult:
     same_as: Dict[int, int] = field(default_factory=dict)
     # plain module attributes the forward changed, which no guard can restore (netscope.run.model_state)
     changed_attributes: List[str] = field(default_factory=list)
+    # call index -> shape tree its forward returned, for calls whose own forward hooks replaced that output (the
+    # row shows what the caller received; the layer's formula is checked on what its forward returned)
+    forward_outputs: Dict[int, Any] = field(default_factory=dict)
 
     @property
     def replayed(self) -> int:
@@ -126,6 +129,7 @@ class _Recorder:
         self.field_of: Optional[Callable[[Any], Any]] = None  # output -> its receptive field
         self.flow = DataflowTracker(self.stack)  # which call produced each tensor (netscope.run.dataflow)
         self.replay: Optional[LeafReplay] = None  # set by the pass when identical stock leaves may be replayed
+        self.forward_outputs: Dict[int, Any] = {}  # call index -> what its forward returned, before its forward hooks
 
     def open(self, module: nn.Module, name: str, args: tuple, kwargs: dict) -> _OpenCall:
         """A call of a traced module starts (before its own pre-hooks run)."""
@@ -216,7 +220,10 @@ def recording_calls(recorder: _Recorder):
                     or state.get("_backward_hooks", True) or state.get("_backward_pre_hooks", True)
                     or global_forward_pre or global_forward or global_backward or global_backward_pre
                     or tracing_state()):
-                output = original(module, *args, **kwargs)
+                if state.get("_forward_hooks"):  # its own forward hooks may replace what forward returned
+                    output = _forward_output_kept(original, module, args, kwargs, recorder.forward_outputs, call.index)
+                else:
+                    output = original(module, *args, **kwargs)
             else:
                 output = module.forward(*args, **kwargs)
         except BaseException as error:
@@ -237,6 +244,20 @@ def recording_calls(recorder: _Recorder):
             nn.Module._call_impl = original
             if direct:
                 nn.Module.__call__ = original
+
+
+def _forward_output_kept(original, module: nn.Module, args: tuple, kwargs: dict, kept: Dict[int, Any], index: int):
+    """torch's call of a module that has forward hooks, keeping in ``kept[index]`` the shapes its forward returned,
+    seen by a hook that runs before the module's own (a hook may return a replacement output)."""
+
+    def keep(_module, _args, output):
+        kept[index] = output.shape if isinstance(output, torch.Tensor) and not output.is_nested else shapes_only(output)
+
+    handle = module.register_forward_hook(keep, prepend=True)
+    try:
+        return original(module, *args, **kwargs)
+    finally:
+        handle.remove()
 
 
 class _MacCounter(TorchDispatchMode):
@@ -552,6 +573,11 @@ def _build_result(tree: ModuleTree, recorder: _Recorder, ops: Optional[OpResolve
             "inputs_from": edge_tuple(call.inputs_from),
             "merges": tuple((op, edge_tuple(s)) for op, s in merges[index]) if index in merges else (),
         }))
+    forward_outputs = {}
+    for index, returned in recorder.forward_outputs.items():
+        tree = tuple(returned) if type(returned) is torch.Size else shape_tree(returned)
+        if tree != calls[index].output_shapes:
+            forward_outputs[index] = tree
     return TraceResult(
         calls=calls,
         modules=[c.module for c in open_calls],
@@ -565,6 +591,7 @@ def _build_result(tree: ModuleTree, recorder: _Recorder, ops: Optional[OpResolve
         operators=OperatorTable(len(open_calls), recorder.op_calls, recorder.op_packets, recorder.mac_calls,
                                 recorder.mac_packets, recorder.mac_values, ops.kinds),
         notes=[_scripted_note(scripted)] if scripted else [],
+        forward_outputs=forward_outputs,
     )
 
 
