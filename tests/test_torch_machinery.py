@@ -226,3 +226,38 @@ def test_a_forward_hook_replacing_a_layers_output_does_not_fail_its_formula_chec
     summary = netscope.summary(model, input_data=x)
     assert [c.output_shapes for c in summary.layers[1:]] == [(2, 4, 8, 8), (2, 144), (2, 16), (2, 2)]
     assert [list(m._forward_hooks.items()) for m in model] == tables and conv_hook.id in model[0]._forward_hooks
+
+
+class _QuantReady(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.quant = torch.ao.quantization.QuantStub()
+        self.conv = nn.Conv2d(3, 8, 3)
+        self.bn = nn.BatchNorm2d(8)
+        self.relu = nn.ReLU()
+        self.fc = nn.Linear(8 * 6 * 6, 10)
+        self.dequant = torch.ao.quantization.DeQuantStub()
+
+    def forward(self, x):
+        return self.dequant(self.fc(torch.flatten(self.relu(self.bn(self.conv(self.quant(x)))), 1)))
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+@pytest.mark.parametrize("qat", [False, True])
+def test_observers_and_fake_quantization_are_counted_as_zero_not_left_uncounted(qat):
+    quantization = torch.ao.quantization
+    model = _QuantReady().train(qat)
+    if qat:
+        model.qconfig = quantization.get_default_qat_qconfig("fbgemm")
+        prepared = quantization.prepare_qat(model)
+    else:
+        model.qconfig = quantization.get_default_qconfig("fbgemm")
+        prepared = quantization.prepare(model)
+    x = torch.randn(2, 3, 8, 8)
+    report = netscope.summary(prepared, input_data=x, mode="train" if qat else "eval")
+    assert not report.partial
+    assert report.totals.total_macs == _flop_counter_macs(prepared, x) == 2 * 8 * 6 * 6 * 3 * 3 * 3 + 2 * 288 * 10
+    if qat:
+        step = netscope.step(prepared, input_data=x)
+        assert step.totals.backward_uncounted == ()
+        assert step.totals.forward_macs + step.totals.backward_macs == _training_macs(prepared, x)

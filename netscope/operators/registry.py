@@ -109,6 +109,18 @@ ZERO_BY_CONVENTION: Mapping[str, Tuple[str, Tuple[str, ...]]] = {
         "aten::cumsum", "aten::cumprod", "aten::logsumexp", "aten::any", "aten::all", "aten::topk",
         "aten::sort", "aten::argsort", "aten::kthvalue", "aten::median", "aten::count_nonzero",
         "aten::nonzero", "aten::unique_dim", "aten::_unique2", "aten::bincount", "aten::histc",
+        "aten::aminmax", "aten::_aminmax",  # quantization observers' min/max statistics
+    )),
+    "fake quantization": ("quantization-aware training's fake quantization and its fused observer: elementwise "
+                          "rounding and clamping plus a min/max statistic (and their backward: a masked copy)", (
+        "aten::fake_quantize_per_tensor_affine", "aten::fake_quantize_per_tensor_affine_cachemask",
+        "aten::_fake_quantize_per_tensor_affine_cachemask_tensor_qparams", "aten::fake_quantize_per_channel_affine",
+        "aten::fake_quantize_per_channel_affine_cachemask", "aten::_fake_quantize_learnable_per_tensor_affine",
+        "aten::_fake_quantize_learnable_per_channel_affine", "aten::fused_moving_avg_obs_fake_quant",
+        "aten::_fused_moving_avg_obs_fq_helper", "aten::fake_quantize_per_tensor_affine_cachemask_backward",
+        "aten::fake_quantize_per_channel_affine_cachemask_backward",
+        "aten::_fake_quantize_learnable_per_tensor_affine_backward",
+        "aten::_fake_quantize_learnable_per_channel_affine_backward",
     )),
     "pooling and interpolation": ("pooling, resampling and interpolation", (
         "aten::max_pool1d", "aten::max_pool2d", "aten::max_pool3d", "aten::max_pool1d_with_indices",
