@@ -261,3 +261,35 @@ def test_observers_and_fake_quantization_are_counted_as_zero_not_left_uncounted(
         step = netscope.step(prepared, input_data=x)
         assert step.totals.backward_uncounted == ()
         assert step.totals.forward_macs + step.totals.backward_macs == _training_macs(prepared, x)
+
+
+class ForcesFromEnergy(nn.Module):
+    """Differentiates itself in forward (forces = -dE/dx in molecular models, residuals of a physics-informed net)."""
+
+    def __init__(self):
+        super().__init__()
+        self.energy = nn.Sequential(nn.Linear(2, 16), nn.Tanh(), nn.Linear(16, 1))
+
+    def forward(self, x):
+        x = x if x.requires_grad else x.requires_grad_(True)
+        with torch.enable_grad():
+            e = self.energy(x)
+            (grad,) = torch.autograd.grad(e.sum(), x, create_graph=True)
+        return torch.cat([e, -grad], -1)
+
+
+def test_a_forward_that_differentiates_itself_is_counted_by_summary_and_refused_clearly_by_step(capsys, tmp_path):
+    from test_bad_input import run_cli
+
+    batch = 4
+    report = netscope.summary(ForcesFromEnergy(), input_data=torch.randn(batch, 2))
+    forward = batch * 2 * 16 + batch * 16 * 1
+    input_gradient = batch * 1 * 16 + batch * 16 * 2  # through the second Linear, then the first (no weight grads)
+    assert report.totals.total_macs == forward + input_gradient and not report.partial
+    with pytest.raises(UsageError, match="torch.autograd.grad on a leaf tensor"):
+        netscope.step(ForcesFromEnergy(), input_data=torch.randn(batch, 2))
+    source = tmp_path / "forces.py"
+    source.write_text("import sys\nsys.path.insert(0, %r)\nfrom test_torch_machinery import ForcesFromEnergy\n"
+                      % str(__import__("pathlib").Path(__file__).parent))
+    code, out, err = run_cli(["step", f"{source}:ForcesFromEnergy", "--input", "4,2", "-q"], capsys)
+    assert code == 2 and out == "" and "Traceback" not in err and "MemTracker" in err

@@ -28,7 +28,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.weak import WeakIdKeyDictionary
 
-from netscope.errors import ForwardError, InputSpecError, UsageError
+from netscope.errors import ForwardError, InputSpecError, NetscopeError, UsageError
 from netscope.collector import paused_gc
 from netscope.run.model_state import kept_hooks, preserved_model
 from netscope.operators.registry import UNSEEN, OpResolver
@@ -210,8 +210,17 @@ def _real_twin(tensor, device: str, generator) -> torch.Tensor:
     return twin.to(device)
 
 
-def _step_forward_error(model, result, error) -> ForwardError:
-    """The summary's forward error (names the layer), plus why a fake-tensor step cannot read values."""
+def _step_forward_error(model, result, error) -> NetscopeError:
+    """The summary's forward error (names the layer), plus why a fake-tensor step cannot read values; or why
+    torch's memory tracker cannot follow a forward that differentiates itself."""
+    if "_will_engine_execute_node" in str(error):  # torch.autograd.graph.register_multi_grad_hook under .grad()
+        first = str(error).splitlines()[0]
+        return UsageError(
+            "netscope step cannot follow this forward: it calls torch.autograd.grad on a leaf tensor (an input it "
+            "makes require grad: forces from an energy, a physics-informed residual), and torch's MemTracker, which "
+            f"the step uses for its memory timeline, hooks gradients in a way torch.autograd.grad refuses there "
+            f"({type(error).__name__}: {first}). netscope summary counts such a forward, the gradient it takes "
+            "included")
     err = _forward_error(model, result, error)
     if type(error).__name__ not in _NEEDS_VALUES:
         return err
