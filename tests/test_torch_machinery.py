@@ -293,3 +293,30 @@ def test_a_forward_that_differentiates_itself_is_counted_by_summary_and_refused_
                       % str(__import__("pathlib").Path(__file__).parent))
     code, out, err = run_cli(["step", f"{source}:ForcesFromEnergy", "--input", "4,2", "-q"], capsys)
     assert code == 2 and out == "" and "Traceback" not in err and "MemTracker" in err
+
+
+class CompiledForward(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(8, 8)
+        self.head = nn.Linear(8, 2)
+
+    @torch.compile
+    def forward(self, x):
+        return self.head(torch.relu(self.fc(x)))
+
+
+def test_functions_the_model_compiled_run_eagerly_during_the_pass():
+    from torch._dynamo.utils import counters
+
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 8), CompiledForward())
+    model[0].forward = torch.compile(model[0].forward)  # a compiled bound method
+    x = torch.randn(2, 8)
+    eager = _flop_counter_macs(nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 8),
+                                             nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 2))), x)
+    frames = dict(counters["frames"])
+    report = netscope.summary(model, input_data=x)
+    step = netscope.step(model, input_data=x)
+    assert dict(counters["frames"]) == frames  # dynamo traced nothing
+    assert report.totals.total_macs == step.totals.forward_macs == eager
+    assert [c.name for c in report.layers] == ["", "0", "1", "2", "3", "3.fc", "3.head"]

@@ -15,6 +15,7 @@ import collections.abc
 import contextlib
 import functools
 import re
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple
@@ -465,19 +466,29 @@ def call_model(recorder: _Recorder, model: nn.Module, args: tuple, kwargs: dict)
     root = _eager(model)
     names = recorder.names
     name = names.get(id(root))
-    if type(root).__call__ is nn.Module.__call__ or name is None:
-        return root(*args, **kwargs)
-    call = recorder.open(root, name, args, kwargs)
-    del names[id(root)]
-    try:
-        output = root(*args, **kwargs)
-    except BaseException as error:
-        recorder.failed(call, error)
-        raise
-    finally:
-        names[id(root)] = name
+    with _eager_stance():
+        if type(root).__call__ is nn.Module.__call__ or name is None:
+            return root(*args, **kwargs)
+        call = recorder.open(root, name, args, kwargs)
+        del names[id(root)]
+        try:
+            output = root(*args, **kwargs)
+        except BaseException as error:
+            recorder.failed(call, error)
+            raise
+        finally:
+            names[id(root)] = name
     recorder.returned(call, output)
     return output
+
+
+def _eager_stance():
+    """Functions the model compiled with ``torch.compile`` (a compiled forward method, a decorated helper) run
+    eagerly during the pass: nothing is compiled (dynamo traced netscope's own dispatch mode otherwise) and every
+    operator is seen. Without ``torch._dynamo`` imported, nothing can have been compiled."""
+    if "torch._dynamo" not in sys.modules or not hasattr(torch.compiler, "set_stance"):
+        return contextlib.nullcontext()
+    return torch.compiler.set_stance("force_eager")
 
 
 def _eager(model: nn.Module) -> nn.Module:
