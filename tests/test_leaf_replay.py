@@ -130,6 +130,7 @@ def test_the_python_dispatch_key_is_restored_when_the_forward_raises():
     with pytest.raises(netscope.errors.ForwardError):
         netscope.summary(Boom(), input_size=(1, 4))
     assert not torch._C._dispatch_tls_is_dispatch_key_excluded(torch._C.DispatchKey.Python)
+    assert not torch._C._dispatch_tls_is_dispatch_key_excluded(torch._C.DispatchKey.PythonTLSSnapshot)
     with FlopCounterMode(display=False) as counter:  # torch's own Python-key mode still sees operators
         nn.Linear(4, 4)(torch.randn(1, 4))
     assert counter.get_total_flops() == 2 * 4 * 4
