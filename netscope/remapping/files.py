@@ -114,7 +114,10 @@ def remap_file(checkpoint: str, model, out: Optional[str] = None, *, rules: Iter
             notes.append(f"--state-dict-only: left out the container's other entries: {', '.join(others)}")
         renamed = 0
     else:
-        container, renamed = rebuild_container(loaded.container, path, new_state_dict, result)
+        siblings, sibling_notes = _siblings_in_target_naming(loaded.container, path, loaded.state_dict, result,
+                                                             target.tensors, bool(unmatched))
+        notes.extend(sibling_notes)
+        container, renamed = rebuild_container(loaded.container, path, new_state_dict, result, siblings)
     source_tensors = loaded.state_dict
     kept = {u.key: source_tensors[u.key] for u in unmatched}
     if unmatched and destination == "container":
@@ -133,6 +136,41 @@ def remap_file(checkpoint: str, model, out: Optional[str] = None, *, rules: Iter
     if tensors_only:
         notes.extend(_alias_notes(out))
     return RemapReport(result, coverage, checkpoint, label, tuple(notes), renamed, tuple(unmatched), where, fills)
+
+
+def _siblings_in_target_naming(container: Any, path: Tuple, state_dict: Mapping, plan: Plan, target_order,
+                               has_unmatched: bool) -> Tuple[dict, List[str]]:
+    """The container's other dicts of model tensors (timm's ``state_dict_ema``, a teacher copy) renamed by the
+    same plan where they hold exactly the remapped dict's keys and shapes; any other is named as carried over
+    in its original naming (never renamed by a plan made for different keys)."""
+    from netscope.checkpoints.containers import path_text, state_dict_candidates
+    from netscope.remapping.apply import apply_plan
+    from netscope.remapping.sides import split_state_dict
+
+    if not path or all(d.source == d.target for d in plan.decisions if d.loads):
+        return {}, []
+    shapes = {k: tuple(v.shape) for k, v in split_state_dict(state_dict)[0].items()}
+    renamed, kept, chosen = {}, [], path_text(path)
+    for other in state_dict_candidates(container):
+        if other == path:
+            continue
+        node = container
+        for part in other:
+            node = node[part]
+        same = {k: tuple(v.shape) for k, v in split_state_dict(node)[0].items()} == shapes
+        if same and not has_unmatched:
+            renamed[other] = apply_plan(node, plan, target_order)
+        else:
+            why = "tensors the model does not take" if same else f"other keys or shapes than {chosen}"
+            kept.append(f"{path_text(other)} ({why})")
+    notes = []
+    if renamed:
+        notes.append(f"renamed by the same mapping: {', '.join(path_text(p) for p in renamed)} (the same keys and "
+                     f"shapes as {chosen})")
+    if kept:
+        notes.append(f"carried over in its original naming: {', '.join(kept)}; remap it with --key NAME into "
+                     "another file")
+    return renamed, notes
 
 
 def _alias_notes(path: str) -> List[str]:

@@ -1,0 +1,83 @@
+"""Checkpoints written by the real libraries (timm's CheckpointSaver, torch.save of whole modules, ...), read
+by keys / diff / remap; each library's own loader (or torch's strict load_state_dict) is the oracle."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+import torch
+import torch.nn as nn
+
+import netscope
+from netscope.cli import main
+
+
+def _same(a, b):
+    return a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b)
+
+
+class _Wrapped(nn.Module):
+    """A timm model under another attribute: the remap has to rename every key (prefix ``backbone.``)."""
+
+    def __init__(self, inner: nn.Module):
+        super().__init__()
+        self.backbone = inner
+
+    def forward(self, x):
+        return self.backbone(x)
+
+
+def _timm_train_checkpoint(tmp_path):
+    """A checkpoint-0.pth.tar as timm's train script writes it: state_dict, state_dict_ema (a real ModelEmaV3
+    after one step, so the two differ), optimizer, args (argparse.Namespace), epoch, metric."""
+    timm = pytest.importorskip("timm", reason="timm is not installed")
+    from timm.utils import CheckpointSaver, ModelEmaV3
+
+    torch.manual_seed(0)
+    model = timm.create_model("test_resnet", pretrained=False, num_classes=3)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5, momentum=0.9)
+    ema = ModelEmaV3(model, decay=0.5)
+    model(torch.randn(2, 3, 32, 32)).sum().backward()
+    optimizer.step()
+    ema.update(model)
+    saver = CheckpointSaver(model, optimizer, args=argparse.Namespace(model="test_resnet"), model_ema=ema,
+                            checkpoint_dir=str(tmp_path), recovery_dir=str(tmp_path), max_history=1)
+    saver.save_checkpoint(0, metric=0.5)
+    raw = {k: v.clone() for k, v in model.state_dict().items()}
+    averaged = {k: v.clone() for k, v in ema.module.state_dict().items()}
+    assert any(not torch.equal(raw[k], averaged[k]) for k in raw)  # the test could tell them apart
+    return timm, tmp_path / "checkpoint-0.pth.tar", raw, averaged
+
+
+@pytest.mark.parametrize("key", [None, "state_dict_ema"])
+def test_timm_ema_weights_are_renamed_with_the_state_dict_not_left_in_the_old_naming(tmp_path, capsys, key):
+    """Remapping state_dict (or, with --key, state_dict_ema) into a renamed layout used to leave the other copy
+    in the old naming, so timm's own loader (EMA by default) failed on the written file."""
+    timm, path, raw, averaged = _timm_train_checkpoint(tmp_path)
+    out = tmp_path / "remapped.pth.tar"
+    args = ["remap", str(path), "tests.test_remap_real_files:wrapped_test_resnet", "-o", str(out)]
+    assert main(args + (["--key", key] if key else [])) == 0
+    assert "renamed by the same mapping: " in capsys.readouterr().out
+    for use_ema, truth in ((True, averaged), (False, raw)):
+        model = wrapped_test_resnet()
+        timm.models.load_checkpoint(model, str(out), use_ema=use_ema, strict=True)
+        assert all(_same(model.state_dict()["backbone." + k], v) for k, v in truth.items())
+
+
+def test_a_second_dict_with_other_keys_is_named_as_kept_in_its_original_naming(tmp_path):
+    torch.manual_seed(0)
+    student, teacher = nn.Sequential(nn.Linear(2, 3)), nn.Sequential(nn.Linear(2, 3), nn.Linear(3, 1))
+    path = tmp_path / "distill.pt"
+    torch.save({"student": student.state_dict(), "teacher": teacher.state_dict()}, path)
+    report = netscope.remap_file(str(path), _Wrapped(nn.Sequential(nn.Linear(2, 3))), str(tmp_path / "out.pt"),
+                                 key="student")
+    assert any("carried over in its original naming: teacher" in n for n in report.notes)
+    saved = torch.load(tmp_path / "out.pt", weights_only=True)
+    assert all(_same(saved["teacher"][k], v) for k, v in teacher.state_dict().items())  # untouched
+
+
+def wrapped_test_resnet():
+    import timm
+
+    return _Wrapped(timm.create_model("test_resnet", pretrained=False, num_classes=3))
