@@ -81,3 +81,33 @@ def wrapped_test_resnet():
     import timm
 
     return _Wrapped(timm.create_model("test_resnet", pretrained=False, num_classes=3))
+
+
+def test_whole_modules_pickled_inside_a_dict_are_refused_safely_and_read_as_state_dicts_when_opted_in(
+        tmp_path, capsys):
+    """YOLOv5 saves {'epoch', 'model': the module, 'ema': the module, 'optimizer'}: safe loading refuses it and
+    names the opt-out; with --unsafe-pickle the modules' state dicts are found (not 'no model tensors'), remapped
+    (the EMA copy too) and strictly loadable."""
+    torch.manual_seed(0)
+    model, ema = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)), nn.Sequential(nn.Conv2d(3, 4, 3),
+                                                                                       nn.BatchNorm2d(4))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    path = tmp_path / "last.pt"
+    torch.save({"epoch": 3, "model": model, "ema": ema, "optimizer": optimizer.state_dict()}, path)
+    out = tmp_path / "out.pt"
+    target = "tests.test_remap_real_files:wrapped_conv_bn"
+    assert main(["remap", str(path), target, "-o", str(out)]) == 2
+    assert "--unsafe-pickle" in capsys.readouterr().err and not out.exists()
+    assert main(["remap", str(path), target, "-o", str(out), "--unsafe-pickle"]) == 0
+    printed = capsys.readouterr().out
+    assert "model is a whole Sequential object pickled" in printed and "renamed by the same mapping: ema" in printed
+    saved = torch.load(out, weights_only=True)  # state dicts now: loadable safely
+    for entry, truth in (("model", model), ("ema", ema)):
+        fresh = wrapped_conv_bn()
+        fresh.load_state_dict(saved[entry], strict=True)
+        assert all(_same(fresh.state_dict()["backbone." + k], v) for k, v in truth.state_dict().items())
+    assert saved["epoch"] == 3 and saved["optimizer"]["param_groups"][0]["lr"] == 0.1
+
+
+def wrapped_conv_bn():
+    return _Wrapped(nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)))

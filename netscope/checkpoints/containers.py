@@ -146,6 +146,34 @@ def state_dict_candidates(container: Any) -> Dict[Tuple[Any, ...], int]:
     return found
 
 
+def modules_as_state_dicts(container: Any, notes: list) -> Any:
+    """Whole modules pickled inside a container (``{"model": model, "ema": ema, "optimizer": ...}``, as YOLOv5
+    saves) replaced by their state dicts, each named in ``notes``, so they are found, listed and remapped like
+    any dict of tensors (and written back as state dicts). A module saved alone is left to ``find_state_dict``."""
+    torch = _torch_if_loaded()
+    if torch is None or not isinstance(container, Mapping):
+        return container
+
+    def walk(value: Any, path: Tuple[Any, ...]) -> Any:
+        if isinstance(value, torch.nn.Module):
+            notes.append(f"{path_text(path)} is a whole {type(value).__name__} object pickled: its state dict is "
+                         "used (and written in its place)")
+            return value.state_dict()
+        if not isinstance(value, Mapping) or len(path) > _MAX_DEPTH or not any(
+                isinstance(v, (torch.nn.Module, Mapping)) for v in value.values()):
+            return value
+        items = {k: walk(v, path + (k,)) for k, v in value.items()}
+        if all(items[k] is v for k, v in value.items()):
+            return value
+        try:
+            new = type(value)(items)
+        except TypeError:  # e.g. a defaultdict: a plain dict keeps every entry
+            new = dict(items)
+        return new
+
+    return walk(container, ())
+
+
 def path_text(path: Tuple[Any, ...]) -> str:
     return ".".join(str(k) for k in path) if path else "(top level)"
 
