@@ -111,3 +111,107 @@ def test_whole_modules_pickled_inside_a_dict_are_refused_safely_and_read_as_stat
 
 def wrapped_conv_bn():
     return _Wrapped(nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)))
+
+
+def _tiny_bert():
+    transformers = pytest.importorskip("transformers", reason="transformers is not installed")
+    config = transformers.BertConfig(vocab_size=40, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                                     intermediate_size=32, max_position_embeddings=16)
+    return transformers.BertModel(config)
+
+
+class _RenamedBert(nn.Module):
+    """BertModel's layers under ``blocks`` (a ModuleList, or a ModuleDict with the given keys in registration
+    order): every layer's tensors have the same shapes as the other layer's."""
+
+    def __init__(self, dict_keys=None):
+        super().__init__()
+        bert = _tiny_bert()
+        self.embeddings, self.pooler = bert.embeddings, bert.pooler
+        layers = list(bert.encoder.layer)
+        self.blocks = nn.ModuleDict(dict(zip(dict_keys, layers))) if dict_keys else nn.ModuleList(layers)
+
+
+def test_same_shaped_layers_of_a_saved_bert_keep_their_numbers_in_a_renamed_layout(tmp_path):
+    """torch.save keeps the model's order: each encoder layer goes to the block of its own number, and the report
+    says the evidence was position, kind and shape. HF's save_pretrained (safetensors, keys sorted by name)
+    carries no such order: there the same remap refuses the layers instead of guessing."""
+    torch.manual_seed(0)
+    saved = _tiny_bert()
+    torch.save(saved.state_dict(), tmp_path / "bert.pt")
+    new, report = netscope.remap(str(tmp_path / "bert.pt"), _RenamedBert())
+    moved = [d for d in report.decisions if d.source and d.source.startswith("encoder.layer.")]
+    assert moved and all(d.reason == "structural" and "same position, kind and shape" in d.detail for d in moved)
+    fresh = _RenamedBert()
+    fresh.load_state_dict(new, strict=True)
+    for key, value in saved.state_dict().items():
+        assert _same(fresh.state_dict()[key.replace("encoder.layer.", "blocks.")], value)
+    saved.save_pretrained(tmp_path / "hf")
+    _, report = netscope.remap(str(tmp_path / "hf" / "model.safetensors"), _RenamedBert())
+    layers = [d for d in report.decisions if d.source and d.source.startswith("encoder.layer.")]
+    assert layers and not any(d.loads for d in layers)
+
+
+def test_position_against_numbering_in_a_tie_is_refused_for_every_layer_not_half_taken(tmp_path):
+    """blocks registered as '1' then '0': by position layer.0 -> blocks.1, by number layer.0 -> blocks.0, and no
+    majority says which. Before, the first layer's offset won the tie, so layer.0 went into blocks.1 while
+    layer.1 was refused: a same-shaped layer filled by position against its own number."""
+    torch.manual_seed(0)
+    torch.save(_tiny_bert().state_dict(), tmp_path / "bert.pt")
+    _, report = netscope.remap(str(tmp_path / "bert.pt"), _RenamedBert(dict_keys=["1", "0"]))
+    layers = [d for d in report.decisions if d.source and d.source.startswith("encoder.layer.")]
+    assert layers and all(not d.loads and d.reason == "ambiguous" for d in layers)
+    assert all("position and numbering disagree" in d.detail and "--rule" in d.detail for d in layers)
+    assert all(not t.startswith("blocks.") for t in report.mapping.values())
+
+
+class _Block(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc, self.norm = nn.Linear(8, 8), nn.LayerNorm(8)
+
+
+class _Defined(nn.Module):
+    """Two same-shaped blocks defined zeta first, alpha second: name order is the reverse of model order."""
+
+    def __init__(self):
+        super().__init__()
+        self.zeta, self.alpha, self.head = _Block(), _Block(), nn.Linear(8, 2)
+
+
+class _Renamed(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stage1, self.stage2, self.classifier = _Block(), _Block(), nn.Linear(8, 2)
+
+
+@pytest.mark.parametrize("form", ["safetensors file", "load_file dict", "torch.save of the sorted dict"])
+def test_a_file_that_sorts_keys_by_name_gives_no_position_evidence_between_same_shaped_layers(tmp_path, form):
+    """safetensors stores keys sorted by name, so 'alpha' comes before 'zeta' whatever the model's order. Before,
+    position in that order was taken as evidence and alpha's weights went into stage1 (zeta's place): two
+    same-shaped blocks silently swapped. Now they are refused with a rule to paste; the unique head still maps."""
+    safetensors_torch = pytest.importorskip("safetensors.torch", reason="safetensors is not installed")
+    torch.manual_seed(0)
+    saved = _Defined()
+    path = tmp_path / "model.safetensors"
+    safetensors_torch.save_file(saved.state_dict(), str(path))
+    source = {"safetensors file": str(path), "load_file dict": safetensors_torch.load_file(str(path))}.get(form)
+    if source is None:
+        source = str(tmp_path / "resaved.pt")
+        torch.save(safetensors_torch.load_file(str(path)), source)
+    new, report = netscope.remap(source, _Renamed())
+    blocks = [d for d in report.decisions if d.source and d.source.startswith(("zeta.", "alpha."))]
+    assert blocks and all(not d.loads and d.reason == "ambiguous" and "sorted by name" in d.detail for d in blocks)
+    assert report.mapping["head.weight"] == "classifier.weight" and _same(new["classifier.weight"], saved.head.weight)
+
+
+def test_torch_save_keeps_the_model_order_so_position_still_pairs_the_blocks(tmp_path):
+    torch.manual_seed(0)
+    saved = _Defined()
+    torch.save(saved.state_dict(), tmp_path / "model.pt")
+    new, report = netscope.remap(str(tmp_path / "model.pt"), _Renamed())
+    fresh = _Renamed()
+    fresh.load_state_dict(new, strict=True)
+    for source, target in (("zeta", "stage1"), ("alpha", "stage2"), ("head", "classifier")):
+        for name, value in getattr(saved, source).state_dict().items():
+            assert _same(getattr(fresh, target).state_dict()[name], value)

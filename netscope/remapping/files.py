@@ -72,7 +72,8 @@ def remap_file(checkpoint: str, model, out: Optional[str] = None, *, rules: Iter
 
         info = inspect_checkpoint(checkpoint, weights_only=weights_only, key=key)
         refuse_distributed_pieces(info)
-        result, coverage = plan_mapping(layout_from_metas(info.tensors), target, rules=rules, plan=plan, invert=invert)
+        source = layout_from_metas(info.tensors, info.keys_in_model_order)
+        result, coverage = plan_mapping(source, target, rules=rules, plan=plan, invert=invert)
         unmatched = unmatched_decisions(result)
         return RemapReport(result, coverage, checkpoint, label, tuple(info.notes) + ("dry run: nothing written",),
                            unmatched=tuple(unmatched))
@@ -83,7 +84,8 @@ def remap_file(checkpoint: str, model, out: Optional[str] = None, *, rules: Iter
 
     loaded = load_checkpoint(checkpoint, weights_only=weights_only, key=key)
     refuse_distributed_pieces(loaded.info)
-    result, coverage = plan_mapping(source_layout(loaded.state_dict), target, rules=rules, plan=plan, invert=invert)
+    source = source_layout(loaded.state_dict, loaded.info.keys_in_model_order)
+    result, coverage = plan_mapping(source, target, rules=rules, plan=plan, invert=invert)
     result = settle_tied_notes(result, loaded.state_dict, target)  # the values are at hand: equal ones lose nothing
     report = RemapReport(result, coverage, checkpoint, label, tuple(loaded.info.notes))
     check_coverage(report, min_coverage)  # below the threshold: nothing is written
