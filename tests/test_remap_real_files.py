@@ -215,3 +215,58 @@ def test_torch_save_keeps_the_model_order_so_position_still_pairs_the_blocks(tmp
     for source, target in (("zeta", "stage1"), ("alpha", "stage2"), ("head", "classifier")):
         for name, value in getattr(saved, source).state_dict().items():
             assert _same(getattr(fresh, target).state_dict()[name], value)
+
+
+class _Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv, self.bn, self.fc = nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.fc(self.bn(self.conv(x)).mean((2, 3)))
+
+
+def test_lightning_weight_averaging_checkpoint_remaps_both_copies_into_the_bare_model(tmp_path, capsys):
+    """A real Trainer.fit with Lightning's WeightAveraging callback: 'state_dict' holds the averaged weights,
+    'current_model_state' the trained ones (both prefixed 'model.'), 'averaging_state' the count. Both copies are
+    renamed; each loads strictly into the bare model with its tensors equal; BatchNorm's version survives."""
+    lightning = pytest.importorskip("lightning", reason="lightning is not installed")
+    callbacks = pytest.importorskip("lightning.pytorch.callbacks")
+    if not hasattr(callbacks, "WeightAveraging"):
+        pytest.skip("this lightning has no WeightAveraging callback")
+    from torch.optim.swa_utils import get_ema_multi_avg_fn
+
+    class Module(lightning.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.model = _Net()
+
+        def training_step(self, batch, _):
+            return nn.functional.cross_entropy(self.model(batch[0]), batch[1])
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.5)
+
+    torch.manual_seed(0)
+    data = torch.utils.data.TensorDataset(torch.randn(8, 3, 8, 8), torch.randint(0, 2, (8,)))
+    module = Module()
+    trainer = lightning.Trainer(max_steps=2, logger=False, enable_progress_bar=False, enable_model_summary=False,
+                                enable_checkpointing=False, accelerator="cpu", default_root_dir=str(tmp_path),
+                                callbacks=[callbacks.WeightAveraging(multi_avg_fn=get_ema_multi_avg_fn(0.5))])
+    trainer.fit(module, torch.utils.data.DataLoader(data, batch_size=4))
+    path = tmp_path / "run.ckpt"
+    trainer.save_checkpoint(path)
+    written = torch.load(path, weights_only=True)
+    out = tmp_path / "bare.ckpt"
+    assert main(["remap", str(path), "tests.test_remap_real_files:_Net", "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "renamed by the same mapping: current_model_state" in printed and "averaging_state (" not in printed.split(
+        "renamed by the same mapping")[1]
+    saved = torch.load(out, weights_only=True)
+    for entry in ("state_dict", "current_model_state"):
+        bare = _Net()
+        bare.load_state_dict(saved[entry], strict=True)
+        assert all(_same(bare.state_dict()[k[len("model."):]], v) for k, v in written[entry].items())
+    # Lightning writes the averaged copy as a plain dict; the trained copy keeps BatchNorm's version, re-keyed
+    assert saved["current_model_state"]._metadata["bn"] == written["current_model_state"]._metadata["model.bn"]
+    assert torch.equal(saved["averaging_state"]["n_averaged"], written["averaging_state"]["n_averaged"])

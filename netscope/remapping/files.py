@@ -144,7 +144,8 @@ def _siblings_in_target_naming(container: Any, path: Tuple, state_dict: Mapping,
                                has_unmatched: bool) -> Tuple[dict, List[str]]:
     """The container's other dicts of model tensors (timm's ``state_dict_ema``, a teacher copy) renamed by the
     same plan where they hold exactly the remapped dict's keys and shapes; any other is named as carried over
-    in its original naming (never renamed by a plan made for different keys)."""
+    in its original naming (never renamed by a plan made for different keys) if it shares a key with it (Lightning's
+    ``averaging_state``, ``{"n_averaged": ...}``, does not: it is no copy of the model)."""
     from netscope.checkpoints.containers import path_text, state_dict_candidates
     from netscope.remapping.apply import apply_plan
     from netscope.remapping.sides import split_state_dict
@@ -159,11 +160,12 @@ def _siblings_in_target_naming(container: Any, path: Tuple, state_dict: Mapping,
         node = container
         for part in other:
             node = node[part]
-        same = {k: tuple(v.shape) for k, v in split_state_dict(node)[0].items()} == shapes
+        other_shapes = {k: tuple(v.shape) for k, v in split_state_dict(node)[0].items()}
+        same = other_shapes == shapes
         if same and not has_unmatched:
             renamed[other] = apply_plan(node, plan, target_order)
-        else:
-            why = "tensors the model does not take" if same else f"other keys or shapes than {chosen}"
+        elif shapes.keys() & other_shapes.keys():  # in the remapped dict's naming, at least in part
+            why = "it holds tensors the model does not take" if same else f"other keys or shapes than {chosen}"
             kept.append(f"{path_text(other)} ({why})")
     notes = []
     if renamed:
