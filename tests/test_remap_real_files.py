@@ -270,3 +270,48 @@ def test_lightning_weight_averaging_checkpoint_remaps_both_copies_into_the_bare_
     # Lightning writes the averaged copy as a plain dict; the trained copy keeps BatchNorm's version, re-keyed
     assert saved["current_model_state"]._metadata["bn"] == written["current_model_state"]._metadata["model.bn"]
     assert torch.equal(saved["averaging_state"]["n_averaged"], written["averaging_state"]["n_averaged"])
+
+
+def test_a_state_dict_saved_inside_a_tuple_or_list_is_found_remapped_and_the_sequence_kept(tmp_path, capsys):
+    """torch.save((model.state_dict(), optimizer.state_dict(), epoch)) and torch.save([sd, sd_ema]) used to read as
+    'no model tensors found' (0 tensors listed); --key 0 was refused with 'the candidates are: none'."""
+    torch.manual_seed(0)
+    model, ema = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8)), nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    model(torch.randn(3, 4)).sum().backward()
+    optimizer.step()
+    as_tuple, as_list = tmp_path / "tuple.pt", tmp_path / "list.pt"
+    torch.save((model.state_dict(), optimizer.state_dict(), 7), as_tuple)
+    torch.save([model.state_dict(), ema.state_dict()], as_list)
+    info = netscope.keys(str(as_tuple))
+    assert info.state_dict_path == (0,) and list(info.tensors) == list(model.state_dict())
+    assert netscope.keys(str(as_list), key="1").state_dict_path == (1,)
+    target = "tests.test_remap_real_files:wrapped_linear_bn"
+    for path, copies in ((as_tuple, ((0, model),)), (as_list, ((0, model), (1, ema)))):
+        out = tmp_path / f"out_{path.name}"
+        assert main(["remap", str(path), target, "-o", str(out)]) == 0
+        saved = torch.load(out, weights_only=True)
+        assert type(saved) is type(torch.load(path, weights_only=True))
+        for index, truth in copies:
+            fresh = wrapped_linear_bn()
+            fresh.load_state_dict(saved[index], strict=True)
+            assert all(_same(fresh.state_dict()["backbone." + k], v) for k, v in truth.state_dict().items())
+    assert saved_tuple_extras(tmp_path / "out_tuple.pt") == (optimizer.state_dict()["param_groups"][0]["lr"], 7)
+    capsys.readouterr()
+    assert main(["remap", str(as_tuple), "tests.test_remap_real_files:_Linear", "-o", str(tmp_path / "x.pt")]) == 2
+    assert "the output is a tuple, which has no entry to keep them under" in capsys.readouterr().err
+
+
+def saved_tuple_extras(path):
+    saved = torch.load(path, weights_only=True)
+    return saved[1]["param_groups"][0]["lr"], saved[2]
+
+
+def wrapped_linear_bn():
+    return _Wrapped(nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8)))
+
+
+class _Linear(nn.Module):  # takes the Linear only: the BatchNorm tensors are left unmatched
+    def __init__(self):
+        super().__init__()
+        self.layer = nn.Sequential(nn.Linear(4, 8))

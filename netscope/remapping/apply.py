@@ -118,6 +118,13 @@ def rebuild_container(container: Any, state_dict_path: Tuple, new_state_dict: Ma
 
 
 def _rebuild(node: Any, here: Tuple, replacements: Mapping[Tuple, Any], mapping) -> Tuple[Any, int]:
+    if isinstance(node, (list, tuple)) and any(len(p) > len(here) and p[:len(here)] == here for p in replacements):
+        items = [_rebuild(value, here + (n,), replacements, mapping) if here + (n,) not in replacements
+                 else (replacements[here + (n,)], 0) for n, value in enumerate(node)]
+        values = [v for v, _ in items]
+        # a list or tuple saved with the state dict in it (torch.save((model_sd, optim_sd))) keeps its type
+        rebuilt = values if type(node) is list else tuple(values) if type(node) is tuple else type(node)(*values)
+        return rebuilt, sum(n for _, n in items)
     if not isinstance(node, Mapping):
         return node, 0
     try:

@@ -200,8 +200,9 @@ def _other_entries(container: Any, path: Tuple, new_state_dict: Mapping) -> List
         names.append("_metadata")
     node = container
     for depth, part in enumerate(path):
-        if isinstance(node, Mapping):
-            names.extend(".".join(map(str, path[:depth] + (k,))) for k in node if k != part)
+        if isinstance(node, (Mapping, list, tuple)):
+            keys = node if isinstance(node, Mapping) else range(len(node))
+            names.extend(".".join(map(str, path[:depth] + (k,))) for k in keys if k != part)
             node = node[part]
     return names
 
@@ -223,8 +224,9 @@ def _unmatched_destination(unmatched: List[Unmatched], container: Any, path: Tup
     listed = "; ".join(f"{u.key} {list(u.shape) if u.shape is not None else ''} ({u.why})"
                        for u in unmatched[:5])
     more = f" and {len(unmatched) - 5} more" if len(unmatched) > 5 else ""
-    what = ("the output is a bare state dict, which must hold only the model's keys" if not path or not flat_output
-            else "the output holds the state dict alone")
+    what = ("the output holds the state dict alone" if path and flat_output else
+            f"the output is a {type(container).__name__}, which has no entry to keep them under" if path
+            else "the output is a bare state dict, which must hold only the model's keys")
     action = "the input was left unchanged" if in_place else "nothing was written"
     raise UsageError(f"{len(unmatched)} checkpoint tensor(s) do not go into the model: {listed}{more}. {what}, so "
                      f"they cannot be kept in {out}; {action}. Keep them with --unmatched-out FILE, or drop them "
