@@ -315,3 +315,51 @@ class _Linear(nn.Module):  # takes the Linear only: the BatchNorm tensors are le
     def __init__(self):
         super().__init__()
         self.layer = nn.Sequential(nn.Linear(4, 8))
+
+
+def test_a_safetensors_file_netscope_wrote_keeps_the_model_order_as_evidence(tmp_path):
+    """netscope records the key order in its .safetensors metadata, so its own files pair by position as .pt does."""
+    pytest.importorskip("safetensors", reason="safetensors is not installed")
+    torch.manual_seed(0)
+    saved = _Defined()
+    torch.save(saved.state_dict(), tmp_path / "model.pt")
+    netscope.remap_file(str(tmp_path / "model.pt"), _Defined(), str(tmp_path / "model.safetensors"))
+    assert netscope.keys(str(tmp_path / "model.safetensors")).keys_in_model_order
+    new, _ = netscope.remap(str(tmp_path / "model.safetensors"), _Renamed())
+    assert all(_same(new["stage1." + k], v) for k, v in saved.zeta.state_dict().items())
+    assert all(_same(new["stage2." + k], v) for k, v in saved.alpha.state_dict().items())
+
+
+class _TiedLM(nn.Module):
+    def __init__(self, tie: bool = True):
+        super().__init__()
+        self.body = nn.Sequential(nn.Embedding(20, 8), nn.LayerNorm(8))
+        self.head = nn.Linear(8, 20, bias=False)
+        if tie:
+            self.head.weight = self.body[0].weight
+
+
+@pytest.mark.parametrize("writer", ["huggingface_hub", "huggingface_hub sharded", "safetensors.save_model"])
+def test_a_shared_tensor_saved_once_with_the_libraries_alias_record_is_restored_not_guessed(tmp_path, writer):
+    """safetensors.torch.save_model and huggingface_hub save a tied tensor once and record the dropped name in the
+    metadata ({'body.0.weight': 'head.weight'}). Before, netscope ignored that record: the embedding was missing
+    and was filled from the head by structure ('the only layer of this kind'), or left missing in an untied
+    model. Now the dropped name is restored as an alias and maps by name."""
+    pytest.importorskip("safetensors", reason="safetensors is not installed")
+    torch.manual_seed(0)
+    saved = _TiedLM()
+    if writer == "safetensors.save_model":
+        from safetensors.torch import save_model
+
+        save_model(saved, str(tmp_path / "model.safetensors"))
+    else:
+        hub = pytest.importorskip("huggingface_hub", reason="huggingface_hub is not installed")
+        hub.save_torch_state_dict(saved.state_dict(), str(tmp_path),
+                                  max_shard_size="1KB" if writer.endswith("sharded") else "5GB")
+    source = next(p for p in (tmp_path / "model.safetensors.index.json", tmp_path / "model.safetensors") if p.exists())
+    untied = _TiedLM(tie=False)
+    new, report = netscope.remap(str(source), untied)
+    assert report.decisions and all(d.reason == "exact" for d in report.decisions)
+    untied.load_state_dict(new, strict=True)
+    for key, value in saved.state_dict().items():
+        assert _same(untied.state_dict()[key], value)

@@ -10,9 +10,6 @@ from typing import Any, Dict, Hashable, List, Mapping, Sequence, Tuple
 from netscope.records import TensorMeta
 
 
-NAME_SORTED_FORMATS = frozenset({"safetensors", "sharded-safetensors", "sharded-torch", "dcp"})
-
-
 @dataclass(frozen=True)
 class CheckpointInfo:
     """What a checkpoint holds, read from headers only: tensor bytes are never read."""
@@ -24,12 +21,9 @@ class CheckpointInfo:
     tensors: Mapping[str, TensorMeta]  # key -> shape, dtype, storage id; in file order
     other_entries: Mapping[str, str] = field(default_factory=dict)  # non-tensor entries, summarized
     notes: Tuple[str, ...] = ()  # FSDP / per-rank / legacy-format remarks, each a full sentence
-
-    @property
-    def keys_in_model_order(self) -> bool:
-        """Whether the file keeps keys in the order the model registered them (torch.save does; safetensors,
-        HF shard indexes and torch.distributed.checkpoint metadata list them sorted by name)."""
-        return self.format not in NAME_SORTED_FORMATS
+    # whether ``tensors`` is in the order the model registered them: torch.save keeps it; safetensors (unless
+    # netscope recorded the order), HF shard indexes and DCP metadata list keys sorted, not in the model's order
+    keys_in_model_order: bool = True
 
     @property
     def total_elements(self) -> int:
