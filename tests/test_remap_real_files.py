@@ -363,3 +363,24 @@ def test_a_shared_tensor_saved_once_with_the_libraries_alias_record_is_restored_
     untied.load_state_dict(new, strict=True)
     for key, value in saved.state_dict().items():
         assert _same(untied.state_dict()[key], value)
+
+
+@pytest.mark.parametrize("from_file", [True, False])
+def test_diff_reads_batchnorm_versions_under_the_remapped_names_as_torch_will(tmp_path, from_file):
+    """A Lightning-style state dict ('model.' prefix) saved by torch with _metadata version 2 but without
+    num_batches_tracked: after the remap the version sits under 'bn', so torch's strict load does not add the
+    counter. diff used to look the version up under the model's name in the un-renamed _metadata, miss it, and
+    say torch would fill the key (a strict load that then failed)."""
+    torch.manual_seed(0)
+    state = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)).state_dict()
+    renamed = type(state)((f"model.{k}", v) for k, v in state.items() if not k.endswith("num_batches_tracked"))
+    renamed._metadata = type(state._metadata)((f"model.{k}" if k else k, v) for k, v in state._metadata.items())
+    torch.save(renamed, tmp_path / "run.pt")
+    source = str(tmp_path / "run.pt") if from_file else torch.load(tmp_path / "run.pt", weights_only=True)
+    report = netscope.diff(source, nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)))
+    new, _ = netscope.remap(torch.load(tmp_path / "run.pt", weights_only=True),
+                            nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)))
+    oracle = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
+    torch_fills = not oracle.load_state_dict(new, strict=False).missing_keys
+    assert not torch_fills  # torch itself: with version 2 under '1', the counter stays missing
+    assert "1.num_batches_tracked" not in report.loader_fills and "1.num_batches_tracked" in report.missing

@@ -96,13 +96,21 @@ def diff(checkpoint_or_state_dict, model, *, rules: Iterable = (), weights_only:
     result, coverage = plan_mapping(source, target, rules=rules, structural=structural)
     report = DiffReport(result, coverage, label, type(model).__name__, tuple(notes))
     if label == "state_dict":  # tensors in memory: their _metadata is at hand
-        fills = keys_torch_fills(model, getattr(checkpoint_or_state_dict, "_metadata", None), report.missing)
+        from netscope.remapping.apply import module_mapping, remap_metadata
+
+        versions = getattr(checkpoint_or_state_dict, "_metadata", None)
+        versions = remap_metadata(versions, module_mapping(result)) if versions else versions
+        fills = keys_torch_fills(model, versions, report.missing)
         report = replace(report, loader_fills=fills)
     elif isinstance(checkpoint_or_state_dict, (str, os.PathLike)) and keys_torch_fills(model, None, report.missing):
         # a file: its _metadata (headers only) says whether torch's loader would supply what is missing
         from netscope.checkpoints.readers import saved_module_versions
 
+        from netscope.remapping.apply import module_mapping, remap_metadata
+
         versions = saved_module_versions(os.fspath(checkpoint_or_state_dict), weights_only=weights_only, key=key)
+        if versions:  # keyed as the remapped state dict will carry them (model.bn -> bn), as remap writes them
+            versions = remap_metadata(versions, module_mapping(result))
         report = replace(report, loader_fills=keys_torch_fills(model, versions, report.missing))
     return report
 
