@@ -74,7 +74,19 @@ def is_optimizer_state(value: Any) -> bool:
     return isinstance(value, Mapping) and "state" in value and "param_groups" in value
 
 
+def _entries(value: Any):
+    """(key, item) of a container the search walks: a mapping's string keys, a list's or tuple's positions
+    (``torch.save([model.state_dict(), optimizer.state_dict()])``)."""
+    if isinstance(value, Mapping):
+        return [(k, v) for k, v in value.items() if isinstance(k, str)]
+    if isinstance(value, (list, tuple)):
+        return list(enumerate(value))
+    return []
+
+
 def _search(value: Any, depth: int) -> Optional[Tuple[Tuple[Any, ...], dict]]:
+    if isinstance(value, (list, tuple)) and depth <= _MAX_DEPTH:
+        return _best(_entries(value), depth)
     if not isinstance(value, Mapping) or depth > _MAX_DEPTH or is_optimizer_state(value):
         return None
     if _is_state_dict(value):
@@ -84,9 +96,14 @@ def _search(value: Any, depth: int) -> Optional[Tuple[Tuple[Any, ...], dict]]:
             found = _search(value[key], depth + 1)
             if found is not None:
                 return (key,) + found[0], found[1]
+    return _best([(k, v) for k, v in _entries(value) if k not in NON_MODEL_KEYS], depth)
+
+
+def _best(entries, depth: int) -> Optional[Tuple[Tuple[Any, ...], dict]]:
+    """The entry holding the most model tensors (searched as ``_search`` does), with its key path."""
     best: Optional[Tuple[int, Tuple[Any, ...], dict]] = None
-    for key, sub in value.items():
-        if not isinstance(key, str) or key in NON_MODEL_KEYS or not isinstance(sub, Mapping):
+    for key, sub in entries:
+        if not isinstance(sub, (Mapping, list, tuple)):
             continue
         found = _search(sub, depth + 1)
         if found is not None:
@@ -132,6 +149,10 @@ def state_dict_candidates(container: Any) -> Dict[Tuple[Any, ...], int]:
     found: Dict[Tuple[Any, ...], int] = {}
 
     def walk(value: Any, path: Tuple[Any, ...]) -> None:
+        if isinstance(value, (list, tuple)) and len(path) <= _MAX_DEPTH:
+            for key, sub in _entries(value):
+                walk(sub, path + (key,))
+            return
         if not isinstance(value, Mapping) or len(path) > _MAX_DEPTH or is_optimizer_state(value):
             return
         if _is_state_dict(value):
@@ -144,6 +165,34 @@ def state_dict_candidates(container: Any) -> Dict[Tuple[Any, ...], int]:
 
     walk(container, ())
     return found
+
+
+def modules_as_state_dicts(container: Any, notes: list) -> Any:
+    """Whole modules pickled inside a container (``{"model": model, "ema": ema, "optimizer": ...}``, as YOLOv5
+    saves) replaced by their state dicts, each named in ``notes``, so they are found, listed and remapped like
+    any dict of tensors (and written back as state dicts). A module saved alone is left to ``find_state_dict``."""
+    torch = _torch_if_loaded()
+    if torch is None or not isinstance(container, Mapping):
+        return container
+
+    def walk(value: Any, path: Tuple[Any, ...]) -> Any:
+        if isinstance(value, torch.nn.Module):
+            notes.append(f"{path_text(path)} is a whole {type(value).__name__} object pickled: its state dict is "
+                         "used (and written in its place)")
+            return value.state_dict()
+        if not isinstance(value, Mapping) or len(path) > _MAX_DEPTH or not any(
+                isinstance(v, (torch.nn.Module, Mapping)) for v in value.values()):
+            return value
+        items = {k: walk(v, path + (k,)) for k, v in value.items()}
+        if all(items[k] is v for k, v in value.items()):
+            return value
+        try:
+            new = type(value)(items)
+        except TypeError:  # e.g. a defaultdict: a plain dict keeps every entry
+            new = dict(items)
+        return new
+
+    return walk(container, ())
 
 
 def path_text(path: Tuple[Any, ...]) -> str:
@@ -203,8 +252,9 @@ def other_entries(container: Any, path: Tuple[Any, ...]) -> Dict[str, str]:
     For a top-level state dict, its own non-tensor values (``_extra_state`` objects) are listed.
     """
     entries: Dict[str, str] = {}
-    if not isinstance(container, Mapping):  # a bare tensor or list saved alone: say what the file holds (a
-        # pickled module is not listed: its state dict is what the listing shows)
+    if not isinstance(container, Mapping) and not (path and isinstance(container, (list, tuple))):
+        # a bare tensor or list saved alone: say what the file holds (a pickled module is not listed: its state
+        # dict is what the listing shows)
         if is_tensor_like(container) or isinstance(container, (list, tuple)):
             return {"(top level)": summarize_value(container)}
         return entries
@@ -218,7 +268,7 @@ def other_entries(container: Any, path: Tuple[Any, ...]) -> Dict[str, str]:
     node: Any = container
     prefix = ""
     for key in path:
-        for sibling, value in node.items():
+        for sibling, value in (node.items() if isinstance(node, Mapping) else enumerate(node)):
             if sibling != key:
                 entries[f"{prefix}{sibling}"] = summarize_value(value)
         node = node[key]
@@ -276,6 +326,9 @@ def _ema_key(container: Mapping, path: Tuple[Any, ...]) -> str:
 
 def describe_layout(container: Any, path: Tuple[Any, ...]) -> str:
     """A one-line description of the container structure around the state dict."""
+    if isinstance(container, (list, tuple)) and path:
+        inner = "".join(f"[{k!r}]" for k in path)
+        return f"{type(container).__name__} of {len(container)} items with the state dict at {inner}"
     if not isinstance(container, Mapping):
         return f"{type(container).__name__} object"
     describer = LAYOUTS.get(path[0] if path else ())

@@ -21,6 +21,9 @@ class CheckpointInfo:
     tensors: Mapping[str, TensorMeta]  # key -> shape, dtype, storage id; in file order
     other_entries: Mapping[str, str] = field(default_factory=dict)  # non-tensor entries, summarized
     notes: Tuple[str, ...] = ()  # FSDP / per-rank / legacy-format remarks, each a full sentence
+    # whether ``tensors`` is in the order the model registered them: torch.save keeps it; safetensors (unless
+    # netscope recorded the order), HF shard indexes and DCP metadata list keys sorted, not in the model's order
+    keys_in_model_order: bool = True
 
     @property
     def total_elements(self) -> int:

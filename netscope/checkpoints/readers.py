@@ -306,7 +306,8 @@ def _safetensors_info(path: str, header) -> CheckpointInfo:
                for k, v in safetensors_format.user_metadata(header).items()}
     notes = notes + distributed_notes(path, tensors) + _hf_shard_note(path)
     return CheckpointInfo(path=path, format="safetensors", layout="plain state_dict" if tensors else "empty state_dict",
-                          state_dict_path=(), tensors=tensors, other_entries=entries, notes=tuple(notes))
+                          state_dict_path=(), tensors=tensors, other_entries=entries, notes=tuple(notes),
+                          keys_in_model_order=bool(header.key_order))
 
 
 def _hf_shard_note(path: str) -> List[str]:
@@ -362,10 +363,15 @@ def _sharded_info(path: str, weights_only: bool, load: bool, mmap: bool = True):
                 notes.append(f"key {key!r} appears in more than one shard; the later one ({os.path.basename(shard)}) wins.")
             tensors[key] = meta
     notes.extend(sharded.reconcile(path, shards, found))
+    for alias, saved in safetensors_format.library_aliases(index_meta, tensors).items():  # shared, saved once
+        tensors[alias] = tensors[saved]
+        if load:
+            state[alias] = state[saved]
     notes.extend(distributed_notes(path, tensors))
     entries = {f"metadata.{k}": repr(v)[:60] for k, v in index_meta.items()}
     info = CheckpointInfo(path=path, format=fmt, layout=f"HF sharded index ({len(shards)} shards)",
-                          state_dict_path=(), tensors=tensors, other_entries=entries, notes=tuple(notes))
+                          state_dict_path=(), tensors=tensors, other_entries=entries, notes=tuple(notes),
+                          keys_in_model_order=False)
     return info, state
 
 
@@ -406,7 +412,7 @@ def _dcp_info(path: str, nested: dict, notes: List[str],
     notes = notes + distributed_notes(path, tensors)
     info = CheckpointInfo(path=path, format="dcp", layout="torch.distributed.checkpoint " + describe_layout(nested, sd_path),
                           state_dict_path=tuple(sd_path), tensors=tensors,
-                          other_entries=other_entries(nested, sd_path), notes=tuple(notes))
+                          other_entries=other_entries(nested, sd_path), notes=tuple(notes), keys_in_model_order=False)
     return info, tuple(sd_path), state
 
 

@@ -35,14 +35,15 @@ class SafetensorsHeader:
 
     @property
     def aliases(self) -> Dict[str, str]:
+        found = library_aliases(self.metadata, self.entries)
         raw = self.metadata.get(ALIASES_KEY)
         if not raw:
-            return {}
+            return found
         try:
             aliases = json.loads(raw)
         except ValueError:
-            return {}
-        return {str(a): str(c) for a, c in aliases.items()} if isinstance(aliases, dict) else {}
+            return found
+        return {**found, **{str(a): str(c) for a, c in aliases.items()}} if isinstance(aliases, dict) else found
 
     @property
     def key_order(self) -> List[str]:
@@ -144,6 +145,15 @@ def _entry(path: str, key: str, entry: Any, data_size: int) -> Tuple[int, int, s
         raise _corrupt(path, f"tensor {key!r} has shape {shape} of {dtype} ({numel * size:,} bytes) but "
                              f"its data_offsets span {end - begin:,} bytes")
     return begin, end, key, tuple(shape), dtype
+
+
+def library_aliases(metadata: Mapping[str, Any], saved) -> Dict[str, str]:
+    """Tensors that shared one storage and were saved once, as safetensors.torch.save_model and huggingface_hub
+    (save_torch_state_dict, accelerate's save_model) record them: a metadata entry from the dropped name to the
+    saved one (``{"transformer.wte.weight": "lm_head.weight"}``). ``saved``: the keys the file holds."""
+    return {k: v for k, v in metadata.items()
+            if isinstance(k, str) and isinstance(v, str) and not k.startswith("netscope.") and v in saved
+            and k not in saved}
 
 
 def header_tensors(header: SafetensorsHeader) -> Tuple["OrderedDict[str, TensorMeta]", List[str]]:

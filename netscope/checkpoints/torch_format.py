@@ -74,7 +74,12 @@ def load(path: str, *, weights_only: bool, mmap: bool) -> Tuple[Any, List[str]]:
     try:
         allow = getattr(torch.serialization, "safe_globals", None)  # torch >= 2.5; no allow-list before
         with (allow(list(SAFE_GLOBALS)) if allow else contextlib.nullcontext()):
-            return torch.load(source, map_location="cpu", weights_only=weights_only, mmap=mmap), notes
+            container = torch.load(source, map_location="cpu", weights_only=weights_only, mmap=mmap)
+        if not weights_only:
+            from netscope.checkpoints.containers import modules_as_state_dicts
+
+            container = modules_as_state_dicts(container, notes)
+        return container, notes
     except pickle.UnpicklingError as exc:
         if weights_only and ("weights_only" in str(exc) or "Weights only" in str(exc)):
             names = (_unsafe_globals(path) if is_zip else []) or _GLOBAL_IN_MESSAGE.findall(str(exc))[:1]

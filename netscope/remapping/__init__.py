@@ -96,13 +96,21 @@ def diff(checkpoint_or_state_dict, model, *, rules: Iterable = (), weights_only:
     result, coverage = plan_mapping(source, target, rules=rules, structural=structural)
     report = DiffReport(result, coverage, label, type(model).__name__, tuple(notes))
     if label == "state_dict":  # tensors in memory: their _metadata is at hand
-        fills = keys_torch_fills(model, getattr(checkpoint_or_state_dict, "_metadata", None), report.missing)
+        from netscope.remapping.apply import module_mapping, remap_metadata
+
+        versions = getattr(checkpoint_or_state_dict, "_metadata", None)
+        versions = remap_metadata(versions, module_mapping(result)) if versions else versions
+        fills = keys_torch_fills(model, versions, report.missing)
         report = replace(report, loader_fills=fills)
     elif isinstance(checkpoint_or_state_dict, (str, os.PathLike)) and keys_torch_fills(model, None, report.missing):
         # a file: its _metadata (headers only) says whether torch's loader would supply what is missing
         from netscope.checkpoints.readers import saved_module_versions
 
+        from netscope.remapping.apply import module_mapping, remap_metadata
+
         versions = saved_module_versions(os.fspath(checkpoint_or_state_dict), weights_only=weights_only, key=key)
+        if versions:  # keyed as the remapped state dict will carry them (model.bn -> bn), as remap writes them
+            versions = remap_metadata(versions, module_mapping(result))
         report = replace(report, loader_fills=keys_torch_fills(model, versions, report.missing))
     return report
 
@@ -124,8 +132,8 @@ def remap(state_dict, model, *, rules: Iterable = (), plan=None, invert: bool = 
     are carried over. ``plan`` (a Plan or a plan file) is replayed first; ``invert`` replays it backwards."""
     from netscope.remapping.apply import apply_plan
 
-    state_dict, label = _read_state_dict(state_dict, weights_only=weights_only, key=key)
-    source = source_layout(state_dict)
+    state_dict, label, in_order = _read_state_dict(state_dict, weights_only=weights_only, key=key)
+    source = source_layout(state_dict, in_order)
     target = _target_layout(model)
     result, coverage = plan_mapping(source, target, rules=rules, plan=plan, invert=invert, structural=structural)
     from netscope.remapping.engine import settle_tied_notes
@@ -167,20 +175,20 @@ def load(checkpoint, model, *, strict: bool = True, rules: Iterable = (), weight
     return report
 
 
-def _read_state_dict(checkpoint, *, weights_only: bool, key: Optional[str]) -> Tuple[Mapping, str]:
-    """(state dict, label): a checkpoint path read (``weights_only``; ``key`` picks the dict of tensors), or a
-    state dict as it is."""
+def _read_state_dict(checkpoint, *, weights_only: bool, key: Optional[str]) -> Tuple[Mapping, str, bool]:
+    """(state dict, label, whether its key order is the model's): a checkpoint path read (``weights_only``;
+    ``key`` picks the dict of tensors), or a state dict as it is."""
     if isinstance(checkpoint, (str, os.PathLike)):
         from netscope.checkpoints import load_checkpoint
         from netscope.remapping.files import refuse_distributed_pieces
 
         loaded = load_checkpoint(os.fspath(checkpoint), weights_only=weights_only, key=key)
         refuse_distributed_pieces(loaded.info)  # a per-rank shard or unconsolidated FSDP file: say how
-        return loaded.state_dict, os.fspath(checkpoint)
+        return loaded.state_dict, os.fspath(checkpoint), loaded.info.keys_in_model_order
     if not isinstance(checkpoint, Mapping):
         raise UsageError(f"expected a state dict (a mapping of key -> tensor) or a checkpoint path, not "
                          f"{type(checkpoint).__name__}")
-    return checkpoint, "state_dict"
+    return checkpoint, "state_dict", True
 
 
 def _source_layout(obj, *, weights_only: bool = True, key: Optional[str] = None):
@@ -195,7 +203,7 @@ def _source_layout(obj, *, weights_only: bool = True, key: Optional[str] = None)
 
         info = inspect_checkpoint(os.fspath(obj), weights_only=weights_only, key=key)
         refuse_distributed_pieces(info)
-        return layout_from_metas(info.tensors), os.fspath(obj), list(info.notes)
+        return layout_from_metas(info.tensors, info.keys_in_model_order), os.fspath(obj), list(info.notes)
     if isinstance(obj, Mapping):
         if obj and all(isinstance(v, TensorMeta) for v in obj.values()):
             return layout_from_metas(obj), "checkpoint", []

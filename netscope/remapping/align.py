@@ -419,11 +419,12 @@ def _leaf(module: str) -> str:
 def structural_alignment(source_keys: Sequence[str], source_metas: Mapping[str, TensorMeta],
                          target_keys: Sequence[str], target_metas: Mapping[str, TensorMeta],
                          module_type: Callable[[str], str],
-                         links: Sequence[Tuple[str, str]] = ()) -> StructuralResult:
+                         links: Sequence[Tuple[str, str]] = (), ordered: bool = True) -> StructuralResult:
     """Pair open leaf groups: siblings under the same parent path by kind and name, then the rest by order
     (anchored diff), where a run of interchangeable same-kind neighbours needs names to decide and a pair
     across different subtrees needs corroboration. ``links``: (source module, target module) already
-    loaded by stronger evidence."""
+    loaded by stronger evidence. ``ordered=False`` (a file that lists keys sorted by name): order is no
+    evidence, so a pair stands only where its kind and shape occur once among the open groups on both sides."""
     source = leaf_groups(source_keys, source_metas)
     target = leaf_groups(target_keys, target_metas)
     kinds_s = [g.kind() for g in source]
@@ -453,6 +454,9 @@ def structural_alignment(source_keys: Sequence[str], source_metas: Mapping[str, 
     ambiguous_groups = {rest_s[a]: why for a, why in alignment.ambiguous.items()}
     proposals = _names_decide_runs(source, target, kinds_s, proposals, decided, refused)
     proposals = _names_contradicting_position(source, target, kinds_s, kinds_t, proposals, rest_t, decided, refused)
+    if not ordered:
+        proposals = _unique_without_order(source, target, kinds_s, kinds_t, proposals, rest_s, rest_t, decided,
+                                          refused)
     proposals = _consistent_indices(source, target, proposals, refused)
     proposals = _one_target_parent_each(source, target, proposals, refused)
     proposals = _unequal_classes(source, target, kinds_s, kinds_t, proposals, rest_s, rest_t, refused)
@@ -605,6 +609,25 @@ def _names_contradicting_position(source, target, kinds_s, kinds_t, proposals, o
     return result
 
 
+def _unique_without_order(source, target, kinds_s, kinds_t, proposals, open_s, open_t, decided, refused):
+    """Key order sorted by name says nothing about which same-kind layer is which (``zeta`` sorts after
+    ``alpha`` whatever the model's order): a pair stands only if its kind and shape is unique on both sides."""
+    taken = {j for j, _, _ in decided.values()}
+    count_s = Counter(kinds_s[i] for i in open_s if i not in decided and i not in refused)
+    count_t = Counter(kinds_t[j] for j in open_t if j not in taken)
+    result = []
+    for i, j in proposals:
+        if count_s[kinds_s[i]] == 1 and count_t[kinds_t[j]] == 1:
+            result.append((i, j))
+            continue
+        n = max(count_s[kinds_s[i]], count_t[kinds_t[j]])
+        refused[i] = (f"ambiguous: by position it would go to {target[j].module}, but the file lists its keys sorted "
+                      f"by name, not in the model's order, so position tells nothing among the {n} layers of this "
+                      f"kind and shape; if it is that layer, paste: --rule '^{_escape(source[i].module)}\\.="
+                      f"{target[j].module}.'")
+    return result
+
+
 def _index_steps(s_module: str, t_module: str):
     """(container pair, source index - target index) where both paths hold a number at the same depth
     counted from the layer upwards (``blocks.2.up`` vs ``layers.1.norm``: ((blocks, layers), 1))."""
@@ -629,18 +652,23 @@ def _consistent_indices(source, target, proposals, refused):
     for (i, j), found in zip(proposals, steps):
         bad = None
         for container, offset in found:
-            ranked = offsets[container].most_common()
-            top = max(n for _, n in ranked)
-            best = 0 if offsets[container][0] == top else ranked[0][0]  # equal indices win a tie
+            top = max(offsets[container].values())
+            leaders = [o for o, n in offsets[container].items() if n == top]
+            # equal indices win a tie; between other offsets a tie leaves no majority, so none is taken
+            best = 0 if 0 in leaders else leaders[0] if len(leaders) == 1 else None
             if offset != best:
-                bad = container
+                bad = container, best is None
                 break
         if bad is None:
             result.append((i, j))
-        else:
-            refused[i] = (f"ambiguous: its position points to {target[j].module}, a different index than the rest of "
-                          f"{bad[0] or '(root)'} -> {bad[1] or '(root)'} (a layer was inserted or removed nearby); if it "
-                          f"is that layer, paste: --rule '^{_escape(source[i].module)}\\.={target[j].module}.'")
+            continue
+        (s_container, t_container), no_majority = bad
+        why = ("its index differs from that one's and no offset between the two numberings holds a majority: "
+               "position and numbering disagree" if no_majority else
+               "a different index than the rest of it (a layer was inserted or removed nearby)")
+        refused[i] = (f"ambiguous: its position points to {target[j].module} ({s_container or '(root)'} -> "
+                      f"{t_container or '(root)'}): {why}; if it is that layer, paste: "
+                      f"--rule '^{_escape(source[i].module)}\\.={target[j].module}.'")
     return result
 
 

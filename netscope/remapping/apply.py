@@ -106,16 +106,25 @@ def remap_optimizer_state(obj: Any, mapping: Mapping[str, str]) -> Tuple[Any, in
 
 
 def rebuild_container(container: Any, state_dict_path: Tuple, new_state_dict: Mapping[str, Any],
-                      plan: Plan) -> Tuple[Any, int]:
-    """(new container, optimizer keys renamed): the state dict replaced at its path, optimizer state re-keyed,
-    every other entry carried over untouched."""
+                      plan: Plan, siblings: Optional[Mapping[Tuple, Mapping[str, Any]]] = None) -> Tuple[Any, int]:
+    """(new container, optimizer keys renamed): the state dict replaced at its path (and each of ``siblings``,
+    other dicts of model tensors renamed by the same plan, at theirs), optimizer state re-keyed, every other
+    entry carried over untouched."""
     mapping = plan.mapping()
     if not state_dict_path:
         return new_state_dict, 0
-    return _rebuild(container, tuple(state_dict_path), new_state_dict, mapping)
+    replacements = {tuple(state_dict_path): new_state_dict, **{tuple(p): v for p, v in (siblings or {}).items()}}
+    return _rebuild(container, (), replacements, mapping)
 
 
-def _rebuild(node: Any, path: Tuple, new_state_dict, mapping) -> Tuple[Any, int]:
+def _rebuild(node: Any, here: Tuple, replacements: Mapping[Tuple, Any], mapping) -> Tuple[Any, int]:
+    if isinstance(node, (list, tuple)) and any(len(p) > len(here) and p[:len(here)] == here for p in replacements):
+        items = [_rebuild(value, here + (n,), replacements, mapping) if here + (n,) not in replacements
+                 else (replacements[here + (n,)], 0) for n, value in enumerate(node)]
+        values = [v for v, _ in items]
+        # a list or tuple saved with the state dict in it (torch.save((model_sd, optim_sd))) keeps its type
+        rebuilt = values if type(node) is list else tuple(values) if type(node) is tuple else type(node)(*values)
+        return rebuilt, sum(n for _, n in items)
     if not isinstance(node, Mapping):
         return node, 0
     try:
@@ -124,8 +133,11 @@ def _rebuild(node: Any, path: Tuple, new_state_dict, mapping) -> Tuple[Any, int]
         result = {}
     renamed_total = 0
     for key, value in node.items():
-        if path and key == path[0]:
-            value, renamed = _rebuild(value, path[1:], new_state_dict, mapping) if len(path) > 1 else (new_state_dict, 0)
+        path = here + (key,)
+        if path in replacements:
+            value, renamed = replacements[path], 0
+        elif any(p[:len(path)] == path for p in replacements):
+            value, renamed = _rebuild(value, path, replacements, mapping)
         else:
             value, renamed = remap_optimizer_state(value, mapping)
             if not renamed and isinstance(value, list):

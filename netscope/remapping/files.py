@@ -72,7 +72,8 @@ def remap_file(checkpoint: str, model, out: Optional[str] = None, *, rules: Iter
 
         info = inspect_checkpoint(checkpoint, weights_only=weights_only, key=key)
         refuse_distributed_pieces(info)
-        result, coverage = plan_mapping(layout_from_metas(info.tensors), target, rules=rules, plan=plan, invert=invert)
+        source = layout_from_metas(info.tensors, info.keys_in_model_order)
+        result, coverage = plan_mapping(source, target, rules=rules, plan=plan, invert=invert)
         unmatched = unmatched_decisions(result)
         return RemapReport(result, coverage, checkpoint, label, tuple(info.notes) + ("dry run: nothing written",),
                            unmatched=tuple(unmatched))
@@ -83,7 +84,8 @@ def remap_file(checkpoint: str, model, out: Optional[str] = None, *, rules: Iter
 
     loaded = load_checkpoint(checkpoint, weights_only=weights_only, key=key)
     refuse_distributed_pieces(loaded.info)
-    result, coverage = plan_mapping(source_layout(loaded.state_dict), target, rules=rules, plan=plan, invert=invert)
+    source = source_layout(loaded.state_dict, loaded.info.keys_in_model_order)
+    result, coverage = plan_mapping(source, target, rules=rules, plan=plan, invert=invert)
     result = settle_tied_notes(result, loaded.state_dict, target)  # the values are at hand: equal ones lose nothing
     report = RemapReport(result, coverage, checkpoint, label, tuple(loaded.info.notes))
     check_coverage(report, min_coverage)  # below the threshold: nothing is written
@@ -114,7 +116,10 @@ def remap_file(checkpoint: str, model, out: Optional[str] = None, *, rules: Iter
             notes.append(f"--state-dict-only: left out the container's other entries: {', '.join(others)}")
         renamed = 0
     else:
-        container, renamed = rebuild_container(loaded.container, path, new_state_dict, result)
+        siblings, sibling_notes = _siblings_in_target_naming(loaded.container, path, loaded.state_dict, result,
+                                                             target.tensors, bool(unmatched))
+        notes.extend(sibling_notes)
+        container, renamed = rebuild_container(loaded.container, path, new_state_dict, result, siblings)
     source_tensors = loaded.state_dict
     kept = {u.key: source_tensors[u.key] for u in unmatched}
     if unmatched and destination == "container":
@@ -133,6 +138,43 @@ def remap_file(checkpoint: str, model, out: Optional[str] = None, *, rules: Iter
     if tensors_only:
         notes.extend(_alias_notes(out))
     return RemapReport(result, coverage, checkpoint, label, tuple(notes), renamed, tuple(unmatched), where, fills)
+
+
+def _siblings_in_target_naming(container: Any, path: Tuple, state_dict: Mapping, plan: Plan, target_order,
+                               has_unmatched: bool) -> Tuple[dict, List[str]]:
+    """The container's other dicts of model tensors (timm's ``state_dict_ema``, a teacher copy) renamed by the
+    same plan where they hold exactly the remapped dict's keys and shapes; any other is named as carried over
+    in its original naming (never renamed by a plan made for different keys) if it shares a key with it (Lightning's
+    ``averaging_state``, ``{"n_averaged": ...}``, does not: it is no copy of the model)."""
+    from netscope.checkpoints.containers import path_text, state_dict_candidates
+    from netscope.remapping.apply import apply_plan
+    from netscope.remapping.sides import split_state_dict
+
+    if not path or all(d.source == d.target for d in plan.decisions if d.loads):
+        return {}, []
+    shapes = {k: tuple(v.shape) for k, v in split_state_dict(state_dict)[0].items()}
+    renamed, kept, chosen = {}, [], path_text(path)
+    for other in state_dict_candidates(container):
+        if other == path:
+            continue
+        node = container
+        for part in other:
+            node = node[part]
+        other_shapes = {k: tuple(v.shape) for k, v in split_state_dict(node)[0].items()}
+        same = other_shapes == shapes
+        if same and not has_unmatched:
+            renamed[other] = apply_plan(node, plan, target_order)
+        elif shapes.keys() & other_shapes.keys():  # in the remapped dict's naming, at least in part
+            why = "it holds tensors the model does not take" if same else f"other keys or shapes than {chosen}"
+            kept.append(f"{path_text(other)} ({why})")
+    notes = []
+    if renamed:
+        notes.append(f"renamed by the same mapping: {', '.join(path_text(p) for p in renamed)} (the same keys and "
+                     f"shapes as {chosen})")
+    if kept:
+        notes.append(f"carried over in its original naming: {', '.join(kept)}; remap it with --key NAME into "
+                     "another file")
+    return renamed, notes
 
 
 def _alias_notes(path: str) -> List[str]:
@@ -158,8 +200,9 @@ def _other_entries(container: Any, path: Tuple, new_state_dict: Mapping) -> List
         names.append("_metadata")
     node = container
     for depth, part in enumerate(path):
-        if isinstance(node, Mapping):
-            names.extend(".".join(map(str, path[:depth] + (k,))) for k in node if k != part)
+        if isinstance(node, (Mapping, list, tuple)):
+            keys = node if isinstance(node, Mapping) else range(len(node))
+            names.extend(".".join(map(str, path[:depth] + (k,))) for k in keys if k != part)
             node = node[part]
     return names
 
@@ -181,8 +224,9 @@ def _unmatched_destination(unmatched: List[Unmatched], container: Any, path: Tup
     listed = "; ".join(f"{u.key} {list(u.shape) if u.shape is not None else ''} ({u.why})"
                        for u in unmatched[:5])
     more = f" and {len(unmatched) - 5} more" if len(unmatched) > 5 else ""
-    what = ("the output is a bare state dict, which must hold only the model's keys" if not path or not flat_output
-            else "the output holds the state dict alone")
+    what = ("the output holds the state dict alone" if path and flat_output else
+            f"the output is a {type(container).__name__}, which has no entry to keep them under" if path
+            else "the output is a bare state dict, which must hold only the model's keys")
     action = "the input was left unchanged" if in_place else "nothing was written"
     raise UsageError(f"{len(unmatched)} checkpoint tensor(s) do not go into the model: {listed}{more}. {what}, so "
                      f"they cannot be kept in {out}; {action}. Keep them with --unmatched-out FILE, or drop them "

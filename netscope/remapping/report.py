@@ -135,7 +135,7 @@ class RemapReport:
         if self.loader_fills:
             lines.append(f"filled in by torch's load_state_dict: {', '.join(self.loader_fills[:5])}"
                          + (f" and {len(self.loader_fills) - 5} more" if len(self.loader_fills) > 5 else "")
-                         + " (the checkpoint predates num_batches_tracked: no _metadata version 2)")
+                         + " (the state dict's _metadata has no version 2 for that module, so torch adds the counter)")
         if self.unmatched:
             lines.append(f"not loaded into the model: {len(self.unmatched)} checkpoint tensor(s)"
                          + (f", {self.unmatched_destination}" if self.unmatched_destination else "") + ":")

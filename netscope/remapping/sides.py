@@ -20,6 +20,7 @@ class TensorLayout:
     tensors: Mapping[str, TensorMeta]
     module_types: Mapping[str, str] = field(default_factory=dict)  # module path -> class name ("" root)
     parameter_keys: Optional[FrozenSet[str]] = None  # None: every tensor counts as a parameter
+    ordered: bool = True  # the key order is the model's registration order (evidence for structural pairing)
 
     def is_parameter(self, key: str) -> bool:
         return self.parameter_keys is None or key in self.parameter_keys
@@ -73,15 +74,24 @@ def split_state_dict(state_dict: Mapping) -> Tuple[Dict[str, object], Dict[str, 
     return tensors, others
 
 
-def source_layout(state_dict: Mapping) -> TensorLayout:
-    """Layout of an in-memory state dict (tensors sharing a storage get equal storage ids)."""
+def source_layout(state_dict: Mapping, saved_in_order: bool = True) -> TensorLayout:
+    """Layout of an in-memory state dict (tensors sharing a storage get equal storage ids); ``saved_in_order``:
+    whether the file it came from keeps the model's key order (``CheckpointInfo.keys_in_model_order``)."""
     tensors, _ = split_state_dict(state_dict)
     names = _DtypeNames()
-    return TensorLayout({str(k): _meta_of(v, names[v.dtype]) for k, v in tensors.items()})
+    metas = {str(k): _meta_of(v, names[v.dtype]) for k, v in tensors.items()}
+    return TensorLayout(metas, ordered=saved_in_order and not _sorted_by_name(metas))
 
 
-def layout_from_metas(metas: Mapping[str, TensorMeta]) -> TensorLayout:
-    return TensorLayout(dict(metas))
+def layout_from_metas(metas: Mapping[str, TensorMeta], saved_in_order: bool = True) -> TensorLayout:
+    return TensorLayout(dict(metas), ordered=saved_in_order and not _sorted_by_name(metas))
+
+
+def _sorted_by_name(keys) -> bool:
+    """Keys in name order (a dict read from a .safetensors file and saved again): their order is the sort's,
+    not the model's. A registration order almost never is (a layer's 'weight' comes before its 'bias')."""
+    keys = list(keys)
+    return len(keys) > 2 and all(a <= b for a, b in zip(keys, keys[1:]))
 
 
 def model_layout(model) -> TensorLayout:
