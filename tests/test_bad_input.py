@@ -448,7 +448,8 @@ PATH_AS_MODEL_ROWS = [  # a checkpoint or a folder where the model spec goes: sa
     row(argv, USAGE, needle) for argv, needle in [
         (["summary", "ckpt.pt"], "'ckpt.pt' is a file here: a checkpoint is read by 'netscope keys ckpt.pt'"),
         (["names", "ckpt.pt"], "'ckpt.pt' is a file here"),
-        (["diff", "ckpt.pt", "ckpt.pt"], "'ckpt.pt' is a file here"),
+        # (a second checkpoint file is diff's other form, tests/test_diff_checkpoints.py; a bare folder name is a model)
+        (["diff", "ckpt.pt", "d"], "'d' is a folder here"),
         (["step", "d"], "'d' is a folder here"),
     ]
 ]

@@ -88,10 +88,17 @@ def check_coverage(report: RemapReport, min_coverage: Optional[float]) -> None:
 def diff(checkpoint_or_state_dict, model, *, rules: Iterable = (), weights_only: bool = True,
          structural: bool = True, key: Optional[str] = None) -> DiffReport:
     """Compare a checkpoint (path, state dict, or ``{key: TensorMeta}``) with a model, from metadata only.
-    ``key`` chooses the dict of tensors inside a checkpoint file (``state_dict_ema``)."""
+    ``key`` chooses the dict of tensors inside a checkpoint file (``state_dict_ema``). ``model`` may be a
+    second checkpoint (a path, a state dict): its keys are then the target, as if its model were given
+    (torch's loader fills, which need the model's modules, are not considered)."""
     from netscope.remapping.loader_fills import keys_torch_fills
 
     source, label, notes = _source_layout(checkpoint_or_state_dict, weights_only=weights_only, key=key)
+    if isinstance(model, (str, os.PathLike, Mapping)):  # a second checkpoint: its keys are the target
+        target, target_label, target_notes = _source_layout(model, weights_only=weights_only)
+        notes = list(notes) + [f"{target_label}: {note}" for note in target_notes]
+        result, coverage = plan_mapping(source, target, rules=rules, structural=structural)
+        return DiffReport(result, coverage, label, target_label, tuple(notes))
     target = _target_layout(model)
     result, coverage = plan_mapping(source, target, rules=rules, structural=structural)
     report = DiffReport(result, coverage, label, type(model).__name__, tuple(notes))

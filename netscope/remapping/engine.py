@@ -283,7 +283,7 @@ def _structural(state: _Matching) -> None:
     result = structural_alignment([k for k in state.open_sources if k not in named], state.source.tensors,
                                   [k for k in state.open_targets() if k not in named],
                                   state.target.tensors, state.target.module_type, links,
-                                  ordered=state.source.ordered)
+                                  ordered=state.source.ordered and state.target.ordered)
     for s, t, detail, by_names in result.pairs:
         state.assign(s, t, P.NAMES if by_names else P.STRUCTURAL, detail)
     state.structural_pairs = [(s, t) for s, t in result.module_pairs if s != t]
