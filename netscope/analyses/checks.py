@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import itertools
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -187,39 +186,29 @@ def check_trace(result) -> List[FormulaCheck]:
     checks = []
     ops = getattr(result, "window_ops", {})
     same_as = getattr(result, "same_as", {})
-    calls, modules, values = result.calls, result.modules, result.call_values
-    if not len(calls) == len(modules) == len(values):
-        raise ValueError("a trace's calls, modules and call values must line up")
     single: Dict[int, FormulaCheck] = {}  # call index -> its one check, for the replayed calls of the same signature
-    for index in _checked_indexes(modules, ops, same_as):
-        call = calls[index]
+    has_formula: Dict[type, bool] = {}  # class -> whether a formula is registered for it (the MRO looked up once)
+    for index, (call, module, values) in enumerate(zip(result.calls, result.modules, result.call_values,
+                                                        strict=True)):
         source = same_as.get(index)
         if source is not None:  # a stock leaf called like an earlier one (netscope.run.leaf_replay)
             earlier = single.get(source)
             if earlier is not None and not earlier.findings and earlier.observed_shape == call.output_shapes:
                 checks.append(_as_call(earlier, index, call))
                 continue
-        made = check_call(index, call, modules[index], values[index], ops.get(index, ()))
+        call_ops = ops.get(index, ())
+        if not call_ops:  # without a formula, nothing to check (check_call would return no check)
+            cls = type(module)
+            known = has_formula.get(cls)
+            if known is None:
+                known = has_formula[cls] = FORMULAS.lookup(cls) is not None
+            if not known:
+                continue
+        made = check_call(index, call, module, values, call_ops)
         if len(made) == 1:
             single[index] = made[0]
         checks += made
     return checks
-
-
-def _checked_indexes(modules: Sequence[nn.Module], ops: Dict[int, list], same_as: Dict[int, int]) -> List[int]:
-    """The call indexes that can have a check, in call order: those whose module's class has a registered formula
-    (the MRO looked up once per class), those that ran a convolution/pool operator (without either,
-    :func:`check_call` makes no check) and the replayed calls of the latter (which take the earlier call's
-    check). Picked in C loops: most calls of a deep model are none of these."""
-    classes = list(map(type, modules))
-    with_formula = {cls for cls in set(classes) if FORMULAS.lookup(cls) is not None}
-    indexes = list(itertools.compress(range(len(classes)), map(with_formula.__contains__, classes))) \
-        if with_formula else []
-    with_ops = [index for index, found in ops.items() if found and 0 <= index < len(classes)]
-    if with_ops:
-        ran = set(with_ops)
-        indexes = sorted(set(indexes).union(ran, (index for index, source in same_as.items() if source in ran)))
-    return indexes
 
 
 def _as_call(check: FormulaCheck, index: int, call) -> FormulaCheck:
