@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import functools
 import itertools
 import operator
 from dataclasses import dataclass
@@ -25,29 +26,43 @@ def compute_totals(model: nn.Module, calls, called_modules, *, input_bytes: int,
                    tree: Optional[ModuleTree] = None) -> Totals:
     """``calls`` and ``called_modules`` are a trace's ``calls`` and ``modules`` (the module object of each call);
     ``packed`` its quantized modules' packed tensors (``TraceResult.packed``; found here when not given);
-    ``tree`` the model's :class:`ModuleTree` (``TraceResult.tree``; walked here when not given)."""
+    ``tree`` the model's :class:`ModuleTree` (``TraceResult.tree``; walked here when not given).
+    Each figure is read for all parameters in one C loop (``map``) instead of a Python loop per parameter."""
     tree = tree_of(model, tree)
     # every path to every parameter, as named_parameters(remove_duplicate=False) walks them (in C loops)
     tables = [m._parameters for _, m in tree.named] if tree.shares_modules else tree.tables("_parameters")
-    slots = [p for p in itertools.chain.from_iterable(map(_values, filter(None, tables))) if p is not None]
-    names_per_param: Dict[int, int] = collections.Counter(map(id, slots))
-    params = {id(p): p for p in slots}
+    slots = list(filter(_NOT_NONE, itertools.chain.from_iterable(map(_values, filter(None, tables)))))
+    slot_ids = list(map(id, slots))
+    params = dict(zip(slot_ids, slots))
+    if len(params) == len(slots):  # no parameter under two paths (the usual model): nothing shared
+        shared = []
+    else:
+        shared = [key for key, count in collections.Counter(slot_ids).items() if count > 1]
+    tensors = list(params.values())
     # quantized modules' packed weights and biases count as (frozen) parameters, once per module
     packed_tensors = packed_by_module(tree.modules) if packed is None else packed
-    packed = [t for tensors in packed_tensors.values() for t in tensors]
-    numels = {key: p.numel() for key, p in params.items()}  # each read once: a Parameter's numel() is not free
-    total = sum(numels.values()) + sum(t.numel() for t in packed)
-    trainable = sum(numels[key] for key, p in params.items() if p.requires_grad)
-    shared = [key for key, count in names_per_param.items() if count > 1]
-    called = {id(m): m for m in called_modules}
-    called_params = set(map(id, itertools.chain.from_iterable(
-        map(_values, filter(None, (m._parameters for m in called.values()))))))
-    for module in called.values():  # a called TorchScript module ran its whole subtree without module hooks
-        if isinstance(module, torch.jit.ScriptModule):
-            called_params.update(map(id, module.parameters()))
-    uncalled = sum(n for key, n in numels.items() if key not in called_params)
-    uncalled += sum(t.numel() for key, tensors in packed_tensors.items() if key not in called for t in tensors)
+    packed = [t for tensors_ in packed_tensors.values() for t in tensors_]
+    numel_list = list(map(_NUMEL, tensors))  # each read once: a Parameter's numel() is not free
+    numels = dict(zip(params, numel_list))
+    total = sum(numel_list) + sum(t.numel() for t in packed)
+    trainable = sum(itertools.compress(numel_list, map(_REQUIRES_GRAD, tensors)))
+    called = dict(zip(map(id, called_modules), called_modules))
+    if called.keys() >= set(map(id, tree.modules)):  # every registered module ran: no parameter left uncalled
+        uncalled = 0
+    else:
+        called_params = set(map(id, itertools.chain.from_iterable(
+            map(_values, filter(None, (m._parameters for m in called.values()))))))
+        for module in called.values():  # a called TorchScript module ran its whole subtree without module hooks
+            if isinstance(module, torch.jit.ScriptModule):
+                called_params.update(map(id, module.parameters()))
+        uncalled = sum(n for key, n in numels.items() if key not in called_params)
+    uncalled += sum(t.numel() for key, tensors_ in packed_tensors.items() if key not in called for t in tensors_)
     buffers = {id(b): b for b in tree.buffers}
+    if all(map(operator.is_, map(_LAYOUT, tensors), itertools.repeat(_STRIDED))):  # dense parameters: numel x element size
+        param_bytes = sum(map(operator.mul, numel_list, map(torch.Tensor.element_size, tensors)))
+    else:
+        param_bytes = sum(numels[key] * p.element_size() if p.layout is _STRIDED else stored_bytes(p)
+                          for key, p in params.items())
     return Totals(
         total_params=total,
         trainable_params=trainable,
@@ -56,16 +71,19 @@ def compute_totals(model: nn.Module, calls, called_modules, *, input_bytes: int,
         shared_param_tensors=len(shared),
         uncalled_params=uncalled,
         buffer_elements=sum(b.numel() for b in buffers.values()),
-        param_bytes=sum(numels[key] * p.element_size() if p.layout is _STRIDED else stored_bytes(p)
-                        for key, p in params.items())
-        + sum(t.numel() * t.element_size() for t in packed),
+        param_bytes=param_bytes + sum(t.numel() * t.element_size() for t in packed),
         buffer_bytes=sum(map(stored_bytes, buffers.values())),  # a sparse buffer: its stored values and indices
         total_macs=calls[0].macs if calls else 0,
         input_bytes=input_bytes,
-        activation_bytes=sum(c.output_bytes for c in calls if c.is_leaf),
+        activation_bytes=sum(itertools.compress(map(_OUTPUT_BYTES, calls), map(_IS_LEAF, calls))),
         peak_memory_bytes=peak_memory_bytes,
     )
 
+
+_NOT_NONE = functools.partial(operator.is_not, None)
+_NUMEL = torch.Tensor.numel
+_REQUIRES_GRAD, _LAYOUT = operator.attrgetter("requires_grad"), operator.attrgetter("layout")
+_OUTPUT_BYTES, _IS_LEAF = operator.attrgetter("output_bytes"), operator.attrgetter("is_leaf")
 
 
 @dataclass(frozen=True)

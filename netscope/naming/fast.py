@@ -74,7 +74,9 @@ def is_plain(tree: ModuleTree) -> bool:
         return False
     if set(map(type, itertools.chain(params, buffers, children))) != {dict}:
         return False  # TorchScript's tables, or something else that is not what state_dict iterates
-    if _hidden_names(modules, states, first_of_class, params, buffers, children):
+    # each module's attribute names beside torch's bookkeeping (most modules: a few configuration numbers)
+    extras = _extras(states)
+    if _hidden_names(modules, states, extras, first_of_class, params, buffers, children):
         return False  # an empty name, or a class or instance attribute hiding a registered name
     names = "".join(itertools.chain.from_iterable(filter(None, itertools.chain(params, buffers, children))))
     if not names.isascii() or "." in names:
@@ -87,28 +89,27 @@ def is_plain(tree: ModuleTree) -> bool:
         return False
     # modules holding anything that could be an unregistered module or tensor (most hold only numbers; a
     # module with nothing beside torch's bookkeeping is passed over at once)
-    suspects = {i for i, state in enumerate(states) if state.keys() != TORCH_INTERNAL
-                for key in state.keys() - TORCH_INTERNAL
-                if isinstance(state[key], _SUSPECT) and not _plain_numbers(state[key])}
+    suspects = _suspects(states, extras)
     if not suspects:
         return True
     registered_modules = set(map(id, modules))
     registered_tensors = set(map(id, tensors))
     torch_attributes: Dict[type, Set[str]] = {}
     return not any(holds_unregistered(modules[i], registered_modules, registered_tensors, torch_attributes)
-                   for i in sorted(suspects))
+                   for i in suspects)
 
 
-def _hidden_names(modules, states, first_of_class, params, buffers, children) -> bool:
+def _hidden_names(modules, states, extras, first_of_class, params, buffers, children) -> bool:
     """Some registered name is empty, or a class attribute (a property, a method) or an instance attribute of
     its module hides it. Asked of every module only when a model-wide test (in C loops: every registered name
-    against every class's and every instance's attribute names) finds a name in both."""
+    against every class's and every instance's attribute names, the latter as torch's bookkeeping and each
+    module's ``extras`` beside it) finds a name in both."""
     registered = set(itertools.chain.from_iterable(filter(None, itertools.chain(params, buffers, children))))
     if "" in registered:
         return True
     class_names = {cls: frozenset().union(*map(vars, cls.__mro__)) for cls in first_of_class}
     if all(names.isdisjoint(registered) for names in class_names.values()) and \
-            registered.isdisjoint(itertools.chain.from_iterable(states)):
+            registered.isdisjoint(TORCH_INTERNAL) and registered.isdisjoint(itertools.chain.from_iterable(extras)):
         return False
     for module, state, *tables in zip(modules, states, params, buffers, children):
         names = class_names[type(module)]
@@ -120,6 +121,38 @@ def _hidden_names(modules, states, first_of_class, params, buffers, children) ->
 def _plain_numbers(value) -> bool:
     """A tuple of ints (kernel_size, stride, ...): holds nothing unregistered."""
     return type(value) is tuple and all(type(item) is int for item in value)
+
+
+def _extras(states) -> List[frozenset]:
+    """Each module's attribute names beside :data:`TORCH_INTERNAL`, worked out once per distinct key layout
+    (the modules of one class usually share theirs)."""
+    by_layout: Dict[tuple, frozenset] = {}
+    out = []
+    for layout in map(tuple, states):
+        extra = by_layout.get(layout)
+        if extra is None:
+            extra = by_layout[layout] = frozenset(layout) - TORCH_INTERNAL
+        out.append(extra)
+    return out
+
+
+def _suspects(states, extras) -> List[int]:
+    """Indexes of the modules holding an attribute (beside torch's bookkeeping: ``extras``) that could be or hold an
+    unregistered module or tensor. The types of every such value are gathered first, in C loops: when none of
+    them can hold anything (ints, floats, bools, strings: most models), no module is looked at one by one."""
+    kinds = set(map(type, itertools.chain.from_iterable(map(map, map(_getter, states), extras))))
+    if all(map(_inert_kind, kinds)):
+        return []
+    return sorted({i for i, (state, extra) in enumerate(zip(states, extras)) if extra for key in extra
+                   if isinstance(state[key], _SUSPECT) and not _plain_numbers(state[key])})
+
+
+_getter = operator.attrgetter("__getitem__")
+
+
+def _inert_kind(kind: type) -> bool:
+    """Values of exactly this type are never :data:`_SUSPECT` (nor claim to be: no ``__class__`` override)."""
+    return not issubclass(kind, _SUSPECT) and not any("__class__" in vars(base) for base in kind.__mro__[:-1])
 
 
 def _distinct_memory(tensors: Sequence[torch.Tensor]) -> bool:
