@@ -637,3 +637,25 @@ def test_summary_on_meta_runs_on_the_fallback_build(constructors, cls, capsys):
     exec(compile(CONSTRUCTORS, str(constructors), "exec"), namespace)
     model = namespace[cls]()
     assert data["totals"]["total_params"] == sum(p.numel() for p in model.parameters())
+
+
+def test_an_object_that_only_claims_to_be_a_module_is_not_walked():
+    """A ``Mock(spec=nn.Module)`` kept as an attribute passes isinstance(nn.Module) but holds no modules: the audit
+    (summary's and names') neither raises on it nor calls it unregistered; a real module kept in a list still is."""
+    from unittest import mock
+
+    class Holder(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 4)
+            object.__setattr__(self, "helper", mock.Mock(spec=nn.Module))  # (nn.Module.__setattr__ would register it)
+            self.kept = [nn.Linear(2, 2)]
+
+        def forward(self, x):
+            return self.fc(x)
+
+    model = Holder()
+    assert "helper" not in model._modules and isinstance(model.helper, nn.Module)
+    for findings in (netscope.summary(model, input_size=(1, 4)).findings, netscope.audit_names(model).findings):
+        unregistered = [f for f in findings if f.code == "unregistered-module"]
+        assert len(unregistered) == 1 and "kept" in unregistered[0].message and "helper" not in unregistered[0].message

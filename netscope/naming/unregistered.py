@@ -78,7 +78,7 @@ def stray_items(visits: List[ModuleVisit], registered_modules: Set[int], registe
                                            attribute_accessor(attribute, "__dict__", visit.module)),)
                 items = _container_items(value, base, 1)
                 container = type(value).__name__
-            elif isinstance(value, (nn.Module, torch.Tensor)):
+            elif _held(value):
                 items = iter([(value, visit.steps + (Step(Segment(attribute, UNREGISTERED_CONTAINER),
                                                           attribute_accessor(attribute, "__dict__", visit.module)),))])
                 container = ""
@@ -104,7 +104,7 @@ def holds_unregistered(module: nn.Module, registered_modules: Set[int], register
             continue
         if isinstance(value, CONTAINERS):
             items = (obj for obj, _ in _container_items(value, None, 1))
-        elif isinstance(value, (nn.Module, torch.Tensor)):
+        elif _held(value):
             items = (value,)
         else:
             continue
@@ -153,7 +153,7 @@ def _container_items(container, steps: Optional[Tuple[Step, ...]], depth: int) -
             item_steps = None
         else:
             item_steps = steps + (Step(Segment(str(key), UNREGISTERED_ENTRY), accessor),)
-        if isinstance(value, (nn.Module, torch.Tensor)):
+        if _held(value):
             yield value, item_steps
         elif depth < MAX_DEPTH and isinstance(value, CONTAINERS):
             yield from _container_items(value, item_steps, depth + 1)
@@ -163,3 +163,9 @@ def _key_accessor(key) -> Optional[str]:
     if isinstance(key, (str, int, float, bool, bytes)) or key is None:
         return f"[{json.dumps(key) if isinstance(key, str) else repr(key)}]"
     return None
+
+
+def _held(value) -> bool:
+    """A module or tensor by its real type: an object that only claims the class (``Mock(spec=nn.Module)``,
+    a proxy whose ``__class__`` says so) has no module or tensor inside to register or to walk."""
+    return issubclass(type(value), (nn.Module, torch.Tensor))
