@@ -271,7 +271,7 @@ class Report:
             "totals": self.totals.to_dict(),
             "columns": [COLUMNS[k].name for k in keys],
             "layers": [_jsonable(row) for row in self.rows(keys, depth=depth)],
-            "checks": [_jsonable(c.to_dict()) if hasattr(c, "to_dict") else str(c) for c in self.checks],
+            "checks": self.checks_dicts(),
             "findings": [f.to_dict() for f in self.findings],
             "output": _jsonable(self.model_output),
             "partial": self.partial,
@@ -280,6 +280,10 @@ class Report:
 
     def to_json(self, **kwargs) -> str:
         return json.dumps(self.to_dict(), **kwargs)
+
+    def checks_dicts(self) -> List[Dict[str, Any]]:
+        """The formula checks as JSON (shapes as lists of ints): the summary's ``checks`` and ``netscope check``'s."""
+        return [_jsonable(c.to_dict()) if hasattr(c, "to_dict") else str(c) for c in self.checks]
 
     def to_dataframe(self, columns=None):
         """pandas DataFrame, one row per module call (never folded), typed by the column registry:

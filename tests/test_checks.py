@@ -113,9 +113,35 @@ def test_check_command_exit_codes(tmp_path, capsys):
     assert main(["check", f"{path}:bad", "--device", "cpu", "-i", "1,3,16,16"]) == EXIT_FINDINGS
     assert "formula-mismatch" in capsys.readouterr().out
     assert main(["check", f"{path}:good", "--device", "cpu", "-i", "1,3,16,16", "--all", "-f", "json"]) == 0
-    rows = json.loads(capsys.readouterr().out)
+    doc = json.loads(capsys.readouterr().out)
+    assert (doc["schema"], doc["checked"], doc["passed"], doc["mismatches"]) == ("netscope.check", 2, 2, 0)
+    rows = doc["checks"]
     assert [r["status"] for r in rows] == ["pass", "pass"]
-    assert rows[1]["formula"].startswith("H: floor((16 + 2*0 - 1*(2-1) - 1) / 2) + 1 = 8")
+    assert rows[1]["dims"][0]["text"].startswith("H: floor((16 + 2*0 - 1*(2-1) - 1) / 2) + 1 = 8")
+    assert main(["check", f"{path}:bad", "--device", "cpu", "-i", "1,3,16,16", "-f", "json"]) == EXIT_FINDINGS
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["mismatches"] == 1 and [f["code"] for f in doc["findings"]] == ["formula-mismatch"]
+
+
+def test_check_json_is_a_schema_document_with_shapes_as_int_lists(tmp_path, capsys):
+    """`check -f json` is a document like every command's (schema, schema_version), its shapes lists of ints as
+    the summary's JSON has them; the oracle is what the real layers return."""
+    import netscope
+
+    path = tmp_path / "net.py"
+    path.write_text("import torch.nn as nn\n"
+                    "def net():\n    return nn.Sequential(nn.Conv2d(3, 4, 3, stride=2), nn.MaxPool2d(2))\n")
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, stride=2), nn.MaxPool2d(2))
+    x = torch.randn(1, 3, 17, 17)
+    real = [list(model[0](x).shape), list(model(x).shape)]
+    assert main(["check", f"{path}:net", "--device", "cpu", "-i", "1,3,17,17", "-f", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["schema"] == "netscope.check" and isinstance(doc["schema_version"], int)
+    assert [c["observed_shape"] for c in doc["checks"]] == real == [c["expected_shape"] for c in doc["checks"]]
+    assert all(type(n) is int for c in doc["checks"] for n in c["observed_shape"] + c["expected_shape"])
+    summary_checks = netscope.summary(model, input_data=x, device="cpu").to_dict()["checks"]
+    assert [{k: v for k, v in c.items() if k != "receptive_field"} for c in doc["checks"]] == summary_checks
+    assert doc["checks"][0]["receptive_field"]["size"] == [3, 3]  # one 3x3 window
 
 
 def test_check_command_reports_a_failed_pass(capsys):

@@ -4,6 +4,7 @@ when the mult-add total is partial (an operator without a multiply-add formula r
 from __future__ import annotations
 
 import argparse
+import json
 
 from netscope.commands.common import add_model_arguments, add_output_arguments, emit
 from netscope.errors import EXIT_FINDINGS, EXIT_OK
@@ -35,7 +36,9 @@ def run(args: argparse.Namespace) -> int:
     # A failed pass raises ForwardError with the diagnosis attached; the CLI prints both on stderr (exit 3).
     report = build_report(args, checks=True, audit_names=False, receptive_field=True)
     checks = report.checks
-    if args.all:
+    if args.format == "json":
+        text = json.dumps(_document(report, include_info=not args.no_info), indent=2)
+    elif args.all:
         one_per_line = args.format == "table"  # a formula per axis, each on its own line
         rows = [{"layer": c.layer, "class_name": c.class_name, "status": c.status,
                  "formula": c.formula_text.replace("; ", "\n") if one_per_line else c.formula_text,
@@ -50,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
         rows = [dict(f.to_dict(), class_name=report.layers[f.call_index].class_name) for f in findings]
         if args.format in ("table", "markdown"):  # the summary's name for the model itself
             rows = [dict(row, layer=row["layer"] or "(root)") for row in rows]
-        text = render_rows(rows, COLUMNS + ("fix",) if args.format in ("json", "csv") else COLUMNS, args.format,
+        text = render_rows(rows, COLUMNS + ("fix",) if args.format == "csv" else COLUMNS, args.format,
                            table_style=args.table_style, wrap="message", width=TEXT_WIDTH)
     if args.format in ("table", "markdown"):
         failed = sum(1 for c in checks if c.status != "pass")
@@ -65,6 +68,28 @@ def run(args: argparse.Namespace) -> int:
         sys.stderr.write("netscope: the mult-add total is partial: no formula for "
                          + "; ".join(str(u) for u in report.uncounted_ops()) + "\n")
     return EXIT_FINDINGS if has_problems(checks) or report.partial else EXIT_OK
+
+
+def _document(report, *, include_info: bool) -> dict:
+    """``netscope check -f json``: the schema'd document every command's JSON is (``render.rows.json_document``):
+    counts, every check as the summary's JSON has it (shapes as lists of ints) with its call's receptive field,
+    the findings (``--no-info``: without info), and the uncounted operators that make the total partial."""
+    from netscope.analyses.checks import check_findings
+    from netscope.render.columns import field_dict
+    from netscope.render.rows import json_document
+
+    checks = report.checks
+    failed = sum(1 for c in checks if c.status != "pass")
+    return json_document("check", {
+        "model": report.run.model,
+        "checked": len(checks), "passed": len(checks) - failed, "mismatches": failed,
+        "checks": [dict(entry, receptive_field=field_dict(report.layers[c.call_index]))
+                   for c, entry in zip(checks, report.checks_dicts())],
+        "findings": [dict(f.to_dict(), class_name=report.layers[f.call_index].class_name)
+                     for f in check_findings(checks, include_info=include_info)],
+        "partial": report.partial,
+        "uncounted": [u.to_dict() for u in report.uncounted_ops()],
+    })
 
 
 def _field_line(report) -> str:

@@ -36,6 +36,11 @@ def add_output_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", "-f", default="table", choices=TEXT_FORMATS, help="output format")
     parser.add_argument("--table-style", default="simple", metavar="STYLE",
                         help="tabulate style for --format table (simple, grid, github, ...)")
+    add_output_file_arguments(parser)
+
+
+def add_output_file_arguments(parser: argparse.ArgumentParser) -> None:
+    """``-o FILE`` (``-`` standard output) and ``--force``: where a command's text output goes (:func:`emit`)."""
     parser.add_argument("--output", "-o", default=None, metavar="FILE",
                         help="write to FILE instead of stdout ('-': stdout)")
     parser.add_argument("--force", action="store_true",
@@ -56,6 +61,8 @@ def input_files(args: argparse.Namespace):
         model_file = os.path.join(config, "config.json") if os.path.isdir(config) else config
     elif sep and model_path not in ("timm", "torchvision"):
         model_file = _module_source(model_path)
+    elif not sep and os.path.exists(spec):  # diff's second checkpoint in the model's place
+        model_file = spec
     return [p for p in (getattr(args, "checkpoint", None), getattr(args, "rules", None), getattr(args, "plan", None),
                         model_file) if p]
 

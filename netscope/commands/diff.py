@@ -8,8 +8,7 @@ import argparse
 import os
 import sys
 
-from netscope.commands.common import add_model_arguments
-from netscope.fileio import command_stdout
+from netscope.commands.common import add_model_arguments, add_output_file_arguments, check_output_paths, emit
 from netscope.commands.remap import add_rule_arguments, check_min_coverage_option, collect_rules, render_report
 
 HELP = ("compare a checkpoint's keys with a model's (or another checkpoint's), with reasons and a proposed "
@@ -23,6 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         if action.dest == "model":
             action.help += "; or a second checkpoint (file or path/to/dir), whose keys are then the target"
     add_rule_arguments(parser)
+    add_output_file_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -34,12 +34,13 @@ def run(args: argparse.Namespace) -> int:
 
     check_format(args.format, args.table_style)
     check_min_coverage_option(args)
+    check_output_paths(args, (args.output,))
     rules = collect_rules(args)
     # a second checkpoint, unless the first is no file at all (then the arguments are swapped: model_for_keys says so)
     second = _is_checkpoint_path(args.model) and os.path.exists(args.checkpoint)
     model = args.model if second else model_for_keys(args)
     report = diff(args.checkpoint, model, rules=rules, weights_only=not args.unsafe_pickle, key=args.key)
-    command_stdout().write(render_report(report, args).rstrip("\n") + "\n")
+    emit(render_report(report, args).rstrip("\n") + "\n", args)
     check_coverage(report, args.min_coverage)
     problems = [p for p in report.strict_problems() if "map to nothing" not in p]
     if problems:

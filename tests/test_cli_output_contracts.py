@@ -1,0 +1,123 @@
+"""What a script reading netscope's output relies on, command by command: JSON documents that `json` parses
+with schema and schema_version, CSV that `csv` reads back to the report's own names (commas, quotes, line
+breaks, non-ASCII), `-o FILE` byte-identical to `-o -`, and refused outputs with exit 2 and nothing written."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import textwrap
+
+import pytest
+import torch
+
+from netscope.cli import main
+
+ODD = 'a,b "c"|d\ne'  # a ModuleDict-style registration name no format may break on
+
+
+@pytest.fixture()
+def files(tmp_path, monkeypatch):
+    """A model file whose module names need quoting, and two checkpoints of it (one under a wrapper prefix,
+    with an extra key that needs quoting too)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "odd.py").write_text(textwrap.dedent(f"""
+        import torch.nn as nn
+        class Odd(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.add_module({ODD!r}, nn.Conv2d(3, 4, 3))
+                self.add_module("ünï", nn.Conv2d(4, 4, 3))
+            def forward(self, x):
+                print("the model prints")  # must not reach stdout
+                return getattr(self, "ünï")(getattr(self, {ODD!r})(x))
+    """))
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("odd_model_for_contracts", tmp_path / "odd.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    state = module.Odd().state_dict()
+    torch.save(state, tmp_path / "plain.pt")
+    wrapped = {"module." + k: v for k, v in state.items()}
+    wrapped['extra,"x"\ny'] = torch.zeros(3)
+    torch.save(wrapped, tmp_path / "wrapped.pt")
+    return tmp_path, list(state)
+
+
+def cli(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def strict_json(text):
+    def refuse(constant):
+        raise ValueError(f"{constant} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+COMMANDS = {
+    "summary": ["summary", "odd.py:Odd", "-i", "1,3,8,8", "--device", "cpu"],
+    "check": ["check", "odd.py:Odd", "-i", "1,3,8,8", "--device", "cpu", "--all"],
+    "names": ["names", "odd.py:Odd"],
+    "keys": ["keys", "wrapped.pt"],
+    "diff": ["diff", "wrapped.pt", "odd.py:Odd"],
+    "diff-two-files": ["diff", "wrapped.pt", "plain.pt"],
+}
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_json_is_one_schema_document_and_csv_reads_back_every_name(files, capsys, command):
+    _, keys = files
+    code, out, err = cli(capsys, *COMMANDS[command], "-f", "json")
+    assert code in (0, 1), err
+    doc = strict_json(out)  # nothing else on stdout: the model's print went to stderr
+    assert doc["schema"] == f"netscope.{command.split('-')[0]}" and isinstance(doc["schema_version"], int)
+    code, out, err = cli(capsys, *COMMANDS[command], "-f", "csv")
+    assert code in (0, 1), err
+    rows = list(csv.reader(io.StringIO(out)))
+    assert len({len(row) for row in rows}) == 1  # a header and records of its width
+    cells = {cell for row in rows[1:] for cell in row}
+    if command in ("summary", "check"):
+        assert ODD in cells and "ünï" in cells
+    elif command == "names":
+        assert [row[0] for row in rows[1:]] == keys
+    elif command == "keys":
+        assert 'extra,"x"\ny' in cells and f"module.{ODD}.weight" in cells
+
+
+@pytest.mark.parametrize("command", ["summary", "names", "keys", "diff"])
+def test_markdown_rows_survive_pipes_and_line_breaks_in_names(files, capsys, command):
+    code, out, err = cli(capsys, *COMMANDS[command], "-f", "markdown")
+    assert code in (0, 1), err
+    table = [line for line in out.splitlines() if line.startswith("|")]
+    widths = {len(line.replace("\\|", "").split("|")) for line in table}
+    assert len(widths) == 1, table  # every row has the header's cells: no "|" or line break split one
+    assert any("<br>" in line for line in table)
+
+
+@pytest.mark.parametrize("command", ["check", "diff", "diff-two-files", "names"])
+def test_output_file_is_byte_identical_to_stdout_and_never_replaced_without_force(files, capsys, command):
+    tmp_path, _ = files
+    argv = COMMANDS[command] + ["-f", "json"]
+    code, stdout_text, err = cli(capsys, *argv, "-o", "-")
+    assert code in (0, 1), err
+    code_file, out, err = cli(capsys, *argv, "-o", "report.json")
+    assert (code_file, out) == (code, "")
+    assert (tmp_path / "report.json").read_text() == stdout_text
+    code, out, err = cli(capsys, *argv, "-o", "report.json")  # exists, no --force
+    assert (code, out) == (2, "") and "--force" in err and "Traceback" not in err
+    code, out, err = cli(capsys, *argv, "-o", "no/such/dir/report.json")
+    assert (code, out) == (2, "") and "does not exist" in err
+    assert not (tmp_path / "no").exists()
+
+
+def test_diff_refuses_to_write_over_the_second_checkpoint(files, capsys):
+    tmp_path, _ = files
+    before = (tmp_path / "plain.pt").read_bytes()
+    code, out, err = cli(capsys, "diff", "wrapped.pt", "plain.pt", "-o", "plain.pt", "--force", "-q")
+    assert (code, out) == (2, "") and "reads" in err
+    assert (tmp_path / "plain.pt").read_bytes() == before
