@@ -121,3 +121,18 @@ def test_diff_refuses_to_write_over_the_second_checkpoint(files, capsys):
     code, out, err = cli(capsys, "diff", "wrapped.pt", "plain.pt", "-o", "plain.pt", "--force", "-q")
     assert (code, out) == (2, "") and "reads" in err
     assert (tmp_path / "plain.pt").read_bytes() == before
+
+
+def test_quiet_silences_remaps_note_but_not_an_error(files, capsys):
+    tmp_path, keys = files
+    state = torch.load(tmp_path / "plain.pt")
+    weight = next(k for k in keys if k.endswith("weight"))
+    state[weight] = torch.zeros(1, 1, 1, 1)  # a shape the model's layer does not have
+    torch.save(state, tmp_path / "mismatch.pt")
+    argv = ["remap", "mismatch.pt", "odd.py:Odd", "--dry-run", "-f", "json"]
+    code, out, err = cli(capsys, *argv)
+    assert code == 0 and "note: a strict load of the result would fail" in err
+    code, quiet_out, err = cli(capsys, *argv, "-q")
+    assert (code, err) == (0, "") and strict_json(quiet_out) == strict_json(out)
+    code, out, err = cli(capsys, "remap", "mismatch.pt", "odd.py:Odd", "-o", "new.pt", "-q")  # refused: not a note
+    assert (code, out) == (2, "") and "--drop-unmatched" in err and not (tmp_path / "new.pt").exists()

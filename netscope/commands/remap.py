@@ -94,7 +94,7 @@ def outcome(report, args: argparse.Namespace) -> int:
     """Exit code of ``remap``: 0 once written (or planned); below --min-coverage a CoverageError (exit 1)
     was raised before anything was written."""
     problems = [p for p in report.strict_problems() if "map to nothing" not in p]
-    if problems:
+    if problems and not getattr(args, "quiet", False):  # a note, like every other: -q silences it
         sys.stderr.write("netscope: note: a strict load of the result would fail: " + "; ".join(problems) + "\n")
     return 0
 
