@@ -19,3 +19,8 @@ def megabytes(nbytes: float) -> str:
 def plural(n: int, word: str) -> str:
     """``plural(1, "finding")`` -> '1 finding'; ``plural(1200, "key")`` -> '1,200 keys'."""
     return f"{n:,} {word}" + ("" if n == 1 else "s")
+
+
+def shape_text(shape) -> str:
+    """A tensor's shape as every text format writes it (a JSON list): ``[4, 3, 3, 3]``, ``[]`` for a scalar."""
+    return "[" + ", ".join(str(d) for d in shape) + "]"

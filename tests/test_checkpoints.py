@@ -714,7 +714,7 @@ def test_cli_keys_table_json_tree_csv(tmp_path, capsys):
     assert main(["keys", path]) == 0
     out = capsys.readouterr().out
     assert "layout:     Lightning" in out and "epoch: int 1" in out
-    assert "features.0.weight" in out and "(4, 3, 3, 3)" in out
+    assert "features.0.weight" in out and "[4, 3, 3, 3]" in out
     n_elements = sum(t.numel() for t in state.values())
     n_bytes = sum(t.numel() * t.element_size() for t in state.values())
     assert f"total: {len(state)} tensors, {n_elements:,} elements" in out and f"({n_bytes:,} bytes)" in out
@@ -748,7 +748,7 @@ def test_cli_keys_csv_reads_back_every_key_shape_and_exact_byte_count(tmp_path, 
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     assert [r["key"] for r in rows] == list(state)
     for row, tensor in zip(rows, state.values()):
-        assert row["shape"] == str(tuple(tensor.shape)) and row["dtype"] == str(tensor.dtype).removeprefix("torch.")
+        assert json.loads(row["shape"]) == list(tensor.shape) and row["dtype"] == str(tensor.dtype).removeprefix("torch.")
         assert int(row["elements"]) == tensor.numel() and int(row["bytes"]) == tensor.numel() * tensor.element_size()
     assert main(["keys", path, "--tree", "-f", "csv", "-q"]) == 0
     rows = {r["key"]: r for r in csv.DictReader(io.StringIO(capsys.readouterr().out))}

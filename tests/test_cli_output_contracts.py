@@ -136,3 +136,16 @@ def test_quiet_silences_remaps_note_but_not_an_error(files, capsys):
     assert (code, err) == (0, "") and strict_json(quiet_out) == strict_json(out)
     code, out, err = cli(capsys, "remap", "mismatch.pt", "odd.py:Odd", "-o", "new.pt", "-q")  # refused: not a note
     assert (code, out) == (2, "") and "--drop-unmatched" in err and not (tmp_path / "new.pt").exists()
+
+
+def test_keys_and_names_csv_write_one_tensors_shape_the_same_way(files, capsys):
+    """The same key's shape reads the same in `keys` and `names` CSV (and the summary's): a JSON list of ints."""
+    _, keys = files
+    tables = {}
+    for argv in (["keys", "plain.pt"], ["names", "odd.py:Odd"]):
+        code, out, err = cli(capsys, *argv, "-f", "csv")
+        assert code == 0, err
+        tables[argv[0]] = {row["key"]: row["shape"] for row in csv.DictReader(io.StringIO(out))}
+    assert tables["keys"] == tables["names"] and list(tables["keys"]) == keys
+    state = torch.load(files[0] / "plain.pt")
+    assert {k: strict_json(v) for k, v in tables["keys"].items()} == {k: list(t.shape) for k, t in state.items()}

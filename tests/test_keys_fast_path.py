@@ -76,7 +76,7 @@ def test_fast_listing_equals_torch_load(specs, nested):
             numel, nbytes = tensor.numel(), tensor.numel() * tensor.element_size()
             owner = owners.setdefault(tensor.untyped_storage()._cdata, key)  # one storage, whatever the view
             assert table["key"][row] == key
-            assert table["shape"][row] == str(tuple(tensor.shape))
+            assert table["shape"][row] == str(list(tensor.shape))  # as names and summary write shapes
             assert table["dtype"][row] == str(tensor.dtype).rpartition(".")[2]
             assert table["elements"][row] == numel == math.prod(tensor.shape)
             assert table["bytes"][row] == nbytes

@@ -9,6 +9,7 @@ from operator import attrgetter
 from typing import Any, Dict, List, Sequence, Tuple
 
 from netscope.commands.common import add_output_arguments, check_output_paths, emit
+from netscope.units import shape_text
 
 HELP = "list a checkpoint's container structure and every tensor's key, shape, dtype and size (no tensor data read)"
 
@@ -98,7 +99,7 @@ def _kind_cells(shape: Tuple[int, ...], dtype: str) -> Tuple[str, str, int, int,
 
     numel = prod(shape)
     nbytes = numel * itemsize(dtype)
-    return str(tuple(shape)), dtype, numel, nbytes, human_bytes(nbytes)
+    return shape_text(shape), dtype, numel, nbytes, human_bytes(nbytes)
 
 
 def _first_keys(keys: List[str], storage_ids: List[Any]) -> List[str]:
@@ -150,7 +151,7 @@ def tree_columns(info, indent: bool = True) -> Dict[str, Sequence[Any]]:
         table["elements"].append(elements)
         table["bytes"].append(nbytes)
         table["size"].append(human_bytes(nbytes))
-        table["shape"].append(str(tuple(meta.shape)) if meta is not None else "")
+        table["shape"].append(shape_text(meta.shape) if meta is not None else "")
         table["dtype"].append(meta.dtype if meta is not None else "")
     return table
 

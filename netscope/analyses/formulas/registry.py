@@ -14,6 +14,7 @@ from typing import Any, Callable, Optional, Tuple
 
 from netscope.records import Finding
 from netscope.registry import Registry
+from netscope.units import shape_text
 
 Shape = Tuple[int, ...]
 
@@ -124,10 +125,6 @@ def as_tuple(value, count: int) -> Tuple:
     if isinstance(value, (tuple, list)):
         return tuple(value) * count if len(value) == 1 and count > 1 else tuple(value)
     return (value,) * count
-
-
-def shape_text(shape) -> str:
-    return "[" + ", ".join(str(d) for d in shape) + "]"
 
 
 def spatial_rank_problem(class_name: str, nd: int, shape) -> Optional[Prediction]:
