@@ -238,8 +238,8 @@ class Report:
         """The ``--by-op`` view: operators over the whole pass, then per module call."""
         total = [use.to_dict() for use in self.operators.overall()] if self.operators else []
         keys = ["op", "kind", "calls", "macs"]
-        if fmt == "json":
-            return json.dumps(self.operators_dict(), indent=2)
+        if fmt == "json":  # a document of its own, versioned like every command's JSON
+            return json.dumps(json_document("operators", self.operators_dict()), indent=2)
         titles = {"op": "Operator", "kind": "Counted", "calls": "Calls", "macs": "Mult-adds", "layer": "Layer"}
         body = render_rows(total, keys, fmt, headers=titles, table_style=table_style, numeric=["calls", "macs"])
         per_layer = [dict(layer=c.display_name, **use.to_dict()) for c in self.layers if self.operators

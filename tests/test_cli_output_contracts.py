@@ -149,3 +149,13 @@ def test_keys_and_names_csv_write_one_tensors_shape_the_same_way(files, capsys):
     assert tables["keys"] == tables["names"] and list(tables["keys"]) == keys
     state = torch.load(files[0] / "plain.pt")
     assert {k: strict_json(v) for k, v in tables["keys"].items()} == {k: list(t.shape) for k, t in state.items()}
+
+
+def test_by_op_json_is_a_versioned_document_equal_to_the_summarys_operators_section(files, capsys):
+    code, out, err = cli(capsys, *COMMANDS["summary"], "--by-op", "-f", "json")
+    assert code == 0, err
+    doc = strict_json(out)
+    code, out, err = cli(capsys, *COMMANDS["summary"], "-f", "json")
+    summary = strict_json(out)
+    assert doc.pop("schema") == "netscope.operators" and doc.pop("schema_version") == summary["schema_version"]
+    assert doc == summary["operators"]
