@@ -159,3 +159,24 @@ def test_by_op_json_is_a_versioned_document_equal_to_the_summarys_operators_sect
     summary = strict_json(out)
     assert doc.pop("schema") == "netscope.operators" and doc.pop("schema_version") == summary["schema_version"]
     assert doc == summary["operators"]
+
+
+@pytest.mark.parametrize("command", ["names", "diff", "remap"])
+def test_a_state_dict_that_raises_is_exit_3_with_one_paragraph(files, capsys, command):
+    """README: exit 3 when the model's own state_dict() raised; diff and remap leaked a traceback (exit 1)."""
+    tmp_path, _ = files
+    (tmp_path / "sdboom.py").write_text(textwrap.dedent("""
+        import torch.nn as nn
+        class SDBoom(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.l = nn.Linear(2, 2)
+            def state_dict(self, *args, **kwargs):
+                raise RuntimeError("sd boom")
+    """))
+    argv = {"names": ["names"], "diff": ["diff", "plain.pt"], "remap": ["remap", "plain.pt"]}[command]
+    extra = ["--dry-run"] if command == "remap" else []
+    code, out, err = cli(capsys, *argv, "sdboom.py:SDBoom", *extra, "-f", "json", "-q")
+    assert (code, out) == (3, "")
+    assert "state_dict() raised RuntimeError: sd boom" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1

@@ -35,7 +35,7 @@ def audit_names(model: nn.Module, *, label: Optional[str] = None) -> NamingRepor
 def _audit(model: nn.Module, label: str) -> NamingReport:
     visits = module_visits(model)
     leaves = [leaf for visit in visits for leaf in leaf_visits(visit)]
-    saved = _saved_state(model, label)
+    saved = saved_state(model, label)
     structural = structural_keys(visits, leaves)
     matched, leaf_keys = match_saved(leaves, structural, saved)
     collided = collisions(leaves, structural, matched)
@@ -69,17 +69,17 @@ def _audit(model: nn.Module, label: str) -> NamingReport:
     return NamingReport(label, entries, findings, totals)
 
 
-def _saved_state(model: nn.Module, label: str):
+def saved_state(model: nn.Module, label: str, needs: str = "The naming audit explains the keys state_dict() returns"):
     """``model.state_dict(keep_vars=True)``; what it raises (a hook that needs a process group, an override
-    with a bug) becomes a StateDictError that names it."""
+    with a bug) becomes a StateDictError (exit 3) that names it: for the naming audit and for diff/remap, whose
+    ``needs`` says what the keys were wanted for."""
     try:
         return model.state_dict(keep_vars=True)
     except Exception as err:  # the model's own code: any exception it raises
         raise StateDictError(
-            f"{label}: the model's own state_dict() raised {type(err).__name__}: {err}. The naming audit explains "
-            "the keys state_dict() returns, so it cannot run until state_dict() does (a state_dict hook or "
-            "_save_to_state_dict override in the model raised; a distributed wrapper may need its process "
-            "group initialised).") from err
+            f"{label}: the model's own state_dict() raised {type(err).__name__}: {err}. {needs}, so it cannot run "
+            "until state_dict() does (a state_dict hook or _save_to_state_dict override in the model raised; a "
+            "distributed wrapper may need its process group initialised).") from err
 
 
 Row = Tuple[NameEntry, Optional[torch.Tensor], Optional[int]]  # entry, its tensor, its leaf index

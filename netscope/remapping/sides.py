@@ -101,7 +101,10 @@ def model_layout(model) -> TensorLayout:
     """
     import torch
 
-    state = model.state_dict(keep_vars=True)
+    from netscope.naming.audit import saved_state
+
+    state = saved_state(model, type(model).__name__, "Comparing a checkpoint with the model needs the keys "
+                        "state_dict() returns")
     module_types = {name: type(module).__name__ for name, module in model.named_modules(remove_duplicate=False)}
     parameter_names = {name for name, _ in model.named_parameters(remove_duplicate=False)}
     names = _DtypeNames()
