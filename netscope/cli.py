@@ -71,8 +71,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args, unknown = parser.parse_known_args(argv)
     if args.command is None:  # argparse.error: usage and one line on stderr, exit 2
         parser.error(f"give a command: {', '.join(COMMANDS)}, e.g. 'netscope summary resnet18'")
-    if unknown:  # the subcommand's usage, not the top level's
-        commands[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
+    if unknown:  # an optional positional after options (`diff ckpt.pt --all resnet18`), else the subcommand's error
+        args = _parse_intermixed(commands[args.command], argv, args.command)
     # Warnings raised by torch and model code while the command runs are shown after its output, and not
     # at all when the command ends in an error: the error paragraph is what the user must read.
     with warnings.catch_warnings(record=True) as caught:
@@ -91,6 +91,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             sys.stderr.write(warnings.formatwarning(warning.message, warning.category, warning.filename,
                                                     warning.lineno))
     return code
+
+
+def _parse_intermixed(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]], command: str):
+    """The subcommand's arguments parsed with options and positionals intermixed: argparse fills an optional
+    positional (``diff``/``remap``'s model) before the options that precede it, so ``netscope diff ckpt.pt --all
+    resnet18`` left ``resnet18`` unrecognized. What is still unknown is the subcommand's usage error (exit 2)."""
+    tokens = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_intermixed_args(tokens[tokens.index(command) + 1:])
+    args.command = command
+    return args
 
 
 def _report_error(command: str, err: NetscopeError) -> int:

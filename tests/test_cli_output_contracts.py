@@ -180,3 +180,16 @@ def test_a_state_dict_that_raises_is_exit_3_with_one_paragraph(files, capsys, co
     assert (code, out) == (3, "")
     assert "state_dict() raised RuntimeError: sd boom" in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_options_may_come_before_the_model_of_diff_and_remap(files, capsys):
+    """`netscope diff ckpt.pt --all MODEL` parses as `diff ckpt.pt MODEL --all` (argparse had bound the optional
+    model positional before the options and refused MODEL, exit 2); an unknown option is still exit 2."""
+    after = cli(capsys, "diff", "wrapped.pt", "odd.py:Odd", "--all", "-f", "json")
+    before = cli(capsys, "diff", "wrapped.pt", "--all", "-f", "json", "odd.py:Odd")
+    assert before == after and after[0] == 1
+    plan = cli(capsys, "remap", "wrapped.pt", "--dry-run", "odd.py:Odd", "-f", "json", "-q")
+    assert plan[0] == 0 and strict_json(plan[1])["target"] == "Odd"
+    with pytest.raises(SystemExit) as info:
+        main(["diff", "wrapped.pt", "--bogus", "odd.py:Odd"])
+    assert info.value.code == 2 and "unrecognized arguments: --bogus" in capsys.readouterr().err
