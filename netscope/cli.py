@@ -111,9 +111,29 @@ def _report_error(command: str, err: NetscopeError) -> int:
     return err.exit_code
 
 
+def _keep_fd1_for_output() -> None:
+    """Point file descriptor 1 at stderr for the run and give ``sys.stdout`` a private duplicate of the real
+    standard output. ``fileio.command_output`` sends a model's ``print`` to stderr; this does the same for what
+    bypasses ``sys.stdout`` (``os.write(1, ...)``, C code, a child process the model starts), which would
+    otherwise corrupt ``-f json``/``-f csv``/``-o -``. Only in the console entry point: an in-process
+    ``main()`` leaves the process's descriptors alone."""
+    stream = sys.stdout
+    try:
+        stream.flush()
+        if stream.fileno() != 1 or sys.stderr.fileno() != 2:
+            return
+        saved = os.dup(1)
+        os.dup2(2, 1)
+    except (AttributeError, OSError, ValueError):  # no real descriptors (closed, or replaced streams)
+        return
+    sys.stdout = os.fdopen(saved, "w", buffering=1 if os.isatty(saved) else -1, encoding=stream.encoding,
+                           errors=stream.errors)
+
+
 def entry_point() -> None:  # console script
     """Run, flush, and leave with ``os._exit``: once the output is written, the interpreter's shutdown
     (tearing down torch and every imported module, 0.5-0.9 s) does nothing the user needs."""
+    _keep_fd1_for_output()
     code = main()
     try:
         sys.stdout.flush()

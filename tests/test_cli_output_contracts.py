@@ -193,3 +193,32 @@ def test_options_may_come_before_the_model_of_diff_and_remap(files, capsys):
     with pytest.raises(SystemExit) as info:
         main(["diff", "wrapped.pt", "--bogus", "odd.py:Odd"])
     assert info.value.code == 2 and "unrecognized arguments: --bogus" in capsys.readouterr().err
+
+
+def test_fd_level_writes_of_the_model_never_reach_stdout(tmp_path):
+    """A model that writes to file descriptor 1 itself (os.write, C code, a child process) goes to stderr like
+    its print does: stdout holds only the JSON (it held the model's lines before the document)."""
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "fd.py").write_text(textwrap.dedent("""
+        import os
+        import torch.nn as nn
+        os.write(1, b"import-time write\\n")
+        class F(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.l = nn.Linear(4, 4)
+            def forward(self, x):
+                os.write(1, b"forward write\\n")
+                os.system("echo from a child process")
+                return self.l(x)
+    """))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (os.getcwd(), os.environ.get("PYTHONPATH")) if p),
+               OMP_NUM_THREADS="1")
+    result = subprocess.run([sys.executable, "-m", "netscope", "summary", "fd.py:F", "-i", "1,4", "--device", "cpu",
+                             "-f", "json"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert strict_json(result.stdout)["schema"] == "netscope.summary"
+    assert all(line in result.stderr for line in ("import-time write", "forward write", "from a child process"))

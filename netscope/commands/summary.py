@@ -81,10 +81,17 @@ def run(args) -> int:
 def _terminal_width(args):
     """The terminal's width when the table goes to one; None (the report's 120 columns) when written to a
     file or a pipe, so saved output does not depend on the window it was made in."""
+    import os
     import shutil
 
     from netscope.fileio import command_stdout
 
-    if args.output or not command_stdout().isatty():
+    stdout = command_stdout()
+    if args.output or not stdout.isatty():
         return None
-    return shutil.get_terminal_size().columns
+    if "COLUMNS" in os.environ:
+        return shutil.get_terminal_size().columns
+    try:  # the terminal the table goes to: file descriptor 1 is pointed at stderr while a command runs (cli.py)
+        return os.get_terminal_size(stdout.fileno()).columns
+    except (AttributeError, OSError, ValueError):
+        return shutil.get_terminal_size().columns
