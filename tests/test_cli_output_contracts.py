@@ -222,3 +222,23 @@ def test_fd_level_writes_of_the_model_never_reach_stdout(tmp_path):
     assert result.returncode == 0, result.stderr
     assert strict_json(result.stdout)["schema"] == "netscope.summary"
     assert all(line in result.stderr for line in ("import-time write", "forward write", "from a child process"))
+
+
+def test_diff_csv_writes_shapes_as_keys_does(files, capsys):
+    """diff/remap's shape cell: the keys listing's `[4, 3, 3, 3]`, and `[checkpoint] vs [model]` where they differ
+    (it was `4x3x3x3`, `scalar`)."""
+    tmp_path, keys = files
+    state = torch.load(tmp_path / "plain.pt")
+    bias = next(k for k in keys if k.endswith("bias"))
+    state[bias] = torch.zeros(9)
+    state["step"] = torch.tensor(3)
+    torch.save(state, tmp_path / "odd_shapes.pt")
+    code, out, err = cli(capsys, "diff", "odd_shapes.pt", "odd.py:Odd", "--all", "-f", "csv")
+    assert code == 1, err
+    rows = {row["source"]: row["shape"] for row in csv.DictReader(io.StringIO(out))}
+    code, out, err = cli(capsys, "keys", "odd_shapes.pt", "-f", "csv")
+    listed = {row["key"]: row["shape"] for row in csv.DictReader(io.StringIO(out))}
+    model_bias = str(list(torch.load(tmp_path / "plain.pt")[bias].shape))
+    assert rows[bias] == f"{listed[bias]} vs {model_bias}" == "[9] vs [4]"
+    assert rows["step"] == listed["step"] == "[]"
+    assert all(rows[k] == listed[k] for k in keys if k != bias)

@@ -9,6 +9,7 @@ from typing import Dict, List, Optional, Tuple
 from netscope.remapping import plan as P
 from netscope.remapping.coverage import Coverage
 from netscope.remapping.plan import KeyDecision, Plan
+from netscope.units import shape_text
 
 COLUMNS = ("source", "target", "reason", "shape", "detail")
 HEADERS = {"source": "checkpoint key", "target": "model key", "reason": "reason", "shape": "shape",
@@ -16,12 +17,12 @@ HEADERS = {"source": "checkpoint key", "target": "model key", "reason": "reason"
 
 
 def _shape_text(decision: KeyDecision) -> str:
+    """``[4, 3]`` as every command writes a shape, or ``[3, 4] vs [2, 4]`` (checkpoint vs model) where they differ."""
     s, t = decision.source_shape, decision.target_shape
-    fmt = lambda shape: "x".join(str(d) for d in shape) if shape else "scalar"  # noqa: E731
     if s is not None and t is not None and s != t:
-        return f"{fmt(s)} vs {fmt(t)}"
+        return f"{shape_text(s)} vs {shape_text(t)}"
     shape = s if s is not None else t
-    return fmt(shape) if shape is not None else ""
+    return shape_text(shape) if shape is not None else ""
 
 
 def decision_row(decision: KeyDecision) -> dict:
