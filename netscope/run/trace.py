@@ -274,6 +274,7 @@ class _MacCounter(TorchDispatchMode):
         self.outside = recorder.outside
         self.op_call = recorder.op_calls.append
         self.op_packet = recorder.op_packets.append
+        self.composite: Dict[Any, bool] = {}  # op overload -> has a CompositeImplicitAutograd decomposition
 
     @classmethod
     def _should_skip_dynamo(cls) -> bool:
@@ -282,6 +283,14 @@ class _MacCounter(TorchDispatchMode):
         return False
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        whole = self.composite.get(func)
+        if whole is None:
+            whole = self.composite[func] = _composite(func)
+        if whole and not _any_nested(args, kwargs):  # arrived whole (autograd skipped): decompose as outside
+            with self:
+                out = func.decompose(*args, **(kwargs or {}))
+            if out is not NotImplemented:
+                return out
         out = func(*args, **kwargs) if kwargs else func(*args)
         packet = func._overloadpacket
         formula = self.ops.get(packet, UNSEEN)
@@ -301,6 +310,23 @@ class _MacCounter(TorchDispatchMode):
         for observe in self.observers:
             observe(func, args, kwargs, out)
         return out
+
+
+def _composite(func) -> bool:
+    """Whether ``func`` is one of torch's composite operators (``aten::conv2d``, ``aten::linear``): outside
+    ``torch.inference_mode`` autograd decomposes them before any dispatch mode sees them (``aten::convolution``,
+    ``aten::addmm``), inside it (or on inference tensors) they arrive whole. Decomposing them in the mode keeps
+    the operators, and so the multiply-adds, those of the same pass outside the user's context."""
+    try:
+        return torch._C._dispatch_has_kernel_for_dispatch_key(func.name(), "CompositeImplicitAutograd")
+    except RuntimeError:  # not a dispatcher operator (``aten::sym_size``, reaching a mode from Python)
+        return False
+
+
+def _any_nested(args, kwargs) -> bool:
+    """A nested tensor among the operands: its composite operators have kernels of their own (counted whole)."""
+    return any(isinstance(value, torch.Tensor) and value.is_nested
+               for value in torch.utils._pytree.tree_leaves((args, kwargs)))
 
 
 def trace(model: nn.Module, inputs: Tuple[tuple, dict], *, mode: str = "eval",
