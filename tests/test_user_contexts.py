@@ -1,6 +1,7 @@
 """netscope called inside a context the user already has in effect: the report is that of the same call
 outside it (oracle: the call outside, and PyTorch's own layer output for the multiply-add formula), and the
 context is left as found (oracle: torch's own state queries)."""
+import pytest
 import torch
 import torch.nn as nn
 
@@ -57,3 +58,50 @@ def test_a_user_default_device_of_meta_does_not_move_netscopes_own_inputs():
     finally:
         torch.set_default_device(None)
     assert torch.get_default_device() == torch.device("cpu")
+
+
+class _Outer(nn.Module):
+    """A model whose forward calls netscope on its own submodule (``nested``), then runs it."""
+
+    def __init__(self, nested=None, hooked=False):
+        super().__init__()
+        self.inner, self.head, self.nested, self.inner_reports = _model().eval(), nn.Linear(10, 2), nested, []
+        if hooked:  # a child with a forward hook takes torch's own call path, through the outer pass's wrapper
+            self.inner[0].register_forward_hook(lambda *args: None)
+
+    def forward(self, x):
+        if self.nested is not None:
+            self.inner_reports.append(self.nested(self.inner))
+        return self.head(self.inner(x))
+
+
+def _in_a_thread(call, seconds=120):
+    """``call()``'s result, run in a thread so that a deadlock fails the test instead of hanging it."""
+    import threading
+
+    box = {}
+    thread = threading.Thread(target=lambda: box.update(result=call()), daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), "deadlocked"
+    return box["result"]
+
+
+@pytest.mark.parametrize("hooked", [False, True])
+@pytest.mark.parametrize("nested", ["summary", "step"])
+def test_a_forward_that_calls_netscope_on_a_submodule(nested, hooked):
+    """Re-entrancy: the outer report is that of the same model whose forward does not call netscope (the
+    nested pass's dummy input, convolution and backward were charged to the outer root: 21,332 MACs for
+    10,676), and the nested report is the one a lone call gives."""
+    calls = {"summary": lambda m: netscope.summary(m, (1, 3, 8, 8)), "step": lambda m: netscope.step(m, (1, 3, 8, 8))}
+    model = _Outer(calls[nested], hooked)
+    plain = netscope.summary(_Outer(None, hooked), (1, 3, 8, 8))
+    report = _in_a_thread(lambda: netscope.summary(model, (1, 3, 8, 8)))
+    conv = model.inner[0]
+    conv_macs = conv(torch.randn(1, 3, 8, 8)).numel() * conv.in_channels * conv.kernel_size[0] * conv.kernel_size[1]
+    assert report.totals.total_macs == conv_macs + 8 * 6 * 6 * 10 + 10 * 2  # conv + inner linear + head
+    assert _calls(report) == _calls(plain)
+    assert report.by_operator_text() == plain.by_operator_text()
+    assert len(model.inner_reports) == 1
+    if nested == "summary":
+        assert _calls(model.inner_reports[0]) == _calls(netscope.summary(model.inner, (1, 3, 8, 8)))

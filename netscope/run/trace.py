@@ -16,6 +16,7 @@ import contextlib
 import functools
 import re
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple
@@ -131,6 +132,7 @@ class _Recorder:
         self.flow = DataflowTracker(self.stack)  # which call produced each tensor (netscope.run.dataflow)
         self.replay: Optional[LeafReplay] = None  # set by the pass when identical stock leaves may be replayed
         self.forward_outputs: Dict[int, Any] = {}  # call index -> what its forward returned, before its forward hooks
+        self.suspended = False  # a pass nested in this one's forward is running: it sees none of that pass
 
     def open(self, module: nn.Module, name: str, args: tuple, kwargs: dict) -> _OpenCall:
         """A call of a traced module starts (before its own pre-hooks run)."""
@@ -210,7 +212,8 @@ def recording_calls(recorder: _Recorder):
 
     def _call_impl(module, *args, **kwargs):
         name = names.get(id(module))
-        if name is None:  # a module of some other model, or one created during the pass
+        if name is None or recorder.suspended:  # a module of some other model, one created during the pass, or
+            # a call of a netscope pass the forward started (``netscope.summary`` of a submodule)
             return original(module, *args, **kwargs)
         call = open_call(module, name, args, kwargs)
         state = module.__dict__
@@ -245,6 +248,36 @@ def recording_calls(recorder: _Recorder):
             nn.Module._call_impl = original
             if direct:
                 nn.Module.__call__ = original
+
+
+_PASSES: List[Tuple[int, _Recorder]] = []  # (thread, recorder) of each pass running, innermost last
+
+
+@contextlib.contextmanager
+def paused_outer_pass():
+    """Around a netscope call that a traced forward makes itself (a model whose forward calls
+    ``netscope.summary`` or ``step`` on a submodule): the pass tracing that forward in this thread records none of
+    the call's module calls and operators (its dummy inputs, its own pass) while it runs; a no-op otherwise."""
+    outer = _PASSES[-1][1] if _PASSES and _PASSES[-1][0] == threading.get_ident() else None
+    if outer is None or outer.suspended:
+        yield
+        return
+    outer.suspended = True
+    try:
+        yield
+    finally:
+        outer.suspended = False
+
+
+@contextlib.contextmanager
+def _registered_pass(recorder: _Recorder):
+    """``recorder``'s pass is the innermost of this thread (under GLOBAL_STATE_LOCK), an outer one paused."""
+    with paused_outer_pass():
+        _PASSES.append((threading.get_ident(), recorder))
+        try:
+            yield
+        finally:
+            _PASSES.pop()
 
 
 def _forward_output_kept(original, module: nn.Module, args: tuple, kwargs: dict, kept: Dict[int, Any], index: int):
@@ -283,6 +316,8 @@ class _MacCounter(TorchDispatchMode):
         return False
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if self.recorder.suspended:  # an operator of a netscope pass the forward started: not this model's work
+            return func(*args, **kwargs) if kwargs else func(*args)
         whole = self.composite.get(func)
         if whole is None:
             whole = self.composite[func] = _composite(func)
@@ -420,8 +455,8 @@ def _run(model: nn.Module, args: tuple, kwargs: dict, *, train: bool, device: to
     output = None
     script = isinstance(model, torch.jit.ScriptModule)
     try:
-        with GLOBAL_STATE_LOCK, frozen_heap(), preserved_model(model, train=train, tree=tree, children=children) as changes, \
-                recording_calls(recorder):
+        with GLOBAL_STATE_LOCK, _registered_pass(recorder), frozen_heap(), \
+                preserved_model(model, train=train, tree=tree, children=children) as changes, recording_calls(recorder):
             if operators and not fake and fields is None and not script and replay_possible():
                 recorder.replay = LeafReplay(recorder, window_ops)
             if cuda:

@@ -13,7 +13,7 @@ from netscope.records import RunInfo
 from netscope.report import Report
 from netscope.run.shapes import shape_tree
 from netscope.analyses.totals import compute_totals
-from netscope.run.trace import model_device, model_float_dtype
+from netscope.run.trace import model_device, model_float_dtype, paused_outer_pass
 from netscope.analyses.step.memory import rank_memory
 from netscope.analyses.step.options import OPTIMIZERS, PRECISIONS, StepOptions
 from netscope.analyses.step.report import StepReport, StepTotals
@@ -127,6 +127,11 @@ def _refuse_unstrided(model: nn.Module, args, kwargs) -> None:
 
 def run_step_report(model: nn.Module, inputs, options: StepOptions, *, label: str, measure: bool = False) -> StepReport:
     """Shared by the API and the CLI; ``inputs`` is an ``InputSpec`` or ``(args, kwargs)``."""
+    with paused_outer_pass():  # called from a forward netscope is tracing: that pass does not see this one
+        return _step_report(model, inputs, options, label=label, measure=measure)
+
+
+def _step_report(model: nn.Module, inputs, options: StepOptions, *, label: str, measure: bool) -> StepReport:
     from netscope.inputs import InputSpec
 
     refuse_script(model)
