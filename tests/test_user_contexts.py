@@ -1,11 +1,15 @@
 """netscope called inside a context the user already has in effect: the report is that of the same call
 outside it (oracle: the call outside, and PyTorch's own layer output for the multiply-add formula), and the
 context is left as found (oracle: torch's own state queries)."""
+import copy
+import re
+
 import pytest
 import torch
 import torch.nn as nn
 
 import netscope
+from netscope.errors import ForwardError
 
 
 def _model():
@@ -105,3 +109,61 @@ def test_a_forward_that_calls_netscope_on_a_submodule(nested, hooked):
     assert len(model.inner_reports) == 1
     if nested == "summary":
         assert _calls(model.inner_reports[0]) == _calls(netscope.summary(model.inner, (1, 3, 8, 8)))
+
+
+def _step_text(report):
+    return re.sub(r"\d+\.\d+ s\b", "", str(report.render()))
+
+
+@pytest.mark.parametrize("allow", [False, True])
+def test_under_the_users_fake_tensor_mode(allow):
+    """A user's FakeTensorMode: netscope's copy of a real buffer was refused there (a raw AssertionError from
+    aten.detach) and step's own fake copies met a second fake mode ("Mixing fake modes"). Now summary fails as
+    the user's own forward does (a named ForwardError), or, with ``allow_non_fake_inputs``, equals the call
+    outside; step, which runs on its own fake copies, equals the call outside either way."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    model = _model().train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    expected, expected_step = _calls(netscope.summary(model, (1, 3, 8, 8))), _step_text(netscope.step(model, (1, 3, 8, 8)))
+    twin = copy.deepcopy(model)  # for the user's own forward (train mode moves its statistics)
+    with FakeTensorMode(allow_non_fake_inputs=allow):
+        x = torch.randn(1, 3, 8, 8)
+        try:
+            twin(x)
+            own_error = None
+        except Exception as err:  # the user's own forward, as the oracle for what the pass may do
+            own_error = err
+        if own_error is None:
+            assert _calls(netscope.summary(model, input_data=x)) == expected
+        else:
+            with pytest.raises(ForwardError, match="layer 0 \\(Conv2d\\).*AssertionError"):
+                netscope.summary(model, input_data=x)
+        assert _step_text(netscope.step(model, (1, 3, 8, 8))) == expected_step
+        assert _step_text(netscope.step(model, input_data=x)) == expected_step
+    assert (own_error is None) == allow
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    assert model.training
+
+
+def test_a_users_logging_mode_sees_the_models_forward_and_nothing_of_netscopes_bookkeeping():
+    """Oracle: the same mode around the model's own forward. netscope's copies of the buffers (detach, clone,
+    and the compare and copy back after the pass) showed up in the user's mode before."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Log(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.ops = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.ops.append(str(func))
+            return func(*args, **(kwargs or {}))
+
+    model, x = _model().train(), torch.randn(1, 3, 8, 8)
+    with torch.no_grad(), Log() as own:
+        model(x)
+    model.load_state_dict({k: v for k, v in _model().state_dict().items()})  # the stats the forward moved
+    with Log() as seen:
+        netscope.summary(model, input_data=x, mode="train")
+    assert seen.ops == own.ops
