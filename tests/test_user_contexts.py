@@ -167,3 +167,30 @@ def test_a_users_logging_mode_sees_the_models_forward_and_nothing_of_netscopes_b
     with Log() as seen:
         netscope.summary(model, input_data=x, mode="train")
     assert seen.ops == own.ops
+
+
+def test_inside_the_users_autocast_the_report_says_so_and_sizes_are_those_of_that_pass():
+    """Autocast really changes the pass (bf16 outputs, half the activation bytes): shapes and multiply-adds
+    equal the call outside, output sizes are the real autocast forward's, and the report says why."""
+    model, x = _model().eval(), torch.randn(1, 3, 8, 8)
+    outside = netscope.summary(model, input_data=x)
+    assert not any("autocast" in note for note in outside.run.notes)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        inside = netscope.summary(model, input_data=x)
+        real = model(x)
+        assert torch.is_autocast_enabled("cpu")
+    assert _calls(inside) == _calls(outside)
+    linear = [c for c in inside.layers if c.name == "4"][0]
+    assert linear.output_bytes == real.numel() * real.element_size()  # bfloat16: 2 bytes each
+    assert any("torch.autocast('cpu', dtype=torch.bfloat16)" in note for note in inside.run.notes)
+
+
+def test_step_plans_the_precision_it_is_given_also_inside_the_users_autocast():
+    """step's precision option decides: an fp32 step planned inside the user's bf16 autocast was labelled fp32
+    but its saved activations were the autocast pass's; it now equals the fp32 step planned outside."""
+    model = _model()
+    outside = _step_text(netscope.step(model, (1, 3, 8, 8)))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        inside = _step_text(netscope.step(model, (1, 3, 8, 8)))
+        assert torch.is_autocast_enabled("cpu")
+    assert inside == outside

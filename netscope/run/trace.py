@@ -495,6 +495,11 @@ def _run(model: nn.Module, args: tuple, kwargs: dict, *, train: bool, device: to
             "TorchScript module: its compiled code runs without module hooks, so only the whole model's input and "
             f"output shapes and multiply-adds are recorded; layers inside show parameters and {NOT_RECORDED} shapes")
     result.changed_attributes = list(changes.changed_attributes)
+    autocast = _autocast_dtype(device)
+    if autocast is not None:
+        result.notes.append(
+            f"the pass ran inside the caller's torch.autocast({device.type!r}, dtype=torch.{autocast}): the operators "
+            f"it covers computed in {autocast}, and output sizes are those of that pass")
     if isinstance(output, collections.abc.Iterator) and not isinstance(output, torch.Tensor):
         result.notes.append(
             f"the forward returned a {type(output).__name__} that netscope does not consume: the work it would do when "
@@ -509,6 +514,16 @@ def _run(model: nn.Module, args: tuple, kwargs: dict, *, train: bool, device: to
 
 
 _SCRIPT_MODULE = torch.jit.ScriptModule
+
+
+def _autocast_dtype(device: torch.device) -> Optional[str]:
+    """The dtype of the caller's ``torch.autocast`` in effect for ``device``'s type, or None."""
+    try:
+        if not torch.is_autocast_enabled(device.type):
+            return None
+        return str(torch.get_autocast_dtype(device.type)).removeprefix("torch.")
+    except RuntimeError:  # a device type autocast does not know (meta)
+        return None
 
 
 def _fake_mode(enabled: bool):
