@@ -194,3 +194,19 @@ def test_step_plans_the_precision_it_is_given_also_inside_the_users_autocast():
         inside = _step_text(netscope.step(model, (1, 3, 8, 8)))
         assert torch.is_autocast_enabled("cpu")
     assert inside == outside
+
+
+def test_step_inside_the_users_anomaly_detection_equals_the_step_outside():
+    """Anomaly detection's NaN check reads the gradients' values: the planned step fell back to a real run and
+    its backward was partial (aten._is_any_true uncounted). The user's setting is kept for their own code."""
+    import warnings
+
+    model = _model()
+    outside = _step_text(netscope.step(model, (1, 3, 8, 8)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch's "Anomaly Detection has been enabled"
+        with torch.autograd.detect_anomaly():
+            inside = _step_text(netscope.step(model, (1, 3, 8, 8)))
+            assert torch.is_anomaly_enabled()
+    assert not torch.is_anomaly_enabled()
+    assert inside == outside

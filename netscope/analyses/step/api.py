@@ -129,8 +129,9 @@ def _refuse_unstrided(model: nn.Module, args, kwargs) -> None:
 def run_step_report(model: nn.Module, inputs, options: StepOptions, *, label: str, measure: bool = False) -> StepReport:
     """Shared by the API and the CLI; ``inputs`` is an ``InputSpec`` or ``(args, kwargs)``."""
     # called from a forward netscope is tracing: that pass does not see this one; the step runs on netscope's own
-    # fake copies, which a dispatch mode the user has active (their FakeTensorMode: "mixing fake modes") must not see
-    with paused_outer_pass(), outside_user_modes():
+    # fake copies, which a dispatch mode the user has active (their FakeTensorMode: "mixing fake modes") must not
+    # see, nor the user's anomaly detection (its NaN check reads gradient values fake tensors do not have)
+    with paused_outer_pass(), outside_user_modes(), torch.autograd.set_detect_anomaly(False):
         return _step_report(model, inputs, options, label=label, measure=measure)
 
 
