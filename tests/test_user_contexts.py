@@ -210,3 +210,22 @@ def test_step_inside_the_users_anomaly_detection_equals_the_step_outside():
             assert torch.is_anomaly_enabled()
     assert not torch.is_anomaly_enabled()
     assert inside == outside
+
+
+def test_a_forward_that_creates_tensors_under_a_meta_default_device_is_named_with_the_reason():
+    """The user's own forward fails there too (oracle: it raises); netscope's error says why."""
+
+    class Creates(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = nn.Linear(4, 4)
+
+        def forward(self, x):
+            return self.linear(x) + torch.zeros(4)
+
+    model = Creates()
+    with torch.device("meta"):
+        with pytest.raises(RuntimeError):
+            model(torch.randn(2, 4, device="cpu"))
+        with pytest.raises(ForwardError, match="default device is meta in the calling code.*runs on cpu"):
+            netscope.summary(model, (2, 4))

@@ -778,6 +778,11 @@ def _forward_error(model, result: TraceResult, error: BaseException) -> ForwardE
                   "--input on the command line)" if _DTYPE_MISMATCH.search(str(error)) else
                   "Check the input shape(s) (--input on the command line, input_size/input_data in the API) "
                   "against what this layer expects")
+        default, placed = torch.get_default_device(), model_device(model)
+        if default.type != placed.type:
+            advice += (f". torch's default device is {default.type} in the calling code (torch.set_default_device or "
+                       f"`with torch.device(...)`): tensors the forward creates without a device land there, while "
+                       f"the model runs on {placed.type}")
         message = f"the model's forward pass failed in {where}: {type(error).__name__}: {error}. {advice}"
         err = ForwardError(message, original=error, layer=layer)
     err.partial = result
