@@ -85,11 +85,13 @@ class TensorSpec:
         if str(device) == "meta":
             return torch.empty(self.shape, dtype=dtype, device="meta")
         if dtype.is_floating_point:
-            return torch.randn(self.shape, generator=generator, dtype=torch.float32).to(device=device, dtype=dtype)
+            # drawn where the CPU generator lives (a user's ``torch.set_default_device`` must not move the draw)
+            return torch.randn(self.shape, generator=generator, dtype=torch.float32,
+                               device="cpu").to(device=device, dtype=dtype)
         if dtype == torch.bool:
             return torch.ones(self.shape, dtype=dtype, device=device)
         return torch.randint(0, self.upper_bound(), self.shape, generator=generator,
-                             dtype=torch.int64).to(device=device, dtype=dtype)
+                             dtype=torch.int64, device="cpu").to(device=device, dtype=dtype)
 
 
 @dataclass(frozen=True)

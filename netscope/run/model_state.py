@@ -60,12 +60,13 @@ def preserved_model(model: nn.Module, *, train: bool, tree: Optional[ModuleTree]
     children = children if children is not None else children_snapshot(tree)
     buffer_values = []
     seen = set()
-    for buffer in buffers.values:
-        if buffer is None or id(buffer) in seen or isinstance(buffer, UninitializedTensorMixin) \
-                or buffer.device.type == "meta":
-            continue
-        seen.add(id(buffer))
-        buffer_values.append((buffer, version_of(buffer), buffer.detach().clone()))
+    with outside_user_modes():
+        for buffer in buffers.values:
+            if buffer is None or id(buffer) in seen or isinstance(buffer, UninitializedTensorMixin) \
+                    or buffer.device.type == "meta":
+                continue
+            seen.add(id(buffer))
+            buffer_values.append((buffer, version_of(buffer), buffer.detach().clone()))
     params = [p for p in {id(p): p for p in parameters.values}.values()  # by id: Tensor.__hash__ is Python code
               if p is not None and not isinstance(p, UninitializedTensorMixin)]  # lazy: no values yet
     grads = [p.requires_grad for p in params]
@@ -92,7 +93,8 @@ def preserved_model(model: nn.Module, *, train: bool, tree: Optional[ModuleTree]
         # read before the buffer values are copied back: a buffer that is also a parameter
         # (register_buffer(name, p)) gets a version bump from that copy, not from the forward
         now = _versions(params)
-        _restore_buffers(buffer_values)
+        with outside_user_modes():
+            _restore_buffers(buffer_values)
         for generator, state in generators:
             generator.set_state(state)
         if [p.requires_grad for p in params] != grads:
@@ -107,6 +109,15 @@ def preserved_model(model: nn.Module, *, train: bool, tree: Optional[ModuleTree]
             written = {id(p) for p, before, after in zip(params, versions, now) if before != after}
             changes.changed_in_place.extend(name for name, param in model.named_parameters()
                                             if id(param) in written)
+
+
+def outside_user_modes():
+    """netscope's own copies of the user's tensors are made (and written back) with the dispatch modes the user
+    has active set aside: under a user's ``FakeTensorMode`` a copy of a real buffer was refused (a raw
+    AssertionError) or made fake, and a user's logging or counting mode saw netscope's bookkeeping."""
+    from torch.utils._python_dispatch import _disable_current_modes
+
+    return _disable_current_modes()
 
 
 def _restore_buffers(saved: List[tuple]) -> None:

@@ -22,7 +22,7 @@ from netscope.errors import ForwardError, InputSpecError, MetaDeviceError, OutOf
 from netscope.inputs import InputSpec, normalize_float_dtype
 from netscope.run.model_state import kept_hooks, version_of
 from netscope.run.module_tree import ModuleTree, module_tree, tree_of
-from netscope.run.trace import TraceResult, model_device, model_float_dtype, trace
+from netscope.run.trace import TraceResult, model_device, model_float_dtype, paused_outer_pass, trace
 from netscope.run.user_inputs import own_inputs
 
 # Dummy inputs this many times smaller than the free memory never trigger the activation estimate (a
@@ -58,6 +58,15 @@ def prepared(model: nn.Module, inputs, *, device: torch.device, dtype: Optional[
     the model and may move or cast it. Dummy inputs that cannot fit with the pass they start raise
     :class:`OutOfMemory` before anything is allocated, or with ``fallback_to_meta`` run on the meta device.
     """
+    with paused_outer_pass():  # called from a forward netscope is tracing: that pass does not see this one
+        with _prepared(model, inputs, device=device, dtype=dtype, owned=owned,
+                       fallback_to_meta=fallback_to_meta) as prep:
+            yield prep
+
+
+@contextlib.contextmanager
+def _prepared(model: nn.Module, inputs, *, device: torch.device, dtype: Optional[str], owned: bool,
+              fallback_to_meta: bool) -> Iterator[Prepared]:
     notes: List[str] = []
     given, given_owned = model, owned
     float_dtype = normalize_float_dtype(dtype) if dtype else model_float_dtype(model)

@@ -16,6 +16,7 @@ import contextlib
 import functools
 import re
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple
@@ -131,6 +132,7 @@ class _Recorder:
         self.flow = DataflowTracker(self.stack)  # which call produced each tensor (netscope.run.dataflow)
         self.replay: Optional[LeafReplay] = None  # set by the pass when identical stock leaves may be replayed
         self.forward_outputs: Dict[int, Any] = {}  # call index -> what its forward returned, before its forward hooks
+        self.suspended = False  # a pass nested in this one's forward is running: it sees none of that pass
 
     def open(self, module: nn.Module, name: str, args: tuple, kwargs: dict) -> _OpenCall:
         """A call of a traced module starts (before its own pre-hooks run)."""
@@ -210,7 +212,8 @@ def recording_calls(recorder: _Recorder):
 
     def _call_impl(module, *args, **kwargs):
         name = names.get(id(module))
-        if name is None:  # a module of some other model, or one created during the pass
+        if name is None or recorder.suspended:  # a module of some other model, one created during the pass, or
+            # a call of a netscope pass the forward started (``netscope.summary`` of a submodule)
             return original(module, *args, **kwargs)
         call = open_call(module, name, args, kwargs)
         state = module.__dict__
@@ -247,6 +250,36 @@ def recording_calls(recorder: _Recorder):
                 nn.Module.__call__ = original
 
 
+_PASSES: List[Tuple[int, _Recorder]] = []  # (thread, recorder) of each pass running, innermost last
+
+
+@contextlib.contextmanager
+def paused_outer_pass():
+    """Around a netscope call that a traced forward makes itself (a model whose forward calls
+    ``netscope.summary`` or ``step`` on a submodule): the pass tracing that forward in this thread records none of
+    the call's module calls and operators (its dummy inputs, its own pass) while it runs; a no-op otherwise."""
+    outer = _PASSES[-1][1] if _PASSES and _PASSES[-1][0] == threading.get_ident() else None
+    if outer is None or outer.suspended:
+        yield
+        return
+    outer.suspended = True
+    try:
+        yield
+    finally:
+        outer.suspended = False
+
+
+@contextlib.contextmanager
+def _registered_pass(recorder: _Recorder):
+    """``recorder``'s pass is the innermost of this thread (under GLOBAL_STATE_LOCK), an outer one paused."""
+    with paused_outer_pass():
+        _PASSES.append((threading.get_ident(), recorder))
+        try:
+            yield
+        finally:
+            _PASSES.pop()
+
+
 def _forward_output_kept(original, module: nn.Module, args: tuple, kwargs: dict, kept: Dict[int, Any], index: int):
     """torch's call of a module that has forward hooks, keeping in ``kept[index]`` the shapes its forward returned,
     seen by a hook that runs before the module's own (a hook may return a replacement output)."""
@@ -274,6 +307,7 @@ class _MacCounter(TorchDispatchMode):
         self.outside = recorder.outside
         self.op_call = recorder.op_calls.append
         self.op_packet = recorder.op_packets.append
+        self.composite: Dict[Any, bool] = {}  # op overload -> has a CompositeImplicitAutograd decomposition
 
     @classmethod
     def _should_skip_dynamo(cls) -> bool:
@@ -282,6 +316,16 @@ class _MacCounter(TorchDispatchMode):
         return False
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if self.recorder.suspended:  # an operator of a netscope pass the forward started: not this model's work
+            return func(*args, **kwargs) if kwargs else func(*args)
+        whole = self.composite.get(func)
+        if whole is None:
+            whole = self.composite[func] = _composite(func)
+        if whole and not _any_nested(args, kwargs):  # arrived whole (autograd skipped): decompose as outside
+            with self:
+                out = func.decompose(*args, **(kwargs or {}))
+            if out is not NotImplemented:
+                return out
         out = func(*args, **kwargs) if kwargs else func(*args)
         packet = func._overloadpacket
         formula = self.ops.get(packet, UNSEEN)
@@ -301,6 +345,23 @@ class _MacCounter(TorchDispatchMode):
         for observe in self.observers:
             observe(func, args, kwargs, out)
         return out
+
+
+def _composite(func) -> bool:
+    """Whether ``func`` is one of torch's composite operators (``aten::conv2d``, ``aten::linear``): outside
+    ``torch.inference_mode`` autograd decomposes them before any dispatch mode sees them (``aten::convolution``,
+    ``aten::addmm``), inside it (or on inference tensors) they arrive whole. Decomposing them in the mode keeps
+    the operators, and so the multiply-adds, those of the same pass outside the user's context."""
+    try:
+        return torch._C._dispatch_has_kernel_for_dispatch_key(func.name(), "CompositeImplicitAutograd")
+    except RuntimeError:  # not a dispatcher operator (``aten::sym_size``, reaching a mode from Python)
+        return False
+
+
+def _any_nested(args, kwargs) -> bool:
+    """A nested tensor among the operands: its composite operators have kernels of their own (counted whole)."""
+    return any(isinstance(value, torch.Tensor) and value.is_nested
+               for value in torch.utils._pytree.tree_leaves((args, kwargs)))
 
 
 def trace(model: nn.Module, inputs: Tuple[tuple, dict], *, mode: str = "eval",
@@ -394,8 +455,8 @@ def _run(model: nn.Module, args: tuple, kwargs: dict, *, train: bool, device: to
     output = None
     script = isinstance(model, torch.jit.ScriptModule)
     try:
-        with GLOBAL_STATE_LOCK, frozen_heap(), preserved_model(model, train=train, tree=tree, children=children) as changes, \
-                recording_calls(recorder):
+        with GLOBAL_STATE_LOCK, _registered_pass(recorder), frozen_heap(), \
+                preserved_model(model, train=train, tree=tree, children=children) as changes, recording_calls(recorder):
             if operators and not fake and fields is None and not script and replay_possible():
                 recorder.replay = LeafReplay(recorder, window_ops)
             if cuda:
@@ -434,6 +495,11 @@ def _run(model: nn.Module, args: tuple, kwargs: dict, *, train: bool, device: to
             "TorchScript module: its compiled code runs without module hooks, so only the whole model's input and "
             f"output shapes and multiply-adds are recorded; layers inside show parameters and {NOT_RECORDED} shapes")
     result.changed_attributes = list(changes.changed_attributes)
+    autocast = _autocast_dtype(device)
+    if autocast is not None:
+        result.notes.append(
+            f"the pass ran inside the caller's torch.autocast({device.type!r}, dtype=torch.{autocast}): the operators "
+            f"it covers computed in {autocast}, and output sizes are those of that pass")
     if isinstance(output, collections.abc.Iterator) and not isinstance(output, torch.Tensor):
         result.notes.append(
             f"the forward returned a {type(output).__name__} that netscope does not consume: the work it would do when "
@@ -448,6 +514,16 @@ def _run(model: nn.Module, args: tuple, kwargs: dict, *, train: bool, device: to
 
 
 _SCRIPT_MODULE = torch.jit.ScriptModule
+
+
+def _autocast_dtype(device: torch.device) -> Optional[str]:
+    """The dtype of the caller's ``torch.autocast`` in effect for ``device``'s type, or None."""
+    try:
+        if not torch.is_autocast_enabled(device.type):
+            return None
+        return str(torch.get_autocast_dtype(device.type)).removeprefix("torch.")
+    except RuntimeError:  # a device type autocast does not know (meta)
+        return None
 
 
 def _fake_mode(enabled: bool):
@@ -702,6 +778,11 @@ def _forward_error(model, result: TraceResult, error: BaseException) -> ForwardE
                   "--input on the command line)" if _DTYPE_MISMATCH.search(str(error)) else
                   "Check the input shape(s) (--input on the command line, input_size/input_data in the API) "
                   "against what this layer expects")
+        default, placed = torch.get_default_device(), model_device(model)
+        if default.type != placed.type:
+            advice += (f". torch's default device is {default.type} in the calling code (torch.set_default_device or "
+                       f"`with torch.device(...)`): tensors the forward creates without a device land there, while "
+                       f"the model runs on {placed.type}")
         message = f"the model's forward pass failed in {where}: {type(error).__name__}: {error}. {advice}"
         err = ForwardError(message, original=error, layer=layer)
     err.partial = result

@@ -13,7 +13,8 @@ from netscope.records import RunInfo
 from netscope.report import Report
 from netscope.run.shapes import shape_tree
 from netscope.analyses.totals import compute_totals
-from netscope.run.trace import model_device, model_float_dtype
+from netscope.run.model_state import outside_user_modes
+from netscope.run.trace import model_device, model_float_dtype, paused_outer_pass
 from netscope.analyses.step.memory import rank_memory
 from netscope.analyses.step.options import OPTIMIZERS, PRECISIONS, StepOptions
 from netscope.analyses.step.report import StepReport, StepTotals
@@ -127,6 +128,14 @@ def _refuse_unstrided(model: nn.Module, args, kwargs) -> None:
 
 def run_step_report(model: nn.Module, inputs, options: StepOptions, *, label: str, measure: bool = False) -> StepReport:
     """Shared by the API and the CLI; ``inputs`` is an ``InputSpec`` or ``(args, kwargs)``."""
+    # called from a forward netscope is tracing: that pass does not see this one; the step runs on netscope's own
+    # fake copies, which a dispatch mode the user has active (their FakeTensorMode: "mixing fake modes") must not
+    # see, nor the user's anomaly detection (its NaN check reads gradient values fake tensors do not have)
+    with paused_outer_pass(), outside_user_modes(), torch.autograd.set_detect_anomaly(False):
+        return _step_report(model, inputs, options, label=label, measure=measure)
+
+
+def _step_report(model: nn.Module, inputs, options: StepOptions, *, label: str, measure: bool) -> StepReport:
     from netscope.inputs import InputSpec
 
     refuse_script(model)

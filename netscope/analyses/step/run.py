@@ -288,8 +288,9 @@ def _without_state_of_gradless(timeline, optimizer, trainable, got_grad):
 
 
 def _forward(model, args, kwargs, recorder, counter, tagger, pack, autocast_dtype, device):
+    # the step's --precision decides, also over an autocast the caller has in effect (fp32: none)
     autocast = (torch.autocast(device, dtype=getattr(torch, autocast_dtype)) if autocast_dtype
-                else contextlib.nullcontext())
+                else torch.autocast(device, enabled=False))
     try:
         with recording_calls(recorder), torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor), \
                 tagger, counter, autocast:
