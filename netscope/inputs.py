@@ -147,14 +147,16 @@ class InputSpec:
         return dataclasses.replace(self, args=[fit(a) for a in self.args],
                                    kwargs={k: fit(v) for k, v in self.kwargs.items()})
 
-    def with_dtypes_of(self, defaults: Optional["InputSpec"]) -> "InputSpec":
+    def with_dtypes_of(self, defaults: Optional["InputSpec"], model=None) -> "InputSpec":
         """Inputs given without a dtype take the dtype (and range) the model's default input has at the same
-        position or under the same keyword: ``hf:gpt2 -i 2,64`` stays int64 token ids. When the model takes
-        one list of images (torchvision detection), the shapes given are that list's images."""
+        position or under the same keyword: ``hf:gpt2 -i 2,64`` stays int64 token ids. With ``model``, a keyword
+        input also matches a default given by position under the forward's name for it (``-i input_ids=1,9``
+        for T5). When the model takes one list of images (torchvision detection), the shapes given are that
+        list's images."""
         if defaults is None:
             return self
         if defaults.as_list and not self.as_list and not self.kwargs:  # a detection model: one list of images
-            return dataclasses.replace(self, as_list=True).with_dtypes_of(defaults)
+            return dataclasses.replace(self, as_list=True).with_dtypes_of(defaults, model)
         if defaults.as_list != self.as_list:
             return self
         def typed(spec: TensorSpec, default: Optional[TensorSpec]) -> TensorSpec:
@@ -164,8 +166,21 @@ class InputSpec:
 
         args = [typed(spec, default) for spec, default in zip(self.args, defaults.args)] + list(
             self.args[len(defaults.args):])
-        kwargs = {name: typed(spec, defaults.kwargs.get(name)) for name, spec in self.kwargs.items()}
+        by_name = {**dict(zip(_positional_names(model), defaults.args)), **defaults.kwargs}
+        kwargs = {name: typed(spec, by_name.get(name)) for name, spec in self.kwargs.items()}
         return dataclasses.replace(self, args=args, kwargs=kwargs)
+
+
+def _positional_names(model) -> List[str]:
+    """The names of the parameters ``model.forward`` takes by position, in order; empty when unknown."""
+    import inspect
+
+    try:
+        parameters = inspect.signature(model.forward).parameters.values() if model is not None else ()
+    except (TypeError, ValueError):  # a builtin or scripted forward without a Python signature
+        return []
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return [p.name for p in parameters if p.kind in positional]
 
 
 def parse_input(text: str) -> TensorSpec:

@@ -144,3 +144,24 @@ def test_a_config_automodel_cannot_build_is_one_short_paragraph(tmp_path, capsys
     assert len(err.strip().splitlines()) == 1 and len(err) < 600, err
     assert main(["summary", f"hf:{tmp_path / 'config.json'}", "-q", "-a",
                  "architectures=['VisionEncoderDecoderModel']"]) == 0, capsys.readouterr().err
+
+
+def test_keyword_inputs_without_a_dtype_take_the_default_inputs_dtype(tmp_path, capsys):
+    """``--input input_ids=1,9`` names by keyword what the default input gives by position: it stays int64 token
+    ids (it was a float tensor, and T5's embedding refused it). Oracle: transformers' T5 on int64 ids of those
+    shapes, counted by torch's formulas."""
+    import json
+
+    config = transformers.T5Config(vocab_size=100, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
+                                   architectures=["T5ForConditionalGeneration"])
+    config.save_pretrained(tmp_path)
+    assert main(["summary", f"hf:{tmp_path / 'config.json'}", "-q", "-f", "json", "--input", "input_ids=1,9",
+                 "--input", "decoder_input_ids=1,4"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    config._attn_implementation = "eager"
+    oracle = transformers.T5ForConditionalGeneration(config).eval()
+    counter = _TorchFormulas()
+    with torch.no_grad(), counter:
+        oracle(input_ids=torch.randint(0, 100, (1, 9)), decoder_input_ids=torch.randint(0, 100, (1, 4)))
+    assert data["totals"]["total_macs"] == counter.flops // 2 > 0
+    assert data["layers"][0]["input_shapes"] == [{"input_ids": [1, 9], "decoder_input_ids": [1, 4]}]
