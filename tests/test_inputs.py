@@ -169,6 +169,28 @@ def test_detection_input_shapes_are_the_images_of_its_list(capsys):
     assert netscope.summary(model, input_data=(images,), device="cpu").totals.total_macs == data["totals"]["total_macs"]
 
 
+def test_api_input_size_of_a_detection_model_is_its_list_of_images():
+    """``input_size=[(3, H, W), ...]`` in Python is, as ``--input`` on the command line, the images of the one list
+    a torchvision detection model takes (it was two positional arguments: images and targets, and the forward
+    raised). Oracle: the model's own transform on those images (the batch its backbone receives)."""
+    import torch
+    import torchvision
+
+    import netscope
+
+    model = torchvision.models.get_model("ssdlite320_mobilenet_v3_large", weights=None,
+                                         weights_backbone=None).eval()
+    shapes = [(3, 320, 320), (3, 256, 300)]
+    report = netscope.summary(model, input_size=shapes, device="cpu", audit_names=False)
+    assert report.layers[0].input_shapes == [shapes]
+    with torch.no_grad():
+        batch = model.transform([torch.rand(*shape) for shape in shapes])[0].tensors
+    backbone = next(layer for layer in report.layers if layer.name == "backbone")
+    assert backbone.input_shapes == [tuple(batch.shape)]
+    assert report.totals.total_params == sum(p.numel() for p in model.parameters())
+    assert netscope.summary(model, device="cpu", audit_names=False).layers[0].input_shapes == [[(3, 512, 512)]]
+
+
 def test_solve_with_keyword_inputs_only_says_what_it_varies():
     import torch
     import torch.nn as nn
