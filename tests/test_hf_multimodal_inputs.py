@@ -165,3 +165,20 @@ def test_keyword_inputs_without_a_dtype_take_the_default_inputs_dtype(tmp_path, 
         oracle(input_ids=torch.randint(0, 100, (1, 9)), decoder_input_ids=torch.randint(0, 100, (1, 4)))
     assert data["totals"]["total_macs"] == counter.flops // 2 > 0
     assert data["layers"][0]["input_shapes"] == [{"input_ids": [1, 9], "decoder_input_ids": [1, 4]}]
+
+
+def test_a_dict_model_arg_sets_fields_of_a_sub_config_and_keeps_the_others(tmp_path, capsys):
+    """``-a "encoder={'image_size': 64}"`` on a vision-encoder-decoder's config.json changed the image size and
+    silently dropped every other encoder field (a default ViT-B/16 encoder: 86 M parameters instead of 37 k).
+    Oracle: transformers' model built from the same config with only that field changed."""
+    import json
+
+    config = _configs()["vision-encoder-decoder"][0]
+    config.save_pretrained(tmp_path)
+    assert main(["summary", f"hf:{tmp_path / 'config.json'}", "-q", "-f", "json", "-a",
+                 "encoder={'image_size': 64}"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    config.encoder.image_size = 64
+    oracle = transformers.VisionEncoderDecoderModel(config)
+    assert data["totals"]["total_params"] == sum(p.numel() for p in oracle.parameters())
+    assert data["layers"][0]["input_shapes"][0] == [1, config.encoder.num_channels, 64, 64]

@@ -14,7 +14,8 @@ Forms:
 
 ``--model-arg KEY=VALUE`` overrides config fields before the config is built (so derived fields
 such as Llama's ``head_dim`` follow), e.g. ``-a hidden_size=1024 -a "architectures=['LlamaForCausalLM']"``;
-an unknown field is an error with the closest names. ``use_cache`` is off unless set, so outputs hold
+an unknown field is an error with the closest names; a dict sets fields of a sub-config and keeps its others
+(``-a "vision_config={'image_size': 448}"``). ``use_cache`` is off unless set, so outputs hold
 tensors rather than a cache object. The model keeps the dtype the config names (``torch_dtype``),
 as ``from_config`` does; override with ``-a dtype=float32``. Configs that need ``trust_remote_code``
 (an ``auto_map`` entry) are refused: netscope runs no downloaded code.
@@ -166,7 +167,9 @@ def _build_config(config_class: type, fields: Mapping[str, Any], model_args: Map
             f"Every field: {config_class.__name__}().to_dict()"
         )
     merged = dict(fields)
-    merged.update(model_args)
+    for key, value in model_args.items():  # a dict onto a sub-config's dict sets those fields, keeping the others
+        old = merged.get(key)
+        merged[key] = {**old, **value} if isinstance(old, dict) and isinstance(value, dict) else value
     if "use_cache" not in model_args and "use_cache" in known:
         merged["use_cache"] = False
     try:
