@@ -1,7 +1,8 @@
 """``hf:config.json`` for models whose main input is not plain token ids or one image: CLIP (text and image),
 Whisper (a log-mel spectrogram of a fixed length), SAM (the image size in ``vision_config`` only), Speech2Text
 (frames by features), ViLT (token ids and an image, one config), BLIP's captioner (an image and token ids), a
-vision-encoder-decoder (ViT + GPT-2: the image size in ``encoder``, the decoder's vocabulary and positions). Oracles: the transformers model built from the same
+vision-encoder-decoder (ViT + GPT-2: the image size in ``encoder``, the decoder's vocabulary and positions), FSMT
+(a target vocabulary smaller than the source's). Oracles: the transformers model built from the same
 config by transformers itself, run on the default input (it must accept it), its ``parameters()``, and
 torch's own formulas (``flop_counter.flop_registry``, summed by a plain dispatch mode: ``FlopCounterMode``'s module
 tracker raises on SAM) on that forward (eager attention, so every matmul is one torch counts)."""
@@ -72,13 +73,17 @@ def _configs():
         transformers.GPT2Config(vocab_size=90, n_embd=32, n_layer=1, n_head=2, n_positions=18))
     ved.decoder_start_token_id, ved.pad_token_id = 1, 0
     ved.architectures = ["VisionEncoderDecoderModel"]  # AutoModel has no entry for it
-    return {"clip": (clip, transformers.CLIPModel), "whisper": (whisper, transformers.WhisperModel),
+    fsmt = transformers.FSMTConfig(  # a translation model whose target vocabulary is smaller than its source's
+        langs=["en", "de"], src_vocab_size=100, tgt_vocab_size=50, d_model=32, encoder_layers=1, decoder_layers=1,
+        encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64,
+        max_position_embeddings=32, architectures=["FSMTForConditionalGeneration"])
+    return {"fsmt": (fsmt, transformers.FSMTForConditionalGeneration), "clip": (clip, transformers.CLIPModel), "whisper": (whisper, transformers.WhisperModel),
             "sam": (sam, transformers.SamModel), "speech2text": (speech2text, transformers.Speech2TextModel),
             "vilt": (vilt, transformers.ViltModel), "blip": (blip, transformers.BlipForConditionalGeneration),
             "vision-encoder-decoder": (ved, transformers.VisionEncoderDecoderModel)}
 
 
-@pytest.mark.parametrize("name", ["clip", "whisper", "sam", "speech2text", "vilt", "blip", "vision-encoder-decoder"])
+@pytest.mark.parametrize("name", ["fsmt", "clip", "whisper", "sam", "speech2text", "vilt", "blip", "vision-encoder-decoder"])
 def test_default_inputs_run_the_model_and_count_as_torch_does(tmp_path, name, capsys):
     config, model_class = _configs()[name]
     config.save_pretrained(tmp_path)
@@ -94,6 +99,9 @@ def test_default_inputs_run_the_model_and_count_as_torch_does(tmp_path, name, ca
     elif name == "sam":
         vision = config.vision_config
         assert tuple(args[0].shape) == (1, vision.num_channels, vision.image_size, vision.image_size)
+    elif name == "fsmt":
+        assert tuple(kwargs["decoder_input_ids"].shape) == (1, config.max_position_embeddings)
+        assert int(kwargs["decoder_input_ids"].max()) < config.tgt_vocab_size < int(args[0].max()) + 1 <= 100
     elif name == "whisper":
         assert tuple(args[0].shape) == (1, config.num_mel_bins, 2 * config.max_source_positions)
         assert tuple(kwargs["decoder_input_ids"].shape) == (1, config.max_target_positions)

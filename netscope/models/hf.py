@@ -241,7 +241,19 @@ def _decoder_inputs(model, config, accepted) -> Dict[str, TensorSpec]:
     if not getattr(config, "is_encoder_decoder", False) or "decoder_input_ids" not in accepted:
         return {}
     length = _sequence_length(_text_config(config))
-    return {"decoder_input_ids": TensorSpec((1, length), "int64", high=_vocabulary_size(model, config))}
+    return {"decoder_input_ids": TensorSpec((1, length), "int64", high=_decoder_vocabulary_size(model, config))}
+
+
+def _decoder_vocabulary_size(model, config) -> int:
+    """The rows of the decoder's own token embedding (FSMT's target vocabulary differs from its source's)."""
+    try:
+        decoder = model.get_decoder()
+        getter = getattr(decoder, "get_input_embeddings", None)
+        embeddings = getter() if getter is not None else getattr(decoder, "embed_tokens", None)
+    except (AttributeError, NotImplementedError):
+        embeddings = None
+    size = getattr(embeddings, "num_embeddings", None)
+    return int(size) if size else _vocabulary_size(model, config)
 
 
 def _image_inputs(model, config) -> InputSpec:
