@@ -149,14 +149,16 @@ class InputSpec:
         return dataclasses.replace(self, args=[fit(a) for a in self.args],
                                    kwargs={k: fit(v) for k, v in self.kwargs.items()})
 
-    def with_dtypes_of(self, defaults: Optional["InputSpec"]) -> "InputSpec":
+    def with_dtypes_of(self, defaults: Optional["InputSpec"], model=None) -> "InputSpec":
         """Inputs given without a dtype take the dtype (and range) the model's default input has at the same
-        position or under the same keyword: ``hf:gpt2 -i 2,64`` stays int64 token ids. When the model takes
-        one list of images (torchvision detection), the shapes given are that list's images."""
+        position or under the same keyword: ``hf:gpt2 -i 2,64`` stays int64 token ids. With ``model``, a keyword
+        input also matches a default given by position under the forward's name for it (``-i input_ids=1,9``
+        for T5). When the model takes one list of images (torchvision detection), the shapes given are that
+        list's images."""
         if defaults is None:
             return self
         if defaults.as_list and not self.as_list and not self.kwargs:  # a detection model: one list of images
-            return dataclasses.replace(self, as_list=True).with_dtypes_of(defaults)
+            return dataclasses.replace(self, as_list=True).with_dtypes_of(defaults, model)
         if defaults.as_list != self.as_list:
             return self
         def typed(spec: TensorSpec, default: Optional[TensorSpec]) -> TensorSpec:
@@ -166,8 +168,21 @@ class InputSpec:
 
         args = [typed(spec, default) for spec, default in zip(self.args, defaults.args)] + list(
             self.args[len(defaults.args):])
-        kwargs = {name: typed(spec, defaults.kwargs.get(name)) for name, spec in self.kwargs.items()}
+        by_name = {**dict(zip(_positional_names(model), defaults.args)), **defaults.kwargs}
+        kwargs = {name: typed(spec, by_name.get(name)) for name, spec in self.kwargs.items()}
         return dataclasses.replace(self, args=args, kwargs=kwargs)
+
+
+def _positional_names(model) -> List[str]:
+    """The names of the parameters ``model.forward`` takes by position, in order; empty when unknown."""
+    import inspect
+
+    try:
+        parameters = inspect.signature(model.forward).parameters.values() if model is not None else ()
+    except (TypeError, ValueError):  # a builtin or scripted forward without a Python signature
+        return []
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return [p.name for p in parameters if p.kind in positional]
 
 
 def parse_input(text: str) -> TensorSpec:
@@ -248,7 +263,8 @@ def inputs_from(model, input_size=None, input_data=None, input_dtypes: Optional[
     """The API's input convention, shared by every entry point.
 
     ``input_size``: a shape ``(1, 3, 224, 224)`` (numpy integers fine), a list of shapes (one per positional
-    input), or an :class:`InputSpec`. ``input_data``: a tensor, a tuple/list of positional values, a dict of
+    input), a dict of shapes by keyword (``{"input_ids": (1, 7)}``; ``input_dtypes`` then a dict too), or an
+    :class:`InputSpec`. ``input_data``: a tensor, a tuple/list of positional values, a dict of
     keyword values, or ``((args...), {kwargs})``. A tensor, tuple of tensors or dict given as ``input_size``
     (``summary(model, x)``) is taken as ``input_data``. Neither: the model's default input.
     Returns an :class:`InputSpec` (built later on the run's device) or ``(args, kwargs)`` of real values.
@@ -256,6 +272,8 @@ def inputs_from(model, input_size=None, input_data=None, input_dtypes: Optional[
     from netscope.models.specs import default_inputs_for  # here: specs imports this module
 
     input_size = _from_numpy(input_size)
+    if _is_shape_dict(input_size) and input_data is None:  # keyword inputs by shape, as --input NAME=SHAPE
+        return _keyword_shapes(model, input_size, input_dtypes)
     if input_size is not None and _is_data(input_size):
         if input_data is not None:
             raise InputSpecError("give either input_size or input_data, not both")
@@ -286,6 +304,28 @@ def inputs_from(model, input_size=None, input_data=None, input_dtypes: Optional[
             raise InputSpecError(f"input_size[{index}] = {shape!r} is not a shape; give a tuple like (1, 3, 224, 224)")
         specs.append(tensor_spec(shape, dtype, f"input shape {tuple(shape)!r}" if one else f"input_size[{index}]"))
     return InputSpec(specs).with_dtypes_of(default_inputs_for(model))  # as the CLI: token ids stay int64
+
+
+def _is_shape_dict(value) -> bool:
+    """``{"input_ids": (1, 7), ...}``: every value a shape of whole numbers."""
+    import numbers
+
+    return isinstance(value, dict) and bool(value) and all(
+        isinstance(shape, (list, tuple)) and all(isinstance(d, numbers.Integral) and not isinstance(d, bool)
+                                                 for d in shape) for shape in value.values())
+
+
+def _keyword_shapes(model, shapes: Dict[str, Any], input_dtypes) -> "InputSpec":
+    """Keyword tensors of the given shapes; ``input_dtypes`` a dict by name (or None). A name without a dtype
+    takes the dtype of the model's default input under that name, as ``--input NAME=SHAPE`` does."""
+    from netscope.models.specs import default_inputs_for  # here: specs imports this module
+
+    dtypes = input_dtypes or {}
+    if not isinstance(dtypes, dict) or set(dtypes) - set(shapes):
+        raise InputSpecError(f"with input_size as a dict of keyword shapes, input_dtypes must be a dict over the "
+                             f"same names ({', '.join(shapes)}), not {input_dtypes!r}")
+    kwargs = {name: tensor_spec(shape, dtypes.get(name), f"input_size[{name!r}]") for name, shape in shapes.items()}
+    return InputSpec([], kwargs).with_dtypes_of(default_inputs_for(model), model)
 
 
 def _from_numpy(value):

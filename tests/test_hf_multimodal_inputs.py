@@ -1,5 +1,8 @@
 """``hf:config.json`` for models whose main input is not plain token ids or one image: CLIP (text and image),
-Whisper (a log-mel spectrogram of a fixed length), SAM (the image size in ``vision_config`` only). Oracles: the transformers model built from the same
+Whisper (a log-mel spectrogram of a fixed length), SAM (the image size in ``vision_config`` only), Speech2Text
+(frames by features), ViLT (token ids and an image, one config), BLIP's captioner (an image and token ids), a
+vision-encoder-decoder (ViT + GPT-2: the image size in ``encoder``, the decoder's vocabulary and positions), FSMT
+(a target vocabulary smaller than the source's). Oracles: the transformers model built from the same
 config by transformers itself, run on the default input (it must accept it), its ``parameters()``, and
 torch's own formulas (``flop_counter.flop_registry``, summed by a plain dispatch mode: ``FlopCounterMode``'s module
 tracker raises on SAM) on that forward (eager attention, so every matmul is one torch counts)."""
@@ -51,11 +54,36 @@ def _configs():
         prompt_encoder_config=dict(hidden_size=32, image_size=64, patch_size=16),
         mask_decoder_config=dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, mlp_dim=64,
                                  iou_head_hidden_dim=32))
-    return {"clip": (clip, transformers.CLIPModel), "whisper": (whisper, transformers.WhisperModel),
-            "sam": (sam, transformers.SamModel)}
+    speech2text = transformers.Speech2TextConfig(
+        vocab_size=100, d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+        decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64, input_feat_per_channel=8,
+        input_channels=1, num_conv_layers=2, conv_channels=16, conv_kernel_sizes=[5, 5], max_source_positions=20,
+        max_target_positions=12)
+    vilt = transformers.ViltConfig(vocab_size=100, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                   intermediate_size=64, image_size=32, patch_size=8, max_position_embeddings=10)
+    blip = transformers.BlipConfig(
+        text_config=dict(vocab_size=100, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                         num_attention_heads=2, max_position_embeddings=14, encoder_hidden_size=32),
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                           image_size=32, patch_size=8), projection_dim=16,
+        architectures=["BlipForConditionalGeneration"])
+    ved = transformers.VisionEncoderDecoderConfig.from_encoder_decoder_configs(
+        transformers.ViTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+                               image_size=48, patch_size=8, num_channels=1),
+        transformers.GPT2Config(vocab_size=90, n_embd=32, n_layer=1, n_head=2, n_positions=18))
+    ved.decoder_start_token_id, ved.pad_token_id = 1, 0
+    ved.architectures = ["VisionEncoderDecoderModel"]  # AutoModel has no entry for it
+    fsmt = transformers.FSMTConfig(  # a translation model whose target vocabulary is smaller than its source's
+        langs=["en", "de"], src_vocab_size=100, tgt_vocab_size=50, d_model=32, encoder_layers=1, decoder_layers=1,
+        encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64,
+        max_position_embeddings=32, architectures=["FSMTForConditionalGeneration"])
+    return {"fsmt": (fsmt, transformers.FSMTForConditionalGeneration), "clip": (clip, transformers.CLIPModel), "whisper": (whisper, transformers.WhisperModel),
+            "sam": (sam, transformers.SamModel), "speech2text": (speech2text, transformers.Speech2TextModel),
+            "vilt": (vilt, transformers.ViltModel), "blip": (blip, transformers.BlipForConditionalGeneration),
+            "vision-encoder-decoder": (ved, transformers.VisionEncoderDecoderModel)}
 
 
-@pytest.mark.parametrize("name", ["clip", "whisper", "sam"])
+@pytest.mark.parametrize("name", ["fsmt", "clip", "whisper", "sam", "speech2text", "vilt", "blip", "vision-encoder-decoder"])
 def test_default_inputs_run_the_model_and_count_as_torch_does(tmp_path, name, capsys):
     config, model_class = _configs()[name]
     config.save_pretrained(tmp_path)
@@ -71,12 +99,36 @@ def test_default_inputs_run_the_model_and_count_as_torch_does(tmp_path, name, ca
     elif name == "sam":
         vision = config.vision_config
         assert tuple(args[0].shape) == (1, vision.num_channels, vision.image_size, vision.image_size)
-    else:
+    elif name == "fsmt":
+        assert tuple(kwargs["decoder_input_ids"].shape) == (1, config.max_position_embeddings)
+        assert int(kwargs["decoder_input_ids"].max()) < config.tgt_vocab_size < int(args[0].max()) + 1 <= 100
+    elif name == "whisper":
         assert tuple(args[0].shape) == (1, config.num_mel_bins, 2 * config.max_source_positions)
         assert tuple(kwargs["decoder_input_ids"].shape) == (1, config.max_target_positions)
+    elif name == "speech2text":  # two stride-2 convolutions: 4 frames per encoder position
+        assert tuple(args[0].shape) == (1, 4 * config.max_source_positions, config.input_feat_per_channel)
+        assert tuple(kwargs["decoder_input_ids"].shape) == (1, config.max_target_positions)
+        assert int(kwargs["decoder_input_ids"].max()) < config.vocab_size
+    elif name == "vilt":
+        assert tuple(args[0].shape) == (1, config.max_position_embeddings)
+        assert tuple(kwargs["pixel_values"].shape) == (1, config.num_channels, config.image_size, config.image_size)
+    elif name == "blip":
+        text, vision = config.text_config, config.vision_config
+        # BlipVisionConfig has no num_channels: its patch embedding is Conv2d(3, ...)
+        assert tuple(args[0].shape) == (1, 3, vision.image_size, vision.image_size)
+        assert tuple(kwargs["input_ids"].shape) == (1, text.max_position_embeddings)
+        assert int(kwargs["input_ids"].max()) < text.vocab_size
+    else:
+        encoder, decoder = config.encoder, config.decoder
+        assert tuple(args[0].shape) == (1, encoder.num_channels, encoder.image_size, encoder.image_size)
+        assert tuple(kwargs["decoder_input_ids"].shape) == (1, decoder.n_positions)
+        assert int(kwargs["decoder_input_ids"].max()) < decoder.vocab_size
 
     torch.manual_seed(0)
-    config._attn_implementation = "eager"
+    for part in (config, *(getattr(config, key, None) for key in ("encoder", "decoder", "text_config",
+                                                                   "vision_config"))):
+        if part is not None:
+            part._attn_implementation = "eager"
     oracle = model_class(config).eval()
     counter = _TorchFormulas()
     with torch.no_grad(), counter:
@@ -86,3 +138,55 @@ def test_default_inputs_run_the_model_and_count_as_torch_does(tmp_path, name, ca
     assert report.totals.total_macs == counter.flops // 2 > 0
     assert report.totals.total_params == sum(p.numel() for p in oracle.parameters())
     assert report.totals.total_params == sum(p.numel() for p in resolved.module.parameters())
+
+
+def test_a_config_automodel_cannot_build_is_one_short_paragraph(tmp_path, capsys):
+    """AutoModel's refusal lists every config class it knows (thousands of characters); the error keeps its first
+    line and says how to name the class."""
+    config = _configs()["vision-encoder-decoder"][0]
+    config.architectures = None
+    config.save_pretrained(tmp_path)
+    assert main(["summary", f"hf:{tmp_path / 'config.json'}", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "Unrecognized configuration class" in err and "architectures" in err
+    assert len(err.strip().splitlines()) == 1 and len(err) < 600, err
+    assert main(["summary", f"hf:{tmp_path / 'config.json'}", "-q", "-a",
+                 "architectures=['VisionEncoderDecoderModel']"]) == 0, capsys.readouterr().err
+
+
+def test_keyword_inputs_without_a_dtype_take_the_default_inputs_dtype(tmp_path, capsys):
+    """``--input input_ids=1,9`` names by keyword what the default input gives by position: it stays int64 token
+    ids (it was a float tensor, and T5's embedding refused it). Oracle: transformers' T5 on int64 ids of those
+    shapes, counted by torch's formulas."""
+    import json
+
+    config = transformers.T5Config(vocab_size=100, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
+                                   architectures=["T5ForConditionalGeneration"])
+    config.save_pretrained(tmp_path)
+    assert main(["summary", f"hf:{tmp_path / 'config.json'}", "-q", "-f", "json", "--input", "input_ids=1,9",
+                 "--input", "decoder_input_ids=1,4"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    config._attn_implementation = "eager"
+    oracle = transformers.T5ForConditionalGeneration(config).eval()
+    counter = _TorchFormulas()
+    with torch.no_grad(), counter:
+        oracle(input_ids=torch.randint(0, 100, (1, 9)), decoder_input_ids=torch.randint(0, 100, (1, 4)))
+    assert data["totals"]["total_macs"] == counter.flops // 2 > 0
+    assert data["layers"][0]["input_shapes"] == [{"input_ids": [1, 9], "decoder_input_ids": [1, 4]}]
+
+
+def test_a_dict_model_arg_sets_fields_of_a_sub_config_and_keeps_the_others(tmp_path, capsys):
+    """``-a "encoder={'image_size': 64}"`` on a vision-encoder-decoder's config.json changed the image size and
+    silently dropped every other encoder field (a default ViT-B/16 encoder: 86 M parameters instead of 37 k).
+    Oracle: transformers' model built from the same config with only that field changed."""
+    import json
+
+    config = _configs()["vision-encoder-decoder"][0]
+    config.save_pretrained(tmp_path)
+    assert main(["summary", f"hf:{tmp_path / 'config.json'}", "-q", "-f", "json", "-a",
+                 "encoder={'image_size': 64}"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    config.encoder.image_size = 64
+    oracle = transformers.VisionEncoderDecoderModel(config)
+    assert data["totals"]["total_params"] == sum(p.numel() for p in oracle.parameters())
+    assert data["layers"][0]["input_shapes"][0] == [1, config.encoder.num_channels, 64, 64]

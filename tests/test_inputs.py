@@ -169,6 +169,62 @@ def test_detection_input_shapes_are_the_images_of_its_list(capsys):
     assert netscope.summary(model, input_data=(images,), device="cpu").totals.total_macs == data["totals"]["total_macs"]
 
 
+def test_api_input_size_of_a_detection_model_is_its_list_of_images():
+    """``input_size=[(3, H, W), ...]`` in Python is, as ``--input`` on the command line, the images of the one list
+    a torchvision detection model takes (it was two positional arguments: images and targets, and the forward
+    raised). Oracle: the model's own transform on those images (the batch its backbone receives)."""
+    import torch
+    import torchvision
+
+    import netscope
+
+    model = torchvision.models.get_model("ssdlite320_mobilenet_v3_large", weights=None,
+                                         weights_backbone=None).eval()
+    shapes = [(3, 320, 320), (3, 256, 300)]
+    report = netscope.summary(model, input_size=shapes, device="cpu", audit_names=False)
+    assert report.layers[0].input_shapes == [shapes]
+    with torch.no_grad():
+        batch = model.transform([torch.rand(*shape) for shape in shapes])[0].tensors
+    backbone = next(layer for layer in report.layers if layer.name == "backbone")
+    assert backbone.input_shapes == [tuple(batch.shape)]
+    assert report.totals.total_params == sum(p.numel() for p in model.parameters())
+    assert netscope.summary(model, device="cpu", audit_names=False).layers[0].input_shapes == [[(3, 512, 512)]]
+
+
+def test_api_input_size_as_a_dict_gives_keyword_inputs_of_those_shapes():
+    """``input_size={"ids": (2, 5), "image": (2, 3, 16, 16)}`` is keyword inputs by shape (the API's
+    ``--input NAME=SHAPE``); it was taken as data and the model received tuples. Token ids stay integer (the
+    default input's dtype under that name). Oracles: the conv's multiply-add formula, ``parameters()``, and the
+    shapes a real call produces."""
+    import pytest
+    import torch
+    import torch.nn as nn
+
+    import netscope
+    from netscope.errors import InputSpecError
+
+    class TwoInputs(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = nn.Embedding(50, 8)
+            self.conv = nn.Conv2d(3, 8, 3)
+
+        def forward(self, ids, image):
+            return self.emb(ids).mean(1) + self.conv(image).mean((2, 3))
+
+    model = TwoInputs()
+    shapes = {"image": (2, 3, 16, 16), "ids": (2, 5)}
+    for dtypes in (None, {"ids": torch.int32}):
+        report = netscope.summary(model, input_size=shapes, input_dtypes=dtypes, audit_names=False)
+        assert report.layers[0].input_shapes == [shapes]
+        real = model(ids=torch.zeros(2, 5, dtype=torch.long), image=torch.zeros(2, 3, 16, 16))
+        assert report.layers[0].output_shapes == tuple(real.shape)
+        assert report.totals.total_macs == 2 * 8 * 14 * 14 * (3 * 3 * 3)  # output elements x in_ch x k x k
+        assert report.totals.total_params == sum(p.numel() for p in model.parameters())
+    with pytest.raises(InputSpecError, match="input_dtypes must be a dict"):
+        netscope.summary(model, input_size=shapes, input_dtypes=["int64", "float32"])
+
+
 def test_solve_with_keyword_inputs_only_says_what_it_varies():
     import torch
     import torch.nn as nn

@@ -101,6 +101,33 @@ def test_api_dtype_follows_bytes_on_a_users_model():
     assert all(p.dtype == torch.float32 for p in model.parameters())
 
 
+class _MixedDtypes(nn.Module):
+    """A bfloat16 layer first, a float32 one after: the first parameter's dtype is not the model's."""
+
+    def __init__(self):
+        super().__init__()
+        self.first = nn.Linear(16, 32).to(torch.bfloat16)
+        self.second = nn.Linear(32, 4)
+
+    def forward(self, x):
+        return self.second(self.first(x.to(self.first.weight.dtype)).to(self.second.weight.dtype))
+
+
+@pytest.mark.parametrize("device", ["cpu", "meta"])
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16", "float32"])
+def test_dtype_converts_every_parameter_of_a_mixed_dtype_model(device, dtype):
+    """dtype=bfloat16 on a model whose first parameter is already bfloat16 ran the float32 layer as it was
+    (param_bytes 1,616 instead of 2 x 676): the conversion was decided by the first parameter alone. Oracle:
+    parameters() and torch's element sizes; without dtype= the model's own mixed dtypes are counted."""
+    model = _MixedDtypes()
+    params = sum(p.numel() for p in model.parameters())
+    own = sum(p.numel() * p.element_size() for p in model.parameters())
+    report = netscope.summary(model, (2, 16), device=device, dtype=dtype, audit_names=False)
+    assert report.totals.param_bytes == params * getattr(torch, dtype).itemsize
+    assert netscope.summary(model, (2, 16), device=device, audit_names=False).totals.param_bytes == own
+    assert [p.dtype for p in model.parameters()] == [torch.bfloat16] * 2 + [torch.float32] * 2
+
+
 # ---------------------------------------------------------------- a user's model is never touched
 
 def _snapshot(model):

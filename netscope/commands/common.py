@@ -215,7 +215,7 @@ def build_report(args: argparse.Namespace, *, checks: bool = True, audit_names: 
         resolved, device = _resolve_fitting(args, device, dtype)
     else:
         resolved = resolve_from_args(args, empty_weights=(device.type == "meta"))
-    inputs = inputs.with_dtypes_of(resolved.inputs) if inputs is not None else resolved.inputs
+    inputs = inputs.with_dtypes_of(resolved.inputs, resolved.module) if inputs is not None else resolved.inputs
     report = run_summary(resolved.module, inputs, device=device, dtype=dtype, mode="train" if args.train else "eval",
                          label=resolved.label, owned=True, checks=checks, audit_names=audit_names,
                          quiet=getattr(args, "quiet", False), fallback_to_meta=auto,

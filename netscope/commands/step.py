@@ -42,7 +42,7 @@ def run(args) -> int:
     inputs = parse_inputs(args.input)
     check_output_paths(args, (args.output, args.html))
     resolved = resolve_from_args(args, empty_weights=True)  # fake tensors: the weights are never needed
-    inputs = inputs.with_dtypes_of(resolved.inputs) if inputs is not None else resolved.inputs  # as summary does
+    inputs = inputs.with_dtypes_of(resolved.inputs, resolved.module) if inputs is not None else resolved.inputs  # as summary does
     report = run_step_report(resolved.module, inputs, options, label=resolved.label)
     emit(report.render(args.format, columns=args.columns, depth=args.depth, table_style=args.table_style), args)
     if args.html:

@@ -14,7 +14,8 @@ Forms:
 
 ``--model-arg KEY=VALUE`` overrides config fields before the config is built (so derived fields
 such as Llama's ``head_dim`` follow), e.g. ``-a hidden_size=1024 -a "architectures=['LlamaForCausalLM']"``;
-an unknown field is an error with the closest names. ``use_cache`` is off unless set, so outputs hold
+an unknown field is an error with the closest names; a dict sets fields of a sub-config and keeps its others
+(``-a "vision_config={'image_size': 448}"``). ``use_cache`` is off unless set, so outputs hold
 tensors rather than a cache object. The model keeps the dtype the config names (``torch_dtype``),
 as ``from_config`` does; override with ``-a dtype=float32``. Configs that need ``trust_remote_code``
 (an ``auto_map`` entry) are refused: netscope runs no downloaded code.
@@ -166,7 +167,9 @@ def _build_config(config_class: type, fields: Mapping[str, Any], model_args: Map
             f"Every field: {config_class.__name__}().to_dict()"
         )
     merged = dict(fields)
-    merged.update(model_args)
+    for key, value in model_args.items():  # a dict onto a sub-config's dict sets those fields, keeping the others
+        old = merged.get(key)
+        merged[key] = {**old, **value} if isinstance(old, dict) and isinstance(value, dict) else value
     if "use_cache" not in model_args and "use_cache" in known:
         merged["use_cache"] = False
     try:
@@ -200,8 +203,12 @@ def _build_model(transformers, config, name: str):
     try:
         return builder(config)
     except Exception as exc:
+        reason = (str(exc).splitlines() or [""])[0]  # AutoModel's refusal goes on to list every config class
+        hint = "" if architectures else (
+            f". The config has no architectures entry, so AutoModel picked the class; name the model class "
+            f"with -a \"architectures=['...']\" (e.g. {type(config).__name__.replace('Config', 'Model')})")
         raise ModelSpecError(
-            f"building the transformers model for hf:{name} raised {type(exc).__name__}: {exc}"
+            f"building the transformers model for hf:{name} raised {type(exc).__name__}: {reason}{hint}"
         ) from exc
 
 
@@ -222,21 +229,47 @@ def _token_inputs(model, config) -> InputSpec:
     kwargs: Dict[str, TensorSpec] = {}
     if "attention_mask" in accepted:
         kwargs["attention_mask"] = TensorSpec((1, length), "bool")  # bool tensors are built all ones
-    if getattr(config, "is_encoder_decoder", False) and "decoder_input_ids" in accepted:
-        kwargs["decoder_input_ids"] = TensorSpec((1, length), "int64", high=vocab)
-    vision = getattr(config, "vision_config", None)
-    if vision is not None and "pixel_values" in accepted:  # a text-and-image model (CLIP, SigLIP, ...)
+    kwargs.update(_decoder_inputs(model, config, accepted))
+    vision = _vision_config(config)
+    if vision is not None and "pixel_values" in accepted:  # a text-and-image model (CLIP, SigLIP, ViLT, ...)
         kwargs["pixel_values"] = _image_inputs(model, vision).args[0]
     return InputSpec([TensorSpec((1, length), "int64", high=vocab)], kwargs)
 
 
+def _decoder_inputs(model, config, accepted) -> Dict[str, TensorSpec]:
+    """``decoder_input_ids`` within the decoder's vocabulary and positions, for an encoder-decoder's forward."""
+    if not getattr(config, "is_encoder_decoder", False) or "decoder_input_ids" not in accepted:
+        return {}
+    length = _sequence_length(_text_config(config))
+    return {"decoder_input_ids": TensorSpec((1, length), "int64", high=_decoder_vocabulary_size(model, config))}
+
+
+def _decoder_vocabulary_size(model, config) -> int:
+    """The rows of the decoder's own token embedding (FSMT's target vocabulary differs from its source's)."""
+    try:
+        decoder = model.get_decoder()
+        getter = getattr(decoder, "get_input_embeddings", None)
+        embeddings = getter() if getter is not None else getattr(decoder, "embed_tokens", None)
+    except (AttributeError, NotImplementedError):
+        embeddings = None
+    size = getattr(embeddings, "num_embeddings", None)
+    return int(size) if size else _vocabulary_size(model, config)
+
+
 def _image_inputs(model, config) -> InputSpec:
-    if not hasattr(config, "image_size"):  # a composite config (SAM, ...): its vision part's
-        config = getattr(config, "vision_config", None) or config
-    size = getattr(config, "image_size", 224)
+    """``pixel_values``, plus the token ids an image-to-text forward needs (BLIP's captioner's ``input_ids``, a
+    vision-encoder-decoder's ``decoder_input_ids``)."""
+    vision = config if hasattr(config, "image_size") else _vision_config(config) or config  # SAM, ViT + GPT-2
+    size = getattr(vision, "image_size", 224)
     height, width = (size, size) if isinstance(size, int) else tuple(size)[-2:]
-    channels = getattr(config, "num_channels", 3)
-    return InputSpec([TensorSpec((1, int(channels), int(height), int(width)))])
+    channels = getattr(vision, "num_channels", 3)
+    pixels = TensorSpec((1, int(channels), int(height), int(width)))
+    accepted = set(inspect.signature(model.forward).parameters)
+    kwargs = _decoder_inputs(model, config, accepted)
+    if "input_ids" in accepted and getattr(config, "text_config", None) is not None:
+        length = _sequence_length(_text_config(config))
+        kwargs["input_ids"] = TensorSpec((1, length), "int64", high=_vocabulary_size(model, config))
+    return InputSpec([pixels], kwargs)
 
 
 def _audio_inputs(model, config) -> InputSpec:
@@ -244,16 +277,19 @@ def _audio_inputs(model, config) -> InputSpec:
 
 
 def _spectrogram_inputs(model, config) -> InputSpec:
-    """Whisper-style ``input_features`` ``(1, num_mel_bins, 2 * max_source_positions)`` (the encoder's stride-2
-    convolution halves the frames, and it refuses any other length), plus ``decoder_input_ids``."""
+    """Speech features, plus ``decoder_input_ids``: Whisper's ``input_features`` ``(1, num_mel_bins,
+    2 * max_source_positions)`` (the encoder's stride-2 convolution halves the frames, and it refuses any other
+    length); Speech2Text's ``(1, frames, input_feat_per_channel * input_channels)``, as many frames (at most
+    128) as its stride-2 convolutions bring within ``max_source_positions``."""
+    kwargs = _decoder_inputs(model, config, set(inspect.signature(model.forward).parameters))
     bins, positions = getattr(config, "num_mel_bins", None), getattr(config, "max_source_positions", None)
-    if not isinstance(bins, int) or not isinstance(positions, int):
-        return default_inputs_for(model)
-    kwargs: Dict[str, TensorSpec] = {}
-    if "decoder_input_ids" in inspect.signature(model.forward).parameters:
-        kwargs["decoder_input_ids"] = TensorSpec((1, _sequence_length(config)), "int64",
-                                                 high=_vocabulary_size(model, config))
-    return InputSpec([TensorSpec((1, bins, 2 * positions))], kwargs)
+    features = getattr(config, "input_feat_per_channel", None)
+    if isinstance(bins, int) and isinstance(positions, int):
+        return InputSpec([TensorSpec((1, bins, 2 * positions))], kwargs)
+    if isinstance(features, int) and isinstance(positions, int):
+        frames = min(DEFAULT_SEQUENCE_LENGTH, positions * 2 ** int(getattr(config, "num_conv_layers", 0)))
+        return InputSpec([TensorSpec((1, frames, features * int(getattr(config, "input_channels", 1))))], kwargs)
+    return default_inputs_for(model)
 
 
 MAIN_INPUT_BUILDERS: Dict[str, Callable[[Any, Any], InputSpec]] = {
@@ -270,8 +306,24 @@ def _sequence_length(config) -> int:
 
 
 def _text_config(config):
-    """The config of a model's text part: ``text_config`` of a text-and-image model (CLIP), else the config."""
-    return getattr(config, "text_config", None) or config
+    """The config of a model's text part: ``text_config`` of a text-and-image model (CLIP), the ``decoder`` of a
+    vision-encoder-decoder, else the config."""
+    return getattr(config, "text_config", None) or _sub_config(config, "decoder") or config
+
+
+def _vision_config(config):
+    """The config of a model's image part: ``vision_config`` (CLIP, SAM), the ``encoder`` of a
+    vision-encoder-decoder, the config itself where it names an ``image_size`` (ViLT); else None."""
+    for part in (getattr(config, "vision_config", None), _sub_config(config, "encoder"), config):
+        if part is not None and hasattr(part, "image_size"):
+            return part
+    return getattr(config, "vision_config", None)
+
+
+def _sub_config(config, name: str):
+    """``config.<name>`` when it is a config of its own (``VisionEncoderDecoderConfig.encoder``), else None."""
+    part = getattr(config, name, None)
+    return part if hasattr(part, "to_dict") else None
 
 
 def _vocabulary_size(model, config) -> int:

@@ -222,8 +222,14 @@ def _get_attr_path(module, attr: str, spec: str):
 
 
 def default_inputs_for(model) -> InputSpec:
-    """A best guess for a user's model: an image-shaped input, sized from the first layer when possible."""
+    """A best guess for a user's model: an image-shaped input, sized from the first layer when possible; a
+    torchvision detection model's list of images (so ``input_size=[(3, H, W), ...]`` are its images)."""
     import torch.nn as nn
+
+    from netscope.models.torchvision import DETECTION_INPUT, takes_image_list  # here: torchvision.py imports inputs
+
+    if takes_image_list(model):
+        return DETECTION_INPUT
 
     for module in model.modules():
         if isinstance(module, (nn.Conv1d, nn.ConvTranspose1d)):

@@ -127,6 +127,16 @@ OPTICAL_FLOW_SIZE = 512
 VIDEO_FRAMES = 16
 
 
+DETECTION_INPUT = InputSpec([TensorSpec((3, 512, 512))], as_list=True)  # one list of (C, H, W) images
+
+
+def takes_image_list(model) -> bool:
+    """A torchvision detection model (Faster/Mask/Keypoint R-CNN, RetinaNet, FCOS, SSD): its forward takes one
+    list of images."""
+    module_name = type(model).__module__
+    return module_name.startswith("torchvision.") and ".detection." in module_name
+
+
 def torchvision_default_inputs(name: str, model) -> InputSpec:
     """The input a torchvision model is published for: its weights' transforms (crop size; a segmentation
     model's resize size, 520), its own image_size, or its family's (video 1x3x16xcrop², optical flow a
@@ -141,8 +151,8 @@ def torchvision_default_inputs(name: str, model) -> InputSpec:
     if ".segmentation." in module_name:
         size = _weights_transform_size(name, "resize_size") or 520
         return InputSpec([TensorSpec((1, 3, size, size))])
-    if ".detection." in module_name:
-        return InputSpec([TensorSpec((3, 512, 512))], as_list=True)
+    if takes_image_list(model):
+        return DETECTION_INPUT
     size = getattr(model, "image_size", None)
     if not isinstance(size, int):
         size = crop or 224

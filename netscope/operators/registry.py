@@ -54,7 +54,7 @@ ZERO_BY_CONVENTION: Mapping[str, Tuple[str, Tuple[str, ...]]] = {
         "aten::resolve_conj", "aten::resolve_neg", "aten::set_", "aten::resize_", "aten::masked_fill",
         "aten::masked_fill_", "aten::rand", "aten::randn", "aten::randint", "aten::rand_like",
         "aten::randn_like", "aten::randperm", "aten::bernoulli", "aten::bernoulli_", "aten::uniform_",
-        "aten::normal_", "aten::_assert_async", "aten::_assert_scalar", "aten::_pin_memory", "aten::sym_size",
+        "aten::normal_", "aten::multinomial", "aten::_assert_async", "aten::_assert_scalar", "aten::_pin_memory", "aten::sym_size",
         "aten::sym_numel", "aten::sym_stride", "aten::sym_storage_offset", "aten::is_nonzero", "aten::item",
         "aten::equal", "aten::allclose", "aten::_has_compatible_shallow_copy_type", "aten::dequantize",
         "aten::quantize_per_tensor", "aten::quantize_per_channel", "aten::q_scale", "aten::q_zero_point",

@@ -80,7 +80,7 @@ def _prepared(model: nn.Module, inputs, *, device: torch.device, dtype: Optional
                      "ran on a copy, so the model itself is left uninitialized")
         model, owned = _lazy_copy(model, device), True
         tree = module_tree(model)
-    with _placed(model, device, float_dtype, owned, tree) as runnable, \
+    with _placed(model, device, float_dtype, owned, tree, explicit=bool(dtype)) as runnable, \
             (kept_hooks(given_tree) if runnable is not given else contextlib.nullcontext()):
         run_dtype = model_float_dtype(runnable) if any(True for _ in runnable.parameters()) else float_dtype
         watched: list = []
@@ -189,14 +189,16 @@ def meta_operator(error: str) -> str:
 
 @contextlib.contextmanager
 def _placed(model: nn.Module, device: torch.device, float_dtype: str, owned: bool,
-            tree: Optional[ModuleTree] = None) -> Iterator[nn.Module]:
+            tree: Optional[ModuleTree] = None, explicit: bool = False) -> Iterator[nn.Module]:
     """Yield a model on ``device`` in ``float_dtype`` without ever leaving the user's model changed
-    (``tree``: ``model``'s, when the caller has walked it)."""
+    (``tree``: ``model``'s, when the caller has walked it). ``explicit``: the caller chose the dtype, so every
+    floating parameter is converted (a model of mixed dtypes too); otherwise the model runs in its own dtypes."""
     from netscope.run.no_memory import meta_copy
 
     target_dtype = getattr(torch, float_dtype)
-    current_dtype = getattr(torch, model_float_dtype(model))
-    needs_cast = target_dtype != current_dtype and target_dtype.is_floating_point
+    needs_cast = target_dtype.is_floating_point and (
+        any(p.is_floating_point() and p.dtype != target_dtype for p in model.parameters()) if explicit
+        else target_dtype != getattr(torch, model_float_dtype(model)))
     if device.type == "meta":
         if not owned:
             copy_ = meta_copy(model)
