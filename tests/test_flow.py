@@ -234,3 +234,43 @@ def test_a_residual_sublayer_is_shown_whole_inside_an_opened_container():
     joins = {s.label: s.join for s in shape_flow(report.layers, report.run.input_shapes).steps}
     assert joins["encoder.layer.0.attention.output"] == "← embeddings ⊕ skip"  # the skip comes from the embeddings
     assert joins["encoder.layer.0.output"].endswith("⊕ skip")
+
+
+class SideInput(nn.Module):
+    """A value computed beside the path and handed to every block as an extra input (Llama's rotary cos/sin, a
+    diffusion U-Net's time embedding): the path is embed -> blocks -> head; ``time`` is no step of it."""
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc, self.t = nn.Linear(8, 8), nn.Linear(4, 8)
+
+        def forward(self, x, emb):
+            return x + self.fc(x) * self.t(emb)
+
+    def __init__(self, blocks: int = 3):
+        super().__init__()
+        self.embed, self.time = nn.Linear(6, 8), nn.Linear(1, 4)
+        self.blocks = nn.ModuleList(self.Block() for _ in range(blocks))
+        self.head = nn.Linear(8, 2)
+
+    def forward(self, x, t):
+        h, emb = self.embed(x), self.time(t)
+        for block in self.blocks:
+            h = block(h, emb)
+        return self.head(h)
+
+
+def test_a_value_handed_to_every_block_is_a_side_input_not_a_step():
+    report, calls = _calls(SideInput(), torch.randn(2, 6), torch.randn(2, 1))
+    assert all(_index(calls, "time") in calls[f"blocks.{i}"].inputs_from for i in range(3))  # the dataflow itself
+    flow = shape_flow(report.layers, report.run.input_shapes)
+    labels = [step.label.split(" ")[0] for step in flow.steps]
+    assert "time" not in labels, labels
+    assert labels[:2] == ["input", "embed"] and labels[-1] == "head", labels
+    blocks = next(step for step in flow.steps if step.label.startswith("blocks"))
+    assert "← time" in blocks.join, blocks.join  # where the side value joins the path
+    # one consumer only is an ordinary step (a U-Net's up-sampling feeds one decoder): still shown
+    report, calls = _calls(SideInput(blocks=1), torch.randn(2, 6), torch.randn(2, 1))
+    labels = [step.label.split(" ")[0] for step in shape_flow(report.layers, report.run.input_shapes).steps]
+    assert "time" in labels, labels

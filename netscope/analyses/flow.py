@@ -106,6 +106,17 @@ def _other_inputs(tree, limit: int = 2) -> List[str]:
     return names[:limit] + ([f"{len(names) - limit} more"] if len(names) > limit else [])
 
 
+def _side_input(call: LayerCall, following: Sequence[LayerCall]) -> bool:
+    """A call computed beside the main path and handed to several later siblings as an extra input, never as the
+    tensor they carry on (Llama's ``rotary_emb``: its cos/sin go to every decoder layer, which carries the hidden
+    states; a diffusion U-Net's time embedding): it is no step of the path."""
+    shape = first_tensor_shape(call.output_shapes)
+    if shape is None:
+        return False
+    consumers = [c for c in following if call.index in c.inputs_from]
+    return len(consumers) >= 2 and all(first_tensor_shape(c.input_shapes) not in (None, shape) for c in consumers)
+
+
 def _halves(previous: Tuple[int, ...], current: Tuple[int, ...]) -> bool:
     """Spatial dims are everything after the channel dim; only shapes of rank 3+ (C, H, W, ...) have them."""
     if len(previous) < 3 or len(previous) != len(current):
@@ -267,7 +278,9 @@ def shape_flow(layers: Sequence[LayerCall], input_shapes, *, max_steps: int = MA
     def walk(parent: LayerCall, depth: int) -> None:
         children = kids.get(parent.index, [])
         previous = None
-        for call in children:
+        for position, call in enumerate(children):
+            if _side_input(call, children[position + 1:]):  # not a step: the calls it feeds say "← call"
+                continue
             before, previous = previous, call
             if call.index in skipped:
                 continue
