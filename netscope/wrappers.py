@@ -50,10 +50,22 @@ register_wrapper("peft.tuners.tuners_utils.BaseTunerLayer",
 register_wrapper("peft.peft_model.PeftModel",
                  WrapperKind("base_model.model", "peft PeftModel", "model.base_model.model", False))
 
-# Source tensors a wrapper adds that have no place in the unwrapped model, with what to do about them.
+# Source tensors a wrapper or a weight reparametrization adds that have no place in the plain model, with what to
+# do about them: (regular expression searched in the key, hint). The plain weight is computed from them, so no
+# renaming can load them.
 ADAPTER_HINTS: Tuple[Tuple[str, str], ...] = (
-    ("lora_", "a LoRA adapter tensor: load it into the peft-wrapped model, or merge the adapters into the base "
-              "weights first (peft's merge_and_unload) and remap that"),
+    (r"lora_", "a LoRA adapter tensor: load it into the peft-wrapped model, or merge the adapters into the base "
+               "weights first (peft's merge_and_unload) and remap that"),
+    (r"(^|\.)(weight|bias)_(orig|mask)$",
+     "saved from a pruned module (torch.nn.utils.prune keeps <name>_orig and <name>_mask; the weight is their "
+     "product): call prune.remove(module, 'weight') before saving, or prune the target the same way"),
+    (r"\.parametrizations\.\w+\.original\d*$",
+     "saved from a parametrized module (torch.nn.utils.parametrize: weight_norm, orthogonal, spectral_norm; the "
+     "weight is computed from it): call parametrize.remove_parametrizations(module, 'weight') before saving, or "
+     "parametrize the target the same way"),
+    (r"(^|\.)weight_[gv]$",
+     "saved from a module under the old torch.nn.utils.weight_norm (weight = g * v / |v|): call "
+     "torch.nn.utils.remove_weight_norm(module) before saving, or apply weight_norm to the target the same way"),
 )
 
 
@@ -88,7 +100,10 @@ def may_hold_wrapper(key: str) -> bool:
 
 
 def adapter_hint(key: str) -> str:
-    for marker, hint in ADAPTER_HINTS:
-        if marker in key:
+    """What to do about a checkpoint key no model key takes, when ``ADAPTER_HINTS`` knows its kind; else ''."""
+    import re
+
+    for pattern, hint in ADAPTER_HINTS:
+        if re.search(pattern, key):
             return hint
     return ""

@@ -384,3 +384,37 @@ def test_diff_reads_batchnorm_versions_under_the_remapped_names_as_torch_will(tm
     torch_fills = not oracle.load_state_dict(new, strict=False).missing_keys
     assert not torch_fills  # torch itself: with version 2 under '1', the counter stays missing
     assert "1.num_batches_tracked" not in report.loader_fills and "1.num_batches_tracked" in report.missing
+
+
+@pytest.mark.parametrize("kind", ["prune", "parametrize", "old weight_norm"])
+def test_reparametrized_tensors_are_named_with_the_fix_that_works(kind):
+    """Tensors of a pruned or parametrized module (weight_orig/weight_mask, parametrizations.weight.original0/1,
+    weight_g/weight_v) are never renamed into the plain weight (it is computed from them): each is unused with a
+    hint naming torch's own undo, and after that undo the state dict loads strictly into the plain model."""
+    import warnings
+
+    from torch.nn.utils import parametrize, prune
+    from torch.nn.utils.parametrizations import weight_norm
+
+    def plain():
+        return nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 2))
+
+    torch.manual_seed(0)
+    saved = plain()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # the old weight_norm is deprecated: still what old code saved
+        if kind == "prune":
+            prune.l1_unstructured(saved[0], "weight", 0.5)
+            undo, marker = (lambda: prune.remove(saved[0], "weight")), "prune.remove"
+        elif kind == "parametrize":
+            weight_norm(saved[0])
+            undo, marker = (lambda: parametrize.remove_parametrizations(saved[0], "weight")), "remove_parametrizations"
+        else:
+            torch.nn.utils.weight_norm(saved[0])
+            undo, marker = (lambda: torch.nn.utils.remove_weight_norm(saved[0])), "remove_weight_norm"
+    report = netscope.diff(dict(saved.state_dict()), plain())
+    extra = [d for d in report.decisions if d.source and d.source.startswith("0.") and d.source not in ("0.bias",)]
+    assert extra and all(d.reason == "unused" and d.target is None and marker in d.detail for d in extra), \
+        [(d.source, d.reason, d.detail) for d in extra]
+    undo()
+    plain().load_state_dict(saved.state_dict(), strict=True)  # the hint's fix works
