@@ -333,7 +333,7 @@ def _checked(name: str, fn: MacFormula) -> MacFormula:
         if count < 0 or isinstance(macs, bool):
             raise MacFormulaError(f"{where} returned {macs!r}; it must return a whole number of multiply-adds "
                                   ">= 0 (a Python int)")
-        return count * REAL_PER_COMPLEX if count and _complex(args, kwargs.get("out_val")) else count
+        return _in_real_macs(count, args, kwargs.get("out_val"))
 
     formula.__wrapped__ = fn
     return formula
@@ -360,13 +360,17 @@ def _from_flops(flop_fn) -> MacFormula:
 def _real_macs(fn: MacFormula) -> MacFormula:
     """A formula counting one per complex multiply-add (as torch's do) made to count real ones."""
     def macs(*args, out_val=None, **kwargs) -> int:
-        count = fn(*args, out_val=out_val, **kwargs)
-        return count * REAL_PER_COMPLEX if count and _complex(args, out_val) else count
+        return _in_real_macs(fn(*args, out_val=out_val, **kwargs), args, out_val)
 
     return macs
 
 
 REAL_PER_COMPLEX = 4  # (a+bi)(c+di) accumulated: ac, bd, ad, bc, each multiplied and added once
+
+
+def _in_real_macs(count: int, args, out_val) -> int:
+    """A formula's count (complex multiply-adds on complex operands) in real multiply-adds."""
+    return count * REAL_PER_COMPLEX if count and _complex(args, out_val) else count
 
 
 def _complex(args, out_val) -> bool:

@@ -94,32 +94,30 @@ def diff(checkpoint_or_state_dict, model, *, rules: Iterable = (), weights_only:
     from netscope.remapping.loader_fills import keys_torch_fills
 
     source, label, notes = _source_layout(checkpoint_or_state_dict, weights_only=weights_only, key=key)
-    if isinstance(model, (str, os.PathLike, Mapping)):  # a second checkpoint: its keys are the target
+    second = isinstance(model, (str, os.PathLike, Mapping))  # a second checkpoint: its keys are the target
+    if second:
         target, target_label, target_notes = _source_layout(model, weights_only=weights_only)
         notes = list(notes) + [f"{target_label}: {note}" for note in target_notes]
-        result, coverage = plan_mapping(source, target, rules=rules, structural=structural)
-        return DiffReport(result, coverage, label, target_label, tuple(notes))
-    target = _target_layout(model)
+    else:
+        target, target_label = _target_layout(model), type(model).__name__
     result, coverage = plan_mapping(source, target, rules=rules, structural=structural)
-    report = DiffReport(result, coverage, label, type(model).__name__, tuple(notes))
+    report = DiffReport(result, coverage, label, target_label, tuple(notes))
+    if second:
+        return report
     if label == "state_dict":  # tensors in memory: their _metadata is at hand
-        from netscope.remapping.apply import module_mapping, remap_metadata
-
         versions = getattr(checkpoint_or_state_dict, "_metadata", None)
-        versions = remap_metadata(versions, module_mapping(result)) if versions else versions
-        fills = keys_torch_fills(model, versions, report.missing)
-        report = replace(report, loader_fills=fills)
     elif isinstance(checkpoint_or_state_dict, (str, os.PathLike)) and keys_torch_fills(model, None, report.missing):
         # a file: its _metadata (headers only) says whether torch's loader would supply what is missing
         from netscope.checkpoints.readers import saved_module_versions
 
+        versions = saved_module_versions(os.fspath(checkpoint_or_state_dict), weights_only=weights_only, key=key)
+    else:
+        return report
+    if versions:  # keyed as the remapped state dict will carry them (model.bn -> bn), as remap writes them
         from netscope.remapping.apply import module_mapping, remap_metadata
 
-        versions = saved_module_versions(os.fspath(checkpoint_or_state_dict), weights_only=weights_only, key=key)
-        if versions:  # keyed as the remapped state dict will carry them (model.bn -> bn), as remap writes them
-            versions = remap_metadata(versions, module_mapping(result))
-        report = replace(report, loader_fills=keys_torch_fills(model, versions, report.missing))
-    return report
+        versions = remap_metadata(versions, module_mapping(result))
+    return replace(report, loader_fills=keys_torch_fills(model, versions, report.missing))
 
 
 def remap_file(checkpoint, model, out=None, **options) -> RemapReport:

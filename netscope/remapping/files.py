@@ -16,6 +16,7 @@ from netscope.errors import UsageError
 from netscope.remapping import plan as P
 from netscope.remapping.plan import Plan
 from netscope.remapping.report import RemapReport, Unmatched
+from netscope.units import shape_text
 
 UNMATCHED_ENTRY = "netscope_unmatched"  # where unmatched source tensors are kept inside the output container
 TENSORS_ONLY_EXTENSIONS = (".safetensors",)
@@ -221,7 +222,7 @@ def _unmatched_destination(unmatched: List[Unmatched], container: Any, path: Tup
             raise UsageError(f"the checkpoint already has an entry {UNMATCHED_ENTRY!r}; write the unmatched tensors "
                              "elsewhere with --unmatched-out FILE, or pass --drop-unmatched")
         return "container"
-    listed = "; ".join(f"{u.key} {list(u.shape) if u.shape is not None else ''} ({u.why})"
+    listed = "; ".join(f"{u.key} {shape_text(u.shape or ())} ({u.why})"
                        for u in unmatched[:5])
     more = f" and {len(unmatched) - 5} more" if len(unmatched) > 5 else ""
     what = ("the output holds the state dict alone" if path and flat_output else

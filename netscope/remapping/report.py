@@ -141,8 +141,7 @@ class RemapReport:
             lines.append(f"not loaded into the model: {len(self.unmatched)} checkpoint tensor(s)"
                          + (f", {self.unmatched_destination}" if self.unmatched_destination else "") + ":")
             for u in self.unmatched[:10]:
-                shape = "x".join(map(str, u.shape)) if u.shape else "scalar"
-                lines.append(f"  {u.key} [{shape}] {u.why}")
+                lines.append(f"  {u.key} {shape_text(u.shape or ())} {u.why}")
             if len(self.unmatched) > 10:
                 lines.append(f"  ... and {len(self.unmatched) - 10} more")
         if self.optimizer_keys_renamed:

@@ -138,8 +138,7 @@ def _notebook_findings(report) -> str:
         return ""
     counts = _severity_counts(report)
     opened = " open" if counts[Severity.ERROR.value] or counts[Severity.WARNING.value] else ""
-    said = ", ".join(f"{n:,} {SEVERITY_NOUN[level]}{'' if n == 1 else 's'}" for level, n in counts.items())
-    return f"<details{opened}><summary>Findings: {said}</summary>{groups}</details>"
+    return f"<details{opened}><summary>Findings: {_severity_text(counts)}</summary>{groups}</details>"
 
 
 # ---- sections ------------------------------------------------------------------------------------
@@ -263,6 +262,11 @@ def _severity_counts(report) -> Dict[str, int]:
 SEVERITY_NOUN = {Severity.ERROR.value: "error", Severity.WARNING.value: "warning", Severity.INFO.value: "note"}
 
 
+def _severity_text(counts: Dict[str, int]) -> str:
+    """``0 errors, 2 warnings, 1 note``: :func:`_severity_counts` said in words."""
+    return ", ".join(plural(n, SEVERITY_NOUN[level]) for level, n in counts.items())
+
+
 def _findings_summary(report) -> str:
     checks = report.checks
     passed = sum(1 for c in checks if c.status == "pass")
@@ -270,7 +274,7 @@ def _findings_summary(report) -> str:
     lines = [f"Formula checks: {len(checks):,} ({passed:,} pass, {len(checks) - passed:,} do not)"
              if checks else "Formula checks: none ran",
              f"Naming findings: {len(report.findings):,}",
-             ", ".join(f"{n:,} {SEVERITY_NOUN[level]}{'' if n == 1 else 's'}" for level, n in counts.items())]
+             _severity_text(counts)]
     items = "".join(f"<li>{escape(line)}</li>" for line in lines)
     return f'<ul data-severity="{escape(json.dumps(counts))}">{items}</ul>'
 
