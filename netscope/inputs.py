@@ -57,6 +57,9 @@ class TensorSpec:
     shape: Tuple[int, ...]
     dtype: Optional[str] = None  # None: the run's float dtype
     high: Optional[int] = None  # integer tensors are drawn from [0, high); None: DEFAULT_INT_HIGH (see for_model)
+    # (token id, count): the first ``count`` values along the last dimension are that token (a vision-language
+    # model's image placeholders), every other value is drawn from [0, high) without it
+    placeholder: Optional[Tuple[int, int]] = None
 
     @property
     def is_integer(self) -> bool:
@@ -90,8 +93,17 @@ class TensorSpec:
                                device="cpu").to(device=device, dtype=dtype)
         if dtype == torch.bool:
             return torch.ones(self.shape, dtype=dtype, device=device)
-        return torch.randint(0, self.upper_bound(), self.shape, generator=generator,
-                             dtype=torch.int64, device="cpu").to(device=device, dtype=dtype)
+        if self.placeholder is None:
+            return torch.randint(0, self.upper_bound(), self.shape, generator=generator,
+                                 dtype=torch.int64, device="cpu").to(device=device, dtype=dtype)
+        token, count = self.placeholder
+        high = self.upper_bound()
+        inside = 0 <= token < high  # the token is one of the values that could be drawn: drawn around it
+        values = torch.randint(0, max(1, high - inside), self.shape, generator=generator, dtype=torch.int64)
+        if inside:
+            values += values >= token
+        values[..., :count] = token
+        return values.to(device=device, dtype=dtype)
 
 
 @dataclass(frozen=True)
@@ -164,7 +176,7 @@ class InputSpec:
         def typed(spec: TensorSpec, default: Optional[TensorSpec]) -> TensorSpec:
             if default is None or spec.dtype is not None or default.dtype is None:
                 return spec
-            return dataclasses.replace(spec, dtype=default.dtype, high=default.high)
+            return dataclasses.replace(spec, dtype=default.dtype, high=default.high, placeholder=default.placeholder)
 
         args = [typed(spec, default) for spec, default in zip(self.args, defaults.args)] + list(
             self.args[len(defaults.args):])

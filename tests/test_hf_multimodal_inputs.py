@@ -190,3 +190,69 @@ def test_a_dict_model_arg_sets_fields_of_a_sub_config_and_keeps_the_others(tmp_p
     oracle = transformers.VisionEncoderDecoderModel(config)
     assert data["totals"]["total_params"] == sum(p.numel() for p in oracle.parameters())
     assert data["layers"][0]["input_shapes"][0] == [1, config.encoder.num_channels, 64, 64]
+
+
+def _vision_language_configs():
+    """Llava (a CLIP tower under the default strategy, a SigLIP tower under 'full'), PaliGemma, Gemma 3: each forward
+    puts one image's features where input_ids holds the image token, and refuses a different count."""
+    text = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=1, num_attention_heads=4, num_key_value_heads=4,
+                vocab_size=300, head_dim=16)
+    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4, image_size=56,
+                  patch_size=14)
+    return {
+        "llava-clip": transformers.LlavaConfig(text_config=transformers.LlamaConfig(**text), image_token_index=299,
+                                               vision_config=transformers.CLIPVisionConfig(**vision)),
+        "llava-siglip": transformers.LlavaConfig(text_config=transformers.LlamaConfig(**text), image_token_index=7,
+                                                 vision_config=transformers.SiglipVisionConfig(**vision),
+                                                 vision_feature_select_strategy="full"),
+        "paligemma": transformers.PaliGemmaConfig(text_config=transformers.GemmaConfig(**text), image_token_index=299,
+                                                  vision_config=transformers.SiglipVisionConfig(**vision),
+                                                  projection_dim=64),
+        "gemma3": transformers.Gemma3Config(text_config=transformers.Gemma3TextConfig(**text), image_token_index=299,
+                                            vision_config=transformers.SiglipVisionConfig(**vision),
+                                            mm_tokens_per_image=4),
+    }
+
+
+@pytest.mark.parametrize("name", ["llava-clip", "llava-siglip", "paligemma", "gemma3"])
+def test_vision_language_ids_hold_one_images_placeholder_tokens(tmp_path, name, capsys):
+    """Oracles: the model's own image features for the default pixel_values (how many placeholders its forward
+    needs), the forward accepting the default input, and torch's formulas on it. Before, the ids were drawn at random
+    and every one of these forwards refused them ('Image features and image tokens do not match')."""
+    config = _vision_language_configs()[name]
+    config.save_pretrained(tmp_path)
+    spec = f"hf:{tmp_path / 'config.json'}"
+    assert main(["summary", spec, "-q"]) == 0, capsys.readouterr().err
+    resolved = resolve_model(spec)
+    args, kwargs = resolved.inputs.build("cpu")
+    ids = args[0]
+    token = config.image_token_id
+    torch.manual_seed(0)
+    for part in (config, config.text_config, config.vision_config):
+        part._attn_implementation = "eager"  # every attention matmul one torch has a formula for
+    model = type(resolved.module)(config).eval()
+    with torch.no_grad():
+        features = model.get_image_features(pixel_values=kwargs["pixel_values"])
+    features = getattr(features, "pooler_output", features)
+    features = features[0] if isinstance(features, (list, tuple)) else features
+    per_image = features.shape[-2] if features.dim() == 3 else features.shape[0]
+    assert int((ids == token).sum()) == per_image
+    assert (ids[0, :per_image] == token).all()
+    assert ids.shape[-1] - per_image == 128  # the usual text length after them
+    assert int(ids.max()) < config.text_config.vocab_size and int(ids.min()) >= 0
+    counter = _TorchFormulas()
+    with torch.no_grad(), counter:
+        model(*args, **kwargs)
+    report = netscope.summary(model, input_data=(tuple(args), kwargs), audit_names=False)
+    assert not report.partial, report.uncounted_ops()
+    assert report.totals.total_macs == counter.flops // 2 > 0
+
+
+def test_placeholder_ids_avoid_the_token_elsewhere():
+    """Every non-placeholder value is drawn from [0, high) without the token, and all of them can come up."""
+    from netscope.inputs import TensorSpec
+
+    ids = TensorSpec((4, 2000), "int64", high=6, placeholder=(2, 3)).build("cpu", "float32",
+                                                                           torch.Generator().manual_seed(1))
+    assert (ids[:, :3] == 2).all()
+    assert sorted(ids[:, 3:].unique().tolist()) == [0, 1, 3, 4, 5]

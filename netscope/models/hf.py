@@ -22,7 +22,8 @@ as ``from_config`` does; override with ``-a dtype=float32``. Configs that need `
 
 Default dummy input, chosen by the model's ``main_input_name``: token ids ``(1, 128)`` within the
 vocabulary plus an all-ones ``attention_mask`` (and ``decoder_input_ids`` for encoder-decoders, and
-``pixel_values`` for text-and-image models such as CLIP, their text part's vocabulary and positions);
+``pixel_values`` for text-and-image models such as CLIP, their text part's vocabulary and positions; for
+Llava, PaliGemma and Gemma 3 the ids start with as many image tokens as one image has features, then 128 others);
 ``pixel_values`` ``(1, C, H, W)`` from ``num_channels`` / ``image_size``; one second of 16 kHz audio
 for ``input_values``; Whisper's ``input_features`` ``(1, num_mel_bins, 2 * max_source_positions)``.
 """
@@ -34,7 +35,7 @@ import inspect
 import json
 import os
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Mapping, Tuple
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 from netscope.errors import ModelSpecError
 from netscope.inputs import InputSpec, TensorSpec
@@ -223,17 +224,54 @@ def hf_default_inputs(model, config) -> InputSpec:
 
 def _token_inputs(model, config) -> InputSpec:
     text = _text_config(config)
-    length = _sequence_length(text)
     vocab = _vocabulary_size(model, config)
     accepted = set(inspect.signature(model.forward).parameters)
+    vision = _vision_config(config)
+    images = vision is not None and "pixel_values" in accepted  # a text-and-image model (CLIP, SigLIP, ViLT, ...)
+    placeholder = _image_placeholder(config) if images else None
+    length = _sequence_length(text, reserved=placeholder[1] if placeholder else 0)
     kwargs: Dict[str, TensorSpec] = {}
     if "attention_mask" in accepted:
         kwargs["attention_mask"] = TensorSpec((1, length), "bool")  # bool tensors are built all ones
     kwargs.update(_decoder_inputs(model, config, accepted))
-    vision = _vision_config(config)
-    if vision is not None and "pixel_values" in accepted:  # a text-and-image model (CLIP, SigLIP, ViLT, ...)
+    if images:
         kwargs["pixel_values"] = _image_inputs(model, vision).args[0]
-    return InputSpec([TensorSpec((1, length), "int64", high=vocab)], kwargs)
+    return InputSpec([TensorSpec((1, length), "int64", high=vocab, placeholder=placeholder)], kwargs)
+
+
+def _image_placeholder(config) -> Optional[Tuple[int, int]]:
+    """``(image token id, tokens per image)`` for a vision-language model whose forward puts the image's features
+    where ``input_ids`` holds its image token (Llava, PaliGemma, Gemma 3) and whose count its config tells
+    (``IMAGE_TOKEN_COUNTS``); None otherwise (a family not listed fails in its own forward, by its own message)."""
+    token = getattr(config, "image_token_id", None)
+    if token is None:
+        token = getattr(config, "image_token_index", None)
+    count = IMAGE_TOKEN_COUNTS.get(getattr(config, "model_type", None))
+    if not isinstance(token, int) or count is None:
+        return None
+    return token, count(config)
+
+
+def _patches(vision) -> int:
+    return (int(vision.image_size) // int(vision.patch_size)) ** 2
+
+
+def _llava_image_tokens(config) -> int:
+    """Llava: the vision tower's output sequence (patches, plus CLIP's class token), less its first token under
+    the ``default`` feature strategy (``full`` keeps all)."""
+    vision = config.vision_config
+    sequence = _patches(vision) + _CLASS_TOKENS.get(getattr(vision, "model_type", None), 0)
+    return sequence - (getattr(config, "vision_feature_select_strategy", "default") == "default")
+
+
+_CLASS_TOKENS = {"clip_vision_model": 1}  # vision towers whose output starts with a class token
+
+# config model_type -> image placeholder tokens per image, read from the config
+IMAGE_TOKEN_COUNTS: Dict[str, Callable[[Any], int]] = {
+    "llava": _llava_image_tokens,
+    "paligemma": lambda config: getattr(config.text_config, "num_image_tokens", None) or _patches(config.vision_config),
+    "gemma3": lambda config: int(config.mm_tokens_per_image),
+}
 
 
 def _decoder_inputs(model, config, accepted) -> Dict[str, TensorSpec]:
@@ -300,9 +338,10 @@ MAIN_INPUT_BUILDERS: Dict[str, Callable[[Any, Any], InputSpec]] = {
 }
 
 
-def _sequence_length(config) -> int:
+def _sequence_length(config, reserved: int = 0) -> int:
+    """``DEFAULT_SEQUENCE_LENGTH`` tokens (after ``reserved`` ones: image placeholders), within the positions."""
     limits = [getattr(config, key) for key in POSITION_LIMIT_KEYS if isinstance(getattr(config, key, None), int)]
-    return min([DEFAULT_SEQUENCE_LENGTH] + [limit for limit in limits if limit > 0])
+    return min([DEFAULT_SEQUENCE_LENGTH + reserved] + [limit for limit in limits if limit > 0])
 
 
 def _text_config(config):

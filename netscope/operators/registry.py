@@ -106,7 +106,8 @@ ZERO_BY_CONVENTION: Mapping[str, Tuple[str, Tuple[str, ...]]] = {
         "aten::_masked_softmax",
         "aten::sum", "aten::mean", "aten::amax", "aten::amin", "aten::max", "aten::min", "aten::argmax",
         "aten::argmin", "aten::prod", "aten::var", "aten::var_mean", "aten::std", "aten::std_mean",
-        "aten::cumsum", "aten::cumprod", "aten::logsumexp", "aten::any", "aten::all", "aten::topk",
+        "aten::cumsum", "aten::cumprod", "aten::logsumexp", "aten::any", "aten::all", "aten::_is_all_true",
+        "aten::_is_any_true", "aten::topk",
         "aten::sort", "aten::argsort", "aten::kthvalue", "aten::median", "aten::count_nonzero",
         "aten::nonzero", "aten::unique_dim", "aten::_unique2", "aten::bincount", "aten::histc",
         "aten::aminmax", "aten::_aminmax",  # quantization observers' min/max statistics
