@@ -2,7 +2,8 @@
 Whisper (a log-mel spectrogram of a fixed length), SAM (the image size in ``vision_config`` only), Speech2Text
 (frames by features), ViLT (token ids and an image, one config), BLIP's captioner (an image and token ids), a
 vision-encoder-decoder (ViT + GPT-2: the image size in ``encoder``, the decoder's vocabulary and positions), FSMT
-(a target vocabulary smaller than the source's). Oracles: the transformers model built from the same
+(a target vocabulary smaller than the source's), Perceiver (``inputs``: embeddings without a preprocessor, token ids
+with the text one). Oracles: the transformers model built from the same
 config by transformers itself, run on the default input (it must accept it), its ``parameters()``, and
 torch's own formulas (``flop_counter.flop_registry``, summed by a plain dispatch mode: ``FlopCounterMode``'s module
 tracker raises on SAM) on that forward (eager attention, so every matmul is one torch counts)."""
@@ -77,13 +78,19 @@ def _configs():
         langs=["en", "de"], src_vocab_size=100, tgt_vocab_size=50, d_model=32, encoder_layers=1, decoder_layers=1,
         encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64,
         max_position_embeddings=32, architectures=["FSMTForConditionalGeneration"])
-    return {"fsmt": (fsmt, transformers.FSMTForConditionalGeneration), "clip": (clip, transformers.CLIPModel), "whisper": (whisper, transformers.WhisperModel),
+    perceiver = dict(d_model=64, d_latents=64, num_latents=16, num_blocks=1, num_self_attends_per_block=1,
+                     vocab_size=100, max_position_embeddings=40)
+    perceiver_mlm = transformers.PerceiverConfig(**perceiver, architectures=["PerceiverForMaskedLM"])
+    perceiver = transformers.PerceiverConfig(**perceiver, architectures=["PerceiverModel"])
+    return {"perceiver": (perceiver, transformers.PerceiverModel),
+            "perceiver-mlm": (perceiver_mlm, transformers.PerceiverForMaskedLM),
+            "fsmt": (fsmt, transformers.FSMTForConditionalGeneration), "clip": (clip, transformers.CLIPModel), "whisper": (whisper, transformers.WhisperModel),
             "sam": (sam, transformers.SamModel), "speech2text": (speech2text, transformers.Speech2TextModel),
             "vilt": (vilt, transformers.ViltModel), "blip": (blip, transformers.BlipForConditionalGeneration),
             "vision-encoder-decoder": (ved, transformers.VisionEncoderDecoderModel)}
 
 
-@pytest.mark.parametrize("name", ["fsmt", "clip", "whisper", "sam", "speech2text", "vilt", "blip", "vision-encoder-decoder"])
+@pytest.mark.parametrize("name", ["perceiver", "perceiver-mlm", "fsmt", "clip", "whisper", "sam", "speech2text", "vilt", "blip", "vision-encoder-decoder"])
 def test_default_inputs_run_the_model_and_count_as_torch_does(tmp_path, name, capsys):
     config, model_class = _configs()[name]
     config.save_pretrained(tmp_path)
@@ -99,6 +106,12 @@ def test_default_inputs_run_the_model_and_count_as_torch_does(tmp_path, name, ca
     elif name == "sam":
         vision = config.vision_config
         assert tuple(args[0].shape) == (1, vision.num_channels, vision.image_size, vision.image_size)
+    elif name == "perceiver":  # no preprocessor: the latents cross-attend to (batch, positions, d_model) directly
+        assert tuple(args[0].shape) == (1, config.max_position_embeddings, config.d_model)
+        assert args[0].is_floating_point()
+    elif name == "perceiver-mlm":  # the text preprocessor: token ids within its vocabulary and positions
+        assert tuple(args[0].shape) == (1, config.max_position_embeddings)
+        assert int(args[0].max()) < config.vocab_size
     elif name == "fsmt":
         assert tuple(kwargs["decoder_input_ids"].shape) == (1, config.max_position_embeddings)
         assert int(kwargs["decoder_input_ids"].max()) < config.tgt_vocab_size < int(args[0].max()) + 1 <= 100

@@ -25,7 +25,8 @@ vocabulary plus an all-ones ``attention_mask`` (and ``decoder_input_ids`` for en
 ``pixel_values`` for text-and-image models such as CLIP, their text part's vocabulary and positions; for
 Llava, PaliGemma and Gemma 3 the ids start with as many image tokens as one image has features, then 128 others);
 ``pixel_values`` ``(1, C, H, W)`` from ``num_channels`` / ``image_size``; one second of 16 kHz audio
-for ``input_values``; Whisper's ``input_features`` ``(1, num_mel_bins, 2 * max_source_positions)``.
+for ``input_values``; Whisper's ``input_features`` ``(1, num_mel_bins, 2 * max_source_positions)``; Perceiver's
+``inputs`` ``(1, 128, d_model)`` without a preprocessor, token ids with its text one.
 """
 
 from __future__ import annotations
@@ -330,11 +331,26 @@ def _spectrogram_inputs(model, config) -> InputSpec:
     return default_inputs_for(model)
 
 
+def _perceiver_inputs(model, config) -> InputSpec:
+    """Perceiver's ``inputs``: token ids for its text preprocessor (``PerceiverForMaskedLM``), images for its image
+    ones, and without a preprocessor (``PerceiverModel``) the cross-attention's own input ``(1, 128, d_model)``."""
+    base = getattr(model, "perceiver", model)
+    preprocessor = getattr(base, "input_preprocessor", None)
+    if preprocessor is None and isinstance(getattr(config, "d_model", None), int):
+        return InputSpec([TensorSpec((1, _sequence_length(config), config.d_model))])
+    if type(preprocessor).__name__ == "PerceiverTextPreprocessor":
+        return InputSpec([TensorSpec((1, _sequence_length(config)), "int64", high=_vocabulary_size(model, config))])
+    if type(preprocessor).__name__ == "PerceiverImagePreprocessor" and isinstance(getattr(config, "image_size", None), int):
+        return InputSpec([TensorSpec((1, 3, config.image_size, config.image_size))])
+    return default_inputs_for(model)
+
+
 MAIN_INPUT_BUILDERS: Dict[str, Callable[[Any, Any], InputSpec]] = {
     "input_ids": _token_inputs,
     "pixel_values": _image_inputs,
     "input_values": _audio_inputs,
     "input_features": _spectrogram_inputs,
+    "inputs": _perceiver_inputs,
 }
 
 
