@@ -496,3 +496,17 @@ def test_cli_summary_of_a_bf16_config_runs_in_the_configs_dtype(tmp_path, capsys
     assert main(["summary", f"hf:{tmp_path}", "--device", "cpu", "--input", "1,8:int64", "--dtype", "float32",
                  "-f", "json"]) == 0
     assert json.loads(capsys.readouterr().out)["totals"]["param_bytes"] == 4 * params
+
+
+def test_hf_config_with_a_float_json_cannot_hold(tmp_path, capsys):
+    """transformers' save_pretrained writes Mamba2's time_step_limit (0.0, inf) as [0.0, {"__float__": "Infinity"}];
+    from_pretrained reads the float back, and so must hf:. Before, the config refused the tagged object."""
+    transformers = pytest.importorskip("transformers")
+    config = transformers.Mamba2Config(hidden_size=32, num_hidden_layers=1, vocab_size=64, state_size=8, num_heads=4,
+                                       head_dim=16, n_groups=1, architectures=["Mamba2ForCausalLM"])
+    config.save_pretrained(tmp_path)
+    assert "__float__" in (tmp_path / "config.json").read_text()
+    resolved = resolve_model(f"hf:{tmp_path}")
+    assert tuple(resolved.module.config.time_step_limit) == tuple(
+        transformers.AutoConfig.from_pretrained(tmp_path).time_step_limit) == (0.0, float("inf"))
+    assert main(["summary", f"hf:{tmp_path}", "-q"]) == 0, capsys.readouterr().err

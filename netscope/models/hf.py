@@ -130,6 +130,7 @@ def _read_config_json(path: str) -> Dict[str, Any]:
         raise ModelSpecError(f"cannot read {path} as a JSON config: {exc}") from exc
     if not isinstance(fields, dict):
         raise ModelSpecError(f"{path} holds a JSON {type(fields).__name__}, not a config object")
+    fields = _special_floats(fields)
     if fields.get("auto_map"):
         raise ModelSpecError(
             f"{path} has an auto_map entry: the model's code lives outside transformers and would need "
@@ -137,6 +138,21 @@ def _read_config_json(path: str) -> Dict[str, Any]:
             "netscope.summary, or name its module with a package.module:factory spec"
         )
     return fields
+
+
+_FLOAT_TAGS = {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}
+
+
+def _special_floats(value):
+    """transformers writes a float JSON cannot hold as ``{"__float__": "Infinity"}`` (Mamba2's ``time_step_limit``)
+    and reads it back as the float: so does netscope."""
+    if isinstance(value, dict):
+        if len(value) == 1 and value.get("__float__") in _FLOAT_TAGS:
+            return _FLOAT_TAGS[value["__float__"]]
+        return {key: _special_floats(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_special_floats(item) for item in value]
+    return value
 
 
 def _config_class_for(fields: Mapping[str, Any], path: str) -> type:
