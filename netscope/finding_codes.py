@@ -59,7 +59,7 @@ register_code("uneven-overlap", "checks", {"info"}, "a transposed convolution's 
 # ---- naming (netscope.naming) ---------------------------------------------------------------------------
 register_code("unregistered-module", "naming", {"warning", "info"}, "modules kept in a plain list/dict/attribute: not saved, trained or moved")
 register_code("unregistered-parameter", "naming", {"warning"}, "parameters kept in a plain list/dict: not saved, trained or moved")
-register_code("plain-tensor-attribute", "naming", {"warning"}, "a tensor attribute that is neither a parameter nor a buffer")
+register_code("plain-tensor-attribute", "naming", {"warning", "info"}, "a tensor attribute that is neither a parameter nor a buffer (info when its class overrides _apply, which device and dtype moves run: a cache it looks after itself)")
 register_code("alias", "naming", {"warning", "info"}, "one module registered under several names, so its keys appear under each (warning when one container's numbered slots repeat it: [block] * n)")
 register_code("tied-weights", "naming", {"info"}, "one tensor object under several keys (counted once)")
 register_code("shared-storage", "naming", {"warning"}, "distinct tensor objects over the same memory")

@@ -770,3 +770,38 @@ def test_modules_kept_in_a_deque_or_a_simple_namespace_are_found_unregistered():
     stray = [e for e in report.entries if not e.key.startswith("body.")]
     assert {e.key for e in stray} == {"queue.0.weight", "queue.0.bias", "ns.head.weight", "ns.head.bias"}
     assert all(id(eval(e.expression, {"model": model})) in hidden for e in stray)
+
+
+class _CachedBias(nn.Module):
+    """Like timm's LeViT attention: an eval forward caches a tensor derived from a parameter in a plain dict."""
+
+    def __init__(self):
+        super().__init__()
+        self.bias = nn.Parameter(torch.randn(4))
+        self.cache = {}
+
+    def forward(self, x):
+        if "cpu" not in self.cache:
+            self.cache["cpu"] = self.bias * 2
+        return x + self.cache["cpu"]
+
+
+class _ManagedCachedBias(_CachedBias):
+    def _apply(self, fn, *args, **kwargs):  # every device/dtype move empties the cache (what LeViT does)
+        self.cache = {}
+        return super()._apply(fn, *args, **kwargs)
+
+
+@pytest.mark.parametrize("cls, severity", [(_CachedBias, "warning"), (_ManagedCachedBias, "info")])
+def test_a_tensor_cache_is_a_warning_unless_its_class_handles_moves(cls, severity):
+    """Oracle: what .double() does to the cached tensor. The plain class keeps a float32 tensor after the move (the
+    warning's claim holds); the class overriding _apply empties the cache, so its forward rebuilds it in float64."""
+    model = cls().eval()
+    with torch.no_grad():
+        model(torch.randn(2, 4))
+    findings = [f for f in netscope.audit_names(model).findings if f.code == "plain-tensor-attribute"]
+    assert [f.severity.value for f in findings] == [severity]
+    assert "model.cache" in findings[0].message
+    model.double()
+    stale = any(t.dtype == torch.float32 for t in model.cache.values())
+    assert stale == (severity == "warning")

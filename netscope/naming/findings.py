@@ -159,12 +159,30 @@ def plain_tensor_findings(strays: Sequence[StrayItem], registered_storages: Opti
                        f"{this} on the old memory, with the old values.")
             fix = ("Derive it in forward from the registered tensor (self.linear.weight.t()) instead of keeping "
                    "a copy of the view, or register it with register_buffer(name, tensor, persistent=False).")
+        elif _moves_its_own(first.owner.module):
+            # timm's LeViT/EfficientFormer fill attention_bias_cache in an eval forward and empty it in _apply and train()
+            cls = type(first.owner.module).__name__
+            message = (f"{where} is {what}, which {cls} looks after itself: its class overrides _apply, which "
+                       f".to(device), .half() and the like call, so they go through its own code. state_dict() does not "
+                       f"save or load it: fine for a cache rebuilt from registered tensors.")
+            fix = ("If it is a cache, make sure it is emptied when the tensors it comes from change (load_state_dict "
+                   "too); if it must be saved, register it with register_buffer(name, tensor).")
+            findings.append(Finding(Severity.INFO, "plain-tensor-attribute", message, fix=fix, layer=first.owner.path))
+            continue
         else:
             message = f"{where} is {what}: state_dict() does not save or load it and .to(device) does not move it."
             fix = ("Use self.register_buffer(name, tensor) (persistent=False when it must not be saved), "
                    "or nn.Parameter when it should be trained.")
         findings.append(Finding(Severity.WARNING, "plain-tensor-attribute", message, fix=fix, layer=first.owner.path))
     return findings
+
+
+def _moves_its_own(module) -> bool:
+    """Whether ``module``'s class (not torch.nn's) defines ``_apply``, the method every device or dtype move runs."""
+    for base in type(module).__mro__:
+        if "_apply" in base.__dict__:
+            return not base.__module__.startswith("torch.nn.")
+    return False
 
 
 def _grouped(strays: Sequence[StrayItem], categories):
