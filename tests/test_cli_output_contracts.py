@@ -99,6 +99,20 @@ def test_markdown_rows_survive_pipes_and_line_breaks_in_names(files, capsys, com
     assert any("<br>" in line for line in table)
 
 
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_plain_table_shows_line_breaks_in_names_escaped_on_the_names_own_line(files, capsys, command):
+    """A line break in a module name or checkpoint key is drawn as ``\\n`` (as Python writes it), never as a
+    second line of the row."""
+    code, out, err = cli(capsys, *COMMANDS[command], "-f", "table")
+    assert code in (0, 1), err
+    shown = ODD.replace("\n", "\\n")
+    assert shown in out and ODD not in out
+    lines = out.splitlines()
+    assert not any(line.strip().startswith("e ") or line.strip() in ("e", "e.weight", "e.bias") for line in lines)
+    if command in ("keys", "diff", "diff-two-files"):
+        assert 'extra,"x"\\ny' in out and 'extra,"x"\ny' not in out
+
+
 @pytest.mark.parametrize("command", ["check", "diff", "diff-two-files", "names"])
 def test_output_file_is_byte_identical_to_stdout_and_never_replaced_without_force(files, capsys, command):
     tmp_path, _ = files

@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     from netscope.analyses.checks import check_findings, has_problems
     from netscope.commands.common import build_report, check_output_paths
     from netscope.analyses.receptive_field import field_text
-    from netscope.render.rows import check_format, render_rows
+    from netscope.render.rows import Lines, check_format, render_rows
     from netscope.report import TEXT_WIDTH
 
     check_format(args.format, args.table_style)
@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     elif args.all:
         one_per_line = args.format == "table"  # a formula per axis, each on its own line
         rows = [{"layer": c.layer, "class_name": c.class_name, "status": c.status,
-                 "formula": c.formula_text.replace("; ", "\n") if one_per_line else c.formula_text,
+                 "formula": Lines(c.formula_text.split("; ")) if one_per_line else c.formula_text,
                  "expected": str(list(c.expected_shape)) if c.expected_shape else "",
                  "observed": str(list(c.observed_shape)) if isinstance(c.observed_shape, tuple) else str(c.observed_shape),
                  "rf": field_text(report.layers[c.call_index].receptive_field, "size"),
