@@ -159,7 +159,8 @@ def resolve_from_args(args: argparse.Namespace, *, empty_weights: bool = False, 
     # leaves the caller's next random numbers as they were (what the build prints goes to stderr: cli.main runs
     # every command under fileio.command_output)
     with torch.random.fork_rng(devices=[]):
-        resolved = resolve_model(args.model, parse_model_args(args.model_arg), empty_weights=empty_weights)
+        resolved = resolve_model(args.model, parse_model_args(args.model_arg), empty_weights=empty_weights,
+                                 loaded=vars(args).setdefault("_model_files", {}))  # a model file runs once per command
     if note:
         build_note(args, resolved)
     return resolved
