@@ -87,7 +87,7 @@ def render_columns(values: Sequence[Sequence[Any]], columns: Sequence[str], fmt:
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(columns)
-        writer.writerows(zip(*(["" if cell is None else cell for cell in column] for column in values)))
+        writer.writerows(zip(*(map(_csv_cell, column) for column in values)))
         return buffer.getvalue()
     style = "github" if fmt == "markdown" else table_style
     if fmt == "table":  # a line break or other control character of a name (a ModuleDict key) would spill
@@ -108,6 +108,15 @@ def render_columns(values: Sequence[Sequence[Any]], columns: Sequence[str], fmt:
     body = [[_visible_indent(cell) for cell in row] for row in zip(*cells)]  # tabulate strips leading spaces
     return tabulate.tabulate(body, headers=titles, tablefmt=style,
                              colalign=["right" if r else "left" for r in right], disable_numparse=True)
+
+
+def _csv_cell(cell: Any) -> Any:
+    """A CSV cell as JSON writes the value: ``true``/``false`` for a boolean, empty for null (every command's CSV)."""
+    if cell is None:
+        return ""
+    if type(cell) is bool:
+        return "true" if cell else "false"
+    return cell
 
 
 def _column_values(rows: Sequence[Dict[str, Any]], columns: Sequence[str]) -> List[Sequence[Any]]:
