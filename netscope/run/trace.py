@@ -573,7 +573,10 @@ def _recording_overridden_calls(recorder: _Recorder, tree: ModuleTree):
     done = []
     try:
         for owner, defined in owners.items():
-            owner.__call__ = _recorded_override(recorder, defined)
+            try:
+                type.__setattr__(owner, "__call__", _recorded_override(recorder, defined))
+            except (TypeError, AttributeError):  # a class that refuses (an extension type): its calls go unseen
+                continue
             done.append(owner)
         yield
     finally:
