@@ -85,21 +85,41 @@ def run_summary(model: nn.Module, inputs, *, device: torch.device, dtype: Option
                                   receptive_field=receptive_field)
         except ForwardError as err:
             _attach_diagnosis(runnable, prep.spec, err)
+            _attach_partial_report(err, runnable, prep, label, mode, checks, findings)
             raise
-        args, kwargs = prep.args, prep.kwargs
-        with paused_gc():  # netscope's own bookkeeping over a big heap: no user code runs in here
-            input_tree = [shape_tree(a) for a in args] + ([shape_tree(kwargs)] if kwargs else [])
-            totals = compute_totals(runnable, result.calls, result.modules,
-                                    input_bytes=tensor_bytes((args, kwargs)),
-                                    peak_memory_bytes=result.peak_memory_bytes, packed=result.packed, tree=result.tree)
-            formula_checks = _formula_checks(result) if checks else []
-            if findings is None:
-                findings = _naming_findings(runnable, result.tree) if audit_names else []
-            owners = owned_params(runnable, result.tree)
+        return _report(runnable, prep, result, label, mode, checks, audit_names, findings)
+
+
+def _report(runnable: nn.Module, prep, result, label: str, mode: str, checks: bool, audit_names: bool,
+            findings) -> Report:
+    """The report of a pass (``result``) over ``prep``'s model and inputs."""
+    args, kwargs = prep.args, prep.kwargs
+    with paused_gc():  # netscope's own bookkeeping over a big heap: no user code runs in here
+        input_tree = [shape_tree(a) for a in args] + ([shape_tree(kwargs)] if kwargs else [])
+        totals = compute_totals(runnable, result.calls, result.modules,
+                                input_bytes=tensor_bytes((args, kwargs)),
+                                peak_memory_bytes=result.peak_memory_bytes, packed=result.packed, tree=result.tree)
+        formula_checks = _formula_checks(result) if checks else []
+        if findings is None:
+            findings = _naming_findings(runnable, result.tree) if audit_names else []
+        owners = owned_params(runnable, result.tree)
     run = RunInfo(model=label, device=str(prep.device), dtype=prep.dtype, mode=mode, input_shapes=input_tree,
                   seconds=result.seconds, notes=tuple(result.notes))
     return Report(layers=result.calls, totals=totals, run=run, checks=formula_checks, findings=findings,
                   model_output=result.model_output, param_owners=owners, operators=result.operators)
+
+
+def _attach_partial_report(err: ForwardError, runnable: nn.Module, prep, label: str, mode: str, checks: bool,
+                           findings) -> None:
+    """``err.report``: the report of what the failed pass recorded up to the failure (``err.partial``), for a page
+    that shows it beside the error; None when there is none, or it cannot be built (it never hides the error)."""
+    partial = getattr(err, "partial", None)
+    if partial is None or not partial.calls:
+        return
+    try:
+        err.report = _report(runnable, prep, partial, label, mode, checks, False, findings or [])
+    except Exception:  # a partial page is a bonus: never hide the user's original error behind ours
+        err.report = None
 
 
 def check(model: nn.Module, input_size=None, input_data=None, **kwargs) -> List[Any]:

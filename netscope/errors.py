@@ -51,6 +51,7 @@ class ForwardError(NetscopeError):
         self.original = original
         self.layer = layer  # qualified name of the innermost module running when it failed
         self.diagnosis = diagnosis  # optional netscope.analyses.checks diagnosis record
+        self.report = None  # summary: the Report of what ran before the failure (rows up to the failing call), if any
 
 
 class OutOfMemory(ForwardError):

@@ -185,6 +185,29 @@ class InputSpec:
         return dataclasses.replace(self, args=args, kwargs=kwargs)
 
 
+    def completed_by(self, defaults: Optional["InputSpec"], model=None) -> Tuple["InputSpec", List[str]]:
+        """This spec plus the model's default keyword inputs it does not give (by keyword, or by the position the
+        forward takes them at): ``hf:t5 --input 1,9`` keeps T5's ``decoder_input_ids`` and ``attention_mask``,
+        without which its forward fails. A kept input whose default shape is that of the default main input (the
+        first positional one) takes the shape given for the main input (the same sequence: ``attention_mask``
+        follows ``input_ids``). Returns the spec and, for a note, each kept input as ``name [shape]``."""
+        if defaults is None or defaults.as_list or self.as_list or not defaults.kwargs:
+            return self, []
+        names = _positional_names(model)
+        given = set(self.kwargs) | set(names[:len(self.args)])
+        main = self.args[0] if self.args else self.kwargs.get(names[0]) if names else None
+        main_default = defaults.args[0] if defaults.args else None
+        kept = {}
+        for name, default in defaults.kwargs.items():
+            if name not in given:
+                follows = main is not None and main_default is not None and default.shape == main_default.shape
+                kept[name] = dataclasses.replace(default, shape=main.shape) if follows else default
+        if not kept:
+            return self, []
+        shown = [f"{name} [{', '.join(map(str, spec.shape))}]" for name, spec in kept.items()]
+        return dataclasses.replace(self, kwargs={**self.kwargs, **kept}), shown
+
+
 def _positional_names(model) -> List[str]:
     """The names of the parameters ``model.forward`` takes by position, in order; empty when unknown."""
     import inspect

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from netscope.records import Finding, LayerCall, RunInfo, Severity, Totals
-from netscope.render.columns import (COLUMNS, DATA_COLUMNS, DEFAULT_COLUMNS, csv_row, data_row, parse_columns,
+from netscope.render.columns import (COLUMNS, DATA_COLUMNS, DEFAULT_COLUMNS, csv_text, data_row, parse_columns,
                                      text_row, tuples)
 from netscope.render.folding import Fold, find_folds, fold_row, visible_calls
 from netscope.render.headline import estimated_total_bytes
@@ -65,9 +65,8 @@ class Report:
         if columns is None and any(c.receptive_field is not None for c in self.layers):  # asked for: shown
             keys += [k for k in ("rf", "jump") if k not in keys]
         if fmt == "csv":
-            ctx = self._context()
-            rows = [csv_row(c, keys, ctx) for c in self.layers if depth is None or c.depth <= depth]
-            return render_rows(rows, keys, "csv")
+            return csv_text([c for c in self.layers if depth is None or c.depth <= depth], keys, self._context(),
+                            chosen=columns is not None)
         rows = self.table_rows(keys, depth=depth, expand=expand)
         body, dropped = self._fit(rows, keys, fmt, table_style, width if columns is None else None)
         notes = []
@@ -242,10 +241,11 @@ class Report:
             return json.dumps(json_document("operators", self.operators_dict()), indent=2)
         titles = {"op": "Operator", "kind": "Counted", "calls": "Calls", "macs": "Mult-adds", "layer": "Layer"}
         body = render_rows(total, keys, fmt, headers=titles, table_style=table_style, numeric=["calls", "macs"])
+        if fmt == "csv":  # one row per operator of each call, named as JSON's per_layer names the call
+            return render_rows([dict(name=c.name, **use.to_dict()) for c in self.layers if self.operators
+                                for use in self.operators.call_ops(c.index)], ["name"] + keys, fmt)
         per_layer = [dict(layer=c.display_name, **use.to_dict()) for c in self.layers if self.operators
                      for use in self.operators.call_ops(c.index)]
-        if fmt == "csv":
-            return render_rows(per_layer, ["layer"] + keys, fmt)
         per = render_rows(per_layer, ["layer"] + keys, fmt, headers=titles, table_style=table_style,
                           numeric=["calls", "macs"])
         partial = self._partial_text().removeprefix(" -- ")

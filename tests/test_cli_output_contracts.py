@@ -33,6 +33,16 @@ def files(tmp_path, monkeypatch):
                 print("the model prints")  # must not reach stdout
                 return getattr(self, "ünï")(getattr(self, {ODD!r})(x))
     """))
+    (tmp_path / "finds.py").write_text(textwrap.dedent("""
+        import torch.nn as nn
+        class Finds(nn.Module):  # a 1x1 stride-2 conv (a check's info) and one module under two names (an alias)
+            def __init__(self):
+                super().__init__()
+                self.down = nn.Conv2d(3, 4, 1, stride=2)
+                self.again = self.down
+            def forward(self, x):
+                return self.down(x)
+    """))
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("odd_model_for_contracts", tmp_path / "odd.py")
@@ -97,6 +107,62 @@ def test_markdown_rows_survive_pipes_and_line_breaks_in_names(files, capsys, com
     widths = {len(line.replace("\\|", "").split("|")) for line in table}
     assert len(widths) == 1, table  # every row has the header's cells: no "|" or line break split one
     assert any("<br>" in line for line in table)
+
+
+# Every command's CSV: a column JSON has is named as JSON names it, and a boolean is written as JSON writes it.
+# (command line, the JSON records its CSV rows flatten, the text columns JSON does not have: README's output section)
+CSV_AND_JSON = {
+    "summary": (["summary", "odd.py:Odd", "-i", "1,3,8,8", "--device", "cpu"], lambda d: d["layers"], set()),
+    "summary-all": (["summary", "odd.py:Odd", "-i", "1,3,8,8", "--device", "cpu", "--columns", "all"],
+                    lambda d: d["layers"], set()),
+    "by-op": (["summary", "odd.py:Odd", "-i", "1,3,8,8", "--device", "cpu", "--by-op"],
+              lambda d: [dict(name=c["name"], **op) for c in d["per_layer"] for op in c["ops"]], set()),
+    "step": (["step", "odd.py:Odd", "-i", "2,3,8,8", "--columns", "all"], lambda d: d["layers"], set()),
+    "check": (["check", "finds.py:Finds", "-i", "1,3,8,8", "--device", "cpu"], lambda d: d["findings"], set()),
+    "check-all": (COMMANDS["check"], lambda d: d["checks"], {"formula", "rf", "jump"}),
+    "names": (COMMANDS["names"], lambda d: d["entries"], {"origins"}),
+    "names-findings": (["names", "finds.py:Finds", "--findings-only"], lambda d: d["findings"], set()),
+    "keys": (COMMANDS["keys"], lambda d: [dict(key=k, **v) for k, v in d["tensors"].items()],
+             {"elements", "bytes", "size", "shares_storage_with"}),
+    "diff": (COMMANDS["diff"] + ["--all"], lambda d: d["plan"]["decisions"], set()),
+    "remap": (["remap", "wrapped.pt", "odd.py:Odd", "--dry-run", "--drop-unmatched"], lambda d: d["plan"]["decisions"],
+              set()),
+}
+
+
+@pytest.mark.parametrize("command", list(CSV_AND_JSON))
+def test_every_csv_names_its_columns_as_json_does_and_writes_booleans_as_json_does(files, capsys, command):
+    argv, records_of, text_only = CSV_AND_JSON[command]
+    code, out, err = cli(capsys, *argv, "-f", "json", "-q")
+    assert code in (0, 1), err
+    records = records_of(strict_json(out))
+    code, out, err = cli(capsys, *argv, "-f", "csv", "-q")
+    assert code in (0, 1), err
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert records and len(rows) == len(records)
+    fields = set().union(*records)
+    header = list(rows[0])
+    assert set(header) - text_only <= fields, set(header) - text_only - fields
+    for row, record in zip(rows, records):
+        for column in set(header) & fields:
+            value = record[column]
+            if isinstance(value, bool) or value is None and column in ("trainable",):
+                assert row[column] == {True: "true", False: "false", None: ""}[value], (column, row[column])
+    assert not {cell for row in rows for cell in row.values()} & {"True", "False", "yes", "no"}
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_plain_table_shows_line_breaks_in_names_escaped_on_the_names_own_line(files, capsys, command):
+    """A line break in a module name or checkpoint key is drawn as ``\\n`` (as Python writes it), never as a
+    second line of the row."""
+    code, out, err = cli(capsys, *COMMANDS[command], "-f", "table")
+    assert code in (0, 1), err
+    shown = ODD.replace("\n", "\\n")
+    assert shown in out and ODD not in out
+    lines = out.splitlines()
+    assert not any(line.strip().startswith("e ") or line.strip() in ("e", "e.weight", "e.bias") for line in lines)
+    if command in ("keys", "diff", "diff-two-files"):
+        assert 'extra,"x"\\ny' in out and 'extra,"x"\ny' not in out
 
 
 @pytest.mark.parametrize("command", ["check", "diff", "diff-two-files", "names"])
@@ -235,10 +301,12 @@ def test_diff_csv_writes_shapes_as_keys_does(files, capsys):
     torch.save(state, tmp_path / "odd_shapes.pt")
     code, out, err = cli(capsys, "diff", "odd_shapes.pt", "odd.py:Odd", "--all", "-f", "csv")
     assert code == 1, err
-    rows = {row["source"]: row["shape"] for row in csv.DictReader(io.StringIO(out))}
+    rows = {row["source"]: (row["source_shape"], row["target_shape"]) for row in csv.DictReader(io.StringIO(out))}
     code, out, err = cli(capsys, "keys", "odd_shapes.pt", "-f", "csv")
     listed = {row["key"]: row["shape"] for row in csv.DictReader(io.StringIO(out))}
     model_bias = str(list(torch.load(tmp_path / "plain.pt")[bias].shape))
-    assert rows[bias] == f"{listed[bias]} vs {model_bias}" == "[9] vs [4]"
-    assert rows["step"] == listed["step"] == "[]"
-    assert all(rows[k] == listed[k] for k in keys if k != bias)
+    assert rows[bias] == (listed[bias], model_bias) == ("[9]", "[4]")  # CSV: JSON's source_shape, target_shape
+    assert rows["step"] == (listed["step"], "") == ("[]", "")
+    code, out, err = cli(capsys, "diff", "odd_shapes.pt", "odd.py:Odd", "--all")  # the table: one shape cell
+    assert "[9] vs [4]" in out
+    assert all(rows[k] == (listed[k], listed[k]) for k in keys if k != bias)

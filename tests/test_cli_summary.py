@@ -146,3 +146,41 @@ def test_exact_receptive_field_column_reads_as_text(capsys):
     assert lines[3].split(None, 1)[1].strip() == "7x7, jump 2x2, first centre 0x0"
     assert lines[4].split(None, 1)[1].strip() == "11x11, jump 4x4, first centre 0x0"
     assert "{" not in "\n".join(lines)  # no Python dict repr in a table
+
+
+COUNTED_MODEL = '''
+import pathlib
+import torch
+import torch.nn as nn
+
+with open(pathlib.Path(__file__).with_name("imports.log"), "a") as log:  # a module-level side effect
+    log.write("imported\\n")
+OFFSET = torch.ones(4)  # a module-level tensor the forward uses: it must be a real one
+
+
+class Net(nn.Module):
+    def __init__(self, read_value=False):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        if read_value:  # reads a weight's value: the meta and fake builds fail, the real one runs
+            self.scale = float(self.conv.weight.abs().sum() > 0)
+
+    def forward(self, x):
+        return self.conv(x).mean((2, 3)) + OFFSET
+'''
+
+
+@pytest.mark.parametrize("argv", [
+    ["summary", "net.py:Net", "-i", "1,3,8,8"],  # --device auto: a structural build, then the real one
+    ["summary", "net.py:Net", "-i", "1,3,8,8", "-a", "read_value=True"],  # meta and fake builds fail first
+    ["check", "net.py:Net", "-i", "1,3,8,8"],
+    ["names", "net.py:Net", "-a", "read_value=True"],
+    ["step", "net.py:Net", "-i", "2,3,8,8"],
+    ["solve", "net.py:Net", "-i", "1,3,8,8", "--max-size", "12"],
+])
+def test_a_model_file_runs_its_module_level_code_once_per_command(tmp_path, capsys, monkeypatch, argv):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "net.py").write_text(COUNTED_MODEL)
+    code, out, err = run_cli(capsys, *argv, "-q")
+    assert code == 0, err
+    assert (tmp_path / "imports.log").read_text() == "imported\n"

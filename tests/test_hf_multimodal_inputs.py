@@ -185,7 +185,49 @@ def test_keyword_inputs_without_a_dtype_take_the_default_inputs_dtype(tmp_path, 
     with torch.no_grad(), counter:
         oracle(input_ids=torch.randint(0, 100, (1, 9)), decoder_input_ids=torch.randint(0, 100, (1, 4)))
     assert data["totals"]["total_macs"] == counter.flops // 2 > 0
-    assert data["layers"][0]["input_shapes"] == [{"input_ids": [1, 9], "decoder_input_ids": [1, 4]}]
+    assert data["layers"][0]["input_shapes"] == [{"input_ids": [1, 9], "decoder_input_ids": [1, 4],
+                                                  "attention_mask": [1, 9]}]  # the default mask, sized as the ids
+
+
+def test_input_ids_alone_keep_the_default_decoder_ids_and_mask_sized_like_them(tmp_path, capsys):
+    """``hf:t5 --input 1,9`` gave T5 its ids only: the default ``decoder_input_ids`` (and mask) were dropped and the
+    forward failed. They are kept, with the length given, and a note says so. Oracle: transformers' T5 on those
+    inputs, counted by torch's formulas."""
+    import json
+
+    config = transformers.T5Config(vocab_size=100, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
+                                   architectures=["T5ForConditionalGeneration"])
+    config.save_pretrained(tmp_path)
+    code = main(["summary", f"hf:{tmp_path / 'config.json'}", "-f", "json", "--input", "1,9"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["layers"][0]["input_shapes"] == [[1, 9], {"attention_mask": [1, 9], "decoder_input_ids": [1, 9]}]
+    assert any("attention_mask [1, 9], decoder_input_ids [1, 9]" in note for note in data["run"]["notes"])
+    config._attn_implementation = "eager"
+    oracle = transformers.T5ForConditionalGeneration(config).eval()
+    counter = _TorchFormulas()
+    with torch.no_grad(), counter:
+        oracle(torch.randint(0, 100, (1, 9)), attention_mask=torch.ones(1, 9, dtype=torch.bool),
+               decoder_input_ids=torch.randint(0, 100, (1, 9)))
+    assert data["totals"]["total_macs"] == counter.flops // 2 > 0
+
+
+def test_completed_inputs_follow_the_main_input_and_keep_a_default_of_another_shape():
+    from netscope.inputs import InputSpec, TensorSpec
+
+    defaults = InputSpec([TensorSpec((1, 128), "int64")], {"attention_mask": TensorSpec((1, 128), "bool"),
+                                                           "pixel_values": TensorSpec((1, 3, 32, 32))})
+    given = InputSpec([TensorSpec((1, 9), "int64")])
+    spec, kept = given.completed_by(defaults)
+    assert spec.kwargs == {"attention_mask": TensorSpec((1, 9), "bool"), "pixel_values": TensorSpec((1, 3, 32, 32))}
+    assert kept == ["attention_mask [1, 9]", "pixel_values [1, 3, 32, 32]"]
+    two = InputSpec([TensorSpec((1, 128)), TensorSpec((1, 128))], {"mask": TensorSpec((1, 128), "bool")})
+    spec, _ = InputSpec([TensorSpec((1, 9)), TensorSpec((1, 5))]).completed_by(two)
+    assert spec.kwargs == {"mask": TensorSpec((1, 9), "bool")}  # it follows the main (first) input
+    assert given.completed_by(InputSpec([TensorSpec((1, 128), "int64")])) == (given, [])
+    named = InputSpec([], {"attention_mask": TensorSpec((1, 4), "bool")})
+    assert named.completed_by(defaults)[0].kwargs["attention_mask"] == TensorSpec((1, 4), "bool")  # given: kept
 
 
 def test_a_dict_model_arg_sets_fields_of_a_sub_config_and_keeps_the_others(tmp_path, capsys):

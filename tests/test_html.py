@@ -1184,3 +1184,59 @@ def test_browser_page_marks_a_lower_bound_own_count_only_where_the_operator_ran(
     own = {name: "(own: >=" in title for name, title in titles.items()}
     assert own == {"(root)": False, "a": True, "a.fc": False, "b": False}
     assert own == {("(root)" if not k else k): v for k, v in csv_own.items()}
+
+
+# ---- --html when the forward pass fails -------------------------------------------------------------------
+
+FAILING_MODEL = '''
+import torch.nn as nn
+class Breaks(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.fc = nn.Linear(5, 2)  # the conv's flattened output has 4*6*6 = 144 features, not 5
+    def forward(self, x):
+        return self.fc(self.conv(x).flatten(1))
+'''
+
+
+def test_summary_html_of_a_failing_forward_shows_what_ran_with_the_error(tmp_path, capsys, monkeypatch):
+    """Exit 3 as before, and the page asked for: the calls recorded up to the failure and the error, the
+    mult-adds those that ran (the conv's, by torch's FlopCounterMode)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from netscope.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "breaks.py").write_text(FAILING_MODEL)
+    code = main(["summary", "breaks.py:Breaks", "-i", "1,3,8,8", "--device", "cpu", "--html", "page.html"])
+    _, err = capsys.readouterr()
+    assert code == 3
+    assert "wrote page.html" in err and "mat1 and mat2 shapes cannot be multiplied" in err
+    page = (tmp_path / "page.html").read_text()
+    assert "The forward pass failed:" in page and "in layer fc (Linear)" in page
+    data = payload(page)
+    assert full_names(data) == ["", "conv", "fc"]
+    conv = nn.Conv2d(3, 4, 3)
+    counter = FlopCounterMode(display=False)
+    with counter:
+        conv(torch.randn(1, 3, 8, 8))
+    fields = {f: i for i, f in enumerate(data["fields"])}
+    macs = {name: row[fields["macs"]] for name, row in zip(full_names(data), data["rows"])}
+    assert macs == {"": counter.get_total_flops() // 2, "conv": counter.get_total_flops() // 2, "fc": 0}
+
+
+def test_summary_html_says_on_stderr_when_no_page_could_be_written(tmp_path, capsys, monkeypatch):
+    """An error before any call was recorded (an input the memory cannot hold): one line says no page was
+    written, and no file appears."""
+    import netscope.run.devices
+    from netscope.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(netscope.run.devices, "available_memory_bytes", lambda device=None: 64 * 2**20)  # 64 MiB
+    (tmp_path / "breaks.py").write_text(FAILING_MODEL)
+    code = main(["summary", "breaks.py:Breaks", "-i", "32,3,512,512", "--device", "cpu", "--html", "page.html", "-q"])
+    _, err = capsys.readouterr()
+    assert code == 2
+    assert "no HTML page was written to page.html" in err and not (tmp_path / "page.html").exists()

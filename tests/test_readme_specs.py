@@ -135,9 +135,9 @@ def test_readme_file_spec_markdown_and_csv_columns(scratch, capsys):
                               "--format", "csv", "-o", "resnet50.csv", "-q"], capsys)
     assert code == 0, err
     rows = list(csv.DictReader(io.StringIO((scratch / "resnet50.csv").read_text())))
-    assert list(rows[0]) == ["layer", "output", "params", "macs", "kernel", "stride"]
+    assert list(rows[0]) == ["layer", "output_shapes", "params", "macs", "kernel_size", "stride"]  # JSON's names
     conv1 = next(r for r in rows if r["layer"] == "conv1")
-    assert (conv1["kernel"], conv1["stride"]) == ("7x7", "2x2")
+    assert (conv1["kernel_size"], conv1["stride"]) == ("7x7", "2x2")
     assert int(rows[0]["params"]) == params(torchvision.models.resnet50(weights=None))
 
 
@@ -291,7 +291,7 @@ def test_what_a_forward_prints_goes_to_stderr_not_into_the_output(scratch, capsy
         assert json.loads(out)["totals"]["total_params"] == params(nn.Linear(4, 2))
     else:
         rows = list(csv.DictReader(io.StringIO(out)))
-        assert [row["layer"] for row in rows] == ["(root)"]
+        assert [row["name"] for row in rows] == [""]  # the root, named as JSON names it
     assert "forward got (3, 4)" in err and "forward got" not in out
 
 

@@ -185,7 +185,11 @@ LINES = st.lists(st.lists(WORD, min_size=1, max_size=3).map(" ".join), min_size=
        st.lists(st.sampled_from(COLUMNS), unique=True))
 @settings(max_examples=200, deadline=None, derandomize=True)
 def test_simple_table_draws_multi_line_cells_as_tabulate_does(rows, numeric):
-    ours = render_rows(rows, COLUMNS, "table", numeric=numeric)
+    """A cell of several lines on purpose is a ``Lines`` (a line break inside text is shown escaped)."""
+    from netscope.render.rows import Lines
+
+    lined = [dict(r, shape=Lines(r["shape"].split("\n"))) for r in rows]
+    ours = render_rows(lined, COLUMNS, "table", numeric=numeric)
     theirs = tabulate.tabulate([[_cell(r[c]) for c in COLUMNS] for r in rows], headers=COLUMNS, tablefmt="simple",
                                colalign=["right" if c in numeric else "left" for c in COLUMNS],
                                disable_numparse=True)
@@ -230,7 +234,9 @@ def test_check_findings_table_fits_120_columns(tmp_path, capsys):
 
 
 def test_wrapping_keeps_the_lines_a_cell_has_and_check_all_shows_one_formula_per_axis(capsys):
-    rows = [{"k": "x" * 30, "f": "H: " + "a " * 30 + "\nW: short"}]
+    from netscope.render.rows import Lines
+
+    rows = [{"k": "x" * 30, "f": Lines(["H: " + "a " * 30, "W: short"])}]
     lines = render_rows(rows, ["k", "f"], "table", wrap="f", width=60, min_wrap=20).splitlines()[2:]
     cells = [line[32:].strip() for line in lines]  # 30 characters of k, two spaces
     assert cells[-1] == "W: short" and " ".join(cells[:-1]) == "H: " + " ".join(["a"] * 30)
@@ -397,3 +403,19 @@ def test_markdown_cells_with_pipes_and_line_breaks_read_back_as_the_records_name
     assert len(lines) == len(report.layers)
     for line, call in zip(lines, report.layers):
         assert _gfm_cells(line) == [call.name, f"{call.subtree_params:,}"]
+
+
+def test_plain_table_escapes_control_characters_and_keeps_lines_cells_on_lines():
+    """Control characters of a cell (a name) are written as Python writes them in a string; a ``Lines`` cell (a
+    formula per axis) is drawn one line each, its lines escaped too. Markdown keeps ``<br>`` for a line break."""
+    from netscope.render.rows import Lines, printable
+
+    assert printable("a\nb\tc\x1bd\u2028e\rf\x7f") == "a\\nb\\tc\\x1bd\\u2028e\\rf\\x7f"
+    assert printable("plain ünï") == "plain ünï"
+    rows = [{"name": "fi\nrst", "formula": Lines(["H: 1", "W: 2\x1b"])}, {"name": "ok", "formula": "x"}]
+    table = render_rows(rows, ["name", "formula"], "table").splitlines()
+    assert table[2:] == ["fi\\nrst  H: 1", "         W: 2\\x1b", "ok       x"]
+    grid = render_rows(rows, ["name", "formula"], "table", table_style="grid")
+    assert "fi\\nrst" in grid and "fi\nrst" not in grid
+    markdown = render_rows(rows, ["name"], "markdown").splitlines()
+    assert markdown[2] == "| fi<br>rst |"

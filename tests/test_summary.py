@@ -162,7 +162,7 @@ def test_every_format_renders(fmt):
     if fmt == "json":
         assert json.loads(text)["totals"]["total_params"] == 15
     elif fmt == "csv":
-        assert text.splitlines()[0].startswith("layer,")
+        assert text.splitlines()[0].startswith("name,")  # each call named as JSON names it
         assert len(text.splitlines()) == 1 + 3
     else:
         assert "15" in text and "Linear" in text

@@ -57,6 +57,103 @@ def test_a_root_overriding_call_is_row_zero_with_the_whole_models_multiply_adds(
     assert report.totals.total_params == sum(p.numel() for p in model.parameters())
 
 
+class ChildCallsForward(nn.Module):
+    """A block whose ``__call__`` runs ``forward`` itself: torch's call path never sees it."""
+
+    def __init__(self):
+        super().__init__()
+        self.inner = nn.Linear(8, 8)
+
+    def __call__(self, x):
+        return self.forward(x)
+
+    def forward(self, x):
+        return self.inner(x) @ torch.ones(8, 4)  # an operator of the block's own
+
+
+class ChildCallsSuper(ChildCallsForward):
+    """A block whose ``__call__`` logs, then goes through ``nn.Module.__call__``."""
+
+    def __call__(self, x):
+        return super(ChildCallsForward, self).__call__(x)
+
+
+class HasOverridingChild(nn.Module):
+    def __init__(self, block_class):
+        super().__init__()
+        self.a = nn.Linear(8, 8)
+        self.block = nn.Sequential(block_class())
+        self.head = nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.head(self.block(self.a(x)))
+
+
+def _own_and_subtree_macs_add_up(report) -> None:
+    for call in report.layers:
+        children = [c for c in report.layers if c.parent == call.index]
+        assert call.macs == call.own_macs + sum(c.macs for c in children), call.name
+
+
+@pytest.mark.parametrize("block_class", [ChildCallsForward, ChildCallsSuper])
+def test_a_child_overriding_call_gets_its_own_row_with_its_own_operators(block_class):
+    torch.manual_seed(0)
+    model = HasOverridingChild(block_class)
+    x = torch.randn(2, 8)
+    calls_before = block_class.__dict__["__call__"]
+    report = netscope.summary(model, input_data=x)
+    assert block_class.__dict__["__call__"] is calls_before  # the class is left as it was
+    rows = [(c.name, c.class_name, c.depth, report.layers[c.parent].name if c.parent is not None else None)
+            for c in report.layers]
+    assert rows == [("", "HasOverridingChild", 0, None), ("a", "Linear", 1, ""), ("block", "Sequential", 1, ""),
+                    ("block.0", block_class.__name__, 2, "block"), ("block.0.inner", "Linear", 3, "block.0"),
+                    ("head", "Linear", 1, "")]
+    block = report.layers[3]
+    assert block.output_shapes == (2, 4)
+    assert block.own_macs == 2 * 8 * 4  # its own matmul: (2x8) @ (8x4)
+    assert block.macs == block.own_macs + 2 * 8 * 8
+    assert report.layers[0].own_macs == 0
+    assert report.totals.total_macs == report.layers[0].macs == _flop_counter_macs(model, x)
+    _own_and_subtree_macs_add_up(report)
+
+
+def test_an_instance_outside_the_model_of_an_overriding_class_passes_through():
+    """A module of the same class that the model does not hold (called from a hook) is no row of the pass."""
+    torch.manual_seed(0)
+    stranger = ChildCallsForward()
+    model = HasOverridingChild(ChildCallsForward)
+    seen = []
+    model.a.register_forward_hook(lambda module, args, output: seen.append(stranger(output).shape))
+    x = torch.randn(2, 8)
+    report = netscope.summary(model, input_data=x)
+    assert [c.name for c in report.layers] == ["", "a", "block", "block.0", "block.0.inner", "head"]
+    assert seen == [torch.Size([2, 4])]
+    assert report.totals.total_macs == _flop_counter_macs(model, x)
+
+
+def test_a_child_overriding_call_that_raises_is_named_and_its_class_restored():
+    class Failing(ChildCallsForward):
+        def forward(self, x):
+            raise ValueError("block refused")
+
+    model = HasOverridingChild(Failing)
+    with pytest.raises(netscope.errors.ForwardError) as caught:
+        netscope.summary(model, input_data=torch.randn(2, 8))
+    assert caught.value.layer == "block.0"
+    assert "__call__" in ChildCallsForward.__dict__ and "__call__" not in Failing.__dict__
+    assert type(model.block[0]).__call__ is ChildCallsForward.__dict__["__call__"]
+
+
+def test_step_gives_a_child_overriding_call_its_own_row():
+    torch.manual_seed(0)
+    model = HasOverridingChild(ChildCallsForward)
+    x = torch.randn(2, 8)
+    step = netscope.step(model, input_data=x)
+    names = [c.name for c in step.layers]
+    assert "block.0" in names and step.layers[names.index("block.0.inner")].parent == names.index("block.0")
+    assert step.layers[0].macs == _flop_counter_macs(model, x)
+
+
 def test_step_of_a_root_overriding_call_counts_the_whole_forward():
     model = CallOverride()
     x = torch.randn(2, 8)

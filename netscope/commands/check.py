@@ -13,7 +13,8 @@ HELP = ("check every size-changing layer against its formula and that every oper
         "exit 1 on a mismatch or an uncounted operator (for CI)")
 
 COLUMNS = ("severity", "layer", "class_name", "code", "message")
-ALL_COLUMNS = ("layer", "class_name", "status", "formula", "expected", "observed", "rf", "jump")
+ALL_COLUMNS = ("layer", "class_name", "status", "formula", "expected_shape", "observed_shape", "rf", "jump")  # JSON's names
+ALL_TITLES = {"expected_shape": "expected", "observed_shape": "observed"}  # a table's shorter titles
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     from netscope.analyses.checks import check_findings, has_problems
     from netscope.commands.common import build_report, check_output_paths
     from netscope.analyses.receptive_field import field_text
-    from netscope.render.rows import check_format, render_rows
+    from netscope.render.rows import Lines, check_format, render_rows
     from netscope.report import TEXT_WIDTH
 
     check_format(args.format, args.table_style)
@@ -41,12 +42,13 @@ def run(args: argparse.Namespace) -> int:
     elif args.all:
         one_per_line = args.format == "table"  # a formula per axis, each on its own line
         rows = [{"layer": c.layer, "class_name": c.class_name, "status": c.status,
-                 "formula": c.formula_text.replace("; ", "\n") if one_per_line else c.formula_text,
-                 "expected": str(list(c.expected_shape)) if c.expected_shape else "",
-                 "observed": str(list(c.observed_shape)) if isinstance(c.observed_shape, tuple) else str(c.observed_shape),
+                 "formula": Lines(c.formula_text.split("; ")) if one_per_line else c.formula_text,
+                 "expected_shape": str(list(c.expected_shape)) if c.expected_shape else "",
+                 "observed_shape": (str(list(c.observed_shape)) if isinstance(c.observed_shape, tuple)
+                                    else str(c.observed_shape)),
                  "rf": field_text(report.layers[c.call_index].receptive_field, "size"),
                  "jump": field_text(report.layers[c.call_index].receptive_field, "jump")} for c in checks]
-        text = render_rows(rows, ALL_COLUMNS, args.format, table_style=args.table_style, wrap="formula",
+        text = render_rows(rows, ALL_COLUMNS, args.format, headers=ALL_TITLES, table_style=args.table_style, wrap="formula",
                            width=TEXT_WIDTH, min_wrap=60)  # one axis's formula stays on one line
     else:
         findings = check_findings(checks, include_info=not args.no_info)

@@ -159,7 +159,8 @@ def resolve_from_args(args: argparse.Namespace, *, empty_weights: bool = False, 
     # leaves the caller's next random numbers as they were (what the build prints goes to stderr: cli.main runs
     # every command under fileio.command_output)
     with torch.random.fork_rng(devices=[]):
-        resolved = resolve_model(args.model, parse_model_args(args.model_arg), empty_weights=empty_weights)
+        resolved = resolve_model(args.model, parse_model_args(args.model_arg), empty_weights=empty_weights,
+                                 loaded=vars(args).setdefault("_model_files", {}))  # a model file runs once per command
     if note:
         build_note(args, resolved)
     return resolved
@@ -215,18 +216,31 @@ def build_report(args: argparse.Namespace, *, checks: bool = True, audit_names: 
         resolved, device = _resolve_fitting(args, device, dtype)
     else:
         resolved = resolve_from_args(args, empty_weights=(device.type == "meta"))
-    inputs = inputs.with_dtypes_of(resolved.inputs, resolved.module) if inputs is not None else resolved.inputs
+    inputs, input_notes = command_inputs(inputs, resolved)
     report = run_summary(resolved.module, inputs, device=device, dtype=dtype, mode="train" if args.train else "eval",
                          label=resolved.label, owned=True, checks=checks, audit_names=audit_names,
                          quiet=getattr(args, "quiet", False), fallback_to_meta=auto,
                          receptive_field=receptive_field)
-    if resolved.notes:
-        report = dataclasses.replace(report, run=dataclasses.replace(report.run, notes=report.run.notes + resolved.notes))
+    if resolved.notes or input_notes:
+        report = dataclasses.replace(report, run=dataclasses.replace(
+            report.run, notes=report.run.notes + tuple(input_notes) + resolved.notes))
     in_output = args.command == "summary" and args.format in ("table", "markdown", "json")  # the report has them
     if not getattr(args, "quiet", False) and not in_output:
         for note in report.run.notes:
             sys.stderr.write(f"netscope: note: {note}\n")
     return report
+
+
+def command_inputs(inputs, resolved):
+    """``(InputSpec, notes)``: the ``--input`` given (None: the model's default input), typed like the model's default
+    input, plus its default keyword inputs not given (``InputSpec.completed_by``), which a note names."""
+    if inputs is None:
+        return resolved.inputs, []
+    inputs, kept = inputs.with_dtypes_of(resolved.inputs, resolved.module).completed_by(resolved.inputs, resolved.module)
+    if not kept:
+        return inputs, []
+    return inputs, [f"model inputs --input does not give keep their defaults, sized like the input given where they "
+                    f"had its default shape: {', '.join(kept)} (--input NAME=SHAPE sets one)"]
 
 
 def _resolve_fitting(args: argparse.Namespace, device, dtype: str):

@@ -31,7 +31,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from netscope.commands.common import check_output_paths, check_table_options, resolve_from_args
+    from netscope.commands.common import check_output_paths, check_table_options, command_inputs, resolve_from_args
     from netscope.inputs import parse_inputs
     from netscope.analyses.step.api import run_step_report
     from netscope.analyses.step.options import StepOptions
@@ -42,7 +42,10 @@ def run(args) -> int:
     inputs = parse_inputs(args.input)
     check_output_paths(args, (args.output, args.html))
     resolved = resolve_from_args(args, empty_weights=True)  # fake tensors: the weights are never needed
-    inputs = inputs.with_dtypes_of(resolved.inputs, resolved.module) if inputs is not None else resolved.inputs  # as summary does
+    inputs, input_notes = command_inputs(inputs, resolved)  # as summary does
+    if not args.quiet:
+        for note in input_notes:
+            sys.stderr.write(f"netscope: note: {note}\n")
     report = run_step_report(resolved.module, inputs, options, label=resolved.label)
     emit(report.render(args.format, columns=args.columns, depth=args.depth, table_style=args.table_style), args)
     if args.html:

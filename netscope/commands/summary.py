@@ -38,6 +38,7 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     from netscope.commands.common import build_report, check_output_paths, check_table_options
+    from netscope.errors import ForwardError
     from netscope.render.columns import parse_columns
 
     check_table_options(args)
@@ -47,7 +48,12 @@ def run(args) -> int:
         plot_format(args.plot)
     check_output_paths(args, (args.output, args.html, args.plot))
     wanted = args.receptive_field or bool({"rf", "jump"} & set(parse_columns(args.columns)))
-    report = build_report(args, receptive_field=wanted)
+    try:
+        report = build_report(args, receptive_field=wanted)
+    except ForwardError as err:  # exit 3 stays; --html still answers: a page of what ran, or a line saying none
+        if args.html:
+            _failure_page(args, err)
+        raise
     if args.by_op:
         emit(report.by_operator_text(args.format, table_style=args.table_style), args)
     else:
@@ -76,6 +82,23 @@ def run(args) -> int:
                          + ", ".join(u.op for u in report.uncounted_ops()) + ")\n")
         return EXIT_FINDINGS
     return 0
+
+
+def _failure_page(args, err) -> None:
+    """``--html`` when the forward pass raised: the page of what was recorded up to the failure (``err.report``)
+    with the error on it, or one stderr line saying that no page was written and why."""
+    from netscope.fileio import write_text_atomic
+    from netscope.render.html import report_html
+
+    report = getattr(err, "report", None)
+    if report is None:
+        sys.stderr.write(f"netscope: no HTML page was written to {args.html}: nothing was recorded before the error "
+                         "below\n")
+        return
+    write_text_atomic(args.html, report_html(report, failure=str(err)), force=args.force)
+    if not args.quiet:
+        sys.stderr.write(f"netscope: wrote {args.html} (what the forward pass recorded up to its failure, with the "
+                         "error)\n")
 
 
 def _terminal_width(args):

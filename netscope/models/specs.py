@@ -9,12 +9,13 @@ Every failure is a :class:`ModelSpecError` that says what to do.
 from __future__ import annotations
 
 import ast
+import contextlib
 import difflib
 import importlib
 import importlib.util
 import os
 import sys
-from typing import Any, Callable, Dict, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 from netscope.errors import ModelSpecError, UsageError
 from netscope.inputs import InputSpec, TensorSpec
@@ -50,19 +51,25 @@ LITERAL_SPELLINGS = {"true": "True", "false": "False", "none": "None", "null": "
 
 
 def resolve_model(spec: Optional[str], model_args: Optional[Mapping[str, Any]] = None,
-                  *, empty_weights: bool = False) -> ResolvedModel:
+                  *, empty_weights: bool = False, loaded: Optional[Dict[str, Any]] = None) -> ResolvedModel:
     """Build the model a spec names. ``empty_weights`` builds it without weight memory: parameters and
     buffers on the meta device, or, when the constructor cannot run that way (it reads a value, or
     mixes a parameter with a fresh tensor), fake tensors re-homed to meta, then a real CPU build;
-    ``build`` says which."""
+    ``build`` says which. ``loaded``: the model files (``path.py:Class``) already run in this command, by
+    absolute path, shared by its builds (a meta build, then the real one), so that a file's module-level code runs
+    once per command, as in a script that imports it; filled here."""
     load_builtin_sources()
     spec = spec or DEFAULT_MODEL
     model_args = dict(model_args or {})
+    loaded = {} if loaded is None else loaded  # one resolution's builds (meta, fake, real) share it at least
+    file_spec = _file_spec(spec)
+    if file_spec is not None:  # its module-level code runs once, for real: never inside a meta or fake build
+        _file_module(*file_spec, spec, loaded)
     if not empty_weights:
-        return _resolve(spec, model_args, False)
+        return _resolve(spec, model_args, False, loaded)
     from netscope.run.no_memory import build_without_memory
 
-    resolved, build, failures = build_without_memory(lambda empty: _resolve(spec, model_args, empty),
+    resolved, build, failures = build_without_memory(lambda empty: _resolve(spec, model_args, empty, loaded),
                                                      retry=_constructor_failed, module_of=lambda r: r.module)
     resolved.build, resolved.build_failures = build, failures
     return resolved
@@ -77,12 +84,12 @@ def _constructor_failed(exc: BaseException) -> bool:
             and not isinstance(cause, (SyntaxError, ImportError, SystemExit)))
 
 
-def _resolve(spec: str, model_args: Dict[str, Any], empty_weights: bool) -> ResolvedModel:
+def _resolve(spec: str, model_args: Dict[str, Any], empty_weights: bool, loaded: Dict[str, Any]) -> ResolvedModel:
     prefix, sep, rest = spec.partition(":")
     if sep and prefix in SOURCES:
         return SOURCES[prefix].resolve(rest, model_args, empty_weights)
-    if sep and (prefix.endswith(".py") or os.sep in prefix or "/" in prefix or os.path.isfile(prefix)):
-        return _from_file(prefix, rest, model_args, spec)
+    if _file_spec(spec) is not None:
+        return _from_file(prefix, rest, model_args, spec, loaded)
     if sep:
         return _from_import_string(prefix, rest, model_args, spec)
     return bare_name_source().resolve(spec, model_args, empty_weights)
@@ -150,11 +157,50 @@ def _from_import_string(module_path: str, attr: str, model_args, spec: str) -> R
     return ResolvedModel(model, spec, default_inputs_for(model), source="import")
 
 
-def _from_file(path: str, attr: str, model_args, spec: str) -> ResolvedModel:
+def _file_spec(spec: str) -> Optional[Tuple[str, str]]:
+    """``(path, attribute)`` when ``spec`` names a model file (``path/to/file.py:Class``), else None."""
+    prefix, sep, rest = spec.partition(":")
+    if sep and prefix not in SOURCES and (prefix.endswith(".py") or os.sep in prefix or "/" in prefix
+                                          or os.path.isfile(prefix)):
+        return prefix, rest
+    return None
+
+
+def _file_module(path: str, attr: str, spec: str, loaded: Dict[str, Any]):
+    """The module of the model file ``path``: run once per command (``loaded``, by absolute path), with its folder
+    on ``sys.path`` so that it can import its siblings."""
     if not os.path.isfile(path):
         raise ModelSpecError(f"file {path!r} from {spec!r} does not exist; write it like path/to/model.py:ClassName")
     if not attr:
         raise ModelSpecError(f"{spec!r} names no class after ':'; write it like {path}:ClassName")
+    key = os.path.abspath(path)
+    if key not in loaded:
+        with _folder_on_path(path):
+            loaded[key] = _run_model_file(path, spec)
+    return loaded[key]
+
+
+@contextlib.contextmanager
+def _folder_on_path(path: str):
+    """The folder of ``path`` first on ``sys.path`` while the block runs (the file's imports of its siblings, also
+    from inside its constructor)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    sys.path.insert(0, folder)
+    try:
+        yield
+    finally:
+        sys.path.remove(folder)
+
+
+def _from_file(path: str, attr: str, model_args, spec: str, loaded: Dict[str, Any]) -> ResolvedModel:
+    module = _file_module(path, attr, spec, loaded)
+    with _folder_on_path(path):
+        model = _call_factory(_get_attr_path(module, attr, spec), model_args, spec)
+    return ResolvedModel(model, spec, default_inputs_for(model), source="file")
+
+
+def _run_model_file(path: str, spec: str):
+    """Import the file ``path`` as a module of its own (its module-level code runs)."""
     name = "_netscope_user_" + os.path.splitext(os.path.basename(path))[0].replace("-", "_")
     module_spec = importlib.util.spec_from_file_location(name, os.path.abspath(path))
     if module_spec is None:  # a suffix Python does not import (not .py)
@@ -162,26 +208,19 @@ def _from_file(path: str, attr: str, model_args, spec: str) -> ResolvedModel:
                              "the model, like path/to/model.py:ClassName")
     module = importlib.util.module_from_spec(module_spec)
     sys.modules[name] = module  # dataclasses and pickling look the module up by name
-    added_path = os.path.dirname(os.path.abspath(path))
-    sys.path.insert(0, added_path)  # let the file import its siblings, also from inside its constructor
     try:
-        try:
-            module_spec.loader.exec_module(module)
-        except SystemExit as exc:  # a script's own entry point ran: say so, instead of leaving with its exit code
-            sys.modules.pop(name, None)
-            raise ModelSpecError(f"running {path} {_exit_text(exc)}") from exc
-        except Exception as exc:
-            sys.modules.pop(name, None)
-            hint = ""
-            if isinstance(exc, ImportError) and "relative import" in str(exc):  # a module inside a package
-                hint = (". The file belongs to a package: name it as an import string, package.module:ClassName, "
-                        "from the folder that holds the package (on PYTHONPATH)")
-            raise ModelSpecError(f"running {path} raised {type(exc).__name__}: {exc}{hint}") from exc
-        factory = _get_attr_path(module, attr, spec)
-        model = _call_factory(factory, model_args, spec)
-    finally:
-        sys.path.remove(added_path)
-    return ResolvedModel(model, spec, default_inputs_for(model), source="file")
+        module_spec.loader.exec_module(module)
+    except SystemExit as exc:  # a script's own entry point ran: say so, instead of leaving with its exit code
+        sys.modules.pop(name, None)
+        raise ModelSpecError(f"running {path} {_exit_text(exc)}") from exc
+    except Exception as exc:
+        sys.modules.pop(name, None)
+        hint = ""
+        if isinstance(exc, ImportError) and "relative import" in str(exc):  # a module inside a package
+            hint = (". The file belongs to a package: name it as an import string, package.module:ClassName, "
+                    "from the folder that holds the package (on PYTHONPATH)")
+        raise ModelSpecError(f"running {path} raised {type(exc).__name__}: {exc}{hint}") from exc
+    return module
 
 
 def _exit_text(exc: SystemExit, *, script: bool = True) -> str:

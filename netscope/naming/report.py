@@ -74,8 +74,10 @@ class NamingTotals:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
 
-ENTRY_COLUMNS = ("key", "origins", "expression", "shape", "dtype", "trainable", "saved", "alias")
-SHARED_COLUMNS = ("dtype", "trainable", "saved", "alias")  # stated once under the table when one value fits all
+# named as the JSON entries name them (CSV's header); a table titles two of them shorter
+ENTRY_COLUMNS = ("key", "origins", "expression", "shape", "dtype", "trainable", "in_state_dict", "alias_group")
+ENTRY_TITLES = {"in_state_dict": "saved", "alias_group": "alias"}
+SHARED_COLUMNS = ("dtype", "trainable", "in_state_dict", "alias_group")  # stated once under the table when one value fits all
 DROP_ORDER = ("expression",)  # left out of a table wider than its width (it restates the key as Python)
 FINDING_COLUMNS = ("severity", "code", "layer", "message", "fix")
 
@@ -139,10 +141,11 @@ class NamingReport:
                     if len(values) == 1:
                         columns.remove(column)
                         text = cell_text(values.pop())
-                        same.append(f"{column} {text}" if text else f"no {column}")
+                        title = ENTRY_TITLES.get(column, column)
+                        same.append(f"{title} {text}" if text else f"no {title}")
             table, dropped = fitted_table(
-                lambda shown: render_rows(rows, shown, fmt, table_style=table_style, wrap="origins", width=TEXT_WIDTH,
-                                          min_wrap=24),
+                lambda shown: render_rows(rows, shown, fmt, headers=ENTRY_TITLES, table_style=table_style,
+                                          wrap="origins", width=TEXT_WIDTH, min_wrap=24),
                 columns, DROP_ORDER if fmt == "table" else (), TEXT_WIDTH)
             if same:
                 table += f"\nEvery key has {', '.join(same)}."
@@ -165,8 +168,8 @@ def _entry_row(entry: NameEntry) -> dict:
         "shape": "" if entry.shape is None else "[" + ", ".join(map(str, entry.shape)) + "]",
         "dtype": entry.dtype or "",
         "trainable": entry.trainable,
-        "saved": entry.in_state_dict,
-        "alias": entry.alias_group,
+        "in_state_dict": entry.in_state_dict,
+        "alias_group": entry.alias_group,
     }
 
 

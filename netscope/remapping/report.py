@@ -12,6 +12,7 @@ from netscope.remapping.plan import KeyDecision, Plan
 from netscope.units import shape_text
 
 COLUMNS = ("source", "target", "reason", "shape", "detail")
+CSV_COLUMNS = ("source", "target", "reason", "detail", "source_shape", "target_shape")  # as JSON's plan decisions
 HEADERS = {"source": "checkpoint key", "target": "model key", "reason": "reason", "shape": "shape",
            "detail": "detail"}
 
@@ -26,8 +27,12 @@ def _shape_text(decision: KeyDecision) -> str:
 
 
 def decision_row(decision: KeyDecision) -> dict:
+    """A decision's table cells, and its CSV's (JSON's fields: ``source_shape`` and ``target_shape`` in place of the
+    table's one ``shape``)."""
     return {"source": decision.source or "", "target": decision.target or "", "reason": decision.reason,
-            "shape": _shape_text(decision), "detail": decision.detail}
+            "shape": _shape_text(decision), "detail": decision.detail,
+            "source_shape": shape_text(decision.source_shape) if decision.source_shape is not None else "",
+            "target_shape": shape_text(decision.target_shape) if decision.target_shape is not None else ""}
 
 
 @dataclass(frozen=True)
@@ -156,10 +161,10 @@ class RemapReport:
             return json.dumps(self.to_dict(), indent=2)
         from netscope.report import TEXT_WIDTH
 
+        if fmt == "csv":
+            return render_rows(self.rows(include_exact=include_exact), CSV_COLUMNS, fmt)
         table = render_rows(self.rows(include_exact=include_exact), COLUMNS, fmt, headers=HEADERS,
                             table_style=table_style, wrap="detail", width=TEXT_WIDTH)
-        if fmt == "csv":
-            return table
         return table + "\n\n" + "\n".join(self.summary_lines())
 
     SCHEMA = "remap"  # json_document's kind: the document is netscope.<SCHEMA>

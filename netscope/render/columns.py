@@ -288,18 +288,32 @@ def data_row(call: LayerCall, keys: Sequence[str], ctx: Mapping[str, Any]) -> Di
     return {COLUMNS[k].name: COLUMNS[k].value(call, ctx) for k in keys}
 
 
-def csv_row(call: LayerCall, keys: Sequence[str], ctx: Mapping[str, Any]) -> Dict[str, str]:
-    """CSV cells: numbers as plain digits (no separators, no SI prefixes; ``>=`` before a lower bound, as in
-    the table), everything else as its full text."""
-    out = {}
+def csv_row(call: LayerCall, keys: Sequence[str], ctx: Mapping[str, Any]) -> Dict[str, Any]:
+    """CSV cells, keyed by each column's JSON name: numbers as plain digits (no separators, no SI prefixes; ``>=``
+    before a lower bound, as in the table), booleans as they are (``render_rows`` writes JSON's ``true``/``false``),
+    a boolean JSON leaves null as an empty cell, everything else as its full text."""
+    out: Dict[str, Any] = {}
     for k in keys:
         column = COLUMNS[k]
         value = column.value(call, ctx)
-        if type(value) is int:
-            out[k] = (">=" if column.lower_bound and _misses_ops(call, ctx, column.lower_bound) else "") + str(value)
+        kind = type(value)
+        if kind is int:
+            out[column.name] = (">=" if column.lower_bound and _misses_ops(call, ctx, column.lower_bound) else "") + str(value)
+        elif kind is bool or value is None and column.dtype in ("bool", "boolean"):
+            out[column.name] = value
         else:
-            out[k] = column.text(call, value, ctx)
+            out[column.name] = column.text(call, value, ctx)
     return out
+
+
+def csv_text(calls, keys: Sequence[str], ctx: Mapping[str, Any], *, chosen: bool) -> str:
+    """The CSV of ``calls``: one row per call, a header of JSON's names for the columns. Without columns ``chosen``,
+    the calls are named as JSON names them (``name``: the root's is empty), not by the table's ``layer``."""
+    from netscope.render.rows import render_rows
+
+    keys = list(keys) if chosen else ["name" if k == "layer" else k for k in keys]
+    rows = [csv_row(call, keys, ctx) for call in calls]
+    return render_rows(rows, [COLUMNS[k].name for k in keys], "csv")
 
 
 def text_row(call: LayerCall, keys: Sequence[str], ctx: Mapping[str, Any], *, short: bool = False) -> Dict[str, str]:

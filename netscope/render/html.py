@@ -27,9 +27,11 @@ HEAVIEST = 10  # calls listed in the "heaviest layers" view, by mult-adds and by
 CSP = "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:"
 
 
-def report_html(report) -> str:
-    """The full page: totals, run, shape flow, bar charts, findings and the collapsible, searchable tree."""
-    title = f"netscope: {report.run.model}"
+def report_html(report, failure: str = "") -> str:
+    """The full page: totals, run, shape flow, bar charts, findings and the collapsible, searchable tree.
+    ``failure``: the error of a forward pass that raised; ``report`` then holds what it recorded up to there, and a
+    banner under the title says so (figures count only the calls that ran)."""
+    title = f"netscope: {report.run.model}" + (" (forward pass failed)" if failure else "")
     head = "".join(_tree_header(key) for key in TREE_COLUMNS)
     return "".join([
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">",
@@ -39,6 +41,7 @@ def report_html(report) -> str:
         f"<title>{escape(title)}</title><style>{PAGE_CSS}</style></head>\n",
         '<body><main class="ns-root ns-page">',
         f"<h1>{escape(title)}</h1>",
+        _failure_html(failure),
         f'<p class="ns-headline">{escape(headline(report))}</p>',
         f'<p class="ns-run">{_run_text(report)}</p>',
         '<div class="ns-cols"><section><h2>Totals</h2>', _totals_html(report), "</section>",
@@ -142,6 +145,15 @@ def _notebook_findings(report) -> str:
 
 
 # ---- sections ------------------------------------------------------------------------------------
+
+def _failure_html(failure: str) -> str:
+    if not failure:
+        return ""
+    return (f'<p class="ns-failure" role="alert"><strong>The forward pass failed:</strong> {escape(failure)}<br>'
+            "This page shows what was recorded up to the failure: the calls after it never ran, and the "
+            "multiply-adds, shapes and activation sizes count only the calls that did (parameters are the whole "
+            "model's).</p>")
+
 
 def _run_text(report) -> str:
     r = report.run

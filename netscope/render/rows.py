@@ -6,6 +6,7 @@ import collections.abc
 import csv
 import io
 import json
+import re
 from operator import itemgetter
 from typing import Any, Callable, Dict, Hashable, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
 
@@ -86,12 +87,14 @@ def render_columns(values: Sequence[Sequence[Any]], columns: Sequence[str], fmt:
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(columns)
-        writer.writerows(zip(*(["" if cell is None else cell for cell in column] for column in values)))
+        writer.writerows(zip(*(map(_csv_cell, column) for column in values)))
         return buffer.getvalue()
     style = "github" if fmt == "markdown" else table_style
+    if fmt == "table":  # a line break or other control character of a name (a ModuleDict key) would spill
+        values = [_printable_column(column) for column in values]
     cells = list(map(_text_column, values))
     if fmt == "markdown":  # a "|" or a line break in a cell (a ModuleDict key) would end the cell or the row
-        cells = [_markdown_column(column) for column in cells]
+        cells = [_printable_column(_markdown_column(column)) for column in cells]  # other controls as in a table
     titles = [headers.get(c, c) for c in columns]
     right = [c in numeric for c in columns]
     if fmt == "table" and wrap in columns and width:
@@ -105,6 +108,15 @@ def render_columns(values: Sequence[Sequence[Any]], columns: Sequence[str], fmt:
     body = [[_visible_indent(cell) for cell in row] for row in zip(*cells)]  # tabulate strips leading spaces
     return tabulate.tabulate(body, headers=titles, tablefmt=style,
                              colalign=["right" if r else "left" for r in right], disable_numparse=True)
+
+
+def _csv_cell(cell: Any) -> Any:
+    """A CSV cell as JSON writes the value: ``true``/``false`` for a boolean, empty for null (every command's CSV)."""
+    if cell is None:
+        return ""
+    if type(cell) is bool:
+        return "true" if cell else "false"
+    return cell
 
 
 def _column_values(rows: Sequence[Dict[str, Any]], columns: Sequence[str]) -> List[Sequence[Any]]:
@@ -236,6 +248,51 @@ def _wrap_column(body: List[List[str]], titles: List[str], index: int, width: in
         if any(len(line) > room for line in cells[index].split("\n")):
             cells[index] = "\n".join(part for line in cells[index].split("\n")
                                      for part in textwrap.wrap(line, room, break_on_hyphens=False) or [""])
+
+
+class Lines(tuple):
+    """A cell of several lines on purpose (``check --all``'s formula, one per axis): a table draws each on a line of
+    its own, where a line break inside text (a name) is shown escaped (:func:`printable`)."""
+
+    def __str__(self) -> str:
+        return "\n".join(map(str, self))
+
+
+# C0 and C1 control characters, DEL, and the Unicode line and paragraph separators: each would move the cursor,
+# end the line or go unseen in a terminal
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def printable(text: str) -> str:
+    """``text`` with each control character written as Python writes it in a string literal (``\\n``, ``\\t``,
+    ``\\x1b``, ``\\u2028``): how a plain table shows a name or key that holds one."""
+    if not _CONTROL.search(text):
+        return text
+    return _CONTROL.sub(lambda m: _ESCAPES.get(m.group()) or repr(m.group())[1:-1], text)
+
+
+def _printable_column(column: Sequence[Any]) -> Sequence[Any]:
+    """A table column's text cells with control characters escaped, a ``Lines`` cell line by line (other cells as
+    they are); the usual column, with none, is scanned once in C and returned as it is."""
+    distinct = _distinct(column)
+    kinds = set(map(type, distinct))
+    if Lines not in kinds:
+        if str not in kinds:
+            return column
+        texts = distinct if kinds == {str} else [cell for cell in distinct if type(cell) is str]
+        if not _CONTROL.search("".join(texts)):
+            return column
+    if type(column) is Coded:
+        return Coded(column.codes, {code: _printable_cell(cell) for code, cell in column.cells.items()})
+    return tuple(map(_printable_cell, column))
+
+
+def _printable_cell(cell: Any) -> Any:
+    kind = type(cell)
+    if kind is Lines:
+        return "\n".join(printable(str(line)) for line in cell)
+    return printable(cell) if kind is str else cell
 
 
 def _markdown_column(column: Sequence[str]) -> Sequence[str]:

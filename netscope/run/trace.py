@@ -473,7 +473,7 @@ def _run(model: nn.Module, args: tuple, kwargs: dict, *, train: bool, device: to
                     recorder.flow.claim((args, kwargs), frozenset((MODEL_INPUT,)))
                     if fields is not None and args:
                         fields.add_input(args[0])
-                    output = call_model(recorder, model, args, kwargs)
+                    output = call_model(recorder, model, args, kwargs, tree)
             except Exception as exc:  # the user's forward failed: report where, then re-raise as ForwardError
                 error = exc
             if cuda:
@@ -535,27 +535,84 @@ def _fake_mode(enabled: bool):
     return FakeTensorMode(allow_non_fake_inputs=True)
 
 
-def call_model(recorder: _Recorder, model: nn.Module, args: tuple, kwargs: dict):
+def call_model(recorder: _Recorder, model: nn.Module, args: tuple, kwargs: dict, tree: Optional[ModuleTree] = None):
     """Run ``model`` (a ``torch.compile`` wrapper through its eager module) under ``recording_calls(recorder)``
-    with the model as call 0. A class that overrides ``__call__`` never reaches torch's call path, so its call
-    is opened here, and a ``super().__call__`` inside it passes through unrecorded (the call is open already)."""
-    root = _eager(model)
+    with the model as call 0; modules whose class overrides ``__call__`` (the root or a child) are recorded too
+    (:func:`_recording_overridden_calls`). ``tree``: ``model``'s walk, when the caller has it."""
+    with _eager_stance(), _recording_overridden_calls(recorder, tree_of(model, tree)):
+        return _eager(model)(*args, **kwargs)
+
+
+def _call_overrides(tree: ModuleTree) -> Dict[type, Any]:
+    """The classes, among those of ``tree``'s modules and their bases, that define their own ``__call__`` in place of
+    ``nn.Module``'s (the first along each module's MRO), with that ``__call__`` as the class holds it. Only classes
+    ``torch.nn`` does not define are looked at (``tree.custom``, walked once for the model-state guard anyway)."""
+    owners: Dict[type, Any] = {}
+    seen = set()
+    modules = tree.modules
+    for index in tree.custom:
+        cls = type(modules[index])
+        if cls in seen:
+            continue
+        seen.add(cls)
+        for base in cls.__mro__:
+            if "__call__" in base.__dict__:
+                if base is not nn.Module and base not in owners:
+                    owners[base] = base.__dict__["__call__"]
+                break
+    return owners
+
+
+@contextlib.contextmanager
+def _recording_overridden_calls(recorder: _Recorder, tree: ModuleTree):
+    """While the block runs, each class of ``tree`` that overrides ``__call__`` has it wrapped so that a call of one
+    of the traced modules opens its own row, as ``nn.Module._call_impl`` would (torch's call path never sees such a
+    module unless its ``__call__`` goes back through ``nn.Module.__call__``); restored afterwards, whatever happens.
+    Ordinary modules are not touched: their calls keep the one wrapper of ``recording_calls``."""
+    owners = _call_overrides(tree)
+    done = []
+    try:
+        for owner, defined in owners.items():
+            try:
+                type.__setattr__(owner, "__call__", _recorded_override(recorder, defined))
+            except (TypeError, AttributeError):  # a class that refuses (an extension type): its calls go unseen
+                continue
+            done.append(owner)
+        yield
+    finally:
+        for owner in done:
+            type.__setattr__(owner, "__call__", owners[owner])
+
+
+def _recorded_override(recorder: _Recorder, defined):
+    """A class's own ``__call__`` (``defined``, as the class holds it) that opens a call of a traced module. While it
+    runs, the module is out of ``recorder.names``, so a ``super().__call__`` inside passes through torch's call path
+    unrecorded (the call is open already)."""
     names = recorder.names
-    name = names.get(id(root))
-    with _eager_stance():
-        if type(root).__call__ is nn.Module.__call__ or name is None:
-            return root(*args, **kwargs)
-        call = recorder.open(root, name, args, kwargs)
-        del names[id(root)]
+
+    bind = getattr(type(defined), "__get__", None)  # a function binds to the module; a callable object does not
+
+    def __call__(module, *args, **kwargs):
+        run = defined if bind is None else bind(defined, module, type(module))
+        key = id(module)
+        name = names.get(key)
+        if name is None or recorder.suspended:  # a module outside the traced model, or one already open
+            return run(*args, **kwargs)
+        call = recorder.open(module, name, args, kwargs)
+        del names[key]
         try:
-            output = root(*args, **kwargs)
+            output = run(*args, **kwargs)
         except BaseException as error:
             recorder.failed(call, error)
             raise
         finally:
-            names[id(root)] = name
-    recorder.returned(call, output)
-    return output
+            names[key] = name
+        recorder.returned(call, output)
+        return output
+
+    if callable(defined) and hasattr(defined, "__name__"):
+        functools.update_wrapper(__call__, defined)
+    return __call__
 
 
 def _eager_stance():

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from typing import Any, Dict, FrozenSet, List, Optional, Sequence, Tuple
 
 from netscope.report import Report
-from netscope.render.columns import COLUMNS, csv_row, parse_columns, text_row
-from netscope.render.rows import check_depth, check_format, json_document, render_rows
+from netscope.render.columns import COLUMNS, csv_text, parse_columns, text_row
+from netscope.render.rows import check_depth, check_format, json_document
 from netscope.analyses.step.memory import RankMemory
 from netscope.units import megabytes, si
 
@@ -94,25 +94,25 @@ class StepReport:
         if fmt == "json":
             return json.dumps(self.to_dict(columns=columns, depth=depth), indent=2)
         keys = list(parse_columns(columns if columns is not None else STEP_COLUMNS, step=True))
-        rows = self.rows(keys, depth=depth, csv=(fmt == "csv"))
         if fmt == "csv":
-            return render_rows(rows, keys, fmt)
+            return csv_text([c for c in self.layers if depth is None or c.depth <= depth], keys, self._context(),
+                            chosen=columns is not None)
+        rows = self.rows(keys, depth=depth)
         width = width or TEXT_WIDTH
         body, dropped = self.forward._fit(rows, keys, fmt, table_style, width if columns is None else None)
         if dropped:
             body += ("\n\n" if fmt == "markdown" else "\n") + f"(left out to fit {width} columns: {', '.join(dropped)}; choose with --columns)"
         return body + "\n\n" + self.totals_text(markdown=(fmt == "markdown"), width=width)
 
-    def rows(self, columns: Sequence[str] = STEP_COLUMNS, *, depth: Optional[int] = None,
-             csv: bool = False) -> List[Dict[str, Any]]:
-        """Cells per call (every call, indented by depth), from the summary's column registry."""
+    def rows(self, columns: Sequence[str] = STEP_COLUMNS, *, depth: Optional[int] = None) -> List[Dict[str, Any]]:
+        """Table cells per call (every call, indented by depth), from the summary's column registry."""
         ctx = self._context()
         out = []
         for call in self.layers:
             if depth is not None and call.depth > depth:
                 continue
-            row = csv_row(call, columns, ctx) if csv else text_row(call, columns, ctx, short=True)
-            if "layer" in row and not csv:
+            row = text_row(call, columns, ctx, short=True)
+            if "layer" in row:
                 row["layer"] = "  " * call.depth + row["layer"]
             out.append(row)
         return out

@@ -142,7 +142,7 @@ def run_step(model: nn.Module, args: tuple, kwargs: dict, options: StepOptions, 
         _initial_state(optimizer, trainable)
         tracker.track_step(copy_, optimizer, (args, kwargs))
         with tracker:
-            output, error = _forward(copy_, args, kwargs, recorder, counter, tagger, pack, autocast_dtype, device)
+            output, error = _forward(copy_, args, kwargs, recorder, counter, tagger, pack, autocast_dtype, device, tree)
             if error is not None:
                 raise _step_forward_error(copy_, _build_result(tree, recorder, ops, None, 0.0, None), error) from error
             result = _build_result(tree, recorder, ops, output, 0.0, None)
@@ -287,14 +287,14 @@ def _without_state_of_gradless(timeline, optimizer, trainable, got_grad):
     return [(total - gone, params, grads, max(state - gone, 0)) for total, params, grads, state in timeline]
 
 
-def _forward(model, args, kwargs, recorder, counter, tagger, pack, autocast_dtype, device):
+def _forward(model, args, kwargs, recorder, counter, tagger, pack, autocast_dtype, device, tree):
     # the step's --precision decides, also over an autocast the caller has in effect (fp32: none)
     autocast = (torch.autocast(device, dtype=getattr(torch, autocast_dtype)) if autocast_dtype
                 else torch.autocast(device, enabled=False))
     try:
         with recording_calls(recorder), torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor), \
                 tagger, counter, autocast:
-            return call_model(recorder, model, args, kwargs), None
+            return call_model(recorder, model, args, kwargs, tree), None
     except Exception as exc:  # the user's forward failed: named by layer like in summary
         return None, exc
 
