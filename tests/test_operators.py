@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import textwrap
 
 import pytest
@@ -105,11 +106,30 @@ def test_ignore_macs_declares_zero_by_convention():
 
 
 def test_a_misspelled_builtin_operator_is_refused_with_the_nearest_names():
-    with pytest.raises(ValueError, match=r"no operator aten::lnear \(did you mean aten::linear"):
+    """A NetscopeError (exit 2 on the command line, still a ValueError) naming the nearest operators and a command
+    that lists them all: the command's list holds every operator torch.ops resolves and not the misspelled one."""
+    import difflib
+    import subprocess
+    import sys
+
+    from netscope.errors import EXIT_USAGE, NetscopeError, OperatorRegistryError
+
+    with pytest.raises(OperatorRegistryError, match=r"no operator aten::lnear \(did you mean aten::linear"):
         netscope.ignore_macs("aten::lnear", "typo")
     with pytest.raises(ValueError, match="no operator aten::adddmm"):
         netscope.register_macs("aten::adddmm")(lambda *a, out_val=None: 0)
     assert "aten::lnear" not in REGISTRY._zero and "aten::adddmm" not in REGISTRY._formulas
+    with pytest.raises(NetscopeError) as info:
+        netscope.register_macs("aten::adr")(lambda *a, out_val=None: 0)
+    assert info.value.exit_code == EXIT_USAGE and "did you mean aten::addr," in str(info.value)
+    command = re.search(r"`(python -c .*?)`", str(info.value)).group(1)
+    listed = subprocess.run([sys.executable, "-c", command[len('python -c "'):-1]], capture_output=True, text=True,
+                            check=True).stdout
+    names = set(re.findall(r"'(aten::[\w.]+)'", listed))
+    assert {"aten::addr", "aten::linalg_inv_ex", "aten::_ctc_loss", "aten::addmm"} <= names
+    assert "aten::adr" not in names and all(hasattr(torch.ops.aten, n.split("::")[1]) for n in sorted(names)[::50])
+    # the suggestions are the nearest of that list (difflib's own ranking is the oracle)
+    assert difflib.get_close_matches("aten::adr", sorted(names), n=3)[0] == "aten::addr"
 
 
 def test_shadowing_torchs_formula_or_the_zero_list_needs_to_be_deliberate():

@@ -28,7 +28,7 @@ from typing import Callable, Dict, Mapping, Optional, Tuple, Union
 import torch
 from torch.utils import flop_counter
 
-from netscope.errors import MacFormulaError
+from netscope.errors import MacFormulaError, OperatorRegistryError
 from netscope.registry import Registry
 
 MacFormula = Callable[..., int]  # (*args, out_val=..., **kwargs) -> multiply-adds
@@ -191,8 +191,9 @@ class MacRegistry:
     """Operator -> multiply-add formula, keyed by qualified name (``"aten::addmm"``).
 
     Our formulas come first, then ``torch.utils.flop_counter.flop_registry`` read live. Registering an
-    operator twice, registering one that is on the zero list, or shadowing one of torch's formulas
-    without ``overrides_torch=True`` raises ``ValueError``.
+    operator twice, registering one that is on the zero list, shadowing one of torch's formulas without
+    ``overrides_torch=True`` or naming an operator PyTorch does not have raises :class:`OperatorRegistryError` (a
+    ``ValueError``).
     """
 
     def __init__(self) -> None:
@@ -206,10 +207,10 @@ class MacRegistry:
 
         def decorator(fn: MacFormula) -> MacFormula:
             if name in self._zero:
-                raise ValueError(f"{name} is on the zero-by-convention list ({self._zero[name]}); "
+                raise OperatorRegistryError(f"{name} is on the zero-by-convention list ({self._zero[name]}); "
                                  "a formula for it would contradict that list")
             if not overrides_torch and _torch_formula(name) is not None:
-                raise ValueError(f"torch.utils.flop_counter already has a formula for {name}; pass "
+                raise OperatorRegistryError(f"torch.utils.flop_counter already has a formula for {name}; pass "
                                  "overrides_torch=True to replace it deliberately")
             self._formulas.add(name, _checked(name, fn))
             return fn
@@ -220,13 +221,13 @@ class MacRegistry:
         """Declare ``op`` zero by convention (with the reason shown in the documentation)."""
         name = qualified_name(op)
         if not reason:
-            raise ValueError("ignore_macs needs a reason: why does this operator cost no multiply-adds?")
+            raise OperatorRegistryError("ignore_macs needs a reason: why does this operator cost no multiply-adds?")
         _refuse_unknown(name, "ignore_macs")
         if _torch_formula(name) is not None:  # torch's formula is looked up first: the entry would do nothing
-            raise ValueError(f"torch.utils.flop_counter has a multiply-add formula for {name}, which counts it; "
+            raise OperatorRegistryError(f"torch.utils.flop_counter has a multiply-add formula for {name}, which counts it; "
                              "ignoring it is not possible (register_macs(..., overrides_torch=True) replaces it)")
         if name in self._formulas or name in self._zero:
-            raise ValueError(f"{name} already has a multiply-add formula or is already ignored")
+            raise OperatorRegistryError(f"{name} already has a multiply-add formula or is already ignored")
         self._zero[name] = reason
 
     def unregister(self, op: OpLike) -> None:
@@ -264,7 +265,7 @@ def qualified_name(op: OpLike) -> str:
     """``"aten::addmm"`` for a name, an op packet or an overload."""
     if isinstance(op, str):
         if "::" not in op:
-            raise ValueError(f"operator name {op!r} needs its namespace, e.g. 'aten::{op}' or 'mylib::{op}'")
+            raise OperatorRegistryError(f"operator name {op!r} needs its namespace, e.g. 'aten::{op}' or 'mylib::{op}'")
         return op
     packet = getattr(op, "_overloadpacket", op)
     name = getattr(packet, "_qualified_op_name", None)
@@ -281,14 +282,23 @@ def _refuse_unknown(name: str, what: str) -> None:
         return
     import difflib
 
-    try:  # the dispatcher's own list, for the suggestion only
-        known = sorted({n.split(".")[0] for n in torch._C._dispatch_get_all_op_names() if n.startswith(namespace + "::")})
+    close = difflib.get_close_matches(name, known_operators(namespace), n=3)
+    raise OperatorRegistryError(
+        f"{what}: PyTorch {torch.__version__} has no operator {name}"
+        + (f" (did you mean {', '.join(close)}?)" if close else "")
+        + f"; an entry for it would never apply. List the {namespace} operators with `python -c \"from "
+        f"netscope.operators.registry import known_operators; print(known_operators('{namespace}'))\"`, or see "
+        "which ones a model runs with `netscope summary MODEL --by-op`")
+
+
+def known_operators(namespace: str = "aten") -> Tuple[str, ...]:
+    """The qualified names (``"aten::addmm"``) of the operators PyTorch's dispatcher knows in ``namespace``,
+    sorted; empty where this torch cannot list them."""
+    try:  # dir(torch.ops.aten) lists only the operators looked up so far; the dispatcher lists them all
+        names = torch._C._dispatch_get_all_op_names()
     except Exception:  # pragma: no cover - a torch without it
-        known = []
-    close = difflib.get_close_matches(name, known, n=3)
-    raise ValueError(f"{what}: PyTorch {torch.__version__} has no operator {name}"
-                     + (f" (did you mean {', '.join(close)}?)" if close else "")
-                     + "; an entry for it would never apply")
+        return ()
+    return tuple(sorted({n.split(".")[0] for n in names if n.startswith(namespace + "::")}))
 
 
 def _torch_formula(name: str):
