@@ -397,3 +397,179 @@ def test_complex_convolution_counts_the_three_real_convolutions_torch_runs():
     with FlopCounterMode(display=False) as flops:
         conv(x)
     assert _macs(conv, x).totals.total_macs == flops.get_total_flops() // 2 == 3 * (4 * 6 * 6) * (3 * 3 * 3)
+
+
+# ---- outer product and dense solvers: the textbook counts, against brute-force elimination ----------
+# Each brute-force routine below is the plain algorithm in Python floats, counting one multiply-add per update
+# x -= l·u it makes (divisions, reciprocals and square roots are not multiply-adds); its result is checked
+# against torch's, so the count is the count of a real solver of that operator.
+
+def _lu_solve_counted(a, columns):
+    """Gaussian elimination without pivoting (the matrices below are diagonally dominant), then forward and back
+    substitution for each right-hand side column: (solution columns, multiply-adds)."""
+    n = len(a)
+    lu = [row[:] for row in a]
+    count = 0
+    for k in range(n):
+        for i in range(k + 1, n):
+            lu[i][k] /= lu[k][k]
+            for j in range(k + 1, n):
+                lu[i][j] -= lu[i][k] * lu[k][j]
+                count += 1
+    solutions = []
+    for b in columns:
+        y = list(b)
+        for i in range(n):
+            for j in range(i):
+                y[i] -= lu[i][j] * y[j]
+                count += 1
+        x = y[:]
+        for i in reversed(range(n)):
+            for j in range(i + 1, n):
+                x[i] -= lu[i][j] * x[j]
+                count += 1
+            x[i] /= lu[i][i]
+        solutions.append(x)
+    return solutions, count
+
+
+def _gauss_jordan_inverse_counted(a):
+    """In-place Gauss-Jordan inversion: (inverse, multiply-adds). Step k scales the pivot row by 1/pivot and turns
+    column k into the multipliers -f/pivot (products by a reciprocal, the divisions of elimination), then updates
+    every other element of the other rows."""
+    n = len(a)
+    m = [row[:] for row in a]
+    count = 0
+    for k in range(n):
+        reciprocal = 1.0 / m[k][k]
+        m[k][k] = 1.0
+        m[k] = [value * reciprocal for value in m[k]]
+        for i in range(n):
+            if i == k:
+                continue
+            factor = m[i][k]
+            m[i][k] = -factor * reciprocal
+            for j in range(n):
+                if j != k:
+                    m[i][j] -= factor * m[k][j]
+                    count += 1
+    return m, count
+
+
+def _cholesky_counted(a):
+    """Right-looking Cholesky on the lower triangle: (L, multiply-adds)."""
+    n = len(a)
+    l = [row[:] for row in a]
+    count = 0
+    for k in range(n):
+        l[k][k] = math.sqrt(l[k][k])
+        for i in range(k + 1, n):
+            l[i][k] /= l[k][k]
+        for j in range(k + 1, n):
+            for i in range(j, n):
+                l[i][j] -= l[i][k] * l[j][k]
+                count += 1
+    return [[l[i][j] if j <= i else 0.0 for j in range(n)] for i in range(n)], count
+
+
+class _Solvers(nn.Module):
+    """One call each of inverse, Cholesky and solve (k right-hand sides; a vector; from the right; and with ``a``
+    broadcast over ``b``'s batch, where torch factors each matrix of ``a`` once)."""
+
+    def __init__(self, which):
+        super().__init__()
+        self.which = which
+
+    def forward(self, a, b):
+        if self.which == "inv":
+            return torch.linalg.inv(a)
+        if self.which == "cholesky":
+            return torch.linalg.cholesky(a)
+        if self.which == "cholesky-upper":
+            return torch.linalg.cholesky(a, upper=True)
+        if self.which == "solve-vector":
+            return torch.linalg.solve(a, b[..., 0])
+        if self.which == "solve-left-false":
+            return torch.linalg.solve(a, b.mT, left=False)
+        return torch.linalg.solve(a, b)
+
+
+def _spd(batch, n, dtype=torch.float64):
+    """Symmetric (Hermitian) positive definite, diagonally dominant: elimination needs no pivoting."""
+    g = torch.randn(*batch, n, n, dtype=dtype)
+    return g @ g.mH + n * torch.eye(n, dtype=dtype)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 5])
+@pytest.mark.parametrize("which,batch_a,batch_b", [
+    ("inv", (2,), (2,)), ("cholesky", (3,), (3,)), ("cholesky-upper", (), ()), ("solve", (2,), (2,)),
+    ("solve-vector", (2,), (2,)), ("solve-left-false", (), ()), ("solve", (), (4,)), ("solve", (3, 1), (2,))])
+@pytest.mark.parametrize("device", ["cpu", "meta"])
+def test_dense_solvers_count_the_textbook_elimination_updates(n, which, batch_a, batch_b, device):
+    """The formula written out (LU Σ m² = (n-1)n(2n-1)/6, n(n-1) per right-hand side, Gauss-Jordan n(n-1)²,
+    Cholesky (n-1)n(n+1)/6) equals a brute-force solver's count of its updates, and netscope's, per matrix
+    factored and per right-hand side the result holds, on CPU and on the meta device."""
+    torch.manual_seed(n)
+    rhs = 3
+    a, b = _spd(batch_a, n), torch.randn(*batch_b, n, rhs, dtype=torch.float64)
+    rows = a.reshape(-1, n, n)
+    if which == "inv":
+        inverse, per_matrix = _gauss_jordan_inverse_counted(rows[0].tolist())
+        assert torch.allclose(torch.tensor(inverse, dtype=torch.float64), torch.linalg.inv(rows[0]))
+        assert per_matrix == n * (n - 1) ** 2
+        expected = rows.shape[0] * per_matrix
+    elif which.startswith("cholesky"):
+        factor, per_matrix = _cholesky_counted(rows[0].tolist())
+        assert torch.allclose(torch.tensor(factor, dtype=torch.float64), torch.linalg.cholesky(rows[0]))
+        assert per_matrix == sum(m * (m + 1) // 2 for m in range(n)) == (n - 1) * n * (n + 1) // 6
+        expected = rows.shape[0] * per_matrix
+    else:
+        out = _Solvers(which)(a, b)
+        columns = out.numel() // n  # right-hand sides the result holds (broadcast batches included)
+        solutions, one_lu_one_rhs = _lu_solve_counted(rows[0].tolist(), [[1.0] * n])
+        assert torch.allclose(torch.tensor(solutions[0], dtype=torch.float64),
+                              torch.linalg.solve(rows[0], torch.ones(n, dtype=torch.float64)))
+        _, one_lu_two_rhs = _lu_solve_counted(rows[0].tolist(), [[1.0] * n, [2.0] * n])
+        per_rhs = one_lu_two_rhs - one_lu_one_rhs
+        assert per_rhs == n * (n - 1) and one_lu_one_rhs - per_rhs == sum(m * m for m in range(n))
+        expected = rows.shape[0] * (one_lu_one_rhs - per_rhs) + columns * per_rhs
+    report = _macs(_Solvers(which), a.to(device), b.to(device), device=device)
+    assert report.totals.total_macs == expected
+
+
+def test_complex_solvers_count_four_real_multiply_adds_per_complex_update():
+    torch.manual_seed(0)
+    a = _spd((2,), 4, torch.complex128)
+    b = torch.randn(2, 4, 3, dtype=torch.complex128)
+    for which, per_matrix in (("inv", 4 * 3 ** 2), ("cholesky", 3 * 4 * 5 // 6),
+                              ("solve", 3 * 4 * 7 // 6 + 3 * 4 * 3)):
+        assert _macs(_Solvers(which), a, b).totals.total_macs == 4 * 2 * per_matrix
+
+
+@pytest.mark.parametrize("m,n", [(1, 1), (4, 3), (7, 1)])
+def test_addr_counts_the_outer_product_as_addmm_with_k_1(m, n):
+    """torch's own formula for the (m, 1) @ (1, n) matmul the outer product equals, and a count of the products
+    written out, element by element."""
+    class Outer(nn.Module):
+        def forward(self, c, v1, v2):
+            return torch.addr(c, v1, v2, beta=0.5, alpha=2.0)
+
+    c, v1, v2 = torch.randn(m, n), torch.randn(m), torch.randn(n)
+    with FlopCounterMode(display=False) as flops:
+        torch.mm(v1[:, None], v2[None, :])
+    products = sum(1 for i in range(m) for j in range(n))  # out[i][j] = beta·c[i][j] + alpha·v1[i]·v2[j]
+    assert _macs(Outer(), c, v1, v2).totals.total_macs == flops.get_total_flops() // 2 == products == m * n
+
+
+def test_ctc_loss_is_left_uncounted_and_named():
+    """No multiply-add convention is defensible for CTC (see NO_CONVENTION): the report is partial and names it."""
+    from netscope.operators.formulas import NO_CONVENTION
+
+    class Ctc(nn.Module):
+        def forward(self, x):
+            return nn.functional.ctc_loss(x.log_softmax(-1), torch.tensor([[1, 2]]), torch.tensor([x.shape[0]]),
+                                          torch.tensor([2]))
+
+    report = netscope.summary(Ctc(), input_size=(5, 1, 4), device="cpu")
+    assert report.partial and [u.op for u in report.uncounted_ops()] == ["aten::_ctc_loss"]
+    assert set(NO_CONVENTION) == {"aten::_ctc_loss"}

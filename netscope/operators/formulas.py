@@ -22,7 +22,13 @@ Conventions (each formula counts multiply-adds, never FLOPs):
   complex signal's full (two-sided) length; like every formula here it counts complex multiply-adds, which
   the registry turns into 4 real ones each;
 - ``quantized::`` conv/linear (fused ``_relu`` variants, dynamic and transposed ones included): the
-  integer multiply-adds of the float twin, from the packed weight's shape.
+  integer multiply-adds of the float twin, from the packed weight's shape;
+- ``addr`` (outer product ``beta·input + alpha·v1 ⊗ v2``): one per output element, as ``addmm`` with k = 1;
+- dense solvers (``linalg_inv_ex``, ``_linalg_solve_ex``, ``linalg_cholesky_ex``): the textbook elimination counts
+  per n×n matrix (the update ``x -= l·u`` of each step; divisions, reciprocals and square roots, O(n²), are
+  elementwise and pivoting is comparisons and swaps: none is a multiply-add), see :func:`lu_macs`.
+
+Left uncounted on purpose (the report names them as partial): see :data:`NO_CONVENTION`.
 """
 
 from __future__ import annotations
@@ -219,6 +225,78 @@ def capacity_note(operators) -> Optional[str]:
         return None
     return ("without tensor values (meta device, fake tensors) these operators count every index or row as used, an "
             "upper bound where some are not (" + "; ".join(named) + ")")
+
+
+# ---- outer product and dense solvers (neither torch.utils.flop_counter nor fvcore counts them) ---------
+
+@register_macs("aten::addr")
+def addr_macs(input, vec1, vec2, *args, out_val=None, **kwargs) -> int:
+    """``beta·input + alpha·(vec1 ⊗ vec2)``, the outer product of an m- and an n-vector: one product per output
+    element (m·n), the count of ``addmm`` with a (m, 1) @ (1, n) product; scaling by alpha and beta is elementwise."""
+    return vec1.shape[0] * vec2.shape[0]
+
+
+def lu_macs(n: int) -> int:
+    """LU factorization of an n×n matrix (Gaussian elimination): step k updates the trailing (n-k-1)² block,
+    Σ m² for m < n = (n-1)·n·(2n-1)/6, the textbook n³/3 (2n³/3 flops)."""
+    return (n - 1) * n * (2 * n - 1) // 6
+
+
+def triangular_solves_macs(n: int) -> int:
+    """Forward then back substitution with the LU factors for one right-hand side: n(n-1)/2 updates each."""
+    return n * (n - 1)
+
+
+def _matrices(a) -> int:
+    """How many n×n matrices a (..., n, n) batch holds."""
+    n = a.shape[-1]
+    return a.numel() // (n * n) if n else 0
+
+
+@register_macs("aten::linalg_inv_ex")
+def linalg_inv_macs(a, *args, out_val=None, **kwargs) -> int:
+    """``torch.linalg.inv``: Gauss-Jordan inversion in place, n(n-1)² per n×n matrix (each of n steps updates the
+    other (n-1)² elements), leading term the textbook n³ (2n³ flops: LAPACK's getrf + getri, LU then inverting U and
+    solving X·L = U⁻¹). torch's kernel (LU, then a solve against the identity) makes about 4n³/3; the count is the
+    operator's, not one kernel's."""
+    n = a.shape[-1]
+    return _matrices(a) * n * (n - 1) ** 2
+
+
+@register_macs("aten::_linalg_solve_ex")
+def linalg_solve_macs(a, b, *args, out_val=None, **kwargs) -> int:
+    """``torch.linalg.solve`` (left or right, a vector or k right-hand sides, broadcast batches): one LU of each
+    n×n matrix of ``a`` (:func:`lu_macs`, factored once even when ``b`` broadcasts it) plus forward and back
+    substitution for each right-hand side of the result (:func:`triangular_solves_macs`)."""
+    n = a.shape[-1]
+    if not n:
+        return 0
+    result = out_val[0] if isinstance(out_val, (tuple, list)) else out_val
+    right_hand_sides = (result if result is not None else b).numel() // n
+    return _matrices(a) * lu_macs(n) + right_hand_sides * triangular_solves_macs(n)
+
+
+def cholesky_macs(n: int) -> int:
+    """Cholesky factorization of an n×n matrix: step k updates the lower triangle of the trailing (n-k-1)² block,
+    Σ m(m+1)/2 for m < n = (n-1)·n·(n+1)/6, the textbook n³/6 (n³/3 flops), half of LU's."""
+    return (n - 1) * n * (n + 1) // 6
+
+
+@register_macs("aten::linalg_cholesky_ex")
+def linalg_cholesky_macs(a, *args, out_val=None, **kwargs) -> int:
+    """``torch.linalg.cholesky`` (``upper`` or not): :func:`cholesky_macs` per n×n matrix."""
+    return _matrices(a) * cholesky_macs(a.shape[-1])
+
+
+# Operators left uncounted on purpose, and why: no multiply-add count is defensible, so the report names them as
+# partial rather than showing a number of our choosing.
+NO_CONVENTION = {
+    "aten::_ctc_loss": "CTC's forward-backward recursion runs in log space, where each lattice node's multiply "
+                       "is an addition of log-probabilities and its sum a log-sum-exp: counted as it runs it is 0 "
+                       "(the convention of logsumexp), counted as the probability-space recursion it stands for it "
+                       "is 1 to 3 per node of a lattice whose size depends on the target lengths' values (which a "
+                       "meta-device pass does not have); neither is a standard figure",
+}
 
 
 # ---- embedding bags -------------------------------------------------------------------------------
