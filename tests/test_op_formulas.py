@@ -8,6 +8,7 @@ FlopCounterMode on the float twin, and the fused float model's ``parameters()``.
 
 from __future__ import annotations
 
+import json
 import math
 import warnings
 
@@ -228,6 +229,30 @@ def test_real_operators_on_a_view_of_complex_numbers_are_not_multiplied():
     w = torch.randn(2, 3)  # the (4, 6, 2) real view times a real (2, 3) matrix: real multiply-adds only
     model = _Fn(lambda x: torch.view_as_real(x) @ w)
     assert _macs(model, x).totals.total_macs == 4 * 6 * 2 * 3
+
+
+def test_a_report_with_complex_operators_says_they_count_four_real_multiply_adds_each():
+    """One note per report naming the operators that counted complex numbers and the convention (4 real per complex,
+    torch's FlopCounterMode counting one), in the table and the JSON; none for a real model or real operators on a
+    real view of complex numbers; the step command's report says it too (its backward matmuls are complex too)."""
+    model = ComplexProducts()
+    x, w = torch.randn(2, 8, 16, dtype=torch.complex64), torch.randn(16, 16, dtype=torch.complex64)
+    for device in ("cpu", "meta"):
+        report = _macs(model, x, w, device=device)
+        [note] = [n for n in report.run.notes if "complex" in n]
+        assert note.startswith("multiply-adds of complex operators (aten::addmm, aten::mm) are counted in real ones: "
+                               "each complex multiply-add counts as 4 real ones")
+        assert "Note: " + note[:60] in str(report) and note in json.loads(report.to_json())["run"]["notes"]
+    signal = _Fn(lambda s: torch.fft.irfft(torch.fft.rfft(s) * 2))
+    [note] = [n for n in _macs(signal, torch.randn(3, 8)).run.notes if "complex" in n]
+    assert "(aten::_fft_c2r, aten::_fft_r2c)" in note
+    real_view = _Fn(lambda z: torch.view_as_real(z) @ torch.randn(2, 3))
+    for plain in (_macs(real_view, torch.randn(4, 6, dtype=torch.complex64)), _macs(nn.Linear(4, 4), torch.randn(2, 4))):
+        assert not any("complex" in n for n in plain.run.notes)
+    holder = _Fn(lambda z: holder.linear(z).abs())  # a real loss from a complex layer
+    holder.linear = nn.Linear(4, 4).to(torch.complex64)
+    step = netscope.step(holder, input_data=(torch.randn(2, 4, dtype=torch.complex64),))
+    assert any(n.startswith("multiply-adds of complex operators (aten::") for n in step.run.notes)
 
 
 class _Fn(nn.Module):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import itertools
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Sequence, Set, Tuple
+from typing import AbstractSet, Any, Dict, List, Mapping, Sequence, Set, Tuple
 
 from netscope.operators.registry import qualified_name
 
@@ -61,6 +61,7 @@ class OperatorTable:
     mac_packets: Sequence[Any]
     mac_values: Sequence[int]
     kinds: Mapping[Any, str]
+    complex_packets: AbstractSet[Any] = frozenset()  # operators counted on complex numbers (4 real per complex)
 
     @functools.cached_property
     def counts(self) -> Tuple[Dict[Any, int], ...]:

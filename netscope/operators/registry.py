@@ -23,7 +23,7 @@ registry multiplies that by :data:`REAL_PER_COMPLEX` (4), so totals are in real 
 from __future__ import annotations
 
 import operator
-from typing import Callable, Dict, Mapping, Optional, Tuple, Union
+from typing import Callable, Dict, Mapping, Optional, Set, Tuple, Union
 
 import torch
 from torch.utils import flop_counter
@@ -424,13 +424,39 @@ class OpResolver(dict):
         super().__init__()
         self.registry = registry
         self.kinds: Dict[object, str] = {}
+        self.complex_packets: Set[object] = set()  # operators counted on complex numbers (x REAL_PER_COMPLEX)
 
     def first_sight(self, func) -> Optional[MacFormula]:
         kind, formula = self.registry.resolve(func)
         packet = func._overloadpacket
+        if formula is not None:
+            formula = self._noting_complex(packet, formula)
         self[packet] = formula
         self.kinds[packet] = kind
         return formula
+
+    def _noting_complex(self, packet, formula: MacFormula) -> MacFormula:
+        """``formula``, also adding ``packet`` to :attr:`complex_packets` when a call counts complex numbers."""
+        noted = self.complex_packets
+
+        def counted(*args, out_val=None, **kwargs) -> int:
+            macs = formula(*args, out_val=out_val, **kwargs)
+            if macs and packet not in noted and _complex(args, out_val):
+                noted.add(packet)
+            return macs
+
+        return counted
+
+
+def complex_note(packets) -> Optional[str]:
+    """The report's note when operators were counted on complex numbers (``packets``: an ``OperatorTable``'s
+    ``complex_packets``), naming them and the convention; ``None`` when there were none."""
+    names = sorted({qualified_name(packet) for packet in packets})
+    if not names:
+        return None
+    return (f"multiply-adds of complex operators ({', '.join(names)}) are counted in real ones: each complex "
+            f"multiply-add counts as {REAL_PER_COMPLEX} real ones ((a+bi)(c+di): ac, bd, ad, bc); "
+            "torch.utils.flop_counter counts it as one")
 
 
 # The formulas netscope adds live in netscope/operators/formulas.py; importing it registers them.
