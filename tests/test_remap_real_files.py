@@ -272,6 +272,80 @@ def test_lightning_weight_averaging_checkpoint_remaps_both_copies_into_the_bare_
     assert torch.equal(saved["averaging_state"]["n_averaged"], written["averaging_state"]["n_averaged"])
 
 
+def _lightning_checkpoint(tmp_path, callback, name, **trainer_options):
+    """A real Trainer.fit of a LightningModule holding _Net as ``model`` (CPU, batches of 4 of 8 samples) with
+    ``callback``, saved with Trainer.save_checkpoint; the path."""
+    lightning = pytest.importorskip("lightning", reason="lightning is not installed")
+
+    class Module(lightning.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.model = _Net()
+
+        def training_step(self, batch, _):
+            return nn.functional.cross_entropy(self.model(batch[0]), batch[1])
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.5)
+
+    torch.manual_seed(0)
+    data = torch.utils.data.TensorDataset(torch.randn(8, 3, 8, 8), torch.randint(0, 2, (8,)))
+    trainer = lightning.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False,
+                                enable_checkpointing=False, accelerator="cpu", default_root_dir=str(tmp_path),
+                                callbacks=[callback], **trainer_options)
+    trainer.fit(Module(), torch.utils.data.DataLoader(data, batch_size=4))
+    path = tmp_path / name
+    trainer.save_checkpoint(path)
+    return path
+
+
+def test_lightning_averaging_state_is_named_as_the_averaging_count_and_swa_copies_are_remapped(tmp_path, capsys):
+    """Real checkpoints of Lightning's weight averaging callbacks. EMA (WeightAveraging): 'averaging_state' is the
+    AveragedModel's {'n_averaged': tensor} (read back from the file), not a dict of model tensors, so keys no longer
+    offers it with --key; a note says what state_dict and current_model_state hold. StochasticWeightAveraging keeps
+    its averaged copy of the model in its callback state: keys lists it, and remap renames it by the same plan (it
+    loads strictly into the bare model, tensors equal; the count and the callback's other state untouched)."""
+    callbacks = pytest.importorskip("lightning.pytorch.callbacks", reason="lightning is not installed")
+    if not hasattr(callbacks, "EMAWeightAveraging"):
+        pytest.skip("this lightning has no EMAWeightAveraging callback")
+    ema = _lightning_checkpoint(tmp_path, callbacks.EMAWeightAveraging(decay=0.5), "ema.ckpt", max_steps=2)
+    written = torch.load(ema, weights_only=True)
+    assert set(written["averaging_state"]) == {"n_averaged"}  # what the file really holds
+    info = netscope.keys(str(ema))
+    assert info.state_dict_path == ("state_dict",)
+    [listed] = [n for n in info.notes if "the file also holds" in n]
+    assert "current_model_state (9 tensors)" in listed and "averaging_state" not in listed
+    [averaging] = [n for n in info.notes if n.startswith("Lightning weight averaging")]
+    assert "'averaging_state' the averaging count (n_averaged), no model weights" in averaging
+    assert averaging.endswith("read: state_dict (the averaged weights)")
+    assert netscope.keys(str(ema), key="current_model_state").notes[-1].endswith(
+        "read: current_model_state (the model's current, not averaged, weights)")
+
+    swa = _lightning_checkpoint(tmp_path, callbacks.StochasticWeightAveraging(swa_lrs=0.1, swa_epoch_start=1),
+                                "swa.ckpt", max_epochs=2)
+    written = torch.load(swa, weights_only=True)
+    [state_key] = written["callbacks"]
+    copy_path = f"callbacks.{state_key}.average_model_state"
+    averaged = written["callbacks"][state_key]["average_model_state"]
+    assert set(averaged) == set(written["state_dict"])  # a copy of the same model's state dict
+    assert any(not torch.equal(averaged[k], written["state_dict"][k]) for k in averaged)  # and not the same weights
+    info = netscope.keys(str(swa))
+    assert any(f"{copy_path} (9 tensors)" in n for n in info.notes)
+    assert any(n.startswith("Lightning StochasticWeightAveraging") for n in info.notes)
+    assert list(netscope.keys(str(swa), key=copy_path).tensors) == list(averaged)
+    out = tmp_path / "bare.ckpt"
+    assert main(["remap", str(swa), "tests.test_remap_real_files:_Net", "-o", str(out)]) == 0
+    assert f"renamed by the same mapping: {copy_path}" in capsys.readouterr().out
+    saved = torch.load(out, weights_only=True)
+    copy = saved["callbacks"][state_key]
+    bare = _Net()
+    bare.load_state_dict(copy["average_model_state"], strict=True)
+    assert all(_same(bare.state_dict()[k[len("model."):]], v) for k, v in averaged.items())
+    kept = written["callbacks"][state_key]
+    assert {k: v for k, v in copy.items() if k != "average_model_state"} == \
+        {k: v for k, v in kept.items() if k != "average_model_state"}
+
+
 def test_a_state_dict_saved_inside_a_tuple_or_list_is_found_remapped_and_the_sequence_kept(tmp_path, capsys):
     """torch.save((model.state_dict(), optimizer.state_dict(), epoch)) and torch.save([sd, sd_ema]) used to read as
     'no model tensors found' (0 tensors listed); --key 0 was refused with 'the candidates are: none'."""

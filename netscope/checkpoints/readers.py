@@ -25,6 +25,7 @@ from netscope.checkpoints.containers import (
     path_text,
     select_state_dict,
     state_dict_candidates,
+    weight_averaging_note,
 )
 from netscope.collector import paused_gc
 from netscope.errors import CheckpointError
@@ -235,14 +236,15 @@ CHOSEN_NOTE = "the state dict was taken from"
 
 def _other_candidates_note(container: Any, chosen: Tuple[Any, ...], automatic: bool) -> List[str]:
     """A note naming the other dicts of model tensors (EMA weights, a teacher, ...) and how to choose one."""
+    averaging = weight_averaging_note(container, chosen)
     others = {p: n for p, n in state_dict_candidates(container).items() if p != chosen}
     if not others:
-        return []
+        return [averaging] if averaging else []
     listed = ", ".join(f"{path_text(p)} ({n} tensors)" for p, n in others.items())
     ema = any("ema" in str(p[-1]).lower() for p in others if p)
     return [f"{CHOSEN_NOTE} {path_text(chosen)}{' (chosen automatically)' if automatic else ''}; "
             f"the file also holds {listed}: choose with --key NAME"
-            + (" (timm's own loader uses the EMA weights by default)" if ema else "")]
+            + (" (timm's own loader uses the EMA weights by default)" if ema else "")] + ([averaging] if averaging else [])
 
 
 def saved_module_versions(path: str, *, weights_only: bool = True, key: Optional[str] = None):
