@@ -287,14 +287,20 @@ register_reader("torch", Reader(_torch_inspect, _torch_load))
 # ---- torch.export archives (.pt2) -------------------------------------------------------------------------
 
 def _pt2_info(path: str) -> CheckpointInfo:
-    tensors = export_archive.weight_metas(path)
+    tensors, in_model_order = export_archive.weight_metas(path)
+    notes = distributed_notes(path, tensors)
+    if not in_model_order:
+        notes = notes + ["the archive lists parameters first, then buffers, and a module holding only buffers leaves "
+                         "its place in the model unknown: the keys are not in the model's order (remap takes no "
+                         "evidence from their positions)"]
     return CheckpointInfo(path=path, format="pt2", layout="torch.export archive (weights config)",
-                          state_dict_path=(), tensors=tensors, notes=tuple(distributed_notes(path, tensors)))
+                          state_dict_path=(), tensors=tensors, notes=tuple(notes), keys_in_model_order=in_model_order)
 
 
 def _pt2_load(path: str, weights_only: bool, mmap: bool) -> LoadedCheckpoint:
-    state = export_archive.load_state(path)
-    return LoadedCheckpoint(info=_pt2_info(path), container=state, state_dict=state)
+    info = _pt2_info(path)
+    state = export_archive.load_state(path, list(info.tensors))
+    return LoadedCheckpoint(info=info, container=state, state_dict=state)
 
 
 register_reader("pt2", Reader(lambda path, weights_only: _pt2_info(path), _pt2_load))
