@@ -598,3 +598,6 @@ def test_ctc_loss_is_left_uncounted_and_named():
     report = netscope.summary(Ctc(), input_size=(5, 1, 4), device="cpu")
     assert report.partial and [u.op for u in report.uncounted_ops()] == ["aten::_ctc_loss"]
     assert set(NO_CONVENTION) == {"aten::_ctc_loss"}
+    why = "uncounted on purpose: " + NO_CONVENTION["aten::_ctc_loss"]
+    assert why in " ".join(str(report).split())  # the totals line says why, beside the operator
+    assert json.loads(report.to_json())["operators"]["uncounted"][0]["reason"] == NO_CONVENTION["aten::_ctc_loss"]

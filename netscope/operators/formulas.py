@@ -288,14 +288,15 @@ def linalg_cholesky_macs(a, *args, out_val=None, **kwargs) -> int:
     return _matrices(a) * cholesky_macs(a.shape[-1])
 
 
-# Operators left uncounted on purpose, and why: no multiply-add count is defensible, so the report names them as
-# partial rather than showing a number of our choosing.
+# Operators left uncounted on purpose, and why (the report says it beside the operator): no multiply-add count is
+# defensible, so the report names them as partial rather than showing a number of our choosing. CTC: its
+# forward-backward recursion runs in log space, where each lattice node's product is an addition of
+# log-probabilities and its sum a log-sum-exp, so counted as it runs it is 0 (logsumexp's convention); counted as
+# the probability-space recursion it stands for it is 1 to 3 per node of a T x (2S+1) lattice whose extent depends on
+# the input and target lengths' values, which a meta-device pass does not have.
 NO_CONVENTION = {
-    "aten::_ctc_loss": "CTC's forward-backward recursion runs in log space, where each lattice node's multiply "
-                       "is an addition of log-probabilities and its sum a log-sum-exp: counted as it runs it is 0 "
-                       "(the convention of logsumexp), counted as the probability-space recursion it stands for it "
-                       "is 1 to 3 per node of a lattice whose size depends on the target lengths' values (which a "
-                       "meta-device pass does not have); neither is a standard figure",
+    "aten::_ctc_loss": "no standard count (a log-space recursion: 0 as it runs, 1-3 products per lattice node as "
+                       "the probability recursion it stands for, over a lattice sized by the lengths' values)",
 }
 
 
