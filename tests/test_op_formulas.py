@@ -562,6 +562,112 @@ def test_dense_solvers_count_the_textbook_elimination_updates(n, which, batch_a,
     assert report.totals.total_macs == expected
 
 
+def _lu_counted(a):
+    """Gaussian elimination of an m×n matrix without pivoting (diagonally dominant): (packed L\\U, updates)."""
+    m, n = len(a), len(a[0])
+    lu = [row[:] for row in a]
+    count = 0
+    for k in range(min(m, n)):
+        for i in range(k + 1, m):
+            lu[i][k] /= lu[k][k]
+            for j in range(k + 1, n):
+                lu[i][j] -= lu[i][k] * lu[k][j]
+                count += 1
+    return lu, count
+
+
+def _lu_product(packed):
+    """L @ U of a packed m×n elimination (L unit lower m×r, U upper r×n, r = min(m, n)): the matrix factored."""
+    lu = torch.tensor(packed, dtype=torch.float64)
+    r = min(lu.shape)
+    lower = torch.tril(lu[:, :r], -1) + torch.eye(lu.shape[0], r, dtype=torch.float64)
+    return lower @ torch.triu(lu[:r, :])
+
+
+def _substitution_counted(t, b, lower, unit=False):
+    """Solve the triangular t·x = b (one right-hand side): (x, updates)."""
+    n = len(t)
+    x = list(b)
+    count = 0
+    for i in (range(n) if lower else reversed(range(n))):
+        for j in (range(i) if lower else range(i + 1, n)):
+            x[i] -= t[i][j] * x[j]
+            count += 1
+        if not unit:
+            x[i] /= t[i][i]
+    return x, count
+
+
+class _Factored(nn.Module):
+    def __init__(self, which):
+        super().__init__()
+        self.which = which
+
+    def forward(self, a, b):
+        if self.which == "lu_factor":
+            return torch.linalg.lu_factor(a)[0]
+        if self.which == "lu":
+            return torch.linalg.lu(a)[2]
+        if self.which == "det":
+            return torch.linalg.det(a)
+        if self.which == "slogdet":
+            return torch.linalg.slogdet(a)[1]
+        if self.which == "lu_solve":
+            return torch.linalg.lu_solve(*torch.linalg.lu_factor(a), b)
+        if self.which == "cholesky_solve":
+            return torch.cholesky_solve(b, torch.linalg.cholesky(a))
+        return torch.linalg.solve_triangular(torch.linalg.cholesky(a), b, upper=False)
+
+
+@pytest.mark.parametrize("n", [1, 3, 4])
+@pytest.mark.parametrize("which", ["lu_factor", "lu", "det", "slogdet", "lu_solve", "cholesky_solve",
+                                   "solve_triangular"])
+@pytest.mark.parametrize("device", ["cpu", "meta"])
+def test_factorizations_determinants_and_solves_with_factors_count_their_updates(n, which, device):
+    """LU (Σ (m-k-1)(n-k-1)), det/slogdet (an LU; the diagonal's product or log-sum is a reduction, 0), and solves
+    with given factors (n(n-1) per right-hand side for two substitutions, n(n-1)/2 for one): each the formula
+    written out = a brute-force count (its result checked against torch's) = netscope's, per matrix."""
+    torch.manual_seed(n)
+    batch, rhs = 2, 3
+    a, b = _spd((batch,), n), torch.randn(batch, n, rhs, dtype=torch.float64)
+    rows = a[0].tolist()
+    lu, lu_count = _lu_counted(rows)
+    assert lu_count == sum((n - k - 1) ** 2 for k in range(n))
+    lower = torch.linalg.cholesky(a[0]).tolist()
+    column = b[0, :, 0].tolist()
+    _, cholesky_count = _cholesky_counted(a[0].tolist())
+    assert _lu_product(lu) is not None and torch.allclose(_lu_product(lu), a[0])
+    if which in ("lu_factor", "lu", "det", "slogdet"):
+        expected = batch * lu_count
+    elif which == "solve_triangular":  # of the factor linalg.cholesky makes (counted too)
+        x, per_rhs = _substitution_counted(lower, column, lower=True)
+        assert torch.allclose(torch.tensor(x, dtype=torch.float64),
+                              torch.linalg.solve_triangular(a.new_tensor(lower), b[0, :, :1], upper=False)[:, 0])
+        assert per_rhs == n * (n - 1) // 2
+        expected = batch * cholesky_count + batch * rhs * per_rhs
+    else:  # lu_solve after lu_factor, cholesky_solve after linalg.cholesky: the factorization counted too
+        factor = lower if which == "cholesky_solve" else lu
+        y, forward = _substitution_counted(factor, column, lower=True, unit=which == "lu_solve")
+        upper = [list(r) for r in zip(*lower)] if which == "cholesky_solve" else factor
+        x, backward = _substitution_counted(upper, y, lower=False)
+        assert torch.allclose(torch.tensor(x, dtype=torch.float64), torch.linalg.solve(a[0], b[0, :, 0]))
+        per_rhs = forward + backward
+        assert per_rhs == n * (n - 1)
+        expected = batch * (lu_count if which == "lu_solve" else cholesky_count) + batch * rhs * per_rhs
+    assert _macs(_Factored(which), a.to(device), b.to(device), device=device).totals.total_macs == expected
+
+
+@pytest.mark.parametrize("m,n", [(5, 3), (3, 5), (1, 4)])
+def test_lu_of_a_rectangular_matrix_counts_the_updates_of_min_m_n_steps(m, n):
+    torch.manual_seed(0)
+    a = torch.randn(m, n, dtype=torch.float64)
+    a[range(min(m, n)), range(min(m, n))] += 2 * max(m, n)  # diagonally dominant: no pivoting needed
+    lu, count = _lu_counted(a.tolist())
+    assert torch.allclose(_lu_product(lu), a)
+    assert count == sum((m - k - 1) * (n - k - 1) for k in range(min(m, n)))
+    assert _macs(_Factored("lu_factor"), a, a).totals.total_macs == count
+
+
 def test_complex_solvers_count_four_real_multiply_adds_per_complex_update():
     torch.manual_seed(0)
     a = _spd((2,), 4, torch.complex128)
