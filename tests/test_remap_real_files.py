@@ -341,6 +341,13 @@ def test_a_torch_export_archive_is_read_in_the_models_order_where_it_proves_it(t
                                                                       .state_dict)
     assert any("not in the model's order" in n for n in info.notes)
 
+    tied = nn.Sequential(nn.Embedding(10, 8), nn.BatchNorm1d(8), nn.Linear(8, 10, bias=False)).eval()
+    tied[2].weight = tied[0].weight  # torch.export lists the tied key beside the first: order unknown
+    torch.export.save(torch.export.export(tied, (torch.randint(0, 10, (3,)),)), tmp_path / "tied.pt2")
+    info = netscope.keys(str(tmp_path / "tied.pt2"))
+    assert list(torch.export.load(tmp_path / "tied.pt2").state_dict)[:2] == ["0.weight", "2.weight"]
+    assert not info.keys_in_model_order and set(info.tensors) == set(tied.state_dict())
+
 
 def _lightning_checkpoint(tmp_path, callback, name, **trainer_options):
     """A real Trainer.fit of a LightningModule holding _Net as ``model`` (CPU, batches of 4 of 8 samples) with

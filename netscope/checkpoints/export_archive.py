@@ -57,7 +57,8 @@ def weight_metas(path: str) -> Tuple["OrderedDict[str, TensorMeta]", bool]:
     except (KeyError, ValueError, zipfile.BadZipFile) as exc:
         raise CheckpointError(f"{path} is a torch.export archive without a readable {WEIGHTS_CONFIG} ({exc}); "
                               "re-export it with torch.export.save") from None
-    order = model_order(list(config), {key: entry.get("is_param") for key, entry in config.items()})
+    order = model_order(list(config), {key: entry.get("is_param") for key, entry in config.items()},
+                        {key: entry.get("path_name", key) for key, entry in config.items()})
     metas: "OrderedDict[str, TensorMeta]" = OrderedDict()
     for key in order or config:
         entry = config[key]
@@ -68,7 +69,8 @@ def weight_metas(path: str) -> Tuple["OrderedDict[str, TensorMeta]", bool]:
     return metas, order is not None
 
 
-def model_order(keys: List[str], is_param: Mapping[str, Optional[bool]]) -> Optional[List[str]]:
+def model_order(keys: List[str], is_param: Mapping[str, Optional[bool]],
+                storage: Optional[Mapping[str, str]] = None) -> Optional[List[str]]:
     """``keys`` (parameters in ``named_parameters`` order, then buffers in ``named_buffers`` order, as the archive
     lists them) in the model's ``state_dict`` order, or ``None`` where the archive does not say it.
 
@@ -76,8 +78,11 @@ def model_order(keys: List[str], is_param: Mapping[str, Optional[bool]]) -> Opti
     buffers, then its children. The parameters give the order of every child whose subtree holds one; a child
     holding buffers only is placed by its index where all its siblings are numbered (an ``nn.Sequential``,
     ``nn.ModuleList``), and otherwise its place is unknown: ``None`` (so for an archive without ``is_param``). The
-    order found is checked against both listings (parameters and buffers each keep their relative order)."""
+    order found is checked against both listings (parameters and buffers each keep their relative order).
+    Tied tensors (one ``storage`` under several keys) are listed together, not in registration order: ``None``."""
     if any(is_param.get(key) is None for key in keys):
+        return None
+    if storage is not None and len(set(storage.values())) < len(storage):
         return None
     params = [k for k in keys if is_param[k]]
     buffers = [k for k in keys if not is_param[k]]

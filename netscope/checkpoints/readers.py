@@ -290,9 +290,9 @@ def _pt2_info(path: str) -> CheckpointInfo:
     tensors, in_model_order = export_archive.weight_metas(path)
     notes = distributed_notes(path, tensors)
     if not in_model_order:
-        notes = notes + ["the archive lists parameters first, then buffers, and a module holding only buffers leaves "
-                         "its place in the model unknown: the keys are not in the model's order (remap takes no "
-                         "evidence from their positions)"]
+        notes = notes + ["the archive lists parameters first, then buffers, and here it does not say where they sit "
+                         "in the model (a module holding only buffers under a name, or tied tensors, listed side by "
+                         "side): the keys are not in the model's order (remap takes no evidence from their positions)"]
     return CheckpointInfo(path=path, format="pt2", layout="torch.export archive (weights config)",
                           state_dict_path=(), tensors=tensors, notes=tuple(notes), keys_in_model_order=in_model_order)
 
