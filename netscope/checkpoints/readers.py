@@ -242,9 +242,10 @@ def _other_candidates_note(container: Any, chosen: Tuple[Any, ...], automatic: b
         return [averaging] if averaging else []
     listed = ", ".join(f"{path_text(p)} ({n} tensors)" for p, n in others.items())
     ema = any("ema" in str(p[-1]).lower() for p in others if p)
-    return [f"{CHOSEN_NOTE} {path_text(chosen)}{' (chosen automatically)' if automatic else ''}; "
-            f"the file also holds {listed}: choose with --key NAME"
-            + (" (timm's own loader uses the EMA weights by default)" if ema else "")] + ([averaging] if averaging else [])
+    listing = (f"{CHOSEN_NOTE} {path_text(chosen)}{' (chosen automatically)' if automatic else ''}; "
+               f"the file also holds {listed}: choose with --key NAME"
+               + (" (timm's own loader uses the EMA weights by default)" if ema else ""))
+    return [listing] + ([averaging] if averaging else [])
 
 
 def saved_module_versions(path: str, *, weights_only: bool = True, key: Optional[str] = None):

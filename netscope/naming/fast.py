@@ -145,7 +145,8 @@ def _suspects(states, extras) -> List[int]:
     if all(map(_inert_kind, kinds)):
         return []
     return sorted({i for i, (state, extra) in enumerate(zip(states, extras)) if extra for key in extra
-                   if (isinstance(state[key], _SUSPECT) or is_container(state[key])) and not _plain_numbers(state[key])})
+                   if (isinstance(state[key], _SUSPECT) or is_container(state[key]))
+                   and not _plain_numbers(state[key])})
 
 
 _getter = operator.attrgetter("__getitem__")

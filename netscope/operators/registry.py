@@ -208,10 +208,10 @@ class MacRegistry:
         def decorator(fn: MacFormula) -> MacFormula:
             if name in self._zero:
                 raise OperatorRegistryError(f"{name} is on the zero-by-convention list ({self._zero[name]}); "
-                                 "a formula for it would contradict that list")
+                                            "a formula for it would contradict that list")
             if not overrides_torch and _torch_formula(name) is not None:
                 raise OperatorRegistryError(f"torch.utils.flop_counter already has a formula for {name}; pass "
-                                 "overrides_torch=True to replace it deliberately")
+                                            "overrides_torch=True to replace it deliberately")
             self._formulas.add(name, _checked(name, fn))
             return fn
 
@@ -224,8 +224,9 @@ class MacRegistry:
             raise OperatorRegistryError("ignore_macs needs a reason: why does this operator cost no multiply-adds?")
         _refuse_unknown(name, "ignore_macs")
         if _torch_formula(name) is not None:  # torch's formula is looked up first: the entry would do nothing
-            raise OperatorRegistryError(f"torch.utils.flop_counter has a multiply-add formula for {name}, which counts it; "
-                             "ignoring it is not possible (register_macs(..., overrides_torch=True) replaces it)")
+            raise OperatorRegistryError(
+                f"torch.utils.flop_counter has a multiply-add formula for {name}, which counts it; ignoring it is not "
+                "possible (register_macs(..., overrides_torch=True) replaces it)")
         if name in self._formulas or name in self._zero:
             raise OperatorRegistryError(f"{name} already has a multiply-add formula or is already ignored")
         self._zero[name] = reason
