@@ -19,6 +19,12 @@ class UsageError(NetscopeError):
     """A command-line option or API argument has a value netscope cannot use."""
 
 
+class OperatorRegistryError(UsageError, ValueError):
+    """``register_macs`` / ``ignore_macs`` refused an entry: an operator PyTorch does not have (the message names the
+    nearest ones and how to list them), a name without its namespace, a duplicate or a contradiction. Also a
+    ``ValueError``, as these refusals were before."""
+
+
 class ModelSpecError(NetscopeError):
     """A model name, import string or file path could not be turned into an nn.Module."""
 

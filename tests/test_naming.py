@@ -747,6 +747,48 @@ def test_alias_from_a_repeated_list_slot_is_a_warning_and_deliberate_sharing_is_
     assert finding.severity is Severity.INFO and "[block] * n" not in finding.message
 
 
+def test_modules_kept_in_a_dataclass_attribute_are_found_unregistered():
+    """A dataclass instance (a config object holding a head) hides its modules and parameters from torch as a list
+    does (torch's own parameters() and state_dict() are the oracle): the audit names the attribute and the class,
+    on the full path and the fast one; a registered module kept there too is a reference, not a finding."""
+    import dataclasses
+
+    from netscope.naming.fast import audit_findings
+
+    @dataclasses.dataclass
+    class HeadConfig:
+        head: nn.Module
+        body: nn.Module
+        width: int = 4
+
+    @dataclasses.dataclass(frozen=True)
+    class Scales:
+        scale: nn.Parameter
+
+    class Holder(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = nn.Linear(2, 2)
+            self.cfg = HeadConfig(head=nn.Linear(2, 3), body=self.body)
+            self.scales = Scales(nn.Parameter(torch.ones(3)))
+
+    model = Holder()
+    hidden = {id(p) for p in (*model.cfg.head.parameters(), model.scales.scale)}
+    assert not hidden & {id(p) for p in model.parameters()} and set(model.state_dict()) == {"body.weight", "body.bias"}
+    report = netscope.audit_names(model)
+    by_code = {f.code: f for f in report.findings if f.code.startswith("unregistered")}
+    assert set(by_code) == {"unregistered-module", "unregistered-parameter"}
+    module, parameter = by_code["unregistered-module"], by_code["unregistered-parameter"]
+    assert module.message.startswith("model.cfg is a dataclass instance (HeadConfig) holding 1 nn.Module (1x Linear) "
+                                     f"with {3 * 2 + 3} parameters that state_dict() does not save")
+    assert parameter.message.startswith("model.scales is a dataclass instance (Scales) holding 1 nn.Parameter (3 ")
+    assert "self.head = cfg.head" in module.fix
+    stray = [e for e in report.entries if not e.key.startswith("body.")]
+    assert {e.key for e in stray} == {"cfg.head.weight", "cfg.head.bias", "scales.scale"}
+    assert all(id(eval(e.expression, {"model": model})) in hidden for e in stray)
+    assert sorted(f.code for f in audit_findings(model)) == ["unregistered-module", "unregistered-parameter"]
+
+
 def test_modules_kept_in_a_deque_or_a_simple_namespace_are_found_unregistered():
     """A deque and a SimpleNamespace hide modules from torch as a list does: parameters() does not list them
     and state_dict() does not save them (torch's own calls are the oracle); a registered module kept there too

@@ -8,6 +8,7 @@ FlopCounterMode on the float twin, and the fused float model's ``parameters()``.
 
 from __future__ import annotations
 
+import json
 import math
 import warnings
 
@@ -230,6 +231,31 @@ def test_real_operators_on_a_view_of_complex_numbers_are_not_multiplied():
     assert _macs(model, x).totals.total_macs == 4 * 6 * 2 * 3
 
 
+def test_a_report_with_complex_operators_says_they_count_four_real_multiply_adds_each():
+    """One note per report naming the operators that counted complex numbers and the convention (4 real per complex,
+    torch's FlopCounterMode counting one), in the table and the JSON; none for a real model or real operators on a
+    real view of complex numbers; the step command's report says it too (its backward matmuls are complex too)."""
+    model = ComplexProducts()
+    x, w = torch.randn(2, 8, 16, dtype=torch.complex64), torch.randn(16, 16, dtype=torch.complex64)
+    for device in ("cpu", "meta"):
+        report = _macs(model, x, w, device=device)
+        [note] = [n for n in report.run.notes if "complex" in n]
+        assert note.startswith("multiply-adds of complex operators (aten::addmm, aten::mm) are counted in real ones: "
+                               "each complex multiply-add counts as 4 real ones")
+        assert "Note: " + note[:60] in str(report) and note in json.loads(report.to_json())["run"]["notes"]
+    signal = _Fn(lambda s: torch.fft.irfft(torch.fft.rfft(s) * 2))
+    [note] = [n for n in _macs(signal, torch.randn(3, 8)).run.notes if "complex" in n]
+    assert "(aten::_fft_c2r, aten::_fft_r2c)" in note
+    real_view = _Fn(lambda z: torch.view_as_real(z) @ torch.randn(2, 3))
+    plain_reports = (_macs(real_view, torch.randn(4, 6, dtype=torch.complex64)), _macs(nn.Linear(4, 4), torch.randn(2, 4)))
+    for plain in plain_reports:
+        assert not any("complex" in n for n in plain.run.notes)
+    holder = _Fn(lambda z: holder.linear(z).abs())  # a real loss from a complex layer
+    holder.linear = nn.Linear(4, 4).to(torch.complex64)
+    step = netscope.step(holder, input_data=(torch.randn(2, 4, dtype=torch.complex64),))
+    assert any(n.startswith("multiply-adds of complex operators (aten::") for n in step.run.notes)
+
+
 class _Fn(nn.Module):
     def __init__(self, fn):
         super().__init__()
@@ -397,3 +423,288 @@ def test_complex_convolution_counts_the_three_real_convolutions_torch_runs():
     with FlopCounterMode(display=False) as flops:
         conv(x)
     assert _macs(conv, x).totals.total_macs == flops.get_total_flops() // 2 == 3 * (4 * 6 * 6) * (3 * 3 * 3)
+
+
+# ---- outer product and dense solvers: the textbook counts, against brute-force elimination ----------
+# Each brute-force routine below is the plain algorithm in Python floats, counting one multiply-add per update
+# x -= l·u it makes (divisions, reciprocals and square roots are not multiply-adds); its result is checked
+# against torch's, so the count is the count of a real solver of that operator.
+
+def _lu_solve_counted(a, columns):
+    """Gaussian elimination without pivoting (the matrices below are diagonally dominant), then forward and back
+    substitution for each right-hand side column: (solution columns, multiply-adds)."""
+    n = len(a)
+    lu = [row[:] for row in a]
+    count = 0
+    for k in range(n):
+        for i in range(k + 1, n):
+            lu[i][k] /= lu[k][k]
+            for j in range(k + 1, n):
+                lu[i][j] -= lu[i][k] * lu[k][j]
+                count += 1
+    solutions = []
+    for b in columns:
+        y = list(b)
+        for i in range(n):
+            for j in range(i):
+                y[i] -= lu[i][j] * y[j]
+                count += 1
+        x = y[:]
+        for i in reversed(range(n)):
+            for j in range(i + 1, n):
+                x[i] -= lu[i][j] * x[j]
+                count += 1
+            x[i] /= lu[i][i]
+        solutions.append(x)
+    return solutions, count
+
+
+def _gauss_jordan_inverse_counted(a):
+    """In-place Gauss-Jordan inversion: (inverse, multiply-adds). Step k scales the pivot row by 1/pivot and turns
+    column k into the multipliers -f/pivot (products by a reciprocal, the divisions of elimination), then updates
+    every other element of the other rows."""
+    n = len(a)
+    m = [row[:] for row in a]
+    count = 0
+    for k in range(n):
+        reciprocal = 1.0 / m[k][k]
+        m[k][k] = 1.0
+        m[k] = [value * reciprocal for value in m[k]]
+        for i in range(n):
+            if i == k:
+                continue
+            factor = m[i][k]
+            m[i][k] = -factor * reciprocal
+            for j in range(n):
+                if j != k:
+                    m[i][j] -= factor * m[k][j]
+                    count += 1
+    return m, count
+
+
+def _cholesky_counted(a):
+    """Right-looking Cholesky on the lower triangle: (L, multiply-adds)."""
+    n = len(a)
+    l = [row[:] for row in a]
+    count = 0
+    for k in range(n):
+        l[k][k] = math.sqrt(l[k][k])
+        for i in range(k + 1, n):
+            l[i][k] /= l[k][k]
+        for j in range(k + 1, n):
+            for i in range(j, n):
+                l[i][j] -= l[i][k] * l[j][k]
+                count += 1
+    return [[l[i][j] if j <= i else 0.0 for j in range(n)] for i in range(n)], count
+
+
+class _Solvers(nn.Module):
+    """One call each of inverse, Cholesky and solve (k right-hand sides; a vector; from the right; and with ``a``
+    broadcast over ``b``'s batch, where torch factors each matrix of ``a`` once)."""
+
+    def __init__(self, which):
+        super().__init__()
+        self.which = which
+
+    def forward(self, a, b):
+        if self.which == "inv":
+            return torch.linalg.inv(a)
+        if self.which == "cholesky":
+            return torch.linalg.cholesky(a)
+        if self.which == "cholesky-upper":
+            return torch.linalg.cholesky(a, upper=True)
+        if self.which == "solve-vector":
+            return torch.linalg.solve(a, b[..., 0])
+        if self.which == "solve-left-false":
+            return torch.linalg.solve(a, b.mT, left=False)
+        return torch.linalg.solve(a, b)
+
+
+def _spd(batch, n, dtype=torch.float64):
+    """Symmetric (Hermitian) positive definite, diagonally dominant: elimination needs no pivoting."""
+    g = torch.randn(*batch, n, n, dtype=dtype)
+    return g @ g.mH + n * torch.eye(n, dtype=dtype)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 5])
+@pytest.mark.parametrize("which,batch_a,batch_b", [
+    ("inv", (2,), (2,)), ("cholesky", (3,), (3,)), ("cholesky-upper", (), ()), ("solve", (2,), (2,)),
+    ("solve-vector", (2,), (2,)), ("solve-left-false", (), ()), ("solve", (), (4,)), ("solve", (3, 1), (2,))])
+@pytest.mark.parametrize("device", ["cpu", "meta"])
+def test_dense_solvers_count_the_textbook_elimination_updates(n, which, batch_a, batch_b, device):
+    """The formula written out (LU Σ m² = (n-1)n(2n-1)/6, n(n-1) per right-hand side, Gauss-Jordan n(n-1)²,
+    Cholesky (n-1)n(n+1)/6) equals a brute-force solver's count of its updates, and netscope's, per matrix
+    factored and per right-hand side the result holds, on CPU and on the meta device."""
+    torch.manual_seed(n)
+    rhs = 3
+    a, b = _spd(batch_a, n), torch.randn(*batch_b, n, rhs, dtype=torch.float64)
+    rows = a.reshape(-1, n, n)
+    if which == "inv":
+        inverse, per_matrix = _gauss_jordan_inverse_counted(rows[0].tolist())
+        assert torch.allclose(torch.tensor(inverse, dtype=torch.float64), torch.linalg.inv(rows[0]))
+        assert per_matrix == n * (n - 1) ** 2
+        expected = rows.shape[0] * per_matrix
+    elif which.startswith("cholesky"):
+        factor, per_matrix = _cholesky_counted(rows[0].tolist())
+        assert torch.allclose(torch.tensor(factor, dtype=torch.float64), torch.linalg.cholesky(rows[0]))
+        assert per_matrix == sum(m * (m + 1) // 2 for m in range(n)) == (n - 1) * n * (n + 1) // 6
+        expected = rows.shape[0] * per_matrix
+    else:
+        out = _Solvers(which)(a, b)
+        columns = out.numel() // n  # right-hand sides the result holds (broadcast batches included)
+        solutions, one_lu_one_rhs = _lu_solve_counted(rows[0].tolist(), [[1.0] * n])
+        assert torch.allclose(torch.tensor(solutions[0], dtype=torch.float64),
+                              torch.linalg.solve(rows[0], torch.ones(n, dtype=torch.float64)))
+        _, one_lu_two_rhs = _lu_solve_counted(rows[0].tolist(), [[1.0] * n, [2.0] * n])
+        per_rhs = one_lu_two_rhs - one_lu_one_rhs
+        assert per_rhs == n * (n - 1) and one_lu_one_rhs - per_rhs == sum(m * m for m in range(n))
+        expected = rows.shape[0] * (one_lu_one_rhs - per_rhs) + columns * per_rhs
+    report = _macs(_Solvers(which), a.to(device), b.to(device), device=device)
+    assert report.totals.total_macs == expected
+
+
+def _lu_counted(a):
+    """Gaussian elimination of an m×n matrix without pivoting (diagonally dominant): (packed L\\U, updates)."""
+    m, n = len(a), len(a[0])
+    lu = [row[:] for row in a]
+    count = 0
+    for k in range(min(m, n)):
+        for i in range(k + 1, m):
+            lu[i][k] /= lu[k][k]
+            for j in range(k + 1, n):
+                lu[i][j] -= lu[i][k] * lu[k][j]
+                count += 1
+    return lu, count
+
+
+def _lu_product(packed):
+    """L @ U of a packed m×n elimination (L unit lower m×r, U upper r×n, r = min(m, n)): the matrix factored."""
+    lu = torch.tensor(packed, dtype=torch.float64)
+    r = min(lu.shape)
+    lower = torch.tril(lu[:, :r], -1) + torch.eye(lu.shape[0], r, dtype=torch.float64)
+    return lower @ torch.triu(lu[:r, :])
+
+
+def _substitution_counted(t, b, lower, unit=False):
+    """Solve the triangular t·x = b (one right-hand side): (x, updates)."""
+    n = len(t)
+    x = list(b)
+    count = 0
+    for i in (range(n) if lower else reversed(range(n))):
+        for j in (range(i) if lower else range(i + 1, n)):
+            x[i] -= t[i][j] * x[j]
+            count += 1
+        if not unit:
+            x[i] /= t[i][i]
+    return x, count
+
+
+class _Factored(nn.Module):
+    def __init__(self, which):
+        super().__init__()
+        self.which = which
+
+    def forward(self, a, b):
+        if self.which == "lu_factor":
+            return torch.linalg.lu_factor(a)[0]
+        if self.which == "lu":
+            return torch.linalg.lu(a)[2]
+        if self.which == "det":
+            return torch.linalg.det(a)
+        if self.which == "slogdet":
+            return torch.linalg.slogdet(a)[1]
+        if self.which == "lu_solve":
+            return torch.linalg.lu_solve(*torch.linalg.lu_factor(a), b)
+        if self.which == "cholesky_solve":
+            return torch.cholesky_solve(b, torch.linalg.cholesky(a))
+        return torch.linalg.solve_triangular(torch.linalg.cholesky(a), b, upper=False)
+
+
+@pytest.mark.parametrize("n", [1, 3, 4])
+@pytest.mark.parametrize("which", ["lu_factor", "lu", "det", "slogdet", "lu_solve", "cholesky_solve",
+                                   "solve_triangular"])
+@pytest.mark.parametrize("device", ["cpu", "meta"])
+def test_factorizations_determinants_and_solves_with_factors_count_their_updates(n, which, device):
+    """LU (Σ (m-k-1)(n-k-1)), det/slogdet (an LU; the diagonal's product or log-sum is a reduction, 0), and solves
+    with given factors (n(n-1) per right-hand side for two substitutions, n(n-1)/2 for one): each the formula
+    written out = a brute-force count (its result checked against torch's) = netscope's, per matrix."""
+    torch.manual_seed(n)
+    batch, rhs = 2, 3
+    a, b = _spd((batch,), n), torch.randn(batch, n, rhs, dtype=torch.float64)
+    rows = a[0].tolist()
+    lu, lu_count = _lu_counted(rows)
+    assert lu_count == sum((n - k - 1) ** 2 for k in range(n))
+    lower = torch.linalg.cholesky(a[0]).tolist()
+    column = b[0, :, 0].tolist()
+    _, cholesky_count = _cholesky_counted(a[0].tolist())
+    assert _lu_product(lu) is not None and torch.allclose(_lu_product(lu), a[0])
+    if which in ("lu_factor", "lu", "det", "slogdet"):
+        expected = batch * lu_count
+    elif which == "solve_triangular":  # of the factor linalg.cholesky makes (counted too)
+        x, per_rhs = _substitution_counted(lower, column, lower=True)
+        assert torch.allclose(torch.tensor(x, dtype=torch.float64),
+                              torch.linalg.solve_triangular(a.new_tensor(lower), b[0, :, :1], upper=False)[:, 0])
+        assert per_rhs == n * (n - 1) // 2
+        expected = batch * cholesky_count + batch * rhs * per_rhs
+    else:  # lu_solve after lu_factor, cholesky_solve after linalg.cholesky: the factorization counted too
+        factor = lower if which == "cholesky_solve" else lu
+        y, forward = _substitution_counted(factor, column, lower=True, unit=which == "lu_solve")
+        upper = [list(r) for r in zip(*lower)] if which == "cholesky_solve" else factor
+        x, backward = _substitution_counted(upper, y, lower=False)
+        assert torch.allclose(torch.tensor(x, dtype=torch.float64), torch.linalg.solve(a[0], b[0, :, 0]))
+        per_rhs = forward + backward
+        assert per_rhs == n * (n - 1)
+        expected = batch * (lu_count if which == "lu_solve" else cholesky_count) + batch * rhs * per_rhs
+    assert _macs(_Factored(which), a.to(device), b.to(device), device=device).totals.total_macs == expected
+
+
+@pytest.mark.parametrize("m,n", [(5, 3), (3, 5), (1, 4)])
+def test_lu_of_a_rectangular_matrix_counts_the_updates_of_min_m_n_steps(m, n):
+    torch.manual_seed(0)
+    a = torch.randn(m, n, dtype=torch.float64)
+    a[range(min(m, n)), range(min(m, n))] += 2 * max(m, n)  # diagonally dominant: no pivoting needed
+    lu, count = _lu_counted(a.tolist())
+    assert torch.allclose(_lu_product(lu), a)
+    assert count == sum((m - k - 1) * (n - k - 1) for k in range(min(m, n)))
+    assert _macs(_Factored("lu_factor"), a, a).totals.total_macs == count
+
+
+def test_complex_solvers_count_four_real_multiply_adds_per_complex_update():
+    torch.manual_seed(0)
+    a = _spd((2,), 4, torch.complex128)
+    b = torch.randn(2, 4, 3, dtype=torch.complex128)
+    for which, per_matrix in (("inv", 4 * 3 ** 2), ("cholesky", 3 * 4 * 5 // 6),
+                              ("solve", 3 * 4 * 7 // 6 + 3 * 4 * 3)):
+        assert _macs(_Solvers(which), a, b).totals.total_macs == 4 * 2 * per_matrix
+
+
+@pytest.mark.parametrize("m,n", [(1, 1), (4, 3), (7, 1)])
+def test_addr_counts_the_outer_product_as_addmm_with_k_1(m, n):
+    """torch's own formula for the (m, 1) @ (1, n) matmul the outer product equals, and a count of the products
+    written out, element by element."""
+    class Outer(nn.Module):
+        def forward(self, c, v1, v2):
+            return torch.addr(c, v1, v2, beta=0.5, alpha=2.0)
+
+    c, v1, v2 = torch.randn(m, n), torch.randn(m), torch.randn(n)
+    with FlopCounterMode(display=False) as flops:
+        torch.mm(v1[:, None], v2[None, :])
+    products = sum(1 for i in range(m) for j in range(n))  # out[i][j] = beta·c[i][j] + alpha·v1[i]·v2[j]
+    assert _macs(Outer(), c, v1, v2).totals.total_macs == flops.get_total_flops() // 2 == products == m * n
+
+
+def test_ctc_loss_is_left_uncounted_and_named():
+    """No multiply-add convention is defensible for CTC (see NO_CONVENTION): the report is partial and names it."""
+    from netscope.operators.formulas import NO_CONVENTION
+
+    class Ctc(nn.Module):
+        def forward(self, x):
+            return nn.functional.ctc_loss(x.log_softmax(-1), torch.tensor([[1, 2]]), torch.tensor([x.shape[0]]),
+                                          torch.tensor([2]))
+
+    report = netscope.summary(Ctc(), input_size=(5, 1, 4), device="cpu")
+    assert report.partial and [u.op for u in report.uncounted_ops()] == ["aten::_ctc_loss"]
+    assert set(NO_CONVENTION) == {"aten::_ctc_loss"}
+    why = "uncounted on purpose: " + NO_CONVENTION["aten::_ctc_loss"]
+    assert why in " ".join(str(report).split())  # the totals line says why, beside the operator
+    assert json.loads(report.to_json())["operators"]["uncounted"][0]["reason"] == NO_CONVENTION["aten::_ctc_loss"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import textwrap
 
 import pytest
@@ -45,8 +46,9 @@ class Opaque(nn.Module):
         return self.fc(scaled_matvec(x, self.w))
 
 
-class WithInverse(nn.Module):
-    """``torch.linalg.inv`` has no multiply-add formula anywhere: a real operator that must be named."""
+class WithEigenvalues(nn.Module):
+    """``torch.linalg.eigvalsh`` (an iterative eigensolver) has no multiply-add formula anywhere: a real operator
+    that must be named."""
 
     def __init__(self):
         super().__init__()
@@ -56,7 +58,7 @@ class WithInverse(nn.Module):
     def forward(self, x):
         y = self.proj(x)
         gram = y.transpose(0, 1) @ y + torch.eye(4, device=y.device)
-        return self.head(y @ torch.linalg.inv(gram))
+        return self.head(y * torch.linalg.eigvalsh(gram))
 
 
 # ---- the registry ------------------------------------------------------------------------------
@@ -105,11 +107,30 @@ def test_ignore_macs_declares_zero_by_convention():
 
 
 def test_a_misspelled_builtin_operator_is_refused_with_the_nearest_names():
-    with pytest.raises(ValueError, match=r"no operator aten::lnear \(did you mean aten::linear"):
+    """A NetscopeError (exit 2 on the command line, still a ValueError) naming the nearest operators and a command
+    that lists them all: the command's list holds every operator torch.ops resolves and not the misspelled one."""
+    import difflib
+    import subprocess
+    import sys
+
+    from netscope.errors import EXIT_USAGE, NetscopeError, OperatorRegistryError
+
+    with pytest.raises(OperatorRegistryError, match=r"no operator aten::lnear \(did you mean aten::linear"):
         netscope.ignore_macs("aten::lnear", "typo")
     with pytest.raises(ValueError, match="no operator aten::adddmm"):
         netscope.register_macs("aten::adddmm")(lambda *a, out_val=None: 0)
     assert "aten::lnear" not in REGISTRY._zero and "aten::adddmm" not in REGISTRY._formulas
+    with pytest.raises(NetscopeError) as info:
+        netscope.register_macs("aten::adr")(lambda *a, out_val=None: 0)
+    assert info.value.exit_code == EXIT_USAGE and "did you mean aten::addr," in str(info.value)
+    command = re.search(r"`(python -c .*?)`", str(info.value)).group(1)
+    listed = subprocess.run([sys.executable, "-c", command[len('python -c "'):-1]], capture_output=True, text=True,
+                            check=True).stdout
+    names = set(re.findall(r"'(aten::[\w.]+)'", listed))
+    assert {"aten::addr", "aten::linalg_inv_ex", "aten::_ctc_loss", "aten::addmm"} <= names
+    assert "aten::adr" not in names and all(hasattr(torch.ops.aten, n.split("::")[1]) for n in sorted(names)[::50])
+    # the suggestions are the nearest of that list (difflib's own ranking is the oracle)
+    assert difflib.get_close_matches("aten::adr", sorted(names), n=3)[0] == "aten::addr"
 
 
 def test_shadowing_torchs_formula_or_the_zero_list_needs_to_be_deliberate():
@@ -160,7 +181,7 @@ def inverse_spec(tmp_path):
                 self.proj = nn.Linear(4, 4)
             def forward(self, x):
                 y = self.proj(x)
-                return torch.linalg.inv(y.transpose(0, 1) @ y + torch.eye(4))
+                return torch.linalg.eigvalsh(y.transpose(0, 1) @ y + torch.eye(4))
     """))
     return f"{source}:Net"
 
@@ -168,16 +189,16 @@ def inverse_spec(tmp_path):
 def test_check_and_summary_strict_exit_1_on_a_partial_total(inverse_spec, capsys):
     assert main(["summary", inverse_spec, "--input", "6,4", "--device", "cpu"]) == 0
     out, _ = capsys.readouterr()
-    assert "PARTIAL" in out and "aten::linalg_inv_ex (1 call in (root))" in out
+    assert "PARTIAL" in out and "aten::_linalg_eigh (1 call in (root))" in out
     assert main(["summary", inverse_spec, "--input", "6,4", "--device", "cpu", "--strict"]) == 1
     _, err = capsys.readouterr()
-    assert "aten::linalg_inv_ex" in err
+    assert "aten::_linalg_eigh" in err
     assert main(["check", inverse_spec, "--input", "6,4", "--device", "cpu"]) == 1
     out, _ = capsys.readouterr()
-    assert "uncounted operator" in out and "aten::linalg_inv_ex" in out
+    assert "uncounted operator" in out and "aten::_linalg_eigh" in out
     assert main(["summary", inverse_spec, "--input", "6,4", "--device", "cpu", "-f", "json"]) == 0
     data = json.loads(capsys.readouterr()[0])
-    assert data["partial"] is True and data["operators"]["uncounted"][0]["op"] == "aten::linalg_inv_ex"
+    assert data["partial"] is True and data["operators"]["uncounted"][0]["op"] == "aten::_linalg_eigh"
 
 
 def test_every_format_marks_the_rows_whose_mult_adds_are_a_lower_bound(inverse_spec, capsys):
@@ -313,7 +334,7 @@ def test_by_op_cli_view_and_json_section(capsys):
 
 def test_a_broken_registered_formula_is_named_not_blamed_on_the_model():
     """A formula that raises or returns a float fails the pass with MacFormulaError (exit 2) naming the operator
-    and the formula; a sound one counts. aten::addr has no formula (its total is partial)."""
+    and the formula; a sound one counts. aten::_linalg_eigh has no formula (its total is partial)."""
     import torch.nn as nn
 
     import netscope
@@ -322,23 +343,23 @@ def test_a_broken_registered_formula_is_named_not_blamed_on_the_model():
 
     class Outer(nn.Module):
         def forward(self, x):
-            return torch.addr(x, x[:, 0], x[0])
+            return torch.linalg.eigvalsh(x)
 
-    assert netscope.summary(Outer(), input_size=(5, 3)).partial
+    assert netscope.summary(Outer(), input_size=(5, 5)).partial
     cases = ((lambda *a, out_val=None, **k: 1 / 0, "raised ZeroDivisionError"),
              (lambda *a, out_val=None, **k: 2.5, "returned 2.5"),
-             (lambda c, v1, v2, *a, out_val=None, **k: v1.shape[0] * v2.shape[0], None))
+             (lambda a, *args, out_val=None, **k: a.shape[0] * a.shape[1], None))
     for formula, needle in cases:
-        REGISTRY.register("aten::addr")(formula)
+        REGISTRY.register("aten::_linalg_eigh")(formula)
         try:
             if needle is None:
-                report = netscope.summary(Outer(), input_size=(5, 3))
-                assert not report.partial and report.totals.total_macs == 5 * 3
+                report = netscope.summary(Outer(), input_size=(5, 5))
+                assert not report.partial and report.totals.total_macs == 5 * 5
                 continue
             with pytest.raises(MacFormulaError) as info:
-                netscope.summary(Outer(), input_size=(5, 3))
+                netscope.summary(Outer(), input_size=(5, 5))
         finally:
-            REGISTRY.unregister("aten::addr")
+            REGISTRY.unregister("aten::_linalg_eigh")
         text = str(info.value)
-        assert info.value.exit_code == EXIT_USAGE and "aten::addr" in text and needle in text
+        assert info.value.exit_code == EXIT_USAGE and "aten::_linalg_eigh" in text and needle in text
         assert "(root)" in text and "Check the input shape" not in text

@@ -272,6 +272,157 @@ def test_lightning_weight_averaging_checkpoint_remaps_both_copies_into_the_bare_
     assert torch.equal(saved["averaging_state"]["n_averaged"], written["averaging_state"]["n_averaged"])
 
 
+class _Gain(nn.Module):
+    """A module holding a buffer and no parameter."""
+
+    def __init__(self, value):
+        super().__init__()
+        self.register_buffer("gain", torch.full((8,), float(value)))
+
+    def forward(self, x):
+        return x * self.gain
+
+
+class _Interleaved(nn.Module):
+    """BatchNorms between convolutions, and a numbered Sequential of buffer-only modules between Linears."""
+
+    def __init__(self, names=("conv1", "bn1", "conv2", "bn2", "body"), first=1):
+        super().__init__()
+        self.names = names
+        for name, module in zip(names, (nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.Conv2d(8, 8, 3), nn.BatchNorm2d(8),
+                                        nn.Sequential(_Gain(first), nn.Linear(8, 8), _Gain(first + 1), nn.Linear(8, 8),
+                                                      _Gain(first + 2), nn.Linear(8, 2)))):
+            setattr(self, name, module)
+
+    def forward(self, x):
+        conv1, bn1, conv2, bn2, body = (getattr(self, n) for n in self.names)
+        return body(bn2(conv2(bn1(conv1(x)))).mean((2, 3)))
+
+
+class _NamedGains(nn.Module):
+    """Buffer-only modules with names, not indices: the archive does not say where they sit among their siblings."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem, self.pre, self.head = nn.Linear(4, 8), _Gain(1), nn.Linear(8, 2)
+
+    def forward(self, x):
+        return self.head(self.pre(self.stem(x)))
+
+
+def test_a_torch_export_archive_is_read_in_the_models_order_where_it_proves_it(tmp_path):
+    """torch.export.save lists every parameter, then every buffer (torch.export.load's own state_dict is the
+    precondition): BatchNorm statistics after the last Linear. netscope reads the keys back in the model's
+    state_dict() order (the model's own order is the oracle), buffer-only modules of a Sequential placed by their
+    index, so remapping the archive into a renamed model decides what remapping the same model's torch.save file
+    does (before: 4 of the 13 tensors it maps). Where a buffer-only module has a name, its place is
+    unknown: the keys are said not to be in the model's order, and position is no evidence."""
+    torch.manual_seed(0)
+    model = _Interleaved().eval()
+    x = torch.randn(1, 3, 8, 8)
+    archive, saved = tmp_path / "model.pt2", tmp_path / "model.pt"
+    torch.export.save(torch.export.export(model, (x,)), archive)
+    torch.save(model.state_dict(), saved)
+    listed = list(torch.export.load(archive).state_dict)
+    assert listed != list(model.state_dict()) and listed.index("bn1.running_mean") > listed.index("body.5.bias")
+    info = netscope.keys(str(archive))
+    assert list(info.tensors) == list(model.state_dict()) and info.keys_in_model_order
+    renamed = lambda: _Interleaved(("stem", "norm_a", "mid", "norm_b", "net"), first=0)  # noqa: E731
+    from_archive, report = netscope.remap(str(archive), renamed())
+    from_file, oracle = netscope.remap(str(saved), renamed())
+    assert report.mapping == oracle.mapping and len(report.mapping) == len(oracle.mapping) >= 9
+    assert all(_same(from_archive[k], from_file[k]) for k in report.mapping.values())
+    assert all(_same(from_archive[t], model.state_dict()[s]) for s, t in report.mapping.items())
+
+    named = _NamedGains().eval()
+    torch.export.save(torch.export.export(named, (torch.randn(2, 4),)), tmp_path / "named.pt2")
+    info = netscope.keys(str(tmp_path / "named.pt2"))
+    assert not info.keys_in_model_order and list(info.tensors) == list(torch.export.load(tmp_path / "named.pt2")
+                                                                      .state_dict)
+    assert any("not in the model's order" in n for n in info.notes)
+
+    tied = nn.Sequential(nn.Embedding(10, 8), nn.BatchNorm1d(8), nn.Linear(8, 10, bias=False)).eval()
+    tied[2].weight = tied[0].weight  # torch.export lists the tied key beside the first: order unknown
+    torch.export.save(torch.export.export(tied, (torch.randint(0, 10, (3,)),)), tmp_path / "tied.pt2")
+    info = netscope.keys(str(tmp_path / "tied.pt2"))
+    assert list(torch.export.load(tmp_path / "tied.pt2").state_dict)[:2] == ["0.weight", "2.weight"]
+    assert not info.keys_in_model_order and set(info.tensors) == set(tied.state_dict())
+
+
+def _lightning_checkpoint(tmp_path, callback, name, **trainer_options):
+    """A real Trainer.fit of a LightningModule holding _Net as ``model`` (CPU, batches of 4 of 8 samples) with
+    ``callback``, saved with Trainer.save_checkpoint; the path."""
+    lightning = pytest.importorskip("lightning", reason="lightning is not installed")
+
+    class Module(lightning.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.model = _Net()
+
+        def training_step(self, batch, _):
+            return nn.functional.cross_entropy(self.model(batch[0]), batch[1])
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.5)
+
+    torch.manual_seed(0)
+    data = torch.utils.data.TensorDataset(torch.randn(8, 3, 8, 8), torch.randint(0, 2, (8,)))
+    trainer = lightning.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False,
+                                enable_checkpointing=False, accelerator="cpu", default_root_dir=str(tmp_path),
+                                callbacks=[callback], **trainer_options)
+    trainer.fit(Module(), torch.utils.data.DataLoader(data, batch_size=4))
+    path = tmp_path / name
+    trainer.save_checkpoint(path)
+    return path
+
+
+def test_lightning_averaging_state_is_named_as_the_averaging_count_and_swa_copies_are_remapped(tmp_path, capsys):
+    """Real checkpoints of Lightning's weight averaging callbacks. EMA (WeightAveraging): 'averaging_state' is the
+    AveragedModel's {'n_averaged': tensor} (read back from the file), not a dict of model tensors, so keys no longer
+    offers it with --key; a note says what state_dict and current_model_state hold. StochasticWeightAveraging keeps
+    its averaged copy of the model in its callback state: keys lists it, and remap renames it by the same plan (it
+    loads strictly into the bare model, tensors equal; the count and the callback's other state untouched)."""
+    callbacks = pytest.importorskip("lightning.pytorch.callbacks", reason="lightning is not installed")
+    if not hasattr(callbacks, "EMAWeightAveraging"):
+        pytest.skip("this lightning has no EMAWeightAveraging callback")
+    ema = _lightning_checkpoint(tmp_path, callbacks.EMAWeightAveraging(decay=0.5), "ema.ckpt", max_steps=2)
+    written = torch.load(ema, weights_only=True)
+    assert set(written["averaging_state"]) == {"n_averaged"}  # what the file really holds
+    info = netscope.keys(str(ema))
+    assert info.state_dict_path == ("state_dict",)
+    [listed] = [n for n in info.notes if "the file also holds" in n]
+    assert "current_model_state (9 tensors)" in listed and "averaging_state" not in listed
+    [averaging] = [n for n in info.notes if n.startswith("Lightning weight averaging")]
+    assert "'averaging_state' the averaging count (n_averaged), no model weights" in averaging
+    assert averaging.endswith("read: state_dict (the averaged weights)")
+    assert netscope.keys(str(ema), key="current_model_state").notes[-1].endswith(
+        "read: current_model_state (the model's current, not averaged, weights)")
+
+    swa = _lightning_checkpoint(tmp_path, callbacks.StochasticWeightAveraging(swa_lrs=0.1, swa_epoch_start=1),
+                                "swa.ckpt", max_epochs=2)
+    written = torch.load(swa, weights_only=True)
+    [state_key] = written["callbacks"]
+    copy_path = f"callbacks.{state_key}.average_model_state"
+    averaged = written["callbacks"][state_key]["average_model_state"]
+    assert set(averaged) == set(written["state_dict"])  # a copy of the same model's state dict
+    assert any(not torch.equal(averaged[k], written["state_dict"][k]) for k in averaged)  # and not the same weights
+    info = netscope.keys(str(swa))
+    assert any(f"{copy_path} (9 tensors)" in n for n in info.notes)
+    assert any(n.startswith("Lightning StochasticWeightAveraging") for n in info.notes)
+    assert list(netscope.keys(str(swa), key=copy_path).tensors) == list(averaged)
+    out = tmp_path / "bare.ckpt"
+    assert main(["remap", str(swa), "tests.test_remap_real_files:_Net", "-o", str(out)]) == 0
+    assert f"renamed by the same mapping: {copy_path}" in capsys.readouterr().out
+    saved = torch.load(out, weights_only=True)
+    copy = saved["callbacks"][state_key]
+    bare = _Net()
+    bare.load_state_dict(copy["average_model_state"], strict=True)
+    assert all(_same(bare.state_dict()[k[len("model."):]], v) for k, v in averaged.items())
+    kept = written["callbacks"][state_key]
+    assert {k: v for k, v in copy.items() if k != "average_model_state"} == \
+        {k: v for k, v in kept.items() if k != "average_model_state"}
+
+
 def test_a_state_dict_saved_inside_a_tuple_or_list_is_found_remapped_and_the_sequence_kept(tmp_path, capsys):
     """torch.save((model.state_dict(), optimizer.state_dict(), epoch)) and torch.save([sd, sd_ema]) used to read as
     'no model tensors found' (0 tensors listed); --key 0 was refused with 'the candidates are: none'."""

@@ -20,7 +20,11 @@ STATE_DICT_KEYS = (
 NON_MODEL_KEYS = frozenset({
     "optimizer", "optimizer_states", "optimizer_state_dict", "optim", "opt", "scheduler",
     "lr_scheduler", "lr_schedulers", "scaler", "amp", "grad_scaler", "loops", "callbacks",
+    "averaging_state",  # Lightning WeightAveraging: its AveragedModel's count (n_averaged), no model weights
 })
+# Lightning's StochasticWeightAveraging callback keeps a copy of the model's state dict (the averaged weights) in its
+# own state: callbacks[<its state key>]["average_model_state"], the one model copy inside a NON_MODEL_KEYS entry.
+_LIGHTNING_SWA = ("StochasticWeightAveraging", "average_model_state")
 _MAX_DEPTH = 4
 
 
@@ -164,7 +168,44 @@ def state_dict_candidates(container: Any) -> Dict[Tuple[Any, ...], int]:
                 walk(sub, path + (key,))
 
     walk(container, ())
+    found.update(_lightning_swa_copies(container))
     return found
+
+
+def _lightning_swa_copies(container: Any) -> Dict[Tuple[Any, ...], int]:
+    """The averaged model state of Lightning's StochasticWeightAveraging callback (see :data:`_LIGHTNING_SWA`)."""
+    callbacks = container.get("callbacks") if isinstance(container, Mapping) else None
+    if not isinstance(callbacks, Mapping):
+        return {}
+    found = {}
+    for name, state in callbacks.items():
+        if isinstance(name, str) and name.startswith(_LIGHTNING_SWA[0]) and isinstance(state, Mapping):
+            copy = state.get(_LIGHTNING_SWA[1])
+            if isinstance(copy, Mapping) and _is_state_dict(copy):
+                found[("callbacks", name, _LIGHTNING_SWA[1])] = sum(
+                    1 for v in copy.values() if type(v) is TensorMeta or is_tensor_like(v))
+    return found
+
+
+def weight_averaging_note(container: Any, chosen: Tuple[Any, ...]) -> Optional[str]:
+    """What the dicts of a Lightning checkpoint written with weight averaging hold, or ``None`` for other files.
+    EMAWeightAveraging / WeightAveraging save the averaged weights as ``state_dict`` (what ``load_from_checkpoint``
+    loads), the model's current weights as ``current_model_state`` and the AveragedModel's count as
+    ``averaging_state``; StochasticWeightAveraging keeps the averaged copy in its callback state."""
+    if not isinstance(container, Mapping):
+        return None
+    if "current_model_state" in container and "averaging_state" in container:
+        which = {("state_dict",): "state_dict (the averaged weights)",
+                 ("current_model_state",): "current_model_state (the model's current, not averaged, weights)"}
+        return ("Lightning weight averaging (EMAWeightAveraging/WeightAveraging) wrote this file: 'state_dict' holds "
+                "the averaged weights (what LightningModule.load_from_checkpoint loads), 'current_model_state' the "
+                "model's current weights (--key current_model_state), 'averaging_state' the averaging count "
+                "(n_averaged), no model weights" + (f"; read: {which[chosen]}" if chosen in which else ""))
+    swa = _lightning_swa_copies(container)
+    if swa:
+        return ("Lightning StochasticWeightAveraging wrote this file: 'state_dict' holds the model's current weights, "
+                f"{', '.join(path_text(p) for p in swa)} the averaged ones (--key that path)")
+    return None
 
 
 def modules_as_state_dicts(container: Any, notes: list) -> Any:

@@ -1,12 +1,17 @@
 """``torch.export`` archives (``.pt2``): a zip whose ``data/weights/model_weights_config.json`` lists every
-weight's key, shape and dtype, so the listing reads that file alone; loading goes through ``torch.export.load``."""
+weight's key, shape and dtype, so the listing reads that file alone; loading goes through ``torch.export.load``.
+
+The archive lists the exported program's state dict as its graph signature takes it: every parameter (in
+``named_parameters`` order), then every buffer, so a BatchNorm's running statistics come after the last layer's
+weights. :func:`model_order` puts the keys back in the model's ``state_dict`` order where the archive proves it.
+"""
 
 from __future__ import annotations
 
 import json
 import zipfile
 from collections import OrderedDict
-from typing import Dict, Optional
+from typing import Dict, List, Mapping, Optional, Tuple
 
 from netscope.checkpoints.zip_records import ZipUnsupported, read_directory
 from netscope.errors import CheckpointError
@@ -42,8 +47,9 @@ def archive_prefix(path: str) -> Optional[str]:
     return None
 
 
-def weight_metas(path: str) -> "OrderedDict[str, TensorMeta]":
-    """Every weight of the archive's model, from its weights config (no tensor bytes read)."""
+def weight_metas(path: str) -> Tuple["OrderedDict[str, TensorMeta]", bool]:
+    """Every weight of the archive's model, from its weights config (no tensor bytes read), in the model's
+    ``state_dict`` order where the archive proves it, with whether it does (see :func:`model_order`)."""
     prefix = archive_prefix(path) or ""
     try:
         with zipfile.ZipFile(path) as archive:
@@ -51,17 +57,78 @@ def weight_metas(path: str) -> "OrderedDict[str, TensorMeta]":
     except (KeyError, ValueError, zipfile.BadZipFile) as exc:
         raise CheckpointError(f"{path} is a torch.export archive without a readable {WEIGHTS_CONFIG} ({exc}); "
                               "re-export it with torch.export.save") from None
+    order = model_order(list(config), {key: entry.get("is_param") for key, entry in config.items()},
+                        {key: entry.get("path_name", key) for key, entry in config.items()})
     metas: "OrderedDict[str, TensorMeta]" = OrderedDict()
-    for key, entry in config.items():
+    for key in order or config:
+        entry = config[key]
         meta = entry.get("tensor_meta", {})
         shape = tuple(int(d.get("as_int", 0)) for d in meta.get("sizes", []))
         dtype = SCALAR_TYPES.get(meta.get("dtype"), f"scalar-type-{meta.get('dtype')}")
         metas[key] = TensorMeta(shape, dtype, f"pt2:{entry.get('path_name', key)}")
-    return metas
+    return metas, order is not None
 
 
-def load_state(path: str) -> Dict[str, object]:
-    """The exported program's state dict (parameters and buffers), through torch.export.load."""
+def model_order(keys: List[str], is_param: Mapping[str, Optional[bool]],
+                storage: Optional[Mapping[str, str]] = None) -> Optional[List[str]]:
+    """``keys`` (parameters in ``named_parameters`` order, then buffers in ``named_buffers`` order, as the archive
+    lists them) in the model's ``state_dict`` order, or ``None`` where the archive does not say it.
+
+    ``state_dict`` walks the modules depth first in registration order, each module's own parameters, then its own
+    buffers, then its children. The parameters give the order of every child whose subtree holds one; a child
+    holding buffers only is placed by its index where all its siblings are numbered (an ``nn.Sequential``,
+    ``nn.ModuleList``), and otherwise its place is unknown: ``None`` (so for an archive without ``is_param``). The
+    order found is checked against both listings (parameters and buffers each keep their relative order).
+    Tied tensors (one ``storage`` under several keys) are listed together, not in registration order: ``None``."""
+    if any(is_param.get(key) is None for key in keys):
+        return None
+    if storage is not None and len(set(storage.values())) < len(storage):
+        return None
+    params = [k for k in keys if is_param[k]]
+    buffers = [k for k in keys if not is_param[k]]
+    if params + buffers != keys:  # not the parameters-then-buffers listing this reading assumes
+        return None
+    own: Dict[str, Tuple[List[str], List[str]]] = {"": ([], [])}  # module -> (own parameters, own buffers)
+    children: Dict[str, List[str]] = {"": []}  # module -> children in first-seen order (parameters first)
+    holds_param = set()
+    for key in keys:
+        module = key.rpartition(".")[0]
+        path = ""
+        for part in module.split(".") if module else ():
+            child = f"{path}.{part}" if path else part
+            if child not in own:
+                own[child], children[child] = ([], []), []
+                children[path].append(child)
+            if is_param[key]:
+                holds_param.add(child)
+            path = child
+        own[module][0 if is_param[key] else 1].append(key)
+    order: List[str] = []
+
+    def walk(module: str) -> bool:
+        order.extend(own[module][0])
+        order.extend(own[module][1])
+        kids = children[module]
+        if not all(kid in holds_param for kid in kids):  # a buffers-only child: only an index places it
+            leaves = [kid.rpartition(".")[2] for kid in kids]
+            if not all(leaf.isdigit() for leaf in leaves):
+                return False
+            placed = [kid for kid in kids if kid in holds_param]
+            kids = sorted(kids, key=lambda kid: int(kid.rpartition(".")[2]))
+            if [kid for kid in kids if kid in holds_param] != placed:  # the indices contradict the parameters
+                return False
+        return all(walk(kid) for kid in kids)
+
+    if not walk(""):
+        return None
+    listed_params = [k for k in order if is_param[k]]
+    listed_buffers = [k for k in order if not is_param[k]]
+    return order if listed_params == params and listed_buffers == buffers else None
+
+
+def load_state(path: str, order: Optional[List[str]] = None) -> Dict[str, object]:
+    """The exported program's state dict (parameters and buffers), through torch.export.load; in ``order`` (the
+    keys as :func:`weight_metas` gives them) where given."""
     import torch
 
     try:
@@ -69,4 +136,7 @@ def load_state(path: str) -> Dict[str, object]:
     except Exception as exc:  # torch.export.load raises many kinds on a damaged or foreign archive
         raise CheckpointError(f"{path} could not be loaded with torch.export.load ({type(exc).__name__}: "
                               f"{str(exc)[:200]})") from None
-    return OrderedDict(program.state_dict)
+    state = program.state_dict
+    if order is None or set(order) != set(state):
+        return OrderedDict(state)
+    return OrderedDict((key, state[key]) for key in order)

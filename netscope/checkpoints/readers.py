@@ -25,6 +25,7 @@ from netscope.checkpoints.containers import (
     path_text,
     select_state_dict,
     state_dict_candidates,
+    weight_averaging_note,
 )
 from netscope.collector import paused_gc
 from netscope.errors import CheckpointError
@@ -235,14 +236,16 @@ CHOSEN_NOTE = "the state dict was taken from"
 
 def _other_candidates_note(container: Any, chosen: Tuple[Any, ...], automatic: bool) -> List[str]:
     """A note naming the other dicts of model tensors (EMA weights, a teacher, ...) and how to choose one."""
+    averaging = weight_averaging_note(container, chosen)
     others = {p: n for p, n in state_dict_candidates(container).items() if p != chosen}
     if not others:
-        return []
+        return [averaging] if averaging else []
     listed = ", ".join(f"{path_text(p)} ({n} tensors)" for p, n in others.items())
     ema = any("ema" in str(p[-1]).lower() for p in others if p)
-    return [f"{CHOSEN_NOTE} {path_text(chosen)}{' (chosen automatically)' if automatic else ''}; "
-            f"the file also holds {listed}: choose with --key NAME"
-            + (" (timm's own loader uses the EMA weights by default)" if ema else "")]
+    listing = (f"{CHOSEN_NOTE} {path_text(chosen)}{' (chosen automatically)' if automatic else ''}; "
+               f"the file also holds {listed}: choose with --key NAME"
+               + (" (timm's own loader uses the EMA weights by default)" if ema else ""))
+    return [listing] + ([averaging] if averaging else [])
 
 
 def saved_module_versions(path: str, *, weights_only: bool = True, key: Optional[str] = None):
@@ -285,14 +288,20 @@ register_reader("torch", Reader(_torch_inspect, _torch_load))
 # ---- torch.export archives (.pt2) -------------------------------------------------------------------------
 
 def _pt2_info(path: str) -> CheckpointInfo:
-    tensors = export_archive.weight_metas(path)
+    tensors, in_model_order = export_archive.weight_metas(path)
+    notes = distributed_notes(path, tensors)
+    if not in_model_order:
+        notes = notes + ["the archive lists parameters first, then buffers, and here it does not say where they sit "
+                         "in the model (a module holding only buffers under a name, or tied tensors, listed side by "
+                         "side): the keys are not in the model's order (remap takes no evidence from their positions)"]
     return CheckpointInfo(path=path, format="pt2", layout="torch.export archive (weights config)",
-                          state_dict_path=(), tensors=tensors, notes=tuple(distributed_notes(path, tensors)))
+                          state_dict_path=(), tensors=tensors, notes=tuple(notes), keys_in_model_order=in_model_order)
 
 
 def _pt2_load(path: str, weights_only: bool, mmap: bool) -> LoadedCheckpoint:
-    state = export_archive.load_state(path)
-    return LoadedCheckpoint(info=_pt2_info(path), container=state, state_dict=state)
+    info = _pt2_info(path)
+    state = export_archive.load_state(path, list(info.tensors))
+    return LoadedCheckpoint(info=info, container=state, state_dict=state)
 
 
 register_reader("pt2", Reader(lambda path, weights_only: _pt2_info(path), _pt2_load))

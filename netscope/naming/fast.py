@@ -13,6 +13,7 @@ so the findings are always the same.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import operator
 from typing import Dict, List, NamedTuple, Optional, Sequence, Set
@@ -22,7 +23,7 @@ import torch.nn as nn
 
 from netscope.naming.findings import non_persistent_buffer_findings, numbered_sequential_findings
 from netscope.naming.segments import NON_PERSISTENT_BUFFER, child_step, is_index
-from netscope.naming.unregistered import CONTAINERS, TORCH_INTERNAL, holds_unregistered
+from netscope.naming.unregistered import CONTAINERS, TORCH_INTERNAL, holds_unregistered, is_container
 from netscope.naming.walk import ModuleVisit, leaf_visits
 from netscope.records import Finding
 from netscope.run.module_tree import ModuleTree, tree_of
@@ -144,15 +145,18 @@ def _suspects(states, extras) -> List[int]:
     if all(map(_inert_kind, kinds)):
         return []
     return sorted({i for i, (state, extra) in enumerate(zip(states, extras)) if extra for key in extra
-                   if isinstance(state[key], _SUSPECT) and not _plain_numbers(state[key])})
+                   if (isinstance(state[key], _SUSPECT) or is_container(state[key]))
+                   and not _plain_numbers(state[key])})
 
 
 _getter = operator.attrgetter("__getitem__")
 
 
 def _inert_kind(kind: type) -> bool:
-    """Values of exactly this type are never :data:`_SUSPECT` (nor claim to be: no ``__class__`` override)."""
-    return not issubclass(kind, _SUSPECT) and not any("__class__" in vars(base) for base in kind.__mro__[:-1])
+    """Values of exactly this type are never :data:`_SUSPECT` (nor claim to be: no ``__class__`` override) nor a
+    dataclass (whose fields may hold a module)."""
+    return not issubclass(kind, _SUSPECT) and not dataclasses.is_dataclass(kind) and \
+        not any("__class__" in vars(base) for base in kind.__mro__[:-1])
 
 
 def _distinct_memory(tensors: Sequence[torch.Tensor]) -> bool:

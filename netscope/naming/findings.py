@@ -12,7 +12,7 @@ import torch.nn as nn
 from netscope.records import Finding, Severity
 from netscope.naming.segments import NON_PERSISTENT_BUFFER, PARAMETER, SEQUENTIAL_INDEX, is_index, shadowed
 from netscope.naming.identity import storage_key, storage_of
-from netscope.naming.unregistered import StrayItem
+from netscope.naming.unregistered import DATACLASS, StrayItem
 from netscope.naming.walk import LeafVisit, ModuleVisit
 from netscope.units import plural
 from netscope.wrappers import WRAPPERS
@@ -57,6 +57,8 @@ _MODULE_FIX = {
     "list": "store them in an nn.ModuleList",
     "tuple": "store them in an nn.ModuleList",
     "set": "store them in an nn.ModuleList (a set has no stable order, so keys would not be stable either)",
+    "dataclass": "assign each module to the model itself (self.head = cfg.head registers it) or keep the config's "
+                 "modules in an nn.ModuleDict; a dataclass is not an nn.Module, so torch never looks inside it",
     "": "assign the module with ordinary attribute syntax (self.name = module) so nn.Module registers it",
 }
 _PARAM_FIX = {
@@ -64,6 +66,8 @@ _PARAM_FIX = {
     "list": "store them in an nn.ParameterList",
     "tuple": "store them in an nn.ParameterList",
     "set": "store them in an nn.ParameterList",
+    "dataclass": "assign each parameter to the model itself (self.scale = cfg.scale registers it) or keep them in "
+                 "an nn.ParameterDict",
     "": "assign it with ordinary attribute syntax (self.name = nn.Parameter(...)) or call register_parameter(name, p)",
 }
 
@@ -84,13 +88,21 @@ def _only_references(modules: Sequence[nn.Module], registered_modules, registere
     return True
 
 
+def _holder(item: StrayItem) -> str:
+    """What holds an unregistered item: "a plain list", "a dataclass instance (HeadConfig)", "a plain attribute"."""
+    if item.container == DATACLASS:
+        value = vars(item.owner.module).get(item.attribute)
+        return f"a dataclass instance ({type(value).__name__})"
+    return f"a plain {item.container}" if item.container else "a plain attribute"
+
+
 def unregistered_findings(strays: Sequence[StrayItem], missed_by_attribute: Dict[Tuple[int, str], int],
                           registered_modules=None, registered_tensors=None) -> List[Finding]:
     findings = []
     for (slot, category), group in _grouped(strays, ("module", "parameter")):
         first = group[0]
         where = f"{_expr(first.owner)}.{first.attribute}"
-        holder = f"a plain {first.container}" if first.container else "a plain attribute"
+        holder = _holder(first)
         missed = missed_by_attribute.get(slot, 0)
         fixes = _MODULE_FIX if category == "module" else _PARAM_FIX
         fix = fixes.get(first.container, fixes["list"])
@@ -145,7 +157,7 @@ def plain_tensor_findings(strays: Sequence[StrayItem], registered_storages: Opti
         tensor = first.obj
         what = (f"a plain tensor attribute ({list(tensor.shape)}, {str(tensor.dtype).replace('torch.', '')}, "
                 f"on {tensor.device})" if not first.container
-                else f"a plain {first.container} holding {plural(len(group), 'tensor')}")
+                else f"{_holder(first)} holding {plural(len(group), 'tensor')}")
         over = [key for key in (registered_storages.get(storage_key(item.obj)) for item in group)
                 if key is not None] if registered_storages else []
         if over:

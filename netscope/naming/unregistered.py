@@ -1,6 +1,7 @@
 """Modules and tensors a module keeps in its ``__dict__`` where ``nn.Module`` does not register them.
 
-Plain Python lists, tuples, dicts, sets, deques and ``SimpleNamespace`` objects (nested up to two levels) and plain
+Plain Python lists, tuples, dicts, sets, deques, ``SimpleNamespace`` objects and dataclass instances (a config
+object holding a module: ``self.cfg = HeadConfig(head=nn.Linear(...))``), nested up to two levels, and plain
 attributes are scanned. Torch's own bookkeeping (``_parameters``, ``_forward_hooks``, ...) is skipped, and so is
 anything that is registered somewhere else in the model (a deliberate non-owning reference).
 """
@@ -8,6 +9,7 @@ anything that is registered somewhere else in the model (a deliberate non-owning
 from __future__ import annotations
 
 import collections
+import dataclasses
 import json
 import types
 from dataclasses import dataclass
@@ -28,6 +30,18 @@ TORCH_ATTRIBUTES = {"torch.jit._script.ScriptModule": frozenset({"_actual_script
                     "torch.export.unflatten.InterpreterModule": frozenset({"graph_module"}),
                     "torch.export.unflatten.UnflattenedModule": frozenset({"graph_module"})}
 MAX_DEPTH = 2  # a container inside a container
+DATACLASS = "dataclass"  # StrayItem.container of a dataclass instance's fields
+
+
+def is_container(value) -> bool:
+    """Whether ``value`` is a plain holder that torch never looks inside: one of :data:`CONTAINERS`, or a
+    dataclass instance (not a module or tensor that is also a dataclass)."""
+    return isinstance(value, CONTAINERS) or (dataclasses.is_dataclass(value) and not isinstance(value, type)
+                                              and not _held(value))
+
+
+def _container_name(value) -> str:
+    return DATACLASS if dataclasses.is_dataclass(value) and not isinstance(value, CONTAINERS) else type(value).__name__
 
 
 @dataclass(frozen=True)
@@ -36,7 +50,7 @@ class StrayItem:
 
     owner: ModuleVisit
     attribute: str
-    container: str  # "dict", "list", ... of the attribute; "" when the attribute holds the item itself
+    container: str  # "dict", "list", "dataclass", ... of the attribute; "" when the attribute holds the item itself
     steps: Optional[Tuple[Step, ...]]  # root -> item; None when Python cannot index it (inside a set)
     obj: Any
 
@@ -73,11 +87,11 @@ def stray_items(visits: List[ModuleVisit], registered_modules: Set[int], registe
         for attribute, value in attributes.items():
             if attribute in TORCH_INTERNAL or attribute in derived:
                 continue
-            if isinstance(value, CONTAINERS):
+            if is_container(value):
                 base = visit.steps + (Step(Segment(attribute, UNREGISTERED_CONTAINER),
                                            attribute_accessor(attribute, "__dict__", visit.module)),)
                 items = _container_items(value, base, 1)
-                container = type(value).__name__
+                container = _container_name(value)
             elif _held(value):
                 items = iter([(value, visit.steps + (Step(Segment(attribute, UNREGISTERED_CONTAINER),
                                                           attribute_accessor(attribute, "__dict__", visit.module)),))])
@@ -102,7 +116,7 @@ def holds_unregistered(module: nn.Module, registered_modules: Set[int], register
     for attribute, value in attributes.items():
         if attribute in TORCH_INTERNAL or attribute in derived:
             continue
-        if isinstance(value, CONTAINERS):
+        if is_container(value):
             items = (obj for obj, _ in _container_items(value, None, 1))
         elif _held(value):
             items = (value,)
@@ -146,6 +160,8 @@ def _container_items(container, steps: Optional[Tuple[Step, ...]], depth: int) -
         pairs = ((None, value, None) for value in container)
     elif isinstance(container, types.SimpleNamespace):
         pairs = ((name, value, f".{name}") for name, value in vars(container).items())
+    elif not isinstance(container, CONTAINERS):  # a dataclass instance: its fields (slots ones too)
+        pairs = ((f.name, getattr(container, f.name, None), f".{f.name}") for f in dataclasses.fields(container))
     else:
         pairs = ((index, value, f"[{index}]") for index, value in enumerate(container))
     for key, value, accessor in pairs:
@@ -155,7 +171,7 @@ def _container_items(container, steps: Optional[Tuple[Step, ...]], depth: int) -
             item_steps = steps + (Step(Segment(str(key), UNREGISTERED_ENTRY), accessor),)
         if _held(value):
             yield value, item_steps
-        elif depth < MAX_DEPTH and isinstance(value, CONTAINERS):
+        elif depth < MAX_DEPTH and is_container(value):
             yield from _container_items(value, item_steps, depth + 1)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import itertools
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Sequence, Set, Tuple
+from typing import AbstractSet, Any, Dict, List, Mapping, Sequence, Set, Tuple
 
 from netscope.operators.registry import qualified_name
 
@@ -37,13 +37,16 @@ class UncountedOp:
     op: str
     calls: int
     layers: Tuple[str, ...]  # display names of the module calls it ran in, in call order
+    reason: str = ""  # why it has no formula, for an operator left uncounted on purpose (formulas.NO_CONVENTION)
 
     def to_dict(self) -> Dict[str, Any]:
-        return {"op": self.op, "calls": self.calls, "layers": list(self.layers)}
+        return {"op": self.op, "calls": self.calls, "layers": list(self.layers), **({"reason": self.reason}
+                                                                                   if self.reason else {})}
 
     def __str__(self) -> str:
         shown = ", ".join(self.layers[:3]) + (f" and {len(self.layers) - 3} more" if len(self.layers) > 3 else "")
-        return f"{self.op} ({self.calls} call{'s' if self.calls != 1 else ''} in {shown})"
+        why = f"; uncounted on purpose: {self.reason}" if self.reason else ""
+        return f"{self.op} ({self.calls} call{'s' if self.calls != 1 else ''} in {shown}{why})"
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,7 @@ class OperatorTable:
     mac_packets: Sequence[Any]
     mac_values: Sequence[int]
     kinds: Mapping[Any, str]
+    complex_packets: AbstractSet[Any] = frozenset()  # operators counted on complex numbers (4 real per complex)
 
     @functools.cached_property
     def counts(self) -> Tuple[Dict[Any, int], ...]:
@@ -112,12 +116,15 @@ class OperatorTable:
 
     def uncounted(self, layer_names: Sequence[str]) -> List[UncountedOp]:
         """Each uncounted operator with its call count and the module calls (``layer_names[i]``) it ran in."""
+        from netscope.operators.formulas import NO_CONVENTION
+
         missing = self._missing
         found = []
         for packet in missing:
             where = [i for i, counts in enumerate(self.counts) if packet in counts]
-            found.append(UncountedOp(qualified_name(packet), sum(self.counts[i][packet] for i in where),
-                                     tuple(layer_names[i] for i in where)))
+            name = qualified_name(packet)
+            found.append(UncountedOp(name, sum(self.counts[i][packet] for i in where),
+                                     tuple(layer_names[i] for i in where), NO_CONVENTION.get(name, "")))
         return sorted(found, key=lambda u: (-u.calls, u.op))
 
 

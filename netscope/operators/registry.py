@@ -23,12 +23,12 @@ registry multiplies that by :data:`REAL_PER_COMPLEX` (4), so totals are in real 
 from __future__ import annotations
 
 import operator
-from typing import Callable, Dict, Mapping, Optional, Tuple, Union
+from typing import Callable, Dict, Mapping, Optional, Set, Tuple, Union
 
 import torch
 from torch.utils import flop_counter
 
-from netscope.errors import MacFormulaError
+from netscope.errors import MacFormulaError, OperatorRegistryError
 from netscope.registry import Registry
 
 MacFormula = Callable[..., int]  # (*args, out_val=..., **kwargs) -> multiply-adds
@@ -192,8 +192,9 @@ class MacRegistry:
     """Operator -> multiply-add formula, keyed by qualified name (``"aten::addmm"``).
 
     Our formulas come first, then ``torch.utils.flop_counter.flop_registry`` read live. Registering an
-    operator twice, registering one that is on the zero list, or shadowing one of torch's formulas
-    without ``overrides_torch=True`` raises ``ValueError``.
+    operator twice, registering one that is on the zero list, shadowing one of torch's formulas without
+    ``overrides_torch=True`` or naming an operator PyTorch does not have raises :class:`OperatorRegistryError` (a
+    ``ValueError``).
     """
 
     def __init__(self) -> None:
@@ -207,11 +208,11 @@ class MacRegistry:
 
         def decorator(fn: MacFormula) -> MacFormula:
             if name in self._zero:
-                raise ValueError(f"{name} is on the zero-by-convention list ({self._zero[name]}); "
-                                 "a formula for it would contradict that list")
+                raise OperatorRegistryError(f"{name} is on the zero-by-convention list ({self._zero[name]}); "
+                                            "a formula for it would contradict that list")
             if not overrides_torch and _torch_formula(name) is not None:
-                raise ValueError(f"torch.utils.flop_counter already has a formula for {name}; pass "
-                                 "overrides_torch=True to replace it deliberately")
+                raise OperatorRegistryError(f"torch.utils.flop_counter already has a formula for {name}; pass "
+                                            "overrides_torch=True to replace it deliberately")
             self._formulas.add(name, _checked(name, fn))
             return fn
 
@@ -221,13 +222,14 @@ class MacRegistry:
         """Declare ``op`` zero by convention (with the reason shown in the documentation)."""
         name = qualified_name(op)
         if not reason:
-            raise ValueError("ignore_macs needs a reason: why does this operator cost no multiply-adds?")
+            raise OperatorRegistryError("ignore_macs needs a reason: why does this operator cost no multiply-adds?")
         _refuse_unknown(name, "ignore_macs")
         if _torch_formula(name) is not None:  # torch's formula is looked up first: the entry would do nothing
-            raise ValueError(f"torch.utils.flop_counter has a multiply-add formula for {name}, which counts it; "
-                             "ignoring it is not possible (register_macs(..., overrides_torch=True) replaces it)")
+            raise OperatorRegistryError(
+                f"torch.utils.flop_counter has a multiply-add formula for {name}, which counts it; ignoring it is not "
+                "possible (register_macs(..., overrides_torch=True) replaces it)")
         if name in self._formulas or name in self._zero:
-            raise ValueError(f"{name} already has a multiply-add formula or is already ignored")
+            raise OperatorRegistryError(f"{name} already has a multiply-add formula or is already ignored")
         self._zero[name] = reason
 
     def unregister(self, op: OpLike) -> None:
@@ -265,7 +267,7 @@ def qualified_name(op: OpLike) -> str:
     """``"aten::addmm"`` for a name, an op packet or an overload."""
     if isinstance(op, str):
         if "::" not in op:
-            raise ValueError(f"operator name {op!r} needs its namespace, e.g. 'aten::{op}' or 'mylib::{op}'")
+            raise OperatorRegistryError(f"operator name {op!r} needs its namespace, e.g. 'aten::{op}' or 'mylib::{op}'")
         return op
     packet = getattr(op, "_overloadpacket", op)
     name = getattr(packet, "_qualified_op_name", None)
@@ -282,14 +284,23 @@ def _refuse_unknown(name: str, what: str) -> None:
         return
     import difflib
 
-    try:  # the dispatcher's own list, for the suggestion only
-        known = sorted({n.split(".")[0] for n in torch._C._dispatch_get_all_op_names() if n.startswith(namespace + "::")})
+    close = difflib.get_close_matches(name, known_operators(namespace), n=3)
+    raise OperatorRegistryError(
+        f"{what}: PyTorch {torch.__version__} has no operator {name}"
+        + (f" (did you mean {', '.join(close)}?)" if close else "")
+        + f"; an entry for it would never apply. List the {namespace} operators with `python -c \"from "
+        f"netscope.operators.registry import known_operators; print(known_operators('{namespace}'))\"`, or see "
+        "which ones a model runs with `netscope summary MODEL --by-op`")
+
+
+def known_operators(namespace: str = "aten") -> Tuple[str, ...]:
+    """The qualified names (``"aten::addmm"``) of the operators PyTorch's dispatcher knows in ``namespace``,
+    sorted; empty where this torch cannot list them."""
+    try:  # dir(torch.ops.aten) lists only the operators looked up so far; the dispatcher lists them all
+        names = torch._C._dispatch_get_all_op_names()
     except Exception:  # pragma: no cover - a torch without it
-        known = []
-    close = difflib.get_close_matches(name, known, n=3)
-    raise ValueError(f"{what}: PyTorch {torch.__version__} has no operator {name}"
-                     + (f" (did you mean {', '.join(close)}?)" if close else "")
-                     + "; an entry for it would never apply")
+        return ()
+    return tuple(sorted({n.split(".")[0] for n in names if n.startswith(namespace + "::")}))
 
 
 def _torch_formula(name: str):
@@ -415,13 +426,39 @@ class OpResolver(dict):
         super().__init__()
         self.registry = registry
         self.kinds: Dict[object, str] = {}
+        self.complex_packets: Set[object] = set()  # operators counted on complex numbers (x REAL_PER_COMPLEX)
 
     def first_sight(self, func) -> Optional[MacFormula]:
         kind, formula = self.registry.resolve(func)
         packet = func._overloadpacket
+        if formula is not None:
+            formula = self._noting_complex(packet, formula)
         self[packet] = formula
         self.kinds[packet] = kind
         return formula
+
+    def _noting_complex(self, packet, formula: MacFormula) -> MacFormula:
+        """``formula``, also adding ``packet`` to :attr:`complex_packets` when a call counts complex numbers."""
+        noted = self.complex_packets
+
+        def counted(*args, out_val=None, **kwargs) -> int:
+            macs = formula(*args, out_val=out_val, **kwargs)
+            if macs and packet not in noted and _complex(args, out_val):
+                noted.add(packet)
+            return macs
+
+        return counted
+
+
+def complex_note(packets) -> Optional[str]:
+    """The report's note when operators were counted on complex numbers (``packets``: an ``OperatorTable``'s
+    ``complex_packets``), naming them and the convention; ``None`` when there were none."""
+    names = sorted({qualified_name(packet) for packet in packets})
+    if not names:
+        return None
+    return (f"multiply-adds of complex operators ({', '.join(names)}) are counted in real ones: each complex "
+            f"multiply-add counts as {REAL_PER_COMPLEX} real ones ((a+bi)(c+di): ac, bd, ad, bc); "
+            "torch.utils.flop_counter counts it as one")
 
 
 # The formulas netscope adds live in netscope/operators/formulas.py; importing it registers them.

@@ -423,7 +423,8 @@ def structural_alignment(source_keys: Sequence[str], source_metas: Mapping[str, 
     """Pair open leaf groups: siblings under the same parent path by kind and name, then the rest by order
     (anchored diff), where a run of interchangeable same-kind neighbours needs names to decide and a pair
     across different subtrees needs corroboration. ``links``: (source module, target module) already
-    loaded by stronger evidence. ``ordered=False`` (a file that lists keys sorted by name): order is no
+    loaded by stronger evidence. ``ordered=False`` (a file that lists keys sorted by name, a .pt2 whose buffers
+    cannot be placed): order is no
     evidence, so a pair stands only where its kind and shape occur once among the open groups on both sides."""
     source = leaf_groups(source_keys, source_metas)
     target = leaf_groups(target_keys, target_metas)
@@ -621,8 +622,9 @@ def _unique_without_order(source, target, kinds_s, kinds_t, proposals, open_s, o
             result.append((i, j))
             continue
         n = max(count_s[kinds_s[i]], count_t[kinds_t[j]])
-        refused[i] = (f"ambiguous: by position it would go to {target[j].module}, but the file lists its keys sorted "
-                      f"by name, not in the model's order, so position tells nothing among the {n} layers of this "
+        refused[i] = (f"ambiguous: by position it would go to {target[j].module}, but the file's key order is not the "
+                      "model's (keys sorted by name, or a torch.export archive's parameters before its buffers), so "
+                      f"position tells nothing among the {n} layers of this "
                       f"kind and shape; if it is that layer, paste: --rule '^{_escape(source[i].module)}\\.="
                       f"{target[j].module}.'")
     return result

@@ -118,6 +118,12 @@ def run_pass(prep: Prepared, *, mode: str = "eval", progress: Optional[Callable[
         note = capacity_note(result.operators)
         if note:
             result.notes.append(note)
+    if result.operators is not None:
+        from netscope.operators.registry import complex_note
+
+        note = complex_note(result.operators.complex_packets)
+        if note:
+            result.notes.append(note)
     written = list(dict.fromkeys(label for label, tensor, version in prep.watched if version_of(tensor) != version))
     if written:
         result.notes.append(f"the forward pass wrote into these inputs in place, which were your own tensors (netscope "

@@ -733,7 +733,7 @@ def _build_result(tree: ModuleTree, recorder: _Recorder, ops: Optional[OpResolve
         seconds=seconds,
         packed=packed,
         operators=OperatorTable(len(open_calls), recorder.op_calls, recorder.op_packets, recorder.mac_calls,
-                                recorder.mac_packets, recorder.mac_values, ops.kinds),
+                                recorder.mac_packets, recorder.mac_values, ops.kinds, ops.complex_packets),
         notes=[_scripted_note(scripted)] if scripted else [],
         forward_outputs=forward_outputs,
     )

@@ -175,6 +175,10 @@ def _step_report(model: nn.Module, inputs, options: StepOptions, *, label: str, 
         from netscope.operators.formulas import capacity_note
 
         notes += tuple(filter(None, [capacity_note(trace.operators)]))
+    if trace.operators is not None:  # forward and backward operators counted on complex numbers
+        from netscope.operators.registry import complex_note
+
+        notes += tuple(filter(None, [complex_note(trace.operators.complex_packets)]))
     from netscope.analyses.step.workspaces import unsized_workspaces, workspace_note
 
     # a workspace the fake kernel leaves empty: saved bytes and the peak are lower bounds (a real run sizes it)
