@@ -431,3 +431,26 @@ def test_attention_batched_over_the_spatial_axes_keeps_each_pixels_field():
     field = [c.receptive_field for c in report.layers if c.name == "out"][0]
     assert field.text("size") == "7x7" and field.exact
     assert compare_with_oracle(PixelAttention(), (1, 1, 21, 21), ["conv", "out"]) == {"conv": "exact", "out": "exact"}
+
+
+class FlattenAndBack(nn.Module):
+    """Flattened into features (to drop out a few), then viewed back into maps for a conv."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3)
+        self.drop = nn.Dropout()
+        self.head = nn.Conv2d(2, 2, 3)
+
+    def forward(self, x):
+        y = self.conv(x)
+        return self.head(self.drop(y.flatten(1)).view(y.shape))
+
+
+def test_flatten_keeps_each_features_field_until_a_linear_mixes_them():
+    # flatten(1) made every feature 'whole input', so the conv after the view back claimed the whole 21x21
+    # input; the oracle says each of its outputs reads 5x5. A linear layer after flatten still reads the whole
+    fields = _fields(FlattenAndBack(), (1, 1, 21, 21))
+    assert fields["head"].text("size") == "5x5"
+    assert compare_with_oracle(FlattenAndBack(), (1, 1, 21, 21), ["conv", "head"]) == {"conv": "exact", "head": "exact"}
+    assert _fields(nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(2 * 19 * 19, 3)), (1, 1, 21, 21))["2"] == WHOLE

@@ -341,7 +341,7 @@ def _view_groups(before, after):
 
 def _view(args, kwargs, out, field):
     """Reshapes: dims that stay keep their axes; spatial dims merged into one (with others) are remembered
-    and restored when a reshape splits them back; flatten(1) into features -> WHOLE; anything else unknown."""
+    and restored when a reshape splits them back; anything else unknown."""
     before, after = tuple(args[0].shape), tuple(out.shape)
     groups = _view_groups(before, after)
     if groups is None:
@@ -360,8 +360,7 @@ def _view(args, kwargs, out, field):
         return Field(tuple(gj[0] for _, gj in spatial), field.axes, field.exact)
     gi, gj = spatial[0]
     if len(gj) == 1 and all(g == spatial[0] for g in spatial):  # merged into one dim of the output
-        if len(after) == 2 and gj[0] == 1 and min(gi) >= 1:
-            return WHOLE  # flatten(1): every feature of a row now stands for the whole input
+        # (flatten(1) too: each feature still reads its own position's field, until a linear layer mixes them)
         return Field((gj[0],) * len(field.axes), field.axes, field.exact,
                      (tuple(before[d] for d in gi), tuple(gi.index(d) for d in field.dims)))
     return None
