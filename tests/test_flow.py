@@ -138,6 +138,37 @@ def test_keyword_inputs_and_untracked_tensors():
     assert calls[""].merges == ()  # x + parameter: one producer, not a merge
 
 
+class FilledBuffer(nn.Module):
+    """Two branches written into slices of a fresh buffer (made like the input: its dtype and device only),
+    the buffer fed to the head; then a tensor shaped like a branch's output, none of its values, fed to a layer."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(3, 4, 3, padding=1)
+        self.head, self.blank = nn.Conv2d(8, 2, 1), nn.Conv2d(2, 2, 1)
+
+    def forward(self, x):
+        out = x.new_zeros(x.shape[0], 8, x.shape[2], x.shape[3])
+        out[:, :4] = self.a(x)
+        out[:, 4:] = self.b(x)
+        y = self.head(out)
+        return y + self.blank(torch.zeros_like(y).fill_(1.0))
+
+
+@pytest.mark.parametrize("device", ["cpu", "meta"])
+def test_a_buffer_filled_in_place_comes_from_what_was_written_not_from_what_it_was_made_like(device):
+    # the head was said to be fed by the model input (new_zeros took x for its dtype) and not by a or b, whose
+    # outputs the forward copies into the buffer; blank by head (zeros_like took its shape). The forward code
+    # above is the oracle: head reads a's and b's outputs, blank reads constants
+    report, calls = _calls(FilledBuffer(), torch.randn(1, 3, 8, 8), device=device)
+    a, b, head = (_index(calls, n) for n in ("a", "b", "head"))
+    assert calls["head"].inputs_from == (a, b)
+    assert calls["blank"].inputs_from == ()
+    assert ("copy_", (a, b)) in calls["(root)"].merges  # b's output written beside a's
+    flow = shape_flow(report.layers, report.run.input_shapes)
+    assert "input" not in " ".join(step.join for step in flow.steps)
+
+
 def test_the_trace_keeps_no_tensor_alive():
     model = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 4))
     refs = []
