@@ -305,3 +305,29 @@ def test_a_value_handed_to_every_block_is_a_side_input_not_a_step():
     report, calls = _calls(SideInput(blocks=1), torch.randn(2, 6), torch.randn(2, 1))
     labels = [step.label.split(" ")[0] for step in shape_flow(report.layers, report.run.input_shapes).steps]
     assert "time" in labels, labels
+
+
+class ParallelHeads(nn.Module):
+    """Three identical blocks side by side, each fed by the stem, summed; then two identical blocks in a row."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Linear(4, 8)
+        self.heads = nn.ModuleList(nn.Sequential(nn.Linear(8, 8), nn.ReLU()) for _ in range(3))
+        self.tail = nn.ModuleList(nn.Sequential(nn.Linear(8, 8), nn.ReLU()) for _ in range(2))
+
+    def forward(self, x):
+        x = self.stem(x)
+        x = sum(head(x) for head in self.heads)
+        for block in self.tail:
+            x = block(x)
+        return x
+
+
+def test_identical_blocks_side_by_side_are_no_run_of_the_path():
+    # the flow folded the three heads into one step 'heads.0–2 ×3', a run along the path, as if heads.1 took
+    # heads.0's output; the forward feeds each from the stem. The two tail blocks do run in a row: one step
+    report = netscope.summary(ParallelHeads(), (2, 4))
+    steps = [(s.label, s.join) for s in shape_flow(report.layers, report.run.input_shapes).steps]
+    assert steps == [("input", ""), ("stem", ""), ("heads.0", ""), ("heads.1", "← stem"), ("heads.2", "← stem"),
+                     ("tail.0–1 ×2", "← heads.0, heads.1")]  # the sum of the heads: heads.2 is the step before
