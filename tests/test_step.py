@@ -881,3 +881,23 @@ def test_activation_checkpointing_peak_equals_a_real_checkpointed_steps():
     _, _, _, saved, peak = _real_step_figures(model, x, prepare=checkpointed)
     assert report.activation_bytes == sum(nbytes * count for (_, nbytes), count in saved.items())
     assert report.peak_bytes == peak < plain.peak_bytes
+
+
+def test_an_embedding_with_sparse_gradients_is_refused_by_name_not_blamed_on_the_model(capsys):
+    # nn.Embedding(sparse=True) makes a sparse gradient, whose storage torch's MemTracker cannot read: the step
+    # failed with 'the model's backward pass failed ... no backward that torch can run' (exit 3), yet torch's own
+    # step of the very model runs (the oracle below). Now the step refuses, naming the layer (exit 2)
+    from netscope.errors import UsageError
+
+    model = nn.Sequential(nn.Embedding(100, 8, sparse=True), nn.Flatten(), nn.Linear(8 * 6, 4))
+    x = torch.randint(0, 100, (4, 6))
+    model(x).sum().backward()
+    torch.optim.SGD(model.parameters(), lr=0.1).step()
+    assert model[0].weight.grad.layout == torch.sparse_coo
+    with pytest.raises(UsageError, match=r"model\.0 \(Embedding with sparse=True: sparse gradients\)"):
+        netscope.step(model, input_data=x, optimizer="sgd")
+    assert main(["step", "torch.nn:EmbeddingBag", "-a", "num_embeddings=50", "-a", "embedding_dim=4",
+                 "-a", "sparse=True", "--input", "3,5:int64", "--optimizer", "sgd"]) == 2
+    assert "EmbeddingBag with sparse=True" in capsys.readouterr().err
+    model[0].sparse = False  # dense gradients: planned
+    assert netscope.step(model, input_data=x, optimizer="sgd").totals.grad_bytes == sum(p.nbytes for p in model.parameters())

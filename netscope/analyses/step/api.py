@@ -109,7 +109,8 @@ def _refuse_packed(args, kwargs) -> None:
 def _refuse_unstrided(model: nn.Module, args, kwargs) -> None:
     """A sparse (COO, CSR, ...) or nested tensor has no fake twin here: ``empty_strided`` of its shape and strides
     made a dense one (a sparse tensor reports strides (0, 0): one element), so the step planned a dense product
-    and a 4-byte buffer. Refuse, naming the tensors, rather than plan another model."""
+    and a 4-byte buffer; a sparse gradient (an embedding with ``sparse=True``) has no storage MemTracker can size.
+    Refuse, naming the tensors, rather than plan another model."""
     named = [(f"model.{name}", t) for name, t in list(model.named_parameters()) + list(model.named_buffers())]
     from netscope.run.user_inputs import tensors_inside
 
@@ -118,6 +119,10 @@ def _refuse_unstrided(model: nn.Module, args, kwargs) -> None:
     named += [(f"input {i}", t) for i, t in enumerate(inputs.values())]
     odd = [f"{name} ({'nested' if t.is_nested else str(t.layout).removeprefix('torch.')})" for name, t in named
            if isinstance(t, torch.Tensor) and (t.layout != torch.strided or t.is_nested)]
+    # nn.Embedding(sparse=True) / nn.EmbeddingBag(sparse=True): backward makes a sparse gradient, whose storage
+    # torch's MemTracker cannot read (the step failed as if the model had no backward)
+    odd += [f"model.{name} ({type(m).__name__} with sparse=True: sparse gradients)" for name, m in model.named_modules()
+            if isinstance(m, (nn.Embedding, nn.EmbeddingBag)) and m.sparse and m.weight.requires_grad]
     if odd:
         raise UsageError(
             f"netscope step cannot plan a step with sparse or nested tensors: {', '.join(odd[:5])}"
