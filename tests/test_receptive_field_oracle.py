@@ -453,4 +453,5 @@ def test_flatten_keeps_each_features_field_until_a_linear_mixes_them():
     fields = _fields(FlattenAndBack(), (1, 1, 21, 21))
     assert fields["head"].text("size") == "5x5"
     assert compare_with_oracle(FlattenAndBack(), (1, 1, 21, 21), ["conv", "head"]) == {"conv": "exact", "head": "exact"}
-    assert _fields(nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(2 * 19 * 19, 3)), (1, 1, 21, 21))["2"] == WHOLE
+    head = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(2 * 19 * 19, 3))
+    assert _fields(head, (1, 1, 21, 21))["2"] == WHOLE

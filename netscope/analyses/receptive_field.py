@@ -464,8 +464,9 @@ SPLITS = frozenset(getattr(_aten, name) for name in ("split", "split_with_sizes"
 # operators whose outputs read every position along some dims of their operands (see _mixing_rule)
 _PRODUCT = _mixing_rule(0, _LAST, _SECOND_LAST)
 _SDPA = _mixing_rule(0, _LAST, _LAST_TWO, _SECOND_LAST)  # query: features; key: sequence and features; value: sequence
-MIXING = {_aten.mm: _PRODUCT, _aten.bmm: _PRODUCT, _aten.matmul: _PRODUCT, _aten.addmm: _mixing_rule(1, _LAST, _SECOND_LAST),
-          _aten.baddbmm: _mixing_rule(1, _LAST, _SECOND_LAST), _aten.linear: _mixing_rule(0, _LAST)}
+_PRODUCT_WITH_BIAS = _mixing_rule(1, _LAST, _SECOND_LAST)  # addmm/baddbmm: the bias comes first
+MIXING = {_aten.mm: _PRODUCT, _aten.bmm: _PRODUCT, _aten.matmul: _PRODUCT, _aten.addmm: _PRODUCT_WITH_BIAS,
+          _aten.baddbmm: _PRODUCT_WITH_BIAS, _aten.linear: _mixing_rule(0, _LAST)}
 for _name in ("_scaled_dot_product_flash_attention", "_scaled_dot_product_efficient_attention",
               "_scaled_dot_product_flash_attention_for_cpu", "_scaled_dot_product_cudnn_attention",
               "_scaled_dot_product_fused_attention_overrideable"):
