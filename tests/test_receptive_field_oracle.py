@@ -245,6 +245,13 @@ def _torchvision(name, **options):
     return torchvision.models.get_model(name, weights=None, **options)
 
 
+def _inception_c():
+    """Inception-v3's 17x17 block alone: 1x7 and 7x1 convolutions in a row (fields 1x7, 7x7, 13x13)."""
+    from torchvision.models.inception import InceptionC
+
+    return InceptionC(8, 4)
+
+
 MODELS = {
     # name: (build, input shape, {layer: expected verdict})
     "resnet18": (lambda: _torchvision("resnet18"), (1, 3, 112, 112),
@@ -263,7 +270,23 @@ MODELS = {
                      {"1.convs.1": "exact", "1.convs.4": "whole", "1": "whole"}),
     "audio-1d": (Audio, (1, 1, 8000), {"features.0": "exact", "features.3": "exact", "features.6": "exact",
                                        "features": "exact", "": "whole"}),
+    # torchvision models the rules were not written for (weights=None): branches, dense concatenation, channel
+    # shuffle, group convolutions, 1x7 / 7x1 kernels
+    "inception_v3": (lambda: _torchvision("inception_v3", aux_logits=False, init_weights=False), (1, 3, 160, 160),
+                     {"Conv2d_2b_3x3": "exact", "Mixed_5b": "exact", "Mixed_6a": "within"}),
+    "inception-c": (_inception_c, (1, 8, 17, 17), {"branch7x7_2": "exact", "branch7x7_3": "exact",
+                                                   "branch7x7dbl_5": "exact", "branch_pool": "exact", "": "exact"}),
+    "googlenet": (lambda: _torchvision("googlenet", aux_logits=False, init_weights=False), (1, 3, 96, 96),
+                  {"conv1": "exact", "inception3a": "exact", "inception4a": "within", "avgpool": "whole"}),
+    "regnet_x_400mf": (lambda: _torchvision("regnet_x_400mf"), (1, 3, 64, 64),
+                       {"stem": "exact", "trunk_output.block1": "exact", "trunk_output.block2": "exact",
+                        "avgpool": "whole"}),
+    "densenet121-first-blocks": (lambda: _torchvision("densenet121").features[:6], (1, 3, 64, 64),
+                                 {"conv0": "exact", "pool0": "exact", "denseblock1": "exact", "transition1": "within"}),
+    "shufflenet_v2": (lambda: _torchvision("shufflenet_v2_x0_5"), (1, 3, 64, 64),
+                      {"conv1": "exact", "stage2": "exact", "stage3": "within", "fc": "whole"}),
 }
+
 
 
 def _deeplab_aspp():
