@@ -138,6 +138,37 @@ def test_keyword_inputs_and_untracked_tensors():
     assert calls[""].merges == ()  # x + parameter: one producer, not a merge
 
 
+class FilledBuffer(nn.Module):
+    """Two branches written into slices of a fresh buffer (made like the input: its dtype and device only),
+    the buffer fed to the head; then a tensor shaped like a branch's output, none of its values, fed to a layer."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(3, 4, 3, padding=1)
+        self.head, self.blank = nn.Conv2d(8, 2, 1), nn.Conv2d(2, 2, 1)
+
+    def forward(self, x):
+        out = x.new_zeros(x.shape[0], 8, x.shape[2], x.shape[3])
+        out[:, :4] = self.a(x)
+        out[:, 4:] = self.b(x)
+        y = self.head(out)
+        return y + self.blank(torch.zeros_like(y).fill_(1.0))
+
+
+@pytest.mark.parametrize("device", ["cpu", "meta"])
+def test_a_buffer_filled_in_place_comes_from_what_was_written_not_from_what_it_was_made_like(device):
+    # the head was said to be fed by the model input (new_zeros took x for its dtype) and not by a or b, whose
+    # outputs the forward copies into the buffer; blank by head (zeros_like took its shape). The forward code
+    # above is the oracle: head reads a's and b's outputs, blank reads constants
+    report, calls = _calls(FilledBuffer(), torch.randn(1, 3, 8, 8), device=device)
+    a, b, head = (_index(calls, n) for n in ("a", "b", "head"))
+    assert calls["head"].inputs_from == (a, b)
+    assert calls["blank"].inputs_from == ()
+    assert ("copy_", (a, b)) in calls["(root)"].merges  # b's output written beside a's
+    flow = shape_flow(report.layers, report.run.input_shapes)
+    assert "input" not in " ".join(step.join for step in flow.steps)
+
+
 def test_the_trace_keeps_no_tensor_alive():
     model = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 4))
     refs = []
@@ -274,3 +305,29 @@ def test_a_value_handed_to_every_block_is_a_side_input_not_a_step():
     report, calls = _calls(SideInput(blocks=1), torch.randn(2, 6), torch.randn(2, 1))
     labels = [step.label.split(" ")[0] for step in shape_flow(report.layers, report.run.input_shapes).steps]
     assert "time" in labels, labels
+
+
+class ParallelHeads(nn.Module):
+    """Three identical blocks side by side, each fed by the stem, summed; then two identical blocks in a row."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Linear(4, 8)
+        self.heads = nn.ModuleList(nn.Sequential(nn.Linear(8, 8), nn.ReLU()) for _ in range(3))
+        self.tail = nn.ModuleList(nn.Sequential(nn.Linear(8, 8), nn.ReLU()) for _ in range(2))
+
+    def forward(self, x):
+        x = self.stem(x)
+        x = sum(head(x) for head in self.heads)
+        for block in self.tail:
+            x = block(x)
+        return x
+
+
+def test_identical_blocks_side_by_side_are_no_run_of_the_path():
+    # the flow folded the three heads into one step 'heads.0–2 ×3', a run along the path, as if heads.1 took
+    # heads.0's output; the forward feeds each from the stem. The two tail blocks do run in a row: one step
+    report = netscope.summary(ParallelHeads(), (2, 4))
+    steps = [(s.label, s.join) for s in shape_flow(report.layers, report.run.input_shapes).steps]
+    assert steps == [("input", ""), ("stem", ""), ("heads.0", ""), ("heads.1", "← stem"), ("heads.2", "← stem"),
+                     ("tail.0–1 ×2", "← heads.0, heads.1")]  # the sum of the heads: heads.2 is the step before

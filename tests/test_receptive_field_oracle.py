@@ -4,6 +4,8 @@ rules were not written for."""
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import torch
 import torch.nn as nn
@@ -243,6 +245,13 @@ def _torchvision(name, **options):
     return torchvision.models.get_model(name, weights=None, **options)
 
 
+def _inception_c():
+    """Inception-v3's 17x17 block alone: 1x7 and 7x1 convolutions in a row (fields 1x7, 7x7, 13x13)."""
+    from torchvision.models.inception import InceptionC
+
+    return InceptionC(8, 4)
+
+
 MODELS = {
     # name: (build, input shape, {layer: expected verdict})
     "resnet18": (lambda: _torchvision("resnet18"), (1, 3, 112, 112),
@@ -261,7 +270,23 @@ MODELS = {
                      {"1.convs.1": "exact", "1.convs.4": "whole", "1": "whole"}),
     "audio-1d": (Audio, (1, 1, 8000), {"features.0": "exact", "features.3": "exact", "features.6": "exact",
                                        "features": "exact", "": "whole"}),
+    # torchvision models the rules were not written for (weights=None): branches, dense concatenation, channel
+    # shuffle, group convolutions, 1x7 / 7x1 kernels
+    "inception_v3": (lambda: _torchvision("inception_v3", aux_logits=False, init_weights=False), (1, 3, 160, 160),
+                     {"Conv2d_2b_3x3": "exact", "Mixed_5b": "exact", "Mixed_6a": "within"}),
+    "inception-c": (_inception_c, (1, 8, 17, 17), {"branch7x7_2": "exact", "branch7x7_3": "exact",
+                                                   "branch7x7dbl_5": "exact", "branch_pool": "exact", "": "exact"}),
+    "googlenet": (lambda: _torchvision("googlenet", aux_logits=False, init_weights=False), (1, 3, 96, 96),
+                  {"conv1": "exact", "inception3a": "exact", "inception4a": "within", "avgpool": "whole"}),
+    "regnet_x_400mf": (lambda: _torchvision("regnet_x_400mf"), (1, 3, 64, 64),
+                       {"stem": "exact", "trunk_output.block1": "exact", "trunk_output.block2": "exact",
+                        "avgpool": "whole"}),
+    "densenet121-first-blocks": (lambda: _torchvision("densenet121").features[:6], (1, 3, 64, 64),
+                                 {"conv0": "exact", "pool0": "exact", "denseblock1": "exact", "transition1": "within"}),
+    "shufflenet_v2": (lambda: _torchvision("shufflenet_v2_x0_5"), (1, 3, 64, 64),
+                      {"conv1": "exact", "stage2": "exact", "stage3": "within", "fc": "whole"}),
 }
+
 
 
 def _deeplab_aspp():
@@ -366,3 +391,90 @@ def test_pixel_shuffle_bound_holds_at_every_output_position(factor):
             for axis, o, (low, high) in zip(field.axes, (i, j), got):
                 bound = _interval(axis, o)
                 assert bound[0] <= low and high <= bound[1], (i, j, bound, (low, high))
+
+
+class PixelAttention(nn.Module):
+    """Attention across channels at each pixel (the spatial axes are the attention's batch dims): each output
+    position reads only its own pixel's field. In float32 it runs without autograd, so torch takes its fused
+    kernel (the float64 oracle needs the gradient, and gets the math path: the same function)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, stride=2)
+        self.out = nn.Conv2d(4, 2, 3)
+
+    def forward(self, x):
+        tokens = self.conv(x)[0].permute(1, 2, 0).unsqueeze(-1)  # H, W, 4 tokens, 1 feature
+        with torch.no_grad() if tokens.dtype == torch.float32 else contextlib.nullcontext():
+            mixed = F.scaled_dot_product_attention(tokens, tokens, tokens)
+        return self.out(mixed.squeeze(-1).permute(2, 0, 1).unsqueeze(0))
+
+
+class ColumnMixing(nn.Module):
+    """Mixing along one spatial axis only: attention along H batched over W (nn.MultiheadAttention, sequence
+    first), a product along W (bmm with a W x W matrix), a softmax along W."""
+
+    def __init__(self, how: str, width: int):
+        super().__init__()
+        self.how = how
+        self.conv = nn.Conv2d(1, 4, 3)
+        self.attention = nn.MultiheadAttention(4, 1)
+        self.mix = nn.Parameter(torch.rand(width - 2, width - 2))
+
+    def forward(self, x):
+        y = self.conv(x)
+        if self.how == "attention":
+            tokens = y[0].permute(1, 2, 0)  # H (sequence), W (batch), C
+            return self.attention(tokens, tokens, tokens)[0].permute(2, 0, 1).unsqueeze(0)
+        if self.how == "softmax":
+            return y.softmax(dim=3)
+        rows = y.flatten(0, 1)  # 4 maps, H, W
+        return torch.bmm(rows, self.mix.expand(rows.shape[0], -1, -1)).unsqueeze(0)
+
+
+@pytest.mark.parametrize("how", ["attention", "product", "softmax"])
+def test_mixing_along_one_spatial_axis_is_not_the_whole_input(how):
+    # the product, the attention and the softmax rules made every output 'whole input' as soon as one spatial
+    # axis was mixed; the oracle says an output position reads a band of rows (or columns) only. Whole along one
+    # axis and local along the other is no (size, jump): unknown
+    model = ColumnMixing(how, 21).double()
+    assert _fields(model, (1, 1, 21, 21))[""] == UNKNOWN
+    x = positive_input((1, 1, 21, 21))
+    out = module_outputs(model, x, [""])[""]
+    rows, columns = extent(out, x, (9, 9))
+    assert (rows, columns) != ((0, 20), (0, 20)) and (rows == (0, 20) or columns == (0, 20))
+
+
+def test_attention_batched_over_the_spatial_axes_keeps_each_pixels_field():
+    # the fused attention kernel made its output 'whole input' whatever its operands' dims held; here the
+    # pixels are the attention's batch: each output position reads its own 3x3 window, then the 3x3 conv
+    report = netscope.summary(PixelAttention(), (1, 1, 21, 21), device="cpu", audit_names=False, checks=False,
+                              receptive_field=True)
+    assert "aten::_scaled_dot_product_flash_attention_for_cpu" in {row.op for row in report.by_operator().itertuples()}
+    field = [c.receptive_field for c in report.layers if c.name == "out"][0]
+    assert field.text("size") == "7x7" and field.exact
+    assert compare_with_oracle(PixelAttention(), (1, 1, 21, 21), ["conv", "out"]) == {"conv": "exact", "out": "exact"}
+
+
+class FlattenAndBack(nn.Module):
+    """Flattened into features (to drop out a few), then viewed back into maps for a conv."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3)
+        self.drop = nn.Dropout()
+        self.head = nn.Conv2d(2, 2, 3)
+
+    def forward(self, x):
+        y = self.conv(x)
+        return self.head(self.drop(y.flatten(1)).view(y.shape))
+
+
+def test_flatten_keeps_each_features_field_until_a_linear_mixes_them():
+    # flatten(1) made every feature 'whole input', so the conv after the view back claimed the whole 21x21
+    # input; the oracle says each of its outputs reads 5x5. A linear layer after flatten still reads the whole
+    fields = _fields(FlattenAndBack(), (1, 1, 21, 21))
+    assert fields["head"].text("size") == "5x5"
+    assert compare_with_oracle(FlattenAndBack(), (1, 1, 21, 21), ["conv", "head"]) == {"conv": "exact", "head": "exact"}
+    head = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(2 * 19 * 19, 3))
+    assert _fields(head, (1, 1, 21, 21))["2"] == WHOLE

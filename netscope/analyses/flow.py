@@ -5,7 +5,8 @@ in order. A container with few children (``EXPAND_AT_MOST``: GPT-2's ``transform
 encoder and decoder, ConvNeXt's ``features``, Faster R-CNN's backbone/rpn/roi_heads) is opened and its own
 children follow, so the stages and blocks inside show. Where a container's input is not the previous
 step's output (T5's decoder starting from its own ids, a detector's resized batch), the flow shows the
-data entering it as a branch step. Runs of identical blocks are one step (``h.0–11 ×12``). Leaf layers
+data entering it as a branch step. Runs of identical blocks, each fed by the one before, are one step
+(``h.0–11 ×12``); identical blocks side by side (parallel branches) are not. Leaf layers
 appear only where they change the shape; blocks always do.
 
 Joins come from the trace's dataflow (``LayerCall.inputs_from`` and ``merges``): a step that takes
@@ -246,6 +247,27 @@ class _Joins:
         return f"← {', '.join(others)}" if others else ""
 
 
+def _runs_along_the_path(layers: Sequence[LayerCall], folds) -> Dict[int, List[int]]:
+    """{first call: the calls after it} of each run of identical calls where every call takes the previous one's
+    output, and otherwise only what the first call takes (Llama's rotary embedding): one step along the path,
+    whose joins are the first call's. A fold is split where a call does not (identical blocks side by side, fed
+    by the same call, are parallel branches: each is a step that says where its input comes from)."""
+    runs: Dict[int, List[int]] = {}
+    for fold in folds:
+        first, members = fold.first, []
+        for member in fold.members:
+            previous, sources = members[-1] if members else first, set(layers[member].inputs_from)
+            if previous in sources and sources - {previous} <= set(layers[first].inputs_from):
+                members.append(member)
+                continue
+            if members:
+                runs[first] = members
+            first, members = member, []
+        if members:
+            runs[first] = members
+    return runs
+
+
 def shape_flow(layers: Sequence[LayerCall], input_shapes, *, max_steps: int = MAX_STEPS, folds=None) -> ShapeFlow:
     """Input shape, then the path through the dominant containers (see the module docstring)."""
     container = main_container(layers)
@@ -258,8 +280,8 @@ def shape_flow(layers: Sequence[LayerCall], input_shapes, *, max_steps: int = MA
         return shape[1:] if batch is not None and len(shape) >= 2 and shape[0] == batch else shape
 
     kids = child_calls(layers)
-    fold_of = {f.first: f for f in (find_folds(layers) if folds is None else folds)}
-    skipped = {m for f in fold_of.values() for m in f.members}
+    run_of = _runs_along_the_path(layers, find_folds(layers) if folds is None else folds)
+    skipped = {m for members in run_of.values() for m in members}
     steps = [FlowStep("input", unbatched(first), False)]
     joins = _Joins(layers)
 
@@ -293,11 +315,11 @@ def shape_flow(layers: Sequence[LayerCall], input_shapes, *, max_steps: int = MA
                 add(label, call.input_shapes, block=False, branch=True, depth=depth, join=incoming)
                 walk(call, depth + 1)
                 continue
-            fold = fold_of.get(call.index)
+            run = run_of.get(call.index)
             join = " ".join(t for t in (incoming, joins.inner(call)) if t)
-            if fold is not None:
-                last = layers[fold.members[-1]]
-                add(f"{run_label(call, last)} ×{fold.count + 1}", last.output_shapes, block=True, depth=depth,
+            if run is not None:
+                last = layers[run[-1]]
+                add(f"{run_label(call, last)} ×{len(run) + 1}", last.output_shapes, block=True, depth=depth,
                     join=join)
             else:
                 add(call.display_name, call.output_shapes, block=bool(inner), depth=depth, join=join)

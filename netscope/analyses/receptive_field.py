@@ -260,8 +260,7 @@ def _same_layout(args, kwargs, out, field):
 
 def _softmax(args, kwargs, out, field):
     """Softmax along a spatial axis mixes every position on it."""
-    dim = args[1] % args[0].dim()
-    return WHOLE if dim in field.dims else field
+    return _mixed_over(field, (args[1] % args[0].dim(),), True)
 
 
 def _slice(args, kwargs, out, field):
@@ -342,7 +341,7 @@ def _view_groups(before, after):
 
 def _view(args, kwargs, out, field):
     """Reshapes: dims that stay keep their axes; spatial dims merged into one (with others) are remembered
-    and restored when a reshape splits them back; flatten(1) into features -> WHOLE; anything else unknown."""
+    and restored when a reshape splits them back; anything else unknown."""
     before, after = tuple(args[0].shape), tuple(out.shape)
     groups = _view_groups(before, after)
     if groups is None:
@@ -361,37 +360,47 @@ def _view(args, kwargs, out, field):
         return Field(tuple(gj[0] for _, gj in spatial), field.axes, field.exact)
     gi, gj = spatial[0]
     if len(gj) == 1 and all(g == spatial[0] for g in spatial):  # merged into one dim of the output
-        if len(after) == 2 and gj[0] == 1 and min(gi) >= 1:
-            return WHOLE  # flatten(1): every feature of a row now stands for the whole input
+        # (flatten(1) too: each feature still reads its own position's field, until a linear layer mixes them)
         return Field((gj[0],) * len(field.axes), field.axes, field.exact,
                      (tuple(before[d] for d in gi), tuple(gi.index(d) for d in field.dims)))
     return None
 
 
-def _matmul(first: int):
-    """mm/bmm/matmul (operands at ``first``, ``first + 1``): the first's last dim and the second's
-    second-to-last are summed over; an operand whose spatial axes lie there -> WHOLE; otherwise an
-    operand's kept dims carry its field to the output."""
+def _mixed_over(field: Field, mixed, same_rank: bool) -> FieldLike:
+    """An operand's share of an output when the operator reads every position along its dims ``mixed``: the
+    whole input when they hold all of its spatial axes; unknown when they hold only some (whole along one axis,
+    local along another: no (size, jump) says that) or when the output's dims do not line up with the operand's;
+    else its field, carried to the same dims of the output."""
+    hit = [d in mixed for d in field.dims]
+    if all(hit):
+        return WHOLE
+    if any(hit) or not same_rank:
+        return UNKNOWN
+    return field
+
+
+def _mixing_rule(first: int, *mixed: Callable[[int], Tuple[int, ...]]):
+    """Products (mm/bmm, operands at ``first``, ``first + 1``), attention (query, key, value) and linear layers:
+    ``mixed[i](rank)`` are the dims of operand ``i`` whose every position each output element reads (a matmul's
+    summed dims, the keys' and values' sequence, the features a projection mixes); the other dims keep their
+    positions in the output (an attention's batch dims, the query's sequence)."""
     def rule(tracker, args, kwargs, out) -> FieldLike:
+        value = out[0] if isinstance(out, (tuple, list)) else out
         results = []
-        for k, operand in enumerate(args[first:first + 2]):
-            if not isinstance(operand, torch.Tensor):
-                continue
-            field = tracker.fields.get(operand)
-            if field is None:
-                continue
-            if field == WHOLE or field == UNKNOWN:
+        for operand, dims_of in zip(args[first:first + len(mixed)], mixed):
+            field = tracker.fields.get(operand) if isinstance(operand, torch.Tensor) else None
+            if isinstance(field, Field):
+                field = _mixed_over(field, dims_of(operand.dim()), operand.dim() == value.dim())
+            if field is not None:
                 results.append(field)
-                continue
-            summed = operand.dim() - 1 if k == 0 else operand.dim() - 2
-            if summed in field.dims or operand.dim() != out.dim():
-                return WHOLE
-            results.append(field)
-        if not results:
-            return None
-        return _union(results)
+        return _union(results) if results else None
 
     return rule
+
+
+_LAST = lambda n: (n - 1,)  # noqa: E731
+_SECOND_LAST = lambda n: (n - 2,)  # noqa: E731
+_LAST_TWO = lambda n: (n - 2, n - 1)  # noqa: E731
 
 
 def _reduce(args, kwargs, out, field):
@@ -412,10 +421,6 @@ def _reduce(args, kwargs, out, field):
     if keep:
         return field
     return Field(tuple(d - sum(1 for r in dims if r < d) for d in field.dims), field.axes, field.exact, field.merged)
-
-
-def _mixing(args, kwargs, out, field):
-    return WHOLE
 
 
 def _rules() -> Dict[object, Rule]:
@@ -448,19 +453,27 @@ def _rules() -> Dict[object, Rule]:
     table[aten.select] = _select
     for name in ("mean", "sum", "amax", "amin", "max", "min", "var", "std", "var_mean", "std_mean", "logsumexp"):
         table[getattr(aten, name)] = _reduce
-    for name in ("linear", "_scaled_dot_product_flash_attention",
-                 "_scaled_dot_product_efficient_attention", "_scaled_dot_product_flash_attention_for_cpu",
-                 "_scaled_dot_product_cudnn_attention", "_native_multi_head_attention", "flatten"):
-        packet = getattr(aten, name, None)
-        if packet is not None:
-            table[packet] = _mixing
+    if hasattr(aten, "flatten"):
+        table[aten.flatten] = _view
     return table
 
 
 _aten = torch.ops.aten
 SPLITS = frozenset(getattr(_aten, name) for name in ("split", "split_with_sizes", "unsafe_split",
                                                      "unsafe_split_with_sizes", "unbind") if hasattr(_aten, name))
-MATMUL_OPERANDS = {_aten.mm: 0, _aten.bmm: 0, _aten.matmul: 0, _aten.addmm: 1, _aten.baddbmm: 1}
+# operators whose outputs read every position along some dims of their operands (see _mixing_rule)
+_PRODUCT = _mixing_rule(0, _LAST, _SECOND_LAST)
+_SDPA = _mixing_rule(0, _LAST, _LAST_TWO, _SECOND_LAST)  # query: features; key: sequence and features; value: sequence
+_PRODUCT_WITH_BIAS = _mixing_rule(1, _LAST, _SECOND_LAST)  # addmm/baddbmm: the bias comes first
+MIXING = {_aten.mm: _PRODUCT, _aten.bmm: _PRODUCT, _aten.matmul: _PRODUCT, _aten.addmm: _PRODUCT_WITH_BIAS,
+          _aten.baddbmm: _PRODUCT_WITH_BIAS, _aten.linear: _mixing_rule(0, _LAST)}
+for _name in ("_scaled_dot_product_flash_attention", "_scaled_dot_product_efficient_attention",
+              "_scaled_dot_product_flash_attention_for_cpu", "_scaled_dot_product_cudnn_attention",
+              "_scaled_dot_product_fused_attention_overrideable"):
+    if hasattr(_aten, _name):
+        MIXING[getattr(_aten, _name)] = _SDPA
+if hasattr(_aten, "_native_multi_head_attention"):  # projections in and out: every operand's features mix too
+    MIXING[_aten._native_multi_head_attention] = _mixing_rule(0, _LAST, _LAST_TWO, _LAST_TWO)
 
 
 class _WeakTensorMap:
@@ -544,12 +557,10 @@ class FieldTracker:
             return self._stack
         if packet in SPLITS:
             return self._split
-        matmul = MATMUL_OPERANDS.get(packet)
-        if matmul is not None:
-            return functools.partial(_matmul(matmul), self)
+        mixing = MIXING.get(packet)
+        if mixing is not None:
+            return functools.partial(mixing, self)
         rule = self.rules.get(packet)
-        if rule is _mixing:
-            return self._mixing
         if rule is not None:
             return functools.partial(self._windowed, rule)
         return self._pointwise if _is_pointwise(func) else self._unknown
@@ -590,15 +601,6 @@ class FieldTracker:
         if not known:
             return None
         return known[0] if len(known) == 1 else _union(known)
-
-    def _mixing(self, args, kwargs, out) -> FieldLike:
-        """Attention: a tracked operand with a field makes every output depend on every position; one
-        already unknown stays unknown (which positions it covers is not known)."""
-        found = [self.fields.get(a) for a in _tensors(args)]
-        found = [f for f in found if f is not None]
-        if not found:
-            return None
-        return UNKNOWN if all(f == UNKNOWN for f in found) else WHOLE
 
     def _split(self, args, kwargs, out) -> FieldLike:
         """split/chunk/unbind: every piece gets a field (the output is a list, so it is set here, piece by

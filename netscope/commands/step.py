@@ -24,6 +24,9 @@ def add_arguments(parser) -> None:
     ranks.add_argument("--ddp", type=int, default=None, metavar="N", help="per-rank figures of an N-rank DDP job")
     parser.add_argument("--activation-checkpointing", action="store_true",
                         help="checkpoint each block of the model's largest nn.ModuleList (torch.utils.checkpoint)")
+    parser.add_argument("--keep-grads", action="store_true",
+                        help="the loop zeroes gradients in place (zero_grad(set_to_none=False)): they stay allocated "
+                        "through the forward")
     parser.add_argument("--depth", "-d", type=int, default=None, metavar="N", help="show rows down to this depth")
     parser.add_argument("--columns", "-c", default=None, metavar="COLS",
                         help="comma-separated columns, e.g. layer,type,macs,bwd_macs,own_bwd_macs,saved,own_saved")
@@ -38,7 +41,7 @@ def run(args) -> int:
 
     check_table_options(args, step=True)
     options = StepOptions(optimizer=args.optimizer, precision=args.precision, fsdp=args.fsdp, ddp=args.ddp,
-                          activation_checkpointing=args.activation_checkpointing)
+                          activation_checkpointing=args.activation_checkpointing, keep_grads=args.keep_grads)
     inputs = parse_inputs(args.input)
     check_output_paths(args, (args.output, args.html))
     resolved = resolve_from_args(args, empty_weights=True)  # fake tensors: the weights are never needed

@@ -8,7 +8,10 @@ Tensors are held by weak reference only (an id-keyed map checked against a ``wea
 alive. ``MODEL_INPUT`` (-1) stands for the model's own inputs; a tensor made from nothing the pass
 recorded (a parameter, ``torch.arange``) has no producer. An operator whose tensor arguments come from
 different producers is a *merge* (a residual add, a concat of branches, a gate's multiply), recorded
-against the call whose own code ran it.
+against the call whose own code ran it. An operator that reads only its arguments' shape, dtype and device
+(``new_zeros``, ``zeros_like``) passes on no producer, nor does one that overwrites its first argument with
+constants (``fill_``, ``zero_``); ``copy_`` passes on its source's. An in-place write into a view (``out[:, :4] =
+a(x)``) adds its producers to the tensor viewed, so a buffer filled slice by slice comes from what was written.
 """
 
 from __future__ import annotations
@@ -27,12 +30,13 @@ _NONE = NO_SOURCES
 class DataflowTracker:
     """Producers of live tensors, filled by the recorder's hooks and an operator observer."""
 
-    __slots__ = ("made", "stack", "merges")
+    __slots__ = ("made", "stack", "merges", "kinds")
 
     def __init__(self, stack: list):
         self.made: Dict[int, Tuple[Any, FrozenSet[int]]] = {}  # id(tensor) -> (weakref to it, producers)
         self.stack = stack  # the recorder's open calls (innermost last)
         self.merges: Dict[int, list] = {}  # call index -> [(operator name, producers), ...] in its own code
+        self.kinds: Dict[Any, int] = {}  # operator overload -> _READS, _LIKE, _OVERWRITES or _INPLACE
 
     def _of(self, tensor) -> FrozenSet[int]:
         entry = self.made.get(id(tensor))
@@ -79,9 +83,16 @@ class DataflowTracker:
         stack = self.stack
         if not stack or not stack[-1].module._modules:
             return
+        kind = self.kinds.get(func)
+        if kind is None:
+            kind = self.kinds[func] = _kind(func)
+        if kind == _LIKE:
+            return  # a new tensor shaped like its argument: none of its values
         found = _NONE
         merged = False
-        for arg in args:
+        for position, arg in enumerate(args):
+            if position == 0 and kind == _OVERWRITES:
+                continue  # its old values are gone
             items = arg if isinstance(arg, (list, tuple)) else (arg,)
             for item in items:
                 if isinstance(item, torch.Tensor):
@@ -89,16 +100,50 @@ class DataflowTracker:
                     if got and got != found:
                         merged = merged or bool(found) and not got <= found
                         found = found | got
-        if not found:
-            return
         if merged:
             self.merges.setdefault(stack[-1].index, []).append((func._overloadpacket.__name__, found))
+        if kind != _READS and args and isinstance(args[0], torch.Tensor):
+            self._written(args[0], found, kind == _OVERWRITES)
+            return
+        if not found:
+            return
         if isinstance(out, torch.Tensor):
             self._set(out, found)
         elif isinstance(out, (list, tuple)):
             for item in out:
                 if isinstance(item, torch.Tensor):
                     self._set(item, found)
+
+    def _written(self, target, found: FrozenSet[int], overwritten: bool) -> None:
+        """``target`` was written in place with values from ``found``: it comes from them now (and from its old
+        values unless overwritten); the tensor it views holds them beside its other values (a merge when new)."""
+        self._set(target, found if overwritten else self._of(target) | found)
+        base = target._base
+        if base is None or not found:
+            return
+        before = self._of(base)
+        if before and not found <= before:
+            self.merges.setdefault(self.stack[-1].index, []).append(("copy_", before | found))
+        self._set(base, before | found)
+
+
+_READS, _LIKE, _OVERWRITES, _INPLACE = 0, 1, 2, 3
+# operators whose tensor argument gives only shape, dtype and device; those overwriting their first argument
+LIKE = frozenset({"new_zeros", "new_ones", "new_empty", "new_full", "new_empty_strided", "zeros_like", "ones_like",
+                  "empty_like", "full_like", "rand_like", "randn_like", "randint_like"})
+OVERWRITES = frozenset({"copy_", "fill_", "zero_", "normal_", "uniform_", "random_", "exponential_", "geometric_",
+                        "log_normal_", "cauchy_"})
+
+
+def _kind(func) -> int:
+    name = func._overloadpacket.__name__
+    if name in LIKE:
+        return _LIKE
+    if name in OVERWRITES:
+        return _OVERWRITES
+    arguments = func._schema.arguments
+    writes = bool(arguments) and arguments[0].alias_info is not None and arguments[0].alias_info.is_write
+    return _INPLACE if writes else _READS
 
 
 def _tensors(value, depth: int = 0):

@@ -23,7 +23,7 @@ from netscope.analyses.step.run import OUTSIDE, needs_values, run_step
 
 def step(model: nn.Module, input_size=None, input_data=None, *, optimizer: str = "adamw", precision: str = "fp32",
          fsdp: Optional[int] = None, ddp: Optional[int] = None, activation_checkpointing: bool = False,
-         input_dtypes=None, measure: bool = False, label: Optional[str] = None) -> StepReport:
+         input_dtypes=None, measure: bool = False, label: Optional[str] = None, set_to_none: bool = True) -> StepReport:
     """Plan one training step of ``model`` (forward, backward on the sum of its outputs, optimizer step)
     on fake tensors, and return a :class:`StepReport`.
 
@@ -33,6 +33,8 @@ def step(model: nn.Module, input_size=None, input_data=None, *, optimizer: str =
     fsdp / ddp: ranks of a FSDP2 (``fully_shard``, dim-0 shards) or DDP (replicated) job.
     activation_checkpointing: each block of the model's largest ``nn.ModuleList`` runs under
     ``torch.utils.checkpoint`` (non-reentrant): it keeps only its inputs, and backward recomputes it.
+    set_to_none: as ``optimizer.zero_grad(set_to_none=...)`` in the loop planned: False keeps every gradient
+    allocated (zeroed in place) through the next forward, which raises the peak.
     measure: also run the real step on a copy of the model on CUDA and report its measured peak.
     The model itself is never run, changed or moved.
     """
@@ -42,7 +44,8 @@ def step(model: nn.Module, input_size=None, input_data=None, *, optimizer: str =
         raise InputSpecError(f"step() needs a torch.nn.Module, got {type(model).__name__}")
     refuse_script(model)
     options = StepOptions(optimizer=optimizer, precision=precision, fsdp=fsdp, ddp=ddp,
-                          activation_checkpointing=activation_checkpointing)
+                          activation_checkpointing=activation_checkpointing,
+                          keep_grads=not set_to_none if isinstance(set_to_none, bool) else set_to_none)
     inputs = inputs_from(model, input_size, input_data, input_dtypes)
     with torch.inference_mode(False):  # called inside the user's inference_mode: the planned step needs autograd
         return run_step_report(model, inputs, options, label=label or type(model).__name__, measure=measure)
@@ -109,7 +112,8 @@ def _refuse_packed(args, kwargs) -> None:
 def _refuse_unstrided(model: nn.Module, args, kwargs) -> None:
     """A sparse (COO, CSR, ...) or nested tensor has no fake twin here: ``empty_strided`` of its shape and strides
     made a dense one (a sparse tensor reports strides (0, 0): one element), so the step planned a dense product
-    and a 4-byte buffer. Refuse, naming the tensors, rather than plan another model."""
+    and a 4-byte buffer; a sparse gradient (an embedding with ``sparse=True``) has no storage MemTracker can size.
+    Refuse, naming the tensors, rather than plan another model."""
     named = [(f"model.{name}", t) for name, t in list(model.named_parameters()) + list(model.named_buffers())]
     from netscope.run.user_inputs import tensors_inside
 
@@ -118,6 +122,10 @@ def _refuse_unstrided(model: nn.Module, args, kwargs) -> None:
     named += [(f"input {i}", t) for i, t in enumerate(inputs.values())]
     odd = [f"{name} ({'nested' if t.is_nested else str(t.layout).removeprefix('torch.')})" for name, t in named
            if isinstance(t, torch.Tensor) and (t.layout != torch.strided or t.is_nested)]
+    # nn.Embedding(sparse=True) / nn.EmbeddingBag(sparse=True): backward makes a sparse gradient, whose storage
+    # torch's MemTracker cannot read (the step failed as if the model had no backward)
+    odd += [f"model.{name} ({type(m).__name__} with sparse=True: sparse gradients)" for name, m in model.named_modules()
+            if isinstance(m, (nn.Embedding, nn.EmbeddingBag)) and m.sparse and m.weight.requires_grad]
     if odd:
         raise UsageError(
             f"netscope step cannot plan a step with sparse or nested tensors: {', '.join(odd[:5])}"
@@ -171,6 +179,9 @@ def _step_report(model: nn.Module, inputs, options: StepOptions, *, label: str, 
     trace = run.trace
     forward_totals = compute_totals(model, trace.calls, _user_modules(model, trace), input_bytes=run.input_bytes)
     notes = tuple(trace.notes) + notes + tuple(filter(None, [run.loss_note, _recompute_note(run.recomputed_macs)]))
+    if options.keep_grads:
+        notes += ("gradients zeroed in place between steps (zero_grad(set_to_none=False)): they stay allocated "
+                  "through the forward, and the peak counts them",)
     if tensors == "fake" and trace.operators is not None:  # the backward of the same operators likewise
         from netscope.operators.formulas import capacity_note
 
@@ -289,7 +300,7 @@ def measured_cuda_peak(model: nn.Module, args, kwargs, options: StepOptions) -> 
             sum(t.sum() for t in leaves).backward()
             del output, leaves
             optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+            optimizer.zero_grad(set_to_none=not options.keep_grads)
         torch.cuda.synchronize()
         peak = torch.cuda.max_memory_allocated()
     del replica, optimizer

@@ -55,10 +55,13 @@ class StepOptions:
     fsdp: Optional[int] = None  # ranks of a FSDP2 (fully_shard) job
     ddp: Optional[int] = None  # ranks of a DDP (replicated) job
     activation_checkpointing: bool = False  # each block of the largest ModuleList under torch.utils.checkpoint
+    keep_grads: bool = False  # gradients zeroed in place between steps (zero_grad(set_to_none=False)), not freed
 
     def __post_init__(self):
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("precision", self.precision, PRECISIONS)
+        if not isinstance(self.keep_grads, bool):
+            raise UsageError(f"set_to_none must be True or False, not {(not self.keep_grads)!r}")
         if self.fsdp is not None and self.ddp is not None:
             raise UsageError("give either fsdp (sharded) or ddp (replicated) ranks, not both")
         for name in ("fsdp", "ddp"):

@@ -140,6 +140,7 @@ def run_step(model: nn.Module, args: tuple, kwargs: dict, options: StepOptions, 
     with paused_gc(), kept_hooks(module_tree(model)), preserved_model(copy_, train=True), torch.enable_grad(), fake:
         optimizer = OPTIMIZERS[options.optimizer].build(trainable)
         _initial_state(optimizer, trainable)
+        reached = _kept_grads(trainable) if options.keep_grads else None
         tracker.track_step(copy_, optimizer, (args, kwargs))
         with tracker:
             output, error = _forward(copy_, args, kwargs, recorder, counter, tagger, pack, autocast_dtype, device, tree)
@@ -157,11 +158,18 @@ def run_step(model: nn.Module, args: tuple, kwargs: dict, options: StepOptions, 
                         "operator or autograd.Function in it has no backward that torch can run",
                         original=err) from err
             del loss, output
+            unreached = 0
+            if reached is not None:  # a real loop's gradient of a parameter backward never reached stays None
+                unreached, cut = _drop_unreached(trainable, reached), len(tracker.timeline)
             grads = {id(p): p.grad.untyped_storage().nbytes() if p.grad is not None else 0 for p in params}
             got_grad = {id(p) for p in params if p.grad is not None}
             optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-    timeline = _without_state_of_gradless(tracker.timeline, optimizer, trainable, got_grad)
+            optimizer.zero_grad(set_to_none=not options.keep_grads)
+    timeline = tracker.timeline
+    if unreached:  # they lived (zeros) from the start of the step to the drop: never, in the real loop
+        timeline = [(total - unreached, p, g - unreached, s) if i < cut else (total, p, g, s)
+                    for i, (total, p, g, s) in enumerate(timeline)]
+    timeline = _without_state_of_gradless(timeline, optimizer, trainable, got_grad)
     infos = [ParamInfo(name, tuple(p.shape), p.element_size(), p.requires_grad, grads[id(p)],
                        tuple((tuple(v.shape), v.untyped_storage().nbytes())
                              for v in optimizer.state.get(p, {}).values() if isinstance(v, torch.Tensor)))
@@ -270,6 +278,27 @@ def _initial_state(optimizer, params) -> None:
         param.grad = torch.zeros_like(param)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
+
+
+def _kept_grads(trainable) -> set:
+    """Gradients left allocated by the step before (``zero_grad(set_to_none=False)``): zeros, there when the step
+    starts. Returns the set that will hold the ids of the parameters backward reaches."""
+    reached: set = set()
+    for param in trainable:
+        param.grad = torch.zeros_like(param)
+        param.register_post_accumulate_grad_hook(lambda p: reached.add(id(p)))
+    return reached
+
+
+def _drop_unreached(trainable, reached: set) -> int:
+    """Set the gradient of each parameter backward did not reach back to None (a real loop never made one: zeroing
+    in place keeps None), so the optimizer skips it as it would; returns their bytes."""
+    gone = 0
+    for param in trainable:
+        if id(param) not in reached and param.grad is not None:
+            gone += param.grad.untyped_storage().nbytes()
+            param.grad = None
+    return gone
 
 
 def _without_state_of_gradless(timeline, optimizer, trainable, got_grad):
