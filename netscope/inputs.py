@@ -97,6 +97,10 @@ class TensorSpec:
             return torch.randint(0, self.upper_bound(), self.shape, generator=generator,
                                  dtype=torch.int64, device="cpu").to(device=device, dtype=dtype)
         token, count = self.placeholder
+        if not self.shape or self.shape[-1] <= count:
+            raise InputSpecError(
+                f"token ids of shape {list(self.shape)} cannot hold the {count} image placeholder tokens (id {token}) one "
+                f"image needs and text after them: give a last dimension above {count} (e.g. --input 1,{count + 128})")
         high = self.upper_bound()
         inside = 0 <= token < high  # the token is one of the values that could be drawn: drawn around it
         values = torch.randint(0, max(1, high - inside), self.shape, generator=generator, dtype=torch.int64)

@@ -311,3 +311,15 @@ def test_placeholder_ids_avoid_the_token_elsewhere():
                                                                            torch.Generator().manual_seed(1))
     assert (ids[:, :3] == 2).all()
     assert sorted(ids[:, 3:].unique().tolist()) == [0, 1, 3, 4, 5]
+
+
+def test_ids_too_short_for_the_image_placeholders_are_one_paragraph(tmp_path, capsys):
+    """--input 1,10 for a Llava whose image has 16 features: before, the forward's own refusal (exit 3); now the input is
+    named as too short, with a length that fits (exit 2)."""
+    config = _vision_language_configs()["llava-clip"]
+    config.save_pretrained(tmp_path)
+    assert main(["summary", f"hf:{tmp_path}", "--input", "1,10"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot hold the 16 image placeholder tokens" in err and "--input 1,144" in err
+    assert "Traceback" not in err
+    assert main(["summary", f"hf:{tmp_path}", "--input", "1,17", "-q"]) == 0  # the smallest that fits runs
