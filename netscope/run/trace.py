@@ -18,8 +18,9 @@ import re
 import sys
 import threading
 import time
+import weakref
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, FrozenSet, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -74,6 +75,10 @@ class TraceResult:
         return len(self.same_as)
 
 
+_TENSOR = torch.Tensor
+_weak = weakref.ref
+
+
 class _OpenCall:
     """One module call as the recorder sees it (slots: one object per call for the collector, not two)."""
 
@@ -106,10 +111,11 @@ class _OpenCall:
 class _Recorder:
     """The stack of open module calls and what each one received and returned.
 
-    :func:`recording_calls` routes every module call of the process through :meth:`open` and :meth:`returned`
-    or :meth:`failed` (modules outside ``names`` pass straight through): one wrapper around torch's own call
-    path instead of two global hooks, so it sees keyword arguments when a call opens and costs less per
-    call than torch's hook machinery.
+    :func:`recording_calls` routes every module call of the process through one wrapper around torch's own
+    call path (modules outside ``names`` pass straight through), which opens and closes the call here
+    (:meth:`arguments`, :meth:`output`, :meth:`_close` and :meth:`failed` for what it does not read itself):
+    one wrapper instead of two global hooks, so it sees keyword arguments when a call opens and costs less
+    per call than torch's hook machinery.
     """
 
     def __init__(self, names: Dict[int, str], advance: Optional[Callable[[int], None]] = None):
@@ -133,15 +139,12 @@ class _Recorder:
         self.replay: Optional[LeafReplay] = None  # set by the pass when identical stock leaves may be replayed
         self.forward_outputs: Dict[int, Any] = {}  # call index -> what its forward returned, before its forward hooks
         self.suspended = False  # a pass nested in this one's forward is running: it sees none of that pass
+        self.root_override: Optional[nn.Module] = None  # call_model's root, whose class overrides __call__
+        self.call: Optional[Callable] = None  # recording_calls' module call, while it wraps torch's
 
-    def open(self, module: nn.Module, name: str, args: tuple, kwargs: dict) -> _OpenCall:
-        """A call of a traced module starts (before its own pre-hooks run)."""
-        key = id(module)
-        counts = self.call_counts
-        count = counts[key] = counts.get(key, 0) + 1
-        stack = self.stack
-        calls = self.calls
-        # the usual call, one tensor, without shapes_only's generality
+    def arguments(self, args: tuple, kwargs: dict) -> Tuple[tuple, dict, FrozenSet[int]]:
+        """What a call that opens keeps of its arguments: their shapes (positional, keyword) and the calls that
+        produced them (the general case: :func:`recording_calls` reads one plain tensor itself)."""
         shapes = ((args[0].shape,) if len(args) == 1 and isinstance(args[0], torch.Tensor) and not args[0].is_nested
                   else shapes_only(args))
         sources = self.flow.producers(args)
@@ -149,14 +152,7 @@ class _Recorder:
         if kwargs:
             kept = shapes_only(kwargs)
             sources = sources | self.flow.producers(kwargs)
-        call = _OpenCall(len(calls), module, name, stack[-1].index if stack else None, len(stack), count, shapes,
-                         kept, sources)
-        calls.append(call)
-        stack.append(call)
-        self.last_failed = None
-        if self.replay is not None and not module._modules:
-            self.replay.start(call, module, args, kwargs)
-        return call
+        return shapes, kept, sources
 
     def _close(self, call: _OpenCall, raised: bool) -> None:
         stack = self.stack
@@ -169,20 +165,16 @@ class _Recorder:
         if self.advance is not None:
             self.advance(1)
 
-    def returned(self, call: _OpenCall, output) -> None:
-        """The call returned ``output`` (after its own forward hooks)."""
-        self._close(call, False)
-        if isinstance(output, torch.Tensor) and not output.is_nested:  # the usual output, without shapes_only's generality
+    def output(self, call: _OpenCall, output) -> None:
+        """What a call that returned keeps of ``output``, and its claim on the tensors in it (the general case:
+        :func:`recording_calls` reads one plain tensor itself)."""
+        if isinstance(output, torch.Tensor) and not output.is_nested:
             call.output = output.shape
             call.output_bytes = output.numel() * output.element_size()  # (nbytes refuses sparse tensors)
         else:
             call.output = shapes_only(output)
             call.output_bytes = tensor_bytes(output)
         self.flow.claim(output, frozenset((call.index,)))
-        call.finished = True
-        self.last_failed = None
-        if self.field_of is not None:
-            call.field = self.field_of(output)
 
     def failed(self, call: _OpenCall, error: BaseException) -> None:
         """The call raised ``error``. It came out of a child when that child's failure, with the same
@@ -204,23 +196,54 @@ def recording_calls(recorder: _Recorder):
     happens; under ``GLOBAL_STATE_LOCK`` (two threads tracing at once take turns)."""
     original = nn.Module._call_impl
     names = recorder.names
-    open_call, returned, failed = recorder.open, recorder.returned, recorder.failed
+    calls, stack, counts, made = recorder.calls, recorder.stack, recorder.call_counts, recorder.flow.made
+    arguments, kept_output, close, failed = recorder.arguments, recorder.output, recorder._close, recorder.failed
+    advance = recorder.advance
     # torch's process-wide hook tables (mutated in place by register_module_*_hook, never rebound)
     global_forward_pre, global_forward = module_globals._global_forward_pre_hooks, module_globals._global_forward_hooks
     global_backward, global_backward_pre = module_globals._global_backward_hooks, module_globals._global_backward_pre_hooks
     tracing_state = torch._C._get_tracing_state  # torch.jit.trace: forward goes through _slow_forward then
 
     def _call_impl(module, *args, **kwargs):
-        name = names.get(id(module))
+        key = id(module)
+        name = names.get(key)
         if name is None or recorder.suspended:  # a module of some other model, one created during the pass, or
             # a call of a netscope pass the forward started (``netscope.summary`` of a submodule)
             return original(module, *args, **kwargs)
-        call = open_call(module, name, args, kwargs)
+        # The call opens (before its own pre-hooks run): its place in the stack, its arguments' shapes and
+        # producers (one plain tensor read here, the rest by the recorder), and a stock leaf's replay
+        count = counts[key] = counts.get(key, 0) + 1
+        first = args[0] if len(args) == 1 else None
+        if type(first) is _TENSOR and not kwargs and not first.is_nested:
+            shapes, kept = (first.shape,), {}
+            entry = made.get(id(first))
+            sources = entry[1] if entry is not None and entry[0]() is first else NO_SOURCES
+        else:
+            shapes, kept, sources = arguments(args, kwargs)
+        if stack:
+            parent = stack[-1].index
+            own_call = False
+        else:  # the outermost call: call_model's root that overrides __call__ runs through that __call__
+            parent = None
+            own_call = module is recorder.root_override
+        call = _OpenCall(len(calls), module, name, parent, len(stack), count, shapes, kept, sources)
+        calls.append(call)
+        stack.append(call)
+        recorder.last_failed = None
+        replay = recorder.replay
+        if replay is not None and not module._modules:
+            replay.start(call, module, args, kwargs)
         state = module.__dict__
         try:
             # torch's own call runs forward straight away without hooks (one module call in deep models is
             # 1-2 us of Python): the same checks here, and torch's call path for everything else
-            if (state.get("_forward_pre_hooks", True) or state.get("_forward_hooks", True)
+            if own_call:  # its super().__call__ passes through unrecorded (the call is open already)
+                del names[key]
+                try:
+                    output = module(*args, **kwargs)
+                finally:
+                    names[key] = name
+            elif (state.get("_forward_pre_hooks", True) or state.get("_forward_hooks", True)
                     or state.get("_backward_hooks", True) or state.get("_backward_pre_hooks", True)
                     or global_forward_pre or global_forward or global_backward or global_backward_pre
                     or tracing_state()):
@@ -233,9 +256,28 @@ def recording_calls(recorder: _Recorder):
         except BaseException as error:
             failed(call, error)
             raise
-        returned(call, output)
+        # The call returned (after its own forward hooks): it closes, and keeps its output's shapes
+        if stack and stack[-1] is call:  # the usual close (_close's, inlined)
+            stack.pop()
+            if call.replay is not None or call.recording is not None:
+                replay.finish(call, raised=False)
+            if advance is not None:
+                advance(1)
+        else:
+            close(call, False)
+        if type(output) is _TENSOR and not output.is_nested:  # the usual output: claimed here, as flow.claim does
+            call.output = output.shape
+            call.output_bytes = output.numel() * output.element_size()  # (nbytes refuses sparse tensors)
+            made[id(output)] = (_weak(output), frozenset((call.index,)))
+        else:
+            kept_output(call, output)
+        call.finished = True
+        recorder.last_failed = None
+        if recorder.field_of is not None:
+            call.field = recorder.field_of(output)
         return output
 
+    recorder.call = _call_impl
     # torch before 2.1 bound __call__ to _call_impl itself (no _wrapped_call_impl in between): wrap both then
     direct = nn.Module.__dict__.get("__call__") is original
     with GLOBAL_STATE_LOCK:
@@ -537,25 +579,18 @@ def _fake_mode(enabled: bool):
 
 def call_model(recorder: _Recorder, model: nn.Module, args: tuple, kwargs: dict):
     """Run ``model`` (a ``torch.compile`` wrapper through its eager module) under ``recording_calls(recorder)``
-    with the model as call 0. A class that overrides ``__call__`` never reaches torch's call path, so its call
-    is opened here, and a ``super().__call__`` inside it passes through unrecorded (the call is open already)."""
+    with the model as call 0. A class that overrides ``__call__`` never reaches torch's call path, so the
+    recording wrapper is called here and runs that ``__call__``; a ``super().__call__`` inside it passes through
+    unrecorded (the call is open already)."""
     root = _eager(model)
-    names = recorder.names
-    name = names.get(id(root))
     with _eager_stance():
-        if type(root).__call__ is nn.Module.__call__ or name is None:
+        if type(root).__call__ is nn.Module.__call__ or id(root) not in recorder.names:
             return root(*args, **kwargs)
-        call = recorder.open(root, name, args, kwargs)
-        del names[id(root)]
+        recorder.root_override = root
         try:
-            output = root(*args, **kwargs)
-        except BaseException as error:
-            recorder.failed(call, error)
-            raise
+            return recorder.call(root, *args, **kwargs)
         finally:
-            names[id(root)] = name
-    recorder.returned(call, output)
-    return output
+            recorder.root_override = None
 
 
 def _eager_stance():
