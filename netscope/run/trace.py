@@ -14,6 +14,8 @@ from __future__ import annotations
 import collections.abc
 import contextlib
 import functools
+import itertools
+import operator
 import re
 import sys
 import threading
@@ -37,7 +39,7 @@ from netscope.operators.breakdown import OperatorTable
 from netscope.operators.packed import packed_by_module, packed_numel
 from netscope.analyses.receptive_field import FieldTracker, input_field
 from netscope.records import FAILED, NOT_RECORDED, LayerCall, record_from_fields
-from netscope.run.module_tree import ModuleTree, class_name_of, module_tree, tree_of
+from netscope.run.module_tree import ModuleTree, ParamCensus, class_name_of, module_tree, param_census, tree_of
 from netscope.run.shapes import format_shape_tree, shape_tree, shapes_only, tensor_bytes
 from netscope.operators.windows import WindowOpLog
 
@@ -69,6 +71,7 @@ class TraceResult:
     # call index -> shape tree its forward returned, for calls whose own forward hooks replaced that output (the
     # row shows what the caller received; the layer's formula is checked on what its forward returned)
     forward_outputs: Dict[int, Any] = field(default_factory=dict)
+    census: Optional[ParamCensus] = None  # tree's parameter slots after the pass, for totals and owners
 
     @property
     def replayed(self) -> int:
@@ -616,7 +619,8 @@ def _build_result(tree: ModuleTree, recorder: _Recorder, ops: Optional[OpResolve
                   structure_only: bool = False) -> TraceResult:
     named = tree.named
     packed = packed_by_module(tree.modules)
-    param_table = _param_table(tree, packed)
+    census = param_census(tree)
+    param_table = _param_table(tree, packed, census)
     calls: List[LayerCall] = []
     open_calls = recorder.calls
     if structure_only:  # a TorchScript model: its submodules listed, never called through hooks
@@ -714,6 +718,7 @@ def _build_result(tree: ModuleTree, recorder: _Recorder, ops: Optional[OpResolve
                                 recorder.mac_packets, recorder.mac_values, ops.kinds),
         notes=[_scripted_note(scripted)] if scripted else [],
         forward_outputs=forward_outputs,
+        census=census,
     )
 
 
@@ -723,45 +728,47 @@ def _scripted_note(names: List[str]) -> str:
             "not listed; each row shows its whole input and output shapes, parameters and multiply-adds")
 
 
-_TRAINABLE = {0: "", 1: "yes", 2: "no", 3: "partial"}  # bit 1: a trainable parameter, bit 2: a frozen one
+def _param_table(tree: ModuleTree, packed: Dict[int, tuple], census: ParamCensus) -> Dict[int, Tuple[int, int, str]]:
+    """``id(module) -> (own, subtree, trainable)`` for every module of ``tree``, from ``census`` (its slots read once).
 
-
-def _param_table(tree: ModuleTree, packed: Dict[int, tuple]) -> Dict[int, Tuple[int, int, str]]:
-    """``id(module) -> (own, subtree, trainable)`` for every module of ``tree``, in one bottom-up walk.
-
-    Subtree counts add up children only when no module or parameter appears twice in the tree (the
-    usual case); with sharing, each module's deduplicated ``parameters()`` is counted instead, which is
-    exact but quadratic in depth.
+    Without sharing, a module's subtree is a run of ``tree.modules`` (registration pre-order), so its counts are
+    differences of running sums. With a module or parameter under two paths, each module's deduplicated
+    ``parameters()`` is counted instead, which is exact but quadratic in depth.
     """
-    if tree.shares_modules:
+    if tree.shares_modules or census.distinct != len(census.params):
         return {id(m): _param_counts(m) for m in tree.modules}
-    table: Dict[int, Tuple[int, int, int]] = {}
-    slots = 0  # filled parameter slots: more than distinct parameters means one is shared
-    # tree.modules is in registration pre-order, so reversed it meets every child before its parent
-    for module, parameters in zip(reversed(tree.modules), reversed(tree.tables("_parameters"))):
-        own = 0
-        flags = 0
-        if parameters:
-            for param in parameters.values():
-                if param is not None:
-                    own += param.numel()
-                    flags |= 1 if param.requires_grad else 2
-                    slots += 1
-        if packed and id(module) in packed:  # a quantized module's packed weight and bias: frozen parameters
-            own += sum(t.numel() for t in packed[id(module)])
-            flags |= 2
-        subtree = own
-        children = module._modules
-        if children:
-            for child in children.values():
-                if child is not None:
-                    _, child_subtree, child_flags = table[id(child)]
-                    subtree += child_subtree
-                    flags |= child_flags
-        table[id(module)] = (own, subtree, flags)
-    if slots != len(tree.parameters):
-        return {id(m): _param_counts(m) for m in tree.modules}
-    return {key: (own, subtree, _TRAINABLE[flags]) for key, (own, subtree, flags) in table.items()}
+    modules = tree.modules
+    own, counts, trainable = census.own, census.counts, census.own_trainable
+    if packed:  # a quantized module's packed weight and bias: frozen parameters
+        own, counts = list(own), list(counts)
+        for index, module in enumerate(modules):
+            if id(module) in packed:
+                own[index] += sum(t.numel() for t in packed[id(module)])
+                counts[index] += 1
+    # where each module's run ends: the next module no deeper than it
+    depths = [0]
+    depths.extend(map(_depth, itertools.islice(tree.named, 1, None)))
+    size = len(modules)
+    ends = [size] * size
+    open_runs: List[int] = []
+    for index, depth in enumerate(depths):
+        while open_runs and depths[open_runs[-1]] >= depth:
+            ends[open_runs.pop()] = index
+        open_runs.append(index)
+    subtree, slots, trained = _run_sums(own, ends), _run_sums(counts, ends), _run_sums(trainable, ends)
+    labels = ["" if not n else "yes" if t == n else "no" if not t else "partial" for n, t in zip(slots, trained)]
+    return dict(zip(map(id, modules), zip(own, subtree, labels)))
+
+
+def _depth(entry: Tuple[str, nn.Module]) -> int:
+    return entry[0].count(".") + 1
+
+
+def _run_sums(values: list, ends: List[int]) -> list:
+    """``values[i:ends[i]]`` summed for every ``i``, from running sums."""
+    running = [0]
+    running.extend(itertools.accumulate(values))
+    return list(map(operator.sub, map(running.__getitem__, ends), running[:-1]))
 
 
 def _param_counts(module: nn.Module) -> Tuple[int, int, str]:
