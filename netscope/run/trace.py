@@ -648,11 +648,35 @@ def _build_result(tree: ModuleTree, recorder: _Recorder, ops: Optional[OpResolve
     class_names: Dict[type, str] = {}  # (not scripted classes: each scripted module has its own name)
     scripted: List[str] = []  # scripted submodules of an eager model: their layers ran unseen
     param_of = param_table.get
+    # a replayed stock leaf ran an earlier call's operators on the same signature (class, configuration, tensor
+    # shapes, input): its class, input shapes, parameters, multiply-adds and hyperparameters are that call's row's
+    same_as = recorder.replay.same_as if recorder.replay is not None else {}
     for call in open_calls:
         module = call.module
-        cls = type(module)
         counts = param_of(id(module))
         own, subtree, trainable = counts if counts is not None else _param_counts(module)
+        source = same_as.get(call.index) if same_as else None
+        if source is not None and call.finished:
+            index = call.index
+            returned = call.output
+            fields = calls[source].__dict__.copy()
+            fields["index"] = index
+            fields["name"] = call.name
+            fields["depth"] = call.depth
+            fields["parent"] = call.parent
+            fields["call_number"] = call.call_number
+            fields["input_shapes"] = list(fields["input_shapes"])
+            fields["output_shapes"] = tuple(returned) if type(returned) is torch.Size else shape_tree(returned)
+            fields["trainable"] = trainable
+            fields["output_bytes"] = call.output_bytes
+            fields["is_leaf"] = not module._modules
+            fields["receptive_field"] = call.field
+            sources = call.inputs_from
+            fields["inputs_from"] = tuple(sources) if len(sources) < 2 else edge_tuple(sources)
+            fields["merges"] = tuple((op, edge_tuple(s)) for op, s in merges[index]) if index in merges else ()
+            calls.append(record_from_fields(LayerCall, fields))
+            continue
+        cls = type(module)
         if call.finished:
             returned = call.output
             output_tree = tuple(returned) if type(returned) is torch.Size else shape_tree(returned)
