@@ -280,16 +280,17 @@ def recording_calls(recorder: _Recorder):
             call.field = recorder.field_of(output)
         return output
 
-    recorder.call = _call_impl
     # torch before 2.1 bound __call__ to _call_impl itself (no _wrapped_call_impl in between): wrap both then
     direct = nn.Module.__dict__.get("__call__") is original
     with GLOBAL_STATE_LOCK:
         nn.Module._call_impl = _call_impl
         if direct:
             nn.Module.__call__ = _call_impl
+        recorder.call = _call_impl
         try:
             yield
         finally:
+            recorder.call = None  # (no reference cycle through the wrapper's closure left behind)
             nn.Module._call_impl = original
             if direct:
                 nn.Module.__call__ = original
