@@ -98,11 +98,12 @@ def _report(runnable: nn.Module, prep, result, label: str, mode: str, checks: bo
         input_tree = [shape_tree(a) for a in args] + ([shape_tree(kwargs)] if kwargs else [])
         totals = compute_totals(runnable, result.calls, result.modules,
                                 input_bytes=tensor_bytes((args, kwargs)),
-                                peak_memory_bytes=result.peak_memory_bytes, packed=result.packed, tree=result.tree)
+                                peak_memory_bytes=result.peak_memory_bytes, packed=result.packed, tree=result.tree,
+                                census=result.census)
         formula_checks = _formula_checks(result) if checks else []
         if findings is None:
             findings = _naming_findings(runnable, result.tree) if audit_names else []
-        owners = owned_params(runnable, result.tree)
+        owners = owned_params(runnable, result.tree, result.census)
     run = RunInfo(model=label, device=str(prep.device), dtype=prep.dtype, mode=mode, input_shapes=input_tree,
                   seconds=result.seconds, notes=tuple(result.notes))
     return Report(layers=result.calls, totals=totals, run=run, checks=formula_checks, findings=findings,

@@ -7,14 +7,14 @@ import functools
 import itertools
 import operator
 from dataclasses import dataclass
-from typing import Dict, Mapping, Optional, Tuple
+from typing import Mapping, Optional, Tuple
 
 import torch
 import torch.nn as nn
 
 from netscope.operators.packed import packed_by_module
 from netscope.records import Totals, record_from_fields
-from netscope.run.module_tree import ModuleTree, class_name_of, tree_of
+from netscope.run.module_tree import ModuleTree, ParamCensus, class_name_of, tree_of
 from netscope.run.shapes import stored_bytes
 
 _values = operator.methodcaller("values")
@@ -23,29 +23,34 @@ _STRIDED = torch.strided
 
 def compute_totals(model: nn.Module, calls, called_modules, *, input_bytes: int,
                    peak_memory_bytes: Optional[int] = None, packed: Optional[Mapping[int, tuple]] = None,
-                   tree: Optional[ModuleTree] = None) -> Totals:
+                   tree: Optional[ModuleTree] = None, census: Optional[ParamCensus] = None) -> Totals:
     """``calls`` and ``called_modules`` are a trace's ``calls`` and ``modules`` (the module object of each call);
     ``packed`` its quantized modules' packed tensors (``TraceResult.packed``; found here when not given);
-    ``tree`` the model's :class:`ModuleTree` (``TraceResult.tree``; walked here when not given).
+    ``tree`` the model's :class:`ModuleTree` (``TraceResult.tree``; walked here when not given), ``census`` its
+    parameter slots as the trace read them after the pass (``TraceResult.census``; read here when not given).
     Each figure is read for all parameters in one C loop (``map``) instead of a Python loop per parameter."""
     tree = tree_of(model, tree)
-    # every path to every parameter, as named_parameters(remove_duplicate=False) walks them (in C loops)
-    tables = [m._parameters for _, m in tree.named] if tree.shares_modules else tree.tables("_parameters")
-    slots = list(filter(_NOT_NONE, itertools.chain.from_iterable(map(_values, filter(None, tables)))))
-    slot_ids = list(map(id, slots))
-    params = dict(zip(slot_ids, slots))
-    if len(params) == len(slots):  # no parameter under two paths (the usual model): nothing shared
-        shared = []
+    if census is not None and not tree.shares_modules and census.distinct == len(census.params):
+        # the trace's census of the same tree (TraceResult.census): no parameter under two paths
+        tensors, numel_list, shared = census.params, census.numels, []
+        trainable = sum(itertools.compress(numel_list, census.trainable))
     else:
-        shared = [key for key, count in collections.Counter(slot_ids).items() if count > 1]
-    tensors = list(params.values())
+        # every path to every parameter, as named_parameters(remove_duplicate=False) walks them (in C loops)
+        tables = [m._parameters for _, m in tree.named] if tree.shares_modules else tree.tables("_parameters")
+        slots = list(filter(_NOT_NONE, itertools.chain.from_iterable(map(_values, filter(None, tables)))))
+        slot_ids = list(map(id, slots))
+        unique = dict(zip(slot_ids, slots))
+        if len(unique) == len(slots):  # no parameter under two paths (the usual model): nothing shared
+            shared = []
+        else:
+            shared = [key for key, count in collections.Counter(slot_ids).items() if count > 1]
+        tensors = list(unique.values())
+        numel_list = list(map(_NUMEL, tensors))  # each read once: a Parameter's numel() is not free
+        trainable = sum(itertools.compress(numel_list, map(_REQUIRES_GRAD, tensors)))
     # quantized modules' packed weights and biases count as (frozen) parameters, once per module
     packed_tensors = packed_by_module(tree.modules) if packed is None else packed
     packed = [t for tensors_ in packed_tensors.values() for t in tensors_]
-    numel_list = list(map(_NUMEL, tensors))  # each read once: a Parameter's numel() is not free
-    numels = dict(zip(params, numel_list))
     total = sum(numel_list) + sum(t.numel() for t in packed)
-    trainable = sum(itertools.compress(numel_list, map(_REQUIRES_GRAD, tensors)))
     called = dict(zip(map(id, called_modules), called_modules))
     if called.keys() >= set(map(id, tree.modules)):  # every registered module ran: no parameter left uncalled
         uncalled = 0
@@ -55,19 +60,20 @@ def compute_totals(model: nn.Module, calls, called_modules, *, input_bytes: int,
         for module in called.values():  # a called TorchScript module ran its whole subtree without module hooks
             if isinstance(module, torch.jit.ScriptModule):
                 called_params.update(map(id, module.parameters()))
-        uncalled = sum(n for key, n in numels.items() if key not in called_params)
+        uncalled = sum(n for key, n in zip(map(id, tensors), numel_list) if key not in called_params)
+    shared_ids = set(shared)
     uncalled += sum(t.numel() for key, tensors_ in packed_tensors.items() if key not in called for t in tensors_)
     buffers = {id(b): b for b in tree.buffers}
     if all(map(operator.is_, map(_LAYOUT, tensors), itertools.repeat(_STRIDED))):  # dense parameters: numel x element size
         param_bytes = sum(map(operator.mul, numel_list, map(torch.Tensor.element_size, tensors)))
     else:
-        param_bytes = sum(numels[key] * p.element_size() if p.layout is _STRIDED else stored_bytes(p)
-                          for key, p in params.items())
+        param_bytes = sum(n * p.element_size() if p.layout is _STRIDED else stored_bytes(p)
+                          for p, n in zip(tensors, numel_list))
     return Totals(
         total_params=total,
         trainable_params=trainable,
         non_trainable_params=total - trainable,
-        shared_params=sum(numels[key] for key in shared),
+        shared_params=sum(n for key, n in zip(map(id, tensors), numel_list) if key in shared_ids),
         shared_param_tensors=len(shared),
         uncalled_params=uncalled,
         buffer_elements=sum(b.numel() for b in buffers.values()),
@@ -96,14 +102,21 @@ class OwnedParams:
     numel: int
 
 
-def owned_params(model: nn.Module, tree: Optional[ModuleTree] = None) -> Tuple[OwnedParams, ...]:
+def owned_params(model: nn.Module, tree: Optional[ModuleTree] = None,
+                 census: Optional[ParamCensus] = None) -> Tuple[OwnedParams, ...]:
+    """``census``: ``tree``'s parameter slots as the trace read them after the pass (``TraceResult.census``)."""
     tree = tree_of(model, tree)
+    names = tree.names
+    if census is not None and census.distinct == len(census.params):  # no parameter in two slots: each its module's
+        return tuple(record_from_fields(OwnedParams, {"name": names[id(module)], "class_name": class_name_of(module),
+                                                      "numel": own})
+                     for module, own in zip(tree.modules, census.own) if own)
     seen = set()
     owners = []
     for module, table in zip(tree.modules, tree.tables("_parameters")):  # named_modules(): each once, first path
         if not table:
             continue
-        name = tree.names[id(module)]
+        name = names[id(module)]
         own = 0
         for param in table.values():
             if param is not None and id(param) not in seen:

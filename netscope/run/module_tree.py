@@ -4,6 +4,8 @@ walking the model again: on a 12,000-module model each walk costs about a millis
 
 from __future__ import annotations
 
+import functools
+import itertools
 import operator
 from dataclasses import dataclass
 from functools import cached_property
@@ -121,3 +123,56 @@ def module_tree(root: nn.Module) -> ModuleTree:
             firsts.setdefault(id(module), module)
         modules = tuple(firsts.values())
     return ModuleTree(root, tuple(named), modules, names)
+
+
+@dataclass(frozen=True)
+class ParamCensus:
+    """Every module's parameter slots read once, as flat lists in ``modules`` order, for the steps that count
+    parameters after a pass (the row table, totals, owners) instead of each walking the tables again."""
+
+    params: list  # every filled slot, module by module (a parameter registered twice appears twice)
+    counts: list  # per module, how many of ``params`` are its own
+    numels: list  # numel() of each of ``params``
+    trainable: list  # requires_grad of each of ``params``
+
+    @cached_property
+    def distinct(self) -> int:
+        """How many different parameter objects fill the slots (fewer than ``params``: one is shared)."""
+        return len(set(map(id, self.params)))
+
+    @cached_property
+    def own(self) -> list:
+        """Per module, the elements of its own parameters (each slot counted)."""
+        return _sums(self.numels, self.counts)
+
+    @cached_property
+    def own_trainable(self) -> list:
+        """Per module, how many of its own parameters require grad."""
+        return _sums(self.trainable, self.counts)
+
+
+def param_census(tree: ModuleTree) -> ParamCensus:
+    """``tree``'s parameter slots as they are now (read in C loops: ``map`` over the tables)."""
+    tables = tree.tables("_parameters")
+    slots = list(itertools.chain.from_iterable(map(_values, filter(None, tables))))
+    params = list(filter(_NOT_NONE, slots))
+    if len(params) == len(slots):
+        counts = list(map(len, tables))
+    else:  # an empty slot (``register_parameter(name, None)``)
+        counts = [sum(1 for p in _values(t) if p is not None) if t else 0 for t in tables]
+    return ParamCensus(params, counts, list(map(_NUMEL, params)), list(map(_REQUIRES_GRAD, params)))
+
+
+def _sums(values: list, counts: list) -> list:
+    """``values`` summed in consecutive runs of ``counts`` lengths."""
+    running = [0]
+    running.extend(itertools.accumulate(values))
+    ends = list(itertools.accumulate(counts))
+    starts = [0] + ends[:-1]
+    return list(map(operator.sub, map(running.__getitem__, ends), map(running.__getitem__, starts)))
+
+
+_values = operator.methodcaller("values")  # TorchScript tables have no __iter__ over values
+_NOT_NONE = functools.partial(operator.is_not, None)
+_NUMEL = torch.Tensor.numel
+_REQUIRES_GRAD = operator.attrgetter("requires_grad")

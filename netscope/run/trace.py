@@ -14,12 +14,15 @@ from __future__ import annotations
 import collections.abc
 import contextlib
 import functools
+import itertools
+import operator
 import re
 import sys
 import threading
 import time
+import weakref
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, FrozenSet, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -36,7 +39,7 @@ from netscope.operators.breakdown import OperatorTable
 from netscope.operators.packed import packed_by_module, packed_numel
 from netscope.analyses.receptive_field import FieldTracker, input_field
 from netscope.records import FAILED, NOT_RECORDED, LayerCall, record_from_fields
-from netscope.run.module_tree import ModuleTree, class_name_of, module_tree, tree_of
+from netscope.run.module_tree import ModuleTree, ParamCensus, class_name_of, module_tree, param_census, tree_of
 from netscope.run.shapes import format_shape_tree, shape_tree, shapes_only, tensor_bytes
 from netscope.operators.windows import WindowOpLog
 
@@ -68,10 +71,15 @@ class TraceResult:
     # call index -> shape tree its forward returned, for calls whose own forward hooks replaced that output (the
     # row shows what the caller received; the layer's formula is checked on what its forward returned)
     forward_outputs: Dict[int, Any] = field(default_factory=dict)
+    census: Optional[ParamCensus] = None  # tree's parameter slots after the pass, for totals and owners
 
     @property
     def replayed(self) -> int:
         return len(self.same_as)
+
+
+_TENSOR = torch.Tensor
+_weak = weakref.ref
 
 
 class _OpenCall:
@@ -106,10 +114,11 @@ class _OpenCall:
 class _Recorder:
     """The stack of open module calls and what each one received and returned.
 
-    :func:`recording_calls` routes every module call of the process through :meth:`open` and :meth:`returned`
-    or :meth:`failed` (modules outside ``names`` pass straight through): one wrapper around torch's own call
-    path instead of two global hooks, so it sees keyword arguments when a call opens and costs less per
-    call than torch's hook machinery.
+    :func:`recording_calls` routes every module call of the process through one wrapper around torch's own
+    call path (modules outside ``names`` pass straight through), which opens and closes the call here
+    (:meth:`arguments`, :meth:`output`, :meth:`_close` and :meth:`failed` for what it does not read itself):
+    one wrapper instead of two global hooks, so it sees keyword arguments when a call opens and costs less
+    per call than torch's hook machinery.
     """
 
     def __init__(self, names: Dict[int, str], advance: Optional[Callable[[int], None]] = None):
@@ -133,15 +142,14 @@ class _Recorder:
         self.replay: Optional[LeafReplay] = None  # set by the pass when identical stock leaves may be replayed
         self.forward_outputs: Dict[int, Any] = {}  # call index -> what its forward returned, before its forward hooks
         self.suspended = False  # a pass nested in this one's forward is running: it sees none of that pass
+        # (module, its class's own __call__ bound) for the call about to open of a module whose class overrides
+        # __call__ (call_model's _recorded_override): recording_calls' wrapper runs that instead of forward
+        self.overriding: Optional[Tuple[nn.Module, Callable]] = None
+        self.call: Optional[Callable] = None  # recording_calls' module call, while it wraps torch's
 
-    def open(self, module: nn.Module, name: str, args: tuple, kwargs: dict) -> _OpenCall:
-        """A call of a traced module starts (before its own pre-hooks run)."""
-        key = id(module)
-        counts = self.call_counts
-        count = counts[key] = counts.get(key, 0) + 1
-        stack = self.stack
-        calls = self.calls
-        # the usual call, one tensor, without shapes_only's generality
+    def arguments(self, args: tuple, kwargs: dict) -> Tuple[tuple, dict, FrozenSet[int]]:
+        """What a call that opens keeps of its arguments: their shapes (positional, keyword) and the calls that
+        produced them (the general case: :func:`recording_calls` reads one plain tensor itself)."""
         shapes = ((args[0].shape,) if len(args) == 1 and isinstance(args[0], torch.Tensor) and not args[0].is_nested
                   else shapes_only(args))
         sources = self.flow.producers(args)
@@ -149,14 +157,7 @@ class _Recorder:
         if kwargs:
             kept = shapes_only(kwargs)
             sources = sources | self.flow.producers(kwargs)
-        call = _OpenCall(len(calls), module, name, stack[-1].index if stack else None, len(stack), count, shapes,
-                         kept, sources)
-        calls.append(call)
-        stack.append(call)
-        self.last_failed = None
-        if self.replay is not None and not module._modules:
-            self.replay.start(call, module, args, kwargs)
-        return call
+        return shapes, kept, sources
 
     def _close(self, call: _OpenCall, raised: bool) -> None:
         stack = self.stack
@@ -169,20 +170,16 @@ class _Recorder:
         if self.advance is not None:
             self.advance(1)
 
-    def returned(self, call: _OpenCall, output) -> None:
-        """The call returned ``output`` (after its own forward hooks)."""
-        self._close(call, False)
-        if isinstance(output, torch.Tensor) and not output.is_nested:  # the usual output, without shapes_only's generality
+    def output(self, call: _OpenCall, output) -> None:
+        """What a call that returned keeps of ``output``, and its claim on the tensors in it (the general case:
+        :func:`recording_calls` reads one plain tensor itself)."""
+        if isinstance(output, torch.Tensor) and not output.is_nested:
             call.output = output.shape
             call.output_bytes = output.numel() * output.element_size()  # (nbytes refuses sparse tensors)
         else:
             call.output = shapes_only(output)
             call.output_bytes = tensor_bytes(output)
         self.flow.claim(output, frozenset((call.index,)))
-        call.finished = True
-        self.last_failed = None
-        if self.field_of is not None:
-            call.field = self.field_of(output)
 
     def failed(self, call: _OpenCall, error: BaseException) -> None:
         """The call raised ``error``. It came out of a child when that child's failure, with the same
@@ -204,23 +201,54 @@ def recording_calls(recorder: _Recorder):
     happens; under ``GLOBAL_STATE_LOCK`` (two threads tracing at once take turns)."""
     original = nn.Module._call_impl
     names = recorder.names
-    open_call, returned, failed = recorder.open, recorder.returned, recorder.failed
+    calls, stack, counts, made = recorder.calls, recorder.stack, recorder.call_counts, recorder.flow.made
+    arguments, kept_output, close, failed = recorder.arguments, recorder.output, recorder._close, recorder.failed
+    advance = recorder.advance
     # torch's process-wide hook tables (mutated in place by register_module_*_hook, never rebound)
     global_forward_pre, global_forward = module_globals._global_forward_pre_hooks, module_globals._global_forward_hooks
     global_backward, global_backward_pre = module_globals._global_backward_hooks, module_globals._global_backward_pre_hooks
     tracing_state = torch._C._get_tracing_state  # torch.jit.trace: forward goes through _slow_forward then
 
     def _call_impl(module, *args, **kwargs):
-        name = names.get(id(module))
+        key = id(module)
+        name = names.get(key)
         if name is None or recorder.suspended:  # a module of some other model, one created during the pass, or
             # a call of a netscope pass the forward started (``netscope.summary`` of a submodule)
             return original(module, *args, **kwargs)
-        call = open_call(module, name, args, kwargs)
+        # The call opens (before its own pre-hooks run): its place in the stack, its arguments' shapes and
+        # producers (one plain tensor read here, the rest by the recorder), and a stock leaf's replay
+        count = counts[key] = counts.get(key, 0) + 1
+        first = args[0] if len(args) == 1 else None
+        if type(first) is _TENSOR and not kwargs and not first.is_nested:
+            shapes, kept = (first.shape,), {}
+            entry = made.get(id(first))
+            sources = entry[1] if entry is not None and entry[0]() is first else NO_SOURCES
+        else:
+            shapes, kept, sources = arguments(args, kwargs)
+        overriding = recorder.overriding  # set by _recorded_override just before it calls this wrapper
+        if overriding is not None:
+            recorder.overriding = None
+            if overriding[0] is not module:
+                overriding = None
+        call = _OpenCall(len(calls), module, name, stack[-1].index if stack else None, len(stack), count, shapes,
+                         kept, sources)
+        calls.append(call)
+        stack.append(call)
+        recorder.last_failed = None
+        replay = recorder.replay
+        if replay is not None and not module._modules:
+            replay.start(call, module, args, kwargs)
         state = module.__dict__
         try:
             # torch's own call runs forward straight away without hooks (one module call in deep models is
             # 1-2 us of Python): the same checks here, and torch's call path for everything else
-            if (state.get("_forward_pre_hooks", True) or state.get("_forward_hooks", True)
+            if overriding is not None:  # its class's own __call__: a super().__call__ inside passes through
+                del names[key]  # unrecorded (the call is open already)
+                try:
+                    output = overriding[1](*args, **kwargs)
+                finally:
+                    names[key] = name
+            elif (state.get("_forward_pre_hooks", True) or state.get("_forward_hooks", True)
                     or state.get("_backward_hooks", True) or state.get("_backward_pre_hooks", True)
                     or global_forward_pre or global_forward or global_backward or global_backward_pre
                     or tracing_state()):
@@ -233,7 +261,25 @@ def recording_calls(recorder: _Recorder):
         except BaseException as error:
             failed(call, error)
             raise
-        returned(call, output)
+        # The call returned (after its own forward hooks): it closes, and keeps its output's shapes
+        if stack and stack[-1] is call:  # the usual close (_close's, inlined)
+            stack.pop()
+            if call.replay is not None or call.recording is not None:
+                replay.finish(call, raised=False)
+            if advance is not None:
+                advance(1)
+        else:
+            close(call, False)
+        if type(output) is _TENSOR and not output.is_nested:  # the usual output: claimed here, as flow.claim does
+            call.output = output.shape
+            call.output_bytes = output.numel() * output.element_size()  # (nbytes refuses sparse tensors)
+            made[id(output)] = (_weak(output), frozenset((call.index,)))
+        else:
+            kept_output(call, output)
+        call.finished = True
+        recorder.last_failed = None
+        if recorder.field_of is not None:
+            call.field = recorder.field_of(output)
         return output
 
     # torch before 2.1 bound __call__ to _call_impl itself (no _wrapped_call_impl in between): wrap both then
@@ -242,9 +288,11 @@ def recording_calls(recorder: _Recorder):
         nn.Module._call_impl = _call_impl
         if direct:
             nn.Module.__call__ = _call_impl
+        recorder.call = _call_impl
         try:
             yield
         finally:
+            recorder.call = None  # (no reference cycle through the wrapper's closure left behind)
             nn.Module._call_impl = original
             if direct:
                 nn.Module.__call__ = original
@@ -585,9 +633,9 @@ def _recording_overridden_calls(recorder: _Recorder, tree: ModuleTree):
 
 
 def _recorded_override(recorder: _Recorder, defined):
-    """A class's own ``__call__`` (``defined``, as the class holds it) that opens a call of a traced module. While it
-    runs, the module is out of ``recorder.names``, so a ``super().__call__`` inside passes through torch's call path
-    unrecorded (the call is open already)."""
+    """A class's own ``__call__`` (``defined``, as the class holds it) that opens a call of a traced module through
+    ``recording_calls``' wrapper, which runs it with the module out of ``recorder.names``: a ``super().__call__``
+    inside passes through torch's call path unrecorded (the call is open already)."""
     names = recorder.names
 
     bind = getattr(type(defined), "__get__", None)  # a function binds to the module; a callable object does not
@@ -598,17 +646,8 @@ def _recorded_override(recorder: _Recorder, defined):
         name = names.get(key)
         if name is None or recorder.suspended:  # a module outside the traced model, or one already open
             return run(*args, **kwargs)
-        call = recorder.open(module, name, args, kwargs)
-        del names[key]
-        try:
-            output = run(*args, **kwargs)
-        except BaseException as error:
-            recorder.failed(call, error)
-            raise
-        finally:
-            names[key] = name
-        recorder.returned(call, output)
-        return output
+        recorder.overriding = (module, run)  # recording_calls' wrapper opens the call and runs ``run`` in it
+        return recorder.call(module, *args, **kwargs)
 
     if callable(defined) and hasattr(defined, "__name__"):
         functools.update_wrapper(__call__, defined)
@@ -638,7 +677,8 @@ def _build_result(tree: ModuleTree, recorder: _Recorder, ops: Optional[OpResolve
                   structure_only: bool = False) -> TraceResult:
     named = tree.named
     packed = packed_by_module(tree.modules)
-    param_table = _param_table(tree, packed)
+    census = param_census(tree)
+    param_table = _param_table(tree, packed, census)
     calls: List[LayerCall] = []
     open_calls = recorder.calls
     if structure_only:  # a TorchScript model: its submodules listed, never called through hooks
@@ -666,11 +706,35 @@ def _build_result(tree: ModuleTree, recorder: _Recorder, ops: Optional[OpResolve
     class_names: Dict[type, str] = {}  # (not scripted classes: each scripted module has its own name)
     scripted: List[str] = []  # scripted submodules of an eager model: their layers ran unseen
     param_of = param_table.get
+    # a replayed stock leaf ran an earlier call's operators on the same signature (class, configuration, tensor
+    # shapes, input): its class, input shapes, parameters, multiply-adds and hyperparameters are that call's row's
+    same_as = recorder.replay.same_as if recorder.replay is not None else {}
     for call in open_calls:
         module = call.module
-        cls = type(module)
         counts = param_of(id(module))
         own, subtree, trainable = counts if counts is not None else _param_counts(module)
+        source = same_as.get(call.index) if same_as else None
+        if source is not None and call.finished:
+            index = call.index
+            returned = call.output
+            fields = calls[source].__dict__.copy()
+            fields["index"] = index
+            fields["name"] = call.name
+            fields["depth"] = call.depth
+            fields["parent"] = call.parent
+            fields["call_number"] = call.call_number
+            fields["input_shapes"] = list(fields["input_shapes"])
+            fields["output_shapes"] = tuple(returned) if type(returned) is torch.Size else shape_tree(returned)
+            fields["trainable"] = trainable
+            fields["output_bytes"] = call.output_bytes
+            fields["is_leaf"] = not module._modules
+            fields["receptive_field"] = call.field
+            sources = call.inputs_from
+            fields["inputs_from"] = tuple(sources) if len(sources) < 2 else edge_tuple(sources)
+            fields["merges"] = tuple((op, edge_tuple(s)) for op, s in merges[index]) if index in merges else ()
+            calls.append(record_from_fields(LayerCall, fields))
+            continue
+        cls = type(module)
         if call.finished:
             returned = call.output
             output_tree = tuple(returned) if type(returned) is torch.Size else shape_tree(returned)
@@ -736,6 +800,7 @@ def _build_result(tree: ModuleTree, recorder: _Recorder, ops: Optional[OpResolve
                                 recorder.mac_packets, recorder.mac_values, ops.kinds, ops.complex_packets),
         notes=[_scripted_note(scripted)] if scripted else [],
         forward_outputs=forward_outputs,
+        census=census,
     )
 
 
@@ -745,45 +810,47 @@ def _scripted_note(names: List[str]) -> str:
             "not listed; each row shows its whole input and output shapes, parameters and multiply-adds")
 
 
-_TRAINABLE = {0: "", 1: "yes", 2: "no", 3: "partial"}  # bit 1: a trainable parameter, bit 2: a frozen one
+def _param_table(tree: ModuleTree, packed: Dict[int, tuple], census: ParamCensus) -> Dict[int, Tuple[int, int, str]]:
+    """``id(module) -> (own, subtree, trainable)`` for every module of ``tree``, from ``census`` (its slots read once).
 
-
-def _param_table(tree: ModuleTree, packed: Dict[int, tuple]) -> Dict[int, Tuple[int, int, str]]:
-    """``id(module) -> (own, subtree, trainable)`` for every module of ``tree``, in one bottom-up walk.
-
-    Subtree counts add up children only when no module or parameter appears twice in the tree (the
-    usual case); with sharing, each module's deduplicated ``parameters()`` is counted instead, which is
-    exact but quadratic in depth.
+    Without sharing, a module's subtree is a run of ``tree.modules`` (registration pre-order), so its counts are
+    differences of running sums. With a module or parameter under two paths, each module's deduplicated
+    ``parameters()`` is counted instead, which is exact but quadratic in depth.
     """
-    if tree.shares_modules:
+    if tree.shares_modules or census.distinct != len(census.params):
         return {id(m): _param_counts(m) for m in tree.modules}
-    table: Dict[int, Tuple[int, int, int]] = {}
-    slots = 0  # filled parameter slots: more than distinct parameters means one is shared
-    # tree.modules is in registration pre-order, so reversed it meets every child before its parent
-    for module, parameters in zip(reversed(tree.modules), reversed(tree.tables("_parameters"))):
-        own = 0
-        flags = 0
-        if parameters:
-            for param in parameters.values():
-                if param is not None:
-                    own += param.numel()
-                    flags |= 1 if param.requires_grad else 2
-                    slots += 1
-        if packed and id(module) in packed:  # a quantized module's packed weight and bias: frozen parameters
-            own += sum(t.numel() for t in packed[id(module)])
-            flags |= 2
-        subtree = own
-        children = module._modules
-        if children:
-            for child in children.values():
-                if child is not None:
-                    _, child_subtree, child_flags = table[id(child)]
-                    subtree += child_subtree
-                    flags |= child_flags
-        table[id(module)] = (own, subtree, flags)
-    if slots != len(tree.parameters):
-        return {id(m): _param_counts(m) for m in tree.modules}
-    return {key: (own, subtree, _TRAINABLE[flags]) for key, (own, subtree, flags) in table.items()}
+    modules = tree.modules
+    own, counts, trainable = census.own, census.counts, census.own_trainable
+    if packed:  # a quantized module's packed weight and bias: frozen parameters
+        own, counts = list(own), list(counts)
+        for index, module in enumerate(modules):
+            if id(module) in packed:
+                own[index] += sum(t.numel() for t in packed[id(module)])
+                counts[index] += 1
+    # where each module's run ends: the next module no deeper than it
+    depths = [0]
+    depths.extend(map(_depth, itertools.islice(tree.named, 1, None)))
+    size = len(modules)
+    ends = [size] * size
+    open_runs: List[int] = []
+    for index, depth in enumerate(depths):
+        while open_runs and depths[open_runs[-1]] >= depth:
+            ends[open_runs.pop()] = index
+        open_runs.append(index)
+    subtree, slots, trained = _run_sums(own, ends), _run_sums(counts, ends), _run_sums(trainable, ends)
+    labels = ["" if not n else "yes" if t == n else "no" if not t else "partial" for n, t in zip(slots, trained)]
+    return dict(zip(map(id, modules), zip(own, subtree, labels)))
+
+
+def _depth(entry: Tuple[str, nn.Module]) -> int:
+    return entry[0].count(".") + 1
+
+
+def _run_sums(values: list, ends: List[int]) -> list:
+    """``values[i:ends[i]]`` summed for every ``i``, from running sums."""
+    running = [0]
+    running.extend(itertools.accumulate(values))
+    return list(map(operator.sub, map(running.__getitem__, ends), running[:-1]))
 
 
 def _param_counts(module: nn.Module) -> Tuple[int, int, str]:
