@@ -951,3 +951,32 @@ def test_cli_keep_grads_plans_the_in_place_zeroing_loop(capsys):
     assert out["totals"]["peak_bytes"] >= freed["peak_bytes"]
     with pytest.raises(netscope.errors.UsageError, match="set_to_none must be True or False"):
         netscope.step(nn.Linear(2, 2), (1, 2), set_to_none="no")
+
+
+class GroupedExperts(nn.Module):
+    """Two experts' weights applied with torch._grouped_mm (as transformers' MoE layers do), rows 0-1 to the first,
+    2-5 to the second. Its fake kernel takes bf16/fp16 only; the CPU kernel runs float32."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(2, 8, 4))
+
+    def forward(self, x):
+        return torch._grouped_mm(x, self.w, offs=torch.tensor([2, 6], dtype=torch.int32, device=x.device)).relu()
+
+
+def test_a_forward_fake_tensors_cannot_run_takes_a_real_step(capfd):
+    """Before: 'the model's forward pass failed ... Check the input shape(s)' (exit 3), after torch's fake-tensor
+    logger printed the kernel's traceback on stderr. Now the real step runs, a note says why, and stderr stays quiet.
+    Oracle: the grouped product written out (torch's flop_counter has no formula for it): forward 6 rows x 8 x 4,
+    backward the weight's gradient, 8 x 6 rows x 4 (the input needs none)."""
+    torch.manual_seed(0)
+    model = GroupedExperts()
+    x = torch.randn(6, 8)
+    report = netscope.step(model, input_data=x)
+    assert report.totals.tensors == "real"
+    assert any("fake tensors of a planned step cannot run this forward" in n for n in report.forward.run.notes)
+    assert (report.totals.forward_macs, report.totals.backward_macs) == (6 * 8 * 4, 8 * 6 * 4)
+    assert model.w.grad is None
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "fake_tensor.py" not in err

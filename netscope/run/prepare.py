@@ -138,17 +138,24 @@ def run_pass(prep: Prepared, *, mode: str = "eval", progress: Optional[Callable[
     return result
 
 
-def _run_fake(run) -> TraceResult:
-    """The retry under fake tensors; an operator they cannot run either is named (``MetaDeviceError``), without
-    torch's fake-tensor logger printing the operator's error on stderr first."""
+@contextlib.contextmanager
+def quiet_fake_tensor_log():
+    """torch's fake-tensor logger kept from printing an operator's error, with its traceback, on stderr: netscope
+    names the failure itself."""
     logger = logging.getLogger("torch._subclasses.fake_tensor")
     level = logger.level
+    logger.setLevel(logging.CRITICAL)
     try:
-        logger.setLevel(logging.CRITICAL)
-        try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _run_fake(run) -> TraceResult:
+    """The retry under fake tensors; an operator they cannot run either is named (``MetaDeviceError``)."""
+    try:
+        with quiet_fake_tensor_log():
             return run(fake=True)
-        finally:
-            logger.setLevel(level)
     except ForwardError as err:
         if not needs_values(err.original):
             raise

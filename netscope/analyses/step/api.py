@@ -18,7 +18,7 @@ from netscope.run.trace import model_device, model_float_dtype, paused_outer_pas
 from netscope.analyses.step.memory import rank_memory
 from netscope.analyses.step.options import OPTIMIZERS, PRECISIONS, StepOptions
 from netscope.analyses.step.report import StepReport, StepTotals
-from netscope.analyses.step.run import OUTSIDE, needs_values, run_step
+from netscope.analyses.step.run import OUTSIDE, needs_values, reads_values, run_step
 
 
 def step(model: nn.Module, input_size=None, input_data=None, *, optimizer: str = "adamw", precision: str = "fp32",
@@ -173,9 +173,12 @@ def _step_report(model: nn.Module, inputs, options: StepOptions, *, label: str, 
             args, kwargs = inputs.for_model(model).build(torch.device(device), model_float_dtype(model))
         run = run_step(model, args, kwargs, options, device=device, values=True)
         tensors = "real"
-        notes = (f"the forward reads tensor values ({type(err.original).__name__}: {err.original}), which the fake "
-                 f"tensors of a planned step do not have: this step ran for real on a copy of the model on {device} "
-                 "(random values where the model had none); figures are that run's",)
+        reads = reads_values(err.original)  # else a fake kernel refused what the real one runs
+        why = ("the forward reads tensor values ({}), which the fake tensors of a planned step do not have" if reads
+               else "the fake tensors of a planned step cannot run this forward ({}), which real tensors can")
+        notes = (why.format(f"{type(err.original).__name__}: {str(err.original).rstrip('.')}")
+                 + f": this step ran for real on a copy of the model on {device} (random values where the model had "
+                 "none); figures are that run's",)
     trace = run.trace
     forward_totals = compute_totals(model, trace.calls, _user_modules(model, trace), input_bytes=run.input_bytes)
     notes = tuple(trace.notes) + notes + tuple(filter(None, [run.loss_note, _recompute_note(run.recomputed_macs)]))

@@ -34,6 +34,7 @@ from netscope.run.model_state import kept_hooks, preserved_model
 from netscope.operators.registry import UNSEEN, OpResolver
 from netscope.run.no_memory import meta_copy
 from netscope.run.module_tree import module_tree
+from netscope.run.prepare import needs_values as meta_cannot_run, quiet_fake_tensor_log
 from netscope.run.trace import TraceResult, _build_result, _forward_error, _Recorder, call_model, recording_calls
 from netscope.run.user_inputs import own_inputs
 from netscope.analyses.step.options import OPTIMIZERS, PRECISIONS, StepOptions
@@ -142,7 +143,7 @@ def run_step(model: nn.Module, args: tuple, kwargs: dict, options: StepOptions, 
         _initial_state(optimizer, trainable)
         reached = _kept_grads(trainable) if options.keep_grads else None
         tracker.track_step(copy_, optimizer, (args, kwargs))
-        with tracker:
+        with tracker, quiet_fake_tensor_log():  # netscope names a failing operator itself
             output, error = _forward(copy_, args, kwargs, recorder, counter, tagger, pack, autocast_dtype, device, tree)
             if error is not None:
                 raise _step_forward_error(copy_, _build_result(tree, recorder, ops, None, 0.0, None), error) from error
@@ -200,10 +201,16 @@ def run_step(model: nn.Module, args: tuple, kwargs: dict, options: StepOptions, 
 _NEEDS_VALUES = ("DataDependentOutputException", "DynamicOutputShapeException", "UnsupportedOperatorException")
 
 
-def needs_values(error: BaseException) -> bool:
-    """The step failed only because fake tensors carry no values."""
-    original = getattr(error, "original", None)
+def reads_values(original: Optional[BaseException]) -> bool:
+    """A fake tensor's refusal of a forward that reads a value (``.item()``, a branch on the data, ``nonzero``)."""
     return type(original).__name__ in _NEEDS_VALUES
+
+
+def needs_values(error: BaseException) -> bool:
+    """The step failed only because fake tensors carry no values, or their kernel refuses what the real one runs
+    (``_grouped_mm``'s takes bf16/fp16 only): the cases the meta device has too (``run.prepare.needs_values``)."""
+    original = getattr(error, "original", None)
+    return reads_values(original) or meta_cannot_run(original)
 
 
 def _real_twin(tensor, device: str, generator) -> torch.Tensor:
@@ -230,7 +237,7 @@ def _step_forward_error(model, result, error) -> NetscopeError:
             f"({type(error).__name__}: {first}). netscope summary counts such a forward, the gradient it takes "
             "included")
     err = _forward_error(model, result, error)
-    if type(error).__name__ not in _NEEDS_VALUES:
+    if not reads_values(error) and not meta_cannot_run(error):
         return err
     hint = ("; netscope step runs on fake tensors, which carry shapes but no values, so a forward that reads a "
             "value (.item(), a branch on the data, nonzero) cannot be planned: make that code shape-only, or "
