@@ -377,6 +377,8 @@ class _Runner:
     """Probes at shapes, on meta first and on the real model where meta cannot decide; memoised."""
 
     def __init__(self, model, input_spec, real_model, max_probes: int):
+        import torch.nn as nn
+
         from netscope.run.no_memory import meta_copy
 
         # every probe starts from the model as given: the pass's model-state guard puts back what a forward that
@@ -390,6 +392,9 @@ class _Runner:
         self.done: Dict[Tuple[Tuple[int, ...], str], Probe] = {}
         self.order: List[Probe] = []
         self.cannot_meta = ""  # the first operator meta could not run
+        # an embedding table: whether its indices fit is a matter of values, which meta tensors do not have
+        self.looks_up_values = any(isinstance(m, (nn.Embedding, nn.EmbeddingBag)) for m in self.meta.modules()) \
+            if isinstance(self.meta, nn.Module) else False
 
     def real(self):
         """The model on a real device, or None (``real_reason`` says why)."""
@@ -510,6 +515,7 @@ class _Solver:
         self.per_axis = per_axis
         self.notes: List[str] = []
         self.tied: Dict[str, None] = {}
+        self.doubtful: set = set()  # shapes meta accepted between real refusals, not run for real: undetermined
         self.labels = AXIS_LABELS.get(spatial, tuple(f"d{i}" for i in range(spatial)))
         self.square_label = "s" if spatial > 1 else self.labels[0]
 
@@ -586,7 +592,12 @@ class _Solver:
         out: Dict[int, Probe] = {}
         for size in range(1, limit + 1):
             shape = _with_sizes(base, dims, size)
-            probe = self.runner.done.get((shape, "real")) or self.runner.done.get((shape, "meta"))
+            probe = self.runner.done.get((shape, "real"))
+            if probe is None and (shape, "meta") in self.runner.done:
+                probe = self.runner.done[(shape, "meta")]
+                if shape in self.doubtful and probe.ok:  # meta accepted it between two real refusals
+                    probe = replace(probe, state=UNKNOWN, error="not run on the real device, which refuses a "
+                                                                "neighbouring size the meta device accepted")
             if probe is not None:
                 out[size] = probe
         return out
@@ -614,6 +625,10 @@ class _Solver:
         reference = base[dims[0]] if len({base[d] for d in dims}) == 1 else None
         if verdicts and not any(p.ok for p in verdicts.values()) and reference in verdicts:
             extra.append(reference)
+        # an embedding lookup past its table fails only on real values (meta has none): the largest valid size too
+        valid = [s for s, p in verdicts.items() if p.ok]
+        if valid and self.runner.looks_up_values:
+            extra.append(max(valid))
         changes = extra + [c for c in changes if c not in extra]
         spent = 0
         pending = list(changes)
@@ -630,10 +645,35 @@ class _Solver:
             real = self.probe(label, size, first, real=True)
             spent += 1
             if real.state != meta.state and real.state != UNKNOWN:  # meta was wrong here: look further
+                below = [s for s in range(1, size) if self.runner.done.get((_with_sizes(base, dims, s), "real"))]
+                lower = max(below, default=0)
+                if meta.ok and lower and lower < size - 2 and \
+                        self.runner.done[(_with_sizes(base, dims, lower), "real")].ok:
+                    spent += self.bisect(label, base, dims, lower, size, REAL_CONFIRMATIONS - spent)
+                    continue
                 pending[:0] = [n for n in (size - 1, size + 1) if 1 <= n <= limit and n not in checked]
         if pending:
             self.notes.append(f"scan {label}: {len(set(pending) - checked)} sizes next to a change of verdict were "
                               f"not confirmed on the real device (at most {REAL_CONFIRMATIONS} runs per scan)")
+
+    def bisect(self, label: str, base, dims, good: int, bad: int, budget: int) -> int:
+        """Real runs between a size the real model accepts and a larger one meta accepted but it refuses; the
+        sizes between the real refusals stay meta-accepted yet unconfirmed, so they are made undetermined."""
+        spent, top = 0, bad
+        while bad - good > 1 and spent < budget:
+            mid = (good + bad) // 2
+            probe = self.probe(label, mid, _with_sizes(base, dims, mid), real=True)
+            spent += 1
+            if probe.ok:
+                good = mid
+            else:
+                bad = mid
+        unrun = [s for s in range(good + 1, top) if (_with_sizes(base, dims, s), "real") not in self.runner.done]
+        self.doubtful.update(_with_sizes(base, dims, s) for s in unrun)
+        if unrun:
+            self.notes.append(f"scan {label}: the real model refuses {top}, which the meta device accepted; "
+                              f"{_range_text(unrun)} were not run on it and stay undetermined")
+        return spent
 
     @staticmethod
     def boundaries(verdicts: Dict[int, Probe]) -> List[int]:
