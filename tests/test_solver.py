@@ -57,7 +57,7 @@ def test_vit_accepts_exactly_224():
     ([5, 6, 7, 9, 10], [5, 6, 7, 9, 10],
      "5..7, 9, 10 (the last run reaches 10, the largest probed) (probed 5..7, 9, 10)"),
     ([3, 4, 5] + list(range(7, 301, 2)), range(1, 301), "3..5, then 7, 9, 11, ..., up to 300 probed"),
-    ([], range(1, 10), "none"),
+    ([], range(1, 10), "none of 1..9 work"),
 ])
 def test_describe_sizes(valid, probed, text):
     assert describe_sizes(list(valid), list(probed)) == text
@@ -403,7 +403,8 @@ def test_when_no_size_works_the_render_says_why():
     result = solve_input_size(Refuses(), spec(1, 1, 8), max_size=10)
     assert result.valid_sizes == ()
     line = result.render().splitlines()[0]  # it read "L (dim 2): none work", with no reason
-    assert line.startswith("L (dim 2): none work; at [1, 1, 8] (cpu): ValueError: this model needs a calibration")
+    assert line.startswith("L (dim 2): none of 1..10 work; at [1, 1, 8] (cpu): ValueError: this model needs a "
+                           "calibration")
 
 
 class ShrinksItsWindow(nn.Module):
@@ -507,3 +508,14 @@ def test_an_embedding_table_too_short_for_the_length_is_found_on_the_real_device
     assert result.valid_sizes == truth
     assert not set(result.main.unknown) & set(truth)  # the sizes not run for real are undetermined, not valid
     assert "every" not in result.main.describe()
+
+
+def test_a_max_size_below_the_working_reference_names_the_sizes_it_probed():
+    # "square sxs: none work" read as if no size works, although the reference 16 runs: 1..2 were all it probed
+    model = nn.Conv2d(1, 2, 7)
+    result = solve_input_size(model, spec(1, 1, 16, 16), max_size=2)
+    truth = [n for n in (1, 2, 16) if fresh_model_runs(model, (1, 1, n, n))]
+    assert truth == [16] and result.valid_sizes == ()
+    assert result.render().splitlines()[0].startswith("square sxs: none of 1, 2 work;")
+    assert result.summary().startswith("no working size found among 1, 2")
+

@@ -77,7 +77,7 @@ class Scan:
 
     def __repr__(self) -> str:
         """One line (the field-by-field repr lists every probed size: thousands of numbers)."""
-        return f"Scan({self.label}: {self.describe() if self.valid else 'none work'})"
+        return f"Scan({self.label}: {self.describe()})"
 
     def to_dict(self) -> dict:
         return {"label": self.label, "dims": list(self.dims), "max_size": self.max_size,
@@ -131,7 +131,9 @@ class SolverResult:
             if scan is not None and scan.unknown:
                 why = next((n for n in self.notes if n.startswith("the meta device cannot")), "no device could run it")
                 return f"undetermined: {why}"
-            return "no working size found" + (f" ({self.notes[0]})" if self.notes else "")
+            found = f"no working size found among {_range_text(scan.probed)}" if scan is not None and scan.probed \
+                else "no working size found"
+            return found + (f" ({self.notes[0]})" if self.notes else "")
         example = _with_sizes(self.anchor_shape or self.base_shape, scan.dims, scan.valid[0])
         return f"{_scan_name(scan, self.spatial)}: {scan.describe()}; e.g. [{', '.join(map(str, example))}]"
 
@@ -142,7 +144,7 @@ class SolverResult:
     def render(self) -> str:
         lines = []
         for scan in self.scans:
-            line = f"{_scan_name(scan, self.spatial)}: {scan.describe() if scan.valid else 'none work'}"
+            line = f"{_scan_name(scan, self.spatial)}: {scan.describe()}"
             if scan.unknown:
                 line += f" ({len(scan.unknown)} sizes undetermined: {_range_text(scan.unknown)})"
             if not scan.valid:  # why: the reference shape's error (the last run there: a real one beats meta)
@@ -245,8 +247,8 @@ def describe_sizes(valid: Sequence[int], probed: Sequence[int], label: str = "s"
     name = label if label and label != "s" else "s"
     valid = sorted(valid)
     probed = sorted(probed)
-    if not valid:
-        return "none"
+    if not valid:  # named with its range: a --max-size below the reference size must not read as "nothing works"
+        return f"none of {_range_text(probed)} work" if probed else "none probed"
     top = probed[-1]
     gaps = _holes(probed)
     suffix = f" (probed {_range_text(probed)})" if gaps else ""
