@@ -519,3 +519,15 @@ def test_a_max_size_below_the_working_reference_names_the_sizes_it_probed():
     assert result.render().splitlines()[0].startswith("square sxs: none of 1, 2 work;")
     assert result.summary().startswith("no working size found among 1, 2")
 
+
+
+@pytest.mark.parametrize("max_probes", [40, 41, 42, 43, 45, 47])
+def test_a_budget_cut_during_confirmation_never_claims_what_the_real_device_refuses(max_probes):
+    # 40 meta runs, then the real ones: cut in the middle of them, meta's "every L up to 40" was left standing
+    truth = set(_real_valid(LearnedPositions, (1, 1, 16), 40))
+    result = solve_input_size(LearnedPositions(), [torch.rand(1, 1, 16)], max_size=40, max_probes=max_probes)
+    claimed_wrong = set(result.valid_sizes) - truth
+    unconfirmed = any("not all confirmed on cpu before the budget ran out" in n for n in result.notes)
+    assert not claimed_wrong or unconfirmed
+    if max_probes >= 42:  # the real refusal at 40 was seen: nothing above the real boundary is claimed
+        assert not claimed_wrong and set(result.valid_sizes) <= truth

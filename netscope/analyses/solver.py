@@ -560,6 +560,10 @@ class _Solver:
         except _Budget:
             self.notes.append(f"stopped after {self.runner.max_probes} runs (--max-probes); "
                               "each scan lists the sizes it probed")
+            cut = next((p.scan for p in reversed(self.runner.order) if p.scan != "mixed"), None)
+            if cut is not None and self.runner.real() is not None:
+                self.notes.append(f"scan {cut}: its verdicts were not all confirmed on {self.runner.real_device()} "
+                                  "before the budget ran out; the meta device accepts some sizes real kernels refuse")
             scans = self.partial_scans(scans)
             anchor = anchor or self.anchor_from_probes()
         interaction = ""
@@ -662,20 +666,25 @@ class _Solver:
         """Real runs between a size the real model accepts and a larger one meta accepted but it refuses; the
         sizes between the real refusals stay meta-accepted yet unconfirmed, so they are made undetermined."""
         spent, top = 0, bad
-        while bad - good > 1 and spent < budget:
-            mid = (good + bad) // 2
-            probe = self.probe(label, mid, _with_sizes(base, dims, mid), real=True)
-            spent += 1
-            if probe.ok:
-                good = mid
-            else:
-                bad = mid
+        try:
+            while bad - good > 1 and spent < budget:
+                mid = (good + bad) // 2
+                probe = self.probe(label, mid, _with_sizes(base, dims, mid), real=True)
+                spent += 1
+                if probe.ok:
+                    good = mid
+                else:
+                    bad = mid
+        finally:  # also when --max-probes stops it: what meta alone accepted up there is not claimed
+            self.mark_doubtful(label, base, dims, good, top)
+        return spent
+
+    def mark_doubtful(self, label: str, base, dims, good: int, top: int) -> None:
         unrun = [s for s in range(good + 1, top) if (_with_sizes(base, dims, s), "real") not in self.runner.done]
         self.doubtful.update(_with_sizes(base, dims, s) for s in unrun)
         if unrun:
             self.notes.append(f"scan {label}: the real model refuses {top}, which the meta device accepted; "
                               f"{_range_text(unrun)} were not run on it and stay undetermined")
-        return spent
 
     @staticmethod
     def boundaries(verdicts: Dict[int, Probe]) -> List[int]:
