@@ -531,3 +531,34 @@ def test_a_budget_cut_during_confirmation_never_claims_what_the_real_device_refu
     assert not claimed_wrong or unconfirmed
     if max_probes >= 42:  # the real refusal at 40 was seen: nothing above the real boundary is claimed
         assert not claimed_wrong and set(result.valid_sizes) <= truth
+
+
+class TwoImages(nn.Module):
+    """A stride-2 branch for the first image added to a stride-1 branch for the second."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.a = nn.Conv2d(3, 4, 3, stride=2, padding=1)
+        self.b = nn.Conv2d(3, 4, 3, padding=1)
+
+    def forward(self, x, y):
+        return self.a(x) + self.b(y)
+
+
+def test_a_second_input_of_another_size_is_said_to_be_held_at_its_shape():
+    # "square sxs: 1, 2, 31, 32" is true only with the second image at 16x16: the render says so
+    result = solve_input_size(TwoImages(), [(1, 3, 32, 32), (1, 3, 16, 16)], max_size=40)
+    truth = []
+    for n in range(1, 41):
+        try:
+            with torch.no_grad():
+                TwoImages()(torch.rand(1, 3, n, n), torch.rand(1, 3, 16, 16))
+            truth.append(n)
+        except RuntimeError:
+            pass
+    assert result.valid_sizes == tuple(truth) == (1, 2, 31, 32)
+    assert result.held_inputs == ("input 1 [1, 3, 16, 16]",) and result.tied_inputs == ()
+    assert "inputs held at their given shape: input 1 [1, 3, 16, 16]" in result.render().splitlines()
+    tied = solve_input_size(TwoImages(), [(1, 3, 16, 16), (1, 3, 16, 16)], max_size=8, per_axis=False)
+    assert tied.tied_inputs == ("input 1",) and tied.held_inputs == ()

@@ -97,6 +97,7 @@ class SolverResult:
     interaction: str = ""  # whether the axes' valid sets combine freely, or how they interact
     notes: Tuple[str, ...] = ()
     tied_inputs: Tuple[str, ...] = ()  # other inputs whose size on the varied axis follows the first input's
+    held_inputs: Tuple[str, ...] = ()  # the other inputs kept at their given shape: every claim holds them there
     probes: Tuple[Probe, ...] = field(default=(), repr=False)
     seconds: float = 0.0
 
@@ -161,6 +162,8 @@ class SolverResult:
             lines.append(self.interaction)
         if self.tied_inputs:
             lines.append(f"inputs varied along with the first: {', '.join(self.tied_inputs)}")
+        if self.held_inputs:
+            lines.append(f"inputs held at their given shape: {', '.join(self.held_inputs)}")
         lines.extend(f"note: {note}" for note in self.notes)
         devices: Dict[str, int] = {}
         for probe in self.probes:
@@ -177,7 +180,8 @@ class SolverResult:
         return json_document("solve", {"base_shape": list(self.base_shape), "spatial": self.spatial,
                 "anchor_shape": list(self.anchor_shape) if self.anchor_shape else None,
                 "summary": self.summary(), "scans": [s.to_dict() for s in self.scans],
-                "interaction": self.interaction, "tied_inputs": list(self.tied_inputs), "notes": list(self.notes),
+                "interaction": self.interaction, "tied_inputs": list(self.tied_inputs),
+                "held_inputs": list(self.held_inputs), "notes": list(self.notes),
                 "seconds": round(self.seconds, 3), "runs": len(self.probes),
                 "runs_per_second": round(self.probes_per_second, 1),
                 "probes": [p.to_dict() for p in self.probes]})
@@ -580,7 +584,15 @@ class _Solver:
             self.notes.append(f"the meta device cannot run this model: {meta_operator(self.runner.cannot_meta)}; "
                               f"{fallback}")
         return SolverResult(self.shape, self.spatial, anchor, tuple(scans), interaction, tuple(self.notes),
-                            tuple(self.tied))
+                            tuple(self.tied), self.held())
+
+    def held(self) -> Tuple[str, ...]:
+        """The other tensor inputs no probe re-sized, with their shapes."""
+        shapes = self.shapes_for(self.shape)
+        items = [((False, i), f"input {i}", t) for i, t in enumerate(self.spec.args)][1:] + \
+                [((True, k), k, t) for k, t in self.spec.kwargs.items()]
+        return tuple(f"{name} {list(t.shape)}" for key, name, t in items
+                     if key not in shapes and getattr(t, "shape", None) is not None)
 
     def size_limit(self, base, dims) -> int:
         return self.max_size or max(4 * max(base[d] for d in dims), 64)
