@@ -488,22 +488,29 @@ def test_a_probe_pass_records_the_same_calls_and_shapes_without_observing_operat
 
 
 class LearnedPositions(nn.Module):
-    """A 1-D net adding a learned position table of 20 rows, looked up by ``arange(length)``."""
+    """A 1-D net adding a learned position table of 20 rows, looked up by ``arange(length)``: an ``nn.Embedding``,
+    an indexed parameter or ``index_select``."""
 
-    def __init__(self):
+    def __init__(self, lookup: str = "embedding"):
         super().__init__()
         torch.manual_seed(0)
+        self.lookup = lookup
         self.positions = nn.Embedding(20, 4)
         self.conv = nn.Conv1d(1, 4, 3, padding=1)
 
     def forward(self, x):
-        return self.conv(x) + self.positions(torch.arange(x.shape[-1], device=x.device)).T
+        index = torch.arange(x.shape[-1], device=x.device)
+        table = self.positions.weight
+        rows = self.positions(index) if self.lookup == "embedding" else table[index] if self.lookup == "index" \
+            else torch.index_select(table, 0, index)
+        return self.conv(x) + rows.T
 
 
-def test_an_embedding_table_too_short_for_the_length_is_found_on_the_real_device():
+@pytest.mark.parametrize("lookup", ["embedding", "index", "index_select"])
+def test_an_embedding_table_too_short_for_the_length_is_found_on_the_real_device(lookup):
     # meta cannot see that index 20 is past the table: every length passes there, with no change of verdict
-    result = solve_input_size(LearnedPositions(), [torch.rand(1, 1, 16)], max_size=40)
-    truth = _real_valid(LearnedPositions, (1, 1, 16), 40)
+    result = solve_input_size(LearnedPositions(lookup), [torch.rand(1, 1, 16)], max_size=40)
+    truth = _real_valid(lambda: LearnedPositions(lookup), (1, 1, 16), 40)
     assert truth == tuple(range(1, 21))
     assert result.valid_sizes == truth
     assert not set(result.main.unknown) & set(truth)  # the sizes not run for real are undetermined, not valid
@@ -562,3 +569,22 @@ def test_a_second_input_of_another_size_is_said_to_be_held_at_its_shape():
     assert "inputs held at their given shape: input 1 [1, 3, 16, 16]" in result.render().splitlines()
     tied = solve_input_size(TwoImages(), [(1, 3, 16, 16), (1, 3, 16, 16)], max_size=8, per_axis=False)
     assert tied.tied_inputs == ("input 1",) and tied.held_inputs == ()
+
+
+def test_gpt2_lengths_past_its_position_table_are_not_claimed():
+    # GPT-2 looks its positions up in an nn.Embedding of n_positions rows: meta accepted every length up to 64
+    transformers = pytest.importorskip("transformers")
+    config = transformers.GPT2Config(n_positions=32, n_layer=1, n_embd=16, n_head=2, vocab_size=50,
+                                     bos_token_id=0, eos_token_id=0)
+    torch.manual_seed(0)
+    model = transformers.GPT2Model(config).eval()
+    result = solve_input_size(model, [torch.randint(0, 50, (1, 16))], max_size=40)
+    truth = []
+    for n in range(1, 41):
+        try:
+            with torch.no_grad():
+                model(torch.randint(0, 50, (1, n)))
+            truth.append(n)
+        except (RuntimeError, IndexError):
+            pass
+    assert truth == list(range(1, 33)) and result.valid_sizes == tuple(truth)

@@ -28,6 +28,9 @@ FIT_POINTS = 6  # working sizes needed before an output dimension is written as 
 REAL_PARAMS_LIMIT = 200_000_000  # larger models are not run on a real device by the solver
 
 DEVICE_CLASH = re.compile(r"same device|expected device meta|on meta and \S+ on|at least two devices")
+# lookups by index whose bounds only the real values can check: meta accepts a row past an embedding table's end
+LOOKUPS = frozenset({"aten::embedding", "aten::_embedding_bag", "aten::embedding_bag", "aten::index",
+                     "aten::index_select", "aten::gather", "aten::take"})
 ARGUMENT_MISMATCH = re.compile(r"(missing \d+ required|takes \d+ positional argument|unexpected keyword argument|"
                                r"positional arguments? but \d+ (was|were) given)")
 
@@ -302,9 +305,11 @@ class Outcome:
     error: str = ""
     output_shape: Optional[Tuple[int, ...]] = None
     formula_error: str = ""  # the run passed, but a layer's size formula says the real kernel fails
+    operators: Optional[Tuple[str, ...]] = None  # the operators that ran, when asked for (``operators=True``)
 
 
-def run_probe(model, input_spec, shapes: Dict[Tuple[bool, object], Tuple[int, ...]], device) -> Outcome:
+def run_probe(model, input_spec, shapes: Dict[Tuple[bool, object], Tuple[int, ...]], device,
+              operators: bool = False) -> Outcome:
     """Run ``model`` once on ``device`` with ``input_spec``'s tensors, some of them re-shaped.
 
     ``shapes``: (is_keyword, name or position) -> the shape to build that input with instead. On the
@@ -326,7 +331,7 @@ def run_probe(model, input_spec, shapes: Dict[Tuple[bool, object], Tuple[int, ..
         # meta probes run the solver's own meta copy (owned: never copied again); real ones the model where it is
         with fast_meta_kernels() if meta else contextlib.nullcontext(), \
                 prepared(model, spec, device=device, owned=meta) as prep:
-            result = run_pass(prep, operators=False)  # shapes and whether it ran: no operator observed
+            result = run_pass(prep, operators=operators)  # shapes and whether it ran; operators when asked
     except ForwardError as err:
         original = err.original if err.original is not None else err
         if isinstance(original, NotImplementedError) and 'missing the required "forward"' in str(original):
@@ -343,7 +348,8 @@ def run_probe(model, input_spec, shapes: Dict[Tuple[bool, object], Tuple[int, ..
         cannot = META_CANNOT_RUN.search(text) or (meta and DEVICE_CLASH.search(text))
         return Outcome(UNKNOWN if cannot else FAILS, text)
     formula_error = _formula_rejection(result) if str(device) == "meta" else ""
-    return Outcome(OK, output_shape=_first_shape(result.model_output), formula_error=formula_error)
+    ran = tuple(u.op for u in result.operators.overall()) if operators and result.operators is not None else None
+    return Outcome(OK, output_shape=_first_shape(result.model_output), formula_error=formula_error, operators=ran)
 
 
 def _formula_rejection(result) -> str:
@@ -383,8 +389,6 @@ class _Runner:
     """Probes at shapes, on meta first and on the real model where meta cannot decide; memoised."""
 
     def __init__(self, model, input_spec, real_model, max_probes: int):
-        import torch.nn as nn
-
         from netscope.run.no_memory import meta_copy
 
         # every probe starts from the model as given: the pass's model-state guard puts back what a forward that
@@ -398,9 +402,8 @@ class _Runner:
         self.done: Dict[Tuple[Tuple[int, ...], str], Probe] = {}
         self.order: List[Probe] = []
         self.cannot_meta = ""  # the first operator meta could not run
-        # an embedding table: whether its indices fit is a matter of values, which meta tensors do not have
-        self.looks_up_values = any(isinstance(m, (nn.Embedding, nn.EmbeddingBag)) for m in self.meta.modules()) \
-            if isinstance(self.meta, nn.Module) else False
+        # whether the forward looks rows up by index (an embedding table): known after the first meta run that works
+        self.looks_up_values: Optional[bool] = None
 
     def real(self):
         """The model on a real device, or None (``real_reason`` says why)."""
@@ -434,7 +437,9 @@ class _Runner:
             outcome = run_probe(model, self.spec, shapes, device)
             probe = Probe(scan, size, shape, outcome.state, str(device), outcome.error, outcome.output_shape)
         else:
-            outcome = run_probe(self.meta, self.spec, shapes, "meta")
+            outcome = run_probe(self.meta, self.spec, shapes, "meta", operators=self.looks_up_values is None)
+            if outcome.operators is not None:
+                self.looks_up_values = bool(LOOKUPS.intersection(outcome.operators))
             if outcome.state == UNKNOWN and not self.cannot_meta:
                 self.cannot_meta = outcome.error
             if outcome.formula_error:
