@@ -57,7 +57,7 @@ def test_vit_accepts_exactly_224():
     ([5, 6, 7, 9, 10], [5, 6, 7, 9, 10],
      "5..7, 9, 10 (the last run reaches 10, the largest probed) (probed 5..7, 9, 10)"),
     ([3, 4, 5] + list(range(7, 301, 2)), range(1, 301), "3..5, then 7, 9, 11, ..., up to 300 probed"),
-    ([], range(1, 10), "none"),
+    ([], range(1, 10), "none of 1..9 work"),
 ])
 def test_describe_sizes(valid, probed, text):
     assert describe_sizes(list(valid), list(probed)) == text
@@ -354,7 +354,7 @@ def _real_valid(make, shape, limit):
             with torch.no_grad():
                 make()(torch.rand(*shape[:-1], n))
             valid.append(n)
-        except RuntimeError:
+        except (RuntimeError, IndexError):  # an embedding lookup past its table raises IndexError
             pass
     return tuple(valid)
 
@@ -403,7 +403,8 @@ def test_when_no_size_works_the_render_says_why():
     result = solve_input_size(Refuses(), spec(1, 1, 8), max_size=10)
     assert result.valid_sizes == ()
     line = result.render().splitlines()[0]  # it read "L (dim 2): none work", with no reason
-    assert line.startswith("L (dim 2): none work; at [1, 1, 8] (cpu): ValueError: this model needs a calibration")
+    assert line.startswith("L (dim 2): none of 1..10 work; at [1, 1, 8] (cpu): ValueError: this model needs a "
+                           "calibration")
 
 
 class ShrinksItsWindow(nn.Module):
@@ -484,3 +485,106 @@ def test_a_probe_pass_records_the_same_calls_and_shapes_without_observing_operat
     assert full.calls[0].macs > 0 and all(c.macs == 0 for c in probe.calls)
     with pytest.raises(ValueError, match="operators=True"):
         trace(model, ((x,), {}), operators=False, receptive_field=True)
+
+
+class LearnedPositions(nn.Module):
+    """A 1-D net adding a learned position table of 20 rows, looked up by ``arange(length)``: an ``nn.Embedding``,
+    an indexed parameter or ``index_select``."""
+
+    def __init__(self, lookup: str = "embedding"):
+        super().__init__()
+        torch.manual_seed(0)
+        self.lookup = lookup
+        self.positions = nn.Embedding(20, 4)
+        self.conv = nn.Conv1d(1, 4, 3, padding=1)
+
+    def forward(self, x):
+        index = torch.arange(x.shape[-1], device=x.device)
+        table = self.positions.weight
+        rows = self.positions(index) if self.lookup == "embedding" else table[index] if self.lookup == "index" \
+            else torch.index_select(table, 0, index)
+        return self.conv(x) + rows.T
+
+
+@pytest.mark.parametrize("lookup", ["embedding", "index", "index_select"])
+def test_an_embedding_table_too_short_for_the_length_is_found_on_the_real_device(lookup):
+    # meta cannot see that index 20 is past the table: every length passes there, with no change of verdict
+    result = solve_input_size(LearnedPositions(lookup), [torch.rand(1, 1, 16)], max_size=40)
+    truth = _real_valid(lambda: LearnedPositions(lookup), (1, 1, 16), 40)
+    assert truth == tuple(range(1, 21))
+    assert result.valid_sizes == truth
+    assert not set(result.main.unknown) & set(truth)  # the sizes not run for real are undetermined, not valid
+    assert "every" not in result.main.describe()
+
+
+def test_a_max_size_below_the_working_reference_names_the_sizes_it_probed():
+    # "square sxs: none work" read as if no size works, although the reference 16 runs: 1..2 were all it probed
+    model = nn.Conv2d(1, 2, 7)
+    result = solve_input_size(model, spec(1, 1, 16, 16), max_size=2)
+    truth = [n for n in (1, 2, 16) if fresh_model_runs(model, (1, 1, n, n))]
+    assert truth == [16] and result.valid_sizes == ()
+    assert result.render().splitlines()[0].startswith("square sxs: none of 1, 2 work;")
+    assert result.summary().startswith("no working size found among 1, 2")
+
+
+
+@pytest.mark.parametrize("max_probes", [40, 41, 42, 43, 45, 47])
+def test_a_budget_cut_during_confirmation_never_claims_what_the_real_device_refuses(max_probes):
+    # 40 meta runs, then the real ones: cut in the middle of them, meta's "every L up to 40" was left standing
+    truth = set(_real_valid(LearnedPositions, (1, 1, 16), 40))
+    result = solve_input_size(LearnedPositions(), [torch.rand(1, 1, 16)], max_size=40, max_probes=max_probes)
+    claimed_wrong = set(result.valid_sizes) - truth
+    unconfirmed = any("not all confirmed on cpu before the budget ran out" in n for n in result.notes)
+    assert not claimed_wrong or unconfirmed
+    if max_probes >= 42:  # the real refusal at 40 was seen: nothing above the real boundary is claimed
+        assert not claimed_wrong and set(result.valid_sizes) <= truth
+
+
+class TwoImages(nn.Module):
+    """A stride-2 branch for the first image added to a stride-1 branch for the second."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.a = nn.Conv2d(3, 4, 3, stride=2, padding=1)
+        self.b = nn.Conv2d(3, 4, 3, padding=1)
+
+    def forward(self, x, y):
+        return self.a(x) + self.b(y)
+
+
+def test_a_second_input_of_another_size_is_said_to_be_held_at_its_shape():
+    # "square sxs: 1, 2, 31, 32" is true only with the second image at 16x16: the render says so
+    result = solve_input_size(TwoImages(), [(1, 3, 32, 32), (1, 3, 16, 16)], max_size=40)
+    truth = []
+    for n in range(1, 41):
+        try:
+            with torch.no_grad():
+                TwoImages()(torch.rand(1, 3, n, n), torch.rand(1, 3, 16, 16))
+            truth.append(n)
+        except RuntimeError:
+            pass
+    assert result.valid_sizes == tuple(truth) == (1, 2, 31, 32)
+    assert result.held_inputs == ("input 1 [1, 3, 16, 16]",) and result.tied_inputs == ()
+    assert "inputs held at their given shape: input 1 [1, 3, 16, 16]" in result.render().splitlines()
+    tied = solve_input_size(TwoImages(), [(1, 3, 16, 16), (1, 3, 16, 16)], max_size=8, per_axis=False)
+    assert tied.tied_inputs == ("input 1",) and tied.held_inputs == ()
+
+
+def test_gpt2_lengths_past_its_position_table_are_not_claimed():
+    # GPT-2 looks its positions up in an nn.Embedding of n_positions rows: meta accepted every length up to 64
+    transformers = pytest.importorskip("transformers")
+    config = transformers.GPT2Config(n_positions=32, n_layer=1, n_embd=16, n_head=2, vocab_size=50,
+                                     bos_token_id=0, eos_token_id=0)
+    torch.manual_seed(0)
+    model = transformers.GPT2Model(config).eval()
+    result = solve_input_size(model, [torch.randint(0, 50, (1, 16))], max_size=40)
+    truth = []
+    for n in range(1, 41):
+        try:
+            with torch.no_grad():
+                model(torch.randint(0, 50, (1, n)))
+            truth.append(n)
+        except (RuntimeError, IndexError):
+            pass
+    assert truth == list(range(1, 33)) and result.valid_sizes == tuple(truth)

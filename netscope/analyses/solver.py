@@ -28,6 +28,9 @@ FIT_POINTS = 6  # working sizes needed before an output dimension is written as 
 REAL_PARAMS_LIMIT = 200_000_000  # larger models are not run on a real device by the solver
 
 DEVICE_CLASH = re.compile(r"same device|expected device meta|on meta and \S+ on|at least two devices")
+# lookups by index whose bounds only the real values can check: meta accepts a row past an embedding table's end
+LOOKUPS = frozenset({"aten::embedding", "aten::_embedding_bag", "aten::embedding_bag", "aten::index",
+                     "aten::index_select", "aten::gather", "aten::take"})
 ARGUMENT_MISMATCH = re.compile(r"(missing \d+ required|takes \d+ positional argument|unexpected keyword argument|"
                                r"positional arguments? but \d+ (was|were) given)")
 
@@ -77,7 +80,7 @@ class Scan:
 
     def __repr__(self) -> str:
         """One line (the field-by-field repr lists every probed size: thousands of numbers)."""
-        return f"Scan({self.label}: {self.describe() if self.valid else 'none work'})"
+        return f"Scan({self.label}: {self.describe()})"
 
     def to_dict(self) -> dict:
         return {"label": self.label, "dims": list(self.dims), "max_size": self.max_size,
@@ -97,6 +100,7 @@ class SolverResult:
     interaction: str = ""  # whether the axes' valid sets combine freely, or how they interact
     notes: Tuple[str, ...] = ()
     tied_inputs: Tuple[str, ...] = ()  # other inputs whose size on the varied axis follows the first input's
+    held_inputs: Tuple[str, ...] = ()  # the other inputs kept at their given shape: every claim holds them there
     probes: Tuple[Probe, ...] = field(default=(), repr=False)
     seconds: float = 0.0
 
@@ -131,7 +135,9 @@ class SolverResult:
             if scan is not None and scan.unknown:
                 why = next((n for n in self.notes if n.startswith("the meta device cannot")), "no device could run it")
                 return f"undetermined: {why}"
-            return "no working size found" + (f" ({self.notes[0]})" if self.notes else "")
+            found = f"no working size found among {_range_text(scan.probed)}" if scan is not None and scan.probed \
+                else "no working size found"
+            return found + (f" ({self.notes[0]})" if self.notes else "")
         example = _with_sizes(self.anchor_shape or self.base_shape, scan.dims, scan.valid[0])
         return f"{_scan_name(scan, self.spatial)}: {scan.describe()}; e.g. [{', '.join(map(str, example))}]"
 
@@ -142,7 +148,7 @@ class SolverResult:
     def render(self) -> str:
         lines = []
         for scan in self.scans:
-            line = f"{_scan_name(scan, self.spatial)}: {scan.describe() if scan.valid else 'none work'}"
+            line = f"{_scan_name(scan, self.spatial)}: {scan.describe()}"
             if scan.unknown:
                 line += f" ({len(scan.unknown)} sizes undetermined: {_range_text(scan.unknown)})"
             if not scan.valid:  # why: the reference shape's error (the last run there: a real one beats meta)
@@ -159,6 +165,8 @@ class SolverResult:
             lines.append(self.interaction)
         if self.tied_inputs:
             lines.append(f"inputs varied along with the first: {', '.join(self.tied_inputs)}")
+        if self.held_inputs:
+            lines.append(f"inputs held at their given shape: {', '.join(self.held_inputs)}")
         lines.extend(f"note: {note}" for note in self.notes)
         devices: Dict[str, int] = {}
         for probe in self.probes:
@@ -175,7 +183,8 @@ class SolverResult:
         return json_document("solve", {"base_shape": list(self.base_shape), "spatial": self.spatial,
                 "anchor_shape": list(self.anchor_shape) if self.anchor_shape else None,
                 "summary": self.summary(), "scans": [s.to_dict() for s in self.scans],
-                "interaction": self.interaction, "tied_inputs": list(self.tied_inputs), "notes": list(self.notes),
+                "interaction": self.interaction, "tied_inputs": list(self.tied_inputs),
+                "held_inputs": list(self.held_inputs), "notes": list(self.notes),
                 "seconds": round(self.seconds, 3), "runs": len(self.probes),
                 "runs_per_second": round(self.probes_per_second, 1),
                 "probes": [p.to_dict() for p in self.probes]})
@@ -245,8 +254,8 @@ def describe_sizes(valid: Sequence[int], probed: Sequence[int], label: str = "s"
     name = label if label and label != "s" else "s"
     valid = sorted(valid)
     probed = sorted(probed)
-    if not valid:
-        return "none"
+    if not valid:  # named with its range: a --max-size below the reference size must not read as "nothing works"
+        return f"none of {_range_text(probed)} work" if probed else "none probed"
     top = probed[-1]
     gaps = _holes(probed)
     suffix = f" (probed {_range_text(probed)})" if gaps else ""
@@ -296,9 +305,11 @@ class Outcome:
     error: str = ""
     output_shape: Optional[Tuple[int, ...]] = None
     formula_error: str = ""  # the run passed, but a layer's size formula says the real kernel fails
+    operators: Optional[Tuple[str, ...]] = None  # the operators that ran, when asked for (``operators=True``)
 
 
-def run_probe(model, input_spec, shapes: Dict[Tuple[bool, object], Tuple[int, ...]], device) -> Outcome:
+def run_probe(model, input_spec, shapes: Dict[Tuple[bool, object], Tuple[int, ...]], device,
+              operators: bool = False) -> Outcome:
     """Run ``model`` once on ``device`` with ``input_spec``'s tensors, some of them re-shaped.
 
     ``shapes``: (is_keyword, name or position) -> the shape to build that input with instead. On the
@@ -320,7 +331,7 @@ def run_probe(model, input_spec, shapes: Dict[Tuple[bool, object], Tuple[int, ..
         # meta probes run the solver's own meta copy (owned: never copied again); real ones the model where it is
         with fast_meta_kernels() if meta else contextlib.nullcontext(), \
                 prepared(model, spec, device=device, owned=meta) as prep:
-            result = run_pass(prep, operators=False)  # shapes and whether it ran: no operator observed
+            result = run_pass(prep, operators=operators)  # shapes and whether it ran; operators when asked
     except ForwardError as err:
         original = err.original if err.original is not None else err
         if isinstance(original, NotImplementedError) and 'missing the required "forward"' in str(original):
@@ -337,7 +348,8 @@ def run_probe(model, input_spec, shapes: Dict[Tuple[bool, object], Tuple[int, ..
         cannot = META_CANNOT_RUN.search(text) or (meta and DEVICE_CLASH.search(text))
         return Outcome(UNKNOWN if cannot else FAILS, text)
     formula_error = _formula_rejection(result) if str(device) == "meta" else ""
-    return Outcome(OK, output_shape=_first_shape(result.model_output), formula_error=formula_error)
+    ran = tuple(u.op for u in result.operators.overall()) if operators and result.operators is not None else None
+    return Outcome(OK, output_shape=_first_shape(result.model_output), formula_error=formula_error, operators=ran)
 
 
 def _formula_rejection(result) -> str:
@@ -390,6 +402,8 @@ class _Runner:
         self.done: Dict[Tuple[Tuple[int, ...], str], Probe] = {}
         self.order: List[Probe] = []
         self.cannot_meta = ""  # the first operator meta could not run
+        # whether the forward looks rows up by index (an embedding table): known after the first meta run that works
+        self.looks_up_values: Optional[bool] = None
 
     def real(self):
         """The model on a real device, or None (``real_reason`` says why)."""
@@ -423,7 +437,9 @@ class _Runner:
             outcome = run_probe(model, self.spec, shapes, device)
             probe = Probe(scan, size, shape, outcome.state, str(device), outcome.error, outcome.output_shape)
         else:
-            outcome = run_probe(self.meta, self.spec, shapes, "meta")
+            outcome = run_probe(self.meta, self.spec, shapes, "meta", operators=self.looks_up_values is None)
+            if outcome.operators is not None:
+                self.looks_up_values = bool(LOOKUPS.intersection(outcome.operators))
             if outcome.state == UNKNOWN and not self.cannot_meta:
                 self.cannot_meta = outcome.error
             if outcome.formula_error:
@@ -510,6 +526,7 @@ class _Solver:
         self.per_axis = per_axis
         self.notes: List[str] = []
         self.tied: Dict[str, None] = {}
+        self.doubtful: set = set()  # shapes meta accepted between real refusals, not run for real: undetermined
         self.labels = AXIS_LABELS.get(spatial, tuple(f"d{i}" for i in range(spatial)))
         self.square_label = "s" if spatial > 1 else self.labels[0]
 
@@ -552,6 +569,10 @@ class _Solver:
         except _Budget:
             self.notes.append(f"stopped after {self.runner.max_probes} runs (--max-probes); "
                               "each scan lists the sizes it probed")
+            cut = next((p.scan for p in reversed(self.runner.order) if p.scan != "mixed"), None)
+            if cut is not None and self.runner.real() is not None:
+                self.notes.append(f"scan {cut}: its verdicts were not all confirmed on {self.runner.real_device()} "
+                                  "before the budget ran out; the meta device accepts some sizes real kernels refuse")
             scans = self.partial_scans(scans)
             anchor = anchor or self.anchor_from_probes()
         interaction = ""
@@ -568,7 +589,15 @@ class _Solver:
             self.notes.append(f"the meta device cannot run this model: {meta_operator(self.runner.cannot_meta)}; "
                               f"{fallback}")
         return SolverResult(self.shape, self.spatial, anchor, tuple(scans), interaction, tuple(self.notes),
-                            tuple(self.tied))
+                            tuple(self.tied), self.held())
+
+    def held(self) -> Tuple[str, ...]:
+        """The other tensor inputs no probe re-sized, with their shapes."""
+        shapes = self.shapes_for(self.shape)
+        items = [((False, i), f"input {i}", t) for i, t in enumerate(self.spec.args)][1:] + \
+                [((True, k), k, t) for k, t in self.spec.kwargs.items()]
+        return tuple(f"{name} {list(t.shape)}" for key, name, t in items
+                     if key not in shapes and getattr(t, "shape", None) is not None)
 
     def size_limit(self, base, dims) -> int:
         return self.max_size or max(4 * max(base[d] for d in dims), 64)
@@ -586,7 +615,12 @@ class _Solver:
         out: Dict[int, Probe] = {}
         for size in range(1, limit + 1):
             shape = _with_sizes(base, dims, size)
-            probe = self.runner.done.get((shape, "real")) or self.runner.done.get((shape, "meta"))
+            probe = self.runner.done.get((shape, "real"))
+            if probe is None and (shape, "meta") in self.runner.done:
+                probe = self.runner.done[(shape, "meta")]
+                if shape in self.doubtful and probe.ok:  # meta accepted it between two real refusals
+                    probe = replace(probe, state=UNKNOWN, error="not run on the real device, which refuses a "
+                                                                "neighbouring size the meta device accepted")
             if probe is not None:
                 out[size] = probe
         return out
@@ -614,6 +648,10 @@ class _Solver:
         reference = base[dims[0]] if len({base[d] for d in dims}) == 1 else None
         if verdicts and not any(p.ok for p in verdicts.values()) and reference in verdicts:
             extra.append(reference)
+        # an embedding lookup past its table fails only on real values (meta has none): the largest valid size too
+        valid = [s for s, p in verdicts.items() if p.ok]
+        if valid and self.runner.looks_up_values:
+            extra.append(max(valid))
         changes = extra + [c for c in changes if c not in extra]
         spent = 0
         pending = list(changes)
@@ -630,10 +668,40 @@ class _Solver:
             real = self.probe(label, size, first, real=True)
             spent += 1
             if real.state != meta.state and real.state != UNKNOWN:  # meta was wrong here: look further
+                below = [s for s in range(1, size) if self.runner.done.get((_with_sizes(base, dims, s), "real"))]
+                lower = max(below, default=0)
+                if meta.ok and lower and lower < size - 2 and \
+                        self.runner.done[(_with_sizes(base, dims, lower), "real")].ok:
+                    spent += self.bisect(label, base, dims, lower, size, REAL_CONFIRMATIONS - spent)
+                    continue
                 pending[:0] = [n for n in (size - 1, size + 1) if 1 <= n <= limit and n not in checked]
         if pending:
             self.notes.append(f"scan {label}: {len(set(pending) - checked)} sizes next to a change of verdict were "
                               f"not confirmed on the real device (at most {REAL_CONFIRMATIONS} runs per scan)")
+
+    def bisect(self, label: str, base, dims, good: int, bad: int, budget: int) -> int:
+        """Real runs between a size the real model accepts and a larger one meta accepted but it refuses; the
+        sizes between the real refusals stay meta-accepted yet unconfirmed, so they are made undetermined."""
+        spent, top = 0, bad
+        try:
+            while bad - good > 1 and spent < budget:
+                mid = (good + bad) // 2
+                probe = self.probe(label, mid, _with_sizes(base, dims, mid), real=True)
+                spent += 1
+                if probe.ok:
+                    good = mid
+                else:
+                    bad = mid
+        finally:  # also when --max-probes stops it: what meta alone accepted up there is not claimed
+            self.mark_doubtful(label, base, dims, good, top)
+        return spent
+
+    def mark_doubtful(self, label: str, base, dims, good: int, top: int) -> None:
+        unrun = [s for s in range(good + 1, top) if (_with_sizes(base, dims, s), "real") not in self.runner.done]
+        self.doubtful.update(_with_sizes(base, dims, s) for s in unrun)
+        if unrun:
+            self.notes.append(f"scan {label}: the real model refuses {top}, which the meta device accepted; "
+                              f"{_range_text(unrun)} were not run on it and stay undetermined")
 
     @staticmethod
     def boundaries(verdicts: Dict[int, Probe]) -> List[int]:
