@@ -1240,3 +1240,50 @@ def test_summary_html_says_on_stderr_when_no_page_could_be_written(tmp_path, cap
     _, err = capsys.readouterr()
     assert code == 2
     assert "no HTML page was written to page.html" in err and not (tmp_path / "page.html").exists()
+
+
+# ---- the run's notes ---------------------------------------------------------------------------------------
+
+def _noted_report():
+    """The scripted report (its note: the layers inside TorchScript are not listed) plus a note holding markup."""
+    report = _scripted_report()
+    assert report.run.notes  # precondition: the pass itself wrote a note
+    odd = 'input "x" <img src=x onerror=alert(1)> & co\nwas copied'
+    return dataclasses.replace(report, run=dataclasses.replace(report.run, notes=tuple(report.run.notes) + (odd,)))
+
+
+def test_browser_page_shows_the_runs_notes_as_text(browser, tmp_path):
+    """A note changes how the figures read (no rows inside TorchScript, detection heads counted at capacity, a
+    fallback to the meta device): the text table prints each one, and so must the page, as plain text."""
+    report = _noted_report()
+    path = tmp_path / "notes.html"
+    path.write_text(report_html(report), encoding="utf-8")
+    browser.open(path)
+    assert not browser.errors
+    shown = browser.js("Array.from(document.querySelectorAll('.ns-run-notes li'), e => e.textContent)")
+    assert shown == [f"Note: {note}" for note in report.run.notes]
+    assert browser.js("document.querySelectorAll('main img').length") == 0
+
+
+def test_notebook_view_shows_the_runs_notes_as_text():
+    report = _noted_report()
+    view = notebook_html(report)
+    items = re.findall(r'<ul class="ns-run-notes">(.*?)</ul>', view, re.S)
+    assert len(items) == 1
+    assert [html.unescape(t) for t in re.findall(r"<li>(.*?)</li>", items[0], re.S)] == [
+        f"Note: {note}" for note in report.run.notes]
+    assert "<img" not in view
+
+
+def test_browser_failure_banner_keeps_the_errors_lines_as_text(browser, tmp_path):
+    """The error as stderr shows it: its own line breaks kept (a multi-line message stays readable), markup shown
+    as text."""
+    report = netscope.summary(nn.Sequential(nn.Linear(4, 4)), (1, 4), device="meta")
+    error = 'ValueError: bad <b>input</b> & "x"\n  expected [1, 8]\n  got [1, 4]'
+    path = tmp_path / "failed.html"
+    path.write_text(report_html(report, failure=error), encoding="utf-8")
+    browser.open(path)
+    assert not browser.errors
+    shown = browser.js("document.querySelector('.ns-failure').innerText")
+    assert error in shown
+    assert browser.js("document.querySelectorAll('.ns-failure b').length") == 0

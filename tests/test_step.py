@@ -980,3 +980,16 @@ def test_a_forward_fake_tensors_cannot_run_takes_a_real_step(capfd):
     assert model.w.grad is None
     err = capfd.readouterr().err
     assert "Traceback" not in err and "fake_tensor.py" not in err
+
+
+def test_step_page_shows_the_runs_notes():
+    """The text report prints the step's notes (here: gradients kept allocated through the forward); the page too."""
+    import html
+    import re
+
+    report = netscope.step(nn.Linear(4, 4), input_size=(2, 4), set_to_none=False)
+    assert report.run.notes  # precondition
+    items = re.findall(r'<ul class="ns-run-notes">(.*?)</ul>', report.to_html(), re.S)
+    assert len(items) == 1
+    assert [html.unescape(t) for t in re.findall(r"<li>(.*?)</li>", items[0], re.S)] == [
+        f"Note: {note}" for note in report.run.notes]

@@ -44,6 +44,7 @@ def report_html(report, failure: str = "") -> str:
         _failure_html(failure),
         f'<p class="ns-headline">{escape(headline(report))}</p>',
         f'<p class="ns-run">{_run_text(report)}</p>',
+        run_notes_html(report.run.notes),
         '<div class="ns-cols"><section><h2>Totals</h2>', _totals_html(report), "</section>",
         f"<section><h2>Checks</h2>{_findings_summary(report)}</section></div>",
         "<section><h2>Shape flow</h2>", _flow_html(report), "</section>",
@@ -121,6 +122,7 @@ def notebook_html(report) -> str:
     return "".join([
         f'<div class="ns-root ns-nb"><style>{NOTEBOOK_CSS}</style>',
         f'<div class="ns-headline">{escape(headline(report))}</div><div class="ns-run">{_run_text(report)}</div>',
+        run_notes_html(report.run.notes),
         "<details><summary>Totals</summary>", _totals_html(report), "</details>",
         "<div>", _flow_html(report), "</div>",
         "<details><summary>Where the parameters and multiply-adds are</summary>",
@@ -149,10 +151,19 @@ def _notebook_findings(report) -> str:
 def _failure_html(failure: str) -> str:
     if not failure:
         return ""
-    return (f'<p class="ns-failure" role="alert"><strong>The forward pass failed:</strong> {escape(failure)}<br>'
+    return (f'<p class="ns-failure" role="alert"><strong>The forward pass failed:</strong> '
+            f'<span class="ns-error">{escape(failure)}</span><br>'
             "This page shows what was recorded up to the failure: the calls after it never ran, and the "
             "multiply-adds, shapes and activation sizes count only the calls that did (parameters are the whole "
             "model's).</p>")
+
+
+def run_notes_html(notes) -> str:
+    """The run's notes (what the text report prints as ``Note:`` lines: layers inside TorchScript not listed,
+    counts at capacity, a fallback device, ...), one plain-text item each."""
+    if not notes:
+        return ""
+    return '<ul class="ns-run-notes">' + "".join(f"<li>Note: {escape(str(note))}</li>" for note in notes) + "</ul>"
 
 
 def _run_text(report) -> str:

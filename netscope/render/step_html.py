@@ -9,7 +9,7 @@ from netscope.render.assets import PAGE_CSS
 from netscope.analyses.breakdown import Bar
 from netscope.render.columns import COLUMNS
 from netscope.analyses.flow import child_calls, main_container
-from netscope.render.html import CSP, MACS_COLOR
+from netscope.render.html import CSP, MACS_COLOR, run_notes_html
 from netscope.render.rows import _cell
 from netscope.render.svg import bar_chart_svg
 from netscope.units import megabytes, si
@@ -33,6 +33,7 @@ def step_html(report) -> str:
         '<body><main class="ns-root ns-page">',
         f"<h1>{escape(title)}</h1>",
         f'<p class="ns-run">{escape(_run_text(report))}</p>',
+        run_notes_html(report.run.notes),
         "<section><h2>Totals</h2>", _totals_html(report), _partial_html(report), "</section>",
         "<section><h2>Memory per rank</h2>", memory_split_svg(t.ranks), "</section>",
         "<section><h2>Backward cost and saved activations</h2>", _charts_html(report), "</section>",

@@ -23,8 +23,9 @@ COMMON_CSS = """
 .ns-totals{display:grid;grid-template-columns:max-content max-content;gap:2px 18px;margin:0}
 .ns-totals dt{color:var(--ns-muted)}.ns-totals dd{margin:0;font-variant-numeric:tabular-nums;font-weight:600}
 .ns-run{color:var(--ns-muted);margin:6px 0}
+.ns-run-notes{color:var(--ns-muted);margin:4px 0;padding-left:18px}.ns-run-notes li{white-space:pre-line}
 .ns-failure{border:1px solid var(--ns-bad);border-radius:6px;padding:6px 10px;margin:6px 0}
-.ns-failure strong{color:var(--ns-bad)}
+.ns-failure strong{color:var(--ns-bad)}.ns-failure .ns-error{white-space:pre-wrap}
 .ns-flow{display:flex;flex-wrap:wrap;align-items:center;gap:4px 2px;margin:6px 0}
 .ns-step{display:inline-flex;flex-direction:column;align-items:center;padding:3px 7px;border:1px solid var(--ns-border);
  border-radius:6px;background:var(--ns-bg2)}
