@@ -1287,3 +1287,34 @@ def test_browser_failure_banner_keeps_the_errors_lines_as_text(browser, tmp_path
     shown = browser.js("document.querySelector('.ns-failure').innerText")
     assert error in shown
     assert browser.js("document.querySelectorAll('.ns-failure b').length") == 0
+
+
+def _contrast_ratio(a: str, b: str) -> float:
+    """WCAG contrast of two computed CSS colours ('rgb(r, g, b)')."""
+    def lum(text):
+        v = [x / 255 for x in map(float, re.findall(r"[\d.]+", text)[:3])]
+        v = [x / 12.92 if x <= 0.03928 else ((x + 0.055) / 1.055) ** 2.4 for x in v]
+        return 0.2126 * v[0] + 0.7152 * v[1] + 0.0722 * v[2]
+    hi, lo = sorted((lum(a), lum(b)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_browser_step_pages_peak_tick_is_visible_in_light_and_dark(browser, tmp_path, scheme):
+    """The estimated-peak tick of the memory bars and its legend swatch stand out from the page's background
+    (WCAG's 3:1 for graphics) in either colour scheme."""
+    report = netscope.step(nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 2)), input_size=(2, 8))
+    path = tmp_path / f"step-{scheme}.html"
+    path.write_text(report.to_html(), encoding="utf-8")
+    browser.media("", scheme)
+    try:
+        browser.open(path)
+        background = browser.js("getComputedStyle(document.querySelector('.ns-root')).backgroundColor")
+        tick = browser.js("getComputedStyle(document.querySelector('svg line')).stroke")
+        swatch = browser.js("getComputedStyle(Array.from(document.querySelectorAll('svg rect'))"
+                            ".find(r => r.nextSibling && r.nextSibling.textContent.includes('estimated peak'))).fill")
+    finally:
+        browser.media("", "light")
+    ratios = _contrast_ratio(tick, background), _contrast_ratio(swatch, background)
+    assert min(ratios) >= 3, (tick, swatch, background)
+    assert browser.errors == []

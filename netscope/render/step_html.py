@@ -18,6 +18,7 @@ from netscope.units import megabytes, si
 MEMORY_PARTS = (("param_bytes", "params", "#2f81f7"), ("grad_bytes", "grads", "#8957e5"),
                 ("optimizer_bytes", "optimizer", "#e16f24"), ("activation_bytes", "activations", "#1a7f37"))
 SAVED_COLOR = "#1a7f37"
+PEAK_COLOR = "#1f2328"  # the page's CSS (.ns-peak) draws it in the text colour of the scheme shown
 BAR_WIDTH = 420
 ROW = 20
 LABEL = 70
@@ -95,12 +96,14 @@ def memory_split_svg(ranks) -> str:
                          "</title></rect>")
             x += length
         peak_x = LABEL + BAR_WIDTH * rank.peak_bytes / top
-        parts.append(f'<line x1="{peak_x:.1f}" x2="{peak_x:.1f}" y1="{y}" y2="{y + ROW - 2}" stroke="#1f2328" '
-                     f'stroke-width="2"><title>estimated peak {megabytes(rank.peak_bytes)}</title></line>')
+        parts.append(f'<line x1="{peak_x:.1f}" x2="{peak_x:.1f}" y1="{y}" y2="{y + ROW - 2}" class="ns-peak" '
+                     f'stroke="{PEAK_COLOR}" stroke-width="2"><title>estimated peak {megabytes(rank.peak_bytes)}</title>'
+                     "</line>")
     legend_y = ROW * len(ranks) + 16
     x = LABEL
-    for _, label, color in MEMORY_PARTS + (("", "| estimated peak", "#1f2328"),):
-        parts.append(f'<rect x="{x}" y="{legend_y - 9}" width="10" height="10" fill="{color}"/>'
+    for key, label, color in MEMORY_PARTS + (("peak", "| estimated peak", PEAK_COLOR),):
+        peak = ' class="ns-peak"' if key == "peak" else ""
+        parts.append(f'<rect{peak} x="{x}" y="{legend_y - 9}" width="10" height="10" fill="{color}"/>'
                      f'<text x="{x + 13}" y="{legend_y}">{escape(label)}</text>')
         x += 20 + 7 * len(label)
     parts.append("</svg></figure>")

@@ -41,6 +41,7 @@ COMMON_CSS = """
 .ns-charts{display:flex;flex-wrap:wrap;gap:8px 28px}
 .ns-chart{margin:0}.ns-chart figcaption{font-weight:600;margin-bottom:3px}
 .ns-chart svg{font:11px sans-serif;display:block}.ns-chart svg text{fill:var(--ns-fg)}
+line.ns-peak{stroke:var(--ns-fg)}rect.ns-peak{fill:var(--ns-fg)}
 .ns-empty{color:var(--ns-muted)}
 .ns-badge{display:inline-block;padding:0 6px;border-radius:9px;font-size:11px;margin-right:3px;
  border:1px solid currentColor;cursor:default;white-space:nowrap}
