@@ -1318,3 +1318,13 @@ def test_browser_step_pages_peak_tick_is_visible_in_light_and_dark(browser, tmp_
     ratios = _contrast_ratio(tick, background), _contrast_ratio(swatch, background)
     assert min(ratios) >= 3, (tick, swatch, background)
     assert browser.errors == []
+
+
+def test_browser_status_counts_in_words_for_one_layer(browser, tmp_path):
+    """The toolbar's count reads as English for a one-call model (nn.Identity): '1 layer (1 row shown)'."""
+    report = netscope.summary(nn.Identity(), (1, 4), device="meta")
+    path = tmp_path / "identity.html"
+    path.write_text(report_html(report), encoding="utf-8")
+    browser.open(path)
+    assert browser.js("document.getElementById('ns-status').textContent") == "1 layer (1 row shown)"
+    assert not browser.errors

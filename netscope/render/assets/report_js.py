@@ -36,6 +36,7 @@ PAGE_JS = r"""
 
   var NOT_RECORDED = "(not recorded)";
   function commas(v) { return Number(v).toLocaleString("en-US"); }
+  function counted(v, noun) { return commas(v) + " " + noun + (v === 1 ? "" : "s"); }
   function si(v) {
     var units = [[1e12, "T"], [1e9, "G"], [1e6, "M"], [1e3, "k"]];
     for (var k = 0; k < units.length; k++) {
@@ -211,7 +212,7 @@ PAGE_JS = r"""
       status.textContent = commas(state.hits.size) + " of " + commas(n) + " layers match" +
         (hitsShown < state.hits.size ? " (" + commas(hitsShown) + " shown; \u201Cshow more\u201D lists the rest)" : "");
     } else {
-      status.textContent = commas(n) + " layers (" + commas(rowsShown) + " rows shown)";
+      status.textContent = counted(n, "layer") + " (" + counted(rowsShown, "row") + " shown)";
     }
   }
   function subtreeEnd(tr) {
