@@ -28,7 +28,7 @@ from netscope.records import Finding, Severity
 from netscope.analyses.breakdown import breakdown
 from netscope.analyses.flow import shape_flow
 from netscope.render.html import notebook_html, report_html
-from netscope.units import megabytes
+from netscope.units import megabytes, si
 
 BLOB = re.compile(r'<script type="application/json" id="ns-data">(.*?)</script>', re.S)
 
@@ -1327,4 +1327,31 @@ def test_browser_status_counts_in_words_for_one_layer(browser, tmp_path):
     path.write_text(report_html(report), encoding="utf-8")
     browser.open(path)
     assert browser.js("document.getElementById('ns-status').textContent") == "1 layer (1 row shown)"
+    assert not browser.errors
+
+
+class _Gram(nn.Module):
+    def forward(self, x):
+        return x @ x.transpose(-1, -2)
+
+
+def test_browser_counts_beyond_2_to_the_53_are_shown_exactly(browser, tmp_path):
+    """A long-context attention product passes 2**53 multiply-adds, where a JavaScript number stops holding every
+    integer: the page's exact figures (row tooltips, a folded run's sum) must still equal the report's."""
+    model = nn.Sequential(_Gram(), nn.Sequential(_Gram()), nn.Sequential(_Gram()), nn.Sequential(_Gram()))
+    length, width = 2**20 + 1, 8193  # odd factors: L*L*D is odd, so no float64 holds it
+    report = netscope.summary(model, (1, length, width), device="meta")
+    assert report.layers[1].macs == length * length * width > 2**53  # precondition (torch's matmul count)
+    assert report.folds()  # precondition: blocks 2 and 3 fold as repeats of block 1
+    path = tmp_path / "huge.html"
+    path.write_text(report_html(report), encoding="utf-8")
+    browser.open(path)
+    titles = browser.js("Object.fromEntries(Array.from(document.querySelectorAll('#ns-tree-body tr[data-i]'),"
+                        " r => [r.querySelector('.ns-label').title, r.cells[5].title]))")
+    calls = {c.name or "(root)": c for c in report.layers}
+    for name, title in titles.items():
+        assert title == f"{calls[name].macs:,} (own: {calls[name].own_macs:,})", name
+    fold = browser.js("document.querySelector('tr.ns-fold').textContent")
+    members = [report.layers[i] for f in report.folds() for i in f.members]
+    assert fold.endswith(f" · {si(sum(m.macs for m in members))} mult-adds")
     assert not browser.errors

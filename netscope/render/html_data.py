@@ -34,6 +34,12 @@ class _Interner:
         return self._index[text]
 
 
+def exact(count):
+    """A count as JSON that JavaScript reads without loss: past 2**53 (a float64's last exact integer) a decimal
+    string, which the page's script reads with BigInt."""
+    return str(count) if isinstance(count, int) and abs(count) > 2**53 else count
+
+
 def _short_shape(tree) -> str:
     """'1×64×56×56' for one tensor, the general shape-tree text otherwise."""
     if isinstance(tree, list) and len(tree) == 1:
@@ -110,7 +116,8 @@ def report_payload(report) -> Dict[str, Any]:
         rows.append([
             _relative_name(c.name, parent_name), classes(c.class_name), -1 if c.parent is None else c.parent,
             shapes(_short_shape(c.input_shapes) if recorded else NOT_RECORDED), shapes(_short_shape(c.output_shapes)),
-            c.subtree_params, c.macs if recorded else None, c.own_params, c.own_macs if recorded else None,
+            exact(c.subtree_params), exact(c.macs) if recorded else None, exact(c.own_params),
+            exact(c.own_macs) if recorded else None,
             c.call_number, check_of.get(c.index, -1), int(c.index in partial), int(c.index in own_partial),
             [c.index - source for source in c.inputs_from],  # small numbers: most come from a call just before
         ])

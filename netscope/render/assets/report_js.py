@@ -35,9 +35,11 @@ PAGE_JS = r"""
   var status = document.getElementById("ns-status");
 
   var NOT_RECORDED = "(not recorded)";
-  function commas(v) { return Number(v).toLocaleString("en-US"); }
+  // counts past 2**53 come as decimal strings (html_data.exact): BigInt keeps every digit
+  function commas(v) { return (typeof v === "number" ? v : BigInt(v)).toLocaleString("en-US"); }
   function counted(v, noun) { return commas(v) + " " + noun + (v === 1 ? "" : "s"); }
   function si(v) {
+    v = Number(v);
     var units = [[1e12, "T"], [1e9, "G"], [1e6, "M"], [1e3, "k"]];
     for (var k = 0; k < units.length; k++) {
       if (Math.abs(v) >= units[k][0]) return (v / units[k][0]).toFixed(2) + " " + units[k][1];
@@ -161,10 +163,10 @@ PAGE_JS = r"""
     var b = el("button", "ns-fold-btn", f[2] + "  " + m.length + " \u00D7 " + data.classes[rows[first][F["class"]]]);
     b.type = "button";
     b.setAttribute("aria-label", "Unfold " + m.length + " identical blocks " + f[2]);
-    var params = 0, macs = 0, bound = "";
+    var params = BigInt(0), macs = BigInt(0), bound = "";
     m.forEach(function (j) {
-      params += rows[j][F.params];
-      macs = macs === null || rows[j][F.macs] === null ? null : macs + rows[j][F.macs];
+      params += BigInt(rows[j][F.params]);
+      macs = macs === null || rows[j][F.macs] === null ? null : macs + BigInt(rows[j][F.macs]);
       if (rows[j][F.macs_partial]) bound = ">=";
     });
     var tr = spanRow("ns-fold", depth[first], b, "  as " + (full[f[0]] || "(root)") + " \u00B7 " +
