@@ -993,3 +993,23 @@ def test_step_page_shows_the_runs_notes():
     assert len(items) == 1
     assert [html.unescape(t) for t in re.findall(r"<li>(.*?)</li>", items[0], re.S)] == [
         f"Note: {note}" for note in report.run.notes]
+
+
+def test_step_page_says_which_tensors_the_step_ran_on():
+    """A forward that reads values (a boolean mask) takes the real step; the page says so, as the text does."""
+    import re
+
+    class Masked(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 4)
+
+        def forward(self, x):
+            y = self.fc(x)
+            return y[y > 0].sum()
+
+    report = netscope.step(Masked(), input_size=(2, 4))
+    assert report.totals.tensors == "real"  # precondition: the fake step could not run this forward
+    assert "real tensors on" in str(report)
+    run = re.search(r'<p class="ns-run">(.*?)</p>', report.to_html()).group(1)
+    assert "on real tensors" in run and "fake" not in run

@@ -46,7 +46,7 @@ def step_html(report) -> str:
 def _run_text(report) -> str:
     t = report.totals
     layout = f"{t.layout}, {t.world_size} ranks" if t.layout != "single" else "one device"
-    return (f"one training step on fake tensors ({report.run.device}), {t.optimizer}, {t.precision}, {layout}; "
+    return (f"one training step on {t.tensors} tensors ({report.run.device}), {t.optimizer}, {t.precision}, {layout}; "
             f"{len(report.layers):,} module calls in {report.run.seconds:.2f} s")
 
 
