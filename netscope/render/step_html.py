@@ -70,8 +70,10 @@ def _totals_html(report) -> str:
                        ("activation_bytes", "Saved activations"), ("buffer_bytes", "Buffers"), ("input_bytes", "Inputs"),
                        ("peak_bytes", "Estimated peak"), ("measured_peak_bytes", "Measured CUDA peak")):
         value = getattr(t, key)
+        # a workspace fake tensors cannot size (t.unsized_workspaces): saved bytes and the peak are lower bounds
+        low = ">=" if t.unsized_workspaces and key in ("activation_bytes", "peak_bytes") else ""
         if value is not None:
-            items.append((key, label + (" (per rank)" if t.layout != "single" else ""), value, megabytes(value)))
+            items.append((key, label + (" (per rank)" if t.layout != "single" else ""), value, low + megabytes(value)))
     rows = "".join(f'<dt>{escape(label)}</dt><dd data-total="{key}" data-value="{value}">{escape(text)}</dd>'
                    for key, label, value, text in items)
     return f'<dl class="ns-totals">{rows}</dl>'
