@@ -229,3 +229,19 @@ def test_a_forward_that_creates_tensors_under_a_meta_default_device_is_named_wit
             model(torch.randn(2, 4, device="cpu"))
         with pytest.raises(ForwardError, match="default device is meta in the calling code.*runs on cpu"):
             netscope.summary(model, (2, 4))
+
+
+def test_a_meta_run_does_not_blame_the_default_device_nobody_set():
+    """torch's own default device (cpu) is nobody's choice: a failing forward on --device meta must not say the
+    calling code set it (found by fresh26: 'torch's default device is cpu in the calling code')."""
+    class Broken(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.l = nn.Linear(4, 4)
+
+        def forward(self, x):
+            return self.l(x) + torch.ones(4, 5)
+
+    with pytest.raises(ForwardError) as info:
+        netscope.summary(Broken(), (2, 4), device="meta")
+    assert "default device" not in str(info.value)

@@ -903,7 +903,7 @@ def _forward_error(model, result: TraceResult, error: BaseException) -> ForwardE
                   "Check the input shape(s) (--input on the command line, input_size/input_data in the API) "
                   "against what this layer expects")
         default, placed = torch.get_default_device(), model_device(model)
-        if default.type != placed.type:
+        if default.type != placed.type and default.type != "cpu":  # set by the caller (cpu is torch's own)
             advice += (f". torch's default device is {default.type} in the calling code (torch.set_default_device or "
                        f"`with torch.device(...)`): tensors the forward creates without a device land there, while "
                        f"the model runs on {placed.type}")
