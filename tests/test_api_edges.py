@@ -1,0 +1,144 @@
+"""The Python API as a notebook user meets it, with inputs nobody designed for: every bad call raises one
+``netscope.errors`` exception with a clear message, never an AttributeError/TypeError from deep inside, and
+every report of an odd model output is JSON-able and typed as the README says."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import threading
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+import netscope
+from netscope.errors import ForwardError, NetscopeError
+
+
+class Returns(nn.Module):
+    """A Linear whose output goes through ``wrap`` (None, a dict, a dataclass, a complex or sparse tensor...)."""
+
+    def __init__(self, wrap):
+        super().__init__()
+        self.linear = nn.Linear(4, 3)
+        self.wrap = wrap
+
+    def forward(self, x):
+        return self.wrap(self.linear(x))
+
+
+@dataclasses.dataclass
+class Pair:
+    tensor: torch.Tensor
+    count: int
+
+
+OUTPUTS = {
+    "none": lambda y: None,
+    "dict": lambda y: {"a": y, 1: [y, 3], (2, 3): y},
+    "dataclass": lambda y: Pair(y, 3),
+    "nested": lambda y: ((y, (y, None)), "text"),
+    "complex": lambda y: torch.complex(y, y),
+    "sparse": lambda y: y.to_sparse(),
+    "nan": lambda y: float("nan"),
+    "numpy": lambda y: y.detach().numpy(),
+    "torch objects": lambda y: (torch.float32, torch.device("cpu"), torch.Size([1])),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(OUTPUTS))
+def test_odd_outputs_give_strict_json_and_a_typed_frame(kind):
+    report = netscope.summary(Returns(OUTPUTS[kind]), input_data=torch.randn(2, 4))
+    text = json.dumps(report.to_dict(), allow_nan=False)  # strict JSON, no custom encoder
+    assert json.loads(text)["layers"][1]["output_shapes"] == [2, 3]  # the Linear's own output, as torch made it
+    frame = report.to_dataframe()
+    assert str(frame["macs"].dtype) == "int64" and frame["macs"].tolist() == [24, 24]  # 2*4*3, as nn.Linear does
+    assert frame["output_shapes"][1] == (2, 3)
+    assert str(frame["trainable"].dtype) == "boolean"
+    assert "<table" in report._repr_html_() and report.render()
+
+
+def test_huggingface_model_output_keeps_its_field_names():
+    outputs = pytest.importorskip("transformers.modeling_outputs", reason="needs transformers")
+    report = netscope.summary(Returns(lambda y: outputs.BaseModelOutput(last_hidden_state=y)),
+                              input_data=torch.randn(2, 4))
+    assert json.loads(json.dumps(report.to_dict()))["output"] == {"last_hidden_state": [2, 3]}
+
+
+def test_a_failed_pass_partial_report_says_the_pass_failed():
+    """``err.report`` (what ran before the failure) must not read as a complete summary: its totals count only the
+    calls that ran, so the text, JSON and DataFrame rows say the pass failed, naming the layer."""
+    model = nn.Sequential(nn.Linear(4, 4), nn.Linear(5, 3))
+    with pytest.raises(ForwardError) as caught:
+        netscope.summary(model, (2, 4))
+    report = caught.value.report
+    assert report is not None
+    notes = report.to_dict()["run"]["notes"]
+    assert any("failed" in note and "'1'" in note for note in notes), notes
+    assert "forward pass failed" in report.render()
+    frame = report.to_dataframe()
+    assert frame["output_shapes"].tolist()[2] == "(failed)"
+    assert str(frame["macs"].dtype) == "int64"
+    json.dumps(report.to_dict(), allow_nan=False)
+
+
+@pytest.mark.parametrize("size", [(np.int64(2), np.int32(4)), torch.Size([2, 4]), np.array([2, 4]),
+                                  [np.array([2, 4])], [torch.Size([2, 4])], {"input": (np.int64(2), 4)}])
+def test_shapes_as_numpy_and_torch_objects(size):
+    report = netscope.summary(nn.Linear(4, 3), size)
+    assert json.loads(json.dumps(report.to_dict()))["layers"][0]["output_shapes"] == [2, 3]
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.dtype("int64"), torch.long, "int64"])
+def test_input_dtypes_as_numpy_or_torch(dtype):
+    report = netscope.summary(nn.Embedding(10, 3), (2, 5), input_dtypes=dtype)
+    assert report.layers[0].output_shapes == (2, 5, 3) and report.totals.total_params == 30
+
+
+BAD_CALLS = {
+    "input_size 0": lambda: netscope.summary(nn.Linear(4, 3), (0, 4)),
+    "input_size -1": lambda: netscope.summary(nn.Linear(4, 3), (-1, 4)),
+    "input_size float": lambda: netscope.summary(nn.Linear(4, 3), (2.5, 4)),
+    "input_size text": lambda: netscope.summary(nn.Linear(4, 3), "2,4"),
+    "input_data numpy": lambda: netscope.summary(nn.Linear(4, 3), input_data=np.zeros((2, 4), np.float32)),
+    "input_data int": lambda: netscope.summary(nn.Linear(4, 3), input_data=3),
+    "InputSpec of shapes": lambda: netscope.summary(nn.Linear(4, 3), netscope.InputSpec([(2, 4)])),
+    "InputSpec of text": lambda: netscope.summary(nn.Linear(4, 3), netscope.InputSpec("2,4")),
+    "InputSpec kwargs": lambda: netscope.summary(nn.Linear(4, 3), netscope.InputSpec([], {"x": (2, 4)})),
+    "TensorSpec 0 dim": lambda: netscope.summary(nn.Linear(4, 3), netscope.InputSpec([netscope.TensorSpec((0, 4))])),
+    "input_dtypes numpy float": lambda: netscope.summary(nn.Linear(4, 3), (2, 4), input_dtypes=np.complex64),
+    "solve a function": lambda: netscope.solve_input_size(lambda x: x, (1, 3, 8, 8)),
+    "keys None": lambda: netscope.keys(None),
+    "keys int": lambda: netscope.keys(3),
+    "render width -5": lambda: netscope.summary(nn.Linear(4, 3), (2, 4)).render(width=-5),
+    "render width text": lambda: netscope.summary(nn.Linear(4, 3), (2, 4)).render(width="80"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_CALLS))
+def test_bad_calls_raise_one_netscope_error(name):
+    with pytest.raises(NetscopeError) as caught:
+        BAD_CALLS[name]()
+    message = str(caught.value)
+    assert message and "Traceback" not in message and "\n" not in message.strip()
+
+
+def test_grad_modes_threads_and_train_flags_are_left_as_given():
+    model = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4), nn.Dropout(0.5)).train()
+    model[1].eval()  # mixed flags: each one must come back as it was
+    flags = [m.training for m in model.modules()]
+    with torch.inference_mode():
+        inside = netscope.summary(model, (2, 4))
+        assert torch.is_inference_mode_enabled()
+    with torch.no_grad():
+        netscope.summary(model, (2, 4))
+        assert not torch.is_grad_enabled()
+    assert torch.is_grad_enabled()
+    found = {}
+    thread = threading.Thread(target=lambda: found.setdefault("report", netscope.summary(model, (2, 4))))
+    thread.start()
+    thread.join()
+    assert [m.training for m in model.modules()] == flags
+    assert found["report"].totals.total_macs == inside.totals.total_macs == 2 * 4 * 4
