@@ -406,12 +406,13 @@ def _keyword_shapes(model, shapes: Dict[str, Any], input_dtypes) -> "InputSpec":
 
 def _from_numpy(value):
     """A numpy array of whole numbers as ``input_size`` is a shape (1-d) or shapes (2-d), as a list;
-    any other array is refused: data must be a torch tensor. A list of 1-d integer arrays is a list of shapes."""
+    any other array is refused: data must be a torch tensor. In a list of shapes (no tensor in it), a 1-d integer
+    array is a shape."""
     def shape_array(item) -> bool:
         return type(item).__module__ == "numpy" and getattr(item, "ndim", None) == 1 and item.dtype.kind in "iu"
 
-    if isinstance(value, (list, tuple)) and value and all(shape_array(item) for item in value):
-        return [item.tolist() for item in value]
+    if isinstance(value, (list, tuple)) and any(shape_array(item) for item in value) and not _is_data(value):
+        return [item.tolist() if shape_array(item) else item for item in value]
     if type(value).__module__ != "numpy" or not hasattr(value, "ndim"):
         return value
     if value.dtype.kind in "iu" and value.ndim in (1, 2):

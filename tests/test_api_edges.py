@@ -91,6 +91,12 @@ def test_shapes_as_numpy_and_torch_objects(size):
     assert json.loads(json.dumps(report.to_dict()))["layers"][0]["output_shapes"] == [2, 3]
 
 
+def test_a_list_of_shapes_may_mix_numpy_arrays_and_tuples():
+    report = netscope.summary(nn.Bilinear(4, 5, 2), [np.array([3, 4]), (3, 5)])
+    assert report.layers[0].output_shapes == (3, 2)
+    assert json.loads(json.dumps(report.to_dict()))["run"]["input_shapes"] == [[3, 4], [3, 5]]
+
+
 @pytest.mark.parametrize("dtype", [np.int64, np.dtype("int64"), torch.long, "int64"])
 def test_input_dtypes_as_numpy_or_torch(dtype):
     report = netscope.summary(nn.Embedding(10, 3), (2, 5), input_dtypes=dtype)
