@@ -148,3 +148,20 @@ def test_grad_modes_threads_and_train_flags_are_left_as_given():
     thread.join()
     assert [m.training for m in model.modules()] == flags
     assert found["report"].totals.total_macs == inside.totals.total_macs == 2 * 4 * 4
+
+
+def test_reports_and_errors_pickle():
+    """A report leaves a worker process (ProcessPoolExecutor, joblib) or a notebook's cache by pickle; so does a
+    ForwardError with its partial report. torch's operator objects do not pickle: the copy must answer the same."""
+    import pickle
+
+    report = netscope.summary(nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(144, 2)),
+                              (2, 3, 8, 8))
+    copy = pickle.loads(pickle.dumps(report))
+    assert copy.to_dict() == report.to_dict() and copy.render() == report.render()
+    assert copy.by_operator(per_module=True).equals(report.by_operator(per_module=True))
+    with pytest.raises(ForwardError) as caught:
+        netscope.summary(nn.Sequential(nn.Linear(4, 4), nn.Linear(5, 3)), (2, 4))
+    error = pickle.loads(pickle.dumps(caught.value))
+    assert str(error) == str(caught.value) and error.layer == "1"
+    assert error.report.to_dict() == caught.value.report.to_dict()
