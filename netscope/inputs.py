@@ -350,6 +350,10 @@ def inputs_from(model, input_size=None, input_data=None, input_dtypes: Optional[
     shapes = [input_size] if one else list(input_size)
     if _is_one_dtype(input_dtypes):  # one dtype: "int64", torch.long, np.int64
         input_dtypes = [input_dtypes]
+    if input_dtypes is not None and not isinstance(input_dtypes, (list, tuple)):
+        raise InputSpecError(f"input_dtypes must be one dtype or a list of them, one per input shape, not "
+                             f"{type(input_dtypes).__name__} {input_dtypes!r} (a dict by keyword goes with input_size "
+                             "as a dict of shapes by keyword)")
     dtypes = list(input_dtypes or [None] * len(shapes))
     if len(dtypes) != len(shapes):
         raise InputSpecError(f"input_dtypes has {len(dtypes)} entries for {len(shapes)} input shapes")
@@ -439,7 +443,14 @@ def _data_inputs(input_data):
     if isinstance(input_data, torch.Tensor) or hasattr(input_data, "_fields"):  # a tensor, a PackedSequence
         return (input_data,), {}
     if isinstance(input_data, dict):
+        names = [name for name in input_data if not isinstance(name, str)]
+        if names:
+            raise InputSpecError(f"input_data as a dict passes keyword inputs, so its keys must be argument names "
+                                 f"(strings), not {names[0]!r}")
         return (), dict(input_data)
+    if type(input_data).__module__ == "numpy":
+        raise InputSpecError(f"input_data is a numpy {type(input_data).__name__}: netscope passes torch tensors, "
+                             "so give torch.from_numpy(array) (or torch.tensor(value))")
     if isinstance(input_data, (list, tuple)):
         if len(input_data) == 2 and isinstance(input_data[1], dict) and isinstance(input_data[0], (list, tuple)):
             return tuple(input_data[0]), dict(input_data[1])

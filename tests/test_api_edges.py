@@ -118,6 +118,9 @@ BAD_CALLS = {
     "solve a function": lambda: netscope.solve_input_size(lambda x: x, (1, 3, 8, 8)),
     "keys None": lambda: netscope.keys(None),
     "keys int": lambda: netscope.keys(3),
+    "input_data dict, int key": lambda: netscope.summary(nn.Linear(4, 3), input_data={1: torch.randn(2, 4)}),
+    "input_dtypes dict, shape tuple": lambda: netscope.summary(nn.Linear(4, 3), (2, 4), input_dtypes={"x": "int64"}),
+    "input_dtypes set": lambda: netscope.summary(nn.Linear(4, 3), [(2, 4), (2, 4)], input_dtypes={"int64", "bool"}),
     "render width -5": lambda: netscope.summary(nn.Linear(4, 3), (2, 4)).render(width=-5),
     "render width text": lambda: netscope.summary(nn.Linear(4, 3), (2, 4)).render(width="80"),
 }
@@ -127,8 +130,20 @@ BAD_CALLS = {
 def test_bad_calls_raise_one_netscope_error(name):
     with pytest.raises(NetscopeError) as caught:
         BAD_CALLS[name]()
+    assert not isinstance(caught.value, ForwardError)  # refused before the model runs, as the caller's mistake
     message = str(caught.value)
     assert message and "Traceback" not in message and "\n" not in message.strip()
+
+
+def test_numpy_data_is_refused_with_the_conversion_to_use():
+    for data in (np.zeros((2, 4), np.float32), np.float32(3)):
+        with pytest.raises(NetscopeError, match=r"torch\.from_numpy|torch\.tensor"):
+            netscope.summary(nn.Linear(4, 3), input_data=data)
+
+
+def test_input_dtypes_by_keyword_need_shapes_by_keyword():
+    with pytest.raises(NetscopeError, match="dict of shapes by keyword"):
+        netscope.summary(nn.Linear(4, 3), (2, 4), input_dtypes={"x": "int64"})
 
 
 def test_grad_modes_threads_and_train_flags_are_left_as_given():
