@@ -180,3 +180,47 @@ def test_reports_and_errors_pickle():
     error = pickle.loads(pickle.dumps(caught.value))
     assert str(error) == str(caught.value) and error.layer == "1"
     assert error.report.to_dict() == caught.value.report.to_dict()
+
+
+NOTEBOOK_CELLS = [
+    "import torch, torch.nn as nn, netscope\n"
+    "class Bumps(nn.Module):\n"
+    "    def __init__(self):\n"
+    "        super().__init__()\n"
+    "        self.linear = nn.Linear(4, 3)\n"
+    "    def forward(self, x):\n"
+    "        return self.linear(x.add_(1))",
+    # two reports in one cell, each displayed
+    "a = netscope.summary(nn.Conv2d(3, 4, 3), (1, 3, 8, 8))\nb = netscope.summary(nn.Linear(4, 2), (2, 4))\n"
+    "display(a)\ndisplay(b)",
+    "x = torch.zeros(2, 4)\nnetscope.summary(Bumps(), input_data=x)",
+    "try:\n    netscope.summary(nn.Sequential(nn.Linear(4, 4), nn.Linear(5, 3)), (2, 4))\n"
+    "except netscope.NetscopeError as err:\n    failed = err\nfailed.report",
+]
+
+
+def test_the_notebook_view_shows_each_report_and_the_run_notes(tmp_path):
+    """In a real notebook: two reports displayed from one cell are two views; what the run notes (your input
+    written in place, a failed pass's report holding only what ran) is in the view a notebook shows, not only
+    in print(report)."""
+    import os
+
+    nbformat = pytest.importorskip("nbformat", reason="needs nbformat (the 'test' extra)")
+    nbclient = pytest.importorskip("nbclient", reason="needs nbclient (the 'test' extra)")
+    pytest.importorskip("ipykernel", reason="needs ipykernel (the 'test' extra)")
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in NOTEBOOK_CELLS])
+    env = {"PYTHONPATH": os.pathsep.join([os.getcwd(), os.environ.get("PYTHONPATH", "")]), "OMP_NUM_THREADS": "1"}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)  # the kernel imports this checkout's netscope, as the tests do
+    try:
+        nbclient.NotebookClient(notebook, timeout=300, kernel_name="python3",
+                                resources={"metadata": {"path": str(tmp_path)}}).execute()
+    finally:
+        for key, value in old.items():
+            os.environ.pop(key) if value is None else os.environ.__setitem__(key, value)
+    shown = [[o for o in cell.outputs if "text/html" in o.get("data", {})] for cell in notebook.cells]
+    two = shown[1]
+    assert [o.data["text/plain"].split(" ·")[0] for o in two] == ["Conv2d", "Linear"]
+    assert all("<table" in o.data["text/html"] for o in two)
+    assert "wrote into these inputs in place" in shown[2][0].data["text/html"]
+    assert "forward pass failed in layer &#x27;1&#x27;" in shown[3][0].data["text/html"]

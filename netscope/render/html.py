@@ -43,7 +43,7 @@ def report_html(report, failure: str = "") -> str:
         f"<h1>{escape(title)}</h1>",
         _failure_html(failure),
         f'<p class="ns-headline">{escape(headline(report))}</p>',
-        f'<p class="ns-run">{_run_text(report)}</p>',
+        f'<p class="ns-run">{_run_text(report)}</p>', _run_notes_html(report),
         '<div class="ns-cols"><section><h2>Totals</h2>', _totals_html(report), "</section>",
         f"<section><h2>Checks</h2>{_findings_summary(report)}</section></div>",
         "<section><h2>Shape flow</h2>", _flow_html(report), "</section>",
@@ -121,6 +121,7 @@ def notebook_html(report) -> str:
     return "".join([
         f'<div class="ns-root ns-nb"><style>{NOTEBOOK_CSS}</style>',
         f'<div class="ns-headline">{escape(headline(report))}</div><div class="ns-run">{_run_text(report)}</div>',
+        _run_notes_html(report),
         "<details><summary>Totals</summary>", _totals_html(report), "</details>",
         "<div>", _flow_html(report), "</div>",
         "<details><summary>Where the parameters and multiply-adds are</summary>",
@@ -159,6 +160,12 @@ def _run_text(report) -> str:
     r = report.run
     return escape(f"{r.device}, {r.dtype}, {r.mode} mode, input {format_shape_tree(r.input_shapes)}, "
                   f"{plural(len(report.layers), 'module call')}, traced in {r.seconds:.2f} s")
+
+
+def _run_notes_html(report) -> str:
+    """The run's notes (an input the forward wrote in place, a converted copy, a failed pass's partial record),
+    one line each, as the text report's ``Note:`` lines: the view a notebook shows must not hide them."""
+    return "".join(f'<p class="ns-run">Note: {escape(note)}</p>' for note in report.run.notes)
 
 
 def _totals_items(totals) -> List[Tuple[str, str, int, str]]:
