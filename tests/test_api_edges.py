@@ -146,6 +146,21 @@ def test_input_dtypes_by_keyword_need_shapes_by_keyword():
         netscope.summary(nn.Linear(4, 3), (2, 4), input_dtypes={"x": "int64"})
 
 
+def test_registering_a_formula_twice_is_a_netscope_error_that_says_how_to_replace_it():
+    """A notebook cell with ``@netscope.register_macs`` run again: one OperatorRegistryError saying what to do."""
+    from netscope.errors import OperatorRegistryError
+    from netscope.operators.registry import REGISTRY
+
+    name = "netscope_api_edges::twice"
+    torch.library.define(name, "(Tensor x) -> Tensor")
+    try:
+        netscope.register_macs(name)(lambda x, out_val=None: x.numel())
+        with pytest.raises(OperatorRegistryError, match=r"registered twice.*unregister"):
+            netscope.register_macs(name)(lambda x, out_val=None: x.numel())
+    finally:
+        REGISTRY.unregister(name)
+
+
 def test_grad_modes_threads_and_train_flags_are_left_as_given():
     model = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4), nn.Dropout(0.5)).train()
     model[1].eval()  # mixed flags: each one must come back as it was
