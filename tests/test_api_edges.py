@@ -161,6 +161,31 @@ def test_registering_a_formula_twice_is_a_netscope_error_that_says_how_to_replac
         REGISTRY.unregister(name)
 
 
+def test_an_in_memory_checkpoint_container_is_searched_as_a_file_is():
+    """``torch.load`` gives ``{"state_dict": ..., "epoch": 3}``; passed to diff/remap in Python it must be read as
+    the same file would be (the nested state dict found), not as a state dict with no tensors (all 'missing')."""
+    model = nn.Sequential(nn.Linear(4, 3))
+    container = {"state_dict": model.state_dict(), "epoch": 3}
+    assert netscope.diff(container, model).coverage.fraction == 1.0
+    new, report = netscope.remap(container, model)
+    assert report.coverage.fraction == 1.0 and torch.equal(new["0.weight"], model.state_dict()["0.weight"])
+
+
+def test_a_state_dict_of_numpy_arrays_is_refused_with_the_conversion():
+    """Numpy values under the model's own names must not read as 'no checkpoint tensor for it'."""
+    model = nn.Sequential(nn.Linear(4, 3))
+    arrays = {k: v.numpy() for k, v in model.state_dict().items()}
+    for call in (netscope.diff, netscope.remap, netscope.load):
+        with pytest.raises(NetscopeError, match="numpy.*torch.from_numpy"):
+            call(arrays, model)
+
+
+def test_remap_file_names_its_checkpoint_argument():
+    model = nn.Sequential(nn.Linear(4, 3))
+    with pytest.raises(NetscopeError, match="path"):
+        netscope.remap_file(model.state_dict(), model, "unused.pt")
+
+
 def test_grad_modes_threads_and_train_flags_are_left_as_given():
     model = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4), nn.Dropout(0.5)).train()
     model[1].eval()  # mixed flags: each one must come back as it was
