@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, List, Optional, Sequence
 
 import torch
@@ -118,7 +119,11 @@ def _attach_partial_report(err: ForwardError, runnable: nn.Module, prep, label: 
     if partial is None or not partial.calls:
         return
     try:
-        err.report = _report(runnable, prep, partial, label, mode, checks, False, findings or [])
+        report = _report(runnable, prep, partial, label, mode, checks, False, findings or [])
+        failed = (f"the forward pass failed in layer {err.layer!r}" if err.layer else "the forward pass failed")
+        note = (f"{failed} ({type(err.original or err).__name__}): this report holds only the calls recorded before "
+                "the failure, and its mult-adds and activations count only those")
+        err.report = dataclasses.replace(report, run=dataclasses.replace(report.run, notes=report.run.notes + (note,)))
     except Exception:  # a partial page is a bonus: never hide the user's original error behind ours
         err.report = None
 

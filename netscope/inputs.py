@@ -24,11 +24,16 @@ DTYPE_ALIASES = {"float": "float32", "fp32": "float32", "fp16": "float16", "half
 
 
 def normalize_dtype(name) -> str:
-    """``"fp16"`` -> ``"float16"``, ``torch.bfloat16`` -> ``"bfloat16"``; raises InputSpecError for an unknown name."""
+    """``"fp16"`` -> ``"float16"``, ``torch.bfloat16`` -> ``"bfloat16"``, ``np.int64`` -> ``"int64"``; raises
+    InputSpecError for an unknown name."""
+    if _is_numpy_dtype(name):  # np.int64, np.dtype("int64"): a notebook has numpy at hand
+        import numpy
+
+        name = numpy.dtype(name).name
     if not isinstance(name, str):  # a torch.dtype (what a Python caller has at hand) prints as "torch.float16"
         text = str(name)
         if not text.startswith("torch."):
-            raise InputSpecError(f"a dtype is a name such as 'float16' or a torch.dtype, not {name!r}")
+            raise InputSpecError(f"a dtype is a name such as 'float16', a torch.dtype or a numpy dtype, not {name!r}")
         name = text
     key = name.strip().lower().removeprefix("torch.")
     key = DTYPE_ALIASES.get(key, key)
@@ -37,6 +42,17 @@ def normalize_dtype(name) -> str:
             f"unknown dtype {name!r}; use one of {', '.join(FLOAT_DTYPES + INT_DTYPES)}"
         )
     return key
+
+
+def _is_numpy_dtype(value) -> bool:
+    """A numpy dtype or scalar type (``np.dtype("int64")``, ``np.int64``), told apart without importing numpy."""
+    module = getattr(value, "__module__", "") if isinstance(value, type) else type(value).__module__
+    return module.split(".")[0] == "numpy" and (isinstance(value, type) or hasattr(value, "kind"))
+
+
+def _is_one_dtype(value) -> bool:
+    """``value`` names one dtype (a string, a torch.dtype or a numpy dtype), not a list of them."""
+    return isinstance(value, str) or type(value).__name__ == "dtype" or _is_numpy_dtype(value)
 
 
 def normalize_float_dtype(name: str) -> str:
@@ -324,16 +340,20 @@ def inputs_from(model, input_size=None, input_data=None, input_dtypes: Optional[
     if input_size is None:
         return default_inputs_for(model)
     if isinstance(input_size, InputSpec):
-        return input_size
+        return checked_spec(input_size)
     if isinstance(input_size, TensorSpec):
-        return InputSpec([input_size])
+        return checked_spec(InputSpec([input_size]))
     if not isinstance(input_size, (list, tuple)) or not input_size:
         raise InputSpecError(f"input_size must be a shape like (1, 3, 224, 224) or a list of shapes, "
                              f"not {input_size!r}")
     one = all(not isinstance(d, (list, tuple)) for d in input_size)
     shapes = [input_size] if one else list(input_size)
-    if isinstance(input_dtypes, str) or type(input_dtypes).__name__ == "dtype":  # one dtype: "int64", torch.long
+    if _is_one_dtype(input_dtypes):  # one dtype: "int64", torch.long, np.int64
         input_dtypes = [input_dtypes]
+    if input_dtypes is not None and not isinstance(input_dtypes, (list, tuple)):
+        raise InputSpecError(f"input_dtypes must be one dtype or a list of them, one per input shape, not "
+                             f"{type(input_dtypes).__name__} {input_dtypes!r} (a dict by keyword goes with input_size "
+                             "as a dict of shapes by keyword)")
     dtypes = list(input_dtypes or [None] * len(shapes))
     if len(dtypes) != len(shapes):
         raise InputSpecError(f"input_dtypes has {len(dtypes)} entries for {len(shapes)} input shapes")
@@ -343,6 +363,27 @@ def inputs_from(model, input_size=None, input_data=None, input_dtypes: Optional[
             raise InputSpecError(f"input_size[{index}] = {shape!r} is not a shape; give a tuple like (1, 3, 224, 224)")
         specs.append(tensor_spec(shape, dtype, f"input shape {tuple(shape)!r}" if one else f"input_size[{index}]"))
     return InputSpec(specs).with_dtypes_of(default_inputs_for(model))  # as the CLI: token ids stay int64
+
+
+def checked_spec(spec: InputSpec) -> InputSpec:
+    """A caller's :class:`InputSpec`, held to the rules ``input_size`` is held to: ``TensorSpec`` entries whose
+    shapes pass :func:`tensor_spec` (whole dimensions >= 1) and whose dtypes are known."""
+    def check(where: str, item) -> None:
+        if not isinstance(item, TensorSpec):
+            raise InputSpecError(f"{where} is a {type(item).__name__}, not a netscope.TensorSpec; write "
+                                 "InputSpec([TensorSpec((1, 3, 224, 224))]), or pass input_size=(1, 3, 224, 224)")
+        if not isinstance(item.shape, (list, tuple)):
+            raise InputSpecError(f"{where}.shape = {item.shape!r} is not a shape; give a tuple like (1, 3, 224, 224)")
+        tensor_spec(item.shape, item.dtype, where)
+
+    if not isinstance(spec.args, (list, tuple)) or not isinstance(spec.kwargs, dict):
+        raise InputSpecError(f"InputSpec takes a list of TensorSpec (positional inputs) and a dict of them (keyword "
+                             f"inputs), not {type(spec.args).__name__} and {type(spec.kwargs).__name__}")
+    for index, item in enumerate(spec.args):
+        check(f"InputSpec.args[{index}]", item)
+    for name, item in spec.kwargs.items():
+        check(f"InputSpec.kwargs[{name!r}]", item)
+    return spec
 
 
 def _is_shape_dict(value) -> bool:
@@ -369,7 +410,13 @@ def _keyword_shapes(model, shapes: Dict[str, Any], input_dtypes) -> "InputSpec":
 
 def _from_numpy(value):
     """A numpy array of whole numbers as ``input_size`` is a shape (1-d) or shapes (2-d), as a list;
-    any other array is refused: data must be a torch tensor."""
+    any other array is refused: data must be a torch tensor. In a list of shapes (no tensor in it), a 1-d integer
+    array is a shape."""
+    def shape_array(item) -> bool:
+        return type(item).__module__ == "numpy" and getattr(item, "ndim", None) == 1 and item.dtype.kind in "iu"
+
+    if isinstance(value, (list, tuple)) and any(shape_array(item) for item in value) and not _is_data(value):
+        return [item.tolist() if shape_array(item) else item for item in value]
     if type(value).__module__ != "numpy" or not hasattr(value, "ndim"):
         return value
     if value.dtype.kind in "iu" and value.ndim in (1, 2):
@@ -396,7 +443,14 @@ def _data_inputs(input_data):
     if isinstance(input_data, torch.Tensor) or hasattr(input_data, "_fields"):  # a tensor, a PackedSequence
         return (input_data,), {}
     if isinstance(input_data, dict):
+        names = [name for name in input_data if not isinstance(name, str)]
+        if names:
+            raise InputSpecError(f"input_data as a dict passes keyword inputs, so its keys must be argument names "
+                                 f"(strings), not {names[0]!r}")
         return (), dict(input_data)
+    if type(input_data).__module__ == "numpy":
+        raise InputSpecError(f"input_data is a numpy {type(input_data).__name__}: netscope passes torch tensors, "
+                             "so give torch.from_numpy(array) (or torch.tensor(value))")
     if isinstance(input_data, (list, tuple)):
         if len(input_data) == 2 and isinstance(input_data[1], dict) and isinstance(input_data[0], (list, tuple)):
             return tuple(input_data[0]), dict(input_data[1])

@@ -12,7 +12,8 @@ from netscope.render.columns import (COLUMNS, DATA_COLUMNS, DEFAULT_COLUMNS, csv
                                      text_row, tuples)
 from netscope.render.folding import Fold, find_folds, fold_row, visible_calls
 from netscope.render.headline import estimated_total_bytes
-from netscope.render.rows import check_depth, check_format, fitted_table, json_document, render_rows
+from netscope.render.rows import (check_depth, check_format, check_width, fitted_table, json_document,
+                                  render_rows)
 from netscope.run.shapes import format_shape_tree
 from netscope.units import megabytes, si
 
@@ -49,6 +50,7 @@ class Report:
         """
         from netscope.collector import paused_gc
 
+        check_width(width)
         with paused_gc():  # thousands of small row objects: cyclic GC passes over a big heap would dominate
             return self._render(fmt, columns=columns, depth=depth, table_style=table_style, expand=expand,
                                 width=width or TEXT_WIDTH)

@@ -468,8 +468,13 @@ def solve_input_size(model, input_size=None, *, input_dtypes=None, spatial: Opti
     tensors are on the meta device. Inputs of the same rank whose size on the varied axis equals the
     first input's (an attention mask beside token ids) vary with it.
     """
+    import torch.nn as nn
+
     from netscope.inputs import InputSpec, inputs_from
 
+    if not isinstance(model, nn.Module):
+        raise UsageError(f"solve_input_size needs a torch.nn.Module, got {type(model).__name__}; pass the model "
+                         "object itself (not a function or a class)")
     if input_spec is not None:
         if input_size is not None:
             raise UsageError("give input_size or its older name input_spec, not both")

@@ -28,7 +28,7 @@ from netscope.checkpoints.containers import (
     weight_averaging_note,
 )
 from netscope.collector import paused_gc
-from netscope.errors import CheckpointError
+from netscope.errors import CheckpointError, UsageError
 from netscope.records import TensorMeta
 from netscope.registry import Registry
 
@@ -97,7 +97,10 @@ def _key_does_not_apply(path: str, fmt: str, key: str) -> CheckpointError:
 
 def detect_format(path: str) -> Tuple[str, str]:
     """``(format, path to read)`` from the file's content (extension only as a tie-breaker)."""
-    path = os.fspath(path)
+    try:
+        path = os.fspath(path)
+    except TypeError:
+        raise UsageError(f"a checkpoint is named by its path (a str or os.PathLike), not {type(path).__name__}") from None
     if not os.path.exists(path):
         raise CheckpointError(f"no file or folder at {path}; check the path (and the current directory).")
     if os.path.isdir(path):

@@ -66,6 +66,15 @@ class OperatorTable:
     kinds: Mapping[Any, str]
     complex_packets: AbstractSet[Any] = frozenset()  # operators counted on complex numbers (4 real per complex)
 
+    def __reduce__(self):
+        """Pickled with each op packet as its qualified name (torch's op objects do not pickle), so a report can
+        leave a worker process or be saved from a notebook; every answer of the table is the same from names."""
+        name = qualified_name
+        return (type(self), (self.call_count, list(self.op_calls), [name(p) for p in self.op_packets],
+                             list(self.mac_calls), [name(p) for p in self.mac_packets], list(self.mac_values),
+                             {name(p): kind for p, kind in self.kinds.items()},
+                             frozenset(name(p) for p in self.complex_packets)))
+
     @functools.cached_property
     def counts(self) -> Tuple[Dict[Any, int], ...]:
         """Per module call: op packet -> calls."""

@@ -213,6 +213,10 @@ class MacRegistry:
             if not overrides_torch and _torch_formula(name) is not None:
                 raise OperatorRegistryError(f"torch.utils.flop_counter already has a formula for {name}; pass "
                                             "overrides_torch=True to replace it deliberately")
+            if name in self._formulas:  # a notebook cell run again: say how to replace it
+                raise OperatorRegistryError(
+                    f"multiply-add formula for {name!r} registered twice: it already has one. To replace it (a "
+                    f"notebook cell run again), first call netscope.operators.registry.REGISTRY.unregister({name!r})")
             self._formulas.add(name, _checked(name, fn))
             return fn
 

@@ -193,7 +193,24 @@ def _read_state_dict(checkpoint, *, weights_only: bool, key: Optional[str]) -> T
     if not isinstance(checkpoint, Mapping):
         raise UsageError(f"expected a state dict (a mapping of key -> tensor) or a checkpoint path, not "
                          f"{type(checkpoint).__name__}")
-    return checkpoint, "state_dict", True
+    return _given_state_dict(checkpoint), "state_dict", True
+
+
+def _given_state_dict(mapping: Mapping) -> Mapping:
+    """A mapping given in Python, read as the same container in a file is: a state dict as it is; ``torch.load``'s
+    ``{"state_dict": ..., "epoch": 3}`` its dict of tensors (``find_state_dict``, which names what it holds when
+    there is none); numpy arrays refused, never read as keys without a tensor."""
+    import torch
+
+    values = list(mapping.values())
+    if not values or any(isinstance(v, torch.Tensor) for v in values):
+        return mapping
+    if any(type(v).__module__ == "numpy" for v in values):
+        raise UsageError("the state dict's values are numpy arrays; netscope maps torch tensors: pass "
+                         "{key: torch.from_numpy(array) for key, array in state_dict.items()}")
+    from netscope.checkpoints import find_state_dict
+
+    return find_state_dict(mapping)[1]
 
 
 def _source_layout(obj, *, weights_only: bool = True, key: Optional[str] = None):
@@ -212,5 +229,5 @@ def _source_layout(obj, *, weights_only: bool = True, key: Optional[str] = None)
     if isinstance(obj, Mapping):
         if obj and all(isinstance(v, TensorMeta) for v in obj.values()):
             return layout_from_metas(obj), "checkpoint", []
-        return source_layout(obj), "state_dict", []
+        return source_layout(_given_state_dict(obj)), "state_dict", []
     raise UsageError(f"expected a checkpoint path, a state dict or a {{key: TensorMeta}} mapping, not {type(obj).__name__}")

@@ -51,6 +51,9 @@ def remap_file(checkpoint: str, model, out: Optional[str] = None, *, rules: Iter
     from netscope.remapping import _target_layout, check_coverage, plan_mapping
     from netscope.remapping.sides import layout_from_metas, source_layout
 
+    if not isinstance(checkpoint, (str, os.PathLike)):
+        raise UsageError(f"remap_file reads a checkpoint file: give its path, not a {type(checkpoint).__name__} "
+                         "(netscope.remap(state_dict, model) renames one in memory)")
     checkpoint = os.fspath(checkpoint)
     if invert and plan is None:
         raise UsageError("invert replays a saved plan backwards; give the plan too (--plan PLAN.json)")

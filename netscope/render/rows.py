@@ -48,6 +48,16 @@ def check_depth(depth) -> None:
         raise UsageError(f"depth must be 0 or more, got {depth}")
 
 
+def check_width(width) -> None:
+    """Raise a UsageError unless ``width`` (the columns a table and its notes fit in) is None or a whole number >= 1."""
+    if width is None:
+        return
+    if isinstance(width, bool) or not hasattr(width, "__index__"):
+        raise UsageError(f"width must be a whole number of columns, like 120, not {width!r}")
+    if width < 1:
+        raise UsageError(f"width must be at least 1 column, got {width}")
+
+
 def check_format(fmt: str, table_style: str = "simple") -> None:
     """Raise a UsageError for an unknown output format or tabulate style."""
     if fmt not in TEXT_FORMATS:
