@@ -1027,3 +1027,25 @@ def test_step_page_marks_saved_activations_and_peak_as_lower_bounds_like_the_tex
     shown = dict(re.findall(r'<dd data-total="(\w+)" data-value="\d+">(.*?)</dd>', report.to_html()))
     assert shown["activation_bytes"].startswith("&gt;=") and shown["peak_bytes"].startswith("&gt;=")
     assert not shown["param_bytes"].startswith("&gt;=")
+
+
+class WrongHead(nn.Module):
+    """A conv whose output never fits the Linear after it: the forward fails in ``fc``."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3)
+        self.fc = nn.Linear(10, 2)
+
+    def forward(self, x):
+        return self.fc(self.conv(x))
+
+
+def test_step_html_when_the_step_cannot_be_planned_says_no_page_was_written(tmp_path, capsys):
+    """--html asked for a page the failed step cannot give: one stderr line says none was written (found by fresh26:
+    summary said so, step said nothing), then the error paragraph; exit 3, no file."""
+    page = tmp_path / "step.html"
+    assert main(["step", f"{__file__}:WrongHead", "--input", "1,3,16,16", "--html", str(page)]) == 3
+    err = capsys.readouterr().err
+    assert f"no HTML page was written to {page}" in err and "layer fc (Linear)" in err
+    assert "Traceback" not in err and not page.exists()

@@ -49,7 +49,13 @@ def run(args) -> int:
     if not args.quiet:
         for note in input_notes:
             sys.stderr.write(f"netscope: note: {note}\n")
-    report = run_step_report(resolved.module, inputs, options, label=resolved.label)
+    try:
+        report = run_step_report(resolved.module, inputs, options, label=resolved.label)
+    except Exception:
+        if args.html:  # asked for a page: say there is none rather than leave it unsaid (the error follows)
+            sys.stderr.write(f"netscope: no HTML page was written to {args.html}: the step could not be planned "
+                             "(the error below)\n")
+        raise
     emit(report.render(args.format, columns=args.columns, depth=args.depth, table_style=args.table_style), args)
     if args.html:
         from netscope.fileio import write_text_atomic
