@@ -245,3 +245,14 @@ def test_a_meta_run_does_not_blame_the_default_device_nobody_set():
     with pytest.raises(ForwardError) as info:
         netscope.summary(Broken(), (2, 4), device="meta")
     assert "default device" not in str(info.value)
+
+
+def test_a_forward_error_ending_in_a_full_stop_gets_one_before_the_advice():
+    """torch's messages often end in '.'; the advice after them read 'X [10, 2].. Check the input shape(s)'."""
+    class Raises(nn.Module):
+        def forward(self, x):
+            raise ValueError("the size is wrong.")
+
+    with pytest.raises(ForwardError) as info:
+        netscope.summary(Raises(), (2, 4))
+    assert "the size is wrong. Check the input" in str(info.value) and ".." not in str(info.value)

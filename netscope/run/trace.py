@@ -907,7 +907,10 @@ def _forward_error(model, result: TraceResult, error: BaseException) -> ForwardE
             advice += (f". torch's default device is {default.type} in the calling code (torch.set_default_device or "
                        f"`with torch.device(...)`): tensors the forward creates without a device land there, while "
                        f"the model runs on {placed.type}")
-        message = f"the model's forward pass failed in {where}: {type(error).__name__}: {error}. {advice}"
+        text = str(error)
+        if text.endswith(".") and not text.endswith(".."):  # one full stop before the advice, not two
+            text = text[:-1]
+        message = f"the model's forward pass failed in {where}: {type(error).__name__}: {text}. {advice}"
         err = ForwardError(message, original=error, layer=layer)
     err.partial = result
     err.failed_index = index
