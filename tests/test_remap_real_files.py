@@ -230,32 +230,13 @@ def test_lightning_weight_averaging_checkpoint_remaps_both_copies_into_the_bare_
     """A real Trainer.fit with Lightning's WeightAveraging callback: 'state_dict' holds the averaged weights,
     'current_model_state' the trained ones (both prefixed 'model.'), 'averaging_state' the count. Both copies are
     renamed; each loads strictly into the bare model with its tensors equal; BatchNorm's version survives."""
-    lightning = pytest.importorskip("lightning", reason="lightning is not installed")
-    callbacks = pytest.importorskip("lightning.pytorch.callbacks")
+    callbacks = pytest.importorskip("lightning.pytorch.callbacks", reason="lightning is not installed")
     if not hasattr(callbacks, "WeightAveraging"):
         pytest.skip("this lightning has no WeightAveraging callback")
     from torch.optim.swa_utils import get_ema_multi_avg_fn
 
-    class Module(lightning.LightningModule):
-        def __init__(self):
-            super().__init__()
-            self.model = _Net()
-
-        def training_step(self, batch, _):
-            return nn.functional.cross_entropy(self.model(batch[0]), batch[1])
-
-        def configure_optimizers(self):
-            return torch.optim.SGD(self.parameters(), lr=0.5)
-
-    torch.manual_seed(0)
-    data = torch.utils.data.TensorDataset(torch.randn(8, 3, 8, 8), torch.randint(0, 2, (8,)))
-    module = Module()
-    trainer = lightning.Trainer(max_steps=2, logger=False, enable_progress_bar=False, enable_model_summary=False,
-                                enable_checkpointing=False, accelerator="cpu", default_root_dir=str(tmp_path),
-                                callbacks=[callbacks.WeightAveraging(multi_avg_fn=get_ema_multi_avg_fn(0.5))])
-    trainer.fit(module, torch.utils.data.DataLoader(data, batch_size=4))
-    path = tmp_path / "run.ckpt"
-    trainer.save_checkpoint(path)
+    path = _lightning_checkpoint(tmp_path, callbacks.WeightAveraging(multi_avg_fn=get_ema_multi_avg_fn(0.5)),
+                                 "run.ckpt", max_steps=2)
     written = torch.load(path, weights_only=True)
     out = tmp_path / "bare.ckpt"
     assert main(["remap", str(path), "tests.test_remap_real_files:_Net", "-o", str(out)]) == 0
