@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import collections
-import functools
 import itertools
 import operator
 from dataclasses import dataclass
@@ -14,10 +13,10 @@ import torch.nn as nn
 
 from netscope.operators.packed import packed_by_module
 from netscope.records import Totals, record_from_fields
-from netscope.run.module_tree import ModuleTree, ParamCensus, class_name_of, tree_of
+from netscope.run.module_tree import (_NOT_NONE, _NUMEL, _REQUIRES_GRAD, ModuleTree, ParamCensus, _values,
+                                      class_name_of, param_census, tree_of)
 from netscope.run.shapes import stored_bytes
 
-_values = operator.methodcaller("values")
 _STRIDED = torch.strided
 
 
@@ -30,8 +29,10 @@ def compute_totals(model: nn.Module, calls, called_modules, *, input_bytes: int,
     parameter slots as the trace read them after the pass (``TraceResult.census``; read here when not given).
     Each figure is read for all parameters in one C loop (``map``) instead of a Python loop per parameter."""
     tree = tree_of(model, tree)
+    if census is None and not tree.shares_modules:
+        census = param_census(tree)
     if census is not None and not tree.shares_modules and census.distinct == len(census.params):
-        # the trace's census of the same tree (TraceResult.census): no parameter under two paths
+        # the tree's census (TraceResult.census, or read just now): no parameter under two paths, nothing shared
         tensors, numel_list, shared = census.params, census.numels, []
         trainable = sum(itertools.compress(numel_list, census.trainable))
     else:
@@ -40,10 +41,7 @@ def compute_totals(model: nn.Module, calls, called_modules, *, input_bytes: int,
         slots = list(filter(_NOT_NONE, itertools.chain.from_iterable(map(_values, filter(None, tables)))))
         slot_ids = list(map(id, slots))
         unique = dict(zip(slot_ids, slots))
-        if len(unique) == len(slots):  # no parameter under two paths (the usual model): nothing shared
-            shared = []
-        else:
-            shared = [key for key, count in collections.Counter(slot_ids).items() if count > 1]
+        shared = [key for key, count in collections.Counter(slot_ids).items() if count > 1]
         tensors = list(unique.values())
         numel_list = list(map(_NUMEL, tensors))  # each read once: a Parameter's numel() is not free
         trainable = sum(itertools.compress(numel_list, map(_REQUIRES_GRAD, tensors)))
@@ -86,9 +84,7 @@ def compute_totals(model: nn.Module, calls, called_modules, *, input_bytes: int,
     )
 
 
-_NOT_NONE = functools.partial(operator.is_not, None)
-_NUMEL = torch.Tensor.numel
-_REQUIRES_GRAD, _LAYOUT = operator.attrgetter("requires_grad"), operator.attrgetter("layout")
+_LAYOUT = operator.attrgetter("layout")
 _OUTPUT_BYTES, _IS_LEAF = operator.attrgetter("output_bytes"), operator.attrgetter("is_leaf")
 
 
