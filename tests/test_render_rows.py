@@ -419,3 +419,14 @@ def test_plain_table_escapes_control_characters_and_keeps_lines_cells_on_lines()
     assert "fi\\nrst" in grid and "fi\nrst" not in grid
     markdown = render_rows(rows, ["name"], "markdown").splitlines()
     assert markdown[2] == "| fi<br>rst |"
+
+
+def test_plain_table_tells_a_backslash_and_n_from_a_line_break():
+    """A name holding a backslash then ``n`` and one holding a line break are drawn differently: the backslash is
+    doubled, as Python writes it in a string literal (each shown text is the name's ``repr`` body)."""
+    names = ["a\nb", "a\\nb", "c\\", "\\x1b"]
+    table = render_rows([{"name": n} for n in names], ["name"], "table").splitlines()[2:]
+    assert [line.rstrip() for line in table] == [repr(n)[1:-1] for n in names]
+    assert len(set(table)) == len(names)
+    markdown = render_rows([{"name": n} for n in names], ["name"], "markdown").splitlines()[2:]
+    assert [line.strip("| ") for line in markdown] == ["a<br>b", "a\\\\nb", "c\\\\", "\\\\x1b"]  # GFM reads "\\" as "\"

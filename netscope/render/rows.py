@@ -104,7 +104,7 @@ def render_columns(values: Sequence[Sequence[Any]], columns: Sequence[str], fmt:
         values = [_printable_column(column) for column in values]
     cells = list(map(_text_column, values))
     if fmt == "markdown":  # a "|" or a line break in a cell (a ModuleDict key) would end the cell or the row
-        cells = [_printable_column(_markdown_column(column)) for column in cells]  # other controls as in a table
+        cells = [_markdown_column(_printable_column(column, _CONTROL_BUT_BREAKS)) for column in cells]
     titles = [headers.get(c, c) for c in columns]
     right = [c in numeric for c in columns]
     if fmt == "table" and wrap in columns and width:
@@ -269,20 +269,24 @@ class Lines(tuple):
 
 
 # C0 and C1 control characters, DEL, and the Unicode line and paragraph separators: each would move the cursor,
-# end the line or go unseen in a terminal
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+# end the line or go unseen in a terminal; and the backslash, so that a name holding a backslash and an "n" never
+# reads like one holding a line break
+_CONTROL = re.compile("[\\\\\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# markdown writes a line break as <br> and escapes a backslash its own way (:func:`_markdown_column`)
+_CONTROL_BUT_BREAKS = re.compile("[\x00-\x09\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029]")
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\\": "\\\\"}
 
 
-def printable(text: str) -> str:
+def printable(text: str, control: re.Pattern = _CONTROL) -> str:
     """``text`` with each control character written as Python writes it in a string literal (``\\n``, ``\\t``,
-    ``\\x1b``, ``\\u2028``): how a plain table shows a name or key that holds one."""
-    if not _CONTROL.search(text):
+    ``\\x1b``, ``\\u2028``) and a backslash doubled (``\\\\``): how a plain table shows a name or key, so
+    that each shown text reads back as one name."""
+    if not control.search(text):
         return text
-    return _CONTROL.sub(lambda m: _ESCAPES.get(m.group()) or repr(m.group())[1:-1], text)
+    return control.sub(lambda m: _ESCAPES.get(m.group()) or repr(m.group())[1:-1], text)
 
 
-def _printable_column(column: Sequence[Any]) -> Sequence[Any]:
+def _printable_column(column: Sequence[Any], control: re.Pattern = _CONTROL) -> Sequence[Any]:
     """A table column's text cells with control characters escaped, a ``Lines`` cell line by line (other cells as
     they are); the usual column, with none, is scanned once in C and returned as it is."""
     distinct = _distinct(column)
@@ -291,23 +295,23 @@ def _printable_column(column: Sequence[Any]) -> Sequence[Any]:
         if str not in kinds:
             return column
         texts = distinct if kinds == {str} else [cell for cell in distinct if type(cell) is str]
-        if not _CONTROL.search("".join(texts)):
+        if not control.search("".join(texts)):
             return column
     if type(column) is Coded:
-        return Coded(column.codes, {code: _printable_cell(cell) for code, cell in column.cells.items()})
-    return tuple(map(_printable_cell, column))
+        return Coded(column.codes, {code: _printable_cell(cell, control) for code, cell in column.cells.items()})
+    return tuple(_printable_cell(cell, control) for cell in column)
 
 
-def _printable_cell(cell: Any) -> Any:
+def _printable_cell(cell: Any, control: re.Pattern = _CONTROL) -> Any:
     kind = type(cell)
     if kind is Lines:
-        return "\n".join(printable(str(line)) for line in cell)
-    return printable(cell) if kind is str else cell
+        return "\n".join(printable(str(line), control) for line in cell)
+    return printable(cell, control) if kind is str else cell
 
 
 def _markdown_column(column: Sequence[str]) -> Sequence[str]:
     """Cells as a GitHub markdown table reads them back: ``|`` escaped, line breaks as ``<br>``."""
-    if not any(("|" in cell or "\n" in cell or "\r" in cell) for cell in _distinct(column)):
+    if not any(("|" in cell or "\n" in cell or "\r" in cell or "\\" in cell) for cell in _distinct(column)):
         return column
     return tuple(cell.replace("\\", "\\\\").replace("|", "\\|").replace("\r\n", "<br>")
                  .replace("\n", "<br>").replace("\r", "<br>") for cell in column)
