@@ -102,6 +102,46 @@ def test_a_sparse_buffer_takes_the_bytes_of_its_values_and_indices(layout):
     assert report.totals.buffer_elements == 64 * 64  # elements counted as numel() counts them, like parameters
 
 
+def _held_bytes(t: torch.Tensor) -> int:
+    """What a sparse tensor holds, read from torch's own accessors per layout."""
+    if t.layout == torch.sparse_coo:
+        return t.values().nbytes + t.indices().nbytes
+    return t.values().nbytes + t.crow_indices().nbytes + t.col_indices().nbytes
+
+
+class SparseInput(nn.Module):
+    """Takes the adjacency as an input (a graph batch) and hands back a sparse copy of its dense product."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(32, 8)
+        self.out = ToSparse()
+
+    def forward(self, adjacency, x):
+        return self.out(self.lin(torch.sparse.mm(adjacency, x)).relu())
+
+
+class ToSparse(nn.Module):
+    def forward(self, y):
+        return y.to_sparse()
+
+
+@pytest.mark.parametrize("layout", ["coo", "csr"])
+def test_a_sparse_input_and_output_take_the_bytes_they_hold_not_their_dense_size(layout):
+    """Input size and activations: a sparse tensor counts its values and indices (64·64·4 bytes dense here)."""
+    dense = _adjacency()
+    adjacency = dense.to_sparse() if layout == "coo" else dense.to_sparse_csr()
+    x = torch.randn(64, 32)
+    model = SparseInput()
+    out = model(adjacency, x)
+    report = _report(model, adjacency, x)
+    assert report.totals.input_bytes == _held_bytes(adjacency) + x.nbytes < dense.nbytes + x.nbytes
+    rows = {c.name: c for c in report.layers}
+    assert rows["out"].output_bytes == _held_bytes(out) != out.to_dense().nbytes
+    assert rows[""].output_bytes == _held_bytes(out)
+    assert report.totals.activation_bytes == 64 * 8 * 4 + _held_bytes(out)  # Linear's dense output + the sparse one
+
+
 def test_dense_times_sparse_and_sparse_times_sparse():
     generator = torch.Generator().manual_seed(1)
     a = (torch.rand(6, 5, generator=generator) < 0.4).float() * torch.rand(6, 5, generator=generator)

@@ -65,27 +65,35 @@ def shapes_only(value: Any):
 
 
 def stored_bytes(tensor: torch.Tensor) -> int:
-    """Bytes of a parameter's or buffer's data: elements x element size, or for a sparse layout its stored values
-    and indices (a sparse tensor's ``numel()`` is its dense size: 10^10 for a 100k-node adjacency holding 10^6
-    edges). Activations (:func:`tensor_bytes`) keep elements x element size, sparse or not."""
+    """Bytes a tensor holds (a parameter, buffer, input or activation): elements x element size, or for a sparse
+    layout its stored values and indices (a sparse tensor's ``numel()`` is its dense size: 10^10 for a 100k-node
+    adjacency holding 10^6 edges). The parts are read with dispatch modes off, so a trace does not count them."""
     layout = tensor.layout
     if layout is torch.strided:
         return tensor.numel() * tensor.element_size()
-    if layout is torch.sparse_coo:
-        parts = (tensor._values(), tensor._indices())
-    elif layout in (torch.sparse_csr, torch.sparse_bsr):
-        parts = (tensor.values(), tensor.crow_indices(), tensor.col_indices())
-    elif layout in (torch.sparse_csc, torch.sparse_bsc):
-        parts = (tensor.values(), tensor.ccol_indices(), tensor.row_indices())
-    else:  # a jagged nested tensor, mkldnn: their elements are stored as counted
+    if layout not in _SPARSE_PARTS:  # a jagged nested tensor, mkldnn: their elements are stored as counted
         return tensor.numel() * tensor.element_size()
+    from torch.utils._python_dispatch import _disable_current_modes
+
+    with _disable_current_modes():
+        parts = _SPARSE_PARTS[layout](tensor)
     return sum(part.numel() * part.element_size() for part in parts)
 
 
+# per sparse layout, the tensors it stores: values and indices
+_SPARSE_PARTS = {
+    torch.sparse_coo: lambda t: (t._values(), t._indices()),
+    torch.sparse_csr: lambda t: (t.values(), t.crow_indices(), t.col_indices()),
+    torch.sparse_bsr: lambda t: (t.values(), t.crow_indices(), t.col_indices()),
+    torch.sparse_csc: lambda t: (t.values(), t.ccol_indices(), t.row_indices()),
+    torch.sparse_bsc: lambda t: (t.values(), t.ccol_indices(), t.row_indices()),
+}
+
+
 def tensor_bytes(value: Any) -> int:
-    """Bytes of every distinct tensor inside a nested value."""
+    """Bytes of every distinct tensor inside a nested value (:func:`stored_bytes` of each)."""
     if isinstance(value, torch.Tensor):  # a module's usual output
-        return value.numel() * value.element_size()
+        return stored_bytes(value)
     seen = set()
     total = 0
     stack = [value]
@@ -94,7 +102,7 @@ def tensor_bytes(value: Any) -> int:
         if isinstance(item, torch.Tensor):
             if id(item) not in seen:
                 seen.add(id(item))
-                total += item.numel() * item.element_size()
+                total += stored_bytes(item)
         elif isinstance(item, (list, tuple)):
             stack.extend(item)
         elif isinstance(item, Mapping):

@@ -79,6 +79,7 @@ class TraceResult:
 
 
 _TENSOR = torch.Tensor
+_STRIDED = torch.strided
 _weak = weakref.ref
 
 
@@ -173,9 +174,9 @@ class _Recorder:
     def output(self, call: _OpenCall, output) -> None:
         """What a call that returned keeps of ``output``, and its claim on the tensors in it (the general case:
         :func:`recording_calls` reads one plain tensor itself)."""
-        if isinstance(output, torch.Tensor) and not output.is_nested:
+        if isinstance(output, torch.Tensor) and not output.is_nested and output.layout is _STRIDED:
             call.output = output.shape
-            call.output_bytes = output.numel() * output.element_size()  # (nbytes refuses sparse tensors)
+            call.output_bytes = output.numel() * output.element_size()  # a sparse one: tensor_bytes, below
         else:
             call.output = shapes_only(output)
             call.output_bytes = tensor_bytes(output)
@@ -270,9 +271,9 @@ def recording_calls(recorder: _Recorder):
                 advance(1)
         else:
             close(call, False)
-        if type(output) is _TENSOR and not output.is_nested:  # the usual output: claimed here, as flow.claim does
-            call.output = output.shape
-            call.output_bytes = output.numel() * output.element_size()  # (nbytes refuses sparse tensors)
+        if type(output) is _TENSOR and not output.is_nested and output.layout is _STRIDED:  # the usual output,
+            call.output = output.shape  # claimed here as flow.claim does (a sparse one's bytes: kept_output's)
+            call.output_bytes = output.numel() * output.element_size()
             made[id(output)] = (_weak(output), frozenset((call.index,)))
         else:
             kept_output(call, output)
