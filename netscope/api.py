@@ -11,7 +11,7 @@ import torch.nn as nn
 from netscope.run.devices import resolve_device
 from netscope.errors import ForwardError, InputSpecError, MetaDeviceError
 from netscope.collector import paused_gc
-from netscope.run.model_state import frozen_heap
+from netscope.run.model_state import frozen_heap, function_modes_aside
 from netscope.inputs import InputSpec, inputs_from
 from netscope.records import RunInfo
 from netscope.report import Report
@@ -42,13 +42,14 @@ def summary(model: nn.Module, input_size=None, input_data=None, *, device=None, 
     """
     if not isinstance(model, nn.Module):
         raise InputSpecError(f"summary() needs a torch.nn.Module, got {type(model).__name__}")
-    inputs = inputs_from(model, input_size, input_data, input_dtypes)
-    run_device = model_device(model) if device is None else resolve_device(device)
-    if device is None and _all_meta(inputs):  # meta example tensors carry no values: run where they live
-        run_device = torch.device("meta")
-    return run_summary(model, inputs, device=run_device, dtype=dtype, mode=mode,
-                       label=label or type(model).__name__, owned=False, checks=checks, audit_names=audit_names,
-                       fallback_to_meta=str(device) == "auto", receptive_field=receptive_field)
+    with function_modes_aside():  # a TorchFunctionMode of the user's sees the model's code only, not netscope's
+        inputs = inputs_from(model, input_size, input_data, input_dtypes)
+        run_device = model_device(model) if device is None else resolve_device(device)
+        if device is None and _all_meta(inputs):  # meta example tensors carry no values: run where they live
+            run_device = torch.device("meta")
+        return run_summary(model, inputs, device=run_device, dtype=dtype, mode=mode,
+                           label=label or type(model).__name__, owned=False, checks=checks, audit_names=audit_names,
+                           fallback_to_meta=str(device) == "auto", receptive_field=receptive_field)
 
 
 def _all_meta(inputs) -> bool:

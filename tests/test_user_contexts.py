@@ -256,3 +256,48 @@ def test_a_forward_error_ending_in_a_full_stop_gets_one_before_the_advice():
     with pytest.raises(ForwardError) as info:
         netscope.summary(Raises(), (2, 4))
     assert "the size is wrong. Check the input" in str(info.value) and ".." not in str(info.value)
+
+
+class _Calls(nn.Module):
+    """Repeated stock leaves (replayed by the trace), a hooked child, a child whose class overrides ``__call__``,
+    and Python code of its own between them: every way a module call reaches the model's code."""
+
+    class Scaled(nn.Linear):
+        def __call__(self, x):
+            return super().__call__(x) * torch.tensor(0.5)
+
+    def __init__(self):
+        super().__init__()
+        self.blocks = nn.Sequential(*[nn.Sequential(nn.Linear(6, 6), nn.GELU()) for _ in range(3)])
+        self.norm, self.head = nn.LayerNorm(6), self.Scaled(6, 2)
+        self.norm.register_forward_hook(lambda module, args, out: out + 1)
+
+    def forward(self, x):
+        return self.head(self.norm(self.blocks(x)).flatten(1)).softmax(-1)
+
+
+@pytest.mark.parametrize("model_fn, size", [(_model, (1, 3, 8, 8)), (_Calls, (4, 6))])
+@pytest.mark.parametrize("given", ["input_data", "input_size"])
+def test_a_users_function_mode_sees_the_models_forward_and_nothing_of_netscopes_bookkeeping(model_fn, size, given):
+    """A counting ``TorchFunctionMode`` around ``summary`` counts what it counts around the model's own forward
+    (oracle): netscope's buffer copies and compares, shape and size reads and dummy input (``randn``, ``to``)
+    were 300 calls it saw for a 5-layer model. The forward still runs under the mode (same calls, same order)."""
+    from torch.overrides import TorchFunctionMode
+
+    class Count(TorchFunctionMode):
+        def __init__(self):
+            super().__init__()
+            self.calls = []
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            self.calls.append(getattr(func, "__qualname__", str(func)))
+            return func(*args, **(kwargs or {}))
+
+    model, x = model_fn().eval(), torch.randn(*size)
+    with torch.no_grad(), Count() as own:
+        model(x)
+    assert own.calls  # the oracle counts something
+    with torch.device("cpu"), Count() as seen:  # a default device under it stays in force
+        netscope.summary(model, **({"input_data": x} if given == "input_data" else {"input_size": size}))
+    assert seen.calls == own.calls
+    assert torch.overrides._get_current_function_mode() is None

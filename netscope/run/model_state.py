@@ -120,6 +120,74 @@ def outside_user_modes():
     return _disable_current_modes()
 
 
+class _FunctionModes(threading.local):
+    aside: Optional[list] = None  # the user's TorchFunctionModes (bottom first) while netscope's own code runs
+
+
+_FUNCTION_MODES = _FunctionModes()
+
+
+def _is_device_context(mode) -> bool:
+    """``with torch.device(...)``'s mode: it picks where new tensors go (netscope's too) and sits at the bottom."""
+    from torch.utils._device import DeviceContext
+
+    return isinstance(mode, DeviceContext)
+
+
+@contextlib.contextmanager
+def function_modes_aside():
+    """The block out of sight of the TorchFunctionModes the user has active (a counting or logging mode
+    around ``netscope.summary``): netscope's own tensor work (input building, the guard's copies and compares,
+    shape and size reads) is not theirs to see. The user's code runs under them again inside
+    :func:`under_user_function_modes`. ``with torch.device(...)`` stays in force; a no-op when already aside."""
+    from torch.overrides import _get_current_function_mode, _pop_mode, _push_mode
+
+    state = _FUNCTION_MODES
+    if state.aside is not None:
+        yield
+        return
+    popped = []
+    while (top := _get_current_function_mode()) is not None and not _is_device_context(top):
+        popped.append(_pop_mode())
+    if not popped:
+        yield
+        return
+    state.aside = popped[::-1]
+    try:
+        yield
+    finally:
+        state.aside = None
+        for mode in popped[::-1]:
+            _push_mode(mode)
+
+
+def function_modes_set_aside() -> bool:
+    """:func:`function_modes_aside` holds some of the user's modes in this thread now."""
+    return _FUNCTION_MODES.aside is not None
+
+
+@contextlib.contextmanager
+def under_user_function_modes():
+    """Around the user's code (a module's call) inside :func:`function_modes_aside`: the modes it set aside are
+    active again, as they were, for the block."""
+    from torch.overrides import _pop_mode, _push_mode
+
+    state = _FUNCTION_MODES
+    modes = state.aside
+    if modes is None:
+        yield
+        return
+    state.aside = None
+    for mode in modes:
+        _push_mode(mode)
+    try:
+        yield
+    finally:
+        for _ in modes:
+            _pop_mode()
+        state.aside = modes
+
+
 def _restore_buffers(saved: List[tuple]) -> None:
     """Copy back the values of the buffers the block changed, then set each one's version counter back to
     what it was: autograd compares it when a backward the user has pending (a forward run before netscope's:

@@ -33,7 +33,8 @@ from netscope.run.dataflow import MODEL_INPUT, NO_SOURCES, DataflowTracker, edge
 from netscope.errors import ForwardError, MacFormulaError, OutOfMemory
 from netscope.collector import paused_gc
 from netscope.run.leaf_replay import LeafReplay, replay_possible
-from netscope.run.model_state import GLOBAL_STATE_LOCK, children_snapshot, frozen_heap, preserved_model
+from netscope.run.model_state import (GLOBAL_STATE_LOCK, children_snapshot, frozen_heap, function_modes_aside,
+                                      function_modes_set_aside, preserved_model, under_user_function_modes)
 from netscope.operators.registry import UNSEEN, OpResolver
 from netscope.operators.breakdown import OperatorTable
 from netscope.operators.packed import packed_by_module, packed_numel
@@ -146,6 +147,7 @@ class _Recorder:
         # (module, its class's own __call__ bound) for the call about to open of a module whose class overrides
         # __call__ (call_model's _recorded_override): recording_calls' wrapper runs that instead of forward
         self.overriding: Optional[Tuple[nn.Module, Callable]] = None
+        self.user_code: Optional[Callable] = None  # the context of the user's code (their function modes), or None
         self.call: Optional[Callable] = None  # recording_calls' module call, while it wraps torch's
 
     def arguments(self, args: tuple, kwargs: dict) -> Tuple[tuple, dict, FrozenSet[int]]:
@@ -209,13 +211,21 @@ def recording_calls(recorder: _Recorder):
     global_forward_pre, global_forward = module_globals._global_forward_pre_hooks, module_globals._global_forward_hooks
     global_backward, global_backward_pre = module_globals._global_backward_hooks, module_globals._global_backward_pre_hooks
     tracing_state = torch._C._get_tracing_state  # torch.jit.trace: forward goes through _slow_forward then
+    call_original = original
+    if function_modes_set_aside():  # the user's TorchFunctionModes see their code (module calls), not netscope's
+        def call_original(module, *args, **kwargs):
+            with under_user_function_modes():
+                return original(module, *args, **kwargs)
+
+        def tracing_state():  # every call through call_original: its forward runs under the user's modes
+            return True
 
     def _call_impl(module, *args, **kwargs):
         key = id(module)
         name = names.get(key)
         if name is None or recorder.suspended:  # a module of some other model, one created during the pass, or
             # a call of a netscope pass the forward started (``netscope.summary`` of a submodule)
-            return original(module, *args, **kwargs)
+            return call_original(module, *args, **kwargs)
         # The call opens (before its own pre-hooks run): its place in the stack, its arguments' shapes and
         # producers (one plain tensor read here, the rest by the recorder), and a stock leaf's replay
         count = counts[key] = counts.get(key, 0) + 1
@@ -254,9 +264,9 @@ def recording_calls(recorder: _Recorder):
                     or global_forward_pre or global_forward or global_backward or global_backward_pre
                     or tracing_state()):
                 if state.get("_forward_hooks"):  # its own forward hooks may replace what forward returned
-                    output = _forward_output_kept(original, module, args, kwargs, recorder.forward_outputs, call.index)
+                    output = _forward_output_kept(call_original, module, args, kwargs, recorder.forward_outputs, call.index)
                 else:
-                    output = original(module, *args, **kwargs)
+                    output = call_original(module, *args, **kwargs)
             else:
                 output = module.forward(*args, **kwargs)
         except BaseException as error:
@@ -285,15 +295,23 @@ def recording_calls(recorder: _Recorder):
 
     # torch before 2.1 bound __call__ to _call_impl itself (no _wrapped_call_impl in between): wrap both then
     direct = nn.Module.__dict__.get("__call__") is original
+    installed = _call_impl
+    if call_original is not original:
+        def installed(module, *args, **kwargs):  # a call the user's code makes: netscope's part out of their sight
+            with function_modes_aside():
+                return _call_impl(module, *args, **kwargs)
+
+        recorder.user_code = under_user_function_modes
     with GLOBAL_STATE_LOCK:
-        nn.Module._call_impl = _call_impl
+        nn.Module._call_impl = installed
         if direct:
-            nn.Module.__call__ = _call_impl
-        recorder.call = _call_impl
+            nn.Module.__call__ = installed
+        recorder.call = installed
         try:
             yield
         finally:
             recorder.call = None  # (no reference cycle through the wrapper's closure left behind)
+            recorder.user_code = None
             nn.Module._call_impl = original
             if direct:
                 nn.Module.__call__ = original
@@ -334,7 +352,9 @@ def _forward_output_kept(original, module: nn.Module, args: tuple, kwargs: dict,
     seen by a hook that runs before the module's own (a hook may return a replacement output)."""
 
     def keep(_module, _args, output):
-        kept[index] = output.shape if isinstance(output, torch.Tensor) and not output.is_nested else shapes_only(output)
+        with function_modes_aside():  # netscope's read, inside the user's code (their function modes)
+            kept[index] = (output.shape if isinstance(output, torch.Tensor) and not output.is_nested
+                           else shapes_only(output))
 
     handle = module.register_forward_hook(keep, prepend=True)
     try:
@@ -647,12 +667,23 @@ def _recorded_override(recorder: _Recorder, defined):
         name = names.get(key)
         if name is None or recorder.suspended:  # a module outside the traced model, or one already open
             return run(*args, **kwargs)
+        if recorder.user_code is not None:  # the class's own __call__ is the user's code: under their modes
+            run = _under(recorder.user_code, run)
         recorder.overriding = (module, run)  # recording_calls' wrapper opens the call and runs ``run`` in it
         return recorder.call(module, *args, **kwargs)
 
     if callable(defined) and hasattr(defined, "__name__"):
         functools.update_wrapper(__call__, defined)
     return __call__
+
+
+def _under(context: Callable, run: Callable) -> Callable:
+    """``run`` inside a fresh ``context()`` each time it is called."""
+    def wrapped(*args, **kwargs):
+        with context():
+            return run(*args, **kwargs)
+
+    return wrapped
 
 
 def _eager_stance():
