@@ -124,7 +124,8 @@ def _attach_partial_report(err: ForwardError, runnable: nn.Module, prep, label: 
         failed = (f"the forward pass failed in layer {err.layer!r}" if err.layer else "the forward pass failed")
         note = (f"{failed} ({type(err.original or err).__name__}): this report holds only the calls recorded before "
                 "the failure, and its mult-adds and activations count only those")
-        err.report = dataclasses.replace(report, run=dataclasses.replace(report.run, notes=report.run.notes + (note,)))
+        err.report = dataclasses.replace(report, run=dataclasses.replace(report.run, notes=report.run.notes + (note,)),
+                                         failure=str(err))
     except Exception:  # a partial page is a bonus: never hide the user's original error behind ours
         err.report = None
 

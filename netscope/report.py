@@ -34,6 +34,9 @@ class Report:
     model_output: Any = None
     param_owners: Tuple[Any, ...] = ()  # netscope.analyses.totals.OwnedParams: who owns each parameter, counted once
     operators: Any = field(default=None, repr=False)  # netscope.operators.breakdown.OperatorTable: operator calls and multiply-adds per call
+    # the error of a forward pass that raised, on the report of what it recorded up to there (ForwardError.report):
+    # the HTML views put it in a banner saying the figures count only the calls that ran; "" for a full pass
+    failure: str = field(default="", repr=False)
 
     # ---- rendering -------------------------------------------------------------------------
     def __str__(self) -> str:

@@ -1227,6 +1227,24 @@ def test_summary_html_of_a_failing_forward_shows_what_ran_with_the_error(tmp_pat
     assert macs == {"": counter.get_total_flops() // 2, "conv": counter.get_total_flops() // 2, "fc": 0}
 
 
+def test_a_failed_forwards_partial_report_says_so_on_its_own_pages():
+    """``err.report.to_html()`` (and the notebook view) of a forward that raised: the same banner as the CLI's
+    ``--html`` page, with the error as ``str(err)`` reads; a full report's pages have none."""
+    from netscope.errors import ForwardError
+
+    namespace = {}
+    exec(FAILING_MODEL, namespace)
+    with pytest.raises(ForwardError) as caught:
+        netscope.summary(namespace["Breaks"](), (1, 3, 8, 8))
+    err = caught.value
+    for page in (err.report.to_html(), err.report._repr_html_()):
+        banner = re.findall(r'<p class="ns-failure" role="alert">(.*?)</p>', page, re.S)
+        assert len(banner) == 1 and "The forward pass failed:" in banner[0]
+        assert html.escape(str(err)) in banner[0] and "in layer fc (Linear)" in banner[0]
+    full = netscope.summary(nn.Sequential(nn.Conv2d(3, 4, 3)), (1, 3, 8, 8))
+    assert 'class="ns-failure"' not in full.to_html() and 'class="ns-failure"' not in full._repr_html_()
+
+
 def test_summary_html_says_on_stderr_when_no_page_could_be_written(tmp_path, capsys, monkeypatch):
     """An error before any call was recorded (an input the memory cannot hold): one line says no page was
     written, and no file appears."""
@@ -1281,7 +1299,7 @@ def test_browser_failure_banner_keeps_the_errors_lines_as_text(browser, tmp_path
     report = netscope.summary(nn.Sequential(nn.Linear(4, 4)), (1, 4), device="meta")
     error = 'ValueError: bad <b>input</b> & "x"\n  expected [1, 8]\n  got [1, 4]'
     path = tmp_path / "failed.html"
-    path.write_text(report_html(report, failure=error), encoding="utf-8")
+    path.write_text(report_html(dataclasses.replace(report, failure=error)), encoding="utf-8")
     browser.open(path)
     assert not browser.errors
     shown = browser.js("document.querySelector('.ns-failure').innerText")

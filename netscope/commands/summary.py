@@ -95,7 +95,7 @@ def _failure_page(args, err) -> None:
         sys.stderr.write(f"netscope: no HTML page was written to {args.html}: nothing was recorded before the error "
                          "below\n")
         return
-    write_text_atomic(args.html, report_html(report, failure=str(err)), force=args.force)
+    write_text_atomic(args.html, report_html(report), force=args.force)
     if not args.quiet:
         sys.stderr.write(f"netscope: wrote {args.html} (what the forward pass recorded up to its failure, with the "
                          "error)\n")

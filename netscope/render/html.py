@@ -27,10 +27,11 @@ HEAVIEST = 10  # calls listed in the "heaviest layers" view, by mult-adds and by
 CSP = "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:"
 
 
-def report_html(report, failure: str = "") -> str:
+def report_html(report) -> str:
     """The full page: totals, run, shape flow, bar charts, findings and the collapsible, searchable tree.
-    ``failure``: the error of a forward pass that raised; ``report`` then holds what it recorded up to there, and a
-    banner under the title says so (figures count only the calls that ran)."""
+    A report of a forward pass that raised (``report.failure``, ``ForwardError.report``) holds what it recorded
+    up to there: a banner under the title gives the error and says so (figures count only the calls that ran)."""
+    failure = report.failure
     title = f"netscope: {report.run.model}" + (" (forward pass failed)" if failure else "")
     head = "".join(_tree_header(key) for key in TREE_COLUMNS)
     return "".join([
@@ -121,6 +122,7 @@ def notebook_html(report) -> str:
             "<code>report.to_html()</code> or <code>netscope summary MODEL --html FILE</code>.</p>")
     return "".join([
         f'<div class="ns-root ns-nb"><style>{NOTEBOOK_CSS}</style>',
+        _failure_html(report.failure),
         f'<div class="ns-headline">{escape(headline(report))}</div><div class="ns-run">{_run_text(report)}</div>',
         run_notes_html(report.run.notes),
         "<details><summary>Totals</summary>", _totals_html(report), "</details>",
