@@ -1245,6 +1245,21 @@ def test_a_failed_forwards_partial_report_says_so_on_its_own_pages():
     assert 'class="ns-failure"' not in full.to_html() and 'class="ns-failure"' not in full._repr_html_()
 
 
+def test_summary_plot_of_a_failing_forward_draws_what_ran_and_says_so(tmp_path, capsys, monkeypatch):
+    """--plot (found silent by fresh27): the charts of the calls recorded up to the failure, a title saying the
+    pass failed, a stderr line naming the file; -o gets a line saying nothing was written. Exit 3 as before."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "breaks.py").write_text(FAILING_MODEL)
+    code = main(["summary", "breaks.py:Breaks", "-i", "1,3,8,8", "--device", "cpu", "--plot", "bars.svg",
+                 "-o", "table.txt"])
+    _, err = capsys.readouterr()
+    assert code == 3 and "mat1 and mat2 shapes cannot be multiplied" in err
+    assert "wrote bars.svg (what the forward pass recorded up to its failure" in err
+    assert "no output was written to table.txt: the forward pass failed" in err and not (tmp_path / "table.txt").exists()
+    svg = (tmp_path / "bars.svg").read_text(encoding="utf-8")
+    assert "the forward pass failed" in svg and "conv" in svg  # the conv ran; matplotlib writes text as <!-- -->
+
+
 def test_summary_html_says_on_stderr_when_no_page_could_be_written(tmp_path, capsys, monkeypatch):
     """An error before any call was recorded (an input the memory cannot hold): one line says no page was
     written, and no file appears."""
@@ -1254,10 +1269,12 @@ def test_summary_html_says_on_stderr_when_no_page_could_be_written(tmp_path, cap
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(netscope.run.devices, "available_memory_bytes", lambda device=None: 64 * 2**20)  # 64 MiB
     (tmp_path / "breaks.py").write_text(FAILING_MODEL)
-    code = main(["summary", "breaks.py:Breaks", "-i", "32,3,512,512", "--device", "cpu", "--html", "page.html", "-q"])
+    code = main(["summary", "breaks.py:Breaks", "-i", "32,3,512,512", "--device", "cpu", "--html", "page.html", "-q",
+                 "--plot", "bars.png"])
     _, err = capsys.readouterr()
     assert code == 2
     assert "no HTML page was written to page.html" in err and not (tmp_path / "page.html").exists()
+    assert "no plot was written to bars.png" in err and not (tmp_path / "bars.png").exists()
 
 
 # ---- the run's notes ---------------------------------------------------------------------------------------

@@ -1049,3 +1049,10 @@ def test_step_html_when_the_step_cannot_be_planned_says_no_page_was_written(tmp_
     err = capsys.readouterr().err
     assert f"no HTML page was written to {page}" in err and "layer fc (Linear)" in err
     assert "Traceback" not in err and not page.exists()
+
+
+def test_step_output_file_when_the_step_cannot_be_planned_says_none_was_written(tmp_path, capsys):
+    out = tmp_path / "step.txt"
+    assert main(["step", f"{__file__}:WrongHead", "--input", "1,3,16,16", "-o", str(out)]) == 3
+    err = capsys.readouterr().err
+    assert f"no output was written to {out}" in err and "layer fc (Linear)" in err and not out.exists()

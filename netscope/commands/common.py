@@ -98,6 +98,23 @@ def check_output_paths(args: argparse.Namespace, paths) -> None:
             writable_target(path, force=getattr(args, "force", False), reads=inputs)
 
 
+# each file-writing option: its flag, and what it writes (for the lines that say a file was not written)
+OUTPUT_OPTIONS = {"output": ("-o", "output"), "html": ("--html", "HTML page"), "plot": ("--plot", "plot"),
+                  "save_plan": ("--save-plan", "plan"), "unmatched_out": ("--unmatched-out", "file"),
+                  "out": ("the output checkpoint", "checkpoint")}
+
+
+def say_not_written(args: argparse.Namespace, names, reason: str) -> None:
+    """One stderr line for each file option of ``names`` (``args`` attributes) that was given and that a failure
+    leaves unwritten, so that no asked-for file goes missing unsaid (``-``, standard output, needs none)."""
+    from netscope.fileio import STDOUT
+
+    for name in names:
+        path = getattr(args, name, None)
+        if path and path != STDOUT:
+            sys.stderr.write(f"netscope: no {OUTPUT_OPTIONS[name][1]} was written to {path}: {reason}\n")
+
+
 def _refuse_shared_outputs(args: argparse.Namespace, paths) -> None:
     """Two outputs of one command line may not share a file, nor standard output: the second would replace
     the first (or be refused as existing after the first was written), or both would interleave on stdout."""
@@ -106,8 +123,7 @@ def _refuse_shared_outputs(args: argparse.Namespace, paths) -> None:
     from netscope.errors import UsageError
     from netscope.fileio import STDOUT
 
-    options = {"output": "-o", "html": "--html", "plot": "--plot", "save_plan": "--save-plan",
-               "unmatched_out": "--unmatched-out", "out": "the output checkpoint"}
+    options = {name: flag for name, (flag, _) in OUTPUT_OPTIONS.items()}
     taken = {}
     if hasattr(args, "output") and args.output is None:
         taken[STDOUT] = "the command's own output (no -o)"

@@ -34,7 +34,8 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from netscope.commands.common import check_output_paths, check_table_options, command_inputs, resolve_from_args
+    from netscope.commands.common import (check_output_paths, check_table_options, command_inputs, resolve_from_args,
+                                          say_not_written)
     from netscope.inputs import parse_inputs
     from netscope.analyses.step.api import run_step_report
     from netscope.analyses.step.options import StepOptions
@@ -52,9 +53,8 @@ def run(args) -> int:
     try:
         report = run_step_report(resolved.module, inputs, options, label=resolved.label)
     except Exception:
-        if args.html:  # asked for a page: say there is none rather than leave it unsaid (the error follows)
-            sys.stderr.write(f"netscope: no HTML page was written to {args.html}: the step could not be planned "
-                             "(the error below)\n")
+        # files asked for: say there are none rather than leave it unsaid (the error follows)
+        say_not_written(args, ("output", "html"), "the step could not be planned (the error below)")
         raise
     emit(report.render(args.format, columns=args.columns, depth=args.depth, table_style=args.table_style), args)
     if args.html:

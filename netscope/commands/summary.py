@@ -50,9 +50,8 @@ def run(args) -> int:
     wanted = args.receptive_field or bool({"rf", "jump"} & set(parse_columns(args.columns)))
     try:
         report = build_report(args, receptive_field=wanted)
-    except ForwardError as err:  # exit 3 stays; --html still answers: a page of what ran, or a line saying none
-        if args.html:
-            _failure_page(args, err)
+    except ForwardError as err:  # exit 3 stays; each file asked for still answers: what ran, or a line saying none
+        _failure_files(args, err)
         raise
     if args.by_op:
         emit(report.by_operator_text(args.format, table_style=args.table_style), args)
@@ -84,21 +83,30 @@ def run(args) -> int:
     return 0
 
 
-def _failure_page(args, err) -> None:
-    """``--html`` when the forward pass raised: the page of what was recorded up to the failure (``err.report``)
-    with the error on it, or one stderr line saying that no page was written and why."""
+def _failure_files(args, err) -> None:
+    """The files asked for when the forward pass raised: ``--html`` and ``--plot`` of what was recorded up to the
+    failure (``err.report``, which says so), or one stderr line each saying that nothing was written and why;
+    ``-o`` (the table of a pass that did not finish is not written, as it is not printed) gets its line too."""
+    from netscope.commands.common import say_not_written
     from netscope.fileio import write_text_atomic
-    from netscope.render.html import report_html
 
+    say_not_written(args, ("output",), "the forward pass failed (the error below)")
     report = getattr(err, "report", None)
     if report is None:
-        sys.stderr.write(f"netscope: no HTML page was written to {args.html}: nothing was recorded before the error "
-                         "below\n")
+        say_not_written(args, ("html", "plot"), "nothing was recorded before the error below")
         return
-    write_text_atomic(args.html, report_html(report), force=args.force)
-    if not args.quiet:
-        sys.stderr.write(f"netscope: wrote {args.html} (what the forward pass recorded up to its failure, with the "
-                         "error)\n")
+    if args.html:
+        from netscope.render.html import report_html
+
+        write_text_atomic(args.html, report_html(report), force=args.force)
+    if args.plot:
+        from netscope.render.plot import save_plot
+
+        save_plot(report, args.plot)
+    for path in (args.html, args.plot):
+        if path and not args.quiet:
+            sys.stderr.write(f"netscope: wrote {path} (what the forward pass recorded up to its failure, with the "
+                             "error)\n")
 
 
 def _terminal_width(args):

@@ -41,8 +41,10 @@ def save_plot(report, path: str) -> None:
               (bars.type_macs, "Mult-adds per layer type" + of, MACS_COLOR, bars.total_macs))
     for ax, (data, title, color, total) in zip(axes.flat, panels):
         _bar_panel(ax, data, title, color, total)
+    failed = ("\nthe forward pass failed: mult-adds count only the calls that ran before the failure"
+              if report.failure else "")  # ForwardError.report: what the pass recorded up to its error
     figure.suptitle(f"{report.run.model}: {si(report.totals.total_params)} params, "
-                    f"{bound}{si(report.totals.total_macs)} mult-adds")
+                    f"{bound}{si(report.totals.total_macs)} mult-adds{failed}")
     with atomic_path(path) as tmp:
         figure.savefig(tmp, format=fmt, dpi=150)
 
