@@ -79,7 +79,9 @@ def test_an_operator_without_a_formula_makes_the_report_partial_and_is_named_wit
     assert "Mult-add total is partial" in report.to_html() and "netscope_test::scaled_matvec" in report.to_html()
 
 
-def test_register_macs_counts_a_custom_operator_and_refuses_duplicates():
+def test_register_macs_counts_a_custom_operator_and_a_cell_run_again_replaces_it():
+    """A notebook cell registering a formula, run again (found by fresh27: refused as a second registration), or
+    edited: the last one counts. The user's own ignore entry is replaced the same way."""
     @netscope.register_macs("netscope_test::scaled_matvec")
     def matvec_macs(x, w, *, out_val=None):
         return x.shape[0] * x.shape[1] * w.shape[1]
@@ -88,13 +90,37 @@ def test_register_macs_counts_a_custom_operator_and_refuses_duplicates():
         report = netscope.summary(Opaque(), (5, 6), device="cpu")
         assert not report.partial
         assert report.totals.total_macs == 5 * 6 * 4 + 5 * 4 * 3
-        with pytest.raises(ValueError, match="registered twice"):
-            netscope.register_macs("netscope_test::scaled_matvec")(matvec_macs)
-        with pytest.raises(ValueError, match="ignored"):
-            netscope.ignore_macs("netscope_test::scaled_matvec", "it is free")
+        netscope.register_macs("netscope_test::scaled_matvec")(matvec_macs)  # the same cell again
+        assert netscope.summary(Opaque(), (5, 6), device="cpu").totals.total_macs == 5 * 6 * 4 + 5 * 4 * 3
+
+        @netscope.register_macs("netscope_test::scaled_matvec")  # the cell edited: one more add per product
+        def matvec_and_scale(x, w, *, out_val=None):
+            return x.shape[0] * x.shape[1] * w.shape[1] + out_val.numel()
+
+        assert netscope.summary(Opaque(), (5, 6), device="cpu").totals.total_macs == 5 * 6 * 4 + 5 * 4 + 5 * 4 * 3
+        netscope.ignore_macs("netscope_test::scaled_matvec", "it is free")  # switched to an ignore entry
+        netscope.ignore_macs("netscope_test::scaled_matvec", "it is free, really")  # and that cell run again
+        report = netscope.summary(Opaque(), (5, 6), device="cpu")
+        assert not report.partial and report.totals.total_macs == 5 * 4 * 3
+        assert REGISTRY.zero_names()["netscope_test::scaled_matvec"] == "it is free, really"
     finally:
         REGISTRY.unregister("netscope_test::scaled_matvec")
     assert netscope.summary(Opaque(), (5, 6), device="cpu").partial
+
+
+@pytest.mark.parametrize("op", ["aten::mv", "aten::addbmm", "aten::mm"])
+def test_register_macs_still_refuses_to_replace_netscopes_own_formula_without_the_explicit_step(op):
+    """netscope's built-in formulas (and torch's, aten::mm shadows one) are not replaced by a registration alone,
+    also when it is repeated; the refusal names the step that does it, and the built-in keeps counting."""
+    before = REGISTRY.resolve(getattr(torch.ops.aten, op.split("::")[1]))[1]
+    for _ in range(2):
+        with pytest.raises(ValueError, match=r"netscope has one for it.*REGISTRY\.unregister"):
+            netscope.register_macs(op, overrides_torch=True)(lambda *a, out_val=None: 0)
+    assert REGISTRY.resolve(getattr(torch.ops.aten, op.split("::")[1]))[1] is before
+    with pytest.raises(ValueError, match="already has a multiply-add formula"):
+        netscope.ignore_macs("aten::addbmm", "free")
+    with pytest.raises(ValueError, match="zero-by-convention"):
+        netscope.register_macs("aten::permute")(lambda *a, out_val=None: 0)
 
 
 def test_ignore_macs_declares_zero_by_convention():

@@ -192,14 +192,17 @@ class MacRegistry:
     """Operator -> multiply-add formula, keyed by qualified name (``"aten::addmm"``).
 
     Our formulas come first, then ``torch.utils.flop_counter.flop_registry`` read live. Registering an
-    operator twice, registering one that is on the zero list, shadowing one of torch's formulas without
-    ``overrides_torch=True`` or naming an operator PyTorch does not have raises :class:`OperatorRegistryError` (a
-    ``ValueError``).
+    operator that netscope itself has a formula for or that is on the zero list, shadowing one of torch's
+    formulas without ``overrides_torch=True`` or naming an operator PyTorch does not have raises
+    :class:`OperatorRegistryError` (a ``ValueError``). Registering again an operator the user registered (a
+    notebook cell run again) replaces their earlier entry.
     """
 
     def __init__(self) -> None:
         self._formulas: Registry[str, MacFormula] = Registry("multiply-add formula")
         self._zero: Dict[str, str] = dict(_QUALIFIED_ZERO)  # name -> group or reason
+        self._sealed = False  # netscope's own formulas are all in (seal_builtins): later entries are the user's
+        self._user: Set[str] = set()  # operators whose formula or ignore entry the user registered
 
     def register(self, op: OpLike, *, overrides_torch: bool = False) -> Callable[[MacFormula], MacFormula]:
         """Decorator: ``@register_macs("mylib::fused_conv")`` or ``@register_macs(torch.ops.aten.foo)``."""
@@ -207,17 +210,22 @@ class MacRegistry:
         _refuse_unknown(name, "register_macs")
 
         def decorator(fn: MacFormula) -> MacFormula:
-            if name in self._zero:
+            mine = name in self._user  # the user's own entry (a notebook cell run again): this one replaces it
+            if name in self._zero and not mine:
                 raise OperatorRegistryError(f"{name} is on the zero-by-convention list ({self._zero[name]}); "
                                             "a formula for it would contradict that list")
             if not overrides_torch and _torch_formula(name) is not None:
                 raise OperatorRegistryError(f"torch.utils.flop_counter already has a formula for {name}; pass "
                                             "overrides_torch=True to replace it deliberately")
-            if name in self._formulas:  # a notebook cell run again: say how to replace it
+            if name in self._formulas and not mine:  # netscope's own formula: replacing it is a deliberate step
                 raise OperatorRegistryError(
-                    f"multiply-add formula for {name!r} registered twice: it already has one. To replace it (a "
-                    f"notebook cell run again), first call netscope.operators.registry.REGISTRY.unregister({name!r})")
+                    f"multiply-add formula for {name!r} registered twice: netscope has one for it. To replace it, "
+                    f"first call netscope.operators.registry.REGISTRY.unregister({name!r})")
+            if mine:
+                self.unregister(name)
             self._formulas.add(name, _checked(name, fn))
+            if self._sealed:
+                self._user.add(name)
             return fn
 
         return decorator
@@ -232,16 +240,25 @@ class MacRegistry:
             raise OperatorRegistryError(
                 f"torch.utils.flop_counter has a multiply-add formula for {name}, which counts it; ignoring it is not "
                 "possible (register_macs(..., overrides_torch=True) replaces it)")
-        if name in self._formulas or name in self._zero:
+        if name in self._user:  # the user's own entry (a notebook cell run again): this one replaces it
+            self.unregister(name)
+        elif name in self._formulas or name in self._zero:
             raise OperatorRegistryError(f"{name} already has a multiply-add formula or is already ignored")
         self._zero[name] = reason
+        if self._sealed:
+            self._user.add(name)
 
     def unregister(self, op: OpLike) -> None:
         """Remove a formula or ignore entry added with :meth:`register` / :meth:`ignore` (tests, plugins)."""
         name = qualified_name(op)
         self._formulas.pop(name, None)
+        self._user.discard(name)
         if self._zero.get(name) not in ZERO_BY_CONVENTION:
             self._zero.pop(name, None)
+
+    def seal_builtins(self) -> None:
+        """netscope's own formulas are registered: every later entry is the user's (replaced when registered again)."""
+        self._sealed = True
 
     def resolve(self, func) -> Tuple[str, Optional[MacFormula]]:
         """``(kind, formula)`` for an operator overload seen at dispatch: kind is ``"formula"``,
@@ -406,8 +423,10 @@ def register_macs(op: OpLike, *, overrides_torch: bool = False) -> Callable[[Mac
     """Register a multiply-add formula ``fn(*args, out_val=output, **kwargs) -> int`` for ``op``.
 
     ``op``: ``"namespace::name"``, ``torch.ops.ns.name`` or one of its overloads. Formulas apply to
-    every later ``netscope.summary`` pass. Duplicates are refused (see :class:`MacRegistry`). On complex
-    operands count complex multiply-adds: netscope turns each into 4 real ones, as for its own formulas."""
+    every later ``netscope.summary`` pass. Registering the same operator again (a notebook cell run again)
+    replaces your earlier formula; replacing one of netscope's own formulas needs ``REGISTRY.unregister(op)``
+    first, and one of torch's ``overrides_torch=True`` (see :class:`MacRegistry`). On complex operands count
+    complex multiply-adds: netscope turns each into 4 real ones, as for its own formulas."""
     return REGISTRY.register(op, overrides_torch=overrides_torch)
 
 
@@ -467,3 +486,5 @@ def complex_note(packets) -> Optional[str]:
 
 # The formulas netscope adds live in netscope/operators/formulas.py; importing it registers them.
 from netscope.operators import formulas as _op_formulas  # noqa: E402,F401
+
+REGISTRY.seal_builtins()
