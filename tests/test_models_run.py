@@ -552,6 +552,20 @@ def test_a_meta_kernel_stricter_than_the_cpu_one_is_named_not_blamed_on_the_mode
     on_cpu = netscope.summary(model, input_data=ids)  # the CPU kernel runs float32
     assert on_cpu.totals.total_macs > 0 and not on_cpu.operators.partial
     capfd.readouterr()
-    with pytest.raises(netscope.errors.MetaDeviceError, match="meta device cannot run"):
+    with pytest.raises(netscope.errors.MetaDeviceError, match="meta device cannot run") as caught:
         netscope.summary(model, input_data=ids, device="meta")
     assert "fake_tensor.py" not in capfd.readouterr().err
+    # the fix it names works: the same model on meta in bfloat16, counted as on the CPU
+    assert "--dtype bfloat16" in str(caught.value) and "--device cpu" in str(caught.value)
+    on_meta = netscope.summary(model, input_data=ids, device="meta", dtype="bfloat16")
+    assert on_meta.totals.total_macs == on_cpu.totals.total_macs and not on_meta.operators.partial
+
+
+def test_bfloat16_is_suggested_only_where_the_dtype_is_what_the_meta_kernel_refused():
+    class Nonzero(nn.Module):
+        def forward(self, x):
+            return x[x.nonzero(as_tuple=True)]
+
+    with pytest.raises(netscope.errors.MetaDeviceError, match="needs tensor values") as caught:
+        netscope.summary(Nonzero(), input_size=(2, 3), device="meta")
+    assert "bfloat16" not in str(caught.value) and "--device cpu" in str(caught.value)

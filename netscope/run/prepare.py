@@ -162,8 +162,7 @@ def _run_fake(run) -> TraceResult:
         where = f" in layer {err.layer}" if err.layer else ""
         meta_err = MetaDeviceError(
             f"the meta device cannot run this model: {meta_operator(str(err.original))}{where}, and fake tensors "
-            "cannot stand in for it. Run on a real device instead (--device cpu)", original=err.original,
-            layer=err.layer)
+            f"cannot stand in for it. {_meta_advice(str(err.original))}", original=err.original, layer=err.layer)
         meta_err.partial, meta_err.failed_index = getattr(err, "partial", None), getattr(err, "failed_index", None)
         raise meta_err from err.original
 
@@ -178,14 +177,27 @@ def materialized(model: nn.Module, spec: InputSpec) -> nn.Module:
         return prep.model
 
 
+# A meta kernel stricter than the CPU one: torch._grouped_mm's (a mixture-of-experts layer's, as transformers runs
+# Mixtral, Qwen-MoE, ...) takes bfloat16/float16 operands only
+_HALF_ONLY_META = "Expected mat_a to be BFloat16 or supported Float16"
+
+
+def _meta_advice(error: str) -> str:
+    """What to do when the meta device cannot run a model (``error``: the operator's): a real device; also
+    bfloat16 when the operator's meta kernel refused float32 operands."""
+    if _HALF_ONLY_META in error:
+        return ("Run it on meta in bfloat16, which that kernel takes (--dtype bfloat16; dtype=\"bfloat16\" in the "
+                "API), or on a real device (--device cpu)")
+    return "Run on a real device instead (--device cpu)"
+
+
 # Errors of an operator that needs tensor values (meta and fake tensors have none), not of a wrong size.
 META_CANNOT_RUN = re.compile(r"meta tensor|data-dependent|DynamicOutputShape|Could not run '[^']+' with arguments "
                              r"from the '\w*Meta' backend|register_meta function for \S+ raises unimplemented"
                              r"|attempted to run this operator with Meta tensors"  # no meta kernel (nested tensors)
                              # a custom or quantized operator without a fake kernel (quantized::linear_dynamic)
                              r"|could not find the fake impl for this operator|There was no fake impl registered"
-                             # meta kernels stricter than the CPU one: _grouped_mm's takes bf16/fp16 only
-                             r"|Expected mat_a to be BFloat16 or supported Float16"
+                             r"|" + re.escape(_HALF_ONLY_META) +
                              r"|aten\.(nonzero|_local_scalar_dense|masked_select|unique\w*)")
 
 
