@@ -847,3 +847,25 @@ def test_a_tensor_cache_is_a_warning_unless_its_class_handles_moves(cls, severit
     model.double()
     stale = any(t.dtype == torch.float32 for t in model.cache.values())
     assert stale == (severity == "warning")
+
+
+def test_names_columns_picks_the_key_tables_columns(capsys):
+    """``netscope names --columns`` (found missing by fresh27: summary and step had it): the key table shows the
+    chosen columns, in order, each key's values as the model's own state_dict gives them (oracle); shared
+    columns stay columns when asked for; an unknown column and JSON are refused with exit 2."""
+    model = torchvision.models.resnet18(weights=None)
+    state = model.state_dict()
+    assert main(["names", "resnet18", "-c", "shape,key,dtype", "-f", "csv"]) == 0
+    import csv
+
+    rows = list(csv.reader(capsys.readouterr().out.splitlines()))
+    assert rows[0] == ["shape", "key", "dtype"]
+    assert rows[1:] == [[f"[{', '.join(map(str, t.shape))}]", k, str(t.dtype).removeprefix("torch.")]
+                        for k, t in state.items()]
+    assert main(["names", "resnet18", "-c", "key,dtype"]) == 0
+    table = capsys.readouterr().out
+    assert table.splitlines()[2].split() == ["key", "dtype"] and "Every key has" not in table
+    assert main(["names", "resnet18", "-c", "key,nope"]) == 2
+    assert "unknown column(s) nope" in capsys.readouterr().err
+    assert main(["names", "resnet18", "-c", "key", "-f", "json"]) == 2
+    assert "JSON" in capsys.readouterr().err

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
 from netscope.run.no_memory import BUILD_DESCRIPTIONS
+from netscope.errors import UsageError
 from netscope.records import Finding
 from netscope.render.rows import cell_text, check_format, fitted_table, render_rows
 from netscope.report import TEXT_WIDTH
@@ -117,9 +118,13 @@ class NamingReport:
             "build": self.build,
         })
 
-    def render(self, fmt: str = "table", table_style: str = "simple", *, findings_only: bool = False) -> str:
-        """Text in one of table, markdown, csv, json. csv holds one table: entries, or findings."""
+    def render(self, fmt: str = "table", table_style: str = "simple", *, findings_only: bool = False,
+               columns=None) -> str:
+        """Text in one of table, markdown, csv, json. csv holds one table: entries, or findings. ``columns``
+        (``"key,shape"``, ``"all"`` or a list of :data:`ENTRY_COLUMNS`): the key table's columns, all of them
+        shown as asked (none folded into a line under the table, none left out to fit); JSON keeps its schema."""
         check_format(fmt, table_style)
+        chosen = entry_columns(columns, fmt)
         if fmt == "json":
             data = self.to_dict()
             if findings_only:
@@ -129,13 +134,13 @@ class NamingReport:
         if fmt == "csv":
             if findings_only:
                 return render_rows(finding_rows, FINDING_COLUMNS, "csv")
-            return render_rows([_entry_row(e) for e in self.entries], ENTRY_COLUMNS, "csv")
+            return render_rows([_entry_row(e) for e in self.entries], chosen or ENTRY_COLUMNS, "csv")
         built = f" (built with {BUILD_DESCRIPTIONS[self.build]})" if self.build in BUILD_DESCRIPTIONS else ""
         parts = [f"state_dict naming audit: {self.model}{built}"]
         if not findings_only:
             rows = [_entry_row(e) for e in self.entries]
-            columns, same = list(ENTRY_COLUMNS), []
-            if fmt == "table" and len(rows) > 1:  # a column with one value for every key is a line, not a column
+            columns, same = list(chosen or ENTRY_COLUMNS), []
+            if fmt == "table" and len(rows) > 1 and not chosen:  # a column with one value for every key is a line
                 for column in SHARED_COLUMNS:
                     values = {row[column] for row in rows}
                     if len(values) == 1:
@@ -146,7 +151,7 @@ class NamingReport:
             table, dropped = fitted_table(
                 lambda shown: render_rows(rows, shown, fmt, headers=ENTRY_TITLES, table_style=table_style,
                                           wrap="origins", width=TEXT_WIDTH, min_wrap=24),
-                columns, DROP_ORDER if fmt == "table" else (), TEXT_WIDTH)
+                columns, DROP_ORDER if fmt == "table" and not chosen else (), TEXT_WIDTH)
             if same:
                 table += f"\nEvery key has {', '.join(same)}."
             if dropped:
@@ -158,6 +163,20 @@ class NamingReport:
                                      width=TEXT_WIDTH))
         parts.append(textwrap.fill(_totals_line(self.totals), TEXT_WIDTH) if fmt == "table" else _totals_line(self.totals))
         return "\n\n".join(parts) + "\n"
+
+
+def entry_columns(spec, fmt: str = "table") -> Optional[Tuple[str, ...]]:
+    """``--columns`` of ``netscope names`` (:data:`ENTRY_COLUMNS`), validated; None when not given. Refused with
+    ``-f json``, whose entries follow the ``netscope.names`` schema rather than the table's columns."""
+    if spec is None:
+        return None
+    from netscope.render.columns import chosen_columns
+
+    keys = chosen_columns(spec, ENTRY_COLUMNS, example="key,shape,dtype")
+    if fmt == "json":
+        raise UsageError("--columns picks the key table's columns (table, markdown, csv); JSON entries keep every "
+                         "field of the netscope.names schema: leave out --columns, or use -f csv")
+    return keys
 
 
 def _entry_row(entry: NameEntry) -> dict:

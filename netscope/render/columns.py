@@ -265,21 +265,29 @@ def parse_columns(spec, *, default: Sequence[str] = DEFAULT_COLUMNS, step: bool 
     whose backward-pass columns a summary (forward only) refuses instead of showing them empty."""
     if spec is None:
         return tuple(default)
-    keys = [k.strip() for k in (spec.split(",") if isinstance(spec, str) else spec) if k.strip()]
     offered = [k for k, column in COLUMNS.items() if step or not column.step_only]
-    if keys == [ALL]:
-        return tuple(offered)
-    unknown = [k for k in keys if k not in COLUMNS]
-    if unknown or not keys:
-        raise UsageError(
-            f"unknown column(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(offered)} or 'all' "
-            "(comma-separated, e.g. --columns layer,output,params,macs)"
-        )
+    keys = chosen_columns(spec, offered, known=COLUMNS, example="layer,output,params,macs")
     backward = [k for k in keys if k not in offered]
     if backward:
         raise UsageError(
             f"column(s) {', '.join(backward)} hold figures of a training step (the backward pass), which a summary "
             "does not run; use netscope step (netscope.step() in Python) for them")
+    return tuple(keys)
+
+
+def chosen_columns(spec, offered: Sequence[str], *, known=None, example: str) -> Tuple[str, ...]:
+    """``"a,b"``, ``"all"`` or a list -> the keys, each one of ``known`` (default: ``offered``, what ``all``
+    gives); an unknown or empty choice is refused naming what is offered. The one parser of every table's
+    ``--columns`` (``example``: a choice to show in the refusal)."""
+    keys = [k.strip() for k in (spec.split(",") if isinstance(spec, str) else spec) if k.strip()]
+    if keys == [ALL]:
+        return tuple(offered)
+    unknown = [k for k in keys if k not in (offered if known is None else known)]
+    if unknown or not keys:
+        raise UsageError(
+            f"unknown column(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(offered)} or 'all' "
+            f"(comma-separated, e.g. --columns {example})"
+        )
     return tuple(keys)
 
 
