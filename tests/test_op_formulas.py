@@ -704,7 +704,71 @@ def test_ctc_loss_is_left_uncounted_and_named():
 
     report = netscope.summary(Ctc(), input_size=(5, 1, 4), device="cpu")
     assert report.partial and [u.op for u in report.uncounted_ops()] == ["aten::_ctc_loss"]
-    assert set(NO_CONVENTION) == {"aten::_ctc_loss"}
+    assert set(NO_CONVENTION) == {"aten::_ctc_loss", "aten::linalg_eig", "aten::_linalg_svd"}
     why = "uncounted on purpose: " + NO_CONVENTION["aten::_ctc_loss"]
     assert why in " ".join(str(report).split())  # the totals line says why, beside the operator
     assert json.loads(report.to_json())["operators"]["uncounted"][0]["reason"] == NO_CONVENTION["aten::_ctc_loss"]
+
+
+def _cholesky_inverse_counted(lower):
+    """A⁻¹ from A's Cholesky factor, as LAPACK's potri goes: X = L⁻¹ column by column (substitution against e_j),
+    then the lower triangle of XᵀX, mirrored: (A⁻¹, multiply-adds)."""
+    n = len(lower)
+    x = [[0.0] * n for _ in range(n)]
+    count = 0
+    for j in range(n):
+        x[j][j] = 1.0 / lower[j][j]
+        for i in range(j + 1, n):
+            total = 0.0
+            for k in range(j, i):
+                total -= lower[i][k] * x[k][j]
+                count += 1
+            x[i][j] = total / lower[i][i]
+    inverse = [[0.0] * n for _ in range(n)]
+    for i in range(n):
+        for j in range(i + 1):
+            for k in range(i, n):
+                inverse[i][j] += x[k][i] * x[k][j]
+                count += 1
+            inverse[j][i] = inverse[i][j]
+    return inverse, count
+
+
+class _CholeskyInverse(nn.Module):
+    def __init__(self, upper):
+        super().__init__()
+        self.upper = upper
+
+    def forward(self, factor):
+        return torch.cholesky_inverse(factor, upper=self.upper)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 5])
+@pytest.mark.parametrize("upper", [False, True])
+@pytest.mark.parametrize("device", ["cpu", "meta"])
+def test_cholesky_inverse_counts_the_triangular_inverse_and_its_gram_product(n, upper, device):
+    """The brute-force count of potri's two steps (its result checked against torch's) = Σ m² for m <= n =
+    n(n+1)(2n+1)/6 per matrix (leading n³/3, trtri + lauum) = netscope's, for a batch of 2."""
+    torch.manual_seed(n)
+    a = _spd((2,), n)
+    lower = torch.linalg.cholesky(a)
+    inverse, count = _cholesky_inverse_counted(lower[0].tolist())
+    assert torch.allclose(torch.tensor(inverse, dtype=torch.float64), torch.cholesky_inverse(lower[0]))
+    assert count == sum(m * m for m in range(1, n + 1))
+    factor = lower.mH if upper else lower
+    assert _macs(_CholeskyInverse(upper), factor.to(device), device=device).totals.total_macs == 2 * count
+
+
+@pytest.mark.parametrize("op, call", [("aten::linalg_eig", lambda x: torch.linalg.eigvals(x).real),
+                                      ("aten::_linalg_svd", lambda x: torch.linalg.svdvals(x))])
+def test_eigen_and_singular_value_decompositions_stay_uncounted_with_the_reason(op, call):
+    """No exact count exists (an iterative phase whose length depends on convergence): partial, with the reason."""
+    from netscope.operators.formulas import NO_CONVENTION
+
+    class Decomposes(nn.Module):
+        def forward(self, x):
+            return call(x)
+
+    report = netscope.summary(Decomposes(), input_size=(4, 4), device="cpu")
+    assert report.partial and [u.op for u in report.uncounted_ops()] == [op]
+    assert "uncounted on purpose: " + NO_CONVENTION[op] in " ".join(str(report).split())

@@ -26,7 +26,7 @@ Conventions (each formula counts multiply-adds, never FLOPs):
 - ``addr`` (outer product ``beta·input + alpha·v1 ⊗ v2``): one per output element, as ``addmm`` with k = 1;
 - dense solvers (``linalg_inv_ex``, ``_linalg_solve_ex``, ``linalg_cholesky_ex``, ``linalg_lu_factor_ex``,
   ``linalg_lu``, ``_linalg_det``, ``_linalg_slogdet``, ``linalg_lu_solve``, ``cholesky_solve``,
-  ``linalg_solve_triangular``): the textbook elimination counts per n×n matrix (the update ``x -= l·u`` of each
+  ``linalg_solve_triangular``, ``cholesky_inverse``): the textbook elimination counts per n×n matrix (the update ``x -= l·u`` of each
   step; divisions, reciprocals and square roots, O(n²), are elementwise and pivoting is comparisons and swaps: none
   is a multiply-add), see :func:`lu_macs`.
 
@@ -340,6 +340,17 @@ def solve_triangular_macs(a, b, *args, out_val=None, **kwargs) -> int:
     return _right_hand_sides(a, out_val) * (n * (n - 1) // 2)
 
 
+@register_macs("aten::cholesky_inverse")
+def cholesky_inverse_macs(factor, *args, out_val=None, **kwargs) -> int:
+    """``torch.cholesky_inverse`` (A⁻¹ from A's Cholesky factor L, ``upper`` or not), as LAPACK's potri: L's
+    inverse X by substitution against each column of the identity (column j: (n-j)(n-j-1)/2 updates, Σ =
+    (n-1)n(n+1)/6), then A⁻¹ = XᵀX, symmetric, its lower triangle only (element (i, j), i >= j: n-i products,
+    Σ = n(n+1)(n+2)/6); together n(n+1)(2n+1)/6 per matrix, the textbook n³/3 (trtri + lauum, n³/3 flops
+    each)."""
+    n = factor.shape[-1]
+    return _matrices(factor) * (n * (n + 1) * (2 * n + 1) // 6)
+
+
 # Operators left uncounted on purpose, and why (the report says it beside the operator): no multiply-add count is
 # defensible, so the report names them as partial rather than showing a number of our choosing. CTC: its
 # forward-backward recursion runs in log space, where each lattice node's product is an addition of
@@ -347,6 +358,15 @@ def solve_triangular_macs(a, b, *args, out_val=None, **kwargs) -> int:
 # the probability-space recursion it stands for it is 1 to 3 per node of a T x (2S+1) lattice whose extent depends on
 # the input and target lengths' values, which a meta-device pass does not have.
 NO_CONVENTION = {
+    # eigen and singular value decompositions: a finite reduction (Hessenberg, bidiagonal), then an iterative
+    # QR phase whose steps depend on the values' convergence; the published counts are estimates that differ
+    # with the algorithm and the vectors asked for (Trefethen & Bau's SVD: 2mn² + 11n³ or 4mn² - 4n³/3 flops)
+    "aten::linalg_eig": "no standard count (an iterative QR phase whose length depends on the values' "
+                        "convergence; published counts are estimates that differ by algorithm and by the vectors "
+                        "asked for)",
+    "aten::_linalg_svd": "no standard count (an iterative phase after the bidiagonal reduction, whose length depends "
+                         "on the values' convergence; published counts are estimates that differ by algorithm and "
+                         "by the vectors asked for)",
     "aten::_ctc_loss": "no standard count (a log-space recursion: 0 as it runs, 1-3 products per lattice node as "
                        "the probability recursion it stands for, over a lattice sized by the lengths' values)",
 }
