@@ -146,8 +146,9 @@ def test_input_dtypes_by_keyword_need_shapes_by_keyword():
         netscope.summary(nn.Linear(4, 3), (2, 4), input_dtypes={"x": "int64"})
 
 
-def test_registering_a_formula_twice_is_a_netscope_error_that_says_how_to_replace_it():
-    """A notebook cell with ``@netscope.register_macs`` run again: one OperatorRegistryError saying what to do."""
+def test_registering_a_formula_twice_replaces_the_users_own_and_refuses_netscopes_saying_how():
+    """A notebook cell with ``@netscope.register_macs`` run again replaces the user's earlier formula (the last one
+    is the one looked up); over one of netscope's own formulas, one OperatorRegistryError saying what to do."""
     from netscope.errors import OperatorRegistryError
     from netscope.operators.registry import REGISTRY
 
@@ -155,10 +156,13 @@ def test_registering_a_formula_twice_is_a_netscope_error_that_says_how_to_replac
     torch.library.define(name, "(Tensor x) -> Tensor")
     try:
         netscope.register_macs(name)(lambda x, out_val=None: x.numel())
-        with pytest.raises(OperatorRegistryError, match=r"registered twice.*unregister"):
-            netscope.register_macs(name)(lambda x, out_val=None: x.numel())
+        netscope.register_macs(name)(lambda x, out_val=None: 2 * x.numel())
+        kind, formula = REGISTRY.resolve(getattr(torch.ops.netscope_api_edges, "twice").default)
+        assert kind == "formula" and formula(torch.zeros(3, 2), out_val=torch.zeros(3, 2)) == 12
     finally:
         REGISTRY.unregister(name)
+    with pytest.raises(OperatorRegistryError, match=r"registered twice.*unregister"):
+        netscope.register_macs("aten::mv")(lambda *a, out_val=None: 0)
 
 
 def test_an_in_memory_checkpoint_container_is_searched_as_a_file_is():
