@@ -281,7 +281,8 @@ class _Calls(nn.Module):
 def test_a_users_function_mode_sees_the_models_forward_and_nothing_of_netscopes_bookkeeping(model_fn, size, given):
     """A counting ``TorchFunctionMode`` around ``summary`` counts what it counts around the model's own forward
     (oracle): netscope's buffer copies and compares, shape and size reads and dummy input (``randn``, ``to``)
-    were 266 extra calls it saw for a 5-layer model (torch 2.14). The forward still runs under the mode (same calls, same order)."""
+    were 266 extra calls it saw for a 5-layer model (torch 2.14). The forward still runs under the mode (same calls,
+    same order)."""
     from torch.overrides import TorchFunctionMode
 
     class Count(TorchFunctionMode):

@@ -26,9 +26,9 @@ Conventions (each formula counts multiply-adds, never FLOPs):
 - ``addr`` (outer product ``beta·input + alpha·v1 ⊗ v2``): one per output element, as ``addmm`` with k = 1;
 - dense solvers (``linalg_inv_ex``, ``_linalg_solve_ex``, ``linalg_cholesky_ex``, ``linalg_lu_factor_ex``,
   ``linalg_lu``, ``_linalg_det``, ``_linalg_slogdet``, ``linalg_lu_solve``, ``cholesky_solve``,
-  ``linalg_solve_triangular``, ``cholesky_inverse``): the textbook elimination counts per n×n matrix (the update ``x -= l·u`` of each
-  step; divisions, reciprocals and square roots, O(n²), are elementwise and pivoting is comparisons and swaps: none
-  is a multiply-add), see :func:`lu_macs`.
+  ``linalg_solve_triangular``, ``cholesky_inverse``): the textbook elimination counts per n×n matrix (the update
+  ``x -= l·u`` of each step; divisions, reciprocals and square roots, O(n²), are elementwise and pivoting is
+  comparisons and swaps: none is a multiply-add), see :func:`lu_macs`.
 
 Left uncounted on purpose (the report names them as partial): see :data:`NO_CONVENTION`.
 """

@@ -264,7 +264,8 @@ def recording_calls(recorder: _Recorder):
                     or global_forward_pre or global_forward or global_backward or global_backward_pre
                     or tracing_state()):
                 if state.get("_forward_hooks"):  # its own forward hooks may replace what forward returned
-                    output = _forward_output_kept(call_original, module, args, kwargs, recorder.forward_outputs, call.index)
+                    output = _forward_output_kept(call_original, module, args, kwargs, recorder.forward_outputs,
+                                                  call.index)
                 else:
                     output = call_original(module, *args, **kwargs)
             else:
