@@ -1049,3 +1049,70 @@ def test_step_html_when_the_step_cannot_be_planned_says_no_page_was_written(tmp_
     err = capsys.readouterr().err
     assert f"no HTML page was written to {page}" in err and "layer fc (Linear)" in err
     assert "Traceback" not in err and not page.exists()
+
+
+class _Mlp(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Linear(16, 32), nn.Linear(32, 16)
+
+    def forward(self, x):
+        return self.b(torch.relu(self.a(x)))
+
+
+class _FunctionalCall(nn.Module):
+    """A hypernetwork-style forward: the block runs through ``torch.func.functional_call`` with weights the
+    forward computes (not leaves: torch refuses MemTracker's post-accumulate-grad hook on them)."""
+
+    def __init__(self):
+        super().__init__()
+        self.block, self.scale = _Mlp(), nn.Parameter(torch.full((1,), 2.0))
+
+    def forward(self, x):
+        weights = {name: w * self.scale for name, w in self.block.named_parameters()}
+        return torch.func.functional_call(self.block, weights, (x,))
+
+
+class _SameInline(_FunctionalCall):
+    """The same arithmetic as :class:`_FunctionalCall`, written out: its step is the reference."""
+
+    def forward(self, x):
+        w = {name: w * self.scale for name, w in self.block.named_parameters()}
+        h = torch.relu(nn.functional.linear(x, w["a.weight"], w["a.bias"]))
+        return nn.functional.linear(h, w["b.weight"], w["b.bias"])
+
+
+class _Vmapped(nn.Module):
+    """``torch.func.vmap`` over a submodule, and an ensemble of stacked copies (``stack_module_state``): the
+    module calls inside receive batched tensors, whose storage MemTracker could not read."""
+
+    def __init__(self):
+        super().__init__()
+        self.block, self.members = _Mlp(), nn.ModuleList(_Mlp() for _ in range(3))
+
+    def forward(self, x):
+        y = torch.func.vmap(self.block)(x)
+        params, buffers = torch.func.stack_module_state(list(self.members))
+        run = lambda p, b, v: torch.func.functional_call(self.members[0], (p, b), (v,))  # noqa: E731
+        return y + torch.func.vmap(run, in_dims=(0, 0, None))(params, buffers, y[0]).sum(0)
+
+
+@pytest.mark.parametrize("build, shape", [(_FunctionalCall, (4, 16)), (_Vmapped, (3, 4, 16))])
+def test_a_forward_through_torch_func_steps_like_a_real_cpu_step(build, shape):
+    torch.manual_seed(0)
+    model, x = build(), torch.randn(shape)
+    report = netscope.step(model, input_data=x)  # raised (exit 3, "check the input shapes") from MemTracker's hooks
+    forward, backward, saved = real_step(model, x, "fp32")
+    assert (report.totals.forward_macs, report.totals.backward_macs) == (forward, backward)
+    assert abs(report.totals.activation_bytes - saved) <= 0.01 * saved
+    assert report.totals.param_bytes == sum(p.nbytes for p in model.parameters())
+
+
+@pytest.mark.parametrize("options", [{}, {"fsdp": 2}], ids=["single", "fsdp2"])
+def test_weights_a_functional_call_computes_count_as_activations_not_parameters(options):
+    """The same arithmetic written out (no functional_call) is the reference for every memory figure (per rank
+    too: a tensor taken for a parameter would be sharded)."""
+    torch.manual_seed(0)
+    x = torch.randn(4, 16)
+    assert netscope.step(_FunctionalCall(), input_data=x, **options).totals == \
+        netscope.step(_SameInline(), input_data=x, **options).totals
