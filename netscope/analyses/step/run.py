@@ -227,7 +227,7 @@ def _real_twin(tensor, device: str, generator) -> torch.Tensor:
 
 def _step_forward_error(model, result, error) -> NetscopeError:
     """The summary's forward error (names the layer), plus why a fake-tensor step cannot read values; or why
-    torch's memory tracker cannot follow a forward that differentiates itself."""
+    torch's memory tracker or saved-tensor hooks cannot follow a forward that differentiates itself."""
     if "_will_engine_execute_node" in str(error):  # torch.autograd.graph.register_multi_grad_hook under .grad()
         first = str(error).splitlines()[0]
         return UsageError(
@@ -236,6 +236,12 @@ def _step_forward_error(model, result, error) -> NetscopeError:
             f"the step uses for its memory timeline, hooks gradients in a way torch.autograd.grad refuses there "
             f"({type(error).__name__}: {first}). netscope summary counts such a forward, the gradient it takes "
             "included")
+    if "don't yet support saved tensor hooks" in str(error):  # torch._functorch's disable_saved_tensors_hooks
+        return UsageError(
+            "netscope step cannot follow this forward: it runs torch.func.grad, vjp, jacrev or hessian, which refuse "
+            "the saved-tensor hooks the step measures saved activations with "
+            f"({type(error).__name__}: {str(error).splitlines()[0]}). netscope summary counts such a forward, the "
+            "gradient it takes included")
     err = _forward_error(model, result, error)
     if not reads_values(error) and not meta_cannot_run(error):
         return err
