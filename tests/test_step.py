@@ -1116,3 +1116,66 @@ def test_weights_a_functional_call_computes_count_as_activations_not_parameters(
     x = torch.randn(4, 16)
     assert netscope.step(_FunctionalCall(), input_data=x, **options).totals == \
         netscope.step(_SameInline(), input_data=x, **options).totals
+
+
+class _OwnMatmul(torch.autograd.Function):
+    """A custom operator: its autograd node is made by ``apply``, which no torch function mode sees."""
+
+    @staticmethod
+    def forward(ctx, x, w):
+        ctx.save_for_backward(x, w)
+        return x @ w
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, w = ctx.saved_tensors
+        return grad @ w.t(), x.t() @ grad
+
+
+class _OwnMatmulLayer(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(16, 32))
+
+    def forward(self, x):
+        return _OwnMatmul.apply(x, self.weight)
+
+
+def test_a_custom_autograd_functions_backward_is_charged_to_the_module_that_ran_it():
+    """Its backward (input and weight gradients, 2 x 4*16*32) was charged to the next layer, whose op first
+    consumed the output. Oracle: the two matmuls the Function's backward runs, as formulas."""
+    model = nn.Sequential(nn.Linear(16, 16), _OwnMatmulLayer(), nn.Linear(32, 8))
+    report = netscope.step(model, input_size=(4, 16))
+    by_name = {c.name: c.index for c in report.layers}
+    assert report.own_backward_macs[by_name["1"]] == 4 * 32 * 16 + 16 * 4 * 32
+    assert report.own_backward_macs[by_name["2"]] == 2 * 4 * 32 * 8  # its own input and weight gradients
+    assert report.own_backward_macs[by_name["0"]] == 4 * 16 * 16  # the stem: its weight gradient only
+
+
+class _ReentrantCheckpoint(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem, self.head = nn.Linear(16, 16), nn.Linear(16, 4)
+        self.block = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 16))
+
+    def forward(self, x):
+        from torch.utils.checkpoint import checkpoint
+
+        return self.head(checkpoint(self.block, self.stem(x), use_reentrant=True))
+
+
+def test_a_reentrant_checkpoint_is_charged_to_the_call_that_ran_it():
+    """Reentrant checkpointing runs the block under no_grad and makes one node in the caller's code, whose
+    backward recomputes the block and backpropagates through it: all the caller's (here the model's own code),
+    not the head's, whose operator first read the block's output. Oracle: formulas, and flop_counter's total."""
+    torch.manual_seed(0)
+    model, x = _ReentrantCheckpoint(), torch.randn(4, 16)
+    report = netscope.step(model, input_data=x)
+    _, backward, _ = real_step(model, x, "fp32")
+    by_name = {c.name: c.index for c in report.layers}
+    block_forward = 4 * 16 * 32 + 4 * 32 * 16
+    assert report.own_backward_macs[by_name["head"]] == 2 * 4 * 16 * 4
+    assert report.own_backward_macs[by_name["stem"]] == 4 * 16 * 16  # weight gradient only: x needs none
+    assert report.own_backward_macs[by_name[""]] == block_forward + 2 * block_forward  # recomputed, then backward
+    assert sum(report.own_backward_macs) == report.totals.backward_macs == backward
+    assert any(f"include {block_forward:,} of recomputation" in note for note in report.run.notes)
