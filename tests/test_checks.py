@@ -275,3 +275,38 @@ def test_unread_positions_and_their_severity_match_the_real_layer(kernel, stride
     assert finding.message.startswith(f"L: {unread} of {n} input positions are never read")
     by_design = 1 in reads and design_gap > 0 and all(length <= design_gap for _, length in _unread_runs(reads))
     assert finding.severity is (Severity.INFO if by_design else Severity.WARNING), (reads, design_gap)
+
+
+class _FractionalAndUnpool(nn.Module):
+    """Fractional max pools (ratio and size) and a max pool undone by MaxUnpool2d at an odd output_size."""
+
+    def __init__(self):
+        super().__init__()
+        self.ratio = nn.FractionalMaxPool2d(3, output_ratio=(0.5, 0.7))
+        self.sized = nn.FractionalMaxPool3d(2, output_size=(1, 3, 4), return_indices=True)
+        self.pool = nn.MaxPool2d(2, return_indices=True)
+        self.unpool = nn.MaxUnpool2d(2)
+
+    def forward(self, x):
+        x = self.ratio(x)
+        y, _ = self.sized(x.unsqueeze(1))
+        pooled, indices = self.pool(x)
+        return self.unpool(pooled, indices, output_size=x.shape[-2:]), y
+
+
+def test_every_size_changing_pool_and_unpool_call_is_checked():
+    """``check`` counted 0 of these 4 size-changing calls (and said '0 size-changing calls checked'). Oracle: the
+    layers' own outputs in a real forward."""
+    import netscope
+
+    torch.manual_seed(0)
+    model, x = _FractionalAndUnpool(), torch.randn(2, 3, 32, 33)
+    real = {}
+    hooks = [getattr(model, name).register_forward_hook(
+        lambda m, i, o, name=name: real.__setitem__(name, tuple((o[0] if isinstance(o, tuple) else o).shape)))
+        for name in ("ratio", "sized", "pool", "unpool")]
+    model(x)
+    for hook in hooks:
+        hook.remove()
+    checks = netscope.check(model, x)
+    assert {c.layer: (c.status, c.expected_shape) for c in checks} == {name: ("pass", shape) for name, shape in real.items()}

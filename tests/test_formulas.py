@@ -24,12 +24,12 @@ SETTINGS = settings(max_examples=300, deadline=None, derandomize=True,
 # PyTorch's error messages (CPU kernels and Python wrappers) -> our reason codes.
 PYTORCH_REASONS = (
     (r"to have \d+ channels", R.CHANNELS),
-    (r"Kernel size can't be greater|smaller than kernel size", R.KERNEL_TOO_LARGE),
+    (r"Kernel size can't be greater|smaller than kernel size|too large relative to input", R.KERNEL_TOO_LARGE),
     (r"Output size is too small|must be at least one|Invalid computed output size|too small \(non-positive\)"
-     r"|sizes should be greater than 0", R.OUTPUT_TOO_SMALL),
+     r"|sizes should be greater than 0|must contain non-negative spatial", R.OUTPUT_TOO_SMALL),
     (r"pad(ding)? should be (at most|smaller than or equal to) half", R.PADDING_TOO_LARGE),
     (r"output padding must be smaller", R.OUTPUT_PADDING_TOO_LARGE),
-    (r"requested an output size", R.OUTPUT_SIZE_OUT_OF_RANGE),
+    (r"requested an output size|invalid output_size|output_size should be a sequence", R.OUTPUT_SIZE_OUT_OF_RANGE),
     (r"Padding size should be less than|wrapping around more than once", R.PADDING_EXCEEDS_INPUT),
     (r"number of sliding blocks", R.BLOCK_COUNT_MISMATCH),
     (r"divisible", R.NOT_DIVISIBLE),
@@ -243,6 +243,57 @@ def test_fold_unfold_formula_matches_pytorch(case):
     assert_matches_pytorch(module, [torch.rand(shape)])
 
 
+@st.composite
+def fractional_cases(draw):
+    nd = draw(st.integers(2, 3))
+    cls = (nn.FractionalMaxPool2d, nn.FractionalMaxPool3d)[nd - 2]
+    kernel = draw(st.integers(1, 3))
+    if draw(st.booleans()):
+        module = cls(kernel, output_size=draw(st.integers(1, 6)) if draw(st.booleans()) else sizes(draw, nd, 1, 6),
+                     return_indices=draw(st.booleans()))
+    else:
+        pick = st.sampled_from([0.1, 0.3, 0.5, 0.7, 0.9])
+        module = cls(kernel, output_ratio=draw(pick) if draw(st.booleans()) else tuple(draw(pick) for _ in range(nd)))
+    return module, lead(draw, draw(st.integers(1, 2))) + sizes(draw, nd, 1, 8)
+
+
+@given(fractional_cases())
+@SETTINGS
+def test_fractional_pool_formula_matches_pytorch(case):
+    module, shape = case
+    assert_matches_pytorch(module, [torch.rand(shape)])
+
+
+UNPOOLS = (nn.MaxUnpool1d, nn.MaxUnpool2d, nn.MaxUnpool3d)
+
+
+@st.composite
+def unpool_cases(draw):
+    nd = draw(st.integers(1, 3))
+    kernel = draw(st.integers(1, 4))
+    module = UNPOOLS[nd - 1](kernel, draw(st.one_of(st.none(), st.integers(1, 3))), padding=draw(st.integers(0, kernel)))
+    shape = lead(draw, draw(st.integers(1, 2))) + sizes(draw, nd, 1, 9 - 2 * nd)
+    kwargs = {}
+    if draw(st.booleans()):  # the sizes a caller asks for: in range, out of it, with or without N and C
+        stride, padding = _first(module.stride), _first(module.padding)
+        default = [(n - 1) * stride - 2 * padding + kernel for n in shape[-nd:]]  # the documented formula
+        wanted = [max(0, d + draw(st.integers(-stride, stride))) for d in default]
+        kwargs["output_size"] = (list(shape[:-nd]) + wanted) if draw(st.booleans()) else wanted
+    return module, shape, kwargs
+
+
+def _first(value):
+    return value[0] if isinstance(value, tuple) else value
+
+
+@given(unpool_cases())
+@SETTINGS
+def test_unpool_formula_matches_pytorch(case):
+    """Indices 0: valid in any non-empty output (only their values, never the shape, depend on the pool)."""
+    module, shape, kwargs = case
+    assert_matches_pytorch(module, [torch.rand(shape), torch.zeros(shape, dtype=torch.long)], kwargs)
+
+
 @given(st.integers(0, 4), st.integers(-5, 4), st.integers(-5, 4), st.data())
 @SETTINGS
 def test_flatten_formula_matches_pytorch(rank, start, end, data):
@@ -281,6 +332,8 @@ def test_bilinear_formula_matches_pytorch(in1, in2, data):
     (nn.Fold((4, 4), 2), (1, 1, 4, 9)),
     (nn.Upsample(scale_factor=2, mode="bilinear"), (1, 2, 4)),
     (nn.PixelShuffle(2), (4, 4)),
+    (nn.FractionalMaxPool2d(2, output_size=2), (1, 1, 1, 4, 4)),
+    (nn.FractionalMaxPool3d(2, output_ratio=0.5), (1, 1, 1, 1, 4, 4)),
 ])
 def test_wrong_rank_is_rejected_like_pytorch(module, shape):
     assert_matches_pytorch(module, [torch.rand(shape)])

@@ -43,14 +43,20 @@ def snapshot(model: nn.Module):
     }
 
 
+def _bits(value: torch.Tensor) -> torch.Tensor:
+    """A float tensor's bytes with its shape (NaN statistics compare equal; 0-d tensors too), else the tensor."""
+    if value.dtype.is_floating_point and value.numel():
+        return value.reshape(-1).view(torch.uint8).reshape(*value.shape, -1)
+    return value
+
+
 def assert_same(before, after):
     assert before["tensors"].keys() == after["tensors"].keys()
     for name, (ident, kind, device, dtype, grad, value) in before["tensors"].items():
         a_ident, a_kind, a_device, a_dtype, a_grad, a_value = after["tensors"][name]
         assert (ident, kind, device, dtype, grad) == (a_ident, a_kind, a_device, a_dtype, a_grad), name
         if value is not None:
-            assert torch.equal(value.view(torch.uint8) if value.dtype.is_floating_point and value.numel() else value,
-                               a_value.view(torch.uint8) if a_value.dtype.is_floating_point and a_value.numel() else a_value), name
+            assert torch.equal(_bits(value), _bits(a_value)), name
     for key in ("training", "hooks", "global_hooks", "grad", "call_path", "python_key"):
         assert before[key] == after[key], key
     assert torch.equal(before["rng"], after["rng"])
@@ -119,6 +125,21 @@ def frozen_resnet():
     return model
 
 
+def qat_prepared():
+    """Eager QAT as torch.ao.quantization prepares it: its per-channel observers and fake-quantizers ``resize_``
+    their buffers in place on the first train-mode forward (``min_val`` from ``[0]`` to ``[out_channels]``)."""
+    import warnings
+
+    from torch.ao import quantization
+
+    model = nn.Sequential(quantization.QuantStub(), nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 5),
+                          quantization.DeQuantStub())
+    model.qconfig = quantization.get_default_qat_qconfig("x86")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.ao's deprecation notice, pointing at torchao
+        return quantization.prepare_qat(model.train())
+
+
 MODELS = {
     "batchnorm-resnet": (frozen_resnet, (2, 3, 32, 32)),
     "dropout": (Dropper, (4, 8)),
@@ -127,6 +148,7 @@ MODELS = {
     "user-hooks": (with_user_hooks, (4, 8)),
     "fails-halfway": (FailsHalfway, (4, 8)),
     "compiled": (lambda: torch.compile(Dropper()), (4, 8)),
+    "qat-observers": (qat_prepared, (2, 3, 8, 8)),
 }
 
 

@@ -1056,3 +1056,133 @@ def test_step_output_file_when_the_step_cannot_be_planned_says_none_was_written(
     assert main(["step", f"{__file__}:WrongHead", "--input", "1,3,16,16", "-o", str(out)]) == 3
     err = capsys.readouterr().err
     assert f"no output was written to {out}" in err and "layer fc (Linear)" in err and not out.exists()
+
+
+class _Mlp(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Linear(16, 32), nn.Linear(32, 16)
+
+    def forward(self, x):
+        return self.b(torch.relu(self.a(x)))
+
+
+class _FunctionalCall(nn.Module):
+    """A hypernetwork-style forward: the block runs through ``torch.func.functional_call`` with weights the
+    forward computes (not leaves: torch refuses MemTracker's post-accumulate-grad hook on them)."""
+
+    def __init__(self):
+        super().__init__()
+        self.block, self.scale = _Mlp(), nn.Parameter(torch.full((1,), 2.0))
+
+    def forward(self, x):
+        weights = {name: w * self.scale for name, w in self.block.named_parameters()}
+        return torch.func.functional_call(self.block, weights, (x,))
+
+
+class _SameInline(_FunctionalCall):
+    """The same arithmetic as :class:`_FunctionalCall`, written out: its step is the reference."""
+
+    def forward(self, x):
+        w = {name: w * self.scale for name, w in self.block.named_parameters()}
+        h = torch.relu(nn.functional.linear(x, w["a.weight"], w["a.bias"]))
+        return nn.functional.linear(h, w["b.weight"], w["b.bias"])
+
+
+class _Vmapped(nn.Module):
+    """``torch.func.vmap`` over a submodule, and an ensemble of stacked copies (``stack_module_state``): the
+    module calls inside receive batched tensors, whose storage MemTracker could not read."""
+
+    def __init__(self):
+        super().__init__()
+        self.block, self.members = _Mlp(), nn.ModuleList(_Mlp() for _ in range(3))
+
+    def forward(self, x):
+        y = torch.func.vmap(self.block)(x)
+        params, buffers = torch.func.stack_module_state(list(self.members))
+        run = lambda p, b, v: torch.func.functional_call(self.members[0], (p, b), (v,))  # noqa: E731
+        return y + torch.func.vmap(run, in_dims=(0, 0, None))(params, buffers, y[0]).sum(0)
+
+
+@pytest.mark.parametrize("build, shape", [(_FunctionalCall, (4, 16)), (_Vmapped, (3, 4, 16))])
+def test_a_forward_through_torch_func_steps_like_a_real_cpu_step(build, shape):
+    torch.manual_seed(0)
+    model, x = build(), torch.randn(shape)
+    report = netscope.step(model, input_data=x)  # raised (exit 3, "check the input shapes") from MemTracker's hooks
+    forward, backward, saved = real_step(model, x, "fp32")
+    assert (report.totals.forward_macs, report.totals.backward_macs) == (forward, backward)
+    assert abs(report.totals.activation_bytes - saved) <= 0.01 * saved
+    assert report.totals.param_bytes == sum(p.nbytes for p in model.parameters())
+
+
+@pytest.mark.parametrize("options", [{}, {"fsdp": 2}], ids=["single", "fsdp2"])
+def test_weights_a_functional_call_computes_count_as_activations_not_parameters(options):
+    """The same arithmetic written out (no functional_call) is the reference for every memory figure (per rank
+    too: a tensor taken for a parameter would be sharded)."""
+    torch.manual_seed(0)
+    x = torch.randn(4, 16)
+    assert netscope.step(_FunctionalCall(), input_data=x, **options).totals == \
+        netscope.step(_SameInline(), input_data=x, **options).totals
+
+
+class _OwnMatmul(torch.autograd.Function):
+    """A custom operator: its autograd node is made by ``apply``, which no torch function mode sees."""
+
+    @staticmethod
+    def forward(ctx, x, w):
+        ctx.save_for_backward(x, w)
+        return x @ w
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, w = ctx.saved_tensors
+        return grad @ w.t(), x.t() @ grad
+
+
+class _OwnMatmulLayer(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(16, 32))
+
+    def forward(self, x):
+        return _OwnMatmul.apply(x, self.weight)
+
+
+def test_a_custom_autograd_functions_backward_is_charged_to_the_module_that_ran_it():
+    """Its backward (input and weight gradients, 2 x 4*16*32) was charged to the next layer, whose op first
+    consumed the output. Oracle: the two matmuls the Function's backward runs, as formulas."""
+    model = nn.Sequential(nn.Linear(16, 16), _OwnMatmulLayer(), nn.Linear(32, 8))
+    report = netscope.step(model, input_size=(4, 16))
+    by_name = {c.name: c.index for c in report.layers}
+    assert report.own_backward_macs[by_name["1"]] == 4 * 32 * 16 + 16 * 4 * 32
+    assert report.own_backward_macs[by_name["2"]] == 2 * 4 * 32 * 8  # its own input and weight gradients
+    assert report.own_backward_macs[by_name["0"]] == 4 * 16 * 16  # the stem: its weight gradient only
+
+
+class _ReentrantCheckpoint(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem, self.head = nn.Linear(16, 16), nn.Linear(16, 4)
+        self.block = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 16))
+
+    def forward(self, x):
+        from torch.utils.checkpoint import checkpoint
+
+        return self.head(checkpoint(self.block, self.stem(x), use_reentrant=True))
+
+
+def test_a_reentrant_checkpoint_is_charged_to_the_call_that_ran_it():
+    """Reentrant checkpointing runs the block under no_grad and makes one node in the caller's code, whose
+    backward recomputes the block and backpropagates through it: all the caller's (here the model's own code),
+    not the head's, whose operator first read the block's output. Oracle: formulas, and flop_counter's total."""
+    torch.manual_seed(0)
+    model, x = _ReentrantCheckpoint(), torch.randn(4, 16)
+    report = netscope.step(model, input_data=x)
+    _, backward, _ = real_step(model, x, "fp32")
+    by_name = {c.name: c.index for c in report.layers}
+    block_forward = 4 * 16 * 32 + 4 * 32 * 16
+    assert report.own_backward_macs[by_name["head"]] == 2 * 4 * 16 * 4
+    assert report.own_backward_macs[by_name["stem"]] == 4 * 16 * 16  # weight gradient only: x needs none
+    assert report.own_backward_macs[by_name[""]] == block_forward + 2 * block_forward  # recomputed, then backward
+    assert sum(report.own_backward_macs) == report.totals.backward_macs == backward
+    assert any(f"include {block_forward:,} of recomputation" in note for note in report.run.notes)

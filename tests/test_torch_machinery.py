@@ -392,6 +392,37 @@ def test_a_forward_that_differentiates_itself_is_counted_by_summary_and_refused_
     assert code == 2 and out == "" and "Traceback" not in err and "MemTracker" in err
 
 
+class ForcesThroughTorchFunc(nn.Module):
+    """The same forces, per sample, through ``torch.func.vmap(torch.func.grad(...))``."""
+
+    def __init__(self):
+        super().__init__()
+        self.energy = nn.Sequential(nn.Linear(2, 16), nn.Tanh(), nn.Linear(16, 1))
+
+    def forward(self, x):
+        return torch.func.vmap(torch.func.grad(lambda p: self.energy(p).sum()))(x)
+
+
+def test_a_forward_through_torch_func_grad_is_counted_by_summary_and_refused_clearly_by_step(capsys, tmp_path):
+    """Step ended in exit 3 with 'check the input shape(s)'. Oracle: torch.func itself refuses saved-tensor hooks."""
+    from test_bad_input import run_cli
+
+    batch = 4
+    with pytest.raises(RuntimeError, match="saved tensor hooks"), \
+            torch.autograd.graph.saved_tensors_hooks(lambda t: t, lambda t: t):
+        ForcesThroughTorchFunc()(torch.randn(batch, 2))
+    report = netscope.summary(ForcesThroughTorchFunc(), input_data=torch.randn(batch, 2))
+    forward, input_gradient = batch * (2 * 16 + 16 * 1), batch * (1 * 16 + 16 * 2)
+    assert report.totals.total_macs == forward + input_gradient and not report.partial
+    with pytest.raises(UsageError, match="torch.func.grad, vjp, jacrev or hessian"):
+        netscope.step(ForcesThroughTorchFunc(), input_data=torch.randn(batch, 2))
+    source = tmp_path / "forces.py"
+    source.write_text("import sys\nsys.path.insert(0, %r)\nfrom test_torch_machinery import ForcesThroughTorchFunc\n"
+                      % str(__import__("pathlib").Path(__file__).parent))
+    code, out, err = run_cli(["step", f"{source}:ForcesThroughTorchFunc", "--input", "4,2", "-q"], capsys)
+    assert code == 2 and out == "" and "Traceback" not in err and "netscope summary counts" in err
+
+
 class CompiledForward(nn.Module):
     def __init__(self):
         super().__init__()

@@ -193,17 +193,19 @@ def _restore_buffers(saved: List[tuple]) -> None:
     what it was: autograd compares it when a backward the user has pending (a forward run before netscope's:
     BatchNorm saves its running stats) reads the buffer, and the values are the same again. Buffers whose
     values did not change are not written (a copy would bump their counter). Changed is told by value, not
-    by the counter alone: BatchNorm's CPU kernel updates its running stats under no_grad without a bump."""
-    written = [entry for entry in saved if entry[0].shape == entry[2].shape
-               and (version_of(entry[0]) != entry[1] or not _same(entry[0], entry[2]))]
+    by the counter alone: BatchNorm's CPU kernel updates its running stats under no_grad without a bump.
+    A buffer the forward resized in place (``resize_``: the per-channel observers of ``torch.ao.quantization``
+    grow ``min_val`` from ``[0]`` to ``[channels]`` on their first call) gets its shape back first."""
+    written = [entry for entry in saved if entry[0].shape != entry[2].shape
+               or version_of(entry[0]) != entry[1] or not _same(entry[0], entry[2])]
     if not written:
         return
     with torch.no_grad():
         for buffer, version, value in written:
-            if version is None:  # an inference tensor (a model built under inference_mode) is written only there
-                with torch.inference_mode():
-                    buffer.copy_(value)
-            else:
+            with torch.inference_mode() if version is None else contextlib.nullcontext():
+                # an inference tensor (a model built under inference_mode) is written only there
+                if buffer.shape != value.shape:
+                    buffer.resize_(value.shape)
                 buffer.copy_(value)
     counted = [(buffer, version) for buffer, version, _ in written if version is not None]
     if counted and _SET_VERSION is not None:

@@ -13,7 +13,7 @@ from netscope.analyses.formulas.registry import (  # noqa: F401 - re-exported vo
     FORMULAS, REASONS, DimFormula, FormulaRegistry, Invalid, Prediction,
 )
 from netscope.analyses.formulas import (  # noqa: F401 - importing a family registers its formulas
-    adaptive, conv, conv_transpose, flatten, fold, linear, pool, shuffle, upsample,
+    adaptive, conv, conv_transpose, flatten, fold, fractional, linear, pool, shuffle, unpool, upsample,
 )
 
 

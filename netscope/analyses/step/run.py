@@ -122,7 +122,12 @@ def run_step(model: nn.Module, args: tuple, kwargs: dict, options: StepOptions, 
     seen = WeakIdKeyDictionary()
 
     def current() -> int:
-        return recorder.stack[-1].index if recorder.stack else OUTSIDE
+        """The innermost open call; in backward, the call charged with the running node (what a reentrant
+        ``torch.utils.checkpoint`` recomputes there belongs to the call that made its node)."""
+        if recorder.stack:
+            return recorder.stack[-1].index
+        node = node_of()
+        return OUTSIDE if node is None else node.metadata.get(TAG, OUTSIDE)
 
     def pack(tensor):
         storage = tensor.untyped_storage()
@@ -149,7 +154,7 @@ def run_step(model: nn.Module, args: tuple, kwargs: dict, options: StepOptions, 
                 raise _step_forward_error(copy_, _build_result(tree, recorder, ops, None, 0.0, None), error) from error
             result = _build_result(tree, recorder, ops, output, 0.0, None)
             loss, loss_note = _loss(output, type(model).__name__)
-            with counter, _foreign_grads_kept(loss, params + torch.utils._pytree.tree_leaves((args, kwargs))):
+            with counter, tagger, _foreign_grads_kept(loss, params + torch.utils._pytree.tree_leaves((args, kwargs))):
                 try:
                     loss.backward()
                 except RuntimeError as err:  # the model's own backward (a custom op without a gradient formula)
@@ -227,7 +232,7 @@ def _real_twin(tensor, device: str, generator) -> torch.Tensor:
 
 def _step_forward_error(model, result, error) -> NetscopeError:
     """The summary's forward error (names the layer), plus why a fake-tensor step cannot read values; or why
-    torch's memory tracker cannot follow a forward that differentiates itself."""
+    torch's memory tracker or saved-tensor hooks cannot follow a forward that differentiates itself."""
     if "_will_engine_execute_node" in str(error):  # torch.autograd.graph.register_multi_grad_hook under .grad()
         first = str(error).splitlines()[0]
         return UsageError(
@@ -236,6 +241,12 @@ def _step_forward_error(model, result, error) -> NetscopeError:
             f"the step uses for its memory timeline, hooks gradients in a way torch.autograd.grad refuses there "
             f"({type(error).__name__}: {first}). netscope summary counts such a forward, the gradient it takes "
             "included")
+    if "don't yet support saved tensor hooks" in str(error):  # torch._functorch's disable_saved_tensors_hooks
+        return UsageError(
+            "netscope step cannot follow this forward: it runs torch.func.grad, vjp, jacrev or hessian, which refuse "
+            "the saved-tensor hooks the step measures saved activations with "
+            f"({type(error).__name__}: {str(error).splitlines()[0]}). netscope summary counts such a forward, the "
+            "gradient it takes included")
     err = _forward_error(model, result, error)
     if not reads_values(error) and not meta_cannot_run(error):
         return err
@@ -329,7 +340,7 @@ def _forward(model, args, kwargs, recorder, counter, tagger, pack, autocast_dtyp
                 else torch.autocast(device, enabled=False))
     try:
         with recording_calls(recorder), torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor), \
-                tagger, counter, autocast:
+                tagger, counter, autocast, tagger.outputs_tagged(recorder.stack):
             return call_model(recorder, model, args, kwargs, tree), None
     except Exception as exc:  # the user's forward failed: named by layer like in summary
         return None, exc
@@ -393,6 +404,31 @@ class _Tagger(TorchFunctionMode):
     def __init__(self, current):
         super().__init__()
         self.current = current
+
+    @contextlib.contextmanager
+    def outputs_tagged(self, stack: list):
+        """Also tag the nodes a custom ``torch.autograd.Function.apply`` made (no torch function mode sees it:
+        else the first operator to read its output, in the next call, would take them and their backward):
+        as each module call returns, those behind its output are its own; as one opens, those behind its
+        inputs are its caller's (a reentrant ``torch.utils.checkpoint`` in the caller's code). ``stack``: the
+        recorder's open calls."""
+        def tag(value, index: int) -> None:
+            if torch.is_grad_enabled():
+                for tensor in torch.utils._pytree.tree_leaves(value):
+                    if isinstance(tensor, torch.Tensor) and tensor.grad_fn is not None:
+                        _tag(tensor.grad_fn, index)
+
+        def tag_inputs(module, args):
+            caller = stack[-2] if len(stack) > 1 and stack[-1].module is module else (stack[-1] if stack else None)
+            tag(args, OUTSIDE if caller is None else caller.index)
+
+        handles = [nn.modules.module.register_module_forward_pre_hook(tag_inputs),
+                   nn.modules.module.register_module_forward_hook(lambda module, args, output: tag(output, self.current()))]
+        try:
+            yield
+        finally:
+            for handle in handles:
+                handle.remove()
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))

@@ -34,6 +34,19 @@ class _NoHook:
 _NO_HOOK = _NoHook()
 
 
+class _Held:
+    """What MemTracker reads of a module (its parameters and buffers), limited to the given ones."""
+
+    def __init__(self, params: list, buffers: list):
+        self._params, self._buffers = params, buffers
+
+    def parameters(self):
+        return iter(self._params)
+
+    def buffers(self):
+        return iter(self._buffers)
+
+
 def timeline_tracker(device: str):
     """A ``MemTracker`` that records, after every operator, the live bytes on ``device`` as
     ``(total, parameters, gradients, optimizer state)`` in ``.timeline``.
@@ -50,6 +63,9 @@ def timeline_tracker(device: str):
         raise DependencyError(f"torch.distributed._tools.mem_tracker.MemTracker is missing ({err}); {_UPGRADE}") from None
     if not hasattr(MemTracker, "_update_peak_stats"):
         raise DependencyError(f"this torch's MemTracker has no _update_peak_stats to hook; {_UPGRADE}")
+    from torch._C._functorch import is_functorch_wrapped_tensor
+    from torch.utils._pytree import tree_map_only
+
     keys = (_MemRefType.PARAM, _MemRefType.GRAD, _MemRefType.OPT)
     where = torch.device(device)
 
@@ -69,6 +85,24 @@ def timeline_tracker(device: str):
             tensors: dict = {}  # MemTracker takes tensors, modules and optimizers only: not a flag or a cache object
             tensors_inside(inputs, tensors)
             self.track_external(model, optimizer, *tensors.values())
+
+        def _track_module_params_and_buffers(self, module, install_grad_hooks: bool = True):
+            """MemTracker's, for a module called through ``torch.func.functional_call`` too: that call's
+            parameters are tensors the forward computed (a hypernetwork's weights, ``w * 2``; under ``vmap``, a
+            stacked ensemble's batched slices), not graph leaves, so they stay the activations they are, with no
+            gradient hooks (torch refuses a post-accumulate-grad hook on them; a batched one has no storage)."""
+            params, buffers = list(module.parameters()), list(module.buffers())
+            own = [p for p in params if p.is_leaf and not is_functorch_wrapped_tensor(p)]
+            kept = [b for b in buffers if not is_functorch_wrapped_tensor(b)]
+            if len(own) < len(params) or len(kept) < len(buffers):
+                module = _Held(own, kept)
+            return super()._track_module_params_and_buffers(module, install_grad_hooks)
+
+        def _track_inputs_or_outputs(self, args) -> int:
+            """MemTracker's per-module input/output bytes, without the tensors ``torch.func.vmap`` (or ``grad``)
+            wraps, whose storage cannot be read (its operators' bytes are tracked all the same, unwrapped)."""
+            return super()._track_inputs_or_outputs(tree_map_only(
+                torch.Tensor, lambda t: None if is_functorch_wrapped_tensor(t) else t, args))
 
         def _update_peak_stats(self, peak_state) -> None:
             snap = self._curr_mem_snap.get(where)
