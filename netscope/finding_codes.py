@@ -74,4 +74,5 @@ register_code("unnormalised-name", "naming", {"warning", "info"}, "a name that P
 register_code("uninitialized", "naming", {"info"}, "lazy tensors whose shapes the first forward pass fixes")
 register_code("wrapper-prefix", "naming", {"info"}, "a wrapper (DataParallel, compile, ...) adds a segment to every key below it")
 register_code("non-persistent-buffer", "naming", {"info"}, "a buffer state_dict() leaves out")
+register_code("derived-weight", "naming", {"info"}, "a tensor a forward pre-hook computes from tensors under other keys (pruning, weight_norm, spectral_norm): that key is not saved, theirs are")
 register_code("numbered-sequential", "naming", {"info"}, "keys are positions in an nn.Sequential/ModuleList, not names")

@@ -5,10 +5,10 @@ module under two paths, every key its registration path (no state_dict hook or o
 extra state, no TorchScript tables), registration names plain ASCII without dots and hidden by no class or
 instance attribute, no parameter and buffer under one name, every tensor a distinct object on its own
 memory (no tied weights, shared storage or overlapping views, nothing lazy or empty), and nothing held
-unregistered. On such a model every finding of the full audit is empty except the non-persistent buffers
-and the numbered Sequentials, which are computed by the audit's own functions on the few modules
-concerned. Any model that is not provably plain gets the full audit (:func:`netscope.naming.audit_names`),
-so the findings are always the same.
+unregistered. On such a model every finding of the full audit is empty except the non-persistent buffers,
+the numbered Sequentials and the weights a pre-hook derives (pruning), which are computed by the audit's own
+functions on the few modules concerned. Any model that is not provably plain gets the full audit
+(:func:`netscope.naming.audit_names`), so the findings are always the same.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from typing import Dict, List, NamedTuple, Optional, Sequence, Set
 import torch
 import torch.nn as nn
 
-from netscope.naming.findings import non_persistent_buffer_findings, numbered_sequential_findings
+from netscope.naming.findings import (derived_weight_findings, non_persistent_buffer_findings,
+                                      numbered_sequential_findings)
 from netscope.naming.segments import NON_PERSISTENT_BUFFER, child_step, is_index
 from netscope.naming.unregistered import CONTAINERS, TORCH_INTERNAL, holds_unregistered, is_container
 from netscope.naming.walk import ModuleVisit, leaf_visits
@@ -35,6 +36,7 @@ _PLAIN_TENSORS = (torch.Tensor, nn.Parameter)  # exact types: lazy and other sub
 _HOOK_TABLES = ("_state_dict_hooks", "_state_dict_pre_hooks")
 _SUSPECT = CONTAINERS + (nn.Module, torch.Tensor)  # attribute values that may hold something unregistered
 _values = operator.methodcaller("values")
+_PRE_HOOKS = operator.itemgetter("_forward_pre_hooks")
 
 
 def audit_findings(model: nn.Module, tree: Optional[ModuleTree] = None) -> List[Finding]:
@@ -49,8 +51,10 @@ def audit_findings(model: nn.Module, tree: Optional[ModuleTree] = None) -> List[
     sequentials = [m for m in tree.modules if isinstance(m, nn.Sequential) and any(map(is_index, m._modules))]
     visits = _Visits(tree)
     leaves = [leaf for m in owners for leaf in leaf_visits(visits.of(m)) if leaf.kind == NON_PERSISTENT_BUFFER]
+    hooked = itertools.compress(tree.modules, map(_PRE_HOOKS, tree.states))  # pruning, weight_norm, ...
     return [*non_persistent_buffer_findings(leaves),
-            *numbered_sequential_findings([visits.last_step(m) for m in sequentials])]
+            *numbered_sequential_findings([visits.last_step(m) for m in sequentials]),
+            *derived_weight_findings((tree.names[id(m)], m) for m in hooked)]
 
 
 def is_plain(tree: ModuleTree) -> bool:

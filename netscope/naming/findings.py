@@ -5,11 +5,13 @@ from __future__ import annotations
 import itertools
 import unicodedata
 from collections import Counter
+from dataclasses import dataclass
 from typing import Dict, Hashable, List, Optional, Sequence, Tuple
 
 import torch.nn as nn
 
 from netscope.records import Finding, Severity
+from netscope.registry import Registry
 from netscope.naming.segments import NON_PERSISTENT_BUFFER, PARAMETER, SEQUENTIAL_INDEX, is_index, shadowed
 from netscope.naming.identity import storage_key, storage_of
 from netscope.naming.unregistered import DATACLASS, StrayItem
@@ -38,6 +40,7 @@ def collect(*, visits, leaves, saved_keys, entries, strays, missed_by_attribute,
         *plain_tensor_findings(strays, _registered_storages(leaves, saved_keys)),
         *non_persistent_buffer_findings(leaves, saved_keys),
         *numbered_sequential_findings(visits),
+        *derived_weight_findings((visit.path, visit.module) for visit in visits),
     ]
 
 
@@ -742,3 +745,74 @@ def _first_leaf(sequential: nn.Sequential) -> Tuple[Optional[str], Optional[str]
         for leaf, _ in itertools.chain(child.named_parameters(), child.named_buffers()):
             return name, leaf
     return None, None
+
+
+# --- weights a forward pre-hook computes from other keys ---------------------------------------
+
+@dataclass(frozen=True)
+class DerivedWeight:
+    """A torch utility that replaces a module's tensor ``name`` by a value its forward pre-hook computes from
+    tensors registered under other names (the keys a checkpoint of the module holds)."""
+
+    utility: str  # "torch.nn.utils.prune"
+    suffixes: Tuple[str, ...]  # the keys it registers, after "<name>": ("_orig", "_mask")
+    formula: str  # how the hook computes <name> from them ({n} stands for the tensor's name)
+    fix: str  # how to get the plain key back ({n}: the name)
+
+
+# qualified name of the hook's class (looked up along its MRO, so a pruning method of the user's counts too;
+# no torch.nn.utils module is imported for it) -> what it does to the keys
+DERIVED_WEIGHTS: Registry[str, DerivedWeight] = Registry("derived-weight hook")
+DERIVED_WEIGHTS.add("torch.nn.utils.prune.BasePruningMethod", DerivedWeight(
+    "torch.nn.utils.prune", ("_orig", "_mask"), "{n} = {n}_orig * {n}_mask",
+    "torch.nn.utils.prune.remove(module, '{n}') before saving folds them into a plain `{n}` key (the pruning "
+    "stays, as zeros)"))
+DERIVED_WEIGHTS.add("torch.nn.utils.weight_norm.WeightNorm", DerivedWeight(
+    "torch.nn.utils.weight_norm", ("_g", "_v"), "{n} = {n}_g * {n}_v / ||{n}_v||",
+    "torch.nn.utils.remove_weight_norm(module, '{n}') before saving gives a plain `{n}` key "
+    "(torch.nn.utils.parametrizations.weight_norm is the maintained replacement)"))
+DERIVED_WEIGHTS.add("torch.nn.utils.spectral_norm.SpectralNorm", DerivedWeight(
+    "torch.nn.utils.spectral_norm", ("_orig", "_u", "_v"),
+    "{n} = {n}_orig / sigma, sigma by power iteration with the buffers {n}_u and {n}_v",
+    "torch.nn.utils.remove_spectral_norm(module, '{n}') before saving gives a plain `{n}` key"))
+
+
+def _derived_weight(hook) -> Optional[Tuple[DerivedWeight, str]]:
+    """The registered kind of a forward pre-hook and the name of the tensor it computes, or None."""
+    for cls in type(hook).__mro__:
+        kind = DERIVED_WEIGHTS.get(f"{cls.__module__}.{cls.__qualname__}")
+        if kind is not None:
+            name = getattr(hook, "_tensor_name", None) or getattr(hook, "name", None)
+            return (kind, name) if isinstance(name, str) else None
+    return None
+
+
+def derived_weight_findings(named) -> List[Finding]:
+    """Modules whose tensor is computed before each forward from tensors under other keys (pruning, the old
+    weight_norm and spectral_norm hooks): the key a reader expects (`fc.weight`) is not in the state_dict, and
+    the keys that are there exist because of the utility. ``named``: (path, module) pairs. One finding per
+    utility and tensor name."""
+    found: Dict[Tuple[DerivedWeight, str], List[str]] = {}
+    seen = set()
+    for path, module in named:
+        hooks = module.__dict__.get("_forward_pre_hooks")
+        if not hooks or id(module) in seen:
+            continue
+        seen.add(id(module))
+        for hook in hooks.values():
+            derived = _derived_weight(hook)
+            if derived is not None:
+                found.setdefault(derived, []).append(f"{path}.{derived[1]}" if path else derived[1])
+    findings = []
+    for (kind, name), keys in found.items():
+        saved = ", ".join(f"`{keys[0]}{suffix}`" for suffix in kind.suffixes)
+        many = len(keys) > 1
+        findings.append(Finding(
+            Severity.INFO, "derived-weight",
+            f"{_quoted(keys)} {'are' if many else 'is'} not in the state_dict: {kind.utility} computes "
+            f"{'each' if many else 'it'} before every forward as `{kind.formula.format(n=name)}`, so the checkpoint "
+            f"holds {saved}{' (and the same for each of the others)' if many else ''} instead.",
+            fix=kind.fix.format(n=name) + ". A model built without it loads such a checkpoint only after the same "
+                "call.",
+            layer=keys[0].rpartition(".")[0]))
+    return findings
