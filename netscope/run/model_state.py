@@ -15,6 +15,7 @@ import torch
 import torch.nn as nn
 from torch.nn.parameter import UninitializedTensorMixin
 
+from netscope.collector import FROZEN
 from netscope.run.module_tree import TORCH_INTERNAL, ModuleTree, is_plain_value, tree_of
 
 # Held while netscope has process-wide state changed: the wrapped module call path of a trace and the
@@ -371,7 +372,7 @@ def _restore_slots(current, saved: dict) -> None:
     current.update(saved)
 
 
-_FROZEN = [0]  # frozen_heap blocks open that froze the heap themselves (gc.freeze is process-wide too)
+_FROZEN = FROZEN  # frozen_heap blocks open that froze the heap themselves (netscope.collector's count)
 
 
 @contextlib.contextmanager

@@ -101,17 +101,7 @@ def module_tree(root: nn.Module) -> ModuleTree:
     under both in ``named``. Recursive, one frame per level of nesting: far fewer than the forward pass
     itself needs (several frames per level), so any model that runs can be walked."""
     named = [("", root)]
-    append = named.append
-
-    def walk(module: nn.Module, prefix: str) -> None:
-        for name, child in module._modules.items():
-            if child is not None:
-                path = prefix + name
-                append((path, child))
-                if child._modules:
-                    walk(child, path + ".")
-
-    walk(root, "")
+    _walk(root, "", named.append)
     names: Dict[int, str] = {}
     for path, module in reversed(named):  # the first path of each module is the last one written
         names[id(module)] = path
@@ -123,6 +113,17 @@ def module_tree(root: nn.Module) -> ModuleTree:
             firsts.setdefault(id(module), module)
         modules = tuple(firsts.values())
     return ModuleTree(root, tuple(named), modules, names)
+
+
+def _walk(module: nn.Module, prefix: str, append) -> None:
+    """``module_tree``'s walk below ``module`` (a module-level function: a closure that calls itself is a reference
+    cycle, which kept every walk's list of paths alive until the collector's next full pass)."""
+    for name, child in module._modules.items():
+        if child is not None:
+            path = prefix + name
+            append((path, child))
+            if child._modules:
+                _walk(child, path + ".", append)
 
 
 @dataclass(frozen=True)
