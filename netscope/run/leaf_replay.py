@@ -75,8 +75,9 @@ class LeafReplay:
         self.recorded: Dict[tuple, tuple] = {}
         self.same_as: Dict[int, int] = {}  # replayed call index -> index of the call it replays
 
-    def key(self, module: nn.Module, args: tuple) -> Optional[tuple]:
-        """The call's signature, or None when it does not qualify."""
+    def key(self, module: nn.Module, args: tuple, hooks: Optional[bool] = None) -> Optional[tuple]:
+        """The call's signature, or None when it does not qualify. ``hooks``: whether the module has call hooks,
+        when the caller knows (the pass's :class:`~netscope.run.model_state.HookState`); read here otherwise."""
         cls = type(module)
         shape = self.classes.get(cls, _UNSEEN)
         if shape is _UNSEEN:
@@ -84,8 +85,10 @@ class LeafReplay:
         if shape is None:
             return None
         state = module.__dict__
-        if (state["_forward_pre_hooks"] or state["_forward_hooks"] or state["_backward_hooks"]
-                or state["_backward_pre_hooks"] or "forward" in state):  # hooks run inside the call, unobserved
+        if hooks is None:
+            hooks = (state["_forward_pre_hooks"] or state["_forward_hooks"] or state["_backward_hooks"]
+                     or state["_backward_pre_hooks"])
+        if hooks or "forward" in state:  # hooks (or an instance's forward) run inside the call, unobserved
             return None
         if _grad_enabled() or _any_autocast():  # a forward that turned either on: operators may differ
             return None
@@ -118,11 +121,12 @@ class LeafReplay:
             return None
         return (cls, config, tensors, tuple(inputs))
 
-    def start(self, call, module: nn.Module, args: tuple, kwargs: dict) -> None:
-        """A leaf call opens: replay it (operators unobserved) or note where its recording starts."""
+    def start(self, call, module: nn.Module, args: tuple, kwargs: dict, hooks: Optional[bool] = None) -> None:
+        """A leaf call opens: replay it (operators unobserved) or note where its recording starts. ``hooks``: as
+        :meth:`key` takes it."""
         if kwargs:  # keyword arguments: observed, not replayed (rare on stock leaves)
             return
-        key = self.key(module, args)
+        key = self.key(module, args, hooks)
         if key is None:
             return
         entry = self.recorded.get(key)

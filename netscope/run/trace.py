@@ -28,12 +28,13 @@ import torch
 import torch.nn as nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.nn.modules import module as module_globals
+from torch.utils.hooks import RemovableHandle
 
 from netscope.run.dataflow import MODEL_INPUT, NO_SOURCES, DataflowTracker, edge_tuple
 from netscope.errors import ForwardError, MacFormulaError, OutOfMemory
 from netscope.collector import paused_gc
 from netscope.run.leaf_replay import LeafReplay, replay_possible
-from netscope.run.model_state import GLOBAL_STATE_LOCK, children_snapshot, frozen_heap, preserved_model
+from netscope.run.model_state import GLOBAL_STATE_LOCK, HookState, children_snapshot, frozen_heap, preserved_model
 from netscope.operators.registry import UNSEEN, OpResolver
 from netscope.operators.breakdown import OperatorTable
 from netscope.operators.packed import packed_by_module, packed_numel
@@ -195,10 +196,12 @@ class _Recorder:
 
 
 @contextlib.contextmanager
-def recording_calls(recorder: _Recorder):
+def recording_calls(recorder: _Recorder, hooks: Optional[HookState] = None):
     """Every module call in the process goes through ``recorder`` while the block runs: ``nn.Module._call_impl``
     (what ``module(...)`` runs, hooks and all) is wrapped process-wide and restored afterwards, whatever
-    happens; under ``GLOBAL_STATE_LOCK`` (two threads tracing at once take turns)."""
+    happens; under ``GLOBAL_STATE_LOCK`` (two threads tracing at once take turns). ``hooks``: which modules had
+    call hooks as the block began (``kept_hooks``): a call of any other reads no hook table while torch's handle
+    counter has not moved since; without it, every call reads its module's four tables."""
     original = nn.Module._call_impl
     names = recorder.names
     calls, stack, counts, made = recorder.calls, recorder.stack, recorder.call_counts, recorder.flow.made
@@ -208,6 +211,10 @@ def recording_calls(recorder: _Recorder):
     global_forward_pre, global_forward = module_globals._global_forward_pre_hooks, module_globals._global_forward_hooks
     global_backward, global_backward_pre = module_globals._global_backward_hooks, module_globals._global_backward_pre_hooks
     tracing_state = torch._C._get_tracing_state  # torch.jit.trace: forward goes through _slow_forward then
+    handles = RemovableHandle  # its next_id moves with every hook registered anywhere
+    hooked = hooks.hooked if hooks is not None else None
+    # the handle counter as the pass left it: moved by _forward_output_kept's own hook, then by nothing else
+    expected = [hooks.next_id] if hooks is not None else None
 
     def _call_impl(module, *args, **kwargs):
         key = id(module)
@@ -235,10 +242,15 @@ def recording_calls(recorder: _Recorder):
         calls.append(call)
         stack.append(call)
         recorder.last_failed = None
+        state = module.__dict__
+        if hooked is None:
+            has_hooks = (state.get("_forward_pre_hooks", True) or state.get("_forward_hooks", True)
+                         or state.get("_backward_hooks", True) or state.get("_backward_pre_hooks", True))
+        else:  # none unless it had some as the pass began or a hook was registered since
+            has_hooks = key in hooked or handles.next_id != expected[0]
         replay = recorder.replay
         if replay is not None and not module._modules:
-            replay.start(call, module, args, kwargs)
-        state = module.__dict__
+            replay.start(call, module, args, kwargs, bool(has_hooks))
         try:
             # torch's own call runs forward straight away without hooks (one module call in deep models is
             # 1-2 us of Python): the same checks here, and torch's call path for everything else
@@ -248,12 +260,11 @@ def recording_calls(recorder: _Recorder):
                     output = overriding[1](*args, **kwargs)
                 finally:
                     names[key] = name
-            elif (state.get("_forward_pre_hooks", True) or state.get("_forward_hooks", True)
-                    or state.get("_backward_hooks", True) or state.get("_backward_pre_hooks", True)
-                    or global_forward_pre or global_forward or global_backward or global_backward_pre
+            elif (has_hooks or global_forward_pre or global_forward or global_backward or global_backward_pre
                     or tracing_state()):
                 if state.get("_forward_hooks"):  # its own forward hooks may replace what forward returned
-                    output = _forward_output_kept(original, module, args, kwargs, recorder.forward_outputs, call.index)
+                    output = _forward_output_kept(original, module, args, kwargs, recorder.forward_outputs, call.index,
+                                                  expected)
                 else:
                     output = original(module, *args, **kwargs)
             else:
@@ -328,14 +339,19 @@ def _registered_pass(recorder: _Recorder):
             _PASSES.pop()
 
 
-def _forward_output_kept(original, module: nn.Module, args: tuple, kwargs: dict, kept: Dict[int, Any], index: int):
+def _forward_output_kept(original, module: nn.Module, args: tuple, kwargs: dict, kept: Dict[int, Any], index: int,
+                         expected: Optional[List[int]] = None):
     """torch's call of a module that has forward hooks, keeping in ``kept[index]`` the shapes its forward returned,
-    seen by a hook that runs before the module's own (a hook may return a replacement output)."""
+    seen by a hook that runs before the module's own (a hook may return a replacement output). ``expected``:
+    recording_calls' handle count, moved past this hook's own handle when nothing else had moved it."""
 
     def keep(_module, _args, output):
         kept[index] = output.shape if isinstance(output, torch.Tensor) and not output.is_nested else shapes_only(output)
 
+    before = RemovableHandle.next_id
     handle = module.register_forward_hook(keep, prepend=True)
+    if expected is not None and expected[0] == before:
+        expected[0] = RemovableHandle.next_id
     try:
         return original(module, *args, **kwargs)
     finally:
@@ -504,7 +520,8 @@ def _run(model: nn.Module, args: tuple, kwargs: dict, *, train: bool, device: to
     script = isinstance(model, torch.jit.ScriptModule)
     try:
         with GLOBAL_STATE_LOCK, _registered_pass(recorder), frozen_heap(), \
-                preserved_model(model, train=train, tree=tree, children=children) as changes, recording_calls(recorder):
+                preserved_model(model, train=train, tree=tree, children=children) as changes, \
+                recording_calls(recorder, changes.hooks):
             if operators and not fake and fields is None and not script and replay_possible():
                 recorder.replay = LeafReplay(recorder, window_ops)
             if cuda:
