@@ -33,6 +33,9 @@ class ModelChanges:
     # removed, resized or wrote in place: a cache filled on first use, a step counter ("blocks.0.attn.cache")
     changed_attributes: List[str] = field(default_factory=list)
     hooks: Optional["HookState"] = None  # the modules' hooks as the block began (kept_hooks), for the pass's calls
+    # every module's _parameters size and the slots' values, flat (module_tree.param_census's ``read``), as the
+    # block left them: the tables as they were before it
+    parameters: Optional[tuple] = None
 
 
 @contextlib.contextmanager
@@ -90,6 +93,7 @@ def preserved_model(model: nn.Module, *, train: bool, tree: Optional[ModuleTree]
                 if module.training != flag:
                     module.__dict__["training"] = flag  # a plain attribute: what Module.__setattr__ ends up doing
         parameters.restore(tree.tables("_parameters"))
+        changes.parameters = (parameters.sizes, parameters.values)
         buffers.restore(tree.tables("_buffers"))
         changes.modules_changed = children.changed(tree.tables("_modules"))
         # read before the buffer values are copied back: a buffer that is also a parameter

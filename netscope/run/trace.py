@@ -549,8 +549,9 @@ def _run(model: nn.Module, args: tuple, kwargs: dict, *, train: bool, device: to
     peak = torch.cuda.max_memory_allocated(device) - baseline if cuda else None
     built = module_tree(model) if changes.modules_changed else tree  # the modules as the forward left them
     with paused_gc():
+        census = param_census(built, changes.parameters) if built is tree and changes.parameters is not None else None
         result = _build_result(built, recorder, ops, output, time.perf_counter() - start, peak,
-                               structure_only=script)
+                               structure_only=script, census=census)
     result.tree = built
     result.window_ops = window_ops.by_call()
     if recorder.replay is not None:
@@ -691,10 +692,10 @@ def _eager(model: nn.Module) -> nn.Module:
 
 
 def _build_result(tree: ModuleTree, recorder: _Recorder, ops: Optional[OpResolver], output, seconds: float, peak, *,
-                  structure_only: bool = False) -> TraceResult:
+                  structure_only: bool = False, census: Optional[ParamCensus] = None) -> TraceResult:
     named = tree.named
     packed = packed_by_module(tree.modules)
-    census = param_census(tree)
+    census = census if census is not None else param_census(tree)
     param_table = _param_table(tree, packed, census)
     calls: List[LayerCall] = []
     open_calls = recorder.calls
@@ -844,23 +845,10 @@ def _param_table(tree: ModuleTree, packed: Dict[int, tuple], census: ParamCensus
             if id(module) in packed:
                 own[index] += sum(t.numel() for t in packed[id(module)])
                 counts[index] += 1
-    # where each module's run ends: the next module no deeper than it
-    depths = [0]
-    depths.extend(map(_depth, itertools.islice(tree.named, 1, None)))
-    size = len(modules)
-    ends = [size] * size
-    open_runs: List[int] = []
-    for index, depth in enumerate(depths):
-        while open_runs and depths[open_runs[-1]] >= depth:
-            ends[open_runs.pop()] = index
-        open_runs.append(index)
+    ends = tree.ends  # where each module's run ends (no sharing: ``named`` is ``modules``)
     subtree, slots, trained = _run_sums(own, ends), _run_sums(counts, ends), _run_sums(trainable, ends)
     labels = ["" if not n else "yes" if t == n else "no" if not t else "partial" for n, t in zip(slots, trained)]
     return dict(zip(map(id, modules), zip(own, subtree, labels)))
-
-
-def _depth(entry: Tuple[str, nn.Module]) -> int:
-    return entry[0].count(".") + 1
 
 
 def _run_sums(values: list, ends: List[int]) -> list:
