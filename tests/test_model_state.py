@@ -783,3 +783,38 @@ def test_two_threads_summarizing_two_models_and_a_third_running_its_own_forward(
     for name in ("first", "second"):
         assert results[name] == [expected[name]] * 3
         assert not {"Conv1d", "GELU"} & {row[1] for rows in results[name] for row in rows}
+
+
+class _HooksALaterLayer(nn.Module):
+    """Its forward registers a forward hook on a layer called after it (held outside the registered children)."""
+
+    def __init__(self, later: nn.Module, seen: list):
+        super().__init__()
+        self.refs = [later]  # not a child: the hook target stays the Sequential's own
+        self.seen = seen
+
+    def forward(self, x):
+        self.refs[0].register_forward_hook(lambda module, args, out: self.seen.append(tuple(out.shape)) or out * 2)
+        return x
+
+
+def test_a_hook_registered_during_the_pass_runs_on_a_layer_that_had_none():
+    """A layer without hooks when the pass began is called without reading its hook tables only while no hook
+    has been registered since: one a forward registers runs on its later calls, as in the user's own forward."""
+    from netscope.run.trace import trace
+
+    def build(seen):
+        torch.manual_seed(0)
+        later = nn.Linear(4, 3)
+        return nn.Sequential(nn.Linear(4, 4), _HooksALaterLayer(later, seen), nn.ReLU(), later).eval()
+
+    x = torch.randn(2, 4)
+    mine = []
+    with torch.no_grad():
+        expected = build(mine)(x)  # torch's own call path: the hook doubles the last layer's output
+    seen = []
+    model = build(seen)
+    result = trace(model, ((x,), {}))
+    assert seen == mine == [(2, 3)]
+    assert result.calls[-1].output_shapes == tuple(expected.shape)
+    assert not model[3]._forward_hooks  # taken off again after the pass

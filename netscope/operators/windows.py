@@ -197,7 +197,9 @@ class WindowOpLog:
     afterwards, so the pass pays a tuple per call."""
 
     def __init__(self, recorder):
-        self.recorder = recorder  # netscope.run.trace._Recorder: its stack says which call is running
+        # netscope.run.trace._Recorder's stack (never replaced), which says which call is running; not the recorder,
+        # which holds this log through its leaf replay: a cycle kept a pass's calls alive until a full collection
+        self.stack = recorder.stack
         self.parsers = _parsers()
         # (call index or None, parser, argument shapes/values, kwargs, output shape, (id of the first argument,
         # id of the output): which pad made which convolution's input, while both tensors are alive)
@@ -209,7 +211,7 @@ class WindowOpLog:
             return
         light = tuple(a.shape if isinstance(a, torch.Tensor) else a for a in args)
         value = out[0] if isinstance(out, (tuple, list)) else out
-        stack = self.recorder.stack
+        stack = self.stack
         self.raw.append((stack[-1].index if stack else None, parser, light, kwargs or {}, value.shape,
                          (id(args[0]), id(value))))
 

@@ -9,7 +9,7 @@ Table, notebook and HTML views fold; JSON and the DataFrame always keep every ca
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Collection, Dict, List, Sequence, Tuple
+from typing import Any, Collection, Dict, List, Optional, Sequence, Tuple
 
 from netscope.records import LayerCall
 from netscope.render.columns import COLUMNS, relative_name, text_row
@@ -52,6 +52,18 @@ def run_label(first: LayerCall, last: LayerCall) -> str:
     return f"{first.name} … {last.name}"
 
 
+def _hidden(index: Optional[int], layers: Sequence[LayerCall], folded: set, memo: Dict[int, bool]) -> bool:
+    """A fold member, or inside one. Asked for a parent only after every ancestor's runs are found (``kids`` holds
+    parents in the order of their first child), so the memo never goes stale. (A module-level function: a closure
+    that calls itself is a reference cycle, which kept the report's rows alive until the collector's next full pass.)"""
+    if index is None:
+        return False
+    known = memo.get(index)
+    if known is None:
+        known = memo[index] = index in folded or _hidden(layers[index].parent, layers, folded, memo)
+    return known
+
+
 def find_folds(layers: Sequence[LayerCall], pinned: Collection[int] = ()) -> List[Fold]:
     """Every run of identical siblings, as folds of its second to last call; runs inside a folded call are
     not looked for (the fold hides them with it).
@@ -90,18 +102,8 @@ def find_folds(layers: Sequence[LayerCall], pinned: Collection[int] = ()) -> Lis
     folded: set = set()  # indexes of fold members
     hidden_memo: Dict[int, bool] = {}
 
-    def hidden(index) -> bool:
-        """A fold member, or inside one. Asked for a parent only after every ancestor's runs are found
-        (``kids`` holds parents in the order of their first child), so the memo never goes stale."""
-        if index is None:
-            return False
-        known = hidden_memo.get(index)
-        if known is None:
-            known = hidden_memo[index] = index in folded or hidden(layers[index].parent)
-        return known
-
     for parent, siblings in kids.items():
-        if hidden(parent):
+        if _hidden(parent, layers, folded, hidden_memo):
             continue
         start = 0
         while start < len(siblings):

@@ -65,15 +65,19 @@ class LeafReplay:
     ``WindowOpLog`` (raw convolution/pool calls)."""
 
     def __init__(self, recorder, windows):
-        self.recorder = recorder
+        # the recorder's flat operator lists (mutated, never replaced), not the recorder: it holds this object, and a
+        # cycle between the two kept a pass's calls alive until the collector's next full pass
+        self.lists = None if recorder is None else (recorder.op_calls, recorder.op_packets, recorder.mac_calls,
+                                                    recorder.mac_packets, recorder.mac_values)
         self.windows = windows
         self.classes: Dict[type, Optional[_ClassShape]] = {}  # None: a class never replayed
         # signature -> (op packets, mac packets, mac values, windows, index of the recorded call)
         self.recorded: Dict[tuple, tuple] = {}
         self.same_as: Dict[int, int] = {}  # replayed call index -> index of the call it replays
 
-    def key(self, module: nn.Module, args: tuple) -> Optional[tuple]:
-        """The call's signature, or None when it does not qualify."""
+    def key(self, module: nn.Module, args: tuple, hooks: Optional[bool] = None) -> Optional[tuple]:
+        """The call's signature, or None when it does not qualify. ``hooks``: whether the module has call hooks,
+        when the caller knows (the pass's :class:`~netscope.run.model_state.HookState`); read here otherwise."""
         cls = type(module)
         shape = self.classes.get(cls, _UNSEEN)
         if shape is _UNSEEN:
@@ -81,8 +85,10 @@ class LeafReplay:
         if shape is None:
             return None
         state = module.__dict__
-        if (state["_forward_pre_hooks"] or state["_forward_hooks"] or state["_backward_hooks"]
-                or state["_backward_pre_hooks"] or "forward" in state):  # hooks run inside the call, unobserved
+        if hooks is None:
+            hooks = (state["_forward_pre_hooks"] or state["_forward_hooks"] or state["_backward_hooks"]
+                     or state["_backward_pre_hooks"])
+        if hooks or "forward" in state:  # hooks (or an instance's forward) run inside the call, unobserved
             return None
         if _grad_enabled() or _any_autocast():  # a forward that turned either on: operators may differ
             return None
@@ -115,11 +121,12 @@ class LeafReplay:
             return None
         return (cls, config, tensors, tuple(inputs))
 
-    def start(self, call, module: nn.Module, args: tuple, kwargs: dict) -> None:
-        """A leaf call opens: replay it (operators unobserved) or note where its recording starts."""
+    def start(self, call, module: nn.Module, args: tuple, kwargs: dict, hooks: Optional[bool] = None) -> None:
+        """A leaf call opens: replay it (operators unobserved) or note where its recording starts. ``hooks``: as
+        :meth:`key` takes it."""
         if kwargs:  # keyword arguments: observed, not replayed (rare on stock leaves)
             return
-        key = self.key(module, args)
+        key = self.key(module, args, hooks)
         if key is None:
             return
         entry = self.recorded.get(key)
@@ -128,25 +135,25 @@ class LeafReplay:
             _exclude(_PYTHON_KEY, True)
             _exclude(_SNAPSHOT_KEY, True)
             return
-        recorder = self.recorder
-        call.recording = (key, len(recorder.op_calls), len(recorder.mac_calls), len(self.windows.raw))
+        op_calls, _, mac_calls, _, _ = self.lists
+        call.recording = (key, len(op_calls), len(mac_calls), len(self.windows.raw))
 
     def finish(self, call, raised: bool) -> None:
         """A leaf call with ``call.replay`` or ``call.recording`` set closes: copy the recorded operators
         (and observe operators again), or record them."""
-        recorder = self.recorder
+        op_calls, op_packets, mac_calls, mac_packets, mac_values = self.lists
         if call.recording is not None:
             key, op_start, mac_start, window_start = call.recording
             call.recording = None
             index = call.index
-            if raised or any(i != index for i in recorder.op_calls[op_start:]) \
-                    or any(i != index for i in recorder.mac_calls[mac_start:]):
+            if raised or any(i != index for i in op_calls[op_start:]) \
+                    or any(i != index for i in mac_calls[mac_start:]):
                 return  # something else ran inside: not a signature to trust
             windows = tuple(raw[1:] for raw in self.windows.raw[window_start:])
             if any(raw[0] != index for raw in self.windows.raw[window_start:]):
                 return
-            self.recorded[key] = (tuple(recorder.op_packets[op_start:]), tuple(recorder.mac_packets[mac_start:]),
-                                  tuple(recorder.mac_values[mac_start:]), windows, index)
+            self.recorded[key] = (tuple(op_packets[op_start:]), tuple(mac_packets[mac_start:]),
+                                  tuple(mac_values[mac_start:]), windows, index)
             return
         entry = call.replay
         call.replay = None
@@ -154,17 +161,17 @@ class LeafReplay:
         _exclude(_SNAPSHOT_KEY, False)
         if raised:  # its operators ran unobserved and did not all run: nothing is charged (the call failed)
             return
-        packets, mac_packets, mac_values, windows, source = entry
+        packets, recorded_packets, values, windows, source = entry
         index = call.index
         self.same_as[index] = source
         if packets:
-            recorder.op_calls.extend((index,) * len(packets))
-            recorder.op_packets.extend(packets)
-        if mac_values:
-            recorder.mac_calls.extend((index,) * len(mac_values))
-            recorder.mac_packets.extend(mac_packets)
-            recorder.mac_values.extend(mac_values)
-            call.own_macs += sum(mac_values)
+            op_calls.extend((index,) * len(packets))
+            op_packets.extend(packets)
+        if values:
+            mac_calls.extend((index,) * len(values))
+            mac_packets.extend(recorded_packets)
+            mac_values.extend(values)
+            call.own_macs += sum(values)
         for raw in windows:
             self.windows.raw.append((index,) + raw)
 

@@ -9,12 +9,13 @@ import itertools
 import operator
 import threading
 from dataclasses import dataclass, field
-from typing import Iterator, List, Optional
+from typing import FrozenSet, Iterator, List, Optional
 
 import torch
 import torch.nn as nn
 from torch.nn.parameter import UninitializedTensorMixin
 
+from netscope.collector import FROZEN
 from netscope.run.module_tree import TORCH_INTERNAL, ModuleTree, is_plain_value, tree_of
 
 # Held while netscope has process-wide state changed: the wrapped module call path of a trace and the
@@ -31,6 +32,10 @@ class ModelChanges:
     # plain attributes (not parameters, buffers or submodules) of non-torch.nn modules that the forward set,
     # removed, resized or wrote in place: a cache filled on first use, a step counter ("blocks.0.attn.cache")
     changed_attributes: List[str] = field(default_factory=list)
+    hooks: Optional["HookState"] = None  # the modules' hooks as the block began (kept_hooks), for the pass's calls
+    # every module's _parameters size and the slots' values, flat (module_tree.param_census's ``read``), as the
+    # block left them: the tables as they were before it
+    parameters: Optional[tuple] = None
 
 
 @contextlib.contextmanager
@@ -78,7 +83,7 @@ def preserved_model(model: nn.Module, *, train: bool, tree: Optional[ModuleTree]
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         cuda_devices = list(range(torch.cuda.device_count()))
     try:
-        with kept_hooks(tree), torch.random.fork_rng(devices=cuda_devices, enabled=True), torch.no_grad():
+        with kept_hooks(tree) as changes.hooks, torch.random.fork_rng(devices=cuda_devices, enabled=True), torch.no_grad():
             if any(flag != train for flag in flags):  # model.train() visits every module: skip when moot
                 _set_mode(model, modules, train)
             yield changes
@@ -88,6 +93,7 @@ def preserved_model(model: nn.Module, *, train: bool, tree: Optional[ModuleTree]
                 if module.training != flag:
                     module.__dict__["training"] = flag  # a plain attribute: what Module.__setattr__ ends up doing
         parameters.restore(tree.tables("_parameters"))
+        changes.parameters = (parameters.sizes, parameters.values)
         buffers.restore(tree.tables("_buffers"))
         changes.modules_changed = children.changed(tree.tables("_modules"))
         # read before the buffer values are copied back: a buffer that is also a parameter
@@ -272,29 +278,52 @@ _GLOBAL_HOOK_TABLES = ("_global_forward_hooks", "_global_forward_hooks_with_kwar
                        "_global_backward_hooks", "_global_backward_pre_hooks")
 
 
+@dataclass(frozen=True)
+class HookState:
+    """Which modules held a forward or backward (pre-)hook when :func:`kept_hooks`' block began, and torch's handle
+    counter then: a module outside ``hooked`` has none of those hooks while the counter has not moved (every
+    registration takes the next id), which spares each call of the pass reading its four hook tables."""
+
+    hooked: FrozenSet[int]  # id() of each module with a hook in one of CALL_HOOK_TABLES
+    next_id: int  # torch.utils.hooks.RemovableHandle.next_id
+
+
+# The tables torch's module call runs hooks from (what the pass checks before calling forward directly)
+CALL_HOOK_TABLES = ("_forward_pre_hooks", "_forward_hooks", "_backward_hooks", "_backward_pre_hooks")
+
+
 @contextlib.contextmanager
-def kept_hooks(tree: ModuleTree) -> Iterator[None]:
+def kept_hooks(tree: ModuleTree) -> Iterator[Optional[HookState]]:
     """Put back, after the block, every module's hook tables (:data:`HOOK_TABLES`) and torch's process-wide
     module hook tables as they were, in their order: a pass must neither consume a one-shot hook of the user's
     (it runs during the pass, as every hook does, and its ``handle.remove()`` would take it off for the user's
     own next forward; a copy's hook holds the original's handle) nor keep one a forward registered.
     Cheap when nothing changed: only the tables holding hooks are copied, and a hook added anywhere shows in
-    torch's handle counter (every registration takes the next id)."""
+    torch's handle counter (every registration takes the next id). Yields the :class:`HookState` of ``tree``'s
+    modules (None when some module keeps its tables elsewhere: TorchScript, an older torch's pickle)."""
     from torch.nn.modules import module as torch_module
     from torch.utils.hooks import RemovableHandle
+
+    uniform = [True]
 
     def all_tables() -> list:
         """Every hook table holding a hook: the modules' (filtered in C loops, as most are empty), then torch's."""
         try:
             found = list(filter(None, itertools.chain.from_iterable(map(_hook_tables, tree.states))))
         except KeyError:  # a module lacking one (unpickled from an older torch) or keeping them elsewhere (TorchScript)
+            uniform[0] = False
             found = [t for module in tree.modules for t in (getattr(module, n, _NO_TABLE) for n in HOOK_TABLES) if t]
         return found + [t for t in (getattr(torch_module, n, _NO_TABLE) for n in _GLOBAL_HOOK_TABLES) if t]
 
     held = [(table, list(table.items())) for table in all_tables()]
     next_id = RemovableHandle.next_id
+    state = None
+    if uniform[0]:  # which modules have call hooks: asked module by module only when some table holds a hook
+        hooked = frozenset(id(module) for module, module_state in zip(tree.modules, tree.states)
+                           if any(module_state[name] for name in CALL_HOOK_TABLES)) if held else frozenset()
+        state = HookState(hooked, next_id)
     try:
-        yield
+        yield state
     finally:
         if RemovableHandle.next_id != next_id:  # a hook was registered: take off those not held before
             known = {id(table) for table, _ in held}
@@ -441,7 +470,7 @@ def _restore_slots(current, saved: dict) -> None:
     current.update(saved)
 
 
-_FROZEN = [0]  # frozen_heap blocks open that froze the heap themselves (gc.freeze is process-wide too)
+_FROZEN = FROZEN  # frozen_heap blocks open that froze the heap themselves (netscope.collector's count)
 
 
 @contextlib.contextmanager

@@ -9,7 +9,7 @@ import itertools
 import operator
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -43,6 +43,8 @@ class ModuleTree:
     named: Tuple[Tuple[str, nn.Module], ...]  # every path, as ``named_modules(remove_duplicate=False)``
     modules: Tuple[nn.Module, ...]  # each module once, at its first path: ``modules()`` order
     names: Dict[int, str]  # id(module) -> its first path
+    # per entry of ``named``, where its subtree's run of ``named`` ends (the next entry no deeper than it)
+    ends: Tuple[int, ...] = ()
 
     @property
     def shares_modules(self) -> bool:
@@ -101,17 +103,9 @@ def module_tree(root: nn.Module) -> ModuleTree:
     under both in ``named``. Recursive, one frame per level of nesting: far fewer than the forward pass
     itself needs (several frames per level), so any model that runs can be walked."""
     named = [("", root)]
-    append = named.append
-
-    def walk(module: nn.Module, prefix: str) -> None:
-        for name, child in module._modules.items():
-            if child is not None:
-                path = prefix + name
-                append((path, child))
-                if child._modules:
-                    walk(child, path + ".")
-
-    walk(root, "")
+    ends = [0]
+    _walk(root, "", named, ends)
+    ends[0] = len(named)
     names: Dict[int, str] = {}
     for path, module in reversed(named):  # the first path of each module is the last one written
         names[id(module)] = path
@@ -122,7 +116,22 @@ def module_tree(root: nn.Module) -> ModuleTree:
         for _, module in named:
             firsts.setdefault(id(module), module)
         modules = tuple(firsts.values())
-    return ModuleTree(root, tuple(named), modules, names)
+    return ModuleTree(root, tuple(named), modules, names, tuple(ends))
+
+
+def _walk(module: nn.Module, prefix: str, named: list, ends: list) -> None:
+    """``module_tree``'s walk below ``module``, noting where each entry's subtree ends (a module-level function: a
+    closure that calls itself is a reference cycle, which kept every walk's list of paths alive until the
+    collector's next full pass)."""
+    for name, child in module._modules.items():
+        if child is not None:
+            path = prefix + name
+            index = len(named)
+            named.append((path, child))
+            ends.append(index + 1)
+            if child._modules:
+                _walk(child, path + ".", named, ends)
+                ends[index] = len(named)
 
 
 @dataclass(frozen=True)
@@ -151,15 +160,20 @@ class ParamCensus:
         return _sums(self.trainable, self.counts)
 
 
-def param_census(tree: ModuleTree) -> ParamCensus:
-    """``tree``'s parameter slots as they are now (read in C loops: ``map`` over the tables)."""
-    tables = tree.tables("_parameters")
-    slots = list(itertools.chain.from_iterable(map(_values, filter(None, tables))))
+def param_census(tree: ModuleTree, read: Optional[Tuple[list, list]] = None) -> ParamCensus:
+    """``tree``'s parameter slots as they are now (read in C loops: ``map`` over the tables). ``read``: every table's
+    size and the slots' values, flat, in ``modules`` order, when the caller has just read them (the model-state
+    guard, which put them back as they were)."""
+    if read is not None:
+        sizes, slots = read
+    else:
+        tables = tree.tables("_parameters")
+        sizes, slots = None, list(itertools.chain.from_iterable(map(_values, filter(None, tables))))
     params = list(filter(_NOT_NONE, slots))
     if len(params) == len(slots):
-        counts = list(map(len, tables))
+        counts = sizes if sizes is not None else list(map(len, tables))
     else:  # an empty slot (``register_parameter(name, None)``)
-        counts = [sum(1 for p in _values(t) if p is not None) if t else 0 for t in tables]
+        counts = [sum(1 for p in _values(t) if p is not None) if t else 0 for t in tree.tables("_parameters")]
     return ParamCensus(params, counts, list(map(_NUMEL, params)), list(map(_REQUIRES_GRAD, params)))
 
 

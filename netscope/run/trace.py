@@ -28,13 +28,15 @@ import torch
 import torch.nn as nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.nn.modules import module as module_globals
+from torch.utils.hooks import RemovableHandle
 
 from netscope.run.dataflow import MODEL_INPUT, NO_SOURCES, DataflowTracker, edge_tuple
 from netscope.errors import ForwardError, MacFormulaError, OutOfMemory
 from netscope.collector import paused_gc
 from netscope.run.leaf_replay import LeafReplay, replay_possible
-from netscope.run.model_state import (GLOBAL_STATE_LOCK, children_snapshot, frozen_heap, function_modes_aside,
-                                      function_modes_set_aside, preserved_model, under_user_function_modes)
+from netscope.run.model_state import (GLOBAL_STATE_LOCK, HookState, children_snapshot, frozen_heap,
+                                      function_modes_aside, function_modes_set_aside, preserved_model,
+                                      under_user_function_modes)
 from netscope.operators.registry import UNSEEN, OpResolver
 from netscope.operators.breakdown import OperatorTable
 from netscope.operators.packed import packed_by_module, packed_numel
@@ -198,10 +200,12 @@ class _Recorder:
 
 
 @contextlib.contextmanager
-def recording_calls(recorder: _Recorder):
+def recording_calls(recorder: _Recorder, hooks: Optional[HookState] = None):
     """Every module call in the process goes through ``recorder`` while the block runs: ``nn.Module._call_impl``
     (what ``module(...)`` runs, hooks and all) is wrapped process-wide and restored afterwards, whatever
-    happens; under ``GLOBAL_STATE_LOCK`` (two threads tracing at once take turns)."""
+    happens; under ``GLOBAL_STATE_LOCK`` (two threads tracing at once take turns). ``hooks``: which modules had
+    call hooks as the block began (``kept_hooks``): a call of any other reads no hook table while torch's handle
+    counter has not moved since; without it, every call reads its module's four tables."""
     original = nn.Module._call_impl
     names = recorder.names
     calls, stack, counts, made = recorder.calls, recorder.stack, recorder.call_counts, recorder.flow.made
@@ -210,15 +214,21 @@ def recording_calls(recorder: _Recorder):
     # torch's process-wide hook tables (mutated in place by register_module_*_hook, never rebound)
     global_forward_pre, global_forward = module_globals._global_forward_pre_hooks, module_globals._global_forward_hooks
     global_backward, global_backward_pre = module_globals._global_backward_hooks, module_globals._global_backward_pre_hooks
-    tracing_state = torch._C._get_tracing_state  # torch.jit.trace: forward goes through _slow_forward then
-    call_original = original
-    if function_modes_set_aside():  # the user's TorchFunctionModes see their code (module calls), not netscope's
+    user_modes = function_modes_set_aside()  # the user's TorchFunctionModes see their code (module calls) only
+    if user_modes:
         def call_original(module, *args, **kwargs):
             with under_user_function_modes():
                 return original(module, *args, **kwargs)
 
         def tracing_state():  # every call through call_original: its forward runs under the user's modes
             return True
+    else:
+        call_original = original
+        tracing_state = torch._C._get_tracing_state  # torch.jit.trace: forward goes through _slow_forward then
+    handles = RemovableHandle  # its next_id moves with every hook registered anywhere
+    hooked = hooks.hooked if hooks is not None else None
+    # the handle counter as the pass left it: moved by _forward_output_kept's own hook, then by nothing else
+    expected = [hooks.next_id] if hooks is not None else None
 
     def _call_impl(module, *args, **kwargs):
         key = id(module)
@@ -246,10 +256,15 @@ def recording_calls(recorder: _Recorder):
         calls.append(call)
         stack.append(call)
         recorder.last_failed = None
+        state = module.__dict__
+        if hooked is None:
+            has_hooks = (state.get("_forward_pre_hooks", True) or state.get("_forward_hooks", True)
+                         or state.get("_backward_hooks", True) or state.get("_backward_pre_hooks", True))
+        else:  # none unless it had some as the pass began or a hook was registered since
+            has_hooks = key in hooked or handles.next_id != expected[0]
         replay = recorder.replay
         if replay is not None and not module._modules:
-            replay.start(call, module, args, kwargs)
-        state = module.__dict__
+            replay.start(call, module, args, kwargs, bool(has_hooks))
         try:
             # torch's own call runs forward straight away without hooks (one module call in deep models is
             # 1-2 us of Python): the same checks here, and torch's call path for everything else
@@ -259,13 +274,11 @@ def recording_calls(recorder: _Recorder):
                     output = overriding[1](*args, **kwargs)
                 finally:
                     names[key] = name
-            elif (state.get("_forward_pre_hooks", True) or state.get("_forward_hooks", True)
-                    or state.get("_backward_hooks", True) or state.get("_backward_pre_hooks", True)
-                    or global_forward_pre or global_forward or global_backward or global_backward_pre
+            elif (has_hooks or global_forward_pre or global_forward or global_backward or global_backward_pre
                     or tracing_state()):
                 if state.get("_forward_hooks"):  # its own forward hooks may replace what forward returned
                     output = _forward_output_kept(call_original, module, args, kwargs, recorder.forward_outputs,
-                                                  call.index)
+                                                  call.index, expected)
                 else:
                     output = call_original(module, *args, **kwargs)
             else:
@@ -296,13 +309,14 @@ def recording_calls(recorder: _Recorder):
 
     # torch before 2.1 bound __call__ to _call_impl itself (no _wrapped_call_impl in between): wrap both then
     direct = nn.Module.__dict__.get("__call__") is original
-    installed = _call_impl
-    if call_original is not original:
+    if user_modes:
         def installed(module, *args, **kwargs):  # a call the user's code makes: netscope's part out of their sight
             with function_modes_aside():
                 return _call_impl(module, *args, **kwargs)
 
         recorder.user_code = under_user_function_modes
+    else:
+        installed = _call_impl
     with GLOBAL_STATE_LOCK:
         nn.Module._call_impl = installed
         if direct:
@@ -348,16 +362,21 @@ def _registered_pass(recorder: _Recorder):
             _PASSES.pop()
 
 
-def _forward_output_kept(original, module: nn.Module, args: tuple, kwargs: dict, kept: Dict[int, Any], index: int):
+def _forward_output_kept(original, module: nn.Module, args: tuple, kwargs: dict, kept: Dict[int, Any], index: int,
+                         expected: Optional[List[int]] = None):
     """torch's call of a module that has forward hooks, keeping in ``kept[index]`` the shapes its forward returned,
-    seen by a hook that runs before the module's own (a hook may return a replacement output)."""
+    seen by a hook that runs before the module's own (a hook may return a replacement output). ``expected``:
+    recording_calls' handle count, moved past this hook's own handle when nothing else had moved it."""
 
     def keep(_module, _args, output):
         with function_modes_aside():  # netscope's read, inside the user's code (their function modes)
             kept[index] = (output.shape if isinstance(output, torch.Tensor) and not output.is_nested
                            else shapes_only(output))
 
+    before = RemovableHandle.next_id
     handle = module.register_forward_hook(keep, prepend=True)
+    if expected is not None and expected[0] == before:
+        expected[0] = RemovableHandle.next_id
     try:
         return original(module, *args, **kwargs)
     finally:
@@ -526,7 +545,8 @@ def _run(model: nn.Module, args: tuple, kwargs: dict, *, train: bool, device: to
     script = isinstance(model, torch.jit.ScriptModule)
     try:
         with GLOBAL_STATE_LOCK, _registered_pass(recorder), frozen_heap(), \
-                preserved_model(model, train=train, tree=tree, children=children) as changes, recording_calls(recorder):
+                preserved_model(model, train=train, tree=tree, children=children) as changes, \
+                recording_calls(recorder, changes.hooks):
             if operators and not fake and fields is None and not script and replay_possible():
                 recorder.replay = LeafReplay(recorder, window_ops)
             if cuda:
@@ -554,8 +574,9 @@ def _run(model: nn.Module, args: tuple, kwargs: dict, *, train: bool, device: to
     peak = torch.cuda.max_memory_allocated(device) - baseline if cuda else None
     built = module_tree(model) if changes.modules_changed else tree  # the modules as the forward left them
     with paused_gc():
+        census = param_census(built, changes.parameters) if built is tree and changes.parameters is not None else None
         result = _build_result(built, recorder, ops, output, time.perf_counter() - start, peak,
-                               structure_only=script)
+                               structure_only=script, census=census)
     result.tree = built
     result.window_ops = window_ops.by_call()
     if recorder.replay is not None:
@@ -707,10 +728,10 @@ def _eager(model: nn.Module) -> nn.Module:
 
 
 def _build_result(tree: ModuleTree, recorder: _Recorder, ops: Optional[OpResolver], output, seconds: float, peak, *,
-                  structure_only: bool = False) -> TraceResult:
+                  structure_only: bool = False, census: Optional[ParamCensus] = None) -> TraceResult:
     named = tree.named
     packed = packed_by_module(tree.modules)
-    census = param_census(tree)
+    census = census if census is not None else param_census(tree)
     param_table = _param_table(tree, packed, census)
     calls: List[LayerCall] = []
     open_calls = recorder.calls
@@ -860,23 +881,10 @@ def _param_table(tree: ModuleTree, packed: Dict[int, tuple], census: ParamCensus
             if id(module) in packed:
                 own[index] += sum(t.numel() for t in packed[id(module)])
                 counts[index] += 1
-    # where each module's run ends: the next module no deeper than it
-    depths = [0]
-    depths.extend(map(_depth, itertools.islice(tree.named, 1, None)))
-    size = len(modules)
-    ends = [size] * size
-    open_runs: List[int] = []
-    for index, depth in enumerate(depths):
-        while open_runs and depths[open_runs[-1]] >= depth:
-            ends[open_runs.pop()] = index
-        open_runs.append(index)
+    ends = tree.ends  # where each module's run ends (no sharing: ``named`` is ``modules``)
     subtree, slots, trained = _run_sums(own, ends), _run_sums(counts, ends), _run_sums(trainable, ends)
     labels = ["" if not n else "yes" if t == n else "no" if not t else "partial" for n, t in zip(slots, trained)]
     return dict(zip(map(id, modules), zip(own, subtree, labels)))
-
-
-def _depth(entry: Tuple[str, nn.Module]) -> int:
-    return entry[0].count(".") + 1
 
 
 def _run_sums(values: list, ends: List[int]) -> list:
