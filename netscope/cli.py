@@ -8,6 +8,7 @@ Each subcommand lives in ``netscope/commands/<name>.py`` and exposes ``HELP`` (o
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import sys
@@ -67,6 +68,16 @@ def _build_parsers():
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # Ctrl-C at any point: while the command runs, or while torch and the parser load
+        sys.stderr.write("netscope: interrupted\n")
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # e.g. `netscope summary --help | head -1`
+        return 0
+
+
+def _main(argv: Optional[Sequence[str]]) -> int:
     parser, commands = _build_parsers()
     args, unknown = parser.parse_known_args(argv)
     if args.command is None:  # argparse.error: usage and one line on stderr, exit 2
@@ -81,9 +92,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 code = int(args._run(args) or 0)
         except NetscopeError as err:
             return _report_error(args.command, err)
-        except KeyboardInterrupt:
-            sys.stderr.write("netscope: interrupted\n")
-            return EXIT_INTERRUPTED
         except BrokenPipeError:  # e.g. `netscope summary | head`
             return 0
     if not getattr(args, "quiet", False):
@@ -130,14 +138,41 @@ def _keep_fd1_for_output() -> None:
                            errors=stream.errors)
 
 
+def _fill_closed_std_streams() -> None:
+    """Started with stderr or stdout closed (``2>&-``, ``>&-``): point the descriptor at the null device, so that
+    error paragraphs have somewhere to go and a file netscope opens later cannot take descriptor 1 or 2 (where C
+    code and a model's ``os.write(1, ...)`` would write into it). ``sys.stdout`` stays None: output meant for it
+    is refused with a message (``fileio.write_stdout``)."""
+    for fd in (1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_WRONLY)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+    if sys.stderr is None:
+        sys.stderr = open(2, "w", closefd=False)
+
+
 def entry_point() -> None:  # console script
     """Run, flush, and leave with ``os._exit``: once the output is written, the interpreter's shutdown
     (tearing down torch and every imported module, 0.5-0.9 s) does nothing the user needs."""
+    _fill_closed_std_streams()
     _keep_fd1_for_output()
-    code = main()
     try:
-        sys.stdout.flush()
+        code = main()
+    except SystemExit as exc:  # argparse's --help/--version and usage errors
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else EXIT_USAGE)
+    try:
+        if sys.stdout is not None:
+            sys.stdout.flush()
     except BrokenPipeError:
         pass
-    sys.stderr.flush()
+    except OSError as exc:  # argparse's help did not reach standard output (/dev/full); a command's own output
+        if code == 0:  # is flushed as written (fileio.write_stdout), and its failure already reported
+            sys.stderr.write(f"netscope: error: cannot write to standard output: {exc.strerror or exc}\n")
+            code = EXIT_USAGE
+    with contextlib.suppress(OSError):
+        sys.stderr.flush()
     os._exit(code)

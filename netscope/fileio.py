@@ -73,10 +73,13 @@ def atomic_path(path: str, *, force: bool = True) -> Iterator[str]:
     os.close(fd)
     try:
         yield tmp
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.chmod(tmp, _mode_for(path))
-        os.replace(tmp, path)
+        try:
+            with open(tmp, "rb+") as handle:
+                os.fsync(handle.fileno())
+            os.chmod(tmp, _mode_for(path))
+            os.replace(tmp, path)
+        except OSError as exc:  # a full disk at fsync, a folder made read-only meanwhile
+            raise UsageError(f"cannot write {path}: {exc.strerror or exc}; nothing was written there") from None
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
@@ -107,11 +110,36 @@ def command_stdout():
 def write_text_atomic(path: str, text: str, *, force: bool = True) -> None:
     """Write ``text`` to ``path`` atomically, or to standard output when ``path`` is ``-``."""
     if path == STDOUT:
-        command_stdout().write(text)
+        write_stdout(text)
         return
     with atomic_path(path, force=force) as tmp:
-        with open(tmp, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        try:
+            with open(tmp, "w", encoding="utf-8") as handle:
+                handle.write(text)
+        except OSError as exc:  # a full disk (/dev/full), a quota: the temp file is removed, the target untouched
+            raise UsageError(f"cannot write {path}: {exc.strerror or exc}; nothing was written there") from None
+
+
+def write_stdout(text: str) -> None:
+    """Write (and flush) a command's own output to standard output. Characters its encoding cannot hold
+    (``LANG=C``, ``PYTHONIOENCODING=ascii``) are written as backslash escapes, as Python does on stderr; a closed
+    or full standard output is a UsageError naming it. A closed pipe (``| head``) stays a BrokenPipeError, which
+    the CLI ends quietly on."""
+    stream = command_stdout()
+    if stream is None:  # started with stdout closed (`>&-`): Python gives no sys.stdout
+        raise UsageError("standard output is closed, so the output has nowhere to go; redirect it to a file "
+                         "(> FILE) or give -o FILE where the command has it")
+    try:
+        try:
+            stream.write(text)
+        except UnicodeEncodeError:  # the whole text is encoded before any of it is written
+            encoding = getattr(stream, "encoding", None) or "utf-8"
+            stream.write(text.encode(encoding, "backslashreplace").decode(encoding))
+        stream.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as exc:  # /dev/full, a full disk behind `> FILE`
+        raise UsageError(f"cannot write to standard output: {exc.strerror or exc}") from None
 
 
 def _mode_for(path: str) -> int:

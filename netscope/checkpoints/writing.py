@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any, Callable, Mapping, Optional
 
-from netscope.errors import CheckpointError
+from netscope.errors import CheckpointError, NetscopeError
 from netscope.fileio import atomic_path
 from netscope.registry import Registry
 
@@ -50,8 +50,16 @@ def save_checkpoint(obj: Any, path: str, *, force: bool = False,
             f"{', '.join(sorted(WRITERS))}."
         )
     _refuse_data_less_tensors(obj, path)
-    with atomic_path(path, force=force) as tmp:
-        writer(obj, tmp, metadata)
+    try:
+        with atomic_path(path, force=force) as tmp:
+            writer(obj, tmp, metadata)
+    except NetscopeError:
+        raise
+    except Exception as exc:  # a full disk: torch.save's RuntimeError, safetensors' SafetensorError, OSError
+        raise CheckpointError(  # the temp file is gone (atomic_path), the target untouched
+            f"writing {path} failed ({type(exc).__name__}: {exc}); nothing was written there. A full disk or "
+            "quota gives this: free space or choose another folder."
+        ) from None
 
 
 def _refuse_data_less_tensors(obj: Any, path: str, depth: int = 0) -> None:

@@ -7,7 +7,7 @@ import dataclasses
 import os
 import sys
 
-from netscope.fileio import command_stdout
+from netscope.fileio import write_stdout
 from netscope.render.rows import TEXT_FORMATS
 
 
@@ -148,7 +148,7 @@ def emit(text: str, args: argparse.Namespace) -> None:
         write_text_atomic(path, text if text.endswith("\n") else text + "\n",
                           force=getattr(args, "force", True))  # commands without --force keep the old behaviour
     else:
-        command_stdout().write(text if text.endswith("\n") else text + "\n")
+        write_stdout(text if text.endswith("\n") else text + "\n")
 
 
 def check_table_options(args: argparse.Namespace, *, step: bool = False) -> None:

@@ -209,7 +209,8 @@ def _run_model_file(path: str, spec: str):
     module = importlib.util.module_from_spec(module_spec)
     sys.modules[name] = module  # dataclasses and pickling look the module up by name
     try:
-        module_spec.loader.exec_module(module)
+        with _os_exit_raises():
+            module_spec.loader.exec_module(module)
     except SystemExit as exc:  # a script's own entry point ran: say so, instead of leaving with its exit code
         sys.modules.pop(name, None)
         raise ModelSpecError(f"running {path} {_exit_text(exc)}") from exc
@@ -223,10 +224,35 @@ def _run_model_file(path: str, spec: str):
     return module
 
 
+class _OsExit(SystemExit):
+    """``os._exit(code)`` called by a model file while netscope imports it."""
+
+
+@contextlib.contextmanager
+def _os_exit_raises():
+    """While the block runs, ``os._exit`` in this process raises :class:`_OsExit` instead of ending it at once with
+    no output (a script's last line, ``os._exit(0)``, made netscope exit 0 having printed nothing). A child process
+    forked meanwhile still exits. ``os._exit`` is restored afterwards."""
+    real, pid, active = os._exit, os.getpid(), [True]
+
+    def _exit(code):  # kept by `from os import _exit`: the real one once the block is over
+        if not active or os.getpid() != pid:
+            real(code)
+        raise _OsExit(code)
+
+    os._exit = _exit
+    try:
+        yield
+    finally:
+        os._exit = real
+        active.clear()
+
+
 def _exit_text(exc: SystemExit, *, script: bool = True) -> str:
     """What a module or constructor that called ``sys.exit`` did, and (``script``) how to keep a script's entry
     point from running on import."""
-    text = f"called sys.exit({exc.code!r}) (SystemExit)"
+    text = (f"called os._exit({exc.code!r})" if isinstance(exc, _OsExit)
+            else f"called sys.exit({exc.code!r}) (SystemExit)")
     if script:
         text += (": netscope imports the file as a module, so put the script part (argument parsing, training) "
                  "under if __name__ == \"__main__\":")
