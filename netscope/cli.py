@@ -71,7 +71,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         return _main(argv)
     except KeyboardInterrupt:  # Ctrl-C at any point: while the command runs, or while torch and the parser load
-        sys.stderr.write("netscope: interrupted\n")
+        _say("netscope: interrupted\n")
         return EXIT_INTERRUPTED
     except BrokenPipeError:  # e.g. `netscope summary --help | head -1`
         return 0
@@ -112,11 +112,16 @@ def _parse_intermixed(parser: argparse.ArgumentParser, argv: Optional[Sequence[s
 
 
 def _report_error(command: str, err: NetscopeError) -> int:
-    sys.stderr.write(f"netscope {command}: error: {err}\n")
     diagnosis = getattr(err, "diagnosis", None)
-    if diagnosis is not None:
-        sys.stderr.write(diagnosis.render().rstrip("\n") + "\n")
+    _say(f"netscope {command}: error: {err}\n" + ("" if diagnosis is None else diagnosis.render().rstrip("\n") + "\n"))
     return err.exit_code
+
+
+def _say(text: str) -> None:
+    """Write to stderr; a stderr that cannot take it (``2>/dev/full``) does not change the exit code."""
+    with contextlib.suppress(OSError):
+        sys.stderr.write(text)
+        sys.stderr.flush()
 
 
 def _keep_fd1_for_output() -> None:
@@ -152,7 +157,7 @@ def _fill_closed_std_streams() -> None:
                 os.dup2(null, fd)
                 os.close(null)
     if sys.stderr is None:
-        sys.stderr = open(2, "w", closefd=False)
+        sys.stderr = open(2, "w", errors="backslashreplace", closefd=False)
 
 
 def entry_point() -> None:  # console script

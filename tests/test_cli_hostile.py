@@ -80,6 +80,13 @@ def test_closed_stderr_keeps_the_exit_code(tmp_path):
     assert result.returncode == 2
 
 
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux) for a device that is full")
+def test_full_stderr_keeps_the_exit_code(tmp_path):
+    with open("/dev/full", "w") as full:
+        result = _netscope("keys", "no_such.pt", cwd=tmp_path, stderr=full)
+    assert result.returncode == 2
+
+
 def test_help_into_a_closed_pipe_is_quiet(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "netscope", "summary", "--help"], cwd=tmp_path, env=_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
