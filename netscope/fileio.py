@@ -15,6 +15,14 @@ from typing import Iterator, Sequence
 from netscope.errors import UsageError
 
 STDOUT = "-"
+STDOUT_ALIASES = ("/dev/stdout", "/dev/fd/1", "/proc/self/fd/1")  # standard output, named as a file
+
+
+def names_stdout(path) -> bool:
+    """Whether an output path means standard output: ``-``, or ``/dev/stdout`` and its aliases. The CLI points
+    descriptor 1 at stderr while a command runs (``cli._keep_fd1_for_output``), so opening ``/dev/stdout`` would
+    write to stderr; such a path is written through :func:`write_stdout` like ``-``."""
+    return path == STDOUT or (isinstance(path, str) and os.path.abspath(path) in STDOUT_ALIASES)
 
 
 def writable_target(path: str, *, force: bool, reads: Sequence[str] = ()) -> str:

@@ -193,3 +193,41 @@ def test_symlink_loop_is_named(tmp_path, capsys):
     assert main(["keys", str(tmp_path / "a.pt")]) == 2
     err = capsys.readouterr().err
     assert "symbolic link that leads to no file" in err and "loop" in err
+
+
+def test_dev_stdout_is_standard_output(ckpt):
+    """``-o /dev/stdout`` is ``-o -``: the output reaches standard output (descriptor 1 is pointed at stderr while
+    a command runs, so opening /dev/stdout would write to stderr), and --html /dev/stdout beside the command's
+    own output is refused as two outputs on stdout."""
+    plain = _netscope("keys", ckpt.name, "-f", "json", cwd=ckpt.parent)
+    named = _netscope("keys", ckpt.name, "-f", "json", "-o", "/dev/stdout", cwd=ckpt.parent)
+    assert named.returncode == 0 and named.stderr == b""
+    assert named.stdout == plain.stdout != b""
+    (ckpt.parent / "m.py").write_text("import torch.nn as nn\nclass M(nn.Linear):\n"
+                                      "    def __init__(self):\n        super().__init__(3, 2)\n")
+    both = _netscope("summary", "m.py:M", "-i", "1,3", "--html", "/dev/stdout", cwd=ckpt.parent)
+    assert both.returncode == 2 and both.stdout == b""
+    _one_paragraph(both.stderr, "standard output is given to two outputs")
+    remap = _netscope("remap", ckpt.name, "m.py:M", "-o", "/dev/stdout", cwd=ckpt.parent)
+    assert remap.returncode == 2 and remap.stdout == b""
+    _one_paragraph(remap.stderr, "not to standard output")
+
+
+def test_plot_on_a_full_disk_names_the_file(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("matplotlib", reason="--plot needs matplotlib")
+    from matplotlib.figure import Figure
+
+    def full_disk(self, fname, **kwargs):
+        with open(fname, "wb") as handle:
+            handle.write(b"partial")
+        raise OSError(28, os.strerror(28))
+
+    monkeypatch.setattr(Figure, "savefig", full_disk)
+    (tmp_path / "m.py").write_text("import torch.nn as nn\nclass M(nn.Linear):\n"
+                                   "    def __init__(self):\n        super().__init__(4, 4)\n")
+    monkeypatch.chdir(tmp_path)
+    listing = sorted(os.listdir(tmp_path))
+    code = main(["summary", "m.py:M", "-i", "1,4", "--plot", "p.png", "-q"])
+    err = capsys.readouterr().err
+    assert code == 2 and "cannot write p.png" in err and os.strerror(28) in err and "Traceback" not in err
+    assert sorted(os.listdir(tmp_path)) == listing

@@ -6,7 +6,7 @@ import os
 from typing import Any, Callable, Mapping, Optional
 
 from netscope.errors import CheckpointError, NetscopeError
-from netscope.fileio import atomic_path
+from netscope.fileio import atomic_path, names_stdout
 from netscope.registry import Registry
 
 Writer = Callable[[Any, str, Optional[Mapping[str, str]]], None]
@@ -42,6 +42,9 @@ def save_checkpoint(obj: Any, path: str, *, force: bool = False,
     ``torch.save`` for ``.pt/.pth/.bin/.ckpt`` (everything kept, shared storages stay shared). An
     existing ``path`` is refused unless ``force``. ``metadata`` (safetensors only) adds header strings.
     """
+    if names_stdout(path):
+        raise CheckpointError("a checkpoint is written to a file, not to standard output; give a file name ending "
+                              f"in one of {', '.join(sorted(WRITERS))}.")
     ext = os.path.splitext(path)[1].lower()
     writer = WRITERS.get(ext)
     if writer is None:
