@@ -15,7 +15,7 @@ import sys
 import warnings
 from typing import Dict, Optional, Sequence
 
-from netscope.errors import EXIT_INTERRUPTED, EXIT_USAGE, NetscopeError
+from netscope.errors import EXIT_INTERRUPTED, EXIT_MODEL_FAILED, EXIT_USAGE, NetscopeError
 from netscope.fileio import command_output
 
 COMMANDS = {
@@ -86,12 +86,20 @@ def _main(argv: Optional[Sequence[str]]) -> int:
         args = _parse_intermixed(commands[args.command], argv, args.command)
     # Warnings raised by torch and model code while the command runs are shown after its output, and not
     # at all when the command ends in an error: the error paragraph is what the user must read.
+    from netscope.models.specs import exit_text, os_exit_raises
+
     with warnings.catch_warnings(record=True) as caught:
         try:
-            with command_output():  # prints of the model's own code go to stderr, the command's output to stdout
+            # prints of the model's own code go to stderr, the command's output to stdout; os._exit in its code
+            # raises, as sys.exit does, instead of ending the process with no output and exit code 0
+            with command_output(), os_exit_raises():
                 code = int(args._run(args) or 0)
         except NetscopeError as err:
             return _report_error(args.command, err)
+        except SystemExit as exc:  # the model's forward (files and constructors are caught where they are run)
+            _say(f"netscope {args.command}: error: the model's code {exit_text(exc, script=False)} while netscope "
+                 "ran it, so there is nothing to report; remove the exit from its forward\n")
+            return EXIT_MODEL_FAILED
         except BrokenPipeError:  # e.g. `netscope summary | head`
             return 0
     if not getattr(args, "quiet", False):

@@ -231,3 +231,60 @@ def test_plot_on_a_full_disk_names_the_file(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert code == 2 and "cannot write p.png" in err and os.strerror(28) in err and "Traceback" not in err
     assert sorted(os.listdir(tmp_path)) == listing
+
+
+@pytest.mark.parametrize("call, said", [("sys.exit(0)", "called sys.exit(0)"), ("os._exit(0)", "called os._exit(0)")])
+def test_forward_that_exits_is_a_model_failure(call, said, tmp_path):
+    """A forward that ends the process used to leave netscope with exit code 0 and no output at all."""
+    (tmp_path / "quits.py").write_text(textwrap.dedent(f"""
+        import os, sys
+        import torch.nn as nn
+        class Quits(nn.Linear):
+            def __init__(self):
+                super().__init__(4, 4)
+            def forward(self, x):
+                {call}
+    """))
+    result = _netscope("summary", "quits.py:Quits", "-i", "1,4", "-f", "json", cwd=tmp_path)
+    assert result.returncode == 3 and result.stdout == b""
+    _one_paragraph(result.stderr, "netscope summary: error: the model's code " + said)
+
+
+class _Raises(nn.Module):
+    """A child layer during whose forward Ctrl-C arrives (KeyboardInterrupt), or that calls sys.exit."""
+
+    def __init__(self, exc):
+        super().__init__()
+        self.exc = exc
+
+    def forward(self, x):
+        raise self.exc()
+
+
+@pytest.mark.parametrize("device", ["cpu", "meta"])
+@pytest.mark.parametrize("raised", [KeyboardInterrupt, SystemExit])
+def test_interrupted_forward_leaves_model_and_process_as_they_were(device, raised):
+    import torch.nn.modules.module as module_mod
+    from torch.utils._python_dispatch import _get_current_dispatch_mode_stack
+
+    import netscope
+
+    model = nn.Sequential(nn.BatchNorm1d(4), nn.Linear(4, 4), _Raises(raised)).train()
+    model[1].weight.requires_grad_(False)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    flags = [(m.training, dict(m._forward_hooks), dict(m._forward_pre_hooks)) for m in model.modules()]
+    grads = [p.requires_grad for p in model.parameters()]
+    call_impl, call = nn.Module._call_impl, nn.Module.__call__
+    global_hooks = {name: dict(value) for name, value in vars(module_mod).items()
+                    if name.startswith("_global") and isinstance(value, dict)}
+    rng = torch.get_rng_state()
+    with pytest.raises(raised):
+        netscope.summary(model, (2, 4), device=device)
+    assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
+    assert flags == [(m.training, dict(m._forward_hooks), dict(m._forward_pre_hooks)) for m in model.modules()]
+    assert grads == [p.requires_grad for p in model.parameters()]
+    assert nn.Module._call_impl is call_impl and nn.Module.__call__ is call
+    assert global_hooks == {name: dict(value) for name, value in vars(module_mod).items()
+                            if name.startswith("_global") and isinstance(value, dict)}
+    assert not _get_current_dispatch_mode_stack()
+    assert torch.is_grad_enabled() and torch.equal(rng, torch.get_rng_state())
