@@ -288,3 +288,12 @@ def test_interrupted_forward_leaves_model_and_process_as_they_were(device, raise
                             if name.startswith("_global") and isinstance(value, dict)}
     assert not _get_current_dispatch_mode_stack()
     assert torch.is_grad_enabled() and torch.equal(rng, torch.get_rng_state())
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs os.mkfifo")
+def test_checkpoint_that_is_a_pipe_or_device_is_named(tmp_path, capsys):
+    os.mkfifo(tmp_path / "fifo.pt")
+    for path in [tmp_path / "fifo.pt"] + ([os.devnull] if os.path.exists(os.devnull) else []):
+        assert main(["keys", str(path)]) == 2
+        err = capsys.readouterr().err
+        assert "is not a regular file (a pipe or a device)" in err and "empty" not in err

@@ -116,6 +116,9 @@ def detect_format(path: str) -> Tuple[str, str]:
             f"{path} is one data file of a torch.distributed.checkpoint directory; pass the directory that "
             "holds it and its .metadata file instead."
         )
+    if not os.path.isfile(path):  # a FIFO (`<(...)`), /dev/zero: no size to read, seeking fails or never ends
+        raise CheckpointError(f"{path} is not a regular file (a pipe or a device); netscope reads a checkpoint from a "
+                              "file it can seek in, so save or copy it to a file first.")
     size = os.path.getsize(path)
     if size == 0:
         raise CheckpointError(f"{path} is empty (0 bytes): the save was interrupted or the copy failed; save it again.")
