@@ -122,7 +122,8 @@ def write_text_atomic(path: str, text: str, *, force: bool = True) -> None:
         return
     with atomic_path(path, force=force) as tmp:
         try:
-            with open(tmp, "w", encoding="utf-8") as handle:
+            # a lone surrogate (a checkpoint key unpickled from bytes that were not UTF-8) as its escape, \udcff
+            with open(tmp, "w", encoding="utf-8", errors="backslashreplace") as handle:
                 handle.write(text)
         except OSError as exc:  # a full disk (/dev/full), a quota: the temp file is removed, the target untouched
             raise UsageError(f"cannot write {path}: {exc.strerror or exc}; nothing was written there") from None

@@ -297,3 +297,11 @@ def test_checkpoint_that_is_a_pipe_or_device_is_named(tmp_path, capsys):
         assert main(["keys", str(path)]) == 2
         err = capsys.readouterr().err
         assert "is not a regular file (a pipe or a device)" in err and "empty" not in err
+
+
+@pytest.mark.parametrize("fmt", ["table", "csv"])
+def test_key_with_a_lone_surrogate_is_written_escaped(fmt, tmp_path, capsys):
+    torch.save({"bad\udcffkey.weight": torch.zeros(2)}, tmp_path / "sur.pt")
+    out = tmp_path / f"keys.{fmt}"
+    assert main(["keys", str(tmp_path / "sur.pt"), "-f", fmt, "-o", str(out)]) == 0, capsys.readouterr().err
+    assert "bad\\udcffkey.weight" in out.read_text(encoding="utf-8")
