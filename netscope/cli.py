@@ -8,13 +8,14 @@ Each subcommand lives in ``netscope/commands/<name>.py`` and exposes ``HELP`` (o
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import sys
 import warnings
 from typing import Dict, Optional, Sequence
 
-from netscope.errors import EXIT_INTERRUPTED, EXIT_USAGE, NetscopeError
+from netscope.errors import EXIT_INTERRUPTED, EXIT_MODEL_FAILED, EXIT_USAGE, NetscopeError
 from netscope.fileio import command_output
 
 COMMANDS = {
@@ -67,6 +68,16 @@ def _build_parsers():
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # Ctrl-C at any point: while the command runs, or while torch and the parser load
+        _say("netscope: interrupted\n")
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # e.g. `netscope summary --help | head -1`
+        return 0
+
+
+def _main(argv: Optional[Sequence[str]]) -> int:
     parser, commands = _build_parsers()
     args, unknown = parser.parse_known_args(argv)
     if args.command is None:  # argparse.error: usage and one line on stderr, exit 2
@@ -75,15 +86,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         args = _parse_intermixed(commands[args.command], argv, args.command)
     # Warnings raised by torch and model code while the command runs are shown after its output, and not
     # at all when the command ends in an error: the error paragraph is what the user must read.
+    from netscope.models.specs import exit_text, os_exit_raises
+
     with warnings.catch_warnings(record=True) as caught:
         try:
-            with command_output():  # prints of the model's own code go to stderr, the command's output to stdout
+            # prints of the model's own code go to stderr, the command's output to stdout; os._exit in its code
+            # raises, as sys.exit does, instead of ending the process with no output and exit code 0
+            with command_output(), os_exit_raises():
                 code = int(args._run(args) or 0)
         except NetscopeError as err:
             return _report_error(args.command, err)
-        except KeyboardInterrupt:
-            sys.stderr.write("netscope: interrupted\n")
-            return EXIT_INTERRUPTED
+        except SystemExit as exc:  # the model's forward (files and constructors are caught where they are run)
+            _say(f"netscope {args.command}: error: the model's code {exit_text(exc, script=False)} while netscope "
+                 "ran it, so there is nothing to report; remove the exit from its forward\n")
+            return EXIT_MODEL_FAILED
         except BrokenPipeError:  # e.g. `netscope summary | head`
             return 0
     if not getattr(args, "quiet", False):
@@ -104,11 +120,16 @@ def _parse_intermixed(parser: argparse.ArgumentParser, argv: Optional[Sequence[s
 
 
 def _report_error(command: str, err: NetscopeError) -> int:
-    sys.stderr.write(f"netscope {command}: error: {err}\n")
     diagnosis = getattr(err, "diagnosis", None)
-    if diagnosis is not None:
-        sys.stderr.write(diagnosis.render().rstrip("\n") + "\n")
+    _say(f"netscope {command}: error: {err}\n" + ("" if diagnosis is None else diagnosis.render().rstrip("\n") + "\n"))
     return err.exit_code
+
+
+def _say(text: str) -> None:
+    """Write to stderr; a stderr that cannot take it (``2>/dev/full``) does not change the exit code."""
+    with contextlib.suppress(OSError):
+        sys.stderr.write(text)
+        sys.stderr.flush()
 
 
 def _keep_fd1_for_output() -> None:
@@ -130,14 +151,41 @@ def _keep_fd1_for_output() -> None:
                            errors=stream.errors)
 
 
+def _fill_closed_std_streams() -> None:
+    """Started with stderr or stdout closed (``2>&-``, ``>&-``): point the descriptor at the null device, so that
+    error paragraphs have somewhere to go and a file netscope opens later cannot take descriptor 1 or 2 (where C
+    code and a model's ``os.write(1, ...)`` would write into it). ``sys.stdout`` stays None: output meant for it
+    is refused with a message (``fileio.write_stdout``)."""
+    for fd in (1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_WRONLY)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+    if sys.stderr is None:
+        sys.stderr = open(2, "w", errors="backslashreplace", closefd=False)
+
+
 def entry_point() -> None:  # console script
     """Run, flush, and leave with ``os._exit``: once the output is written, the interpreter's shutdown
     (tearing down torch and every imported module, 0.5-0.9 s) does nothing the user needs."""
+    _fill_closed_std_streams()
     _keep_fd1_for_output()
-    code = main()
     try:
-        sys.stdout.flush()
+        code = main()
+    except SystemExit as exc:  # argparse's --help/--version and usage errors
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else EXIT_USAGE)
+    try:
+        if sys.stdout is not None:
+            sys.stdout.flush()
     except BrokenPipeError:
         pass
-    sys.stderr.flush()
+    except OSError as exc:  # argparse's help did not reach standard output (/dev/full); a command's own output
+        if code == 0:  # is flushed as written (fileio.write_stdout), and its failure already reported
+            sys.stderr.write(f"netscope: error: cannot write to standard output: {exc.strerror or exc}\n")
+            code = EXIT_USAGE
+    with contextlib.suppress(OSError):
+        sys.stderr.flush()
     os._exit(code)

@@ -15,6 +15,14 @@ from typing import Iterator, Sequence
 from netscope.errors import UsageError
 
 STDOUT = "-"
+STDOUT_ALIASES = ("/dev/stdout", "/dev/fd/1", "/proc/self/fd/1")  # standard output, named as a file
+
+
+def names_stdout(path) -> bool:
+    """Whether an output path means standard output: ``-``, or ``/dev/stdout`` and its aliases. The CLI points
+    descriptor 1 at stderr while a command runs (``cli._keep_fd1_for_output``), so opening ``/dev/stdout`` would
+    write to stderr; such a path is written through :func:`write_stdout` like ``-``."""
+    return path == STDOUT or (isinstance(path, str) and os.path.abspath(path) in STDOUT_ALIASES)
 
 
 def writable_target(path: str, *, force: bool, reads: Sequence[str] = ()) -> str:
@@ -73,10 +81,13 @@ def atomic_path(path: str, *, force: bool = True) -> Iterator[str]:
     os.close(fd)
     try:
         yield tmp
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.chmod(tmp, _mode_for(path))
-        os.replace(tmp, path)
+        try:
+            with open(tmp, "rb+") as handle:
+                os.fsync(handle.fileno())
+            os.chmod(tmp, _mode_for(path))
+            os.replace(tmp, path)
+        except OSError as exc:  # a full disk at fsync, a folder made read-only meanwhile
+            raise UsageError(f"cannot write {path}: {exc.strerror or exc}; nothing was written there") from None
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
@@ -107,11 +118,37 @@ def command_stdout():
 def write_text_atomic(path: str, text: str, *, force: bool = True) -> None:
     """Write ``text`` to ``path`` atomically, or to standard output when ``path`` is ``-``."""
     if path == STDOUT:
-        command_stdout().write(text)
+        write_stdout(text)
         return
     with atomic_path(path, force=force) as tmp:
-        with open(tmp, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        try:
+            # a lone surrogate (a checkpoint key unpickled from bytes that were not UTF-8) as its escape, \udcff
+            with open(tmp, "w", encoding="utf-8", errors="backslashreplace") as handle:
+                handle.write(text)
+        except OSError as exc:  # a full disk (/dev/full), a quota: the temp file is removed, the target untouched
+            raise UsageError(f"cannot write {path}: {exc.strerror or exc}; nothing was written there") from None
+
+
+def write_stdout(text: str) -> None:
+    """Write (and flush) a command's own output to standard output. Characters its encoding cannot hold
+    (``LANG=C``, ``PYTHONIOENCODING=ascii``) are written as backslash escapes, as Python does on stderr; a closed
+    or full standard output is a UsageError naming it. A closed pipe (``| head``) stays a BrokenPipeError, which
+    the CLI ends quietly on."""
+    stream = command_stdout()
+    if stream is None:  # started with stdout closed (`>&-`): Python gives no sys.stdout
+        raise UsageError("standard output is closed, so the output has nowhere to go; redirect it to a file "
+                         "(> FILE) or give -o FILE where the command has it")
+    try:
+        try:
+            stream.write(text)
+        except UnicodeEncodeError:  # the whole text is encoded before any of it is written
+            encoding = getattr(stream, "encoding", None) or "utf-8"
+            stream.write(text.encode(encoding, "backslashreplace").decode(encoding))
+        stream.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as exc:  # /dev/full, a full disk behind `> FILE`
+        raise UsageError(f"cannot write to standard output: {exc.strerror or exc}") from None
 
 
 def _mode_for(path: str) -> int:

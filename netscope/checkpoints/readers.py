@@ -102,6 +102,9 @@ def detect_format(path: str) -> Tuple[str, str]:
     except TypeError:
         raise UsageError(f"a checkpoint is named by its path (a str or os.PathLike), not {type(path).__name__}") from None
     if not os.path.exists(path):
+        if os.path.islink(path):  # a dangling link, or links that lead back to themselves
+            raise CheckpointError(f"{path} is a symbolic link that leads to no file (to {os.readlink(path)!r}: a "
+                                  "missing target, or links that form a loop); point it at the checkpoint.")
         raise CheckpointError(f"no file or folder at {path}; check the path (and the current directory).")
     if os.path.isdir(path):
         return _detect_directory(path)
@@ -113,6 +116,9 @@ def detect_format(path: str) -> Tuple[str, str]:
             f"{path} is one data file of a torch.distributed.checkpoint directory; pass the directory that "
             "holds it and its .metadata file instead."
         )
+    if not os.path.isfile(path):  # a FIFO (`<(...)`), /dev/zero: no size to read, seeking fails or never ends
+        raise CheckpointError(f"{path} is not a regular file (a pipe or a device); netscope reads a checkpoint from a "
+                              "file it can seek in, so save or copy it to a file first.")
     size = os.path.getsize(path)
     if size == 0:
         raise CheckpointError(f"{path} is empty (0 bytes): the save was interrupted or the copy failed; save it again.")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from typing import Any, Callable, Mapping, Optional
 
-from netscope.errors import CheckpointError
-from netscope.fileio import atomic_path
+from netscope.errors import CheckpointError, NetscopeError
+from netscope.fileio import atomic_path, names_stdout
 from netscope.registry import Registry
 
 Writer = Callable[[Any, str, Optional[Mapping[str, str]]], None]
@@ -42,6 +42,9 @@ def save_checkpoint(obj: Any, path: str, *, force: bool = False,
     ``torch.save`` for ``.pt/.pth/.bin/.ckpt`` (everything kept, shared storages stay shared). An
     existing ``path`` is refused unless ``force``. ``metadata`` (safetensors only) adds header strings.
     """
+    if names_stdout(path):
+        raise CheckpointError("a checkpoint is written to a file, not to standard output; give a file name ending "
+                              f"in one of {', '.join(sorted(WRITERS))}.")
     ext = os.path.splitext(path)[1].lower()
     writer = WRITERS.get(ext)
     if writer is None:
@@ -50,8 +53,16 @@ def save_checkpoint(obj: Any, path: str, *, force: bool = False,
             f"{', '.join(sorted(WRITERS))}."
         )
     _refuse_data_less_tensors(obj, path)
-    with atomic_path(path, force=force) as tmp:
-        writer(obj, tmp, metadata)
+    try:
+        with atomic_path(path, force=force) as tmp:
+            writer(obj, tmp, metadata)
+    except NetscopeError:
+        raise
+    except Exception as exc:  # a full disk: torch.save's RuntimeError, safetensors' SafetensorError, OSError
+        raise CheckpointError(  # the temp file is gone (atomic_path), the target untouched
+            f"writing {path} failed ({type(exc).__name__}: {exc}); nothing was written there. A full disk or "
+            "quota gives this: free space or choose another folder."
+        ) from None
 
 
 def _refuse_data_less_tensors(obj: Any, path: str, depth: int = 0) -> None:

@@ -7,7 +7,7 @@ import dataclasses
 import os
 import sys
 
-from netscope.fileio import command_stdout
+from netscope.fileio import write_stdout
 from netscope.render.rows import TEXT_FORMATS
 
 
@@ -90,12 +90,23 @@ def check_output_paths(args: argparse.Namespace, paths) -> None:
 
     if any(p == "" for p in paths):  # -o "" (an unset shell variable) would otherwise mean stdout, silently
         raise UsageError("an output file name is empty; give a file name, or '-' for standard output")
+    paths = _stdout_aliases_as_dash(args, paths)
     inputs = input_files(args)
     named = [p for p in paths if p]
     _refuse_shared_outputs(args, named)
     for path in named:
         if path != STDOUT:
             writable_target(path, force=getattr(args, "force", False), reads=inputs)
+
+
+def _stdout_aliases_as_dash(args: argparse.Namespace, paths):
+    """``-o /dev/stdout`` (or ``/dev/fd/1``) is ``-o -``: the option on ``args`` and in ``paths`` becomes ``-``."""
+    from netscope.fileio import STDOUT, names_stdout
+
+    for name in OUTPUT_OPTIONS:
+        if names_stdout(getattr(args, name, None)):
+            setattr(args, name, STDOUT)
+    return [STDOUT if names_stdout(p) else p for p in paths]
 
 
 # each file-writing option: its flag, and what it writes (for the lines that say a file was not written)
@@ -148,7 +159,7 @@ def emit(text: str, args: argparse.Namespace) -> None:
         write_text_atomic(path, text if text.endswith("\n") else text + "\n",
                           force=getattr(args, "force", True))  # commands without --force keep the old behaviour
     else:
-        command_stdout().write(text if text.endswith("\n") else text + "\n")
+        write_stdout(text if text.endswith("\n") else text + "\n")
 
 
 def check_table_options(args: argparse.Namespace, *, step: bool = False) -> None:

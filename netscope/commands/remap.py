@@ -10,7 +10,7 @@ import argparse
 import sys
 
 from netscope.commands.common import add_model_arguments
-from netscope.fileio import command_stdout
+from netscope.fileio import write_stdout
 from netscope.render.rows import TEXT_FORMATS
 
 HELP = "rename a checkpoint's keys to match a model (prefixes, wrappers, rules, renumbering, structure) and write it"
@@ -120,5 +120,5 @@ def run(args: argparse.Namespace) -> int:
                         dry_run=args.dry_run)
     if args.save_plan:
         write_plan(report.plan, args.save_plan, force=args.force)
-    command_stdout().write(render_report(report, args).rstrip("\n") + "\n")
+    write_stdout(render_report(report, args).rstrip("\n") + "\n")
     return outcome(report, args)

@@ -118,7 +118,7 @@ def _terminal_width(args):
     from netscope.fileio import command_stdout
 
     stdout = command_stdout()
-    if args.output or not stdout.isatty():
+    if args.output or stdout is None or not stdout.isatty():
         return None
     if "COLUMNS" in os.environ:
         return shutil.get_terminal_size().columns

@@ -115,7 +115,7 @@ def _call_factory(factory: Callable, model_args: Mapping[str, Any], spec: str):
             "arguments with --model-arg KEY=VALUE"
         ) from exc
     except SystemExit as exc:
-        raise ModelSpecError(f"the constructor of {spec} {_exit_text(exc, script=False)}") from exc
+        raise ModelSpecError(f"the constructor of {spec} {exit_text(exc, script=False)}") from exc
     except Exception as exc:
         raise ModelSpecError(f"the constructor of {spec} raised {type(exc).__name__}: {exc}") from exc
     if not isinstance(model, nn.Module):
@@ -149,7 +149,7 @@ def _from_import_string(module_path: str, attr: str, model_args, spec: str) -> R
             "installed in this environment, or that the current directory is on PYTHONPATH"
         ) from exc
     except SystemExit as exc:
-        raise ModelSpecError(f"importing {module_path!r} {_exit_text(exc)}") from exc
+        raise ModelSpecError(f"importing {module_path!r} {exit_text(exc)}") from exc
     except Exception as exc:
         raise ModelSpecError(f"importing {module_path!r} raised {type(exc).__name__}: {exc}") from exc
     factory = _get_attr_path(module, attr, spec)
@@ -209,10 +209,11 @@ def _run_model_file(path: str, spec: str):
     module = importlib.util.module_from_spec(module_spec)
     sys.modules[name] = module  # dataclasses and pickling look the module up by name
     try:
-        module_spec.loader.exec_module(module)
+        with os_exit_raises():
+            module_spec.loader.exec_module(module)
     except SystemExit as exc:  # a script's own entry point ran: say so, instead of leaving with its exit code
         sys.modules.pop(name, None)
-        raise ModelSpecError(f"running {path} {_exit_text(exc)}") from exc
+        raise ModelSpecError(f"running {path} {exit_text(exc)}") from exc
     except Exception as exc:
         sys.modules.pop(name, None)
         hint = ""
@@ -223,10 +224,35 @@ def _run_model_file(path: str, spec: str):
     return module
 
 
-def _exit_text(exc: SystemExit, *, script: bool = True) -> str:
+class _OsExit(SystemExit):
+    """``os._exit(code)`` called by a model file while netscope imports it."""
+
+
+@contextlib.contextmanager
+def os_exit_raises():
+    """While the block runs, ``os._exit`` in this process raises :class:`_OsExit` instead of ending it at once with
+    no output (a script's last line, ``os._exit(0)``, made netscope exit 0 having printed nothing). A child process
+    forked meanwhile still exits. ``os._exit`` is restored afterwards."""
+    real, pid, active = os._exit, os.getpid(), [True]
+
+    def _exit(code):  # kept by `from os import _exit`: the real one once the block is over
+        if not active or os.getpid() != pid:
+            real(code)
+        raise _OsExit(code)
+
+    os._exit = _exit
+    try:
+        yield
+    finally:
+        os._exit = real
+        active.clear()
+
+
+def exit_text(exc: SystemExit, *, script: bool = True) -> str:
     """What a module or constructor that called ``sys.exit`` did, and (``script``) how to keep a script's entry
     point from running on import."""
-    text = f"called sys.exit({exc.code!r}) (SystemExit)"
+    text = (f"called os._exit({exc.code!r})" if isinstance(exc, _OsExit)
+            else f"called sys.exit({exc.code!r}) (SystemExit)")
     if script:
         text += (": netscope imports the file as a module, so put the script part (argument parsing, training) "
                  "under if __name__ == \"__main__\":")

@@ -46,7 +46,10 @@ def save_plot(report, path: str) -> None:
     figure.suptitle(f"{report.run.model}: {si(report.totals.total_params)} params, "
                     f"{bound}{si(report.totals.total_macs)} mult-adds{failed}")
     with atomic_path(path) as tmp:
-        figure.savefig(tmp, format=fmt, dpi=150)
+        try:
+            figure.savefig(tmp, format=fmt, dpi=150)
+        except OSError as exc:  # a full disk: the temp file is removed, the target untouched
+            raise UsageError(f"cannot write {path}: {exc.strerror or exc}; nothing was written there") from None
 
 
 def _figure_class():
