@@ -14,16 +14,17 @@ functions on the few modules concerned. Any model that is not provably plain get
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import operator
-from typing import Dict, List, NamedTuple, Optional, Sequence, Set
+from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 import torch
 import torch.nn as nn
 
 from netscope.naming.findings import (derived_weight_findings, non_persistent_buffer_findings,
-                                      numbered_sequential_findings)
-from netscope.naming.segments import NON_PERSISTENT_BUFFER, child_step, is_index
+                                      numbered_sequential_finding)
+from netscope.naming.segments import NON_PERSISTENT_BUFFER, SEQUENTIAL_INDEX, child_step, is_index
 from netscope.naming.unregistered import CONTAINERS, TORCH_INTERNAL, holds_unregistered, is_container
 from netscope.naming.walk import ModuleVisit, leaf_visits
 from netscope.records import Finding
@@ -37,6 +38,7 @@ _HOOK_TABLES = ("_state_dict_hooks", "_state_dict_pre_hooks")
 _SUSPECT = CONTAINERS + (nn.Module, torch.Tensor)  # attribute values that may hold something unregistered
 _values = operator.methodcaller("values")
 _PRE_HOOKS = operator.itemgetter("_forward_pre_hooks")
+_NON_PERSISTENT = operator.itemgetter("_non_persistent_buffers_set")
 
 
 def audit_findings(model: nn.Module, tree: Optional[ModuleTree] = None) -> List[Finding]:
@@ -47,13 +49,16 @@ def audit_findings(model: nn.Module, tree: Optional[ModuleTree] = None) -> List[
         from netscope.naming.audit import audit_names
 
         return list(audit_names(model).findings)
-    owners = [m for m in tree.modules if m._non_persistent_buffers_set]
-    sequentials = [m for m in tree.modules if isinstance(m, nn.Sequential) and any(map(is_index, m._modules))]
+    try:
+        owners = list(itertools.compress(tree.modules, map(_NON_PERSISTENT, tree.states)))
+    except KeyError:  # a module torch's own __init__ did not set up
+        owners = [m for m in tree.modules if m._non_persistent_buffers_set]
     visits = _Visits(tree)
     leaves = [leaf for m in owners for leaf in leaf_visits(visits.of(m)) if leaf.kind == NON_PERSISTENT_BUFFER]
     hooked = itertools.compress(tree.modules, map(_PRE_HOOKS, tree.states))  # pruning, weight_norm, ...
     return [*non_persistent_buffer_findings(leaves),
-            *numbered_sequential_findings([visits.last_step(m) for m in sequentials]),
+            *(numbered_sequential_finding(parent, paths, first)
+              for parent, (paths, first) in visits.numbered_sequentials().items()),
             *derived_weight_findings((tree.names[id(m)], m) for m in hooked)]
 
 
@@ -165,26 +170,38 @@ def _inert_kind(kind: type) -> bool:
 
 def _distinct_memory(tensors: Sequence[torch.Tensor]) -> bool:
     """Every tensor a distinct object of a plain type, non-empty, and no two of them on overlapping memory
-    (told from data pointers and sizes, or meta storages): then no tie, shared storage or overlapping view."""
-    if len(set(map(id, tensors))) != len(tensors) or any(type(t) not in _PLAIN_TENSORS for t in tensors):
+    (told from data pointers and sizes, or meta storages): then no tie, shared storage or overlapping view.
+    Each property is read for all tensors in one C loop (``map`` over torch's own methods)."""
+    if len(set(map(id, tensors))) != len(tensors) or not set(map(type, tensors)) <= _PLAIN_TENSOR_TYPES:
         return False
-    spans = []
-    meta = set()
     try:
-        for t in tensors:
-            if t.numel() == 0 or not t.is_contiguous():
+        if not all(map(_NUMEL, tensors)) or not all(map(_CONTIGUOUS, tensors)):
+            return False
+        meta = list(map(_IS_META, tensors))
+        if any(meta):
+            storages = {t.untyped_storage()._cdata for t in itertools.compress(tensors, meta)}
+            if len(storages) != sum(meta):
                 return False
-            if t.is_meta:
-                meta.add(t.untyped_storage()._cdata)
-                continue
-            start = t.data_ptr()
-            spans.append((t.get_device(), start, start + t.nbytes))
+            tensors = list(itertools.compress(tensors, map(operator.not_, meta)))
+        starts = list(map(_DATA_PTR, tensors))
+        devices = set(map(_DEVICE, tensors))
+        ends = list(map(operator.add, starts, map(_NBYTES, tensors)))
     except (RuntimeError, NotImplementedError, TypeError, AttributeError):  # no plain storage to look at
         return False
-    if len(meta) != len(tensors) - len(spans):
-        return False
-    spans.sort()
+    if len(devices) <= 1:  # the usual case
+        # Non-empty spans are disjoint exactly when, starts and ends sorted apart, the k-th end is at most the
+        # (k+1)-th start (if span j starts inside span i, fewer than k ends precede j's start, at position k+1 at
+        # least): two sorts of ints instead of one of tuples.
+        starts.sort()
+        return all(map(operator.le, sorted(ends), itertools.islice(starts, 1, None)))
+    spans = sorted(zip(map(_DEVICE, tensors), starts, ends))
     return all(a[0] != b[0] or a[2] <= b[1] for a, b in zip(spans, spans[1:]))
+
+
+_PLAIN_TENSOR_TYPES = frozenset(_PLAIN_TENSORS)
+_NUMEL, _CONTIGUOUS = torch.Tensor.numel, torch.Tensor.is_contiguous
+_DATA_PTR, _DEVICE = torch.Tensor.data_ptr, torch.Tensor.get_device
+_IS_META, _NBYTES = operator.attrgetter("is_meta"), operator.attrgetter("nbytes")
 
 
 class _Visits:
@@ -193,10 +210,13 @@ class _Visits:
 
     def __init__(self, tree: ModuleTree):
         self.tree = tree
-        self.by_path = {path: module for path, module in tree.named}
         self.built: Dict[int, ModuleVisit] = {id(tree.root): ModuleVisit(tree.root, (), None, "", "")}
         self.positions: Dict[int, Dict[str, int]] = {}
-        self.numbered_origins: Dict[int, str] = {}  # id(parent) -> the origin of its numbered children
+        self.origins: Dict[tuple, str] = {}  # (parent path, child name or "" for any index name) -> origin
+
+    @functools.cached_property
+    def by_path(self) -> Dict[str, nn.Module]:
+        return dict(self.tree.named)
 
     def of(self, module: nn.Module) -> ModuleVisit:
         visit = self.built.get(id(module))
@@ -214,31 +234,63 @@ class _Visits:
         self.built[id(module)] = visit
         return visit
 
-    def last_step(self, module: nn.Module) -> "_LastStep":
-        """What :func:`numbered_sequential_findings` reads of a visit (module, path, origin), without building
-        the visit's steps from the root: the origin is the last step's, built from the parent's visit."""
-        path = self.tree.names[id(module)]
-        if not path:
-            return _LastStep(module, path, self.built[id(module)].origin)
-        parent_path, _, name = path.rpartition(".")
-        parent = self.by_path[parent_path]
-        # Every child rule gives the numbered children of one parent the same origin (which index it is only
-        # changes the accessor), so a parent's numbered children share one computed step.
-        numbered = is_index(name)
-        if numbered and id(parent) in self.numbered_origins:
-            return _LastStep(module, path, self.numbered_origins[id(parent)])
-        positions = self.positions.get(id(parent))
-        if positions is None:
-            positions = self.positions[id(parent)] = {key: i for i, key in enumerate(parent._modules)}
-        origin = child_step(parent, name, positions[name], self.of(parent).origin).segment.origin
-        if numbered:
-            self.numbered_origins[id(parent)] = origin
-        return _LastStep(module, path, origin)
+    def numbered_sequentials(self) -> Dict[str, Tuple[List[str], nn.Module]]:
+        """The groups :func:`numbered_sequential_findings` forms, as enclosing path -> (the paths of the numbered
+        Sequentials it holds through Sequential indexes, in module order; the first of them), worked out per
+        class and per run of siblings, not per module: a module is a candidate when its class is a Sequential
+        and its table holds an index name (both told in C loops), and every child rule gives the numbered
+        children of one parent the same origin (which index it is only changes the accessor)."""
+        tree = self.tree
+        modules = tree.modules
+        sequential = {cls for cls in set(map(type, modules)) if issubclass(cls, nn.Sequential)}
+        if not sequential:
+            return {}
+        children = tree.tables("_modules")
+        indexes = _index_names(set(itertools.chain.from_iterable(children)))
+        flags = list(map(sequential.__contains__, map(type, modules)))
+        numbered = list(map(operator.not_, map(indexes.isdisjoint, itertools.compress(children, flags))))
+        candidates = list(itertools.compress(itertools.compress(modules, flags), numbered))
+        paths = list(map(tree.names.__getitem__, map(id, candidates)))  # in module order
+        split = list(map(str.rpartition, paths, itertools.repeat(".")))  # names hold no dots in a plain model
+        parents = list(map(_FIRST, split))
+        if paths and not paths[0]:
+            parents[0] = None  # the root (first in module order): a run of its own, with no parent
+        groups: Dict[str, Tuple[List[str], nn.Module]] = {}
+        start = 0
+        for parent_path, run in itertools.groupby(parents):  # runs of siblings
+            end = start + len(list(run))
+            names = list(map(_LAST, split[start:end]))
+            if parent_path is None:
+                parent_path, origins = "", [self.built[id(tree.root)].origin]
+            elif indexes.issuperset(names):  # numbered siblings: one origin
+                origins = [self._origin(parent_path, names[0])] * len(names)
+            else:
+                origins = [self._origin(parent_path, n) for n in names]
+            chosen = list(itertools.compress(paths[start:end], map(SEQUENTIAL_INDEX.__eq__, origins)))
+            if chosen:
+                if parent_path not in groups:
+                    groups[parent_path] = ([], candidates[start + origins.index(SEQUENTIAL_INDEX)])
+                groups[parent_path][0].extend(chosen)
+            start = end
+        return groups
+
+    def _origin(self, parent_path: str, name: str) -> str:
+        """The origin of child ``name``'s step below the module at ``parent_path`` (one per parent for the
+        numbered children: every child rule gives them the same)."""
+        key = (parent_path, name if not is_index(name) else "")
+        origin = self.origins.get(key)
+        if origin is None:
+            parent = self.by_path[parent_path]
+            position = list(parent._modules).index(name)
+            origin = self.origins[key] = child_step(parent, name, position, self.of(parent).origin).segment.origin
+        return origin
 
 
-class _LastStep(NamedTuple):
-    """The parts of a :class:`ModuleVisit` the numbered-Sequential finding reads."""
+def _index_names(names: Set[str]) -> Set[str]:
+    """The names in ``names`` that :func:`is_index` accepts, told in C loops (a deep stack's parent has thousands)."""
+    digits = set(filter(str.isascii, filter(str.isdigit, names)))
+    padded = set(itertools.compress(digits, map(str.startswith, digits, itertools.repeat("0"))))
+    return digits - padded | ({"0"} & digits)
 
-    module: nn.Module
-    path: str
-    origin: str
+
+_FIRST, _LAST = operator.itemgetter(0), operator.itemgetter(2)

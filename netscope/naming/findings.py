@@ -694,30 +694,32 @@ def numbered_sequential_findings(visits: Sequence[ModuleVisit]) -> List[Finding]
             continue
         seen.add(id(module))
         by_parent.setdefault(visit.path.rpartition(".")[0], []).append(visit)
-    return [_numbered_sequential_finding(parent, group) for parent, group in by_parent.items()]
+    return [numbered_sequential_finding(parent, [v.path for v in group], group[0].module)
+            for parent, group in by_parent.items()]
 
 
-def _numbered_sequential_finding(parent: str, group: List[ModuleVisit]) -> Finding:
-    visit = group[0]
-    module = visit.module
+def numbered_sequential_finding(parent: str, paths: Sequence[str], module: nn.Module) -> Finding:
+    """The finding for the numbered Sequentials at ``paths`` (in module order; the first is ``module``) that
+    enclosing path ``parent`` holds through Sequential indexes."""
+    path = paths[0]
     names = suggested_names(module)
     first_child, first_leaf = _first_leaf(module)
     example = ""
     if first_child is not None:
-        example = (f" (`{visit.path}.{first_child}.{first_leaf}` would read "
-                   f"`{visit.path}.{names[first_child]}.{first_leaf}`)")
+        example = (f" (`{path}.{first_child}.{first_leaf}` would read "
+                   f"`{path}.{names[first_child]}.{first_leaf}`)")
     children = ", ".join(names[n] for n in module._modules if n in names)
-    if len(group) == 1:
-        what = f"`{visit.path}` is a numbered {type(module).__name__} inside a numbered Sequential"
-        subject, layer = "its", visit.path
+    if len(paths) == 1:
+        what = f"`{path}` is a numbered {type(module).__name__} inside a numbered Sequential"
+        subject, layer = "its", path
     else:
-        shown = ", ".join(f"`{v.path}`" for v in group[:3]) + (", ..." if len(group) > 3 else "")
-        what = f"`{parent or '(root)'}` holds {len(group):,} numbered Sequentials ({shown}) inside a numbered Sequential"
+        shown = ", ".join(f"`{p}`" for p in paths[:3]) + (", ..." if len(paths) > 3 else "")
+        what = f"`{parent or '(root)'}` holds {len(paths):,} numbered Sequentials ({shown}) inside a numbered Sequential"
         subject, layer = "their", parent
     return Finding(
         Severity.INFO, "numbered-sequential",
         f"{what}, so {subject} keys are positions two levels deep; built from an OrderedDict the children of "
-        f"`{visit.path}` would be named {children}{example}.",
+        f"`{path}` would be named {children}{example}.",
         fix="Build it as nn.Sequential(OrderedDict([(name, layer), ...])) for readable keys; renaming changes "
             "the state_dict keys, so remap existing checkpoints (netscope remap).",
         layer=layer)
