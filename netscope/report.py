@@ -15,7 +15,7 @@ from netscope.render.headline import estimated_total_bytes
 from netscope.render.rows import (check_depth, check_format, check_width, fitted_table, json_document,
                                   render_rows)
 from netscope.run.shapes import format_shape_tree
-from netscope.units import megabytes, si
+from netscope.units import megabytes, si_exact
 
 
 TEXT_WIDTH = 120  # totals and finding lines are wrapped to this (or to the terminal's width)
@@ -149,7 +149,7 @@ class Report:
             lines.append(f"Params in modules not called by this pass: {t.uncalled_params:,} (counted in the total; "
                          "a forward may still use them directly, as nn.MultiheadAttention uses its out_proj)")
         lines += [
-            f"Total mult-adds: {si(t.total_macs)} ({t.total_macs:,})" + self._partial_text(),
+            f"Total mult-adds: {si_exact(t.total_macs)}" + self._partial_text(),
             f"Input size: {megabytes(t.input_bytes)}",
             f"Forward activations (leaf outputs, est.): {megabytes(t.activation_bytes)}",
             f"Params size: {megabytes(t.param_bytes)}; buffers: {megabytes(t.buffer_bytes)} ({t.buffer_elements:,} elements)",

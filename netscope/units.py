@@ -11,6 +11,15 @@ def si(value: float, unit: str = "") -> str:
     return f"{value:g} {unit}".rstrip()
 
 
+def si_exact(value: int, *, exact_first: bool = False) -> str:
+    """A count in both forms, '4.09 G (4,089,184,256)' ('4,089,184,256 (4.09 G)' with ``exact_first``), or once
+    when both read the same (96)."""
+    rounded, exact = si(value), f"{value:,}"
+    if rounded == exact:
+        return exact
+    return f"{exact} ({rounded})" if exact_first else f"{rounded} ({exact})"
+
+
 def megabytes(nbytes: float) -> str:
     """Bytes -> 'xx.xx MB' (10^6 bytes, the unit torchinfo prints)."""
     return f"{nbytes / 1e6:,.2f} MB"

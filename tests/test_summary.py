@@ -405,3 +405,13 @@ def test_dataframe_keeps_counts_above_2_53_exact_next_to_counts_not_recorded():
     assert report.layers[0].macs > 2 ** 53 and report.layers[0].macs % 2 == 1
     assert str(frame["macs"].dtype) == "Int64" and frame["macs"][0] == report.layers[0].macs
     assert frame["macs"].isna().tolist() == [False, True]
+
+
+def test_total_mult_adds_shows_a_small_count_once_and_a_large_one_in_both_forms():
+    small = netscope.summary(nn.Linear(4, 8), input_size=(3, 4))
+    assert small.totals.total_macs == 3 * 4 * 8
+    assert "Total mult-adds: 96\n" in str(small) + "\n" and "96 (96)" not in str(small)
+    assert "96 (96)" not in small.to_html()
+    big = netscope.summary(nn.Linear(1000, 1000), input_size=(3, 1000))
+    assert big.totals.total_macs == 3 * 1000 * 1000
+    assert "Total mult-adds: 3.00 M (3,000,000)" in str(big) and "3,000,000 (3.00 M)" in big.to_html()

@@ -16,7 +16,7 @@ from netscope.render.headline import estimated_total_bytes, headline
 from netscope.render.html_data import TREE_COLUMNS, check_notes, finding_rows, report_payload, script_json
 from netscope.render.svg import bar_chart_svg, share
 from netscope.run.shapes import format_shape_tree
-from netscope.units import megabytes, plural, si
+from netscope.units import megabytes, plural, si, si_exact
 
 PARAMS_COLOR = "#2f81f7"
 MACS_COLOR = "#e16f24"
@@ -189,7 +189,7 @@ def _totals_items(totals) -> List[Tuple[str, str, int, str]]:
     if t.uncalled_params:
         items.append(("uncalled_params", "Params in modules not called", t.uncalled_params, f"{t.uncalled_params:,}"))
     items += [
-        ("total_macs", "Total mult-adds", t.total_macs, f"{t.total_macs:,} ({si(t.total_macs)})"),
+        ("total_macs", "Total mult-adds", t.total_macs, si_exact(t.total_macs, exact_first=True)),
         ("input_bytes", "Input size", t.input_bytes, megabytes(t.input_bytes)),
         ("activation_bytes", "Forward activations (est.)", t.activation_bytes, megabytes(t.activation_bytes)),
         ("param_bytes", "Params size", t.param_bytes, megabytes(t.param_bytes)),
