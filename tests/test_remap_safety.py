@@ -596,3 +596,44 @@ def test_a_refusal_names_its_reason_once(tmp_path, capsys):
                  "--drop-unmatched"])
     out = capsys.readouterr()
     assert "ambiguous: ambiguous" not in out.out + out.err
+
+
+class _ConvBnBlock(nn.Module):
+    """conv<s>/bn<s> pairs of one shape, declared in the order given: norm layers interleave the convs."""
+
+    def __init__(self, suffixes):
+        super().__init__()
+        for s in suffixes:
+            setattr(self, f"conv{s}", nn.Conv2d(8, 8, 3, bias=False))
+            setattr(self, f"bn{s}", nn.BatchNorm2d(8))
+
+
+def _conv_bn_net(parent, suffixes):
+    net = nn.Module()
+    setattr(net, parent, nn.Sequential(_ConvBnBlock(suffixes), _ConvBnBlock(suffixes)))
+    return net
+
+
+@pytest.mark.parametrize("order", ["AB", "BA"])
+def test_interleaved_same_shape_siblings_under_a_renamed_parent_are_not_paired_by_position(order):
+    """layer1.N.conv1/bn1/conv2/bn2 -> stage1.N.convX/bnX: the norms between the convs must not hide that two
+    convs (and two norms) of one shape are interchangeable; with names that do not decide, a written mapping
+    is either right by value or refused, never conv1 silently in convB."""
+    torch.manual_seed(0)
+    source = _conv_bn_net("layer1", "12")
+    with torch.no_grad():
+        for t in list(source.parameters()) + [b for b in source.buffers() if b.is_floating_point()]:
+            t.copy_(torch.randn(t.shape))
+    target = _conv_bn_net("stage1", order)
+    state = source.state_dict()
+    new, report = netscope.remap(state, target)
+    ambiguous = report.keys_with("ambiguous")
+    truth = {"A": "1", "B": "2"}
+    for key, tensor in new.items():
+        parts = key.split(".")
+        if parts[0] != "stage1":
+            continue
+        want = ".".join(["layer1", parts[1], parts[2][:-1] + truth[parts[2][-1]], parts[3]])
+        assert _same(tensor, state[want]), f"{key} holds a tensor other than {want}"
+    assert "layer1.0.conv1.weight" in ambiguous and "layer1.1.bn2.weight" in ambiguous
+    assert any("--rule" in p for p in report.strict_problems())

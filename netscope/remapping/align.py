@@ -534,38 +534,47 @@ def _refuse(source, target, left_s, left_t, where, refused, blocked_t):
 
 
 def _names_decide_runs(source, target, kinds_s, proposals, decided, refused):
-    """Runs of consecutive same-kind pairs (interchangeable by position) are decided by names or refused;
-    other proposals are returned for the corroboration step."""
+    """Same-kind layers within one run of consecutive pairs between one source and one target parent
+    (interchangeable by position, also with other kinds between them: conv1, bn1, conv2, bn2) are decided by
+    names or refused; other proposals are returned for the corroboration step."""
     proposals = sorted(proposals)
     rest, n = [], 0
     while n < len(proposals):
         m = n + 1
         while (m < len(proposals) and proposals[m][0] == proposals[m - 1][0] + 1
-               and proposals[m][1] == proposals[m - 1][1] + 1 and kinds_s[proposals[m][0]] == kinds_s[proposals[n][0]]
+               and proposals[m][1] == proposals[m - 1][1] + 1
                and _parent(source[proposals[m][0]].module) == _parent(source[proposals[n][0]].module)
                and _parent(target[proposals[m][1]].module) == _parent(target[proposals[n][1]].module)):
             m += 1
-        run = proposals[n:m]
+        by_kind: Dict[tuple, list] = defaultdict(list)
+        for pair in proposals[n:m]:
+            by_kind[kinds_s[pair[0]]].append(pair)
         n = m
-        if len(run) == 1:
-            rest.append(run[0])
-            continue
-        s_class, t_class = [i for i, _ in run], [j for _, j in run]
-        names_s = [_leaf(source[i].module) for i in s_class]
-        names_t = [_leaf(target[j].module) for j in t_class]
-        by_names = decide_by_names(names_s, names_t, complete=False)  # a run may not hold every candidate
-        if all(a == b for a, b in by_names.items()) and all(name_similarity(x, y) == 1.0 for x, y in zip(names_s, names_t)):
-            rest.extend(run)  # equal names in the same order: no permutation in question
-            continue
-        for a, b in by_names.items():
-            decided[s_class[a]] = (t_class[b], f"names ({names_s[a]} ~ {names_t[b]}) among same-shape neighbours; kind "
-                                   "and shape", True)
-        left_s = [i for k, i in enumerate(s_class) if k not in by_names]
-        left_t = [j for k, j in enumerate(t_class) if k not in by_names.values()]
-        if left_s:
-            parent = _parent(source[left_s[0]].module)
-            _refuse(source, target, left_s, left_t, parent or "(root)", refused, set())
-    return rest
+        for run in by_kind.values():
+            if len(run) == 1:
+                rest.append(run[0])
+                continue
+            _names_decide_run(source, target, run, rest, decided, refused)
+    return sorted(rest)
+
+
+def _names_decide_run(source, target, run, rest, decided, refused):
+    """One class of same-kind positional pairs: equal names in order stand, names decide, the rest is refused."""
+    s_class, t_class = [i for i, _ in run], [j for _, j in run]
+    names_s = [_leaf(source[i].module) for i in s_class]
+    names_t = [_leaf(target[j].module) for j in t_class]
+    by_names = decide_by_names(names_s, names_t, complete=False)  # a run may not hold every candidate
+    if all(a == b for a, b in by_names.items()) and all(name_similarity(x, y) == 1.0 for x, y in zip(names_s, names_t)):
+        rest.extend(run)  # equal names in the same order: no permutation in question
+        return
+    for a, b in by_names.items():
+        decided[s_class[a]] = (t_class[b], f"names ({names_s[a]} ~ {names_t[b]}) among same-shape neighbours; kind "
+                               "and shape", True)
+    left_s = [i for k, i in enumerate(s_class) if k not in by_names]
+    left_t = [j for k, j in enumerate(t_class) if k not in by_names.values()]
+    if left_s:
+        parent = _parent(source[left_s[0]].module)
+        _refuse(source, target, left_s, left_t, parent or "(root)", refused, set())
 
 
 def _names_contradicting_position(source, target, kinds_s, kinds_t, proposals, open_t, decided, refused):
