@@ -637,3 +637,36 @@ def test_interleaved_same_shape_siblings_under_a_renamed_parent_are_not_paired_b
         assert _same(tensor, state[want]), f"{key} holds a tensor other than {want}"
     assert "layer1.0.conv1.weight" in ambiguous and "layer1.1.bn2.weight" in ambiguous
     assert any("--rule" in p for p in report.strict_problems())
+
+
+def _enc_dec(first, second, blocks="layers"):
+    """Two identical stacks (Linear + LayerNorm blocks) registered in the order given."""
+    net = nn.Module()
+    for name in (first, second):
+        stack = nn.Module()
+        setattr(stack, blocks, nn.ModuleList([nn.Sequential(nn.Linear(8, 8), nn.LayerNorm(8)) for _ in range(2)]))
+        setattr(net, name, stack)
+    return net
+
+
+@pytest.mark.parametrize("target_names, blocks, to_source", [
+    (("dec", "enc"), "layers", {"dec": "decoder", "enc": "encoder"}),
+    (("decoder", "encoder"), "blocks", {"decoder": "decoder", "encoder": "encoder"}),
+])
+def test_identical_stacks_registered_in_another_order_are_not_swapped_against_their_names(target_names, blocks,
+                                                                                          to_source):
+    """encoder/decoder stacks of identical blocks; the target declares the decoder first (and renames the stacks
+    or their block lists). Position says encoder -> first stack, the stack names say otherwise: every written
+    tensor must be the one its name says (by value); the rest is refused, never swapped."""
+    torch.manual_seed(0)
+    source = _enc_dec("encoder", "decoder")
+    with torch.no_grad():
+        for p in source.parameters():
+            p.copy_(torch.randn(p.shape))
+    state = source.state_dict()
+    new, report = netscope.remap(state, _enc_dec(*target_names, blocks=blocks))
+    for key, tensor in new.items():
+        stack, _, rest = key.partition(".")
+        want = f"{to_source[stack]}.{rest.replace(blocks + '.', 'layers.', 1)}"
+        assert _same(tensor, state[want]), f"{key} holds a tensor other than {want}"
+    assert set(new) | set(report.missing) >= {f"{target_names[0]}.{blocks}.0.0.weight"}
