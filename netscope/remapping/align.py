@@ -461,6 +461,7 @@ def structural_alignment(source_keys: Sequence[str], source_metas: Mapping[str, 
     proposals = _consistent_indices(source, target, proposals, refused)
     proposals = _one_target_parent_each(source, target, proposals, refused)
     proposals = _unequal_classes(source, target, kinds_s, kinds_t, proposals, rest_s, rest_t, refused)
+    proposals = _ancestor_names_contradicting_position(source, target, proposals, refused)
     _corroborate(source, target, proposals, decided, refused, links, source_keys, target_keys)
 
     pairs, module_pairs, no_counterpart, ambiguous, refused_keys = [], [], {}, {}, {}
@@ -534,38 +535,57 @@ def _refuse(source, target, left_s, left_t, where, refused, blocked_t):
 
 
 def _names_decide_runs(source, target, kinds_s, proposals, decided, refused):
-    """Runs of consecutive same-kind pairs (interchangeable by position) are decided by names or refused;
-    other proposals are returned for the corroboration step."""
+    """Same-kind layers within one run of consecutive pairs between one source and one target parent
+    (interchangeable by position, also with other kinds between them: conv1, bn1, conv2, bn2 of one width) are
+    decided by names or refused, unless a layer whose kind is found once in the run stands between them (it
+    anchors their order: the norm after the 3->8 conv); other proposals are returned for the corroboration step."""
     proposals = sorted(proposals)
     rest, n = [], 0
     while n < len(proposals):
         m = n + 1
         while (m < len(proposals) and proposals[m][0] == proposals[m - 1][0] + 1
-               and proposals[m][1] == proposals[m - 1][1] + 1 and kinds_s[proposals[m][0]] == kinds_s[proposals[n][0]]
+               and proposals[m][1] == proposals[m - 1][1] + 1
                and _parent(source[proposals[m][0]].module) == _parent(source[proposals[n][0]].module)
                and _parent(target[proposals[m][1]].module) == _parent(target[proposals[n][1]].module)):
             m += 1
-        run = proposals[n:m]
-        n = m
-        if len(run) == 1:
-            rest.append(run[0])
-            continue
-        s_class, t_class = [i for i, _ in run], [j for _, j in run]
-        names_s = [_leaf(source[i].module) for i in s_class]
-        names_t = [_leaf(target[j].module) for j in t_class]
-        by_names = decide_by_names(names_s, names_t, complete=False)  # a run may not hold every candidate
-        if all(a == b for a, b in by_names.items()) and all(name_similarity(x, y) == 1.0 for x, y in zip(names_s, names_t)):
-            rest.extend(run)  # equal names in the same order: no permutation in question
-            continue
-        for a, b in by_names.items():
-            decided[s_class[a]] = (t_class[b], f"names ({names_s[a]} ~ {names_t[b]}) among same-shape neighbours; kind "
-                                   "and shape", True)
-        left_s = [i for k, i in enumerate(s_class) if k not in by_names]
-        left_t = [j for k, j in enumerate(t_class) if k not in by_names.values()]
-        if left_s:
-            parent = _parent(source[left_s[0]].module)
-            _refuse(source, target, left_s, left_t, parent or "(root)", refused, set())
-    return rest
+        run, n = proposals[n:m], m
+        once = Counter(kinds_s[i] for i, _ in run)
+        segment: List[Tuple[int, int]] = []
+        for pair in run + [None]:  # a kind found once in the run anchors the order: it splits the run
+            if pair is not None and once[kinds_s[pair[0]]] > 1:
+                segment.append(pair)
+                continue
+            by_kind: Dict[tuple, list] = defaultdict(list)
+            for p in segment:
+                by_kind[kinds_s[p[0]]].append(p)
+            for same in by_kind.values():
+                if len(same) == 1:
+                    rest.extend(same)
+                else:
+                    _names_decide_run(source, target, same, rest, decided, refused)
+            segment = []
+            if pair is not None:
+                rest.append(pair)
+    return sorted(rest)
+
+
+def _names_decide_run(source, target, run, rest, decided, refused):
+    """One class of same-kind positional pairs: equal names in order stand, names decide, the rest is refused."""
+    s_class, t_class = [i for i, _ in run], [j for _, j in run]
+    names_s = [_leaf(source[i].module) for i in s_class]
+    names_t = [_leaf(target[j].module) for j in t_class]
+    by_names = decide_by_names(names_s, names_t, complete=False)  # a run may not hold every candidate
+    if all(a == b for a, b in by_names.items()) and all(name_similarity(x, y) == 1.0 for x, y in zip(names_s, names_t)):
+        rest.extend(run)  # equal names in the same order: no permutation in question
+        return
+    for a, b in by_names.items():
+        decided[s_class[a]] = (t_class[b], f"names ({names_s[a]} ~ {names_t[b]}) among same-shape neighbours; kind "
+                               "and shape", True)
+    left_s = [i for k, i in enumerate(s_class) if k not in by_names]
+    left_t = [j for k, j in enumerate(t_class) if k not in by_names.values()]
+    if left_s:
+        parent = _parent(source[left_s[0]].module)
+        _refuse(source, target, left_s, left_t, parent or "(root)", refused, set())
 
 
 def _names_contradicting_position(source, target, kinds_s, kinds_t, proposals, open_t, decided, refused):
@@ -723,6 +743,54 @@ def _unequal_classes(source, target, kinds_s, kinds_t, proposals, open_s, open_t
                           f"{pt or '(root)'} in the model (one was inserted or removed), and neither names nor "
                           f"structure say which; if it is {target[j].module}, paste: "
                           f"--rule '^{_escape(source[i].module)}\\.={target[j].module}.'")
+        else:
+            result.append((i, j))
+    return result
+
+
+def _children_by_parent(groups) -> Dict[str, set]:
+    """parent path -> the names of its child modules that hold a leaf group (at any depth)."""
+    children: Dict[str, set] = defaultdict(set)
+    for g in groups:
+        path = g.module
+        while path:
+            children[_parent(path)].add(_leaf(path))
+            path = _parent(path)
+    return children
+
+
+def _plainly_alike(a: str, b: str) -> bool:
+    """Equal names, or one's letters begin the other's with three or more (``enc`` ~ ``encoder``): evidence
+    strong enough to contradict position (a lone letter, ``b`` in ``norm_b``, is not)."""
+    x, y = sorted((re.sub(r"[^a-z0-9]", "", a.lower()), re.sub(r"[^a-z0-9]", "", b.lower())), key=len)
+    return x == y or (len(x) >= 3 and y.startswith(x))
+
+
+def _ancestor_names_contradicting_position(source, target, proposals, refused):
+    """A positional pair whose ancestors differ in name where a sibling on either side is named more like
+    the other (``encoder.layers.0`` by position into ``decoder.blocks.0`` while the target has an ``encoder``;
+    ``encoder`` into ``dec`` beside an ``enc``): whole stacks registered in another order. Refused, never
+    swapped against the names."""
+    children_s, children_t = _children_by_parent(source), _children_by_parent(target)
+    result = []
+    for i, j in proposals:
+        contradiction = ""
+        for a, b in _lockstep(_parent(source[i].module), _parent(target[j].module)):
+            la, lb = _leaf(a), _leaf(b)
+            if not a or not b or la == lb or la.isdigit() or lb.isdigit():
+                continue
+            if _plainly_alike(la, lb):
+                continue
+            better_t = [c for c in children_t.get(_parent(b), ()) if c != lb and _plainly_alike(la, c)]
+            better_s = [c for c in children_s.get(_parent(a), ()) if c != la and _plainly_alike(c, lb)]
+            if better_t or better_s:
+                rival = (f"{_parent(b) + '.' if _parent(b) else ''}{better_t[0]} is named like {la}" if better_t else
+                         f"{_parent(a) + '.' if _parent(a) else ''}{better_s[0]} is named like {lb}")
+                contradiction = (f"ambiguous: by position it would go to {target[j].module}, but {rival}; if it is "
+                                 f"that layer, paste: --rule '^{_escape(source[i].module)}\\.={target[j].module}.'")
+                break
+        if contradiction:
+            refused[i] = contradiction
         else:
             result.append((i, j))
     return result
