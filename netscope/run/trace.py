@@ -216,9 +216,7 @@ def recording_calls(recorder: _Recorder, hooks: Optional[HookState] = None):
     global_backward, global_backward_pre = module_globals._global_backward_hooks, module_globals._global_backward_pre_hooks
     user_modes = function_modes_set_aside()  # the user's TorchFunctionModes see their code (module calls) only
     if user_modes:
-        def call_original(module, *args, **kwargs):
-            with under_user_function_modes():
-                return original(module, *args, **kwargs)
+        call_original = _under(under_user_function_modes, original)
 
         def tracing_state():  # every call through call_original: its forward runs under the user's modes
             return True
@@ -309,11 +307,8 @@ def recording_calls(recorder: _Recorder, hooks: Optional[HookState] = None):
 
     # torch before 2.1 bound __call__ to _call_impl itself (no _wrapped_call_impl in between): wrap both then
     direct = nn.Module.__dict__.get("__call__") is original
-    if user_modes:
-        def installed(module, *args, **kwargs):  # a call the user's code makes: netscope's part out of their sight
-            with function_modes_aside():
-                return _call_impl(module, *args, **kwargs)
-
+    if user_modes:  # a call the user's code makes: netscope's part out of their sight
+        installed = _under(function_modes_aside, _call_impl)
         recorder.user_code = under_user_function_modes
     else:
         installed = _call_impl
