@@ -87,7 +87,7 @@ def atomic_path(path: str, *, force: bool = True) -> Iterator[str]:
             os.chmod(tmp, _mode_for(path))
             os.replace(tmp, path)
         except OSError as exc:  # a full disk at fsync, a folder made read-only meanwhile
-            raise UsageError(f"cannot write {path}: {exc.strerror or exc}; nothing was written there") from None
+            raise cannot_write(path, exc) from None
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
@@ -126,7 +126,13 @@ def write_text_atomic(path: str, text: str, *, force: bool = True) -> None:
             with open(tmp, "w", encoding="utf-8", errors="backslashreplace") as handle:
                 handle.write(text)
         except OSError as exc:  # a full disk (/dev/full), a quota: the temp file is removed, the target untouched
-            raise UsageError(f"cannot write {path}: {exc.strerror or exc}; nothing was written there") from None
+            raise cannot_write(path, exc) from None
+
+
+def cannot_write(path: str, exc: OSError) -> UsageError:
+    """The error for writing ``path`` through :func:`atomic_path` that failed with ``exc`` (a full disk, a quota):
+    the temp file is removed and the target left as it was."""
+    return UsageError(f"cannot write {path}: {exc.strerror or exc}; nothing was written there")
 
 
 def write_stdout(text: str) -> None:

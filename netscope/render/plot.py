@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from netscope.errors import DependencyError, UsageError
-from netscope.fileio import atomic_path
+from netscope.fileio import atomic_path, cannot_write
 from netscope.analyses.breakdown import breakdown
 from netscope.render.svg import share
 from netscope.units import si
@@ -49,7 +49,7 @@ def save_plot(report, path: str) -> None:
         try:
             figure.savefig(tmp, format=fmt, dpi=150)
         except OSError as exc:  # a full disk: the temp file is removed, the target untouched
-            raise UsageError(f"cannot write {path}: {exc.strerror or exc}; nothing was written there") from None
+            raise cannot_write(path, exc) from None
 
 
 def _figure_class():
