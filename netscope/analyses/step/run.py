@@ -230,23 +230,28 @@ def _real_twin(tensor, device: str, generator) -> torch.Tensor:
     return twin.to(device)
 
 
+# A forward that differentiates itself, which the step's own machinery cannot follow: (a text of torch's error,
+# what the forward does and what refuses it)
+_SELF_DIFFERENTIATING = (
+    ("_will_engine_execute_node",  # torch.autograd.graph.register_multi_grad_hook under .grad()
+     "it calls torch.autograd.grad on a leaf tensor (an input it makes require grad: forces from an energy, a "
+     "physics-informed residual), and torch's MemTracker, which the step uses for its memory timeline, hooks "
+     "gradients in a way torch.autograd.grad refuses there"),
+    ("don't yet support saved tensor hooks",  # torch._functorch's disable_saved_tensors_hooks
+     "it runs torch.func.grad, vjp, jacrev or hessian, which refuse the saved-tensor hooks the step measures saved "
+     "activations with"),
+)
+
+
 def _step_forward_error(model, result, error) -> NetscopeError:
     """The summary's forward error (names the layer), plus why a fake-tensor step cannot read values; or why
     torch's memory tracker or saved-tensor hooks cannot follow a forward that differentiates itself."""
-    if "_will_engine_execute_node" in str(error):  # torch.autograd.graph.register_multi_grad_hook under .grad()
-        first = str(error).splitlines()[0]
-        return UsageError(
-            "netscope step cannot follow this forward: it calls torch.autograd.grad on a leaf tensor (an input it "
-            "makes require grad: forces from an energy, a physics-informed residual), and torch's MemTracker, which "
-            f"the step uses for its memory timeline, hooks gradients in a way torch.autograd.grad refuses there "
-            f"({type(error).__name__}: {first}). netscope summary counts such a forward, the gradient it takes "
-            "included")
-    if "don't yet support saved tensor hooks" in str(error):  # torch._functorch's disable_saved_tensors_hooks
-        return UsageError(
-            "netscope step cannot follow this forward: it runs torch.func.grad, vjp, jacrev or hessian, which refuse "
-            "the saved-tensor hooks the step measures saved activations with "
-            f"({type(error).__name__}: {str(error).splitlines()[0]}). netscope summary counts such a forward, the "
-            "gradient it takes included")
+    text = str(error)
+    for marker, why in _SELF_DIFFERENTIATING:
+        if marker in text:
+            return UsageError(f"netscope step cannot follow this forward: {why} ({type(error).__name__}: "
+                              f"{text.splitlines()[0]}). netscope summary counts such a forward, the gradient it "
+                              "takes included")
     err = _forward_error(model, result, error)
     if not reads_values(error) and not meta_cannot_run(error):
         return err
