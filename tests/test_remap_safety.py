@@ -4,6 +4,7 @@ never a tensor lost (kept, side file, or dropped only when asked), exit codes as
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import shlex
 
@@ -473,6 +474,48 @@ def test_two_checkpoint_tensors_into_one_tied_tensor_are_named_not_silently_one_
     torch.save(untied, untied_file)
     assert any("tied" in n for n in netscope.remap_file(str(untied_file), _TiedLM(), str(tmp_path / "u.pt"),
                                                         drop_unmatched=True).plan.notes)
+
+
+_TIED_LM_FILE = """
+import torch.nn as nn
+class TiedLM(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Embedding(11, 4)
+        self.body = nn.Linear(4, 4)
+        self.head = nn.Linear(4, 11, bias=False)
+        self.head.weight = self.embed.weight
+"""
+
+
+def test_the_tied_tensor_note_is_in_report_notes_the_text_and_the_json(tmp_path, capsys):
+    """The value a tied model drops (an untied checkpoint's embedding) is named where a user reads notes: the
+    API's ``report.notes`` of diff/remap/load/remap_file, the CLI's text and its JSON ``notes`` (one note, once)."""
+    torch.manual_seed(0)
+    untied = {k: v.clone() for k, v in _TiedLM().state_dict().items()}
+    untied["head.weight"] = torch.randn(11, 4)
+    path = tmp_path / "untied.pt"
+    torch.save(untied, path)
+
+    def tied_notes(notes):
+        return [n for n in notes if "one tensor in the model (tied)" in n]
+
+    reports = [netscope.diff(untied, _TiedLM()), netscope.remap(untied, _TiedLM())[1],
+               netscope.load(untied, _TiedLM(), strict=False),
+               netscope.remap_file(str(path), _TiedLM(), str(tmp_path / "o.pt"), drop_unmatched=True)]
+    for report in reports:
+        [note] = tied_notes(report.notes)
+        assert "the values of embed.weight are lost" in note and tied_notes(report.to_dict()["notes"]) == [note]
+        assert sum(note in line for line in report.summary_lines()) == 1  # printed once
+
+    model_file = tmp_path / "tied_lm.py"
+    model_file.write_text(_TIED_LM_FILE)
+    for command in (["remap", str(path), f"{model_file}:TiedLM", "--dry-run"], ["diff", str(path), f"{model_file}:TiedLM"]):
+        capsys.readouterr()
+        assert main(command) in (0, 1)
+        assert len(tied_notes(capsys.readouterr().out.splitlines())) == 1
+        assert main(command + ["-f", "json"]) in (0, 1)
+        assert len(tied_notes(json.loads(capsys.readouterr().out)["notes"])) == 1
 
 
 def test_integer_or_float8_weights_into_float_tensors_are_named():

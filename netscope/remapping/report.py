@@ -64,6 +64,11 @@ class RemapReport:
     unmatched_destination: str = ""  # where they went: kept in the container, a side file, or dropped
     loader_fills: Tuple[str, ...] = ()  # missing model keys torch's load_state_dict supplies (loader_fills.py)
 
+    def __post_init__(self):
+        """``notes`` is every note, the reading's and then the plan's (a tied tensor filled twice, a quantized
+        tensor into floats): the one list the API, the text and the JSON show."""
+        object.__setattr__(self, "notes", tuple(dict.fromkeys(tuple(self.notes) + tuple(self.plan.notes))))
+
     @property
     def decisions(self) -> Tuple[KeyDecision, ...]:
         return self.plan.decisions
@@ -151,7 +156,7 @@ class RemapReport:
                 lines.append(f"  ... and {len(self.unmatched) - 10} more")
         if self.optimizer_keys_renamed:
             lines.append(f"optimizer state: {self.optimizer_keys_renamed} entries re-keyed")
-        lines.extend(f"note: {n}" for n in self.notes + self.plan.notes)
+        lines.extend(f"note: {n}" for n in self.notes)
         return lines
 
     def render(self, fmt: str = "table", *, table_style: str = "simple", include_exact: bool = True) -> str:
