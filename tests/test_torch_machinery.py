@@ -161,6 +161,75 @@ def test_step_of_a_root_overriding_call_counts_the_whole_forward():
     assert step.layers[0].name == "" and step.layers[0].macs == _flop_counter_macs(model, x)
 
 
+class ChildOverridesCallImpl(ChildCallsForward):
+    """A block whose class defines ``_call_impl`` (what ``nn.Module.__call__`` calls): the process-wide one, where
+    torch's hooks run, is never reached for it."""
+
+    __call__ = nn.Module.__call__
+
+    def _call_impl(self, *args, **kwargs):
+        return self.forward(*args, **kwargs)
+
+
+def _hooked_names(model: nn.Module, x) -> list:
+    """The modules whose forward hooks torch fires on a real forward (the oracle for what torch's call path sees)."""
+    fired = []
+    handles = [m.register_forward_hook(lambda *_, name=name: fired.append(name)) for name, m in model.named_modules()]
+    try:
+        model(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return fired
+
+
+def test_a_child_overriding_call_impl_gets_its_own_row_though_torch_hooks_miss_it():
+    torch.manual_seed(0)
+    model = HasOverridingChild(ChildOverridesCallImpl)
+    x = torch.randn(2, 8)
+    assert "block.0" not in _hooked_names(model, x)  # torch's own hooks do not see the block
+    defined = ChildOverridesCallImpl.__dict__["_call_impl"]
+    report = netscope.summary(model, input_data=x)
+    assert ChildOverridesCallImpl.__dict__["_call_impl"] is defined  # the class is left as it was
+    assert [(c.name, c.depth) for c in report.layers] == [("", 0), ("a", 1), ("block", 1), ("block.0", 2),
+                                                          ("block.0.inner", 3), ("head", 1)]
+    assert report.layers[3].own_macs == 2 * 8 * 4  # its own matmul: (2x8) @ (8x4)
+    assert report.totals.total_macs == _flop_counter_macs(model, x)
+    assert not any("without nn.Module's call" in n for n in report.run.notes)
+    _own_and_subtree_macs_add_up(report)
+
+
+class CallsChildForward(nn.Module):
+    """Calls a block's ``forward`` directly, and runs its other blocks from a ModuleList (a container with no
+    forward: never called, by design)."""
+
+    def __init__(self):
+        super().__init__()
+        self.block = ChildCallsForward()
+        self.blocks = nn.ModuleList([nn.Linear(4, 4), nn.Linear(4, 4)])
+
+    def forward(self, x):
+        x = self.block.forward(x)
+        for block in self.blocks:
+            x = block(x)
+        return x
+
+
+def test_a_block_whose_forward_is_called_directly_is_named_not_silently_folded_into_its_caller():
+    torch.manual_seed(0)
+    model = CallsChildForward()
+    x = torch.randn(2, 8)
+    hooked = _hooked_names(model, x)
+    assert "block" not in hooked and "blocks" not in hooked and "block.inner" in hooked  # torch's view
+    report = netscope.summary(model, input_data=x)
+    assert [c.name for c in report.layers] == ["", "block.inner", "blocks.0", "blocks.1"]
+    [note] = [n for n in report.run.notes if "without nn.Module's call" in n]
+    assert note.startswith("block (ChildCallsForward) ran") and "blocks" not in note  # a container is no bypass
+    assert report.layers[0].own_macs == 2 * 8 * 4  # the block's own matmul lands in its caller's row, as said
+    assert report.totals.total_macs == _flop_counter_macs(model, x)
+    assert any("without nn.Module's call" in line for line in str(report).splitlines())
+
+
 def _unflattened():
     class Net(nn.Module):
         def __init__(self):

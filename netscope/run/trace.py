@@ -629,11 +629,17 @@ def call_model(recorder: _Recorder, model: nn.Module, args: tuple, kwargs: dict,
         return _eager(model)(*args, **kwargs)
 
 
-def _call_overrides(tree: ModuleTree) -> Dict[type, Any]:
-    """The classes, among those of ``tree``'s modules and their bases, that define their own ``__call__`` in place of
-    ``nn.Module``'s (the first along each module's MRO), with that ``__call__`` as the class holds it. Only classes
-    ``torch.nn`` does not define are looked at (``tree.custom``, walked once for the model-state guard anyway)."""
-    owners: Dict[type, Any] = {}
+# What ``module(...)`` runs that a class may define in place of ``nn.Module``'s: its own ``__call__``, or its own
+# ``_call_impl`` (which torch's ``__call__`` calls, so the one wrapped process-wide is not reached)
+_CALL_PATH = ("__call__", "_call_impl")
+
+
+def _call_overrides(tree: ModuleTree) -> Dict[Tuple[type, str], Any]:
+    """``(class, attribute)`` -> what the class holds, for the classes among those of ``tree``'s modules and their
+    bases that define their own ``__call__`` or ``_call_impl`` in place of ``nn.Module``'s (the first along each
+    module's MRO, per attribute). Only classes ``torch.nn`` does not define are looked at (``tree.custom``, walked
+    once for the model-state guard anyway), each once."""
+    owners: Dict[Tuple[type, str], Any] = {}
     seen = set()
     modules = tree.modules
     for index in tree.custom:
@@ -641,33 +647,34 @@ def _call_overrides(tree: ModuleTree) -> Dict[type, Any]:
         if cls in seen:
             continue
         seen.add(cls)
-        for base in cls.__mro__:
-            if "__call__" in base.__dict__:
-                if base is not nn.Module and base not in owners:
-                    owners[base] = base.__dict__["__call__"]
-                break
+        for attribute in _CALL_PATH:
+            for base in cls.__mro__:
+                if attribute in base.__dict__:
+                    if base is not nn.Module and (base, attribute) not in owners:
+                        owners[base, attribute] = base.__dict__[attribute]
+                    break
     return owners
 
 
 @contextlib.contextmanager
 def _recording_overridden_calls(recorder: _Recorder, tree: ModuleTree):
-    """While the block runs, each class of ``tree`` that overrides ``__call__`` has it wrapped so that a call of one
-    of the traced modules opens its own row, as ``nn.Module._call_impl`` would (torch's call path never sees such a
-    module unless its ``__call__`` goes back through ``nn.Module.__call__``); restored afterwards, whatever happens.
+    """While the block runs, each class of ``tree`` that overrides ``__call__`` or ``_call_impl`` has it wrapped so that
+    a call of one of the traced modules opens its own row, as ``nn.Module._call_impl`` would (torch's call path never
+    sees such a module unless it goes back through ``nn.Module``'s); restored afterwards, whatever happens.
     Ordinary modules are not touched: their calls keep the one wrapper of ``recording_calls``."""
     owners = _call_overrides(tree)
     done = []
     try:
-        for owner, defined in owners.items():
+        for (owner, attribute), defined in owners.items():
             try:
-                type.__setattr__(owner, "__call__", _recorded_override(recorder, defined))
-            except (TypeError, AttributeError):  # a class that refuses (an extension type): its calls go unseen
-                continue
-            done.append(owner)
+                type.__setattr__(owner, attribute, _recorded_override(recorder, defined))
+            except (TypeError, AttributeError):  # a class that refuses (an extension type): its calls go unseen,
+                continue  # and a note names the modules without a row (_bypassed_note)
+            done.append((owner, attribute))
         yield
     finally:
-        for owner in done:
-            type.__setattr__(owner, "__call__", owners[owner])
+        for owner, attribute in done:
+            type.__setattr__(owner, attribute, owners[owner, attribute])
 
 
 def _recorded_override(recorder: _Recorder, defined):
@@ -740,6 +747,7 @@ def _build_result(tree: ModuleTree, recorder: _Recorder, ops: Optional[OpResolve
                 depth = name.count(".") + 1 if name else 0
                 rows[name] = len(open_calls)
                 open_calls.append(_OpenCall(len(open_calls), module, name, parent, depth, 0, (), {}))
+    bypassed = _bypassed_note(tree, open_calls)
     total_macs = [c.own_macs for c in open_calls]
     for call in reversed(open_calls):  # children follow their parent: roll multiply-adds up in reverse
         if call.parent is not None:
@@ -847,10 +855,38 @@ def _build_result(tree: ModuleTree, recorder: _Recorder, ops: Optional[OpResolve
         packed=packed,
         operators=OperatorTable(len(open_calls), recorder.op_calls, recorder.op_packets, recorder.mac_calls,
                                 recorder.mac_packets, recorder.mac_values, ops.kinds, ops.complex_packets),
-        notes=[_scripted_note(scripted)] if scripted else [],
+        notes=([_scripted_note(scripted)] if scripted else []) + bypassed,
         forward_outputs=forward_outputs,
         census=census,
     )
+
+
+def _bypassed_note(tree: ModuleTree, open_calls: List[_OpenCall]) -> List[str]:
+    """A note naming the modules with their own ``forward`` that have no row though modules inside them ran: they
+    ran without torch's module call (``.forward(x)`` called directly, a call path that skips ``nn.Module``'s, as
+    torch's own module hooks would not see them either), so their own operators are in the calling row."""
+    called = {id(c.module) for c in open_calls}
+    if len(called) >= len(tree.modules):
+        return []
+    by_name = dict(tree.named)
+    bypassed = {}
+    for call in open_calls:
+        path = call.name
+        while "." in path:
+            path = path.rpartition(".")[0]
+            module = by_name.get(path)
+            if module is None or id(module) in called or path in bypassed:
+                continue
+            if getattr(type(module), "forward", None) is not getattr(nn.Module, "forward"):  # not a plain container
+                bypassed[path] = type(module).__name__
+    if not bypassed:
+        return []
+    shown = ", ".join(f"{name} ({cls})" for name, cls in list(bypassed.items())[:5])
+    more = f" and {len(bypassed) - 5} more" if len(bypassed) > 5 else ""
+    return [f"{shown}{more} ran without nn.Module's call (their forward called directly as .forward(...), or a call "
+            "path that skips nn.Module._call_impl; torch's module hooks do not see such a call either): they have no "
+            "row, the modules inside them are listed under their caller, and their own operators are counted in the "
+            "caller's row"]
 
 
 def _scripted_note(names: List[str]) -> str:
