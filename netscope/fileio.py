@@ -29,7 +29,8 @@ def writable_target(path: str, *, force: bool, reads: Sequence[str] = ()) -> str
     """The absolute path netscope will replace for ``path``, or UsageError before anything is written.
 
     Refused: a folder; a missing folder or one netscope cannot create files in; an existing file without
-    ``force``; a read-only file (even with ``force``); one of the command's input files ``reads``.
+    ``force``; a read-only file (even with ``force``); one of the command's input files ``reads``. A device or
+    a FIFO (``/dev/null``) is not a file to replace: it is written in place, without ``force``, if it is writable.
     """
     if path == STDOUT:
         raise UsageError("'-' (standard output) cannot take this file; give a file name")
@@ -44,13 +45,16 @@ def writable_target(path: str, *, force: bool, reads: Sequence[str] = ()) -> str
             if os.path.exists(source) and os.path.samefile(source, target):
                 raise UsageError(f"{path} is a file this command reads ({source}); writing there would destroy "
                                  "it, so choose another file name")
+        if not os.path.isfile(target):  # /dev/null, a FIFO: written in place (atomic_path), nothing replaced
+            if not os.access(target, os.W_OK):
+                raise UsageError(f"{path} is not a regular file and netscope cannot write to it; choose another name")
+            return target
         if not force:
             raise UsageError(f"{path} already exists; pass --force to overwrite it, or choose another name")
-        if os.path.isfile(target) and not os.stat(target).st_mode & 0o222:
+        if not os.stat(target).st_mode & 0o222:
             raise UsageError(f"{path} is read-only; netscope does not replace read-only files, even with --force "
                              "(make it writable first, or choose another name)")
-    if not (os.path.exists(target) and not os.path.isfile(target)):  # /dev/null, a FIFO: written in place
-        _probe(folder, path)
+    _probe(folder, path)
     return target
 
 

@@ -305,3 +305,38 @@ def test_key_with_a_lone_surrogate_is_written_escaped(fmt, tmp_path, capsys):
     out = tmp_path / f"keys.{fmt}"
     assert main(["keys", str(tmp_path / "sur.pt"), "-f", fmt, "-o", str(out)]) == 0, capsys.readouterr().err
     assert "bad\\udcffkey.weight" in out.read_text(encoding="utf-8")
+
+
+_TINY_FILE = """
+import torch.nn as nn
+class Tiny(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(8, 4)
+    def forward(self, x):
+        return self.fc(x)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo") or not os.path.exists(os.devnull), reason="needs os.mkfifo, /dev/null")
+def test_a_device_or_fifo_output_is_written_in_place_without_force(tmp_path, capsys):
+    """``-o /dev/null`` or a FIFO is no file to replace: no --force asked, no temp file renamed over it (a rename
+    into /dev fails); an existing regular file still needs --force."""
+    import threading
+
+    (tmp_path / "tiny.py").write_text(_TINY_FILE)
+    command = ["summary", f"{tmp_path / 'tiny.py'}:Tiny", "--input", "2,8", "--device", "cpu", "-f", "csv", "-q"]
+    assert main(command + ["-o", os.devnull]) == 0, capsys.readouterr().err
+    assert main(command + ["-o", str(tmp_path / "plain.csv")]) == 0
+    assert main(command + ["-o", str(tmp_path / "plain.csv")]) == 2  # a regular file: --force still needed
+    assert "already exists; pass --force" in capsys.readouterr().err
+    fifo = tmp_path / "pipe.csv"
+    os.mkfifo(fifo)
+    received = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    assert main(command + ["-o", str(fifo)]) == 0, capsys.readouterr().err
+    reader.join(timeout=30)
+    assert received == [(tmp_path / "plain.csv").read_bytes()]  # what a regular file gets, through the pipe
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pipe.csv", "plain.csv", "tiny.py"]  # no temp file left
+    assert fifo.is_fifo()
