@@ -83,6 +83,43 @@ def test_shared_parameters_counted_once():
     assert "shared" in str(report)
 
 
+class StorageViews(nn.Module):
+    """A buffer registered as a slice of another, the same storage under a second name (a distinct view object),
+    and a parameter over part of another parameter's storage."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(4, 4)
+        self.register_buffer("table", torch.arange(16.0))
+        self.register_buffer("head", self.table[:4])
+        self.register_buffer("again", self.table.view(16))
+        self.register_buffer("steps", torch.zeros((), dtype=torch.int64))
+        self.p = nn.Parameter(torch.zeros(8))
+        self.q = nn.Parameter(self.p.data[:4])
+
+    def forward(self, x):
+        return self.lin(x) + self.head.sum() + self.q.sum()
+
+
+def _held_bytes(tensors) -> int:
+    """The oracle: bytes of the storages under ``tensors``, each storage once (by its data pointer)."""
+    return sum({t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in tensors}.values())
+
+
+@pytest.mark.parametrize("device", ["cpu", "meta"])
+def test_views_of_one_storage_hold_its_memory_once(device):
+    model = StorageViews()
+    assert len({b.untyped_storage().data_ptr() for b in model.buffers()}) == 2  # table, head, again share one
+    report = netscope.summary(model, input_size=(2, 4), device=device)
+    t = report.totals
+    assert t.buffer_bytes == _held_bytes(model.buffers()) == 16 * 4 + 8
+    assert t.buffer_elements == 16 + 1
+    assert t.param_bytes == _held_bytes(model.parameters()) == (16 + 4 + 8) * 4
+    assert t.total_params == sum(p.numel() for p in model.parameters())  # counted as model.parameters() counts them
+    step = netscope.step(model, input_size=(2, 4))
+    assert step.totals.buffer_bytes == _held_bytes(model.buffers())
+
+
 def test_attention_compute_is_counted_where_torchinfo_misses_it():
     torchinfo = pytest.importorskip("torchinfo")
     model = torchvision.models.vit_b_16(weights=None).eval()

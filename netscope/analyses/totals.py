@@ -11,13 +11,13 @@ from typing import Mapping, Optional, Tuple
 import torch
 import torch.nn as nn
 
+from netscope.checkpoints.identity import distinct_storages
 from netscope.operators.packed import packed_by_module
 from netscope.records import Totals, record_from_fields
 from netscope.run.module_tree import (_NOT_NONE, _NUMEL, _REQUIRES_GRAD, ModuleTree, ParamCensus, _values,
                                       class_name_of, param_census, tree_of)
 from netscope.run.shapes import stored_bytes
 
-_STRIDED = torch.strided
 
 
 def compute_totals(model: nn.Module, calls, called_modules, *, input_bytes: int,
@@ -61,12 +61,11 @@ def compute_totals(model: nn.Module, calls, called_modules, *, input_bytes: int,
         uncalled = sum(n for key, n in zip(map(id, tensors), numel_list) if key not in called_params)
     shared_ids = set(shared)
     uncalled += sum(t.numel() for key, tensors_ in packed_tensors.items() if key not in called for t in tensors_)
-    buffers = {id(b): b for b in tree.buffers}
-    if all(map(operator.is_, map(_LAYOUT, tensors), itertools.repeat(_STRIDED))):  # dense parameters: numel x element size
-        param_bytes = sum(map(operator.mul, numel_list, map(torch.Tensor.element_size, tensors)))
-    else:
-        param_bytes = sum(n * p.element_size() if p.layout is _STRIDED else stored_bytes(p)
-                          for p, n in zip(tensors, numel_list))
+    # bytes and buffer elements: each storage once (a buffer registered as a slice of another, two parameter objects
+    # over one storage hold its memory once); a sparse tensor's stored values and indices
+    params_held = distinct_storages(tensors)
+    buffers_held = distinct_storages(tree.buffers)
+    param_bytes = sum(stored_bytes(t) if n is None else n for t, n in params_held)
     return Totals(
         total_params=total,
         trainable_params=trainable,
@@ -74,9 +73,9 @@ def compute_totals(model: nn.Module, calls, called_modules, *, input_bytes: int,
         shared_params=sum(n for key, n in zip(map(id, tensors), numel_list) if key in shared_ids),
         shared_param_tensors=len(shared),
         uncalled_params=uncalled,
-        buffer_elements=sum(b.numel() for b in buffers.values()),
+        buffer_elements=sum(b.numel() if n is None else n // b.element_size() for b, n in buffers_held),
         param_bytes=param_bytes + sum(t.numel() * t.element_size() for t in packed),
-        buffer_bytes=sum(map(stored_bytes, buffers.values())),  # a sparse buffer: its stored values and indices
+        buffer_bytes=sum(stored_bytes(b) if n is None else n for b, n in buffers_held),
         total_macs=calls[0].macs if calls else 0,
         input_bytes=input_bytes,
         activation_bytes=sum(itertools.compress(map(_OUTPUT_BYTES, calls), map(_IS_LEAF, calls))),
@@ -84,7 +83,6 @@ def compute_totals(model: nn.Module, calls, called_modules, *, input_bytes: int,
     )
 
 
-_LAYOUT = operator.attrgetter("layout")
 _OUTPUT_BYTES, _IS_LEAF = operator.attrgetter("output_bytes"), operator.attrgetter("is_leaf")
 
 

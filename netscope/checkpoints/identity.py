@@ -5,7 +5,7 @@ writing, and remapping)."""
 from __future__ import annotations
 
 import sys
-from typing import Any, Hashable, Optional, Tuple
+from typing import Any, Hashable, Iterable, List, Optional, Tuple
 
 
 def storage_key(tensor) -> Optional[Tuple[Any, ...]]:
@@ -19,6 +19,22 @@ def storage_key(tensor) -> Optional[Tuple[Any, ...]]:
         return (str(tensor.device), storage.data_ptr()) if storage.nbytes() > 0 else None
     except (RuntimeError, NotImplementedError, TypeError, ValueError, AttributeError):  # no storage
         return None
+
+
+def distinct_storages(tensors: Iterable) -> List[Tuple[Any, Optional[int]]]:
+    """``(tensor, bytes of its storage)`` for the first of ``tensors`` on each storage (views of one storage, or one
+    tensor under two names, once: the memory they hold); a tensor whose storage cannot be told (a sparse one, a
+    storage-less subclass) is its own entry, with None."""
+    seen = set()
+    out: List[Tuple[Any, Optional[int]]] = []
+    for tensor in tensors:
+        key = storage_key(tensor)
+        if key is None:
+            out.append((tensor, None))
+        elif key not in seen:
+            seen.add(key)
+            out.append((tensor, tensor.untyped_storage().nbytes()))
+    return out
 
 
 def view_key(tensor) -> Optional[Tuple[Any, ...]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import copy
 import functools
@@ -252,22 +253,31 @@ def meta_copy(model, empty=None):
     """A structural copy of ``model`` whose parameters and buffers live on the meta device.
 
     The user's model is not touched: every parameter and buffer is pre-seeded in deepcopy's memo
-    with a meta twin (tied tensors stay tied), so no real tensor data is copied or moved.
+    with a meta twin (tied tensors stay tied, views of one storage stay views of one twin storage), so no real
+    tensor data is copied or moved.
     ``empty``: makes each twin from the original tensor instead (e.g. a fake tensor on the CPU).
     """
     import torch
     import torch.nn as nn
 
+    from netscope.checkpoints.identity import storage_key
+
     empty = empty or (lambda tensor: torch.empty_like(tensor, device="meta"))
+    tensors = list({id(t): t for t in list(model.parameters()) + list(model.buffers())}.values())
+    keys = [storage_key(t) for t in tensors]
+    counts = collections.Counter(keys)
+    bases = {}  # (storage, dtype) -> the twin of the whole storage, for storages that several tensors view
     memo = {}
-    for tensor in list(model.parameters()) + list(model.buffers()):
-        if id(tensor) in memo:
-            continue
-        if isinstance(tensor, nn.Parameter):
-            twin = nn.Parameter(empty(tensor), requires_grad=tensor.requires_grad)
+    for tensor, key in zip(tensors, keys):
+        if key is not None and counts[key] > 1:  # views of one storage (a buffer registered as a slice of another)
+            if (key, tensor.dtype) not in bases:  # stay views of one twin storage: its memory counted once
+                size = tensor.untyped_storage().nbytes() // tensor.element_size()
+                bases[key, tensor.dtype] = empty(tensor.detach().as_strided((size,), (1,), 0))
+            data = bases[key, tensor.dtype].as_strided(tensor.shape, tensor.stride(), tensor.storage_offset())
         else:
-            twin = empty(tensor)
-        memo[id(tensor)] = twin
+            data = empty(tensor)
+        parameter = isinstance(tensor, nn.Parameter)
+        memo[id(tensor)] = nn.Parameter(data, requires_grad=tensor.requires_grad) if parameter else data
     return copy.deepcopy(model, seed_derived_tensors(model, memo, empty))
 
 

@@ -28,6 +28,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.weak import WeakIdKeyDictionary
 
+from netscope.checkpoints.identity import distinct_storages
 from netscope.errors import ForwardError, InputSpecError, NetscopeError, UsageError
 from netscope.collector import paused_gc
 from netscope.run.model_state import kept_hooks, preserved_model
@@ -35,6 +36,7 @@ from netscope.operators.registry import UNSEEN, OpResolver
 from netscope.run.no_memory import meta_copy
 from netscope.run.module_tree import module_tree
 from netscope.run.prepare import needs_values as meta_cannot_run, quiet_fake_tensor_log
+from netscope.run.shapes import stored_bytes
 from netscope.run.trace import TraceResult, _build_result, _forward_error, _Recorder, call_model, recording_calls
 from netscope.run.user_inputs import own_inputs
 from netscope.analyses.step.options import OPTIMIZERS, PRECISIONS, StepOptions
@@ -189,7 +191,7 @@ def run_step(model: nn.Module, args: tuple, kwargs: dict, options: StepOptions, 
         backward_outside=backward.get(OUTSIDE, 0),
         saved_outside=saved.get(OUTSIDE, 0),
         params=infos,
-        buffer_bytes=sum(b.untyped_storage().nbytes() for b in {id(b): b for b in copy_.buffers()}.values()),
+        buffer_bytes=sum(stored_bytes(b) if n is None else n for b, n in distinct_storages(copy_.buffers())),
         input_bytes=sum(t.untyped_storage().nbytes() for t in torch.utils._pytree.tree_leaves((args, kwargs))
                         if isinstance(t, torch.Tensor)),
         timeline=timeline,
