@@ -13,7 +13,7 @@ from netscope.records import RunInfo
 from netscope.report import Report
 from netscope.run.shapes import shape_tree
 from netscope.analyses.totals import compute_totals
-from netscope.run.model_state import outside_user_modes
+from netscope.run.model_state import function_modes_aside, outside_user_modes
 from netscope.run.trace import model_device, model_float_dtype, paused_outer_pass
 from netscope.analyses.step.memory import rank_memory
 from netscope.analyses.step.options import OPTIMIZERS, PRECISIONS, StepOptions
@@ -46,9 +46,10 @@ def step(model: nn.Module, input_size=None, input_data=None, *, optimizer: str =
     options = StepOptions(optimizer=optimizer, precision=precision, fsdp=fsdp, ddp=ddp,
                           activation_checkpointing=activation_checkpointing,
                           keep_grads=not set_to_none if isinstance(set_to_none, bool) else set_to_none)
-    inputs = inputs_from(model, input_size, input_data, input_dtypes)
-    with torch.inference_mode(False):  # called inside the user's inference_mode: the planned step needs autograd
-        return run_step_report(model, inputs, options, label=label or type(model).__name__, measure=measure)
+    with function_modes_aside():  # a TorchFunctionMode of the user's sees the model's forward and the backward only
+        inputs = inputs_from(model, input_size, input_data, input_dtypes)
+        with torch.inference_mode(False):  # called inside the user's inference_mode: the planned step needs autograd
+            return run_step_report(model, inputs, options, label=label or type(model).__name__, measure=measure)
 
 
 def refuse_script(model: nn.Module) -> None:
@@ -138,8 +139,9 @@ def run_step_report(model: nn.Module, inputs, options: StepOptions, *, label: st
     """Shared by the API and the CLI; ``inputs`` is an ``InputSpec`` or ``(args, kwargs)``."""
     # called from a forward netscope is tracing: that pass does not see this one; the step runs on netscope's own
     # fake copies, which a dispatch mode the user has active (their FakeTensorMode: "mixing fake modes") must not
-    # see, nor the user's anomaly detection (its NaN check reads gradient values fake tensors do not have)
-    with paused_outer_pass(), outside_user_modes(), torch.autograd.set_detect_anomaly(False):
+    # see, nor the user's anomaly detection (its NaN check reads gradient values fake tensors do not have); their
+    # TorchFunctionModes see the model's code (each module call) and the backward, not netscope's copies and reads
+    with paused_outer_pass(), outside_user_modes(), function_modes_aside(), torch.autograd.set_detect_anomaly(False):
         return _step_report(model, inputs, options, label=label, measure=measure)
 
 

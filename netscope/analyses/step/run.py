@@ -31,13 +31,14 @@ from torch.utils.weak import WeakIdKeyDictionary
 from netscope.checkpoints.identity import distinct_storages
 from netscope.errors import ForwardError, InputSpecError, NetscopeError, UsageError
 from netscope.collector import paused_gc
-from netscope.run.model_state import kept_hooks, preserved_model
+from netscope.run.model_state import function_modes_aside, kept_hooks, preserved_model, under_user_function_modes
 from netscope.operators.registry import UNSEEN, OpResolver
 from netscope.run.no_memory import meta_copy
 from netscope.run.module_tree import module_tree
 from netscope.run.prepare import needs_values as meta_cannot_run, quiet_fake_tensor_log
 from netscope.run.shapes import stored_bytes
-from netscope.run.trace import TraceResult, _build_result, _forward_error, _Recorder, call_model, recording_calls
+from netscope.run.trace import (TraceResult, _build_result, _forward_error, _Recorder, _under, call_model,
+                               recording_calls)
 from netscope.run.user_inputs import own_inputs
 from netscope.analyses.step.options import OPTIMIZERS, PRECISIONS, StepOptions
 from netscope.analyses.step.torch_parts import current_autograd_node, fake_tensor_mode, timeline_tracker
@@ -158,7 +159,8 @@ def run_step(model: nn.Module, args: tuple, kwargs: dict, options: StepOptions, 
             loss, loss_note = _loss(output, type(model).__name__)
             with counter, tagger, _foreign_grads_kept(loss, params + torch.utils._pytree.tree_leaves((args, kwargs))):
                 try:
-                    loss.backward()
+                    with under_user_function_modes():  # the backward is the model's: a user's mode sees it
+                        loss.backward()
                 except RuntimeError as err:  # the model's own backward (a custom op without a gradient formula)
                     first = str(err).splitlines()[0].rstrip(".") if str(err) else ""
                     raise ForwardError(
@@ -429,8 +431,12 @@ class _Tagger(TorchFunctionMode):
             caller = stack[-2] if len(stack) > 1 and stack[-1].module is module else (stack[-1] if stack else None)
             tag(args, OUTSIDE if caller is None else caller.index)
 
-        handles = [nn.modules.module.register_module_forward_pre_hook(tag_inputs),
-                   nn.modules.module.register_module_forward_hook(lambda module, args, output: tag(output, self.current()))]
+        def tag_output(module, args, output):
+            tag(output, self.current())
+
+        # netscope's bookkeeping, out of sight of a user's TorchFunctionMode (around the model's call, not this)
+        handles = [nn.modules.module.register_module_forward_pre_hook(_under(function_modes_aside, tag_inputs)),
+                   nn.modules.module.register_module_forward_hook(_under(function_modes_aside, tag_output))]
         try:
             yield
         finally:

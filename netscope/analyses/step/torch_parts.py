@@ -66,6 +66,9 @@ def timeline_tracker(device: str):
     from torch._C._functorch import is_functorch_wrapped_tensor
     from torch.utils._pytree import tree_map_only
 
+    from netscope.run.model_state import function_modes_aside
+    from netscope.run.trace import _under
+
     keys = (_MemRefType.PARAM, _MemRefType.GRAD, _MemRefType.OPT)
     where = torch.device(device)
 
@@ -73,6 +76,12 @@ def timeline_tracker(device: str):
         def __init__(self):
             super().__init__()
             self.timeline = []
+            # its module hooks (ModTracker's, which run MemTracker's) are netscope's bookkeeping inside the model's
+            # calls: out of sight of a user's TorchFunctionMode, which sees the model's own code
+            tracker = self._mod_tracker
+            for hook in ("_fw_pre_hook", "_fw_post_hook"):
+                if hasattr(tracker, hook):
+                    setattr(tracker, hook, _under(function_modes_aside, getattr(tracker, hook)))
 
         def track_step(self, model, optimizer, inputs) -> None:
             """``track_external``, and no gradient hooks on frozen parameters (MemTracker would try to
