@@ -76,6 +76,9 @@ class TensorSpec:
     # (token id, count): the first ``count`` values along the last dimension are that token (a vision-language
     # model's image placeholders), every other value is drawn from [0, high) without it
     placeholder: Optional[Tuple[int, int]] = None
+    # why this default tensor cannot be made (a model family whose inputs must come from its own processor):
+    # building it raises that paragraph, before any forward runs on inputs it would refuse
+    refused: str = ""
 
     @property
     def is_integer(self) -> bool:
@@ -99,6 +102,8 @@ class TensorSpec:
     def build(self, device, float_dtype: str, generator=None):
         import torch
 
+        if self.refused:
+            raise InputSpecError(self.refused)
         dtype_name = self.dtype or float_dtype
         dtype = getattr(torch, dtype_name)
         if str(device) == "meta":

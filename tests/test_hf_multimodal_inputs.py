@@ -323,3 +323,42 @@ def test_ids_too_short_for_the_image_placeholders_are_one_paragraph(tmp_path, ca
     assert "cannot hold the 16 image placeholder tokens" in err and "--input 1,144" in err
     assert "Traceback" not in err
     assert main(["summary", f"hf:{tmp_path}", "--input", "1,17", "-q"]) == 0  # the smallest that fits runs
+
+
+def _grid_configs():
+    """Llava-NeXT (image tokens per image from its tiles: ``image_sizes``) and Qwen2-VL (from its patch grid:
+    ``image_grid_thw``): families whose image token count depends on inputs netscope does not build."""
+    text = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2,
+                vocab_size=200)
+    return {
+        "llava_next": transformers.LlavaNextConfig(
+            text_config=transformers.LlamaConfig(**text).to_dict(), image_token_index=150,
+            vision_config=transformers.CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                                        num_attention_heads=2, image_size=28, patch_size=14).to_dict(),
+            image_grid_pinpoints=[[28, 28], [28, 56]], architectures=["LlavaNextForConditionalGeneration"]),
+        "qwen2_vl": transformers.Qwen2VLConfig(
+            text_config=dict(text, rope_scaling={"type": "mrope", "mrope_section": [2, 2, 4]}),
+            vision_config=dict(depth=1, embed_dim=32, hidden_size=32, num_heads=2, patch_size=14, spatial_merge_size=2,
+                               temporal_patch_size=2),
+            image_token_id=151, video_token_id=152, vision_start_token_id=153,
+            architectures=["Qwen2VLForConditionalGeneration"]),
+    }
+
+
+@pytest.mark.parametrize("name, needs", [("llava_next", "image_sizes"), ("qwen2_vl", "image_grid_thw")])
+def test_image_token_families_without_a_count_are_refused_in_one_paragraph(tmp_path, name, needs, capsys):
+    """Before: the made-up ids ran, the forward failed deep inside (exit 3, 'NoneType' errors) and the solver then
+    probed 300 sizes. Now: exit 2 before any forward, naming what the family needs and the API way; a text
+    input given by --input keeps the default image and is refused the same; the model still builds (names)."""
+    config = _grid_configs()[name]
+    config.save_pretrained(tmp_path)
+    spec = f"hf:{tmp_path / 'config.json'}"
+    oracle = type(resolve_model(spec).module)(config).eval()
+    with pytest.raises(Exception), torch.no_grad():  # the family's own forward refuses made-up ids and image
+        oracle(torch.randint(0, 100, (1, 16)), pixel_values=torch.randn(1, 3, 28, 28))
+    for argv in (["summary", spec], ["summary", spec, "--input", "1,64"], ["step", spec], ["solve", spec]):
+        assert main(argv + ["-q"]) == 2
+        err = capsys.readouterr().err
+        assert needs in err and "input_data=" in err and f"image tokens (id {config.image_token_id})" in err, err
+        assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert main(["names", spec, "-q"]) == 0

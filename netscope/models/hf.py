@@ -23,7 +23,8 @@ as ``from_config`` does; override with ``-a dtype=float32``. Configs that need `
 Default dummy input, chosen by the model's ``main_input_name``: token ids ``(1, 128)`` within the
 vocabulary plus an all-ones ``attention_mask`` (and ``decoder_input_ids`` for encoder-decoders, and
 ``pixel_values`` for text-and-image models such as CLIP, their text part's vocabulary and positions; for
-Llava, PaliGemma and Gemma 3 the ids start with as many image tokens as one image has features, then 128 others);
+Llava, PaliGemma and Gemma 3 the ids start with as many image tokens as one image has features, then 128 others;
+other families with an image token, Llava-NeXT and Qwen2-VL, get none: building their input is refused);
 ``pixel_values`` ``(1, C, H, W)`` from ``num_channels`` / ``image_size``; one second of 16 kHz audio
 for ``input_values``; Whisper's ``input_features`` ``(1, num_mel_bins, 2 * max_source_positions)``; Perceiver's
 ``inputs`` ``(1, 128, d_model)`` without a preprocessor, token ids with its text one.
@@ -31,6 +32,7 @@ for ``input_values``; Whisper's ``input_features`` ``(1, num_mel_bins, 2 * max_s
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import inspect
 import json
@@ -252,21 +254,44 @@ def _token_inputs(model, config) -> InputSpec:
         kwargs["attention_mask"] = TensorSpec((1, length), "bool")  # bool tensors are built all ones
     kwargs.update(_decoder_inputs(model, config, accepted))
     if images:
-        kwargs["pixel_values"] = _image_inputs(model, vision).args[0]
+        pixels = _image_inputs(model, vision).args[0]
+        token = _image_token(config)
+        if placeholder is None and token is not None:  # image tokens netscope cannot count: refused when built
+            pixels = dataclasses.replace(pixels, refused=_uncounted_image_tokens(model, config, token, accepted))
+        kwargs["pixel_values"] = pixels
     return InputSpec([TensorSpec((1, length), "int64", high=vocab, placeholder=placeholder)], kwargs)
+
+
+def _image_token(config) -> Optional[int]:
+    """The id ``input_ids`` holds where a vision-language model puts an image's features; None without one."""
+    token = getattr(config, "image_token_id", None)
+    if token is None:
+        token = getattr(config, "image_token_index", None)
+    return token if isinstance(token, int) else None
 
 
 def _image_placeholder(config) -> Optional[Tuple[int, int]]:
     """``(image token id, tokens per image)`` for a vision-language model whose forward puts the image's features
     where ``input_ids`` holds its image token (Llava, PaliGemma, Gemma 3) and whose count its config tells
-    (``IMAGE_TOKEN_COUNTS``); None otherwise (a family not listed fails in its own forward, by its own message)."""
-    token = getattr(config, "image_token_id", None)
-    if token is None:
-        token = getattr(config, "image_token_index", None)
+    (``IMAGE_TOKEN_COUNTS``); None otherwise (a family with an image token but not listed is refused when its
+    default input is built: :func:`_uncounted_image_tokens`)."""
+    token = _image_token(config)
     count = IMAGE_TOKEN_COUNTS.get(getattr(config, "model_type", None))
-    if not isinstance(token, int) or count is None:
+    if token is None or count is None:
         return None
     return token, count(config)
+
+
+def _uncounted_image_tokens(model, config, token: int, accepted) -> str:
+    """Why netscope makes no default input for a vision-language family whose image token count it cannot tell
+    (Llava-NeXT's tiles per image size, Qwen2-VL's patch grid): its forward refuses ids that do not match."""
+    extra = [name for name in ("image_sizes", "image_grid_thw") if name in accepted]
+    needs = f" and its {' and '.join(extra)}" if extra else ""
+    return (f"{type(model).__name__} ({getattr(config, 'model_type', 'this family')}) takes images as image tokens "
+            f"(id {token}) in input_ids, as many as its image processor makes for each image{needs}; netscope cannot "
+            "build such dummy inputs for this family, and a forward on made-up ones fails. Summarise it from Python "
+            "with the inputs its processor returns: netscope.summary(model, input_data={'input_ids': ..., "
+            "'pixel_values': ...}) with every tensor the processor gives")
 
 
 def _patches(vision) -> int:
