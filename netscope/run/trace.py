@@ -862,31 +862,40 @@ def _build_result(tree: ModuleTree, recorder: _Recorder, ops: Optional[OpResolve
 
 
 def _bypassed_note(tree: ModuleTree, open_calls: List[_OpenCall]) -> List[str]:
-    """A note naming the modules with their own ``forward`` that have no row though modules inside them ran: they
-    ran without torch's module call (``.forward(x)`` called directly, a call path that skips ``nn.Module``'s, as
-    torch's own module hooks would not see them either), so their own operators are in the calling row."""
+    """A note naming the modules with a ``forward`` of their own that have no row though a module inside them ran,
+    called from the row above them: they were not called as modules (``.forward(x)`` called directly, a call path
+    that skips ``nn.Module``'s, or a submodule reached from outside them), so their own operators, if any, are in
+    the calling row. Containers without a forward (``ModuleList``) are not named."""
     called = {id(c.module) for c in open_calls}
     if len(called) >= len(tree.modules):
         return []
     by_name = dict(tree.named)
-    bypassed = {}
+    default_forward = nn.Module.forward
+    bypassed: Dict[str, str] = {}
     for call in open_calls:
+        if call.parent is None:
+            continue
+        caller = open_calls[call.parent].name
+        prefix = caller + "." if caller else ""
+        if not call.name.startswith(prefix):  # a shared module called under another path than its first
+            continue
         path = call.name
-        while "." in path:
+        while True:
             path = path.rpartition(".")[0]
+            if len(path) <= len(caller):
+                break
             module = by_name.get(path)
-            if module is None or id(module) in called or path in bypassed:
-                continue
-            if getattr(type(module), "forward", None) is not getattr(nn.Module, "forward"):  # not a plain container
-                bypassed[path] = type(module).__name__
+            if (module is not None and id(module) not in called and path not in bypassed
+                    and getattr(type(module), "forward", default_forward) is not default_forward):
+                bypassed[path] = class_name_of(module)
     if not bypassed:
         return []
     shown = ", ".join(f"{name} ({cls})" for name, cls in list(bypassed.items())[:5])
     more = f" and {len(bypassed) - 5} more" if len(bypassed) > 5 else ""
-    return [f"{shown}{more} ran without nn.Module's call (their forward called directly as .forward(...), or a call "
-            "path that skips nn.Module._call_impl; torch's module hooks do not see such a call either): they have no "
-            "row, the modules inside them are listed under their caller, and their own operators are counted in the "
-            "caller's row"]
+    return [f"{shown}{more} have no row though modules inside them ran: they were not called as modules (their "
+            "forward called directly as .forward(...), a call path that skips nn.Module's, or their submodules called "
+            "from outside them; torch's module hooks do not see them either), so the modules inside are listed under "
+            "the calling row, which also counts any operators of their own"]
 
 
 def _scripted_note(names: List[str]) -> str:
