@@ -85,7 +85,7 @@ def test_shared_parameters_counted_once():
 
 class StorageViews(nn.Module):
     """A buffer registered as a slice of another, the same storage under a second name (a distinct view object),
-    and a parameter over part of another parameter's storage."""
+    a buffer over part of a larger tensor, and a parameter over part of another parameter's storage."""
 
     def __init__(self):
         super().__init__()
@@ -94,6 +94,7 @@ class StorageViews(nn.Module):
         self.register_buffer("head", self.table[:4])
         self.register_buffer("again", self.table.view(16))
         self.register_buffer("steps", torch.zeros((), dtype=torch.int64))
+        self.register_buffer("window", torch.arange(100.0)[10:14])  # a view of a larger tensor: it holds all 100
         self.p = nn.Parameter(torch.zeros(8))
         self.q = nn.Parameter(self.p.data[:4])
 
@@ -109,11 +110,11 @@ def _held_bytes(tensors) -> int:
 @pytest.mark.parametrize("device", ["cpu", "meta"])
 def test_views_of_one_storage_hold_its_memory_once(device):
     model = StorageViews()
-    assert len({b.untyped_storage().data_ptr() for b in model.buffers()}) == 2  # table, head, again share one
+    assert len({b.untyped_storage().data_ptr() for b in model.buffers()}) == 3  # table, head, again share one
     report = netscope.summary(model, input_size=(2, 4), device=device)
     t = report.totals
-    assert t.buffer_bytes == _held_bytes(model.buffers()) == 16 * 4 + 8
-    assert t.buffer_elements == 16 + 1
+    assert t.buffer_bytes == _held_bytes(model.buffers()) == 16 * 4 + 8 + 100 * 4
+    assert t.buffer_elements == 16 + 1 + 100
     assert t.param_bytes == _held_bytes(model.parameters()) == (16 + 4 + 8) * 4
     assert t.total_params == sum(p.numel() for p in model.parameters())  # counted as model.parameters() counts them
     step = netscope.step(model, input_size=(2, 4))

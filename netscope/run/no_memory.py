@@ -266,15 +266,22 @@ def meta_copy(model, empty=None):
     tensors = list({id(t): t for t in list(model.parameters()) + list(model.buffers())}.values())
     keys = [storage_key(t) for t in tensors]
     counts = collections.Counter(keys)
-    bases = {}  # (storage, dtype) -> the twin of the whole storage, for storages that several tensors view
+    bases = {}  # (storage, dtype) -> the twin of the whole storage, for storages that tensors view in part
     memo = {}
     for tensor, key in zip(tensors, keys):
-        if key is not None and counts[key] > 1:  # views of one storage (a buffer registered as a slice of another)
-            if (key, tensor.dtype) not in bases:  # stay views of one twin storage: its memory counted once
-                size = tensor.untyped_storage().nbytes() // tensor.element_size()
-                bases[key, tensor.dtype] = empty(tensor.detach().as_strided((size,), (1,), 0))
-            data = bases[key, tensor.dtype].as_strided(tensor.shape, tensor.stride(), tensor.storage_offset())
-        else:
+        data = None
+        # views of one storage (a buffer registered as a slice of another), or a view of a larger one: views of
+        # one twin storage of the same size, so its memory is counted once and as a whole, as on the original
+        if key is not None and (counts[key] > 1
+                                or tensor.untyped_storage().nbytes() != tensor.numel() * tensor.element_size()):
+            try:
+                if (key, tensor.dtype) not in bases:
+                    size = tensor.untyped_storage().nbytes() // tensor.element_size()
+                    bases[key, tensor.dtype] = empty(tensor.detach().as_strided((size,), (1,), 0))
+                data = bases[key, tensor.dtype].as_strided(tensor.shape, tensor.stride(), tensor.storage_offset())
+            except (RuntimeError, NotImplementedError, TypeError):  # a tensor subclass without views: its own twin
+                data = None
+        if data is None:
             data = empty(tensor)
         parameter = isinstance(tensor, nn.Parameter)
         memo[id(tensor)] = nn.Parameter(data, requires_grad=tensor.requires_grad) if parameter else data
