@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import hypothesis
 import pytest
 import torch
 import torch.nn as nn
@@ -453,3 +454,49 @@ def test_total_mult_adds_shows_a_small_count_once_and_a_large_one_in_both_forms(
     big = netscope.summary(nn.Linear(1000, 1000), input_size=(3, 1000))
     assert big.totals.total_macs == 3 * 1000 * 1000
     assert "Total mult-adds: 3.00 M (3,000,000)" in str(big) and "3,000,000 (3.00 M)" in big.to_html()
+
+
+def _storages_one_by_one(tensors):
+    """The reference for distinct_storages: storage_key tensor by tensor, the first tensor on each storage."""
+    from netscope.checkpoints.identity import storage_key
+
+    seen, out = set(), []
+    for t in tensors:
+        key = storage_key(t)
+        if key is None:
+            out.append((t, None))
+        elif key not in seen:
+            seen.add(key)
+            out.append((t, t.untyped_storage().nbytes()))
+    return out
+
+
+@hypothesis.settings(max_examples=60, deadline=None)
+@hypothesis.given(hypothesis.strategies.lists(hypothesis.strategies.sampled_from(
+    ["own", "param", "view_of_last", "same_again", "meta", "empty", "sparse", "prefix_of_big"]), max_size=12))
+def test_distinct_storages_bulk_path_equals_tensor_by_tensor(kinds):
+    """Whatever mix of tensors (own storages, views, repeats, meta, empty, sparse), the C-loop path of
+    distinct_storages gives what telling storages one tensor at a time gives."""
+    from netscope.checkpoints.identity import distinct_storages
+
+    tensors = []
+    for kind in kinds:
+        last = tensors[-1] if tensors and tensors[-1].layout == torch.strided and tensors[-1].numel() else None
+        if kind == "own" or (kind in ("view_of_last", "same_again") and last is None):
+            tensors.append(torch.zeros(3))
+        elif kind == "param":
+            tensors.append(nn.Parameter(torch.zeros(2, 2)))
+        elif kind == "view_of_last":
+            tensors.append(last.view(-1)[:1])
+        elif kind == "same_again":
+            tensors.append(last)
+        elif kind == "meta":
+            tensors.append(torch.zeros(4, device="meta"))
+        elif kind == "empty":
+            tensors.append(torch.zeros(0))
+        elif kind == "sparse":
+            tensors.append(torch.eye(2).to_sparse())
+        else:
+            tensors.append(torch.zeros(50)[:5])
+    got = [(id(t), n) for t, n in distinct_storages(tensors)]
+    assert got == [(id(t), n) for t, n in _storages_one_by_one(tensors)]

@@ -24,7 +24,23 @@ def storage_key(tensor) -> Optional[Tuple[Any, ...]]:
 def distinct_storages(tensors: Iterable) -> List[Tuple[Any, Optional[int]]]:
     """``(tensor, bytes of its storage)`` for the first of ``tensors`` on each storage (views of one storage, or one
     tensor under two names, once: the memory they hold); a tensor whose storage cannot be told (a sparse one, a
-    storage-less subclass) is its own entry, with None."""
+    storage-less subclass) is its own entry, with None. Read in C loops when every tensor is a plain tensor or
+    parameter with a storage of its own at a distinct address (a model's weights, as usual); otherwise tensor by
+    tensor through :func:`storage_key` (subclasses such as fake tensors, meta and empty storages, shared ones)."""
+    import torch
+
+    tensors = tensors if isinstance(tensors, list) else list(tensors)
+    if set(map(type, tensors)) <= _plain_types(torch):
+        try:
+            storages = list(map(torch.Tensor.untyped_storage, tensors))
+            sizes = list(map(torch.UntypedStorage.nbytes, storages))
+            addresses = set(map(torch.UntypedStorage.data_ptr, storages))
+        except (RuntimeError, NotImplementedError, TypeError, ValueError, AttributeError):  # a sparse one: no storage
+            addresses = set()
+        # distinct non-null addresses (meta and empty storages have none), no empty storage: storage_key's keys
+        # are all distinct, so each tensor is the first on its storage
+        if len(addresses) == len(tensors) and 0 not in addresses and 0 not in sizes:
+            return list(zip(tensors, sizes))
     seen = set()
     out: List[Tuple[Any, Optional[int]]] = []
     for tensor in tensors:
@@ -63,6 +79,12 @@ def storage_id_text(tensor) -> Optional[str]:
     return f"{key[0]}:{key[1]}" if key is not None else None
 
 
+def _plain_types(torch) -> frozenset:
+    """The tensor classes whose storage :func:`distinct_storages` reads in bulk: torch's own, no subclass."""
+    return frozenset(t for t in (torch.Tensor, torch.nn.Parameter, getattr(torch.nn, "Buffer", None)) if t is not None)
+
+
 def _is_fake(tensor) -> bool:
     fake = sys.modules.get("torch._subclasses.fake_tensor")  # no fake tensor exists unless it was imported
     return fake is not None and isinstance(tensor, fake.FakeTensor)
+
