@@ -21,6 +21,18 @@ def storage_key(tensor) -> Optional[Tuple[Any, ...]]:
         return None
 
 
+def storage_or_object_key(tensor) -> Tuple[Any, ...]:
+    """:func:`storage_key`, else a key one storage (an empty one) or, for a tensor without a storage (sparse,
+    nested, quantized subclasses), one tensor object has: equal only for keys that hold the same data."""
+    key = storage_key(tensor)
+    if key is not None:
+        return key
+    try:
+        return ("cdata", tensor.untyped_storage()._cdata)  # an empty storage: one key per storage
+    except (RuntimeError, NotImplementedError, TypeError, ValueError, AttributeError):  # no storage at all
+        return ("object", id(tensor))
+
+
 def view_key(tensor) -> Optional[Tuple[Any, ...]]:
     """Equal for tensors that are the same view of one storage (offset, shape, strides, dtype); None as above."""
     key = storage_key(tensor)

@@ -23,6 +23,7 @@ from netscope.checkpoints.containers import (
     nested_from_flat,
     other_entries,
     path_text,
+    refuse_nested_tensors,
     select_state_dict,
     state_dict_candidates,
     weight_averaging_note,
@@ -201,6 +202,7 @@ def _tensor_metas(state: Dict[str, Any], prefix: str = "", plain: Optional[bool]
             return dict(state)
     else:
         tensors = {k: v for k, v in state.items() if is_tensor_like(v) and isinstance(k, str)}
+        refuse_nested_tensors(tensors)
     ids = torch_format.storage_ids(tensors, prefix)
     return OrderedDict(
         (k, (v if v.storage_id == ids[k] else TensorMeta(v.shape, v.dtype, ids[k])) if type(v) is TensorMeta
@@ -233,11 +235,25 @@ def _info_from_container(path: str, fmt: str, container: Any, notes: List[str],
     if state and torch is not None and isinstance(container, torch.nn.Module):
         layout = f"whole {type(container).__name__} object pickled (state dict taken from it)"
     tensors = _tensor_metas(state)
-    notes = notes + distributed_notes(path, tensors)
+    notes = notes + distributed_notes(path, tensors) + _sparse_note(state)
     info = CheckpointInfo(path=path, format=fmt, layout=layout, state_dict_path=tuple(sd_path),
                           tensors=tensors, other_entries=other_entries(container, sd_path),
                           notes=tuple(notes))
     return info, state
+
+
+def _sparse_note(state: Dict[str, Any]) -> List[str]:
+    """Sparse tensors are listed by their dense shape: say that their sizes are not the bytes the file holds."""
+    sparse = [f"{key} ({str(value.layout).rpartition('.')[2]})" for key, value in state.items()
+              if not isinstance(value, TensorMeta) and is_tensor_like(value) and value.layout is not _strided()]
+    if not sparse:
+        return []
+    return [f"{', '.join(sparse[:6])}{', ...' if len(sparse) > 6 else ''}: sparse tensor(s), listed with their dense "
+            "shape; their sizes count that shape's elements, not the indices and values the file stores"]
+
+
+def _strided():
+    return sys.modules["torch"].strided  # a state dict of real tensors: torch is loaded
 
 
 CHOSEN_NOTE = "the state dict was taken from"

@@ -1,0 +1,137 @@
+"""Checkpoints holding tensors nobody designed for: sparse and nested tensors, the float8 "fnuz" dtypes in
+safetensors, tensors under non-string keys. Oracles: torch.load(weights_only=True), safetensors.safe_open,
+torch.equal on every tensor, load_state_dict(strict=True)."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import pytest
+import torch
+import torch.nn as nn
+
+import netscope
+from netscope.checkpoints import inspect_checkpoint, load_checkpoint
+from netscope.cli import main
+from netscope.errors import CheckpointError
+
+
+class _Holder(nn.Module):
+    """A model whose buffers are exactly ``state``'s keys, dtypes and layouts (the remap target)."""
+
+    def __init__(self, state):
+        super().__init__()
+        for key, value in state.items():
+            self.register_buffer(key, value.clone())
+
+
+def _sparse_state():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch's "sparse CSR is in beta" warning
+        return {"coo": torch.eye(3).to_sparse(), "csr": (torch.eye(3) * 2).to_sparse_csr(), "dense": torch.ones(2)}
+
+
+def test_sparse_tensors_are_listed_and_remapped_unchanged(tmp_path, capsys):
+    state = _sparse_state()
+    source = tmp_path / "sparse.pt"
+    torch.save({"module." + k: v for k, v in state.items()}, source)
+    assert main(["keys", str(source), "-f", "json"]) == 0
+    listed = json.loads(capsys.readouterr().out)["tensors"]
+    oracle = torch.load(source, weights_only=True)
+    assert {k: (v["shape"], v["dtype"]) for k, v in listed.items()} == {
+        k: (list(v.shape), str(v.dtype).split(".")[1]) for k, v in oracle.items()}
+    info = inspect_checkpoint(str(source))
+    assert any("sparse" in note and "module.coo" in note and "module.csr" in note for note in info.notes)
+
+    out = tmp_path / "out.pt"
+    model = _Holder(state)
+    netscope.remap_file(str(source), model, str(out))
+    written = torch.load(out, weights_only=True)
+    model.load_state_dict(written, strict=True)
+    for key, tensor in state.items():
+        assert written[key].layout == tensor.layout
+        assert torch.equal(written[key].to_dense(), tensor.to_dense())
+
+
+def test_nested_tensor_is_refused_by_name_not_a_traceback(tmp_path, capsys):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "nested tensors are in prototype stage"
+        nested = torch.nested.nested_tensor([torch.randn(2, 3), torch.randn(4, 3)])
+    path = tmp_path / "nested.pt"
+    torch.save({"nt": nested, "w": torch.ones(2)}, path)
+    assert torch.load(path, weights_only=True)["nt"].is_nested  # the oracle reads it
+    with pytest.raises(CheckpointError, match="'nt'.*nested"):
+        inspect_checkpoint(str(path))
+    assert main(["keys", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "nested" in err and "Traceback" not in err
+    with pytest.raises(CheckpointError, match="nested"):
+        netscope.remap({"nt": nested, "w": torch.ones(2)}, _Holder({"w": torch.ones(2)}))
+
+
+def test_nested_tensor_beside_the_state_dict_is_summarized(tmp_path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        nested = torch.nested.nested_tensor([torch.randn(2, 3), torch.randn(4, 3)])
+    path = tmp_path / "beside.pt"
+    torch.save({"model": {"w": torch.ones(2)}, "extra": nested}, path)
+    info = inspect_checkpoint(str(path))
+    assert list(info.tensors) == ["w"]
+    assert "nested" in info.other_entries["extra"] and "2" in info.other_entries["extra"]
+
+
+def test_every_safetensors_dtype_code_has_torchs_name_and_size(tmp_path):
+    safetensors_torch = pytest.importorskip("safetensors.torch")
+    from netscope.checkpoints.dtypes import SAFETENSORS_DTYPES, itemsize
+
+    codes = getattr(safetensors_torch, "_TYPES", None)
+    if not codes:
+        pytest.skip("this safetensors version keeps no code -> dtype table")
+    for code, dtype in codes.items():  # the library's own table is the oracle
+        name = str(dtype).split(".")[1]
+        assert SAFETENSORS_DTYPES.get(code) == name, code
+        assert itemsize(name) == torch.empty((), dtype=dtype).element_size(), code
+
+
+@pytest.mark.parametrize("dtype", [torch.float8_e4m3fnuz, torch.float8_e5m2fnuz])
+def test_fnuz_safetensors_listed_with_its_bytes_and_read_bit_identical(tmp_path, dtype):
+    safetensors_torch = pytest.importorskip("safetensors.torch")
+    from safetensors import safe_open
+
+    tensor = (torch.randn(3, 5) * 4).to(dtype)
+    path = str(tmp_path / "f8.safetensors")
+    safetensors_torch.save_file({"w": tensor}, path)
+    info = inspect_checkpoint(path)
+    assert info.tensors["w"].dtype == str(dtype).split(".")[1]
+    assert info.total_bytes == tensor.numel() * tensor.element_size()
+    with safe_open(path, framework="pt") as handle:
+        oracle = handle.get_tensor("w")
+    loaded = load_checkpoint(path).state_dict["w"]
+    assert loaded.dtype == oracle.dtype and torch.equal(loaded.view(torch.uint8), oracle.view(torch.uint8))
+
+
+def test_tensors_under_integer_keys_are_named_in_the_listing(tmp_path):
+    path = tmp_path / "intkeys.pt"
+    torch.save({0: torch.randn(2), 1: torch.randn(3, 4), "named": torch.randn(1)}, path)
+    info = inspect_checkpoint(str(path))
+    assert info.tensors == {}  # not a state dict: a module's keys are strings
+    for key, value in torch.load(path, weights_only=True).items():  # none is left out of the listing
+        assert info.other_entries[str(key)] == f"tensor float32 {tuple(value.shape)}"
+
+
+def test_nested_jagged_tensor_is_named_as_such_in_a_fresh_process(tmp_path):
+    import subprocess
+    import sys
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        nested = torch.nested.nested_tensor([torch.randn(2, 3), torch.randn(4, 3)], layout=torch.jagged)
+    path = tmp_path / "jagged.pt"
+    torch.save({"nt": nested, "w": torch.ones(2)}, path)
+    # a fresh process (torch.nested's jagged internals not imported), as a user's `netscope keys` runs
+    done = subprocess.run([sys.executable, "-m", "netscope", "keys", str(path)], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2
+    assert "nested" in done.stderr and "Traceback" not in done.stderr
+    assert "run code" not in done.stderr  # not called an unsafe pickle: the file holds only tensors
