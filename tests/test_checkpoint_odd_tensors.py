@@ -135,3 +135,40 @@ def test_nested_jagged_tensor_is_named_as_such_in_a_fresh_process(tmp_path):
     assert done.returncode == 2
     assert "nested" in done.stderr and "Traceback" not in done.stderr
     assert "run code" not in done.stderr  # not called an unsafe pickle: the file holds only tensors
+
+
+def _quantized(values):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch's deprecation warning for quantized tensors
+        return torch.quantize_per_tensor(values, 0.1, 0, torch.qint8)
+
+
+def test_quantized_tensor_into_a_float_weight_is_not_called_loadable(tmp_path, capsys):
+    path = tmp_path / "q.pt"
+    torch.save({"weight": _quantized(torch.randn(4, 4)), "bias": torch.zeros(4)}, path)
+    model = nn.Linear(4, 4)
+    with pytest.raises(RuntimeError, match="quantized"):  # the oracle: torch's own strict load refuses it
+        nn.Linear(4, 4).load_state_dict(torch.load(path, weights_only=True), strict=True)
+    report = netscope.diff(str(path), model)
+    assert not report.clean
+    assert [d.source for d in report.mismatched] == ["weight"]
+    assert "qint8" in report.mismatched[0].detail and "dequantize" in report.mismatched[0].detail
+    before = model.weight.detach().clone()
+    with pytest.raises(netscope.errors.NetscopeError, match="qint8"):
+        netscope.load(str(path), model, strict=True)
+    assert torch.equal(model.weight, before)  # nothing loaded
+    assert main(["diff", str(path), f"{__file__}:_linear4"]) == 1
+    capsys.readouterr()
+
+
+def _linear4():
+    return nn.Linear(4, 4)
+
+
+def test_quantized_tensor_into_a_quantized_buffer_still_loads(tmp_path):
+    values = _quantized(torch.randn(4))
+    path = tmp_path / "qq.pt"
+    torch.save({"q": values}, path)
+    model = _Holder({"q": _quantized(torch.zeros(4))})
+    netscope.load(str(path), model, strict=True)
+    assert torch.equal(model.q.int_repr(), values.int_repr())

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from itertools import repeat
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Optional
 
 # safetensors header code -> torch dtype name (without "torch.")
 SAFETENSORS_DTYPES = {
@@ -33,6 +33,18 @@ def itemsize(dtype_name: str) -> int:
 def itemsizes(dtype_names: Iterable[str]) -> Iterator[int]:
     """``itemsize`` of each name, in one C loop (listings of 100k tensors)."""
     return map(_ITEMSIZE.get, dtype_names, repeat(0))
+
+
+_QUANTIZED = frozenset({"qint8", "quint8", "qint32", "quint4x2", "quint2x4"})
+
+
+def copy_refusal(source: str, target: str) -> Optional[str]:
+    """Why ``load_state_dict`` cannot copy a tensor of dtype ``source`` into one of dtype ``target`` (None when
+    it can): torch refuses to copy a quantized tensor into a non-quantized one."""
+    if source in _QUANTIZED and target not in _QUANTIZED:
+        return (f"checkpoint {source} vs model {target}: load_state_dict cannot copy a quantized tensor into a "
+                "non-quantized one; dequantize it first (tensor.dequantize())")
+    return None
 
 
 def torch_dtype_name(dtype) -> str:

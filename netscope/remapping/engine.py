@@ -20,6 +20,7 @@ from netscope.remapping.plan import KeyDecision, Plan
 from netscope.remapping.rules import (Rule, RuleChain, group_ref, literal_module_rule, literal_prefix_rule,
                                      literal_replacement)
 from netscope.checkpoints.distributed import CONSOLIDATE_FSDP, flat_param_keys
+from netscope.checkpoints.dtypes import copy_refusal
 from netscope.wrappers import adapter_hint
 from netscope.remapping.wrappers import WrapperIndex, describe_wrapper_change, may_hold_wrapper_token, prefix_votes
 
@@ -67,7 +68,8 @@ class _Matching:
         return {k: None for k in self.target.tensors if k not in self.filled}
 
     def assign(self, source: str, target: str, reason: str, detail: str) -> bool:
-        if self.source.tensors[source].shape != self.target.tensors[target].shape:
+        s, t = self.source.tensors[source], self.target.tensors[target]
+        if s.shape != t.shape or (s.dtype != t.dtype and copy_refusal(s.dtype, t.dtype)):
             self.pending.setdefault(source, (target, detail or reason))
             return False
         self.assigned[source] = (target, reason, detail)
@@ -308,6 +310,9 @@ def _head_rule(source_key: str, target_key: str) -> Rule:
 
 def _mismatch_detail(state: _Matching, source: str, target: str, how: str) -> str:
     s_shape, t_shape = state.source.tensors[source].shape, state.target.tensors[target].shape
+    refusal = copy_refusal(state.source.tensors[source].dtype, state.target.tensors[target].dtype)
+    if s_shape == t_shape and refusal:  # the shapes fit; the dtypes do not
+        return refusal + "; not loaded"
     text = f"checkpoint {list(s_shape)} vs model {list(t_shape)}"
     if how and how != P.EXACT:
         text += f" (matched by {how})"
