@@ -172,3 +172,26 @@ def test_quantized_tensor_into_a_quantized_buffer_still_loads(tmp_path):
     model = _Holder({"q": _quantized(torch.zeros(4))})
     netscope.load(str(path), model, strict=True)
     assert torch.equal(model.q.int_repr(), values.int_repr())
+
+
+def _unwritable_in_safetensors():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return [("q", _quantized(torch.randn(4)), "qint8"), ("coo", torch.eye(3).to_sparse(), "sparse"),
+                ("c", torch.randn(2, dtype=torch.complex128), "complex128")]
+
+
+@pytest.mark.parametrize("key,tensor,named", _unwritable_in_safetensors(), ids=["quantized", "sparse", "complex128"])
+def test_safetensors_output_refuses_what_the_format_cannot_hold_by_name(tmp_path, key, tensor, named):
+    safetensors_torch = pytest.importorskip("safetensors.torch")
+    from netscope.checkpoints import save_checkpoint
+
+    with pytest.raises(Exception):  # the oracle: the library itself cannot write it
+        safetensors_torch.save_file({key: tensor}, str(tmp_path / "oracle.safetensors"))
+    path = tmp_path / "out.safetensors"
+    with pytest.raises(CheckpointError) as raised:
+        save_checkpoint({key: tensor, "fine": torch.ones(2)}, str(path))
+    message = str(raised.value)
+    assert repr(key) in message and named in message and ".pt" in message
+    assert "disk" not in message  # not blamed on the disk
+    assert not path.exists()
