@@ -195,3 +195,40 @@ def test_safetensors_output_refuses_what_the_format_cannot_hold_by_name(tmp_path
     assert repr(key) in message and named in message and ".pt" in message
     assert "disk" not in message  # not blamed on the disk
     assert not path.exists()
+
+
+def _slices_of_one_storage():
+    base = torch.randn(100)
+    return {
+        "halves": {"a": base[:50], "b": base[50:]},
+        "apart": {"x": base[:10], "y": base[50:60]},
+        "overlapping": {"x": base[0:10], "y": base[5:15]},
+        "nested_in_whole": {"whole": base, "part": base[20:30]},
+        "tied": {"w": base[:40], "w2": base[:40]},
+    }
+
+
+def _bytes_held(state):
+    """Brute force: the distinct storage elements the tensors reach, times their size (contiguous slices here)."""
+    reached = {}
+    for tensor in state.values():
+        storage = tensor.untyped_storage().data_ptr()
+        index = torch.arange(tensor.untyped_storage().nbytes() // tensor.element_size())
+        seen = reached.setdefault(storage, set())
+        seen.update(index.as_strided(tensor.shape, tensor.stride(), tensor.storage_offset()).flatten().tolist())
+    return sum(len(s) for s in reached.values()) * 4
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["zip", "legacy-torch.load"])
+@pytest.mark.parametrize("case", list(_slices_of_one_storage()))
+def test_total_bytes_count_each_shared_byte_once(tmp_path, case, legacy, capsys):
+    state = _slices_of_one_storage()[case]
+    path = tmp_path / f"{case}.pt"
+    torch.save(state, path, _use_new_zipfile_serialization=not legacy)
+    expected = _bytes_held(state)
+    info = inspect_checkpoint(str(path))
+    assert info.total_bytes == expected
+    assert main(["keys", str(path)]) == 0
+    footer = capsys.readouterr().out.strip().splitlines()
+    total = next(line for line in footer if line.startswith("total:"))
+    assert f"({expected:,} bytes" in total and "counted once" in total

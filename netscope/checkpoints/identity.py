@@ -41,6 +41,16 @@ def view_key(tensor) -> Optional[Tuple[Any, ...]]:
     return (key, tensor.storage_offset(), tuple(tensor.shape), tuple(tensor.stride()), tensor.dtype)
 
 
+def element_span(tensor) -> Optional[Tuple[int, int]]:
+    """``[first, end)``: the elements of its storage (in its own dtype) the view reaches; None without a storage."""
+    if storage_key(tensor) is None:
+        return None
+    offset = tensor.storage_offset()
+    if tensor.numel() == 0:
+        return offset, offset
+    return offset, offset + 1 + sum((d - 1) * s for d, s in zip(tensor.shape, tensor.stride()))
+
+
 def tensor_identity(tensor) -> Hashable:
     """Equal for tensors that are the same data: one object, or equal views of one storage; tensors whose
     storage cannot be told fall back to object identity."""

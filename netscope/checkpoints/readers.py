@@ -14,6 +14,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from netscope.checkpoints import dcp, export_archive, safetensors_format, sharded, torch_format, torch_zip
 from netscope.checkpoints.distributed import distributed_notes
 from netscope.checkpoints.dtypes import torch_dtype_name
+from netscope.checkpoints.identity import element_span
 from netscope.checkpoints.info import CheckpointInfo, LoadedCheckpoint
 from netscope.checkpoints.containers import (
     describe_layout,
@@ -205,8 +206,8 @@ def _tensor_metas(state: Dict[str, Any], prefix: str = "", plain: Optional[bool]
         refuse_nested_tensors(tensors)
     ids = torch_format.storage_ids(tensors, prefix)
     return OrderedDict(
-        (k, (v if v.storage_id == ids[k] else TensorMeta(v.shape, v.dtype, ids[k])) if type(v) is TensorMeta
-         else TensorMeta(tuple(int(d) for d in v.shape), torch_dtype_name(v.dtype), ids[k]))
+        (k, (v if v.storage_id == ids[k] else TensorMeta(v.shape, v.dtype, ids[k], v.span)) if type(v) is TensorMeta
+         else TensorMeta(tuple(int(d) for d in v.shape), torch_dtype_name(v.dtype), ids[k], element_span(v)))
         for k, v in tensors.items()  # torch_zip's TensorMeta: shape and dtype final, often the very id too
     )
 

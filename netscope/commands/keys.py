@@ -158,7 +158,6 @@ def tree_columns(info, indent: bool = True) -> Dict[str, Sequence[Any]]:
 
 def render_listing(info, table: Dict[str, Sequence[Any]], fmt: str, table_style: str) -> str:
     """The listing of ``tensor_columns`` or ``tree_columns`` (which has ``tensors``) with its header and totals."""
-    from netscope.checkpoints.info import deduplicated_bytes
     from netscope.render.rows import render_columns
 
     tree = "tensors" in table
@@ -180,14 +179,15 @@ def render_listing(info, table: Dict[str, Sequence[Any]], fmt: str, table_style:
     if info.other_entries:
         header.append("other entries:")
         header.extend(f"  {k}: {v}" for k, v in info.other_entries.items())
+    shared = any(table["shares_storage_with"]) if not tree else info.shares_storage  # the column: no second pass
     if not tree:  # the flat listing has every tensor's elements and bytes at hand
         total_elements = sum(table["elements"])
-        keys, shares = table["key"], table["shares_storage_with"]
-        total_bytes = (deduplicated_bytes([owner or key for key, owner in zip(keys, shares)], table["bytes"])
-                       if any(shares) else sum(table["bytes"]))  # no key shares: one storage per tensor
+        # no key shares: one storage per tensor; else the views' reach (CheckpointInfo.total_bytes)
+        total_bytes = info.total_bytes if shared else sum(table["bytes"])
     else:
         total_elements, total_bytes = info.total_elements, info.total_bytes
     footer = [f"total: {len(info.tensors):,} tensors, {total_elements:,} elements, "
-              f"{human_bytes(total_bytes)} ({total_bytes:,} bytes)"]
+              f"{human_bytes(total_bytes)} ({total_bytes:,} bytes"
+              + ("; a storage several keys share counted once" if shared else "") + ")"]
     footer.extend(f"note: {note}" for note in info.notes)
     return "\n".join(header) + "\n\n" + text + "\n\n" + "\n".join(footer)
