@@ -147,6 +147,7 @@ class TensorMeta:
     # [first, end) elements of its own dtype the view reaches in its storage, None when unknown; lets totals count
     # the bytes that keys sharing one storage hold once (not part of equality: the same tensor, however described)
     span: Optional[Tuple[int, int]] = field(default=None, compare=False, repr=False)
+    layout: Optional[str] = field(default=None, compare=False, repr=False)  # "sparse_coo", ...; None: dense (strided)
 
     @property
     def numel(self) -> int:

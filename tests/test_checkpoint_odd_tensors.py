@@ -232,3 +232,31 @@ def test_total_bytes_count_each_shared_byte_once(tmp_path, case, legacy, capsys)
     footer = capsys.readouterr().out.strip().splitlines()
     total = next(line for line in footer if line.startswith("total:"))
     assert f"({expected:,} bytes" in total and "counted once" in total
+
+
+def test_sparse_tensor_into_a_dense_weight_is_not_called_loadable(tmp_path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sparse = torch.eye(4).to_sparse()
+    path = tmp_path / "sparse_weight.pt"
+    torch.save({"weight": sparse, "bias": torch.zeros(4)}, path)
+    with pytest.raises(RuntimeError, match="sparse"):  # the oracle: torch's own load refuses it
+        nn.Linear(4, 4).load_state_dict(torch.load(path, weights_only=True), strict=True)
+    model = nn.Linear(4, 4)
+    report = netscope.diff(str(path), model)
+    assert not report.clean and [d.source for d in report.mismatched] == ["weight"]
+    assert "sparse_coo" in report.mismatched[0].detail and "to_dense" in report.mismatched[0].detail
+    before = model.weight.detach().clone()
+    with pytest.raises(netscope.errors.NetscopeError, match="sparse"):
+        netscope.load(str(path), model, strict=True)
+    assert torch.equal(model.weight, before)
+
+
+def test_complex_tensor_into_a_real_one_is_named_in_a_note(tmp_path):
+    path = tmp_path / "complex.pt"
+    torch.save({"weight": torch.randn(4, 4, dtype=torch.complex64), "bias": torch.zeros(4)}, path)
+    model = nn.Linear(4, 4)
+    with pytest.warns(UserWarning, match="imaginary"):  # the oracle: torch's copy drops the imaginary part
+        model.load_state_dict(torch.load(path, weights_only=True))
+    notes = " ".join(netscope.diff(str(path), nn.Linear(4, 4)).plan.notes)
+    assert "weight complex64 into weight float32" in notes and "imaginary" in notes

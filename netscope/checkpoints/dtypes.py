@@ -38,13 +38,24 @@ def itemsizes(dtype_names: Iterable[str]) -> Iterator[int]:
 _QUANTIZED = frozenset({"qint8", "quint8", "qint32", "quint4x2", "quint2x4"})
 
 
-def copy_refusal(source: str, target: str) -> Optional[str]:
-    """Why ``load_state_dict`` cannot copy a tensor of dtype ``source`` into one of dtype ``target`` (None when
-    it can): torch refuses to copy a quantized tensor into a non-quantized one."""
-    if source in _QUANTIZED and target not in _QUANTIZED:
-        return (f"checkpoint {source} vs model {target}: load_state_dict cannot copy a quantized tensor into a "
-                "non-quantized one; dequantize it first (tensor.dequantize())")
+def copy_refusal(source, target) -> Optional[str]:
+    """Why ``load_state_dict`` cannot copy the tensor ``source`` describes (a ``TensorMeta``) into the one
+    ``target`` does (None when it can): torch refuses to copy a quantized tensor into a non-quantized one, and to
+    copy between sparse and dense tensors."""
+    if source.dtype in _QUANTIZED and target.dtype not in _QUANTIZED:
+        return (f"checkpoint {source.dtype} vs model {target.dtype}: load_state_dict cannot copy a quantized tensor "
+                "into a non-quantized one; dequantize it first (tensor.dequantize())")
+    if source.layout != target.layout:
+        s, t = source.layout or "dense", target.layout or "dense"
+        return (f"checkpoint {s} vs model {t}: load_state_dict cannot copy between sparse and dense tensors; convert "
+                f"it first ({'tensor.to_dense()' if t == 'dense' else 'tensor.to_sparse()'})")
     return None
+
+
+def layout_name(tensor) -> Optional[str]:
+    """``"sparse_coo"``, ``"sparse_csr"``, ... for a tensor of a sparse layout; None for a dense (strided) one."""
+    name = str(tensor.layout).rpartition(".")[2]
+    return None if name == "strided" else name
 
 
 def torch_dtype_name(dtype) -> str:

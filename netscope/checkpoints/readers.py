@@ -13,7 +13,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from netscope.checkpoints import dcp, export_archive, safetensors_format, sharded, torch_format, torch_zip
 from netscope.checkpoints.distributed import distributed_notes
-from netscope.checkpoints.dtypes import torch_dtype_name
+from netscope.checkpoints.dtypes import layout_name, torch_dtype_name
 from netscope.checkpoints.identity import element_span
 from netscope.checkpoints.info import CheckpointInfo, LoadedCheckpoint
 from netscope.checkpoints.containers import (
@@ -207,7 +207,8 @@ def _tensor_metas(state: Dict[str, Any], prefix: str = "", plain: Optional[bool]
     ids = torch_format.storage_ids(tensors, prefix)
     return OrderedDict(
         (k, (v if v.storage_id == ids[k] else TensorMeta(v.shape, v.dtype, ids[k], v.span)) if type(v) is TensorMeta
-         else TensorMeta(tuple(int(d) for d in v.shape), torch_dtype_name(v.dtype), ids[k], element_span(v)))
+         else TensorMeta(tuple(int(d) for d in v.shape), torch_dtype_name(v.dtype), ids[k], element_span(v),
+                         layout_name(v)))
         for k, v in tensors.items()  # torch_zip's TensorMeta: shape and dtype final, often the very id too
     )
 
@@ -236,25 +237,20 @@ def _info_from_container(path: str, fmt: str, container: Any, notes: List[str],
     if state and torch is not None and isinstance(container, torch.nn.Module):
         layout = f"whole {type(container).__name__} object pickled (state dict taken from it)"
     tensors = _tensor_metas(state)
-    notes = notes + distributed_notes(path, tensors) + _sparse_note(state)
+    notes = notes + distributed_notes(path, tensors) + _sparse_note(tensors)
     info = CheckpointInfo(path=path, format=fmt, layout=layout, state_dict_path=tuple(sd_path),
                           tensors=tensors, other_entries=other_entries(container, sd_path),
                           notes=tuple(notes))
     return info, state
 
 
-def _sparse_note(state: Dict[str, Any]) -> List[str]:
+def _sparse_note(tensors: Dict[str, TensorMeta]) -> List[str]:
     """Sparse tensors are listed by their dense shape: say that their sizes are not the bytes the file holds."""
-    sparse = [f"{key} ({str(value.layout).rpartition('.')[2]})" for key, value in state.items()
-              if not isinstance(value, TensorMeta) and is_tensor_like(value) and value.layout is not _strided()]
+    sparse = [f"{key} ({meta.layout})" for key, meta in tensors.items() if meta.layout is not None]
     if not sparse:
         return []
     return [f"{', '.join(sparse[:6])}{', ...' if len(sparse) > 6 else ''}: sparse tensor(s), listed with their dense "
             "shape; their sizes count that shape's elements, not the indices and values the file stores"]
-
-
-def _strided():
-    return sys.modules["torch"].strided  # a state dict of real tensors: torch is loaded
 
 
 CHOSEN_NOTE = "the state dict was taken from"

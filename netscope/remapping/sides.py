@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Dict, FrozenSet, List, Mapping, Optional, Tuple
 
+from netscope.checkpoints.dtypes import layout_name
 from netscope.checkpoints.identity import storage_id_text
 from netscope.records import TensorMeta
 
@@ -53,7 +54,7 @@ def _meta_of(tensor, dtype: str, storage_id: Optional[str] = None) -> TensorMeta
     """``tensor_meta`` with the dtype's name already known."""
     if storage_id is None:
         storage_id = storage_id_text(tensor)
-    return TensorMeta(tuple(map(int, tensor.shape)), dtype, storage_id)
+    return TensorMeta(tuple(map(int, tensor.shape)), dtype, storage_id, layout=layout_name(tensor))
 
 
 class _DtypeNames(dict):
@@ -111,7 +112,8 @@ def model_layout(model) -> TensorLayout:
     module_types = {name: type(module).__name__ for name, module in model.named_modules(remove_duplicate=False)}
     parameter_names = {name for name, _ in model.named_parameters(remove_duplicate=False)}
     names = _DtypeNames()
-    tensors = {key: TensorMeta(tuple(map(int, value.shape)), names[value.dtype], f"id:{id(value)}")
+    tensors = {key: TensorMeta(tuple(map(int, value.shape)), names[value.dtype], f"id:{id(value)}",
+                               layout=None if value.layout is torch.strided else layout_name(value))
                for key, value in state.items() if isinstance(value, torch.Tensor)}
     return TensorLayout(tensors, module_types, frozenset(parameter_names.intersection(tensors)))
 
