@@ -260,3 +260,10 @@ def test_complex_tensor_into_a_real_one_is_named_in_a_note(tmp_path):
         model.load_state_dict(torch.load(path, weights_only=True))
     notes = " ".join(netscope.diff(str(path), nn.Linear(4, 4)).plan.notes)
     assert "weight complex64 into weight float32" in notes and "imaginary" in notes
+
+
+def test_a_missing_root_level_buffer_names_the_model_without_a_blank_module(tmp_path):
+    model = _Holder({"scale": torch.ones(2), "shift": torch.zeros(2)})
+    report = netscope.diff({"scale": torch.ones(2)}, model)
+    (missing,) = [d for d in report.plan.decisions if d.reason == "missing"]
+    assert missing.target == "shift" and "(the _Holder itself)" in missing.detail

@@ -373,8 +373,9 @@ def _finish(state: _Matching, user_rules: Sequence[Rule]) -> Plan:
             continue
         owner = module_of(key)
         kind = target.module_type(owner)
+        where = f" ({kind} {owner})" if owner else f" (the {kind} itself)"  # a root-level key has no module path
         decisions.append(KeyDecision(None, key, P.MISSING,
-                                     f"no checkpoint tensor for it{f' ({kind} {owner})' if kind else ''}; it keeps its "
+                                     f"no checkpoint tensor for it{where if kind else ''}; it keeps its "
                                      "initial value", None, meta.shape))
     rules, reproduce, notes = _compact_rules(state, user_rules, decisions)
     return Plan(tuple(decisions), tuple(rules), reproduce,
