@@ -267,3 +267,54 @@ def test_a_missing_root_level_buffer_names_the_model_without_a_blank_module(tmp_
     report = netscope.diff({"scale": torch.ones(2)}, model)
     (missing,) = [d for d in report.plan.decisions if d.reason == "missing"]
     assert missing.target == "shift" and "(the _Holder itself)" in missing.detail
+
+
+class _WithExtraState(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(2, 2)
+        self.tag = "x"
+
+    def get_extra_state(self):
+        return {"tag": self.tag}
+
+    def set_extra_state(self, state):
+        self.tag = state["tag"]
+
+
+def test_non_tensor_entries_the_model_lacks_are_a_strict_problem(tmp_path, capsys):
+    path = tmp_path / "leaves.pt"
+    torch.save({"weight": torch.randn(2, 2), "bias": torch.zeros(2), "name": "run-7", "extra": [torch.ones(1)]}, path)
+    with pytest.raises(RuntimeError, match="Unexpected key"):  # the oracle: torch's strict load refuses them
+        nn.Linear(2, 2).load_state_dict(torch.load(path, weights_only=True), strict=True)
+    report = netscope.diff(str(path), nn.Linear(2, 2))
+    assert not report.clean and report.stray_entries == ("name", "extra")
+    assert any("'name'" in p for p in report.strict_problems())
+    assert main(["diff", str(path), f"{__file__}:_linear2"]) == 1
+    assert "'name'" in capsys.readouterr().err
+    model = nn.Linear(2, 2)
+    before = model.weight.detach().clone()
+    with pytest.raises(netscope.errors.NetscopeError, match="name"):
+        netscope.load(str(path), model, strict=True)
+    assert torch.equal(model.weight, before)
+    out = tmp_path / "out.pt"
+    written = netscope.remap_file(str(path), nn.Linear(2, 2), str(out))
+    assert written.stray_entries == ("name", "extra")
+    kept = torch.load(out, weights_only=True)
+    assert kept["name"] == "run-7" and torch.equal(kept["extra"][0], torch.ones(1))  # nothing dropped
+
+
+def _linear2():
+    return nn.Linear(2, 2)
+
+
+def test_extra_state_the_model_has_is_no_strict_problem(tmp_path):
+    source = _WithExtraState()
+    source.tag = "saved"
+    path = tmp_path / "extra.pt"
+    torch.save({"module." + k: v for k, v in source.state_dict().items()}, path)
+    model = _WithExtraState()
+    report = netscope.diff(str(path), model)
+    assert report.stray_entries == () and report.strict_problems() == []
+    netscope.load(str(path), model, strict=True)
+    assert model.tag == "saved"

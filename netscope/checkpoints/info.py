@@ -43,6 +43,17 @@ class CheckpointInfo:
         return deduplicated_bytes(storages, sizes, metas)
 
     @property
+    def state_dict_entries(self) -> Tuple[str, ...]:
+        """Keys of the state dict's own non-tensor entries (``_extra_state``, a stray string), as ``other_entries``
+        names them; only torch.save and DCP files can hold any."""
+        if self.format not in ("torch", "dcp") or not self.tensors:
+            return ()
+        if not self.state_dict_path:
+            return tuple(self.other_entries)
+        prefix = ".".join(map(str, self.state_dict_path)) + "."
+        return tuple(key[len(prefix):] for key in self.other_entries if key.startswith(prefix))
+
+    @property
     def shares_storage(self) -> bool:
         """Whether several keys share one storage (then ``total_bytes`` counts its bytes once)."""
         storages = [m.storage_id for m in self.tensors.values() if m.storage_id is not None]

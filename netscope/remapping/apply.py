@@ -8,9 +8,9 @@ optimizer state keyed by parameter names is re-keyed, ``_metadata`` is re-keyed.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, Iterable, Mapping, Optional, Tuple
 
-from netscope.remapping.sides import leaf_of, module_of, split_state_dict
+from netscope.remapping.sides import TensorLayout, leaf_of, module_of, split_state_dict
 from netscope.remapping.plan import Plan
 
 
@@ -50,6 +50,17 @@ def apply_plan(state_dict: Mapping[str, Any], plan: Plan, target_order=()) -> "O
     if metadata is not None:
         result._metadata = remap_metadata(metadata, modules)  # type: ignore[attr-defined]
     return result
+
+
+def stray_entries(keys: Iterable[str], plan: Plan, target: TensorLayout) -> Tuple[str, ...]:
+    """The checkpoint's non-tensor state-dict ``keys``, renamed as :func:`apply_plan` carries them, that the
+    target's state dict does not have: ``load_state_dict(strict=True)`` refuses them as unexpected keys."""
+    keys = list(keys)
+    if not keys or target.entries is None:
+        return ()
+    modules = module_mapping(plan)
+    renamed = (_rename_by_module(key, modules) for key in keys)
+    return tuple(key for key in renamed if key not in target.entries and key not in target.tensors)
 
 
 def _rename_by_module(key: str, modules: Mapping[str, str]) -> str:

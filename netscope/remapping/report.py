@@ -63,6 +63,7 @@ class RemapReport:
     unmatched: Tuple[Unmatched, ...] = ()  # checkpoint tensors not loaded into the model (file-to-file remap)
     unmatched_destination: str = ""  # where they went: kept in the container, a side file, or dropped
     loader_fills: Tuple[str, ...] = ()  # missing model keys torch's load_state_dict supplies (loader_fills.py)
+    stray_entries: Tuple[str, ...] = ()  # the checkpoint's non-tensor state-dict entries the model does not have
 
     @property
     def decisions(self) -> Tuple[KeyDecision, ...]:
@@ -117,6 +118,11 @@ class RemapReport:
                             f"{d.source}: {d.detail})")
         if self.unused:
             problems.append(f"{len(self.unused)} checkpoint tensor(s) map to nothing (first: {self.unused[0]})")
+        if self.stray_entries:
+            shown = ", ".join(repr(k) for k in self.stray_entries[:5]) + (", ..." if len(self.stray_entries) > 5 else "")
+            problems.append(f"{len(self.stray_entries)} non-tensor state-dict entr"
+                            f"{'y' if len(self.stray_entries) == 1 else 'ies'} the model does not have ({shown}), "
+                            "which load_state_dict refuses as unexpected keys (kept as they are)")
         return problems
 
     def rows(self, *, include_exact: bool = True) -> List[dict]:
@@ -212,8 +218,8 @@ class DiffReport(RemapReport):
     def clean(self) -> bool:
         """Whether ``load_state_dict(strict=True)`` takes the checkpoint as it is: every key exact. A tied key
         the file saved once (``alias-of``) is still missing by name, so torch's strict load refuses it."""
-        return all(d.reason == P.EXACT or (d.reason == P.MISSING and d.target in self.loader_fills)
-                   for d in self.plan.decisions)
+        return not self.stray_entries and all(
+            d.reason == P.EXACT or (d.reason == P.MISSING and d.target in self.loader_fills) for d in self.plan.decisions)
 
     SCHEMA = "diff"
 

@@ -22,6 +22,8 @@ class TensorLayout:
     module_types: Mapping[str, str] = field(default_factory=dict)  # module path -> class name ("" root)
     parameter_keys: Optional[FrozenSet[str]] = None  # None: every tensor counts as a parameter
     ordered: bool = True  # the key order is the model's registration order (evidence for structural pairing)
+    # (target side) the state dict's non-tensor keys (``_extra_state``); None where that is not known
+    entries: Optional[FrozenSet[str]] = None
 
     def is_parameter(self, key: str) -> bool:
         return self.parameter_keys is None or key in self.parameter_keys
@@ -115,7 +117,8 @@ def model_layout(model) -> TensorLayout:
     tensors = {key: TensorMeta(tuple(map(int, value.shape)), names[value.dtype], f"id:{id(value)}",
                                layout=None if value.layout is torch.strided else layout_name(value))
                for key, value in state.items() if isinstance(value, torch.Tensor)}
-    return TensorLayout(tensors, module_types, frozenset(parameter_names.intersection(tensors)))
+    entries = frozenset(key for key, value in state.items() if not isinstance(value, torch.Tensor))
+    return TensorLayout(tensors, module_types, frozenset(parameter_names.intersection(tensors)), entries=entries)
 
 
 def module_of(key: str) -> str:
