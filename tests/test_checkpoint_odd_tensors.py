@@ -318,3 +318,22 @@ def test_extra_state_the_model_has_is_no_strict_problem(tmp_path):
     assert report.stray_entries == () and report.strict_problems() == []
     netscope.load(str(path), model, strict=True)
     assert model.tag == "saved"
+
+
+def test_meta_device_tensors_in_a_file_are_named_and_never_loaded(tmp_path):
+    path = tmp_path / "meta.pt"
+    torch.save({"weight": torch.empty(2, 2, device="meta"), "bias": torch.ones(2)}, path)
+    with pytest.raises(RuntimeError, match="meta"):  # the oracle: torch's load cannot copy out of a meta tensor
+        nn.Linear(2, 2).load_state_dict(torch.load(path, weights_only=True))
+    info = inspect_checkpoint(str(path))
+    assert any("weight" in note and "meta device" in note for note in info.notes)
+    assert any("meta device" in note for note in netscope.diff(str(path), nn.Linear(2, 2)).notes)
+    model = nn.Linear(2, 2)
+    before = model.bias.detach().clone()
+    with pytest.raises(netscope.errors.NetscopeError, match="meta"):
+        netscope.load(str(path), model)
+    assert torch.equal(model.bias, before)  # nothing loaded, not even the tensors that have values
+    with torch.device("meta"):
+        on_meta = nn.Linear(2, 2)
+    netscope.load(str(path), on_meta)  # a model on the meta device takes them (assigned)
+    assert on_meta.weight.is_meta and torch.equal(on_meta.bias, torch.ones(2))

@@ -237,7 +237,7 @@ def _info_from_container(path: str, fmt: str, container: Any, notes: List[str],
     if state and torch is not None and isinstance(container, torch.nn.Module):
         layout = f"whole {type(container).__name__} object pickled (state dict taken from it)"
     tensors = _tensor_metas(state)
-    notes = notes + distributed_notes(path, tensors) + _sparse_note(tensors)
+    notes = notes + distributed_notes(path, tensors) + _sparse_note(tensors) + _meta_note(state)
     info = CheckpointInfo(path=path, format=fmt, layout=layout, state_dict_path=tuple(sd_path),
                           tensors=tensors, other_entries=other_entries(container, sd_path),
                           notes=tuple(notes))
@@ -251,6 +251,15 @@ def _sparse_note(tensors: Dict[str, TensorMeta]) -> List[str]:
         return []
     return [f"{', '.join(sparse[:6])}{', ...' if len(sparse) > 6 else ''}: sparse tensor(s), listed with their dense "
             "shape; their sizes count that shape's elements, not the indices and values the file stores"]
+
+
+def _meta_note(state: Dict[str, Any]) -> List[str]:
+    """Tensors saved on the meta device: the file has their shapes and dtypes, no values."""
+    meta = [key for key, value in state.items() if getattr(getattr(value, "device", None), "type", None) == "meta"]
+    if not meta:
+        return []
+    return [f"{', '.join(map(str, meta[:6]))}{', ...' if len(meta) > 6 else ''}: saved on the meta device, so the file "
+            "holds their shapes and dtypes but no values; a model with real weights cannot load them"]
 
 
 CHOSEN_NOTE = "the state dict was taken from"

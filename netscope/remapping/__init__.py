@@ -11,7 +11,7 @@ import os
 from dataclasses import replace
 from typing import Iterable, Mapping, Optional, Tuple
 
-from netscope.errors import EXIT_FINDINGS, NetscopeError, UsageError
+from netscope.errors import EXIT_FINDINGS, CheckpointError, NetscopeError, UsageError
 from netscope.remapping.coverage import Coverage, compute_coverage
 from netscope.remapping.sides import TensorLayout, layout_from_metas, model_layout, source_layout, split_state_dict
 from netscope.remapping.plan import KeyDecision, Plan, read_plan, write_plan
@@ -180,6 +180,13 @@ def load(checkpoint, model, *, strict: bool = True, rules: Iterable = (), weight
             "'netscope diff', add rules, or call load(..., strict=False) to load what maps"
         )
     on_meta = any(t.device.type == "meta" for t in list(model.parameters()) + list(model.buffers()))
+    if not on_meta:
+        no_values = [k for k, v in new_state_dict.items() if getattr(v, "is_meta", False) is True]
+        if no_values:  # torch would raise 'Cannot copy out of meta tensor' midway, the model half loaded
+            raise CheckpointError(
+                f"{len(no_values)} checkpoint tensor(s) are on the meta device (first: {no_values[0]}): they have "
+                "shapes but no values, so nothing was loaded. Load a checkpoint saved with real weights (or build "
+                "the model on the meta device to take the shapes)")
     model.load_state_dict(new_state_dict, strict=strict, assign=on_meta)
     return report
 
