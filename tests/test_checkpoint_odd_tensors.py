@@ -116,6 +116,7 @@ def test_tensors_under_integer_keys_are_named_in_the_listing(tmp_path):
     torch.save({0: torch.randn(2), 1: torch.randn(3, 4), "named": torch.randn(1)}, path)
     info = inspect_checkpoint(str(path))
     assert info.tensors == {}  # not a state dict: a module's keys are strings
+    assert any("not names: 0, 1" in note for note in info.notes)
     for key, value in torch.load(path, weights_only=True).items():  # none is left out of the listing
         assert info.other_entries[str(key)] == f"tensor float32 {tuple(value.shape)}"
 

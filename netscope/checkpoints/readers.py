@@ -230,7 +230,7 @@ def _info_from_container(path: str, fmt: str, container: Any, notes: List[str],
         except CheckpointError:
             sd_path, state = (), {}
             notes = notes + ["no model tensors found: the file holds no dict of tensors at the top level or under "
-                             "'state_dict', 'model', 'module' or a similar key."]
+                             "'state_dict', 'model', 'module' or a similar key" + _non_string_keys(container) + "."]
     notes = notes + _other_candidates_note(container, tuple(sd_path), key is None)
     layout = describe_layout(container, sd_path)
     torch = sys.modules.get("torch")
@@ -242,6 +242,15 @@ def _info_from_container(path: str, fmt: str, container: Any, notes: List[str],
                           tensors=tensors, other_entries=other_entries(container, sd_path),
                           notes=tuple(notes))
     return info, state
+
+
+def _non_string_keys(container: Any) -> str:
+    """Why a top-level dict holding tensors is no state dict: keys that are not strings (a module's are names)."""
+    if not isinstance(container, dict) or not any(is_tensor_like(v) for v in container.values()):
+        return ""
+    odd = [k for k in container if not isinstance(k, str)]
+    return (f" (the top-level dict holds tensors, but under keys that are not names: {', '.join(map(repr, odd[:4]))}"
+            f"{', ...' if len(odd) > 4 else ''}; each entry is listed among the other entries)" if odd else "")
 
 
 def _sparse_note(tensors: Dict[str, TensorMeta]) -> List[str]:

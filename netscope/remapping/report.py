@@ -122,7 +122,8 @@ class RemapReport:
             shown = ", ".join(repr(k) for k in self.stray_entries[:5]) + (", ..." if len(self.stray_entries) > 5 else "")
             problems.append(f"{len(self.stray_entries)} non-tensor state-dict entr"
                             f"{'y' if len(self.stray_entries) == 1 else 'ies'} the model does not have ({shown}), "
-                            "which load_state_dict refuses as unexpected keys (kept as they are)")
+                            "which load_state_dict(strict=True) refuses as unexpected keys (remap carries them over "
+                            "unchanged)")
         return problems
 
     def rows(self, *, include_exact: bool = True) -> List[dict]:
