@@ -338,3 +338,14 @@ def test_meta_device_tensors_in_a_file_are_named_and_never_loaded(tmp_path):
         on_meta = nn.Linear(2, 2)
     netscope.load(str(path), on_meta)  # a model on the meta device takes them (assigned)
     assert on_meta.weight.is_meta and torch.equal(on_meta.bias, torch.ones(2))
+
+
+def test_tree_subtree_sizes_count_a_shared_storage_once(tmp_path, capsys):
+    weight = torch.randn(4, 6)
+    path = tmp_path / "tree.pt"
+    torch.save({"m.a": weight, "m.b": weight, "m.c": torch.zeros(2), "n.d": weight[:2]}, path)
+    assert main(["keys", str(path), "--tree", "-f", "csv"]) == 0
+    rows = {row.split(",")[0]: row.split(",") for row in capsys.readouterr().out.strip().splitlines()[1:]}
+    header_index = 5  # key, shape, dtype, tensors, elements, bytes, size
+    assert int(rows["m"][header_index]) == 4 * 6 * 4 + 2 * 4  # the tied pair once, plus m.c
+    assert int(rows["n"][header_index]) == 2 * 6 * 4

@@ -142,9 +142,11 @@ def tree_columns(info, indent: bool = True) -> Dict[str, Sequence[Any]]:
         node = stack.pop()
         order.append(node)
         stack.extend(reversed(children[node]))
+    shared = _shared_subtree_bytes(info) if info.shares_storage else {}
     table: Dict[str, List[Any]] = {column: [] for column in TREE_COLUMNS + ("bytes",)}
     for node in order:
         count, elements, nbytes = totals[node]
+        nbytes = shared.get(node, nbytes)
         meta = info.tensors.get(node)
         table["key"].append("· " * node.count(".") + node.rsplit(".", 1)[-1] if indent else node)
         table["tensors"].append(count)
@@ -154,6 +156,34 @@ def tree_columns(info, indent: bool = True) -> Dict[str, Sequence[Any]]:
         table["shape"].append(shape_text(meta.shape) if meta is not None else "")
         table["dtype"].append(meta.dtype if meta is not None else "")
     return table
+
+
+def _shared_subtree_bytes(info) -> Dict[str, int]:
+    """Subtree -> its bytes with a storage several of its keys share counted once (as the total counts it), for
+    the subtrees holding such keys."""
+    from netscope.checkpoints.dtypes import itemsize
+    from netscope.checkpoints.info import deduplicated_bytes
+
+    first: Dict[Any, str] = {}
+    for key, meta in info.tensors.items():
+        if meta.storage_id is not None:
+            first.setdefault(meta.storage_id, key)
+    sharing = [key for key, meta in info.tensors.items()
+               if meta.storage_id is not None and first[meta.storage_id] != key]
+    nodes = {".".join(key.split(".")[:depth]) for key in sharing for depth in range(1, key.count(".") + 1)}
+    under: Dict[str, List[Tuple[str, Any]]] = {node: [] for node in nodes}
+    for key, meta in info.tensors.items():  # one pass: each key into the subtrees of interest above it
+        parts = key.split(".")
+        for depth in range(1, len(parts)):
+            members = under.get(".".join(parts[:depth]))
+            if members is not None:
+                members.append((key, meta))
+    out = {}
+    for node, members in under.items():
+        metas = [meta for _, meta in members]
+        storages = [meta.storage_id or ("key", key) for key, meta in members]
+        out[node] = deduplicated_bytes(storages, [meta.numel * itemsize(meta.dtype) for meta in metas], metas)
+    return out
 
 
 def render_listing(info, table: Dict[str, Sequence[Any]], fmt: str, table_style: str) -> str:
