@@ -349,3 +349,22 @@ def test_tree_subtree_sizes_count_a_shared_storage_once(tmp_path, capsys):
     header_index = 5  # key, shape, dtype, tensors, elements, bytes, size
     assert int(rows["m"][header_index]) == 4 * 6 * 4 + 2 * 4  # the tied pair once, plus m.c
     assert int(rows["n"][header_index]) == 2 * 6 * 4
+
+
+def test_packed_float4_safetensors_listed_as_torch_loads_it(tmp_path):
+    safetensors_torch = pytest.importorskip("safetensors.torch")
+    if not hasattr(torch, "float4_e2m1fn_x2"):
+        pytest.skip("this torch has no float4_e2m1fn_x2")
+    packed = torch.arange(6, dtype=torch.uint8).reshape(2, 3).view(torch.float4_e2m1fn_x2)
+    path = str(tmp_path / "f4.safetensors")
+    try:
+        safetensors_torch.save_file({"w": packed, "s": torch.ones(2)}, path)
+        oracle = safetensors_torch.load_file(path)["w"]
+    except Exception as exc:  # an older safetensors without the packed dtype
+        pytest.skip(f"safetensors cannot round-trip float4: {exc}")
+    info = inspect_checkpoint(path)
+    assert info.tensors["w"].dtype == "float4_e2m1fn_x2" and info.tensors["w"].shape == tuple(oracle.shape)
+    assert info.total_bytes == oracle.numel() * oracle.element_size() + 8
+    loaded = load_checkpoint(path).state_dict["w"]
+    assert torch.equal(loaded.view(torch.uint8), oracle.view(torch.uint8))
+    assert netscope.diff(path, _Holder({"w": packed, "s": torch.ones(2)})).clean  # headers agree with the model

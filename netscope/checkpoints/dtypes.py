@@ -12,8 +12,11 @@ SAFETENSORS_DTYPES = {
     "U64": "uint64", "U32": "uint32", "U16": "uint16", "U8": "uint8",
     "BOOL": "bool", "F8_E4M3": "float8_e4m3fn", "F8_E5M2": "float8_e5m2",
     "F8_E4M3FNUZ": "float8_e4m3fnuz", "F8_E5M2FNUZ": "float8_e5m2fnuz",
-    "F8_E8M0": "float8_e8m0fnu", "C64": "complex64", "C128": "complex128",
+    "F8_E8M0": "float8_e8m0fnu", "C64": "complex64", "C128": "complex128", "F4": "float4_e2m1fn_x2",
 }
+# safetensors codes whose header shape counts sub-byte values that torch's dtype packs several to an element: the
+# torch shape's last dimension is the header's divided by this
+SAFETENSORS_PACKED = {"F4": 2}
 
 _ITEMSIZE = {
     "float64": 8, "float32": 4, "float16": 2, "bfloat16": 2,
@@ -21,7 +24,7 @@ _ITEMSIZE = {
     "uint64": 8, "uint32": 4, "uint16": 2, "uint8": 1, "bool": 1,
     "float8_e4m3fn": 1, "float8_e5m2": 1, "float8_e4m3fnuz": 1, "float8_e5m2fnuz": 1,
     "float8_e8m0fnu": 1, "complex64": 8, "complex128": 16, "complex32": 4,
-    "qint8": 1, "quint8": 1, "qint32": 4,
+    "qint8": 1, "quint8": 1, "qint32": 4, "float4_e2m1fn_x2": 1,
 }
 
 

@@ -15,7 +15,7 @@ import struct
 from collections import OrderedDict
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
-from netscope.checkpoints.dtypes import SAFETENSORS_DTYPES, itemsize, torch_dtype_name
+from netscope.checkpoints.dtypes import SAFETENSORS_DTYPES, SAFETENSORS_PACKED, itemsize, torch_dtype_name
 from netscope.errors import CheckpointError
 from netscope.records import TensorMeta
 
@@ -127,10 +127,17 @@ def _entry(path: str, key: str, entry: Any, data_size: int) -> Tuple[int, int, s
         raise _corrupt(path, f"entry {key!r} has an invalid dtype {code!r}") from None
     if not isinstance(shape, list):
         raise _corrupt(path, f"entry {key!r} has an invalid shape {shape!r}")
-    numel = 1
     for d in shape:
         if not isinstance(d, int) or d < 0:
             raise _corrupt(path, f"entry {key!r} has an invalid shape {shape!r}")
+    packed = SAFETENSORS_PACKED.get(code) if isinstance(code, str) else None
+    if packed:  # the header counts sub-byte values; torch's shape counts the packed elements
+        if not shape or shape[-1] % packed:
+            raise _corrupt(path, f"entry {key!r} of packed dtype {code} has shape {shape}, whose last dimension "
+                                 f"is not a multiple of {packed}")
+        shape = shape[:-1] + [shape[-1] // packed]
+    numel = 1
+    for d in shape:
         numel *= d
     if (not isinstance(offsets, list) or len(offsets) != 2
             or not isinstance(offsets[0], int) or not isinstance(offsets[1], int)
