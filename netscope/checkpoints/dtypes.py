@@ -50,8 +50,9 @@ def copy_refusal(source, target) -> Optional[str]:
                 "into a non-quantized one; dequantize it first (tensor.dequantize())")
     if source.layout != target.layout:
         s, t = source.layout or "dense", target.layout or "dense"
-        return (f"checkpoint {s} vs model {t}: load_state_dict cannot copy between sparse and dense tensors; convert "
-                f"it first ({'tensor.to_dense()' if t == 'dense' else 'tensor.to_sparse()'})")
+        convert = {"dense": "tensor.to_dense()", "sparse_coo": "tensor.to_sparse()"}.get(t, f"tensor.to_{t}()")
+        return (f"checkpoint {s} vs model {t}: load_state_dict cannot copy between tensors of these layouts; convert "
+                f"it first ({convert})")
     return None
 
 
