@@ -368,3 +368,12 @@ def test_packed_float4_safetensors_listed_as_torch_loads_it(tmp_path):
     loaded = load_checkpoint(path).state_dict["w"]
     assert torch.equal(loaded.view(torch.uint8), oracle.view(torch.uint8))
     assert netscope.diff(path, _Holder({"w": packed, "s": torch.ones(2)})).clean  # headers agree with the model
+
+
+def test_uninitialized_lazy_parameters_are_refused_by_name(tmp_path, capsys):
+    path = tmp_path / "lazy.pt"
+    torch.save(nn.LazyLinear(3).state_dict(), path)
+    with pytest.raises(CheckpointError, match="uninitialized.*'weight'"):
+        inspect_checkpoint(str(path), weights_only=False)
+    assert main(["keys", str(path), "--unsafe-pickle"]) == 2
+    assert "Traceback" not in capsys.readouterr().err

@@ -37,8 +37,17 @@ def is_tensor_like(value: Any) -> bool:
 
 
 def refuse_nested_tensors(state: Mapping) -> None:
-    """A nested tensor (``torch.nested``) has no one shape: a state dict holding one is refused with its keys
-    named (a listing, a comparison or a mapping would each need the shape it lacks)."""
+    """A nested tensor (``torch.nested``) has no one shape, nor has a lazy module's uninitialized parameter: a state
+    dict holding one is refused with its keys named (a listing, a comparison or a mapping would each need it)."""
+    torch = _torch_if_loaded()
+    lazy = getattr(getattr(getattr(torch, "nn", None), "parameter", None), "UninitializedTensorMixin", ())
+    unset = [key for key, value in state.items() if isinstance(value, lazy)] if lazy else []
+    if unset:
+        shown = ", ".join(repr(k) for k in unset[:5]) + (", ..." if len(unset) > 5 else "")
+        raise CheckpointError(
+            f"the state dict holds {len(unset)} uninitialized lazy parameter(s) or buffer(s) ({shown}): they have no "
+            "shape yet, so netscope cannot list, compare or remap them. Run the model once on an input (or call its "
+            "lazy modules' initialize_parameters) before saving its state dict")
     nested = [key for key, value in state.items() if getattr(value, "is_nested", False) is True]
     if nested:
         shown = ", ".join(repr(k) for k in nested[:5]) + (", ..." if len(nested) > 5 else "")
