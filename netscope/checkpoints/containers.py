@@ -36,7 +36,7 @@ def is_tensor_like(value: Any) -> bool:
     return torch is not None and isinstance(value, torch.Tensor)
 
 
-def refuse_nested_tensors(state: Mapping) -> None:
+def refuse_shapeless_tensors(state: Mapping) -> None:
     """A nested tensor (``torch.nested``) has no one shape, nor has a lazy module's uninitialized parameter: a state
     dict holding one is refused with its keys named (a listing, a comparison or a mapping would each need it)."""
     torch = _torch_if_loaded()

@@ -24,7 +24,7 @@ from netscope.checkpoints.containers import (
     nested_from_flat,
     other_entries,
     path_text,
-    refuse_nested_tensors,
+    refuse_shapeless_tensors,
     select_state_dict,
     state_dict_candidates,
     weight_averaging_note,
@@ -203,7 +203,7 @@ def _tensor_metas(state: Dict[str, Any], prefix: str = "", plain: Optional[bool]
             return dict(state)
     else:
         tensors = {k: v for k, v in state.items() if is_tensor_like(v) and isinstance(k, str)}
-        refuse_nested_tensors(tensors)
+        refuse_shapeless_tensors(tensors)
     ids = torch_format.storage_ids(tensors, prefix)
     return OrderedDict(
         (k, (v if v.storage_id == ids[k] else TensorMeta(v.shape, v.dtype, ids[k], v.span)) if type(v) is TensorMeta

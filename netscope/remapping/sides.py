@@ -80,10 +80,10 @@ def split_state_dict(state_dict: Mapping) -> Tuple[Dict[str, object], Dict[str, 
 def source_layout(state_dict: Mapping, saved_in_order: bool = True) -> TensorLayout:
     """Layout of an in-memory state dict (tensors sharing a storage get equal storage ids); ``saved_in_order``:
     whether the file it came from keeps the model's key order (``CheckpointInfo.keys_in_model_order``)."""
-    from netscope.checkpoints.containers import refuse_nested_tensors
+    from netscope.checkpoints.containers import refuse_shapeless_tensors
 
     tensors, _ = split_state_dict(state_dict)
-    refuse_nested_tensors(tensors)
+    refuse_shapeless_tensors(tensors)
     names = _DtypeNames()
     metas = {str(k): _meta_of(v, names[v.dtype]) for k, v in tensors.items()}
     return TensorLayout(metas, ordered=saved_in_order and not _sorted_by_name(metas))
