@@ -311,7 +311,7 @@ def _head_rule(source_key: str, target_key: str) -> Rule:
 def _mismatch_detail(state: _Matching, source: str, target: str, how: str) -> str:
     s_shape, t_shape = state.source.tensors[source].shape, state.target.tensors[target].shape
     refusal = copy_refusal(state.source.tensors[source], state.target.tensors[target])
-    if s_shape == t_shape and refusal:  # the shapes fit; the dtypes do not
+    if s_shape == t_shape and refusal:  # the shapes fit; the dtypes or layouts do not
         return refusal + "; not loaded"
     text = f"checkpoint {list(s_shape)} vs model {list(t_shape)}"
     if how and how != P.EXACT:
