@@ -377,3 +377,35 @@ def test_uninitialized_lazy_parameters_are_refused_by_name(tmp_path, capsys):
         inspect_checkpoint(str(path), weights_only=False)
     assert main(["keys", str(path), "--unsafe-pickle"]) == 2
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_extra_state_the_checkpoint_lacks_is_a_strict_problem(tmp_path):
+    path = tmp_path / "plain.pt"
+    torch.save({"fc.weight": torch.randn(2, 2), "fc.bias": torch.zeros(2)}, path)
+    with pytest.raises(RuntimeError, match="_extra_state"):  # the oracle: torch's strict load reports it missing
+        _WithExtraState().load_state_dict(torch.load(path, weights_only=True), strict=True)
+    report = netscope.diff(str(path), _WithExtraState())
+    assert not report.clean and report.missing_entries == ("_extra_state",)
+    assert any("'_extra_state'" in p for p in report.strict_problems())
+    with pytest.raises(netscope.errors.NetscopeError, match="_extra_state"):
+        netscope.load(str(path), _WithExtraState())
+    netscope.load(str(path), _WithExtraState(), strict=False)  # torch's non-strict load takes it
+
+
+class _ExtraStateNoSetter(nn.Module):
+    """get_extra_state without set_extra_state: torch's loader neither needs nor refuses the key."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(2))
+
+    def get_extra_state(self):
+        return 1
+
+
+def test_extra_state_without_a_setter_is_not_required(tmp_path):
+    path = tmp_path / "w.pt"
+    torch.save({"w": torch.ones(2)}, path)
+    _ExtraStateNoSetter().load_state_dict(torch.load(path, weights_only=True), strict=True)  # the oracle: loads
+    report = netscope.diff(str(path), _ExtraStateNoSetter())
+    assert report.missing_entries == () and report.clean

@@ -93,7 +93,7 @@ def diff(checkpoint_or_state_dict, model, *, rules: Iterable = (), weights_only:
     (torch's loader fills, which need the model's modules, are not considered)."""
     from netscope.remapping.loader_fills import keys_torch_fills
 
-    from netscope.remapping.apply import stray_entries
+    from netscope.remapping.apply import entry_mismatches
 
     source, label, notes, entries = _source_layout(checkpoint_or_state_dict, weights_only=weights_only, key=key)
     second = isinstance(model, (str, os.PathLike, Mapping))  # a second checkpoint: its keys are the target
@@ -103,8 +103,9 @@ def diff(checkpoint_or_state_dict, model, *, rules: Iterable = (), weights_only:
     else:
         target, target_label = _target_layout(model), type(model).__name__
     result, coverage = plan_mapping(source, target, rules=rules, structural=structural)
-    report = DiffReport(result, coverage, label, target_label, tuple(notes),
-                        stray_entries=stray_entries(entries, result, target))
+    stray, missing = entry_mismatches(entries, result, target)
+    report = DiffReport(result, coverage, label, target_label, tuple(notes), stray_entries=stray,
+                        missing_entries=missing)
     if second:
         return report
     if label == "state_dict":  # tensors in memory: their _metadata is at hand
@@ -138,7 +139,7 @@ def remap(state_dict, model, *, rules: Iterable = (), plan=None, invert: bool = 
     it: ``weights_only``, ``key``) renamed to ``model``'s keys. The input is not mutated;
     tensors are placed, not copied; shape mismatches are left out; non-tensor entries and ``_metadata``
     are carried over. ``plan`` (a Plan or a plan file) is replayed first; ``invert`` replays it backwards."""
-    from netscope.remapping.apply import apply_plan, stray_entries
+    from netscope.remapping.apply import apply_plan, entry_mismatches
 
     state_dict, label, in_order = _read_state_dict(state_dict, weights_only=weights_only, key=key)
     source = source_layout(state_dict, in_order)
@@ -152,8 +153,8 @@ def remap(state_dict, model, *, rules: Iterable = (), plan=None, invert: bool = 
     check_coverage(report, min_coverage)
     new_state_dict = apply_plan(state_dict, result, target.tensors)
     fills = keys_torch_fills(model, getattr(new_state_dict, "_metadata", None), report.missing)
-    stray = stray_entries(split_state_dict(state_dict)[1], result, target)
-    return new_state_dict, replace(report, loader_fills=fills, stray_entries=stray)
+    stray, missing = entry_mismatches(split_state_dict(state_dict)[1], result, target)
+    return new_state_dict, replace(report, loader_fills=fills, stray_entries=stray, missing_entries=missing)
 
 
 def load(checkpoint, model, *, strict: bool = True, rules: Iterable = (), weights_only: bool = True,
@@ -225,12 +226,12 @@ def _given_state_dict(mapping: Mapping) -> Mapping:
 
 
 def _source_layout(obj, *, weights_only: bool = True, key: Optional[str] = None):
-    """(layout, label, notes, the state dict's non-tensor keys) for a path (headers only), a state dict, or a
-    {key: TensorMeta} mapping."""
+    """(layout, label, notes, the state dict's non-tensor keys or None where not known) for a path (headers only),
+    a state dict, or a {key: TensorMeta} mapping."""
     from netscope.records import TensorMeta
 
     if isinstance(obj, TensorLayout):
-        return obj, "checkpoint", [], ()
+        return obj, "checkpoint", [], None
     if isinstance(obj, (str, os.PathLike)):
         from netscope.checkpoints import inspect_checkpoint
         from netscope.remapping.files import refuse_distributed_pieces
@@ -241,7 +242,7 @@ def _source_layout(obj, *, weights_only: bool = True, key: Optional[str] = None)
                 info.state_dict_entries)
     if isinstance(obj, Mapping):
         if obj and all(isinstance(v, TensorMeta) for v in obj.values()):
-            return layout_from_metas(obj), "checkpoint", [], ()
+            return layout_from_metas(obj), "checkpoint", [], None
         state = _given_state_dict(obj)
         return source_layout(state), "state_dict", [], tuple(split_state_dict(state)[1])
     raise UsageError(f"expected a checkpoint path, a state dict or a {{key: TensorMeta}} mapping, not {type(obj).__name__}")

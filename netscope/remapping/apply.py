@@ -52,15 +52,20 @@ def apply_plan(state_dict: Mapping[str, Any], plan: Plan, target_order=()) -> "O
     return result
 
 
-def stray_entries(keys: Iterable[str], plan: Plan, target: TensorLayout) -> Tuple[str, ...]:
-    """The checkpoint's non-tensor state-dict ``keys``, renamed as :func:`apply_plan` carries them, that the
-    target's state dict does not have: ``load_state_dict(strict=True)`` refuses them as unexpected keys."""
+def entry_mismatches(keys: Optional[Iterable[str]], plan: Plan,
+                     target: TensorLayout) -> Tuple[Tuple[str, ...], Tuple[str, ...]]:
+    """``(stray, missing)``: the checkpoint's non-tensor state-dict ``keys``, renamed as :func:`apply_plan` carries
+    them, that the target's state dict does not have (``load_state_dict(strict=True)`` refuses them as unexpected),
+    and the target's required entries (``_extra_state`` a module sets) that none of them is (reported missing).
+    ``keys`` None: not known (nothing is told)."""
+    if keys is None or target.entries is None:
+        return (), ()
     keys = list(keys)
-    if not keys or target.entries is None:
-        return ()
-    modules = module_mapping(plan)
-    renamed = (_rename_by_module(key, modules) for key in keys)
-    return tuple(key for key in renamed if key not in target.entries and key not in target.tensors)
+    modules = module_mapping(plan) if keys else {}
+    renamed = [_rename_by_module(key, modules) for key in keys]
+    stray = tuple(key for key in renamed if key not in target.entries and key not in target.tensors)
+    have = set(renamed)
+    return stray, tuple(key for key in sorted(target.required_entries) if key not in have)
 
 
 def _rename_by_module(key: str, modules: Mapping[str, str]) -> str:

@@ -64,6 +64,7 @@ class RemapReport:
     unmatched_destination: str = ""  # where they went: kept in the container, a side file, or dropped
     loader_fills: Tuple[str, ...] = ()  # missing model keys torch's load_state_dict supplies (loader_fills.py)
     stray_entries: Tuple[str, ...] = ()  # the checkpoint's non-tensor state-dict entries the model does not have
+    missing_entries: Tuple[str, ...] = ()  # the model's required non-tensor entries (_extra_state) the checkpoint lacks
 
     @property
     def decisions(self) -> Tuple[KeyDecision, ...]:
@@ -118,12 +119,14 @@ class RemapReport:
                             f"{d.source}: {d.detail})")
         if self.unused:
             problems.append(f"{len(self.unused)} checkpoint tensor(s) map to nothing (first: {self.unused[0]})")
-        if self.stray_entries:
-            shown = ", ".join(repr(k) for k in self.stray_entries[:5]) + (", ..." if len(self.stray_entries) > 5 else "")
-            problems.append(f"{len(self.stray_entries)} non-tensor state-dict entr"
-                            f"{'y' if len(self.stray_entries) == 1 else 'ies'} the model does not have ({shown}), "
-                            "which load_state_dict(strict=True) refuses as unexpected keys (remap carries them over "
-                            "unchanged)")
+        for keys, what in ((self.stray_entries, "the model does not have ({}), which load_state_dict(strict=True) "
+                            "refuses as unexpected keys (remap carries them over unchanged)"),
+                           (self.missing_entries, "the model's modules set on load are not in the checkpoint ({}), "
+                            "which load_state_dict(strict=True) reports missing")):
+            if keys:
+                shown = ", ".join(map(repr, keys[:5])) + (", ..." if len(keys) > 5 else "")
+                problems.append(f"{len(keys)} non-tensor state-dict entr{'y' if len(keys) == 1 else 'ies'} "
+                                + what.format(shown))
         return problems
 
     def rows(self, *, include_exact: bool = True) -> List[dict]:
@@ -219,8 +222,9 @@ class DiffReport(RemapReport):
     def clean(self) -> bool:
         """Whether ``load_state_dict(strict=True)`` takes the checkpoint as it is: every key exact. A tied key
         the file saved once (``alias-of``) is still missing by name, so torch's strict load refuses it."""
-        return not self.stray_entries and all(
-            d.reason == P.EXACT or (d.reason == P.MISSING and d.target in self.loader_fills) for d in self.plan.decisions)
+        return not self.stray_entries and not self.missing_entries and all(
+            d.reason == P.EXACT or (d.reason == P.MISSING and d.target in self.loader_fills)
+            for d in self.plan.decisions)
 
     SCHEMA = "diff"
 

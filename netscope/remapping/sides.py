@@ -24,6 +24,7 @@ class TensorLayout:
     ordered: bool = True  # the key order is the model's registration order (evidence for structural pairing)
     # (target side) the state dict's non-tensor keys (``_extra_state``); None where that is not known
     entries: Optional[FrozenSet[str]] = None
+    required_entries: FrozenSet[str] = frozenset()  # those a strict load needs: modules overriding set_extra_state
 
     def is_parameter(self, key: str) -> bool:
         return self.parameter_keys is None or key in self.parameter_keys
@@ -118,7 +119,24 @@ def model_layout(model) -> TensorLayout:
                                layout=None if value.layout is torch.strided else layout_name(value))
                for key, value in state.items() if isinstance(value, torch.Tensor)}
     entries = frozenset(key for key, value in state.items() if not isinstance(value, torch.Tensor))
-    return TensorLayout(tensors, module_types, frozenset(parameter_names.intersection(tensors)), entries=entries)
+    required = frozenset(key for key in entries if _sets_extra_state(model, key)) if entries else frozenset()
+    return TensorLayout(tensors, module_types, frozenset(parameter_names.intersection(tensors)), entries=entries,
+                        required_entries=required)
+
+
+def _sets_extra_state(model, key: str) -> bool:
+    """Whether ``key`` is the extra state of a module whose class overrides ``set_extra_state``: torch's strict
+    load then reports it missing when a checkpoint lacks it."""
+    import torch.nn as nn
+
+    owner, _, leaf = key.rpartition(".")
+    if leaf != "_extra_state":
+        return False
+    try:
+        module = model.get_submodule(owner)
+    except AttributeError:
+        return False
+    return type(module).set_extra_state is not nn.Module.set_extra_state
 
 
 def module_of(key: str) -> str:
