@@ -144,6 +144,10 @@ class TensorMeta:
     shape: Shape
     dtype: str  # torch dtype name without the "torch." prefix, e.g. "float32"
     storage_id: Optional[str] = None  # equal for tensors sharing one storage, None when unknown
+    # [first, end) elements of its own dtype the view reaches in its storage, None when unknown; lets totals count
+    # the bytes that keys sharing one storage hold once (not part of equality: the same tensor, however described)
+    span: Optional[Tuple[int, int]] = field(default=None, compare=False, repr=False)
+    layout: Optional[str] = field(default=None, compare=False, repr=False)  # "sparse_coo", ...; None: dense (strided)
 
     @property
     def numel(self) -> int:

@@ -83,10 +83,18 @@ def test_fast_listing_equals_torch_load(specs, nested):
             assert table["size"][row] == keys_command.human_bytes(nbytes)
             assert table["shares_storage_with"][row] == ("" if owner == key else owner)
         text = keys_command.render_listing(fast, table, "table", "simple")
-        per_storage = {}
-        for tensor in state.values():
+        largest, reached, keys = {}, {}, {}  # per storage: its largest view; the bytes from each view's first to last
+        for tensor in state.values():  # element; how many keys use it
             ptr = tensor.untyped_storage()._cdata
-            per_storage[ptr] = max(per_storage.get(ptr, 0), tensor.numel() * tensor.element_size())
-        total = sum(per_storage.values())
+            largest[ptr] = max(largest.get(ptr, 0), tensor.numel() * tensor.element_size())
+            keys[ptr] = keys.get(ptr, 0) + 1
+            if tensor.numel():
+                index = torch.arange(tensor.untyped_storage().nbytes() // tensor.element_size()).as_strided(
+                    tensor.shape, tensor.stride(), tensor.storage_offset())  # the storage elements the view reads
+                size = tensor.element_size()
+                reached.setdefault(ptr, set()).update(range(int(index.min()) * size, (int(index.max()) + 1) * size))
+        shared = len(largest) < len(state)
+        # a storage several keys share: the bytes their views reach together, counted once (at least the largest view)
+        total = sum(max(n, len(reached.get(ptr, ())) if keys[ptr] > 1 else 0) for ptr, n in largest.items())
         assert f"{sum(t.numel() for t in state.values()):,} elements" in text
-        assert f"({total:,} bytes)" in text
+        assert f"({total:,} bytes" + ("; a storage several keys share counted once)" if shared else ")") in text

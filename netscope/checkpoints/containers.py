@@ -36,6 +36,27 @@ def is_tensor_like(value: Any) -> bool:
     return torch is not None and isinstance(value, torch.Tensor)
 
 
+def refuse_shapeless_tensors(state: Mapping) -> None:
+    """A nested tensor (``torch.nested``) has no one shape, nor has a lazy module's uninitialized parameter: a state
+    dict holding one is refused with its keys named (a listing, a comparison or a mapping would each need it)."""
+    torch = _torch_if_loaded()
+    lazy = getattr(getattr(getattr(torch, "nn", None), "parameter", None), "UninitializedTensorMixin", ())
+    unset = [key for key, value in state.items() if isinstance(value, lazy)] if lazy else []
+    if unset:
+        shown = ", ".join(repr(k) for k in unset[:5]) + (", ..." if len(unset) > 5 else "")
+        raise CheckpointError(
+            f"the state dict holds {len(unset)} uninitialized lazy parameter(s) or buffer(s) ({shown}): they have no "
+            "shape yet, so netscope cannot list, compare or remap them. Run the model once on an input (or call its "
+            "lazy modules' initialize_parameters) before saving its state dict")
+    nested = [key for key, value in state.items() if getattr(value, "is_nested", False) is True]
+    if nested:
+        shown = ", ".join(repr(k) for k in nested[:5]) + (", ..." if len(nested) > 5 else "")
+        raise CheckpointError(
+            f"the state dict holds {len(nested)} nested tensor(s) ({shown}): a nested tensor (torch.nested) has no "
+            "single shape, so netscope cannot list, compare or remap it. Save its parts instead (nt.unbind() gives "
+            "the component tensors; torch.nested.to_padded_tensor one padded tensor)")
+
+
 def _torch_if_loaded():
     import sys
 
@@ -275,6 +296,8 @@ def summarize_value(value: Any) -> str:
     if is_tensor_like(value):
         from netscope.checkpoints.dtypes import torch_dtype_name
 
+        if getattr(value, "is_nested", False) is True:  # no one shape: its component count instead
+            return f"nested tensor {torch_dtype_name(value.dtype)} ({value.size(0)} components)"
         return f"tensor {torch_dtype_name(value.dtype)} {tuple(value.shape)}"
     if isinstance(value, Mapping):
         n = len(value)
@@ -290,7 +313,8 @@ def summarize_value(value: Any) -> str:
 def other_entries(container: Any, path: Tuple[Any, ...]) -> Dict[str, str]:
     """Every entry beside the state dict along its key path, summarized; dotted names for nested ones.
 
-    For a top-level state dict, its own non-tensor values (``_extra_state`` objects) are listed.
+    For a top-level state dict, its own non-tensor values (``_extra_state`` objects) are listed; for a top-level
+    mapping that is no state dict (tensors under integer keys), every entry.
     """
     entries: Dict[str, str] = {}
     if not isinstance(container, Mapping) and not (path and isinstance(container, (list, tuple))):
@@ -300,10 +324,11 @@ def other_entries(container: Any, path: Tuple[Any, ...]) -> Dict[str, str]:
             return {"(top level)": summarize_value(container)}
         return entries
     if not path:
-        if set(map(type, container.values())) == {TensorMeta}:  # a headers-only state dict, nothing beside it
+        own = _is_state_dict(container)  # else no state dict was found: its tensors are listed here, not lost
+        if own and set(map(type, container.values())) == {TensorMeta}:  # a headers-only state dict, nothing beside
             return entries
         for key, value in container.items():
-            if type(value) is not TensorMeta and not is_tensor_like(value):
+            if not own or (type(value) is not TensorMeta and not is_tensor_like(value)):
                 entries[str(key)] = summarize_value(value)
         return entries
     node: Any = container

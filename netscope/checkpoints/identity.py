@@ -53,12 +53,34 @@ def distinct_storages(tensors: Iterable) -> List[Tuple[Any, Optional[int]]]:
     return out
 
 
+def storage_or_object_key(tensor) -> Tuple[Any, ...]:
+    """:func:`storage_key`, else a key one storage (an empty one) or, for a tensor without a storage (sparse,
+    nested, quantized subclasses), one tensor object has: equal only for keys that hold the same data."""
+    key = storage_key(tensor)
+    if key is not None:
+        return key
+    try:
+        return ("cdata", tensor.untyped_storage()._cdata)  # an empty storage: one key per storage
+    except (RuntimeError, NotImplementedError, TypeError, ValueError, AttributeError):  # no storage at all
+        return ("object", id(tensor))
+
+
 def view_key(tensor) -> Optional[Tuple[Any, ...]]:
     """Equal for tensors that are the same view of one storage (offset, shape, strides, dtype); None as above."""
     key = storage_key(tensor)
     if key is None:
         return None
     return (key, tensor.storage_offset(), tuple(tensor.shape), tuple(tensor.stride()), tensor.dtype)
+
+
+def element_span(tensor) -> Optional[Tuple[int, int]]:
+    """``[first, end)``: the elements of its storage (in its own dtype) the view reaches; None without a storage."""
+    if storage_key(tensor) is None:
+        return None
+    offset = tensor.storage_offset()
+    if tensor.numel() == 0:
+        return offset, offset
+    return offset, offset + 1 + sum((d - 1) * s for d, s in zip(tensor.shape, tensor.stride()))
 
 
 def tensor_identity(tensor) -> Hashable:

@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from math import prod
 from operator import attrgetter, mul
-from typing import Any, Dict, Hashable, List, Mapping, Sequence, Tuple
+from typing import Any, Dict, Hashable, List, Mapping, Optional, Sequence, Tuple
 
+from netscope.checkpoints.dtypes import itemsize
 from netscope.records import TensorMeta
 
 
@@ -39,7 +40,24 @@ class CheckpointInfo:
         storages: List[Hashable] = list(map(attrgetter("storage_id"), metas))
         if None in storages:  # no storage id: the tensor is its own storage
             storages = [("key", key) if storage is None else storage for key, storage in zip(self.tensors, storages)]
-        return deduplicated_bytes(storages, sizes)
+        return deduplicated_bytes(storages, sizes, metas)
+
+    @property
+    def state_dict_entries(self) -> Tuple[str, ...]:
+        """Keys of the state dict's own non-tensor entries (``_extra_state``, a stray string), as ``other_entries``
+        names them; only torch.save and DCP files can hold any."""
+        if self.format not in ("torch", "dcp") or not self.tensors:
+            return ()
+        if not self.state_dict_path:
+            return tuple(self.other_entries)
+        prefix = ".".join(map(str, self.state_dict_path)) + "."
+        return tuple(key[len(prefix):] for key in self.other_entries if key.startswith(prefix))
+
+    @property
+    def shares_storage(self) -> bool:
+        """Whether several keys share one storage (then ``total_bytes`` counts its bytes once)."""
+        storages = [m.storage_id for m in self.tensors.values() if m.storage_id is not None]
+        return len(set(storages)) < len(storages)
 
     def to_dict(self) -> dict:
         """The JSON document ``netscope keys -f json`` writes (schema ``netscope.keys``)."""
@@ -71,13 +89,33 @@ class LoadedCheckpoint:
     state_dict: dict  # the dict at info.state_dict_path; keeps `._metadata` when the source had it
 
 
-def deduplicated_bytes(storages: Sequence[Hashable], sizes: Sequence[int]) -> int:
-    """The sum of ``sizes`` (one per tensor), a storage several tensors share counted once, as its largest
-    view: ``storages`` names each tensor's storage."""
+def deduplicated_bytes(storages: Sequence[Hashable], sizes: Sequence[int],
+                       metas: Optional[Sequence[TensorMeta]] = None) -> int:
+    """The sum of ``sizes`` (one per tensor), a storage several tensors share counted once: ``storages`` names
+    each tensor's storage. A shared storage counts the bytes the views whose ``metas`` give a span reach together
+    (two halves of one tensor: both), or its largest view where that is more."""
     if len(set(storages)) == len(storages):  # no storage shared: the common case
         return sum(sizes)
-    per_storage: Dict[Hashable, int] = {}
-    for storage, nbytes in zip(storages, sizes):
-        if nbytes >= per_storage.get(storage, 0):
-            per_storage[storage] = nbytes
-    return sum(per_storage.values())
+    largest: Dict[Hashable, int] = {}
+    spans: Dict[Hashable, List[Optional[Tuple[int, int]]]] = {}
+    for index, (storage, nbytes) in enumerate(zip(storages, sizes)):
+        if nbytes >= largest.get(storage, 0):
+            largest[storage] = nbytes
+        span = metas[index].span if metas is not None else None
+        size = itemsize(metas[index].dtype) if span is not None else 0
+        spans.setdefault(storage, []).append((span[0] * size, span[1] * size) if span is not None else None)
+    return sum(max(nbytes, _union_length(spans[storage]) if len(spans[storage]) > 1 else 0)
+               for storage, nbytes in largest.items())  # one view alone: its own bytes, as when nothing is shared
+
+
+def _union_length(ranges: List[Optional[Tuple[int, int]]]) -> int:
+    """Bytes covered by the union of the ``[begin, end)`` ranges that are known (not None)."""
+    total, reached = 0, None
+    for begin, end in sorted(r for r in ranges if r is not None):
+        if reached is None or begin > reached:
+            total += end - begin
+            reached = end
+        elif end > reached:
+            total += end - reached
+            reached = end
+    return total

@@ -13,7 +13,8 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from netscope.checkpoints import dcp, export_archive, safetensors_format, sharded, torch_format, torch_zip
 from netscope.checkpoints.distributed import distributed_notes
-from netscope.checkpoints.dtypes import torch_dtype_name
+from netscope.checkpoints.dtypes import layout_name, torch_dtype_name
+from netscope.checkpoints.identity import element_span
 from netscope.checkpoints.info import CheckpointInfo, LoadedCheckpoint
 from netscope.checkpoints.containers import (
     describe_layout,
@@ -23,6 +24,7 @@ from netscope.checkpoints.containers import (
     nested_from_flat,
     other_entries,
     path_text,
+    refuse_shapeless_tensors,
     select_state_dict,
     state_dict_candidates,
     weight_averaging_note,
@@ -201,10 +203,12 @@ def _tensor_metas(state: Dict[str, Any], prefix: str = "", plain: Optional[bool]
             return dict(state)
     else:
         tensors = {k: v for k, v in state.items() if is_tensor_like(v) and isinstance(k, str)}
+        refuse_shapeless_tensors(tensors)
     ids = torch_format.storage_ids(tensors, prefix)
     return OrderedDict(
-        (k, (v if v.storage_id == ids[k] else TensorMeta(v.shape, v.dtype, ids[k])) if type(v) is TensorMeta
-         else TensorMeta(tuple(int(d) for d in v.shape), torch_dtype_name(v.dtype), ids[k]))
+        (k, (v if v.storage_id == ids[k] else TensorMeta(v.shape, v.dtype, ids[k], v.span)) if type(v) is TensorMeta
+         else TensorMeta(tuple(int(d) for d in v.shape), torch_dtype_name(v.dtype), ids[k], element_span(v),
+                         layout_name(v)))
         for k, v in tensors.items()  # torch_zip's TensorMeta: shape and dtype final, often the very id too
     )
 
@@ -226,18 +230,45 @@ def _info_from_container(path: str, fmt: str, container: Any, notes: List[str],
         except CheckpointError:
             sd_path, state = (), {}
             notes = notes + ["no model tensors found: the file holds no dict of tensors at the top level or under "
-                             "'state_dict', 'model', 'module' or a similar key."]
+                             "'state_dict', 'model', 'module' or a similar key" + _non_string_keys(container) + "."]
     notes = notes + _other_candidates_note(container, tuple(sd_path), key is None)
     layout = describe_layout(container, sd_path)
     torch = sys.modules.get("torch")
     if state and torch is not None and isinstance(container, torch.nn.Module):
         layout = f"whole {type(container).__name__} object pickled (state dict taken from it)"
     tensors = _tensor_metas(state)
-    notes = notes + distributed_notes(path, tensors)
+    notes = notes + distributed_notes(path, tensors) + _sparse_note(tensors) + _meta_note(state)
     info = CheckpointInfo(path=path, format=fmt, layout=layout, state_dict_path=tuple(sd_path),
                           tensors=tensors, other_entries=other_entries(container, sd_path),
                           notes=tuple(notes))
     return info, state
+
+
+def _non_string_keys(container: Any) -> str:
+    """Why a top-level dict holding tensors is no state dict: keys that are not strings (a module's are names)."""
+    if not isinstance(container, dict) or not any(is_tensor_like(v) for v in container.values()):
+        return ""
+    odd = [k for k in container if not isinstance(k, str)]
+    return (f" (the top-level dict holds tensors, but under keys that are not names: {', '.join(map(repr, odd[:4]))}"
+            f"{', ...' if len(odd) > 4 else ''}; each entry is listed among the other entries)" if odd else "")
+
+
+def _sparse_note(tensors: Dict[str, TensorMeta]) -> List[str]:
+    """Sparse tensors are listed by their dense shape: say that their sizes are not the bytes the file holds."""
+    sparse = [f"{key} ({meta.layout})" for key, meta in tensors.items() if meta.layout is not None]
+    if not sparse:
+        return []
+    return [f"{', '.join(sparse[:6])}{', ...' if len(sparse) > 6 else ''}: sparse tensor(s), listed with their dense "
+            "shape; their sizes count that shape's elements, not the indices and values the file stores"]
+
+
+def _meta_note(state: Dict[str, Any]) -> List[str]:
+    """Tensors saved on the meta device: the file has their shapes and dtypes, no values."""
+    meta = [key for key, value in state.items() if getattr(getattr(value, "device", None), "type", None) == "meta"]
+    if not meta:
+        return []
+    return [f"{', '.join(map(str, meta[:6]))}{', ...' if len(meta) > 6 else ''}: saved on the meta device, so the file "
+            "holds their shapes and dtypes but no values; a model with real weights cannot load them"]
 
 
 CHOSEN_NOTE = "the state dict was taken from"

@@ -15,7 +15,7 @@ import struct
 from collections import OrderedDict
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
-from netscope.checkpoints.dtypes import SAFETENSORS_DTYPES, itemsize
+from netscope.checkpoints.dtypes import SAFETENSORS_DTYPES, SAFETENSORS_PACKED, itemsize, torch_dtype_name
 from netscope.errors import CheckpointError
 from netscope.records import TensorMeta
 
@@ -127,10 +127,17 @@ def _entry(path: str, key: str, entry: Any, data_size: int) -> Tuple[int, int, s
         raise _corrupt(path, f"entry {key!r} has an invalid dtype {code!r}") from None
     if not isinstance(shape, list):
         raise _corrupt(path, f"entry {key!r} has an invalid shape {shape!r}")
-    numel = 1
     for d in shape:
         if not isinstance(d, int) or d < 0:
             raise _corrupt(path, f"entry {key!r} has an invalid shape {shape!r}")
+    packed = SAFETENSORS_PACKED.get(code) if isinstance(code, str) else None
+    if packed:  # the header counts sub-byte values; torch's shape counts the packed elements
+        if not shape or shape[-1] % packed:
+            raise _corrupt(path, f"entry {key!r} of packed dtype {code} has shape {shape}, whose last dimension "
+                                 f"is not a multiple of {packed}")
+        shape = shape[:-1] + [shape[-1] // packed]
+    numel = 1
+    for d in shape:
         numel *= d
     if (not isinstance(offsets, list) or len(offsets) != 2
             or not isinstance(offsets[0], int) or not isinstance(offsets[1], int)
@@ -213,6 +220,12 @@ def save(state: Mapping[str, Any], path: str, metadata: Optional[Mapping[str, st
             f"entr{'y is' if len(bad) == 1 else 'ies are'} not ({shown}). Save the state dict alone "
             "(model.state_dict()), or write a .pt file to keep the other entries."
         )
+    unfit = [(key, why) for key, why in ((k, _unwritable(v)) for k, v in state.items()) if why]
+    if unfit:
+        shown = ", ".join(f"{k!r} ({why})" for k, why in unfit[:5]) + (", ..." if len(unfit) > 5 else "")
+        raise CheckpointError(
+            f"a .safetensors file cannot hold {len(unfit)} of these tensors: {shown}. The format stores dense "
+            "tensors of its own dtypes only; write a .pt file (torch.save keeps them as they are)")
     tensors: Dict[str, Any] = {}
     aliases: Dict[str, str] = {}
     seen: Dict[Tuple[Any, ...], str] = {}
@@ -243,6 +256,28 @@ def save(state: Mapping[str, Any], path: str, metadata: Optional[Mapping[str, st
         except (TypeError, ValueError):
             pass
     save_file(tensors, path, metadata=meta)
+
+
+def _unwritable(tensor) -> Optional[str]:
+    """Why the safetensors writer cannot store ``tensor`` (a sparse layout, a quantized or other dtype it lacks)."""
+    import torch
+
+    if tensor.layout != torch.strided:
+        return f"a {str(tensor.layout).rpartition('.')[2]} sparse tensor"
+    name = torch_dtype_name(tensor.dtype)
+    if tensor.is_quantized:
+        return f"a quantized {name} tensor"
+    return None if name in _writable_dtypes() else f"dtype {name}"
+
+
+def _writable_dtypes() -> frozenset:
+    """The dtype names the installed safetensors writer stores (its own table; ours where it keeps none)."""
+    import safetensors.torch
+
+    table = getattr(safetensors.torch, "_SIZE", None)  # torch dtype -> bytes per element
+    if isinstance(table, dict) and table:
+        return frozenset(map(torch_dtype_name, table))
+    return frozenset(SAFETENSORS_DTYPES.values())
 
 
 def _view_identity(tensor) -> Optional[Tuple[Any, ...]]:

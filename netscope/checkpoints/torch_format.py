@@ -44,6 +44,8 @@ def _unsafe_globals(path: str) -> List[str]:
         return []
 
 
+# torch's weights_only message for a file holding nested jagged tensors (NJTs)
+_NESTED_JAGGED = "to load nested jagged tensors"
 # pickle's message when a module lacks the class the file names
 _MISSING_CLASS = re.compile(r"Can't get attribute '([^']+)' on <module '([^']+)'")
 
@@ -81,6 +83,10 @@ def load(path: str, *, weights_only: bool, mmap: bool) -> Tuple[Any, List[str]]:
             container = modules_as_state_dicts(container, notes)
         return container, notes
     except pickle.UnpicklingError as exc:
+        if _NESTED_JAGGED in str(exc):  # torch's safe loader builds them only once torch._dynamo is imported
+            raise CheckpointError(f"{path} holds nested jagged tensors (torch.nested, layout=torch.jagged): a nested "
+                                  "tensor has no single shape, so netscope cannot list, compare or remap it. Save its "
+                                  "parts instead (nt.unbind() gives the component tensors)") from None
         if weights_only and ("weights_only" in str(exc) or "Weights only" in str(exc)):
             names = (_unsafe_globals(path) if is_zip else []) or _GLOBAL_IN_MESSAGE.findall(str(exc))[:1]
             detail = f" ({', '.join(names[:6])}{', ...' if len(names) > 6 else ''})" if names else ""
@@ -141,9 +147,9 @@ def storage_ids(tensors: Dict[str, Any], prefix: str = "") -> Dict[str, str]:
         if type(tensor) is TensorMeta:
             identity: Any = tensor.storage_id  # the file's storage key (a str: never equal to a tuple below)
         else:
-            from netscope.checkpoints.identity import storage_key
+            from netscope.checkpoints.identity import storage_or_object_key
 
-            identity = storage_key(tensor) or ("cdata", tensor.untyped_storage()._cdata)  # empty: one per storage
+            identity = storage_or_object_key(tensor)
         known = ids.get(identity)
         if known is None:
             known = ids[identity] = f"{prefix}s{len(ids)}"

@@ -177,6 +177,8 @@ class _TensorReader:
         fields["shape"] = size
         fields["dtype"] = dtype
         fields["storage_id"] = "s" + key
+        if offset or end != numel or empty:  # a view reaching part of its storage (a whole one's span goes unsaid:
+            fields["span"] = (offset, offset if empty else end)  # its own bytes are the storage's, 100k keys pay none)
         return meta
 
     def rebuild_tensor_v3(self, storage, offset, size, stride, requires_grad, hooks, dtype, metadata=None):

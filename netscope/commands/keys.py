@@ -142,9 +142,11 @@ def tree_columns(info, indent: bool = True) -> Dict[str, Sequence[Any]]:
         node = stack.pop()
         order.append(node)
         stack.extend(reversed(children[node]))
+    shared = _shared_subtree_bytes(info) if info.shares_storage else {}
     table: Dict[str, List[Any]] = {column: [] for column in TREE_COLUMNS + ("bytes",)}
     for node in order:
         count, elements, nbytes = totals[node]
+        nbytes = shared.get(node, nbytes)
         meta = info.tensors.get(node)
         table["key"].append("· " * node.count(".") + node.rsplit(".", 1)[-1] if indent else node)
         table["tensors"].append(count)
@@ -156,9 +158,36 @@ def tree_columns(info, indent: bool = True) -> Dict[str, Sequence[Any]]:
     return table
 
 
+def _shared_subtree_bytes(info) -> Dict[str, int]:
+    """Subtree -> its bytes with a storage several of its keys share counted once (as the total counts it), for
+    the subtrees holding such keys."""
+    from netscope.checkpoints.dtypes import itemsize
+    from netscope.checkpoints.info import deduplicated_bytes
+
+    first: Dict[Any, str] = {}
+    for key, meta in info.tensors.items():
+        if meta.storage_id is not None:
+            first.setdefault(meta.storage_id, key)
+    sharing = [key for key, meta in info.tensors.items()
+               if meta.storage_id is not None and first[meta.storage_id] != key]
+    nodes = {".".join(key.split(".")[:depth]) for key in sharing for depth in range(1, key.count(".") + 1)}
+    under: Dict[str, List[Tuple[str, Any]]] = {node: [] for node in nodes}
+    for key, meta in info.tensors.items():  # one pass: each key into the subtrees of interest above it
+        parts = key.split(".")
+        for depth in range(1, len(parts)):
+            members = under.get(".".join(parts[:depth]))
+            if members is not None:
+                members.append((key, meta))
+    out = {}
+    for node, members in under.items():
+        metas = [meta for _, meta in members]
+        storages = [meta.storage_id or ("key", key) for key, meta in members]
+        out[node] = deduplicated_bytes(storages, [meta.numel * itemsize(meta.dtype) for meta in metas], metas)
+    return out
+
+
 def render_listing(info, table: Dict[str, Sequence[Any]], fmt: str, table_style: str) -> str:
     """The listing of ``tensor_columns`` or ``tree_columns`` (which has ``tensors``) with its header and totals."""
-    from netscope.checkpoints.info import deduplicated_bytes
     from netscope.render.rows import render_columns
 
     tree = "tensors" in table
@@ -180,14 +209,15 @@ def render_listing(info, table: Dict[str, Sequence[Any]], fmt: str, table_style:
     if info.other_entries:
         header.append("other entries:")
         header.extend(f"  {k}: {v}" for k, v in info.other_entries.items())
+    shared = any(table["shares_storage_with"]) if not tree else info.shares_storage  # the column: no second pass
     if not tree:  # the flat listing has every tensor's elements and bytes at hand
         total_elements = sum(table["elements"])
-        keys, shares = table["key"], table["shares_storage_with"]
-        total_bytes = (deduplicated_bytes([owner or key for key, owner in zip(keys, shares)], table["bytes"])
-                       if any(shares) else sum(table["bytes"]))  # no key shares: one storage per tensor
+        # no key shares: one storage per tensor; else the views' reach (CheckpointInfo.total_bytes)
+        total_bytes = info.total_bytes if shared else sum(table["bytes"])
     else:
         total_elements, total_bytes = info.total_elements, info.total_bytes
     footer = [f"total: {len(info.tensors):,} tensors, {total_elements:,} elements, "
-              f"{human_bytes(total_bytes)} ({total_bytes:,} bytes)"]
+              f"{human_bytes(total_bytes)} ({total_bytes:,} bytes"
+              + ("; a storage several keys share counted once" if shared else "") + ")"]
     footer.extend(f"note: {note}" for note in info.notes)
     return "\n".join(header) + "\n\n" + text + "\n\n" + "\n".join(footer)

@@ -11,9 +11,9 @@ import os
 from dataclasses import replace
 from typing import Iterable, Mapping, Optional, Tuple
 
-from netscope.errors import EXIT_FINDINGS, NetscopeError, UsageError
+from netscope.errors import EXIT_FINDINGS, CheckpointError, NetscopeError, UsageError
 from netscope.remapping.coverage import Coverage, compute_coverage
-from netscope.remapping.sides import TensorLayout, layout_from_metas, model_layout, source_layout
+from netscope.remapping.sides import TensorLayout, layout_from_metas, model_layout, source_layout, split_state_dict
 from netscope.remapping.plan import KeyDecision, Plan, read_plan, write_plan
 from netscope.remapping.report import DiffReport, RemapReport, Unmatched
 from netscope.remapping.rules import Rule, coerce_rules, parse_rule, read_rules_file
@@ -93,15 +93,19 @@ def diff(checkpoint_or_state_dict, model, *, rules: Iterable = (), weights_only:
     (torch's loader fills, which need the model's modules, are not considered)."""
     from netscope.remapping.loader_fills import keys_torch_fills
 
-    source, label, notes = _source_layout(checkpoint_or_state_dict, weights_only=weights_only, key=key)
+    from netscope.remapping.apply import entry_mismatches
+
+    source, label, notes, entries = _source_layout(checkpoint_or_state_dict, weights_only=weights_only, key=key)
     second = isinstance(model, (str, os.PathLike, Mapping))  # a second checkpoint: its keys are the target
     if second:
-        target, target_label, target_notes = _source_layout(model, weights_only=weights_only)
+        target, target_label, target_notes, _ = _source_layout(model, weights_only=weights_only)
         notes = list(notes) + [f"{target_label}: {note}" for note in target_notes]
     else:
         target, target_label = _target_layout(model), type(model).__name__
     result, coverage = plan_mapping(source, target, rules=rules, structural=structural)
-    report = DiffReport(result, coverage, label, target_label, tuple(notes))
+    stray, missing = entry_mismatches(entries, result, target)
+    report = DiffReport(result, coverage, label, target_label, tuple(notes), stray_entries=stray,
+                        missing_entries=missing)
     if second:
         return report
     if label == "state_dict":  # tensors in memory: their _metadata is at hand
@@ -135,7 +139,7 @@ def remap(state_dict, model, *, rules: Iterable = (), plan=None, invert: bool = 
     it: ``weights_only``, ``key``) renamed to ``model``'s keys. The input is not mutated;
     tensors are placed, not copied; shape mismatches are left out; non-tensor entries and ``_metadata``
     are carried over. ``plan`` (a Plan or a plan file) is replayed first; ``invert`` replays it backwards."""
-    from netscope.remapping.apply import apply_plan
+    from netscope.remapping.apply import apply_plan, entry_mismatches
 
     state_dict, label, in_order = _read_state_dict(state_dict, weights_only=weights_only, key=key)
     source = source_layout(state_dict, in_order)
@@ -149,7 +153,8 @@ def remap(state_dict, model, *, rules: Iterable = (), plan=None, invert: bool = 
     check_coverage(report, min_coverage)
     new_state_dict = apply_plan(state_dict, result, target.tensors)
     fills = keys_torch_fills(model, getattr(new_state_dict, "_metadata", None), report.missing)
-    return new_state_dict, replace(report, loader_fills=fills)
+    stray, missing = entry_mismatches(split_state_dict(state_dict)[1], result, target)
+    return new_state_dict, replace(report, loader_fills=fills, stray_entries=stray, missing_entries=missing)
 
 
 def load(checkpoint, model, *, strict: bool = True, rules: Iterable = (), weights_only: bool = True,
@@ -176,6 +181,13 @@ def load(checkpoint, model, *, strict: bool = True, rules: Iterable = (), weight
             "'netscope diff', add rules, or call load(..., strict=False) to load what maps"
         )
     on_meta = any(t.device.type == "meta" for t in list(model.parameters()) + list(model.buffers()))
+    if not on_meta:
+        no_values = [k for k, v in new_state_dict.items() if getattr(v, "is_meta", False) is True]
+        if no_values:  # torch would raise 'Cannot copy out of meta tensor' midway, the model half loaded
+            raise CheckpointError(
+                f"{len(no_values)} checkpoint tensor(s) are on the meta device (first: {no_values[0]}): they have "
+                "shapes but no values, so nothing was loaded. Load a checkpoint saved with real weights (or build "
+                "the model on the meta device to take the shapes)")
     model.load_state_dict(new_state_dict, strict=strict, assign=on_meta)
     return report
 
@@ -214,20 +226,23 @@ def _given_state_dict(mapping: Mapping) -> Mapping:
 
 
 def _source_layout(obj, *, weights_only: bool = True, key: Optional[str] = None):
-    """(layout, label, notes) for a path (headers only), a state dict, or a {key: TensorMeta} mapping."""
+    """(layout, label, notes, the state dict's non-tensor keys or None where not known) for a path (headers only),
+    a state dict, or a {key: TensorMeta} mapping."""
     from netscope.records import TensorMeta
 
     if isinstance(obj, TensorLayout):
-        return obj, "checkpoint", []
+        return obj, "checkpoint", [], None
     if isinstance(obj, (str, os.PathLike)):
         from netscope.checkpoints import inspect_checkpoint
         from netscope.remapping.files import refuse_distributed_pieces
 
         info = inspect_checkpoint(os.fspath(obj), weights_only=weights_only, key=key)
         refuse_distributed_pieces(info)
-        return layout_from_metas(info.tensors, info.keys_in_model_order), os.fspath(obj), list(info.notes)
+        return (layout_from_metas(info.tensors, info.keys_in_model_order), os.fspath(obj), list(info.notes),
+                info.state_dict_entries)
     if isinstance(obj, Mapping):
         if obj and all(isinstance(v, TensorMeta) for v in obj.values()):
-            return layout_from_metas(obj), "checkpoint", []
-        return source_layout(_given_state_dict(obj)), "state_dict", []
+            return layout_from_metas(obj), "checkpoint", [], None
+        state = _given_state_dict(obj)
+        return source_layout(state), "state_dict", [], tuple(split_state_dict(state)[1])
     raise UsageError(f"expected a checkpoint path, a state dict or a {{key: TensorMeta}} mapping, not {type(obj).__name__}")

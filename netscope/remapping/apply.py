@@ -8,9 +8,9 @@ optimizer state keyed by parameter names is re-keyed, ``_metadata`` is re-keyed.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, Iterable, Mapping, Optional, Tuple
 
-from netscope.remapping.sides import leaf_of, module_of, split_state_dict
+from netscope.remapping.sides import TensorLayout, leaf_of, module_of, split_state_dict
 from netscope.remapping.plan import Plan
 
 
@@ -50,6 +50,22 @@ def apply_plan(state_dict: Mapping[str, Any], plan: Plan, target_order=()) -> "O
     if metadata is not None:
         result._metadata = remap_metadata(metadata, modules)  # type: ignore[attr-defined]
     return result
+
+
+def entry_mismatches(keys: Optional[Iterable[str]], plan: Plan,
+                     target: TensorLayout) -> Tuple[Tuple[str, ...], Tuple[str, ...]]:
+    """``(stray, missing)``: the checkpoint's non-tensor state-dict ``keys``, renamed as :func:`apply_plan` carries
+    them, that the target's state dict does not have (``load_state_dict(strict=True)`` refuses them as unexpected),
+    and the target's required entries (``_extra_state`` a module sets) that none of them is (reported missing).
+    ``keys`` None: not known (nothing is told)."""
+    if keys is None or target.entries is None:
+        return (), ()
+    keys = list(keys)
+    modules = module_mapping(plan) if keys else {}
+    renamed = [_rename_by_module(key, modules) for key in keys]
+    stray = tuple(key for key in renamed if key not in target.entries and key not in target.tensors)
+    have = set(renamed)
+    return stray, tuple(key for key in sorted(target.required_entries) if key not in have)
 
 
 def _rename_by_module(key: str, modules: Mapping[str, str]) -> str:

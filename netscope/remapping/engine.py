@@ -20,6 +20,7 @@ from netscope.remapping.plan import KeyDecision, Plan
 from netscope.remapping.rules import (Rule, RuleChain, group_ref, literal_module_rule, literal_prefix_rule,
                                      literal_replacement)
 from netscope.checkpoints.distributed import CONSOLIDATE_FSDP, flat_param_keys
+from netscope.checkpoints.dtypes import copy_refusal
 from netscope.wrappers import adapter_hint
 from netscope.remapping.wrappers import WrapperIndex, describe_wrapper_change, may_hold_wrapper_token, prefix_votes
 
@@ -67,7 +68,8 @@ class _Matching:
         return {k: None for k in self.target.tensors if k not in self.filled}
 
     def assign(self, source: str, target: str, reason: str, detail: str) -> bool:
-        if self.source.tensors[source].shape != self.target.tensors[target].shape:
+        s, t = self.source.tensors[source], self.target.tensors[target]
+        if s.shape != t.shape or ((s.dtype != t.dtype or s.layout != t.layout) and copy_refusal(s, t)):
             self.pending.setdefault(source, (target, detail or reason))
             return False
         self.assigned[source] = (target, reason, detail)
@@ -308,6 +310,9 @@ def _head_rule(source_key: str, target_key: str) -> Rule:
 
 def _mismatch_detail(state: _Matching, source: str, target: str, how: str) -> str:
     s_shape, t_shape = state.source.tensors[source].shape, state.target.tensors[target].shape
+    refusal = copy_refusal(state.source.tensors[source], state.target.tensors[target])
+    if s_shape == t_shape and refusal:  # the shapes fit; the dtypes or layouts do not
+        return refusal + "; not loaded"
     text = f"checkpoint {list(s_shape)} vs model {list(t_shape)}"
     if how and how != P.EXACT:
         text += f" (matched by {how})"
@@ -368,13 +373,14 @@ def _finish(state: _Matching, user_rules: Sequence[Rule]) -> Plan:
             continue
         owner = module_of(key)
         kind = target.module_type(owner)
+        where = f" ({kind} {owner})" if owner else f" (the {kind} itself)"  # a root-level key has no module path
         decisions.append(KeyDecision(None, key, P.MISSING,
-                                     f"no checkpoint tensor for it{f' ({kind} {owner})' if kind else ''}; it keeps its "
+                                     f"no checkpoint tensor for it{where if kind else ''}; it keeps its "
                                      "initial value", None, meta.shape))
     rules, reproduce, notes = _compact_rules(state, user_rules, decisions)
     return Plan(tuple(decisions), tuple(rules), reproduce,
                 tuple(state.notes + notes + _split_modules(decisions) + _tied_targets_filled_twice(state)
-                      + _quantized_into_float(state, decisions)))
+                      + _dtype_notes(state, decisions)))
 
 
 def _stores_quantized_values(source_dtype: str, target_dtype: str) -> bool:
@@ -385,11 +391,18 @@ def _stores_quantized_values(source_dtype: str, target_dtype: str) -> bool:
     return source_dtype.startswith(("int", "uint", "float8"))
 
 
-def _quantized_into_float(state: _Matching, decisions: Sequence[KeyDecision]) -> List[str]:
+def _dtype_notes(state: _Matching, decisions: Sequence[KeyDecision]) -> List[str]:
+    """Notes for loaded pairs whose dtypes differ in a way that loads without error but changes the values."""
+    source, target = state.source.tensors, state.target.tensors
+    differ = [(s, t) for s, (t, _, _) in state.assigned.items() if source[s].dtype != target[t].dtype]
+    return _quantized_into_float(state, decisions, differ) + _complex_into_real(state, differ) if differ else []
+
+
+def _quantized_into_float(state: _Matching, decisions: Sequence[KeyDecision],
+                          differ: Sequence[Tuple[str, str]]) -> List[str]:
     """A note for checkpoint tensors stored as integers or float8 that load into the model's float tensors."""
     source, target = state.source.tensors, state.target.tensors
-    cast = [(s, t) for s, (t, _, _) in state.assigned.items()
-            if _stores_quantized_values(source[s].dtype, target[t].dtype)]
+    cast = [(s, t) for s, t in differ if _stores_quantized_values(source[s].dtype, target[t].dtype)]
     if not cast:
         return []
     s, t = cast[0]
@@ -399,6 +412,19 @@ def _quantized_into_float(state: _Matching, decisions: Sequence[KeyDecision]) ->
             f"{source[s].dtype} into {t} {target[t].dtype}): loading casts the stored numbers as they are, without a "
             f"quantization scale, so a quantized checkpoint loads as wrong weights{beside}. Dequantize it first, or "
             "build the model in the checkpoint's quantized form"]
+
+
+def _complex_into_real(state: _Matching, differ: Sequence[Tuple[str, str]]) -> List[str]:
+    """A note for complex checkpoint tensors that load into the model's real tensors: the copy keeps the real part."""
+    source, target = state.source.tensors, state.target.tensors
+    cast = [(s, t) for s, t in differ
+            if source[s].dtype.startswith("complex") and not target[t].dtype.startswith("complex")]
+    if not cast:
+        return []
+    s, t = cast[0]
+    return [f"{len(cast)} checkpoint tensor(s) are complex where the model's are real (first: {s} {source[s].dtype} "
+            f"into {t} {target[t].dtype}): loading keeps the real part and drops the imaginary part (torch only "
+            "warns)"]
 
 
 def _tied_targets_filled_twice(state: _Matching) -> List[str]:

@@ -49,7 +49,8 @@ def remap_file(checkpoint: str, model, out: Optional[str] = None, *, rules: Iter
     ``force`` allows replacing another existing file.
     """
     from netscope.remapping import _target_layout, check_coverage, plan_mapping
-    from netscope.remapping.sides import layout_from_metas, source_layout
+    from netscope.remapping.apply import entry_mismatches
+    from netscope.remapping.sides import layout_from_metas, source_layout, split_state_dict
 
     if not isinstance(checkpoint, (str, os.PathLike)):
         raise UsageError(f"remap_file reads a checkpoint file: give its path, not a {type(checkpoint).__name__} "
@@ -79,8 +80,9 @@ def remap_file(checkpoint: str, model, out: Optional[str] = None, *, rules: Iter
         source = layout_from_metas(info.tensors, info.keys_in_model_order)
         result, coverage = plan_mapping(source, target, rules=rules, plan=plan, invert=invert)
         unmatched = unmatched_decisions(result)
+        stray, missing = entry_mismatches(info.state_dict_entries, result, target)
         return RemapReport(result, coverage, checkpoint, label, tuple(info.notes) + ("dry run: nothing written",),
-                           unmatched=tuple(unmatched))
+                           unmatched=tuple(unmatched), stray_entries=stray, missing_entries=missing)
     from netscope.checkpoints import load_checkpoint, save_checkpoint
     from netscope.remapping.apply import apply_plan, rebuild_container
     from netscope.remapping.engine import settle_tied_notes
@@ -141,7 +143,9 @@ def remap_file(checkpoint: str, model, out: Optional[str] = None, *, rules: Iter
     notes.append(f"written: {out}")
     if tensors_only:
         notes.extend(_alias_notes(out))
-    return RemapReport(result, coverage, checkpoint, label, tuple(notes), renamed, tuple(unmatched), where, fills)
+    stray, missing = entry_mismatches(split_state_dict(loaded.state_dict)[1], result, target)
+    return RemapReport(result, coverage, checkpoint, label, tuple(notes), renamed, tuple(unmatched), where, fills,
+                       stray, missing)
 
 
 def _siblings_in_target_naming(container: Any, path: Tuple, state_dict: Mapping, plan: Plan, target_order,

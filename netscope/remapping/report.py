@@ -63,6 +63,8 @@ class RemapReport:
     unmatched: Tuple[Unmatched, ...] = ()  # checkpoint tensors not loaded into the model (file-to-file remap)
     unmatched_destination: str = ""  # where they went: kept in the container, a side file, or dropped
     loader_fills: Tuple[str, ...] = ()  # missing model keys torch's load_state_dict supplies (loader_fills.py)
+    stray_entries: Tuple[str, ...] = ()  # the checkpoint's non-tensor state-dict entries the model does not have
+    missing_entries: Tuple[str, ...] = ()  # the model's required non-tensor entries (_extra_state) the checkpoint lacks
 
     def __post_init__(self):
         """``notes`` is every note, the reading's and then the plan's (a tied tensor filled twice, a quantized
@@ -114,13 +116,22 @@ class RemapReport:
             problems.append(f"{len(missing)} model key(s) have no checkpoint tensor (first: {missing[0]})")
         if self.mismatched:
             d = self.mismatched[0]
-            problems.append(f"{len(self.mismatched)} tensor(s) have a different shape (first: {d.source}: {d.detail})")
+            problems.append(f"{len(self.mismatched)} tensor(s) do not fit (a different shape, or a dtype or layout "
+                            f"torch cannot copy; first: {d.source}: {d.detail})")
         if self.ambiguous:
             d = next(d for d in self.plan.decisions if d.reason == P.AMBIGUOUS)
             problems.append(f"{len(self.ambiguous)} checkpoint tensor(s) are ambiguous and were not mapped (first: "
                             f"{d.source}: {d.detail})")
         if self.unused:
             problems.append(f"{len(self.unused)} checkpoint tensor(s) map to nothing (first: {self.unused[0]})")
+        for keys, what in ((self.stray_entries, "the model does not have ({}), which load_state_dict(strict=True) "
+                            "refuses as unexpected keys (remap carries them over unchanged)"),
+                           (self.missing_entries, "the model's modules set on load are not in the checkpoint ({}), "
+                            "which load_state_dict(strict=True) reports missing")):
+            if keys:
+                shown = ", ".join(map(repr, keys[:5])) + (", ..." if len(keys) > 5 else "")
+                problems.append(f"{len(keys)} non-tensor state-dict entr{'y' if len(keys) == 1 else 'ies'} "
+                                + what.format(shown))
         return problems
 
     def rows(self, *, include_exact: bool = True) -> List[dict]:
@@ -216,8 +227,9 @@ class DiffReport(RemapReport):
     def clean(self) -> bool:
         """Whether ``load_state_dict(strict=True)`` takes the checkpoint as it is: every key exact. A tied key
         the file saved once (``alias-of``) is still missing by name, so torch's strict load refuses it."""
-        return all(d.reason == P.EXACT or (d.reason == P.MISSING and d.target in self.loader_fills)
-                   for d in self.plan.decisions)
+        return not self.stray_entries and not self.missing_entries and all(
+            d.reason == P.EXACT or (d.reason == P.MISSING and d.target in self.loader_fills)
+            for d in self.plan.decisions)
 
     SCHEMA = "diff"
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Dict, FrozenSet, List, Mapping, Optional, Tuple
 
+from netscope.checkpoints.dtypes import layout_name
 from netscope.checkpoints.identity import storage_id_text
 from netscope.records import TensorMeta
 
@@ -21,6 +22,9 @@ class TensorLayout:
     module_types: Mapping[str, str] = field(default_factory=dict)  # module path -> class name ("" root)
     parameter_keys: Optional[FrozenSet[str]] = None  # None: every tensor counts as a parameter
     ordered: bool = True  # the key order is the model's registration order (evidence for structural pairing)
+    # (target side) the state dict's non-tensor keys (``_extra_state``); None where that is not known
+    entries: Optional[FrozenSet[str]] = None
+    required_entries: FrozenSet[str] = frozenset()  # those a strict load needs: modules overriding set_extra_state
 
     def is_parameter(self, key: str) -> bool:
         return self.parameter_keys is None or key in self.parameter_keys
@@ -53,7 +57,7 @@ def _meta_of(tensor, dtype: str, storage_id: Optional[str] = None) -> TensorMeta
     """``tensor_meta`` with the dtype's name already known."""
     if storage_id is None:
         storage_id = storage_id_text(tensor)
-    return TensorMeta(tuple(map(int, tensor.shape)), dtype, storage_id)
+    return TensorMeta(tuple(map(int, tensor.shape)), dtype, storage_id, layout=layout_name(tensor))
 
 
 class _DtypeNames(dict):
@@ -77,7 +81,10 @@ def split_state_dict(state_dict: Mapping) -> Tuple[Dict[str, object], Dict[str, 
 def source_layout(state_dict: Mapping, saved_in_order: bool = True) -> TensorLayout:
     """Layout of an in-memory state dict (tensors sharing a storage get equal storage ids); ``saved_in_order``:
     whether the file it came from keeps the model's key order (``CheckpointInfo.keys_in_model_order``)."""
+    from netscope.checkpoints.containers import refuse_shapeless_tensors
+
     tensors, _ = split_state_dict(state_dict)
+    refuse_shapeless_tensors(tensors)
     names = _DtypeNames()
     metas = {str(k): _meta_of(v, names[v.dtype]) for k, v in tensors.items()}
     return TensorLayout(metas, ordered=saved_in_order and not _sorted_by_name(metas))
@@ -108,9 +115,28 @@ def model_layout(model) -> TensorLayout:
     module_types = {name: type(module).__name__ for name, module in model.named_modules(remove_duplicate=False)}
     parameter_names = {name for name, _ in model.named_parameters(remove_duplicate=False)}
     names = _DtypeNames()
-    tensors = {key: TensorMeta(tuple(map(int, value.shape)), names[value.dtype], f"id:{id(value)}")
+    tensors = {key: TensorMeta(tuple(map(int, value.shape)), names[value.dtype], f"id:{id(value)}",
+                               layout=None if value.layout is torch.strided else layout_name(value))
                for key, value in state.items() if isinstance(value, torch.Tensor)}
-    return TensorLayout(tensors, module_types, frozenset(parameter_names.intersection(tensors)))
+    entries = frozenset(key for key, value in state.items() if not isinstance(value, torch.Tensor))
+    required = frozenset(key for key in entries if _sets_extra_state(model, key)) if entries else frozenset()
+    return TensorLayout(tensors, module_types, frozenset(parameter_names.intersection(tensors)), entries=entries,
+                        required_entries=required)
+
+
+def _sets_extra_state(model, key: str) -> bool:
+    """Whether ``key`` is the extra state of a module whose class overrides ``set_extra_state``: torch's strict
+    load then reports it missing when a checkpoint lacks it."""
+    import torch.nn as nn
+
+    owner, _, leaf = key.rpartition(".")
+    if leaf != "_extra_state":
+        return False
+    try:
+        module = model.get_submodule(owner)
+    except AttributeError:
+        return False
+    return type(module).set_extra_state is not nn.Module.set_extra_state
 
 
 def module_of(key: str) -> str:
