@@ -220,3 +220,44 @@ def test_recurrent_layers_and_losses_are_always_observed():
         assert key(nn.LSTM(4, 4), (torch.randn(2, 3, 4),)) is None
         assert key(nn.CTCLoss(), (torch.randn(5, 2, 4),)) is None
         assert key(nn.Linear(4, 4), (torch.randn(2, 4),)) is not None
+
+
+class TwoCalls(nn.Module):
+    """One stock leaf called twice with inputs of one signature (shape, strides, dtype) whose values differ."""
+
+    def __init__(self, leaf: nn.Module):
+        super().__init__()
+        self.leaf = leaf
+
+    def forward(self, first, second, *rest):
+        return self.leaf(first, *rest), self.leaf(second, *rest)
+
+
+def test_a_leaf_whose_count_reads_index_values_is_counted_per_call_not_replayed(monkeypatch):
+    # an EmbeddingBag with per_sample_weights: one multiply-add per element of each row entering a bag, padding
+    # rows skipped: the second call's four padding rows make its count 2 x 8, the first's 6 x 8
+    bag = nn.EmbeddingBag(50, 8, mode="sum", padding_idx=0)
+    first, second = torch.tensor([1, 2, 3, 4, 5, 6]), torch.tensor([0, 0, 0, 0, 5, 6])
+    args = (first, second, torch.tensor([0, 3]), torch.ones(6))
+    model = TwoCalls(bag)
+    fast, slow = _pass(model, args, monkeypatch, True), _pass(model, args, monkeypatch, False)
+    assert [c.own_macs for c in fast.calls[1:]] == [6 * 8, 2 * 8]
+    _same(fast, slow)
+
+
+@pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta")
+@pytest.mark.parametrize("layout", ["coo", "csr"])
+def test_a_leaf_fed_a_sparse_tensor_is_observed_per_call(monkeypatch, layout):
+    # nn.Linear on a sparse input: one multiply-add per stored element and output feature (mm on a sparse
+    # operand); the two inputs share shape and dtype but store 2 and 50 elements
+    sparse = {"coo": torch.Tensor.to_sparse, "csr": torch.Tensor.to_sparse_csr}[layout]
+    dense_few = torch.zeros(5, 10)
+    dense_few[0, 0], dense_few[1, 3] = 1.0, 2.0
+    args = (sparse(dense_few), sparse(torch.randn(5, 10) + 10))
+    model = TwoCalls(nn.Linear(10, 4, bias=False))
+    expected = (model(*args)[0].shape, model(*args)[1].shape)  # the real forward runs
+    report = netscope.summary(model, input_data=args)
+    assert [c.output_shapes for c in report.layers[1:]] == [tuple(shape) for shape in expected]
+    assert [c.own_macs for c in report.layers[1:]] == [2 * 4, 50 * 4]
+    fast, slow = _pass(model, args, monkeypatch, True), _pass(model, args, monkeypatch, False)
+    _same(fast, slow)
