@@ -261,3 +261,28 @@ def test_a_leaf_fed_a_sparse_tensor_is_observed_per_call(monkeypatch, layout):
     assert [c.own_macs for c in report.layers[1:]] == [2 * 4, 50 * 4]
     fast, slow = _pass(model, args, monkeypatch, True), _pass(model, args, monkeypatch, False)
     _same(fast, slow)
+
+
+def test_leaves_holding_sparse_weights_are_observed_per_call(monkeypatch):
+    # two nn.Linear of one configuration whose sparse weights store 1 and 40 elements: x (3, 10) @ w.t() makes
+    # one multiply-add per stored element and row of x (mm on a sparse operand): 3 x 1 and 3 x 40
+    class Two(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Linear(10, 4, bias=False), nn.Linear(10, 4, bias=False)
+            few = torch.zeros(4, 10)
+            few[0, 0] = 1.0
+            self.a.weight = nn.Parameter(few.to_sparse(), requires_grad=False)
+            self.b.weight = nn.Parameter((torch.randn(4, 10) + 10).to_sparse(), requires_grad=False)
+
+        def forward(self, x):
+            return self.a(x) + self.b(x)
+
+    model, x = Two(), torch.randn(3, 10)
+    fast, slow = _pass(model, (x,), monkeypatch, True), _pass(model, (x,), monkeypatch, False)
+    assert [c.own_macs for c in fast.calls[1:]] == [3 * 1, 3 * 40]
+    _same(fast, slow)
+    model.a.weight, model.b.weight = nn.Parameter(torch.randn(4, 10), requires_grad=False), model.a.weight
+    fast, slow = _pass(model, (x,), monkeypatch, True), _pass(model, (x,), monkeypatch, False)  # a dense twin first
+    assert [c.own_macs for c in fast.calls[1:]] == [3 * 10 * 4, 3 * 1]
+    _same(fast, slow)

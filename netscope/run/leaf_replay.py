@@ -13,8 +13,8 @@ Only calls whose operators cannot differ from the recorded ones qualify: a class
 argument a plain ``torch.Tensor`` or a plain scalar. The key holds the class, every public attribute
 (``training`` included), each parameter's and buffer's shape and dtype (names too when they differ from
 the class's first instance), and each argument: a tensor's shape, strides, dtype and device, a scalar's value.
-Arguments must be dense (strided) tensors: a sparse operand's count follows its stored elements, which no
-signature holds. A first call that ran an operator whose formula reads index values (``formulas.AT_CAPACITY``:
+Arguments, parameters and buffers must be dense (strided) tensors: a sparse operand's count follows its stored
+elements, which no signature holds. A first call that ran an operator whose formula reads index values (``formulas.AT_CAPACITY``:
 an ``nn.EmbeddingBag``'s padding rows) records no signature, so its later calls are observed too.
 A call is replayed only with grad mode and autocast off (as the pass runs them; a forward may turn them on),
 and a pass turns replay on only when nothing else intercepts operators or module calls (no other dispatch
@@ -23,6 +23,7 @@ mode, no fake tensors, no global module hooks, no receptive-field tracking).
 
 from __future__ import annotations
 
+import itertools
 import operator
 from typing import Dict, Optional, Tuple
 
@@ -141,6 +142,8 @@ class LeafReplay:
             _exclude(_PYTHON_KEY, True)
             _exclude(_SNAPSHOT_KEY, True)
             return
+        if _holds_sparse(module):  # a sparse weight's count follows its stored elements, which no key holds
+            return
         op_calls, _, mac_calls, _, _ = self.lists
         call.recording = (key, len(op_calls), len(mac_calls), len(self.windows.raw))
 
@@ -196,8 +199,8 @@ _UNSEEN = object()
 _NOT_REPLAYED = frozenset({"torch.nn.modules.rnn", "torch.nn.modules.loss"})
 _GENERAL = "general"  # marks a configuration or tensor signature read the general (slower) way
 _SCALAR_TYPES = frozenset(SCALARS)
-_signature = operator.attrgetter("shape", "dtype", "device")
-_shape_dtype = operator.attrgetter("shape", "dtype")
+_signature = operator.attrgetter("shape", "dtype", "device", "layout")
+_shape_dtype = operator.attrgetter("shape", "dtype", "layout")  # layout: a sparse weight never shares a dense key
 _ONLY_PARAMETER, _ONLY_TENSOR = {_PARAMETER}, {_TENSOR}
 
 
@@ -263,6 +266,14 @@ class _ClassShape:
             if not is_plain_value(values[i]):
                 return None
         return values
+
+
+def _holds_sparse(module: nn.Module) -> bool:
+    """Whether a parameter or buffer of the module is not a dense (strided) tensor. Read when a signature would
+    be recorded, once per signature (or per call, for the rare module that holds one)."""
+    state = module.__dict__
+    return any(t is not None and t.layout is not _STRIDED
+               for t in itertools.chain(state["_parameters"].values(), state["_buffers"].values()))
 
 
 def _config(state: dict) -> Optional[tuple]:
