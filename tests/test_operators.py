@@ -425,7 +425,8 @@ def _loss_cases():
         "bce": (nn.BCELoss(), (p, p.flip(0)),
                 lambda a, t: -(t * a.log().clamp(min=-100) + (1 - t) * (1 - a).log().clamp(min=-100)).mean()),
         "bce_with_logits": (nn.BCEWithLogitsLoss(), (x, p),
-                            lambda a, t: -(t * nn.functional.logsigmoid(a) + (1 - t) * nn.functional.logsigmoid(-a)).mean()),
+                            lambda a, t: -(t * nn.functional.logsigmoid(a)
+                                           + (1 - t) * nn.functional.logsigmoid(-a)).mean()),
         "soft_margin": (nn.SoftMarginLoss(), (x, signs), lambda a, t: torch.log1p(torch.exp(-t * a)).mean()),
         "multi_margin": (nn.MultiMarginLoss(), (x, labels),
                          lambda a, t: ((1 - a[torch.arange(4), t][:, None] + a).clamp(min=0).sum(1) - 1).mean() / 5),

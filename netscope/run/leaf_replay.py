@@ -11,11 +11,12 @@ Only calls whose operators cannot differ from the recorded ones qualify: a class
 ``torch.nn.modules`` (not a recurrent layer or a loss) whose ``forward`` is stock too, with no per-module hooks, plain
 ``nn.Parameter``/``torch.Tensor`` slots, plain configuration attributes, no keyword arguments, and every
 argument a plain ``torch.Tensor`` or a plain scalar. The key holds the class, every public attribute
-(``training`` included), each parameter's and buffer's shape and dtype (names too when they differ from
+(``training`` included), each parameter's and buffer's shape, dtype and layout (names too when they differ from
 the class's first instance), and each argument: a tensor's shape, strides, dtype and device, a scalar's value.
-Arguments, parameters and buffers must be dense (strided) tensors: a sparse operand's count follows its stored
-elements, which no signature holds. A first call that ran an operator whose formula reads index values (``formulas.AT_CAPACITY``:
-an ``nn.EmbeddingBag``'s padding rows) records no signature, so its later calls are observed too.
+Arguments, parameters and buffers must be dense (strided) tensors: a sparse operand's count follows its
+stored elements, which no signature holds. A first call that ran an operator whose formula reads index values
+(``formulas.AT_CAPACITY``: an ``nn.EmbeddingBag``'s padding rows) records no signature, so its later calls are
+observed too.
 A call is replayed only with grad mode and autocast off (as the pass runs them; a forward may turn them on),
 and a pass turns replay on only when nothing else intercepts operators or module calls (no other dispatch
 mode, no fake tensors, no global module hooks, no receptive-field tracking).
