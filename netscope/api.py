@@ -87,7 +87,7 @@ def run_summary(model: nn.Module, inputs, *, device: torch.device, dtype: Option
                 result = run_pass(prep, mode=mode, progress=advance if show else None,
                                   receptive_field=receptive_field)
         except ForwardError as err:
-            _attach_diagnosis(runnable, prep.spec, err)
+            _attach_diagnosis(runnable, prep.spec, err, mode)
             _attach_partial_report(err, runnable, prep, label, mode, checks, findings, given)
             raise
         return _report(runnable, prep, result, label, mode, checks, audit_names, findings, given)
@@ -160,13 +160,13 @@ def _naming_findings(model, tree) -> List[Any]:
                         fix="Run 'netscope names' once state_dict() works; the layer table above is unaffected.")]
 
 
-def _attach_diagnosis(model, inputs: Optional[InputSpec], err: ForwardError) -> None:
+def _attach_diagnosis(model, inputs: Optional[InputSpec], err: ForwardError, mode: str = "eval") -> None:
     from netscope.analyses.diagnosis import diagnose_failure
     from netscope.errors import OutOfMemory
 
     if inputs is None or isinstance(err, (OutOfMemory, MetaDeviceError)):  # no size would run on meta
         return
     try:
-        err.diagnosis = diagnose_failure(model, inputs, err)
+        err.diagnosis = diagnose_failure(model, inputs, err, mode=mode)
     except Exception:  # a diagnosis is a bonus: never hide the user's original error behind ours
         err.diagnosis = None
