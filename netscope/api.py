@@ -79,6 +79,7 @@ def run_summary(model: nn.Module, inputs, *, device: torch.device, dtype: Option
         if audit_names and not prep.lazy_copy:
             with paused_gc():  # netscope's own bookkeeping: no user code runs in here
                 findings = _naming_findings(runnable, prep.tree)
+        given = _inputs_as_given(prep)  # before the pass: a forward may append to a cache object it was given
         try:
             show = progress_enabled(quiet=quiet)
             with progress("netscope: tracing", total=module_count(runnable) if show else None, unit="call",
@@ -86,20 +87,26 @@ def run_summary(model: nn.Module, inputs, *, device: torch.device, dtype: Option
                 result = run_pass(prep, mode=mode, progress=advance if show else None,
                                   receptive_field=receptive_field)
         except ForwardError as err:
-            _attach_diagnosis(runnable, prep.spec, err)
-            _attach_partial_report(err, runnable, prep, label, mode, checks, findings)
+            _attach_diagnosis(runnable, prep.spec, err, mode)
+            _attach_partial_report(err, runnable, prep, label, mode, checks, findings, given)
             raise
-        return _report(runnable, prep, result, label, mode, checks, audit_names, findings)
+        return _report(runnable, prep, result, label, mode, checks, audit_names, findings, given)
+
+
+def _inputs_as_given(prep) -> tuple:
+    """``(shape trees, bytes)`` of the pass's inputs, read before the forward runs on them."""
+    args, kwargs = prep.args, prep.kwargs
+    with paused_gc():
+        return [shape_tree(a) for a in args] + ([shape_tree(kwargs)] if kwargs else []), tensor_bytes((args, kwargs))
 
 
 def _report(runnable: nn.Module, prep, result, label: str, mode: str, checks: bool, audit_names: bool,
-            findings) -> Report:
-    """The report of a pass (``result``) over ``prep``'s model and inputs."""
-    args, kwargs = prep.args, prep.kwargs
+            findings, given: tuple) -> Report:
+    """The report of a pass (``result``) over ``prep``'s model and inputs (``given``: :func:`_inputs_as_given`)."""
+    input_tree, input_bytes = given
     with paused_gc():  # netscope's own bookkeeping over a big heap: no user code runs in here
-        input_tree = [shape_tree(a) for a in args] + ([shape_tree(kwargs)] if kwargs else [])
         totals = compute_totals(runnable, result.calls, result.modules,
-                                input_bytes=tensor_bytes((args, kwargs)),
+                                input_bytes=input_bytes,
                                 peak_memory_bytes=result.peak_memory_bytes, packed=result.packed, tree=result.tree,
                                 census=result.census)
         formula_checks = _formula_checks(result) if checks else []
@@ -113,14 +120,14 @@ def _report(runnable: nn.Module, prep, result, label: str, mode: str, checks: bo
 
 
 def _attach_partial_report(err: ForwardError, runnable: nn.Module, prep, label: str, mode: str, checks: bool,
-                           findings) -> None:
+                           findings, given: tuple) -> None:
     """``err.report``: the report of what the failed pass recorded up to the failure (``err.partial``), for a page
     that shows it beside the error; None when there is none, or it cannot be built (it never hides the error)."""
     partial = getattr(err, "partial", None)
     if partial is None or not partial.calls:
         return
     try:
-        report = _report(runnable, prep, partial, label, mode, checks, False, findings or [])
+        report = _report(runnable, prep, partial, label, mode, checks, False, findings or [], given)
         failed = (f"the forward pass failed in layer {err.layer!r}" if err.layer else "the forward pass failed")
         note = (f"{failed} ({type(err.original or err).__name__}): this report holds only the calls recorded before "
                 "the failure, and its mult-adds and activations count only those")
@@ -153,13 +160,13 @@ def _naming_findings(model, tree) -> List[Any]:
                         fix="Run 'netscope names' once state_dict() works; the layer table above is unaffected.")]
 
 
-def _attach_diagnosis(model, inputs: Optional[InputSpec], err: ForwardError) -> None:
+def _attach_diagnosis(model, inputs: Optional[InputSpec], err: ForwardError, mode: str = "eval") -> None:
     from netscope.analyses.diagnosis import diagnose_failure
     from netscope.errors import OutOfMemory
 
     if inputs is None or isinstance(err, (OutOfMemory, MetaDeviceError)):  # no size would run on meta
         return
     try:
-        err.diagnosis = diagnose_failure(model, inputs, err)
+        err.diagnosis = diagnose_failure(model, inputs, err, mode=mode)
     except Exception:  # a diagnosis is a bonus: never hide the user's original error behind ours
         err.diagnosis = None

@@ -152,6 +152,42 @@ def test_check_command_reports_a_failed_pass(capsys):
     assert "Input sizes that work: square sxs: every s >= 63 up to 128 probed" in captured.err
 
 
+class _TrainOnlyFailure(nn.Module):
+    """Pools to 1x1 before a BatchNorm: in train mode a batch of one then has a single value per channel, which
+    BatchNorm refuses; eval mode (running statistics) takes any size. Sizes 1..4 pool to 1x1, 5..8 to 2x2, ..."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.pool = nn.MaxPool2d(4, ceil_mode=True)
+        self.norm = nn.BatchNorm2d(4)
+
+    def forward(self, x):
+        return self.norm(self.pool(self.conv(x)))
+
+
+def test_the_sizes_that_work_are_searched_in_the_mode_of_the_failed_pass():
+    import netscope
+
+    model = _TrainOnlyFailure()
+    with pytest.raises(ForwardError) as info:
+        netscope.summary(model, input_size=(1, 3, 3, 3), mode="train")
+    assert "Expected more than 1 value per channel when training" in str(info.value)
+    # the real model in train mode, size by size: 1..4 fail (1x1 after the pool), 5 and up run
+    for size, runs in ((1, False), (4, False), (5, True), (9, True)):
+        model.train()
+        try:
+            with torch.no_grad():
+                model(torch.randn(1, 3, size, size))
+            ran = True
+        except ValueError:
+            ran = False
+        assert ran == runs, size
+    assert info.value.diagnosis.working_sizes.startswith("square sxs: every s >= 5 up to")
+    in_eval = netscope.summary(model, input_size=(1, 3, 3, 3))  # eval mode: that size runs
+    assert in_eval.layers[-1].output_shapes == (1, 4, 1, 1)
+
+
 def failure(model, input_spec):
     with pytest.raises(ForwardError) as info:
         trace(model, input_spec, device="meta")

@@ -220,3 +220,69 @@ def test_recurrent_layers_and_losses_are_always_observed():
         assert key(nn.LSTM(4, 4), (torch.randn(2, 3, 4),)) is None
         assert key(nn.CTCLoss(), (torch.randn(5, 2, 4),)) is None
         assert key(nn.Linear(4, 4), (torch.randn(2, 4),)) is not None
+
+
+class TwoCalls(nn.Module):
+    """One stock leaf called twice with inputs of one signature (shape, strides, dtype) whose values differ."""
+
+    def __init__(self, leaf: nn.Module):
+        super().__init__()
+        self.leaf = leaf
+
+    def forward(self, first, second, *rest):
+        return self.leaf(first, *rest), self.leaf(second, *rest)
+
+
+def test_a_leaf_whose_count_reads_index_values_is_counted_per_call_not_replayed(monkeypatch):
+    # an EmbeddingBag with per_sample_weights: one multiply-add per element of each row entering a bag, padding
+    # rows skipped: the second call's four padding rows make its count 2 x 8, the first's 6 x 8
+    bag = nn.EmbeddingBag(50, 8, mode="sum", padding_idx=0)
+    first, second = torch.tensor([1, 2, 3, 4, 5, 6]), torch.tensor([0, 0, 0, 0, 5, 6])
+    args = (first, second, torch.tensor([0, 3]), torch.ones(6))
+    model = TwoCalls(bag)
+    fast, slow = _pass(model, args, monkeypatch, True), _pass(model, args, monkeypatch, False)
+    assert [c.own_macs for c in fast.calls[1:]] == [6 * 8, 2 * 8]
+    _same(fast, slow)
+
+
+@pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta")
+@pytest.mark.parametrize("layout", ["coo", "csr"])
+def test_a_leaf_fed_a_sparse_tensor_is_observed_per_call(monkeypatch, layout):
+    # nn.Linear on a sparse input: one multiply-add per stored element and output feature (mm on a sparse
+    # operand); the two inputs share shape and dtype but store 2 and 50 elements
+    sparse = {"coo": torch.Tensor.to_sparse, "csr": torch.Tensor.to_sparse_csr}[layout]
+    dense_few = torch.zeros(5, 10)
+    dense_few[0, 0], dense_few[1, 3] = 1.0, 2.0
+    args = (sparse(dense_few), sparse(torch.randn(5, 10) + 10))
+    model = TwoCalls(nn.Linear(10, 4, bias=False))
+    expected = (model(*args)[0].shape, model(*args)[1].shape)  # the real forward runs
+    report = netscope.summary(model, input_data=args)
+    assert [c.output_shapes for c in report.layers[1:]] == [tuple(shape) for shape in expected]
+    assert [c.own_macs for c in report.layers[1:]] == [2 * 4, 50 * 4]
+    fast, slow = _pass(model, args, monkeypatch, True), _pass(model, args, monkeypatch, False)
+    _same(fast, slow)
+
+
+def test_leaves_holding_sparse_weights_are_observed_per_call(monkeypatch):
+    # two nn.Linear of one configuration whose sparse weights store 1 and 40 elements: x (3, 10) @ w.t() makes
+    # one multiply-add per stored element and row of x (mm on a sparse operand): 3 x 1 and 3 x 40
+    class Two(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Linear(10, 4, bias=False), nn.Linear(10, 4, bias=False)
+            few = torch.zeros(4, 10)
+            few[0, 0] = 1.0
+            self.a.weight = nn.Parameter(few.to_sparse(), requires_grad=False)
+            self.b.weight = nn.Parameter((torch.randn(4, 10) + 10).to_sparse(), requires_grad=False)
+
+        def forward(self, x):
+            return self.a(x) + self.b(x)
+
+    model, x = Two(), torch.randn(3, 10)
+    fast, slow = _pass(model, (x,), monkeypatch, True), _pass(model, (x,), monkeypatch, False)
+    assert [c.own_macs for c in fast.calls[1:]] == [3 * 1, 3 * 40]
+    _same(fast, slow)
+    model.a.weight, model.b.weight = nn.Parameter(torch.randn(4, 10), requires_grad=False), model.a.weight
+    fast, slow = _pass(model, (x,), monkeypatch, True), _pass(model, (x,), monkeypatch, False)  # a dense twin first
+    assert [c.own_macs for c in fast.calls[1:]] == [3 * 10 * 4, 3 * 1]
+    _same(fast, slow)

@@ -818,3 +818,38 @@ def test_a_hook_registered_during_the_pass_runs_on_a_layer_that_had_none():
     assert seen == mine == [(2, 3)]
     assert result.calls[-1].output_shapes == tuple(expected.shape)
     assert not model[3]._forward_hooks  # taken off again after the pass
+
+
+class LayerDrop(nn.Module):
+    """Skips its layers at random in train mode, drawing from Python's and numpy's generators as Hugging Face's
+    LayerDrop does (MusicGen: ``random.uniform(0, 1)``, Wav2Vec2: ``np.random.random()``)."""
+
+    def __init__(self):
+        super().__init__()
+        self.layers = nn.ModuleList(nn.Conv2d(3, 3, 3, padding=1) for _ in range(4))
+
+    def forward(self, x):
+        import random
+
+        import numpy as np
+
+        for i, layer in enumerate(self.layers):
+            draw = random.uniform(0, 1) if i % 2 else np.random.random()
+            if not self.training or draw >= 0.5:
+                x = layer(x)
+        return x
+
+
+@pytest.mark.parametrize("entry", ["summary-eval", "summary-train", "summary-meta", "summary-bf16", "check", "step",
+                                   "solve"])
+def test_a_forward_drawing_from_pythons_and_numpys_generators_leaves_them_as_found(entry):
+    import random
+
+    import numpy as np
+
+    model = LayerDrop().train()
+    random.seed(3)
+    np.random.seed(3)
+    before = process_state()
+    ENTRY_POINTS[entry](model, (1, 3, 8, 8))
+    assert process_state() == before

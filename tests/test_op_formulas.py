@@ -116,6 +116,22 @@ def test_fft_counts_n_log2_n_over_2_complex_multiply_adds_per_signal():
     assert _macs(Spectral(), x, device="meta").totals.total_macs == expected
 
 
+def test_a_real_fft_over_two_dims_counts_its_second_pass_over_the_half_spectrum():
+    """rfft2 of (2, 31, 20): 2·31 real signals of 20 points, then 2·11 complex signals (20 // 2 + 1 columns kept)
+    of 31 points; irfft2 the same passes in reverse. n·ceil(log2 n)/2 complex multiply-adds per signal, 4 real each
+    (the convention of the 1-d test above); rfftn over dims (1, 3) of (2, 6, 31, 20): its first pass over the 20
+    real points, its second over 6 points of the 2·31·11 half-spectrum signals."""
+    x = torch.randn(2, 31, 20)
+    last = 2 * 31 * 20 * 5 // 2  # ceil(log2 20) = 5
+    second = 2 * 11 * 31 * 5 // 2  # ceil(log2 31) = 5
+    assert _macs(_Fn(torch.fft.rfft2), x).totals.total_macs == 4 * (last + second)
+    spectrum = torch.fft.rfft2(x)
+    assert _macs(_Fn(lambda y: torch.fft.irfft2(y, s=(31, 20))), spectrum).totals.total_macs == 4 * (last + second)
+    rfftn = _Fn(lambda y: torch.fft.rfftn(y, dim=(1, 3)))
+    assert _macs(rfftn, torch.randn(2, 6, 31, 20)).totals.total_macs == 4 * (
+        2 * 6 * 31 * 20 * 5 // 2 + 2 * 31 * 11 * 6 * 3 // 2)  # ceil(log2 6) = 3
+
+
 @pytest.mark.parametrize("name", ["resnet18", "mobilenet_v3_large"])
 def test_quantized_models_count_the_float_twins_multiply_adds_and_packed_weights(name):
     warnings.filterwarnings("ignore", category=UserWarning)

@@ -389,3 +389,66 @@ def test_a_broken_registered_formula_is_named_not_blamed_on_the_model():
         text = str(info.value)
         assert info.value.exit_code == EXIT_USAGE and "aten::_linalg_eigh" in text and needle in text
         assert "(root)" in text and "Check the input shape" not in text
+
+
+# ---- losses: a fused loss kernel counts as its decomposed form does -----------------------------------------
+
+class Scaled(nn.Module):
+    """A loss on a learnable scale of its first input: one multiply (0) before the loss, a parameter to step."""
+
+    def __init__(self, loss):
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(()))
+        self.loss = loss
+
+    def forward(self, x, *rest):
+        return self.loss(x * self.scale, *rest)
+
+
+def _loss_cases():
+    g = torch.Generator().manual_seed(0)
+    x, y, p = (torch.randn(4, 5, generator=g), torch.randn(4, 5, generator=g), torch.rand(4, 5, generator=g))
+    labels, signs = torch.randint(0, 5, (4,), generator=g), torch.randint(0, 2, (4, 5), generator=g) * 2.0 - 1
+    image, pixels = torch.randn(2, 5, 3, 7, generator=g), torch.randint(0, 5, (2, 3, 7), generator=g)
+    # (loss module, its arguments, the same loss written with elementwise math and reductions)
+    return {
+        "cross_entropy": (nn.CrossEntropyLoss(), (x, labels),
+                          lambda a, t: -a.log_softmax(1)[torch.arange(4), t].mean()),
+        "cross_entropy_2d": (nn.CrossEntropyLoss(), (image, pixels),
+                             lambda a, t: -a.log_softmax(1).gather(1, t[:, None]).mean()),
+        "mse": (nn.MSELoss(), (x, y), lambda a, b: ((a - b) ** 2).mean()),
+        "smooth_l1": (nn.SmoothL1Loss(), (x, y),
+                      lambda a, b: torch.where((a - b).abs() < 1, 0.5 * (a - b) ** 2, (a - b).abs() - 0.5).mean()),
+        "huber": (nn.HuberLoss(delta=0.5), (x, y),
+                  lambda a, b: torch.where((a - b).abs() < 0.5, 0.5 * (a - b) ** 2,
+                                           0.5 * ((a - b).abs() - 0.25)).mean()),
+        "bce": (nn.BCELoss(), (p, p.flip(0)),
+                lambda a, t: -(t * a.log().clamp(min=-100) + (1 - t) * (1 - a).log().clamp(min=-100)).mean()),
+        "bce_with_logits": (nn.BCEWithLogitsLoss(), (x, p),
+                            lambda a, t: -(t * nn.functional.logsigmoid(a)
+                                           + (1 - t) * nn.functional.logsigmoid(-a)).mean()),
+        "soft_margin": (nn.SoftMarginLoss(), (x, signs), lambda a, t: torch.log1p(torch.exp(-t * a)).mean()),
+        "multi_margin": (nn.MultiMarginLoss(), (x, labels),
+                         lambda a, t: ((1 - a[torch.arange(4), t][:, None] + a).clamp(min=0).sum(1) - 1).mean() / 5),
+        "multilabel_margin": (nn.MultiLabelMarginLoss(), (x, torch.tensor([[3, 0, -1, 1, 2]] * 4)),
+                              lambda a, t: sum((1 - (a[:, [3, 0]][:, :, None] - a[:, [1, 2, 4]][:, None, :]))
+                                               .clamp(min=0).sum((1, 2)).mean(0, keepdim=True)) / 5),
+    }
+
+
+@pytest.mark.parametrize("name", sorted(_loss_cases()))
+def test_a_fused_loss_counts_zero_like_the_same_loss_written_elementwise(name):
+    """A loss is elementwise differences, logarithms and a reduction: zero by the documented convention, as
+    ``nn.L1Loss`` (which torch decomposes) and torch's own flop counter count it. A fused kernel
+    (``aten::mse_loss``, ``nll_loss_forward``, ...) is the same arithmetic, so it counts the same, forward and in a
+    training step's backward, instead of leaving the report partial."""
+    loss, args, elementwise = _loss_cases()[name]
+    assert torch.allclose(loss(*args), elementwise(*args), atol=1e-5)  # the written-out form is the same loss
+    with FlopCounterMode(display=False) as counter:
+        loss(*args)
+    for model in (Scaled(loss), Scaled(elementwise)):
+        report = netscope.summary(model, input_data=args, device="cpu")
+        assert report.uncounted_ops() == [] and not report.partial
+        assert report.totals.total_macs == counter.get_total_flops() // 2 == 0
+        step = netscope.step(model, input_data=args, optimizer="sgd")
+        assert step.totals.backward_uncounted == ()

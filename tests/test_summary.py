@@ -500,3 +500,35 @@ def test_distinct_storages_bulk_path_equals_tensor_by_tensor(kinds):
             tensors.append(torch.zeros(50)[:5])
     got = [(id(t), n) for t, n in distinct_storages(tensors)]
     assert got == [(id(t), n) for t, n in _storages_one_by_one(tensors)]
+
+
+class _KVCache:
+    """Not a container torch knows: an object holding tensors in attributes, as transformers' caches do."""
+
+    def __init__(self, length: int, layers: int):
+        self.keys = [torch.randn(1, length, 4) for _ in range(layers)]
+        self.values = [torch.randn(1, length, 4) for _ in range(layers)]
+
+
+class _Decoder(nn.Module):
+    """Appends its new keys and values to the cache it is given and returns the cache with its output."""
+
+    def __init__(self):
+        super().__init__()
+        self.proj = nn.Linear(4, 4)
+
+    def forward(self, x, cache):
+        k = self.proj(x)
+        cache.keys.append(k)
+        cache.values.append(k * 2)
+        return x, cache
+
+
+def test_input_size_and_output_bytes_count_the_tensors_a_cache_object_holds():
+    """A 5-position cache of 2 layers passed in: the input size holds its 4 tensors (1 x 5 x 4 float32 each) with
+    the 1 x 3 x 4 input; the model's output returns the cache with the 2 tensors the pass appended."""
+    x, cache = torch.randn(1, 3, 4), _KVCache(length=5, layers=2)
+    report = netscope.summary(_Decoder(), input_data=(x, cache))
+    assert report.totals.input_bytes == (1 * 3 * 4 + 4 * (1 * 5 * 4)) * 4
+    assert report.layers[0].output_bytes == (1 * 3 * 4 + 4 * (1 * 5 * 4) + 2 * (1 * 3 * 4)) * 4
+    assert len(cache.keys) == 2  # the user's cache as given: the pass appended to its copy

@@ -108,8 +108,9 @@ MESSAGE_PATTERNS = (
 )
 
 
-def diagnose_failure(model, input_spec, error, *, solve: bool = True) -> "Diagnosis":
-    """Turn a :class:`netscope.errors.ForwardError` from ``trace`` into a :class:`Diagnosis`."""
+def diagnose_failure(model, input_spec, error, *, solve: bool = True, mode: str = "eval") -> "Diagnosis":
+    """Turn a :class:`netscope.errors.ForwardError` from ``trace`` into a :class:`Diagnosis`; the sizes that work are
+    searched in ``mode``, the failed pass's."""
     partial = getattr(error, "partial", None)
     index = getattr(error, "failed_index", None)
     original = getattr(error, "original", None) or error
@@ -140,15 +141,15 @@ def diagnose_failure(model, input_spec, error, *, solve: bool = True) -> "Diagno
         input_shape = "{" + ", ".join(f"{k}: {_shape_str(tuple(t.shape))}" for k, t in input_spec.kwargs.items()) + "}"
     working = ""
     if solve and input_spec is not None:
-        working = _working_sizes(model, input_spec)
+        working = _working_sizes(model, input_spec, mode)
     return Diagnosis(layer, class_name, message, expected, arrived, explanation, chain, input_shape, working)
 
 
-def _working_sizes(model, input_spec) -> str:
+def _working_sizes(model, input_spec, mode: str) -> str:
     from netscope.errors import NetscopeError
     from netscope.analyses.solver import solve_input_size
 
     try:  # the square scan only, with a budget: a failed summary should not wait for a full solve
-        return solve_input_size(model, input_spec, per_axis=False, max_probes=DIAGNOSIS_PROBES).summary()
+        return solve_input_size(model, input_spec, per_axis=False, max_probes=DIAGNOSIS_PROBES, mode=mode).summary()
     except NetscopeError as err:
         return f"not searched ({err})"

@@ -309,8 +309,8 @@ class Outcome:
 
 
 def run_probe(model, input_spec, shapes: Dict[Tuple[bool, object], Tuple[int, ...]], device,
-              operators: bool = False) -> Outcome:
-    """Run ``model`` once on ``device`` with ``input_spec``'s tensors, some of them re-shaped.
+              operators: bool = False, mode: str = "eval") -> Outcome:
+    """Run ``model`` once on ``device`` in ``mode`` with ``input_spec``'s tensors, some of them re-shaped.
 
     ``shapes``: (is_keyword, name or position) -> the shape to build that input with instead. On the
     meta device ``trace`` retries under fake tensors when an operator needs values. The single place the
@@ -331,7 +331,7 @@ def run_probe(model, input_spec, shapes: Dict[Tuple[bool, object], Tuple[int, ..
         # meta probes run the solver's own meta copy (owned: never copied again); real ones the model where it is
         with fast_meta_kernels() if meta else contextlib.nullcontext(), \
                 prepared(model, spec, device=device, owned=meta) as prep:
-            result = run_pass(prep, operators=operators)  # shapes and whether it ran; operators when asked
+            result = run_pass(prep, mode=mode, operators=operators)  # whether it ran; operators when asked
     except ForwardError as err:
         original = err.original if err.original is not None else err
         if isinstance(original, NotImplementedError) and 'missing the required "forward"' in str(original):
@@ -388,9 +388,10 @@ class _Budget(Exception):
 class _Runner:
     """Probes at shapes, on meta first and on the real model where meta cannot decide; memoised."""
 
-    def __init__(self, model, input_spec, real_model, max_probes: int):
+    def __init__(self, model, input_spec, real_model, max_probes: int, mode: str = "eval"):
         from netscope.run.no_memory import meta_copy
 
+        self.mode = mode  # train: BatchNorm's one-value-per-channel refusal, a train-only branch, decide too
         # every probe starts from the model as given: the pass's model-state guard puts back what a forward that
         # adapts itself to its input changed (run.model_state.PlainAttributes)
         self.meta = meta_copy(model).eval()
@@ -434,10 +435,11 @@ class _Runner:
         if real:
             model = self.real()
             device = self.real_device()
-            outcome = run_probe(model, self.spec, shapes, device)
+            outcome = run_probe(model, self.spec, shapes, device, mode=self.mode)
             probe = Probe(scan, size, shape, outcome.state, str(device), outcome.error, outcome.output_shape)
         else:
-            outcome = run_probe(self.meta, self.spec, shapes, "meta", operators=self.looks_up_values is None)
+            outcome = run_probe(self.meta, self.spec, shapes, "meta", operators=self.looks_up_values is None,
+                                mode=self.mode)
             if outcome.operators is not None:
                 self.looks_up_values = bool(LOOKUPS.intersection(outcome.operators))
             if outcome.state == UNKNOWN and not self.cannot_meta:
@@ -454,7 +456,7 @@ class _Runner:
 
 def solve_input_size(model, input_size=None, *, input_dtypes=None, spatial: Optional[int] = None,
                      max_size: Optional[int] = None, max_probes: int = 4000, real_model=None, per_axis: bool = True,
-                     input_spec=None) -> SolverResult:
+                     input_spec=None, mode: str = "eval") -> SolverResult:
     """Which sizes of the first input's spatial axes ``model`` accepts.
 
     ``input_size``: the API's one input convention (as :func:`netscope.summary`): a shape ``(1, 3, 224, 224)``,
@@ -466,7 +468,9 @@ def solve_input_size(model, input_size=None, *, input_dtypes=None, spatial: Opti
     short says which sizes it probed. ``real_model``: the model (or a zero-argument callable building it)
     to confirm on a real device the sizes where a verdict changes; default ``model`` itself unless its
     tensors are on the meta device. Inputs of the same rank whose size on the varied axis equals the
-    first input's (an attention mask beside token ids) vary with it.
+    first input's (an attention mask beside token ids) vary with it. ``mode``: ``"eval"`` (default) or ``"train"``,
+    the mode every probe runs in (a train-mode pass of a batch of one refuses sizes that leave BatchNorm one value
+    per channel).
     """
     import torch.nn as nn
 
@@ -503,7 +507,9 @@ def solve_input_size(model, input_size=None, *, input_dtypes=None, spatial: Opti
         raise UsageError(f"--max-probes must be at least 1, got {max_probes}")
     if max_size is not None and max_size < 1:
         raise UsageError(f"--max-size must be at least 1, got {max_size}")
-    runner = _Runner(model, input_spec, model if real_model is None else real_model, max_probes)
+    if mode not in ("eval", "train"):
+        raise UsageError(f"mode must be 'eval' or 'train', not {mode!r}")
+    runner = _Runner(model, input_spec, model if real_model is None else real_model, max_probes, mode)
     start = time.perf_counter()
     solver = _Solver(runner, input_spec, shape, spatial, max_size, per_axis)
     with _kept_hooks(model):  # probes run copies, whose hooks hold the user's handles (a one-shot hook's remove)

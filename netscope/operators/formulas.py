@@ -562,9 +562,16 @@ def _fft_macs(full_shape, dims) -> int:
     return total
 
 
+def _real_fft_macs(real_shape, spectrum_shape, dims) -> int:
+    """A real FFT over ``dims``: the pass over the last of them runs on the real signals, the passes over the others
+    on the spectrum that one keeps (its last dim n // 2 + 1 when one-sided), as the kernels run them."""
+    *others, last = dims
+    return _fft_macs(tuple(real_shape), [last]) + _fft_macs(tuple(spectrum_shape), others)
+
+
 @register_macs("aten::_fft_r2c")
 def fft_r2c_macs(self, dim, *args, out_val=None, **kwargs) -> int:
-    return _fft_macs(tuple(self.shape), dim)
+    return _real_fft_macs(self.shape, out_val.shape, dim)
 
 
 @register_macs("aten::_fft_c2c")
@@ -574,7 +581,7 @@ def fft_c2c_macs(self, dim, *args, out_val=None, **kwargs) -> int:
 
 @register_macs("aten::_fft_c2r")
 def fft_c2r_macs(self, dim, *args, out_val=None, **kwargs) -> int:
-    return _fft_macs(tuple(out_val.shape), dim)
+    return _real_fft_macs(out_val.shape, self.shape, dim)
 
 
 # ---- quantized ------------------------------------------------------------------------------------

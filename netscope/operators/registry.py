@@ -10,7 +10,7 @@ Every operator the trace sees is, in this order:
 2. **zero by convention** when it is on the documented list below (:data:`ZERO_BY_CONVENTION`, plus
    every operator PyTorch tags ``pointwise`` and every view), or added with :func:`ignore_macs`: the convention
    torchvision's published ``_ops`` follow (pytorch/vision#6936 counts matrix products and
-   convolutions only), so views, elementwise math, normalisation, softmax, pooling, interpolation,
+   convolutions only), so views, elementwise math, normalisation, softmax, losses, pooling, interpolation,
    indexing, RoI align and NMS cost nothing;
 3. otherwise **uncounted**: the trace records it by name, with call counts and the layers where it
    ran, and the report says its multiply-add total is partial. Never a silent 0.
@@ -112,6 +112,12 @@ ZERO_BY_CONVENTION: Mapping[str, Tuple[str, Tuple[str, ...]]] = {
         "aten::nonzero", "aten::unique_dim", "aten::_unique2", "aten::bincount", "aten::histc",
         "aten::aminmax", "aten::_aminmax",  # quantization observers' min/max statistics
     )),
+    "losses": ("loss functions: elementwise differences, logarithms and comparisons, then a reduction (the fused "
+               "kernels of what nn.L1Loss or nn.KLDivLoss run as elementwise operators)", (
+        "aten::nll_loss_forward", "aten::nll_loss2d_forward", "aten::mse_loss", "aten::smooth_l1_loss",
+        "aten::huber_loss", "aten::binary_cross_entropy", "aten::binary_cross_entropy_with_logits",
+        "aten::soft_margin_loss", "aten::multi_margin_loss", "aten::multilabel_margin_loss_forward",
+    )),
     "fake quantization": ("quantization-aware training's fake quantization and its fused observer: elementwise "
                           "rounding and clamping plus a min/max statistic (and their backward: a masked copy)", (
         "aten::fake_quantize_per_tensor_affine", "aten::fake_quantize_per_tensor_affine_cachemask",
@@ -180,6 +186,9 @@ ZERO_BY_CONVENTION: Mapping[str, Tuple[str, Tuple[str, ...]]] = {
         "aten::_log_softmax_backward_data", "aten::masked_scatter_backward",
         "aten::_thnn_fused_lstm_cell_backward_impl", "aten::_thnn_fused_gru_cell_backward",
         "aten::embedding_dense_backward", "aten::embedding_backward", "aten::index_select_backward",
+        "aten::nll_loss_backward", "aten::nll_loss2d_backward", "aten::mse_loss_backward",
+        "aten::smooth_l1_loss_backward", "aten::huber_loss_backward", "aten::binary_cross_entropy_backward",
+        "aten::soft_margin_loss_backward", "aten::multi_margin_loss_backward", "aten::multilabel_margin_loss_backward",
     )),
 }
 

@@ -11,8 +11,12 @@ Only calls whose operators cannot differ from the recorded ones qualify: a class
 ``torch.nn.modules`` (not a recurrent layer or a loss) whose ``forward`` is stock too, with no per-module hooks, plain
 ``nn.Parameter``/``torch.Tensor`` slots, plain configuration attributes, no keyword arguments, and every
 argument a plain ``torch.Tensor`` or a plain scalar. The key holds the class, every public attribute
-(``training`` included), each parameter's and buffer's shape and dtype (names too when they differ from
+(``training`` included), each parameter's and buffer's shape, dtype and layout (names too when they differ from
 the class's first instance), and each argument: a tensor's shape, strides, dtype and device, a scalar's value.
+Arguments, parameters and buffers must be dense (strided) tensors: a sparse operand's count follows its
+stored elements, which no signature holds. A first call that ran an operator whose formula reads index values
+(``formulas.AT_CAPACITY``: an ``nn.EmbeddingBag``'s padding rows) records no signature, so its later calls are
+observed too.
 A call is replayed only with grad mode and autocast off (as the pass runs them; a forward may turn them on),
 and a pass turns replay on only when nothing else intercepts operators or module calls (no other dispatch
 mode, no fake tensors, no global module hooks, no receptive-field tracking).
@@ -20,12 +24,15 @@ mode, no fake tensors, no global module hooks, no receptive-field tracking).
 
 from __future__ import annotations
 
+import itertools
 import operator
 from typing import Dict, Optional, Tuple
 
 import torch
 import torch.nn as nn
 
+from netscope.operators.registry import qualified_name
+from netscope.operators.formulas import AT_CAPACITY
 from netscope.run.module_tree import SCALARS, STOCK_PREFIX, is_plain_value
 
 # Private torch parts replay needs (tested with torch 2.14); without any of them, passes observe every operator.
@@ -43,6 +50,7 @@ _is_excluded = torch._C._dispatch_tls_is_dispatch_key_excluded if _AVAILABLE els
 _grad_enabled = torch.is_grad_enabled
 _any_autocast = torch._C._is_any_autocast_enabled if _AVAILABLE else None
 _TENSOR = torch.Tensor
+_STRIDED = torch.strided
 _PARAMETER = nn.Parameter
 
 
@@ -102,14 +110,14 @@ class LeafReplay:
             return None
         if len(args) == 1 and type(args[0]) is _TENSOR:  # the usual call
             x = args[0]
-            if x.is_nested:  # a nested tensor's components may differ under one signature: watched, not replayed
+            if x.is_nested or x.layout is not _STRIDED:  # nested components, sparse stored elements: not in a key
                 return None
             return (cls, config, tensors, x.shape, x.stride(), x.dtype, x.device)
         inputs = []
         device = None
         for value in args:
             if type(value) is _TENSOR:
-                if value.is_nested:
+                if value.is_nested or value.layout is not _STRIDED:
                     return None
                 inputs.append((value.shape, value.stride(), value.dtype, value.device))
                 device = value.device
@@ -135,6 +143,8 @@ class LeafReplay:
             _exclude(_PYTHON_KEY, True)
             _exclude(_SNAPSHOT_KEY, True)
             return
+        if _holds_sparse(module):  # a sparse weight's count follows its stored elements, which no key holds
+            return
         op_calls, _, mac_calls, _, _ = self.lists
         call.recording = (key, len(op_calls), len(mac_calls), len(self.windows.raw))
 
@@ -152,6 +162,8 @@ class LeafReplay:
             windows = tuple(raw[1:] for raw in self.windows.raw[window_start:])
             if any(raw[0] != index for raw in self.windows.raw[window_start:]):
                 return
+            if any(qualified_name(packet) in AT_CAPACITY for packet in set(op_packets[op_start:])):
+                return  # a count read from index values: the next call with this signature may count otherwise
             self.recorded[key] = (tuple(op_packets[op_start:]), tuple(mac_packets[mac_start:]),
                                   tuple(mac_values[mac_start:]), windows, index)
             return
@@ -188,8 +200,8 @@ _UNSEEN = object()
 _NOT_REPLAYED = frozenset({"torch.nn.modules.rnn", "torch.nn.modules.loss"})
 _GENERAL = "general"  # marks a configuration or tensor signature read the general (slower) way
 _SCALAR_TYPES = frozenset(SCALARS)
-_signature = operator.attrgetter("shape", "dtype", "device")
-_shape_dtype = operator.attrgetter("shape", "dtype")
+_signature = operator.attrgetter("shape", "dtype", "device", "layout")
+_shape_dtype = operator.attrgetter("shape", "dtype", "layout")  # layout: a sparse weight never shares a dense key
 _ONLY_PARAMETER, _ONLY_TENSOR = {_PARAMETER}, {_TENSOR}
 
 
@@ -255,6 +267,14 @@ class _ClassShape:
             if not is_plain_value(values[i]):
                 return None
         return values
+
+
+def _holds_sparse(module: nn.Module) -> bool:
+    """Whether a parameter or buffer of the module is not a dense (strided) tensor. Read when a signature would
+    be recorded, once per signature (or per call, for the rare module that holds one)."""
+    state = module.__dict__
+    return any(t is not None and t.layout is not _STRIDED
+               for t in itertools.chain(state["_parameters"].values(), state["_buffers"].values()))
 
 
 def _config(state: dict) -> Optional[tuple]:

@@ -47,7 +47,8 @@ def preserved_model(model: nn.Module, *, train: bool, tree: Optional[ModuleTree]
     ``_parameters``/``_buffers`` slot, buffer values (BatchNorm running stats and
     ``num_batches_tracked`` change in a train-mode pass), each parameter's ``requires_grad``, the plain-value
     attributes of non-``torch.nn`` modules (:class:`PlainAttributes`: a counter, a window size a forward
-    adapted to its input), the global CPU and CUDA RNG states (dropout draws from them), the state of each
+    adapted to its input), the global CPU and CUDA RNG states (dropout draws from them), Python's and numpy's
+    global generators (:func:`host_generators_kept`: Hugging Face's LayerDrop draws from them), the state of each
     ``torch.Generator`` a module holds, buffer version counters (a pending backward checks them) and grad mode; also
     when the block raises. Other attributes the forward changed (a dict cache it filled) are named. Parameter
     values written in place are detected through the tensor version counter (restoring them would need a
@@ -83,7 +84,8 @@ def preserved_model(model: nn.Module, *, train: bool, tree: Optional[ModuleTree]
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         cuda_devices = list(range(torch.cuda.device_count()))
     try:
-        with kept_hooks(tree) as changes.hooks, torch.random.fork_rng(devices=cuda_devices, enabled=True), torch.no_grad():
+        with kept_hooks(tree) as changes.hooks, torch.random.fork_rng(devices=cuda_devices, enabled=True), \
+                host_generators_kept(), torch.no_grad():
             if any(flag != train for flag in flags):  # model.train() visits every module: skip when moot
                 _set_mode(model, modules, train)
             yield changes
@@ -115,6 +117,25 @@ def preserved_model(model: nn.Module, *, train: bool, tree: Optional[ModuleTree]
             written = {id(p) for p, before, after in zip(params, versions, now) if before != after}
             changes.changed_in_place.extend(name for name, param in model.named_parameters()
                                             if id(param) in written)
+
+
+@contextlib.contextmanager
+def host_generators_kept() -> Iterator[None]:
+    """Put back the global generators of Python's ``random`` and of numpy (when imported) after the block: a forward
+    may draw from them (Hugging Face's LayerDrop: ``random.uniform(0, 1)`` in MusicGen, ``np.random.random()`` in
+    Wav2Vec2, SpecAugment's masks), as dropout draws from torch's, restored by ``torch.random.fork_rng``."""
+    import random
+    import sys
+
+    numpy = sys.modules.get("numpy")
+    python_state = random.getstate()
+    numpy_state = numpy.random.get_state() if numpy is not None else None
+    try:
+        yield
+    finally:
+        random.setstate(python_state)
+        if numpy_state is not None:
+            numpy.random.set_state(numpy_state)
 
 
 def outside_user_modes():

@@ -91,7 +91,9 @@ _SPARSE_PARTS = {
 
 
 def tensor_bytes(value: Any) -> int:
-    """Bytes of every distinct tensor inside a nested value (:func:`stored_bytes` of each)."""
+    """Bytes of every distinct tensor inside a nested value (:func:`stored_bytes` of each): in lists, tuples, dicts
+    and dataclasses, and in the attributes of other objects that hold tensors (a KV cache passed in or returned:
+    :func:`netscope.run.user_inputs.tensors_inside`)."""
     if isinstance(value, torch.Tensor):  # a module's usual output
         return stored_bytes(value)
     seen = set()
@@ -109,6 +111,12 @@ def tensor_bytes(value: Any) -> int:
             stack.extend(item.values())
         elif dataclasses.is_dataclass(item) and not isinstance(item, type):
             stack.extend(getattr(item, f.name) for f in dataclasses.fields(item))
+        elif hasattr(item, "__dict__"):
+            from netscope.run.user_inputs import tensors_inside
+
+            held: dict = {}
+            tensors_inside(item, held)
+            stack.extend(held.values())
     return total
 
 
