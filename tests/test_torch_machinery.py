@@ -200,18 +200,21 @@ def test_a_child_overriding_call_impl_gets_its_own_row_though_torch_hooks_miss_i
 
 
 class CallsChildForward(nn.Module):
-    """Calls a block's ``forward`` directly, and runs its other blocks from a ModuleList (a container with no
-    forward: never called, by design)."""
+    """Calls a block's ``forward`` directly, runs its other blocks from a ModuleList (a container with no
+    forward: never called, by design) and iterates an nn.Sequential by hand (its forward only chains them)."""
 
     def __init__(self):
         super().__init__()
         self.block = ChildCallsForward()
         self.blocks = nn.ModuleList([nn.Linear(4, 4), nn.Linear(4, 4)])
+        self.stages = nn.Sequential(nn.Linear(4, 4), nn.ReLU())
 
     def forward(self, x):
         x = self.block.forward(x)
         for block in self.blocks:
             x = block(x)
+        for stage in self.stages:
+            x = stage(x)
         return x
 
 
@@ -220,11 +223,13 @@ def test_a_block_whose_forward_is_called_directly_is_named_not_silently_folded_i
     model = CallsChildForward()
     x = torch.randn(2, 8)
     hooked = _hooked_names(model, x)
-    assert "block" not in hooked and "blocks" not in hooked and "block.inner" in hooked  # torch's view
+    assert "block" not in hooked and "blocks" not in hooked and "stages" not in hooked  # torch's view
+    assert "block.inner" in hooked
     report = netscope.summary(model, input_data=x)
-    assert [c.name for c in report.layers] == ["", "block.inner", "blocks.0", "blocks.1"]
+    assert [c.name for c in report.layers] == ["", "block.inner", "blocks.0", "blocks.1", "stages.0", "stages.1"]
     [note] = [n for n in report.run.notes if "have no row though modules inside them ran" in n]
-    assert note.startswith("block (ChildCallsForward) have no row") and "blocks" not in note  # a container is no bypass
+    assert note.startswith("block (ChildCallsForward) have no row")
+    assert "blocks" not in note and "stages" not in note  # containers that only hold or chain their children
     assert report.layers[0].own_macs == 2 * 8 * 4  # the block's own matmul lands in its caller's row, as said
     assert report.totals.total_macs == _flop_counter_macs(model, x)
     assert any("have no row though modules inside them ran" in line for line in str(report).splitlines())

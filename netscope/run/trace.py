@@ -865,12 +865,15 @@ def _bypassed_note(tree: ModuleTree, open_calls: List[_OpenCall]) -> List[str]:
     """A note naming the modules with a ``forward`` of their own that have no row though a module inside them ran,
     called from the row above them: they were not called as modules (``.forward(x)`` called directly, a call path
     that skips ``nn.Module``'s, or a submodule reached from outside them), so their own operators, if any, are in
-    the calling row. Containers without a forward (``ModuleList``) are not named."""
+    the calling row. Containers without a forward (``ModuleList``) or with one that only chains its children
+    (``nn.Sequential``) are not named."""
     called = {id(c.module) for c in open_calls}
     if len(called) >= len(tree.modules):
         return []
     by_name = dict(tree.named)
-    default_forward = nn.Module.forward
+    # a container's forward that only calls its children (nn.Sequential's): iterating it by hand loses nothing but
+    # its row, so it is not named (timm's poolformer head, fastvit stages, hrnet downsampling)
+    chaining = (nn.Module.forward, nn.Sequential.forward)
     bypassed: Dict[str, str] = {}
     for call in open_calls:
         if call.parent is None:
@@ -886,7 +889,7 @@ def _bypassed_note(tree: ModuleTree, open_calls: List[_OpenCall]) -> List[str]:
                 break
             module = by_name.get(path)
             if (module is not None and id(module) not in called and path not in bypassed
-                    and getattr(type(module), "forward", default_forward) is not default_forward):
+                    and getattr(type(module), "forward", nn.Module.forward) not in chaining):
                 bypassed[path] = class_name_of(module)
     if not bypassed:
         return []
