@@ -114,7 +114,7 @@ class Totals:
     buffer_bytes: int
     total_macs: int
     input_bytes: int
-    activation_bytes: int  # sum of the outputs of leaf-module calls: a forward-pass estimate
+    activation_bytes: int  # sum of the outputs of the calls inside which no module call ran: a forward-pass estimate
     peak_memory_bytes: Optional[int] = None  # measured on CUDA only
 
     def to_dict(self) -> dict:

@@ -151,7 +151,7 @@ class Report:
         lines += [
             f"Total mult-adds: {si_exact(t.total_macs)}" + self._partial_text(),
             f"Input size: {megabytes(t.input_bytes)}",
-            f"Forward activations (leaf outputs, est.): {megabytes(t.activation_bytes)}",
+            f"Forward activations (innermost outputs, est.): {megabytes(t.activation_bytes)}",
             f"Params size: {megabytes(t.param_bytes)}; buffers: {megabytes(t.buffer_bytes)} ({t.buffer_elements:,} elements)",
             f"Estimated total size: {megabytes(estimated_total_bytes(t))}",
         ]

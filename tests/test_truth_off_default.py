@@ -35,22 +35,30 @@ def _shapes(value):
 
 
 def _real_pass(model, args, kwargs, train: bool):
-    """(call order: (qualified name, output shapes, leaf output bytes or None), {op: multiply-adds}) of one real
+    """(call order: (qualified name, output shapes, output bytes of a call inside which no module call ran, else
+    None), {op: multiply-adds}) of one real
     forward with no grad, in the mode asked for; the model's flags and the RNG are put back afterwards."""
     names = {}
     for name, module in model.named_modules():
         names.setdefault(id(module), name)
     calls, open_calls, handles = [], {}, []
 
+    running, nested = [], set()  # the calls open now; those inside which another module call ran
+
     def before(module, _):
+        if running:
+            nested.add(running[-1])
         open_calls.setdefault(id(module), []).append(len(calls))
+        running.append(len(calls))
         calls.append(None)
 
     def after(module, _, out):
-        leaf = next(module.children(), None) is None
+        index = open_calls[id(module)].pop()
+        running.pop()
+        innermost = index not in nested  # no module call ran inside it
         held = sum(t.numel() * t.element_size() for t in torch.utils._pytree.tree_leaves(out)
-                   if isinstance(t, torch.Tensor)) if leaf else None
-        calls[open_calls[id(module)].pop()] = (names[id(module)], _shapes(out), held)
+                   if isinstance(t, torch.Tensor)) if innermost else None
+        calls[index] = (names[id(module)], _shapes(out), held)
 
     for module in model.modules():
         handles += [module.register_forward_pre_hook(before), module.register_forward_hook(after)]

@@ -78,12 +78,23 @@ def compute_totals(model: nn.Module, calls, called_modules, *, input_bytes: int,
         buffer_bytes=sum(stored_bytes(b) if n is None else n for b, n in buffers_held),
         total_macs=calls[0].macs if calls else 0,
         input_bytes=input_bytes,
-        activation_bytes=sum(itertools.compress(map(_OUTPUT_BYTES, calls), map(_IS_LEAF, calls))),
+        activation_bytes=_innermost_output_bytes(calls),
         peak_memory_bytes=peak_memory_bytes,
     )
 
 
-_OUTPUT_BYTES, _IS_LEAF = operator.attrgetter("output_bytes"), operator.attrgetter("is_leaf")
+def _innermost_output_bytes(calls) -> int:
+    """The forward-activation estimate: the output bytes of every call inside which no other module call ran.
+    Those are the leaf modules' calls, and also the calls of modules whose children never ran as modules
+    (``nn.MultiheadAttention`` uses its ``out_proj``'s weights without calling it; an ``nn.TransformerEncoderLayer``
+    in eval runs one fused kernel): counting leaf modules only left their outputs out (a TransformerEncoder: 0 B)."""
+    parents = set(map(_PARENT, calls))
+    innermost = map(operator.not_, map(parents.__contains__, map(_INDEX, calls)))
+    return sum(itertools.compress(map(_OUTPUT_BYTES, calls), innermost))
+
+
+_OUTPUT_BYTES, _PARENT, _INDEX = (operator.attrgetter("output_bytes"), operator.attrgetter("parent"),
+                                  operator.attrgetter("index"))
 
 
 @dataclass(frozen=True)
