@@ -376,3 +376,72 @@ def test_a_package_module_given_as_a_file_points_to_the_import_string(scratch, c
     assert code == 2 and "relative import" in line and "package.module:ClassName" in line
     code, out, err = run_cli(["summary", "mypkg.rel:build_net", "-f", "json", "-q"], capsys)
     assert code == 0, err
+
+
+def test_every_dotted_name_the_readme_uses_is_reached_from_import_netscope_alone():
+    """``netscope.errors.OperatorRegistryError``, ``netscope.finding_codes.FINDING_CODES``, ... in a fresh
+    interpreter after ``import netscope`` only: submodules were attributes only once something else had imported
+    them (a new user's first ``netscope.finding_codes`` raised AttributeError)."""
+    import re
+    import subprocess
+
+    names = sorted(set(re.findall(r"\bnetscope(?:\.[A-Za-z_]\w*)+", (ROOT / "README.md").read_text())))
+    assert "netscope.finding_codes.FINDING_CODES" in names and "netscope.errors.OperatorRegistryError" in names
+    env = {**__import__("os").environ, "PYTHONPATH": str(ROOT)}
+    import netscope
+
+    heads = sorted({name.split(".")[1] for name in names} - set(netscope.__all__))  # submodules, not the exports
+    assert {"errors", "finding_codes", "operators"} <= set(heads)
+    for head in heads:  # one fresh interpreter per submodule: one import must not hide another's absence
+        probe = textwrap.dedent(f"""
+            import functools, netscope
+            for name in {[n for n in names if n.split(".")[1] == head]!r}:
+                functools.reduce(getattr, name.split(".")[1:], netscope)
+            for missing in ("nope", "_private", "__wrapped__"):
+                assert not hasattr(netscope, missing), missing
+        """)
+        result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, cwd=ROOT)
+        assert result.returncode == 0, (head, result.stderr)
+
+
+def test_an_import_string_finds_a_package_in_the_current_directory(tmp_path, monkeypatch, capsys):
+    """``netscope summary mypkg.models:build_net`` from the project folder: the console script has its own folder
+    on ``sys.path``, not the current one, so the README's import string failed with 'No module named'. The folder
+    is appended (never shadowing an installed package); a package found nowhere still gets the clear error."""
+    import os
+
+    package = "cwd_only_pkg"
+    (tmp_path / package).mkdir()
+    (tmp_path / package / "__init__.py").write_text("")
+    (tmp_path / package / "models.py").write_text("import torch.nn as nn\n"
+                                                  "def build_net(width=8):\n"
+                                                  "    return nn.Sequential(nn.Linear(4, width), nn.ReLU())\n")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", os.getcwd(), str(tmp_path))])
+    for name in (package, f"{package}.models"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    code, out, err = run_cli(["summary", f"{package}.models:build_net", "-a", "width=6", "-q"], capsys)
+    assert code == 2 and "cannot import" in one_paragraph_error(err, "summary")
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli(["summary", f"{package}.models:build_net", "-a", "width=6", "--input", "2,4",
+                              "-f", "json", "-q"], capsys)
+    assert code == 0, err
+    assert json.loads(out)["totals"]["total_params"] == params(nn.Sequential(nn.Linear(4, 6)))
+    assert sys.path[-1] == str(tmp_path)  # appended, after every installed package
+
+
+def test_diff_of_two_checkpoints_does_not_point_to_a_remap_that_refuses_them(tmp_path, monkeypatch, capsys):
+    """``netscope diff old.pt new.safetensors`` said 'write it with `netscope remap`', but remap takes a model, not
+    a second checkpoint (it exits 2 on one): the hint names the model of the second checkpoint instead."""
+    from safetensors.torch import save_file
+
+    monkeypatch.chdir(tmp_path)
+    state = nn.Linear(3, 2).state_dict()
+    torch.save(state, "old.pt")
+    save_file({"backbone." + k: v for k, v in state.items()}, "new.safetensors")
+    code, out, err = run_cli(["diff", "old.pt", "new.safetensors"], capsys)
+    assert code == 1 and "prefix 'backbone.' added" in out
+    assert "second one's keys" in err and "`netscope remap CKPT MODEL`" in err
+    code, _, err = run_cli(["remap", "old.pt", "new.safetensors", "-o", "x.safetensors"], capsys)
+    assert code == 2  # what the old hint led to
