@@ -445,3 +445,22 @@ def test_diff_of_two_checkpoints_does_not_point_to_a_remap_that_refuses_them(tmp
     assert "second one's keys" in err and "`netscope remap CKPT MODEL`" in err
     code, _, err = run_cli(["remap", "old.pt", "new.safetensors", "-o", "x.safetensors"], capsys)
     assert code == 2  # what the old hint led to
+
+
+def test_readme_keep_grads_figures_are_the_real_steps():
+    """The README's ``--keep-grads`` example (a 3-conv net at batch 64 with SGD: X MB against Y MB) quoted 59.7
+    against 51.2 MB, which no model in the repo gives; its figures are now the named test model's, and both equal
+    MemTracker's peak on a real CPU step of each loop."""
+    import re
+
+    from test_step import _ActivationHeavy, _real_step_figures
+
+    text = " ".join((ROOT / "README.md").read_text().split())
+    kept_mb, freed_mb = map(float, re.search(
+        r"a 3-conv net at batch 64 with SGD, `tests/test_step.py`'s `_ActivationHeavy`: ([\d.]+) MB against "
+        r"([\d.]+) MB", text).groups())
+    torch.manual_seed(0)
+    model, x = _ActivationHeavy(), torch.randn(64, 3, 16, 16)
+    kept = _real_step_figures(model, x, "sgd", set_to_none=False)[4]
+    freed = _real_step_figures(model, x, "sgd")[4]
+    assert (round(kept / 1e6, 1), round(freed / 1e6, 1)) == (kept_mb, freed_mb)
