@@ -464,3 +464,22 @@ def test_readme_keep_grads_figures_are_the_real_steps():
     kept = _real_step_figures(model, x, "sgd", set_to_none=False)[4]
     freed = _real_step_figures(model, x, "sgd")[4]
     assert (round(kept / 1e6, 1), round(freed / 1e6, 1)) == (kept_mb, freed_mb)
+
+
+def test_help_lists_the_readme_exit_codes_with_their_meaning(capsys):
+    """``netscope --help`` and the README's exit-code table give the same codes; code 3 said only 'the forward pass
+    raised' in the help, while names/diff/remap exit 3 when the model's own state_dict() raises (README)."""
+    import re
+
+    from netscope.cli import main
+
+    readme = (ROOT / "README.md").read_text()
+    table = readme.split("## Exit codes", 1)[1].split("\n\n", 2)[1]
+    documented = {int(code): meaning for code, meaning in re.findall(r"^\| (\d+) \| (.+) \|$", table, re.M)}
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    epilog = " ".join(capsys.readouterr().out.split("Exit codes:", 1)[1].split())
+    listed = {int(code): meaning for code, meaning in re.findall(r"(\d+) (.+?)(?:, (?=\d+ )|\.$)", epilog)}
+    assert set(listed) == set(documented) == {0, 1, 2, 3, 130}
+    assert "state_dict()" in documented[3] and "state_dict()" in listed[3]
+    assert "forward pass" in documented[3] and "forward pass" in listed[3]
