@@ -483,3 +483,22 @@ def test_help_lists_the_readme_exit_codes_with_their_meaning(capsys):
     assert set(listed) == set(documented) == {0, 1, 2, 3, 130}
     assert "state_dict()" in documented[3] and "state_dict()" in listed[3]
     assert "forward pass" in documented[3] and "forward pass" in listed[3]
+
+
+def test_every_option_the_readme_names_exists_and_the_help_lists_none_it_lacks(capsys):
+    """Each ``--option`` the README writes is an option of some subcommand, and every subcommand's options are in
+    the README (the tour, the text, or the line naming those only ``--help`` shows)."""
+    import re
+
+    from netscope.cli import COMMANDS, main
+
+    readme = (ROOT / "README.md").read_text()
+    written = set(re.findall(r"(?<![\w-])(--[a-z][a-z-]+)", readme))
+    offered = set()
+    for command in COMMANDS:
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        offered |= set(re.findall(r"(?<![\w-])(--[a-z][a-z-]+)", capsys.readouterr().out))
+    assert written - offered == set()
+    long_forms_of_short_ones = {"--help", "--model-arg", "--output", "--out", "--quiet"}  # -a, -o, -q in the README
+    assert offered - written - long_forms_of_short_ones == set()
