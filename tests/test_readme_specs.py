@@ -433,15 +433,21 @@ def test_an_import_string_finds_a_package_in_the_current_directory(tmp_path, mon
 
 def test_diff_of_two_checkpoints_does_not_point_to_a_remap_that_refuses_them(tmp_path, monkeypatch, capsys):
     """``netscope diff old.pt new.safetensors`` said 'write it with `netscope remap`', but remap takes a model, not
-    a second checkpoint (it exits 2 on one): the hint names the model of the second checkpoint instead."""
+    a second checkpoint (it exits 2 on one): the hint names the model of the second checkpoint instead. Its
+    coverage line said 'of the model's parameter elements' while counting the file's buffers too."""
     from safetensors.torch import save_file
 
     monkeypatch.chdir(tmp_path)
-    state = nn.Linear(3, 2).state_dict()
+    state = nn.BatchNorm1d(3).state_dict()
     torch.save(state, "old.pt")
     save_file({"backbone." + k: v for k, v in state.items()}, "new.safetensors")
     code, out, err = run_cli(["diff", "old.pt", "new.safetensors"], capsys)
     assert code == 1 and "prefix 'backbone.' added" in out
+    # the coverage counts every tensor of the target file (a file does not say which are buffers), and says so
+    elements = sum(t.numel() for t in state.values())
+    assert elements > sum(p.numel() for p in nn.BatchNorm1d(3).parameters())
+    assert (f"coverage: 100.00% of the target checkpoint's tensor elements (parameters and buffers: a file does not "
+            f"tell them apart) will be loaded ({elements:,} of {elements:,})") in " ".join(out.split())
     assert "second one's keys" in err and "`netscope remap CKPT MODEL`" in err
     code, _, err = run_cli(["remap", "old.pt", "new.safetensors", "-o", "x.safetensors"], capsys)
     assert code == 2  # what the old hint led to
