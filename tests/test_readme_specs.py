@@ -508,3 +508,24 @@ def test_every_option_the_readme_names_exists_and_the_help_lists_none_it_lacks(c
     assert written - offered == set()
     long_forms_of_short_ones = {"--help", "--model-arg", "--output", "--out", "--quiet"}  # -a, -o, -q in the README
     assert offered - written - long_forms_of_short_ones == set()
+
+
+def test_the_readme_fold_row_is_the_tables(capsys):
+    """The README's folded-run example is a row of ResNet-50's table, under the parent it names (it read
+    ``as layer2.1`` where the table, naming rows relative to their parent, writes ``as 1``)."""
+    import re
+
+    from netscope.cli import main
+
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    example, parent = re.search(r"fold into one row \(`([^`]+)` under `([\w.]+)`", readme).groups()
+    assert main(["summary", "resnet50", "--device", "meta", "-q"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.split()[:1] == [parent])
+    depth = len(lines[start]) - len(lines[start].lstrip())
+    block = []
+    for line in lines[start + 1:]:
+        if len(line) - len(line.lstrip()) <= depth:
+            break
+        block.append(" ".join(line.split()))
+    assert any(row.startswith(" ".join(example.split()) + " ") for row in block), block
