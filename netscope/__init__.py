@@ -37,7 +37,7 @@ __all__ = sorted(_EXPORTS) + ["__version__"]
 def __getattr__(name: str):
     module_path = _EXPORTS.get(name)
     if module_path is None:
-        raise AttributeError(f"module 'netscope' has no attribute {name!r}")
+        return submodule(__name__, name)
     value = getattr(importlib.import_module(module_path), name)
     globals()[name] = value
     return value
@@ -45,3 +45,14 @@ def __getattr__(name: str):
 
 def __dir__():
     return __all__
+
+
+def submodule(package: str, name: str):
+    """``netscope.errors``, ``netscope.operators.registry``, ...: a submodule the docs name, imported on first
+    attribute access (as ``import netscope.errors`` would), so that ``import netscope`` alone reaches it; a package's
+    module-level ``__getattr__`` calls this."""
+    import importlib.util
+
+    if not name.startswith("_") and name.isidentifier() and importlib.util.find_spec(f"{package}.{name}"):
+        return importlib.import_module(f"{package}.{name}")
+    raise AttributeError(f"module {package!r} has no attribute {name!r}")

@@ -28,7 +28,9 @@ def summary(model: nn.Module, input_size=None, input_data=None, *, device=None, 
     """Run ``model`` once on a dummy input and return a :class:`Report`.
 
     input_size: a shape ``(1, 3, 224, 224)`` (numpy integers fine), a list of shapes (one per positional
-    input) or an :class:`netscope.InputSpec`.
+    input), a dict of shapes by keyword (``{"input_ids": (1, 128)}``) or an :class:`netscope.InputSpec`.
+    input_dtypes: the inputs' dtypes (names, ``torch.dtype`` or numpy dtypes), shaped like input_size (a dict for
+    a dict); default: the model's default input's (int64 ids for a model that starts with an ``nn.Embedding``).
     input_data: a tensor, a tuple/list of positional tensors, or a dict of keyword tensors (instead of input_size);
     also accepted in input_size's place: ``summary(model, x)``. See :func:`netscope.inputs.inputs_from`.
     device: ``None`` runs where the model lives; ``"meta"`` runs on a meta copy (no memory, the model untouched);

@@ -52,7 +52,7 @@ def _build_parsers():
         description="See inside any PyTorch nn.Module: shapes, parameters, multiply-adds, "
         "state_dict naming, size formulas, and checkpoint remapping.",
         epilog="Exit codes: 0 ok, 1 a check found problems, 2 bad usage or input, "
-        "3 the model's forward pass raised, 130 interrupted.",
+        "3 the model's own code raised (its forward pass; its state_dict() in names, diff, remap), 130 interrupted.",
     )
     parser.add_argument("--version", action="version", version=f"netscope {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)

@@ -376,3 +376,156 @@ def test_a_package_module_given_as_a_file_points_to_the_import_string(scratch, c
     assert code == 2 and "relative import" in line and "package.module:ClassName" in line
     code, out, err = run_cli(["summary", "mypkg.rel:build_net", "-f", "json", "-q"], capsys)
     assert code == 0, err
+
+
+def test_every_dotted_name_the_readme_uses_is_reached_from_import_netscope_alone():
+    """``netscope.errors.OperatorRegistryError``, ``netscope.finding_codes.FINDING_CODES``, ... in a fresh
+    interpreter after ``import netscope`` only: submodules were attributes only once something else had imported
+    them (a new user's first ``netscope.finding_codes`` raised AttributeError)."""
+    import re
+    import subprocess
+
+    names = sorted(set(re.findall(r"\bnetscope(?:\.[A-Za-z_]\w*)+", (ROOT / "README.md").read_text())))
+    assert "netscope.finding_codes.FINDING_CODES" in names and "netscope.errors.OperatorRegistryError" in names
+    env = {**__import__("os").environ, "PYTHONPATH": str(ROOT)}
+    import netscope
+
+    heads = sorted({name.split(".")[1] for name in names} - set(netscope.__all__))  # submodules, not the exports
+    assert {"errors", "finding_codes", "operators"} <= set(heads)
+    for head in heads:  # one fresh interpreter per submodule: one import must not hide another's absence
+        probe = textwrap.dedent(f"""
+            import functools, netscope
+            for name in {[n for n in names if n.split(".")[1] == head]!r}:
+                functools.reduce(getattr, name.split(".")[1:], netscope)
+            for missing in ("nope", "_private", "__wrapped__"):
+                assert not hasattr(netscope, missing), missing
+        """)
+        result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, cwd=ROOT)
+        assert result.returncode == 0, (head, result.stderr)
+
+
+def test_an_import_string_finds_a_package_in_the_current_directory(tmp_path, monkeypatch, capsys):
+    """``netscope summary mypkg.models:build_net`` from the project folder: the console script has its own folder
+    on ``sys.path``, not the current one, so the README's import string failed with 'No module named'. The folder
+    is appended (never shadowing an installed package); a package found nowhere still gets the clear error."""
+    import os
+
+    package = "cwd_only_pkg"
+    (tmp_path / package).mkdir()
+    (tmp_path / package / "__init__.py").write_text("")
+    (tmp_path / package / "models.py").write_text("import torch.nn as nn\n"
+                                                  "def build_net(width=8):\n"
+                                                  "    return nn.Sequential(nn.Linear(4, width), nn.ReLU())\n")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", os.getcwd(), str(tmp_path))])
+    for name in (package, f"{package}.models"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    code, out, err = run_cli(["summary", f"{package}.models:build_net", "-a", "width=6", "-q"], capsys)
+    assert code == 2 and "cannot import" in one_paragraph_error(err, "summary")
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli(["summary", f"{package}.models:build_net", "-a", "width=6", "--input", "2,4",
+                              "-f", "json", "-q"], capsys)
+    assert code == 0, err
+    assert json.loads(out)["totals"]["total_params"] == params(nn.Sequential(nn.Linear(4, 6)))
+    assert sys.path[-1] == str(tmp_path)  # appended, after every installed package
+
+
+def test_diff_of_two_checkpoints_does_not_point_to_a_remap_that_refuses_them(tmp_path, monkeypatch, capsys):
+    """``netscope diff old.pt new.safetensors`` said 'write it with `netscope remap`', but remap takes a model, not
+    a second checkpoint (it exits 2 on one): the hint names the model of the second checkpoint instead. Its
+    coverage line said 'of the model's parameter elements' while counting the file's buffers too."""
+    from safetensors.torch import save_file
+
+    monkeypatch.chdir(tmp_path)
+    state = nn.BatchNorm1d(3).state_dict()
+    torch.save(state, "old.pt")
+    save_file({"backbone." + k: v for k, v in state.items()}, "new.safetensors")
+    code, out, err = run_cli(["diff", "old.pt", "new.safetensors"], capsys)
+    assert code == 1 and "prefix 'backbone.' added" in out
+    # the coverage counts every tensor of the target file (a file does not say which are buffers), and says so
+    elements = sum(t.numel() for t in state.values())
+    assert elements > sum(p.numel() for p in nn.BatchNorm1d(3).parameters())
+    assert (f"coverage: 100.00% of the target checkpoint's tensor elements (parameters and buffers: a file does not "
+            f"tell them apart) will be loaded ({elements:,} of {elements:,})") in " ".join(out.split())
+    assert "second one's keys" in err and "`netscope remap CKPT MODEL`" in err
+    code, _, err = run_cli(["remap", "old.pt", "new.safetensors", "-o", "x.safetensors"], capsys)
+    assert code == 2  # what the old hint led to
+
+
+def test_readme_keep_grads_figures_are_the_real_steps():
+    """The README's ``--keep-grads`` example (a 3-conv net at batch 64 with SGD: X MB against Y MB) quoted 59.7
+    against 51.2 MB, which no model in the repo gives; its figures are now the named test model's, and both equal
+    MemTracker's peak on a real CPU step of each loop."""
+    import re
+
+    from test_step import _ActivationHeavy, _real_step_figures
+
+    text = " ".join((ROOT / "README.md").read_text().split())
+    kept_mb, freed_mb = map(float, re.search(
+        r"a 3-conv net at batch 64 with SGD, `tests/test_step.py`'s `_ActivationHeavy`: ([\d.]+) MB against "
+        r"([\d.]+) MB", text).groups())
+    torch.manual_seed(0)
+    model, x = _ActivationHeavy(), torch.randn(64, 3, 16, 16)
+    kept = _real_step_figures(model, x, "sgd", set_to_none=False)[4]
+    freed = _real_step_figures(model, x, "sgd")[4]
+    assert (round(kept / 1e6, 1), round(freed / 1e6, 1)) == (kept_mb, freed_mb)
+
+
+def test_help_lists_the_readme_exit_codes_with_their_meaning(capsys):
+    """``netscope --help`` and the README's exit-code table give the same codes; code 3 said only 'the forward pass
+    raised' in the help, while names/diff/remap exit 3 when the model's own state_dict() raises (README)."""
+    import re
+
+    from netscope.cli import main
+
+    readme = (ROOT / "README.md").read_text()
+    table = readme.split("## Exit codes", 1)[1].split("\n\n", 2)[1]
+    documented = {int(code): meaning for code, meaning in re.findall(r"^\| (\d+) \| (.+) \|$", table, re.M)}
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    epilog = " ".join(capsys.readouterr().out.split("Exit codes:", 1)[1].split())
+    listed = {int(code): meaning for code, meaning in re.findall(r"(\d+) (.+?)(?:, (?=\d+ )|\.$)", epilog)}
+    assert set(listed) == set(documented) == {0, 1, 2, 3, 130}
+    assert "state_dict()" in documented[3] and "state_dict()" in listed[3]
+    assert "forward pass" in documented[3] and "forward pass" in listed[3]
+
+
+def test_every_option_the_readme_names_exists_and_the_help_lists_none_it_lacks(capsys):
+    """Each ``--option`` the README writes is an option of some subcommand, and every subcommand's options are in
+    the README (the tour, the text, or the line naming those only ``--help`` shows)."""
+    import re
+
+    from netscope.cli import COMMANDS, main
+
+    readme = (ROOT / "README.md").read_text()
+    written = set(re.findall(r"(?<![\w-])(--[a-z][a-z-]+)", readme))
+    offered = set()
+    for command in COMMANDS:
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        offered |= set(re.findall(r"(?<![\w-])(--[a-z][a-z-]+)", capsys.readouterr().out))
+    assert written - offered == set()
+    long_forms_of_short_ones = {"--help", "--model-arg", "--output", "--out", "--quiet"}  # -a, -o, -q in the README
+    assert offered - written - long_forms_of_short_ones == set()
+
+
+def test_the_readme_fold_row_is_the_tables(capsys):
+    """The README's folded-run example is a row of ResNet-50's table, under the parent it names (it read
+    ``as layer2.1`` where the table, naming rows relative to their parent, writes ``as 1``)."""
+    import re
+
+    from netscope.cli import main
+
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    example, parent = re.search(r"fold into one row \(`([^`]+)` under `([\w.]+)`", readme).groups()
+    assert main(["summary", "resnet50", "--device", "meta", "-q"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.split()[:1] == [parent])
+    depth = len(lines[start]) - len(lines[start].lstrip())
+    block = []
+    for line in lines[start + 1:]:
+        if len(line) - len(line.lstrip()) <= depth:
+            break
+        block.append(" ".join(line.split()))
+    assert any(row.startswith(" ".join(example.split()) + " ") for row in block), block

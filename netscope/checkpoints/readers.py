@@ -78,7 +78,7 @@ def _inspect(path: str, weights_only: bool, key: Optional[str]) -> CheckpointInf
 def load_checkpoint(path: str, *, weights_only: bool = True, mmap: bool = True,
                     key: Optional[str] = None) -> LoadedCheckpoint:
     """Load a checkpoint on CPU; ``weights_only=False`` allows arbitrary pickled objects (trusted files only).
-    ``key`` chooses which dict of tensors is the state dict (see ``inspect_checkpoint``)."""
+    ``key`` chooses which dict of tensors is the state dict (as for :func:`netscope.keys`)."""
     fmt, resolved = detect_format(path)
     loaded = READERS[fmt].load(resolved, weights_only, mmap)
     if key is None:

@@ -48,7 +48,8 @@ def run(args: argparse.Namespace) -> int:
     elif not report.clean and not getattr(args, "quiet", False):
         sys.stderr.write(f"netscope: the checkpoint does not load strictly as-is ({len(report.missing_by_name)} "
                          f"missing, {len(report.unexpected_by_name)} unexpected by exact name); the mapped one "
-                         "would: write it with `netscope remap`"
+                         + ("would match the second one's keys: `netscope remap CKPT MODEL` writes it for that "
+                            "checkpoint's model" if second else "would: write it with `netscope remap`")
                          + (f" (the {len(report.unused)} tensor(s) that map to nothing go to --unmatched-out FILE or "
                             "are dropped with --drop-unmatched)" if report.unused else "") + "\n")
     return 0 if report.clean else EXIT_FINDINGS

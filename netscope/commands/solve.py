@@ -6,7 +6,7 @@ import argparse
 import sys
 import json
 
-from netscope.commands.common import add_model_arguments, emit, resolve_from_args
+from netscope.commands.common import add_model_arguments, add_output_file_arguments, emit, resolve_from_args
 from netscope.errors import EXIT_FINDINGS, EXIT_OK
 
 HELP = ("find which input sizes a model accepts, per spatial axis: every size up to --max-size is run on the "
@@ -30,8 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-real", action="store_true",
                         help="never run the real model on the CPU (meta and fake tensors only)")
     parser.add_argument("--format", "-f", default="text", choices=("text", "json"), help="output format")
-    parser.add_argument("--output", "-o", default=None, metavar="FILE", help="write to FILE instead of stdout")
-    parser.add_argument("--force", action="store_true", help="overwrite an existing --output file")
+    add_output_file_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -142,7 +142,7 @@ def _from_import_string(module_path: str, attr: str, model_args, spec: str) -> R
     if not attr:
         raise ModelSpecError(f"{spec!r} names no attribute after ':'; write it like package.module:ClassName")
     try:
-        module = importlib.import_module(module_path)
+        module = _import_module(module_path)
     except ImportError as exc:
         raise ModelSpecError(
             f"cannot import {module_path!r} from {spec!r} ({exc}). Check the spelling, that the package is "
@@ -155,6 +155,22 @@ def _from_import_string(module_path: str, attr: str, model_args, spec: str) -> R
     factory = _get_attr_path(module, attr, spec)
     model = _call_factory(factory, model_args, spec)
     return ResolvedModel(model, spec, default_inputs_for(model), source="import")
+
+
+def _import_module(module_path: str):
+    """``importlib.import_module``, also finding a package in the current directory: ``netscope`` run as a console
+    script does not have it on ``sys.path`` (``python -m`` does). It is appended, so it never shadows an installed
+    package, and only when the package is not found elsewhere."""
+    try:
+        return importlib.import_module(module_path)
+    except ModuleNotFoundError as exc:
+        top = module_path.split(".")[0]
+        here = os.getcwd()
+        if exc.name != top or here in sys.path or "" in sys.path or not (
+                os.path.isfile(os.path.join(here, top + ".py")) or os.path.isdir(os.path.join(here, top))):
+            raise
+    sys.path.append(here)
+    return importlib.import_module(module_path)
 
 
 def _file_spec(spec: str) -> Optional[Tuple[str, str]]:

@@ -27,6 +27,13 @@ class Coverage:
     total: int
     per_module: Tuple[ModuleCoverage, ...]
     uninitialised: Tuple[str, ...]  # largest modules (or single tensors) whose parameters all stay unloaded
+    parameters_only: bool = True  # False for a second checkpoint as the target: it does not say which are buffers
+
+    @property
+    def counted(self) -> str:
+        """What ``loaded`` and ``total`` count, in words."""
+        return ("the model's parameter elements" if self.parameters_only
+                else "the target checkpoint's tensor elements (parameters and buffers: a file does not tell them apart)")
 
     @property
     def fraction(self) -> float:
@@ -71,7 +78,8 @@ def compute_coverage(target: TensorLayout, loaded_keys: Iterable[str]) -> Covera
         else:
             unloaded_keys.append(key)
     per_module = tuple(ModuleCoverage(name, counts[0], counts[1]) for name, counts in per_top.items())
-    return Coverage(loaded_total, total, per_module, _largest_unloaded(loaded_nodes, unloaded_keys))
+    return Coverage(loaded_total, total, per_module, _largest_unloaded(loaded_nodes, unloaded_keys),
+                    parameters_only=parameter_keys is not None)
 
 
 def _largest_unloaded(loaded_keys: List[str], unloaded_keys: List[str]) -> Tuple[str, ...]:

@@ -141,7 +141,7 @@ class RemapReport:
         counts = self.plan.counts()
         parts = ", ".join(f"{n} {reason}" for reason, n in counts.items() if n)
         lines = [f"{self.source_label} -> {self.target_label}: {parts or 'no keys'}",
-                 f"coverage: {self.coverage.fraction:.2%} of the model's parameter elements will be loaded "
+                 f"coverage: {self.coverage.fraction:.2%} of {self.coverage.counted} will be loaded "
                  f"({self.coverage.loaded:,} of {self.coverage.total:,})"]
         partial = [m for m in self.coverage.per_module if m.loaded < m.total]
         for module in partial:
