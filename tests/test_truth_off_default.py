@@ -14,11 +14,11 @@ import warnings
 
 import pytest
 import torch
-import torch.nn as nn
 import torchvision
 from torch.utils.flop_counter import FlopCounterMode
 
 import netscope
+from test_model_corpus import timm_model, tv
 
 SDPA_CPU = "aten::_scaled_dot_product_flash_attention_for_cpu"  # FlopCounterMode has no entry for it
 
@@ -109,18 +109,6 @@ def _assert_true_to_the_real_pass(model, args=(), kwargs=None, *, mode="eval", d
     assert report.totals.input_bytes == sum(t.numel() * t.element_size() for t in given)
     assert report.totals.activation_bytes == sum(held for _, _, held in calls if held is not None)
     return report, ours.get(SDPA_CPU, 0)
-
-
-def tv(name, **kwargs):
-    return lambda: torchvision.models.get_model(name, weights=None, **kwargs)
-
-
-def timm_model(name, **kwargs):
-    def build():
-        timm = pytest.importorskip("timm")
-        return timm.create_model(name, pretrained=False, **kwargs)
-
-    return build
 
 
 VISION = {  # name: (builder, input shape, mode, dtype, channels_last)
