@@ -13,7 +13,7 @@ from bisect import bisect_left
 from functools import lru_cache
 from collections import Counter, defaultdict
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Mapping, Sequence, Tuple
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from netscope.records import TensorMeta
 from netscope.remapping.wrappers import WRAPPER_TOKENS, may_hold_wrapper_token
@@ -355,11 +355,41 @@ def _covered(tokens: Tuple[str, ...], other: Tuple[str, ...]) -> bool:
     return bool(tokens) and all(any(_token_similarity(x, y) > 0 for y in other) for x in tokens)
 
 
+def _number(name: str) -> Optional[int]:
+    """The one number in a worded name (``fc1`` -> 1); None for a pure index, no number or several (``conv3x3``)."""
+    numbers = re.findall(r"\d+", name)
+    return int(numbers[0]) if len(numbers) == 1 and not name.isdigit() else None
+
+
+def _unnumbered(name: str) -> str:
+    return re.sub(r"\d+", "", name)
+
+
+def numbering_shifted(source_names: Sequence[str], target_names: Sequence[str]) -> bool:
+    """Whether two lists of sibling names count from different bases: every name holds one number and the
+    source's, moved by one nonzero offset, are the target's (``fc0, fc1, fc2`` against ``linear1, linear2,
+    linear3``). Equal numbers then mark different places (fc1 is linear2), so they are no name evidence."""
+    s_numbers, t_numbers = [_number(n) for n in source_names], [_number(n) for n in target_names]
+    if not s_numbers or None in s_numbers or None in t_numbers or len(s_numbers) != len(t_numbers):
+        return False
+    offset = min(t_numbers) - min(s_numbers)
+    return offset != 0 and sorted(n + offset for n in s_numbers) == sorted(t_numbers)
+
+
+def numbers_contradict(a: str, b: str) -> bool:
+    """Same words, another number (``fc0`` and ``fc3``): the names say these are different layers."""
+    na, nb = _number(a), _number(b)
+    return (na is not None and nb is not None and na != nb
+            and name_similarity(_unnumbered(a), _unnumbered(b)) > 0)
+
+
 def decide_by_names(source_names: Sequence[str], target_names: Sequence[str], *,
                     complete: bool = True) -> Dict[int, int]:
     """Source index -> target index where names decide: each is the other's unique best, with some evidence;
     repeated until nothing changes. When the lists are ``complete`` (every candidate on both sides), the
     last one left on each side follows by elimination."""
+    if numbering_shifted(source_names, target_names):  # fc0..fc3 against linear1..linear4: a number is no evidence
+        source_names, target_names = [_unnumbered(n) for n in source_names], [_unnumbered(n) for n in target_names]
     decided: Dict[int, int] = {}
     while True:
         open_s = [i for i in range(len(source_names)) if i not in decided]
@@ -507,6 +537,14 @@ def _match_siblings(source, target, kinds_s, kinds_t, s_members, t_members, pare
         if not t_class:
             continue
         if len(s_class) == 1 and len(t_class) == 1:
+            s_leaf, t_leaf = _leaf(source[s_class[0]].module), _leaf(target[t_class[0]].module)
+            if numbers_contradict(s_leaf, t_leaf):  # fc0 left over for fc3 (fc1, fc2 taken by key): not the same
+                refused[s_class[0]] = (f"ambiguous: {s_leaf} is the only layer of this kind and shape left under "
+                                       f"{where}, as is {t_leaf} in the model, but their numbers differ (the two "
+                                       "numberings may count from different bases); if it is that layer, paste: "
+                                       f"--rule '^{_escape(source[s_class[0]].module)}\\.={target[t_class[0]].module}.'")
+                blocked_t.add(t_class[0])
+                continue
             if _fits(source, target, s_class[0], t_class[0]):
                 decided[s_class[0]] = (t_class[0], f"the only layer of this kind and shape under {where}, the same",
                                        False)

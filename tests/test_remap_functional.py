@@ -1,0 +1,111 @@
+"""Functional equivalence as the oracle for remap: a source model with random weights, its state dict remapped
+into another implementation of the same network, loaded, and run on the same input in float64. Equal outputs
+mean the mapping is right; a report with no strict problem and different outputs is a silent wrong answer
+(the one failure remap must never have). A refusal or a flagged key is acceptable when it is named."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import pytest
+import torch
+import torch.nn as nn
+
+import netscope
+
+
+class Chain(nn.Module):
+    """Linear layers named ``names``, run in that order (tanh between): the order is the network."""
+
+    def __init__(self, names: Sequence[str], dims: Sequence[int], order: Sequence[int] = ()):
+        super().__init__()
+        self.names = list(names)
+        pairs = list(zip(dims, dims[1:]))
+        for n in order or range(len(self.names)):  # declaration order (the state dict's), not the run order
+            setattr(self, self.names[n], nn.Linear(*pairs[n]))
+
+    def forward(self, x):
+        for name in self.names:
+            x = torch.tanh(getattr(self, name)(x))
+        return x
+
+
+class Nested(nn.Module):
+    """A Chain under a named parent: the siblings are not under the same path on both sides."""
+
+    def __init__(self, parent: str, names, dims):
+        super().__init__()
+        self.parent = parent
+        setattr(self, parent, Chain(names, dims))
+
+    def forward(self, x):
+        return getattr(self, self.parent)(x)
+
+
+def _random(model: nn.Module) -> nn.Module:
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, dtype=p.dtype))
+    return model.eval()
+
+
+def _remap_and_run(source: nn.Module, target: nn.Module):
+    """(strict problems, outputs equal, report) after remapping source's weights into target; every tensor
+    written is the one at the same place in the network (two Chains: the i-th layer run is the i-th), except
+    where the key is the same on both sides: an equal key is the evidence torch's own load goes by."""
+    source, target = _random(source.double()), target.double().eval()
+    state = source.state_dict()
+    new, report = netscope.remap(state, target)
+    exact = {d.target for d in report.decisions if d.reason == "exact"}
+    for key, tensor in new.items():
+        if key in exact:
+            continue
+        want = _same_place(key, source, target)
+        assert torch.equal(tensor, state[want]), f"{key} holds a tensor other than {want}: {report.mapping}"
+    problems = report.strict_problems()
+    target.load_state_dict(new, strict=not problems)
+    x = torch.randn(5, source_in(source), dtype=torch.float64)
+    with torch.no_grad():
+        equal = torch.allclose(source(x), target(x), rtol=1e-12, atol=0)
+    return problems, equal, report
+
+
+def _chain(model: nn.Module) -> Chain:
+    return model if isinstance(model, Chain) else getattr(model, model.parent)
+
+
+def _same_place(key: str, source: nn.Module, target: nn.Module) -> str:
+    module, _, leaf = key.rpartition(".")
+    s, t = _chain(source), _chain(target)
+    prefix = "" if s is source else source.parent + "."
+    return f"{prefix}{s.names[t.names.index(module.rpartition('.')[2])]}.{leaf}"
+
+
+def source_in(model: nn.Module) -> int:
+    return next(m for m in model.modules() if isinstance(m, nn.Linear)).in_features
+
+
+@pytest.mark.parametrize("source, target", [
+    # 0-based names into 1-based ones of other words: the digits agree one layer off (fc2 ~ linear2, whose
+    # position is fc1's); pairing by the digits and the last by elimination swaps three same-shape layers
+    (Chain(["fc0", "fc1", "fc2", "fc3"], [3, 8, 8, 8, 8]), Chain(["linear1", "linear2", "linear3", "linear4"], [3, 8, 8, 8, 8])),
+    (Chain(["bn0", "bn1", "bn2"], [4, 4, 4, 4]), Chain(["batchnorm1", "batchnorm2", "batchnorm3"], [4, 4, 4, 4])),
+    (Nested("encoder", ["fc0", "fc1", "fc2"], [3, 8, 8, 8]), Nested("body", ["linear1", "linear2", "linear3"], [3, 8, 8, 8])),
+    # 0-based into 1-based with the same word: fc1 and fc2 match by key (as torch's own load would), and the one
+    # left, fc0, is no 'only layer of its kind' for fc3: its number says another layer
+    (Chain(["fc0", "fc1", "fc2"], [3, 3, 3, 3]), Chain(["fc1", "fc2", "fc3"], [3, 3, 3, 3])),
+], ids=["shifted-numbers", "shifted-numbers-abbreviated", "shifted-numbers-other-parent", "shifted-same-word"])
+def test_a_shifted_numbering_is_no_name_evidence(source, target):
+    problems, equal, report = _remap_and_run(source, target)
+    assert equal or problems, f"remap reported success and the outputs differ: {report.mapping}"
+
+
+@pytest.mark.parametrize("source, target", [
+    (Chain(["fc1", "fc2", "fc3"], [3, 8, 8, 8]), Chain(["linear1", "linear2", "linear3"], [3, 8, 8, 8])),
+    (Chain(["conv1", "bn1", "conv2"], [3, 8, 8, 8]), Chain(["conv1", "norm1", "conv2"], [3, 8, 8, 8])),
+    (Chain(["q", "k", "v"], [4, 4, 4, 4], order=[2, 0, 1]), Chain(["query", "key", "value"], [4, 4, 4, 4])),
+], ids=["same-numbers", "bn-norm", "declared-in-other-order"])
+def test_names_that_agree_still_map_and_run_the_same(source, target):
+    problems, equal, _ = _remap_and_run(source, target)
+    assert not problems and equal
