@@ -101,6 +101,38 @@ def test_a_shifted_numbering_is_no_name_evidence(source, target):
     assert equal or problems, f"remap reported success and the outputs differ: {report.mapping}"
 
 
+class GatedMLP(nn.Module):
+    """down(silu(gate(x)) * up(x)) with gate and up of one shape, declared in ``order``."""
+
+    def __init__(self, gate: str, up: str, down: str, order: Sequence[str] = ()):
+        super().__init__()
+        self.roles = (gate, up, down)
+        shapes = {gate: (4, 8), up: (4, 8), down: (8, 4)}
+        for name in order or self.roles:
+            setattr(self, name, nn.Linear(*shapes[name]))
+
+    def forward(self, x):
+        gate, up, down = (getattr(self, name) for name in self.roles)
+        return down(torch.nn.functional.silu(gate(x)) * up(x))
+
+
+@pytest.mark.parametrize("source, target", [
+    # Meta's w1 (gate), w3 (up) against T5's wi_0 (gate), wi_1 (up): w1 ~ wi_1 by the digit is the up
+    # projection, so gate and up were swapped and strict load said yes
+    (GatedMLP("w1", "w3", "w2", order=("w1", "w2", "w3")), GatedMLP("wi_0", "wi_1", "wo")),
+    (GatedMLP("wi_0", "wi_1", "wo"), GatedMLP("w1", "w3", "w2", order=("w1", "w2", "w3"))),
+], ids=["meta-to-t5", "t5-to-meta"])
+def test_numbers_of_two_different_numberings_do_not_pair_a_gate_and_an_up_projection(source, target):
+    source, target = _random(source.double()), target.double().eval()
+    state = source.state_dict()
+    new, report = netscope.remap(state, target)
+    truth = dict(zip(target.roles, source.roles))
+    for key, tensor in new.items():
+        module, _, leaf = key.partition(".")
+        assert torch.equal(tensor, state[f"{truth[module]}.{leaf}"]), f"{key}: {report.mapping}"
+    assert report.strict_problems(), "gate and up have no evidence between them: named, not guessed"
+
+
 @pytest.mark.parametrize("source, target", [
     (Chain(["fc1", "fc2", "fc3"], [3, 8, 8, 8]), Chain(["linear1", "linear2", "linear3"], [3, 8, 8, 8])),
     (Chain(["conv1", "bn1", "conv2"], [3, 8, 8, 8]), Chain(["conv1", "norm1", "conv2"], [3, 8, 8, 8])),

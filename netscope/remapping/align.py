@@ -365,15 +365,17 @@ def _unnumbered(name: str) -> str:
     return re.sub(r"\d+", "", name)
 
 
-def numbering_shifted(source_names: Sequence[str], target_names: Sequence[str]) -> bool:
-    """Whether two lists of sibling names count from different bases: every name holds one number and the
-    source's, moved by one nonzero offset, are the target's (``fc0, fc1, fc2`` against ``linear1, linear2,
-    linear3``). Equal numbers then mark different places (fc1 is linear2), so they are no name evidence."""
+def numberings_differ(source_names: Sequence[str], target_names: Sequence[str]) -> bool:
+    """Whether two lists of sibling names number their layers differently: every name holds one number and
+    neither list's numbers include the other's (``fc0, fc1, fc2`` against ``linear1, linear2, linear3``, a base
+    moved by one; Meta's ``w1, w3`` against T5's ``wi_0, wi_1``). An equal number then marks no same place
+    (fc1 is linear2, w1 is wi_0), so numbers are no name evidence; one list holding the other's numbers and
+    more (``bn1, bn2`` against ``norm1, norm2, norm3``: a layer added) still shares one numbering."""
     s_numbers, t_numbers = [_number(n) for n in source_names], [_number(n) for n in target_names]
-    if not s_numbers or None in s_numbers or None in t_numbers or len(s_numbers) != len(t_numbers):
+    if not s_numbers or not t_numbers or None in s_numbers or None in t_numbers:
         return False
-    offset = min(t_numbers) - min(s_numbers)
-    return offset != 0 and sorted(n + offset for n in s_numbers) == sorted(t_numbers)
+    s_set, t_set = set(s_numbers), set(t_numbers)
+    return not (s_set <= t_set or t_set <= s_set)
 
 
 def numbers_contradict(a: str, b: str) -> bool:
@@ -388,7 +390,7 @@ def decide_by_names(source_names: Sequence[str], target_names: Sequence[str], *,
     """Source index -> target index where names decide: each is the other's unique best, with some evidence;
     repeated until nothing changes. When the lists are ``complete`` (every candidate on both sides), the
     last one left on each side follows by elimination."""
-    if numbering_shifted(source_names, target_names):  # fc0..fc3 against linear1..linear4: a number is no evidence
+    if numberings_differ(source_names, target_names):  # fc0..fc3 against linear1..linear4: a number is no evidence
         source_names, target_names = [_unnumbered(n) for n in source_names], [_unnumbered(n) for n in target_names]
     decided: Dict[int, int] = {}
     while True:
