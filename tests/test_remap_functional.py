@@ -141,3 +141,43 @@ def test_numbers_of_two_different_numberings_do_not_pair_a_gate_and_an_up_projec
 def test_names_that_agree_still_map_and_run_the_same(source, target):
     problems, equal, _ = _remap_and_run(source, target)
     assert not problems and equal
+
+
+def _tv_to_hf_resnet(key: str) -> str:
+    """torchvision ResNet-18's key -> Hugging Face ResNet's, written from the two libraries' module code."""
+    import re
+
+    key = re.sub(r"^conv1\.", "resnet.embedder.embedder.convolution.", key)
+    key = re.sub(r"^bn1\.", "resnet.embedder.embedder.normalization.", key)
+    key = re.sub(r"^fc\.", "classifier.1.", key)
+    m = re.match(r"layer(\d)\.(\d)\.(\w+?)(\.\d)?\.(\w+)$", key)
+    if m:
+        stage, block, module, index, leaf = m.groups()
+        inner = {"conv1": "layer.0.convolution", "bn1": "layer.0.normalization", "conv2": "layer.1.convolution",
+                 "bn2": "layer.1.normalization", "downsample.0": "shortcut.convolution",
+                 "downsample.1": "shortcut.normalization"}[module + (index or "")]
+        key = f"resnet.encoder.stages.{int(stage) - 1}.layers.{block}.{inner}.{leaf}"
+    return key
+
+
+@pytest.mark.parametrize("direction", ["torchvision-to-hf", "hf-to-torchvision"])
+def test_resnet_between_torchvision_and_hugging_face_puts_no_tensor_in_another_layer(direction):
+    """Matched from the end, torchvision's layer4.0.downsample.1 (a 512-channel BatchNorm, last in its block) met
+    Hugging Face's layer.1.normalization (last in its block, where bn2 belongs): written, with the report
+    calling it structural. The rest of the block is refused, so every tensor written must be the right one."""
+    torchvision = pytest.importorskip("torchvision")
+    transformers = pytest.importorskip("transformers")
+    hf = transformers.ResNetForImageClassification(transformers.ResNetConfig(
+        depths=[2, 2, 2, 2], layer_type="basic", hidden_sizes=[64, 128, 256, 512], downsample_in_first_stage=False,
+        num_labels=1000))
+    tv = torchvision.models.resnet18(weights=None)
+    source, target = (tv, hf) if direction == "torchvision-to-hf" else (hf, tv)
+    state = _random(source).state_dict()
+    new, report = netscope.remap(state, target)
+    truth = {_tv_to_hf_resnet(k): k for k in tv.state_dict()}
+    if source is hf:
+        truth = {v: k for k, v in truth.items()}
+    assert set(truth) == set(target.state_dict()), "the truth table covers the model"
+    wrong = [key for key, tensor in new.items() if not torch.equal(tensor, state[truth[key]])]
+    written_from = {t: s for s, t in report.mapping.items()}
+    assert not wrong, f"{len(wrong)} tensor(s) from another layer, first {wrong[0]} <- {written_from.get(wrong[0])}"

@@ -246,6 +246,7 @@ def align_groups(source: Sequence[LeafGroup], target: Sequence[LeafGroup]) -> Gr
                     ambiguous[i] = ("several positions in the target fit it equally (a repeated layer was added "
                                     "or removed); add a --rule to say which")
             continue
+        head, tail = _trim_runs(source_kinds, target_kinds, a0, a1, b0, b1, head, tail)
         pairs.extend((a0 + i, b0 + i) for i in range(head))
         pairs.extend((a1 - 1 - k, b1 - 1 - k) for k in range(tail))
         a0, a1, b0, b1 = a0 + head, a1 - tail, b0 + head, b1 - tail
@@ -263,6 +264,21 @@ def align_groups(source: Sequence[LeafGroup], target: Sequence[LeafGroup]) -> Gr
             stack.append((pa + 1, na, pb + 1, nb))
     pairs.sort()
     return GroupAlignment(tuple(pairs), ambiguous)
+
+
+def _trim_runs(source_kinds, target_kinds, a0, a1, b0, b1, head, tail) -> Tuple[int, int]:
+    """(head, tail) without the inner ends that the unaligned middle could take as well: a layer at the inner
+    end of a run whose kind is also left in the middle on both sides is a tie by position (torchvision's
+    layer4.0 ends conv1, bn1, conv2, bn2, downsample.0, downsample.1; Hugging Face's runs shortcut, layer.0,
+    layer.1: matched from the end, downsample.1 met layer.1's norm where bn2 belongs). The middle decides it."""
+    def in_middle(kind, head, tail) -> bool:
+        return kind in source_kinds[a0 + head:a1 - tail] and kind in target_kinds[b0 + head:b1 - tail]
+
+    while tail and in_middle(source_kinds[a1 - tail], head, tail):
+        tail -= 1
+    while head and in_middle(source_kinds[a0 + head - 1], head, tail):
+        head -= 1
+    return head, tail
 
 
 def _unique_anchors(a_range, b_range, a_kinds, b_kinds, fits) -> List[Tuple[int, int]]:
