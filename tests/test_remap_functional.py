@@ -181,3 +181,79 @@ def test_resnet_between_torchvision_and_hugging_face_puts_no_tensor_in_another_l
     wrong = [key for key, tensor in new.items() if not torch.equal(tensor, state[truth[key]])]
     written_from = {t: s for s, t in report.mapping.items()}
     assert not wrong, f"{len(wrong)} tensor(s) from another layer, first {wrong[0]} <- {written_from.get(wrong[0])}"
+
+
+class Block(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.norm = nn.LayerNorm(8)
+        self.fc = nn.Linear(8, 8)
+
+    def forward(self, x):
+        return torch.tanh(self.fc(self.norm(x)))
+
+
+class Blocks(nn.Module):
+    """Same-shape blocks run in ``names`` order, declared (so saved) in ``order``; ``names`` of digits make
+    them a ModuleList under ``blocks``."""
+
+    def __init__(self, names: Sequence[str], order: Sequence[int] = ()):
+        super().__init__()
+        self.names = list(names)
+        if all(n.isdigit() for n in names):
+            self.blocks = nn.ModuleList(Block() for _ in names)
+        else:
+            for n in order or range(len(names)):
+                setattr(self, names[n], Block())
+
+    def _block(self, name):
+        return self.blocks[int(name)] if hasattr(self, "blocks") else getattr(self, name)
+
+    def forward(self, x):
+        for name in self.names:
+            x = self._block(name)(x)
+        return x
+
+
+def _block_key(key: str, source: Blocks, target: Blocks) -> str:
+    parts = key.split(".")
+    name = parts[1] if parts[0] == "blocks" else parts[0]
+    want = source.names[target.names.index(name)]
+    return (f"blocks.{want}" if hasattr(source, "blocks") else want) + "." + ".".join(parts[-2:])
+
+
+@pytest.mark.parametrize("source, target", [
+    # block4 saved first: by position it is blocks.0, by its number blocks.3 (1-based): refused, not a tie
+    # broken toward the equal number (block2 -> blocks.2 is one off)
+    (Blocks(["block1", "block2", "block3", "block4"], order=[3, 2, 1, 0]), Blocks(["0", "1", "2", "3"])),
+    (Blocks(["0", "1", "2", "3"]), Blocks(["block1", "block2", "block3", "block4"], order=[3, 2, 1, 0])),
+    # the model declares encoder2 first: position gave enc1 to encoder2 although enc1 ~ encoder1 by name
+    (Blocks(["enc1", "enc2"]), Blocks(["encoder1", "encoder2"], order=[1, 0])),
+    # 1-based into 0-based, one word: enc1 and dec1 match by key, and enc2 is no stand-in for enc0
+    (Blocks(["enc1", "enc2", "dec1", "dec2"]), Blocks(["enc0", "enc1", "dec0", "dec1"])),
+], ids=["numbered-saved-reversed", "into-numbered-declared-reversed", "names-over-declaration-order",
+        "leftover-with-another-number"])
+def test_numbered_blocks_are_not_paired_against_their_numbers(source, target):
+    source, target = _random(source.double()), target.double().eval()
+    state = source.state_dict()
+    new, report = netscope.remap(state, target)
+    exact = {d.target for d in report.decisions if d.reason == "exact"}
+    for key, tensor in new.items():
+        if key not in exact:  # an equal key is the evidence torch's own load goes by
+            want = _block_key(key, source, target)
+            assert torch.equal(tensor, state[want]), f"{key} holds a tensor other than {want}: {report.mapping}"
+    problems = report.strict_problems()
+    target.load_state_dict(new, strict=not problems)
+    x = torch.randn(3, 8, dtype=torch.float64)
+    with torch.no_grad():
+        assert problems or torch.allclose(source(x), target(x), rtol=1e-12, atol=0)
+
+
+def test_numbered_blocks_in_their_order_still_map():
+    source, target = _random(Blocks(["block1", "block2", "block3"]).double()), Blocks(["0", "1", "2"]).double()
+    new, report = netscope.remap(source.state_dict(), target)
+    assert not report.strict_problems()
+    target.load_state_dict(new)
+    x = torch.randn(3, 8, dtype=torch.float64)
+    with torch.no_grad():
+        assert torch.allclose(source(x), target(x), rtol=1e-12, atol=0)

@@ -707,23 +707,51 @@ def _unique_without_order(source, target, kinds_s, kinds_t, proposals, open_s, o
 
 
 def _index_steps(s_module: str, t_module: str):
-    """(container pair, source index - target index) where both paths hold a number at the same depth
-    counted from the layer upwards (``blocks.2.up`` vs ``layers.1.norm``: ((blocks, layers), 1))."""
+    """(container pair, (source segment, target segment)) where both paths hold a number at the same depth
+    counted from the layer upwards, an index on one side at least (``blocks.2.up`` vs ``layers.1.norm``:
+    ((blocks, layers), (2, 1)); ``block3.up`` vs ``layers.2.up``: (('', layers), (block3, 2)))."""
     s_parts, t_parts = s_module.split("."), t_module.split(".")
     for k in range(1, min(len(s_parts), len(t_parts)) + 1):
         a, b = s_parts[-k], t_parts[-k]
-        if a.isdigit() and b.isdigit():
-            yield (".".join(s_parts[:-k]), ".".join(t_parts[:-k])), int(a) - int(b)
+        if (a.isdigit() or b.isdigit()) and _index_or_number(a) is not None and _index_or_number(b) is not None:
+            yield (".".join(s_parts[:-k]), ".".join(t_parts[:-k])), (a, b)
+
+
+def _index_or_number(segment: str) -> Optional[int]:
+    return int(segment) if segment.isdigit() else _number(segment)
+
+
+def _numbering(segments: set) -> Optional[bool]:
+    """How the (source, target) segments met under one container pair count: False for indices on both sides,
+    True for a name's number against an index, where they count alike (one word, each name one index and back:
+    block1..block4 against blocks.0..3), None where they do not (conv1 and bn1 against stem.0 and stem.1)."""
+    names = {x for pair in segments for x in pair if not x.isdigit()}
+    if not names:
+        return False
+    s_of, t_of = defaultdict(set), defaultdict(set)
+    for a, b in segments:
+        s_of[a].add(b)
+        t_of[b].add(a)
+    one_to_one = all(len(v) == 1 for v in s_of.values()) and all(len(v) == 1 for v in t_of.values())
+    return True if one_to_one and len({_unnumbered(n) for n in names}) == 1 else None
 
 
 def _consistent_indices(source, target, proposals, refused):
-    """Numbered children keep one offset per container pair (``blocks.N`` -> ``layers.N``); a pair whose
-    position implies another offset (a layer inserted into a neighbouring block) is refused."""
-    offsets: Dict[tuple, Counter] = defaultdict(Counter)
+    """Numbered children keep one offset per container pair (``blocks.N`` -> ``layers.N``, ``blockN`` ->
+    ``layers.M``); a pair whose position implies another offset (a layer inserted into a neighbouring block,
+    blocks saved in another order than their numbers) is refused."""
+    segments: Dict[tuple, set] = defaultdict(set)
     steps = []
     for i, j in proposals:
         found = list(_index_steps(source[i].module, target[j].module))
         steps.append(found)
+        for container, pair in found:
+            segments[container].add(pair)
+    kinds = {container: _numbering(pairs) for container, pairs in segments.items()}
+    offsets: Dict[tuple, Counter] = defaultdict(Counter)
+    steps = [[(c, _index_or_number(a) - _index_or_number(b)) for c, (a, b) in found if kinds[c] is not None]
+             for found in steps]
+    for found in steps:
         for container, offset in found:
             offsets[container][offset] += 1
     result = []
@@ -732,8 +760,9 @@ def _consistent_indices(source, target, proposals, refused):
         for container, offset in found:
             top = max(offsets[container].values())
             leaders = [o for o, n in offsets[container].items() if n == top]
-            # equal indices win a tie; between other offsets a tie leaves no majority, so none is taken
-            best = 0 if 0 in leaders else leaders[0] if len(leaders) == 1 else None
+            # equal indices win a tie (a name's number, block1 for blocks.0, may count from another base);
+            # between other offsets a tie leaves no majority, so none is taken
+            best = 0 if 0 in leaders and not kinds[container] else leaders[0] if len(leaders) == 1 else None
             if offset != best:
                 bad = container, best is None
                 break
@@ -816,9 +845,12 @@ def _children_by_parent(groups) -> Dict[str, set]:
 
 
 def _plainly_alike(a: str, b: str) -> bool:
-    """Equal names, or one's letters begin the other's with three or more (``enc`` ~ ``encoder``): evidence
-    strong enough to contradict position (a lone letter, ``b`` in ``norm_b``, is not)."""
-    x, y = sorted((re.sub(r"[^a-z0-9]", "", a.lower()), re.sub(r"[^a-z0-9]", "", b.lower())), key=len)
+    """Equal names, or one's letters begin the other's with three or more (``enc`` ~ ``encoder``), numbers
+    equal (``enc1`` ~ ``encoder1``, not ``encoder2``): evidence strong enough to contradict position (a lone
+    letter, ``b`` in ``norm_b``, is not)."""
+    if _number(a) != _number(b):
+        return False
+    x, y = sorted((re.sub(r"[^a-z]", "", a.lower()), re.sub(r"[^a-z]", "", b.lower())), key=len)
     return x == y or (len(x) >= 3 and y.startswith(x))
 
 
@@ -837,6 +869,11 @@ def _ancestor_names_contradicting_position(source, target, proposals, refused):
                 continue
             if _plainly_alike(la, lb):
                 continue
+            if numbers_contradict(la, lb):  # enc2 into enc0 (enc1 loaded by key): the names say another layer
+                contradiction = (f"ambiguous: by position it would go to {target[j].module}, but {la} and {lb} are "
+                                 "one word with two numbers; if it is that layer, paste: "
+                                 f"--rule '^{_escape(source[i].module)}\\.={target[j].module}.'")
+                break
             better_t = [c for c in children_t.get(_parent(b), ()) if c != lb and _plainly_alike(la, c)]
             better_s = [c for c in children_s.get(_parent(a), ()) if c != la and _plainly_alike(c, lb)]
             if better_t or better_s:
