@@ -246,7 +246,7 @@ def align_groups(source: Sequence[LeafGroup], target: Sequence[LeafGroup]) -> Gr
                     ambiguous[i] = ("several positions in the target fit it equally (a repeated layer was added "
                                     "or removed); add a --rule to say which")
             continue
-        head, tail = _trim_runs(source_kinds, target_kinds, a0, a1, b0, b1, head, tail)
+        head, tail = _trim_runs(source, target, source_kinds, target_kinds, a0, a1, b0, b1, head, tail)
         pairs.extend((a0 + i, b0 + i) for i in range(head))
         pairs.extend((a1 - 1 - k, b1 - 1 - k) for k in range(tail))
         a0, a1, b0, b1 = a0 + head, a1 - tail, b0 + head, b1 - tail
@@ -266,17 +266,22 @@ def align_groups(source: Sequence[LeafGroup], target: Sequence[LeafGroup]) -> Gr
     return GroupAlignment(tuple(pairs), ambiguous)
 
 
-def _trim_runs(source_kinds, target_kinds, a0, a1, b0, b1, head, tail) -> Tuple[int, int]:
+def _trim_runs(source, target, source_kinds, target_kinds, a0, a1, b0, b1, head, tail) -> Tuple[int, int]:
     """(head, tail) without the inner ends that the unaligned middle could take as well: a layer at the inner
-    end of a run whose kind is also left in the middle on both sides is a tie by position (torchvision's
-    layer4.0 ends conv1, bn1, conv2, bn2, downsample.0, downsample.1; Hugging Face's runs shortcut, layer.0,
-    layer.1: matched from the end, downsample.1 met layer.1's norm where bn2 belongs). The middle decides it."""
-    def in_middle(kind, head, tail) -> bool:
-        return kind in source_kinds[a0 + head:a1 - tail] and kind in target_kinds[b0 + head:b1 - tail]
+    end of a run, alone in the run with its pair of parent modules (it stepped into another block), whose kind
+    is also left in the middle on both sides, is a tie by position. torchvision's layer4.0 ends conv1, bn1,
+    conv2, bn2, downsample.0, downsample.1; Hugging Face's runs shortcut, layer.0, layer.1: matched from the
+    end, downsample.1 met layer.1's norm, where bn2 belongs. The middle decides it."""
+    def parents(i: int, j: int) -> Tuple[str, str]:
+        return _parent(source[i].module), _parent(target[j].module)
 
-    while tail and in_middle(source_kinds[a1 - tail], head, tail):
+    def loose(i: int, j: int, run) -> bool:
+        return (source_kinds[i] in source_kinds[a0 + head:a1 - tail] and target_kinds[j] in target_kinds[b0 + head:b1 - tail]
+                and sum(parents(a, b) == parents(i, j) for a, b in run) == 1)
+
+    while tail and loose(a1 - tail, b1 - tail, [(a1 - 1 - k, b1 - 1 - k) for k in range(tail)]):
         tail -= 1
-    while head and in_middle(source_kinds[a0 + head - 1], head, tail):
+    while head and loose(a0 + head - 1, b0 + head - 1, [(a0 + k, b0 + k) for k in range(head)]):
         head -= 1
     return head, tail
 
