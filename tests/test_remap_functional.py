@@ -89,9 +89,11 @@ def source_in(model: nn.Module) -> int:
 @pytest.mark.parametrize("source, target", [
     # 0-based names into 1-based ones of other words: the digits agree one layer off (fc2 ~ linear2, whose
     # position is fc1's); pairing by the digits and the last by elimination swaps three same-shape layers
-    (Chain(["fc0", "fc1", "fc2", "fc3"], [3, 8, 8, 8, 8]), Chain(["linear1", "linear2", "linear3", "linear4"], [3, 8, 8, 8, 8])),
+    (Chain(["fc0", "fc1", "fc2", "fc3"], [3, 8, 8, 8, 8]),
+     Chain(["linear1", "linear2", "linear3", "linear4"], [3, 8, 8, 8, 8])),
     (Chain(["bn0", "bn1", "bn2"], [4, 4, 4, 4]), Chain(["batchnorm1", "batchnorm2", "batchnorm3"], [4, 4, 4, 4])),
-    (Nested("encoder", ["fc0", "fc1", "fc2"], [3, 8, 8, 8]), Nested("body", ["linear1", "linear2", "linear3"], [3, 8, 8, 8])),
+    (Nested("encoder", ["fc0", "fc1", "fc2"], [3, 8, 8, 8]),
+     Nested("body", ["linear1", "linear2", "linear3"], [3, 8, 8, 8])),
     # 0-based into 1-based with the same word: fc1 and fc2 match by key (as torch's own load would), and the one
     # left, fc0, is no 'only layer of its kind' for fc3: its number says another layer
     (Chain(["fc0", "fc1", "fc2"], [3, 3, 3, 3]), Chain(["fc1", "fc2", "fc3"], [3, 3, 3, 3])),

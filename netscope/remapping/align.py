@@ -276,7 +276,8 @@ def _trim_runs(source, target, source_kinds, target_kinds, a0, a1, b0, b1, head,
         return _parent(source[i].module), _parent(target[j].module)
 
     def loose(i: int, j: int, run) -> bool:
-        return (source_kinds[i] in source_kinds[a0 + head:a1 - tail] and target_kinds[j] in target_kinds[b0 + head:b1 - tail]
+        return (source_kinds[i] in source_kinds[a0 + head:a1 - tail]
+                and target_kinds[j] in target_kinds[b0 + head:b1 - tail]
                 and sum(parents(a, b) == parents(i, j) for a, b in run) == 1)
 
     while tail and loose(a1 - tail, b1 - tail, [(a1 - 1 - k, b1 - 1 - k) for k in range(tail)]):
@@ -565,7 +566,8 @@ def _match_siblings(source, target, kinds_s, kinds_t, s_members, t_members, pare
                 refused[s_class[0]] = (f"ambiguous: {s_leaf} is the only layer of this kind and shape left under "
                                        f"{where}, as is {t_leaf} in the model, but their numbers differ (the two "
                                        "numberings may count from different bases); if it is that layer, paste: "
-                                       f"--rule '^{_escape(source[s_class[0]].module)}\\.={target[t_class[0]].module}.'")
+                                       f"--rule '^{_escape(source[s_class[0]].module)}\\.="
+                                       f"{target[t_class[0]].module}.'")
                 blocked_t.add(t_class[0])
                 continue
             if _fits(source, target, s_class[0], t_class[0]):
