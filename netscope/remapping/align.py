@@ -13,7 +13,7 @@ from bisect import bisect_left
 from functools import lru_cache
 from collections import Counter, defaultdict
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Mapping, Sequence, Tuple
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from netscope.records import TensorMeta
 from netscope.remapping.wrappers import WRAPPER_TOKENS, may_hold_wrapper_token
@@ -246,6 +246,7 @@ def align_groups(source: Sequence[LeafGroup], target: Sequence[LeafGroup]) -> Gr
                     ambiguous[i] = ("several positions in the target fit it equally (a repeated layer was added "
                                     "or removed); add a --rule to say which")
             continue
+        head, tail = _trim_runs(source, target, source_kinds, target_kinds, a0, a1, b0, b1, head, tail)
         pairs.extend((a0 + i, b0 + i) for i in range(head))
         pairs.extend((a1 - 1 - k, b1 - 1 - k) for k in range(tail))
         a0, a1, b0, b1 = a0 + head, a1 - tail, b0 + head, b1 - tail
@@ -263,6 +264,27 @@ def align_groups(source: Sequence[LeafGroup], target: Sequence[LeafGroup]) -> Gr
             stack.append((pa + 1, na, pb + 1, nb))
     pairs.sort()
     return GroupAlignment(tuple(pairs), ambiguous)
+
+
+def _trim_runs(source, target, source_kinds, target_kinds, a0, a1, b0, b1, head, tail) -> Tuple[int, int]:
+    """(head, tail) without the inner ends that the unaligned middle could take as well: a layer at the inner
+    end of a run, alone in the run with its pair of parent modules (it stepped into another block), whose kind
+    is also left in the middle on both sides, is a tie by position. torchvision's layer4.0 ends conv1, bn1,
+    conv2, bn2, downsample.0, downsample.1; Hugging Face's runs shortcut, layer.0, layer.1: matched from the
+    end, downsample.1 met layer.1's norm, where bn2 belongs. The middle decides it."""
+    def parents(i: int, j: int) -> Tuple[str, str]:
+        return _parent(source[i].module), _parent(target[j].module)
+
+    def loose(i: int, j: int, run) -> bool:
+        return (source_kinds[i] in source_kinds[a0 + head:a1 - tail]
+                and target_kinds[j] in target_kinds[b0 + head:b1 - tail]
+                and sum(parents(a, b) == parents(i, j) for a, b in run) == 1)
+
+    while tail and loose(a1 - tail, b1 - tail, [(a1 - 1 - k, b1 - 1 - k) for k in range(tail)]):
+        tail -= 1
+    while head and loose(a0 + head - 1, b0 + head - 1, [(a0 + k, b0 + k) for k in range(head)]):
+        head -= 1
+    return head, tail
 
 
 def _unique_anchors(a_range, b_range, a_kinds, b_kinds, fits) -> List[Tuple[int, int]]:
@@ -355,11 +377,43 @@ def _covered(tokens: Tuple[str, ...], other: Tuple[str, ...]) -> bool:
     return bool(tokens) and all(any(_token_similarity(x, y) > 0 for y in other) for x in tokens)
 
 
+def _number(name: str) -> Optional[int]:
+    """The one number in a worded name (``fc1`` -> 1); None for a pure index, no number or several (``conv3x3``)."""
+    numbers = re.findall(r"\d+", name)
+    return int(numbers[0]) if len(numbers) == 1 and not name.isdigit() else None
+
+
+def _unnumbered(name: str) -> str:
+    return re.sub(r"\d+", "", name)
+
+
+def numberings_differ(source_names: Sequence[str], target_names: Sequence[str]) -> bool:
+    """Whether two lists of sibling names number their layers differently: every name holds one number and
+    neither list's numbers include the other's (``fc0, fc1, fc2`` against ``linear1, linear2, linear3``, a base
+    moved by one; Meta's ``w1, w3`` against T5's ``wi_0, wi_1``). An equal number then marks no same place
+    (fc1 is linear2, w1 is wi_0), so numbers are no name evidence; one list holding the other's numbers and
+    more (``bn1, bn2`` against ``norm1, norm2, norm3``: a layer added) still shares one numbering."""
+    s_numbers, t_numbers = [_number(n) for n in source_names], [_number(n) for n in target_names]
+    if not s_numbers or not t_numbers or None in s_numbers or None in t_numbers:
+        return False
+    s_set, t_set = set(s_numbers), set(t_numbers)
+    return not (s_set <= t_set or t_set <= s_set)
+
+
+def numbers_contradict(a: str, b: str) -> bool:
+    """Same words, another number (``fc0`` and ``fc3``): the names say these are different layers."""
+    na, nb = _number(a), _number(b)
+    return (na is not None and nb is not None and na != nb
+            and name_similarity(_unnumbered(a), _unnumbered(b)) > 0)
+
+
 def decide_by_names(source_names: Sequence[str], target_names: Sequence[str], *,
                     complete: bool = True) -> Dict[int, int]:
     """Source index -> target index where names decide: each is the other's unique best, with some evidence;
     repeated until nothing changes. When the lists are ``complete`` (every candidate on both sides), the
     last one left on each side follows by elimination."""
+    if numberings_differ(source_names, target_names):  # fc0..fc3 against linear1..linear4: a number is no evidence
+        source_names, target_names = [_unnumbered(n) for n in source_names], [_unnumbered(n) for n in target_names]
     decided: Dict[int, int] = {}
     while True:
         open_s = [i for i in range(len(source_names)) if i not in decided]
@@ -507,6 +561,15 @@ def _match_siblings(source, target, kinds_s, kinds_t, s_members, t_members, pare
         if not t_class:
             continue
         if len(s_class) == 1 and len(t_class) == 1:
+            s_leaf, t_leaf = _leaf(source[s_class[0]].module), _leaf(target[t_class[0]].module)
+            if numbers_contradict(s_leaf, t_leaf):  # fc0 left over for fc3 (fc1, fc2 taken by key): not the same
+                refused[s_class[0]] = (f"ambiguous: {s_leaf} is the only layer of this kind and shape left under "
+                                       f"{where}, as is {t_leaf} in the model, but their numbers differ (the two "
+                                       "numberings may count from different bases); if it is that layer, paste: "
+                                       f"--rule '^{_escape(source[s_class[0]].module)}\\.="
+                                       f"{target[t_class[0]].module}.'")
+                blocked_t.add(t_class[0])
+                continue
             if _fits(source, target, s_class[0], t_class[0]):
                 decided[s_class[0]] = (t_class[0], f"the only layer of this kind and shape under {where}, the same",
                                        False)
@@ -651,23 +714,51 @@ def _unique_without_order(source, target, kinds_s, kinds_t, proposals, open_s, o
 
 
 def _index_steps(s_module: str, t_module: str):
-    """(container pair, source index - target index) where both paths hold a number at the same depth
-    counted from the layer upwards (``blocks.2.up`` vs ``layers.1.norm``: ((blocks, layers), 1))."""
+    """(container pair, (source segment, target segment)) where both paths hold a number at the same depth
+    counted from the layer upwards, an index on one side at least (``blocks.2.up`` vs ``layers.1.norm``:
+    ((blocks, layers), (2, 1)); ``block3.up`` vs ``layers.2.up``: (('', layers), (block3, 2)))."""
     s_parts, t_parts = s_module.split("."), t_module.split(".")
     for k in range(1, min(len(s_parts), len(t_parts)) + 1):
         a, b = s_parts[-k], t_parts[-k]
-        if a.isdigit() and b.isdigit():
-            yield (".".join(s_parts[:-k]), ".".join(t_parts[:-k])), int(a) - int(b)
+        if (a.isdigit() or b.isdigit()) and _index_or_number(a) is not None and _index_or_number(b) is not None:
+            yield (".".join(s_parts[:-k]), ".".join(t_parts[:-k])), (a, b)
+
+
+def _index_or_number(segment: str) -> Optional[int]:
+    return int(segment) if segment.isdigit() else _number(segment)
+
+
+def _numbering(segments: set) -> Optional[bool]:
+    """How the (source, target) segments met under one container pair count: False for indices on both sides,
+    True for a name's number against an index, where they count alike (one word, each name one index and back:
+    block1..block4 against blocks.0..3), None where they do not (conv1 and bn1 against stem.0 and stem.1)."""
+    names = {x for pair in segments for x in pair if not x.isdigit()}
+    if not names:
+        return False
+    s_of, t_of = defaultdict(set), defaultdict(set)
+    for a, b in segments:
+        s_of[a].add(b)
+        t_of[b].add(a)
+    one_to_one = all(len(v) == 1 for v in s_of.values()) and all(len(v) == 1 for v in t_of.values())
+    return True if one_to_one and len({_unnumbered(n) for n in names}) == 1 else None
 
 
 def _consistent_indices(source, target, proposals, refused):
-    """Numbered children keep one offset per container pair (``blocks.N`` -> ``layers.N``); a pair whose
-    position implies another offset (a layer inserted into a neighbouring block) is refused."""
-    offsets: Dict[tuple, Counter] = defaultdict(Counter)
+    """Numbered children keep one offset per container pair (``blocks.N`` -> ``layers.N``, ``blockN`` ->
+    ``layers.M``); a pair whose position implies another offset (a layer inserted into a neighbouring block,
+    blocks saved in another order than their numbers) is refused."""
+    segments: Dict[tuple, set] = defaultdict(set)
     steps = []
     for i, j in proposals:
         found = list(_index_steps(source[i].module, target[j].module))
         steps.append(found)
+        for container, pair in found:
+            segments[container].add(pair)
+    kinds = {container: _numbering(pairs) for container, pairs in segments.items()}
+    offsets: Dict[tuple, Counter] = defaultdict(Counter)
+    steps = [[(c, _index_or_number(a) - _index_or_number(b)) for c, (a, b) in found if kinds[c] is not None]
+             for found in steps]
+    for found in steps:
         for container, offset in found:
             offsets[container][offset] += 1
     result = []
@@ -676,8 +767,9 @@ def _consistent_indices(source, target, proposals, refused):
         for container, offset in found:
             top = max(offsets[container].values())
             leaders = [o for o, n in offsets[container].items() if n == top]
-            # equal indices win a tie; between other offsets a tie leaves no majority, so none is taken
-            best = 0 if 0 in leaders else leaders[0] if len(leaders) == 1 else None
+            # equal indices win a tie (a name's number, block1 for blocks.0, may count from another base);
+            # between other offsets a tie leaves no majority, so none is taken
+            best = 0 if 0 in leaders and not kinds[container] else leaders[0] if len(leaders) == 1 else None
             if offset != best:
                 bad = container, best is None
                 break
@@ -760,9 +852,12 @@ def _children_by_parent(groups) -> Dict[str, set]:
 
 
 def _plainly_alike(a: str, b: str) -> bool:
-    """Equal names, or one's letters begin the other's with three or more (``enc`` ~ ``encoder``): evidence
-    strong enough to contradict position (a lone letter, ``b`` in ``norm_b``, is not)."""
-    x, y = sorted((re.sub(r"[^a-z0-9]", "", a.lower()), re.sub(r"[^a-z0-9]", "", b.lower())), key=len)
+    """Equal names, or one's letters begin the other's with three or more (``enc`` ~ ``encoder``), numbers
+    equal (``enc1`` ~ ``encoder1``, not ``encoder2``): evidence strong enough to contradict position (a lone
+    letter, ``b`` in ``norm_b``, is not)."""
+    if _number(a) != _number(b):
+        return False
+    x, y = sorted((re.sub(r"[^a-z]", "", a.lower()), re.sub(r"[^a-z]", "", b.lower())), key=len)
     return x == y or (len(x) >= 3 and y.startswith(x))
 
 
@@ -781,6 +876,11 @@ def _ancestor_names_contradicting_position(source, target, proposals, refused):
                 continue
             if _plainly_alike(la, lb):
                 continue
+            if numbers_contradict(la, lb):  # enc2 into enc0 (enc1 loaded by key): the names say another layer
+                contradiction = (f"ambiguous: by position it would go to {target[j].module}, but {la} and {lb} are "
+                                 "one word with two numbers; if it is that layer, paste: "
+                                 f"--rule '^{_escape(source[i].module)}\\.={target[j].module}.'")
+                break
             better_t = [c for c in children_t.get(_parent(b), ()) if c != lb and _plainly_alike(la, c)]
             better_s = [c for c in children_s.get(_parent(a), ()) if c != la and _plainly_alike(c, lb)]
             if better_t or better_s:
