@@ -477,7 +477,7 @@ def _storages_one_by_one(tensors):
 def test_distinct_storages_bulk_path_equals_tensor_by_tensor(kinds):
     """Whatever mix of tensors (own storages, views, repeats, meta, empty, sparse), the C-loop path of
     distinct_storages gives what telling storages one tensor at a time gives."""
-    from netscope.checkpoints.identity import distinct_storages
+    from netscope.checkpoints.identity import distinct_storages, held_bytes
 
     tensors = []
     for kind in kinds:
@@ -500,6 +500,9 @@ def test_distinct_storages_bulk_path_equals_tensor_by_tensor(kinds):
             tensors.append(torch.zeros(50)[:5])
     got = [(id(t), n) for t, n in distinct_storages(tensors)]
     assert got == [(id(t), n) for t, n in _storages_one_by_one(tensors)]
+    sparse_bytes = {id(t): t.values().nbytes + t.indices().nbytes for t in tensors if t.layout == torch.sparse_coo}
+    assert held_bytes(tensors) == sum(sparse_bytes[id(t)] if n is None and id(t) in sparse_bytes else n or 0
+                                      for t, n in _storages_one_by_one(tensors))
 
 
 class _KVCache:

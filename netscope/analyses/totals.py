@@ -11,7 +11,7 @@ from typing import Mapping, Optional, Tuple
 import torch
 import torch.nn as nn
 
-from netscope.checkpoints.identity import distinct_storages
+from netscope.checkpoints.identity import distinct_storages, held_bytes
 from netscope.operators.packed import packed_by_module
 from netscope.records import Totals, record_from_fields
 from netscope.run.module_tree import (_NOT_NONE, _NUMEL, _REQUIRES_GRAD, ModuleTree, ParamCensus, _values,
@@ -63,9 +63,7 @@ def compute_totals(model: nn.Module, calls, called_modules, *, input_bytes: int,
     uncalled += sum(t.numel() for key, tensors_ in packed_tensors.items() if key not in called for t in tensors_)
     # bytes and buffer elements: each storage once (a buffer registered as a slice of another, two parameter objects
     # over one storage hold its memory once); a sparse tensor's stored values and indices
-    params_held = distinct_storages(tensors)
     buffers_held = distinct_storages(tree.buffers)
-    param_bytes = sum(stored_bytes(t) if n is None else n for t, n in params_held)
     return Totals(
         total_params=total,
         trainable_params=trainable,
@@ -74,7 +72,7 @@ def compute_totals(model: nn.Module, calls, called_modules, *, input_bytes: int,
         shared_param_tensors=len(shared),
         uncalled_params=uncalled,
         buffer_elements=sum(b.numel() if n is None else n // b.element_size() for b, n in buffers_held),
-        param_bytes=param_bytes + sum(t.numel() * t.element_size() for t in packed),
+        param_bytes=held_bytes(tensors) + sum(t.numel() * t.element_size() for t in packed),
         buffer_bytes=sum(stored_bytes(b) if n is None else n for b, n in buffers_held),
         total_macs=calls[0].macs if calls else 0,
         input_bytes=input_bytes,
@@ -88,13 +86,12 @@ def _innermost_output_bytes(calls) -> int:
     Those are the leaf modules' calls, and also the calls of modules whose children never ran as modules
     (``nn.MultiheadAttention`` uses its ``out_proj``'s weights without calling it; an ``nn.TransformerEncoderLayer``
     in eval runs one fused kernel): counting leaf modules only left their outputs out (a TransformerEncoder: 0 B)."""
-    parents = set(map(_PARENT, calls))
-    innermost = map(operator.not_, map(parents.__contains__, map(_INDEX, calls)))
+    parents = set(map(_PARENT, calls))  # a call's index is its position in ``calls``
+    innermost = map(operator.not_, map(parents.__contains__, range(len(calls))))
     return sum(itertools.compress(map(_OUTPUT_BYTES, calls), innermost))
 
 
-_OUTPUT_BYTES, _PARENT, _INDEX = (operator.attrgetter("output_bytes"), operator.attrgetter("parent"),
-                                  operator.attrgetter("index"))
+_OUTPUT_BYTES, _PARENT = operator.attrgetter("output_bytes"), operator.attrgetter("parent")
 
 
 @dataclass(frozen=True)

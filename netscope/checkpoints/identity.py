@@ -24,23 +24,11 @@ def storage_key(tensor) -> Optional[Tuple[Any, ...]]:
 def distinct_storages(tensors: Iterable) -> List[Tuple[Any, Optional[int]]]:
     """``(tensor, bytes of its storage)`` for the first of ``tensors`` on each storage (views of one storage, or one
     tensor under two names, once: the memory they hold); a tensor whose storage cannot be told (a sparse one, a
-    storage-less subclass) is its own entry, with None. Read in C loops when every tensor is a plain tensor or
-    parameter with a storage of its own at a distinct address (a model's weights, as usual); otherwise tensor by
-    tensor through :func:`storage_key` (subclasses such as fake tensors, meta and empty storages, shared ones)."""
-    import torch
-
+    storage-less subclass) is its own entry, with None."""
     tensors = tensors if isinstance(tensors, list) else list(tensors)
-    if set(map(type, tensors)) <= _plain_types(torch):
-        try:
-            storages = list(map(torch.Tensor.untyped_storage, tensors))
-            sizes = list(map(torch.UntypedStorage.nbytes, storages))
-            addresses = set(map(torch.UntypedStorage.data_ptr, storages))
-        except (RuntimeError, NotImplementedError, TypeError, ValueError, AttributeError):  # a sparse one: no storage
-            addresses = set()
-        # distinct non-null addresses (meta and empty storages have none), no empty storage: storage_key's keys
-        # are all distinct, so each tensor is the first on its storage
-        if len(addresses) == len(tensors) and 0 not in addresses and 0 not in sizes:
-            return list(zip(tensors, sizes))
+    sizes = _own_storage_sizes(tensors)
+    if sizes is not None:
+        return list(zip(tensors, sizes))
     seen = set()
     out: List[Tuple[Any, Optional[int]]] = []
     for tensor in tensors:
@@ -51,6 +39,38 @@ def distinct_storages(tensors: Iterable) -> List[Tuple[Any, Optional[int]]]:
             seen.add(key)
             out.append((tensor, tensor.untyped_storage().nbytes()))
     return out
+
+
+def held_bytes(tensors: Iterable) -> int:
+    """The bytes ``tensors`` hold together: each storage once (:func:`distinct_storages`), and a tensor whose storage
+    cannot be told by what it stores (``run.shapes.stored_bytes``: a sparse tensor's values and indices)."""
+    tensors = tensors if isinstance(tensors, list) else list(tensors)
+    sizes = _own_storage_sizes(tensors)
+    if sizes is not None:
+        return sum(sizes)
+    from netscope.run.shapes import stored_bytes
+
+    return sum(stored_bytes(t) if n is None else n for t, n in distinct_storages(tensors))
+
+
+def _own_storage_sizes(tensors: List) -> Optional[List[int]]:
+    """Each tensor's storage bytes when every one is a plain tensor or parameter on a storage of its own at a
+    distinct address (a model's weights, as usual): read in C loops, and then :func:`storage_key`'s keys are all
+    distinct. None otherwise (subclasses such as fake tensors, which are never asked for a data pointer; meta and
+    empty storages, which have none; storages that several tensors share): told tensor by tensor."""
+    import torch
+
+    if not set(map(type, tensors)) <= _plain_types(torch):
+        return None
+    try:
+        storages = list(map(torch.Tensor.untyped_storage, tensors))
+        sizes = list(map(torch.UntypedStorage.nbytes, storages))
+        addresses = set(map(torch.UntypedStorage.data_ptr, storages))
+    except (RuntimeError, NotImplementedError, TypeError, ValueError, AttributeError):  # a sparse one: no storage
+        return None
+    if len(addresses) == len(tensors) and 0 not in addresses and 0 not in sizes:
+        return sizes
+    return None
 
 
 def storage_or_object_key(tensor) -> Tuple[Any, ...]:

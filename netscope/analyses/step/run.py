@@ -28,7 +28,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.weak import WeakIdKeyDictionary
 
-from netscope.checkpoints.identity import distinct_storages
+from netscope.checkpoints.identity import held_bytes
 from netscope.errors import ForwardError, InputSpecError, NetscopeError, UsageError
 from netscope.collector import paused_gc
 from netscope.run.model_state import function_modes_aside, kept_hooks, preserved_model, under_user_function_modes
@@ -36,7 +36,6 @@ from netscope.operators.registry import UNSEEN, OpResolver
 from netscope.run.no_memory import meta_copy
 from netscope.run.module_tree import module_tree
 from netscope.run.prepare import needs_values as meta_cannot_run, quiet_fake_tensor_log
-from netscope.run.shapes import stored_bytes
 from netscope.run.trace import (TraceResult, _build_result, _forward_error, _Recorder, _under, call_model,
                                recording_calls)
 from netscope.run.user_inputs import own_inputs
@@ -193,7 +192,7 @@ def run_step(model: nn.Module, args: tuple, kwargs: dict, options: StepOptions, 
         backward_outside=backward.get(OUTSIDE, 0),
         saved_outside=saved.get(OUTSIDE, 0),
         params=infos,
-        buffer_bytes=sum(stored_bytes(b) if n is None else n for b, n in distinct_storages(copy_.buffers())),
+        buffer_bytes=held_bytes(copy_.buffers()),
         input_bytes=sum(t.untyped_storage().nbytes() for t in torch.utils._pytree.tree_leaves((args, kwargs))
                         if isinstance(t, torch.Tensor)),
         timeline=timeline,
