@@ -251,7 +251,7 @@ def _token_inputs(model, config) -> InputSpec:
     length = _sequence_length(text, reserved=placeholder[1] if placeholder else 0)
     kwargs: Dict[str, TensorSpec] = {}
     if "attention_mask" in accepted:
-        kwargs["attention_mask"] = TensorSpec((1, length), "bool")  # bool tensors are built all ones
+        kwargs["attention_mask"] = _attention_mask(length)
     kwargs.update(_decoder_inputs(model, config, accepted))
     if images:
         pixels = _image_inputs(model, vision).args[0]
@@ -260,6 +260,11 @@ def _token_inputs(model, config) -> InputSpec:
             pixels = dataclasses.replace(pixels, refused=_uncounted_image_tokens(model, config, token, accepted))
         kwargs["pixel_values"] = pixels
     return InputSpec([TensorSpec((1, length), "int64", high=vocab, placeholder=placeholder)], kwargs)
+
+
+def _attention_mask(length: int) -> TensorSpec:
+    """All ones, int64 as tokenizers return it (XLNet computes ``1.0 - attention_mask``, which a bool mask refuses)."""
+    return TensorSpec((1, length), "int64", high=2, low=1)
 
 
 def _image_token(config) -> Optional[int]:
