@@ -53,3 +53,57 @@ def test_xlnet_default_mask_is_what_a_tokenizer_gives(tmp_path, capsys):
     assert not report.partial, report.uncounted_ops()
     assert report.totals.total_macs == counter.flops // 2 > 0
     assert report.totals.total_params == sum(p.numel() for p in oracle.parameters())
+
+
+def _audio_configs():
+    moonshine = transformers.MoonshineConfig(  # an audio encoder-decoder: raw audio in, decoder token ids
+        vocab_size=100, hidden_size=32, intermediate_size=64, encoder_num_hidden_layers=1,
+        decoder_num_hidden_layers=1, encoder_num_attention_heads=2, decoder_num_attention_heads=2,
+        max_position_embeddings=40, architectures=["MoonshineModel"])
+    encodec = transformers.EncodecConfig(  # a codec: (batch, audio_channels, samples)
+        audio_channels=2, hidden_size=16, num_filters=4, upsampling_ratios=[4, 2], codebook_size=32,
+        codebook_dim=16, num_lstm_layers=1, architectures=["EncodecModel"])
+    ast = transformers.ASTConfig(  # a spectrogram classifier: (batch, max_length frames, num_mel_bins)
+        hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, max_length=48,
+        num_mel_bins=32, patch_size=16, frequency_stride=10, time_stride=10, architectures=["ASTModel"])
+    return {"moonshine": moonshine, "encodec": encodec, "ast": ast}
+
+
+@pytest.mark.parametrize("name", ["moonshine", "encodec", "ast"])
+def test_audio_default_inputs_have_the_shape_the_forward_takes(tmp_path, name, capsys):
+    """A one-dimensional second of audio failed deep in these forwards (exit 3): Moonshine needs its decoder's ids,
+    Encodec a channel dimension, AST a spectrogram of ``max_length`` frames by ``num_mel_bins``."""
+    config = _audio_configs()[name]
+    config.save_pretrained(tmp_path)
+    spec = f"hf:{tmp_path / 'config.json'}"
+    assert main(["summary", spec, "-q"]) == 0, capsys.readouterr().err
+    resolved = resolve_model(spec)
+    args, kwargs = resolved.inputs.build("cpu")
+    if name == "moonshine":
+        assert args[0].dim() == 2 and tuple(kwargs["decoder_input_ids"].shape) == (1, config.max_position_embeddings)
+        assert int(kwargs["decoder_input_ids"].max()) < config.vocab_size
+    elif name == "encodec":
+        assert tuple(args[0].shape)[:2] == (1, config.audio_channels) and args[0].dim() == 3
+    else:
+        assert tuple(args[0].shape) == (1, config.max_length, config.num_mel_bins)
+    torch.manual_seed(0)
+    config._attn_implementation = "eager"  # every attention product a matmul torch has a formula for
+    oracle = getattr(transformers, config.architectures[0])(config).eval()
+    lstm_macs = []  # torch has no LSTM formula: 4 gates, each an (input + hidden) x hidden product per step
+
+    def lstm_hook(module, inputs, output):
+        steps = inputs[0].shape[0] * inputs[0].shape[1]
+        lstm_macs.append(steps * 4 * module.hidden_size * (module.input_size + module.hidden_size))
+
+    hooks = [m.register_forward_hook(lstm_hook) for m in oracle.modules() if isinstance(m, torch.nn.LSTM)]
+    assert all(m.num_layers == 1 for m in oracle.modules() if isinstance(m, torch.nn.LSTM))
+    counter = _TorchFormulas()
+    with torch.no_grad(), counter:
+        oracle(*args, **kwargs)  # transformers' own model accepts the default input
+    for hook in hooks:
+        hook.remove()
+    assert bool(lstm_macs) == (name == "encodec")
+    report = netscope.summary(oracle, input_data=(tuple(args), kwargs), audit_names=False)
+    assert report.totals.total_params == sum(p.numel() for p in oracle.parameters())
+    assert not report.partial, report.uncounted_ops()
+    assert report.totals.total_macs == counter.flops // 2 + sum(lstm_macs) > 0

@@ -26,7 +26,8 @@ vocabulary plus an all-ones ``attention_mask`` (and ``decoder_input_ids`` for en
 Llava, PaliGemma and Gemma 3 the ids start with as many image tokens as one image has features, then 128 others;
 other families with an image token, Llava-NeXT and Qwen2-VL, get none: building their input is refused);
 ``pixel_values`` ``(1, C, H, W)`` from ``num_channels`` / ``image_size``; one second of 16 kHz audio
-for ``input_values``; Whisper's ``input_features`` ``(1, num_mel_bins, 2 * max_source_positions)``; Perceiver's
+for ``input_values`` (``(1, audio_channels, 16000)`` for codecs, AST's ``(1, max_length, num_mel_bins)``
+spectrogram, and ``decoder_input_ids`` for Moonshine); Whisper's ``input_features`` ``(1, num_mel_bins, 2 * max_source_positions)``; Perceiver's
 ``inputs`` ``(1, 128, d_model)`` without a preprocessor, token ids with its text one.
 """
 
@@ -358,7 +359,21 @@ def _image_inputs(model, config) -> InputSpec:
 
 
 def _audio_inputs(model, config) -> InputSpec:
-    return InputSpec([TensorSpec((1, AUDIO_SAMPLES))])
+    """``input_values``: one second of 16 kHz audio, ``(1, AUDIO_SAMPLES)``, or ``(1, audio_channels, AUDIO_SAMPLES)``
+    for codecs (Encodec, Mimi), with ``decoder_input_ids`` for an encoder-decoder (Moonshine); a spectrogram where
+    the family's config names one (``SPECTROGRAM_VALUES``: AST)."""
+    spectrogram = SPECTROGRAM_VALUES.get(getattr(config, "model_type", None))
+    if spectrogram is not None:
+        return InputSpec([TensorSpec((1, *spectrogram(config)))])
+    channels = getattr(config, "audio_channels", None)
+    samples = TensorSpec((1, channels, AUDIO_SAMPLES) if isinstance(channels, int) else (1, AUDIO_SAMPLES))
+    return InputSpec([samples], _decoder_inputs(model, config, set(inspect.signature(model.forward).parameters)))
+
+
+# config model_type -> (frames, mel bins) of the spectrogram a family takes as ``input_values``
+SPECTROGRAM_VALUES: Dict[str, Callable[[Any], Tuple[int, int]]] = {
+    "audio-spectrogram-transformer": lambda config: (int(config.max_length), int(config.num_mel_bins)),
+}
 
 
 def _spectrogram_inputs(model, config) -> InputSpec:
