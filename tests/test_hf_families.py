@@ -107,3 +107,36 @@ def test_audio_default_inputs_have_the_shape_the_forward_takes(tmp_path, name, c
     assert report.totals.total_params == sum(p.numel() for p in oracle.parameters())
     assert not report.partial, report.uncounted_ops()
     assert report.totals.total_macs == counter.flops // 2 + sum(lstm_macs) > 0
+
+
+@pytest.mark.parametrize("architecture", ["SpeechT5Model", "SpeechT5ForSpeechToText", "SpeechT5ForTextToSpeech",
+                                          "SpeechT5ForSpeechToSpeech"])
+def test_speecht5_default_inputs_feed_what_its_prenets_take(tmp_path, architecture, capsys):
+    """SpeechT5Model (no prenets) got a second of audio where its encoder takes hidden states, and the text- and
+    speech-to-speech heads no ``decoder_input_values``: each forward raised (exit 3)."""
+    config = transformers.SpeechT5Config(
+        vocab_size=100, hidden_size=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+        decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64, num_mel_bins=16,
+        speech_decoder_prenet_units=32, speech_decoder_postnet_units=32, speech_decoder_postnet_layers=2,
+        conv_dim=(32, 32), conv_stride=(5, 2), conv_kernel=(10, 3), num_feat_extract_layers=2,
+        architectures=[architecture])
+    config.save_pretrained(tmp_path)
+    spec = f"hf:{tmp_path / 'config.json'}"
+    assert main(["summary", spec, "-q"]) == 0, capsys.readouterr().err
+    args, kwargs = resolve_model(spec).inputs.build("cpu")
+    decoder_width = {"SpeechT5Model": config.hidden_size, "SpeechT5ForTextToSpeech": config.num_mel_bins,
+                     "SpeechT5ForSpeechToSpeech": config.num_mel_bins}.get(architecture)
+    if decoder_width is not None:
+        assert tuple(kwargs["decoder_input_values"].shape)[::2] == (1, decoder_width)
+    if architecture == "SpeechT5Model":
+        assert tuple(args[0].shape)[::2] == (1, config.hidden_size) and args[0].is_floating_point()
+    torch.manual_seed(0)
+    config._attn_implementation = "eager"
+    oracle = getattr(transformers, architecture)(config).eval()
+    counter = _TorchFormulas()
+    with torch.no_grad(), counter:
+        oracle(*args, **kwargs)  # transformers' own model accepts the default input
+    report = netscope.summary(oracle, input_data=(tuple(args), kwargs), audit_names=False)
+    assert report.totals.total_params == sum(p.numel() for p in oracle.parameters())
+    assert not report.partial, report.uncounted_ops()
+    assert report.totals.total_macs == counter.flops // 2 > 0

@@ -27,7 +27,8 @@ Llava, PaliGemma and Gemma 3 the ids start with as many image tokens as one imag
 other families with an image token, Llava-NeXT and Qwen2-VL, get none: building their input is refused);
 ``pixel_values`` ``(1, C, H, W)`` from ``num_channels`` / ``image_size``; one second of 16 kHz audio
 for ``input_values`` (``(1, audio_channels, 16000)`` for codecs, AST's ``(1, max_length, num_mel_bins)``
-spectrogram, and ``decoder_input_ids`` for Moonshine); Whisper's ``input_features`` ``(1, num_mel_bins, 2 * max_source_positions)``; Perceiver's
+spectrogram, and ``decoder_input_ids`` for Moonshine; SpeechT5's encoder and decoder without their prenets take
+hidden states ``(1, 128, hidden_size)``, its speech decoder ``(1, 128, num_mel_bins)`` frames); Whisper's ``input_features`` ``(1, num_mel_bins, 2 * max_source_positions)``; Perceiver's
 ``inputs`` ``(1, 128, d_model)`` without a preprocessor, token ids with its text one.
 """
 
@@ -234,7 +235,13 @@ def _build_model(transformers, config, name: str):
 
 
 def hf_default_inputs(model, config) -> InputSpec:
-    """The dummy input a transformers model's forward expects, from its ``main_input_name``."""
+    """The dummy input a transformers model's forward expects: the family's own builder (``FAMILY_INPUTS``), else
+    one chosen by its ``main_input_name``."""
+    family = FAMILY_INPUTS.get(getattr(config, "model_type", None))
+    return family(model, config) if family is not None else _main_inputs(model, config)
+
+
+def _main_inputs(model, config) -> InputSpec:
     main_input = getattr(model, "main_input_name", "input_ids")
     builder = MAIN_INPUT_BUILDERS.get(main_input)
     if builder is None:
@@ -413,6 +420,26 @@ MAIN_INPUT_BUILDERS: Dict[str, Callable[[Any, Any], InputSpec]] = {
     "input_features": _spectrogram_inputs,
     "inputs": _perceiver_inputs,
 }
+
+
+def _speecht5_inputs(model, config) -> InputSpec:
+    """SpeechT5: its encoder and decoder take what their prenets make (``SpeechT5Model`` has none): hidden states
+    ``(1, 128, hidden_size)`` without one; the speech decoder prenet's ``decoder_input_values`` are log-mel frames
+    ``(1, 128, num_mel_bins)`` (text to speech, speech to speech); with prenets the main input is built as usual."""
+    parts = getattr(model, "speecht5", model)
+    accepted = set(inspect.signature(model.forward).parameters)
+    hidden, length = int(config.hidden_size), DEFAULT_SEQUENCE_LENGTH
+    bare = type(getattr(parts, "encoder", None)).__name__ == "SpeechT5EncoderWithoutPrenet"
+    spec = InputSpec([TensorSpec((1, length, hidden))]) if bare else _main_inputs(model, config)
+    width = {"SpeechT5DecoderWithSpeechPrenet": int(config.num_mel_bins),
+             "SpeechT5DecoderWithoutPrenet": hidden}.get(type(getattr(parts, "decoder", None)).__name__)
+    if width is None or "decoder_input_values" not in accepted:
+        return spec
+    return dataclasses.replace(spec, kwargs={**spec.kwargs, "decoder_input_values": TensorSpec((1, length, width))})
+
+
+# config model_type -> the default input of a family whose forward takes more than its main input says
+FAMILY_INPUTS: Dict[str, Callable[[Any, Any], InputSpec]] = {"speecht5": _speecht5_inputs}
 
 
 def _sequence_length(config, reserved: int = 0) -> int:
