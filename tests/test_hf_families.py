@@ -140,3 +140,37 @@ def test_speecht5_default_inputs_feed_what_its_prenets_take(tmp_path, architectu
     assert report.totals.total_params == sum(p.numel() for p in oracle.parameters())
     assert not report.partial, report.uncounted_ops()
     assert report.totals.total_macs == counter.flops // 2 > 0
+
+
+@pytest.mark.parametrize("architecture", ["Blip2Model", "Blip2ForConditionalGeneration"])
+def test_blip2_token_ids_hold_one_image_token_per_query(tmp_path, architecture, capsys):
+    """BLIP-2 puts its ``num_query_tokens`` Q-Former outputs where ``input_ids`` holds ``image_token_index``:
+    netscope's ids held none and the forward raised (exit 3). Oracle: transformers' own model on those inputs."""
+    config = transformers.Blip2Config(
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                           image_size=32, patch_size=8),
+        qformer_config=dict(vocab_size=100, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                            num_attention_heads=2, encoder_hidden_size=32),
+        text_config=dict(model_type="opt", vocab_size=100, hidden_size=32, ffn_dim=64, num_hidden_layers=1,
+                         num_attention_heads=2, word_embed_proj_dim=32, max_position_embeddings=64),
+        num_query_tokens=4, image_token_index=99, architectures=[architecture])
+    config.save_pretrained(tmp_path)
+    spec = f"hf:{tmp_path / 'config.json'}"
+    assert main(["summary", spec, "-q"]) == 0, capsys.readouterr().err
+    args, kwargs = resolve_model(spec).inputs.build("cpu")
+    ids = kwargs["input_ids"]
+    assert tuple(args[0].shape) == (1, 3, 32, 32)
+    assert int((ids == 99).sum()) == config.num_query_tokens and bool((ids[0, :4] == 99).all())
+    assert int(ids.max()) < config.text_config.vocab_size and ids.shape[1] <= 64
+    torch.manual_seed(0)
+    config._attn_implementation = "eager"
+    for part in (config.vision_config, config.qformer_config, config.text_config):
+        part._attn_implementation = "eager"
+    oracle = getattr(transformers, architecture)(config).eval()
+    counter = _TorchFormulas()
+    with torch.no_grad(), counter:
+        oracle(*args, **kwargs)  # transformers' own model accepts the default input
+    report = netscope.summary(oracle, input_data=(tuple(args), kwargs), audit_names=False)
+    assert report.totals.total_params == sum(p.numel() for p in oracle.parameters())
+    assert not report.partial, report.uncounted_ops()
+    assert report.totals.total_macs == counter.flops // 2 > 0

@@ -23,7 +23,7 @@ as ``from_config`` does; override with ``-a dtype=float32``. Configs that need `
 Default dummy input, chosen by the model's ``main_input_name``: token ids ``(1, 128)`` within the
 vocabulary plus an all-ones ``attention_mask`` (and ``decoder_input_ids`` for encoder-decoders, and
 ``pixel_values`` for text-and-image models such as CLIP, their text part's vocabulary and positions; for
-Llava, PaliGemma and Gemma 3 the ids start with as many image tokens as one image has features, then 128 others;
+Llava, PaliGemma and Gemma 3 the ids start with as many image tokens as one image has features, then 128 others (BLIP-2's image plus ids that start with its ``num_query_tokens`` image tokens);
 other families with an image token, Llava-NeXT and Qwen2-VL, get none: building their input is refused);
 ``pixel_values`` ``(1, C, H, W)`` from ``num_channels`` / ``image_size``; one second of 16 kHz audio
 for ``input_values`` (``(1, audio_channels, 16000)`` for codecs, AST's ``(1, max_length, num_mel_bins)``
@@ -326,6 +326,7 @@ IMAGE_TOKEN_COUNTS: Dict[str, Callable[[Any], int]] = {
     "llava": _llava_image_tokens,
     "paligemma": lambda config: getattr(config.text_config, "num_image_tokens", None) or _patches(config.vision_config),
     "gemma3": lambda config: int(config.mm_tokens_per_image),
+    "blip-2": lambda config: int(config.num_query_tokens),
 }
 
 
@@ -360,8 +361,10 @@ def _image_inputs(model, config) -> InputSpec:
     accepted = set(inspect.signature(model.forward).parameters)
     kwargs = _decoder_inputs(model, config, accepted)
     if "input_ids" in accepted and getattr(config, "text_config", None) is not None:
-        length = _sequence_length(_text_config(config))
-        kwargs["input_ids"] = TensorSpec((1, length), "int64", high=_vocabulary_size(model, config))
+        placeholder = _image_placeholder(config)  # BLIP-2: its query tokens' outputs go where the image tokens are
+        length = _sequence_length(_text_config(config), reserved=placeholder[1] if placeholder else 0)
+        kwargs["input_ids"] = TensorSpec((1, length), "int64", high=_vocabulary_size(model, config),
+                                         placeholder=placeholder)
     return InputSpec([pixels], kwargs)
 
 
