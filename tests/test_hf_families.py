@@ -174,3 +174,32 @@ def test_blip2_token_ids_hold_one_image_token_per_query(tmp_path, architecture, 
     assert report.totals.total_params == sum(p.numel() for p in oracle.parameters())
     assert not report.partial, report.uncounted_ops()
     assert report.totals.total_macs == counter.flops // 2 > 0
+
+
+@pytest.mark.parametrize("name", ["videomae", "timesformer", "vivit"])
+def test_video_models_get_a_clip_of_num_frames(tmp_path, name, capsys):
+    """Video models take ``pixel_values`` ``(batch, num_frames, channels, height, width)``: one image made their
+    patch embedding raise (exit 3)."""
+    small = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, image_size=32,
+                 num_frames=4)
+    config = {"videomae": lambda: transformers.VideoMAEConfig(**small, patch_size=16, tubelet_size=2,
+                                                               architectures=["VideoMAEModel"]),
+              "timesformer": lambda: transformers.TimesformerConfig(**small, patch_size=16,
+                                                                     architectures=["TimesformerModel"]),
+              "vivit": lambda: transformers.VivitConfig(**small, tubelet_size=[2, 16, 16],
+                                                        architectures=["VivitModel"])}[name]()
+    config.save_pretrained(tmp_path)
+    spec = f"hf:{tmp_path / 'config.json'}"
+    assert main(["summary", spec, "-q"]) == 0, capsys.readouterr().err
+    args, kwargs = resolve_model(spec).inputs.build("cpu")
+    assert tuple(args[0].shape) == (1, 4, config.num_channels, 32, 32)
+    torch.manual_seed(0)
+    config._attn_implementation = "eager"
+    oracle = getattr(transformers, config.architectures[0])(config).eval()
+    counter = _TorchFormulas()
+    with torch.no_grad(), counter:
+        oracle(*args, **kwargs)  # transformers' own model accepts the default input
+    report = netscope.summary(oracle, input_data=(tuple(args), kwargs), audit_names=False)
+    assert report.totals.total_params == sum(p.numel() for p in oracle.parameters())
+    assert not report.partial, report.uncounted_ops()
+    assert report.totals.total_macs == counter.flops // 2 > 0

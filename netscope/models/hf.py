@@ -25,7 +25,7 @@ vocabulary plus an all-ones ``attention_mask`` (and ``decoder_input_ids`` for en
 ``pixel_values`` for text-and-image models such as CLIP, their text part's vocabulary and positions; for
 Llava, PaliGemma and Gemma 3 the ids start with as many image tokens as one image has features, then 128 others (BLIP-2's image plus ids that start with its ``num_query_tokens`` image tokens);
 other families with an image token, Llava-NeXT and Qwen2-VL, get none: building their input is refused);
-``pixel_values`` ``(1, C, H, W)`` from ``num_channels`` / ``image_size``; one second of 16 kHz audio
+``pixel_values`` ``(1, C, H, W)`` from ``num_channels`` / ``image_size`` (``(1, num_frames, C, H, W)`` for video models); one second of 16 kHz audio
 for ``input_values`` (``(1, audio_channels, 16000)`` for codecs, AST's ``(1, max_length, num_mel_bins)``
 spectrogram, and ``decoder_input_ids`` for Moonshine; SpeechT5's encoder and decoder without their prenets take
 hidden states ``(1, 128, hidden_size)``, its speech decoder ``(1, 128, num_mel_bins)`` frames); Whisper's ``input_features`` ``(1, num_mel_bins, 2 * max_source_positions)``; Perceiver's
@@ -357,7 +357,9 @@ def _image_inputs(model, config) -> InputSpec:
     size = getattr(vision, "image_size", 224)
     height, width = (size, size) if isinstance(size, int) else tuple(size)[-2:]
     channels = getattr(vision, "num_channels", 3)
-    pixels = TensorSpec((1, int(channels), int(height), int(width)))
+    frames = getattr(vision, "num_frames", None)  # a video model (VideoMAE, TimeSformer, ViViT): (1, T, C, H, W)
+    clip = (int(frames),) if isinstance(frames, int) and not isinstance(frames, bool) else ()
+    pixels = TensorSpec((1, *clip, int(channels), int(height), int(width)))
     accepted = set(inspect.signature(model.forward).parameters)
     kwargs = _decoder_inputs(model, config, accepted)
     if "input_ids" in accepted and getattr(config, "text_config", None) is not None:
