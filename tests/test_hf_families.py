@@ -203,3 +203,39 @@ def test_video_models_get_a_clip_of_num_frames(tmp_path, name, capsys):
     assert report.totals.total_params == sum(p.numel() for p in oracle.parameters())
     assert not report.partial, report.uncounted_ops()
     assert report.totals.total_macs == counter.flops // 2 > 0
+
+
+@pytest.mark.parametrize("name", ["wav2vec2-bert", "patchtst", "patchtsmixer"])
+def test_feature_and_time_series_inputs_have_the_shape_the_forward_takes(tmp_path, name, capsys):
+    """Wav2Vec2-BERT's ``input_features`` are stacked filterbank frames ``(1, frames, feature_projection_input_dim)``,
+    PatchTST's and PatchTSMixer's ``past_values`` ``(1, context_length, num_input_channels)``: netscope's generic
+    guess made each forward raise (exit 3)."""
+    config = {
+        "wav2vec2-bert": lambda: transformers.Wav2Vec2BertConfig(
+            hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+            output_hidden_size=32, feature_projection_input_dim=24, architectures=["Wav2Vec2BertModel"]),
+        "patchtst": lambda: transformers.PatchTSTConfig(
+            num_input_channels=3, context_length=24, patch_length=4, patch_stride=4, d_model=16,
+            num_hidden_layers=1, num_attention_heads=2, ffn_dim=32, architectures=["PatchTSTModel"]),
+        "patchtsmixer": lambda: transformers.PatchTSMixerConfig(
+            num_input_channels=3, context_length=24, patch_length=4, patch_stride=4, d_model=16, num_layers=1,
+            architectures=["PatchTSMixerModel"]),
+    }[name]()
+    config.save_pretrained(tmp_path)
+    spec = f"hf:{tmp_path / 'config.json'}"
+    assert main(["summary", spec, "-q"]) == 0, capsys.readouterr().err
+    args, kwargs = resolve_model(spec).inputs.build("cpu")
+    if name == "wav2vec2-bert":
+        assert tuple(args[0].shape)[::2] == (1, config.feature_projection_input_dim)
+    else:
+        assert tuple(args[0].shape) == (1, config.context_length, config.num_input_channels)
+    torch.manual_seed(0)
+    config._attn_implementation = "eager"
+    oracle = getattr(transformers, config.architectures[0])(config).eval()
+    counter = _TorchFormulas()
+    with torch.no_grad(), counter:
+        oracle(*args, **kwargs)  # transformers' own model accepts the default input
+    report = netscope.summary(oracle, input_data=(tuple(args), kwargs), audit_names=False)
+    assert report.totals.total_params == sum(p.numel() for p in oracle.parameters())
+    assert not report.partial, report.uncounted_ops()
+    assert report.totals.total_macs == counter.flops // 2 > 0

@@ -21,15 +21,18 @@ as ``from_config`` does; override with ``-a dtype=float32``. Configs that need `
 (an ``auto_map`` entry) are refused: netscope runs no downloaded code.
 
 Default dummy input, chosen by the model's ``main_input_name``: token ids ``(1, 128)`` within the
-vocabulary plus an all-ones ``attention_mask`` (and ``decoder_input_ids`` for encoder-decoders, and
+vocabulary plus an all-ones int64 ``attention_mask`` (and ``decoder_input_ids`` for encoder-decoders, and
 ``pixel_values`` for text-and-image models such as CLIP, their text part's vocabulary and positions; for
-Llava, PaliGemma and Gemma 3 the ids start with as many image tokens as one image has features, then 128 others (BLIP-2's image plus ids that start with its ``num_query_tokens`` image tokens);
-other families with an image token, Llava-NeXT and Qwen2-VL, get none: building their input is refused);
-``pixel_values`` ``(1, C, H, W)`` from ``num_channels`` / ``image_size`` (``(1, num_frames, C, H, W)`` for video models); one second of 16 kHz audio
-for ``input_values`` (``(1, audio_channels, 16000)`` for codecs, AST's ``(1, max_length, num_mel_bins)``
-spectrogram, and ``decoder_input_ids`` for Moonshine; SpeechT5's encoder and decoder without their prenets take
-hidden states ``(1, 128, hidden_size)``, its speech decoder ``(1, 128, num_mel_bins)`` frames); Whisper's ``input_features`` ``(1, num_mel_bins, 2 * max_source_positions)``; Perceiver's
-``inputs`` ``(1, 128, d_model)`` without a preprocessor, token ids with its text one.
+Llava, PaliGemma and Gemma 3 the ids start with as many image tokens as one image has features, then 128 others
+(BLIP-2: its image, and ids that start with its ``num_query_tokens`` image tokens); other families with an image
+token, Llava-NeXT and Qwen2-VL, get none: building their input is refused);
+``pixel_values`` ``(1, C, H, W)`` from ``num_channels`` / ``image_size`` (``(1, num_frames, C, H, W)`` for video
+models); one second of 16 kHz audio for ``input_values`` (``(1, audio_channels, 16000)`` for codecs, AST's
+``(1, max_length, num_mel_bins)`` spectrogram, and ``decoder_input_ids`` for Moonshine; SpeechT5's encoder and
+decoder without their prenets take hidden states ``(1, 128, hidden_size)``, its speech decoder
+``(1, 128, num_mel_bins)`` frames); Whisper's ``input_features`` ``(1, num_mel_bins, 2 * max_source_positions)``
+(Wav2Vec2-BERT's ``(1, 128, feature_projection_input_dim)``); ``past_values`` ``(1, context_length,
+num_input_channels)``; Perceiver's ``inputs`` ``(1, 128, d_model)`` without a preprocessor, token ids with its text one.
 """
 
 from __future__ import annotations
@@ -401,6 +404,17 @@ def _spectrogram_inputs(model, config) -> InputSpec:
     if isinstance(features, int) and isinstance(positions, int):
         frames = min(DEFAULT_SEQUENCE_LENGTH, positions * 2 ** int(getattr(config, "num_conv_layers", 0)))
         return InputSpec([TensorSpec((1, frames, features * int(getattr(config, "input_channels", 1))))], kwargs)
+    stacked = getattr(config, "feature_projection_input_dim", None)  # Wav2Vec2-BERT: stacked filterbank frames
+    if isinstance(stacked, int):
+        return InputSpec([TensorSpec((1, DEFAULT_SEQUENCE_LENGTH, stacked))], kwargs)
+    return default_inputs_for(model)
+
+
+def _time_series_inputs(model, config) -> InputSpec:
+    """``past_values`` ``(1, context_length, num_input_channels)`` (PatchTST, PatchTSMixer)."""
+    length, channels = getattr(config, "context_length", None), getattr(config, "num_input_channels", None)
+    if isinstance(length, int) and isinstance(channels, int):
+        return InputSpec([TensorSpec((1, length, channels))])
     return default_inputs_for(model)
 
 
@@ -424,6 +438,7 @@ MAIN_INPUT_BUILDERS: Dict[str, Callable[[Any, Any], InputSpec]] = {
     "input_values": _audio_inputs,
     "input_features": _spectrogram_inputs,
     "inputs": _perceiver_inputs,
+    "past_values": _time_series_inputs,
 }
 
 
