@@ -66,13 +66,16 @@ def _audio_configs():
     ast = transformers.ASTConfig(  # a spectrogram classifier: (batch, max_length frames, num_mel_bins)
         hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, max_length=48,
         num_mel_bins=32, patch_size=16, frequency_stride=10, time_stride=10, architectures=["ASTModel"])
-    return {"moonshine": moonshine, "encodec": encodec, "ast": ast}
+    dac = transformers.DacConfig(  # a codec whose config names no channels: mono (batch, 1, samples)
+        encoder_hidden_size=8, downsampling_ratios=[2, 4], decoder_hidden_size=32, n_codebooks=2, codebook_size=16,
+        codebook_dim=4, hidden_size=32, upsampling_ratios=[4, 2], architectures=["DacModel"])
+    return {"moonshine": moonshine, "encodec": encodec, "ast": ast, "dac": dac}
 
 
-@pytest.mark.parametrize("name", ["moonshine", "encodec", "ast"])
+@pytest.mark.parametrize("name", ["moonshine", "encodec", "ast", "dac"])
 def test_audio_default_inputs_have_the_shape_the_forward_takes(tmp_path, name, capsys):
     """A one-dimensional second of audio failed deep in these forwards (exit 3): Moonshine needs its decoder's ids,
-    Encodec a channel dimension, AST a spectrogram of ``max_length`` frames by ``num_mel_bins``."""
+    Encodec and DAC a channel dimension, AST a spectrogram of ``max_length`` frames by ``num_mel_bins``."""
     config = _audio_configs()[name]
     config.save_pretrained(tmp_path)
     spec = f"hf:{tmp_path / 'config.json'}"
@@ -82,8 +85,8 @@ def test_audio_default_inputs_have_the_shape_the_forward_takes(tmp_path, name, c
     if name == "moonshine":
         assert args[0].dim() == 2 and tuple(kwargs["decoder_input_ids"].shape) == (1, config.max_position_embeddings)
         assert int(kwargs["decoder_input_ids"].max()) < config.vocab_size
-    elif name == "encodec":
-        assert tuple(args[0].shape)[:2] == (1, config.audio_channels) and args[0].dim() == 3
+    elif name in ("encodec", "dac"):
+        assert tuple(args[0].shape)[:2] == (1, getattr(config, "audio_channels", 1)) and args[0].dim() == 3
     else:
         assert tuple(args[0].shape) == (1, config.max_length, config.num_mel_bins)
     torch.manual_seed(0)

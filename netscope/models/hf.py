@@ -375,15 +375,18 @@ def _image_inputs(model, config) -> InputSpec:
 
 def _audio_inputs(model, config) -> InputSpec:
     """``input_values``: one second of 16 kHz audio, ``(1, AUDIO_SAMPLES)``, or ``(1, audio_channels, AUDIO_SAMPLES)``
-    for codecs (Encodec, Mimi), with ``decoder_input_ids`` for an encoder-decoder (Moonshine); a spectrogram where
+    for codecs (Encodec, Mimi, DAC), with ``decoder_input_ids`` for an encoder-decoder (Moonshine); a spectrogram where
     the family's config names one (``SPECTROGRAM_VALUES``: AST)."""
     spectrogram = SPECTROGRAM_VALUES.get(getattr(config, "model_type", None))
     if spectrogram is not None:
         return InputSpec([TensorSpec((1, *spectrogram(config)))])
-    channels = getattr(config, "audio_channels", None)
+    channels = getattr(config, "audio_channels", MONO_CODECS.get(getattr(config, "model_type", None)))
     samples = TensorSpec((1, channels, AUDIO_SAMPLES) if isinstance(channels, int) else (1, AUDIO_SAMPLES))
     return InputSpec([samples], _decoder_inputs(model, config, set(inspect.signature(model.forward).parameters)))
 
+
+# config model_type -> audio channels of a codec whose config does not name them (its forward takes (1, C, samples))
+MONO_CODECS: Dict[str, int] = {"dac": 1}
 
 # config model_type -> (frames, mel bins) of the spectrogram a family takes as ``input_values``
 SPECTROGRAM_VALUES: Dict[str, Callable[[Any], Tuple[int, int]]] = {
