@@ -72,13 +72,14 @@ class TensorSpec:
 
     shape: Tuple[int, ...]
     dtype: Optional[str] = None  # None: the run's float dtype
-    high: Optional[int] = None  # integer tensors are drawn from [0, high); None: DEFAULT_INT_HIGH (see for_model)
+    high: Optional[int] = None  # integer tensors are drawn from [low, high); None: DEFAULT_INT_HIGH (see for_model)
     # (token id, count): the first ``count`` values along the last dimension are that token (a vision-language
     # model's image placeholders), every other value is drawn from [0, high) without it
     placeholder: Optional[Tuple[int, int]] = None
     # why this default tensor cannot be made (a model family whose inputs must come from its own processor):
     # building it raises that paragraph, before any forward runs on inputs it would refuse
     refused: str = ""
+    low: int = 0  # the smallest value an integer tensor holds: ``low=1, high=2`` is all ones (an attention mask)
 
     @property
     def is_integer(self) -> bool:
@@ -89,7 +90,7 @@ class TensorSpec:
         import torch
 
         limit = int(torch.iinfo(getattr(torch, self.dtype)).max) + 1 if self.is_integer else 2
-        return max(1, min(self.high if self.high is not None else DEFAULT_INT_HIGH, limit))
+        return max(self.low + 1, min(self.high if self.high is not None else DEFAULT_INT_HIGH, limit))
 
     def nbytes(self, float_dtype: str) -> int:
         import torch
@@ -115,7 +116,7 @@ class TensorSpec:
         if dtype == torch.bool:
             return torch.ones(self.shape, dtype=dtype, device=device)
         if self.placeholder is None:
-            return torch.randint(0, self.upper_bound(), self.shape, generator=generator,
+            return torch.randint(self.low, self.upper_bound(), self.shape, generator=generator,
                                  dtype=torch.int64, device="cpu").to(device=device, dtype=dtype)
         token, count = self.placeholder
         if not self.shape or self.shape[-1] <= count:
@@ -201,7 +202,8 @@ class InputSpec:
         def typed(spec: TensorSpec, default: Optional[TensorSpec]) -> TensorSpec:
             if default is None or spec.dtype is not None or default.dtype is None:
                 return spec
-            return dataclasses.replace(spec, dtype=default.dtype, high=default.high, placeholder=default.placeholder)
+            return dataclasses.replace(spec, dtype=default.dtype, high=default.high, low=default.low,
+                                       placeholder=default.placeholder)
 
         args = [typed(spec, default) for spec, default in zip(self.args, defaults.args)] + list(
             self.args[len(defaults.args):])

@@ -21,13 +21,18 @@ as ``from_config`` does; override with ``-a dtype=float32``. Configs that need `
 (an ``auto_map`` entry) are refused: netscope runs no downloaded code.
 
 Default dummy input, chosen by the model's ``main_input_name``: token ids ``(1, 128)`` within the
-vocabulary plus an all-ones ``attention_mask`` (and ``decoder_input_ids`` for encoder-decoders, and
+vocabulary plus an all-ones int64 ``attention_mask`` (and ``decoder_input_ids`` for encoder-decoders, and
 ``pixel_values`` for text-and-image models such as CLIP, their text part's vocabulary and positions; for
-Llava, PaliGemma and Gemma 3 the ids start with as many image tokens as one image has features, then 128 others;
-other families with an image token, Llava-NeXT and Qwen2-VL, get none: building their input is refused);
-``pixel_values`` ``(1, C, H, W)`` from ``num_channels`` / ``image_size``; one second of 16 kHz audio
-for ``input_values``; Whisper's ``input_features`` ``(1, num_mel_bins, 2 * max_source_positions)``; Perceiver's
-``inputs`` ``(1, 128, d_model)`` without a preprocessor, token ids with its text one.
+Llava, PaliGemma and Gemma 3 the ids start with as many image tokens as one image has features, then 128 others
+(BLIP-2: its image, and ids that start with its ``num_query_tokens`` image tokens); other families with an image
+token, Llava-NeXT and Qwen2-VL, get none: building their input is refused);
+``pixel_values`` ``(1, C, H, W)`` from ``num_channels`` / ``image_size`` (``(1, num_frames, C, H, W)`` for video
+models); one second of 16 kHz audio for ``input_values`` (``(1, audio_channels, 16000)`` for codecs, AST's
+``(1, max_length, num_mel_bins)`` spectrogram, and ``decoder_input_ids`` for Moonshine; SpeechT5's encoder and
+decoder without their prenets take hidden states ``(1, 128, hidden_size)``, its speech decoder
+``(1, 128, num_mel_bins)`` frames); Whisper's ``input_features`` ``(1, num_mel_bins, 2 * max_source_positions)``
+(Wav2Vec2-BERT's ``(1, 128, feature_projection_input_dim)``); ``past_values`` ``(1, context_length,
+num_input_channels)``; Perceiver's ``inputs`` ``(1, 128, d_model)`` without a preprocessor, token ids with its text one.
 """
 
 from __future__ import annotations
@@ -233,7 +238,13 @@ def _build_model(transformers, config, name: str):
 
 
 def hf_default_inputs(model, config) -> InputSpec:
-    """The dummy input a transformers model's forward expects, from its ``main_input_name``."""
+    """The dummy input a transformers model's forward expects: the family's own builder (``FAMILY_INPUTS``), else
+    one chosen by its ``main_input_name``."""
+    family = FAMILY_INPUTS.get(getattr(config, "model_type", None))
+    return family(model, config) if family is not None else _main_inputs(model, config)
+
+
+def _main_inputs(model, config) -> InputSpec:
     main_input = getattr(model, "main_input_name", "input_ids")
     builder = MAIN_INPUT_BUILDERS.get(main_input)
     if builder is None:
@@ -251,7 +262,7 @@ def _token_inputs(model, config) -> InputSpec:
     length = _sequence_length(text, reserved=placeholder[1] if placeholder else 0)
     kwargs: Dict[str, TensorSpec] = {}
     if "attention_mask" in accepted:
-        kwargs["attention_mask"] = TensorSpec((1, length), "bool")  # bool tensors are built all ones
+        kwargs["attention_mask"] = _attention_mask(length)
     kwargs.update(_decoder_inputs(model, config, accepted))
     if images:
         pixels = _image_inputs(model, vision).args[0]
@@ -260,6 +271,11 @@ def _token_inputs(model, config) -> InputSpec:
             pixels = dataclasses.replace(pixels, refused=_uncounted_image_tokens(model, config, token, accepted))
         kwargs["pixel_values"] = pixels
     return InputSpec([TensorSpec((1, length), "int64", high=vocab, placeholder=placeholder)], kwargs)
+
+
+def _attention_mask(length: int) -> TensorSpec:
+    """All ones, int64 as tokenizers return it (XLNet computes ``1.0 - attention_mask``, which a bool mask refuses)."""
+    return TensorSpec((1, length), "int64", high=2, low=1)
 
 
 def _image_token(config) -> Optional[int]:
@@ -313,6 +329,7 @@ IMAGE_TOKEN_COUNTS: Dict[str, Callable[[Any], int]] = {
     "llava": _llava_image_tokens,
     "paligemma": lambda config: getattr(config.text_config, "num_image_tokens", None) or _patches(config.vision_config),
     "gemma3": lambda config: int(config.mm_tokens_per_image),
+    "blip-2": lambda config: int(config.num_query_tokens),
 }
 
 
@@ -343,17 +360,38 @@ def _image_inputs(model, config) -> InputSpec:
     size = getattr(vision, "image_size", 224)
     height, width = (size, size) if isinstance(size, int) else tuple(size)[-2:]
     channels = getattr(vision, "num_channels", 3)
-    pixels = TensorSpec((1, int(channels), int(height), int(width)))
+    frames = getattr(vision, "num_frames", None)  # a video model (VideoMAE, TimeSformer, ViViT): (1, T, C, H, W)
+    clip = (int(frames),) if isinstance(frames, int) and not isinstance(frames, bool) else ()
+    pixels = TensorSpec((1, *clip, int(channels), int(height), int(width)))
     accepted = set(inspect.signature(model.forward).parameters)
     kwargs = _decoder_inputs(model, config, accepted)
     if "input_ids" in accepted and getattr(config, "text_config", None) is not None:
-        length = _sequence_length(_text_config(config))
-        kwargs["input_ids"] = TensorSpec((1, length), "int64", high=_vocabulary_size(model, config))
+        placeholder = _image_placeholder(config)  # BLIP-2: its query tokens' outputs go where the image tokens are
+        length = _sequence_length(_text_config(config), reserved=placeholder[1] if placeholder else 0)
+        kwargs["input_ids"] = TensorSpec((1, length), "int64", high=_vocabulary_size(model, config),
+                                         placeholder=placeholder)
     return InputSpec([pixels], kwargs)
 
 
 def _audio_inputs(model, config) -> InputSpec:
-    return InputSpec([TensorSpec((1, AUDIO_SAMPLES))])
+    """``input_values``: one second of 16 kHz audio, ``(1, AUDIO_SAMPLES)``, or ``(1, audio_channels, AUDIO_SAMPLES)``
+    for codecs (Encodec, Mimi, DAC), with ``decoder_input_ids`` for an encoder-decoder (Moonshine); a spectrogram where
+    the family's config names one (``SPECTROGRAM_VALUES``: AST)."""
+    spectrogram = SPECTROGRAM_VALUES.get(getattr(config, "model_type", None))
+    if spectrogram is not None:
+        return InputSpec([TensorSpec((1, *spectrogram(config)))])
+    channels = getattr(config, "audio_channels", MONO_CODECS.get(getattr(config, "model_type", None)))
+    samples = TensorSpec((1, channels, AUDIO_SAMPLES) if isinstance(channels, int) else (1, AUDIO_SAMPLES))
+    return InputSpec([samples], _decoder_inputs(model, config, set(inspect.signature(model.forward).parameters)))
+
+
+# config model_type -> audio channels of a codec whose config does not name them (its forward takes (1, C, samples))
+MONO_CODECS: Dict[str, int] = {"dac": 1}
+
+# config model_type -> (frames, mel bins) of the spectrogram a family takes as ``input_values``
+SPECTROGRAM_VALUES: Dict[str, Callable[[Any], Tuple[int, int]]] = {
+    "audio-spectrogram-transformer": lambda config: (int(config.max_length), int(config.num_mel_bins)),
+}
 
 
 def _spectrogram_inputs(model, config) -> InputSpec:
@@ -369,6 +407,17 @@ def _spectrogram_inputs(model, config) -> InputSpec:
     if isinstance(features, int) and isinstance(positions, int):
         frames = min(DEFAULT_SEQUENCE_LENGTH, positions * 2 ** int(getattr(config, "num_conv_layers", 0)))
         return InputSpec([TensorSpec((1, frames, features * int(getattr(config, "input_channels", 1))))], kwargs)
+    stacked = getattr(config, "feature_projection_input_dim", None)  # Wav2Vec2-BERT: stacked filterbank frames
+    if isinstance(stacked, int):
+        return InputSpec([TensorSpec((1, DEFAULT_SEQUENCE_LENGTH, stacked))], kwargs)
+    return default_inputs_for(model)
+
+
+def _time_series_inputs(model, config) -> InputSpec:
+    """``past_values`` ``(1, context_length, num_input_channels)`` (PatchTST, PatchTSMixer)."""
+    length, channels = getattr(config, "context_length", None), getattr(config, "num_input_channels", None)
+    if isinstance(length, int) and isinstance(channels, int):
+        return InputSpec([TensorSpec((1, length, channels))])
     return default_inputs_for(model)
 
 
@@ -392,7 +441,28 @@ MAIN_INPUT_BUILDERS: Dict[str, Callable[[Any, Any], InputSpec]] = {
     "input_values": _audio_inputs,
     "input_features": _spectrogram_inputs,
     "inputs": _perceiver_inputs,
+    "past_values": _time_series_inputs,
 }
+
+
+def _speecht5_inputs(model, config) -> InputSpec:
+    """SpeechT5: its encoder and decoder take what their prenets make (``SpeechT5Model`` has none): hidden states
+    ``(1, 128, hidden_size)`` without one; the speech decoder prenet's ``decoder_input_values`` are log-mel frames
+    ``(1, 128, num_mel_bins)`` (text to speech, speech to speech); with prenets the main input is built as usual."""
+    parts = getattr(model, "speecht5", model)
+    accepted = set(inspect.signature(model.forward).parameters)
+    hidden, length = int(config.hidden_size), DEFAULT_SEQUENCE_LENGTH
+    bare = type(getattr(parts, "encoder", None)).__name__ == "SpeechT5EncoderWithoutPrenet"
+    spec = InputSpec([TensorSpec((1, length, hidden))]) if bare else _main_inputs(model, config)
+    width = {"SpeechT5DecoderWithSpeechPrenet": int(config.num_mel_bins),
+             "SpeechT5DecoderWithoutPrenet": hidden}.get(type(getattr(parts, "decoder", None)).__name__)
+    if width is None or "decoder_input_values" not in accepted:
+        return spec
+    return dataclasses.replace(spec, kwargs={**spec.kwargs, "decoder_input_values": TensorSpec((1, length, width))})
+
+
+# config model_type -> the default input of a family whose forward takes more than its main input says
+FAMILY_INPUTS: Dict[str, Callable[[Any, Any], InputSpec]] = {"speecht5": _speecht5_inputs}
 
 
 def _sequence_length(config, reserved: int = 0) -> int:
