@@ -7,29 +7,25 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils.flop_counter import flop_registry
 
 import netscope
 from netscope.cli import main
 from netscope.models.specs import resolve_model
+from test_hf_multimodal_inputs import _TorchFormulas
 
 transformers = pytest.importorskip("transformers")
 
 
-class _TorchFormulas(TorchDispatchMode):
-    """Multiply-adds of every operator torch's flop_counter has a formula for (2 FLOPs each)."""
-
-    def __init__(self):
-        super().__init__()
-        self.flops = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        formula = flop_registry.get(func._overloadpacket)
-        if formula is not None:
-            self.flops += formula(*args, **(kwargs or {}), out_val=out)
-        return out
+def _counts_as_torch_does(oracle, args, kwargs):
+    """transformers' own model runs on netscope's default input, and netscope's summary of it has its parameters and
+    every multiply-add torch's flop_counter counts, with no operator left uncounted."""
+    counter = _TorchFormulas()
+    with torch.no_grad(), counter:
+        oracle(*args, **kwargs)  # transformers' own model accepts the default input
+    report = netscope.summary(oracle, input_data=(tuple(args), kwargs), audit_names=False)
+    assert report.totals.total_params == sum(p.numel() for p in oracle.parameters())
+    assert not report.partial, report.uncounted_ops()
+    assert report.totals.total_macs == counter.flops // 2 > 0
 
 
 def test_xlnet_default_mask_is_what_a_tokenizer_gives(tmp_path, capsys):
@@ -136,13 +132,7 @@ def test_speecht5_default_inputs_feed_what_its_prenets_take(tmp_path, architectu
     torch.manual_seed(0)
     config._attn_implementation = "eager"
     oracle = getattr(transformers, architecture)(config).eval()
-    counter = _TorchFormulas()
-    with torch.no_grad(), counter:
-        oracle(*args, **kwargs)  # transformers' own model accepts the default input
-    report = netscope.summary(oracle, input_data=(tuple(args), kwargs), audit_names=False)
-    assert report.totals.total_params == sum(p.numel() for p in oracle.parameters())
-    assert not report.partial, report.uncounted_ops()
-    assert report.totals.total_macs == counter.flops // 2 > 0
+    _counts_as_torch_does(oracle, args, kwargs)
 
 
 @pytest.mark.parametrize("architecture", ["Blip2Model", "Blip2ForConditionalGeneration"])
@@ -170,13 +160,7 @@ def test_blip2_token_ids_hold_one_image_token_per_query(tmp_path, architecture, 
     for part in (config.vision_config, config.qformer_config, config.text_config):
         part._attn_implementation = "eager"
     oracle = getattr(transformers, architecture)(config).eval()
-    counter = _TorchFormulas()
-    with torch.no_grad(), counter:
-        oracle(*args, **kwargs)  # transformers' own model accepts the default input
-    report = netscope.summary(oracle, input_data=(tuple(args), kwargs), audit_names=False)
-    assert report.totals.total_params == sum(p.numel() for p in oracle.parameters())
-    assert not report.partial, report.uncounted_ops()
-    assert report.totals.total_macs == counter.flops // 2 > 0
+    _counts_as_torch_does(oracle, args, kwargs)
 
 
 @pytest.mark.parametrize("name", ["videomae", "timesformer", "vivit"])
@@ -199,13 +183,7 @@ def test_video_models_get_a_clip_of_num_frames(tmp_path, name, capsys):
     torch.manual_seed(0)
     config._attn_implementation = "eager"
     oracle = getattr(transformers, config.architectures[0])(config).eval()
-    counter = _TorchFormulas()
-    with torch.no_grad(), counter:
-        oracle(*args, **kwargs)  # transformers' own model accepts the default input
-    report = netscope.summary(oracle, input_data=(tuple(args), kwargs), audit_names=False)
-    assert report.totals.total_params == sum(p.numel() for p in oracle.parameters())
-    assert not report.partial, report.uncounted_ops()
-    assert report.totals.total_macs == counter.flops // 2 > 0
+    _counts_as_torch_does(oracle, args, kwargs)
 
 
 @pytest.mark.parametrize("name", ["wav2vec2-bert", "patchtst", "patchtsmixer"])
@@ -235,10 +213,4 @@ def test_feature_and_time_series_inputs_have_the_shape_the_forward_takes(tmp_pat
     torch.manual_seed(0)
     config._attn_implementation = "eager"
     oracle = getattr(transformers, config.architectures[0])(config).eval()
-    counter = _TorchFormulas()
-    with torch.no_grad(), counter:
-        oracle(*args, **kwargs)  # transformers' own model accepts the default input
-    report = netscope.summary(oracle, input_data=(tuple(args), kwargs), audit_names=False)
-    assert report.totals.total_params == sum(p.numel() for p in oracle.parameters())
-    assert not report.partial, report.uncounted_ops()
-    assert report.totals.total_macs == counter.flops // 2 > 0
+    _counts_as_torch_does(oracle, args, kwargs)
