@@ -7,6 +7,7 @@ import re
 import pytest
 import torch
 import torch.nn as nn
+from torch.overrides import TorchFunctionMode
 
 import netscope
 from netscope.errors import ForwardError
@@ -276,6 +277,18 @@ class _Calls(nn.Module):
         return self.head(self.norm(self.blocks(x)).flatten(1)).softmax(-1)
 
 
+class Count(TorchFunctionMode):
+    """A user's TorchFunctionMode that lists the qualified name of every function it sees."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        self.calls.append(getattr(func, "__qualname__", str(func)))
+        return func(*args, **(kwargs or {}))
+
+
 @pytest.mark.parametrize("model_fn, size", [(_model, (1, 3, 8, 8)), (_Calls, (4, 6))])
 @pytest.mark.parametrize("given", ["input_data", "input_size"])
 def test_a_users_function_mode_sees_the_models_forward_and_nothing_of_netscopes_bookkeeping(model_fn, size, given):
@@ -283,17 +296,6 @@ def test_a_users_function_mode_sees_the_models_forward_and_nothing_of_netscopes_
     (oracle): netscope's buffer copies and compares, shape and size reads and dummy input (``randn``, ``to``)
     were 266 extra calls it saw for a 5-layer model (torch 2.14). The forward still runs under the mode (same calls,
     same order)."""
-    from torch.overrides import TorchFunctionMode
-
-    class Count(TorchFunctionMode):
-        def __init__(self):
-            super().__init__()
-            self.calls = []
-
-        def __torch_function__(self, func, types, args=(), kwargs=None):
-            self.calls.append(getattr(func, "__qualname__", str(func)))
-            return func(*args, **(kwargs or {}))
-
     model, x = model_fn().eval(), torch.randn(*size)
     with torch.no_grad(), Count() as own:
         model(x)
@@ -309,17 +311,6 @@ def test_a_users_function_mode_sees_the_steps_forward_and_backward_not_its_bookk
     """Around ``step``, a counting ``TorchFunctionMode`` counts the model's forward and the backward call, as
     around a real training step (oracle) less netscope's stand-in loss (``sum``): not the fake copies, the
     memory tracker's module hooks or the autograd tagging (383 extra calls for a 3-layer MLP before, torch 2.14)."""
-    from torch.overrides import TorchFunctionMode
-
-    class Count(TorchFunctionMode):
-        def __init__(self):
-            super().__init__()
-            self.calls = []
-
-        def __torch_function__(self, func, types, args=(), kwargs=None):
-            self.calls.append(getattr(func, "__qualname__", str(func)))
-            return func(*args, **(kwargs or {}))
-
     model, x = model_fn().train(), torch.randn(*size)
     with Count() as own:
         out = model(x)
