@@ -476,16 +476,9 @@ def test_two_checkpoint_tensors_into_one_tied_tensor_are_named_not_silently_one_
                                                         drop_unmatched=True).plan.notes)
 
 
-_TIED_LM_FILE = """
-import torch.nn as nn
-class TiedLM(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.embed = nn.Embedding(11, 4)
-        self.body = nn.Linear(4, 4)
-        self.head = nn.Linear(4, 11, bias=False)
-        self.head.weight = self.embed.weight
-"""
+# the CLI builds _TiedLM from a model file that imports it from here
+_TIED_LM_FILE = ("import sys\nsys.path.insert(0, %r)\nfrom test_remap_safety import _TiedLM as TiedLM\n"
+                 % str(__import__("pathlib").Path(__file__).parent))
 
 
 def test_the_tied_tensor_note_is_in_report_notes_the_text_and_the_json(tmp_path, capsys):
