@@ -30,6 +30,12 @@ def plural(n: int, word: str) -> str:
     return f"{n:,} {word}" + ("" if n == 1 else "s")
 
 
+def first_few(texts, limit: int = 5) -> str:
+    """The first ``limit`` texts joined by commas, then ', ...' when there are more: what a message names of a list."""
+    texts = list(texts)
+    return ", ".join(texts[:limit]) + (", ..." if len(texts) > limit else "")
+
+
 def shape_text(shape) -> str:
     """A tensor's shape as every text format writes it (a JSON list): ``[4, 3, 3, 3]``, ``[]`` for a scalar."""
     return "[" + ", ".join(str(d) for d in shape) + "]"

@@ -9,6 +9,7 @@ from typing import Any, Callable, Dict, Optional, Tuple
 from netscope.errors import CheckpointError
 from netscope.records import TensorMeta
 from netscope.registry import Registry
+from netscope.units import first_few
 
 # Keys that commonly hold the model's state dict, most specific first (Lightning/mmengine/timm train
 # scripts use 'state_dict'; DeepSpeed 'module'; many research repos 'model' or 'net').
@@ -43,14 +44,14 @@ def refuse_shapeless_tensors(state: Mapping) -> None:
     lazy = getattr(getattr(getattr(torch, "nn", None), "parameter", None), "UninitializedTensorMixin", ())
     unset = [key for key, value in state.items() if isinstance(value, lazy)] if lazy else []
     if unset:
-        shown = ", ".join(repr(k) for k in unset[:5]) + (", ..." if len(unset) > 5 else "")
+        shown = first_few(map(repr, unset))
         raise CheckpointError(
             f"the state dict holds {len(unset)} uninitialized lazy parameter(s) or buffer(s) ({shown}): they have no "
             "shape yet, so netscope cannot list, compare or remap them. Run the model once on an input (or call its "
             "lazy modules' initialize_parameters) before saving its state dict")
     nested = [key for key, value in state.items() if getattr(value, "is_nested", False) is True]
     if nested:
-        shown = ", ".join(repr(k) for k in nested[:5]) + (", ..." if len(nested) > 5 else "")
+        shown = first_few(map(repr, nested))
         raise CheckpointError(
             f"the state dict holds {len(nested)} nested tensor(s) ({shown}): a nested tensor (torch.nested) has no "
             "single shape, so netscope cannot list, compare or remap it. Save its parts instead (nt.unbind() gives "

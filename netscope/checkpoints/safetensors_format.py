@@ -18,6 +18,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 from netscope.checkpoints.dtypes import SAFETENSORS_DTYPES, SAFETENSORS_PACKED, itemsize, torch_dtype_name
 from netscope.errors import CheckpointError
 from netscope.records import TensorMeta
+from netscope.units import first_few
 
 ALIASES_KEY = "netscope.aliases"
 SD_METADATA_KEY = "netscope.state_dict_metadata"
@@ -214,7 +215,7 @@ def save(state: Mapping[str, Any], path: str, metadata: Optional[Mapping[str, st
 
     bad = [k for k, v in state.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
     if bad:
-        shown = ", ".join(repr(k) for k in bad[:5]) + (", ..." if len(bad) > 5 else "")
+        shown = first_few(map(repr, bad))
         raise CheckpointError(
             f"a .safetensors file holds only a flat dict of tensors with string keys, but {len(bad)} "
             f"entr{'y is' if len(bad) == 1 else 'ies are'} not ({shown}). Save the state dict alone "
@@ -222,7 +223,7 @@ def save(state: Mapping[str, Any], path: str, metadata: Optional[Mapping[str, st
         )
     unfit = [(key, why) for key, why in ((k, _unwritable(v)) for k, v in state.items()) if why]
     if unfit:
-        shown = ", ".join(f"{k!r} ({why})" for k, why in unfit[:5]) + (", ..." if len(unfit) > 5 else "")
+        shown = first_few(f"{k!r} ({why})" for k, why in unfit)
         raise CheckpointError(
             f"a .safetensors file cannot hold {len(unfit)} of these tensors: {shown}. The format stores dense "
             "tensors of its own dtypes only; write a .pt file (torch.save keeps them as they are)")
