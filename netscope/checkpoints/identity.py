@@ -27,8 +27,11 @@ def distinct_storages(tensors: Iterable) -> List[Tuple[Any, Optional[int]]]:
     storage-less subclass) is its own entry, with None."""
     tensors = tensors if isinstance(tensors, list) else list(tensors)
     sizes = _own_storage_sizes(tensors)
-    if sizes is not None:
-        return list(zip(tensors, sizes))
+    return list(zip(tensors, sizes)) if sizes is not None else _storages_one_by_one(tensors)
+
+
+def _storages_one_by_one(tensors: List) -> List[Tuple[Any, Optional[int]]]:
+    """:func:`distinct_storages` told through :func:`storage_key`, tensor by tensor."""
     seen = set()
     out: List[Tuple[Any, Optional[int]]] = []
     for tensor in tensors:
@@ -50,7 +53,7 @@ def held_bytes(tensors: Iterable) -> int:
         return sum(sizes)
     from netscope.run.shapes import stored_bytes
 
-    return sum(stored_bytes(t) if n is None else n for t, n in distinct_storages(tensors))
+    return sum(stored_bytes(t) if n is None else n for t, n in _storages_one_by_one(tensors))
 
 
 def _own_storage_sizes(tensors: List) -> Optional[List[int]]:
