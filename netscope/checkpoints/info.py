@@ -33,14 +33,7 @@ class CheckpointInfo:
     @property
     def total_bytes(self) -> int:
         """Bytes of tensor data, counting a storage shared by several keys once."""
-        from netscope.checkpoints.dtypes import itemsizes
-
-        metas = list(self.tensors.values())  # map() keeps the per-tensor work in C on 100k-key files
-        sizes = list(map(mul, map(prod, map(attrgetter("shape"), metas)), itemsizes(map(attrgetter("dtype"), metas))))
-        storages: List[Hashable] = list(map(attrgetter("storage_id"), metas))
-        if None in storages:  # no storage id: the tensor is its own storage
-            storages = [("key", key) if storage is None else storage for key, storage in zip(self.tensors, storages)]
-        return deduplicated_bytes(storages, sizes, metas)
+        return bytes_held(list(self.tensors), list(self.tensors.values()))
 
     @property
     def state_dict_entries(self) -> Tuple[str, ...]:
@@ -87,6 +80,19 @@ class LoadedCheckpoint:
     info: CheckpointInfo
     container: Any  # the whole loaded object (dict, ...), tensors on CPU
     state_dict: dict  # the dict at info.state_dict_path; keeps `._metadata` when the source had it
+
+
+def bytes_held(keys: Sequence[str], metas: Sequence[TensorMeta]) -> int:
+    """Bytes of the tensors ``metas`` (under ``keys``), a storage several of them share counted once
+    (:func:`deduplicated_bytes`); a tensor without a storage id is its own storage."""
+    from netscope.checkpoints.dtypes import itemsizes
+
+    # map() keeps the per-tensor work in C on 100k-key files
+    sizes = list(map(mul, map(prod, map(attrgetter("shape"), metas)), itemsizes(map(attrgetter("dtype"), metas))))
+    storages: List[Hashable] = list(map(attrgetter("storage_id"), metas))
+    if None in storages:
+        storages = [("key", key) if storage is None else storage for key, storage in zip(keys, storages)]
+    return deduplicated_bytes(storages, sizes, metas)
 
 
 def deduplicated_bytes(storages: Sequence[Hashable], sizes: Sequence[int],

@@ -161,8 +161,7 @@ def tree_columns(info, indent: bool = True) -> Dict[str, Sequence[Any]]:
 def _shared_subtree_bytes(info) -> Dict[str, int]:
     """Subtree -> its bytes with a storage several of its keys share counted once (as the total counts it), for
     the subtrees holding such keys."""
-    from netscope.checkpoints.dtypes import itemsize
-    from netscope.checkpoints.info import deduplicated_bytes
+    from netscope.checkpoints.info import bytes_held
 
     first: Dict[Any, str] = {}
     for key, meta in info.tensors.items():
@@ -178,12 +177,8 @@ def _shared_subtree_bytes(info) -> Dict[str, int]:
             members = under.get(".".join(parts[:depth]))
             if members is not None:
                 members.append((key, meta))
-    out = {}
-    for node, members in under.items():
-        metas = [meta for _, meta in members]
-        storages = [meta.storage_id or ("key", key) for key, meta in members]
-        out[node] = deduplicated_bytes(storages, [meta.numel * itemsize(meta.dtype) for meta in metas], metas)
-    return out
+    return {node: bytes_held([key for key, _ in members], [meta for _, meta in members])
+            for node, members in under.items()}
 
 
 def render_listing(info, table: Dict[str, Sequence[Any]], fmt: str, table_style: str) -> str:
