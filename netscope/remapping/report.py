@@ -9,7 +9,7 @@ from typing import Dict, List, Optional, Tuple
 from netscope.remapping import plan as P
 from netscope.remapping.coverage import Coverage
 from netscope.remapping.plan import KeyDecision, Plan
-from netscope.units import shape_text
+from netscope.units import first_few, shape_text
 
 COLUMNS = ("source", "target", "reason", "shape", "detail")
 CSV_COLUMNS = ("source", "target", "reason", "detail", "source_shape", "target_shape")  # as JSON's plan decisions
@@ -129,9 +129,8 @@ class RemapReport:
                            (self.missing_entries, "the model's modules set on load are not in the checkpoint ({}), "
                             "which load_state_dict(strict=True) reports missing")):
             if keys:
-                shown = ", ".join(map(repr, keys[:5])) + (", ..." if len(keys) > 5 else "")
                 problems.append(f"{len(keys)} non-tensor state-dict entr{'y' if len(keys) == 1 else 'ies'} "
-                                + what.format(shown))
+                                + what.format(first_few(map(repr, keys))))
         return problems
 
     def rows(self, *, include_exact: bool = True) -> List[dict]:
