@@ -20,6 +20,13 @@ observed too.
 A call is replayed only with grad mode and autocast off (as the pass runs them; a forward may turn them on),
 and a pass turns replay on only when nothing else intercepts operators or module calls (no other dispatch
 mode, no fake tensors, no global module hooks, no receptive-field tracking).
+
+Blocks go one step further: a stock ``nn.Sequential`` (or a subclass that keeps its forward and call path) whose
+children are all qualifying leaves, called with one plain tensor and no hooks like an earlier block (its class,
+the input's signature, and each child's class, configuration and tensor signatures), runs its children straight
+to their forwards, unobserved, and gets each child's call copied from the earlier block's: the same input and
+output shapes and bytes, the operators replayed as above. The children's own call overhead is most of what a
+deep stack of small blocks costs.
 """
 
 from __future__ import annotations
@@ -54,6 +61,12 @@ _STRIDED = torch.strided
 _PARAMETER = nn.Parameter
 
 
+def exclude_python(excluded: bool) -> None:
+    """Operators skip (True) or reach again (False) the Python dispatch keys: a replayed call's run unobserved."""
+    _exclude(_PYTHON_KEY, excluded)
+    _exclude(_SNAPSHOT_KEY, excluded)
+
+
 def replay_possible() -> bool:
     """Whether a pass may replay: no dispatch mode or Python-key exclusion already active, no global
     module hooks (they would run inside a replayed call, unobserved)."""
@@ -82,32 +95,20 @@ class LeafReplay:
         # signature -> (op packets, mac packets, mac values, windows, index of the recorded call)
         self.recorded: Dict[tuple, tuple] = {}
         self.same_as: Dict[int, int] = {}  # replayed call index -> index of the call it replays
+        # stock nn.Sequential blocks of qualifying leaves (see block_start): block signature -> per child, what its
+        # call recorded (input shape, output shape, output bytes, replay entry)
+        self.blocks: Dict[tuple, tuple] = {}
+        self.block_classes: Dict[type, bool] = {}
 
     def key(self, module: nn.Module, args: tuple, hooks: Optional[bool] = None) -> Optional[tuple]:
         """The call's signature, or None when it does not qualify. ``hooks``: whether the module has call hooks,
         when the caller knows (the pass's :class:`~netscope.run.model_state.HookState`); read here otherwise."""
-        cls = type(module)
-        shape = self.classes.get(cls, _UNSEEN)
-        if shape is _UNSEEN:
-            shape = self.classes[cls] = _ClassShape.of(cls, module)
-        if shape is None:
-            return None
-        state = module.__dict__
-        if hooks is None:
-            hooks = (state["_forward_pre_hooks"] or state["_forward_hooks"] or state["_backward_hooks"]
-                     or state["_backward_pre_hooks"])
-        if hooks or "forward" in state:  # hooks (or an instance's forward) run inside the call, unobserved
-            return None
         if _grad_enabled() or _any_autocast():  # a forward that turned either on: operators may differ
             return None
-        config = shape.config(state)
-        if config is None:
-            config = _config(state)  # an instance unlike the first of its class
-            if config is None:
-                return None
-        tensors = shape.tensors(state["_parameters"], state["_buffers"])
-        if tensors is None:
+        part = self.module_part(module, hooks)
+        if part is None:
             return None
+        cls, config, tensors = part
         if len(args) == 1 and type(args[0]) is _TENSOR:  # the usual call
             x = args[0]
             if x.is_nested or x.layout is not _STRIDED:  # nested components, sparse stored elements: not in a key
@@ -129,6 +130,31 @@ class LeafReplay:
             return None
         return (cls, config, tensors, tuple(inputs))
 
+    def module_part(self, module: nn.Module, hooks: Optional[bool] = None) -> Optional[tuple]:
+        """``(class, configuration, tensor signatures)`` of a stock leaf that qualifies, whatever its input; else
+        None. ``hooks``: as :meth:`key` takes it."""
+        cls = type(module)
+        shape = self.classes.get(cls, _UNSEEN)
+        if shape is _UNSEEN:
+            shape = self.classes[cls] = _ClassShape.of(cls, module)
+        if shape is None:
+            return None
+        state = module.__dict__
+        if hooks is None:
+            hooks = (state["_forward_pre_hooks"] or state["_forward_hooks"] or state["_backward_hooks"]
+                     or state["_backward_pre_hooks"])
+        if hooks or "forward" in state:  # hooks (or an instance's forward) run inside the call, unobserved
+            return None
+        config = shape.config(state)
+        if config is None:
+            config = _config(state)  # an instance unlike the first of its class
+            if config is None:
+                return None
+        tensors = shape.tensors(state["_parameters"], state["_buffers"])
+        if tensors is None:
+            return None
+        return cls, config, tensors
+
     def start(self, call, module: nn.Module, args: tuple, kwargs: dict, hooks: Optional[bool] = None) -> None:
         """A leaf call opens: replay it (operators unobserved) or note where its recording starts. ``hooks``: as
         :meth:`key` takes it."""
@@ -140,8 +166,7 @@ class LeafReplay:
         entry = self.recorded.get(key)
         if entry is not None:
             call.replay = entry
-            _exclude(_PYTHON_KEY, True)
-            _exclude(_SNAPSHOT_KEY, True)
+            exclude_python(True)
             return
         if _holds_sparse(module):  # a sparse weight's count follows its stored elements, which no key holds
             return
@@ -164,17 +189,23 @@ class LeafReplay:
                 return
             if any(qualified_name(packet) in AT_CAPACITY for packet in set(op_packets[op_start:])):
                 return  # a count read from index values: the next call with this signature may count otherwise
-            self.recorded[key] = (tuple(op_packets[op_start:]), tuple(mac_packets[mac_start:]),
-                                  tuple(mac_values[mac_start:]), windows, index)
+            call.entry = self.recorded[key] = (tuple(op_packets[op_start:]), tuple(mac_packets[mac_start:]),
+                                               tuple(mac_values[mac_start:]), windows, index)
             return
         entry = call.replay
         call.replay = None
-        _exclude(_PYTHON_KEY, False)
-        _exclude(_SNAPSHOT_KEY, False)
+        exclude_python(False)
         if raised:  # its operators ran unobserved and did not all run: nothing is charged (the call failed)
             return
+        self.charge(call, entry)
+
+    def charge(self, call, entry: tuple) -> None:
+        """Charge a replayed call with what the recorded call ``entry`` ran: its operators, multiply-adds and
+        windows, copied under the call's own index."""
+        op_calls, op_packets, mac_calls, mac_packets, mac_values = self.lists
         packets, recorded_packets, values, windows, source = entry
         index = call.index
+        call.entry = entry
         self.same_as[index] = source
         if packets:
             op_calls.extend((index,) * len(packets))
@@ -187,6 +218,55 @@ class LeafReplay:
         for raw in windows:
             self.windows.raw.append((index,) + raw)
 
+    def block_start(self, call, module: nn.Module, x: torch.Tensor, hooked, names: dict) -> Optional[tuple]:
+        """A container call opens with one plain tensor and no hooks of its own: when it is a stock
+        ``nn.Sequential`` (its class's forward, iteration and call path torch's) whose children are all qualifying
+        stock leaves of the traced model, the recorded children of an earlier block with the same signature
+        (returned: :func:`netscope.run.trace` runs the children without observing them and copies their calls),
+        or None, with ``call.block`` set to the signature so that :meth:`block_finish` records this block.
+        ``hooked``: the pass's set of modules with hooks (None: read each child's hook tables)."""
+        cls = type(module)
+        sequential = self.block_classes.get(cls)
+        if sequential is None:
+            sequential = self.block_classes[cls] = _stock_sequential(cls)
+        if not sequential or "forward" in module.__dict__ or _grad_enabled() or _any_autocast():
+            return None
+        if x.layout is not _STRIDED:
+            return None
+        parts = []
+        for child in module._modules.values():
+            if child is None or child._modules or id(child) not in names:
+                return None
+            part = self.module_part(child, None if hooked is None else id(child) in hooked)
+            if part is None:
+                return None
+            parts.append(part)
+        if not parts:
+            return None
+        key = (cls, x.shape, x.stride(), x.dtype, x.device, tuple(parts))
+        template = self.blocks.get(key)
+        if template is None:
+            call.block = key
+        return template
+
+    def block_finish(self, call, calls: list) -> None:
+        """A block :meth:`block_start` gave a signature returned: its children's calls become the signature's
+        template when they are exactly its children, each one plain tensor in and out, recorded or replayed."""
+        key = call.block
+        call.block = None
+        children = calls[call.index + 1:]
+        if len(children) != len(key[-1]):
+            return
+        template = []
+        for child, module in zip(children, call.module._modules.values()):
+            args = child.args
+            if (child.module is not module or child.parent != call.index or not child.finished or child.entry is None
+                    or type(child.output) is not _SIZE or len(args) != 1 or type(args[0]) is not _SIZE
+                    or child.kwargs):
+                return
+            template.append((args[0], child.output, child.output_bytes, child.entry))
+        self.blocks[key] = tuple(template)
+
     def close(self, excluded_before: bool) -> None:
         """After the pass: the Python keys' exclusion as it was before (a call left open by an error)."""
         for key in (_PYTHON_KEY, _SNAPSHOT_KEY):
@@ -195,6 +275,16 @@ class LeafReplay:
 
 
 _UNSEEN = object()
+_SIZE = torch.Size
+
+
+def _stock_sequential(cls: type) -> bool:
+    """Whether calling an instance of ``cls`` runs ``nn.Sequential``'s forward over its children through torch's
+    own call path (a subclass that defines none of these is one: torchvision's ``Conv2dNormActivation``)."""
+    return (issubclass(cls, nn.Sequential) and cls.forward is nn.Sequential.forward
+            and cls.__iter__ is nn.Sequential.__iter__ and cls.__call__ is nn.Module.__call__
+            and cls._call_impl is nn.Module._call_impl
+            and getattr(cls, "_wrapped_call_impl", None) is getattr(nn.Module, "_wrapped_call_impl", None))
 # Stock modules whose operators may depend on more than the key holds: recurrent layers (the flat weights'
 # memory layout, cuDNN paths) and losses (CTC picks its kernel from the target lengths' values on CUDA).
 _NOT_REPLAYED = frozenset({"torch.nn.modules.rnn", "torch.nn.modules.loss"})

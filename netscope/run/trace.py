@@ -4,8 +4,8 @@ Every call of a registered module goes through one wrapper of torch's call path 
 keeps a stack of open calls; a dispatch mode sees every aten operator and charges its multiply-adds
 (``netscope.operators.registry``) to the innermost open call, counting each operator's calls there too
 (``netscope.operators.breakdown``): an operator without a formula is recorded, never a silent 0. Stock
-leaves called again with the same signature replay their first call's operators
-(``netscope.run.leaf_replay``). The call path is restored and the model left as it was
+leaves called again with the same signature replay their first call's operators, and stock ``nn.Sequential``
+blocks of such leaves like an earlier block copy its children's calls (``netscope.run.leaf_replay``). The call path is restored and the model left as it was
 (``netscope.run.model_state``) whatever happens.
 """
 
@@ -33,7 +33,7 @@ from torch.utils.hooks import RemovableHandle
 from netscope.run.dataflow import MODEL_INPUT, NO_SOURCES, DataflowTracker, edge_tuple
 from netscope.errors import ForwardError, MacFormulaError, OutOfMemory
 from netscope.collector import paused_gc
-from netscope.run.leaf_replay import LeafReplay, replay_possible
+from netscope.run.leaf_replay import LeafReplay, exclude_python, replay_possible
 from netscope.run.model_state import (GLOBAL_STATE_LOCK, HookState, children_snapshot, frozen_heap,
                                       function_modes_aside, function_modes_set_aside, preserved_model,
                                       under_user_function_modes)
@@ -91,7 +91,7 @@ class _OpenCall:
 
     __slots__ = ("index", "module", "name", "parent", "depth", "call_number", "args", "kwargs", "inputs_from",
                  "output", "output_bytes", "own_macs", "failed", "finished", "origin", "error", "field", "replay",
-                 "recording")
+                 "recording", "entry", "block")
 
     def __init__(self, index, module, name, parent, depth, call_number, args, kwargs, inputs_from=NO_SOURCES):
         self.index = index
@@ -113,6 +113,8 @@ class _OpenCall:
         self.field = None  # receptive field of the output (netscope.analyses.receptive_field), when tracked
         self.replay = None  # a stock leaf replaying a recorded call's operators (netscope.run.leaf_replay)
         self.recording = None  # a stock leaf whose operators are being recorded for replay
+        self.entry = None  # a stock leaf's recorded operators, once it returned (recorded or replayed)
+        self.block = None  # a stock nn.Sequential block's signature, while it runs to be recorded for replay
 
 
 class _Recorder:
@@ -261,8 +263,12 @@ def recording_calls(recorder: _Recorder, hooks: Optional[HookState] = None):
         else:  # none unless it had some as the pass began or a hook was registered since
             has_hooks = key in hooked or handles.next_id != expected[0]
         replay = recorder.replay
-        if replay is not None and not module._modules:
-            replay.start(call, module, args, kwargs, bool(has_hooks))
+        template = None
+        if replay is not None:
+            if not module._modules:
+                replay.start(call, module, args, kwargs, bool(has_hooks))
+            elif not has_hooks and not kept and len(shapes) == 1 and type(first) is _TENSOR and overriding is None:
+                template = replay.block_start(call, module, first, hooked, names)
         try:
             # torch's own call runs forward straight away without hooks (one module call in deep models is
             # 1-2 us of Python): the same checks here, and torch's call path for everything else
@@ -279,6 +285,8 @@ def recording_calls(recorder: _Recorder, hooks: Optional[HookState] = None):
                                                   call.index, expected)
                 else:
                     output = call_original(module, *args, **kwargs)
+            elif template is not None:  # a stock block like an earlier one: its children's calls copied
+                output = replayed_block(call, module, first, template)
             else:
                 output = module.forward(*args, **kwargs)
         except BaseException as error:
@@ -289,6 +297,8 @@ def recording_calls(recorder: _Recorder, hooks: Optional[HookState] = None):
             stack.pop()
             if call.replay is not None or call.recording is not None:
                 replay.finish(call, raised=False)
+            elif call.block is not None:
+                replay.block_finish(call, calls)
             if advance is not None:
                 advance(1)
         else:
@@ -304,6 +314,57 @@ def recording_calls(recorder: _Recorder, hooks: Optional[HookState] = None):
         if recorder.field_of is not None:
             call.field = recorder.field_of(output)
         return output
+
+    def replayed_block(call: _OpenCall, module: nn.Module, x, template: tuple):
+        """Run a stock block's children as torch's call path would (no hooks: straight to forward) without
+        observing their operators, then open and close each child's call with what the template recorded. A child
+        that raises (out of memory; an index out of range) gets its own failed call, as it would have."""
+        children = list(module._modules.values())
+        ran = 0
+        exclude_python(True)
+        try:
+            for child in children:
+                x = child.forward(x)
+                ran += 1
+        except BaseException as error:
+            exclude_python(False)
+            sources = copied_calls(call, children[:ran], template)
+            shape = template[ran][0]
+            failing = _OpenCall(len(calls), children[ran], names[id(children[ran])], call.index, call.depth + 1,
+                                counted(children[ran]), (shape,), {}, sources)
+            calls.append(failing)
+            failing.failed, failing.error, failing.origin = True, error, failing
+            recorder.last_failed = failing
+            if advance is not None:
+                advance(1)
+            raise
+        exclude_python(False)
+        copied_calls(call, children, template)
+        return x
+
+    def counted(module: nn.Module) -> int:
+        """The module's call number for a call that opens now."""
+        key = id(module)
+        number = counts[key] = counts.get(key, 0) + 1
+        return number
+
+    def copied_calls(call: _OpenCall, children: list, template: tuple) -> FrozenSet[int]:
+        """Open and close a call of each child with what the template recorded, charged as a replayed leaf; the
+        producers of the next child's input."""
+        parent, depth, sources = call.index, call.depth + 1, call.inputs_from
+        charge = recorder.replay.charge
+        for child, (shape, output, output_bytes, entry) in zip(children, template):
+            index = len(calls)
+            done = _OpenCall(index, child, names[id(child)], parent, depth, counted(child), (shape,), {}, sources)
+            done.output = output
+            done.output_bytes = output_bytes
+            done.finished = True
+            calls.append(done)
+            charge(done, entry)
+            sources = frozenset((index,))
+        if advance is not None and children:
+            advance(len(children))
+        return sources
 
     # torch before 2.1 bound __call__ to _call_impl itself (no _wrapped_call_impl in between): wrap both then
     direct = nn.Module.__dict__.get("__call__") is original
