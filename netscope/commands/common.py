@@ -115,6 +115,15 @@ OUTPUT_OPTIONS = {"output": ("-o", "output"), "html": ("--html", "HTML page"), "
                   "out": ("the output checkpoint", "checkpoint")}
 
 
+def say_written(args: argparse.Namespace, path: str, what: str = "") -> None:
+    """``netscope: wrote PATH`` on stderr (``what`` appended), unless ``--quiet`` or ``path`` is ``-``: output on
+    standard output is there to see, and "wrote -" names no file."""
+    from netscope.fileio import STDOUT
+
+    if path and path != STDOUT and not getattr(args, "quiet", False):
+        sys.stderr.write(f"netscope: wrote {path}{what}\n")
+
+
 def say_not_written(args: argparse.Namespace, names, reason: str) -> None:
     """One stderr line for each file option of ``names`` (``args`` attributes) that was given and that a failure
     leaves unwritten, so that no asked-for file goes missing unsaid (``-``, standard output, needs none)."""
