@@ -7,6 +7,7 @@ folder, fsync, then rename over the target).
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import sys
 import tempfile
@@ -112,6 +113,14 @@ def command_output() -> Iterator[None]:
             yield
     finally:
         _COMMAND_STDOUT.pop()
+
+
+@contextlib.contextmanager
+def held_output(held: io.StringIO) -> Iterator[io.StringIO]:
+    """What ``print`` and ``sys.stderr`` writes inside the block go, in order, into ``held`` instead of being shown
+    (a build made only to size the weights, whose constructor the real build runs again)."""
+    with contextlib.redirect_stdout(held), contextlib.redirect_stderr(held):
+        yield held
 
 
 def command_stdout():

@@ -109,9 +109,9 @@ class Totals:
     shared_params: int  # elements of parameters reachable under more than one name (counted once above)
     shared_param_tensors: int  # how many parameter tensors have more than one name
     uncalled_params: int  # elements in modules that did not run during the pass
-    buffer_elements: int
+    buffer_elements: int  # elements of the storages buffers hold beyond the parameters' (each storage once)
     param_bytes: int
-    buffer_bytes: int
+    buffer_bytes: int  # bytes of those storages: a buffer viewing a parameter's storage adds none
     total_macs: int
     input_bytes: int
     activation_bytes: int  # sum of the outputs of the calls inside which no module call ran: a forward-pass estimate

@@ -346,3 +346,36 @@ def test_every_size_changing_pool_and_unpool_call_is_checked():
         hook.remove()
     checks = netscope.check(model, x)
     assert {c.layer: (c.status, c.expected_shape) for c in checks} == {name: ("pass", shape) for name, shape in real.items()}
+
+
+class _FloatMaskOrIndex(nn.Module):
+    """A forward that makes a float mask (masked_fill needs bool) or float indices (gather needs int64)."""
+
+    def __init__(self, use: str):
+        super().__init__()
+        self.conv, self.use = nn.Conv2d(3, 4, 3), use
+
+    def forward(self, x):
+        y = self.conv(x)
+        if self.use == "mask":
+            return y.masked_fill((y > 0).float(), 0.0)
+        return torch.gather(y, 1, torch.zeros_like(y))
+
+
+@pytest.mark.parametrize("use", ["mask", "index"])
+def test_a_dtype_failure_is_named_and_no_input_sizes_are_searched(use):
+    """A float mask/index made the error say 'Check the input shape(s)' and the diagnosis scan 300 sizes to report
+    'no working size found among 1..300' (6 s): no size can fix a dtype. Oracle: torch's own operator refuses the
+    mask/index at every size."""
+    import netscope
+
+    model = _FloatMaskOrIndex(use)
+    for size in (5, 32, 64):  # the real forward fails whatever the size
+        with pytest.raises((RuntimeError, IndexError), match="boolean masks|for index"), torch.no_grad():
+            model(torch.randn(1, 3, size, size))
+    with pytest.raises(ForwardError) as info:
+        netscope.summary(model, input_size=(1, 3, 32, 32))
+    message = str(info.value)
+    assert "Check the input shape" not in message and "wrong dtype (indices int64, masks bool)" in message
+    assert info.value.diagnosis.working_sizes == "not searched: the failure is about a dtype, which no input size changes"
+    assert "Input sizes that work: not searched" in info.value.diagnosis.render()

@@ -184,3 +184,37 @@ def test_a_model_file_runs_its_module_level_code_once_per_command(tmp_path, caps
     code, out, err = run_cli(capsys, *argv, "-q")
     assert code == 0, err
     assert (tmp_path / "imports.log").read_text() == "imported\n"
+
+
+PRINTING_MODEL = '''
+import torch.nn as nn
+
+print("loading the file")
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        print("building Net")
+        self.conv = nn.Conv2d(3, 4, 3)
+
+    def forward(self, x):
+        return self.conv(x)
+'''
+
+
+@pytest.mark.parametrize("fits", [True, False])
+def test_device_auto_shows_what_the_constructor_prints_once(tmp_path, capsys, monkeypatch, fits):
+    """--device auto builds the model once on meta to size its weights, then for real when they fit: a constructor
+    that prints said 'building Net' twice (a script says it once). Oracle: the file run as a script would, one
+    build. When the weights do not fit, the meta build is the one used, and its print is shown, once."""
+    import netscope.run.devices
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "net.py").write_text(PRINTING_MODEL)
+    if not fits:
+        monkeypatch.setattr(netscope.run.devices, "available_memory_bytes", lambda device=None: 16)  # 16 bytes free
+    code, out, err = run_cli(capsys, "summary", "net.py:Net", "-i", "1,3,8,8", "--device", "auto")
+    assert code == 0, err
+    assert (err.count("loading the file"), err.count("building Net")) == (1, 1), err
+    assert ("running on the meta device" in err) is not fits

@@ -214,3 +214,77 @@ def test_feature_and_time_series_inputs_have_the_shape_the_forward_takes(tmp_pat
     config._attn_implementation = "eager"
     oracle = getattr(transformers, config.architectures[0])(config).eval()
     _counts_as_torch_does(oracle, args, kwargs)
+
+
+def _forward_input_configs():
+    """Small configs of families whose forward needs more than their main input (each exited 3 on netscope's own
+    default input): the keyword each needs, as its model's docstring names it."""
+    return {
+        "kosmos-2": transformers.Kosmos2Config(  # image_embeds_position_mask: where the image's features go
+            text_config=dict(vocab_size=100, embed_dim=32, layers=1, attention_heads=2, ffn_dim=64,
+                             max_position_embeddings=256),
+            vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                               image_size=32, patch_size=16),
+            latent_query_num=4, architectures=["Kosmos2Model"]),
+        "bros": transformers.BrosConfig(  # bbox: each token's box
+            vocab_size=100, hidden_size=64, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+            architectures=["BrosModel"]),
+        "xmod": transformers.XmodConfig(  # lang_ids (or a default_language): which adapter runs
+            vocab_size=100, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+            languages=["en_XX", "de_DE"], architectures=["XmodModel"]),
+        "clvp": transformers.ClvpConfig(  # input_features: the log-mel spectrogram next to the text
+            text_config=dict(vocab_size=256, hidden_size=64, intermediate_size=64, projection_dim=16,
+                             num_hidden_layers=1, num_attention_heads=2),
+            speech_config=dict(vocab_size=100, hidden_size=64, intermediate_size=64, projection_dim=16,
+                               num_hidden_layers=1, num_attention_heads=2),
+            decoder_config=dict(vocab_size=100, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                max_text_tokens=160, max_mel_tokens=64, feature_size=16, num_mel_attn_blocks=1,
+                                decoder_fixing_codes=[83, 45, 45, 50], start_of_mel_token=98, stop_of_mel_token=99),
+            architectures=["ClvpModelForConditionalGeneration"]),
+        "univnet": transformers.UnivNetConfig(  # (batch, frames, num_mel_bins), not a guessed Conv1d input
+            model_in_channels=8, model_hidden_channels=8, num_mel_bins=16, resblock_kernel_sizes=[3],
+            resblock_stride_sizes=[4], resblock_dilation_sizes=[[1, 3]], kernel_predictor_num_blocks=1,
+            kernel_predictor_hidden_channels=8, architectures=["UnivNetModel"]),
+        "decision_transformer": transformers.DecisionTransformerConfig(  # a trajectory, not a vector of 128
+            state_dim=5, act_dim=3, hidden_size=32, n_layer=1, n_head=2, n_inner=64, max_ep_len=50, n_positions=512,
+            architectures=["DecisionTransformerModel"]),
+    }
+
+
+@pytest.mark.parametrize("name", ["kosmos-2", "bros", "xmod", "clvp", "univnet", "decision_transformer"])
+def test_families_get_every_input_their_forward_needs(tmp_path, name, capsys):
+    """``netscope summary hf:<config>`` exited 3 for these families: Kosmos-2 got no image_embeds_position_mask,
+    Bros no bbox, X-MOD no lang_ids, CLVP no spectrogram, UnivNet a (1, 64, 224) guess, the Decision Transformer a
+    [1, 128] vector. Each input is checked against the model's documented shape; transformers' own model runs on
+    them, and netscope counts its parameters and torch's multiply-adds."""
+    config = _forward_input_configs()[name]
+    config.save_pretrained(tmp_path)
+    spec = f"hf:{tmp_path / 'config.json'}"
+    assert main(["summary", spec, "-q"]) == 0, capsys.readouterr().err
+    args, kwargs = resolve_model(spec).inputs.build("cpu")
+    shapes = {key: tuple(value.shape) for key, value in kwargs.items()}
+    if name == "kosmos-2":
+        length = shapes["input_ids"][1]
+        mask = kwargs["image_embeds_position_mask"]
+        assert shapes["image_embeds_position_mask"] == (1, length) and int(mask.sum()) == config.latent_query_num
+        assert set(mask.unique().tolist()) == {0, 1}
+    elif name == "bros":
+        assert shapes["bbox"] == (*args[0].shape, 4)
+    elif name == "xmod":
+        assert shapes["lang_ids"] == (1,) and 0 <= int(kwargs["lang_ids"]) < len(config.languages)
+    elif name == "clvp":
+        assert shapes["input_features"][:2] == (1, config.decoder_config.feature_size)
+    elif name == "univnet":
+        assert tuple(args[0].shape)[::2] == (1, config.num_mel_bins)
+        assert shapes["noise_sequence"] == (*args[0].shape[:2], config.model_in_channels)
+    else:
+        steps = args[0].shape[1]
+        assert tuple(args[0].shape) == (1, steps, config.state_dim) and shapes["actions"] == (1, steps, config.act_dim)
+        assert shapes["rewards"] == shapes["returns_to_go"] == (1, steps, 1) and shapes["timesteps"] == (1, steps)
+        assert int(kwargs["timesteps"].max()) < config.max_ep_len
+    torch.manual_seed(0)
+    for part in [config] + [getattr(config, key) for key in ("text_config", "vision_config", "speech_config",
+                                                              "decoder_config") if hasattr(config, key)]:
+        part._attn_implementation = "eager"
+    oracle = getattr(transformers, config.architectures[0])(config).eval()
+    _counts_as_torch_does(oracle, args, kwargs)

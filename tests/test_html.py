@@ -260,6 +260,15 @@ def test_cli_writes_html_and_plot(tmp_path, capsys):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_html_on_stdout_is_not_announced_as_a_file_named_dash(tmp_path, capsys):
+    """``--html - -o F`` said "netscope: wrote -": the page went to standard output and no file is named '-'."""
+    table = tmp_path / "table.txt"
+    assert main(["summary", "resnet18", "--device", "meta", "--html", "-", "-o", str(table)]) == 0
+    out, err = capsys.readouterr()
+    assert payload(out)["totals"]["total_params"] == 11_689_512  # the page is on stdout
+    assert "wrote -" not in err and not (tmp_path / "-").exists() and "Total params: 11,689,512" in table.read_text()
+
+
 def test_cli_rejects_unknown_plot_extension_before_running(tmp_path, capsys):
     rc = main(["summary", "resnet18", "--device", "meta", "--plot", str(tmp_path / "bars.xyz")])
     assert rc == 2

@@ -452,3 +452,33 @@ def test_a_fused_loss_counts_zero_like_the_same_loss_written_elementwise(name):
         assert report.totals.total_macs == counter.get_total_flops() // 2 == 0
         step = netscope.step(model, input_data=args, optimizer="sgd")
         assert step.totals.backward_uncounted == ()
+
+
+class _InPlace(nn.Module):
+    """Elementwise layers and calls in their in-place form (FCOS's training forward calls ``abs_``)."""
+
+    def __init__(self, inplace: bool):
+        super().__init__()
+        self.proj = nn.Conv2d(3, 4, 1)
+        self.acts = nn.Sequential(nn.Mish(inplace=inplace), nn.Threshold(0.1, 2.0, inplace=inplace),
+                                  nn.Dropout2d(0.5, inplace=inplace), nn.RReLU(inplace=inplace))
+        self.inplace = inplace
+
+    def forward(self, x):
+        y = self.acts(self.proj(x))
+        return y.abs_() if self.inplace else y.abs()
+
+
+def test_an_in_place_elementwise_operator_counts_zero_like_its_out_of_place_form():
+    """``abs_``, ``mish_``, ``threshold_``, ``feature_dropout_``, ``rrelu_`` were uncounted (the report partial:
+    torchvision's FCOS in train mode, on abs_) while ``abs``, ``mish``, ... are zero by convention: the same
+    arithmetic written into the input. Oracle: torch's FlopCounterMode on the same forward, and the out-of-place
+    model's report."""
+    x = torch.randn(2, 3, 8, 8)
+    for inplace in (True, False):
+        model = _InPlace(inplace).train()
+        with FlopCounterMode(display=False) as counter:
+            model(x.clone())
+        report = netscope.summary(model, input_data=(x,), mode="train")
+        assert report.uncounted_ops() == [] and not report.partial, report.uncounted_ops()
+        assert report.totals.total_macs == counter.get_total_flops() // 2 == 2 * 64 * 3 * 4

@@ -122,6 +122,37 @@ def test_views_of_one_storage_hold_its_memory_once(device):
     assert step.totals.buffer_bytes == _held_bytes(model.buffers())
 
 
+class BufferViewsParameter(nn.Module):
+    """A buffer registered as a view of a parameter's storage, and a parameter viewing a buffer's."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(8, 8)
+        self.register_buffer("flat", self.lin.weight.detach().view(-1))
+        self.register_buffer("rows", self.lin.weight.detach()[:4])
+        self.register_buffer("base", torch.randn(16))
+        self.p = nn.Parameter(self.base.view(4, 4))
+        self.register_buffer("own", torch.zeros(3))
+
+    def forward(self, x):
+        return self.lin(x) + self.flat[:8] + self.p.sum()
+
+
+@pytest.mark.parametrize("device", ["cpu", "meta"])
+def test_a_buffer_viewing_a_parameter_holds_no_memory_of_its_own(device):
+    """Params and buffers were each deduplicated, but not against each other: the weight's storage was counted in
+    param_bytes and again in buffer_bytes (the 'Estimated total size' 2 x the weight), and so was the buffer a
+    parameter views. Oracle: the storages under state_dict's tensors, each once by data pointer."""
+    model = BufferViewsParameter()
+    t = netscope.summary(model, input_size=(2, 8), device=device, audit_names=False).totals
+    everything = list(model.parameters()) + list(model.buffers())
+    assert t.param_bytes == _held_bytes(model.parameters()) == (64 + 8 + 16) * 4
+    assert t.param_bytes + t.buffer_bytes == _held_bytes(everything) == _held_bytes(model.state_dict().values())
+    assert (t.buffer_bytes, t.buffer_elements) == (3 * 4, 3)  # only `own` holds memory the parameters do not
+    step = netscope.step(model, input_size=(2, 8))
+    assert step.totals.buffer_bytes == _held_bytes(everything) - _held_bytes(model.parameters())
+
+
 def test_attention_compute_is_counted_where_torchinfo_misses_it():
     torchinfo = pytest.importorskip("torchinfo")
     model = torchvision.models.vit_b_16(weights=None).eval()

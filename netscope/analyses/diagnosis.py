@@ -9,6 +9,7 @@ from typing import Optional, Tuple
 from netscope.analyses.formulas import predict
 from netscope.analyses.formulas.registry import FEATURES, product_text, shape_text
 from netscope.records import FAILED
+from netscope.run.failures import dtype_advice
 
 DIAGNOSIS_PROBES = 300  # runs the solver may spend on "Input sizes that work"
 
@@ -141,7 +142,8 @@ def diagnose_failure(model, input_spec, error, *, solve: bool = True, mode: str 
         input_shape = "{" + ", ".join(f"{k}: {_shape_str(tuple(t.shape))}" for k, t in input_spec.kwargs.items()) + "}"
     working = ""
     if solve and input_spec is not None:
-        working = _working_sizes(model, input_spec, mode)
+        working = ("not searched: the failure is about a dtype, which no input size changes"
+                   if dtype_advice(original) else _working_sizes(model, input_spec, mode))
     return Diagnosis(layer, class_name, message, expected, arrived, explanation, chain, input_shape, working)
 
 

@@ -11,7 +11,7 @@ from typing import Mapping, Optional, Tuple
 import torch
 import torch.nn as nn
 
-from netscope.checkpoints.identity import distinct_storages, held_bytes
+from netscope.checkpoints.identity import held_bytes, storages_beyond
 from netscope.operators.packed import packed_by_module
 from netscope.records import Totals, record_from_fields
 from netscope.run.module_tree import (_NOT_NONE, _NUMEL, _REQUIRES_GRAD, ModuleTree, ParamCensus, _values,
@@ -62,8 +62,9 @@ def compute_totals(model: nn.Module, calls, called_modules, *, input_bytes: int,
     shared_ids = set(shared)
     uncalled += sum(t.numel() for key, tensors_ in packed_tensors.items() if key not in called for t in tensors_)
     # bytes and buffer elements: each storage once (a buffer registered as a slice of another, two parameter objects
-    # over one storage hold its memory once); a sparse tensor's stored values and indices
-    buffers_held = distinct_storages(tree.buffers)
+    # over one storage hold its memory once), a storage a parameter is on counted with the parameters only (a
+    # buffer viewing a parameter, or a parameter viewing a buffer); a sparse tensor's stored values and indices
+    buffers_held = storages_beyond(tree.buffers, tensors)
     return Totals(
         total_params=total,
         trainable_params=trainable,

@@ -30,6 +30,16 @@ def distinct_storages(tensors: Iterable) -> List[Tuple[Any, Optional[int]]]:
     return list(zip(tensors, sizes)) if sizes is not None else _storages_one_by_one(tensors)
 
 
+def storages_beyond(tensors: Iterable, held: Iterable) -> List[Tuple[Any, Optional[int]]]:
+    """:func:`distinct_storages` of ``tensors`` less the storages ``held`` are on: the memory ``tensors`` add to
+    what ``held`` already holds (a buffer registered as a view of a parameter adds nothing to the parameters)."""
+    held = held if isinstance(held, list) else list(held)
+    if not held:
+        return distinct_storages(tensors)
+    held_ids = set(map(id, held))
+    return [(t, n) for t, n in distinct_storages(held + list(tensors)) if id(t) not in held_ids]
+
+
 def _storages_one_by_one(tensors: List) -> List[Tuple[Any, Optional[int]]]:
     """:func:`distinct_storages` told through :func:`storage_key`, tensor by tensor."""
     seen = set()
@@ -44,16 +54,19 @@ def _storages_one_by_one(tensors: List) -> List[Tuple[Any, Optional[int]]]:
     return out
 
 
-def held_bytes(tensors: Iterable) -> int:
+def held_bytes(tensors: Iterable, beyond: Iterable = ()) -> int:
     """The bytes ``tensors`` hold together: each storage once (:func:`distinct_storages`), and a tensor whose storage
-    cannot be told by what it stores (``run.shapes.stored_bytes``: a sparse tensor's values and indices)."""
+    cannot be told by what it stores (``run.shapes.stored_bytes``: a sparse tensor's values and indices); with
+    ``beyond``, only the storages none of those is on (:func:`storages_beyond`)."""
     tensors = tensors if isinstance(tensors, list) else list(tensors)
-    sizes = _own_storage_sizes(tensors)
+    beyond = beyond if isinstance(beyond, list) else list(beyond)
+    sizes = None if beyond else _own_storage_sizes(tensors)
     if sizes is not None:
         return sum(sizes)
     from netscope.run.shapes import stored_bytes
 
-    return sum(stored_bytes(t) if n is None else n for t, n in _storages_one_by_one(tensors))
+    entries = storages_beyond(tensors, beyond) if beyond else _storages_one_by_one(tensors)
+    return sum(stored_bytes(t) if n is None else n for t, n in entries)
 
 
 def _own_storage_sizes(tensors: List) -> Optional[List[int]]:

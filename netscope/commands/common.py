@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import io
 import os
 import sys
 
@@ -113,6 +114,15 @@ def _stdout_aliases_as_dash(args: argparse.Namespace, paths):
 OUTPUT_OPTIONS = {"output": ("-o", "output"), "html": ("--html", "HTML page"), "plot": ("--plot", "plot"),
                   "save_plan": ("--save-plan", "plan"), "unmatched_out": ("--unmatched-out", "file"),
                   "out": ("the output checkpoint", "checkpoint")}
+
+
+def say_written(args: argparse.Namespace, path: str, what: str = "") -> None:
+    """``netscope: wrote PATH`` on stderr (``what`` appended), unless ``--quiet`` or ``path`` is ``-``: output on
+    standard output is there to see, and "wrote -" names no file."""
+    from netscope.fileio import STDOUT
+
+    if path and path != STDOUT and not getattr(args, "quiet", False):
+        sys.stderr.write(f"netscope: wrote {path}{what}\n")
 
 
 def say_not_written(args: argparse.Namespace, names, reason: str) -> None:
@@ -271,14 +281,26 @@ def command_inputs(inputs, resolved):
 
 
 def _resolve_fitting(args: argparse.Namespace, device, dtype: str):
-    """(resolved model, device) for ``--device auto``: the real build if it fits, else the meta build."""
+    """(resolved model, device) for ``--device auto``: the real build if it fits, else the meta build. What the
+    sizing build's constructor prints is shown only when that build is the one used: otherwise the real build's
+    constructor prints it (once, as in a script)."""
     import torch
 
+    from netscope.fileio import held_output
+    from netscope.models.specs import run_model_file
     from netscope.run.devices import available_memory_bytes
     from netscope.run.no_memory import weight_bytes
 
-    structural = resolve_from_args(args, empty_weights=True, note=False)  # only sizes the weights, unless it is the real build
+    run_model_file(args.model, vars(args).setdefault("_model_files", {}))  # its module-level output is shown
+    held = io.StringIO()
+    try:
+        with held_output(held):
+            structural = resolve_from_args(args, empty_weights=True, note=False)  # sizes the weights, unless real
+    except BaseException:
+        sys.stderr.write(held.getvalue())  # what the constructor printed before its error
+        raise
     if not _on_meta(structural.module):  # the no-memory build was not possible: this is the real build
+        sys.stderr.write(held.getvalue())
         build_note(args, structural)
         return structural, device
     needed = weight_bytes(structural.module, dtype)
@@ -286,6 +308,7 @@ def _resolve_fitting(args: argparse.Namespace, device, dtype: str):
     if available is None or needed <= available:
         del structural
         return resolve_from_args(args), device
+    sys.stderr.write(held.getvalue())
     build_note(args, structural)
     if not getattr(args, "quiet", False):
         sys.stderr.write(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from netscope.commands.common import add_model_arguments, add_output_arguments, emit
+from netscope.commands.common import add_model_arguments, add_output_arguments, emit, say_written
 
 HELP = "one training step planned on fake tensors: backward mult-adds, params/grads/optimizer/activation bytes, peak"
 
@@ -61,6 +61,5 @@ def run(args) -> int:
         from netscope.fileio import write_text_atomic
 
         write_text_atomic(args.html, report.to_html(), force=args.force)
-        if not args.quiet:
-            sys.stderr.write(f"netscope: wrote {args.html}\n")
+        say_written(args, args.html)
     return 0

@@ -37,7 +37,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from netscope.commands.common import build_report, check_output_paths, check_table_options
+    from netscope.commands.common import build_report, check_output_paths, check_table_options, say_written
     from netscope.errors import ForwardError
     from netscope.render.columns import parse_columns
 
@@ -63,14 +63,12 @@ def run(args) -> int:
         from netscope.render.html import report_html
 
         write_text_atomic(args.html, report_html(report), force=args.force)
-        if not args.quiet:
-            sys.stderr.write(f"netscope: wrote {args.html}\n")
+        say_written(args, args.html)
     if args.plot:
         from netscope.render.plot import save_plot
 
         save_plot(report, args.plot)
-        if not args.quiet:
-            sys.stderr.write(f"netscope: wrote {args.plot}\n")
+        say_written(args, args.plot)
     if report.partial and not args.strict and args.format in ("json", "csv") and not args.quiet:
         sys.stderr.write("netscope: the mult-add total is partial (a lower bound; rows marked >=): no formula for "
                          + "; ".join(str(u) for u in report.uncounted_ops()) + "\n")  # the table says it inline
@@ -87,7 +85,7 @@ def _failure_files(args, err) -> None:
     """The files asked for when the forward pass raised: ``--html`` and ``--plot`` of what was recorded up to the
     failure (``err.report``, which says so), or one stderr line each saying that nothing was written and why;
     ``-o`` (the table of a pass that did not finish is not written, as it is not printed) gets its line too."""
-    from netscope.commands.common import say_not_written
+    from netscope.commands.common import say_not_written, say_written
     from netscope.fileio import write_text_atomic
 
     say_not_written(args, ("output",), "the forward pass failed (the error below)")
@@ -104,9 +102,7 @@ def _failure_files(args, err) -> None:
 
         save_plot(report, args.plot)
     for path in (args.html, args.plot):
-        if path and not args.quiet:
-            sys.stderr.write(f"netscope: wrote {path} (what the forward pass recorded up to its failure, with the "
-                             "error)\n")
+        say_written(args, path, " (what the forward pass recorded up to its failure, with the error)")
 
 
 def _terminal_width(args):

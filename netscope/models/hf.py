@@ -33,6 +33,8 @@ decoder without their prenets take hidden states ``(1, 128, hidden_size)``, its 
 ``(1, 128, num_mel_bins)`` frames); Whisper's ``input_features`` ``(1, num_mel_bins, 2 * max_source_positions)``
 (Wav2Vec2-BERT's ``(1, 128, feature_projection_input_dim)``); ``past_values`` ``(1, context_length,
 num_input_channels)``; Perceiver's ``inputs`` ``(1, 128, d_model)`` without a preprocessor, token ids with its text one.
+Families whose forward needs more than that get it from ``FAMILY_INPUTS``: Kosmos-2's image mask, Bros's boxes,
+X-MOD's ``lang_ids``, CLVP's and UnivNet's spectrograms, the Decision Transformer's trajectory.
 """
 
 from __future__ import annotations
@@ -461,8 +463,74 @@ def _speecht5_inputs(model, config) -> InputSpec:
     return dataclasses.replace(spec, kwargs={**spec.kwargs, "decoder_input_values": TensorSpec((1, length, width))})
 
 
+def _with_kwargs(spec: InputSpec, model, extra: Dict[str, TensorSpec]) -> InputSpec:
+    """``spec`` plus those of ``extra`` the model's forward accepts."""
+    accepted = set(inspect.signature(model.forward).parameters)
+    return dataclasses.replace(spec, kwargs={**spec.kwargs, **{k: v for k, v in extra.items() if k in accepted}})
+
+
+def _bros_inputs(model, config) -> InputSpec:
+    """Bros: token ids and each token's ``bbox`` ``(1, length, 4)`` (its forward refuses to run without one)."""
+    spec = _main_inputs(model, config)
+    return _with_kwargs(spec, model, {"bbox": TensorSpec((*spec.args[0].shape, 4))})
+
+
+def _xmod_inputs(model, config) -> InputSpec:
+    """X-MOD: token ids and, unless the config names a ``default_language``, ``lang_ids`` ``(1,)``: the index of one
+    of ``config.languages`` (its forward refuses to run without either)."""
+    spec = _main_inputs(model, config)
+    if getattr(config, "default_language", None) is not None:
+        return spec
+    return _with_kwargs(spec, model, {"lang_ids": TensorSpec((1,), "int64", high=len(config.languages))})
+
+
+def _kosmos2_inputs(model, config) -> InputSpec:
+    """Kosmos-2: an image, token ids with room for its ``latent_query_num`` image features, and the
+    ``image_embeds_position_mask`` that puts them there (ones over those first positions, as its processor's mask
+    marks the features' places; without the mask the forward fails)."""
+    spec = _image_inputs(model, config)
+    features = int(config.latent_query_num)
+    length = _sequence_length(_text_config(config), reserved=features)
+    vocab = _vocabulary_size(model, config)
+    return _with_kwargs(spec, model, {
+        "input_ids": TensorSpec((1, length), "int64", high=vocab),
+        "image_embeds_position_mask": TensorSpec((1, length), "int64", high=1, placeholder=(1, features)),
+        "attention_mask": _attention_mask(length)})
+
+
+def _clvp_inputs(model, config) -> InputSpec:
+    """CLVP: token ids and the speech's log-mel ``input_features`` ``(1, feature_size, 128)`` (its conditioning
+    encoder's convolution takes both)."""
+    bins = int(config.decoder_config.feature_size)
+    spec = _main_inputs(model, config)
+    return _with_kwargs(spec, model, {"input_features": TensorSpec((1, bins, DEFAULT_SEQUENCE_LENGTH))})
+
+
+def _univnet_inputs(model, config) -> InputSpec:
+    """UnivNet: a log-mel spectrogram ``(1, 128, num_mel_bins)`` and its ``noise_sequence`` ``(1, 128,
+    model_in_channels)`` (given, so the forward draws no random numbers of its own)."""
+    length = DEFAULT_SEQUENCE_LENGTH
+    return _with_kwargs(InputSpec([TensorSpec((1, length, int(config.num_mel_bins)))]), model,
+                        {"noise_sequence": TensorSpec((1, length, int(config.model_in_channels)))})
+
+
+def _decision_transformer_inputs(model, config) -> InputSpec:
+    """Decision Transformer: a trajectory of 128 steps, ``states`` ``(1, 128, state_dim)``, ``actions`` ``(1, 128,
+    act_dim)``, ``rewards`` and ``returns_to_go`` ``(1, 128, 1)``, ``timesteps`` below ``max_ep_len`` and an all-ones
+    ``attention_mask``."""
+    length = min(DEFAULT_SEQUENCE_LENGTH, int(config.max_ep_len))
+    return _with_kwargs(InputSpec([TensorSpec((1, length, int(config.state_dim)))]), model, {
+        "actions": TensorSpec((1, length, int(config.act_dim))), "rewards": TensorSpec((1, length, 1)),
+        "returns_to_go": TensorSpec((1, length, 1)),
+        "timesteps": TensorSpec((1, length), "int64", high=int(config.max_ep_len)),
+        "attention_mask": _attention_mask(length)})
+
+
 # config model_type -> the default input of a family whose forward takes more than its main input says
-FAMILY_INPUTS: Dict[str, Callable[[Any, Any], InputSpec]] = {"speecht5": _speecht5_inputs}
+FAMILY_INPUTS: Dict[str, Callable[[Any, Any], InputSpec]] = {
+    "speecht5": _speecht5_inputs, "bros": _bros_inputs, "xmod": _xmod_inputs, "kosmos-2": _kosmos2_inputs,
+    "clvp": _clvp_inputs, "univnet": _univnet_inputs, "decision_transformer": _decision_transformer_inputs,
+}
 
 
 def _sequence_length(config, reserved: int = 0) -> int:

@@ -62,9 +62,7 @@ def resolve_model(spec: Optional[str], model_args: Optional[Mapping[str, Any]] =
     spec = spec or DEFAULT_MODEL
     model_args = dict(model_args or {})
     loaded = {} if loaded is None else loaded  # one resolution's builds (meta, fake, real) share it at least
-    file_spec = _file_spec(spec)
-    if file_spec is not None:  # its module-level code runs once, for real: never inside a meta or fake build
-        _file_module(*file_spec, spec, loaded)
+    run_model_file(spec, loaded)
     if not empty_weights:
         return _resolve(spec, model_args, False, loaded)
     from netscope.run.no_memory import build_without_memory
@@ -73,6 +71,14 @@ def resolve_model(spec: Optional[str], model_args: Optional[Mapping[str, Any]] =
                                                      retry=_constructor_failed, module_of=lambda r: r.module)
     resolved.build, resolved.build_failures = build, failures
     return resolved
+
+
+def run_model_file(spec: Optional[str], loaded: Dict[str, Any]) -> None:
+    """The module-level code of the file a ``path.py:Class`` spec names, run once per ``loaded`` (for real: never
+    inside a meta or fake build); nothing for other specs."""
+    file_spec = _file_spec(spec or DEFAULT_MODEL)
+    if file_spec is not None:
+        _file_module(*file_spec, spec, loaded)
 
 
 def _constructor_failed(exc: BaseException) -> bool:

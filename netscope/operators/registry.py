@@ -8,7 +8,8 @@ Every operator the trace sees is, in this order:
    ``torch.utils.flop_counter.flop_registry``, looked up live so formulas torch adds later are seen
    (it counts 2 FLOPs per multiply-add);
 2. **zero by convention** when it is on the documented list below (:data:`ZERO_BY_CONVENTION`, plus
-   every operator PyTorch tags ``pointwise`` and every view), or added with :func:`ignore_macs`: the convention
+   every operator PyTorch tags ``pointwise``, every view, and the in-place form ``name_`` of each operator on
+   the list), or added with :func:`ignore_macs`: the convention
    torchvision's published ``_ops`` follow (pytorch/vision#6936 counts matrix products and
    convolutions only), so views, elementwise math, normalisation, softmax, losses, pooling, interpolation,
    indexing, RoI align and NMS cost nothing;
@@ -22,6 +23,7 @@ registry multiplies that by :data:`REAL_PER_COMPLEX` (4), so totals are in real 
 
 from __future__ import annotations
 
+import importlib
 import operator
 from typing import Callable, Dict, Mapping, Optional, Set, Tuple, Union
 
@@ -193,8 +195,9 @@ ZERO_BY_CONVENTION: Mapping[str, Tuple[str, Tuple[str, ...]]] = {
 }
 
 _QUALIFIED_ZERO: Dict[str, str] = {name: group for group, (_, names) in ZERO_BY_CONVENTION.items() for name in names}
-RULES_NOTE = ("besides the names above: every operator PyTorch tags torch.Tag.pointwise (elementwise) and "
-              "every view (an overload whose output aliases its input)")
+RULES_NOTE = ("besides the names above: every operator PyTorch tags torch.Tag.pointwise (elementwise), "
+              "every view (an overload whose output aliases its input), and the in-place form (name_) of every "
+              "operator zero by convention")
 
 
 class MacRegistry:
@@ -280,7 +283,8 @@ class MacRegistry:
         torch_fn = flop_counter.flop_registry.get(packet)
         if torch_fn is not None:
             return "formula", _real_macs(_from_flops(torch_fn))
-        if name in self._zero or torch.Tag.pointwise in getattr(func, "tags", ()) or getattr(func, "is_view", False):
+        if (name in self._zero or torch.Tag.pointwise in getattr(func, "tags", ()) or getattr(func, "is_view", False)
+                or (name.endswith("_") and name[:-1] in self._zero)):  # abs_ is abs written into its input
             return "zero", None
         return "uncounted", None
 
@@ -494,6 +498,6 @@ def complex_note(packets) -> Optional[str]:
 
 
 # The formulas netscope adds live in netscope/operators/formulas.py; importing it registers them.
-from netscope.operators import formulas as _op_formulas  # noqa: E402,F401
+importlib.import_module("netscope.operators.formulas")
 
 REGISTRY.seal_builtins()

@@ -16,7 +16,6 @@ import contextlib
 import functools
 import itertools
 import operator
-import re
 import sys
 import threading
 import time
@@ -30,6 +29,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.nn.modules import module as module_globals
 from torch.utils.hooks import RemovableHandle
 
+from netscope.run.failures import dtype_advice
 from netscope.run.dataflow import MODEL_INPUT, NO_SOURCES, DataflowTracker, edge_tuple
 from netscope.errors import ForwardError, MacFormulaError, OutOfMemory
 from netscope.collector import paused_gc
@@ -1043,10 +1043,8 @@ def _forward_error(model, result: TraceResult, error: BaseException) -> ForwardE
             "(device=\"meta\") for a run without memory: shapes, parameters and multiply-adds are exact",
             original=error, layer=layer)
     else:
-        advice = ("Check the inputs' dtypes against the layer's (dtype=/input_dtypes= in the API, --dtype and "
-                  "--input on the command line)" if _DTYPE_MISMATCH.search(str(error)) else
-                  "Check the input shape(s) (--input on the command line, input_size/input_data in the API) "
-                  "against what this layer expects")
+        advice = dtype_advice(error) or ("Check the input shape(s) (--input on the command line, input_size/input_data "
+                                         "in the API) against what this layer expects")
         default, placed = torch.get_default_device(), model_device(model)
         if default.type != placed.type and default.type != "cpu":  # set by the caller (cpu is torch's own)
             advice += (f". torch's default device is {default.type} in the calling code (torch.set_default_device or "
@@ -1060,11 +1058,6 @@ def _forward_error(model, result: TraceResult, error: BaseException) -> ForwardE
     err.partial = result
     err.failed_index = index
     return err
-
-
-# torch's messages for operands of different dtypes (a float64 input into float32 weights, floats into an embedding)
-_DTYPE_MISMATCH = re.compile(r"same dtype|scalar type|Input type \(.*\) and (weight|bias) type|to have one of the following "
-                             r"scalar types|dtype mismatch", re.IGNORECASE)
 
 
 def _out_of_memory(error: BaseException) -> bool:

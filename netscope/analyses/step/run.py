@@ -192,7 +192,7 @@ def run_step(model: nn.Module, args: tuple, kwargs: dict, options: StepOptions, 
         backward_outside=backward.get(OUTSIDE, 0),
         saved_outside=saved.get(OUTSIDE, 0),
         params=infos,
-        buffer_bytes=held_bytes(copy_.buffers()),
+        buffer_bytes=held_bytes(copy_.buffers(), beyond=params),  # a buffer viewing a parameter: counted there
         input_bytes=sum(t.untyped_storage().nbytes() for t in torch.utils._pytree.tree_leaves((args, kwargs))
                         if isinstance(t, torch.Tensor)),
         timeline=timeline,
