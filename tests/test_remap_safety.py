@@ -377,6 +377,86 @@ def test_same_named_transposed_weights_stay_mismatches_and_are_not_moved_by_shap
     assert _same(new["c_fc.bias"], source.c_fc.bias) and _same(new["c_proj.bias"], source.c_proj.bias)
 
 
+
+class _NanoGPT(nn.Module):
+    """A GPT-2 written with nn.Linear (weights (out, in)) under Hugging Face's key names, as nanoGPT is."""
+
+    def __init__(self, n_embd=32, n_layer=2, n_head=4, vocab=50, block=16):
+        super().__init__()
+        self.n_head = n_head
+        blocks = []
+        for _ in range(n_layer):
+            b = nn.Module()
+            b.ln_1, b.ln_2, b.attn, b.mlp = nn.LayerNorm(n_embd), nn.LayerNorm(n_embd), nn.Module(), nn.Module()
+            b.attn.c_attn, b.attn.c_proj = nn.Linear(n_embd, 3 * n_embd), nn.Linear(n_embd, n_embd)
+            b.mlp.c_fc, b.mlp.c_proj = nn.Linear(n_embd, 4 * n_embd), nn.Linear(4 * n_embd, n_embd)
+            blocks.append(b)
+        self.transformer = nn.ModuleDict(dict(wte=nn.Embedding(vocab, n_embd), wpe=nn.Embedding(block, n_embd),
+                                              h=nn.ModuleList(blocks), ln_f=nn.LayerNorm(n_embd)))
+        self.lm_head = nn.Linear(n_embd, vocab, bias=False)
+        self.transformer.wte.weight = self.lm_head.weight
+
+    def forward(self, idx):
+        t = self.transformer
+        x = t.wte(idx) + t.wpe(torch.arange(idx.shape[1]))
+        for b in t.h:
+            q, k, v = b.attn.c_attn(b.ln_1(x)).split(x.shape[-1], dim=2)
+            heads = [z.unflatten(-1, (self.n_head, -1)).transpose(1, 2) for z in (q, k, v)]
+            y = nn.functional.scaled_dot_product_attention(*heads, is_causal=True).transpose(1, 2).flatten(2)
+            x = x + b.attn.c_proj(y)
+            x = x + b.mlp.c_proj(nn.functional.gelu(b.mlp.c_fc(b.ln_2(x)), approximate="tanh"))
+        return self.lm_head(t.ln_f(x))
+
+
+def test_square_conv1d_weights_beside_transposed_ones_are_held_back_not_loaded_untransposed():
+    """HF GPT-2 (transformers' Conv1D, weights (in, out)) into a nanoGPT port (nn.Linear, (out, in)), same names.
+    c_attn, c_fc and mlp.c_proj are reported transposed, but attn.c_proj is square and used to load as stored,
+    reported exact: transposed, silently wrong. Oracle: transformers' own modules (which are Conv1D) and the
+    logits of both models once the user's .t() is applied to exactly the keys the report names."""
+    transformers = pytest.importorskip("transformers", reason="transformers is not installed")
+    from transformers.pytorch_utils import Conv1D
+
+    config = transformers.GPT2Config(n_embd=32, n_layer=2, n_head=4, vocab_size=50, n_positions=16, attn_pdrop=0.0,
+                                     resid_pdrop=0.0, embd_pdrop=0.0, bos_token_id=0, eos_token_id=0)
+    torch.manual_seed(0)
+    hf = transformers.GPT2LMHeadModel(config).eval()
+    state = hf.state_dict()
+    conv1d = {f"{name}.weight" for name, m in hf.named_modules() if isinstance(m, Conv1D)}
+    assert "transformer.h.0.attn.c_proj.weight" in conv1d and state["transformer.h.0.attn.c_proj.weight"].shape == (32, 32)
+    port = _NanoGPT().eval()
+    new, report = netscope.remap(state, port)
+    assert not conv1d & set(report.mapping)  # no Conv1D weight loads as it is stored, square or not
+    assert sorted(d.source for d in report.mismatched) == sorted(conv1d)
+    square = [d for d in report.mismatched if d.source.endswith("attn.c_proj.weight")]
+    assert square and all("transposed" in d.detail and d.target == d.source for d in square)
+    for source, target in report.mapping.items():  # everything else is the very tensor of that layer
+        assert _same(new[target], state[source])
+    fixed = dict(new, **{d.target: state[d.source].t() for d in report.mismatched})
+    port.load_state_dict(fixed, strict=True)
+    idx = torch.randint(0, 50, (2, 10))
+    with torch.no_grad():
+        torch.testing.assert_close(port(idx), hf(idx).logits, atol=1e-5, rtol=1e-5)
+
+
+def test_a_replayed_plan_may_load_a_held_back_square_weight_as_stored():
+    """The user's --plan is the one way to say a held-back square weight is (out, in) already: it loads."""
+    class Mlp(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc, self.proj = nn.Linear(8, 32), nn.Linear(8, 8)
+
+    state = {k: (v.t().contiguous() if k == "fc.weight" else v) for k, v in Mlp().state_dict().items()}
+    _, report = netscope.remap(state, Mlp())
+    held = next(d for d in report.mismatched if d.source == "proj.weight")
+    assert "square" in held.detail and "--plan" in held.detail and "fc.weight" in held.detail
+    plan = report.plan.to_dict()
+    for d in plan["decisions"]:
+        if d["source"] == "proj.weight":
+            d["reason"] = "exact"
+    new, report = netscope.remap(state, Mlp(), plan=plan)
+    assert report.mapping["proj.weight"] == "proj.weight" and _same(new["proj.weight"], state["proj.weight"])
+
+
 # Meta's original Llama names -> Hugging Face's, as transformers' convert_llama_weights_to_hf.py wrote them
 # (the published conversion, independent of netscope). attention_norm is the norm *before* attention.
 META_TO_HF_LLAMA = [("tok_embeddings.", "model.embed_tokens."), ("norm.", "model.norm."), ("output.", "lm_head."),
@@ -622,7 +702,7 @@ def test_a_refusal_names_its_reason_once(tmp_path, capsys):
     """torchvision's MobileNetV2 into timm's: blocks whose layer counts differ are refused as ambiguous, and the
     message says 'ambiguous:' once per tensor (the reason and a detail that began with it read 'ambiguous:
     ambiguous:'), on stderr and in the report's list."""
-    timm = pytest.importorskip("timm")
+    pytest.importorskip("timm")
     torch.save(torchvision.models.mobilenet_v2(weights=None).state_dict(), tmp_path / "tv.pth")
     code = main(["remap", str(tmp_path / "tv.pth"), "timm:mobilenetv2_100", "-o", str(tmp_path / "out.pt")])
     err = capsys.readouterr().err

@@ -38,8 +38,10 @@ class _Matching:
         self.covered: Dict[str, str] = {}  # target -> target it is tied to (already filled)
         self.pending: Dict[str, Tuple[str, str]] = {}  # source -> (same-named target, how it was named)
         self.why_unmatched: Dict[str, str] = {}
-        self.refused: Dict[str, str] = {}
-        self.rules_matched: Set[Rule] = set()  # user rules that renamed at least one checkpoint key  # source -> why a fitting target was not taken (ambiguous, no evidence)
+        self.refused: Dict[str, str] = {}  # source -> why a fitting target was not taken (ambiguous, no evidence)
+        self.held_back: Dict[str, Tuple[str, str]] = {}  # source -> (target it fits, why it is not loaded)
+        self.replayed: Set[str] = set()  # sources a --plan loads: the user's word, not re-judged
+        self.rules_matched: Set[Rule] = set()  # user rules that renamed at least one checkpoint key
         self.rules: List[Rule] = []
         self.structural_pairs: List[Tuple[str, str]] = []  # (source module, target module) renamed by structure
         self.notes: List[str] = []
@@ -85,6 +87,14 @@ class _Matching:
             self.why_unmatched.pop(source, None)
         return True
 
+    def hold_back(self, source: str, why: str) -> None:
+        """Take back an assignment whose tensor fits but must not load; it is reported against its target."""
+        target = self.assigned.pop(source)[0]
+        del self.filled[target]
+        for tied in [k for k, by in self.covered.items() if by == target]:
+            del self.covered[tied]
+        self.held_back[source] = (target, why)
+
 
 def infer_plan(source: TensorLayout, target: TensorLayout, *, rules: Sequence[Rule] = (),
                plan: Optional[Plan] = None, structural: bool = True) -> Plan:
@@ -104,6 +114,7 @@ def infer_plan(source: TensorLayout, target: TensorLayout, *, rules: Sequence[Ru
     _shifts(state)
     if structural:
         _structural(state)
+    _square_weights_beside_transposed(state)
     result = _finish(state, rules)
     if plan is not None:  # replaying is what the "compact rules differ, replay with --plan" note advises
         result = replace(result, notes=tuple(n for n in result.notes if "replay with --plan" not in n))
@@ -117,7 +128,8 @@ def _replay(state: _Matching, plan: Plan) -> None:
             continue
         s, t = decision.source, decision.target
         if s in state.open_sources and state.target_free(t):
-            state.assign(s, t, decision.reason, "replayed from plan" + (f": {decision.detail}" if decision.detail else ""))
+            if state.assign(s, t, decision.reason, "replayed from plan" + (f": {decision.detail}" if decision.detail else "")):
+                state.replayed.add(s)
         elif s not in state.source.tensors or t not in state.target.tensors:
             skipped += 1
     if skipped:
@@ -297,6 +309,52 @@ def _structural(state: _Matching) -> None:
             state.refused[key] = why
 
 
+def _transposed(s_shape: Tuple[int, ...], t_shape: Tuple[int, ...]) -> bool:
+    """Two 2-D shapes that are each other reversed and differ: an (in, out) weight against an (out, in) one."""
+    return len(s_shape) == len(t_shape) == 2 and s_shape != t_shape and tuple(s_shape) == tuple(t_shape)[::-1]
+
+
+def _square_weights_beside_transposed(state: _Matching) -> None:
+    """Hold back the square 2-D tensors that only look as if they fit: a checkpoint storing some weights
+    transposed against the model's layers of one kind (HF's Conv1D keeps (in, out), nn.Linear (out, in): GPT-2's
+    c_attn, c_fc and mlp.c_proj into a nanoGPT port) stores its square ones of that kind the same way
+    (attn.c_proj, 768 x 768), and those load without a shape error, silently wrong. Evidence: a transposed tensor
+    of the same leaf name, into a model layer of the same type, that is a sibling of this one or has its name,
+    and whose other tensors fit (a bias of equal size: the same layer stored transposed, not a resized one).
+    Tensors a replayed --plan loads are the user's word and stay loaded."""
+    source, target = state.source.tensors, state.target.tensors
+    unfit = {module_of(s) for s, (t, _) in state.pending.items()
+             if t not in state.filled and not _transposed(source[s].shape, target[t].shape)}
+    evidence: Dict[Tuple[str, str, str], str] = {}  # (leaf, model layer type, parent or name) -> transposed key
+    for s, (t, _) in state.pending.items():
+        if t in state.filled or module_of(s) in unfit or not _transposed(source[s].shape, target[t].shape):
+            continue
+        module, leaf = t.rpartition(".")[::2]
+        kind = state.target.module_type(module)
+        parent, _, name = module.rpartition(".")
+        evidence.setdefault((leaf, kind, "parent:" + parent), s)
+        evidence.setdefault((leaf, kind, "name:" + name), s)
+    if not evidence:
+        return
+    for s, (t, _, _) in list(state.assigned.items()):
+        shape = source[s].shape
+        if len(shape) != 2 or shape[0] != shape[1] or s in state.replayed:
+            continue
+        module, leaf = t.rpartition(".")[::2]
+        kind = state.target.module_type(module)
+        parent, _, name = module.rpartition(".")
+        seen = evidence.get((leaf, kind, "parent:" + parent)) or evidence.get((leaf, kind, "name:" + name))
+        if seen is None:
+            continue
+        layer = f"{kind} layers" if kind else "the same layers"
+        state.hold_back(s, (
+            f"square {list(shape)}, so it would load without a shape error, but the checkpoint stores {seen} "
+            f"transposed ({list(source[seen].shape)} against the model's {list(target[state.pending[seen][0]].shape)}) "
+            f"into {layer} beside or named like this one: stored (in, out) like HF's Conv1D, where nn.Linear is "
+            "(out, in), this one most likely is too. Convert it with .t() as those; if it is stored (out, in) "
+            "already, save the plan (--save-plan), set its reason to \"exact\" and replay it with --plan; not loaded"))
+
+
 def _head_rule(source_key: str, target_key: str) -> Rule:
     """The shortest prefix rename that turns source_key into target_key (common tail kept)."""
     s, t = source_key.split("."), target_key.split(".")
@@ -316,9 +374,9 @@ def _mismatch_detail(state: _Matching, source: str, target: str, how: str) -> st
     text = f"checkpoint {list(s_shape)} vs model {list(t_shape)}"
     if how and how != P.EXACT:
         text += f" (matched by {how})"
-    if len(s_shape) == len(t_shape) == 2 and tuple(s_shape) == tuple(t_shape)[::-1]:
+    if _transposed(s_shape, t_shape):
         text += (": transposed (stored (in, out), like HF's Conv1D, where nn.Linear is (out, in)?): convert with "
-                 ".t(); square weights of such layers load without a shape error and need .t() too")
+                 ".t(); the square weights of such layers fit without a shape error and are held back too")
     elif len(s_shape) == len(t_shape) and s_shape[1:] == t_shape[1:] and s_shape[:1] != t_shape[:1]:
         owner = module_of(target)
         kind = state.target.module_type(owner)
@@ -342,6 +400,11 @@ def _finish(state: _Matching, user_rules: Sequence[Rule]) -> Plan:
         if assigned is not None:
             t, reason, detail = assigned
             decisions.append(KeyDecision(key, t, reason, detail, meta.shape, target.tensors[t].shape))
+            continue
+        held = state.held_back.get(key)
+        if held is not None:
+            mismatched_targets.add(held[0])
+            decisions.append(KeyDecision(key, held[0], P.MISMATCH, held[1], meta.shape, target.tensors[held[0]].shape))
             continue
         pending = state.pending.get(key)
         if pending and pending[0] not in state.filled and pending[0] not in mismatched_targets:
