@@ -499,6 +499,40 @@ def test_a_shared_word_is_not_name_evidence_when_both_names_have_words_the_other
     assert sorted(norms) == sorted(k for k in report.ambiguous if "_norm." in k)
 
 
+
+@pytest.mark.parametrize("tied", [False, True])
+def test_uneven_same_shape_siblings_are_hinted_by_names_never_the_embedding_into_the_output_head(tied):
+    """Meta's root holds tok_embeddings and output ([vocab, dim] both), Hugging Face's holds lm_head alone (its
+    embed_tokens sits under model.). Both are refused, but the hint used to pair them in order and offered
+    --rule tok_embeddings -> lm_head: the embedding into the output head. Now names decide over every layer of
+    that shape (tok_embeddings ~ model.embed_tokens) and the one left on each side follows; pasting the hint
+    loads exactly what transformers' published conversion puts there, in either direction."""
+    transformers = pytest.importorskip("transformers", reason="transformers is not installed")
+    config = transformers.LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                      num_key_value_heads=4, vocab_size=50, max_position_embeddings=32,
+                                      tie_word_embeddings=tied)
+    torch.manual_seed(0)
+    hf_state = transformers.LlamaForCausalLM(config).state_dict()
+    meta_state = {k: hf_state[_hf_llama_key(k)].clone() for k in _all_meta_keys(config.num_hidden_layers)}
+    if not tied:
+        assert not torch.equal(meta_state["tok_embeddings.weight"], meta_state["output.weight"])
+    _, report = netscope.remap(meta_state, transformers.LlamaForCausalLM(config))
+    hint = next(d for d in report.decisions if d.source == "tok_embeddings.weight")
+    assert hint.reason == "ambiguous"
+    rules = re.findall(r"--rule '([^']*)'", hint.detail)
+    new, report = netscope.remap(meta_state, transformers.LlamaForCausalLM(config), rules=rules)
+    assert report.mapping["tok_embeddings.weight"] == "model.embed_tokens.weight"
+    assert report.mapping["output.weight"] == "lm_head.weight"
+    for source, target in report.mapping.items():
+        assert target == _hf_llama_key(source) and _same(new[target], meta_state[source])
+    back = netscope.diff(hf_state, meta_state)  # the other way: Hugging Face's file against Meta's keys
+    hint = next(d for d in back.decisions if d.source == "lm_head.weight")
+    rules = re.findall(r"--rule '([^']*)'", hint.detail)
+    back = netscope.diff(hf_state, meta_state, rules=rules)
+    assert back.mapping["lm_head.weight"] == "output.weight"
+    assert back.mapping["model.embed_tokens.weight"] == "tok_embeddings.weight"
+
+
 def _all_meta_keys(layers: int):
     top = ["tok_embeddings.weight", "norm.weight", "output.weight"]
     per_block = ["attention.wq.weight", "attention.wk.weight", "attention.wv.weight", "attention.wo.weight",

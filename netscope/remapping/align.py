@@ -445,8 +445,13 @@ def suggested_rules(source_modules: Sequence[str], target_modules: Sequence[str]
         if s.rpartition(".")[0] == t.rpartition(".")[0] and not s_leaf.isdigit():
             lines.append(f"--rule '(^|\\.){re.escape(s_leaf)}\\.=\\g<1>{t_leaf}.'")
         else:
-            lines.append(f"--rule '^{_escape(s)}\\.={t}.'")
+            lines.append(_module_rule(s, t))
     return " ".join(lines)
+
+
+def _module_rule(source_module: str, target_module: str) -> str:
+    """The ``--rule`` that renames one module path to another, anchored at the start."""
+    return f"--rule '^{_escape(source_module)}\\.={target_module}.'"
 
 
 def _escape(text: str) -> str:
@@ -583,18 +588,49 @@ def _match_siblings(source, target, kinds_s, kinds_t, s_members, t_members, pare
         left_s = [i for n, i in enumerate(s_class) if n not in by_names]
         left_t = [j for n, j in enumerate(t_class) if n not in by_names.values()]
         if left_s and left_t:
-            _refuse(source, target, left_s, left_t, where, refused, blocked_t)
+            hint = "" if len(left_s) == len(left_t) else _uneven_hint(source, target, kinds_s, kinds_t, left_s, left_t)
+            _refuse(source, target, left_s, left_t, where, refused, blocked_t, hint)
 
 
-def _refuse(source, target, left_s, left_t, where, refused, blocked_t):
+def _refuse(source, target, left_s, left_t, where, refused, blocked_t, hint: str = ""):
+    """Refuse same-kind siblings that nothing pairs; ``hint``: what to paste, when pairing them in order is no
+    guess worth offering (the two sides hold different numbers of them)."""
     names_s = [source[i].module for i in left_s]
     names_t = [target[j].module for j in left_t]
     why = (f"ambiguous: {', '.join(_leaf(m) for m in names_s)} and {', '.join(_leaf(m) for m in names_t)} under "
-           f"{where} have the same kind and shape, and neither names nor structure tell which is which; if they "
-           f"correspond in this order, paste: {suggested_rules(names_s, names_t)}")
+           f"{where} have the same kind and shape, and neither names nor structure tell which is which; "
+           + (hint or f"if they correspond in this order, paste: {suggested_rules(names_s, names_t)}"))
     for i in left_s:
         refused[i] = why
     blocked_t.update(left_t)
+
+
+UNEVEN_HINT_LIMIT = 32  # same-kind layers per side beyond which names are not searched for a hint
+
+
+def _uneven_hint(source, target, kinds_s, kinds_t, left_s, left_t) -> str:
+    """What to paste when a parent holds a different number of same-kind layers on each side (Meta Llama's root
+    holds tok_embeddings and output, Hugging Face's lm_head alone, its embed_tokens under model.): their order
+    pairs nothing (it paired the embedding with the output head). Names decide among every layer of that kind
+    and shape on both sides (tok_embeddings ~ model.embed_tokens); one layer left on each side here follows."""
+    kind = kinds_s[left_s[0]]
+    more_s = left_s + [i for i, k in enumerate(kinds_s) if k == kind and i not in left_s]
+    more_t = left_t + [j for j, k in enumerate(kinds_t) if k == kind and j not in left_t]
+    counts = f"the checkpoint has {len(left_s)} of them here and the model {len(left_t)}, so their order pairs nothing"
+    pairs: List[Tuple[int, int]] = []
+    if len(more_s) <= UNEVEN_HINT_LIMIT and len(more_t) <= UNEVEN_HINT_LIMIT:
+        by_names = decide_by_names([_leaf(source[i].module) for i in more_s], [_leaf(target[j].module) for j in more_t],
+                                   complete=False)
+        pairs = [(more_s[a], more_t[b]) for a, b in by_names.items() if more_s[a] in left_s or more_t[b] in left_t]
+    rest_s = [i for i in left_s if i not in {a for a, _ in pairs}]
+    rest_t = [j for j in left_t if j not in {b for _, b in pairs}]
+    if not pairs:
+        return f"{counts}; paste --rule '^CHECKPOINT_LAYER\\.=MODEL_LAYER.' for each that corresponds"
+    said = ", ".join(f"{source[i].module} ~ {target[j].module}" for i, j in pairs)
+    if len(rest_s) == len(rest_t) == 1:
+        pairs.append((rest_s[0], rest_t[0]))
+    rules = " ".join(_module_rule(source[i].module, target[j].module) for i, j in pairs)
+    return f"{counts}; names pair {said}: if the rest correspond as these rules say, paste: {rules}"
 
 
 def _names_decide_runs(source, target, kinds_s, proposals, decided, refused):
