@@ -901,9 +901,12 @@ def _ancestor_names_contradicting_position(source, target, proposals, refused):
     """A positional pair whose ancestors differ in name where a sibling on either side is named more like
     the other (``encoder.layers.0`` by position into ``decoder.blocks.0`` while the target has an ``encoder``;
     ``encoder`` into ``dec`` beside an ``enc``): whole stacks registered in another order. Refused, never
-    swapped against the names."""
+    swapped against the names. Where the ancestors share no word but one of them shares a word with a sibling
+    of the other (``self_attn`` by position into ``crossattention`` beside an ``attention``), the order of those
+    siblings is in doubt: every positional pair between their children is refused (the one left over would go
+    by elimination from a refused pair: ``encoder_attn`` into ``attention``)."""
     children_s, children_t = _children_by_parent(source), _children_by_parent(target)
-    result = []
+    kept, contested = [], {}
     for i, j in proposals:
         contradiction = ""
         for a, b in _lockstep(_parent(source[i].module), _parent(target[j].module)):
@@ -925,11 +928,40 @@ def _ancestor_names_contradicting_position(source, target, proposals, refused):
                 contradiction = (f"ambiguous: by position it would go to {target[j].module}, but {rival}; if it is "
                                  f"that layer, paste: --rule '^{_escape(source[i].module)}\\.={target[j].module}.'")
                 break
+            if _share_a_word(la, lb):
+                continue
+            word_t = [c for c in children_t.get(_parent(b), ()) if c != lb and _share_a_word(la, c)]
+            word_s = [c for c in children_s.get(_parent(a), ()) if c != la and _share_a_word(c, lb)]
+            if word_t or word_s:
+                rival = (f"{la} shares a word with {word_t[0]}, not with {lb}" if word_t else
+                         f"{lb} shares a word with {word_s[0]}, not with {la}")
+                contested[(_parent(a), _parent(b))] = rival
+                break
         if contradiction:
             refused[i] = contradiction
         else:
+            kept.append((i, j))
+    if not contested:
+        return kept
+    result = []
+    for i, j in kept:
+        doubt = next(((a, b) for a, b in _lockstep(_parent(source[i].module), _parent(target[j].module))
+                      if (_parent(a), _parent(b)) in contested and _leaf(a) != _leaf(b)), None)
+        if doubt is None:
             result.append((i, j))
+            continue
+        a, b = doubt
+        refused[i] = (f"ambiguous: by position {a} would be {b}, but under {_parent(a) or '(root)'} the names do not "
+                      f"follow the order ({contested[(_parent(a), _parent(b))]}), so position pairs none of those "
+                      f"same-shaped siblings; if it is that layer, paste: "
+                      f"--rule '^{_escape(source[i].module)}\\.={target[j].module}.'")
     return result
+
+
+def _share_a_word(a: str, b: str) -> bool:
+    """Whether two names have a word of three or more letters in common, equal, a prefix or an abbreviation
+    (``attn`` in ``self_attn`` and ``attention``); a lone letter or a generic word (``proj``) is no evidence."""
+    return any(_token_similarity(x, y) > 0 for x in _tokens(a)[0] if len(x) >= 3 for y in _tokens(b)[0] if len(y) >= 3)
 
 
 def _lockstep(s: str, t: str):
