@@ -682,6 +682,56 @@ def test_a_peft_adapter_file_gets_a_rule_that_inserts_the_adapter_name(tmp_path)
     assert all(_same(loaded[k], expected[k]) for k in expected)
 
 
+class _TwoLayers(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc, self.out = nn.Linear(16, 16), nn.Linear(16, 4)
+
+    def forward(self, x):
+        return self.out(self.fc(x))
+
+
+@pytest.mark.parametrize("safe", [True, False], ids=["safetensors", "bin"])
+def test_lora_matrices_never_fill_base_weights_of_their_shape(tmp_path, safe):
+    """A real peft adapter (LoRA r=16 on `out`, saved by save_pretrained): lora_A is [16, 16] like fc.weight,
+    lora_B [4, 16] like out.weight. Into the base model they went structurally into fc.weight and out.weight,
+    and into the peft-wrapped model lora_B into out.base_layer.weight: adapter deltas written over base weights.
+    Now they are never paired with the model's plain tensors: unused (base) or left for the adapter-name rule
+    (peft-wrapped), and with that rule each lands where peft's own loader puts it; outputs then agree."""
+    peft = pytest.importorskip("peft", reason="peft is not installed")
+
+    def wrapped():
+        torch.manual_seed(0)
+        return peft.get_peft_model(_TwoLayers(), peft.LoraConfig(r=16, target_modules=["out"]))
+
+    trained = wrapped()
+    with torch.no_grad():
+        for name, parameter in trained.named_parameters():
+            if "lora_" in name:
+                parameter.copy_(torch.randn_like(parameter))
+    trained.save_pretrained(tmp_path, safe_serialization=safe)
+    adapter = str(tmp_path / ("adapter_model.safetensors" if safe else "adapter_model.bin"))
+    _, report = netscope.remap(adapter, _TwoLayers())
+    assert report.mapping == {} and len(report.unused) == 2
+    assert all("LoRA adapter tensor" in d.detail for d in report.decisions if d.source)
+    target = wrapped()
+    _, report = netscope.remap(adapter, target)
+    assert report.mapping == {}
+    rule = re.search(r"--rule '([^']+)'", report.decisions[0].detail).group(1)
+    new, report = netscope.remap(adapter, target, rules=[rule])
+    oracle = wrapped()
+    saved = (__import__("safetensors.torch").torch.load_file(adapter) if safe
+             else torch.load(adapter, weights_only=True))  # read by the libraries, not by netscope
+    peft.set_peft_model_state_dict(oracle, saved)
+    expected = {k: v for k, v in oracle.state_dict().items() if "lora_" in k}
+    assert sorted(report.mapping.values()) == sorted(expected)
+    assert all(_same(new[k], expected[k]) for k in expected)
+    target.load_state_dict(new, strict=False)
+    x = torch.randn(3, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(target(x), trained(x))
+
+
 @pytest.mark.parametrize("plain_dict", [True, False])
 def test_diff_of_a_file_without_num_batches_tracked_agrees_with_torchs_strict_load(tmp_path, capsys, plain_dict):
     """BatchNorm's loader supplies a missing num_batches_tracked when the state dict has no _metadata version 2

@@ -21,7 +21,7 @@ from netscope.remapping.rules import (Rule, RuleChain, group_ref, literal_module
                                      literal_replacement)
 from netscope.checkpoints.distributed import CONSOLIDATE_FSDP, flat_param_keys
 from netscope.checkpoints.dtypes import copy_refusal
-from netscope.wrappers import adapter_hint
+from netscope.wrappers import adapter_hint, adapter_kind
 from netscope.remapping.wrappers import WrapperIndex, describe_wrapper_change, may_hold_wrapper_token, prefix_votes
 
 RULE_CHECK_BUDGET = 5_000_000  # key x rule applications spent verifying the compact rules
@@ -292,15 +292,32 @@ def _named_mismatches(state: _Matching) -> Set[str]:
 
 
 def _structural(state: _Matching) -> None:
+    """Pair the open keys by structure, each kind of tensor (plain, LoRA matrices...: ``adapter_kind``) only
+    with the model's tensors of that kind: a LoRA file's lora_A fits a base Linear of its shape, but is no weight
+    of it (a peft adapter into the base model went into fc.weight and out.weight by position)."""
     links = [(module_of(s), module_of(t)) for s, (t, _, _) in state.assigned.items()]
     named = _named_mismatches(state)
-    result = structural_alignment([k for k in state.open_sources if k not in named], state.source.tensors,
-                                  [k for k in state.open_targets() if k not in named],
-                                  state.target.tensors, state.target.module_type, links,
+    targets: Dict[int, List[str]] = {}
+    for key in state.open_targets():
+        if key not in named:
+            targets.setdefault(adapter_kind(key), []).append(key)
+    sources: Dict[int, List[str]] = {}
+    for key in state.open_sources:
+        if key not in named:
+            sources.setdefault(adapter_kind(key), []).append(key)
+    for kind, keys in sources.items():
+        if kind in targets:
+            _align_by_structure(state, keys, targets[kind], links)
+
+
+def _align_by_structure(state: _Matching, sources: List[str], targets: List[str],
+                        links: Sequence[Tuple[str, str]]) -> None:
+    result = structural_alignment(sources, state.source.tensors, targets, state.target.tensors,
+                                  state.target.module_type, links,
                                   ordered=state.source.ordered and state.target.ordered)
     for s, t, detail, by_names in result.pairs:
         state.assign(s, t, P.NAMES if by_names else P.STRUCTURAL, detail)
-    state.structural_pairs = [(s, t) for s, t in result.module_pairs if s != t]
+    state.structural_pairs += [(s, t) for s, t in result.module_pairs if s != t]
     for key, why in list(result.no_counterpart.items()) + list(result.ambiguous.items()):
         if key in state.open_sources:
             state.why_unmatched.setdefault(key, why)
