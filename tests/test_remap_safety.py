@@ -83,6 +83,42 @@ def test_same_shape_siblings_without_name_evidence_are_refused_with_a_working_ru
     assert _same(new["0.attention.y.weight"], source.state_dict()["0.attn.b.weight"])
 
 
+
+def _timm_regnet_to_torchvision(key):
+    """timm's RegNet names -> torchvision's, written by hand from both libraries' module trees (sN.bM is
+    trunk_output.blockN.blockN-(M-1); conv1/conv2/conv3 are f.a/f.b/f.c, downsample is proj)."""
+    found = re.match(r"s(\d+)\.b(\d+)\.(.*)$", key)
+    if found:
+        stage, block, rest = int(found[1]), int(found[2]), found[3]
+        for a, b in (("conv1.conv.", "f.a.0."), ("conv1.bn.", "f.a.1."), ("conv2.conv.", "f.b.0."), ("conv2.bn.", "f.b.1."),
+                     ("conv3.conv.", "f.c.0."), ("conv3.bn.", "f.c.1."), ("se.", "f.se."), ("downsample.conv.", "proj.0."),
+                     ("downsample.bn.", "proj.1.")):
+            if rest.startswith(a):
+                return f"trunk_output.block{stage}.block{stage}-{block - 1}.{b}{rest[len(a):]}"
+    return next(b + key[len(a):] for a, b in (("stem.conv.", "stem.0."), ("stem.bn.", "stem.1."), ("head.fc.", "fc."))
+                if key.startswith(a))
+
+
+def test_timm_regnet_into_torchvision_never_puts_the_first_1x1_conv_into_the_shortcut():
+    """timm's RegNet block registers conv1, conv2, se, conv3, downsample; torchvision's proj (the shortcut), f.a,
+    f.b, f.se, f.c. In regnety_004's first block conv1, downsample, proj and f.a are all 1x1 convs 32 -> 48, and
+    conv1 (+ its norm) went into proj by position ("structural"): the residual branch's conv in the shortcut.
+    Oracle: the hand conversion above, which loads strictly and gives torchvision timm's very outputs."""
+    timm = pytest.importorskip("timm", reason="timm is not installed")
+    torch.manual_seed(0)
+    source = timm.create_model("regnety_004", pretrained=False).eval()
+    state = source.state_dict()
+    converted = torchvision.models.regnet_y_400mf(weights=None).eval()
+    converted.load_state_dict({_timm_regnet_to_torchvision(k): v for k, v in state.items()}, strict=True)
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(converted(x), source(x))
+    new, report = netscope.remap(state, torchvision.models.regnet_y_400mf(weights=None))
+    assert len(report.mapping) > len(state) // 3  # the branches still map (the shortcuts, registered last, do not)
+    wrong = [(s, t) for s, t in report.mapping.items() if _timm_regnet_to_torchvision(s) != t]
+    assert wrong == []
+    assert all(_same(new[t], state[s]) for s, t in report.mapping.items())
+
 def test_bert_mlm_head_does_not_fill_the_pooler():
     transformers = pytest.importorskip("transformers", reason="transformers is not installed")
     config = transformers.BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,

@@ -284,6 +284,27 @@ def _trim_runs(source, target, source_kinds, target_kinds, a0, a1, b0, b1, head,
         tail -= 1
     while head and loose(a0 + head - 1, b0 + head - 1, [(a0 + k, b0 + k) for k in range(head)]):
         head -= 1
+    # a whole block at the inner end (every layer of one parent pair) whose kinds all recur in the middle on both
+    # sides is a tie as well: timm's RegNet block runs conv1, ..., downsample, torchvision's proj, f.a, ...; all
+    # four 1x1 convs of one shape, so conv1 (+ its norm) met proj from the start, where f.a belongs. The middle
+    # is taken as it is now, so trimming one block cannot make the next one loose (no cascade along a stack)
+    middle_s, middle_t = set(source_kinds[a0 + head:a1 - tail]), set(target_kinds[b0 + head:b1 - tail])
+
+    def block(pairs) -> int:
+        """How many pairs at the start of ``pairs`` (inner end first) share the first one's parents, if all of
+        their kinds recur in the middle on both sides; else 0."""
+        if not pairs:
+            return 0
+        n = 0
+        while n < len(pairs) and parents(*pairs[n]) == parents(*pairs[0]):
+            n += 1
+        loose_all = all(source_kinds[a] in middle_s and target_kinds[b] in middle_t for a, b in pairs[:n])
+        return n if loose_all else 0
+
+    while tail and (n := block([(a1 - k, b1 - k) for k in range(tail, 0, -1)])):
+        tail -= n
+    while head and (n := block([(a0 + k, b0 + k) for k in range(head - 1, -1, -1)])):
+        head -= n
     return head, tail
 
 
