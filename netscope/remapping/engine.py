@@ -367,9 +367,9 @@ def _square_weights_beside_transposed(state: _Matching) -> None:
         state.hold_back(s, (
             f"square {list(shape)}, so it would load without a shape error, but the checkpoint stores {seen} "
             f"transposed ({list(source[seen].shape)} against the model's {list(target[state.pending[seen][0]].shape)}) "
-            f"into {layer} beside or named like this one: stored (in, out) like HF's Conv1D, where nn.Linear is "
-            "(out, in), this one most likely is too. Convert it with .t() as those; if it is stored (out, in) "
-            "already, save the plan (--save-plan), set its reason to \"exact\" and replay it with --plan; not loaded"))
+            f"into {layer} beside or named like this one (HF's Conv1D keeps (in, out), nn.Linear (out, in)), so this "
+            "one most likely is transposed too. Convert it with .t() as those; if its layout is the model's already, "
+            "save the plan (--save-plan), set its reason to \"exact\" and replay it with --plan; not loaded"))
 
 
 def _head_rule(source_key: str, target_key: str) -> Rule:
