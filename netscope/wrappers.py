@@ -9,6 +9,7 @@ No torch import here: classes are named by their import path and matched along t
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import FrozenSet, Optional, Tuple
 
 from netscope.registry import Registry
@@ -99,11 +100,24 @@ def may_hold_wrapper(key: str) -> bool:
     return any(marker in key for marker in _MARKERS)
 
 
-def adapter_hint(key: str) -> str:
-    """What to do about a checkpoint key no model key takes, when ``ADAPTER_HINTS`` knows its kind; else ''."""
+def adapter_kind(key: str) -> int:
+    """The index in ``ADAPTER_HINTS`` of the kind of tensor ``key`` names (a LoRA matrix, a pruned module's
+    ``weight_orig``...), -1 for a plain tensor. Tensors of different kinds never stand for one another."""
+    if _any_adapter().search(key) is None:  # the common case, one search
+        return -1
     import re
 
-    for pattern, hint in ADAPTER_HINTS:
-        if re.search(pattern, key):
-            return hint
-    return ""
+    return next(n for n, (pattern, _) in enumerate(ADAPTER_HINTS) if re.search(pattern, key))
+
+
+@lru_cache(maxsize=1)
+def _any_adapter():
+    import re
+
+    return re.compile("|".join(f"(?:{pattern})" for pattern, _ in ADAPTER_HINTS))
+
+
+def adapter_hint(key: str) -> str:
+    """What to do about a checkpoint key no model key takes, when ``ADAPTER_HINTS`` knows its kind; else ''."""
+    kind = adapter_kind(key)
+    return ADAPTER_HINTS[kind][1] if kind >= 0 else ""

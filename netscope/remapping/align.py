@@ -284,6 +284,27 @@ def _trim_runs(source, target, source_kinds, target_kinds, a0, a1, b0, b1, head,
         tail -= 1
     while head and loose(a0 + head - 1, b0 + head - 1, [(a0 + k, b0 + k) for k in range(head)]):
         head -= 1
+    # a whole block at the inner end (every layer of one parent pair) whose kinds all recur in the middle on both
+    # sides is a tie as well: timm's RegNet block runs conv1, ..., downsample, torchvision's proj, f.a, ...; all
+    # four 1x1 convs of one shape, so conv1 (+ its norm) met proj from the start, where f.a belongs. The middle
+    # is taken as it is now, so trimming one block cannot make the next one loose (no cascade along a stack)
+    middle_s, middle_t = set(source_kinds[a0 + head:a1 - tail]), set(target_kinds[b0 + head:b1 - tail])
+
+    def block(pairs) -> int:
+        """How many pairs at the start of ``pairs`` (inner end first) share the first one's parents, if all of
+        their kinds recur in the middle on both sides; else 0."""
+        if not pairs:
+            return 0
+        n = 0
+        while n < len(pairs) and parents(*pairs[n]) == parents(*pairs[0]):
+            n += 1
+        loose_all = all(source_kinds[a] in middle_s and target_kinds[b] in middle_t for a, b in pairs[:n])
+        return n if loose_all else 0
+
+    while tail and (n := block([(a1 - k, b1 - k) for k in range(tail, 0, -1)])):
+        tail -= n
+    while head and (n := block([(a0 + k, b0 + k) for k in range(head - 1, -1, -1)])):
+        head -= n
     return head, tail
 
 
@@ -445,8 +466,13 @@ def suggested_rules(source_modules: Sequence[str], target_modules: Sequence[str]
         if s.rpartition(".")[0] == t.rpartition(".")[0] and not s_leaf.isdigit():
             lines.append(f"--rule '(^|\\.){re.escape(s_leaf)}\\.=\\g<1>{t_leaf}.'")
         else:
-            lines.append(f"--rule '^{_escape(s)}\\.={t}.'")
+            lines.append(_module_rule(s, t))
     return " ".join(lines)
+
+
+def _module_rule(source_module: str, target_module: str) -> str:
+    """The ``--rule`` that renames one module path to another, anchored at the start."""
+    return f"--rule '^{_escape(source_module)}\\.={target_module}.'"
 
 
 def _escape(text: str) -> str:
@@ -583,18 +609,49 @@ def _match_siblings(source, target, kinds_s, kinds_t, s_members, t_members, pare
         left_s = [i for n, i in enumerate(s_class) if n not in by_names]
         left_t = [j for n, j in enumerate(t_class) if n not in by_names.values()]
         if left_s and left_t:
-            _refuse(source, target, left_s, left_t, where, refused, blocked_t)
+            hint = "" if len(left_s) == len(left_t) else _uneven_hint(source, target, kinds_s, kinds_t, left_s, left_t)
+            _refuse(source, target, left_s, left_t, where, refused, blocked_t, hint)
 
 
-def _refuse(source, target, left_s, left_t, where, refused, blocked_t):
+def _refuse(source, target, left_s, left_t, where, refused, blocked_t, hint: str = ""):
+    """Refuse same-kind siblings that nothing pairs; ``hint``: what to paste, when pairing them in order is no
+    guess worth offering (the two sides hold different numbers of them)."""
     names_s = [source[i].module for i in left_s]
     names_t = [target[j].module for j in left_t]
     why = (f"ambiguous: {', '.join(_leaf(m) for m in names_s)} and {', '.join(_leaf(m) for m in names_t)} under "
-           f"{where} have the same kind and shape, and neither names nor structure tell which is which; if they "
-           f"correspond in this order, paste: {suggested_rules(names_s, names_t)}")
+           f"{where} have the same kind and shape, and neither names nor structure tell which is which; "
+           + (hint or f"if they correspond in this order, paste: {suggested_rules(names_s, names_t)}"))
     for i in left_s:
         refused[i] = why
     blocked_t.update(left_t)
+
+
+UNEVEN_HINT_LIMIT = 32  # same-kind layers per side beyond which names are not searched for a hint
+
+
+def _uneven_hint(source, target, kinds_s, kinds_t, left_s, left_t) -> str:
+    """What to paste when a parent holds a different number of same-kind layers on each side (Meta Llama's root
+    holds tok_embeddings and output, Hugging Face's lm_head alone, its embed_tokens under model.): their order
+    pairs nothing (it paired the embedding with the output head). Names decide among every layer of that kind
+    and shape on both sides (tok_embeddings ~ model.embed_tokens); one layer left on each side here follows."""
+    kind = kinds_s[left_s[0]]
+    more_s = left_s + [i for i, k in enumerate(kinds_s) if k == kind and i not in left_s]
+    more_t = left_t + [j for j, k in enumerate(kinds_t) if k == kind and j not in left_t]
+    counts = f"the checkpoint has {len(left_s)} of them here and the model {len(left_t)}, so their order pairs nothing"
+    pairs: List[Tuple[int, int]] = []
+    if len(more_s) <= UNEVEN_HINT_LIMIT and len(more_t) <= UNEVEN_HINT_LIMIT:
+        by_names = decide_by_names([_leaf(source[i].module) for i in more_s], [_leaf(target[j].module) for j in more_t],
+                                   complete=False)
+        pairs = [(more_s[a], more_t[b]) for a, b in by_names.items() if more_s[a] in left_s or more_t[b] in left_t]
+    rest_s = [i for i in left_s if i not in {a for a, _ in pairs}]
+    rest_t = [j for j in left_t if j not in {b for _, b in pairs}]
+    if not pairs:
+        return f"{counts}; paste --rule '^CHECKPOINT_LAYER\\.=MODEL_LAYER.' for each that corresponds"
+    said = ", ".join(f"{source[i].module} ~ {target[j].module}" for i, j in pairs)
+    if len(rest_s) == len(rest_t) == 1:
+        pairs.append((rest_s[0], rest_t[0]))
+    rules = " ".join(_module_rule(source[i].module, target[j].module) for i, j in pairs)
+    return f"{counts}; names pair {said}: if the rest correspond as these rules say, paste: {rules}"
 
 
 def _names_decide_runs(source, target, kinds_s, proposals, decided, refused):
@@ -865,9 +922,12 @@ def _ancestor_names_contradicting_position(source, target, proposals, refused):
     """A positional pair whose ancestors differ in name where a sibling on either side is named more like
     the other (``encoder.layers.0`` by position into ``decoder.blocks.0`` while the target has an ``encoder``;
     ``encoder`` into ``dec`` beside an ``enc``): whole stacks registered in another order. Refused, never
-    swapped against the names."""
+    swapped against the names. Where the ancestors share no word but one of them shares a word with a sibling
+    of the other (``self_attn`` by position into ``crossattention`` beside an ``attention``), the order of those
+    siblings is in doubt: every positional pair between their children is refused (the one left over would go
+    by elimination from a refused pair: ``encoder_attn`` into ``attention``)."""
     children_s, children_t = _children_by_parent(source), _children_by_parent(target)
-    result = []
+    kept, contested = [], {}
     for i, j in proposals:
         contradiction = ""
         for a, b in _lockstep(_parent(source[i].module), _parent(target[j].module)):
@@ -889,11 +949,40 @@ def _ancestor_names_contradicting_position(source, target, proposals, refused):
                 contradiction = (f"ambiguous: by position it would go to {target[j].module}, but {rival}; if it is "
                                  f"that layer, paste: --rule '^{_escape(source[i].module)}\\.={target[j].module}.'")
                 break
+            if _share_a_word(la, lb):
+                continue
+            word_t = [c for c in children_t.get(_parent(b), ()) if c != lb and _share_a_word(la, c)]
+            word_s = [c for c in children_s.get(_parent(a), ()) if c != la and _share_a_word(c, lb)]
+            if word_t or word_s:
+                rival = (f"{la} shares a word with {word_t[0]}, not with {lb}" if word_t else
+                         f"{lb} shares a word with {word_s[0]}, not with {la}")
+                contested[(_parent(a), _parent(b))] = rival
+                break
         if contradiction:
             refused[i] = contradiction
         else:
+            kept.append((i, j))
+    if not contested:
+        return kept
+    result = []
+    for i, j in kept:
+        doubt = next(((a, b) for a, b in _lockstep(_parent(source[i].module), _parent(target[j].module))
+                      if (_parent(a), _parent(b)) in contested and _leaf(a) != _leaf(b)), None)
+        if doubt is None:
             result.append((i, j))
+            continue
+        a, b = doubt
+        refused[i] = (f"ambiguous: by position {a} would be {b}, but under {_parent(a) or '(root)'} the names do not "
+                      f"follow the order ({contested[(_parent(a), _parent(b))]}), so position pairs none of those "
+                      f"same-shaped siblings; if it is that layer, paste: "
+                      f"--rule '^{_escape(source[i].module)}\\.={target[j].module}.'")
     return result
+
+
+def _share_a_word(a: str, b: str) -> bool:
+    """Whether two names have a word of three or more letters in common, equal, a prefix or an abbreviation
+    (``attn`` in ``self_attn`` and ``attention``); a lone letter or a generic word (``proj``) is no evidence."""
+    return any(_token_similarity(x, y) > 0 for x in _tokens(a)[0] if len(x) >= 3 for y in _tokens(b)[0] if len(y) >= 3)
 
 
 def _lockstep(s: str, t: str):

@@ -21,7 +21,7 @@ from netscope.remapping.rules import (Rule, RuleChain, group_ref, literal_module
                                      literal_replacement)
 from netscope.checkpoints.distributed import CONSOLIDATE_FSDP, flat_param_keys
 from netscope.checkpoints.dtypes import copy_refusal
-from netscope.wrappers import adapter_hint
+from netscope.wrappers import adapter_hint, adapter_kind
 from netscope.remapping.wrappers import WrapperIndex, describe_wrapper_change, may_hold_wrapper_token, prefix_votes
 
 RULE_CHECK_BUDGET = 5_000_000  # key x rule applications spent verifying the compact rules
@@ -38,8 +38,10 @@ class _Matching:
         self.covered: Dict[str, str] = {}  # target -> target it is tied to (already filled)
         self.pending: Dict[str, Tuple[str, str]] = {}  # source -> (same-named target, how it was named)
         self.why_unmatched: Dict[str, str] = {}
-        self.refused: Dict[str, str] = {}
-        self.rules_matched: Set[Rule] = set()  # user rules that renamed at least one checkpoint key  # source -> why a fitting target was not taken (ambiguous, no evidence)
+        self.refused: Dict[str, str] = {}  # source -> why a fitting target was not taken (ambiguous, no evidence)
+        self.held_back: Dict[str, Tuple[str, str]] = {}  # source -> (target it fits, why it is not loaded)
+        self.replayed: Set[str] = set()  # sources a --plan loads: the user's word, not re-judged
+        self.rules_matched: Set[Rule] = set()  # user rules that renamed at least one checkpoint key
         self.rules: List[Rule] = []
         self.structural_pairs: List[Tuple[str, str]] = []  # (source module, target module) renamed by structure
         self.notes: List[str] = []
@@ -85,6 +87,14 @@ class _Matching:
             self.why_unmatched.pop(source, None)
         return True
 
+    def hold_back(self, source: str, why: str) -> None:
+        """Take back an assignment whose tensor fits but must not load; it is reported against its target."""
+        target = self.assigned.pop(source)[0]
+        del self.filled[target]
+        for tied in [k for k, by in self.covered.items() if by == target]:
+            del self.covered[tied]
+        self.held_back[source] = (target, why)
+
 
 def infer_plan(source: TensorLayout, target: TensorLayout, *, rules: Sequence[Rule] = (),
                plan: Optional[Plan] = None, structural: bool = True) -> Plan:
@@ -104,6 +114,7 @@ def infer_plan(source: TensorLayout, target: TensorLayout, *, rules: Sequence[Ru
     _shifts(state)
     if structural:
         _structural(state)
+    _square_weights_beside_transposed(state)
     result = _finish(state, rules)
     if plan is not None:  # replaying is what the "compact rules differ, replay with --plan" note advises
         result = replace(result, notes=tuple(n for n in result.notes if "replay with --plan" not in n))
@@ -117,7 +128,8 @@ def _replay(state: _Matching, plan: Plan) -> None:
             continue
         s, t = decision.source, decision.target
         if s in state.open_sources and state.target_free(t):
-            state.assign(s, t, decision.reason, "replayed from plan" + (f": {decision.detail}" if decision.detail else ""))
+            if state.assign(s, t, decision.reason, "replayed from plan" + (f": {decision.detail}" if decision.detail else "")):
+                state.replayed.add(s)
         elif s not in state.source.tensors or t not in state.target.tensors:
             skipped += 1
     if skipped:
@@ -280,21 +292,84 @@ def _named_mismatches(state: _Matching) -> Set[str]:
 
 
 def _structural(state: _Matching) -> None:
+    """Pair the open keys by structure, each kind of tensor (plain, LoRA matrices...: ``adapter_kind``) only
+    with the model's tensors of that kind: a LoRA file's lora_A fits a base Linear of its shape, but is no weight
+    of it (a peft adapter into the base model went into fc.weight and out.weight by position)."""
     links = [(module_of(s), module_of(t)) for s, (t, _, _) in state.assigned.items()]
     named = _named_mismatches(state)
-    result = structural_alignment([k for k in state.open_sources if k not in named], state.source.tensors,
-                                  [k for k in state.open_targets() if k not in named],
-                                  state.target.tensors, state.target.module_type, links,
+    targets: Dict[int, List[str]] = {}
+    for key in state.open_targets():
+        if key not in named:
+            targets.setdefault(adapter_kind(key), []).append(key)
+    sources: Dict[int, List[str]] = {}
+    for key in state.open_sources:
+        if key not in named:
+            sources.setdefault(adapter_kind(key), []).append(key)
+    for kind, keys in sources.items():
+        if kind in targets:
+            _align_by_structure(state, keys, targets[kind], links)
+
+
+def _align_by_structure(state: _Matching, sources: List[str], targets: List[str],
+                        links: Sequence[Tuple[str, str]]) -> None:
+    result = structural_alignment(sources, state.source.tensors, targets, state.target.tensors,
+                                  state.target.module_type, links,
                                   ordered=state.source.ordered and state.target.ordered)
     for s, t, detail, by_names in result.pairs:
         state.assign(s, t, P.NAMES if by_names else P.STRUCTURAL, detail)
-    state.structural_pairs = [(s, t) for s, t in result.module_pairs if s != t]
+    state.structural_pairs += [(s, t) for s, t in result.module_pairs if s != t]
     for key, why in list(result.no_counterpart.items()) + list(result.ambiguous.items()):
         if key in state.open_sources:
             state.why_unmatched.setdefault(key, why)
     for key, why in result.refused.items():
         if key in state.open_sources:
             state.refused[key] = why
+
+
+def _transposed(s_shape: Tuple[int, ...], t_shape: Tuple[int, ...]) -> bool:
+    """Two 2-D shapes that are each other reversed and differ: an (in, out) weight against an (out, in) one."""
+    return len(s_shape) == len(t_shape) == 2 and s_shape != t_shape and tuple(s_shape) == tuple(t_shape)[::-1]
+
+
+def _square_weights_beside_transposed(state: _Matching) -> None:
+    """Hold back the square 2-D tensors that only look as if they fit: a checkpoint storing some weights
+    transposed against the model's layers of one kind (HF's Conv1D keeps (in, out), nn.Linear (out, in): GPT-2's
+    c_attn, c_fc and mlp.c_proj into a nanoGPT port) stores its square ones of that kind the same way
+    (attn.c_proj, 768 x 768), and those load without a shape error, silently wrong. Evidence: a transposed tensor
+    of the same leaf name, into a model layer of the same type, that is a sibling of this one or has its name,
+    and whose other tensors fit (a bias of equal size: the same layer stored transposed, not a resized one).
+    Tensors a replayed --plan loads are the user's word and stay loaded."""
+    source, target = state.source.tensors, state.target.tensors
+    unfit = {module_of(s) for s, (t, _) in state.pending.items()
+             if t not in state.filled and not _transposed(source[s].shape, target[t].shape)}
+    evidence: Dict[Tuple[str, str, str], str] = {}  # (leaf, model layer type, parent or name) -> transposed key
+    for s, (t, _) in state.pending.items():
+        if t in state.filled or module_of(s) in unfit or not _transposed(source[s].shape, target[t].shape):
+            continue
+        module, leaf = t.rpartition(".")[::2]
+        kind = state.target.module_type(module)
+        parent, _, name = module.rpartition(".")
+        evidence.setdefault((leaf, kind, "parent:" + parent), s)
+        evidence.setdefault((leaf, kind, "name:" + name), s)
+    if not evidence:
+        return
+    for s, (t, _, _) in list(state.assigned.items()):
+        shape = source[s].shape
+        if len(shape) != 2 or shape[0] != shape[1] or s in state.replayed:
+            continue
+        module, leaf = t.rpartition(".")[::2]
+        kind = state.target.module_type(module)
+        parent, _, name = module.rpartition(".")
+        seen = evidence.get((leaf, kind, "parent:" + parent)) or evidence.get((leaf, kind, "name:" + name))
+        if seen is None:
+            continue
+        layer = f"{kind} layers" if kind else "the same layers"
+        state.hold_back(s, (
+            f"square {list(shape)}, so it would load without a shape error, but the checkpoint stores {seen} "
+            f"transposed ({list(source[seen].shape)} against the model's {list(target[state.pending[seen][0]].shape)}) "
+            f"into {layer} beside or named like this one (HF's Conv1D keeps (in, out), nn.Linear (out, in)), so this "
+            "one most likely is transposed too. Convert it with .t() as those; if its layout is the model's already, "
+            "save the plan (--save-plan), set its reason to \"exact\" and replay it with --plan; not loaded"))
 
 
 def _head_rule(source_key: str, target_key: str) -> Rule:
@@ -316,9 +391,9 @@ def _mismatch_detail(state: _Matching, source: str, target: str, how: str) -> st
     text = f"checkpoint {list(s_shape)} vs model {list(t_shape)}"
     if how and how != P.EXACT:
         text += f" (matched by {how})"
-    if len(s_shape) == len(t_shape) == 2 and tuple(s_shape) == tuple(t_shape)[::-1]:
+    if _transposed(s_shape, t_shape):
         text += (": transposed (stored (in, out), like HF's Conv1D, where nn.Linear is (out, in)?): convert with "
-                 ".t(); square weights of such layers load without a shape error and need .t() too")
+                 ".t(); the square weights of such layers fit without a shape error and are held back too")
     elif len(s_shape) == len(t_shape) and s_shape[1:] == t_shape[1:] and s_shape[:1] != t_shape[:1]:
         owner = module_of(target)
         kind = state.target.module_type(owner)
@@ -342,6 +417,11 @@ def _finish(state: _Matching, user_rules: Sequence[Rule]) -> Plan:
         if assigned is not None:
             t, reason, detail = assigned
             decisions.append(KeyDecision(key, t, reason, detail, meta.shape, target.tensors[t].shape))
+            continue
+        held = state.held_back.get(key)
+        if held is not None:
+            mismatched_targets.add(held[0])
+            decisions.append(KeyDecision(key, held[0], P.MISMATCH, held[1], meta.shape, target.tensors[held[0]].shape))
             continue
         pending = state.pending.get(key)
         if pending and pending[0] not in state.filled and pending[0] not in mismatched_targets:

@@ -116,8 +116,8 @@ class RemapReport:
             problems.append(f"{len(missing)} model key(s) have no checkpoint tensor (first: {missing[0]})")
         if self.mismatched:
             d = self.mismatched[0]
-            problems.append(f"{len(self.mismatched)} tensor(s) do not fit (a different shape, or a dtype or layout "
-                            f"torch cannot copy; first: {d.source}: {d.detail})")
+            problems.append(f"{len(self.mismatched)} tensor(s) do not fit (a different shape, a square weight "
+                            f"stored transposed, or a dtype or layout torch cannot copy; first: {d.source}: {d.detail})")
         if self.ambiguous:
             d = next(d for d in self.plan.decisions if d.reason == P.AMBIGUOUS)
             problems.append(f"{len(self.ambiguous)} checkpoint tensor(s) are ambiguous and were not mapped (first: "
