@@ -33,11 +33,12 @@ def distinct_storages(tensors: Iterable) -> List[Tuple[Any, Optional[int]]]:
 def storages_beyond(tensors: Iterable, held: Iterable) -> List[Tuple[Any, Optional[int]]]:
     """:func:`distinct_storages` of ``tensors`` less the storages ``held`` are on: the memory ``tensors`` add to
     what ``held`` already holds (a buffer registered as a view of a parameter adds nothing to the parameters)."""
+    tensors = tensors if isinstance(tensors, list) else list(tensors)
     held = held if isinstance(held, list) else list(held)
-    if not held:
+    if not held or not tensors:  # (most models hold no buffer: no pass over the parameters for them)
         return distinct_storages(tensors)
     held_ids = set(map(id, held))
-    return [(t, n) for t, n in distinct_storages(held + list(tensors)) if id(t) not in held_ids]
+    return [(t, n) for t, n in distinct_storages(held + tensors) if id(t) not in held_ids]
 
 
 def _storages_one_by_one(tensors: List) -> List[Tuple[Any, Optional[int]]]:
