@@ -452,3 +452,21 @@ def test_block_copies_equal_the_observed_pass_on_generated_stacks_of_stock_block
     except netscope.errors.ForwardError:  # the stack shrank the input too far: nothing to compare
         return
     _same(_pass(model, (x,), monkeypatch, True), slow)
+
+
+@pytest.mark.parametrize("mode", ["eval", "train"])
+def test_block_copies_on_torchvisions_conv_norm_activation_blocks_match_the_observed_pass(monkeypatch, mode):
+    # EfficientNet's stages repeat MBConv blocks whose Conv2dNormActivation (a torchvision subclass of nn.Sequential
+    # with its forward: conv, batch norm, SiLU) see the same shapes: copied after the first of each stage
+    torch.manual_seed(0)
+    model = torchvision.models.efficientnet_b0(weights=None).train(mode == "train")
+    x = torch.randn(2, 3, 64, 64)
+    slow = _pass(model, (x,), monkeypatch, False)
+    taken = _blocks_taken(monkeypatch)
+    fast = _pass(model, (x,), monkeypatch, True)
+    assert sum(taken) >= 8  # 17 with torchvision 0.29
+    _same(fast, slow)
+    if mode == "eval":
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            model(x)
+        assert fast.calls[0].macs == counter.get_total_flops() // 2
