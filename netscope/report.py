@@ -102,7 +102,7 @@ class Report:
         out = []
         for item in visible_calls(self.layers, folds, depth=depth):
             if isinstance(item, Fold):
-                members = [by_index[i] for i in item.members]
+                members = list(map(by_index.__getitem__, item.members))
                 row = fold_row(item, members, by_index[item.first], columns, ctx)
                 indent = members[0].depth
             else:
