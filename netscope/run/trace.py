@@ -22,7 +22,7 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, FrozenSet, List, Optional, Tuple
+from typing import Any, Callable, Dict, FrozenSet, Iterable, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -765,7 +765,8 @@ def _build_result(tree: ModuleTree, recorder: _Recorder, ops: Optional[OpResolve
     # a replayed stock leaf ran an earlier call's operators on the same signature (class, configuration, tensor
     # shapes, input): its class, input shapes, parameters, multiply-adds and hyperparameters are that call's row's
     same_as = recorder.replay.same_as if recorder.replay is not None else {}
-    for call, module, own, subtree, trainable in zip(open_calls, modules, *_call_params(tree, packed, census, modules)):
+    params = _call_params(tree, packed, census, modules)
+    for call, module, (own, subtree, trainable) in zip(open_calls, modules, params):
         source = same_as.get(call.index) if same_as else None
         if source is not None and call.finished:
             index = call.index
@@ -907,24 +908,15 @@ def _scripted_note(names: List[str]) -> str:
 
 
 def _call_params(tree: ModuleTree, packed: Dict[int, tuple], census: ParamCensus,
-                 modules: List[nn.Module]) -> Tuple[list, list, list]:
-    """Each call's own and subtree parameter elements and trainable label (:func:`_param_table`), as three lists,
-    ``modules`` being the calls' modules: read by position when the calls are ``tree.modules`` in order (each module
-    called once, as registered), else found by module; a module outside ``tree`` (removed by the forward) counted
-    on its own."""
+                 modules: List[nn.Module]) -> Iterable[Tuple[int, int, str]]:
+    """Each call's ``(own, subtree, trainable)`` parameter counts (:func:`_param_table`), ``modules`` being the calls'
+    modules: the table's entries in order when the calls are ``tree.modules`` in order (each module called once, as
+    registered), else found by module; a module outside ``tree`` (removed by the forward) counted on its own."""
     table = _param_table(tree, packed, census)
     if len(modules) <= len(tree.modules) and all(map(operator.is_, modules, tree.modules)):
-        return tuple(column[:len(modules)] for column in table)
-    position = dict(zip(map(id, tree.modules), itertools.count()))
-    at = list(map(position.get, map(id, modules)))
-    if None in at:  # a module the forward took out of the tree: its counts appended to the table's
-        table = tuple(map(list, table))
-        for i, module in enumerate(modules):
-            if at[i] is None:
-                at[i] = len(table[0])
-                for column, value in zip(table, _param_counts(module)):
-                    column.append(value)
-    return tuple(list(map(column.__getitem__, at)) for column in table)
+        return itertools.islice(zip(*table), len(modules))
+    by_module = dict(zip(map(id, tree.modules), zip(*table)))
+    return [by_module.get(id(m)) or _param_counts(m) for m in modules]
 
 
 def _param_table(tree: ModuleTree, packed: Dict[int, tuple], census: ParamCensus) -> Tuple[list, list, list]:
