@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import operator
 import textwrap
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -100,7 +102,7 @@ class Report:
         out = []
         for item in visible_calls(self.layers, folds, depth=depth):
             if isinstance(item, Fold):
-                members = [by_index[i] for i in item.members]
+                members = list(map(by_index.__getitem__, item.members))
                 row = fold_row(item, members, by_index[item.first], columns, ctx)
                 indent = members[0].depth
             else:
@@ -116,12 +118,18 @@ class Report:
         pinned = {c.call_index for c in self.checks if getattr(c, "status", "pass") != "pass"}
         pinned |= {f.call_index for c in self.checks for f in getattr(c, "findings", ()) or ()
                    if f.call_index is not None and f.severity is not Severity.INFO}
-        names = {c.name: c.index for c in self.layers if c.call_number == 1}
-        for finding in self.findings:
-            index = finding.call_index if finding.call_index is not None else names.get(finding.layer)
-            if index is not None:
-                pinned.add(index)
+        pinned.update(f.call_index for f in self.findings if f.call_index is not None)
+        pinned.update(self._first_calls({f.layer for f in self.findings if f.call_index is None}).values())
         return find_folds(self.layers, pinned)
+
+    def _first_calls(self, names) -> Dict[str, int]:
+        """Call index of the first call (``call_number`` 1) of each module named in ``names``: the names of every
+        call compared in C loops, the few calls that match read in Python."""
+        if not names:
+            return {}
+        layers = self.layers
+        matching = itertools.compress(range(len(layers)), map(names.__contains__, map(_NAME, layers)))
+        return {layers[i].name: i for i in matching if layers[i].call_number == 1}
 
     def rows(self, columns: Sequence[str] = DATA_COLUMNS, *, depth: Optional[int] = None) -> List[Dict[str, Any]]:
         """Typed values per call (every call; no folding), keyed by each column's JSON/DataFrame name."""
@@ -130,12 +138,9 @@ class Report:
         return [data_row(call, keys, ctx) for call in self.layers if depth is None or call.depth <= depth]
 
     def _context(self) -> Dict[str, Any]:
-        return {"check_status": self._check_status(), "names": [c.name for c in self.layers],
-                "partial_macs": self.partial_calls(),
+        return {"checks": {check.call_index: check for check in self.checks},
+                "names": list(map(_NAME, self.layers)), "partial_macs": self.partial_calls(),
                 "partial_own_macs": self.operators.uncounted_calls() if self.partial else set()}
-
-    def _check_status(self) -> Dict[int, str]:
-        return {check.call_index: check.compact for check in self.checks}
 
     def totals_text(self, *, markdown: bool = False, width: Optional[int] = None) -> str:
         t = self.totals
@@ -331,6 +336,7 @@ class Report:
 
 
 INT64_MAX = 2 ** 63 - 1
+_NAME = operator.attrgetter("name")
 
 
 def int_column(values: Sequence[Optional[int]], dtype: str = "int64"):

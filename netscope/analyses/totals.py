@@ -49,10 +49,11 @@ def compute_totals(model: nn.Module, calls, called_modules, *, input_bytes: int,
     packed_tensors = packed_by_module(tree.modules) if packed is None else packed
     packed = [t for tensors_ in packed_tensors.values() for t in tensors_]
     total = sum(numel_list) + sum(t.numel() for t in packed)
-    called = dict(zip(map(id, called_modules), called_modules))
-    if called.keys() >= set(map(id, tree.modules)):  # every registered module ran: no parameter left uncalled
+    called_ids = set(map(id, called_modules))
+    if called_ids.issuperset(map(id, tree.modules)):  # every registered module ran: no parameter left uncalled
         uncalled = 0
     else:
+        called = dict(zip(map(id, called_modules), called_modules))
         called_params = set(map(id, itertools.chain.from_iterable(
             map(_values, filter(None, (m._parameters for m in called.values()))))))
         for module in called.values():  # a called TorchScript module ran its whole subtree without module hooks
@@ -60,7 +61,7 @@ def compute_totals(model: nn.Module, calls, called_modules, *, input_bytes: int,
                 called_params.update(map(id, module.parameters()))
         uncalled = sum(n for key, n in zip(map(id, tensors), numel_list) if key not in called_params)
     shared_ids = set(shared)
-    uncalled += sum(t.numel() for key, tensors_ in packed_tensors.items() if key not in called for t in tensors_)
+    uncalled += sum(t.numel() for key, tensors_ in packed_tensors.items() if key not in called_ids for t in tensors_)
     # bytes and buffer elements: each storage once (a buffer registered as a slice of another, two parameter objects
     # over one storage hold its memory once), a storage a parameter is on counted with the parameters only (a
     # buffer viewing a parameter, or a parameter viewing a buffer); a sparse tensor's stored values and indices
@@ -69,7 +70,7 @@ def compute_totals(model: nn.Module, calls, called_modules, *, input_bytes: int,
         total_params=total,
         trainable_params=trainable,
         non_trainable_params=total - trainable,
-        shared_params=sum(n for key, n in zip(map(id, tensors), numel_list) if key in shared_ids),
+        shared_params=sum(n for key, n in zip(map(id, tensors), numel_list) if key in shared_ids) if shared_ids else 0,
         shared_param_tensors=len(shared),
         uncalled_params=uncalled,
         buffer_elements=sum(b.numel() if n is None else n // b.element_size() for b, n in buffers_held),

@@ -95,7 +95,10 @@ class OperatorTable:
     @functools.cached_property
     def _missing(self) -> Set[Any]:
         """The recorded operators without a formula. ``kinds`` may be shared with later passes (a training
-        step's backward and optimizer operators): only the operators recorded here count."""
+        step's backward and optimizer operators): only the operators recorded here count. Asked of the recorded
+        ones only when ``kinds`` has such an operator at all (a packet's hash is a Python call)."""
+        if UNCOUNTED not in self.kinds.values():
+            return set()
         return {p for p in set(self.op_packets) if self.kinds.get(p) == UNCOUNTED}
 
     @property

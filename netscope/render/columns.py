@@ -123,7 +123,9 @@ def _tree_label(call: LayerCall, value, ctx=None) -> str:
 
 
 def _check(call: LayerCall, ctx) -> Optional[str]:
-    return ctx.get("check_status", {}).get(call.index)
+    """The compact status of the call's formula check (``ctx["checks"]``: call index -> check), or None."""
+    check = ctx.get("checks", {}).get(call.index)
+    return None if check is None else check.compact
 
 
 def _step(key):

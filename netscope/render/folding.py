@@ -8,6 +8,8 @@ Table, notebook and HTML views fold; JSON and the DataFrame always keep every ca
 
 from __future__ import annotations
 
+import itertools
+import operator
 from dataclasses import dataclass
 from typing import Any, Collection, Dict, List, Optional, Sequence, Tuple
 
@@ -32,10 +34,13 @@ class Fold:
 def subtree_sizes(layers: Sequence[LayerCall]) -> List[int]:
     """Number of calls in each call's subtree, itself included (calls are in pre-order)."""
     sizes = [1] * len(layers)
-    for call in reversed(layers):
-        if call.parent is not None:
-            sizes[call.parent] += sizes[call.index]
+    for index, parent in zip(range(len(layers) - 1, -1, -1), reversed(list(map(_PARENT, layers)))):
+        if parent is not None:
+            sizes[parent] += sizes[index]
     return sizes
+
+
+_PARENT = operator.attrgetter("parent")
 
 
 def run_label(first: LayerCall, last: LayerCall) -> str:
@@ -161,7 +166,7 @@ def fold_row(fold: Fold, members: Sequence[LayerCall], first: LayerCall, keys: S
     for key in keys:
         if key in SUMMED:
             column = COLUMNS[key]
-            total = sum(column.value(m, ctx) for m in members)
+            total = sum(map(column.value, members, itertools.repeat(ctx)))
             row[key] = column.text(members[0], total, ctx)
     label = fold.label
     names = ctx.get("names")

@@ -21,7 +21,7 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, FrozenSet, List, Optional, Tuple
+from typing import Any, Callable, Dict, FrozenSet, Iterable, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -795,7 +795,6 @@ def _build_result(tree: ModuleTree, recorder: _Recorder, ops: Optional[OpResolve
     named = tree.named
     packed = packed_by_module(tree.modules)
     census = census if census is not None else param_census(tree)
-    param_table = _param_table(tree, packed, census)
     calls: List[LayerCall] = []
     open_calls = recorder.calls
     if structure_only:  # a TorchScript model: its submodules listed, never called through hooks
@@ -808,7 +807,8 @@ def _build_result(tree: ModuleTree, recorder: _Recorder, ops: Optional[OpResolve
                 depth = name.count(".") + 1 if name else 0
                 rows[name] = len(open_calls)
                 open_calls.append(_OpenCall(len(open_calls), module, name, parent, depth, 0, (), {}))
-    bypassed = _bypassed_note(tree, open_calls)
+    modules = list(map(_MODULE, open_calls))
+    bypassed = _bypassed_note(tree, open_calls, modules)
     total_macs = [c.own_macs for c in open_calls]
     for call in reversed(open_calls):  # children follow their parent: roll multiply-adds up in reverse
         if call.parent is not None:
@@ -823,14 +823,11 @@ def _build_result(tree: ModuleTree, recorder: _Recorder, ops: Optional[OpResolve
     windowed: Dict[type, bool] = {}  # class -> whether it has kernel_size (then read per module)
     class_names: Dict[type, str] = {}  # (not scripted classes: each scripted module has its own name)
     scripted: List[str] = []  # scripted submodules of an eager model: their layers ran unseen
-    param_of = param_table.get
     # a replayed stock leaf ran an earlier call's operators on the same signature (class, configuration, tensor
     # shapes, input): its class, input shapes, parameters, multiply-adds and hyperparameters are that call's row's
     same_as = recorder.replay.same_as if recorder.replay is not None else {}
-    for call in open_calls:
-        module = call.module
-        counts = param_of(id(module))
-        own, subtree, trainable = counts if counts is not None else _param_counts(module)
+    params = _call_params(tree, packed, census, modules)
+    for call, module, (own, subtree, trainable) in zip(open_calls, modules, params):
         source = same_as.get(call.index) if same_as else None
         if source is not None and call.finished:
             index = call.index
@@ -906,8 +903,8 @@ def _build_result(tree: ModuleTree, recorder: _Recorder, ops: Optional[OpResolve
             forward_outputs[index] = tree
     return TraceResult(
         calls=calls,
-        modules=[c.module for c in open_calls],
-        call_values=[(c.args, c.kwargs) for c in open_calls],
+        modules=modules,
+        call_values=list(map(_VALUES, open_calls)),
         outputs=[c.output if c.finished else None for c in open_calls],
         model_output=shape_tree(output) if output is not None else None,
         failed_index=failed_index,
@@ -922,13 +919,16 @@ def _build_result(tree: ModuleTree, recorder: _Recorder, ops: Optional[OpResolve
     )
 
 
-def _bypassed_note(tree: ModuleTree, open_calls: List[_OpenCall]) -> List[str]:
+_MODULE, _VALUES = operator.attrgetter("module"), operator.attrgetter("args", "kwargs")
+
+
+def _bypassed_note(tree: ModuleTree, open_calls: List[_OpenCall], modules: List[nn.Module]) -> List[str]:
     """A note naming the modules with a ``forward`` of their own that have no row though a module inside them ran,
     called from the row above them: they were not called as modules (``.forward(x)`` called directly, a call path
     that skips ``nn.Module``'s, or a submodule reached from outside them), so their own operators, if any, are in
     the calling row. Containers without a forward (``ModuleList``) or with one that only chains its children
-    (``nn.Sequential``) are not named."""
-    called = {id(c.module) for c in open_calls}
+    (``nn.Sequential``) are not named. ``modules``: each call's module."""
+    called = set(map(id, modules))
     if len(called) >= len(tree.modules):
         return []
     by_name = dict(tree.named)
@@ -968,15 +968,29 @@ def _scripted_note(names: List[str]) -> str:
             "not listed; each row shows its whole input and output shapes, parameters and multiply-adds")
 
 
-def _param_table(tree: ModuleTree, packed: Dict[int, tuple], census: ParamCensus) -> Dict[int, Tuple[int, int, str]]:
-    """``id(module) -> (own, subtree, trainable)`` for every module of ``tree``, from ``census`` (its slots read once).
+def _call_params(tree: ModuleTree, packed: Dict[int, tuple], census: ParamCensus,
+                 modules: List[nn.Module]) -> Iterable[Tuple[int, int, str]]:
+    """Each call's ``(own, subtree, trainable)`` parameter counts (:func:`_param_table`), ``modules`` being the calls'
+    modules: the table's entries in order when the calls are ``tree.modules`` in order (each module called once, as
+    registered), else found by module; a module outside ``tree`` (removed by the forward) counted on its own."""
+    table = _param_table(tree, packed, census)
+    if len(modules) <= len(tree.modules) and all(map(operator.is_, modules, tree.modules)):
+        return itertools.islice(zip(*table), len(modules))
+    by_module = dict(zip(map(id, tree.modules), zip(*table)))
+    return [by_module.get(id(m)) or _param_counts(m) for m in modules]
+
+
+def _param_table(tree: ModuleTree, packed: Dict[int, tuple], census: ParamCensus) -> Tuple[list, list, list]:
+    """Every module's own and subtree parameter elements and whether they are trainable (``"yes"``, ``"no"``,
+    ``"partial"``, ``""`` without parameters), three lists in ``tree.modules`` order, from ``census`` (its slots
+    read once).
 
     Without sharing, a module's subtree is a run of ``tree.modules`` (registration pre-order), so its counts are
     differences of running sums. With a module or parameter under two paths, each module's deduplicated
     ``parameters()`` is counted instead, which is exact but quadratic in depth.
     """
     if tree.shares_modules or census.distinct != len(census.params):
-        return {id(m): _param_counts(m) for m in tree.modules}
+        return tuple(map(list, zip(*map(_param_counts, tree.modules))))
     modules = tree.modules
     own, counts, trainable = census.own, census.counts, census.own_trainable
     if packed:  # a quantized module's packed weight and bias: frozen parameters
@@ -988,7 +1002,7 @@ def _param_table(tree: ModuleTree, packed: Dict[int, tuple], census: ParamCensus
     ends = tree.ends  # where each module's run ends (no sharing: ``named`` is ``modules``)
     subtree, slots, trained = _run_sums(own, ends), _run_sums(counts, ends), _run_sums(trainable, ends)
     labels = ["" if not n else "yes" if t == n else "no" if not t else "partial" for n, t in zip(slots, trained)]
-    return dict(zip(map(id, modules), zip(own, subtree, labels)))
+    return own, subtree, labels
 
 
 def _run_sums(values: list, ends: List[int]) -> list:
