@@ -75,7 +75,7 @@ def preserved_model(model: nn.Module, *, train: bool, tree: Optional[ModuleTree]
             buffer_values.append((buffer, version_of(buffer), buffer.detach().clone()))
     params = [p for p in {id(p): p for p in parameters.values}.values()  # by id: Tensor.__hash__ is Python code
               if p is not None and not isinstance(p, UninitializedTensorMixin)]  # lazy: no values yet
-    grads = [p.requires_grad for p in params]
+    grads = list(map(_REQUIRES_GRAD, params))
     versions = _versions(params)
     attributes = _own_attributes(tree)
     plain = PlainAttributes(model, tree)
@@ -105,7 +105,7 @@ def preserved_model(model: nn.Module, *, train: bool, tree: Optional[ModuleTree]
             _restore_buffers(buffer_values)
         for generator, state in generators:
             generator.set_state(state)
-        if [p.requires_grad for p in params] != grads:
+        if list(map(_REQUIRES_GRAD, params)) != grads:
             for param, requires_grad in zip(params, grads):
                 if param.requires_grad != requires_grad:
                     param.requires_grad_(requires_grad)
@@ -245,9 +245,12 @@ def _restore_buffers(saved: List[tuple]) -> None:
 def _versions(tensors: List[torch.Tensor]) -> List[Optional[int]]:
     """:func:`version_of` of each tensor; read as plain attributes while no inference tensor is among them."""
     try:
-        return [t._version for t in tensors]
+        return list(map(_VERSION, tensors))
     except RuntimeError:
         return list(map(version_of, tensors))
+
+
+_VERSION, _REQUIRES_GRAD = operator.attrgetter("_version"), operator.attrgetter("requires_grad")  # (C loops)
 
 
 def version_of(tensor: torch.Tensor) -> Optional[int]:
