@@ -231,7 +231,7 @@ class LeafReplay:
             sequential = self.block_classes[cls] = _stock_sequential(cls)
         if not sequential or "forward" in module.__dict__ or _grad_enabled() or _any_autocast():
             return None
-        if x.layout is not _STRIDED:
+        if x.is_nested or x.layout is not _STRIDED:  # as for a leaf's key: no signature holds their layout
             return None
         parts = []
         for child in module._modules.values():
