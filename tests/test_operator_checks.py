@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from hypothesis import given, settings, strategies as st
+from hypothesis import example, given, settings, strategies as st
 
 import netscope
 from netscope.analyses.checks import check_findings, check_trace, has_problems
@@ -337,3 +337,66 @@ def test_a_pad_before_a_functional_1d_pool_is_credited_as_before_a_1d_convolutio
     assert (op.nd, op.input_shape, op.forward_pad) == (1, (1, 2, 13), ((2, 1),))
     assert op.output_shape == tuple(_PaddedPool1d()(torch.randn(1, 2, 10)).shape)
     assert op.unpadded().windows[0].pad_left == 2 and op.unpadded().sizes == (10,)
+
+
+CONVS = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
+
+
+def _finding_texts(checks):
+    """Each finding's severity, code and message; the shapes 'padded-in-forward' quotes carry the batch or not."""
+    return sorted((f.severity.value, f.code, "" if f.code == "padded-in-forward" else f.message)
+                  for c in checks for f in c.findings)
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(nd=st.integers(1, 3), kernel=st.integers(1, 4), stride=st.integers(1, 3), dilation=st.integers(1, 2),
+       padding=st.sampled_from([0, 1, 2, "same", "valid"]),
+       padding_mode=st.sampled_from(["zeros", "reflect", "replicate", "circular"]), grouped=st.booleans(),
+       sizes=st.lists(st.integers(1, 7), min_size=3, max_size=3), functional=st.booleans())
+@example(nd=1, kernel=2, stride=1, dilation=1, padding="same", padding_mode="zeros", grouped=False, sizes=[5, 1, 1],
+         functional=True)  # aten: unsqueeze(0), then the uneven 'same' pad, then the convolution
+@example(nd=2, kernel=4, stride=1, dilation=2, padding="same", padding_mode="zeros", grouped=True, sizes=[6, 5, 1],
+         functional=False)
+@example(nd=2, kernel=3, stride=2, dilation=1, padding=2, padding_mode="circular", grouped=False, sizes=[5, 5, 1],
+         functional=False)  # F.pad first, then unsqueeze(0), then the convolution
+def test_a_convolution_on_an_unbatched_input_is_checked_as_the_layer_saw_it(
+        nd, kernel, stride, dilation, padding, padding_mode, grouped, sizes, functional):
+    """Conv1d/2d/3d (and F.conv*d) on a (C, *sizes) input: aten runs the convolution on it unsqueezed to a batch of
+    one and squeezes the result. The oracle: torch's own output shape, and the same layer's check on the batched
+    (1, C, *sizes) input, whose formulas and findings must be the unbatched one's."""
+    from hypothesis import assume
+
+    if padding == "same":
+        stride = 1  # PyTorch refuses 'same' with a stride
+    channels = 2
+    conv = CONVS[nd](channels, 4, kernel, stride, padding, dilation, groups=2 if grouped else 1,
+                     padding_mode=padding_mode)
+    model = _FunctionalConv(conv) if functional else nn.Sequential(conv)
+    x = torch.randn((channels,) + tuple(sizes[:nd]))
+    try:
+        with torch.no_grad():
+            real = tuple(model(x).shape)
+    except RuntimeError:
+        assume(False)  # inputs torch rejects are not this test's
+    unbatched = netscope.summary(model, input_data=x, audit_names=False).checks
+    batched = netscope.summary(model, input_data=x.unsqueeze(0), audit_names=False).checks
+    (check,) = unbatched
+    assert check.status == "pass", check.findings
+    assert tuple(check.expected_shape) == real
+    assert [d.expected for d in check.dims] == list(real[-nd:])
+    assert [d.text for d in check.dims] == [d.text for d in batched[0].dims]
+    assert _finding_texts(unbatched) == _finding_texts(batched)
+
+
+class _FunctionalConv(nn.Module):
+    """A module without a size formula of its own that calls F.conv*d in its forward ('same' as a string too)."""
+
+    def __init__(self, conv):
+        super().__init__()
+        self.conv = conv
+
+    def forward(self, x):
+        c = self.conv
+        if c.padding_mode != "zeros":
+            return c(x)
+        return getattr(F, f"conv{len(c.kernel_size)}d")(x, c.weight, c.bias, c.stride, c.padding, c.dilation, c.groups)

@@ -325,3 +325,47 @@ def test_random_conv_pool_chains_equal_brute_force(layers, skip, start):
     truth = brute_force(model, (1, 1, 8), range(1, 61))
     result = solve_input_size(model, spec(1, 1, start), max_size=60)
     assert result.valid_sizes == truth, (layers, skip, start, result.render())
+
+
+class UNet3d(nn.Module):
+    """Two 2x max pools, transposed-conv upsampling and concatenated skips in 3-D: every axis a multiple of 4,
+    failing at the concatenation (a shape mismatch), not in a convolution."""
+
+    def __init__(self):
+        super().__init__()
+        self.enc = nn.Conv3d(1, 1, 3, padding=1)
+        self.down = nn.Sequential(nn.MaxPool3d(2), nn.Conv3d(1, 1, 3, padding=1))
+        self.up = nn.ConvTranspose3d(1, 1, 2, stride=2)
+        self.dec = nn.Conv3d(2, 1, 3, padding=1)
+
+    def forward(self, x):
+        a = self.enc(x)
+        b = self.down(a)
+        b = self.dec(torch.cat([self.up(self.dec(torch.cat([self.up(self.down(b)), b], 1))), a], 1))
+        return b
+
+
+def brute_force_axis(model, shape, dim, sizes):
+    """The sizes of axis ``dim`` (the others as in ``shape``) whose plain CPU forward returns."""
+    works = []
+    for s in sizes:
+        try:
+            with torch.no_grad():
+                model(torch.randn(shape[:dim] + (s,) + shape[dim + 1:]))
+        except RuntimeError:
+            continue
+        works.append(s)
+    return tuple(works)
+
+
+def test_a_3d_unet_square_and_per_axis_scans_equal_brute_force():
+    torch.manual_seed(0)
+    model = UNet3d().eval()
+    limit = 9
+    result = solve_input_size(model, spec(1, 1, 8, 8, 8), max_size=limit)
+    truth = brute_force(model, (1, 1, 8, 8, 8), range(1, limit + 1))
+    assert truth == (4, 8)  # the oracle itself: two 2x pools, then shapes must meet again at each concat
+    assert [s.label for s in result.scans] == ["s", "D", "H", "W"]
+    assert result.main.valid == truth
+    for scan, dim in zip(result.scans[1:], (2, 3, 4)):
+        assert scan.valid == brute_force_axis(model, result.anchor_shape, dim, range(1, limit + 1)), scan

@@ -139,7 +139,8 @@ def _pad(args, kwargs, out) -> _Pad:
 @dataclass(frozen=True)
 class _Unsqueeze:
     """An ``unsqueeze``: the 1-d pools (``F.avg_pool1d``, ``F.max_pool1d``, ``F.lp_pool1d``) run as 2-d ones on
-    their input unsqueezed at -2, a size-1 axis that is not one of the layer's dimensions."""
+    their input unsqueezed at -2, a size-1 axis that is not one of the layer's dimensions; a convolution on an
+    unbatched input runs on it unsqueezed at 0."""
 
     output_shape: Shape
     dim: int  # where the new axis is, counted from the front of the output
@@ -156,6 +157,17 @@ def _as_pool1d(op: WindowOp, made: Optional[_Unsqueeze]) -> WindowOp:
             tuple(op.input_shape) != made.output_shape or made.dim != len(op.input_shape) - 2:
         return op
     return op.spatial(1) or op
+
+
+def _as_unbatched(op: WindowOp, made: Optional[_Unsqueeze], pad: Optional[_Pad] = None) -> WindowOp:
+    """A convolution on an input unsqueezed at 0 before it (``F.conv2d`` on a (C, H, W) input adds the batch and
+    squeezes it off the result), right before it or with ``pad`` (its 'same' padding) between: the call as the
+    layer saw it, without that batch of one."""
+    made_input = pad.output_shape if pad is not None else made.output_shape if made is not None else None
+    if made is None or op.op != "convolution" or made.dim != 0 or tuple(op.input_shape) != made_input or \
+            len(op.input_shape) != op.nd + 2 or len(made.output_shape) != op.nd + 2 or op.output_shape[:1] != (1,):
+        return op
+    return replace(op, input_shape=op.input_shape[1:], output_shape=op.output_shape[1:])
 
 
 def _forward_pad(op: WindowOp, pad: Optional[_Pad]) -> WindowOp:
@@ -218,7 +230,8 @@ class WindowOpLog:
     def by_call(self) -> Dict[int, List[WindowOp]]:
         """Call index -> the windowed operators it ran itself, in order."""
         calls: Dict[int, List[WindowOp]] = {}
-        last_pad: Dict[int, Tuple[int, _Pad]] = {}  # call index -> (id of its output, the pad it ran last)
+        # call index -> (id of its output, the pad it ran last, id of that pad's input: an unsqueeze's output, maybe)
+        last_pad: Dict[int, Tuple[int, _Pad, int]] = {}
         # the same for the unsqueeze it ran last, with the id of that unsqueeze's input (an F.pad's output, maybe)
         last_unsqueeze: Dict[int, Tuple[int, _Unsqueeze, int]] = {}
         for index, parser, args, kwargs, out, (first, made_id) in self.raw:
@@ -226,14 +239,22 @@ class WindowOpLog:
                 continue
             made = parser(args, kwargs, out)
             if isinstance(made, _Pad):
-                last_pad[index] = (made_id, made)
+                last_pad[index] = (made_id, made, first)
                 continue
             if isinstance(made, _Unsqueeze):
                 last_unsqueeze[index] = (made_id, made, first)
                 continue
-            pad_id, pad = last_pad.pop(index, (None, None))
+            pad_id, pad, pad_source = last_pad.pop(index, (None, None, None))
             unsqueeze_id, unsqueeze, source = last_unsqueeze.pop(index, (None, None, None))
-            pool1d = _as_pool1d(made, unsqueeze if unsqueeze_id == first else None)
-            read = source if pool1d is not made else first  # a 1-d pool's input is the tensor it unsqueezed
-            calls.setdefault(index, []).append(_forward_pad(pool1d, pad if pad_id == read else None))
+            if pad is not None and pad_id == first and unsqueeze_id == pad_source and len(pad.pads) <= made.nd:
+                # unsqueeze(0) -> pad -> convolution: 'same' padding of an unbatched input
+                seen = _as_unbatched(made, unsqueeze, pad)
+                if seen is not made:
+                    pad = _Pad(pad.output_shape[1:], pad.pads)
+                calls.setdefault(index, []).append(_forward_pad(seen, pad))
+                continue
+            unsqueezed = unsqueeze if unsqueeze_id == first else None
+            seen = _as_unbatched(_as_pool1d(made, unsqueezed), unsqueezed)
+            read = source if seen is not made else first  # a 1-d pool's or unbatched input is the tensor unsqueezed
+            calls.setdefault(index, []).append(_forward_pad(seen, pad if pad_id == read else None))
         return calls
