@@ -1277,3 +1277,17 @@ def test_cli_takes_every_optimizer_of_the_registry(capsys):
     params = sum(p.numel() for p in torchvision.models.resnet18(weights=None, num_classes=10).parameters())
     tensors = len(list(torchvision.models.resnet18(weights=None, num_classes=10).parameters()))
     assert data["totals"]["optimizer_bytes"] == 4 * 2 * params + 4 * tensors  # square_avg, grad_avg; a step each
+
+
+@pytest.mark.parametrize("optimizer, runs", [("sgd", True), ("adam", True), ("adam-amsgrad", False)])
+def test_the_real_step_fallback_budgets_the_optimizers_own_state(monkeypatch, optimizer, runs):
+    """A value-reading forward runs a real step only when weights, gradients and the optimizer's parameter-shaped
+    state fit: with the limit at 4.5 times the weights, SGD (2x) and Adam (4x) fit, AMSGrad (5x: a third state
+    tensor) does not (it used to be budgeted as 4x for every optimizer)."""
+    weights = (4 * 4 + 4) * 4  # ReadsAValue's Linear(4, 4), float32
+    monkeypatch.setattr("netscope.analyses.step.api.REAL_STEP_LIMIT_BYTES", weights * 9 // 2)
+    if runs:
+        assert netscope.step(ReadsAValue(), (2, 4), optimizer=optimizer).totals.tensors == "real"
+    else:
+        with pytest.raises(netscope.NetscopeError, match="real step on cpu was not tried"):
+            netscope.step(ReadsAValue(), (2, 4), optimizer=optimizer)
