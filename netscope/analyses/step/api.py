@@ -29,8 +29,9 @@ def step(model: nn.Module, input_size=None, input_data=None, *, optimizer: str =
 
     input_size / input_data / input_dtypes: as for ``netscope.summary`` (per rank under fsdp/ddp).
     optimizer: a name in ``netscope.analyses.step.options.OPTIMIZERS`` (``sgd``, ``sgd-momentum``, ``adam``,
-    ``adamw``, their ``-amsgrad`` variants, ``adamax``, ``nadam``, ``radam``, ``adagrad``, ``adadelta``, ``rmsprop``
-    and its ``-momentum``/``-centered`` variants, ``rprop``); LBFGS is refused with the reason. precision: ``fp32``, ``bf16-mixed`` or
+    ``adamw``, ``adam-amsgrad``, ``adamw-amsgrad``, ``adamax``, ``nadam``, ``radam``, ``adagrad``, ``adadelta``,
+    ``rmsprop`` and its ``-momentum``/``-centered`` variants, ``rprop``); LBFGS and the like are refused with the
+    reason. precision: ``fp32``, ``bf16-mixed`` or
     ``fp16-mixed`` (``torch.autocast``; parameters, gradients and optimizer state keep the model's dtype).
     fsdp / ddp: ranks of a FSDP2 (``fully_shard``, dim-0 shards) or DDP (replicated) job.
     activation_checkpointing: each block of the model's largest ``nn.ModuleList`` runs under
