@@ -1186,3 +1186,108 @@ def test_a_reentrant_checkpoint_is_charged_to_the_call_that_ran_it():
     assert report.own_backward_macs[by_name[""]] == block_forward + 2 * block_forward  # recomputed, then backward
     assert sum(report.own_backward_macs) == report.totals.backward_macs == backward
     assert any(f"include {block_forward:,} of recomputation" in note for note in report.run.notes)
+
+
+class _TiedFrozenUnused(nn.Module):
+    """Tied input and output embeddings, a frozen layer in the middle, and a trainable layer the forward never
+    calls (no gradient: Adagrad keeps the state it made when built, every other optimizer makes none)."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Embedding(50, 16)
+        self.a = nn.Linear(16, 64)
+        self.frozen = nn.Linear(64, 64).requires_grad_(False)
+        self.proj = nn.Linear(64, 16)
+        self.head = nn.Linear(16, 50, bias=False)
+        self.head.weight = self.embed.weight
+        self.unused = nn.Linear(3, 3)
+
+    def forward(self, x):
+        return self.head(self.proj(torch.relu(self.frozen(torch.relu(self.a(self.embed(x)))))))
+
+
+def _all_optimizers():
+    from netscope.analyses.step.options import OPTIMIZERS
+
+    return sorted(OPTIMIZERS)
+
+
+@pytest.mark.parametrize("optimizer", _all_optimizers())
+@pytest.mark.parametrize("set_to_none", [True, False])
+def test_every_optimizer_plans_the_bytes_of_a_real_step(optimizer, set_to_none):
+    """Adagrad, RMSprop and its variants, Adamax, NAdam, RAdam, Adadelta, Rprop and AMSGrad beside SGD and Adam:
+    parameters, .grad, the real optimizer's state (its own scalars included), saved activations and MemTracker's
+    peak of a real CPU step, on tied weights, a frozen middle layer and an unused layer."""
+    torch.manual_seed(0)
+    model, x = _TiedFrozenUnused(), torch.randint(0, 50, (4, 5))
+    report = netscope.step(model, input_data=x, optimizer=optimizer, set_to_none=set_to_none)
+    params, grads, state, saved, peak = _real_step_figures(model, x, optimizer, set_to_none=set_to_none)
+    t = report.totals
+    assert (t.param_bytes, t.grad_bytes, t.optimizer_bytes, t.peak_bytes) == (params, grads, state, peak)
+    assert t.activation_bytes == sum(nbytes * count for (_, nbytes), count in saved.items())
+
+
+def test_adagrad_keeps_the_state_it_made_for_an_unused_parameter():
+    """Adagrad makes its ``sum`` for every parameter when it is built, not at the first step with a gradient:
+    the unused layer's state is live in a real step (its bytes written as a formula), and in the plan."""
+    torch.manual_seed(0)
+    x = torch.randint(0, 50, (4, 5))
+    report = netscope.step(_TiedFrozenUnused(), input_data=x, optimizer="adagrad")
+    model = _TiedFrozenUnused()
+    optimizer = torch.optim.Adagrad([p for p in model.parameters() if p.requires_grad], lr=0.01)
+    model(x).sum().backward()
+    optimizer.step()
+    assert model.unused.weight.grad is None and model.unused.weight in optimizer.state
+    state = sum(v.nbytes for s in optimizer.state.values() for v in s.values() if isinstance(v, torch.Tensor))
+    used = 50 * 16 + 16 * 64 + 64 + 64 * 16 + 16  # embed (= head), a, proj
+    unused = 3 * 3 + 3
+    assert state == 4 * (used + unused) + 4 * 7  # float32 sums, and a float32 step per tensor (7: head is embed)
+    assert report.totals.optimizer_bytes == state
+
+
+@pytest.mark.parametrize("optimizer", _all_optimizers())
+def test_state_tensors_count_the_real_optimizers_parameter_shaped_state(optimizer):
+    """The registry's per-parameter state count (what the real-step fallback budgets for) is what the real
+    optimizer keeps after one step."""
+    from netscope.analyses.step.options import OPTIMIZERS
+
+    model = nn.Linear(6, 5)
+    entry = OPTIMIZERS[optimizer]
+    real = entry.build(list(model.parameters()))
+    model(torch.randn(3, 6)).sum().backward()
+    real.step()
+    for param in model.parameters():
+        shaped = [v for v in real.state[param].values() if isinstance(v, torch.Tensor) and v.shape == param.shape]
+        assert len(shaped) == entry.state_tensors, (optimizer, list(real.state[param]))
+
+
+@pytest.mark.parametrize("optimizer, needle", [
+    ("lbfgs", "takes a closure"), (torch.optim.LBFGS, "takes a closure"), ("SparseAdam", "sparse gradients only"),
+    ("asgd", "reads tensor values"), (torch.optim.Adagrad, "pass its name, 'adagrad'"),
+])
+def test_an_optimizer_a_planned_step_cannot_run_is_refused_with_the_reason(optimizer, needle):
+    with pytest.raises(netscope.NetscopeError, match=needle):
+        netscope.step(Odd(), (4, 10), optimizer=optimizer)
+
+
+def test_cli_takes_every_optimizer_of_the_registry(capsys):
+    assert main(["step", "resnet18", "-a", "num_classes=10", "--input", "2,3,32,32", "--format", "json",
+                 "--optimizer", "rmsprop-centered", "-q"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    params = sum(p.numel() for p in torchvision.models.resnet18(weights=None, num_classes=10).parameters())
+    tensors = len(list(torchvision.models.resnet18(weights=None, num_classes=10).parameters()))
+    assert data["totals"]["optimizer_bytes"] == 4 * 2 * params + 4 * tensors  # square_avg, grad_avg; a step each
+
+
+@pytest.mark.parametrize("optimizer, runs", [("sgd", True), ("adam", True), ("adam-amsgrad", False)])
+def test_the_real_step_fallback_budgets_the_optimizers_own_state(monkeypatch, optimizer, runs):
+    """A value-reading forward runs a real step only when weights, gradients and the optimizer's parameter-shaped
+    state fit: with the limit at 4.5 times the weights, SGD (2x) and Adam (4x) fit, AMSGrad (5x: a third state
+    tensor) does not (it used to be budgeted as 4x for every optimizer)."""
+    weights = (4 * 4 + 4) * 4  # ReadsAValue's Linear(4, 4), float32
+    monkeypatch.setattr("netscope.analyses.step.api.REAL_STEP_LIMIT_BYTES", weights * 9 // 2)
+    if runs:
+        assert netscope.step(ReadsAValue(), (2, 4), optimizer=optimizer).totals.tensors == "real"
+    else:
+        with pytest.raises(netscope.NetscopeError, match="real step on cpu was not tried"):
+            netscope.step(ReadsAValue(), (2, 4), optimizer=optimizer)

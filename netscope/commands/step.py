@@ -10,14 +10,16 @@ HELP = "one training step planned on fake tensors: backward mult-adds, params/gr
 
 
 def add_arguments(parser) -> None:
+    from netscope.analyses.step.options import OPTIMIZERS, PRECISIONS
+
     add_model_arguments(parser, with_inputs=False)
     parser.add_argument("--input", "-i", action="append", default=[], metavar="[NAME=]SHAPE[:DTYPE]",
                         help="dummy input shape per rank, e.g. 8,3,224,224 or 8,1024:int64 (repeat for several inputs; "
                         "NAME=SHAPE for a keyword input)")
     add_output_arguments(parser)
-    parser.add_argument("--optimizer", default="adamw", choices=("sgd", "sgd-momentum", "adam", "adamw"),
+    parser.add_argument("--optimizer", default="adamw", choices=tuple(OPTIMIZERS),
                         help="optimizer whose state is counted (default adamw)")
-    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16-mixed", "fp16-mixed"),
+    parser.add_argument("--precision", default="fp32", choices=tuple(PRECISIONS),
                         help="fp32, or torch.autocast mixed precision (params, grads and optimizer state stay fp32)")
     ranks = parser.add_mutually_exclusive_group()
     ranks.add_argument("--fsdp", type=int, default=None, metavar="N", help="per-rank figures of an N-rank FSDP2 job")

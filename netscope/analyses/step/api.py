@@ -28,7 +28,10 @@ def step(model: nn.Module, input_size=None, input_data=None, *, optimizer: str =
     on fake tensors, and return a :class:`StepReport`.
 
     input_size / input_data / input_dtypes: as for ``netscope.summary`` (per rank under fsdp/ddp).
-    optimizer: ``sgd``, ``sgd-momentum``, ``adam`` or ``adamw``. precision: ``fp32``, ``bf16-mixed`` or
+    optimizer: a name in ``netscope.analyses.step.options.OPTIMIZERS`` (``sgd``, ``sgd-momentum``, ``adam``,
+    ``adamw``, ``adam-amsgrad``, ``adamw-amsgrad``, ``adamax``, ``nadam``, ``radam``, ``adagrad``, ``adadelta``,
+    ``rmsprop`` and its ``-momentum``/``-centered`` variants, ``rprop``); LBFGS and the like are refused with the
+    reason. precision: ``fp32``, ``bf16-mixed`` or
     ``fp16-mixed`` (``torch.autocast``; parameters, gradients and optimizer state keep the model's dtype).
     fsdp / ddp: ranks of a FSDP2 (``fully_shard``, dim-0 shards) or DDP (replicated) job.
     activation_checkpointing: each block of the model's largest ``nn.ModuleList`` runs under
@@ -247,7 +250,8 @@ def _real_step_refusal(model: nn.Module, options: StepOptions, device: str) -> s
     from netscope.run.devices import available_memory_bytes
     from netscope.run.no_memory import weight_bytes
 
-    needed = weight_bytes(model) * 4  # weights, gradients, and at most two optimizer tensors per weight (Adam)
+    # weights, gradients, and the optimizer's parameter-sized state tensors
+    needed = weight_bytes(model) * (2 + OPTIMIZERS[options.optimizer].state_tensors)
     available = available_memory_bytes(device)
     limit = REAL_STEP_LIMIT_BYTES if available is None else min(REAL_STEP_LIMIT_BYTES, available // 2)
     if needed > limit:

@@ -14,10 +14,12 @@ from netscope.errors import UsageError
 
 @dataclass(frozen=True)
 class Optimizer:
-    """A ``torch.optim`` class and the keyword arguments that select its variant."""
+    """A ``torch.optim`` class, the keyword arguments that select its variant, and how many tensors of each
+    parameter's shape its state holds per parameter (besides scalars such as ``step``)."""
 
     class_name: str
     kwargs: Dict[str, object]
+    state_tensors: int
 
     def build(self, params):
         import torch
@@ -26,10 +28,33 @@ class Optimizer:
 
 
 OPTIMIZERS: Dict[str, Optimizer] = {
-    "sgd": Optimizer("SGD", {"lr": 0.01}),
-    "sgd-momentum": Optimizer("SGD", {"lr": 0.01, "momentum": 0.9}),
-    "adam": Optimizer("Adam", {"lr": 1e-3}),
-    "adamw": Optimizer("AdamW", {"lr": 1e-3}),
+    "sgd": Optimizer("SGD", {"lr": 0.01}, 0),
+    "sgd-momentum": Optimizer("SGD", {"lr": 0.01, "momentum": 0.9}, 1),  # momentum_buffer
+    "adam": Optimizer("Adam", {"lr": 1e-3}, 2),  # exp_avg, exp_avg_sq
+    "adamw": Optimizer("AdamW", {"lr": 1e-3}, 2),
+    "adam-amsgrad": Optimizer("Adam", {"lr": 1e-3, "amsgrad": True}, 3),  # and max_exp_avg_sq
+    "adamw-amsgrad": Optimizer("AdamW", {"lr": 1e-3, "amsgrad": True}, 3),
+    "adamax": Optimizer("Adamax", {"lr": 2e-3}, 2),  # exp_avg, exp_inf
+    "nadam": Optimizer("NAdam", {"lr": 2e-3}, 2),  # exp_avg, exp_avg_sq (mu_product: a scalar)
+    "radam": Optimizer("RAdam", {"lr": 1e-3}, 2),
+    "adagrad": Optimizer("Adagrad", {"lr": 0.01}, 1),  # sum, made for every parameter when the optimizer is built
+    "adadelta": Optimizer("Adadelta", {"lr": 1.0}, 2),  # square_avg, acc_delta
+    "rmsprop": Optimizer("RMSprop", {"lr": 0.01}, 1),  # square_avg
+    "rmsprop-momentum": Optimizer("RMSprop", {"lr": 0.01, "momentum": 0.9}, 2),  # and momentum_buffer
+    "rmsprop-centered": Optimizer("RMSprop", {"lr": 0.01, "centered": True}, 2),  # and grad_avg
+    "rprop": Optimizer("Rprop", {"lr": 0.01}, 2),  # prev, step_size
+}
+
+# torch.optim classes a planned step cannot run, and why (named instead of "unknown")
+REFUSED_OPTIMIZERS: Dict[str, str] = {
+    "lbfgs": "torch.optim.LBFGS's step() takes a closure that re-runs the forward and backward up to max_iter "
+             "times per step, and it keeps up to history_size pairs of past updates, each as large as all the "
+             "parameters together, so one step is not one forward, backward and update",
+    "sparseadam": "torch.optim.SparseAdam takes sparse gradients only, and netscope step plans dense ones",
+    "asgd": "torch.optim.ASGD's step reads tensor values (.item()), which the fake tensors of a planned step do "
+            "not have",
+    "adafactor": "torch.optim.Adafactor's step reads tensor values (.item()), which the fake tensors of a planned "
+                 "step do not have",
 }
 
 
@@ -79,6 +104,13 @@ class StepOptions:
 
 
 def _choice(what: str, value, table: Dict[str, object]) -> None:
-    if value not in table:
-        raise UsageError(f"unknown {what} {value!r}; use one of {', '.join(table)}")
+    # a torch.optim class given for its name: the same refusal or choice list as the name's
+    name = getattr(value, "__name__", value) if isinstance(value, type) else value
+    refused = REFUSED_OPTIMIZERS.get(name.lower().replace("-", "")) if isinstance(name, str) else None
+    if what == "optimizer" and refused:
+        raise UsageError(f"netscope step cannot plan the optimizer {name!r}: {refused}")
+    if not isinstance(value, str) or value not in table:
+        hint = (f" (pass its name, {name.lower()!r})" if name is not value and isinstance(name, str)
+                and name.lower() in table else "")
+        raise UsageError(f"unknown {what} {value!r}{hint}; use one of {', '.join(table)}")
 

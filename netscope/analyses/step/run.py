@@ -147,6 +147,7 @@ def run_step(model: nn.Module, args: tuple, kwargs: dict, options: StepOptions, 
     start = time.perf_counter()
     with paused_gc(), kept_hooks(module_tree(model)), preserved_model(copy_, train=True), torch.enable_grad(), fake:
         optimizer = OPTIMIZERS[options.optimizer].build(trainable)
+        eager = {id(p) for p in optimizer.state}  # state made when built (Adagrad's sum): kept, used or not
         _initial_state(optimizer, trainable)
         reached = _kept_grads(trainable) if options.keep_grads else None
         tracker.track_step(copy_, optimizer, (args, kwargs))
@@ -178,7 +179,7 @@ def run_step(model: nn.Module, args: tuple, kwargs: dict, options: StepOptions, 
     if unreached:  # they lived (zeros) from the start of the step to the drop: never, in the real loop
         timeline = [(total - unreached, p, g - unreached, s) if i < cut else (total, p, g, s)
                     for i, (total, p, g, s) in enumerate(timeline)]
-    timeline = _without_state_of_gradless(timeline, optimizer, trainable, got_grad)
+    timeline = _without_state_of_gradless(timeline, optimizer, trainable, got_grad | eager)
     infos = [ParamInfo(name, tuple(p.shape), p.element_size(), p.requires_grad, grads[id(p)],
                        tuple((tuple(v.shape), v.untyped_storage().nbytes())
                              for v in optimizer.state.get(p, {}).values() if isinstance(v, torch.Tensor)))
@@ -330,8 +331,8 @@ def _drop_unreached(trainable, reached: set) -> int:
 def _without_state_of_gradless(timeline, optimizer, trainable, got_grad):
     """Drop the warm-up's optimizer state of the trainable parameters the measured backward gave no gradient
     (unused in this forward): torch's optimizers skip a parameter whose ``.grad`` is None, so a real run
-    never makes state for it. That state lived through the whole tracked step, so every timeline entry
-    loses its bytes."""
+    never makes state for it (``got_grad`` also holds those whose state the optimizer made when built). That
+    state lived through the whole tracked step, so every timeline entry loses its bytes."""
     gone = 0
     for param in trainable:
         if id(param) not in got_grad and param in optimizer.state:
