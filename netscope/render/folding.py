@@ -1,7 +1,9 @@
 """Runs of identical repeated blocks (``layers.1–31  31 × LlamaDecoderLayer  as layers.0``), found once.
 
-Two sibling calls are identical when they have the same class, input and output shapes, parameter count,
-multiply-adds and number of nested calls. The first call of a run stays in full; the rest fold into one row.
+Two sibling calls are identical when they have the same parameter count and multiply-adds, and the same
+structure: each call of their subtrees, in order and nesting, has the same class, input and output shapes, own
+parameters and multiply-adds, window hyperparameters and behaviour key (a stock layer's configuration, hooks):
+a GELU block is never shown "as" a ReLU block. The first call of a run stays in full; the rest fold into one row.
 A call whose subtree holds a failed check or a finding never folds, so folding cannot hide a problem.
 Table, notebook and HTML views fold; JSON and the DataFrame always keep every call.
 """
@@ -84,6 +86,7 @@ def find_folds(layers: Sequence[LayerCall], pinned: Collection[int] = ()) -> Lis
         if call.parent is not None:
             kids.setdefault(call.parent, []).append(call)
 
+    structure = _structures(layers, kids)
     made: Dict[int, Any] = {}  # call index -> its signature: a run's end is compared again as the next start
 
     def signature(call: LayerCall):
@@ -93,8 +96,7 @@ def find_folds(layers: Sequence[LayerCall], pinned: Collection[int] = ()) -> Lis
         if call.call_number > 1 or index in holds_pin:
             key = None
         else:
-            key = (call.class_name, _shape_key(call.input_shapes), _shape_key(call.output_shapes),
-                   call.subtree_params, call.macs, sizes[index])
+            key = (structure[index], call.subtree_params, call.macs)
         made[index] = key
         return key
 
@@ -119,6 +121,20 @@ def find_folds(layers: Sequence[LayerCall], pinned: Collection[int] = ()) -> Lis
             start = end
     folds.sort(key=lambda f: f.members[0])
     return folds
+
+
+def _structures(layers: Sequence[LayerCall], kids: Dict[int, List[LayerCall]]) -> List[int]:
+    """Per call, a number equal for two calls exactly when their subtrees match call for call (class, shapes, own
+    parameters and multiply-adds, hyperparameters, behaviour key, and their children's numbers in order)."""
+    numbers: Dict[tuple, int] = {}
+    structure = [0] * len(layers)
+    for call in reversed(layers):  # pre-order reversed: children before their parent
+        children = kids.get(call.index)
+        key = (call.class_name, _shape_key(call.input_shapes), _shape_key(call.output_shapes), call.own_params,
+               call.own_macs, tuple(call.hyperparams.items()) if call.hyperparams else (), call.behaviour,
+               tuple(structure[c.index] for c in children) if children else ())
+        structure[call.index] = numbers.setdefault(key, len(numbers))
+    return structure
 
 
 def _shape_key(tree):
