@@ -79,6 +79,9 @@ class LayerCall:
     # input), and the operators in its own code that merged values of different calls: ("add_", (11, 12))
     inputs_from: Tuple[int, ...] = ()
     merges: Tuple[Tuple[str, Tuple[int, ...]], ...] = ()
+    # what else makes two calls of one class behave alike (netscope.run.module_tree.behaviour_key): a stock layer's
+    # configuration (Dropout's p, GELU's approximate), the module's own hooks; folding compares it, no column shows it
+    behaviour: Any = None
 
     @property
     def is_repeat(self) -> bool:

@@ -331,3 +331,61 @@ def test_identical_blocks_side_by_side_are_no_run_of_the_path():
     steps = [(s.label, s.join) for s in shape_flow(report.layers, report.run.input_shapes).steps]
     assert steps == [("input", ""), ("stem", ""), ("heads.0", ""), ("heads.1", "← stem"), ("heads.2", "← stem"),
                      ("tail.0–1 ×2", "← heads.0, heads.1")]  # the sum of the heads: heads.2 is the step before
+
+
+class MaybeResidual(nn.Module):
+    """Two Linears; the input added back only when ``residual`` (same modules, shapes, parameters, multiply-adds)."""
+
+    def __init__(self, residual: bool, swapped: bool = False):
+        super().__init__()
+        self.a, self.b = nn.Linear(8, 8), nn.Linear(8, 8)
+        self.residual, self.swapped = residual, swapped
+
+    def forward(self, x):
+        y = self.a(self.b(x)) if self.swapped else self.b(self.a(x))
+        return y + x if self.residual else y
+
+
+def _ground_truth(model, inputs):
+    """Per block: (whether its output is its children's chain plus its input, the order its children ran in),
+    from PyTorch itself: forward pre-hooks record the order, the chain is recomputed from the children."""
+    order, handles, x = {}, [], inputs
+    for name, block in model.named_children():
+        for child_name, child in block.named_children():
+            handles.append(child.register_forward_pre_hook(
+                lambda m, args, name=name, child_name=child_name: order.setdefault(name, []).append(child_name)))
+    with torch.no_grad():
+        outputs = []
+        for block in model.children():
+            x = block(x)
+            outputs.append(x)
+        for handle in handles:
+            handle.remove()
+        truth, x = [], inputs
+        for (name, block), y in zip(model.named_children(), outputs):
+            chain = x
+            for child_name in order[name]:
+                chain = getattr(block, child_name)(chain)
+            truth.append((torch.equal(y, chain + x), tuple(order[name])))
+            x = y
+    return truth
+
+
+def test_blocks_wired_differently_inside_are_not_folded_or_drawn_as_one_run():
+    # Before: the four blocks folded into 'as 0' and the flow drew one step '0–3 ×4 ⊕ skip', a skip in blocks 1
+    # and 2 that add nothing back; and two blocks running their children in the other order folded too
+    model = nn.Sequential(MaybeResidual(True), MaybeResidual(False), MaybeResidual(False), MaybeResidual(True),
+                          MaybeResidual(False, swapped=True), MaybeResidual(False, swapped=True))
+    x = torch.randn(2, 8)
+    truth = _ground_truth(model, x)
+    assert [t[0] for t in truth] == [True, False, False, True, False, False]
+    report = netscope.summary(model, input_data=x, checks=False, audit_names=False)
+    by_index = {c.index: c.name for c in report.layers}
+    for fold in report.folds():  # a fold says its members are like its first: PyTorch's answer agrees
+        names = [by_index[fold.first]] + [by_index[m] for m in fold.members]
+        assert len({truth[int(n)] for n in names}) == 1, names
+    assert [(by_index[f.first], [by_index[m] for m in f.members]) for f in report.folds()] == [
+        ("1", ["2"]), ("4", ["5"])]
+    steps = shape_flow(report.layers, report.run.input_shapes).steps
+    skips = [s.label for s in steps if "skip" in s.join]
+    assert skips == [str(i) for i, (residual, _) in enumerate(truth) if residual]

@@ -251,15 +251,24 @@ def test_wrapping_keeps_the_lines_a_cell_has_and_check_all_shows_one_formula_per
 from netscope.render.folding import find_folds, subtree_sizes  # noqa: E402
 
 
-def _all_runs(layers):
-    """Every run of identical siblings, written plainly (no skipping): the oracle for find_folds."""
+def _all_runs(layers, model=None):
+    """Every run of identical siblings, written plainly (no skipping): the oracle for find_folds. With ``model``,
+    identical also means PyTorch's own ``repr`` of the two modules (their subtrees' classes and configuration)
+    and their hooks are equal."""
     sizes = subtree_sizes(layers)
     kids = {}
     for call in layers:
         if call.parent is not None:
             kids.setdefault(call.parent, []).append(call)
+
+    def described(call):
+        if model is None:
+            return None
+        module = model.get_submodule(call.name)
+        return repr(module), [(len(m._forward_hooks), len(m._forward_pre_hooks)) for m in module.modules()]
+
     sig = lambda c: None if c.call_number > 1 else (c.class_name, repr(c.input_shapes), repr(c.output_shapes),
-                                                     c.subtree_params, c.macs, sizes[c.index])
+                                                     c.subtree_params, c.macs, sizes[c.index], described(c))
     runs = []
     for siblings in kids.values():
         start = 0
@@ -274,15 +283,20 @@ def _all_runs(layers):
     return runs
 
 
-@settings(max_examples=40, deadline=None)
-@given(st.recursive(st.sampled_from(["relu", "lin"]), lambda kids: st.lists(kids, min_size=1, max_size=4),
+LEAVES = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh_gelu": lambda: nn.GELU(approximate="tanh"),
+          "lin": lambda: nn.Linear(3, 3), "drop1": lambda: nn.Dropout(0.1), "drop5": lambda: nn.Dropout(0.5)}
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(st.recursive(st.sampled_from(sorted(LEAVES)), lambda kids: st.lists(kids, min_size=1, max_size=4),
                     max_leaves=24))
 def test_folds_are_every_run_of_identical_siblings_outside_folded_calls(spec):
+    """Identical is what PyTorch's repr of the two blocks says (the order, classes and configuration of their
+    layers), with equal shapes and counts: activations and dropouts cost no multiply-adds and hold no
+    parameters, so only their class and configuration tell the blocks apart."""
     def build(node):
-        if node == "relu":
-            return nn.ReLU()
-        if node == "lin":
-            return nn.Linear(3, 3)
+        if isinstance(node, str):
+            return LEAVES[node]()
         return nn.Sequential(*[build(child) for child in node])
 
     model = build(spec if isinstance(spec, list) else [spec])
@@ -293,8 +307,38 @@ def test_folds_are_every_run_of_identical_siblings_outside_folded_calls(spec):
     for members in found:
         for m in members:
             hidden.update(range(m, m + sizes[m]))
-    expected = [run for run in _all_runs(layers) if layers[run[0]].parent not in hidden]
+    expected = [run for run in _all_runs(layers, model) if layers[run[0]].parent not in hidden]
     assert sorted(found) == sorted(expected)
+
+
+def _block(act=nn.ReLU, p=0.1, dilation=1, stride=1, hooked=False):
+    block = nn.Sequential(nn.Conv2d(4, 4, 3, stride=stride, padding=dilation, dilation=dilation), act(), nn.Dropout(p))
+    if hooked:
+        block[0].register_forward_hook(lambda module, args, out: None)
+    return block
+
+
+@pytest.mark.parametrize("other", [dict(act=nn.GELU), dict(act=nn.Tanh), dict(p=0.5), dict(dilation=2),
+                                   dict(act=lambda: nn.LeakyReLU(0.2)), dict(hooked=True)],
+                         ids=["gelu", "tanh", "dropout_p", "dilation", "leaky_slope", "hook"])
+def test_blocks_that_differ_only_inside_never_fold_into_one_another(other):
+    """Same class, shapes, parameters and multiply-adds (dilation 2 with padding 2 keeps the shape and the cost),
+    different layers inside: blocks 1-2 are not "as 0", and fold with each other only."""
+    model = nn.Sequential(_block(), _block(**other), _block(**other), _block(**other))
+    assert repr(model[0]) != repr(model[1]) or other == dict(hooked=True)  # PyTorch's own description differs
+    layers = netscope.summary(model, input_size=(1, 4, 8, 8), checks=False, audit_names=False).layers
+    assert [c.macs for c in layers if c.depth == 1] == [layers[1].macs] * 4
+    folds = find_folds(layers)
+    by_name = {c.index: c.name for c in layers}
+    assert [(by_name[f.first], [by_name[m] for m in f.members]) for f in folds] == [("1", ["2", "3"])]
+
+
+def test_identical_blocks_still_fold_and_json_keeps_every_call():
+    model = nn.Sequential(*[_block() for _ in range(4)])
+    report = netscope.summary(model, input_size=(1, 4, 8, 8), checks=False, audit_names=False)
+    by_name = {c.index: c.name for c in report.layers}
+    assert [(by_name[f.first], [by_name[m] for m in f.members]) for f in report.folds()] == [("0", ["1", "2", "3"])]
+    assert [row["name"] for row in json.loads(report.to_json())["layers"]] == [c.name for c in report.layers]
 
 # ---- Coded columns (a code per row, a cell per code) ---------------------------------------------------
 

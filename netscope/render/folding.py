@@ -1,7 +1,11 @@
 """Runs of identical repeated blocks (``layers.1–31  31 × LlamaDecoderLayer  as layers.0``), found once.
 
-Two sibling calls are identical when they have the same class, input and output shapes, parameter count,
-multiply-adds and number of nested calls. The first call of a run stays in full; the rest fold into one row.
+Two sibling calls are identical when they have the same parameter count and multiply-adds, and the same
+structure: each call of their subtrees, in order and nesting, has the same class, input and output shapes, own
+parameters and multiply-adds, window hyperparameters and behaviour key (a stock layer's configuration, hooks),
+and each call below them has the same name relative to its parent; and the same wiring: each call inside takes
+its tensors from the same calls inside (or from outside), and their own code merges the same values (a block
+whose residual add is switched off is not "as" one that adds it). A GELU block is never shown "as" a ReLU block. The first call of a run stays in full; the rest fold into one row.
 A call whose subtree holds a failed check or a finding never folds, so folding cannot hide a problem.
 Table, notebook and HTML views fold; JSON and the DataFrame always keep every call.
 """
@@ -89,6 +93,7 @@ def find_folds(layers: Sequence[LayerCall], pinned: Collection[int] = ()) -> Lis
         if call.parent is not None:
             kids.setdefault(call.parent, []).append(call)
 
+    structure = _structures(layers, kids)
     made: Dict[int, Any] = {}  # call index -> its signature: a run's end is compared again as the next start
 
     def signature(call: LayerCall):
@@ -98,10 +103,30 @@ def find_folds(layers: Sequence[LayerCall], pinned: Collection[int] = ()) -> Lis
         if call.call_number > 1 or index in holds_pin:
             key = None
         else:
-            key = (call.class_name, _shape_key(call.input_shapes), _shape_key(call.output_shapes),
-                   call.subtree_params, call.macs, sizes[index])
+            key = (structure[index], call.subtree_params, call.macs)
         made[index] = key
         return key
+
+    wired: Dict[int, tuple] = {}
+
+    def wiring(call: LayerCall) -> tuple:
+        """Where each call in ``call``'s subtree takes its tensors from and what its own code merges, as offsets
+        inside the subtree (``_OUTSIDE`` for any call before it; a producer always comes before its consumer):
+        asked only of calls whose signatures match."""
+        found = wired.get(call.index)
+        if found is None:
+            low = call.index
+            parts = [_merged(call.merges, low)] if call.merges else []
+            for inner in layers[low + 1:low + sizes[low]]:
+                sources = inner.inputs_from
+                if len(sources) == 1:
+                    parts.append(sources[0] - low if sources[0] >= low else _OUTSIDE)
+                else:
+                    parts.append(_offsets(sources, low))
+                if inner.merges:
+                    parts.append(_merged(inner.merges, low))
+            found = wired[call.index] = tuple(parts)
+        return found
 
     folds: List[Fold] = []
     folded: set = set()  # indexes of fold members
@@ -114,7 +139,8 @@ def find_folds(layers: Sequence[LayerCall], pinned: Collection[int] = ()) -> Lis
         while start < len(siblings):
             key = signature(siblings[start])
             end = start + 1
-            while key is not None and end < len(siblings) and signature(siblings[end]) == key:
+            while (key is not None and end < len(siblings) and signature(siblings[end]) == key
+                   and wiring(siblings[end]) == wiring(siblings[start])):
                 end += 1
             members = siblings[start + 1:end]
             if members and (len(members) > 1 or sizes[members[0].index] > 1):  # only when it saves rows
@@ -124,6 +150,40 @@ def find_folds(layers: Sequence[LayerCall], pinned: Collection[int] = ()) -> Lis
             start = end
     folds.sort(key=lambda f: f.members[0])
     return folds
+
+
+_OUTSIDE = -1  # in a wiring: producers called before the subtree (its input, a side input), however many
+
+
+def _offsets(producers, low: int):
+    """Producers as offsets from ``low`` (one ``_OUTSIDE`` for those before it): one as a number, several sorted."""
+    found = {p - low if p >= low else _OUTSIDE for p in producers}
+    return found.pop() if len(found) == 1 else tuple(sorted(found))
+
+
+def _merged(merges, low: int) -> tuple:
+    return ("merges",) + tuple((op, _offsets(producers, low)) for op, producers in merges)
+
+
+def _structures(layers: Sequence[LayerCall], kids: Dict[int, List[LayerCall]]) -> List[int]:
+    """Per call, a number equal for two calls exactly when their subtrees match call for call (class, shapes, own
+    parameters and multiply-adds, hyperparameters, behaviour key, and their children's relative names and
+    numbers in order)."""
+    numbers: Dict[tuple, int] = {}
+    structure = [0] * len(layers)
+    cut = {}  # parent index -> length of its name's prefix of its children's names
+    for call in layers:
+        if call.parent is not None and call.parent not in cut:
+            parent_name = layers[call.parent].name
+            cut[call.parent] = len(parent_name) + 1 if parent_name else 0
+    for call in reversed(layers):  # pre-order reversed: children before their parent
+        children = kids.get(call.index)
+        key = (call.class_name, _shape_key(call.input_shapes), _shape_key(call.output_shapes), call.own_params,
+               call.own_macs, tuple(call.hyperparams.items()) if call.hyperparams else (), call.behaviour,
+               tuple((c.name[cut[call.index]:], c.call_number > 1, structure[c.index]) for c in children)
+               if children else ())
+        structure[call.index] = numbers.setdefault(key, len(numbers))
+    return structure
 
 
 def _shape_key(tree):

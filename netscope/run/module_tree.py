@@ -9,7 +9,7 @@ import itertools
 import operator
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -25,6 +25,62 @@ SCALARS = (int, float, bool, str, type(None))
 def is_plain_value(value) -> bool:
     """A scalar, or a tuple of them (nested too): a value compared and hashed by value."""
     return type(value) in SCALARS or (type(value) is tuple and all(map(is_plain_value, value)))
+
+
+_HOOK_TABLES = ("_forward_pre_hooks", "_forward_hooks", "_backward_pre_hooks", "_backward_hooks")
+
+
+def behaviour_key(module: nn.Module, classes: Dict[type, Any]):
+    """What two modules of one class may differ in beyond their tensors' shapes, hashable (None: nothing): a
+    ``torch.nn`` layer's training flag and configuration attributes (``p``, ``approximate``, ``dilation``, an
+    ``activation`` function; an unhashable value by its type's name), and the module's own hooks (each table's
+    callables by name). A class of the user's own is compared by its children and
+    tensors only: its attributes may count calls (``layer_idx``) without changing what a call computes.
+    ``classes``: the pass's memo, class -> its first instance's attribute names (read at once from the next)."""
+    state = module.__dict__
+    config = None
+    cls = type(module)
+    names = classes.get(cls)
+    if names is None:
+        names = classes[cls] = _config_names(state) if cls.__module__.startswith(STOCK_PREFIX) else False
+    if names:
+        values = None
+        if len(state) == names[0]:
+            try:
+                values = names[2](state)
+            except KeyError:
+                pass
+        if values is None:  # an instance with other attributes than its class's first one
+            names = _config_names(state)
+            values = names[2](state)
+        try:  # values compared as they are (an object without value equality only ever equals itself)
+            hash(values)
+        except TypeError:  # a list, a dict: by what it is
+            values = tuple(map(_described, values))
+        config = (names[1], values)
+    hooks = None
+    if (state.get("_forward_pre_hooks") or state.get("_forward_hooks") or state.get("_backward_pre_hooks")
+            or state.get("_backward_hooks")):
+        hooks = tuple((table, tuple(_described(hook) for hook in state[table].values()))
+                      for table in _HOOK_TABLES if state.get(table))
+    return None if config is None and hooks is None else (config, hooks)
+
+
+def _config_names(state: dict) -> tuple:
+    """(size of ``__dict__``, the names of the training flag and every configuration attribute, their reader)."""
+    names = ("training",) + tuple(sorted(state.keys() - TORCH_INTERNAL))
+    return len(state), names, operator.itemgetter(*names) if len(names) > 1 else (lambda got: (got["training"],))
+
+
+def _described(value):
+    """A plain value itself; a function (a hook, ``activation=F.gelu``) by its qualified name; else its type's."""
+    if is_plain_value(value):
+        return value
+    target = getattr(value, "__func__", None) or getattr(value, "func", None) or value  # a bound method, a partial
+    name = getattr(target, "__qualname__", None)
+    if callable(target) and isinstance(name, str):
+        return f"{getattr(target, '__module__', '')}.{name}"
+    return type(value).__qualname__
 
 
 def class_name_of(module: nn.Module) -> str:

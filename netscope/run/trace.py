@@ -42,7 +42,8 @@ from netscope.operators.breakdown import OperatorTable
 from netscope.operators.packed import packed_by_module, packed_numel
 from netscope.analyses.receptive_field import FieldTracker, input_field
 from netscope.records import FAILED, NOT_RECORDED, LayerCall, record_from_fields
-from netscope.run.module_tree import ModuleTree, ParamCensus, class_name_of, module_tree, param_census, tree_of
+from netscope.run.module_tree import (ModuleTree, ParamCensus, behaviour_key, class_name_of, module_tree, param_census,
+                                      tree_of)
 from netscope.run.shapes import format_shape_tree, shape_tree, shapes_only, tensor_bytes
 from netscope.operators.windows import WindowOpLog
 
@@ -821,6 +822,7 @@ def _build_result(tree: ModuleTree, recorder: _Recorder, ops: Optional[OpResolve
         failed_index = open_calls[0].origin.index  # where the exception that ended the pass was raised
     merges = recorder.flow.merges
     windowed: Dict[type, bool] = {}  # class -> whether it has kernel_size (then read per module)
+    behaviours: Dict[type, Any] = {}  # class -> its configuration attributes' names (behaviour_key's memo)
     class_names: Dict[type, str] = {}  # (not scripted classes: each scripted module has its own name)
     scripted: List[str] = []  # scripted submodules of an eager model: their layers ran unseen
     # a replayed stock leaf ran an earlier call's operators on the same signature (class, configuration, tensor
@@ -895,6 +897,7 @@ def _build_result(tree: ModuleTree, recorder: _Recorder, ops: Optional[OpResolve
             "receptive_field": call.field,
             "inputs_from": edge_tuple(call.inputs_from),
             "merges": tuple((op, edge_tuple(s)) for op, s in merges[index]) if index in merges else (),
+            "behaviour": behaviour_key(module, behaviours),
         }))
     forward_outputs = {}
     for index, returned in recorder.forward_outputs.items():
